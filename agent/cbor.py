@@ -1,0 +1,473 @@
+# CBOR (RFC 8949) for CPython and MicroPython alike.
+#
+# Encoding is deterministic (RFC 8949 section 4.2.1): shortest argument forms, definite lengths,
+# floats in the shortest of half/single/double that keeps the value, map keys sorted by their
+# encoded bytes. The float check works on the IEEE bit pattern with integers only, so both
+# interpreters make the same bytes whatever their struct module does with half floats.
+#
+# Writer encodes into one bytearray: fixed (a batch buffer allocated once; overflow raises
+# BufferFull) or growable (dumps). The decoder never allocates more than the input can hold.
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_BIG = 0x10000000000000000  # 2**64: past it an integer becomes a bignum (tags 2 and 3)
+MAX_DEPTH = const(32)
+
+
+class CBORError(ValueError):
+    """Base of every error this module raises; `offset` is the byte where it was found."""
+
+    def __init__(self, message, offset=None):
+        if offset is not None:
+            message = "at byte %d: %s" % (offset, message)
+        super().__init__(message)
+        self.offset = offset
+
+
+class EncodeError(CBORError):
+    pass
+
+
+class BufferFull(EncodeError):
+    """A fixed Writer ran out of room."""
+
+
+class DecodeError(CBORError):
+    pass
+
+
+class Truncated(DecodeError):
+    """The input ends inside an item, or a length header claims more than the input holds."""
+
+
+class TrailingData(DecodeError):
+    """Bytes follow the one item that was expected."""
+
+
+class TooDeep(DecodeError):
+    """Arrays, maps and tags nest deeper than the limit."""
+
+
+class Malformed(DecodeError):
+    """Not well-formed CBOR, or a form this decoder refuses (duplicate map keys, bad UTF-8)."""
+
+
+class Tag:
+    """A tagged item that the decoder does not turn into a Python value itself."""
+
+    def __init__(self, tag, value):
+        self.tag = tag
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Tag) and self.tag == other.tag and self.value == other.value
+
+    def __repr__(self):
+        return "Tag(%d, %r)" % (self.tag, self.value)
+
+
+class Simple:
+    """A simple value other than false, true, null and undefined."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __eq__(self, other):
+        return isinstance(other, Simple) and self.value == other.value
+
+    def __hash__(self):
+        return self.value
+
+    def __repr__(self):
+        return "Simple(%d)" % self.value
+
+
+class _Undefined:
+    def __repr__(self):
+        return "undefined"
+
+
+UNDEFINED = _Undefined()
+
+
+def float_bits(f):
+    """(size, bits): the shortest IEEE 754 form (2, 4 or 8 bytes) that holds f exactly."""
+    d = struct.unpack(">Q", struct.pack(">d", f))[0]
+    sign = d >> 63
+    exp = (d >> 52) & 0x7FF
+    mant = d & 0xFFFFFFFFFFFFF
+    if exp == 0x7FF:
+        if mant:
+            return 2, 0x7E00  # the one canonical NaN
+        return 2, (sign << 15) | 0x7C00
+    if exp == 0:
+        if mant == 0:
+            return 2, sign << 15
+        return 8, d  # a double subnormal is too small for half or single
+    e = exp - 1023
+    sig = mant | 0x10000000000000
+    if -14 <= e <= 15:
+        if mant & 0x3FFFFFFFFFF == 0:
+            return 2, (sign << 15) | ((e + 15) << 10) | (mant >> 42)
+    elif -24 <= e < -14:
+        shift = 28 - e  # 52 - (e + 24)
+        if sig & ((1 << shift) - 1) == 0:
+            return 2, (sign << 15) | (sig >> shift)
+    if -126 <= e <= 127:
+        if mant & 0x1FFFFFFF == 0:
+            return 4, (sign << 31) | ((e + 127) << 23) | (mant >> 29)
+    elif -149 <= e < -126:
+        shift = -97 - e  # 52 - (e + 149)
+        if sig & ((1 << shift) - 1) == 0:
+            return 4, (sign << 31) | (sig >> shift)
+    return 8, d
+
+
+def _key_bytes(k):
+    w = Writer()
+    w.value(k)
+    return bytes(w.getvalue())
+
+
+def _sort_key(pair):
+    return pair[0]
+
+
+class Writer:
+    """Encodes CBOR items into a bytearray.
+
+    Writer(bytearray(n)) writes into that buffer and raises BufferFull past its end; Writer()
+    grows its own buffer. getvalue() is a memoryview of what was written.
+    """
+
+    def __init__(self, buf=None):
+        if buf is None:
+            self.buf = bytearray(64)
+            self.fixed = False
+        else:
+            self.buf = buf
+            self.fixed = True
+        self.pos = 0
+
+    def reset(self):
+        self.pos = 0
+
+    def getvalue(self):
+        return memoryview(self.buf)[:self.pos]
+
+    def _room(self, n):
+        need = self.pos + n
+        if need > len(self.buf):
+            if self.fixed:
+                raise BufferFull("output buffer of %d bytes is full" % len(self.buf))
+            size = len(self.buf) * 2
+            while size < need:
+                size *= 2
+            grown = bytearray(size)
+            grown[:self.pos] = memoryview(self.buf)[:self.pos]
+            self.buf = grown
+
+    def raw(self, data):
+        n = len(data)
+        self._room(n)
+        self.buf[self.pos:self.pos + n] = data
+        self.pos += n
+
+    def byte(self, b):
+        self._room(1)
+        self.buf[self.pos] = b
+        self.pos += 1
+
+    def head(self, major, n):
+        """The initial byte(s) of an item: major type 0-7 and its argument n >= 0, shortest form."""
+        mt = major << 5
+        if n < 24:
+            self._room(1)
+            self.buf[self.pos] = mt | n
+            self.pos += 1
+        elif n < 0x100:
+            self._room(2)
+            self.buf[self.pos] = mt | 24
+            self.buf[self.pos + 1] = n
+            self.pos += 2
+        elif n < 0x10000:
+            self._room(3)
+            struct.pack_into(">BH", self.buf, self.pos, mt | 25, n)
+            self.pos += 3
+        elif n < 0x100000000:
+            self._room(5)
+            struct.pack_into(">BI", self.buf, self.pos, mt | 26, n)
+            self.pos += 5
+        elif n < _BIG:
+            self._room(9)
+            struct.pack_into(">BQ", self.buf, self.pos, mt | 27, n)
+            self.pos += 9
+        else:
+            raise EncodeError("argument %d does not fit in 64 bits" % n)
+
+    def int(self, n):
+        if n >= 0:
+            if n < _BIG:
+                self.head(0, n)
+            else:
+                self._bignum(2, n)
+        else:
+            m = -1 - n
+            if m < _BIG:
+                self.head(1, m)
+            else:
+                self._bignum(3, m)
+
+    def _bignum(self, tag, n):
+        size = 0
+        x = n
+        while x:
+            x >>= 8
+            size += 1
+        self.head(6, tag)
+        self.head(2, size)
+        self.raw(n.to_bytes(size, "big"))
+
+    def float(self, f):
+        size, bits = float_bits(f)
+        self._room(size + 1)
+        if size == 2:
+            struct.pack_into(">BH", self.buf, self.pos, 0xF9, bits)
+        elif size == 4:
+            struct.pack_into(">BI", self.buf, self.pos, 0xFA, bits)
+        else:
+            struct.pack_into(">BQ", self.buf, self.pos, 0xFB, bits)
+        self.pos += size + 1
+
+    def text(self, s):
+        data = s.encode("utf-8")
+        self.head(3, len(data))
+        self.raw(data)
+
+    def bytes(self, data):
+        self.head(2, len(data))
+        self.raw(data)
+
+    def array(self, n):
+        self.head(4, n)
+
+    def map(self, n):
+        self.head(5, n)
+
+    def tag(self, n):
+        self.head(6, n)
+
+    def value(self, v):
+        """Any supported Python value, deterministically."""
+        if v is None:
+            self.byte(0xF6)
+        elif v is True:
+            self.byte(0xF5)
+        elif v is False:
+            self.byte(0xF4)
+        elif isinstance(v, int):
+            self.int(v)
+        elif isinstance(v, float):
+            self.float(v)
+        elif isinstance(v, str):
+            self.text(v)
+        elif isinstance(v, (bytes, bytearray, memoryview)):
+            self.bytes(v)
+        elif isinstance(v, (list, tuple)):
+            self.head(4, len(v))
+            for item in v:
+                self.value(item)
+        elif isinstance(v, dict):
+            pairs = [(_key_bytes(k), val) for k, val in v.items()]
+            pairs.sort(key=_sort_key)
+            self.head(5, len(pairs))
+            for kb, val in pairs:
+                self.raw(kb)
+                self.value(val)
+        elif isinstance(v, Tag):
+            self.head(6, v.tag)
+            self.value(v.value)
+        elif isinstance(v, Simple):
+            if v.value < 24:
+                self.byte(0xE0 | v.value)
+            else:
+                self.byte(0xF8)
+                self.byte(v.value)
+        elif v is UNDEFINED:
+            self.byte(0xF7)
+        else:
+            raise EncodeError("cannot encode a value of type %s" % type(v).__name__)
+
+
+def dumps(v):
+    w = Writer()
+    w.value(v)
+    return bytes(w.getvalue())
+
+
+class Reader:
+    """Decodes CBOR items one after another from a bytes-like object.
+
+    Every length header is checked against the bytes left before anything is allocated, nesting
+    is limited to max_depth, and every error names the byte offset.
+    """
+
+    def __init__(self, data, pos=0, end=None, max_depth=MAX_DEPTH):
+        self.data = memoryview(data)
+        self.pos = pos
+        self.end = len(data) if end is None else end
+        self.max_depth = max_depth
+
+    def at_end(self):
+        return self.pos >= self.end
+
+    def _need(self, n, start):
+        if self.pos + n > self.end:
+            raise Truncated("the input ends %d bytes early" % (self.pos + n - self.end), start)
+
+    def head(self):
+        """(major, argument, start offset) of the next item; argument None means indefinite."""
+        start = self.pos
+        self._need(1, start)
+        ib = self.data[self.pos]
+        self.pos += 1
+        major = ib >> 5
+        ai = ib & 31
+        if ai < 24:
+            return major, ai, start
+        if ai == 31:
+            if major in (0, 1, 6):
+                raise Malformed("indefinite length is not allowed for major type %d" % major, start)
+            return major, None, start
+        if ai > 27:
+            raise Malformed("reserved additional information %d" % ai, start)
+        size = 1 << (ai - 24)
+        self._need(size, start)
+        n = 0
+        for b in self.data[self.pos:self.pos + size]:
+            n = (n << 8) | b
+        self.pos += size
+        return major, n, start
+
+    def item(self):
+        return self._item(0)
+
+    def _item(self, depth):
+        if depth > self.max_depth:
+            raise TooDeep("nesting deeper than %d" % self.max_depth, self.pos)
+        major, n, start = self.head()
+        if major == 0:
+            return n
+        if major == 1:
+            return -1 - n
+        if major == 2 or major == 3:
+            if n is None:
+                return self._chunks(major, depth, start)
+            return self._string(major, n, start)
+        if major == 4:
+            out = []
+            if n is None:
+                while not self._break():
+                    out.append(self._item(depth + 1))
+                return out
+            if n > self.end - self.pos:
+                raise Truncated("array of %d items cannot fit in %d bytes" % (n, self.end - self.pos), start)
+            for _ in range(n):
+                out.append(self._item(depth + 1))
+            return out
+        if major == 5:
+            out = {}
+            if n is None:
+                while not self._break():
+                    self._pair(out, depth)
+                return out
+            if 2 * n > self.end - self.pos:
+                raise Truncated("map of %d pairs cannot fit in %d bytes" % (n, self.end - self.pos), start)
+            for _ in range(n):
+                self._pair(out, depth)
+            return out
+        if major == 6:
+            inner = self._item(depth + 1)
+            if n == 2 or n == 3:
+                if not isinstance(inner, (bytes, bytearray)):
+                    raise Malformed("bignum tag %d needs a byte string" % n, start)
+                value = int.from_bytes(inner, "big") if len(inner) else 0
+                return value if n == 2 else -1 - value
+            return Tag(n, inner)
+        return self._simple(n, start)
+
+    def _pair(self, out, depth):
+        kpos = self.pos
+        key = self._item(depth + 1)
+        try:
+            hash(key)
+        except TypeError:
+            raise Malformed("a map key must be a number, string or other simple value", kpos)
+        if key in out:
+            raise Malformed("duplicate map key %r" % (key,), kpos)
+        out[key] = self._item(depth + 1)
+
+    def _break(self):
+        if self.pos >= self.end:
+            raise Truncated("indefinite-length item has no break", self.pos)
+        if self.data[self.pos] == 0xFF:
+            self.pos += 1
+            return True
+        return False
+
+    def _string(self, major, n, start):
+        self._need(n, start)
+        raw = bytes(self.data[self.pos:self.pos + n])
+        self.pos += n
+        if major == 2:
+            return raw
+        try:
+            return raw.decode("utf-8")
+        except UnicodeError:
+            raise Malformed("text string is not valid UTF-8", start)
+
+    def _chunks(self, major, depth, start):
+        parts = []
+        while not self._break():
+            m, n, cstart = self.head()
+            if m != major or n is None:
+                raise Malformed("a chunk of an indefinite-length string must be a definite string "
+                                "of the same type", cstart)
+            parts.append(self._string(major, n, cstart))
+        return (b"" if major == 2 else "").join(parts)
+
+    def _simple(self, n, start):
+        if n is None:
+            raise Malformed("unexpected break", start)
+        size = self.pos - start - 1
+        if size == 0 or size == 1:
+            if size == 1 and n < 32:
+                raise Malformed("simple value %d in two-byte form" % n, start)
+            if n == 20:
+                return False
+            if n == 21:
+                return True
+            if n == 22:
+                return None
+            if n == 23:
+                return UNDEFINED
+            return Simple(n)
+        if size == 2:
+            return struct.unpack(">e", bytes(self.data[start + 1:start + 3]))[0]
+        if size == 4:
+            return struct.unpack(">f", bytes(self.data[start + 1:start + 5]))[0]
+        return struct.unpack(">d", bytes(self.data[start + 1:start + 9]))[0]
+
+
+def loads(data, max_depth=MAX_DEPTH):
+    """Exactly one CBOR item from data; anything after it is an error."""
+    r = Reader(data, max_depth=max_depth)
+    v = r.item()
+    if not r.at_end():
+        raise TrailingData("%d bytes follow the item" % (r.end - r.pos), r.pos)
+    return v

