@@ -3,10 +3,31 @@ import argparse
 import sys
 
 
+def cmd_check(args):
+    from firmware.profile.commands import check
+    return check(args.profiles)
+
+
+def cmd_compile(args):
+    from firmware.profile.commands import compile_to
+    return compile_to(args.profile, args.output)
+
+
+def add_profile_commands(sub):
+    p = sub.add_parser("check", help="validate product profiles and summarize each")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="a profile YAML file")
+    p.set_defaults(func=cmd_check)
+    p = sub.add_parser("compile", help="compile a profile to the JSON that a board reads")
+    p.add_argument("profile", metavar="PROFILE", help="a profile YAML file")
+    p.add_argument("-o", "--output", metavar="OUT.json", help="write here instead of standard output")
+    p.set_defaults(func=cmd_compile)
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tether", description="Tether edge agent tools")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    add_profile_commands(sub)
     return parser, sub
 
 

@@ -1,0 +1,43 @@
+"""`tether check` and `tether compile`: exit status 0 when every profile is valid, 2 otherwise."""
+import os
+import sys
+
+from firmware.profile.compile import compile_with_secrets, to_json
+from firmware.profile.summary import summary
+
+
+def check(paths, out=None, err=None):
+    """Print a summary of each valid profile and every error of the others."""
+    out, err = out or sys.stdout, err or sys.stderr
+    status = 0
+    for path in paths:
+        if os.path.basename(path) == "secrets.yaml":  # `tether check examples/*.yaml` names it too
+            print("%s: skipped, the secrets of the profiles next to it" % path, file=out)
+            continue
+        compiled, errors, secret_fields = compile_with_secrets(path)
+        if errors:
+            status = 2
+            print("\n".join(errors), file=err)
+        else:
+            print(summary(path, compiled, secret_fields), file=out)
+    return status
+
+
+def compile_to(path, output=None, out=None, err=None):
+    """Write the compiled profile as JSON to the file `output`, or to standard output."""
+    out, err = out or sys.stdout, err or sys.stderr
+    compiled, errors, _ = compile_with_secrets(path)
+    if errors:
+        print("\n".join(errors), file=err)
+        return 2
+    text = to_json(compiled) + "\n"
+    if output is None:
+        out.write(text)
+        return 0
+    try:
+        with open(output, "w") as f:
+            f.write(text)
+    except OSError as exc:
+        print("%s: cannot write: %s" % (output, exc.strerror), file=err)
+        return 2
+    return 0

@@ -1,0 +1,77 @@
+"""Checks across sections: pins used twice, chips claiming one bus address, room for batches.
+
+They run on the compiled values that passed their own rules, and report at the YAML node of the
+later claim (or of the section holding a default).
+"""
+from firmware.profile.errors import at, shown
+from firmware.profile.rules import find
+from firmware.profile.units import format_size
+
+
+def check(ctx, root, compiled):
+    pins(ctx, root, compiled)
+    addresses(ctx, root, compiled)
+    buffer_room(ctx, root, compiled)
+
+
+def items(root, compiled, key):
+    """(compiled item, its node) for each valid item of a top-level list."""
+    node = root.value.get(key)
+    if node is None or node.tag != "seq" or not isinstance(compiled.get(key), list):
+        return []
+    return [(c, n) for c, n in zip(compiled[key], node.value) if c]
+
+
+def pins(ctx, root, compiled):
+    """A pin serves one role of one owner; two sensors of one HX711 share its pins."""
+    claims = {}  # pin -> (owner, role, path of the first claim)
+
+    def claim(node, owner, role):
+        first = claims.setdefault(node.value, (owner, role, node.path))
+        if first[:2] != (owner, role):
+            ctx.problems.append(at(node, "pin %s is already used by %s" % (shown(node), first[2])))
+
+    for b, n in items(root, compiled, "buses"):
+        for role in ("sda", "scl", "tx", "rx"):
+            if role in b:
+                claim(n.value[role], n.path, role)
+    for s, n in items(root, compiled, "sensors"):
+        chip = s.get("pins", {})
+        owner = ("hx711", chip.get("dout"), chip.get("sck")) if len(chip) == 2 else n.path
+        for role in chip:
+            claim(n.value["pins"].value[role], owner, role)
+        if "pin" in s:
+            claim(n.value["pin"], n.path, "adc")
+
+
+def addresses(ctx, root, compiled):
+    """One chip per bus address, except several quantities of the same chip (same driver)."""
+    chips = {}  # (bus, address) -> (driver, path of the first sensor)
+
+    def claim(bus, address, driver, node, sensor_path):
+        first = chips.setdefault((bus, address), (driver, sensor_path))
+        if first[0] != driver:
+            kind = ctx.buses.get(bus, (None,))[0]
+            written = "0x%02x" % address if kind == "i2c" else str(address)
+            ctx.problems.append(at(node, "address %s on bus '%s' is already used by %s (%s)"
+                                   % (shown(node) if node.secret else written, bus, first[1], first[0])))
+
+    for s, n in items(root, compiled, "sensors"):
+        if "bus" in s and "address" in s:
+            claim(s["bus"], s["address"], s["driver"], find(n, "address"), n.path)
+        adc = s.get("adc", {})
+        if "bus" in adc and "address" in adc:
+            claim(adc["bus"], adc["address"], "ads1115", find(n, "adc", "address"), n.path)
+
+
+def buffer_room(ctx, root, compiled):
+    buffer_bytes = compiled.get("buffer", {}).get("max_bytes")
+    batch_bytes = compiled.get("batch", {}).get("max_bytes")
+    if buffer_bytes is None or batch_bytes is None or buffer_bytes >= 4 * batch_bytes:
+        return
+    buffer_node, batch_node = find(root, "buffer", "max_bytes"), find(root, "batch", "max_bytes")
+    need = "***" if batch_node.secret else format_size(4 * batch_bytes)
+    have = "***" if buffer_node.secret else format_size(buffer_bytes)
+    where = buffer_node if buffer_node.path == "buffer.max_bytes" else batch_node
+    ctx.problems.append(at(where, "the buffer must hold several batches: expected buffer.max_bytes "
+                                  ">= 4 x batch.max_bytes = %s, got %s" % (need, have)))

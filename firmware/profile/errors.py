@@ -1,0 +1,55 @@
+"""Problems found in a profile, and how they are written for the user.
+
+A problem is a tuple (file, line, column, key path, message); line and column are 1-based, or
+None when the problem concerns a whole file. Written out it reads
+`examples/printer.yaml:14:5: sensors[2].interval: expected a duration like '10s', got 'fast'`.
+"""
+import difflib
+
+SECRET_SHOWN = "***"
+
+
+class Invalid(Exception):
+    """A value breaks its rule; the message says what was expected and what was got."""
+
+
+def at(node, message):
+    return (node.file, node.line, node.col, node.path, message)
+
+
+def shown(node):
+    """How a value appears in a message. A secret never does."""
+    if node.secret:
+        return SECRET_SHOWN
+    if node.tag == "map":
+        return "a mapping"
+    if node.tag == "seq":
+        return "a list"
+    if node.tag == "null":
+        return "nothing"
+    if node.tag == "str":
+        text = node.text if len(node.text) <= 60 else node.text[:57] + "..."
+        return "'%s'" % text
+    return node.text
+
+
+def expected(what, node):
+    return "expected %s, got %s" % (what, shown(node))
+
+
+def did_you_mean(word, choices):
+    """", did you mean 'x'?" when one of choices is close to word, else ""."""
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return ", did you mean '%s'?" % close[0] if close else ""
+
+
+def format_problem(problem):
+    file, line, col, path, message = problem
+    where = file if line is None else "%s:%d:%d" % (file, line, col)
+    return "%s: %s: %s" % (where, path, message) if path else "%s: %s" % (where, message)
+
+
+def messages(problems):
+    """Problems as text lines, by file and position, each once."""
+    order = sorted(set(problems), key=lambda p: (p[0], p[1] or 0, p[2] or 0, p[3], p[4]))
+    return [format_problem(p) for p in order]

@@ -1,0 +1,226 @@
+"""Generic rules for profile values.
+
+A rule is a function (ctx, node) -> compiled value that raises Invalid when the value breaks it.
+`section` reads a mapping by a table of fields, collecting every problem in ctx.problems and the
+compiled names of values that came from `!secret` in ctx.secrets.
+"""
+import re
+
+from firmware.profile import units
+from firmware.profile.errors import Invalid, at, did_you_mean, expected
+from firmware.profile.yamlsource import Node, join
+
+REQUIRED = object()  # default of a field that must be given
+EMPTY = object()     # default of a sub-mapping: read as an empty mapping, so its own defaults apply
+
+
+def section(ctx, node, fields, out_path=None, strict=True):
+    """Compiled dict of a mapping read by fields: [(key, compiled name, rule, default)].
+
+    A default of None leaves the compiled key out. A compiled name of None means the rule returns
+    several compiled keys as a dict. out_path is where the result sits in the compiled form (to
+    name secret fields); strict reports keys that are not in the table.
+    """
+    if node.tag == "null":
+        node = Node({}, node.file, node.line, node.col, node.path, secret=node.secret)
+    if node.tag != "map":
+        raise Invalid(expected("a mapping", node))
+    if strict:
+        unknown_keys(ctx, node, [field[0] for field in fields])
+    out = {}
+    for key, name, rule, default in fields:
+        child = node.value.get(key)
+        if child is None and default is REQUIRED:
+            ctx.problems.append(at(node, "missing required key '%s'" % key))
+            continue
+        if child is None and default is not EMPTY:
+            if default is not None:
+                out[name] = default
+            continue
+        if child is None:
+            child = Node({}, node.file, node.line, node.col, join(node.path, key))
+        try:
+            value = rule(ctx, child)
+        except Invalid as exc:
+            ctx.problems.append(at(child, str(exc)))
+            continue
+        produced = value if name is None else {name: value}
+        out.update(produced)
+        if child.secret:
+            ctx.secrets.update(join(node.path if out_path is None else out_path, n) for n in produced)
+    return out
+
+
+def unknown_keys(ctx, node, known):
+    """A problem at each key of node not in known; the path is the mapping's, the position the key's."""
+    for key, key_node in node.keys.items():
+        if key not in known:
+            hint = did_you_mean(key, known) or (" (expected one of: %s)" % ", ".join(known)
+                                                if known else " (nothing can be set here)")
+            ctx.problems.append((key_node.file, key_node.line, key_node.col, node.path,
+                                 "unknown key '%s'%s" % (key, hint)))
+
+
+def find(node, *keys):
+    """The deepest node along keys that exists: where to report a problem about a default."""
+    for key in keys:
+        if node.tag != "map" or key not in node.value:
+            break
+        node = node.value[key]
+    return node
+
+
+def list_of(rule, at_least=0, what="a list"):
+    """A list whose items follow rule; an invalid item compiles to None (its problem is noted)."""
+    def read(ctx, node):
+        if node.tag == "null" and not at_least:
+            return []
+        if node.tag != "seq" or len(node.value) < at_least:
+            raise Invalid(expected(what, node))
+        out = []
+        for item in node.value:
+            try:
+                out.append(rule(ctx, item))
+            except Invalid as exc:
+                ctx.problems.append(at(item, str(exc)))
+                out.append(None)
+        return out
+    return read
+
+
+def choice(options):
+    def read(ctx, node):
+        if node.tag == "str" and node.value in options:
+            return node.value
+        hint = "" if node.secret or node.tag != "str" else did_you_mean(node.value, options)
+        raise Invalid(expected("one of %s" % ", ".join("'%s'" % o for o in options), node) + hint)
+    return read
+
+
+def text(ctx, node):
+    """Any text; numbers are taken as written (a username of 1234 is the text '1234')."""
+    if node.tag not in ("str", "int", "float"):
+        raise Invalid(expected("text", node))
+    return node.text
+
+
+def pattern(regex, what):
+    def read(ctx, node):
+        if node.tag != "str" or not re.fullmatch(regex, node.value):
+            raise Invalid(expected(what, node))
+        return node.value
+    return read
+
+
+def boolean(ctx, node):
+    if node.tag != "bool":
+        raise Invalid(expected("true or false", node))
+    return node.value
+
+
+def integer(lo, hi, what=None):
+    def read(ctx, node):
+        if node.tag != "int" or not lo <= node.value <= hi:
+            raise Invalid(expected(what or "an integer from %d to %d" % (lo, hi), node))
+        return node.value
+    return read
+
+
+def decimal(node, what="a number"):
+    """The exact Decimal of a number node (floats are read from their text, never via float)."""
+    value = None
+    if node.tag == "int":
+        value = units.parse_decimal(str(node.value))
+    elif node.tag == "float":
+        value = units.parse_decimal(node.text)
+    if value is None:
+        raise Invalid(expected(what, node))
+    return value
+
+
+def nonzero(ctx, node):
+    value = decimal(node)
+    if value == 0:
+        raise Invalid(expected("a number other than 0", node))
+    return json_number(value)
+
+
+def json_number(value):
+    """A Decimal as an int when whole, else the nearest float."""
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def number(at_least=None, above=None):
+    def read(ctx, node):
+        value = decimal(node)
+        if at_least is not None and value < at_least:
+            raise Invalid(expected("a number >= %s" % at_least, node))
+        if above is not None and value <= above:
+            raise Invalid(expected("a number > %s" % above, node))
+        return json_number(value)
+    return read
+
+
+def number_choice(options):
+    """One of a few numbers, given as text so decimals compare exactly: ("6.144", "4.096")."""
+    allowed = [units.parse_decimal(o) for o in options]
+
+    def read(ctx, node):
+        what = "one of %s" % ", ".join(options)
+        value = decimal(node, what)
+        if value not in allowed:
+            raise Invalid(expected(what, node))
+        return json_number(value)
+    return read
+
+
+def duration(lo, hi, whole_seconds=False):
+    """Milliseconds; bare numbers are refused because '10' could mean seconds or milliseconds."""
+    def read(ctx, node):
+        ms = units.parse_duration(node.value) if node.tag == "str" else None
+        if ms is None:
+            raise Invalid(expected("a duration like '10s'", node))
+        if not lo <= ms <= hi:
+            raise Invalid(expected("a duration from %s to %s" % (units.format_duration(lo),
+                                                                 units.format_duration(hi)), node))
+        if whole_seconds and ms % units.SECOND:
+            raise Invalid(expected("a whole number of seconds", node))
+        return ms
+    return read
+
+
+def size(lo, hi):
+    """Bytes; bare numbers are refused like durations, so every size in a profile reads alike."""
+    def read(ctx, node):
+        n = units.parse_size(node.value) if node.tag == "str" else None
+        if n is None:
+            raise Invalid(expected("a size like '64KiB'", node))
+        if not lo <= n <= hi:
+            raise Invalid(expected("a size from %s to %s" % (units.format_size(lo),
+                                                             units.format_size(hi)), node))
+        return n
+    return read
+
+
+def frequency(lo, hi):
+    """Hertz: '100kHz' or a bare number of hertz, as ESPHome accepts."""
+    def read(ctx, node):
+        hz = node.value if node.tag == "int" else None
+        if node.tag == "str":
+            hz = units.parse_frequency(node.value)
+        if hz is None:
+            raise Invalid(expected("a frequency like '100kHz' or 400000", node))
+        if not lo <= hz <= hi:
+            raise Invalid(expected("a frequency from %s to %s" % (units.format_frequency(lo),
+                                                                  units.format_frequency(hi)), node))
+        return hz
+    return read
+
+
+def resolution(ctx, node):
+    """[mantissa, exponent], read exactly from the text: 0.1 -> [1, -1]."""
+    what = "a positive decimal like 0.1"
+    value = decimal(node, what)
+    if value <= 0:
+        raise Invalid(expected(what, node))
+    return units.resolution_parts(value)

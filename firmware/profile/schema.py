@@ -1,0 +1,400 @@
+"""The rules of a Tether profile: every key, its type, range and default, and its compiled name.
+
+Field tables are lists of (key, compiled name, rule, default); see rules.section. Rules that
+depend on earlier parts of the profile (pins on the platform, sensors on the declared buses)
+read what those parts left in ctx.
+"""
+import os
+import re
+from types import SimpleNamespace
+
+from firmware.profile import crosscheck
+from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
+from firmware.profile.rules import (
+    EMPTY, REQUIRED, boolean, choice, decimal, duration, find, frequency, integer, list_of, nonzero,
+    number, number_choice, pattern, resolution, section, size, text, unknown_keys)
+from firmware.profile.units import (
+    DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
+
+TOP_KEYS = ["substitutions", "packages", "device", "platform", "buses", "sensors", "buffer",
+            "batch", "uplink"]
+PLATFORMS = ["esp32", "rpi", "sim"]
+
+NAME = r"[a-z][a-z0-9_]{0,31}"
+NAME_WHAT = "a name of up to 32 lowercase letters, digits and '_' that starts with a letter"
+DEVICE_ID = r"(?=.{1,64}\Z)(?:[A-Za-z0-9._-]|\{uid\})+"
+DEVICE_ID_WHAT = ("an id of up to 64 letters, digits, '-', '_' and '.', optionally with '{uid}' "
+                  "(like 'printer-{uid}')")
+BUS_ID = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
+BUS_NAMES = {"i2c": "an I2C bus", "uart": "a UART bus"}
+BUFFER_PATHS = {"esp32": "/buffer", "rpi": "/var/lib/tether/buffer", "sim": "buffer"}
+BROKER = re.compile(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?")
+
+ESP32_ABSENT = {20, 24, 28, 29, 30, 31}
+ESP32_FLASH = range(6, 12)
+ESP32_INPUT_ONLY = range(34, 40)
+ESP32_ADC1 = range(32, 40)
+
+
+def given(node, key):
+    return node.tag == "map" and key in node.value
+
+
+def platform(ctx, node):
+    ctx.platform = choice(PLATFORMS)(ctx, node)
+    return ctx.platform
+
+
+def pin(use):
+    """A GPIO number that the platform can use for `use`: "out" (drives the line), "in" or "adc"."""
+    def read(ctx, node):
+        if node.tag != "int" or node.value < 0:
+            raise Invalid(expected("a pin number", node))
+        n = node.value
+        if ctx.platform == "esp32":
+            if n > 39 or n in ESP32_ABSENT:
+                raise Invalid(expected("an ESP32 GPIO number (0-39; there is no GPIO20, 24 or 28-31)", node))
+            if n in ESP32_FLASH:
+                raise Invalid(expected("a GPIO that is not wired to the ESP32's flash chip (6-11)", node))
+            if use == "out" and n in ESP32_INPUT_ONLY:
+                raise Invalid(expected("a GPIO that can drive a line (GPIO34-39 are input only)", node))
+            if use == "adc" and n not in ESP32_ADC1:
+                raise Invalid(expected("an ADC1 pin, 32-39 (ADC2 pins cannot be read while Wi-Fi "
+                                       "is on)", node))
+        elif ctx.platform == "rpi":
+            if use == "adc":
+                raise Invalid("the Raspberry Pi has no ADC: use 'adc:' with an ADS1115 instead of 'pin:'")
+            if n > 27:
+                raise Invalid(expected("a BCM GPIO number from 0 to 27", node))
+        return n
+    return read
+
+
+def bus_ref(kind):
+    """The id of a bus of this kind declared under `buses:`."""
+    def read(ctx, node):
+        if node.tag != "str":
+            raise Invalid(expected("the id of %s" % BUS_NAMES[kind], node))
+        if node.value not in ctx.buses:
+            hint = did_you_mean(node.value, ctx.buses) if not node.secret else ""
+            declared = ", ".join(ctx.buses) or "none"
+            raise Invalid("no bus with id %s is declared%s" % (shown(node), hint or " (declared: %s)" % declared))
+        declared = ctx.buses[node.value][0]
+        if declared not in (None, kind):
+            raise Invalid(expected(BUS_NAMES[kind], node) + ", which is " + BUS_NAMES[declared])
+        return node.value
+    return read
+
+
+def sub(fields):
+    """A rule for a nested mapping read by its own field table."""
+    return lambda ctx, node: section(ctx, node, fields)
+
+
+def device(ctx, node):
+    out = section(ctx, node, [
+        ("id", "id", pattern(DEVICE_ID, DEVICE_ID_WHAT), REQUIRED),
+        ("model", "model", text, None),
+    ])
+    ctx.device_id = out.get("id")
+    return out
+
+
+BUS_FIELDS = {
+    "i2c": [
+        ("sda", "sda", pin("out"), REQUIRED),
+        ("scl", "scl", pin("out"), REQUIRED),
+        ("frequency", "frequency", frequency(10_000, 1_000_000), 100_000),
+    ],
+    "uart": [
+        ("tx", "tx", pin("out"), REQUIRED),
+        ("rx", "rx", pin("in"), REQUIRED),
+        ("baud", "baud", integer(300, 5_000_000, "a baud rate from 300 to 5000000"), 9600),
+    ],
+}
+
+
+def bus(ctx, node):
+    if node.tag != "map":
+        raise Invalid(expected("a mapping", node))
+    kind = node.value.get("type")
+    kind = kind.value if kind is not None and kind.tag == "str" and kind.value in BUS_FIELDS else None
+    fields = [("id", "id", pattern(BUS_ID, "an id of letters, digits and '_'"), REQUIRED),
+              ("type", "type", choice(list(BUS_FIELDS)), REQUIRED)] + BUS_FIELDS.get(kind, [])
+    return section(ctx, node, fields, strict=kind is not None)
+
+
+def buses(ctx, node):
+    out = list_of(bus)(ctx, node)
+    for b, n in zip(out, node.value or []):
+        if b and "id" in b:
+            if b["id"] in ctx.buses:
+                ctx.problems.append(at(n.value["id"], "duplicate bus id '%s' (also %s)"
+                                       % (b["id"], ctx.buses[b["id"]][1])))
+            else:
+                ctx.buses[b["id"]] = (b.get("type"), n.path)
+    return out
+
+
+I2C_ADDRESS = integer(0x08, 0x77, "an I2C address from 0x08 to 0x77")
+ADS1115_GAINS = ("6.144", "4.096", "2.048", "1.024", "0.512", "0.256")
+
+# Per driver: its quantities (the first is the default) with their default unit and resolution,
+# the keys that say where the chip is, and its calibration keys.
+DRIVERS = {
+    "ina219": {
+        "quantities": {"power": ("W", "0.1"), "bus_voltage": ("V", "0.1"), "current": ("A", "0.1"),
+                       "shunt_voltage": ("mV", "0.01")},
+        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED), ("address", "address", I2C_ADDRESS, 0x40)],
+        "calibration": [("shunt_ohms", "shunt_ohms", number(above=0), 0.1),
+                        ("max_current", "max_current", number(above=0), 3.2)],
+    },
+    "pzem004t": {
+        "quantities": {"power": ("W", "0.1"), "voltage": ("V", "0.1"), "current": ("A", "0.1"),
+                       "energy": ("Wh", "1"), "frequency": ("Hz", "0.1"),
+                       "power_factor": ("/", "0.01")},
+        "fields": [("bus", "bus", bus_ref("uart"), REQUIRED),
+                   ("address", "address", integer(1, 247, "a Modbus address from 1 to 247"), 1)],
+        "calibration": [],
+    },
+    "hx711": {
+        "quantities": {"weight": ("g", "0.1"), "count": ("count", "1")},
+        "fields": [("pins", "pins", sub([("dout", "dout", pin("in"), REQUIRED),
+                                         ("sck", "sck", pin("out"), REQUIRED)]), REQUIRED),
+                   ("gain", "gain", number_choice(("128", "64", "32")), 128)],
+        "calibration": [("tare", "tare", number(), 0), ("scale", "scale", nonzero, 1),
+                        ("pill_weight", "pill_weight", number(above=0), None)],
+    },
+    "ads1115": {
+        "quantities": {"voltage": ("V", "0.1")},
+        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED), ("address", "address", I2C_ADDRESS, 0x48),
+                   ("channel", "channel", integer(0, 3), 0)],
+        "calibration": [("gain", "gain", number_choice(ADS1115_GAINS), 2.048)],
+    },
+    "level_probe": {
+        "quantities": {"level": ("%", "0.1")},
+        "fields": [("pin", "pin", pin("adc"), None),
+                   ("adc", "adc", sub([("bus", "bus", bus_ref("i2c"), REQUIRED),
+                                       ("address", "address", I2C_ADDRESS, 0x48),
+                                       ("channel", "channel", integer(0, 3), REQUIRED)]), None)],
+        "calibration": [("raw_empty", "raw_empty", number(), REQUIRED),
+                        ("raw_full", "raw_full", number(), REQUIRED)],
+    },
+}
+
+
+def median(ctx, node):
+    if node.tag != "int" or node.value not in range(3, 16, 2):
+        raise Invalid(expected("an odd window size from 3 to 15", node))
+    return node.value
+
+
+def filters(ctx, node):
+    out = section(ctx, node, [
+        ("median", "median", median, None),
+        ("deadband", "deadband", number(at_least=0), None),
+        ("min", "min", number(), None),
+        ("max", "max", number(), None),
+    ])
+    if "min" in out and "max" in out and out["min"] >= out["max"]:
+        ctx.problems.append(at(node.value["max"], expected("a number above min (%s)" % out["min"],
+                                                           node.value["max"])))
+    return out
+
+
+def threshold(ctx, node):
+    out = section(ctx, node, [
+        ("event", "event", pattern(NAME, "an event " + NAME_WHAT), REQUIRED),
+        ("below", "below", number(), None),
+        ("above", "above", number(), None),
+        ("hysteresis", "hysteresis", number(at_least=0), 0),
+    ])
+    if given(node, "below") == given(node, "above"):
+        ctx.problems.append(at(node, "expected exactly one of 'below' or 'above'"))
+    return out
+
+
+def sensor_fields(driver):
+    fields = [
+        ("name", "name", pattern(NAME, NAME_WHAT), REQUIRED),
+        ("driver", "driver", choice(list(DRIVERS)), REQUIRED),
+        ("interval", "interval_ms", duration(100, DAY), MINUTE),
+        ("unit", "unit", text, None),
+        ("resolution", "resolution", resolution, None),
+        ("filters", "filters", filters, EMPTY),
+        ("thresholds", "thresholds", list_of(threshold), []),
+    ]
+    if driver in DRIVERS:
+        quantities = list(DRIVERS[driver]["quantities"])
+        fields += [("quantity", "quantity", choice(quantities), quantities[0]),
+                   ("calibration", "calibration", sub(DRIVERS[driver]["calibration"]), EMPTY)]
+        fields += DRIVERS[driver]["fields"]
+    return fields
+
+
+def sensor(ctx, node):
+    if node.tag != "map":
+        raise Invalid(expected("a mapping", node))
+    driver = node.value.get("driver")
+    driver = driver.value if driver is not None and driver.tag == "str" and driver.value in DRIVERS else None
+    # Without a known driver there is no table of its keys: check the common ones only.
+    out = section(ctx, node, sensor_fields(driver), strict=driver is not None)
+    if driver is None:
+        return out
+    unit, res = DRIVERS[driver]["quantities"].get(out.get("quantity"), (None, None))
+    if unit is not None:
+        out.setdefault("unit", unit)
+        out.setdefault("resolution", resolution_parts(parse_decimal(res)))
+    calibration = node.value.get("calibration")
+    if driver == "level_probe" and given(node, "pin") == given(node, "adc"):
+        ctx.problems.append(at(node, "expected exactly one of 'pin' (an ADC pin of the board) "
+                                     "or 'adc' (a channel of an ADS1115)"))
+    if driver == "level_probe" and calibration is not None and all(
+            given(calibration, k) and calibration.value[k].tag in ("int", "float")
+            for k in ("raw_empty", "raw_full")):
+        raw_full = calibration.value["raw_full"]
+        if decimal(raw_full) == decimal(calibration.value["raw_empty"]):
+            ctx.problems.append(at(raw_full, expected("a value other than raw_empty", raw_full)))
+    if driver == "hx711" and out.get("quantity") == "count" and not (
+            calibration is not None and given(calibration, "pill_weight")):
+        where = node if calibration is None else calibration
+        ctx.problems.append(at(where, "calibration.pill_weight is required with quantity 'count' "
+                                      "(the weight is divided by it)"))
+    return out
+
+
+def sensors(ctx, node):
+    out = list_of(sensor, 1, "a list of at least one sensor")(ctx, node)
+    first = {}
+    for s, n in zip(out, node.value):
+        if s and "name" in s:
+            if s["name"] in first:
+                ctx.problems.append(at(n.value["name"], "duplicate sensor name '%s' (also %s)"
+                                       % (s["name"], first[s["name"]])))
+            first.setdefault(s["name"], n.path)
+    return out
+
+
+def buffer(ctx, node):
+    out = section(ctx, node, [
+        ("storage", "storage", choice(["flash", "ram"]), "flash"),
+        ("path", "path", text, None),
+        ("max_bytes", "max_bytes", size(16 * KIB, 1024 * KIB * KIB), 256 * KIB),
+        ("ram_readings", "ram_readings", integer(1, 100_000), 32),
+        ("flush_every", "flush_ms", duration(100, DAY), MINUTE),
+    ])
+    if "path" not in out and ctx.platform in BUFFER_PATHS:
+        out["path"] = BUFFER_PATHS[ctx.platform]
+    return out
+
+
+def batch(ctx, node):
+    return section(ctx, node, [
+        ("max_readings", "max_readings", integer(1, 10_000), 420),
+        ("max_bytes", "max_bytes", size(256, 64 * KIB), 8 * KIB),
+        ("max_age", "max_age_ms", duration(SECOND, DAY), 10 * MINUTE),
+    ])
+
+
+def broker(ctx, node):
+    match = BROKER.fullmatch(node.value) if node.tag == "str" else None
+    port = match and int(match.group(3) or (8883 if match.group(1) == "mqtts" else 1883))
+    if not match or not 1 <= port <= 65535:
+        hint = ("; put credentials in 'username' and 'password'"
+                if node.tag == "str" and "@" in node.value else "")
+        raise Invalid(expected("a broker URL like 'mqtt://host:1883' or 'mqtts://host:8883'", node) + hint)
+    return {"host": match.group(2).strip("[]"), "port": port, "tls": match.group(1) == "mqtts"}
+
+
+def pem_file(ctx, node):
+    """The text of a PEM file, found relative to the YAML file that names it."""
+    if node.tag != "str":
+        raise Invalid(expected("a file path", node))
+    path = os.path.join(os.path.dirname(node.file), node.value)
+    try:
+        with open(path, encoding="ascii") as f:
+            content = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Invalid("cannot read %s: %s" % (shown(node) if node.secret else "'%s'" % path,
+                                             getattr(exc, "strerror", None) or "not a PEM file"))
+    if "-----BEGIN " not in content:
+        raise Invalid(expected("a PEM file (text with '-----BEGIN ...')", node))
+    return content
+
+
+def topic_prefix(ctx, node):
+    p = node.value if node.tag == "str" else ""
+    if (not p or p[0] in "/$" or p.endswith("/") or "//" in p
+            or any(c in "+#\0" or c.isspace() for c in p)):
+        raise Invalid(expected("a topic prefix like 'tether/v1' (no '+', '#' or spaces, no '/' at "
+                               "either end, no '$' at the start)", node))
+    return p
+
+
+def written(node, key, out):
+    """A backoff bound as the user wrote it, or the default it took."""
+    return shown(node.value[key]) if given(node, key) else format_duration(out["backoff_%s_ms" % key])
+
+
+def backoff(ctx, node):
+    out = section(ctx, node, [
+        ("min", "backoff_min_ms", duration(100, HOUR), SECOND),
+        ("max", "backoff_max_ms", duration(SECOND, DAY), 5 * MINUTE),
+    ], out_path="uplink")
+    if out.get("backoff_min_ms", 0) > out.get("backoff_max_ms", DAY):
+        ctx.problems.append(at(find(node, "max") if given(node, "max") else find(node, "min"),
+                               "expected min <= max, got min %s and max %s"
+                               % (written(node, "min", out), written(node, "max", out))))
+    return out
+
+
+def uplink(ctx, node):
+    out = section(ctx, node, [
+        ("broker", None, broker, REQUIRED),
+        ("client_id", "client_id", pattern(DEVICE_ID, DEVICE_ID_WHAT), None),
+        ("username", "username", text, None),
+        ("password", "password", text, None),
+        ("ca", "ca", pem_file, None),
+        ("cert", "cert", pem_file, None),
+        ("key", "key", pem_file, None),
+        ("topic_prefix", "prefix", topic_prefix, "tether/v1"),
+        ("encoding", "encoding", choice(["compact", "senml"]), "compact"),
+        ("deflate", "deflate", boolean, False),
+        ("keepalive", "keepalive_ms", duration(5 * SECOND, HOUR, whole_seconds=True), MINUTE),
+        ("backoff", None, backoff, EMPTY),
+        ("health_every", "health_ms", duration(10 * SECOND, DAY), 5 * MINUTE),
+    ])
+    if not given(node, "client_id") and ctx.device_id is not None:
+        out["client_id"] = ctx.device_id
+        if "device.id" in ctx.secrets:
+            ctx.secrets.add("uplink.client_id")
+    for key in ("ca", "cert", "key"):
+        if given(node, key) and out.get("tls") is False:
+            ctx.problems.append(at(node.value[key], "TLS files need an mqtts:// broker"))
+    if given(node, "cert") != given(node, "key"):
+        present, missing = ("cert", "key") if given(node, "cert") else ("key", "cert")
+        ctx.problems.append(at(node.value[present], "'cert' and 'key' go together: '%s' is missing" % missing))
+    if given(node, "password") and not given(node, "username"):
+        ctx.problems.append(at(node.value["password"], "a password needs a username"))
+    return out
+
+
+TOP_FIELDS = [  # in this order: later parts depend on the platform, the device id, the buses
+    ("platform", "platform", platform, REQUIRED),
+    ("device", "device", device, REQUIRED),
+    ("buses", "buses", buses, []),
+    ("sensors", "sensors", sensors, REQUIRED),
+    ("buffer", "buffer", buffer, EMPTY),
+    ("batch", "batch", batch, EMPTY),
+    ("uplink", "uplink", uplink, REQUIRED),
+]
+
+
+def compile_root(root):
+    """(compiled dict, problems, compiled paths of values from secrets) for a loaded profile."""
+    ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, buses={}, device_id=None)
+    unknown_keys(ctx, root, TOP_KEYS)
+    out = section(ctx, root, TOP_FIELDS, strict=False)
+    out["v"] = 1
+    crosscheck.check(ctx, root, out)
+    return out, ctx.problems, sorted(ctx.secrets)

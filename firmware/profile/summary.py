@@ -1,0 +1,116 @@
+"""The one-screen summary that `tether check` prints for a valid profile."""
+import json
+import re
+
+from firmware.profile.errors import SECRET_SHOWN
+from firmware.profile.units import DAY, format_duration, format_frequency, format_resolution, format_size
+
+
+def redacted(compiled, secret_fields):
+    """A copy of compiled with every value that came from secrets.yaml replaced by '***'."""
+    copy = json.loads(json.dumps(compiled))
+    for path in secret_fields:
+        keys = [int(k) if k.isdigit() else k for k in re.findall(r"[^.\[\]]+", path)]
+        target = copy
+        for key in keys[:-1]:
+            target = target[key]
+        target[keys[-1]] = SECRET_SHOWN
+    return copy
+
+
+def shown(value, fmt=str):
+    """A value through its formatter, unless it is a stand-in for a secret."""
+    return value if value == SECRET_SHOWN else fmt(value)
+
+
+def number(value):
+    return shown(value, lambda v: "%g" % v)
+
+
+def where(s):
+    """Where a sensor's chip sits: 'i2c0 0x40', 'uart0 #1', 'pins 16/17', 'pin 32'."""
+    if "adc" in s:
+        adc = s["adc"]
+        return "%s %s ch%s" % (adc["bus"], shown(adc["address"], hex), adc["channel"])
+    if "pins" in s:
+        return "pins %s/%s" % (s["pins"]["dout"], s["pins"]["sck"])
+    if "pin" in s:
+        return "pin %s" % s["pin"]
+    address = shown(s["address"], "#{}".format if s["driver"] == "pzem004t" else hex)
+    channel = " ch%s" % s["channel"] if "channel" in s else ""
+    return "%s %s%s" % (s["bus"], address, channel)
+
+
+def behaviour(s):
+    """Filters and thresholds in short form: 'median 5, 0..100; ink_low <15 (hyst 2)'."""
+    f = s["filters"]
+    parts = []
+    if "median" in f:
+        parts.append("median %s" % f["median"])
+    if "deadband" in f:
+        parts.append("deadband %s" % number(f["deadband"]))
+    if "min" in f or "max" in f:
+        parts.append("%s..%s" % (number(f["min"]) if "min" in f else "", number(f["max"]) if "max" in f else ""))
+    filters = ", ".join(parts)
+    thresholds = ", ".join(
+        "%s %s%s%s" % (t["event"], "<" if "below" in t else ">", number(t.get("below", t.get("above"))),
+                       " (hyst %s)" % number(t["hysteresis"]) if t["hysteresis"] else "")
+        for t in s["thresholds"])
+    return "; ".join(p for p in (filters, thresholds) if p) or "-"
+
+
+def table(rows):
+    widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
+    return ["    " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def air(compiled):
+    """Readings, batches and bytes per day on the air (firmware.airtime encodes real batches)."""
+    readings = sum(DAY // s["interval_ms"] for s in compiled["sensors"])
+    try:
+        from firmware.airtime import estimate
+    except ModuleNotFoundError as exc:
+        if exc.name != "firmware.airtime":
+            raise
+        batch = compiled["batch"]
+        batches = max(readings / batch["max_readings"], DAY / batch["max_age_ms"])
+        return "%s readings/day, %.1f batches/day, bytes/day: (estimate unavailable)" % (
+            format(readings, ","), batches)
+    e = estimate(compiled)
+    return "%s readings/day, %.1f batches/day, %s bytes/day" % (
+        format(e["readings_per_day"], ","), e["batches_per_day"], format(e["bytes_per_day"], ","))
+
+
+def summary(path, compiled, secret_fields):
+    c = redacted(compiled, secret_fields)
+    d, u, b, bt = c["device"], c["uplink"], c["buffer"], c["batch"]
+    model = ' "%s"' % d["model"] if "model" in d else ""
+    tls = ", TLS" + (" with CA file" if "ca" in u else "") + (", client cert" if "cert" in u else "")
+    login = ", login ***" if "username" in u or "password" in u else ""
+    lines = [
+        "%s: ok" % path,
+        "  device    %s%s on %s" % (d["id"], model, c["platform"]),
+        "  broker    %s:%s%s%s, client id %s" % (u["host"], u["port"], tls if u["tls"] is True else "",
+                                                 login, u["client_id"]),
+        "  topics    %s/%s/up/..., encoding %s%s" % (u["prefix"], d["id"], u["encoding"],
+                                                     " + deflate" if u["deflate"] is True else ""),
+        "  batches   up to %s readings, %s or %s old" % (bt["max_readings"], shown(bt["max_bytes"], format_size),
+                                                       shown(bt["max_age_ms"], format_duration)),
+        "  buffer    %s%s, %s; RAM holds up to %s readings for %s" % (
+            b["storage"], " at %s" % b["path"] if b["storage"] == "flash" else "",
+            shown(b["max_bytes"], format_size), b["ram_readings"], shown(b["flush_ms"], format_duration)),
+    ]
+    for bus in c["buses"]:
+        if bus["type"] == "i2c":
+            lines.append("  bus       %s: i2c sda %s scl %s, %s" % (bus["id"], bus["sda"], bus["scl"],
+                                                                  shown(bus["frequency"], format_frequency)))
+        else:
+            lines.append("  bus       %s: uart tx %s rx %s, %s baud" % (bus["id"], bus["tx"], bus["rx"], bus["baud"]))
+    lines.append("  sensors   %d (channel numbers on the wire follow this order)" % len(c["sensors"]))
+    rows = [("#", "name", "driver", "quantity", "where", "every", "resolution", "unit", "filters; thresholds")]
+    for i, s in enumerate(c["sensors"]):
+        rows.append((i, s["name"], s["driver"], s["quantity"], where(s), shown(s["interval_ms"], format_duration),
+                     shown(s["resolution"], format_resolution), s["unit"] or "-", behaviour(s)))
+    lines += table(rows)
+    lines.append("  on air    " + air(compiled))
+    return "\n".join(lines)

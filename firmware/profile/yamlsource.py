@@ -1,0 +1,327 @@
+"""Profile YAML read into a tree of Nodes that remember where each value was written.
+
+YAML is composed (never constructed with arbitrary tags) and turned into plain Python values by
+hand, so a profile can only ever produce str, int, float, bool, None, lists and mappings.
+This module also does what ESPHome users expect before any rule is checked: `!secret`,
+`packages:` (deep-merged under the profile) and `substitutions:` (`${var}` and `$var`).
+The rules for what the values mean live in schema.py.
+"""
+import dataclasses
+import os
+import re
+from types import SimpleNamespace
+
+import yaml
+from yaml.constructor import SafeConstructor
+
+from firmware.profile.errors import at, did_you_mean, expected
+
+TAG = "tag:yaml.org,2002:"
+MAX_NODES = 100_000  # a few nested aliases can expand to billions of nodes ("billion laughs")
+KEYED_LISTS = {"sensors": "name", "buses": "id"}  # items merged by this key across packages
+SUBSTITUTION = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+_constructor = SafeConstructor()
+_resolver = yaml.resolver.Resolver()
+_TYPED = {
+    "int": SafeConstructor.construct_yaml_int,
+    "float": SafeConstructor.construct_yaml_float,
+    "bool": SafeConstructor.construct_yaml_bool,
+    "null": SafeConstructor.construct_yaml_null,
+}
+
+
+@dataclasses.dataclass(eq=False)
+class Node:
+    """One value of a profile and where it was written.
+
+    value: dict of key -> Node, list of Node, or a str, int, float, bool or None.
+    tag: "map", "seq", "str", "int", "float", "bool" or "null".
+    text: a scalar's source text, so decimals can be read exactly and shown as written.
+    plain: an unquoted scalar, whose type is resolved again after substitution, as ESPHome does.
+    keys: for a mapping, key -> Node of the key itself (where unknown keys are reported).
+    """
+    value: object
+    file: str
+    line: int
+    col: int
+    path: str = ""
+    tag: str = "map"
+    text: str = ""
+    plain: bool = False
+    secret: bool = False
+    keys: dict = dataclasses.field(default_factory=dict)
+
+
+def join(path, key):
+    return "%s.%s" % (path, key) if path else key
+
+
+def load(path):
+    """(root Node or None, problems) for the profile at path, packages merged, substitutions done."""
+    ctx = SimpleNamespace(problems=[], nodes=0, secrets=None,
+                          secrets_file=os.path.join(os.path.dirname(path), "secrets.yaml"))
+    root = read_file(ctx, path)
+    if root is None:
+        return None, ctx.problems
+    if root.tag != "map":
+        ctx.problems.append(at(root, expected("a mapping of top-level keys", root)))
+        return None, ctx.problems
+    root = with_packages(ctx, root)
+    substitute_all(ctx, root)
+    set_paths(root, "")
+    return root, ctx.problems
+
+
+def read_file(ctx, path, used_at=None):
+    """The Node tree of one YAML file, or None (with the problem noted)."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+    except OSError as exc:
+        reason = "cannot read '%s': %s" % (path, exc.strerror)
+        ctx.problems.append(at(used_at, reason) if used_at else (path, None, None, "", reason))
+        return None
+    except UnicodeDecodeError:
+        ctx.problems.append((path, None, None, "", "not UTF-8 text"))
+        return None
+    try:
+        composed = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = "YAML syntax error: " + "; ".join(p for p in (exc.context, exc.problem) if p)
+        ctx.problems.append((path, mark.line + 1, mark.column + 1, "", reason) if mark
+                            else (path, None, None, "", reason))
+        return None
+    except yaml.YAMLError as exc:
+        ctx.problems.append((path, None, None, "", "YAML syntax error: %s" % exc))
+        return None
+    if composed is None:  # an empty file is an empty mapping
+        return Node({}, path, 1, 1)
+    return build(ctx, composed, path, "", frozenset())
+
+
+def build(ctx, y, file, path, active):
+    """Our Node for a composed YAML node; `active` holds the nodes being built (alias loops)."""
+    line, col = y.start_mark.line + 1, y.start_mark.column + 1
+    ctx.nodes += 1
+    if ctx.nodes == MAX_NODES + 1:
+        ctx.problems.append((file, line, col, path, "too many values (aliases expand to more "
+                                                    "than %d); simplify the file" % MAX_NODES))
+    if ctx.nodes > MAX_NODES or id(y) in active:
+        if id(y) in active:
+            ctx.problems.append((file, line, col, path, "an alias refers to itself"))
+        return Node(None, file, line, col, path, tag="null")
+    if isinstance(y, yaml.ScalarNode):
+        return scalar(ctx, y, file, path)
+    active = active | {id(y)}
+    if y.tag not in (TAG + "seq", TAG + "map"):
+        ctx.problems.append((file, line, col, path, "unsupported tag '%s'" % y.tag))
+        return Node(None, file, line, col, path, tag="null")
+    if isinstance(y, yaml.SequenceNode):
+        items = [build(ctx, item, file, "%s[%d]" % (path, i), active) for i, item in enumerate(y.value)]
+        return Node(items, file, line, col, path, tag="seq")
+    node = Node({}, file, line, col, path)
+    merged = []  # `<<: *anchor` mappings; explicit keys win over them, earlier ones over later
+    for ky, vy in y.value:
+        if ky.tag == TAG + "merge":
+            sources = vy.value if isinstance(vy, yaml.SequenceNode) else [vy]
+            for source in sources:
+                built = build(ctx, source, file, path, active)
+                if built.tag == "map":
+                    merged.append(built)
+                else:
+                    ctx.problems.append(at(built, expected("a mapping to merge with '<<'", built)))
+            continue
+        kline, kcol = ky.start_mark.line + 1, ky.start_mark.column + 1
+        if not isinstance(ky, yaml.ScalarNode):
+            ctx.problems.append((file, kline, kcol, path, "expected a key, got a %s"
+                                 % ("list" if isinstance(ky, yaml.SequenceNode) else "mapping")))
+            continue
+        key = ky.value
+        if key in node.value:
+            first = node.keys[key]
+            ctx.problems.append((file, kline, kcol, path,
+                                 "duplicate key '%s' (first at line %d)" % (key, first.line)))
+            continue
+        node.keys[key] = Node(key, file, kline, kcol, join(path, key), tag="str", text=key)
+        node.value[key] = build(ctx, vy, file, join(path, key), active)
+    for source in merged:
+        for key, value in source.value.items():
+            if key not in node.value:
+                node.value[key], node.keys[key] = value, source.keys[key]
+    return node
+
+
+def scalar(ctx, y, file, path):
+    line, col = y.start_mark.line + 1, y.start_mark.column + 1
+    if y.tag == "!secret":
+        return secret(ctx, y.value, Node(None, file, line, col, path, tag="null"))
+    kind = y.tag[len(TAG):] if y.tag.startswith(TAG) else None
+    if kind == "timestamp":  # a date is just text to a profile
+        kind = "str"
+    if kind != "str" and kind not in _TYPED:
+        hint = "; use 'packages:' to share settings between files" if y.tag == "!include" else ""
+        ctx.problems.append((file, line, col, path, "unsupported tag '%s'%s" % (y.tag, hint)))
+        return Node(None, file, line, col, path, tag="null")
+    return Node(typed(y.value, kind), file, line, col, path, tag=kind, text=y.value,
+                plain=y.style is None)
+
+
+def typed(text, kind):
+    if kind == "str":
+        return text
+    return _TYPED[kind](_constructor, yaml.ScalarNode(TAG + kind, text))
+
+
+def secret(ctx, name, where):
+    """The value of `!secret name` from secrets.yaml next to the profile, placed at `where`."""
+    if ctx.secrets is None:
+        ctx.secrets = {}  # also guards against `!secret` inside secrets.yaml
+        if os.path.exists(ctx.secrets_file):
+            found = read_file(ctx, ctx.secrets_file)
+            if found is not None and found.tag != "map":
+                ctx.problems.append(at(found, "expected a mapping of secret names to values"))
+            elif found is not None:
+                ctx.secrets = found.value
+        else:
+            ctx.secrets = False
+    if ctx.secrets is False:
+        ctx.problems.append(at(where, "!secret '%s': there is no secrets file '%s'"
+                               % (name, ctx.secrets_file)))
+        return where
+    value = ctx.secrets.get(name)
+    if value is None:
+        ctx.problems.append(at(where, "!secret '%s' is not in '%s'%s"
+                               % (name, ctx.secrets_file, did_you_mean(name, ctx.secrets))))
+        return where
+    if value.tag in ("map", "seq"):
+        ctx.problems.append(at(where, "!secret '%s' in '%s' must be a single value, not a %s"
+                               % (name, ctx.secrets_file, "mapping" if value.tag == "map" else "list")))
+        return where
+    return dataclasses.replace(where, value=value.value, tag=value.tag, text=value.text, secret=True)
+
+
+def with_packages(ctx, root):
+    """The root with the files of its `packages:` list merged under it."""
+    packages = root.value.pop("packages", None)
+    root.keys.pop("packages", None)
+    if packages is None or packages.tag == "null":
+        return root
+    if packages.tag != "seq":
+        ctx.problems.append(at(packages, expected("a list of file paths", packages)))
+        return root
+    base = None
+    for item in packages.value:
+        if item.tag != "str" or item.secret:
+            ctx.problems.append(at(item, expected("a file path", item)))
+            continue
+        path = os.path.normpath(os.path.join(os.path.dirname(root.file), item.value))
+        package = read_file(ctx, path, used_at=item)
+        if package is None:
+            continue
+        if package.tag != "map":
+            ctx.problems.append(at(package, expected("a mapping of top-level keys", package)))
+            continue
+        if "packages" in package.value:
+            ctx.problems.append(at(package.keys["packages"], "a package cannot include packages"))
+            del package.value["packages"]
+        base = package if base is None else merge(base, package)
+    return root if base is None else merge(base, root)
+
+
+def merge(base, over, key=""):
+    """over deep-merged onto base: mappings key by key, sensors by name and buses by id."""
+    if base.tag == "map" and over.tag == "map":
+        value, keys = dict(base.value), dict(base.keys)
+        for k, v in over.value.items():
+            value[k] = merge(value[k], v, k) if k in value else v
+            keys[k] = over.keys[k]
+        return dataclasses.replace(over, value=value, keys=keys)
+    if key in KEYED_LISTS and base.tag == "seq" and over.tag == "seq":
+        items = list(base.value)
+        index = {list_key(n, KEYED_LISTS[key]): i for i, n in enumerate(items)}
+        index.pop(None, None)
+        for n in over.value:
+            i = index.get(list_key(n, KEYED_LISTS[key]))
+            if i is None:
+                items.append(n)
+            else:
+                items[i] = merge(items[i], n)
+        return dataclasses.replace(over, value=items)
+    return over
+
+
+def list_key(node, key):
+    if node.tag == "map" and key in node.value and node.value[key].tag == "str":
+        return node.value[key].value
+    return None
+
+
+def substitute_all(ctx, root):
+    """Apply the root's `substitutions:` to every text value of the tree."""
+    subs = root.value.pop("substitutions", None)
+    root.keys.pop("substitutions", None)
+    variables = {}
+    if subs is not None and subs.tag == "map":
+        for name, value in subs.value.items():
+            if not VARIABLE.fullmatch(name):
+                ctx.problems.append(at(subs.keys[name], "expected a variable name of letters, "
+                                       "digits and '_', got '%s'" % name))
+            elif value.tag in ("map", "seq"):
+                ctx.problems.append(at(value, expected("a single value", value)))
+            else:
+                variables[name] = value
+    elif subs is not None and subs.tag != "null":
+        ctx.problems.append(at(subs, expected("a mapping of variable names to values", subs)))
+    substitute(ctx, root, variables)
+
+
+def substitute(ctx, node, variables):
+    """Replace ${var} and $var in text values.
+
+    A value that is exactly one variable takes the variable's value with its type, quoted or
+    not ("${low}" with `low: 15` is the number 15); any other unquoted value has its type
+    resolved again from the new text, and a quoted one stays text.
+    """
+    if node.tag in ("map", "seq"):
+        for child in (node.value.values() if node.tag == "map" else node.value):
+            substitute(ctx, child, variables)
+        return
+    if node.tag != "str" or node.secret or "$" not in node.text:
+        return
+    used = []
+
+    def replace(match):
+        name = match.group(1) if match.group(1) is not None else match.group(2)
+        if name not in variables:
+            ctx.problems.append(at(node, "unknown substitution variable '%s'%s"
+                                   % (name, did_you_mean(name, variables))))
+            return match.group(0)
+        used.append(variables[name])
+        return variables[name].text
+
+    text = SUBSTITUTION.sub(replace, node.text)
+    if text == node.text:
+        return
+    if SUBSTITUTION.fullmatch(node.text):
+        node.value, node.tag = used[0].value, used[0].tag
+    else:
+        kind = _resolver.resolve(yaml.ScalarNode, text, (True, False))[len(TAG):] if node.plain else "str"
+        node.tag = kind if kind in _TYPED else "str"
+        node.value = typed(text, node.tag)
+    node.text = text
+    node.secret = any(value.secret for value in used)
+
+
+def set_paths(node, path):
+    """Key paths as in the merged tree (a package's sensors[0] may now be sensors[3])."""
+    node.path = path
+    if node.tag == "map":
+        for key, child in node.value.items():
+            node.keys[key].path = join(path, key)
+            set_paths(child, join(path, key))
+    elif node.tag == "seq":
+        for i, child in enumerate(node.value):
+            set_paths(child, "%s[%d]" % (path, i))
