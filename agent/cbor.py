@@ -23,6 +23,7 @@ class CBORError(ValueError):
     """Base of every error this module raises; `offset` is the byte where it was found."""
 
     def __init__(self, message, offset=None):
+        self.reason = message
         if offset is not None:
             message = "at byte %d: %s" % (offset, message)
         super().__init__(message)
@@ -128,6 +129,23 @@ def float_bits(f):
     return 8, d
 
 
+def _utf8_strict(raw):
+    """False if raw has an overlong form, a surrogate or a code point past U+10FFFF.
+
+    MicroPython's decode only checks the byte structure (lead and continuation bytes), which
+    lets those through; CPython rejects them (RFC 3629), and so must both. raw has already
+    passed decode, so every byte >= 0xC0 is a lead byte with a continuation byte after it.
+    """
+    for i in range(len(raw)):
+        b = raw[i]
+        if b >= 0xC0:
+            c = raw[i + 1]
+            if (b < 0xC2 or b > 0xF4 or (b == 0xE0 and c < 0xA0) or (b == 0xED and c > 0x9F)
+                    or (b == 0xF0 and c < 0x90) or (b == 0xF4 and c > 0x8F)):
+                return False
+    return True
+
+
 def _key_bytes(k):
     w = Writer()
     w.value(k)
@@ -187,6 +205,8 @@ class Writer:
         """The initial byte(s) of an item: major type 0-7 and its argument n >= 0, shortest form."""
         mt = major << 5
         if n < 24:
+            if n < 0:  # a board's bytearray would store n & 0xFF silently: refuse it on both
+                raise EncodeError("argument %d is negative" % n)
             self._room(1)
             self.buf[self.pos] = mt | n
             self.pos += 1
@@ -209,6 +229,27 @@ class Writer:
             self.pos += 9
         else:
             raise EncodeError("argument %d does not fit in 64 bits" % n)
+
+    def open_bytes(self):
+        """Starts a byte string whose length is not known yet; returns where its content starts.
+
+        Room for the longest header is reserved, and close_bytes moves the content back over what
+        the real header does not use: the alternative, a second buffer to build the content in,
+        would double the RAM a batch takes.
+        """
+        self._room(5)
+        self.pos += 5
+        return self.pos
+
+    def close_bytes(self, start):
+        n = self.pos - start
+        head = 1 if n < 24 else 2 if n < 0x100 else 3 if n < 0x10000 else 5
+        at = start - 5
+        self.pos = at
+        self.head(2, n)
+        if head < 5:
+            self.buf[at + head:at + head + n] = memoryview(self.buf)[start:start + n]
+        self.pos = at + head + n
 
     def int(self, n):
         if n >= 0:
@@ -293,11 +334,16 @@ class Writer:
             self.head(6, v.tag)
             self.value(v.value)
         elif isinstance(v, Simple):
-            if v.value < 24:
-                self.byte(0xE0 | v.value)
-            else:
+            # 24..31 in two bytes are not well-formed (RFC 8949 section 3.3); 20..23 would collide
+            # with false/true/null/undefined (and make duplicate map keys); > 255 does not exist.
+            n = v.value
+            if 0 <= n < 20:
+                self.byte(0xE0 | n)
+            elif 32 <= n < 256:
                 self.byte(0xF8)
-                self.byte(v.value)
+                self.byte(n)
+            else:
+                raise EncodeError("simple value %r cannot be encoded" % (n,))
         elif v is UNDEFINED:
             self.byte(0xF7)
         else:
@@ -409,7 +455,9 @@ class Reader:
         except TypeError:
             raise Malformed("a map key must be a number, string or other simple value", kpos)
         if key in out:
-            raise Malformed("duplicate map key %r" % (key,), kpos)
+            # The key is not in the message: repr of a long bignum raises on CPython (digit
+            # limit) and a long string would be copied; kpos says where it is.
+            raise Malformed("duplicate map key", kpos)
         out[key] = self._item(depth + 1)
 
     def _break(self):
@@ -427,9 +475,12 @@ class Reader:
         if major == 2:
             return raw
         try:
-            return raw.decode("utf-8")
+            s = raw.decode("utf-8")
         except UnicodeError:
             raise Malformed("text string is not valid UTF-8", start)
+        if len(s) != n and not _utf8_strict(raw):  # len(s) == n: all ASCII, nothing to check
+            raise Malformed("text string is not valid UTF-8", start)
+        return s
 
     def _chunks(self, major, depth, start):
         parts = []

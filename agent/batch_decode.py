@@ -1,0 +1,131 @@
+# Reads batches: the envelope, then a SenML or compact body (docs/wire-format.md).
+from agent import cbor, compact_decode, senml_decode
+from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, SENML, VERSION
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+MAX_INFLATED = const(1048576)
+
+
+def inflate(data, offset=0, limit=MAX_INFLATED):
+    """Raw deflate data, expanded to at most limit bytes (a small hostile body cannot fill RAM)."""
+    try:
+        import deflate
+        import io
+        try:
+            out = deflate.DeflateIO(io.BytesIO(data), deflate.RAW).read(limit + 1)
+        except (OSError, ValueError):
+            raise cbor.Malformed("deflated body is corrupt", offset)
+    except ImportError:
+        import zlib
+        d = zlib.decompressobj(-15)
+        try:
+            out = d.decompress(data, limit + 1)
+        except zlib.error:
+            raise cbor.Malformed("deflated body is corrupt", offset)
+        if len(out) <= limit and not d.eof:
+            raise cbor.Truncated("deflated body ends early", offset)
+    if len(out) > limit:
+        raise cbor.Malformed("deflated body expands past %d bytes" % limit, offset)
+    return out
+
+
+class Batch:
+    """A decoded envelope; `readings` is [(t_ms, name, value)] once the body is decoded."""
+
+    def __init__(self, device, seq, boot, dropped, encoding, flags, body):
+        self.device = device
+        self.seq = seq
+        self.boot = boot
+        self.dropped = dropped
+        self.encoding = encoding
+        self.synced = bool(flags & FLAG_SYNCED)
+        self.deflated = bool(flags & FLAG_DEFLATED)
+        self.body = body
+        self.schema_id = None
+        self.units = {}
+        self.readings = None
+
+
+def _uint(v, what, offset):
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise cbor.Malformed("envelope %s must be an unsigned integer" % what, offset)
+    return v
+
+
+def _at(exc, base):
+    """The same error with its offset moved from the start of a part to the start of the input."""
+    return type(exc)(exc.reason, base + (exc.offset or 0))
+
+
+def read_envelope(data, offset=0):
+    """The envelope of one batch (its body still encoded). Errors name the offset in data."""
+    try:
+        env = cbor.loads(data)
+    except cbor.CBORError as exc:
+        raise _at(exc, offset)
+    if not isinstance(env, list) or not env:
+        raise cbor.Malformed("a batch is a CBOR array", offset)
+    if env[0] != VERSION:
+        raise cbor.Malformed("batch format version %r is not supported (this decoder reads %d)"
+                             % (env[0], VERSION), offset)
+    if len(env) != 8:
+        raise cbor.Malformed("a version 1 batch has 8 fields, this one %d" % len(env), offset)
+    _, device, seq, boot, dropped, encoding, flags, body = env
+    if not isinstance(device, str):
+        raise cbor.Malformed("envelope device id must be text", offset)
+    if encoding not in (SENML, COMPACT):
+        raise cbor.Malformed("unknown body encoding %r" % (encoding,), offset)
+    if not isinstance(body, bytes):
+        raise cbor.Malformed("envelope body must be a byte string", offset)
+    _uint(flags, "flags", offset)
+    if flags & ~(FLAG_SYNCED | FLAG_DEFLATED):
+        raise cbor.Malformed("unknown envelope flags %#x" % flags, offset)
+    return Batch(device, _uint(seq, "sequence number", offset), _uint(boot, "boot count", offset),
+                 _uint(dropped, "dropped count", offset), encoding, flags, body)
+
+
+def decode(data, schemas=None, offset=0):
+    """A whole batch: envelope and readings, [(t_ms, name, value)] in time order.
+
+    schemas maps schema id -> Schema; a compact body cannot be read without its schema. Errors
+    in the body name its offset in data (for a deflated body: the offset of the body).
+    """
+    b = read_envelope(data, offset)
+    body = b.body
+    body_at = offset + len(data) - len(body)
+    if b.deflated:
+        body = inflate(body, body_at)
+    try:
+        if b.encoding == COMPACT:
+            r = cbor.Reader(body)
+            if r.head()[0] != 4:
+                raise cbor.Malformed("a compact body is an array", 0)
+            b.schema_id = r.item()
+            schema = (schemas or {}).get(b.schema_id)
+            if schema is None:
+                raise cbor.Malformed("compact batch refers to schema %r, which this decoder has not "
+                                     "been given (the device publishes it on .../up/schema)"
+                                     % (b.schema_id,), 0)
+            names = schema.names
+            b.readings = [(t, names[c], schema.value(c, v)) for t, c, v in compact_decode.decode(body, schema)]
+            for name, unit, _, _ in schema.channels:
+                b.units[name] = unit
+        else:
+            readings = []
+            for name, unit, t, value in senml_decode.decode(cbor.loads(body)):
+                readings.append((t, name, value))
+                b.units[name] = unit
+            readings.sort(key=_time)  # stable: channels keep their order within one time
+            b.readings = readings
+    except cbor.CBORError as exc:
+        raise _at(exc, body_at) if not b.deflated else type(exc)(exc.reason, body_at)
+    return b
+
+
+def _time(reading):
+    return reading[0]

@@ -1,0 +1,253 @@
+# The buffer: every reading goes here first, and leaves only inside an acknowledged batch.
+#
+# Readings wait in RAM (three arrays allocated once, 9 bytes a reading) for at most the flush
+# window (a count or a time); then they are appended to the journal, a small file of framed
+# records that holds only the readings not yet in a batch. When the batch policy says so (max
+# readings, max age, a change of clock sync) they are encoded into one batch, stored whole in
+# the log with its sequence number (so a re-send after a reboot is byte-identical), and the
+# journal starts again. Keeping raw rows out of the log means its bytes all hold batches.
+import array
+import struct
+
+from agent import cbor
+from agent.log import HEAD, READINGS, frame, records
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_LIMIT = const(0x40000000)  # 2**30: times and values stay small ints on a 32-bit board
+_JOURNAL = "journal"
+_ROWS_HEAD = "<BqIH"        # clock synced, base time (ms), batch sequence number, row count
+_ROW_BYTES = const(9)
+
+
+class Buffer:
+    """Readings in, batches out. `log` is an agent.log.Log, `encoder` an agent.batch.Encoder."""
+
+    def __init__(self, log, encoder, max_readings=420, max_age_ms=600000, ram_readings=32,
+                 flush_ms=60000):
+        self.log = log
+        self.store = log.store
+        self.encoder = encoder
+        self.max_readings = max_readings
+        self.max_age_ms = max_age_ms
+        self.ram_readings = ram_readings
+        self.flush_ms = flush_ms
+        # The journal never holds more than one batch's readings; the log gets the rest.
+        records_max = max_readings // max(1, ram_readings) + 2
+        self.journal_bytes = _ROW_BYTES * max_readings + (HEAD + 15) * records_max
+        log.max_bytes -= self.journal_bytes
+        if log.max_bytes < 4 * len(encoder.w.buf):
+            raise ValueError("a buffer of %d bytes is too small: it needs room for four batches "
+                             "of %d bytes and %d bytes of journal"
+                             % (log.max_bytes + self.journal_bytes, len(encoder.w.buf),
+                                self.journal_bytes))
+        # Row i: time base + ts[i] (ms), channel chs[i], value vals[i] scaled by its resolution.
+        self.ts = array.array("i", bytes(4 * max_readings))
+        self.chs = array.array("B", bytes(max_readings))
+        self.vals = array.array("i", bytes(4 * max_readings))
+        self.base = 0
+        self.n = 0
+        self.flushed = 0      # rows 0..flushed-1 are in the journal already
+        self.synced = False   # the clock state of the rows in RAM
+        self.seq = 0          # of the next batch
+        self.batches = 0      # formed since open()
+        self.journal_size = 0
+
+    # -- open ------------------------------------------------------------------------------
+
+    def open(self):
+        """Reads the log and the journal back. Batches stay queued for the uplink; readings
+        that were journaled but not yet batched return to RAM. Returns the bytes found torn or
+        corrupt (the tail that a power cut interrupted), which are discarded."""
+        journal = []
+        tag = None
+        data = self.store.read_all(_JOURNAL)
+        size = 0 if data is None else len(data)
+        good = 0
+        for kind, payload, end in records(self.store, _JOURNAL, 0, size):
+            if kind != READINGS:
+                break
+            good = end
+            journal.append(payload)
+            if tag is None:
+                tag = struct.unpack_from(_ROWS_HEAD, payload, 0)[2]
+        counts = {}
+
+        def replay(seq, count):
+            if tag is not None and seq >= tag:
+                counts[seq] = count
+
+        discarded = self.log.open(replay) + size - good
+        self.seq = self.log.next_seq()
+        # Batches formed from the journal before a power cut kept it from being cleared: their
+        # readings are the journal's first ones, and are skipped.
+        skip = 0
+        for seq in counts:
+            skip += counts[seq]
+        for payload in journal:
+            skip = self._replay_rows(payload, skip)
+        self.flushed = self.n
+        if self.n:
+            self._rewrite_journal()
+        else:
+            self.store.remove(_JOURNAL)
+            self.journal_size = 0
+        return discarded
+
+    def _replay_rows(self, payload, skip):
+        synced, base, _, count = struct.unpack_from(_ROWS_HEAD, payload, 0)
+        at = struct.calcsize(_ROWS_HEAD)
+        ts = array.array("i", payload[at:at + 4 * count])
+        chs = payload[at + 4 * count:at + 5 * count]
+        vals = array.array("i", payload[at + 5 * count:at + 9 * count])
+        for i in range(count):
+            if skip:
+                skip -= 1
+            elif self.n < self.max_readings:
+                if self.n == 0:
+                    self.synced = bool(synced)
+                self._put(base + ts[i], chs[i], vals[i])
+        return skip
+
+    # -- readings in ---------------------------------------------------------------------
+
+    def _put(self, t, channel, value):
+        n = self.n
+        if n == 0:
+            self.base = t
+        self.ts[n] = t - self.base
+        self.chs[n] = channel
+        self.vals[n] = value
+        self.n = n + 1
+
+    def append(self, t, channel, value):
+        """One reading: time t in ms, channel number, value as an integer at the channel's
+        resolution. Forms a batch, or writes the journal, when a window closes."""
+        if not -_LIMIT < value < _LIMIT:
+            raise ValueError("reading %d is too large for a batch (limit +-2**30 at the "
+                             "channel's resolution)" % value)
+        if self.n:
+            off = t - self.base
+            if off - self.ts[0] >= self.max_age_ms or not -_LIMIT < off < _LIMIT:
+                self.cut()
+        self._put(t, channel, value)
+        if self.n == self.max_readings:
+            self.cut()
+        elif self.n - self.flushed >= self.ram_readings or (
+                t - self.base - self.ts[self.flushed] >= self.flush_ms):
+            self.flush()
+
+    def set_synced(self, synced):
+        """The clock became synced (or lost sync): readings before and after go in separate
+        batches, because a batch has one time base."""
+        synced = bool(synced)
+        if synced != self.synced:
+            if self.n:
+                self.cut()
+            self.synced = synced
+
+    def poll(self, now):
+        """Closes the windows that time alone closes; call it now and then with the clock."""
+        if not self.n:
+            return
+        if now - self.base - self.ts[0] >= self.max_age_ms:
+            self.cut()
+        elif self.flushed < self.n and now - self.base - self.ts[self.flushed] >= self.flush_ms:
+            self.flush()
+
+    def flush(self):
+        """Writes the readings that are only in RAM to the journal, durably."""
+        if self.flushed < self.n:
+            parts = self._rows(self.flushed, self.n)
+            head = frame(READINGS, parts)
+            self.store.append(_JOURNAL, head)
+            for p in parts:
+                self.store.append(_JOURNAL, p)
+            self.journal_size += len(head) + self._size(parts)
+            self.flushed = self.n
+            self.store.sync()
+
+    def _rows(self, a, b):
+        # bytes(), because len() of a memoryview of an int array counts items, and MicroPython's
+        # memoryview cannot tell its size in bytes.
+        return (struct.pack(_ROWS_HEAD, self.synced, self.base, self.seq, b - a),
+                bytes(memoryview(self.ts)[a:b]), bytes(memoryview(self.chs)[a:b]),
+                bytes(memoryview(self.vals)[a:b]))
+
+    def _size(self, parts):
+        n = 0
+        for p in parts:
+            n += len(p)
+        return n
+
+    def _rewrite_journal(self):
+        parts = self._rows(0, self.flushed)
+        self.store.replace(_JOURNAL, frame(READINGS, parts) + b"".join(parts))
+        self.journal_size = HEAD + self._size(parts)
+
+    # -- batches ---------------------------------------------------------------------------
+
+    def cut(self):
+        """Encodes every reading in RAM into batches (more than one if they do not fit in the
+        batch byte limit) and stores them in the log."""
+        if not self.n:
+            return
+        while self.n:
+            k = self.n
+            while True:
+                try:
+                    data = self.encoder.encode(self.base, self.ts, self.chs, self.vals, 0, k,
+                                               self.seq, self.log.boot, self.log.dropped,
+                                               self.synced)
+                    break
+                except cbor.BufferFull:
+                    if k == 1:
+                        raise
+                    k //= 2
+            self.log.append_batch(self.seq, k, data)
+            self.seq += 1
+            self.batches += 1
+            self._shift(k)
+        self.log.sync()
+        # The batches are durable: the journal now holds only what they left.
+        if self.flushed:
+            self._rewrite_journal()
+        elif self.journal_size:
+            self.store.remove(_JOURNAL)
+            self.journal_size = 0
+
+    def _shift(self, k):
+        """Removes rows 0..k-1 and moves the rest to the front."""
+        left = self.n - k
+        if left:
+            ts = self.ts
+            chs = self.chs
+            vals = self.vals
+            shift = ts[k]
+            for i in range(k, self.n):
+                ts[i - k] = ts[i] - shift
+                chs[i - k] = chs[i]
+                vals[i - k] = vals[i]
+            self.base += shift
+        self.n = left
+        self.flushed = self.flushed - k if self.flushed > k else 0
+
+    # -- the uplink's side -----------------------------------------------------------------
+
+    def next_batch(self):
+        """(seq, bytes) of the next batch to send, or None; see agent.log.Log.next_batch."""
+        return self.log.next_batch()
+
+    def ack(self, seq):
+        return self.log.ack(seq)
+
+    def rewind(self):
+        self.log.rewind()
+
+    def close(self):
+        self.flush()
+        self.log.close()

@@ -1,0 +1,288 @@
+# The store-and-forward log: append-only segment files of batch records, and a state file.
+#
+# Record: length (u16) | type (u8) | CRC-32 (u32) of length, type and payload | payload.
+# A power cut can tear only the record being written; on open each segment is read up to its
+# first bad record and appends continue in a fresh segment, so the torn bytes are never
+# followed by good ones and no truncate is needed (MicroPython files have none).
+#
+# The state file (replaced whole: write, then rename) holds the boot count, the acknowledged
+# sequence number, the dropped-readings total and the number of the newest dead segment. Every
+# deletion commits there first, so a cut between the two leaves nothing half done.
+import binascii
+import struct
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+READINGS = const(1)  # rows not yet in a batch (the buffer's journal, agent/buffer.py)
+BATCH = const(2)     # a whole encoded batch, after its reading count (u16)
+HEAD = const(7)
+MAX_RECORD = const(0xFFFF)
+_STATE = "state"
+_STATE_MAGIC = b"TSB1"
+_STATE_FMT = "<4sIQQQQ"
+
+
+def frame(kind, parts):
+    """The 7-byte header of a record whose payload is the parts one after the other."""
+    length = 0
+    for p in parts:
+        length += len(p)
+    if length > MAX_RECORD:
+        raise ValueError("a %d-byte record is larger than the log allows" % length)
+    h = struct.pack("<HB", length, kind)
+    crc = binascii.crc32(h)
+    for p in parts:
+        crc = binascii.crc32(p, crc)
+    return h + struct.pack("<I", crc & 0xFFFFFFFF)
+
+
+def records(store, name, start, size):
+    """(type, payload, end offset) of each good record of a file from offset start; stops at the
+    first record that is torn (runs past size) or corrupt (CRC)."""
+    off = start
+    while off + HEAD <= size:
+        head = store.read(name, off, HEAD)
+        length, kind, crc = struct.unpack("<HBI", head)
+        if off + HEAD + length > size:
+            return
+        payload = store.read(name, off + HEAD, length)
+        if binascii.crc32(payload, binascii.crc32(head[:3])) & 0xFFFFFFFF != crc:
+            return
+        off += HEAD + length
+        yield kind, payload, off
+
+
+def count_of(payload):
+    """The reading count of a BATCH record's payload."""
+    return payload[0] | (payload[1] << 8)
+
+
+class Segment:
+    def __init__(self, number):
+        self.number = number
+        self.name = "%08d.seg" % number
+        self.size = 0
+        self.last_seq = -1
+        self.sealed = False  # holds a torn or corrupt record: never appended to again
+
+
+class Log:
+    """Batch records in segments in a store (agent/store.py), bounded to max_bytes.
+
+    open() replays every good batch to a callback. Batches are then handed out in order by
+    next_batch() and leave the log only when ack() is called for them, or when the log is full
+    and drops its oldest segment, which adds the batches' readings to `dropped`.
+    """
+
+    def __init__(self, store, max_bytes, segment_bytes, seq_of, persist_every=16):
+        self.store = store
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.seq_of = seq_of  # encoded batch -> its sequence number
+        self.persist_every = persist_every
+        self.segments = []
+        self.size = 0
+        self.boot = 0
+        self.acked = -1        # every batch with a sequence number <= this is acked or dropped
+        self.dropped = 0       # readings dropped because the log was full, since it was created
+        self.dead = -1         # segments numbered <= this are gone or about to be
+        self.seq_floor = -1    # highest sequence number in a dead segment
+        self.last_seq = -1
+        self.unacked = 0       # batches waiting for an ack
+        self.discarded = 0     # bytes of torn or corrupt records found at open
+        self.inflight = []     # [seq, segment number, end offset, acked] in send order
+        self.ack_pos = None    # (segment number, offset) of the first unacked record
+        self.send_pos = None
+        self._acks_unsaved = 0
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _load_state(self):
+        data = self.store.read_all(_STATE)
+        if data is None or len(data) != struct.calcsize(_STATE_FMT) + 4:
+            return False
+        body = data[:-4]
+        if struct.unpack("<I", data[-4:])[0] != binascii.crc32(body) & 0xFFFFFFFF:
+            return False
+        magic, self.boot, acked, dropped, dead, floor = struct.unpack(_STATE_FMT, body)
+        if magic != _STATE_MAGIC:
+            return False
+        # The unsigned fields hold value + 1, so that "none yet" (-1) is 0.
+        self.acked = acked - 1
+        self.dropped = dropped
+        self.dead = dead - 1
+        self.seq_floor = floor - 1
+        return True
+
+    def save_state(self):
+        body = struct.pack(_STATE_FMT, _STATE_MAGIC, self.boot, self.acked + 1, self.dropped,
+                           self.dead + 1, self.seq_floor + 1)
+        self.store.replace(_STATE, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        self._acks_unsaved = 0
+
+    # -- open --------------------------------------------------------------------------------
+
+    def open(self, replay=None):
+        """Reads the state and every segment, calling replay(seq, count) for each good batch in
+        order, and counts a new boot. Returns the number of bytes discarded as torn or corrupt."""
+        if not self._load_state():
+            self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
+        numbers = []
+        for name in self.store.names():
+            if name.endswith(".seg") and len(name) == 12 and name[:8].isdigit():
+                n = int(name[:8])
+                if n <= self.dead:
+                    self.store.remove(name)  # a deletion that a power cut interrupted
+                else:
+                    numbers.append(n)
+            elif name.endswith(".tmp"):
+                self.store.remove(name)
+        numbers.sort()
+        for n in numbers:
+            self._scan(Segment(n), replay)
+        if self.segments:
+            self.dead = max(self.dead, self.segments[0].number - 1)
+        self.boot += 1
+        self.save_state()
+        self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
+        while True:
+            found = self._find_batch(self.ack_pos)
+            if found is None or found[0] > self.acked:
+                break
+            self.ack_pos = found[2]
+        self.send_pos = self.ack_pos
+        return self.discarded
+
+    def _scan(self, seg, replay):
+        seg.size = self.store.size(seg.name)
+        self.segments.append(seg)
+        self.size += seg.size
+        good = 0
+        for kind, payload, end in records(self.store, seg.name, 0, seg.size):
+            if kind != BATCH:
+                break
+            good = end
+            seq = self.seq_of(payload[2:])
+            seg.last_seq = seq
+            if seq > self.last_seq:
+                self.last_seq = seq
+            if seq > self.acked:
+                self.unacked += 1
+            if replay is not None:
+                replay(seq, count_of(payload))
+        if good < seg.size:
+            seg.sealed = True
+            self.discarded += seg.size - good
+
+    def next_seq(self):
+        return max(self.last_seq, self.seq_floor, self.acked) + 1
+
+    # -- appending --------------------------------------------------------------------------
+
+    def append_batch(self, seq, count, data):
+        """Stores one encoded batch of count readings; drops the oldest segments to make room."""
+        parts = (struct.pack("<H", count), data)
+        head = frame(BATCH, parts)
+        need = HEAD + 2 + len(data)
+        while self.size + need > self.max_bytes and self.segments:
+            self._drop(self.segments[0])
+        seg = self.segments[-1] if self.segments else None
+        if seg is None or seg.sealed or (seg.size and seg.size + need > self.segment_bytes):
+            seg = Segment(seg.number + 1 if seg is not None else self.dead + 1)
+            self.segments.append(seg)
+        self.store.append(seg.name, head)
+        for p in parts:
+            self.store.append(seg.name, p)
+        seg.size += need
+        self.size += need
+        seg.last_seq = seq
+        self.last_seq = seq
+        self.unacked += 1
+
+    def sync(self):
+        self.store.sync()
+
+    def _drop(self, seg):
+        """Drops the oldest segment: its unacked batches' readings are counted as dropped."""
+        for kind, payload, _ in records(self.store, seg.name, 0, seg.size):
+            if kind == BATCH and self.seq_of(payload[2:]) > self.acked:
+                self.dropped += count_of(payload)
+                self.unacked -= 1
+        self._kill(seg)
+        self.inflight = [f for f in self.inflight if f[1] != seg.number]
+        nxt = (seg.number + 1, 0)
+        if self.ack_pos[0] <= seg.number:
+            self.ack_pos = nxt
+        if self.send_pos[0] <= seg.number:
+            self.send_pos = nxt
+
+    def _kill(self, seg):
+        """Deletes the oldest segment, committing the deletion in the state file first."""
+        self.dead = seg.number
+        if seg.last_seq > self.seq_floor:
+            self.seq_floor = seg.last_seq
+        if seg.last_seq > self.acked:
+            self.acked = seg.last_seq
+        self.save_state()
+        self.store.remove(seg.name)
+        self.segments.pop(0)
+        self.size -= seg.size
+
+    # -- reading and acknowledging ---------------------------------------------------------
+
+    def _find_batch(self, pos):
+        """(seq, payload, end position) of the first batch at or after pos, or None."""
+        number, off = pos
+        for seg in self.segments:
+            if seg.number < number:
+                continue
+            for kind, payload, end in records(self.store, seg.name,
+                                              off if seg.number == number else 0, seg.size):
+                if kind == BATCH:
+                    return self.seq_of(payload[2:]), payload, (seg.number, end)
+        return None
+
+    def next_batch(self):
+        """(seq, batch bytes) of the next batch not yet handed out since the last rewind()."""
+        found = self._find_batch(self.send_pos)
+        if found is None:
+            return None
+        seq, payload, end = found
+        self.send_pos = end
+        self.inflight.append([seq, end[0], end[1], False])
+        return seq, payload[2:]
+
+    def ack(self, seq):
+        """The broker has the batch seq. Returns False for a seq that is not in flight."""
+        for f in self.inflight:
+            if f[0] == seq:
+                f[3] = True
+                break
+        else:
+            return False
+        while self.inflight and self.inflight[0][3]:
+            f = self.inflight.pop(0)
+            self.acked = f[0]
+            self.ack_pos = (f[1], f[2])
+            self.unacked -= 1
+            self._acks_unsaved += 1
+        # Segments wholly before the first unacked batch are done with.
+        while len(self.segments) > 1 and self.segments[0].number < self.ack_pos[0]:
+            self._kill(self.segments[0])
+        if self._acks_unsaved >= self.persist_every:
+            self.save_state()
+        return True
+
+    def rewind(self):
+        """Hand out the unacked batches again from the oldest (after a reconnect)."""
+        self.inflight = []
+        self.send_pos = self.ack_pos
+
+    def close(self):
+        if self._acks_unsaved:
+            self.save_state()
+        self.store.close()

@@ -1,0 +1,82 @@
+# Reads SenML packs (RFC 8428, CBOR representation), ours or any other device's.
+from agent import cbor
+from agent.schema import scaled_value
+from agent.senml import BN, BT, BU, BV, N, T, U, V, VB, VS
+
+
+def _decimal(x):
+    """(mantissa, exponent) of a decimal fraction (tag 4), else None."""
+    if isinstance(x, cbor.Tag) and x.tag == 4 and isinstance(x.value, list) and len(x.value) == 2:
+        exponent, m = x.value
+        if isinstance(exponent, int) and isinstance(m, int) and -64 <= exponent <= 64:
+            return m, exponent
+    return None
+
+
+def _number(x, what, offset):
+    if isinstance(x, (int, float)) and not isinstance(x, bool):
+        return x
+    d = _decimal(x)
+    if d is None:
+        raise cbor.Malformed("SenML %s is not a number" % what, offset)
+    return scaled_value(d[0], d[1])
+
+
+def _ms(x, what, offset):
+    """A SenML time in whole milliseconds, with integer arithmetic where the input allows it."""
+    if isinstance(x, int) and not isinstance(x, bool):
+        return x * 1000
+    d = _decimal(x)
+    if d is not None:
+        m, exponent = d
+        if exponent >= -3:
+            return m * 10 ** (exponent + 3)
+        return (m + 10 ** (-exponent - 3) // 2) // 10 ** (-exponent - 3)
+    if isinstance(x, float) and x == x and x not in (float("inf"), float("-inf")):
+        return round(x * 1000)
+    raise cbor.Malformed("SenML %s is not a number" % what, offset)
+
+
+def decode(pack, offset=0):
+    """(name, unit, t_ms, value) for each record of a SenML pack (already CBOR-decoded).
+
+    Base fields carry over from record to record as RFC 8428 says; a label this decoder does not
+    know is ignored, unless it is a must-understand label (a text label ending in '_').
+    """
+    if not isinstance(pack, list):
+        raise cbor.Malformed("a SenML pack is an array of records", offset)
+    bn = ""
+    bt = 0
+    bu = ""
+    bv = 0
+    out = []
+    for rec in pack:
+        if not isinstance(rec, dict):
+            raise cbor.Malformed("a SenML record is a map", offset)
+        for key in rec:
+            if isinstance(key, str) and key.endswith("_"):
+                raise cbor.Malformed("SenML must-understand field %r is not supported" % key, offset)
+        if BN in rec:
+            bn = rec[BN]
+        if BT in rec:
+            bt = _ms(rec[BT], "base time", offset)
+        if BU in rec:
+            bu = rec[BU]
+        if BV in rec:
+            bv = _number(rec[BV], "base value", offset)
+        name = bn + rec.get(N, "")
+        if not isinstance(name, str) or not name:
+            raise cbor.Malformed("SenML record without a name", offset)
+        if V in rec:
+            value = bv + _number(rec[V], "value", offset)
+        elif VS in rec:
+            value = rec[VS]
+        elif VB in rec:
+            value = rec[VB]
+        elif BV in rec:
+            value = bv
+        else:
+            continue  # a record that only sets base fields
+        t = bt + _ms(rec.get(T, 0), "time", offset)
+        out.append((name, rec.get(U, bu), t, value))
+    return out
