@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from firmware import batchfile
+
 
 def cmd_check(args):
     from firmware.profile.commands import check
@@ -28,13 +30,18 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_profile_commands(sub)
+    batchfile.add_commands(sub)
     return parser, sub
 
 
 def main(argv=None):
     parser, _ = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # `tether decode ... | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -1,0 +1,57 @@
+"""How many readings and bytes a profile puts on the air in a day (for `tether check`).
+
+The bytes come from the real encoder, run on a synthetic batch: each channel drifts by a step
+of its resolution now and then, which is how ink levels, pill counts and energy counters
+behave. A noisy channel costs more than this estimate, a constant one less.
+"""
+import array
+import random
+
+from agent import profile as compiled
+
+DAY_MS = 86400000
+
+
+def mqtt_publish_overhead(topic, payload_len):
+    """Bytes an MQTT 3.1.1 QoS 1 PUBLISH adds to a payload: fixed header, topic, packet id."""
+    remaining = 2 + len(topic) + 2 + payload_len
+    length_bytes = 1
+    while remaining >= 128 ** length_bytes:
+        length_bytes += 1
+    return 1 + length_bytes + 2 + len(topic) + 2
+
+
+def synthetic_batch(profile, rnd):
+    """Rows (t_ms, channel, scaled value) that fill one batch as the batch policy cuts it."""
+    sensors = profile["sensors"]
+    policy = profile["batch"]
+    span = policy["max_age_ms"]
+    due = [0] * len(sensors)
+    values = [1000] * len(sensors)
+    rows = []
+    t = 0
+    while t < span and len(rows) < policy["max_readings"]:
+        for c, s in enumerate(sensors):
+            if due[c] <= t and len(rows) < policy["max_readings"]:
+                if rnd.random() < 0.1:
+                    values[c] += rnd.choice((-1, 1))
+                rows.append((t, c, values[c]))
+                due[c] = t + s["interval_ms"]
+        t = min(due)
+    return rows, t
+
+
+def estimate(profile):
+    """{"readings_per_day", "batches_per_day", "bytes_per_day"} for a compiled profile."""
+    per_day = sum(DAY_MS // s["interval_ms"] for s in profile["sensors"])
+    rows, span = synthetic_batch(profile, random.Random(1))
+    if not rows:
+        return {"readings_per_day": 0, "batches_per_day": 0.0, "bytes_per_day": 0}
+    enc = compiled.encoder(profile, device_id=profile["device"]["id"].replace("{uid}", "a1b2c3"))
+    data = enc.encode(0, array.array("i", [r[0] for r in rows]), array.array("B", [r[1] for r in rows]),
+                      array.array("i", [r[2] for r in rows]), 0, len(rows), 1000, 1, 0, True)
+    topic = "%s/%s/up/batch" % (profile["uplink"]["prefix"], enc.device)
+    per_batch = len(data) + mqtt_publish_overhead(topic, len(data))
+    batches = per_day / len(rows)
+    return {"readings_per_day": per_day, "batches_per_day": batches,
+            "bytes_per_day": int(batches * per_batch)}

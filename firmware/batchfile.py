@@ -1,0 +1,210 @@
+"""Batch files: `tether encode` and `tether decode`.
+
+A batch file is a CBOR sequence (RFC 8742): the schema document that compact batches refer to,
+then the batches, each exactly the bytes a device publishes. Readings files are JSON lines
+{"t": unix seconds, "n": channel name, "v": value}, as simulator/reference.py writes them.
+"""
+import json
+import sys
+
+from agent import batch_decode, cbor
+from agent import profile as compiled
+from agent.log import Log
+from agent.buffer import Buffer
+from agent.schema import Schema
+from agent.store import RamStore
+
+UNBOUNDED = 1 << 40
+
+
+class InputError(Exception):
+    pass
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def encode(profile, lines, device_id=None):
+    """(schema, [batch bytes], rounded) for JSON-lines readings, cut into batches by the
+    profile's batch policy exactly as the agent's buffer cuts them."""
+    schema = compiled.schema(profile)
+    policy = profile["batch"]
+    enc = compiled.encoder(profile, device_id, schema)
+    log = Log(RamStore(), UNBOUNDED, UNBOUNDED, compiled.batch.seq_of)
+    buf = Buffer(log, enc, policy["max_readings"], policy["max_age_ms"],
+                 policy["max_readings"], UNBOUNDED)
+    buf.open()
+    buf.set_synced(True)
+    rounded = 0
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            r = json.loads(line)
+            t, name, v = r["t"], r["n"], r["v"]
+        except (ValueError, TypeError, KeyError):
+            raise InputError("line %d: expected {\"t\": seconds, \"n\": name, \"v\": number}"
+                             % number)
+        if not _number(t) or not _number(v):
+            raise InputError("line %d: t and v must be numbers" % number)
+        channel = schema.index.get(name)
+        if channel is None:
+            raise InputError("line %d: channel %r is not in the profile (it has %s)"
+                             % (number, name, ", ".join(schema.names)))
+        scaled = schema.scale(channel, v)
+        if schema.value(channel, scaled) != v:
+            rounded += 1
+        try:
+            buf.append(round(t * 1000), channel, scaled)
+        except ValueError as exc:
+            raise InputError("line %d: %s" % (number, exc))
+    buf.cut()
+    batches = []
+    while True:
+        item = buf.next_batch()
+        if item is None:
+            return schema, batches, rounded
+        batches.append(item[1])
+
+
+def items(data):
+    """(offset, kind, item) for each item of a batch file; kind is "schema" or "batch"."""
+    schemas = {}
+    r = cbor.Reader(data)
+    while not r.at_end():
+        start = r.pos
+        major = data[start] >> 5
+        if major == 5:
+            end = _skip(r)
+            try:
+                s = Schema.from_cbor(data[start:end])
+            except cbor.CBORError as exc:
+                raise type(exc)(exc.reason, start)
+            schemas[s.id] = s
+            yield start, "schema", s
+        else:
+            end = _skip(r)
+            yield start, "batch", batch_decode.decode(data[start:end], schemas, start)
+
+
+def _skip(r):
+    r.item()
+    return r.pos
+
+
+def _seconds(ms):
+    return ms // 1000 if ms % 1000 == 0 else ms / 1000
+
+
+def senml_json(b):
+    """A decoded batch as a SenML JSON pack (RFC 8428), grouped per channel like its CBOR form."""
+    pack = []
+    first = True
+    base = b.readings[0][0] if b.readings else 0
+    names = []
+    for _, name, _ in b.readings:
+        if name not in names:
+            names.append(name)
+    for name in names:
+        group = True
+        for t, n, v in b.readings:
+            if n != name:
+                continue
+            rec = {}
+            if group:
+                rec["bn"] = name
+                if first:
+                    rec["bt"] = _seconds(base)
+                    first = False
+                if b.units.get(name):
+                    rec["bu"] = b.units[name]
+                group = False
+            rec["t"] = _seconds(t - base)
+            rec["v"] = v
+            pack.append(rec)
+    return pack
+
+
+def cmd_encode(args):
+    from firmware.profile.compile import compile as compile_profile
+    profile, errors = compile_profile(args.profile)
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return 2
+    if args.encoding:
+        profile["uplink"]["encoding"] = args.encoding
+    if args.deflate:
+        profile["uplink"]["deflate"] = True
+    if args.device is None and "{uid}" in profile["device"]["id"]:
+        print("tether encode: the profile's device id %r is a template: give --device ID"
+              % profile["device"]["id"], file=sys.stderr)
+        return 2
+    src = args.readings
+    try:
+        lines = sys.stdin if src == "-" else open(src)
+    except OSError as exc:
+        print("tether encode: %s: %s" % (src, exc.strerror), file=sys.stderr)
+        return 2
+    try:
+        schema, batches, rounded = encode(profile, lines, args.device)
+    except InputError as exc:
+        print("tether encode: %s: %s" % (src, exc), file=sys.stderr)
+        return 2
+    out = bytearray()
+    if profile["uplink"]["encoding"] == "compact":
+        out += schema.to_cbor()
+    for b in batches:
+        out += b
+    if args.output == "-":
+        sys.stdout.buffer.write(out)
+    else:
+        with open(args.output, "wb") as f:
+            f.write(out)
+    print("%d batches, %d bytes%s" % (len(batches), len(out),
+          ", %d readings rounded to their resolution" % rounded if rounded else ""), file=sys.stderr)
+    return 0
+
+
+def cmd_decode(args):
+    src = args.input
+    try:
+        if src == "-":
+            data = sys.stdin.buffer.read()
+        else:
+            with open(src, "rb") as f:
+                data = f.read()
+    except OSError as exc:
+        print("tether decode: %s: %s" % (src, exc.strerror), file=sys.stderr)
+        return 2
+    out = sys.stdout
+    try:
+        for _, kind, item in items(data):
+            if kind != "batch":
+                continue
+            if args.senml:
+                out.write(json.dumps(senml_json(item), separators=(",", ":")) + "\n")
+            else:
+                for t, name, v in item.readings:
+                    out.write(json.dumps({"t": _seconds(t), "n": name, "v": v}) + "\n")
+    except cbor.CBORError as exc:
+        out.flush()
+        print("tether decode: %s: %s" % (src, exc), file=sys.stderr)
+        return 2
+    return 0
+
+
+def add_commands(sub):
+    p = sub.add_parser("encode", help="cut JSON-lines readings into batches (a CBOR sequence)")
+    p.add_argument("--profile", required=True, metavar="PROFILE",
+                   help="the profile whose channels and batch policy to use")
+    p.add_argument("--encoding", choices=("senml", "compact"), help="override the profile's")
+    p.add_argument("--deflate", action="store_true", help="deflate batch bodies where it helps")
+    p.add_argument("--device", metavar="ID", help="device id for the envelope (default: profile's)")
+    p.add_argument("readings", metavar="READINGS.jsonl", help="readings, or - for standard input")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="batch file, or -")
+    p.set_defaults(func=cmd_encode)
+    p = sub.add_parser("decode", help="print the readings of a batch file as JSON lines")
+    p.add_argument("--senml", action="store_true", help="print each batch as a SenML JSON pack")
+    p.add_argument("input", metavar="IN", help="batch file, or - for standard input")
+    p.set_defaults(func=cmd_decode)
