@@ -80,8 +80,10 @@ def read_file(ctx, path, used_at=None):
         with open(path, "rb") as f:
             text = f.read().decode("utf-8")
     except OSError as exc:
-        reason = "cannot read '%s': %s" % (path, exc.strerror)
-        ctx.problems.append(at(used_at, reason) if used_at else (path, None, None, "", reason))
+        if used_at is None:
+            ctx.problems.append((path, None, None, "", "cannot read: %s" % exc.strerror))
+        else:
+            ctx.problems.append(at(used_at, "cannot read '%s': %s" % (path, exc.strerror)))
         return None
     except UnicodeDecodeError:
         ctx.problems.append((path, None, None, "", "not UTF-8 text"))

@@ -1,0 +1,79 @@
+"""`tether check`: a one-screen summary and exit 0, or every error and exit 2."""
+import pathlib
+import sys
+import textwrap
+import types
+
+from firmware.cli import main
+
+EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
+
+
+def test_check_prints_a_summary_of_the_reference_printer(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "firmware.airtime", None)  # as before the estimator exists
+    path = str(EXAMPLES / "reference-printer.yaml")
+    assert main(["check", path]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines() == [
+        path + ": ok",
+        '  device    reference-printer "Tether reference workload" on sim',
+        "  broker    localhost:1883, client id reference-printer",
+        "  topics    tether/v1/reference-printer/up/..., encoding compact",
+        "  batches   up to 420 readings, 8KiB or 10min old",
+        "  buffer    flash at buffer, 256KiB; RAM holds up to 32 readings for 1min",
+        "  bus       i2c0: i2c sda 0 scl 1, 100kHz",
+        "  bus       uart0: uart tx 2 rx 3, 9600 baud",
+        "  sensors   7 (channel numbers on the wire follow this order)",
+        "    #  name    driver       quantity  where      every  resolution  unit   filters; thresholds",
+        "    0  energy  pzem004t     energy    uart0 #1   10s    1           Wh     -",
+        "    1  ink_c   level_probe  level     pin 4      10s    0.1         %      -",
+        "    2  ink_k   level_probe  level     pin 5      10s    0.1         %      -",
+        "    3  ink_m   level_probe  level     pin 6      10s    0.1         %      -",
+        "    4  ink_y   level_probe  level     pin 7      10s    0.1         %      -",
+        "    5  pills   hx711        count     pins 8/9   10s    1           count  -",
+        "    6  power   ina219       power     i2c0 0x40  10s    0.1         W      -",
+        "  on air    60,480 readings/day, 144.0 batches/day, bytes/day: (estimate unavailable)",
+    ]
+
+
+def test_check_summary_shows_filters_thresholds_and_tls_but_no_credentials(capsys):
+    assert main(["check", str(EXAMPLES / "printer.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "  broker    broker.example.com:8883, TLS with CA file, login ***, client id printer-{uid}" in out
+    assert "median 5, 0..100; ink_low <15 (hyst 2)" in out
+    assert "i2c0 0x40" in out and "pin 32" in out
+    assert "not-a-real-password" not in out and "example-user" not in out
+
+
+def test_check_uses_the_airtime_estimate_when_there_is_one(capsys, monkeypatch, mocker):
+    estimate = mocker.Mock(return_value={"readings_per_day": 60480, "batches_per_day": 144.0,
+                                         "bytes_per_day": 61234})
+    monkeypatch.setitem(sys.modules, "firmware.airtime", types.SimpleNamespace(estimate=estimate))
+    assert main(["check", str(EXAMPLES / "reference-printer.yaml")]) == 0
+    assert "  on air    60,480 readings/day, 144.0 batches/day, 61,234 bytes/day" in capsys.readouterr().out
+    assert estimate.call_args.args[0]["sensors"][0]["name"] == "energy"
+
+
+def test_check_exits_2_with_every_error_of_every_profile(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(textwrap.dedent("""\
+        device: {id: kettle}
+        platform: esp33
+        sensors: [{name: power, driver: ina219, bus: i2c0, interval: 5}]
+        uplink: {broker: "mqtt://localhost"}
+        """))
+    good = str(EXAMPLES / "washer.yaml")
+    assert main(["check", good, str(bad), str(tmp_path / "missing.yaml")]) == 2
+    out, err = capsys.readouterr()
+    assert out.startswith(good + ": ok\n")
+    assert err.splitlines() == [
+        "%s:2:11: platform: expected one of 'esp32', 'rpi', 'sim', got 'esp33', did you mean 'esp32'?" % bad,
+        "%s:3:46: sensors[0].bus: no bus with id 'i2c0' is declared (declared: none)" % bad,
+        "%s:3:62: sensors[0].interval: expected a duration like '10s', got 5" % bad,
+        "%s: cannot read: No such file or directory" % (tmp_path / "missing.yaml"),
+    ]
+
+
+def test_check_skips_the_secrets_file_of_a_glob(capsys):
+    assert main(["check", str(EXAMPLES / "secrets.yaml")]) == 0
+    assert "secrets.yaml: skipped" in capsys.readouterr().out

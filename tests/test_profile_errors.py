@@ -1,0 +1,336 @@
+"""Profile mistakes come out as `file:line:col: key.path: expected ..., got ...`, all of them."""
+import pathlib
+import textwrap
+
+import pytest
+
+from firmware.profile.compile import compile
+
+DATA = pathlib.Path(__file__).parent / "data" / "profiles"
+
+BASE = """\
+device: {id: kettle}
+platform: esp32
+buses:
+  - {id: i2c0, type: i2c, sda: 21, scl: 22}
+  - {id: uart0, type: uart, tx: 17, rx: 16}
+uplink: {broker: "mqtt://localhost"}
+"""
+
+
+def errors_of(tmp_path, text, base=BASE):
+    """Errors of a profile made of `base` (lines 1-6) followed by text (from line 7)."""
+    (tmp_path / "p.yaml").write_text(base + textwrap.dedent(text))
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert compiled is None
+    return [e.split("p.yaml:", 1)[1] for e in errors]
+
+
+def test_several_errors_are_all_reported_in_line_order(monkeypatch):
+    monkeypatch.chdir(DATA)
+    compiled, errors = compile("many-errors.yaml")
+    assert compiled is None
+    assert errors == [
+        "many-errors.yaml:3:7: device.id: expected an id of up to 64 letters, digits, '-', '_' "
+        "and '.', optionally with '{uid}' (like 'printer-{uid}'), got 'coffee/1'",
+        "many-errors.yaml:15:5: sensors[1]: unknown key 'intervl', did you mean 'interval'?",
+        "many-errors.yaml:19:14: sensors[2].address: expected an I2C address from 0x08 to 0x77, got 0x80",
+        "many-errors.yaml:20:15: sensors[2].interval: expected a duration like '10s', got 'fast'",
+        "many-errors.yaml:22:14: buffer.max_bytes: expected a size like '64KiB', got '1GB'",
+    ]
+
+
+def test_yaml_syntax_error_has_file_line_and_column(monkeypatch):
+    monkeypatch.chdir(DATA)
+    assert compile("syntax-error.yaml") == (None, [
+        "syntax-error.yaml:7:4: YAML syntax error: while parsing a block collection; "
+        "expected <block end>, but found '<block mapping start>'"])
+
+
+def test_unknown_key_suggests_the_close_known_key(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, intervall: 10s}
+        """) == ["8:46: sensors[0]: unknown key 'intervall', did you mean 'interval'?"]
+
+
+def test_unknown_key_without_a_close_one_lists_the_known_keys(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        colour: red
+        """) == ["8:1: unknown key 'colour' (expected one of: substitutions, packages, device, "
+                 "platform, buses, sensors, buffer, batch, uplink)"]
+
+
+def test_unknown_top_level_key_suggests_the_plural(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensor: [{name: power, driver: ina219, bus: i2c0}]
+        """) == ["1:1: missing required key 'sensors'",
+                 "7:1: unknown key 'sensor', did you mean 'sensors'?"]
+
+
+def test_wrong_type_says_what_was_expected_and_got(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            address: [0x40]
+            filters: 5
+        """) == ["11:14: sensors[0].address: expected an I2C address from 0x08 to 0x77, got a list",
+                 "12:14: sensors[0].filters: expected a mapping, got 5"]
+
+
+def test_out_of_range_values_are_errors(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: mains, driver: pzem004t, bus: uart0, address: 248}
+          - {name: weight, driver: hx711, pins: {dout: 4, sck: 5}, gain: 100}
+          - {name: tank, driver: level_probe, pin: 40, calibration: {raw_empty: 1, raw_full: 2}}
+        batch: {max_readings: 0}
+        """) == [
+            "8:58: sensors[0].address: expected a Modbus address from 1 to 247, got 248",
+            "9:66: sensors[1].gain: expected one of 128, 64, 32, got 100",
+            "10:44: sensors[2].pin: expected an ESP32 GPIO number (0-39; there is no GPIO20, "
+            "24 or 28-31), got 40",
+            "11:23: batch.max_readings: expected an integer from 1 to 10000, got 0",
+        ]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("fast", "expected a duration like '10s', got 'fast'"),
+    ("10", "expected a duration like '10s', got 10"),
+    ("0.5ms", "expected a duration like '10s', got '0.5ms'"),
+    ("50ms", "expected a duration from 100ms to 1d, got '50ms'"),
+    ("2d", "expected a duration from 100ms to 1d, got '2d'"),
+])
+def test_bad_interval_is_reported(tmp_path, value, message):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, interval: %s}
+        """ % value) == ["8:56: sensors[0].interval: " + message]
+
+
+@pytest.mark.parametrize("value, message", [
+    ("8", "expected a size like '64KiB', got 8"),
+    ("8 bytes", "expected a size like '64KiB', got '8 bytes'"),
+    ("128B", "expected a size from 256B to 64KiB, got '128B'"),
+    ("1MiB", "expected a size from 256B to 64KiB, got '1MiB'"),
+])
+def test_bad_size_is_reported(tmp_path, value, message):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        batch: {max_bytes: %s}
+        """ % value) == ["8:20: batch.max_bytes: " + message]
+
+
+@pytest.mark.parametrize("value, got", [("0", "0"), ("-0.1", "-0.1"), ("'0.1'", "'0.1'"),
+                                        ("fine", "'fine'"), (".nan", ".nan")])
+def test_bad_resolution_is_reported(tmp_path, value, got):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, resolution: %s}
+        """ % value) == ["8:58: sensors[0].resolution: expected a positive decimal like 0.1, got " + got]
+
+
+def test_driver_name_typo_suggests_the_driver(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina291, bus: i2c0}
+        """) == ["8:27: sensors[0].driver: expected one of 'ina219', 'pzem004t', 'hx711', "
+                 "'ads1115', 'level_probe', got 'ina291', did you mean 'ina219'?"]
+
+
+def test_duplicate_sensor_names_are_errors(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0}
+          - {name: power, driver: ina219, bus: i2c0, quantity: current}
+        """) == ["9:12: sensors[1].name: duplicate sensor name 'power' (also sensors[0])"]
+
+
+def test_duplicate_bus_ids_are_errors(tmp_path):
+    base = BASE.replace("  - {id: uart0, type: uart", "  - {id: i2c0, type: uart")
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base) == ["5:10: buses[1].id: duplicate bus id 'i2c0' (also buses[0])"]
+
+
+def test_a_pin_used_twice_is_an_error(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: weight, driver: hx711, pins: {dout: 4, sck: 22}}
+        """) == ["8:56: sensors[0].pins.sck: pin 22 is already used by buses[0].scl"]
+
+
+def test_two_quantities_of_one_hx711_may_share_its_pins(tmp_path):
+    (tmp_path / "p.yaml").write_text(BASE + textwrap.dedent("""\
+        sensors:
+          - {name: weight, driver: hx711, pins: {dout: 4, sck: 5}}
+          - {name: pills, driver: hx711, pins: {dout: 4, sck: 5}, quantity: count,
+             calibration: {pill_weight: 0.5}}
+        """))
+    assert compile(str(tmp_path / "p.yaml"))[1] == []
+
+
+def test_sensor_on_an_undeclared_bus_is_an_error(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c1}
+        """) == ["8:40: sensors[0].bus: no bus with id 'i2c1' is declared, did you mean 'i2c0'?"]
+
+
+def test_sensor_on_a_bus_of_the_wrong_type_is_an_error(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: uart0}
+          - {name: mains, driver: pzem004t, bus: i2c0}
+        """) == ["8:40: sensors[0].bus: expected an I2C bus, got 'uart0', which is a UART bus",
+                 "9:42: sensors[1].bus: expected a UART bus, got 'i2c0', which is an I2C bus"]
+
+
+def test_two_chips_on_one_i2c_address_are_an_error_but_one_chip_twice_is_not(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, address: 0x48}
+          - {name: current, driver: ina219, bus: i2c0, address: 0x48, quantity: current}
+          - {name: volts, driver: ads1115, bus: i2c0}
+        """) == ["10:5: sensors[2]: address 0x48 on bus 'i2c0' is already used by sensors[0] (ina219)"]
+
+
+def test_level_probe_needs_exactly_one_of_pin_or_adc(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: tank
+            driver: level_probe
+            calibration: {raw_empty: 1, raw_full: 2}
+        """) == ["8:5: sensors[0]: expected exactly one of 'pin' (an ADC pin of the board) or "
+                 "'adc' (a channel of an ADS1115)"]
+
+
+def test_esp32_adc2_pins_and_raspberry_pi_pins_are_refused_for_level_probes(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: tank, driver: level_probe, pin: 25, calibration: {raw_empty: 1, raw_full: 2}}
+        """) == ["8:44: sensors[0].pin: expected an ADC1 pin, 32-39 (ADC2 pins cannot be read "
+                 "while Wi-Fi is on), got 25"]
+    base = BASE.replace("platform: esp32", "platform: rpi")
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: tank, driver: level_probe, pin: 5, calibration: {raw_empty: 1, raw_full: 2}}
+        """, base) == ["8:44: sensors[0].pin: the Raspberry Pi has no ADC: use 'adc:' with an "
+                       "ADS1115 instead of 'pin:'"]
+
+
+def test_hx711_count_needs_pill_weight(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: pills
+            driver: hx711
+            pins: {dout: 4, sck: 5}
+            quantity: count
+            calibration: {tare: 100}
+        """) == ["12:18: sensors[0].calibration: calibration.pill_weight is required with "
+                 "quantity 'count' (the weight is divided by it)"]
+
+
+def test_filters_and_thresholds_are_checked(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            filters: {median: 4, deadband: -1, min: 10, max: 10}
+            thresholds:
+              - {event: high, above: 10, below: 5}
+              - {event: low, hysteresis: 1}
+        """) == [
+            "11:23: sensors[0].filters.median: expected an odd window size from 3 to 15, got 4",
+            "11:36: sensors[0].filters.deadband: expected a number >= 0, got -1",
+            "11:54: sensors[0].filters.max: expected a number above min (10), got 10",
+            "13:9: sensors[0].thresholds[0]: expected exactly one of 'below' or 'above'",
+            "14:9: sensors[0].thresholds[1]: expected exactly one of 'below' or 'above'",
+        ]
+
+
+def test_buffer_must_hold_four_batches(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        buffer: {max_bytes: 16KiB}
+        batch: {max_bytes: 8KiB}
+        """) == ["8:21: buffer.max_bytes: the buffer must hold several batches: expected "
+                 "buffer.max_bytes >= 4 x batch.max_bytes = 32KiB, got 16KiB"]
+
+
+def test_uplink_rules(tmp_path):
+    base = BASE.replace('uplink: {broker: "mqtt://localhost"}\n', "")
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        uplink:
+          broker: mqtt://localhost
+          password: hunter2
+          ca: ca.pem
+          topic_prefix: tether/+/v1
+          keepalive: 1500ms
+          backoff: {min: 10min}
+        """, base) == [
+            "9:13: uplink.password: a password needs a username",
+            "10:7: uplink.ca: TLS files need an mqtts:// broker",
+            "10:7: uplink.ca: cannot read '%s': No such file or directory" % (tmp_path / "ca.pem"),
+            "11:17: uplink.topic_prefix: expected a topic prefix like 'tether/v1' (no '+', '#' or "
+            "spaces, no '/' at either end, no '$' at the start), got 'tether/+/v1'",
+            "12:14: uplink.keepalive: expected a duration from 5s to 1h, got '1500ms'",
+            "13:18: uplink.backoff.min: expected min <= max, got min '10min' and max 5min",
+        ]
+
+
+@pytest.mark.parametrize("url", ["http://example.com", "mqtt://", "mqtt://host:0",
+                                 "mqtt://host:99999", "mqtt://host/topic"])
+def test_broker_must_be_an_mqtt_or_mqtts_url(tmp_path, url):
+    base = BASE.replace('uplink: {broker: "mqtt://localhost"}', 'uplink: {broker: "%s"}' % url)
+    assert errors_of(tmp_path, "sensors: [{name: power, driver: ina219, bus: i2c0}]\n", base) == [
+        "6:18: uplink.broker: expected a broker URL like 'mqtt://host:1883' or "
+        "'mqtts://host:8883', got '%s'" % url]
+
+
+def test_tls_files_need_mqtts_and_cert_goes_with_key(tmp_path):
+    (tmp_path / "client.pem").write_text("-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n")
+    base = BASE.replace('uplink: {broker: "mqtt://localhost"}\n', "")
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        uplink:
+          broker: mqtt://localhost
+          cert: client.pem
+        """, base) == ["9:9: uplink.cert: 'cert' and 'key' go together: 'key' is missing",
+                       "9:9: uplink.cert: TLS files need an mqtts:// broker"]
+
+
+def test_duplicate_yaml_keys_are_errors(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            name: power2
+        """) == ["11:5: sensors[0]: duplicate key 'name' (first at line 8)"]
+
+
+def test_unsupported_tags_are_errors(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: !include sensors.yaml
+        """) == ["7:10: sensors: unsupported tag '!include'; use 'packages:' to share settings "
+                 "between files"]
+
+
+def test_missing_profile_file_is_an_error(tmp_path):
+    assert compile(str(tmp_path / "nope.yaml")) == (
+        None, ["%s: cannot read: No such file or directory" % (tmp_path / "nope.yaml")])
+
+
+def test_alias_bombs_are_refused(tmp_path):
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += ["a%d: &a%d [%s]" % (i, i, ", ".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 7)]
+    (tmp_path / "p.yaml").write_text("\n".join(lines) + "\n")
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert compiled is None
+    assert any("too many values (aliases expand to more than 100000)" in e for e in errors)
