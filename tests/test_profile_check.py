@@ -1,16 +1,16 @@
 """`tether check`: a one-screen summary and exit 0, or every error and exit 2."""
 import pathlib
-import sys
+import re
 import textwrap
-import types
 
 from firmware.cli import main
 
 EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 
 
-def test_check_prints_a_summary_of_the_reference_printer(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "firmware.airtime", None)  # as before the estimator exists
+def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
+    estimate = mocker.patch("firmware.profile.summary.estimate", return_value={
+        "readings_per_day": 60480, "batches_per_day": 144.0, "bytes_per_day": 61234})
     path = str(EXAMPLES / "reference-printer.yaml")
     assert main(["check", path]) == 0
     out = capsys.readouterr().out
@@ -32,26 +32,26 @@ def test_check_prints_a_summary_of_the_reference_printer(capsys, monkeypatch):
         "    4  ink_y   level_probe  level     pin 7      10s    0.1         %      -",
         "    5  pills   hx711        count     pins 8/9   10s    1           count  -",
         "    6  power   ina219       power     i2c0 0x40  10s    0.1         W      -",
-        "  on air    60,480 readings/day, 144.0 batches/day, bytes/day: (estimate unavailable)",
+        "  on air    60,480 readings/day, 144.0 batches/day, 61,234 bytes/day",
     ]
+    assert [s["name"] for s in estimate.call_args.args[0]["sensors"]] == [
+        "energy", "ink_c", "ink_k", "ink_m", "ink_y", "pills", "power"]
+
+
+def test_check_estimates_bytes_on_the_air_with_the_real_encoder(capsys):
+    assert main(["check", str(EXAMPLES / "reference-printer.yaml")]) == 0
+    air = capsys.readouterr().out.splitlines()[-1]
+    assert re.fullmatch(r"  on air    60,480 readings/day, 144\.0 batches/day, [0-9,]+ bytes/day", air)
 
 
 def test_check_summary_shows_filters_thresholds_and_tls_but_no_credentials(capsys):
     assert main(["check", str(EXAMPLES / "printer.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "  broker    broker.example.com:8883, TLS with CA file, login ***, client id printer-{uid}" in out
+    assert ("  broker    broker.example.com:8883, TLS with CA file, login ***, "
+            "client id printer-{uid}") in out
     assert "median 5, 0..100; ink_low <15 (hyst 2)" in out
     assert "i2c0 0x40" in out and "pin 32" in out
     assert "not-a-real-password" not in out and "example-user" not in out
-
-
-def test_check_uses_the_airtime_estimate_when_there_is_one(capsys, monkeypatch, mocker):
-    estimate = mocker.Mock(return_value={"readings_per_day": 60480, "batches_per_day": 144.0,
-                                         "bytes_per_day": 61234})
-    monkeypatch.setitem(sys.modules, "firmware.airtime", types.SimpleNamespace(estimate=estimate))
-    assert main(["check", str(EXAMPLES / "reference-printer.yaml")]) == 0
-    assert "  on air    60,480 readings/day, 144.0 batches/day, 61,234 bytes/day" in capsys.readouterr().out
-    assert estimate.call_args.args[0]["sensors"][0]["name"] == "energy"
 
 
 def test_check_exits_2_with_every_error_of_every_profile(tmp_path, capsys):

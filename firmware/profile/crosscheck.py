@@ -53,8 +53,10 @@ def addresses(ctx, root, compiled):
         if first[0] != driver:
             kind = ctx.buses.get(bus, (None,))[0]
             written = "0x%02x" % address if kind == "i2c" else str(address)
+            if node.secret:
+                written = shown(node)
             ctx.problems.append(at(node, "address %s on bus '%s' is already used by %s (%s)"
-                                   % (shown(node) if node.secret else written, bus, first[1], first[0])))
+                                   % (written, bus, first[1], first[0])))
 
     for s, n in items(root, compiled, "sensors"):
         if "bus" in s and "address" in s:

@@ -47,12 +47,13 @@ def section(ctx, node, fields, out_path=None, strict=True):
         produced = value if name is None else {name: value}
         out.update(produced)
         if child.secret:
-            ctx.secrets.update(join(node.path if out_path is None else out_path, n) for n in produced)
+            where = node.path if out_path is None else out_path
+            ctx.secrets.update(join(where, n) for n in produced)
     return out
 
 
 def unknown_keys(ctx, node, known):
-    """A problem at each key of node not in known; the path is the mapping's, the position the key's."""
+    """A problem at each key of node that is not in known, placed at the key itself."""
     for key, key_node in node.keys.items():
         if key not in known:
             hint = did_you_mean(key, known) or (" (expected one of: %s)" % ", ".join(known)
@@ -211,8 +212,8 @@ def frequency(lo, hi):
         if hz is None:
             raise Invalid(expected("a frequency like '100kHz' or 400000", node))
         if not lo <= hz <= hi:
-            raise Invalid(expected("a frequency from %s to %s" % (units.format_frequency(lo),
-                                                                  units.format_frequency(hi)), node))
+            raise Invalid(expected("a frequency from %s to %s" % (
+                units.format_frequency(lo), units.format_frequency(hi)), node))
         return hz
     return read
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 from firmware.profile import crosscheck
 from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
 from firmware.profile.rules import (
-    EMPTY, REQUIRED, boolean, choice, decimal, duration, find, frequency, integer, list_of, nonzero,
+    EMPTY, REQUIRED, boolean, choice, duration, find, frequency, integer, list_of, nonzero,
     number, number_choice, pattern, resolution, section, size, text, unknown_keys)
 from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
@@ -40,6 +40,14 @@ def given(node, key):
     return node.tag == "map" and key in node.value
 
 
+def known(node, key, table):
+    """The text of node's key when it names an entry of table, else None (its rule says why)."""
+    value = node.value.get(key)
+    if value is None or value.tag != "str" or value.value not in table:
+        return None
+    return value.value
+
+
 def platform(ctx, node):
     ctx.platform = choice(PLATFORMS)(ctx, node)
     return ctx.platform
@@ -53,17 +61,21 @@ def pin(use):
         n = node.value
         if ctx.platform == "esp32":
             if n > 39 or n in ESP32_ABSENT:
-                raise Invalid(expected("an ESP32 GPIO number (0-39; there is no GPIO20, 24 or 28-31)", node))
+                raise Invalid(expected("an ESP32 GPIO number (0-39; there is no GPIO20, 24 or "
+                                       "28-31)", node))
             if n in ESP32_FLASH:
-                raise Invalid(expected("a GPIO that is not wired to the ESP32's flash chip (6-11)", node))
+                raise Invalid(expected("a GPIO that is not wired to the ESP32's flash chip (6-11)",
+                                       node))
             if use == "out" and n in ESP32_INPUT_ONLY:
-                raise Invalid(expected("a GPIO that can drive a line (GPIO34-39 are input only)", node))
+                raise Invalid(expected("a GPIO that can drive a line (GPIO34-39 are input only)",
+                                       node))
             if use == "adc" and n not in ESP32_ADC1:
                 raise Invalid(expected("an ADC1 pin, 32-39 (ADC2 pins cannot be read while Wi-Fi "
                                        "is on)", node))
         elif ctx.platform == "rpi":
             if use == "adc":
-                raise Invalid("the Raspberry Pi has no ADC: use 'adc:' with an ADS1115 instead of 'pin:'")
+                raise Invalid("the Raspberry Pi has no ADC: use 'adc:' with an ADS1115 instead of "
+                              "'pin:'")
             if n > 27:
                 raise Invalid(expected("a BCM GPIO number from 0 to 27", node))
         return n
@@ -77,8 +89,8 @@ def bus_ref(kind):
             raise Invalid(expected("the id of %s" % BUS_NAMES[kind], node))
         if node.value not in ctx.buses:
             hint = did_you_mean(node.value, ctx.buses) if not node.secret else ""
-            declared = ", ".join(ctx.buses) or "none"
-            raise Invalid("no bus with id %s is declared%s" % (shown(node), hint or " (declared: %s)" % declared))
+            hint = hint or " (declared: %s)" % (", ".join(ctx.buses) or "none")
+            raise Invalid("no bus with id %s is declared%s" % (shown(node), hint))
         declared = ctx.buses[node.value][0]
         if declared not in (None, kind):
             raise Invalid(expected(BUS_NAMES[kind], node) + ", which is " + BUS_NAMES[declared])
@@ -117,8 +129,7 @@ BUS_FIELDS = {
 def bus(ctx, node):
     if node.tag != "map":
         raise Invalid(expected("a mapping", node))
-    kind = node.value.get("type")
-    kind = kind.value if kind is not None and kind.tag == "str" and kind.value in BUS_FIELDS else None
+    kind = known(node, "type", BUS_FIELDS)
     fields = [("id", "id", pattern(BUS_ID, "an id of letters, digits and '_'"), REQUIRED),
               ("type", "type", choice(list(BUS_FIELDS)), REQUIRED)] + BUS_FIELDS.get(kind, [])
     return section(ctx, node, fields, strict=kind is not None)
@@ -145,7 +156,8 @@ DRIVERS = {
     "ina219": {
         "quantities": {"power": ("W", "0.1"), "bus_voltage": ("V", "0.1"), "current": ("A", "0.1"),
                        "shunt_voltage": ("mV", "0.01")},
-        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED), ("address", "address", I2C_ADDRESS, 0x40)],
+        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED),
+                   ("address", "address", I2C_ADDRESS, 0x40)],
         "calibration": [("shunt_ohms", "shunt_ohms", number(above=0), 0.1),
                         ("max_current", "max_current", number(above=0), 3.2)],
     },
@@ -167,7 +179,8 @@ DRIVERS = {
     },
     "ads1115": {
         "quantities": {"voltage": ("V", "0.1")},
-        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED), ("address", "address", I2C_ADDRESS, 0x48),
+        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED),
+                   ("address", "address", I2C_ADDRESS, 0x48),
                    ("channel", "channel", integer(0, 3), 0)],
         "calibration": [("gain", "gain", number_choice(ADS1115_GAINS), 2.048)],
     },
@@ -235,8 +248,7 @@ def sensor_fields(driver):
 def sensor(ctx, node):
     if node.tag != "map":
         raise Invalid(expected("a mapping", node))
-    driver = node.value.get("driver")
-    driver = driver.value if driver is not None and driver.tag == "str" and driver.value in DRIVERS else None
+    driver = known(node, "driver", DRIVERS)
     # Without a known driver there is no table of its keys: check the common ones only.
     out = section(ctx, node, sensor_fields(driver), strict=driver is not None)
     if driver is None:
@@ -249,12 +261,10 @@ def sensor(ctx, node):
     if driver == "level_probe" and given(node, "pin") == given(node, "adc"):
         ctx.problems.append(at(node, "expected exactly one of 'pin' (an ADC pin of the board) "
                                      "or 'adc' (a channel of an ADS1115)"))
-    if driver == "level_probe" and calibration is not None and all(
-            given(calibration, k) and calibration.value[k].tag in ("int", "float")
-            for k in ("raw_empty", "raw_full")):
-        raw_full = calibration.value["raw_full"]
-        if decimal(raw_full) == decimal(calibration.value["raw_empty"]):
-            ctx.problems.append(at(raw_full, expected("a value other than raw_empty", raw_full)))
+    raw = out.get("calibration", {})
+    if driver == "level_probe" and "raw_full" in raw and raw.get("raw_empty") == raw["raw_full"]:
+        raw_full = find(node, "calibration", "raw_full")
+        ctx.problems.append(at(raw_full, expected("a value other than raw_empty", raw_full)))
     if driver == "hx711" and out.get("quantity") == "count" and not (
             calibration is not None and given(calibration, "pill_weight")):
         where = node if calibration is None else calibration
@@ -302,7 +312,8 @@ def broker(ctx, node):
     if not match or not 1 <= port <= 65535:
         hint = ("; put credentials in 'username' and 'password'"
                 if node.tag == "str" and "@" in node.value else "")
-        raise Invalid(expected("a broker URL like 'mqtt://host:1883' or 'mqtts://host:8883'", node) + hint)
+        raise Invalid(expected("a broker URL like 'mqtt://host:1883' or 'mqtts://host:8883'",
+                               node) + hint)
     return {"host": match.group(2).strip("[]"), "port": port, "tls": match.group(1) == "mqtts"}
 
 
@@ -333,7 +344,9 @@ def topic_prefix(ctx, node):
 
 def written(node, key, out):
     """A backoff bound as the user wrote it, or the default it took."""
-    return shown(node.value[key]) if given(node, key) else format_duration(out["backoff_%s_ms" % key])
+    if given(node, key):
+        return shown(node.value[key])
+    return format_duration(out["backoff_%s_ms" % key])
 
 
 def backoff(ctx, node):
@@ -373,7 +386,8 @@ def uplink(ctx, node):
             ctx.problems.append(at(node.value[key], "TLS files need an mqtts:// broker"))
     if given(node, "cert") != given(node, "key"):
         present, missing = ("cert", "key") if given(node, "cert") else ("key", "cert")
-        ctx.problems.append(at(node.value[present], "'cert' and 'key' go together: '%s' is missing" % missing))
+        ctx.problems.append(at(node.value[present],
+                               "'cert' and 'key' go together: '%s' is missing" % missing))
     if given(node, "password") and not given(node, "username"):
         ctx.problems.append(at(node.value["password"], "a password needs a username"))
     return out

@@ -2,8 +2,9 @@
 import json
 import re
 
+from firmware.airtime import estimate
 from firmware.profile.errors import SECRET_SHOWN
-from firmware.profile.units import DAY, format_duration, format_frequency, format_resolution, format_size
+from firmware.profile.units import format_duration, format_frequency, format_resolution, format_size
 
 
 def redacted(compiled, secret_fields):
@@ -50,32 +51,23 @@ def behaviour(s):
     if "deadband" in f:
         parts.append("deadband %s" % number(f["deadband"]))
     if "min" in f or "max" in f:
-        parts.append("%s..%s" % (number(f["min"]) if "min" in f else "", number(f["max"]) if "max" in f else ""))
-    filters = ", ".join(parts)
-    thresholds = ", ".join(
-        "%s %s%s%s" % (t["event"], "<" if "below" in t else ">", number(t.get("below", t.get("above"))),
-                       " (hyst %s)" % number(t["hysteresis"]) if t["hysteresis"] else "")
-        for t in s["thresholds"])
-    return "; ".join(p for p in (filters, thresholds) if p) or "-"
+        parts.append("%s..%s" % (number(f["min"]) if "min" in f else "",
+                                 number(f["max"]) if "max" in f else ""))
+    thresholds = []
+    for t in s["thresholds"]:
+        limit = "<%s" % number(t["below"]) if "below" in t else ">%s" % number(t["above"])
+        hysteresis = " (hyst %s)" % number(t["hysteresis"]) if t["hysteresis"] else ""
+        thresholds.append("%s %s%s" % (t["event"], limit, hysteresis))
+    return "; ".join(p for p in (", ".join(parts), ", ".join(thresholds)) if p) or "-"
 
 
 def table(rows):
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
-    return ["    " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    return ["    " + "  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+            for row in rows]
 
 
 def air(compiled):
-    """Readings, batches and bytes per day on the air (firmware.airtime encodes real batches)."""
-    readings = sum(DAY // s["interval_ms"] for s in compiled["sensors"])
-    try:
-        from firmware.airtime import estimate
-    except ModuleNotFoundError as exc:
-        if exc.name != "firmware.airtime":
-            raise
-        batch = compiled["batch"]
-        batches = max(readings / batch["max_readings"], DAY / batch["max_age_ms"])
-        return "%s readings/day, %.1f batches/day, bytes/day: (estimate unavailable)" % (
-            format(readings, ","), batches)
     e = estimate(compiled)
     return "%s readings/day, %.1f batches/day, %s bytes/day" % (
         format(e["readings_per_day"], ","), e["batches_per_day"], format(e["bytes_per_day"], ","))
@@ -85,31 +77,39 @@ def summary(path, compiled, secret_fields):
     c = redacted(compiled, secret_fields)
     d, u, b, bt = c["device"], c["uplink"], c["buffer"], c["batch"]
     model = ' "%s"' % d["model"] if "model" in d else ""
-    tls = ", TLS" + (" with CA file" if "ca" in u else "") + (", client cert" if "cert" in u else "")
+    tls = ""
+    if u["tls"] is True:
+        tls = ", TLS" + (" with CA file" if "ca" in u else "")
+        tls += ", client cert" if "cert" in u else ""
     login = ", login ***" if "username" in u or "password" in u else ""
     lines = [
         "%s: ok" % path,
         "  device    %s%s on %s" % (d["id"], model, c["platform"]),
-        "  broker    %s:%s%s%s, client id %s" % (u["host"], u["port"], tls if u["tls"] is True else "",
-                                                 login, u["client_id"]),
-        "  topics    %s/%s/up/..., encoding %s%s" % (u["prefix"], d["id"], u["encoding"],
-                                                     " + deflate" if u["deflate"] is True else ""),
-        "  batches   up to %s readings, %s or %s old" % (bt["max_readings"], shown(bt["max_bytes"], format_size),
-                                                       shown(bt["max_age_ms"], format_duration)),
+        "  broker    %s:%s%s%s, client id %s" % (u["host"], u["port"], tls, login, u["client_id"]),
+        "  topics    %s/%s/up/..., encoding %s%s" % (
+            u["prefix"], d["id"], u["encoding"], " + deflate" if u["deflate"] is True else ""),
+        "  batches   up to %s readings, %s or %s old" % (
+            bt["max_readings"], shown(bt["max_bytes"], format_size),
+            shown(bt["max_age_ms"], format_duration)),
         "  buffer    %s%s, %s; RAM holds up to %s readings for %s" % (
             b["storage"], " at %s" % b["path"] if b["storage"] == "flash" else "",
-            shown(b["max_bytes"], format_size), b["ram_readings"], shown(b["flush_ms"], format_duration)),
+            shown(b["max_bytes"], format_size), b["ram_readings"],
+            shown(b["flush_ms"], format_duration)),
     ]
     for bus in c["buses"]:
         if bus["type"] == "i2c":
-            lines.append("  bus       %s: i2c sda %s scl %s, %s" % (bus["id"], bus["sda"], bus["scl"],
-                                                                  shown(bus["frequency"], format_frequency)))
+            lines.append("  bus       %s: i2c sda %s scl %s, %s" % (
+                bus["id"], bus["sda"], bus["scl"], shown(bus["frequency"], format_frequency)))
         else:
-            lines.append("  bus       %s: uart tx %s rx %s, %s baud" % (bus["id"], bus["tx"], bus["rx"], bus["baud"]))
-    lines.append("  sensors   %d (channel numbers on the wire follow this order)" % len(c["sensors"]))
-    rows = [("#", "name", "driver", "quantity", "where", "every", "resolution", "unit", "filters; thresholds")]
+            lines.append("  bus       %s: uart tx %s rx %s, %s baud" % (
+                bus["id"], bus["tx"], bus["rx"], bus["baud"]))
+    lines.append("  sensors   %d (channel numbers on the wire follow this order)"
+                 % len(c["sensors"]))
+    rows = [("#", "name", "driver", "quantity", "where", "every", "resolution", "unit",
+             "filters; thresholds")]
     for i, s in enumerate(c["sensors"]):
-        rows.append((i, s["name"], s["driver"], s["quantity"], where(s), shown(s["interval_ms"], format_duration),
+        rows.append((i, s["name"], s["driver"], s["quantity"], where(s),
+                     shown(s["interval_ms"], format_duration),
                      shown(s["resolution"], format_resolution), s["unit"] or "-", behaviour(s)))
     lines += table(rows)
     lines.append("  on air    " + air(compiled))

@@ -54,7 +54,10 @@ def parse_decimal(text):
 
 
 def resolution_parts(value):
-    """[mantissa, exponent] of a positive Decimal, mantissa without trailing zeros: 0.5 -> [5, -1]."""
+    """[mantissa, exponent] of a positive Decimal, the mantissa without trailing zeros.
+
+    0.5 -> [5, -1], 10 -> [1, 1].
+    """
     _, digits, exponent = value.as_tuple()  # not normalize(): it rounds to the context precision
     mantissa = int("".join(map(str, digits)))
     while mantissa % 10 == 0:

@@ -59,7 +59,7 @@ def join(path, key):
 
 
 def load(path):
-    """(root Node or None, problems) for the profile at path, packages merged, substitutions done."""
+    """(root Node or None, problems) of the profile at path, with packages and substitutions."""
     ctx = SimpleNamespace(problems=[], nodes=0, secrets=None,
                           secrets_file=os.path.join(os.path.dirname(path), "secrets.yaml"))
     root = read_file(ctx, path)
@@ -99,9 +99,16 @@ def read_file(ctx, path, used_at=None):
     except yaml.YAMLError as exc:
         ctx.problems.append((path, None, None, "", "YAML syntax error: %s" % exc))
         return None
+    except RecursionError:
+        ctx.problems.append((path, None, None, "", "values are nested too deeply"))
+        return None
     if composed is None:  # an empty file is an empty mapping
         return Node({}, path, 1, 1)
-    return build(ctx, composed, path, "", frozenset())
+    try:
+        return build(ctx, composed, path, "", frozenset())
+    except RecursionError:
+        ctx.problems.append((path, None, None, "", "values are nested too deeply"))
+        return None
 
 
 def build(ctx, y, file, path, active):
@@ -122,7 +129,8 @@ def build(ctx, y, file, path, active):
         ctx.problems.append((file, line, col, path, "unsupported tag '%s'" % y.tag))
         return Node(None, file, line, col, path, tag="null")
     if isinstance(y, yaml.SequenceNode):
-        items = [build(ctx, item, file, "%s[%d]" % (path, i), active) for i, item in enumerate(y.value)]
+        items = [build(ctx, item, file, "%s[%d]" % (path, i), active)
+                 for i, item in enumerate(y.value)]
         return Node(items, file, line, col, path, tag="seq")
     node = Node({}, file, line, col, path)
     merged = []  # `<<: *anchor` mappings; explicit keys win over them, earlier ones over later
@@ -199,10 +207,12 @@ def secret(ctx, name, where):
                                % (name, ctx.secrets_file, did_you_mean(name, ctx.secrets))))
         return where
     if value.tag in ("map", "seq"):
+        kind = "mapping" if value.tag == "map" else "list"
         ctx.problems.append(at(where, "!secret '%s' in '%s' must be a single value, not a %s"
-                               % (name, ctx.secrets_file, "mapping" if value.tag == "map" else "list")))
+                               % (name, ctx.secrets_file, kind)))
         return where
-    return dataclasses.replace(where, value=value.value, tag=value.tag, text=value.text, secret=True)
+    return dataclasses.replace(where, value=value.value, tag=value.tag, text=value.text,
+                               secret=True)
 
 
 def with_packages(ctx, root):
@@ -310,7 +320,9 @@ def substitute(ctx, node, variables):
     if SUBSTITUTION.fullmatch(node.text):
         node.value, node.tag = used[0].value, used[0].tag
     else:
-        kind = _resolver.resolve(yaml.ScalarNode, text, (True, False))[len(TAG):] if node.plain else "str"
+        kind = "str"
+        if node.plain:
+            kind = _resolver.resolve(yaml.ScalarNode, text, (True, False))[len(TAG):]
         node.tag = kind if kind in _TYPED else "str"
         node.value = typed(text, node.tag)
     node.text = text
