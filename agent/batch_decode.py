@@ -12,26 +12,46 @@ MAX_INFLATED = const(1048576)
 
 
 def inflate(data, offset=0, limit=MAX_INFLATED):
-    """Raw deflate data, expanded to at most limit bytes (a small hostile body cannot fill RAM)."""
+    """Raw deflate data, expanded in chunks to at most limit bytes, so that a small hostile body
+    cannot fill RAM."""
     try:
         import deflate
         import io
-        try:
-            out = deflate.DeflateIO(io.BytesIO(data), deflate.RAW).read(limit + 1)
-        except (OSError, ValueError):
-            raise cbor.Malformed("deflated body is corrupt", offset)
+        stream = deflate.DeflateIO(io.BytesIO(data), deflate.RAW)
+        read = stream.read
+        done = None
+        errors = (OSError, ValueError)
     except ImportError:
         import zlib
-        d = zlib.decompressobj(-15)
-        try:
-            out = d.decompress(data, limit + 1)
-        except zlib.error:
-            raise cbor.Malformed("deflated body is corrupt", offset)
-        if len(out) <= limit and not d.eof:
-            raise cbor.Truncated("deflated body ends early", offset)
-    if len(out) > limit:
+        stream = zlib.decompressobj(-15)
+        pending = [data]
+
+        def read(n):
+            chunk = stream.decompress(pending[0], n)
+            pending[0] = stream.unconsumed_tail
+            return chunk
+
+        def done():
+            if not stream.eof:
+                raise cbor.Truncated("deflated body ends early", offset)
+
+        errors = (zlib.error,)
+    parts = []
+    size = 0
+    try:
+        while size <= limit:
+            chunk = read(1024)
+            if not chunk:
+                break
+            size += len(chunk)
+            parts.append(chunk)
+    except errors:
+        raise cbor.Malformed("deflated body is corrupt", offset)
+    if size > limit:
         raise cbor.Malformed("deflated body expands past %d bytes" % limit, offset)
-    return out
+    if done is not None:
+        done()
+    return b"".join(parts)
 
 
 class Batch:
@@ -89,7 +109,7 @@ def read_envelope(data, offset=0):
                  _uint(dropped, "dropped count", offset), encoding, flags, body)
 
 
-def decode(data, schemas=None, offset=0):
+def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):
     """A whole batch: envelope and readings, [(t_ms, name, value)] in time order.
 
     schemas maps schema id -> Schema; a compact body cannot be read without its schema. Errors
@@ -99,7 +119,7 @@ def decode(data, schemas=None, offset=0):
     body = b.body
     body_at = offset + len(data) - len(body)
     if b.deflated:
-        body = inflate(body, body_at)
+        body = inflate(body, body_at, max_body)
     try:
         if b.encoding == COMPACT:
             r = cbor.Reader(body)
@@ -116,16 +136,18 @@ def decode(data, schemas=None, offset=0):
             for name, unit, _, _ in schema.channels:
                 b.units[name] = unit
         else:
-            readings = []
+            # Ordered as compact bodies are: by time, then channel (in order of first
+            # appearance), then pack order; a full key because MicroPython's sort is not stable.
+            order = {}
+            rows = []
             for name, unit, t, value in senml_decode.decode(cbor.loads(body)):
-                readings.append((t, name, value))
+                if name not in order:
+                    order[name] = len(order)
+                rows.append((t, order[name], len(rows), name, value))
                 b.units[name] = unit
-            readings.sort(key=_time)  # stable: channels keep their order within one time
+            rows.sort()
+            readings = [(r[0], r[3], r[4]) for r in rows]
             b.readings = readings
     except cbor.CBORError as exc:
         raise _at(exc, body_at) if not b.deflated else type(exc)(exc.reason, body_at)
     return b
-
-
-def _time(reading):
-    return reading[0]

@@ -16,7 +16,7 @@ except ImportError:
     def const(x):
         return x
 
-_MAX_UNARY = const(20)  # longer Rice quotients are escaped, so one outlier cannot cost 1000 bits
+MAX_UNARY = const(20)  # longer Rice quotients are escaped, so one outlier cannot cost 1000 bits
 
 try:
     _bitlen = int.bit_length
@@ -65,11 +65,11 @@ class _Bits:
 
     def rice(self, u, k):
         q = u >> k
-        if q < _MAX_UNARY:
+        if q < MAX_UNARY:
             self.put((1 << (q + 1)) - 2, q + 1)
         else:
-            self.put((1 << _MAX_UNARY) - 1, _MAX_UNARY)
-            self.gamma(q - _MAX_UNARY + 1)
+            self.put((1 << MAX_UNARY) - 1, MAX_UNARY)
+            self.gamma(q - MAX_UNARY + 1)
         if k:
             self.put(u, k)
 

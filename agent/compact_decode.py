@@ -2,7 +2,7 @@
 # Every count is checked against the bits that are left, so a hostile body cannot make it
 # allocate or loop beyond its own size.
 from agent import cbor
-from agent.compact import _MAX_UNARY
+from agent.compact import MAX_UNARY
 
 try:
     from micropython import const
@@ -45,10 +45,10 @@ class _BitReader:
 
     def rice(self, k):
         q = 0
-        while q < _MAX_UNARY and self.get(1):
+        while q < MAX_UNARY and self.get(1):
             q += 1
-        if q == _MAX_UNARY:
-            q = self.gamma() + _MAX_UNARY - 1
+        if q == MAX_UNARY:
+            q = self.gamma() + MAX_UNARY - 1
         return (q << k) | self.get(k)
 
     def seq(self, n):
@@ -125,8 +125,8 @@ def decode(body, schema):
         for i, s in enumerate(at_slots):
             if i:
                 v += _signed(deltas[i - 1])
-            rows.append((s, c, v))
+            rows.append((s, c, i, v))  # i keeps a channel's readings of one slot in order
     if bits.size - bits.bit >= 8:
         raise bits.error("%d bits left over" % (bits.size - bits.bit))
     rows.sort()
-    return [(times[s], c, v) for s, c, v in rows]
+    return [(times[s], c, v) for s, c, _, v in rows]

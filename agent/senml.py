@@ -48,6 +48,7 @@ def encode(w, schema, base, ts, chs, vals, start, end):
     bt = base + t0
     w.array(end - start)
     first_of_pack = True
+    bu = ""  # the base unit in force: a unit carries over to later groups until changed
     for c in range(len(schema.channels)):
         name, unit, mantissa, exponent = schema.channels[c]
         first_of_group = True
@@ -56,7 +57,7 @@ def encode(w, schema, base, ts, chs, vals, start, end):
                 continue
             if first_of_group:
                 # Keys in deterministic order: 2, 6, -2, -3, -4 (0x02 0x06 0x21 0x22 0x23).
-                w.map(2 + 1 + first_of_pack + (unit != ""))
+                w.map(2 + 1 + first_of_pack + (unit != bu))
             else:
                 w.map(2)
             w.head(0, V)
@@ -70,8 +71,9 @@ def encode(w, schema, base, ts, chs, vals, start, end):
                     w.int(BT)
                     _write_time(w, bt, exp)
                     first_of_pack = False
-                if unit != "":
+                if unit != bu:
                     w.int(BU)
                     w.text(unit)
+                    bu = unit
                 first_of_group = False
     return end - start

@@ -13,6 +13,12 @@ def _decimal(x):
     return None
 
 
+def _text(x, what, offset):
+    if not isinstance(x, str):
+        raise cbor.Malformed("SenML %s is not text" % what, offset)
+    return x
+
+
 def _number(x, what, offset):
     if isinstance(x, (int, float)) and not isinstance(x, bool):
         return x
@@ -57,26 +63,28 @@ def decode(pack, offset=0):
             if isinstance(key, str) and key.endswith("_"):
                 raise cbor.Malformed("SenML must-understand field %r is not supported" % key, offset)
         if BN in rec:
-            bn = rec[BN]
+            bn = _text(rec[BN], "base name", offset)
         if BT in rec:
             bt = _ms(rec[BT], "base time", offset)
         if BU in rec:
-            bu = rec[BU]
+            bu = _text(rec[BU], "base unit", offset)
         if BV in rec:
             bv = _number(rec[BV], "base value", offset)
-        name = bn + rec.get(N, "")
-        if not isinstance(name, str) or not name:
+        name = bn + _text(rec.get(N, ""), "name", offset)
+        if not name:
             raise cbor.Malformed("SenML record without a name", offset)
         if V in rec:
             value = bv + _number(rec[V], "value", offset)
         elif VS in rec:
-            value = rec[VS]
+            value = _text(rec[VS], "string value", offset)
         elif VB in rec:
             value = rec[VB]
+            if value is not True and value is not False:
+                raise cbor.Malformed("SenML boolean value is not a boolean", offset)
         elif BV in rec:
             value = bv
         else:
             continue  # a record that only sets base fields
         t = bt + _ms(rec.get(T, 0), "time", offset)
-        out.append((name, rec.get(U, bu), t, value))
+        out.append((name, _text(rec.get(U, bu), "unit", offset), t, value))
     return out

@@ -63,8 +63,11 @@ class MicroPython:
         full_env["MICROPYPATH"] = self.lib_dir
         if env:
             full_env.update(env)
+        # The working folder is on MicroPython's module path ahead of MICROPYPATH: running in
+        # the repository would import the .py sources, compiled on the heap, not the .mpy files.
         return subprocess.run([self.binary, "-X", "heapsize=" + heap] + list(args),
-                              capture_output=True, text=True, timeout=timeout, env=full_env, cwd=cwd)
+                              capture_output=True, text=True, timeout=timeout, env=full_env,
+                              cwd=cwd or self.lib_dir)
 
     def run_code(self, code, heap=DEFAULT_HEAP, timeout=120, env=None):
         return self.run(["-c", code], heap=heap, timeout=timeout, env=env)

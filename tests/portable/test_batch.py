@@ -1,0 +1,195 @@
+# Batches: encode -> decode gives the readings back exactly, and hostile bytes give clear errors.
+# Runs under CPython and under MicroPython.
+#
+# Decoding is the consumer's job (the ingest, `tether decode`), never the board's: this module
+# holds encoders, decoders and, for inflate, a 32 KiB deflate window at once, which is more than
+# a board ever loads. The board's side (the encoder, the buffer) is tested at 64k elsewhere.
+MICROPYTHON_HEAP = "256k"
+import array
+import random
+
+from agent import batch, batch_decode, cbor
+from agent.schema import Schema
+from support import raises
+
+T0 = 1763856000000
+SCHEMA = Schema([("ink_c", "%", 1, -1), ("pills", "count", 1, 0), ("flow", "l/min", 25, -2),
+                 ("rpm", "", 1, 2)])
+SCHEMAS = {SCHEMA.id: SCHEMA}
+# 100000 zero bytes, raw deflate: a small body that expands far past a decoder's limit.
+ZERO_BOMB = bytes.fromhex("edc13101000000c2a0f54f6d0d0fa0" + "00" * 96 + "805703")
+
+
+def rows(seed, n, whole_seconds=True):
+    """n rows: irregular times (slots shared by several channels, gaps, ms when asked), channels
+    in and out, values jumping, drifting and near the +-2**30 limit."""
+    rnd = random.Random(seed) if hasattr(random, "Random") else None
+    r = rnd.randint if rnd else random.randint
+    if rnd is None:
+        random.seed(seed)
+    ts = array.array("i", bytes(4 * n))
+    chs = array.array("B", bytes(n))
+    vals = array.array("i", bytes(4 * n))
+    t = 0
+    v = [0, 60, -8, 1000]
+    for i in range(n):
+        if r(0, 3) == 0:
+            t += r(1, 30) * 1000 + (0 if whole_seconds else r(0, 999))
+        c = r(0, 3)
+        k = r(0, 9)
+        if k == 0:
+            v[c] = r(-(2 ** 30) + 1, 2 ** 30 - 1)
+        elif k < 4:
+            v[c] += r(-3, 3)
+        ts[i] = t
+        chs[i] = c
+        vals[i] = v[c]
+    return ts, chs, vals
+
+
+def expected(base, ts, chs, vals, n):
+    out = []
+    for i in range(n):
+        out.append((base + ts[i], SCHEMA.names[chs[i]], SCHEMA.value(chs[i], vals[i])))
+    return out
+
+
+def by_slot(readings):
+    # Decoders order readings by time slot, then channel: rows of one slot may come in any order.
+    out = []
+    i = 0
+    while i < len(readings):
+        j = i
+        while j < len(readings) and readings[j][0] == readings[i][0]:
+            j += 1
+        # A full sort key: MicroPython's sort is not stable.
+        group = [(SCHEMA.index[r[1]], k, r) for k, r in enumerate(readings[i:j])]
+        group.sort()
+        out.extend([g[2] for g in group])
+        i = j
+    return out
+
+
+def encode(encoding, ts, chs, vals, n, seq=7, dropped=0, synced=True, max_bytes=1536):
+    e = batch.Encoder("dev-9", SCHEMA, encoding, False, max_bytes, 64)
+    return bytes(e.encode(T0, ts, chs, vals, 0, n, seq, 3, dropped, synced))
+
+
+def test_compact_batches_decode_to_exactly_the_readings_encoded():
+    for seed in range(6):
+        n = 1 + seed * 12
+        ts, chs, vals = rows(seed, n, whole_seconds=seed % 2 == 0)
+        b = batch_decode.decode(encode("compact", ts, chs, vals, n), SCHEMAS)
+        assert b.readings == by_slot(expected(T0, ts, chs, vals, n)), seed
+
+
+def test_senml_batches_decode_to_exactly_the_readings_encoded():
+    for seed in range(6):
+        n = 1 + seed * 12
+        ts, chs, vals = rows(seed, n, whole_seconds=seed % 2 == 0)
+        b = batch_decode.decode(encode("senml", ts, chs, vals, n), SCHEMAS)
+        assert b.readings == by_slot(expected(T0, ts, chs, vals, n)), seed
+        units = {"ink_c": "%", "pills": "count", "flow": "l/min", "rpm": ""}
+        for name in b.units:
+            assert b.units[name] == units[name], (seed, name)
+
+
+def test_values_come_back_as_the_decimals_they_were():
+    ts = array.array("i", [0, 0, 0, 0])
+    chs = array.array("B", [0, 1, 2, 3])
+    vals = array.array("i", [714, 60, 7, 3])  # 71.4 %, 60 pills, 1.75 l/min, 300 rpm
+    for encoding in ("senml", "compact"):
+        got = batch_decode.decode(encode(encoding, ts, chs, vals, 4), SCHEMAS).readings
+        assert [r[2] for r in got] == [71.4, 60, 1.75, 300], encoding
+        assert [type(r[2]) for r in got] == [float, int, float, int], encoding
+
+
+def test_envelope_carries_device_sequence_boot_dropped_and_clock_state():
+    ts, chs, vals = rows(1, 10)
+    for encoding in ("senml", "compact"):
+        data = encode(encoding, ts, chs, vals, 10, seq=123456, dropped=4200, synced=False)
+        b = batch_decode.decode(data, SCHEMAS)
+        assert (b.device, b.seq, b.boot, b.dropped, b.synced, b.deflated) == (
+            "dev-9", 123456, 3, 4200, False, False)
+        assert batch.seq_of(data) == 123456
+        assert b.encoding == (1 if encoding == "compact" else 0)
+
+
+def test_rows_that_do_not_fit_the_byte_limit_raise_buffer_full():
+    ts, chs, vals = rows(2, 200)
+    for encoding in ("senml", "compact"):
+        raises(cbor.BufferFull, encode, encoding, ts, chs, vals, 200, 7, 0, True, 120)
+
+
+def test_every_truncation_of_a_batch_is_rejected_with_a_cbor_error():
+    ts, chs, vals = rows(3, 30)
+    for encoding in ("senml", "compact"):
+        data = encode(encoding, ts, chs, vals, 30)
+        for cut in range(len(data)):
+            raises(cbor.CBORError, batch_decode.decode, data[:cut], SCHEMAS)
+
+
+def test_mutated_batches_decode_or_raise_cbor_errors_never_anything_else():
+    ts, chs, vals = rows(4, 40)
+    rnd = random.Random(5) if hasattr(random, "Random") else None
+    r = rnd.randint if rnd else random.randint
+    for encoding in ("senml", "compact"):
+        data = encode(encoding, ts, chs, vals, 40)
+        for _ in range(150):
+            bad = bytearray(data)
+            for _ in range(r(1, 3)):
+                bad[r(0, len(bad) - 1)] = r(0, 255)
+            try:
+                batch_decode.decode(bytes(bad), SCHEMAS)
+            except cbor.CBORError:
+                pass
+
+
+def test_compact_batch_without_its_schema_names_the_schema_it_needs():
+    ts, chs, vals = rows(1, 5)
+    exc = raises(cbor.Malformed, batch_decode.decode, encode("compact", ts, chs, vals, 5), {})
+    assert str(SCHEMA.id) in str(exc)
+
+
+def test_other_format_versions_and_unknown_flags_are_rejected():
+    ts, chs, vals = rows(1, 5)
+    data = bytearray(encode("senml", ts, chs, vals, 5))
+    assert data[1] == 1  # the version follows the array head
+    data[1] = 2
+    exc = raises(cbor.Malformed, batch_decode.decode, bytes(data), SCHEMAS)
+    assert "version 2" in str(exc)
+    good = encode("senml", ts, chs, vals, 5)
+    env = [1, "dev-9", 7, 3, 0, 0, 0x80, b""]
+    exc = raises(cbor.Malformed, batch_decode.decode, cbor.dumps(env), SCHEMAS)
+    assert "flags" in str(exc)
+    assert batch_decode.decode(good, SCHEMAS).seq == 7
+
+
+def test_a_body_that_is_not_deflate_data_is_rejected():
+    env = [1, "dev-9", 7, 3, 0, 0, 2, b"\xff\xfe\xfd\xfc not deflate"]
+    raises(cbor.Malformed, batch_decode.decode, cbor.dumps(env), SCHEMAS)
+
+
+def test_a_deflate_bomb_stops_at_the_decoders_limit():
+    env = [1, "dev-9", 7, 3, 0, 0, 2, ZERO_BOMB]
+    exc = raises(cbor.Malformed, batch_decode.decode, cbor.dumps(env), SCHEMAS, 0, 16384)
+    assert "16384" in str(exc)
+
+
+def test_compact_body_with_counts_beyond_its_bits_is_rejected():
+    # gamma(2**20) slots in a 5-byte bit string.
+    body = cbor.dumps([SCHEMA.id, 0, 1763856000, b"\x00\x00\x08\x00\x00"])
+    env = [1, "dev-9", 7, 3, 0, 1, 1, body]
+    raises(cbor.CBORError, batch_decode.decode, cbor.dumps(env), SCHEMAS)
+
+
+def test_senml_decoder_reads_foreign_packs_and_rejects_must_understand_fields():
+    from agent import senml_decode
+    pack = [{-2: "urn:dev:ow:10e2073a01080063:", -3: 1320067464, 0: "voltage", 1: "V", 2: 120.1},
+            {0: "current", 6: -5, 2: 1.2}, {0: "current", 6: -4, 2: cbor.Tag(4, [-1, 13])}]
+    got = senml_decode.decode(pack)
+    assert got[0] == ("urn:dev:ow:10e2073a01080063:voltage", "V", 1320067464000, 120.1)
+    assert got[1] == ("urn:dev:ow:10e2073a01080063:current", "", 1320067459000, 1.2)
+    assert got[2][3] == 1.3
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: 1, "bad_": 1}])
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: "not a number"}])

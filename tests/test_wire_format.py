@@ -1,0 +1,92 @@
+"""The test vectors of docs/wire-format.md, checked under CPython and under MicroPython."""
+import array
+import pathlib
+import re
+from decimal import Decimal
+
+import cbor2
+
+from agent import batch, batch_decode
+from agent.schema import Schema
+
+DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "wire-format.md"
+SCHEMA = Schema([("power", "W", 1, -1), ("pills", "count", 1, 0)])
+T = 1763856000000
+# (label in the doc, encoding, envelope args, rows (base, offsets, channels, values), readings)
+CASES = [
+    ("SenML (81 bytes)", "senml", (5, 2, 0, True), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
+     [(T, "power", 3.5), (T, "pills", 60), (T + 10000, "power", 28.4), (T + 20000, "power", 28.1)]),
+    ("compact (37 bytes)", "compact", (5, 2, 0, True), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
+     [(T, "power", 3.5), (T, "pills", 60), (T + 10000, "power", 28.4), (T + 20000, "power", 28.1)]),
+    ("compact (46 bytes)", "compact", (6, 2, 420, False), (T + 250, [0, 1500, 2250], [0, 0, 1], [-12, -12, 7]),
+     [(T + 250, "power", -1.2), (T + 1750, "power", -1.2), (T + 2500, "pills", 7)]),
+    ("SenML (90 bytes)", "senml", (6, 2, 420, False), (T + 250, [0, 1500, 2250], [0, 0, 1], [-12, -12, 7]),
+     [(T + 250, "power", -1.2), (T + 1750, "power", -1.2), (T + 2500, "pills", 7)]),
+]
+
+
+def vectors():
+    """label -> bytes, from the indented hex blocks of the doc."""
+    found = {}
+    for block in re.finditer(r"\n    ([^\n]+)\n((?:    [0-9a-f]+\n)+)", DOC.read_text()):
+        found[block.group(1).strip()] = bytes.fromhex("".join(block.group(2).split()))
+    return found
+
+
+def encode(encoding, env, rows):
+    base, offsets, channels, values = rows
+    enc = batch.Encoder("dev-1", SCHEMA, encoding, False, 1024, 16)
+    seq, boot, dropped, synced = env
+    return bytes(enc.encode(base, array.array("i", offsets), array.array("B", channels),
+                            array.array("i", values), 0, len(offsets), seq, boot, dropped, synced))
+
+
+def test_schema_document_and_id_match_the_doc():
+    doc = vectors()
+    assert SCHEMA.to_cbor() == doc["schema document (id 0x1a95f48a)"]
+    assert SCHEMA.id == 0x1A95F48A
+    assert Schema.from_cbor(SCHEMA.to_cbor()).channels == SCHEMA.channels
+
+
+def test_encoder_writes_exactly_the_documented_vectors():
+    doc = vectors()
+    for label, encoding, env, rows, _ in CASES:
+        assert encode(encoding, env, rows).hex() == doc[label].hex(), label
+
+
+def test_documented_vectors_decode_to_the_documented_readings():
+    doc = vectors()
+    for label, encoding, env, _, readings in CASES:
+        b = batch_decode.decode(doc[label], {SCHEMA.id: SCHEMA})
+        assert (b.device, b.seq, b.boot, b.dropped, b.synced) == ("dev-1",) + env
+        assert b.readings == readings, label
+        assert [type(r[2]) for r in b.readings] == [type(r[2]) for r in readings]
+
+
+def test_senml_vector_body_is_a_standard_senml_pack_for_cbor2():
+    env = cbor2.loads(vectors()["SenML (81 bytes)"])
+    pack = cbor2.loads(env[7])
+    assert pack[0][-2] == "power" and pack[0][-4] == "W" and pack[0][-3] == 1763856000
+    # Decimal fractions (tag 4) come out of cbor2 as exact decimals, not binary floats.
+    assert [r[2] for r in pack] == [Decimal("3.5"), Decimal("28.4"), Decimal("28.1"), 60]
+    assert [r[6] for r in pack] == [0, 10, 20, 0]
+
+
+def test_micropython_writes_the_same_vectors(micropython, tmp_path):
+    lines = ["from agent import batch", "from agent.schema import Schema", "import array",
+             "s = Schema([('power', 'W', 1, -1), ('pills', 'count', 1, 0)])",
+             "print(hex(s.id), s.to_cbor().hex())"]
+    for label, encoding, env, rows, _ in CASES:
+        base, offsets, channels, values = rows
+        lines.append("e = batch.Encoder('dev-1', s, %r, False, 1024, 16)" % encoding)
+        lines.append("print(bytes(e.encode(%d, array.array('i', %r), array.array('B', %r), "
+                     "array.array('i', %r), 0, %d, %d, %d, %d, %r)).hex())"
+                     % ((base, offsets, channels, values, len(offsets)) + env))
+    script = tmp_path / "vectors.py"
+    script.write_text("\n".join(lines) + "\n")
+    proc = micropython.run([str(script)])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split()
+    doc = vectors()
+    assert out[0] == "0x1a95f48a" and out[1] == doc["schema document (id 0x1a95f48a)"].hex()
+    assert out[2:] == [doc[label].hex() for label, *_ in CASES]
