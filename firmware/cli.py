@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile
+from firmware import batchfile, demo
 
 
 def cmd_check(args):
@@ -31,6 +31,7 @@ def build_parser():
     sub.required = True
     add_profile_commands(sub)
     batchfile.add_commands(sub)
+    demo.add_command(sub)
     return parser, sub
 
 
