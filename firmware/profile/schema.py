@@ -140,8 +140,8 @@ def buses(ctx, node):
     for b, n in zip(out, node.value or []):
         if b and "id" in b:
             if b["id"] in ctx.buses:
-                ctx.problems.append(at(n.value["id"], "duplicate bus id '%s' (also %s)"
-                                       % (b["id"], ctx.buses[b["id"]][1])))
+                ctx.problems.append(at(n.value["id"], "duplicate bus id %s (also %s)"
+                                       % (shown(n.value["id"]), ctx.buses[b["id"]][1])))
             else:
                 ctx.buses[b["id"]] = (b.get("type"), n.path)
     return out
@@ -210,8 +210,8 @@ def filters(ctx, node):
         ("max", "max", number(), None),
     ])
     if "min" in out and "max" in out and out["min"] >= out["max"]:
-        ctx.problems.append(at(node.value["max"], expected("a number above min (%s)" % out["min"],
-                                                           node.value["max"])))
+        ctx.problems.append(at(node.value["max"], expected(
+            "a number above min (%s)" % shown(node.value["min"]), node.value["max"])))
     return out
 
 
@@ -279,8 +279,8 @@ def sensors(ctx, node):
     for s, n in zip(out, node.value):
         if s and "name" in s:
             if s["name"] in first:
-                ctx.problems.append(at(n.value["name"], "duplicate sensor name '%s' (also %s)"
-                                       % (s["name"], first[s["name"]])))
+                ctx.problems.append(at(n.value["name"], "duplicate sensor name %s (also %s)"
+                                       % (shown(n.value["name"]), first[s["name"]])))
             first.setdefault(s["name"], n.path)
     return out
 
