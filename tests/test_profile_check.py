@@ -16,9 +16,9 @@ def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
     out = capsys.readouterr().out
     assert out.splitlines() == [
         path + ": ok",
-        '  device    reference-printer "Tether reference workload" on sim',
-        "  broker    localhost:1883, client id reference-printer",
-        "  topics    tether/v1/reference-printer/up/..., encoding compact",
+        '  device    printer-0001 "Tether reference workload" on sim',
+        "  broker    localhost:1883, client id printer-0001",
+        "  topics    tether/v1/printer-0001/up/..., encoding compact",
         "  batches   up to 420 readings, 8KiB or 10min old",
         "  buffer    flash at buffer, 256KiB; RAM holds up to 32 readings for 1min",
         "  bus       i2c0: i2c sda 0 scl 1, 100kHz",
