@@ -1,0 +1,115 @@
+"""`tether encode`, `tether decode` and `tether demo`, run as a user runs them."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from simulator import reference
+
+PROFILE = "examples/reference-printer.yaml"
+
+
+def tether(*args, stdin=None):
+    return subprocess.run([sys.executable, "-m", "firmware.cli"] + list(args), input=stdin,
+                          capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def two_hours(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "readings.jsonl"
+    reference.write(str(path), hours=2)
+    return path
+
+
+@pytest.mark.parametrize("encoding,deflate", [("senml", False), ("senml", True),
+                                              ("compact", False), ("compact", True)])
+def test_encode_then_decode_prints_the_readings_back_byte_for_byte(two_hours, tmp_path, encoding,
+                                                                   deflate):
+    out = tmp_path / "batches.cbor"
+    args = ["encode", "--profile", PROFILE, "--encoding", encoding, str(two_hours), "-o", str(out)]
+    proc = tether(*args + (["--deflate"] if deflate else []))
+    assert proc.returncode == 0, proc.stderr
+    assert b"12 batches" in proc.stderr  # 2 h in batches of 10 min
+    proc = tether("decode", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == two_hours.read_bytes()
+
+
+def test_encode_cuts_batches_by_the_profile_policy(tmp_path):
+    readings = tmp_path / "r.jsonl"
+    # 25 readings of one channel, one a minute: max_age 10 min cuts at 10, 10 and 5.
+    readings.write_text("".join(json.dumps({"t": 1763856000 + 60 * i, "n": "power", "v": i / 10})
+                                + "\n" for i in range(25)))
+    out = tmp_path / "b.cbor"
+    assert tether("encode", "--profile", PROFILE, str(readings), "-o", str(out)).returncode == 0
+    from firmware.batchfile import items
+    batches = [item for _, kind, item in items(out.read_bytes()) if kind == "batch"]
+    assert [len(b.readings) for b in batches] == [10, 10, 5]
+    assert [b.seq for b in batches] == [0, 1, 2]
+    assert all(b.device == "printer-0001" and b.synced for b in batches)
+
+
+def test_decode_senml_prints_one_rfc8428_json_pack_per_batch(two_hours, tmp_path):
+    out = tmp_path / "b.cbor"
+    tether("encode", "--profile", PROFILE, str(two_hours), "-o", str(out))
+    proc = tether("decode", "--senml", str(out))
+    packs = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(packs) == 12
+    first = packs[0][0]
+    assert first == {"bn": "energy", "bt": 1763856000, "bu": "Wh", "t": 0, "v": 15230}
+    assert {"bn": "ink_c", "bu": "%", "t": 0, "v": 71.4} == packs[0][60]
+    assert sum(len(p) for p in packs) == 2 * 360 * 7
+
+
+def test_decode_of_a_cut_file_names_the_byte_offset_and_exits_2(two_hours, tmp_path):
+    out = tmp_path / "b.cbor"
+    tether("encode", "--profile", PROFILE, "--encoding", "senml", str(two_hours), "-o", str(out))
+    data = out.read_bytes()
+    cut = tmp_path / "cut.cbor"
+    cut.write_bytes(data[:len(data) - 100])
+    proc = tether("decode", str(cut))
+    assert proc.returncode == 2
+    assert b"cut.cbor: at byte " in proc.stderr and b"ends" in proc.stderr
+    # Everything before the broken batch was printed.
+    assert len(proc.stdout.splitlines()) == 11 * 420
+
+
+def test_decode_of_garbage_from_stdin_is_a_clear_error_not_a_crash():
+    proc = tether("decode", "-", stdin=b"\x88\x01\x63abc\x01\x01\x00\x05\x00\x41")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(b"tether decode: -: at byte 11:")
+    proc = tether("decode", "-", stdin=b"\x82\x01\x02")
+    assert proc.returncode == 2 and b"8 fields" in proc.stderr
+    proc = tether("decode", "-", stdin=b"\xa1\x01\x02")
+    assert proc.returncode == 2 and b"not a Tether schema" in proc.stderr
+
+
+def test_encode_rejects_a_channel_the_profile_does_not_have(tmp_path):
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1763856000, "n": "power", "v": 3.5}\n'
+                        '{"t": 1763856000, "n": "toner", "v": 3}\n')
+    proc = tether("encode", "--profile", PROFILE, str(readings), "-o", str(tmp_path / "o"))
+    assert proc.returncode == 2
+    assert b"line 2: channel 'toner' is not in the profile" in proc.stderr
+
+
+def test_encode_reports_readings_rounded_to_their_resolution(tmp_path):
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1763856000, "n": "power", "v": 3.54}\n')
+    out = tmp_path / "o.cbor"
+    proc = tether("encode", "--profile", PROFILE, str(readings), "-o", str(out))
+    assert proc.returncode == 0 and b"1 readings rounded" in proc.stderr
+    assert json.loads(tether("decode", str(out)).stdout)["v"] == 3.5
+
+
+def test_demo_checks_the_examples_and_round_trips_every_encoding(tmp_path):
+    proc = tether("demo", "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    text = proc.stdout.decode()
+    for name in ("pill-bottle", "printer", "reference-printer", "washer"):
+        assert "ok    examples/%s.yaml" % name in text
+    rows = [line.split() for line in text.splitlines() if line.strip().startswith(("senml", "compact"))]
+    assert [r[0] for r in rows] == ["senml", "senml+deflate", "compact", "compact+deflate"]
+    assert all(r[-1] == "identical" for r in rows)
+    assert float(rows[2][3]) <= 1.2 and float(rows[0][3]) <= 16
