@@ -1,0 +1,48 @@
+"""Runs every Tether benchmark, one after the other, and lists the figures that miss a target.
+
+    python3 bench/run_all.py        (or: python3 -m bench)
+
+Each benchmark prints its own figures, baselines and targets; this adds a summary. The exit
+status is 0 when every benchmark ran (a missed target is a finding, not a failure), 1 otherwise.
+"""
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCHMARKS = ("wire_size.py", "encode_speed.py", "buffer.py")
+
+
+def main():
+    failed = []
+    misses = []
+    start = time.time()
+    for name in BENCHMARKS:
+        cmd = [sys.executable, os.path.join("bench", name)]
+        print("$ python3 bench/%s" % name, flush=True)
+        t = time.time()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            if "MISSES TARGET" in line:
+                misses.append("%s: %s" % (name, " ".join(line.split())))
+        proc.wait()
+        print("(bench/%s: exit %d, %.0f s)" % (name, proc.returncode, time.time() - t))
+        print(flush=True)
+        if proc.returncode:
+            failed.append(name)
+    print("== summary: %d benchmarks in %.0f s ==" % (len(BENCHMARKS), time.time() - start))
+    for name in failed:
+        print("FAILED to run: bench/%s" % name)
+    if misses:
+        print("lines with a missed target:")
+        for m in misses:
+            print("  " + m)
+    else:
+        print("every target met")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
