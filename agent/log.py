@@ -208,10 +208,16 @@ class Log:
 
     def _drop(self, seg):
         """Drops the oldest segment: its unacked batches' readings are counted as dropped."""
+        # A batch acked out of order (still waiting for an older one) reached the broker: it
+        # leaves the log uncounted.
+        acked = [f[0] for f in self.inflight if f[3] and f[1] == seg.number]
         for kind, payload, _ in records(self.store, seg.name, 0, seg.size):
-            if kind == BATCH and self.seq_of(payload[2:]) > self.acked:
-                self.dropped += count_of(payload)
-                self.unacked -= 1
+            if kind == BATCH:
+                seq = self.seq_of(payload[2:])
+                if seq > self.acked:
+                    if seq not in acked:
+                        self.dropped += count_of(payload)
+                    self.unacked -= 1
         self._kill(seg)
         self.inflight = [f for f in self.inflight if f[1] != seg.number]
         nxt = (seg.number + 1, 0)

@@ -1,0 +1,417 @@
+# agent/buffer.py over agent/log.py with real batches: the journal and its flush windows, what a
+# reopen gives back, the batch policy (max readings, max age, clock sync, byte limit), the drop
+# count in the envelope, a power cut at every write of a workload, RAM mode, and a buffer built
+# from the reference profile. Runs under CPython (pytest) and the real MicroPython.
+#
+# Heap: on the 64-bit unix port the buffer's modules (agent.buffer, .log, .store, .batch,
+# .compact, .schema, .cbor, as .mpy) take ~34 KB of heap once imported, this module's own
+# bytecode ~19 KB and the decoder the checks use ~7 KB, which leaves too little of a 64k heap
+# for the tests themselves. The most any of them needs is 112k (measured), so they run at 128k.
+# The reference profile's buffer alone needs more than 64k on this port too (~24 KB of buffers
+# and arrays, see tests/test_buffer_crash.py, which also decodes its batch on the host).
+MICROPYTHON_HEAP = "128k"
+
+import gc
+
+import bufkit as K
+from agent.store import FileStore, RamStore
+from cutstore import CutStore, PowerCut
+from workload import Workload
+from support import raises, tmpdir
+
+
+def both_stores():
+    """[(store, again)]: a FileStore folder and a RamStore; again() is the same storage after a
+    reboot (a new FileStore over the folder; the same RamStore object)."""
+    path = tmpdir() + "/buf"
+    ram = RamStore()
+    return [(FileStore(path), lambda: FileStore(path)), (ram, lambda: ram)]
+
+
+def opened(store, **kw):
+    buf = K.make(store, **kw)
+    buf.open()
+    return buf
+
+
+def indices(data):
+    return [K.index(r) for r in K.rows(data)]
+
+
+def test_batch_comes_back_byte_identical_with_its_seq_after_reopen():
+    for store, again in both_stores():
+        buf = opened(store)
+        for i in range(10):
+            K.append(buf, i)
+        buf.cut()
+        first = K.drain(buf)
+        assert [s for s, _ in first] == [0]
+        env, got = K.decode(first[0][1])
+        assert (env.seq, env.boot, env.dropped, env.device) == (0, 1, 0, "dev-1")
+        assert got == [K.reading(i) for i in range(10)]
+        buf.close()
+        buf = opened(again())
+        assert K.drain(buf) == first
+        assert buf.seq == 1 and buf.log.boot == 2
+
+
+def test_readings_flushed_by_count_survive_a_power_cut_and_are_batched_exactly_once():
+    for store, again in both_stores():
+        buf = opened(store, ram_readings=4)
+        for i in range(10):
+            K.append(buf, i)
+        assert buf.flushed == 8  # two windows of 4 closed; readings 8 and 9 are in RAM only
+        # The power goes (no close): readings 8 and 9 are the window a cut may take.
+        buf = K.make(again(), ram_readings=4)
+        assert buf.open() == 0
+        assert K.ram_rows(buf) == [K.reading(i) for i in range(8)]
+        for i in range(20, 23):
+            K.append(buf, i)
+        buf.cut()
+        buf.close()
+        buf = opened(again(), ram_readings=4)
+        assert K.ram_rows(buf) == []
+        assert [indices(d) for _, d in K.drain(buf)] == [list(range(8)) + [20, 21, 22]]
+
+
+def test_readings_flushed_by_time_via_poll_survive_a_power_cut_exactly_once():
+    for store, again in both_stores():
+        buf = opened(store, ram_readings=100, flush_ms=5000)
+        for i in range(3):  # 0, 250 and 500 ms after the first
+            K.append(buf, i)
+        t0 = K.reading(0)[0]
+        buf.poll(t0 + 4999)
+        assert buf.flushed == 0
+        buf.poll(t0 + 5000)
+        assert buf.flushed == 3
+        # A reading that comes a whole window after the oldest unflushed one flushes itself.
+        K.append(buf, 3)
+        assert buf.flushed == 3
+        K.append(buf, 20)  # 5000 ms after reading 0, 4250 after reading 3
+        assert buf.flushed == 3
+        K.append(buf, 40)  # 10000 ms after reading 0, 9250 after reading 3: closes the window
+        assert buf.flushed == 6
+        K.append(buf, 41)
+        buf = K.make(again(), ram_readings=100, flush_ms=5000)
+        assert buf.open() == 0
+        assert [K.index(r) for r in K.ram_rows(buf)] == [0, 1, 2, 3, 20, 40]
+        buf.cut()
+        buf = opened(again(), ram_readings=100, flush_ms=5000)
+        assert [indices(d) for _, d in K.drain(buf)] == [[0, 1, 2, 3, 20, 40]]
+        assert K.ram_rows(buf) == []
+
+
+def _fill(buf, split):
+    # split: values so noisy that a 64-byte batch holds only a few, so a cut makes batches.
+    for i in range(10):
+        t, c, v = K.reading(i)
+        buf.append(t, c, v * 1000003 if split else v)
+
+
+def _kw(split):
+    return {"ram_readings": 4, "batch_bytes": 64 if split else 256}
+
+
+def _writes_of_cut(split):
+    dry = CutStore(RamStore())
+    buf = opened(dry, **_kw(split))
+    _fill(buf, split)
+    before = dry.writes
+    buf.cut()
+    return dry.writes - before, len(buf.log.formed)
+
+
+def test_a_power_cut_between_storing_a_batch_and_clearing_the_journal_duplicates_nothing():
+    for split in (False, True):
+        writes, batches = _writes_of_cut(split)
+        assert (batches > 1 if split else batches == 1) and writes == 3 * batches + 1
+        for inner, again in both_stores():
+            cut = CutStore(inner)
+            buf = opened(cut, **_kw(split))
+            _fill(buf, split)
+            assert buf.flushed == 8
+            # The writes of cut(): 3 appends a batch (header, count, batch), then the
+            # journal's removal: the power goes there, every batch stored.
+            cut.at = cut.writes + writes
+            cut.keep = 0
+            raises(PowerCut, buf.cut)
+            inner.close()  # every write before the cut lands (see cutstore.CutStore)
+            assert "journal" in inner.names()
+            formed = [(s, d) for s, _, d in buf.log.formed]
+            buf = K.make(again(), **_kw(split))
+            assert buf.open() == 0
+            assert K.drain(buf) == formed
+            counted = []
+            for _, d in formed:
+                counted += indices(d)
+            assert counted == list(range(10))
+            assert K.ram_rows(buf) == []  # the journal's 8 readings are in the batches
+
+
+def test_a_power_cut_after_the_first_of_a_cuts_batches_gives_back_the_rest_of_the_journal():
+    for inner, again in both_stores():
+        cut = CutStore(inner)
+        buf = opened(cut, **_kw(True))
+        _fill(buf, True)
+        cut.at = cut.writes + 4  # the second batch's header
+        cut.keep = 0
+        raises(PowerCut, buf.cut)
+        inner.close()  # every write before the cut lands, synced or not (cutstore.CutStore)
+        buf = K.make(again(), **_kw(True))
+        assert buf.open() == 0
+        got = K.drain(buf)
+        assert len(got) == 1
+        n = len(indices(got[0][1]))
+        assert 0 < n < 8 and indices(got[0][1]) == list(range(n))
+        # Readings 8 and 9 were only in RAM; the journal's others come back once.
+        assert [K.index(r) for r in K.ram_rows(buf)] == list(range(n, 8))
+
+
+def test_a_power_cut_at_every_write_of_a_workload_keeps_every_promise():
+    # The workload (workload.Workload): 100 readings, batches of 8, a log that holds ~8 batches,
+    # the uplink acking (out of order too, with rewinds) except during an outage from reading
+    # 20 to 90, so the log fills and drops. The power goes at each of its writes in turn, the
+    # write torn at 0, 1 and 5 bytes or landing whole.
+    kw = {"max_bytes": 730, "segment_bytes": 140, "max_readings": 8, "ram_readings": 4,
+          "batch_bytes": 128}
+
+    def workload():
+        return Workload(readings=100, uplink_every=6, offline=(20, 90))
+
+    full = CutStore(RamStore())
+    w = workload()
+    buf = K.make(full, **kw)
+    w.run(buf)
+    total = full.writes
+    assert total > 150 and w.done
+    assert buf.log.dropped > 0 and len(w.acked) >= 5
+    runs = 0
+    for at in range(1, total + 1):
+        for keep in (0, 1, 5, None):
+            if hasattr(gc, "mem_free"):  # MicroPython: each run leaves garbage that fragments
+                gc.collect()
+            inner = RamStore()
+            w = workload()
+            try:
+                w.run(K.make(CutStore(inner, at, keep), **kw))
+            except PowerCut:
+                pass
+            assert not w.done
+            try:
+                w.check(K.make(inner, **kw))
+            except AssertionError as exc:
+                raise AssertionError("power cut at write %d (keep %r): %s" % (at, keep, exc))
+            runs += 1
+    assert runs == 4 * total
+
+
+def test_a_change_of_clock_sync_cuts_a_batch():
+    buf = opened(RamStore())
+    buf.set_synced(False)  # no change, nothing to cut
+    buf.set_synced(True)   # a change, but no readings: no empty batch
+    assert buf.log.unacked == 0
+    buf.set_synced(False)
+    for i in range(5):
+        K.append(buf, i)
+    buf.set_synced(True)
+    for i in range(5, 8):
+        K.append(buf, i)
+    buf.set_synced(True)
+    buf.set_synced(False)
+    K.append(buf, 8)
+    buf.cut()
+    got = []
+    for seq, data in K.drain(buf):
+        env, rows = K.decode(data)
+        got.append((seq, env.synced, [K.index(r) for r in rows]))
+    assert got == [(0, False, [0, 1, 2, 3, 4]), (1, True, [5, 6, 7]), (2, False, [8])], got
+
+
+def test_max_age_cuts_a_batch_on_a_reading_or_on_poll():
+    buf = opened(RamStore(), max_age_ms=10000, flush_ms=1000000, ram_readings=100)
+    for t in (0, 3000, 6000, 9999):
+        buf.append(100000 + t, 0, t)
+    assert buf.log.unacked == 0
+    buf.append(100000 + 10000, 1, 1)  # 10 s after the oldest: the four go first
+    assert buf.log.unacked == 1
+    buf.poll(100000 + 19999)
+    assert buf.log.unacked == 1
+    buf.poll(100000 + 20000)
+    assert buf.log.unacked == 2 and buf.n == 0
+    got = [K.rows(d) for _, d in K.drain(buf)]
+    assert got == [[(100000, 0, 0), (103000, 0, 3000), (106000, 0, 6000), (109999, 0, 9999)],
+                   [(110000, 1, 1)]]
+
+
+def test_max_readings_cuts_a_batch():
+    buf = opened(RamStore(), max_readings=8)
+    for i in range(20):
+        K.append(buf, i)
+    assert [indices(d) for _, d in K.drain(buf)] == [list(range(8)), list(range(8, 16))]
+    assert [K.index(r) for r in K.ram_rows(buf)] == [16, 17, 18, 19]
+
+
+def test_a_batch_over_the_byte_limit_is_split_into_batches_that_fit():
+    buf = opened(RamStore(), max_readings=24, batch_bytes=96, ram_readings=4)
+    noisy = []
+    for i in range(24):
+        t, c, _ = K.reading(i)
+        v = (i * 7919 % 100003) * (1 if i % 2 else -1) * 1000
+        noisy.append((t, c, v))
+        buf.append(t, c, v)
+    got = K.drain(buf)
+    assert len(got) >= 3, len(got)
+    assert [s for s, _ in got] == list(range(len(got)))
+    rows = []
+    for _, data in got:
+        assert len(data) <= 96
+        rows += K.rows(data)
+    assert rows == noisy
+    assert buf.n == 0 and "journal" not in buf.store.names()
+
+
+def test_ram_store_mode_makes_the_same_batches_as_files():
+    out = []
+    for store, again in both_stores():
+        buf = opened(store, max_readings=10, ram_readings=3)
+        for i in range(25):
+            K.append(buf, i)
+        buf.set_synced(True)
+        K.append(buf, 25)
+        first = K.drain(buf)
+        buf.ack(first[0][0])
+        buf.close()
+        buf = opened(again(), max_readings=10, ram_readings=3)
+        out.append((first, K.drain(buf), K.ram_rows(buf), buf.log.boot, buf.seq))
+    assert out[0] == out[1]
+    assert [s for s, _ in out[0][1]] == [1, 2]
+    assert [K.index(r) for r in out[0][2]] == [25]
+
+
+def test_the_drop_count_reaches_the_next_batch_envelope_exactly():
+    buf = opened(RamStore(), max_bytes=900, segment_bytes=140, max_readings=8, ram_readings=4,
+                 batch_bytes=128)
+    encoded_with = {}  # seq -> the dropped total when that batch was encoded
+    formed = {}
+    for i in range(120):
+        before = buf.log.dropped
+        K.append(buf, i)
+        for seq, count, data in buf.log.formed:
+            encoded_with[seq] = before
+            formed[seq] = (count, data)
+        del buf.log.formed[:]
+        if i == 30:
+            got = K.drain(buf)
+            assert buf.ack(got[0][0]) and buf.ack(got[1][0])
+            acked = [got[0][0], got[1][0]]
+    for seq in formed:
+        assert K.decode(formed[seq][1])[0].dropped == encoded_with[seq]
+    buf.rewind()
+    present = [s for s, _ in K.drain(buf)]
+    lost = 0
+    for seq in formed:
+        if seq not in present and seq not in acked:
+            lost += formed[seq][0]
+    assert lost > 0 and buf.log.dropped == lost
+    assert K.seg_bytes(buf.store) <= buf.log.max_bytes
+    K.append(buf, 200)
+    buf.cut()
+    assert K.decode(K.drain(buf)[-1][1])[0].dropped == lost
+
+
+def reference_printer():
+    """The parts of examples/reference-printer.yaml compiled (`tether compile`) that a buffer
+    reads; tests/test_buffer_crash.py checks that they still match the compiler's output."""
+    res = [1, -1]
+    return {
+        "device": {"id": "printer-0001"},
+        "sensors": [
+            {"name": "energy", "unit": "Wh", "resolution": [1, 0]},
+            {"name": "ink_c", "unit": "%", "resolution": res},
+            {"name": "ink_k", "unit": "%", "resolution": res},
+            {"name": "ink_m", "unit": "%", "resolution": res},
+            {"name": "ink_y", "unit": "%", "resolution": res},
+            {"name": "pills", "unit": "count", "resolution": [1, 0]},
+            {"name": "power", "unit": "W", "resolution": res},
+        ],
+        "buffer": {"storage": "flash", "max_bytes": 262144, "ram_readings": 32,
+                   "flush_ms": 60000, "path": "buffer"},
+        "batch": {"max_readings": 420, "max_bytes": 8192, "max_age_ms": 600000},
+        "uplink": {"encoding": "compact", "deflate": False},
+    }
+
+
+def reference_day(buf, sch, t0, timestamps):
+    """Readings of the reference printer, 10 s apart: whole Wh and pills, ink and power at 0.1."""
+    for k in range(timestamps):
+        for c in range(7):
+            value = 1000 + k if c in (0, 5) else 50 + (k % 7) / 10
+            buf.append(t0 + 10000 * k, c, sch.scale(c, value))
+
+
+def test_the_reference_printer_profile_builds_a_buffer_that_keeps_its_batches():
+    from agent import profile
+    p = reference_printer()
+    sch = profile.schema(p)
+    path = tmpdir() + "/buffer"
+    buf = profile.buffer(p, FileStore(path))
+    assert buf.max_readings == 420 and buf.max_age_ms == 600000
+    assert buf.ram_readings == 32 and buf.flush_ms == 60000
+    assert buf.log.max_bytes + buf.journal_bytes == 262144
+    assert buf.log.segment_bytes == 262144 // 8
+    assert len(buf.encoder.w.buf) == 8192
+    buf.open()
+    # 61 timestamps of 7 channels: the 420th reading cuts the batch, 7 wait in RAM.
+    t0 = 1700000000000
+    reference_day(buf, sch, t0, 61)
+    assert buf.log.unacked == 1 and buf.n == 7 and buf.flushed == 0
+    buf.close()
+    buf = None  # a board makes its one 8 KB batch buffer at start; free this one first
+    gc.collect()
+    buf = profile.buffer(p, FileStore(path))
+    buf.open()
+    seq, data = buf.next_batch()
+    data = bytes(data)
+    assert seq == 0 and len(data) < 2000
+    assert [r[:2] for r in K.ram_rows(buf)] == [(t0 + 600000, c) for c in range(7)]
+    buf.close()
+    buf = None
+    gc.collect()
+    # The batch is exactly the encoding of those 420 readings as batch 0 of boot 1, nothing
+    # dropped, clock not synced. (Decoding all 420 takes ~40 KB more heap than a 128k one has
+    # left here: tests/test_buffer_crash.py decodes this batch, made under a 64k MicroPython,
+    # on the host.)
+    import array
+    ts = array.array("i", [0] * 420)
+    chs = array.array("B", [0] * 420)
+    vals = array.array("i", [0] * 420)
+    for i in range(420):
+        k, c = divmod(i, 7)
+        ts[i] = 10000 * k
+        chs[i] = c
+        vals[i] = sch.scale(c, 1000 + k if c in (0, 5) else 50 + (k % 7) / 10)
+    assert data == bytes(profile.encoder(p).encode(t0, ts, chs, vals, 0, 420, 0, 1, 0, False))
+
+
+def test_a_profile_buffer_without_a_store_uses_the_storage_it_names():
+    from agent import profile
+    from agent.store import FileStore as F, RamStore as R
+    p = reference_printer()
+    p["batch"] = {"max_readings": 20, "max_bytes": 512, "max_age_ms": 600000}
+    p["buffer"] = {"storage": "ram", "max_bytes": 8192, "ram_readings": 4, "flush_ms": 60000,
+                   "path": "unused"}
+    buf = profile.buffer(p)
+    assert isinstance(buf.store, R)
+    p["buffer"]["storage"] = "flash"
+    p["buffer"]["path"] = tmpdir() + "/buffer"
+    buf = profile.buffer(p)
+    assert isinstance(buf.store, F)
+    buf.open()
+    sch = profile.schema(p)
+    reference_day(buf, sch, 0, 3)
+    buf.cut()
+    buf.close()
+    buf = profile.buffer(p)
+    buf.open()
+    seq, data = buf.next_batch()
+    assert seq == 0 and buf.log.boot == 2

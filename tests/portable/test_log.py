@@ -1,0 +1,347 @@
+# agent/log.py: framed records, batches kept byte-identical across reopen, sequence numbers,
+# boot count, the ack cursor, rewind, the byte bound and the drop count.
+# Runs under CPython (pytest) and under the real MicroPython (tests/portable harness).
+#
+# The batches here are stand-ins, "B" + seq (u32) + filler, so each test says exactly how big
+# its records are; agent.batch's real batches go through the log in test_buffer.py.
+import struct
+
+from agent.log import BATCH, HEAD, MAX_RECORD, READINGS, Log, frame, records
+from agent.store import FileStore, RamStore
+from cutstore import CutStore, PowerCut
+from support import raises, tmpdir
+
+REC = 7 + 2 + 40  # bytes of one stand-in record with the default 35 bytes of filler
+
+
+def fake(seq, filler=35):
+    return b"B" + struct.pack("<I", seq) + bytes([seq & 0xFF]) * filler
+
+
+def seq_of(data):
+    return struct.unpack("<I", bytes(data[1:5]))[0]
+
+
+def new_log(store, max_bytes=4096, segment_bytes=4 * REC):
+    return Log(store, max_bytes, segment_bytes, seq_of)
+
+
+def opened(store, **kw):
+    log = new_log(store, **kw)
+    log.open()
+    return log
+
+
+def add(log, seq, count=10, filler=35):
+    data = fake(seq, filler)
+    log.append_batch(seq, count, data)
+    log.sync()
+    return data
+
+
+def drain(log):
+    out = []
+    while True:
+        b = log.next_batch()
+        if b is None:
+            return out
+        out.append((b[0], bytes(b[1])))
+
+
+def seqs(log):
+    return [s for s, _ in drain(log)]
+
+
+def both_stores():
+    """A fresh FileStore folder and a fresh RamStore, each with a way to get it back 'after a
+    reboot' (a new FileStore over the same folder; the same RamStore object)."""
+    path = tmpdir() + "/log"
+    ram = RamStore()
+    return [(FileStore(path), lambda: FileStore(path)), (ram, lambda: ram)]
+
+
+def test_framed_records_round_trip_and_reading_stops_at_a_torn_or_corrupt_record():
+    store = RamStore()
+    payloads = [(BATCH, [b"", b""]), (READINGS, [b"x"]), (BATCH, [b"ab", bytes(range(256)) * 3]),
+                (READINGS, [bytes(1000)])]
+    for kind, parts in payloads:
+        head = frame(kind, parts)
+        assert len(head) == HEAD
+        store.append("f", head)
+        for p in parts:
+            store.append("f", p)
+    size = store.size("f")
+    got = [(k, p, end) for k, p, end in records(store, "f", 0, size)]
+    assert [(k, p) for k, p, _ in got] == [(k, b"".join(parts)) for k, parts in payloads]
+    assert got[-1][2] == size
+    ends = [0] + [end for _, _, end in got]
+    # A record cut anywhere (header or payload) ends the reading there; what precedes stays.
+    for i in range(len(payloads)):
+        for cut in (ends[i] + 1, ends[i] + HEAD - 1, ends[i] + HEAD, ends[i + 1] - 1):
+            if ends[i] < cut < ends[i + 1]:
+                assert len(list(records(store, "f", 0, cut))) == i
+    # A flipped bit in a payload or in a header stops the reading at that record.
+    data = bytearray(store.read_all("f"))
+    for at in (ends[2] + 2, ends[2] + HEAD + 100, ends[1] + 3):
+        bad = RamStore()
+        flipped = bytearray(data)
+        flipped[at] ^= 0x10
+        bad.append("f", flipped)
+        n = 1 if at < ends[2] else 2
+        assert len(list(records(bad, "f", 0, size))) == n, at
+    assert isinstance(raises(ValueError, frame, BATCH, [Sized(MAX_RECORD), b"x"]), ValueError)
+
+
+class Sized:
+    """Stands for a part of n bytes without taking them from a 64k heap (only len() is read
+    before the size check)."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def test_batch_comes_back_byte_identical_with_its_seq_after_close_and_reopen():
+    for store, again in both_stores():
+        log = opened(store)
+        sent = [add(log, 0, filler=3), add(log, 1, filler=300), add(log, 2, filler=0)]
+        log.close()
+        log = opened(again())
+        assert log.unacked == 3
+        assert drain(log) == [(0, sent[0]), (1, sent[1]), (2, sent[2])]
+        assert log.next_seq() == 3
+
+
+def test_boot_count_goes_up_by_one_per_open():
+    for store, again in both_stores():
+        boots = []
+        for _ in range(4):
+            log = opened(again())
+            boots.append(log.boot)
+            log.close()
+        assert boots == [1, 2, 3, 4], boots
+        # An open that is never closed (a power cut) still counted its boot.
+        opened(again())
+        assert opened(again()).boot == 6
+
+
+def test_seq_keeps_increasing_across_reopen_after_every_batch_was_acked():
+    for store, again in both_stores():
+        log = opened(store, segment_bytes=REC)  # one batch a segment: acks delete segments
+        for seq in range(5):
+            add(log, seq)
+        for seq, _ in drain(log):
+            assert log.ack(seq)
+        # Every segment before the newest is gone; the newest holds only acked batches.
+        assert [s.number for s in log.segments] == [4]
+        log.close()
+        log = opened(again(), segment_bytes=REC)
+        assert drain(log) == []
+        assert log.unacked == 0 and log.next_seq() == 5
+        add(log, log.next_seq())
+        assert seqs(log) == [5]
+
+
+def test_seq_keeps_increasing_across_reopen_when_every_segment_was_deleted():
+    # One batch a segment and room for two: a batch as big as the whole log drops both, and
+    # the power goes before the big one lands. No segment is left to tell the last seq: the
+    # state file's floor must.
+    for inner, again in both_stores():
+        cut = CutStore(inner)
+        log = opened(cut, max_bytes=2 * REC, segment_bytes=REC)
+        add(log, 0)
+        add(log, 1)
+        assert log.ack(seqs(log)[0])
+        # Writes to come: state + delete for each of the two segments, then the big batch's
+        # first bytes, where the power goes.
+        cut.at = cut.writes + 5
+        cut.keep = 0
+        assert isinstance(raises(PowerCut, add, log, 2, 10, 2 * REC - 9 - 5), PowerCut)
+        inner.close()
+        store = again()
+        assert [n for n in store.names() if n.endswith(".seg")] == []
+        log = opened(store, max_bytes=2 * REC, segment_bytes=REC)
+        assert log.next_seq() == 2
+        assert log.dropped == 10  # batch 1 was unacked when it went
+
+
+def test_acked_batches_are_not_handed_out_after_reopen_and_unacked_ones_are_in_order():
+    for store, again in both_stores():
+        log = opened(store)
+        data = [add(log, seq) for seq in range(6)]
+        got = drain(log)
+        for seq in (0, 1, 2):
+            assert log.ack(got[seq][0])
+        log.close()
+        log = opened(again())
+        assert drain(log) == [(3, data[3]), (4, data[4]), (5, data[5])]
+        assert log.unacked == 3
+
+
+def test_after_a_power_cut_only_batches_acked_since_the_last_save_come_again():
+    # How often acks are saved is the log's choice (a cut may only make recent acks go out
+    # again, the consumer de-duplicates); what must hold: every unacked batch comes again, in
+    # order, with its bytes, and what comes again is a run that ends with the newest.
+    store = RamStore()
+    log = opened(store, segment_bytes=64 * REC)  # one segment: no deletion saves the state
+    data = [add(log, seq, filler=3) for seq in range(40)]
+    for seq, _ in drain(log)[:30]:
+        assert log.ack(seq)
+    log = opened(store, segment_bytes=64 * REC)  # no close: the power went
+    again = drain(log)
+    first = again[0][0]
+    assert first <= 30 and again == [(s, data[s]) for s in range(first, 40)], first
+    # Whatever was saved stays saved: acking the rest and closing leaves nothing to send.
+    for seq, _ in again:
+        assert log.ack(seq)
+    log.close()
+    log = opened(store, segment_bytes=64 * REC)
+    assert drain(log) == [] and log.next_seq() == 40
+
+
+def test_rewind_hands_out_every_unacked_batch_again_from_the_oldest():
+    for store, again in both_stores():
+        log = opened(store)
+        data = [add(log, seq) for seq in range(5)]
+        assert [s for s, _ in [log.next_batch(), log.next_batch(), log.next_batch()]] == [0, 1, 2]
+        assert log.ack(0)
+        log.rewind()
+        assert log.ack(1) is False  # not in flight any more: sent again first
+        assert drain(log) == [(s, data[s]) for s in (1, 2, 3, 4)]
+        assert log.ack(1) and log.ack(2)
+        log.rewind()
+        assert seqs(log) == [3, 4]
+        log.rewind()
+        log.close()
+        assert seqs(opened(again())) == [3, 4]
+
+
+def test_out_of_order_acks_advance_the_cursor_over_the_contiguous_prefix_only():
+    for store, again in both_stores():
+        log = opened(store, segment_bytes=REC)
+        for seq in range(5):
+            add(log, seq)
+        assert seqs(log) == [0, 1, 2, 3, 4]
+        assert log.ack(2) and log.ack(3)
+        assert log.acked == -1 and log.unacked == 5
+        assert [s.number for s in log.segments] == [0, 1, 2, 3, 4]
+        assert log.ack(7) is False
+        log.rewind()
+        assert seqs(log) == [0, 1, 2, 3, 4]  # nothing was acked in order: all come again
+        for seq in (1, 0, 3, 2):
+            assert log.ack(seq)
+        assert log.acked == 3 and log.unacked == 1
+        assert log.ack(0) is False  # already acked
+        # The segments wholly before the first unacked batch are deleted.
+        assert [s.number for s in log.segments] == [3, 4]
+        log.close()
+        log = opened(again(), segment_bytes=REC)
+        assert seqs(log) == [4]
+        assert log.ack(4)
+        log.close()
+        log = opened(again(), segment_bytes=REC)
+        assert seqs(log) == [] and log.next_seq() == 5
+
+
+def test_log_never_exceeds_its_bound_drops_oldest_segment_first_and_counts_exactly():
+    for store, again in both_stores():
+        bound = 10 * REC
+        log = opened(store, max_bytes=bound, segment_bytes=2 * REC)
+        counts = {}
+        acked = []
+        for seq in range(40):
+            counts[seq] = 3 + seq % 5
+            before = [s.number for s in log.segments]
+            add(log, seq, counts[seq])
+            on_disk = 0
+            for name in store.names():
+                if name.endswith(".seg"):
+                    on_disk += store.size(name)
+            assert log.size == on_disk <= bound, (log.size, on_disk, bound)
+            after = [s.number for s in log.segments]
+            # Only the oldest segments went, in order; the newest always stays.
+            gone = [n for n in before if n not in after]
+            assert gone == before[:len(gone)], (before, after)
+            assert after[-1] == max(before + after)
+            assert [n for n in store.names() if n.endswith(".seg")] == [
+                "%08d.seg" % n for n in after]
+            if seq % 7 == 3:  # now and then the uplink gets the oldest batch through
+                log.rewind()
+                b = log.next_batch()
+                assert log.ack(b[0])
+                acked.append(b[0])
+        present = seqs(opened(again(), max_bytes=bound, segment_bytes=2 * REC))
+        # Every batch that is neither acked nor present was dropped, and only those count.
+        expected = 0
+        for seq in counts:
+            if seq not in present and seq not in acked:
+                expected += counts[seq]
+        assert log.dropped == expected, (log.dropped, expected)
+        assert expected > 0
+        assert present == list(range(present[0], 40))  # the newest survive, oldest went first
+        log.close()
+        assert opened(again(), max_bytes=bound, segment_bytes=2 * REC).dropped == expected
+
+
+def test_a_batch_acked_out_of_order_is_not_counted_as_dropped():
+    store = RamStore()
+    log = opened(store, max_bytes=4 * REC, segment_bytes=2 * REC)
+    for seq in range(4):
+        add(log, seq, count=10)
+    assert seqs(log) == [0, 1, 2, 3]
+    assert log.ack(1)  # the broker has batch 1; batch 0 is still in flight
+    add(log, 4, count=10)  # the log is full: segment 0 (batches 0 and 1) goes
+    assert log.dropped == 10, log.dropped  # batch 0's readings only
+    log.close()
+    log = opened(store, max_bytes=4 * REC, segment_bytes=2 * REC)
+    assert log.dropped == 10
+    assert seqs(log) == [2, 3, 4]
+
+
+def test_torn_or_corrupt_tail_is_discarded_reported_and_appends_go_to_a_new_segment():
+    for corrupt in (False, True):
+        for store, again in both_stores():
+            log = opened(store)
+            data = [add(log, seq) for seq in range(3)]
+            log.close()
+            name = "00000000.seg"
+            whole = store.read_all(name)
+            if corrupt:  # a flipped bit in the middle of the last record
+                bad = bytearray(whole)
+                bad[len(whole) - REC // 2] ^= 0x01
+                keep = bytes(bad)
+            else:  # the last record torn
+                keep = whole[:len(whole) - 5]
+            store.replace(name, keep)
+            log = new_log(again())
+            discarded = log.open()
+            assert discarded == (REC if corrupt else REC - 5), discarded
+            assert drain(log) == [(0, data[0]), (1, data[1])]
+            assert log.next_seq() == 2
+            d = add(log, 2)
+            assert [s.number for s in log.segments] == [0, 1]  # never after the bad bytes
+            log.close()
+            log = new_log(again())
+            assert log.open() == discarded  # the bad bytes stay counted until acked away
+            assert drain(log) == [(0, data[0]), (1, data[1]), (2, d)]
+
+
+def test_a_deletion_cut_between_state_and_file_removal_is_finished_at_open():
+    for store, again in both_stores():
+        log = opened(store, segment_bytes=REC)
+        for seq in range(3):
+            add(log, seq)
+        kept = store.read_all("00000000.seg")
+        for s, _ in drain(log)[:2]:
+            log.ack(s)
+        log.close()
+        assert "00000000.seg" not in store.names()
+        # Put segment 0 back as if the power went after the state said it was dead.
+        store.append("00000000.seg", kept)
+        store.close()
+        store = again()
+        log = opened(store, segment_bytes=REC)
+        assert "00000000.seg" not in store.names()
+        assert seqs(log) == [2]
