@@ -23,7 +23,8 @@ HEAD = const(7)
 MAX_RECORD = const(0xFFFF)
 _STATE = "state"
 _STATE_MAGIC = b"TSB1"
-_STATE_FMT = "<4sIQQQQ"
+_STATE_FMT = "<4sIIQII"  # magic, boot, acked + 1, dropped, dead + 1, seq floor + 1
+_STATE_BYTES = const(32)  # with its CRC
 
 
 def frame(kind, parts):
@@ -78,12 +79,14 @@ class Log:
     and drops its oldest segment, which adds the batches' readings to `dropped`.
     """
 
-    def __init__(self, store, max_bytes, segment_bytes, seq_of, persist_every=16):
+    def __init__(self, store, max_bytes, segment_bytes, seq_of, save_after=100 * _STATE_BYTES):
         self.store = store
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.seq_of = seq_of  # encoded batch -> its sequence number
-        self.persist_every = persist_every
+        # Acks are saved once this many bytes of batches were acked: the state file then costs
+        # at most 1 % of what the log writes.
+        self.save_after = save_after
         self.segments = []
         self.size = 0
         self.boot = 0
@@ -94,10 +97,10 @@ class Log:
         self.last_seq = -1
         self.unacked = 0       # batches waiting for an ack
         self.discarded = 0     # bytes of torn or corrupt records found at open
-        self.inflight = []     # [seq, segment number, end offset, acked] in send order
+        self.inflight = []     # [seq, segment number, end offset, acked, bytes] in send order
         self.ack_pos = None    # (segment number, offset) of the first unacked record
         self.send_pos = None
-        self._acks_unsaved = 0
+        self._acked_unsaved = 0  # bytes of batches acked since the state was last saved
 
     # -- state ---------------------------------------------------------------------------
 
@@ -122,7 +125,7 @@ class Log:
         body = struct.pack(_STATE_FMT, _STATE_MAGIC, self.boot, self.acked + 1, self.dropped,
                            self.dead + 1, self.seq_floor + 1)
         self.store.replace(_STATE, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
-        self._acks_unsaved = 0
+        self._acked_unsaved = 0
 
     # -- open --------------------------------------------------------------------------------
 
@@ -259,7 +262,7 @@ class Log:
             return None
         seq, payload, end = found
         self.send_pos = end
-        self.inflight.append([seq, end[0], end[1], False])
+        self.inflight.append([seq, end[0], end[1], False, len(payload)])
         return seq, payload[2:]
 
     def ack(self, seq):
@@ -275,11 +278,14 @@ class Log:
             self.acked = f[0]
             self.ack_pos = (f[1], f[2])
             self.unacked -= 1
-            self._acks_unsaved += 1
+            self._acked_unsaved += f[4]
         # Segments wholly before the first unacked batch are done with.
         while len(self.segments) > 1 and self.segments[0].number < self.ack_pos[0]:
             self._kill(self.segments[0])
-        if self._acks_unsaved >= self.persist_every:
+        # Saving the cursor after every ack would double the writes of small batches. A power
+        # cut can only make the batches acked since the last save go out again, and the
+        # consumer de-duplicates them by sequence number.
+        if self._acked_unsaved >= self.save_after:
             self.save_state()
         return True
 
@@ -289,6 +295,6 @@ class Log:
         self.send_pos = self.ack_pos
 
     def close(self):
-        if self._acks_unsaved:
+        if self._acked_unsaved:
             self.save_state()
         self.store.close()

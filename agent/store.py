@@ -33,6 +33,10 @@ class FileStore:
         return os.stat(self._p(name))[6]
 
     def append(self, name, data):
+        if self._in_name == name:
+            # On LittleFS a file open for reading does not see what is appended after it was
+            # opened (measured: the read comes back empty).
+            self._close_in()
         f = self._out.get(name)
         if f is None:
             for other in list(self._out):
