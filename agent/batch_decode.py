@@ -1,5 +1,5 @@
 # Reads batches: the envelope, then a SenML or compact body (docs/wire-format.md).
-from agent import cbor, compact_decode, senml_decode
+from agent import cbor, cbor_decode, compact_decode, senml_decode
 from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, SENML, VERSION
 
 try:
@@ -85,7 +85,7 @@ def _at(exc, base):
 def read_envelope(data, offset=0):
     """The envelope of one batch (its body still encoded). Errors name the offset in data."""
     try:
-        env = cbor.loads(data)
+        env = cbor_decode.loads(data)
     except cbor.CBORError as exc:
         raise _at(exc, offset)
     if not isinstance(env, list) or not env:
@@ -122,7 +122,7 @@ def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):
         body = inflate(body, body_at, max_body)
     try:
         if b.encoding == COMPACT:
-            r = cbor.Reader(body)
+            r = cbor_decode.Reader(body)
             if r.head()[0] != 4:
                 raise cbor.Malformed("a compact body is an array", 0)
             b.schema_id = r.item()
@@ -140,7 +140,7 @@ def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):
             # appearance), then pack order; a full key because MicroPython's sort is not stable.
             order = {}
             rows = []
-            for name, unit, t, value in senml_decode.decode(cbor.loads(body)):
+            for name, unit, t, value in senml_decode.decode(cbor_decode.loads(body)):
                 if name not in order:
                     order[name] = len(order)
                 rows.append((t, order[name], len(rows), name, value))

@@ -46,9 +46,10 @@ class Buffer:
                              % (log.max_bytes + self.journal_bytes, len(encoder.w.buf),
                                 self.journal_bytes))
         # Row i: time base + ts[i] (ms), channel chs[i], value vals[i] scaled by its resolution.
-        self.ts = array.array("i", bytes(4 * max_readings))
-        self.chs = array.array("B", bytes(max_readings))
-        self.vals = array.array("i", bytes(4 * max_readings))
+        zeros = bytes(4 * max_readings)  # one temporary for all three: fewer holes in the heap
+        self.ts = array.array("i", zeros)
+        self.chs = array.array("B", memoryview(zeros)[:max_readings])
+        self.vals = array.array("i", zeros)
         self.base = 0
         self.n = 0
         self.flushed = 0      # rows 0..flushed-1 are in the journal already
@@ -131,8 +132,10 @@ class Buffer:
             raise ValueError("reading %d is too large for a batch (limit +-2**30 at the "
                              "channel's resolution)" % value)
         if self.n:
+            # ts[0] is 0: the base is the first row's time. A clock stepped back by a batch's
+            # age starts a new batch too, which keeps every time step of a batch small.
             off = t - self.base
-            if off - self.ts[0] >= self.max_age_ms or not -_LIMIT < off < _LIMIT:
+            if not -self.max_age_ms < off < self.max_age_ms or not -_LIMIT < off < _LIMIT:
                 self.cut()
         self._put(t, channel, value)
         if self.n == self.max_readings:
@@ -154,7 +157,7 @@ class Buffer:
         """Closes the windows that time alone closes; call it now and then with the clock."""
         if not self.n:
             return
-        if now - self.base - self.ts[0] >= self.max_age_ms:
+        if now - self.base >= self.max_age_ms:
             self.cut()
         elif self.flushed < self.n and now - self.base - self.ts[self.flushed] >= self.flush_ms:
             self.flush()

@@ -151,10 +151,9 @@ class Encoder:
         nch = len(schema.channels)
         self.schema = schema
         # 32-bit items: MicroPython makes a heap object of every 64-bit item it reads.
-        self.slot = array.array("H", bytes(2 * n))   # timeline slot of each row
-        self.dt = array.array("I", bytes(4 * n))     # timeline steps in ms, then their codes
-        self.us = array.array("I", bytes(4 * n))     # value codes, channel after channel
-        self.gaps = array.array("H", bytes(2 * n))   # slot gaps, channel after channel
+        zeros = bytes(4 * n)  # one temporary for both: fewer holes in a small heap
+        self.us = array.array("I", zeros)                    # timeline codes, then value codes
+        self.gaps = array.array("H", memoryview(zeros)[:2 * n])  # slot gaps, channel after channel
         self.lo = [0] * (nch + 1)                    # where each channel starts in us and gaps
         self.state = [0] * (6 * nch)                 # per channel: see encode()
 
@@ -162,33 +161,54 @@ class Encoder:
         """Writes the body of rows start..end-1 to w: times base + ts[i] in ms, channel numbers
         chs[i], values vals[i] as integers scaled by the channel's resolution."""
         nch = len(self.schema.channels)
-        slot = self.slot
-        dt = self.dt
         us = self.us
         gaps = self.gaps
         lo = self.lo
         for c in range(nch + 1):
             lo[c] = 0
-        # Pass 1, the timeline: one slot per run of rows with the same time, in row order.
+        # The timeline: one slot per run of rows with the same time, in row order.
         t_prev = ts[start]
         base_ms = base % 1000
         whole = (base_ms + t_prev) % 1000 == 0
-        slots = 0
+        slots = 1
         for i in range(start, end):
             t = ts[i]
             if t != t_prev:
-                dt[slots] = t - t_prev
                 if (base_ms + t) % 1000:
                     whole = False
                 t_prev = t
                 slots += 1
-            slot[i - start] = slots
             lo[chs[i] + 1] += 1
-        slots += 1
         unit = 1000 if whole else 1
         for c in range(nch):
             lo[c + 1] += lo[c]
-        # Pass 2: each row's value delta and slot gap, into its channel's region of us and gaps.
+        w.array(4)
+        w.int(self.schema.id)
+        w.int(0 if whole else -3)
+        w.int((base + ts[start]) // unit)
+        at = w.open_bytes()
+        bits = _Bits(w.buf, at)
+        bits.gamma(slots)
+        # The timeline's codes: second differences of the slot times, in the time unit.
+        zeros = 0
+        total = 0
+        d_prev = 0
+        j = 0
+        t_prev = ts[start]
+        for i in range(start + 1, end):
+            t = ts[i]
+            if t != t_prev:
+                d = (t - t_prev) // unit
+                dd = d - d_prev
+                u = dd << 1 if dd >= 0 else (~dd << 1) | 1
+                us[j] = u
+                j += 1
+                total += u
+                zeros += u == 0
+                d_prev = d
+                t_prev = t
+        bits.seq(us, 0, slots - 1, total, zeros)
+        # Each row's value delta and slot gap, into its channel's region of us and gaps.
         # state[6c:6c+6] = next index, previous value, previous slot, sum of codes, zero codes,
         # and whether the channel is in every slot once.
         st = self.state
@@ -200,10 +220,15 @@ class Encoder:
             st[b + 3] = 0
             st[b + 4] = 0
             st[b + 5] = 1
+        s = 0
+        t_prev = ts[start]
         for i in range(start, end):
+            t = ts[i]
+            if t != t_prev:
+                s += 1
+                t_prev = t
             b = 6 * chs[i]
             j = st[b]
-            s = slot[i - start]
             v = vals[i]
             g = s - st[b + 2]
             if g != 1:
@@ -219,25 +244,6 @@ class Encoder:
             st[b] = j + 1
             st[b + 1] = v
             st[b + 2] = s
-        w.array(4)
-        w.int(self.schema.id)
-        w.int(0 if whole else -3)
-        w.int((base + ts[start]) // unit)
-        at = w.open_bytes()
-        bits = _Bits(w.buf, at)
-        bits.gamma(slots)
-        zeros = 0
-        total = 0
-        d_prev = 0
-        for j in range(slots - 1):
-            d = dt[j] // unit
-            dd = d - d_prev
-            u = dd << 1 if dd >= 0 else (~dd << 1) | 1
-            dt[j] = u
-            total += u
-            zeros += u == 0
-            d_prev = d
-        bits.seq(dt, 0, slots - 1, total, zeros)
         for c in range(nch):
             a = lo[c]
             count = lo[c + 1] - a

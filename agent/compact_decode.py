@@ -1,7 +1,7 @@
 # Reads compact batch bodies (agent/compact.py writes them; docs/wire-format.md has the rules).
 # Every count is checked against the bits that are left, so a hostile body cannot make it
 # allocate or loop beyond its own size.
-from agent import cbor
+from agent import cbor, cbor_decode
 from agent.compact import MAX_UNARY
 
 try:
@@ -79,7 +79,7 @@ def _signed(u):
 
 def decode(body, schema):
     """The readings of a compact body as (t_ms, channel number, scaled int), time-ordered by slot."""
-    r = cbor.Reader(body)
+    r = cbor_decode.Reader(body)
     major, count, at = r.head()
     if major != 4 or count != 4:
         raise cbor.Malformed("a compact body is an array of 4 items", 0)

@@ -1,6 +1,7 @@
 # A compiled profile (the JSON that `tether compile` writes) turned into the agent's parts.
 #
 # The board never parses YAML: the host validates the profile and compiles it (firmware/profile).
+import gc
 import json
 
 from agent import batch
@@ -30,6 +31,7 @@ def encoder(profile, device_id=None, channels=None):
 def buffer(profile, store=None, device_id=None, channels=None):
     """The profile's buffer, not yet opened. store defaults to what the profile says: files
     under buffer.path, or RAM."""
+    gc.collect()  # before the long-lived buffers, so that they land in the fewest holes
     b = profile["buffer"]
     if store is None:
         from agent.store import FileStore, RamStore

@@ -33,7 +33,8 @@ class Schema:
 
     @classmethod
     def from_cbor(cls, data):
-        doc = cbor.loads(data)
+        from agent import cbor_decode
+        doc = cbor_decode.loads(data)
         try:
             channels = []
             for name, unit, res in doc["channels"]:

@@ -7,7 +7,7 @@ then the batches, each exactly the bytes a device publishes. Readings files are 
 import json
 import sys
 
-from agent import batch_decode, cbor
+from agent import batch_decode, cbor, cbor_decode
 from agent import profile as compiled
 from agent.log import Log
 from agent.buffer import Buffer
@@ -71,7 +71,7 @@ def encode(profile, lines, device_id=None):
 def items(data):
     """(offset, kind, item) for each item of a batch file; kind is "schema" or "batch"."""
     schemas = {}
-    r = cbor.Reader(data)
+    r = cbor_decode.Reader(data)
     while not r.at_end():
         start = r.pos
         major = data[start] >> 5

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from agent import cbor
+from agent import cbor, cbor_decode
 
 DEEP = 1000  # max_depth for round trips: generated values may nest past the default limit
 
@@ -108,7 +108,7 @@ def test_cbor2_decodes_our_encoding_to_the_same_value(v):
 @settings(max_examples=200, deadline=None)
 @given(values)
 def test_our_decoder_decodes_our_encoding_to_the_same_value(v):
-    assert same(cbor.loads(cbor.dumps(v), DEEP), v)
+    assert same(cbor_decode.loads(cbor.dumps(v), DEEP), v)
 
 
 # --- (c): byte equality with cbor2's canonical encoder ------------------------------------------
@@ -144,7 +144,7 @@ def test_our_decoder_reads_every_form_cbor2_writes(v):
     for enc in (cbor2.dumps(v),                              # floats as float64, keys unsorted
                 cbor2.dumps(v, canonical=True),
                 cbor2.dumps(v, indefinite_containers=True)):  # indefinite arrays and maps
-        assert same(cbor.loads(enc, DEEP), v), enc.hex()
+        assert same(cbor_decode.loads(enc, DEEP), v), enc.hex()
 
 
 # --- (e): the decoder under fuzz ------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_our_decoder_reads_every_form_cbor2_writes(v):
 def _loads_or_cbor_error(data):
     """loads(data), or None if it raised a CBORError; anything else propagates and fails."""
     try:
-        return cbor.loads(data)
+        return cbor_decode.loads(data)
     except cbor.CBORError as exc:
         assert exc.offset is not None and 0 <= exc.offset <= len(data), (exc, data.hex())
         return None
@@ -203,7 +203,7 @@ def test_every_proper_prefix_of_an_encoding_is_truncated(v):
     enc = cbor.dumps(v)
     for cut in range(len(enc)):
         with pytest.raises(cbor.Truncated) as info:
-            cbor.loads(enc[:cut], DEEP)
+            cbor_decode.loads(enc[:cut], DEEP)
         assert info.value.offset <= cut
 
 
@@ -212,7 +212,7 @@ def test_every_proper_prefix_of_an_encoding_is_truncated(v):
 def test_bytes_after_an_encoding_are_trailing_data_at_its_end(v, extra):
     enc = cbor.dumps(v)
     with pytest.raises(cbor.TrailingData) as info:
-        cbor.loads(enc + extra, DEEP)
+        cbor_decode.loads(enc + extra, DEEP)
     assert info.value.offset == len(enc)
 
 
@@ -318,7 +318,8 @@ def _literal(v):
 
 MP_SCRIPT = """\
 import struct
-from agent.cbor import dumps, loads
+from agent.cbor import dumps
+from agent.cbor_decode import loads
 
 def F(b):
     return struct.unpack(">d", b)[0]
@@ -370,7 +371,7 @@ HOSTILE = [  # (hex, times repeated, error, offset)
 
 MP_HOSTILE = """\
 import gc
-from agent import cbor
+from agent import cbor, cbor_decode
 gc.collect()
 print("free", gc.mem_free())
 for hexed, times in %r:
@@ -379,7 +380,7 @@ for hexed, times in %r:
     gc.disable()
     before = gc.mem_free()
     try:
-        cbor.loads(data)
+        cbor_decode.loads(data)
         print("accepted")
     except cbor.CBORError as exc:
         print(type(exc).__name__, exc.offset, before - gc.mem_free())

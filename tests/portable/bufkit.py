@@ -60,10 +60,10 @@ class Envelope:
 
 def decode(data):
     """(the envelope, [(t_ms, channel, value)]) of one compact batch. The envelope is read with
-    agent.cbor and the body with agent.compact_decode: agent.batch_decode would also load the
-    SenML decoder, ~8 KB more of a 64k heap."""
-    from agent import cbor, compact_decode
-    fields = cbor.loads(bytes(data))
+    agent.cbor_decode and the body with agent.compact_decode: agent.batch_decode would also load
+    the SenML decoder, ~8 KB more of a 64k heap."""
+    from agent import cbor_decode, compact_decode
+    fields = cbor_decode.loads(bytes(data))
     assert fields[0] == batch.VERSION and fields[5] == batch.COMPACT and len(fields) == 8
     return Envelope(fields), compact_decode.decode(fields[7], schema())
 

@@ -94,6 +94,17 @@ def test_senml_batches_decode_to_exactly_the_readings_encoded():
             assert b.units[name] == units[name], (seed, name)
 
 
+def test_a_clock_stepping_back_inside_a_batch_round_trips():
+    ts = array.array("i", [0, 0, 10000, 4000, 4000, 9000, 3000000])
+    chs = array.array("B", [0, 1, 0, 0, 1, 0, 1])
+    vals = array.array("i", [1, 2, 3, 4, 5, 6, 7])
+    for encoding in ("senml", "compact"):
+        got = batch_decode.decode(encode(encoding, ts, chs, vals, 7), SCHEMAS).readings
+        assert sorted(got) == sorted(expected(T0, ts, chs, vals, 7)), encoding
+        if encoding == "compact":
+            assert [r[0] - T0 for r in got] == [0, 0, 10000, 4000, 4000, 9000, 3000000]
+
+
 def test_values_come_back_as_the_decimals_they_were():
     ts = array.array("i", [0, 0, 0, 0])
     chs = array.array("B", [0, 1, 2, 3])

@@ -10,7 +10,7 @@ import struct
 # under a 64k heap with only agent.cbor loaded.
 MICROPYTHON_HEAP = "96k"
 
-from agent import cbor
+from agent import cbor, cbor_decode
 from cbor_vectors import NOT_WELL_FORMED, decode_only, preferred
 from support import raises
 
@@ -71,9 +71,9 @@ def allocated_by(fn, *args):
     return used, caught
 
 
-def offset_of(exc_type, data, max_depth=cbor.MAX_DEPTH):
+def offset_of(exc_type, data, max_depth=cbor_decode.MAX_DEPTH):
     """The byte offset carried by the exc_type that loads(data) must raise."""
-    return raises(exc_type, cbor.loads, data, max_depth).offset
+    return raises(exc_type, cbor_decode.loads, data, max_depth).offset
 
 
 # --- RFC 8949 Appendix A ------------------------------------------------------------------------
@@ -86,13 +86,13 @@ def test_appendix_a_preferred_examples_encode_to_the_rfc_bytes():
 
 def test_appendix_a_preferred_examples_decode_to_their_values():
     for hexed, value in preferred():
-        got = cbor.loads(h(hexed))
+        got = cbor_decode.loads(h(hexed))
         assert same(got, value), (hexed, got, value)
 
 
 def test_appendix_a_indefinite_and_wide_float_examples_decode_and_re_encode_preferred():
     for hexed, value in decode_only():
-        got = cbor.loads(h(hexed))
+        got = cbor_decode.loads(h(hexed))
         assert same(got, value), (hexed, got, value)
         again = cbor.dumps(got)
         assert again == cbor.dumps(value)
@@ -106,12 +106,12 @@ def test_appendix_a_simple_24_in_two_bytes_is_refused_both_ways():
 
 
 def test_bignum_tags_become_ints_also_in_non_preferred_forms():
-    assert cbor.loads(h("c240")) == 0
-    assert cbor.loads(h("c340")) == -1
-    assert cbor.loads(h("c24101")) == 1  # fits major type 0, still a valid bignum
-    assert cbor.loads(h("c25f4101420000ff")) == 0x10000  # indefinite byte string inside
-    assert cbor.loads(h("c2490100000000000000ff")) == 2 ** 64 + 255
-    assert cbor.loads(h("c34a01000000000000000000")) == -1 - 2 ** 72
+    assert cbor_decode.loads(h("c240")) == 0
+    assert cbor_decode.loads(h("c340")) == -1
+    assert cbor_decode.loads(h("c24101")) == 1  # fits major type 0, still a valid bignum
+    assert cbor_decode.loads(h("c25f4101420000ff")) == 0x10000  # indefinite byte string inside
+    assert cbor_decode.loads(h("c2490100000000000000ff")) == 2 ** 64 + 255
+    assert cbor_decode.loads(h("c34a01000000000000000000")) == -1 - 2 ** 72
     assert offset_of(cbor.Malformed, h("c201")) == 0  # a bignum needs a byte string
     assert offset_of(cbor.Malformed, h("c36161")) == 0
 
@@ -122,25 +122,25 @@ def test_bignums_round_trip_without_leading_zero_bytes():
             enc = cbor.dumps(v)
             assert enc[0] == (0xC2 if v > 0 else 0xC3)
             assert enc[2] != 0  # first content byte (lengths here are < 24)
-            assert cbor.loads(enc) == v
+            assert cbor_decode.loads(enc) == v
 
 
 def test_other_tags_decode_as_Tag_and_encode_back_to_the_same_bytes():
     for hexed in ("d9d9f780", "c0f6", "d8208101", "db000000010000000000", "c1c16161"):
-        v = cbor.loads(h(hexed))
+        v = cbor_decode.loads(h(hexed))
         assert isinstance(v, cbor.Tag), hexed
         assert cbor.dumps(v).hex() == hexed
-    assert same(cbor.loads(h("d9d9f7a0")), cbor.Tag(55799, {}))
+    assert same(cbor_decode.loads(h("d9d9f7a0")), cbor.Tag(55799, {}))
 
 
 # --- simple values --------------------------------------------------------------------------------
 
 def test_simple_values_decode_in_both_forms():
     for n in range(20):
-        assert cbor.loads(bytes([0xE0 | n])) == cbor.Simple(n)
+        assert cbor_decode.loads(bytes([0xE0 | n])) == cbor.Simple(n)
     for n in range(32, 256):
-        assert cbor.loads(bytes([0xF8, n])) == cbor.Simple(n)
-    assert cbor.loads(h("f7")) is cbor.UNDEFINED
+        assert cbor_decode.loads(bytes([0xF8, n])) == cbor.Simple(n)
+    assert cbor_decode.loads(h("f7")) is cbor.UNDEFINED
 
 
 def test_simple_values_encode_only_where_well_formed():
@@ -194,7 +194,7 @@ def test_floats_take_the_shortest_width_that_keeps_the_value():
     for value, hexed in _floats():
         enc = cbor.dumps(value)
         assert enc.hex() == hexed, (value, enc.hex(), hexed)
-        assert same(cbor.loads(enc), value), value
+        assert same(cbor_decode.loads(enc), value), value
 
 
 def test_every_half_precision_value_encodes_as_that_half():
@@ -208,13 +208,13 @@ def test_every_half_precision_value_encodes_as_that_half():
             assert enc == h("f97e00"), bits
         else:
             assert enc == b"\xf9" + two, bits
-            assert same(cbor.loads(enc), x), bits
+            assert same(cbor_decode.loads(enc), x), bits
 
 
 def test_every_nan_encodes_as_the_canonical_half_nan():
     for hexed in ("f97e01", "f9fe00", "fa7fc00001", "faffc00000", "fb7ff8000000000001",
                   "fbfff8000000000000", "fb7ff0000000000001"):
-        v = cbor.loads(h(hexed))
+        v = cbor_decode.loads(h(hexed))
         assert v != v, hexed
         assert cbor.dumps(v) == h("f97e00"), hexed
 
@@ -232,7 +232,7 @@ def test_integers_use_the_shortest_head_at_every_width_boundary():
     ]
     for value, hexed in cases:
         assert cbor.dumps(value).hex() == hexed, value
-        assert cbor.loads(h(hexed)) == value, hexed
+        assert cbor_decode.loads(h(hexed)) == value, hexed
 
 
 def test_strings_arrays_and_maps_use_the_shortest_definite_length_head():
@@ -241,10 +241,10 @@ def test_strings_arrays_and_maps_use_the_shortest_definite_length_head():
                         (1000, 25, 3)):
         enc = cbor.dumps(b"x" * n)
         assert enc[0] == 0x40 | ai and len(enc) == size + n, n
-        assert cbor.loads(enc) == b"x" * n
+        assert cbor_decode.loads(enc) == b"x" * n
         enc = cbor.dumps("y" * n)
         assert enc[0] == 0x60 | ai and len(enc) == size + n, n
-        assert cbor.loads(enc) == "y" * n
+        assert cbor_decode.loads(enc) == "y" * n
         if n <= 256:
             enc = cbor.dumps([None] * n)
             assert enc[0] == 0x80 | ai and len(enc) == size + n, n
@@ -252,7 +252,7 @@ def test_strings_arrays_and_maps_use_the_shortest_definite_length_head():
             m = dict((i, None) for i in range(n))
             enc = cbor.dumps(m)
             assert enc[0] == 0xA0 | ai, n
-            assert cbor.loads(enc) == m
+            assert cbor_decode.loads(enc) == m
     # Wider heads without the data behind them (a 64 KiB string does not belong in a small heap).
     for n, hexed in ((65535, "19ffff"), (65536, "1a00010000"), (2 ** 32 - 1, "1affffffff"),
                      (2 ** 32, "1b0000000100000000"), (2 ** 64 - 1, "1bffffffffffffffff")):
@@ -296,7 +296,7 @@ def test_map_bytes_do_not_depend_on_insertion_order():
     assert forward.hex() == ("ac" "0103" "186405" "2004" "417a07" "616102" "616201" "62616106"
                              "62c3bc0b" "c249400000000000000000" "08"
                              "c3493fffffffffffffffff" "09" "f60c" "f93e00" "0a")
-    assert same(cbor.loads(forward), dict(pairs))
+    assert same(cbor_decode.loads(forward), dict(pairs))
 
 
 def test_nested_maps_are_sorted_at_every_level():
@@ -362,7 +362,7 @@ def test_truncated_items_report_the_offset_of_the_cut_item():
         data = h(hexed)
         assert len(offsets) == len(data), hexed
         for cut in range(len(data)):
-            exc = raises(cbor.Truncated, cbor.loads, data[:cut])
+            exc = raises(cbor.Truncated, cbor_decode.loads, data[:cut])
             assert exc.offset == offsets[cut], (hexed, cut, exc.offset)
             assert "at byte %d" % offsets[cut] in str(exc)
 
@@ -371,7 +371,7 @@ def test_every_cut_of_every_appendix_example_is_truncated():
     for hexed, _ in preferred() + decode_only():
         data = h(hexed)
         for cut in range(len(data)):
-            exc = raises(cbor.Truncated, cbor.loads, data[:cut])
+            exc = raises(cbor.Truncated, cbor_decode.loads, data[:cut])
             assert exc.offset is not None and exc.offset <= cut, (hexed, cut)
 
 
@@ -400,7 +400,7 @@ def test_huge_declared_lengths_on_short_input_are_truncated_before_anything_is_a
     ]
     for hexed, offset in cases:
         data = h(hexed)
-        used, exc = allocated_by(cbor.loads, data)
+        used, exc = allocated_by(cbor_decode.loads, data)
         assert isinstance(exc, cbor.Truncated), (hexed, exc)
         assert exc.offset == offset, hexed
         assert used < 4096, (hexed, used)  # the error and its message, nothing sized by the header
@@ -417,7 +417,7 @@ def test_bytes_after_the_item_raise_TrailingData_at_their_offset():
 
 
 def test_reader_decodes_a_sequence_of_items_one_after_another():
-    r = cbor.Reader(h("01" "6161" "820203" "f6"))
+    r = cbor_decode.Reader(h("01" "6161" "820203" "f6"))
     assert [r.item(), r.item(), r.item(), r.item()] == [1, "a", [2, 3], None]
     assert r.at_end()
     raises(cbor.Truncated, r.item)
@@ -427,26 +427,26 @@ def test_reader_decodes_a_sequence_of_items_one_after_another():
 
 def test_depth_bomb_of_10000_nested_arrays_raises_TooDeep():
     data = b"\x81" * 10000  # no innermost item needed: the limit is hit long before the end
-    exc = raises(cbor.TooDeep, cbor.loads, data)
-    assert exc.offset == cbor.MAX_DEPTH + 1
+    exc = raises(cbor.TooDeep, cbor_decode.loads, data)
+    assert exc.offset == cbor_decode.MAX_DEPTH + 1
 
 
 def test_depth_bombs_of_maps_tags_and_indefinite_arrays_raise_TooDeep():
     # The first item past the limit: the 33rd nested item, or in maps the key of the 32nd map.
     cases = ((b"\x9f", 33), (b"\xc6", 33), (b"\xd9\xd9\xf7", 99),
              (b"\xa1\x00", 65), (b"\xbf\x00", 65))
-    assert cbor.MAX_DEPTH == 32
+    assert cbor_decode.MAX_DEPTH == 32
     for unit, offset in cases:
         assert offset_of(cbor.TooDeep, unit * 2000) == offset, unit
 
 
 def test_nesting_up_to_the_limit_decodes_and_one_more_level_does_not():
-    limit = cbor.MAX_DEPTH
+    limit = cbor_decode.MAX_DEPTH
     assert cbor.dumps(_nest(limit)) == b"\x81" * limit + b"\x00"
-    assert cbor.loads(b"\x81" * limit + b"\x00") == _nest(limit)
+    assert cbor_decode.loads(b"\x81" * limit + b"\x00") == _nest(limit)
     assert offset_of(cbor.TooDeep, b"\x81" * (limit + 1) + b"\x00") == limit + 1
     assert offset_of(cbor.TooDeep, b"\x81" * 5 + b"\x00", max_depth=4) == 5
-    assert cbor.loads(b"\x81" * 40 + b"\x00", max_depth=40) == _nest(40)
+    assert cbor_decode.loads(b"\x81" * 40 + b"\x00", max_depth=40) == _nest(40)
 
 
 def _nest(levels):
@@ -489,7 +489,7 @@ def test_indefinite_string_chunks_must_be_definite_strings_of_the_same_type():
                           ("7f7f6161ffff", 1),
                           ("7f80ff", 1)):
         assert offset_of(cbor.Malformed, h(hexed)) == offset, hexed
-    assert cbor.loads(h("5f40ff")) == b"" and cbor.loads(h("7fff")) == ""
+    assert cbor_decode.loads(h("5f40ff")) == b"" and cbor_decode.loads(h("7fff")) == ""
 
 
 def _invalid_utf8():
@@ -508,14 +508,14 @@ def test_invalid_utf8_in_text_strings_is_malformed():
     # Each chunk of an indefinite text string must be valid on its own (RFC 8949 section 3.2.3):
     # a character split across two chunks is not.
     assert offset_of(cbor.Malformed, h("7f61c361bcff")) == 1
-    assert cbor.loads(h("7f62c3bcff")) == "\u00fc"
+    assert cbor_decode.loads(h("7f62c3bcff")) == "\u00fc"
 
 
 def test_valid_utf8_at_every_encoding_length_boundary_decodes():
     for char in ("\x7f", "\x80", "\u07ff", "\u0800", "\ud7ff", "\ue000", "\uffff",
                  "\U00010000", "\U0010ffff"):
         enc = cbor.dumps("a" + char + "z")
-        assert cbor.loads(enc) == "a" + char + "z", char
+        assert cbor_decode.loads(enc) == "a" + char + "z", char
 
 
 def test_duplicate_map_keys_are_malformed_at_the_second_key():
@@ -542,7 +542,7 @@ def test_map_keys_that_python_cannot_hash_are_malformed():
 def test_every_decode_error_is_a_CBORError_with_the_offset_in_its_message():
     for exc_type, data in ((cbor.Truncated, h("19")), (cbor.TrailingData, h("0101")),
                            (cbor.TooDeep, b"\x81" * 100), (cbor.Malformed, h("ff"))):
-        exc = raises(exc_type, cbor.loads, data)
+        exc = raises(exc_type, cbor_decode.loads, data)
         assert isinstance(exc, cbor.DecodeError) and isinstance(exc, cbor.CBORError)
         assert isinstance(exc, ValueError)
         assert str(exc).startswith("at byte %d: " % exc.offset), str(exc)
