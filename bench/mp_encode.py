@@ -61,8 +61,7 @@ def main():
         # compact imports agent.compact when the encoder is made: count it as code, not state.
         out = enc.w.buf
         scratch = enc.compact
-        state = len(out) + 2 * len(scratch.slot) + 4 * len(scratch.dt) + 4 * len(scratch.us) \
-            + 2 * len(scratch.gaps)
+        state = len(out) + 4 * len(scratch.us) + 2 * len(scratch.gaps)
     else:
         state = len(enc.w.buf)
     if mode == "speed":
