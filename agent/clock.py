@@ -1,0 +1,74 @@
+# The agent's one clock. Everything that needs the time asks it, so the simulator can run days
+# of device time in seconds with a FakeClock, and a board can be told the time by NTP later.
+#
+#   monotonic()  ms since an arbitrary start, never going back (schedules, windows, backoff)
+#   now()        (t_ms, synced): Unix time in ms once the clock is synced, else ms since start
+import time
+
+_PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a system clock before this was never set
+
+
+class SystemClock:
+    """The real clock. On MicroPython ticks_ms() wraps (every 2**30 ms on an ESP32), so the
+    monotonic count is carried forward by ticks_diff at each call; call monotonic() at least
+    once per wrap period (the sampler does, many times a minute)."""
+
+    def __init__(self):
+        self._ticks = getattr(time, "ticks_ms", None)
+        if self._ticks is None:
+            self._offset = None
+        else:
+            self._last = self._ticks()
+            self._count = 0
+        self._unix_at = None  # Unix ms at monotonic 0, once known
+        if self._ticks is None and time.time() * 1000 > _PLAUSIBLE_MS:
+            # CPython on Linux: the operating system keeps the clock (NTP, RTC).
+            self._unix_at = int(time.time() * 1000) - self.monotonic()
+
+    def monotonic(self):
+        if self._ticks is None:
+            return int(time.monotonic() * 1000)
+        t = self._ticks()
+        self._count += time.ticks_diff(t, self._last)
+        self._last = t
+        return self._count
+
+    def sync(self, unix_ms):
+        """The time is known (NTP, RTC): from now on readings carry Unix time."""
+        self._unix_at = unix_ms - self.monotonic()
+
+    @property
+    def synced(self):
+        return self._unix_at is not None
+
+    def now(self):
+        m = self.monotonic()
+        if self._unix_at is None:
+            return m, False
+        return self._unix_at + m, True
+
+
+class FakeClock:
+    """A clock that moves only when told to: for tests and the simulator."""
+
+    def __init__(self, start_ms=0, unix_ms=None):
+        self.t = start_ms
+        self._unix_at = None if unix_ms is None else unix_ms - start_ms
+
+    def monotonic(self):
+        return self.t
+
+    def advance(self, ms):
+        self.t += ms
+
+    def sync(self, unix_ms):
+        self._unix_at = unix_ms - self.t
+
+    @property
+    def synced(self):
+        return self._unix_at is not None
+
+    def now(self):
+        if self._unix_at is None:
+            return self.t, False
+        return self._unix_at + self.t, True

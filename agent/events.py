@@ -1,0 +1,77 @@
+# Events: threshold crossings and sensor faults, kept like batches until the broker has them.
+#
+# An event is a CBOR array (docs/wire-format.md):
+#   [1, device id, seq, boot, flags, time ms, event, sensor, state, value, detail]
+# with its own sequence numbers. The first four items are laid out as a batch's, so the same
+# log (agent/log.py, in its own folder) stores, bounds, drops and replays events, and
+# batch.seq_of reads their sequence numbers.
+from agent import batch, cbor
+
+RAISED = "raised"
+CLEARED = "cleared"
+
+
+class Events:
+    """Appends events to their own Log, durably, one at a time (they are rare)."""
+
+    def __init__(self, log, device):
+        self.log = log
+        self.device = device
+        self.seq = 0
+        self.w = cbor.Writer()
+
+    def open(self):
+        discarded = self.log.open()
+        self.seq = self.log.next_seq()
+        return discarded
+
+    def emit(self, t, synced, event, sensor, state, value=None, detail=None):
+        w = self.w
+        w.reset()
+        w.array(11)
+        w.int(batch.VERSION)
+        w.text(self.device)
+        w.int(self.seq)
+        w.int(self.log.boot)
+        w.int(batch.FLAG_SYNCED if synced else 0)
+        w.int(t)
+        w.text(event)
+        w.text(sensor)
+        w.text(state)
+        w.value(value)
+        w.value(detail)
+        self.log.append_batch(self.seq, 1, w.getvalue())
+        self.log.sync()
+        self.seq += 1
+
+    def next_event(self):
+        """(seq, bytes) of the next event to send, or None."""
+        return self.log.next_batch()
+
+    def ack(self, seq):
+        return self.log.ack(seq)
+
+    def rewind(self):
+        self.log.rewind()
+
+    def close(self):
+        self.log.close()
+
+
+class Event:
+    def __init__(self, fields):
+        (_, self.device, self.seq, self.boot, flags, self.t, self.event, self.sensor, self.state,
+         self.value, self.detail) = fields
+        self.synced = bool(flags & batch.FLAG_SYNCED)
+
+
+def decode(data):
+    """An event message; cbor.Malformed when it is not one."""
+    from agent import cbor_decode
+    fields = cbor_decode.loads(data)
+    if not isinstance(fields, list) or len(fields) != 11 or fields[0] != batch.VERSION:
+        raise cbor.Malformed("not a version 1 Tether event", 0)
+    for i, kind in ((1, str), (2, int), (3, int), (4, int), (5, int), (6, str), (7, str), (8, str)):
+        if not isinstance(fields[i], kind) or isinstance(fields[i], bool):
+            raise cbor.Malformed("event field %d has the wrong type" % i, 0)
+    return Event(fields)

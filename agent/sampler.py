@@ -1,0 +1,183 @@
+# The sampler: reads each sensor at its interval and hands the readings to the buffer.
+#
+# For each reading, in order: plausibility (a value outside the profile's min/max is a fault,
+# not a reading), the median of the last N values, rounding to the channel's resolution,
+# thresholds with hysteresis (an event when the level is crossed, one more when it is left by
+# the hysteresis, nothing in between), the deadband (a value that moved less than it since the
+# last one buffered is not buffered), then the buffer. Sensors that share a chip (the quantities
+# of one PZEM-004T) are read with one transaction per round. A failing sensor is counted, raises
+# one event, and is retried with a growing delay; the others keep their schedule.
+from agent.events import CLEARED, RAISED
+
+_MAX_BACKOFF_MS = 300000
+
+
+class Threshold:
+    def __init__(self, event, level, above, hysteresis):
+        self.event = event
+        self.level = level
+        self.above = above
+        self.hysteresis = hysteresis
+        self.active = False
+
+    def check(self, v):
+        """RAISED, CLEARED or None for a new value."""
+        if self.active:
+            if (v <= self.level - self.hysteresis) if self.above else (v >= self.level + self.hysteresis):
+                self.active = False
+                return CLEARED
+        elif (v > self.level) if self.above else (v < self.level):
+            self.active = True
+            return RAISED
+        return None
+
+
+class Channel:
+    """One sensor of the profile: what to read, when, and what to do with it."""
+
+    def __init__(self, number, name, source, quantity, interval_ms, scale, filters, thresholds):
+        self.number = number
+        self.name = name
+        self.source = source        # a driver: setup(), measure() -> {quantity: value}
+        self.quantity = quantity
+        self.interval_ms = interval_ms
+        self.scale = scale          # value -> integer at the channel's resolution
+        self.low = filters.get("min")
+        self.high = filters.get("max")
+        self.deadband = filters.get("deadband")
+        n = filters.get("median") or 0
+        self.window = [0.0] * n
+        self.filled = 0
+        self.thresholds = thresholds
+        self.due = 0
+        self.last = None            # the last value buffered
+        self.failing = None         # the kind of the ongoing fault, or None
+        self.streak = 0             # consecutive failures
+        self.uncertain = False
+        # Counters for health reports.
+        self.readings = 0
+        self.suppressed = 0
+        self.errors = {}
+
+    def median(self, v):
+        w = self.window
+        if not w:
+            return v
+        w[self.filled % len(w)] = v
+        self.filled += 1
+        k = min(self.filled, len(w))
+        s = sorted(w[:k])
+        return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
+
+
+class Sampler:
+    def __init__(self, clock, buffer, events, channels):
+        self.clock = clock
+        self.buffer = buffer
+        self.events = events
+        self.channels = channels
+        self.ready = {}  # id(source) -> True once its setup() succeeded
+
+    def step(self):
+        """Reads every sensor that is due; returns the ms until the next one is."""
+        now = self.clock.monotonic()
+        due = [c for c in self.channels if c.due <= now]
+        done = []
+        for c in due:
+            if c.source in done:
+                continue
+            group = [d for d in due if d.source is c.source]
+            done.append(c.source)
+            self._read(c.source, group, now)
+        wait = None
+        for c in self.channels:
+            left = c.due - now
+            if wait is None or left < wait:
+                wait = left
+        return max(0, wait or 0)
+
+    def _read(self, source, group, now):
+        try:
+            key = id(source)
+            if key not in self.ready:
+                source.setup()
+                self.ready[key] = True
+            values = source.measure()
+        except Exception as exc:  # a driver's SensorError, or a bus error it did not expect
+            self.ready.pop(id(source), None)  # set the chip up again before the next try
+            for c in group:
+                self._fail(c, exc, now)
+            return
+        t, synced = self.clock.now()
+        self.buffer.set_synced(synced)
+        for c in group:
+            if c.quantity not in values:
+                self._fail(c, ValueError("%s gave no %s" % (c.name, c.quantity)), now)
+                continue
+            self._take(c, values[c.quantity], values.get(c.quantity + "_confident", True), t,
+                       synced)
+            c.due = now + c.interval_ms if c.due + c.interval_ms <= now else c.due + c.interval_ms
+
+    def _fail(self, c, exc, now):
+        kind = getattr(exc, "kind", "error")
+        c.errors[kind] = c.errors.get(kind, 0) + 1
+        c.streak += 1
+        delay = c.interval_ms << min(c.streak - 1, 16)
+        c.due = now + min(delay, max(c.interval_ms, _MAX_BACKOFF_MS))
+        if c.failing is None:
+            t, synced = self.clock.now()
+            self._emit(t, synced, "sensor_error", c, RAISED, None, str(exc))
+        c.failing = kind
+
+    def _take(self, c, v, confident, t, synced):
+        if c.failing is not None:
+            c.failing = None
+            c.streak = 0
+            self._emit(t, synced, "sensor_error", c, CLEARED, v, None)
+        if (c.low is not None and v < c.low) or (c.high is not None and v > c.high):
+            c.errors["implausible"] = c.errors.get("implausible", 0) + 1
+            return
+        v = c.median(v)
+        scaled = c.scale(v)
+        for th in c.thresholds:
+            state = th.check(v)
+            if state is not None:
+                self._emit(t, synced, th.event, c, state, v, None)
+        if (not confident) != c.uncertain:  # a pill count far from a whole pill, say
+            c.uncertain = not confident
+            self._emit(t, synced, "uncertain_" + c.quantity, c, RAISED if c.uncertain else CLEARED,
+                       v, None)
+        if c.deadband is not None and c.last is not None and abs(v - c.last) < c.deadband:
+            c.suppressed += 1
+            return
+        c.last = v
+        c.readings += 1
+        self.buffer.append(t, c.number, scaled)
+
+    def _emit(self, t, synced, event, c, state, value, detail):
+        if self.events is not None:
+            self.events.emit(t, synced, event, c.name, state, value, detail)
+
+    def health(self):
+        """Per sensor: readings buffered, readings the deadband held back, faults by kind."""
+        return [(c.name, c.readings, c.suppressed, c.errors) for c in self.channels]
+
+
+def channels(profile, schema, sources):
+    """The profile's sensors as Channels; sources[i] is the driver of sensor i."""
+    out = []
+    for i, s in enumerate(profile["sensors"]):
+        ths = []
+        for th in s.get("thresholds", ()):
+            above = "above" in th
+            ths.append(Threshold(th["event"], th["above"] if above else th["below"], above,
+                                 th.get("hysteresis", 0)))
+        out.append(Channel(i, s["name"], sources[i], s["quantity"], s["interval_ms"],
+                           _scaler(schema, i), s.get("filters", {}), ths))
+    return out
+
+
+def _scaler(schema, i):
+    def scale(v):
+        return schema.scale(i, v)
+    return scale
