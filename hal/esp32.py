@@ -1,0 +1,123 @@
+# The ESP32 platform backend (MicroPython): the bus objects drivers get are machine's own.
+#
+# machine.I2C already has the contract's method names and errors (hal/bus.py), machine.UART has
+# write/read/any with read(n) returning fewer bytes or None after its timeout, machine.Pin has
+# value(), machine.ADC has read_u16(). So nothing is wrapped: the platform only opens them from
+# the compiled profile's bus dicts and pin numbers.
+#
+#   I2C   the first two i2c buses get the hardware peripherals I2C(0) and I2C(1), in the order they
+#         are opened; any further bus is a machine.SoftI2C (bit-banged, any output pin).
+#   UART  UART0 carries the REPL, so uart buses get UART1 then UART2; a third is an error.
+#   ADC   ADC(Pin(n), atten=ADC.ATTN_11DB): 11 dB attenuation, the widest input range (full
+#         scale about 3.1-3.3 V, linear from about 0.15 to 2.45 V per the ESP32 quick reference),
+#         so a probe on the 3.3 V rail stays within read_u16()'s 0-65535.
+#
+# Written for the original ESP32 (two hardware I2C, three UARTs); variants with fewer (C3) raise
+# machine's own ValueError for I2C(1) or UART2.
+#
+# Runs only on a board; `machine` is imported in the constructor, so that the module can be
+# imported (and type-checked against micropython-esp32-stubs) anywhere.
+
+_HW_I2C_IDS = (0, 1)
+_UART_IDS = (1, 2)
+_DEFAULT_I2C_HZ = 100000
+_DEFAULT_BAUD = 9600
+_DEFAULT_UART_TIMEOUT_MS = 100
+
+
+class Esp32Platform:
+    name = "esp32"
+
+    def __init__(self):
+        import machine  # noqa: F401  (only a board has it: fail here, not at the first bus)
+
+        self._i2c = {}  # type: dict
+        self._i2c_soft = 0
+        self._uart = {}  # type: dict
+        self._adc = []  # type: list
+
+    def i2c(self, bus):
+        """The I2C bus for a compiled bus dict {id, type: "i2c", sda, scl, frequency}."""
+        import machine
+
+        found = self._i2c.get(bus["id"])
+        if found is not None:
+            return found
+        freq = bus.get("frequency", _DEFAULT_I2C_HZ)
+        scl = machine.Pin(bus["scl"])
+        sda = machine.Pin(bus["sda"])
+        used = len(self._i2c) - self._i2c_soft
+        if used < len(_HW_I2C_IDS):
+            obj = machine.I2C(_HW_I2C_IDS[used], scl=scl, sda=sda, freq=freq)
+        else:
+            obj = machine.SoftI2C(scl=scl, sda=sda, freq=freq)
+            self._i2c_soft += 1
+        self._i2c[bus["id"]] = obj
+        return obj
+
+    def uart(self, bus, timeout_ms=_DEFAULT_UART_TIMEOUT_MS):
+        """The UART for a compiled bus dict {id, type: "uart", tx, rx, baud}.
+
+        read(n) waits at most timeout_ms for the n bytes, then returns what came, or None.
+        """
+        import machine
+
+        found = self._uart.get(bus["id"])
+        if found is not None:
+            return found
+        used = len(self._uart)
+        if used >= len(_UART_IDS):
+            raise ValueError("uart bus %s: an ESP32 has two free UARTs (UART1, UART2; UART0 is "
+                             "the REPL), and %d are already open" % (bus["id"], used))
+        obj = machine.UART(_UART_IDS[used], baudrate=bus.get("baud", _DEFAULT_BAUD),
+                           tx=bus["tx"], rx=bus["rx"], timeout=timeout_ms)
+        self._uart[bus["id"]] = obj
+        return obj
+
+    def pin_in(self, n, pull=None):
+        """An input pin; pull is None, "up" or "down"."""
+        import machine
+
+        if pull is None:
+            return machine.Pin(n, machine.Pin.IN)
+        if pull == "up":
+            return machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_UP)
+        if pull == "down":
+            return machine.Pin(n, machine.Pin.IN, machine.Pin.PULL_DOWN)
+        raise ValueError("pin %d: pull must be None, 'up' or 'down', not %r" % (n, pull))
+
+    def pin_out(self, n, value=0):
+        """An output pin, driven to value from the start."""
+        import machine
+
+        return machine.Pin(n, machine.Pin.OUT, value=value)
+
+    def adc(self, n):
+        """The ADC on pin n (ADC1: 32-39 while Wi-Fi is on), 11 dB attenuation."""
+        import machine
+
+        obj = machine.ADC(machine.Pin(n), atten=machine.ADC.ATTN_11DB)
+        self._adc.append(obj)
+        return obj
+
+    def close(self):
+        """Releases the UART and I2C peripherals and ADC channels that this platform opened."""
+        for group in (self._uart, self._i2c):
+            for obj in group.values():
+                _deinit(obj)
+            group.clear()
+        for obj in self._adc:
+            _deinit(obj)
+        self._adc = []
+        self._i2c_soft = 0
+
+
+def _deinit(obj):
+    # Not every port's I2C has deinit() (SoftI2C's does nothing); a failing one must not stop
+    # the others from being released.
+    deinit = getattr(obj, "deinit", None)
+    if deinit is not None:
+        try:
+            deinit()
+        except OSError:
+            pass

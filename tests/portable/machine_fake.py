@@ -1,0 +1,87 @@
+# A stand-in for MicroPython's `machine` on an ESP32, for tests of hal/esp32.py: the classes
+# the platform uses, with the ESP32 port's constant values (micropython-esp32-stubs 1.29), and
+# a log of every constructor call. Runs under CPython and MicroPython.
+#
+# Install it with install() and always uninstall() it (a try/finally): it goes into
+# sys.modules["machine"], which must not leak into other tests.
+import sys
+
+calls = []  # (class name, args tuple, sorted kwargs list) per constructor call
+_saved = []
+
+
+def reset():
+    del calls[:]
+
+
+def install():
+    _saved.append(sys.modules.get("machine"))
+    sys.modules["machine"] = sys.modules[__name__]
+    reset()
+
+
+def uninstall():
+    previous = _saved.pop()
+    if previous is None:
+        del sys.modules["machine"]
+    else:
+        sys.modules["machine"] = previous
+
+
+def _log(name, args, kwargs):
+    items = sorted(kwargs.items())
+    calls.append((name, args, items))
+
+
+class Pin:
+    IN = 1
+    OUT = 3
+    OPEN_DRAIN = 7
+    PULL_UP = 2
+    PULL_DOWN = 1
+
+    def __init__(self, id, *args, **kwargs):
+        _log("Pin", (id,) + args, kwargs)
+        self.id = id
+        self.mode = args[0] if args else None
+        self.pull = args[1] if len(args) > 1 else None
+        self._value = kwargs.get("value", 0)
+
+    def value(self, *v):
+        if v:
+            self._value = 1 if v[0] else 0
+            return None
+        return self._value
+
+
+class _Bus:
+    def __init__(self, *args, **kwargs):
+        _log(type(self).__name__, args, kwargs)
+        self.args = args
+        self.kwargs = kwargs
+        self.deinits = 0
+
+    def deinit(self):
+        self.deinits += 1
+
+
+class I2C(_Bus):
+    pass
+
+
+class SoftI2C(I2C):
+    pass
+
+
+class UART(_Bus):
+    pass
+
+
+class ADC(_Bus):
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+
+    def read_u16(self):
+        return 32768
