@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile, demo
+from firmware import batchfile, demo, read
 
 
 def cmd_check(args):
@@ -32,6 +32,7 @@ def build_parser():
     add_profile_commands(sub)
     batchfile.add_commands(sub)
     demo.add_command(sub)
+    read.add_command(sub)
     return parser, sub
 
 

@@ -1,0 +1,118 @@
+"""`tether read`: reads every sensor of a profile once (or N times) and prints each value with
+its unit, or that sensor's error; exits 1 if any sensor failed.
+
+On a Raspberry Pi it checks the wiring and the calibration with the real drivers on the real
+buses; with `--platform sim` the same drivers run against virtual chips.
+"""
+import sys
+import time
+
+from firmware.profile.compile import compile as compile_profile
+from firmware.profile.units import parse_duration
+from hal.board import drivers
+
+
+def platform_for(name, profile, faults=()):
+    if name == "sim":
+        from hal.sim.platform import SimPlatform
+        platform = SimPlatform(profile)
+        for spec in faults:
+            sensor, _, kind = spec.partition("=")
+            if sensor not in platform.sensors:
+                raise ValueError("--fault %s: no sensor %r in the profile" % (spec, sensor))
+            platform.fault(sensor, kind)
+        return platform
+    if faults:
+        raise ValueError("--fault needs --platform sim")
+    if name == "rpi":
+        from hal.linux.platform import LinuxPlatform
+        return LinuxPlatform()
+    raise ValueError("an %s profile is read on the board itself: copy the agent there, or use "
+                     "--platform sim" % name)
+
+
+def shown(value, sensor):
+    mantissa, exponent = sensor["resolution"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return "%.*f" % (max(0, -exponent), value)
+
+
+def read_round(profile, sources, out):
+    """One reading of every sensor (one transaction per chip); returns the number that failed."""
+    results = {}
+    failed = 0
+    width = max(len(s["name"]) for s in profile["sensors"])
+    for s, src in zip(profile["sensors"], sources):
+        if id(src) not in results:
+            try:
+                if not getattr(src, "_tether_ready", False):
+                    src.setup()
+                    src._tether_ready = True
+                results[id(src)] = src.measure()
+            except Exception as exc:  # a SensorError, or an OSError from the bus itself
+                src._tether_ready = False
+                results[id(src)] = exc
+        got = results[id(src)]
+        if isinstance(got, Exception):
+            failed += 1
+            out.write("  %-*s  ERROR %s\n" % (width, s["name"], got))
+        elif s["quantity"] not in got:
+            failed += 1
+            out.write("  %-*s  ERROR %s gave no %s\n" % (width, s["name"], s["driver"],
+                                                        s["quantity"]))
+        else:
+            note = "" if got.get(s["quantity"] + "_confident", True) else "  (uncertain)"
+            out.write("  %-*s  %s %s%s\n" % (width, s["name"], shown(got[s["quantity"]], s),
+                                             s["unit"], note))
+    return failed
+
+
+def main(args, out=sys.stdout, err=sys.stderr):
+    profile, errors = compile_profile(args.profile)
+    if errors:
+        err.write("\n".join(errors) + "\n")
+        return 2
+    name = args.platform or profile["platform"]
+    interval_ms = parse_duration(args.interval)
+    if interval_ms is None:
+        err.write("tether read: --interval: expected a duration like '1s', got %r\n"
+                  % args.interval)
+        return 2
+    try:
+        platform = platform_for(name, profile, args.fault)
+        sources = drivers(profile, platform)
+    except ValueError as exc:
+        err.write("tether read: %s\n" % exc)
+        return 2
+    except (ImportError, OSError) as exc:
+        err.write("tether read: cannot open the %s platform: %s\n" % (name, exc))
+        return 2
+    out.write("%s on %s: %d sensors\n" % (args.profile, name, len(sources)))
+    failed = 0
+    try:
+        for n in range(args.count):
+            if n:
+                time.sleep(interval_ms / 1000)
+            if args.count > 1:
+                out.write("reading %d of %d\n" % (n + 1, args.count))
+            failed += read_round(profile, sources, out)
+    finally:
+        platform.close()
+    if failed:
+        out.write("%d of %d readings failed\n" % (failed, args.count * len(sources)))
+    return 1 if failed else 0
+
+
+def add_command(sub):
+    p = sub.add_parser("read", help="read every sensor of a profile and print the values")
+    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("--platform", choices=("sim", "rpi", "esp32"),
+                   help="where to read (default: the profile's platform)")
+    p.add_argument("--count", type=int, default=1, metavar="N", help="read N times")
+    p.add_argument("--interval", default="1s", metavar="DURATION",
+                   help="between readings (default 1s)")
+    p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
+                   help="with --platform sim: break the part behind a sensor (nack, stuck, "
+                        "noise; timeout, bad_crc, garbage, short; disconnected, no_chip, stall)")
+    p.set_defaults(func=main)

@@ -1,0 +1,81 @@
+# hal/board.py over hal/sim/platform.py: a compiled profile's sensors become the real drivers on
+# virtual chips, one driver per chip, reading back what the virtual world holds; faults reach
+# the right sensor only. Both interpreters.
+#
+# All five drivers and five virtual chips (a board loads only its own drivers, never hal/sim)
+# and the compiled profile do not fit together in 64k on the 64-bit unix port: 128k.
+MICROPYTHON_HEAP = "128k"
+from all_drivers import PROFILE
+from hal.board import drivers, where
+from hal.bus import SensorError
+from hal.sim.platform import SimPlatform
+from support import raises
+
+
+def built():
+    platform = SimPlatform(PROFILE)
+    return platform, drivers(PROFILE, platform)
+
+
+def value(src, sensor):
+    src.setup()
+    return src.measure()[sensor["quantity"]]
+
+
+def test_sensors_of_one_chip_share_one_driver_and_others_do_not():
+    _, ds = built()
+    names = [s["name"] for s in PROFILE["sensors"]]
+    d = dict(zip(names, ds))
+    assert d["mains"] is d["energy"]       # one PZEM-004T
+    assert d["pills"] is d["weight"]       # one HX711
+    assert d["power"] is not d["mains"]
+    assert len(set(id(x) for x in ds)) == 6
+
+
+def test_every_driver_reads_back_the_virtual_worlds_quantities():
+    platform, ds = built()
+    world = {"power": 18.0, "mains": 1150.0, "energy": 20000, "pills": 42, "weight": 21.0,
+             "volts": 2.5, "ink_c": 14.0, "ink_k": 80.0}
+    for s in PROFILE["sensors"]:
+        if s["name"] != "weight":  # weight and pills are the same grams: set pills
+            platform.set(s["name"], world[s["name"]])
+    got = {}
+    for s, src in zip(PROFILE["sensors"], ds):
+        got[s["name"]] = value(src, s)
+    assert abs(got["power"] - 18.0) < 0.05
+    assert abs(got["mains"] - 1150.0) < 0.05 and got["energy"] == 20000
+    assert got["pills"] == 42 and abs(got["weight"] - 42 * 0.45) < 0.01
+    assert abs(got["volts"] - 2.5) < 0.001
+    assert abs(got["ink_c"] - 14.0) < 0.1 and abs(got["ink_k"] - 80.0) < 0.1
+
+
+def test_a_fault_breaks_only_the_sensor_behind_it_with_a_message_naming_the_place():
+    platform, ds = built()
+    platform.fault("power", "nack")
+    platform.fault("mains", "timeout")
+    sensors = PROFILE["sensors"]
+    exc = raises(SensorError, value, ds[0], sensors[0])
+    assert str(exc) == "INA219 at i2c0:0x40 did not acknowledge" and exc.kind == "nack"
+    exc = raises(SensorError, value, ds[1], sensors[1])
+    assert exc.kind == "timeout" and str(exc).startswith("PZEM-004T at uart1:1 ")
+    assert value(ds[5], sensors[5]) == 1.0   # the ADS1115 on the same I2C bus still answers
+    platform.clear("power")
+    assert abs(value(ds[0], sensors[0]) - 3.5) < 0.05
+
+
+def test_chip_faults_of_the_load_cell_and_the_probes():
+    platform, ds = built()
+    sensors = PROFILE["sensors"]
+    platform.fault("pills", "no_chip")
+    assert raises(SensorError, value, ds[3], sensors[3]).kind == "timeout"
+    platform.fault("ink_c", "disconnected")
+    assert raises(SensorError, value, ds[6], sensors[6]).kind == "disconnected"
+    platform.fault("ink_k", "stall")
+    assert raises(SensorError, value, ds[7], sensors[7]).kind == "timeout"
+    raises(ValueError, platform.fault, "power", "no_chip")
+
+
+def test_where_names_each_kind_of_place_as_errors_do():
+    assert [where(s) for s in PROFILE["sensors"]] == [
+        "i2c0:0x40", "uart1:1", "uart1:1", "pins 4/5", "pins 4/5", "i2c0:0x48", "pin 34",
+        "i2c0:0x48 AIN2"]
