@@ -334,3 +334,19 @@ def test_alias_bombs_are_refused(tmp_path):
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert compiled is None
     assert any("too many values (aliases expand to more than 100000)" in e for e in errors)
+
+
+def test_a_bus_port_must_be_a_device_path(tmp_path):
+    from firmware.profile.compile import compile as compile_profile
+    path = tmp_path / "p.yaml"
+    path.write_text("device: {id: w-1}\nplatform: rpi\nbuses:\n"
+                    "  - {id: uart1, type: uart, tx: 14, rx: 15, port: /dev/ttyUSB0}\n"
+                    "  - {id: uart2, type: uart, tx: 0, rx: 1, port: COM3}\n"
+                    "sensors:\n  - {name: power, driver: pzem004t, bus: uart1, interval: 10s}\n"
+                    "uplink: {broker: 'mqtt://localhost'}\n")
+    profile, errors = compile_profile(str(path))
+    assert errors == ["%s:5:49: buses[1].port: expected a device path like '/dev/ttyUSB0', "
+                      "got 'COM3'" % path]
+    path.write_text(path.read_text().replace("  - {id: uart2, type: uart, tx: 0, rx: 1, port: COM3}\n", ""))
+    profile, errors = compile_profile(str(path))
+    assert not errors and profile["buses"][0]["port"] == "/dev/ttyUSB0"

@@ -112,16 +112,22 @@ def device(ctx, node):
     return out
 
 
+# On a Raspberry Pi a bus on other pins than the header's (an overlay's extra I2C, a USB serial
+# adapter) names its device file with `port`.
+PORT = ("port", "port", pattern(r"/dev/[A-Za-z0-9_./-]+", "a device path like '/dev/ttyUSB0'"),
+        None)
 BUS_FIELDS = {
     "i2c": [
         ("sda", "sda", pin("out"), REQUIRED),
         ("scl", "scl", pin("out"), REQUIRED),
         ("frequency", "frequency", frequency(10_000, 1_000_000), 100_000),
+        PORT,
     ],
     "uart": [
         ("tx", "tx", pin("out"), REQUIRED),
         ("rx", "rx", pin("in"), REQUIRED),
         ("baud", "baud", integer(300, 5_000_000, "a baud rate from 300 to 5000000"), 9600),
+        PORT,
     ],
 }
 
