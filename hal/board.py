@@ -62,7 +62,7 @@ def drivers(profile, platform):
             key = (d, s["bus"], s["address"])
             if key not in chips:
                 from hal.drivers.pzem004t import PZEM004T
-                chips[key] = PZEM004T(bus(s["bus"]), at, address=s["address"])
+                chips[key] = PZEM004T(bus(s["bus"]), at, address=s["address"], sleep_ms=sleep_ms)
         elif d == "hx711":
             key = (d, s["pins"]["dout"], s["pins"]["sck"])
             if key not in chips:
@@ -70,7 +70,7 @@ def drivers(profile, platform):
                 chips[key] = HX711(platform.pin_in(s["pins"]["dout"]),
                                    platform.pin_out(s["pins"]["sck"]), at, gain=s.get("gain", 128),
                                    tare=cal.get("tare", 0), scale=cal.get("scale", 1),
-                                   pill_weight=cal.get("pill_weight"))
+                                   pill_weight=cal.get("pill_weight"), sleep_ms=sleep_ms)
         elif d == "ads1115":
             # One driver per channel: each sensor keeps its own channel and gain.
             key = (d, s["bus"], s["address"], s.get("channel", 0))

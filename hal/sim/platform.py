@@ -126,9 +126,11 @@ class SimPlatform:
         if d == "hx711":
             def make():
                 from hal.sim.hx711 import SimHX711
+                # The profile calibrates at its gain; the chip gives half the counts at 64.
+                k = 2 if s.get("gain", 128) == 64 else 1
                 return SimHX711(self._pin(s["pins"]["dout"]), self._pin(s["pins"]["sck"]),
-                                tare_raw=cal.get("tare", 0), counts_per_gram=cal.get("scale", 1),
-                                seed=self.seed)
+                                tare_raw=k * cal.get("tare", 0),
+                                counts_per_gram=k * cal.get("scale", 1), seed=self.seed)
             return self._shared((d, s["pins"]["dout"], s["pins"]["sck"]), make)
         if d == "ads1115" or (d == "level_probe" and "adc" in s):
             place = s if d == "ads1115" else s["adc"]
