@@ -38,7 +38,7 @@ def test_a_day_of_the_reference_profile_through_the_real_drivers():
             platform.clear("power")
         if t == 12 * HOUR:
             ink = 95.0  # a new cartridge
-        ink = max(0.0, ink - 0.0005)
+        ink = max(0.0, ink - 0.005)
         platform.set("ink_c", ink)
         platform.set("power", 3.5 + (t // 10000) % 7 / 10)
         clock.advance(sampler.step())
@@ -67,7 +67,7 @@ def test_a_day_of_the_reference_profile_through_the_real_drivers():
         got.append((e.event, e.sensor, e.state, (e.t - T0) // 60000))
     low = [g for g in got if g[0] == "ink_low"]
     errs = [g for g in got if g[0] == "sensor_error"]
-    # 20 % falls 0.0005 % per 10 s: under 15 % after 10000 s; refilled at noon; falls again but
+    # 20 % falls 0.005 % per 10 s: under 15 % after 10000 s; refilled at noon; falls again but
     # stays above 15 %.
     assert [g[2] for g in low] == ["raised", "cleared"] and 166 <= low[0][3] <= 167
     assert low[1][3] == 720
