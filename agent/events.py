@@ -7,9 +7,6 @@
 # batch.seq_of reads their sequence numbers.
 from agent import batch, cbor
 
-RAISED = "raised"
-CLEARED = "cleared"
-
 
 class Events:
     """Appends events to their own Log, durably, one at a time (they are rare)."""

@@ -7,8 +7,8 @@
 # last one buffered is not buffered), then the buffer. Sensors that share a chip (the quantities
 # of one PZEM-004T) are read with one transaction per round. A failing sensor is counted, raises
 # one event, and is retried with a growing delay; the others keep their schedule.
-from agent.events import CLEARED, RAISED
-
+RAISED = "raised"    # the states of an event (agent/events.py)
+CLEARED = "cleared"
 _MAX_BACKOFF_MS = 300000
 
 
@@ -47,6 +47,7 @@ class Channel:
         self.deadband = filters.get("deadband")
         n = filters.get("median") or 0
         self.window = [0.0] * n
+        self.sorted = [0.0] * n     # scratch for the median: no list made per reading
         self.filled = 0
         self.thresholds = thresholds
         self.due = 0
@@ -65,8 +66,15 @@ class Channel:
             return v
         w[self.filled % len(w)] = v
         self.filled += 1
-        k = min(self.filled, len(w))
-        s = sorted(w[:k])
+        k = len(w)
+        if self.filled < k:  # the first values: a median of what there is
+            k = self.filled
+            s = sorted(w[:k])
+        else:
+            s = self.sorted
+            for i in range(k):
+                s[i] = w[i]
+            s.sort()
         return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
 
 
@@ -119,7 +127,7 @@ class Sampler:
             c.due = now + c.interval_ms if c.due + c.interval_ms <= now else c.due + c.interval_ms
 
     def _fail(self, c, exc, now):
-        kind = getattr(exc, "kind", "error")
+        kind = "memory" if isinstance(exc, MemoryError) else getattr(exc, "kind", "error")
         c.errors[kind] = c.errors.get(kind, 0) + 1
         c.streak += 1
         delay = c.interval_ms << min(c.streak - 1, 16)

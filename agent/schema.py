@@ -5,8 +5,6 @@
 # so 71.4 at resolution 0.1 is 714 and comes back as exactly 71.4.
 import binascii
 
-from agent import cbor
-
 
 class Schema:
     def __init__(self, channels):
@@ -16,7 +14,15 @@ class Schema:
         self.index = {}
         for i, name in enumerate(self.names):
             self.index[name] = i
-        self.id = binascii.crc32(self.to_cbor()) & 0xFFFFFFFF
+        self._id = None
+
+    @property
+    def id(self):
+        """The schema id, computed when first asked for: the sampler alone never needs it, nor
+        the CBOR encoder it takes."""
+        if self._id is None:
+            self._id = binascii.crc32(self.to_cbor()) & 0xFFFFFFFF
+        return self._id
 
     @classmethod
     def from_profile(cls, profile):
@@ -29,11 +35,13 @@ class Schema:
         Its CRC-32 is the schema id that compact batches carry. The resolution is a CBOR decimal
         fraction, so a generic decoder shows 0.1 as Decimal('0.1'), not as a binary float.
         """
+        from agent import cbor
         return cbor.dumps({"channels": [[n, u, cbor.Tag(4, [e, m])] for n, u, m, e in self.channels]})
 
     @classmethod
     def from_cbor(cls, data):
         from agent import cbor_decode
+        from agent import cbor
         doc = cbor_decode.loads(data)
         try:
             channels = []

@@ -81,7 +81,7 @@ class SimUART:
         self.name = name
         self.device = device
         self.faults = Faults(seed)
-        self.written = []          # every frame written, as bytes, oldest first
+        self.written = []          # the last frames written, as bytes, oldest first
         self._rx = bytearray()
         self._pos = 0
 
@@ -103,6 +103,8 @@ class SimUART:
     def write(self, buf):
         frame = bytes(buf)
         self.written.append(frame)
+        if len(self.written) > 8:  # a simulated day writes thousands: keep a few for tests
+            del self.written[0]
         device = self.device
         reply = device.handle(frame) if device is not None else None
         reply = self.faults.apply(reply)
