@@ -57,6 +57,7 @@ class Buffer:
         self.seq = 0          # of the next batch
         self.batches = 0      # formed since open()
         self.journal_size = 0
+        self.notify = None    # called when batches were stored: the uplink's wake-up
 
     # -- open ------------------------------------------------------------------------------
 
@@ -222,6 +223,8 @@ class Buffer:
         elif self.journal_size:
             self.store.remove(_JOURNAL)
             self.journal_size = 0
+        if self.notify is not None:
+            self.notify()
 
     def _shift(self, k):
         """Removes rows 0..k-1 and moves the rest to the front."""

@@ -16,6 +16,7 @@ class Events:
         self.device = device
         self.seq = 0
         self.w = cbor.Writer()
+        self.notify = None  # called after each event is stored: the uplink's wake-up
 
     def open(self):
         discarded = self.log.open()
@@ -40,6 +41,8 @@ class Events:
         self.log.append_batch(self.seq, 1, w.getvalue())
         self.log.sync()
         self.seq += 1
+        if self.notify is not None:
+            self.notify()
 
     def next_event(self):
         """(seq, bytes) of the next event to send, or None."""

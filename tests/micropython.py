@@ -60,7 +60,8 @@ class MicroPython:
 
     def run(self, args, heap=DEFAULT_HEAP, timeout=120, env=None, cwd=None):
         full_env = dict(os.environ)
-        full_env["MICROPYPATH"] = self.lib_dir
+        # ".frozen" keeps the modules frozen into the binary (asyncio among them) importable.
+        full_env["MICROPYPATH"] = self.lib_dir + ":.frozen"
         if env:
             full_env.update(env)
         # The working folder is on MicroPython's module path ahead of MICROPYPATH: running in

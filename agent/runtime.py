@@ -1,0 +1,164 @@
+# The agent: a compiled profile's sensors, sampler, buffer, events and uplink, running together.
+#
+#   agent = Agent(profile, platform, clock, client_class, store, events_store)
+#   agent.open()
+#   await agent.run()        # samples on the clock and uplinks, until stop()
+#
+# The sampler and the uplink are separate tasks: the uplink may wait on the network as long as
+# it likes, the sampler keeps its schedule and the buffer keeps the readings.
+import asyncio
+import gc
+
+from agent import cbor
+from agent import profile as compiled
+from agent.commands import Commands, CommandError
+from agent.events import Events
+from agent.log import Log
+from agent.sampler import Sampler, channels
+from agent.uplink import Topics, Uplink
+from hal.board import drivers
+
+VERSION = "0.1.0"
+EVENTS_SHARE = 16  # the event log may take 1/16 of the buffer's bytes, at least 8 KiB
+
+
+class Agent:
+    def __init__(self, profile, platform, clock, client_class, store=None, events_store=None,
+                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None):
+        """client_class: agent.mqtt.Client (a board) or agent.host.paho_client.Client (CPython);
+        store / events_store: where the buffer and the events live (default: the profile's);
+        reboot(): restarts the device (a `reboot` command calls it once its reply is out);
+        rssi(): the radio's signal strength in dBm, for health reports, or None."""
+        self.profile = profile
+        self.clock = clock
+        self.device = device_id or profile["device"]["id"]
+        self.reboot = reboot
+        self.rssi = rssi
+        self.started = clock.monotonic()
+        self.schema = compiled.schema(profile)
+        self.buffer = compiled.buffer(profile, store, self.device, self.schema)
+        b = profile["buffer"]
+        if events_store is None:
+            from agent.store import FileStore, RamStore
+            events_store = RamStore() if b["storage"] == "ram" else FileStore(b["path"] + "/events")
+        limit = max(8192, b["max_bytes"] // EVENTS_SHARE)
+        self.events = Events(Log(events_store, limit, limit // 4, compiled.batch.seq_of),
+                             self.device)
+        self.sampler = Sampler(clock, self.buffer, self.events,
+                               channels(profile, self.schema, drivers(profile, platform)))
+        u = profile["uplink"]
+        self.commands = Commands({"ping": self._ping, "set_interval": self._set_interval,
+                                  "flush": self._flush, "diag": self._diag,
+                                  "reboot": self._reboot})
+        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
+                             self.events, Topics(u["prefix"], self.device), clock,
+                             window=u.get("window", 4), backoff_min_ms=u["backoff_min_ms"],
+                             backoff_max_ms=u["backoff_max_ms"],
+                             schema=self.schema.to_cbor() if u["encoding"] == "compact" else None,
+                             on_command=self.commands.handle, health=self.health,
+                             health_ms=u["health_ms"])
+        self.buffer.notify = self.uplink.notify
+        self.events.notify = self.uplink.notify
+        self.running = False
+
+    def _client_maker(self, client_class, u, tls_tmpdir):
+        ctx = None
+        if u["tls"]:
+            from agent import tls
+            ctx = tls.context(u.get("ca"), u.get("cert"), u.get("key"), tls_tmpdir)
+        client_id = u.get("client_id") or self.device
+
+        def make(will):
+            return client_class(client_id.replace("{uid}", self.device), u["host"], u["port"],
+                                keepalive_s=u["keepalive_ms"] // 1000, username=u.get("username"),
+                                password=u.get("password"), ssl=ctx, server_hostname=u["host"],
+                                will=will)
+        return make
+
+    def open(self):
+        """Reads the buffer and the event log back (after a reboot or a power cut)."""
+        discarded = self.buffer.open() + self.events.open()
+        self.buffer.set_synced(self.clock.synced)
+        return discarded
+
+    async def sample(self):
+        """The sampler's task: reads what is due, then sleeps until the next sensor is."""
+        while self.running:
+            wait = self.sampler.step()
+            self.buffer.poll(self.clock.now()[0])
+            await asyncio.sleep(min(wait, 1000) / 1000)
+
+    async def run(self):
+        self.running = True
+        sampling = asyncio.create_task(self.sample())
+        try:
+            await self.uplink.run()
+        finally:
+            self.running = False
+            await sampling
+
+    async def stop(self):
+        """Stops sampling, stores what is in RAM, says offline and disconnects."""
+        self.running = False
+        self.buffer.cut()
+        await self.uplink.stop()
+
+    # -- health and commands ---------------------------------------------------------------------
+
+    def health(self, uplink):
+        """The health message (docs/wire-format.md)."""
+        log = self.buffer.log
+        t, synced = self.clock.now()
+        sensors = {}
+        for name, readings, suppressed, errors in self.sampler.health():
+            sensors[name] = {"readings": readings, "suppressed": suppressed, "errors": errors}
+        free = gc.mem_free() if hasattr(gc, "mem_free") else None
+        used = gc.mem_alloc() if hasattr(gc, "mem_alloc") else None
+        return cbor.dumps({
+            "v": 1, "device": self.device, "boot": log.boot, "t": t, "synced": synced,
+            "uptime_s": (self.clock.monotonic() - self.started) // 1000,
+            "heap_free": free, "heap_used": used,
+            "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
+            "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
+            "connects": uplink.connects, "reconnects": uplink.reconnects,
+            "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
+            "sensors": sensors})
+
+    def _ping(self, cmd):
+        cmd.done()
+        t, synced = self.clock.now()
+        return {"t": t, "synced": synced, "uptime_s": (self.clock.monotonic() - self.started) // 1000}
+
+    def _set_interval(self, cmd):
+        name = cmd.arg("sensor", str)
+        ms = cmd.arg("interval_ms", int, 100, 86400000)
+        cmd.done()
+        for c in self.sampler.channels:
+            if c.name == name:
+                c.interval_ms = ms
+                c.due = self.clock.monotonic()
+                return {"sensor": name, "interval_ms": ms}
+        raise CommandError("no sensor %r" % name)
+
+    def _flush(self, cmd):
+        cmd.done()
+        before = self.buffer.batches
+        self.buffer.cut()
+        return {"batches": self.buffer.batches - before}
+
+    def _diag(self, cmd):
+        cmd.done()
+        log = self.buffer.log
+        u = self.uplink
+        return {"version": VERSION, "model": self.profile["device"].get("model"),
+                "boot": log.boot, "seq": self.buffer.seq, "acked": log.acked,
+                "segments": len(log.segments), "discarded": log.discarded,
+                "published": u.published, "puback": u.acked, "connected": u.connected,
+                "commands": self.commands.received, "rejected": self.commands.rejected,
+                "sensors": [[c.name, c.interval_ms, c.readings, c.failing] for c in self.sampler.channels]}
+
+    def _reboot(self, cmd):
+        cmd.done()
+        if self.reboot is None:
+            raise CommandError("this device cannot reboot on command")
+        return {"rebooting": True}, self.reboot

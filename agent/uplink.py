@@ -1,0 +1,219 @@
+# The uplink: store-and-forward over MQTT, written once for both transports.
+#
+# It takes the oldest batches (and events) from the buffer, publishes them with QoS 1, keeps up
+# to `window` of them in flight, and lets the buffer advance its cursor only on each PUBACK. A
+# connection lost at any point loses nothing: the unacknowledged ones are handed out again,
+# oldest first, after the next connect, byte-identical and with the DUP flag. It reconnects for
+# as long as it runs, with exponential backoff and full jitter, and never makes the sampler wait.
+#
+# The client (agent/mqtt.py on a board, agent/host/paho_client.py on CPython) is made afresh for
+# each connection by make_client(will), so no transport keeps messages of its own across a
+# dropped connection: the buffer is the only queue.
+import asyncio
+import random
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_BATCH = const(0)
+_EVENT = const(1)
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+class Topics:
+    def __init__(self, prefix, device):
+        base = "%s/%s/" % (prefix, device)
+        self.batch = base + "up/batch"
+        self.event = base + "up/event"
+        self.health = base + "up/health"
+        self.schema = base + "up/schema"
+        self.status = base + "status"
+        self.cmd = base + "down/cmd"
+
+
+class Uplink:
+    def __init__(self, make_client, buffer, events, topics, clock, window=4,
+                 backoff_min_ms=1000, backoff_max_ms=300000, schema=None, on_command=None,
+                 health=None, health_ms=300000, rng=None):
+        """make_client(will) -> a client not yet connected (agent/mqtt.py's interface);
+        buffer: agent.buffer.Buffer; events: agent.events.Events or None; clock: agent.clock's;
+        schema: the schema document compact batches need (published retained), or None;
+        on_command(payload) -> an awaitable of (reply bytes, then or None), then() being
+        called once the reply is published; health(uplink) -> the health message bytes."""
+        self.make_client = make_client
+        self.buffer = buffer
+        self.events = events
+        self.topics = topics
+        self.clock = clock
+        self.window = window
+        self.backoff_min_ms = backoff_min_ms
+        self.backoff_max_ms = backoff_max_ms
+        self.schema = schema
+        self.on_command = on_command
+        self.health = health
+        self.health_ms = health_ms
+        self.rng = rng or random
+        self.client = None
+        self.inflight = {}       # packet id -> (kind, seq)
+        self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
+        self.wakeup = asyncio.Event()
+        self.stopped = asyncio.Event()
+        self.commands = []       # downlink payloads not yet handled
+        self.stopping = False
+        # For health reports.
+        self.connects = 0
+        self.reconnects = 0
+        self.last_error = None
+        self.published = 0
+        self.acked = 0
+
+    def notify(self):
+        """Something new to send (a batch, an event, a flush): the buffer and events call it."""
+        self.wakeup.set()
+
+    @property
+    def connected(self):
+        return self.client is not None and self.client.connected
+
+    # -- the connection loop -------------------------------------------------------------------
+
+    async def run(self):
+        """Connects, drains, reconnects, until stop()."""
+        failures = 0
+        while not self.stopping:
+            client = self.make_client((self.topics.status, OFFLINE, 1, True))
+            client.on_puback = self._puback
+            client.on_message = self._message
+            client.on_close = self._closed
+            try:
+                await client.connect()
+                self.client = client
+                self.connects += 1
+                if self.connects > 1:
+                    self.reconnects += 1
+                failures = 0
+                await client.publish(self.topics.status, ONLINE, 1, True)
+                await client.subscribe(self.topics.cmd, 1)
+                if self.schema is not None:
+                    await client.publish(self.topics.schema, self.schema, 1, True)
+                await self._pump(client)
+            except Exception as exc:  # OSError, MQTTError, a timeout: every failure retries
+                self.last_error = _describe(exc)
+            self._drop(client)
+            if self.stopping:
+                break
+            # Full jitter (a random delay up to the capped exponential): a fleet that lost its
+            # broker together does not come back together.
+            cap = min(self.backoff_max_ms, self.backoff_min_ms << min(failures, 20))
+            failures += 1
+            await self._sleep(self.rng.randint(self.backoff_min_ms // 2, max(cap, 1)))
+
+    async def _sleep(self, ms):
+        # Not on `wakeup`: new readings must not cut a backoff short.
+        try:
+            await asyncio.wait_for(self.stopped.wait(), ms / 1000)
+        except asyncio.TimeoutError:
+            pass
+
+    def _drop(self, client):
+        self.client = None
+        try:
+            client.close()
+        except Exception:
+            pass
+        self.inflight = {}
+        self.buffer.rewind()
+        if self.events is not None:
+            self.events.rewind()
+
+    async def stop(self, graceful=True):
+        """Ends run(); graceful: publishes `offline` and disconnects (no will)."""
+        self.stopping = True
+        self.stopped.set()
+        client = self.client
+        if client is not None and client.connected and graceful:
+            try:
+                await client.publish(self.topics.status, OFFLINE, 1, True)
+                await client.disconnect()
+            except Exception:
+                pass
+        self.wakeup.set()
+
+    # -- while connected -----------------------------------------------------------------------
+
+    async def _pump(self, client):
+        health_due = 0
+        while client.connected and not self.stopping:
+            self.wakeup.clear()
+            while self.commands:
+                await self._command(client, self.commands.pop(0))
+            await self._fill(client)
+            if self.health is not None:
+                now = self.clock.monotonic()
+                if now >= health_due:
+                    await client.publish(self.topics.health, self.health(self), 1)
+                    health_due = now + self.health_ms
+            if not client.connected:
+                break
+            try:
+                await asyncio.wait_for(self.wakeup.wait(), self.health_ms / 1000)
+            except asyncio.TimeoutError:
+                pass
+
+    async def _fill(self, client):
+        """Publishes the oldest unsent events, then batches, up to the window."""
+        while len(self.inflight) < self.window and client.connected:
+            kind = _EVENT
+            item = self.events.next_event() if self.events is not None else None
+            if item is None:
+                kind = _BATCH
+                item = self.buffer.next_batch()
+                if item is None:
+                    return
+            seq, data = item
+            dup = seq <= self.sent[kind]
+            pid = await client.publish(self.topics.batch if kind == _BATCH else self.topics.event,
+                                       data, 1, False, dup)
+            self.inflight[pid] = (kind, seq)
+            if seq > self.sent[kind]:
+                self.sent[kind] = seq
+            self.published += 1
+
+    def _puback(self, pid):
+        entry = self.inflight.pop(pid, None)
+        if entry is None:
+            return  # a status, schema, health or reply message
+        kind, seq = entry
+        if kind == _BATCH:
+            self.buffer.ack(seq)
+        else:
+            self.events.ack(seq)
+        self.acked += 1
+        self.wakeup.set()
+
+    def _closed(self, exc):
+        if exc is not None:
+            self.last_error = _describe(exc)
+        self.wakeup.set()
+
+    def _message(self, topic, payload):
+        # A flood of commands cannot fill the heap: past a few waiting, they are dropped.
+        if topic == self.topics.cmd and len(self.commands) < 8:
+            self.commands.append(payload)
+            self.wakeup.set()
+
+    async def _command(self, client, payload):
+        if self.on_command is None:
+            return
+        reply, then = await self.on_command(payload)
+        await client.publish(self.topics.event, reply, 1)
+        if then is not None:
+            then()
+
+
+def _describe(exc):
+    return "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__

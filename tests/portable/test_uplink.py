@@ -1,0 +1,226 @@
+# agent/uplink.py against a fake client with the MQTT client's interface: the window, acks that
+# advance the buffer, a dropped connection that re-sends the unacked batches with DUP, birth and
+# will, commands, health, backoff. Both interpreters; the real brokers are in tests/test_uplink*.
+MICROPYTHON_HEAP = "128k"
+
+import asyncio
+
+from agent import batch
+from agent.buffer import Buffer
+from agent.clock import FakeClock
+from agent.log import Log
+from agent.schema import Schema
+from agent.store import RamStore
+from agent.uplink import Topics, Uplink
+
+SCHEMA = Schema([("a", "", 1, 0)])
+
+
+class FakeClient:
+    """The client interface, in memory. The test plays the broker: it acks, drops, refuses."""
+    made = []
+
+    def __init__(self, will, refuse=False):
+        self.will = will
+        self.refuse = refuse
+        self.connected = False
+        self.on_puback = None
+        self.on_message = None
+        self.on_close = None
+        self.sent = []          # (pid, topic, payload, qos, retain, dup)
+        self.subscribed = []
+        self.pid = 0
+        self.closed = False
+        FakeClient.made.append(self)
+
+    async def connect(self):
+        await asyncio.sleep(0)
+        if self.refuse:
+            raise OSError(111, "connection refused")
+        self.connected = True
+
+    async def publish(self, topic, payload, qos=1, retain=False, dup=False):
+        if not self.connected:
+            raise OSError(32, "not connected")
+        self.pid += 1
+        self.sent.append((self.pid, topic, bytes(payload), qos, retain, dup))
+        return self.pid
+
+    async def subscribe(self, topic, qos=1):
+        self.subscribed.append(topic)
+
+    async def disconnect(self):
+        self.connected = False
+
+    def close(self):
+        self.connected = False
+        self.closed = True
+
+    def drop(self):
+        """The broker goes away."""
+        self.connected = False
+        self.on_close(OSError(104, "reset"))
+
+    def batches(self):
+        return [(pid, batch.seq_of(p), dup) for pid, t, p, q, r, dup in self.sent
+                if t.endswith("/up/batch")]
+
+
+def make_buffer(n_batches):
+    log = Log(RamStore(), 1 << 20, 1 << 16, batch.seq_of)
+    buf = Buffer(log, batch.Encoder("dev", SCHEMA, "compact", False, 512, 4), 4, 600000, 4, 600000)
+    buf.open()
+    for i in range(4 * n_batches):
+        buf.append(1000 * i, 0, i)
+    return buf
+
+
+def uplink(buf, refuse_first=0, window=3):
+    FakeClient.made = []
+    state = {"n": 0}
+
+    def make(will):
+        state["n"] += 1
+        return FakeClient(will, refuse=state["n"] <= refuse_first)
+
+    class Rng:
+        def randint(self, a, b):
+            return b
+    up = Uplink(make, buf, None, Topics("tether/v1", "dev"), FakeClock(), window=window,
+                backoff_min_ms=2, backoff_max_ms=16, rng=Rng())
+    buf.notify = up.notify
+    return up
+
+
+async def settle():
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def run(coro):
+    asyncio.run(coro)
+
+
+def test_a_window_of_batches_goes_out_and_each_puback_advances_the_buffer():
+    async def main():
+        buf = make_buffer(5)
+        up = uplink(buf)
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        assert [s for _, s, _ in c.batches()] == [0, 1, 2]  # the window: 3 in flight
+        assert c.sent[0][1:5] == ("tether/v1/dev/status", b"online", 1, True)
+        assert c.will == ("tether/v1/dev/status", b"offline", 1, True)
+        assert c.subscribed == ["tether/v1/dev/down/cmd"]
+        c.on_puback(c.batches()[0][0])
+        await settle()
+        assert [s for _, s, _ in c.batches()] == [0, 1, 2, 3]
+        assert buf.log.acked == 0 and buf.log.unacked == 4
+        for pid, _, _ in c.batches()[1:]:
+            c.on_puback(pid)
+        await settle()
+        for pid, _, _ in c.batches()[4:]:
+            c.on_puback(pid)
+        await settle()
+        assert buf.log.unacked == 0 and buf.log.acked == 4
+        await up.stop()
+        await task
+        assert c.sent[-1][1:5] == ("tether/v1/dev/status", b"offline", 1, True)
+    run(main())
+
+
+def test_a_dropped_connection_resends_every_unacked_batch_in_order_with_dup():
+    async def main():
+        buf = make_buffer(4)
+        up = uplink(buf)
+        task = asyncio.create_task(up.run())
+        await settle()
+        c1 = FakeClient.made[0]
+        c1.on_puback(c1.batches()[1][0])  # seq 1 acked out of order, seq 0 and 2 not
+        c1.drop()
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+        c2 = FakeClient.made[1]
+        assert c1.closed
+        got = c2.batches()
+        assert [(s, d) for _, s, d in got] == [(0, True), (1, True), (2, True)]
+        for pid, _, _ in got:
+            c2.on_puback(pid)
+        await settle()
+        assert [(s, d) for _, s, d in c2.batches()[3:]] == [(3, False)]
+        assert up.reconnects == 1 and "reset" in up.last_error
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_connect_failures_back_off_and_batches_wait_in_the_buffer():
+    async def main():
+        buf = make_buffer(2)
+        up = uplink(buf, refuse_first=4)
+        task = asyncio.create_task(up.run())
+        for _ in range(40):
+            await asyncio.sleep(0.005)
+        assert len(FakeClient.made) == 5 and FakeClient.made[4].connected
+        assert "refused" in up.last_error
+        assert [s for _, s, _ in FakeClient.made[4].batches()] == [0, 1]
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_a_new_batch_wakes_the_uplink_at_once():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        assert c.batches() == []
+        for i in range(4):
+            buf.append(1000 * i, 0, i)  # the 4th reading closes a batch
+        await settle()
+        assert [s for _, s, _ in c.batches()] == [0]
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_commands_are_answered_on_the_event_topic():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        seen = []
+
+        async def on_command(payload):
+            seen.append(payload)
+            return b"reply:" + payload, lambda: seen.append("then")
+        up.on_command = on_command
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        c.on_message("tether/v1/dev/down/cmd", b"x")
+        c.on_message("tether/v1/other/down/cmd", b"not mine")
+        await settle()
+        assert seen == [b"x", "then"]
+        assert c.sent[-1][1:4] == ("tether/v1/dev/up/event", b"reply:x", 1)
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_health_goes_out_on_connect_and_schema_is_retained():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        up.health = lambda u: b"health %d" % u.connects
+        up.schema = SCHEMA.to_cbor()
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        topics = [(t, p, r) for _, t, p, q, r, d in c.sent]
+        assert ("tether/v1/dev/up/schema", SCHEMA.to_cbor(), True) in topics
+        assert ("tether/v1/dev/up/health", b"health 1", False) in topics
+        await up.stop()
+        await task
+    run(main())
