@@ -52,7 +52,7 @@ class Agent:
                                   "reboot": self._reboot})
         self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
-                             window=u.get("window", 4), backoff_min_ms=u["backoff_min_ms"],
+                             window=u["window"], backoff_min_ms=u["backoff_min_ms"],
                              backoff_max_ms=u["backoff_max_ms"],
                              schema=self.schema.to_cbor() if u["encoding"] == "compact" else None,
                              on_command=self.commands.handle, health=self.health,

@@ -86,7 +86,7 @@ EXPECTED = {
     "uplink": {"host": "b.example.com", "port": 8883, "tls": True, "client_id": "scale-client",
                "username": "scale", "prefix": "acme/v2", "encoding": "compact", "deflate": True,
                "keepalive_ms": 30_000, "backoff_min_ms": 500, "backoff_max_ms": 86_400_000,
-               "health_ms": 3_600_000},
+               "health_ms": 3_600_000, "window": 4},
 }
 
 
@@ -118,7 +118,7 @@ def test_defaults_fill_a_minimal_profile(tmp_path):
     assert compiled["uplink"] == {
         "host": "localhost", "port": 1883, "tls": False, "client_id": "kettle", "prefix": "tether/v1",
         "encoding": "compact", "deflate": False, "keepalive_ms": 60_000, "backoff_min_ms": 1000,
-        "backoff_max_ms": 300_000, "health_ms": 300_000}
+        "backoff_max_ms": 300_000, "health_ms": 300_000, "window": 4}
 
 
 @pytest.mark.parametrize("text, parts", [

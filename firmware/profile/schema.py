@@ -382,6 +382,7 @@ def uplink(ctx, node):
         ("keepalive", "keepalive_ms", duration(5 * SECOND, HOUR, whole_seconds=True), MINUTE),
         ("backoff", None, backoff, EMPTY),
         ("health_every", "health_ms", duration(10 * SECOND, DAY), 5 * MINUTE),
+        ("window", "window", integer(1, 64, "a number of batches in flight from 1 to 64"), 4),
     ])
     if not given(node, "client_id") and ctx.device_id is not None:
         out["client_id"] = ctx.device_id

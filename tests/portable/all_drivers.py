@@ -106,5 +106,6 @@ PROFILE = {'batch': {'max_age_ms': 600000, 'max_bytes': 8192, 'max_readings': 42
             'keepalive_ms': 60000,
             'port': 1883,
             'prefix': 'tether/v1',
-            'tls': False},
+            'tls': False,
+            'window': 4},
  'v': 1}
