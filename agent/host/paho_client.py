@@ -1,0 +1,499 @@
+"""The uplink's MQTT client on CPython (Raspberry Pi, simulator), on paho-mqtt 2.x.
+
+Same interface, and the same behaviour seen from the caller, as the portable asyncio client in
+`agent/mqtt.py` (the one the boards run), so the store-and-forward uplink is written once:
+
+    client = Client("printer-0001", "broker.example", 8883, ssl=context, will=(...))
+    client.on_puback = lambda pid: ...           # in the event loop thread
+    await client.connect()
+    pid = await client.publish(topic, payload)   # returns once handed over, not on PUBACK
+
+Threading model: none. paho is driven from the asyncio event loop that calls `connect()`: its
+socket is registered with `loop.add_reader` (and `add_writer` while paho has bytes queued, through
+paho's `on_socket_register_write` / `on_socket_unregister_write` hooks), readiness calls
+`loop_read()` / `loop_write()`, and each client has its own `loop.call_later` timer for
+`loop_misc()` (keepalive pings and the ping timeout) every keepalive/4 s, first fired at a random
+phase. So every paho callback, and every callback of this class, runs in the event loop thread,
+with nothing to marshal. Why not paho's `loop_start()`: that is one OS thread per connection, and
+the simulator runs up to 10,000 connections in one process (10,000 threads each waking in
+`select()` and contending for the GIL, plus a `call_soon_threadsafe` hop per callback). NOTES.md
+measured paho driven from one selector loop at 10k devices with latency spikes (p99 14 ms, max
+244 ms) from one `loop_misc` pass over all clients; here each client's `loop_misc` is its own small
+timer at a random phase, so that work is spread out instead of done in one burst.
+
+The only blocking step paho has is `connect()` (DNS, TCP connect, TLS handshake, done by paho in
+blocking mode): it runs in the loop's default executor (a thread pool), under `timeout_ms`.
+Nothing else of paho is touched until it has returned; from then on only the loop thread uses
+the paho object.
+
+Decisions that matter to the uplink:
+- paho's automatic reconnect is never used (no `loop_forever`, `reconnect_on_failure=False`),
+  and every `connect()` builds a fresh paho client. What paho had queued or in flight on a
+  connection is thrown away with it and never reappears on a later connection: the uplink
+  re-sends from its durable buffer. After the connection ends, `publish` raises OSError.
+- `max_inflight_messages_set(0)` (no limit) before `connect()`: the uplink's window is the only
+  flow control, so paho never holds a PUBLISH back in its own queue, as the portable client
+  never does; a publish goes straight to the socket. `max_queued_messages_set(0)` likewise.
+- DUP: paho sets the DUP flag only when it re-sends on a reconnect of the same paho client, which
+  never happens here, and its `publish()` has no DUP argument: `dup=True` is accepted and ignored.
+  A re-sent batch goes out as a new PUBLISH with a new packet id on a new clean session (which
+  MQTT 3.1.1 allows); the consumer de-duplicates by (device, sequence number), not by DUP.
+- TLS: `tls_set_context(ssl)` then `tls_insecure_set(False)`. The latter sets
+  `check_hostname = True` on the context passed in (Python then also forces CERT_REQUIRED):
+  certificate and host name are always verified. paho opens the TCP connection to `host` and uses
+  `host` for SNI and the host name check; when `server_hostname` is given, the context is wrapped
+  so that SNI and the check use `server_hostname` instead, while the TCP connection still goes to
+  `host` (e.g. connect to 10.0.0.5 and verify `broker.example`).
+- `max_packet` is accepted for the interface; paho has no receive limit for MQTT 3.1.1 and
+  allocates each incoming packet itself.
+- Credentials are handed to paho and never logged, printed or put in an exception.
+"""
+
+import asyncio
+import errno
+import logging
+import random
+import socket
+import threading
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+
+try:    # the same exception class and codes as the portable client
+    from agent.mqtt import ERR_NO_ID, ERR_PROTOCOL, ERR_TOO_LARGE, MQTTError
+except ImportError as exc:
+    if exc.name != "agent.mqtt":
+        raise
+    ERR_PROTOCOL, ERR_TOO_LARGE, ERR_NO_ID = -1, -2, -3
+
+    class MQTTError(Exception):
+        """The broker refused something or broke the protocol: `.code`."""
+
+        def __init__(self, code, msg=None):
+            Exception.__init__(self, code, msg or "MQTT error %d" % code)
+            self.code = code
+
+__all__ = ["Client", "MQTTError"]
+
+log = logging.getLogger(__name__)
+
+# A timeout is an OSError(ETIMEDOUT), as agent/mqtt.py raises it (one `except (OSError,
+# MQTTError)` covers every failure), and an asyncio.TimeoutError too. From Python 3.11 both are
+# the built-in TimeoutError; on 3.10 this class is both.
+if issubclass(asyncio.TimeoutError, OSError):
+    Timeout = TimeoutError
+else:
+    class Timeout(asyncio.TimeoutError, TimeoutError):
+        pass
+
+
+def _timeout(what):
+    return Timeout(errno.ETIMEDOUT, what)
+
+
+# paho 2.x hands MQTT 3.1.1 CONNACK return codes to VERSION2 callbacks as MQTT 5 reason codes;
+# MQTTError.code is the 3.1.1 return code, as on the wire (and as agent/mqtt.py reports it).
+_CONNACK_RC = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
+
+_IDLE, _CONNECTING, _CONNECTED, _DISCONNECTING, _CLOSED = range(5)
+
+
+class _VerifyAs:
+    """An ssl.SSLContext that makes paho send SNI for, and check the certificate against,
+    `name` instead of the host it connects to. Everything else is the wrapped context."""
+
+    def __init__(self, context, name):
+        self._context = context
+        self._name = name
+
+    def wrap_socket(self, sock, server_hostname=None, **kwargs):
+        return self._context.wrap_socket(sock, server_hostname=self._name, **kwargs)
+
+    @property
+    def check_hostname(self):
+        return self._context.check_hostname
+
+    @check_hostname.setter
+    def check_hostname(self, value):
+        self._context.check_hostname = value
+
+    def __getattr__(self, name):
+        return getattr(self._context, name)
+
+
+class _Handoff:
+    """Hand the connected socket from the executor thread to the loop, or close it there when
+    connect() was abandoned (timeout, cancellation, close()) before the thread finished."""
+
+    def __init__(self, mqttc):
+        self.lock = threading.Lock()
+        self.mqttc = mqttc
+        self.done = False
+        self.abandoned = False
+
+    def run(self, host, port, keepalive):    # in the executor thread
+        self.mqttc.connect(host, port, keepalive)
+        with self.lock:
+            self.done = True
+            if self.abandoned:
+                _close_socket(self.mqttc)
+
+    def abandon(self):                        # in the loop thread
+        with self.lock:
+            if self.abandoned:
+                return
+            self.abandoned = True
+            if self.done:
+                _close_socket(self.mqttc)
+
+
+def _close_socket(mqttc):
+    """Close paho's socket underneath it, without DISCONNECT: shutdown() sends the FIN at once
+    whatever else holds the descriptor; the broker sees the connection end and publishes the will.
+    paho's own callbacks are detached first, so it never reports this (nor, at garbage collection,
+    a second close) to anyone."""
+    for name in ("on_connect", "on_disconnect", "on_publish", "on_message", "on_subscribe",
+                 "on_socket_close", "on_socket_register_write", "on_socket_unregister_write"):
+        setattr(mqttc, name, None)
+    sock = mqttc.socket()
+    if sock is None:
+        return
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    sock.close()
+
+
+class Client:
+    on_puback = None    # fn(pid), in the event loop thread, when a PUBACK arrives
+    on_message = None   # fn(topic str, payload bytes), in the event loop thread
+    on_close = None     # fn(exc or None), once, when a connection that connect() opened ends
+
+    def __init__(self, client_id, host, port, keepalive_s=60, username=None, password=None,
+                 ssl=None, server_hostname=None, will=None, timeout_ms=10000, max_packet=2048):
+        if not 0 <= keepalive_s <= 0xFFFF:
+            raise ValueError("keepalive_s out of 0..65535")
+        if will is not None and not 0 <= will[2] <= 2:
+            raise ValueError("will qos out of 0..2")
+        if max_packet < 16:
+            raise ValueError("max_packet below 16")
+        if password is not None and username is None:
+            raise ValueError("a password needs a username")    # [MQTT-3.1.2-22]
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self.keepalive_s = keepalive_s
+        self.username = username
+        self.password = password
+        self.ssl = ssl
+        self.server_hostname = server_hostname
+        self.will = will
+        self.timeout_ms = timeout_ms
+        self.max_packet = max_packet
+        self.connected = False
+        self._state = _IDLE
+        self._mqttc = None        # the paho client of the current connection
+        self._loop = None
+        self._handoff = None
+        self._sock = None
+        self._misc_timer = None
+        self._connack = None      # future: the CONNACK, while connecting
+        self._closed = None       # future: the connection's end (for disconnect())
+        self._subacks = {}        # mid -> future of its SUBACK
+        self._qos1 = set()        # mids of QoS 1 publishes waiting for their PUBACK
+
+    def __repr__(self):     # no credentials
+        return "<paho_client.Client %s %s:%s%s>" % (
+            self.client_id, self.host, self.port, " connected" if self.connected else "")
+
+    # --- connecting -------------------------------------------------------------------------
+
+    def _new_paho(self):
+        mqttc = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                            clean_session=True, protocol=paho.MQTTv311,
+                            reconnect_on_failure=False)
+        mqttc.max_inflight_messages_set(0)    # no limit; must come before connect()
+        mqttc.max_queued_messages_set(0)
+        mqttc.connect_timeout = self.timeout_ms / 1000
+        if self.username is not None:
+            mqttc.username_pw_set(self.username, self.password)
+        if self.will is not None:
+            topic, payload, qos, retain = self.will
+            mqttc.will_set(topic, bytes(payload), qos, retain)
+        if self.ssl is not None:
+            context = self.ssl
+            if self.server_hostname and self.server_hostname != self.host:
+                context = _VerifyAs(context, self.server_hostname)
+            mqttc.tls_set_context(context)
+            mqttc.tls_insecure_set(False)
+        return mqttc
+
+    async def connect(self):
+        """TCP (+TLS) connect, CONNECT (MQTT 3.1.1, clean session), CONNACK, all within
+        timeout_ms. Raises MQTTError(code) when refused, OSError on network errors, and on a
+        timeout OSError(ETIMEDOUT) that is also an asyncio.TimeoutError. A connection this
+        client still had is closed first (on_close(None))."""
+        if self._mqttc is not None:
+            self.close()
+        loop = self._loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_ms / 1000
+        mqttc = self._mqttc = self._new_paho()
+        handoff = self._handoff = _Handoff(mqttc)
+        self._state = _CONNECTING
+        self._subacks = {}
+        self._qos1 = set()
+        self._connack = loop.create_future()
+        self._closed = loop.create_future()
+        try:
+            try:
+                await asyncio.wait_for(
+                    loop.run_in_executor(None, handoff.run, self.host, self.port,
+                                         self.keepalive_s),
+                    self.timeout_ms / 1000)
+            except (TimeoutError, asyncio.TimeoutError):     # also socket.timeout
+                raise _timeout("no connection to %s:%s within %d ms" % (
+                    self.host, self.port, self.timeout_ms)) from None
+            if self._mqttc is not mqttc:      # close() was called meanwhile
+                raise OSError(errno.ECONNABORTED, "closed while connecting")
+            self._attach(mqttc)
+            try:
+                await asyncio.wait_for(asyncio.shield(self._connack),
+                                       max(0.0, deadline - loop.time()))
+            except asyncio.TimeoutError:
+                raise _timeout("no CONNACK within %d ms" % self.timeout_ms) from None
+        except BaseException:
+            if self._mqttc is mqttc:
+                self._end(None, report=False)
+            else:
+                handoff.abandon()
+            raise
+
+    def _attach(self, mqttc):
+        """Hand paho's socket to the event loop (paho's connect() has returned)."""
+        sock = mqttc.socket()
+        if sock is None:
+            raise OSError(errno.ECONNRESET, "connection lost while sending CONNECT")
+        self._sock = sock
+        mqttc.on_connect = self._paho_connect
+        mqttc.on_disconnect = self._paho_disconnect
+        mqttc.on_publish = self._paho_publish
+        mqttc.on_message = self._paho_message
+        mqttc.on_subscribe = self._paho_subscribe
+        mqttc.on_socket_close = self._paho_socket_close
+        mqttc.on_socket_register_write = self._paho_want_write
+        mqttc.on_socket_unregister_write = self._paho_done_writing
+        loop = self._loop
+        loop.add_reader(sock, self._readable, mqttc)
+        if mqttc.want_write():    # the CONNECT did not all fit into the socket at once
+            loop.add_writer(sock, self._writable, mqttc)
+        if self.keepalive_s:
+            self._misc_timer = loop.call_later(random.uniform(0.05, 1) * self._misc_interval(),
+                                               self._misc, mqttc)
+
+    def _misc_interval(self):
+        # paho pings once either direction has been quiet for a whole keepalive; checking every
+        # 1/8 of it, the PINGREQ leaves by 1.125 keepalives (the broker allows 1.5).
+        return max(0.05, self.keepalive_s / 8)
+
+    # --- paho's network loop, driven by the event loop --------------------------------------
+
+    def _readable(self, mqttc):
+        if mqttc is not self._mqttc:
+            return
+        mqttc.loop_read()
+        if self.ssl is not None:
+            # bytes already decrypted inside the SSL object are invisible to the selector
+            while mqttc is self._mqttc and self._sock is not None and self._sock.pending():
+                mqttc.loop_read()
+
+    def _writable(self, mqttc):
+        if mqttc is self._mqttc:
+            mqttc.loop_write()
+
+    def _misc(self, mqttc):
+        if mqttc is not self._mqttc:
+            return
+        mqttc.loop_misc()
+        if mqttc is self._mqttc:
+            self._misc_timer = self._loop.call_later(self._misc_interval(), self._misc, mqttc)
+
+    def _paho_want_write(self, mqttc, userdata, sock):
+        if mqttc is self._mqttc:
+            self._loop.add_writer(sock, self._writable, mqttc)
+
+    def _paho_done_writing(self, mqttc, userdata, sock):
+        self._loop.remove_writer(sock)
+
+    def _paho_socket_close(self, mqttc, userdata, sock):
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        if sock is self._sock:
+            self._sock = None
+
+    # --- paho's callbacks (in the loop thread) -----------------------------------------------
+
+    def _paho_connect(self, mqttc, userdata, flags, reason_code, properties):
+        if mqttc is not self._mqttc or self._connack.done():
+            return
+        if reason_code.is_failure:
+            self._connack.set_exception(MQTTError(_CONNACK_RC.get(reason_code.value,
+                                                                  reason_code.value)))
+        elif flags.session_present:
+            self._connack.set_exception(MQTTError(ERR_PROTOCOL, "protocol error: session "
+                                                  "present on a clean session"))
+        else:
+            self._state = _CONNECTED
+            self.connected = True
+            self._connack.set_result(None)
+
+    def _paho_disconnect(self, mqttc, userdata, flags, reason_code, properties):
+        if mqttc is not self._mqttc:
+            return
+        if self._state == _DISCONNECTING:
+            exc = None
+        elif reason_code == "Keep alive timeout":
+            exc = _timeout("no PINGRESP within %d s" % self.keepalive_s)
+        elif reason_code == "Protocol error":
+            if self._state == _CONNECTING:
+                # paho gives up by itself (reconnect_on_failure=False) on CONNACK 1 (protocol
+                # version) and, with an empty client id, 2; it does not say which
+                exc = MQTTError(2 if self.client_id in ("", None) else 1)
+            else:
+                exc = MQTTError(ERR_PROTOCOL, "protocol error")
+        else:
+            exc = OSError(errno.ECONNRESET, "connection lost")
+        self._end(exc)
+
+    def _paho_publish(self, mqttc, userdata, mid, reason_code, properties):
+        if mid in self._qos1:     # a PUBACK (paho also reports a QoS 0 message once written)
+            self._qos1.discard(mid)
+            self._call(self.on_puback, mid)
+
+    def _paho_message(self, mqttc, userdata, message):
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            self._end(MQTTError(ERR_PROTOCOL, "protocol error: topic name not UTF-8"))
+            return
+        payload = message.payload
+        # The portable client reads each packet whole into max_packet bytes and closes the
+        # connection on a larger one; so does this one, for the same behaviour everywhere.
+        n = 2 + len(topic.encode()) + (2 if message.qos else 0) + len(payload)
+        if n > self.max_packet:
+            self._end(MQTTError(ERR_TOO_LARGE, "incoming packet of %d bytes, max_packet %d"
+                                % (n, self.max_packet)))
+            return
+        self._call(self.on_message, topic, bytes(payload))
+
+    def _paho_subscribe(self, mqttc, userdata, mid, reason_codes, properties):
+        future = self._subacks.pop(mid, None)
+        if future is None or future.done():
+            return
+        code = reason_codes[0]
+        if code.is_failure:
+            future.set_exception(MQTTError(0x80))
+        else:
+            future.set_result(code.value)
+
+    def _call(self, fn, *args):
+        if fn is None:
+            return
+        try:
+            fn(*args)
+        except Exception:     # a caller's bug must not leave paho half-way through a packet
+            log.exception("exception in the MQTT client's %s callback",
+                          getattr(fn, "__name__", "a"))
+
+    # --- the end of a connection ------------------------------------------------------------
+
+    def _end(self, exc, report=True):
+        """The connection is over: paho has closed the socket, or this closes it underneath
+        paho (no DISCONNECT). Fails whatever waits on it; reports it once through on_close."""
+        mqttc = self._mqttc
+        if mqttc is None:
+            return
+        was_connected = self._state in (_CONNECTED, _DISCONNECTING)
+        self._mqttc = None
+        self._state = _CLOSED
+        self.connected = False
+        if self._misc_timer is not None:
+            self._misc_timer.cancel()
+            self._misc_timer = None
+        if self._sock is not None:
+            self._loop.remove_reader(self._sock)
+            self._loop.remove_writer(self._sock)
+            self._sock = None
+        self._handoff.abandon()   # closes the socket unless paho has (or, while paho's
+        self._handoff = None      # connect() still runs in its thread, has that thread close it)
+        lost = exc if exc is not None else OSError(errno.ECONNRESET, "connection closed")
+        for future in [self._connack, *self._subacks.values()]:
+            if not future.done():
+                future.set_exception(lost)
+                future.exception()    # retrieved: no "never retrieved" warning
+        self._subacks = {}
+        self._qos1 = set()
+        if not self._closed.done():
+            self._closed.set_result(exc)
+        if report and was_connected:
+            self._call(self.on_close, exc)
+
+    # --- the interface ----------------------------------------------------------------------
+
+    async def publish(self, topic, payload, qos=1, retain=False, dup=False):
+        """Hand one PUBLISH to paho; returns its packet id for QoS 1 (None for QoS 0) at once,
+        without waiting for the PUBACK, which on_puback(pid) reports. OSError if not connected.
+        `dup` is checked but not sent (see the module's doc)."""
+        if qos != 0 and qos != 1:
+            raise ValueError("qos must be 0 or 1")
+        if dup and not qos:
+            raise ValueError("dup needs qos 1")     # [MQTT-3.3.1-2]
+        if self._state != _CONNECTED:
+            raise OSError(errno.ENOTCONN, "not connected")
+        if not isinstance(payload, bytes):
+            payload = bytes(payload)
+        info = self._mqttc.publish(topic, payload, qos, retain)
+        if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:   # its packet id is still in flight
+            raise MQTTError(ERR_NO_ID, "no free packet identifier")
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise OSError(errno.ENOTCONN, "publish failed: %s" % paho.error_string(info.rc))
+        if qos == 0:
+            return None
+        self._qos1.add(info.mid)
+        return info.mid
+
+    async def subscribe(self, topic, qos=1):
+        """SUBSCRIBE one topic filter and wait for its SUBACK (timeout_ms). Returns the granted
+        QoS; MQTTError(0x80) when the broker refuses, OSError on a timeout or a lost connection."""
+        if qos != 0 and qos != 1:
+            raise ValueError("qos must be 0 or 1")
+        if self._state != _CONNECTED:
+            raise OSError(errno.ENOTCONN, "not connected")
+        rc, mid = self._mqttc.subscribe(topic, qos)
+        if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise OSError(errno.ENOTCONN, "subscribe failed: %s" % paho.error_string(rc))
+        future = self._subacks[mid] = self._loop.create_future()
+        try:
+            return await asyncio.wait_for(future, self.timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            raise _timeout("no SUBACK within %d ms" % self.timeout_ms) from None
+        finally:
+            self._subacks.pop(mid, None)
+
+    async def disconnect(self):
+        """DISCONNECT, behind whatever is still unwritten, then close: the broker discards the
+        will. Gives up after timeout_ms and closes (then the broker does publish the will)."""
+        if self._state != _CONNECTED:
+            self.close()
+            return
+        self._state = _DISCONNECTING
+        closed = self._closed
+        self._mqttc.disconnect()
+        try:
+            await asyncio.wait_for(asyncio.shield(closed), self.timeout_ms / 1000)
+        except asyncio.TimeoutError:
+            self.close()
+
+    def close(self):
+        """Close the connection without DISCONNECT: the broker publishes the will."""
+        self._end(None)
