@@ -38,12 +38,14 @@ class Topics:
 class Uplink:
     def __init__(self, make_client, buffer, events, topics, clock, window=4,
                  backoff_min_ms=1000, backoff_max_ms=300000, schema=None, on_command=None,
-                 health=None, health_ms=300000, rng=None):
+                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None):
         """make_client(will) -> a client not yet connected (agent/mqtt.py's interface);
         buffer: agent.buffer.Buffer; events: agent.events.Events or None; clock: agent.clock's;
         schema: the schema document compact batches need (published retained), or None;
         on_command(payload) -> an awaitable of (reply bytes, then or None), then() being
-        called once the reply is published; health(uplink) -> the health message bytes."""
+        called once the reply is published; health(uplink) -> the health message bytes;
+        ack_timeout_ms: a connection whose oldest message in flight gets no PUBACK for this long
+        is dropped and made again (a broker that accepts and never acknowledges)."""
         self.make_client = make_client
         self.buffer = buffer
         self.events = events
@@ -56,6 +58,8 @@ class Uplink:
         self.on_command = on_command
         self.health = health
         self.health_ms = health_ms
+        self.ack_timeout_ms = ack_timeout_ms
+        self.progress_at = 0     # when a PUBACK last came, or the window last started filling
         self.rng = rng or random
         self.client = None
         self.inflight = {}       # packet id -> (kind, seq)
@@ -146,21 +150,27 @@ class Uplink:
     # -- while connected -----------------------------------------------------------------------
 
     async def _pump(self, client):
-        health_due = 0
+        clock = self.clock
+        health_due = clock.monotonic()
         while client.connected and not self.stopping:
             self.wakeup.clear()
             while self.commands:
                 await self._command(client, self.commands.pop(0))
             await self._fill(client)
-            if self.health is not None:
-                now = self.clock.monotonic()
-                if now >= health_due:
-                    await client.publish(self.topics.health, self.health(self), 1)
-                    health_due = now + self.health_ms
+            now = clock.monotonic()
+            if self.health is not None and now >= health_due:
+                await client.publish(self.topics.health, self.health(self), 1)
+                health_due = now + self.health_ms
             if not client.connected:
                 break
+            wait = health_due - now
+            if self.inflight:
+                left = self.progress_at + self.ack_timeout_ms - now
+                if left <= 0:
+                    raise OSError("no PUBACK for %d ms" % self.ack_timeout_ms)
+                wait = min(wait, left)
             try:
-                await asyncio.wait_for(self.wakeup.wait(), self.health_ms / 1000)
+                await asyncio.wait_for(self.wakeup.wait(), max(wait, 1) / 1000)
             except asyncio.TimeoutError:
                 pass
 
@@ -175,6 +185,8 @@ class Uplink:
                 if item is None:
                     return
             seq, data = item
+            if not self.inflight:
+                self.progress_at = self.clock.monotonic()
             dup = seq <= self.sent[kind]
             pid = await client.publish(self.topics.batch if kind == _BATCH else self.topics.event,
                                        data, 1, False, dup)
@@ -188,6 +200,7 @@ class Uplink:
         if entry is None:
             return  # a status, schema, health or reply message
         kind, seq = entry
+        self.progress_at = self.clock.monotonic()
         if kind == _BATCH:
             self.buffer.ack(seq)
         else:

@@ -224,3 +224,29 @@ def test_health_goes_out_on_connect_and_schema_is_retained():
         await up.stop()
         await task
     run(main())
+
+
+def test_a_broker_that_never_acknowledges_is_left_and_the_batches_go_again():
+    async def main():
+        buf = make_buffer(2)
+        up = uplink(buf)
+        clock = up.clock
+        up.ack_timeout_ms = 1000
+        task = asyncio.create_task(up.run())
+        await settle()
+        c1 = FakeClient.made[0]
+        assert [s for _, s, _ in c1.batches()] == [0, 1]
+        clock.advance(999)
+        up.notify()
+        await settle()
+        assert len(FakeClient.made) == 1  # not yet
+        clock.advance(1)
+        up.notify()
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+        assert c1.closed and "no PUBACK for 1000 ms" in up.last_error
+        c2 = FakeClient.made[1]
+        assert [(s, d) for _, s, d in c2.batches()] == [(0, True), (1, True)]
+        await up.stop()
+        await task
+    run(main())
