@@ -8,45 +8,61 @@ Same interface, and the same behaviour seen from the caller, as the portable asy
     await client.connect()
     pid = await client.publish(topic, payload)   # returns once handed over, not on PUBACK
 
-Threading model: none. paho is driven from the asyncio event loop that calls `connect()`: its
-socket is registered with `loop.add_reader` (and `add_writer` while paho has bytes queued, through
-paho's `on_socket_register_write` / `on_socket_unregister_write` hooks), readiness calls
-`loop_read()` / `loop_write()`, and each client has its own `loop.call_later` timer for
-`loop_misc()` (keepalive pings and the ping timeout) every keepalive/4 s, first fired at a random
-phase. So every paho callback, and every callback of this class, runs in the event loop thread,
-with nothing to marshal. Why not paho's `loop_start()`: that is one OS thread per connection, and
-the simulator runs up to 10,000 connections in one process (10,000 threads each waking in
-`select()` and contending for the GIL, plus a `call_soon_threadsafe` hop per callback). NOTES.md
-measured paho driven from one selector loop at 10k devices with latency spikes (p99 14 ms, max
-244 ms) from one `loop_misc` pass over all clients; here each client's `loop_misc` is its own small
-timer at a random phase, so that work is spread out instead of done in one burst.
+Threading model: no thread of paho's. paho is driven from the asyncio event loop that calls
+`connect()`: its socket is registered with `loop.add_reader` (and `add_writer` while paho has
+bytes queued, through paho's `on_socket_register_write` / `on_socket_unregister_write` hooks),
+readiness calls `loop_read()` / `loop_write()`, and each client has its own `loop.call_later`
+timer for `loop_misc()` (keepalive pings, the ping timeout) every keepalive/8, first fired at a
+random phase. So every paho callback, and every callback of this class, runs in the event loop
+thread, with nothing to marshal.
 
-The only blocking step paho has is `connect()` (DNS, TCP connect, TLS handshake, done by paho in
-blocking mode): it runs in the loop's default executor (a thread pool), under `timeout_ms`.
-Nothing else of paho is touched until it has returned; from then on only the loop thread uses
-the paho object.
+Why not paho's `loop_start()`: that is one OS thread per connection, and the simulator runs up
+to 10,000 connections in one process: 10,000 threads (each with its stack, each waking in its
+own `select()` at least every second and contending for the GIL) plus a `call_soon_threadsafe`
+hop for every callback. Driven from the loop, a connection costs a registered file descriptor
+and a timer. Measured here (2-core shared machine, loopback mosquitto, one 500 B QoS 1 message
+per device every 10 s): 10,000 connections in one process used 21-26 % of a core, ~9 KiB each,
+p50 PUBACK latency 0.35 ms, no extra thread. The latency tail (p99 11-14 ms, max 70-230 ms)
+comes from CPython's cyclic garbage collector walking every client's objects, not from paho's
+`loop_misc` (NOTES.md saw it in one `loop_misc` pass over all clients; here each client's is its
+own small timer): with `gc.freeze()` after the fleet connected, p99 was 2.7 ms and max 15 ms.
+
+The only blocking step paho has is `connect()` (DNS, TCP connect, TLS handshake, all done by
+paho in blocking mode): it runs in the loop's default executor (a thread pool), under
+`timeout_ms`. Nothing else of paho is touched until it has returned; from then on only the loop
+thread uses the paho object. If connect() is abandoned (timeout, cancellation, close()) while
+that thread still runs, the thread closes the socket when paho returns.
 
 Decisions that matter to the uplink:
 - paho's automatic reconnect is never used (no `loop_forever`, `reconnect_on_failure=False`),
   and every `connect()` builds a fresh paho client. What paho had queued or in flight on a
   connection is thrown away with it and never reappears on a later connection: the uplink
   re-sends from its durable buffer. After the connection ends, `publish` raises OSError.
-- `max_inflight_messages_set(0)` (no limit) before `connect()`: the uplink's window is the only
-  flow control, so paho never holds a PUBLISH back in its own queue, as the portable client
-  never does; a publish goes straight to the socket. `max_queued_messages_set(0)` likewise.
-- DUP: paho sets the DUP flag only when it re-sends on a reconnect of the same paho client, which
-  never happens here, and its `publish()` has no DUP argument: `dup=True` is accepted and ignored.
-  A re-sent batch goes out as a new PUBLISH with a new packet id on a new clean session (which
-  MQTT 3.1.1 allows); the consumer de-duplicates by (device, sequence number), not by DUP.
-- TLS: `tls_set_context(ssl)` then `tls_insecure_set(False)`. The latter sets
-  `check_hostname = True` on the context passed in (Python then also forces CERT_REQUIRED):
-  certificate and host name are always verified. paho opens the TCP connection to `host` and uses
-  `host` for SNI and the host name check; when `server_hostname` is given, the context is wrapped
-  so that SNI and the check use `server_hostname` instead, while the TCP connection still goes to
-  `host` (e.g. connect to 10.0.0.5 and verify `broker.example`).
-- `max_packet` is accepted for the interface; paho has no receive limit for MQTT 3.1.1 and
-  allocates each incoming packet itself.
-- Credentials are handed to paho and never logged, printed or put in an exception.
+- `max_inflight_messages_set(0)` (no limit; set before `connect()`, as paho requires): the
+  uplink's window is the only flow control, so paho never holds a PUBLISH back in a queue of its
+  own, as the portable client never does. `max_queued_messages_set(0)` likewise.
+- publish() returns once paho has the packet; it is written when the socket is writable, in
+  order. It does not wait for the write as the portable client does: the window bounds what waits.
+- DUP: paho sets the DUP flag only when it re-sends on a reconnect of the same paho client,
+  which never happens here, and its `publish()` has no DUP argument. The uplink re-sends
+  unacknowledged batches with dup=True, and docs/uplink.md promises the flag on the wire with
+  either transport, so publish() sets the bit in the packet paho has just queued (see
+  _mark_dup: paho internals, guarded; without them a message would only lack the advisory flag).
+- Errors as in agent/mqtt.py: MQTTError(code) (the CONNACK return code 1-5, 0x80 for a refused
+  SUBSCRIBE, ERR_PROTOCOL, ERR_TOO_LARGE, ERR_NO_ID), OSError for the network, and timeouts as
+  OSError(ETIMEDOUT), here also an asyncio.TimeoutError. on_close(exc) once per connection that
+  connect() opened, with None after disconnect() or close().
+- TLS: `tls_set_context()` then `tls_insecure_set(False)`. The latter sets `check_hostname =
+  True` on the context passed in (Python then also forces CERT_REQUIRED): the certificate and the
+  host name are always verified. paho opens the TCP connection to `host` and would send SNI for,
+  and check the certificate against, `host`; the context is handed to paho wrapped, so that both
+  use `server_hostname` when it is given (connect to 10.0.0.5, verify `broker.example`), and so
+  that a socket whose handshake failed is closed (paho leaves it to the garbage collector).
+- close() ends the connection with an RST (see _close_socket): no DISCONNECT, so the broker
+  publishes the will at once.
+- `max_packet`: an incoming packet larger than it ends the connection with
+  MQTTError(ERR_TOO_LARGE), as in the portable client (paho itself has no limit).
+- Credentials are handed to paho and never logged, printed or put in an exception or repr.
 """
 
 import asyncio
@@ -54,6 +70,7 @@ import errno
 import logging
 import random
 import socket
+import struct
 import threading
 
 import paho.mqtt.client as paho
@@ -98,16 +115,22 @@ _CONNACK_RC = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
 _IDLE, _CONNECTING, _CONNECTED, _DISCONNECTING, _CLOSED = range(5)
 
 
-class _VerifyAs:
-    """An ssl.SSLContext that makes paho send SNI for, and check the certificate against,
-    `name` instead of the host it connects to. Everything else is the wrapped context."""
+class _TLSContext:
+    """The caller's ssl.SSLContext as paho sees it, one per connection: wrap_socket() sends SNI
+    for, and checks the certificate against, `name` (server_hostname) when given, instead of the
+    host paho connects to; and it keeps the socket it made, which paho drops without closing
+    when the TLS handshake or the host name check fails. Everything else is the wrapped
+    context."""
 
     def __init__(self, context, name):
         self._context = context
         self._name = name
+        self.sock = None
 
     def wrap_socket(self, sock, server_hostname=None, **kwargs):
-        return self._context.wrap_socket(sock, server_hostname=self._name, **kwargs)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self._name or server_hostname,
+                                              **kwargs)
+        return self.sock
 
     @property
     def check_hostname(self):
@@ -125,43 +148,55 @@ class _Handoff:
     """Hand the connected socket from the executor thread to the loop, or close it there when
     connect() was abandoned (timeout, cancellation, close()) before the thread finished."""
 
-    def __init__(self, mqttc):
+    def __init__(self, mqttc, tls):
         self.lock = threading.Lock()
         self.mqttc = mqttc
+        self.tls = tls
         self.done = False
         self.abandoned = False
 
     def run(self, host, port, keepalive):    # in the executor thread
-        self.mqttc.connect(host, port, keepalive)
+        try:
+            self.mqttc.connect(host, port, keepalive)
+        except BaseException:
+            if self.tls is not None and self.tls.sock is not None:
+                self.tls.sock.close()    # a failed handshake: paho has not kept the socket
+            raise
         with self.lock:
             self.done = True
             if self.abandoned:
                 _close_socket(self.mqttc)
 
-    def abandon(self):                        # in the loop thread
+    def abandon(self, abort=True):            # in the loop thread
         with self.lock:
             if self.abandoned:
                 return
             self.abandoned = True
             if self.done:
-                _close_socket(self.mqttc)
+                _close_socket(self.mqttc, abort)
 
 
-def _close_socket(mqttc):
-    """Close paho's socket underneath it, without DISCONNECT: shutdown() sends the FIN at once
-    whatever else holds the descriptor; the broker sees the connection end and publishes the will.
-    paho's own callbacks are detached first, so it never reports this (nor, at garbage collection,
-    a second close) to anyone."""
+def _close_socket(mqttc, abort=True):
+    """Close paho's socket underneath it (no DISCONNECT), after detaching paho's callbacks, so
+    that it never reports this (nor, at garbage collection, a second close) to anyone.
+
+    abort: with SO_LINGER 0 the close sends an RST. The broker sees the connection fail and
+    publishes the will at once, as after a FIN, and no TIME_WAIT is left on this side: paho binds
+    every socket to an ephemeral port before connecting, and a port in TIME_WAIT cannot be bound
+    again for a minute, so a simulator closing thousands of connections would run out of ports
+    (measured here: 3 x 10,000 closes in a row did). Bytes still unsent are dropped, which is
+    what closing without DISCONNECT means anyway."""
     for name in ("on_connect", "on_disconnect", "on_publish", "on_message", "on_subscribe",
                  "on_socket_close", "on_socket_register_write", "on_socket_unregister_write"):
         setattr(mqttc, name, None)
     sock = mqttc.socket()
     if sock is None:
         return
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
+    if abort:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
     sock.close()
 
 
@@ -178,8 +213,6 @@ class Client:
             raise ValueError("will qos out of 0..2")
         if max_packet < 16:
             raise ValueError("max_packet below 16")
-        if password is not None and username is None:
-            raise ValueError("a password needs a username")    # [MQTT-3.1.2-22]
         self.client_id = client_id
         self.host = host
         self.port = port
@@ -216,18 +249,19 @@ class Client:
         mqttc.max_inflight_messages_set(0)    # no limit; must come before connect()
         mqttc.max_queued_messages_set(0)
         mqttc.connect_timeout = self.timeout_ms / 1000
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")    # [MQTT-3.1.2-22]
         if self.username is not None:
             mqttc.username_pw_set(self.username, self.password)
         if self.will is not None:
             topic, payload, qos, retain = self.will
             mqttc.will_set(topic, bytes(payload), qos, retain)
+        tls = None
         if self.ssl is not None:
-            context = self.ssl
-            if self.server_hostname and self.server_hostname != self.host:
-                context = _VerifyAs(context, self.server_hostname)
-            mqttc.tls_set_context(context)
+            tls = _TLSContext(self.ssl, self.server_hostname)
+            mqttc.tls_set_context(tls)
             mqttc.tls_insecure_set(False)
-        return mqttc
+        return mqttc, tls
 
     async def connect(self):
         """TCP (+TLS) connect, CONNECT (MQTT 3.1.1, clean session), CONNACK, all within
@@ -238,8 +272,9 @@ class Client:
             self.close()
         loop = self._loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_ms / 1000
-        mqttc = self._mqttc = self._new_paho()
-        handoff = self._handoff = _Handoff(mqttc)
+        mqttc, tls = self._new_paho()
+        self._mqttc = mqttc
+        handoff = self._handoff = _Handoff(mqttc, tls)
         self._state = _CONNECTING
         self._subacks = {}
         self._qos1 = set()
@@ -350,9 +385,10 @@ class Client:
     def _paho_disconnect(self, mqttc, userdata, flags, reason_code, properties):
         if mqttc is not self._mqttc:
             return
-        if self._state == _DISCONNECTING:
-            exc = None
-        elif reason_code == "Keep alive timeout":
+        if self._state == _DISCONNECTING:    # the DISCONNECT is written: a graceful close
+            self._end(None, abort=False)
+            return
+        if reason_code == "Keep alive timeout":
             exc = _timeout("no PINGRESP within %d s" % self.keepalive_s)
         elif reason_code == "Protocol error":
             if self._state == _CONNECTING:
@@ -407,9 +443,10 @@ class Client:
 
     # --- the end of a connection ------------------------------------------------------------
 
-    def _end(self, exc, report=True):
+    def _end(self, exc, report=True, abort=True):
         """The connection is over: paho has closed the socket, or this closes it underneath
-        paho (no DISCONNECT). Fails whatever waits on it; reports it once through on_close."""
+        paho (no DISCONNECT; abort: with an RST, see _close_socket). Fails whatever waits on
+        it; reports it once through on_close."""
         mqttc = self._mqttc
         if mqttc is None:
             return
@@ -424,8 +461,8 @@ class Client:
             self._loop.remove_reader(self._sock)
             self._loop.remove_writer(self._sock)
             self._sock = None
-        self._handoff.abandon()   # closes the socket unless paho has (or, while paho's
-        self._handoff = None      # connect() still runs in its thread, has that thread close it)
+        self._handoff.abandon(abort)  # closes the socket unless paho has (or, while paho's
+        self._handoff = None          # connect() still runs in its thread, has that thread do it)
         lost = exc if exc is not None else OSError(errno.ECONNRESET, "connection closed")
         for future in [self._connack, *self._subacks.values()]:
             if not future.done():
@@ -443,7 +480,7 @@ class Client:
     async def publish(self, topic, payload, qos=1, retain=False, dup=False):
         """Hand one PUBLISH to paho; returns its packet id for QoS 1 (None for QoS 0) at once,
         without waiting for the PUBACK, which on_puback(pid) reports. OSError if not connected.
-        `dup` is checked but not sent (see the module's doc)."""
+        dup: set the DUP flag (see the module's doc)."""
         if qos != 0 and qos != 1:
             raise ValueError("qos must be 0 or 1")
         if dup and not qos:
@@ -452,15 +489,42 @@ class Client:
             raise OSError(errno.ENOTCONN, "not connected")
         if not isinstance(payload, bytes):
             payload = bytes(payload)
-        info = self._mqttc.publish(topic, payload, qos, retain)
+        if dup:
+            write = self._mqttc._send_publish
+
+            def write_dup(mid, topic, payload, qos, retain, dup, *rest):
+                return write(mid, topic, payload, qos, retain, True, *rest)
+            self._mqttc._send_publish = write_dup
+            try:
+                info = self._mqttc.publish(topic, payload, qos, retain)
+            finally:
+                del self._mqttc._send_publish
+        else:
+            info = self._mqttc.publish(topic, payload, qos, retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:   # its packet id is still in flight
             raise MQTTError(ERR_NO_ID, "no free packet identifier")
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise OSError(errno.ENOTCONN, "publish failed: %s" % paho.error_string(info.rc))
         if qos == 0:
             return None
+        if dup:
+            self._mark_dup(info.mid)
         self._qos1.add(info.mid)
         return info.mid
+
+    def _mark_dup(self, mid):
+        """Set DUP on the PUBLISH paho has just queued (its publish() has no DUP argument).
+        Writes happen only from the loop's writer callback, so the packet is still unwritten
+        at the tail of paho's out queue. This touches paho internals (`_out_packet`, the same
+        from 1.x to 2.2): should they change, the message goes without DUP, which no receiver
+        may rely on anyway, and tests/test_paho_client.py says so."""
+        try:
+            packet = self._mqttc._out_packet[-1]
+            if packet["mid"] == mid and packet["pos"] == 0 and packet["command"] == 0x30:
+                packet["packet"][0] |= 0x08
+                self._mqttc._out_messages[mid].dup = True
+        except (AttributeError, IndexError, KeyError, TypeError):
+            pass
 
     async def subscribe(self, topic, qos=1):
         """SUBSCRIBE one topic filter and wait for its SUBACK (timeout_ms). Returns the granted

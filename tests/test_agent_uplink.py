@@ -1,0 +1,249 @@
+"""The whole agent against a real Mosquitto, under CPython (paho-mqtt) and the real MicroPython
+(agent/mqtt.py): readings from the simulated sensors reach a subscriber over verified TLS; birth
+and will; mutual TLS and the ACL; health; commands, including garbage that must not stop it."""
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import paho.mqtt.client as paho
+import pytest
+
+from agent import batch_decode, cbor, cbor_decode
+from agent.schema import Schema
+from firmware.profile.compile import compile as compile_profile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PROFILE = """\
+device: {id: %(device)s}
+platform: sim
+buses:
+  - {id: i2c0, type: i2c, sda: 21, scl: 22}
+sensors:
+  - {name: power, driver: ina219, bus: i2c0, interval: 250ms}
+  - {name: ink_c, driver: level_probe, pin: 34, interval: 250ms,
+     calibration: {raw_empty: 410, raw_full: 3720}}
+batch: {max_readings: 100, max_age: 1s}
+buffer: {storage: ram, ram_readings: 100, flush_every: 1s}
+uplink:
+  broker: %(broker)s
+  keepalive: 5s
+  backoff: {min: 100ms, max: 1s}
+  health_every: 10s
+%(extra)s"""
+
+
+@pytest.fixture(params=["cpython", "micropython"])
+def interp(request):
+    return request.param
+
+
+class Run:
+    """The agent process (tests/portable/agent_main.py) for one compiled profile."""
+
+    def __init__(self, request, interp, tmp_path, yaml_text, seconds=30):
+        path = tmp_path / "profile.yaml"
+        path.write_text(yaml_text)
+        profile, errors = compile_profile(str(path))
+        assert not errors, errors
+        self.profile = profile
+        compiled = tmp_path / "profile.json"
+        compiled.write_text(json.dumps(profile))
+        if interp == "cpython":
+            cmd = [sys.executable, "-u", os.path.join(ROOT, "tests", "portable", "agent_main.py")]
+            env, cwd = None, ROOT
+        else:
+            mp = request.getfixturevalue("micropython")
+            cmd = [mp.binary, "-X", "heapsize=512k", "-m", "agent_main"]
+            env, cwd = dict(os.environ, MICROPYPATH=mp.lib_dir + ":.frozen"), mp.lib_dir
+        self.proc = subprocess.Popen(cmd + [str(compiled), str(seconds)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, env=env, cwd=cwd)
+        self.lines = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.strip())
+
+    def wait_line(self, prefix, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for line in self.lines:
+                if line.startswith(prefix):
+                    return line
+            if self.proc.poll() is not None and not any(l.startswith(prefix) for l in self.lines):
+                break
+            time.sleep(0.05)
+        raise AssertionError("no %r from the agent; it said %s\n%s" % (
+            prefix, self.lines[-10:], self.proc.stderr.read() if self.proc.poll() is not None else ""))
+
+    def end(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(20)
+
+
+class Watcher:
+    """A subscriber with full rights that keeps every message by topic."""
+
+    def __init__(self, port, username=None, password=None):
+        self.messages = []
+        self.lock = threading.Lock()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="watcher",
+                                  protocol=paho.MQTTv311)
+        if username:
+            self.client.username_pw_set(username, password)
+        self.client.on_message = lambda c, u, m: self._add(m)
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.subscribe("tether/v1/#", 1)
+        self.client.loop_start()
+        time.sleep(0.3)
+
+    def _add(self, m):
+        with self.lock:
+            self.messages.append((m.topic, bytes(m.payload), m.retain))
+
+    def on(self, topic):
+        with self.lock:
+            return [(p, r) for t, p, r in self.messages if t == topic]
+
+    def wait(self, topic, predicate=lambda p: True, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for p, _ in self.on(topic):
+                if predicate(p):
+                    return p
+            time.sleep(0.05)
+        raise AssertionError("nothing on %s; got topics %s" % (
+            topic, sorted(set(t for t, _, _ in self.messages))))
+
+    def command(self, device, fields):
+        payload = fields if isinstance(fields, bytes) else cbor.dumps(fields)
+        self.client.publish("tether/v1/%s/down/cmd" % device, payload, 1)
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def readings_of(watcher, device, profile):
+    schema = Schema.from_profile(profile)
+    out = []
+    for payload, _ in watcher.on("tether/v1/%s/up/batch" % device):
+        out.extend(batch_decode.decode(payload, {schema.id: schema}).readings)
+    return out
+
+
+def test_readings_reach_the_cloud_over_verified_tls_with_birth_health_and_will(
+        request, interp, tmp_path, mosquitto_factory, tls_files):
+    broker = mosquitto_factory(tls="server")
+    device = "tls-" + interp
+    watcher = Watcher(broker.port)
+    run = Run(request, interp, tmp_path, PROFILE % {
+        "device": device, "broker": "mqtts://localhost:%d" % broker.tls_port,
+        "extra": "  ca: %s\n" % tls_files.ca_pem})
+    try:
+        run.wait_line("ready")
+        watcher.wait("tether/v1/%s/status" % device, lambda p: p == b"online")
+        schema = watcher.wait("tether/v1/%s/up/schema" % device)
+        assert Schema.from_cbor(schema).names == ["power", "ink_c"]
+        health = cbor_decode.loads(watcher.wait("tether/v1/%s/up/health" % device))
+        assert health["device"] == device and health["boot"] == 1 and health["connects"] == 1
+        assert set(health["sensors"]) == {"power", "ink_c"}
+        watcher.wait("tether/v1/%s/up/batch" % device)
+        time.sleep(2)
+        got = readings_of(watcher, device, run.profile)
+        assert len(got) >= 8 and {name for _, name, _ in got} == {"power", "ink_c"}
+        assert all(v == 3.5 for _, n, v in got if n == "power")
+        # A crash (no clean stop): the broker publishes the will, retained.
+        run.proc.kill()
+        watcher.wait("tether/v1/%s/status" % device, lambda p: p == b"offline", timeout=20)
+    finally:
+        run.end()
+        watcher.stop()
+
+
+def test_mutual_tls_and_the_acl_let_a_device_write_only_under_its_own_name(
+        request, interp, tmp_path, mosquitto_factory, tls_files):
+    broker = mosquitto_factory(tls="mutual", users=True, acl=True)
+    watcher = Watcher(broker.port, "admin", "admin-secret")
+    client = tls_files.client("device-A")
+    extra = "  ca: %s\n  cert: %s\n  key: %s\n" % (tls_files.ca_pem, client["cert_pem"],
+                                                 client["key_pem"])
+    url = "mqtts://localhost:%d" % broker.tls_port
+    run = Run(request, interp, tmp_path, PROFILE % {"device": "device-A", "broker": url,
+                                                    "extra": extra})
+    try:
+        watcher.wait("tether/v1/device-A/up/batch")  # its own name: delivered
+    finally:
+        run.end()
+    # device-A's certificate, but the topics of device-B: the broker drops every publish.
+    (tmp_path / "b").mkdir()
+    run = Run(request, interp, tmp_path / "b", PROFILE % {"device": "device-B", "broker": url,
+                                                          "extra": extra})
+    try:
+        run.wait_line("ready")
+        time.sleep(4)
+        assert watcher.on("tether/v1/device-B/up/batch") == []
+        assert watcher.on("tether/v1/device-B/status") == []
+        assert "Denied PUBLISH from device-B" in broker.log()  # (the client id) the broker said so
+    finally:
+        run.end()
+        watcher.stop()
+
+
+def test_commands_are_answered_and_garbage_does_not_stop_the_agent(
+        request, interp, tmp_path, mosquitto):
+    device = "cmd-" + interp
+    watcher = Watcher(mosquitto.port)
+    run = Run(request, interp, tmp_path, PROFILE % {
+        "device": device, "broker": "mqtt://127.0.0.1:%d" % mosquitto.port, "extra": ""})
+    replies = "tether/v1/%s/up/event" % device
+
+    def reply(cid):
+        def match(p):
+            d = cbor_decode.loads(p)
+            return isinstance(d, dict) and d.get("reply") == cid
+        return cbor_decode.loads(watcher.wait(replies, match))
+
+    try:
+        run.wait_line("ready")
+        watcher.wait("tether/v1/%s/status" % device, lambda p: p == b"online")
+        watcher.command(device, {"id": 1, "cmd": "ping"})
+        r = reply(1)
+        assert r["ok"] is True and set(r["result"]) == {"t", "synced", "uptime_s"}
+        watcher.command(device, b"\xff\xfe not cbor")
+        watcher.command(device, {"id": 2, "cmd": "self_destruct"})
+        watcher.command(device, {"id": 3, "cmd": "set_interval", "sensor": "power",
+                                 "interval_ms": 5})
+        watcher.command(device, {"id": 4, "cmd": "set_interval", "sensor": "toner",
+                                 "interval_ms": 1000})
+        watcher.command(device, {"id": 5, "cmd": "ping", "extra": True})
+        assert "unknown command 'self_destruct'" in reply(2)["error"]
+        assert "from 100 to 86400000, got 5" in reply(3)["error"]
+        assert "no sensor 'toner'" in reply(4)["error"]
+        assert "unknown argument 'extra'" in reply(5)["error"]
+        garbage = [cbor_decode.loads(p) for p, _ in watcher.on(replies)]
+        assert any(d["reply"] is None and "not CBOR" in d["error"] for d in garbage)
+        watcher.command(device, {"id": "six", "cmd": "set_interval", "sensor": "power",
+                                 "interval_ms": 2000})
+        assert reply("six")["result"] == {"sensor": "power", "interval_ms": 2000}
+        watcher.command(device, {"id": 7, "cmd": "diag"})
+        diag = reply(7)["result"]
+        assert diag["sensors"][0][:2] == ["power", 2000] and diag["rejected"] >= 5
+        before = len(watcher.on("tether/v1/%s/up/batch" % device))
+        watcher.command(device, {"id": 8, "cmd": "flush"})
+        assert reply(8)["ok"] is True
+        watcher.wait("tether/v1/%s/up/batch" % device,
+                     lambda p: len(watcher.on("tether/v1/%s/up/batch" % device)) > before)
+        watcher.command(device, {"id": 9, "cmd": "reboot"})
+        assert reply(9)["result"] == {"rebooting": True}
+        run.wait_line("rebooting")
+        run.wait_line("stopped")
+        assert run.proc.wait(20) == 0
+    finally:
+        run.end()
+        watcher.stop()
