@@ -489,18 +489,7 @@ class Client:
             raise OSError(errno.ENOTCONN, "not connected")
         if not isinstance(payload, bytes):
             payload = bytes(payload)
-        if dup:
-            write = self._mqttc._send_publish
-
-            def write_dup(mid, topic, payload, qos, retain, dup, *rest):
-                return write(mid, topic, payload, qos, retain, True, *rest)
-            self._mqttc._send_publish = write_dup
-            try:
-                info = self._mqttc.publish(topic, payload, qos, retain)
-            finally:
-                del self._mqttc._send_publish
-        else:
-            info = self._mqttc.publish(topic, payload, qos, retain)
+        info = self._mqttc.publish(topic, payload, qos, retain)
         if info.rc == MQTTErrorCode.MQTT_ERR_QUEUE_SIZE:   # its packet id is still in flight
             raise MQTTError(ERR_NO_ID, "no free packet identifier")
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
