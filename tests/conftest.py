@@ -5,6 +5,8 @@ import pytest
 
 from tests.micropython import MicroPython, compile_tree, find_tool
 
+pytest_plugins = ["tests.conftest_broker"]
+
 PORTABLE_DIR = pathlib.Path(__file__).parent / "portable"
 
 
