@@ -97,11 +97,21 @@ class Agent:
             self.running = False
             await sampling
 
-    async def stop(self):
-        """Stops sampling, stores what is in RAM, says offline and disconnects."""
+    async def stop(self, drain_ms=5000):
+        """Stops sampling, stores what is in RAM, gives the uplink up to drain_ms to deliver
+        what waits (while it is connected), then says offline, disconnects and closes the
+        buffer. What is not delivered stays in the buffer for the next start."""
         self.running = False
         self.buffer.cut()
+        waited = 0
+        while (self.uplink.connected and waited < drain_ms
+               and self.buffer.log.unacked + self.events.log.unacked):
+            await asyncio.sleep(0.05)
+            waited += 50
         await self.uplink.stop()
+        # Saves the acknowledged cursor: after a clean stop nothing goes out twice.
+        self.buffer.close()
+        self.events.close()
 
     # -- health and commands ---------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile, demo, read
+from firmware import batchfile, demo, read, run
 
 
 def cmd_check(args):
@@ -33,6 +33,7 @@ def build_parser():
     batchfile.add_commands(sub)
     demo.add_command(sub)
     read.add_command(sub)
+    run.add_command(sub)
     return parser, sub
 
 
