@@ -136,8 +136,8 @@ def test_connect_sends_mqtt_311_clean_session_and_disconnect_is_clean(runner, mo
 
 def test_publish_qos0_and_qos1_arrive_byte_exact_and_each_puback_fires_once(runner, mosquitto):
     topic = "tether/v1/dev-1/up/batch"
-    # QoS 1 remaining lengths 127/128 (one or two length bytes), 16384 (three, and a payload
-    # larger than the send buffer: header and payload are written separately), empty payload.
+    # QoS 1 remaining lengths 127/128 (one or two length bytes), 16384 (three, and a message
+    # larger than max_packet: the send buffer grows to hold it), empty payload.
     over = 2 + len(topic) + 2
     messages = [
         [topic, hexs(b"qos0 hello"), 0, False],
@@ -459,8 +459,8 @@ def test_broker_closing_the_socket_right_after_connack_fires_on_close_with_oserr
 
 def test_concurrent_publishers_never_interleave_packets_even_when_the_socket_is_full(runner):
     # The fake broker does not read for 0.3 s, so the client's socket fills up and writers wait
-    # (drain) while others want to write. 4 tasks x 60 messages of 3000 bytes (more than the
-    # 2048-byte send buffer: header and payload go out as two writes).
+    # (drain) while others want to write. 4 tasks x 60 messages of 3000 bytes (more than
+    # max_packet: the send buffer grows).
     tasks, count, size = 4, 60, 3000
     with FakeBroker(read_delay=0.3) as fake:
         # 128k under MicroPython: each task holds its own 3000-byte payload
@@ -496,6 +496,18 @@ def test_a_broker_that_stops_reading_makes_publish_fail_within_timeout_ms(runner
     assert 0 < r["sent"] < 20000
     assert 400 <= r["stuck_ms"] < 2000
     assert len(r["closes"]) == 1 and r["closes"][0]["errno"] == errno.ETIMEDOUT
+
+
+def test_a_message_larger_than_max_packet_leaves_in_one_write_without_a_nagle_stall(
+        runner, mosquitto):
+    # Header and payload as two writes: Nagle's algorithm holds the payload until mosquitto
+    # ACKs the header, which it delays (~40 ms), for every message: 20 stop-and-wait messages
+    # took 880 ms under MicroPython. In one write they take a few ms.
+    cfg = cfg_for(mosquitto.port, topic="tether/v1/big/up/batch", count=20, size=3000,
+                  max_packet=1024)
+    r = runner.run("heap", cfg, heap="128k")
+    assert r["acks"] == 20
+    assert r["elapsed_ms"] < 400, r["elapsed_ms"]
 
 
 def test_two_subscribes_at_once_each_get_their_suback(runner):
