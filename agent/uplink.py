@@ -38,9 +38,11 @@ class Topics:
 class Uplink:
     def __init__(self, make_client, buffer, events, topics, clock, window=4,
                  backoff_min_ms=1000, backoff_max_ms=300000, schema=None, on_command=None,
-                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None):
+                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None, wall=None):
         """make_client(will) -> a client not yet connected (agent/mqtt.py's interface);
-        buffer: agent.buffer.Buffer; events: agent.events.Events or None; clock: agent.clock's;
+        buffer: agent.buffer.Buffer; events: agent.events.Events or None; clock: the device's
+        (agent.clock), which times health reports; wall: the clock network timeouts are measured
+        on, the real one by default (they differ in the simulator, whose device time runs fast);
         schema: the schema document compact batches need (published retained), or None;
         on_command(payload) -> an awaitable of (reply bytes, then or None), then() being
         called once the reply is published; health(uplink) -> the health message bytes;
@@ -51,6 +53,10 @@ class Uplink:
         self.events = events
         self.topics = topics
         self.clock = clock
+        if wall is None:
+            from agent.clock import SystemClock
+            wall = SystemClock()
+        self.wall = wall
         self.window = window
         self.backoff_min_ms = backoff_min_ms
         self.backoff_max_ms = backoff_max_ms
@@ -165,7 +171,7 @@ class Uplink:
                 break
             wait = health_due - now
             if self.inflight:
-                left = self.progress_at + self.ack_timeout_ms - now
+                left = self.progress_at + self.ack_timeout_ms - self.wall.monotonic()
                 if left <= 0:
                     raise OSError("no PUBACK for %d ms" % self.ack_timeout_ms)
                 wait = min(wait, left)
@@ -186,7 +192,7 @@ class Uplink:
                     return
             seq, data = item
             if not self.inflight:
-                self.progress_at = self.clock.monotonic()
+                self.progress_at = self.wall.monotonic()
             dup = seq <= self.sent[kind]
             pid = await client.publish(self.topics.batch if kind == _BATCH else self.topics.event,
                                        data, 1, False, dup)
@@ -200,7 +206,7 @@ class Uplink:
         if entry is None:
             return  # a status, schema, health or reply message
         kind, seq = entry
-        self.progress_at = self.clock.monotonic()
+        self.progress_at = self.wall.monotonic()
         if kind == _BATCH:
             self.buffer.ack(seq)
         else:

@@ -86,8 +86,9 @@ def uplink(buf, refuse_first=0, window=3):
     class Rng:
         def randint(self, a, b):
             return b
-    up = Uplink(make, buf, None, Topics("tether/v1", "dev"), FakeClock(), window=window,
-                backoff_min_ms=2, backoff_max_ms=16, rng=Rng())
+    clock = FakeClock()
+    up = Uplink(make, buf, None, Topics("tether/v1", "dev"), clock, window=window,
+                backoff_min_ms=2, backoff_max_ms=16, rng=Rng(), wall=clock)
     buf.notify = up.notify
     return up
 
