@@ -238,6 +238,7 @@ class Client:
         self._writer = w
         if _MPY:
             self._sock = w.s
+        _no_delay(w)
         self._send(packet, len(packet))
         if self._pending:
             await self._flush()
@@ -719,3 +720,14 @@ class Client:
                 await self._write(_PINGREQ_PACKET, 2)
         except OSError:
             pass  # the connection is closed already
+
+
+def _no_delay(stream):
+    """TCP_NODELAY where the platform has it: with several PUBLISHes in flight, Nagle's algorithm
+    would hold each small one until the previous one's ACK, which the broker may delay 40 ms."""
+    try:
+        import socket
+        sock = stream.s if _MPY else stream.get_extra_info("socket")
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError, ImportError):
+        pass  # MicroPython's socket module may not have the constants: Nagle stays on

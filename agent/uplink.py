@@ -69,6 +69,7 @@ class Uplink:
         self.rng = rng or random
         self.client = None
         self.inflight = {}       # packet id -> (kind, seq)
+        self.early = []          # PUBACKs that came while their publish() was still running
         self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
         self.wakeup = asyncio.Event()
         self.stopped = asyncio.Event()
@@ -95,11 +96,12 @@ class Uplink:
         """Connects, drains, reconnects, until stop()."""
         failures = 0
         while not self.stopping:
-            client = self.make_client((self.topics.status, OFFLINE, 1, True))
-            client.on_puback = self._puback
-            client.on_message = self._message
-            client.on_close = self._closed
+            client = None
             try:
+                client = self.make_client((self.topics.status, OFFLINE, 1, True))
+                client.on_puback = self._puback
+                client.on_message = self._message
+                client.on_close = self._closed
                 await client.connect()
                 self.client = client
                 self.connects += 1
@@ -131,10 +133,11 @@ class Uplink:
 
     def _drop(self, client):
         self.client = None
-        try:
-            client.close()
-        except Exception:
-            pass
+        if client is not None:
+            try:
+                client.close()
+            except Exception:
+                pass
         self.inflight = {}
         self.buffer.rewind()
         if self.events is not None:
@@ -194,9 +197,14 @@ class Uplink:
             if not self.inflight:
                 self.progress_at = self.wall.monotonic()
             dup = seq <= self.sent[kind]
+            # A PUBACK may come back before publish() returns (a client that yields after
+            # writing): _puback keeps such early ones here until the packet id is known.
+            self.early = []
             pid = await client.publish(self.topics.batch if kind == _BATCH else self.topics.event,
                                        data, 1, False, dup)
             self.inflight[pid] = (kind, seq)
+            if pid in self.early:
+                self._puback(pid)
             if seq > self.sent[kind]:
                 self.sent[kind] = seq
             self.published += 1
@@ -204,7 +212,8 @@ class Uplink:
     def _puback(self, pid):
         entry = self.inflight.pop(pid, None)
         if entry is None:
-            return  # a status, schema, health or reply message
+            self.early.append(pid)  # a status, schema, health or reply message, or too early
+            return
         kind, seq = entry
         self.progress_at = self.wall.monotonic()
         if kind == _BATCH:

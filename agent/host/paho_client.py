@@ -158,6 +158,11 @@ class _Handoff:
     def run(self, host, port, keepalive):    # in the executor thread
         try:
             self.mqttc.connect(host, port, keepalive)
+            # With a window of PUBLISHes in flight, Nagle's algorithm would hold each small one
+            # for the ACK of the last, which the broker may delay by 40 ms.
+            sock = self.mqttc.socket()
+            raw = getattr(sock, "_socket", sock)  # under paho's TLS wrapper, the TCP socket
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except BaseException:
             if self.tls is not None and self.tls.sock is not None:
                 self.tls.sock.close()    # a failed handshake: paho has not kept the socket

@@ -251,3 +251,44 @@ def test_a_broker_that_never_acknowledges_is_left_and_the_batches_go_again():
         await up.stop()
         await task
     run(main())
+
+
+def test_a_puback_that_comes_before_publish_returns_still_acks_its_batch():
+    class EagerClient(FakeClient):
+        async def publish(self, topic, payload, qos=1, retain=False, dup=False):
+            pid = await FakeClient.publish(self, topic, payload, qos, retain, dup)
+            if topic.endswith("/up/batch"):
+                self.on_puback(pid)  # the broker was quicker than our return
+            return pid
+
+    async def main():
+        buf = make_buffer(3)
+        up = uplink(buf)
+        up.make_client = lambda will: EagerClient(will)
+        task = asyncio.create_task(up.run())
+        await settle()
+        assert buf.log.unacked == 0 and buf.log.acked == 2
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_a_client_that_cannot_be_made_is_retried_not_fatal():
+    async def main():
+        buf = make_buffer(1)
+        up = uplink(buf)
+        made = []
+
+        def make(will):
+            made.append(will)
+            if len(made) < 3:
+                raise MemoryError("no room for the client's buffers")
+            return FakeClient(will)
+        up.make_client = make
+        task = asyncio.create_task(up.run())
+        for _ in range(20):
+            await asyncio.sleep(0.005)
+        assert len(made) == 3 and up.connected and "MemoryError" in up.last_error
+        await up.stop()
+        await task
+    run(main())
