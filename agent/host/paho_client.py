@@ -160,9 +160,7 @@ class _Handoff:
             self.mqttc.connect(host, port, keepalive)
             # With a window of PUBLISHes in flight, Nagle's algorithm would hold each small one
             # for the ACK of the last, which the broker may delay by 40 ms.
-            sock = self.mqttc.socket()
-            raw = getattr(sock, "_socket", sock)  # under paho's TLS wrapper, the TCP socket
-            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            _no_delay(self.mqttc.socket())
         except BaseException:
             if self.tls is not None and self.tls.sock is not None:
                 self.tls.sock.close()    # a failed handshake: paho has not kept the socket
@@ -555,3 +553,13 @@ class Client:
     def close(self):
         """Close the connection without DISCONNECT: the broker publishes the will."""
         self._end(None)
+
+
+def _no_delay(sock):
+    """TCP_NODELAY on paho's socket (under a TLS wrapper, on the TCP socket inside); a socket
+    already gone (a refused handshake) is left alone: the connection is failing anyway."""
+    raw = getattr(sock, "_socket", sock)
+    try:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (AttributeError, OSError):
+        pass
