@@ -1,0 +1,185 @@
+"""`tether ingest`: the reference ingest (simulator/ingest.py) on its own, until Ctrl-C.
+
+    tether ingest --broker mqtt://localhost:1883 --db fleet.sqlite
+    tether ingest --broker mqtts://broker.example:8883 --ca ca.pem --username ingest \\
+        --password-env INGEST_PASSWORD --db fleet.sqlite
+
+Also `python -m simulator.ingest ...` with the same options. Several processes with the same
+--group split the fleet between them and may share one --db. See docs/ingest.md.
+"""
+import argparse
+import logging
+import os
+import signal
+import sqlite3
+import sys
+import threading
+import time
+from urllib.parse import unquote, urlsplit
+
+
+def parse_broker(url):
+    """(host, port, tls, username, password) from mqtt://[user[:password]@]host[:port] or
+    mqtts://...; ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError("expected a broker URL like mqtt://host:1883 or mqtts://host:8883, "
+                         "not %r" % url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a broker URL has no path or query: %r" % url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port in %r is not a number from 1 to 65535" % url)
+    tls = parts.scheme == "mqtts"
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
+
+
+def add_arguments(p):
+    p.add_argument("--broker", required=True, metavar="URL",
+                   help="mqtt://host[:port] or mqtts://host[:port] (TLS, verified)")
+    p.add_argument("--db", required=True, metavar="FILE.sqlite",
+                   help="the SQLite file (created when missing; processes may share it)")
+    p.add_argument("--group", default="tether-ingest",
+                   help="shared subscription group: processes of one group split the fleet "
+                        "(default: %(default)s)")
+    p.add_argument("--prefix", default="tether/v1", help="topic prefix (default: %(default)s)")
+    p.add_argument("--username", help="broker user name")
+    p.add_argument("--password", help="broker password (visible to `ps`: prefer --password-env)")
+    p.add_argument("--password-env", metavar="VAR",
+                   help="read the broker password from this environment variable")
+    p.add_argument("--ca", metavar="FILE", help="CA certificate(s) for mqtts:// (default: the "
+                                                "system's)")
+    p.add_argument("--cert", metavar="FILE", help="client certificate, for mutual TLS")
+    p.add_argument("--key", metavar="FILE", help="client certificate's key")
+    p.add_argument("--client-id", metavar="ID",
+                   help="MQTT client id (default: fixed per process slot, so that a restarted "
+                        "ingest resumes its session)")
+    p.add_argument("--clean-session", action="store_true",
+                   help="no persistent session: nothing is queued for this process while it is "
+                        "down")
+    p.add_argument("--hold", type=float, default=60.0, metavar="SECONDS",
+                   help="how long a compact batch waits for its schema before it is counted as "
+                        "undecodable (default: %(default)s)")
+    p.add_argument("--ack-on-receipt", action="store_true",
+                   help="acknowledge each message as it arrives, not once it is stored: no "
+                        "backlog on the broker (whose queue per client is bounded), but what is "
+                        "not yet stored is lost if this process dies")
+    p.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
+                   help="progress line interval (default: %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def add_command(sub):
+    p = sub.add_parser("ingest", help="the reference ingest: batches, events and health from the "
+                                      "broker into SQLite, until Ctrl-C")
+    add_arguments(p)
+    p.set_defaults(func=main)
+    return p
+
+
+def _fleet_devices(db_path):
+    try:
+        db = sqlite3.connect(db_path, timeout=5)
+        try:
+            return db.execute("SELECT count(*) FROM devices").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return -1
+
+
+def _line(stats, devices, rate=None):
+    return ("%d messages%s, %d batches, %d readings, %d duplicates, %d malformed, %d held, "
+            "%d devices in the file" % (
+                stats["messages"], " (%.0f/s)" % rate if rate is not None else "",
+                stats["batches"], stats["readings"], stats["duplicates"], stats["malformed"],
+                stats["held"], devices))
+
+
+def main(args, out=sys.stdout, err=sys.stderr):
+    from simulator.ingest import Ingest, totals
+
+    try:
+        host, port, tls, user, password = parse_broker(args.broker)
+    except ValueError as exc:
+        err.write("tether ingest: %s\n" % exc)
+        return 2
+    user = args.username if args.username is not None else user
+    if args.password_env:
+        if args.password_env not in os.environ:
+            err.write("tether ingest: the environment variable %s is not set\n" % args.password_env)
+            return 2
+        password = os.environ[args.password_env]
+    elif args.password is not None:
+        password = args.password
+    if (args.ca or args.cert or args.key) and not tls:
+        err.write("tether ingest: --ca, --cert and --key need an mqtts:// broker\n")
+        return 2
+    if bool(args.cert) != bool(args.key):
+        err.write("tether ingest: --cert and --key go together\n")
+        return 2
+    tls_option = None
+    if tls:
+        tls_option = {"ca": args.ca, "cert": args.cert, "key": args.key} if (
+            args.ca or args.cert) else True
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, stream=err,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ingest = Ingest(host, port, args.db, group=args.group, prefix=args.prefix,
+                    client_id=args.client_id, username=user, password=password, tls=tls_option,
+                    persistent=not args.clean_session, hold_timeout=args.hold,
+                    ack_after_store=not args.ack_on_receipt)
+    stopping = threading.Event()
+    previous = {}
+
+    def on_signal(signum, frame):
+        stopping.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, on_signal)
+        except ValueError:  # not the main thread (embedded): Ctrl-C is the caller's business
+            pass
+    try:
+        try:
+            ingest.start()
+        except (RuntimeError, OSError, sqlite3.Error) as exc:
+            err.write("tether ingest: %s\n" % exc)
+            return 1
+        out.write("ingest %s: %s:%d%s, group %s, prefix %s, into %s (Ctrl-C stops)\n" % (
+            ingest.client_id, host, port, " (TLS)" if tls else "", args.group, args.prefix,
+            args.db))
+        out.flush()
+        last, last_t = 0, time.monotonic()
+        while not stopping.wait(args.every):
+            if args.quiet:
+                continue
+            s = ingest.stats()
+            now = time.monotonic()
+            rate = (s["messages"] - last) / max(now - last_t, 1e-6)
+            last, last_t = s["messages"], now
+            out.write("ingest: %s\n" % _line(s, _fleet_devices(args.db), rate))
+            out.flush()
+        ingest.stop()
+        s = ingest.stats()
+        t = totals(args.db)
+        out.write("stopped: %s; in the file: %d batches, %d readings, %d missing in gaps, "
+                  "%d malformed\n" % (_line(s, t["devices"]), t["batches"], t["readings"],
+                                      t["missing"], t["malformed"]))
+        out.flush()
+        return 0
+    finally:
+        ingest.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def standalone(argv=None):
+    """`python -m simulator.ingest`: the same options as `tether ingest`."""
+    p = argparse.ArgumentParser(prog="python -m simulator.ingest",
+                                description="The Tether reference ingest, until Ctrl-C.")
+    add_arguments(p)
+    return main(p.parse_args(argv))
