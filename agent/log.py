@@ -96,8 +96,9 @@ class Log:
         self.seq_floor = -1    # highest sequence number in a dead segment
         self.last_seq = -1
         self.unacked = 0       # batches waiting for an ack
+        self.unacked_readings = 0  # the readings in them
         self.discarded = 0     # bytes of torn or corrupt records found at open
-        self.inflight = []     # [seq, segment number, end offset, acked, bytes] in send order
+        self.inflight = []     # [seq, segment number, end offset, acked, bytes, readings]
         self.ack_pos = None    # (segment number, offset) of the first unacked record
         self.send_pos = None
         self._acked_unsaved = 0  # bytes of batches acked since the state was last saved
@@ -175,6 +176,7 @@ class Log:
                 self.last_seq = seq
             if seq > self.acked:
                 self.unacked += 1
+                self.unacked_readings += count_of(payload)
             if replay is not None:
                 replay(seq, count_of(payload))
         if good < seg.size:
@@ -205,6 +207,7 @@ class Log:
         seg.last_seq = seq
         self.last_seq = seq
         self.unacked += 1
+        self.unacked_readings += count
 
     def sync(self):
         self.store.sync()
@@ -221,6 +224,7 @@ class Log:
                     if seq not in acked:
                         self.dropped += count_of(payload)
                     self.unacked -= 1
+                    self.unacked_readings -= count_of(payload)
         self._kill(seg)
         self.inflight = [f for f in self.inflight if f[1] != seg.number]
         nxt = (seg.number + 1, 0)
@@ -262,7 +266,7 @@ class Log:
             return None
         seq, payload, end = found
         self.send_pos = end
-        self.inflight.append([seq, end[0], end[1], False, len(payload)])
+        self.inflight.append([seq, end[0], end[1], False, len(payload), count_of(payload)])
         return seq, payload[2:]
 
     def ack(self, seq):
@@ -278,6 +282,7 @@ class Log:
             self.acked = f[0]
             self.ack_pos = (f[1], f[2])
             self.unacked -= 1
+            self.unacked_readings -= f[5]
             self._acked_unsaved += f[4]
         # Segments wholly before the first unacked batch are done with.
         while len(self.segments) > 1 and self.segments[0].number < self.ack_pos[0]:

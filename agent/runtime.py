@@ -60,6 +60,7 @@ class Agent:
         self.buffer.notify = self.uplink.notify
         self.events.notify = self.uplink.notify
         self.running = False
+        self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world
 
     def _client_maker(self, client_class, u, tls_tmpdir):
         ctx = None
@@ -82,11 +83,18 @@ class Agent:
         return discarded
 
     async def sample(self):
-        """The sampler's task: reads what is due, then sleeps until the next sensor is."""
+        """The sampler's task: reads what is due, then sleeps until the next sensor is (on the
+        clock's own sleep when it has one: the simulator's device time runs fast)."""
+        sleep = getattr(self.clock, "sleep", None)
         while self.running:
+            if self.on_tick is not None:
+                self.on_tick(self.clock.now()[0])
             wait = self.sampler.step()
             self.buffer.poll(self.clock.now()[0])
-            await asyncio.sleep(min(wait, 1000) / 1000)
+            if sleep is not None:
+                await sleep(wait)
+            else:
+                await asyncio.sleep(min(wait, 1000) / 1000)
 
     async def run(self):
         self.running = True
