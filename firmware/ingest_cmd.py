@@ -45,6 +45,9 @@ def add_arguments(p):
     p.add_argument("--group", default="tether-ingest",
                    help="shared subscription group: processes of one group split the fleet "
                         "(default: %(default)s)")
+    p.add_argument("--no-share", action="store_true",
+                   help="plain subscriptions instead of a shared one (a broker without $share/; "
+                        "then run only one process)")
     p.add_argument("--prefix", default="tether/v1", help="topic prefix (default: %(default)s)")
     p.add_argument("--username", help="broker user name")
     p.add_argument("--password", help="broker password (visible to `ps`: prefer --password-env)")
@@ -128,7 +131,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=err,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ingest = Ingest(host, port, args.db, group=args.group, prefix=args.prefix,
+    ingest = Ingest(host, port, args.db, group=None if args.no_share else args.group,
+                    prefix=args.prefix,
                     client_id=args.client_id, username=user, password=password, tls=tls_option,
                     persistent=not args.clean_session, hold_timeout=args.hold,
                     ack_after_store=not args.ack_on_receipt)
@@ -149,8 +153,9 @@ def main(args, out=sys.stdout, err=sys.stderr):
         except (RuntimeError, OSError, sqlite3.Error) as exc:
             err.write("tether ingest: %s\n" % exc)
             return 1
-        out.write("ingest %s: %s:%d%s, group %s, prefix %s, into %s (Ctrl-C stops)\n" % (
-            ingest.client_id, host, port, " (TLS)" if tls else "", args.group, args.prefix,
+        out.write("ingest %s: %s:%d%s, %s, prefix %s, into %s (Ctrl-C stops)\n" % (
+            ingest.client_id, host, port, " (TLS)" if tls else "",
+            "no shared subscription" if args.no_share else "group " + args.group, args.prefix,
             args.db))
         out.flush()
         last, last_t = 0, time.monotonic()

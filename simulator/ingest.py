@@ -318,7 +318,8 @@ class _Slot:
     def __init__(self, db_path, group):
         self.file = None
         host = socket.gethostname().split(".")[0][:24] or "host"
-        where = hashlib.sha1(("%s|%s" % (os.path.abspath(db_path), group)).encode()).hexdigest()[:6]
+        where = hashlib.sha1(("%s|%s" % (os.path.abspath(db_path), group)).encode()
+                             ).hexdigest()[:6]
         base = "tether-ingest-%s-%s" % (host, where)
         try:
             import fcntl
@@ -355,7 +356,8 @@ class Ingest:
     tls: None (plain MQTT), True (the system's CAs), an ssl.SSLContext, or a dict with `ca` and
     optionally `cert`/`key` (mutual TLS). client_id: None takes a fixed id per process slot
     (see _Slot); persistent=False asks for a clean session instead of a persistent one.
-    ack_after_store=False acknowledges each message as it arrives instead of after its COMMIT:
+    group=None subscribes without a shared subscription (one process only, for a broker that
+    has none). ack_after_store=False acknowledges each message as it arrives instead of after its COMMIT:
     the broker then never holds a backlog for this process (Mosquitto drops messages past
     `max_queued_messages`, 1000 by default, for a client that falls behind), but what has
     arrived and is not yet stored is lost if the process dies.
@@ -365,7 +367,7 @@ class Ingest:
                  prefix="tether/v1", client_id=None, username=None, password=None, tls=None,
                  persistent=True, keepalive=30, max_held=5000, hold_timeout=60.0,
                  group_size=500, ack_after_store=True):
-        if not group or any(c in group for c in "/+#"):
+        if group is not None and (not group or any(c in group for c in "/+#")):
             raise ValueError("a shared subscription group is a non-empty name without / + #")
         if not prefix.strip("/") or any(c in prefix for c in "+#"):
             raise ValueError("a topic prefix is a non-empty topic without wildcards")
@@ -384,7 +386,8 @@ class Ingest:
         self.hold_timeout = hold_timeout
         self.group_size = group_size
         self.ack_after_store = ack_after_store
-        self.topics = (["$share/%s/%s/+/up/%s" % (group, self.prefix, k) for k in SHARED]
+        share = "$share/%s/" % group if group is not None else ""  # None: a broker without them
+        self.topics = (["%s%s/+/up/%s" % (share, self.prefix, k) for k in SHARED]
                        + ["%s/+/%s" % (self.prefix, k) for k in EVERYONE])
         self._q = queue.Queue()
         self._lock = threading.Lock()

@@ -486,3 +486,14 @@ def test_the_ingest_reconnects_after_a_broker_restart(profiles, two_hours, mosqu
         publish.close()
     s = summary(i.db_path)["p7"]
     assert (s["batches"], s["readings"], s["gaps"]) == (12, 5040, [])
+
+
+def test_without_a_shared_subscription_for_brokers_that_have_none(profiles, two_hours, publish,
+                                                                  ingest):
+    schema, batches = encode(profiles["reference-printer"], two_hours, "p8")
+    i = ingest(group=None)
+    assert i.topics[0] == PREFIX + "/+/up/batch"
+    publish.schema("p8", schema)
+    publish.batches("p8", batches)
+    assert i.wait_idle(20)
+    assert summary(i.db_path)["p8"]["readings"] == 5040
