@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile, demo, read, run
+from firmware import batchfile, demo, ingest_cmd, read, run, simulate_cmd
 
 
 def cmd_check(args):
@@ -34,6 +34,8 @@ def build_parser():
     demo.add_command(sub)
     read.add_command(sub)
     run.add_command(sub)
+    ingest_cmd.add_command(sub)
+    simulate_cmd.add_command(sub)
     return parser, sub
 
 

@@ -1,0 +1,97 @@
+"""`tether simulate`: a fleet of virtual appliances through the real agent, a broker and the
+reference ingest, on accelerated device time; ends with a report of where every reading went."""
+import asyncio
+import json
+import os
+import sys
+
+from firmware.profile.units import parse_duration
+
+DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
+
+
+def parse_speed(text):
+    if text == "max":
+        return None
+    value = text[:-1] if text.endswith("x") else text
+    try:
+        speed = float(value)
+    except ValueError:
+        speed = 0
+    if speed <= 0:
+        raise ValueError("--speed: expected a factor like '3600x' or 'max', got %r" % text)
+    return speed
+
+
+def main(args, out=sys.stdout, err=sys.stderr):
+    from simulator import faults
+    from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
+    from simulator.progress import Progress
+    from simulator.report import text
+    try:
+        duration = parse_duration(args.duration)
+        if duration is None:
+            raise ValueError("--duration: expected a duration like '2d', got %r" % args.duration)
+        speed = parse_speed(args.speed)
+        spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
+        lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
+    except (ValueError, OSError, FleetError) as exc:
+        err.write("tether simulate: %s\n" % exc)
+        return 2
+    workdir = os.path.abspath(args.workdir)
+    _fresh(workdir)
+    fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
+                  progress=Progress(out))
+    out.write("simulating %d devices for %s of device time%s, faults: %s\n" % (
+        sum(n for _, n, _ in lines), args.duration,
+        " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
+        args.faults if args.faults is not None else DEFAULT_FAULTS))
+    out.flush()
+    report = asyncio.run(fleet.run())
+    report_path = args.report or os.path.join(workdir, "report.json")
+    with open(report_path, "w") as f:
+        json.dump(report, f, indent=1)
+    out.write("\n" + text(report) + "\n\n")
+    if args.plots:
+        from simulator.plots import write_plots
+        for path in write_plots(fleet.db_path, report, args.plots):
+            out.write("plot: %s\n" % path)
+    out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
+              "report: %s\n"
+              "look:   sqlite3 %s \"select device, count(*) from readings group by device\"\n"
+              % (fleet.db_path, report_path, fleet.db_path))
+    return 1 if report["fleet"]["lost"] else 0
+
+
+def _fresh(workdir):
+    """A new run starts from empty buffers and an empty database: removes what an earlier run
+    left in workdir (only what a run writes there)."""
+    import glob
+    import shutil
+    shutil.rmtree(os.path.join(workdir, "devices"), ignore_errors=True)
+    for path in glob.glob(os.path.join(workdir, "fleet.sqlite*")):
+        os.remove(path)
+
+
+def add_command(sub):
+    p = sub.add_parser("simulate", help="run a fleet of virtual appliances through the real "
+                                        "agent, a broker and the reference ingest")
+    p.add_argument("--fleet", metavar="FLEET.yaml", help="which profiles, how many, their ids "
+                                                         "(default: examples/fleet.yaml)")
+    p.add_argument("--devices", type=int, metavar="N", help="scale the fleet to N devices")
+    p.add_argument("--duration", default="2d", help="device time to simulate (default 2d)")
+    p.add_argument("--speed", default="6000x", help="device time per wall time, or max "
+                                                    "(default 6000x)")
+    p.add_argument("--broker", metavar="mqtt://HOST:PORT",
+                   help="a broker to use instead of the embedded one")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--faults", metavar="SPEC", help="what goes wrong (default: %s; '' for "
+                                                    "none; see simulator/faults.py)"
+                                                    % DEFAULT_FAULTS)
+    p.add_argument("--report", metavar="report.json", help="where to write the report")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots there")
+    p.add_argument("--workdir", default="tether-sim", metavar="DIR",
+                   help="the devices' buffers and the database (default tether-sim)")
+    p.add_argument("--client", choices=("mqtt", "paho"), default="mqtt",
+                   help="the devices' MQTT client: the board's (default) or paho")
+    p.set_defaults(func=main)

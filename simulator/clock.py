@@ -1,0 +1,102 @@
+"""Device time for a whole simulated fleet, running faster than the wall clock.
+
+Every device's agent reads this clock (agent.clock's interface: monotonic(), now(), synced) and
+sleeps on it (`await clock.sleep(ms)`, device milliseconds). The fleet clock keeps one heap of
+wake-up times and moves device time from one to the next, at `speed` times the wall clock, or as
+fast as the fleet keeps up when speed is None ("max"). Networking stays on wall time: an MQTT
+round trip takes what it takes, which is what makes a fast simulation honest about backlogs.
+"""
+import asyncio
+import heapq
+import itertools
+
+MAX_STEP_MS = 1000
+
+
+class FleetClock:
+    def __init__(self, start_unix_ms, speed=3600.0):
+        self.start_unix_ms = start_unix_ms
+        self.speed = speed
+        self.t = 0                 # device ms since the start
+        self._heap = []            # (t, n, future)
+        self._n = itertools.count()
+        self._wall0 = None
+        self._t0 = 0
+        self.lag_ms = 0            # how far device time fell behind its schedule (max)
+        self.finished = False
+
+    def device(self, skew_ms=0):
+        """A clock for one device (agent.clock's interface)."""
+        return DeviceClock(self, skew_ms)
+
+    def sleep_until(self, t):
+        future = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._heap, (t, next(self._n), future))
+        return future
+
+    async def run(self, until_ms, tick=None):
+        """Moves device time to until_ms, waking sleepers on the way; tick(t) after each step.
+
+        The wall-clock pace: device time t is due at wall0 + t / speed. When the fleet is late
+        (its work takes longer than the pace allows) device time waits for it rather than
+        skipping, and the lag is recorded."""
+        loop = asyncio.get_running_loop()
+        self._wall0 = loop.time()
+        self._t0 = self.t
+        await asyncio.sleep(0)  # devices just started put their first sleep in the heap
+        while self.t < until_ms:
+            # With nobody asleep on the clock (a device booting again after a power cut has not
+            # gone to sleep yet), time moves in small steps, never past a wake-up to come.
+            target = self._heap[0][0] if self._heap else self.t + MAX_STEP_MS
+            target = min(max(target, self.t), self.t + MAX_STEP_MS if not self._heap else target,
+                         until_ms)
+            if self.speed:
+                due = self._wall0 + (target - self._t0) / 1000.0 / self.speed
+                delay = due - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    self.lag_ms = max(self.lag_ms, int(-delay * 1000 * self.speed))
+                    await asyncio.sleep(0)
+            else:
+                await asyncio.sleep(0)  # let the network have its turn
+            self.t = target
+            while self._heap and self._heap[0][0] <= self.t:
+                _, _, future = heapq.heappop(self._heap)
+                if not future.done():
+                    future.set_result(None)
+            if tick is not None:
+                tick(self.t)
+            await asyncio.sleep(0)  # the woken devices sample before time moves on
+
+    def finish(self):
+        """The run is over: every sleeper wakes, and sleeps return at once from now on."""
+        self.finished = True
+        while self._heap:
+            _, _, future = heapq.heappop(self._heap)
+            if not future.done():
+                future.set_result(None)
+
+    def now_unix_ms(self):
+        return self.start_unix_ms + self.t
+
+
+class DeviceClock:
+    """One device's view: synced Unix time (plus a skew), and sleeps in device time."""
+
+    def __init__(self, fleet, skew_ms=0):
+        self.fleet = fleet
+        self.skew_ms = skew_ms
+        self.synced = True
+
+    def monotonic(self):
+        return self.fleet.t
+
+    def now(self):
+        return self.fleet.start_unix_ms + self.fleet.t + self.skew_ms, True
+
+    async def sleep(self, ms):
+        if self.fleet.finished:
+            await asyncio.sleep(0)
+            return
+        await self.fleet.sleep_until(self.fleet.t + max(ms, 1))

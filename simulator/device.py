@@ -1,0 +1,170 @@
+"""One simulated appliance: the real agent (agent/runtime.py) on virtual chips (hal/sim) driven by
+an appliance model (simulator/models), on the fleet's device time, with its buffer in files.
+
+Faults reach it where a real device meets them: its network link (`link.up`, latency and
+bandwidth in front of its MQTT client), its power (power_cut(): the process dies, the files
+stay; the next boot reopens them) and its sensors (through the platform's virtual chips).
+"""
+import asyncio
+import copy
+import errno
+
+from agent.runtime import Agent
+from agent.store import FileStore
+from hal.sim.platform import SimPlatform
+
+
+class Link:
+    """The device's network: up or down, with a latency and a bandwidth (None: unlimited)."""
+
+    def __init__(self):
+        self.up = True
+        self.latency_ms = 0
+        self.bits_per_s = None
+        self.bytes_up = 0         # what the device sent in PUBLISH packets, MQTT framing included
+        self.messages = 0
+
+
+def link_client(base, link):
+    """The agent's client class behind `link`: connects fail while it is down, and each
+    publish waits for the link's latency and bandwidth (wall time) before it goes."""
+
+    class LinkClient(base):
+        async def connect(self):
+            if not link.up:
+                raise OSError(errno.ENETUNREACH, "network down")
+            await super().connect()
+
+        async def publish(self, topic, payload, qos=1, retain=False, dup=False):
+            if not link.up:
+                self.close()
+                raise OSError(errno.ENETUNREACH, "network down")
+            size = len(payload) + 5 + len(topic) + (2 if qos else 0)
+            if link.latency_ms or link.bits_per_s:
+                delay = link.latency_ms / 1000.0
+                if link.bits_per_s:
+                    delay += size * 8.0 / link.bits_per_s
+                await asyncio.sleep(delay)
+            link.bytes_up += size
+            link.messages += 1
+            return await super().publish(topic, payload, qos, retain, dup)
+
+    return LinkClient
+
+
+class SimDevice:
+    def __init__(self, fleet, profile, device_id, model, folder, client_class, host, port,
+                 seed):
+        p = copy.deepcopy(profile)
+        p["device"]["id"] = device_id
+        u = p["uplink"]
+        u.update({"host": host, "port": port, "tls": False, "client_id": device_id})
+        for key in ("ca", "cert", "key", "username", "password"):
+            u.pop(key, None)
+        u["health_ms"] = max(u["health_ms"], fleet.health_ms)
+        p["buffer"]["storage"] = "flash"
+        p["buffer"]["path"] = str(folder)
+        self.profile = p
+        self.device_id = device_id
+        self.fleet = fleet
+        self.model = model
+        self.folder = folder
+        self.platform = SimPlatform(p, seed)
+        self.link = Link()
+        self.client_class = link_client(client_class, self.link)
+        self.clock = fleet.clock.device()
+        self.agent = None
+        self.task = None
+        self.boots = 0
+        # Ground truth across boots.
+        self.buffered_before = 0   # readings buffered by earlier boots
+        self.cut_losses = 0        # readings that were only in RAM when the power went
+        self.power_cuts = 0
+        self.outage_ms = 0
+        self.outage_started = 0
+        self.backlog_max = 0
+
+    def _boot(self):
+        self.agent = Agent(self.profile, self.platform, self.clock, self.client_class,
+                           store=FileStore(str(self.folder)),
+                           events_store=FileStore(str(self.folder) + "/events"),
+                           device_id=self.device_id)
+        platform = self.platform
+        advance = self.model.advance
+        self.agent.on_tick = lambda t: advance(t, platform)
+        self.agent.open()
+        self.boots += 1
+        self.task = asyncio.get_running_loop().create_task(self.agent.run())
+
+    def start(self):
+        self._boot()
+
+    @property
+    def buffered(self):
+        """Readings that reached this device's buffer, over all its boots: the ground truth."""
+        now = sum(c.readings for c in self.agent.sampler.channels) if self.agent else 0
+        return self.buffered_before + now
+
+    @property
+    def backlog(self):
+        return self.agent.buffer.log.unacked if self.agent else 0
+
+    @property
+    def online(self):
+        return self.agent is not None and self.agent.uplink.connected
+
+    def note_backlog(self):
+        b = self.backlog
+        if b > self.backlog_max:
+            self.backlog_max = b
+
+    def power_cut(self):
+        """The power goes: the agent dies where it stands (the broker sees its connection drop
+        and publishes its will), what was only in RAM is gone, and it boots again on its files."""
+        agent = self.agent
+        buf = agent.buffer
+        self.cut_losses += buf.n - buf.flushed
+        self.buffered_before += sum(c.readings for c in agent.sampler.channels)
+        self.power_cuts += 1
+        agent.running = False
+        agent.uplink.stopping = True
+        self.task.cancel()
+        client = agent.uplink.client
+        if client is not None:
+            client.close()
+        for store in (buf.store, agent.events.log.store):
+            _abandon(store)
+        # The old sampling task ends at its next wake-up without sampling (running is False);
+        # the new boot owns the files from now on.
+        self._boot()
+
+    async def stop(self):
+        """The end of the run: what is in RAM becomes batches, and the device gets up to the
+        fleet's drain time to deliver them (reconnecting first if an outage just ended)."""
+        agent = self.agent
+        agent.running = False
+        agent.buffer.cut()
+        waited = 0
+        while agent.buffer.log.unacked + agent.events.log.unacked and waited < self.fleet.drain_ms:
+            await asyncio.sleep(0.05)
+            waited += 50
+        await agent.stop(0)
+        try:
+            await self.task
+        except (asyncio.CancelledError, Exception):
+            pass
+
+
+def _abandon(store):
+    """Drops a store's open files without writing what Python still buffers for them: after a
+    power cut nothing more reaches the disk."""
+    for f in list(getattr(store, "_out", {}).values()):
+        try:
+            f.detach().close()
+        except (OSError, ValueError):
+            pass
+    store._out = {}
+    if getattr(store, "_in", None) is not None:
+        store._in.close()
+        store._in = None
+        store._in_name = None

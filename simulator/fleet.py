@@ -1,0 +1,248 @@
+"""A fleet of simulated appliances on one laptop: the devices (simulator/device.py), their broker,
+the reference ingest, the faults, and the report at the end.
+
+A fleet file says which profiles, how many of each, and their ids:
+
+    devices:
+      - {profile: examples/printer.yaml, count: 4, id: "printer-{n:04d}"}
+      - {profile: examples/pill-bottle.yaml, count: 4}
+
+`{n}` is the device's number within its line (from 1); the default id is the profile's device id
+with `{uid}` replaced by the number. Paths are relative to the fleet file.
+"""
+import asyncio
+import os
+import random
+import time
+
+import yaml
+
+from firmware.profile.compile import compile as compile_profile
+from simulator import faults as faults_mod
+from simulator.clock import FleetClock
+from simulator.device import SimDevice
+
+DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                             "examples", "fleet.yaml")
+BACKOFF_MAX_MS = 2000  # wall time: an outage's end is noticed quickly even when time runs fast
+
+
+class FleetError(ValueError):
+    pass
+
+
+def load_fleet(path, devices=None):
+    """[(compiled profile, count, id template)] from a fleet file; `devices` rescales the counts
+    to that total (each line keeps at least one device)."""
+    with open(path) as f:
+        doc = yaml.safe_load(f)
+    if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
+        raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
+    base = os.path.dirname(os.path.abspath(path))
+    lines = []
+    for i, entry in enumerate(doc["devices"]):
+        if not isinstance(entry, dict) or "profile" not in entry:
+            raise FleetError("%s: devices[%d]: expected {profile, count, id}" % (path, i))
+        unknown = set(entry) - {"profile", "count", "id"}
+        if unknown:
+            raise FleetError("%s: devices[%d]: unknown key %s" % (path, i, sorted(unknown)[0]))
+        count = entry.get("count", 1)
+        if not isinstance(count, int) or count < 1:
+            raise FleetError("%s: devices[%d].count: expected a whole number >= 1" % (path, i))
+        profile, errors = compile_profile(os.path.join(base, entry["profile"]))
+        if errors:
+            raise FleetError("\n".join(errors))
+        template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
+        if "{n" not in template:
+            template += "-{n:04d}"
+        lines.append([profile, count, template])
+    if devices is not None:
+        total = sum(line[1] for line in lines)
+        for line in lines:
+            line[1] = max(1, round(line[1] * devices / total))
+        while sum(line[1] for line in lines) > devices and any(l[1] > 1 for l in lines):
+            max(lines, key=lambda l: l[1])[1] -= 1
+    return [tuple(line) for line in lines]
+
+
+class Fleet:
+    def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
+                 faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
+                 drain_ms=20000, progress=None):
+        self.lines = lines
+        self.workdir = workdir
+        self.duration_ms = duration_ms
+        self.seed = seed
+        self.faults = faults
+        self.broker_url = broker_url
+        self.client = client
+        self.clock = FleetClock(start_unix_ms, speed)
+        self.health_ms = health_ms
+        self.drain_ms = drain_ms
+        self.progress = progress
+        self.devices = []
+        self.broker = None
+        self.ingest = None
+        self.restarts = 0
+        self.db_path = os.path.join(workdir, "fleet.sqlite")
+        self.started_wall = None
+        self.ended_wall = None
+
+    # -- setting up -------------------------------------------------------------------------------
+
+    async def _start_broker(self):
+        if self.broker_url:
+            host, port = _host_port(self.broker_url)
+            return host, port
+        from simulator.broker import EmbeddedBroker
+        self.broker = EmbeddedBroker()
+        await self.broker.start()
+        return "127.0.0.1", self.broker.port
+
+    def _client_class(self):
+        if self.client == "paho":
+            from agent.host.paho_client import Client
+        else:
+            from agent.mqtt import Client
+        return Client
+
+    def _make_devices(self, host, port):
+        from simulator.models import model_for
+        rnd = random.Random(self.seed)
+        base = self.client_class = self._client_class()
+        for profile, count, template in self.lines:
+            profile = dict(profile)
+            profile["uplink"] = dict(profile["uplink"])
+            u = profile["uplink"]
+            u["backoff_max_ms"] = min(u["backoff_max_ms"], BACKOFF_MAX_MS)
+            u["backoff_min_ms"] = min(u["backoff_min_ms"], BACKOFF_MAX_MS // 4)
+            cls = model_for(profile)
+            for n in range(1, count + 1):
+                device_id = template.format(n=n)
+                seed = rnd.randrange(1 << 30)
+                model = cls(profile, random.Random(seed), self.clock.start_unix_ms, n - 1)
+                folder = os.path.join(self.workdir, "devices", device_id)
+                os.makedirs(folder, exist_ok=True)
+                self.devices.append(SimDevice(self, profile, device_id, model, folder, base,
+                                              host, port, seed))
+
+    # -- running ------------------------------------------------------------------------------------
+
+    async def run(self):
+        """The whole simulation; returns the report (simulator/report.py)."""
+        from simulator.ingest import Ingest
+        from simulator.report import build
+        os.makedirs(self.workdir, exist_ok=True)
+        host, port = await self._start_broker()
+        # A group of this run's own, without a persistent session: a shared subscription on a
+        # broker that outlives the run (--broker) would otherwise go on handing a share of the
+        # batches to the sessions of earlier runs' ingests.
+        self.ingest = Ingest(host, port, self.db_path, group="tether-sim-%d" % os.getpid(),
+                             persistent=False)
+        await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
+        self._make_devices(host, port)
+        schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
+                                       self.duration_ms, self.seed)
+        for action, i, (latency, bandwidth) in schedule.static:
+            self.devices[i].link.latency_ms = latency
+            self.devices[i].link.bits_per_s = bandwidth
+        self.started_wall = time.time()
+        for k, d in enumerate(self.devices):
+            d.start()
+            if k % 50 == 49:
+                await asyncio.sleep(0.05)  # no thundering herd of connects
+        pending = []
+        last_shown = [0.0]
+
+        def tick(t):
+            for at, action, i, details in schedule.due(t):
+                pending.append(self._apply(action, i, details, at))
+            if self.progress is not None and time.time() - last_shown[0] >= 0.5:
+                last_shown[0] = time.time()
+                for d in self.devices:
+                    d.note_backlog()
+                self.progress.update(self.snapshot())
+
+        await self.clock.run(self.duration_ms, tick)
+        for d in self.devices:
+            if not d.link.up:
+                d.link.up = True
+                d.outage_ms += self.duration_ms - d.outage_started
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="delivering the backlog"))
+        await asyncio.gather(*[p for p in pending if p is not None])
+        for d in self.devices:
+            d.agent.running = False  # no more sampling: device time has ended
+        self.clock.finish()
+        await asyncio.gather(*[d.stop() for d in self.devices])
+        await asyncio.get_running_loop().run_in_executor(None, self.ingest.wait_idle, 10)
+        self.ended_wall = time.time()
+        self.ingest.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+        report = build(self)
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="done"))
+            self.progress.close()
+        return report
+
+    def _apply(self, action, i, details, at):
+        """Carries out one fault action; returns an awaitable for the slow ones, or None."""
+        if action == "restart":
+            if self.broker is None:
+                return None
+            self.restarts += 1
+            return self._restart_broker()
+        d = self.devices[i]
+        if action == "down":
+            if d.link.up:
+                d.link.up = False
+                d.outage_started = at
+                client = d.agent.uplink.client
+                if client is not None:
+                    client.close()
+        elif action == "up":
+            if not d.link.up:
+                d.link.up = True
+                d.outage_ms += at - d.outage_started
+        elif action == "cut":
+            d.power_cut()
+        elif action == "sensor":
+            d.platform.fault(*details)
+        elif action == "sensor_ok":
+            d.platform.clear(details[0])
+        return None
+
+    async def _restart_broker(self):
+        await self.broker.stop()
+        await self.broker.start()
+
+    def snapshot(self, phase="running"):
+        """What the progress display shows."""
+        stats = self.ingest.stats() if self.ingest else {}
+        return {
+            "phase": phase,
+            "device_time_ms": self.clock.t,
+            "duration_ms": self.duration_ms,
+            "wall_s": time.time() - (self.started_wall or time.time()),
+            "devices": len(self.devices),
+            "online": sum(1 for d in self.devices if d.online),
+            "generated": sum(d.buffered for d in self.devices),
+            "delivered": stats.get("readings", 0),
+            "backlog": sum(d.backlog for d in self.devices),
+            "outages": sum(1 for d in self.devices if not d.link.up),
+            "power_cuts": sum(d.power_cuts for d in self.devices),
+            "events": stats.get("events", 0),
+            "restarts": self.restarts,
+        }
+
+
+def _host_port(url):
+    if not url.startswith("mqtt://"):
+        raise FleetError("--broker: expected mqtt://host:port, got %r" % url)
+    rest = url[len("mqtt://"):].rstrip("/")
+    host, _, port = rest.partition(":")
+    try:
+        return host, int(port or 1883)
+    except ValueError:
+        raise FleetError("--broker: bad port in %r" % url)

@@ -1,0 +1,101 @@
+"""The report at the end of a simulation: where every reading went, per device and for the fleet.
+
+For each device the ground truth is what the simulator saw its agent do:
+
+- generated: readings the sampler put in the buffer (over every boot);
+- power-cut window: readings that were only in RAM when the power went (the documented flush
+  window: visible, counted, not "lost");
+- delivered: distinct readings the reference ingest stored (SQLite), duplicates not counted;
+- reported dropped: what the device's batches say its full buffer dropped;
+- waiting: readings still in the device's buffer at the end (a link too slow to drain);
+- lost = generated - delivered - reported dropped - waiting: readings nobody can account for.
+  It must be 0; `tether simulate` exits non-zero when it is not.
+"""
+from simulator.ingest import summary
+
+
+def build(fleet):
+    per = summary(fleet.db_path)
+    devices = []
+    for d in fleet.devices:
+        s = per.get(d.device_id, {})
+        log = d.agent.buffer.log
+        generated = d.buffered
+        delivered = s.get("readings", 0)
+        dropped = s.get("dropped_reported", 0)
+        waiting = log.unacked_readings
+        devices.append({
+            "device": d.device_id,
+            "model": d.profile["device"].get("model"),
+            "generated": generated,
+            "delivered": delivered,
+            "reported_dropped": dropped,
+            "waiting": waiting,
+            "lost": generated - delivered - dropped - waiting,
+            "power_cut_window": d.cut_losses,
+            "duplicates": s.get("duplicates", 0),
+            "gaps": s.get("gaps", []),
+            "events": s.get("events", 0),
+            "power_cuts": d.power_cuts,
+            "boots": d.boots,
+            "outage_ms": d.outage_ms,
+            "backlog_max_batches": d.backlog_max,
+            "bytes_on_air": d.link.bytes_up,
+            "bytes_per_reading": round(d.link.bytes_up / delivered, 3) if delivered else None,
+            "truth": _truth(d.model),
+        })
+    fleet_total = {}
+    for key in ("generated", "delivered", "reported_dropped", "waiting", "lost",
+                "power_cut_window", "duplicates", "events", "power_cuts", "outage_ms",
+                "bytes_on_air"):
+        fleet_total[key] = sum(x[key] for x in devices)
+    fleet_total["devices"] = len(devices)
+    fleet_total["backlog_max_batches"] = max((x["backlog_max_batches"] for x in devices),
+                                             default=0)
+    fleet_total["bytes_per_reading"] = (round(fleet_total["bytes_on_air"] /
+                                              fleet_total["delivered"], 3)
+                                        if fleet_total["delivered"] else None)
+    wall = (fleet.ended_wall or 0) - (fleet.started_wall or 0)
+    return {
+        "device_time_ms": fleet.duration_ms,
+        "wall_s": round(wall, 1),
+        "speed": round(fleet.duration_ms / 1000.0 / wall, 1) if wall > 0 else None,
+        "seed": fleet.seed,
+        "broker_restarts": fleet.restarts,
+        "database": fleet.db_path,
+        "fleet": fleet_total,
+        "devices": devices,
+    }
+
+
+def _truth(model):
+    """The model's ground truth, reduced to counts (the lists can be long)."""
+    out = {}
+    for key, value in getattr(model, "truth", {}).items():
+        out[key] = len(value) if isinstance(value, (list, tuple)) else value
+    return out
+
+
+def text(report):
+    """The summary a person reads at the end."""
+    f = report["fleet"]
+    days = report["device_time_ms"] / 86400000.0
+    lines = [
+        "%d devices, %.1f days of device time in %.0f s (%.0fx)" % (
+            f["devices"], days, report["wall_s"], report["speed"] or 0),
+        "readings: %d generated, %d delivered, %d reported dropped by full buffers, %d still "
+        "waiting on devices, %d LOST" % (f["generated"], f["delivered"], f["reported_dropped"],
+                                          f["waiting"], f["lost"]),
+        "faults: %d power cuts (%d readings in their RAM windows), %.1f h of outages, %d broker "
+        "restarts; %d duplicates received and discarded" % (
+            f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
+            report["broker_restarts"], f["duplicates"]),
+        "%d events; %s bytes on the air per reading; backlog peak %d batches" % (
+            f["events"], f["bytes_per_reading"], f["backlog_max_batches"]),
+    ]
+    lost = [d for d in report["devices"] if d["lost"]]
+    for d in lost[:10]:
+        lines.append("  LOST %d readings on %s (generated %d, delivered %d, dropped %d, "
+                     "waiting %d)" % (d["lost"], d["device"], d["generated"], d["delivered"],
+                                      d["reported_dropped"], d["waiting"]))
+    return "\n".join(lines)
