@@ -11,7 +11,8 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BENCHMARKS = ("wire_size.py", "encode_speed.py", "buffer.py", "sampler.py", "uplink.py")
+BENCHMARKS = ("wire_size.py", "encode_speed.py", "buffer.py", "sampler.py", "uplink.py",
+              "broker.py")
 
 
 def main():
