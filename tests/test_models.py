@@ -1,0 +1,525 @@
+"""The appliance models (simulator/models) over simulated days: each drives a real SimPlatform for
+its example profile, the real drivers read the chips, and the physics is what a product manager
+expects. Also determinism (the truth depends on the seed only, not on how often advance() is
+called), large jumps in device time, and the cost of one advance() (printed, not asserted)."""
+import copy
+import random
+import statistics
+import time
+
+import pytest
+
+from firmware.profile.compile import compile as compile_profile
+from hal.board import drivers
+from hal.bus import SensorError
+from hal.sim.platform import SimPlatform
+from simulator.models import model_for
+from simulator.models.base import DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS, weekday
+from simulator.models.fridge import Fridge
+from simulator.models.pill_bottle import ADHERENCE, PillBottle
+from simulator.models.printer import Printer
+from simulator.models.washer import Washer
+
+T0 = 1763942400000      # Monday 2025-11-24 00:00 UTC
+SUMMER = 1751241600000  # Monday 2025-06-30 00:00 UTC
+_PROFILES = {}
+
+
+def profile(name):
+    if name not in _PROFILES:
+        compiled, errors = compile_profile("examples/%s.yaml" % name)
+        assert errors == []
+        _PROFILES[name] = compiled
+    return copy.deepcopy(_PROFILES[name])
+
+
+class Device:
+    """A model on a real SimPlatform, read through the real drivers."""
+
+    def __init__(self, name, seed, start=T0, unit=0):
+        self.profile = profile(name)
+        self.platform = SimPlatform(self.profile)
+        self.model = model_for(self.profile)(self.profile, random.Random(seed), start, unit)
+        self.drivers = drivers(self.profile, self.platform)
+        for d in {id(d): d for d in self.drivers}.values():
+            d.setup()
+        self.index = {s["name"]: i for i, s in enumerate(self.profile["sensors"])}
+
+    def advance(self, t):
+        self.model.advance(t, self.platform)
+
+    def read(self, name):
+        i = self.index[name]
+        for attempt in range(5):
+            try:
+                return self.drivers[i].measure()[self.profile["sensors"][i]["quantity"]]
+            except SensorError as exc:
+                # The HX711 driver times its clock pulses with the real clock: a busy test
+                # machine can stretch one past the chip's 60 us. The sampler retries; so do we.
+                if exc.kind != "timeout" or attempt == 4:
+                    raise
+
+
+def run_model(model, platform, t_end, step, start=T0):
+    t = start
+    while t <= t_end:
+        model.advance(t, platform)
+        t += step
+
+
+# -- choosing the model ------------------------------------------------------------------------
+
+def test_model_for_picks_by_sensors_and_device_model():
+    assert model_for(profile("printer")) is Printer
+    assert model_for(profile("reference-printer")) is Printer
+    assert model_for(profile("pill-bottle")) is PillBottle
+    assert model_for(profile("washer")) is Washer
+    assert model_for(profile("fridge")) is Fridge
+    washer_named_fridge = profile("washer")
+    washer_named_fridge["device"]["model"] = "Acme Fridge 2"
+    assert model_for(washer_named_fridge) is Fridge
+    no_model = profile("printer")
+    no_model["sensors"] = [s for s in no_model["sensors"] if s["name"] == "power"]
+    with pytest.raises(ValueError, match="no appliance model"):
+        model_for(no_model)
+    fridge_without_meter = profile("pill-bottle")
+    fridge_without_meter["device"]["model"] = "Cold fridge"
+    with pytest.raises(ValueError, match="power meter"):
+        model_for(fridge_without_meter)
+
+
+# -- printer ------------------------------------------------------------------------------------
+
+def test_printer_ink_falls_in_office_hours_and_cartridges_are_changed_after_ink_low():
+    days = 21
+    step = 2 * MINUTE_MS
+    inks = ("ink_c", "ink_m", "ink_y", "ink_k")
+    office = night = weekend = 0.0
+    changes = all_jobs = office_jobs = 0
+    power = {"night": [], "office": []}
+    for seed in range(4):
+        dev = Device("printer", seed)
+        trace = {name: [] for name in inks}
+        t = T0
+        while t < T0 + days * DAY_MS:
+            dev.advance(t)
+            for name in inks:
+                v = dev.read(name)
+                assert 0.0 <= v <= 100.0
+                trace[name].append((t, v))
+            hour = t % DAY_MS // HOUR_MS
+            if t % (10 * MINUTE_MS) == 0:
+                if hour < 5 or hour >= 22 or weekday(t) >= 5:
+                    power["night"].append(dev.read("power"))
+                elif 9 <= hour < 17:
+                    power["office"].append(dev.read("power"))
+            t += step
+        truth = dev.model.truth
+        by_t = {name: dict(trace[name]) for name in inks}
+        # Ink used: weekday 07:00-19:00 against nights (21:00-06:00) and weekend days, from the
+        # readings at the ends of each window; windows with a cartridge change are left out.
+        for d in range(days):
+            day0 = T0 + d * DAY_MS
+            windows = [(day0 - 3 * HOUR_MS, day0 + 6 * HOUR_MS, "night")] if d else []
+            windows.append((day0 + 7 * HOUR_MS, day0 + 19 * HOUR_MS,
+                            "office" if weekday(day0) < 5 else "weekend"))
+            for a, b, kind in windows:
+                for name in inks:
+                    if any(a <= ct <= b for ct, n in truth["cartridge_changes"] if n == name):
+                        continue
+                    fall = by_t[name][a] - by_t[name][b]
+                    if kind == "office":
+                        office += fall
+                    elif kind == "night":
+                        night += fall
+                    else:
+                        weekend += fall
+        # Every change follows an ink_low crossing of that colour, in readings and in the truth;
+        # the level read just before it is at the threshold (+- probe noise), the one after it
+        # is a new cartridge.
+        previous = {}
+        for ct, name in truth["cartridge_changes"]:
+            changes += 1
+            before = [v for t_, v in trace[name] if previous.get(name, 0) < t_ < ct]
+            after = [v for t_, v in trace[name] if t_ > ct]
+            assert before[-1] < 15.5
+            assert min(before) < 15.0
+            assert any(n == name and previous.get(name, 0) <= lt < ct for lt, n in truth["ink_low"])
+            assert after[0] > 94.0
+            previous[name] = ct
+            assert weekday(ct) < 5 and 8 * HOUR_MS <= ct % DAY_MS <= 18 * HOUR_MS + 5 * MINUTE_MS
+        jobs = truth["print_jobs"]
+        all_jobs += len(jobs)
+        office_jobs += sum(weekday(j[0]) < 5 and 7 <= j[0] % DAY_MS // HOUR_MS < 19 for j in jobs)
+        assert all(j[1] > j[0] and j[2] >= 1 for j in jobs)
+    assert office_jobs >= 0.85 * all_jobs
+    assert changes >= 3
+    assert office > 200.0                      # percent, four printers, four inks, 15 weekdays
+    assert abs(night) < 0.05 * office
+    assert -5.0 < weekend < 0.15 * office
+    # Asleep at night (~1 W), awake and printing (3.5 W idle, 28 W printing) in office hours.
+    assert 0.9 <= statistics.median(power["night"]) <= 1.1
+    assert max(power["night"]) < 35
+    assert statistics.mean(power["office"]) > 2.0
+    assert any(20 < p < 35 for p in power["office"])
+    assert any(3.0 < p < 4.0 for p in power["office"])
+
+
+def test_reference_printer_carries_a_pill_bottle_and_its_energy_counter_integrates_power():
+    dev = Device("reference-printer", 7)
+    truth = dev.model.truth
+    t = T0 + 6 * HOUR_MS
+    dev.advance(t)
+    e0 = dev.read("energy")
+    integral = 0.0
+    end = t + DAY_MS
+    pills = []
+    while t < end:
+        dev.advance(t)
+        integral += dev.read("power") * 10 / 3600.0    # a PZEM on the mains, an INA219 on 12 V
+        if t % MINUTE_MS == 0:
+            pills.append((t, dev.read("pills")))
+        t += 10000
+    dev.advance(end)
+    assert abs(dev.read("energy") - e0 - integral) <= 1.5
+    assert truth["print_jobs"] and truth["doses"] and "patient" in truth
+    assert all(0 <= p <= 200 for _, p in pills)
+    # The count the scale reads follows the doses taken.
+    taken = sum(d[1] for d in truth["doses"])
+    refilled = sum(r[1] for r in truth["refills"])
+    first = next(p for _, p in pills if p > 0)
+    assert pills[-1][1] == first - taken + refilled
+
+
+# -- pill bottle --------------------------------------------------------------------------------
+
+def test_doses_follow_the_configured_adherence_over_weeks():
+    days = 28
+    counts = {"scheduled": 0, "late": 0, "missed": 0, "double": 0}
+    for seed in range(60):
+        model = PillBottle(profile("pill-bottle"), random.Random(seed), T0, seed)
+        platform = SimPlatform(model.profile)
+        run_model(model, platform, T0 + days * DAY_MS, HOUR_MS)
+        truth = model.truth
+        dose_tod = [m * MINUTE_MS for m in truth["patient"]["dose_times_min"]]
+        per_dose = truth["patient"]["pills_per_dose"]
+        scheduled = {}
+        for t, taken, sched, kind in truth["doses"]:
+            assert sched % DAY_MS in dose_tod
+            assert 1 <= taken <= per_dose
+            late_by = t - sched
+            if kind == "on_time":
+                assert -30 * MINUTE_MS <= late_by <= 31 * MINUTE_MS
+            elif kind == "late":
+                assert 30 * MINUTE_MS <= late_by <= 5 * HOUR_MS + MINUTE_MS
+                counts["late"] += 1
+            else:                          # the same dose again, 15-120 min after the first
+                assert kind == "double"
+                assert 14 * MINUTE_MS <= t - scheduled[sched] <= 121 * MINUTE_MS   # +- lifts
+                counts["double"] += 1
+            if kind != "double":
+                assert sched not in scheduled
+                scheduled[sched] = t
+        forgot = [s for s, why in truth["missed_doses"] if why == "forgot"]
+        empty = [s for s, why in truth["missed_doses"] if why == "empty"]
+        counts["missed"] += len(forgot)
+        counts["scheduled"] += len(scheduled) + len(forgot)
+        # Every dose time of every day is taken, forgotten, or finds the bottle empty (a late
+        # dose of the last evening may still be to come).
+        expected = days * len(dose_tod)
+        assert expected - 1 <= len(scheduled) + len(forgot) + len(empty) <= expected
+        # The count never goes negative: replay the truth from the first count.
+        count = truth["patient"]["start_count"]
+        for _, n in sorted([(t, -n) for t, n, _, _ in truth["doses"]] +
+                           [(t, n) for t, n, _ in truth["refills"]]):
+            count += n
+            assert count >= 0
+    n = counts["scheduled"]
+    assert n > 3000
+    assert abs(counts["late"] / n - ADHERENCE["late"]) < 0.03
+    assert abs(counts["missed"] / n - ADHERENCE["missed"]) < 0.025
+    assert abs(counts["double"] / n - ADHERENCE["double"]) < 0.012
+
+
+def test_pill_bottle_scale_reads_doses_lifts_and_refills():
+    for seed in (3, 11):
+        dev = Device("pill-bottle", seed)
+        model = dev.model
+        t = T0
+        reads = []
+        while t < T0 + 5 * DAY_MS:
+            dev.advance(t)
+            reads.append((t, dev.read("pills"), model.lifted, model.count))
+            t += 30000
+        for t, count, lifted, true_count in reads:
+            assert count >= 0
+            if lifted:
+                assert count == 0                    # the bottle is in the patient's hand
+            else:
+                assert count == true_count           # +-0.02 g noise on 0.45 g pills
+        weights = []
+        dev.advance(t)
+        weights.append(dev.read("weight"))
+        assert abs(weights[0] - model.count * 0.45) < 0.1
+        # Every drop of the count (bottle back on the scale) happened near a dose time.
+        tods = [m * MINUTE_MS for m in model.truth["patient"]["dose_times_min"]]
+        standing = [(t, c) for t, c, lifted, _ in reads if not lifted]
+        for (t1, c1), (t2, c2) in zip(standing, standing[1:]):
+            if c2 < c1:
+                assert any(-31 * MINUTE_MS <= (t2 - tod + DAY_MS // 2) % DAY_MS - DAY_MS // 2
+                           <= 5 * HOUR_MS + 2 * MINUTE_MS for tod in tods)
+        assert any(lifted for _, _, lifted, _ in reads)
+
+
+def test_refills_come_when_low_or_on_schedule():
+    when_low = scheduled = 0
+    for seed in range(60):
+        model = PillBottle(profile("pill-bottle"), random.Random(seed), T0, seed)
+        run_model(model, SimPlatform(model.profile), T0 + 70 * DAY_MS, 6 * HOUR_MS)
+        truth = model.truth
+        refills = truth["refills"]
+        assert all(9 * HOUR_MS <= t % DAY_MS <= 19 * HOUR_MS + 5 * MINUTE_MS for t, _, _ in refills)
+        if truth["patient"]["refill"] == "when low":
+            when_low += 1
+            assert refills
+            assert all(after - added < 7 for _, added, after in refills)
+        else:
+            scheduled += 1
+            days = [t // DAY_MS for t, _, _ in refills]
+            every = int(truth["patient"]["refill"].split()[1])
+            assert all(b - a == every for a, b in zip(days, days[1:]))
+            assert len(refills) >= 2
+    assert when_low >= 20 and scheduled >= 12
+
+
+# -- washer -------------------------------------------------------------------------------------
+
+def test_washer_energy_counter_is_the_integral_of_its_power():
+    dev = Device("washer", 4)
+    dev.advance(T0)
+    start = dev.read("energy")
+    t = T0 + 5 * DAY_MS                    # five days in one jump, then a Saturday and Sunday
+    end = t + 2 * DAY_MS
+    dev.advance(t)
+    e0 = dev.read("energy")
+    integral = 0.0
+    volts = []
+    while t < end:
+        dev.advance(t)
+        r = dev.drivers[0].measure()       # one Modbus read gives power, energy and voltage
+        integral += r["power"] * 5 / 3600.0
+        volts.append(r["voltage"])
+        t += 5000
+    dev.advance(end)
+    used = dev.read("energy") - e0
+    assert abs(used - integral) <= 1.5
+    assert 220 < min(volts) and max(volts) < 238 and 226 < statistics.mean(volts) < 234
+    programmes = dev.model.truth["programmes"]
+    assert any(p["t"] >= T0 + 5 * DAY_MS for p in programmes)     # this household washes then
+    expected = sum(p["energy_wh"] for p in programmes if p["t"] >= T0 + 5 * DAY_MS)
+    assert expected < used < expected + 2 * 24 * 0.5 + 10       # + standby at 0.5 W
+    # The five days of the jump count what the programmes used.
+    jumped = e0 - start
+    expected = sum(p["energy_wh"] for p in programmes if p["end"] <= T0 + 5 * DAY_MS)
+    assert expected < jumped < expected + 5 * 24 * 0.5 + 10
+    # The same week read every 7 min, or in a single jump: the same energy, within noise.
+    for step in (7 * MINUTE_MS, 7 * DAY_MS):
+        other = Device("washer", 4)
+        run_model(other.model, other.platform, end, step)
+        other.advance(T0 + 5 * DAY_MS)
+        other.advance(end)
+        assert other.read("energy") - start == pytest.approx(used + jumped, rel=0.01)
+        assert other.model.truth["programmes"] == programmes
+
+
+def test_washer_programmes_run_at_plausible_hours_a_few_times_a_week():
+    weeks = 4
+    per_week = []
+    kinds = set()
+    for seed in range(30):
+        model = Washer(profile("washer"), random.Random(seed), T0, seed)
+        run_model(model, SimPlatform(model.profile), T0 + weeks * WEEK_MS, HOUR_MS)
+        programmes = model.truth["programmes"]
+        per_week.append(len(programmes) / weeks)
+        for p in programmes:
+            kinds.add(p["programme"])
+            tod = p["t"] % DAY_MS
+            assert 6 * HOUR_MS <= tod <= 22 * HOUR_MS
+            assert 30 * MINUTE_MS <= p["end"] - p["t"] <= 4 * HOUR_MS
+            assert 200 < p["energy_wh"] < 2000
+        for a, b in zip(programmes, programmes[1:]):
+            assert b["t"] >= a["end"]
+    assert 3.0 < statistics.mean(per_week) < 6.0
+    assert max(per_week) < 12
+    assert kinds == {"cotton 60", "cotton 40", "eco 40-60", "synthetics 40", "quick 30"}
+
+
+def test_degrading_washer_motors_draw_more_after_weeks_healthy_ones_do_not():
+    degrading = sum(Washer(profile("washer"), random.Random(s), T0, 0).degrading
+                    for s in range(300))
+    assert 40 <= degrading <= 80                       # ~1 in 5
+    seen = set()
+    for seed in range(6):
+        dev = Device("washer", seed, unit=seed)
+        model = dev.model
+        wash = {}
+        t = T0
+        while t < T0 + 8 * WEEK_MS:
+            dev.advance(t)
+            if model.trace.tag_at(t) == "wash":
+                wash.setdefault((t - T0) // WEEK_MS, []).append(dev.read("power"))
+            t += 95000                     # 19 slots: no aliasing with 4-6 slot drum rhythms
+        # The drum turning (the median of the wash readings above the 10 W pauses) and its
+        # reversal spikes (the top readings), weeks 1-2 against weeks 7-8.
+        early = [w for w in wash.get(0, []) + wash.get(1, []) if w > 50]
+        late = [w for w in wash.get(6, []) + wash.get(7, []) if w > 50]
+        first, last = statistics.median(early), statistics.median(late)
+        top_first, top_last = max(early), max(late)
+        if model.degrading:
+            assert last > 1.08 * first
+            assert top_last > 1.15 * top_first     # reversal spikes grow faster
+        else:
+            assert 0.96 * first < last < 1.04 * first
+            assert 0.85 * top_first < top_last < 1.15 * top_first
+        seen.add(model.degrading)
+    assert seen == {True, False}                   # unit 1 always degrades
+
+
+# -- fridge -------------------------------------------------------------------------------------
+
+def _cycles(readings, lo=40.0, hi=170.0):
+    """(on runs, off runs, defrost runs) in minutes from (t, W) readings every 10 s."""
+    runs = []
+    state, since = None, None
+    for t, w in readings:
+        s = "defrost" if w >= hi else ("on" if w >= lo else "off")
+        if s != state:
+            if state is not None:
+                runs.append((state, (t - since) / MINUTE_MS, since))
+            state, since = s, t
+    return ([r for r in runs if r[0] == "on"][1:], [r for r in runs if r[0] == "off"][1:],
+            [r for r in runs if r[0] == "defrost"])
+
+
+def test_fridge_compressor_duty_cycle_and_defrost():
+    dev = Device("fridge", 2)
+    t = T0
+    dev.advance(t)
+    e0 = dev.read("energy")
+    readings = []
+    integral = 0.0
+    while t < T0 + 2 * DAY_MS:
+        dev.advance(t)
+        w = dev.read("power")
+        readings.append((t, w))
+        integral += w * 10 / 3600.0
+        t += 10000
+    dev.advance(t)
+    assert abs(dev.read("energy") - e0 - integral) <= 1.5
+    on, off, defrost = _cycles(readings)
+    on_min = [r[1] for r in on if not any(d[2] - MINUTE_MS <= r[2] <= d[2] + 25 * MINUTE_MS
+                                          for d in defrost)]
+    assert 14 <= statistics.median(on_min) <= 26
+    assert 28 <= statistics.median([r[1] for r in off]) <= 50
+    duty = sum(r[1] for r in on) / (sum(r[1] for r in on) + sum(r[1] for r in off))
+    assert 0.25 <= duty <= 0.5
+    assert len(defrost) == 2 and all(19 <= d[1] <= 21 for d in defrost)
+    running = [w for _, w in readings if 40 <= w < 120]
+    assert 75 < statistics.median(running) < 100
+    assert max(w for _, w in readings) < 250
+    truth = dev.model.truth
+    assert len(truth["defrosts"]) == 2 and truth["door_openings"]
+    assert len(truth["compressor_cycles"]) >= len(on)
+
+
+def _on_minutes(model, since, until):
+    cycles = [(b - a) / MINUTE_MS for a, b in model.truth["compressor_cycles"]
+              if since <= a < until]
+    return statistics.mean(cycles), sum(cycles) / ((until - since) / MINUTE_MS)
+
+
+def test_fridge_runs_more_in_summer_and_degrading_compressors_run_longer():
+    summer_duty = winter_duty = 0.0
+    for seed in range(5):
+        for start in (SUMMER, T0 + 7 * WEEK_MS):
+            model = Fridge(profile("fridge"), random.Random(seed), start, 0)
+            run_model(model, SimPlatform(model.profile), start + WEEK_MS, HOUR_MS, start)
+            _, duty = _on_minutes(model, start, start + WEEK_MS)
+            if model.degrading:
+                break
+            if start == SUMMER:
+                summer_duty += duty
+            else:
+                winter_duty += duty
+    assert summer_duty > 1.15 * winter_duty
+    seen = set()
+    for seed in range(8):
+        model = Fridge(profile("fridge"), random.Random(seed), T0, seed)
+        run_model(model, SimPlatform(model.profile), T0 + 8 * WEEK_MS, HOUR_MS)
+        first, _ = _on_minutes(model, T0, T0 + WEEK_MS)
+        last, _ = _on_minutes(model, T0 + 7 * WEEK_MS, T0 + 8 * WEEK_MS)
+        if model.degrading:
+            assert last > 1.15 * first
+        else:
+            assert 0.85 * first < last < 1.15 * first
+        seen.add(model.degrading)
+    assert seen == {True, False}
+
+
+# -- every model --------------------------------------------------------------------------------
+
+MODELS = ("printer", "reference-printer", "pill-bottle", "washer", "fridge")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_same_seed_same_truth_however_often_advance_is_called(name):
+    end = T0 + 9 * DAY_MS + 5 * HOUR_MS
+    truths = []
+    for step in (10000, 7 * MINUTE_MS, None):
+        dev = Device(name, 42, start=T0 + 3 * HOUR_MS, unit=2)
+        if step is None:
+            dev.advance(T0 + 3 * HOUR_MS)
+            dev.advance(end)
+        else:
+            run_model(dev.model, dev.platform, end, step, T0 + 3 * HOUR_MS)
+            dev.advance(end)
+        truths.append(dev.model.truth)
+    assert truths[0] == truths[1] == truths[2]
+    other = Device(name, 43, start=T0 + 3 * HOUR_MS, unit=2)
+    other.advance(end)
+    assert other.model.truth != truths[0]
+    # Nothing in the truth is in the future.
+    for key, value in truths[0].items():
+        if isinstance(value, list):
+            for rec in value:
+                t = rec["end"] if isinstance(rec, dict) else (rec[0] if isinstance(rec, tuple)
+                                                                 else rec)
+                assert T0 + 3 * HOUR_MS <= t <= end, key
+
+
+def test_advance_cost_per_call(capsys):
+    lines = []
+    for name in MODELS:
+        devices = []
+        for unit in range(20):
+            prof = profile(name)
+            platform = SimPlatform(prof)
+            model = model_for(prof)(prof, random.Random(unit), T0, unit)
+            model.advance(T0, platform)
+            devices.append((model, platform))
+        calls = 0
+        spent = 0.0
+        for t in range(T0 + 10000, T0 + 6 * HOUR_MS, 10000):
+            start = time.perf_counter()
+            for model, platform in devices:
+                model.advance(t, platform)
+            spent += time.perf_counter() - start
+            calls += len(devices)
+        jump = time.perf_counter()
+        for model, platform in devices:
+            model.advance(T0 + 30 * DAY_MS, platform)
+        jump = (time.perf_counter() - jump) / len(devices)
+        lines.append("  %-18s %5.1f us per advance() every 10 s, %6.2f ms for a 29.5-day jump"
+                     % (name, spent / calls * 1e6, jump * 1e3))
+    with capsys.disabled():
+        print("\nadvance() cost (20 devices each, real SimPlatform):\n" + "\n".join(lines))
