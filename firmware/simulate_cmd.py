@@ -77,7 +77,7 @@ def add_command(sub):
     p = sub.add_parser("simulate", help="run a fleet of virtual appliances through the real "
                                         "agent, a broker and the reference ingest")
     p.add_argument("--fleet", metavar="FLEET.yaml", help="which profiles, how many, their ids "
-                                                         "(default: examples/fleet.yaml)")
+                                                         "(default: examples/fleets/mixed.yaml)")
     p.add_argument("--devices", type=int, metavar="N", help="scale the fleet to N devices")
     p.add_argument("--duration", default="2d", help="device time to simulate (default 2d)")
     p.add_argument("--speed", default="6000x", help="device time per wall time, or max "

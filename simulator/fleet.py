@@ -23,7 +23,7 @@ from simulator.clock import FleetClock
 from simulator.device import SimDevice
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "examples", "fleet.yaml")
+                             "examples", "fleets", "mixed.yaml")
 BACKOFF_MAX_MS = 2000  # wall time: an outage's end is noticed quickly even when time runs fast
 
 

@@ -107,7 +107,7 @@ def test_demo_checks_the_examples_and_round_trips_every_encoding(tmp_path):
     proc = tether("demo", "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr + proc.stdout
     text = proc.stdout.decode()
-    for name in ("pill-bottle", "printer", "reference-printer", "washer"):
+    for name in ("fridge", "pill-bottle", "printer", "reference-printer", "washer"):
         assert "ok    examples/%s.yaml" % name in text
     rows = [line.split() for line in text.splitlines() if line.strip().startswith(("senml", "compact"))]
     assert [r[0] for r in rows] == ["senml", "senml+deflate", "compact", "compact+deflate"]

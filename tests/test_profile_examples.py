@@ -11,7 +11,7 @@ PROFILES = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "secrets.yaml"
 
 
 def test_the_examples_are_there():
-    assert [p.name for p in PROFILES] == ["pill-bottle.yaml", "printer.yaml",
+    assert [p.name for p in PROFILES] == ["fridge.yaml", "pill-bottle.yaml", "printer.yaml",
                                           "reference-printer.yaml", "washer.yaml"]
 
 
