@@ -54,7 +54,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
     out.write("\n" + text(report) + "\n\n")
     if args.plots:
         from simulator.plots import write_plots
-        for path in write_plots(fleet.db_path, report, args.plots):
+        for path in write_plots(fleet, args.plots):
             out.write("plot: %s\n" % path)
     out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
               "report: %s\n"

@@ -25,6 +25,7 @@ from simulator.device import SimDevice
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
 BACKOFF_MAX_MS = 2000  # wall time: an outage's end is noticed quickly even when time runs fast
+HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
 class FleetError(ValueError):
@@ -87,6 +88,7 @@ class Fleet:
         self.db_path = os.path.join(workdir, "fleet.sqlite")
         self.started_wall = None
         self.ended_wall = None
+        self.history = []  # (device ms, batches waiting, devices offline), every 10 device min
 
     # -- setting up -------------------------------------------------------------------------------
 
@@ -157,6 +159,12 @@ class Fleet:
         def tick(t):
             for at, action, i, details in schedule.due(t):
                 pending.append(self._apply(action, i, details, at))
+            if not self.history or t - self.history[-1][0] >= HISTORY_MS:
+                backlog = 0
+                for d in self.devices:
+                    d.note_backlog()
+                    backlog += d.backlog
+                self.history.append((t, backlog, sum(1 for d in self.devices if not d.link.up)))
             if self.progress is not None and time.time() - last_shown[0] >= 0.5:
                 last_shown[0] = time.time()
                 for d in self.devices:

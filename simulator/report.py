@@ -8,8 +8,8 @@ For each device the ground truth is what the simulator saw its agent do:
 - delivered: distinct readings the reference ingest stored (SQLite), duplicates not counted;
 - reported dropped: what the device's batches say its full buffer dropped;
 - waiting: readings still in the device's buffer at the end (a link too slow to drain);
-- lost = generated - delivered - reported dropped - waiting: readings nobody can account for.
-  It must be 0; `tether simulate` exits non-zero when it is not.
+- lost = generated - delivered - reported dropped - waiting - power-cut window: readings
+  nobody can account for. It must be 0; `tether simulate` exits non-zero when it is not.
 """
 from simulator.ingest import summary
 
@@ -31,7 +31,7 @@ def build(fleet):
             "delivered": delivered,
             "reported_dropped": dropped,
             "waiting": waiting,
-            "lost": generated - delivered - dropped - waiting,
+            "lost": generated - delivered - dropped - waiting - d.cut_losses,
             "power_cut_window": d.cut_losses,
             "duplicates": s.get("duplicates", 0),
             "gaps": s.get("gaps", []),
