@@ -79,6 +79,7 @@ def _orphaned():
 threading.Thread(target=_orphaned, daemon=True).start()
 try:
     IotCoreBroker(config_path=sys.argv[1]).run_forever()
+    print("rumqttd stopped (TETHER_BROKER_DEBUG=1 shows its log)", flush=True)
 except BaseException as exc:  # e.g. OSError: the port is in use
     print("%s: %s" % (type(exc).__name__, exc), flush=True)
 os._exit(1)
@@ -141,6 +142,7 @@ class EmbeddedBroker:
         self.proc = None
         self._dir = None
         self._log_path = None
+        self._lock = None   # (event loop, asyncio.Lock)
 
     # ---- what the simulator uses ----
 
@@ -166,7 +168,19 @@ class EmbeddedBroker:
 
     async def start(self):
         """Starts the broker; returns once it has answered an MQTT CONNECT with a CONNACK.
-        BrokerError if it cannot (iotcore missing, port taken, no answer within start_timeout)."""
+        BrokerError if it cannot (iotcore missing, port taken, no answer within start_timeout).
+        Calls of start() and stop() from concurrent tasks take turns: a stop() never tears down
+        a broker that another task's start() is still waiting for."""
+        async with self._turn():
+            return await self._start()
+
+    async def stop(self, timeout=5.0):
+        """SIGTERM, SIGKILL after `timeout`; returns once the process is gone (the port is free
+        for the next start())."""
+        async with self._turn():
+            await self._stop(timeout)
+
+    async def _start(self):
         if self.running:
             return self
         if importlib.util.find_spec("iotcore") is None:
@@ -184,9 +198,7 @@ class EmbeddedBroker:
                     raise
                 self._port = None  # someone took the free port between our check and its bind
 
-    async def stop(self, timeout=5.0):
-        """SIGTERM, SIGKILL after `timeout`; returns once the process is gone (the port is free
-        for the next start())."""
+    async def _stop(self, timeout=5.0):
         proc, self.proc = self.proc, None
         if proc is not None:
             if proc.poll() is None:
@@ -224,6 +236,14 @@ class EmbeddedBroker:
 
     # ---- inside ----
 
+    def _turn(self):
+        """The lock that makes start() and stop() take turns, made in the running event loop
+        (an asyncio.Lock belongs to one loop; this object may outlive one: tests, restarts)."""
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
     async def _start_once(self):
         if self._dir is None:
             self._dir = tempfile.mkdtemp(prefix="tether-broker-")
@@ -243,14 +263,14 @@ class EmbeddedBroker:
         while True:
             if self.proc.poll() is not None:
                 code, text = self.proc.returncode, self._log_tail()
-                await self.stop()
+                await self._stop()
                 raise BrokerError("the embedded broker exited with code %s at start (port %d):\n%s"
                                   % (code, self._port, text))
             if await self._answers():
                 return
             if time.monotonic() > deadline:
                 text = self._log_tail()
-                await self.stop()
+                await self._stop()
                 raise BrokerError("the embedded broker did not answer on port %d within %.0f s:\n%s"
                                   % (self._port, self.start_timeout, text))
             await asyncio.sleep(0.02)

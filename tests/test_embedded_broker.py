@@ -322,6 +322,24 @@ def test_start_picks_a_free_loopback_port_and_stop_frees_it_for_a_restart():
     run(main())
 
 
+def test_overlapping_restarts_from_concurrent_tasks_take_turns():
+    async def main():
+        b = EmbeddedBroker()
+        await b.start()
+        port = b.port
+
+        async def restart():
+            await b.stop()
+            await b.start()
+        await asyncio.gather(*(restart() for _ in range(3)))
+        assert b.running and b.port == port
+        c = client(b, "portable", "after-restarts")
+        await c.connect()
+        await c.disconnect()
+        await b.stop()
+    run(main())
+
+
 def test_a_port_in_use_is_an_error_with_the_brokers_word():
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
