@@ -14,10 +14,20 @@ from agent.store import FileStore
 from hal.sim.platform import SimPlatform
 
 
+class Gate:
+    """The fleet's broker as its devices see it: closed while it restarts, and until the ingest
+    has subscribed again. A production broker keeps the ingest's session across a restart and
+    holds the batches for it; the embedded one keeps nothing, so the devices wait instead."""
+
+    def __init__(self):
+        self.closed = 0  # restarts under way
+
+
 class Link:
     """The device's network: up or down, with a latency and a bandwidth (None: unlimited)."""
 
-    def __init__(self):
+    def __init__(self, gate=None):
+        self.gate = gate or Gate()
         self.up = True
         self.latency_ms = 0
         self.bits_per_s = None
@@ -33,10 +43,12 @@ def link_client(base, link):
         async def connect(self):
             if not link.up:
                 raise OSError(errno.ENETUNREACH, "network down")
+            if link.gate.closed:
+                raise OSError(errno.ECONNREFUSED, "broker restarting")
             await super().connect()
 
         async def publish(self, topic, payload, qos=1, retain=False, dup=False):
-            if not link.up:
+            if not link.up or link.gate.closed:
                 self.close()
                 raise OSError(errno.ENETUNREACH, "network down")
             size = len(payload) + 5 + len(topic) + (2 if qos else 0)
@@ -70,7 +82,7 @@ class SimDevice:
         self.model = model
         self.folder = folder
         self.platform = SimPlatform(p, seed)
-        self.link = Link()
+        self.link = Link(fleet.gate)
         self.client_class = link_client(client_class, self.link)
         self.clock = fleet.clock.device()
         self.agent = None

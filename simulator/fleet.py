@@ -20,7 +20,7 @@ import yaml
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator.clock import FleetClock
-from simulator.device import SimDevice
+from simulator.device import Gate, SimDevice
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
@@ -85,6 +85,7 @@ class Fleet:
         self.broker = None
         self.ingest = None
         self.restarts = 0
+        self.gate = Gate()
         self.db_path = os.path.join(workdir, "fleet.sqlite")
         self.started_wall = None
         self.ended_wall = None
@@ -161,7 +162,9 @@ class Fleet:
 
         def tick(t):
             for at, action, i, details in schedule.due(t):
-                pending.append(self._apply(action, i, details, at))
+                slow = self._apply(action, i, details, at)
+                if slow is not None:
+                    pending.append(asyncio.ensure_future(slow))
             if not self.history or t - self.history[-1][0] >= HISTORY_MS:
                 backlog = 0
                 for d in self.devices:
@@ -181,7 +184,7 @@ class Fleet:
                 d.outage_ms += self.duration_ms - d.outage_started
         if self.progress is not None:
             self.progress.update(self.snapshot(phase="delivering the backlog"))
-        await asyncio.gather(*[p for p in pending if p is not None])
+        await asyncio.gather(*pending)
         for d in self.devices:
             d.agent.running = False  # no more sampling: device time has ended
         self.clock.finish()
@@ -225,8 +228,21 @@ class Fleet:
         return None
 
     async def _restart_broker(self):
-        await self.broker.stop()
-        await self.broker.start()
+        """Stops and starts the embedded broker; its devices get through again once the ingest
+        has subscribed on the new broker (simulator/device.py, Gate)."""
+        self.gate.closed += 1
+        try:
+            before = self.ingest.stats()["connections"]
+            await self.broker.stop()
+            await self.broker.start()
+            deadline = time.time() + 60  # paho retries every 1-30 s; past this, the report tells
+            while time.time() < deadline:
+                s = self.ingest.stats()
+                if s["connected"] and s["connections"] > before:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            self.gate.closed -= 1
 
     def snapshot(self, phase="running"):
         """What the progress display shows."""

@@ -531,7 +531,7 @@ class Ingest:
     def stats(self):
         """This process's counters: messages, batches, readings, duplicates, malformed, held
         (waiting for their schema now), undecodable, events, health, replies, connected (and
-        subscribed), and per device {batches, readings, duplicates}."""
+        subscribed), connections (made so far), and per device {batches, readings, duplicates}."""
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
                                   "undecodable", "events", "event_duplicates", "health",
@@ -539,6 +539,7 @@ class Ingest:
             out.update(self._counts)
             out["held"] = self._held_now
             out["connected"] = self._ready
+            out["connections"] = self._gen
             out["devices"] = {d: {"batches": c.get("batches", 0), "readings": c.get("readings", 0),
                                   "duplicates": c.get("duplicates", 0)}
                               for d, c in self._devices.items()}
