@@ -69,7 +69,7 @@ def load_fleet(path, devices=None):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None):
+                 drain_ms=20000, progress=None, ingest_group=None):
         self.lines = lines
         self.workdir = workdir
         self.duration_ms = duration_ms
@@ -81,6 +81,7 @@ class Fleet:
         self.health_ms = health_ms
         self.drain_ms = drain_ms
         self.progress = progress
+        self.ingest_group = ingest_group
         self.devices = []
         self.broker = None
         self.ingest = None
@@ -137,13 +138,11 @@ class Fleet:
         from simulator.report import build
         os.makedirs(self.workdir, exist_ok=True)
         host, port = await self._start_broker()
-        # On a broker of the user's (--broker): a shared-subscription group of this run's own,
-        # without a persistent session, or the broker would go on handing a share of the batches
-        # to the sessions of earlier runs' ingests. On the embedded broker, which lives for this
-        # run only and whose shared subscriptions mishandle a group with several topic filters
-        # (measured: most events and each device's first batch went nowhere), one ingest
-        # subscribes plainly.
-        group = "tether-sim-%d" % os.getpid() if self.broker is None else None
+        # A shared-subscription group of this run's own, without a persistent session: on a
+        # broker of the user's (--broker) a fixed group would go on handing a share of the
+        # batches to the sessions of earlier runs' ingests. `ingest_group` names it instead, for
+        # more ingest processes to join this one (they share its database file).
+        group = self.ingest_group or "tether-sim-%d" % os.getpid()
         self.ingest = Ingest(host, port, self.db_path, group=group, persistent=False)
         await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
         self._make_devices(host, port)

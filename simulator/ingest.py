@@ -386,8 +386,11 @@ class Ingest:
         self.hold_timeout = hold_timeout
         self.group_size = group_size
         self.ack_after_store = ack_after_store
-        share = "$share/%s/" % group if group is not None else ""  # None: a broker without them
-        self.topics = (["%s%s/+/up/%s" % (share, self.prefix, k) for k in SHARED]
+        # A group per topic filter: rumqttd delivers only one filter's messages to a group that
+        # holds several (measured), and no broker minds the extra groups. None: a broker
+        # without shared subscriptions.
+        self.topics = (["%s%s/+/up/%s" % ("" if group is None else "$share/%s-%s/" % (group, k),
+                                          self.prefix, k) for k in SHARED]
                        + ["%s/+/%s" % (self.prefix, k) for k in EVERYONE])
         self._q = queue.Queue()
         self._lock = threading.Lock()
