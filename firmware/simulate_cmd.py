@@ -60,7 +60,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
               "report: %s\n"
               "look:   sqlite3 %s \"select device, count(*) from readings group by device\"\n"
               % (fleet.db_path, report_path, fleet.db_path))
-    return 1 if report["fleet"]["lost"] else 0
+    return 1 if report["fleet"]["lost"] or report["fleet"]["events_lost"] else 0
 
 
 def _fresh(workdir):

@@ -95,6 +95,7 @@ class SimDevice:
         self.outage_ms = 0
         self.outage_started = 0
         self.backlog_max = 0
+        self.first_event_seq = None
 
     def _boot(self):
         self.agent = Agent(self.profile, self.platform, self.clock, self.client_class,
@@ -105,6 +106,8 @@ class SimDevice:
         advance = self.model.advance
         self.agent.on_tick = lambda t: advance(t, platform)
         self.agent.open()
+        if self.first_event_seq is None:
+            self.first_event_seq = self.agent.events.seq
         self.boots += 1
         self.task = asyncio.get_running_loop().create_task(self.agent.run())
 
@@ -116,6 +119,11 @@ class SimDevice:
         """Readings that reached this device's buffer, over all its boots: the ground truth."""
         now = sum(c.readings for c in self.agent.sampler.channels) if self.agent else 0
         return self.buffered_before + now
+
+    @property
+    def events_raised(self):
+        """Events the agent stored, over all its boots (each is synced as it is raised)."""
+        return self.agent.events.seq - self.first_event_seq if self.agent else 0
 
     @property
     def backlog(self):

@@ -9,7 +9,9 @@ For each device the ground truth is what the simulator saw its agent do:
 - reported dropped: what the device's batches say its full buffer dropped;
 - waiting: readings still in the device's buffer at the end (a link too slow to drain);
 - lost = generated - delivered - reported dropped - waiting - power-cut window: readings
-  nobody can account for. It must be 0; `tether simulate` exits non-zero when it is not.
+  nobody can account for. It must be 0; `tether simulate` exits non-zero when it is not;
+- events likewise: raised (each is on flash before the agent goes on), delivered (distinct at
+  the ingest), waiting, lost.
 """
 from simulator.ingest import summary
 
@@ -36,6 +38,9 @@ def build(fleet):
             "duplicates": s.get("duplicates", 0),
             "gaps": s.get("gaps", []),
             "events": s.get("events", 0),
+            "events_raised": d.events_raised,
+            "events_waiting": d.agent.events.log.unacked,
+            "events_lost": d.events_raised - s.get("events", 0) - d.agent.events.log.unacked,
             "power_cuts": d.power_cuts,
             "boots": d.boots,
             "outage_ms": d.outage_ms,
@@ -46,7 +51,8 @@ def build(fleet):
         })
     fleet_total = {}
     for key in ("generated", "delivered", "reported_dropped", "waiting", "lost",
-                "power_cut_window", "duplicates", "events", "power_cuts", "outage_ms",
+                "power_cut_window", "duplicates", "events", "events_raised", "events_waiting",
+                "events_lost", "power_cuts", "outage_ms",
                 "bytes_on_air"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)
@@ -90,12 +96,15 @@ def text(report):
         "restarts; %d duplicates received and discarded" % (
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
             report["broker_restarts"], f["duplicates"]),
-        "%d events; %s bytes on the air per reading; backlog peak %d batches" % (
-            f["events"], f["bytes_per_reading"], f["backlog_max_batches"]),
+        "events: %d raised, %d delivered, %d still waiting on devices, %d LOST; %s bytes on the "
+        "air per reading; backlog peak %d batches" % (
+            f["events_raised"], f["events"], f["events_waiting"], f["events_lost"],
+            f["bytes_per_reading"], f["backlog_max_batches"]),
     ]
-    lost = [d for d in report["devices"] if d["lost"]]
+    lost = [d for d in report["devices"] if d["lost"] or d["events_lost"]]
     for d in lost[:10]:
-        lines.append("  LOST %d readings on %s (generated %d, delivered %d, dropped %d, "
-                     "waiting %d)" % (d["lost"], d["device"], d["generated"], d["delivered"],
-                                      d["reported_dropped"], d["waiting"]))
+        lines.append("  LOST %d readings and %d events on %s (generated %d, delivered %d, "
+                     "dropped %d, waiting %d)" % (d["lost"], d["events_lost"], d["device"],
+                                                  d["generated"], d["delivered"],
+                                                  d["reported_dropped"], d["waiting"]))
     return "\n".join(lines)
