@@ -48,7 +48,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
     report = asyncio.run(fleet.run())
-    report_path = args.report or os.path.join(workdir, "report.json")
+    report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
+    os.makedirs(os.path.dirname(report_path), exist_ok=True)
     with open(report_path, "w") as f:
         json.dump(report, f, indent=1)
     out.write("\n" + text(report) + "\n\n")

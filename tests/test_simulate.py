@@ -1,0 +1,301 @@
+"""`tether simulate` end to end: a small mixed fleet of real agents on virtual chips, through the
+embedded broker and through Mosquitto, with outages, power cuts, broker restarts, slow links and
+sensor faults; the report's ground truth checked against what the reference ingest stored in its
+SQLite file. Also a second ingest process sharing the subscription, malformed payloads published
+into a run, and the command's exit codes."""
+import asyncio
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from firmware import simulate_cmd
+from simulator import faults
+from simulator.fleet import DEFAULT_FLEET, Fleet, load_fleet
+from simulator.ingest import summary, totals
+from simulator.report import build
+from tests.broker import Subscriber
+
+FAULTS = ("outage:every=4h,for=2h,share=0.5;power:every=5h,share=0.5;restart:count=2;"
+          "sensor:every=6h,for=1h,share=0.5;slow:latency=20ms,share=0.3")
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def db_counts(path):
+    """{device: readings} and {device: events} straight from the ingest's file."""
+    with sqlite3.connect(path) as db:
+        readings = dict(db.execute("SELECT device, count(*) FROM readings GROUP BY device"))
+        events = dict(db.execute("SELECT device, count(*) FROM events GROUP BY device"))
+    return readings, events
+
+
+def assert_every_reading_accounted(report, db_path):
+    """Nothing lost, and the ingest's file says the same as the report, device by device."""
+    f = report["fleet"]
+    assert (f["lost"], f["events_lost"], f["reported_dropped"], f["waiting"]) == (0, 0, 0, 0), f
+    readings, events = db_counts(db_path)
+    stored = summary(db_path)
+    for d in report["devices"]:
+        # What the device's sampler buffered, less what a power cut took from RAM, is exactly
+        # what the file holds: no reading missing, none twice.
+        assert d["generated"] - d["power_cut_window"] == d["delivered"] == readings[d["device"]], d
+        assert d["events_raised"] == d["events"] == events.get(d["device"], 0), d
+        assert stored[d["device"]]["gaps"] == [], d
+    assert sum(readings.values()) == f["delivered"] > 0
+
+
+def test_the_command_runs_a_fleet_through_the_embedded_broker_and_loses_nothing(tmp_path):
+    work, plots, report_path = tmp_path / "w", tmp_path / "plots", tmp_path / "r.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "6", "--duration", "12h",
+         "--speed", "max", "--seed", "3", "--faults", FAULTS, "--workdir", str(work),
+         "--report", str(report_path), "--plots", str(plots)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    f = report["fleet"]
+    assert f["devices"] == 6 and report["broker_restarts"] == 2
+    assert f["power_cuts"] >= 1 and f["outage_ms"] > 0
+    assert sorted(d["device"].split("-")[0] for d in report["devices"]) \
+        == ["fridge", "pillbottle", "pillbottle", "printer", "printer", "washer"]
+    assert_every_reading_accounted(report, str(work / "fleet.sqlite"))
+    # Sensor faults became sensor_error events, each raised and cleared.
+    with sqlite3.connect(str(work / "fleet.sqlite")) as db:
+        errors = db.execute("SELECT count(*) FROM events WHERE event = 'sensor_error'").fetchone()
+    assert errors[0] >= 2
+    assert "0 LOST" in proc.stdout and str(work / "fleet.sqlite") in proc.stdout
+    for name in ("ink.png", "pills.png", "energy.png", "backlog.png"):
+        data = (plots / name).read_bytes()
+        assert data.startswith(PNG) and len(data) > 5000, name
+
+
+class Publishes:
+    """The fleet's progress hook, used to publish garbage into a running simulation once."""
+
+    def __init__(self, port, items):
+        self.port = port
+        self.items = items
+        self.sent = False
+        self.snapshots = []
+
+    def update(self, snap):
+        self.snapshots.append(snap)
+        if not self.sent and snap["phase"] == "running" and snap["generated"]:
+            self.sent = True
+            with Subscriber(self.port, topics=("nothing/here",)) as pub:
+                for topic, payload in self.items:
+                    pub.publish(topic, payload)
+
+    def close(self):
+        pass
+
+
+MALFORMED = [
+    ("tether/v1/printer-0001/up/batch", b"\xff\x00garbage"),
+    ("tether/v1/printer-0001/up/batch", b""),
+    ("tether/v1/pillbottle-0001/up/event", b"\x9f\x01"),
+    ("tether/v1/nobody/up/health", b"not cbor at all"),
+    ("tether/v1/washer-0001/up/batch", b"\x85\x01\x62ab\x20\x00\x00"),
+]
+
+
+def test_a_fleet_through_mosquitto_with_a_second_ingest_process_and_malformed_payloads(
+        mosquitto_factory, tmp_path):
+    # Mosquitto's default max_queued_messages (1000) drops messages for an ingest that falls
+    # behind a fleet running at full speed (docs/ingest.md).
+    broker = mosquitto_factory(log_type="error warning", extra_conf="max_queued_messages 0")
+    work = tmp_path / "w"
+    work.mkdir()
+    db = work / "fleet.sqlite"
+    other = subprocess.Popen(
+        [sys.executable, "-m", "simulator.ingest", "--broker", "mqtt://127.0.0.1:%d" % broker.port,
+         "--db", str(db), "--group", "sim-test", "--every", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = other.stdout.readline()
+        assert first.startswith("ingest "), first + other.stderr.read()
+        hook = Publishes(broker.port, MALFORMED)
+        fleet = Fleet(load_fleet(DEFAULT_FLEET, 6), str(work), 12 * 3600000, speed=None,
+                      broker_url="mqtt://127.0.0.1:%d" % broker.port, seed=5,
+                      faults=faults.parse("outage:every=4h,for=2h,share=0.5;"
+                                          "power:every=5h,share=0.5"),
+                      client="paho", progress=hook, ingest_group="sim-test")
+        report = asyncio.run(fleet.run())
+        # The other process may still be storing its share: wait until the file holds it all.
+        deadline = 60
+        while report["fleet"]["lost"] and deadline > 0:
+            threading.Event().wait(0.5)
+            deadline -= 0.5
+            report = build(fleet)
+    finally:
+        other.send_signal(signal.SIGINT)
+        out, err = other.communicate(timeout=30)
+    assert other.returncode == 0, err
+    assert hook.sent
+    assert report["fleet"]["power_cuts"] >= 1 and report["fleet"]["outage_ms"] > 0
+    assert_every_reading_accounted(report, str(db))
+    with sqlite3.connect(str(db)) as conn:
+        per_process = dict(conn.execute("SELECT ingest, count(*) FROM batches GROUP BY ingest"))
+    assert len(per_process) == 2 and all(n > 0 for n in per_process.values()), per_process
+    # Every malformed payload went to one of the two processes; each was counted, none stored.
+    assert totals(str(db))["malformed"] == len(MALFORMED)
+    assert "stopped: " in out
+
+
+def test_the_command_exits_1_when_a_reading_is_lost(monkeypatch, tmp_path):
+    report = {"device_time_ms": 3600000, "wall_s": 1.0, "speed": 3600.0, "seed": 1,
+              "broker_restarts": 0, "database": "x",
+              "fleet": {"devices": 1, "generated": 10, "delivered": 9, "reported_dropped": 0,
+                        "waiting": 0, "lost": 1, "power_cut_window": 0, "duplicates": 0,
+                        "events": 0, "events_raised": 0, "events_waiting": 0, "events_lost": 0,
+                        "power_cuts": 0, "outage_ms": 0, "bytes_on_air": 100,
+                        "backlog_max_batches": 0, "bytes_per_reading": 11.1},
+              "devices": [{"device": "d-1", "generated": 10, "delivered": 9,
+                           "reported_dropped": 0, "waiting": 0, "lost": 1, "events_lost": 0}]}
+
+    async def run(self):
+        return report
+    monkeypatch.setattr(Fleet, "run", run)
+    args = _args(tmp_path)
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out) == 1
+    assert "LOST 1 readings and 0 events on d-1" in out.getvalue()
+    report["fleet"]["lost"] = 0
+    report["fleet"]["events_lost"] = 1
+    assert simulate_cmd.main(args, out=io.StringIO()) == 1
+    report["fleet"]["events_lost"] = 0
+    assert simulate_cmd.main(args, out=io.StringIO()) == 0
+    assert json.loads((tmp_path / "w" / "report.json").read_text())["fleet"]["lost"] == 0
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("speed", "fast", "--speed: expected a factor like '3600x' or 'max'"),
+    ("speed", "-2x", "--speed: expected a factor"),
+    ("duration", "a week", "--duration: expected a duration like '2d'"),
+    ("faults", "flood:every=1d", "unknown fault 'flood'"),
+    ("faults", "outage:for=forever", "outage: for expected a duration like '2h'"),
+    ("faults", "outage:share=2", "outage: share expected a fraction"),
+    ("faults", "power:when=1d", "power: expected key=value with a key among every, share"),
+    ("faults", "slow:bandwidth=fast", "slow: bandwidth expected a rate like '20kbps'"),
+    ("fleet", "missing.yaml", "No such file"),
+])
+def test_bad_options_are_said_plainly_and_exit_2(tmp_path, option, value, says):
+    args = _args(tmp_path)
+    setattr(args, option, value)
+    err = io.StringIO()
+    assert simulate_cmd.main(args, out=io.StringIO(), err=err) == 2
+    text = err.getvalue()
+    assert text.startswith("tether simulate: ") and says in text, text
+    assert not (tmp_path / "w").exists()
+
+
+def _args(tmp_path):
+    import argparse
+    parser = argparse.ArgumentParser()
+    simulate_cmd.add_command(parser.add_subparsers())
+    return parser.parse_args(["simulate", "--workdir", str(tmp_path / "w"), "--speed", "max",
+                              "--duration", "1h"])
+
+
+def test_the_default_fleet_mixes_the_example_appliances():
+    from simulator.models import model_for
+    lines = load_fleet(DEFAULT_FLEET)
+    models = {model_for(p).__name__: n for p, n, _ in lines}
+    assert models == {"Printer": 4, "PillBottle": 4, "Washer": 2, "Fridge": 2}
+    scaled = load_fleet(DEFAULT_FLEET, 100)
+    assert sum(n for _, n, _ in scaled) == 100
+    assert all(n >= 1 for _, n, _ in load_fleet(DEFAULT_FLEET, 3))
+    assert [t.format(n=7) for _, _, t in lines][0] == "printer-0007"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("devices: []", "expected a mapping with a non-empty 'devices' list"),
+    ("devices:\n  - {profile: ../printer.yaml, count: 0}", "devices[0].count: expected a whole"),
+    ("devices:\n  - {profile: ../printer.yaml, colour: red}", "devices[0]: unknown key colour"),
+    ("devices:\n  - {count: 2}", "devices[0]: expected {profile, count, id}"),
+])
+def test_a_bad_fleet_file_says_where(tmp_path, text, says):
+    from simulator.fleet import FleetError
+    path = tmp_path / "fleets" / "f.yaml"
+    path.parent.mkdir()
+    (tmp_path / "printer.yaml").write_text(open("examples/printer.yaml").read())
+    path.write_text(text)
+    with pytest.raises(FleetError) as exc:
+        load_fleet(str(path))
+    assert says in str(exc.value) and str(path) in str(exc.value)
+
+
+def test_a_fault_schedule_depends_on_the_seed_alone_and_shares_the_fleet():
+    spec = faults.parse("outage:every=6h,for=1h,share=0.5;power:every=1d,share=0.25;"
+                        "restart:count=3;outage:every=1d,for=2h,scope=fleet")
+    profiles = [{"sensors": [{"name": "x", "driver": "ina219"}]}] * 8
+    day = 86400000
+
+    def actions(seed):
+        s = faults.Schedule(spec, profiles, 2 * day, seed)
+        return s.due(2 * day + 3 * 3600000)
+    a = actions(4)
+    assert a == actions(4) and a != actions(5)
+    restarts = [t for t, action, _, _ in a if action == "restart"]
+    assert restarts == [day // 2, day, 3 * day // 2]
+    assert [t for t, _, _, _ in a] == sorted(t for t, _, _, _ in a)
+    downs = [(t, i) for t, action, i, _ in a if action == "down"]
+    ups = [(t, i) for t, action, i, _ in a if action == "up"]
+    assert len(downs) == len(ups) > 0
+    # A fleet-wide outage takes every device down at one instant.
+    by_time = {}
+    for t, i in downs:
+        by_time.setdefault(t, set()).add(i)
+    assert any(devices == set(range(8)) for devices in by_time.values())
+    assert 1 <= len({i for _, action, i, _ in a if action == "cut"}) <= 2
+
+
+def test_a_sensor_fault_uses_the_drivers_own_failure():
+    spec = faults.parse("sensor:every=1h,for=10min")
+    profiles = [{"sensors": [{"name": "power", "driver": "pzem004t"}]},
+                {"sensors": [{"name": "ink", "driver": "ina219"}]}]
+    acts = faults.Schedule(spec, profiles, 86400000, 1).due(2 * 86400000)
+    kinds = {(i, details) for _, action, i, details in acts if action == "sensor"}
+    assert kinds == {(0, ("power", "timeout")), (1, ("ink", "nack"))}
+    spec = faults.parse("sensor:every=1h,for=10min,kind=bad_crc")
+    acts = faults.Schedule(spec, profiles[:1], 86400000, 1).due(2 * 86400000)
+    assert {details for _, action, _, details in acts if action == "sensor"} \
+        == {("power", "bad_crc")}
+
+
+def test_restart_faults_need_the_embedded_broker_and_slow_links_are_static():
+    spec = faults.parse("slow:latency=200ms,bandwidth=20kbps,share=0.5")
+    s = faults.Schedule(spec, [{"sensors": []}] * 4, 3600000, 1)
+    assert len(s.static) == 2 and s.static[0][2] == (200, 20000.0)
+    assert s.due(3600000) == []
+
+
+def test_time_on_the_fleet_clock_runs_fast_and_wakes_sleepers_in_order():
+    from simulator.clock import FleetClock
+
+    async def main():
+        clock = FleetClock(1763856000000, speed=None)
+        woke = []
+
+        async def sleeper(name, ms, times):
+            c = clock.device()
+            for _ in range(times):
+                await c.sleep(ms)
+                woke.append((clock.t, name))
+        tasks = [asyncio.ensure_future(sleeper("a", 600000, 6)),
+                 asyncio.ensure_future(sleeper("b", 1500000, 2))]
+        await clock.run(3600000)
+        clock.finish()
+        await asyncio.gather(*tasks)
+        return woke, clock.device().now()
+    woke, now = asyncio.run(main())
+    # At one instant, who went to sleep first wakes first: b (asleep since 1.5M) before a.
+    assert woke == [(600000, "a"), (1200000, "a"), (1500000, "b"), (1800000, "a"),
+                    (2400000, "a"), (3000000, "b"), (3000000, "a"), (3600000, "a")]
+    assert now == (1763856000000 + 3600000, True)
