@@ -281,6 +281,22 @@ class Model:
             truth[key].append(rec)
         self._next_release = p[0][0] if p else FOREVER
 
+    def advance(self, t_ms, platform):
+        """Device time moves to t_ms (never back): plans the days it reaches, releases the truth
+        that has happened by then, and drive()s the chips."""
+        if t_ms < self._t:
+            t_ms = self._t
+        self._t = t_ms
+        if t_ms >= self._planned_ms:
+            self.plan_until(t_ms)
+        if t_ms >= self._next_release:
+            self.release(t_ms)
+        self.drive(t_ms, platform)
+
+    def drive(self, t_ms, platform):
+        """Sets every sensor the model drives to its value at t_ms."""
+        raise NotImplementedError
+
     def plan_next_day(self):
         self.plan_day(self._day, self._day * DAY_MS, (self._day + 1) * DAY_MS)
         self._day += 1

@@ -31,7 +31,7 @@ import math
 
 from simulator.models.base import (DAY_MS, HOUR_MS, MINUTE_MS, Meter, Model, PowerTrace,
                                    day_of_year, slot_ms_for)
-from simulator.models.washer import Mains, power_factor
+from simulator.models.washer import Mains, put_mains
 
 DEGRADING_FRACTION = 0.2
 OFF_W = 1.8
@@ -157,16 +157,5 @@ class Fridge(Model):
         else:
             tr.emit(day1, OFF_W, 0.1, "off")
 
-    def advance(self, t_ms, platform):
-        if t_ms < self._t:
-            t_ms = self._t
-        self._t = t_ms
-        if t_ms >= self._planned_ms:
-            self.plan_until(t_ms)
-        if t_ms >= self._next_release:
-            self.release(t_ms)
-        tr = self.trace
-        wh = tr.update(t_ms)
-        w = tr.value
-        self.meter.put(platform, w, wh, self.mains.volts(t_ms, w, self.noise.next()),
-                       power_factor(w))
+    def drive(self, t_ms, platform):
+        put_mains(self, t_ms, platform)

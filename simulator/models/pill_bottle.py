@@ -183,14 +183,7 @@ class PillBottle(Model):
                     self._push(nxt + int(rng.uniform(10, 12) * HOUR_MS), "refill", 0, 0)
 
     # -- running --------------------------------------------------------------------------------
-    def advance(self, t_ms, platform):
-        if t_ms < self._t:
-            t_ms = self._t
-        self._t = t_ms
-        if t_ms >= self._planned_ms:
-            self.plan_until(t_ms)
-        if t_ms >= self._next_release:
-            self.release(t_ms)
+    def drive(self, t_ms, platform):
         ch = self.changes
         i = self.ch_i
         n = len(ch)

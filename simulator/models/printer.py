@@ -249,14 +249,7 @@ class Printer(Model):
         self.ink_events.append((a, b, before, tuple(levels)))
 
     # -- running --------------------------------------------------------------------------------
-    def advance(self, t_ms, platform):
-        if t_ms < self._t:
-            t_ms = self._t
-        self._t = t_ms
-        if t_ms >= self._planned_ms:
-            self.plan_until(t_ms)
-        if t_ms >= self._next_release:
-            self.release(t_ms)
+    def drive(self, t_ms, platform):
         wh = self.trace.update(t_ms)
         if self.meter.any_power or self.meter.energy:
             self.meter.put(platform, self.trace.value, wh)

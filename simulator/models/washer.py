@@ -67,6 +67,15 @@ def power_factor(watts):
     return 0.99 if watts > 1000 else (0.7 if watts > 40 else 0.5)
 
 
+def put_mains(model, t_ms, platform):
+    """The meter of a mains appliance (washer, fridge) shows its power trace at t_ms."""
+    tr = model.trace
+    wh = tr.update(t_ms)
+    w = tr.value
+    model.meter.put(platform, w, wh, model.mains.volts(t_ms, w, model.noise.next()),
+                    power_factor(w))
+
+
 def inlet_celsius(t_ms):
     """Cold-water temperature: 13 C +- 5 C, coldest around 1 February."""
     return 13.0 - 5.0 * math.cos(2 * math.pi * (day_of_year(t_ms) - 31) / 365.0)
@@ -171,16 +180,5 @@ class Washer(Model):
             "drum_w": round(drum, 1), "spike_w": round(spike, 1), "spin_w": round(spin, 1),
             "energy_wh": round(energy, 1)})
 
-    def advance(self, t_ms, platform):
-        if t_ms < self._t:
-            t_ms = self._t
-        self._t = t_ms
-        if t_ms >= self._planned_ms:
-            self.plan_until(t_ms)
-        if t_ms >= self._next_release:
-            self.release(t_ms)
-        tr = self.trace
-        wh = tr.update(t_ms)
-        w = tr.value
-        self.meter.put(platform, w, wh, self.mains.volts(t_ms, w, self.noise.next()),
-                       power_factor(w))
+    def drive(self, t_ms, platform):
+        put_mains(self, t_ms, platform)
