@@ -228,9 +228,13 @@ class Fleet:
 
     async def _restart_broker(self):
         """Stops and starts the embedded broker; its devices get through again once the ingest
-        has subscribed on the new broker (simulator/device.py, Gate)."""
+        has subscribed on the new broker (simulator/device.py, Gate). Before the stop, the
+        ingest takes what the broker has acknowledged but not yet passed on: a slow ingest
+        leaves hundreds of batches queued there, and the embedded broker keeps nothing across
+        a restart (a broker with persistence would hand them over afterwards)."""
         self.gate.closed += 1
         try:
+            await asyncio.get_running_loop().run_in_executor(None, self.ingest.wait_idle, 30, 0.5)
             before = self.ingest.stats()["connections"]
             await self.broker.stop()
             await self.broker.start()
