@@ -37,8 +37,7 @@ class SimPin:
                 fn(v)
         return None
 
-    def __call__(self, v=None):
-        return self.value(v)
+    __call__ = value  # the HX711 driver clocks 25 pulses a read through calls
 
     def level(self):
         """The level last written (what a chip watching this pin sees), without calling a source."""
