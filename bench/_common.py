@@ -215,3 +215,19 @@ def parse_kv(stdout):
             except ValueError:
                 out[parts[0]] = parts[1]
     return out
+
+
+def proc_cpu_s(pid):
+    """CPU seconds (user + system) process `pid` has used so far, from /proc."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid="self"):
+    """Resident memory of process `pid` (this one by default), KiB, from /proc."""
+    with open("/proc/%s/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0

@@ -49,20 +49,6 @@ class Failed(Exception):
     pass
 
 
-def cpu_s(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def payloads(encoding):
     """The reference day's 144 batches, encoded; each message gets its 8-byte number in front
     (publisher, sequence), so that the subscriber's check is exact."""
@@ -113,13 +99,13 @@ async def one_round(port, pid, bodies, total):
             await client.publish(topic, k.to_bytes(2, "big") + i.to_bytes(6, "big")
                                  + bodies[i % len(bodies)], qos=1)
 
-    cpu0, me0, t0 = cpu_s(pid), time.process_time(), time.perf_counter()
+    cpu0, me0, t0 = c.proc_cpu_s(pid), time.process_time(), time.perf_counter()
     await asyncio.gather(*(publisher(k, p) for k, p in enumerate(pubs)))
     n = per * PUBLISHERS
     await until(lambda: acks[0] >= n and len(seen) >= n, 60,
                 "%d of %d PUBACKs, %d of %d delivered" % (acks[0], n, len(seen), n))
     wall = time.perf_counter() - t0
-    cpu, me = cpu_s(pid) - cpu0, time.process_time() - me0
+    cpu, me = c.proc_cpu_s(pid) - cpu0, time.process_time() - me0
     for p in pubs:
         await p.disconnect()
     await sub.disconnect()
@@ -131,7 +117,7 @@ async def one_round(port, pid, bodies, total):
 
 async def connections(port, pid):
     """(seconds to connect CONNECTIONS clients 100 at a time, broker KiB per connection)."""
-    rss0 = rss_kib(pid)
+    rss0 = c.rss_kib(pid)
     clients = [Client("bench-conn-%04d" % i, "127.0.0.1", port, max_packet=256)
                for i in range(CONNECTIONS)]
     gate = asyncio.Semaphore(100)
@@ -143,7 +129,7 @@ async def connections(port, pid):
     await asyncio.gather(*(connect(cl) for cl in clients))
     dt = time.perf_counter() - t
     await asyncio.sleep(0.5)
-    per = (rss_kib(pid) - rss0) / CONNECTIONS
+    per = (c.rss_kib(pid) - rss0) / CONNECTIONS
     if not all(cl.connected for cl in clients):
         raise Failed("a connection was lost")
     await asyncio.gather(*(cl.disconnect() for cl in clients))

@@ -35,7 +35,8 @@ class FleetClock:
         return future
 
     async def run(self, until_ms, tick=None):
-        """Moves device time to until_ms, waking sleepers on the way; tick(t) after each step.
+        """Moves device time to until_ms, waking sleepers on the way; tick(t) after each step
+        (it may return an awaitable, which device time waits for).
 
         The wall-clock pace: device time t is due at wall0 + t / speed. When the fleet is late
         (its work takes longer than the pace allows) device time waits for it rather than
@@ -66,7 +67,9 @@ class FleetClock:
                 if not future.done():
                     future.set_result(None)
             if tick is not None:
-                tick(self.t)
+                hold = tick(self.t)
+                if hold is not None:
+                    await hold  # device time stands still; the network goes on
             await asyncio.sleep(0)  # the woken devices sample before time moves on
 
     def finish(self):

@@ -531,6 +531,18 @@ class Ingest:
                 return False
             time.sleep(0.02)
 
+    def quiet_s(self):
+        """Seconds since the last message arrived, if every message that arrived is stored; 0
+        while some are not."""
+        if self._q.unfinished_tasks:
+            return 0.0
+        return time.monotonic() - self._last_message
+
+    def stored(self):
+        """Messages taken from the broker and dealt with (stored, or counted as bad) so far."""
+        with self._lock:
+            return self._counts.get("messages", 0)
+
     def stats(self):
         """This process's counters: messages, batches, readings, duplicates, malformed, held
         (waiting for their schema now), undecodable, events, health, replies, connected (and

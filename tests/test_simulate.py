@@ -17,7 +17,7 @@ import pytest
 
 from firmware import simulate_cmd
 from simulator import faults
-from simulator.fleet import DEFAULT_FLEET, Fleet, load_fleet
+from simulator.fleet import DEFAULT_FLEET, Fleet, IngestPace, load_fleet
 from simulator.ingest import Ingest, summary, totals
 from simulator.report import build
 from tests.broker import Subscriber
@@ -164,6 +164,30 @@ def test_a_broker_restart_loses_nothing_the_broker_still_queued_for_a_slow_inges
     report = asyncio.run(fleet.run())
     assert report["broker_restarts"] == 2
     assert_every_reading_accounted(report, str(tmp_path / "fleet.sqlite"))
+
+
+def test_device_time_waits_for_an_ingest_that_falls_behind(monkeypatch, tmp_path):
+    slow_on_message = Ingest._on_message
+
+    def on_message(self, *args):
+        threading.Event().wait(0.02)
+        slow_on_message(self, *args)
+    monkeypatch.setattr(Ingest, "_on_message", on_message)
+    monkeypatch.setattr(IngestPace, "LIMIT", 40)
+    monkeypatch.setattr(IngestPace, "EVERY_S", 0.02)
+    seen = []
+    check = IngestPace.check
+
+    def watched(self):
+        seen.append(self.behind() + self.slack)
+        return check(self)
+    monkeypatch.setattr(IngestPace, "check", watched)
+    fleet = Fleet(load_fleet(DEFAULT_FLEET, 6), str(tmp_path), 12 * 3600000, speed=None, seed=3)
+    report = asyncio.run(fleet.run())
+    assert_every_reading_accounted(report, str(tmp_path / "fleet.sqlite"))
+    # Unpaced, this fleet ran ~400 messages ahead of the ingest; paced, the ingest is never
+    # more than the limit plus what a check interval lets through behind.
+    assert max(seen) < 100, max(seen)
 
 
 def test_the_command_exits_1_when_a_reading_is_lost(monkeypatch, tmp_path):
