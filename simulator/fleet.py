@@ -298,8 +298,6 @@ class IngestPace:
         self.fleet = fleet
         self.slack = 0
         self.checked = 0.0
-        self.holds = 0
-        self.held_s = 0.0
 
     def behind(self):
         return (sum(d.link.messages for d in self.fleet.devices) - self.fleet.ingest.stored()
@@ -318,8 +316,6 @@ class IngestPace:
         return self._hold()
 
     async def _hold(self):
-        self.holds += 1
-        t = time.monotonic()
         ingest = self.fleet.ingest
         while True:
             behind = self.behind()
@@ -329,7 +325,6 @@ class IngestPace:
                 self.slack += behind
                 break
             await asyncio.sleep(0.02)
-        self.held_s += time.monotonic() - t
 
 
 def _host_port(url):
