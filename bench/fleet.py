@@ -1,7 +1,7 @@
 """Fleet scale on one process: how fast the simulator runs a fleet, and how large a fleet keeps up
 in real time, against Debian's mosquitto on loopback.
 
-    python3 bench/fleet.py            (~25 min: 100 and 1,000 devices at full speed, paho once,
+    python3 bench/fleet.py            (~17 min: 100 and 1,000 devices at full speed, paho once,
                                        a cProfile, then 1,000 / 5,000 / 10,000 in real time)
     python3 bench/fleet.py --quick    (~2 min, what bench/run_all.py runs: 100 devices at full
                                        speed, 1,000 in real time for 60 s)

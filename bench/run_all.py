@@ -11,7 +11,7 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# fleet.py --quick: its full run takes ~25 min; run it alone for the 10,000-device figure.
+# fleet.py --quick: its full run takes ~17 min; run it alone for the 10,000-device figure.
 BENCHMARKS = (("wire_size.py",), ("encode_speed.py",), ("buffer.py",), ("sampler.py",),
               ("uplink.py",), ("broker.py",), ("fleet.py", "--quick"))
 
