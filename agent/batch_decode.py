@@ -21,8 +21,12 @@ def inflate(data, offset=0, limit=MAX_INFLATED):
         read = stream.read
         done = None
         errors = (OSError, ValueError)
-    except ImportError:
-        import zlib
+    except ImportError:  # CPython
+        try:
+            import zlib
+        except ImportError:
+            raise cbor.DecodeError("the body is deflated, and this interpreter has neither "
+                                   "`deflate` nor `zlib` to inflate it", offset)
         stream = zlib.decompressobj(-15)
         pending = [data]
 

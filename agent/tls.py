@@ -2,7 +2,7 @@
 #
 # Verification is on: the broker's certificate must chain to the profile's CA (or, without one,
 # to the system's CAs on CPython) and match the broker's host name. MicroPython's ssl takes DER
-# bytes; CPython's wants a file for the client certificate and key.
+# bytes; CPython's wants a file for the client certificate and key (agent/host/tls.py).
 import binascii
 import ssl
 
@@ -26,20 +26,8 @@ def context(ca=None, cert=None, key=None, tmpdir=None):
     tmpdir: where CPython may write the client certificate and key, which it reads only from
     files (readable by this user alone)."""
     if hasattr(ssl, "create_default_context"):  # CPython
-        ctx = ssl.create_default_context(cadata=ca) if ca else ssl.create_default_context()
-        if cert:
-            import os
-            import tempfile
-            folder = tempfile.mkdtemp(prefix="tether-tls-", dir=tmpdir)
-            paths = []
-            for name, text in (("cert.pem", cert), ("key.pem", key)):
-                path = os.path.join(folder, name)
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    f.write(text)
-                paths.append(path)
-            ctx.load_cert_chain(paths[0], paths[1])
-        return ctx
+        from agent.host import tls as host_tls
+        return host_tls.context(ca, cert, key, tmpdir)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.verify_mode = ssl.CERT_REQUIRED
     if ca:

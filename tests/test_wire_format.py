@@ -2,11 +2,13 @@
 import array
 import pathlib
 import re
+import sys
 from decimal import Decimal
 
 import cbor2
+import pytest
 
-from agent import batch, batch_decode
+from agent import batch, batch_decode, cbor
 from agent.schema import Schema
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "wire-format.md"
@@ -90,3 +92,10 @@ def test_micropython_writes_the_same_vectors(micropython, tmp_path):
     doc = vectors()
     assert out[0] == "0x1a95f48a" and out[1] == doc["schema document (id 0x1a95f48a)"].hex()
     assert out[2:] == [doc[label].hex() for label, *_ in CASES]
+
+
+def test_a_deflated_body_where_nothing_can_inflate_it_is_a_decode_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "deflate", None)  # None in sys.modules: ImportError
+    monkeypatch.setitem(sys.modules, "zlib", None)
+    with pytest.raises(cbor.DecodeError, match="neither `deflate` nor `zlib`"):
+        batch_decode.inflate(b"\x03\x00", 9)
