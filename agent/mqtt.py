@@ -33,16 +33,7 @@ except ImportError:
     def const(x):
         return x
 
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
-    from time import monotonic as _monotonic
-
-    def ticks_ms():
-        return int(_monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
+from hal.ticks import ticks_diff, ticks_ms
 
 _MPY = sys.implementation.name == "micropython"
 

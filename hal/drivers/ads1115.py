@@ -23,9 +23,9 @@
 # codes are noise ("reply"). OS still 0 after about 30 ms is kind "timeout". A config that does
 # not read back as written (noise, a reset chip, another chip at the address) is kind "reply".
 # A bit flipped in both reads of the conversion register at once goes undetected.
-import time
 
-from hal.bus import SensorError, i2c_error
+from hal.bus import i2c_error
+from hal.drivers.i2c16 import Chip16, signed16
 
 try:
     from micropython import const
@@ -68,22 +68,16 @@ def _pga(gain):
                      % (gain, ", ".join(str(g) for g in GAINS)))
 
 
-def _signed(v):
-    return v - 0x10000 if v & 0x8000 else v
+class ADS1115(Chip16):
+    CHIP = CHIP
 
-
-class ADS1115:
     def __init__(self, bus, where=None, address=0x48, channel=0, gain=2.048, sleep_ms=None):
         if channel not in (0, 1, 2, 3):
             raise ValueError("ADS1115 channel %r: 0-3" % (channel,))
         _pga(gain)
-        self.bus = bus
-        self.address = address
-        self.where = where if where is not None else "0x%02x" % address
+        Chip16.__init__(self, bus, where, address, sleep_ms)
         self.channel = channel
         self.gain = gain
-        self._sleep = sleep_ms or getattr(time, "sleep_ms", None) or _sleep_ms
-        self._buf = bytearray(2)
 
     def setup(self):
         """Writes the config for this channel without starting a conversion; reads it back."""
@@ -141,23 +135,5 @@ class ADS1115:
         if first != second:
             raise self._error("gave two different readings of one conversion (0x%04x, 0x%04x): "
                               "noise on the bus" % (first, second), "reply")
-        return _signed(first)
+        return signed16(first)
 
-    def _read16(self, reg):
-        data = self.bus.readfrom_mem(self.address, reg, 2)
-        if len(data) != 2:
-            raise self._error("answered %d bytes for a 2-byte register" % len(data), "reply")
-        return (data[0] << 8) | data[1]
-
-    def _write16(self, reg, value):
-        buf = self._buf
-        buf[0] = (value >> 8) & 0xFF
-        buf[1] = value & 0xFF
-        self.bus.writeto_mem(self.address, reg, buf)
-
-    def _error(self, problem, kind):
-        return SensorError(CHIP, self.where, problem, kind)
-
-
-def _sleep_ms(ms):
-    time.sleep(ms / 1000)

@@ -30,6 +30,7 @@
 from math import floor
 
 from hal.bus import SensorError
+from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms, ticks_us
 
 try:
     from micropython import const
@@ -37,22 +38,6 @@ except ImportError:
     def const(x):
         return x
 
-try:
-    from time import sleep_ms as _sleep_ms, ticks_diff, ticks_ms, ticks_us
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def ticks_us():
-        return int(_time.perf_counter() * 1000000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        _time.sleep(ms / 1000)
 
 try:
     from machine import disable_irq, enable_irq

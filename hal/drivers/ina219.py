@@ -32,9 +32,9 @@
 #   - CNVR not set within about 12 ms                  -> kind "timeout"
 # A bit flipped by noise in the low bits of the shunt, current or power register stays within
 # that tolerance and goes undetected: at most 1/128 of the value + 2 LSB.
-import time
 
-from hal.bus import SensorError, i2c_error
+from hal.bus import i2c_error
+from hal.drivers.i2c16 import Chip16, signed16
 
 try:
     from micropython import const
@@ -95,28 +95,22 @@ def calibration(shunt_ohms, max_current):
     return cal, pga, 0.04096 / (cal * shunt_ohms)
 
 
-def _signed(v):
-    return v - 0x10000 if v & 0x8000 else v
-
-
 def _tdiv(a, b):
     return a // b if a >= 0 else -((-a) // b)
 
 
-class INA219:
+class INA219(Chip16):
+    CHIP = CHIP
+
     def __init__(self, bus, where=None, address=0x40, shunt_ohms=0.1, max_current=3.2,
                  sleep_ms=None):
-        self.bus = bus
-        self.address = address
-        self.where = where if where is not None else "0x%02x" % address
+        Chip16.__init__(self, bus, where, address, sleep_ms)
         self.shunt_ohms = shunt_ohms
         self.max_current = max_current
         self.cal, self.pga, self.current_lsb = calibration(shunt_ohms, max_current)
         self.power_lsb = 20 * self.current_lsb
         self.config = (_BRNG_32V | (self.pga << 11) | _BADC_12BIT | _SADC_12BIT
                        | _MODE_TRIGGERED)
-        self._sleep = sleep_ms or getattr(time, "sleep_ms", None) or _sleep_ms
-        self._buf = bytearray(2)
 
     def setup(self):
         """Writes configuration and calibration and reads them back."""
@@ -153,8 +147,8 @@ class INA219:
                 raise self._error("did not finish a conversion within %d ms (CNVR stayed 0)"
                                   % (_FIRST_WAIT_MS + _POLLS), "timeout")
             self._sleep(1)
-        shunt = _signed(self._read16(_SHUNT))
-        current = _signed(self._read16(_CURRENT))
+        shunt = signed16(self._read16(_SHUNT))
+        current = signed16(self._read16(_CURRENT))
         power = self._read16(_POWER)  # clears CNVR
         bus2 = self._read16(_BUS)
         if (bus1 ^ bus2) & 0xFFFD:
@@ -187,21 +181,3 @@ class INA219:
             "power": power * self.power_lsb,
         }
 
-    def _read16(self, reg):
-        data = self.bus.readfrom_mem(self.address, reg, 2)
-        if len(data) != 2:
-            raise self._error("answered %d bytes for a 2-byte register" % len(data), "reply")
-        return (data[0] << 8) | data[1]
-
-    def _write16(self, reg, value):
-        buf = self._buf
-        buf[0] = (value >> 8) & 0xFF
-        buf[1] = value & 0xFF
-        self.bus.writeto_mem(self.address, reg, buf)
-
-    def _error(self, problem, kind):
-        return SensorError(CHIP, self.where, problem, kind)
-
-
-def _sleep_ms(ms):
-    time.sleep(ms / 1000)

@@ -18,6 +18,7 @@
 # address, another function, a wrong length, a Modbus exception, a wrong echo).
 from hal.bus import SensorError
 from hal.drivers import modbus
+from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms
 
 try:
     from micropython import const
@@ -25,19 +26,6 @@ except ImportError:
     def const(x):
         return x
 
-try:
-    from time import sleep_ms as _sleep_ms, ticks_diff, ticks_ms
-except ImportError:  # CPython
-    import time as _time
-
-    def ticks_ms():
-        return int(_time.monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        _time.sleep(ms / 1000)
 
 CHIP = "PZEM-004T"
 GENERAL_ADDRESS = const(0xF8)    # "general address": any single meter on the line answers it
