@@ -129,6 +129,16 @@ def _topic_name(topic):
     return b
 
 
+def check_options(keepalive_s, will, max_packet):
+    """ValueError for a client option MQTT 3.1.1 cannot carry (this client and paho_client)."""
+    if not 0 <= keepalive_s <= 0xFFFF:
+        raise ValueError("keepalive_s out of 0..65535")
+    if will is not None and not 0 <= will[2] <= 2:
+        raise ValueError("will qos out of 0..2")
+    if max_packet < 16:
+        raise ValueError("max_packet below 16")
+
+
 class Client:
     on_puback = None    # fn(pid), called in the event loop when a PUBACK arrives
     on_message = None   # fn(topic str, payload bytes)
@@ -136,12 +146,7 @@ class Client:
 
     def __init__(self, client_id, host, port, keepalive_s=60, username=None, password=None,
                  ssl=None, server_hostname=None, will=None, timeout_ms=10000, max_packet=2048):
-        if not 0 <= keepalive_s <= 0xFFFF:
-            raise ValueError("keepalive_s out of 0..65535")
-        if will is not None and not 0 <= will[2] <= 2:
-            raise ValueError("will qos out of 0..2")
-        if max_packet < 16:
-            raise ValueError("max_packet below 16")
+        check_options(keepalive_s, will, max_packet)
         self.client_id = client_id
         self.host = host
         self.port = port

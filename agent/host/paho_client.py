@@ -76,19 +76,8 @@ import threading
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-try:    # the same exception class and codes as the portable client
-    from agent.mqtt import ERR_NO_ID, ERR_PROTOCOL, ERR_TOO_LARGE, MQTTError
-except ImportError as exc:
-    if exc.name != "agent.mqtt":
-        raise
-    ERR_PROTOCOL, ERR_TOO_LARGE, ERR_NO_ID = -1, -2, -3
-
-    class MQTTError(Exception):
-        """The broker refused something or broke the protocol: `.code`."""
-
-        def __init__(self, code, msg=None):
-            Exception.__init__(self, code, msg or "MQTT error %d" % code)
-            self.code = code
+# The same exception class, codes and option checks as the portable client.
+from agent.mqtt import ERR_NO_ID, ERR_PROTOCOL, ERR_TOO_LARGE, MQTTError, check_options
 
 __all__ = ["Client", "MQTTError"]
 
@@ -210,12 +199,7 @@ class Client:
 
     def __init__(self, client_id, host, port, keepalive_s=60, username=None, password=None,
                  ssl=None, server_hostname=None, will=None, timeout_ms=10000, max_packet=2048):
-        if not 0 <= keepalive_s <= 0xFFFF:
-            raise ValueError("keepalive_s out of 0..65535")
-        if will is not None and not 0 <= will[2] <= 2:
-            raise ValueError("will qos out of 0..2")
-        if max_packet < 16:
-            raise ValueError("max_packet below 16")
+        check_options(keepalive_s, will, max_packet)
         self.client_id = client_id
         self.host = host
         self.port = port
