@@ -118,6 +118,20 @@ def tls_context(o):
     return tls.context(read_file(o["ca"], "r"), None, None)
 
 
+def new_client(Client, o, ctx, keepalive_s, will, heap=None):
+    """A client of the bench's broker; with heap sampling on, each send samples the heap."""
+    cl = Client(DEVICE, o["host"], o["port"], keepalive_s=keepalive_s, ssl=ctx,
+                server_hostname="localhost" if ctx is not None else None, will=will)
+    if heap is not None and heap.wanted:
+        real_send = cl._send
+
+        def send(data, n):
+            heap.sample("client._send")
+            return real_send(data, n)
+        cl._send = send
+    return cl
+
+
 def log_of(p, store):
     """agent/profile.py's log for the profile, without the Buffer around it."""
     from agent import batch
@@ -268,21 +282,13 @@ async def drain(o):
 
     def make(will):
         st.t0 = _us()
-        cl = Client(DEVICE, o["host"], o["port"], keepalive_s=keepalive_s, ssl=ctx,
-                    server_hostname="localhost" if ctx is not None else None, will=will)
+        cl = new_client(Client, o, ctx, keepalive_s, will, heap)
         real_connect = cl.connect
 
         async def connect():
             await real_connect()
             st.t_conn = _us()
         cl.connect = connect
-        if heap.wanted:
-            real_send = cl._send
-
-            def send(data, n):
-                heap.sample("client._send")
-                return real_send(data, n)
-            cl._send = send
         return cl
 
     def health(uplink):
@@ -461,17 +467,8 @@ async def client_only(o):
         wake.set()
 
     st.t0 = _us()
-    cl = Client(DEVICE, o["host"], o["port"], keepalive_s=keepalive_s, ssl=ctx,
-                server_hostname="localhost" if ctx is not None else None,
-                will=(STATUS, b"offline", 1, True))
+    cl = new_client(Client, o, ctx, keepalive_s, (STATUS, b"offline", 1, True), heap)
     cl.on_puback = on_puback
-    if heap.wanted:
-        real_send = cl._send
-
-        def send(data, n):
-            heap.sample("client._send")
-            return real_send(data, n)
-        cl._send = send
     gc.collect()
     m["m_ready"] = _alloc()
     failed = None
@@ -556,17 +553,8 @@ async def file_only(o):
         wake.set()
 
     st.t0 = _us()
-    cl = Client(DEVICE, o["host"], o["port"], keepalive_s=60, ssl=ctx,
-                server_hostname="localhost" if ctx is not None else None,
-                will=(STATUS, b"offline", 1, True))
+    cl = new_client(Client, o, ctx, 60, (STATUS, b"offline", 1, True), heap)
     cl.on_puback = on_puback
-    if heap.wanted:
-        real_send = cl._send
-
-        def send(buf, n):
-            heap.sample("client._send")
-            return real_send(buf, n)
-        cl._send = send
     gc.collect()
     m["m_ready"] = _alloc()
     failed = None
@@ -624,9 +612,7 @@ async def file_only(o):
 async def connect_only(o):
     Client = client_class(o["client"])[0]
     ctx = tls_context(o)
-    cl = Client(DEVICE, o["host"], o["port"], keepalive_s=60, ssl=ctx,
-                server_hostname="localhost" if ctx is not None else None,
-                will=(STATUS, b"offline", 1, True))
+    cl = new_client(Client, o, ctx, 60, (STATUS, b"offline", 1, True))
     await cl.connect()
     sock = getattr(cl, "_mqttc", None)  # paho_client: paho's (TLS) socket
     sock = sock.socket() if sock is not None else None
