@@ -15,26 +15,8 @@ import sqlite3
 import sys
 import threading
 import time
-from urllib.parse import unquote, urlsplit
 
-
-def parse_broker(url):
-    """(host, port, tls, username, password) from mqtt://[user[:password]@]host[:port] or
-    mqtts://...; ValueError for anything else."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError("expected a broker URL like mqtt://host:1883 or mqtts://host:8883, "
-                         "not %r" % url)
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError("a broker URL has no path or query: %r" % url)
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError("the port in %r is not a number from 1 to 65535" % url)
-    tls = parts.scheme == "mqtts"
-    user = unquote(parts.username) if parts.username is not None else None
-    password = unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
+from simulator.ingest import parse_broker
 
 
 def add_arguments(p):

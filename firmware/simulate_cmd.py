@@ -35,19 +35,23 @@ def main(args, out=sys.stdout, err=sys.stderr):
         speed = parse_speed(args.speed)
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
+        workdir = os.path.abspath(args.workdir)
+        fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
+                      progress=Progress(out))
     except (ValueError, OSError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
-    workdir = os.path.abspath(args.workdir)
     _fresh(workdir)
-    fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
-                  progress=Progress(out))
     out.write("simulating %d devices for %s of device time%s, faults: %s\n" % (
         sum(n for _, n, _ in lines), args.duration,
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
-    report = asyncio.run(fleet.run())
+    try:
+        report = asyncio.run(fleet.run())
+    except FleetError as exc:
+        err.write("tether simulate: %s\n" % exc)
+        return 2
     report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
     os.makedirs(os.path.dirname(report_path), exist_ok=True)
     with open(report_path, "w") as f:

@@ -25,9 +25,9 @@ class FleetClock:
         self.lag_ms = 0            # how far device time fell behind its schedule (max)
         self.finished = False
 
-    def device(self, skew_ms=0):
+    def device(self):
         """A clock for one device (agent.clock's interface)."""
-        return DeviceClock(self, skew_ms)
+        return DeviceClock(self)
 
     def sleep_until(self, t):
         future = asyncio.get_running_loop().create_future()
@@ -49,8 +49,7 @@ class FleetClock:
             # With nobody asleep on the clock (a device booting again after a power cut has not
             # gone to sleep yet), time moves in small steps, never past a wake-up to come.
             target = self._heap[0][0] if self._heap else self.t + MAX_STEP_MS
-            target = min(max(target, self.t), self.t + MAX_STEP_MS if not self._heap else target,
-                         until_ms)
+            target = max(min(target, until_ms), self.t)
             if self.speed:
                 due = self._wall0 + (target - self._t0) / 1000.0 / self.speed
                 delay = due - loop.time()
@@ -80,23 +79,19 @@ class FleetClock:
             if not future.done():
                 future.set_result(None)
 
-    def now_unix_ms(self):
-        return self.start_unix_ms + self.t
-
 
 class DeviceClock:
-    """One device's view: synced Unix time (plus a skew), and sleeps in device time."""
+    """One device's view: synced Unix time, and sleeps in device time."""
 
-    def __init__(self, fleet, skew_ms=0):
+    def __init__(self, fleet):
         self.fleet = fleet
-        self.skew_ms = skew_ms
         self.synced = True
 
     def monotonic(self):
         return self.fleet.t
 
     def now(self):
-        return self.fleet.start_unix_ms + self.fleet.t + self.skew_ms, True
+        return self.fleet.start_unix_ms + self.fleet.t, True
 
     async def sleep(self, ms):
         if self.fleet.finished:

@@ -15,13 +15,17 @@ from agent.store import FileStore
 from hal.sim.platform import SimPlatform
 
 
+BACKOFF_MAX_MS = 2000  # wall time: an outage's end is noticed quickly even when time runs fast
+
+
 class Gate:
     """The fleet's broker as its devices see it: closed while it restarts, and until the ingest
     has subscribed again. A production broker keeps the ingest's session across a restart and
     holds the batches for it; the embedded one keeps nothing, so the devices wait instead."""
 
     def __init__(self):
-        self.closed = 0  # restarts under way
+        self.closed = 0     # restarts under way
+        self.published = 0  # PUBLISH packets the fleet's devices sent (simulator/fleet.py, IngestPace)
 
 
 class SimStore(FileStore):
@@ -47,13 +51,12 @@ class SimStore(FileStore):
 class Link:
     """The device's network: up or down, with a latency and a bandwidth (None: unlimited)."""
 
-    def __init__(self, gate=None):
-        self.gate = gate or Gate()
+    def __init__(self, gate):
+        self.gate = gate
         self.up = True
         self.latency_ms = 0
         self.bits_per_s = None
         self.bytes_up = 0         # what the device sent in PUBLISH packets, MQTT framing included
-        self.messages = 0
 
 
 def link_client(base, link):
@@ -79,7 +82,7 @@ def link_client(base, link):
                     delay += size * 8.0 / link.bits_per_s
                 await asyncio.sleep(delay)
             link.bytes_up += size
-            link.messages += 1
+            link.gate.published += 1
             return await super().publish(topic, payload, qos, retain, dup)
 
     return LinkClient
@@ -95,6 +98,8 @@ class SimDevice:
         for key in ("ca", "cert", "key", "username", "password"):
             u.pop(key, None)
         u["health_ms"] = max(u["health_ms"], fleet.health_ms)
+        u["backoff_max_ms"] = min(u["backoff_max_ms"], BACKOFF_MAX_MS)
+        u["backoff_min_ms"] = min(u["backoff_min_ms"], BACKOFF_MAX_MS // 4)
         p["buffer"]["storage"] = "flash"
         p["buffer"]["path"] = str(folder)
         self.profile = p

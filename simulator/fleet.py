@@ -22,10 +22,10 @@ from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
+from simulator.ingest import parse_broker
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
-BACKOFF_MAX_MS = 2000  # wall time: an outage's end is noticed quickly even when time runs fast
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
@@ -77,6 +77,8 @@ class Fleet:
         self.seed = seed
         self.faults = faults
         self.broker_url = broker_url
+        if broker_url:
+            _broker_address(broker_url)  # a bad URL is said before anything starts
         self.client = client
         self.clock = FleetClock(start_unix_ms, speed)
         self.health_ms = health_ms
@@ -97,8 +99,7 @@ class Fleet:
 
     async def _start_broker(self):
         if self.broker_url:
-            host, port = _host_port(self.broker_url)
-            return host, port
+            return _broker_address(self.broker_url)
         from simulator.broker import EmbeddedBroker
         self.broker = EmbeddedBroker()
         await self.broker.start()
@@ -114,13 +115,8 @@ class Fleet:
     def _make_devices(self, host, port):
         from simulator.models import model_for
         rnd = random.Random(self.seed)
-        base = self.client_class = self._client_class()
+        base = self._client_class()
         for profile, count, template in self.lines:
-            profile = dict(profile)
-            profile["uplink"] = dict(profile["uplink"])
-            u = profile["uplink"]
-            u["backoff_max_ms"] = min(u["backoff_max_ms"], BACKOFF_MAX_MS)
-            u["backoff_min_ms"] = min(u["backoff_min_ms"], BACKOFF_MAX_MS // 4)
             cls = model_for(profile)
             for n in range(1, count + 1):
                 device_id = template.format(n=n)
@@ -138,14 +134,23 @@ class Fleet:
         from simulator.ingest import Ingest
         from simulator.report import build
         os.makedirs(self.workdir, exist_ok=True)
-        host, port = await self._start_broker()
+        try:
+            host, port = await self._start_broker()
+        except RuntimeError as exc:  # simulator.broker.BrokerError: iotcore missing, no answer
+            raise FleetError(str(exc))
         # A shared-subscription group of this run's own, without a persistent session: on a
         # broker of the user's (--broker) a fixed group would go on handing a share of the
         # batches to the sessions of earlier runs' ingests. `ingest_group` names it instead, for
         # more ingest processes to join this one (they share its database file).
         group = self.ingest_group or "tether-sim-%d" % os.getpid()
         self.ingest = Ingest(host, port, self.db_path, group=group, persistent=False)
-        await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
+        except RuntimeError as exc:  # the broker refused it, or did not answer
+            self.ingest.stop()
+            if self.broker is not None:
+                await self.broker.stop()
+            raise FleetError(str(exc))
         self._make_devices(host, port)
         schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
                                        self.duration_ms, self.seed)
@@ -185,10 +190,8 @@ class Fleet:
             return pace.check()
 
         await self.clock.run(self.duration_ms, tick)
-        for d in self.devices:
-            if not d.link.up:
-                d.link.up = True
-                d.outage_ms += self.duration_ms - d.outage_started
+        for i in range(len(self.devices)):  # outages still on end with device time
+            self._apply("up", i, None, self.duration_ms)
         if self.progress is not None:
             self.progress.update(self.snapshot(phase="delivering the backlog"))
         await asyncio.gather(*pending)
@@ -300,8 +303,7 @@ class IngestPace:
         self.checked = 0.0
 
     def behind(self):
-        return (sum(d.link.messages for d in self.fleet.devices) - self.fleet.ingest.stored()
-                - self.slack)
+        return self.fleet.gate.published - self.fleet.ingest.stored() - self.slack
 
     def check(self):
         """None, or an awaitable to hold device time with."""
@@ -327,12 +329,13 @@ class IngestPace:
             await asyncio.sleep(0.02)
 
 
-def _host_port(url):
-    if not url.startswith("mqtt://"):
-        raise FleetError("--broker: expected mqtt://host:port, got %r" % url)
-    rest = url[len("mqtt://"):].rstrip("/")
-    host, _, port = rest.partition(":")
+def _broker_address(url):
+    """(host, port) of --broker; FleetError for a URL the simulated devices cannot use."""
     try:
-        return host, int(port or 1883)
-    except ValueError:
-        raise FleetError("--broker: bad port in %r" % url)
+        host, port, tls, user, _ = parse_broker(url)
+    except ValueError as exc:
+        raise FleetError("--broker: %s" % exc)
+    if tls or user is not None:
+        raise FleetError("--broker: the simulated devices connect without TLS or a password: "
+                         "give mqtt://host:port, not %r" % url)
+    return host, port

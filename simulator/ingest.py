@@ -29,6 +29,7 @@ import socket
 import sqlite3
 import threading
 import time
+from urllib.parse import unquote, urlsplit
 
 from agent import batch_decode, cbor, cbor_decode
 from agent import events as event_codec
@@ -233,6 +234,25 @@ class _LogLimit:
             log.log(level, msg, *args)
         else:
             self.skipped += 1
+
+
+def parse_broker(url):
+    """(host, port, tls, username, password) from mqtt://[user[:password]@]host[:port] or
+    mqtts://...; ValueError for anything else."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError("expected a broker URL like mqtt://host:1883 or mqtts://host:8883, "
+                         "not %r" % url)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError("a broker URL has no path or query: %r" % url)
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError("the port in %r is not a number from 1 to 65535" % url)
+    tls = parts.scheme == "mqtts"
+    user = unquote(parts.username) if parts.username is not None else None
+    password = unquote(parts.password) if parts.password is not None else None
+    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
 
 
 def parse_topic(topic, prefix):
@@ -604,8 +624,7 @@ class Ingest:
         self._last_message = time.monotonic()
         if msg.qos and not self.ack_after_store:
             client.ack(msg.mid, msg.qos)
-        self._q.put((topic, bytes(msg.payload), msg.qos, msg.mid, time.time(), self._gen,
-                     bool(msg.retain)))
+        self._q.put((topic, bytes(msg.payload), msg.qos, msg.mid, time.time(), self._gen))
 
     # ---- the writer thread ----
 
@@ -691,7 +710,7 @@ class Ingest:
             self._limit(*args)
         client = self._client
         if self.ack_after_store:
-            for topic, payload, qos, mid, received_at, gen, retain in group:
+            for topic, payload, qos, mid, received_at, gen in group:
                 if qos and gen == self._gen and self._connected:
                     client.ack(mid, qos)
 
@@ -737,7 +756,7 @@ class Ingest:
                        reason, len(payload), prefix, "..." if len(payload) > HEX_PREFIX else ""))
 
     def _handle(self, m, d):
-        topic, payload, qos, mid, received_at, gen, retain = m
+        topic, payload, qos, mid, received_at, gen = m
         kind, device = parse_topic(topic, self.prefix)
         if kind is None:
             raise Bad("not a Tether topic ({prefix}/{device}/up/batch|event|health|schema or "
@@ -751,7 +770,7 @@ class Ingest:
         elif kind == "schema":
             self._schema(device, payload, received_at, d)
         else:
-            self._status(device, payload, received_at, retain, d)
+            self._status(device, payload, received_at, d)
 
     def _seen(self, device, received_at):
         self._db.execute("INSERT INTO devices (device, first_seen, last_seen) VALUES (?, ?, ?) "
@@ -992,7 +1011,7 @@ class Ingest:
                    (received_at, dropped, device))
         d.add("health")
 
-    def _status(self, device, payload, received_at, retain, d):
+    def _status(self, device, payload, received_at, d):
         if not payload:
             return  # a retained status being cleared
         if payload not in (b"online", b"offline"):
@@ -1011,16 +1030,6 @@ def _open(db_path):
     db = sqlite3.connect(str(db_path), timeout=30.0)
     db.execute("PRAGMA busy_timeout = 30000")
     return db
-
-
-def gaps(db_path):
-    """{device: [(from_seq, to_seq), ...]}: batches missing between the ones stored."""
-    with _closing(_open(db_path)) as db:
-        out = {}
-        for device, lo, hi in db.execute("SELECT device, from_seq, to_seq FROM gaps "
-                                         "ORDER BY device, from_seq"):
-            out.setdefault(device, []).append((lo, hi))
-        return out
 
 
 def summary(db_path):

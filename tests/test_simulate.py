@@ -226,6 +226,9 @@ def test_the_command_exits_1_when_a_reading_is_lost(monkeypatch, tmp_path):
     ("faults", "power:when=1d", "power: expected key=value with a key among every, share"),
     ("faults", "slow:bandwidth=fast", "slow: bandwidth expected a rate like '20kbps'"),
     ("fleet", "missing.yaml", "No such file"),
+    ("broker", "http://example.com", "--broker: expected a broker URL like mqtt://host:1883"),
+    ("broker", "mqtts://example.com", "--broker: the simulated devices connect without TLS"),
+    ("broker", "mqtt://h:99999", "--broker: the port in 'mqtt://h:99999' is not a number"),
 ])
 def test_bad_options_are_said_plainly_and_exit_2(tmp_path, option, value, says):
     args = _args(tmp_path)
@@ -235,6 +238,19 @@ def test_bad_options_are_said_plainly_and_exit_2(tmp_path, option, value, says):
     text = err.getvalue()
     assert text.startswith("tether simulate: ") and says in text, text
     assert not (tmp_path / "w").exists()
+
+
+def test_a_broker_that_refuses_the_connection_is_said_plainly_and_exits_2(tmp_path):
+    import socket
+    with socket.socket() as s:  # a loopback port with nobody listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = _args(tmp_path)
+    args.broker = "mqtt://127.0.0.1:%d" % port
+    err = io.StringIO()
+    assert simulate_cmd.main(args, out=io.StringIO(), err=err) == 2
+    assert err.getvalue().startswith("tether simulate: cannot connect to the broker 127.0.0.1:"), \
+        err.getvalue()
 
 
 def _args(tmp_path):
