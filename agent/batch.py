@@ -96,7 +96,7 @@ class Encoder:
         except IndexError:  # the bit writer ran past the buffer
             raise cbor.BufferFull("%d readings do not fit in %d bytes" % (end - start, len(w.buf)))
         if self.squeeze is not None:
-            z = self.squeeze(bytes(w.buf[at:w.pos]))
+            z = self.squeeze(memoryview(w.buf)[at:w.pos])
             if len(z) < w.pos - at:
                 w.buf[at:at + len(z)] = z
                 w.pos = at + len(z)

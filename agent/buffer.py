@@ -56,7 +56,7 @@ class Buffer:
         self.synced = False   # the clock state of the rows in RAM
         self.seq = 0          # of the next batch
         self.batches = 0      # formed since open()
-        self.journal_size = 0
+        self.journaled = False  # a journal file exists (cut() removes it once it holds nothing)
         self.notify = None    # called when batches were stored: the uplink's wake-up
 
     # -- open ------------------------------------------------------------------------------
@@ -67,8 +67,9 @@ class Buffer:
         corrupt (the tail that a power cut interrupted), which are discarded."""
         journal = []
         tag = None
-        data = self.store.read_all(_JOURNAL)
-        size = 0 if data is None else len(data)
+        # Its size only: records() reads it piece by piece, and a whole copy would be a large
+        # allocation at boot, when the heap matters most.
+        size = self.store.size(_JOURNAL) if _JOURNAL in self.store.names() else 0
         good = 0
         for kind, payload, end in records(self.store, _JOURNAL, 0, size):
             if kind != READINGS:
@@ -97,7 +98,7 @@ class Buffer:
             self._rewrite_journal()
         else:
             self.store.remove(_JOURNAL)
-            self.journal_size = 0
+            self.journaled = False
         return discarded
 
     def _replay_rows(self, payload, skip):
@@ -171,7 +172,7 @@ class Buffer:
             self.store.append(_JOURNAL, head)
             for p in parts:
                 self.store.append(_JOURNAL, p)
-            self.journal_size += len(head) + self._size(parts)
+            self.journaled = True
             self.flushed = self.n
             self.store.sync()
 
@@ -182,16 +183,10 @@ class Buffer:
                 bytes(memoryview(self.ts)[a:b]), bytes(memoryview(self.chs)[a:b]),
                 bytes(memoryview(self.vals)[a:b]))
 
-    def _size(self, parts):
-        n = 0
-        for p in parts:
-            n += len(p)
-        return n
-
     def _rewrite_journal(self):
         parts = self._rows(0, self.flushed)
         self.store.replace(_JOURNAL, frame(READINGS, parts) + b"".join(parts))
-        self.journal_size = HEAD + self._size(parts)
+        self.journaled = True
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -220,9 +215,9 @@ class Buffer:
         # The batches are durable: the journal now holds only what they left.
         if self.flushed:
             self._rewrite_journal()
-        elif self.journal_size:
+        elif self.journaled:
             self.store.remove(_JOURNAL)
-            self.journal_size = 0
+            self.journaled = False
         if self.notify is not None:
             self.notify()
 

@@ -56,22 +56,3 @@ class Events:
 
     def close(self):
         self.log.close()
-
-
-class Event:
-    def __init__(self, fields):
-        (_, self.device, self.seq, self.boot, flags, self.t, self.event, self.sensor, self.state,
-         self.value, self.detail) = fields
-        self.synced = bool(flags & batch.FLAG_SYNCED)
-
-
-def decode(data):
-    """An event message; cbor.Malformed when it is not one."""
-    from agent import cbor_decode
-    fields = cbor_decode.loads(data)
-    if not isinstance(fields, list) or len(fields) != 11 or fields[0] != batch.VERSION:
-        raise cbor.Malformed("not a version 1 Tether event", 0)
-    for i, kind in ((1, str), (2, int), (3, int), (4, int), (5, int), (6, str), (7, str), (8, str)):
-        if not isinstance(fields[i], kind) or isinstance(fields[i], bool):
-            raise cbor.Malformed("event field %d has the wrong type" % i, 0)
-    return Event(fields)

@@ -83,7 +83,9 @@ class Log:
         self.store = store
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
-        self.seq_of = seq_of  # encoded batch -> its sequence number
+        # encoded batch -> its sequence number; given a memoryview past the record's 2-byte
+        # head, so that no batch is copied just to read its number
+        self.seq_of = seq_of
         # Acks are saved once this many bytes of batches were acked: the state file then costs
         # at most 1 % of what the log writes.
         self.save_after = save_after
@@ -170,7 +172,7 @@ class Log:
             if kind != BATCH:
                 break
             good = end
-            seq = self.seq_of(payload[2:])
+            seq = self.seq_of(memoryview(payload)[2:])
             seg.last_seq = seq
             if seq > self.last_seq:
                 self.last_seq = seq
@@ -219,7 +221,7 @@ class Log:
         acked = [f[0] for f in self.inflight if f[3] and f[1] == seg.number]
         for kind, payload, _ in records(self.store, seg.name, 0, seg.size):
             if kind == BATCH:
-                seq = self.seq_of(payload[2:])
+                seq = self.seq_of(memoryview(payload)[2:])
                 if seq > self.acked:
                     if seq not in acked:
                         self.dropped += count_of(payload)
@@ -256,7 +258,7 @@ class Log:
             for kind, payload, end in records(self.store, seg.name,
                                               off if seg.number == number else 0, seg.size):
                 if kind == BATCH:
-                    return self.seq_of(payload[2:]), payload, (seg.number, end)
+                    return self.seq_of(memoryview(payload)[2:]), payload, (seg.number, end)
         return None
 
     def next_batch(self):

@@ -32,7 +32,7 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from agent import batch_decode, cbor, cbor_decode
-from agent import events as event_codec
+from agent import events_decode
 from agent.batch import COMPACT
 from agent.schema import Schema
 
@@ -961,7 +961,7 @@ class Ingest:
             d.add("replies")
             return
         try:
-            e = event_codec.decode(payload)
+            e = events_decode.decode(payload)
         except Exception as exc:  # noqa: BLE001
             raise Bad("event: %s" % (exc,))
         if e.device != device:

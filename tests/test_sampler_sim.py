@@ -2,7 +2,7 @@
 the simulated platform, the sampler on a FakeClock, the buffer and the event log, with the ink
 running low, a cartridge change and a power monitor that stops answering for an hour."""
 from agent import batch, batch_decode
-from agent import events as events_mod
+from agent import events_decode as events_mod
 from agent import profile as agent_profile
 from agent.clock import FakeClock
 from agent.events import Events

@@ -37,7 +37,7 @@ def test_clock_sync_is_passed_to_the_buffer_and_cuts_its_batch():
 
 
 def test_events_are_stored_durably_with_their_own_sequence_numbers():
-    from agent import events as ev_mod
+    from agent import events_decode as ev_mod
     from agent.events import Events
     from agent.log import Log
     from agent.store import RamStore
