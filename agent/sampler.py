@@ -40,6 +40,7 @@ class Channel:
         self.name = name
         self.source = source        # a driver: setup(), measure() -> {quantity: value}
         self.quantity = quantity
+        self.confident_key = quantity + "_confident"  # not a new string every reading
         self.interval_ms = interval_ms
         self.scale = scale          # value -> integer at the channel's resolution
         self.low = filters.get("min")
@@ -85,18 +86,25 @@ class Sampler:
         self.events = events
         self.channels = channels
         self.ready = {}  # id(source) -> True once its setup() succeeded
+        # The channels of each chip, in profile order: one measure() serves every quantity of
+        # a chip that is due, and a step allocates no lists.
+        self.groups = []
+        for c in channels:
+            for source, group in self.groups:
+                if source is c.source:
+                    group.append(c)
+                    break
+            else:
+                self.groups.append((c.source, [c]))
 
     def step(self):
         """Reads every sensor that is due; returns the ms until the next one is."""
         now = self.clock.monotonic()
-        due = [c for c in self.channels if c.due <= now]
-        done = []
-        for c in due:
-            if c.source in done:
-                continue
-            group = [d for d in due if d.source is c.source]
-            done.append(c.source)
-            self._read(c.source, group, now)
+        for source, group in self.groups:
+            for c in group:
+                if c.due <= now:
+                    self._read(source, group, now)
+                    break
         wait = None
         for c in self.channels:
             left = c.due - now
@@ -105,6 +113,7 @@ class Sampler:
         return max(0, wait or 0)
 
     def _read(self, source, group, now):
+        """Measures once for the channels of `group` that are due at `now`."""
         try:
             key = id(source)
             if key not in self.ready:
@@ -114,15 +123,18 @@ class Sampler:
         except Exception as exc:  # a driver's SensorError, or a bus error it did not expect
             self.ready.pop(id(source), None)  # set the chip up again before the next try
             for c in group:
-                self._fail(c, exc, now)
+                if c.due <= now:
+                    self._fail(c, exc, now)
             return
         t, synced = self.clock.now()
         self.buffer.set_synced(synced)
         for c in group:
+            if c.due > now:
+                continue
             if c.quantity not in values:
                 self._fail(c, ValueError("%s gave no %s" % (c.name, c.quantity)), now)
                 continue
-            self._take(c, values[c.quantity], values.get(c.quantity + "_confident", True), t,
+            self._take(c, values[c.quantity], values.get(c.confident_key, True), t,
                        synced)
             c.due = now + c.interval_ms if c.due + c.interval_ms <= now else c.due + c.interval_ms
 
