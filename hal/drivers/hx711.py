@@ -80,7 +80,6 @@ class HX711:
         self._primed = False     # True once the conversion in progress uses self.gain
         self._saturated = 0      # saturated readings in a row
         self.stretched = 0       # reads with a clock pulse longer than MAX_HIGH_US, for health
-        self.last_raw = None
 
     def _error(self, problem, kind):
         return SensorError(CHIP, self.where, problem, kind)
@@ -124,7 +123,6 @@ class HX711:
                 self._primed = True
             raw = self._read()
             if raw is not None:
-                self.last_raw = raw
                 return raw
             self._primed = False
         raise self._error("clock pulse held high past %d us on %d reads in a row (the chip powers "

@@ -16,7 +16,6 @@ class SimADC:
         self.raw12 = raw12
         self.full_scale_volts = full_scale_volts
         self.disconnected = None
-        self.reads = 0
 
     @property
     def volts(self):
@@ -28,7 +27,6 @@ class SimADC:
         self.raw12 = max(0, min(4095, raw))
 
     def read_u16(self):
-        self.reads += 1
         if self.disconnected == "low":
             raw = 0
         elif self.disconnected == "high":

@@ -32,7 +32,7 @@ except ImportError:  # CPython
 STRETCH_US = 80                  # a high phase this long is past the 60 us power-down limit
 FULL_SCALE = 0x7FFFFF
 NEGATIVE_FULL_SCALE = -0x800000
-FAULTS = (None, "disconnected", "no_chip", "dout_low")
+FAULTS = ("disconnected", "no_chip", "dout_low")  # what chip.fault may be, besides None
 _GAIN_BY_PULSES = {25: 128, 26: 32, 27: 64}
 
 
@@ -52,7 +52,6 @@ class SimHX711:
         self.fault = None
         self._rng = (seed & 0xFFFFFFFF) or 1
         self._stretch = 0
-        self.reads = 0           # reads that reached the 25th pulse
         self.resets = 0          # power-on resets after a power down
         self.power_downs = 0
         self.clock_errors = 0    # pulses while not ready, or more than 27 in one read
@@ -160,7 +159,6 @@ class SimHX711:
             self._out = 1
             self._data = None
             self._busy = self.conversion_polls
-            self.reads += 1
         elif pulses > 27:
             self.clock_errors += 1
             pulses = 27

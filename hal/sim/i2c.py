@@ -26,7 +26,7 @@
 # (reg None for readfrom/writeto without a pointer): what a logic analyser would show.
 import errno
 
-_FAULTS = ("nack", "stuck", "noise")
+FAULTS = ("nack", "stuck", "noise")
 
 
 class SimI2C:
@@ -43,13 +43,10 @@ class SimI2C:
         self.chips[address] = chip
         return chip
 
-    def detach(self, address):
-        self.chips.pop(address, None)
-
     def fault(self, kind, address=None, rate=1.0, times=None):
         """Injects a fault: "nack", "stuck" or "noise" (rate: probability per read)."""
-        if kind not in _FAULTS:
-            raise ValueError("unknown I2C fault %r (one of %s)" % (kind, ", ".join(_FAULTS)))
+        if kind not in FAULTS:
+            raise ValueError("unknown I2C fault %r (one of %s)" % (kind, ", ".join(FAULTS)))
         self._faults.append([kind, address, rate, times])
 
     def clear(self, address=None):

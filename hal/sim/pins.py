@@ -39,9 +39,5 @@ class SimPin:
 
     __call__ = value  # the HX711 driver clocks 25 pulses a read through calls
 
-    def level(self):
-        """The level last written (what a chip watching this pin sees), without calling a source."""
-        return self._level
-
     def __repr__(self):
         return "SimPin(%r)" % (self.number,)

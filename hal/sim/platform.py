@@ -3,7 +3,7 @@
 #
 #   platform = SimPlatform(profile)
 #   platform.set("power", 28.4)          # a physical quantity, in the sensor's unit
-#   platform.i2c_bus("i2c0").fault("nack", 0x40)      # faults, on the virtual parts
+#   platform.fault("power", "nack")      # a fault, on the sensor's virtual chip
 #
 # set() turns a sensor's quantity into the chip's physical state through the profile's own
 # calibration (a level in % becomes the raw ADC reading between raw_empty and raw_full), so a
@@ -147,27 +147,21 @@ class SimPlatform:
 
     # -- faults -------------------------------------------------------------------------------
 
-    FAULTS = {
-        "i2c": ("nack", "stuck", "noise"),
-        "uart": ("timeout", "bad_crc", "noise", "garbage", "short"),
-        "hx711": ("disconnected", "no_chip", "dout_low"),
-        "adc": ("disconnected",),
-        "ads1115": ("stall",),
-    }
-
     def fault(self, sensor, kind):
         """Breaks the part behind a sensor until clear(): a bus fault at its address ("nack",
         "stuck", "noise" on I2C; "timeout", "bad_crc", "noise", "garbage", "short" on a UART)
         or a chip fault ("disconnected", "no_chip", "dout_low" for an HX711; "disconnected"
         for a level probe on a board ADC; "stall" for an ADS1115 conversion)."""
+        # Each part's own list of faults, imported here: only fault injection needs them.
+        from hal.sim import hx711, i2c, uart
         s, chip = self.sensors[sensor]
         d = s["driver"]
         place = s.get("adc", s)
-        if kind in self.FAULTS["i2c"] and "address" in place and d != "pzem004t":
+        if kind in i2c.FAULTS and "address" in place and d != "pzem004t":
             self.buses[place["bus"]].fault(kind, place["address"])
-        elif kind in self.FAULTS["uart"] and d == "pzem004t":
+        elif kind in uart.FAULTS and d == "pzem004t":
             self.buses[s["bus"]].inject(kind, None)
-        elif kind in self.FAULTS["hx711"] and d == "hx711":
+        elif kind in hx711.FAULTS and d == "hx711":
             chip.fault = kind
         elif kind == "disconnected" and d == "level_probe" and "pin" in s:
             chip.disconnected = "low"
@@ -186,13 +180,6 @@ class SimPlatform:
                 setattr(chip, attr, none)
 
     # -- physical quantities ------------------------------------------------------------------
-
-    def i2c_bus(self, name):
-        return self.buses[name]
-
-    def chip(self, sensor):
-        """The virtual chip behind a sensor of the profile."""
-        return self.sensors[sensor][1]
 
     def set(self, sensor, value):
         """Makes the sensor's chip see the quantity `value`, in the sensor's unit."""

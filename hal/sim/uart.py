@@ -25,7 +25,6 @@ class Faults:
         self._state = (seed & 0xFFFFFFFF) or 1
         self.kind = None
         self._left = 0
-        self.applied = 0
 
     def inject(self, kind, times=1):
         """Corrupts the next `times` replies with `kind` (times=None: until clear())."""
@@ -56,7 +55,6 @@ class Faults:
             self._left -= 1
             if self._left <= 0:
                 self.clear()
-        self.applied += 1
         if kind == "timeout":
             return None
         out = bytearray(reply)
@@ -84,9 +82,6 @@ class SimUART:
         self.written = []          # the last frames written, as bytes, oldest first
         self._rx = bytearray()
         self._pos = 0
-
-    def attach(self, device):
-        self.device = device
 
     def inject(self, kind, times=1):
         """Corrupts the device's next `times` replies with fault `kind` (times=None: until clear())."""
