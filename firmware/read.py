@@ -38,20 +38,22 @@ def shown(value, sensor):
     return "%.*f" % (max(0, -exponent), value)
 
 
-def read_round(profile, sources, out):
-    """One reading of every sensor (one transaction per chip); returns the number that failed."""
+def read_round(profile, sources, out, ready):
+    """One reading of every sensor (one transaction per chip); returns the number that failed.
+    ready: the ids of the chips set up, kept across rounds (a chip that failed is set up again,
+    as the sampler does)."""
     results = {}
     failed = 0
     width = max(len(s["name"]) for s in profile["sensors"])
     for s, src in zip(profile["sensors"], sources):
         if id(src) not in results:
             try:
-                if not getattr(src, "_tether_ready", False):
+                if id(src) not in ready:
                     src.setup()
-                    src._tether_ready = True
+                    ready.add(id(src))
                 results[id(src)] = src.measure()
             except Exception as exc:  # a SensorError, or an OSError from the bus itself
-                src._tether_ready = False
+                ready.discard(id(src))
                 results[id(src)] = exc
         got = results[id(src)]
         if isinstance(got, Exception):
@@ -90,13 +92,14 @@ def main(args, out=sys.stdout, err=sys.stderr):
         return 2
     out.write("%s on %s: %d sensors\n" % (args.profile, name, len(sources)))
     failed = 0
+    ready = set()
     try:
         for n in range(args.count):
             if n:
                 time.sleep(interval_ms / 1000)
             if args.count > 1:
                 out.write("reading %d of %d\n" % (n + 1, args.count))
-            failed += read_round(profile, sources, out)
+            failed += read_round(profile, sources, out, ready)
     finally:
         platform.close()
     if failed:
