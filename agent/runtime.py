@@ -105,14 +105,15 @@ class Agent:
             self.running = False
             await sampling
 
-    async def stop(self, drain_ms=5000):
+    async def stop(self, drain_ms=5000, while_offline=False):
         """Stops sampling, stores what is in RAM, gives the uplink up to drain_ms to deliver
-        what waits (while it is connected), then says offline, disconnects and closes the
-        buffer. What is not delivered stays in the buffer for the next start."""
+        what waits (while it is connected; while_offline: also while it reconnects), then says
+        offline, disconnects and closes the buffer. What is not delivered stays in the buffer
+        for the next start."""
         self.running = False
         self.buffer.cut()
         waited = 0
-        while (self.uplink.connected and waited < drain_ms
+        while ((while_offline or self.uplink.connected) and waited < drain_ms
                and self.buffer.log.unacked + self.events.log.unacked):
             await asyncio.sleep(0.05)
             waited += 50

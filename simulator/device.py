@@ -187,14 +187,7 @@ class SimDevice:
     async def stop(self):
         """The end of the run: what is in RAM becomes batches, and the device gets up to the
         fleet's drain time to deliver them (reconnecting first if an outage just ended)."""
-        agent = self.agent
-        agent.running = False
-        agent.buffer.cut()
-        waited = 0
-        while agent.buffer.log.unacked + agent.events.log.unacked and waited < self.fleet.drain_ms:
-            await asyncio.sleep(0.05)
-            waited += 50
-        await agent.stop(0)
+        await self.agent.stop(self.fleet.drain_ms, while_offline=True)
         try:
             await self.task
         except (asyncio.CancelledError, Exception):
