@@ -129,13 +129,13 @@ def test_boot_count_goes_up_by_one_per_open():
 
 def test_seq_keeps_increasing_across_reopen_after_every_batch_was_acked():
     for store, again in both_stores():
-        log = opened(store, segment_bytes=REC)  # one batch a segment: acks delete segments
+        log = opened(store, segment_bytes=REC)  # one batch a segment
         for seq in range(5):
             add(log, seq)
         for seq, _ in drain(log):
             assert log.ack(seq)
-        # Every segment before the newest is gone; the newest holds only acked batches.
-        assert [s.number for s in log.segments] == [4]
+        # Acked segments stay until their room is needed: the ingest may ask for them again.
+        assert [s.number for s in log.segments] == [0, 1, 2, 3, 4]
         log.close()
         log = opened(again(), segment_bytes=REC)
         assert drain(log) == []
@@ -234,8 +234,8 @@ def test_out_of_order_acks_advance_the_cursor_over_the_contiguous_prefix_only():
             assert log.ack(seq)
         assert log.acked == 3 and log.unacked == 1
         assert log.ack(0) is False  # already acked
-        # The segments wholly before the first unacked batch are deleted.
-        assert [s.number for s in log.segments] == [3, 4]
+        # Acked segments are kept (for repairs), not deleted by acks.
+        assert [s.number for s in log.segments] == [0, 1, 2, 3, 4]
         log.close()
         log = opened(again(), segment_bytes=REC)
         assert seqs(log) == [4]
@@ -330,18 +330,19 @@ def test_torn_or_corrupt_tail_is_discarded_reported_and_appends_go_to_a_new_segm
 
 def test_a_deletion_cut_between_state_and_file_removal_is_finished_at_open():
     for store, again in both_stores():
-        log = opened(store, segment_bytes=REC)
+        log = opened(store, max_bytes=3 * REC, segment_bytes=REC)
         for seq in range(3):
             add(log, seq)
         kept = store.read_all("00000000.seg")
         for s, _ in drain(log)[:2]:
             log.ack(s)
+        add(log, 3)  # the log is full: segment 0 (acked) makes room
         log.close()
         assert "00000000.seg" not in store.names()
         # Put segment 0 back as if the power went after the state said it was dead.
         store.append("00000000.seg", kept)
         store.close()
         store = again()
-        log = opened(store, segment_bytes=REC)
+        log = opened(store, max_bytes=3 * REC, segment_bytes=REC)
         assert "00000000.seg" not in store.names()
-        assert seqs(log) == [2]
+        assert seqs(log) == [2, 3]
