@@ -12,8 +12,8 @@
 #
 # Acknowledged batches stay until the space is needed (docs/uplink.md, "Repair"): the broker may
 # lose what it acknowledged, and the ingest can then ask for them again. A full log drops its
-# oldest segment, so acknowledged data goes first; a segment is deleted only to make room, as
-# often as before retention, so keeping them costs no flash writes.
+# oldest segment, so acknowledged data goes first; a segment is deleted only to make room, about
+# as often as acks used to delete them, and no batch is ever written twice.
 import binascii
 import struct
 
@@ -86,8 +86,10 @@ class Log:
     """Batch records in segments in a store (agent/store.py), bounded to max_bytes.
 
     open() replays every good batch to a callback. Batches are then handed out in order by
-    next_batch() and leave the log only when ack() is called for them, or when the log is full
-    and drops its oldest segment, which adds the batches' readings to `dropped`.
+    next_batch() until ack() is called for them. Acked or not, they leave the log only when it
+    is full and drops its oldest segment; the readings of the unacked ones there are added to
+    `dropped`, and their sequence numbers to `dropped_ranges`. held() and classify() answer the
+    ingest's requests for batches again.
     """
 
     def __init__(self, store, max_bytes, segment_bytes, seq_of, save_after=100 * _STATE_BYTES):
@@ -374,15 +376,16 @@ class Log:
                     break
         return None
 
-    def classify(self, first, last):
+    def classify(self, first, last, into=None):
         """Splits the inclusive range first..last into what the log holds and what it does not:
         (held, gone, dropped, unknown), each a list of [from, to]. held: in a segment; dropped:
         in a remembered range dropped unsent; unknown: above the newest sequence number formed;
-        gone: the rest (acknowledged and overwritten, or dropped too long ago to remember)."""
-        held = []
-        gone = []
-        dropped = []
-        unknown = []
+        gone: the rest (acknowledged and overwritten, or dropped too long ago to remember).
+        into: the four lists of an earlier call, to add to (ranges asked for in increasing
+        order then come out joined where they touch)."""
+        if into is None:
+            into = ([], [], [], [])
+        held, gone, dropped, unknown = into
         newest = self.next_seq() - 1
         if last > newest:
             _add(unknown, max(first, newest + 1), last)
@@ -408,7 +411,7 @@ class Log:
                 at = min(b, last) + 1
         if at <= last:
             _add(gone, at, last)
-        return held, gone, dropped, unknown
+        return into
 
     def close(self):
         if self._acked_unsaved:
@@ -421,8 +424,8 @@ def _first(span):
 
 
 def _add(ranges, a, b):
-    """Appends [a, b] to a list of ranges in order, joining it to the last one it touches."""
-    if ranges and ranges[-1][1] + 1 >= a:
+    """Appends [a, b] to a list of ranges, joining it to the last one if they touch."""
+    if ranges and ranges[-1][0] <= a <= ranges[-1][1] + 1:
         if b > ranges[-1][1]:
             ranges[-1][1] = b
     else:

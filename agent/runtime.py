@@ -201,19 +201,14 @@ class Agent:
             raise CommandError("bounded: at most %d sequence numbers a command, got %d"
                                % (RESEND_SEQS, total))
         log = self.buffer.log if kind == "batch" else self.events.log
-        queued = 0
-        held = []
-        gone = []
-        dropped = []
-        unknown = []
+        ranges.sort(key=_first)  # in order, overlapping and adjacent answers join
+        into = ([], [], [], [])
         for a, b in ranges:
-            h, g, d, u = log.classify(a, b)
-            for x, y in h:
-                queued += y - x + 1
-            held += h
-            gone += g
-            dropped += d
-            unknown += u
+            log.classify(a, b, into)
+        held, gone, dropped, unknown = into
+        queued = 0
+        for a, b in held:
+            queued += b - a + 1
         if held and not self.uplink.repair(kind, held):
             raise CommandError("busy: too many repairs are waiting; ask again later")
         return {"kind": kind, "queued": queued, "gone": gone, "dropped": dropped,
@@ -224,6 +219,10 @@ class Agent:
         if self.reboot is None:
             raise CommandError("this device cannot reboot on command")
         return {"rebooting": True}, self.reboot
+
+
+def _first(r):
+    return r[0]
 
 
 def _seq(v):

@@ -149,3 +149,13 @@ def test_health_carries_the_oldest_held_and_newest_published_seq_of_each_log():
     a.uplink.sent[1] = 0
     h = cbor_decode.loads(a.health(a.uplink))
     assert h["seq"] == {"batch": [0, 2], "event": [0, 0]}
+
+
+def test_resend_answers_ranges_asked_out_of_order_or_overlapping_in_order_and_joined():
+    a = agent()
+    form(a, 4)  # 0..3 held, none acked
+    r = command(a, {"id": 1, "cmd": "resend", "kind": "batch",
+                    "ranges": [[6, 7], [2, 3], [0, 2], [4, 5]]})
+    assert r["result"] == {"kind": "batch", "queued": 4, "gone": [], "dropped": [],
+                           "unknown": [[4, 7]]}, r
+    assert a.uplink.repairs == [[0, 0, 3]]
