@@ -3,16 +3,17 @@
 # A command is a CBOR map {"id": text or integer, "cmd": name, ...its arguments}; the reply is a
 # CBOR map {"reply": the id, "ok": true, "result": ...} or {"reply": the id (null when the
 # command had none), "ok": false, "error": "what was wrong"} (docs/wire-format.md). Whatever
-# arrives, the agent answers and carries on: garbage, unknown commands and bad arguments get an
-# error reply, never an exception.
+# arrives, the agent carries on: garbage, unknown commands and bad arguments get an error reply,
+# never an exception.
 #
 # A command runs at most once. The ids of the last RECENT commands are remembered for as long as
 # the agent runs (across reconnects): one that comes again is neither run nor answered again. A
 # command the broker delivers as retained (replayed to every new subscription, so on every
-# reconnect and long after it was sent) is never run: it is answered once with an error, and
-# one without an id is dropped unanswered. A command larger than the MQTT client takes arrives
-# as its first bytes only: it is answered with an error, its id read from those bytes if it is
-# there (a map whose "id" comes before any long value), else null.
+# reconnect and long after it was sent) is never run: it is answered once with an error; one
+# without an id is dropped unanswered, as is an empty message (what clears a retained one). A
+# command larger than the MQTT client takes arrives as its first bytes only: it is answered with
+# an error, its id read from those bytes if it is there (a map whose "id" comes before any long
+# value), else null.
 from agent import cbor
 
 MAX_DEPTH = 4  # a command is a flat map: deeper nesting is refused before it is built
@@ -63,7 +64,7 @@ class Commands:
         self.handlers = handlers
         self.received = 0
         self.rejected = 0
-        self.skipped = 0    # repeated ids, and retained commands without one: not answered
+        self.skipped = 0    # repeated ids, retained commands without one, empty messages
         self.recent = []    # the last RECENT ids, oldest first
         self.w = cbor.Writer()
 
@@ -83,6 +84,9 @@ class Commands:
         delivered it as a retained message; size: the command was larger than the MQTT client
         takes (`limit` bytes) and payload holds only its first bytes."""
         self.received += 1
+        if not payload:  # clears a retained command: not one itself
+            self.skipped += 1
+            return None, None
         cid = None
         then = None
         try:

@@ -64,6 +64,7 @@ def test_a_retained_command_is_never_run_and_answered_once():
     assert handle(c, ping, retained=True) is None  # the broker replays it on every connect
     assert handle(c, ping) is None                 # and the id is spent
     assert handle(c, b"\xff garbage", retained=True) is None  # no id: nobody to answer
+    assert handle(c, b"") is None  # what clears a retained message
     assert runs == []
 
 
