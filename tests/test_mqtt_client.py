@@ -454,6 +454,9 @@ MALFORMED = {
     "suback-larger-than-max-packet": (b"\x90\xff\xff\x03" + b"\x00" * 64, ERR_TOO_LARGE),
     "publish-topic-larger-than-max-packet": (b"\x30\xff\xff\x03\xff\x00" + b"a" * 3000,
                                              ERR_TOO_LARGE),
+    "large-publish-qos-2": (b"\x34\xff\xff\x03\x00\x01a\x00\x01" + b"a" * 3000, ERR_PROTOCOL),
+    "large-publish-topic-not-utf8": (b"\x32\xff\xff\x03\x00\x02\xff\xfe\x00\x01" + b"a" * 3000,
+                                     ERR_PROTOCOL),
 }
 
 

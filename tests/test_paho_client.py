@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.host.paho_client import ERR_TOO_LARGE, Client, MQTTError
+from agent.host.paho_client import ERR_PROTOCOL, ERR_TOO_LARGE, Client, MQTTError
 from tests.broker import FakeBroker, free_port
 
 # Brokers: the `mosquitto`, `mosquitto_factory` and `tls_files` fixtures (tests/conftest_broker.py);
@@ -307,16 +307,23 @@ def test_a_large_message_is_never_held_whole_in_memory(mosquitto):
     run(main(), timeout=60)
 
 
-def test_a_packet_other_than_publish_over_max_packet_closes_the_connection():
-    broker = FakeBroker(after_connack=b"\x90\xff\xff\x03" + b"\x00" * 64)
+@pytest.mark.parametrize("packet,code", [
+    (b"\x90\xff\xff\x03" + b"\x00" * 64, ERR_TOO_LARGE),           # a SUBACK that large
+    (b"\x30\xff\xff\x03\xff\x00" + b"a" * 3000, ERR_TOO_LARGE),     # a topic that large
+    (b"\x34\xff\xff\x03\x00\x01a\x00\x01" + b"a" * 3000, ERR_PROTOCOL),  # QoS 2
+    (b"\x32\xff\xff\x03\x00\x02\xff\xfe\x00\x01" + b"a" * 3000, ERR_PROTOCOL),  # not UTF-8
+], ids=["suback", "topic", "qos-2", "topic-not-utf8"])
+def test_a_large_packet_that_is_no_valid_publish_closes_the_connection(packet, code):
+    broker = FakeBroker(after_connack=packet)
 
     async def main():
         c = Client("dev", "127.0.0.1", broker.port, max_packet=256)
         closes = []
         c.on_close = closes.append
+        c.on_too_large = lambda *args: closes.append("reported")
         await c.connect()
         await until(lambda: closes)
-        assert isinstance(closes[0], MQTTError) and closes[0].code == ERR_TOO_LARGE
+        assert isinstance(closes[0], MQTTError) and closes[0].code == code, closes
         assert not c.connected
     try:
         run(main())

@@ -107,7 +107,8 @@ _CONNACK_RC = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
 
 _IDLE, _CONNECTING, _CONNECTED, _DISCONNECTING, _CLOSED = range(5)
 
-_HEAD = 64    # bytes of an oversized message's payload kept for on_too_large (its id), as there
+_HEAD = 64    # bytes of an oversized message's payload kept for on_too_large (its id), as in
+              # agent/mqtt.py
 
 
 class _Paho(paho.Client):
@@ -133,7 +134,8 @@ class _Gate:
     length bytes one by one, then the body. So when paho asks for bytes at a packet boundary,
     the gate reads the fixed header itself, and either hands it over (and then the body, up to
     its length) or keeps the packet from paho altogether. Only paho's private _sock_recv is
-    replaced (paho 1.x to 2.2 have it); tests/test_paho_client.py checks the memory bound."""
+    replaced (paho 2.2): should a paho rename it, large messages would reach paho whole again,
+    and tests/test_paho_client.py, which measures the memory taken, would fail."""
 
     def __init__(self, client, mqttc):
         self.client = client
@@ -142,7 +144,8 @@ class _Gate:
         self.hdr = bytearray()   # the fixed header being read
         self.out = b""           # a header passed through, that paho has still to read
         self.left = 0            # body bytes of that packet that paho has still to read
-        self.big = None          # the oversized PUBLISH being read: [first, n, held bytes, skip]
+        self.big = None          # the oversized PUBLISH being read: [first, n, the bytes held,
+                                 # bytes to skip, (topic, packet id, payload start) once known]
 
     def _raw(self, n):
         return paho.Client._sock_recv(self.mqttc, n)
@@ -178,28 +181,30 @@ class _Gate:
                     ERR_TOO_LARGE, "incoming packet of %d bytes, max_packet %d"
                     % (n, self.max_packet)))
                 raise ConnectionError("packet too large")
-            self.big = [first, n, bytearray(), n - self.max_packet]
+            self.big = [first, n, bytearray(), n - self.max_packet, None]
         return self._read_big()
 
     def _read_big(self):
-        first, n, held, skip = self.big
-        while len(held) < self.max_packet:
+        big = self.big
+        first, n, held = big[0], big[1], big[2]
+        while big[4] is None:
             data = self._raw(self.max_packet - len(held))
             if not data:
                 return data
             held += data
-        while skip:
-            data = self._raw(min(skip, max(self.max_packet, 4096)))
+            if len(held) == self.max_packet:
+                try:
+                    big[4] = _publish_head(first, n, held)
+                except MQTTError as exc:
+                    self.client._fail(self.mqttc, exc)
+                    raise ConnectionError("bad packet") from None
+        while big[3]:
+            data = self._raw(min(big[3], max(self.max_packet, 4096)))
             if not data:
                 return data
-            skip -= len(data)
-            self.big[3] = skip
+            big[3] -= len(data)
         self.big = None
-        try:
-            topic, pid, pos = _publish_head(first, n, held)
-        except MQTTError as exc:
-            self.client._fail(self.mqttc, exc)
-            raise ConnectionError("bad packet")
+        topic, pid, pos = big[4]
         self.client._too_large(self.mqttc, topic, pid, n - pos, len(held) - pos,
                                bytes(held[pos:pos + _HEAD]), bool(first & 1))
         raise BlockingIOError    # one such message at a time: paho's loop gets its turn
