@@ -14,13 +14,16 @@ from types import SimpleNamespace
 import yaml
 from yaml.constructor import SafeConstructor
 
+from firmware import bounded
 from firmware.profile.errors import at, did_you_mean, expected
 
 TAG = "tag:yaml.org,2002:"
 MAX_NODES = 100_000  # a few nested aliases can expand to billions of nodes ("billion laughs")
+MAX_FILE = 256 * 1024  # a profile is a few KiB; PyYAML composes about 100 KiB a second
 KEYED_LISTS = {"sensors": "name", "buses": "id"}  # items merged by this key across packages
 SUBSTITUTION = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+UNUSABLE = object()  # ctx.secrets when the secrets file cannot be used
 
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
@@ -58,32 +61,58 @@ def join(path, key):
     return "%s.%s" % (path, key) if path else key
 
 
-def load(path):
-    """(root Node or None, problems) of the profile at path, with packages and substitutions."""
-    ctx = SimpleNamespace(problems=[], nodes=0, secrets=None,
-                          secrets_file=os.path.join(os.path.dirname(path), "secrets.yaml"))
+class TooManyValues(Exception):
+    pass
+
+
+def load(path, allow_outside=()):
+    """(root Node or None, problems) of the profile at path, with packages and substitutions.
+
+    Packages are read from the profile's folder tree, and from the trees of allow_outside.
+    When a file cannot be used (unreadable, not YAML, an alias bomb), root is None: the rules
+    would only report the keys it should have given as missing.
+    """
+    folder = os.path.dirname(path)
+    ctx = SimpleNamespace(problems=[], nodes=0, secrets=None, failed=False,
+                          secrets_file=os.path.join(folder, "secrets.yaml"),
+                          roots=[os.path.realpath(d) for d in [folder or "."] + list(allow_outside)])
     root = read_file(ctx, path)
     if root is None:
         return None, ctx.problems
     if root.tag != "map":
-        ctx.problems.append(at(root, expected("a mapping of top-level keys", root)))
+        ctx.problems.append(at(root, not_a_mapping(root)))
         return None, ctx.problems
     root = with_packages(ctx, root)
+    if ctx.failed:
+        return None, ctx.problems
     substitute_all(ctx, root)
     set_paths(root, "")
     return root, ctx.problems
 
 
+def not_a_mapping(node):
+    # What the file holds is not shown: it may be any file named by mistake, /etc/passwd say.
+    kind = {"seq": "a list", "str": "text", "null": "nothing"}.get(node.tag, "a single value")
+    return "expected a mapping of top-level keys, got %s" % kind
+
+
 def read_file(ctx, path, used_at=None):
-    """The Node tree of one YAML file, or None (with the problem noted)."""
+    """The Node tree of one YAML file, or None (with the problem noted, and ctx.failed set)."""
+    root = _read_file(ctx, path, used_at)
+    if root is None:
+        ctx.failed = True
+    return root
+
+
+def _read_file(ctx, path, used_at):
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except OSError as exc:
+        text = bounded.read(path, MAX_FILE, "a profile file").decode("utf-8")
+    except (OSError, bounded.TooLarge) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
         if used_at is None:
-            ctx.problems.append((path, None, None, "", "cannot read: %s" % exc.strerror))
+            ctx.problems.append((path, None, None, "", "cannot read: %s" % reason))
         else:
-            ctx.problems.append(at(used_at, "cannot read '%s': %s" % (path, exc.strerror)))
+            ctx.problems.append(at(used_at, "cannot read '%s': %s" % (path, reason)))
         return None
     except UnicodeDecodeError:
         ctx.problems.append((path, None, None, "", "not UTF-8 text"))
@@ -109,18 +138,22 @@ def read_file(ctx, path, used_at=None):
     except RecursionError:
         ctx.problems.append((path, None, None, "", "values are nested too deeply"))
         return None
+    except TooManyValues:  # its problem is noted; what was built so far is cut short
+        return None
 
 
 def build(ctx, y, file, path, active):
     """Our Node for a composed YAML node; `active` holds the nodes being built (alias loops)."""
     line, col = y.start_mark.line + 1, y.start_mark.column + 1
     ctx.nodes += 1
-    if ctx.nodes == MAX_NODES + 1:
-        ctx.problems.append((file, line, col, path, "too many values (aliases expand to more "
-                                                    "than %d); simplify the file" % MAX_NODES))
-    if ctx.nodes > MAX_NODES or id(y) in active:
-        if id(y) in active:
-            ctx.problems.append((file, line, col, path, "an alias refers to itself"))
+    if ctx.nodes > MAX_NODES:  # files read after this one are cut short too, silently
+        if ctx.nodes == MAX_NODES + 1:
+            ctx.problems.append((file, line, col, path, "too many values (aliases expand to "
+                                                        "more than %d); simplify the file"
+                                 % MAX_NODES))
+        raise TooManyValues()
+    if id(y) in active:
+        ctx.problems.append((file, line, col, path, "an alias refers to itself"))
         return Node(None, file, line, col, path, tag="null")
     if isinstance(y, yaml.ScalarNode):
         return scalar(ctx, y, file, path)
@@ -191,12 +224,17 @@ def secret(ctx, name, where):
         ctx.secrets = {}  # also guards against `!secret` inside secrets.yaml
         if os.path.exists(ctx.secrets_file):
             found = read_file(ctx, ctx.secrets_file)
-            if found is not None and found.tag != "map":
+            if found is None:
+                ctx.secrets = UNUSABLE
+            elif found.tag != "map":
                 ctx.problems.append(at(found, "expected a mapping of secret names to values"))
-            elif found is not None:
+                ctx.secrets, ctx.failed = UNUSABLE, True
+            else:
                 ctx.secrets = found.value
         else:
             ctx.secrets = False
+    if ctx.secrets is UNUSABLE:  # said once, for the file, not at each `!secret`
+        return where
     if ctx.secrets is False:
         ctx.problems.append(at(where, "!secret '%s': there is no secrets file '%s'"
                                % (name, ctx.secrets_file)))
@@ -223,24 +261,39 @@ def with_packages(ctx, root):
         return root
     if packages.tag != "seq":
         ctx.problems.append(at(packages, expected("a list of file paths", packages)))
+        ctx.failed = True
         return root
     base = None
     for item in packages.value:
-        if item.tag != "str" or item.secret:
-            ctx.problems.append(at(item, expected("a file path", item)))
-            continue
-        path = os.path.normpath(os.path.join(os.path.dirname(root.file), item.value))
-        package = read_file(ctx, path, used_at=item)
+        package = package_at(ctx, root, item)
         if package is None:
-            continue
-        if package.tag != "map":
-            ctx.problems.append(at(package, expected("a mapping of top-level keys", package)))
-            continue
-        if "packages" in package.value:
-            ctx.problems.append(at(package.keys["packages"], "a package cannot include packages"))
-            del package.value["packages"]
-        base = package if base is None else merge(base, package)
+            ctx.failed = True
+        else:
+            base = package if base is None else merge(base, package)
     return root if base is None else merge(base, root)
+
+
+def package_at(ctx, root, item):
+    """The Node tree of the package that a `packages:` entry names, or None (problem noted)."""
+    if item.tag != "str" or item.secret or "\0" in item.value:
+        ctx.problems.append(at(item, expected("a file path", item)))
+        return None
+    path = os.path.normpath(os.path.join(os.path.dirname(root.file), item.value))
+    real = os.path.realpath(path)
+    if not any(os.path.commonpath([real, folder]) == folder for folder in ctx.roots):
+        link = " (a link to '%s')" % real if os.path.abspath(path) != real else ""
+        ctx.problems.append(at(item, "'%s'%s is outside the profile's folder '%s': packages are "
+                               "read from there, or from a folder given with --allow-outside"
+                               % (path, link, ctx.roots[0])))
+        return None
+    package = read_file(ctx, path, used_at=item)
+    if package is not None and package.tag != "map":
+        ctx.problems.append(at(package, not_a_mapping(package)))
+        return None
+    if package is not None and "packages" in package.value:
+        ctx.problems.append(at(package.keys["packages"], "a package cannot include packages"))
+        del package.value["packages"]
+    return package
 
 
 def merge(base, over, key=""):
