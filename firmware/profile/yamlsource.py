@@ -27,6 +27,8 @@ UNUSABLE = object()  # ctx.secrets when the secrets file cannot be used
 
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
+TYPE_NAMES = {"int": "an integer (of at most 4300 digits)", "float": "a number",
+              "bool": "true or false", "null": "nothing"}
 _TYPED = {
     "int": SafeConstructor.construct_yaml_int,
     "float": SafeConstructor.construct_yaml_float,
@@ -125,6 +127,11 @@ def _read_file(ctx, path, used_at):
         ctx.problems.append((path, mark.line + 1, mark.column + 1, "", reason) if mark
                             else (path, None, None, "", reason))
         return None
+    except yaml.reader.ReaderError as exc:
+        line, col = line_col(text, exc.position)
+        ctx.problems.append((path, line, col, "", "YAML syntax error: character #x%04x: %s"
+                             % (exc.character, exc.reason)))
+        return None
     except yaml.YAMLError as exc:
         ctx.problems.append((path, None, None, "", "YAML syntax error: %s" % exc))
         return None
@@ -140,6 +147,15 @@ def _read_file(ctx, path, used_at):
         return None
     except TooManyValues:  # its problem is noted; what was built so far is cut short
         return None
+
+
+def line_col(text, index):
+    """1-based line and column of text[index], lines broken as YAML breaks them (text[:index]
+    is printable, so splitlines breaks at nothing else)."""
+    head = text[:index].splitlines(True) or [""]
+    if head[-1].endswith(("\n", "\r", "\x85", "\u2028", "\u2029")):
+        return len(head) + 1, 1
+    return len(head), len(head[-1]) + 1
 
 
 def build(ctx, y, file, path, active):
@@ -208,8 +224,14 @@ def scalar(ctx, y, file, path):
         hint = "; use 'packages:' to share settings between files" if y.tag == "!include" else ""
         ctx.problems.append((file, line, col, path, "unsupported tag '%s'%s" % (y.tag, hint)))
         return Node(None, file, line, col, path, tag="null")
-    return Node(typed(y.value, kind), file, line, col, path, tag=kind, text=y.value,
-                plain=y.style is None)
+    try:
+        value = typed(y.value, kind)
+    except ValueError:  # `!!float abc`, or an integer of more digits than int() takes
+        text = y.value if len(y.value) <= 60 else y.value[:57] + "..."
+        ctx.problems.append((file, line, col, path, "expected %s, got '%s'"
+                             % (TYPE_NAMES[kind], text)))
+        return Node(None, file, line, col, path, tag="null")
+    return Node(value, file, line, col, path, tag=kind, text=y.value, plain=y.style is None)
 
 
 def typed(text, kind):
@@ -377,7 +399,10 @@ def substitute(ctx, node, variables):
         if node.plain:
             kind = _resolver.resolve(yaml.ScalarNode, text, (True, False))[len(TAG):]
         node.tag = kind if kind in _TYPED else "str"
-        node.value = typed(text, node.tag)
+        try:
+            node.value = typed(text, node.tag)
+        except ValueError:  # an integer of more digits than int() takes
+            node.tag, node.value = "str", text
     node.text = text
     node.secret = any(value.secret for value in used)
 
