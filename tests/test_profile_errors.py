@@ -406,3 +406,9 @@ def test_a_secrets_file_that_cannot_be_read_is_reported_once(tmp_path):
                                                   "username: !secret u, password: !secret pw"))
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert len(errors) == 1 and "secrets.yaml:2:1: YAML syntax error" in errors[0]
+
+
+def test_text_that_is_not_utf8_is_an_error_at_its_line_and_column(tmp_path):
+    (tmp_path / "p.yaml").write_bytes(b"device: {id: kettle}\nplatform: caf\xe9\n")
+    assert compile(str(tmp_path / "p.yaml")) == (None, ["%s:2:14: not UTF-8 text"
+                                                        % (tmp_path / "p.yaml")])

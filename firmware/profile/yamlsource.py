@@ -116,8 +116,10 @@ def _read_file(ctx, path, used_at):
         else:
             ctx.problems.append(at(used_at, "cannot read '%s': %s" % (path, reason)))
         return None
-    except UnicodeDecodeError:
-        ctx.problems.append((path, None, None, "", "not UTF-8 text"))
+    except UnicodeDecodeError as exc:
+        good = exc.object[:exc.start].decode("utf-8")
+        line, col = line_col(good, len(good))
+        ctx.problems.append((path, line, col, "", "not UTF-8 text"))
         return None
     try:
         composed = yaml.compose(text, Loader=yaml.SafeLoader)
