@@ -185,3 +185,17 @@ def test_encode_refuses_nan_and_infinity_with_the_line_number(tmp_path, value):
 def test_a_fleet_file_naming_dev_zero_states_its_size_limit():
     refused(tether("simulate", "--fleet", "/dev/zero"),
             "tether simulate: /dev/zero: larger than 256 KiB, the limit for a fleet file")
+
+
+def test_read_and_encode_take_allow_outside_too(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "base.yaml").write_text("batch: {max_readings: 7}\n")
+    path = product(tmp_path, "packages: [../shared/base.yaml]\n")
+    proc = tether("read", "--allow-outside", tmp_path / "shared", path)
+    assert proc.returncode == 0 and "power" in proc.stdout, proc.stderr
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1763856000, "n": "power", "v": 2}\n')
+    refused(tether("encode", "--profile", path, readings, "-o", os.devnull), "is outside")
+    proc = tether("encode", "--allow-outside", tmp_path / "shared", "--profile", path, readings,
+                  "-o", os.devnull)
+    assert proc.returncode == 0, proc.stderr

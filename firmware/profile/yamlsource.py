@@ -24,11 +24,11 @@ KEYED_LISTS = {"sensors": "name", "buses": "id"}  # items merged by this key acr
 SUBSTITUTION = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 UNUSABLE = object()  # ctx.secrets when the secrets file cannot be used
+TYPE_NAMES = {"int": "an integer (of at most 4300 digits)", "float": "a number",
+              "bool": "true or false", "null": "nothing"}
 
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
-TYPE_NAMES = {"int": "an integer (of at most 4300 digits)", "float": "a number",
-              "bool": "true or false", "null": "nothing"}
 _TYPED = {
     "int": SafeConstructor.construct_yaml_int,
     "float": SafeConstructor.construct_yaml_float,
