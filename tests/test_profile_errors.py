@@ -412,3 +412,12 @@ def test_text_that_is_not_utf8_is_an_error_at_its_line_and_column(tmp_path):
     (tmp_path / "p.yaml").write_bytes(b"device: {id: kettle}\nplatform: caf\xe9\n")
     assert compile(str(tmp_path / "p.yaml")) == (None, ["%s:2:14: not UTF-8 text"
                                                         % (tmp_path / "p.yaml")])
+
+
+def test_a_substitution_bomb_is_refused_with_one_error(tmp_path):
+    (tmp_path / "p.yaml").write_text("substitutions: {a: %s}\n" % ("x" * 100000) + BASE
+                                     + "sensors: [{name: power, driver: ina219, bus: i2c0, "
+                                       "unit: %s}]\n" % ("$a" * 11))
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == ["%s:8:58: sensors[0].unit: substitutions put more than 1 MiB of text into "
+                      "the profile; simplify it" % (tmp_path / "p.yaml")]

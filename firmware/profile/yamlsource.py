@@ -20,6 +20,8 @@ from firmware.profile.errors import at, did_you_mean, expected
 TAG = "tag:yaml.org,2002:"
 MAX_NODES = 100_000  # a few nested aliases can expand to billions of nodes ("billion laughs")
 MAX_FILE = 256 * 1024  # a profile is a few KiB; PyYAML composes about 100 KiB a second
+MAX_SUBSTITUTED = 1 << 20  # text that substitutions put in, all values together: "$a$a$a..."
+# with a long `a` would otherwise grow a small file to gigabytes
 KEYED_LISTS = {"sensors": "name", "buses": "id"}  # items merged by this key across packages
 SUBSTITUTION = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -63,8 +65,8 @@ def join(path, key):
     return "%s.%s" % (path, key) if path else key
 
 
-class TooManyValues(Exception):
-    pass
+class TooMuch(Exception):
+    """The profile grew past MAX_NODES or MAX_SUBSTITUTED (the problem is noted where)."""
 
 
 def load(path, allow_outside=()):
@@ -75,7 +77,7 @@ def load(path, allow_outside=()):
     would only report the keys it should have given as missing.
     """
     folder = os.path.dirname(path)
-    ctx = SimpleNamespace(problems=[], nodes=0, secrets=None, failed=False,
+    ctx = SimpleNamespace(problems=[], nodes=0, substituted=0, secrets=None, failed=False,
                           secrets_file=os.path.join(folder, "secrets.yaml"),
                           roots=[os.path.realpath(d) for d in [folder or "."] + list(allow_outside)])
     root = read_file(ctx, path)
@@ -87,7 +89,10 @@ def load(path, allow_outside=()):
     root = with_packages(ctx, root)
     if ctx.failed:
         return None, ctx.problems
-    substitute_all(ctx, root)
+    try:
+        substitute_all(ctx, root)
+    except TooMuch:  # its problem is noted
+        return None, ctx.problems
     set_paths(root, "")
     return root, ctx.problems
 
@@ -147,7 +152,7 @@ def _read_file(ctx, path, used_at):
     except RecursionError:
         ctx.problems.append((path, None, None, "", "values are nested too deeply"))
         return None
-    except TooManyValues:  # its problem is noted; what was built so far is cut short
+    except TooMuch:  # its problem is noted; what was built so far is cut short
         return None
 
 
@@ -169,7 +174,7 @@ def build(ctx, y, file, path, active):
             ctx.problems.append((file, line, col, path, "too many values (aliases expand to "
                                                         "more than %d); simplify the file"
                                  % MAX_NODES))
-        raise TooManyValues()
+        raise TooMuch()
     if id(y) in active:
         ctx.problems.append((file, line, col, path, "an alias refers to itself"))
         return Node(None, file, line, col, path, tag="null")
@@ -389,6 +394,11 @@ def substitute(ctx, node, variables):
                                    % (name, did_you_mean(name, variables))))
             return match.group(0)
         used.append(variables[name])
+        ctx.substituted += len(variables[name].text)
+        if ctx.substituted > MAX_SUBSTITUTED:
+            ctx.problems.append(at(node, "substitutions put more than %s of text into the "
+                                   "profile; simplify it" % bounded.size_text(MAX_SUBSTITUTED)))
+            raise TooMuch()
         return variables[name].text
 
     text = SUBSTITUTION.sub(replace, node.text)
