@@ -421,3 +421,11 @@ def test_a_substitution_bomb_is_refused_with_one_error(tmp_path):
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert errors == ["%s:8:58: sensors[0].unit: substitutions put more than 1 MiB of text into "
                       "the profile; simplify it" % (tmp_path / "p.yaml")]
+
+
+def test_among_more_than_100_variables_no_close_one_is_suggested(tmp_path):
+    names = "".join("  v%d: x\n" % i for i in range(101))
+    (tmp_path / "p.yaml").write_text("substitutions:\n" + names + "device: {id: k, model: $v1000}\n")
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert "%s:103:24: device.model: unknown substitution variable 'v1000'" % (
+        tmp_path / "p.yaml") in errors
