@@ -124,7 +124,8 @@ def test_after_an_alias_bomb_only_the_bomb_is_reported(tmp_path):
     lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
     lines += ["a%d: &a%d [%s]" % (i, i, ", ".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 7)]
     path = product(tmp_path)
-    path.write_text(PROFILE + "\n".join(lines) + "\n" + PROFILE.replace("device:", "buffer: {}\n#"))
+    before, uplink = PROFILE.split("uplink:")
+    path.write_text(before + "\n".join(lines) + "\nuplink:" + uplink + "batch: {max_readings: 9}\n")
     proc = tether("check", path)
     refused(proc, "too many values (aliases expand to more than 100000); simplify the file")
     assert len(proc.stderr.splitlines()) == 1, proc.stderr
