@@ -9,7 +9,8 @@ import textwrap
 
 import pytest
 
-REFERENCE = os.path.abspath("examples/reference-printer.yaml")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(ROOT, "examples", "reference-printer.yaml")
 PROFILE = """\
 device: {id: kettle}
 platform: sim
@@ -26,10 +27,10 @@ def _small_memory():
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
 
-def tether(*args, stdin=None, cwd=None):
-    env = dict(os.environ, PYTHONPATH=os.getcwd())
+def tether(*args, stdin=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
     proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + [str(a) for a in args],
-                          stdin=stdin, capture_output=True, text=True, cwd=cwd, env=env,
+                          stdin=stdin, capture_output=True, text=True, cwd=ROOT, env=env,
                           preexec_fn=_small_memory, timeout=120)
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
