@@ -95,7 +95,7 @@ def places(doc):
 
 @FUZZ_FILES
 @given(st.lists(st.tuples(st.integers(0, 10 ** 6), STRUCTURES), min_size=1, max_size=3))
-def test_fuzz_profile_loader_with_values_of_a_valid_profile_replaced_gives_placed_errors(
+def test_fuzz_profile_loader_with_values_of_a_valid_profile_replaced_gives_a_profile_or_errors(
         replacements):
     with open(REFERENCE) as f:
         doc = yaml.safe_load(f)
