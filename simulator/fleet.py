@@ -18,6 +18,7 @@ import time
 
 import yaml
 
+from firmware import bounded
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator.clock import FleetClock
@@ -26,6 +27,7 @@ from simulator.ingest import parse_broker
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
+MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
@@ -36,8 +38,15 @@ class FleetError(ValueError):
 def load_fleet(path, devices=None):
     """[(compiled profile, count, id template)] from a fleet file; `devices` rescales the counts
     to that total (each line keeps at least one device)."""
-    with open(path) as f:
-        doc = yaml.safe_load(f)
+    try:
+        doc = yaml.safe_load(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
+    except bounded.TooLarge as exc:
+        raise FleetError("%s: %s" % (path, exc))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise FleetError("%s%s: not a YAML fleet file: %s" % (
+            path, ":%d:%d" % (mark.line + 1, mark.column + 1) if mark else "",
+            getattr(exc, "problem", None) or exc))
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
     base = os.path.dirname(os.path.abspath(path))
@@ -51,12 +60,21 @@ def load_fleet(path, devices=None):
         count = entry.get("count", 1)
         if not isinstance(count, int) or count < 1:
             raise FleetError("%s: devices[%d].count: expected a whole number >= 1" % (path, i))
+        if not isinstance(entry["profile"], str):
+            raise FleetError("%s: devices[%d].profile: expected a file path" % (path, i))
+        if not isinstance(entry.get("id", ""), str):
+            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}'" % (path, i))
         profile, errors = compile_profile(os.path.join(base, entry["profile"]))
         if errors:
             raise FleetError("\n".join(errors))
         template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
+        try:
+            template.format(n=1)
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}', got %r"
+                             % (path, i, template))
         lines.append([profile, count, template])
     if devices is not None:
         total = sum(line[1] for line in lines)

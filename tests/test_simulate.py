@@ -277,6 +277,9 @@ def test_the_default_fleet_mixes_the_example_appliances():
     ("devices:\n  - {profile: ../printer.yaml, count: 0}", "devices[0].count: expected a whole"),
     ("devices:\n  - {profile: ../printer.yaml, colour: red}", "devices[0]: unknown key colour"),
     ("devices:\n  - {count: 2}", "devices[0]: expected {profile, count, id}"),
+    ("devices: [", "f.yaml:1:11: not a YAML fleet file: expected the node content"),
+    ("devices:\n  - {profile: 5}", "devices[0].profile: expected a file path"),
+    ("devices:\n  - {profile: ../printer.yaml, id: 7}", "devices[0].id: expected text"),
 ])
 def test_a_bad_fleet_file_says_where(tmp_path, text, says):
     from simulator.fleet import FleetError
