@@ -1207,22 +1207,29 @@ def summary(db_path):
 
 
 _REASON = {"broker": "lost_at_broker", "dropped": "dropped_by_device"}
-# Per device, batches missing between `done` and the newest known that are not settled.
-_OPEN_SQL = ("SELECT device, max(coalesce(last_seq, -1), coalesce(batch_newest, -1)) - batch_done "
-             "- (SELECT count(*) FROM batches b WHERE b.device = devices.device "
-             "AND b.seq > devices.batch_done) "
-             "- (SELECT count(*) FROM lost l WHERE l.device = devices.device AND l.kind = 'batch' "
-             "AND l.seq > devices.batch_done) FROM devices WHERE batch_done IS NOT NULL")
+
+
+def _open_sql(kind):
+    """Per device: the batches (or events) missing between `done` and the newest known that are
+    neither stored nor settled in `lost`."""
+    table, last = ("batches", "last_seq") if kind == "batch" else ("events", "last_event_seq")
+    return ("SELECT device, max(coalesce({last}, -1), coalesce({k}_newest, -1)) - {k}_done "
+            "- (SELECT count(*) FROM {table} x WHERE x.device = devices.device "
+            "AND x.seq > devices.{k}_done) "
+            "- (SELECT count(*) FROM lost l WHERE l.device = devices.device AND l.kind = '{k}' "
+            "AND l.seq > devices.{k}_done) FROM devices WHERE {k}_done IS NOT NULL"
+            ).format(k=kind, table=table, last=last)
+
+
+_OPEN_SQL = _open_sql("batch")
 
 
 def repairing(db_path):
-    """Batches and events of the file's devices still missing and not settled (being repaired,
-    or still on their way): 0 once every device is whole up to the newest its health reported."""
+    """Batches and events of the file's devices that are missing up to the newest their health
+    reported and not settled (being repaired, or still on their way); 0 when all are whole."""
     with _closing(_open(db_path)) as db:
-        return db.execute(
-            "SELECT coalesce(sum(max(coalesce(last_seq, -1), coalesce(batch_newest, -1)) "
-            "> batch_done), 0) + coalesce(sum(max(coalesce(last_event_seq, -1), "
-            "coalesce(event_newest, -1)) > event_done), 0) FROM devices").fetchone()[0]
+        return sum(max(0, n) for kind in ("batch", "event")
+                   for _, n in db.execute(_open_sql(kind)))
 
 
 def totals(db_path):
