@@ -6,21 +6,19 @@ import json
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 
 import paho.mqtt.client as paho
 import pytest
 
 from agent import cbor, cbor_decode
-from firmware import ingest_cmd
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
 from simulator import ingest as ingest_mod
 from simulator.ingest import Ingest, connect_db, repairing, summary, totals
 from simulator.repair import (Ages, ID_PREFIX, MAX_SEQS, Policy, Repair, choose, missing,
                               refill)
-from tests.test_ingest import Publisher, encode, envelope, rows
+from tests.test_ingest import encode, envelope, rows
 
 PREFIX = "tether/v1"
 GRACE = 10.0
@@ -423,3 +421,147 @@ def test_a_file_of_a_newer_layout_is_refused(tmp_path):
     db.close()
     with pytest.raises(RuntimeError, match="layout version 3, of a newer ingest"):
         connect_db(path)
+
+
+# ---- against Mosquitto ----
+
+def ranges_of(seqs):
+    out = []
+    for s in sorted(seqs):
+        if out and out[-1][1] == s - 1:
+            out[-1][1] = s
+        else:
+            out.append([s, s])
+    return out
+
+
+class Device:
+    """A device on paho that answers resend commands as docs/uplink.md says: it re-publishes
+    what its `log` (seq -> batch bytes) holds and names the rest gone, dropped or unknown."""
+
+    def __init__(self, port, name, log, newest, dropped=()):
+        self.name = name
+        self.log = log
+        self.newest = newest
+        self.dropped = set(dropped)
+        self.commands = []
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=name,
+                                  protocol=paho.MQTTv311)
+        self.client.on_message = self._on_message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self.client.subscribe("%s/%s/down/cmd" % (PREFIX, name), 1)[1]
+        self.publish("status", b"online", retain=True)
+
+    def publish(self, sub, payload, retain=False):
+        topic = "%s/%s/%s" % (PREFIX, self.name, sub if sub == "status" else "up/" + sub)
+        return self.client.publish(topic, payload, 1, retain)
+
+    def send(self, seqs):
+        for info in [self.publish("batch", self.log[s]) for s in seqs]:
+            info.wait_for_publish(10)
+
+    def health(self):
+        self.publish("health", health(self.name, batch=[min(self.log), self.newest])
+                     ).wait_for_publish(10)
+
+    def _on_message(self, client, userdata, msg):
+        cmd = cbor_decode.loads(msg.payload)
+        self.commands.append(cmd)
+        asked = [s for a, b in cmd["ranges"] for s in range(a, b + 1)]
+        held = [s for s in asked if s in self.log]
+        result = {"kind": "batch", "queued": len(held),
+                  "gone": ranges_of(s for s in asked if s not in self.log and s <= self.newest
+                                    and s not in self.dropped),
+                  "dropped": ranges_of(s for s in asked if s in self.dropped),
+                  "unknown": ranges_of(s for s in asked if s > self.newest)}
+        self.publish("event", cbor.dumps({"reply": cmd["id"], "ok": True, "result": result}))
+        for s in held:  # behind the reply, as a device's queue sends them
+            self.publish("batch", self.log[s])
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+FAST = dict(grace=0.5, interval=0.5, timeout=5.0, reask=5.0, rate=50.0, burst=50)
+
+
+def wait_for(condition, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_the_ingest_repairs_what_the_broker_lost_from_a_device_that_holds_it(
+        mosquitto, batches, tmp_path):
+    log = {s: batch(batches, "p9", s) for s in range(12)}
+    device = Device(mosquitto.port, "p9", log, newest=11, dropped=[5])
+    del log[7], log[5]  # overwritten since, and dropped unsent when the device's log was full
+    ingest = Ingest("127.0.0.1", mosquitto.port, str(tmp_path / "f.sqlite"),
+                    repair=Policy(**FAST)).start()
+    try:
+        # What the broker lost: 3, 4, 5, 7 between what arrived, and 10, 11 at the tail.
+        device.send([0, 1, 2, 6, 8, 9])
+        device.health()
+        assert wait_for(lambda: ingest.stats()["health"] == 1
+                        and repairing(ingest.db_path) == 0), summary(ingest.db_path)
+        assert ingest.wait_idle(20)
+    finally:
+        ingest.stop()
+        device.close()
+    s = summary(ingest.db_path)["p9"]
+    assert (s["batches"], s["readings"], s["repaired"], s["repaired_readings"]) \
+        == (10, 10 * 420, 4, 4 * 420)
+    assert (s["lost_at_broker"], s["dropped_by_device"], s["open"]) == (1, 1, 0)
+    assert rows(ingest.db_path, "SELECT seq, reason FROM lost") == [(5, "dropped"),
+                                                                   (7, "broker")]
+    assert rows(ingest.db_path, "SELECT seq FROM batches WHERE repaired = 1") == [
+        (3,), (4,), (10,), (11,)]
+    assert all(c["cmd"] == "resend" and c["kind"] == "batch" and len(c["ranges"]) <= 16
+               for c in device.commands)
+    assert device.commands[0]["ranges"] == [[3, 5], [7, 7], [10, 11]]
+    st = ingest.stats()
+    assert (st["requests"], st["repaired"], st["lost_at_broker"], st["dropped_by_device"]) \
+        == (len(device.commands), 4, 1, 1)
+
+
+def test_tether_ingest_shows_per_device_what_was_repaired_and_lost(mosquitto, batches,
+                                                                   tmp_path):
+    db = tmp_path / "cli.sqlite"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "simulator.ingest", "--broker",
+         "mqtt://127.0.0.1:%d" % mosquitto.port, "--db", str(db), "--quiet",
+         "--repair-grace", "0.5", "--repair-interval", "0.5", "--repair-reask", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()
+    assert first.startswith("ingest "), first + proc.stderr.read()
+    log = {s: batch(batches, "printer-0042", s) for s in range(8)}
+    device = Device(mosquitto.port, "printer-0042", log, newest=7)
+    del log[2]
+    try:
+        device.send([0, 1, 4, 5])
+        device.health()
+        assert wait_for(lambda: totals(db)["batches"] == 7 and repairing(db) == 0)
+    finally:
+        device.close()
+        proc.send_signal(2)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    head = next(k for k, line in enumerate(lines) if line.startswith("device "))
+    assert lines[head + 2].split() == ["printer-0042", "7", str(7 * 420), "3", str(3 * 420),
+                                       "1", "0", "0"]
+    assert lines[-1].startswith("stopped: ")
+    assert "3 batches repaired, 1 lost at the broker, 0 dropped by devices" in lines[-1]
+
+
+def test_bad_repair_options_are_said_plainly(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "simulator.ingest", "--broker",
+                           "mqtt://127.0.0.1:1", "--db", str(tmp_path / "x.sqlite"),
+                           "--repair-rate", "0"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2 and "repair rate must be above 0" in proc.stderr
+    assert "Traceback" not in proc.stderr
