@@ -1264,6 +1264,17 @@ def totals(db_path):
         }
 
 
+def lost_seqs(db_path, kind="batch", reason="broker"):
+    """{device: [seq]}: the batches (or events) recorded as lost at the broker (reason
+    "broker") or dropped by the device ("dropped")."""
+    with _closing(_open(db_path)) as db:
+        out = {}
+        for device, seq in db.execute("SELECT device, seq FROM lost WHERE kind = ? AND reason = ? "
+                                      "ORDER BY device, seq", (kind, reason)):
+            out.setdefault(device, []).append(seq)
+        return out
+
+
 def series(db_path, device, channel):
     """[(t_ms, value)] of one channel of one device, in time order (for plots)."""
     with _closing(_open(db_path)) as db:
