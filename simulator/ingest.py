@@ -473,6 +473,7 @@ class Ingest:
             repair = repair_mod.Policy()
         self.policy = repair or None
         self._repair = None
+        self._next_plan = 0.0
         # A group per topic filter: rumqttd delivers only one filter's messages to a group that
         # holds several (measured), and no broker minds the extra groups. None: a broker
         # without shared subscriptions.
@@ -748,7 +749,8 @@ class Ingest:
             total = _Delta()
             commands = []
             try:
-                planning = chores and self._repair is not None and self._ready
+                planning = (chores and self._repair is not None and self._ready
+                            and not self._stopping and time.monotonic() >= self._next_plan)
                 if chores and not group and not planning and not self._held_exists():
                     return
                 db.execute("BEGIN IMMEDIATE")
@@ -757,7 +759,11 @@ class Ingest:
                 if chores:
                     self._chores(total)
                 if planning:
+                    began = time.monotonic()
                     commands = self._repair.plan(db, time.time())
+                    # At most a twentieth of the writer's time: a big fleet at full speed has
+                    # thousands of devices whose health is a batch ahead at any moment.
+                    self._next_plan = began + 20 * (time.monotonic() - began)
                 held = None
                 if chores or total.recount:
                     held = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL"
@@ -788,7 +794,7 @@ class Ingest:
         for args in total.logs:
             self._limit(*args)
         client = self._client
-        for topic, payload in commands:
+        for topic, payload in commands if client is not None else ():
             # After the COMMIT: another process sees the claim before the device can answer.
             # Not connected: the request times out and is made again.
             client.publish(topic, payload, 1)
