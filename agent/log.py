@@ -34,6 +34,7 @@ _STATE_MAGIC = b"TSB2"
 # ranges that follow (u8), each as from, to (u32, u32); the CRC-32 of it all ends the file.
 _STATE_FMT = "<4sIIQII"
 _STATE_BYTES = const(32)  # the fixed part, with its CRC
+_PEEK = const(48)  # bytes of a batch read to find its seq while stepping over it
 DROPPED_RANGES = const(4)  # dropped-unsent ranges remembered; an older one reads as gone
 
 
@@ -362,18 +363,37 @@ class Log:
                 break
         else:
             return None
-        start = 0
+        store = self.store
+        name = seg.name
+        off = 0
         look = self._look
         if look is not None and look[1] == seg.number and look[0] < seq:
-            start = look[2]
-        for kind, payload, end in records(self.store, seg.name, start, seg.size):
-            if kind == BATCH:
-                s = self.seq_of(memoryview(payload)[2:])
+            off = look[2]
+        # The batches on the way are stepped over by their headers and the first bytes that
+        # hold their seq: a lookup allocates one batch, the one it returns.
+        while off + HEAD <= seg.size:
+            head = store.read(name, off, HEAD)
+            length, kind, crc = struct.unpack("<HBI", head)
+            end = off + HEAD + length
+            if end > seg.size:
+                return None
+            if kind == BATCH and length > 2:
+                try:
+                    s = self.seq_of(memoryview(store.read(name, off + HEAD + 2,
+                                                          min(length - 2, _PEEK))))
+                except IndexError:  # a device id too long for the peek
+                    s = self.seq_of(memoryview(store.read(name, off + HEAD + 2, length - 2)))
                 if s == seq:
+                    count = store.read(name, off + HEAD, 2)
+                    data = store.read(name, off + HEAD + 2, length - 2)
+                    if binascii.crc32(data, binascii.crc32(count, binascii.crc32(head[:3]))) \
+                            & 0xFFFFFFFF != crc:
+                        return None
                     self._look = (seq, seg.number, end)
-                    return payload[2:]
+                    return data
                 if s > seq:
-                    break
+                    return None
+            off = end
         return None
 
     def classify(self, first, last, into=None):

@@ -136,3 +136,23 @@ def test_a_dropped_range_is_committed_with_the_deletion_that_made_it():
         inner.close()
         log = opened(again(), max_bytes=2 * REC, segment_bytes=REC)
         assert log.dropped == 4 and log.dropped_ranges == [[0, 0]] and log.oldest() == 1
+
+
+def test_real_batches_are_found_by_seq_whatever_the_length_of_the_device_id():
+    # held() steps over batches by reading only their first bytes; a device id longer than
+    # that peek still finds its batch.
+    from agent import batch
+    from agent.buffer import Buffer
+    from agent.log import Log
+    from agent.schema import Schema
+    for device in ("d", "a-device-id-much-longer-than-the-peek-" + "x" * 40):
+        log = Log(RamStore(), 1 << 16, 1 << 12, batch.seq_of)
+        enc = batch.Encoder(device, Schema([("a", "", 1, 0)]), "compact", False, 256, 4)
+        buf = Buffer(log, enc, 4, 600000, 4, 600000)
+        buf.open()
+        for i in range(40):
+            buf.append(1000 * i, 0, i)
+        sent = drain(log)
+        assert [s for s, _ in sent] == list(range(10))
+        for seq, data in sent[3:] + sent[:3]:
+            assert log.held(seq) == data, (device, seq)
