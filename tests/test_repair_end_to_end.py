@@ -52,7 +52,7 @@ def test_a_fleet_loses_nothing_through_broker_restarts_kills_and_an_ingest_kill(
     sim_log = open(tmp_path / "simulate.log", "wb")
     ingest = start_ingest(broker.port, db, ingest_log)
     sim = subprocess.Popen([sys.executable, "-m", "firmware.cli", "simulate", "--broker", url,
-                            "--devices", "4", "--duration", "1d", "--speed", "2000x",
+                            "--devices", "4", "--duration", "2d", "--speed", "4000x",
                             "--seed", "11", "--workdir", str(tmp_path / "w"),
                             "--report", str(report_path), "--stay-online"],
                            stdout=sim_log, stderr=subprocess.STDOUT)
