@@ -565,3 +565,39 @@ def test_bad_repair_options_are_said_plainly(tmp_path):
                            "--repair-rate", "0"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "repair rate must be above 0" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# ---- the simulator's report ----
+
+def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repaired(desk,
+                                                                                    batches):
+    from array import array
+    from types import SimpleNamespace as NS
+
+    from simulator.device import SimDevice
+    from simulator.report import build, text
+
+    d = desk()
+    d.batches("p1", batches, [0, 1, 4], T0)
+    d.put("p1", "health", health("p1", batch=[0, 4]), T0)
+    d.plan(T0)
+    (_, cmd), = d.plan(T0 + GRACE)
+    d.put("p1", "event", answer(cmd, queued=1, gone=[[2, 2]]), T0 + GRACE)
+    d.put("p1", "batch", batch(batches, "p1", 3), T0 + GRACE)
+
+    class Device(NS):
+        readings_in = SimDevice.readings_in
+
+    log = NS(unacked_readings=0, unacked=0)
+    device = Device(device_id="p1", profile={"device": {"model": "m"}}, buffered=5 * 420 - 100,
+                    batch_readings=array("I", [420, 420, 320, 420, 420]), cut_losses=0,
+                    agent=NS(buffer=NS(log=log), events=NS(log=log)), events_raised=0,
+                    power_cuts=0, boots=1, outage_ms=0, backlog_max=0, link=NS(bytes_up=1000),
+                    model=NS(truth={}))
+    fleet = NS(db_path=d.ingest.db_path, devices=[device], duration_ms=3600000, seed=1,
+               started_wall=1.0, ended_wall=2.0, restarts=0)
+    f = build(fleet)["fleet"]
+    assert (f["generated"], f["delivered"], f["lost"]) == (2000, 4 * 420, 0)
+    assert (f["lost_at_broker"], f["lost_at_broker_batches"]) == (320, 1)
+    assert (f["repaired"], f["repaired_batches"]) == (420, 1)
+    assert "320 readings (1 batches) and 0 events LOST AT THE BROKER" in text(build(fleet))
