@@ -199,7 +199,8 @@ def note_health(db, device, seq):
                            (device,)).fetchone()[0]
         if first is not None and first < lo:
             lo = first
-        db.execute("UPDATE devices SET {k}_oldest = ?, {k}_newest = max(coalesce({k}_newest, -1), ?), "
+        db.execute("UPDATE devices SET {k}_oldest = ?, "
+                   "{k}_newest = max(coalesce({k}_newest, -1), ?), "
                    "{k}_done = coalesce({k}_done, ?) WHERE device = ?".format(k=kind),
                    (oldest, newest, lo - 1, device))
 
@@ -274,8 +275,8 @@ class Repair:
             "d.batch_done, max(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
             "d.event_done, max(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)) "
             "FROM devices d LEFT JOIN requests r ON r.device = d.device "
-            "WHERE (d.batch_done IS NOT NULL "
-            "       AND max(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)) > d.batch_done) "
+            "WHERE (d.batch_done IS NOT NULL AND max(coalesce(d.last_seq, -1), "
+            "       coalesce(d.batch_newest, -1)) > d.batch_done) "
             "   OR (d.event_done IS NOT NULL AND max(coalesce(d.last_event_seq, -1), "
             "       coalesce(d.event_newest, -1)) > d.event_done) "
             "ORDER BY coalesce(r.sent_at, 0)").fetchall()
@@ -341,8 +342,8 @@ class Repair:
              now - max(p.timeout, p.interval))).rowcount
         if not claimed:
             return False
-        db.executemany("INSERT INTO asked (device, kind, seq, asked_at, asks) VALUES (?, ?, ?, ?, 1) "
-                       "ON CONFLICT (device, kind, seq) DO UPDATE SET "
+        db.executemany("INSERT INTO asked (device, kind, seq, asked_at, asks) "
+                       "VALUES (?, ?, ?, ?, 1) ON CONFLICT (device, kind, seq) DO UPDATE SET "
                        "asked_at = excluded.asked_at, asks = asks + 1",
                        [(device, kind, s, now) for a, b in ranges for s in range(a, b + 1)])
         out.append(("%s/%s/down/cmd" % (self.prefix, device), command(cmd_id, kind, ranges)))

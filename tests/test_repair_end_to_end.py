@@ -1,9 +1,9 @@
 """Nothing lost end to end (issue 8): a live fleet (`tether simulate --broker`) through a
 Mosquitto with persistence that is restarted with SIGTERM three times, killed with SIGKILL once
 and started once without persistence, while a standalone `tether ingest` with its defaults is
-killed with SIGKILL and, after those last three, started again. At the end its database holds every reading the devices
-generated, less what the report counts as dropped by devices or lost in power-cut windows: what
-the broker lost, the ingest asked the devices for again."""
+killed with SIGKILL and, after those last three blows, started again. At the end its database
+holds every reading the devices generated, less what the report counts as dropped by devices or
+lost in power-cut windows: what the broker lost, the ingest asked the devices for again."""
 import json
 import signal
 import sqlite3
