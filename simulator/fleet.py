@@ -23,7 +23,7 @@ from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
-from simulator.ingest import parse_broker
+from simulator.ingest import parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
@@ -88,7 +88,7 @@ def load_fleet(path, devices=None):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None, ingest_group=None):
+                 drain_ms=20000, progress=None, ingest_group=None, linger=None):
         self.lines = lines
         self.workdir = workdir
         self.duration_ms = duration_ms
@@ -103,6 +103,7 @@ class Fleet:
         self.drain_ms = drain_ms
         self.progress = progress
         self.ingest_group = ingest_group
+        self.linger = linger  # async fn(report): the devices stay online until it returns
         self.devices = []
         self.broker = None
         self.ingest = None
@@ -216,20 +217,44 @@ class Fleet:
         for d in self.devices:
             d.agent.running = False  # no more sampling: device time has ended
         self.clock.finish()
-        await asyncio.gather(*[d.stop() for d in self.devices])
-        gc.unfreeze()
+        await self._drain()
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="repairing"))
         # Until the ingest has stored what the broker still holds for it (it keeps arriving, so
-        # this ends with the flow, not at a fixed time).
-        await asyncio.get_running_loop().run_in_executor(None, self.ingest.wait_idle, 600)
+        # this ends with the flow, not at a fixed time), and has every batch and event the
+        # devices' health reports say they published: the devices answer its resend commands.
+        loop = asyncio.get_running_loop()
+        deadline = time.time() + 600
+        while True:
+            await loop.run_in_executor(None, self.ingest.wait_idle, 600)
+            if not await loop.run_in_executor(None, repairing, self.db_path) \
+                    or time.time() > deadline:
+                break
+            await asyncio.sleep(0.5)
         self.ended_wall = time.time()
-        self.ingest.stop()
-        if self.broker is not None:
-            await self.broker.stop()
         report = build(self)
         if self.progress is not None:
             self.progress.update(self.snapshot(phase="done"))
             self.progress.close()
+        if self.linger is not None:
+            await self.linger(report)
+        await asyncio.gather(*[d.stop() for d in self.devices])
+        gc.unfreeze()
+        self.ingest.stop()
+        if self.broker is not None:
+            await self.broker.stop()
         return report
+
+    async def _drain(self):
+        """What is in RAM becomes batches, and the devices get up to the fleet's drain time to
+        deliver what they hold (reconnecting first if an outage just ended)."""
+        for d in self.devices:
+            d.agent.buffer.cut()
+        waited = 0
+        while waited < self.drain_ms and any(d.backlog or d.agent.events.log.unacked
+                                             for d in self.devices):
+            await asyncio.sleep(0.05)
+            waited += 50
 
     def _apply(self, action, i, details, at):
         """Carries out one fault action; returns an awaitable for the slow ones, or None."""
