@@ -37,10 +37,12 @@ if not _MPY:
     import os
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mp_uplink import DEVICE, client_class, new_client  # noqa: E402
+from mp_uplink import DEVICE, _diff, _us, client_class, new_client  # noqa: E402
 
 BATCHES = 144
 ROWS = 420
+TICK_MS = 5
+STALL_US = 50000
 
 
 def options(argv):
@@ -62,8 +64,19 @@ class Times:
         self.ack = array.array("q", [0] * BATCHES)
         self.tries = []
         self.conns = []
+        self.stalls = []     # (end, us): the event loop ran nothing else for > STALL_US
+        self.slowest = {}    # what -> the longest one, us: the feeder's batch of 420 appends
+        #                      (with the cut: the batch written to the log), the buffer's ack
+
+    def took(self, what, us):
+        if us > self.slowest.get(what, 0):
+            self.slowest[what] = us
 
     def report(self):
+        for end, us in self.stalls:
+            print("stall %d %d" % (end, us))
+        for what in self.slowest:
+            print(what, self.slowest[what])
         for t in self.tries:
             print("try", t)
         for t in self.conns:
@@ -87,8 +100,10 @@ async def feed(o, buf, log, times):
         f.readinto(ts)
         f.readinto(chs)
         f.readinto(vals)
+        t = _us()
         for i in range(ROWS):
             buf.append(t0 + ts[i], chs[i], vals[i])
+        times.took("feed_max_us", _diff(_us(), t))
         seq = log.last_seq
         if 0 <= seq < BATCHES and not times.cut[seq]:
             times.cut[seq] = time.time_ns()
@@ -96,6 +111,19 @@ async def feed(o, buf, log, times):
         ahead = start + (k + 1) * o["period_ms"] - now
         await asyncio.sleep(max(ahead, 0) / 1000)
     f.close()
+
+
+async def watch(times, running):
+    """Notes every time the event loop was held up (by the feeder, a file write, a connect...)
+    for more than STALL_US beyond a TICK_MS sleep: the shared machine or the agent itself."""
+    last = _us()
+    while running[0]:
+        await asyncio.sleep(TICK_MS / 1000)
+        now = _us()
+        late = _diff(now, last) - TICK_MS * 1000
+        if late > STALL_US and len(times.stalls) < 64:
+            times.stalls.append((time.time_ns(), late))
+        last = now
 
 
 async def run(o):
@@ -165,7 +193,9 @@ async def run(o):
     real_ack = buf.ack
 
     def ack(seq):
+        t = _us()
         ok = real_ack(seq)
+        times.took("ack_max_us", _diff(_us(), t))
         if 0 <= seq < BATCHES:
             times.ack[seq] = time.time_ns()
         return ok
@@ -174,6 +204,8 @@ async def run(o):
     gc.collect()
     m_ready = gc.mem_alloc() if _MPY else 0
     task = asyncio.create_task(up.run())
+    running = [True]
+    watcher = asyncio.create_task(watch(times, running))
     failed = None
     deadline = time.time() + o["timeout_s"]
     # Connected, and the birth messages (status, schema, health) acknowledged: nothing in flight.
@@ -201,8 +233,10 @@ async def run(o):
                 log.last_seq + 1, BATCHES, log.unacked)
     gc.collect()
     m_end = gc.mem_alloc() if _MPY else 0
+    running[0] = False
     await up.stop()
     await task
+    await watcher
     if feeder is not None and not feeder.done():
         feeder.cancel()
     stored = log.last_seq + 1
