@@ -3,13 +3,13 @@
     python3 bench/recovery.py            (--quick: fewer rounds, for bench/run_all.py)
 
 A live agent (bench/mp_recovery.py: the profile's buffer, events log and uplink as
-agent/runtime.py makes them, on a FileStore; see live_profile for its one change) is connected to a mosquitto on loopback, started
-here, and is fed the reference day (simulator/reference.py: 144 batches of 420 readings, device
-printer-0001) through Buffer.append at one batch every PERIOD_MS of wall time, as its sampler
-would feed it at that speed. LEAD_S after it connected, the broker is killed (SIGKILL: its
-sockets are reset, as in a crash) and started again on the same port OUTAGE_S later; the agent
-goes on storing batches meanwhile. Measured from the moment the broker is started again (its
-process launched; it accepts connections a few ms later):
+agent/runtime.py makes them, on a FileStore; see live_profile for its one change) is connected
+to a mosquitto on loopback, started here, and is fed the reference day (simulator/reference.py:
+144 batches of 420 readings, device printer-0001) through Buffer.append at one batch every
+PERIOD_MS of wall time, as its sampler would feed it at that speed. LEAD_S after it connected,
+the broker is killed (SIGKILL: its sockets are reset, as in a crash) and started again on the
+same port OUTAGE_S later; the agent goes on storing batches meanwhile. Measured from the moment
+the broker is started again (its process launched; it accepts connections a few ms later):
 
 - first ack: until the first batch's PUBACK reaches the buffer (the uplink reconnected, sent
   its birth messages and the oldest unacknowledged batch, and the broker acknowledged it);
@@ -18,19 +18,19 @@ process launched; it accepts connections a few ms later):
 On CPython (the uplink over agent/host/paho_client.py, and over agent/mqtt.py) and on
 MicroPython (the `micropython` binary, agent/ compiled to .mpy, agent/mqtt.py, -X heapsize=
 MP_HEAP), each with the backoff a user's profile has unless it sets one (the profile compiler's
-defaults, which examples/common/base.yaml repeats: min 1 s, max 5 min, full jitter) and with a
-1 s cap, rounds interleaved; median and worst of the rounds, and the longest time the agent's
-event loop was held up meanwhile (a slow fsync, or this shared machine, delays the uplink). The uplink's jitter makes each outage different, so the real backoff schedule is also
-played for MODEL_OUTAGES simulated outages (agent/uplink.py's Uplink.run with a client that is
-refused until the broker is back, and its sleeps counted instead of slept) for the chance of
-missing the target. Baseline: mqtt_as 0.8.3 under the unix port against mosquitto on this
-machine, 12-29 s from the broker back to its next message through (shared/NOTES.md; not re-run
-here). Target: 2 s or less.
+defaults, which examples/common/base.yaml repeats: min 1 s, max 5 min, full jitter) and with
+a 1 s cap, rounds interleaved; median and worst of the rounds, and the longest time the agent's
+event loop was held up meanwhile (a slow fsync, or this shared machine, delays the uplink). The
+uplink's jitter makes each outage different, so the real backoff schedule is also played for
+MODEL_OUTAGES simulated outages (agent/uplink.py's Uplink.run with a client that is refused
+until the broker is back, and its sleeps counted instead of slept) for the chance of missing the
+target. Baseline: mqtt_as 0.8.3 under the unix port against mosquitto on this machine, 12-29 s
+from the broker back to its next message through (shared/NOTES.md; not re-run here). Target:
+2 s or less.
 
 Checked in every round: all 144 batches stored and acknowledged, none dropped, exactly one
 reconnect. Exit status 1 only if a run failed a check; a missed target is printed as
-MISSES TARGET.
-"""
+MISSES TARGET."""
 import asyncio
 import json
 import os
@@ -193,8 +193,10 @@ def times(text, down, back, up, label):
     drained = max(ack[s] for s in backlog)
     # the event loop held up while the agent recovered: from the outage to the backlog drained
     held = [us / 1000 for end, us in stalls if down < end and end - us * 1000 < drained]
+    attempt = max(t for t in tries if t <= conns[1])   # the one that got through
     return {
         "first": ms(min(after) - back), "drained": ms(drained - back),
+        "overhead": ms(drained - attempt),
         "held": max(held) if held else 0, "held_total": sum(held),
         "conn": ms(conns[1] - back), "backlog": len(backlog),
         "attempts": sum(1 for t in tries if t > down), "start": ms(up - back), "kv": kv}
@@ -358,18 +360,29 @@ def main(quick=False):
               "played without sleeping: the loss noticed at once, attempts refused until the "
               "broker is back), from the broker back to the first successful connect attempt:"
               % (MODEL_OUTAGES, OUTAGE_S))
+        # what a measured recovery adds to the schedule: from the attempt that got through to
+        # the backlog drained (connect, birth messages, the drain), the worst of every round
+        overhead = max(x["overhead"] for k in results for x in results[k])
+        limit = TARGET_S * 1000 - overhead
         mrows = []
+        mverdicts = []
         for backoff, setting in ((DEFAULT_BACKOFF, "defaults: {min: 1s, max: 5min}"),
                                  ((1000, 2000), "{min: 1s, max: 2s}"),
                                  (FAST_BACKOFF, "{min: 1s, max: 1s}")):
             xs = model(backoff, OUTAGE_S * 1000, MODEL_OUTAGES)
-            over = sum(1 for x in xs if x > TARGET_S * 1000) / len(xs)
+            over = sum(1 for x in xs if x > limit) / len(xs)
             mrows.append([setting, "%.0f" % statistics.median(xs), "%.0f" % pct(xs, 90),
-                          "%.0f" % pct(xs, 99), "%.0f" % xs[-1], "%.1f %%" % (over * 100)])
+                          "%.0f" % pct(xs, 99), "%.0f" % xs[-1], "%.2f %%" % (over * 100),
+                          c.verdict(xs[-1], limit)])
+            mverdicts.append("  %-39s backoff schedule: %.2f %% of %d simulated outages drained "
+                             "later than %.0f s  target: none  %s"
+                             % (setting, over * 100, MODEL_OUTAGES, TARGET_S,
+                                c.verdict(xs[-1], limit)))
         c.table(["backoff", "median ms", "p90 ms", "p99 ms", "max ms",
-                 "over %.0f s" % TARGET_S], mrows, left=(0,))
-        print("  the measured first-ack and drained times add the reconnect itself and the "
-              "drain (a few to tens of ms) to these.")
+                 "over %.0f ms" % limit, "target: none over"], mrows, left=(0, 6))
+        print("  over %.0f ms = the share of outages whose drain would end more than %.0f s after "
+              "the broker is back, given the worst time measured above from the connect attempt "
+              "that got through to the backlog drained (%.0f ms)" % (limit, TARGET_S, overhead))
         print()
         print("Baseline: " + BASELINE)
         print("Targets (from the broker back to the backlog drained, worst of %d rounds):"
@@ -379,6 +392,8 @@ def main(quick=False):
                   "median, %5.2f s worst  target <= %.0f s  %s"
                   % (setting, name, fmed / 1000, fmax / 1000, dmed / 1000, dmax / 1000, TARGET_S,
                      c.verdict(dmax / 1000, TARGET_S)))
+        for v in mverdicts:
+            print(v)
     except Failed as exc:
         failures.append(str(exc))
     finally:
