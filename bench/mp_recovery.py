@@ -95,7 +95,7 @@ async def feed(o, buf, log, times):
     vals = array.array("i", [0] * ROWS)
     f = open(o["day"], "rb")
     t0 = o["t0"]
-    start = time.ticks_ms() if _MPY else int(time.monotonic() * 1000)
+    start = _us()
     for k in range(BATCHES):
         f.readinto(ts)
         f.readinto(chs)
@@ -107,9 +107,8 @@ async def feed(o, buf, log, times):
         seq = log.last_seq
         if 0 <= seq < BATCHES and not times.cut[seq]:
             times.cut[seq] = time.time_ns()
-        now = time.ticks_ms() if _MPY else int(time.monotonic() * 1000)
-        ahead = start + (k + 1) * o["period_ms"] - now
-        await asyncio.sleep(max(ahead, 0) / 1000)
+        ahead_us = (k + 1) * o["period_ms"] * 1000 - _diff(_us(), start)
+        await asyncio.sleep(max(ahead_us, 0) / 1000000)
     f.close()
 
 
@@ -208,7 +207,6 @@ async def run(o):
     watcher = asyncio.create_task(watch(times, running))
     failed = None
     deadline = time.time() + o["timeout_s"]
-    # Connected, and the birth messages (status, schema, health) acknowledged: nothing in flight.
     while not up.connected:
         await asyncio.sleep(0.01)
         if time.time() > deadline:
@@ -216,7 +214,7 @@ async def run(o):
             break
     feeder = None
     if failed is None:
-        await asyncio.sleep(0.3)  # the birth messages acknowledged: nothing in flight
+        await asyncio.sleep(0.3)  # status, schema and health acknowledged: nothing in flight
         print("connected")
         flush = getattr(sys.stdout, "flush", None)
         if flush is not None:
