@@ -2,6 +2,7 @@
 import argparse
 import sys
 
+from agent.runtime import VERSION
 from firmware import batchfile, demo, ingest_cmd, read, run, simulate_cmd
 
 
@@ -27,6 +28,7 @@ def add_profile_commands(sub):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="tether", description="Tether edge agent tools")
+    parser.add_argument("--version", action="version", version="tether " + VERSION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_profile_commands(sub)
