@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 
+from firmware.args import seconds
 from simulator.ingest import parse_broker
 
 
@@ -45,14 +46,14 @@ def add_arguments(p):
     p.add_argument("--clean-session", action="store_true",
                    help="no persistent session: nothing is queued for this process while it is "
                         "down")
-    p.add_argument("--hold", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--hold", type=seconds(0), default=60.0, metavar="SECONDS",
                    help="how long a compact batch waits for its schema before it is counted as "
                         "undecodable (default: %(default)s)")
     p.add_argument("--ack-on-receipt", action="store_true",
                    help="acknowledge each message as it arrives, not once it is stored: no "
                         "backlog on the broker (whose queue per client is bounded), but what is "
                         "not yet stored is lost if this process dies")
-    p.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
+    p.add_argument("--every", type=seconds(0.1), default=5.0, metavar="SECONDS",
                    help="progress line interval (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
