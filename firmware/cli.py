@@ -2,7 +2,6 @@
 import argparse
 import sys
 
-from agent.runtime import VERSION
 from firmware import batchfile, demo, ingest_cmd, read, run, simulate_cmd
 
 
@@ -27,6 +26,7 @@ def add_profile_commands(sub):
 
 
 def build_parser():
+    from agent.runtime import VERSION
     parser = argparse.ArgumentParser(prog="tether", description="Tether edge agent tools")
     parser.add_argument("--version", action="version", version="tether " + VERSION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -6,7 +6,7 @@ import math
 import os
 import sys
 
-from firmware.args import duration, whole
+from firmware.args import duration as duration_arg, whole
 from firmware.profile.units import format_duration
 
 DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
@@ -32,19 +32,19 @@ def main(args, out=None, err=None):
     from simulator.progress import Progress
     from simulator.report import text
     try:
-        duration_ms = args.duration
+        duration = args.duration
         speed = parse_speed(args.speed)
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
         workdir = os.path.abspath(args.workdir)
-        fleet = Fleet(lines, workdir, duration_ms, speed, args.broker, args.seed, spec, args.client,
+        fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
                       progress=Progress(out))
     except (ValueError, OSError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
     _fresh(workdir)
     out.write("simulating %d devices for %s of device time%s, faults: %s\n" % (
-        sum(n for _, n, _ in lines), format_duration(duration_ms),
+        sum(n for _, n, _ in lines), format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
@@ -86,7 +86,7 @@ def add_command(sub):
                                                          "(default: examples/fleets/mixed.yaml)")
     p.add_argument("--devices", type=whole(1, 100000), metavar="N",
                    help="scale the fleet to N devices")
-    p.add_argument("--duration", type=duration(1000), default="2d",
+    p.add_argument("--duration", type=duration_arg(1000), default="2d",
                    help="device time to simulate, 1s or more (default 2d)")
     p.add_argument("--speed", default="6000x", help="device time per wall time, or max "
                                                     "(default 6000x)")

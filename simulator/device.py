@@ -132,10 +132,10 @@ class SimDevice:
         advance = self.model.advance
         self.agent.on_tick = lambda t: advance(t, platform)
         self.agent.open()
-        self.boot_sleeps = self.clock.sleeps  # this boot's sampler has not slept yet
         if self.first_event_seq is None:
             self.first_event_seq = self.agent.events.seq
         self.boots += 1
+        self.boot_sleeps = self.clock.sleeps  # this boot's sampler has not slept yet
         self.task = asyncio.get_running_loop().create_task(self.agent.run())
 
     def start(self):

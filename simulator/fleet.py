@@ -58,22 +58,28 @@ def load_fleet(path, devices=None):
         if "{n" not in template:
             template += "-{n:04d}"
         lines.append([profile, count, template])
-    if devices is not None and devices < len(lines):  # fewer devices than kinds: one of the first
-        lines = [[p, 1, t] for p, _, t in lines[:devices]]
-    elif devices is not None:
-        # Largest remainders: exactly `devices` in all, each kind in proportion, at least one.
-        total = sum(line[1] for line in lines)
-        quotas = [line[1] * devices / total for line in lines]
-        for line, quota in zip(lines, quotas):
-            line[1] = max(1, int(quota))
-        while sum(line[1] for line in lines) < devices:
-            i = max(range(len(lines)), key=lambda i: quotas[i] - lines[i][1])
-            lines[i][1] += 1
-        while sum(line[1] for line in lines) > devices:
-            i = min((i for i in range(len(lines)) if lines[i][1] > 1),
-                    key=lambda i: quotas[i] - lines[i][1])
-            lines[i][1] -= 1
+    if devices is not None:
+        lines = _scaled(lines, devices)
     return [tuple(line) for line in lines]
+
+
+def _scaled(lines, devices):
+    """Exactly `devices` devices: each line in proportion (largest remainders), at least one;
+    fewer devices than lines: one of each of the first lines."""
+    if devices < len(lines):
+        return [[p, 1, t] for p, _, t in lines[:devices]]
+    total = sum(line[1] for line in lines)
+    quotas = [line[1] * devices / total for line in lines]
+    for line, quota in zip(lines, quotas):
+        line[1] = max(1, int(quota))
+    while sum(line[1] for line in lines) < devices:
+        i = max(range(len(lines)), key=lambda i: quotas[i] - lines[i][1])
+        lines[i][1] += 1
+    while sum(line[1] for line in lines) > devices:
+        i = min((i for i in range(len(lines)) if lines[i][1] > 1),
+                key=lambda i: quotas[i] - lines[i][1])
+        lines[i][1] -= 1
+    return lines
 
 
 class Fleet:

@@ -85,6 +85,8 @@ def _truth(model):
 def text(report):
     """The summary a person reads at the end."""
     f = report["fleet"]
+    if f["bytes_per_reading"] is None:  # no reading delivered: no quotient to show
+        f = dict(f, bytes_per_reading="no reading delivered, so no")
     days = report["device_time_ms"] / 86400000.0
     lines = [
         "%d devices, %.1f days of device time in %.0f s (%.0fx)" % (
@@ -96,13 +98,10 @@ def text(report):
         "restarts; %d duplicates received and discarded" % (
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
             report["broker_restarts"], f["duplicates"]),
-        "events: %d raised, %d delivered, %d still waiting on devices, %d LOST; %s; backlog peak "
-        "%d batches" % (
+        "events: %d raised, %d delivered, %d still waiting on devices, %d LOST; %s bytes on the "
+        "air per reading; backlog peak %d batches" % (
             f["events_raised"], f["events"], f["events_waiting"], f["events_lost"],
-            "%s bytes on the air per reading" % f["bytes_per_reading"]
-            if f["bytes_per_reading"] is not None else
-            "%d bytes on the air, no reading delivered" % f["bytes_on_air"],
-            f["backlog_max_batches"]),
+            f["bytes_per_reading"], f["backlog_max_batches"]),
     ]
     lost = [d for d in report["devices"] if d["lost"] or d["events_lost"]]
     for d in lost[:10]:

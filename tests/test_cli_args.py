@@ -66,7 +66,7 @@ def test_the_report_of_a_run_that_delivered_nothing_says_so():
     fleet["bytes_per_reading"] = None
     out = text({"fleet": fleet, "device_time_ms": 1000, "wall_s": 1, "speed": None,
                 "broker_restarts": 0, "devices": []})
-    assert "None" not in out and "0 bytes on the air, no reading delivered" in out
+    assert "None" not in out and "no reading delivered, so no bytes on the air per reading" in out
 
 
 def test_read_takes_several_profiles_and_skips_their_secrets(capsys):
