@@ -15,7 +15,6 @@ from agent.schema import Schema
 from agent.store import RamStore
 
 UNBOUNDED = 1 << 40
-SCHEMA_FILE_MAX = 1 << 20  # a schema of 255 channels takes a few KiB
 
 
 class InputError(Exception):
@@ -88,6 +87,9 @@ def items(data, schemas=None):
         else:
             end = _skip(r)
             yield start, "batch", batch_decode.decode(data[start:end], schemas, start)
+
+
+SCHEMA_FILE_MAX = 1 << 20  # a schema of 255 channels takes a few KiB
 
 
 class Schemas(dict):
@@ -233,11 +235,6 @@ def cmd_encode(args):
 def cmd_decode(args):
     src = args.input
     try:
-        schemas = load_schemas(args.schema, args.db)
-    except InputError as exc:
-        print("tether decode: %s" % exc, file=sys.stderr)
-        return 2
-    try:
         if src == "-":
             data = sys.stdin.buffer.read()
         else:
@@ -247,6 +244,12 @@ def cmd_decode(args):
         print("tether decode: %s: %s" % (src, exc.strerror), file=sys.stderr)
         return 2
     out = sys.stdout
+
+    try:
+        schemas = load_schemas(args.schema, args.db)
+    except InputError as exc:
+        print("tether decode: %s" % exc, file=sys.stderr)
+        return 2
     try:
         for _, kind, item in items(data, schemas):
             if kind != "batch":
@@ -277,10 +280,10 @@ def add_commands(sub):
     p.set_defaults(func=cmd_encode)
     p = sub.add_parser("decode", help="print the readings of a batch file as JSON lines")
     p.add_argument("--senml", action="store_true", help="print each batch as a SenML JSON pack")
+    p.add_argument("input", metavar="IN", help="batch file, or - for standard input")
     p.add_argument("--schema", action="append", default=[], metavar="FILE",
                    help="schema document(s) for compact batches: what a device publishes "
                         "retained on {prefix}/{device}/up/schema (may be given more than once)")
     p.add_argument("--db", metavar="INGEST.sqlite",
                    help="take the schemas of compact batches from an ingest database")
-    p.add_argument("input", metavar="IN", help="batch file, or - for standard input")
     p.set_defaults(func=cmd_decode)

@@ -24,8 +24,6 @@ SIM_PROFILE = "tests/data/profiles/all-drivers.yaml"
     (["simulate", "--duration", "0s"], "argument --duration: expected a duration like '10s', '5min' or '2d', at least 1s, got '0s'"),
     (["simulate", "--duration", "a week"], "argument --duration: expected a duration like"),
     (["simulate", "--seed", "x"], "argument --seed: invalid int value"),
-    (["ingest", "--broker", "mqtt://h", "--db", "d", "--every", "0"], "argument --every: expected a number of seconds of at least 0.1, got '0'"),
-    (["ingest", "--broker", "mqtt://h", "--db", "d", "--every", "nan"], "argument --every: expected a number of seconds"),
     (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "-1"], "argument --hold: expected a number of seconds of at least 0"),
     (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "inf"], "argument --hold: expected a number of seconds"),
     (["run", "x.yaml", "--status-every", "0s"], "argument --status-every: expected a duration like"),
@@ -37,6 +35,18 @@ def test_numbers_out_of_range_are_refused_before_anything_runs(argv, says, capsy
     err = capsys.readouterr().err
     assert says in err, err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("every", ["0", "0.01", "-1", "nan", "inf"])
+def test_an_ingest_progress_interval_under_a_tenth_of_a_second_is_refused(every, tmp_path):
+    db = tmp_path / "d.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
+                           "mqtt://127.0.0.1:1", "--db", str(db), "--every=" + every],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == ("tether ingest: --every: expected a number of seconds of at least "
+                           "0.1, got %r\n" % float(every))
+    assert not db.exists()
 
 
 @pytest.mark.parametrize("speed", ["nan", "inf", "0", "-3x"])
