@@ -16,7 +16,6 @@ import ssl
 import sys
 import time
 
-from firmware.args import duration
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.schema import BROKER
 from firmware.profile.units import format_duration
@@ -224,14 +223,13 @@ async def _status(reporter, every_ms):
 
 
 def add_command(sub):
+    from firmware.args import duration
     p = sub.add_parser("run", help="run the agent on this machine (a Raspberry Pi, or --platform "
                                    "sim) until Ctrl-C")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--platform", choices=("sim", "rpi"), help="default: the profile's")
     p.add_argument("--device", metavar="ID", help="the device id (when the profile's is a "
                                                   "template such as printer-{uid})")
-    p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
-                                                  "profile's buffer.path)")
     p.add_argument("--broker", metavar="URL",
                    help="use this broker instead of the profile's: mqtt://HOST[:PORT] (no TLS: "
                         "the profile's CA and certificate are not used) or mqtts://HOST[:PORT]")
@@ -239,4 +237,6 @@ def add_command(sub):
                    metavar="DURATION", help="a status line this often (default 1min)")
     p.add_argument("--quiet", action="store_true",
                    help="no status lines (connections and errors are still reported)")
+    p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
+                                                  "profile's buffer.path)")
     p.set_defaults(func=main)
