@@ -153,8 +153,7 @@ class Reporter:
         return Logged
 
 
-def main(args, out=None, err=None):
-    out, err = out or sys.stdout, err or sys.stderr
+def main(args, out=sys.stdout, err=sys.stderr):
     profile, errors = compile_profile(args.profile)
     if errors:
         err.write("\n".join(errors) + "\n")
