@@ -69,11 +69,10 @@ def test_fewer_devices_than_kinds_in_the_fleet_takes_one_of_the_first_kinds():
 
 def test_the_report_of_a_run_that_delivered_nothing_says_so():
     from simulator.report import text
-    fleet = dict.fromkeys(["devices", "generated", "delivered", "reported_dropped", "waiting",
-                           "lost", "power_cuts", "power_cut_window", "outage_ms", "duplicates",
-                           "events_raised", "events", "events_waiting", "events_lost",
-                           "backlog_max_batches", "bytes_on_air"], 0)
-    fleet["bytes_per_reading"] = None
+    class Zeros(dict):  # every count of the fleet 0
+        def __missing__(self, key):
+            return 0
+    fleet = Zeros(bytes_per_reading=None)
     out = text({"fleet": fleet, "device_time_ms": 1000, "wall_s": 1, "speed": None,
                 "broker_restarts": 0, "devices": []})
     assert "None" not in out and "no reading delivered, so no bytes on the air per reading" in out
