@@ -23,7 +23,7 @@ from firmware.profile.units import format_duration
 STATUS_EVERY_MS = 60000
 
 # CONNACK return codes 1-5, as a user should read them.
-REFUSED = {1: "the broker refused the MQTT protocol version (3.1.1)",
+REFUSED = {1: "the broker refused MQTT 3.1.1, or it is not an MQTT broker",
            2: "the broker refused the client id",
            3: "the broker is unavailable",
            4: "the broker refused the login: bad user name or password",
@@ -190,7 +190,11 @@ async def _run(profile, platform, args, out, err):
         agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
                       device_id=args.device)
         discarded = agent.open()
-    except (OSError, ValueError, ssl.SSLError) as exc:  # a buffer folder or TLS file unusable
+    except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
+        err.write("tether run: %s\n" % ("%s: %s" % (exc.filename, exc.strerror)
+                                        if exc.filename and exc.strerror else exc))
+        return 2
+    except ValueError as exc:
         err.write("tether run: %s\n" % exc)
         return 2
     reporter.agent = agent

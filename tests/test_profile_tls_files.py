@@ -57,3 +57,15 @@ def test_a_certificate_and_key_that_do_not_load_are_reported(tmp_path, capsys, t
 def test_the_example_profiles_pass_check_and_compile(capsys):
     import glob
     assert main(["check"] + sorted(glob.glob("examples/*.yaml"))) == 0
+
+
+def test_run_of_a_profile_whose_ca_does_not_load_exits_with_the_message(tmp_path):
+    import subprocess
+    import sys
+    path = write(tmp_path, "  ca: ca.pem\n", {"ca.pem": NOT_A_CERTIFICATE})
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "run", path, "--store",
+                           str(tmp_path / "buffer")], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("%s:9:7: uplink.ca: '%s' holds no CA certificate OpenSSL can "
+                                  "load (" % (path, tmp_path / "ca.pem"))
+    assert proc.stderr.count("\n") == 1
