@@ -9,7 +9,6 @@ import sys
 import time
 
 from firmware.profile.compile import compile as compile_profile
-from firmware.args import duration, whole
 from firmware.profile.units import DAY
 from hal.board import drivers
 
@@ -122,6 +121,7 @@ def read_profile(path, args, out, err, gap=""):
 
 
 def add_command(sub):
+    from firmware.args import duration, whole
     p = sub.add_parser("read", help="read every sensor of one or more profiles and print the "
                                     "values")
     p.add_argument("profiles", nargs="+", metavar="PROFILE",
