@@ -43,7 +43,8 @@ class Command:
 
 
 def _kind_name(kind):
-    return {str: "text", int: "an integer", bool: "true or false"}.get(kind, str(kind))
+    return {str: "text", int: "an integer", bool: "true or false", list: "a list"}.get(
+        kind, str(kind))
 
 
 class Commands:

@@ -6,6 +6,10 @@
 # oldest first, after the next connect, byte-identical and with the DUP flag. It reconnects for
 # as long as it runs, with exponential backoff and full jitter, and never makes the sampler wait.
 #
+# Repairs (docs/uplink.md): ranges of batches or events that the ingest asked for again are
+# re-published from the log, byte-identical, on their normal topic, only when the live ones leave
+# room in the window. Their PUBACKs do not move the log's cursor (the log acked them long ago).
+#
 # The client (agent/mqtt.py on a board, agent/host/paho_client.py on CPython) is made afresh for
 # each connection by make_client(will), so no transport keeps messages of its own across a
 # dropped connection: the buffer is the only queue.
@@ -20,6 +24,7 @@ except ImportError:
 
 _BATCH = const(0)
 _EVENT = const(1)
+REPAIR_RANGES = const(32)  # ranges waiting to be re-sent, at most: two commands' worth
 ONLINE = b"online"
 OFFLINE = b"offline"
 
@@ -68,7 +73,8 @@ class Uplink:
         self.progress_at = 0     # when a PUBACK last came, or the window last started filling
         self.rng = rng or random
         self.client = None
-        self.inflight = {}       # packet id -> (kind, seq)
+        self.inflight = {}       # packet id -> (kind, seq, a repair)
+        self.repairs = []        # [kind, from, to] waiting to be re-sent, oldest first
         self.early = []          # PUBACKs that came while their publish() was still running
         self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
         self.wakeup = asyncio.Event()
@@ -138,6 +144,14 @@ class Uplink:
                 client.close()
             except Exception:
                 pass
+        # Repairs in flight go back to the front of their queue: sent again after the connect.
+        back = []
+        for pid in self.inflight:
+            kind, seq, repair = self.inflight[pid]
+            if repair:
+                back.append([kind, seq, seq])
+        back.sort(key=_seq_of_range)
+        self.repairs = back + self.repairs
         self.inflight = {}
         self.buffer.rewind()
         if self.events is not None:
@@ -184,42 +198,84 @@ class Uplink:
                 pass
 
     async def _fill(self, client):
-        """Publishes the oldest unsent events, then batches, up to the window."""
+        """Publishes the oldest unsent events, then batches, then repairs, up to the window."""
         while len(self.inflight) < self.window and client.connected:
+            repair = False
             kind = _EVENT
             item = self.events.next_event() if self.events is not None else None
             if item is None:
                 kind = _BATCH
                 item = self.buffer.next_batch()
+            if item is None:
+                item = self._next_repair()
                 if item is None:
                     return
+                kind, seq, data = item
+                item = (seq, data)
+                repair = True
             seq, data = item
             if not self.inflight:
                 self.progress_at = self.wall.monotonic()
-            dup = seq <= self.sent[kind]
+            dup = seq <= self.sent[kind] and not repair
             # A PUBACK may come back before publish() returns (a client that yields after
             # writing): _puback keeps such early ones here until the packet id is known.
             self.early = []
             pid = await client.publish(self.topics.batch if kind == _BATCH else self.topics.event,
                                        data, 1, False, dup)
-            self.inflight[pid] = (kind, seq)
+            self.inflight[pid] = (kind, seq, repair)
             if pid in self.early:
                 self._puback(pid)
             if seq > self.sent[kind]:
                 self.sent[kind] = seq
             self.published += 1
 
+    def _next_repair(self):
+        """(kind, seq, bytes) of the next repair the log still holds, or None."""
+        while self.repairs:
+            r = self.repairs[0]
+            kind, seq = r[0], r[1]
+            if seq == r[2]:
+                self.repairs.pop(0)
+            else:
+                r[1] = seq + 1
+            log = self.buffer.log if kind == _BATCH else self.events.log
+            # One the log has not had acked yet goes out anyway, through next_batch().
+            if seq <= log.acked:
+                data = log.held(seq)
+                if data is not None:  # else the space was needed since the request
+                    return kind, seq, data
+        return None
+
+    def repair(self, kind, ranges):
+        """Queues ranges ([from, to], inclusive) of batches (kind "batch") or events ("event")
+        to be re-published. Returns False, queueing nothing, when there is no room."""
+        k = _BATCH if kind == "batch" else _EVENT
+        new = []
+        for a, b in ranges:
+            for r in self.repairs:
+                if r[0] == k and r[1] <= a and b <= r[2]:
+                    break  # asked again while waiting: already queued
+            else:
+                new.append([k, a, b])
+        if len(self.repairs) + len(new) > REPAIR_RANGES:
+            return False
+        self.repairs += new
+        self.wakeup.set()
+        return True
+
     def _puback(self, pid):
         entry = self.inflight.pop(pid, None)
         if entry is None:
             self.early.append(pid)  # a status, schema, health or reply message, or too early
             return
-        kind, seq = entry
+        kind, seq, repair = entry
         self.progress_at = self.wall.monotonic()
-        if kind == _BATCH:
-            self.buffer.ack(seq)
-        else:
-            self.events.ack(seq)
+        # A repair's batch was acked long ago: the log's cursor is not its business.
+        if not repair:
+            if kind == _BATCH:
+                self.buffer.ack(seq)
+            else:
+                self.events.ack(seq)
         self.acked += 1
         self.wakeup.set()
 
@@ -241,6 +297,10 @@ class Uplink:
         await client.publish(self.topics.event, reply, 1)
         if then is not None:
             then()
+
+
+def _seq_of_range(r):
+    return r[1]
 
 
 def _describe(exc):

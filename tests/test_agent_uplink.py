@@ -11,7 +11,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from agent import batch_decode, cbor, cbor_decode
+from agent import batch, batch_decode, cbor, cbor_decode
 from agent.schema import Schema
 from firmware.profile.compile import compile as compile_profile
 
@@ -244,6 +244,43 @@ def test_commands_are_answered_and_garbage_does_not_stop_the_agent(
         run.wait_line("rebooting")
         run.wait_line("stopped")
         assert run.proc.wait(20) == 0
+    finally:
+        run.end()
+        watcher.stop()
+
+
+def test_a_resend_command_brings_back_acknowledged_batches_byte_identical(
+        request, interp, tmp_path, mosquitto):
+    # What the ingest does when the broker lost batches it acknowledged (docs/uplink.md,
+    # "Repair"): it asks for them again and gets the very same bytes on the normal topic.
+    device = "repair-" + interp
+    watcher = Watcher(mosquitto.port)
+    run = Run(request, interp, tmp_path, PROFILE % {
+        "device": device, "broker": "mqtt://127.0.0.1:%d" % mosquitto.port, "extra": ""})
+    batches = "tether/v1/%s/up/batch" % device
+
+    def copies(seq):
+        return [p for p, _ in watcher.on(batches) if batch.seq_of(p) == seq]
+
+    try:
+        run.wait_line("ready")
+        health = cbor_decode.loads(watcher.wait("tether/v1/%s/up/health" % device))
+        assert set(health["seq"]) == {"batch", "event"}
+        assert all(len(v) == 2 and v[1] >= -1 for v in health["seq"].values())
+        # Batch 2 here means the broker acknowledged 0 and 1 before this command reaches the
+        # device: it handles their PUBACKs first, in order.
+        watcher.wait(batches, lambda p: batch.seq_of(p) >= 2)
+        first = [copies(0)[0], copies(1)[0]]
+        watcher.command(device, {"id": "r", "cmd": "resend", "kind": "batch",
+                                 "ranges": [[0, 1], [1000000, 1000001]]})
+        reply = cbor_decode.loads(watcher.wait("tether/v1/%s/up/event" % device, lambda p: (
+            isinstance(cbor_decode.loads(p), dict) and cbor_decode.loads(p).get("reply") == "r")))
+        assert reply["ok"] is True and reply["result"] == {
+            "kind": "batch", "queued": 2, "gone": [], "dropped": [],
+            "unknown": [[1000000, 1000001]]}, reply
+        for seq in (0, 1):
+            watcher.wait(batches, lambda p: len(copies(seq)) >= 2)
+            assert copies(seq) == [first[seq], first[seq]]
     finally:
         run.end()
         watcher.stop()
