@@ -2,8 +2,8 @@
 is refused with a message that says what was expected, before anything runs.
 
     p.add_argument("--count", type=whole(1), default=1)
-    p.add_argument("--every", type=seconds(0.1), default=5.0)
-    p.add_argument("--interval", type=duration(0), default="1s")   # milliseconds
+    p.add_argument("--hold", type=seconds(0), default=60.0)
+    p.add_argument("--interval", type=duration(0, DAY), default="1s")   # milliseconds
 """
 import argparse
 import math

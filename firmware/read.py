@@ -1,5 +1,5 @@
-"""`tether read`: reads every sensor of a profile once (or N times) and prints each value with
-its unit, or that sensor's error; exits 1 if any sensor failed.
+"""`tether read`: reads every sensor of one or more profiles once (or N times) and prints each
+value with its unit, or that sensor's error; exits 1 if any sensor failed.
 
 On a Raspberry Pi it checks the wiring and the calibration with the real drivers on the real
 buses; with `--platform sim` the same drivers run against virtual chips.

@@ -14,19 +14,25 @@ SIM_PROFILE = "tests/data/profiles/all-drivers.yaml"
 
 
 @pytest.mark.parametrize("argv, says", [
-    (["read", "x.yaml", "--count", "-1"], "argument --count: expected a whole number of 1 or more, got '-1'"),
+    (["read", "x.yaml", "--count", "-1"],
+     "argument --count: expected a whole number of 1 or more, got '-1'"),
     (["read", "x.yaml", "--count", "0"], "argument --count: expected a whole number of 1 or more"),
     (["read", "x.yaml", "--count", "two"], "argument --count: expected a whole number"),
     (["read", "x.yaml", "--interval=-1s"], "argument --interval: expected a duration like"),
     (["read", "x.yaml", "--interval", "2d"], "at most 1d, got '2d'"),
-    (["simulate", "--devices", "0"], "argument --devices: expected a whole number from 1 to 100000, got '0'"),
+    (["simulate", "--devices", "0"],
+     "argument --devices: expected a whole number from 1 to 100000, got '0'"),
     (["simulate", "--devices", "-5"], "argument --devices: expected a whole number from 1"),
-    (["simulate", "--duration", "0s"], "argument --duration: expected a duration like '10s', '5min' or '2d', at least 1s, got '0s'"),
+    (["simulate", "--duration", "0s"], "argument --duration: expected a duration like '10s', "
+                                       "'5min' or '2d', at least 1s, got '0s'"),
     (["simulate", "--duration", "a week"], "argument --duration: expected a duration like"),
     (["simulate", "--seed", "x"], "argument --seed: invalid int value"),
-    (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "-1"], "argument --hold: expected a number of seconds of at least 0"),
-    (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "inf"], "argument --hold: expected a number of seconds"),
-    (["run", "x.yaml", "--status-every", "0s"], "argument --status-every: expected a duration like"),
+    (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "-1"],
+     "argument --hold: expected a number of seconds of at least 0"),
+    (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "inf"],
+     "argument --hold: expected a number of seconds"),
+    (["run", "x.yaml", "--status-every", "0s"],
+     "argument --status-every: expected a duration like"),
 ])
 def test_numbers_out_of_range_are_refused_before_anything_runs(argv, says, capsys):
     with pytest.raises(SystemExit) as exit_:

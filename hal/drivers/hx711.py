@@ -30,7 +30,8 @@
 from math import floor
 
 from hal.bus import SensorError
-from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms as _ticks_ms, ticks_us as _ticks_us
+from hal.ticks import sleep_ms as _sleep_ms, ticks_diff
+from hal.ticks import ticks_ms as _ticks_ms, ticks_us as _ticks_us
 
 try:
     from micropython import const
