@@ -11,7 +11,7 @@ import time
 
 import paho.mqtt.client as paho
 
-from tests.broker import free_port
+from tests.broker import BlackHole, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROFILE = """\
@@ -138,6 +138,17 @@ def test_unreachable_broker_is_reported_at_once(tmp_path):
     code, rest = run.stop()
     assert code == 0
     assert not any("status:" in line for line in run.seen)
+
+
+def test_a_broker_that_never_answers_is_reported_when_the_connect_times_out(tmp_path):
+    with BlackHole() as hole:
+        profile = tmp_path / "pi.yaml"
+        profile.write_text(PROFILE % (hole.port, ""))
+        run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet")
+        line = run.wait_for("cannot connect")
+        assert "cannot reach 127.0.0.1:%d: no CONNACK within" % hole.port in line
+        code, _ = run.stop()
+    assert code == 0
 
 
 def test_broker_option_runs_an_example_against_a_local_broker_without_tls(tmp_path, mosquitto):
