@@ -7,7 +7,7 @@ import os
 import sys
 
 from firmware.args import duration as duration_arg, whole
-from firmware.profile.units import format_duration
+from firmware.profile.units import DAY, format_duration
 
 DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
 
@@ -86,8 +86,8 @@ def add_command(sub):
                                                          "(default: examples/fleets/mixed.yaml)")
     p.add_argument("--devices", type=whole(1, 100000), metavar="N",
                    help="scale the fleet to N devices")
-    p.add_argument("--duration", type=duration_arg(1000), default="2d",
-                   help="device time to simulate, 1s or more (default 2d)")
+    p.add_argument("--duration", type=duration_arg(1000, 3650 * DAY), default="2d",
+                   help="device time to simulate, 1s to 3650d (default 2d)")
     p.add_argument("--speed", default="6000x", help="device time per wall time, or max "
                                                     "(default 6000x)")
     p.add_argument("--broker", metavar="mqtt://HOST:PORT",

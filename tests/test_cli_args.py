@@ -26,6 +26,7 @@ SIM_PROFILE = "tests/data/profiles/all-drivers.yaml"
     (["simulate", "--duration", "0s"], "argument --duration: expected a duration like '10s', "
                                        "'5min' or '2d', at least 1s, got '0s'"),
     (["simulate", "--duration", "a week"], "argument --duration: expected a duration like"),
+    (["simulate", "--duration", "3651d"], "at least 1s and at most 3650d, got '3651d'"),
     (["simulate", "--seed", "x"], "argument --seed: invalid int value"),
     (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "-1"],
      "argument --hold: expected a number of seconds of at least 0"),
