@@ -24,7 +24,8 @@ SIM_PROFILE = "tests/data/profiles/all-drivers.yaml"
      "argument --devices: expected a whole number from 1 to 100000, got '0'"),
     (["simulate", "--devices", "-5"], "argument --devices: expected a whole number from 1"),
     (["simulate", "--duration", "0s"], "argument --duration: expected a duration like '10s', "
-                                       "'5min' or '2d', at least 1s, got '0s'"),
+                                       "'5min' or '2d', at least 1s and at most 3650d, "
+                                       "got '0s'"),
     (["simulate", "--duration", "a week"], "argument --duration: expected a duration like"),
     (["simulate", "--duration", "3651d"], "at least 1s and at most 3650d, got '3651d'"),
     (["simulate", "--seed", "x"], "argument --seed: invalid int value"),
