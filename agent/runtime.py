@@ -142,6 +142,7 @@ class Agent:
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
             "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
             "connects": uplink.connects, "reconnects": uplink.reconnects,
+            "too_large": uplink.too_large,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
             "sensors": sensors,
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
@@ -178,6 +179,7 @@ class Agent:
                 "segments": len(log.segments), "discarded": log.discarded,
                 "published": u.published, "puback": u.acked, "connected": u.connected,
                 "commands": self.commands.received, "rejected": self.commands.rejected,
+                "skipped": self.commands.skipped,
                 "sensors": [[c.name, c.interval_ms, c.readings, c.failing] for c in self.sampler.channels]}
 
     def _resend(self, cmd):

@@ -5,6 +5,9 @@
 # connection lost at any point loses nothing: the unacknowledged ones are handed out again,
 # oldest first, after the next connect, byte-identical and with the DUP flag. It reconnects for
 # as long as it runs, with exponential backoff and full jitter, and never makes the sampler wait.
+# A connection that ends within stable_ms of its CONNACK counts as a failed attempt: a broker
+# that accepts and then drops the device at once is retried at the backoff's growing pace, not
+# in a tight loop.
 #
 # Repairs (docs/uplink.md): ranges of batches or events that the ingest asked for again are
 # re-published from the log, byte-identical, on their normal topic, only when the live ones leave
@@ -43,16 +46,20 @@ class Topics:
 class Uplink:
     def __init__(self, make_client, buffer, events, topics, clock, window=4,
                  backoff_min_ms=1000, backoff_max_ms=300000, schema=None, on_command=None,
-                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None, wall=None):
+                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None, wall=None,
+                 stable_ms=10000):
         """make_client(will) -> a client not yet connected (agent/mqtt.py's interface);
         buffer: agent.buffer.Buffer; events: agent.events.Events or None; clock: the device's
         (agent.clock), which times health reports; wall: the clock network timeouts are measured
         on, the real one by default (they differ in the simulator, whose device time runs fast);
         schema: the schema document compact batches need (published retained), or None;
-        on_command(payload) -> an awaitable of (reply bytes, then or None), then() being
-        called once the reply is published; health(uplink) -> the health message bytes;
+        on_command(payload, retained, size, limit) -> an awaitable of (reply bytes or None,
+        then or None), then() being called once the reply is published (agent.commands:
+        size and limit are None but for a command larger than the client takes, of which
+        payload is then the first bytes); health(uplink) -> the health message bytes;
         ack_timeout_ms: a connection whose oldest message in flight gets no PUBACK for this long
-        is dropped and made again (a broker that accepts and never acknowledges)."""
+        is dropped and made again (a broker that accepts and never acknowledges);
+        stable_ms: a connection that ends sooner after its CONNACK counts as a failure."""
         self.make_client = make_client
         self.buffer = buffer
         self.events = events
@@ -70,6 +77,7 @@ class Uplink:
         self.health = health
         self.health_ms = health_ms
         self.ack_timeout_ms = ack_timeout_ms
+        self.stable_ms = stable_ms
         self.progress_at = 0     # when a PUBACK last came, or the window last started filling
         self.rng = rng or random
         self.client = None
@@ -79,7 +87,7 @@ class Uplink:
         self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
         self.wakeup = asyncio.Event()
         self.stopped = asyncio.Event()
-        self.commands = []       # downlink payloads not yet handled
+        self.commands = []       # downlink commands not yet handled: on_command's arguments
         self.stopping = False
         # For health reports.
         self.connects = 0
@@ -87,6 +95,7 @@ class Uplink:
         self.last_error = None
         self.published = 0
         self.acked = 0
+        self.too_large = 0       # incoming messages larger than the client takes, read past
 
     def notify(self):
         """Something new to send (a batch, an event, a flush): the buffer and events call it."""
@@ -103,17 +112,19 @@ class Uplink:
         failures = 0
         while not self.stopping:
             client = None
+            connected_at = None
             try:
                 client = self.make_client((self.topics.status, OFFLINE, 1, True))
                 client.on_puback = self._puback
                 client.on_message = self._message
+                client.on_too_large = self._too_large
                 client.on_close = self._closed
                 await client.connect()
+                connected_at = self.wall.monotonic()
                 self.client = client
                 self.connects += 1
                 if self.connects > 1:
                     self.reconnects += 1
-                failures = 0
                 await client.publish(self.topics.status, ONLINE, 1, True)
                 await client.subscribe(self.topics.cmd, 1)
                 if self.schema is not None:
@@ -124,6 +135,8 @@ class Uplink:
             self._drop(client)
             if self.stopping:
                 break
+            if connected_at is not None and self.wall.monotonic() - connected_at >= self.stable_ms:
+                failures = 0
             # Full jitter (a random delay up to the capped exponential): a fleet that lost its
             # broker together does not come back together.
             cap = min(self.backoff_max_ms, self.backoff_min_ms << min(failures, 20))
@@ -284,17 +297,24 @@ class Uplink:
             self.last_error = _describe(exc)
         self.wakeup.set()
 
-    def _message(self, topic, payload):
+    def _message(self, topic, payload, retain):
         # A flood of commands cannot fill the heap: past a few waiting, they are dropped.
         if topic == self.topics.cmd and len(self.commands) < 8:
-            self.commands.append(payload)
+            self.commands.append((payload, retain, None, None))
             self.wakeup.set()
 
-    async def _command(self, client, payload):
+    def _too_large(self, topic, size, limit, head, retain):
+        self.too_large += 1
+        if topic == self.topics.cmd and len(self.commands) < 8:
+            self.commands.append((head, retain, size, limit))
+            self.wakeup.set()
+
+    async def _command(self, client, command):
         if self.on_command is None:
             return
-        reply, then = await self.on_command(payload)
-        await client.publish(self.topics.event, reply, 1)
+        reply, then = await self.on_command(*command)
+        if reply is not None:
+            await client.publish(self.topics.event, reply, 1)
         if then is not None:
             then()
 

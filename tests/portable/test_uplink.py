@@ -102,6 +102,15 @@ def run(coro):
     asyncio.run(coro)
 
 
+async def connection(i):
+    """The i-th client, once connected (the backoff before it is a few ms of real time)."""
+    for _ in range(5000):
+        if len(FakeClient.made) > i and FakeClient.made[i].connected:
+            return FakeClient.made[i]
+        await asyncio.sleep(0.001)
+    raise AssertionError("no connection %d" % i)
+
+
 def test_a_window_of_batches_goes_out_and_each_puback_advances_the_buffer():
     async def main():
         buf = make_buffer(5)
@@ -193,18 +202,76 @@ def test_commands_are_answered_on_the_event_topic():
         up = uplink(buf)
         seen = []
 
-        async def on_command(payload):
+        async def on_command(payload, retained, size, limit):
             seen.append(payload)
             return b"reply:" + payload, lambda: seen.append("then")
         up.on_command = on_command
         task = asyncio.create_task(up.run())
         await settle()
         c = FakeClient.made[0]
-        c.on_message("tether/v1/dev/down/cmd", b"x")
-        c.on_message("tether/v1/other/down/cmd", b"not mine")
+        c.on_message("tether/v1/dev/down/cmd", b"x", False)
+        c.on_message("tether/v1/other/down/cmd", b"not mine", False)
         await settle()
         assert seen == [b"x", "then"]
         assert c.sent[-1][1:4] == ("tether/v1/dev/up/event", b"reply:x", 1)
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_a_command_too_large_for_the_client_is_counted_and_handed_on_with_its_size():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        seen = []
+
+        async def on_command(payload, retained, size, limit):
+            seen.append((payload, retained, size, limit))
+            return (None if retained else b"error"), None
+        up.on_command = on_command
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        c.on_too_large("tether/v1/dev/down/cmd", 100000, 2018, b"head", False)
+        c.on_too_large("tether/v1/dev/down/cmd", 3000, 2018, b"head2", True)
+        c.on_too_large("tether/v1/other/down/cmd", 5000, 2016, b"theirs", False)
+        c.on_message("tether/v1/dev/down/cmd", b"small", True)
+        await settle()
+        assert seen == [(b"head", False, 100000, 2018), (b"head2", True, 3000, 2018),
+                        (b"small", True, None, None)]
+        assert up.too_large == 3  # every message read past counts, whatever its topic
+        # a command answered with None (a repeat, a retained one) gets no reply at all
+        assert [p for _, t, p, _, _, _ in c.sent if t.endswith("/up/event")] == [b"error"]
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_a_connection_that_ends_soon_after_connack_counts_as_a_failure_for_the_backoff():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        clock = up.clock
+        caps = []
+
+        class Rng:
+            def randint(self, a, b):
+                caps.append(b)
+                return a
+        up.rng = Rng()
+        up.stable_ms = 5000
+        task = asyncio.create_task(up.run())
+        # Four connections, each dropped by the broker at once (as a retained command that
+        # made the client fail did): each counts as a failure and the backoff grows.
+        for i in range(4):
+            (await connection(i)).drop()
+        # The fifth holds for stable_ms: the backoff after it starts again from the bottom.
+        c = await connection(4)
+        clock.advance(5000)
+        c.drop()
+        await connection(5)
+        assert caps == [2, 4, 8, 16, 2]
+        assert up.connects == 6
         await up.stop()
         await task
     run(main())
