@@ -80,6 +80,7 @@ class Reporter:
         self.failing = None     # the reason of the failures since the last connection
         self.failures = 0
         self.down_since = time.monotonic()
+        self.error_before = None  # the uplink's last error when the connection was made
 
     def line(self, text):
         self.out.write("%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
@@ -90,6 +91,7 @@ class Reporter:
         self.line("connected to %s%s" % (self.where, ", sending %d batches that waited"
                                          % waiting if waiting else ""))
         self.failing, self.failures = None, 0
+        self.error_before = self.agent.uplink.last_error if self.agent else None
 
     def refused(self, exc):
         """A connection attempt failed: said at once, then again only when the reason changes."""
@@ -104,8 +106,11 @@ class Reporter:
         if self.agent is not None and self.agent.uplink.stopping:
             return
         self.down_since = time.monotonic()
-        why = plain(exc, self.host, self.port) if exc is not None else (
-            self.agent.uplink.last_error if self.agent else None)
+        why = None
+        if exc is not None:
+            why = plain(exc, self.host, self.port)
+        elif self.agent is not None and self.agent.uplink.last_error is not self.error_before:
+            why = self.agent.uplink.last_error  # the uplink closed it, and said why
         self.line("disconnected from %s%s; reconnecting" % (self.where,
                                                             ": %s" % why if why else ""))
 
@@ -129,6 +134,8 @@ class Reporter:
         reporter = self
 
         class Logged(client_class):
+            _logged_on_close = None
+
             async def connect(self):
                 try:
                     await super().connect()
