@@ -4,8 +4,8 @@ On a Raspberry Pi it reads the real sensors (hal/linux) and uplinks over paho-mq
 `--platform sim` the same agent runs on virtual chips. The buffer lives where the profile says
 (`buffer.path`), or in `--store DIR`; `--broker URL` sends to another broker than the profile's.
 
-It prints a line for each connection made, lost or refused, and a status line every
-`--status-every` (1min; `--quiet`: none). A broker it cannot reach, or that refuses the login,
+It prints a line for each connection made, lost or refused and for each sensor that starts or
+stops failing, and a status line every `--status-every` (1min; `--quiet`: none). A broker it cannot reach, or that refuses the login,
 is reported at once; sampling goes on and the buffer keeps the readings until it gets through.
 """
 import asyncio
@@ -81,6 +81,7 @@ class Reporter:
         self.failures = 0
         self.down_since = time.monotonic()
         self.error_before = None  # the uplink's last error when the connection was made
+        self.failing_sensors = {}  # sensor name -> the kind of its failure, as last printed
 
     def line(self, text):
         self.out.write("%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
@@ -113,6 +114,16 @@ class Reporter:
             why = self.agent.uplink.last_error  # the uplink closed it, and said why
         self.line("disconnected from %s%s; reconnecting" % (self.where,
                                                             ": %s" % why if why else ""))
+
+    def sensors(self):
+        for c in self.agent.sampler.channels:
+            if c.failing != self.failing_sensors.get(c.name):
+                if c.failing is None:
+                    self.line("sensor %s reads again" % c.name)
+                else:
+                    self.line("sensor %s fails (%s); it is tried again with backoff, the other "
+                              "sensors go on" % (c.name, c.failing))
+                self.failing_sensors[c.name] = c.failing
 
     def status(self):
         a = self.agent
@@ -180,7 +191,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
         profile["buffer"]["storage"] = "flash"
     from firmware.read import platform_for
     try:
-        platform = platform_for(args.platform or profile["platform"], profile)
+        platform = platform_for(args.platform or profile["platform"], profile, args.fault)
     except (ValueError, ImportError, OSError) as exc:
         err.write("tether run: %s\n" % exc)
         return 2
@@ -215,10 +226,9 @@ async def _run(profile, platform, args, out, err):
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set_result, sig)
     task = asyncio.create_task(agent.run())
-    status = None if args.quiet else asyncio.create_task(_status(reporter, args.status_every))
+    watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))
     await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-    if status is not None:
-        status.cancel()
+    watch.cancel()
     if not task.done():
         await agent.stop()
         await task
@@ -227,10 +237,17 @@ async def _run(profile, platform, args, out, err):
     return 0
 
 
-async def _status(reporter, every_ms):
+async def _watch(reporter, every_ms):
+    """A line when a sensor starts or stops failing (checked every second), and the status line
+    every every_ms (None: never)."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + every_ms / 1000 if every_ms else None
     while True:
-        await asyncio.sleep(every_ms / 1000)
-        reporter.status()
+        await asyncio.sleep(1 if due is None else min(1, max(due - loop.time(), 0)))
+        reporter.sensors()
+        if due is not None and loop.time() >= due:
+            reporter.status()
+            due += every_ms / 1000
 
 
 def add_command(sub):
@@ -248,6 +265,9 @@ def add_command(sub):
                    metavar="DURATION", help="a status line this often (default 1min)")
     p.add_argument("--quiet", action="store_true",
                    help="no status lines (connections and errors are still reported)")
+    p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
+                   help="with --platform sim: break the part behind a sensor, as tether read "
+                        "does")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
                                                   "profile's buffer.path)")
     p.set_defaults(func=main)

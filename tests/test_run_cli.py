@@ -140,6 +140,25 @@ def test_unreachable_broker_is_reported_at_once(tmp_path):
     assert not any("status:" in line for line in run.seen)
 
 
+def test_a_sensor_that_fails_is_reported_and_the_broker_still_gets_the_others(tmp_path,
+                                                                             mosquitto):
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE.replace(
+        "sensors:\n", "sensors:\n  - {name: volts, driver: ads1115, bus: i2c0, interval: 200ms}\n")
+        % (mosquitto.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--fault", "power=nack",
+              "--status-every", "1s")
+    run.wait_for("sensor power fails (nack)")
+    while True:  # the other sensor's readings keep coming
+        status = run.wait_for("status: connected")
+        if int(status.split("; ")[1].split()[0]) >= 10:
+            break
+    assert "sensor errors" in status and not status.endswith(" 0 sensor errors\n")
+    code, _ = run.stop()
+    assert code == 0
+    assert not any("volts fails" in line for line in run.seen)
+
+
 def test_a_broker_that_never_answers_is_reported_when_the_connect_times_out(tmp_path):
     with BlackHole() as hole:
         profile = tmp_path / "pi.yaml"
