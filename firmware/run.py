@@ -224,7 +224,7 @@ async def _run(profile, platform, args, out, err):
     loop = asyncio.get_running_loop()
     stopping = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stopping.set_result, sig)
+        loop.add_signal_handler(sig, _once, stopping, sig)
     task = asyncio.create_task(agent.run())
     watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))
     await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -235,6 +235,12 @@ async def _run(profile, platform, args, out, err):
     out.write("stopped: %d batches waiting for the broker, %d readings dropped in all\n"
               % (agent.buffer.log.unacked, agent.buffer.log.dropped))
     return 0
+
+
+def _once(stopping, sig):
+    # A second Ctrl-C while the agent drains changes nothing (the drain is bounded).
+    if not stopping.done():
+        stopping.set_result(sig)
 
 
 async def _watch(reporter, every_ms):
