@@ -18,6 +18,8 @@ from agent import cbor
 
 MAX_DEPTH = 4  # a command is a flat map: deeper nesting is refused before it is built
 RECENT = 16    # command ids remembered, to run each at most once
+_BIG = 1 << 64
+
 
 
 class CommandError(Exception):
@@ -42,14 +44,25 @@ class Command:
         if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
             raise CommandError("argument %r must be %s" % (name, _kind_name(kind)))
         if (low is not None and v < low) or (high is not None and v > high):
-            raise CommandError("argument %r must be from %s to %s, got %s" % (name, low, high, v))
+            raise CommandError("argument %r must be from %s to %s, got %s"
+                               % (name, low, high, _shown(v)))
         return v
 
     def done(self):
         for name in self.fields:
             if name not in self.used:
-                raise CommandError("unknown argument %r" % (name,))
+                raise CommandError("unknown argument %s" % _shown(name))
         self.checked = True
+
+
+def _shown(v):
+    """v in an error message: short, and only text or a small integer (CPython will not even
+    print a bignum of thousands of digits, nor a list that holds one)."""
+    if isinstance(v, str):
+        return repr(v) if len(v) <= 40 else repr(v[:37]) + "..."
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v) if -_BIG < v < _BIG else "<int of more than 64 bits>"
+    return "<%s>" % type(v).__name__
 
 
 def _kind_name(kind):
@@ -122,8 +135,8 @@ class Commands:
             name = fields.get("cmd")
             handler = self.handlers.get(name) if isinstance(name, str) else None
             if handler is None:
-                raise CommandError("unknown command %r (known: %s)"
-                                   % (name, ", ".join(sorted(self.handlers))))
+                raise CommandError("unknown command %s (known: %s)"
+                                   % (_shown(name), ", ".join(sorted(self.handlers))))
             cmd = Command(fields)
             result = handler(cmd)
             if not cmd.checked:

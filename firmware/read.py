@@ -8,6 +8,7 @@ import os
 import sys
 import time
 
+from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.units import DAY
 from hal.board import drivers
@@ -87,7 +88,7 @@ def main(args, out=None, err=None):
 
 
 def read_profile(path, args, out, err, gap=""):
-    profile, errors = compile_profile(path)
+    profile, errors = compile_profile(path, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
@@ -134,4 +135,5 @@ def add_command(sub):
     p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
                    help="with --platform sim: break the part behind a sensor (nack, stuck, "
                         "noise; timeout, bad_crc, garbage, short; disconnected, no_chip, stall)")
+    add_allow_outside(p)
     p.set_defaults(func=main)

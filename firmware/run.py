@@ -16,6 +16,7 @@ import ssl
 import sys
 import time
 
+from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.schema import BROKER
 from firmware.profile.units import format_duration
@@ -172,7 +173,7 @@ class Reporter:
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
-    profile, errors = compile_profile(args.profile)
+    profile, errors = compile_profile(args.profile, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
@@ -276,4 +277,5 @@ def add_command(sub):
                         "does")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
                                                   "profile's buffer.path)")
+    add_allow_outside(p)
     p.set_defaults(func=main)

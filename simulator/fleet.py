@@ -18,14 +18,16 @@ import time
 
 import yaml
 
+from firmware import bounded
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
-from simulator.ingest import parse_broker
+from simulator.ingest import parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
+MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
@@ -36,8 +38,15 @@ class FleetError(ValueError):
 def load_fleet(path, devices=None):
     """[(compiled profile, count, id template)] from a fleet file; `devices` rescales the counts
     to that total (each line keeps at least one device)."""
-    with open(path) as f:
-        doc = yaml.safe_load(f)
+    try:
+        doc = yaml.safe_load(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
+    except bounded.TooLarge as exc:
+        raise FleetError("%s: %s" % (path, exc))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise FleetError("%s%s: not a YAML fleet file: %s" % (
+            path, ":%d:%d" % (mark.line + 1, mark.column + 1) if mark else "",
+            getattr(exc, "problem", None) or exc))
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
     base = os.path.dirname(os.path.abspath(path))
@@ -51,12 +60,21 @@ def load_fleet(path, devices=None):
         count = entry.get("count", 1)
         if not isinstance(count, int) or count < 1:
             raise FleetError("%s: devices[%d].count: expected a whole number >= 1" % (path, i))
+        if not isinstance(entry["profile"], str):
+            raise FleetError("%s: devices[%d].profile: expected a file path" % (path, i))
+        if not isinstance(entry.get("id", ""), str):
+            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}'" % (path, i))
         profile, errors = compile_profile(os.path.join(base, entry["profile"]))
         if errors:
             raise FleetError("\n".join(errors))
         template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
+        try:
+            template.format(n=1)
+        except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}', got %r"
+                             % (path, i, template))
         lines.append([profile, count, template])
     if devices is not None:
         lines = _scaled(lines, devices)
@@ -85,7 +103,7 @@ def _scaled(lines, devices):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None, ingest_group=None):
+                 drain_ms=20000, progress=None, ingest_group=None, linger=None):
         self.lines = lines
         self.workdir = workdir
         self.duration_ms = duration_ms
@@ -100,6 +118,7 @@ class Fleet:
         self.drain_ms = drain_ms
         self.progress = progress
         self.ingest_group = ingest_group
+        self.linger = linger  # async fn(report): the devices stay online until it returns
         self.devices = []
         self.broker = None
         self.ingest = None
@@ -217,20 +236,44 @@ class Fleet:
         for d in self.devices:
             d.agent.running = False  # no more sampling: device time has ended
         self.clock.finish()
-        await asyncio.gather(*[d.stop() for d in self.devices])
-        gc.unfreeze()
+        await self._drain()
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="repairing"))
         # Until the ingest has stored what the broker still holds for it (it keeps arriving, so
-        # this ends with the flow, not at a fixed time).
-        await asyncio.get_running_loop().run_in_executor(None, self.ingest.wait_idle, 600)
+        # this ends with the flow, not at a fixed time), and has every batch and event the
+        # devices' health reports say they published: the devices answer its resend commands.
+        loop = asyncio.get_running_loop()
+        deadline = time.time() + 600
+        while True:
+            await loop.run_in_executor(None, self.ingest.wait_idle, 600)
+            if not await loop.run_in_executor(None, repairing, self.db_path) \
+                    or time.time() > deadline:
+                break
+            await asyncio.sleep(0.5)
         self.ended_wall = time.time()
-        self.ingest.stop()
-        if self.broker is not None:
-            await self.broker.stop()
         report = build(self)
         if self.progress is not None:
             self.progress.update(self.snapshot(phase="done"))
             self.progress.close()
+        if self.linger is not None:
+            await self.linger(report)
+        await asyncio.gather(*[d.stop() for d in self.devices])
+        gc.unfreeze()
+        self.ingest.stop()
+        if self.broker is not None:
+            await self.broker.stop()
         return report
+
+    async def _drain(self):
+        """What is in RAM becomes batches, and the devices get up to the fleet's drain time to
+        deliver what they hold (reconnecting first if an outage just ended)."""
+        for d in self.devices:
+            d.agent.buffer.cut()
+        waited = 0
+        while waited < self.drain_ms and any(d.backlog or d.agent.events.log.unacked
+                                             for d in self.devices):
+            await asyncio.sleep(0.05)
+            waited += 50
 
     def _apply(self, action, i, details, at):
         """Carries out one fault action; returns an awaitable for the slow ones, or None."""
