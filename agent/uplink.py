@@ -27,7 +27,7 @@ except ImportError:
 
 _BATCH = const(0)
 _EVENT = const(1)
-QUICK_RETRIES = const(3)  # reconnects tried at the minimum backoff before it starts to double
+QUICK_RETRIES = const(5)  # reconnects tried at the minimum backoff before it starts to double
 REPAIR_RANGES = const(32)  # ranges waiting to be re-sent, at most: two commands' worth
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -139,9 +139,10 @@ class Uplink:
             if connected_at is not None and self.wall.monotonic() - connected_at >= self.stable_ms:
                 failures = 0
             # Full jitter (a random delay up to the capped exponential): a fleet that lost its
-            # broker together does not come back together. The first few retries stay at the
-            # minimum: most outages are a broker restart of seconds, and doubling from the first
-            # retry kept devices away for 4-8 s after a 2 s one (bench/recovery.py).
+            # broker together does not come back together. The first five retries (2.5-5 s)
+            # stay at the minimum: most outages are a broker restart of seconds, and doubling
+            # from the first retry kept devices away for 4-8 s after a 2 s one
+            # (bench/recovery.py).
             cap = min(self.backoff_max_ms,
                       self.backoff_min_ms << min(max(failures + 1 - QUICK_RETRIES, 0), 20))
             failures += 1

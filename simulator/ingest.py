@@ -474,6 +474,7 @@ class Ingest:
         self.policy = repair or None
         self._repair = None
         self._next_plan = 0.0
+        self._probe = None  # when a connect found no session: the tails may have been lost
         # A group per topic filter: rumqttd delivers only one filter's messages to a group that
         # holds several (measured), and no broker minds the extra groups. None: a broker
         # without shared subscriptions.
@@ -675,6 +676,8 @@ class Ingest:
         self._ready = False
         if getattr(flags, "session_present", False):
             log.info("connected to %s:%d, session resumed", self.host, self.port)
+        else:
+            self._probe = time.time()  # nothing was kept for it meanwhile: see repair.probe
         client.subscribe([(t, 1) for t in self.topics])
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
@@ -760,6 +763,9 @@ class Ingest:
                     self._chores(total)
                 if planning:
                     began = time.monotonic()
+                    if self._probe is not None:
+                        repair_mod.probe(db, self._probe)
+                        self._probe = None
                     commands = self._repair.plan(db, time.time())
                     # At most a twentieth of the writer's time: a big fleet at full speed has
                     # thousands of devices whose health is a batch ahead at any moment.

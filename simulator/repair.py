@@ -31,6 +31,7 @@ KINDS = ("batch", "event")
 TABLE = {"batch": "batches", "event": "events"}
 LAST = {"batch": "last_seq", "event": "last_event_seq"}
 REASONS = (("gone", "broker"), ("dropped", "dropped"))  # reply list -> lost.reason
+PROBE = {"batch": 64, "event": 16}  # numbers past the tail asked for when it may have been lost
 
 log = logging.getLogger("tether.ingest")
 
@@ -243,6 +244,16 @@ def reply(db, device, doc, now, d):
                 d.add(("" if kind == "batch" else "events_")
                       + ("lost_at_broker" if reason == "broker" else "dropped_by_device"), n)
     unknown = lists["unknown"]
+    row = db.execute("SELECT ranges FROM requests WHERE device = ? AND id = ?",
+                     (device, rid)).fetchone()
+    top = max(b for _, b in json.loads(row[0])) if row is not None else None
+    if top is not None and not any(a <= top <= b for key in ("gone", "dropped", "unknown")
+                                   for a, b in lists[key]):
+        # The device holds the top of what was asked, the believed tail: there may be more past
+        # it (a tail lost with the health reports that told of it), so the next numbers are
+        # asked for too, until the device answers `unknown`.
+        db.execute("UPDATE devices SET {k}_newest = ? WHERE device = ? AND {k}_newest <= ?"
+                   .format(k=kind), (top + PROBE[kind], device, top))
     for a, b in unknown:
         db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
                    (device, kind, a, b))
@@ -251,6 +262,18 @@ def reply(db, device, doc, now, d):
         # The next health report says it again; until then nothing there is asked for.
         db.execute("UPDATE devices SET {k}_newest = min({k}_newest, ?) WHERE device = ?"
                    .format(k=kind), (min(a for a, _ in unknown) - 1, device))
+
+
+def probe(db, before):
+    """The ingest had no session on the broker for a while (it reconnected and the broker kept
+    nothing for it): what devices published meanwhile may be gone, with the health reports that
+    would tell of it. The tail past what is stored is asked for, of each device not heard from
+    since `before` (the connect): the device re-sends what it holds and answers the rest
+    `unknown`, which sets its newest back. (What a device sent since has its gaps below it.)"""
+    for kind in KINDS:
+        db.execute("UPDATE devices SET {k}_newest = max(coalesce({k}_newest, -1), {last} + ?) "
+                   "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND last_seen < ?"
+                   .format(k=kind, last=LAST[kind]), (PROBE[kind], before))
 
 
 class Repair:

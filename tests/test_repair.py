@@ -529,6 +529,41 @@ def test_the_ingest_repairs_what_the_broker_lost_from_a_device_that_holds_it(
         == (len(device.commands), 4, 1, 1)
 
 
+def test_a_tail_lost_with_its_health_report_is_found_by_a_probe_after_the_session_was_lost(
+        mosquitto, batches, tmp_path):
+    # The broker (no persistence) restarted while the ingest was away: what the device published
+    # then, its health report too, went nowhere. The ingest connects without a session, so it
+    # asks for the tail past what it stored; the device re-sends what it has and says where its
+    # tail ends.
+    db = str(tmp_path / "f.sqlite")
+    log = {s: batch(batches, "p9", s) for s in range(6)}
+    device = Device(mosquitto.port, "p9", log, newest=3)
+    ingest = Ingest("127.0.0.1", mosquitto.port, db, repair=Policy(**FAST)).start()
+    try:
+        device.send([0, 1, 2, 3])
+        device.health()
+        assert wait_for(lambda: totals(db)["batches"] == 4 and totals(db)["health"] == 1)
+        assert ingest.wait_idle(20)
+    finally:
+        ingest.stop()
+        device.close()
+    mosquitto.restart()
+    device = Device(mosquitto.port, "p9", log, newest=5)
+    device.send([4, 5])
+    device.health()
+    ingest = Ingest("127.0.0.1", mosquitto.port, db, repair=Policy(**FAST)).start()
+    try:
+        assert wait_for(lambda: totals(db)["batches"] == 6 and repairing(db) == 0), summary(db)
+        assert ingest.wait_idle(20)
+    finally:
+        ingest.stop()
+        device.close()
+    assert device.commands[0]["ranges"] == [[4, 3 + 64]]
+    assert rows(db, "SELECT seq FROM batches WHERE repaired = 1") == [(4,), (5,)]
+    assert summary(db)["p9"]["newest"] == 5  # set back by the device's `unknown`
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+
+
 def test_tether_ingest_shows_per_device_what_was_repaired_and_lost(mosquitto, batches,
                                                                    tmp_path):
     db = tmp_path / "cli.sqlite"

@@ -261,18 +261,18 @@ def test_a_connection_that_ends_soon_after_connack_counts_as_a_failure_for_the_b
         up.rng = Rng()
         up.stable_ms = 5000
         task = asyncio.create_task(up.run())
-        # Six connections, each dropped by the broker at once (as a retained command that
-        # made the client fail did): each counts as a failure, and after the quick retries the
-        # backoff grows.
-        for i in range(6):
+        # Eight connections, each dropped by the broker at once (as a retained command that
+        # made the client fail did): each counts as a failure, and after the five quick retries
+        # the backoff grows.
+        for i in range(8):
             (await connection(i)).drop()
-        # The seventh holds for stable_ms: the backoff after it starts again from the bottom.
-        c = await connection(6)
+        # The ninth holds for stable_ms: the backoff after it starts again from the bottom.
+        c = await connection(8)
         clock.advance(5000)
         c.drop()
-        await connection(7)
-        assert caps == [2, 2, 2, 4, 8, 16, 2]
-        assert up.connects == 8
+        await connection(9)
+        assert caps == [2, 2, 2, 2, 2, 4, 8, 16, 2]
+        assert up.connects == 10
         await up.stop()
         await task
     run(main())
