@@ -190,15 +190,26 @@ class Uplink:
 
     # -- while connected -----------------------------------------------------------------------
 
+    def _queued(self):
+        return self.buffer.log.unacked + (self.events.log.unacked if self.events else 0)
+
     async def _pump(self, client):
         clock = self.clock
         health_due = clock.monotonic()
+        # A backlog at connect: health goes out again once it is delivered, so the ingest learns
+        # the newest sequence numbers at once. A broker that loses part of a backlog (a restart,
+        # a full queue) loses the health report sent at connect with it, and no later batch
+        # would show the tail missing until the next report.
+        backlog = self._queued() > 0
         while client.connected and not self.stopping:
             self.wakeup.clear()
             while self.commands:
                 await self._command(client, self.commands.pop(0))
             await self._fill(client)
             now = clock.monotonic()
+            if backlog and not self.inflight and not self._queued():
+                backlog = False
+                health_due = now
             if self.health is not None and now >= health_due:
                 await client.publish(self.topics.health, self.health(self), 1)
                 health_due = now + self.health_ms

@@ -295,6 +295,35 @@ def test_health_goes_out_on_connect_and_schema_is_retained():
     run(main())
 
 
+def test_health_goes_out_again_once_the_backlog_at_connect_is_delivered():
+    async def main():
+        buf = make_buffer(3)
+        up = uplink(buf)
+        up.health = lambda u: b"health %d" % u.acked
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        health = lambda: [p for _, t, p, q, r, d in c.sent if t.endswith("/up/health")]  # noqa
+        assert health() == [b"health 0"]
+        for pid, seq, _ in c.batches()[:2]:
+            c.on_puback(pid)
+            await settle()
+        assert health() == [b"health 0"]  # batch 2 is still on its way
+        pid, seq, _ = c.batches()[2]
+        c.on_puback(pid)
+        await settle()
+        assert seq == 2 and health() == [b"health 0", b"health 3"]
+        buf.append(20000, 0, 1)  # a batch formed while connected is no backlog
+        buf.cut()
+        await settle()
+        c.on_puback(c.batches()[-1][0])
+        await settle()
+        assert health() == [b"health 0", b"health 3"]
+        await up.stop()
+        await task
+    run(main())
+
+
 def test_a_broker_that_never_acknowledges_is_left_and_the_batches_go_again():
     async def main():
         buf = make_buffer(2)
