@@ -12,6 +12,7 @@ with `{uid}` replaced by the number. Paths are relative to the fleet file.
 """
 import asyncio
 import gc
+import logging
 import os
 import random
 import time
@@ -20,12 +21,14 @@ import yaml
 
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
+from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
 from simulator.ingest import parse_broker
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
+log = logging.getLogger("tether.simulate")
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
@@ -138,19 +141,32 @@ class Fleet:
             host, port = await self._start_broker()
         except RuntimeError as exc:  # simulator.broker.BrokerError: iotcore missing, no answer
             raise FleetError(str(exc))
-        # A shared-subscription group of this run's own, without a persistent session: on a
-        # broker of the user's (--broker) a fixed group would go on handing a share of the
-        # batches to the sessions of earlier runs' ingests. `ingest_group` names it instead, for
-        # more ingest processes to join this one (they share its database file).
-        group = self.ingest_group or "tether-sim-%d" % os.getpid()
-        self.ingest = Ingest(host, port, self.db_path, group=group, persistent=False)
+        # A session that survives a broker restart (persistent), under a client id of this run's
+        # own, on plain subscriptions: a shared subscription loses what is published after a
+        # restart of mosquitto and before the ingest is back, and stalls rumqttd's publishers
+        # while its member is away (bench/broker_restart.py, docs/ingest.md). The session ends
+        # with the run (_end_ingest). `ingest_group` puts the ingest in a share group instead,
+        # for more ingest processes to join this one (they share its database file).
+        self.ingest = Ingest(host, port, self.db_path, group=self.ingest_group, persistent=True,
+                             client_id="tether-sim-%d-%s" % (os.getpid(), os.urandom(4).hex()))
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
-        except RuntimeError as exc:  # the broker refused it, or did not answer
-            self.ingest.stop()
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
+            except RuntimeError as exc:  # the broker refused it, or did not answer
+                raise FleetError(str(exc))
+            await self._run_devices(host, port)
+        finally:
+            self._end_ingest(host, port)
             if self.broker is not None:
                 await self.broker.stop()
-            raise FleetError(str(exc))
+        report = build(self)
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="done"))
+            self.progress.close()
+        return report
+
+    async def _run_devices(self, host, port):
+        """The devices from start to stop, then the wait for the ingest."""
         self._make_devices(host, port)
         schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
                                        self.duration_ms, self.seed)
@@ -204,14 +220,19 @@ class Fleet:
         # this ends with the flow, not at a fixed time).
         await asyncio.get_running_loop().run_in_executor(None, self.ingest.wait_idle, 600)
         self.ended_wall = time.time()
+
+    def _end_ingest(self, host, port):
+        """Stops the ingest and removes its session from the broker, also when the run failed or
+        was interrupted; a session left behind (the broker could not be reached) is said."""
+        if self.ingest is None:
+            return
         self.ingest.stop()
-        if self.broker is not None:
-            await self.broker.stop()
-        report = build(self)
-        if self.progress is not None:
-            self.progress.update(self.snapshot(phase="done"))
-            self.progress.close()
-        return report
+        if self.broker is not None and not self.broker.running:
+            return  # the embedded broker keeps sessions in memory only: nothing is left
+        if not sessions.forget(host, port, self.ingest.client_id):
+            log.warning("could not remove the ingest's session %s from the broker %s:%d: it "
+                        "queues this run's messages until it expires", self.ingest.client_id,
+                        host, port)
 
     def _apply(self, action, i, details, at):
         """Carries out one fault action; returns an awaitable for the slow ones, or None."""
