@@ -216,10 +216,24 @@ class Fleet:
         self.clock.finish()
         await asyncio.gather(*[d.stop() for d in self.devices])
         gc.unfreeze()
-        # Until the ingest has stored what the broker still holds for it (it keeps arriving, so
-        # this ends with the flow, not at a fixed time).
-        await asyncio.get_running_loop().run_in_executor(None, self.ingest.wait_idle, 600)
+        await self._drain_ingest(600)
         self.ended_wall = time.time()
+
+    async def _drain_ingest(self, timeout):
+        """Until the ingest has stored what the broker still holds for it (it keeps arriving, so
+        this ends with the flow, not at a fixed time). An ingest that is reconnecting (after a
+        broker restart) is quiet but not done: the broker queues its messages in its session
+        until it is back, so the wait goes on until it is subscribed again and quiet."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.ingest.stats()["connected"]:
+                await asyncio.sleep(0.05)
+                continue
+            left = max(deadline - time.monotonic(), 0.0)
+            if await loop.run_in_executor(None, self.ingest.wait_idle, left) and \
+                    self.ingest.stats()["connected"]:
+                return
 
     def _end_ingest(self, host, port):
         """Stops the ingest and removes its session from the broker, also when the run failed or
