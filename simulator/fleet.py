@@ -19,6 +19,7 @@ import time
 
 import yaml
 
+from agent import ids
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator import sessions
@@ -60,6 +61,15 @@ def load_fleet(path, devices=None):
         template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
+        for n in (1, count):  # ids are topic levels and folder names: the profiles' rule
+            try:
+                device_id = template.format(n=n)
+            except (KeyError, IndexError, ValueError) as exc:
+                raise FleetError("%s: devices[%d].id: %r is not a template like 'printer-{n:04d}' "
+                                 "(%s)" % (path, i, template, exc))
+            if not ids.valid(device_id):
+                raise FleetError("%s: devices[%d].id: %r gives %r, not %s"
+                                 % (path, i, template, device_id, ids.WHAT))
         lines.append([profile, count, template])
     if devices is not None:
         total = sum(line[1] for line in lines)
