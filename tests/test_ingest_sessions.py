@@ -17,9 +17,10 @@ from tests.test_ingest import Publisher, encode, profiles, two_hours  # noqa: F4
 from tests.test_simulate import assert_every_reading_accounted
 
 
-def session_present(port, client_id):
+def session_present(port, client_id, keep=False):
     """Whether the broker holds a session for client_id: connects with clean_session=False and
-    reads the CONNACK's flag, then removes the session that connection made."""
+    reads the CONNACK's flag; then removes the session that connection made or resumed, unless
+    keep."""
     flags = {}
     done = threading.Event()
     client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -36,7 +37,8 @@ def session_present(port, client_id):
     finally:
         client.disconnect()
         client.loop_stop()
-    assert sessions.forget("127.0.0.1", port, client_id)
+    if not keep:
+        assert sessions.forget("127.0.0.1", port, client_id)
     return flags["present"]
 
 
@@ -123,14 +125,18 @@ def test_the_simulators_ingest_session_survives_broker_restarts_and_is_gone_afte
     assert not session_present(persistent_broker.port, client_id)
 
 
-def test_a_failed_run_removes_its_ingest_session_too(persistent_broker, tmp_path, monkeypatch):
+@pytest.mark.parametrize("failure", [FleetError("a failure in the middle of the run"),
+                                     KeyboardInterrupt()])
+def test_a_failed_or_interrupted_run_removes_its_ingest_session_too(persistent_broker, tmp_path,
+                                                                   monkeypatch, failure):
     async def fails(self, host, port):
-        assert session_present(port, self.ingest.client_id + "-probe") is False
-        raise FleetError("a failure in the middle of the run")
+        self.ingest.stop()  # its session stays on the broker, as it does in a run
+        assert session_present(port, self.ingest.client_id, keep=True)
+        raise failure
     monkeypatch.setattr(Fleet, "_run_devices", fails)
     fleet = Fleet(load_fleet(DEFAULT_FLEET, 2), str(tmp_path), 3600000, speed=None,
                   broker_url="mqtt://127.0.0.1:%d" % persistent_broker.port)
-    with pytest.raises(FleetError):
+    with pytest.raises(type(failure)):
         asyncio.run(fleet.run())
     assert not session_present(persistent_broker.port, fleet.ingest.client_id)
 
