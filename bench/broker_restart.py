@@ -87,8 +87,10 @@ class Sub:
             cl.ack(msg.mid, msg.qos)
 
     def disconnect(self):
-        self.client.disconnect()
-        self.client.loop_stop()
+        if self.client is not None:
+            self.client.disconnect()
+            self.client.loop_stop()
+            self.client = None
 
     def wait_quiet(self, at_least=0.0, timeout=30.0):
         start = time.monotonic()
@@ -103,8 +105,8 @@ def publish(port, phase, n, timeout=5.0):
     """Publishes n QoS 1 messages `phase:i`; how many the broker acknowledged within timeout
     (rumqttd stops acknowledging a topic whose shared group has no member online)."""
     import paho.mqtt.client as paho
-    cl = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-pub-%d-%s" % (os.getpid(), phase),
-                     protocol=paho.MQTTv311)
+    cl = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                     client_id="bench-pub-%d-%s" % (os.getpid(), phase), protocol=paho.MQTTv311)
     cl.max_inflight_messages_set(20)
     deadline = time.monotonic() + 10
     while True:
@@ -185,8 +187,8 @@ def one_run(make, folder, persistence, mode, stop, n, k):
         broker.start()
     except Exception as exc:  # noqa: BLE001 - mosquitto or iotcore missing, no answer
         raise BrokerDown(str(exc))
+    sub = Sub(broker.port, "bench-sub-%d-%d" % (os.getpid(), k), mode)
     try:
-        sub = Sub(broker.port, "bench-sub-%d-%d" % (os.getpid(), k), mode)
         acked = {}
         sub.connect()
         acked["A"] = publish(broker.port, "A", n)
@@ -202,8 +204,8 @@ def one_run(make, folder, persistence, mode, stop, n, k):
         sub.wait_quiet(at_least=0.5)
         acked["C"] = publish(broker.port, "C", n)
         sub.wait_quiet()
-        sub.disconnect()
     finally:
+        sub.disconnect()
         broker.close()
     got = {}
     for phase in PHASES:

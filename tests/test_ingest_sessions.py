@@ -4,6 +4,7 @@ session through a restart and removes it when the run ends, failed or not (docs/
 "Which mode is safe where"; bench/broker_restart.py measures the other modes)."""
 import argparse
 import asyncio
+import json
 import threading
 import time
 
@@ -14,7 +15,9 @@ from firmware import ingest_cmd
 from simulator import sessions
 from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
 from simulator.ingest import Ingest, summary
-from tests.test_ingest import Publisher, encode, profiles, two_hours  # noqa: F401 - fixtures
+from firmware.profile.compile import compile as compile_profile
+from simulator import reference
+from tests.test_ingest import Publisher, encode
 from tests.test_simulate import assert_every_reading_accounted
 
 
@@ -59,9 +62,12 @@ def test_tether_ingest_defaults_to_plain_subscriptions_and_a_persistent_session(
     assert not any(t.startswith("$share/") for t in i.topics)
 
 
-def test_the_default_ingest_loses_nothing_across_three_broker_restarts(
-        persistent_broker, profiles, two_hours, tmp_path):  # noqa: F811
-    schema, batches = encode(profiles["reference-printer"], two_hours, "r1")
+def test_the_default_ingest_loses_nothing_across_three_broker_restarts(persistent_broker,
+                                                                      tmp_path):
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    lines = [json.dumps(r) for r in reference.readings(hours=2)]
+    schema, batches = encode(profile, lines, "r1")
     i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / "f.sqlite"),
                client_id="ingest-restarts").start()
     try:
