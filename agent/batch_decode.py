@@ -76,8 +76,9 @@ class Batch:
 
 
 def _uint(v, what, offset):
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise cbor.Malformed("envelope %s must be an unsigned integer" % what, offset)
+    # At most 64 bits, as a CBOR unsigned integer: a bignum would only burden whoever prints it.
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFFFFFFFFFFFFFF:
+        raise cbor.Malformed("envelope %s must be an unsigned integer of 64 bits" % what, offset)
     return v
 
 

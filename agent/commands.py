@@ -3,11 +3,23 @@
 # A command is a CBOR map {"id": text or integer, "cmd": name, ...its arguments}; the reply is a
 # CBOR map {"reply": the id, "ok": true, "result": ...} or {"reply": the id (null when the
 # command had none), "ok": false, "error": "what was wrong"} (docs/wire-format.md). Whatever
-# arrives, the agent answers and carries on: garbage, unknown commands and bad arguments get an
-# error reply, never an exception.
+# arrives, the agent carries on: garbage, unknown commands and bad arguments get an error reply,
+# never an exception.
+#
+# A command runs at most once. The ids of the last RECENT commands are remembered for as long as
+# the agent runs (across reconnects): one that comes again is neither run nor answered again. A
+# command the broker delivers as retained (replayed to every new subscription, so on every
+# reconnect and long after it was sent) is never run: it is answered once with an error; one
+# without an id is dropped unanswered, as is an empty message (what clears a retained one). A
+# command larger than the MQTT client takes arrives as its first bytes only: it is answered with
+# an error, its id read from those bytes if it is there (a map whose "id" comes before any long
+# value), else null.
 from agent import cbor
 
 MAX_DEPTH = 4  # a command is a flat map: deeper nesting is refused before it is built
+RECENT = 16    # command ids remembered, to run each at most once
+_BIG = 1 << 64
+
 
 
 class CommandError(Exception):
@@ -32,18 +44,30 @@ class Command:
         if not isinstance(v, kind) or isinstance(v, bool) and kind is not bool:
             raise CommandError("argument %r must be %s" % (name, _kind_name(kind)))
         if (low is not None and v < low) or (high is not None and v > high):
-            raise CommandError("argument %r must be from %s to %s, got %s" % (name, low, high, v))
+            raise CommandError("argument %r must be from %s to %s, got %s"
+                               % (name, low, high, _shown(v)))
         return v
 
     def done(self):
         for name in self.fields:
             if name not in self.used:
-                raise CommandError("unknown argument %r" % (name,))
+                raise CommandError("unknown argument %s" % _shown(name))
         self.checked = True
 
 
+def _shown(v):
+    """v in an error message: short, and only text or a small integer (CPython will not even
+    print a bignum of thousands of digits, nor a list that holds one)."""
+    if isinstance(v, str):
+        return repr(v) if len(v) <= 40 else repr(v[:37]) + "..."
+    if isinstance(v, int) and not isinstance(v, bool):
+        return str(v) if -_BIG < v < _BIG else "<int of more than 64 bits>"
+    return "<%s>" % type(v).__name__
+
+
 def _kind_name(kind):
-    return {str: "text", int: "an integer", bool: "true or false"}.get(kind, str(kind))
+    return {str: "text", int: "an integer", bool: "true or false", list: "a list"}.get(
+        kind, str(kind))
 
 
 class Commands:
@@ -54,30 +78,65 @@ class Commands:
         self.handlers = handlers
         self.received = 0
         self.rejected = 0
+        self.skipped = 0    # repeated ids, retained commands without one, empty messages
+        self.recent = []    # the last RECENT ids, oldest first
         self.w = cbor.Writer()
 
-    async def handle(self, payload):
-        """(reply bytes, then or None) for one command payload."""
+    def _again(self, cid, retained):
+        # True for a command to drop unanswered; remembers the id of any other.
+        if cid in self.recent or (retained and cid is None):
+            self.skipped += 1
+            return True
+        if cid is not None:
+            if len(self.recent) >= RECENT:
+                self.recent.pop(0)
+            self.recent.append(cid)
+        return False
+
+    async def handle(self, payload, retained=False, size=None, limit=None):
+        """(reply bytes or None, then or None) for one command payload. retained: the broker
+        delivered it as a retained message; size: the command was larger than the MQTT client
+        takes (`limit` bytes) and payload holds only its first bytes."""
         self.received += 1
+        if not payload:  # clears a retained command: not one itself
+            self.skipped += 1
+            return None, None
         cid = None
         then = None
         try:
             from agent import cbor_decode
+            if size is not None:
+                cid = peek_id(payload)
+                if self._again(cid, retained):
+                    return None, None
+                raise CommandError("command of %d bytes is larger than the %d bytes this device "
+                                   "takes" % (size, limit))
             try:
                 fields = cbor_decode.loads(payload, MAX_DEPTH)
             except cbor.CBORError as exc:
-                raise CommandError("not CBOR: %s" % exc)
+                fields = None
+                error = "not CBOR: %s" % exc
+            else:
+                error = None
+                cid = fields.get("id") if isinstance(fields, dict) else None
+                if not isinstance(cid, (str, int)) or isinstance(cid, bool):
+                    cid = None
+            if self._again(cid, retained):
+                return None, None
+            if retained:
+                raise CommandError("retained command not run: publish commands without the "
+                                   "retain flag, and clear this one")
+            if error is not None:
+                raise CommandError(error)
             if not isinstance(fields, dict):
                 raise CommandError("a command is a CBOR map")
-            cid = fields.get("id")
-            if not isinstance(cid, (str, int)) or isinstance(cid, bool):
-                cid = None
+            if cid is None:
                 raise CommandError("a command needs an id (text or integer)")
             name = fields.get("cmd")
             handler = self.handlers.get(name) if isinstance(name, str) else None
             if handler is None:
-                raise CommandError("unknown command %r (known: %s)"
-                                   % (name, ", ".join(sorted(self.handlers))))
+                raise CommandError("unknown command %s (known: %s)"
+                                   % (_shown(name), ", ".join(sorted(self.handlers))))
             cmd = Command(fields)
             result = handler(cmd)
             if not cmd.checked:
@@ -97,3 +156,26 @@ class Commands:
         w.reset()
         w.value(reply)
         return bytes(w.getvalue()), then
+
+
+def peek_id(head):
+    """The id of a command of which only the first bytes arrived, or None: the map's pairs are
+    read in order until "id" (whose value must be text or an integer) or the bytes run out."""
+    from agent import cbor_decode
+    r = cbor_decode.Reader(head)
+    try:
+        major, n, _ = r.head()
+        if major != 5:
+            return None
+        while n is None or n > 0:
+            key = r.item()
+            value = r.item()
+            if key == "id":
+                if isinstance(value, (str, int)) and not isinstance(value, bool):
+                    return value
+                return None
+            if n is not None:
+                n -= 1
+    except cbor.CBORError:
+        pass
+    return None

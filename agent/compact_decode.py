@@ -91,7 +91,8 @@ def decode(body, schema):
         raise cbor.TrailingData("bytes after the compact body", r.pos)
     if schema_id != schema.id:
         raise cbor.Malformed("body is for schema %r, not %08x" % (schema_id, schema.id), 0)
-    if exp not in (0, -3) or not isinstance(t0, int) or not isinstance(data, bytes):
+    if (exp not in (0, -3) or not isinstance(t0, int) or not isinstance(data, bytes)
+            or not -0xFFFFFFFFFFFFFFFF <= t0 <= 0xFFFFFFFFFFFFFFFF):
         raise cbor.Malformed("bad compact body header", 0)
     unit = 1000 if exp == 0 else 1
     bits = _BitReader(data, len(body) - len(data))

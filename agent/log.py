@@ -6,8 +6,14 @@
 # followed by good ones and no truncate is needed (MicroPython files have none).
 #
 # The state file (replaced whole: write, then rename) holds the boot count, the acknowledged
-# sequence number, the dropped-readings total and the number of the newest dead segment. Every
-# deletion commits there first, so a cut between the two leaves nothing half done.
+# sequence number, the dropped-readings total, the number of the newest dead segment and the
+# newest few sequence ranges dropped unsent. Every deletion commits there first, so a cut between
+# the two leaves nothing half done.
+#
+# Acknowledged batches stay until the space is needed (docs/uplink.md, "Repair"): the broker may
+# lose what it acknowledged, and the ingest can then ask for them again. A full log drops its
+# oldest segment, so acknowledged data goes first; a segment is deleted only to make room, about
+# as often as acks used to delete them, and no batch is ever written twice.
 import binascii
 import struct
 
@@ -22,9 +28,14 @@ BATCH = const(2)     # a whole encoded batch, after its reading count (u16)
 HEAD = const(7)
 MAX_RECORD = const(0xFFFF)
 _STATE = "state"
-_STATE_MAGIC = b"TSB1"
-_STATE_FMT = "<4sIIQII"  # magic, boot, acked + 1, dropped, dead + 1, seq floor + 1
-_STATE_BYTES = const(32)  # with its CRC
+_STATE_V1 = b"TSB1"
+_STATE_MAGIC = b"TSB2"
+# magic, boot, acked + 1, dropped, dead + 1, seq floor + 1; version 2 adds the number of dropped
+# ranges that follow (u8), each as from, to (u32, u32); the CRC-32 of it all ends the file.
+_STATE_FMT = "<4sIIQII"
+_STATE_BYTES = const(32)  # the fixed part, with its CRC
+_PEEK = const(48)  # bytes of a batch read to find its seq while stepping over it
+DROPPED_RANGES = const(4)  # dropped-unsent ranges remembered; an older one reads as gone
 
 
 def frame(kind, parts):
@@ -67,6 +78,7 @@ class Segment:
         self.number = number
         self.name = "%08d.seg" % number
         self.size = 0
+        self.first_seq = -1  # of its first good batch: a lookup by seq reads one segment only
         self.last_seq = -1
         self.sealed = False  # holds a torn or corrupt record: never appended to again
 
@@ -75,8 +87,10 @@ class Log:
     """Batch records in segments in a store (agent/store.py), bounded to max_bytes.
 
     open() replays every good batch to a callback. Batches are then handed out in order by
-    next_batch() and leave the log only when ack() is called for them, or when the log is full
-    and drops its oldest segment, which adds the batches' readings to `dropped`.
+    next_batch() until ack() is called for them. Acked or not, they leave the log only when it
+    is full and drops its oldest segment; the readings of the unacked ones there are added to
+    `dropped`, and their sequence numbers to `dropped_ranges`. held() and classify() answer the
+    ingest's requests for batches again.
     """
 
     def __init__(self, store, max_bytes, segment_bytes, seq_of, save_after=100 * _STATE_BYTES):
@@ -96,6 +110,7 @@ class Log:
         self.dropped = 0       # readings dropped because the log was full, since it was created
         self.dead = -1         # segments numbered <= this are gone or about to be
         self.seq_floor = -1    # highest sequence number in a dead segment
+        self.dropped_ranges = []  # [from, to] of batches dropped unsent, newest last
         self.last_seq = -1
         self.unacked = 0       # batches waiting for an ack
         self.unacked_readings = 0  # the readings in them
@@ -104,29 +119,45 @@ class Log:
         self.ack_pos = None    # (segment number, offset) of the first unacked record
         self.send_pos = None
         self._acked_unsaved = 0  # bytes of batches acked since the state was last saved
+        self._look = None      # (seq, segment number, end offset) of the last batch looked up
 
     # -- state ---------------------------------------------------------------------------
 
     def _load_state(self):
         data = self.store.read_all(_STATE)
-        if data is None or len(data) != struct.calcsize(_STATE_FMT) + 4:
+        fixed = struct.calcsize(_STATE_FMT)
+        if data is None or len(data) < fixed + 4:
             return False
         body = data[:-4]
         if struct.unpack("<I", data[-4:])[0] != binascii.crc32(body) & 0xFFFFFFFF:
             return False
-        magic, self.boot, acked, dropped, dead, floor = struct.unpack(_STATE_FMT, body)
-        if magic != _STATE_MAGIC:
+        magic = bytes(body[:4])
+        ranges = []
+        if magic == _STATE_MAGIC and len(body) > fixed:
+            n = body[fixed]
+            if len(body) != fixed + 1 + 8 * n:
+                return False
+            for i in range(n):
+                a, b = struct.unpack_from("<II", body, fixed + 1 + 8 * i)
+                ranges.append([a, b])
+        elif magic != _STATE_V1 or len(body) != fixed:  # version 1: the fixed part alone
             return False
+        _, self.boot, acked, dropped, dead, floor = struct.unpack_from(_STATE_FMT, body, 0)
         # The unsigned fields hold value + 1, so that "none yet" (-1) is 0.
         self.acked = acked - 1
         self.dropped = dropped
         self.dead = dead - 1
         self.seq_floor = floor - 1
+        self.dropped_ranges = ranges
         return True
 
     def save_state(self):
         body = struct.pack(_STATE_FMT, _STATE_MAGIC, self.boot, self.acked + 1, self.dropped,
                            self.dead + 1, self.seq_floor + 1)
+        ranges = self.dropped_ranges
+        body += bytes([len(ranges)])
+        for r in ranges:
+            body += struct.pack("<II", r[0], r[1])
         self.store.replace(_STATE, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
         self._acked_unsaved = 0
 
@@ -154,12 +185,8 @@ class Log:
             self.dead = max(self.dead, self.segments[0].number - 1)
         self.boot += 1
         self.save_state()
-        self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
-        while True:
-            found = self._find_batch(self.ack_pos)
-            if found is None or found[0] > self.acked:
-                break
-            self.ack_pos = found[2]
+        if self.ack_pos is None:  # _scan found no acked batch
+            self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
         self.send_pos = self.ack_pos
         return self.discarded
 
@@ -173,12 +200,17 @@ class Log:
                 break
             good = end
             seq = self.seq_of(memoryview(payload)[2:])
+            if seg.first_seq < 0:
+                seg.first_seq = seq
             seg.last_seq = seq
             if seq > self.last_seq:
                 self.last_seq = seq
             if seq > self.acked:
                 self.unacked += 1
                 self.unacked_readings += count_of(payload)
+            else:
+                # The log is read once at open: the first unacked batch is found on the way.
+                self.ack_pos = (seg.number, end)
             if replay is not None:
                 replay(seq, count_of(payload))
         if good < seg.size:
@@ -206,6 +238,8 @@ class Log:
             self.store.append(seg.name, p)
         seg.size += need
         self.size += need
+        if seg.first_seq < 0:
+            seg.first_seq = seq
         seg.last_seq = seq
         self.last_seq = seq
         self.unacked += 1
@@ -215,18 +249,21 @@ class Log:
         self.store.sync()
 
     def _drop(self, seg):
-        """Drops the oldest segment: its unacked batches' readings are counted as dropped."""
-        # A batch acked out of order (still waiting for an older one) reached the broker: it
-        # leaves the log uncounted.
-        acked = [f[0] for f in self.inflight if f[3] and f[1] == seg.number]
-        for kind, payload, _ in records(self.store, seg.name, 0, seg.size):
-            if kind == BATCH:
-                seq = self.seq_of(memoryview(payload)[2:])
-                if seq > self.acked:
-                    if seq not in acked:
-                        self.dropped += count_of(payload)
-                    self.unacked -= 1
-                    self.unacked_readings -= count_of(payload)
+        """Drops the oldest segment: its unacked batches' readings are counted as dropped, and
+        their sequence numbers remembered."""
+        if seg.last_seq > self.acked:  # a wholly acked segment goes unread
+            # A batch acked out of order (still waiting for an older one) reached the broker: it
+            # leaves the log uncounted.
+            acked = [f[0] for f in self.inflight if f[3] and f[1] == seg.number]
+            for kind, payload, _ in records(self.store, seg.name, 0, seg.size):
+                if kind == BATCH:
+                    seq = self.seq_of(memoryview(payload)[2:])
+                    if seq > self.acked:
+                        if seq not in acked:
+                            self.dropped += count_of(payload)
+                            self._remember_dropped(seq)
+                        self.unacked -= 1
+                        self.unacked_readings -= count_of(payload)
         self._kill(seg)
         self.inflight = [f for f in self.inflight if f[1] != seg.number]
         nxt = (seg.number + 1, 0)
@@ -234,6 +271,15 @@ class Log:
             self.ack_pos = nxt
         if self.send_pos[0] <= seg.number:
             self.send_pos = nxt
+
+    def _remember_dropped(self, seq):
+        ranges = self.dropped_ranges
+        if ranges and ranges[-1][1] + 1 == seq:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+            if len(ranges) > DROPPED_RANGES:
+                ranges.pop(0)
 
     def _kill(self, seg):
         """Deletes the oldest segment, committing the deletion in the state file first."""
@@ -246,6 +292,7 @@ class Log:
         self.store.remove(seg.name)
         self.segments.pop(0)
         self.size -= seg.size
+        self._look = None
 
     # -- reading and acknowledging ---------------------------------------------------------
 
@@ -286,9 +333,7 @@ class Log:
             self.unacked -= 1
             self.unacked_readings -= f[5]
             self._acked_unsaved += f[4]
-        # Segments wholly before the first unacked batch are done with.
-        while len(self.segments) > 1 and self.segments[0].number < self.ack_pos[0]:
-            self._kill(self.segments[0])
+        # Acked segments stay until append_batch needs their room: the ingest may ask for them.
         # Saving the cursor after every ack would double the writes of small batches. A power
         # cut can only make the batches acked since the last save go out again, and the
         # consumer de-duplicates them by sequence number.
@@ -301,7 +346,107 @@ class Log:
         self.inflight = []
         self.send_pos = self.ack_pos
 
+    # -- repair: looking batches up by sequence number ---------------------------------------
+
+    def oldest(self):
+        """The lowest sequence number the log holds, or None."""
+        for seg in self.segments:
+            if seg.first_seq >= 0:
+                return seg.first_seq
+        return None
+
+    def held(self, seq):
+        """The bytes of batch seq, exactly as next_batch() hands them out, or None if the log
+        does not hold it. Asked for in order, each lookup reads on from the one before."""
+        for seg in self.segments:
+            if seg.first_seq <= seq <= seg.last_seq and seg.first_seq >= 0:
+                break
+        else:
+            return None
+        store = self.store
+        name = seg.name
+        off = 0
+        look = self._look
+        if look is not None and look[1] == seg.number and look[0] < seq:
+            off = look[2]
+        # The batches on the way are stepped over by their headers and the first bytes that
+        # hold their seq: a lookup allocates one batch, the one it returns.
+        while off + HEAD <= seg.size:
+            head = store.read(name, off, HEAD)
+            length, kind, crc = struct.unpack("<HBI", head)
+            end = off + HEAD + length
+            if end > seg.size:
+                return None
+            if kind == BATCH and length > 2:
+                try:
+                    s = self.seq_of(memoryview(store.read(name, off + HEAD + 2,
+                                                          min(length - 2, _PEEK))))
+                except IndexError:  # a device id too long for the peek
+                    s = self.seq_of(memoryview(store.read(name, off + HEAD + 2, length - 2)))
+                if s == seq:
+                    count = store.read(name, off + HEAD, 2)
+                    data = store.read(name, off + HEAD + 2, length - 2)
+                    if binascii.crc32(data, binascii.crc32(count, binascii.crc32(head[:3]))) \
+                            & 0xFFFFFFFF != crc:
+                        return None
+                    self._look = (seq, seg.number, end)
+                    return data
+                if s > seq:
+                    return None
+            off = end
+        return None
+
+    def classify(self, first, last, into=None):
+        """Splits the inclusive range first..last into what the log holds and what it does not:
+        (held, gone, dropped, unknown), each a list of [from, to]. held: in a segment; dropped:
+        in a remembered range dropped unsent; unknown: above the newest sequence number formed;
+        gone: the rest (acknowledged and overwritten, or dropped too long ago to remember).
+        into: the four lists of an earlier call, to add to (ranges asked for in increasing
+        order then come out joined where they touch)."""
+        if into is None:
+            into = ([], [], [], [])
+        held, gone, dropped, unknown = into
+        newest = self.next_seq() - 1
+        if last > newest:
+            _add(unknown, max(first, newest + 1), last)
+            last = newest
+        spans = []  # (from, to, the list it goes to), in order
+        for seg in self.segments:
+            if seg.first_seq >= 0:
+                spans.append((seg.first_seq, seg.last_seq, held))
+        for r in self.dropped_ranges:
+            spans.append((r[0], r[1], dropped))
+        spans.sort(key=_first)
+        at = first
+        for a, b, out in spans:
+            if at > last:
+                break
+            if b < at:
+                continue
+            if a > at:
+                _add(gone, at, min(a - 1, last))
+                at = a
+            if at <= last:
+                _add(out, at, min(b, last))
+                at = min(b, last) + 1
+        if at <= last:
+            _add(gone, at, last)
+        return into
+
     def close(self):
         if self._acked_unsaved:
             self.save_state()
         self.store.close()
+
+
+def _first(span):
+    return span[0]
+
+
+def _add(ranges, a, b):
+    """Appends [a, b] to a list of ranges, joining it to the last one if they touch."""
+    if ranges and ranges[-1][0] <= a <= ranges[-1][1] + 1:
+        if b > ranges[-1][1]:
+            ranges[-1][1] = b
+    else:
+        ranges.append([a, b])

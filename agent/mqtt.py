@@ -9,13 +9,18 @@
 #
 # Errors: MQTTError(code) for what the broker said or did wrong (a refused CONNECT: its CONNACK
 # return code 1..5; a refused SUBSCRIBE: 0x80; a malformed or unexpected packet: ERR_PROTOCOL;
-# a packet larger than max_packet: ERR_TOO_LARGE); OSError for everything on the network,
-# timeouts included: OSError(errno.ETIMEDOUT) on both interpreters (asyncio.TimeoutError is an
+# a packet other than a PUBLISH larger than max_packet: ERR_TOO_LARGE); OSError for everything
+# on the network, timeouts included: OSError(errno.ETIMEDOUT) on both interpreters (asyncio.TimeoutError is an
 # OSError on CPython 3.11+ but not on 3.10 nor on MicroPython, so it never leaves this module).
 # `except (OSError, MQTTError)` covers every failure of the connection.
 #
-# Small heaps: one receive buffer of max_packet bytes holds each incoming packet whole (a larger
-# one closes the connection with ERR_TOO_LARGE); one send buffer, max_packet bytes at first and
+# Small heaps: one receive buffer of max_packet bytes holds each incoming packet whole. A larger
+# PUBLISH is never held whole: its first max_packet bytes give its topic, packet id and the start
+# of its payload, the rest is read past in max_packet pieces, on_too_large() reports it, and it is
+# acknowledged like any other, so the broker does not send it again and the connection stays up
+# (a command too large must not knock a device off, nor loop it through reconnects when
+# retained). Any other packet larger than max_packet closes the connection with ERR_TOO_LARGE.
+# One send buffer, max_packet bytes at first and
 # grown to the largest PUBLISH sent, takes a message's header and payload, so that it leaves in
 # one write: one TCP segment, one TLS record, and no stall between a header and its payload
 # (Nagle's algorithm holds the second write until the broker ACKs the first, which it delays:
@@ -38,7 +43,7 @@ from hal.ticks import ticks_diff, ticks_ms
 _MPY = sys.implementation.name == "micropython"
 
 ERR_PROTOCOL = const(-1)   # malformed or unexpected packet from the broker
-ERR_TOO_LARGE = const(-2)  # incoming packet larger than max_packet
+ERR_TOO_LARGE = const(-2)  # incoming packet (not a PUBLISH) larger than max_packet
 ERR_NO_ID = const(-3)      # all 65535 packet ids are waiting for their PUBACK
 
 _CONNECT = const(0x10)
@@ -51,6 +56,7 @@ _PINGRESP = const(0xD0)
 _PINGREQ_PACKET = b"\xc0\x00"
 _DISCONNECT_PACKET = b"\xe0\x00"
 _MAX_LENGTH = const(268435455)  # the largest remaining length in four bytes (2.2.3)
+_HEAD = const(64)  # bytes of an oversized message's payload kept for on_too_large (its id)
 
 _REFUSED = ("unacceptable protocol version", "identifier rejected", "server unavailable",
             "bad user name or password", "not authorized")
@@ -141,7 +147,11 @@ def check_options(keepalive_s, will, max_packet):
 
 class Client:
     on_puback = None    # fn(pid), called in the event loop when a PUBACK arrives
-    on_message = None   # fn(topic str, payload bytes)
+    on_message = None   # fn(topic str, payload bytes, retain bool)
+    # fn(topic, size, limit, head, retain) for a PUBLISH larger than max_packet, read past and
+    # acknowledged: size, the length of its payload; limit, the largest payload it could have
+    # had; head, the payload's first bytes (at most 64); retain, as in on_message.
+    on_too_large = None
     on_close = None     # fn(exc or None), once, when a connection that connect() opened ends
 
     def __init__(self, client_id, host, port, keepalive_s=60, username=None, password=None,
@@ -616,51 +626,58 @@ class Client:
                     shift += 7
                     if shift > 21:
                         raise _bad("remaining length longer than 4 bytes")
+                ack = 0  # the packet id of a PUBLISH to acknowledge
                 if n > len(rx):
-                    raise MQTTError(ERR_TOO_LARGE, "incoming packet of %d bytes, max_packet %d"
-                                    % (n, len(rx)))
-                if n and not self._fill(rx, n):
-                    await self._more(rx, n)
+                    if first & 0xF0 != _PUBLISH:
+                        raise MQTTError(ERR_TOO_LARGE, "incoming packet of %d bytes, max_packet %d"
+                                        % (n, len(rx)))
+                    ack = await self._oversized(first, n)
+                else:
+                    if n and not self._fill(rx, n):
+                        await self._more(rx, n)
+                    if first == _PUBACK:
+                        if n != 2:
+                            raise _bad("PUBACK length %d" % n)
+                        pid = (rx[0] << 8) | rx[1]
+                        if pid in self._inflight and pid != self._sub_pid:
+                            self._inflight.discard(pid)
+                            if self.on_puback is not None:
+                                self.on_puback(pid)
+                        # a PUBACK for an id not in flight is ignored: nothing waits for it
+                    elif first & 0xF0 == _PUBLISH:
+                        topic, ack, pos = self._publish_head(first, n, n)
+                        if self.on_message is not None:
+                            self.on_message(topic, bytes(rx[pos:n]), (first & 1) == 1)
+                    elif first == _SUBACK:
+                        if n != 3:
+                            raise _bad("SUBACK length %d" % n)
+                        pid = (rx[0] << 8) | rx[1]
+                        if rx[2] > 2 and rx[2] != 0x80:
+                            raise _bad("SUBACK return code 0x%02x" % rx[2])  # [MQTT-3.9.3-2]
+                        if pid and pid == self._sub_pid:  # a late SUBACK (after a timeout): ignored
+                            self._sub_rc = rx[2]
+                            self._sub_done.set()
+                    elif first == _PINGRESP:
+                        if n:
+                            raise _bad("PINGRESP length %d" % n)
+                    else:
+                        raise _bad("unexpected packet 0x%02x" % first)
                 self._last_rx = ticks_ms()
                 self._pinging = False  # any packet shows the broker alive
-                if first == _PUBACK:
-                    if n != 2:
-                        raise _bad("PUBACK length %d" % n)
-                    pid = (rx[0] << 8) | rx[1]
-                    if pid in self._inflight and pid != self._sub_pid:
-                        self._inflight.discard(pid)
-                        if self.on_puback is not None:
-                            self.on_puback(pid)
-                    # a PUBACK for an id not in flight is ignored: nothing waits for it
-                elif first & 0xF0 == _PUBLISH:
-                    pid = self._incoming(first, n)
-                    if pid:
-                        ack = self._ack
-                        ack[0] = _PUBACK
-                        ack[1] = 2
-                        ack[2] = pid >> 8
-                        ack[3] = pid & 0xFF
-                        await self._write(ack, 4)
-                elif first == _SUBACK:
-                    if n != 3:
-                        raise _bad("SUBACK length %d" % n)
-                    pid = (rx[0] << 8) | rx[1]
-                    if rx[2] > 2 and rx[2] != 0x80:
-                        raise _bad("SUBACK return code 0x%02x" % rx[2])  # [MQTT-3.9.3-2]
-                    if pid and pid == self._sub_pid:  # a late SUBACK (after a timeout): ignored
-                        self._sub_rc = rx[2]
-                        self._sub_done.set()
-                elif first == _PINGRESP:
-                    if n:
-                        raise _bad("PINGRESP length %d" % n)
-                else:
-                    raise _bad("unexpected packet 0x%02x" % first)
+                if ack:
+                    buf = self._ack
+                    buf[0] = _PUBACK
+                    buf[1] = 2
+                    buf[2] = ack >> 8
+                    buf[3] = ack & 0xFF
+                    await self._write(buf, 4)
         except Exception as exc:  # CancelledError is a BaseException: close() cancels us
             self._close(exc)
 
-    def _incoming(self, first, n):
-        # 3.3: topic name, packet id if QoS > 0, payload. QoS 2 is never asked for here. Returns
-        # the packet id to acknowledge, or 0.
+    def _publish_head(self, first, n, held):
+        # 3.3: topic name, packet id if QoS > 0, payload; the packet is n bytes long, of which
+        # rx holds the first `held`. QoS 2 is never asked for here. Returns (topic, the packet id
+        # to acknowledge or 0, where the payload starts).
         rx = self._rx
         qos = (first >> 1) & 3
         if qos > 1:
@@ -673,6 +690,9 @@ class Client:
         pos = 2 + tlen + (2 if qos else 0)
         if tlen == 0 or pos > n:
             raise _bad("PUBLISH topic length %d in %d bytes" % (tlen, n))
+        if pos > held:  # only a broken broker sends a topic we did not subscribe to
+            raise MQTTError(ERR_TOO_LARGE, "incoming topic of %d bytes, max_packet %d"
+                            % (tlen, held))
         raw = bytes(rx[2:2 + tlen])
         if b"\x00" in raw or b"+" in raw or b"#" in raw:
             raise _bad("invalid topic name")  # [MQTT-1.5.3-2], [MQTT-3.3.2-2]
@@ -685,8 +705,28 @@ class Client:
             pid = (rx[pos - 2] << 8) | rx[pos - 1]
             if not pid:
                 raise _bad("packet id 0")  # [MQTT-2.3.1-1]
-        if self.on_message is not None:
-            self.on_message(topic, bytes(rx[pos:n]))
+        return topic, pid, pos
+
+    async def _oversized(self, first, n):
+        # A PUBLISH of n > max_packet bytes: the first max_packet bytes are read (topic, packet
+        # id, the payload's start), the rest is read past in max_packet pieces into the same
+        # buffer, and on_too_large reports it. Returns the packet id to acknowledge, or 0.
+        rx = self._rx
+        held = len(rx)
+        if not self._fill(rx, held):
+            await self._more(rx, held)
+        topic, pid, pos = self._publish_head(first, n, held)
+        head = bytes(rx[pos:min(held, pos + _HEAD)])
+        left = n - held
+        while left:
+            k = held if left > held else left
+            if not self._fill(rx, k):
+                await self._more(rx, k)
+            left -= k
+            self._last_rx = ticks_ms()  # a long message is no silent broker
+            self._pinging = False
+        if self.on_too_large is not None:
+            self.on_too_large(topic, n - pos, held - pos, head, (first & 1) == 1)
         return pid
 
     # ---- keepalive ----

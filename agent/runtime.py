@@ -20,6 +20,8 @@ from hal.board import drivers
 
 VERSION = "0.1.0"
 EVENTS_SHARE = 16  # the event log may take 1/16 of the buffer's bytes, at least 8 KiB
+RESEND_RANGES = 16   # a resend command asks for at most this many ranges
+RESEND_SEQS = 1024   # and this many sequence numbers in all
 
 
 class Agent:
@@ -49,7 +51,7 @@ class Agent:
         u = profile["uplink"]
         self.commands = Commands({"ping": self._ping, "set_interval": self._set_interval,
                                   "flush": self._flush, "diag": self._diag,
-                                  "reboot": self._reboot})
+                                  "reboot": self._reboot, "resend": self._resend})
         self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
                              window=u["window"], backoff_min_ms=u["backoff_min_ms"],
@@ -140,8 +142,11 @@ class Agent:
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
             "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
             "connects": uplink.connects, "reconnects": uplink.reconnects,
+            "too_large": uplink.too_large,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
-            "sensors": sensors})
+            "sensors": sensors,
+            "seq": {"batch": _seq_span(log, uplink.sent[0]),
+                    "event": _seq_span(self.events.log, uplink.sent[1])}})
 
     def _ping(self, cmd):
         cmd.done()
@@ -174,10 +179,58 @@ class Agent:
                 "segments": len(log.segments), "discarded": log.discarded,
                 "published": u.published, "puback": u.acked, "connected": u.connected,
                 "commands": self.commands.received, "rejected": self.commands.rejected,
+                "skipped": self.commands.skipped,
                 "sensors": [[c.name, c.interval_ms, c.readings, c.failing] for c in self.sampler.channels]}
+
+    def _resend(self, cmd):
+        """Re-publishes batches or events the ingest is missing (docs/uplink.md, "Repair")."""
+        kind = cmd.arg("kind", str)
+        ranges = cmd.arg("ranges", list)
+        cmd.done()
+        if kind not in ("batch", "event"):
+            raise CommandError("argument 'kind' must be \"batch\" or \"event\", got %r" % (kind,))
+        if not ranges or len(ranges) > RESEND_RANGES:
+            raise CommandError("bounded: 'ranges' must hold 1 to %d ranges, got %d"
+                               % (RESEND_RANGES, len(ranges)))
+        total = 0
+        for r in ranges:
+            if (not isinstance(r, list) or len(r) != 2 or not _seq(r[0]) or not _seq(r[1])
+                    or r[0] > r[1]):
+                raise CommandError("each range must be [from, to] with 0 <= from <= to, got %r"
+                                   % (r,))
+            total += r[1] - r[0] + 1
+        if total > RESEND_SEQS:
+            raise CommandError("bounded: at most %d sequence numbers a command, got %d"
+                               % (RESEND_SEQS, total))
+        log = self.buffer.log if kind == "batch" else self.events.log
+        ranges.sort(key=_first)  # in order, overlapping and adjacent answers join
+        into = ([], [], [], [])
+        for a, b in ranges:
+            log.classify(a, b, into)
+        held, gone, dropped, unknown = into
+        queued = 0
+        for a, b in held:
+            queued += b - a + 1
+        if held and not self.uplink.repair(kind, held):
+            raise CommandError("busy: too many repairs are waiting; ask again later")
+        return {"kind": kind, "queued": queued, "gone": gone, "dropped": dropped,
+                "unknown": unknown}
 
     def _reboot(self, cmd):
         cmd.done()
         if self.reboot is None:
             raise CommandError("this device cannot reboot on command")
         return {"rebooting": True}, self.reboot
+
+
+def _first(r):
+    return r[0]
+
+
+def _seq(v):
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 0x100000000
+
+
+def _seq_span(log, sent):
+    """[oldest held, newest published] of one log, for health (docs/uplink.md)."""
+    return [log.oldest(), max(sent, log.acked)]

@@ -47,9 +47,10 @@ class Schema:
             channels = []
             for name, unit, res in doc["channels"]:
                 exponent, mantissa = res.value
+                # Bounded, since readings are multiplied by 10**exponent and the mantissa.
                 if (not isinstance(name, str) or not isinstance(unit, str) or res.tag != 4
                         or not isinstance(mantissa, int) or not isinstance(exponent, int)
-                        or mantissa <= 0):
+                        or not 0 < mantissa < 1 << 64 or not -64 <= exponent <= 64):
                     raise ValueError
                 channels.append((name, unit, mantissa, exponent))
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -3,12 +3,21 @@ from agent import cbor
 from agent.schema import scaled_value
 from agent.senml import BN, BT, BU, BV, N, T, U, V, VB, VS
 
+# Integers (and decimal mantissas) as large as CBOR's own, no larger: a bignum of thousands of
+# digits would overflow a float it is added to, and cannot even be printed on CPython.
+_LIMIT = 1 << 64
+_MAX_SECONDS = 1e15  # a float time beyond this (31 million years) is not a time
+
+
+def _int(x):
+    return isinstance(x, int) and not isinstance(x, bool) and -_LIMIT <= x <= _LIMIT
+
 
 def _decimal(x):
     """(mantissa, exponent) of a decimal fraction (tag 4), else None."""
     if isinstance(x, cbor.Tag) and x.tag == 4 and isinstance(x.value, list) and len(x.value) == 2:
         exponent, m = x.value
-        if isinstance(exponent, int) and isinstance(m, int) and -64 <= exponent <= 64:
+        if isinstance(exponent, int) and _int(m) and -64 <= exponent <= 64:
             return m, exponent
     return None
 
@@ -20,17 +29,17 @@ def _text(x, what, offset):
 
 
 def _number(x, what, offset):
-    if isinstance(x, (int, float)) and not isinstance(x, bool):
+    if isinstance(x, float) or _int(x):
         return x
     d = _decimal(x)
     if d is None:
-        raise cbor.Malformed("SenML %s is not a number" % what, offset)
+        raise cbor.Malformed("SenML %s is not a number, or too large" % what, offset)
     return scaled_value(d[0], d[1])
 
 
 def _ms(x, what, offset):
     """A SenML time in whole milliseconds, with integer arithmetic where the input allows it."""
-    if isinstance(x, int) and not isinstance(x, bool):
+    if _int(x):
         return x * 1000
     d = _decimal(x)
     if d is not None:
@@ -38,9 +47,9 @@ def _ms(x, what, offset):
         if exponent >= -3:
             return m * 10 ** (exponent + 3)
         return (m + 10 ** (-exponent - 3) // 2) // 10 ** (-exponent - 3)
-    if isinstance(x, float) and x == x and x not in (float("inf"), float("-inf")):
+    if isinstance(x, float) and -_MAX_SECONDS < x < _MAX_SECONDS:  # not NaN or infinite
         return round(x * 1000)
-    raise cbor.Malformed("SenML %s is not a number" % what, offset)
+    raise cbor.Malformed("SenML %s is not a number, or too large" % what, offset)
 
 
 def decode(pack, offset=0):

@@ -5,6 +5,13 @@
 # connection lost at any point loses nothing: the unacknowledged ones are handed out again,
 # oldest first, after the next connect, byte-identical and with the DUP flag. It reconnects for
 # as long as it runs, with exponential backoff and full jitter, and never makes the sampler wait.
+# A connection that ends within stable_ms of its CONNACK counts as a failed attempt: a broker
+# that accepts and then drops the device at once is retried at the backoff's growing pace, not
+# in a tight loop.
+#
+# Repairs (docs/uplink.md): ranges of batches or events that the ingest asked for again are
+# re-published from the log, byte-identical, on their normal topic, only when the live ones leave
+# room in the window. Their PUBACKs do not move the log's cursor (the log acked them long ago).
 #
 # The client (agent/mqtt.py on a board, agent/host/paho_client.py on CPython) is made afresh for
 # each connection by make_client(will), so no transport keeps messages of its own across a
@@ -20,6 +27,8 @@ except ImportError:
 
 _BATCH = const(0)
 _EVENT = const(1)
+QUICK_RETRIES = const(3)  # reconnects tried at the minimum backoff before it starts to double
+REPAIR_RANGES = const(32)  # ranges waiting to be re-sent, at most: two commands' worth
 ONLINE = b"online"
 OFFLINE = b"offline"
 
@@ -38,16 +47,20 @@ class Topics:
 class Uplink:
     def __init__(self, make_client, buffer, events, topics, clock, window=4,
                  backoff_min_ms=1000, backoff_max_ms=300000, schema=None, on_command=None,
-                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None, wall=None):
+                 health=None, health_ms=300000, ack_timeout_ms=30000, rng=None, wall=None,
+                 stable_ms=10000):
         """make_client(will) -> a client not yet connected (agent/mqtt.py's interface);
         buffer: agent.buffer.Buffer; events: agent.events.Events or None; clock: the device's
         (agent.clock), which times health reports; wall: the clock network timeouts are measured
         on, the real one by default (they differ in the simulator, whose device time runs fast);
         schema: the schema document compact batches need (published retained), or None;
-        on_command(payload) -> an awaitable of (reply bytes, then or None), then() being
-        called once the reply is published; health(uplink) -> the health message bytes;
+        on_command(payload, retained, size, limit) -> an awaitable of (reply bytes or None,
+        then or None), then() being called once the reply is published (agent.commands:
+        size and limit are None but for a command larger than the client takes, of which
+        payload is then the first bytes); health(uplink) -> the health message bytes;
         ack_timeout_ms: a connection whose oldest message in flight gets no PUBACK for this long
-        is dropped and made again (a broker that accepts and never acknowledges)."""
+        is dropped and made again (a broker that accepts and never acknowledges);
+        stable_ms: a connection that ends sooner after its CONNACK counts as a failure."""
         self.make_client = make_client
         self.buffer = buffer
         self.events = events
@@ -65,15 +78,17 @@ class Uplink:
         self.health = health
         self.health_ms = health_ms
         self.ack_timeout_ms = ack_timeout_ms
+        self.stable_ms = stable_ms
         self.progress_at = 0     # when a PUBACK last came, or the window last started filling
         self.rng = rng or random
         self.client = None
-        self.inflight = {}       # packet id -> (kind, seq)
+        self.inflight = {}       # packet id -> (kind, seq, a repair)
+        self.repairs = []        # [kind, from, to] waiting to be re-sent, oldest first
         self.early = []          # PUBACKs that came while their publish() was still running
         self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
         self.wakeup = asyncio.Event()
         self.stopped = asyncio.Event()
-        self.commands = []       # downlink payloads not yet handled
+        self.commands = []       # downlink commands not yet handled: on_command's arguments
         self.stopping = False
         # For health reports.
         self.connects = 0
@@ -81,6 +96,7 @@ class Uplink:
         self.last_error = None
         self.published = 0
         self.acked = 0
+        self.too_large = 0       # incoming messages larger than the client takes, read past
 
     def notify(self):
         """Something new to send (a batch, an event, a flush): the buffer and events call it."""
@@ -97,17 +113,19 @@ class Uplink:
         failures = 0
         while not self.stopping:
             client = None
+            connected_at = None
             try:
                 client = self.make_client((self.topics.status, OFFLINE, 1, True))
                 client.on_puback = self._puback
                 client.on_message = self._message
+                client.on_too_large = self._too_large
                 client.on_close = self._closed
                 await client.connect()
+                connected_at = self.wall.monotonic()
                 self.client = client
                 self.connects += 1
                 if self.connects > 1:
                     self.reconnects += 1
-                failures = 0
                 await client.publish(self.topics.status, ONLINE, 1, True)
                 await client.subscribe(self.topics.cmd, 1)
                 if self.schema is not None:
@@ -118,9 +136,14 @@ class Uplink:
             self._drop(client)
             if self.stopping:
                 break
+            if connected_at is not None and self.wall.monotonic() - connected_at >= self.stable_ms:
+                failures = 0
             # Full jitter (a random delay up to the capped exponential): a fleet that lost its
-            # broker together does not come back together.
-            cap = min(self.backoff_max_ms, self.backoff_min_ms << min(failures, 20))
+            # broker together does not come back together. The first few retries stay at the
+            # minimum: most outages are a broker restart of seconds, and doubling from the first
+            # retry kept devices away for 4-8 s after a 2 s one (bench/recovery.py).
+            cap = min(self.backoff_max_ms,
+                      self.backoff_min_ms << min(max(failures + 1 - QUICK_RETRIES, 0), 20))
             failures += 1
             await self._sleep(self.rng.randint(self.backoff_min_ms // 2, max(cap, 1)))
 
@@ -138,6 +161,14 @@ class Uplink:
                 client.close()
             except Exception:
                 pass
+        # Repairs in flight go back to the front of their queue: sent again after the connect.
+        back = []
+        for pid in self.inflight:
+            kind, seq, repair = self.inflight[pid]
+            if repair:
+                back.append([kind, seq, seq])
+        back.sort(key=_seq_of_range)
+        self.repairs = back + self.repairs
         self.inflight = {}
         self.buffer.rewind()
         if self.events is not None:
@@ -184,42 +215,84 @@ class Uplink:
                 pass
 
     async def _fill(self, client):
-        """Publishes the oldest unsent events, then batches, up to the window."""
+        """Publishes the oldest unsent events, then batches, then repairs, up to the window."""
         while len(self.inflight) < self.window and client.connected:
+            repair = False
             kind = _EVENT
             item = self.events.next_event() if self.events is not None else None
             if item is None:
                 kind = _BATCH
                 item = self.buffer.next_batch()
+            if item is None:
+                item = self._next_repair()
                 if item is None:
                     return
+                kind, seq, data = item
+                item = (seq, data)
+                repair = True
             seq, data = item
             if not self.inflight:
                 self.progress_at = self.wall.monotonic()
-            dup = seq <= self.sent[kind]
+            dup = seq <= self.sent[kind] and not repair
             # A PUBACK may come back before publish() returns (a client that yields after
             # writing): _puback keeps such early ones here until the packet id is known.
             self.early = []
             pid = await client.publish(self.topics.batch if kind == _BATCH else self.topics.event,
                                        data, 1, False, dup)
-            self.inflight[pid] = (kind, seq)
+            self.inflight[pid] = (kind, seq, repair)
             if pid in self.early:
                 self._puback(pid)
             if seq > self.sent[kind]:
                 self.sent[kind] = seq
             self.published += 1
 
+    def _next_repair(self):
+        """(kind, seq, bytes) of the next repair the log still holds, or None."""
+        while self.repairs:
+            r = self.repairs[0]
+            kind, seq = r[0], r[1]
+            if seq == r[2]:
+                self.repairs.pop(0)
+            else:
+                r[1] = seq + 1
+            log = self.buffer.log if kind == _BATCH else self.events.log
+            # One the log has not had acked yet goes out anyway, through next_batch().
+            if seq <= log.acked:
+                data = log.held(seq)
+                if data is not None:  # else the space was needed since the request
+                    return kind, seq, data
+        return None
+
+    def repair(self, kind, ranges):
+        """Queues ranges ([from, to], inclusive) of batches (kind "batch") or events ("event")
+        to be re-published. Returns False, queueing nothing, when there is no room."""
+        k = _BATCH if kind == "batch" else _EVENT
+        new = []
+        for a, b in ranges:
+            for r in self.repairs:
+                if r[0] == k and r[1] <= a and b <= r[2]:
+                    break  # asked again while waiting: already queued
+            else:
+                new.append([k, a, b])
+        if len(self.repairs) + len(new) > REPAIR_RANGES:
+            return False
+        self.repairs += new
+        self.wakeup.set()
+        return True
+
     def _puback(self, pid):
         entry = self.inflight.pop(pid, None)
         if entry is None:
             self.early.append(pid)  # a status, schema, health or reply message, or too early
             return
-        kind, seq = entry
+        kind, seq, repair = entry
         self.progress_at = self.wall.monotonic()
-        if kind == _BATCH:
-            self.buffer.ack(seq)
-        else:
-            self.events.ack(seq)
+        # A repair's batch was acked long ago: the log's cursor is not its business.
+        if not repair:
+            if kind == _BATCH:
+                self.buffer.ack(seq)
+            else:
+                self.events.ack(seq)
         self.acked += 1
         self.wakeup.set()
 
@@ -228,19 +301,30 @@ class Uplink:
             self.last_error = _describe(exc)
         self.wakeup.set()
 
-    def _message(self, topic, payload):
+    def _message(self, topic, payload, retain):
         # A flood of commands cannot fill the heap: past a few waiting, they are dropped.
         if topic == self.topics.cmd and len(self.commands) < 8:
-            self.commands.append(payload)
+            self.commands.append((payload, retain, None, None))
             self.wakeup.set()
 
-    async def _command(self, client, payload):
+    def _too_large(self, topic, size, limit, head, retain):
+        self.too_large += 1
+        if topic == self.topics.cmd and len(self.commands) < 8:
+            self.commands.append((head, retain, size, limit))
+            self.wakeup.set()
+
+    async def _command(self, client, command):
         if self.on_command is None:
             return
-        reply, then = await self.on_command(payload)
-        await client.publish(self.topics.event, reply, 1)
+        reply, then = await self.on_command(*command)
+        if reply is not None:
+            await client.publish(self.topics.event, reply, 1)
         if then is not None:
             then()
+
+
+def _seq_of_range(r):
+    return r[1]
 
 
 def _describe(exc):

@@ -70,7 +70,7 @@ async def one_round(port, pid, bodies, total):
     seen = set()
     dups = [0]
 
-    def on_message(topic, payload):
+    def on_message(topic, payload, retain):
         key = payload[:8]
         if key in seen:
             dups[0] += 1

@@ -8,8 +8,8 @@ table. Brokers: Debian's mosquitto with persistence on and off (tests.broker.Mos
 broker of `tether simulate` (simulator/broker.py, rumqttd from `iotcore`). Subscriptions, each
 with a client id of its own and QoS 1, acknowledged by hand (paho's manual_ack) as the ingest
 does:
-- `shared`: `$share/g/bench/t`, persistent session (clean_session=False): the ingest's old default;
-- `plain`: `bench/t`, persistent session: `tether ingest --no-share`;
+- `shared`: `$share/g/bench/t`, persistent session (clean_session=False): `tether ingest --group`;
+- `plain`: `bench/t`, persistent session: `tether ingest` with its defaults;
 - `clean`: `bench/t`, clean session: the old ingest of `tether simulate`.
 
 One run, with N messages in each phase:

@@ -5,6 +5,7 @@ then the batches, each exactly the bytes a device publishes. Readings files are 
 {"t": unix seconds, "n": channel name, "v": value}, as simulator/reference.py writes them.
 """
 import json
+import math
 import sys
 
 from agent import batch_decode, cbor, cbor_decode
@@ -13,8 +14,13 @@ from agent.log import Log
 from agent.buffer import Buffer
 from agent.schema import Schema
 from agent.store import RamStore
+from firmware import bounded
+from firmware.profile import add_allow_outside
 
 UNBOUNDED = 1 << 40
+MAX_READINGS_FILE = 64 << 20  # its batches stay in memory until written: up to 1/4 its size
+MAX_LINE = 4096  # a reading is {"t": ..., "n": ..., "v": ...}, a name at most 32 letters
+MAX_BATCH_FILE = 64 << 20  # about as many readings as the largest readings file
 
 
 class InputError(Exception):
@@ -22,7 +28,7 @@ class InputError(Exception):
 
 
 def _number(v):
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def encode(profile, lines, device_id=None):
@@ -47,7 +53,8 @@ def encode(profile, lines, device_id=None):
             raise InputError("line %d: expected {\"t\": seconds, \"n\": name, \"v\": number}"
                              % number)
         if not _number(t) or not _number(v):
-            raise InputError("line %d: t and v must be numbers" % number)
+            raise InputError("line %d: t and v must be finite numbers (not NaN or Infinity)"
+                             % number)
         channel = schema.index.get(name)
         if channel is None:
             raise InputError("line %d: channel %r is not in the profile (it has %s)"
@@ -128,7 +135,7 @@ def senml_json(b):
 
 def cmd_encode(args):
     from firmware.profile.compile import compile as compile_profile
-    profile, errors = compile_profile(args.profile)
+    profile, errors = compile_profile(args.profile, args.allow_outside)
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return 2
@@ -142,14 +149,20 @@ def cmd_encode(args):
         return 2
     src = args.readings
     try:
-        lines = sys.stdin if src == "-" else open(src)
+        f = sys.stdin.buffer if src == "-" else open(src, "rb")
     except OSError as exc:
         print("tether encode: %s: %s" % (src, exc.strerror), file=sys.stderr)
         return 2
     try:
-        schema, batches, rounded = encode(profile, lines, args.device)
-    except InputError as exc:
+        with f:
+            lines = bounded.lines(f, MAX_READINGS_FILE, MAX_LINE, "a readings file",
+                                  "a line of readings")
+            schema, batches, rounded = encode(profile, lines, args.device)
+    except (InputError, bounded.TooLarge) as exc:
         print("tether encode: %s: %s" % (src, exc), file=sys.stderr)
+        return 2
+    except OSError as exc:  # a directory, a read error
+        print("tether encode: %s: %s" % (src, exc.strerror), file=sys.stderr)
         return 2
     out = bytearray()
     if profile["uplink"]["encoding"] == "compact":
@@ -170,12 +183,12 @@ def cmd_decode(args):
     src = args.input
     try:
         if src == "-":
-            data = sys.stdin.buffer.read()
+            data = bounded.read_stream(sys.stdin.buffer, MAX_BATCH_FILE, "a batch file")
         else:
-            with open(src, "rb") as f:
-                data = f.read()
-    except OSError as exc:
-        print("tether decode: %s: %s" % (src, exc.strerror), file=sys.stderr)
+            data = bounded.read(src, MAX_BATCH_FILE, "a batch file")
+    except (OSError, bounded.TooLarge) as exc:
+        print("tether decode: %s: %s" % (src, getattr(exc, "strerror", None) or exc),
+              file=sys.stderr)
         return 2
     out = sys.stdout
     try:
@@ -203,6 +216,7 @@ def add_commands(sub):
     p.add_argument("--device", metavar="ID", help="device id for the envelope (default: profile's)")
     p.add_argument("readings", metavar="READINGS.jsonl", help="readings, or - for standard input")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="batch file, or -")
+    add_allow_outside(p)
     p.set_defaults(func=cmd_encode)
     p = sub.add_parser("decode", help="print the readings of a batch file as JSON lines")
     p.add_argument("--senml", action="store_true", help="print each batch as a SenML JSON pack")

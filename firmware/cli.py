@@ -3,25 +3,28 @@ import argparse
 import sys
 
 from firmware import batchfile, demo, ingest_cmd, read, run, simulate_cmd
+from firmware.profile import add_allow_outside
 
 
 def cmd_check(args):
     from firmware.profile.commands import check
-    return check(args.profiles)
+    return check(args.profiles, allow_outside=args.allow_outside)
 
 
 def cmd_compile(args):
     from firmware.profile.commands import compile_to
-    return compile_to(args.profile, args.output)
+    return compile_to(args.profile, args.output, allow_outside=args.allow_outside)
 
 
 def add_profile_commands(sub):
     p = sub.add_parser("check", help="validate product profiles and summarize each")
     p.add_argument("profiles", nargs="+", metavar="PROFILE", help="a profile YAML file")
+    add_allow_outside(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("compile", help="compile a profile to the JSON that a board reads")
     p.add_argument("profile", metavar="PROFILE", help="a profile YAML file")
     p.add_argument("-o", "--output", metavar="OUT.json", help="write here instead of standard output")
+    add_allow_outside(p)
     p.set_defaults(func=cmd_compile)
 
 

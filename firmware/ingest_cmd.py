@@ -50,6 +50,24 @@ def add_arguments(p):
                    help="acknowledge each message as it arrives, not once it is stored: no "
                         "backlog on the broker (whose queue per client is bounded), but what is "
                         "not yet stored is lost if this process dies")
+    p.add_argument("--no-repair", action="store_true",
+                   help="do not ask devices to re-send missing batches and events (repair needs "
+                        "every batch of a device in this one --db)")
+    p.add_argument("--repair-grace", type=float, default=10.0, metavar="SECONDS",
+                   help="how long a gap waits before it is asked for: a batch may still be on "
+                        "its way (default: %(default)s)")
+    p.add_argument("--repair-interval", type=float, default=5.0, metavar="SECONDS",
+                   help="at least this long between two requests to one device, which has one "
+                        "outstanding at a time (default: %(default)s)")
+    p.add_argument("--repair-reask", type=float, default=60.0, metavar="SECONDS",
+                   help="a range asked for and still missing is asked again after this "
+                        "(default: %(default)s)")
+    p.add_argument("--repair-rate", type=float, default=10.0, metavar="PER_SECOND",
+                   help="requests per second for the whole fleet, shared by the processes of "
+                        "one --db (default: %(default)s)")
+    p.add_argument("--repair-burst", type=int, default=50, metavar="N",
+                   help="requests the fleet-wide rate lets through at once (default: "
+                        "%(default)s)")
     p.add_argument("--every", type=float, default=5.0, metavar="SECONDS",
                    help="progress line interval (default: %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -93,14 +111,43 @@ def _fleet_devices(db_path):
 
 def _line(stats, devices, rate=None):
     return ("%d messages%s, %d batches, %d readings, %d duplicates, %d malformed, %d held, "
-            "%d devices in the file" % (
+            "%d repair requests, %d batches repaired, %d devices in the file" % (
                 stats["messages"], " (%.0f/s)" % rate if rate is not None else "",
                 stats["batches"], stats["readings"], stats["duplicates"], stats["malformed"],
-                stats["held"], devices))
+                stats["held"], stats["requests"], stats["repaired"], devices))
+
+
+MAX_DEVICE_LINES = 20
+
+
+def per_device(db_path, out):
+    """The file's devices: received, repaired, lost at the broker, dropped by the device (all of
+    them when few, else those with anything repaired, lost or dropped)."""
+    from simulator.ingest import summary
+
+    rows = summary(db_path)
+    shown = rows if len(rows) <= MAX_DEVICE_LINES else {
+        k: v for k, v in rows.items()
+        if v["repaired"] or v["lost_at_broker"] or v["dropped_by_device"] or v["open"]}
+    if not shown:
+        return
+    out.write("%-24s %10s %10s %10s %10s %8s %8s %8s\n" % (
+        "device", "batches", "readings", "repaired", "(readings)", "lost at", "dropped", "open"))
+    out.write("%-24s %10s %10s %10s %10s %8s %8s %8s\n" % (
+        "", "received", "received", "batches", "", "broker", "by dev.", "gaps"))
+    for k, (device, v) in enumerate(sorted(shown.items())):
+        if k == MAX_DEVICE_LINES:
+            out.write("... and %d more devices (simulator.ingest.summary, docs/ingest.md)\n"
+                      % (len(shown) - k))
+            break
+        out.write("%-24s %10d %10d %10d %10d %8d %8d %8d\n" % (
+            device[:24], v["batches"], v["readings"], v["repaired"], v["repaired_readings"],
+            v["lost_at_broker"], v["dropped_by_device"], v["open"]))
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
     from simulator.ingest import Ingest, totals
+    from simulator.repair import Policy
 
     try:
         host, port, tls, user, password = parse_broker(args.broker)
@@ -121,6 +168,13 @@ def main(args, out=sys.stdout, err=sys.stderr):
     if bool(args.cert) != bool(args.key):
         err.write("tether ingest: --cert and --key go together\n")
         return 2
+    try:
+        policy = None if args.no_repair else Policy(
+            grace=args.repair_grace, interval=args.repair_interval, reask=args.repair_reask,
+            rate=args.repair_rate, burst=args.repair_burst)
+    except ValueError as exc:
+        err.write("tether ingest: %s\n" % exc)
+        return 2
     tls_option = None
     if tls:
         tls_option = {"ca": args.ca, "cert": args.cert, "key": args.key} if (
@@ -132,7 +186,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
         ingest = Ingest(host, port, args.db, group=args.group, prefix=args.prefix,
                         client_id=args.client_id, username=user, password=password,
                         tls=tls_option, persistent=not args.clean_session, hold_timeout=args.hold,
-                        ack_after_store=not args.ack_on_receipt)
+                        ack_after_store=not args.ack_on_receipt,
+                        repair=policy or False)
     except ValueError as exc:  # a group or prefix with wildcards
         err.write("tether ingest: %s\n" % exc)
         return 2
@@ -171,9 +226,12 @@ def main(args, out=sys.stdout, err=sys.stderr):
         ingest.stop()
         s = ingest.stats()
         t = totals(args.db)
+        per_device(args.db, out)
         out.write("stopped: %s; in the file: %d batches, %d readings, %d missing in gaps, "
-                  "%d malformed\n" % (_line(s, t["devices"]), t["batches"], t["readings"],
-                                      t["missing"], t["malformed"]))
+                  "%d malformed, %d batches repaired, %d lost at the broker, %d dropped by "
+                  "devices\n" % (_line(s, t["devices"]), t["batches"], t["readings"],
+                                 t["missing"], t["malformed"], t["repaired"],
+                                 t["lost_at_broker"], t["dropped_by_device"]))
         out.flush()
         return 0
     finally:

@@ -7,6 +7,7 @@ buses; with `--platform sim` the same drivers run against virtual chips.
 import sys
 import time
 
+from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.units import parse_duration
 from hal.board import drivers
@@ -71,7 +72,7 @@ def read_round(profile, sources, out, ready):
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
-    profile, errors = compile_profile(args.profile)
+    profile, errors = compile_profile(args.profile, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
@@ -118,4 +119,5 @@ def add_command(sub):
     p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
                    help="with --platform sim: break the part behind a sensor (nack, stuck, "
                         "noise; timeout, bad_crc, garbage, short; disconnected, no_chip, stall)")
+    add_allow_outside(p)
     p.set_defaults(func=main)

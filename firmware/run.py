@@ -8,11 +8,12 @@ import asyncio
 import signal
 import sys
 
+from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
-    profile, errors = compile_profile(args.profile)
+    profile, errors = compile_profile(args.profile, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
@@ -66,4 +67,5 @@ def add_command(sub):
                                                   "template such as printer-{uid})")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
                                                   "profile's buffer.path)")
+    add_allow_outside(p)
     p.set_defaults(func=main)

@@ -27,7 +27,6 @@ def main(args, out=sys.stdout, err=sys.stderr):
     from simulator import faults
     from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
     from simulator.progress import Progress
-    from simulator.report import text
     try:
         duration = parse_duration(args.duration)
         if duration is None:
@@ -36,8 +35,17 @@ def main(args, out=sys.stdout, err=sys.stderr):
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
         workdir = os.path.abspath(args.workdir)
+        report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
+        linger = None
+        if args.stay_online:
+            async def linger(report):
+                _write_report(report, report_path, out)
+                out.write("the devices stay online, answering commands and repair requests, "
+                          "until Ctrl-C\n")
+                out.flush()
+                await _signalled()
         fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
-                      progress=Progress(out))
+                      progress=Progress(out), linger=linger)
     except (ValueError, OSError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
@@ -52,11 +60,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
     except FleetError as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
-    report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
-    os.makedirs(os.path.dirname(report_path), exist_ok=True)
-    with open(report_path, "w") as f:
-        json.dump(report, f, indent=1)
-    out.write("\n" + text(report) + "\n\n")
+    if not args.stay_online:
+        _write_report(report, report_path, out)
     if args.plots:
         from simulator.plots import write_plots
         for path in write_plots(fleet, args.plots):
@@ -65,7 +70,34 @@ def main(args, out=sys.stdout, err=sys.stderr):
               "report: %s\n"
               "look:   sqlite3 %s \"select device, count(*) from readings group by device\"\n"
               % (fleet.db_path, report_path, fleet.db_path))
-    return 1 if report["fleet"]["lost"] or report["fleet"]["events_lost"] else 0
+    f = report["fleet"]
+    return 1 if (f["lost"] or f["events_lost"] or f["lost_at_broker_batches"]
+                 or f["events_lost_at_broker"]) else 0
+
+
+def _write_report(report, path, out):
+    from simulator.report import text
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=1)
+    os.replace(tmp, path)  # whole, for whoever waits for it (--stay-online)
+    out.write("\n" + text(report) + "\n\n")
+    out.flush()
+
+
+async def _signalled():
+    """Returns on Ctrl-C (SIGINT) or SIGTERM."""
+    import signal
+    loop = asyncio.get_running_loop()
+    done = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, done.set)
+    try:
+        await done.wait()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
 
 
 def _fresh(workdir):
@@ -97,6 +129,10 @@ def add_command(sub):
     p.add_argument("--plots", metavar="DIR", help="write PNG plots there")
     p.add_argument("--workdir", default="tether-sim", metavar="DIR",
                    help="the devices' buffers and the database (default tether-sim)")
+    p.add_argument("--stay-online", action="store_true",
+                   help="once device time is over and the report written, the devices stay "
+                        "online (answering commands and other ingests' repair requests, not "
+                        "sampling) until Ctrl-C or SIGTERM")
     p.add_argument("--client", choices=("mqtt", "paho"), default="mqtt",
                    help="the devices' MQTT client: the board's (default) or paho")
     p.set_defaults(func=main)

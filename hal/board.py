@@ -70,7 +70,8 @@ def drivers(profile, platform):
                 chips[key] = HX711(platform.pin_in(s["pins"]["dout"]),
                                    platform.pin_out(s["pins"]["sck"]), at, gain=s.get("gain", 128),
                                    tare=cal.get("tare", 0), scale=cal.get("scale", 1),
-                                   pill_weight=cal.get("pill_weight"), sleep_ms=sleep_ms)
+                                   pill_weight=cal.get("pill_weight"), sleep_ms=sleep_ms,
+                                   ticks_us=getattr(platform, "ticks_us", None))
         elif d == "ads1115":
             # One driver per channel: each sensor keeps its own channel and gain.
             key = (d, s["bus"], s["address"], s.get("channel", 0))

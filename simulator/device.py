@@ -7,6 +7,7 @@ stay; the next boot reopens them) and its sensors (through the platform's virtua
 """
 import asyncio
 import copy
+from array import array
 import errno
 import os
 
@@ -122,6 +123,9 @@ class SimDevice:
         self.outage_started = 0
         self.backlog_max = 0
         self.first_event_seq = None
+        # Readings in each batch the device formed, by sequence number (4 bytes a batch): what
+        # a batch the ingest records as lost at the broker held.
+        self.batch_readings = array("I")
 
     def _boot(self):
         self.agent = Agent(self.profile, self.platform, self.clock, self.client_class,
@@ -131,11 +135,28 @@ class SimDevice:
         platform = self.platform
         advance = self.model.advance
         self.agent.on_tick = lambda t: advance(t, platform)
+        self._count_batches(self.agent.buffer.log)
         self.agent.open()
         if self.first_event_seq is None:
             self.first_event_seq = self.agent.events.seq
         self.boots += 1
         self.task = asyncio.get_running_loop().create_task(self.agent.run())
+
+    def _count_batches(self, log):
+        append = log.append_batch
+        counts = self.batch_readings
+
+        def counted(seq, count, data):
+            if seq >= len(counts):
+                counts.extend([0] * (seq + 1 - len(counts)))
+            counts[seq] = count
+            return append(seq, count, data)
+        log.append_batch = counted
+
+    def readings_in(self, seqs):
+        """Readings in these batches of this device (0 for one it never formed)."""
+        counts = self.batch_readings
+        return sum(counts[s] for s in seqs if 0 <= s < len(counts))
 
     def start(self):
         self._boot()
@@ -185,9 +206,9 @@ class SimDevice:
         self._boot()
 
     async def stop(self):
-        """The end of the run: what is in RAM becomes batches, and the device gets up to the
-        fleet's drain time to deliver them (reconnecting first if an outage just ended)."""
-        await self.agent.stop(self.fleet.drain_ms, while_offline=True)
+        """The end of the run, once the fleet has let the devices deliver what they hold
+        (Fleet._drain) and answer the ingest's repairs: offline, disconnected, buffer closed."""
+        await self.agent.stop(0)
         try:
             await self.task
         except (asyncio.CancelledError, Exception):

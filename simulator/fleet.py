@@ -20,16 +20,18 @@ import time
 import yaml
 
 from agent import ids
+from firmware import bounded
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
-from simulator.ingest import parse_broker
+from simulator.ingest import parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
 log = logging.getLogger("tether.simulate")
+MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
@@ -40,8 +42,15 @@ class FleetError(ValueError):
 def load_fleet(path, devices=None):
     """[(compiled profile, count, id template)] from a fleet file; `devices` rescales the counts
     to that total (each line keeps at least one device)."""
-    with open(path) as f:
-        doc = yaml.safe_load(f)
+    try:
+        doc = yaml.safe_load(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
+    except bounded.TooLarge as exc:
+        raise FleetError("%s: %s" % (path, exc))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise FleetError("%s%s: not a YAML fleet file: %s" % (
+            path, ":%d:%d" % (mark.line + 1, mark.column + 1) if mark else "",
+            getattr(exc, "problem", None) or exc))
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
     base = os.path.dirname(os.path.abspath(path))
@@ -55,6 +64,10 @@ def load_fleet(path, devices=None):
         count = entry.get("count", 1)
         if not isinstance(count, int) or count < 1:
             raise FleetError("%s: devices[%d].count: expected a whole number >= 1" % (path, i))
+        if not isinstance(entry["profile"], str):
+            raise FleetError("%s: devices[%d].profile: expected a file path" % (path, i))
+        if not isinstance(entry.get("id", ""), str):
+            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}'" % (path, i))
         profile, errors = compile_profile(os.path.join(base, entry["profile"]))
         if errors:
             raise FleetError("\n".join(errors))
@@ -64,9 +77,9 @@ def load_fleet(path, devices=None):
         for n in (1, count):  # ids are topic levels and folder names: the profiles' rule
             try:
                 device_id = template.format(n=n)
-            except (KeyError, IndexError, ValueError) as exc:
-                raise FleetError("%s: devices[%d].id: %r is not a template like 'printer-{n:04d}' "
-                                 "(%s)" % (path, i, template, exc))
+            except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+                raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}', "
+                                 "got %r" % (path, i, template))
             if not ids.valid(device_id):
                 raise FleetError("%s: devices[%d].id: %r gives %r, not %s"
                                  % (path, i, template, device_id, ids.WHAT))
@@ -83,7 +96,7 @@ def load_fleet(path, devices=None):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None, ingest_group=None):
+                 drain_ms=20000, progress=None, ingest_group=None, linger=None):
         self.lines = lines
         self.workdir = workdir
         self.duration_ms = duration_ms
@@ -98,6 +111,7 @@ class Fleet:
         self.drain_ms = drain_ms
         self.progress = progress
         self.ingest_group = ingest_group
+        self.linger = linger  # async fn(report): the devices stay online until it returns
         self.devices = []
         self.broker = None
         self.ingest = None
@@ -164,19 +178,15 @@ class Fleet:
                 await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
             except RuntimeError as exc:  # the broker refused it, or did not answer
                 raise FleetError(str(exc))
-            await self._run_devices(host, port)
+            return await self._run_devices(host, port, build)
         finally:
             self._end_ingest(host, port)
             if self.broker is not None:
                 await self.broker.stop()
-        report = build(self)
-        if self.progress is not None:
-            self.progress.update(self.snapshot(phase="done"))
-            self.progress.close()
-        return report
 
-    async def _run_devices(self, host, port):
-        """The devices from start to stop, then the wait for the ingest."""
+    async def _run_devices(self, host, port, build):
+        """The devices from start to stop, with the wait for the ingest and its repairs; the
+        report."""
         self._make_devices(host, port)
         schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
                                        self.duration_ms, self.seed)
@@ -224,10 +234,30 @@ class Fleet:
         for d in self.devices:
             d.agent.running = False  # no more sampling: device time has ended
         self.clock.finish()
+        await self._drain()
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="repairing"))
+        # Until the ingest has stored what the broker still holds for it (it keeps arriving, so
+        # this ends with the flow, not at a fixed time), and has every batch and event the
+        # devices' health reports say they published: the devices answer its resend commands.
+        loop = asyncio.get_running_loop()
+        deadline = time.time() + 600
+        while True:
+            await self._drain_ingest(max(deadline - time.time(), 0.0))
+            if not await loop.run_in_executor(None, repairing, self.db_path) \
+                    or time.time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+        self.ended_wall = time.time()
+        report = build(self)
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="done"))
+            self.progress.close()
+        if self.linger is not None:
+            await self.linger(report)
         await asyncio.gather(*[d.stop() for d in self.devices])
         gc.unfreeze()
-        await self._drain_ingest(600)
-        self.ended_wall = time.time()
+        return report
 
     async def _drain_ingest(self, timeout):
         """Until the ingest has stored what the broker still holds for it (it keeps arriving, so
@@ -257,6 +287,17 @@ class Fleet:
             log.warning("could not remove the ingest's session %s from the broker %s:%d: it "
                         "queues this run's messages until it expires", self.ingest.client_id,
                         host, port)
+
+    async def _drain(self):
+        """What is in RAM becomes batches, and the devices get up to the fleet's drain time to
+        deliver what they hold (reconnecting first if an outage just ended)."""
+        for d in self.devices:
+            d.agent.buffer.cut()
+        waited = 0
+        while waited < self.drain_ms and any(d.backlog or d.agent.events.log.unacked
+                                             for d in self.devices):
+            await asyncio.sleep(0.05)
+            waited += 50
 
     def _apply(self, action, i, details, at):
         """Carries out one fault action; returns an awaitable for the slow ones, or None."""

@@ -35,10 +35,11 @@ from agent import batch_decode, cbor, cbor_decode
 from agent import events_decode, ids
 from agent.batch import COMPACT
 from agent.schema import Schema
+from simulator import repair as repair_mod
 
 log = logging.getLogger("tether.ingest")
 
-DB_VERSION = 1  # PRAGMA user_version of the layout below
+DB_VERSION = 2  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 SHARED = ("batch", "event", "health")  # split between the processes of a group
 EVERYONE = ("up/schema", "status")  # every process needs every schema (and status)
 HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the table
@@ -156,6 +157,63 @@ CREATE VIEW gaps AS
           FROM batches)
     WHERE seq > prev + 1;
 """
+
+# MIGRATIONS[v] takes a file from layout version v to v + 1; a new file gets them all.
+MIGRATIONS = {
+    1: """
+-- End-to-end repair (simulator/repair.py): what health reports say each device has published,
+-- how far every sequence number is stored or settled, what was asked for, and what will not come.
+ALTER TABLE devices ADD COLUMN last_event_seq INTEGER;
+ALTER TABLE devices ADD COLUMN batch_oldest INTEGER;
+ALTER TABLE devices ADD COLUMN batch_newest INTEGER;
+ALTER TABLE devices ADD COLUMN event_oldest INTEGER;
+ALTER TABLE devices ADD COLUMN event_newest INTEGER;
+ALTER TABLE devices ADD COLUMN batch_done INTEGER;
+ALTER TABLE devices ADD COLUMN event_done INTEGER;
+ALTER TABLE devices ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN repaired_readings INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN events_repaired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET last_event_seq = (SELECT max(seq) FROM events e WHERE e.device = devices.device);
+CREATE TABLE requests (
+    device TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ranges TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    answered_at REAL,
+    ingest TEXT
+) WITHOUT ROWID;
+CREATE TABLE asked (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    asked_at REAL NOT NULL,
+    asks INTEGER NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE lost (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('broker', 'dropped')),
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE repair_bucket (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    tokens REAL NOT NULL,
+    at REAL NOT NULL
+);
+""",
+}
+
+
+def _script(db, sql):
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
 
 
 class Bad(Exception):
@@ -298,7 +356,8 @@ def _check_int(v, what):
 
 def connect_db(db_path, timeout=30.0):
     """A connection to the ingest's SQLite file, in WAL mode, created with the layout of
-    docs/ingest.md when new; refuses a file of another layout version."""
+    docs/ingest.md when new, migrated in one transaction when older (version 1 gains the repair
+    columns and tables); refuses a file of a newer layout version."""
     db = sqlite3.connect(db_path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
@@ -313,13 +372,15 @@ def connect_db(db_path, timeout=30.0):
                 if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                     raise RuntimeError("%s is an SQLite file of something else, not of the "
                                        "Tether ingest" % db_path)
-                for statement in SCHEMA_SQL.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                _script(db, SCHEMA_SQL)
+                version = 1
+            elif version > DB_VERSION:
+                raise RuntimeError("%s has ingest layout version %d, of a newer ingest; this one "
+                                   "reads version %d and older" % (db_path, version, DB_VERSION))
+            if version < DB_VERSION:
+                for v in range(version, DB_VERSION):
+                    _script(db, MIGRATIONS[v])
                 db.execute("PRAGMA user_version = %d" % DB_VERSION)
-            elif version != DB_VERSION:
-                raise RuntimeError("%s has ingest layout version %d; this ingest writes version %d"
-                                   % (db_path, version, DB_VERSION))
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -382,13 +443,15 @@ class Ingest:
     ack_after_store=False acknowledges each message as it arrives instead of after its COMMIT:
     the broker then never holds a backlog for this process (Mosquitto drops messages past
     `max_queued_messages`, 1000 by default, for a client that falls behind), but what has
-    arrived and is not yet stored is lost if the process dies.
+    arrived and is not yet stored is lost if the process dies. repair: True (the defaults of
+    simulator.repair.Policy), a Policy, or False: ask devices to re-send what is missing
+    (simulator/repair.py); it needs every batch of a device in this one database.
     """
 
     def __init__(self, broker_host, broker_port, db_path, group=None,
                  prefix="tether/v1", client_id=None, username=None, password=None, tls=None,
                  persistent=True, keepalive=30, max_held=5000, hold_timeout=60.0,
-                 group_size=500, ack_after_store=True):
+                 group_size=500, ack_after_store=True, repair=True):
         if group is not None and (not group or any(c in group for c in "/+#")):
             raise ValueError("a shared subscription group is a non-empty name without / + #")
         if not prefix.strip("/") or any(c in prefix for c in "+#"):
@@ -408,6 +471,11 @@ class Ingest:
         self.hold_timeout = hold_timeout
         self.group_size = group_size
         self.ack_after_store = ack_after_store
+        if repair is True:
+            repair = repair_mod.Policy()
+        self.policy = repair or None
+        self._repair = None
+        self._next_plan = 0.0
         # A group per topic filter: rumqttd delivers only one filter's messages to a group that
         # holds several (measured), and no broker minds the extra groups. None: a broker
         # without shared subscriptions.
@@ -458,6 +526,8 @@ class Ingest:
             if self.client_id is None:
                 self._slot = _Slot(self.db_path, self.group)
                 self.client_id = self._slot.client_id
+            if self.policy is not None:
+                self._repair = repair_mod.Repair(self.policy, self.prefix, self.client_id)
             client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
                                  clean_session=not self.persistent, protocol=paho.MQTTv311,
                                  manual_ack=True)
@@ -568,11 +638,17 @@ class Ingest:
     def stats(self):
         """This process's counters: messages, batches, readings, duplicates, malformed, held
         (waiting for their schema now), undecodable, events, health, replies, connected (and
-        subscribed), connections (made so far), and per device {batches, readings, duplicates}."""
+        subscribed), connections (made so far), and per device {batches, readings, duplicates};
+        repair: requests (resend commands sent), repaired (batches that came in answer to one),
+        repaired_readings, events_repaired, lost_at_broker and dropped_by_device (batches the
+        replies settled), events_lost_at_broker, events_dropped_by_device, repair_refused."""
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
                                   "undecodable", "events", "event_duplicates", "health",
-                                  "replies", "status", "schemas")}
+                                  "replies", "status", "schemas", "requests", "repaired",
+                                  "repaired_readings", "events_repaired", "lost_at_broker",
+                                  "dropped_by_device", "events_lost_at_broker",
+                                  "events_dropped_by_device", "repair_refused")}
             out.update(self._counts)
             out["held"] = self._held_now
             out["connected"] = self._ready
@@ -673,14 +749,23 @@ class Ingest:
         backoff = 0.05
         while True:
             total = _Delta()
+            commands = []
             try:
-                if chores and not group and not self._held_exists():
+                planning = (chores and self._repair is not None and self._ready
+                            and not self._stopping and time.monotonic() >= self._next_plan)
+                if chores and not group and not planning and not self._held_exists():
                     return
                 db.execute("BEGIN IMMEDIATE")
                 for m in group:
                     total.merge(self._one(m))
                 if chores:
                     self._chores(total)
+                if planning:
+                    began = time.monotonic()
+                    commands = self._repair.plan(db, time.time())
+                    # At most a twentieth of the writer's time: a big fleet at full speed has
+                    # thousands of devices whose health is a batch ahead at any moment.
+                    self._next_plan = began + 20 * (time.monotonic() - began)
                 held = None
                 if chores or total.recount:
                     held = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL"
@@ -711,6 +796,13 @@ class Ingest:
         for args in total.logs:
             self._limit(*args)
         client = self._client
+        for topic, payload in commands if client is not None else ():
+            # After the COMMIT: another process sees the claim before the device can answer.
+            # Not connected: the request times out and is made again.
+            client.publish(topic, payload, 1)
+        if commands:
+            with self._lock:
+                self._counts["requests"] = self._counts.get("requests", 0) + len(commands)
         if self.ack_after_store:
             for topic, payload, qos, mid, received_at, gen in group:
                 if qos and gen == self._gen and self._connected:
@@ -834,6 +926,12 @@ class Ingest:
         if cur.rowcount == 0:
             self._duplicate(device, seq, payload, received_at, d)
             return
+        repaired = repair_mod.arrived(db, device, "batch", seq)
+        if repaired:
+            db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
+                       (device, seq))
+            d.add("repaired")
+            d.add("repaired_readings", len(readings))
         db.executemany("INSERT INTO readings (device, t_ms, channel, value, seq) "
                        "VALUES (?, ?, ?, ?, ?)", [(device, t, n, v, seq) for t, n, v in readings])
         for name, unit in b.units.items():
@@ -844,7 +942,8 @@ class Ingest:
                 d.units.append(key)
         db.execute(
             "INSERT INTO devices (device, schema_id, first_seen, last_seen, last_boot, last_seq, "
-            "last_t_ms, dropped_reported, batches, readings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?) "
+            "last_t_ms, dropped_reported, batches, readings, repaired, repaired_readings) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
             "ON CONFLICT (device) DO UPDATE SET "
             "schema_id = coalesce(excluded.schema_id, schema_id), "
             "last_seen = max(last_seen, excluded.last_seen), "
@@ -853,9 +952,15 @@ class Ingest:
             "THEN coalesce(excluded.last_t_ms, last_t_ms) ELSE last_t_ms END, "
             "last_seq = max(coalesce(last_seq, -1), excluded.last_seq), "
             "dropped_reported = max(dropped_reported, excluded.dropped_reported), "
-            "batches = batches + 1, readings = readings + excluded.readings",
+            "batches = batches + 1, readings = readings + excluded.readings, "
+            "repaired = repaired + excluded.repaired, "
+            "repaired_readings = repaired_readings + excluded.repaired_readings, "
+            # in order: every batch up to this one is here (simulator/repair.py)
+            "batch_done = CASE WHEN batch_done = excluded.last_seq - 1 THEN excluded.last_seq "
+            "ELSE batch_done END",
             (device, b.schema_id, received_at, received_at, b.boot, seq,
-             readings[-1][0] if readings else None, b.dropped, len(readings)))
+             readings[-1][0] if readings else None, b.dropped, len(readings), int(repaired),
+             len(readings) if repaired else 0))
         d.add("batches", device=device)
         d.add("readings", len(readings), device=device)
 
@@ -964,6 +1069,11 @@ class Ingest:
                        "VALUES (?, ?, ?, ?, ?)",
                        (device, received_at, reply, int(doc["ok"]), json.dumps(jsonable(doc))))
             d.add("replies")
+            if isinstance(reply, str) and reply.startswith(repair_mod.ID_PREFIX):
+                try:
+                    repair_mod.reply(db, device, doc, received_at, d)
+                except ValueError as exc:
+                    raise Bad("reply to a resend command: %s" % (exc,))
             return
         try:
             e = events_decode.decode(payload)
@@ -988,9 +1098,17 @@ class Ingest:
             db.execute("UPDATE devices SET event_duplicates = event_duplicates + 1 "
                        "WHERE device = ?", (device,))
             d.add("event_duplicates")
-        else:
-            db.execute("UPDATE devices SET events = events + 1 WHERE device = ?", (device,))
-            d.add("events")
+            return
+        repaired = repair_mod.arrived(db, device, "event", e.seq)
+        if repaired:
+            db.execute("UPDATE events SET repaired = 1 WHERE device = ? AND seq = ?",
+                       (device, e.seq))
+            d.add("events_repaired")
+        db.execute("UPDATE devices SET events = events + 1, events_repaired = events_repaired + ?, "
+                   "last_event_seq = max(coalesce(last_event_seq, -1), ?), "
+                   "event_done = CASE WHEN event_done = ? - 1 THEN ? ELSE event_done END "
+                   "WHERE device = ?", (int(repaired), e.seq, e.seq, e.seq, device))
+        d.add("events")
 
     def _health(self, device, payload, received_at, d):
         try:
@@ -1007,6 +1125,12 @@ class Ingest:
         dropped = doc.get("dropped")
         if not isinstance(dropped, int) or isinstance(dropped, bool) or not 0 <= dropped < INT64:
             dropped = 0
+        seq = None
+        if "seq" in doc:
+            try:
+                seq = repair_mod.parse_seq(doc["seq"])
+            except ValueError as exc:
+                raise Bad("health: %s" % (exc,))
         db = self._db
         db.execute("INSERT INTO health (device, received_at, t_ms, health) VALUES (?, ?, ?, ?)",
                    (device, received_at, t, json.dumps(jsonable(doc), sort_keys=True)))
@@ -1014,6 +1138,8 @@ class Ingest:
         db.execute("UPDATE devices SET last_health_at = ?, "
                    "dropped_health = max(dropped_health, ?) WHERE device = ?",
                    (received_at, dropped, device))
+        if seq:
+            repair_mod.note_health(db, device, seq)
         d.add("health")
 
     def _status(self, device, payload, received_at, d):
@@ -1037,19 +1163,35 @@ def _open(db_path):
     return db
 
 
+REPAIR_COUNTS = ("lost_at_broker", "dropped_by_device", "events_lost_at_broker",
+                 "events_dropped_by_device")
+
+
 def summary(db_path):
     """Per device, from the database alone: readings, batches, duplicates, gaps [(from_seq,
-    to_seq)], first_seq, last_seq, dropped_reported (the largest running total of the batch
-    envelopes), dropped_health (of the health reports), events, held, last_status."""
+    to_seq)] (missing between stored batches, settled or not), first_seq, last_seq,
+    dropped_reported (the largest running total of the batch envelopes), dropped_health (of the
+    health reports), events, held, last_status, last_boot; and repair: repaired and
+    repaired_readings (batches, and their readings, that came in answer to a resend command),
+    lost_at_broker and dropped_by_device (batches the device said it no longer holds, or
+    dropped unsent), events_repaired, events_lost_at_broker, events_dropped_by_device, newest
+    (the newest batch the device's health reported), open (batches missing up to it and not
+    settled: being repaired)."""
     with _closing(_open(db_path)) as db:
         out = {}
-        for (device, dup, dropped, dropped_health, status, boot) in db.execute(
+        for (device, dup, dropped, dropped_health, status, boot, repaired, repaired_readings,
+             events_repaired, newest) in db.execute(
                 "SELECT device, duplicates, dropped_reported, dropped_health, last_status, "
-                "last_boot FROM devices ORDER BY device"):
+                "last_boot, repaired, repaired_readings, events_repaired, batch_newest "
+                "FROM devices ORDER BY device"):
             out[device] = {"readings": 0, "batches": 0, "duplicates": dup, "gaps": [],
                            "first_seq": None, "last_seq": None, "dropped_reported": dropped,
                            "dropped_health": dropped_health, "events": 0, "held": 0,
-                           "last_status": status, "last_boot": boot}
+                           "last_status": status, "last_boot": boot, "repaired": repaired,
+                           "repaired_readings": repaired_readings,
+                           "events_repaired": events_repaired, "newest": newest, "open": 0}
+            for key in REPAIR_COUNTS:
+                out[device][key] = 0
 
         def each(sql):
             for row in db.execute(sql):
@@ -1067,12 +1209,45 @@ def summary(db_path):
             d["events"] = n
         for d, (n,) in each("SELECT device, count(*) FROM held GROUP BY device"):
             d["held"] = n
+        for d, (kind, reason, n) in each("SELECT device, kind, reason, count(*) FROM lost "
+                                         "GROUP BY device, kind, reason"):
+            d[("events_" if kind == "event" else "") + _REASON[reason]] = n
+        for d, (n,) in each(_OPEN_SQL + " GROUP BY device"):
+            d["open"] = n
         return out
+
+
+_REASON = {"broker": "lost_at_broker", "dropped": "dropped_by_device"}
+
+
+def _open_sql(kind):
+    """Per device: the batches (or events) missing between `done` and the newest known that are
+    neither stored nor settled in `lost`."""
+    table, last = ("batches", "last_seq") if kind == "batch" else ("events", "last_event_seq")
+    return ("SELECT device, max(coalesce({last}, -1), coalesce({k}_newest, -1)) - {k}_done "
+            "- (SELECT count(*) FROM {table} x WHERE x.device = devices.device "
+            "AND x.seq > devices.{k}_done) "
+            "- (SELECT count(*) FROM lost l WHERE l.device = devices.device AND l.kind = '{k}' "
+            "AND l.seq > devices.{k}_done) FROM devices WHERE {k}_done IS NOT NULL"
+            ).format(k=kind, table=table, last=last)
+
+
+_OPEN_SQL = _open_sql("batch")
+
+
+def repairing(db_path):
+    """Batches and events of the file's devices that are missing up to the newest their health
+    reported and not settled (being repaired, or still on their way); 0 when all are whole."""
+    with _closing(_open(db_path)) as db:
+        return sum(max(0, n) for kind in ("batch", "event")
+                   for _, n in db.execute(_open_sql(kind)))
 
 
 def totals(db_path):
     """The whole file: devices, batches, readings, duplicates, events, health reports, gaps
-    (missing batches), malformed messages, held batches (and of those, given up on)."""
+    (missing batches), malformed messages, held batches (and of those, given up on); repaired,
+    repaired_readings, lost_at_broker, dropped_by_device, events_repaired,
+    events_lost_at_broker, events_dropped_by_device (see summary)."""
     with _closing(_open(db_path)) as db:
         one = lambda sql: db.execute(sql).fetchone()[0] or 0  # noqa: E731
         return {
@@ -1086,7 +1261,29 @@ def totals(db_path):
             "malformed": one("SELECT count(*) FROM malformed"),
             "held": one("SELECT count(*) FROM held"),
             "given_up": one("SELECT count(*) FROM held WHERE given_up_at IS NOT NULL"),
+            "repaired": one("SELECT sum(repaired) FROM devices"),
+            "repaired_readings": one("SELECT sum(repaired_readings) FROM devices"),
+            "events_repaired": one("SELECT sum(events_repaired) FROM devices"),
+            "lost_at_broker": one("SELECT count(*) FROM lost WHERE kind = 'batch' "
+                                  "AND reason = 'broker'"),
+            "dropped_by_device": one("SELECT count(*) FROM lost WHERE kind = 'batch' "
+                                     "AND reason = 'dropped'"),
+            "events_lost_at_broker": one("SELECT count(*) FROM lost WHERE kind = 'event' "
+                                         "AND reason = 'broker'"),
+            "events_dropped_by_device": one("SELECT count(*) FROM lost WHERE kind = 'event' "
+                                            "AND reason = 'dropped'"),
         }
+
+
+def lost_seqs(db_path, kind="batch", reason="broker"):
+    """{device: [seq]}: the batches (or events) recorded as lost at the broker (reason
+    "broker") or dropped by the device ("dropped")."""
+    with _closing(_open(db_path)) as db:
+        out = {}
+        for device, seq in db.execute("SELECT device, seq FROM lost WHERE kind = ? AND reason = ? "
+                                      "ORDER BY device, seq", (kind, reason)):
+            out.setdefault(device, []).append(seq)
+        return out
 
 
 def series(db_path, device, channel):

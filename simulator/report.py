@@ -8,16 +8,22 @@ For each device the ground truth is what the simulator saw its agent do:
 - delivered: distinct readings the reference ingest stored (SQLite), duplicates not counted;
 - reported dropped: what the device's batches say its full buffer dropped;
 - waiting: readings still in the device's buffer at the end (a link too slow to drain);
-- lost = generated - delivered - reported dropped - waiting - power-cut window: readings
-  nobody can account for. It must be 0; `tether simulate` exits non-zero when it is not;
+- repaired: of the delivered readings, those in batches the ingest asked the device for again
+  (the broker had lost them: simulator/repair.py);
+- lost at the broker: readings in the batches the ingest recorded as lost at the broker (the
+  device no longer held them when asked): counted, never silent, but lost;
+- lost = generated - delivered - reported dropped - waiting - power-cut window - lost at the
+  broker: readings nobody can account for. Both must be 0; `tether simulate` exits non-zero
+  when either is not;
 - events likewise: raised (each is on flash before the agent goes on), delivered (distinct at
-  the ingest), waiting, lost.
+  the ingest), waiting, repaired, lost at the broker, lost.
 """
-from simulator.ingest import summary
+from simulator.ingest import lost_seqs, summary
 
 
 def build(fleet):
     per = summary(fleet.db_path)
+    gone = lost_seqs(fleet.db_path)
     devices = []
     for d in fleet.devices:
         s = per.get(d.device_id, {})
@@ -26,6 +32,8 @@ def build(fleet):
         delivered = s.get("readings", 0)
         dropped = s.get("dropped_reported", 0)
         waiting = log.unacked_readings
+        at_broker = d.readings_in(gone.get(d.device_id, ()))
+        events_at_broker = s.get("events_lost_at_broker", 0)
         devices.append({
             "device": d.device_id,
             "model": d.profile["device"].get("model"),
@@ -33,14 +41,22 @@ def build(fleet):
             "delivered": delivered,
             "reported_dropped": dropped,
             "waiting": waiting,
-            "lost": generated - delivered - dropped - waiting - d.cut_losses,
+            "lost": generated - delivered - dropped - waiting - d.cut_losses - at_broker,
             "power_cut_window": d.cut_losses,
+            "repaired": s.get("repaired_readings", 0),
+            "repaired_batches": s.get("repaired", 0),
+            "lost_at_broker": at_broker,
+            "lost_at_broker_batches": s.get("lost_at_broker", 0),
+            "dropped_by_device_batches": s.get("dropped_by_device", 0),
             "duplicates": s.get("duplicates", 0),
             "gaps": s.get("gaps", []),
             "events": s.get("events", 0),
             "events_raised": d.events_raised,
             "events_waiting": d.agent.events.log.unacked,
-            "events_lost": d.events_raised - s.get("events", 0) - d.agent.events.log.unacked,
+            "events_repaired": s.get("events_repaired", 0),
+            "events_lost_at_broker": events_at_broker,
+            "events_lost": (d.events_raised - s.get("events", 0) - d.agent.events.log.unacked
+                            - events_at_broker),
             "power_cuts": d.power_cuts,
             "boots": d.boots,
             "outage_ms": d.outage_ms,
@@ -51,9 +67,10 @@ def build(fleet):
         })
     fleet_total = {}
     for key in ("generated", "delivered", "reported_dropped", "waiting", "lost",
-                "power_cut_window", "duplicates", "events", "events_raised", "events_waiting",
-                "events_lost", "power_cuts", "outage_ms",
-                "bytes_on_air"):
+                "power_cut_window", "repaired", "repaired_batches", "lost_at_broker",
+                "lost_at_broker_batches", "dropped_by_device_batches", "duplicates", "events",
+                "events_raised", "events_waiting", "events_repaired", "events_lost_at_broker",
+                "events_lost", "power_cuts", "outage_ms", "bytes_on_air"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)
     fleet_total["backlog_max_batches"] = max((x["backlog_max_batches"] for x in devices),
@@ -100,11 +117,19 @@ def text(report):
         "air per reading; backlog peak %d batches" % (
             f["events_raised"], f["events"], f["events_waiting"], f["events_lost"],
             f["bytes_per_reading"], f["backlog_max_batches"]),
+        "repair: %d readings (%d batches) and %d events the broker lost were sent again by their "
+        "devices; %d readings (%d batches) and %d events LOST AT THE BROKER" % (
+            f["repaired"], f["repaired_batches"], f["events_repaired"], f["lost_at_broker"],
+            f["lost_at_broker_batches"], f["events_lost_at_broker"]),
     ]
-    lost = [d for d in report["devices"] if d["lost"] or d["events_lost"]]
+    lost = [d for d in report["devices"]
+            if d["lost"] or d["events_lost"] or d["lost_at_broker_batches"]
+            or d["events_lost_at_broker"]]
     for d in lost[:10]:
-        lines.append("  LOST %d readings and %d events on %s (generated %d, delivered %d, "
-                     "dropped %d, waiting %d)" % (d["lost"], d["events_lost"], d["device"],
-                                                  d["generated"], d["delivered"],
-                                                  d["reported_dropped"], d["waiting"]))
+        lines.append("  LOST %d readings and %d events on %s, and %d readings (%d batches) and "
+                     "%d events at the broker (generated %d, delivered %d, dropped %d, "
+                     "waiting %d)" % (d["lost"], d["events_lost"], d["device"],
+                                      d["lost_at_broker"], d["lost_at_broker_batches"],
+                                      d["events_lost_at_broker"], d["generated"],
+                                      d["delivered"], d["reported_dropped"], d["waiting"]))
     return "\n".join(lines)

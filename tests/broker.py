@@ -190,6 +190,7 @@ class Mosquitto:
         self.log_path = self.folder / "mosquitto.log"
         self.proc = None
         self.starts = 0
+        self._conf = (log_type, extra_conf)
         self._write_config(log_type, extra_conf)
 
     def _write_config(self, log_type, extra_conf):
@@ -294,12 +295,22 @@ class Mosquitto:
         if self.running:
             os.kill(self.proc.pid, signal.SIGCONT)
 
-    def restart(self, kill=False):
-        """Same port, same config (and with persistence, the same state)."""
+    def restart(self, kill=False, persistence=None):
+        """Same port, same config (and with persistence, the same state). persistence=False:
+        started again without persistence, as a broker that lost its disk: its state file is
+        removed, so a later start with persistence=True does not bring the old state back."""
         if kill:
             self.kill()
         else:
             self.stop()
+        if persistence is not None and persistence != self.persistence:
+            self.persistence = persistence
+            self._write_config(*self._conf)
+            if not persistence:
+                try:
+                    os.remove(self.folder / "mosquitto.db")
+                except FileNotFoundError:
+                    pass
         return self.start()
 
     def log(self):

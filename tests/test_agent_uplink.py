@@ -11,7 +11,7 @@ import time
 import paho.mqtt.client as paho
 import pytest
 
-from agent import batch_decode, cbor, cbor_decode
+from agent import batch, batch_decode, cbor, cbor_decode
 from agent.schema import Schema
 from firmware.profile.compile import compile as compile_profile
 
@@ -44,11 +44,13 @@ def interp(request):
 class Run:
     """The agent process (tests/portable/agent_main.py) for one compiled profile."""
 
-    def __init__(self, request, interp, tmp_path, yaml_text, seconds=30):
+    def __init__(self, request, interp, tmp_path, yaml_text, seconds=30, health_ms=None):
         path = tmp_path / "profile.yaml"
         path.write_text(yaml_text)
         profile, errors = compile_profile(str(path))
         assert not errors, errors
+        if health_ms is not None:  # below what a profile may ask for: a test's steps
+            profile["uplink"]["health_ms"] = health_ms
         self.profile = profile
         compiled = tmp_path / "profile.json"
         compiled.write_text(json.dumps(profile))
@@ -244,6 +246,175 @@ def test_commands_are_answered_and_garbage_does_not_stop_the_agent(
         run.wait_line("rebooting")
         run.wait_line("stopped")
         assert run.proc.wait(20) == 0
+    finally:
+        run.end()
+        watcher.stop()
+
+
+def test_a_resend_command_brings_back_acknowledged_batches_byte_identical(
+        request, interp, tmp_path, mosquitto):
+    # What the ingest does when the broker lost batches it acknowledged (docs/uplink.md,
+    # "Repair"): it asks for them again and gets the very same bytes on the normal topic.
+    device = "repair-" + interp
+    watcher = Watcher(mosquitto.port)
+    run = Run(request, interp, tmp_path, PROFILE % {
+        "device": device, "broker": "mqtt://127.0.0.1:%d" % mosquitto.port, "extra": ""})
+    batches = "tether/v1/%s/up/batch" % device
+
+    def copies(seq):
+        return [p for p, _ in watcher.on(batches) if batch.seq_of(p) == seq]
+
+    try:
+        run.wait_line("ready")
+        health = cbor_decode.loads(watcher.wait("tether/v1/%s/up/health" % device))
+        assert set(health["seq"]) == {"batch", "event"}
+        assert all(len(v) == 2 and v[1] >= -1 for v in health["seq"].values())
+        # Batch 2 here means the broker acknowledged 0 and 1 before this command reaches the
+        # device: it handles their PUBACKs first, in order.
+        watcher.wait(batches, lambda p: batch.seq_of(p) >= 2)
+        first = [copies(0)[0], copies(1)[0]]
+        watcher.command(device, {"id": "r", "cmd": "resend", "kind": "batch",
+                                 "ranges": [[0, 1], [1000000, 1000001]]})
+        reply = cbor_decode.loads(watcher.wait("tether/v1/%s/up/event" % device, lambda p: (
+            isinstance(cbor_decode.loads(p), dict) and cbor_decode.loads(p).get("reply") == "r")))
+        assert reply["ok"] is True and reply["result"] == {
+            "kind": "batch", "queued": 2, "gone": [], "dropped": [],
+            "unknown": [[1000000, 1000001]]}, reply
+        for seq in (0, 1):
+            watcher.wait(batches, lambda p: len(copies(seq)) >= 2)
+            assert copies(seq) == [first[seq], first[seq]]
+    finally:
+        run.end()
+        watcher.stop()
+
+
+# ---- a downlink that cannot knock a device off ----
+
+def plain(device, port):
+    return PROFILE % {"device": device, "broker": "mqtt://127.0.0.1:%d" % port, "extra": ""}
+
+
+def replies_to(watcher, device, cid):
+    out = []
+    for p, _ in watcher.on("tether/v1/%s/up/event" % device):
+        d = cbor_decode.loads(p)
+        if isinstance(d, dict) and "reply" in d and d["reply"] == cid:
+            out.append(d)
+    return out
+
+
+def wait_reply(watcher, device, cid):
+    watcher.wait("tether/v1/%s/up/event" % device, lambda p: replies_to(watcher, device, cid))
+    return replies_to(watcher, device, cid)
+
+
+def healths(watcher, device, n=1, predicate=lambda h: True, timeout=30):
+    """The health reports so far, once n of them satisfy predicate."""
+    topic = "tether/v1/%s/up/health" % device
+    deadline = time.time() + timeout
+    while True:
+        got = [cbor_decode.loads(p) for p, _ in watcher.on(topic)]
+        if len([h for h in got if predicate(h)]) >= n:
+            return got
+        if time.time() > deadline:
+            raise AssertionError("%d health reports, %s" % (len(got), got[-1:]))
+        time.sleep(0.05)
+
+
+def connections(broker, device):
+    return broker.log().count(" as %s (" % device)
+
+
+def test_commands_of_3_kib_to_1_mib_get_an_error_reply_are_counted_and_the_connection_stays(
+        request, interp, tmp_path, mosquitto):
+    device = "big-" + interp
+    watcher = Watcher(mosquitto.port)
+    run = Run(request, interp, tmp_path, plain(device, mosquitto.port), health_ms=1000)
+    try:
+        run.wait_line("ready")
+        watcher.wait("tether/v1/%s/status" % device, lambda p: p == b"online")
+        sizes = {"k3": 3 * 1024, "k100": 100 * 1024, "k1024": 1024 * 1024}
+        payloads = {cid: cbor.dumps({"id": cid, "cmd": "ping", "pad": b"\x00" * n})
+                    for cid, n in sizes.items()}
+        for cid, payload in payloads.items():
+            watcher.command(device, payload)
+        watcher.command(device, {"id": "small", "cmd": "ping"})
+        assert wait_reply(watcher, device, "small")[0]["ok"] is True
+        for cid, payload in payloads.items():
+            [r] = replies_to(watcher, device, cid)
+            assert r["ok"] is False and r["error"].startswith(
+                "command of %d bytes is larger than the " % len(payload)), r
+        health = healths(watcher, device, 1, lambda h: h["too_large"] == 3)[-1]
+        assert health["connects"] == 1 and health["reconnects"] == 0
+        assert connections(mosquitto, device) == 1
+    finally:
+        run.end()
+        watcher.stop()
+
+
+def test_a_retained_oversized_command_does_not_loop_the_device_through_reconnects(
+        request, interp, tmp_path, mosquitto):
+    device = "loop-" + interp
+    watcher = Watcher(mosquitto.port)
+    big = cbor.dumps({"id": "stuck", "cmd": "ping", "pad": b"\x00" * 3 * 1024})
+    watcher.client.publish("tether/v1/%s/down/cmd" % device, big, 1, retain=True).wait_for_publish(5)
+    run = Run(request, interp, tmp_path, plain(device, mosquitto.port), health_ms=1000)
+    try:
+        [r] = wait_reply(watcher, device, "stuck")
+        assert r["ok"] is False and "larger than" in r["error"]
+        # Five health reports, a second apart: one connection all along (before, the device
+        # reconnected one to two times a second, and published status, schema and health
+        # again each time).
+        got = healths(watcher, device, 5)
+        assert all(h["connects"] == 1 for h in got), [h["connects"] for h in got]
+        assert got[-1]["too_large"] == 1
+        assert connections(mosquitto, device) == 1
+        assert [p for p, _ in watcher.on("tether/v1/%s/status" % device)] == [b"online"]
+        assert len(replies_to(watcher, device, "stuck")) == 1
+    finally:
+        run.end()
+        watcher.stop()
+
+
+def kick(port, client_id):
+    """Connect with the device's client id: the broker closes the device's connection."""
+    c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                    protocol=paho.MQTTv311)
+    c.connect("127.0.0.1", port, keepalive=10)
+    c.loop_start()
+    c.publish("kick", b"", 1).wait_for_publish(5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def test_a_command_runs_once_across_a_reconnect_and_a_retained_one_never_twice(
+        request, interp, tmp_path, mosquitto):
+    device = "once-" + interp
+    cmd_topic = "tether/v1/%s/down/cmd" % device
+    watcher = Watcher(mosquitto.port)
+    # Retained before the device is there: it arrives retained, and is not run.
+    watcher.client.publish(cmd_topic, cbor.dumps({"id": "old", "cmd": "flush"}), 1,
+                           retain=True).wait_for_publish(5)
+    run = Run(request, interp, tmp_path, plain(device, mosquitto.port), health_ms=1000)
+    try:
+        [r] = wait_reply(watcher, device, "old")
+        assert r["ok"] is False and "retained command not run" in r["error"]
+        watcher.command(device, {"id": "d1", "cmd": "flush"})
+        assert wait_reply(watcher, device, "d1")[0]["ok"] is True
+        # Retained while the device is connected: delivered live (no retain flag), it runs.
+        watcher.client.publish(cmd_topic, cbor.dumps({"id": "live", "cmd": "flush"}), 1,
+                               retain=True).wait_for_publish(5)
+        assert wait_reply(watcher, device, "live")[0]["ok"] is True
+        kick(mosquitto.port, device)
+        healths(watcher, device, 1, lambda h: h["connects"] == 2)
+        # The broker has replayed "live", retained, to the new subscription; now "d1" again.
+        watcher.command(device, {"id": "d1", "cmd": "flush"})
+        watcher.command(device, {"id": "after", "cmd": "ping"})
+        assert wait_reply(watcher, device, "after")[0]["ok"] is True
+        # Replies leave in the order the commands came: none came for the repeats.
+        assert [len(replies_to(watcher, device, cid)) for cid in ("old", "d1", "live")] == [1, 1, 1]
+        watcher.command(device, {"id": "diag", "cmd": "diag"})
+        assert wait_reply(watcher, device, "diag")[0]["result"]["skipped"] == 2
     finally:
         run.end()
         watcher.stop()

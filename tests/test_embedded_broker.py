@@ -52,7 +52,7 @@ def client(broker, kind, client_id, **kwargs):
 async def subscriber(broker, kind, topic, client_id):
     got = []
     c = client(broker, kind, client_id)
-    c.on_message = lambda t, p: got.append((t, p))
+    c.on_message = lambda t, p, r: got.append((t, p))
     await c.connect()
     assert await c.subscribe(topic, 1) == 1
     return c, got
@@ -226,7 +226,7 @@ def test_several_shared_filters_each_in_a_group_of_its_own_split_between_two_ing
         for name, kind_of_client in (("a", "portable"), ("b", "paho")):
             got = []
             c = client(broker, kind_of_client, "multi-ingest-" + name)
-            c.on_message = lambda t, p, got=got: got.append(p)
+            c.on_message = lambda t, p, r, got=got: got.append(p)
             await c.connect()
             for kind in kinds:
                 assert await c.subscribe("$share/ingest-%s/multi/v1/+/up/%s" % (kind, kind)) == 1

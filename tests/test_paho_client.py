@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from agent.host.paho_client import ERR_TOO_LARGE, Client, MQTTError
+from agent.host.paho_client import ERR_PROTOCOL, ERR_TOO_LARGE, Client, MQTTError
 from tests.broker import FakeBroker, free_port
 
 # Brokers: the `mosquitto`, `mosquitto_factory` and `tls_files` fixtures (tests/conftest_broker.py);
@@ -31,7 +31,7 @@ async def subscriber(broker, topic, client_id="sub"):
     """A connected client subscribed to topic; returns (client, list of (topic, payload))."""
     got = []
     sub = client(broker, client_id)
-    sub.on_message = lambda t, p: got.append((t, p))
+    sub.on_message = lambda t, p, r: got.append((t, p))
     await sub.connect()
     await sub.subscribe(topic, 1)
     return sub, got
@@ -54,7 +54,7 @@ def test_connect_publish_qos0_and_qos1_callbacks_in_the_loop_thread(mosquitto):
         sub, got = await subscriber(mosquitto, "t/#")
         seen_threads = []
 
-        def on_message(topic, payload):
+        def on_message(topic, payload, retain):
             seen_threads.append(threading.current_thread())
             got.append((topic, payload))
         sub.on_message = on_message
@@ -235,26 +235,100 @@ def test_every_connack_refusal_is_its_return_code(rc):
         broker.close()
 
 
-def test_an_incoming_packet_over_max_packet_closes_the_connection(mosquitto):
-    """As the portable client does: max_packet bounds what comes in; a larger packet ends the
-    connection with MQTTError(ERR_TOO_LARGE) instead of reaching on_message."""
+def test_messages_larger_than_max_packet_are_read_past_reported_acknowledged_and_the_connection_stays(
+        mosquitto):
+    """As in the portable client: max_packet bounds what comes in. A larger message never
+    reaches on_message: on_too_large gets its size, the largest payload it could have had and
+    its first 64 bytes; it is acknowledged (the broker does not send it again) and the
+    connection stays up. 3 KiB, 100 KiB and 1 MiB, one retained, one QoS 0."""
     async def main():
         dev = client(mosquitto, "dev", max_packet=256)
-        got, closes = [], []
-        dev.on_message = lambda t, p: got.append(p)
+        got, bigs, closes = [], [], []
+        dev.on_message = lambda t, p, r: got.append((p, r))
+        dev.on_too_large = lambda t, size, limit, head, r: bigs.append((t, size, limit, head, r))
         dev.on_close = closes.append
-        await dev.connect()
-        await dev.subscribe("cmd", 1)
         cloud = client(mosquitto, "cloud")
         await cloud.connect()
-        await cloud.publish("cmd", b"a" * (256 - 7), 1)    # 2 + 3 + 2 + 249 = 256: fits
-        await cloud.publish("cmd", b"b" * (256 - 6), 1)
-        await until(lambda: closes)
-        assert got == [b"a" * 249]
-        assert isinstance(closes[0], MQTTError) and closes[0].code == ERR_TOO_LARGE
-        assert not dev.connected
+        retained = bytes(range(256)) * 20
+        await cloud.publish("cmd", retained, 1, retain=True)
+        await dev.connect()
+        await dev.subscribe("cmd", 1)
+        await until(lambda: bigs)
+        fits = b"a" * (256 - 7)      # 2 + 3 + 2 + 249 = 256: fits
+        over = b"b" * (256 - 6)      # one byte more
+        big = [bytes([i]) * n for i, n in enumerate((3 * 1024, 100 * 1024, 1024 * 1024))]
+        for payload in [fits, over] + big:
+            await cloud.publish("cmd", payload, 1)
+        await cloud.publish("cmd", big[0], 0)
+        await cloud.publish("cmd", b"after", 1)
+        await until(lambda: len(got) == 2, timeout=20)
+        assert got == [(fits, False), (b"after", False)]
+        assert bigs == ([("cmd", len(retained), 249, retained[:64], True)]
+                        + [("cmd", len(p), 249, p[:64], False) for p in [over] + big]
+                        + [("cmd", len(big[0]), 251, big[0][:64], False)])
+        assert dev.connected and closes == []
         await cloud.disconnect()
-    run(main())
+        await dev.disconnect()
+        log = mosquitto.log()
+        assert log.count("Received PUBACK from dev") == 7    # every QoS 1 one, once
+        assert log.count("as dev ") == 1                      # one connection
+    run(main(), timeout=60)
+
+
+def test_a_large_message_is_never_held_whole_in_memory(mosquitto):
+    """paho alone appends every piece of a packet to one buffer: a 4 MiB message would take
+    4 MiB. Through the gate, what this process allocates while it arrives stays near
+    max_packet. The sender is another process, so that its copy is not counted."""
+    import subprocess
+    import sys
+    import tracemalloc
+    size = 4 * 1024 * 1024
+    send = ("import sys, paho.mqtt.publish as p; p.single('cmd', b'x' * %d, qos=1, "
+            "hostname='127.0.0.1', port=%d)" % (size, mosquitto.port))
+
+    async def main():
+        dev = client(mosquitto, "dev", max_packet=2048)
+        bigs = []
+        dev.on_too_large = lambda t, n, limit, head, r: bigs.append(n)
+        await dev.connect()
+        await dev.subscribe("cmd", 1)
+        tracemalloc.start()
+        try:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", send)
+            assert await proc.wait() == 0
+            await until(lambda: bigs, timeout=20)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert bigs == [size]
+        assert peak < 256 * 1024, peak
+        assert dev.connected
+        await dev.disconnect()
+    run(main(), timeout=60)
+
+
+@pytest.mark.parametrize("packet,code", [
+    (b"\x90\xff\xff\x03" + b"\x00" * 64, ERR_TOO_LARGE),           # a SUBACK that large
+    (b"\x30\xff\xff\x03\xff\x00" + b"a" * 3000, ERR_TOO_LARGE),     # a topic that large
+    (b"\x34\xff\xff\x03\x00\x01a\x00\x01" + b"a" * 3000, ERR_PROTOCOL),  # QoS 2
+    (b"\x32\xff\xff\x03\x00\x02\xff\xfe\x00\x01" + b"a" * 3000, ERR_PROTOCOL),  # not UTF-8
+], ids=["suback", "topic", "qos-2", "topic-not-utf8"])
+def test_a_large_packet_that_is_no_valid_publish_closes_the_connection(packet, code):
+    broker = FakeBroker(after_connack=packet)
+
+    async def main():
+        c = Client("dev", "127.0.0.1", broker.port, max_packet=256)
+        closes = []
+        c.on_close = closes.append
+        c.on_too_large = lambda *args: closes.append("reported")
+        await c.connect()
+        await until(lambda: closes)
+        assert isinstance(closes[0], MQTTError) and closes[0].code == code, closes
+        assert not c.connected
+    try:
+        run(main())
+    finally:
+        broker.close()
 
 
 def test_connect_to_a_closed_port_raises_oserror():
@@ -578,7 +652,7 @@ def test_mutual_tls(mosquitto_factory, tls_files):
         got = []
         sub = Client("device-B", "127.0.0.1", broker.tls_port,
                      ssl=tls_context(tls_files, "device-B"), server_hostname="localhost")
-        sub.on_message = lambda t, p: got.append(p)
+        sub.on_message = lambda t, p, r: got.append(p)
         await sub.connect()
         await sub.subscribe("burst", 1)
         pub = Client("device-A", "127.0.0.1", broker.tls_port,
@@ -595,6 +669,45 @@ def test_mutual_tls(mosquitto_factory, tls_files):
         await pub.disconnect()
         await sub.disconnect()
     run(main())
+
+
+def test_a_large_message_among_others_in_one_tls_record_is_read_past(tls_files):
+    """The gate stops after each message it reads past; the messages behind it in the same
+    TLS record, decrypted and invisible to the selector, are still read."""
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(str(tls_files.server_cert), str(tls_files.server_key))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    port = listener.getsockname()[1]
+    big = b"\x30\x90\x4e\x00\x03cmd" + b"B" * 9995      # a QoS 0 PUBLISH of 10000 bytes
+
+    def serve():
+        conn, _ = listener.accept()
+        with server_ctx.wrap_socket(conn, server_side=True) as tls:
+            tls.recv(4096)       # the CONNECT
+            small = [bytes((0x30, 7, 0, 3)) + b"cmd" + b"m%d" % i for i in range(6)]
+            tls.sendall(b"\x20\x02\x00\x00" + b"".join(small[:3]) + big + big
+                        + b"".join(small[3:]))
+            time.sleep(3)
+    threading.Thread(target=serve, daemon=True).start()
+
+    async def main():
+        got, bigs = [], []
+        c = Client("dev", "127.0.0.1", port, ssl=tls_context(tls_files),
+                   server_hostname="localhost", max_packet=256)
+        c.on_message = lambda t, p, r: got.append(p)
+        c.on_too_large = lambda t, n, limit, head, r: bigs.append((n, head))
+        await c.connect()
+        await until(lambda: len(got) == 6, timeout=2)
+        assert got == [b"m%d" % i for i in range(6)]
+        assert bigs == [(9995, b"B" * 64)] * 2
+        assert c.connected
+        c.close()
+    try:
+        run(main())
+    finally:
+        listener.close()
 
 
 def test_several_packets_in_one_tls_record_are_all_read(tls_files):
@@ -623,7 +736,7 @@ def test_several_packets_in_one_tls_record_are_all_read(tls_files):
         got = []
         c = Client("dev", "127.0.0.1", port, ssl=tls_context(tls_files),
                    server_hostname="localhost")
-        c.on_message = lambda t, p: got.append(p)
+        c.on_message = lambda t, p, r: got.append(p)
         await c.connect()
         await until(lambda: len(got) == len(messages), timeout=1)
         assert got == messages

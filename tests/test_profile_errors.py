@@ -367,3 +367,82 @@ def test_a_device_id_template_with_uid_is_accepted(tmp_path):
                                      + "sensors: [{name: power, driver: ina219, bus: i2c0}]\n")
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert not errors and compiled["device"]["id"] == "kettle-{uid}"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1.0e+99999999", "expected a positive decimal like 0.1 (in size from 1e-30 to 1e30), got "
+                      "1.0e+99999999"),
+    ("1.0e-31", "expected a positive decimal like 0.1 (in size from 1e-30 to 1e30), got 1.0e-31"),
+    ("0.123456789012345678901", "expected a positive decimal like 0.1 with at most 19 significant "
+                                "digits, got 0.123456789012345678901"),
+])
+def test_a_resolution_too_large_small_or_long_is_refused(tmp_path, value, message):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, resolution: %s}
+        """ % value) == ["8:58: sensors[0].resolution: " + message]
+
+
+def test_numbers_past_a_sane_size_are_refused_where_written(tmp_path):
+    digits = "9" * 5000
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, filters: {max: %s}}
+          - {name: pwr, driver: ina219, bus: i2c0, address: 0x41, filters: {max: 1.0e+400}}
+        """ % digits) == [
+        "8:61: sensors[0].filters.max: expected an integer (of at most 4300 digits), got '%s...'"
+        % digits[:57],
+        "9:74: sensors[1].filters.max: expected a number (in size from 1e-30 to 1e30), got "
+        "1.0e+400"]
+
+
+def test_a_typed_scalar_that_is_not_its_type_is_an_error(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        batch: {max_readings: !!int many}
+        """) == ["8:23: batch.max_readings: expected an integer (of at most 4300 digits), got 'many'"]
+
+
+def test_a_control_character_is_a_syntax_error_at_its_line_and_column(tmp_path):
+    assert errors_of(tmp_path, "sensors: [{name: power, driver: ina219, bus: i2c0}]\n"
+                               "batch: {max_readings: 4\x01}\n") == [
+        "8:24: YAML syntax error: character #x0001: special characters are not allowed"]
+
+
+def test_a_package_that_cannot_be_read_stops_the_rules(tmp_path):
+    (tmp_path / "broken.yaml").write_text("batch: [\n")
+    (tmp_path / "p.yaml").write_text("packages: [broken.yaml]\ndevice: {id: kettle}\n")
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == ["%s:2:1: YAML syntax error: while parsing a flow node; expected the node "
+                      "content, but found '<stream end>'" % (tmp_path / "broken.yaml")]
+
+
+def test_a_secrets_file_that_cannot_be_read_is_reported_once(tmp_path):
+    (tmp_path / "secrets.yaml").write_text("pw: [\n")
+    (tmp_path / "p.yaml").write_text(BASE.replace('"mqtt://localhost"', '"mqtt://localhost", '
+                                                  "username: !secret u, password: !secret pw"))
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert len(errors) == 1 and "secrets.yaml:2:1: YAML syntax error" in errors[0]
+
+
+def test_text_that_is_not_utf8_is_an_error_at_its_line_and_column(tmp_path):
+    (tmp_path / "p.yaml").write_bytes(b"device: {id: kettle}\nplatform: caf\xe9\n")
+    assert compile(str(tmp_path / "p.yaml")) == (None, ["%s:2:14: not UTF-8 text"
+                                                        % (tmp_path / "p.yaml")])
+
+
+def test_a_substitution_bomb_is_refused_with_one_error(tmp_path):
+    (tmp_path / "p.yaml").write_text("substitutions: {a: %s}\n" % ("x" * 100000) + BASE
+                                     + "sensors: [{name: power, driver: ina219, bus: i2c0, "
+                                       "unit: %s}]\n" % ("$a" * 11))
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == ["%s:8:58: sensors[0].unit: substitutions put more than 1 MiB of text into "
+                      "the profile; simplify it" % (tmp_path / "p.yaml")]
+
+
+def test_among_more_than_100_variables_no_close_one_is_suggested(tmp_path):
+    names = "".join("  v%d: x\n" % i for i in range(101))
+    (tmp_path / "p.yaml").write_text("substitutions:\n" + names + "device: {id: k, model: $v1000}\n")
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert "%s:103:24: device.model: unknown substitution variable 'v1000'" % (
+        tmp_path / "p.yaml") in errors

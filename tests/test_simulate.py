@@ -164,6 +164,11 @@ def test_a_broker_restart_loses_nothing_the_broker_still_queued_for_a_slow_inges
     report = asyncio.run(fleet.run())
     assert report["broker_restarts"] == 2
     assert_every_reading_accounted(report, str(tmp_path / "fleet.sqlite"))
+    # The simulator's count of each batch's readings (what a batch lost at the broker held, for
+    # the report) adds up to what the ingest stored, device by device.
+    stored = summary(str(tmp_path / "fleet.sqlite"))
+    assert {d.device_id: sum(d.batch_readings) for d in fleet.devices} \
+        == {k: v["readings"] for k, v in stored.items()}
 
 
 def test_device_time_waits_for_an_ingest_that_falls_behind(monkeypatch, tmp_path):
@@ -190,16 +195,20 @@ def test_device_time_waits_for_an_ingest_that_falls_behind(monkeypatch, tmp_path
     assert max(seen) < 100, max(seen)
 
 
-def test_the_command_exits_1_when_a_reading_is_lost(monkeypatch, tmp_path):
+def test_the_command_exits_1_when_a_reading_is_lost_even_at_the_broker(monkeypatch, tmp_path):
+    repair = {"repaired": 0, "repaired_batches": 0, "lost_at_broker": 0,
+              "lost_at_broker_batches": 0, "events_repaired": 0, "events_lost_at_broker": 0}
+    fleet = {"devices": 1, "generated": 10, "delivered": 9, "reported_dropped": 0,
+             "waiting": 0, "lost": 1, "power_cut_window": 0, "duplicates": 0,
+             "events": 0, "events_raised": 0, "events_waiting": 0, "events_lost": 0,
+             "power_cuts": 0, "outage_ms": 0, "bytes_on_air": 100,
+             "backlog_max_batches": 0, "bytes_per_reading": 11.1}
+    fleet.update(repair)
+    device = {"device": "d-1", "generated": 10, "delivered": 9, "reported_dropped": 0,
+              "waiting": 0, "lost": 1, "events_lost": 0}
+    device.update(repair)
     report = {"device_time_ms": 3600000, "wall_s": 1.0, "speed": 3600.0, "seed": 1,
-              "broker_restarts": 0, "database": "x",
-              "fleet": {"devices": 1, "generated": 10, "delivered": 9, "reported_dropped": 0,
-                        "waiting": 0, "lost": 1, "power_cut_window": 0, "duplicates": 0,
-                        "events": 0, "events_raised": 0, "events_waiting": 0, "events_lost": 0,
-                        "power_cuts": 0, "outage_ms": 0, "bytes_on_air": 100,
-                        "backlog_max_batches": 0, "bytes_per_reading": 11.1},
-              "devices": [{"device": "d-1", "generated": 10, "delivered": 9,
-                           "reported_dropped": 0, "waiting": 0, "lost": 1, "events_lost": 0}]}
+              "broker_restarts": 0, "database": "x", "fleet": fleet, "devices": [device]}
 
     async def run(self):
         return report
@@ -208,11 +217,22 @@ def test_the_command_exits_1_when_a_reading_is_lost(monkeypatch, tmp_path):
     out = io.StringIO()
     assert simulate_cmd.main(args, out=out) == 1
     assert "LOST 1 readings and 0 events on d-1" in out.getvalue()
-    report["fleet"]["lost"] = 0
-    report["fleet"]["events_lost"] = 1
+    fleet["lost"] = device["lost"] = 0
+    fleet["events_lost"] = 1
     assert simulate_cmd.main(args, out=io.StringIO()) == 1
-    report["fleet"]["events_lost"] = 0
-    assert simulate_cmd.main(args, out=io.StringIO()) == 0
+    fleet["events_lost"] = 0
+    # Recorded as lost at the broker: counted apart, and still a loss.
+    fleet["lost_at_broker"] = device["lost_at_broker"] = 420
+    fleet["lost_at_broker_batches"] = device["lost_at_broker_batches"] = 1
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out) == 1
+    assert "420 readings (1 batches) and 0 events LOST AT THE BROKER" in out.getvalue()
+    assert "LOST 0 readings and 0 events on d-1, and 420 readings (1 batches)" in out.getvalue()
+    fleet["lost_at_broker"] = fleet["lost_at_broker_batches"] = 0
+    fleet["repaired"], fleet["repaired_batches"] = 420, 1
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out) == 0  # repaired: nothing lost
+    assert "repair: 420 readings (1 batches) and 0 events the broker lost" in out.getvalue()
     assert json.loads((tmp_path / "w" / "report.json").read_text())["fleet"]["lost"] == 0
 
 
@@ -277,6 +297,9 @@ def test_the_default_fleet_mixes_the_example_appliances():
     ("devices:\n  - {profile: ../printer.yaml, count: 0}", "devices[0].count: expected a whole"),
     ("devices:\n  - {profile: ../printer.yaml, colour: red}", "devices[0]: unknown key colour"),
     ("devices:\n  - {count: 2}", "devices[0]: expected {profile, count, id}"),
+    ("devices: [", "f.yaml:1:11: not a YAML fleet file: expected the node content"),
+    ("devices:\n  - {profile: 5}", "devices[0].profile: expected a file path"),
+    ("devices:\n  - {profile: ../printer.yaml, id: 7}", "devices[0].id: expected text"),
 ])
 def test_a_bad_fleet_file_says_where(tmp_path, text, says):
     from simulator.fleet import FleetError

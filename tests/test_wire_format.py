@@ -1,15 +1,22 @@
 """The test vectors of docs/wire-format.md, checked under CPython and under MicroPython."""
 import array
+import asyncio
 import pathlib
+import struct
 import re
 import sys
 from decimal import Decimal
+from types import SimpleNamespace
 
 import cbor2
 import pytest
 
-from agent import batch, batch_decode, cbor
+from agent import batch, batch_decode, cbor, cbor_decode
+from agent.commands import Commands
+from agent.log import Log
+from agent.runtime import Agent
 from agent.schema import Schema
+from agent.store import RamStore
 
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "wire-format.md"
 SCHEMA = Schema([("power", "W", 1, -1), ("pills", "count", 1, 0)])
@@ -92,6 +99,63 @@ def test_micropython_writes_the_same_vectors(micropython, tmp_path):
     doc = vectors()
     assert out[0] == "0x1a95f48a" and out[1] == doc["schema document (id 0x1a95f48a)"].hex()
     assert out[2:] == [doc[label].hex() for label, *_ in CASES]
+
+
+RESEND = {"id": 42, "cmd": "resend", "kind": "batch", "ranges": [[118, 130], [200, 200]]}
+RESEND_REPLY = {"reply": 42, "ok": True, "result": {
+    "kind": "batch", "queued": 9, "gone": [[118, 119]], "dropped": [[120, 121]],
+    "unknown": [[200, 200]]}}
+RESEND_ERROR = {"reply": 43, "ok": False,
+                "error": "bounded: at most 1024 sequence numbers a command, got 1025"}
+RESEND_CASES = [("resend command (46 bytes)", RESEND), ("resend reply (79 bytes)", RESEND_REPLY),
+                ("resend error reply (79 bytes)", RESEND_ERROR)]
+
+
+def test_resend_vectors_are_the_deterministic_cbor_of_the_documented_maps():
+    doc = vectors()
+    for label, value in RESEND_CASES:
+        assert cbor.dumps(value).hex() == doc[label].hex(), label
+        assert cbor_decode.loads(doc[label]) == value == cbor2.loads(doc[label]), label
+
+
+class _Uplink:
+    def __init__(self):
+        self.queued = []
+
+    def repair(self, kind, ranges):
+        self.queued.append((kind, ranges))
+        return True
+
+
+def test_a_device_answers_the_documented_resend_with_exactly_the_documented_reply():
+    # One 4-byte stand-in batch a segment, room for 78: batches 0..119 acked, 120..199 not, so
+    # the log keeps 122..199 and dropped 120 and 121 unsent once nothing acked was left.
+    rec = 7 + 2 + 4
+    log = Log(RamStore(), 78 * rec, rec, lambda data: struct.unpack("<I", bytes(data))[0])
+    log.open()
+    for seq in range(200):
+        log.append_batch(seq, 1, struct.pack("<I", seq))
+        if seq < 120:
+            assert log.ack(log.next_batch()[0])
+    # What Agent._resend reads of an agent: its logs and its uplink.
+    device = SimpleNamespace(buffer=SimpleNamespace(log=log), events=None, uplink=_Uplink())
+    commands = Commands({"resend": lambda cmd: Agent._resend(device, cmd)})
+    doc = vectors()
+    reply, _ = asyncio.run(commands.handle(doc["resend command (46 bytes)"]))
+    assert reply == doc["resend reply (79 bytes)"]
+    assert device.uplink.queued == [("batch", [[122, 130]])]
+    too_many = {"id": 43, "cmd": "resend", "kind": "batch", "ranges": [[0, 1000], [2000, 2023]]}
+    reply, _ = asyncio.run(commands.handle(cbor.dumps(too_many)))
+    assert reply == doc["resend error reply (79 bytes)"]
+
+
+def test_micropython_writes_the_same_resend_vectors(micropython, tmp_path):
+    script = tmp_path / "resend.py"
+    script.write_text("from agent import cbor\n" + "".join(
+        "print(cbor.dumps(%r).hex())\n" % (value,) for _, value in RESEND_CASES))
+    proc = micropython.run([str(script)])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == [vectors()[label].hex() for label, _ in RESEND_CASES]
 
 
 def test_a_deflated_body_where_nothing_can_inflate_it_is_a_decode_error(monkeypatch):

@@ -60,8 +60,12 @@ Decisions that matter to the uplink:
   that a socket whose handshake failed is closed (paho leaves it to the garbage collector).
 - close() ends the connection with an RST (see _close_socket): no DISCONNECT, so the broker
   publishes the will at once.
-- `max_packet`: an incoming packet larger than it ends the connection with
-  MQTTError(ERR_TOO_LARGE), as in the portable client (paho itself has no limit).
+- `max_packet` bounds what comes in, as in the portable client. paho has no limit of its own
+  and reads each packet whole into memory, so paho reads through a _Gate: a PUBLISH larger than
+  max_packet never reaches paho; it is read past in pieces, reported through on_too_large and
+  acknowledged, and the connection stays up. Any other packet larger than max_packet ends the
+  connection with MQTTError(ERR_TOO_LARGE). paho runs with manual_ack so that this client
+  acknowledges every QoS 1 message itself, the ones paho never saw included.
 - Credentials are handed to paho and never logged, printed or put in an exception or repr.
 """
 
@@ -102,6 +106,134 @@ def _timeout(what):
 _CONNACK_RC = {0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
 
 _IDLE, _CONNECTING, _CONNECTED, _DISCONNECTING, _CLOSED = range(5)
+
+_HEAD = 64    # bytes of an oversized message's payload kept for on_too_large (its id), as in
+              # agent/mqtt.py
+
+
+class _Paho(paho.Client):
+    """paho's client, reading its socket through a _Gate once one is set."""
+
+    gate = None
+
+    def _sock_recv(self, bufsize):
+        if self.gate is None:
+            return super()._sock_recv(bufsize)
+        return self.gate.recv(bufsize)
+
+
+class _Gate:
+    """Between paho's reader and its socket: a packet of up to max_packet bytes goes through
+    untouched; a larger PUBLISH never reaches paho, which would hold it whole in memory (paho
+    appends every piece of a packet to one buffer before it looks at it). Its first max_packet
+    bytes are read (topic, packet id, the payload's start), the rest is read past in pieces,
+    and client._too_large() reports and acknowledges it. Any other larger packet ends the
+    connection.
+
+    This works because paho reads exactly one packet's bytes at a time: the type byte, the
+    length bytes one by one, then the body. So when paho asks for bytes at a packet boundary,
+    the gate reads the fixed header itself, and either hands it over (and then the body, up to
+    its length) or keeps the packet from paho altogether. Only paho's private _sock_recv is
+    replaced (paho 2.2): should a paho rename it, large messages would reach paho whole again,
+    and tests/test_paho_client.py, which measures the memory taken, would fail."""
+
+    def __init__(self, client, mqttc):
+        self.client = client
+        self.mqttc = mqttc
+        self.max_packet = client.max_packet
+        self.hdr = bytearray()   # the fixed header being read
+        self.out = b""           # a header passed through, that paho has still to read
+        self.left = 0            # body bytes of that packet that paho has still to read
+        self.big = None          # the oversized PUBLISH being read: [first, n, the bytes held,
+                                 # bytes to skip, (topic, packet id, payload start) once known]
+
+    def _raw(self, n):
+        return paho.Client._sock_recv(self.mqttc, n)
+
+    def recv(self, bufsize):
+        if self.out:
+            data, self.out = self.out[:bufsize], self.out[bufsize:]
+            return data
+        if self.left:
+            data = self._raw(min(bufsize, self.left))
+            self.left -= len(data)
+            return data
+        hdr = self.hdr
+        while self.big is None:
+            data = self._raw(1)
+            if not data:
+                return data    # the broker closed the connection: paho says so
+            hdr.append(data[0])
+            if len(hdr) == 1 or (hdr[-1] & 0x80 and len(hdr) < 5):
+                continue
+            n = 0
+            for i in range(len(hdr) - 1, 0, -1):
+                n = (n << 7) | (hdr[i] & 0x7F)
+            first = hdr[0]
+            bad = hdr[-1] & 0x80    # a fifth length byte follows: paho reports that
+            if n <= self.max_packet or bad:
+                self.out, self.left = bytes(hdr), (0 if bad else n)
+                del hdr[:]
+                return self.recv(bufsize)
+            del hdr[:]
+            if first & 0xF0 != 0x30:
+                self.client._fail(self.mqttc, MQTTError(
+                    ERR_TOO_LARGE, "incoming packet of %d bytes, max_packet %d"
+                    % (n, self.max_packet)))
+                raise ConnectionError("packet too large")
+            self.big = [first, n, bytearray(), n - self.max_packet, None]
+        return self._read_big()
+
+    def _read_big(self):
+        big = self.big
+        first, n, held = big[0], big[1], big[2]
+        while big[4] is None:
+            data = self._raw(self.max_packet - len(held))
+            if not data:
+                return data
+            held += data
+            if len(held) == self.max_packet:
+                try:
+                    big[4] = _publish_head(first, n, held)
+                except MQTTError as exc:
+                    self.client._fail(self.mqttc, exc)
+                    raise ConnectionError("bad packet") from None
+        while big[3]:
+            data = self._raw(min(big[3], max(self.max_packet, 4096)))
+            if not data:
+                return data
+            big[3] -= len(data)
+        self.big = None
+        topic, pid, pos = big[4]
+        self.client._too_large(self.mqttc, topic, pid, n - pos, len(held) - pos,
+                               bytes(held[pos:pos + _HEAD]), bool(first & 1))
+        raise BlockingIOError    # one such message at a time: paho's loop gets its turn
+
+
+def _publish_head(first, n, held):
+    """(topic, packet id or 0, where the payload starts) of a PUBLISH of n bytes whose first
+    bytes are `held`, checked as agent/mqtt.py checks them."""
+    qos = (first >> 1) & 3
+    if qos > 1 or (qos == 0 and first & 0x08):
+        raise MQTTError(ERR_PROTOCOL, "protocol error: PUBLISH flags 0x%x" % (first & 0xF))
+    tlen = (held[0] << 8) | held[1]
+    pos = 2 + tlen + (2 if qos else 0)
+    if tlen == 0 or pos > n:
+        raise MQTTError(ERR_PROTOCOL, "protocol error: PUBLISH topic length %d" % tlen)
+    if pos > len(held):
+        raise MQTTError(ERR_TOO_LARGE, "incoming topic of %d bytes, max_packet %d"
+                        % (tlen, len(held)))
+    raw = bytes(held[2:2 + tlen])
+    try:
+        topic = raw.decode()
+    except UnicodeError:
+        raise MQTTError(ERR_PROTOCOL, "protocol error: topic name not UTF-8") from None
+    if "\x00" in topic or "+" in topic or "#" in topic:
+        raise MQTTError(ERR_PROTOCOL, "protocol error: invalid topic name")
+    pid = (held[pos - 2] << 8) | held[pos - 1] if qos else 0
+    if qos and not pid:
+        raise MQTTError(ERR_PROTOCOL, "protocol error: packet id 0")
+    return topic, pid, pos
 
 
 class _TLSContext:
@@ -194,7 +326,8 @@ def _close_socket(mqttc, abort=True):
 
 class Client:
     on_puback = None    # fn(pid), in the event loop thread, when a PUBACK arrives
-    on_message = None   # fn(topic str, payload bytes), in the event loop thread
+    on_message = None   # fn(topic str, payload bytes, retain bool), in the event loop thread
+    on_too_large = None  # fn(topic, size, limit, head, retain): see agent/mqtt.py
     on_close = None     # fn(exc or None), once, when a connection that connect() opened ends
 
     def __init__(self, client_id, host, port, keepalive_s=60, username=None, password=None,
@@ -230,9 +363,10 @@ class Client:
     # --- connecting -------------------------------------------------------------------------
 
     def _new_paho(self):
-        mqttc = paho.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                            clean_session=True, protocol=paho.MQTTv311,
-                            reconnect_on_failure=False)
+        mqttc = _Paho(CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                      clean_session=True, protocol=paho.MQTTv311,
+                      reconnect_on_failure=False, manual_ack=True)
+        mqttc.gate = _Gate(self, mqttc)
         mqttc.max_inflight_messages_set(0)    # no limit; must come before connect()
         mqttc.max_queued_messages_set(0)
         mqttc.connect_timeout = self.timeout_ms / 1000
@@ -399,15 +533,21 @@ class Client:
         except UnicodeDecodeError:
             self._end(MQTTError(ERR_PROTOCOL, "protocol error: topic name not UTF-8"))
             return
-        payload = message.payload
-        # The portable client reads each packet whole into max_packet bytes and closes the
-        # connection on a larger one; so does this one, for the same behaviour everywhere.
-        n = 2 + len(topic.encode()) + (2 if message.qos else 0) + len(payload)
-        if n > self.max_packet:
-            self._end(MQTTError(ERR_TOO_LARGE, "incoming packet of %d bytes, max_packet %d"
-                                % (n, self.max_packet)))
+        self._call(self.on_message, topic, bytes(message.payload), bool(message.retain))
+        if message.qos == 1 and mqttc is self._mqttc:
+            mqttc.ack(message.mid, 1)
+
+    def _too_large(self, mqttc, topic, pid, size, limit, head, retain):
+        # from the _Gate: a PUBLISH larger than max_packet, read past
+        if mqttc is not self._mqttc:
             return
-        self._call(self.on_message, topic, bytes(payload))
+        self._call(self.on_too_large, topic, size, limit, head, retain)
+        if pid and mqttc is self._mqttc:
+            mqttc.ack(pid, 1)
+
+    def _fail(self, mqttc, exc):
+        if mqttc is self._mqttc:
+            self._end(exc)
 
     def _paho_subscribe(self, mqttc, userdata, mid, reason_codes, properties):
         future = self._subacks.pop(mid, None)

@@ -6,7 +6,7 @@ from firmware.profile.compile import compile_with_secrets, to_json
 from firmware.profile.summary import summary
 
 
-def check(paths, out=None, err=None):
+def check(paths, out=None, err=None, allow_outside=()):
     """Print a summary of each valid profile and every error of the others."""
     out, err = out or sys.stdout, err or sys.stderr
     status = 0
@@ -14,7 +14,7 @@ def check(paths, out=None, err=None):
         if os.path.basename(path) == "secrets.yaml":  # `tether check examples/*.yaml` names it too
             print("%s: skipped, the secrets of the profiles next to it" % path, file=out)
             continue
-        compiled, errors, secret_fields = compile_with_secrets(path)
+        compiled, errors, secret_fields = compile_with_secrets(path, allow_outside)
         if errors:
             status = 2
             print("\n".join(errors), file=err)
@@ -23,10 +23,10 @@ def check(paths, out=None, err=None):
     return status
 
 
-def compile_to(path, output=None, out=None, err=None):
+def compile_to(path, output=None, out=None, err=None, allow_outside=()):
     """Write the compiled profile as JSON to the file `output`, or to standard output."""
     out, err = out or sys.stdout, err or sys.stderr
-    compiled, errors, _ = compile_with_secrets(path)
+    compiled, errors, _ = compile_with_secrets(path, allow_outside)
     if errors:
         print("\n".join(errors), file=err)
         return 2

@@ -12,9 +12,11 @@ from firmware.profile.schema import compile_root
 from firmware.profile.yamlsource import load
 
 
-def compile_with_secrets(path):
-    """(compiled dict or None, error lines, compiled paths of the values that came from secrets)."""
-    root, load_problems = load(path)
+def compile_with_secrets(path, allow_outside=()):
+    """(compiled dict or None, error lines, compiled paths of the values that came from secrets).
+
+    Packages are read from the profile's folder tree, and from the trees of allow_outside."""
+    root, load_problems = load(path, allow_outside)
     if root is None:
         return None, messages(load_problems), []
     compiled, problems, secret_fields = compile_root(root)
@@ -27,9 +29,9 @@ def compile_with_secrets(path):
     return compiled, [], secret_fields
 
 
-def compile(path):
+def compile(path, allow_outside=()):
     """(compiled dict, []) for a valid profile, else (None, error lines sorted by file and line)."""
-    compiled, errors, _ = compile_with_secrets(path)
+    compiled, errors, _ = compile_with_secrets(path, allow_outside)
     return compiled, errors
 
 

@@ -7,6 +7,8 @@ None when the problem concerns a whole file. Written out it reads
 import difflib
 
 SECRET_SHOWN = "***"
+# Comparing each word with thousands of choices (substitution variables, say) took minutes.
+MAX_CHOICES = 100
 
 
 class Invalid(Exception):
@@ -39,6 +41,8 @@ def expected(what, node):
 
 def did_you_mean(word, choices):
     """", did you mean 'x'?" when one of choices is close to word, else ""."""
+    if len(choices) > MAX_CHOICES:
+        return ""
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
     return ", did you mean '%s'?" % close[0] if close else ""
 

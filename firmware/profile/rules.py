@@ -12,6 +12,7 @@ from firmware.profile.yamlsource import Node, join
 
 REQUIRED = object()  # default of a field that must be given
 EMPTY = object()     # default of a sub-mapping: read as an empty mapping, so its own defaults apply
+MAX_DIGITS = 30  # numbers from 1e-30 to 1e30 in size: more is a typo, and costly to work with
 
 
 def section(ctx, node, fields, out_path=None, strict=True):
@@ -136,6 +137,9 @@ def decimal(node, what="a number"):
         value = units.parse_decimal(node.text)
     if value is None:
         raise Invalid(expected(what, node))
+    if value and not -MAX_DIGITS <= value.adjusted() < MAX_DIGITS:  # int(1e99999999) takes ages
+        raise Invalid(expected("%s (in size from 1e-%d to 1e%d)" % (what, MAX_DIGITS, MAX_DIGITS),
+                               node))
     return value
 
 
@@ -224,4 +228,7 @@ def resolution(ctx, node):
     value = decimal(node, what)
     if value <= 0:
         raise Invalid(expected(what, node))
-    return units.resolution_parts(value)
+    parts = units.resolution_parts(value)
+    if parts[0] >= 10 ** 19:  # a 64-bit integer, as the batch decoder reads it
+        raise Invalid(expected(what + " with at most 19 significant digits", node))
+    return parts

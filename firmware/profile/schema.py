@@ -9,6 +9,7 @@ import re
 from types import SimpleNamespace
 
 from agent import ids
+from firmware import bounded
 from firmware.profile import crosscheck
 from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
 from firmware.profile.rules import (
@@ -28,6 +29,8 @@ BUS_ID = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
 BUS_NAMES = {"i2c": "an I2C bus", "uart": "a UART bus"}
 BUFFER_PATHS = {"esp32": "/buffer", "rpi": "/var/lib/tether/buffer", "sim": "buffer"}
 BROKER = re.compile(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?")
+
+MAX_PEM = 1024 * 1024  # room for a system's whole CA bundle
 
 ESP32_ABSENT = {20, 24, 28, 29, 30, 31}
 ESP32_FLASH = range(6, 12)
@@ -335,12 +338,18 @@ def pem_file(ctx, node):
     if node.tag != "str":
         raise Invalid(expected("a file path", node))
     path = os.path.join(os.path.dirname(node.file), node.value)
+    reason = None
     try:
-        with open(path, encoding="ascii") as f:
-            content = f.read()
-    except (OSError, UnicodeDecodeError) as exc:
+        content = bounded.read(path, MAX_PEM, "a PEM file").decode("ascii")
+    except OSError as exc:
+        reason = exc.strerror
+    except bounded.TooLarge as exc:
+        reason = str(exc)
+    except UnicodeDecodeError:
+        reason = "not a PEM file"
+    if reason:
         raise Invalid("cannot read %s: %s" % (shown(node) if node.secret else "'%s'" % path,
-                                             getattr(exc, "strerror", None) or "not a PEM file"))
+                                             reason))
     if "-----BEGIN " not in content:
         raise Invalid(expected("a PEM file (text with '-----BEGIN ...')", node))
     return content

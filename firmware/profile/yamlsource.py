@@ -14,13 +14,20 @@ from types import SimpleNamespace
 import yaml
 from yaml.constructor import SafeConstructor
 
+from firmware import bounded
 from firmware.profile.errors import at, did_you_mean, expected
 
 TAG = "tag:yaml.org,2002:"
 MAX_NODES = 100_000  # a few nested aliases can expand to billions of nodes ("billion laughs")
+MAX_FILE = 256 * 1024  # a profile is a few KiB; PyYAML composes about 100 KiB a second
+MAX_SUBSTITUTED = 1 << 20  # text that substitutions put in, all values together: "$a$a$a..."
+# with a long `a` would otherwise grow a small file to gigabytes
 KEYED_LISTS = {"sensors": "name", "buses": "id"}  # items merged by this key across packages
 SUBSTITUTION = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+UNUSABLE = object()  # ctx.secrets when the secrets file cannot be used
+TYPE_NAMES = {"int": "an integer (of at most 4300 digits)", "float": "a number",
+              "bool": "true or false", "null": "nothing"}
 
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
@@ -58,35 +65,66 @@ def join(path, key):
     return "%s.%s" % (path, key) if path else key
 
 
-def load(path):
-    """(root Node or None, problems) of the profile at path, with packages and substitutions."""
-    ctx = SimpleNamespace(problems=[], nodes=0, secrets=None,
-                          secrets_file=os.path.join(os.path.dirname(path), "secrets.yaml"))
+class TooMuch(Exception):
+    """The profile grew past MAX_NODES or MAX_SUBSTITUTED (the problem is noted where)."""
+
+
+def load(path, allow_outside=()):
+    """(root Node or None, problems) of the profile at path, with packages and substitutions.
+
+    Packages are read from the profile's folder tree, and from the trees of allow_outside.
+    When a file cannot be used (unreadable, not YAML, an alias bomb), root is None: the rules
+    would only report the keys it should have given as missing.
+    """
+    folder = os.path.dirname(path)
+    ctx = SimpleNamespace(problems=[], nodes=0, substituted=0, secrets=None, failed=False,
+                          secrets_file=os.path.join(folder, "secrets.yaml"),
+                          roots=[os.path.realpath(d) for d in [folder or "."] + list(allow_outside)])
     root = read_file(ctx, path)
     if root is None:
         return None, ctx.problems
     if root.tag != "map":
-        ctx.problems.append(at(root, expected("a mapping of top-level keys", root)))
+        ctx.problems.append(at(root, not_a_mapping(root)))
         return None, ctx.problems
     root = with_packages(ctx, root)
-    substitute_all(ctx, root)
+    if ctx.failed:
+        return None, ctx.problems
+    try:
+        substitute_all(ctx, root)
+    except TooMuch:  # its problem is noted
+        return None, ctx.problems
     set_paths(root, "")
     return root, ctx.problems
 
 
+def not_a_mapping(node):
+    # What the file holds is not shown: it may be any file named by mistake, /etc/passwd say.
+    kind = {"seq": "a list", "str": "text", "null": "nothing"}.get(node.tag, "a single value")
+    return "expected a mapping of top-level keys, got %s" % kind
+
+
 def read_file(ctx, path, used_at=None):
-    """The Node tree of one YAML file, or None (with the problem noted)."""
+    """The Node tree of one YAML file, or None (with the problem noted, and ctx.failed set)."""
+    root = _read_file(ctx, path, used_at)
+    if root is None:
+        ctx.failed = True
+    return root
+
+
+def _read_file(ctx, path, used_at):
     try:
-        with open(path, "rb") as f:
-            text = f.read().decode("utf-8")
-    except OSError as exc:
+        text = bounded.read(path, MAX_FILE, "a profile file").decode("utf-8")
+    except (OSError, bounded.TooLarge) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
         if used_at is None:
-            ctx.problems.append((path, None, None, "", "cannot read: %s" % exc.strerror))
+            ctx.problems.append((path, None, None, "", "cannot read: %s" % reason))
         else:
-            ctx.problems.append(at(used_at, "cannot read '%s': %s" % (path, exc.strerror)))
+            ctx.problems.append(at(used_at, "cannot read '%s': %s" % (path, reason)))
         return None
-    except UnicodeDecodeError:
-        ctx.problems.append((path, None, None, "", "not UTF-8 text"))
+    except UnicodeDecodeError as exc:
+        good = exc.object[:exc.start].decode("utf-8")
+        line, col = line_col(good, len(good))
+        ctx.problems.append((path, line, col, "", "not UTF-8 text"))
         return None
     try:
         composed = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -95,6 +133,11 @@ def read_file(ctx, path, used_at=None):
         reason = "YAML syntax error: " + "; ".join(p for p in (exc.context, exc.problem) if p)
         ctx.problems.append((path, mark.line + 1, mark.column + 1, "", reason) if mark
                             else (path, None, None, "", reason))
+        return None
+    except yaml.reader.ReaderError as exc:
+        line, col = line_col(text, exc.position)
+        ctx.problems.append((path, line, col, "", "YAML syntax error: character #x%04x: %s"
+                             % (exc.character, exc.reason)))
         return None
     except yaml.YAMLError as exc:
         ctx.problems.append((path, None, None, "", "YAML syntax error: %s" % exc))
@@ -109,18 +152,31 @@ def read_file(ctx, path, used_at=None):
     except RecursionError:
         ctx.problems.append((path, None, None, "", "values are nested too deeply"))
         return None
+    except TooMuch:  # its problem is noted; what was built so far is cut short
+        return None
+
+
+def line_col(text, index):
+    """1-based line and column of text[index], lines broken as YAML breaks them (text[:index]
+    is printable, so splitlines breaks at nothing else)."""
+    head = text[:index].splitlines(True) or [""]
+    if head[-1].endswith(("\n", "\r", "\x85", "\u2028", "\u2029")):
+        return len(head) + 1, 1
+    return len(head), len(head[-1]) + 1
 
 
 def build(ctx, y, file, path, active):
     """Our Node for a composed YAML node; `active` holds the nodes being built (alias loops)."""
     line, col = y.start_mark.line + 1, y.start_mark.column + 1
     ctx.nodes += 1
-    if ctx.nodes == MAX_NODES + 1:
-        ctx.problems.append((file, line, col, path, "too many values (aliases expand to more "
-                                                    "than %d); simplify the file" % MAX_NODES))
-    if ctx.nodes > MAX_NODES or id(y) in active:
-        if id(y) in active:
-            ctx.problems.append((file, line, col, path, "an alias refers to itself"))
+    if ctx.nodes > MAX_NODES:  # files read after this one are cut short too, silently
+        if ctx.nodes == MAX_NODES + 1:
+            ctx.problems.append((file, line, col, path, "too many values (aliases expand to "
+                                                        "more than %d); simplify the file"
+                                 % MAX_NODES))
+        raise TooMuch()
+    if id(y) in active:
+        ctx.problems.append((file, line, col, path, "an alias refers to itself"))
         return Node(None, file, line, col, path, tag="null")
     if isinstance(y, yaml.ScalarNode):
         return scalar(ctx, y, file, path)
@@ -175,8 +231,14 @@ def scalar(ctx, y, file, path):
         hint = "; use 'packages:' to share settings between files" if y.tag == "!include" else ""
         ctx.problems.append((file, line, col, path, "unsupported tag '%s'%s" % (y.tag, hint)))
         return Node(None, file, line, col, path, tag="null")
-    return Node(typed(y.value, kind), file, line, col, path, tag=kind, text=y.value,
-                plain=y.style is None)
+    try:
+        value = typed(y.value, kind)
+    except ValueError:  # `!!float abc`, or an integer of more digits than int() takes
+        text = y.value if len(y.value) <= 60 else y.value[:57] + "..."
+        ctx.problems.append((file, line, col, path, "expected %s, got '%s'"
+                             % (TYPE_NAMES[kind], text)))
+        return Node(None, file, line, col, path, tag="null")
+    return Node(value, file, line, col, path, tag=kind, text=y.value, plain=y.style is None)
 
 
 def typed(text, kind):
@@ -191,12 +253,17 @@ def secret(ctx, name, where):
         ctx.secrets = {}  # also guards against `!secret` inside secrets.yaml
         if os.path.exists(ctx.secrets_file):
             found = read_file(ctx, ctx.secrets_file)
-            if found is not None and found.tag != "map":
+            if found is None:
+                ctx.secrets = UNUSABLE
+            elif found.tag != "map":
                 ctx.problems.append(at(found, "expected a mapping of secret names to values"))
-            elif found is not None:
+                ctx.secrets, ctx.failed = UNUSABLE, True
+            else:
                 ctx.secrets = found.value
         else:
             ctx.secrets = False
+    if ctx.secrets is UNUSABLE:  # said once, for the file, not at each `!secret`
+        return where
     if ctx.secrets is False:
         ctx.problems.append(at(where, "!secret '%s': there is no secrets file '%s'"
                                % (name, ctx.secrets_file)))
@@ -223,24 +290,39 @@ def with_packages(ctx, root):
         return root
     if packages.tag != "seq":
         ctx.problems.append(at(packages, expected("a list of file paths", packages)))
+        ctx.failed = True
         return root
     base = None
     for item in packages.value:
-        if item.tag != "str" or item.secret:
-            ctx.problems.append(at(item, expected("a file path", item)))
-            continue
-        path = os.path.normpath(os.path.join(os.path.dirname(root.file), item.value))
-        package = read_file(ctx, path, used_at=item)
+        package = package_at(ctx, root, item)
         if package is None:
-            continue
-        if package.tag != "map":
-            ctx.problems.append(at(package, expected("a mapping of top-level keys", package)))
-            continue
-        if "packages" in package.value:
-            ctx.problems.append(at(package.keys["packages"], "a package cannot include packages"))
-            del package.value["packages"]
-        base = package if base is None else merge(base, package)
+            ctx.failed = True
+        else:
+            base = package if base is None else merge(base, package)
     return root if base is None else merge(base, root)
+
+
+def package_at(ctx, root, item):
+    """The Node tree of the package that a `packages:` entry names, or None (problem noted)."""
+    if item.tag != "str" or item.secret or "\0" in item.value:
+        ctx.problems.append(at(item, expected("a file path", item)))
+        return None
+    path = os.path.normpath(os.path.join(os.path.dirname(root.file), item.value))
+    real = os.path.realpath(path)
+    if not any(os.path.commonpath([real, folder]) == folder for folder in ctx.roots):
+        link = " (a link to '%s')" % real if os.path.abspath(path) != real else ""
+        ctx.problems.append(at(item, "'%s'%s is outside the profile's folder '%s': packages are "
+                               "read from there, or from a folder given with --allow-outside"
+                               % (path, link, ctx.roots[0])))
+        return None
+    package = read_file(ctx, path, used_at=item)
+    if package is not None and package.tag != "map":
+        ctx.problems.append(at(package, not_a_mapping(package)))
+        return None
+    if package is not None and "packages" in package.value:
+        ctx.problems.append(at(package.keys["packages"], "a package cannot include packages"))
+        del package.value["packages"]
+    return package
 
 
 def merge(base, over, key=""):
@@ -312,6 +394,11 @@ def substitute(ctx, node, variables):
                                    % (name, did_you_mean(name, variables))))
             return match.group(0)
         used.append(variables[name])
+        ctx.substituted += len(variables[name].text)
+        if ctx.substituted > MAX_SUBSTITUTED:
+            ctx.problems.append(at(node, "substitutions put more than %s of text into the "
+                                   "profile; simplify it" % bounded.size_text(MAX_SUBSTITUTED)))
+            raise TooMuch()
         return variables[name].text
 
     text = SUBSTITUTION.sub(replace, node.text)
@@ -324,7 +411,10 @@ def substitute(ctx, node, variables):
         if node.plain:
             kind = _resolver.resolve(yaml.ScalarNode, text, (True, False))[len(TAG):]
         node.tag = kind if kind in _TYPED else "str"
-        node.value = typed(text, node.tag)
+        try:
+            node.value = typed(text, node.tag)
+        except ValueError:  # an integer of more digits than int() takes
+            node.tag, node.value = "str", text
     node.text = text
     node.secret = any(value.secret for value in used)
 

@@ -30,7 +30,7 @@
 from math import floor
 
 from hal.bus import SensorError
-from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms, ticks_us
+from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms, ticks_us as _ticks_us
 
 try:
     from micropython import const
@@ -59,7 +59,7 @@ class HX711:
     """An HX711 on DOUT / PD_SCK pins (`value()` / `value(v)`), with tare and scale calibration."""
 
     def __init__(self, dout, sck, where, gain=128, tare=0, scale=1, pill_weight=None,
-                 timeout_ms=500, sleep_ms=None):
+                 timeout_ms=500, sleep_ms=None, ticks_us=None):
         if gain not in _EXTRA_PULSES:
             raise ValueError("HX711 gain must be 128, 64 or 32, got %r" % (gain,))
         if not scale:
@@ -76,6 +76,7 @@ class HX711:
         self.count_tolerance = COUNT_TOLERANCE
         self.timeout_ms = timeout_ms
         self._sleep_ms = sleep_ms or _sleep_ms
+        self._ticks_us = ticks_us or _ticks_us  # a virtual chip's own clock times its pulses
         self._extra = _EXTRA_PULSES[gain]
         self._primed = False     # True once the conversion in progress uses self.gain
         self._saturated = 0      # saturated readings in a row
@@ -149,7 +150,7 @@ class HX711:
         self._wait_ready()
         dout = self._dout
         sck = self._sck
-        us = ticks_us
+        us = self._ticks_us
         diff = ticks_diff
         raw = 0
         longest = 0

@@ -21,14 +21,6 @@
 # stuck at +full scale), "no_chip" (HX711 unpowered or DOUT not wired: DOUT stays high),
 # "dout_low" (DOUT shorted to ground). Counters: reads, resets, power_downs, clock_errors.
 # Portable.
-try:
-    from time import sleep_us
-except ImportError:  # CPython
-    import time as _time
-
-    def sleep_us(us):
-        _time.sleep(us / 1000000)
-
 STRETCH_US = 80                  # a high phase this long is past the 60 us power-down limit
 FULL_SCALE = 0x7FFFFF
 NEGATIVE_FULL_SCALE = -0x800000
@@ -36,9 +28,19 @@ FAULTS = ("disconnected", "no_chip", "dout_low")  # what chip.fault may be, besi
 _GAIN_BY_PULSES = {25: 128, 26: 32, 27: 64}
 
 
+class Micros:
+    """Virtual microseconds, shared by the virtual chips of one platform."""
+
+    def __init__(self):
+        self.now = 0
+
+    def ticks_us(self):
+        return self.now
+
+
 class SimHX711:
     def __init__(self, dout, sck, grams=0.0, tare_raw=0, counts_per_gram=1.0, noise=0, seed=1,
-                 conversion_polls=1):
+                 conversion_polls=1, micros=None):
         if conversion_polls < 1:
             raise ValueError("conversion_polls must be >= 1: DOUT is high after a read")
         self.dout = dout
@@ -50,6 +52,8 @@ class SimHX711:
         self.channel_b_raw = 0
         self.conversion_polls = conversion_polls
         self.fault = None
+        self.micros = micros or Micros()
+        self.ticks_us = self.micros.ticks_us  # the driver's pulse timer
         self._rng = (seed & 0xFFFFFFFF) or 1
         self._stretch = 0
         self.resets = 0          # power-on resets after a power down
@@ -130,6 +134,7 @@ class SimHX711:
         return 0
 
     def _sck_edge(self, level):
+        self.micros.now += 1
         if not level:
             if not self.powered:         # PD_SCK back low after a power down: reset
                 self.resets += 1
@@ -146,7 +151,7 @@ class SimHX711:
             return
         if self._stretch:
             self._stretch -= 1
-            sleep_us(STRETCH_US)
+            self.micros.now += STRETCH_US
             self.powered = False
             self.power_downs += 1
             self._pulses = 0

@@ -42,6 +42,9 @@ class SimPlatform:
         self.adcs = {}       # GPIO number -> SimADC
         self.chips = {}      # (kind, place...) -> virtual chip
         self.sensors = {}    # sensor name -> (sensor dict, chip)
+        from hal.sim.hx711 import Micros
+        self.micros = Micros()  # the virtual chips' time: drivers time their pulses on it
+        self.ticks_us = self.micros.ticks_us
         specs = {}
         for b in profile["buses"]:
             specs[b["id"]] = b
@@ -130,7 +133,8 @@ class SimPlatform:
                 k = 2 if s.get("gain", 128) == 64 else 1
                 return SimHX711(self._pin(s["pins"]["dout"]), self._pin(s["pins"]["sck"]),
                                 tare_raw=k * cal.get("tare", 0),
-                                counts_per_gram=k * cal.get("scale", 1), seed=self.seed)
+                                counts_per_gram=k * cal.get("scale", 1), seed=self.seed,
+                                micros=self.micros)
             return self._shared((d, s["pins"]["dout"], s["pins"]["sck"]), make)
         if d == "ads1115" or (d == "level_probe" and "adc" in s):
             place = s if d == "ads1115" else s["adc"]

@@ -79,6 +79,7 @@ class Probe:
             timeout_ms=cfg.get("timeout_ms", 5000), max_packet=cfg.get("max_packet", 2048))
         self.acks = []
         self.msgs = []
+        self.bigs = []
         self.closes = []
         self.closed = asyncio.Event()
         self.acked = asyncio.Event()
@@ -92,6 +93,7 @@ class Probe:
         self.deadline = 0
         c.on_puback = self.on_puback
         c.on_message = self.on_message
+        c.on_too_large = self.on_too_large
         c.on_close = self.on_close
 
     def sample(self):
@@ -106,10 +108,15 @@ class Probe:
         if len(self.acks) >= self.want_acks:
             self.acked.set()
 
-    def on_message(self, topic, payload):
-        # [topic, length, SHA-256]: exact, and small enough for a 64k heap and its JSON report
-        self.msgs.append([topic, len(payload), tohex(sha256(payload).digest())])
-        if len(self.msgs) >= self.want_msgs:
+    def on_message(self, topic, payload, retain):
+        # [topic, length, SHA-256, retain]: exact, and small enough for a 64k heap and its report
+        self.msgs.append([topic, len(payload), tohex(sha256(payload).digest()), retain])
+        if len(self.msgs) + len(self.bigs) >= self.want_msgs:
+            self.got.set()
+
+    def on_too_large(self, topic, size, limit, head, retain):
+        self.bigs.append([topic, size, limit, tohex(head), retain])
+        if len(self.msgs) + len(self.bigs) >= self.want_msgs:
             self.got.set()
 
     def on_close(self, exc):
@@ -157,6 +164,7 @@ class Probe:
         self.stop()
         extra["acks"] = self.acks
         extra["msgs"] = self.msgs
+        extra["bigs"] = self.bigs
         extra["closes"] = self.closes
         extra["connected"] = self.client.connected
         return extra
@@ -203,7 +211,8 @@ async def will(cfg, emit):
 
 
 async def subscribe(cfg, emit):
-    """Subscribe to cfg["filter"], announce it, and collect cfg["expect"] messages."""
+    """Subscribe to cfg["filter"], announce it, and collect cfg["expect"] messages (those
+    larger than max_packet included)."""
     p = Probe(cfg)
     await p.client.connect()
     granted = await p.client.subscribe(cfg["filter"], cfg.get("qos", 1))
@@ -212,8 +221,9 @@ async def subscribe(cfg, emit):
     if p.want_msgs:
         await p.wait_event(p.got, cfg.get("wait_ms", 5000))
     await sleep_ms(cfg.get("linger_ms", 0))
+    still = p.client.connected
     await p.client.disconnect()
-    return p.report(granted=granted)
+    return p.report(granted=granted, connected_at_end=still)
 
 
 async def idle(cfg, emit):

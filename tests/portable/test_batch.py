@@ -204,3 +204,26 @@ def test_senml_decoder_reads_foreign_packs_and_rejects_must_understand_fields():
     assert got[2][3] == 1.3
     raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: 1, "bad_": 1}])
     raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: "not a number"}])
+
+
+def test_senml_numbers_past_64_bits_and_float_times_past_any_clock_are_refused():
+    from agent import senml_decode
+    big = 1 << 65  # added to a float base value it overflows on CPython, and becomes inf on MicroPython
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", -5: 1.5, 2: big}])
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: cbor.Tag(4, [-64, big])}])
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: 1, 6: 1e300}])
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: 1, -3: big}])
+    assert senml_decode.decode([{0: "x", 2: 1 << 63, 6: 1e12}]) == [("x", "", 10 ** 15, 1 << 63)]
+
+
+def test_a_schema_document_with_a_huge_resolution_is_refused():
+    for exponent, mantissa in ((1000000, 1), (-65, 1), (0, 1 << 64), (0, 0)):
+        doc = cbor.dumps({"channels": [["x", "", cbor.Tag(4, [exponent, mantissa])]]})
+        raises(cbor.Malformed, Schema.from_cbor, doc)
+
+
+def test_envelope_numbers_past_64_bits_are_refused():
+    env = [1, "dev-9", 1 << 64, 3, 0, 0, 0, cbor.dumps([])]
+    raises(cbor.Malformed, batch_decode.read_envelope, cbor.dumps(env))
+    env[2] = (1 << 64) - 1
+    assert batch_decode.read_envelope(cbor.dumps(env)).seq == (1 << 64) - 1

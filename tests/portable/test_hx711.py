@@ -19,7 +19,7 @@ def rig(gain=128, tare=0, scale=1, pill_weight=None, timeout_ms=20, setup=True, 
     dout, sck = SimPin(4), SimPin(5)
     sim = SimHX711(dout, sck, **chip)
     hx = HX711(dout, sck, WHERE, gain=gain, tare=tare, scale=scale, pill_weight=pill_weight,
-               timeout_ms=timeout_ms)
+               timeout_ms=timeout_ms, ticks_us=sim.ticks_us)
     if setup:
         hx.setup()
     return sim, hx, dout, sck
@@ -312,6 +312,9 @@ class ScriptedChip:
         self.dout = self
         self.sck = _Sck(self)
 
+    def ticks_us(self):                  # virtual time: a pulse takes 1 us, never stretched
+        return self.pulses
+
     def value(self, v=None):             # DOUT
         p = self.pulses
         if p == 0:
@@ -333,7 +336,7 @@ class _Sck:
 
 def test_read_raw_allocates_nothing_per_reading():
     chip = ScriptedChip(0xFEDCBA)        # -0x012346
-    hx = HX711(chip.dout, chip.sck, WHERE)
+    hx = HX711(chip.dout, chip.sck, WHERE, ticks_us=chip.ticks_us)
     hx.setup()
     assert hx.read_raw() == -0x012346
     try:

@@ -1,63 +1,12 @@
 # agent/log.py: framed records, batches kept byte-identical across reopen, sequence numbers,
 # boot count, the ack cursor, rewind, the byte bound and the drop count.
 # Runs under CPython (pytest) and under the real MicroPython (tests/portable harness).
-#
-# The batches here are stand-ins, "B" + seq (u32) + filler, so each test says exactly how big
-# its records are; agent.batch's real batches go through the log in test_buffer.py.
-import struct
-
-from agent.log import BATCH, HEAD, MAX_RECORD, READINGS, Log, frame, records
-from agent.store import FileStore, RamStore
+# The batches are stand-ins (tests/portable/logkit.py).
+from agent.log import BATCH, HEAD, MAX_RECORD, READINGS, frame, records
+from agent.store import RamStore
 from cutstore import CutStore, PowerCut
-from support import raises, tmpdir
-
-REC = 7 + 2 + 40  # bytes of one stand-in record with the default 35 bytes of filler
-
-
-def fake(seq, filler=35):
-    return b"B" + struct.pack("<I", seq) + bytes([seq & 0xFF]) * filler
-
-
-def seq_of(data):
-    return struct.unpack("<I", bytes(data[1:5]))[0]
-
-
-def new_log(store, max_bytes=4096, segment_bytes=4 * REC):
-    return Log(store, max_bytes, segment_bytes, seq_of)
-
-
-def opened(store, **kw):
-    log = new_log(store, **kw)
-    log.open()
-    return log
-
-
-def add(log, seq, count=10, filler=35):
-    data = fake(seq, filler)
-    log.append_batch(seq, count, data)
-    log.sync()
-    return data
-
-
-def drain(log):
-    out = []
-    while True:
-        b = log.next_batch()
-        if b is None:
-            return out
-        out.append((b[0], bytes(b[1])))
-
-
-def seqs(log):
-    return [s for s, _ in drain(log)]
-
-
-def both_stores():
-    """A fresh FileStore folder and a fresh RamStore, each with a way to get it back 'after a
-    reboot' (a new FileStore over the same folder; the same RamStore object)."""
-    path = tmpdir() + "/log"
-    ram = RamStore()
-    return [(FileStore(path), lambda: FileStore(path)), (ram, lambda: ram)]
+from logkit import REC, add, both_stores, drain, new_log, opened, seqs
+from support import raises
 
 
 def test_framed_records_round_trip_and_reading_stops_at_a_torn_or_corrupt_record():
@@ -129,13 +78,13 @@ def test_boot_count_goes_up_by_one_per_open():
 
 def test_seq_keeps_increasing_across_reopen_after_every_batch_was_acked():
     for store, again in both_stores():
-        log = opened(store, segment_bytes=REC)  # one batch a segment: acks delete segments
+        log = opened(store, segment_bytes=REC)  # one batch a segment
         for seq in range(5):
             add(log, seq)
         for seq, _ in drain(log):
             assert log.ack(seq)
-        # Every segment before the newest is gone; the newest holds only acked batches.
-        assert [s.number for s in log.segments] == [4]
+        # Acked segments stay until their room is needed: the ingest may ask for them again.
+        assert [s.number for s in log.segments] == [0, 1, 2, 3, 4]
         log.close()
         log = opened(again(), segment_bytes=REC)
         assert drain(log) == []
@@ -234,8 +183,8 @@ def test_out_of_order_acks_advance_the_cursor_over_the_contiguous_prefix_only():
             assert log.ack(seq)
         assert log.acked == 3 and log.unacked == 1
         assert log.ack(0) is False  # already acked
-        # The segments wholly before the first unacked batch are deleted.
-        assert [s.number for s in log.segments] == [3, 4]
+        # Acked segments are kept (for repairs), not deleted by acks.
+        assert [s.number for s in log.segments] == [0, 1, 2, 3, 4]
         log.close()
         log = opened(again(), segment_bytes=REC)
         assert seqs(log) == [4]
@@ -330,18 +279,19 @@ def test_torn_or_corrupt_tail_is_discarded_reported_and_appends_go_to_a_new_segm
 
 def test_a_deletion_cut_between_state_and_file_removal_is_finished_at_open():
     for store, again in both_stores():
-        log = opened(store, segment_bytes=REC)
+        log = opened(store, max_bytes=3 * REC, segment_bytes=REC)
         for seq in range(3):
             add(log, seq)
         kept = store.read_all("00000000.seg")
         for s, _ in drain(log)[:2]:
             log.ack(s)
+        add(log, 3)  # the log is full: segment 0 (acked) makes room
         log.close()
         assert "00000000.seg" not in store.names()
         # Put segment 0 back as if the power went after the state said it was dead.
         store.append("00000000.seg", kept)
         store.close()
         store = again()
-        log = opened(store, segment_bytes=REC)
+        log = opened(store, max_bytes=3 * REC, segment_bytes=REC)
         assert "00000000.seg" not in store.names()
-        assert seqs(log) == [2]
+        assert seqs(log) == [2, 3]

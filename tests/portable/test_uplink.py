@@ -102,6 +102,15 @@ def run(coro):
     asyncio.run(coro)
 
 
+async def connection(i):
+    """The i-th client, once connected (the backoff before it is a few ms of real time)."""
+    for _ in range(5000):
+        if len(FakeClient.made) > i and FakeClient.made[i].connected:
+            return FakeClient.made[i]
+        await asyncio.sleep(0.001)
+    raise AssertionError("no connection %d" % i)
+
+
 def test_a_window_of_batches_goes_out_and_each_puback_advances_the_buffer():
     async def main():
         buf = make_buffer(5)
@@ -193,18 +202,77 @@ def test_commands_are_answered_on_the_event_topic():
         up = uplink(buf)
         seen = []
 
-        async def on_command(payload):
+        async def on_command(payload, retained, size, limit):
             seen.append(payload)
             return b"reply:" + payload, lambda: seen.append("then")
         up.on_command = on_command
         task = asyncio.create_task(up.run())
         await settle()
         c = FakeClient.made[0]
-        c.on_message("tether/v1/dev/down/cmd", b"x")
-        c.on_message("tether/v1/other/down/cmd", b"not mine")
+        c.on_message("tether/v1/dev/down/cmd", b"x", False)
+        c.on_message("tether/v1/other/down/cmd", b"not mine", False)
         await settle()
         assert seen == [b"x", "then"]
         assert c.sent[-1][1:4] == ("tether/v1/dev/up/event", b"reply:x", 1)
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_a_command_too_large_for_the_client_is_counted_and_handed_on_with_its_size():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        seen = []
+
+        async def on_command(payload, retained, size, limit):
+            seen.append((payload, retained, size, limit))
+            return (None if retained else b"error"), None
+        up.on_command = on_command
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        c.on_too_large("tether/v1/dev/down/cmd", 100000, 2018, b"head", False)
+        c.on_too_large("tether/v1/dev/down/cmd", 3000, 2018, b"head2", True)
+        c.on_too_large("tether/v1/other/down/cmd", 5000, 2016, b"theirs", False)
+        c.on_message("tether/v1/dev/down/cmd", b"small", True)
+        await settle()
+        assert seen == [(b"head", False, 100000, 2018), (b"head2", True, 3000, 2018),
+                        (b"small", True, None, None)]
+        assert up.too_large == 3  # every message read past counts, whatever its topic
+        # a command answered with None (a repeat, a retained one) gets no reply at all
+        assert [p for _, t, p, _, _, _ in c.sent if t.endswith("/up/event")] == [b"error"]
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_a_connection_that_ends_soon_after_connack_counts_as_a_failure_for_the_backoff():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        clock = up.clock
+        caps = []
+
+        class Rng:
+            def randint(self, a, b):
+                caps.append(b)
+                return a
+        up.rng = Rng()
+        up.stable_ms = 5000
+        task = asyncio.create_task(up.run())
+        # Six connections, each dropped by the broker at once (as a retained command that
+        # made the client fail did): each counts as a failure, and after the quick retries the
+        # backoff grows.
+        for i in range(6):
+            (await connection(i)).drop()
+        # The seventh holds for stable_ms: the backoff after it starts again from the bottom.
+        c = await connection(6)
+        clock.advance(5000)
+        c.drop()
+        await connection(7)
+        assert caps == [2, 2, 2, 4, 8, 16, 2]
+        assert up.connects == 8
         await up.stop()
         await task
     run(main())
@@ -292,3 +360,86 @@ def test_a_client_that_cannot_be_made_is_retried_not_fatal():
         await up.stop()
         await task
     run(main())
+
+
+def publish_all_and_ack(up, c):
+    """Acks every batch c carries until nothing is left in flight."""
+    async def main():
+        while True:
+            await settle()
+            pending = [pid for pid, _, _ in c.batches() if pid in up.inflight]
+            if not pending:
+                return
+            for pid in pending:
+                c.on_puback(pid)
+    return main()
+
+
+def test_a_repair_goes_out_byte_identical_behind_live_batches_and_leaves_the_ack_cursor():
+    async def main():
+        buf = make_buffer(6)
+        up = uplink(buf)
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        await publish_all_and_ack(up, c)
+        assert buf.log.acked == 5 and buf.log.unacked == 0
+        first = dict((batch.seq_of(p), p) for _, t, p, q, r, d in c.sent if t.endswith("/batch"))
+        n = len(c.sent)
+        # Two live batches and a repair of three old ones wait together: live ones go first.
+        assert up.repair("batch", [[1, 3]])
+        for i in range(24, 32):
+            buf.append(1000 * i, 0, i)
+        await settle()
+        new = c.sent[n:]
+        assert [(batch.seq_of(p), q, r) for _, t, p, q, r, d in new] == [
+            (6, 1, False), (7, 1, False), (1, 1, False)]  # the window (3) is full
+        await publish_all_and_ack(up, c)
+        repairs = [(batch.seq_of(p), p, t) for _, t, p, q, r, d in c.sent[n + 2:]]
+        assert [s for s, _, _ in repairs] == [1, 2, 3]
+        for seq, payload, topic in repairs:
+            assert topic == "tether/v1/dev/up/batch" and payload == first[seq]
+        # The repairs' PUBACKs moved nothing: the cursor is where the live acks left it.
+        assert buf.log.acked == 7 and buf.log.unacked == 0 and up.repairs == []
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_repairs_in_flight_when_the_connection_drops_go_again_after_the_reconnect():
+    async def main():
+        buf = make_buffer(4)
+        up = uplink(buf)
+        task = asyncio.create_task(up.run())
+        await settle()
+        c1 = FakeClient.made[0]
+        await publish_all_and_ack(up, c1)
+        sent = dict((batch.seq_of(p), p) for _, t, p, q, r, d in c1.sent if t.endswith("/batch"))
+        assert up.repair("batch", [[0, 3]])
+        await settle()
+        assert [s for _, s, _ in c1.batches()][4:] == [0, 1, 2]
+        c1.on_puback(c1.batches()[4][0])  # repair 0 arrived; 1 and 2 did not
+        c1.drop()
+        for _ in range(10):
+            await asyncio.sleep(0.005)
+        c2 = FakeClient.made[1]
+        await publish_all_and_ack(up, c2)
+        got = [(batch.seq_of(p), p) for _, t, p, q, r, d in c2.sent if t.endswith("/batch")]
+        assert [s for s, _ in got] == [1, 2, 3]
+        assert all(p == sent[s] for s, p in got)
+        assert buf.log.acked == 3 and up.repairs == []
+        await up.stop()
+        await task
+    run(main())
+
+
+def test_the_repair_queue_is_bounded_and_a_range_already_waiting_is_not_queued_twice():
+    buf = make_buffer(0)
+    up = uplink(buf)
+    assert up.repair("batch", [[0, 100]])
+    assert up.repair("batch", [[10, 20], [0, 100]])  # inside what waits: nothing new
+    assert up.repairs == [[0, 0, 100]]
+    for i in range(31):
+        assert up.repair("event", [[i * 2, i * 2]])
+    assert not up.repair("batch", [[500, 500]])
+    assert len(up.repairs) == 32

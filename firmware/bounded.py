@@ -1,0 +1,58 @@
+"""Reading the files and streams a user names, each kind with a size limit.
+
+Without one, `tether check /dev/zero` or `cat /dev/zero | tether decode -` fills the memory and
+dies with a MemoryError. With one, at most limit + 1 bytes are read and the error states the
+limit, whatever the input is: a file, a device, a pipe.
+"""
+import errno
+
+
+class TooLarge(Exception):
+    """str() reads like "larger than 256 KiB, the limit for a profile file", or
+    "line 7: longer than 4 KiB, the limit for a line of readings"."""
+
+    def __init__(self, limit, what, line=None):
+        text = "larger than %s, the limit for %s" % (size_text(limit), what)
+        if line is not None:
+            text = "line %d: longer than %s, the limit for %s" % (line, size_text(limit), what)
+        Exception.__init__(self, text)
+
+
+def size_text(n):
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size and n % size == 0:
+            return "%d %s" % (n // size, unit)
+    return "%d bytes" % n
+
+
+def read(path, limit, what):
+    """The bytes of the file at path: OSError as open() raises it, TooLarge past limit."""
+    if "\0" in path:  # open() raises ValueError for it
+        raise OSError(errno.EINVAL, "a file name cannot hold a NUL character")
+    with open(path, "rb") as f:
+        return read_stream(f, limit, what)
+
+
+def read_stream(f, limit, what):
+    data = f.read(limit + 1)
+    if len(data) > limit:
+        raise TooLarge(limit, what)
+    return data
+
+
+def lines(f, limit, line_limit, what, line_what):
+    """Each line (bytes) of the binary stream f: TooLarge once the stream passes limit bytes,
+    or a line passes line_limit (its number in the message)."""
+    total = 0
+    number = 0
+    while True:
+        line = f.readline(line_limit + 1)
+        if not line:
+            return
+        number += 1
+        total += len(line)
+        if total > limit:
+            raise TooLarge(limit, what)
+        if len(line) > line_limit and not (len(line) == line_limit + 1 and line.endswith(b"\n")):
+            raise TooLarge(line_limit, line_what, number)
+        yield line

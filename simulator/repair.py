@@ -1,0 +1,350 @@
+"""End-to-end repair: the ingest asks devices to re-send what their sequence numbers say it lacks.
+
+Brokers lose messages they acknowledged (a restart without persistence, a SIGKILL, shared
+subscriptions across a restart), and only the ingest can see it: it knows each device's batch
+and event sequence numbers, and health reports carry the newest the device has published
+(docs/uplink.md, "How the ingest repairs gaps"). Per device and kind the database keeps `done`:
+every sequence number up to it is stored, or settled in `lost`. Above it a pass of plan() finds
+the missing ranges (between stored ones, and up to the newest), lets each wait a grace period
+(it may still be on its way), and publishes a bounded `resend` command, at most one outstanding
+per device, at least `interval` apart per device, and within a token bucket for the whole fleet.
+The device re-publishes what it holds; the reply names what it no longer holds (`gone`: lost at
+the broker) and what it dropped unsent (`dropped`: dropped by the device), recorded in `lost`.
+
+Everything here runs inside the ingest writer's transaction (BEGIN IMMEDIATE), so processes that
+share one database never claim the same device at once; the clock is passed in (`now`).
+"""
+import bisect
+import json
+import logging
+import os
+
+from agent import cbor
+
+MAX_RANGES = 16       # per command: the protocol's bound
+MAX_SEQS = 1024       # sequence numbers per command, in all: the protocol's bound
+WINDOW = 4096         # sequence numbers above `done` looked at per device and pass
+MAX_REPLY_RANGES = 64  # per list in a reply (a device sends at most MAX_RANGES)
+ID_PREFIX = "repair-"
+INT64 = 1 << 63
+KINDS = ("batch", "event")
+TABLE = {"batch": "batches", "event": "events"}
+LAST = {"batch": "last_seq", "event": "last_event_seq"}
+REASONS = (("gone", "broker"), ("dropped", "dropped"))  # reply list -> lost.reason
+
+log = logging.getLogger("tether.ingest")
+
+
+class Policy:
+    """How eagerly the ingest asks (seconds; requests per second for the fleet).
+
+    grace: a gap waits this long before it is asked for; interval: at least this long between two
+    requests to one device; timeout: a request without a reply blocks its device this long;
+    reask: a range asked for and still missing is asked again after this; rate, burst: the
+    fleet-wide token bucket (shared by the processes that share the database)."""
+
+    def __init__(self, grace=10.0, interval=5.0, timeout=30.0, reask=60.0, rate=10.0, burst=50):
+        for name, value in (("grace", grace), ("interval", interval), ("timeout", timeout),
+                            ("reask", reask), ("rate", rate), ("burst", burst)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                    or not 0 <= value < 1e9:
+                raise ValueError("repair %s: expected a number from 0, not %r" % (name, value))
+        if rate <= 0 or burst < 1:
+            raise ValueError("repair rate must be above 0 and burst at least 1")
+        self.grace = float(grace)
+        self.interval = float(interval)
+        self.timeout = float(timeout)
+        self.reask = float(reask)
+        self.rate = float(rate)
+        self.burst = float(burst)
+
+
+# ---- pure parts ----
+
+def missing(have, lo, hi):
+    """The ranges [(a, b)] of lo..hi (inclusive) that are not in `have` (ascending)."""
+    out = []
+    nxt = lo
+    for s in have:
+        if s < nxt:
+            continue
+        if s > hi:
+            break
+        if s > nxt:
+            out.append((nxt, s - 1))
+        nxt = s + 1
+    if nxt <= hi:
+        out.append((nxt, hi))
+    return out
+
+
+class Ages:
+    """Since when this process has seen each missing range: grace periods start there. A part of
+    a range that was already missing at the last update keeps its time (a tail that grows, a gap
+    partly filled); a new part starts now."""
+
+    def __init__(self):
+        self.seen = {}  # key -> [(a, b, since)], ascending and disjoint
+
+    def update(self, key, ranges, now):
+        old = self.seen.get(key, ())
+        out = []
+        for a, b in ranges:
+            x = a
+            for oa, ob, since in old:
+                if ob < x:
+                    continue
+                if oa > b:
+                    break
+                if oa > x:
+                    out.append((x, oa - 1, now))
+                    x = oa
+                end = min(ob, b)
+                out.append((x, end, since))
+                x = end + 1
+            if x <= b:
+                out.append((x, b, now))
+        if out:
+            self.seen[key] = out
+        else:
+            self.seen.pop(key, None)
+        return out
+
+    def keep(self, keys):
+        """Forgets every key not in `keys` (their gaps are gone)."""
+        for key in [k for k in self.seen if k not in keys]:
+            del self.seen[key]
+
+
+def choose(ranges, recent, max_ranges=MAX_RANGES, max_seqs=MAX_SEQS):
+    """What one command asks for: `ranges` in order, less the sequence numbers in `recent`
+    (ascending: asked for a moment ago), at most max_ranges ranges and max_seqs numbers."""
+    out = []
+    budget = max_seqs
+    for a, b in ranges:
+        i = bisect.bisect_left(recent, a)
+        x = a
+        while x <= b:
+            stop = recent[i] - 1 if i < len(recent) and recent[i] <= b else b
+            if stop >= x:
+                end = min(stop, x + budget - 1)
+                out.append([x, end])
+                budget -= end - x + 1
+                if not budget or len(out) == max_ranges:
+                    return out
+            x = stop + 2  # past the recent one (or past b)
+            i += 1
+    return out
+
+
+def refill(tokens, at, now, rate, burst):
+    """A token bucket's tokens at `now`, from `tokens` at time `at` (None: a full bucket)."""
+    if at is None:
+        return burst
+    return min(burst, tokens + max(0.0, now - at) * rate)
+
+
+def command(cmd_id, kind, ranges):
+    """The resend command's CBOR bytes (docs/uplink.md)."""
+    return cbor.dumps({"id": cmd_id, "cmd": "resend", "kind": kind, "ranges": ranges})
+
+
+def parse_seq(value):
+    """{kind: (oldest, newest)} from a health report's `seq`; ValueError when malformed."""
+    if not isinstance(value, dict):
+        raise ValueError("seq is not a map")
+    out = {}
+    for kind in KINDS:
+        pair = value.get(kind)
+        if pair is None:
+            continue
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise ValueError("seq.%s is not [oldest, newest]" % kind)
+        oldest, newest = pair
+        if oldest is not None and not _int_in(oldest, 0):
+            raise ValueError("seq.%s oldest %r is not null or a sequence number" % (kind, oldest))
+        if not _int_in(newest, -1):
+            raise ValueError("seq.%s newest %r is not -1 or a sequence number" % (kind, newest))
+        out[kind] = (oldest, newest)
+    return out
+
+
+def parse_ranges(result, key):
+    """[(a, b)] from a reply's result[key]; ValueError when malformed."""
+    value = result.get(key, [])
+    if not isinstance(value, list) or len(value) > MAX_REPLY_RANGES:
+        raise ValueError("%s is not a list of at most %d ranges" % (key, MAX_REPLY_RANGES))
+    out = []
+    for r in value:
+        if not (isinstance(r, list) and len(r) == 2 and _int_in(r[0], 0) and _int_in(r[1], 0)
+                and r[0] <= r[1]):
+            raise ValueError("%s: %r is not a range [from, to]" % (key, r))
+        out.append((r[0], r[1]))
+    return out
+
+
+def _int_in(v, low):
+    return isinstance(v, int) and not isinstance(v, bool) and low <= v < INT64
+
+
+# ---- the database's side (inside the writer's transaction) ----
+
+def note_health(db, device, seq):
+    """A health report's `seq`: the newest it has published (the tail may be missing), and where
+    repair starts for a device seen for the first time: at the oldest it still holds, or lower
+    where batches below that are stored (what is missing between them is asked for too)."""
+    for kind, (oldest, newest) in seq.items():
+        lo = oldest if oldest is not None else newest + 1
+        first = db.execute("SELECT min(seq) FROM %s WHERE device = ?" % TABLE[kind],
+                           (device,)).fetchone()[0]
+        if first is not None and first < lo:
+            lo = first
+        db.execute("UPDATE devices SET {k}_oldest = ?, "
+                   "{k}_newest = max(coalesce({k}_newest, -1), ?), "
+                   "{k}_done = coalesce({k}_done, ?) WHERE device = ?".format(k=kind),
+                   (oldest, newest, lo - 1, device))
+
+
+def arrived(db, device, kind, seq):
+    """A batch or event newly stored: True when it was asked for (a repair). It is no longer
+    lost, should a stale copy turn up after the device said it was gone."""
+    asked = db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq = ?",
+                       (device, kind, seq)).rowcount
+    db.execute("DELETE FROM lost WHERE device = ? AND kind = ? AND seq = ?", (device, kind, seq))
+    return asked > 0
+
+
+def reply(db, device, doc, now, d):
+    """A reply to a resend command (its id starts with ID_PREFIX): the request is answered, and
+    what the device says it no longer holds is settled in `lost`, for the numbers that were
+    asked for and have not arrived. ValueError for a malformed reply."""
+    rid = doc.get("reply")
+    db.execute("UPDATE requests SET answered_at = ? WHERE device = ? AND id = ? "
+               "AND answered_at IS NULL", (now, device, rid))
+    if not doc.get("ok"):
+        d.logs.append((logging.WARNING, "device %s refused the resend request %s: %.200s",
+                       device, rid, doc.get("error")))
+        d.add("repair_refused")
+        return
+    result = doc.get("result")
+    if not isinstance(result, dict) or result.get("kind") not in KINDS:
+        raise ValueError("the result is not a map with kind batch or event")
+    kind = result["kind"]
+    lists = {key: parse_ranges(result, key) for key in ("gone", "dropped", "unknown")}
+    for key, reason in REASONS:
+        for a, b in lists[key]:
+            n = db.execute("INSERT OR IGNORE INTO lost (device, kind, seq, reason, recorded_at) "
+                           "SELECT device, kind, seq, ?, ? FROM asked "
+                           "WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
+                           (reason, now, device, kind, a, b)).rowcount
+            db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
+                       (device, kind, a, b))
+            if n:
+                d.add(("" if kind == "batch" else "events_")
+                      + ("lost_at_broker" if reason == "broker" else "dropped_by_device"), n)
+    unknown = lists["unknown"]
+    for a, b in unknown:
+        db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
+                   (device, kind, a, b))
+    if unknown:
+        # Above what the device has formed: its newest was wrong (a device that lost its flash?).
+        # The next health report says it again; until then nothing there is asked for.
+        db.execute("UPDATE devices SET {k}_newest = min({k}_newest, ?) WHERE device = ?"
+                   .format(k=kind), (min(a for a, _ in unknown) - 1, device))
+
+
+class Repair:
+    """One ingest process's planner: plan() once a second, inside the writer's transaction."""
+
+    def __init__(self, policy, prefix, ingest_id):
+        self.policy = policy
+        self.prefix = prefix
+        self.ingest_id = ingest_id
+        self.ages = Ages()
+
+    def plan(self, db, now):
+        """[(topic, payload)]: the resend commands to publish once the transaction commits."""
+        p = self.policy
+        row = db.execute("SELECT tokens, at FROM repair_bucket WHERE id = 0").fetchone()
+        tokens = refill(row[0], row[1], now, p.rate, p.burst) if row else p.burst
+        spent = 0
+        out = []
+        keys = set()
+        rows = db.execute(
+            "SELECT d.device, d.last_status, r.sent_at, r.answered_at, "
+            "d.batch_done, max(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
+            "d.event_done, max(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)) "
+            "FROM devices d LEFT JOIN requests r ON r.device = d.device "
+            "WHERE (d.batch_done IS NOT NULL AND max(coalesce(d.last_seq, -1), "
+            "       coalesce(d.batch_newest, -1)) > d.batch_done) "
+            "   OR (d.event_done IS NOT NULL AND max(coalesce(d.last_event_seq, -1), "
+            "       coalesce(d.event_newest, -1)) > d.event_done) "
+            "ORDER BY coalesce(r.sent_at, 0)").fetchall()
+        for device, status, sent_at, answered_at, bdone, btop, edone, etop in rows:
+            free = (status != "offline"
+                    and (sent_at is None
+                         or (answered_at is not None and now - sent_at >= p.interval)
+                         or now - sent_at >= max(p.timeout, p.interval)))
+            for kind, done, top in (("batch", bdone, btop), ("event", edone, etop)):
+                if done is None or top <= done:
+                    continue
+                keys.add((device, kind))
+                ripe = self._ripe(db, device, kind, done, top, now)
+                if not (free and ripe and tokens - spent >= 1):
+                    continue
+                lo, hi = ripe[0][0], ripe[-1][1]
+                recent = [s for (s,) in db.execute(
+                    "SELECT seq FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ? "
+                    "AND asked_at > ? ORDER BY seq", (device, kind, lo, hi, now - p.reask))]
+                ranges = choose(ripe, recent)
+                if ranges and self._claim(db, device, kind, ranges, now, out):
+                    spent += 1
+                    free = False
+        self.ages.keep(keys)
+        if spent:
+            db.execute("INSERT OR REPLACE INTO repair_bucket (id, tokens, at) VALUES (0, ?, ?)",
+                       (tokens - spent, now))
+        return out
+
+    def _ripe(self, db, device, kind, done, top, now):
+        """Moves `done` over what is stored or settled; the missing ranges past their grace."""
+        lo, hi = done + 1, min(top, done + WINDOW)
+        args = (device, lo, hi)
+        have = {s for (s,) in db.execute("SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? "
+                                         "AND ?" % TABLE[kind], args)}
+        have.update(s for (s,) in db.execute(
+            "SELECT seq FROM lost WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
+            (device, kind, lo, hi)))
+        if kind == "batch":  # compact batches waiting for their schema are here already
+            have.update(s for (s,) in db.execute(
+                "SELECT seq FROM held WHERE device = ? AND seq BETWEEN ? AND ?", args))
+        gaps = missing(sorted(have), lo, hi)
+        reached = gaps[0][0] - 1 if gaps else hi
+        if reached > done:
+            db.execute("UPDATE devices SET {k}_done = max({k}_done, ?) WHERE device = ?"
+                       .format(k=kind), (reached, device))
+        aged = self.ages.update((device, kind), gaps, now)
+        return [(a, b) for a, b, since in aged if now - since >= self.policy.grace]
+
+    def _claim(self, db, device, kind, ranges, now, out):
+        """Takes the device's one request slot (unless another process holds it) and records
+        what is asked; True when the command is to be sent."""
+        p = self.policy
+        cmd_id = ID_PREFIX + os.urandom(6).hex()
+        claimed = db.execute(
+            "INSERT INTO requests (device, id, kind, ranges, sent_at, answered_at, ingest) "
+            "VALUES (?, ?, ?, ?, ?, NULL, ?) ON CONFLICT (device) DO UPDATE SET "
+            "id = excluded.id, kind = excluded.kind, ranges = excluded.ranges, "
+            "sent_at = excluded.sent_at, answered_at = NULL, ingest = excluded.ingest "
+            "WHERE (requests.answered_at IS NOT NULL AND requests.sent_at <= ?) "
+            "OR requests.sent_at <= ?",
+            (device, cmd_id, kind, json.dumps(ranges), now, self.ingest_id, now - p.interval,
+             now - max(p.timeout, p.interval))).rowcount
+        if not claimed:
+            return False
+        db.executemany("INSERT INTO asked (device, kind, seq, asked_at, asks) "
+                       "VALUES (?, ?, ?, ?, 1) ON CONFLICT (device, kind, seq) DO UPDATE SET "
+                       "asked_at = excluded.asked_at, asks = asks + 1",
+                       [(device, kind, s, now) for a, b in ranges for s in range(a, b + 1)])
+        out.append(("%s/%s/down/cmd" % (self.prefix, device), command(cmd_id, kind, ranges)))
+        return True

@@ -1,0 +1,137 @@
+# agent/commands.py: each command runs at most once, a retained one never runs, one too large
+# for the client is answered with an error that names its id when its first bytes hold it.
+# Both interpreters; the agent against a real broker is in tests/test_agent_uplink.py.
+import asyncio
+
+from agent import cbor, cbor_decode
+from agent.commands import RECENT, Commands, peek_id
+
+
+def commands():
+    runs = []
+
+    def ping(cmd):
+        cmd.done()
+        runs.append(1)
+        return "pong"
+    return Commands({"ping": ping}), runs
+
+
+def in_order(*pairs):
+    """A CBOR map with its pairs in this order (cbor.dumps sorts the keys)."""
+    out = bytes([0xA0 + len(pairs)])
+    for k, v in pairs:
+        out += cbor.dumps(k) + cbor.dumps(v)
+    return out
+
+
+def handle(c, payload, retained=False, size=None, limit=None):
+    reply, _ = asyncio.run(c.handle(payload, retained, size, limit))
+    return None if reply is None else cbor_decode.loads(reply)
+
+
+def test_a_repeated_id_is_neither_run_nor_answered_again():
+    c, runs = commands()
+    ping = cbor.dumps({"id": 7, "cmd": "ping"})
+    assert handle(c, ping) == {"reply": 7, "ok": True, "result": "pong"}
+    assert handle(c, ping) is None
+    assert handle(c, cbor.dumps({"id": "7", "cmd": "ping"}))["ok"]  # text "7" is another id
+    assert runs == [1, 1] and c.skipped == 1
+
+
+def test_an_id_that_got_an_error_is_not_answered_twice_either():
+    c, runs = commands()
+    bad = cbor.dumps({"id": 1, "cmd": "ping", "extra": 1})
+    assert "unknown argument" in handle(c, bad)["error"]
+    assert handle(c, bad) is None
+    assert runs == []
+
+
+def test_only_the_last_ids_are_remembered():
+    c, runs = commands()
+    for i in range(RECENT + 1):
+        assert handle(c, cbor.dumps({"id": i, "cmd": "ping"}))["ok"]
+    assert handle(c, cbor.dumps({"id": RECENT, "cmd": "ping"})) is None
+    assert handle(c, cbor.dumps({"id": 0, "cmd": "ping"}))["ok"]  # forgotten: runs again
+    assert len(runs) == RECENT + 2 and len(c.recent) == RECENT
+
+
+def test_a_retained_command_is_never_run_and_answered_once():
+    c, runs = commands()
+    ping = cbor.dumps({"id": "r1", "cmd": "ping"})
+    r = handle(c, ping, retained=True)
+    assert r["reply"] == "r1" and not r["ok"] and "retained command not run" in r["error"]
+    assert handle(c, ping, retained=True) is None  # the broker replays it on every connect
+    assert handle(c, ping) is None                 # and the id is spent
+    assert handle(c, b"\xff garbage", retained=True) is None  # no id: nobody to answer
+    assert handle(c, b"") is None  # what clears a retained message
+    assert runs == []
+
+
+def test_a_retained_copy_of_a_command_that_ran_live_does_not_run_again():
+    # Published retained while the device was connected, it arrives live without the retain
+    # flag (and runs); the broker replays it, retained, on the next connect.
+    c, runs = commands()
+    ping = cbor.dumps({"id": 5, "cmd": "ping"})
+    assert handle(c, ping)["ok"]
+    assert handle(c, ping, retained=True) is None
+    assert runs == [1]
+
+
+def test_a_command_too_large_is_answered_with_its_id_and_size():
+    c, runs = commands()
+    head = cbor.dumps({"id": "big-1", "cmd": "ping", "pad": b"x" * 100})[:64]
+    r = handle(c, head, size=100043, limit=2018)
+    assert r == {"reply": "big-1", "ok": False,
+                 "error": "command of 100043 bytes is larger than the 2018 bytes this device takes"}
+    assert handle(c, head, size=100043, limit=2018) is None  # the same id again
+    assert handle(c, head, retained=True, size=100043, limit=2018) is None
+    # an id behind a long value cannot be read from the first bytes: null
+    late = in_order(("pad", b"x" * 100), ("id", 9), ("cmd", "ping"))[:64]
+    assert handle(c, late, size=3000, limit=2018)["reply"] is None
+    assert handle(c, late, retained=True, size=3000, limit=2018) is None
+    assert runs == []
+
+
+def test_peek_id_reads_the_id_from_the_first_bytes_only():
+    assert peek_id(cbor.dumps({"id": 3, "cmd": "resend", "ranges": [[0, 1]] * 50})[:20]) == 3
+    assert peek_id(in_order(("cmd", "resend"), ("kind", "batch"), ("id", "x"))[:40]) == "x"
+    assert peek_id(cbor.dumps({"id": True, "cmd": "ping"})) is None
+    assert peek_id(cbor.dumps({"id": [1], "cmd": "ping"})) is None
+    assert peek_id(cbor.dumps([{"id": 1}])) is None
+    assert peek_id(b"\xbf\x62id\x01\xff") == 1   # an indefinite-length map
+    assert peek_id(b"\xbf\x63cmd\x01\xff") is None
+    assert peek_id(cbor.dumps({"id": "a" * 100})[:30]) is None  # the id itself cut off
+    assert peek_id(b"") is None and peek_id(b"\xff\xfe") is None
+
+
+# -- error messages stay short: never the digits of a bignum (CPython refuses to print them),
+# never a long name whole
+
+def reply_to(fields):
+    def check_interval(cmd):
+        n = cmd.arg("n", int, 1, 10)
+        cmd.done()
+        return n
+    commands = Commands({"ping": lambda cmd: cmd.done(), "set": check_interval})
+    out, _ = asyncio.run(commands.handle(cbor.dumps(fields)))
+    return cbor_decode.loads(out)
+
+
+def test_a_command_name_that_is_not_text_is_shown_by_its_type():
+    r = reply_to({"id": 1, "cmd": [1 << 70]})
+    assert r == {"reply": 1, "ok": False, "error": "unknown command <list> (known: ping, set)"}
+
+
+def test_a_bignum_argument_out_of_range_is_not_printed():
+    r = reply_to({"id": "a", "cmd": "set", "n": 10 ** 5000})
+    assert r["error"] == "argument 'n' must be from 1 to 10, got <int of more than 64 bits>"
+    assert reply_to({"id": "a", "cmd": "set", "n": 11})["error"].endswith("got 11")
+
+
+def test_an_unknown_argument_named_by_a_bignum_or_a_long_text_is_shown_short():
+    assert reply_to({"id": 2, "cmd": "ping", 10 ** 5000: 1})["error"] == (
+        "unknown argument <int of more than 64 bits>")
+    error = reply_to({"id": 2, "cmd": "ping", "x" * 1000: 1})["error"]
+    assert error == "unknown argument '%s'..." % ("x" * 37)
+    assert reply_to({"id": 3, "cmd": "set", "n": 4}) == {"reply": 3, "ok": True, "result": 4}

@@ -1,0 +1,203 @@
+"""Bad input to the `tether` command, run as a user runs it: a plain message and exit 2, never a
+traceback, never unbounded memory, and never a line of a file the profile had no business
+reading."""
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(ROOT, "examples", "reference-printer.yaml")
+PROFILE = """\
+device: {id: kettle}
+platform: sim
+buses: [{id: i2c0, type: i2c, sda: 1, scl: 2}]
+sensors: [{name: power, driver: ina219, bus: i2c0}]
+uplink: {broker: "mqtt://localhost"}
+"""
+PASSWD = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"
+
+
+def _small_memory():
+    # 1 GiB of address space: reading /dev/zero whole would die with a MemoryError long before
+    # it finished, so a pass proves the read was bounded.
+    resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+
+def tether(*args, stdin=None):
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + [str(a) for a in args],
+                          stdin=stdin, capture_output=True, text=True, cwd=ROOT, env=env,
+                          preexec_fn=_small_memory, timeout=120)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def refused(proc, *says):
+    assert proc.returncode == 2, proc.stderr
+    for text in says:
+        assert text in proc.stderr
+
+
+def product(tmp_path, head=""):
+    """A valid profile in tmp_path/product/ with `head` (packages, say) on top."""
+    folder = tmp_path / "product"
+    folder.mkdir(exist_ok=True)
+    path = folder / "p.yaml"
+    path.write_text(textwrap.dedent(head) + PROFILE)
+    return path
+
+
+def test_check_of_dev_zero_states_the_profile_size_limit():
+    refused(tether("check", "/dev/zero"),
+            "/dev/zero: cannot read: larger than 256 KiB, the limit for a profile file")
+
+
+@pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
+def test_a_package_naming_an_endless_device_states_the_size_limit(tmp_path, device):
+    path = product(tmp_path, "packages: [%s]\n" % device)
+    refused(tether("check", "--allow-outside", "/dev", path),
+            "%s:1:12: packages[0]: cannot read '%s': larger than 256 KiB, the limit for a "
+            "profile file" % (path, device))
+
+
+def test_a_pem_file_naming_dev_zero_states_its_size_limit(tmp_path):
+    path = product(tmp_path)
+    path.write_text(PROFILE.replace('"mqtt://localhost"', '"mqtts://localhost", ca: /dev/zero'))
+    refused(tether("check", path),
+            "uplink.ca: cannot read '/dev/zero': larger than 1 MiB, the limit for a PEM file")
+
+
+def test_a_package_outside_the_profiles_folder_is_refused_unread(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "passwd").write_text(PASSWD)
+    path = product(tmp_path, """\
+        packages:
+          - ../elsewhere/passwd
+          - %s/etc/passwd
+        """ % ("../" * 40))
+    proc = tether("check", path)
+    refused(proc, "%s:2:5: packages[0]: '%s' is outside the profile's folder '%s': packages are "
+                  "read from there, or from a folder given with --allow-outside"
+            % (path, tmp_path / "elsewhere" / "passwd", tmp_path / "product"),
+            "%s:3:5: packages[1]: '/etc/passwd' is outside" % path)
+    assert len(proc.stderr.splitlines()) == 2  # no "missing key" for what the packages lack
+
+
+def test_a_link_out_of_the_profiles_folder_is_outside_too(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "passwd").write_text(PASSWD)
+    path = product(tmp_path, "packages: [base.yaml]\n")
+    (tmp_path / "product" / "base.yaml").symlink_to(tmp_path / "elsewhere" / "passwd")
+    refused(tether("check", path), "packages[0]: '%s' (a link to '%s') is outside"
+            % (tmp_path / "product" / "base.yaml", tmp_path / "elsewhere" / "passwd"))
+
+
+def test_a_file_read_by_mistake_is_described_never_quoted(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "passwd").write_text(PASSWD)
+    path = product(tmp_path, "packages: [../elsewhere/passwd]\n")
+    proc = tether("check", "--allow-outside", tmp_path / "elsewhere", path)
+    refused(proc, "passwd:1:1: expected a mapping of top-level keys, got text")
+    assert "/bin/bash" not in proc.stderr and len(proc.stderr.splitlines()) == 1
+    proc = tether("check", tmp_path / "elsewhere" / "passwd")
+    refused(proc, "passwd:1:1: expected a mapping of top-level keys, got text")
+    assert "/bin/bash" not in proc.stderr
+
+
+def test_allow_outside_lets_compile_and_run_read_a_shared_package(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "base.yaml").write_text("batch: {max_readings: 7}\n")
+    path = product(tmp_path, "packages: [../shared/base.yaml]\n")
+    refused(tether("compile", path), "is outside the profile's folder")
+    proc = tether("compile", "--allow-outside", tmp_path / "shared", path)
+    assert proc.returncode == 0 and '"max_readings":7' in proc.stdout, proc.stderr
+    refused(tether("run", path), "is outside the profile's folder")
+    # Past the package check, run stops at the next problem: the device id is a template.
+    path.write_text(path.read_text().replace("{id: kettle}", "{id: 'kettle-{uid}'}"))
+    refused(tether("run", "--allow-outside", tmp_path / "shared", path), "--device ID")
+
+
+def test_after_an_alias_bomb_only_the_bomb_is_reported(tmp_path):
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += ["a%d: &a%d [%s]" % (i, i, ", ".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 7)]
+    path = product(tmp_path)
+    before, uplink = PROFILE.split("uplink:")
+    path.write_text(before + "\n".join(lines) + "\nuplink:" + uplink + "batch: {max_readings: 9}\n")
+    proc = tether("check", path)
+    refused(proc, "too many values (aliases expand to more than 100000); simplify the file")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_an_alias_bomb_in_a_package_stops_the_other_files_quietly(tmp_path):
+    lines = ['a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x", "x"]']
+    lines += ["a%d: &a%d [%s]" % (i, i, ", ".join(["*a%d" % (i - 1)] * 10)) for i in range(1, 7)]
+    path = product(tmp_path, "packages: [bomb.yaml, base.yaml]\n")
+    (tmp_path / "product" / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    (tmp_path / "product" / "base.yaml").write_text("batch: {max_readings: 7}\n")
+    proc = tether("check", path)
+    refused(proc, "bomb.yaml:")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
+
+
+def test_decode_of_dev_zero_states_the_batch_file_size_limit():
+    refused(tether("decode", "/dev/zero"),
+            "tether decode: /dev/zero: larger than 64 MiB, the limit for a batch file")
+
+
+def test_decode_of_an_endless_stream_states_the_batch_file_size_limit():
+    with open("/dev/zero", "rb") as zero:  # what `cat /dev/zero | tether decode -` gives it
+        refused(tether("decode", "-", stdin=zero),
+                "tether decode: -: larger than 64 MiB, the limit for a batch file")
+
+
+def test_encode_of_dev_zero_states_the_line_length_limit():
+    refused(tether("encode", "--profile", REFERENCE, "/dev/zero", "-o", os.devnull),
+            "tether encode: /dev/zero: line 1: longer than 4 KiB, the limit for a line of readings")
+
+
+def test_encode_of_an_endless_stream_of_readings_states_the_file_size_limit(tmp_path):
+    feed = subprocess.Popen(["yes", '{"t": 1763856000, "n": "power", "v": 2}'],
+                            stdout=subprocess.PIPE)
+    try:
+        proc = tether("encode", "--profile", REFERENCE, "-", "-o", os.devnull, stdin=feed.stdout)
+    finally:
+        feed.kill()
+        feed.wait()
+        feed.stdout.close()
+    refused(proc, "tether encode: -: larger than 64 MiB, the limit for a readings file")
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_encode_refuses_nan_and_infinity_with_the_line_number(tmp_path, value):
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1763856000, "n": "power", "v": 2}\n'
+                        '{"t": 1763856010, "n": "power", "v": %s}\n' % value)
+    refused(tether("encode", "--profile", REFERENCE, readings, "-o", os.devnull),
+            "tether encode: %s: line 2: t and v must be finite numbers (not NaN or Infinity)"
+            % readings)
+    readings.write_text('{"t": %s, "n": "power", "v": 2}\n' % value)
+    refused(tether("encode", "--profile", REFERENCE, readings, "-o", os.devnull),
+            "line 1: t and v must be finite numbers")
+
+
+def test_a_fleet_file_naming_dev_zero_states_its_size_limit():
+    refused(tether("simulate", "--fleet", "/dev/zero"),
+            "tether simulate: /dev/zero: larger than 256 KiB, the limit for a fleet file")
+
+
+def test_read_and_encode_take_allow_outside_too(tmp_path):
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "base.yaml").write_text("batch: {max_readings: 7}\n")
+    path = product(tmp_path, "packages: [../shared/base.yaml]\n")
+    proc = tether("read", "--allow-outside", tmp_path / "shared", path)
+    assert proc.returncode == 0 and "power" in proc.stdout, proc.stderr
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1763856000, "n": "power", "v": 2}\n')
+    refused(tether("encode", "--profile", path, readings, "-o", os.devnull), "is outside")
+    proc = tether("encode", "--allow-outside", tmp_path / "shared", "--profile", path, readings,
+                  "-o", os.devnull)
+    assert proc.returncode == 0, proc.stderr
