@@ -159,7 +159,6 @@ class Fleet:
     async def run(self):
         """The whole simulation; returns the report (simulator/report.py)."""
         from simulator.ingest import Ingest
-        from simulator.report import build
         os.makedirs(self.workdir, exist_ok=True)
         try:
             host, port = await self._start_broker()
@@ -178,15 +177,16 @@ class Fleet:
                 await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
             except RuntimeError as exc:  # the broker refused it, or did not answer
                 raise FleetError(str(exc))
-            return await self._run_devices(host, port, build)
+            return await self._run_devices(host, port)
         finally:
             self._end_ingest(host, port)
             if self.broker is not None:
                 await self.broker.stop()
 
-    async def _run_devices(self, host, port, build):
+    async def _run_devices(self, host, port):
         """The devices from start to stop, with the wait for the ingest and its repairs; the
         report."""
+        from simulator.report import build
         self._make_devices(host, port)
         schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
                                        self.duration_ms, self.seed)
