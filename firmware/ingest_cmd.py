@@ -78,7 +78,8 @@ which mode is safe where (measured: bench/broker_restart.py, docs/ingest.md):
   The default, plain subscriptions with a persistent session (one process), loses nothing
   across a restart (SIGTERM) of mosquitto with persistence on. A SIGKILL, or a broker without
   persistence, loses what it held in memory (every mode does), and so does any restart of
-  rumqttd (`tether simulate`'s embedded broker).
+  rumqttd (`tether simulate`'s embedded broker): repair (on unless --no-repair) asks the
+  devices for it again.
   --group (a shared subscription) loses on mosquitto 2.0.11 what is published after a restart
   and before the ingest is back, and on rumqttd stops the devices' publishes from being
   acknowledged while the group has no member online. Use it only on a broker that never
