@@ -75,9 +75,10 @@ def encode(profile, lines, device_id=None):
         batches.append(item[1])
 
 
-def items(data):
-    """(offset, kind, item) for each item of a batch file; kind is "schema" or "batch"."""
-    schemas = {}
+def items(data, schemas=None):
+    """(offset, kind, item) for each item of a batch file; kind is "schema" or "batch".
+    schemas: id -> Schema known before the file (--schema, --db); the file's own are added."""
+    schemas = schemas if schemas is not None else {}
     r = cbor_decode.Reader(data)
     while not r.at_end():
         start = r.pos
@@ -93,6 +94,71 @@ def items(data):
         else:
             end = _skip(r)
             yield start, "batch", batch_decode.decode(data[start:end], schemas, start)
+
+
+SCHEMA_FILE_MAX = 1 << 20  # a schema of 255 channels takes a few KiB
+
+
+class Schemas(dict):
+    """Schemas by id that remember the first id asked for and missing (for a hint)."""
+    missing = None
+
+    def __bool__(self):  # the decoder does `schemas or {}`: an empty one must stay this one
+        return True
+
+    def get(self, key, default=None):
+        if key not in self and self.missing is None:
+            self.missing = key
+        return dict.get(self, key, default)
+
+
+def load_schemas(files=(), db=None):
+    """Schemas from schema documents (files of CBOR maps: what a device publishes retained on
+    up/schema, or a batch file's leading schema) and from an ingest database's `schemas` table.
+    InputError says which source is wrong."""
+    schemas = Schemas()
+    for path in files:
+        try:
+            with open(path, "rb") as f:
+                data = f.read(SCHEMA_FILE_MAX + 1)
+        except OSError as exc:
+            raise InputError("--schema %s: %s" % (path, exc.strerror))
+        if len(data) > SCHEMA_FILE_MAX:
+            raise InputError("--schema %s: larger than %d bytes, not a schema document"
+                             % (path, SCHEMA_FILE_MAX))
+        found = 0
+        try:
+            r = cbor_decode.Reader(data)
+            while not r.at_end():  # the maps; a batch file's batches (arrays) are passed over
+                start = r.pos
+                end = _skip(r)
+                if data[start] >> 5 == 5:
+                    s = Schema.from_cbor(data[start:end])
+                    schemas[s.id] = s
+                    found += 1
+        except cbor.CBORError as exc:
+            raise InputError("--schema %s: not a schema document: %s" % (path, exc))
+        if not found:
+            raise InputError("--schema %s: holds no schema document (a CBOR map, as a device "
+                             "publishes on .../up/schema)" % path)
+    if db is not None:
+        import sqlite3
+        try:
+            conn = sqlite3.connect("file:%s?mode=ro" % db.replace("?", "%3f").replace("#", "%23"),
+                                   uri=True)
+            try:
+                rows = conn.execute("SELECT schema_id, document FROM schemas").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            raise InputError("--db %s: not an ingest database with a schemas table (%s)"
+                             % (db, exc))
+        for sid, document in rows:
+            try:
+                schemas[sid] = Schema.from_cbor(bytes(document))
+            except (cbor.CBORError, TypeError) as exc:
+                raise InputError("--db %s: schema %s does not decode: %s" % (db, sid, exc))
+    return schemas
 
 
 def _skip(r):
@@ -191,8 +257,14 @@ def cmd_decode(args):
               file=sys.stderr)
         return 2
     out = sys.stdout
+
     try:
-        for _, kind, item in items(data):
+        schemas = load_schemas(args.schema, args.db)
+    except InputError as exc:
+        print("tether decode: %s" % exc, file=sys.stderr)
+        return 2
+    try:
+        for _, kind, item in items(data, schemas):
             if kind != "batch":
                 continue
             if args.senml:
@@ -202,7 +274,9 @@ def cmd_decode(args):
                     out.write(json.dumps({"t": _seconds(t), "n": name, "v": v}) + "\n")
     except cbor.CBORError as exc:
         out.flush()
-        print("tether decode: %s: %s" % (src, exc), file=sys.stderr)
+        hint = ("; give its schema with --schema FILE or --db INGEST.sqlite"
+                if schemas.missing is not None else "")
+        print("tether decode: %s: %s%s" % (src, exc, hint), file=sys.stderr)
         return 2
     return 0
 
@@ -221,4 +295,9 @@ def add_commands(sub):
     p = sub.add_parser("decode", help="print the readings of a batch file as JSON lines")
     p.add_argument("--senml", action="store_true", help="print each batch as a SenML JSON pack")
     p.add_argument("input", metavar="IN", help="batch file, or - for standard input")
+    p.add_argument("--schema", action="append", default=[], metavar="FILE",
+                   help="schema document(s) for compact batches: what a device publishes "
+                        "retained on {prefix}/{device}/up/schema (may be given more than once)")
+    p.add_argument("--db", metavar="INGEST.sqlite",
+                   help="take the schemas of compact batches from an ingest database")
     p.set_defaults(func=cmd_decode)

@@ -29,7 +29,9 @@ def add_profile_commands(sub):
 
 
 def build_parser():
+    from agent.runtime import VERSION
     parser = argparse.ArgumentParser(prog="tether", description="Tether edge agent tools")
+    parser.add_argument("--version", action="version", version="tether " + VERSION)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_profile_commands(sub)

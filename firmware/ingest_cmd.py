@@ -9,6 +9,7 @@ Also `python -m simulator.ingest ...` with the same options. Several processes w
 """
 import argparse
 import logging
+import math
 import os
 import signal
 import sqlite3
@@ -16,6 +17,7 @@ import sys
 import threading
 import time
 
+from firmware.args import seconds
 from simulator.ingest import parse_broker
 
 
@@ -43,7 +45,7 @@ def add_arguments(p):
     p.add_argument("--clean-session", action="store_true",
                    help="no persistent session: nothing is queued for this process while it is "
                         "down or the broker restarts (loses data; see below)")
-    p.add_argument("--hold", type=float, default=60.0, metavar="SECONDS",
+    p.add_argument("--hold", type=seconds(0), default=60.0, metavar="SECONDS",
                    help="how long a compact batch waits for its schema before it is counted as "
                         "undecodable (default: %(default)s)")
     p.add_argument("--ack-on-receipt", action="store_true",
@@ -154,6 +156,10 @@ def main(args, out=sys.stdout, err=sys.stderr):
         host, port, tls, user, password = parse_broker(args.broker)
     except ValueError as exc:
         err.write("tether ingest: %s\n" % exc)
+        return 2
+    if not args.every >= 0.1 or args.every == math.inf:  # NaN too
+        err.write("tether ingest: --every: expected a number of seconds of at least 0.1, got %r\n"
+                  % args.every)
         return 2
     user = args.username if args.username is not None else user
     if args.password_env:

@@ -1,15 +1,16 @@
-"""`tether read`: reads every sensor of a profile once (or N times) and prints each value with
-its unit, or that sensor's error; exits 1 if any sensor failed.
+"""`tether read`: reads every sensor of one or more profiles once (or N times) and prints each
+value with its unit, or that sensor's error; exits 1 if any sensor failed.
 
 On a Raspberry Pi it checks the wiring and the calibration with the real drivers on the real
 buses; with `--platform sim` the same drivers run against virtual chips.
 """
+import os
 import sys
 import time
 
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
-from firmware.profile.units import parse_duration
+from firmware.profile.units import DAY
 from hal.board import drivers
 
 
@@ -71,27 +72,39 @@ def read_round(profile, sources, out, ready):
     return failed
 
 
-def main(args, out=sys.stdout, err=sys.stderr):
-    profile, errors = compile_profile(args.profile, args.allow_outside)
+def main(args, out=None, err=None):
+    """Each profile in turn; the exit status is the worst of theirs."""
+    out, err = out or sys.stdout, err or sys.stderr
+    status = 0
+    gap = ""
+    for path in args.profiles:
+        if os.path.basename(path) == "secrets.yaml":  # `tether read examples/*.yaml` names it too
+            continue
+        result = read_profile(path, args, out, err, gap)
+        if result != 2:
+            gap = "\n"  # between the readings of one profile and the next
+        status = max(status, result)
+    return status
+
+
+def read_profile(path, args, out, err, gap=""):
+    profile, errors = compile_profile(path, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
     name = args.platform or profile["platform"]
-    interval_ms = parse_duration(args.interval)
-    if interval_ms is None:
-        err.write("tether read: --interval: expected a duration like '1s', got %r\n"
-                  % args.interval)
-        return 2
+    interval_ms = args.interval
     try:
         platform = platform_for(name, profile, args.fault)
         sources = drivers(profile, platform)
     except ValueError as exc:
-        err.write("tether read: %s\n" % exc)
+        err.write("tether read: %s: %s\n" % (path, exc))
         return 2
     except (ImportError, OSError) as exc:
-        err.write("tether read: cannot open the %s platform: %s\n" % (name, exc))
+        err.write("tether read: %s: cannot open the %s platform: %s\n" % (path, name, exc))
         return 2
-    out.write("%s on %s: %d sensors\n" % (args.profile, name, len(sources)))
+    out.write("%s%s on %s: %d sensors\n" % (gap, path, name, len(sources)))
+    out.flush()
     failed = 0
     ready = set()
     try:
@@ -109,12 +122,15 @@ def main(args, out=sys.stdout, err=sys.stderr):
 
 
 def add_command(sub):
-    p = sub.add_parser("read", help="read every sensor of a profile and print the values")
-    p.add_argument("profile", metavar="PROFILE")
+    from firmware.args import duration, whole
+    p = sub.add_parser("read", help="read every sensor of one or more profiles and print the "
+                                    "values")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE",
+                   help="a profile YAML file (several: each in turn)")
     p.add_argument("--platform", choices=("sim", "rpi", "esp32"),
                    help="where to read (default: the profile's platform)")
-    p.add_argument("--count", type=int, default=1, metavar="N", help="read N times")
-    p.add_argument("--interval", default="1s", metavar="DURATION",
+    p.add_argument("--count", type=whole(1), default=1, metavar="N", help="read N times")
+    p.add_argument("--interval", type=duration(0, DAY), default="1s", metavar="DURATION",
                    help="between readings (default 1s)")
     p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
                    help="with --platform sim: break the part behind a sensor (nack, stuck, "

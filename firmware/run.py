@@ -2,14 +2,174 @@
 
 On a Raspberry Pi it reads the real sensors (hal/linux) and uplinks over paho-mqtt; with
 `--platform sim` the same agent runs on virtual chips. The buffer lives where the profile says
-(`buffer.path`), or in `--store DIR`.
+(`buffer.path`), or in `--store DIR`; `--broker URL` sends to another broker than the profile's.
+
+It prints a line for each connection made, lost or refused and for each sensor that starts or
+stops failing, and a status line every `--status-every` (1min; `--quiet`: none). A broker it cannot reach, or that refuses the login,
+is reported at once; sampling goes on and the buffer keeps the readings until it gets through.
 """
 import asyncio
+import errno
 import signal
+import socket
+import ssl
 import sys
+import time
 
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
+from firmware.profile.schema import BROKER
+from firmware.profile.units import format_duration
+
+STATUS_EVERY_MS = 60000
+
+# CONNACK return codes 1-5, as a user should read them.
+REFUSED = {1: "the broker refused MQTT 3.1.1, or it is not an MQTT broker",
+           2: "the broker refused the client id",
+           3: "the broker is unavailable",
+           4: "the broker refused the login: bad user name or password",
+           5: "the broker refused the login: not authorised"}
+
+
+def override_broker(profile, url):
+    """Points the profile's uplink at url (mqtt://host[:port] or mqtts://...). Without TLS the
+    profile's CA, certificate and key are not used; its user name and password are."""
+    match = BROKER.fullmatch(url)
+    port = match and int(match.group(3) or (8883 if match.group(1) == "mqtts" else 1883))
+    if not match or not 1 <= port <= 65535:
+        hint = "; the user name and password come from the profile" if "@" in url else ""
+        raise ValueError("--broker: expected a URL like mqtt://127.0.0.1:1883 or "
+                         "mqtts://broker.example:8883, got %r%s" % (url, hint))
+    u = profile["uplink"]
+    u.update({"host": match.group(2).strip("[]"), "port": port,
+              "tls": match.group(1) == "mqtts"})
+    if not u["tls"]:
+        for key in ("ca", "cert", "key"):
+            u.pop(key, None)
+
+
+def plain(exc, host, port):
+    """What went wrong with a connection, in words (exceptions of agent/host/paho_client.py)."""
+    code = getattr(exc, "code", None)
+    if code in REFUSED:
+        return REFUSED[code]
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return "the broker's certificate does not verify: %s" % exc.verify_message
+    if isinstance(exc, ssl.SSLError):
+        return "TLS failed: %s" % (exc.reason or exc)
+    if isinstance(exc, socket.gaierror):
+        return "cannot resolve %s: %s" % (host, exc.strerror)
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused: no broker listening on %s:%d" % (host, port)
+    if isinstance(exc, OSError) and exc.errno in (errno.ETIMEDOUT, errno.EHOSTUNREACH,
+                                                  errno.ENETUNREACH):
+        return "cannot reach %s:%d: %s" % (host, port, exc.strerror or exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
+
+
+class Reporter:
+    """The lines `tether run` prints while the agent runs. It sees the connections through the
+    MQTT client class it hands the agent (logged_client), so the agent needs no hooks."""
+
+    def __init__(self, out, host, port, tls):
+        self.out = out
+        self.where = "%s:%d%s" % (host, port, " (TLS)" if tls else "")
+        self.host, self.port = host, port
+        self.agent = None
+        self.failing = None     # the reason of the failures since the last connection
+        self.failures = 0
+        self.down_since = time.monotonic()
+        self.error_before = None  # the uplink's last error when the connection was made
+        self.failing_sensors = {}  # sensor name -> the kind of its failure, as last printed
+
+    def line(self, text):
+        self.out.write("%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
+        self.out.flush()
+
+    def connected(self):
+        waiting = self.agent.buffer.log.unacked if self.agent else 0
+        self.line("connected to %s%s" % (self.where, ", sending %d batches that waited"
+                                         % waiting if waiting else ""))
+        self.failing, self.failures = None, 0
+        self.error_before = self.agent.uplink.last_error if self.agent else None
+
+    def refused(self, exc):
+        """A connection attempt failed: said at once, then again only when the reason changes."""
+        why = plain(exc, self.host, self.port)
+        self.failures += 1
+        if why != self.failing:
+            self.failing = why
+            self.line("cannot connect to %s: %s; sampling goes on, readings are kept, retrying"
+                      % (self.where, why))
+
+    def lost(self, exc):
+        if self.agent is not None and self.agent.uplink.stopping:
+            return
+        self.down_since = time.monotonic()
+        why = None
+        if exc is not None:
+            why = plain(exc, self.host, self.port)
+        elif self.agent is not None and self.agent.uplink.last_error is not self.error_before:
+            why = self.agent.uplink.last_error  # the uplink closed it, and said why
+        self.line("disconnected from %s%s; reconnecting" % (self.where,
+                                                            ": %s" % why if why else ""))
+
+    def sensors(self):
+        for c in self.agent.sampler.channels:
+            if c.failing != self.failing_sensors.get(c.name):
+                if c.failing is None:
+                    self.line("sensor %s reads again" % c.name)
+                else:
+                    self.line("sensor %s fails (%s); it is tried again with backoff, the other "
+                              "sensors go on" % (c.name, c.failing))
+                self.failing_sensors[c.name] = c.failing
+
+    def status(self):
+        a = self.agent
+        u = a.uplink
+        log = a.buffer.log
+        errors = sum(sum(e.values()) for _, _, _, e in a.sampler.health())
+        if u.connected:
+            link = "connected"
+        else:
+            link = "not connected for %s" % format_duration(
+                int(time.monotonic() - self.down_since) * 1000)
+            if self.failing:
+                link += " (%d attempts: %s)" % (self.failures, self.failing)
+        self.line("status: %s; %d readings, %d batches acknowledged, %d waiting, %d readings "
+                  "dropped, %d sensor errors" % (link, sum(c.readings for c in a.sampler.channels),
+                                                 u.acked, log.unacked, log.dropped, errors))
+
+    def logged_client(self, client_class):
+        reporter = self
+
+        class Logged(client_class):
+            _logged_on_close = None
+
+            async def connect(self):
+                try:
+                    await super().connect()
+                except Exception as exc:
+                    reporter.refused(exc)
+                    raise
+                reporter.connected()
+
+            # The uplink sets on_close on each client it makes: reported, then passed on.
+            @property
+            def on_close(self):
+                return self._logged_on_close
+
+            @on_close.setter
+            def on_close(self, fn):
+                def closed(exc):
+                    reporter.lost(exc)
+                    if fn is not None:
+                        fn(exc)
+                self._logged_on_close = closed
+
+        return Logged
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
@@ -21,35 +181,55 @@ def main(args, out=sys.stdout, err=sys.stderr):
         err.write("tether run: the device id %r is a template: give --device ID\n"
                   % profile["device"]["id"])
         return 2
+    try:
+        if args.broker:
+            override_broker(profile, args.broker)
+    except ValueError as exc:
+        err.write("tether run: %s\n" % exc)
+        return 2
     if args.store:
         profile["buffer"]["path"] = args.store
         profile["buffer"]["storage"] = "flash"
     from firmware.read import platform_for
     try:
-        platform = platform_for(args.platform or profile["platform"], profile)
+        platform = platform_for(args.platform or profile["platform"], profile, args.fault)
     except (ValueError, ImportError, OSError) as exc:
         err.write("tether run: %s\n" % exc)
         return 2
-    return asyncio.run(_run(profile, platform, args, out))
+    return asyncio.run(_run(profile, platform, args, out, err))
 
 
-async def _run(profile, platform, args, out):
+async def _run(profile, platform, args, out, err):
     from agent.clock import SystemClock
     from agent.host.paho_client import Client
     from agent.runtime import Agent
-    agent = Agent(profile, platform, SystemClock(), Client, device_id=args.device)
-    discarded = agent.open()
     u = profile["uplink"]
+    reporter = Reporter(out, u["host"], u["port"], u["tls"])
+    try:
+        agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
+                      device_id=args.device)
+        discarded = agent.open()
+    except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
+        err.write("tether run: %s\n" % ("%s: %s" % (exc.filename, exc.strerror)
+                                        if exc.filename and exc.strerror else exc))
+        return 2
+    except ValueError as exc:
+        err.write("tether run: %s\n" % exc)
+        return 2
+    reporter.agent = agent
     out.write("%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
         agent.device, len(agent.sampler.channels), profile["buffer"]["path"],
         agent.buffer.log.unacked, ", %d torn bytes discarded" % discarded if discarded else "",
         u["host"], u["port"], " (TLS)" if u["tls"] else ""))
     out.flush()
-    stopping = asyncio.get_running_loop().create_future()
+    loop = asyncio.get_running_loop()
+    stopping = loop.create_future()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        asyncio.get_running_loop().add_signal_handler(sig, stopping.set_result, sig)
+        loop.add_signal_handler(sig, _once, stopping, sig)
     task = asyncio.create_task(agent.run())
+    watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))
     await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    watch.cancel()
     if not task.done():
         await agent.stop()
         await task
@@ -58,13 +238,43 @@ async def _run(profile, platform, args, out):
     return 0
 
 
+def _once(stopping, sig):
+    # A second Ctrl-C while the agent drains changes nothing (the drain is bounded).
+    if not stopping.done():
+        stopping.set_result(sig)
+
+
+async def _watch(reporter, every_ms):
+    """A line when a sensor starts or stops failing (checked every second), and the status line
+    every every_ms (None: never)."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + every_ms / 1000 if every_ms else None
+    while True:
+        await asyncio.sleep(1 if due is None else min(1, max(due - loop.time(), 0)))
+        reporter.sensors()
+        if due is not None and loop.time() >= due:
+            reporter.status()
+            due += every_ms / 1000
+
+
 def add_command(sub):
+    from firmware.args import duration
     p = sub.add_parser("run", help="run the agent on this machine (a Raspberry Pi, or --platform "
                                    "sim) until Ctrl-C")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--platform", choices=("sim", "rpi"), help="default: the profile's")
     p.add_argument("--device", metavar="ID", help="the device id (when the profile's is a "
                                                   "template such as printer-{uid})")
+    p.add_argument("--broker", metavar="URL",
+                   help="use this broker instead of the profile's: mqtt://HOST[:PORT] (no TLS: "
+                        "the profile's CA and certificate are not used) or mqtts://HOST[:PORT]")
+    p.add_argument("--status-every", type=duration(1000, 86400000), default=STATUS_EVERY_MS,
+                   metavar="DURATION", help="a status line this often (default 1min)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no status lines (connections and errors are still reported)")
+    p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
+                   help="with --platform sim: break the part behind a sensor, as tether read "
+                        "does")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
                                                   "profile's buffer.path)")
     add_allow_outside(p)

@@ -2,10 +2,12 @@
 reference ingest, on accelerated device time; ends with a report of where every reading went."""
 import asyncio
 import json
+import math
 import os
 import sys
 
-from firmware.profile.units import parse_duration
+from firmware.args import duration as duration_arg, whole
+from firmware.profile.units import DAY, format_duration
 
 DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
 
@@ -18,19 +20,18 @@ def parse_speed(text):
         speed = float(value)
     except ValueError:
         speed = 0
-    if speed <= 0:
+    if not 0 < speed < math.inf:
         raise ValueError("--speed: expected a factor like '3600x' or 'max', got %r" % text)
     return speed
 
 
-def main(args, out=sys.stdout, err=sys.stderr):
+def main(args, out=None, err=None):
+    out, err = out or sys.stdout, err or sys.stderr
     from simulator import faults
     from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
     from simulator.progress import Progress
     try:
-        duration = parse_duration(args.duration)
-        if duration is None:
-            raise ValueError("--duration: expected a duration like '2d', got %r" % args.duration)
+        duration = args.duration
         speed = parse_speed(args.speed)
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
@@ -51,7 +52,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
         return 2
     _fresh(workdir)
     out.write("simulating %d devices for %s of device time%s, faults: %s\n" % (
-        sum(n for _, n, _ in lines), args.duration,
+        sum(n for _, n, _ in lines), format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
@@ -115,8 +116,10 @@ def add_command(sub):
                                         "agent, a broker and the reference ingest")
     p.add_argument("--fleet", metavar="FLEET.yaml", help="which profiles, how many, their ids "
                                                          "(default: examples/fleets/mixed.yaml)")
-    p.add_argument("--devices", type=int, metavar="N", help="scale the fleet to N devices")
-    p.add_argument("--duration", default="2d", help="device time to simulate (default 2d)")
+    p.add_argument("--devices", type=whole(1, 100000), metavar="N",
+                   help="scale the fleet to N devices")
+    p.add_argument("--duration", type=duration_arg(1000, 3650 * DAY), default="2d",
+                   help="device time to simulate, 1s to 3650d (default 2d)")
     p.add_argument("--speed", default="6000x", help="device time per wall time, or max "
                                                     "(default 6000x)")
     p.add_argument("--broker", metavar="mqtt://HOST:PORT",

@@ -30,6 +30,7 @@ def drivers(profile, platform):
     opened = {}
     chips = {}
     sleep_ms = getattr(platform, "sleep_ms", None)
+    ticks_ms = getattr(platform, "ticks_ms", None)
 
     def bus(name):
         if name not in opened:
@@ -62,7 +63,8 @@ def drivers(profile, platform):
             key = (d, s["bus"], s["address"])
             if key not in chips:
                 from hal.drivers.pzem004t import PZEM004T
-                chips[key] = PZEM004T(bus(s["bus"]), at, address=s["address"], sleep_ms=sleep_ms)
+                chips[key] = PZEM004T(bus(s["bus"]), at, address=s["address"], sleep_ms=sleep_ms,
+                                      ticks_ms=ticks_ms)
         elif d == "hx711":
             key = (d, s["pins"]["dout"], s["pins"]["sck"])
             if key not in chips:
@@ -71,7 +73,8 @@ def drivers(profile, platform):
                                    platform.pin_out(s["pins"]["sck"]), at, gain=s.get("gain", 128),
                                    tare=cal.get("tare", 0), scale=cal.get("scale", 1),
                                    pill_weight=cal.get("pill_weight"), sleep_ms=sleep_ms,
-                                   ticks_us=getattr(platform, "ticks_us", None))
+                                   ticks_us=getattr(platform, "ticks_us", None),
+                                   ticks_ms=ticks_ms)
         elif d == "ads1115":
             # One driver per channel: each sensor keeps its own channel and gain.
             key = (d, s["bus"], s["address"], s.get("channel", 0))

@@ -86,6 +86,7 @@ class DeviceClock:
     def __init__(self, fleet):
         self.fleet = fleet
         self.synced = True
+        self.sleeps = 0  # how many times a sampler went to sleep on it (simulator/fleet.py)
 
     def monotonic(self):
         return self.fleet.t
@@ -94,6 +95,7 @@ class DeviceClock:
         return self.fleet.start_unix_ms + self.fleet.t, True
 
     async def sleep(self, ms):
+        self.sleeps += 1
         if self.fleet.finished:
             await asyncio.sleep(0)
             return

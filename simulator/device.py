@@ -140,6 +140,7 @@ class SimDevice:
         if self.first_event_seq is None:
             self.first_event_seq = self.agent.events.seq
         self.boots += 1
+        self.boot_sleeps = self.clock.sleeps  # this boot's sampler has not slept yet
         self.task = asyncio.get_running_loop().create_task(self.agent.run())
 
     def _count_batches(self, log):

@@ -85,12 +85,27 @@ def load_fleet(path, devices=None):
                                  % (path, i, template, device_id, ids.WHAT))
         lines.append([profile, count, template])
     if devices is not None:
-        total = sum(line[1] for line in lines)
-        for line in lines:
-            line[1] = max(1, round(line[1] * devices / total))
-        while sum(line[1] for line in lines) > devices and any(l[1] > 1 for l in lines):
-            max(lines, key=lambda l: l[1])[1] -= 1
+        lines = _scaled(lines, devices)
     return [tuple(line) for line in lines]
+
+
+def _scaled(lines, devices):
+    """Exactly `devices` devices: each line in proportion (largest remainders), at least one;
+    fewer devices than lines: one of each of the first lines."""
+    if devices < len(lines):
+        return [[p, 1, t] for p, _, t in lines[:devices]]
+    total = sum(line[1] for line in lines)
+    quotas = [line[1] * devices / total for line in lines]
+    for line, quota in zip(lines, quotas):
+        line[1] = max(1, int(quota))
+    while sum(line[1] for line in lines) < devices:
+        i = max(range(len(lines)), key=lambda i: quotas[i] - lines[i][1])
+        lines[i][1] += 1
+    while sum(line[1] for line in lines) > devices:
+        i = min((i for i in range(len(lines)) if lines[i][1] > 1),
+                key=lambda i: quotas[i] - lines[i][1])
+        lines[i][1] -= 1
+    return lines
 
 
 class Fleet:
@@ -208,10 +223,13 @@ class Fleet:
         pace = IngestPace(self)
 
         def tick(t):
+            booted = []
             for at, action, i, details in schedule.due(t):
                 slow = self._apply(action, i, details, at)
                 if slow is not None:
                     pending.append(asyncio.ensure_future(slow))
+                if action == "cut":
+                    booted.append(self.devices[i])
             if not self.history or t - self.history[-1][0] >= HISTORY_MS:
                 backlog = 0
                 for d in self.devices:
@@ -223,7 +241,8 @@ class Fleet:
                 for d in self.devices:
                     d.note_backlog()
                 self.progress.update(self.snapshot())
-            return pace.check()
+            hold = pace.check()
+            return _asleep(booted, hold) if booted else hold
 
         await self.clock.run(self.duration_ms, tick)
         for i in range(len(self.devices)):  # outages still on end with device time
@@ -365,6 +384,19 @@ class Fleet:
             "events": stats.get("events", 0),
             "restarts": self.restarts,
         }
+
+
+async def _asleep(devices, hold=None):
+    """Device time stands still until each device booted after a power cut has sampled at the
+    instant of the cut and gone to sleep on the clock. Otherwise whether its first wake-up is in
+    the clock's heap when the next instant is picked (or whether it samples at all, at the last
+    instant of a run) would depend on how many turns the event loop took meanwhile: on a pace
+    hold, that is on the wall clock, and two runs of one seed would differ."""
+    if hold is not None:
+        await hold
+    for d in devices:
+        while d.clock.sleeps == d.boot_sleeps and not d.task.done():
+            await asyncio.sleep(0)
 
 
 class IngestPace:

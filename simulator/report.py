@@ -102,6 +102,10 @@ def _truth(model):
 def text(report):
     """The summary a person reads at the end."""
     f = report["fleet"]
+    if f["bytes_per_reading"] is None:  # no reading delivered: no quotient to show
+        import copy
+        f = copy.copy(f)  # of the same type as the report's
+        f["bytes_per_reading"] = "no reading delivered, so no"
     days = report["device_time_ms"] / 86400000.0
     lines = [
         "%d devices, %.1f days of device time in %.0f s (%.0fx)" % (

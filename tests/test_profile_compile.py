@@ -137,11 +137,14 @@ def test_resolution_is_read_exactly_from_the_yaml_text(tmp_path, text, parts):
     assert compiled["sensors"][0]["resolution"] == parts
 
 
-def test_tls_files_are_embedded_relative_to_the_profile(tmp_path):
-    pem = "-----BEGIN CERTIFICATE-----\nZmFrZQ==\n-----END CERTIFICATE-----\n"
+def test_tls_files_are_embedded_relative_to_the_profile(tmp_path, tls_files):
+    client = tls_files.client("device-A")
     (tmp_path / "certs").mkdir()
-    for name in ("ca", "client", "client-key"):
-        (tmp_path / "certs" / ("%s.pem" % name)).write_text(pem.replace("ZmFrZQ==", name))
+    texts = {}
+    for name, source in (("ca", tls_files.ca_pem), ("client", client["cert_pem"]),
+                         ("client-key", client["key_pem"])):
+        texts[name] = open(source).read()
+        (tmp_path / "certs" / ("%s.pem" % name)).write_text(texts[name])
     compiled, errors = compile(write(tmp_path, """\
         device: {id: kettle}
         platform: sim
@@ -156,7 +159,8 @@ def test_tls_files_are_embedded_relative_to_the_profile(tmp_path):
     assert errors == []
     uplink = compiled["uplink"]
     assert (uplink["host"], uplink["port"]) == ("::1", 8883)
-    assert [uplink[k].splitlines()[1] for k in ("ca", "cert", "key")] == ["ca", "client", "client-key"]
+    assert [uplink[k] for k in ("ca", "cert", "key")] == [
+        texts["ca"], texts["client"], texts["client-key"]]
 
 
 def test_tether_compile_writes_json_equal_to_compile(tmp_path, capsys):

@@ -58,4 +58,4 @@ def test_printer_example_has_four_inks_with_low_thresholds_and_power():
     assert sensors["power"]["driver"] == "ina219"
     # From the package common/base.yaml, with its password from examples/secrets.yaml.
     assert compiled["uplink"]["password"] == "not-a-real-password"
-    assert compiled["uplink"]["ca"].startswith("Placeholder, not a certificate")
+    assert compiled["uplink"]["ca"].startswith("An example CA certificate, so that the example")

@@ -1,12 +1,19 @@
 """`tether run`: the agent as a Raspberry Pi runs it (here on virtual chips), stopped by SIGTERM,
-and started again on the same buffer."""
+and started again on the same buffer; what it says about its broker while it runs."""
+import os
+import pathlib
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import paho.mqtt.client as paho
 
+from tests.broker import BlackHole, free_port
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROFILE = """\
 device: {id: pi-1}
 platform: sim
@@ -15,30 +22,80 @@ buses:
 sensors:
   - {name: power, driver: ina219, bus: i2c0, interval: 200ms}
 batch: {max_readings: 10, max_age: 1min}
-uplink: {broker: "mqtt://127.0.0.1:%d", backoff: {min: 100ms, max: 1s}}
+uplink: {broker: "mqtt://127.0.0.1:%d", backoff: {min: 100ms, max: 1s}%s}
 """
+LIVENESS_S = 60  # generous: only a broken program takes this long
 
 
-def test_run_delivers_readings_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
+class Run:
+    """A `tether run` process whose standard output is read line by line as it comes."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+        self.lines = queue.Queue()
+        self.seen = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def wait_for(self, *words):
+        """The first line (from now on) that holds all of words."""
+        deadline = time.monotonic() + LIVENESS_S
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=1)
+            except queue.Empty:
+                continue
+            if line is None:
+                break
+            self.seen.append(line)
+            if all(w in line for w in words):
+                return line
+        raise AssertionError("no line with %r; got:\n%s%s" % (
+            words, "".join(self.seen), self.proc.stderr.read() if self.proc.poll() is not None
+            else ""))
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=LIVENESS_S)
+        rest = []
+        while True:
+            line = self.lines.get(timeout=LIVENESS_S)
+            if line is None:
+                break
+            rest.append(line)
+        self.seen += rest
+        return self.proc.returncode, "".join(rest)
+
+
+def watch(port, topic):
     got = []
     watcher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="w", protocol=paho.MQTTv311)
     watcher.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
-    watcher.connect("127.0.0.1", mosquitto.port)
-    watcher.subscribe("tether/v1/pi-1/#", 1)
+    watcher.connect("127.0.0.1", port)
+    watcher.subscribe(topic, 1)
     watcher.loop_start()
+    return watcher, got
+
+
+def test_run_delivers_readings_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
+    watcher, got = watch(mosquitto.port, "tether/v1/pi-1/#")
     profile = tmp_path / "pi.yaml"
-    profile.write_text(PROFILE % mosquitto.port)
+    profile.write_text(PROFILE % (mosquitto.port, ""))
     store = tmp_path / "buffer"
     for round_ in (1, 2):
-        proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", str(profile),
-                                 "--store", str(store)], stdout=subprocess.PIPE, text=True)
-        first = proc.stdout.readline()
-        assert first.startswith("pi-1: 1 sensors, buffer at %s" % store)
+        run = Run(str(profile), "--store", str(store))
+        assert run.wait_for("pi-1:").startswith("pi-1: 1 sensors, buffer at %s" % store)
+        run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
         time.sleep(3)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=20)
-        assert proc.returncode == 0
-        assert out.startswith("stopped: 0 batches waiting for the broker, 0 readings dropped")
+        code, rest = run.stop()
+        assert code == 0
+        assert rest.startswith("stopped: 0 batches waiting for the broker, 0 readings dropped")
     watcher.loop_stop()
     batches = [p for t, p in got if t == "tether/v1/pi-1/up/batch"]
     status = [p for t, p in got if t == "tether/v1/pi-1/status"]
@@ -48,3 +105,91 @@ def test_run_delivers_readings_and_stops_cleanly_on_sigterm(tmp_path, mosquitto)
     seqs = [batch_decode.read_envelope(p).seq for p in batches]
     boots = [batch_decode.read_envelope(p).boot for p in batches]
     assert seqs == list(range(len(seqs))) and set(boots) == {1, 2}
+
+
+def test_refused_login_is_reported_at_once_and_sampling_goes_on(tmp_path, mosquitto_factory):
+    broker = mosquitto_factory(users=True)
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (broker.port, ", username: admin, password: wrong"))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--status-every", "1s")
+    line = run.wait_for("cannot connect to 127.0.0.1:%d" % broker.port)
+    assert "the broker refused the login" in line
+    assert "sampling goes on" in line
+    # Sampling goes on: the status lines count readings that wait in the buffer.
+    while True:
+        status = run.wait_for("status: not connected")
+        if int(status.split("; ")[1].split()[0]) >= 20:
+            break
+    code, rest = run.stop()
+    assert code == 0
+    assert not rest.startswith("stopped: 0 batches")
+    # Said once, not at each retry (the status lines repeat it).
+    assert sum("cannot connect" in line for line in run.seen) == 1
+    assert "refused the login" in run.seen[-2]
+
+
+def test_unreachable_broker_is_reported_at_once(tmp_path):
+    profile = tmp_path / "pi.yaml"
+    port = free_port()  # nothing listens there
+    profile.write_text(PROFILE % (port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet")
+    line = run.wait_for("cannot connect")
+    assert "connection refused: no broker listening on 127.0.0.1:%d" % port in line
+    code, rest = run.stop()
+    assert code == 0
+    assert not any("status:" in line for line in run.seen)
+
+
+def test_a_sensor_that_fails_is_reported_and_the_broker_still_gets_the_others(tmp_path,
+                                                                             mosquitto):
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE.replace(
+        "sensors:\n", "sensors:\n  - {name: volts, driver: ads1115, bus: i2c0, interval: 200ms}\n")
+        % (mosquitto.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--fault", "power=nack",
+              "--status-every", "1s")
+    run.wait_for("sensor power fails (nack)")
+    while True:  # the other sensor's readings keep coming
+        status = run.wait_for("status: connected")
+        if int(status.split("; ")[1].split()[0]) >= 10:
+            break
+    assert "sensor errors" in status and not status.endswith(" 0 sensor errors\n")
+    code, _ = run.stop()
+    assert code == 0
+    assert not any("volts fails" in line for line in run.seen)
+
+
+def test_a_broker_that_never_answers_is_reported_when_the_connect_times_out(tmp_path):
+    with BlackHole() as hole:
+        profile = tmp_path / "pi.yaml"
+        profile.write_text(PROFILE % (hole.port, ""))
+        run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet")
+        line = run.wait_for("cannot connect")
+        assert "cannot reach 127.0.0.1:%d: no CONNACK within" % hole.port in line
+        code, _ = run.stop()
+    assert code == 0
+
+
+def test_broker_option_runs_an_example_against_a_local_broker_without_tls(tmp_path, mosquitto):
+    watcher, got = watch(mosquitto.port, "tether/v1/p1/#")
+    run = Run("examples/printer.yaml", "--platform", "sim", "--device", "p1",
+              "--store", str(tmp_path / "buffer"), "--broker", "mqtt://127.0.0.1:%d"
+              % mosquitto.port)
+    first = run.wait_for("p1:")
+    assert "broker 127.0.0.1:%d" % mosquitto.port in first and "TLS" not in first
+    run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
+    code, rest = run.stop()  # the stop flushes what is in RAM as a batch
+    watcher.loop_stop()
+    assert code == 0 and rest.startswith("stopped: 0 batches waiting")
+    topics = {t for t, _ in got}
+    assert {"tether/v1/p1/up/batch", "tether/v1/p1/up/schema"} <= topics
+
+
+def test_broker_option_refuses_a_url_it_cannot_use(tmp_path):
+    for url in ("http://127.0.0.1", "mqtt://user:pw@host", "mqtt://host:99999", "127.0.0.1"):
+        proc = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "examples/printer.yaml",
+                               "--platform", "sim", "--device", "p1", "--store", str(tmp_path),
+                               "--broker", url], capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.startswith("tether run: --broker: expected a URL like mqtt://")
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr

@@ -1,5 +1,6 @@
 """`tether check` and `tether compile`: exit status 0 when every profile is valid, 2 otherwise."""
 import os
+import stat
 import sys
 
 from firmware.profile.compile import compile_with_secrets, to_json
@@ -35,9 +36,18 @@ def compile_to(path, output=None, out=None, err=None, allow_outside=()):
         out.write(text)
         return 0
     try:
-        with open(output, "w") as f:
-            f.write(text)
+        _write_private(output, text)
     except OSError as exc:
         print("%s: cannot write: %s" % (output, exc.strerror), file=err)
         return 2
     return 0
+
+
+def _write_private(path, text):
+    """Writes text readable by this user alone: a compiled profile holds the broker password and
+    the client key. An existing file is made 0600 before anything is written to it."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # not a terminal or a pipe (-o /dev/stdout)
+            os.fchmod(fd, 0o600)
+        f.write(text)

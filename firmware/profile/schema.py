@@ -413,7 +413,41 @@ def uplink(ctx, node):
                                "'cert' and 'key' go together: '%s' is missing" % missing))
     if given(node, "password") and not given(node, "username"):
         ctx.problems.append(at(node.value["password"], "a password needs a username"))
+    tls_files_parse(ctx, node, out)
     return out
+
+
+def tls_files_parse(ctx, node, out):
+    """A CA, certificate or key that is PEM on the outside but that OpenSSL cannot load would
+    only show at the first connection, as a traceback: it is a problem of the profile."""
+    import ssl
+
+    def where(key):
+        n = node.value[key]
+        return shown(n) if n.secret else "'%s'" % os.path.join(os.path.dirname(n.file), n.value)
+
+    def reason(exc):
+        text = exc.args[-1] if exc.args and isinstance(exc.args[-1], str) else str(exc)
+        return re.sub(r"^\[[^]]*\] | \(_ssl\.c:\d+\)$", "", text)
+
+    if isinstance(out.get("ca"), str):
+        try:
+            ssl.create_default_context(cadata=out["ca"])
+        except (ssl.SSLError, ValueError) as exc:
+            ctx.problems.append(at(node.value["ca"], "%s holds no CA certificate OpenSSL can "
+                                   "load (%s)" % (where("ca"), reason(exc))))
+    if isinstance(out.get("cert"), str) and isinstance(out.get("key"), str):
+        try:
+            # From the files themselves (CPython loads a chain only from files); an encrypted
+            # key is refused, not prompted for: the agent has no one to ask.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+                os.path.join(os.path.dirname(node.value["cert"].file), node.value["cert"].value),
+                os.path.join(os.path.dirname(node.value["key"].file), node.value["key"].value),
+                password=lambda: b"")
+        except (ssl.SSLError, ValueError, OSError) as exc:
+            ctx.problems.append(at(node.value["cert"], "%s and %s are not a certificate and "
+                                   "its private key that OpenSSL can load (%s)"
+                                   % (where("cert"), where("key"), reason(exc))))
 
 
 TOP_FIELDS = [  # in this order: later parts depend on the platform, the device id, the buses

@@ -30,7 +30,8 @@
 from math import floor
 
 from hal.bus import SensorError
-from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms, ticks_us as _ticks_us
+from hal.ticks import sleep_ms as _sleep_ms, ticks_diff
+from hal.ticks import ticks_ms as _ticks_ms, ticks_us as _ticks_us
 
 try:
     from micropython import const
@@ -59,7 +60,7 @@ class HX711:
     """An HX711 on DOUT / PD_SCK pins (`value()` / `value(v)`), with tare and scale calibration."""
 
     def __init__(self, dout, sck, where, gain=128, tare=0, scale=1, pill_weight=None,
-                 timeout_ms=500, sleep_ms=None, ticks_us=None):
+                 timeout_ms=500, sleep_ms=None, ticks_us=None, ticks_ms=None):
         if gain not in _EXTRA_PULSES:
             raise ValueError("HX711 gain must be 128, 64 or 32, got %r" % (gain,))
         if not scale:
@@ -77,6 +78,7 @@ class HX711:
         self.timeout_ms = timeout_ms
         self._sleep_ms = sleep_ms or _sleep_ms
         self._ticks_us = ticks_us or _ticks_us  # a virtual chip's own clock times its pulses
+        self._ticks_ms = ticks_ms or _ticks_ms  # ... and its timeouts
         self._extra = _EXTRA_PULSES[gain]
         self._primed = False     # True once the conversion in progress uses self.gain
         self._saturated = 0      # saturated readings in a row
@@ -135,6 +137,7 @@ class HX711:
         # polls, whichever comes first: a sleep_ms that does not really wait (the simulator's)
         # still gives up, and so does a board whose sleep_ms(1) lasts a whole 10 ms tick.
         dout = self._dout
+        ticks_ms = self._ticks_ms
         start = ticks_ms()
         polls = 0
         while dout():

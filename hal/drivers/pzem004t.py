@@ -18,7 +18,7 @@
 # address, another function, a wrong length, a Modbus exception, a wrong echo).
 from hal.bus import SensorError
 from hal.drivers import modbus
-from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms
+from hal.ticks import sleep_ms as _sleep_ms, ticks_diff, ticks_ms as _ticks_ms
 
 try:
     from micropython import const
@@ -40,7 +40,7 @@ _MAX_DRAIN = const(16)           # read calls spent draining stale input before 
 class PZEM004T:
     """A PZEM-004T v3.0 on a UART (`machine.UART`-like: write, read, any) at a Modbus address."""
 
-    def __init__(self, uart, where, address=1, timeout_ms=200, sleep_ms=None):
+    def __init__(self, uart, where, address=1, timeout_ms=200, sleep_ms=None, ticks_ms=None):
         if not (1 <= address <= 247 or address == GENERAL_ADDRESS):
             raise ValueError("PZEM-004T address must be 1-247 (or 0xF8), got %r" % (address,))
         self._uart = uart
@@ -48,6 +48,7 @@ class PZEM004T:
         self.address = address
         self.timeout_ms = timeout_ms
         self._sleep_ms = sleep_ms or _sleep_ms
+        self._ticks_ms = ticks_ms or _ticks_ms  # the simulator's: its timeouts count polls alone
         self._req8 = bytearray(8)
         self._req4 = bytearray(4)
         self._reply = bytearray(_READ_REPLY)
@@ -154,6 +155,7 @@ class PZEM004T:
         reply = self._reply
         got = 0
         polls = 0
+        ticks_ms = self._ticks_ms
         start = ticks_ms()
         while got < want:
             waiting = uart.any()

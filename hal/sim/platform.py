@@ -45,6 +45,9 @@ class SimPlatform:
         from hal.sim.hx711 import Micros
         self.micros = Micros()  # the virtual chips' time: drivers time their pulses on it
         self.ticks_us = self.micros.ticks_us
+        # Drivers' timeouts on the same virtual time, which a poll (sleep_ms, a no-op here) does
+        # not move: they end by their poll counts, never by how busy the machine is.
+        self.ticks_ms = lambda: self.micros.now // 1000
         specs = {}
         for b in profile["buses"]:
             specs[b["id"]] = b

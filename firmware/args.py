@@ -1,0 +1,59 @@
+"""argparse types for the numbers and durations the `tether` commands take: a value out of range
+is refused with a message that says what was expected, before anything runs.
+
+    p.add_argument("--count", type=whole(1), default=1)
+    p.add_argument("--hold", type=seconds(0), default=60.0)
+    p.add_argument("--interval", type=duration(0, DAY), default="1s")   # milliseconds
+"""
+import argparse
+import math
+
+from firmware.profile.units import format_duration, parse_duration
+
+
+def whole(low, high=None):
+    """A whole number from low (to high)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                "expected a whole number %s, got %r" % (_range(low, high), text))
+        return value
+    return parse
+
+
+def seconds(low):
+    """A number of seconds, at least low."""
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low:
+            raise argparse.ArgumentTypeError(
+                "expected a number of seconds of at least %g, got %r" % (low, text))
+        return value
+    return parse
+
+
+def duration(low_ms, high_ms=None):
+    """Milliseconds from a duration like '10s' or '2d', from low_ms (to high_ms)."""
+    def parse(text):
+        value = parse_duration(text)
+        if value is None or value < low_ms or (high_ms is not None and value > high_ms):
+            least = "more than 0" if low_ms == 1 else "at least %s" % format_duration(low_ms)
+            if high_ms is not None:
+                least += " and at most %s" % format_duration(high_ms)
+            raise argparse.ArgumentTypeError(
+                "expected a duration like '10s', '5min' or '2d', %s, got %r" % (least, text))
+        return value
+    return parse
+
+
+def _range(low, high):
+    if high is None:
+        return "of %d or more" % low
+    return "from %d to %d" % (low, high)

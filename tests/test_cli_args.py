@@ -1,0 +1,127 @@
+"""Options of every `tether` command: a number or a duration out of range is refused with a clear
+message before anything runs; `--version`; what `tether compile` writes is private."""
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from firmware.cli import main
+from simulator.fleet import DEFAULT_FLEET, load_fleet
+
+SIM_PROFILE = "tests/data/profiles/all-drivers.yaml"
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["read", "x.yaml", "--count", "-1"],
+     "argument --count: expected a whole number of 1 or more, got '-1'"),
+    (["read", "x.yaml", "--count", "0"], "argument --count: expected a whole number of 1 or more"),
+    (["read", "x.yaml", "--count", "two"], "argument --count: expected a whole number"),
+    (["read", "x.yaml", "--interval=-1s"], "argument --interval: expected a duration like"),
+    (["read", "x.yaml", "--interval", "2d"], "at most 1d, got '2d'"),
+    (["simulate", "--devices", "0"],
+     "argument --devices: expected a whole number from 1 to 100000, got '0'"),
+    (["simulate", "--devices", "-5"], "argument --devices: expected a whole number from 1"),
+    (["simulate", "--duration", "0s"], "argument --duration: expected a duration like '10s', "
+                                       "'5min' or '2d', at least 1s and at most 3650d, "
+                                       "got '0s'"),
+    (["simulate", "--duration", "a week"], "argument --duration: expected a duration like"),
+    (["simulate", "--duration", "3651d"], "at least 1s and at most 3650d, got '3651d'"),
+    (["simulate", "--seed", "x"], "argument --seed: invalid int value"),
+    (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "-1"],
+     "argument --hold: expected a number of seconds of at least 0"),
+    (["ingest", "--broker", "mqtt://h", "--db", "d", "--hold", "inf"],
+     "argument --hold: expected a number of seconds"),
+    (["run", "x.yaml", "--status-every", "0s"],
+     "argument --status-every: expected a duration like"),
+])
+def test_numbers_out_of_range_are_refused_before_anything_runs(argv, says, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err, err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("every", ["0", "0.01", "-1", "nan", "inf"])
+def test_an_ingest_progress_interval_under_a_tenth_of_a_second_is_refused(every, tmp_path):
+    db = tmp_path / "d.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
+                           "mqtt://127.0.0.1:1", "--db", str(db), "--every=" + every],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr == ("tether ingest: --every: expected a number of seconds of at least "
+                           "0.1, got %r\n" % float(every))
+    assert not db.exists()
+
+
+@pytest.mark.parametrize("speed", ["nan", "inf", "0", "-3x"])
+def test_a_speed_that_is_not_a_positive_finite_factor_is_refused(speed, tmp_path, capsys):
+    assert main(["simulate", "--speed=" + speed, "--workdir", str(tmp_path / "w")]) == 2
+    assert "--speed: expected a factor like '3600x' or 'max', got %r" % speed \
+        in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_fewer_devices_than_kinds_in_the_fleet_takes_one_of_the_first_kinds():
+    kinds = load_fleet(DEFAULT_FLEET)
+    assert len(kinds) > 2
+    lines = load_fleet(DEFAULT_FLEET, 2)
+    assert [(p["device"]["model"], n) for p, n, _ in lines] == [
+        (p["device"]["model"], 1) for p, _, _ in kinds[:2]]
+    for n in range(len(kinds), 40):
+        assert sum(count for _, count, _ in load_fleet(DEFAULT_FLEET, n)) == n
+
+
+def test_the_report_of_a_run_that_delivered_nothing_says_so():
+    from simulator.report import text
+    class Zeros(dict):  # every count of the fleet 0
+        def __missing__(self, key):
+            return 0
+    fleet = Zeros(bytes_per_reading=None)
+    out = text({"fleet": fleet, "device_time_ms": 1000, "wall_s": 1, "speed": None,
+                "broker_restarts": 0, "devices": []})
+    assert "None" not in out and "no reading delivered, so no bytes on the air per reading" in out
+
+
+def test_read_takes_several_profiles_and_skips_their_secrets(capsys):
+    assert main(["read", SIM_PROFILE, "examples/secrets.yaml", "examples/printer.yaml",
+                 "--platform", "sim"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(SIM_PROFILE + " on sim: 8 sensors\n")
+    assert "\n\nexamples/printer.yaml on sim: 5 sensors\n  ink_c  50.0 %\n" in out
+    assert "secrets" not in out
+
+
+def test_read_of_several_profiles_exits_with_the_worst_status(capsys):
+    assert main(["read", SIM_PROFILE, "examples/printer.yaml"]) == 2  # esp32, no --platform
+    captured = capsys.readouterr()
+    assert captured.out.startswith(SIM_PROFILE + " on sim")
+    assert captured.err == ("tether read: examples/printer.yaml: an esp32 profile is read on the "
+                            "board itself: copy the agent there, or use --platform sim\n")
+
+
+def test_version():
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "--version"],
+                          capture_output=True, text=True)
+    from agent.runtime import VERSION
+    assert proc.returncode == 0 and proc.stdout == "tether %s\n" % VERSION
+
+
+def test_the_compiled_profile_is_written_readable_by_its_owner_alone(tmp_path, capsys):
+    out = tmp_path / "printer.json"
+    out.write_text("old")
+    os.chmod(out, 0o644)  # an earlier file, made before: its mode is fixed too
+    assert main(["compile", "examples/printer.yaml", "-o", str(out)]) == 0
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o600
+    assert '"password":"not-a-real-password"' in out.read_text()
+    fresh = tmp_path / "fresh.json"
+    assert main(["compile", "examples/printer.yaml", "-o", str(fresh)]) == 0
+    assert stat.S_IMODE(os.stat(fresh).st_mode) == 0o600
+
+
+def test_tether_sim_is_ignored_by_git():
+    lines = open(".gitignore").read().split()
+    assert "tether-sim/" in lines and "tether-demo/" in lines
