@@ -26,12 +26,10 @@ def add_arguments(p):
                    help="mqtt://host[:port] or mqtts://host[:port] (TLS, verified)")
     p.add_argument("--db", required=True, metavar="FILE.sqlite",
                    help="the SQLite file (created when missing; processes may share it)")
-    p.add_argument("--group", default="tether-ingest",
-                   help="shared subscription group: processes of one group split the fleet "
-                        "(default: %(default)s)")
-    p.add_argument("--no-share", action="store_true",
-                   help="plain subscriptions instead of a shared one (a broker without $share/; "
-                        "then run only one process)")
+    p.add_argument("--group", metavar="NAME",
+                   help="split the fleet between the processes of this group (a shared "
+                        "subscription): NOT safe across a broker restart, see below (default: "
+                        "plain subscriptions, one process)")
     p.add_argument("--prefix", default="tether/v1", help="topic prefix (default: %(default)s)")
     p.add_argument("--username", help="broker user name")
     p.add_argument("--password", help="broker password (visible to `ps`: prefer --password-env)")
@@ -46,7 +44,7 @@ def add_arguments(p):
                         "ingest resumes its session)")
     p.add_argument("--clean-session", action="store_true",
                    help="no persistent session: nothing is queued for this process while it is "
-                        "down")
+                        "down or the broker restarts (loses data; see below)")
     p.add_argument("--hold", type=seconds(0), default=60.0, metavar="SECONDS",
                    help="how long a compact batch waits for its schema before it is counted as "
                         "undecodable (default: %(default)s)")
@@ -77,9 +75,27 @@ def add_arguments(p):
     p.add_argument("--quiet", action="store_true", help="no progress lines")
 
 
+SAFE_MODES = """\
+which mode is safe where (measured: bench/broker_restart.py, docs/ingest.md):
+  The default, plain subscriptions with a persistent session (one process), loses nothing
+  across a restart (SIGTERM) of mosquitto with persistence on. A SIGKILL, or a broker without
+  persistence, loses what it held in memory (every mode does), and so does any restart of
+  rumqttd (`tether simulate`'s embedded broker): repair (on unless --no-repair) asks the
+  devices for it again.
+  --group (a shared subscription) loses on mosquitto 2.0.11 what is published after a restart
+  and before the ingest is back, and on rumqttd stops the devices' publishes from being
+  acknowledged while the group has no member online. Use it only on a broker that never
+  restarts, or one documented to keep shared subscriptions across restarts.
+  --clean-session loses everything published while the ingest is not connected.
+"""
+
+
 def add_command(sub):
     p = sub.add_parser("ingest", help="the reference ingest: batches, events and health from the "
-                                      "broker into SQLite, until Ctrl-C")
+                                      "broker into SQLite, until Ctrl-C",
+                       description="The reference ingest: batches, events and health from the "
+                                   "broker into SQLite, until Ctrl-C.",
+                       epilog=SAFE_MODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=main)
     return p
@@ -173,11 +189,15 @@ def main(args, out=sys.stdout, err=sys.stderr):
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, stream=err,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    ingest = Ingest(host, port, args.db, group=None if args.no_share else args.group,
-                    prefix=args.prefix,
-                    client_id=args.client_id, username=user, password=password, tls=tls_option,
-                    persistent=not args.clean_session, hold_timeout=args.hold,
-                    ack_after_store=not args.ack_on_receipt, repair=policy or False)
+    try:
+        ingest = Ingest(host, port, args.db, group=args.group, prefix=args.prefix,
+                        client_id=args.client_id, username=user, password=password,
+                        tls=tls_option, persistent=not args.clean_session, hold_timeout=args.hold,
+                        ack_after_store=not args.ack_on_receipt,
+                        repair=policy or False)
+    except ValueError as exc:  # a group or prefix with wildcards
+        err.write("tether ingest: %s\n" % exc)
+        return 2
     stopping = threading.Event()
     previous = {}
 
@@ -197,7 +217,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
             return 1
         out.write("ingest %s: %s:%d%s, %s, prefix %s, into %s (Ctrl-C stops)\n" % (
             ingest.client_id, host, port, " (TLS)" if tls else "",
-            "no shared subscription" if args.no_share else "group " + args.group, args.prefix,
+            "group " + args.group if args.group else "plain subscriptions", args.prefix,
             args.db))
         out.flush()
         last, last_t = 0, time.monotonic()
@@ -230,6 +250,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
 def standalone(argv=None):
     """`python -m simulator.ingest`: the same options as `tether ingest`."""
     p = argparse.ArgumentParser(prog="python -m simulator.ingest",
-                                description="The Tether reference ingest, until Ctrl-C.")
+                                description="The Tether reference ingest, until Ctrl-C.",
+                                epilog=SAFE_MODES,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     return main(p.parse_args(argv))

@@ -40,7 +40,10 @@ What to know about rumqttd, and how it is configured here:
   `$share/g-b/b/#`): that works here and means the same on every broker.
 - A shared subscription whose members have persistent sessions: a member that comes back gets
   what was published while it was away even if another member already got it (duplicates, no
-  loss): the ingest de-duplicates by (device, sequence).
+  loss): the ingest de-duplicates by (device, sequence). But a group whose only member went
+  away with messages it had not acknowledged stops acknowledging new PUBLISHes on the topic, and
+  that member's reconnect got no SUBACK (measured: bench/broker_restart.py): the simulator's
+  ingest uses plain subscriptions unless given a group.
 - Payloads up to `max_payload` bytes (a larger PUBLISH closes the connection); at most
   `max_connections` connections; each connection costs ~40 KiB of the broker's memory.
 - Retained messages and sessions live in memory only: a restart (stop, start) forgets them.

@@ -12,21 +12,25 @@ with `{uid}` replaced by the number. Paths are relative to the fleet file.
 """
 import asyncio
 import gc
+import logging
 import os
 import random
 import time
 
 import yaml
 
+from agent import ids
 from firmware import bounded
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
+from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
 from simulator.ingest import parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
+log = logging.getLogger("tether.simulate")
 MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
@@ -70,11 +74,15 @@ def load_fleet(path, devices=None):
         template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
-        try:
-            template.format(n=1)
-        except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}', got %r"
-                             % (path, i, template))
+        for n in (1, count):  # ids are topic levels and folder names: the profiles' rule
+            try:
+                device_id = template.format(n=n)
+            except (ValueError, KeyError, IndexError, AttributeError, TypeError):
+                raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}', "
+                                 "got %r" % (path, i, template))
+            if not ids.valid(device_id):
+                raise FleetError("%s: devices[%d].id: %r gives %r, not %s"
+                                 % (path, i, template, device_id, ids.WHAT))
         lines.append([profile, count, template])
     if devices is not None:
         lines = _scaled(lines, devices)
@@ -166,25 +174,34 @@ class Fleet:
     async def run(self):
         """The whole simulation; returns the report (simulator/report.py)."""
         from simulator.ingest import Ingest
-        from simulator.report import build
         os.makedirs(self.workdir, exist_ok=True)
         try:
             host, port = await self._start_broker()
         except RuntimeError as exc:  # simulator.broker.BrokerError: iotcore missing, no answer
             raise FleetError(str(exc))
-        # A shared-subscription group of this run's own, without a persistent session: on a
-        # broker of the user's (--broker) a fixed group would go on handing a share of the
-        # batches to the sessions of earlier runs' ingests. `ingest_group` names it instead, for
-        # more ingest processes to join this one (they share its database file).
-        group = self.ingest_group or "tether-sim-%d" % os.getpid()
-        self.ingest = Ingest(host, port, self.db_path, group=group, persistent=False)
+        # A session that survives a broker restart (persistent), under a client id of this run's
+        # own, on plain subscriptions: a shared subscription loses what is published after a
+        # restart of mosquitto and before the ingest is back, and stalls rumqttd's publishers
+        # while its member is away (bench/broker_restart.py, docs/ingest.md). The session ends
+        # with the run (_end_ingest). `ingest_group` puts the ingest in a share group instead,
+        # for more ingest processes to join this one (they share its database file).
+        self.ingest = Ingest(host, port, self.db_path, group=self.ingest_group, persistent=True,
+                             client_id="tether-sim-%d-%s" % (os.getpid(), os.urandom(4).hex()))
         try:
-            await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
-        except RuntimeError as exc:  # the broker refused it, or did not answer
-            self.ingest.stop()
+            try:
+                await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
+            except RuntimeError as exc:  # the broker refused it, or did not answer
+                raise FleetError(str(exc))
+            return await self._run_devices(host, port)
+        finally:
+            self._end_ingest(host, port)
             if self.broker is not None:
                 await self.broker.stop()
-            raise FleetError(str(exc))
+
+    async def _run_devices(self, host, port):
+        """The devices from start to stop, with the wait for the ingest and its repairs; the
+        report."""
+        from simulator.report import build
         self._make_devices(host, port)
         schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
                                        self.duration_ms, self.seed)
@@ -245,7 +262,7 @@ class Fleet:
         loop = asyncio.get_running_loop()
         deadline = time.time() + 600
         while True:
-            await loop.run_in_executor(None, self.ingest.wait_idle, 600)
+            await self._drain_ingest(max(deadline - time.time(), 0.0))
             if not await loop.run_in_executor(None, repairing, self.db_path) \
                     or time.time() > deadline:
                 break
@@ -259,10 +276,36 @@ class Fleet:
             await self.linger(report)
         await asyncio.gather(*[d.stop() for d in self.devices])
         gc.unfreeze()
-        self.ingest.stop()
-        if self.broker is not None:
-            await self.broker.stop()
         return report
+
+    async def _drain_ingest(self, timeout):
+        """Until the ingest has stored what the broker still holds for it (it keeps arriving, so
+        this ends with the flow, not at a fixed time). An ingest that is reconnecting (after a
+        broker restart) is quiet but not done: the broker queues its messages in its session
+        until it is back, so the wait goes on until it is subscribed again and quiet."""
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.ingest.stats()["connected"]:
+                await asyncio.sleep(0.05)
+                continue
+            left = max(deadline - time.monotonic(), 0.0)
+            if await loop.run_in_executor(None, self.ingest.wait_idle, left) and \
+                    self.ingest.stats()["connected"]:
+                return
+
+    def _end_ingest(self, host, port):
+        """Stops the ingest and removes its session from the broker, also when the run failed or
+        was interrupted; a session left behind (the broker could not be reached) is said."""
+        if self.ingest is None:
+            return
+        self.ingest.stop()
+        if self.broker is not None and not self.broker.running:
+            return  # the embedded broker keeps sessions in memory only: nothing is left
+        if not sessions.forget(host, port, self.ingest.client_id):
+            log.warning("could not remove the ingest's session %s from the broker %s:%d: it "
+                        "queues this run's messages until it expires", self.ingest.client_id,
+                        host, port)
 
     async def _drain(self):
         """What is in RAM becomes batches, and the devices get up to the fleet's drain time to

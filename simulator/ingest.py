@@ -32,7 +32,7 @@ import time
 from urllib.parse import unquote, urlsplit
 
 from agent import batch_decode, cbor, cbor_decode
-from agent import events_decode
+from agent import events_decode, ids
 from agent.batch import COMPACT
 from agent.schema import Schema
 from simulator import repair as repair_mod
@@ -437,8 +437,10 @@ class Ingest:
     tls: None (plain MQTT), True (the system's CAs), an ssl.SSLContext, or a dict with `ca` and
     optionally `cert`/`key` (mutual TLS). client_id: None takes a fixed id per process slot
     (see _Slot); persistent=False asks for a clean session instead of a persistent one.
-    group=None subscribes without a shared subscription (one process only, for a broker that
-    has none). ack_after_store=False acknowledges each message as it arrives instead of after its COMMIT:
+    group=None (the default) subscribes without a shared subscription: one process, and the
+    mode that loses nothing across a broker restart (docs/ingest.md, "Which mode is safe
+    where"); a group name splits the fleet between the processes of that group.
+    ack_after_store=False acknowledges each message as it arrives instead of after its COMMIT:
     the broker then never holds a backlog for this process (Mosquitto drops messages past
     `max_queued_messages`, 1000 by default, for a client that falls behind), but what has
     arrived and is not yet stored is lost if the process dies. repair: True (the defaults of
@@ -446,7 +448,7 @@ class Ingest:
     (simulator/repair.py); it needs every batch of a device in this one database.
     """
 
-    def __init__(self, broker_host, broker_port, db_path, group="tether-ingest",
+    def __init__(self, broker_host, broker_port, db_path, group=None,
                  prefix="tether/v1", client_id=None, username=None, password=None, tls=None,
                  persistent=True, keepalive=30, max_held=5000, hold_timeout=60.0,
                  group_size=500, ack_after_store=True, repair=True):
@@ -850,8 +852,9 @@ class Ingest:
                          "VALUES (?, ?, ?, ?, ?)",
                          (received_at, topic, reason, len(payload), prefix))
         d.add("malformed")
-        d.logs.append((logging.WARNING, "malformed message on %s: %s (%d bytes: %s%s)", topic,
-                       reason, len(payload), prefix, "..." if len(payload) > HEX_PREFIX else ""))
+        d.logs.append((logging.WARNING, "malformed message on %s: %s (%d bytes: %s%s)",
+                       topic if len(topic) <= 200 else topic[:200] + "...", reason, len(payload),
+                       prefix, "..." if len(payload) > HEX_PREFIX else ""))
 
     def _handle(self, m, d):
         topic, payload, qos, mid, received_at, gen = m
@@ -859,6 +862,8 @@ class Ingest:
         if kind is None:
             raise Bad("not a Tether topic ({prefix}/{device}/up/batch|event|health|schema or "
                       "{prefix}/{device}/status)")
+        if not ids.valid(device):
+            raise Bad("the device id in the topic is not " + ids.WHAT)
         if kind == "batch":
             self._batch(device, payload, received_at, topic, False, d)
         elif kind == "event":

@@ -357,7 +357,7 @@ def _stop(proc):
 def test_two_ingest_processes_split_the_fleet_and_share_one_file(profiles, two_hours, publish,
                                                                  mosquitto, tmp_path):
     db = tmp_path / "fleet.sqlite"
-    procs = [_ingest_process(mosquitto.port, db) for _ in range(2)]
+    procs = [_ingest_process(mosquitto.port, db, "--group", "tether-ingest") for _ in range(2)]
     try:
         devices = ["fleet-%02d" % k for k in range(8)]
         schema, batches = encode(profiles["reference-printer"], two_hours, "x")
@@ -488,10 +488,11 @@ def test_the_ingest_reconnects_after_a_broker_restart(profiles, two_hours, mosqu
     assert (s["batches"], s["readings"], s["gaps"]) == (12, 5040, [])
 
 
-def test_without_a_shared_subscription_for_brokers_that_have_none(profiles, two_hours, publish,
-                                                                  ingest):
+def test_plain_subscriptions_by_default_and_shared_ones_on_request(profiles, two_hours, publish,
+                                                                   ingest):
+    assert Ingest("h", 1, "f", group="g").topics[0] == "$share/g-batch/" + PREFIX + "/+/up/batch"
     schema, batches = encode(profiles["reference-printer"], two_hours, "p8")
-    i = ingest(group=None)
+    i = ingest()
     assert i.topics[0] == PREFIX + "/+/up/batch"
     publish.schema("p8", schema)
     publish.batches("p8", batches)

@@ -32,7 +32,8 @@ def test_several_errors_are_all_reported_in_line_order(monkeypatch):
     assert compiled is None
     assert errors == [
         "many-errors.yaml:3:7: device.id: expected an id of up to 64 letters, digits, '-', '_' "
-        "and '.', optionally with '{uid}' (like 'printer-{uid}'), got 'coffee/1'",
+        "and '.' that starts with a letter or a digit, optionally with '{uid}' "
+        "(like 'printer-{uid}'), got 'coffee/1'",
         "many-errors.yaml:15:5: sensors[1]: unknown key 'intervl', did you mean 'interval'?",
         "many-errors.yaml:19:14: sensors[2].address: expected an I2C address from 0x08 to 0x77, got 0x80",
         "many-errors.yaml:20:15: sensors[2].interval: expected a duration like '10s', got 'fast'",
@@ -350,6 +351,22 @@ def test_a_bus_port_must_be_a_device_path(tmp_path):
     path.write_text(path.read_text().replace("  - {id: uart2, type: uart, tx: 0, rx: 1, port: COM3}\n", ""))
     profile, errors = compile_profile(str(path))
     assert not errors and profile["buses"][0]["port"] == "/dev/ttyUSB0"
+
+
+@pytest.mark.parametrize("bad", ["'..'", "'.hidden'", "'-rf'", "'<script>'", "a" * 65,
+                                 "'{uid}/x'"])
+def test_a_device_id_follows_the_rule_the_ingest_checks(tmp_path, bad):
+    errors = errors_of(tmp_path, "sensors: [{name: power, driver: ina219, bus: i2c0}]\n",
+                       base=BASE.replace("{id: kettle}", "{id: %s}" % bad))
+    assert len(errors) == 1 and errors[0].startswith("1:14: device.id: expected an id of up to "
+                                                     "64 letters"), errors
+
+
+def test_a_device_id_template_with_uid_is_accepted(tmp_path):
+    (tmp_path / "p.yaml").write_text(BASE.replace("{id: kettle}", "{id: 'kettle-{uid}'}")
+                                     + "sensors: [{name: power, driver: ina219, bus: i2c0}]\n")
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert not errors and compiled["device"]["id"] == "kettle-{uid}"
 
 
 @pytest.mark.parametrize("value, message", [

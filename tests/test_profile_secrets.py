@@ -63,8 +63,9 @@ def test_secrets_never_appear_in_errors(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert PASSWORD not in out + err and "private-broker" not in out + err
     assert err.splitlines() == [
-        path + ":1:14: device.id: expected an id of up to 64 letters, digits, '-', '_' and '.', "
-        "optionally with '{uid}' (like 'printer-{uid}'), got ***",
+        path + ":1:14: device.id: expected an id of up to 64 letters, digits, '-', '_' and '.' "
+        "that starts with a letter or a digit, optionally with '{uid}' (like 'printer-{uid}'), "
+        "got ***",
         path + ":8:11: uplink.broker: expected a broker URL like 'mqtt://host:1883' or "
         "'mqtts://host:8883', got ***",
     ]
@@ -76,7 +77,8 @@ def test_secret_substituted_into_a_value_stays_secret(tmp_path):
     compiled, errors, secret_fields = compile_with_secrets(write(tmp_path, profile, secrets=SECRETS))
     assert PASSWORD not in "".join(errors)
     assert errors[0].endswith("device.id: expected an id of up to 64 letters, digits, '-', '_' and "
-                              "'.', optionally with '{uid}' (like 'printer-{uid}'), got ***")
+                              "'.' that starts with a letter or a digit, optionally with '{uid}' "
+                              "(like 'printer-{uid}'), got ***")
 
 
 def test_missing_secrets_file_is_an_error_that_names_it(monkeypatch):

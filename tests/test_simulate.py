@@ -311,6 +311,21 @@ def test_a_bad_fleet_file_says_where(tmp_path, text, says):
     assert says in str(exc.value) and str(path) in str(exc.value)
 
 
+@pytest.mark.parametrize("template, says", [
+    ("..{n}", "devices[0].id: '..{n}' gives '..1', not an id of up to 64 letters"),
+    ("<script>{n}", "gives '<script>1', not an id"),
+    ("p-{n:0200d}", "not an id of up to 64"),
+])
+def test_fleet_device_ids_follow_the_profiles_rule(tmp_path, template, says):
+    from simulator.fleet import FleetError
+    path = tmp_path / "f.yaml"
+    path.write_text("devices:\n  - {profile: %s, id: '%s'}\n"
+                    % (os.path.abspath("examples/printer.yaml"), template))
+    with pytest.raises(FleetError) as exc:
+        load_fleet(str(path))
+    assert says in str(exc.value) and str(path) in str(exc.value)
+
+
 def test_a_fault_schedule_depends_on_the_seed_alone_and_shares_the_fleet():
     spec = faults.parse("outage:every=6h,for=1h,share=0.5;power:every=1d,share=0.25;"
                         "restart:count=3;outage:every=1d,for=2h,scope=fleet")

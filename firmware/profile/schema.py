@@ -8,6 +8,7 @@ import os
 import re
 from types import SimpleNamespace
 
+from agent import ids
 from firmware import bounded
 from firmware.profile import crosscheck
 from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
@@ -23,9 +24,7 @@ PLATFORMS = ["esp32", "rpi", "sim"]
 
 NAME = r"[a-z][a-z0-9_]{0,31}"
 NAME_WHAT = "a name of up to 32 lowercase letters, digits and '_' that starts with a letter"
-DEVICE_ID = r"(?=.{1,64}\Z)(?:[A-Za-z0-9._-]|\{uid\})+"
-DEVICE_ID_WHAT = ("an id of up to 64 letters, digits, '-', '_' and '.', optionally with '{uid}' "
-                  "(like 'printer-{uid}')")
+DEVICE_ID_WHAT = ids.WHAT + ", optionally with '{uid}' (like 'printer-{uid}')"
 BUS_ID = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
 BUS_NAMES = {"i2c": "an I2C bus", "uart": "a UART bus"}
 BUFFER_PATHS = {"esp32": "/buffer", "rpi": "/var/lib/tether/buffer", "sim": "buffer"}
@@ -106,9 +105,17 @@ def sub(fields):
     return lambda ctx, node: section(ctx, node, fields)
 
 
+def device_id(ctx, node):
+    """The device id rule of agent/ids.py; `{uid}` stands for a part made of letters and digits."""
+    if (node.tag != "str" or len(node.value) > ids.MAX_LENGTH
+            or not ids.valid(node.value.replace("{uid}", "0"))):
+        raise Invalid(expected(DEVICE_ID_WHAT, node))
+    return node.value
+
+
 def device(ctx, node):
     out = section(ctx, node, [
-        ("id", "id", pattern(DEVICE_ID, DEVICE_ID_WHAT), REQUIRED),
+        ("id", "id", device_id, REQUIRED),
         ("model", "model", text, None),
     ])
     ctx.device_id = out.get("id")
@@ -379,7 +386,7 @@ def backoff(ctx, node):
 def uplink(ctx, node):
     out = section(ctx, node, [
         ("broker", None, broker, REQUIRED),
-        ("client_id", "client_id", pattern(DEVICE_ID, DEVICE_ID_WHAT), None),
+        ("client_id", "client_id", device_id, None),
         ("username", "username", text, None),
         ("password", "password", text, None),
         ("ca", "ca", pem_file, None),

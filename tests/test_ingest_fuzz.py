@@ -1,0 +1,122 @@
+"""The ingest's handler path (simulator/ingest.py, Ingest._commit: parse the topic, decode,
+store, each message in its own savepoint) fed random topics and payloads by hypothesis: no
+exception escapes, nothing is an internal error, and every message that is not stored is counted
+as malformed, with a row in `malformed`. No broker: the messages go straight to the writer's
+code, as paho's thread hands them over. (The decoders and the command parser have their own
+fuzz tests in tests/test_fuzz_entry_points.py.)"""
+import copy
+import json
+
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from agent import cbor, ids
+from firmware import batchfile
+from firmware.profile.compile import compile as compile_profile
+from simulator import reference
+from simulator.ingest import Ingest, connect_db
+
+PREFIX = "tether/v1"
+DEVICE = "fz-1"
+
+
+def _good():
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    lines = [json.dumps(r) for r in reference.readings(hours=1)]
+    out = {}
+    for encoding in ("compact", "senml"):
+        p = copy.deepcopy(profile)
+        p["uplink"]["encoding"] = encoding
+        schema, batches, _ = batchfile.encode(p, lines, DEVICE)
+        out[encoding] = batches[0]
+        out["schema"] = schema.to_cbor()
+    return out
+
+
+GOOD = _good()
+KINDS = ["up/batch", "up/event", "up/health", "up/schema", "status", "up/other", "down/cmd", ""]
+
+devices = st.one_of(
+    st.just(DEVICE), st.sampled_from(["..", ".", "<script>", "a" * 5000, "a" * 65, "-x", ""]),
+    st.text(max_size=80), st.text(alphabet="abz09.-_/+#", max_size=12))
+topics = st.one_of(
+    st.builds(lambda d, k: "%s/%s/%s" % (PREFIX, d, k) if k else "%s/%s" % (PREFIX, d),
+              devices, st.sampled_from(KINDS)),
+    st.text(max_size=120))
+cbor_items = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(min_value=-(1 << 70), max_value=1 << 70),
+              st.floats(), st.text(max_size=20), st.binary(max_size=40)),
+    lambda inner: st.one_of(st.lists(inner, max_size=8),
+                            st.dictionaries(st.one_of(st.text(max_size=8), st.integers()), inner,
+                                            max_size=6)),
+    max_leaves=30)
+
+
+@st.composite
+def mutated(draw):
+    """A real batch or schema with a few bytes changed, cut short or extended."""
+    data = bytearray(draw(st.sampled_from(sorted(GOOD.values()))))
+    for _ in range(draw(st.integers(0, 6))):
+        i = draw(st.integers(0, len(data) - 1))
+        data[i] = draw(st.integers(0, 255))
+    cut = draw(st.integers(0, len(data)))
+    return bytes(data[:cut]) if draw(st.booleans()) else bytes(data)
+
+
+payloads = st.one_of(st.binary(max_size=300), cbor_items.map(cbor.dumps), mutated(),
+                     st.sampled_from(sorted(GOOD.values()) + [b"online", b"offline", b""]))
+
+
+def fresh_ingest():
+    i = Ingest("127.0.0.1", 1, ":memory:")
+    i.client_id = "fuzz"
+    i._db = connect_db(":memory:")
+    return i
+
+
+def stored(db):
+    return sum(db.execute("SELECT count(*) FROM %s" % t).fetchone()[0]
+               for t in ("batches", "held", "events", "replies", "health", "schemas"))
+
+
+# Derandomized and without an example database, as tests/test_fuzz_entry_points.py: the same
+# examples every run, so the test cannot flake.
+@settings(derandomize=True, database=None, max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(topics, payloads), min_size=1, max_size=6))
+def test_random_topics_and_payloads_never_escape_and_odd_ones_count_as_malformed(messages):
+    i = fresh_ingest()
+    try:
+        group = [(t, p, 0, k, 1.0e9 + k, 0) for k, (t, p) in enumerate(messages)]
+        i._commit(group, False)
+        db = i._db
+        s = i.stats()
+        assert s["messages"] == len(messages)
+        reasons = [r for (r,) in db.execute("SELECT reason FROM malformed")]
+        assert s["malformed"] == len(reasons)
+        assert not [r for r in reasons if r.startswith("internal error")], reasons
+        # Every message is stored somewhere, counted as a duplicate, or malformed (a status or
+        # schema being cleared, and a status, leave no row of their own).
+        assert stored(db) + s["duplicates"] + s["event_duplicates"] + s["malformed"] \
+            + s["status"] + sum(1 for t, p in messages if not p) >= len(messages)
+        for (device,) in db.execute("SELECT device FROM devices"):
+            assert ids.valid(device), device
+    finally:
+        i._db.close()
+
+
+def test_device_ids_the_profiles_refuse_are_malformed():
+    i = fresh_ingest()
+    try:
+        bad = ["..", "a" * 5000, "<script>"]
+        group = [("%s/%s/up/schema" % (PREFIX, d), GOOD["schema"], 0, k, 1.0e9, 0)
+                 for k, d in enumerate(bad)]
+        group.append(("%s/%s/up/schema" % (PREFIX, DEVICE), GOOD["schema"], 0, 9, 1.0e9, 0))
+        i._commit(group, False)
+        assert i.stats()["malformed"] == 3
+        assert [r for (r,) in i._db.execute("SELECT reason FROM malformed")] == [
+            "the device id in the topic is not an id of up to 64 letters, digits, '-', '_' "
+            "and '.' that starts with a letter or a digit"] * 3
+        assert [d for (d,) in i._db.execute("SELECT device FROM devices")] == [DEVICE]
+    finally:
+        i._db.close()

@@ -1,0 +1,147 @@
+"""The ingest's sessions against a real Mosquitto with persistence: `tether ingest` with its
+defaults loses nothing across broker restarts, and the ingest inside `tether simulate` keeps a
+session through a restart and removes it when the run ends, failed or not (docs/ingest.md,
+"Which mode is safe where"; bench/broker_restart.py measures the other modes)."""
+import argparse
+import asyncio
+import json
+import threading
+import time
+
+import paho.mqtt.client as paho
+import pytest
+
+from firmware import ingest_cmd
+from simulator import sessions
+from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
+from simulator.ingest import Ingest, summary
+from firmware.profile.compile import compile as compile_profile
+from simulator import reference
+from tests.test_ingest import Publisher, encode
+from tests.test_simulate import assert_every_reading_accounted
+
+
+def session_present(port, client_id, keep=False):
+    """Whether the broker holds a session for client_id: connects with clean_session=False and
+    reads the CONNACK's flag; then removes the session that connection made or resumed, unless
+    keep."""
+    flags = {}
+    done = threading.Event()
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id,
+                         clean_session=False, protocol=paho.MQTTv311)
+
+    def on_connect(cl, userdata, f, reason, properties):
+        flags["present"] = f.session_present
+        done.set()
+    client.on_connect = on_connect
+    client.connect("127.0.0.1", port, 30)
+    client.loop_start()
+    try:
+        assert done.wait(10), "no CONNACK"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    if not keep:
+        assert sessions.forget("127.0.0.1", port, client_id)
+    return flags["present"]
+
+
+@pytest.fixture
+def persistent_broker(mosquitto_factory):
+    return mosquitto_factory(persistence=True, log_type="error warning",
+                             extra_conf="max_queued_messages 0")
+
+
+def test_tether_ingest_defaults_to_plain_subscriptions_and_a_persistent_session():
+    parser = argparse.ArgumentParser()
+    ingest_cmd.add_command(parser.add_subparsers())
+    args = parser.parse_args(["ingest", "--broker", "mqtt://h", "--db", "f.sqlite"])
+    assert args.group is None and not args.clean_session
+    i = Ingest("h", 1, "f.sqlite")
+    assert i.group is None and i.persistent
+    assert not any(t.startswith("$share/") for t in i.topics)
+
+
+def test_the_default_ingest_loses_nothing_across_three_broker_restarts(persistent_broker,
+                                                                      tmp_path):
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    lines = [json.dumps(r) for r in reference.readings(hours=2)]
+    schema, batches = encode(profile, lines, "r1")
+    i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / "f.sqlite"),
+               client_id="ingest-restarts").start()
+    try:
+        publish = Publisher(persistent_broker.port)
+        publish.schema("r1", schema)
+        publish.batches("r1", batches[:3])
+        publish.close()
+        for k in range(3):
+            persistent_broker.restart()  # SIGTERM: mosquitto saves its database
+            # Published at once, while the ingest is still reconnecting (paho waits >= 1 s):
+            # only its session on the broker takes these.
+            publish = Publisher(persistent_broker.port)
+            publish.batches("r1", batches[3 + 3 * k:6 + 3 * k])
+            publish.close()
+        deadline = time.monotonic() + 60  # paho reconnects after 1 s, then 2, 4...
+        while not i.stats()["connected"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert i.wait_idle(30, quiet=1.5) and i.stats()["connected"]
+    finally:
+        i.stop()
+    s = summary(i.db_path)["r1"]
+    assert (s["batches"], s["readings"], s["gaps"]) == (12, 5040, [])
+
+
+class Restarts:
+    """The fleet's progress hook (called every 0.5 s of wall time from the fleet's clock):
+    restarts the broker (SIGTERM) at each of the first `count` calls once readings flow. The
+    restart runs inside the call, so the fleet stands still meanwhile and every restart
+    happens while the devices are running, however loaded the machine is."""
+
+    def __init__(self, broker, count):
+        self.broker = broker
+        self.count = count
+        self.done = 0
+
+    def update(self, snap):
+        if self.done < self.count and snap["phase"] == "running" and snap["delivered"]:
+            self.broker.restart()
+            self.done += 1
+
+    def close(self):
+        pass
+
+
+def test_the_simulators_ingest_session_survives_broker_restarts_and_is_gone_after_the_run(
+        persistent_broker, tmp_path):
+    hook = Restarts(persistent_broker, 3)
+    fleet = Fleet(load_fleet(DEFAULT_FLEET, 6), str(tmp_path), 24 * 3600000, speed=None, seed=7,
+                  broker_url="mqtt://127.0.0.1:%d" % persistent_broker.port, client="paho",
+                  progress=hook)
+    report = asyncio.run(fleet.run())
+    assert hook.done == 3
+    assert_every_reading_accounted(report, str(tmp_path / "fleet.sqlite"))
+    client_id = fleet.ingest.client_id
+    assert client_id.startswith("tether-sim-")
+    assert not session_present(persistent_broker.port, client_id)
+
+
+@pytest.mark.parametrize("failure", [FleetError("a failure in the middle of the run"),
+                                     KeyboardInterrupt()])
+def test_a_failed_or_interrupted_run_removes_its_ingest_session_too(persistent_broker, tmp_path,
+                                                                   monkeypatch, failure):
+    async def fails(self, host, port):
+        self.ingest.stop()  # its session stays on the broker, as it does in a run
+        assert session_present(port, self.ingest.client_id, keep=True)
+        raise failure
+    monkeypatch.setattr(Fleet, "_run_devices", fails)
+    fleet = Fleet(load_fleet(DEFAULT_FLEET, 2), str(tmp_path), 3600000, speed=None,
+                  broker_url="mqtt://127.0.0.1:%d" % persistent_broker.port)
+    with pytest.raises(type(failure)):
+        asyncio.run(fleet.run())
+    assert not session_present(persistent_broker.port, fleet.ingest.client_id)
+
+
+def test_removing_a_session_from_a_broker_that_is_gone_says_so(persistent_broker):
+    persistent_broker.stop()
+    assert sessions.forget("127.0.0.1", persistent_broker.port, "nobody", timeout=2) is False
