@@ -267,12 +267,13 @@ def reply(db, device, doc, now, d):
 def probe(db, before):
     """The ingest had no session on the broker for a while (it reconnected and the broker kept
     nothing for it): what devices published meanwhile may be gone, with the health reports that
-    would tell of it. The tail past what is stored is asked for, of each device not heard from
-    since `before` (the connect): the device re-sends what it holds and answers the rest
-    `unknown`, which sets its newest back. (What a device sent since has its gaps below it.)"""
+    would tell of it. The tail past what is stored is asked for, of each device known before
+    `before` (the connect; what a device sent since may be a repair, no sign of a whole tail):
+    the device re-sends what it holds and answers the rest `unknown`, which sets its newest
+    back."""
     for kind in KINDS:
         db.execute("UPDATE devices SET {k}_newest = max(coalesce({k}_newest, -1), {last} + ?) "
-                   "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND last_seen < ?"
+                   "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND first_seen < ?"
                    .format(k=kind, last=LAST[kind]), (PROBE[kind], before))
 
 
