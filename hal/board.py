@@ -30,7 +30,8 @@ def drivers(profile, platform):
     opened = {}
     chips = {}
     sleep_ms = getattr(platform, "sleep_ms", None)
-    ticks_ms = getattr(platform, "ticks_ms", None)
+    ticks_ms = getattr(platform, "ticks_ms", None)  # a platform's own time (the simulated one)
+    ticks_us = getattr(platform, "ticks_us", None)
 
     def bus(name):
         if name not in opened:
@@ -73,8 +74,7 @@ def drivers(profile, platform):
                                    platform.pin_out(s["pins"]["sck"]), at, gain=s.get("gain", 128),
                                    tare=cal.get("tare", 0), scale=cal.get("scale", 1),
                                    pill_weight=cal.get("pill_weight"), sleep_ms=sleep_ms,
-                                   ticks_us=getattr(platform, "ticks_us", None),
-                                   ticks_ms=ticks_ms)
+                                   ticks_us=ticks_us, ticks_ms=ticks_ms)
         elif d == "ads1115":
             # One driver per channel: each sensor keeps its own channel and gain.
             key = (d, s["bus"], s["address"], s.get("channel", 0))
