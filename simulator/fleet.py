@@ -263,7 +263,8 @@ class Fleet:
         deadline = time.time() + 600
         while True:
             await self._drain_ingest(max(deadline - time.time(), 0.0))
-            if not await loop.run_in_executor(None, repairing, self.db_path) \
+            if (not self.ingest.repair_pending()
+                    and not await loop.run_in_executor(None, repairing, self.db_path)) \
                     or time.time() > deadline:
                 break
             await asyncio.sleep(0.5)

@@ -763,12 +763,10 @@ class Ingest:
                     total.merge(self._one(m))
                 if chores:
                     self._chores(total)
+                probed = None
                 if planning:
                     began = time.monotonic()
-                    if self._probe is not None:
-                        repair_mod.probe(db, self._probe)
-                        self._probe = None
-                    commands = self._repair.plan(db, time.time())
+                    commands, probed = self._plan(db)
                     # At most a twentieth of the writer's time: a big fleet at full speed has
                     # thousands of devices whose health is a batch ahead at any moment.
                     self._next_plan = began + 20 * (time.monotonic() - began)
@@ -777,6 +775,8 @@ class Ingest:
                     held = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL"
                                       ).fetchone()[0]
                 db.execute("COMMIT")
+                if probed is not None and self._probe == probed:
+                    self._probe = None
                 break
             except sqlite3.Error as exc:
                 if db.in_transaction:
@@ -813,6 +813,31 @@ class Ingest:
             for topic, payload, qos, mid, received_at, gen in group:
                 if qos and gen == self._gen and self._connected:
                     client.ack(mid, qos)
+
+    def _plan(self, db):
+        """(resend commands, the probe made): repair's planning, in a savepoint of its own, so
+        that a bug there cannot roll back the messages stored in the same transaction."""
+        probed = self._probe
+        db.execute("SAVEPOINT planning")
+        try:
+            if probed is not None:
+                repair_mod.probe(db, probed)
+            commands = self._repair.plan(db, time.time())
+        except sqlite3.Error:
+            raise
+        except Exception:  # noqa: BLE001 - the messages must be stored whatever planning does
+            log.exception("repair planning failed; the messages are stored, planning is tried "
+                          "again")
+            db.execute("ROLLBACK TO planning")
+            db.execute("RELEASE planning")
+            return [], None
+        db.execute("RELEASE planning")
+        return commands, probed
+
+    def repair_pending(self):
+        """True while a probe (after a connect that found no session) waits for the next
+        planning pass, or while not subscribed: repairing() cannot see those yet."""
+        return self._repair is not None and (self._probe is not None or not self._ready)
 
     def _held_exists(self):
         return self._db.execute("SELECT 1 FROM held LIMIT 1").fetchone() is not None
@@ -1234,8 +1259,11 @@ def _open_sql(kind):
             "- (SELECT count(*) FROM {table} x WHERE x.device = devices.device "
             "AND x.seq > devices.{k}_done) "
             "- (SELECT count(*) FROM lost l WHERE l.device = devices.device AND l.kind = '{k}' "
-            "AND l.seq > devices.{k}_done) FROM devices WHERE {k}_done IS NOT NULL"
-            ).format(k=kind, table=table, last=last)
+            "AND l.seq > devices.{k}_done) {held}FROM devices WHERE {k}_done IS NOT NULL"
+            ).format(k=kind, table=table, last=last, held=(
+                # compact batches waiting for their schema are here, as repair.plan counts them
+                "- (SELECT count(*) FROM held h WHERE h.device = devices.device "
+                "AND h.seq > devices.batch_done) " if kind == "batch" else ""))
 
 
 _OPEN_SQL = _open_sql("batch")

@@ -252,8 +252,10 @@ def reply(db, device, doc, now, d):
         # The device holds the top of what was asked, the believed tail: there may be more past
         # it (a tail lost with the health reports that told of it), so the next numbers are
         # asked for too, until the device answers `unknown`.
-        db.execute("UPDATE devices SET {k}_newest = ? WHERE device = ? AND {k}_newest <= ?"
-                   .format(k=kind), (top + PROBE[kind], device, top))
+        # Only at the tail: a gap between stored batches says nothing of what lies past them.
+        db.execute("UPDATE devices SET {k}_newest = ? WHERE device = ? "
+                   "AND max(coalesce({last}, -1), coalesce({k}_newest, -1)) <= ?"
+                   .format(k=kind, last=LAST[kind]), (top + PROBE[kind], device, top))
     for a, b in unknown:
         db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
                    (device, kind, a, b))
@@ -268,12 +270,14 @@ def probe(db, before):
     """The ingest had no session on the broker for a while (it reconnected and the broker kept
     nothing for it): what devices published meanwhile may be gone, with the health reports that
     would tell of it. The tail past what is stored is asked for, of each device known before
-    `before` (the connect; what a device sent since may be a repair, no sign of a whole tail):
-    the device re-sends what it holds and answers the rest `unknown`, which sets its newest
-    back."""
+    `before` (the connect; what a device sent since may be a repair, no sign of a whole tail)
+    and online (an offline one is never asked, so a guess there would stay open; it says its
+    newest in the health report it sends when it is back): the device re-sends what it holds
+    and answers the rest `unknown`, which sets its newest back."""
     for kind in KINDS:
         db.execute("UPDATE devices SET {k}_newest = max(coalesce({k}_newest, -1), {last} + ?) "
-                   "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND first_seen < ?"
+                   "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND first_seen < ? "
+                   "AND coalesce(last_status, '') != 'offline'"
                    .format(k=kind, last=LAST[kind]), (PROBE[kind], before))
 
 

@@ -55,8 +55,9 @@ def build(fleet):
             "events_waiting": d.agent.events.log.unacked,
             "events_repaired": s.get("events_repaired", 0),
             "events_lost_at_broker": events_at_broker,
+            "events_dropped_by_device": s.get("events_dropped_by_device", 0),
             "events_lost": (d.events_raised - s.get("events", 0) - d.agent.events.log.unacked
-                            - events_at_broker),
+                            - events_at_broker - s.get("events_dropped_by_device", 0)),
             "power_cuts": d.power_cuts,
             "boots": d.boots,
             "outage_ms": d.outage_ms,
@@ -70,6 +71,7 @@ def build(fleet):
                 "power_cut_window", "repaired", "repaired_batches", "lost_at_broker",
                 "lost_at_broker_batches", "dropped_by_device_batches", "duplicates", "events",
                 "events_raised", "events_waiting", "events_repaired", "events_lost_at_broker",
+                "events_dropped_by_device",
                 "events_lost", "power_cuts", "outage_ms", "bytes_on_air"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)

@@ -329,6 +329,40 @@ def test_events_are_repaired_like_batches(desk):
     assert repairing(d.ingest.db_path) == 0
 
 
+def test_a_device_holding_a_gap_between_stored_batches_is_not_probed_past_them(desk, batches):
+    # A whole answer at the top of what was asked probes past the tail only when it is the tail:
+    # batches stored above a gap say the device's tail is not there.
+    d = desk()
+    d.batches("p1", batches, list(range(0, 4)) + list(range(6, 10)), T0)
+    d.put("p1", "health", health("p1", batch=[0, 2]), T0)
+    d.plan(T0)
+    (_, cmd), = d.plan(T0 + GRACE)
+    assert cmd["ranges"] == [[4, 5]]
+    d.put("p1", "event", answer(cmd, queued=2), T0 + GRACE)
+    d.batches("p1", batches, [4, 5], T0 + GRACE)
+    assert repairing(d.ingest.db_path) == 0
+    assert summary(d.ingest.db_path)["p1"]["newest"] == 2
+
+
+def test_a_device_holding_the_top_of_a_tail_request_is_asked_past_it_until_unknown(
+        desk, batches):
+    d = desk()
+    d.batches("p1", batches, [0, 1], T0)
+    d.put("p1", "health", health("p1", batch=[0, 3]), T0)
+    d.plan(T0)
+    (_, cmd), = d.plan(T0 + GRACE)
+    assert cmd["ranges"] == [[2, 3]]
+    d.put("p1", "event", answer(cmd, queued=2), T0 + GRACE)
+    d.batches("p1", batches, [2, 3], T0 + GRACE)
+    d.plan(T0 + 2 * GRACE)
+    (_, cmd), = d.plan(T0 + 3 * GRACE)
+    assert cmd["ranges"] == [[4, 3 + 64]]
+    d.put("p1", "event", answer(cmd, queued=1, unknown=[[5, 67]]), T0 + 3 * GRACE)
+    d.batches("p1", batches, [4], T0 + 3 * GRACE)
+    assert repairing(d.ingest.db_path) == 0
+    assert summary(d.ingest.db_path)["p1"]["newest"] == 4
+
+
 def test_below_the_oldest_it_holds_only_gaps_between_stored_batches_are_asked_for(desk, batches):
     # An ingest that joined late (or a device whose log has moved on) does not ask for a history
     # the device no longer holds; a gap between batches it stored is asked for, and settled.
