@@ -18,6 +18,7 @@ from agent import cbor
 
 MAX_DEPTH = 4  # a command is a flat map: deeper nesting is refused before it is built
 RECENT = 16    # command ids remembered, to run each at most once
+MAX_ID = 64    # characters of a text id
 _BIG = 1 << 64
 
 
@@ -45,17 +46,17 @@ class Command:
             raise CommandError("argument %r must be %s" % (name, _kind_name(kind)))
         if (low is not None and v < low) or (high is not None and v > high):
             raise CommandError("argument %r must be from %s to %s, got %s"
-                               % (name, low, high, _shown(v)))
+                               % (name, low, high, shown(v)))
         return v
 
     def done(self):
         for name in self.fields:
             if name not in self.used:
-                raise CommandError("unknown argument %s" % _shown(name))
+                raise CommandError("unknown argument %s" % shown(name))
         self.checked = True
 
 
-def _shown(v):
+def shown(v):
     """v in an error message: short, and only text or a small integer (CPython will not even
     print a bignum of thousands of digits, nor a list that holds one)."""
     if isinstance(v, str):
@@ -118,9 +119,7 @@ class Commands:
                 error = "not CBOR: %s" % exc
             else:
                 error = None
-                cid = fields.get("id") if isinstance(fields, dict) else None
-                if not isinstance(cid, (str, int)) or isinstance(cid, bool):
-                    cid = None
+                cid = _id(fields.get("id")) if isinstance(fields, dict) else None
             if self._again(cid, retained):
                 return None, None
             if retained:
@@ -131,12 +130,13 @@ class Commands:
             if not isinstance(fields, dict):
                 raise CommandError("a command is a CBOR map")
             if cid is None:
-                raise CommandError("a command needs an id (text or integer)")
+                raise CommandError("a command needs an id (text of at most %d characters, or "
+                                   "a 64-bit integer)" % MAX_ID)
             name = fields.get("cmd")
             handler = self.handlers.get(name) if isinstance(name, str) else None
             if handler is None:
                 raise CommandError("unknown command %s (known: %s)"
-                                   % (_shown(name), ", ".join(sorted(self.handlers))))
+                                   % (shown(name), ", ".join(sorted(self.handlers))))
             cmd = Command(fields)
             result = handler(cmd)
             if not cmd.checked:
@@ -158,9 +158,19 @@ class Commands:
         return bytes(w.getvalue()), then
 
 
+def _id(v):
+    """v as a command id, or None. Ids are remembered (to run each command once), so they stay
+    small: text of at most MAX_ID characters, or a 64-bit integer."""
+    if isinstance(v, str):
+        return v if len(v) <= MAX_ID else None
+    if isinstance(v, int) and not isinstance(v, bool) and -_BIG < v < _BIG:
+        return v
+    return None
+
+
 def peek_id(head):
     """The id of a command of which only the first bytes arrived, or None: the map's pairs are
-    read in order until "id" (whose value must be text or an integer) or the bytes run out."""
+    read in order until "id" (see _id) or the bytes run out."""
     from agent import cbor_decode
     r = cbor_decode.Reader(head)
     try:
@@ -171,9 +181,7 @@ def peek_id(head):
             key = r.item()
             value = r.item()
             if key == "id":
-                if isinstance(value, (str, int)) and not isinstance(value, bool):
-                    return value
-                return None
+                return _id(value)
             if n is not None:
                 n -= 1
     except cbor.CBORError:

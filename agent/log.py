@@ -34,7 +34,8 @@ _STATE_MAGIC = b"TSB2"
 # ranges that follow (u8), each as from, to (u32, u32); the CRC-32 of it all ends the file.
 _STATE_FMT = "<4sIIQII"
 _STATE_BYTES = const(32)  # the fixed part, with its CRC
-_PEEK = const(48)  # bytes of a batch read to find its seq while stepping over it
+_PEEK = const(80)  # bytes of a batch read to find its seq while stepping over it: the envelope
+# up to the seq with a 64-character device id (agent/ids.py)
 DROPPED_RANGES = const(4)  # dropped-unsent ranges remembered; an older one reads as gone
 
 
@@ -152,12 +153,15 @@ class Log:
         return True
 
     def save_state(self):
-        body = struct.pack(_STATE_FMT, _STATE_MAGIC, self.boot, self.acked + 1, self.dropped,
-                           self.dead + 1, self.seq_floor + 1)
         ranges = self.dropped_ranges
-        body += bytes([len(ranges)])
-        for r in ranges:
-            body += struct.pack("<II", r[0], r[1])
+        # Without dropped ranges, version 1: what firmware from before them reads too (after a
+        # downgrade it would take any other file for none, and send its whole log again).
+        body = struct.pack(_STATE_FMT, _STATE_MAGIC if ranges else _STATE_V1, self.boot,
+                           self.acked + 1, self.dropped, self.dead + 1, self.seq_floor + 1)
+        if ranges:
+            body += bytes([len(ranges)])
+            for r in ranges:
+                body += struct.pack("<II", r[0], r[1])
         self.store.replace(_STATE, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
         self._acked_unsaved = 0
 
@@ -292,7 +296,6 @@ class Log:
         self.store.remove(seg.name)
         self.segments.pop(0)
         self.size -= seg.size
-        self._look = None
 
     # -- reading and acknowledging ---------------------------------------------------------
 

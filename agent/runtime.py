@@ -11,7 +11,7 @@ import gc
 
 from agent import cbor
 from agent import profile as compiled
-from agent.commands import Commands, CommandError
+from agent.commands import Commands, CommandError, shown
 from agent.events import Events
 from agent.log import Log
 from agent.sampler import Sampler, channels
@@ -188,25 +188,32 @@ class Agent:
         ranges = cmd.arg("ranges", list)
         cmd.done()
         if kind not in ("batch", "event"):
-            raise CommandError("argument 'kind' must be \"batch\" or \"event\", got %r" % (kind,))
+            raise CommandError("argument 'kind' must be \"batch\" or \"event\", got %s"
+                               % shown(kind))
         if not ranges or len(ranges) > RESEND_RANGES:
             raise CommandError("bounded: 'ranges' must hold 1 to %d ranges, got %d"
                                % (RESEND_RANGES, len(ranges)))
         total = 0
-        for r in ranges:
+        for i, r in enumerate(ranges):
             if (not isinstance(r, list) or len(r) != 2 or not _seq(r[0]) or not _seq(r[1])
                     or r[0] > r[1]):
-                raise CommandError("each range must be [from, to] with 0 <= from <= to, got %r"
-                                   % (r,))
+                raise CommandError("range %d must be [from, to] with 0 <= from <= to < 2**32"
+                                   % i)
             total += r[1] - r[0] + 1
         if total > RESEND_SEQS:
             raise CommandError("bounded: at most %d sequence numbers a command, got %d"
                                % (RESEND_SEQS, total))
         log = self.buffer.log if kind == "batch" else self.events.log
-        ranges.sort(key=_first)  # in order, overlapping and adjacent answers join
+        ranges.sort(key=_first)
         into = ([], [], [], [])
-        for a, b in ranges:
-            log.classify(a, b, into)
+        a, b = ranges[0]
+        for r in ranges:  # overlapping and adjacent ranges join: nothing is queued twice
+            if r[0] > b + 1:
+                log.classify(a, b, into)
+                a = r[0]
+            if r[1] > b:
+                b = r[1]
+        log.classify(a, b, into)
         held, gone, dropped, unknown = into
         queued = 0
         for a, b in held:

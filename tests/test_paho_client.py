@@ -312,7 +312,11 @@ def test_a_large_message_is_never_held_whole_in_memory(mosquitto):
     (b"\x30\xff\xff\x03\xff\x00" + b"a" * 3000, ERR_TOO_LARGE),     # a topic that large
     (b"\x34\xff\xff\x03\x00\x01a\x00\x01" + b"a" * 3000, ERR_PROTOCOL),  # QoS 2
     (b"\x32\xff\xff\x03\x00\x02\xff\xfe\x00\x01" + b"a" * 3000, ERR_PROTOCOL),  # not UTF-8
-], ids=["suback", "topic", "qos-2", "topic-not-utf8"])
+    # a fifth remaining-length byte (2.2.3: at most four); then what looks like a PUBLISH
+    # that must not be taken for one
+    (b"\xd0\xff\xff\xff\xff\x7f\x32\xff\xff\x03\x00\x01a\x00\x07" + b"a" * 3000,
+     ERR_PROTOCOL),
+], ids=["suback", "topic", "qos-2", "topic-not-utf8", "length-5-bytes"])
 def test_a_large_packet_that_is_no_valid_publish_closes_the_connection(packet, code):
     broker = FakeBroker(after_connack=packet)
 

@@ -170,9 +170,13 @@ class _Gate:
             for i in range(len(hdr) - 1, 0, -1):
                 n = (n << 7) | (hdr[i] & 0x7F)
             first = hdr[0]
-            bad = hdr[-1] & 0x80    # a fifth length byte follows: paho reports that
-            if n <= self.max_packet or bad:
-                self.out, self.left = bytes(hdr), (0 if bad else n)
+            if hdr[-1] & 0x80:    # a fifth length byte follows: no MQTT packet is that long
+                del hdr[:]
+                self.client._fail(self.mqttc, MQTTError(
+                    ERR_PROTOCOL, "protocol error: remaining length longer than 4 bytes"))
+                raise ConnectionError("bad remaining length")
+            if n <= self.max_packet:
+                self.out, self.left = bytes(hdr), n
                 del hdr[:]
                 return self.recv(bufsize)
             del hdr[:]

@@ -135,3 +135,12 @@ def test_an_unknown_argument_named_by_a_bignum_or_a_long_text_is_shown_short():
     error = reply_to({"id": 2, "cmd": "ping", "x" * 1000: 1})["error"]
     assert error == "unknown argument '%s'..." % ("x" * 37)
     assert reply_to({"id": 3, "cmd": "set", "n": 4}) == {"reply": 3, "ok": True, "result": 4}
+
+
+def test_an_id_too_long_to_remember_is_refused_and_not_remembered():
+    c, runs = commands()
+    for cid in ("x" * 65, 1 << 64):
+        r = handle(c, cbor.dumps({"id": cid, "cmd": "ping"}))
+        assert r["reply"] is None and "a command needs an id (text of at most 64" in r["error"]
+    assert runs == [] and c.recent == []
+    assert handle(c, cbor.dumps({"id": "x" * 64, "cmd": "ping"}))["ok"]

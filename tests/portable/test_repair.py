@@ -107,7 +107,10 @@ def test_bad_resend_arguments_get_a_clear_error_reply_and_queue_nothing():
          "bounded: 'ranges' must hold 1 to 16 ranges, got 17"),
         ({"kind": "batch", "ranges": [[0, 1000], [2000, 2023]]},
          "bounded: at most 1024 sequence numbers a command, got 1025"),
-        ({"kind": "batch", "ranges": [[3, 2]]}, "with 0 <= from <= to, got [3, 2]"),
+        ({"kind": "batch", "ranges": [[0, 1], [3, 2]]},
+         "range 1 must be [from, to] with 0 <= from <= to < 2**32"),
+        ({"kind": "batch", "ranges": [[0, 1 << 70]]}, "range 0 must be"),  # never printed
+        ({"kind": "b" * 300, "ranges": [[0, 1]]}, "got '" + "b" * 37 + "'..."),
         ({"kind": "batch", "ranges": [[-1, 2]]}, "with 0 <= from <= to"),
         ({"kind": "batch", "ranges": [[1]]}, "with 0 <= from <= to"),
         ({"kind": "batch", "ranges": [["a", 2]]}, "with 0 <= from <= to"),
@@ -125,6 +128,15 @@ def test_bad_resend_arguments_get_a_clear_error_reply_and_queue_nothing():
     ranges = [[i * 64, i * 64 + 63] for i in range(16)]
     r = command(a, {"id": "ok", "cmd": "resend", "kind": "batch", "ranges": ranges})
     assert r["ok"] is True and r["result"]["queued"] == 2, r
+
+
+def test_overlapping_ranges_are_queued_once():
+    a = agent()
+    form(a, 6)
+    send_and_ack(a.buffer.log, 5)
+    r = command(a, {"id": "o", "cmd": "resend", "kind": "batch",
+                    "ranges": [[2, 3], [0, 4], [1, 1], [5, 5]]})
+    assert r["result"]["queued"] == 6 and a.uplink.repairs == [[0, 0, 5]], r
 
 
 def test_resend_when_the_repair_queue_is_full_says_so():
