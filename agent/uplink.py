@@ -240,9 +240,9 @@ class Uplink:
                 if item is None:
                     return
                 kind, seq, data = item
-                item = (seq, data)
                 repair = True
-            seq, data = item
+            else:
+                seq, data = item
             if not self.inflight:
                 self.progress_at = self.wall.monotonic()
             dup = seq <= self.sent[kind] and not repair
