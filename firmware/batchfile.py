@@ -11,7 +11,7 @@ import sys
 from agent import batch_decode, cbor, cbor_decode
 from agent import profile as compiled
 from agent.log import Log
-from agent.buffer import Buffer
+from agent.buffer import _LIMIT, Buffer
 from agent.schema import Schema
 from agent.store import RamStore
 from firmware import bounded
@@ -21,6 +21,10 @@ UNBOUNDED = 1 << 40
 MAX_READINGS_FILE = 64 << 20  # its batches stay in memory until written: up to 1/4 its size
 MAX_LINE = 4096  # a reading is {"t": ..., "n": ..., "v": ...}, a name at most 32 letters
 MAX_BATCH_FILE = 64 << 20  # about as many readings as the largest readings file
+# A batch's base time, in ms, as its decoders take it: compact_decode up to 2**64 - 1 in its
+# time unit, senml_decode a decimal mantissa up to 2**64. Past it encode would write what no
+# decoder reads back.
+MAX_T_MS = 0xFFFFFFFFFFFFFFFF
 
 
 class InputError(Exception):
@@ -49,21 +53,34 @@ def encode(profile, lines, device_id=None):
         try:
             r = json.loads(line)
             t, name, v = r["t"], r["n"], r["v"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: [[[[...
             raise InputError("line %d: expected {\"t\": seconds, \"n\": name, \"v\": number}"
                              % number)
         if not _number(t) or not _number(v):
             raise InputError("line %d: t and v must be finite numbers (not NaN or Infinity)"
                              % number)
+        if not isinstance(name, str):
+            raise InputError("line %d: n must be a channel name (text)" % number)
+        t_ms = round(t * 1000)
+        if not -MAX_T_MS <= t_ms <= MAX_T_MS:
+            raise InputError("line %d: t %g is out of range: a batch carries times within "
+                             "+-%.4g seconds" % (number, t, MAX_T_MS / 1000))
         channel = schema.index.get(name)
         if channel is None:
             raise InputError("line %d: channel %r is not in the profile (it has %s)"
                              % (number, name, ", ".join(schema.names)))
-        scaled = schema.scale(channel, v)
+        too_large = InputError("line %d: reading %g is too large for a batch (limit +-2**30 at "
+                               "the channel's resolution)" % (number, v))
+        try:
+            scaled = schema.scale(channel, v)
+        except OverflowError:  # v / resolution is past the largest float
+            raise too_large
+        if not -_LIMIT < scaled < _LIMIT:
+            raise too_large
         if schema.value(channel, scaled) != v:
             rounded += 1
         try:
-            buf.append(round(t * 1000), channel, scaled)
+            buf.append(t_ms, channel, scaled)
         except ValueError as exc:
             raise InputError("line %d: %s" % (number, exc))
     buf.cut()
