@@ -160,9 +160,9 @@ def load_schemas(files=(), db=None):
                              "publishes on .../up/schema)" % path)
     if db is not None:
         import sqlite3
+        import urllib.parse
         try:
-            conn = sqlite3.connect("file:%s?mode=ro" % db.replace("?", "%3f").replace("#", "%23"),
-                                   uri=True)
+            conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(db), uri=True)
             try:
                 rows = conn.execute("SELECT schema_id, document FROM schemas").fetchall()
             finally:
@@ -171,9 +171,12 @@ def load_schemas(files=(), db=None):
             raise InputError("--db %s: not an ingest database with a schemas table (%s)"
                              % (db, exc))
         for sid, document in rows:
+            if not isinstance(document, bytes):  # bytes(10**15) would fill the memory
+                raise InputError("--db %s: schema %s does not decode: its document is not a "
+                                 "blob" % (db, sid))
             try:
-                schemas[sid] = Schema.from_cbor(bytes(document))
-            except (cbor.CBORError, TypeError) as exc:
+                schemas[sid] = Schema.from_cbor(document)
+            except cbor.CBORError as exc:
                 raise InputError("--db %s: schema %s does not decode: %s" % (db, sid, exc))
     return schemas
 
