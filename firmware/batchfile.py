@@ -136,13 +136,11 @@ def load_schemas(files=(), db=None):
     schemas = Schemas()
     for path in files:
         try:
-            with open(path, "rb") as f:
-                data = f.read(SCHEMA_FILE_MAX + 1)
+            data = bounded.read(path, SCHEMA_FILE_MAX, "a schema document")
         except OSError as exc:
             raise InputError("--schema %s: %s" % (path, exc.strerror))
-        if len(data) > SCHEMA_FILE_MAX:
-            raise InputError("--schema %s: larger than %d bytes, not a schema document"
-                             % (path, SCHEMA_FILE_MAX))
+        except bounded.TooLarge as exc:
+            raise InputError("--schema %s: %s" % (path, exc))
         found = 0
         try:
             r = cbor_decode.Reader(data)

@@ -96,7 +96,7 @@ def test_a_schema_source_larger_than_a_schema_can_be_is_refused_unread(files):
     folder, _ = files
     proc = tether("decode", "--schema", "/dev/zero", str(folder / "batches.cbor"))
     assert proc.returncode == 2
-    assert proc.stderr == ("tether decode: --schema /dev/zero: larger than 1048576 bytes, not a "
+    assert proc.stderr == ("tether decode: --schema /dev/zero: larger than 1 MiB, the limit for a "
                            "schema document\n")
 
 
