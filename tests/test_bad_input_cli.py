@@ -232,3 +232,22 @@ def test_encode_takes_times_up_to_what_decode_reads_back(tmp_path, encoding):
     assert proc.returncode == 0, proc.stderr
     assert [json.loads(line)["t"] for line in proc.stdout.splitlines()] == [
         -18446744073709551, 18446744073709551]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("devices: " + "[" * 20000 + "]" * 20000, "not a YAML fleet file: nested too deeply"),
+    ("devices:\n  - {profile: ../reference-printer.yaml, count: 1000000000000}",
+     "devices[0].count: the fleet would have more than 100000 devices, the limit"),
+    ("devices:\n  - {profile: ../reference-printer.yaml, count: 60000}\n"
+     "  - {profile: ../reference-printer.yaml, count: 40001}",
+     "devices[1].count: the fleet would have more than 100000 devices"),
+    ("devices:\n  - {profile: ../reference-printer.yaml, count: true}",
+     "devices[0].count: expected a whole number >= 1"),
+])
+def test_a_fleet_file_beyond_what_the_simulator_takes_is_refused(tmp_path, text, says):
+    path = tmp_path / "fleets" / "f.yaml"
+    path.parent.mkdir()
+    (tmp_path / "reference-printer.yaml").write_text(open(REFERENCE).read())
+    path.write_text(text)
+    refused(tether("simulate", "--fleet", path, "--duration", "1min"),
+            "tether simulate: %s: %s" % (path, says))
