@@ -4,10 +4,12 @@ is refused with a message that says what was expected, before anything runs.
     p.add_argument("--count", type=whole(1), default=1)
     p.add_argument("--hold", type=seconds(0), default=60.0)
     p.add_argument("--interval", type=duration(0, DAY), default="1s")   # milliseconds
+    p.add_argument("--device", type=device_id)
 """
 import argparse
 import math
 
+from agent import ids
 from firmware.profile.units import format_duration, parse_duration
 
 
@@ -51,6 +53,13 @@ def duration(low_ms, high_ms=None):
                 "expected a duration like '10s', '5min' or '2d', %s, got %r" % (least, text))
         return value
     return parse
+
+
+def device_id(text):
+    """A device id, by the rule every party checks (agent/ids.py)."""
+    if not ids.valid(text):
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (ids.WHAT, text))
+    return text
 
 
 def _range(low, high):

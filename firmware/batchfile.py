@@ -15,6 +15,7 @@ from agent.buffer import _LIMIT, Buffer
 from agent.schema import Schema
 from agent.store import RamStore
 from firmware import bounded
+from firmware.args import device_id
 from firmware.profile import add_allow_outside
 
 UNBOUNDED = 1 << 40
@@ -305,7 +306,7 @@ def add_commands(sub):
                    help="the profile whose channels and batch policy to use")
     p.add_argument("--encoding", choices=("senml", "compact"), help="override the profile's")
     p.add_argument("--deflate", action="store_true", help="deflate batch bodies where it helps")
-    p.add_argument("--device", metavar="ID", help="device id for the envelope (default: profile's)")
+    p.add_argument("--device", type=device_id, metavar="ID", help="device id for the envelope (default: profile's)")
     p.add_argument("readings", metavar="READINGS.jsonl", help="readings, or - for standard input")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="batch file, or -")
     add_allow_outside(p)

@@ -16,6 +16,7 @@ import ssl
 import sys
 import time
 
+from firmware.args import device_id
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.schema import BROKER
@@ -263,7 +264,7 @@ def add_command(sub):
                                    "sim) until Ctrl-C")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--platform", choices=("sim", "rpi"), help="default: the profile's")
-    p.add_argument("--device", metavar="ID", help="the device id (when the profile's is a "
+    p.add_argument("--device", type=device_id, metavar="ID", help="the device id (when the profile's is a "
                                                   "template such as printer-{uid})")
     p.add_argument("--broker", metavar="URL",
                    help="use this broker instead of the profile's: mqtt://HOST[:PORT] (no TLS: "

@@ -125,3 +125,16 @@ def test_the_compiled_profile_is_written_readable_by_its_owner_alone(tmp_path, c
 def test_tether_sim_is_ignored_by_git():
     lines = open(".gitignore").read().split()
     assert "tether-sim/" in lines and "tether-demo/" in lines
+
+
+@pytest.mark.parametrize("command", [["run", SIM_PROFILE],
+                                     ["encode", "--profile", SIM_PROFILE, "-", "-o", os.devnull]])
+@pytest.mark.parametrize("device", ["../../etc", "-x", "a/b", "x" * 65, ""])
+def test_a_device_id_that_breaks_the_id_rule_is_refused_before_anything_runs(command, device):
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + command
+                          + ["--device=" + device], capture_output=True, text=True, input="",
+                          timeout=60)  # unchecked, run would start sampling
+    assert proc.returncode == 2
+    assert ("argument --device: expected an id of up to 64 letters, digits, '-', '_' and '.' "
+            "that starts with a letter or a digit, got %r" % device) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
