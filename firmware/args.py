@@ -46,11 +46,16 @@ def duration(low_ms, high_ms=None):
     def parse(text):
         value = parse_duration(text)
         if value is None or value < low_ms or (high_ms is not None and value > high_ms):
-            least = "more than 0" if low_ms == 1 else "at least %s" % format_duration(low_ms)
+            bounds = []
+            if low_ms == 1:
+                bounds.append("more than 0")
+            elif low_ms > 0:  # "at least 0ms" says nothing
+                bounds.append("at least %s" % format_duration(low_ms))
             if high_ms is not None:
-                least += " and at most %s" % format_duration(high_ms)
+                bounds.append("at most %s" % format_duration(high_ms))
             raise argparse.ArgumentTypeError(
-                "expected a duration like '10s', '5min' or '2d', %s, got %r" % (least, text))
+                "expected a duration like '10s', '5min' or '2d', %sgot %r"
+                % ("".join(b + ", " for b in [" and ".join(bounds)] if b), text))
         return value
     return parse
 
