@@ -140,3 +140,13 @@ def test_a_device_id_that_breaks_the_id_rule_is_refused_before_anything_runs(com
     assert ("argument --device: expected an id of up to 64 letters, digits, '-', '_' and '.' "
             "that starts with a letter or a digit, got %r" % device) in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "mqtt://h:70000"])
+def test_an_ingest_broker_port_outside_1_to_65535_is_refused(url, tmp_path):
+    db = tmp_path / "d.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker", url,
+                           "--db", str(db)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == "tether ingest: the port in %r is not a number from 1 to 65535\n" % url
+    assert not db.exists()
