@@ -34,11 +34,13 @@ REFUSED = {1: "the broker refused MQTT 3.1.1, or it is not an MQTT broker",
 
 def override_broker(profile, url):
     """Points the profile's uplink at url (mqtt://host[:port] or mqtts://...). Without TLS the
-    profile's CA, certificate and key are not used; its user name and password are."""
+    profile's CA, certificate, key, user name and password are not used: in clear text, any host
+    named on the command line would read the password. Returns a line saying so, or None."""
     match = BROKER.fullmatch(url)
     port = match and int(match.group(3) or (8883 if match.group(1) == "mqtts" else 1883))
     if not match or not 1 <= port <= 65535:
-        hint = "; the user name and password come from the profile" if "@" in url else ""
+        hint = ("; the user name and password come from the profile, sent over mqtts:// only"
+                if "@" in url else "")
         raise ValueError("--broker: expected a URL like mqtt://127.0.0.1:1883 or "
                          "mqtts://broker.example:8883, got %r%s" % (url, hint))
     u = profile["uplink"]
@@ -47,6 +49,11 @@ def override_broker(profile, url):
     if not u["tls"]:
         for key in ("ca", "cert", "key"):
             u.pop(key, None)
+        sent = [u.pop(key) for key in ("username", "password") if u.get(key) is not None]
+        if sent:
+            return ("--broker %s is not TLS: the profile's user name and password are not sent "
+                    "(mqtts:// sends them)" % url)
+    return None
 
 
 def plain(exc, host, port):
@@ -183,8 +190,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
                   % profile["device"]["id"])
         return 2
     try:
-        if args.broker:
-            override_broker(profile, args.broker)
+        note = override_broker(profile, args.broker) if args.broker else None
     except ValueError as exc:
         err.write("tether run: %s\n" % exc)
         return 2
@@ -197,6 +203,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
     except (ValueError, ImportError, OSError) as exc:
         err.write("tether run: %s\n" % exc)
         return 2
+    if note:
+        out.write("tether run: %s\n" % note)
     return asyncio.run(_run(profile, platform, args, out, err))
 
 

@@ -193,3 +193,20 @@ def test_broker_option_refuses_a_url_it_cannot_use(tmp_path):
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr.startswith("tether run: --broker: expected a URL like mqtt://")
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_broker_option_without_tls_does_not_send_the_profiles_password(tmp_path,
+                                                                      mosquitto_factory):
+    # The broker knows the profile's login: it refuses the run only if the login is not sent.
+    broker = mosquitto_factory(users=True)
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (1, ", username: admin, password: admin-secret"))
+    url = "mqtt://127.0.0.1:%d" % broker.port
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--broker", url)
+    note = run.wait_for("tether run: --broker")
+    assert note == ("tether run: --broker %s is not TLS: the profile's user name and password "
+                    "are not sent (mqtts:// sends them)\n" % url)
+    line = run.wait_for("cannot connect to 127.0.0.1:%d" % broker.port)
+    assert "the broker refused the login" in line
+    code, _ = run.stop()
+    assert code == 0
