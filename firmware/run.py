@@ -146,7 +146,7 @@ class Reporter:
                 int(time.monotonic() - self.down_since) * 1000)
             if self.failing:
                 link += " (%d attempts: %s)" % (self.failures, self.failing)
-        self.line("status: %s; %d readings, %d batches acknowledged, %d waiting, %d readings "
+        self.line("status: %s; %d readings, %d messages acknowledged, %d batches waiting, %d readings "
                   "dropped, %d sensor errors" % (link, sum(c.readings for c in a.sampler.channels),
                                                  u.acked, log.unacked, log.dropped, errors))
 

@@ -210,3 +210,18 @@ def test_broker_option_without_tls_does_not_send_the_profiles_password(tmp_path,
     assert "the broker refused the login" in line
     code, _ = run.stop()
     assert code == 0
+
+
+def test_the_status_line_counts_every_acknowledged_message_not_only_batches(tmp_path, mosquitto):
+    # The uplink's count holds schema, health and event PUBACKs too: before the first batch is
+    # formed (10 readings at 200ms) the count is already above zero.
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (mosquitto.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--status-every", "1s")
+    while True:
+        status = run.wait_for("status: connected")
+        assert " messages acknowledged, " in status and " batches waiting, " in status, status
+        if int(status.split("; ")[1].split(", ")[1].split()[0]) >= 1:
+            break
+    code, _ = run.stop()
+    assert code == 0
