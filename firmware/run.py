@@ -239,6 +239,12 @@ async def _run(profile, platform, args, out, err):
     watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))
     await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
     watch.cancel()
+    if task.done() and task.exception() is not None:  # sampling failed: the store, say
+        exc = task.exception()
+        err.write("tether run: the agent stopped: %s\n" % (
+            "%s: %s" % (exc.filename, exc.strerror) if getattr(exc, "filename", None)
+            and exc.strerror else exc))
+        return 1
     if not task.done():
         await agent.stop()
         await task

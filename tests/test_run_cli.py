@@ -213,8 +213,7 @@ def test_broker_option_without_tls_does_not_send_the_profiles_password(tmp_path,
 
 
 def test_the_status_line_counts_every_acknowledged_message_not_only_batches(tmp_path, mosquitto):
-    # The uplink's count holds schema, health and event PUBACKs too: before the first batch is
-    # formed (10 readings at 200ms) the count is already above zero.
+    # The uplink's count holds schema, health and event PUBACKs too, not batches alone.
     profile = tmp_path / "pi.yaml"
     profile.write_text(PROFILE % (mosquitto.port, ""))
     run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--status-every", "1s")
@@ -225,3 +224,22 @@ def test_the_status_line_counts_every_acknowledged_message_not_only_batches(tmp_
             break
     code, _ = run.stop()
     assert code == 0
+
+
+def test_a_store_that_fails_stops_the_run_with_the_reason_and_exit_1(tmp_path):
+    import shutil
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))  # no broker: nothing but sampling goes on
+    store = tmp_path / "buffer"
+    run = Run(str(profile), "--store", str(store))
+    run.wait_for("pi-1:")
+    shutil.rmtree(store)  # the next batch (10 readings at 200ms) has nowhere to go
+    try:
+        run.proc.wait(timeout=LIVENESS_S)
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    err = run.proc.stderr.read()
+    assert run.proc.returncode == 1, err
+    assert err.startswith("tether run: the agent stopped: %s" % store), err
+    assert "No such file or directory" in err and "Traceback" not in err
