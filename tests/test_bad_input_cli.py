@@ -251,3 +251,12 @@ def test_a_fleet_file_beyond_what_the_simulator_takes_is_refused(tmp_path, text,
     path.write_text(text)
     refused(tether("simulate", "--fleet", path, "--duration", "1min"),
             "tether simulate: %s: %s" % (path, says))
+
+
+def test_a_refused_substitution_variable_is_reported_once_not_at_each_use(tmp_path):
+    path = product(tmp_path, "substitutions: {n: %s}\n" % ("9" * 5000))
+    path.write_text(path.read_text().replace("device: {id: kettle}", "device: {id: $n}")
+                    + "batch: {max_readings: $n}\n")
+    proc = tether("check", path)
+    refused(proc, "substitutions.n: expected an integer (of at most 4300 digits), got '999")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr
