@@ -150,3 +150,25 @@ def test_an_ingest_broker_port_outside_1_to_65535_is_refused(url, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr == "tether ingest: the port in %r is not a number from 1 to 65535\n" % url
     assert not db.exists()
+
+
+def read_cli(*args):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", "read", "--platform", "sim"]
+                          + list(args), capture_output=True, text=True, timeout=120)
+
+
+def test_read_of_several_profiles_applies_a_fault_where_its_sensor_is():
+    proc = read_cli("examples/fridge.yaml", "examples/printer.yaml", "--fault",
+                    "ink_c=disconnected")
+    assert proc.stderr == ""
+    assert proc.returncode == 1  # the broken sensor's reading failed, nothing else did
+    assert "examples/fridge.yaml on sim: 3 sensors" in proc.stdout
+    errors = [line.split()[0] for line in proc.stdout.splitlines() if " ERROR " in line]
+    assert errors == ["ink_c"]
+
+
+def test_read_of_several_profiles_refuses_a_fault_no_profile_has_a_sensor_for():
+    proc = read_cli("examples/fridge.yaml", "examples/printer.yaml", "--fault", "toner=stuck")
+    assert proc.returncode == 2
+    assert proc.stderr == ("tether read: --fault toner=stuck: no sensor 'toner' in any of the "
+                           "profiles\n")
