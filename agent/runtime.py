@@ -88,15 +88,22 @@ class Agent:
         """The sampler's task: reads what is due, then sleeps until the next sensor is (on the
         clock's own sleep when it has one: the simulator's device time runs fast)."""
         sleep = getattr(self.clock, "sleep", None)
-        while self.running:
-            if self.on_tick is not None:
-                self.on_tick(self.clock.now()[0])
-            wait = self.sampler.step()
-            self.buffer.poll(self.clock.now()[0])
-            if sleep is not None:
-                await sleep(wait)
-            else:
-                await asyncio.sleep(min(wait, 1000) / 1000)
+        try:
+            while self.running:
+                if self.on_tick is not None:
+                    self.on_tick(self.clock.now()[0])
+                wait = self.sampler.step()
+                self.buffer.poll(self.clock.now()[0])
+                if sleep is not None:
+                    await sleep(wait)
+                else:
+                    await asyncio.sleep(min(wait, 1000) / 1000)
+        except Exception:
+            # An agent that no longer samples (its store failing, say) must not look alive:
+            # stopping the uplink ends run(), which raises this.
+            self.running = False
+            await self.uplink.stop()
+            raise
 
     async def run(self):
         self.running = True

@@ -4,10 +4,12 @@ is refused with a message that says what was expected, before anything runs.
     p.add_argument("--count", type=whole(1), default=1)
     p.add_argument("--hold", type=seconds(0), default=60.0)
     p.add_argument("--interval", type=duration(0, DAY), default="1s")   # milliseconds
+    p.add_argument("--device", type=device_id)
 """
 import argparse
 import math
 
+from agent import ids
 from firmware.profile.units import format_duration, parse_duration
 
 
@@ -44,13 +46,25 @@ def duration(low_ms, high_ms=None):
     def parse(text):
         value = parse_duration(text)
         if value is None or value < low_ms or (high_ms is not None and value > high_ms):
-            least = "more than 0" if low_ms == 1 else "at least %s" % format_duration(low_ms)
+            bounds = []
+            if low_ms == 1:
+                bounds.append("more than 0")
+            elif low_ms > 0:  # "at least 0ms" says nothing
+                bounds.append("at least %s" % format_duration(low_ms))
             if high_ms is not None:
-                least += " and at most %s" % format_duration(high_ms)
+                bounds.append("at most %s" % format_duration(high_ms))
             raise argparse.ArgumentTypeError(
-                "expected a duration like '10s', '5min' or '2d', %s, got %r" % (least, text))
+                "expected a duration like '10s', '5min' or '2d', %sgot %r"
+                % ("".join(b + ", " for b in [" and ".join(bounds)] if b), text))
         return value
     return parse
+
+
+def device_id(text):
+    """A device id, by the rule every party checks (agent/ids.py)."""
+    if not ids.valid(text):
+        raise argparse.ArgumentTypeError("expected %s, got %r" % (ids.WHAT, text))
+    return text
 
 
 def _range(low, high):

@@ -11,16 +11,21 @@ import sys
 from agent import batch_decode, cbor, cbor_decode
 from agent import profile as compiled
 from agent.log import Log
-from agent.buffer import Buffer
+from agent.buffer import _LIMIT, Buffer
 from agent.schema import Schema
 from agent.store import RamStore
 from firmware import bounded
+from firmware.args import device_id
 from firmware.profile import add_allow_outside
 
 UNBOUNDED = 1 << 40
 MAX_READINGS_FILE = 64 << 20  # its batches stay in memory until written: up to 1/4 its size
 MAX_LINE = 4096  # a reading is {"t": ..., "n": ..., "v": ...}, a name at most 32 letters
 MAX_BATCH_FILE = 64 << 20  # about as many readings as the largest readings file
+# A batch's base time, in ms, as its decoders take it: compact_decode up to 2**64 - 1 in its
+# time unit, senml_decode a decimal mantissa up to 2**64. Past it encode would write what no
+# decoder reads back.
+MAX_T_MS = 0xFFFFFFFFFFFFFFFF
 
 
 class InputError(Exception):
@@ -49,21 +54,34 @@ def encode(profile, lines, device_id=None):
         try:
             r = json.loads(line)
             t, name, v = r["t"], r["n"], r["v"]
-        except (ValueError, TypeError, KeyError):
+        except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: [[[[...
             raise InputError("line %d: expected {\"t\": seconds, \"n\": name, \"v\": number}"
                              % number)
         if not _number(t) or not _number(v):
             raise InputError("line %d: t and v must be finite numbers (not NaN or Infinity)"
                              % number)
+        if not isinstance(name, str):
+            raise InputError("line %d: n must be a channel name (text)" % number)
+        t_ms = round(t * 1000)
+        if not -MAX_T_MS <= t_ms <= MAX_T_MS:
+            raise InputError("line %d: t %g is out of range: a batch carries times within "
+                             "+-%.4g seconds" % (number, t, MAX_T_MS / 1000))
         channel = schema.index.get(name)
         if channel is None:
             raise InputError("line %d: channel %r is not in the profile (it has %s)"
                              % (number, name, ", ".join(schema.names)))
-        scaled = schema.scale(channel, v)
+        too_large = InputError("line %d: reading %g is too large for a batch (limit +-2**30 at "
+                               "the channel's resolution)" % (number, v))
+        try:
+            scaled = schema.scale(channel, v)
+        except OverflowError:  # v / resolution is past the largest float
+            raise too_large
+        if not -_LIMIT < scaled < _LIMIT:
+            raise too_large
         if schema.value(channel, scaled) != v:
             rounded += 1
         try:
-            buf.append(round(t * 1000), channel, scaled)
+            buf.append(t_ms, channel, scaled)
         except ValueError as exc:
             raise InputError("line %d: %s" % (number, exc))
     buf.cut()
@@ -119,13 +137,11 @@ def load_schemas(files=(), db=None):
     schemas = Schemas()
     for path in files:
         try:
-            with open(path, "rb") as f:
-                data = f.read(SCHEMA_FILE_MAX + 1)
+            data = bounded.read(path, SCHEMA_FILE_MAX, "a schema document")
         except OSError as exc:
             raise InputError("--schema %s: %s" % (path, exc.strerror))
-        if len(data) > SCHEMA_FILE_MAX:
-            raise InputError("--schema %s: larger than %d bytes, not a schema document"
-                             % (path, SCHEMA_FILE_MAX))
+        except bounded.TooLarge as exc:
+            raise InputError("--schema %s: %s" % (path, exc))
         found = 0
         try:
             r = cbor_decode.Reader(data)
@@ -143,9 +159,9 @@ def load_schemas(files=(), db=None):
                              "publishes on .../up/schema)" % path)
     if db is not None:
         import sqlite3
+        import urllib.parse
         try:
-            conn = sqlite3.connect("file:%s?mode=ro" % db.replace("?", "%3f").replace("#", "%23"),
-                                   uri=True)
+            conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(db), uri=True)
             try:
                 rows = conn.execute("SELECT schema_id, document FROM schemas").fetchall()
             finally:
@@ -154,9 +170,12 @@ def load_schemas(files=(), db=None):
             raise InputError("--db %s: not an ingest database with a schemas table (%s)"
                              % (db, exc))
         for sid, document in rows:
+            if not isinstance(document, bytes):  # bytes(10**15) would fill the memory
+                raise InputError("--db %s: schema %s does not decode: its document is not a "
+                                 "blob" % (db, sid))
             try:
-                schemas[sid] = Schema.from_cbor(bytes(document))
-            except (cbor.CBORError, TypeError) as exc:
+                schemas[sid] = Schema.from_cbor(document)
+            except cbor.CBORError as exc:
                 raise InputError("--db %s: schema %s does not decode: %s" % (db, sid, exc))
     return schemas
 
@@ -287,7 +306,7 @@ def add_commands(sub):
                    help="the profile whose channels and batch policy to use")
     p.add_argument("--encoding", choices=("senml", "compact"), help="override the profile's")
     p.add_argument("--deflate", action="store_true", help="deflate batch bodies where it helps")
-    p.add_argument("--device", metavar="ID", help="device id for the envelope (default: profile's)")
+    p.add_argument("--device", type=device_id, metavar="ID", help="device id for the envelope (default: profile's)")
     p.add_argument("readings", metavar="READINGS.jsonl", help="readings, or - for standard input")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="batch file, or -")
     add_allow_outside(p)

@@ -14,14 +14,20 @@ from firmware.profile.units import DAY
 from hal.board import drivers
 
 
-def platform_for(name, profile, faults=()):
+def platform_for(name, profile, faults=(), applied=None):
+    """applied: None, a fault whose sensor the profile lacks is an error; else a set, such a
+    fault is passed over and the others are added to it (several profiles read in turn)."""
     if name == "sim":
         from hal.sim.platform import SimPlatform
         platform = SimPlatform(profile)
         for spec in faults:
             sensor, _, kind = spec.partition("=")
             if sensor not in platform.sensors:
+                if applied is not None:
+                    continue
                 raise ValueError("--fault %s: no sensor %r in the profile" % (spec, sensor))
+            if applied is not None:
+                applied.add(spec)
             platform.fault(sensor, kind)
         return platform
     if faults:
@@ -77,17 +83,24 @@ def main(args, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     status = 0
     gap = ""
-    for path in args.profiles:
-        if os.path.basename(path) == "secrets.yaml":  # `tether read examples/*.yaml` names it too
-            continue
-        result = read_profile(path, args, out, err, gap)
+    # `tether read examples/*.yaml` names secrets.yaml too
+    paths = [p for p in args.profiles if os.path.basename(p) != "secrets.yaml"]
+    # With several profiles a fault breaks the sensor where a profile has it.
+    applied = set() if len(paths) > 1 else None
+    for path in paths:
+        result = read_profile(path, args, out, err, gap, applied)
         if result != 2:
             gap = "\n"  # between the readings of one profile and the next
         status = max(status, result)
+    for spec in args.fault if applied is not None else ():
+        if spec not in applied:
+            err.write("tether read: --fault %s: no sensor %r in any of the profiles\n"
+                      % (spec, spec.partition("=")[0]))
+            status = 2
     return status
 
 
-def read_profile(path, args, out, err, gap=""):
+def read_profile(path, args, out, err, gap="", applied=None):
     profile, errors = compile_profile(path, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
@@ -95,7 +108,7 @@ def read_profile(path, args, out, err, gap=""):
     name = args.platform or profile["platform"]
     interval_ms = args.interval
     try:
-        platform = platform_for(name, profile, args.fault)
+        platform = platform_for(name, profile, args.fault, applied)
         sources = drivers(profile, platform)
     except ValueError as exc:
         err.write("tether read: %s: %s\n" % (path, exc))

@@ -16,6 +16,7 @@ import ssl
 import sys
 import time
 
+from firmware.args import device_id
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.schema import BROKER
@@ -33,11 +34,13 @@ REFUSED = {1: "the broker refused MQTT 3.1.1, or it is not an MQTT broker",
 
 def override_broker(profile, url):
     """Points the profile's uplink at url (mqtt://host[:port] or mqtts://...). Without TLS the
-    profile's CA, certificate and key are not used; its user name and password are."""
+    profile's CA, certificate, key, user name and password are not used: in clear text, any host
+    named on the command line would read the password. Returns a line saying so, or None."""
     match = BROKER.fullmatch(url)
     port = match and int(match.group(3) or (8883 if match.group(1) == "mqtts" else 1883))
     if not match or not 1 <= port <= 65535:
-        hint = "; the user name and password come from the profile" if "@" in url else ""
+        hint = ("; the user name and password come from the profile, sent over mqtts:// only"
+                if "@" in url else "")
         raise ValueError("--broker: expected a URL like mqtt://127.0.0.1:1883 or "
                          "mqtts://broker.example:8883, got %r%s" % (url, hint))
     u = profile["uplink"]
@@ -46,6 +49,11 @@ def override_broker(profile, url):
     if not u["tls"]:
         for key in ("ca", "cert", "key"):
             u.pop(key, None)
+        sent = [u.pop(key) for key in ("username", "password") if u.get(key) is not None]
+        if sent:
+            return ("--broker %s is not TLS: the profile's user name and password are not sent "
+                    "(mqtts:// sends them)" % url)
+    return None
 
 
 def plain(exc, host, port):
@@ -138,7 +146,7 @@ class Reporter:
                 int(time.monotonic() - self.down_since) * 1000)
             if self.failing:
                 link += " (%d attempts: %s)" % (self.failures, self.failing)
-        self.line("status: %s; %d readings, %d batches acknowledged, %d waiting, %d readings "
+        self.line("status: %s; %d readings, %d messages acknowledged, %d batches waiting, %d readings "
                   "dropped, %d sensor errors" % (link, sum(c.readings for c in a.sampler.channels),
                                                  u.acked, log.unacked, log.dropped, errors))
 
@@ -182,8 +190,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
                   % profile["device"]["id"])
         return 2
     try:
-        if args.broker:
-            override_broker(profile, args.broker)
+        note = override_broker(profile, args.broker) if args.broker else None
     except ValueError as exc:
         err.write("tether run: %s\n" % exc)
         return 2
@@ -196,6 +203,8 @@ def main(args, out=sys.stdout, err=sys.stderr):
     except (ValueError, ImportError, OSError) as exc:
         err.write("tether run: %s\n" % exc)
         return 2
+    if note:
+        out.write("tether run: %s\n" % note)
     return asyncio.run(_run(profile, platform, args, out, err))
 
 
@@ -230,6 +239,12 @@ async def _run(profile, platform, args, out, err):
     watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))
     await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
     watch.cancel()
+    if task.done() and task.exception() is not None:  # sampling failed: the store, say
+        exc = task.exception()
+        err.write("tether run: the agent stopped: %s\n" % (
+            "%s: %s" % (exc.filename, exc.strerror) if getattr(exc, "filename", None)
+            and exc.strerror else exc))
+        return 1
     if not task.done():
         await agent.stop()
         await task
@@ -263,7 +278,7 @@ def add_command(sub):
                                    "sim) until Ctrl-C")
     p.add_argument("profile", metavar="PROFILE")
     p.add_argument("--platform", choices=("sim", "rpi"), help="default: the profile's")
-    p.add_argument("--device", metavar="ID", help="the device id (when the profile's is a "
+    p.add_argument("--device", type=device_id, metavar="ID", help="the device id (when the profile's is a "
                                                   "template such as printer-{uid})")
     p.add_argument("--broker", metavar="URL",
                    help="use this broker instead of the profile's: mqtt://HOST[:PORT] (no TLS: "

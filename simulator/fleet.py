@@ -32,6 +32,7 @@ DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__f
                              "examples", "fleets", "mixed.yaml")
 log = logging.getLogger("tether.simulate")
 MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
+MAX_DEVICES = 100000  # in all, as --devices allows
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 
 
@@ -46,6 +47,8 @@ def load_fleet(path, devices=None):
         doc = yaml.safe_load(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
     except bounded.TooLarge as exc:
         raise FleetError("%s: %s" % (path, exc))
+    except RecursionError:  # [[[[... nested deeper than the parser's stack
+        raise FleetError("%s: not a YAML fleet file: nested too deeply" % path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise FleetError("%s%s: not a YAML fleet file: %s" % (
@@ -55,6 +58,7 @@ def load_fleet(path, devices=None):
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
     base = os.path.dirname(os.path.abspath(path))
     lines = []
+    total = 0
     for i, entry in enumerate(doc["devices"]):
         if not isinstance(entry, dict) or "profile" not in entry:
             raise FleetError("%s: devices[%d]: expected {profile, count, id}" % (path, i))
@@ -62,8 +66,12 @@ def load_fleet(path, devices=None):
         if unknown:
             raise FleetError("%s: devices[%d]: unknown key %s" % (path, i, sorted(unknown)[0]))
         count = entry.get("count", 1)
-        if not isinstance(count, int) or count < 1:
+        if not isinstance(count, int) or isinstance(count, bool) or count < 1:
             raise FleetError("%s: devices[%d].count: expected a whole number >= 1" % (path, i))
+        total += count
+        if total > MAX_DEVICES:
+            raise FleetError("%s: devices[%d].count: the fleet would have more than %d devices, "
+                             "the limit" % (path, i, MAX_DEVICES))
         if not isinstance(entry["profile"], str):
             raise FleetError("%s: devices[%d].profile: expected a file path" % (path, i))
         if not isinstance(entry.get("id", ""), str):

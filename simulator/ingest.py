@@ -306,11 +306,15 @@ def parse_broker(url):
     try:
         port = parts.port
     except ValueError:
+        port = 0
+    if port == 0:  # :0 too, which is no port, not the default one
         raise ValueError("the port in %r is not a number from 1 to 65535" % url)
     tls = parts.scheme == "mqtts"
     user = unquote(parts.username) if parts.username is not None else None
     password = unquote(parts.password) if parts.password is not None else None
-    return parts.hostname, port or (8883 if tls else 1883), tls, user, password
+    if port is None:
+        port = 8883 if tls else 1883
+    return parts.hostname, port, tls, user, password
 
 
 def parse_topic(topic, prefix):

@@ -1,6 +1,7 @@
 """Bad input to the `tether` command, run as a user runs it: a plain message and exit 2, never a
 traceback, never unbounded memory, and never a line of a file the profile had no business
 reading."""
+import json
 import os
 import resource
 import subprocess
@@ -201,3 +202,61 @@ def test_read_and_encode_take_allow_outside_too(tmp_path):
     proc = tether("encode", "--allow-outside", tmp_path / "shared", "--profile", path, readings,
                   "-o", os.devnull)
     assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("line,says", [
+    ("[" * 3000, 'line 1: expected {"t": seconds, "n": name, "v": number}'),
+    ('{"t": 1763856000, "n": ["a"], "v": 1}', "line 1: n must be a channel name (text)"),
+    ('{"t": 1763856000, "n": "power", "v": -1e308}',
+     "line 1: reading -1e+308 is too large for a batch"),
+    ('{"t": 1763856000, "n": "power", "v": 1e30}', "line 1: reading 1e+30 is too large"),
+    ('{"t": 1e300, "n": "power", "v": 1}', "line 1: t 1e+300 is out of range"),
+    ('{"t": -1e17, "n": "power", "v": 1}', "line 1: t -1e+17 is out of range"),
+])
+def test_encode_refuses_a_reading_it_cannot_encode_with_the_line_number(tmp_path, line, says):
+    readings = tmp_path / "r.jsonl"
+    readings.write_text(line + "\n")
+    refused(tether("encode", "--profile", REFERENCE, readings, "-o", os.devnull),
+            "tether encode: %s: %s" % (readings, says))
+
+
+@pytest.mark.parametrize("encoding", ["senml", "compact"])
+def test_encode_takes_times_up_to_what_decode_reads_back(tmp_path, encoding):
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": -18446744073709551, "n": "power", "v": 1}\n'
+                        '{"t": 18446744073709551, "n": "power", "v": 2}\n')
+    out = tmp_path / "o.cbor"
+    proc = tether("encode", "--profile", REFERENCE, "--encoding", encoding, readings, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    proc = tether("decode", out)
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(line)["t"] for line in proc.stdout.splitlines()] == [
+        -18446744073709551, 18446744073709551]
+
+
+@pytest.mark.parametrize("text, says", [
+    ("devices: " + "[" * 20000 + "]" * 20000, "not a YAML fleet file: nested too deeply"),
+    ("devices:\n  - {profile: ../reference-printer.yaml, count: 1000000000000}",
+     "devices[0].count: the fleet would have more than 100000 devices, the limit"),
+    ("devices:\n  - {profile: ../reference-printer.yaml, count: 60000}\n"
+     "  - {profile: ../reference-printer.yaml, count: 40001}",
+     "devices[1].count: the fleet would have more than 100000 devices"),
+    ("devices:\n  - {profile: ../reference-printer.yaml, count: true}",
+     "devices[0].count: expected a whole number >= 1"),
+])
+def test_a_fleet_file_beyond_what_the_simulator_takes_is_refused(tmp_path, text, says):
+    path = tmp_path / "fleets" / "f.yaml"
+    path.parent.mkdir()
+    (tmp_path / "reference-printer.yaml").write_text(open(REFERENCE).read())
+    path.write_text(text)
+    refused(tether("simulate", "--fleet", path, "--duration", "1min"),
+            "tether simulate: %s: %s" % (path, says))
+
+
+def test_a_refused_substitution_variable_is_reported_once_not_at_each_use(tmp_path):
+    path = product(tmp_path, "substitutions: {n: %s}\n" % ("9" * 5000))
+    path.write_text(path.read_text().replace("device: {id: kettle}", "device: {id: $n}")
+                    + "batch: {max_readings: $n}\n")
+    proc = tether("check", path)
+    refused(proc, "substitutions.n: expected an integer (of at most 4300 digits), got '999")
+    assert len(proc.stderr.splitlines()) == 1, proc.stderr

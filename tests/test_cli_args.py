@@ -20,6 +20,8 @@ SIM_PROFILE = "tests/data/profiles/all-drivers.yaml"
     (["read", "x.yaml", "--count", "two"], "argument --count: expected a whole number"),
     (["read", "x.yaml", "--interval=-1s"], "argument --interval: expected a duration like"),
     (["read", "x.yaml", "--interval", "2d"], "at most 1d, got '2d'"),
+    (["read", "x.yaml", "--interval=-1s"], "expected a duration like '10s', '5min' or '2d', "
+                                           "at most 1d, got '-1s'"),
     (["simulate", "--devices", "0"],
      "argument --devices: expected a whole number from 1 to 100000, got '0'"),
     (["simulate", "--devices", "-5"], "argument --devices: expected a whole number from 1"),
@@ -52,8 +54,8 @@ def test_an_ingest_progress_interval_under_a_tenth_of_a_second_is_refused(every,
                            "mqtt://127.0.0.1:1", "--db", str(db), "--every=" + every],
                           capture_output=True, text=True)
     assert proc.returncode == 2
-    assert proc.stderr == ("tether ingest: --every: expected a number of seconds of at least "
-                           "0.1, got %r\n" % float(every))
+    assert proc.stderr.endswith("tether ingest: error: argument --every: expected a number of "
+                                "seconds of at least 0.1, got %r\n" % every), proc.stderr
     assert not db.exists()
 
 
@@ -125,3 +127,48 @@ def test_the_compiled_profile_is_written_readable_by_its_owner_alone(tmp_path, c
 def test_tether_sim_is_ignored_by_git():
     lines = open(".gitignore").read().split()
     assert "tether-sim/" in lines and "tether-demo/" in lines
+
+
+@pytest.mark.parametrize("command", [["run", SIM_PROFILE],
+                                     ["encode", "--profile", SIM_PROFILE, "-", "-o", os.devnull]])
+@pytest.mark.parametrize("device", ["../../etc", "-x", "a/b", "x" * 65, ""])
+def test_a_device_id_that_breaks_the_id_rule_is_refused_before_anything_runs(command, device):
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + command
+                          + ["--device=" + device], capture_output=True, text=True, input="",
+                          timeout=60)  # unchecked, run would start sampling
+    assert proc.returncode == 2
+    assert ("argument --device: expected an id of up to 64 letters, digits, '-', '_' and '.' "
+            "that starts with a letter or a digit, got %r" % device) in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("url", ["mqtt://127.0.0.1:0", "mqtts://127.0.0.1:0", "mqtt://h:70000"])
+def test_an_ingest_broker_port_outside_1_to_65535_is_refused(url, tmp_path):
+    db = tmp_path / "d.sqlite"
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker", url,
+                           "--db", str(db)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr == "tether ingest: the port in %r is not a number from 1 to 65535\n" % url
+    assert not db.exists()
+
+
+def read_cli(*args):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", "read", "--platform", "sim"]
+                          + list(args), capture_output=True, text=True, timeout=120)
+
+
+def test_read_of_several_profiles_applies_a_fault_where_its_sensor_is():
+    proc = read_cli("examples/fridge.yaml", "examples/printer.yaml", "--fault",
+                    "ink_c=disconnected")
+    assert proc.stderr == ""
+    assert proc.returncode == 1  # the broken sensor's reading failed, nothing else did
+    assert "examples/fridge.yaml on sim: 3 sensors" in proc.stdout
+    errors = [line.split()[0] for line in proc.stdout.splitlines() if " ERROR " in line]
+    assert errors == ["ink_c"]
+
+
+def test_read_of_several_profiles_refuses_a_fault_no_profile_has_a_sensor_for():
+    proc = read_cli("examples/fridge.yaml", "examples/printer.yaml", "--fault", "toner=stuck")
+    assert proc.returncode == 2
+    assert proc.stderr == ("tether read: --fault toner=stuck: no sensor 'toner' in any of the "
+                           "profiles\n")

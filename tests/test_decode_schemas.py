@@ -96,5 +96,34 @@ def test_a_schema_source_larger_than_a_schema_can_be_is_refused_unread(files):
     folder, _ = files
     proc = tether("decode", "--schema", "/dev/zero", str(folder / "batches.cbor"))
     assert proc.returncode == 2
-    assert proc.stderr == ("tether decode: --schema /dev/zero: larger than 1048576 bytes, not a "
+    assert proc.stderr == ("tether decode: --schema /dev/zero: larger than 1 MiB, the limit for a "
                            "schema document\n")
+
+
+@pytest.mark.parametrize("document", [10 ** 15, -1, "text"])
+def test_a_db_schema_document_that_is_not_a_blob_is_a_clear_error(files, tmp_path, document):
+    folder, _ = files
+    path = tmp_path / "fleet.sqlite"
+    db = connect_db(str(path))
+    db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) VALUES "
+               "(?, ?, ?, ?)", (7, document, "[]", time.time()))
+    db.close()
+    proc = tether("decode", "--db", str(path), str(folder / "batches.cbor"))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == ("tether decode: --db %s: schema 7 does not decode: its document is "
+                           "not a blob\n" % path)
+
+
+@pytest.mark.parametrize("name", ["100%25.sqlite", "a%3f.sqlite", "what?.sqlite", "#1.sqlite"])
+def test_db_option_opens_a_file_whose_name_looks_like_uri_escapes(files, tmp_path, name):
+    folder, expected = files
+    doc = (folder / "schema.cbor").read_bytes()
+    path = tmp_path / name
+    db = connect_db(str(path))
+    db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) VALUES "
+               "(?, ?, ?, ?)", (Schema.from_cbor(doc).id, doc, "[]", time.time()))
+    db.close()
+    proc = tether("decode", "--db", str(path), str(folder / "batches.cbor"))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == expected

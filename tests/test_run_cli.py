@@ -193,3 +193,53 @@ def test_broker_option_refuses_a_url_it_cannot_use(tmp_path):
         assert proc.returncode == 2 and proc.stdout == ""
         assert proc.stderr.startswith("tether run: --broker: expected a URL like mqtt://")
         assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_broker_option_without_tls_does_not_send_the_profiles_password(tmp_path,
+                                                                      mosquitto_factory):
+    # The broker knows the profile's login: it refuses the run only if the login is not sent.
+    broker = mosquitto_factory(users=True)
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (1, ", username: admin, password: admin-secret"))
+    url = "mqtt://127.0.0.1:%d" % broker.port
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--broker", url)
+    note = run.wait_for("tether run: --broker")
+    assert note == ("tether run: --broker %s is not TLS: the profile's user name and password "
+                    "are not sent (mqtts:// sends them)\n" % url)
+    line = run.wait_for("cannot connect to 127.0.0.1:%d" % broker.port)
+    assert "the broker refused the login" in line
+    code, _ = run.stop()
+    assert code == 0
+
+
+def test_the_status_line_counts_every_acknowledged_message_not_only_batches(tmp_path, mosquitto):
+    # The uplink's count holds schema, health and event PUBACKs too, not batches alone.
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (mosquitto.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--status-every", "1s")
+    while True:
+        status = run.wait_for("status: connected")
+        assert " messages acknowledged, " in status and " batches waiting, " in status, status
+        if int(status.split("; ")[1].split(", ")[1].split()[0]) >= 1:
+            break
+    code, _ = run.stop()
+    assert code == 0
+
+
+def test_a_store_that_fails_stops_the_run_with_the_reason_and_exit_1(tmp_path):
+    import shutil
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))  # no broker: nothing but sampling goes on
+    store = tmp_path / "buffer"
+    run = Run(str(profile), "--store", str(store))
+    run.wait_for("pi-1:")
+    shutil.rmtree(store)  # the next batch (10 readings at 200ms) has nowhere to go
+    try:
+        run.proc.wait(timeout=LIVENESS_S)
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+    err = run.proc.stderr.read()
+    assert run.proc.returncode == 1, err
+    assert err.startswith("tether run: the agent stopped: %s" % store), err
+    assert "No such file or directory" in err and "Traceback" not in err

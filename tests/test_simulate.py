@@ -294,6 +294,10 @@ def test_the_default_fleet_mixes_the_example_appliances():
 @pytest.mark.parametrize("text, says", [
     ("devices: []", "expected a mapping with a non-empty 'devices' list"),
     ("devices:\n  - {profile: ../printer.yaml, count: 0}", "devices[0].count: expected a whole"),
+    ("devices:\n  - {profile: ../printer.yaml, count: true}", "devices[0].count: expected a whole"),
+    ("devices:\n  - {profile: ../printer.yaml, count: 100001}",
+     "devices[0].count: the fleet would have more than 100000 devices, the limit"),
+    ("devices: " + "[" * 20000, "f.yaml: not a YAML fleet file: nested too deeply"),
     ("devices:\n  - {profile: ../printer.yaml, colour: red}", "devices[0]: unknown key colour"),
     ("devices:\n  - {count: 2}", "devices[0]: expected {profile, count, id}"),
     ("devices: [", "f.yaml:1:11: not a YAML fleet file: expected the node content"),

@@ -48,6 +48,8 @@ class Node:
     text: a scalar's source text, so decimals can be read exactly and shown as written.
     plain: an unquoted scalar, whose type is resolved again after substitution, as ESPHome does.
     keys: for a mapping, key -> Node of the key itself (where unknown keys are reported).
+    refused: a scalar whose own problem is noted (a bad tag, an integer too long): a variable
+    with such a value stops the check, or each use of it would be reported as missing too.
     """
     value: object
     file: str
@@ -58,6 +60,7 @@ class Node:
     text: str = ""
     plain: bool = False
     secret: bool = False
+    refused: bool = False
     keys: dict = dataclasses.field(default_factory=dict)
 
 
@@ -92,6 +95,8 @@ def load(path, allow_outside=()):
     try:
         substitute_all(ctx, root)
     except TooMuch:  # its problem is noted
+        return None, ctx.problems
+    if ctx.failed:  # a variable used with a refused value
         return None, ctx.problems
     set_paths(root, "")
     return root, ctx.problems
@@ -230,14 +235,14 @@ def scalar(ctx, y, file, path):
     if kind != "str" and kind not in _TYPED:
         hint = "; use 'packages:' to share settings between files" if y.tag == "!include" else ""
         ctx.problems.append((file, line, col, path, "unsupported tag '%s'%s" % (y.tag, hint)))
-        return Node(None, file, line, col, path, tag="null")
+        return Node(None, file, line, col, path, tag="null", refused=True)
     try:
         value = typed(y.value, kind)
     except ValueError:  # `!!float abc`, or an integer of more digits than int() takes
         text = y.value if len(y.value) <= 60 else y.value[:57] + "..."
         ctx.problems.append((file, line, col, path, "expected %s, got '%s'"
                              % (TYPE_NAMES[kind], text)))
-        return Node(None, file, line, col, path, tag="null")
+        return Node(None, file, line, col, path, tag="null", refused=True)
     return Node(value, file, line, col, path, tag=kind, text=y.value, plain=y.style is None)
 
 
@@ -393,6 +398,8 @@ def substitute(ctx, node, variables):
             ctx.problems.append(at(node, "unknown substitution variable '%s'%s"
                                    % (name, did_you_mean(name, variables))))
             return match.group(0)
+        if variables[name].refused:  # reported where it is defined
+            ctx.failed = True
         used.append(variables[name])
         ctx.substituted += len(variables[name].text)
         if ctx.substituted > MAX_SUBSTITUTED:
