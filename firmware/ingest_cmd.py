@@ -29,6 +29,8 @@ def add_arguments(p):
                    help="split the fleet between the processes of this group (a shared "
                         "subscription): NOT safe across a broker restart, see below (default: "
                         "plain subscriptions, one process)")
+    # Plain subscriptions became the default: scripts written for the old default still run.
+    p.add_argument("--no-share", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--prefix", default="tether/v1", help="topic prefix (default: %(default)s)")
     p.add_argument("--username", help="broker user name")
     p.add_argument("--password", help="broker password (visible to `ps`: prefer --password-env)")
