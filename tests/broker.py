@@ -319,6 +319,16 @@ class Mosquitto:
         except FileNotFoundError:
             return ""
 
+    def log_when(self, ready, timeout=15.0):
+        """The log once ready(log) holds, or as it is after `timeout`. The broker writes a
+        line after acting on a packet, so a client that has returned can be ahead of it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log()
+            if ready(text) or time.monotonic() > deadline:
+                return text
+            time.sleep(0.05)
+
     def __enter__(self):
         return self.start()
 
