@@ -14,9 +14,10 @@ from firmware.profile.units import DAY
 from hal.board import drivers
 
 
-def platform_for(name, profile, faults=(), applied=None):
+def platform_for(name, profile, faults=(), applied=None, gpiochip=None):
     """applied: None, a fault whose sensor the profile lacks is an error; else a set, such a
-    fault is passed over and the others are added to it (several profiles read in turn)."""
+    fault is passed over and the others are added to it (several profiles read in turn).
+    gpiochip: the Pi's GPIO chip (None: found by its label)."""
     if name == "sim":
         from hal.sim.platform import SimPlatform
         platform = SimPlatform(profile)
@@ -34,7 +35,7 @@ def platform_for(name, profile, faults=(), applied=None):
         raise ValueError("--fault needs --platform sim")
     if name == "rpi":
         from hal.linux.platform import LinuxPlatform
-        return LinuxPlatform()
+        return LinuxPlatform(gpiochip=gpiochip)
     raise ValueError("an %s profile is read on the board itself: copy the agent there, or use "
                      "--platform sim" % name)
 

@@ -7,6 +7,11 @@ On a Raspberry Pi it reads the real sensors (hal/linux) and uplinks over paho-mq
 It prints a line for each connection made, lost or refused and for each sensor that starts or
 stops failing, and a status line every `--status-every` (1min; `--quiet`: none). A broker it cannot reach, or that refuses the login,
 is reported at once; sampling goes on and the buffer keeps the readings until it gets through.
+
+Every line goes to standard error, whole and at once, and is the same in a terminal and under
+systemd (which puts it in the journal): no colour, no progress bar, no carriage return.
+PROFILE is a YAML profile, or a compiled one (`.json`, as `tether compile` and `tether
+install-service` write it).
 """
 import asyncio
 import errno
@@ -23,6 +28,9 @@ from firmware.profile.schema import BROKER
 from firmware.profile.units import format_duration
 
 STATUS_EVERY_MS = 60000
+# The sections every compiled profile has, and their JSON types.
+COMPILED_KEYS = {"device": dict, "platform": str, "buses": list, "sensors": list, "buffer": dict,
+                 "batch": dict, "uplink": dict}
 
 # CONNACK return codes 1-5, as a user should read them.
 REFUSED = {1: "the broker refused MQTT 3.1.1, or it is not an MQTT broker",
@@ -180,8 +188,11 @@ class Reporter:
         return Logged
 
 
-def main(args, out=sys.stdout, err=sys.stderr):
-    profile, errors = compile_profile(args.profile, args.allow_outside)
+def main(args, err=sys.stderr):
+    if args.profile.endswith(".json"):
+        profile, errors = load_compiled(args.profile)
+    else:
+        profile, errors = compile_profile(args.profile, args.allow_outside)
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
@@ -199,16 +210,39 @@ def main(args, out=sys.stdout, err=sys.stderr):
         profile["buffer"]["storage"] = "flash"
     from firmware.read import platform_for
     try:
-        platform = platform_for(args.platform or profile["platform"], profile, args.fault)
+        platform = platform_for(args.platform or profile["platform"], profile, args.fault,
+                                gpiochip=args.gpiochip)
     except (ValueError, ImportError, OSError) as exc:
         err.write("tether run: %s\n" % exc)
         return 2
     if note:
-        out.write("tether run: %s\n" % note)
-    return asyncio.run(_run(profile, platform, args, out, err))
+        err.write("tether run: %s\n" % note)
+    return asyncio.run(_run(profile, platform, args, err))
 
 
-async def _run(profile, platform, args, out, err):
+def load_compiled(path):
+    """(compiled profile, []) from a `.json` file that `tether compile` wrote, else (None, error
+    lines). The YAML it came from was checked then; this checks that it is such a file."""
+    import json
+    try:
+        with open(path, encoding="utf-8") as f:
+            profile = json.load(f)
+    except OSError as exc:
+        return None, ["%s: cannot read: %s" % (path, exc.strerror or exc)]
+    except ValueError as exc:
+        return None, ["%s: not a compiled profile: not JSON (%s)" % (path, exc)]
+    missing = [k for k in COMPILED_KEYS if not isinstance(profile, dict)
+               or not isinstance(profile.get(k), COMPILED_KEYS[k])]
+    if missing:
+        return None, ["%s: not a compiled profile as `tether compile` writes it: no %s"
+                      % (path, ", ".join(repr(k) for k in missing))]
+    if not isinstance(profile["device"].get("id"), str):
+        return None, ["%s: not a compiled profile as `tether compile` writes it: no device id"
+                      % path]
+    return profile, []
+
+
+async def _run(profile, platform, args, out):
     from agent.clock import SystemClock
     from agent.host.paho_client import Client
     from agent.runtime import Agent
@@ -219,11 +253,11 @@ async def _run(profile, platform, args, out, err):
                       device_id=args.device)
         discarded = agent.open()
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
-        err.write("tether run: %s\n" % ("%s: %s" % (exc.filename, exc.strerror)
+        out.write("tether run: %s\n" % ("%s: %s" % (exc.filename, exc.strerror)
                                         if exc.filename and exc.strerror else exc))
         return 2
     except ValueError as exc:
-        err.write("tether run: %s\n" % exc)
+        out.write("tether run: %s\n" % exc)
         return 2
     reporter.agent = agent
     out.write("%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
@@ -241,7 +275,7 @@ async def _run(profile, platform, args, out, err):
     watch.cancel()
     if task.done() and task.exception() is not None:  # sampling failed: the store, say
         exc = task.exception()
-        err.write("tether run: the agent stopped: %s\n" % (
+        out.write("tether run: the agent stopped: %s\n" % (
             "%s: %s" % (exc.filename, exc.strerror) if getattr(exc, "filename", None)
             and exc.strerror else exc))
         return 1
@@ -276,7 +310,8 @@ def add_command(sub):
     from firmware.args import duration
     p = sub.add_parser("run", help="run the agent on this machine (a Raspberry Pi, or --platform "
                                    "sim) until Ctrl-C")
-    p.add_argument("profile", metavar="PROFILE")
+    p.add_argument("profile", metavar="PROFILE", help="a profile YAML file, or a compiled "
+                   "profile (.json)")
     p.add_argument("--platform", choices=("sim", "rpi"), help="default: the profile's")
     p.add_argument("--device", type=device_id, metavar="ID", help="the device id (when the profile's is a "
                                                   "template such as printer-{uid})")
@@ -292,5 +327,7 @@ def add_command(sub):
                         "does")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
                                                   "profile's buffer.path)")
+    p.add_argument("--gpiochip", metavar="PATH", help="on a Raspberry Pi: the GPIO chip of the "
+                   "pins (default: the Pi's pin controller, found by its label)")
     add_allow_outside(p)
     p.set_defaults(func=main)

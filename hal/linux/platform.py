@@ -32,8 +32,7 @@ class LinuxPlatform:
         """The I2C bus for a compiled bus dict {id, type: "i2c", sda, scl, frequency[, port]}."""
         found = self._i2c.get(bus["id"])
         if found is None:
-            found = LinuxI2C(_port(bus, I2C_PORTS, "sda", "scl", "/dev/i2c-N"),
-                             frequency=bus.get("frequency"))
+            found = LinuxI2C(device_file(bus), frequency=bus.get("frequency"))
             self._i2c[bus["id"]] = found
         return found
 
@@ -41,8 +40,7 @@ class LinuxPlatform:
         """The UART for a compiled bus dict {id, type: "uart", tx, rx, baud[, port]}."""
         found = self._uart.get(bus["id"])
         if found is None:
-            found = LinuxUART(_port(bus, UART_PORTS, "tx", "rx", "/dev/ttyUSB0"),
-                              bus.get("baud", 9600), timeout_ms=timeout_ms)
+            found = LinuxUART(device_file(bus), bus.get("baud", 9600), timeout_ms=timeout_ms)
             self._uart[bus["id"]] = found
         return found
 
@@ -81,6 +79,14 @@ class LinuxPlatform:
                        consumer=self._consumer)
         self._pins.append(pin)
         return pin
+
+
+def device_file(bus):
+    """The device file of a compiled i2c or uart bus: its `port`, else the one on its pins.
+    `tether install-service` allows the service these files and no others."""
+    if bus.get("type") == "i2c":
+        return _port(bus, I2C_PORTS, "sda", "scl", "/dev/i2c-N")
+    return _port(bus, UART_PORTS, "tx", "rx", "/dev/ttyUSB0")
 
 
 def _port(bus, known, first, second, example):
