@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile, demo, ingest_cmd, read, run, simulate_cmd
+from firmware import batchfile, demo, ingest_cmd, read, run, service, simulate_cmd
 from firmware.profile import add_allow_outside
 
 
@@ -39,6 +39,7 @@ def build_parser():
     demo.add_command(sub)
     read.add_command(sub)
     run.add_command(sub)
+    service.add_command(sub)
     ingest_cmd.add_command(sub)
     simulate_cmd.add_command(sub)
     return parser, sub

@@ -1,0 +1,387 @@
+"""`tether install-service PROFILE`: the agent as a systemd service on a Raspberry Pi.
+
+It compiles the profile (secrets included) to /etc/tether/DEVICE.json, readable by root alone,
+writes /etc/systemd/system/tether-DEVICE.service, which runs `tether run` on it, then runs
+`systemctl daemon-reload`, `enable` and `restart` (a service already running picks up the new
+profile). `--dry-run` prints the unit instead; `--root DIR` writes both files under DIR and runs
+no systemctl (packaging, tests). docs/raspberry-pi.md explains each line of the unit.
+
+The unit runs the agent as a dynamic user (DynamicUser=): no account to create or keep, no
+file on the system it can write but its state directory /var/lib/tether (the profile's default
+buffer path), and the compiled profile, which holds the broker password and the client key,
+reaches it as a credential (LoadCredential=) that only the service can read. It may open the
+device files of the buses and GPIO pins the profile uses and no other.
+
+Exit codes: 0 done; 1 systemctl failed (the files are written); 2 the profile or an option
+(an invalid profile, not a Raspberry Pi profile, a template device id without --device, a
+buffer outside /var/lib/tether or shared with another installed device, no GPIO chip found);
+3 this machine (not root, no systemctl, a device group missing, tether installed where the
+service cannot see it, a file that cannot be written).
+"""
+import argparse
+import grp
+import json
+import os
+import posixpath
+import re
+import shutil
+import subprocess
+import sys
+
+from firmware.args import device_id
+from firmware.profile import add_allow_outside
+from hal.linux.platform import LinuxPlatform, device_file
+
+PROFILE_DIR = "/etc/tether"
+UNIT_DIR = "/etc/systemd/system"
+STATE_DIR = "/var/lib/tether"   # StateDirectory=tether
+CREDENTIAL = "profile.json"     # a .json name: `tether run` reads it as a compiled profile
+# Agent.stop: up to 5 s for the uplink to deliver what waits, then the offline message and
+# the DISCONNECT (the client gives up after its timeout), then the buffer is saved. 30 s covers
+# that with room on a slow SD card; past it systemd kills the agent, which loses only what it
+# had not saved: the buffer is power-cut safe.
+TIMEOUT_STOP = "30s"
+RESTART_SEC = "10s"
+# A profile that keeps failing is not restarted forever: at most 5 starts in 10 minutes, then
+# the unit stays failed until `systemctl reset-failed` (or another install-service).
+START_LIMIT_INTERVAL = "10min"
+START_LIMIT_BURST = 5
+# The Raspberry Pi OS groups that own the device files.
+GROUPS = {"i2c": "i2c", "uart": "dialout", "gpio": "gpio"}
+# Where a system hides files from the service (ProtectHome=yes).
+HIDDEN = ("/home/", "/root/", "/run/user/")
+
+
+class ServiceError(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.code = code
+
+
+class _Recorder(LinuxPlatform):
+    """The Linux platform that opens nothing: it records the device files and pins the
+    profile's drivers ask for, through the same code as `tether run` (hal/board.py)."""
+
+    def __init__(self):
+        super().__init__()
+        self.buses = {}   # device file -> bus type
+        self.pins = set()
+
+    def i2c(self, bus):
+        self.buses[device_file(bus)] = "i2c"
+        return _Nothing()
+
+    def uart(self, bus, timeout_ms=None):
+        self.buses[device_file(bus)] = "uart"
+        return _Nothing()
+
+    def _pin(self, n, output, pull=None, value=0):
+        self.pins.add(n)
+        return _Nothing()
+
+
+class _Nothing:
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: None
+
+
+def devices_of(profile):
+    """({device file: bus type} of the buses the profile's sensors use, set of GPIO pins).
+    ValueError: a bus or pin the Pi does not have (as `tether run` would say)."""
+    from hal.board import drivers
+    recorder = _Recorder()
+    drivers(profile, recorder)
+    return recorder.buses, recorder.pins
+
+
+def find_gpiochip():
+    from hal.linux.gpio import find_chip, load_gpiod
+    try:
+        return find_chip(load_gpiod())
+    except (ImportError, OSError) as exc:
+        raise ServiceError(2, "tether install-service: the profile uses GPIO pins, and the "
+                           "Pi's GPIO chip was not found: %s; give it with --gpiochip "
+                           "/dev/gpiochipN" % exc)
+
+
+def command():
+    """How the unit starts tether: this Python, with the firmware package it imports."""
+    return [sys.executable, "-m", "firmware.cli"]
+
+
+def plan(profile, source, device, gpiochip=None):
+    """(unit text, {path: what it is}) for a compiled profile; ServiceError when it cannot be
+    a service."""
+    platform = profile["platform"]
+    if platform == "esp32":
+        raise ServiceError(2, "tether install-service: %s is a profile for an ESP32 (platform: "
+                           "esp32), which runs the agent itself: put it on the board with "
+                           "`tether flash %s --port /dev/ttyUSB0`" % (source, source))
+    if platform != "rpi":
+        raise ServiceError(2, "tether install-service: %s is a profile for platform %s; a "
+                           "service runs a Raspberry Pi profile (platform: rpi). Run it in a "
+                           "terminal with `tether run %s`" % (source, platform, source))
+    name = device or profile["device"]["id"]
+    if "{uid}" in name:
+        raise ServiceError(2, "tether install-service: the device id %r is a template: give "
+                           "--device ID" % name)
+    buffer = profile["buffer"]
+    if buffer["storage"] == "flash":
+        path = posixpath.normpath(buffer["path"])
+        if not (path + "/").startswith(STATE_DIR + "/") or path == STATE_DIR:
+            raise ServiceError(2, "tether install-service: %s: buffer.path is %s, and the "
+                               "service may write only under %s/ (its state directory; the "
+                               "rest of the system is read-only to it): leave buffer.path out "
+                               "(%s/buffer) or give a folder under %s/"
+                               % (source, buffer["path"], STATE_DIR, STATE_DIR, STATE_DIR))
+    try:
+        buses, pins = devices_of(profile)
+    except ValueError as exc:
+        raise ServiceError(2, "tether install-service: %s: %s" % (source, exc))
+    allowed = dict(buses)
+    if pins:
+        gpiochip = gpiochip or find_gpiochip()
+        allowed[gpiochip] = "gpio"
+    groups = sorted({GROUPS[kind] for kind in allowed.values()})
+    args = command() + ["run"]
+    if device:
+        args += ["--device", device]
+    if pins:
+        args += ["--gpiochip", gpiochip]
+    # %d: the service's credentials directory, where systemd puts the compiled profile.
+    exec_start = " ".join(_quoted(a) for a in args) + " %d/" + CREDENTIAL
+    profile_path = "%s/%s.json" % (PROFILE_DIR, name)
+    unit_path = "%s/tether-%s.service" % (UNIT_DIR, name)
+    model = profile["device"].get("model")
+    lines = [
+        "# Written by `tether install-service` from %s." % _one_line(source),
+        "# Change the profile and run it again rather than editing this file.",
+        "[Unit]",
+        "Description=Tether agent for %s%s" % (name, " (%s)" % _one_line(model).replace(
+            "%", "%%") if model else ""),
+        "Wants=network-online.target",
+        "After=network-online.target time-sync.target",
+        "StartLimitIntervalSec=%s" % START_LIMIT_INTERVAL,
+        "StartLimitBurst=%d" % START_LIMIT_BURST,
+        "",
+        "[Service]",
+        "Type=exec",
+        "ExecStart=" + exec_start,
+        "LoadCredential=%s:%s" % (CREDENTIAL, profile_path),
+        "Restart=on-failure",
+        "RestartSec=%s" % RESTART_SEC,
+        "# SIGTERM: the agent delivers what waits (at most 5 s), says offline, saves the buffer.",
+        "TimeoutStopSec=%s" % TIMEOUT_STOP,
+        "",
+        "DynamicUser=yes",
+        "User=tether",
+    ]
+    if groups:
+        lines.append("SupplementaryGroups=" + " ".join(groups))
+    lines += [
+        "StateDirectory=tether",
+        "StateDirectoryMode=0700",
+        "WorkingDirectory=%s" % STATE_DIR,
+        "UMask=0077",
+        "",
+        "# The device files of the profile's buses and pins, and no other.",
+        "DevicePolicy=closed",
+    ]
+    lines += ["DeviceAllow=%s rw" % path for path in sorted(allowed)]
+    lines += [
+        "",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "NoNewPrivileges=yes",
+        "CapabilityBoundingSet=",
+        "ProtectKernelTunables=yes",
+        "ProtectKernelModules=yes",
+        "ProtectKernelLogs=yes",
+        "ProtectControlGroups=yes",
+        "ProtectHostname=yes",
+        "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK",
+        "RestrictNamespaces=yes",
+        "RestrictRealtime=yes",
+        "LockPersonality=yes",
+        "SystemCallArchitectures=native",
+        "SystemCallFilter=@system-service",
+        "SystemCallErrorNumber=EPERM",
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+    ]
+    return "\n".join(lines) + "\n", profile_path, unit_path, name, groups
+
+
+def _quoted(arg):
+    """An ExecStart word, as systemd reads it back: % starts a specifier and $ a variable;
+    words split on spaces unless in "..." (with C escapes)."""
+    arg = arg.replace("%", "%%").replace("$", "$$")
+    if arg and not any(c in arg for c in ' \t"\'\\;'):
+        return arg
+    return '"%s"' % arg.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _one_line(text):
+    return " ".join(str(text).split())
+
+
+def _check_visible():
+    """The service cannot run a Python or a package in a home folder (ProtectHome=yes)."""
+    import firmware
+    for what, path in (("Python", sys.executable),
+                       ("tether's firmware package", os.path.dirname(firmware.__file__))):
+        if any((path + "/").startswith(h) for h in HIDDEN):
+            raise ServiceError(3, "tether install-service: %s is in %s, which the service "
+                               "cannot see (ProtectHome=yes): install tether outside home "
+                               "folders, e.g. `sudo python3 -m venv /opt/tether && sudo "
+                               "/opt/tether/bin/pip install tether-agent[rpi]`, and run that "
+                               "tether (docs/raspberry-pi.md)" % (what, path))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    probe = subprocess.run(command()[:1] + ["-c", "import firmware.cli"], cwd="/", env=env,
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        raise ServiceError(3, "tether install-service: %s cannot import tether without "
+                           "PYTHONPATH, as the service would start it: install tether into it "
+                           "(pip install tether-agent[rpi])" % sys.executable)
+
+
+def _check_shared_buffer(root, profile, profile_path):
+    """Two agents on one buffer would mix their batches: refuse a second device on it."""
+    if profile["buffer"]["storage"] != "flash":
+        return
+    mine = posixpath.normpath(profile["buffer"]["path"])
+    folder = _under(root, PROFILE_DIR)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for entry in names:
+        other = "%s/%s" % (PROFILE_DIR, entry)
+        if not entry.endswith(".json") or other == profile_path:
+            continue
+        try:
+            with open(os.path.join(folder, entry), encoding="utf-8") as f:
+                buffer = json.load(f)["buffer"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if (buffer.get("storage") == "flash"
+                and posixpath.normpath(str(buffer.get("path"))) == mine):
+            raise ServiceError(2, "tether install-service: the service of %s already keeps its "
+                               "buffer in %s: give this profile its own buffer.path under %s/"
+                               % (other, mine, STATE_DIR))
+
+
+def _under(root, path):
+    return os.path.join(root, path.lstrip("/"))
+
+
+def _write(path, text, mode):
+    """Written whole or not at all: a reinstall never leaves half a file."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        os.fchmod(fd, mode)
+        f.write(text)
+        f.flush()
+        os.fsync(fd)
+    os.replace(tmp, path)
+
+
+def main(args, out=sys.stdout, err=sys.stderr):
+    try:
+        return install(args, out)
+    except ServiceError as exc:
+        err.write("%s\n" % exc)
+        return exc.code
+
+
+def install(args, out):
+    from firmware.profile.compile import compile_with_secrets, to_json
+    profile, errors, _ = compile_with_secrets(args.profile, args.allow_outside)
+    if errors:
+        raise ServiceError(2, "\n".join(errors))
+    unit, profile_path, unit_path, name, groups = plan(profile, args.profile, args.device,
+                                                       args.gpiochip)
+    service = "tether-%s.service" % name
+    if args.dry_run:
+        out.write("# %s (mode 0600): the compiled profile, with its secrets\n" % profile_path)
+        out.write("# %s:\n" % unit_path)
+        out.write(unit)
+        out.write("# then: systemctl daemon-reload; systemctl enable %s; systemctl restart %s\n"
+                  % (service, service))
+        return 0
+    root = args.root or "/"
+    real = os.path.realpath(root) == "/"
+    systemctl = None
+    if real:
+        systemctl = shutil.which("systemctl")
+        if systemctl is None:
+            raise ServiceError(3, "tether install-service: systemctl not found: this machine "
+                               "does not run systemd (--dry-run prints the unit, --root DIR "
+                               "writes it for another system)")
+        if os.geteuid() != 0:
+            raise ServiceError(3, "tether install-service: installing a service needs root: "
+                               "run it with sudo (--dry-run shows the unit as any user)")
+        missing = []
+        for group in groups:
+            try:
+                grp.getgrnam(group)
+            except KeyError:
+                missing.append(group)
+        if missing:
+            raise ServiceError(3, "tether install-service: no group %s on this machine: the "
+                               "service reaches the device files through it (Raspberry Pi OS "
+                               "has i2c, gpio and dialout); create it and give it the device "
+                               "files with a udev rule" % ", ".join(missing))
+        _check_visible()
+    _check_shared_buffer(root, profile, profile_path)
+    try:
+        _write(_under(root, profile_path), to_json(profile) + "\n", 0o600)
+        _write(_under(root, unit_path), unit, 0o644)
+    except OSError as exc:
+        raise ServiceError(3, "tether install-service: cannot write %s: %s"
+                           % (exc.filename or root, exc.strerror or exc))
+    out.write("wrote %s and %s\n" % (_under(root, profile_path), _under(root, unit_path)))
+    if not real:
+        return 0
+    steps = [["daemon-reload"]]
+    if not args.no_start:
+        steps += [["enable", service], ["restart", service]]
+    for step in steps:
+        done = subprocess.run([systemctl] + step, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServiceError(1, "tether install-service: systemctl %s failed: %s"
+                               % (" ".join(step), (done.stderr or done.stdout).strip()))
+    if args.no_start:
+        out.write("installed, not started: systemctl enable --now %s\n" % service)
+    else:
+        out.write("started %s; its log: journalctl -u %s -f\n" % (service, service))
+    return 0
+
+
+def gpiochip_path(text):
+    if not re.fullmatch(r"/dev/gpiochip[0-9]+", text):
+        raise argparse.ArgumentTypeError("expected a GPIO chip like /dev/gpiochip0, got %r"
+                                         % text)
+    return text
+
+
+def add_command(sub):
+    p = sub.add_parser("install-service", help="install the agent as a systemd service on a "
+                                               "Raspberry Pi (tether run of PROFILE at boot)")
+    p.add_argument("profile", metavar="PROFILE", help="a profile YAML file (platform: rpi)")
+    p.add_argument("--device", type=device_id, metavar="ID",
+                   help="the device id (when the profile's is a template such as washer-{uid})")
+    p.add_argument("--gpiochip", type=gpiochip_path, metavar="PATH", help="the GPIO chip of the profile's pins "
+                   "(default: the Pi's pin controller, found by its label)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the unit and what would be installed; change nothing")
+    p.add_argument("--root", metavar="DIR", help="write the files under DIR and run no "
+                   "systemctl (to package, or to look)")
+    p.add_argument("--no-start", action="store_true",
+                   help="install and daemon-reload, but neither enable nor start the service")
+    add_allow_outside(p)
+    p.set_defaults(func=main)

@@ -1,0 +1,298 @@
+"""`tether install-service`: the systemd unit it writes for a Raspberry Pi profile (checked by
+Debian's systemd-analyze), the files it installs, its errors; and `tether run` as systemd runs
+it: outputs that are pipes, stopped by SIGTERM, which delivers what waited and saves the buffer.
+
+No test here installs into this machine's /etc: they use --dry-run or --root."""
+import json
+import os
+import pathlib
+import shutil
+import stat
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.run_process import LIVENESS_S, Run, watch
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# An I2C power monitor, a PZEM on the header's UART and one on a USB adapter, a HX711 on two
+# GPIO pins; the bus `spare` is declared and no sensor uses it.
+PI_PROFILE = """\
+device: {id: scale-1, model: Pill scale}
+platform: rpi
+buses:
+  - {id: i2c0, type: i2c, sda: 2, scl: 3}
+  - {id: mains, type: uart, tx: 14, rx: 15}
+  - {id: usb, type: uart, tx: 0, rx: 1, port: /dev/ttyUSB0}
+  - {id: spare, type: i2c, sda: 22, scl: 23, port: /dev/i2c-3}
+sensors:
+  - {name: power, driver: ina219, bus: i2c0}
+  - {name: volts, driver: pzem004t, bus: mains, quantity: voltage}
+  - {name: heater, driver: pzem004t, bus: usb, quantity: power}
+  - {name: weight, driver: hx711, pins: {dout: 5, sck: 6}}
+uplink: {broker: "mqtts://broker.example:8883", username: u, password: s3cret-pw}
+"""
+
+
+def tether(*args, env=None, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=LIVENESS_S,
+                          env=dict(env or os.environ, PYTHONPATH=str(ROOT)))
+
+
+def write(tmp_path, text, name="pi.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def dry_run(profile, *args):
+    done = tether("install-service", profile, "--dry-run", *args)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    return done.stdout
+
+
+def unit_of(printed):
+    """The unit in --dry-run's output: without the lines around it that say where it goes."""
+    lines = printed.splitlines(True)
+    assert lines[1].startswith("# /etc/systemd/system/") and lines[-1].startswith("# then: ")
+    return "".join(lines[2:-1])
+
+
+def systemd_analyze():
+    found = shutil.which("systemd-analyze") or (
+        "/usr/bin/systemd-analyze" if os.path.exists("/usr/bin/systemd-analyze") else None)
+    if found is None:
+        pytest.fail("systemd-analyze is missing: run tests/system-deps as root (Debian package "
+                    "systemd)")
+    return found
+
+
+def verify(tmp_path, name, unit):
+    """systemd-analyze verify of the unit as tether-NAME.service: no error and no warning.
+    (It checks that ExecStart's program exists: the unit names this test's own Python.)"""
+    folder = tmp_path / "verify"
+    folder.mkdir(exist_ok=True)
+    path = folder / ("tether-%s.service" % name)
+    path.write_text(unit)
+    done = subprocess.run([systemd_analyze(), "verify", str(path)], capture_output=True,
+                          text=True, timeout=LIVENESS_S)
+    assert done.returncode == 0 and done.stderr == "" and done.stdout == "", (
+        done.returncode, done.stdout + done.stderr)
+
+
+def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sensors_use(tmp_path):
+    printed = dry_run(write(tmp_path, PI_PROFILE), "--gpiochip", "/dev/gpiochip0")
+    unit = unit_of(printed)
+    lines = unit.splitlines()
+    assert [l for l in lines if l.startswith("Device")] == [
+        "DevicePolicy=closed",
+        "DeviceAllow=/dev/gpiochip0 rw",
+        "DeviceAllow=/dev/i2c-1 rw",
+        "DeviceAllow=/dev/serial0 rw",
+        "DeviceAllow=/dev/ttyUSB0 rw",
+    ]
+    assert "SupplementaryGroups=dialout gpio i2c" in lines
+    assert ("ExecStart=%s -m firmware.cli run --gpiochip /dev/gpiochip0 %%d/profile.json"
+            % sys.executable) in lines
+    assert "LoadCredential=profile.json:/etc/tether/scale-1.json" in lines
+    for line in ("DynamicUser=yes", "StateDirectory=tether", "ProtectSystem=strict",
+                 "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
+                 "Restart=on-failure", "RestartSec=10s", "StartLimitBurst=5",
+                 "TimeoutStopSec=30s", "Description=Tether agent for scale-1 (Pill scale)"):
+        assert line in lines, line
+    assert printed.splitlines()[:2] == [
+        "# /etc/tether/scale-1.json (mode 0600): the compiled profile, with its secrets",
+        "# /etc/systemd/system/tether-scale-1.service:"]
+    assert "s3cret-pw" not in printed
+    verify(tmp_path, "scale-1", unit)
+
+
+def test_a_profile_without_gpio_pins_gets_no_gpio_chip_nor_group(tmp_path):
+    unit = unit_of(dry_run("examples/washer.yaml", "--device", "washer-7"))
+    lines = unit.splitlines()
+    assert [l for l in lines if l.startswith("DeviceAllow=")] == ["DeviceAllow=/dev/serial0 rw"]
+    assert "SupplementaryGroups=dialout" in lines
+    assert ("ExecStart=%s -m firmware.cli run --device washer-7 %%d/profile.json"
+            % sys.executable) in lines
+    assert "LoadCredential=profile.json:/etc/tether/washer-7.json" in lines
+    verify(tmp_path, "washer-7", unit)
+
+
+def test_root_install_writes_the_compiled_profile_for_root_alone_and_the_unit(tmp_path):
+    profile = write(tmp_path, PI_PROFILE)
+    root = tmp_path / "root"
+    done = tether("install-service", profile, "--gpiochip", "/dev/gpiochip0", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    compiled = root / "etc/tether/scale-1.json"
+    unit = root / "etc/systemd/system/tether-scale-1.service"
+    assert done.stdout == "wrote %s and %s\n" % (compiled, unit)
+    assert stat.S_IMODE(compiled.stat().st_mode) == 0o600
+    assert stat.S_IMODE(unit.stat().st_mode) == 0o644
+    data = json.loads(compiled.read_text())
+    assert data["device"]["id"] == "scale-1" and data["uplink"]["password"] == "s3cret-pw"
+    assert data["buffer"]["path"] == "/var/lib/tether/buffer"  # the unit's StateDirectory
+    assert unit.read_text() == unit_of(dry_run(profile, "--gpiochip", "/dev/gpiochip0"))
+    # Again, with another model: both files replaced whole.
+    done = tether("install-service", write(tmp_path, PI_PROFILE.replace("Pill scale", "Scale 2")),
+                  "--gpiochip", "/dev/gpiochip0", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "(Scale 2)" in unit.read_text()
+    assert sorted(p.name for p in unit.parent.iterdir()) == ["tether-scale-1.service"]
+
+
+def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
+    root = str(tmp_path / "root")
+    assert tether("install-service", "examples/washer.yaml", "--device", "w1",
+                  "--root", root).returncode == 0
+    done = tether("install-service", "examples/fridge.yaml", "--device", "f1", "--root", root)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == ("tether install-service: the service of /etc/tether/w1.json already "
+                           "keeps its buffer in /var/lib/tether/buffer: give this profile its "
+                           "own buffer.path under /var/lib/tether/\n")
+    fridge = (ROOT / "examples/fridge.yaml").read_text().replace(
+        "buffer:\n", "buffer:\n  path: /var/lib/tether/fridge\n")
+    done = tether("install-service", write_beside_examples(tmp_path, fridge), "--device", "f1",
+                  "--root", root)
+    assert done.returncode == 0, done.stderr
+
+
+def write_beside_examples(tmp_path, text):
+    """A profile that includes the examples' common/ package, written outside the repository."""
+    shutil.copytree(ROOT / "examples/common", tmp_path / "common")
+    shutil.copy(ROOT / "examples/secrets.yaml", tmp_path / "secrets.yaml")
+    return write(tmp_path, text, "product.yaml")
+
+
+def refused(*args, env=None, code=2):
+    done = tether("install-service", *args, env=env)
+    assert done.returncode == code, (done.returncode, done.stderr)
+    assert done.stdout == "" and "Traceback" not in done.stderr
+    return done.stderr
+
+
+def test_an_invalid_profile_is_refused_with_the_compilers_errors(tmp_path):
+    err = refused(write(tmp_path, PI_PROFILE.replace("driver: ina219", "driver: ina999")),
+                  "--dry-run")
+    assert "pi.yaml:9:27: sensors[0].driver: " in err and "ina999" in err
+
+
+def test_an_esp32_profile_is_refused_with_a_pointer_to_tether_flash(tmp_path):
+    path = write(tmp_path, PI_PROFILE.replace("platform: rpi", "platform: esp32").replace(
+        "  - {name: weight, driver: hx711, pins: {dout: 5, sck: 6}}\n", "").replace(
+        "port: /dev/ttyUSB0", "tx: 25, rx: 26").replace("tx: 0, rx: 1, ", ""))
+    err = refused(path, "--dry-run")
+    assert err == ("tether install-service: %s is a profile for an ESP32 (platform: esp32), "
+                   "which runs the agent itself: put it on the board with `tether flash %s "
+                   "--port /dev/ttyUSB0`\n" % (path, path))
+
+
+def test_a_sim_profile_is_refused(tmp_path):
+    path = write(tmp_path, PI_PROFILE.replace("platform: rpi", "platform: sim"))
+    assert "a service runs a Raspberry Pi profile (platform: rpi)" in refused(path, "--dry-run")
+
+
+def test_a_template_device_id_needs_device(tmp_path):
+    assert refused("examples/washer.yaml", "--dry-run") == (
+        "tether install-service: the device id 'washer-{uid}' is a template: give --device ID\n")
+
+
+def test_a_buffer_outside_the_state_directory_is_refused(tmp_path):
+    for path in ("/home/pi/buffer", "/var/lib/tether", "/var/lib/tether/../other"):
+        profile = write(tmp_path, PI_PROFILE + "buffer: {path: %s}\n" % path)
+        err = refused(profile, "--dry-run", "--gpiochip", "/dev/gpiochip0")
+        assert err.startswith("tether install-service: %s: buffer.path is %s, and the service "
+                              "may write only under /var/lib/tether/" % (profile, path)), err
+
+
+def test_a_bus_on_pins_a_pi_does_not_have_it_on_is_refused(tmp_path):
+    profile = write(tmp_path, PI_PROFILE.replace("tx: 14, rx: 15", "tx: 16, rx: 17"))
+    err = refused(profile, "--dry-run", "--gpiochip", "/dev/gpiochip0")
+    assert err.startswith("tether install-service: %s: uart bus mains on tx 16, rx 17: a Raspberry "
+                          "Pi has this bus on tx 14/rx 15" % profile), err
+
+
+def test_gpio_pins_without_a_gpio_chip_found_ask_for_gpiochip(tmp_path):
+    # This machine is no Raspberry Pi: no pin controller (or no gpiod) to find.
+    err = refused(write(tmp_path, PI_PROFILE), "--dry-run")
+    assert err.startswith("tether install-service: the profile uses GPIO pins, and the Pi's "
+                          "GPIO chip was not found: "), err
+    assert err.endswith("give it with --gpiochip /dev/gpiochipN\n")
+    err = refused(write(tmp_path, PI_PROFILE), "--dry-run", "--gpiochip", "/dev/ttyS0")
+    assert "--gpiochip: expected a GPIO chip like /dev/gpiochip0, got '/dev/ttyS0'" in err
+
+
+def test_installing_without_systemctl_is_refused_before_anything_is_written(tmp_path):
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    err = refused("examples/washer.yaml", "--device", "w1", code=3,
+                  env=dict(os.environ, PATH=str(empty)))
+    assert err.startswith("tether install-service: systemctl not found: this machine does not "
+                          "run systemd"), err
+
+
+def test_installing_as_another_user_than_root_is_refused(tmp_path):
+    assert shutil.which("systemctl"), "systemctl is missing: run tests/system-deps as root"
+    args = [sys.executable, "-m", "firmware.cli", "install-service", "examples/washer.yaml",
+            "--device", "w1"]
+    if os.geteuid() == 0:  # as root (a container's CI): the same command as nobody
+        args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=LIVENESS_S,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 3 and done.stdout == ""
+    assert done.stderr == ("tether install-service: installing a service needs root: run it "
+                           "with sudo (--dry-run shows the unit as any user)\n")
+
+
+# -- tether run as the unit runs it ------------------------------------------------------------
+
+SIM_PROFILE = """\
+device: {id: pi-9}
+platform: sim
+buses:
+  - {id: i2c0, type: i2c, sda: 2, scl: 3}
+sensors:
+  - {name: power, driver: ina219, bus: i2c0, interval: 100ms}
+batch: {max_readings: 10000, max_age: 1d}
+uplink: {broker: "mqtt://127.0.0.1:%d", encoding: senml, backoff: {min: 100ms, max: 1s}}
+"""
+
+
+def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tmp_path,
+                                                                              mosquitto):
+    from agent import batch_decode
+    watcher, got = watch(mosquitto.port, "tether/v1/pi-9/up/batch")
+    compiled = tmp_path / "profile.json"  # as the unit gives it: compiled, by its credential
+    done = tether("compile", write(tmp_path, SIM_PROFILE % mosquitto.port), "-o", str(compiled))
+    assert done.returncode == 0, done.stderr
+    store = tmp_path / "state"
+    for boot in (1, 2):
+        run = Run(str(compiled), "--store", str(store), "--status-every", "1s")
+        assert run.wait_for("pi-9:").startswith(
+            "pi-9: 1 sensors, buffer at %s (0 batches waiting), broker" % store)
+        run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
+        while True:  # readings pile up in RAM: a batch holds 10000 or a day's
+            status = run.wait_for("status: connected")
+            taken = int(status.split("; ")[1].split()[0])
+            if taken >= 5:
+                break
+        code, rest = run.stop()
+        assert code == 0, rest
+        assert rest.endswith("stopped: 0 batches waiting for the broker, 0 readings dropped "
+                             "in all\n"), rest
+        # Every line a whole plain line, on stderr; nothing on stdout.
+        assert run.stdout == b""
+        assert all(line.endswith(b"\n") and b"\r" not in line and b"\x1b" not in line
+                   for line in run.raw), run.raw
+        deadline = time.monotonic() + LIVENESS_S
+        while len(got) < boot and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(got) == boot, got
+        batch = batch_decode.decode(got[-1][1])
+        assert (batch.boot, batch.seq) == (boot, boot - 1)
+        assert len(batch.readings) >= taken  # all it had taken when the status line came
+    watcher.loop_stop()
+    assert [batch_decode.read_envelope(p).seq for _, p in got] == [0, 1]
