@@ -261,6 +261,14 @@ uplink: {broker: "mqtt://127.0.0.1:%d", encoding: senml, backoff: {min: 100ms, m
 """
 
 
+def readings_taken(run, status, at_least):
+    """The readings count of the first status line that starts so and counts at_least."""
+    while True:
+        taken = int(run.wait_for(status).split("; ")[1].split()[0])
+        if taken >= at_least:
+            return taken
+
+
 def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tmp_path,
                                                                               mosquitto):
     from agent import batch_decode
@@ -274,11 +282,7 @@ def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tm
         assert run.wait_for("pi-9:").startswith(
             "pi-9: 1 sensors, buffer at %s (0 batches waiting), broker" % store)
         run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
-        while True:  # readings pile up in RAM: a batch holds 10000 or a day's
-            status = run.wait_for("status: connected")
-            taken = int(status.split("; ")[1].split()[0])
-            if taken >= 5:
-                break
+        taken = readings_taken(run, "status: connected", 5)  # in RAM: a batch holds 10000
         code, rest = run.stop()
         assert code == 0, rest
         assert rest.endswith("stopped: 0 batches waiting for the broker, 0 readings dropped "
@@ -296,3 +300,37 @@ def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tm
         assert len(batch.readings) >= taken  # all it had taken when the status line came
     watcher.loop_stop()
     assert [batch_decode.read_envelope(p).seq for _, p in got] == [0, 1]
+
+
+def test_sigterm_while_the_broker_is_away_saves_what_waited_for_the_next_start(tmp_path,
+                                                                               mosquitto):
+    from agent import batch_decode
+    from tests.broker import free_port
+    watcher, got = watch(mosquitto.port, "tether/v1/pi-9/up/batch")
+    compiled = tmp_path / "profile.json"
+    done = tether("compile", write(tmp_path, SIM_PROFILE % mosquitto.port), "-o", str(compiled))
+    assert done.returncode == 0, done.stderr
+    store = str(tmp_path / "state")
+    away = Run(str(compiled), "--store", store, "--status-every", "1s",
+               "--broker", "mqtt://127.0.0.1:%d" % free_port())  # nothing listens there
+    away.wait_for("cannot connect")
+    taken = readings_taken(away, "status: not connected", 5)
+    code, rest = away.stop()
+    assert code == 0
+    assert rest.endswith("stopped: 1 batches waiting for the broker, 0 readings dropped in "
+                         "all\n"), rest
+    back = Run(str(compiled), "--store", store, "--status-every", "1s")
+    assert "(1 batches waiting)" in back.wait_for("pi-9:")
+    back.wait_for("connected to 127.0.0.1:%d, sending 1 batches that waited" % mosquitto.port)
+    readings_taken(back, "status: connected", 1)  # of its own, for its stop to send
+    code, rest = back.stop()
+    assert code == 0 and rest.endswith("stopped: 0 batches waiting for the broker, 0 readings "
+                                       "dropped in all\n"), rest
+    deadline = time.monotonic() + LIVENESS_S
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    watcher.loop_stop()
+    first, second = (batch_decode.decode(p) for _, p in got)
+    assert (first.boot, first.seq) == (1, 0) and len(first.readings) >= taken
+    assert (second.boot, second.seq) == (2, 1)
+    assert len(got) == 2
