@@ -30,11 +30,12 @@ import sys
 
 from firmware.args import device_id
 from firmware.profile import add_allow_outside
+from firmware.profile.schema import BUFFER_PATHS
 from hal.linux.platform import LinuxPlatform, device_file
 
 PROFILE_DIR = "/etc/tether"
 UNIT_DIR = "/etc/systemd/system"
-STATE_DIR = "/var/lib/tether"   # StateDirectory=tether
+STATE_DIR = "/var/lib/tether"   # StateDirectory=tether; the rpi default buffer.path is in it
 CREDENTIAL = "profile.json"     # a .json name: `tether run` reads it as a compiled profile
 # Agent.stop: up to 5 s for the uplink to deliver what waits, then the offline message and
 # the DISCONNECT (the client gives up after its timeout), then the buffer is saved. 30 s covers
@@ -110,8 +111,8 @@ def command():
 
 
 def plan(profile, source, device, gpiochip=None):
-    """(unit text, {path: what it is}) for a compiled profile; ServiceError when it cannot be
-    a service."""
+    """(unit text, path of the compiled profile, path of the unit, device id, groups) for a
+    compiled profile; ServiceError when it cannot be a service."""
     platform = profile["platform"]
     if platform == "esp32":
         raise ServiceError(2, "tether install-service: %s is a profile for an ESP32 (platform: "
@@ -132,8 +133,9 @@ def plan(profile, source, device, gpiochip=None):
             raise ServiceError(2, "tether install-service: %s: buffer.path is %s, and the "
                                "service may write only under %s/ (its state directory; the "
                                "rest of the system is read-only to it): leave buffer.path out "
-                               "(%s/buffer) or give a folder under %s/"
-                               % (source, buffer["path"], STATE_DIR, STATE_DIR, STATE_DIR))
+                               "(%s) or give a folder under %s/"
+                               % (source, buffer["path"], STATE_DIR, BUFFER_PATHS["rpi"],
+                                  STATE_DIR))
     try:
         buses, pins = devices_of(profile)
     except ValueError as exc:

@@ -7,6 +7,7 @@ LineSettings, Request) are replaced by a fake Raspberry Pi 4 pin controller: a c
 settings the backend asks for are read back as the integer codes gpiod hands to the kernel.
 """
 import errno
+import os
 import sys
 
 import pytest
@@ -51,6 +52,7 @@ class FakeBoard:
         self.outputs = {}        # (path, offset) -> 0/1 driven by us
         self.external = {}       # (path, offset) -> 0/1 driven by the outside world
         self.bias = {}
+        self.denied = {}         # path -> the errno opening it fails with (EACCES, EPERM)
 
     def level(self, key):
         if key in self.outputs:
@@ -96,6 +98,8 @@ def fake_ext_chip(board):
         def __init__(self, path):
             if path not in board.chips:
                 raise FileNotFoundError(errno.ENOENT, "No such file or directory")
+            if path in board.denied:
+                raise PermissionError(board.denied[path], os.strerror(board.denied[path]))
             self.path = path
 
         def get_info(self):
@@ -202,6 +206,20 @@ def test_linux_gpio_output_pin_starts_at_its_value_and_follows_value_v(board):
     assert board.outputs[("/dev/gpiochip0", 17)] == 0
     low = platform.pin_out(27)
     assert board.requests[1][2][27]["output_value"] == _ext.VALUE_INACTIVE and low.value() == 0
+
+
+def test_linux_gpio_chip_denied_says_which_group_or_that_the_service_unit_denies_it(board):
+    platform = LinuxPlatform(gpiochip="/dev/gpiochip0")
+    board.denied["/dev/gpiochip0"] = errno.EACCES
+    with pytest.raises(OSError) as info:
+        platform.pin_in(5)
+    assert info.value.errno == errno.EACCES
+    assert str(info.value).endswith(": run as a member of the 'gpio' group")
+    board.denied["/dev/gpiochip0"] = errno.EPERM
+    with pytest.raises(OSError) as info:
+        platform.pin_in(5)
+    assert info.value.errno == errno.EPERM and "GPIO 5 on /dev/gpiochip0" in str(info.value)
+    assert "only the device files its unit allows (DeviceAllow=)" in str(info.value)
 
 
 def test_linux_gpio_line_in_use_says_so(board):

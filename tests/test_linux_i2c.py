@@ -43,6 +43,7 @@ class FakeI2cDev:
         self.pointers = {}           # address -> register pointer
         self.transactions = []       # one list of (addr, flags, bytes written | bytes read) each
         self.open_fds = {}
+        self.denied = {}             # path -> the errno its open fails with (EACCES, EPERM)
         self.opened = []
         self.raw_requests = []
         self._next_fd = 100
@@ -58,6 +59,8 @@ class FakeI2cDev:
     def open(self, path, flags):
         if path not in self.paths:
             raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        if path in self.denied:
+            raise PermissionError(self.denied[path], os.strerror(self.denied[path]), path)
         assert flags & os.O_ACCMODE == os.O_RDWR, "i2c-dev needs the file opened read-write"
         self._next_fd += 1
         self.open_fds[self._next_fd] = path
@@ -214,6 +217,22 @@ def test_linux_i2c_missing_device_file_says_how_to_enable_i2c(dev):
         LinuxI2C("/dev/i2c-7")
     assert info.value.errno == errno.ENOENT
     assert "/dev/i2c-7" in str(info.value) and "enable I2C" in str(info.value)
+
+
+def test_linux_i2c_a_file_mode_that_denies_says_which_group_a_unit_that_denies_says_so(dev):
+    dev.denied["/dev/i2c-1"] = errno.EACCES
+    with pytest.raises(OSError) as info:
+        LinuxI2C("/dev/i2c-1")
+    assert info.value.errno == errno.EACCES
+    assert str(info.value).endswith("/dev/i2c-1: permission denied: run as a member of the "
+                                    "'i2c' group")
+    dev.denied["/dev/i2c-1"] = errno.EPERM  # a device cgroup: a systemd unit's DevicePolicy
+    with pytest.raises(OSError) as info:
+        LinuxI2C("/dev/i2c-1")
+    assert info.value.errno == errno.EPERM
+    assert "/dev/i2c-1: not permitted: a systemd service may open only the device files its " \
+           "unit allows (DeviceAllow=)" in str(info.value)
+    assert "tether install-service again" in str(info.value)
 
 
 def test_linux_platform_opens_the_header_i2c_once_per_bus_and_closes_it(dev):

@@ -117,6 +117,29 @@ def test_linux_uart_missing_port_is_an_oserror_that_says_what_to_enable():
     assert "/dev/tether-no-such-tty" in str(info.value) and "serial" in str(info.value)
 
 
+def test_linux_uart_denied_says_which_group_or_that_the_service_unit_denies_it(monkeypatch):
+    import serial
+
+    def refuse(code):
+        def open_port(port, *args, **kwargs):
+            # pyserial's words for an open(2) that failed (serialposix.Serial.open)
+            raise serial.SerialException(code, "could not open port %s: [Errno %d] %s"
+                                         % (port, code, os.strerror(code)))
+        return open_port
+
+    monkeypatch.setattr(serial, "Serial", refuse(errno.EACCES))
+    with pytest.raises(OSError) as info:
+        LinuxUART("/dev/ttyAMA0", 9600)
+    assert info.value.errno == errno.EACCES
+    assert str(info.value).endswith("cannot open UART /dev/ttyAMA0: permission denied: run as a "
+                                    "member of the 'dialout' group")
+    monkeypatch.setattr(serial, "Serial", refuse(errno.EPERM))
+    with pytest.raises(OSError) as info:
+        LinuxUART("/dev/ttyAMA0", 9600)
+    assert info.value.errno == errno.EPERM
+    assert "only the device files its unit allows (DeviceAllow=)" in str(info.value)
+
+
 def test_linux_platform_uart_uses_the_bus_port_baud_and_timeout(pty):
     master, path = pty
     platform = LinuxPlatform(gpiochip="/dev/gpiochip0")

@@ -334,3 +334,11 @@ def test_sigterm_while_the_broker_is_away_saves_what_waited_for_the_next_start(t
     assert (first.boot, first.seq) == (1, 0) and len(first.readings) >= taken
     assert (second.boot, second.seq) == (2, 1)
     assert len(got) == 2
+
+
+def test_the_default_buffer_of_a_pi_profile_is_in_the_units_state_directory():
+    from firmware import service
+    from firmware.profile.schema import BUFFER_PATHS
+    assert BUFFER_PATHS["rpi"].startswith(service.STATE_DIR + "/")
+    assert "StateDirectory=%s" % service.STATE_DIR.rsplit("/", 1)[1] in unit_of(
+        dry_run("examples/washer.yaml", "--device", "w1")).splitlines()

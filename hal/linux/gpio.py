@@ -80,7 +80,8 @@ class LinuxPin:
             if exc.errno == errno.EBUSY:
                 hint = ": another program or kernel driver holds this line"
             elif exc.errno in (errno.EACCES, errno.EPERM):
-                hint = ": run as a member of the 'gpio' group"
+                from hal.linux import access_hint
+                hint = ": " + access_hint(exc.errno, "gpio")
             raise OSError(exc.errno, "GPIO %d on %s: %s%s"
                           % (n, chip, exc.strerror or exc, hint)) from exc
 

@@ -50,9 +50,9 @@ class LinuxI2C:
             raise OSError(errno.ENOENT, "%s does not exist: enable I2C (raspi-config > Interface "
                           "Options > I2C, or dtparam=i2c_arm=on in config.txt) and load the "
                           "i2c-dev module" % path) from None
-        except PermissionError:
-            raise OSError(errno.EACCES, "%s: permission denied: run as a member of the "
-                          "'i2c' group" % path) from None
+        except PermissionError as exc:
+            from hal.linux import access_hint
+            raise OSError(exc.errno, "%s: %s" % (path, access_hint(exc.errno, "i2c"))) from None
 
     def readfrom_mem(self, addr, memaddr, nbytes, addrsize=8):
         """nbytes from register memaddr: write the register number, repeated start, read."""

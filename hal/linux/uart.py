@@ -22,6 +22,10 @@ class LinuxUART:
             self._serial = serial.Serial(port, baudrate, timeout=timeout_ms / 1000.0)
         except serial.SerialException as exc:
             code = getattr(exc, "errno", None) or errno.EIO
+            if code in (errno.EACCES, errno.EPERM):
+                from hal.linux import access_hint
+                raise OSError(code, "cannot open UART %s: %s"
+                              % (port, access_hint(code, "dialout"))) from exc
             raise OSError(code, "cannot open UART %s (%s): on a Raspberry Pi enable the serial "
                           "port (raspi-config > Interface Options > Serial Port: no login shell, "
                           "hardware enabled) and run as a member of the 'dialout' group"
