@@ -5,9 +5,11 @@ is refused with a message that says what was expected, before anything runs.
     p.add_argument("--hold", type=seconds(0), default=60.0)
     p.add_argument("--interval", type=duration(0, DAY), default="1s")   # milliseconds
     p.add_argument("--device", type=device_id)
+    p.add_argument("--gpiochip", type=gpiochip_path)
 """
 import argparse
 import math
+import re
 
 from agent import ids
 from firmware.profile.units import format_duration, parse_duration
@@ -64,6 +66,14 @@ def device_id(text):
     """A device id, by the rule every party checks (agent/ids.py)."""
     if not ids.valid(text):
         raise argparse.ArgumentTypeError("expected %s, got %r" % (ids.WHAT, text))
+    return text
+
+
+def gpiochip_path(text):
+    """A GPIO character device, /dev/gpiochipN."""
+    if not re.fullmatch(r"/dev/gpiochip[0-9]+", text):
+        raise argparse.ArgumentTypeError("expected a GPIO chip like /dev/gpiochip0, got %r"
+                                         % text)
     return text
 
 

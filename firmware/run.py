@@ -307,7 +307,7 @@ async def _watch(reporter, every_ms):
 
 
 def add_command(sub):
-    from firmware.args import duration
+    from firmware.args import duration, gpiochip_path
     p = sub.add_parser("run", help="run the agent on this machine (a Raspberry Pi, or --platform "
                                    "sim) until Ctrl-C")
     p.add_argument("profile", metavar="PROFILE", help="a profile YAML file, or a compiled "
@@ -327,7 +327,8 @@ def add_command(sub):
                         "does")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
                                                   "profile's buffer.path)")
-    p.add_argument("--gpiochip", metavar="PATH", help="on a Raspberry Pi: the GPIO chip of the "
-                   "pins (default: the Pi's pin controller, found by its label)")
+    p.add_argument("--gpiochip", type=gpiochip_path, metavar="PATH",
+                   help="on a Raspberry Pi: the GPIO chip of the pins (default: the Pi's pin "
+                        "controller, found by its label)")
     add_allow_outside(p)
     p.set_defaults(func=main)

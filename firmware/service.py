@@ -18,17 +18,15 @@ buffer outside /var/lib/tether or shared with another installed device, no GPIO 
 3 this machine (not root, no systemctl, a device group missing, tether installed where the
 service cannot see it, a file that cannot be written).
 """
-import argparse
 import grp
 import json
 import os
 import posixpath
-import re
 import shutil
 import subprocess
 import sys
 
-from firmware.args import device_id
+from firmware.args import device_id, gpiochip_path
 from firmware.profile import add_allow_outside
 from firmware.profile.schema import BUFFER_PATHS
 from hal.linux.platform import LinuxPlatform, device_file
@@ -362,13 +360,6 @@ def install(args, out):
     else:
         out.write("started %s; its log: journalctl -u %s -f\n" % (service, service))
     return 0
-
-
-def gpiochip_path(text):
-    if not re.fullmatch(r"/dev/gpiochip[0-9]+", text):
-        raise argparse.ArgumentTypeError("expected a GPIO chip like /dev/gpiochip0, got %r"
-                                         % text)
-    return text
 
 
 def add_command(sub):

@@ -179,3 +179,35 @@ def test_a_store_that_fails_stops_the_run_with_the_reason_and_exit_1(tmp_path):
     last = err.splitlines()[-1]  # after the lines about the broker it cannot reach
     assert last.startswith("tether run: the agent stopped: %s" % store), err
     assert "No such file or directory" in last and "Traceback" not in err
+
+
+def test_a_compiled_profile_that_cannot_be_read_is_refused_with_what_is_wrong(tmp_path):
+    bad = tmp_path / "bad.json"
+    cases = [
+        (tmp_path / "missing.json", None, "missing.json: cannot read: No such file or directory"),
+        (bad, "{not json", "bad.json: not a compiled profile: not JSON (Expecting property name "
+                           "enclosed in double quotes: line 1 column 2 (char 1))"),
+        (bad, "[1, 2]", "bad.json: not a compiled profile as `tether compile` writes it: no "
+                        "'device', 'platform', 'buses', 'sensors', 'buffer', 'batch', 'uplink'"),
+        (bad, '{"device": {}, "platform": "sim", "buses": [], "sensors": [], "buffer": {}, '
+              '"batch": {}, "uplink": []}',
+         "bad.json: not a compiled profile as `tether compile` writes it: no 'uplink'"),
+        (bad, '{"device": {}, "platform": "sim", "buses": [], "sensors": [], "buffer": {}, '
+              '"batch": {}, "uplink": {}}',
+         "bad.json: not a compiled profile as `tether compile` writes it: no device id"),
+    ]
+    for path, text, message in cases:
+        if text is not None:
+            path.write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "firmware.cli", "run", str(path)],
+                              capture_output=True, text=True, cwd=ROOT)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == "%s/%s\n" % (tmp_path, message), proc.stderr
+
+
+def test_gpiochip_must_name_a_gpio_chip(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "examples/washer.yaml",
+                           "--gpiochip", "/dev/i2c-1"], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.endswith("argument --gpiochip: expected a GPIO chip like /dev/gpiochip0, "
+                                "got '/dev/i2c-1'\n")
