@@ -148,8 +148,9 @@ def plan(profile, source, device, gpiochip=None):
         args += ["--device", device]
     if pins:
         args += ["--gpiochip", gpiochip]
-    # %d: the service's credentials directory, where systemd puts the compiled profile.
-    exec_start = " ".join(_quoted(a) for a in args) + " %d/" + CREDENTIAL
+    # Where systemd puts the credential (systemd 247 on): the variable, not the specifier %d,
+    # which came later than Raspberry Pi OS 11's systemd.
+    exec_start = " ".join(_quoted(a) for a in args) + " ${CREDENTIALS_DIRECTORY}/" + CREDENTIAL
     profile_path = "%s/%s.json" % (PROFILE_DIR, name)
     unit_path = "%s/tether-%s.service" % (UNIT_DIR, name)
     model = profile["device"].get("model")

@@ -96,8 +96,8 @@ def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sens
         "DeviceAllow=/dev/ttyUSB0 rw",
     ]
     assert "SupplementaryGroups=dialout gpio i2c" in lines
-    assert ("ExecStart=%s -m firmware.cli run --gpiochip /dev/gpiochip0 %%d/profile.json"
-            % sys.executable) in lines
+    assert ("ExecStart=%s -m firmware.cli run --gpiochip /dev/gpiochip0 "
+            "${CREDENTIALS_DIRECTORY}/profile.json" % sys.executable) in lines
     assert "LoadCredential=profile.json:/etc/tether/scale-1.json" in lines
     for line in ("DynamicUser=yes", "StateDirectory=tether", "ProtectSystem=strict",
                  "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
@@ -116,8 +116,8 @@ def test_a_profile_without_gpio_pins_gets_no_gpio_chip_nor_group(tmp_path):
     lines = unit.splitlines()
     assert [l for l in lines if l.startswith("DeviceAllow=")] == ["DeviceAllow=/dev/serial0 rw"]
     assert "SupplementaryGroups=dialout" in lines
-    assert ("ExecStart=%s -m firmware.cli run --device washer-7 %%d/profile.json"
-            % sys.executable) in lines
+    assert ("ExecStart=%s -m firmware.cli run --device washer-7 "
+            "${CREDENTIALS_DIRECTORY}/profile.json" % sys.executable) in lines
     assert "LoadCredential=profile.json:/etc/tether/washer-7.json" in lines
     verify(tmp_path, "washer-7", unit)
 
