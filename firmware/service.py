@@ -228,6 +228,20 @@ def _one_line(text):
     return " ".join(str(text).split())
 
 
+def _check_groups(groups):
+    missing = []
+    for group in groups:
+        try:
+            grp.getgrnam(group)
+        except KeyError:
+            missing.append(group)
+    if missing:
+        raise ServiceError(3, "tether install-service: no group %s on this machine: the service "
+                           "reaches the device files through it (Raspberry Pi OS has i2c, gpio "
+                           "and dialout); create it and give it the device files with a udev "
+                           "rule" % ", ".join(missing))
+
+
 def _check_visible():
     """The service cannot run a Python or a package in a home folder (ProtectHome=yes)."""
     import firmware
@@ -326,17 +340,7 @@ def install(args, out):
         if os.geteuid() != 0:
             raise ServiceError(3, "tether install-service: installing a service needs root: "
                                "run it with sudo (--dry-run shows the unit as any user)")
-        missing = []
-        for group in groups:
-            try:
-                grp.getgrnam(group)
-            except KeyError:
-                missing.append(group)
-        if missing:
-            raise ServiceError(3, "tether install-service: no group %s on this machine: the "
-                               "service reaches the device files through it (Raspberry Pi OS "
-                               "has i2c, gpio and dialout); create it and give it the device "
-                               "files with a udev rule" % ", ".join(missing))
+        _check_groups(groups)
         _check_visible()
     _check_shared_buffer(root, profile, profile_path)
     try:

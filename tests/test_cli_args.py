@@ -130,7 +130,9 @@ def test_tether_sim_is_ignored_by_git():
 
 
 @pytest.mark.parametrize("command", [["run", SIM_PROFILE],
-                                     ["encode", "--profile", SIM_PROFILE, "-", "-o", os.devnull]])
+                                     ["encode", "--profile", SIM_PROFILE, "-", "-o", os.devnull],
+                                     # the id names the unit and /etc/tether/ID.json
+                                     ["install-service", "examples/washer.yaml", "--dry-run"]])
 @pytest.mark.parametrize("device", ["../../etc", "-x", "a/b", "x" * 65, ""])
 def test_a_device_id_that_breaks_the_id_rule_is_refused_before_anything_runs(command, device):
     proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + command

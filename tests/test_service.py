@@ -342,3 +342,43 @@ def test_the_default_buffer_of_a_pi_profile_is_in_the_units_state_directory():
     assert BUFFER_PATHS["rpi"].startswith(service.STATE_DIR + "/")
     assert "StateDirectory=%s" % service.STATE_DIR.rsplit("/", 1)[1] in unit_of(
         dry_run("examples/washer.yaml", "--device", "w1")).splitlines()
+
+
+# The checks a real install makes before it writes anything (a test never installs for real).
+
+def test_a_tether_in_a_home_folder_is_refused_the_service_cannot_see_it(monkeypatch):
+    from firmware import service
+    monkeypatch.setattr(sys, "executable", "/home/pi/venv/bin/python")
+    with pytest.raises(service.ServiceError) as info:
+        service._check_visible()
+    assert info.value.code == 3
+    assert str(info.value).startswith(
+        "tether install-service: Python is in /home/pi/venv/bin/python, which the service "
+        "cannot see (ProtectHome=yes): install tether outside home folders")
+
+
+def test_a_python_that_cannot_import_tether_without_pythonpath_is_refused(monkeypatch):
+    from firmware import service
+    monkeypatch.setattr(sys, "executable", "/usr/bin/python3")  # Debian's, without tether
+    monkeypatch.setattr(service, "HIDDEN", ())
+    with pytest.raises(service.ServiceError) as info:
+        service._check_visible()
+    assert info.value.code == 3
+    assert "cannot import tether without PYTHONPATH, as the service would start it" in str(
+        info.value)
+
+
+def test_the_python_running_the_tests_passes_the_checks(monkeypatch):
+    from firmware import service
+    monkeypatch.setattr(service, "HIDDEN", ())  # wherever this checkout is
+    service._check_visible()  # the test venv's Python imports tether (pip install -e) by itself
+    service._check_groups(["root"])
+
+
+def test_a_missing_device_group_is_refused():
+    from firmware import service
+    with pytest.raises(service.ServiceError) as info:
+        service._check_groups(["root", "tether-no-such-group"])
+    assert info.value.code == 3
+    assert str(info.value).startswith("tether install-service: no group tether-no-such-group on "
+                                      "this machine")
