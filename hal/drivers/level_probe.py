@@ -62,3 +62,29 @@ class LevelProbe:
         elif level > 100:
             level = 100.0
         return {"level": level}
+
+
+# -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
+
+def key(s):
+    if "pin" in s:
+        return ("level_probe", s["pin"])
+    adc = s["adc"]
+    return ("level_probe", adc["bus"], adc["address"], adc["channel"])
+
+
+def where(s):
+    if "pin" in s:
+        return "pin %d" % s["pin"]
+    adc = s["adc"]
+    return "%s:0x%02x AIN%d" % (adc["bus"], adc["address"], adc["channel"])
+
+
+def build(s, ctx):
+    cal = s["calibration"]
+    if "pin" in s:
+        return LevelProbe(ctx.adc(s["pin"]), where(s), cal["raw_empty"], cal["raw_full"])
+    from hal.drivers.ads1115 import converter  # only a probe on an ADS1115 loads its driver
+    adc = s["adc"]
+    return LevelProbe(converter(ctx, adc["bus"], adc["address"]), where(s), cal["raw_empty"],
+                      cal["raw_full"], channel=adc["channel"])
