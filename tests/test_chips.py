@@ -1,6 +1,7 @@
 """The chip registry (hal/chips.py) is the one place that lists the chips: each has its own
 driver, virtual chip, schema entry and tests, nothing else spells a driver name, and modules()
 names exactly the chip modules a profile makes a board import."""
+import ast
 import json
 import pathlib
 import re
@@ -71,6 +72,24 @@ def test_no_module_outside_a_chips_own_files_spells_a_driver_name():
             if word.search(line):
                 found.append("%s:%d: %s" % (path.relative_to(ROOT), n, line.strip()))
     assert found == []
+
+
+def imported(path):
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names += [node.module] + [node.module + "." + a.name for a in node.names]
+    return names
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_chips_modules_reach_other_chips_only_through_the_registry(name):
+    # tether build follows imports: an import of another chip would ship it for every profile.
+    others = ["hal.%s.%s" % (kind, o) for o in NAMES if o != name for kind in ("drivers", "sim")]
+    for path in (ROOT / "hal" / "drivers" / (name + ".py"), ROOT / "hal" / "sim" / (name + ".py")):
+        assert [m for m in imported(path) if m in others] == [], path
 
 
 @pytest.mark.parametrize("path,drivers", [

@@ -84,7 +84,9 @@ def build(s, ctx):
     cal = s["calibration"]
     if "pin" in s:
         return LevelProbe(ctx.adc(s["pin"]), where(s), cal["raw_empty"], cal["raw_full"])
-    from hal.drivers.ads1115 import converter  # only a probe on an ADS1115 loads its driver
+    # Through the registry, so that only a probe on an ADS1115 loads that chip's driver (and a
+    # bundle builder that follows imports does not ship it for probes on pins).
+    from hal.chips import driver
     adc = s["adc"]
-    return LevelProbe(converter(ctx, adc["bus"], adc["address"]), where(s), cal["raw_empty"],
-                      cal["raw_full"], channel=adc["channel"])
+    ads = driver("ads1115").converter(ctx, adc["bus"], adc["address"])
+    return LevelProbe(ads, where(s), cal["raw_empty"], cal["raw_full"], channel=adc["channel"])
