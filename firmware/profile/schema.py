@@ -13,7 +13,7 @@ from firmware import bounded
 from firmware.profile import crosscheck
 from firmware.profile.chips import DRIVERS
 from firmware.profile.errors import Invalid, at, expected, shown
-from firmware.profile.places import BUS_NAMES, pin
+from firmware.profile.places import pin
 from firmware.profile.rules import (
     EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, integer, list_of, number,
     pattern, resolution, section, size, sub, text, unknown_keys)

@@ -67,10 +67,10 @@ class SimPlatform:
         return self._bus(spec["id"], "uart")
 
     def pin_in(self, n, pull=None):
-        return self._pin(n)
+        return self.pin(n)
 
     def pin_out(self, n, value=0):
-        p = self._pin(n)
+        p = self.pin(n)
         p.value(value)
         return p
 
@@ -97,7 +97,8 @@ class SimPlatform:
                 self.buses[name] = SimUART(name, _Multidrop(), seed=self.seed)
         return self.buses[name]
 
-    def _pin(self, n):
+    def pin(self, n):
+        """The simulated GPIO n, made on first use (a chip's build() wires its pins so)."""
         if n not in self.pins:
             self.pins[n] = SimPin(n)
         return self.pins[n]
@@ -116,9 +117,6 @@ class SimPlatform:
         """One more Modbus device on the line, answering its own address."""
         self._bus(bus, "uart").device.devices.append(device)
 
-    def pin(self, n):
-        return self._pin(n)
-
     # -- faults -------------------------------------------------------------------------------
 
     def fault(self, sensor, kind):
@@ -129,8 +127,9 @@ class SimPlatform:
         ADS1115 conversion)."""
         s, sim, chip = self.sensors[sensor]
         place = chips.place(s)
-        if not ("bus" in place and self._bus_fault(self.buses[place["bus"]], place["address"],
-                                                   kind)) and not sim.fault(s, chip, kind):
+        if "bus" in place and self._bus_fault(self.buses[place["bus"]], place["address"], kind):
+            return
+        if not sim.fault(s, chip, kind):
             raise ValueError("no fault %r for %s (%s)" % (kind, sensor, s["driver"]))
 
     def _bus_fault(self, bus, address, kind):
