@@ -29,10 +29,13 @@ PLACEHOLDER_ROOTS = ("agent.runtime", "agent.mqtt", "agent.store", "agent.clock"
 PLATFORM_MODULES = {"esp32": "hal.esp32", "sim": "hal.sim.platform"}
 # The other platform's modules are not shipped even when a shipped module can import them.
 OTHER_PLATFORMS = {"esp32": ("hal.sim",), "sim": ("hal.esp32",)}
-# mpy-cross -march values, in the order of MicroPython's arch codes (MP_NATIVE_ARCH_*: the
-# .mpy header's byte 2 holds code << 2 | sub-version). "host" and "debug" are not targets.
-ARCHS = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
-         "xtensa", "xtensawin", "rv32imc", "rv64imc")
+# MicroPython's arch codes (MP_NATIVE_ARCH_*) from 1: the .mpy header's byte 2 holds
+# code << 2 | sub-version when the file has native code.
+ARCH_CODES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp", "armv7emdp",
+              "xtensa", "xtensawin", "rv32imc", "rv64imc")
+# What --arch takes: the -march values mpy-cross 1.29 emits native code for (it lists rv64imc,
+# "host" and "debug" too, but fails on rv64imc, and the other two are not boards).
+ARCHS = ARCH_CODES[:-1]
 MICROPYTHON_HEAP = "2m"  # the measuring run's heap: room enough, the figure is what stays in use
 FORMAT = 1
 
@@ -248,7 +251,7 @@ def header(data):
     code = flags >> 2
     if code == 0:
         return data[1], None, None  # bytecode only: no sub-version is written or checked
-    arch = ARCHS[code - 1] if code <= len(ARCHS) else "arch code %d" % code
+    arch = ARCH_CODES[code - 1] if code <= len(ARCH_CODES) else "arch code %d" % code
     return data[1], flags & 3, arch
 
 
