@@ -378,6 +378,7 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
     files, mpy, compiled, secret_paths = bundle_files(profile_path, arch, allow_outside, root,
                                                       mpy_cross)
     _check_output(out)
+    heap = measure(files) if measure_heap else None
     previous = _previous_files(out)
     try:
         for rel in sorted(files):
@@ -387,7 +388,6 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
     except OSError as exc:
         raise BuildError(["%s: cannot write: %s" % (exc.filename or out, exc.strerror)],
                          BAD_OUTPUT)
-    heap = measure(out, files) if measure_heap else None
     manifest = {
         "format": FORMAT, "tether": VERSION,
         "device": None if "device.id" in secret_paths else compiled["device"]["id"],
@@ -494,15 +494,21 @@ def find_micropython():
     return _find_tool("micropython")
 
 
-def measure(out, files, micropython=None, heap=MICROPYTHON_HEAP):
-    """The heap the bundle's modules hold once all are imported (gc.mem_alloc on the host's
-    MicroPython unix port, 64-bit), or None when no micropython binary is installed."""
+def measure(files, micropython=None, heap=MICROPYTHON_HEAP):
+    """The heap the bundle's modules ({path: bytes}) hold once all are imported (gc.mem_alloc
+    on the host's MicroPython unix port, 64-bit), or None when no micropython binary is
+    installed. Run in a folder of their own, before DIR is touched."""
     micropython = micropython or find_micropython()
     if micropython is None:
         return None
     modules = [rel[:-4].replace("/", ".").replace(".__init__", "")
                for rel in sorted(files) if rel.endswith(".mpy")]
-    proc = import_modules(micropython, out, modules, heap)
+    with tempfile.TemporaryDirectory() as tmp:
+        for rel in [r for r in files if r.endswith(".mpy")]:
+            path = pathlib.Path(tmp, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(files[rel])
+        proc = import_modules(micropython, tmp, modules, heap)
     found = re.search(r"^heap (\d+)$", proc.stdout, re.M)
     if proc.returncode != 0 or not found:
         raise BuildError(["tether build: the bundle's modules do not import under %s:"

@@ -173,6 +173,16 @@ def test_bundle_modules_import_under_micropython_at_a_limited_heap(printer):
     assert "heap %d" % manifest["heap"] in proc.stdout
 
 
+def test_a_module_that_does_not_import_under_micropython_stops_the_build(tmp_path):
+    src = tmp_path / "bad.py"
+    src.write_text("import paho.mqtt.client\n")  # host-only, as if it had slipped in
+    files = {"bad.mpy": bundle.compile_module(bundle.find_mpy_cross(), src, "bad.py")}
+    with pytest.raises(bundle.BuildError) as exc:
+        bundle.measure(files)
+    assert exc.value.code == bundle.NO_COMPILER
+    assert "do not import" in str(exc.value) and "paho" in str(exc.value)
+
+
 def test_arch_list_is_what_mpy_cross_accepts_and_puts_in_the_header(tmp_path):
     src = tmp_path / "native.py"
     src.write_text(NATIVE)
