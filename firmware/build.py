@@ -40,7 +40,7 @@ MICROPYTHON_HEAP = "2m"  # the measuring run's heap: room enough, the figure is 
 FORMAT = 1
 
 # Exit codes of `tether build` (docs/build.md).
-BAD_INPUT = 2      # the profile, the arch, a platform that takes no bundle, missing WiFi credentials
+BAD_INPUT = 2      # the profile, the arch, a platform without bundles, missing WiFi credentials
 BAD_OUTPUT = 3     # DIR cannot be written
 NO_COMPILER = 4    # mpy-cross missing, failing, or writing what it does not report
 
@@ -468,6 +468,8 @@ def _write(path, data, private=False):
 def _remove(out, rel):
     """Remove a file of the previous bundle, and the folders it leaves empty (up to out)."""
     path = out / rel
+    if not path.parent.resolve().is_relative_to(out.resolve()):
+        return  # through a symbolic link to elsewhere: not the bundle's
     if path.is_file() or path.is_symlink():
         path.unlink()
     folder = path.parent
@@ -535,7 +537,7 @@ def add_command(sub):
                                      "profile, its secrets and a manifest")
     p.add_argument("profile", metavar="PROFILE", help="a profile YAML file (platform esp32 or sim)")
     p.add_argument("-o", "--output", required=True, metavar="DIR",
-                   help="the bundle's folder (made if missing; a previous bundle there is replaced)")
+                   help="the bundle's folder (made if missing; a bundle there is replaced)")
     p.add_argument("--arch", choices=ARCHS, metavar="ARCH",
                    help="the board's CPU for native code (mpy-cross -march): xtensawin for "
                         "ESP32/S2/S3, rv32imc for ESP32-C3/C6; one of %s" % ", ".join(ARCHS))
@@ -554,11 +556,11 @@ def cmd_build(args):
 
 
 def summary(out_dir, manifest, arch=None):
-    mpy = manifest["files"]
-    modules = sum(1 for f in mpy if f["path"].endswith(".mpy"))
+    files = manifest["files"]
+    modules = sum(1 for f in files if f["path"].endswith(".mpy"))
     lines = ["%s: bundle of %s for %s, %d files (%d .mpy modules), %d bytes"
              % (out_dir, manifest["device"] or "(device id from secrets)", manifest["platform"],
-                len(mpy), modules, manifest["bytes"])]
+                len(files), modules, manifest["bytes"])]
     m = manifest["mpy"]
     if m["arch"]:
         lines.append(".mpy v%d.%d, native code for %s" % (m["version"], m["sub"], m["arch"]))
