@@ -166,7 +166,7 @@ def board_modules(profile, root=ROOT):
     sim = platform == "sim"
     used = set(chips.modules(profile, sim=sim))
     unused = []
-    for name in chips.NAMES:
+    for name in sorted(chips.CHIPS):
         for m in ("hal.drivers." + name, "hal.sim." + name):
             if m not in used:
                 unused.append(m)
