@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import pathlib
+import re
 import shutil
 import stat
 
@@ -89,13 +90,20 @@ def test_heap_is_measured_under_micropython_and_printed(printer, tmp_path, capsy
 
 def test_secret_values_are_only_in_secrets_json(printer):
     out, _ = printer
+    compiled, _, secret_paths = compile_with_secrets(PRINTER)
+    assert "uplink.password" in secret_paths
     secrets = json.loads((out / "secrets.json").read_bytes())
-    assert secrets == {"uplink": {"password": "not-a-real-password", "username": "example-user"}}
+    assert secrets["uplink"] == {"password": "not-a-real-password", "username": "example-user"}
+    values = []
+    for path in secret_paths:
+        section, key = path.split(".")
+        assert secrets[section][key] == compiled[section][key]
+        values.append(compiled[section][key].encode())
     assert stat.S_IMODE(os.stat(out / "secrets.json").st_mode) == 0o600
     for path in bundle_paths(out):
         if path != "secrets.json":
             data = (out / path).read_bytes()
-            assert b"not-a-real-password" not in data and b"example-user" not in data, path
+            assert not [v for v in values if v in data], path
     profile = json.loads((out / "profile.json").read_bytes())
     assert "password" not in profile["uplink"] and profile["uplink"]["host"]
 
@@ -294,8 +302,9 @@ def test_esp32_profile_without_wifi_is_refused_once_the_schema_has_wifi(tmp_path
     from firmware.profile import schema
     if "wifi" not in schema.TOP_KEYS:  # the board branch adds the section; until then, as if
         monkeypatch.setattr(schema, "TOP_KEYS", schema.TOP_KEYS + ["wifi"])
-    code, err = run_cli(capsys, PRINTER, "-o", str(tmp_path / "o"))
-    assert code == 2 and "'wifi:'" in err
+    path = example_folder(tmp_path, lambda t: re.sub(r"\nwifi:.*\n(?:  .*\n)*", "\n", t))
+    code, err = run_cli(capsys, path, "-o", str(tmp_path / "o"))
+    assert code == 2 and "'wifi:'" in err and "printer.yaml" in err
 
 
 # ------------------------------------------------------------------------------------------
