@@ -243,6 +243,8 @@ def test_bad_profile_reports_the_compilers_lines_with_exit_2(tmp_path, capsys):
     assert code == 2
     assert "printer.yaml:" in err and "ina2190" in err and "Traceback" not in err
     assert not (tmp_path / "out").exists()  # nothing made for a build that cannot be made
+    code, err = run_cli(capsys, str(tmp_path / "nosuch.yaml"), "-o", str(tmp_path / "out"))
+    assert code == 2 and "nosuch.yaml: cannot read: No such file" in err
 
 
 def test_a_platform_without_bundles_is_refused_with_exit_2(tmp_path, capsys):
