@@ -152,7 +152,12 @@ def follow(roots, excluded=(), root=ROOT):
             continue  # MicroPython's own (asyncio, machine), or a name inside a module
         seen.add(name)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        tree = ast.parse(path.read_bytes(), str(path))
+        try:
+            tree = ast.parse(path.read_bytes(), str(path))
+        except (SyntaxError, ValueError) as exc:
+            raise BuildError(["%s:%s: cannot be compiled: %s" % (path, getattr(exc, "lineno", "?"),
+                                                                getattr(exc, "msg", exc))],
+                             NO_COMPILER)
         for imported in imported_names(tree, package):
             todo.extend(_parents(imported) + [imported])
         todo.extend(_parents(name))

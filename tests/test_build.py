@@ -340,6 +340,13 @@ def test_imports_are_followed_in_functions_but_not_into_cpython_fallbacks(tmp_pa
                      "hal.drivers", "hal.drivers.i2c16"]
 
 
+def test_a_board_module_with_a_syntax_error_is_a_clear_error(tmp_path):
+    write_tree(tmp_path, {"agent/__init__.py": "", "agent/a.py": "def f(:\n"})
+    with pytest.raises(bundle.BuildError) as exc:
+        bundle.follow(["agent.a"], root=tmp_path)
+    assert exc.value.code == bundle.NO_COMPILER and "a.py:1: cannot be compiled" in str(exc.value)
+
+
 def test_unused_chips_and_the_other_platform_are_not_followed(printer):
     compiled, _, _ = compile_with_secrets(PRINTER)
     modules = bundle.board_modules(compiled)
