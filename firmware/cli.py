@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile, demo, ingest_cmd, read, run, simulate_cmd
+from firmware import batchfile, demo, flash, ingest_cmd, logs, read, run, simulate_cmd
 from firmware.profile import add_allow_outside
 
 
@@ -41,6 +41,8 @@ def build_parser():
     run.add_command(sub)
     ingest_cmd.add_command(sub)
     simulate_cmd.add_command(sub)
+    flash.add_command(sub)
+    logs.add_command(sub)
     return parser, sub
 
 

@@ -179,9 +179,10 @@ class RawRepl:
         return got
 
     # -- REPL ------------------------------------------------------------------------------
-    def enter(self, attempts=2):
-        """Interrupts whatever runs and enters the raw REPL (no soft reset: the files are what
-        matters, and a main.py that starts a watchdog at boot would reset the board mid-copy)."""
+    def enter(self, attempts=2, soft_reset=False):
+        """Interrupts whatever runs and enters the raw REPL. soft_reset: then soft-resets the
+        board there, which frees the heap the interrupted program held and runs boot.py but not
+        main.py (the raw REPL stays)."""
         seen = bytearray()
         for _ in range(attempts):
             # Two Ctrl-C: a program may catch the first KeyboardInterrupt in a retry loop.
@@ -190,6 +191,12 @@ class RawRepl:
             self.write(b"\r\x01")
             data = self.read_until(BANNER + b">")
             if data is not None:
+                if soft_reset:
+                    self.write(b"\x04")
+                    if (self.read_until(b"soft reboot\r\n") is None
+                            or self.read_until(BANNER + b">") is None):
+                        raise NotAnswering("the board did not come back from a soft reset in the "
+                                           "raw REPL (got %r)" % self.partial[-120:])
                 return
             seen += self.partial
         if seen:

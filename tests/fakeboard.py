@@ -17,13 +17,15 @@ as a new pty, as a USB serial adapter does when a board resets.
 Faults: mpy= reports another sys.implementation._mpy; name= another implementation; hashlib=False
 a board without hashlib.sha256; budget= bytes the filesystem still takes before OSError(28);
 cut=(path, n, "close"|"mute") ends the transfer after n bytes of a file whose path contains
-`path` (the pty closes, or the board stops answering); mute=True a board that never answers.
+`path` (the pty closes, or the board stops answering); mute=True a board that never answers;
+baud=115200 makes each byte take the time it takes on a real serial line (for the bench).
 """
 import os
 import select
 import struct
 import subprocess
 import threading
+import time
 import tty
 
 from tests.micropython import find_tool
@@ -42,7 +44,7 @@ def cooked(data):
 
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
-                 platform="esp32", hashlib=True, budget=None, cut=None, mute=False):
+                 platform="esp32", hashlib=True, budget=None, cut=None, mute=False, baud=None):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.root = str(root)
@@ -51,6 +53,7 @@ class FakeBoard:
                                  "tty-" + os.path.basename(self.root))
         self.variant = variant
         self.mute = mute
+        self.baud = baud             # None: as fast as the pty; else the line time is waited
         self.cut = cut
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
                         "1" if hashlib else "0", "-" if budget is None else str(budget),
@@ -169,6 +172,8 @@ class FakeBoard:
     # -- the board -------------------------------------------------------------------------
     def _send(self, data):
         if self._master is not None and not self.dead:
+            if self.baud:
+                time.sleep(len(data) * 10.0 / self.baud)
             os.write(self._master, data)
 
     def _serve(self):
@@ -196,6 +201,8 @@ class FakeBoard:
                         except OSError:      # no one has the port open: nothing to read
                             continue
                         self.bytes_in += len(data)
+                        if self.baud:        # the bytes took this long on a real line
+                            time.sleep(len(data) * 10.0 / self.baud)
                         if self.mute or self.dead:
                             continue
                         for b in data:
