@@ -113,7 +113,7 @@ def _m():
  except OSError:t=None
  return t
 i=sys.implementation
-print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_m())))
+print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None)))
 """
 
 
@@ -232,8 +232,8 @@ class Board:
         out = repl.run(BOARD_HELPERS)
         try:
             info = ast.literal_eval(out.decode("utf-8", "replace").strip())
-            (self.name, self.mpy, self.version, self.platform, self.has_sha256, self.has_base64,
-             self.manifest_text) = info
+            (self.name, self.mpy, self.version, self.platform, self.has_sha256,
+             self.has_base64) = info
         except (ValueError, SyntaxError, TypeError):
             raise FlashError("the board answered the probe with %.200r: not a MicroPython board "
                              "Tether can flash" % out, EXIT_NOT_MICROPYTHON)
@@ -249,10 +249,11 @@ class Board:
 
     def old_manifest(self):
         """The files of the bundle flashed before, or None (none there, or unreadable)."""
-        if self.manifest_text is None:
+        text = ast.literal_eval(self.repl.run("print(repr(_m()))").decode().strip())
+        if text is None:
             return None
         try:
-            old = json.loads(self.manifest_text)
+            old = json.loads(text)
             return [e["path"] for e in old["files"] if _safe_path(e.get("path"))]
         except (ValueError, KeyError, TypeError, AttributeError):
             return None
@@ -369,9 +370,10 @@ def progress_for(out):
 
 # -- flashing ----------------------------------------------------------------------------------
 def flash_bundle(folder, port, out=sys.stdout, timeout=10.0, fallback_pause=0.01, chunk=None,
-                 reset=True, pause=0.0, attempts=2, raw_paste=True):
+                 reset=True, pause=0.0, attempts=2, raw_paste=True, base64=True):
     """Copies the bundle in folder onto the board at port. Returns a summary dict; raises
-    FlashError with the exit code."""
+    FlashError with the exit code. raw_paste=False and base64=False are for the bench's
+    baselines (what the board would get without raw-paste, or without binascii)."""
     manifest = load_bundle(folder)
     folder = pathlib.Path(folder)
     started = time.monotonic()
@@ -386,7 +388,7 @@ def flash_bundle(folder, port, out=sys.stdout, timeout=10.0, fallback_pause=0.01
             if pause:
                 time.sleep(pause)
             repl.enter(attempts=attempts, soft_reset=True)
-            return _flash(repl, manifest, folder, port, out, chunk, reset, started)
+            return _flash(repl, manifest, folder, port, out, chunk, reset, started, base64)
         except rawrepl.ReplError as exc:
             raise _as_flash_error(exc)
 
@@ -402,9 +404,10 @@ def _as_flash_error(exc):
     return FlashError(str(exc), EXIT_FAILED)
 
 
-def _flash(repl, manifest, folder, port, out, chunk, reset, started):
+def _flash(repl, manifest, folder, port, out, chunk, reset, started, base64):
     try:
         board = Board(repl)
+        board.has_base64 = board.has_base64 and base64
     except rawrepl.BoardError as exc:
         raise FlashError("the board on %s runs something that is not MicroPython (the probe "
                          "failed: %s)" % (port, exc), EXIT_NOT_MICROPYTHON)
@@ -423,7 +426,8 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     wanted = [(e["path"], e["sha256"]) for e in files]
     wanted.append((MANIFEST, hashlib.sha256(manifest_bytes).hexdigest()))
     on_board = board.hashes([p for p, _ in wanted])
-    old = board.old_manifest()
+    # The board's manifest is read only when it differs from this one (it is kilobytes).
+    old = board.old_manifest() if on_board[-1] != wanted[-1][1] else None
     new_paths = set(p for p, _ in wanted)
     stale = sorted(p for p in (old or ()) if p not in new_paths)
     to_send = [(p, h) for (p, h), got in zip(wanted, on_board) if got != h]
