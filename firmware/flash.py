@@ -128,6 +128,8 @@ class BundleError(FlashError):
         FlashError.__init__(self, message, EXIT_BAD_INPUT)
 
 
+MID_COPY = {EXIT_CONNECTION_LOST: ". No file was left half written: flash again once the board "
+                                  "is back"}
 REPL_CODES = ((rawrepl.NoPort, EXIT_NO_PORT), (rawrepl.PortBusy, EXIT_PORT_BUSY),
               (rawrepl.NotAnswering, EXIT_NOT_ANSWERING),
               (rawrepl.ConnectionLost, EXIT_CONNECTION_LOST))
@@ -398,7 +400,7 @@ def _as_flash_error(exc):
         return exc
     for cls, code in REPL_CODES:
         if isinstance(exc, cls):
-            return FlashError(str(exc), code)
+            return FlashError(str(exc) + MID_COPY.get(code, ""), code)
     if isinstance(exc, rawrepl.BoardError):
         return FlashError("the board raised: %s" % exc.traceback.strip(), EXIT_FAILED)
     return FlashError(str(exc), EXIT_FAILED)
