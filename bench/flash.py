@@ -14,6 +14,7 @@ board's own compile time). Baselines in the same run, on the same bundle and lin
 Target: a second run under 2 s at 115200 baud (it sends no file). Every run is checked: the
 board's files equal the bundle's. --quick skips the 115200-baud baselines.
 """
+import importlib.util
 import io
 import os
 import pathlib
@@ -51,10 +52,9 @@ def run(bundle, files, root, variant="raw-paste", baud=None, **kw):
 def main():
     quick = "--quick" in sys.argv[1:]
     files = printer_files()
-    try:
-        import firmware.build  # noqa: F401
+    if importlib.util.find_spec("firmware.build") is not None:
         source = "tether build examples/printer.yaml"
-    except ImportError:
+    else:
         source = "portable core via mpy-cross + compiled profile (firmware/build.py absent)"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)

@@ -549,7 +549,7 @@ def build_bundle(profile, out_dir, arch, allow_outside):
         build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside))
     except SystemExit as exc:
         raise FlashError("building %s failed" % profile, EXIT_BAD_INPUT) from exc
-    except (ValueError, OSError) as exc:
+    except Exception as exc:      # the build's own errors say what and where
         raise FlashError("building %s failed: %s" % (profile, exc), EXIT_BAD_INPUT)
 
 

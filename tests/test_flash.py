@@ -185,6 +185,15 @@ def test_a_board_without_sha256_gets_every_file_checked_by_size(tmp_path, v1):
         assert len(board.writes) == writes + len(v1) + 1     # nothing to compare: all sent again
 
 
+def test_a_board_without_binascii_gets_bytes_literals_that_carry_every_byte(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board") as board:
+        summary = flash.flash_bundle(tmp_path / "b1", board.port, out=io.StringIO(),
+                                     fallback_pause=0, base64=False)
+        assert len(summary["sent"]) == len(v1)
+        board_has(board, v1)
+
+
 def test_no_such_port(tmp_path, v1):
     write_bundle(tmp_path / "b1", v1)
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", str(tmp_path / "nope"))
@@ -285,6 +294,7 @@ def test_firmware_is_written_with_esptool_v5_commands_first(tmp_path, v1, monkey
     (tmp_path / "fw.bin").write_bytes(b"\xe9" + bytes(100))
     with FakeBoard(tmp_path / "board") as board:
         out = flash_ok(tmp_path / "b1", board, "--firmware", str(tmp_path / "fw.bin"))
+        assert "esptool erase-flash" in out and "esptool write-flash" in out
         calls = [json.loads(line) for line in log.read_text().splitlines()]
         assert calls == [
             ["--chip", "esp32", "--port", board.port, "erase-flash"],
