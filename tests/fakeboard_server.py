@@ -10,8 +10,10 @@
 #         "W <n> <path>\n"                a file opened for writing was closed after n bytes
 #         "C\n"                           the cut point was reached: the board dies here
 #
-# argv: ROOT NAME MPY PLATFORM HASHLIB BUDGET CUT_PATH CUT_AFTER
-# (MPY/BUDGET/CUT_AFTER "-" for none; HASHLIB "0" for a board without hashlib.sha256)
+# argv: ROOT NAME MPY PLATFORM HASHLIB BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH
+# (MPY/BUDGET/CUT_AFTER/CORRUPT_PATH "-" for none; HASHLIB "0" for a board without
+# hashlib.sha256; CORRUPT_PATH: the first byte written to a file whose path contains it is
+# flipped, as a noisy line would)
 # The board's "/" is ROOT: paths are mapped by the open() and os stand-ins below (the unix port's
 # VfsPosix mounted at "/" mangles os.rename's first path in this version).
 import sys
@@ -29,6 +31,7 @@ HASHLIB = _args[4] != "0"
 budget = None if _args[5] == "-" else int(_args[5])
 CUT_PATH = None if _args[6] == "-" else _args[6]
 CUT_AFTER = None if _args[7] == "-" else int(_args[7])
+CORRUPT = None if _args[8] == "-" else _args[8]
 
 import os as _real_os
 _real_open = open
@@ -69,6 +72,8 @@ class WriteFile:
     def write(self, data):
         global budget
         data = bytes(data)
+        if CORRUPT is not None and CORRUPT in self.path and self.n == 0 and data:
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
         if CUT_PATH is not None and CUT_PATH in self.path and self.n + len(data) >= CUT_AFTER:
             self.f.write(data[:CUT_AFTER - self.n])
             self.f.close()

@@ -174,6 +174,20 @@ def test_a_full_filesystem_is_a_clear_error_and_the_old_file_stays(tmp_path, v1)
         assert board.file("manifest.json") == (tmp_path / "b1" / "manifest.json").read_bytes()
 
 
+def test_a_copy_that_arrives_damaged_is_not_renamed_over_the_old_file(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", corrupt="agent/log.mpy") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)
+        assert code == flash.EXIT_FAILED == 1
+        assert "agent/log.mpy: the copy on the board does not match" in err
+        assert board.file("agent/log.mpy") == v1["agent/log.mpy"]
+        assert board.files() == sorted(list(v1) + ["manifest.json"])     # the .part removed
+
+
 def test_a_board_without_sha256_gets_every_file_checked_by_size(tmp_path, v1):
     write_bundle(tmp_path / "b1", v1)
     with FakeBoard(tmp_path / "board", hashlib=False) as board:
