@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from firmware import batchfile, demo, flash, ingest_cmd, logs, read, run, simulate_cmd
+from firmware import batchfile, build, demo, flash, ingest_cmd, logs, read, run, simulate_cmd
 from firmware.profile import add_allow_outside
 
 
@@ -35,6 +35,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     add_profile_commands(sub)
+    build.add_command(sub)
     batchfile.add_commands(sub)
     demo.add_command(sub)
     read.add_command(sub)

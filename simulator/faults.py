@@ -18,6 +18,7 @@ import heapq
 import random
 
 from firmware.profile.units import parse_duration
+from hal import chips
 
 KINDS = {
     "outage": {"every": "1d", "for": "1h", "share": "1", "scope": "device"},
@@ -26,8 +27,6 @@ KINDS = {
     "power": {"every": "2d", "share": "1"},
     "sensor": {"every": "1d", "for": "1h", "share": "1", "kind": None},
 }
-SENSOR_FAULTS = {"ina219": "nack", "ads1115": "nack", "pzem004t": "timeout", "hx711": "no_chip",
-                 "level_probe": "disconnected"}
 
 
 class FaultError(ValueError):
@@ -136,7 +135,7 @@ class Schedule:
                         else:
                             sensors = devices[i]["sensors"]
                             s = sensors[rnd.randrange(len(sensors))]
-                            what = o["kind"] or SENSOR_FAULTS[s["driver"]]
+                            what = o["kind"] or chips.virtual(s["driver"]).FAULT
                             self._window(t, o["for"], "sensor", "sensor_ok", i, (s["name"], what))
         heapq.heapify(self.actions)
 

@@ -4,6 +4,7 @@ They run on the compiled values that passed their own rules, and report at the Y
 later claim (or of the section holding a default).
 """
 from firmware.profile.errors import at, shown
+from hal.chips import CHIPS
 from firmware.profile.rules import find
 from firmware.profile.units import format_size
 
@@ -23,7 +24,8 @@ def items(root, compiled, key):
 
 
 def pins(ctx, root, compiled):
-    """A pin serves one role of one owner; two sensors of one HX711 share its pins."""
+    """A pin serves one role of one owner; two sensors of one chip (an HX711's weight and count)
+    share its pins."""
     claims = {}  # pin -> (owner, role, path of the first claim)
 
     def claim(node, owner, role):
@@ -37,7 +39,7 @@ def pins(ctx, root, compiled):
                 claim(n.value[role], n.path, role)
     for s, n in items(root, compiled, "sensors"):
         chip = s.get("pins", {})
-        owner = ("hx711", chip.get("dout"), chip.get("sck")) if len(chip) == 2 else n.path
+        owner = (s.get("driver"),) + tuple(sorted(chip.items()))
         for role in chip:
             claim(n.value["pins"].value[role], owner, role)
         if "pin" in s:
@@ -61,9 +63,10 @@ def addresses(ctx, root, compiled):
     for s, n in items(root, compiled, "sensors"):
         if "bus" in s and "address" in s:
             claim(s["bus"], s["address"], s["driver"], find(n, "address"), n.path)
-        adc = s.get("adc", {})
-        if "bus" in adc and "address" in adc:
-            claim(adc["bus"], adc["address"], "ads1115", find(n, "adc", "address"), n.path)
+        for key, chip in CHIPS.get(s.get("driver"), {}).items():  # a level probe's `adc:`
+            place = s.get(key, {})
+            if "bus" in place and "address" in place:
+                claim(place["bus"], place["address"], chip, find(n, key, "address"), n.path)
 
 
 def buffer_room(ctx, root, compiled):

@@ -232,3 +232,13 @@ def resolution(ctx, node):
     if parts[0] >= 10 ** 19:  # a 64-bit integer, as the batch decoder reads it
         raise Invalid(expected(what + " with at most 19 significant digits", node))
     return parts
+
+
+def given(node, key):
+    """Whether node is a mapping that has key (given in the YAML, not a default)."""
+    return node.tag == "map" and key in node.value
+
+
+def sub(fields):
+    """A rule for a nested mapping read by its own field table."""
+    return lambda ctx, node: section(ctx, node, fields)

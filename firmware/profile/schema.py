@@ -11,10 +11,12 @@ from types import SimpleNamespace
 from agent import ids
 from firmware import bounded
 from firmware.profile import crosscheck
-from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
+from firmware.profile.chips import DRIVERS
+from firmware.profile.errors import Invalid, at, expected, shown
+from firmware.profile.places import pin
 from firmware.profile.rules import (
-    EMPTY, REQUIRED, boolean, choice, duration, find, frequency, integer, list_of, nonzero,
-    number, number_choice, pattern, resolution, section, size, text, unknown_keys)
+    EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, integer, list_of, number,
+    pattern, resolution, section, size, sub, text, unknown_keys)
 from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
 
@@ -26,20 +28,10 @@ NAME = r"[a-z][a-z0-9_]{0,31}"
 NAME_WHAT = "a name of up to 32 lowercase letters, digits and '_' that starts with a letter"
 DEVICE_ID_WHAT = ids.WHAT + ", optionally with '{uid}' (like 'printer-{uid}')"
 BUS_ID = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
-BUS_NAMES = {"i2c": "an I2C bus", "uart": "a UART bus"}
 BUFFER_PATHS = {"esp32": "/buffer", "rpi": "/var/lib/tether/buffer", "sim": "buffer"}
 BROKER = re.compile(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?")
 
 MAX_PEM = 1024 * 1024  # room for a system's whole CA bundle
-
-ESP32_ABSENT = {20, 24, 28, 29, 30, 31}
-ESP32_FLASH = range(6, 12)
-ESP32_INPUT_ONLY = range(34, 40)
-ESP32_ADC1 = range(32, 40)
-
-
-def given(node, key):
-    return node.tag == "map" and key in node.value
 
 
 def known(node, key, table):
@@ -53,56 +45,6 @@ def known(node, key, table):
 def platform(ctx, node):
     ctx.platform = choice(PLATFORMS)(ctx, node)
     return ctx.platform
-
-
-def pin(use):
-    """A GPIO number that the platform can use for `use`: "out" (drives the line), "in" or "adc"."""
-    def read(ctx, node):
-        if node.tag != "int" or node.value < 0:
-            raise Invalid(expected("a pin number", node))
-        n = node.value
-        if ctx.platform == "esp32":
-            if n > 39 or n in ESP32_ABSENT:
-                raise Invalid(expected("an ESP32 GPIO number (0-39; there is no GPIO20, 24 or "
-                                       "28-31)", node))
-            if n in ESP32_FLASH:
-                raise Invalid(expected("a GPIO that is not wired to the ESP32's flash chip (6-11)",
-                                       node))
-            if use == "out" and n in ESP32_INPUT_ONLY:
-                raise Invalid(expected("a GPIO that can drive a line (GPIO34-39 are input only)",
-                                       node))
-            if use == "adc" and n not in ESP32_ADC1:
-                raise Invalid(expected("an ADC1 pin, 32-39 (ADC2 pins cannot be read while Wi-Fi "
-                                       "is on)", node))
-        elif ctx.platform == "rpi":
-            if use == "adc":
-                raise Invalid("the Raspberry Pi has no ADC: use 'adc:' with an ADS1115 instead of "
-                              "'pin:'")
-            if n > 27:
-                raise Invalid(expected("a BCM GPIO number from 0 to 27", node))
-        return n
-    return read
-
-
-def bus_ref(kind):
-    """The id of a bus of this kind declared under `buses:`."""
-    def read(ctx, node):
-        if node.tag != "str":
-            raise Invalid(expected("the id of %s" % BUS_NAMES[kind], node))
-        if node.value not in ctx.buses:
-            hint = did_you_mean(node.value, ctx.buses) if not node.secret else ""
-            hint = hint or " (declared: %s)" % (", ".join(ctx.buses) or "none")
-            raise Invalid("no bus with id %s is declared%s" % (shown(node), hint))
-        declared = ctx.buses[node.value][0]
-        if declared not in (None, kind):
-            raise Invalid(expected(BUS_NAMES[kind], node) + ", which is " + BUS_NAMES[declared])
-        return node.value
-    return read
-
-
-def sub(fields):
-    """A rule for a nested mapping read by its own field table."""
-    return lambda ctx, node: section(ctx, node, fields)
 
 
 def device_id(ctx, node):
@@ -161,55 +103,6 @@ def buses(ctx, node):
             else:
                 ctx.buses[b["id"]] = (b.get("type"), n.path)
     return out
-
-
-I2C_ADDRESS = integer(0x08, 0x77, "an I2C address from 0x08 to 0x77")
-ADS1115_GAINS = ("6.144", "4.096", "2.048", "1.024", "0.512", "0.256")
-
-# Per driver: its quantities (the first is the default) with their default unit and resolution,
-# the keys that say where the chip is, and its calibration keys.
-DRIVERS = {
-    "ina219": {
-        "quantities": {"power": ("W", "0.1"), "bus_voltage": ("V", "0.1"), "current": ("A", "0.1"),
-                       "shunt_voltage": ("mV", "0.01")},
-        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED),
-                   ("address", "address", I2C_ADDRESS, 0x40)],
-        "calibration": [("shunt_ohms", "shunt_ohms", number(above=0), 0.1),
-                        ("max_current", "max_current", number(above=0), 3.2)],
-    },
-    "pzem004t": {
-        "quantities": {"power": ("W", "0.1"), "voltage": ("V", "0.1"), "current": ("A", "0.1"),
-                       "energy": ("Wh", "1"), "frequency": ("Hz", "0.1"),
-                       "power_factor": ("/", "0.01")},
-        "fields": [("bus", "bus", bus_ref("uart"), REQUIRED),
-                   ("address", "address", integer(1, 247, "a Modbus address from 1 to 247"), 1)],
-        "calibration": [],
-    },
-    "hx711": {
-        "quantities": {"weight": ("g", "0.1"), "count": ("count", "1")},
-        "fields": [("pins", "pins", sub([("dout", "dout", pin("in"), REQUIRED),
-                                         ("sck", "sck", pin("out"), REQUIRED)]), REQUIRED),
-                   ("gain", "gain", number_choice(("128", "64", "32")), 128)],
-        "calibration": [("tare", "tare", number(), 0), ("scale", "scale", nonzero, 1),
-                        ("pill_weight", "pill_weight", number(above=0), None)],
-    },
-    "ads1115": {
-        "quantities": {"voltage": ("V", "0.1")},
-        "fields": [("bus", "bus", bus_ref("i2c"), REQUIRED),
-                   ("address", "address", I2C_ADDRESS, 0x48),
-                   ("channel", "channel", integer(0, 3), 0)],
-        "calibration": [("gain", "gain", number_choice(ADS1115_GAINS), 2.048)],
-    },
-    "level_probe": {
-        "quantities": {"level": ("%", "0.1")},
-        "fields": [("pin", "pin", pin("adc"), None),
-                   ("adc", "adc", sub([("bus", "bus", bus_ref("i2c"), REQUIRED),
-                                       ("address", "address", I2C_ADDRESS, 0x48),
-                                       ("channel", "channel", integer(0, 3), REQUIRED)]), None)],
-        "calibration": [("raw_empty", "raw_empty", number(), REQUIRED),
-                        ("raw_full", "raw_full", number(), REQUIRED)],
-    },
-}
 
 
 def median(ctx, node):
@@ -273,19 +166,9 @@ def sensor(ctx, node):
     if unit is not None:
         out.setdefault("unit", unit)
         out.setdefault("resolution", resolution_parts(parse_decimal(res)))
-    calibration = node.value.get("calibration")
-    if driver == "level_probe" and given(node, "pin") == given(node, "adc"):
-        ctx.problems.append(at(node, "expected exactly one of 'pin' (an ADC pin of the board) "
-                                     "or 'adc' (a channel of an ADS1115)"))
-    raw = out.get("calibration", {})
-    if driver == "level_probe" and "raw_full" in raw and raw.get("raw_empty") == raw["raw_full"]:
-        raw_full = find(node, "calibration", "raw_full")
-        ctx.problems.append(at(raw_full, expected("a value other than raw_empty", raw_full)))
-    if driver == "hx711" and out.get("quantity") == "count" and not (
-            calibration is not None and given(calibration, "pill_weight")):
-        where = node if calibration is None else calibration
-        ctx.problems.append(at(where, "calibration.pill_weight is required with quantity 'count' "
-                                      "(the weight is divided by it)"))
+    check = DRIVERS[driver]["check"]
+    if check is not None:
+        check(ctx, node, out)
     return out
 
 

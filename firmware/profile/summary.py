@@ -28,8 +28,9 @@ def number(value):
     return shown(value, lambda v: "%g" % v)
 
 
-def where(s):
-    """Where a sensor's chip sits: 'i2c0 0x40', 'uart0 #1', 'pins 16/17', 'pin 32'."""
+def where(s, uarts):
+    """Where a sensor's chip sits: 'i2c0 0x40', 'uart0 #1', 'pins 16/17', 'pin 32'; uarts are
+    the ids of the UART buses, whose addresses are Modbus numbers."""
     if "adc" in s:
         adc = s["adc"]
         return "%s %s ch%s" % (adc["bus"], shown(adc["address"], hex), adc["channel"])
@@ -37,7 +38,7 @@ def where(s):
         return "pins %s/%s" % (s["pins"]["dout"], s["pins"]["sck"])
     if "pin" in s:
         return "pin %s" % s["pin"]
-    address = shown(s["address"], "#{}".format if s["driver"] == "pzem004t" else hex)
+    address = shown(s["address"], "#{}".format if s["bus"] in uarts else hex)
     channel = " ch%s" % s["channel"] if "channel" in s else ""
     return "%s %s%s" % (s["bus"], address, channel)
 
@@ -107,8 +108,9 @@ def summary(path, compiled, secret_fields):
                  % len(c["sensors"]))
     rows = [("#", "name", "driver", "quantity", "where", "every", "resolution", "unit",
              "filters; thresholds")]
+    uarts = [bus["id"] for bus in c["buses"] if bus["type"] == "uart"]
     for i, s in enumerate(c["sensors"]):
-        rows.append((i, s["name"], s["driver"], s["quantity"], where(s),
+        rows.append((i, s["name"], s["driver"], s["quantity"], where(s, uarts),
                      shown(s["interval_ms"], format_duration),
                      shown(s["resolution"], format_resolution), s["unit"] or "-", behaviour(s)))
     lines += table(rows)

@@ -137,3 +137,29 @@ class ADS1115(Chip16):
                               "noise on the bus" % (first, second), "reply")
         return signed16(first)
 
+
+
+# -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
+
+def key(s):
+    """One driver per channel: each sensor keeps its own channel and gain."""
+    return ("ads1115", s["bus"], s["address"], s["channel"])
+
+
+def where(s):
+    return "%s:0x%02x" % (s["bus"], s["address"])
+
+
+def build(s, ctx):
+    return ADS1115(ctx.bus(s["bus"]), where(s), address=s["address"], channel=s["channel"],
+                   gain=s["calibration"]["gain"], sleep_ms=ctx.sleep_ms)
+
+
+def converter(ctx, bus, address):
+    """The one driver of the ADS1115 at bus/address that other chips' drivers (level probes)
+    read by channel, each at its own gain (read_raw)."""
+    k = ("ads1115", bus, address)
+    if k not in ctx.chips:
+        ctx.chips[k] = ADS1115(ctx.bus(bus), "%s:0x%02x" % (bus, address), address=address,
+                               sleep_ms=ctx.sleep_ms)
+    return ctx.chips[k]

@@ -187,3 +187,22 @@ class HX711:
         if raw & 0x800000:
             raw -= 0x1000000
         return raw
+
+
+# -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
+
+def key(s):
+    """A weight and a pill count on one load cell read it through one driver."""
+    return ("hx711", s["pins"]["dout"], s["pins"]["sck"])
+
+
+def where(s):
+    return "pins %d/%d" % (s["pins"]["dout"], s["pins"]["sck"])
+
+
+def build(s, ctx):
+    cal = s["calibration"]
+    return HX711(ctx.pin_in(s["pins"]["dout"]), ctx.pin_out(s["pins"]["sck"]), where(s),
+                 gain=s["gain"], tare=cal["tare"], scale=cal["scale"],
+                 pill_weight=cal.get("pill_weight"),  # optional: only a pill count has one
+                 sleep_ms=ctx.sleep_ms, ticks_us=ctx.ticks_us, ticks_ms=ctx.ticks_ms)

@@ -181,3 +181,21 @@ class INA219(Chip16):
             "power": power * self.power_lsb,
         }
 
+
+
+# -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
+
+def key(s):
+    """Sensors with the same key read one chip, through one driver."""
+    return ("ina219", s["bus"], s["address"])
+
+
+def where(s):
+    return "%s:0x%02x" % (s["bus"], s["address"])
+
+
+def build(s, ctx):
+    cal = s["calibration"]
+    return INA219(ctx.bus(s["bus"]), where(s), address=s["address"],
+                  shunt_ohms=cal["shunt_ohms"], max_current=cal["max_current"],
+                  sleep_ms=ctx.sleep_ms)

@@ -62,3 +62,31 @@ class LevelProbe:
         elif level > 100:
             level = 100.0
         return {"level": level}
+
+
+# -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
+
+def key(s):
+    if "pin" in s:
+        return ("level_probe", s["pin"])
+    adc = s["adc"]
+    return ("level_probe", adc["bus"], adc["address"], adc["channel"])
+
+
+def where(s):
+    if "pin" in s:
+        return "pin %d" % s["pin"]
+    adc = s["adc"]
+    return "%s:0x%02x AIN%d" % (adc["bus"], adc["address"], adc["channel"])
+
+
+def build(s, ctx):
+    cal = s["calibration"]
+    if "pin" in s:
+        return LevelProbe(ctx.adc(s["pin"]), where(s), cal["raw_empty"], cal["raw_full"])
+    # Through the registry, so that only a probe on an ADS1115 loads that chip's driver (and a
+    # bundle builder that follows imports does not ship it for probes on pins).
+    from hal.chips import driver
+    adc = s["adc"]
+    ads = driver("ads1115").converter(ctx, adc["bus"], adc["address"])
+    return LevelProbe(ads, where(s), cal["raw_empty"], cal["raw_full"], channel=adc["channel"])

@@ -173,3 +173,19 @@ class PZEM004T:
             self._sleep_ms(1)
             polls += 1
         return got, want
+
+
+# -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
+
+def key(s):
+    """Sensors with the same key read one meter, through one driver (one request for all)."""
+    return ("pzem004t", s["bus"], s["address"])
+
+
+def where(s):
+    return "%s:%d" % (s["bus"], s["address"])  # a Modbus address, as the profile writes it
+
+
+def build(s, ctx):
+    return PZEM004T(ctx.bus(s["bus"]), where(s), address=s["address"], sleep_ms=ctx.sleep_ms,
+                    ticks_ms=ctx.ticks_ms)

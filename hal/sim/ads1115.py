@@ -89,3 +89,43 @@ class SimADS1115:
         self.conversion = self.code() & 0xFFFF
         self.conversions += 1
         self._busy = None
+
+
+# -- on the sim platform (hal/sim/platform.py, hal/chips.py) -------------------------------------
+
+DEFAULTS = {"voltage": 1.0}
+FAULT = "nack"  # the fault a simulation's `sensor` fault injects (simulator/faults.py)
+
+
+def key(s):
+    return chip_key(s["bus"], s["address"])
+
+
+def chip_key(bus, address):
+    """One virtual chip per bus address, whichever sensors read its channels."""
+    return ("ads1115", bus, address)
+
+
+def build(s, world):
+    return make(world, s["bus"], s["address"])
+
+
+def make(world, bus, address):
+    chip = SimADS1115()
+    world.attach_i2c(bus, address, chip)
+    return chip
+
+
+def state(s):
+    return s["quantity"]
+
+
+def set_quantity(s, chip, value):
+    chip.volts[s["channel"]] = value
+
+
+def fault(s, chip, kind):
+    if kind == "stall":
+        chip.stall = True
+        return True
+    return False

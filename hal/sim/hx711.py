@@ -21,21 +21,13 @@
 # stuck at +full scale), "no_chip" (HX711 unpowered or DOUT not wired: DOUT stays high),
 # "dout_low" (DOUT shorted to ground). Counters: reads, resets, power_downs, clock_errors.
 # Portable.
+from hal.sim.micros import Micros
+
 STRETCH_US = 80                  # a high phase this long is past the 60 us power-down limit
 FULL_SCALE = 0x7FFFFF
 NEGATIVE_FULL_SCALE = -0x800000
 FAULTS = ("disconnected", "no_chip", "dout_low")  # what chip.fault may be, besides None
 _GAIN_BY_PULSES = {25: 128, 26: 32, 27: 64}
-
-
-class Micros:
-    """Virtual microseconds, shared by the virtual chips of one platform."""
-
-    def __init__(self):
-        self.now = 0
-
-    def ticks_us(self):
-        return self.now
 
 
 class SimHX711:
@@ -168,3 +160,37 @@ class SimHX711:
             self.clock_errors += 1
             pulses = 27
         self._pulses = pulses
+
+
+# -- on the sim platform (hal/sim/platform.py, hal/chips.py) -------------------------------------
+
+DEFAULTS = {"weight": 100.0, "count": 30}  # what the chip holds until set: grams, pills
+FAULT = "no_chip"  # the fault a simulation's `sensor` fault injects (simulator/faults.py)
+
+
+def key(s):
+    return ("hx711", s["pins"]["dout"], s["pins"]["sck"])
+
+
+def build(s, world):
+    cal = s["calibration"]
+    k = 2 if s["gain"] == 64 else 1  # the profile calibrates at its gain; 64 gives half the counts
+    return SimHX711(world.pin(s["pins"]["dout"]), world.pin(s["pins"]["sck"]),
+                    tare_raw=k * cal["tare"], counts_per_gram=k * cal["scale"], seed=world.seed,
+                    micros=world.micros)
+
+
+def state(s):
+    """A pill count and a weight are the same grams on one load cell."""
+    return "grams"
+
+
+def set_quantity(s, chip, value):
+    chip.grams = value * s["calibration"]["pill_weight"] if s["quantity"] == "count" else value
+
+
+def fault(s, chip, kind):
+    if kind in FAULTS:
+        chip.fault = kind
+        return True
+    return False

@@ -121,3 +121,40 @@ class SimINA219:
         self.current = current & 0xFFFF
         self.power = power & 0xFFFF
         self.cnvr = 1
+
+
+# -- on the sim platform (hal/sim/platform.py, hal/chips.py) -------------------------------------
+
+BUS_VOLTS = 12.0
+DEFAULTS = {"power": 3.5, "bus_voltage": BUS_VOLTS, "current": 0.29, "shunt_voltage": 0}
+FAULT = "nack"  # the fault a simulation's `sensor` fault injects (simulator/faults.py)
+
+
+def key(s):
+    return ("ina219", s["bus"], s["address"])
+
+
+def build(s, world):
+    chip = SimINA219(shunt_ohms=s["calibration"]["shunt_ohms"], bus_volts=BUS_VOLTS)
+    world.attach_i2c(s["bus"], s["address"], chip)
+    return chip
+
+
+def state(s):
+    return s["quantity"]
+
+
+def set_quantity(s, chip, value):
+    q = s["quantity"]
+    if q == "power":
+        chip.amps = value / chip.bus_volts if chip.bus_volts else 0.0
+    elif q == "current":
+        chip.amps = value
+    elif q == "bus_voltage":
+        chip.bus_volts = value
+    else:  # shunt_voltage, mV
+        chip.amps = value / 1000.0 / chip.shunt_ohms
+
+
+def fault(s, chip, kind):
+    return False  # only the bus's faults (hal/sim/i2c.py)

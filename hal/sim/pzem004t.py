@@ -157,3 +157,34 @@ class SimPZEM004T:
             out[3 + 2 * i] = v >> 8
             out[4 + 2 * i] = v & 0xFF
         return out
+
+
+# -- on the sim platform (hal/sim/platform.py, hal/chips.py) -------------------------------------
+
+DEFAULTS = {"power": 3.5, "voltage": 230.0, "current": 0.29, "energy": 15230, "frequency": 50.0,
+            "power_factor": 0.95}
+FAULT = "timeout"  # the fault a simulation's `sensor` fault injects (simulator/faults.py)
+_STATE = {"power": "watts", "voltage": "volts", "current": "amps", "energy": "wh",
+          "frequency": "hz", "power_factor": "pf"}
+
+
+def key(s):
+    return ("pzem004t", s["bus"], s["address"])
+
+
+def build(s, world):
+    chip = SimPZEM004T(address=s["address"])
+    world.attach_uart(s["bus"], chip)
+    return chip
+
+
+def state(s):
+    return s["quantity"]
+
+
+def set_quantity(s, chip, value):
+    setattr(chip, _STATE[s["quantity"]], value)
+
+
+def fault(s, chip, kind):
+    return False  # only the line's faults (hal/sim/uart.py)

@@ -1,0 +1,20 @@
+"""The profile schema entries of the chips, one module per chip (hal/chips.py lists them).
+
+A chip's module holds QUANTITIES {quantity: (default unit, default resolution)}, the first being
+the default; FIELDS, the keys that say where the chip is; CALIBRATION, its calibration keys (both
+field tables as in rules.section, with their defaults: the compiled profile carries every one,
+and drivers read them from there); and optionally check(ctx, node, compiled sensor), its checks
+across keys. DRIVERS is their table, in the registry's order.
+"""
+from importlib import import_module
+
+from hal.chips import CHIPS
+
+
+def entry(name):
+    chip = import_module("firmware.profile.chips." + name)
+    return {"quantities": chip.QUANTITIES, "fields": chip.FIELDS,
+            "calibration": chip.CALIBRATION, "check": getattr(chip, "check", None)}
+
+
+DRIVERS = {name: entry(name) for name in CHIPS}

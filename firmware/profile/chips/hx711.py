@@ -1,0 +1,21 @@
+"""The HX711 load-cell ADC in a profile (driver hal/drivers/hx711.py): a weight, or a count of
+pills of a known weight."""
+from firmware.profile.errors import at
+from firmware.profile.places import pin
+from firmware.profile.rules import REQUIRED, given, nonzero, number, number_choice, sub
+
+QUANTITIES = {"weight": ("g", "0.1"), "count": ("count", "1")}
+FIELDS = [("pins", "pins", sub([("dout", "dout", pin("in"), REQUIRED),
+                                ("sck", "sck", pin("out"), REQUIRED)]), REQUIRED),
+          ("gain", "gain", number_choice(("128", "64", "32")), 128)]
+CALIBRATION = [("tare", "tare", number(), 0), ("scale", "scale", nonzero, 1),
+               ("pill_weight", "pill_weight", number(above=0), None)]
+
+
+def check(ctx, node, out):
+    calibration = node.value.get("calibration")
+    if out.get("quantity") == "count" and not (
+            calibration is not None and given(calibration, "pill_weight")):
+        where = node if calibration is None else calibration
+        ctx.problems.append(at(where, "calibration.pill_weight is required with quantity 'count' "
+                                      "(the weight is divided by it)"))

@@ -1,0 +1,186 @@
+"""The chip registry (hal/chips.py) is the one place that lists the chips: each has its own
+driver, virtual chip, schema entry and tests, nothing else spells a driver name, and modules()
+names exactly the chip modules a profile makes a board import."""
+import ast
+import json
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+from firmware.profile.chips import DRIVERS
+from firmware.profile.compile import compile as compile_profile
+from hal import chips
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+NAMES = list(chips.CHIPS)
+ALL_DRIVERS = "tests/data/profiles/all-drivers.yaml"
+
+
+def compiled(path):
+    profile, problems = compile_profile(str(ROOT / path))[:2]
+    assert not problems, problems
+    return profile
+
+
+def chip_files(name):
+    return {ROOT / "hal" / "drivers" / (name + ".py"), ROOT / "hal" / "sim" / (name + ".py"),
+            ROOT / "firmware" / "profile" / "chips" / (name + ".py"),
+            ROOT / "tests" / "portable" / ("test_%s.py" % name)}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_registered_chip_has_its_driver_virtual_chip_schema_entry_and_tests(name):
+    for path in chip_files(name):
+        assert path.is_file(), "%s has no %s" % (name, path.relative_to(ROOT))
+    driver = chips.driver(name)
+    for attr in ("key", "where", "build"):
+        assert callable(getattr(driver, attr, None)), "hal.drivers.%s.%s" % (name, attr)
+    sim = chips.virtual(name)
+    for attr in ("key", "build", "state", "set_quantity", "fault"):
+        assert callable(getattr(sim, attr, None)), "hal.sim.%s.%s" % (name, attr)
+    # The virtual chip starts from a state for each quantity the profile lets a sensor read.
+    assert sorted(sim.DEFAULTS) == sorted(DRIVERS[name]["quantities"])
+    assert isinstance(sim.FAULT, str)
+    for other in chips.CHIPS[name].values():
+        assert other in chips.CHIPS, "%s needs unregistered chip %s" % (name, other)
+
+
+def test_the_schema_entries_are_exactly_the_registered_chips_in_its_order():
+    entries = sorted(p.stem for p in (ROOT / "firmware" / "profile" / "chips").glob("*.py")
+                     if p.stem != "__init__")
+    assert entries == sorted(NAMES)
+    assert list(DRIVERS) == NAMES
+
+
+def test_no_module_outside_a_chips_own_files_spells_a_driver_name():
+    own = {ROOT / "hal" / "chips.py"}
+    for name in NAMES:
+        own |= chip_files(name)
+    scanned = [p for folder in ("agent", "hal", "firmware") for p in (ROOT / folder).rglob("*.py")
+               if p not in own]
+    scanned.append(ROOT / "simulator" / "faults.py")
+    for must in ("hal/board.py", "hal/sim/platform.py", "firmware/profile/schema.py",
+                 "firmware/profile/crosscheck.py", "firmware/profile/summary.py"):
+        assert ROOT / must in scanned
+    word = re.compile(r"\b(%s)\b" % "|".join(NAMES))
+    found = []
+    for path in scanned:
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if word.search(line):
+                found.append("%s:%d: %s" % (path.relative_to(ROOT), n, line.strip()))
+    assert found == []
+
+
+def imported(path):
+    names = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names += [node.module] + [node.module + "." + a.name for a in node.names]
+    return names
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_chips_modules_reach_other_chips_only_through_the_registry(name):
+    # tether build follows imports: an import of another chip would ship it for every profile.
+    others = ["hal.%s.%s" % (kind, o) for o in NAMES if o != name for kind in ("drivers", "sim")]
+    for path in (ROOT / "hal" / "drivers" / (name + ".py"), ROOT / "hal" / "sim" / (name + ".py")):
+        assert [m for m in imported(path) if m in others] == [], path
+
+
+@pytest.mark.parametrize("path,drivers", [
+    ("examples/printer.yaml", ["ina219", "level_probe"]),
+    ("examples/reference-printer.yaml", ["hx711", "ina219", "level_probe", "pzem004t"]),
+    ("examples/pill-bottle.yaml", ["hx711"]),
+    ("examples/washer.yaml", ["pzem004t"]),
+    ("examples/fridge.yaml", ["pzem004t"]),
+    # A level probe on an ADS1115 needs that chip's driver too.
+    (ALL_DRIVERS, ["ads1115", "hx711", "ina219", "level_probe", "pzem004t"]),
+])
+def test_modules_names_the_drivers_a_profile_uses_and_with_sim_their_virtual_chips(path,
+                                                                                  drivers):
+    profile = compiled(path)
+    assert chips.modules(profile) == ["hal.drivers." + d for d in drivers]
+    assert chips.modules(profile, sim=True) == (["hal.drivers." + d for d in drivers]
+                                                + ["hal.sim." + d for d in drivers])
+
+
+def test_modules_counts_a_chip_a_sensor_reaches_only_through_another_chips_key():
+    probe = {"driver": "level_probe", "adc": {"bus": "i2c0", "address": 0x48, "channel": 1}}
+    assert chips.modules({"sensors": [probe]}) == ["hal.drivers.ads1115",
+                                                   "hal.drivers.level_probe"]
+    assert chips.modules({"sensors": [{"driver": "level_probe", "pin": 34}]}) == [
+        "hal.drivers.level_probe"]
+
+
+def test_an_unknown_driver_is_refused_by_name():
+    with pytest.raises(ValueError, match="no driver 'max6675'"):
+        chips.modules({"sensors": [{"driver": "max6675"}]})
+    with pytest.raises(ValueError, match="no driver 'max6675'"):
+        chips.driver("max6675")
+
+
+LOADED = """
+import json, sys
+from hal.board import drivers
+from hal.sim.platform import SimPlatform
+profile = json.load(sys.stdin)
+drivers(profile, SimPlatform(profile))
+names = %r
+print(json.dumps(sorted(m for m in sys.modules if m.rsplit(".", 1)[-1] in names
+                        and m.startswith(("hal.drivers.", "hal.sim.")))))
+"""
+
+
+@pytest.mark.parametrize("path", ["examples/printer.yaml", "examples/pill-bottle.yaml",
+                                  ALL_DRIVERS])
+def test_a_board_imports_exactly_the_chip_modules_modules_names(path):
+    profile = compiled(path)
+    profile["platform"] = "sim"
+    proc = subprocess.run([sys.executable, "-c", LOADED % (NAMES,)], input=json.dumps(profile),
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == chips.modules(profile, sim=True)
+
+
+MINIMAL = """device: {id: bench-1}
+platform: sim
+buses:
+  - {id: i2c0, type: i2c, sda: 21, scl: 22}
+  - {id: uart1, type: uart, tx: 17, rx: 16}
+sensors:
+  - {name: power, driver: ina219, bus: i2c0}
+  - {name: mains, driver: pzem004t, bus: uart1}
+  - {name: weight, driver: hx711, pins: {dout: 4, sck: 5}}
+  - {name: volts, driver: ads1115, bus: i2c0}
+  - {name: ink, driver: level_probe, adc: {bus: i2c0, channel: 2},
+     calibration: {raw_empty: 410, raw_full: 3720}}
+uplink: {broker: "mqtt://localhost"}
+"""
+
+
+def test_the_compiled_profile_carries_every_default_the_drivers_read(tmp_path):
+    path = tmp_path / "minimal.yaml"
+    path.write_text(MINIMAL)
+    profile = compiled(path)
+    assert sorted(s["driver"] for s in profile["sensors"]) == sorted(NAMES)
+    for s in profile["sensors"]:
+        entry = DRIVERS[s["driver"]]
+        defaults = [(s, f) for f in entry["fields"]] + [(s["calibration"], f)
+                                                        for f in entry["calibration"]]
+        for held, (key, name, rule, default) in defaults:
+            if isinstance(default, (int, float)):  # not REQUIRED, EMPTY or None (optional)
+                assert held[name] == default, (s["driver"], name)
+    # Every driver and virtual chip builds from those values alone and reads its default state.
+    from hal.board import drivers
+    from hal.sim.platform import SimPlatform
+    got = {}
+    for s, d in zip(profile["sensors"], drivers(profile, SimPlatform(profile))):
+        d.setup()
+        got[s["name"]] = d.measure()[s["quantity"]]
+    assert got == pytest.approx({"power": 3.5, "mains": 3.5, "weight": 100.0, "volts": 1.0,
+                                 "ink": 50.0}, abs=0.1)
