@@ -540,32 +540,34 @@ def _positive_seconds(text):
 
 
 def build_bundle(profile, out_dir, arch, allow_outside):
+    """`tether build PROFILE -o out_dir`; its errors become one FlashError (exit 2)."""
+    from firmware import build
     try:
-        from firmware import build
-    except ImportError:
-        raise FlashError("this Tether has no `tether build` (firmware/build.py): flash a bundle "
-                         "built elsewhere with --bundle DIR", EXIT_BAD_INPUT)
-    try:
-        build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside))
-    except SystemExit as exc:
-        raise FlashError("building %s failed" % profile, EXIT_BAD_INPUT) from exc
-    except Exception as exc:      # the build's own errors say what and where
-        raise FlashError("building %s failed: %s" % (profile, exc), EXIT_BAD_INPUT)
+        return build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside))
+    except Exception as exc:      # BuildError: lines that say what and where
+        lines = getattr(exc, "lines", None) or [str(exc)]
+        raise FlashError("cannot build %s:\n%s" % (profile, "\n".join(lines)), EXIT_BAD_INPUT)
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
     try:
-        if (args.profile is None) == (args.bundle is None):
+        if args.profile is not None and args.bundle is not None:
             raise FlashError("give a PROFILE to build and flash, or --bundle DIR, not both",
                              EXIT_BAD_INPUT)
+        if args.profile is None and args.bundle is None:
+            raise FlashError("give a PROFILE to build and flash, or --bundle DIR", EXIT_BAD_INPUT)
+        if args.bundle is not None and (args.arch or args.build_dir):
+            raise FlashError("--arch and --build-dir are for building a PROFILE; a --bundle is "
+                             "flashed as it was built", EXIT_BAD_INPUT)
         folder = args.bundle
         if folder is None:
             profile = pathlib.Path(args.profile)
             if not profile.is_file():
                 raise FlashError("%s: no such profile" % profile, EXIT_BAD_INPUT)
             folder = args.build_dir or str(profile.parent / ".tether" / "build" / profile.stem)
-            out.write("building %s into %s\n" % (profile, folder))
-            build_bundle(str(profile), folder, args.arch, args.allow_outside)
+            built = build_bundle(str(profile), folder, args.arch, args.allow_outside)
+            out.write("built %s into %s: %d files, %d bytes\n"
+                      % (profile, folder, len(built["files"]), built["bytes"]))
         else:
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:

@@ -4,9 +4,9 @@ pyserial path and the raw REPL protocol, with the code the board receives run by
 import io
 import json
 import os
+import pathlib
 import stat
 import sys
-import types
 
 import pytest
 import serial
@@ -264,11 +264,6 @@ def test_a_bad_bundle_is_refused_before_the_port_is_opened(tmp_path, v1, spoil, 
         assert board.bytes_in == 0
 
 
-def test_profile_and_bundle_together_are_refused(tmp_path):
-    code, out, err = run_flash("x.yaml", "--bundle", str(tmp_path), "--port", "/dev/null")
-    assert code == 2 and "not both" in err
-
-
 def test_progress_is_a_line_per_file_off_a_terminal_and_a_bar_on_one(tmp_path, v1):
     write_bundle(tmp_path / "b1", v1)
 
@@ -331,21 +326,35 @@ def test_a_failing_esptool_stops_the_flash(tmp_path, v1, monkeypatch):
         assert board.bytes_in == 0
 
 
-def test_flash_profile_builds_the_bundle_then_copies_it(tmp_path, v1, monkeypatch):
-    calls = []
-
-    def build(profile_path, out_dir, arch=None, allow_outside=()):
-        calls.append((profile_path, out_dir, arch, allow_outside))
-        return write_bundle(out_dir, v1)
-
-    monkeypatch.setitem(sys.modules, "firmware.build", types.SimpleNamespace(build=build))
-    import firmware
-    monkeypatch.setattr(firmware, "build", sys.modules["firmware.build"], raising=False)
-    profile = tmp_path / "printer.yaml"
-    profile.write_text("device: {id: printer-0001}\n")
+def test_flash_profile_builds_the_bundle_with_tether_build_then_copies_it(tmp_path):
+    from firmware.build import read_manifest
+    profile = pathlib.Path(__file__).resolve().parent.parent / "examples" / "printer.yaml"
     with FakeBoard(tmp_path / "board") as board:
-        code, out, err = run_flash(str(profile), "--port", board.port, "--arch", "xtensawin")
+        code, out, err = run_flash(str(profile), "--port", board.port,
+                                   "--build-dir", str(tmp_path / "build"))
         assert (code, err) == (0, "")
-        out_dir = str(tmp_path / ".tether" / "build" / "printer")
-        assert calls == [(str(profile), out_dir, "xtensawin", ())]
-        board_has(board, v1)
+        manifest = read_manifest(tmp_path / "build")
+        assert "built %s into %s: %d files" % (profile, tmp_path / "build",
+                                               len(manifest["files"])) in out
+        for entry in manifest["files"]:
+            assert board.file(entry["path"]) == (tmp_path / "build" / entry["path"]).read_bytes()
+        assert board.file("manifest.json") == (tmp_path / "build" / "manifest.json").read_bytes()
+
+
+def test_a_profile_that_does_not_build_is_refused_with_the_builds_lines(tmp_path):
+    profile = tmp_path / "bad.yaml"
+    profile.write_text("device: {id: printer-0001}\n")
+    code, out, err = run_flash(str(profile), "--port", str(tmp_path / "nope"))
+    assert code == flash.EXIT_BAD_INPUT
+    assert err.startswith("tether flash: cannot build %s:\n" % profile)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["x.yaml", "--bundle", "b"], "not both"),
+    ([], "give a PROFILE to build and flash, or --bundle DIR"),
+    (["--bundle", "b", "--arch", "xtensawin"], "a --bundle is flashed as it was built"),
+])
+def test_what_to_flash_must_be_one_profile_or_one_bundle(argv, says):
+    code, out, err = run_flash(*(argv + ["--port", "/dev/null"]))
+    assert code == 2 and says in err
