@@ -3,8 +3,7 @@ run (every file sent) and second run (nothing changed: nothing sent).
 
     python3 bench/flash.py [--quick]
 
-The bundle is `tether build`'s (firmware/build.py) when it exists, else the portable core
-compiled with mpy-cross plus the compiled profile (tests/bundles.printer_files; it says which).
+The bundle is what `tether build examples/printer.yaml` writes (bytecode, no --arch).
 Two lines: the fake board at pty speed (what the host side and the protocol cost), and the fake
 board pacing every byte as a 115200-baud line does (what a USB-serial ESP32 costs, less the
 board's own compile time). Baselines in the same run, on the same bundle and line:
@@ -14,7 +13,6 @@ board's own compile time). Baselines in the same run, on the same bundle and lin
 Target: a second run under 2 s at 115200 baud (it sends no file). Every run is checked: the
 board's files equal the bundle's. --quick skips the 115200-baud baselines.
 """
-import importlib.util
 import io
 import os
 import pathlib
@@ -52,15 +50,12 @@ def run(bundle, files, root, variant="raw-paste", baud=None, **kw):
 def main():
     quick = "--quick" in sys.argv[1:]
     files = printer_files()
-    if importlib.util.find_spec("firmware.build") is not None:
-        source = "tether build examples/printer.yaml"
-    else:
-        source = "portable core via mpy-cross + compiled profile (firmware/build.py absent)"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = pathlib.Path(tmp)
         write_bundle(tmp / "bundle", files)
         total = sum(len(d) for d in files.values())
-        print("printer bundle: %d files, %d bytes (%s)" % (len(files), total, source))
+        print("printer bundle (tether build examples/printer.yaml): %d files, %d bytes"
+              % (len(files), total))
         print("%-44s %10s %12s %10s %12s" % ("", "1st run s", "1st serial B", "2nd run s",
                                              "2nd serial B"))
         cases = [("tether, raw-paste, pty speed", dict()),

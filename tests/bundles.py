@@ -44,31 +44,9 @@ def mpy_of(source):
 
 
 def printer_files():
-    """The files of examples/printer.yaml's bundle: `tether build` when it exists, else the
-    portable core compiled with mpy-cross (about the same size: the bench's workload)."""
-    try:
-        from firmware import build
-    except ImportError:
-        build = None
-    if build is not None:
-        with tempfile.TemporaryDirectory() as tmp:
-            manifest = build.build(str(ROOT / "examples" / "printer.yaml"), tmp)
-            return {e["path"]: (pathlib.Path(tmp) / e["path"]).read_bytes()
-                    for e in manifest["files"]}
-    tool = find_tool("mpy-cross")
-    files = {"main.py": b"import firmware.board\nfirmware.board.main()\n"}
+    """The files of examples/printer.yaml's bundle, as `tether build` makes them."""
+    from firmware import build
     with tempfile.TemporaryDirectory() as tmp:
-        for package in ("agent", "hal"):
-            for src in sorted((ROOT / package).rglob("*.py")):
-                rel = src.relative_to(ROOT)
-                if rel.parts[1:2] in (("host",), ("linux",), ("sim",)):
-                    continue
-                out = pathlib.Path(tmp) / rel.with_suffix(".mpy")
-                out.parent.mkdir(parents=True, exist_ok=True)
-                subprocess.run([tool, "-o", str(out), str(src)], check=True)
-                files[str(rel.with_suffix(".mpy"))] = out.read_bytes()
-    from firmware.profile.compile import compile as compile_profile
-    profile, errors = compile_profile(str(ROOT / "examples" / "printer.yaml"))
-    files["profile.json"] = json.dumps(profile).encode()
-    files["secrets.json"] = b"{}"
-    return files
+        manifest = build.build(str(ROOT / "examples" / "printer.yaml"), tmp)
+        return {e["path"]: (pathlib.Path(tmp) / e["path"]).read_bytes()
+                for e in manifest["files"]}
