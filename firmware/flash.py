@@ -249,9 +249,17 @@ class Board:
                                        ARCHS[arch] if arch < len(ARCHS) else arch)
         return "%s %s on %s, %s" % (self.name, self.version, self.platform, mpy)
 
+    def ask(self, code):
+        """The value the board prints as a Python literal for code."""
+        out = self.repl.run(code)
+        try:
+            return ast.literal_eval(out.decode("utf-8", "replace").strip())
+        except (ValueError, SyntaxError):
+            raise FlashError("unexpected answer from the board: %.200r" % out, EXIT_FAILED)
+
     def old_manifest(self):
         """The files of the bundle flashed before, or None (none there, or unreadable)."""
-        text = ast.literal_eval(self.repl.run("print(repr(_m()))").decode().strip())
+        text = self.ask("print(repr(_m()))")
         if text is None:
             return None
         try:
@@ -261,8 +269,10 @@ class Board:
             return None
 
     def hashes(self, paths):
-        out = self.repl.run("_hs(%r)" % (["/" + p for p in paths],))
-        return ast.literal_eval(out.decode().strip())
+        hashes = self.ask("_hs(%r)" % (["/" + p for p in paths],))
+        if not isinstance(hashes, list) or len(hashes) != len(paths):
+            raise FlashError("unexpected answer from the board: %.200r" % (hashes,), EXIT_FAILED)
+        return hashes
 
     def write(self, path, data, digest, chunk, progress):
         """Writes data to path.part, checks it, renames it over path."""
@@ -276,7 +286,10 @@ class Board:
                     code += "_w(%s)\n" % self._literal(piece)
                 if i == len(pieces) - 1:
                     code += "_c(%r,%r,%r,%d)\n" % (temp, target, digest, len(data))
-                out = self.repl.run(code)
+                if i == len(pieces) - 1:
+                    answer = self.ask(code)
+                else:
+                    self.repl.run(code)
                 progress.advance(len(piece))
         except rawrepl.BoardError as exc:
             if ENOSPC.search(exc.traceback):
@@ -287,7 +300,6 @@ class Board:
                                  EXIT_FS_FULL)
             raise FlashError("the board failed writing %s: %s" % (path, exc.traceback.strip()),
                              EXIT_FAILED)
-        answer = ast.literal_eval(out.decode().strip())
         if answer != "ok":
             raise FlashError("%s: the copy on the board does not match (got %r): the serial line "
                              "lost bytes; the old file is kept. Flash again" % (path, answer),
