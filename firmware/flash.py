@@ -128,8 +128,8 @@ class BundleError(FlashError):
         FlashError.__init__(self, message, EXIT_BAD_INPUT)
 
 
-MID_COPY = {EXIT_CONNECTION_LOST: ". No file was left half written: flash again once the board "
-                                  "is back"}
+MID_COPY = (". No file was left half written: files not yet renamed on the board are as they "
+            "were. Flash again (files already copied are not sent again)")
 REPL_CODES = ((rawrepl.NoPort, EXIT_NO_PORT), (rawrepl.PortBusy, EXIT_PORT_BUSY),
               (rawrepl.NotAnswering, EXIT_NOT_ANSWERING),
               (rawrepl.ConnectionLost, EXIT_CONNECTION_LOST))
@@ -412,7 +412,7 @@ def _as_flash_error(exc):
         return exc
     for cls, code in REPL_CODES:
         if isinstance(exc, cls):
-            return FlashError(str(exc) + MID_COPY.get(code, ""), code)
+            return FlashError(str(exc), code)
     if isinstance(exc, rawrepl.BoardError):
         return FlashError("the board raised: %s" % exc.traceback.strip(), EXIT_FAILED)
     return FlashError(str(exc), EXIT_FAILED)
@@ -458,21 +458,24 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started, base64):
         progress.line("bundle %s: %d files, %d bytes, %d to send"
                       % (folder, len(files), manifest["bytes"] if isinstance(
                           manifest.get("bytes"), int) else 0, len(to_send)))
-        for path, digest in to_send:
-            data = (folder / path).read_bytes()
-            progress.start(path, len(data))
-            board.write(path, data, digest if board.has_sha256 else None, chunk, progress)
-            progress.done()
-            sent_bytes += len(data)
-        if stale:
-            board.remove(stale)
-            for path in stale:
-                progress.line("  removed %s (not in this bundle)" % path)
-        if manifest_changed or to_send or stale:
-            progress.start(MANIFEST, len(manifest_bytes))
-            board.write(MANIFEST, manifest_bytes,
-                        wanted[-1][1] if board.has_sha256 else None, chunk, progress)
-            progress.done()
+        try:
+            for path, digest in to_send:
+                data = (folder / path).read_bytes()
+                progress.start(path, len(data))
+                board.write(path, data, digest if board.has_sha256 else None, chunk, progress)
+                progress.done()
+                sent_bytes += len(data)
+            if stale:
+                board.remove(stale)
+                for path in stale:
+                    progress.line("  removed %s (not in this bundle)" % path)
+            if manifest_changed or to_send or stale:
+                progress.start(MANIFEST, len(manifest_bytes))
+                board.write(MANIFEST, manifest_bytes,
+                            wanted[-1][1] if board.has_sha256 else None, chunk, progress)
+                progress.done()
+        except (rawrepl.NotAnswering, rawrepl.ConnectionLost) as exc:
+            raise FlashError(str(exc) + MID_COPY, dict(REPL_CODES)[type(exc)])
         reset_ok = repl.soft_reset() if reset else None
         elapsed = time.monotonic() - started
         progress.line("%s %d of %d files (%d bytes), removed %d, in %.1f s%s" % (

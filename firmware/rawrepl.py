@@ -125,11 +125,11 @@ class RawRepl:
         self._buf += chunk
         return len(chunk)
 
-    def read_until(self, ending, timeout=None):
+    def read_until(self, ending, timeout=None, overall=None):
         """Bytes up to and including `ending`; None if the board fell silent for `timeout` s
-        first (what came is kept in self.partial for the message)."""
+        first, or `overall` s passed (what came is kept in self.partial for the message)."""
         timeout = self.timeout if timeout is None else timeout
-        last = self.clock()
+        last = began = self.clock()
         start = 0
         while True:
             at = self._buf.find(ending, start)
@@ -140,7 +140,8 @@ class RawRepl:
             start = max(0, len(self._buf) - len(ending) + 1)
             if self._fill():
                 last = self.clock()
-            elif self.clock() - last > timeout:
+            if (self.clock() - last > timeout
+                    or (overall is not None and self.clock() - began > overall)):
                 self.partial = bytes(self._buf)
                 self._buf.clear()
                 return None
@@ -166,12 +167,13 @@ class RawRepl:
         except (OSError, serial.SerialException) as exc:
             raise ConnectionLost("lost the connection to the board: %s" % exc) from None
 
-    def drain(self, quiet=0.1):
-        """Reads and drops whatever the board prints until it has been quiet for `quiet` s."""
-        last = self.clock()
+    def drain(self, quiet=0.1, limit=1.0):
+        """Reads and drops whatever the board prints until it has been quiet for `quiet` s (or
+        for `limit` s in all: a program may print without pause)."""
+        last = began = self.clock()
         got = bytes(self._buf)
         self._buf.clear()
-        while self.clock() - last < quiet:
+        while self.clock() - last < quiet and self.clock() - began < limit:
             if self._fill():
                 last = self.clock()
         got += bytes(self._buf)
@@ -189,7 +191,7 @@ class RawRepl:
             self.write(b"\r\x03\x03")
             seen += self.drain()
             self.write(b"\r\x01")
-            data = self.read_until(BANNER + b">")
+            data = self.read_until(BANNER + b">", overall=self.timeout)
             if data is not None:
                 if soft_reset:
                     self.write(b"\x04")

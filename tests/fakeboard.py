@@ -18,7 +18,8 @@ Faults: mpy= reports another sys.implementation._mpy; name= another implementati
 a board without hashlib.sha256; budget= bytes the filesystem still takes before OSError(28);
 cut=(path, n, "close"|"mute") ends the transfer after n bytes of a file whose path contains
 `path` (the pty closes, or the board stops answering); corrupt=path flips the first byte
-written to such a file (a noisy line); mute=True a board that never answers;
+written to such a file (a noisy line); mute=True a board that never answers; chatty=True one
+that runs a program ignoring Ctrl-C, which prints without pause;
 baud=115200 makes each byte take the time it takes on a real serial line (for the bench).
 """
 import os
@@ -46,7 +47,7 @@ def cooked(data):
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
                  platform="esp32", hashlib=True, budget=None, cut=None, mute=False, baud=None,
-                 corrupt=None):
+                 corrupt=None, chatty=False):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.root = str(root)
@@ -54,7 +55,8 @@ class FakeBoard:
         self.port = os.path.join(os.path.dirname(self.root),
                                  "tty-" + os.path.basename(self.root))
         self.variant = variant
-        self.mute = mute
+        self.mute = mute or chatty
+        self.chatty = chatty         # a program that ignores Ctrl-C and prints without pause
         self.baud = baud             # None: as fast as the pty; else the line time is waited
         self.cut = cut
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
@@ -187,9 +189,12 @@ class FakeBoard:
                 with self.lock:
                     if self._master is not None:
                         fds.append(self._master)
-                ready, _, _ = select.select(fds, [], [], 0.5)
+                ready, _, _ = select.select(fds, [], [], 0.01 if self.chatty else 0.5)
                 if self._wake[0] in ready:
                     return
+                if self.chatty:
+                    with self.lock:
+                        self._send(b"I (%d) app: still sampling\r\n" % self.bytes_in)
                 with self.lock:
                     if self._mp.stdout in ready:
                         more = self._mp.stdout.read(65536)

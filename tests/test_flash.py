@@ -122,6 +122,7 @@ def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, c
         got, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port,
                                   "--timeout", "0.5")
         assert got == code, err
+        assert "No file was left half written" in err
         assert board.dead
         assert (tmp_path / "board" / "agent" / "big.mpy.part").stat().st_size == 5000
         assert board.file("agent/big.mpy") == big_old
@@ -235,6 +236,15 @@ def test_a_board_that_does_not_answer(tmp_path, v1):
                                    "--timeout", "0.3")
         assert code == flash.EXIT_NOT_ANSWERING == 5
         assert "could not enter the raw REPL" in err and "reset button" in err
+
+
+def test_a_board_whose_program_ignores_ctrl_c_and_prints_without_pause(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", chatty=True) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                   "--timeout", "0.3")
+        assert code == flash.EXIT_NOT_ANSWERING
+        assert "but never the raw REPL prompt" in err and "still sampling" in err
 
 
 def test_a_board_that_is_not_micropython_is_refused(tmp_path, v1):
