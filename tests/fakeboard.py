@@ -162,9 +162,9 @@ class FakeBoard:
         """A hard reset of a USB board: the port disappears."""
         self._call(self._close_pty)
 
-    def plug(self, banner=True):
-        """The port comes back as a new pty; the board prints its boot banner once the host has
-        it open again (call after the host reconnected: bytes sent before are lost)."""
+    def plug(self):
+        """The port comes back as a new pty. What the board prints before the host has opened
+        it again is lost, as on a real port: call boot_banner() once the host is back."""
         self._call(self._open_pty)
 
     def boot_banner(self):
