@@ -8,7 +8,8 @@ HOST-ONLY. What happens, in order (docs/flash.md says it for users):
 3. the board says what it is: implementation, sys.implementation._mpy, whether it has
    hashlib.sha256 and binascii, and its /manifest.json. A board that is not MicroPython, or
    cannot load the bundle's .mpy files, is refused here, before anything is written;
-4. the board hashes the files it has; each file whose SHA-256 differs is written to
+4. the board hashes the files it has (and drops a PATH.part a cut copy left); each file whose
+   SHA-256 differs is written to
    PATH.part, checked on the board (SHA-256, or the size where the board has no sha256) and
    renamed over PATH, so a copy cut mid-file leaves the old file whole;
 5. files the previous bundle had and this one lacks are deleted; /manifest.json goes last;
@@ -73,7 +74,12 @@ def _z(p):
  try:return os.stat(p)[6]
  except OSError:return -1
 def _hs(ps):
- print(repr([_h(p) if _S else None for p in ps]))
+ r=[]
+ for p in ps:
+  try:os.remove(p+'.part')
+  except OSError:pass
+  r.append(_h(p) if _S else None)
+ print(repr(r))
 def _md(p):
  i=p.find('/',1)
  while i>0:

@@ -130,7 +130,22 @@ def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, c
     with FakeBoard(tmp_path / "board") as board:           # plugged in again: the flash ends
         flash_ok(tmp_path / "b2", board)
         assert board.file("agent/big.mpy") == big_new
-        assert not os.path.exists(tmp_path / "board" / "agent" / "big.mpy.part")
+        assert board.files() == sorted(list(v1) + ["agent/big.mpy", "manifest.json"])
+
+
+def test_a_partial_copy_left_by_a_cut_is_removed_by_the_next_flash_even_unsent(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", cut=("agent/log.mpy", 100, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)[0] == 9
+        assert "agent/log.mpy.part" in board.files()
+    with FakeBoard(tmp_path / "board") as board:           # the old bundle again: nothing sent
+        out = flash_ok(tmp_path / "b1", board)
+        assert "up to date" in out
+        assert board.files() == sorted(list(v1) + ["manifest.json"])
 
 
 @pytest.mark.parametrize("board_mpy, arch, words", [
