@@ -351,15 +351,14 @@ class PlainProgress:
 
 
 class RichProgress:
-    """A progress bar per file, on a terminal."""
+    """On a terminal: a progress bar for the file being sent, and a line for each file sent."""
 
     def __init__(self, out):
         from rich.console import Console
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
         self.console = Console(file=out)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), console=self.console)
+                                 console=self.console, transient=True)
         self.task = None
 
     def __enter__(self):
@@ -371,16 +370,18 @@ class RichProgress:
         return False
 
     def start(self, path, size):
+        self.path, self.size = path, size
         self.task = self.progress.add_task(path, total=max(size, 1))
 
     def advance(self, n):
         self.progress.advance(self.task, n)
 
     def done(self):
-        self.progress.update(self.task, completed=self.progress.tasks[-1].total)
+        self.progress.remove_task(self.task)
+        self.line("  sent %s (%d bytes)" % (self.path, self.size))
 
     def line(self, text):
-        self.progress.console.print(text, markup=False, highlight=False)
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
 def progress_for(out):
