@@ -6,13 +6,14 @@ HOST-ONLY. What happens, in order (docs/flash.md says it for users):
 2. the port is opened for this process alone, the running program interrupted, the raw REPL
    entered and the board soft-reset in it (main.py does not run; the heap is free);
 3. the board says what it is: implementation, sys.implementation._mpy, whether it has
-   hashlib.sha256 and binascii, and its /manifest.json. A board that is not MicroPython, or
-   cannot load the bundle's .mpy files, is refused here, before anything is written;
+   hashlib.sha256 and binascii. A board that is not MicroPython, or cannot load the bundle's
+   .mpy files, is refused here, before anything is written;
 4. the board hashes the files it has (and drops a PATH.part a cut copy left); each file whose
-   SHA-256 differs is written to
-   PATH.part, checked on the board (SHA-256, or the size where the board has no sha256) and
-   renamed over PATH, so a copy cut mid-file leaves the old file whole;
-5. files the previous bundle had and this one lacks are deleted; /manifest.json goes last;
+   SHA-256 differs is written to PATH.part, checked on the board (SHA-256, or the size where
+   the board has no sha256) and renamed over PATH, so a copy cut mid-file leaves the old file
+   whole;
+5. files the previous bundle had and this one lacks (the board's /manifest.json, read when it
+   differs from the new one) are deleted; /manifest.json goes last;
 6. a soft reset from the friendly REPL starts main.py.
 """
 import ast
@@ -391,10 +392,10 @@ def progress_for(out):
 
 # -- flashing ----------------------------------------------------------------------------------
 def flash_bundle(folder, port, out=sys.stdout, timeout=10.0, fallback_pause=0.01, chunk=None,
-                 reset=True, pause=0.0, attempts=2, raw_paste=True, base64=True):
+                 reset=True, pause=0.0, attempts=2, base64=True):
     """Copies the bundle in folder onto the board at port. Returns a summary dict; raises
-    FlashError with the exit code. raw_paste=False and base64=False are for the bench's
-    baselines (what the board would get without raw-paste, or without binascii)."""
+    FlashError with the exit code. base64=False is for the bench's baseline and a test (what a
+    board without binascii gets)."""
     manifest = load_bundle(folder)
     folder = pathlib.Path(folder)
     started = time.monotonic()
@@ -403,8 +404,6 @@ def flash_bundle(folder, port, out=sys.stdout, timeout=10.0, fallback_pause=0.01
     except rawrepl.ReplError as exc:
         raise _as_flash_error(exc)
     with repl:
-        if not raw_paste:
-            repl.raw_paste = False
         try:
             if pause:
                 time.sleep(pause)
@@ -415,8 +414,6 @@ def flash_bundle(folder, port, out=sys.stdout, timeout=10.0, fallback_pause=0.01
 
 
 def _as_flash_error(exc):
-    if isinstance(exc, FlashError):
-        return exc
     for cls, code in REPL_CODES:
         if isinstance(exc, cls):
             return FlashError(str(exc), code)
