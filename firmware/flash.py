@@ -391,11 +391,12 @@ def progress_for(out):
 
 
 # -- flashing ----------------------------------------------------------------------------------
-def flash_bundle(folder, port, out=sys.stdout, timeout=10.0, fallback_pause=0.01, chunk=None,
+def flash_bundle(folder, port, out=None, timeout=10.0, fallback_pause=0.01, chunk=None,
                  reset=True, pause=0.0, attempts=2, base64=True):
     """Copies the bundle in folder onto the board at port. Returns a summary dict; raises
     FlashError with the exit code. base64=False is for the bench's baseline and a test (what a
     board without binascii gets)."""
+    out = sys.stdout if out is None else out
     manifest = load_bundle(folder)
     folder = pathlib.Path(folder)
     started = time.monotonic()
@@ -503,8 +504,9 @@ def esptool_command():
     return [sys.executable, "-m", "esptool"]
 
 
-def write_firmware(image, port, chip="esp32", out=sys.stdout, command=None):
+def write_firmware(image, port, chip="esp32", out=None, command=None):
     """Erases the flash and writes a MicroPython image (esptool v5 command names)."""
+    out = sys.stdout if out is None else out
     if not os.path.isfile(image):
         raise FlashError("--firmware %s: no such file (download the .bin for your board from "
                          "https://micropython.org/download/)" % image, EXIT_BAD_INPUT)
@@ -568,7 +570,9 @@ def build_bundle(profile, out_dir, arch, allow_outside):
         raise FlashError("cannot build %s:\n%s" % (profile, "\n".join(lines)), EXIT_BAD_INPUT)
 
 
-def main(args, out=sys.stdout, err=sys.stderr):
+def main(args, out=None, err=None):
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     try:
         if args.profile is not None and args.bundle is not None:
             raise FlashError("give a PROFILE to build and flash, or --bundle DIR, not both",

@@ -43,9 +43,11 @@ class Console:
             self.at_line_start = True
 
 
-def follow(port, out=sys.stdout, err=sys.stderr, baudrate=115200, retry=0.5, stop=None,
+def follow(port, out=None, err=None, baudrate=115200, retry=0.5, stop=None,
            opener=rawrepl.open_port, sleep=time.sleep, stamps=True):
     """Shows the console until stop() is true or Ctrl-C; returns the exit code."""
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     console = Console(out, stamps=stamps)
     stop = stop or (lambda: False)
     try:
@@ -113,5 +115,7 @@ def add_command(sub):
     p.set_defaults(func=main)
 
 
-def main(args, out=sys.stdout, err=sys.stderr):
+def main(args, out=None, err=None):
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
     return follow(args.port, out, err, baudrate=args.baud, stamps=not args.no_time)

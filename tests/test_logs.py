@@ -6,7 +6,7 @@ import time
 
 import serial
 
-from firmware import logs
+from firmware import cli, logs
 from tests.fakeboard import FakeBoard
 
 WAIT = 10.0    # liveness only: every wait ends as soon as its text is there
@@ -80,10 +80,9 @@ def test_ctrl_c_ends_logs_with_exit_0(tmp_path):
         assert logs.follow(board.port, out, io.StringIO(), stop=stop) == 0
 
 
-def test_logs_no_such_port_and_busy_port(tmp_path):
-    err = io.StringIO()
-    assert logs.follow(str(tmp_path / "nope"), io.StringIO(), err) == logs.EXIT_NO_PORT == 3
-    assert "no such port" in err.getvalue()
+def test_logs_no_such_port_and_busy_port(tmp_path, capsys):
+    assert cli.main(["logs", "--port", str(tmp_path / "nope")]) == logs.EXIT_NO_PORT == 3
+    assert "tether logs: no such port: %s" % (tmp_path / "nope") in capsys.readouterr().err
     with FakeBoard(tmp_path / "board") as board:
         holder = serial.Serial(board.port, 115200, exclusive=True)
         try:
