@@ -14,8 +14,8 @@ folder, so the files a flash leaves are real files a test can read.
 The port is a symlink (board.port) to the current pty: a reset makes it disappear and come back
 as a new pty, as a USB serial adapter does when a board resets.
 
-Faults: mpy= reports another sys.implementation._mpy; name= another implementation; hashlib=False
-a board without hashlib.sha256; budget= bytes the filesystem still takes before OSError(28);
+Faults: mpy= reports another sys.implementation._mpy; name= another implementation;
+missing=("hashlib", "deflate", "binascii") modules the board's firmware lacks; budget= bytes the filesystem still takes before OSError(28);
 cut=(path, n, "close"|"mute") ends the transfer after n bytes of a file whose path contains
 `path` (the pty closes, or the board stops answering); corrupt=path flips the first byte
 written to such a file (a noisy line); mute=True a board that never answers; chatty=True one
@@ -46,7 +46,7 @@ def cooked(data):
 
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
-                 platform="esp32", hashlib=True, budget=None, cut=None, mute=False, baud=None,
+                 platform="esp32", missing=(), budget=None, cut=None, mute=False, baud=None,
                  corrupt=None, chatty=False):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
@@ -60,7 +60,7 @@ class FakeBoard:
         self.baud = baud             # None: as fast as the pty; else the line time is waited
         self.cut = cut
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
-                        "1" if hashlib else "0", "-" if budget is None else str(budget),
+                        ",".join(missing) or "-", "-" if budget is None else str(budget),
                         "-" if cut is None else cut[0], "-" if cut is None else str(cut[1]),
                         "-" if corrupt is None else corrupt]
         self.binary = find_tool("micropython")

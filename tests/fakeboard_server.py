@@ -10,9 +10,9 @@
 #         "W <n> <path>\n"                a file opened for writing was closed after n bytes
 #         "C\n"                           the cut point was reached: the board dies here
 #
-# argv: ROOT NAME MPY PLATFORM HASHLIB BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH
-# (MPY/BUDGET/CUT_AFTER/CORRUPT_PATH "-" for none; HASHLIB "0" for a board without
-# hashlib.sha256; CORRUPT_PATH: the first byte written to a file whose path contains it is
+# argv: ROOT NAME MPY PLATFORM MISSING BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH
+# (MISSING/MPY/BUDGET/CUT_AFTER/CORRUPT_PATH "-" for none; MISSING: modules, comma-separated,
+# the board's firmware lacks; CORRUPT_PATH: the first byte written to a file whose path contains it is
 # flipped, as a noisy line would)
 # The board's "/" is ROOT: paths are mapped by the open() and os stand-ins below (the unix port's
 # VfsPosix mounted at "/" mangles os.rename's first path in this version).
@@ -27,7 +27,7 @@ ROOT = _args[0].rstrip("/")
 NAME = _args[1]
 MPY = None if _args[2] == "-" else int(_args[2])
 PLATFORM = _args[3]
-HASHLIB = _args[4] != "0"
+MISSING = [] if _args[4] == "-" else _args[4].split(",")
 budget = None if _args[5] == "-" else int(_args[5])
 CUT_PATH = None if _args[6] == "-" else _args[6]
 CUT_AFTER = None if _args[7] == "-" else int(_args[7])
@@ -172,8 +172,9 @@ class BoardSys:
         return getattr(_real_sys, name)
 
 
-class NoSha256:
-    pass
+class Missing:
+    """A module without the names the code wants: `from hashlib import sha256` fails as on
+    firmware built without it."""
 
 
 def board_print(*args, sep=" ", end="\n", file=None):
@@ -182,8 +183,8 @@ def board_print(*args, sep=" ", end="\n", file=None):
 
 _real_sys.modules["os"] = BoardOs()
 _real_sys.modules["sys"] = BoardSys()
-if not HASHLIB:
-    _real_sys.modules["hashlib"] = NoSha256()
+for _name in MISSING:
+    _real_sys.modules[_name] = Missing()
 
 
 def fresh():
