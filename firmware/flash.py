@@ -8,7 +8,8 @@ HOST-ONLY. What happens, in order (docs/flash.md says it for users):
 3. the board says what it is: implementation, sys.implementation._mpy, whether it has
    hashlib.sha256 and binascii. A board that is not MicroPython, or cannot load the bundle's
    .mpy files, is refused here, before anything is written;
-4. the board hashes the files it has (and drops a PATH.part a cut copy left); each file whose
+4. the board hashes the files it has (and drops a PATH.part a cut copy left); the changed
+   files must fit in the free space statvfs reports, or nothing is written; each file whose
    SHA-256 differs is written to PATH.part, checked on the board (SHA-256, or the size where
    the board has no sha256) and renamed over PATH, so a copy cut mid-file leaves the old file
    whole;
@@ -89,8 +90,12 @@ def _hs(ps):
  for p in ps:
   try:os.remove(p+'.part')
   except OSError:pass
-  r.append(_h(p) if _S else None)
+  r.append((_h(p) if _S else None,_z(p)))
  print(repr(r))
+def _fr():
+ try:
+  v=os.statvfs('/');return (v[1] or v[0],v[4])
+ except Exception:return None
 def _md(p):
  i=p.find('/',1)
  while i>0:
@@ -130,7 +135,7 @@ def _m():
  except OSError:t=None
  return t
 i=sys.implementation
-print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None)))
+print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr())))
 """
 
 
@@ -242,6 +247,30 @@ def _arch_fits(bundle, board):
     return bundle in arm and board in arm and arm.index(bundle) <= arm.index(board)
 
 
+def space_problem(plan, space):
+    """None if the copies fit, else how much is missing. plan: (new size, size on the board or
+    -1) of each file to send, in order; space: (block size, free blocks) from statvfs, or None
+    (not known: the copy is tried). Each file is counted in whole blocks; while it is written
+    its old version is still there, and is freed by the rename."""
+    if not plan or not space:
+        return None
+    block, free = space
+    if not block:
+        return None
+
+    def blocks(size):
+        return -(-max(size, 0) // block)
+
+    grown = peak = 0
+    for new, was in plan:
+        peak = max(peak, grown + blocks(new))
+        grown += blocks(new) - blocks(was)
+    if peak <= free:
+        return None
+    return ("the copy needs %d KB free at its peak, the board has %d KB"
+            % (peak * block // 1024, free * block // 1024))
+
+
 # -- the board -----------------------------------------------------------------------------------
 class Board:
     """What the board said about itself, and the operations on it (through the raw REPL)."""
@@ -252,7 +281,7 @@ class Board:
         try:
             info = ast.literal_eval(out.decode("utf-8", "replace").strip())
             (self.name, self.mpy, self.version, self.platform, self.has_sha256,
-             self.has_base64, self.has_deflate) = info
+             self.has_base64, self.has_deflate, self.space) = info
         except (ValueError, SyntaxError, TypeError):
             raise FlashError("the board answered the probe with %.200r: not a MicroPython board "
                              "Tether can flash" % out, EXIT_NOT_MICROPYTHON)
@@ -286,6 +315,7 @@ class Board:
             return None
 
     def hashes(self, paths):
+        """(SHA-256 or None, size or -1 when missing) of each path on the board."""
         hashes = self.ask("_hs(%r)" % (["/" + p for p in paths],))
         if not isinstance(hashes, list) or len(hashes) != len(paths):
             raise FlashError("unexpected answer from the board: %.200r" % (hashes,), EXIT_FAILED)
@@ -461,10 +491,18 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     wanted.append((MANIFEST, hashlib.sha256(manifest_bytes).hexdigest()))
     on_board = board.hashes([p for p, _ in wanted])
     # The board's manifest is read only when it differs from this one (it is kilobytes).
-    old = board.old_manifest() if on_board[-1] != wanted[-1][1] else None
+    old = board.old_manifest() if on_board[-1][0] != wanted[-1][1] else None
     new_paths = set(p for p, _ in wanted)
     stale = sorted(p for p in (old or ()) if p not in new_paths)
-    to_send = [(p, h) for (p, h), got in zip(wanted, on_board) if got != h]
+    changed = [(p, h, got[1]) for (p, h), got in zip(wanted, on_board) if got[0] != h]
+    sizes = dict((e["path"], e["size"]) for e in files)
+    sizes[MANIFEST] = len(manifest_bytes)
+    short = space_problem([(sizes[p], was) for p, _, was in changed], board.space)
+    if short:
+        raise FlashError("the board's filesystem is full: %s. Nothing was written: remove files "
+                         "of your own from the board, or flash a smaller profile" % short,
+                         EXIT_FS_FULL)
+    to_send = [(p, h) for p, h, _ in changed]
     manifest_changed = to_send and to_send[-1][0] == MANIFEST
     if manifest_changed:
         to_send.pop()

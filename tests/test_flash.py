@@ -174,6 +174,24 @@ def test_a_bundle_the_board_can_load_is_flashed(tmp_path, v1, board_mpy, arch):
         board_has(board, v1)
 
 
+def test_a_bundle_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", free=7 * 4096) as board:     # 8 files: 8 blocks at least
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_FS_FULL
+        assert "needs 32 KB free at its peak, the board has 28 KB. Nothing was written" in err
+        assert board.writes == [] and board.files() == []
+
+
+def test_the_space_check_counts_whole_blocks_and_the_old_copy_until_the_rename():
+    kb4 = (4096, 3)
+    assert flash.space_problem([(3 * 4096, 3 * 4096)], kb4) is None      # old freed after
+    assert flash.space_problem([(3 * 4096 + 1, 0)], kb4) is not None     # 4 blocks
+    assert flash.space_problem([(2 * 4096, 4096), (4096, 4096), (1, -1)], kb4) is None
+    assert flash.space_problem([(2 * 4096, 4096), (3 * 4096, 4096)], kb4) is not None
+    assert flash.space_problem([(10 ** 9, -1)], None) is None            # no statvfs: tried
+
+
 def test_a_full_filesystem_is_a_clear_error_and_the_old_file_stays(tmp_path, v1):
     write_bundle(tmp_path / "b1", v1)
     bigger = mpy_of("def g(x):\n    return x - 1\n" * 200)
