@@ -1,0 +1,656 @@
+"""`tether flash`: copies a bundle (see `tether build`) onto a MicroPython board through its raw
+REPL, and optionally writes the MicroPython firmware image first with esptool.
+
+HOST-ONLY. What happens, in order (docs/flash.md says it for users):
+1. (--firmware) esptool erases the flash and writes the image;
+2. the port is opened for this process alone, the running program interrupted, the raw REPL
+   entered and the board soft-reset in it (main.py does not run; the heap is free);
+3. the board says what it is: implementation, sys.implementation._mpy, whether it has
+   hashlib.sha256 and binascii. A board that is not MicroPython, or cannot load the bundle's
+   .mpy files, is refused here, before anything is written;
+4. the board hashes the files it has (and drops a PATH.part a cut copy left); the changed
+   files must fit in the free space statvfs reports, or nothing is written; each file whose
+   SHA-256 differs is written to PATH.part, checked on the board (SHA-256, or the size where
+   the board has no sha256) and renamed over PATH, so a copy cut mid-file leaves the old file
+   whole;
+5. files the previous bundle had and this one lacks (the board's /manifest.json, read when it
+   differs from the new one) are deleted; /manifest.json goes last;
+6. a soft reset from the friendly REPL starts main.py.
+"""
+import ast
+import base64
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import time
+import zlib
+
+from firmware import rawrepl
+
+# Exit codes (docs/flash.md)
+EXIT_OK = 0
+EXIT_FAILED = 1          # the board raised something unexpected, or a file failed its check
+EXIT_BAD_INPUT = 2       # arguments, profile or bundle
+EXIT_NO_PORT = 3
+EXIT_PORT_BUSY = 4
+EXIT_NOT_ANSWERING = 5
+EXIT_NOT_MICROPYTHON = 6
+EXIT_INCOMPATIBLE = 7
+EXIT_FS_FULL = 8
+EXIT_CONNECTION_LOST = 9
+EXIT_ESPTOOL = 10
+
+ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
+         "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+FIRMWARE_OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "esp32c3": "0x0",
+                    "esp32c6": "0x0"}
+TEMP_SUFFIX = ".part"
+MANIFEST = "manifest.json"
+DEFLATE_WBITS = 10   # the window the board's _d() decompresses with (1 KB)
+ENOSPC = re.compile(r"OSError: (\[Errno 28\]|28\b|ENOSPC)")
+
+# Defined on the board once per flash. Paths are absolute: the board's cwd may not be "/".
+BOARD_HELPERS = r"""
+import os,sys
+try:
+ from hashlib import sha256 as _S
+except ImportError:
+ _S=None
+try:
+ from binascii import a2b_base64 as _B
+except ImportError:
+ _B=None
+try:
+ from deflate import DeflateIO as _X,RAW as _R
+ from io import BytesIO as _Y
+except ImportError:
+ _X=None
+def _d(b):
+ return _X(_Y(b),_R,10).read()
+def _h(p):
+ try:f=open(p,'rb')
+ except OSError:return ''
+ h=_S();b=bytearray(512);m=memoryview(b)
+ while 1:
+  n=f.readinto(b)
+  if not n:break
+  h.update(m[:n])
+ f.close()
+ return '%02x'*32%tuple(h.digest())
+def _z(p):
+ try:return os.stat(p)[6]
+ except OSError:return -1
+def _hs(ps):
+ r=[]
+ for p in ps:
+  try:os.remove(p+'.part')
+  except OSError:pass
+  r.append((_h(p) if _S else None,_z(p)))
+ print(repr(r))
+def _fr():
+ try:
+  v=os.statvfs('/');return (v[1] or v[0],v[4])
+ except Exception:return None
+def _md(p):
+ i=p.find('/',1)
+ while i>0:
+  try:os.mkdir(p[:i])
+  except OSError:pass
+  i=p.find('/',i+1)
+def _o(p):
+ global _f
+ _md(p);_f=open(p,'wb')
+def _w(d):
+ _f.write(d)
+def _c(t,p,h,n):
+ _f.close()
+ g=_h(t) if _S and h else _z(t)
+ if g!=(h if _S and h else n):
+  os.remove(t);print(repr(g));return
+ try:os.rename(t,p)
+ except OSError:
+  os.remove(p);os.rename(t,p)
+ print("'ok'")
+def _x(t):
+ try:_f.close()
+ except Exception:pass
+ try:os.remove(t)
+ except OSError:pass
+def _rm(p):
+ try:os.remove(p)
+ except OSError:return
+ i=p.rfind('/')
+ while i>0:
+  try:os.rmdir(p[:i])
+  except OSError:return
+  i=p.rfind('/',0,i)
+def _m():
+ try:
+  f=open('/manifest.json');t=f.read();f.close()
+ except OSError:t=None
+ return t
+i=sys.implementation
+print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr())))
+"""
+
+
+class FlashError(Exception):
+    def __init__(self, message, code):
+        Exception.__init__(self, message)
+        self.code = code
+
+
+class BundleError(FlashError):
+    def __init__(self, message):
+        FlashError.__init__(self, message, EXIT_BAD_INPUT)
+
+
+MID_COPY = (". No file was left half written: files not yet renamed on the board are as they "
+            "were. Flash again (files already copied are not sent again)")
+REPL_CODES = ((rawrepl.NoPort, EXIT_NO_PORT), (rawrepl.PortBusy, EXIT_PORT_BUSY),
+              (rawrepl.NotAnswering, EXIT_NOT_ANSWERING),
+              (rawrepl.ConnectionLost, EXIT_CONNECTION_LOST))
+
+
+# -- the bundle ----------------------------------------------------------------------------------
+def _safe_path(path):
+    return (isinstance(path, str) and path and not path.startswith("/") and "\\" not in path
+            and all(part not in ("", ".", "..") for part in path.split("/")))
+
+
+def load_bundle(folder):
+    """The bundle's manifest, with each file checked against it (size and SHA-256)."""
+    folder = pathlib.Path(folder)
+    path = folder / MANIFEST
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BundleError("%s: cannot read the bundle's manifest (%s); make one with "
+                          "`tether build PROFILE -o %s`" % (path, exc.strerror or exc, folder))
+    try:
+        manifest = json.loads(text)
+    except ValueError as exc:
+        raise BundleError("%s: not JSON (%s)" % (path, exc))
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise BundleError("%s: %s" % (path, problem))
+    for entry in manifest["files"]:
+        file = folder / entry["path"]
+        try:
+            data = file.read_bytes()
+        except OSError as exc:
+            raise BundleError("%s: listed in the manifest but cannot be read (%s)"
+                              % (file, exc.strerror or exc))
+        if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise BundleError("%s: differs from the manifest (size or SHA-256): the bundle was "
+                              "changed after `tether build`; build it again" % file)
+    return manifest
+
+
+def _manifest_problem(m):
+    if not isinstance(m, dict) or m.get("format") != 1:
+        return "expected a bundle manifest with \"format\": 1"
+    mpy = m.get("mpy")
+    if (not isinstance(mpy, dict) or not isinstance(mpy.get("version"), int)
+            or not isinstance(mpy.get("sub"), int)
+            or not (mpy.get("arch") is None or mpy.get("arch") in ARCHS)):
+        return ("expected \"mpy\": {\"version\": int, \"sub\": int, \"arch\": null or one of %s}"
+                % ", ".join(ARCHS[1:]))
+    files = m.get("files")
+    if not isinstance(files, list):
+        return "expected \"files\": a list"
+    for entry in files:
+        if (not isinstance(entry, dict) or not _safe_path(entry.get("path"))
+                or entry.get("path") == MANIFEST
+                or not isinstance(entry.get("size"), int)
+                or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256")))):
+            return ("expected each file as {\"path\": a relative path, \"size\": int, "
+                    "\"sha256\": 64 hex digits}, got %.100r" % (entry,))
+    return None
+
+
+def check_compatible(manifest, board_mpy):
+    """None if the board can load the bundle, else why not (MicroPython's loader rule in
+    py/persistentcode.c: the version must match; the sub-version and arch only matter for
+    native code, i.e. a bundle built with --arch)."""
+    mpy = manifest["mpy"]
+    wanted = "%d.%d%s" % (mpy["version"], mpy["sub"],
+                          " (%s)" % mpy["arch"] if mpy["arch"] else "")
+    if board_mpy is None:
+        return ("the board does not report sys.implementation._mpy (MicroPython before 1.19): "
+                "it cannot load .mpy %s files; flash a newer MicroPython (--firmware)" % wanted)
+    version, sub, arch_code = board_mpy & 0xFF, (board_mpy >> 8) & 3, board_mpy >> 10
+    arch = ARCHS[arch_code] if arch_code < len(ARCHS) else "arch %d" % arch_code
+    has = "%d.%d (%s)" % (version, sub, arch)
+    if version != mpy["version"]:
+        return ("the board loads .mpy version %s, the bundle is .mpy %s: flash a MicroPython "
+                "whose mpy-cross matches (or build with a matching mpy-cross)" % (has, wanted))
+    if mpy["arch"] is not None:
+        if sub != mpy["sub"]:
+            return ("the board loads .mpy %s, the bundle's native code is .mpy %s: native code "
+                    "needs the same sub-version" % (has, wanted))
+        if not _arch_fits(mpy["arch"], arch):
+            return ("the bundle holds native code for %s, the board is %s: build with "
+                    "--arch %s, or without --arch" % (mpy["arch"], arch, arch))
+    return None
+
+
+def _arch_fits(bundle, board):
+    if bundle == board:
+        return True
+    arm = ARCHS[ARCHS.index("armv6m"):ARCHS.index("armv7emdp") + 1]
+    return bundle in arm and board in arm and arm.index(bundle) <= arm.index(board)
+
+
+def space_problem(plan, space):
+    """None if the copies fit, else how much is missing. plan: (new size, size on the board or
+    -1) of each file to send, in order; space: (block size, free blocks) from statvfs, or None
+    (not known: the copy is tried). Each file is counted in whole blocks; while it is written
+    its old version is still there, and is freed by the rename."""
+    if not plan or not space:
+        return None
+    block, free = space
+    if not block:
+        return None
+
+    def blocks(size):
+        return -(-max(size, 0) // block)
+
+    grown = peak = 0
+    for new, was in plan:
+        peak = max(peak, grown + blocks(new))
+        grown += blocks(new) - blocks(was)
+    if peak <= free:
+        return None
+    return ("the copy needs %d KB free at its peak, the board has %d KB"
+            % (peak * block // 1024, free * block // 1024))
+
+
+# -- the board -----------------------------------------------------------------------------------
+class Board:
+    """What the board said about itself, and the operations on it (through the raw REPL)."""
+
+    def __init__(self, repl):
+        self.repl = repl
+        out = repl.run(BOARD_HELPERS)
+        try:
+            info = ast.literal_eval(out.decode("utf-8", "replace").strip())
+            (self.name, self.mpy, self.version, self.platform, self.has_sha256,
+             self.has_base64, self.has_deflate, self.space) = info
+        except (ValueError, SyntaxError, TypeError):
+            raise FlashError("the board answered the probe with %.200r: not a MicroPython board "
+                             "Tether can flash" % out, EXIT_NOT_MICROPYTHON)
+
+    def describe(self):
+        if self.mpy is None:
+            mpy = "no .mpy version"
+        else:
+            arch = self.mpy >> 10
+            mpy = ".mpy %d.%d (%s)" % (self.mpy & 0xFF, (self.mpy >> 8) & 3,
+                                       ARCHS[arch] if arch < len(ARCHS) else arch)
+        return "%s %s on %s, %s" % (self.name, self.version, self.platform, mpy)
+
+    def ask(self, code):
+        """The value the board prints as a Python literal for code."""
+        out = self.repl.run(code)
+        try:
+            return ast.literal_eval(out.decode("utf-8", "replace").strip())
+        except (ValueError, SyntaxError):
+            raise FlashError("unexpected answer from the board: %.200r" % out, EXIT_FAILED)
+
+    def old_manifest(self):
+        """The files of the bundle flashed before, or None (none there, or unreadable)."""
+        text = self.ask("print(repr(_m()))")
+        if text is None:
+            return None
+        try:
+            old = json.loads(text)
+            return [e["path"] for e in old["files"] if _safe_path(e.get("path"))]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+
+    def hashes(self, paths):
+        """(SHA-256 or None, size or -1 when missing) of each path on the board."""
+        hashes = self.ask("_hs(%r)" % (["/" + p for p in paths],))
+        if not isinstance(hashes, list) or len(hashes) != len(paths):
+            raise FlashError("unexpected answer from the board: %.200r" % (hashes,), EXIT_FAILED)
+        return hashes
+
+    def write(self, path, data, digest, chunk, progress):
+        """Writes data to path.part, checks it, renames it over path."""
+        target = "/" + path
+        temp = target + TEMP_SUFFIX
+        pieces = [data[i:i + chunk] for i in range(0, len(data), chunk)] or [b""]
+        try:
+            for i, piece in enumerate(pieces):
+                code = "_o(%r)\n" % temp if i == 0 else ""
+                if piece:
+                    code += "_w(%s)\n" % self._literal(piece)
+                if i == len(pieces) - 1:
+                    code += "_c(%r,%r,%r,%d)\n" % (temp, target, digest, len(data))
+                if i == len(pieces) - 1:
+                    answer = self.ask(code)
+                else:
+                    self.repl.run(code)
+                progress.advance(len(piece))
+        except rawrepl.BoardError as exc:
+            if ENOSPC.search(exc.traceback):
+                self.repl.run("_x(%r)" % temp)
+                raise FlashError("the board's filesystem is full: %s did not fit (%d bytes); "
+                                 "the old file is kept, the partial copy removed. Free space on "
+                                 "the board or make the bundle smaller" % (path, len(data)),
+                                 EXIT_FS_FULL)
+            raise FlashError("the board failed writing %s: %s" % (path, exc.traceback.strip()),
+                             EXIT_FAILED)
+        if answer != "ok":
+            raise FlashError("%s: the copy on the board does not match (got %r): the serial line "
+                             "lost bytes; the old file is kept. Flash again" % (path, answer),
+                             EXIT_FAILED)
+
+    def _literal(self, piece):
+        """The chunk as the board's code carries it: deflated where that saves a tenth (a 2 KB
+        chunk of .mpy takes ~25 % fewer bytes on the line; a 1 KB window, little RAM), base64
+        where the board has binascii (bytes literals escape most of a .mpy's bytes as \\xNN)."""
+        if not self.has_base64:
+            return repr(piece)
+        if self.has_deflate:
+            packer = zlib.compressobj(9, zlib.DEFLATED, -DEFLATE_WBITS)
+            packed = packer.compress(piece) + packer.flush()
+            if len(packed) < 0.9 * len(piece):
+                return "_d(_B(%r))" % base64.b64encode(packed).decode()
+        return "_B(%r)" % base64.b64encode(piece).decode()
+
+    def remove(self, paths):
+        for i in range(0, len(paths), 20):
+            self.repl.run("".join("_rm(%r)\n" % ("/" + p) for p in paths[i:i + 20]))
+
+
+# -- progress ----------------------------------------------------------------------------------
+class PlainProgress:
+    """One line per file: what a log or a CI job keeps."""
+
+    def __init__(self, out):
+        self.out = out
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def start(self, path, size):
+        self.path, self.size = path, size
+
+    def advance(self, n):
+        pass
+
+    def done(self):
+        self.out.write("  sent %s (%d bytes)\n" % (self.path, self.size))
+        self.out.flush()
+
+    def line(self, text):
+        self.out.write(text + "\n")
+        self.out.flush()
+
+
+class RichProgress:
+    """On a terminal: a progress bar for the file being sent, and a line for each file sent."""
+
+    def __init__(self, out):
+        from rich.console import Console
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+        self.console = Console(file=out)
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                 console=self.console, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.progress.stop()
+        return False
+
+    def start(self, path, size):
+        self.path, self.size = path, size
+        self.task = self.progress.add_task(path, total=max(size, 1))
+
+    def advance(self, n):
+        self.progress.advance(self.task, n)
+
+    def done(self):
+        self.progress.remove_task(self.task)
+        self.line("  sent %s (%d bytes)" % (self.path, self.size))
+
+    def line(self, text):
+        self.progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def progress_for(out):
+    isatty = getattr(out, "isatty", None)
+    return RichProgress(out) if isatty is not None and isatty() else PlainProgress(out)
+
+
+# -- flashing ----------------------------------------------------------------------------------
+def flash_bundle(folder, port, out=None, timeout=10.0, fallback_pause=0.01, chunk=None,
+                 reset=True, pause=0.0, attempts=2):
+    """Copies the bundle in folder onto the board at port. Returns a summary dict; raises
+    FlashError with the exit code."""
+    out = sys.stdout if out is None else out
+    manifest = load_bundle(folder)
+    folder = pathlib.Path(folder)
+    started = time.monotonic()
+    try:
+        repl = rawrepl.RawRepl.open(port, timeout=timeout, fallback_pause=fallback_pause)
+    except rawrepl.ReplError as exc:
+        raise _as_flash_error(exc)
+    with repl:
+        try:
+            if pause:
+                time.sleep(pause)
+            repl.enter(attempts=attempts, soft_reset=True)
+            return _flash(repl, manifest, folder, port, out, chunk, reset, started)
+        except rawrepl.ReplError as exc:
+            raise _as_flash_error(exc)
+
+
+def _as_flash_error(exc):
+    for cls, code in REPL_CODES:
+        if isinstance(exc, cls):
+            return FlashError(str(exc), code)
+    if isinstance(exc, rawrepl.BoardError):
+        return FlashError("the board raised: %s" % exc.traceback.strip(), EXIT_FAILED)
+    return FlashError(str(exc), EXIT_FAILED)
+
+
+def _flash(repl, manifest, folder, port, out, chunk, reset, started):
+    try:
+        board = Board(repl)
+    except rawrepl.BoardError as exc:
+        raise FlashError("the board on %s runs something that is not MicroPython (the probe "
+                         "failed: %s)" % (port, exc), EXIT_NOT_MICROPYTHON)
+    if board.name != "micropython":
+        raise FlashError("the board on %s runs %s, not MicroPython: Tether's bundle needs "
+                         "MicroPython (flash it with --firmware)" % (port, board.name),
+                         EXIT_NOT_MICROPYTHON)
+    why = check_compatible(manifest, board.mpy)
+    if why:
+        raise FlashError("refusing to flash %s: %s. Nothing was written" % (folder, why),
+                         EXIT_INCOMPATIBLE)
+    if chunk is None:
+        chunk = 2048 if repl.raw_paste else 1024
+    files = manifest["files"]
+    manifest_bytes = (folder / MANIFEST).read_bytes()
+    wanted = [(e["path"], e["sha256"]) for e in files]
+    wanted.append((MANIFEST, hashlib.sha256(manifest_bytes).hexdigest()))
+    on_board = board.hashes([p for p, _ in wanted])
+    # The board's manifest is read only when it differs from this one (it is kilobytes).
+    old = board.old_manifest() if on_board[-1][0] != wanted[-1][1] else None
+    new_paths = set(p for p, _ in wanted)
+    stale = sorted(p for p in (old or ()) if p not in new_paths)
+    changed = [(p, h, got[1]) for (p, h), got in zip(wanted, on_board) if got[0] != h]
+    sizes = dict((e["path"], e["size"]) for e in files)
+    sizes[MANIFEST] = len(manifest_bytes)
+    short = space_problem([(sizes[p], was) for p, _, was in changed], board.space)
+    if short:
+        raise FlashError("the board's filesystem is full: %s. Nothing was written: remove files "
+                         "of your own from the board, or flash a smaller profile" % short,
+                         EXIT_FS_FULL)
+    to_send = [(p, h) for p, h, _ in changed]
+    manifest_changed = to_send and to_send[-1][0] == MANIFEST
+    if manifest_changed:
+        to_send.pop()
+    mode = "raw-paste" if repl.raw_paste else "raw REPL without raw-paste"
+    sent_bytes = 0
+    with progress_for(out) as progress:
+        progress.line("board on %s: %s (%s)" % (port, board.describe(), mode))
+        if not board.has_sha256:
+            progress.line("the board has no hashlib.sha256: every file is sent, and checked by "
+                          "its size")
+        progress.line("bundle %s: %d files, %d bytes, %d to send"
+                      % (folder, len(files), manifest["bytes"] if isinstance(
+                          manifest.get("bytes"), int) else 0, len(to_send)))
+        try:
+            for path, digest in to_send:
+                data = (folder / path).read_bytes()
+                progress.start(path, len(data))
+                board.write(path, data, digest if board.has_sha256 else None, chunk, progress)
+                progress.done()
+                sent_bytes += len(data)
+            if stale:
+                board.remove(stale)
+                for path in stale:
+                    progress.line("  removed %s (not in this bundle)" % path)
+            if manifest_changed or to_send or stale:
+                progress.start(MANIFEST, len(manifest_bytes))
+                board.write(MANIFEST, manifest_bytes,
+                            wanted[-1][1] if board.has_sha256 else None, chunk, progress)
+                progress.done()
+        except (rawrepl.NotAnswering, rawrepl.ConnectionLost) as exc:
+            raise FlashError(str(exc) + MID_COPY, dict(REPL_CODES)[type(exc)])
+        reset_ok = repl.soft_reset() if reset else None
+        elapsed = time.monotonic() - started
+        progress.line("%s %d of %d files (%d bytes), removed %d, in %.1f s%s" % (
+            "flashed" if to_send or stale else "up to date:", len(to_send), len(files),
+            sent_bytes, len(stale), elapsed,
+            "; soft reset: the board runs main.py" if reset_ok else
+            "; the board did not confirm the soft reset: press its reset button"
+            if reset_ok is False else ""))
+    return {"sent": [p for p, _ in to_send], "removed": stale, "bytes": sent_bytes,
+            "serial_bytes": repl.sent, "seconds": elapsed, "raw_paste": repl.raw_paste}
+
+
+# -- esptool -----------------------------------------------------------------------------------
+def esptool_command():
+    found = shutil.which("esptool")
+    if found:
+        return [found]
+    beside = pathlib.Path(sys.executable).parent / "esptool"
+    if beside.exists():
+        return [str(beside)]
+    return [sys.executable, "-m", "esptool"]
+
+
+def write_firmware(image, port, chip="esp32", out=None, command=None):
+    """Erases the flash and writes a MicroPython image (esptool v5 command names)."""
+    out = sys.stdout if out is None else out
+    if not os.path.isfile(image):
+        raise FlashError("--firmware %s: no such file (download the .bin for your board from "
+                         "https://micropython.org/download/)" % image, EXIT_BAD_INPUT)
+    if not os.path.exists(port):
+        raise FlashError("no such port: %s" % port, EXIT_NO_PORT)
+    base = (command or esptool_command()) + ["--chip", chip, "--port", port]
+    for args in (["erase-flash"], ["write-flash", "-z", FIRMWARE_OFFSETS[chip], image]):
+        out.write("esptool %s\n" % " ".join(args))
+        out.flush()
+        try:
+            proc = subprocess.run(base + args)
+        except OSError as exc:
+            raise FlashError("cannot run esptool (%s): pip install esptool" % exc, EXIT_ESPTOOL)
+        if proc.returncode != 0:
+            raise FlashError("esptool %s failed (exit %d): see its output above; hold the "
+                             "board's BOOT button while it connects if it cannot"
+                             % (args[0], proc.returncode), EXIT_ESPTOOL)
+
+
+# -- the command -------------------------------------------------------------------------------
+def add_command(sub):
+    from firmware.profile import add_allow_outside
+    p = sub.add_parser("flash", help="copy a profile's bundle onto a MicroPython board over serial",
+                       description="Builds the profile's bundle (or takes --bundle DIR) and copies "
+                       "it onto the board through the raw REPL; only changed files are sent. "
+                       "Exit codes: docs/flash.md.")
+    p.add_argument("profile", nargs="?", metavar="PROFILE", help="a profile YAML file")
+    p.add_argument("--bundle", metavar="DIR", help="flash this bundle (from `tether build`) "
+                   "instead of building PROFILE")
+    p.add_argument("--port", required=True, metavar="PORT", help="the board's serial port, "
+                   "e.g. /dev/ttyUSB0")
+    p.add_argument("--arch", metavar="ARCH", help="build native code for this arch (xtensawin, "
+                   "rv32imc...); default: bytecode any board with the same .mpy version loads")
+    p.add_argument("--build-dir", metavar="DIR", help="where PROFILE's bundle is built "
+                   "(default: .tether/build/<profile name> beside the profile)")
+    p.add_argument("--firmware", metavar="FILE.bin", help="first erase the board and write this "
+                   "MicroPython image with esptool")
+    p.add_argument("--chip", default="esp32", choices=sorted(FIRMWARE_OFFSETS),
+                   help="the chip, for --firmware (default esp32)")
+    p.add_argument("--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                   help="how long a silent board is waited for (default 10)")
+    p.add_argument("--pause", type=_positive_seconds, default=0.0, metavar="SECONDS",
+                   help="wait this long after opening the port (some USB-serial adapters need 1)")
+    p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board at the end")
+    add_allow_outside(p)
+    p.set_defaults(func=main)
+
+
+def _positive_seconds(text):
+    from firmware.args import seconds
+    return seconds(0)(text)
+
+
+def build_bundle(profile, out_dir, arch, allow_outside):
+    """`tether build PROFILE -o out_dir`; its errors become one FlashError (exit 2)."""
+    from firmware import build
+    try:
+        return build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside))
+    except Exception as exc:      # BuildError: lines that say what and where
+        lines = getattr(exc, "lines", None) or [str(exc)]
+        raise FlashError("cannot build %s:\n%s" % (profile, "\n".join(lines)), EXIT_BAD_INPUT)
+
+
+def main(args, out=None, err=None):
+    out = sys.stdout if out is None else out
+    err = sys.stderr if err is None else err
+    try:
+        if args.profile is not None and args.bundle is not None:
+            raise FlashError("give a PROFILE to build and flash, or --bundle DIR, not both",
+                             EXIT_BAD_INPUT)
+        if args.profile is None and args.bundle is None:
+            raise FlashError("give a PROFILE to build and flash, or --bundle DIR", EXIT_BAD_INPUT)
+        if args.bundle is not None and (args.arch or args.build_dir):
+            raise FlashError("--arch and --build-dir are for building a PROFILE; a --bundle is "
+                             "flashed as it was built", EXIT_BAD_INPUT)
+        folder = args.bundle
+        if folder is None:
+            profile = pathlib.Path(args.profile)
+            if not profile.is_file():
+                raise FlashError("%s: no such profile" % profile, EXIT_BAD_INPUT)
+            folder = args.build_dir or str(profile.parent / ".tether" / "build" / profile.stem)
+            built = build_bundle(str(profile), folder, args.arch, args.allow_outside)
+            out.write("built %s into %s: %d files, %d bytes\n"
+                      % (profile, folder, len(built["files"]), built["bytes"]))
+        else:
+            load_bundle(folder)      # a bad bundle is refused before esptool erases anything
+        if args.firmware:
+            write_firmware(args.firmware, args.port, args.chip, out)
+        flash_bundle(folder, args.port, out=out, timeout=args.timeout, pause=args.pause,
+                     reset=not args.no_reset, attempts=5 if args.firmware else 2)
+    except FlashError as exc:
+        err.write("tether flash: %s\n" % exc)
+        return exc.code
+    return EXIT_OK

@@ -1,0 +1,288 @@
+"""MicroPython's raw REPL over pyserial: what `tether flash` speaks to a board.
+
+HOST-ONLY (CPython, pyserial).
+
+    with RawRepl.open("/dev/ttyUSB0") as repl:
+        repl.enter()
+        out = repl.run("print(1 + 1)")         # b"2\\r\\n"; a traceback raises BoardError
+        repl.soft_reset()
+
+The protocol (MicroPython's shared/runtime/pyexec.c): Ctrl-A at the friendly REPL enters the raw
+REPL, which answers `raw REPL; CTRL-B to exit\\r\\n>`. Code is then sent either in raw-paste mode
+(`\\x05A\\x01` answered `R\\x01`: the board grants a window of bytes and one more window per `\\x01`
+it sends, so a slow board is never overrun) or, where the board answers `R\\x00` (understood, not
+supported) or with a fresh raw REPL banner (firmware older than raw-paste), as plain bytes ended
+by Ctrl-D and acknowledged by `OK`. Either way the board prints the code's output, `\\x04`, any
+traceback, `\\x04`, and the next `>` prompt.
+"""
+import errno
+import struct
+import time
+
+import serial
+
+BANNER = b"raw REPL; CTRL-B to exit\r\n"
+OLD_FIRMWARE_TAIL = b"w REPL; CTRL-B to exit\r\n>"   # the banner's end, once its first 2 bytes are read
+FALLBACK_CHUNK = 256   # the plain raw REPL reads into a line buffer: small chunks, as mpremote sends
+
+
+class ReplError(Exception):
+    """Something went wrong talking to the board; the subclass says what."""
+
+
+class NoPort(ReplError):
+    pass
+
+
+class PortBusy(ReplError):
+    pass
+
+
+class NotAnswering(ReplError):
+    pass
+
+
+class ConnectionLost(ReplError):
+    pass
+
+
+class BoardError(ReplError):
+    """Code sent to the board raised; `traceback` holds what the board printed."""
+
+    def __init__(self, traceback):
+        ReplError.__init__(self, traceback.strip().splitlines()[-1] if traceback.strip() else "")
+        self.traceback = traceback
+
+
+def open_port(port, baudrate=115200, serial_class=serial.Serial):
+    """Opens the port for this process alone (flock: a second tether, mpremote or esptool holding
+    it makes this fail instead of both writing into the same REPL)."""
+    try:
+        return serial_class(port, baudrate, timeout=0.05, write_timeout=10, exclusive=True)
+    except serial.SerialException as exc:
+        code = exc.errno
+        if code is None and isinstance(exc.__context__, OSError):
+            code = exc.__context__.errno
+        if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
+            raise NoPort("no such port: %s (is the board plugged in? `ls /dev/ttyUSB* "
+                         "/dev/ttyACM*` lists the serial ports)" % port) from None
+        if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
+            raise PortBusy("port %s is busy: another program holds it open (a `tether logs`, "
+                           "mpremote, screen or esptool?); close it and try again" % port) from None
+        if code == errno.EACCES:
+            raise NoPort("permission denied opening %s: add your user to the group that owns it "
+                         "(usually `dialout`: sudo usermod -aG dialout $USER, then log in again)"
+                         % port) from None
+        raise NoPort("cannot open %s: %s" % (port, exc)) from None
+
+
+class RawRepl:
+    def __init__(self, serial_port, timeout=10.0, fallback_pause=0.01, clock=time.monotonic):
+        """timeout: seconds of silence from the board before it counts as not answering.
+        fallback_pause: seconds between 256-byte chunks when the board lacks raw-paste (its UART
+        buffer would overflow otherwise; raw-paste needs no pause, the board paces it)."""
+        self.serial = serial_port
+        self.timeout = timeout
+        self.fallback_pause = fallback_pause
+        self.clock = clock
+        self.raw_paste = None      # None: not tried yet; then True or False for this connection
+        self.sent = 0              # bytes written to the port, for the progress and the bench
+        self.partial = b""
+        self._buf = bytearray()    # read ahead of what the protocol has consumed
+
+    @classmethod
+    def open(cls, port, baudrate=115200, **kw):
+        return cls(open_port(port, baudrate), **kw)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        try:
+            self.serial.close()
+        except (OSError, serial.SerialException):
+            pass
+
+    # -- bytes -----------------------------------------------------------------------------
+    def write(self, data):
+        try:
+            self.serial.write(data)
+        except (OSError, serial.SerialException) as exc:
+            raise ConnectionLost("lost the connection to the board while writing: %s" % exc) \
+                from None
+        self.sent += len(data)
+
+    def _fill(self):
+        """Reads what the board has sent (at most 50 ms of waiting) into the look-ahead buffer."""
+        try:
+            chunk = self.serial.read(max(1, self.serial.in_waiting))
+        except (OSError, serial.SerialException) as exc:
+            raise ConnectionLost("lost the connection to the board: %s" % exc) from None
+        self._buf += chunk
+        return len(chunk)
+
+    def read_until(self, ending, timeout=None, overall=None):
+        """Bytes up to and including `ending`; None if the board fell silent for `timeout` s
+        first, or `overall` s passed (what came is kept in self.partial for the message)."""
+        timeout = self.timeout if timeout is None else timeout
+        last = began = self.clock()
+        start = 0
+        while True:
+            at = self._buf.find(ending, start)
+            if at >= 0:
+                data = bytes(self._buf[:at + len(ending)])
+                del self._buf[:at + len(ending)]
+                return data
+            start = max(0, len(self._buf) - len(ending) + 1)
+            if self._fill():
+                last = self.clock()
+            if (self.clock() - last > timeout
+                    or (overall is not None and self.clock() - began > overall)):
+                self.partial = bytes(self._buf)
+                self._buf.clear()
+                return None
+
+    def read_exact(self, n):
+        last = self.clock()
+        while len(self._buf) < n:
+            if self._fill():
+                last = self.clock()
+            elif self.clock() - last > self.timeout:
+                raise NotAnswering("the board stopped answering (waited %gs for %d bytes, got %r)"
+                                   % (self.timeout, n, bytes(self._buf)))
+        data = bytes(self._buf[:n])
+        del self._buf[:n]
+        return data
+
+    def pending(self):
+        """True if the board has sent bytes not read yet."""
+        if self._buf:
+            return True
+        try:
+            return self.serial.in_waiting > 0
+        except (OSError, serial.SerialException) as exc:
+            raise ConnectionLost("lost the connection to the board: %s" % exc) from None
+
+    def drain(self, quiet=0.1, limit=1.0):
+        """Reads and drops whatever the board prints until it has been quiet for `quiet` s (or
+        for `limit` s in all: a program may print without pause)."""
+        last = began = self.clock()
+        got = bytes(self._buf)
+        self._buf.clear()
+        while self.clock() - last < quiet and self.clock() - began < limit:
+            if self._fill():
+                last = self.clock()
+        got += bytes(self._buf)
+        self._buf.clear()
+        return got
+
+    # -- REPL ------------------------------------------------------------------------------
+    def enter(self, attempts=2, soft_reset=False):
+        """Interrupts whatever runs and enters the raw REPL. soft_reset: then soft-resets the
+        board there, which frees the heap the interrupted program held and runs boot.py but not
+        main.py (the raw REPL stays)."""
+        seen = bytearray()
+        for _ in range(attempts):
+            # Two Ctrl-C: a program may catch the first KeyboardInterrupt in a retry loop.
+            self.write(b"\r\x03\x03")
+            seen += self.drain()
+            self.write(b"\r\x01")
+            data = self.read_until(BANNER + b">", overall=self.timeout)
+            if data is not None:
+                if soft_reset:
+                    self.write(b"\x04")
+                    if (self.read_until(b"soft reboot\r\n") is None
+                            or self.read_until(BANNER + b">") is None):
+                        raise NotAnswering("the board did not come back from a soft reset in the "
+                                           "raw REPL (got %r)" % self.partial[-120:])
+                return
+            seen += self.partial
+        if seen:
+            tail = bytes(seen[-120:])
+            raise NotAnswering(
+                "could not enter the raw REPL: the board printed %d bytes but never the raw REPL "
+                "prompt (last: %r). Is it a MicroPython board at 115200 baud? A program that "
+                "ignores Ctrl-C holds it: press the board's reset button, then run this again"
+                % (len(seen), tail))
+        raise NotAnswering(
+            "could not enter the raw REPL: the board did not answer within %gs. Check the cable "
+            "and the port, press the board's reset button and run this again (some USB-serial "
+            "adapters need --pause 1 after opening the port)" % self.timeout)
+
+    def run(self, code):
+        """Runs code on the board; returns what it printed. A traceback raises BoardError."""
+        out, err = self.exec_raw(code)
+        if err:
+            raise BoardError(err.decode("utf-8", "replace"))
+        return out
+
+    def exec_raw(self, code):
+        if isinstance(code, str):
+            code = code.encode("utf-8")
+        if self.raw_paste is not False:
+            self.write(b"\x05A\x01")
+            answer = self.read_exact(2)
+            if answer == b"R\x01":
+                self.raw_paste = True
+                self._paste(code)
+                return self._result()
+            self.raw_paste = False
+            if answer == b"R\x00":
+                ending = b">"        # understood, not supported: the board prompts again
+            else:
+                ending = OLD_FIRMWARE_TAIL   # old firmware took Ctrl-A as a raw REPL reset
+            if self.read_until(ending) is None:
+                raise NotAnswering("the board did not answer the raw-paste request (got %r)"
+                                   % (answer + self.partial))
+        for i in range(0, len(code), FALLBACK_CHUNK):
+            self.write(code[i:i + FALLBACK_CHUNK])
+            if self.fallback_pause:
+                time.sleep(self.fallback_pause)
+        self.write(b"\x04")
+        answer = self.read_exact(2)
+        if answer != b"OK":
+            raise ReplError("the board did not accept the code (answered %r)" % answer)
+        return self._result()
+
+    def _paste(self, code):
+        window = struct.unpack("<H", self.read_exact(2))[0]
+        remain = window
+        i = 0
+        while i < len(code):
+            while remain == 0 or self.pending():
+                flag = self.read_exact(1)
+                if flag == b"\x01":
+                    remain += window
+                elif flag == b"\x04":        # the board ended the paste early (a syntax error)
+                    self.write(b"\x04")
+                    return
+                else:
+                    raise ReplError("unexpected byte %r from the board during raw-paste" % flag)
+            piece = code[i:i + remain]
+            self.write(piece)
+            remain -= len(piece)
+            i += len(piece)
+        self.write(b"\x04")
+        # Window grants still in flight come first; the board's \x04 acknowledges the end.
+        if self.read_until(b"\x04") is None:
+            raise NotAnswering("the board did not acknowledge the end of the code")
+
+    def _result(self):
+        out = self.read_until(b"\x04")
+        err = out is not None and self.read_until(b"\x04")
+        prompt = err and self.read_exact(1)
+        if out is None or not err or prompt != b">":
+            raise NotAnswering("the board stopped answering while running code (waited %gs)"
+                               % self.timeout)
+        return out[:-1], err[:-1]
+
+    def soft_reset(self):
+        """Leaves the raw REPL and soft-resets from the friendly REPL, so the board runs main.py.
+        Returns False if the board did not confirm the reboot."""
+        self.write(b"\r\x02")
+        self.write(b"\x04")
+        return self.read_until(b"soft reboot\r\n") is not None

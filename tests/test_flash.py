@@ -1,0 +1,407 @@
+"""`tether flash` against a fake board on a pseudo-terminal (tests/fakeboard.py): the real
+pyserial path and the raw REPL protocol, with the code the board receives run by the real
+`micropython` binary on a temp folder that stands for the board's filesystem."""
+import io
+import json
+import os
+import pathlib
+import stat
+import sys
+
+import pytest
+import serial
+
+from firmware import cli, flash
+from tests.bundles import mpy_of, write_bundle
+from tests.fakeboard import FakeBoard
+
+MPY_6_3_XTENSAWIN = 6 | 3 << 8 | 10 << 10
+MPY_6_3_RV32IMC = 6 | 3 << 8 | 11 << 10
+MPY_5_0_XTENSAWIN = 5 | 0 << 8 | 10 << 10
+
+
+@pytest.fixture(scope="module")
+def v1():
+    return {
+        "main.py": b"import firmware.board\nfirmware.board.main()\n",
+        "agent/__init__.mpy": mpy_of(""),
+        "agent/log.mpy": mpy_of("def f(x):\n    return x * 2\n" * 40),
+        "hal/drivers/old.mpy": mpy_of("OLD = 1\n"),
+        "profile.json": json.dumps({"device": {"id": "printer-0001"}}).encode(),
+        "secrets.json": b"{}",
+        # every byte value, and what a REPL would take for control characters
+        "data.bin": bytes(range(256)) * 12 + b"\x04\x03\x01\x02\r\n'\"\\",
+    }
+
+
+def run_flash(*args):
+    out, err = io.StringIO(), io.StringIO()
+    parser, _ = cli.build_parser()
+    parsed = parser.parse_args(["flash"] + list(args))
+    code = flash.main(parsed, out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def flash_ok(bundle, board, *extra):
+    code, out, err = run_flash("--bundle", str(bundle), "--port", board.port, *extra)
+    assert (code, err) == (0, ""), out
+    assert board.error is None and board.overruns == 0
+    return out
+
+
+def board_has(board, files):
+    for path, data in files.items():
+        assert board.file(path) == data, path
+
+
+@pytest.mark.parametrize("variant", ["raw-paste", "no-raw-paste", "old"])
+def test_first_flash_copies_the_bundle_in_each_repl_variant(tmp_path, v1, variant):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", variant=variant) as board:
+        out = flash_ok(tmp_path / "b1", board)
+        board_has(board, v1)
+        assert board.file("manifest.json") == (tmp_path / "b1" / "manifest.json").read_bytes()
+        assert board.files() == sorted(list(v1) + ["manifest.json"])     # no .part left over
+        assert board.writes[-1][0] == "/manifest.json.part"            # the manifest goes last
+        assert board.modes_used == ({"raw-paste"} if variant == "raw-paste" else {"plain"})
+        assert board.soft_resets == 2          # entering the raw REPL, and at the end
+        assert "flashed 7 of 7 files" in out
+
+
+def test_second_flash_sends_nothing(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+        writes, first_bytes = len(board.writes), board.bytes_in
+        out = flash_ok(tmp_path / "b1", board)
+        assert len(board.writes) == writes
+        second_bytes = board.bytes_in - first_bytes
+        assert second_bytes < first_bytes / 2        # the probe and the hash request
+        assert "up to date: 0 of 7 files" in out
+
+
+def test_a_changed_file_is_the_only_one_sent(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+        before = len(board.writes)
+        flash_ok(tmp_path / "b2", board)
+        assert [p for p, _ in board.writes[before:]] == ["/agent/log.mpy.part",
+                                                         "/manifest.json.part"]
+        board_has(board, v2)
+
+
+def test_files_of_the_previous_bundle_only_are_removed(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = {p: d for p, d in v1.items() if p != "hal/drivers/old.mpy"}
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+        (tmp_path / "board" / "notes.txt").write_text("the user's own file")
+        out = flash_ok(tmp_path / "b2", board)
+        assert board.files() == sorted(list(v2) + ["manifest.json", "notes.txt"])
+        assert not (tmp_path / "board" / "hal").exists()       # emptied folders go too
+        assert "removed hal/drivers/old.mpy" in out
+        manifest = json.loads(board.file("manifest.json"))
+        assert "hal/drivers/old.mpy" not in [e["path"] for e in manifest["files"]]
+
+
+@pytest.mark.parametrize("how, code", [("close", flash.EXIT_CONNECTION_LOST),
+                                       ("mute", flash.EXIT_NOT_ANSWERING)])
+def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, code):
+    big_old = bytes(range(256)) * 40
+    big_new = bytes(reversed(range(256))) * 40
+    write_bundle(tmp_path / "b1", dict(v1, **{"agent/big.mpy": big_old}))
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/big.mpy": big_new}))
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    old_manifest = (tmp_path / "b1" / "manifest.json").read_bytes()
+    with FakeBoard(tmp_path / "board", cut=("agent/big.mpy", 5000, how)) as board:
+        got, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port,
+                                  "--timeout", "0.5")
+        assert got == code, err
+        assert "No file was left half written" in err
+        assert board.dead
+        assert (tmp_path / "board" / "agent" / "big.mpy.part").stat().st_size == 5000
+        assert board.file("agent/big.mpy") == big_old
+        assert board.file("manifest.json") == old_manifest
+    with FakeBoard(tmp_path / "board") as board:           # plugged in again: the flash ends
+        flash_ok(tmp_path / "b2", board)
+        assert board.file("agent/big.mpy") == big_new
+        assert board.files() == sorted(list(v1) + ["agent/big.mpy", "manifest.json"])
+
+
+def test_a_partial_copy_left_by_a_cut_is_removed_by_the_next_flash_even_unsent(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", cut=("agent/log.mpy", 100, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)[0] == 9
+        assert "agent/log.mpy.part" in board.files()
+    with FakeBoard(tmp_path / "board") as board:           # the old bundle again: nothing sent
+        out = flash_ok(tmp_path / "b1", board)
+        assert "up to date" in out
+        assert board.files() == sorted(list(v1) + ["manifest.json"])
+
+
+@pytest.mark.parametrize("board_mpy, arch, words", [
+    (MPY_5_0_XTENSAWIN, None, "loads .mpy version 5.0 (xtensawin), the bundle is .mpy 6.3"),
+    (MPY_6_3_RV32IMC, "xtensawin", "native code for xtensawin, the board is rv32imc"),
+    (6 | 2 << 8 | 10 << 10, "xtensawin", "native code is .mpy 6.3 (xtensawin)"),
+])
+def test_a_bundle_the_board_cannot_load_is_refused_before_anything_is_written(
+        tmp_path, v1, board_mpy, arch, words):
+    write_bundle(tmp_path / "b1", v1, mpy=(6, 3, arch))
+    with FakeBoard(tmp_path / "board", mpy=board_mpy) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_INCOMPATIBLE == 7
+        assert words in err and "Nothing was written" in err
+        assert board.writes == [] and board.files() == []
+
+
+@pytest.mark.parametrize("board_mpy, arch", [
+    (MPY_6_3_XTENSAWIN, "xtensawin"),
+    (6 | 1 << 8 | 10 << 10, None),     # bytecode: the loader checks only the version
+])
+def test_a_bundle_the_board_can_load_is_flashed(tmp_path, v1, board_mpy, arch):
+    write_bundle(tmp_path / "b1", v1, mpy=(6, 3, arch))
+    with FakeBoard(tmp_path / "board", mpy=board_mpy) as board:
+        flash_ok(tmp_path / "b1", board)
+        board_has(board, v1)
+
+
+def test_a_bundle_that_cannot_fit_is_refused_before_anything_is_written(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", free=7 * 4096) as board:     # 8 files: 8 blocks at least
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_FS_FULL
+        assert "needs 32 KB free at its peak, the board has 28 KB. Nothing was written" in err
+        assert board.writes == [] and board.files() == []
+
+
+def test_the_space_check_counts_whole_blocks_and_the_old_copy_until_the_rename():
+    kb4 = (4096, 3)
+    assert flash.space_problem([(3 * 4096, 3 * 4096)], kb4) is None      # old freed after
+    assert flash.space_problem([(3 * 4096 + 1, 0)], kb4) is not None     # 4 blocks
+    assert flash.space_problem([(2 * 4096, 4096), (4096, 4096), (1, -1)], kb4) is None
+    assert flash.space_problem([(2 * 4096, 4096), (3 * 4096, 4096)], kb4) is not None
+    assert flash.space_problem([(10 ** 9, -1)], None) is None            # no statvfs: tried
+
+
+def test_a_full_filesystem_is_a_clear_error_and_the_old_file_stays(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    bigger = mpy_of("def g(x):\n    return x - 1\n" * 200)
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/log.mpy": bigger}))
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", budget=len(bigger) // 2) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)
+        assert code == flash.EXIT_FS_FULL == 8
+        assert "filesystem is full: agent/log.mpy did not fit" in err
+        assert "Traceback" not in err
+        assert board.file("agent/log.mpy") == v1["agent/log.mpy"]
+        assert board.files() == sorted(list(v1) + ["manifest.json"])   # the .part is gone
+        assert board.file("manifest.json") == (tmp_path / "b1" / "manifest.json").read_bytes()
+
+
+def test_a_copy_that_arrives_damaged_is_not_renamed_over_the_old_file(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", corrupt="agent/log.mpy") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)
+        assert code == flash.EXIT_FAILED == 1
+        assert "agent/log.mpy: the copy on the board does not match" in err
+        assert board.file("agent/log.mpy") == v1["agent/log.mpy"]
+        assert board.files() == sorted(list(v1) + ["manifest.json"])     # the .part removed
+
+
+def test_a_board_without_sha256_gets_every_file_checked_by_size(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", missing=("hashlib",)) as board:
+        out = flash_ok(tmp_path / "b1", board)
+        assert "no hashlib.sha256" in out
+        board_has(board, v1)
+        writes = len(board.writes)
+        flash_ok(tmp_path / "b1", board)
+        assert len(board.writes) == writes + len(v1) + 1     # nothing to compare: all sent again
+
+
+@pytest.mark.parametrize("missing", [(), ("deflate",), ("binascii",), ("binascii", "deflate")])
+def test_file_data_travels_deflated_where_the_board_can_inflate_it(tmp_path, v1, missing):
+    files = dict(v1, **{"zeros.bin": bytes(20000)})
+    write_bundle(tmp_path / "b1", files)
+    with FakeBoard(tmp_path / "board", missing=missing) as board:
+        flash_ok(tmp_path / "b1", board)
+        board_has(board, files)
+        if missing:       # base64 (4/3 of the bytes) or bytes literals (4 characters a zero)
+            assert board.bytes_in > 20000
+        else:
+            assert board.bytes_in < 20000 / 2
+
+
+def test_no_such_port(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", str(tmp_path / "nope"))
+    assert code == flash.EXIT_NO_PORT == 3
+    assert "no such port: %s" % (tmp_path / "nope") in err
+
+
+def test_a_port_another_program_holds_is_busy(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board") as board:
+        holder = serial.Serial(board.port, 115200, exclusive=True)
+        try:
+            code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        finally:
+            holder.close()
+        assert code == flash.EXIT_PORT_BUSY == 4
+        assert "is busy" in err
+        assert board.bytes_in == 0
+
+
+def test_a_board_that_does_not_answer(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", mute=True) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                   "--timeout", "0.3")
+        assert code == flash.EXIT_NOT_ANSWERING == 5
+        assert "could not enter the raw REPL" in err and "reset button" in err
+
+
+def test_a_board_whose_program_ignores_ctrl_c_and_prints_without_pause(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", chatty=True) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                   "--timeout", "0.3")
+        assert code == flash.EXIT_NOT_ANSWERING
+        assert "but never the raw REPL prompt" in err and "still sampling" in err
+
+
+def test_a_board_that_is_not_micropython_is_refused(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board", name="circuitpython") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_NOT_MICROPYTHON == 6
+        assert "runs circuitpython, not MicroPython" in err
+        assert board.writes == []
+
+
+@pytest.mark.parametrize("spoil, words", [
+    (lambda b: (b / "manifest.json").unlink(), "cannot read the bundle's manifest"),
+    (lambda b: (b / "agent" / "log.mpy").write_bytes(b"changed"), "differs from the manifest"),
+    (lambda b: (b / "manifest.json").write_text('{"format": 1, "mpy": {"version": 6, "sub": 3, '
+                                                '"arch": null}, "files": [{"path": "../x", '
+                                                '"size": 1, "sha256": "00"}]}'),
+     "expected each file as"),
+])
+def test_a_bad_bundle_is_refused_before_the_port_is_opened(tmp_path, v1, spoil, words):
+    write_bundle(tmp_path / "b1", v1)
+    spoil(tmp_path / "b1")
+    with FakeBoard(tmp_path / "board") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_BAD_INPUT == 2
+        assert words in err and "Traceback" not in err
+        assert board.bytes_in == 0
+
+
+def test_progress_is_a_line_per_file_off_a_terminal_and_a_bar_on_one(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    with FakeBoard(tmp_path / "board") as board:
+        out = io.StringIO()
+        flash.flash_bundle(tmp_path / "b1", board.port, out=out, fallback_pause=0)
+        lines = out.getvalue().splitlines()
+        assert "  sent agent/log.mpy (%d bytes)" % len(v1["agent/log.mpy"]) in lines
+        assert not any("\x1b[" in line for line in lines)
+        write_bundle(tmp_path / "b2", dict(v1, **{"data.bin": b"changed"}))
+        tty = Terminal()
+        flash.flash_bundle(tmp_path / "b2", board.port, out=tty, fallback_pause=0)
+        shown = tty.getvalue()
+        assert "━" in shown and "\x1b[" in shown      # a bar, redrawn in place
+        assert "  sent data.bin (7 bytes)" in shown
+
+
+def make_stub_esptool(folder, exit_code=0):
+    """An `esptool` on PATH that records its argv, one JSON list a line."""
+    folder.mkdir()
+    log = folder / "calls.jsonl"
+    stub = folder / "esptool"
+    stub.write_text("#!%s\nimport json, sys\nopen(%r, 'a').write(json.dumps(sys.argv[1:]) + '\\n')\n"
+                    "sys.exit(%d)\n" % (sys.executable, str(log), exit_code))
+    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
+    return log
+
+
+def test_firmware_is_written_with_esptool_v5_commands_first(tmp_path, v1, monkeypatch):
+    write_bundle(tmp_path / "b1", v1)
+    log = make_stub_esptool(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    (tmp_path / "fw.bin").write_bytes(b"\xe9" + bytes(100))
+    with FakeBoard(tmp_path / "board") as board:
+        out = flash_ok(tmp_path / "b1", board, "--firmware", str(tmp_path / "fw.bin"))
+        assert "esptool erase-flash" in out and "esptool write-flash" in out
+        calls = [json.loads(line) for line in log.read_text().splitlines()]
+        assert calls == [
+            ["--chip", "esp32", "--port", board.port, "erase-flash"],
+            ["--chip", "esp32", "--port", board.port, "write-flash", "-z", "0x1000",
+             str(tmp_path / "fw.bin")],
+        ]
+        board_has(board, v1)
+
+
+def test_a_failing_esptool_stops_the_flash(tmp_path, v1, monkeypatch):
+    write_bundle(tmp_path / "b1", v1)
+    make_stub_esptool(tmp_path / "bin", exit_code=2)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    (tmp_path / "fw.bin").write_bytes(b"\xe9")
+    with FakeBoard(tmp_path / "board") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                   "--firmware", str(tmp_path / "fw.bin"), "--chip", "esp32c3")
+        assert code == flash.EXIT_ESPTOOL == 10
+        assert "esptool erase-flash failed (exit 2)" in err
+        assert board.bytes_in == 0
+
+
+def test_flash_profile_builds_the_bundle_with_tether_build_then_copies_it(tmp_path):
+    from firmware.build import read_manifest
+    profile = pathlib.Path(__file__).resolve().parent.parent / "examples" / "printer.yaml"
+    with FakeBoard(tmp_path / "board") as board:
+        code, out, err = run_flash(str(profile), "--port", board.port,
+                                   "--build-dir", str(tmp_path / "build"))
+        assert (code, err) == (0, "")
+        manifest = read_manifest(tmp_path / "build")
+        assert "built %s into %s: %d files" % (profile, tmp_path / "build",
+                                               len(manifest["files"])) in out
+        for entry in manifest["files"]:
+            assert board.file(entry["path"]) == (tmp_path / "build" / entry["path"]).read_bytes()
+        assert board.file("manifest.json") == (tmp_path / "build" / "manifest.json").read_bytes()
+
+
+def test_a_profile_that_does_not_build_is_refused_with_the_builds_lines(tmp_path):
+    profile = tmp_path / "bad.yaml"
+    profile.write_text("device: {id: printer-0001}\n")
+    code, out, err = run_flash(str(profile), "--port", str(tmp_path / "nope"))
+    assert code == flash.EXIT_BAD_INPUT
+    assert err.startswith("tether flash: cannot build %s:\n" % profile)
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["x.yaml", "--bundle", "b"], "not both"),
+    ([], "give a PROFILE to build and flash, or --bundle DIR"),
+    (["--bundle", "b", "--arch", "xtensawin"], "a --bundle is flashed as it was built"),
+])
+def test_what_to_flash_must_be_one_profile_or_one_bundle(argv, says):
+    code, out, err = run_flash(*(argv + ["--port", "/dev/null"]))
+    assert code == 2 and says in err
