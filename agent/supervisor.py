@@ -4,7 +4,7 @@
 #   sup.add("sampler", agent.sampling, beat=lambda: agent.sampled_at, stall_ms=30000)
 #   sup.add("uplink", agent.uplink.run)
 #   sup.start()
-#   await sup.run(1000)       # checks every second, until stop()
+#   sup.check()               # every second or so: feeds the watchdog if all tasks live
 #
 # A task that raises is logged, counted and started again after a pause. One that keeps failing
 # soon after each start is given up: on_give_up() then resets the board, and that boot counts as
@@ -54,7 +54,6 @@ class Supervisor:
         self.feeds = 0
         self.stopping = False
         self.last_error = None   # "task: Error: message" of the last failure
-        self._wake = asyncio.Event()
         # Read at construction, so that a test harness can set the module's values first.
         self.restart_min_ms = RESTART_MIN_MS
         self.restart_max_ms = RESTART_MAX_MS
@@ -129,20 +128,10 @@ class Supervisor:
                 good()
         return alive
 
-    async def run(self, every_ms):
-        """Checks every every_ms until stop()."""
-        while not self.stopping:
-            self.check()
-            try:
-                await asyncio.wait_for(self._wake.wait(), every_ms / 1000)
-            except asyncio.TimeoutError:
-                pass
-
     def stop(self):
         """The board is going down on purpose: tasks that end now are not restarted, and the
         watchdog is still fed while they end."""
         self.stopping = True
-        self._wake.set()
 
     def restarts(self):
         out = {}

@@ -12,6 +12,7 @@
 # tools and tests can import this module (tests put doubles of machine, network and ntptime in
 # sys.modules, tests/portable/board_boot.py).
 import asyncio
+import gc
 import json
 import sys
 
@@ -143,6 +144,8 @@ class Board:
         self.safe_mode = False
         self.reset_cause = None
         self.going_down = False
+        self.connects = 0
+        self.uplink_error = None
 
     async def run(self):
         import machine
@@ -163,13 +166,30 @@ class Board:
             await asyncio.sleep(FAILED_BOOT_MS / 1000)
             machine.reset()
             return
+        gc.collect()  # what building left behind, before the long-lived tasks allocate
+        if hasattr(gc, "mem_alloc"):
+            log("tether: heap %d bytes used, %d free" % (gc.mem_alloc(), gc.mem_free()))
         wdt.feed()
         self.supervisor.feed = wdt.feed
         self.supervisor.start()
         if self.safe_mode:
             asyncio.create_task(self._leave_safe_mode())
-        await self.supervisor.run(CHECK_MS)
+        sup = self.supervisor
+        while not sup.stopping:
+            sup.check()
+            self._report()
+            await asyncio.sleep(CHECK_MS / 1000)
         await asyncio.Event().wait()  # stopped on purpose: machine.reset() is on its way
+
+    def _report(self):
+        """The uplink's connections and failures on the console (`tether logs`)."""
+        u = self.agent.uplink
+        if u.connects != self.connects:
+            self.connects = u.connects
+            log("uplink: connected (%d connects)" % u.connects)
+        if u.last_error != self.uplink_error:
+            self.uplink_error = u.last_error
+            log("uplink: %s" % u.last_error)
 
     def _build(self, machine):
         from agent.mqtt import Client
