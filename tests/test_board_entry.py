@@ -24,7 +24,7 @@ from tests.micropython import find_tool
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 # The whole agent, sim chips, MQTT client and board from .mpy: it runs from 200k (docs/esp32.md).
-HEAP = os.getenv("TETHER_BOARD_HEAP", "224k")
+HEAP = os.getenv("TETHER_BOARD_HEAP", "224k")  # set it to measure
 RESET_EXIT = 75   # tests/portable/machine_fake.py: machine.reset() ends the process so
 UID = "a4cf12345678"
 
@@ -99,7 +99,9 @@ class BoardRoot:
         self.proc = subprocess.Popen([self.mp.binary, "-X", "heapsize=" + HEAP, "-m", "board_boot"],
                                      cwd=str(self.board), env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
-        threading.Thread(target=self._read, args=(self.proc, self.lines), daemon=True).start()
+        self.reader = threading.Thread(target=self._read, args=(self.proc, self.lines),
+                                       daemon=True)
+        self.reader.start()
         return self
 
     def _read(self, proc, lines):
@@ -115,7 +117,7 @@ class BoardRoot:
             if len(self.said(text)) >= n:
                 return self.said(text)
             if self.proc.poll() is not None:
-                time.sleep(0.2)  # the reader thread takes the last lines
+                self.reader.join(10)  # it has read the last lines
                 if len(self.said(text)) >= n:
                     return self.said(text)
                 break
@@ -125,7 +127,7 @@ class BoardRoot:
 
     def wait_reset(self, timeout=30):
         code = self.proc.wait(timeout)
-        time.sleep(0.2)
+        self.reader.join(10)
         assert code == RESET_EXIT, "exit %s:\n%s" % (code, "\n".join(self.lines[-40:]))
 
     def crash_boots(self):
@@ -265,9 +267,11 @@ def test_wifi_that_never_joins_is_retried_with_a_capped_backoff_while_readings_g
         assert waits[:3] == [100, 200, 400] and set(waits[3:]) == {400}, waits
         # Batches of two readings each reach the buffer's files while no network is there.
         folder = b.board / "buffer"
+
+        def stored():
+            return sum(f.stat().st_size for f in folder.glob("*")) if folder.exists() else 0
         deadline = time.time() + 30
-        while time.time() < deadline and sum(
-                f.stat().st_size for f in folder.glob("*")) < 200 if folder.exists() else True:
+        while time.time() < deadline and stored() < 200:
             time.sleep(0.1)
         b.end()  # a power cut
         buf = compiled_profile.buffer(b.profile, FileStore(str(folder)))
@@ -314,3 +318,29 @@ def test_a_sampler_crashing_at_every_boot_resets_the_board_and_safe_mode_follows
         assert b.crash_boots() == 0
     finally:
         sub.stop()
+
+
+@pytest.mark.parametrize("profile,secrets,message", [
+    (None, None, "tether: cannot start: profile.json: cannot read it ([Errno 2] ENOENT): "
+                 "flash the board with `tether flash`"),
+    ("{not json", None, "tether: cannot start: profile.json: not JSON (syntax error in JSON)"),
+    ('{"platform": "sim"}', "{oops", "tether: cannot start: secrets.json: not JSON "
+                                     "(syntax error in JSON)"),
+    ("[1, 2]", None, "tether: cannot start: profile.json and secrets.json must each hold a "
+                     "JSON object"),
+    ('{"platform": "rpi"}', None, "tether: cannot start: profile.json: platform 'rpi' cannot "
+                                  "run on a board (esp32 or sim)"),
+])
+def test_a_board_without_a_usable_profile_says_why_and_starts_nothing(
+        micropython, tmp_path, profile, secrets, message):
+    b = BoardRoot(micropython, tmp_path, 1883)
+    for name, content in (("profile.json", profile), ("secrets.json", secrets)):
+        path = b.board / name
+        path.unlink()
+        if content is not None:
+            path.write_text(content)
+    b.boot()
+    assert b.proc.wait(30) == 0
+    b.reader.join(10)
+    assert b.lines == [message]
+    assert b.crash_boots() is None  # nothing started, nothing counted
