@@ -248,8 +248,9 @@ def test_the_board_joins_wifi_syncs_ntp_restarts_a_crashed_sampler_and_its_readi
         assert int(fed.split()[2]) >= 1, fed  # the watchdog was fed
         assert b.said("tether: resetting: reboot command")
         # Stopped cleanly first: offline, not the will.
-        status = [p for t, p, _, _ in sub.messages if t == "tether/v1/%s/status" % device]
-        assert status[-1] == b"offline"
+        def status(m):
+            return [p for t, p, _, _ in m if t == "tether/v1/%s/status" % device]
+        assert status(sub.wait_for(lambda m: status(m)[-1:] == [b"offline"]))[-1] == b"offline"
     finally:
         sub.stop()
         ingest.stop()
