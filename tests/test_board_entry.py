@@ -237,6 +237,9 @@ def test_the_board_joins_wifi_syncs_ntp_restarts_a_crashed_sampler_and_its_readi
         synced_t = rows(db, "SELECT min(t_ms) FROM readings JOIN batches USING (device, seq) "
                             "WHERE synced = 1")[0][0]
         assert synced_t > 1704067200000  # Unix time, from the NTP double
+        stored = wait_rows(db, "SELECT health FROM health WHERE device = '%s'" % device,
+                           lambda r: any('"safe_mode": false' in h for h, in r))
+        assert any(json.loads(h)["reset_cause"] == "wdt" for h, in stored)
         # A good boot (GOOD_BOOT_MS, shortened) clears the crash-boot count.
         b.wait_said("tether: boot is good")
         assert b.crash_boots() == 0
