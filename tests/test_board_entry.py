@@ -269,18 +269,21 @@ def test_wifi_that_never_joins_is_retried_with_a_capped_backoff_while_readings_g
         b.wait_said("wifi: next try in 400 ms", 3)
         waits = [int(line.split()[4]) for line in b.said("wifi: next try in")]
         assert waits[:3] == [100, 200, 400] and set(waits[3:]) == {400}, waits
-        # Batches of two readings each reach the buffer's files while no network is there.
+        # Batches of two readings each reach the buffer's files while no network is there:
+        # read from copies of the folder, which the board goes on writing.
         folder = b.board / "buffer"
 
-        def stored():
-            return sum(f.stat().st_size for f in folder.glob("*")) if folder.exists() else 0
+        def batches_stored():
+            copy = b.dir / ("copy%d" % time.monotonic_ns())
+            shutil.copytree(folder, copy)
+            buf = compiled_profile.buffer(b.profile, FileStore(str(copy)))
+            buf.open()
+            return buf.log.unacked
         deadline = time.time() + 30
-        while time.time() < deadline and stored() < 200:
+        while time.time() < deadline and not (folder.exists() and batches_stored() >= 2):
             time.sleep(0.1)
         b.end()  # a power cut
-        buf = compiled_profile.buffer(b.profile, FileStore(str(folder)))
-        buf.open()
-        assert buf.log.unacked >= 2
+        assert batches_stored() >= 2
         assert sub.messages == [] or all(device not in t for t, _, _, _ in sub.messages)
         assert b.crash_boots() == 1  # this boot was not good yet
     finally:
@@ -348,3 +351,20 @@ def test_a_board_without_a_usable_profile_says_why_and_starts_nothing(
     b.reader.join(10)
     assert b.lines == [message]
     assert b.crash_boots() is None  # nothing started, nothing counted
+
+
+def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
+    from firmware import board as entry
+    from tests.portable import machine_fake
+    profile = {"uplink": {"host": "h", "password": None}, "wifi": {}, "device": {"id": "p-{uid}"}}
+    entry.merge(profile, {"uplink": {"password": "pw"}, "wifi": {"ssid": "s", "password": "x"}})
+    assert profile["uplink"] == {"host": "h", "password": "pw"}
+    assert profile["wifi"] == {"ssid": "s", "password": "x"}
+    assert entry.device_id(profile, machine_fake) == "p-" + UID
+    assert entry.device_id({"device": {"id": "fixed"}}, machine_fake) == "fixed"
+    names = []
+    for cause in (1, 2, 3, 4, 5, 0, 99):
+        machine_fake.cause = cause
+        names.append(entry.reset_cause(machine_fake))
+    machine_fake.cause = machine_fake.PWRON_RESET
+    assert names == ["power_on", "hard", "wdt", "deepsleep", "soft", "unknown", "unknown"]
