@@ -368,3 +368,12 @@ def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
         names.append(entry.reset_cause(machine_fake))
     machine_fake.cause = machine_fake.PWRON_RESET
     assert names == ["power_on", "hard", "wdt", "deepsleep", "soft", "unknown", "unknown"]
+
+
+def test_an_agent_that_cannot_be_built_is_a_crash_boot_that_resets_the_board(micropython, tmp_path):
+    b = BoardRoot(micropython, tmp_path, 1883)
+    (b.board / "profile.json").write_text('{"platform": "sim", "device": {"id": "half-made"}}')
+    b.boot(settings={"firmware.board": {"FAILED_BOOT_MS": 0}})
+    b.wait_reset()
+    assert b.said("tether: cannot start the agent: KeyError: ")
+    assert b.crash_boots() == 1
