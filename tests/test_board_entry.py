@@ -377,3 +377,16 @@ def test_an_agent_that_cannot_be_built_is_a_crash_boot_that_resets_the_board(mic
     b.wait_reset()
     assert b.said("tether: cannot start the agent: KeyError: ")
     assert b.crash_boots() == 1
+
+
+def test_safe_mode_ends_by_itself_with_a_reset_that_tries_a_normal_boot(board, mosquitto):
+    b = board()
+    (b.board / "tether_boots").write_text("10")  # SAFE_MODE_BOOTS crash boots in a row
+    b.boot(settings={"hal.esp32_net": QUICK_NET, "firmware.board": {"SAFE_MODE_MS": 300}})
+    b.wait_reset()
+    assert b.said("tether: boot (reset cause power_on, 10 crash boots before), SAFE MODE")
+    assert b.said("tether: resetting: safe mode is over: trying a normal boot")
+    assert b.crash_boots() == 0
+    b.boot(settings={"hal.esp32_net": QUICK_NET})
+    b.wait_said("tether: boot (reset cause power_on, 0 crash boots before)")
+    assert not b.said("SAFE MODE")
