@@ -67,11 +67,11 @@ def split_secrets(profile, fields):
 class BoardRoot:
     """A board's filesystem root, laid out as the bundle puts it there, and its boots."""
 
-    def __init__(self, micropython, folder, port, health_ms=1000):
+    def __init__(self, micropython, folder, port, health_ms=1000, text=PROFILE):
         self.mp = micropython
         self.dir = folder
         (folder / "src").mkdir()
-        (folder / "src" / "profile.yaml").write_text(PROFILE % port)
+        (folder / "src" / "profile.yaml").write_text(text % port)
         (folder / "src" / "secrets.yaml").write_text(SECRETS)
         profile, errors, fields = compile_with_secrets(str(folder / "src" / "profile.yaml"))
         assert not errors, errors
@@ -390,3 +390,21 @@ def test_safe_mode_ends_by_itself_with_a_reset_that_tries_a_normal_boot(board, m
     b.boot(settings={"hal.esp32_net": QUICK_NET})
     b.wait_said("tether: boot (reset cause power_on, 0 crash boots before)")
     assert not b.said("SAFE MODE")
+
+
+def test_an_esp32_profile_opens_machine_buses_and_a_chip_that_does_not_answer_is_counted(
+        board, mosquitto):
+    # The esp32 platform on machine_fake, whose I2C has no chip behind it: the sampler counts
+    # the errors, the board keeps running and reporting.
+    device = "board-" + UID
+    text = PROFILE.replace("platform: sim", "platform: esp32").replace(
+        "storage: flash, max_bytes: 64KiB", "storage: ram")
+    b = board(text=text)
+    sub = Subscriber(mosquitto.port, ["tether/v1/#"]).connect()
+    try:
+        b.boot(settings={"hal.esp32_net": QUICK_NET})
+        h = healths(sub, device, lambda h: sum(h["sensors"]["power"]["errors"].values()) > 0)[-1]
+        assert h["restarts"] == {"network": 0, "uplink": 0, "sampler": 0}
+        assert h["sensors"]["power"]["readings"] == 0
+    finally:
+        sub.stop()
