@@ -26,11 +26,14 @@ RESEND_SEQS = 1024   # and this many sequence numbers in all
 
 class Agent:
     def __init__(self, profile, platform, clock, client_class, store=None, events_store=None,
-                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None):
+                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None, safe_mode=False):
         """client_class: agent.mqtt.Client (a board) or agent.host.paho_client.Client (CPython);
         store / events_store: where the buffer and the events live (default: the profile's);
         reboot(): restarts the device (a `reboot` command calls it once its reply is out);
-        rssi(): the radio's signal strength in dBm, for health reports, or None."""
+        rssi(): the radio's signal strength in dBm, for health reports, or None;
+        safe_mode: a board that crashed at boot too often (docs/esp32.md): no sensors are set
+        up, nothing is read from flash (buffer and events in RAM), and only the commands that
+        help to diagnose it are taken (ping, diag, reboot)."""
         self.profile = profile
         self.clock = clock
         self.device = device_id or profile["device"]["id"]
@@ -38,6 +41,11 @@ class Agent:
         self.rssi = rssi
         self.started = clock.monotonic()
         self.schema = compiled.schema(profile)
+        self.safe_mode = safe_mode
+        if safe_mode:
+            from agent.store import RamStore
+            store = RamStore()
+            events_store = RamStore()
         self.buffer = compiled.buffer(profile, store, self.device, self.schema)
         b = profile["buffer"]
         if events_store is None:
@@ -46,12 +54,15 @@ class Agent:
         limit = max(8192, b["max_bytes"] // EVENTS_SHARE)
         self.events = Events(Log(events_store, limit, limit // 4, compiled.batch.seq_of),
                              self.device)
-        self.sampler = Sampler(clock, self.buffer, self.events,
+        self.sampler = Sampler(clock, self.buffer, self.events, [] if safe_mode else
                                channels(profile, self.schema, drivers(profile, platform)))
+        self.sampled_at = self.started  # monotonic ms of the last sampling round
         u = profile["uplink"]
-        self.commands = Commands({"ping": self._ping, "set_interval": self._set_interval,
-                                  "flush": self._flush, "diag": self._diag,
-                                  "reboot": self._reboot, "resend": self._resend})
+        handlers = {"ping": self._ping, "diag": self._diag, "reboot": self._reboot}
+        if not safe_mode:
+            handlers.update({"set_interval": self._set_interval, "flush": self._flush,
+                             "resend": self._resend})
+        self.commands = Commands(handlers)
         self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
                              window=u["window"], backoff_min_ms=u["backoff_min_ms"],
@@ -63,6 +74,7 @@ class Agent:
         self.events.notify = self.uplink.notify
         self.running = False
         self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world
+        self.more_health = None  # fn() -> a dict of further health keys (a board's)
 
     def _client_maker(self, client_class, u, tls_tmpdir):
         ctx = None
@@ -84,20 +96,26 @@ class Agent:
         self.buffer.set_synced(self.clock.synced)
         return discarded
 
-    async def sample(self):
-        """The sampler's task: reads what is due, then sleeps until the next sensor is (on the
-        clock's own sleep when it has one: the simulator's device time runs fast)."""
+    async def sampling(self):
+        """Reads what is due, then sleeps until the next sensor is (on the clock's own sleep
+        when it has one: the simulator's device time runs fast), while running. Raises what a
+        round raises: a board's supervisor restarts it (agent/supervisor.py)."""
         sleep = getattr(self.clock, "sleep", None)
+        while self.running:
+            self.sampled_at = self.clock.monotonic()
+            if self.on_tick is not None:
+                self.on_tick(self.clock.now()[0])
+            wait = self.sampler.step()
+            self.buffer.poll(self.clock.now()[0])
+            if sleep is not None:
+                await sleep(wait)
+            else:
+                await asyncio.sleep(min(wait, 1000) / 1000)
+
+    async def sample(self):
+        """The sampler's task under run(): a failing round ends the run."""
         try:
-            while self.running:
-                if self.on_tick is not None:
-                    self.on_tick(self.clock.now()[0])
-                wait = self.sampler.step()
-                self.buffer.poll(self.clock.now()[0])
-                if sleep is not None:
-                    await sleep(wait)
-                else:
-                    await asyncio.sleep(min(wait, 1000) / 1000)
+            await self.sampling()
         except Exception:
             # An agent that no longer samples (its store failing, say) must not look alive:
             # stopping the uplink ends run(), which raises this.
@@ -142,7 +160,7 @@ class Agent:
             sensors[name] = {"readings": readings, "suppressed": suppressed, "errors": errors}
         free = gc.mem_free() if hasattr(gc, "mem_free") else None
         used = gc.mem_alloc() if hasattr(gc, "mem_alloc") else None
-        return cbor.dumps({
+        report = {
             "v": 1, "device": self.device, "boot": log.boot, "t": t, "synced": synced,
             "uptime_s": (self.clock.monotonic() - self.started) // 1000,
             "heap_free": free, "heap_used": used,
@@ -153,7 +171,10 @@ class Agent:
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
             "sensors": sensors,
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
-                    "event": _seq_span(self.events.log, uplink.sent[1])}})
+                    "event": _seq_span(self.events.log, uplink.sent[1])}}
+        if self.more_health is not None:
+            report.update(self.more_health())
+        return cbor.dumps(report)
 
     def _ping(self, cmd):
         cmd.done()

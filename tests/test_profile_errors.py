@@ -60,7 +60,7 @@ def test_unknown_key_without_a_close_one_lists_the_known_keys(tmp_path):
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         colour: red
         """) == ["8:1: unknown key 'colour' (expected one of: substitutions, packages, device, "
-                 "platform, buses, sensors, buffer, batch, uplink)"]
+                 "platform, buses, sensors, buffer, batch, uplink, wifi)"]
 
 
 def test_unknown_top_level_key_suggests_the_plural(tmp_path):

@@ -21,7 +21,7 @@ from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
 
 TOP_KEYS = ["substitutions", "packages", "device", "platform", "buses", "sensors", "buffer",
-            "batch", "uplink"]
+            "batch", "uplink", "wifi"]
 PLATFORMS = ["esp32", "rpi", "sim"]
 
 NAME = r"[a-z][a-z0-9_]{0,31}"
@@ -333,6 +333,29 @@ def tls_files_parse(ctx, node, out):
                                    % (where("cert"), where("key"), reason(exc))))
 
 
+def wifi_ssid(ctx, node):
+    if node.tag not in ("str", "int") or not 1 <= len(node.text.encode()) <= 32:
+        raise Invalid(expected("a network name (SSID) of 1 to 32 bytes", node))
+    return node.text
+
+
+def wifi_password(ctx, node):
+    p = node.text if node.tag in ("str", "int") else ""
+    if not (8 <= len(p.encode()) <= 63
+            or len(p) == 64 and all(c in "0123456789abcdefABCDEF" for c in p)):
+        raise Invalid(expected("a WPA passphrase of 8 to 63 characters or 64 hex digits "
+                               "(leave 'password' out for an open network)", node))
+    return p
+
+
+def wifi(ctx, node):
+    """The access point a board joins (firmware/board.py); a Pi uses the system's network."""
+    return section(ctx, node, [
+        ("ssid", "ssid", wifi_ssid, REQUIRED),
+        ("password", "password", wifi_password, None),
+    ], out_path="wifi")
+
+
 TOP_FIELDS = [  # in this order: later parts depend on the platform, the device id, the buses
     ("platform", "platform", platform, REQUIRED),
     ("device", "device", device, REQUIRED),
@@ -341,6 +364,7 @@ TOP_FIELDS = [  # in this order: later parts depend on the platform, the device 
     ("buffer", "buffer", buffer, EMPTY),
     ("batch", "batch", batch, EMPTY),
     ("uplink", "uplink", uplink, REQUIRED),
+    ("wifi", "wifi", wifi, None),
 ]
 
 

@@ -97,6 +97,9 @@ def summary(path, compiled, secret_fields):
             shown(b["max_bytes"], format_size), b["ram_readings"],
             shown(b["flush_ms"], format_duration)),
     ]
+    if "wifi" in c:
+        lines.insert(2, "  wifi      %s, %s" % (c["wifi"]["ssid"], "with a password" if "password"
+                                                  in c["wifi"] else "open network"))
     for bus in c["buses"]:
         if bus["type"] == "i2c":
             lines.append("  bus       %s: i2c sda %s scl %s, %s" % (

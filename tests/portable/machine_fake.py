@@ -10,14 +10,14 @@ calls = []  # (class name, args tuple, sorted kwargs list) per constructor call
 _saved = []
 
 
-def reset():
+def clear_calls():
     del calls[:]
 
 
 def install():
     _saved.append(sys.modules.get("machine"))
     sys.modules["machine"] = sys.modules[__name__]
-    reset()
+    clear_calls()
 
 
 def uninstall():
@@ -85,3 +85,65 @@ class ADC(_Bus):
 
     def read_u16(self):
         return 32768
+
+
+# -- what the board's entry point uses (firmware/board.py) --------------------------------------
+# Reset causes, with the ESP32 port's values.
+PWRON_RESET = 1
+HARD_RESET = 2
+WDT_RESET = 3
+DEEPSLEEP_RESET = 4
+SOFT_RESET = 5
+RESET_EXIT = 75  # reset() ends the process with this code, as a reset ends a board's program
+
+cause = PWRON_RESET
+uid = b"\xa4\xcf\x12\x34\x56\x78"
+clock = None      # the WDT's time: an agent.clock (monotonic()) for tests, else the real ticks
+wdts = []         # every WDT made
+
+
+def reset_cause():
+    return cause
+
+
+def unique_id():
+    return uid
+
+
+def reset():
+    fed = wdts[-1].feeds if wdts else []
+    print("machine.reset() after %d watchdog feeds" % len(fed))
+    raise SystemExit(RESET_EXIT)
+
+
+def _now():
+    if clock is not None:
+        return clock.monotonic()
+    import time
+    ticks = getattr(time, "ticks_ms", None)
+    return ticks() if ticks is not None else int(time.monotonic() * 1000)
+
+
+class WDT:
+    """Records when it is fed; would_have_fired() says whether a real one would have reset the
+    board (a gap longer than its timeout, up to now)."""
+
+    def __init__(self, id=0, timeout=5000):
+        if timeout < 1000:
+            raise ValueError("timeout below the ESP32's minimum of 1 s")
+        self.timeout = timeout
+        self.started = _now()
+        self.feeds = []
+        wdts.append(self)
+        print("wdt: started, timeout %d ms" % timeout)
+
+    def feed(self):
+        self.feeds.append(_now())
+
+    def would_have_fired(self):
+        last = self.started
+        for t in self.feeds + [_now()]:
+            if t - last > self.timeout:
+                return True
+            last = t
+        return False

@@ -1,0 +1,262 @@
+# The board's entry point (firmware/main.py calls main()): what a board does at every boot.
+# docs/esp32.md tells the whole story; in short:
+#
+#   1. reads profile.json and deep-merges secrets.json (the bundle `tether build` writes);
+#   2. counts this boot as a crash until it has run GOOD_BOOT_MS with every task alive; after
+#      SAFE_MODE_BOOTS crash boots in a row it starts in safe mode: network and uplink only;
+#   3. starts the watchdog (WDT_TIMEOUT_MS), fed by the supervisor only while every task lives;
+#   4. runs the network (WiFi join with timeout and backoff, NTP), the uplink (agent.mqtt) and the
+#      sampler as supervised asyncio tasks: one that raises is logged, counted and restarted.
+#
+# Runs on MicroPython; `machine` and the platform are imported inside functions, so that host
+# tools and tests can import this module (tests put doubles of machine, network and ntptime in
+# sys.modules, tests/portable/board_boot.py).
+import asyncio
+import gc
+import json
+import sys
+
+from agent.clock import SystemClock
+from agent.crashboots import CrashBoots
+from agent.supervisor import Supervisor
+
+PROFILE = "profile.json"
+SECRETS = "secrets.json"
+BOOTS = "tether_boots"    # the crash-boot count, beside the profile
+SAFE_MODE_BOOTS = 10      # crash boots in a row before a boot starts in safe mode (ESPHome: 10)
+GOOD_BOOT_MS = 60000      # a boot that ran this long with every task alive is good
+SAFE_MODE_MS = 300000     # safe mode then resets, to try a normal boot again
+# The watchdog resets the board when it is not fed for this long. Long enough for what blocks
+# the whole event loop on purpose: a DNS lookup in asyncio.open_connection (lwIP retries for
+# about 14 s before it gives up), a TLS handshake (1-3 s of CPU on an ESP32), ntptime's lookup
+# and 1 s socket timeout, a restart pause (at most RESTART_MAX_MS in agent/supervisor.py).
+# Short enough that a hang costs half a minute, not the day.
+WDT_TIMEOUT_MS = 30000
+CHECK_MS = 1000           # the supervisor looks at the tasks and feeds the watchdog this often
+SAMPLER_STALL_MS = 20000  # a sampling round that has not come round for this long is stuck
+REBOOT_DRAIN_MS = 2000    # a reboot first gives the uplink this long to deliver what waits
+FAILED_BOOT_MS = 5000     # when the agent cannot even be built, reset after this pause
+
+_RESET_CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "wdt"),
+                 ("DEEPSLEEP_RESET", "deepsleep"), ("SOFT_RESET", "soft"))
+
+
+def log(text):
+    print(text)
+
+
+def main(root=""):
+    """Runs the board until it resets; returns only when there is no usable profile."""
+    try:
+        profile = load(root)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        log("tether: cannot start: %s" % exc)
+        return
+    asyncio.run(Board(profile, root).run())
+
+
+def load(root=""):
+    """The compiled profile with the secret values merged in."""
+    path = root + PROFILE
+    try:
+        with open(path) as f:
+            profile = json.load(f)
+    except OSError as exc:
+        raise OSError("%s: cannot read it (%s): flash the board with `tether flash`"
+                      % (path, exc))
+    except ValueError as exc:
+        raise ValueError("%s: not JSON (%s)" % (path, exc))
+    try:
+        with open(root + SECRETS) as f:
+            secrets = json.load(f)
+    except OSError:
+        secrets = {}
+    except ValueError as exc:
+        raise ValueError("%s: not JSON (%s)" % (root + SECRETS, exc))
+    if not isinstance(profile, dict) or not isinstance(secrets, dict):
+        raise ValueError("%s and %s must each hold a JSON object" % (path, root + SECRETS))
+    merge(profile, secrets)
+    if profile.get("platform") not in ("esp32", "sim"):
+        raise ValueError("%s: platform %r cannot run on a board (esp32 or sim)"
+                         % (path, profile.get("platform")))
+    return profile
+
+
+def merge(into, extra):
+    """Deep-merges the dict extra into the dict into (extra's leaves win)."""
+    for key in extra:
+        value = extra[key]
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def reset_cause(machine):
+    """machine.reset_cause() as a name: power_on, hard, wdt, deepsleep, soft (else unknown)."""
+    cause = machine.reset_cause()
+    for attr, name in _RESET_CAUSES:
+        if getattr(machine, attr, None) == cause:
+            return name
+    return "unknown"
+
+
+def device_id(profile, machine):
+    """The profile's device id with {uid} filled by the chip's unique id (hex)."""
+    template = profile["device"]["id"]
+    if "{uid}" not in template:
+        return template
+    uid = "".join("%02x" % b for b in machine.unique_id())
+    return template.replace("{uid}", uid)
+
+
+def platform_for(profile):
+    if profile["platform"] == "sim":
+        from hal.sim.platform import SimPlatform
+        return SimPlatform(profile)
+    from hal.esp32 import Esp32Platform
+    return Esp32Platform()
+
+
+def gated(client_class, net):
+    """client_class whose connect() fails at once while WiFi is down: no blocking DNS lookup
+    then, and the uplink's backoff runs as for any other failed connect."""
+    if net is None:
+        return client_class
+
+    class Client(client_class):
+        async def connect(self):
+            if not net.connected():
+                raise OSError("WiFi is not connected")
+            return await super().connect()
+    return Client
+
+
+class Board:
+    def __init__(self, profile, root=""):
+        self.profile = profile
+        self.root = root
+        self.agent = None
+        self.net = None
+        self.supervisor = None
+        self.boots = CrashBoots(root + BOOTS)
+        self.crash_boots = 0
+        self.safe_mode = False
+        self.reset_cause = None
+        self.going_down = False
+        self.connects = 0
+        self.uplink_error = None
+
+    async def run(self):
+        import machine
+        self.crash_boots, self.safe_mode = self.boots.boot(SAFE_MODE_BOOTS)
+        self.reset_cause = reset_cause(machine)
+        log("tether: boot (reset cause %s, %d crash boots before)%s" % (
+            self.reset_cause, self.crash_boots, ", SAFE MODE: network and uplink only"
+            if self.safe_mode else ""))
+        wdt = machine.WDT(timeout=WDT_TIMEOUT_MS)
+        try:
+            self._build(machine)
+        except Exception as exc:
+            # A profile the hardware does not match, a broken filesystem: nothing runs, the
+            # boot counts as a crash, and safe mode comes after enough of them.
+            log("tether: cannot start the agent: %s: %s" % (type(exc).__name__, exc))
+            if hasattr(sys, "print_exception"):
+                sys.print_exception(exc)
+            await asyncio.sleep(FAILED_BOOT_MS / 1000)
+            machine.reset()
+            return
+        gc.collect()  # what building left behind, before the long-lived tasks allocate
+        if hasattr(gc, "mem_alloc"):
+            log("tether: heap %d bytes used, %d free" % (gc.mem_alloc(), gc.mem_free()))
+        wdt.feed()
+        self.supervisor.feed = wdt.feed
+        self.supervisor.start()
+        if self.safe_mode:
+            asyncio.create_task(self._leave_safe_mode())
+        sup = self.supervisor
+        while not sup.stopping:
+            sup.check()
+            self._report()
+            await asyncio.sleep(CHECK_MS / 1000)
+        await asyncio.Event().wait()  # stopped on purpose: machine.reset() is on its way
+
+    def _report(self):
+        """The uplink's connections and failures on the console (`tether logs`)."""
+        u = self.agent.uplink
+        if u.connects != self.connects:
+            self.connects = u.connects
+            log("uplink: connected (%d connects)" % u.connects)
+        if u.last_error != self.uplink_error:
+            self.uplink_error = u.last_error
+            log("uplink: %s" % u.last_error)
+
+    def _build(self, machine):
+        from agent.mqtt import Client
+        from agent.runtime import Agent
+        from hal.esp32_net import Network
+        profile = self.profile
+        clock = SystemClock()
+        if "wifi" in profile:
+            self.net = Network(profile["wifi"], clock, log)
+        self.supervisor = Supervisor(clock, log=log, on_give_up=self._give_up,
+                                     good_ms=None if self.safe_mode else GOOD_BOOT_MS,
+                                     on_good=None if self.safe_mode else self._good)
+        agent = Agent(profile, None if self.safe_mode else platform_for(profile), clock,
+                      gated(Client, self.net), device_id=device_id(profile, machine),
+                      reboot=self._reboot, rssi=self.net.rssi if self.net else None,
+                      safe_mode=self.safe_mode)
+        agent.more_health = self.health
+        agent.open()
+        agent.running = True
+        self.agent = agent
+        log("tether: %s, %d sensors, broker %s:%d" % (
+            agent.device, len(agent.sampler.channels), profile["uplink"]["host"],
+            profile["uplink"]["port"]))
+        if self.net is not None:
+            self.supervisor.add("network", self.net.run)
+        self.supervisor.add("uplink", agent.uplink.run)
+        if not self.safe_mode:
+            self.supervisor.add("sampler", agent.sampling, beat=self._sampled_at,
+                                stall_ms=SAMPLER_STALL_MS)
+
+    def _sampled_at(self):
+        return self.agent.sampled_at
+
+    def health(self):
+        """The board's health keys (docs/wire-format.md, docs/esp32.md)."""
+        return {"reset_cause": self.reset_cause, "safe_mode": self.safe_mode,
+                "crash_boots": self.crash_boots, "restarts": self.supervisor.restarts(),
+                "task_error": self.supervisor.last_error}
+
+    def _good(self):
+        self.boots.clear()
+        log("tether: boot is good")
+
+    def _give_up(self, name):
+        import machine
+        log("tether: resetting: task %s cannot be kept running" % name)
+        machine.reset()
+
+    def _reboot(self):
+        # A `reboot` command: on purpose, so it does not count as a crash.
+        asyncio.create_task(self._go_down("reboot command", True))
+
+    async def _leave_safe_mode(self):
+        await asyncio.sleep(SAFE_MODE_MS / 1000)
+        await self._go_down("safe mode is over: trying a normal boot", False)
+
+    async def _go_down(self, why, clear):
+        import machine
+        if self.going_down:
+            return
+        self.going_down = True
+        log("tether: resetting: %s" % why)
+        self.supervisor.stop()
+        try:
+            await self.agent.stop(drain_ms=REBOOT_DRAIN_MS)
+        except Exception as exc:
+            log("tether: stopping the agent failed: %s" % exc)
+        if clear:
+            self.boots.clear()
+        machine.reset()

@@ -1,0 +1,144 @@
+# A board's network: joins the profile's access point and keeps it joined, and sets the agent's
+# clock from NTP once the link is up (firmware/board.py, docs/esp32.md). MicroPython's
+# `network` and `ntptime` are imported when first used, so that the module imports anywhere.
+#
+#   net = Network({"ssid": ..., "password": ...}, clock)
+#   asyncio.create_task(net.run())      # forever: a supervised task
+#   net.connected()                     # the uplink connects only when this is True
+#
+# Never waits forever: each join has CONNECT_MS, and a failed one is retried after a pause that
+# doubles from BACKOFF_MIN_MS to BACKOFF_MAX_MS (an ESP32 does not rejoin its last access point
+# on boot, and the stock do_connect() loops until it has joined). NTP is tried as soon as the
+# link is up, then again after a pause that doubles up to NTP_RETRY_MAX_MS while it fails,
+# and every RESYNC_MS once it has worked: the clock's crystal drifts. Readings taken before the
+# first sync are marked unsynced (agent/clock.py). Portable.
+import asyncio
+import time
+
+CONNECT_MS = 20000        # one join attempt: DHCP included, most joins take 2-5 s
+BACKOFF_MIN_MS = 2000
+BACKOFF_MAX_MS = 300000
+POLL_MS = 250             # how often a join in progress is looked at
+CHECK_MS = 5000           # how often a joined link is looked at
+NTP_RETRY_MIN_MS = 2000
+NTP_RETRY_MAX_MS = 600000
+RESYNC_MS = 6 * 3600000
+UNIX_2000 = 946684800     # seconds from 1970 to 2000, the epoch of some ports' time()
+
+# network.WLAN.status() on an ESP32 (MicroPython 1.2x): what a failed join says.
+_STATUS = {201: "no access point of that name", 202: "wrong password", 203: "join failed",
+           204: "handshake timeout", 1000: "idle", 1001: "connecting", 1010: "connected"}
+
+
+class Network:
+    def __init__(self, wifi, clock, log=print, sleep=None):
+        """wifi: the compiled profile's wifi section {ssid, password (absent: open)};
+        sleep(ms): an awaitable pause (asyncio's by default; tests pass their own)."""
+        self.ssid = wifi["ssid"]
+        self.password = wifi.get("password")
+        self.clock = clock
+        self.log = log
+        self.wlan = None
+        self.joins = 0            # join attempts
+        self.joined = 0           # successful joins
+        self.ntp_tries = 0
+        self.synced_at = None     # monotonic ms of the last NTP sync
+        self.sleep = sleep or _sleep
+
+    def connected(self):
+        return self.wlan is not None and self.wlan.isconnected()
+
+    def rssi(self):
+        """The signal strength in dBm while joined, else None."""
+        if not self.connected():
+            return None
+        try:
+            return self.wlan.status("rssi")
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def _open(self):
+        import network
+        wlan = network.WLAN(network.STA_IF)
+        wlan.active(True)
+        self.wlan = wlan
+        return wlan
+
+    async def join(self):
+        """One join attempt of at most CONNECT_MS; True once joined."""
+        wlan = self.wlan or self._open()
+        self.joins += 1
+        try:
+            if self.password is None:
+                wlan.connect(self.ssid)
+            else:
+                wlan.connect(self.ssid, self.password)
+        except OSError as exc:
+            self.log("wifi: cannot start joining %r: %s" % (self.ssid, exc))
+            return False
+        for _ in range(max(1, CONNECT_MS // POLL_MS)):
+            if wlan.isconnected():
+                self.joined += 1
+                self.log("wifi: joined %r as %s" % (self.ssid, wlan.ifconfig()[0]))
+                return True
+            await self.sleep(POLL_MS)
+        status = wlan.status()
+        self.log("wifi: could not join %r in %d ms: %s" % (
+            self.ssid, CONNECT_MS, _STATUS.get(status, "status %s" % status)))
+        try:
+            wlan.disconnect()  # ends the attempt: the next connect() starts afresh
+        except OSError:
+            pass
+        return False
+
+    def sync_time(self):
+        """Sets the clock from NTP; True when it worked. Blocks up to about a second (ntptime's
+        socket timeout) plus its DNS lookup."""
+        import ntptime
+        self.ntp_tries += 1
+        try:
+            t = ntptime.time()
+        except (OSError, OverflowError, IndexError) as exc:
+            self.log("ntp: no time from %s: %s" % (getattr(ntptime, "host", "NTP"), exc))
+            return False
+        if time.gmtime(0)[0] == 2000:
+            t += UNIX_2000
+        self.clock.sync(t * 1000)
+        self.synced_at = self.clock.monotonic()
+        self.log("ntp: clock set to %d" % t)
+        return True
+
+    async def run(self):
+        """Keeps the link up and the clock set, forever."""
+        failures = 0
+        ntp_failures = 0
+        ntp_due = None
+        while True:
+            if not self.connected():
+                if await self.join():
+                    failures = 0
+                    if ntp_due is None:
+                        ntp_due = self.clock.monotonic()
+                else:
+                    failures += 1
+                    wait = min(BACKOFF_MIN_MS << min(failures - 1, 20), BACKOFF_MAX_MS)
+                    self.log("wifi: next try in %d ms" % wait)
+                    await self.sleep(wait)
+                    continue
+            now = self.clock.monotonic()
+            if ntp_due is not None and now >= ntp_due:
+                if self.sync_time():
+                    ntp_failures = 0
+                    ntp_due = now + RESYNC_MS
+                else:
+                    ntp_failures += 1
+                    ntp_due = now + min(NTP_RETRY_MIN_MS << min(ntp_failures - 1, 20),
+                                        NTP_RETRY_MAX_MS)
+            wait = CHECK_MS
+            if ntp_due is not None:
+                wait = max(min(wait, ntp_due - self.clock.monotonic()), 0)
+            await self.sleep(wait)
+
+
+async def _sleep(ms):
+    await asyncio.sleep(ms / 1000)

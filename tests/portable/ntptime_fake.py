@@ -1,0 +1,33 @@
+# A stand-in for MicroPython's `ntptime`: time() fails with a timeout `failures` times, then
+# gives the host's Unix time in whole seconds (what ntptime gives on a port whose epoch is
+# 1970). install() puts it in sys.modules["ntptime"]. Runs under CPython and MicroPython.
+import sys
+import time as _time
+
+host = "pool.ntp.org"
+failures = 0
+calls = 0
+now_s = None  # a fixed answer for tests, else the host's clock
+
+
+def install(failing=0):
+    global failures, calls
+    failures = failing
+    calls = 0
+    sys.modules["ntptime"] = sys.modules[__name__]
+
+
+def uninstall():
+    sys.modules.pop("ntptime", None)
+
+
+def time():
+    global calls
+    calls += 1
+    if calls <= failures:
+        raise OSError(110)  # ETIMEDOUT, what ntptime raises when no answer comes in 1 s
+    return now_s if now_s is not None else int(_time.time())
+
+
+def settime():
+    time()

@@ -1,0 +1,108 @@
+# hal/esp32_net.py on the network and ntptime doubles, on a FakeClock whose sleeps are
+# recorded: joins are bounded and retried with a doubling pause, NTP is retried until the
+# clock is set. Both interpreters.
+import network_fake
+import ntptime_fake
+
+from agent.clock import FakeClock
+from hal import esp32_net
+from hal.esp32_net import Network
+
+
+class Enough(Exception):
+    pass
+
+
+class Sleeps:
+    """The network's pauses: each advances the clock; after `limit` of them the run ends."""
+
+    def __init__(self, clock, limit):
+        self.clock = clock
+        self.limit = limit
+        self.waits = []
+
+    async def __call__(self, ms):
+        self.waits.append(ms)
+        self.clock.advance(ms)
+        if len(self.waits) >= self.limit:
+            raise Enough()
+
+
+def run_for(net, sleeps):
+    import asyncio
+    try:
+        asyncio.run(net.run())
+    except Enough:
+        pass
+
+
+def with_doubles(joins_before, ntp_failures, test):
+    network_fake.install(joins_before)
+    ntptime_fake.install(ntp_failures)
+    try:
+        test()
+    finally:
+        network_fake.uninstall()
+        ntptime_fake.uninstall()
+
+
+def test_a_network_that_never_answers_is_retried_with_a_doubling_pause_never_for_ever():
+    def test():
+        clock = FakeClock()
+        sleeps = Sleeps(clock, 1000)
+        lines = []
+        net = Network({"ssid": "shop", "password": "secret-pw"}, clock, lines.append, sleeps)
+        run_for(net, sleeps)
+        polls = esp32_net.CONNECT_MS // esp32_net.POLL_MS
+        pauses = [w for w in sleeps.waits if w != esp32_net.POLL_MS]
+        # Every join attempt ends after CONNECT_MS; the pauses between them double to the cap.
+        assert pauses[:4] == [2000, 4000, 8000, 16000], pauses
+        assert max(pauses) == esp32_net.BACKOFF_MAX_MS and pauses[-1] == esp32_net.BACKOFF_MAX_MS
+        assert net.joins == len(pauses) + (1 if sleeps.waits[-1] == esp32_net.POLL_MS else 0)
+        assert sleeps.waits[:polls] == [esp32_net.POLL_MS] * polls
+        assert network_fake.WLAN().joins[0] == ("shop", "secret-pw")
+        assert not net.connected() and net.rssi() is None and not clock.synced
+        assert "wifi: could not join 'shop' in 20000 ms: no access point of that name" in lines
+        assert ntptime_fake.calls == 0  # no time without a network
+    with_doubles(None, 0, test)
+
+
+def test_the_link_comes_after_three_failed_joins_then_ntp_after_two_failures_sets_the_clock():
+    def test():
+        clock = FakeClock(start_ms=5000)
+        sleeps = Sleeps(clock, 400)
+        lines = []
+        ntptime_fake.now_s = 1764750000
+        net = Network({"ssid": "cafe"}, clock, lines.append, sleeps)
+        run_for(net, sleeps)
+        assert net.joins == 4 and net.joined == 1 and net.connected()
+        assert network_fake.WLAN().joins[0] == ("cafe", None)  # an open network
+        assert net.rssi() == -58
+        assert ntptime_fake.calls == 3
+        assert clock.synced
+        t, synced = clock.now()
+        assert synced and t // 1000 >= 1764750000
+        assert "ntp: no time from pool.ntp.org: [Errno 110] ETIMEDOUT" in lines or \
+            "ntp: no time from pool.ntp.org: 110" in lines, lines
+    try:
+        with_doubles(3, 2, test)
+    finally:
+        ntptime_fake.now_s = None
+
+
+def test_a_lost_link_is_joined_again_and_the_clock_is_synced_again_after_resync_ms():
+    def test():
+        clock = FakeClock()
+        sleeps = Sleeps(clock, 3)
+        net = Network({"ssid": "cafe", "password": "12345678"}, clock, print, sleeps)
+        run_for(net, sleeps)
+        assert net.joined == 1 and ntptime_fake.calls == 1
+        network_fake.WLAN().lose_link()
+        sleeps.limit = len(sleeps.waits) + 2
+        run_for(net, sleeps)
+        assert net.joined == 2
+        clock.advance(esp32_net.RESYNC_MS)
+        sleeps.limit = len(sleeps.waits) + 2
+        run_for(net, sleeps)
+        assert ntptime_fake.calls >= 2
+    with_doubles(0, 0, test)

@@ -1,0 +1,63 @@
+"""The `wifi:` section: the access point a board joins at boot (firmware/board.py)."""
+import textwrap
+
+from firmware.cli import main
+from firmware.profile.compile import compile, compile_with_secrets
+
+PROFILE = """\
+device: {id: kettle}
+platform: esp32
+sensors:
+  - {name: level, driver: level_probe, pin: 34, calibration: {raw_empty: 400, raw_full: 3700}}
+uplink: {broker: "mqtt://broker.example.com"}
+%s"""
+
+
+def write(tmp_path, wifi, secrets=None):
+    (tmp_path / "p.yaml").write_text(PROFILE % textwrap.dedent(wifi))
+    if secrets is not None:
+        (tmp_path / "secrets.yaml").write_text(textwrap.dedent(secrets))
+    return str(tmp_path / "p.yaml")
+
+
+def test_wifi_from_secrets_is_compiled_and_its_values_tracked_as_secret(tmp_path):
+    path = write(tmp_path, "wifi: {ssid: !secret ssid, password: !secret pw}\n",
+                 "ssid: Home Net\npw: correct horse battery\n")
+    compiled, errors, secret_fields = compile_with_secrets(path)
+    assert errors == []
+    assert compiled["wifi"] == {"ssid": "Home Net", "password": "correct horse battery"}
+    assert {"wifi.ssid", "wifi.password"} <= set(secret_fields)
+
+
+def test_check_shows_the_wifi_section_without_its_values(tmp_path, capsys):
+    path = write(tmp_path, "wifi: {ssid: !secret ssid, password: !secret pw}\n",
+                 "ssid: Home Net\npw: correct horse battery\n")
+    assert main(["check", path]) == 0
+    out = capsys.readouterr().out
+    assert "  wifi      ***, with a password" in out
+    assert "Home Net" not in out and "correct horse" not in out
+
+
+def test_an_open_network_has_no_password_and_no_wifi_section_is_allowed(tmp_path):
+    compiled, errors = compile(write(tmp_path, "wifi: {ssid: cafe}\n"))
+    assert errors == [] and compiled["wifi"] == {"ssid": "cafe"}
+    (tmp_path / "b").mkdir()
+    compiled, errors = compile(write(tmp_path / "b", ""))
+    assert errors == [] and "wifi" not in compiled
+
+
+def test_bad_wifi_values_are_reported_where_they_are(tmp_path):
+    _, errors = compile(write(tmp_path, "wifi:\n  ssid: %s\n  password: short\n  channel: 6\n"
+                              % ("x" * 33)))
+    text = "\n".join(errors)
+    assert "wifi.ssid: expected a network name (SSID) of 1 to 32 bytes" in text
+    assert "wifi.password: expected a WPA passphrase of 8 to 63 characters or 64 hex digits" in text
+    assert "wifi: unknown key 'channel'" in text or "wifi.channel" in text, text
+
+
+def test_a_missing_ssid_is_an_error_and_a_secret_password_is_not_shown_in_it(tmp_path):
+    path = write(tmp_path, "wifi: {password: !secret pw}\n", "pw: tiny\n")
+    _, errors = compile(path)
+    text = "\n".join(errors)
+    assert "missing required key 'ssid'" in text
+    assert "expected a WPA passphrase" in text and "tiny" not in text
