@@ -23,9 +23,6 @@ BOARD_PACKAGES = ("agent", "hal", "firmware")  # only these go onto a board
 HOST_ONLY = ("agent.host", "hal.linux", "firmware.profile")  # never shipped, whoever imports them
 ENTRY = "firmware/main.py"
 BOOT = "firmware/boot.py"
-# Until the board's entry point exists, the modules it will wire together (tests/portable/
-# agent_main.py's): the agent, its MQTT client and stores.
-PLACEHOLDER_ROOTS = ("agent.runtime", "agent.mqtt", "agent.store", "agent.clock")
 PLATFORM_MODULES = {"esp32": "hal.esp32", "sim": "hal.sim.platform"}
 # The other platform's modules are not shipped even when a shipped module can import them.
 OTHER_PLATFORMS = {"esp32": ("hal.sim",), "sim": ("hal.esp32",)}
@@ -176,14 +173,10 @@ def board_modules(profile, root=ROOT):
             if m not in used:
                 unused.append(m)
     roots = [PLATFORM_MODULES[platform]] + sorted(used)
-    entry = pathlib.Path(root, ENTRY)
-    if entry.is_file():
-        for name in (ENTRY, BOOT):
-            path = pathlib.Path(root, name)
-            if path.is_file():
-                roots.extend(imported_names(ast.parse(path.read_bytes(), str(path)), ""))
-    else:
-        roots.extend(PLACEHOLDER_ROOTS)
+    for name in (ENTRY, BOOT):
+        path = pathlib.Path(root, name)
+        if path.is_file():
+            roots.extend(imported_names(ast.parse(path.read_bytes(), str(path)), ""))
     excluded = HOST_ONLY + OTHER_PLATFORMS[platform] + tuple(unused)
     return follow(roots, excluded, root)
 
