@@ -7,19 +7,22 @@
 # Build an ESP32 image with every driver:
 #   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/tether/firmware/manifest.py
 # or from your own board's manifest, with only the chips your products use:
-#   include("/path/to/tether/firmware/manifest.py", drivers=["ina219", "level_probe"])
-# (a level_probe read through an ADS1115 needs "ads1115" too).
+#   include("/path/to/tether/firmware/manifest.py", drivers=[NAME, ...])
+# with the driver names profiles use (hal/chips.py); a sensor read through another chip (its
+# line there says which) needs that chip too.
 #
 # Relative paths here are relative to this file's folder (MicroPython's manifest rules).
 
-# Every chip Tether has a driver for, and the helper modules each one imports.
-DRIVERS = {
-    "ads1115": ["i2c16"],
-    "hx711": [],
-    "ina219": ["i2c16"],
-    "level_probe": [],
-    "pzem004t": ["modbus"],
-}
+# The chips come from the registry (hal/chips.py), read as a file: a manifest runs under the
+# build's CPython with this folder as the working directory, not with Tether importable. Every
+# other module in hal/drivers/ is a helper some chips import (I2C registers, Modbus frames):
+# small, and frozen always.
+_registry = {}
+with open("../hal/chips.py") as _f:
+    exec(_f.read(), _registry)
+DRIVERS = sorted(_registry["CHIPS"])
+_helpers = sorted(_n[:-3] for _n in __import__("os").listdir("../hal/drivers")
+                  if _n.endswith(".py") and _n[:-3] not in DRIVERS and _n != "__init__.py")
 
 options.defaults(drivers=sorted(DRIVERS))
 
@@ -35,13 +38,10 @@ package("agent", base_path="..", files=[
     "uplink.py",
 ])
 
-_chips = []
 for _name in options.drivers:
     if _name not in DRIVERS:
-        raise ValueError("no driver %r; drivers are %s" % (_name, ", ".join(sorted(DRIVERS))))
-    for _module in [_name] + DRIVERS[_name]:
-        if _module not in _chips:
-            _chips.append(_module)
+        raise ValueError("no driver %r; drivers are %s" % (_name, ", ".join(DRIVERS)))
+_chips = _helpers + sorted(options.drivers)
 
 package("hal", base_path="..", files=[
     "__init__.py", "board.py", "bus.py", "chips.py", "ticks.py", "esp32.py", "esp32_net.py",

