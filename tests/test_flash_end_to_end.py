@@ -4,8 +4,9 @@ a temp folder), then that folder booted under the real `micropython` exactly as 
 /main.py runs unchanged on the bundle's own .mpy modules, with only board_boot and the doubles of
 machine, network and ntptime from tests/portable (on MICROPYPATH, not on the board). The board
 joins WiFi with the flashed secrets, the sim platform supplies the chips, it publishes to a real
-Mosquitto and the reference ingest stores its readings and health. A rebuild with one changed
-setting is flashed as that one file, and the next boot runs with it."""
+Mosquitto and the reference ingest stores its readings and health. Then `tether flash PROFILE`
+of the profile with one changed setting rebuilds it, sends only that file, and the next boot runs
+with it."""
 import hashlib
 import json
 import os
@@ -38,10 +39,11 @@ def build(profile, out):
     return read_manifest(out)
 
 
-def flash(bundle, board):
-    """`tether flash --bundle`; returns the board paths written and the bytes on the line."""
+def flash(what, board):
+    """`tether flash WHAT --port` (WHAT: ["--bundle", DIR] or [PROFILE]); returns the board
+    paths written and the bytes on the line."""
     writes, bytes_in = len(board.writes), board.bytes_in
-    code, stdout, stderr = tether("flash", "--bundle", bundle, "--port", board.port)
+    code, stdout, stderr = tether("flash", *what, "--port", board.port)
     assert (code, stderr) == (0, ""), stdout
     assert board.error is None and board.overruns == 0
     return [path for path, _ in board.writes[writes:]], board.bytes_in - bytes_in
@@ -88,7 +90,7 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
 
     root = tmp_path / "board"
     with FakeBoard(root) as board:
-        written, line_bytes = flash(bundle, board)
+        written, line_bytes = flash(["--bundle", bundle], board)
         assert sorted(written) == sorted("/%s.part" % p for p in paths + ["manifest.json"])
         assert board.files() == sorted(paths + ["manifest.json"])
         holds(board, bundle, manifest)
@@ -121,20 +123,27 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
                    and {"safe_mode", "crash_boots", "restarts", "task_error"} <= set(json.loads(s))
                    for s, in stored), stored
 
-        # One setting changes: the rebuild differs in profile.json only, and that is all sent.
+        # One setting changes. `tether flash PROFILE` rebuilds (into .tether/build/profile
+        # beside it): the bundle differs from the first in profile.json only, and that is all
+        # that is sent.
         (src / "profile.yaml").write_text(
             (PROFILE % mosquitto.port).replace("interval: 250ms", "interval: 400ms"))
-        manifest2 = build(src / "profile.yaml", bundle)
-        before = {e["path"]: e["sha256"] for e in manifest["files"]}
-        after = {e["path"]: e["sha256"] for e in manifest2["files"]}
-        assert sorted(before) == sorted(after)
-        assert [p for p in after if after[p] != before[p]] == ["profile.json"]
         with FakeBoard(root) as board:
-            written, line_bytes2 = flash(bundle, board)
+            written, line_bytes2 = flash([src / "profile.yaml"], board)
+            rebuilt = src / ".tether" / "build" / "profile"
+            manifest2 = read_manifest(rebuilt)
+            before = {e["path"]: e["sha256"] for e in manifest["files"]}
+            after = {e["path"]: e["sha256"] for e in manifest2["files"]}
+            assert sorted(before) == sorted(after)
+            assert [p for p in after if after[p] != before[p]] == ["profile.json"]
             assert written == ["/profile.json.part", "/manifest.json.part"]
-            holds(board, bundle, manifest2)
-            # What the board's boots wrote (the buffer, the boot count) is left alone.
-            assert "tether_boots" in board.files() and "doubles.json" in board.files()
+            holds(board, rebuilt, manifest2)
+            # Beside the bundle, only what the boot wrote (buffer, boot count) and the doubles'
+            # settings: nothing of the host's tree reached the board.
+            extra = set(board.files()) - set(paths + ["manifest.json"])
+            assert {"tether_boots", "doubles.json"} <= extra, extra
+            assert [p for p in extra if not p.startswith("buffer/")
+                    and p not in ("tether_boots", "doubles.json")] == []
         print("second flash: %d bytes on the line" % line_bytes2)
 
         boots.boot(reset_cause="HARD_RESET", settings={"hal.esp32_net": QUICK_NET})
