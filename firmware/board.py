@@ -83,13 +83,25 @@ def load(root=""):
 
 
 def merge(into, extra):
-    """Deep-merges the dict extra into the dict into (extra's leaves win)."""
+    """secrets.json's object extra merged into the profile into, in place, as `tether build`
+    split them (docs/build.md): mapping into mapping key by key, list into list item by item
+    (a null item of extra holds no secret: that item stays), anything else replaces."""
     for key in extra:
-        value = extra[key]
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            merge(into[key], value)
-        else:
-            into[key] = value
+        into[key] = _merged(into.get(key), extra[key])
+
+
+def _merged(base, over):
+    if isinstance(base, dict) and isinstance(over, dict):
+        merge(base, over)
+        return base
+    if isinstance(base, list) and isinstance(over, list):
+        for i in range(len(over)):
+            if over[i] is not None:
+                while len(base) <= i:
+                    base.append(None)
+                base[i] = _merged(base[i], over[i])
+        return base
+    return over
 
 
 def reset_cause(machine):

