@@ -237,8 +237,12 @@ def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
     entry.merge(listed, {"sensors": [None, {"address": 65}, {"name": "c"}], "tags": ["y", "z"]})
     assert listed == {"sensors": [{"name": "a"}, {"name": "b", "bus": "i2c0", "address": 65},
                                   {"name": "c"}], "tags": ["y", "z"]}
-    assert entry.device_id(profile, machine_fake) == "p-" + UID
-    assert entry.device_id({"device": {"id": "fixed"}}, machine_fake) == "fixed"
+    profile["uplink"]["client_id"] = "p-{uid}"
+    assert entry.fill_uid(profile, machine_fake) == "p-" + UID
+    assert profile["device"]["id"] == profile["uplink"]["client_id"] == "p-" + UID
+    fixed = {"device": {"id": "fixed"}, "uplink": {"client_id": "c-{uid}"}}
+    assert entry.fill_uid(fixed, machine_fake) == "fixed"
+    assert fixed["uplink"]["client_id"] == "c-" + UID
     names = []
     for cause in (1, 2, 3, 4, 5, 0, 99):
         machine_fake.cause = cause

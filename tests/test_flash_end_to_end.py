@@ -113,6 +113,8 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
         h = healths(sub, DEVICE, lambda h: h.get("reset_cause") == "power_on")[-1]
         assert h["device"] == DEVICE and h["safe_mode"] is False and h["crash_boots"] == 0
         assert h["restarts"] == {"network": 0, "uplink": 0, "sampler": 0}
+        # The client id is the profile's default, the device id, with the chip's uid filled in.
+        assert " as %s (" % DEVICE in mosquitto.log(), mosquitto.log()
         db = ingest.db_path
         wait_rows(db, "SELECT count(*) FROM batches WHERE device = '%s'" % DEVICE,
                   lambda r: r[0][0] >= 3)
