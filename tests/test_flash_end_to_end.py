@@ -6,7 +6,7 @@ machine, network and ntptime from tests/portable (on MICROPYPATH, not on the boa
 joins WiFi with the flashed secrets, the sim platform supplies the chips, it publishes to a real
 Mosquitto and the reference ingest stores its readings and health. Then `tether flash PROFILE`
 of the profile with one changed setting rebuilds it, sends only that file, and the next boot runs
-with it."""
+with it. Another test flashes a bundle naming every chip and reads each one on the board."""
 import hashlib
 import json
 import os
