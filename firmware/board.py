@@ -83,13 +83,25 @@ def load(root=""):
 
 
 def merge(into, extra):
-    """Deep-merges the dict extra into the dict into (extra's leaves win)."""
+    """secrets.json's object extra merged into the profile into, in place, as `tether build`
+    split them (docs/build.md): mapping into mapping key by key, list into list item by item
+    (a null item of extra holds no secret: that item stays), anything else replaces."""
     for key in extra:
-        value = extra[key]
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            merge(into[key], value)
-        else:
-            into[key] = value
+        into[key] = _merged(into.get(key), extra[key])
+
+
+def _merged(base, over):
+    if isinstance(base, dict) and isinstance(over, dict):
+        merge(base, over)
+        return base
+    if isinstance(base, list) and isinstance(over, list):
+        for i in range(len(over)):
+            if over[i] is not None:
+                while len(base) <= i:
+                    base.append(None)
+                base[i] = _merged(base[i], over[i])
+        return base
+    return over
 
 
 def reset_cause(machine):
@@ -101,13 +113,15 @@ def reset_cause(machine):
     return "unknown"
 
 
-def device_id(profile, machine):
-    """The profile's device id with {uid} filled by the chip's unique id (hex)."""
-    template = profile["device"]["id"]
-    if "{uid}" not in template:
-        return template
-    uid = "".join("%02x" % b for b in machine.unique_id())
-    return template.replace("{uid}", uid)
+def fill_uid(profile, machine):
+    """Fills {uid} with the chip's unique id (hex) in the device id and in the MQTT client id
+    (the device id's template unless the profile names another), in place; returns the device
+    id. The agent would fill the client id's {uid} with the whole device id."""
+    for section, key in ((profile["device"], "id"), (profile["uplink"], "client_id")):
+        if "{uid}" in (section.get(key) or ""):
+            uid = "".join("%02x" % b for b in machine.unique_id())
+            section[key] = section[key].replace("{uid}", uid)
+    return profile["device"]["id"]
 
 
 def platform_for(profile):
@@ -203,7 +217,7 @@ class Board:
                                      good_ms=None if self.safe_mode else GOOD_BOOT_MS,
                                      on_good=None if self.safe_mode else self._good)
         agent = Agent(profile, None if self.safe_mode else platform_for(profile), clock,
-                      gated(Client, self.net), device_id=device_id(profile, machine),
+                      gated(Client, self.net), device_id=fill_uid(profile, machine),
                       reboot=self._reboot, rssi=self.net.rssi if self.net else None,
                       safe_mode=self.safe_mode)
         agent.more_health = self.health

@@ -4,49 +4,20 @@ MicroPython on a `platform: sim` profile, with doubles of machine, network and n
 after failed tries, NTP after failures, readings stored, a crashing sampler restarted and counted
 in health, WiFi that never comes, safe mode after crash boots, the reboot command."""
 import json
-import os
-import pathlib
 import shutil
-import sqlite3
 import subprocess
-import threading
 import time
 
 import pytest
 
-from agent import cbor, cbor_decode
 from agent import profile as compiled_profile
 from agent.store import FileStore
 from firmware.profile.compile import compile_with_secrets
 from simulator.ingest import Ingest
+from tests.board_process import (PROFILE, QUICK_NET, QUICK_RESTARTS, SECRETS, UID, BoardProcess,
+                                 command, healths, replies, rows, wait_rows)
 from tests.broker import Subscriber
-from tests.micropython import find_tool
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-# The whole agent, sim chips, MQTT client and board from .mpy: it runs from 200k (docs/esp32.md).
-HEAP = os.getenv("TETHER_BOARD_HEAP", "224k")  # set it to measure
-RESET_EXIT = 75   # tests/portable/machine_fake.py: machine.reset() ends the process so
-UID = "a4cf12345678"
-
-PROFILE = """\
-device: {id: "board-{uid}"}
-platform: sim
-wifi: {ssid: !secret wifi_ssid, password: !secret wifi_password}
-buses:
-  - {id: i2c0, type: i2c, sda: 21, scl: 22}
-sensors:
-  - {name: power, driver: ina219, bus: i2c0, interval: 250ms}
-batch: {max_readings: 2, max_age: 1s}
-buffer: {storage: flash, max_bytes: 64KiB, ram_readings: 4, flush_every: 1s}
-uplink:
-  broker: mqtt://127.0.0.1:%d
-  keepalive: 5s
-  backoff: {min: 100ms, max: 1s}
-"""
-SECRETS = "wifi_ssid: workshop\nwifi_password: not-a-real-passphrase\n"
-QUICK_NET = {"CONNECT_MS": 200, "POLL_MS": 50, "BACKOFF_MIN_MS": 100, "BACKOFF_MAX_MS": 400,
-             "NTP_RETRY_MIN_MS": 100}
-QUICK_RESTARTS = {"RESTART_MIN_MS": 10, "RESTART_MAX_MS": 40}
+from tests.micropython import ROOT, find_tool
 
 
 def split_secrets(profile, fields):
@@ -64,7 +35,7 @@ def split_secrets(profile, fields):
     return profile, secrets
 
 
-class BoardRoot:
+class BoardRoot(BoardProcess):
     """A board's filesystem root, laid out as the bundle puts it there, and its boots."""
 
     def __init__(self, micropython, folder, port, health_ms=1000, text=PROFILE):
@@ -88,56 +59,7 @@ class BoardRoot:
         for name in ("__init__", "board"):
             subprocess.run([mpy_cross, "-o", str(self.board / "firmware" / (name + ".mpy")),
                             str(ROOT / "firmware" / (name + ".py"))], check=True)
-        self.proc = None
-        self.lines = []
-
-    def boot(self, **doubles):
-        """Starts one boot; doubles: what tests/portable/board_boot.py reads."""
-        (self.board / "doubles.json").write_text(json.dumps(doubles))
-        self.lines = []
-        env = dict(os.environ, MICROPYPATH=self.mp.lib_dir + ":.frozen")
-        self.proc = subprocess.Popen([self.mp.binary, "-X", "heapsize=" + HEAP, "-m", "board_boot"],
-                                     cwd=str(self.board), env=env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
-        self.reader = threading.Thread(target=self._read, args=(self.proc, self.lines),
-                                       daemon=True)
-        self.reader.start()
-        return self
-
-    def _read(self, proc, lines):
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-
-    def said(self, text):
-        return [line for line in self.lines if text in line]
-
-    def wait_said(self, text, n=1, timeout=30):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if len(self.said(text)) >= n:
-                return self.said(text)
-            if self.proc.poll() is not None:
-                self.reader.join(10)  # it has read the last lines
-                if len(self.said(text)) >= n:
-                    return self.said(text)
-                break
-            time.sleep(0.05)
-        raise AssertionError("the board did not say %r %d times; it said:\n%s"
-                             % (text, n, "\n".join(self.lines[-40:])))
-
-    def wait_reset(self, timeout=30):
-        code = self.proc.wait(timeout)
-        self.reader.join(10)
-        assert code == RESET_EXIT, "exit %s:\n%s" % (code, "\n".join(self.lines[-40:]))
-
-    def crash_boots(self):
-        path = self.board / "tether_boots"
-        return int(path.read_text()) if path.exists() else None
-
-    def end(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+        BoardProcess.__init__(self, micropython.binary, self.board, [micropython.lib_dir])
 
 
 @pytest.fixture
@@ -152,56 +74,6 @@ def board(micropython, mosquitto, tmp_path):
     for b in made:
         b.end()
         print("---- the board said ----\n" + "\n".join(b.lines))  # shown when the test failed
-
-
-def rows(db, sql):
-    con = sqlite3.connect(db)
-    try:
-        return con.execute(sql).fetchall()
-    finally:
-        con.close()
-
-
-def wait_rows(db, sql, predicate, timeout=30):
-    deadline = time.time() + timeout
-    got = None
-    while time.time() < deadline:
-        try:
-            got = rows(db, sql)
-        except sqlite3.OperationalError:  # the ingest has not made its tables yet
-            got = None
-        if got is not None and predicate(got):
-            return got
-        time.sleep(0.1)
-    raise AssertionError("the ingest stored %s" % (got,))
-
-
-def healths(sub, device, predicate=lambda h: True, timeout=30):
-    topic = "tether/v1/%s/up/health" % device
-    got = sub.wait_for(lambda m: any(t == topic and predicate(cbor_decode.loads(p))
-                                     for t, p, _, _ in m), timeout)
-    found = [cbor_decode.loads(p) for t, p, _, _ in got if t == topic]
-    if not any(predicate(h) for h in found):
-        raise AssertionError("no such health report; got %s" % found[-2:])
-    return found
-
-
-def replies(sub, device, cid, timeout=30):
-    topic = "tether/v1/%s/up/event" % device
-
-    def mine(m):
-        out = []
-        for t, p, _, _ in m:
-            if t == topic:
-                d = cbor_decode.loads(p)
-                if isinstance(d, dict) and d.get("reply") == cid:
-                    out.append(d)
-        return out
-    return mine(sub.wait_for(lambda m: mine(m), timeout))
-
-
-def command(sub, device, fields):
-    sub.publish("tether/v1/%s/down/cmd" % device, cbor.dumps(fields))
 
 
 def test_the_board_joins_wifi_syncs_ntp_restarts_a_crashed_sampler_and_its_readings_are_stored(
@@ -360,8 +232,17 @@ def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
     entry.merge(profile, {"uplink": {"password": "pw"}, "wifi": {"ssid": "s", "password": "x"}})
     assert profile["uplink"] == {"host": "h", "password": "pw"}
     assert profile["wifi"] == {"ssid": "s", "password": "x"}
-    assert entry.device_id(profile, machine_fake) == "p-" + UID
-    assert entry.device_id({"device": {"id": "fixed"}}, machine_fake) == "fixed"
+    # Lists merge item by item; a null item holds no secret (tether build's secrets.json).
+    listed = {"sensors": [{"name": "a"}, {"name": "b", "bus": "i2c0"}, None], "tags": ["x"]}
+    entry.merge(listed, {"sensors": [None, {"address": 65}, {"name": "c"}], "tags": ["y", "z"]})
+    assert listed == {"sensors": [{"name": "a"}, {"name": "b", "bus": "i2c0", "address": 65},
+                                  {"name": "c"}], "tags": ["y", "z"]}
+    profile["uplink"]["client_id"] = "p-{uid}"
+    assert entry.fill_uid(profile, machine_fake) == "p-" + UID
+    assert profile["device"]["id"] == profile["uplink"]["client_id"] == "p-" + UID
+    fixed = {"device": {"id": "fixed"}, "uplink": {"client_id": "c-{uid}"}}
+    assert entry.fill_uid(fixed, machine_fake) == "fixed"
+    assert fixed["uplink"]["client_id"] == "c-" + UID
     names = []
     for cause in (1, 2, 3, 4, 5, 0, 99):
         machine_fake.cause = cause

@@ -53,6 +53,20 @@ def test_printer_bundle_ships_only_the_drivers_it_uses_and_no_host_code(printer)
     assert not [p for p in paths if p.endswith(".py") and p not in ("main.py", "boot.py")]
 
 
+def test_the_printer_as_a_sim_profile_ships_the_sim_platform_and_its_virtual_chips(tmp_path):
+    profile = example_folder(tmp_path, lambda t: t.replace("platform: esp32", "platform: sim"))
+    manifest = bundle.build(profile, tmp_path / "out", measure_heap=False)
+    paths = [f["path"] for f in manifest["files"]]
+    assert manifest["platform"] == "sim"
+    assert "hal/esp32.mpy" not in paths
+    assert "hal/esp32_net.mpy" in paths   # the board's WiFi, joined on sim as on a board
+    assert [p for p in paths if p.startswith(("hal/sim/", "hal/drivers/"))] == [
+        "hal/drivers/__init__.mpy", "hal/drivers/i2c16.mpy", "hal/drivers/ina219.mpy",
+        "hal/drivers/level_probe.mpy", "hal/sim/__init__.mpy", "hal/sim/adc.mpy",
+        "hal/sim/i2c.mpy", "hal/sim/ina219.mpy", "hal/sim/level_probe.mpy", "hal/sim/micros.mpy",
+        "hal/sim/pins.mpy", "hal/sim/platform.mpy", "hal/sim/uart.mpy"]
+
+
 def test_manifest_lists_every_file_with_its_size_and_sha256(printer):
     out, manifest = printer
     assert manifest == bundle.read_manifest(out)
@@ -108,21 +122,8 @@ def test_secret_values_are_only_in_secrets_json(printer):
     assert "password" not in profile["uplink"] and profile["uplink"]["host"]
 
 
-def merge(base, over):
-    """The merge docs/build.md prescribes for the board: secrets.json over profile.json."""
-    if isinstance(base, dict) and isinstance(over, dict):
-        for key, value in over.items():
-            base[key] = merge(base.get(key), value)
-        return base
-    if isinstance(base, list) and isinstance(over, list):
-        for i, value in enumerate(over):
-            if value is not None:
-                base[i] = merge(base[i], value)
-        return base
-    return over
-
-
-def test_secrets_in_list_items_merge_back_to_the_compiled_profile(tmp_path):
+def test_secrets_in_list_items_merge_back_to_the_compiled_profile_on_the_board(tmp_path):
+    from firmware.board import merge
     path = example_folder(tmp_path, lambda t: t.replace("address: 0x40", "address: !secret addr"))
     with open(tmp_path / "secrets.yaml", "a") as f:
         f.write("addr: 0x41\n")
@@ -133,7 +134,8 @@ def test_secrets_in_list_items_merge_back_to_the_compiled_profile(tmp_path):
     secrets = json.loads((out / "secrets.json").read_bytes())
     assert "address" not in profile["sensors"][4]
     assert secrets["sensors"] == [None, None, None, None, {"address": 0x41}]
-    assert merge(profile, secrets) == compiled
+    merge(profile, secrets)
+    assert profile == compiled
 
 
 def test_a_rebuild_gives_byte_identical_files(printer, tmp_path):
