@@ -14,6 +14,7 @@
 class CrashBoots:
     def __init__(self, path):
         self.path = path
+        self.failed = False  # a write of the count failed
 
     def read(self):
         """Crash boots in a row so far (0 if the file is missing or unreadable)."""
@@ -25,8 +26,13 @@ class CrashBoots:
         return n if n > 0 else 0
 
     def _write(self, n):
-        with open(self.path, "w") as f:
-            f.write(str(n))
+        # A full or broken filesystem must not keep the board from starting: the count is lost
+        # (so is safe mode's protection, until the filesystem writes again), the boot goes on.
+        try:
+            with open(self.path, "w") as f:
+                f.write(str(n))
+        except OSError:
+            self.failed = True
 
     def boot(self, limit):
         """(crash boots in a row before this one, whether this boot is to start in safe mode)."""

@@ -109,7 +109,7 @@ class Supervisor:
         alive = True
         for job in self.jobs:
             if job.state != _RUNNING:
-                alive = alive and self.stopping and not job.given_up
+                alive = False
                 continue
             stuck = job.beat is not None and now - job.beat() > job.stall_ms
             if stuck and not job.stuck:
@@ -129,8 +129,8 @@ class Supervisor:
         return alive
 
     def stop(self):
-        """The board is going down on purpose: tasks that end now are not restarted, and the
-        watchdog is still fed while they end."""
+        """The board is going down on purpose (a reset follows): tasks that end now are not
+        restarted, and the board stops checking."""
         self.stopping = True
 
     def restarts(self):

@@ -168,6 +168,9 @@ class Board:
         log("tether: boot (reset cause %s, %d crash boots before)%s" % (
             self.reset_cause, self.crash_boots, ", SAFE MODE: network and uplink only"
             if self.safe_mode else ""))
+        if self.boots.failed:
+            log("tether: cannot write %s (filesystem full?): crash boots are not counted"
+                % BOOTS)
         wdt = machine.WDT(timeout=WDT_TIMEOUT_MS)
         try:
             self._build(machine)

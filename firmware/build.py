@@ -287,7 +287,9 @@ def split_secrets(compiled, secret_paths):
                         _put(dst, step, [] if isinstance(value, list) else {})
                     src, dst = value, _get(dst, step)
         except (KeyError, IndexError, TypeError):
-            continue  # a secret that compiled into nothing at that place (none today)
+            # Not where the compiler said: it might still be in the profile, in the clear.
+            raise BuildError(["tether build: the secret at %s is not where the compiled profile "
+                              "should hold it; nothing was written" % path], BAD_INPUT)
     return public, secrets
 
 
@@ -394,8 +396,10 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
                   for rel in sorted(files)],
         "bytes": sum(len(d) for d in files.values()), "heap": heap}
     try:
+        # Private too: it holds the SHA-256 of secrets.json, which a guess at a weak WiFi
+        # password could be checked against.
         _write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode()
-               + b"\n")
+               + b"\n", private=True)
     except OSError as exc:
         raise BuildError(["%s: cannot write: %s" % (exc.filename or out, exc.strerror)],
                          BAD_OUTPUT)

@@ -51,6 +51,7 @@ FIRMWARE_OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "e
                     "esp32c6": "0x0"}
 TEMP_SUFFIX = ".part"
 MANIFEST = "manifest.json"
+ENTRY = "main.py"
 DEFLATE_WBITS = 10   # the window the board's _d() decompresses with (1 KB)
 ENOSPC = re.compile(r"OSError: (\[Errno 28\]|28\b|ENOSPC)")
 
@@ -70,6 +71,17 @@ try:
  from io import BytesIO as _Y
 except ImportError:
  _X=None
+# A board Tether runs on has its watchdog started by /main.py, and a soft reset does not stop
+# it: feed it while flashing (a board without one gets one, which the next main.py feeds).
+_g=None
+try:
+ os.stat('/manifest.json')
+ import machine
+ _g=machine.WDT(timeout=30000)
+except Exception:
+ pass
+def _k():
+ if _g:_g.feed()
 def _d(b):
  return _X(_Y(b),_R,10).read()
 def _h(p):
@@ -88,6 +100,7 @@ def _z(p):
 def _hs(ps):
  r=[]
  for p in ps:
+  _k()
   try:os.remove(p+'.part')
   except OSError:pass
   r.append((_h(p) if _S else None,_z(p)))
@@ -106,7 +119,7 @@ def _o(p):
  global _f
  _md(p);_f=open(p,'wb')
 def _w(d):
- _f.write(d)
+ _k();_f.write(d)
 def _c(t,p,h,n):
  _f.close()
  g=_h(t) if _S and h else _z(t)
@@ -121,7 +134,20 @@ def _x(t):
  except Exception:pass
  try:os.remove(t)
  except OSError:pass
+def _off():
+ try:os.stat('/main.py.off')
+ except OSError:
+  try:os.rename('/main.py','/main.py.off')
+  except OSError:pass
+def _on():
+ try:os.stat('/main.py')
+ except OSError:
+  try:os.rename('/main.py.off','/main.py')
+  except OSError:pass
+ try:os.remove('/main.py.off')
+ except OSError:pass
 def _rm(p):
+ _k()
  try:os.remove(p)
  except OSError:return
  i=p.rfind('/')
@@ -151,7 +177,10 @@ class BundleError(FlashError):
 
 
 MID_COPY = (". No file was left half written: files not yet renamed on the board are as they "
-            "were. Flash again (files already copied are not sent again)")
+            "were, and /main.py is set aside (as /main.py.off) so that a mix of old and new "
+            "modules does not run. Flash again (files already copied are not sent again)")
+ASIDE = (". /main.py is set aside (as /main.py.off) until a flash completes, so that a mix of "
+         "old and new modules does not run")
 REPL_CODES = ((rawrepl.NoPort, EXIT_NO_PORT), (rawrepl.PortBusy, EXIT_PORT_BUSY),
               (rawrepl.NotAnswering, EXIT_NOT_ANSWERING),
               (rawrepl.ConnectionLost, EXIT_CONNECTION_LOST))
@@ -316,7 +345,9 @@ class Board:
 
     def hashes(self, paths):
         """(SHA-256 or None, size or -1 when missing) of each path on the board."""
-        hashes = self.ask("_hs(%r)" % (["/" + p for p in paths],))
+        # _on(): a flash cut before it ended left /main.py aside (below); the comparison that
+        # follows sends whatever differs, so the board is whole again when this flash ends.
+        hashes = self.ask("_on()\n_hs(%r)" % (["/" + p for p in paths],))
         if not isinstance(hashes, list) or len(hashes) != len(paths):
             raise FlashError("unexpected answer from the board: %.200r" % (hashes,), EXIT_FAILED)
         return hashes
@@ -365,12 +396,26 @@ class Board:
                 return "_d(_B(%r))" % base64.b64encode(packed).decode()
         return "_B(%r)" % base64.b64encode(piece).decode()
 
+    def aside(self):
+        """Keeps /main.py from running until the flash ends: a copy cut between two files
+        leaves old and new modules side by side, which must not boot (the next flash or
+        `_on()` puts it back)."""
+        self.repl.run("_off()")
+
+    def restore(self):
+        self.repl.run("_on()")
+
     def remove(self, paths):
         for i in range(0, len(paths), 20):
             self.repl.run("".join("_rm(%r)\n" % ("/" + p) for p in paths[i:i + 20]))
 
 
 # -- progress ----------------------------------------------------------------------------------
+class _Quiet:
+    def advance(self, n):
+        pass
+
+
 class PlainProgress:
     """One line per file: what a log or a CI job keeps."""
 
@@ -491,7 +536,8 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     wanted.append((MANIFEST, hashlib.sha256(manifest_bytes).hexdigest()))
     on_board = board.hashes([p for p, _ in wanted])
     # The board's manifest is read only when it differs from this one (it is kilobytes).
-    old = board.old_manifest() if on_board[-1][0] != wanted[-1][1] else None
+    old = (board.old_manifest() if on_board[-1][0] != wanted[-1][1]
+           else [e["path"] for e in files])
     new_paths = set(p for p, _ in wanted)
     stale = sorted(p for p in (old or ()) if p not in new_paths)
     changed = [(p, h, got[1]) for (p, h), got in zip(wanted, on_board) if got[0] != h]
@@ -506,6 +552,14 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     manifest_changed = to_send and to_send[-1][0] == MANIFEST
     if manifest_changed:
         to_send.pop()
+    to_send.sort(key=lambda e: e[0] == ENTRY)  # the entry point last, once the rest is there
+    # Files this bundle adds are listed on the board before they are written, so that a flash
+    # cut midway leaves none that a later flash would not know to remove.
+    adding = sorted(p for p, _ in to_send if p not in (old or ()))
+    interim = None
+    if adding and to_send:
+        interim = json.dumps({"format": 1, "files": [
+            {"path": p} for p in sorted(set(old or ()) | set(adding))]}).encode()
     mode = "raw-paste" if repl.raw_paste else "raw REPL without raw-paste"
     sent_bytes = 0
     with progress_for(out) as progress:
@@ -517,16 +571,36 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
                       % (folder, len(files), manifest["bytes"] if isinstance(
                           manifest.get("bytes"), int) else 0, len(to_send)))
         try:
+            if to_send or stale:
+                board.aside()
+            if interim is not None:
+                board.write(MANIFEST, interim, hashlib.sha256(interim).hexdigest()
+                            if board.has_sha256 else None, chunk, _Quiet())
+            written = 0
             for path, digest in to_send:
                 data = (folder / path).read_bytes()
                 progress.start(path, len(data))
-                board.write(path, data, digest if board.has_sha256 else None, chunk, progress)
+                try:
+                    board.write(path, data, digest if board.has_sha256 else None, chunk,
+                                progress)
+                except FlashError as exc:
+                    # The board still answers. With no file replaced yet it holds the old
+                    # bundle whole, which may run; otherwise main.py stays aside until a flash
+                    # completes.
+                    if written == 0:
+                        board.restore()
+                    else:
+                        exc.args = (exc.args[0] + ASIDE,)
+                    raise
+                written += 1
                 progress.done()
                 sent_bytes += len(data)
             if stale:
                 board.remove(stale)
                 for path in stale:
                     progress.line("  removed %s (not in this bundle)" % path)
+            if to_send or stale:
+                board.restore()
             if manifest_changed or to_send or stale:
                 progress.start(MANIFEST, len(manifest_bytes))
                 board.write(MANIFEST, manifest_bytes,

@@ -114,6 +114,7 @@ def test_secret_values_are_only_in_secrets_json(printer):
         assert secrets[section][key] == compiled[section][key]
         values.append(compiled[section][key].encode())
     assert stat.S_IMODE(os.stat(out / "secrets.json").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(out / "manifest.json").st_mode) == 0o600  # secrets.json's hash
     for path in bundle_paths(out):
         if path != "secrets.json":
             data = (out / path).read_bytes()
@@ -136,6 +137,14 @@ def test_secrets_in_list_items_merge_back_to_the_compiled_profile_on_the_board(t
     assert secrets["sensors"] == [None, None, None, None, {"address": 0x41}]
     merge(profile, secrets)
     assert profile == compiled
+
+
+def test_a_secret_not_where_the_compiler_said_stops_the_build_instead_of_shipping_in_clear():
+    compiled, _, _ = compile_with_secrets(PRINTER)
+    with pytest.raises(bundle.BuildError) as caught:
+        bundle.split_secrets(compiled, ["uplink.password", "uplink.no_such_key"])
+    assert caught.value.code == bundle.BAD_INPUT
+    assert "uplink.no_such_key" in caught.value.lines[0]
 
 
 def test_a_rebuild_gives_byte_identical_files(printer, tmp_path):

@@ -127,10 +127,29 @@ def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, c
         assert (tmp_path / "board" / "agent" / "big.mpy.part").stat().st_size == 5000
         assert board.file("agent/big.mpy") == big_old
         assert board.file("manifest.json") == old_manifest
+        # Other files may be new already: the entry point is set aside until a flash ends.
+        assert "main.py" not in board.files() and "main.py.off" in board.files()
     with FakeBoard(tmp_path / "board") as board:           # plugged in again: the flash ends
         flash_ok(tmp_path / "b2", board)
         assert board.file("agent/big.mpy") == big_new
         assert board.files() == sorted(list(v1) + ["agent/big.mpy", "manifest.json"])
+
+
+def test_a_file_added_by_a_cut_flash_is_removed_by_the_next_flash_of_a_bundle_without_it(
+        tmp_path, v1):
+    big_old = bytes(range(256)) * 40
+    write_bundle(tmp_path / "b1", dict(v1, **{"agent/zz.mpy": big_old}))
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/aa_new.mpy": b"new module",
+                                              "agent/zz.mpy": big_old[::-1]}))
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", cut=("agent/zz.mpy", 1000, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)[0] == 9
+        assert board.file("agent/aa_new.mpy") == b"new module"   # written before the cut
+    with FakeBoard(tmp_path / "board") as board:           # the old bundle again
+        flash_ok(tmp_path / "b1", board)
+        assert board.files() == sorted(list(v1) + ["agent/zz.mpy", "manifest.json"])
+        assert board.file("main.py") == v1["main.py"]
 
 
 def test_a_partial_copy_left_by_a_cut_is_removed_by_the_next_flash_even_unsent(tmp_path, v1):

@@ -198,3 +198,12 @@ def test_a_good_minute_clears_the_crash_boot_count_and_enough_crash_boots_mean_s
     with open(path, "w") as f:
         f.write("garbage")
     assert boots.boot(3) == (0, False)  # an unreadable count is no count
+
+
+def test_a_crash_boot_count_that_cannot_be_written_lets_the_board_boot():
+    # A folder that does not exist stands for a full or broken filesystem: every write fails.
+    boots = CrashBoots(support.tmpdir() + "/no-such-folder/boots")
+    assert boots.boot(3) == (0, False)
+    assert boots.failed
+    boots.clear()
+    assert boots.read() == 0
