@@ -232,8 +232,10 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     start_heap = [int(m.group(1)) for m in
                   map(re.compile(r"tether: heap (\d+) bytes used").match, lines) if m]
     connects = sum(1 for line in lines if line.startswith("uplink: connected"))
-    sensor_errors = sum(s.get("errors") or 0 for s in (reports[-1].get("sensors") or {}).values()) \
-        if reports else 0
+    sensor_errors = 0
+    for sensor in (reports[-1].get("sensors") or {}).values() if reports else ():
+        errors = sensor.get("errors") or 0  # a count, or counts by kind
+        sensor_errors += sum(errors.values()) if isinstance(errors, dict) else errors
     figures = {"seconds": elapsed, "batches": batches, "healths": len(reports),
                "peak_live": max(marks) if marks else None,
                "start_heap": start_heap[0] if start_heap else None,
@@ -247,7 +249,8 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     elif connects != 1:
         why = "uplink connected %d times" % connects
     elif sensor_errors:
-        why = "%d sensor errors (the doubles do not answer as the chips would)" % sensor_errors
+        why = "sensor errors (the doubles do not answer as the chips would): %s" % {
+            name: sensor.get("errors") for name, sensor in reports[-1]["sensors"].items()}
     elif batches < 1 or len(reports) < healths:
         why = "%d batches, %d health reports reached the broker" % (batches, len(reports))
     return why is None, why, figures

@@ -56,9 +56,11 @@ class _ADC:
         pass
 
 
-# INA219 registers as read: configuration and calibration as written; 12 V on the bus (4 mV
-# per bit from bit 3) with CNVR (bit 1) set; 2.5 mV across the shunt; current and power.
-_INA219 = {1: b"\x00\xfa", 2: b"\x5d\xc2", 3: b"\x01\x2c", 4: b"\x00\xfa"}
+# An INA219 at 0x40: configuration and calibration read back as written; 12 V on the bus
+# (4 mV per bit from bit 3, with CNVR, bit 1, set); 2.5 mV across the shunt (10 uV per bit); the
+# current and power registers as the chip computes them from those and the calibration.
+_SHUNT = 250
+_BUS = 3000
 
 
 class _I2C:
@@ -68,7 +70,11 @@ class _I2C:
     def readfrom_mem(self, addr, reg, n):
         if addr != 0x40:
             raise OSError(19)  # ENODEV: no chip acknowledges that address
-        return self.regs.get(reg) or _INA219.get(reg, b"\x00\x00")
+        current = _SHUNT * int.from_bytes(self.regs.get(5, b"\x00\x00"), "big") // 4096
+        value = {1: _SHUNT, 2: _BUS << 3 | 2, 3: current * _BUS // 5000, 4: current}.get(reg)
+        if value is None:
+            return self.regs.get(reg, b"\x00\x00")
+        return bytes(((value >> 8) & 0xFF, value & 0xFF))
 
     def writeto_mem(self, addr, reg, buf):
         if addr != 0x40:
