@@ -230,6 +230,8 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
         batches, reports = sub.batches, list(sub.healths)
     lines = boot.lines
     marks = [int(m.group(1)) for m in map(re.compile(r"heapmark live (\d+)").match, lines) if m]
+    doubles = [int(m.group(1)) for m in map(re.compile(r"heapmark doubles (\d+)").match, lines)
+               if m]
     start_heap = [int(m.group(1)) for m in
                   map(re.compile(r"tether: heap (\d+) bytes used").match, lines) if m]
     connects = sum(1 for line in lines if line.startswith("uplink: connected"))
@@ -241,7 +243,7 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
                "peak_live": max(marks) if marks else None,
                "start_heap": start_heap[0] if start_heap else None,
                "health_heap_used": max((h.get("heap_used") or 0 for h in reports), default=None),
-               "connects": connects}
+               "connects": connects, "doubles": doubles[0] if doubles else None}
     why = None
     if boot.failures():
         why = boot.failures()[0].strip()
@@ -346,6 +348,8 @@ def main(argv=None):
                 "meets target" if long_k and long_k <= TARGET_K else "MISSES TARGET"))
         print("peak live heap, at %dk (gc.collect() then gc.mem_alloc(), every 1 s): %s"
               % (sample_k, kb(f["peak_live"])))
+        print("  of which the interpreter at start, the bench's doubles and boot script: %s"
+              % kb(f["doubles"]))
         print("heap after start (the board's own line): %s; health's heap_used, highest: %s"
               % (kb(f["start_heap"]), kb(f["health_heap_used"])))
         print("baseline, every module of the bundle imported (tether build): %s"
