@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:
 from firmware.build import BuildError, build, find_micropython, find_mpy_cross  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "printer.yaml"
-DEVICE = "printer-a4cf12345678"  # printer-{uid} with the uid bench/mp_board.py's machine gives
+DEVICE = "printer-68656170be9c"  # printer-{uid} with the uid bench/mp_board.py's machine gives
 TARGET_K = 128
 STEP_K = 8
 LOW_K, HIGH_K = 96, 320  # the search's range
