@@ -10,7 +10,8 @@ bench starts, as the profile asks (mqtts, its CA, user name and password).
 bench/mp_board.py puts minimal doubles of machine, network and ntptime in sys.modules and imports
 the bundle's main.py: WiFi joins at once, NTP answers with the host's clock, the four level
 probes' ADCs read mid-scale and the INA219 answers on its I2C bus. The broker's address, port and
-CA are set in the bundle's profile.json, nothing else.
+CA are set in the bundle's profile.json, and the buffer's path (/buffer) made relative to the
+board's folder, nothing else.
 
 1. The smallest `-X heapsize` (multiples of 8k) at which a boot runs RUN_S seconds: still running
    at the end, no task failed, no MemoryError, the uplink connected once, and its batches and
@@ -171,6 +172,9 @@ class Boot:
         profile = json.loads((self.dir / "profile.json").read_text())
         u = profile["uplink"]
         u["host"], u["port"], u["ca"] = "localhost", broker.tls_port, broker.ca
+        # The board's root is this folder: /buffer on a board, but on this host that is the
+        # machine's /buffer, which every run of an esp32 bundle would share (a backlog to send).
+        profile["buffer"]["path"] = profile["buffer"]["path"].lstrip("/")
         if plain:
             u["port"], u["tls"] = broker.port, False
         if periods:
