@@ -3,8 +3,8 @@ it for its ESP32 (.mpy), booted by its own /main.py under the host's MicroPython
 port, whose objects are about twice an ESP32's), with the uplink over TLS to a mosquitto this
 bench starts, as the profile asks (mqtts, its CA, user name and password).
 
-    python3 bench/heap.py            # ~15 min: the search, then a 10-minute run at the size found
-    python3 bench/heap.py --quick    # ~4 min: the search with shorter runs, no 10-minute run
+    python3 bench/heap.py            # ~20 min: the search, then a 10-minute run at the size found
+    python3 bench/heap.py --quick    # ~5 min: the search with shorter runs, no 10-minute run
     python3 bench/heap.py --plain    # the same with the uplink on plain MQTT (TLS's share)
 
 bench/mp_board.py puts minimal doubles of machine, network and ntptime in sys.modules and imports
