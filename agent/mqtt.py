@@ -62,6 +62,17 @@ _REFUSED = ("unacceptable protocol version", "identifier rejected", "server unav
             "bad user name or password", "not authorized")
 
 
+_reserved = []  # (rx, tx) set aside by reserve() for the next client that connects
+
+
+def reserve(max_packet=2048):
+    """Sets aside the receive and send buffers of the next client that connects (with this
+    max_packet), allocated now. A board calls it before its tasks start: later, a small heap may
+    still have the bytes free, but no longer in one piece."""
+    if not _reserved:
+        _reserved.append((bytearray(max_packet), bytearray(max_packet)))
+
+
 class MQTTError(Exception):
     """The broker refused something or broke the protocol. `code`: a CONNACK return code (1-5),
     0x80 (SUBACK failure), ERR_PROTOCOL, ERR_TOO_LARGE or ERR_NO_ID."""
@@ -168,8 +179,9 @@ class Client:
         self.will = will
         self.timeout_ms = timeout_ms
         self.connected = False
-        self._rx = bytearray(max_packet)
-        self._tx = bytearray(max_packet)
+        self.max_packet = max_packet
+        self._rx = None            # the buffers, allocated by the first connect()
+        self._tx = None
         self._hdr = bytearray(1)   # one byte of an incoming fixed header
         self._zero = bytearray(0)  # MicroPython: a read of nothing, to wait until readable
         self._ack = bytearray(4)   # the reader's PUBACK
@@ -203,6 +215,15 @@ class Client:
         (OSError(errno.ETIMEDOUT)). Starts the reader and keepalive tasks."""
         if self._writer is not None:
             self._close(None)
+        if self._rx is None:
+            # Here, not in __init__: a client whose connect() is never called (a board's while
+            # WiFi is down) leaves no garbage of 2 x max_packet behind.
+            n = self.max_packet
+            if _reserved and len(_reserved[0][0]) == n:
+                self._rx, self._tx = _reserved.pop()
+            else:
+                self._rx = bytearray(n)
+                self._tx = bytearray(n)
         self._inflight = set()
         self._busy = False
         self._pending = False

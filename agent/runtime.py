@@ -34,7 +34,7 @@ class Agent:
         safe_mode: a board that crashed at boot too often (docs/esp32.md): no sensors are set
         up, nothing is read from flash (buffer and events in RAM), and only the commands that
         help to diagnose it are taken (ping, diag, reboot)."""
-        self.profile = profile
+        self.model = profile["device"].get("model")  # not the profile: a board frees it
         self.clock = clock
         self.device = device_id or profile["device"]["id"]
         self.reboot = reboot
@@ -81,13 +81,16 @@ class Agent:
         if u["tls"]:
             from agent import tls
             ctx = tls.context(u.get("ca"), u.get("cert"), u.get("key"), tls_tmpdir)
-        client_id = u.get("client_id") or self.device
+        client_id = (u.get("client_id") or self.device).replace("{uid}", self.device)
+        # The values, not the profile's uplink mapping: the closure would keep it (and its CA
+        # text) alive for good.
+        host, port, keepalive_s = u["host"], u["port"], u["keepalive_ms"] // 1000
+        username, password = u.get("username"), u.get("password")
 
         def make(will):
-            return client_class(client_id.replace("{uid}", self.device), u["host"], u["port"],
-                                keepalive_s=u["keepalive_ms"] // 1000, username=u.get("username"),
-                                password=u.get("password"), ssl=ctx, server_hostname=u["host"],
-                                will=will)
+            return client_class(client_id, host, port, keepalive_s=keepalive_s,
+                                username=username, password=password, ssl=ctx,
+                                server_hostname=host, will=will)
         return make
 
     def open(self):
@@ -202,7 +205,7 @@ class Agent:
         cmd.done()
         log = self.buffer.log
         u = self.uplink
-        return {"version": VERSION, "model": self.profile["device"].get("model"),
+        return {"version": VERSION, "model": self.model,
                 "boot": log.boot, "seq": self.buffer.seq, "acked": log.acked,
                 "segments": len(log.segments), "discarded": log.discarded,
                 "published": u.published, "puback": u.acked, "connected": u.connected,

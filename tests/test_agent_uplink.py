@@ -18,7 +18,7 @@ from firmware.profile.compile import compile as compile_profile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 PROFILE = """\
-device: {id: %(device)s}
+device: {id: %(device)s, model: Test Printer}
 platform: sim
 buses:
   - {id: i2c0, type: i2c, sda: 21, scl: 22}
@@ -238,6 +238,7 @@ def test_commands_are_answered_and_garbage_does_not_stop_the_agent(
         watcher.command(device, {"id": 7, "cmd": "diag"})
         diag = reply(7)["result"]
         assert diag["sensors"][0][:2] == ["power", 2000] and diag["rejected"] >= 5
+        assert diag["model"] == "Test Printer"  # kept by the agent, which lets the profile go
         before = len(watcher.on("tether/v1/%s/up/batch" % device))
         watcher.command(device, {"id": 8, "cmd": "flush"})
         assert reply(8)["ok"] is True

@@ -659,3 +659,25 @@ def test_fake_broker_reads_packets_it_is_sent():
         packets = fake.wait_packets(2)
         s.close()
     assert packets[1] == (0x30, b"\x00\x01a" + b"z" * 127)
+
+
+def test_the_first_client_to_connect_takes_the_reserved_buffers_and_a_client_that_never_connects_allocates_none(
+        mosquitto):
+    from agent import mqtt
+    del mqtt._reserved[:]
+    mqtt.reserve(1024)
+    rx, tx = mqtt._reserved[0]
+    never = Client("never", "127.0.0.1", mosquitto.port, max_packet=1024)
+    first = Client("first", "127.0.0.1", mosquitto.port, max_packet=1024)
+    second = Client("second", "127.0.0.1", mosquitto.port, max_packet=1024)
+
+    async def session():
+        for c in (first, second):
+            await c.connect()
+            await c.publish("tether/test/reserve", b"x" * 100, 1)
+            await c.disconnect()
+    asyncio.run(session())
+    assert never._rx is None and never._tx is None
+    assert first._rx is rx and first._tx is tx
+    assert second._rx is not rx and len(second._rx) == 1024
+    assert mqtt._reserved == []

