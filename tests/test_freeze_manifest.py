@@ -124,3 +124,10 @@ def test_a_driver_that_does_not_exist_is_refused_by_name():
     with pytest.raises(ValueError, match="no driver 'ina220'; drivers are ads1115, hx711, "
                                          "ina219, level_probe, pzem004t"):
         run_manifest(drivers=["ina220"])
+
+
+def test_a_port_whose_manifest_is_elsewhere_can_leave_out_the_port_include():
+    # bench/frozen_manifest.py: the unix port keeps its manifest under variants/, not boards/.
+    frozen, included = run_manifest(port_manifest=False, drivers=["ina219", "level_probe"])
+    assert included == []
+    assert frozen == run_manifest(drivers=["ina219", "level_probe"])[0]
