@@ -41,7 +41,6 @@ class Agent:
         self.rssi = rssi
         self.started = clock.monotonic()
         self.schema = compiled.schema(profile)
-        self.safe_mode = safe_mode
         if safe_mode:
             from agent.store import RamStore
             store = RamStore()

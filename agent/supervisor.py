@@ -33,7 +33,6 @@ class _Job:
         self.started_at = 0
         self.restarts = 0
         self.in_row = 0
-        self.given_up = False
         self.stuck = False
 
 
@@ -50,8 +49,6 @@ class Supervisor:
         self.on_good = on_good
         self.jobs = []
         self.started_at = 0
-        self.alive = False
-        self.feeds = 0
         self.stopping = False
         self.last_error = None   # "task: Error: message" of the last failure
         # Read at construction, so that a test harness can set the module's values first.
@@ -79,7 +76,7 @@ class Supervisor:
                 return
             except Exception as exc:
                 self._failed(job, exc)
-            if job.given_up:
+            if job.state == _ENDED:  # given up
                 return
             await asyncio.sleep(min(self.restart_min_ms << (job.in_row - 1),
                                     self.restart_max_ms) / 1000)
@@ -97,7 +94,6 @@ class Supervisor:
         self.last_error = "%s: %s" % (job.name, _describe(exc))
         self.log("tether: task %s failed: %s" % (job.name, _describe(exc)))
         if job.in_row >= self.give_up:
-            job.given_up = True
             job.state = _ENDED
             self.log("tether: task %s failed %d times in a row: giving up" % (job.name, job.in_row))
             if self.on_give_up is not None:
@@ -118,11 +114,9 @@ class Supervisor:
             job.stuck = stuck
             if stuck:
                 alive = False
-        self.alive = alive
         if alive:
             if self.feed is not None:
                 self.feed()
-            self.feeds += 1
             if self.on_good is not None and now - self.started_at >= self.good_ms:
                 good, self.on_good = self.on_good, None
                 good()

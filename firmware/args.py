@@ -55,9 +55,10 @@ def duration(low_ms, high_ms=None):
                 bounds.append("at least %s" % format_duration(low_ms))
             if high_ms is not None:
                 bounds.append("at most %s" % format_duration(high_ms))
+            least = " and ".join(bounds)
             raise argparse.ArgumentTypeError(
                 "expected a duration like '10s', '5min' or '2d', %sgot %r"
-                % ("".join(b + ", " for b in [" and ".join(bounds)] if b), text))
+                % (least + ", " if least else "", text))
         return value
     return parse
 

@@ -149,7 +149,6 @@ def gated(client_class, net):
 class Board:
     def __init__(self, profile, root=""):
         self.profile = profile
-        self.root = root
         self.agent = None
         self.net = None
         self.supervisor = None

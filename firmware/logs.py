@@ -63,7 +63,7 @@ def follow(port, out=None, err=None, baudrate=115200, retry=0.5, stop=None,
     try:
         while not stop():
             if link is None:
-                link = _reopen(port, baudrate, opener, err, console)
+                link = _reopen(port, baudrate, opener, err)
                 if link is None:
                     sleep(retry)
                 continue
@@ -87,7 +87,7 @@ def follow(port, out=None, err=None, baudrate=115200, retry=0.5, stop=None,
     return EXIT_OK
 
 
-def _reopen(port, baudrate, opener, err, console):
+def _reopen(port, baudrate, opener, err):
     try:
         link = opener(port, baudrate)
     except rawrepl.ReplError:

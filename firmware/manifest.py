@@ -24,7 +24,7 @@ DRIVERS = sorted(_registry["CHIPS"])
 _helpers = sorted(_n[:-3] for _n in __import__("os").listdir("../hal/drivers")
                   if _n.endswith(".py") and _n[:-3] not in DRIVERS and _n != "__init__.py")
 
-options.defaults(drivers=sorted(DRIVERS), port_manifest=True)
+options.defaults(drivers=DRIVERS, port_manifest=True)
 
 # The port's own frozen modules (asyncio, ntptime, ...): a FROZEN_MANIFEST replaces the
 # board's manifest, and the agent needs them. Included once even when a board's manifest

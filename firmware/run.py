@@ -253,8 +253,7 @@ async def _run(profile, platform, args, out):
                       device_id=args.device)
         discarded = agent.open()
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
-        out.write("tether run: %s\n" % ("%s: %s" % (exc.filename, exc.strerror)
-                                        if exc.filename and exc.strerror else exc))
+        out.write("tether run: %s\n" % _os_error(exc))
         return 2
     except ValueError as exc:
         out.write("tether run: %s\n" % exc)
@@ -275,9 +274,7 @@ async def _run(profile, platform, args, out):
     watch.cancel()
     if task.done() and task.exception() is not None:  # sampling failed: the store, say
         exc = task.exception()
-        out.write("tether run: the agent stopped: %s\n" % (
-            "%s: %s" % (exc.filename, exc.strerror) if getattr(exc, "filename", None)
-            and exc.strerror else exc))
+        out.write("tether run: the agent stopped: %s\n" % _os_error(exc))
         return 1
     if not task.done():
         await agent.stop()
@@ -332,3 +329,10 @@ def add_command(sub):
                         "controller, found by its label)")
     add_allow_outside(p)
     p.set_defaults(func=main)
+
+
+def _os_error(exc):
+    """`file: what` for an OSError that names its file, else the exception as it says itself."""
+    if getattr(exc, "filename", None) and getattr(exc, "strerror", None):
+        return "%s: %s" % (exc.filename, exc.strerror)
+    return str(exc)

@@ -10,11 +10,6 @@ from hal import chips
 UART_TIMEOUT_MS = 50  # per read() call; the PZEM-004T driver keeps its own deadline
 
 
-def where(sensor):
-    """The profile's name for a sensor's place, as drivers put it in their errors."""
-    return chips.driver(sensor["driver"]).where(sensor)
-
-
 class Wiring:
     """What a driver module's build(sensor, ctx) gets: the platform's buses (each opened once),
     pins and ADCs, its clock, and the drivers already built (chips, by key)."""

@@ -41,8 +41,6 @@ class Network:
         self.wlan = None
         self.joins = 0            # join attempts
         self.joined = 0           # successful joins
-        self.ntp_tries = 0
-        self.synced_at = None     # monotonic ms of the last NTP sync
         self.sleep = sleep or _sleep
 
     def connected(self):
@@ -95,7 +93,6 @@ class Network:
         """Sets the clock from NTP; True when it worked. Blocks up to about a second (ntptime's
         socket timeout) plus its DNS lookup."""
         import ntptime
-        self.ntp_tries += 1
         try:
             t = ntptime.time()
         except (OSError, OverflowError, IndexError) as exc:
@@ -104,7 +101,6 @@ class Network:
         if time.gmtime(0)[0] == 2000:
             t += UNIX_2000
         self.clock.sync(t * 1000)
-        self.synced_at = self.clock.monotonic()
         self.log("ntp: clock set to %d" % t)
         return True
 

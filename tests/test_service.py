@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from tests.broker import require_tool
 from tests.run_process import LIVENESS_S, Run, watch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -63,12 +64,7 @@ def unit_of(printed):
 
 
 def systemd_analyze():
-    found = shutil.which("systemd-analyze") or (
-        "/usr/bin/systemd-analyze" if os.path.exists("/usr/bin/systemd-analyze") else None)
-    if found is None:
-        pytest.fail("systemd-analyze is missing: run tests/system-deps as root (Debian package "
-                    "systemd)")
-    return found
+    return require_tool("systemd-analyze", "systemd")
 
 
 def verify(tmp_path, name, unit):

@@ -6,7 +6,8 @@
 # and the compiled profile do not fit together in 64k on the 64-bit unix port: 128k.
 MICROPYTHON_HEAP = "128k"
 from all_drivers import PROFILE
-from hal.board import drivers, where
+from hal import chips
+from hal.board import drivers
 from hal.bus import SensorError
 from hal.sim.platform import SimPlatform
 from support import raises
@@ -76,6 +77,6 @@ def test_chip_faults_of_the_load_cell_and_the_probes():
 
 
 def test_where_names_each_kind_of_place_as_errors_do():
-    assert [where(s) for s in PROFILE["sensors"]] == [
+    assert [chips.driver(s["driver"]).where(s) for s in PROFILE["sensors"]] == [
         "i2c0:0x40", "uart1:1", "uart1:1", "pins 4/5", "pins 4/5", "i2c0:0x48", "pin 34",
         "i2c0:0x48 AIN2"]
