@@ -86,6 +86,7 @@ class FakeBoard:
     def start(self):
         self._wake = os.pipe()
         self._start_mp()
+        self._pty_gen = 0
         self._open_pty()
         self._thread = threading.Thread(target=self._serve, daemon=True, name="fakeboard")
         self._thread.start()
@@ -126,6 +127,7 @@ class FakeBoard:
         master, slave = os.openpty()
         tty.setraw(slave)
         self._master, self._slave = master, slave
+        self._pty_gen += 1
         path = os.ttyname(slave)
         tmp = self.port + ".new"
         os.symlink(path, tmp)
@@ -190,6 +192,10 @@ class FakeBoard:
                 with self.lock:
                     if self._master is not None:
                         fds.append(self._master)
+                    # An unplug and plug while select() waits can give the new pty the old
+                    # one's fd number: its readiness would then be the old pty's, and a read
+                    # would block while holding the lock.
+                    gen = self._pty_gen
                 ready, _, _ = select.select(fds, [], [], 0.01 if self.chatty else 0.5)
                 if self._wake[0] in ready:
                     return
@@ -205,7 +211,8 @@ class FakeBoard:
                             raise RuntimeError("the micropython process ended")
                         self._mp_buf += more
                         self._from_mp()
-                    if self._master is not None and self._master in ready:
+                    if (self._master is not None and self._master in ready
+                            and gen == self._pty_gen):
                         try:
                             data = os.read(self._master, 65536)
                         except OSError:      # no one has the port open: nothing to read
