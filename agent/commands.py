@@ -67,8 +67,8 @@ def shown(v):
 
 
 def _kind_name(kind):
-    return {str: "text", int: "an integer", bool: "true or false", list: "a list"}.get(
-        kind, str(kind))
+    return {str: "text", int: "an integer", bool: "true or false", list: "a list",
+            dict: "a map"}.get(kind, str(kind))
 
 
 class Commands:

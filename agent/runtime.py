@@ -22,6 +22,7 @@ VERSION = "0.1.0"
 EVENTS_SHARE = 16  # the event log may take 1/16 of the buffer's bytes, at least 8 KiB
 RESEND_RANGES = 16   # a resend command asks for at most this many ranges
 RESEND_SEQS = 1024   # and this many sequence numbers in all
+MAX_SNOOZE_MS = 90 * 86400000
 
 
 class Agent:
@@ -55,12 +56,20 @@ class Agent:
                              self.device)
         self.sampler = Sampler(clock, self.buffer, self.events, [] if safe_mode else
                                channels(profile, self.schema, drivers(profile, platform)))
+        self.insights = None
+        if not safe_mode and any("insight" in s for s in profile["sensors"]):
+            from agent.insights import Insights
+            self.insights = Insights(self.events, profile["sensors"])
+            for c in self.sampler.channels:
+                c.insight = self.insights.feeder(c.name)
         self.sampled_at = self.started  # monotonic ms of the last sampling round
         u = profile["uplink"]
         handlers = {"ping": self._ping, "diag": self._diag, "reboot": self._reboot}
         if not safe_mode:
             handlers.update({"set_interval": self._set_interval, "flush": self._flush,
                              "resend": self._resend})
+            if self.insights is not None:
+                handlers["insight"] = self._insight
         self.commands = Commands(handlers)
         self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
@@ -174,6 +183,8 @@ class Agent:
             "sensors": sensors,
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
                     "event": _seq_span(self.events.log, uplink.sent[1])}}
+        if self.insights is not None:
+            report["insights"] = self.insights.health()
         if self.more_health is not None:
             report.update(self.more_health())
         return cbor.dumps(report)
@@ -210,7 +221,30 @@ class Agent:
                 "published": u.published, "puback": u.acked, "connected": u.connected,
                 "commands": self.commands.received, "rejected": self.commands.rejected,
                 "skipped": self.commands.skipped,
-                "sensors": [[c.name, c.interval_ms, c.readings, c.failing] for c in self.sampler.channels]}
+                "sensors": [[c.name, c.interval_ms, c.readings, c.failing] for c in self.sampler.channels],
+                "insights": self.insights.state() if self.insights is not None else None}
+
+    def _insight(self, cmd):
+        """ack, snooze or change the settings of a sensor's insight (docs/insights.md)."""
+        sensor = cmd.arg("sensor", str)
+        action = cmd.arg("action", str)
+        event = until = args = None
+        if action in ("ack", "snooze"):
+            event = cmd.arg("event", str)
+        if action == "snooze":
+            ms = cmd.arg("for_ms", int, 0, MAX_SNOOZE_MS)
+            until = self.clock.now()[0] + ms if ms else None
+        elif action == "set":
+            args = cmd.arg("settings", dict)
+        elif action != "ack":
+            cmd.done()
+            raise CommandError("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
+                               % shown(action))
+        cmd.done()
+        try:
+            return self.insights.command(sensor, action, event, until, args)
+        except ValueError as exc:
+            raise CommandError(str(exc))
 
     def _resend(self, cmd):
         """Re-publishes batches or events the ingest is missing (docs/uplink.md, "Repair")."""

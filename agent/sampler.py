@@ -1,7 +1,8 @@
 # The sampler: reads each sensor at its interval and hands the readings to the buffer.
 #
 # For each reading, in order: plausibility (a value outside the profile's min/max is a fault,
-# not a reading), the median of the last N values, rounding to the channel's resolution,
+# not a reading), the sensor's insight (agent/insights: it sees every plausible value, unsmoothed),
+# the median of the last N values, rounding to the channel's resolution,
 # thresholds with hysteresis (an event when the level is crossed, one more when it is left by
 # the hysteresis, nothing in between), the deadband (a value that moved less than it since the
 # last one buffered is not buffered), then the buffer. Sensors that share a chip (the quantities
@@ -51,6 +52,7 @@ class Channel:
         self.sorted = [0.0] * n     # scratch for the median: no list made per reading
         self.filled = 0
         self.thresholds = thresholds
+        self.insight = None         # fn(t, value, synced): the sensor's insight (agent/insights)
         self.due = 0
         self.last = None            # the last value buffered
         self.failing = None         # the kind of the ongoing fault, or None
@@ -157,6 +159,11 @@ class Sampler:
         if (c.low is not None and v < c.low) or (c.high is not None and v > c.high):
             c.errors["implausible"] = c.errors.get("implausible", 0) + 1
             return
+        if c.insight is not None:
+            try:
+                c.insight(t, v, synced)
+            except Exception:  # a detector's fault must not cost the reading
+                c.errors["insight"] = c.errors.get("insight", 0) + 1
         v = c.median(v)
         scaled = c.scale(v)
         for th in c.thresholds:

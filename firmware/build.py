@@ -4,8 +4,8 @@
     manifest = build("examples/printer.yaml", "out/printer", arch=None)
 
 The board-side modules are found by following imports statically from the entry point
-(firmware/main.py) and the platform module, plus the chip modules the profile uses
-(hal.chips.modules). They are compiled to .mpy with mpy-cross.
+(firmware/main.py) and the platform module, plus the chip and insight modules the profile uses
+(hal.chips.modules, agent.insights.modules). They are compiled to .mpy with mpy-cross.
 """
 import ast
 import hashlib
@@ -163,6 +163,7 @@ def follow(roots, excluded=(), root=ROOT):
 
 def board_modules(profile, root=ROOT):
     """The dotted names of the modules the profile's bundle ships (main.py and boot.py apart)."""
+    from agent import insights
     from hal import chips
     platform = profile["platform"]
     sim = platform == "sim"
@@ -172,7 +173,7 @@ def board_modules(profile, root=ROOT):
         for m in ("hal.drivers." + name, "hal.sim." + name):
             if m not in used:
                 unused.append(m)
-    roots = [PLATFORM_MODULES[platform]] + sorted(used)
+    roots = [PLATFORM_MODULES[platform]] + sorted(used) + insights.modules(profile)
     for name in (ENTRY, BOOT):
         path = pathlib.Path(root, name)
         if path.is_file():

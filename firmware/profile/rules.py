@@ -128,6 +128,14 @@ def integer(lo, hi, what=None):
     return read
 
 
+def clock_time(ctx, node):
+    """'08:00' -> minutes after local midnight."""
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", node.value) if node.tag == "str" else None
+    if m is None:
+        raise Invalid(expected("a time of day like '08:00'", node))
+    return int(m.group(1)) * 60 + int(m.group(2))
+
+
 def decimal(node, what="a number"):
     """The exact Decimal of a number node (floats are read from their text, never via float)."""
     value = None

@@ -12,6 +12,7 @@ from agent import ids
 from firmware import bounded
 from firmware.profile import crosscheck
 from firmware.profile.chips import DRIVERS
+from firmware.profile.insights import INSIGHTS
 from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.places import pin
 from firmware.profile.rules import (
@@ -55,12 +56,24 @@ def device_id(ctx, node):
     return node.value
 
 
+def utc_offset(ctx, node):
+    """'+01:00' -> 60: the local time of schedules and daily reports (agent/insights)."""
+    m = re.fullmatch(r"([+-])(\d\d):([0-5]\d)", node.value) if node.tag == "str" else None
+    minutes = m and int(m.group(2)) * 60 + int(m.group(3))
+    if not m or minutes > 14 * 60:
+        raise Invalid(expected("an offset from UTC like '+01:00' or '-05:00' (at most 14 h)",
+                               node))
+    return -minutes if m.group(1) == "-" else minutes
+
+
 def device(ctx, node):
     out = section(ctx, node, [
         ("id", "id", device_id, REQUIRED),
         ("model", "model", text, None),
+        ("utc_offset", "utc_offset_min", utc_offset, None),
     ])
     ctx.device_id = out.get("id")
+    ctx.utc_offset_min = out.get("utc_offset_min", 0)
     return out
 
 
@@ -136,6 +149,21 @@ def threshold(ctx, node):
     return out
 
 
+def insight(ctx, node):
+    if node.tag != "map":
+        raise Invalid(expected("a mapping with a 'type' (%s)" % ", ".join(INSIGHTS), node))
+    kind = known(node, "type", INSIGHTS)
+    fields = [("type", "type", choice(list(INSIGHTS)), REQUIRED)]
+    if kind is not None:
+        fields += INSIGHTS[kind]["fields"]
+    out = section(ctx, node, fields, strict=kind is not None)
+    if kind is not None:
+        out["utc_offset_min"] = ctx.utc_offset_min
+        if INSIGHTS[kind]["check"] is not None:
+            INSIGHTS[kind]["check"](ctx, node, out)
+    return out
+
+
 def sensor_fields(driver):
     fields = [
         ("name", "name", pattern(NAME, NAME_WHAT), REQUIRED),
@@ -145,6 +173,7 @@ def sensor_fields(driver):
         ("resolution", "resolution", resolution, None),
         ("filters", "filters", filters, EMPTY),
         ("thresholds", "thresholds", list_of(threshold), []),
+        ("insight", "insight", insight, None),
     ]
     if driver in DRIVERS:
         quantities = list(DRIVERS[driver]["quantities"])
@@ -169,6 +198,11 @@ def sensor(ctx, node):
     check = DRIVERS[driver]["check"]
     if check is not None:
         check(ctx, node, out)
+    kind = out.get("insight", {}).get("type")
+    if kind in INSIGHTS and out.get("quantity") not in INSIGHTS[kind]["quantities"]:
+        ctx.problems.append(at(node.value["insight"].value["type"], "a %s insight reads a %s, "
+                               "not a %s" % (kind, " or a ".join(INSIGHTS[kind]["quantities"]),
+                                             out.get("quantity"))))
     return out
 
 
@@ -370,7 +404,8 @@ TOP_FIELDS = [  # in this order: later parts depend on the platform, the device 
 
 def compile_root(root):
     """(compiled dict, problems, compiled paths of values from secrets) for a loaded profile."""
-    ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, buses={}, device_id=None)
+    ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, buses={}, device_id=None,
+                          utc_offset_min=0)
     unknown_keys(ctx, root, TOP_KEYS)
     out = section(ctx, root, TOP_FIELDS, strict=False)
     out["v"] = 1

@@ -1,0 +1,15 @@
+# The adherence insight (agent/insights/__init__.py, docs/insights.md).
+KIND = "adherence"
+EVENTS = ()
+
+
+class Detector:
+    KIND = KIND
+    EVENTS = EVENTS
+
+    def __init__(self, cfg, emit):
+        self.cfg = cfg
+        self.emit = emit
+
+    def feed(self, t, v, synced):
+        pass

@@ -1,0 +1,35 @@
+"""The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
+power, standby, a daily energy report, maintenance due when its cycles drift."""
+from firmware.profile.errors import at, expected
+from firmware.profile.rules import (REQUIRED, clock_time, duration, integer, list_of, number,
+                                    section, text)
+from firmware.profile.units import DAY, HOUR, MINUTE, SECOND
+
+
+def signature(ctx, node):
+    return section(ctx, node, [
+        ("name", "name", text, REQUIRED),
+        ("duration", "duration_ms", duration(MINUTE, DAY), REQUIRED),
+        ("energy", "energy_wh", number(above=0), REQUIRED),
+    ])
+
+
+QUANTITIES = ("power",)
+FIELDS = [
+    ("cycle_above", "on_w", number(above=0), 10),
+    ("standby_below", "off_w", number(above=0), 5),
+    ("cycle_end", "end_ms", duration(10 * SECOND, HOUR), 3 * MINUTE),
+    ("tariff", "tariff", number(at_least=0), 0),
+    ("currency", "currency", text, "EUR"),
+    ("grid_intensity", "co2_g_per_kwh", number(at_least=0), 0),
+    ("report_at", "report_min", clock_time, 0),
+    ("programmes", "programmes", list_of(signature), []),
+    ("learn", "learn", integer(3, 1000), 20),
+]
+
+
+def check(ctx, node, out):
+    if out.get("off_w", 0) >= out.get("on_w", 1):
+        where = node.value.get("standby_below") or node.value.get("cycle_above") or node
+        ctx.problems.append(at(where, expected("standby_below under cycle_above (%s W)"
+                                               % out.get("on_w"), where)))
