@@ -28,7 +28,7 @@
 # on, and that is still before the window or close ends). A dose that finds fewer pills takes
 # what is left, and an empty bottle makes it a missed dose (reason "empty").
 # Handling that is no dose, per patient a rate per day drawn once (fleet mean in HANDLING), at
-# 07:00-23:00, never within 10 minutes of a take or refill: "lift" (off the scale 5-60 s),
+# 07:00-23:00, never within 10 minutes of a take or refill (nor is a refill that close to a take): "lift" (off the scale 5-60 s),
 # "shake" (held half on the scale and shaken: readings jump by +-40 % of the bottle's weight for
 # 10-60 s), "carry" (off the scale 3-60 min, back with the same count), "open" (lifted 5-20 s,
 # then the cap set down beside it for 1-4 min, then back on, no pill taken).
@@ -266,7 +266,7 @@ class PillBottle(Model):
             self._order_refill(back)
 
     def _refill(self, t):
-        t = max(t, self.busy_until + 10000)
+        t = max(t, self.busy_until + QUIET_MS)   # not in the middle of a dose
         lift = int(self.rng.uniform(60, 180) * 1000)
         self.changes.append((t, self.plan_count, LIFTED))
         added = min(self.pack, self.capacity - self.plan_count)
