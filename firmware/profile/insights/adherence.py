@@ -31,8 +31,10 @@ FIELDS = [
 
 def check(ctx, node, out):
     times = out.get("times_min")
-    if times and len(set(times)) != len(times):
-        ctx.problems.append(at(node.value["schedule"], "schedule: each time once"))
+    twice = [t for i, t in enumerate(times or ()) if t in times[:i]]
+    if twice:
+        ctx.problems.append(at(node.value["schedule"], "expected each time once, got %02d:%02d "
+                                                       "twice" % (twice[0] // 60, twice[0] % 60)))
         return
     problem = spacing(times, out.get("window_ms", 30 * MINUTE)) if times else None
     if problem:
