@@ -66,8 +66,7 @@ def run(days, with_detector):
 
 def main():
     days = int(sys.argv[1]) if len(sys.argv) > 1 else 7
-    import agent.insights.adherence  # noqa: F401  (the code is not the state)
-    from agent.insights.adherence import Detector
+    from agent.insights.adherence import Detector   # imported first: the code is not the state
     mem = getattr(gc, "mem_alloc", None)     # MicroPython only
     gc.collect()
     before = mem() if mem else 0

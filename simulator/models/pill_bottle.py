@@ -28,10 +28,11 @@
 # on, and that is still before the window or close ends). A dose that finds fewer pills takes
 # what is left, and an empty bottle makes it a missed dose (reason "empty").
 # Handling that is no dose, per patient a rate per day drawn once (fleet mean in HANDLING), at
-# 07:00-23:00, never within 10 minutes of a take or refill (nor is a refill that close to a take): "lift" (off the scale 5-60 s),
-# "shake" (held half on the scale and shaken: readings jump by +-40 % of the bottle's weight for
-# 10-60 s), "carry" (off the scale 3-60 min, back with the same count), "open" (lifted 5-20 s,
-# then the cap set down beside it for 1-4 min, then back on, no pill taken).
+# 07:00-23:00, never within 10 minutes of a take or refill (nor is a refill that close to a
+# take): "lift" (off the scale 5-60 s), "shake" (held half on the scale and shaken: readings
+# jump by +-40 % of the bottle's weight for 10-60 s), "carry" (off the scale 3-60 min, back with
+# the same count), "open" (lifted 5-20 s, then the cap set down beside it for 1-4 min, then back
+# on, no pill taken).
 # Refills: 60 % of patients refill when the count falls below the profile's refill threshold
 # (a `below:` threshold on the count, 7 if none): the pharmacy delivers after a lognormal delay
 # (median 18 h, sigma 0.7), in the daytime (09:00-19:00); the others every 28 or 30 days at
