@@ -34,8 +34,8 @@ def test_scores_match_events_to_doses_by_scheduled_time():
     def ev(event, sched, **f):
         return (sched + 2 * HOUR, event, "pills", None, dict(f, scheduled=sched))
 
-    insights = [ev("dose_taken", s[0], status="on_time"), ev("extra_dose", s[0]),
-                ev("dose_taken", s[1], status="on_time"),     # the truth says late
+    insights = [ev("dose_taken", s[0], status="on_time", pills=1), ev("extra_dose", s[0]),
+                ev("dose_taken", s[1], status="on_time", pills=2),   # late, 1 pill
                 ev("dose_missed", s[2]),
                 ev("dose_missed", s[3]),                        # a false missed ...
                 ev("dose_taken", s[5], status="late")]          # ... and a false taken
@@ -43,6 +43,7 @@ def test_scores_match_events_to_doses_by_scheduled_time():
     assert (c["missed"], c["missed_hit"]) == (2, 1)
     assert (c["taken"], c["taken_flagged_missed"], c["taken_hit"]) == (4, 1, 2)
     assert (c["reported_taken"], c["reported_taken_true"], c["status_agree"]) == (3, 2, 1)
+    assert c["pills_agree"] == 1
     assert (c["doubles"], c["doubles_hit"], c["extra"], c["extra_true"]) == (1, 1, 1, 1)
     lines = {name.split(" (")[0]: (value, ok) for name, value, _, ok in
              score([Unit(truth, insights, profile())])}

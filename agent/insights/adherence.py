@@ -5,8 +5,10 @@
 # A lifted bottle reads below the empty bottle (its own weight is in the tare: negative, or 0
 # from a driver that clamps; so 0 is "off the scale" unless the bottle held at most one dose),
 # a shaken one jumps around, a cap set down beside the bottle takes a few pills' weight off for
-# a minute or few: none of these hold a level for settle_ms, so none is a dose. A rise soon after
-# a drop, no larger than it, is the cap put back (after a dose), not a refill.
+# a minute or few: none of these hold a level for settle_ms, so none is a dose. A settled drop of
+# more than a dose may be the cap left beside the bottle for longer (after a dose, say): it waits
+# up to an hour for the count to come back up; what is then missing was taken, when the lower
+# count first showed.
 #
 # The schedule: slot k is the dose at times_min[k] (local time). A take belongs to the slot whose
 # [scheduled - window, close] holds the time its level first showed, where
@@ -24,7 +26,7 @@ _DAY = 86400000
 _WHOLE = 0.25            # pills: a reading farther than this from a whole count is not at rest
 _HUGE = 1000000          # pills: beyond this a reading is nonsense, not a count
 _GAP_MS = 6 * 3600000    # readings missing longer than this: the slots in between are not judged
-_CAP_MS = 3600000        # a rise this soon after a drop, at most that drop, is the cap put back
+_CAP_MS = 3600000        # how long a drop of more than a dose waits for the cap to go back on
 
 
 def _settings(cfg, args):
@@ -110,8 +112,8 @@ class Detector:
         self.ref = None          # the count at rest, as last settled
         self.lvl = None          # the whole count of the current run of resting readings
         self.lvl_t0 = 0          # when that run began
-        self.drop = 0            # pills of the last drop, for telling the cap put back
-        self.drop_t = 0
+        self.pend_from = None    # the count before a drop of more than a dose, still waiting
+        self.pend_t0 = 0
         self.armed = True        # refill_needed not yet sent for this supply
         self.last_t = None
         self.sched = None        # the slot being judged (None: not judging)
@@ -165,37 +167,58 @@ class Detector:
         elif n != self.lvl:
             self.lvl = n
             self.lvl_t0 = t
+        if self.pend_from is not None and t - self.pend_t0 >= _CAP_MS:
+            self._resolve(t)
+            self._supply(t)
         if n is not None and n != self.ref and t - self.lvl_t0 >= self.settle:
             self._settled(n, t)
         if self.sched is not None:
-            self._close_slots(t - self.settle, t)
+            limit = t - self.settle
+            if self.pend_from is not None and self.pend_t0 < limit:
+                limit = self.pend_t0     # its slot waits for it
+            self._close_slots(limit, t)
 
     def _settled(self, n, t):
         t0 = self.lvl_t0
-        if self.ref is None:
+        ref = self.ref
+        if ref is None:
             self.ref = n
-        elif n < self.ref:
-            d = self.ref - n
+        elif n < ref:
             self.ref = n
-            self.drop = d
-            self.drop_t = t0
-            self._take(d, t0, t)
-        elif self.drop and t0 - self.drop_t <= _CAP_MS and n - self.ref <= self.drop:
-            self.drop -= n - self.ref
-            self.ref = n
+            if self.pend_from is None:
+                if ref - n <= self.pills:
+                    self._take(ref - n, t0, t)
+                else:
+                    self.pend_from = ref
+                    self.pend_t0 = t0
+        elif self.pend_from is not None and n <= self.pend_from:
+            self.ref = n         # the cap back on: what is still missing was taken
+            self._resolve(t)
         else:
+            if self.pend_from is not None:
+                self._resolve(t)
             added = n - self.ref
             self.ref = n
-            self.drop = 0
             self.armed = True
             self.counts[3] += 1
             self.emit(t, "refilled", added, {"added": added, "count": n, "at": t0})
-        per_day = self.pills * len(self.times)
-        days = self.ref / per_day
-        if self.armed and days < self.refill_days:
-            self.armed = False
-            self.emit(t, "refill_needed", round(days, 1),
-                      {"count": self.ref, "days_left": round(days, 1), "per_day": per_day})
+        self._supply(t)
+
+    def _supply(self, t):
+        if self.pend_from is None and self.armed:
+            per_day = self.pills * len(self.times)
+            days = self.ref / per_day
+            if days < self.refill_days:
+                self.armed = False
+                self.emit(t, "refill_needed", round(days, 1),
+                          {"count": self.ref, "days_left": round(days, 1), "per_day": per_day})
+
+    def _resolve(self, t):
+        """The drop of more than a dose has come back up, or waited long enough."""
+        d = self.pend_from - self.ref
+        self.pend_from = None
+        if d > 0:
+            self._take(d, self.pend_t0, t)
 
     def _take(self, pills, t0, t):
         if self.sched is None or t0 < self.judge_from:

@@ -15,7 +15,8 @@ Only the scheduled doses the device could judge count: the slot opened after the
   dose_taken recall         share of taken doses with a dose_taken event
   dose_taken precision      share of dose_taken events (in judged slots) whose dose was taken
 Comparison lines: the published adherence sensor's sensitivity 0.949 and specificity 0.994; the
-share of taken doses reported missed (a bottle study: about 0.036); on time / late agreement;
+share of taken doses reported missed (a bottle study: about 0.036); on time / late and pills
+agreement;
 extra_dose against the truth's double takes; handling events per bottle-day the detector had to
 ignore.
 """
@@ -48,7 +49,8 @@ def _ratio(a, b):
 def tally(units):
     """Counts over every unit (a dict), for score() and for tests."""
     c = {"missed": 0, "missed_hit": 0, "taken": 0, "taken_flagged_missed": 0, "taken_hit": 0,
-         "reported_taken": 0, "reported_taken_true": 0, "status_agree": 0, "doubles": 0,
+         "reported_taken": 0, "reported_taken_true": 0, "status_agree": 0, "pills_agree": 0,
+         "doubles": 0,
          "doubles_hit": 0, "extra": 0, "extra_true": 0, "handling": 0, "bottle_days": 0.0}
     for u in units:
         sensor, cfg = _cfg(u.profile)
@@ -67,12 +69,12 @@ def tally(units):
 
         taken = {}
         doubles = set()
-        for t, _, sched, status in truth["doses"]:
+        for t, n, sched, status in truth["doses"]:
             if judged(sched):
                 if status == "double":
                     doubles.add(sched)
                 else:
-                    taken[sched] = status
+                    taken[sched] = (status, n)
         missed = set(s for s, _ in truth["missed_doses"] if judged(s))
         c["handling"] += len(truth.get("handling", ()))
         rep_missed = set()
@@ -92,7 +94,7 @@ def tally(units):
             if event == "dose_missed":
                 rep_missed.add(sched)
             elif event == "dose_taken":
-                rep_taken[sched] = fields.get("status")
+                rep_taken[sched] = (fields.get("status"), fields.get("pills"))
                 c["reported_taken"] += 1
                 if sched in taken:
                     c["reported_taken_true"] += 1
@@ -101,7 +103,10 @@ def tally(units):
         c["taken"] += len(taken)
         c["taken_flagged_missed"] += len([s for s in taken if s in rep_missed])
         c["taken_hit"] += len([s for s in taken if s in rep_taken])
-        c["status_agree"] += len([s for s in taken if rep_taken.get(s) == taken[s]])
+        c["status_agree"] += len([s for s in taken if s in rep_taken
+                                  and rep_taken[s][0] == taken[s][0]])
+        c["pills_agree"] += len([s for s in taken if s in rep_taken
+                                 and rep_taken[s][1] == taken[s][1]])
         c["doubles"] += len(doubles)
         c["doubles_hit"] += len(doubles & rep_extra)
     return c
@@ -128,6 +133,8 @@ def score(units):
     line("taken doses reported missed (a bottle study: about 0.036)",
          None if spec is None else 1.0 - spec, "for comparison", lambda v: True)
     line("dose_taken on time / late as in the truth", _ratio(c["status_agree"], c["taken_hit"]),
+         "for comparison", lambda v: True)
+    line("dose_taken pills as in the truth", _ratio(c["pills_agree"], c["taken_hit"]),
          "for comparison", lambda v: True)
     line("extra_dose: double takes found", _ratio(c["doubles_hit"], c["doubles"]),
          "for comparison", lambda v: True)

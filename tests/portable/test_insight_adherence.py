@@ -129,13 +129,38 @@ def test_a_dose_late_past_close_is_missed_and_extra():
     assert b.names() == ["dose_missed", "extra_dose"]
 
 
-def test_the_cap_put_back_after_a_dose_is_no_refill():
+def test_a_cap_left_off_after_a_dose_counts_the_dose_alone():
     b = Bottle(30)
     b.until(30, 8.1)
-    b.hold(19, 10 * MIN)                  # a dose, the cap (10 whole pills) off for 10 min
+    b.hold(-66, 30000)                    # lifted, one pill out
+    b.hold(29 - 9, 12 * MIN)              # back on the scale, the cap beside it for 12 min
     b.until(29, 19)                       # the cap back on
     assert b.names() == ["dose_taken"]
+    f = b.one("dose_taken")[3]
+    assert (f["pills"], f["taken"], f["status"]) == (1, DAY0 + 8 * HOUR + 6 * MIN + 30000,
+                                                     "on_time")
     assert b.det.state()["count"] == 29
+
+
+def test_a_cap_beside_the_bottle_for_long_with_no_pill_taken_is_no_dose():
+    b = Bottle(12)                        # 6 days left at 2 pills a day
+    b.until(12, 9)
+    b.hold(12 - 5, 20 * MIN)              # the cap (5 pills) beside it, read as whole counts:
+    b.until(12, 12)                       # 3.5 days, were it pills
+    assert b.names() == []
+    assert b.det.state()["count"] == 12
+
+
+def test_a_drop_of_more_than_a_dose_that_stays_is_taken_after_an_hour():
+    b = Bottle(30)
+    b.until(30, 12.5)
+    b.hold(27, 40 * MIN)                  # three pills at 12:30: the 08:00 slot closes at 13:00
+    assert b.names() == []                # waiting: maybe a cap beside the bottle
+    b.until(27, 19)
+    f = b.one("dose_taken")[3]
+    assert (f["pills"], f["status"], f["taken"]) == (3, "late", DAY0 + 12 * HOUR + 30 * MIN)
+    assert b.events[0][0] == DAY0 + 13 * HOUR + 30 * MIN      # an hour after it showed
+    assert "dose_missed" not in b.names()
 
 
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
