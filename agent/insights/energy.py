@@ -103,14 +103,14 @@ class Detector:
             if self.start is not None:
                 self.c_gap = True
         self.last_t = t
-        if synced:
-            self._report(t)
         if self.day_since is None:
             self.day_since = t
-        ws = v * dt / 1000.0
+        ws = v * dt / 1000.0          # the energy since the previous reading: its period's
         self.day_ws += ws
         if v < self.off_w:
             self.day_standby_ws += ws
+        if synced:
+            self._report(t)
         if self.start is None:
             if v > self.on_w:
                 self._begin(t, v, ws)
@@ -119,7 +119,7 @@ class Detector:
             if self.below_since is None:
                 self.below_since = t
             elif t - self.below_since >= self.end_ms:
-                self._finish(self.below_since)
+                self._finish(self.below_since, t)
             return
         self.below_since = None
         self.c_ws += ws
@@ -179,7 +179,7 @@ class Detector:
             if self.r_steady == STEADY:
                 self._end_stretch()
 
-    def _finish(self, end):
+    def _finish(self, end, t):
         start = self.start
         self.start = None
         self.below_since = None
@@ -206,9 +206,9 @@ class Detector:
                   "feature": None if feature is None else round(feature, 4)}
         if self.watch == "reversal":
             fields["reversals"] = self.best_n
-        self.emit(end, "cycle", round(wh, 2), fields)
+        self.emit(t, "cycle", round(wh, 2), fields)
         if feature is not None:
-            self._batch(end, feature)
+            self._batch(t, feature)
 
     def _programme(self, duration, wh):
         """The nearest signature within 30 % of both duration and energy, or None."""
