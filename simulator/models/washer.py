@@ -213,7 +213,8 @@ class Washer(Model):
         energy = sum(s[7] * (s[1] - s[0]) for s in tr.segs[i0:]) * tr.slot_s / 3600.0
         self.record(tr.end_ms, "programmes", {
             "t": e0 * tr.slot_ms, "end": tr.end_ms, "programme": name, "temp": temp,
-            "load": round(load, 2), "drum_w": round(drum, 1), "spike_w": round(spike, 1), "spin_w": round(spin, 1),
+            "load": round(load, 2), "drum_w": round(drum, 1), "spike_w": round(spike, 1),
+            "spin_w": round(spin, 1),
             "energy_wh": round(energy, 1)})
 
     def drive(self, t_ms, platform):
