@@ -32,8 +32,8 @@ from bench._common import MicroPythonBench, parse_kv, table  # noqa: E402
 SCENARIOS = [
     ("consumables", "printer", 60, 60, 101),
     ("doses", "pill-bottle", 100, 30, 202),
-    ("motors: washers", "washer", 40, 120, 303),
-    ("motors: fridges", "fridge", 40, 120, 404),
+    ("motors: washers", "washer", 30, 120, 303),
+    ("motors: fridges", "fridge", 60, 120, 404),
 ]
 QUICK = 5
 # (kind, example, days recorded) for the MicroPython figures.

@@ -6,8 +6,9 @@ happened (the models' truth).
                the cartridge swaps it saw, and when cartridges really ran dry
 - pills.png    pill counts of a few bottles, with the doses the device judged taken (on time,
                late), missed and extra, and the doses really missed
-- energy.png   energy per cycle of the washers and the fridges, each against its own learned
-               baseline, with the device's maintenance alarms and the truth's degradation
+- energy.png   per washer and fridge: the energy of each cycle, and the figure its maintenance
+               chart watches against the unit's own learned baseline, with the device's
+               maintenance alarms and the truth's wear and failure
 - backlog.png  the fleet's backlog (batches waiting on devices) and the devices offline
 """
 import os
@@ -148,39 +149,65 @@ def _pills(plt, outdir, bottles, found, start, end_days):
     return _save(fig, outdir, "pills.png")
 
 
+def _baseline(features, cfg):
+    """The median of a unit's first learn x batch features: the baseline as its device learns
+    it (agent/insights/energy.py), or of all it has when a short run has fewer."""
+    first = sorted(features[:cfg.get("learn", 20) * cfg.get("batch", 1)])
+    return first[len(first) // 2] if first else None
+
+
 def _energy(plt, outdir, meters, found, start, end_days):
-    fig, axes = plt.subplots(len(meters), 1, figsize=(11, 3.4 * len(meters)), squeeze=False)
+    fig, axes = plt.subplots(len(meters), 2, figsize=(15, 3.6 * len(meters)), squeeze=False)
     cmap = plt.get_cmap("tab10")
-    for ax, (kind, devices) in zip(axes[:, 0], meters):
+    for (left, right), (kind, devices) in zip(axes, meters):
+        watch = None
         for i, d in enumerate(devices):
             colour = cmap(i % 10)
-            cycles = [(t, f) for t, e, s, v, f in found.get(d.device_id, []) if e == "cycle"]
-            xs = [_days(f.get("end", t), start) for t, f in cycles]
-            ys = [f.get("energy_wh") for t, f in cycles]
+            cfg = next((x["insight"] for x in d.profile["sensors"]
+                        if x.get("insight", {}).get("type") == "energy"), {})
+            watch = cfg.get("watch", watch)
+            mine = found.get(d.device_id, [])
+            cycles = [f for t, e, s, v, f in mine if e == "cycle"]
             degrading = d.model.truth.get("degrading")
-            ax.plot(xs, ys, "o" if degrading else ".", color=colour, markersize=5 if degrading
-                    else 4, linestyle="-" if len(xs) < 3 else "none", alpha=0.8,
-                    label="%s%s (%d cycles)" % (d.device_id, ", degrading" if degrading else "",
-                                                len(xs)))
-            for t, e, s, v, f in found.get(d.device_id, []):
+            label = "%s%s (%d cycles)" % (d.device_id, ", degrading" if degrading else "",
+                                          len(cycles))
+            style = dict(color=colour, markersize=5 if degrading else 3, alpha=0.8,
+                         linestyle="none")
+            left.plot([_days(f["end"], start) for f in cycles],
+                      [f["energy_wh"] for f in cycles], "o" if degrading else ".", label=label,
+                      **style)
+            charted = [f for f in cycles if f.get("feature") is not None]
+            base = _baseline([f["feature"] for f in charted], cfg)
+            if base:
+                right.plot([_days(f["end"], start) for f in charted],
+                           [100.0 * (f["feature"] / base - 1.0) for f in charted],
+                           "o" if degrading else ".", label=label, **style)
+            for t, e, s, v, f in mine:
                 if e == "maintenance_due":
-                    ax.axvline(_days(t, start), color=colour, linewidth=2, linestyle="--",
-                               label="maintenance due (device): %s" % d.device_id)
+                    for ax in (left, right):
+                        ax.axvline(_days(t, start), color=colour, linewidth=2, linestyle="--",
+                                   label="maintenance due (device): %s, %+.0f %%"
+                                   % (d.device_id, f.get("drift_pct", 0)))
             onset = d.model.truth.get("degrade_onset_ms")
             failure = d.model.truth.get("failure_ms")
-            if degrading and onset is not None and _days(onset, start) < end_days:
-                ax.axvline(_days(onset, start), color=colour, alpha=0.4, linestyle=":",
-                           label="degradation starts (truth)")
-            if failure is not None and _days(failure, start) < end_days:
-                ax.axvline(_days(failure, start), color="k", linewidth=1.5,
-                           label="failure (truth)")
-        ax.set_xlim(0, end_days)
-        ax.set_ylim(bottom=0)
-        ax.set_ylabel("Wh per cycle")
-        ax.set_title("%s: energy of each cycle the device found; a degrading motor or "
-                     "compressor draws more" % kind)
-        _outside_legend(ax)
-    axes[-1, 0].set_xlabel("days")
+            for ax in (left, right):
+                if degrading and onset is not None and _days(onset, start) < end_days:
+                    ax.axvline(_days(onset, start), color=colour, alpha=0.4, linestyle=":",
+                               label="wear starts (truth)")
+                if failure is not None and _days(failure, start) < end_days:
+                    ax.axvline(_days(failure, start), color="k", linewidth=1.5,
+                               label="failure (truth)")
+        left.set_ylim(bottom=0)
+        left.set_ylabel("Wh per cycle")
+        left.set_title("%s: energy of each cycle the device found" % kind)
+        right.axhline(0.0, color="0.5", linewidth=0.8)
+        right.set_ylabel("% from its own baseline")
+        right.set_title("%s: the maintenance chart's figure (%s) per cycle" % (kind, watch))
+        for ax in (left, right):
+            ax.set_xlim(0, end_days)
+        _outside_legend(right)
+    for ax in axes[-1]:
+        ax.set_xlabel("days")
     return _save(fig, outdir, "energy.png")
 
 
