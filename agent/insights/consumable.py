@@ -1,6 +1,53 @@
-# The consumable insight (agent/insights/__init__.py, docs/insights.md).
+# The consumable insight (agent/insights/__init__.py, docs/insights/consumable.md): a supply's
+# level in % (an ink cartridge's probe) -> its rate of use, the days to empty with an
+# uncertainty, one `reorder` per cartridge when the forecast falls below the lead time, `empty`
+# when it runs out, and `cartridge_replaced` on the reading that shows a new one.
+#
+# Rate: one point every 6 h (the level then, the median of the last three readings: probe noise
+# is gone before it is stored), kept for the window (28 days: 112 points, 2 bytes each). The
+# rate is the median of the slopes between pairs of points a whole number of weeks apart
+# (Theil-Sen restricted to those pairs): each such pair spans the same mix of weekdays, nights
+# and weekends, so the office rhythm cancels, and the median ignores a glitch, a busy week or an
+# idle one. Until the cartridge has a week and a bit of points, the previous cartridge's rate
+# stands in (the same printer, the same colour, the same office); a first cartridge with no past
+# uses pairs a whole number of days apart once it has `learn` of points (weekdays only make it
+# overestimate the rate: its reorder comes early rather than late). The 10th and 90th
+# percentiles of the same slopes give the forecast's band: `low` days (at the 90th percentile's
+# rate) decides the reorder, so a fast week is already allowed for.
+#
+# Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in what is sent.
+# Portable: runs on a board as on CPython.
+from array import array
+
 KIND = "consumable"
-EVENTS = ()
+EVENTS = ("forecast", "reorder", "empty", "cartridge_replaced")
+
+SLOT_MS = 6 * 3600000
+DAY_MS = 86400000
+DAY = 4                 # slots
+WEEK = 28               # slots
+WEEK_FIT = WEEK + 3     # slots of one cartridge before its own weekly fit (>= 4 weekly pairs)
+MISSING = -1
+TOP = 30000             # levels are clamped to 0..300 % (they fit an array('h'))
+LOW_Q = 10              # percentiles of the slopes: the forecast's band
+HIGH_Q = 90
+SETTINGS = {             # key: (smallest, largest, integer)
+    "lead_time_ms": (3600000, 90 * DAY_MS, True),
+    "forecast_ms": (3600000, 7 * DAY_MS, True),
+    "learn_ms": (DAY_MS, 7 * DAY_MS, True),
+    "swap_jump": (1, 100, False),
+    "empty": (0, 50, False),
+}
+
+
+def _pct(v):
+    return v / 100.0
+
+
+def _median3(a, b, c):
+    if a > b:
+        a, b = b, a
+    return a if c < a else (b if c > b else c)
 
 
 class Detector:
@@ -8,8 +55,191 @@ class Detector:
     EVENTS = EVENTS
 
     def __init__(self, cfg, emit):
-        self.cfg = cfg
         self.emit = emit
+        self.lead_ms = cfg["lead_time_ms"]
+        self.forecast_ms = cfg["forecast_ms"]
+        self.learn_ms = cfg["learn_ms"]
+        self.swap = int(cfg["swap_jump"] * 100)
+        self.empty = int(cfg["empty"] * 100)
+        self.n = max(WEEK_FIT + 1, cfg["window_ms"] // SLOT_MS)
+        self.pts = array("h", [MISSING] * self.n)
+        self.r1 = self.r2 = self.level = None   # the last two readings, and the level now
+        self.next_slot_t = None    # device time of the next point
+        self.slot = None           # the slot of the last point
+        self.first = None          # the first slot of this cartridge's points
+        self.fit = None            # (rate, low rate, high rate, points) of this cartridge
+        self.prior = None          # the previous cartridge's fit
+        self.forecast = None       # (days, low, high, rate) at the last point
+        self.next_forecast = 0
+        self.since = None          # device time this cartridge was first seen
+        self.reordered = False
+        self.ran_out = False
 
+    # -- readings -------------------------------------------------------------------------------
     def feed(self, t, v, synced):
-        pass
+        lv = int(v * 100 + 0.5) if v > 0 else 0
+        if lv > TOP:
+            lv = TOP
+        if self.level is None:
+            self._restart(t, lv)
+            return
+        if lv - self.level >= self.swap:
+            old = self.level
+            if self.fit is not None:
+                self.prior = self.fit
+            self._restart(t, lv)
+            self.emit(t, "cartridge_replaced", _pct(lv), {"from": _pct(old), "to": _pct(lv)})
+            self._judge(t)
+            return
+        level = self.level = _median3(self.r1, self.r2, lv)
+        self.r1, self.r2 = self.r2, lv
+        if t >= self.next_slot_t:
+            self._point(t, level)
+        if not self.ran_out and level <= self.empty:
+            self.ran_out = True
+            self.emit(t, "empty", _pct(level), {"level": _pct(level),
+                                                "reordered": self.reordered})
+
+    def _restart(self, t, lv):
+        """A new cartridge (or the first reading): its points start at the next slot."""
+        self.level = self.r1 = self.r2 = lv
+        self.since = t
+        self.fit = None
+        self.forecast = None
+        self.reordered = self.ran_out = False
+        self._clear(t)
+
+    def _clear(self, t):
+        pts = self.pts
+        for i in range(self.n):
+            pts[i] = MISSING
+        self.slot = t // SLOT_MS
+        self.first = self.slot + 1
+        self.next_slot_t = (self.slot + 1) * SLOT_MS
+
+    def _point(self, t, level):
+        slot = t // SLOT_MS
+        if slot < self.slot:            # the clock was set back: these points are not comparable
+            if self.fit is not None:
+                self.prior = self.fit
+                self.fit = None
+            self._clear(t)
+            return
+        self.next_slot_t = (slot + 1) * SLOT_MS
+        if self.ran_out:                # a dry cartridge's flat 0 % says nothing of its rate
+            return
+        pts = self.pts
+        n = self.n
+        gap = slot - self.slot
+        for s in range(self.slot + 1, self.slot + (gap if gap < n else n)):
+            pts[s % n] = MISSING
+        pts[slot % n] = level
+        self.slot = slot
+        if slot - self.first >= WEEK_FIT:
+            fit = self._fit(WEEK)
+            if fit is not None:
+                self.fit = fit
+        elif self.prior is None and (slot - self.first) * SLOT_MS >= self.learn_ms:
+            self.fit = self._fit(DAY)
+        self._judge(t)
+
+    def _fit(self, step):
+        """(median, LOW_Q, HIGH_Q percentile rates, points) over the pairs of points a whole
+        number of `step` slots apart, or None."""
+        pts = self.pts
+        n = self.n
+        last = self.slot
+        lo = self.first if self.first > last - n + 1 else last - n + 1
+        slopes = []
+        used = 0
+        for i in range(lo, last + 1):
+            if pts[i % n] != MISSING:
+                used += 1
+        g = step
+        while g <= last - lo:
+            for i in range(lo, last - g + 1):
+                a = pts[i % n]
+                b = pts[(i + g) % n]
+                if a != MISSING and b != MISSING:
+                    slopes.append((a - b) * WEEK // g)
+            g += step
+        if not slopes:
+            return None
+        slopes.sort()
+        k = len(slopes) - 1
+        return (slopes[k // 2], slopes[k * LOW_Q // 100], slopes[(k * HIGH_Q + 99) // 100], used)
+
+    # -- forecast, reorder ----------------------------------------------------------------------
+    def _judge(self, t):
+        fit = self.fit if self.fit is not None else self.prior
+        self.forecast = None
+        if fit is None or fit[0] <= 0 or self.ran_out:
+            return
+        rate, lo, hi, used = fit
+        left = (self.level - self.empty) * 7.0
+        if left < 0:
+            left = 0.0
+        days = left / rate
+        low = left / hi
+        high = left / lo if lo > 0 else None
+        self.forecast = (days, low, high, rate)
+        if t >= self.next_forecast:
+            self.next_forecast = t + self.forecast_ms
+            self.emit(t, "forecast", round(days, 2), {
+                "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
+                "low_days": round(low, 2),
+                "high_days": None if high is None else round(high, 2),
+                "points": used if fit is self.fit else 0})
+        if not self.reordered and low * DAY_MS <= self.lead_ms:
+            self.reordered = True
+            self.emit(t, "reorder", round(days, 2), {
+                "days": round(days, 2), "low_days": round(low, 2),
+                "high_days": None if high is None else round(high, 2),
+                "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
+                "lead_days": round(self.lead_ms / DAY_MS, 2)})
+
+    # -- downlink, diag -------------------------------------------------------------------------
+    def ack(self, event):
+        return {"since": self.since, "reordered": self.reordered, "empty": self.ran_out}
+
+    def settings(self):
+        return {"lead_time_ms": self.lead_ms, "forecast_ms": self.forecast_ms,
+                "learn_ms": self.learn_ms, "swap_jump": _pct(self.swap),
+                "empty": _pct(self.empty)}
+
+    def set(self, args):
+        if not isinstance(args, dict) or not args:
+            raise ValueError("consumable settings: expected a map of %s"
+                             % ", ".join(sorted(SETTINGS)))
+        new = {}
+        for key in args:
+            rule = SETTINGS.get(key) if isinstance(key, str) else None
+            if rule is None:
+                raise ValueError("consumable settings: unknown key %r (known: %s)"
+                                 % (key, ", ".join(sorted(SETTINGS))))
+            v = args[key]
+            lo, hi, whole = rule
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or (
+                    whole and not isinstance(v, int)) or not lo <= v <= hi:
+                raise ValueError("consumable settings: %s must be %s from %s to %s, not %r"
+                                 % (key, "an integer" if whole else "a number", lo, hi, v))
+            new[key] = v
+        if "lead_time_ms" in new:
+            self.lead_ms = new["lead_time_ms"]
+        if "forecast_ms" in new:
+            self.forecast_ms = new["forecast_ms"]
+        if "learn_ms" in new:
+            self.learn_ms = new["learn_ms"]
+        if "swap_jump" in new:
+            self.swap = int(new["swap_jump"] * 100)
+        if "empty" in new:
+            self.empty = int(new["empty"] * 100)
+        return self.settings()
+
+    def state(self):
+        f = self.forecast
+        return {"level": None if self.level is None else _pct(self.level),
+                "since": self.since, "points": 0 if self.fit is None else self.fit[3],
+                "rate_per_day": None if f is None else round(f[3] / 700.0, 3),
+                "days": None if f is None else round(f[0], 2),
+                "reordered": self.reordered, "empty": self.ran_out}
