@@ -103,6 +103,9 @@ class SimDevice:
         u["backoff_min_ms"] = min(u["backoff_min_ms"], BACKOFF_MAX_MS // 4)
         p["buffer"]["storage"] = "flash"
         p["buffer"]["path"] = str(folder)
+        provision = getattr(model, "provision", None)
+        if provision is not None:  # what its installer sets: a patient's own dose times, ...
+            provision(p)
         self.profile = p
         self.device_id = device_id
         self.fleet = fleet

@@ -39,7 +39,7 @@ from simulator import repair as repair_mod
 
 log = logging.getLogger("tether.ingest")
 
-DB_VERSION = 2  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 3  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 SHARED = ("batch", "event", "health")  # split between the processes of a group
 EVERYONE = ("up/schema", "status")  # every process needs every schema (and status)
 HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the table
@@ -207,7 +207,27 @@ CREATE TABLE repair_bucket (
     at REAL NOT NULL
 );
 """,
+    2: """
+-- Insights (agent/insights, docs/insights.md): the events whose state is 'insight', with their
+-- fields as JSON (json_extract(fields, '$.days') ...). They stay in `events` too, where their
+-- sequence numbers are accounted for.
+CREATE TABLE insights (
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    t_ms INTEGER NOT NULL,
+    synced INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    value,
+    fields TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (device, seq)
+);
+CREATE INDEX insights_by_event ON insights (event, device, t_ms);
+""",
 }
+INSIGHT = "insight"  # the state of an insight event (agent/insights)
+MAX_FIELDS = 64
 
 
 def _script(db, sql):
@@ -330,6 +350,26 @@ def parse_topic(topic, prefix):
     if len(parts) == 2 and parts[1] == "status":
         return "status", parts[0]
     return None, None
+
+
+def _insight_fields(detail):
+    """An insight event's fields (a flat CBOR map: text keys, numbers, text, booleans, null or
+    short lists of those) as JSON types; Bad for anything else."""
+    if not isinstance(detail, dict) or len(detail) > MAX_FIELDS:
+        raise Bad("insight event: its detail must be a map of at most %d fields" % MAX_FIELDS)
+    out = {}
+    for k, v in detail.items():
+        if not isinstance(k, str):
+            raise Bad("insight event: field name %r is not text" % (k,))
+        items = v if isinstance(v, list) else [v]
+        if len(items) > MAX_FIELDS or not all(
+                x is None or isinstance(x, (str, bool)) or
+                (isinstance(x, int) and -INT64 <= x < INT64) or
+                (isinstance(x, float) and math.isfinite(x)) for x in items):
+            raise Bad("insight event: field %r is not a number, text, true/false, null or a "
+                      "short list of those" % (k,))
+        out[k] = v
+    return out
 
 
 def jsonable(x, depth=0):
@@ -642,14 +682,15 @@ class Ingest:
 
     def stats(self):
         """This process's counters: messages, batches, readings, duplicates, malformed, held
-        (waiting for their schema now), undecodable, events, health, replies, connected (and
+        (waiting for their schema now), undecodable, events (insights: those of them that are
+        insight events), health, replies, connected (and
         subscribed), connections (made so far), and per device {batches, readings, duplicates};
         repair: requests (resend commands sent), repaired (batches that came in answer to one),
         repaired_readings, events_repaired, lost_at_broker and dropped_by_device (batches the
         replies settled), events_lost_at_broker, events_dropped_by_device, repair_refused."""
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
-                                  "undecodable", "events", "event_duplicates", "health",
+                                  "undecodable", "events", "insights", "event_duplicates", "health",
                                   "replies", "status", "schemas", "requests", "repaired",
                                   "repaired_readings", "events_repaired", "lost_at_broker",
                                   "dropped_by_device", "events_lost_at_broker",
@@ -1121,19 +1162,31 @@ class Ingest:
         value = e.value
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise Bad("event value %r is not a number" % (value,))
-        if e.detail is not None and not isinstance(e.detail, str):
+        fields = None
+        if e.state == INSIGHT:
+            fields = _insight_fields(e.detail)
+            detail = json.dumps(fields, sort_keys=True)
+        elif e.detail is not None and not isinstance(e.detail, str):
             raise Bad("event detail is not text")
+        else:
+            detail = e.detail
         cur = db.execute("INSERT OR IGNORE INTO events (device, seq, boot, t_ms, synced, event, "
                          "sensor, state, value, detail, received_at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          (device, e.seq, e.boot, e.t, int(e.synced), e.event, e.sensor, e.state,
-                          value, e.detail, received_at))
+                          value, detail, received_at))
         self._seen(device, received_at)
         if cur.rowcount == 0:
             db.execute("UPDATE devices SET event_duplicates = event_duplicates + 1 "
                        "WHERE device = ?", (device,))
             d.add("event_duplicates")
             return
+        if fields is not None:
+            db.execute("INSERT INTO insights (device, seq, t_ms, synced, event, sensor, value, "
+                       "fields, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (device, e.seq, e.t, int(e.synced), e.event, e.sensor, value, detail,
+                        received_at))
+            d.add("insights")
         repaired = repair_mod.arrived(db, device, "event", e.seq)
         if repaired:
             db.execute("UPDATE events SET repaired = 1 WHERE device = ? AND seq = ?",
@@ -1329,6 +1382,19 @@ def series(db_path, device, channel):
     with _closing(_open(db_path)) as db:
         return db.execute("SELECT t_ms, value FROM readings WHERE device = ? AND channel = ? "
                           "ORDER BY t_ms", (device, channel)).fetchall()
+
+
+def insights(db_path, device=None):
+    """[(device, t_ms, event, sensor, value, fields dict)] in time order per device: what the
+    simulator scores against the truth and plots."""
+    sql = "SELECT device, t_ms, event, sensor, value, fields FROM insights"
+    args = ()
+    if device is not None:
+        sql += " WHERE device = ?"
+        args = (device,)
+    with _closing(_open(db_path)) as db:
+        rows = db.execute(sql + " ORDER BY device, t_ms, seq", args).fetchall()
+    return [(d, t, e, s, v, json.loads(f)) for d, t, e, s, v, f in rows]
 
 
 class _closing:

@@ -17,7 +17,11 @@ For each device the ground truth is what the simulator saw its agent do:
   when either is not;
 - events likewise: raised (each is on flash before the agent goes on), delivered (distinct at
   the ingest), waiting, repaired, lost at the broker, lost.
+
+Insights (agent/insights) are scored against the models' truth by simulator/scores from what
+the ingest stored: `insight_scores` in the JSON, one line per figure with its target.
 """
+from simulator import scores
 from simulator.ingest import lost_seqs, summary
 
 
@@ -80,8 +84,15 @@ def build(fleet):
     fleet_total["bytes_per_reading"] = (round(fleet_total["bytes_on_air"] /
                                               fleet_total["delivered"], 3)
                                         if fleet_total["delivered"] else None)
+    units = scores.units_of(fleet)
+    for x, u in zip(devices, units):
+        x["insights"] = len(u.insights)
+    fleet_total["insights"] = sum(x["insights"] for x in devices)
     wall = (fleet.ended_wall or 0) - (fleet.started_wall or 0)
     return {
+        "insight_scores": {area: [{"name": n, "value": v, "target": t, "ok": ok}
+                                  for n, v, t, ok in lines]
+                           for area, lines in scores.score(units).items()},
         "device_time_ms": fleet.duration_ms,
         "wall_s": round(wall, 1),
         "speed": round(fleet.duration_ms / 1000.0 / wall, 1) if wall > 0 else None,
@@ -128,6 +139,12 @@ def text(report):
             f["repaired"], f["repaired_batches"], f["events_repaired"], f["lost_at_broker"],
             f["lost_at_broker_batches"], f["events_lost_at_broker"]),
     ]
+    if report["insight_scores"]:
+        lines.append("insights: %d delivered, scored against the models' truth:"
+                     % f["insights"])
+        lines += scores.lines_text({area: [(x["name"], x["value"], x["target"], x["ok"])
+                                           for x in rows]
+                                    for area, rows in report["insight_scores"].items()})
     lost = [d for d in report["devices"]
             if d["lost"] or d["events_lost"] or d["lost_at_broker_batches"]
             or d["events_lost_at_broker"]]

@@ -269,6 +269,28 @@ def test_events_replies_health_and_status_are_stored(publish, ingest):
         == (2, 1, 1, 1, 0)
 
 
+def test_insight_events_are_stored_with_their_fields_and_bad_ones_refused(publish, ingest):
+    i = ingest()
+    db = i.db_path
+    fields = {"days": 9.5, "low": 8.0, "high": 11.25, "level": 21.4, "rate_per_day": 2.25,
+              "lead_days": 10, "note": None, "ok": True, "points": [3, 4]}
+    reorder = cbor.dumps([1, "p9", 0, 1, 1, 1763856000000, "reorder", "ink_c", "insight", 9.5,
+                          fields])
+    bad = [cbor.dumps([1, "p9", 1, 1, 1, 1763856000001, "reorder", "ink_c", "insight", 9.5, d])
+           for d in ("text", {"nested": {"map": 1}}, {1: 2}, {"many": list(range(65))})]
+    for payload in [reorder, reorder] + bad:
+        publish("%s/p9/up/event" % PREFIX, payload)
+    assert i.wait_idle(20)
+    (t_ms, event, sensor, value, stored), = rows(
+        db, "SELECT t_ms, event, sensor, value, fields FROM insights")
+    assert (t_ms, event, sensor, value) == (1763856000000, "reorder", "ink_c", 9.5)
+    assert json.loads(stored) == fields
+    assert rows(db, "SELECT json_extract(fields, '$.lead_days') FROM insights") == [(10,)]
+    assert rows(db, "SELECT seq, state FROM events") == [(0, "insight")]
+    st = i.stats()
+    assert (st["insights"], st["event_duplicates"], st["malformed"]) == (1, 1, 4)
+
+
 def test_malformed_payloads_on_every_topic_are_counted_and_never_stop_it(
         profiles, two_hours, publish, ingest, caplog):
     schema, batches = encode(profiles["reference-printer"], two_hours, "p3")

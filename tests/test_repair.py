@@ -433,7 +433,8 @@ def test_a_version_1_file_is_migrated_and_keeps_what_it_holds(tmp_path, batches)
     db.close()
     d = Desk(tmp_path / "old.sqlite")
     try:
-        assert d.db.execute("PRAGMA user_version").fetchone() == (2,)
+        assert d.db.execute("PRAGMA user_version").fetchone() == (ingest_mod.DB_VERSION,)
+        assert d.db.execute("SELECT count(*) FROM insights").fetchone() == (0,)
         d.batches("old", batches, [2], T0)
         d.put("old", "health", health("old", batch=[0, 3]), T0)
         d.plan(T0)
@@ -451,9 +452,10 @@ def test_a_file_of_a_newer_layout_is_refused(tmp_path):
     path = str(tmp_path / "new.sqlite")
     connect_db(path).close()
     db = sqlite3.connect(path)
-    db.execute("PRAGMA user_version = 3")
+    db.execute("PRAGMA user_version = %d" % (ingest_mod.DB_VERSION + 1))
     db.close()
-    with pytest.raises(RuntimeError, match="layout version 3, of a newer ingest"):
+    with pytest.raises(RuntimeError, match="layout version %d, of a newer ingest"
+                       % (ingest_mod.DB_VERSION + 1)):
         connect_db(path)
 
 

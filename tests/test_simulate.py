@@ -208,7 +208,8 @@ def test_the_command_exits_1_when_a_reading_is_lost_even_at_the_broker(monkeypat
               "waiting": 0, "lost": 1, "events_lost": 0}
     device.update(repair)
     report = {"device_time_ms": 3600000, "wall_s": 1.0, "speed": 3600.0, "seed": 1,
-              "broker_restarts": 0, "database": "x", "fleet": fleet, "devices": [device]}
+              "broker_restarts": 0, "database": "x", "fleet": fleet, "devices": [device],
+              "insight_scores": {}}
 
     async def run(self):
         return report

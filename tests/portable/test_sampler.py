@@ -114,6 +114,28 @@ def test_median_removes_a_spike_and_plausibility_rejects_out_of_range_values():
     assert c.errors == {"implausible": 1}  # 150 is not a reading
 
 
+def test_the_insight_sees_every_plausible_value_unsmoothed_and_its_fault_costs_no_reading():
+    clock = FakeClock(unix_ms=1763856000000)
+    rows = Rows()
+    seq = [5.0, 5.0, 90.0, 150.0, 5.0, 5.0]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}), filters={"median": 3, "min": 0, "max": 100,
+                                                             "deadband": 1})
+    seen = []
+
+    def insight(t, v, synced):
+        seen.append((t - 1763856000000, v, synced))
+        if v > 50:
+            raise ValueError("a detector's bug")
+    c.insight = insight
+    run(Sampler(clock, rows, None, [c]), clock, 60000)
+    # The spike reaches the insight (the median hides it from the buffer); 150 is implausible.
+    assert seen == [(0, 5.0, True), (10000, 5.0, True), (20000, 90.0, True), (40000, 5.0, True),
+                    (50000, 5.0, True)]
+    assert c.errors == {"implausible": 1, "insight": 1}
+    assert [r[2] for r in rows.rows] == [50]  # the readings went on: the deadband held the rest
+    assert c.readings == 1 and c.suppressed == 4
+
+
 def test_deadband_buffers_only_changes_at_least_as_big_as_it():
     clock = FakeClock()
     rows = Rows()

@@ -1,0 +1,58 @@
+"""Every insight scored against the models' truth (issue scores, docs/insights.md), one module per
+area: consumables.py (ink: reorder in time, no false reorders, the forecast, swaps), doses.py
+(pill bottles: missed and taken doses), motors.py (washers and fridges: cycles, maintenance
+due before failure, false alarms). HOST-ONLY (CPython).
+
+A unit is anything with .device, .truth (its model's), .insights [(t, event, sensor, value,
+fields)] in time order and .profile (the compiled profile it ran, as provisioned):
+simulator/insight_run.py makes them from a fast run, units_of(fleet) from a `tether simulate`
+run's ingest database. An area's score(units) returns lines (name, value, target text, ok),
+value None (ok None) when the run held nothing to score it on.
+"""
+from importlib import import_module
+
+AREAS = (("consumable", "consumables"), ("adherence", "doses"), ("energy", "motors"))
+
+
+class Unit:
+    def __init__(self, device, truth, insights, profile):
+        self.device = device
+        self.truth = truth
+        self.insights = insights
+        self.profile = profile
+
+
+def kinds(profile):
+    return {s["insight"]["type"] for s in profile["sensors"] if "insight" in s}
+
+
+def score(units):
+    """{area: lines} for every area some unit has an insight of."""
+    out = {}
+    for kind, area in AREAS:
+        mine = [u for u in units if kind in kinds(u.profile)]
+        if mine:
+            out[area] = import_module("simulator.scores." + area).score(mine)
+    return out
+
+
+def units_of(fleet):
+    """The units of a finished Fleet: truth from its models, insights from its ingest's file."""
+    from simulator.ingest import insights
+    by_device = {}
+    for device, t, event, sensor, value, fields in insights(fleet.db_path):
+        by_device.setdefault(device, []).append((t, event, sensor, value, fields))
+    return [Unit(d.device_id, d.model.truth, by_device.get(d.device_id, []), d.profile)
+            for d in fleet.devices]
+
+
+def lines_text(scores):
+    """The scores as lines a person reads: each figure next to its target."""
+    out = []
+    for area in scores:
+        for name, value, target, ok in scores[area]:
+            shown = "no data in this run" if value is None else (
+                "%.3g" % value if isinstance(value, float) else str(value))
+            out.append("  %s: %s: %s (target %s)%s" % (
+                area, name, shown, target, "" if ok in (True, None) else "  MISSES TARGET"))
+    return out

@@ -1,0 +1,5 @@
+"""Scores of the consumables insights (simulator/scores)."""
+
+
+def score(units):
+    return []

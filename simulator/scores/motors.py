@@ -1,0 +1,5 @@
+"""Scores of the motors insights (simulator/scores)."""
+
+
+def score(units):
+    return []
