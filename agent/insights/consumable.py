@@ -31,6 +31,9 @@ MISSING = -1
 TOP = 30000             # levels are clamped to 0..300 % (they fit an array('h'))
 LOW_Q = 10              # percentiles of the slopes: the forecast's band
 HIGH_Q = 90
+RESERVE = 0.74
+COLD_Q = 75             # the rate of a cartridge seen for less than a week: idle days pull its
+                        # median down, the weekday rate is the safe guess
 SETTINGS = {             # key: (smallest, largest, integer)
     "lead_time_ms": (3600000, 90 * DAY_MS, True),
     "forecast_ms": (3600000, 7 * DAY_MS, True),
@@ -140,11 +143,11 @@ class Detector:
             if fit is not None:
                 self.fit = fit
         elif self.prior is None and (slot - self.first) * SLOT_MS >= self.learn_ms:
-            self.fit = self._fit(DAY)
+            self.fit = self._fit(DAY, COLD_Q)
         self._judge(t)
 
-    def _fit(self, step):
-        """(median, LOW_Q, HIGH_Q percentile rates, points) over the pairs of points a whole
+    def _fit(self, step, mid=50):
+        """(`mid`, LOW_Q, HIGH_Q percentile rates, points) over the pairs of points a whole
         number of `step` slots apart, or None."""
         pts = self.pts
         n = self.n
@@ -167,7 +170,8 @@ class Detector:
             return None
         slopes.sort()
         k = len(slopes) - 1
-        return (slopes[k // 2], slopes[k * LOW_Q // 100], slopes[(k * HIGH_Q + 99) // 100], used)
+        return (slopes[k * mid // 100], slopes[k * LOW_Q // 100],
+                slopes[(k * HIGH_Q + 99) // 100], used, step == WEEK)
 
     # -- forecast, reorder ----------------------------------------------------------------------
     def _judge(self, t):
@@ -175,7 +179,7 @@ class Detector:
         self.forecast = None
         if fit is None or fit[0] <= 0 or self.ran_out:
             return
-        rate, lo, hi, used = fit
+        rate, lo, hi, used, weekly = fit
         left = (self.level - self.empty) * 7.0
         if left < 0:
             left = 0.0
@@ -190,7 +194,10 @@ class Detector:
                 "low_days": round(low, 2),
                 "high_days": None if high is None else round(high, 2),
                 "points": used if fit is self.fit else 0})
-        if not self.reordered and low * DAY_MS <= self.lead_ms:
+        # Days at a fast week's rate, with a reserve; a first cartridge's few days of drops are
+        # too lumpy for their fast end: its (already pessimistic) rate alone decides.
+        soon = low * RESERVE if weekly else days
+        if not self.reordered and soon * DAY_MS <= self.lead_ms:
             self.reordered = True
             self.emit(t, "reorder", round(days, 2), {
                 "days": round(days, 2), "low_days": round(low, 2),
