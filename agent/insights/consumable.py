@@ -31,7 +31,7 @@ MISSING = -1
 TOP = 30000             # levels are clamped to 0..300 % (they fit an array('h'))
 LOW_Q = 10              # percentiles of the slopes: the forecast's band
 HIGH_Q = 90
-RESERVE = 0.74
+RESERVE = 1.7        # reorder at a forecast of 1.7 x the lead time (weekly fits)
 COLD_Q = 75             # the rate of a cartridge seen for less than a week: idle days pull its
                         # median down, the weekday rate is the safe guess
 SETTINGS = {             # key: (smallest, largest, integer)
@@ -65,13 +65,15 @@ class Detector:
         self.swap = int(cfg["swap_jump"] * 100)
         self.empty = int(cfg["empty"] * 100)
         self.n = max(WEEK_FIT + 1, cfg["window_ms"] // SLOT_MS)
-        self.pts = array("h", [MISSING] * self.n)
+        self.pts = array("i", [MISSING] * self.n)   # ink used by then, 0.01 %
         self.r1 = self.r2 = self.level = None   # the last two readings, and the level now
+        self.ref = 0               # ink used + level: constant while one cartridge is in
+        self.breaks = []           # slots after a cartridge stood empty: no pair spans one
         self.next_slot_t = None    # device time of the next point
         self.slot = None           # the slot of the last point
-        self.first = None          # the first slot of this cartridge's points
-        self.fit = None            # (rate, low rate, high rate, points) of this cartridge
-        self.prior = None          # the previous cartridge's fit
+        self.first = None          # the first slot of the points
+        self.fit = None            # (rate, low rate, high rate, points, weekly)
+        self.shape = None          # ink used in each 6 h of the week (slot % WEEK), or None
         self.forecast = None       # (days, low, high, rate) at the last point
         self.next_forecast = 0
         self.since = None          # device time this cartridge was first seen
@@ -84,15 +86,12 @@ class Detector:
         if lv > TOP:
             lv = TOP
         if self.level is None:
-            self._restart(t, lv)
+            self.level = self.r1 = self.r2 = self.ref = lv
+            self.since = t
+            self._clear(t)
             return
         if lv - self.level >= self.swap:
-            old = self.level
-            if self.fit is not None:
-                self.prior = self.fit
-            self._restart(t, lv)
-            self.emit(t, "cartridge_replaced", _pct(lv), {"from": _pct(old), "to": _pct(lv)})
-            self._judge(t)
+            self._swap(t, lv)
             return
         level = self.level = _median3(self.r1, self.r2, lv)
         self.r1, self.r2 = self.r2, lv
@@ -103,19 +102,26 @@ class Detector:
             self.emit(t, "empty", _pct(level), {"level": _pct(level),
                                                 "reordered": self.reordered})
 
-    def _restart(self, t, lv):
-        """A new cartridge (or the first reading): its points start at the next slot."""
+    def _swap(self, t, lv):
+        """A new cartridge: the level starts again at once, the office's rate of use carries on
+        (the ink used goes on from where the old cartridge left it)."""
+        old = self.level
+        if self.ran_out:
+            # What the office used while the cartridge stood empty was never seen.
+            floor = self.slot - self.n
+            self.breaks = [b for b in self.breaks if b > floor][-3:] + [self.slot + 1]
+        self.ref = self.ref - old + lv
         self.level = self.r1 = self.r2 = lv
         self.since = t
-        self.fit = None
-        self.forecast = None
         self.reordered = self.ran_out = False
-        self._clear(t)
+        self.emit(t, "cartridge_replaced", _pct(lv), {"from": _pct(old), "to": _pct(lv)})
+        self._judge(t)
 
     def _clear(self, t):
         pts = self.pts
         for i in range(self.n):
             pts[i] = MISSING
+        self.breaks = []
         self.slot = t // SLOT_MS
         self.first = self.slot + 1
         self.next_slot_t = (self.slot + 1) * SLOT_MS
@@ -123,26 +129,25 @@ class Detector:
     def _point(self, t, level):
         slot = t // SLOT_MS
         if slot < self.slot:            # the clock was set back: these points are not comparable
-            if self.fit is not None:
-                self.prior = self.fit
-                self.fit = None
             self._clear(t)
             return
         self.next_slot_t = (slot + 1) * SLOT_MS
-        if self.ran_out:                # a dry cartridge's flat 0 % says nothing of its rate
+        if self.ran_out:                # an empty cartridge's flat 0 % says nothing of the rate
             return
         pts = self.pts
         n = self.n
         gap = slot - self.slot
         for s in range(self.slot + 1, self.slot + (gap if gap < n else n)):
             pts[s % n] = MISSING
-        pts[slot % n] = level
+        pts[slot % n] = self.ref - level
         self.slot = slot
         if slot - self.first >= WEEK_FIT:
             fit = self._fit(WEEK)
             if fit is not None:
                 self.fit = fit
-        elif self.prior is None and (slot - self.first) * SLOT_MS >= self.learn_ms:
+                self.shape = self._shape()
+        elif (self.fit is None or not self.fit[4]) and (
+                (slot - self.first) * SLOT_MS >= self.learn_ms):
             self.fit = self._fit(DAY, COLD_Q)
         self._judge(t)
 
@@ -158,34 +163,78 @@ class Detector:
         for i in range(lo, last + 1):
             if pts[i % n] != MISSING:
                 used += 1
+        breaks = self.breaks
+        week = []           # the one-step slopes: how much one week (or day) varies
         g = step
         while g <= last - lo:
             for i in range(lo, last - g + 1):
                 a = pts[i % n]
                 b = pts[(i + g) % n]
                 if a != MISSING and b != MISSING:
-                    slopes.append((a - b) * WEEK // g)
+                    for k in breaks:
+                        if i < k <= i + g:
+                            break
+                    else:
+                        slopes.append((b - a) * WEEK // g)
+                        if g == step:
+                            week.append((b - a) * WEEK // g)
             g += step
         if not slopes:
             return None
         slopes.sort()
+        week.sort()
         k = len(slopes) - 1
-        return (slopes[k * mid // 100], slopes[k * LOW_Q // 100],
-                slopes[(k * HIGH_Q + 99) // 100], used, step == WEEK)
+        j = len(week) - 1
+        return (slopes[k * mid // 100], week[j * LOW_Q // 100],
+                week[(j * HIGH_Q + 99) // 100], used, step == WEEK)
+
+    def _shape(self):
+        """The ink used in each 6 h of the week over the window, or None: where in the week the
+        office prints, so a forecast made on a Friday evening counts the idle weekend first."""
+        pts = self.pts
+        n = self.n
+        last = self.slot
+        lo = self.first if self.first > last - n + 1 else last - n + 1
+        shape = [0] * WEEK
+        for i in range(lo, last):
+            a = pts[i % n]
+            b = pts[(i + 1) % n]
+            if a != MISSING and b != MISSING and (i + 1) not in self.breaks and b > a:
+                shape[i % WEEK] += b - a
+        return shape if sum(shape) > 0 else None
+
+    def _days(self, left, rate, t):
+        """Days until `left` (0.01 %) is used at `rate` (0.01 % a week), spread over the week
+        as the office prints."""
+        shape = self.shape
+        if shape is None or not self.fit[4]:
+            return left * 7.0 / rate
+        weeks = left // rate
+        rest = left - weeks * rate
+        total = float(sum(shape))
+        slot = t // SLOT_MS
+        i = 0
+        while i < WEEK:
+            c = rate * shape[(slot + i) % WEEK] / total
+            if c >= rest:
+                return (weeks * WEEK + i + (rest / c if c > 0 else 0.0)) / DAY
+            rest -= c
+            i += 1
+        return (weeks + 1) * 7.0
 
     # -- forecast, reorder ----------------------------------------------------------------------
     def _judge(self, t):
-        fit = self.fit if self.fit is not None else self.prior
+        fit = self.fit
         self.forecast = None
         if fit is None or fit[0] <= 0 or self.ran_out:
             return
         rate, lo, hi, used, weekly = fit
-        left = (self.level - self.empty) * 7.0
+        left = self.level - self.empty
         if left < 0:
-            left = 0.0
-        days = left / rate
-        low = left / hi
-        high = left / lo if lo > 0 else None
+            left = 0
+        days = self._days(left, rate, t)
+        low = self._days(left, hi, t)
+        high = self._days(left, lo, t) if lo > 0 else None
         self.forecast = (days, low, high, rate)
         if t >= self.next_forecast:
             self.next_forecast = t + self.forecast_ms
@@ -193,11 +242,11 @@ class Detector:
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
                 "low_days": round(low, 2),
                 "high_days": None if high is None else round(high, 2),
-                "points": used if fit is self.fit else 0})
-        # Days at a fast week's rate, with a reserve; a first cartridge's few days of drops are
-        # too lumpy for their fast end: its (already pessimistic) rate alone decides.
-        soon = low * RESERVE if weekly else days
-        if not self.reordered and soon * DAY_MS <= self.lead_ms:
+                "points": used})
+        # A reserve for the weeks ahead being busier than the ones behind (a cold fit's rate is
+        # already the weekday rate).
+        reserve = RESERVE if weekly else 1.0
+        if not self.reordered and days * DAY_MS <= self.lead_ms * reserve:
             self.reordered = True
             self.emit(t, "reorder", round(days, 2), {
                 "days": round(days, 2), "low_days": round(low, 2),

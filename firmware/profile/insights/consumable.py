@@ -20,10 +20,10 @@ QUANTITIES = ("level",)
 FIELDS = [
     ("lead_time", "lead_time_ms", duration(HOUR, 90 * DAY), 10 * DAY),
     # The points the rate is fitted on: one every 6 h, a whole week and a bit at least, at most
-    # 8 weeks (224 points, 448 bytes).
-    ("window", "window_ms", duration(8 * DAY, 56 * DAY), 28 * DAY),
+    # 8 weeks (224 points, 896 bytes).
+    ("window", "window_ms", duration(8 * DAY, 56 * DAY), 56 * DAY),
     # How long a cartridge with no predecessor is watched before its first forecast.
-    ("learn", "learn_ms", duration(DAY, 7 * DAY), 2 * DAY),
+    ("learn", "learn_ms", duration(DAY, 7 * DAY), 7 * DAY),
     ("empty", "empty", percent(0, 50), 0),
     ("swap_jump", "swap_jump", percent(1, 100), 20),
     ("forecast_every", "forecast_ms", duration(HOUR, 7 * DAY), DAY),
