@@ -1,21 +1,25 @@
 # The consumable insight (agent/insights/__init__.py, docs/insights/consumable.md): a supply's
 # level in % (an ink cartridge's probe) -> its rate of use, the days to empty with an
-# uncertainty, one `reorder` per cartridge when the forecast falls below the lead time, `empty`
-# when it runs out, and `cartridge_replaced` on the reading that shows a new one.
+# uncertainty, one `reorder` per cartridge, `empty` when it runs out, and `cartridge_replaced` on
+# the reading that shows a new one.
 #
-# Rate: one point every 6 h (the level then, the median of the last three readings: probe noise
-# is gone before it is stored), kept for the window (28 days: 112 points, 2 bytes each). The
-# rate is the median of the slopes between pairs of points a whole number of weeks apart
-# (Theil-Sen restricted to those pairs): each such pair spans the same mix of weekdays, nights
-# and weekends, so the office rhythm cancels, and the median ignores a glitch, a busy week or an
-# idle one. Until the cartridge has a week and a bit of points, the previous cartridge's rate
-# stands in (the same printer, the same colour, the same office); a first cartridge with no past
-# uses pairs a whole number of days apart once it has `learn` of points (weekdays only make it
-# overestimate the rate: its reorder comes early rather than late). The 10th and 90th
-# percentiles of the same slopes give the forecast's band: `low` days (at the 90th percentile's
-# rate) decides the reorder, so a fast week is already allowed for.
+# Points: one every 6 h, the ink used by then (the level's falls summed over cartridges: at a
+# swap the level starts again at once, but the office's rate of use carries on), from the median
+# of the last three readings (probe noise gone), for the window (56 days: 224 points, 4 bytes
+# each). Nothing is kept while a cartridge stands empty, and no pair spans that time (what the
+# office used then was never seen).
+# Rate: the median of the slopes between pairs of points a whole number of weeks apart
+# (Theil-Sen restricted to those pairs): each pair spans the same mix of weekdays, nights and
+# weekends, so the office rhythm cancels, and the median ignores a glitch, a busy week or an
+# idle one. Until there is a week and a bit of points, a first cartridge uses pairs a whole
+# number of days apart once it has `learn` of points, and their 75th percentile (idle days pull
+# the median down; the weekday rate is the safe guess).
+# Forecast: the ink left spread over the week as the office used it (so on a Friday evening the
+# idle weekend counts first); the band (low, high days) from the 90th and 10th percentiles of
+# the one-week slopes. Reorder when the forecast falls to 1.7 x the lead time: the printer
+# model's weeks vary by about a fifth, and a reorder too late costs a dry printer.
 #
-# Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in what is sent.
+# Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in the forecast.
 # Portable: runs on a board as on CPython.
 from array import array
 
@@ -26,14 +30,14 @@ SLOT_MS = 6 * 3600000
 DAY_MS = 86400000
 DAY = 4                 # slots
 WEEK = 28               # slots
-WEEK_FIT = WEEK + 3     # slots of one cartridge before its own weekly fit (>= 4 weekly pairs)
+WEEK_FIT = WEEK + 3     # slots of points before the weekly fit (>= 4 one-week pairs)
 MISSING = -1
-TOP = 30000             # levels are clamped to 0..300 % (they fit an array('h'))
-LOW_Q = 10              # percentiles of the slopes: the forecast's band
+START = 1000000         # the ink used at the first reading: noise never takes it below 0
+TOP = 30000             # levels are clamped to 0..300 %
+LOW_Q = 10              # percentiles of the one-week slopes: the forecast's band
 HIGH_Q = 90
-RESERVE = 1.7        # reorder at a forecast of 1.7 x the lead time (weekly fits)
-COLD_Q = 75             # the rate of a cartridge seen for less than a week: idle days pull its
-                        # median down, the weekday rate is the safe guess
+RESERVE = 1.7           # reorder at a forecast of 1.7 x the lead time (a weekly fit)
+COLD_Q = 75             # the rate from less than a week of points
 SETTINGS = {             # key: (smallest, largest, integer)
     "lead_time_ms": (3600000, 90 * DAY_MS, True),
     "forecast_ms": (3600000, 7 * DAY_MS, True),
@@ -86,7 +90,8 @@ class Detector:
         if lv > TOP:
             lv = TOP
         if self.level is None:
-            self.level = self.r1 = self.r2 = self.ref = lv
+            self.level = self.r1 = self.r2 = lv
+            self.ref = START + lv
             self.since = t
             self._clear(t)
             return
@@ -128,7 +133,9 @@ class Detector:
 
     def _point(self, t, level):
         slot = t // SLOT_MS
-        if slot < self.slot:            # the clock was set back: these points are not comparable
+        if not 0 <= slot - self.slot < self.n:
+            # The clock was set (a first sync, say) or the device was off for the whole window:
+            # the points no longer compare with the ones to come.
             self._clear(t)
             return
         self.next_slot_t = (slot + 1) * SLOT_MS
@@ -136,8 +143,7 @@ class Detector:
             return
         pts = self.pts
         n = self.n
-        gap = slot - self.slot
-        for s in range(self.slot + 1, self.slot + (gap if gap < n else n)):
+        for s in range(self.slot + 1, slot):
             pts[s % n] = MISSING
         pts[slot % n] = self.ref - level
         self.slot = slot
@@ -152,17 +158,14 @@ class Detector:
         self._judge(t)
 
     def _fit(self, step, mid=50):
-        """(`mid`, LOW_Q, HIGH_Q percentile rates, points) over the pairs of points a whole
-        number of `step` slots apart, or None."""
+        """(`mid` percentile rate, LOW_Q and HIGH_Q percentiles of the one-step rates, points,
+        weekly) over the pairs of points a whole number of `step` slots apart, or None."""
         pts = self.pts
         n = self.n
         last = self.slot
-        lo = self.first if self.first > last - n + 1 else last - n + 1
+        lo = self._oldest()
         slopes = []
-        used = 0
-        for i in range(lo, last + 1):
-            if pts[i % n] != MISSING:
-                used += 1
+        used = self._points()
         breaks = self.breaks
         week = []           # the one-step slopes: how much one week (or day) varies
         g = step
@@ -188,13 +191,21 @@ class Detector:
         return (slopes[k * mid // 100], week[j * LOW_Q // 100],
                 week[(j * HIGH_Q + 99) // 100], used, step == WEEK)
 
+    def _oldest(self):
+        return self.first if self.first > self.slot - self.n + 1 else self.slot - self.n + 1
+
+    def _points(self):
+        pts = self.pts
+        n = self.n
+        return sum(1 for i in range(self._oldest(), self.slot + 1) if pts[i % n] != MISSING)
+
     def _shape(self):
         """The ink used in each 6 h of the week over the window, or None: where in the week the
         office prints, so a forecast made on a Friday evening counts the idle weekend first."""
         pts = self.pts
         n = self.n
         last = self.slot
-        lo = self.first if self.first > last - n + 1 else last - n + 1
+        lo = self._oldest()
         shape = [0] * WEEK
         for i in range(lo, last):
             a = pts[i % n]
@@ -295,7 +306,7 @@ class Detector:
     def state(self):
         f = self.forecast
         return {"level": None if self.level is None else _pct(self.level),
-                "since": self.since, "points": 0 if self.fit is None else self.fit[3],
+                "since": self.since, "points": 0 if self.slot is None else self._points(),
                 "rate_per_day": None if f is None else round(f[3] / 700.0, 3),
                 "days": None if f is None else round(f[0], 2),
                 "reordered": self.reordered, "empty": self.ran_out}

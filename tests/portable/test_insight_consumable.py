@@ -74,24 +74,28 @@ def test_forecasts_come_once_a_day_with_their_band():
     assert all(b - a == DAY for a, b in zip(times, times[1:]))
 
 
-def test_a_swap_in_the_middle_of_the_window_is_seen_on_its_reading_and_restarts_the_fit():
+def test_a_swap_in_the_middle_of_the_window_is_seen_on_its_reading_and_restarts_the_level():
     det, events = detector()
     ink = Ink(60.0, 3.0)
     ink.run(det, 17)
     rate = det.state()["rate_per_day"]
-    assert det.state()["points"] > 60
+    assert abs(rate - 15 / 7.0) < 0.05
     ink.level = 98.0
     swap_t = ink.t
     ink.run(det, STEP / float(DAY))      # one reading
     swaps = named(events, "cartridge_replaced")
     assert len(swaps) == 1 and swaps[0][0] == swap_t
     assert abs(swaps[0][3]["from"] - (60.0 - 13 * 3.0)) < 0.5 and swaps[0][3]["to"] > 97.5
-    # Restarted at once: no points of the old cartridge; its rate stands in meanwhile.
-    assert det.state()["points"] == 0 and det.state()["reordered"] is False
-    assert det.state()["rate_per_day"] == rate
+    # The level starts again at once (the days count from 98 %), the office's rate carries on.
+    state = det.state()
+    assert state["since"] == swap_t and state["reordered"] is False
+    assert state["rate_per_day"] == rate and abs(state["days"] - 98 / rate) < 3.0
+    # The jump itself is never counted as ink: the rate a week and a half on is the same.
     ink.run(det, 10)
-    assert 0 < det.state()["points"] <= 41
-    assert named(events, "reorder") == [] or named(events, "reorder")[0][0] < swap_t
+    assert abs(det.state()["rate_per_day"] - 15 / 7.0) < 0.05
+    # The old cartridge's reorder came (at 1.7 x the lead time); the new one, 45 days from
+    # empty, has none yet.
+    assert [e[0] < swap_t for e in named(events, "reorder")] == [True]
 
 
 def test_a_cold_start_waits_for_learn_and_a_low_cartridge_still_gets_its_reorder():
@@ -118,6 +122,8 @@ def test_reorder_and_empty_come_once_a_cartridge_and_a_swap_rearms_them():
     assert 10 * DAY <= dry - reorder[0] <= 23 * DAY
     ink.level = 97.0
     ink.run(det, 30)
+    # The 17 days it stood empty are not read as a printer at rest.
+    assert abs(det.state()["rate_per_day"] - 30 / 7.0) < 0.1
     assert len(named(events, "cartridge_replaced")) == 1
     assert len(named(events, "reorder")) == 2 and len(named(events, "empty")) == 2
 
@@ -132,6 +138,19 @@ def test_odd_values_never_raise_and_a_flat_level_forecasts_nothing():
         det.feed(t, 50.0, True)
         t += STEP
     assert named(events, "forecast") == [] and named(events, "reorder") == []
+
+
+def test_a_clock_set_forward_at_the_first_sync_starts_the_points_again():
+    det, events = detector()
+    ink = Ink(100.0, 3.0, t=3 * DAY)     # device time before the first sync: days after 1970
+    ink.run(det, 3)
+    assert det.state()["points"] > 0
+    ink.t = MONDAY                       # synced
+    ink.run(det, 1)
+    assert det.state()["points"] == 3    # only the points since the sync (one every 6 h)
+    ink.run(det, 9)
+    assert abs(det.state()["rate_per_day"] - 15 / 7.0) < 0.05
+    assert [e[1] for e in events if e[1] != "forecast"] == []
 
 
 def test_set_changes_the_lead_time_and_refuses_bad_settings_with_a_reason():
