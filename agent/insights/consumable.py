@@ -38,6 +38,9 @@ LOW_Q = 10              # percentiles of the one-week slopes: the forecast's ban
 HIGH_Q = 90
 RESERVE = 1.7           # reorder at a forecast of 1.7 x the lead time (a weekly fit)
 COLD_Q = 75             # the rate from less than a week of points
+MAX_STEPS = 4           # pairs at most 4 steps apart: 4 weeks (a cold fit: 4 days)
+STRIDE = 2              # pairs start every 12 h, the newest first (a fit's list stays small)
+FILL = 0x3fffffff       # an unused place in the slopes (a MicroPython small int)
 SETTINGS = {             # key: (smallest, largest, integer)
     "lead_time_ms": (3600000, 90 * DAY_MS, True),
     "forecast_ms": (3600000, 7 * DAY_MS, True),
@@ -70,6 +73,9 @@ class Detector:
         self.empty = int(cfg["empty"] * 100)
         self.n = max(WEEK_FIT + 1, cfg["window_ms"] // SLOT_MS)
         self.pts = array("i", [MISSING] * self.n)   # ink used by then, 0.01 %
+        # Pairs a fit may see (a weekly one over the window; a cold one has at most 44).
+        self.cap = max(56, sum(max(0, self.n - w * WEEK + 1) // STRIDE
+                               for w in range(1, MAX_STEPS + 1)))
         self.r1 = self.r2 = self.level = None   # the last two readings, and the level now
         self.ref = 0               # ink used + level: constant while one cartridge is in
         self.breaks = []           # slots after a cartridge stood empty: no pair spans one
@@ -159,37 +165,39 @@ class Detector:
 
     def _fit(self, step, mid=50):
         """(`mid` percentile rate, LOW_Q and HIGH_Q percentiles of the one-step rates, points,
-        weekly) over the pairs of points a whole number of `step` slots apart, or None."""
+        weekly) over the pairs of points 1 to MAX_STEPS whole `step`s apart, or None."""
         pts = self.pts
         n = self.n
         last = self.slot
         lo = self._oldest()
-        slopes = []
-        used = self._points()
         breaks = self.breaks
-        week = []           # the one-step slopes: how much one week (or day) varies
+        # One block, filled in place: the heap sees one allocation, not a list growing.
+        slopes = [FILL] * self.cap
+        k = one = 0
         g = step
-        while g <= last - lo:
-            for i in range(lo, last - g + 1):
+        while g <= last - lo and g <= MAX_STEPS * step:
+            for i in range(last - g, lo - 1, -STRIDE):
                 a = pts[i % n]
                 b = pts[(i + g) % n]
                 if a != MISSING and b != MISSING:
-                    for k in breaks:
-                        if i < k <= i + g:
+                    for br in breaks:
+                        if i < br <= i + g:
                             break
                     else:
-                        slopes.append((b - a) * WEEK // g)
-                        if g == step:
-                            week.append((b - a) * WEEK // g)
+                        slopes[k] = (b - a) * WEEK // g
+                        k += 1
+            if g == step:
+                one = k
             g += step
-        if not slopes:
+        if not one:
             return None
-        slopes.sort()
-        week.sort()
-        k = len(slopes) - 1
-        j = len(week) - 1
-        return (slopes[k * mid // 100], week[j * LOW_Q // 100],
-                week[(j * HIGH_Q + 99) // 100], used, step == WEEK)
+        band = slopes[:one]     # how much one week (or day) varies
+        band.sort()
+        slopes.sort()           # the FILLs go last
+        k -= 1
+        one -= 1
+        return (slopes[k * mid // 100], band[one * LOW_Q // 100],
+                band[(one * HIGH_Q + 99) // 100], self._points(), step == WEEK)
 
     def _oldest(self):
         return self.first if self.first > self.slot - self.n + 1 else self.slot - self.n + 1
