@@ -20,7 +20,9 @@ def main():
     events = [0]
     gc.collect()
     before = gc.mem_alloc()
-    det = Detector(CFG, lambda t, e, v, f: events.__setitem__(0, events[0] + 1))
+    def emit(t, e, v, f):
+        events[0] += 1
+    det = Detector(CFG, emit)
     gc.collect()
     created = gc.mem_alloc() - before
     t = 1767571200000
