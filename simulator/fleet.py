@@ -143,7 +143,8 @@ class Fleet:
         self.db_path = os.path.join(workdir, "fleet.sqlite")
         self.started_wall = None
         self.ended_wall = None
-        self.history = []  # (device ms, batches waiting, devices offline), every 10 device min
+        self.history = []  # (device ms, batches waiting, devices offline), every 10 device min,
+        # and once more at the end of device time, after the drain
 
     # -- setting up -------------------------------------------------------------------------------
 
@@ -277,6 +278,9 @@ class Fleet:
                 break
             await asyncio.sleep(0.5)
         self.ended_wall = time.time()
+        # Where the drain left the backlog: the history's last sample is from before it.
+        self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
+                             sum(1 for d in self.devices if not d.link.up)))
         report = build(self)
         if self.progress is not None:
             self.progress.update(self.snapshot(phase="done"))

@@ -84,7 +84,7 @@ class _Values:
         self.values[sensor] = value
 
 
-def _run_direct(unit, kept, insights, model, start_ms, end):
+def _run_direct(unit, kept, insights, model, start_ms, end, tap=None):
     plat = _Values()
     sensors = []
     for s in kept["sensors"]:
@@ -101,12 +101,15 @@ def _run_direct(unit, kept, insights, model, start_ms, end):
         for x in sensors:
             if x[0] == t:
                 x[0] = t + x[1]
-                v = values[x[2]]
-                x[4](t, round(v / x[3]) * x[3], True)
+                v = round(values[x[2]] / x[3]) * x[3]
+                if tap is not None:
+                    tap(x[2], t, v)
+                x[4](t, v, True)
                 unit.readings += 1
 
 
-def run_unit(profile, model, device, seed, start_ms, days, direct=False):
+def run_unit(profile, model, device, seed, start_ms, days, direct=False, tap=None):
+    """One unit; with direct=True, tap(sensor, t, value) sees every value fed to a detector."""
     p = provisioned(profile, model)
     unit = Unit(device, model, p)
     kept = dict(p, sensors=[s for s in p["sensors"] if "insight" in s])
@@ -115,7 +118,7 @@ def run_unit(profile, model, device, seed, start_ms, days, direct=False):
     insights = Insights(_Events(unit), kept["sensors"])
     end = start_ms + days * DAY_MS
     if direct:
-        _run_direct(unit, kept, insights, model, start_ms, end)
+        _run_direct(unit, kept, insights, model, start_ms, end, tap)
         unit.state = insights.state()
         return unit
     platform = SimPlatform(p, seed)

@@ -1,16 +1,21 @@
 """`tether simulate --plots DIR`: the pictures a product manager looks at, drawn from what the
-reference ingest stored (the SQLite file) against what really happened (the models' truth).
+reference ingest stored (the SQLite file: readings and the devices' insights) against what really
+happened (the models' truth).
 
-- ink.png      ink levels of a few printers, with their ink_low events and cartridge changes
-- pills.png    pill counts of a few bottles, with the doses taken and the doses missed
-- energy.png   appliance power day by day: the units whose motor or compressor degrades stand out
+- ink.png      ink levels of a few printers, with the device's forecast to empty, its reorders,
+               the cartridge swaps it saw, and when cartridges really ran dry
+- pills.png    pill counts of a few bottles, with the doses the device judged taken (on time,
+               late), missed and extra, and the doses really missed
+- energy.png   energy per cycle of the washers and the fridges, each against its own learned
+               baseline, with the device's maintenance alarms and the truth's degradation
 - backlog.png  the fleet's backlog (batches waiting on devices) and the devices offline
 """
 import os
 
-from simulator.ingest import series
+from simulator.ingest import insights, series
 
 DAY_MS = 86400000.0
+INK_COLOURS = {"ink_c": "c", "ink_m": "m", "ink_y": "y", "ink_k": "k"}
 
 
 def _pyplot():
@@ -27,100 +32,184 @@ def _days(t, start):
     return (t - start) / DAY_MS
 
 
+def _outside_legend(ax):
+    """The legend right of the axes: never over the lines the chart is about."""
+    handles, labels = ax.get_legend_handles_labels()
+    seen = {}
+    for h, lab in zip(handles, labels):
+        seen.setdefault(lab, h)
+    if seen:
+        ax.legend(seen.values(), seen.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  fontsize="small", borderaxespad=0.0)
+
+
 def write_plots(fleet, outdir, per_kind=3):
     """Writes the plots for a finished Fleet into outdir; returns their paths."""
     plt = _pyplot()
     os.makedirs(outdir, exist_ok=True)
     start = fleet.clock.start_unix_ms
+    end_days = fleet.duration_ms / DAY_MS
     db = fleet.db_path
     by_kind = {}
     for d in fleet.devices:
         by_kind.setdefault(type(d.model).__name__, []).append(d)
+    found = {}
+    for device, t, event, sensor, value, fields in insights(db):
+        found.setdefault(device, []).append((t, event, sensor, value, fields))
     out = []
-
-    printers = [d for d in by_kind.get("Printer", [])][:per_kind]
+    printers = by_kind.get("Printer", [])[:per_kind]
     if printers:
-        fig, axes = plt.subplots(len(printers), 1, figsize=(10, 2.6 * len(printers)), squeeze=False)
-        for ax, d in zip(axes[:, 0], printers):
-            for s in d.profile["sensors"]:
-                if s["name"].startswith("ink_"):
-                    pts = series(db, d.device_id, s["name"])
-                    ax.plot([_days(t, start) for t, _ in pts], [v for _, v in pts],
-                            label=s["name"], color={"ink_c": "c", "ink_m": "m", "ink_y": "y",
-                                                    "ink_k": "k"}.get(s["name"]))
-            for t, sensor in d.model.truth.get("ink_low", []):
-                ax.axvline(_days(t, start), color="r", alpha=0.3, linestyle="--")
-            for t, sensor in d.model.truth.get("cartridge_changes", []):
-                ax.axvline(_days(t, start), color="g", alpha=0.3)
-            ax.set_ylabel("%")
-            ax.set_title("%s: ink (red dashes: ink_low; green: new cartridge)" % d.device_id)
-            ax.legend(loc="lower left", fontsize="small", ncol=4)
-        axes[-1, 0].set_xlabel("days")
-        out.append(_save(fig, outdir, "ink.png"))
-
-    bottles = [d for d in by_kind.get("PillBottle", [])][:per_kind]
+        out.append(_ink(plt, outdir, printers, found, start, end_days))
+    bottles = by_kind.get("PillBottle", [])[:per_kind]
     if bottles:
-        fig, axes = plt.subplots(len(bottles), 1, figsize=(10, 2.6 * len(bottles)), squeeze=False)
-        for ax, d in zip(axes[:, 0], bottles):
-            pts = series(db, d.device_id, "pills")
-            ax.step([_days(t, start) for t, _ in pts], [v for _, v in pts], where="post",
-                    label="pills in the bottle")
-            taken = d.model.truth.get("doses", [])
-            missed = d.model.truth.get("missed_doses", [])
-            if taken:
-                ax.plot([_days(r[0], start) for r in taken], [0] * len(taken), "g|",
-                        markersize=10, label="dose taken")
-            if missed:
-                ax.plot([_days(r[0], start) for r in missed], [0] * len(missed), "rx",
-                        label="dose missed")
-            ax.set_ylabel("pills")
-            ax.set_title("%s: pill count and doses" % d.device_id)
-            ax.legend(loc="upper right", fontsize="small")
-        axes[-1, 0].set_xlabel("days")
-        out.append(_save(fig, outdir, "pills.png"))
-
-    meters = by_kind.get("Washer", []) + by_kind.get("Fridge", [])
+        out.append(_pills(plt, outdir, bottles, found, start, end_days))
+    meters = [("washers", by_kind.get("Washer", [])), ("fridges", by_kind.get("Fridge", []))]
+    meters = [(name, ds) for name, ds in meters if ds]
     if meters:
-        fig, ax = plt.subplots(figsize=(10, 4))
-        for d in meters:
-            pts = series(db, d.device_id, "power")
-            daily = {}
-            for t, v in pts:
-                day = int(_days(t, start))
-                daily.setdefault(day, []).append(v)
-            days = sorted(daily)
-            # the upper decile of each day's power: a working motor, not its idle hours
-            top = [sorted(daily[k])[int(len(daily[k]) * 0.9)] for k in days]
-            degrading = d.model.truth.get("degrading")
-            ax.plot(days, top, marker="o", linewidth=2.5 if degrading else 1,
-                    label="%s%s" % (d.device_id, " (degrading)" if degrading else ""))
-        ax.set_xlabel("day")
-        ax.set_ylabel("W (90th percentile of the day)")
-        ax.set_title("Energy draw: a degrading motor or compressor draws more, week by week")
-        ax.legend(fontsize="small")
-        out.append(_save(fig, outdir, "energy.png"))
-
+        out.append(_energy(plt, outdir, meters, found, start, end_days))
     if fleet.history:
-        fig, ax = plt.subplots(figsize=(10, 3.5))
-        days = [_days(start + t, start) for t, _, _ in fleet.history]
-        ax.plot(days, [b for _, b, _ in fleet.history], label="batches waiting on devices")
-        ax2 = ax.twinx()
-        ax2.fill_between(days, [o for _, _, o in fleet.history], step="post", alpha=0.2,
-                         color="r", label="devices offline")
-        ax.set_xlabel("days")
-        ax.set_ylabel("batches")
-        ax2.set_ylabel("devices offline")
-        ax.set_title("Fleet backlog during outages")
-        ax.legend(loc="upper left", fontsize="small")
-        ax2.legend(loc="upper right", fontsize="small")
-        out.append(_save(fig, outdir, "backlog.png"))
+        out.append(_backlog(plt, outdir, fleet, start))
     return out
+
+
+def _ink(plt, outdir, printers, found, start, end_days):
+    fig, axes = plt.subplots(len(printers), 1, figsize=(11, 2.9 * len(printers)), squeeze=False)
+    for ax, d in zip(axes[:, 0], printers):
+        inks = [s["name"] for s in d.profile["sensors"] if s["name"].startswith("ink_")]
+        mine = found.get(d.device_id, [])
+        for name in inks:
+            colour = INK_COLOURS.get(name)
+            pts = series(d.fleet.db_path, d.device_id, name)
+            ax.plot([_days(t, start) for t, _ in pts], [v for _, v in pts], color=colour,
+                    linewidth=1.2, label=name)
+            last = None
+            for t, event, sensor, value, f in mine:
+                if sensor != name:
+                    continue
+                if event == "forecast":
+                    last = (t, f.get("level"), value)
+                elif event == "reorder":
+                    ax.plot([_days(t, start)], [f.get("level")], "v", color=colour,
+                            markeredgecolor="r", markersize=9, label="reorder (device)")
+                elif event == "cartridge_replaced":
+                    ax.axvline(_days(t, start), color="g", alpha=0.35, linewidth=1,
+                               label="new cartridge (device)")
+            if last is not None and last[1] is not None and last[2] is not None:
+                t, level, days = last
+                x0 = _days(t, start)
+                ax.plot([x0, x0 + days], [level, 0.0], linestyle="--", color=colour,
+                        alpha=0.7, label="forecast to empty (latest)")
+        for t, sensor in d.model.truth.get("ink_empty", []):
+            ax.plot([_days(t, start)], [0.0], "x", color=INK_COLOURS.get(sensor, "k"),
+                    markersize=9, markeredgewidth=2, label="ran dry (truth)")
+        ax.set_xlim(0, end_days)
+        ax.set_ylim(-3, 103)
+        ax.set_ylabel("ink %")
+        ax.set_title("%s: ink levels, the device's forecast and reorders" % d.device_id)
+        _outside_legend(ax)
+    axes[-1, 0].set_xlabel("days")
+    return _save(fig, outdir, "ink.png")
+
+
+def _pills(plt, outdir, bottles, found, start, end_days):
+    fig, axes = plt.subplots(len(bottles), 1, figsize=(11, 2.9 * len(bottles)), squeeze=False)
+    marks = (("dose_taken", "on_time", "|", "g", "dose taken on time (device)"),
+             ("dose_taken", "late", "|", "orange", "dose taken late (device)"),
+             ("extra_dose", None, "d", "purple", "extra dose (device)"))
+    for ax, d in zip(axes[:, 0], bottles):
+        name = next((s["name"] for s in d.profile["sensors"] if s.get("quantity") == "count"),
+                    "pills")
+        pts = series(d.fleet.db_path, d.device_id, name)
+        ax.step([_days(t, start) for t, _ in pts], [v for _, v in pts], where="post",
+                color="0.35", linewidth=1, label="pills in the bottle")
+        top = max([v for _, v in pts] + [1])
+        mine = found.get(d.device_id, [])
+        for event, status, marker, colour, label in marks:
+            xs = [_days(f.get("taken", t), start) for t, e, s, v, f in mine
+                  if e == event and (status is None or f.get("status") == status)]
+            if xs:
+                ax.plot(xs, [-0.06 * top] * len(xs), marker, color=colour, markersize=12,
+                        markeredgewidth=2, linestyle="none", label=label)
+        missed = [_days(f["scheduled"], start) for t, e, s, v, f in mine
+                  if e == "dose_missed" and f.get("scheduled") is not None]
+        if missed:
+            ax.plot(missed, [-0.06 * top] * len(missed), "x", color="r", markersize=9,
+                    markeredgewidth=2, linestyle="none", label="dose missed (device)")
+        truth = [_days(r[0], start) for r in d.model.truth.get("missed_doses", [])]
+        if truth:
+            ax.plot(truth, [-0.16 * top] * len(truth), "o", markerfacecolor="none",
+                    markeredgecolor="r", linestyle="none", label="dose missed (truth)")
+        ax.set_xlim(0, end_days)
+        ax.set_ylim(-0.25 * top, 1.08 * top)
+        ax.set_ylabel("pills")
+        ax.set_title("%s: pill count and the doses the device judged" % d.device_id)
+        _outside_legend(ax)
+    axes[-1, 0].set_xlabel("days")
+    return _save(fig, outdir, "pills.png")
+
+
+def _energy(plt, outdir, meters, found, start, end_days):
+    fig, axes = plt.subplots(len(meters), 1, figsize=(11, 3.4 * len(meters)), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for ax, (kind, devices) in zip(axes[:, 0], meters):
+        for i, d in enumerate(devices):
+            colour = cmap(i % 10)
+            cycles = [(t, f) for t, e, s, v, f in found.get(d.device_id, []) if e == "cycle"]
+            xs = [_days(f.get("end", t), start) for t, f in cycles]
+            ys = [f.get("energy_wh") for t, f in cycles]
+            degrading = d.model.truth.get("degrading")
+            ax.plot(xs, ys, "o" if degrading else ".", color=colour, markersize=5 if degrading
+                    else 4, linestyle="-" if len(xs) < 3 else "none", alpha=0.8,
+                    label="%s%s (%d cycles)" % (d.device_id, ", degrading" if degrading else "",
+                                                len(xs)))
+            for t, e, s, v, f in found.get(d.device_id, []):
+                if e == "maintenance_due":
+                    ax.axvline(_days(t, start), color=colour, linewidth=2, linestyle="--",
+                               label="maintenance due (device): %s" % d.device_id)
+            onset = d.model.truth.get("degrade_onset_ms")
+            failure = d.model.truth.get("failure_ms")
+            if degrading and onset is not None and _days(onset, start) < end_days:
+                ax.axvline(_days(onset, start), color=colour, alpha=0.4, linestyle=":",
+                           label="degradation starts (truth)")
+            if failure is not None and _days(failure, start) < end_days:
+                ax.axvline(_days(failure, start), color="k", linewidth=1.5,
+                           label="failure (truth)")
+        ax.set_xlim(0, end_days)
+        ax.set_ylim(bottom=0)
+        ax.set_ylabel("Wh per cycle")
+        ax.set_title("%s: energy of each cycle the device found; a degrading motor or "
+                     "compressor draws more" % kind)
+        _outside_legend(ax)
+    axes[-1, 0].set_xlabel("days")
+    return _save(fig, outdir, "energy.png")
+
+
+def _backlog(plt, outdir, fleet, start):
+    from matplotlib.ticker import MaxNLocator
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    days = [_days(start + t, start) for t, _, _ in fleet.history]
+    ax.step(days, [b for _, b, _ in fleet.history], where="post",
+            label="batches waiting on devices")
+    ax2 = ax.twinx()
+    ax2.fill_between(days, [o for _, _, o in fleet.history], step="post", alpha=0.2,
+                     color="r", label="devices offline")
+    ax2.set_ylim(0, max(1, len(fleet.devices)))
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(bottom=0)
+    ax.set_xlim(0, fleet.duration_ms / DAY_MS)
+    ax.set_xlabel("days (the last point: after the drain at the end)")
+    ax.set_ylabel("batches")
+    ax2.set_ylabel("devices offline")
+    ax.set_title("Fleet backlog during outages")
+    ax.legend(loc="upper left", fontsize="small")
+    ax2.legend(loc="upper right", fontsize="small")
+    return _save(fig, outdir, "backlog.png")
 
 
 def _save(fig, outdir, name):
     path = os.path.join(outdir, name)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     import matplotlib.pyplot as plt
     plt.close(fig)
     return path

@@ -83,7 +83,7 @@ def test_the_report_of_a_run_that_delivered_nothing_says_so():
             return 0
     fleet = Zeros(bytes_per_reading=None)
     out = text({"fleet": fleet, "device_time_ms": 1000, "wall_s": 1, "speed": None,
-                "broker_restarts": 0, "devices": []})
+                "broker_restarts": 0, "devices": [], "insight_scores": {}})
     assert "None" not in out and "no reading delivered, so no bytes on the air per reading" in out
 
 

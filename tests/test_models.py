@@ -233,34 +233,53 @@ def test_doses_follow_the_configured_adherence_over_weeks():
     assert abs(counts["double"] / n - ADHERENCE["double"]) < 0.012
 
 
-def test_pill_bottle_scale_reads_doses_lifts_and_refills():
-    for seed in (3, 11):
+def test_pill_bottle_scale_reads_doses_handling_and_refills():
+    modes = set()
+    kinds = set()
+    for seed in (3, 11, 12):
         dev = Device("pill-bottle", seed)
         model = dev.model
         t = T0
         reads = []
         while t < T0 + 5 * DAY_MS:
             dev.advance(t)
-            reads.append((t, dev.read("pills"), model.lifted, model.count))
+            reads.append((t, dev.read("pills"), model.mode, model.count))
             t += 30000
-        for t, count, lifted, true_count in reads:
+        cap_pills = model.cap_g / model.pill_g
+        for t, count, mode, true_count in reads:
+            modes.add(mode)
             assert count >= 0
-            if lifted:
-                assert count == 0                    # the bottle is in the patient's hand
-            else:
+            if mode == "lifted":
+                assert count == 0       # minus the bottle's weight: the driver clamps to 0
+            elif mode == "cap_beside":  # the cap's weight off: a non-whole number of pills
+                assert abs(count - max(0.0, true_count - cap_pills)) < 0.6
+            elif mode == "stand":
                 assert count == true_count           # +-0.02 g noise on 0.45 g pills
+        assert 0.3 <= cap_pills % 1 <= 0.7
         weights = []
         dev.advance(t)
         weights.append(dev.read("weight"))
-        assert abs(weights[0] - model.count * 0.45) < 0.1
+        if model.mode == "stand":
+            assert abs(weights[0] - model.count * 0.45) < 0.1
         # Every drop of the count (bottle back on the scale) happened near a dose time.
         tods = [m * MINUTE_MS for m in model.truth["patient"]["dose_times_min"]]
-        standing = [(t, c) for t, c, lifted, _ in reads if not lifted]
+        standing = [(t, c) for t, c, mode, _ in reads if mode == "stand"]
         for (t1, c1), (t2, c2) in zip(standing, standing[1:]):
             if c2 < c1:
                 assert any(-31 * MINUTE_MS <= (t2 - tod + DAY_MS // 2) % DAY_MS - DAY_MS // 2
-                           <= 5 * HOUR_MS + 2 * MINUTE_MS for tod in tods)
-        assert any(lifted for _, _, lifted, _ in reads)
+                           <= 5 * HOUR_MS + 16 * MINUTE_MS for tod in tods)
+        kinds.update(h[1] for h in model.truth["handling"])
+    assert modes >= {"stand", "lifted", "cap_beside"}
+    assert kinds == {"lift", "shake", "carry", "open", "cap_off"}
+
+
+def test_provision_writes_the_patients_schedule_into_the_adherence_insight():
+    p = profile("pill-bottle")
+    model = PillBottle(p, random.Random(5), T0, 0)
+    model.provision(p)
+    cfg = next(s["insight"] for s in p["sensors"] if "insight" in s)
+    assert cfg["times_min"] == model.truth["patient"]["dose_times_min"]
+    assert cfg["pills"] == model.truth["patient"]["pills_per_dose"]
 
 
 def test_refills_come_when_low_or_on_schedule():

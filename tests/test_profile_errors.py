@@ -446,3 +446,53 @@ def test_among_more_than_100_variables_no_close_one_is_suggested(tmp_path):
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert "%s:103:24: device.model: unknown substitution variable 'v1000'" % (
         tmp_path / "p.yaml") in errors
+
+
+def test_insight_mistakes_name_the_key_and_what_was_expected(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: ink_c
+            driver: level_probe
+            pin: 32
+            calibration: {raw_empty: 400, raw_full: 3700}
+            insight: {type: consumabel, lead_time: 10d}
+          - name: power
+            driver: ina219
+            bus: i2c0
+            insight: {type: consumable, lead_time: 10}
+          - name: pills
+            driver: hx711
+            pins: {dout: 25, sck: 26}
+            quantity: count
+            calibration: {pill_weight: 0.5}
+            insight: {type: adherence, schedule: ["8am", "20:00"], pils: 2}
+          - name: mains
+            driver: pzem004t
+            bus: uart0
+            insight: {type: energy, cycle_above: 5, standby_below: 8}
+          - name: level
+            driver: level_probe
+            pin: 33
+            calibration: {raw_empty: 400, raw_full: 3700}
+            insight: [consumable]
+        """) == [
+        "12:21: sensors[0].insight.type: expected one of 'consumable', 'adherence', 'energy', "
+        "got 'consumabel', did you mean 'consumable'?",
+        "16:21: sensors[1].insight.type: a consumable insight reads a level, not a power",
+        "16:44: sensors[1].insight.lead_time: expected a duration like '10s', got 10",
+        "22:43: sensors[2].insight.schedule[0]: expected a time of day like '08:00', got '8am'",
+        "22:60: sensors[2].insight: unknown key 'pils', did you mean 'pills'?",
+        "26:60: sensors[3].insight.standby_below: expected standby_below under cycle_above "
+        "(5 W), got 8",
+        "31:14: sensors[4].insight: expected a mapping with a 'type' (consumable, adherence, "
+        "energy), got a list",
+    ]
+
+
+def test_a_utc_offset_is_a_signed_hours_and_minutes(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base=BASE.replace("device: {id: kettle}",
+                               "device: {id: kettle, utc_offset: '+15:00'}")) == [
+        "1:34: device.utc_offset: expected an offset from UTC like '+01:00' or '-05:00' "
+        "(at most 14 h), got '+15:00'"]

@@ -660,7 +660,7 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
         readings_in = SimDevice.readings_in
 
     log = NS(unacked_readings=0, unacked=0)
-    device = Device(device_id="p1", profile={"device": {"model": "m"}}, buffered=5 * 420 - 100,
+    device = Device(device_id="p1", profile={"device": {"model": "m"}, "sensors": []}, buffered=5 * 420 - 100,
                     batch_readings=array("I", [420, 420, 320, 420, 420]), cut_losses=0,
                     agent=NS(buffer=NS(log=log), events=NS(log=log)), events_raised=0,
                     power_cuts=0, boots=1, outage_ms=0, backlog_max=0, link=NS(bytes_up=1000),

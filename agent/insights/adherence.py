@@ -1,6 +1,104 @@
-# The adherence insight (agent/insights/__init__.py, docs/insights.md).
+# The adherence insight: a pill bottle on a load cell (docs/insights/adherence.md). Doses come
+# from stable drops of the pill count, judged against the patient's schedule; refills from rises.
+#
+# Only a resting bottle counts: a level held for settle_ms, within 0.25 of a whole pill count.
+# A lifted bottle reads below the empty bottle (its own weight is in the tare: negative, or 0
+# from a driver that clamps; so 0 is "off the scale" unless the bottle held at most one dose),
+# a shaken one jumps around, a cap set down beside the bottle takes a few pills' weight off for
+# a minute or few: none of these hold a level for settle_ms, so none is a dose. A settled drop of
+# more than a dose may be the cap left beside the bottle for longer (after a dose, say): it waits
+# up to an hour for the count to come back up; what is then missing was taken, when the lower
+# count first showed.
+#
+# The schedule: slot k is the dose at times_min[k] (local time). A take belongs to the slot whose
+# [scheduled - window, close] holds the time its level first showed, where
+# close = min(scheduled + late, next scheduled - window) (so slots never overlap); on time within
+# the window, late after it. A slot with no take when close + settle has passed is missed (any
+# take that started before close has been settled by then). No slot is judged while the clock
+# is not synced, nor one that opened before judging started.
+#
+# Portable: runs on a board as on CPython. State is a few numbers.
 KIND = "adherence"
-EVENTS = ()
+EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled")
+
+_MIN = 60000
+_DAY = 86400000
+_WHOLE = 0.25            # pills: a reading farther than this from a whole count is not at rest
+_HUGE = 1000000          # pills: beyond this a reading is nonsense, not a count
+_GAP_MS = 6 * 3600000    # readings missing longer than this: the slots in between are not judged
+_CAP_MS = 3600000        # how long a drop of more than a dose waits for the cap to go back on
+
+
+def _settings(cfg, args):
+    """The settings cfg would have with args applied; ValueError naming the first bad one."""
+    out = {"times_min": cfg["times_min"], "window_ms": cfg["window_ms"],
+           "late_ms": cfg["late_ms"], "pills": cfg["pills"],
+           "refill_days": cfg["refill_days"], "settle_ms": cfg["settle_ms"]}
+    if not isinstance(args, dict):
+        raise ValueError("settings must be a map, got %r" % (args,))
+    for key in args:
+        v = args[key]
+        if key == "schedule":
+            out["times_min"] = _schedule(v)
+        elif key == "window_ms":
+            out[key] = _int(key, v, 5 * _MIN, 4 * 60 * _MIN)
+        elif key == "late_ms":
+            out[key] = _int(key, v, 10 * _MIN, 12 * 60 * _MIN)
+        elif key == "pills":
+            out[key] = _int(key, v, 1, 20)
+        elif key == "settle_ms":
+            out[key] = _int(key, v, 0, 60 * _MIN)
+        elif key == "refill_days":
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 365:
+                raise ValueError("refill_days must be a number of days above 0, at most 365, "
+                                 "got %r" % (v,))
+            out[key] = v
+        else:
+            raise ValueError("unknown setting %r (settings: schedule, window_ms, late_ms, "
+                             "pills, refill_days, settle_ms)" % (key,))
+    problem = spacing(out["times_min"], out["window_ms"])
+    if problem:
+        raise ValueError(problem)
+    return out
+
+
+def _int(key, v, lo, hi):
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError("%s must be an integer from %d to %d, got %r" % (key, lo, hi, v))
+    return v
+
+
+def _schedule(v):
+    if not isinstance(v, list) or not 1 <= len(v) <= 24:
+        raise ValueError("schedule must be a list of 1 to 24 times like \"08:00\", got %r" % (v,))
+    out = []
+    for s in v:
+        ok = isinstance(s, str) and len(s) == 5 and s[2] == ":"
+        h = m = -1
+        if ok:
+            try:
+                h = int(s[:2])
+                m = int(s[3:])
+            except ValueError:
+                ok = False
+        if not ok or not (0 <= h <= 23 and 0 <= m <= 59):
+            raise ValueError("schedule times must be like \"08:00\" (00:00 to 23:59), got %r"
+                             % (s,))
+        out.append(h * 60 + m)
+    return sorted(out)
+
+
+def spacing(times_min, window_ms):
+    """None, or why the schedule's on-time windows would overlap (the profile check shares it)."""
+    n = len(times_min)
+    for i in range(n):
+        gap = ((times_min[(i + 1) % n] - times_min[i]) % 1440 if n > 1 else 1440) * _MIN
+        if gap < 2 * window_ms:
+            return ("dose times %02d:%02d and %02d:%02d are closer than twice the window "
+                    "(%d min): their windows would overlap"
+                    % (times_min[i] // 60, times_min[i] % 60, times_min[(i + 1) % n] // 60,
+                       times_min[(i + 1) % n] % 60, 2 * window_ms // _MIN))
+    return None
 
 
 class Detector:
@@ -8,8 +106,162 @@ class Detector:
     EVENTS = EVENTS
 
     def __init__(self, cfg, emit):
-        self.cfg = cfg
         self.emit = emit
+        self.off = cfg.get("utc_offset_min", 0) * _MIN
+        self._apply(_settings(cfg, {}))
+        self.ref = None          # the count at rest, as last settled
+        self.lvl = None          # the whole count of the current run of resting readings
+        self.lvl_t0 = 0          # when that run began
+        self.pend_from = None    # the count before a drop of more than a dose, still waiting
+        self.pend_t0 = 0
+        self.armed = True        # refill_needed not yet sent for this supply
+        self.last_t = None
+        self.sched = None        # the slot being judged (None: not judging)
+        self.close = 0
+        self.taken = False
+        self.judge_from = 0
+        self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
 
+    def _apply(self, s):
+        self.times = s["times_min"]
+        self.window = s["window_ms"]
+        self.late = s["late_ms"]
+        self.pills = s["pills"]
+        self.refill_days = s["refill_days"]
+        self.settle = s["settle_ms"]
+
+    def set(self, args):
+        s = _settings(self.settings(), args)
+        self._apply(s)
+        self.sched = None        # judge the new schedule from its next slot
+        return self.settings()
+
+    def settings(self):
+        return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
+                "pills": self.pills, "refill_days": self.refill_days, "settle_ms": self.settle}
+
+    def state(self):
+        return {"count": self.ref, "scheduled": self.sched, "taken": self.counts[0],
+                "missed": self.counts[1], "extra": self.counts[2], "refills": self.counts[3],
+                "refill_armed": self.armed}
+
+    # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
-        pass
+        if self.last_t is not None and t - self.last_t > _GAP_MS:
+            self.sched = None    # unwatched hours: judge again from the next slot
+            self.lvl = None
+        self.last_t = t
+        if not synced:
+            self.sched = None
+        elif self.sched is None:
+            self.judge_from = t
+            self._slot(self._next(t + self.window - 1))
+        n = None
+        if -_HUGE < v < _HUGE:   # also False for NaN
+            n = int(v + 0.5) if v >= 0 else -int(0.5 - v)
+            if (n < 0 or v - n > _WHOLE or n - v > _WHOLE
+                    or (n == 0 and self.ref is not None and self.ref > self.pills)):
+                n = None
+        if n is None:
+            self.lvl = None
+        elif n != self.lvl:
+            self.lvl = n
+            self.lvl_t0 = t
+        if self.pend_from is not None and t - self.pend_t0 >= _CAP_MS:
+            self._resolve(t)
+            self._supply(t)
+        if n is not None and n != self.ref and t - self.lvl_t0 >= self.settle:
+            self._settled(n, t)
+        if self.sched is not None:
+            limit = t - self.settle
+            if self.pend_from is not None and self.pend_t0 < limit:
+                limit = self.pend_t0     # its slot waits for it
+            self._close_slots(limit, t)
+
+    def _settled(self, n, t):
+        t0 = self.lvl_t0
+        ref = self.ref
+        if ref is None:
+            self.ref = n
+        elif n < ref:
+            self.ref = n
+            if self.pend_from is None:
+                if ref - n <= self.pills:
+                    self._take(ref - n, t0, t)
+                else:
+                    self.pend_from = ref
+                    self.pend_t0 = t0
+        elif self.pend_from is not None and n <= self.pend_from:
+            self.ref = n         # the cap back on: what is still missing was taken
+            self._resolve(t)
+        else:
+            if self.pend_from is not None:
+                self._resolve(t)
+            added = n - self.ref
+            self.ref = n
+            self.armed = True
+            self.counts[3] += 1
+            self.emit(t, "refilled", added, {"added": added, "count": n, "at": t0})
+        self._supply(t)
+
+    def _supply(self, t):
+        if self.pend_from is None and self.armed:
+            per_day = self.pills * len(self.times)
+            days = self.ref / per_day
+            if days < self.refill_days:
+                self.armed = False
+                self.emit(t, "refill_needed", round(days, 1),
+                          {"count": self.ref, "days_left": round(days, 1), "per_day": per_day})
+
+    def _resolve(self, t):
+        """The drop of more than a dose has come back up, or waited long enough."""
+        d = self.pend_from - self.ref
+        self.pend_from = None
+        if d > 0:
+            self._take(d, self.pend_t0, t)
+
+    def _take(self, pills, t0, t):
+        if self.sched is None or t0 < self.judge_from:
+            return
+        self._close_slots(t0, t)
+        sched = self.sched
+        if self.taken or not sched - self.window <= t0 <= self.close:
+            inside = sched - self.window <= t0
+            self.counts[2] += 1
+            self.emit(t, "extra_dose", pills,
+                      {"scheduled": sched if inside else None, "taken": t0, "pills": pills,
+                       "reason": "again" if inside else "outside"})
+            return
+        self.taken = True
+        self.counts[0] += 1
+        late = t0 > sched + self.window
+        self.emit(t, "dose_taken", pills,
+                  {"scheduled": sched, "taken": t0, "pills": pills,
+                   "status": "late" if late else "on_time",
+                   "late_min": (t0 - sched) // _MIN if late else 0})
+
+    def _close_slots(self, limit, t):
+        """Every slot that closed before limit: missed if nothing was taken in it."""
+        while self.close < limit:
+            if not self.taken:
+                self.counts[1] += 1
+                self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
+            self._slot(self._next(self.sched))
+
+    # -- the schedule -----------------------------------------------------------------------
+    def _next(self, after):
+        """The first scheduled time after `after` (device ms)."""
+        local = after + self.off
+        day0 = local - local % _DAY
+        for m in self.times:
+            s = day0 + m * _MIN
+            if s > local:
+                return s - self.off
+        return day0 + _DAY + self.times[0] * _MIN - self.off
+
+    def _slot(self, sched):
+        self.sched = sched
+        nxt = self._next(sched)
+        close = sched + self.late
+        self.close = close if close < nxt - self.window else nxt - self.window
+        self.taken = False

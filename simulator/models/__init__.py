@@ -19,7 +19,9 @@ keys (times are Unix ms):
                  ink_start [(t, sensor, level)] (the cartridges at the start), cleanings [t]
     pill bottle  doses [(t, taken, scheduled, "on_time"|"late"|"double")],
                  missed_doses [(scheduled, "forgot"|"empty")], refills [(t, added, count_after)],
-                 patient {dose_times_min, pills_per_dose, refill, late, missed, double, start_count}
+                 handling [(t, "lift"|"shake"|"carry"|"open"|"cap_off", duration)],
+                 patient {dose_times_min, pills_per_dose, refill, late, missed, double, cap_off,
+                          handling_per_day, start_ms, start_count}
     washer       programmes [{t, end, programme, temp, drum_w, spike_w, spin_w, energy_wh}]
     fridge       compressor_cycles [(on, off)], defrosts [(start, end)], door_openings [t]
     all          degrading (bool); washer and fridge also degrade_per_week

@@ -1,12 +1,20 @@
 """The adherence insight in a profile (agent/insights/adherence.py): doses from a pill count on
 a load cell, judged against a schedule; refills."""
-from firmware.profile.rules import REQUIRED, clock_time, duration, integer, list_of, number
-from firmware.profile.units import HOUR, MINUTE
+from agent.insights.adherence import spacing
+from firmware.profile.errors import at
+from firmware.profile.rules import REQUIRED, clock_time, duration, integer, list_of
+from firmware.profile.units import DAY, HOUR, MINUTE
 
 
 def schedule(ctx, node):
     times = list_of(clock_time, 1, "a list of times of day like ['08:00', '20:00']")(ctx, node)
     return sorted(t for t in times if t is not None)
+
+
+def days(ctx, node):
+    """A duration like '5d' as days (whole days as an int)."""
+    ms = duration(HOUR, 60 * DAY)(ctx, node)
+    return ms // DAY if ms % DAY == 0 else ms / DAY
 
 
 QUANTITIES = ("count",)
@@ -15,6 +23,19 @@ FIELDS = [
     ("window", "window_ms", duration(5 * MINUTE, 4 * HOUR), 30 * MINUTE),
     ("late", "late_ms", duration(10 * MINUTE, 12 * HOUR), 5 * HOUR),
     ("pills", "pills", integer(1, 20), 1),
-    ("refill_below", "refill_days", number(above=0), 5),
-    ("settle", "settle_ms", duration(0, HOUR), 2 * MINUTE),
+    ("refill_below", "refill_days", days, 5),
+    # Longer than a cap set down beside the bottle stays off (a minute or few): that is no dose.
+    ("settle", "settle_ms", duration(0, HOUR), 5 * MINUTE),
 ]
+
+
+def check(ctx, node, out):
+    times = out.get("times_min")
+    twice = [t for i, t in enumerate(times or ()) if t in times[:i]]
+    if twice:
+        ctx.problems.append(at(node.value["schedule"], "expected each time once, got %02d:%02d "
+                                                       "twice" % (twice[0] // 60, twice[0] % 60)))
+        return
+    problem = spacing(times, out.get("window_ms", 30 * MINUTE)) if times else None
+    if problem:
+        ctx.problems.append(at(node.value.get("window") or node.value["schedule"], problem))

@@ -1,0 +1,232 @@
+# agent/insights/adherence.py on hand-made pill counts with known answers: a bottle lifted off the
+# scale and put back, opened with no pill taken, carried around; doses on time, late, missed and
+# extra; a refill; refill_needed once per supply; an unsynced clock; bad settings.
+# Runs under CPython (pytest) and under the real MicroPython (tests/portable harness).
+from agent.insights.adherence import Detector
+from support import raises
+
+MIN = 60000
+HOUR = 60 * MIN
+DAY0 = 1767225600000          # 2026-01-01 00:00 UTC
+STEP = 30000                  # the example profile reads the count every 30 s
+
+
+def config(**kw):
+    cfg = {"type": "adherence", "times_min": [8 * 60, 20 * 60], "window_ms": 30 * MIN,
+           "late_ms": 5 * HOUR, "pills": 1, "refill_days": 5, "settle_ms": 5 * MIN,
+           "utc_offset_min": 0}
+    cfg.update(kw)
+    return cfg
+
+
+class Bottle:
+    """A detector fed every 30 s from `t`; events kept as (t, event, value, fields)."""
+
+    def __init__(self, count, start=DAY0 + 7 * HOUR, synced=True, **kw):
+        self.events = []
+        self.det = Detector(config(**kw), self._emit)
+        self.t = start
+        self.hold(count, 30 * MIN, synced)
+
+    def _emit(self, t, event, value, fields):
+        self.events.append((t, event, value, fields))
+
+    def hold(self, value, ms, synced=True):
+        """The scale reads value for ms."""
+        end = self.t + ms
+        while self.t < end:
+            self.det.feed(self.t, value, synced)
+            self.t += STEP
+
+    def until(self, value, hour, day=0, synced=True):
+        self.hold(value, DAY0 + day * 24 * HOUR + int(hour * HOUR) - self.t, synced)
+
+    def names(self):
+        return [e[1] for e in self.events]
+
+    def one(self, name):
+        found = [e for e in self.events if e[1] == name]
+        assert len(found) == 1, self.events
+        return found[0]
+
+
+def test_a_bottle_lifted_off_the_scale_and_put_back_is_no_dose():
+    b = Bottle(20)
+    b.until(20, 8.1)
+    b.hold(19, 2 * HOUR)                  # the 08:00 dose, on time
+    b.hold(-66, 40000)                    # lifted: the bottle's own weight is gone
+    b.hold(19, 10 * MIN)
+    b.hold(-66.3, 3 * MIN)
+    b.hold(0, 40 * MIN)                   # carried around, read by a driver that clamps to 0
+    b.until(19, 19.5)                     # back with the same count
+    assert b.names() == ["dose_taken"]
+    assert b.det.state()["count"] == 19
+
+
+def test_a_bottle_opened_with_no_pill_taken_is_no_dose():
+    b = Bottle(20)
+    b.until(20, 8.1)
+    b.hold(19, HOUR)                      # the 08:00 dose
+    b.hold(-60, 10000)
+    b.hold(19 - 9.4, 4 * MIN)             # the cap (9.4 pills) set down beside the bottle
+    b.hold(19, HOUR)
+    b.hold(19 - 9, 4 * MIN)               # the same, read as whole counts
+    b.hold(19, HOUR)
+    b.hold(19 - 9.4, 12 * MIN)            # the cap off longer than settle: still not whole
+    b.until(19, 19.5)
+    assert b.names() == ["dose_taken"]
+
+
+def test_a_shaken_bottle_is_no_dose():
+    b = Bottle(20)
+    b.until(20, 8.1)
+    b.hold(19, HOUR)
+    for v in (3.2, 31.0, 12.0, 12.0, -40.5, 19.0, 7.0):   # jumping for a few readings
+        b.hold(v, STEP)
+    b.until(19, 19.5)
+    assert b.names() == ["dose_taken"]
+
+
+def test_a_dose_on_time_late_missed_and_extra():
+    b = Bottle(30)
+    b.until(30, 8 + 10 / 60.0)
+    b.until(29, 21.25)                    # 08:00 taken at 08:10: on time
+    b.until(28, 8 + 25 / 60.0, day=1)     # 20:00 taken at 21:15: 75 min late
+    b.until(27, 15, day=1)                # 08:00 of day 1 taken at 08:25: on time
+    b.until(26, 20.1, day=1)              # taken at 15:00: outside any window
+    b.until(25, 20.75, day=1)             # 20:00 of day 1 taken at 20:06
+    b.until(24, 14, day=2)                # taken again at 20:45; 08:00 of day 2 forgotten
+    taken = [e for e in b.events if e[1] == "dose_taken"]
+    assert [(f["scheduled"], f["status"], f["late_min"], f["pills"]) for _, _, _, f in taken] == [
+        (DAY0 + 8 * HOUR, "on_time", 0, 1),
+        (DAY0 + 20 * HOUR, "late", 75, 1),
+        (DAY0 + 32 * HOUR, "on_time", 0, 1),
+        (DAY0 + 44 * HOUR, "on_time", 0, 1)]
+    assert taken[1][3]["taken"] == DAY0 + 21 * HOUR + 15 * MIN
+    assert taken[1][0] >= taken[1][3]["taken"] + 5 * MIN          # reported once settled
+    extra = [f for _, e, _, f in b.events if e == "extra_dose"]
+    assert [(f["scheduled"], f["reason"]) for f in extra] == [(None, "outside"),
+                                                             (DAY0 + 44 * HOUR, "again")]
+    t, _, _, missed = b.one("dose_missed")
+    # 08:00 on day 2 closes at 13:00 (min(08:00 + late 5 h, 20:00 - window)), missed at settle.
+    assert missed == {"scheduled": DAY0 + 56 * HOUR, "close": DAY0 + 61 * HOUR}
+    assert DAY0 + 61 * HOUR + 5 * MIN <= t < DAY0 + 61 * HOUR + 6 * MIN
+
+
+def test_a_late_dose_just_before_close_is_late_not_missed():
+    b = Bottle(30)
+    b.until(30, 12 + 57 / 60.0)           # close of 08:00 is 13:00: taken at 12:57
+    b.until(29, 19)
+    f = b.one("dose_taken")[3]
+    assert (f["status"], f["late_min"]) == ("late", 297)
+    assert "dose_missed" not in b.names()
+
+
+def test_a_dose_late_past_close_is_missed_and_extra():
+    b = Bottle(30)
+    b.until(30, 13.5)
+    b.until(29, 19)
+    assert b.names() == ["dose_missed", "extra_dose"]
+
+
+def test_a_cap_left_off_after_a_dose_counts_the_dose_alone():
+    b = Bottle(30)
+    b.until(30, 8.1)
+    b.hold(-66, 30000)                    # lifted, one pill out
+    b.hold(29 - 9, 12 * MIN)              # back on the scale, the cap beside it for 12 min
+    b.until(29, 19)                       # the cap back on
+    assert b.names() == ["dose_taken"]
+    f = b.one("dose_taken")[3]
+    assert (f["pills"], f["taken"], f["status"]) == (1, DAY0 + 8 * HOUR + 6 * MIN + 30000,
+                                                     "on_time")
+    assert b.det.state()["count"] == 29
+
+
+def test_a_cap_beside_the_bottle_for_long_with_no_pill_taken_is_no_dose():
+    b = Bottle(12)                        # 6 days left at 2 pills a day
+    b.until(12, 9)
+    b.hold(12 - 5, 20 * MIN)              # the cap (5 pills) beside it, read as whole counts:
+    b.until(12, 12)                       # 3.5 days, were it pills
+    assert b.names() == []
+    assert b.det.state()["count"] == 12
+
+
+def test_a_drop_of_more_than_a_dose_that_stays_is_taken_after_an_hour():
+    b = Bottle(30)
+    b.until(30, 12.5)
+    b.hold(27, 40 * MIN)                  # three pills at 12:30: the 08:00 slot closes at 13:00
+    assert b.names() == []                # waiting: maybe a cap beside the bottle
+    b.until(27, 19)
+    f = b.one("dose_taken")[3]
+    assert (f["pills"], f["status"], f["taken"]) == (3, "late", DAY0 + 12 * HOUR + 30 * MIN)
+    assert b.events[0][0] == DAY0 + 13 * HOUR + 30 * MIN      # an hour after it showed
+    assert "dose_missed" not in b.names()
+
+
+def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
+    b = Bottle(10)                        # 5 days at 2 pills a day: not below 5 days
+    b.until(10, 8.1)
+    b.until(9, 20.1)                      # 4.5 days left
+    t, _, value, fields = b.one("refill_needed")
+    assert value == 4.5 and fields == {"count": 9, "days_left": 4.5, "per_day": 2}
+    b.until(8, 11, day=1)                 # lower still: not again
+    b.until(68, 19, day=1)                # the pharmacy pours 60 in
+    assert b.one("refill_needed")[2] == 4.5
+    _, _, added, fields = b.one("refilled")
+    assert added == 60 and fields["count"] == 68
+    b.det.set({"refill_days": 40})        # 34 days left, below 40: armed again by the refill
+    b.until(67, 21, day=1)
+    assert [e[2] for e in b.events if e[1] == "refill_needed"] == [4.5, 33.5]
+
+
+def test_nothing_is_judged_while_the_clock_is_not_synced():
+    b = Bottle(30, start=1000, synced=False)
+    b.hold(29, 2 * HOUR, synced=False)    # device time from boot: no time of day
+    b.t = DAY0 + 6 * HOUR
+    b.until(29, 8)
+    assert b.names() == []
+    assert b.det.state()["count"] == 29
+    b.until(28, 13.5)                     # synced from 06:00: the 08:00 dose is judged
+    assert b.names() == ["dose_taken"]
+    b.until(28, 22, synced=False)         # unsynced again: 20:00 is not judged
+    b.until(28, 13.5, day=1)
+    assert b.names() == ["dose_taken", "dose_missed"]
+    assert b.events[1][3]["scheduled"] == DAY0 + 32 * HOUR
+
+
+def test_odd_values_never_raise_nor_count():
+    b = Bottle(20)
+    for v in (float("nan"), float("inf"), -float("inf"), 1e300, -1e300, 2.5, -0.3):
+        b.hold(v, 10 * MIN)
+        b.hold(20, 10 * MIN)
+    assert b.names() == []
+
+
+def test_set_changes_the_schedule_and_refuses_bad_settings():
+    b = Bottle(20)
+    d = b.det
+    for bad, words in (
+            ({"schedule": "08:00"}, "schedule must be a list"),
+            ({"schedule": ["8:00"]}, "like \"08:00\""),
+            ({"schedule": ["24:00"]}, "like \"08:00\""),
+            ({"schedule": ["08:00", "08:30"]}, "closer than twice the window"),
+            ({"window_ms": 60000}, "window_ms must be an integer from 300000"),
+            ({"window_ms": True}, "window_ms must be"),
+            ({"late_ms": 13 * HOUR}, "late_ms must be"),
+            ({"pills": 0}, "pills must be an integer from 1 to 20"),
+            ({"pills": 2.0}, "pills must be"),
+            ({"settle_ms": -1}, "settle_ms must be"),
+            ({"refill_days": 0}, "refill_days must be a number of days above 0"),
+            ({"refill_days": "5"}, "refill_days must be"),
+            ({"window_ms": 4 * HOUR, "schedule": ["08:00", "14:00"]}, "closer than twice"),
+            ({"colour": 1}, "unknown setting 'colour'"),
+            ([1], "settings must be a map")):
+        exc = raises(ValueError, d.set, bad)
+        assert words in str(exc), (bad, str(exc))
+    assert d.settings()["times_min"] == [480, 1200]      # nothing half-applied
+    new = d.set({"schedule": ["21:00", "09:30"], "pills": 2, "window_ms": 20 * MIN})
+    assert new["times_min"] == [570, 1260] and new["pills"] == 2
+    b.until(20, 9.5)
+    b.until(18, 12)
+    f = b.one("dose_taken")[3]
+    assert f["scheduled"] == DAY0 + 9 * HOUR + 30 * MIN and f["pills"] == 2

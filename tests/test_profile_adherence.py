@@ -1,0 +1,64 @@
+"""The adherence insight's profile keys (firmware/profile/insights/adherence.py): compiled
+defaults, and each mistake as `file:line:col: key.path: expected ..., got ...`."""
+import textwrap
+
+from firmware.profile.compile import compile
+
+BASE = """\
+device: {id: bottle}
+platform: esp32
+uplink: {broker: "mqtt://localhost"}
+sensors:
+  - name: pills
+    driver: hx711
+    pins: {dout: 4, sck: 5}
+    quantity: count
+    calibration: {tare: 100, pill_weight: 0.45}
+"""
+
+
+def compiled(tmp_path, insight):
+    (tmp_path / "p.yaml").write_text(BASE + "    insight: " + textwrap.dedent(insight))
+    return compile(str(tmp_path / "p.yaml"))
+
+
+def errors_of(tmp_path, insight):
+    profile, errors = compiled(tmp_path, insight)
+    assert profile is None
+    return [e.split("p.yaml:", 1)[1] for e in errors]
+
+
+def test_the_example_compiles_with_every_setting_the_detector_reads():
+    profile, errors = compile("examples/pill-bottle.yaml")
+    assert errors == []
+    assert profile["sensors"][0]["insight"] == {
+        "type": "adherence", "times_min": [480, 1200], "window_ms": 1800000,
+        "late_ms": 18000000, "pills": 1, "refill_days": 5, "settle_ms": 300000,
+        "utc_offset_min": 0}
+
+
+def test_refill_below_is_days_of_supply(tmp_path):
+    profile, errors = compiled(tmp_path, """\
+        {type: adherence, schedule: ["20:00", "08:30"], refill_below: 36h, settle: 0s}
+        """)
+    assert errors == []
+    cfg = profile["sensors"][0]["insight"]
+    assert (cfg["times_min"], cfg["refill_days"], cfg["settle_ms"]) == ([510, 1200], 1.5, 0)
+
+
+def test_adherence_mistakes_are_reported(tmp_path):
+    assert errors_of(tmp_path, "{type: adherence}\n") == [
+        "10:14: sensors[0].insight: missing required key 'schedule'"]
+    assert errors_of(tmp_path, "{type: adherence, schedule: ['8am']}\n") == [
+        "10:43: sensors[0].insight.schedule[0]: expected a time of day like '08:00', "
+        "got '8am'"]
+    assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00', '08:00']}\n") == [
+        "10:42: sensors[0].insight.schedule: expected each time once, got 08:00 twice"]
+    assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00', '09:00'], window: 1h}\n"
+                     ) == ["10:70: sensors[0].insight.window: dose times 08:00 and 09:00 are "
+                           "closer than twice the window (120 min): their windows would "
+                           "overlap"]
+    assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], refill_below: 5}\n") == [
+        "10:67: sensors[0].insight.refill_below: expected a duration like '10s', got 5"]
+    assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], pills: 0}\n") == [
+        "10:60: sensors[0].insight.pills: expected an integer from 1 to 20, got 0"]

@@ -1,0 +1,63 @@
+"""simulator/scores/doses.py: its definitions on a hand-made unit, and a short fleet of real pill
+bottles (model, provisioned schedule, detector) that meets the targets."""
+from firmware.profile.compile import compile
+from simulator.insight_run import run
+from simulator.scores.doses import score, tally
+
+MIN = 60000
+HOUR = 60 * MIN
+DAY0 = 1767225600000
+
+
+class Unit:
+    def __init__(self, truth, insights, profile):
+        self.truth, self.insights, self.profile = truth, insights, profile
+
+
+def profile():
+    cfg = {"type": "adherence", "times_min": [480, 1200], "window_ms": 30 * MIN,
+           "late_ms": 5 * HOUR, "pills": 1, "refill_days": 5, "settle_ms": 5 * MIN,
+           "utc_offset_min": 0}
+    return {"sensors": [{"name": "pills", "insight": cfg}]}
+
+
+def test_scores_match_events_to_doses_by_scheduled_time():
+    s = [DAY0 + 8 * HOUR + d * 12 * HOUR for d in range(6)]     # 08:00, 20:00, ... 3 days
+    truth = {"patient": {"start_ms": DAY0},
+             "doses": [(s[0] + MIN, 1, s[0], "on_time"), (s[0] + HOUR, 1, s[0], "double"),
+                       (s[1] + 2 * HOUR, 1, s[1], "late"), (s[3] + MIN, 1, s[3], "on_time"),
+                       (s[4] + MIN, 1, s[4], "on_time")],
+             "missed_doses": [(s[2], "forgot"), (s[5], "forgot")],
+             "refills": [(s[5] + 20 * HOUR, 30, 40)],   # the run went on past s[5]'s close
+             "handling": [(s[0] + 3 * HOUR, "lift", 30000)]}
+
+    def ev(event, sched, **f):
+        return (sched + 2 * HOUR, event, "pills", None, dict(f, scheduled=sched))
+
+    insights = [ev("dose_taken", s[0], status="on_time", pills=1), ev("extra_dose", s[0]),
+                ev("dose_taken", s[1], status="on_time", pills=2),   # late, 1 pill
+                ev("dose_missed", s[2]),
+                ev("dose_missed", s[3]),                        # a false missed ...
+                ev("dose_taken", s[5], status="late")]          # ... and a false taken
+    c = tally([Unit(truth, insights, profile())])
+    assert (c["missed"], c["missed_hit"]) == (2, 1)
+    assert (c["taken"], c["taken_flagged_missed"], c["taken_hit"]) == (4, 1, 2)
+    assert (c["reported_taken"], c["reported_taken_true"], c["status_agree"]) == (3, 2, 1)
+    assert c["pills_agree"] == 1
+    assert (c["doubles"], c["doubles_hit"], c["extra"], c["extra_true"]) == (1, 1, 1, 1)
+    lines = {name.split(" (")[0]: (value, ok) for name, value, _, ok in
+             score([Unit(truth, insights, profile())])}
+    assert lines["dose_missed sensitivity"] == (0.5, False)
+    assert lines["dose_missed specificity"] == (0.75, False)
+    assert lines["dose_taken precision"] == (2 / 3, False)
+    assert lines["dose_taken recall"] == (0.5, False)
+
+
+def test_a_short_fleet_of_real_bottles_meets_the_targets():
+    p, errors = compile("examples/pill-bottle.yaml")
+    assert errors == []
+    units = run(p, 6, 5, seed=3, direct=True)
+    c = tally(units)
+    assert c["taken"] > 40 and c["missed"] > 0 and c["handling"] > 5
+    for name, value, target, ok in score(units):
+        assert ok, (name, value, target)
