@@ -28,7 +28,7 @@ def test_the_defaults_are_compiled_into_the_sensors_insight(tmp_path):
     assert errors == []
     assert p["sensors"][0]["insight"] == {
         "type": "consumable", "lead_time_ms": 10 * 86400000, "window_ms": 56 * 86400000,
-        "learn_ms": 7 * 86400000, "empty": 0, "swap_jump": 20, "forecast_ms": 86400000,
+        "learn_ms": 2 * 86400000, "empty": 0, "swap_jump": 20, "forecast_ms": 86400000,
         "utc_offset_min": 0}
 
 

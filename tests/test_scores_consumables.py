@@ -48,14 +48,25 @@ def test_a_reorder_in_time_a_late_one_a_second_one_and_a_forecast_are_scored_as_
     assert got["cartridges that ran dry"][0] == 3
 
 
-def test_a_cartridge_dry_before_learn_plus_lead_is_not_scored_and_an_empty_run_scores_nothing():
+def test_a_cartridge_dry_before_a_week_plus_the_lead_time_has_a_line_of_its_own():
     p = profile()
-    truth = {"ink_start": [(T0, "ink_k", 20.0)], "cartridge_changes": [],
-             "ink_empty": [(T0 + 11 * DAY, "ink_k")], "ink_low": []}
-    got = lines([Unit(truth, [], p)])
-    assert got["of them scored for the lead time"][0] == 0
-    assert got["reorder at least the lead time before dry"] == (None, None)
+    truth = {"ink_start": [(T0, "ink_k", 40.0), (T0, "ink_c", 60.0)], "cartridge_changes": [],
+             "ink_empty": [(T0 + 15 * DAY, "ink_k"), (T0 + 19 * DAY, "ink_c")], "ink_low": []}
+    insights = [(T0 + 3 * DAY, "reorder", "ink_k", 9.0, {}),      # 12 days ahead: in time
+                (T0 + 9 * DAY + 3600000, "reorder", "ink_c", 9.0, {})]  # an hour late
+    got = lines([Unit(truth, insights, p)])
+    assert got["of them scored for the lead time"][0] == 1        # ink_c: lead time from day 9
+    assert got["reorder at least the lead time before dry"] == (0.0, False)
+    assert got["reorder in time where the lead time began in the first week"] == (1.0, None)
     assert lines([Unit({"ink_start": []}, [], p)])["false reorders"] == (None, None)
+    # A first cartridge that ran dry on day 3 ends that stretch: the week starts again at the
+    # swap on day 5, so a cartridge dry on day 20 (lead time from day 10) is not scored.
+    truth = {"ink_start": [(T0, "ink_k", 10.0)], "cartridge_changes": [(T0 + 5 * DAY, "ink_k")],
+             "ink_empty": [(T0 + 3 * DAY, "ink_k"), (T0 + 20 * DAY, "ink_k")], "ink_low": []}
+    got = lines([Unit(truth, [], p)])
+    assert got["cartridges that ran dry"][0] == 2
+    assert got["of them scored for the lead time"][0] == 0
+    assert got["reorder in time where the lead time began in the first week"] == (0.0, None)
 
 
 def test_a_short_run_of_printers_sees_every_swap_on_its_reading():

@@ -153,14 +153,16 @@ class Detector:
             pts[s % n] = MISSING
         pts[slot % n] = self.ref - level
         self.slot = slot
-        if slot - self.first >= WEEK_FIT:
-            fit = self._fit(WEEK)
-            if fit is not None:
-                self.fit = fit
-                self.shape = self._shape()
+        fit = self._fit(WEEK) if slot - self.first >= WEEK_FIT else None
+        if fit is not None:
+            self.fit = fit
+            self.shape = self._shape()
         elif (self.fit is None or not self.fit[4]) and (
                 (slot - self.first) * SLOT_MS >= self.learn_ms):
-            self.fit = self._fit(DAY, COLD_Q)
+            # No week yet (or none since a cartridge stood empty, with no weekly fit before).
+            fit = self._fit(DAY, COLD_Q)
+            if fit is not None:
+                self.fit = fit
         self._judge(t)
 
     def _fit(self, step, mid=50):
@@ -170,6 +172,8 @@ class Detector:
         n = self.n
         last = self.slot
         lo = self._oldest()
+        if step == DAY and lo < last - WEEK_FIT + 1:
+            lo = last - WEEK_FIT + 1        # a cold fit looks at its last week at most
         breaks = self.breaks
         # One block, filled in place: the heap sees one allocation, not a list growing.
         slopes = [FILL] * self.cap
@@ -261,17 +265,21 @@ class Detector:
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
                 "low_days": round(low, 2),
                 "high_days": None if high is None else round(high, 2),
-                "points": used})
-        # A reserve for the weeks ahead being busier than the ones behind (a cold fit's rate is
-        # already the weekday rate).
-        reserve = RESERVE if weekly else 1.0
-        if not self.reordered and days * DAY_MS <= self.lead_ms * reserve:
+                "points": used, "weekly": weekly})
+        # A weekly fit: a reserve for the weeks ahead being busier than the ones behind. A cold
+        # one (a few days' lumpy drops): only when even the slow end of its band runs out
+        # within the lead time.
+        if weekly:
+            soon = days * DAY_MS <= self.lead_ms * RESERVE
+        else:
+            soon = high is not None and high * DAY_MS <= self.lead_ms
+        if not self.reordered and soon:
             self.reordered = True
             self.emit(t, "reorder", round(days, 2), {
                 "days": round(days, 2), "low_days": round(low, 2),
                 "high_days": None if high is None else round(high, 2),
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
-                "lead_days": round(self.lead_ms / DAY_MS, 2)})
+                "lead_days": round(self.lead_ms / DAY_MS, 2), "weekly": weekly})
 
     # -- downlink, diag -------------------------------------------------------------------------
     def ack(self, event):

@@ -23,7 +23,7 @@ FIELDS = [
     # 8 weeks (224 points, 896 bytes).
     ("window", "window_ms", duration(8 * DAY, 56 * DAY), 56 * DAY),
     # How long a cartridge with no predecessor is watched before its first forecast.
-    ("learn", "learn_ms", duration(DAY, 7 * DAY), 7 * DAY),
+    ("learn", "learn_ms", duration(DAY, 7 * DAY), 2 * DAY),
     ("empty", "empty", percent(0, 50), 0),
     ("swap_jump", "swap_jump", percent(1, 100), 20),
     ("forecast_every", "forecast_ms", duration(HOUR, 7 * DAY), DAY),
