@@ -32,6 +32,7 @@ DAY = 4                 # slots
 WEEK = 28               # slots
 WEEK_FIT = WEEK + 3     # slots of points before the weekly fit (>= 4 one-week pairs)
 MISSING = -1
+BACK_MS = 3600000       # a clock set back by more than this past a point starts the points again
 START = 1000000         # the ink used at the first reading: noise never takes it below 0
 TOP = 30000             # levels are clamped to 0..300 %
 LOW_Q = 10              # percentiles of the one-week slopes: the forecast's band
@@ -106,7 +107,7 @@ class Detector:
             return
         level = self.level = _median3(self.r1, self.r2, lv)
         self.r1, self.r2 = self.r2, lv
-        if t >= self.next_slot_t:
+        if t >= self.next_slot_t or t < self.next_slot_t - SLOT_MS - BACK_MS:
             self._point(t, level)
         if not self.ran_out and level <= self.empty:
             self.ran_out = True

@@ -151,6 +151,9 @@ def test_a_clock_set_forward_at_the_first_sync_starts_the_points_again():
     ink.run(det, 9)
     assert abs(det.state()["rate_per_day"] - 15 / 7.0) < 0.05
     assert [e[1] for e in events if e[1] != "forecast"] == []
+    ink.t -= 2 * DAY                     # set back: the points start again at once
+    ink.run(det, STEP / float(DAY))
+    assert det.state()["points"] == 0
 
 
 def test_set_changes_the_lead_time_and_refuses_bad_settings_with_a_reason():
