@@ -237,7 +237,6 @@ class Agent:
         elif action == "set":
             args = cmd.arg("settings", dict)
         elif action != "ack":
-            cmd.done()
             raise CommandError("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
                                % shown(action))
         cmd.done()

@@ -306,7 +306,7 @@ def test_refills_come_when_low_or_on_schedule():
 # -- washer -------------------------------------------------------------------------------------
 
 def test_washer_energy_counter_is_the_integral_of_its_power():
-    dev = Device("washer", 4)
+    dev = Device("washer", 9)
     dev.advance(T0)
     start = dev.read("energy")
     t = T0 + 5 * DAY_MS                    # five days in one jump, then a Saturday and Sunday
@@ -335,7 +335,7 @@ def test_washer_energy_counter_is_the_integral_of_its_power():
     assert expected < jumped < expected + 5 * 24 * 0.5 + 10
     # The same week read every 7 min, or in a single jump: the same energy, within noise.
     for step in (7 * MINUTE_MS, 7 * DAY_MS):
-        other = Device("washer", 4)
+        other = Device("washer", 9)
         run_model(other.model, other.platform, end, step)
         other.advance(T0 + 5 * DAY_MS)
         other.advance(end)
@@ -365,7 +365,7 @@ def test_washer_programmes_run_at_plausible_hours_a_few_times_a_week():
     assert kinds == {"cotton 60", "cotton 40", "eco 40-60", "synthetics 40", "quick 30"}
 
 
-def test_degrading_washer_motors_draw_more_after_weeks_healthy_ones_do_not():
+def test_degrading_washer_motors_draw_more_from_their_onset_and_fail_healthy_ones_do_not():
     degrading = sum(Washer(profile("washer"), random.Random(s), T0, 0).degrading
                     for s in range(300))
     assert 40 <= degrading <= 80                       # ~1 in 5
@@ -373,27 +373,52 @@ def test_degrading_washer_motors_draw_more_after_weeks_healthy_ones_do_not():
     for seed in range(6):
         dev = Device("washer", seed, unit=seed)
         model = dev.model
+        truth = model.truth
         wash = {}
         t = T0
-        while t < T0 + 8 * WEEK_MS:
+        while t < T0 + 16 * WEEK_MS:
             dev.advance(t)
             if model.trace.tag_at(t) == "wash":
                 wash.setdefault((t - T0) // WEEK_MS, []).append(dev.read("power"))
             t += 95000                     # 19 slots: no aliasing with 4-6 slot drum rhythms
-        # The drum turning (the median of the wash readings above the 10 W pauses) and its
-        # reversal spikes (the top readings), weeks 1-2 against weeks 7-8.
-        early = [w for w in wash.get(0, []) + wash.get(1, []) if w > 50]
-        late = [w for w in wash.get(6, []) + wash.get(7, []) if w > 50]
-        first, last = statistics.median(early), statistics.median(late)
-        top_first, top_last = max(early), max(late)
+        runs = truth["programmes"]
+        # Load size moves the drum's power from run to run; its reversal spike moves with it.
+        loads = [p["load"] for p in runs]
+        assert min(loads) < 0.5 and max(loads) > 0.85
+        ratios = [(p["t"], p["spike_w"] / p["drum_w"]) for p in runs]
         if model.degrading:
-            assert last > 1.08 * first
-            assert top_last > 1.15 * top_first     # reversal spikes grow faster
+            onset, failure = truth["degrade_onset_ms"], truth["failure_ms"]
+            assert T0 + WEEK_MS <= onset <= T0 + 6 * WEEK_MS
+            assert onset + 3 * WEEK_MS <= failure <= onset + 9 * WEEK_MS
+            before = [r for t_, r in ratios if t_ <= onset]
+            late = [r for t_, r in ratios if failure - 2 * WEEK_MS <= t_ < failure]
+            assert before and late
+            assert max(before) - min(before) < 0.002           # no wear yet: load does not count
+            assert min(late) > 1.15 * before[0]                 # spikes grow faster than turning
+            assert all(p["t"] < failure for p in runs)          # a failed motor runs no more
+            weeks = [w for w in wash if w * WEEK_MS + T0 < onset - WEEK_MS]
+            if weeks and failure < T0 + 16 * WEEK_MS - 2 * WEEK_MS:
+                early = [x for w in weeks for x in wash[w] if x > 50]
+                last = [x for w, xs in wash.items()
+                        if failure - 2 * WEEK_MS <= T0 + w * WEEK_MS < failure for x in xs
+                        if x > 50]
+                if early and last:
+                    assert max(last) > 1.1 * max(early)
         else:
-            assert 0.96 * first < last < 1.04 * first
-            assert 0.85 * top_first < top_last < 1.15 * top_first
+            assert truth["degrade_onset_ms"] is None and truth["failure_ms"] is None
+            assert max(r for _, r in ratios) - min(r for _, r in ratios) < 0.002
+            assert len(runs) >= 16
         seen.add(model.degrading)
     assert seen == {True, False}                   # unit 1 always degrades
+
+
+def test_washer_programme_mix_changes_over_the_months():
+    changed = 0
+    for seed in range(10):
+        model = Washer(profile("washer"), random.Random(seed), T0, 0)
+        run_model(model, SimPlatform(model.profile), T0 + 26 * WEEK_MS, DAY_MS)
+        changed += len(model.truth["mix_changes"]) > 0
+    assert changed >= 8
 
 
 # -- fridge -------------------------------------------------------------------------------------
@@ -466,15 +491,30 @@ def test_fridge_runs_more_in_summer_and_degrading_compressors_run_longer():
     seen = set()
     for seed in range(8):
         model = Fridge(profile("fridge"), random.Random(seed), T0, seed)
-        run_model(model, SimPlatform(model.profile), T0 + 8 * WEEK_MS, HOUR_MS)
+        run_model(model, SimPlatform(model.profile), T0 + 20 * WEEK_MS, HOUR_MS)
+        truth = model.truth
         first, _ = _on_minutes(model, T0, T0 + WEEK_MS)
-        last, _ = _on_minutes(model, T0 + 7 * WEEK_MS, T0 + 8 * WEEK_MS)
         if model.degrading:
+            onset, failure = truth["degrade_onset_ms"], truth["failure_ms"]
+            assert T0 + WEEK_MS <= onset <= T0 + 6 * WEEK_MS
+            assert onset + 4 * WEEK_MS <= failure <= onset + 14 * WEEK_MS
+            last, _ = _on_minutes(model, failure - WEEK_MS, failure)
             assert last > 1.15 * first
+            assert all(a < failure for a, _ in truth["compressor_cycles"])   # it never restarts
         else:
+            last, _ = _on_minutes(model, T0 + 7 * WEEK_MS, T0 + 8 * WEEK_MS)
             assert 0.85 * first < last < 1.15 * first
+            assert truth["failure_ms"] is None
         seen.add(model.degrading)
     assert seen == {True, False}
+
+
+def test_fridge_compressor_draws_more_in_a_warmer_room():
+    model = Fridge(profile("fridge"), random.Random(3), T0, 0)
+    assert not model.degrading
+    cool = model._comp_w(T0 + 4 * HOUR_MS)        # 04:00 in winter: the coolest room
+    warm = model._comp_w(SUMMER + 16 * HOUR_MS)   # 16:00 in summer: the warmest
+    assert 1.03 * cool < warm < 1.12 * cool
 
 
 # -- every model --------------------------------------------------------------------------------

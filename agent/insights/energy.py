@@ -1,6 +1,53 @@
-# The energy insight (agent/insights/__init__.py, docs/insights.md).
+# The energy insight (agent/insights/__init__.py, docs/insights/energy.md): an appliance's power
+# in W becomes its cycles (a wash, a compressor run), its standby, a daily energy report, and
+# maintenance_due when a per-cycle feature drifts from the unit's own learned baseline.
+#
+# A cycle starts at a reading above on_w and ends once readings stay below off_w for end_ms (its
+# end is the first of those). Energy is each reading x the time since the previous one (gaps
+# over MAX_GAP_MS count nothing); readings below off_w are standby.
+#
+# Maintenance: the watched feature of each cycle, or the median of every `batch` cycles' (a
+# chart point); the first `learn` points give the baseline of the watched feature (median, and a
+# spread from the median absolute deviation, never under FLOOR of the median: a healthy motor
+# varies that much from cycle to cycle whatever a few cycles showed). Then each cycle's z score
+# in the failing direction, clipped to +-Z_CLIP so that one odd cycle weighs little, feeds a
+# one-sided CUSUM: S = max(0, S + z - k), maintenance_due when S reaches h. A spike adds at most
+# Z_CLIP - k; a drift of more than k spreads a cycle adds up. Raised once; ack() (serviced)
+# learns a new baseline.
+#
+# Portable: runs on a board as on CPython.
 KIND = "energy"
-EVENTS = ()
+EVENTS = ("cycle", "energy_report", "maintenance_due")
+
+DAY_MS = 86400000
+MAX_GAP_MS = 600000
+FLOOR = 0.03
+Z_CLIP = 3.0
+STEADY = 8          # in-band readings with no pause: the drum has stopped reversing (drain, spin)
+MIN_REVERSALS = 5
+EWMA = 0.2
+# Which way a feature moves when the motor wears: energy, peak power and reversal spikes grow,
+# a compressor's cooling capacity falls.
+UP = {"energy": 1, "peak": 1, "reversal": 1, "capacity": -1}
+SETTINGS = (("tariff", "tariff"), ("currency", "currency"), ("grid_intensity", "co2_g_per_kwh"),
+            ("cycle_above", "on_w"), ("standby_below", "off_w"), ("drift_slack", "drift_k"),
+            ("drift_limit", "drift_h"))
+
+
+def _median(xs):
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+
+def _number(key, v, positive):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (
+            float("inf"), float("-inf")):
+        raise ValueError("%s: expected a number, got %r" % (key, v))
+    if v < 0 or (positive and v == 0):
+        raise ValueError("%s: expected a number %s 0, got %r"
+                         % (key, ">" if positive else ">=", v))
+    return v
 
 
 class Detector:
@@ -8,8 +55,289 @@ class Detector:
     EVENTS = EVENTS
 
     def __init__(self, cfg, emit):
-        self.cfg = cfg
         self.emit = emit
+        self.on_w = cfg["on_w"]
+        self.off_w = cfg["off_w"]
+        self.end_ms = cfg["end_ms"]
+        self.tariff = cfg["tariff"]
+        self.currency = cfg["currency"]
+        self.co2_g_per_kwh = cfg["co2_g_per_kwh"]
+        self.drift_k = cfg["drift_k"]
+        self.drift_h = cfg["drift_h"]
+        self.report_ms = cfg["report_min"] * 60000 - cfg.get("utc_offset_min", 0) * 60000
+        self.programmes = [(p["name"], p["duration_ms"], p["energy_wh"])
+                           for p in cfg["programmes"]]
+        self.learn = cfg["learn"]
+        self.batch = cfg["batch"]
+        self.watch = cfg["watch"]
+        self.up = UP[self.watch]
+        self.motor_lo = cfg["motor_lo_w"]
+        self.motor_hi = cfg["motor_hi_w"]
+        self.last_t = None
+        # the day's report
+        self.day = None
+        self.day_since = None
+        self.day_ws = 0.0
+        self.day_standby_ws = 0.0
+        self.day_cycles = 0
+        # the cycle under way
+        self.start = None
+        self.below_since = None
+        self.c_ws = 0.0
+        self.c_peak = 0.0
+        self.c_gap = False
+        self.last_end = None
+        self.cycles = 0
+        self._reset_reversals()
+        # the maintenance chart
+        self._relearn()
 
+    # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
-        pass
+        if v < 0:
+            v = 0.0
+        dt = 0 if self.last_t is None else t - self.last_t
+        if dt < 0 or dt > MAX_GAP_MS:
+            dt = 0
+            self.last_end = None          # the off time before the next cycle is unknown
+            if self.start is not None:
+                self.c_gap = True
+        self.last_t = t
+        if self.day_since is None:
+            self.day_since = t
+        ws = v * dt / 1000.0          # the energy since the previous reading: its period's
+        self.day_ws += ws
+        if v < self.off_w:
+            self.day_standby_ws += ws
+        if synced:
+            self._report(t)
+        if self.start is None:
+            if v > self.on_w:
+                self._begin(t, v, ws)
+            return
+        if v < self.off_w:
+            if self.below_since is None:
+                self.below_since = t
+            elif t - self.below_since >= self.end_ms:
+                self._finish(self.below_since, t)
+            return
+        self.below_since = None
+        self.c_ws += ws
+        if v > self.c_peak:
+            self.c_peak = v
+        if self.watch == "reversal":
+            self._reversal(v)
+
+    def _begin(self, t, v, ws):
+        self.start = t
+        self.below_since = None
+        self.c_ws = ws
+        self.c_peak = v
+        self.c_gap = False
+        self._reset_reversals()
+        if self.watch == "reversal":
+            self._reversal(v)
+
+    # A drum reverses: a pause (below the motor band), a spike (the first reading in the band),
+    # turning (the next). Its stretches are broken by the heater (above the band) and by STEADY
+    # readings in the band with no pause; the longest stretch of a cycle is its main wash, and
+    # its spikes over its turning is a motor's figure that load, programme and water temperature
+    # leave alone (both scale with the load; the heater is outside the band).
+    def _reset_reversals(self):
+        self.r_state = 0        # 0: nothing, 1: after a pause, 2: after a spike
+        self.r_spike = 0.0
+        self.r_steady = 0
+        self.r_s = self.r_t = 0.0
+        self.r_n = 0
+        self.best_s = self.best_t = 0.0
+        self.best_n = 0
+
+    def _end_stretch(self):
+        if self.r_n > self.best_n:
+            self.best_s, self.best_t, self.best_n = self.r_s, self.r_t, self.r_n
+        self.r_s = self.r_t = 0.0
+        self.r_n = 0
+
+    def _reversal(self, v):
+        if v > self.motor_hi:
+            self._end_stretch()
+            self.r_state = 0
+            self.r_steady = 0
+        elif v < self.motor_lo:
+            self.r_state = 1
+            self.r_steady = 0
+        else:
+            if self.r_state == 1:
+                self.r_spike = v
+                self.r_state = 2
+            elif self.r_state == 2:
+                self.r_s += self.r_spike
+                self.r_t += v
+                self.r_n += 1
+                self.r_state = 0
+            self.r_steady += 1
+            if self.r_steady == STEADY:
+                self._end_stretch()
+
+    def _finish(self, end, t):
+        start = self.start
+        self.start = None
+        self.below_since = None
+        self.cycles += 1
+        self.day_cycles += 1
+        duration = end - start
+        wh = self.c_ws / 3600.0
+        feature = None
+        if not self.c_gap and duration > 0:
+            if self.watch == "energy":
+                feature = wh
+            elif self.watch == "peak":
+                feature = self.c_peak
+            elif self.watch == "reversal":
+                self._end_stretch()
+                if self.best_n >= MIN_REVERSALS and self.best_t > 0:
+                    feature = self.best_s / self.best_t
+            elif self.last_end is not None and start > self.last_end:
+                feature = 3600000.0 / duration + 3600000.0 / (start - self.last_end)
+        self.last_end = end
+        fields = {"start": start, "end": end, "duration_s": duration // 1000,
+                  "energy_wh": round(wh, 2), "peak_w": round(self.c_peak, 1),
+                  "programme": self._programme(duration, wh), "watch": self.watch,
+                  "feature": None if feature is None else round(feature, 4)}
+        if self.watch == "reversal":
+            fields["reversals"] = self.best_n
+        self.emit(t, "cycle", round(wh, 2), fields)
+        if feature is not None:
+            self._batch(t, feature)
+
+    def _programme(self, duration, wh):
+        """The nearest signature within 30 % of both duration and energy, or None."""
+        best = None
+        score = 0.6
+        for name, d, e in self.programmes:
+            dd = abs(duration / d - 1.0)
+            de = abs(wh / e - 1.0)
+            if dd <= 0.3 and de <= 0.3 and dd + de < score:
+                best, score = name, dd + de
+        return best
+
+    # -- maintenance ------------------------------------------------------------------------
+    def _relearn(self):
+        self.learning = []
+        self.batched = []
+        self.base = None
+        self.spread = None
+        self.cusum = 0.0
+        self.recent = None
+        self.charted = 0
+        self.alarmed = False
+
+    def _batch(self, t, x):
+        """The chart takes the median of every `batch` cycles' features: a fridge's cycles are
+        bent by door openings and the defrost, a day of them is not."""
+        if self.batch == 1:
+            self._chart(t, x)
+            return
+        self.batched.append(x)
+        if len(self.batched) >= self.batch:
+            x = _median(self.batched)
+            self.batched = []
+            self._chart(t, x)
+
+    def _chart(self, t, x):
+        if self.base is None:
+            self.learning.append(x)
+            if len(self.learning) >= self.learn:
+                m = _median(self.learning)
+                mad = _median([abs(y - m) for y in self.learning])
+                floor = FLOOR * abs(m)
+                self.base = m
+                self.spread = max(1.4826 * mad, floor, 1e-9)
+                self.learning = []
+                self.recent = m
+            return
+        self.charted += 1
+        self.recent += EWMA * (x - self.recent)
+        z = self.up * (x - self.base) / self.spread
+        if z > Z_CLIP:
+            z = Z_CLIP
+        elif z < -Z_CLIP:
+            z = -Z_CLIP
+        s = self.cusum + z - self.drift_k
+        self.cusum = s if s > 0.0 else 0.0
+        if self.cusum >= self.drift_h and not self.alarmed:
+            self.alarmed = True
+            drift = 100.0 * (self.recent - self.base) / self.base if self.base else 0.0
+            self.emit(t, "maintenance_due", round(drift, 1), {
+                "watch": self.watch, "baseline": round(self.base, 4),
+                "spread": round(self.spread, 4), "recent": round(self.recent, 4),
+                "drift_pct": round(drift, 1), "cusum": round(self.cusum, 2),
+                "cycles": self.charted})
+
+    # -- the daily report -------------------------------------------------------------------
+    def _report(self, t):
+        day = (t - self.report_ms) // DAY_MS
+        if self.day is None:
+            self.day = day
+            return
+        if day == self.day:
+            return
+        until = day * DAY_MS + self.report_ms
+        kwh = self.day_ws / 3.6e6
+        self.emit(t, "energy_report", round(kwh, 4), {
+            "since": self.day_since, "until": until, "kwh": round(kwh, 4),
+            "standby_kwh": round(self.day_standby_ws / 3.6e6, 4), "cycles": self.day_cycles,
+            "co2_g": round(kwh * self.co2_g_per_kwh, 1),
+            "cost": round(kwh * self.tariff, 4), "currency": self.currency})
+        self.day = day
+        self.day_since = t
+        self.day_ws = self.day_standby_ws = 0.0
+        self.day_cycles = 0
+
+    # -- the cloud --------------------------------------------------------------------------
+    def ack(self, event):
+        """maintenance_due acknowledged (the unit was serviced): learn its baseline again."""
+        if event in (None, "maintenance_due"):
+            self._relearn()
+            return {"relearn": True}
+        return None
+
+    def set(self, args):
+        if not isinstance(args, dict) or not args:
+            raise ValueError("expected a map of settings (%s)"
+                             % ", ".join(k for k, _ in SETTINGS))
+        names = dict(SETTINGS)
+        new = {}
+        for key in args:
+            if key not in names:
+                raise ValueError("unknown setting %r (settings: %s)"
+                                 % (key, ", ".join(k for k, _ in SETTINGS)))
+            v = args[key]
+            if key == "currency":
+                if not isinstance(v, str) or not 1 <= len(v) <= 8:
+                    raise ValueError("currency: expected a short text like 'EUR', got %r"
+                                     % (v,))
+            else:
+                v = _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",
+                                            "drift_limit"))
+            new[names[key]] = v
+        on_w = new.get("on_w", self.on_w)
+        off_w = new.get("off_w", self.off_w)
+        if off_w >= on_w:
+            raise ValueError("standby_below (%s W) must be under cycle_above (%s W)"
+                             % (off_w, on_w))
+        for name in new:
+            setattr(self, name, new[name])
+        return self.settings()
+
+    def settings(self):
+        out = {}
+        for key, name in SETTINGS:
+            out[key] = getattr(self, name)
+        return out
+
+    def state(self):
+        return {"watch": self.watch, "cycles": self.cycles, "in_cycle": self.start is not None,
+                "learned": self.base is not None, "learning": len(self.learning),
+                "baseline": self.base, "spread": self.spread, "cusum": round(self.cusum, 2),
+                "alarmed": self.alarmed}

@@ -22,9 +22,11 @@ keys (times are Unix ms):
                  handling [(t, "lift"|"shake"|"carry"|"open"|"cap_off", duration)],
                  patient {dose_times_min, pills_per_dose, refill, late, missed, double, cap_off,
                           handling_per_day, start_ms, start_count}
-    washer       programmes [{t, end, programme, temp, drum_w, spike_w, spin_w, energy_wh}]
+    washer       programmes [{t, end, programme, temp, load, drum_w, spike_w, spin_w, energy_wh}],
+                 mix_changes [t]
     fridge       compressor_cycles [(on, off)], defrosts [(start, end)], door_openings [t]
-    all          degrading (bool); washer and fridge also degrade_per_week
+    all          degrading (bool); washer and fridge also degrade_per_week, degrade_onset_ms and
+                 failure_ms (the motor or compressor fails; None on healthy units)
 Before the first advance() the chips hold the platform's defaults: call advance(start_ms) first.
 """
 

@@ -17,20 +17,25 @@
 # daytime hours, each adding 0.15-0.6 C to the cabinet (warm air, warm food).
 # Defrost: once a day at the unit's time (00:45-23:00, +-30 min): compressor off, heater 200 W x U(0.95, 1.05)
 # for 20 min, the cabinet warming as when off plus 1 C; then the compressor pulls it down.
-# Power: compressor 88 W x U(0.9, 1.1) +-1.5 W, its first slot 1.6 x (start-up current);
-# off 1.8 W (electronics, fan) +-0.1 W. Mains voltage and power factor as the washer's (0.7 above
-# 40 W, 0.5 below).
-# Degrading compressor: 1 unit in 5 (and always unit_index 1): K x (1 - r x weeks), r uniform
-# 2-4 % a week, and the compressor's power x (1 + r/2 x weeks): on-cycles grow longer week by week
-# (at -30 % K a 21 C room needs ~40 min on-cycles); K never falls below T_room - T_low + 2 C
-# (then the compressor hardly stops).
+# Power: compressor 88 W x U(0.9, 1.1) +-1.5 W, x (1 + a (T_room - 21 C)) with the room at its
+# start, a uniform 0.5-1 % per C (a warmer condenser, a higher head pressure: the ambient
+# confounder of power and duty alike); its first slot 1.6 x (start-up current); off 1.8 W
+# (electronics, fan) +-0.1 W. Mains voltage and power factor as the washer's (0.7 above 40 W,
+# 0.5 below).
+# Degrading compressor: 1 unit in 5 (and always unit_index 1). From its onset, U(1, 6) weeks
+# after the start of the simulation, w weeks later: K x (1 - r w), r uniform 3-6 % a week, and
+# the compressor's power x (1 + r/2 w): on-cycles grow longer week by week (at -30 % K a 21 C
+# room needs ~40 min on-cycles); K never falls below T_room - T_low + 2 C (then the compressor
+# hardly stops). The compressor fails when r w reaches the unit's D, uniform 0.25-0.40 (4-13 weeks
+# after the onset): it never starts again (the cabinet warms to the room), the electronics and the
+# daily defrost go on. Healthy units never fail.
 #
 # Truth: compressor_cycles [(on_ms, off_ms)], defrosts [(t_ms, end_ms)], door_openings [t_ms],
-# degrading, degrade_per_week.
+# degrading, degrade_per_week, degrade_onset_ms and failure_ms (None on healthy units).
 import math
 
-from simulator.models.base import (DAY_MS, HOUR_MS, MINUTE_MS, Meter, Model, PowerTrace,
-                                   day_of_year, slot_ms_for)
+from simulator.models.base import (DAY_MS, FOREVER, HOUR_MS, MINUTE_MS, WEEK_MS, Meter, Model,
+                                   PowerTrace, day_of_year, slot_ms_for)
 from simulator.models.washer import Mains, put_mains
 
 DEGRADING_FRACTION = 0.2
@@ -50,16 +55,24 @@ class Fridge(Model):
         self.heater_w = 200.0 * rng.uniform(0.95, 1.05)
         self.room = rng.uniform(19.5, 22.5)
         self.defrost_tod = int(rng.uniform(0.75, 23.0) * HOUR_MS)
-        self.degrade = rng.uniform(0.02, 0.04)
+        self.degrade = rng.uniform(0.03, 0.06)
         self.degrading = rng.random() < DEGRADING_FRACTION or unit_index == 1
         self.mains = Mains(rng)
+        self.ambient_k = rng.uniform(0.005, 0.01)
+        self.onset_ms = start_ms + int(rng.uniform(1.0, 6.0) * WEEK_MS)
+        self.failure_ms = self.onset_ms + int(rng.uniform(0.25, 0.40) / self.degrade * WEEK_MS)
+        if not self.degrading:
+            self.onset_ms = self.failure_ms = None
+        self.dead = False
         self.truth = {"compressor_cycles": [], "defrosts": [], "door_openings": [],
                       "degrading": self.degrading,
-                      "degrade_per_week": self.degrade if self.degrading else 0.0}
+                      "degrade_per_week": self.degrade if self.degrading else 0.0,
+                      "degrade_onset_ms": self.onset_ms, "failure_ms": self.failure_ms}
         # Thermal state at the end of the plan.
         self.temp = rng.uniform(self.t_low, self.t_high)
         self.on = rng.random() < 0.35
         self.on_since = start_ms
+        self.on_w = self.comp_w
         self.meter = Meter(profile)
         self.trace = PowerTrace(slot_ms_for(profile), self.plan_next_day, self.noise, start_ms,
                                 rng.uniform(50000, 900000))
@@ -69,29 +82,32 @@ class Fridge(Model):
         daily = 1.5 * math.cos(2 * math.pi * ((t_ms % DAY_MS) / HOUR_MS - 16) / 24.0)
         return self.room + season + daily
 
+    def _wear(self, t_ms):
+        """r w at t_ms: 0 before the onset and on healthy units."""
+        if self.onset_ms is None or t_ms <= self.onset_ms:
+            return 0.0
+        return self.degrade * (t_ms - self.onset_ms) / WEEK_MS
+
     def _k_at(self, t_ms, room):
-        k = self.k
-        if self.degrading:
-            k *= 1.0 - self.degrade * self.weeks(t_ms)
+        k = self.k * (1.0 - self._wear(t_ms))
         floor = room - self.t_low + 2.0
         return k if k > floor else floor
 
     def _comp_w(self, t_ms):
-        if self.degrading:
-            return self.comp_w * (1.0 + 0.5 * self.degrade * self.weeks(t_ms))
-        return self.comp_w
+        ambient = 1.0 + self.ambient_k * (self.room_at(t_ms) - 21.0)
+        return self.comp_w * ambient * (1.0 + 0.5 * self._wear(t_ms))
 
     def _switch_on(self, t):
         tr = self.trace
         tr.emit(t, OFF_W, 0.1, "off")
         self.on = True
         self.on_since = tr.end_ms
-        w = self._comp_w(t)
+        self.on_w = w = self._comp_w(t)
         tr.emit_slots(1, 1.6 * w, 3.0, "start")
 
     def _switch_off(self, t):
         tr = self.trace
-        tr.emit(t, self._comp_w(t), 1.5, "on")
+        tr.emit(t, self.on_w, 1.5, "on")
         self.on = False
         self.record(tr.end_ms, "compressor_cycles", (self.on_since, tr.end_ms))
 
@@ -112,10 +128,14 @@ class Fridge(Model):
         t = max(tr.end_ms, lo)
         tau = self.tau
         di = 0
+        failure = self.failure_ms if self.failure_ms is not None else FOREVER
         while t < day1:
             room = self.room_at(t)
             temp = self.temp
-            if self.on:
+            if self.dead:
+                eq = room
+                dt = FOREVER
+            elif self.on:
                 eq = room - self._k_at(t, room)
                 dt = tau * math.log((temp - eq) / (self.t_low - eq)) if temp > self.t_low else 0.0
             else:
@@ -128,9 +148,15 @@ class Fridge(Model):
                 nxt = door
             if defrost is not None and defrost < nxt:
                 nxt = defrost
+            if not self.dead and failure < nxt:
+                nxt = failure
             self.temp = eq + (temp - eq) * math.exp(-(nxt - t) / tau)
             t = nxt
-            if door is not None and t == door:
+            if not self.dead and t == failure:
+                if self.on:
+                    self._switch_off(t)
+                self.dead = True
+            elif door is not None and t == door:
                 self.temp += doors[di][1]
                 self.record(t, "door_openings", t)
                 di += 1
@@ -146,14 +172,15 @@ class Fridge(Model):
                 self.temp = room + (self.temp - room) * math.exp(-DEFROST_MS / tau) + 1.0
                 t = tr.end_ms
                 defrost = None
-                self._switch_on(t)
+                if not self.dead:
+                    self._switch_on(t)
             elif t == switch:
                 if self.on:
                     self._switch_off(t)
                 else:
                     self._switch_on(t)
         if self.on:
-            tr.emit(day1, self._comp_w(day1), 1.5, "on")
+            tr.emit(day1, self.on_w, 1.5, "on")
         else:
             tr.emit(day1, OFF_W, 0.1, "off")
 

@@ -26,19 +26,32 @@
 # Mains: 230 V + the unit's offset (+-3 V) + the hour's swing (+1.5 V at night, -2 V at 18-21)
 # +- 0.3 V noise, minus the drop of the appliance's current in 0.25 ohm of wiring (~2 V at 2 kW).
 # Power factor: 0.99 heating, 0.7 with the motor, 0.5 standby.
+# Load size (per run, the confounder of every per-cycle figure): L = U(0.35, 1.0) of the 8 kg
+# drum. The drum's turning power and its reversal spikes x (0.75 + 0.5 L), the fill tumbling too,
+# the spin x (0.8 + 0.4 L), the water heated x (0.6 + 0.6 L) (load sensing): a full cotton wash
+# takes ~40 % more energy and ~25 % more drum power than a light one.
+# Programme mix: the household's preferences (the weights below x U(0.3, 1.7)) are drawn again
+# about every 6 weeks (each day with probability 1/42: a new baby, sports kit, summer), so the mix
+# of a unit's cycles shifts over time.
 # Degrading motor: 1 unit in 5 (and always unit_index 1, so any fleet with two washers shows
-# one): drum and spin power x (1 + r x weeks), reversal spikes x (1 + 2.5 r x weeks), r uniform
-# 2-5 % a week from the start of the simulation; the heater is not affected.
+# one). From its onset, U(1, 6) weeks after the start of the simulation, w weeks later: drum and
+# spin power x (1 + r w), reversal spikes x (1 + 2.5 r w) (worn bearings: breaking the drum loose
+# takes ever more torque), r uniform 4-8 % a week; the heater is not affected. The motor fails
+# when r w reaches the unit's D, uniform 0.20-0.35 (3-9 weeks after the onset): from then on the
+# washer runs no programme (the household waits for the technician), its standby goes on. A fast
+# failure, so that a 3-month run sees most of them. Healthy units never fail.
 #
-# Truth: programmes [{"t", "end", "programme", "temp", "drum_w", "spike_w", "spin_w",
-# "energy_wh"}] (energy_wh: the programme's mean energy), degrading, degrade_per_week.
+# Truth: programmes [{"t", "end", "programme", "temp", "load", "drum_w", "spike_w", "spin_w",
+# "energy_wh"}] (energy_wh: the programme's mean energy; load: L), mix_changes [t], degrading,
+# degrade_per_week, degrade_onset_ms and failure_ms (None on healthy units).
 import math
 
-from simulator.models.base import (DAY_MS, HOUR_MS, MINUTE_MS, Meter, Model, PowerTrace,
-                                   day_of_year, poisson, slot_ms_for, weekday)
+from simulator.models.base import (DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS, Meter, Model,
+                                   PowerTrace, day_of_year, poisson, slot_ms_for, weekday)
 
 STANDBY_W = 0.5
 DEGRADING_FRACTION = 0.2
+MIX_CHANGE_PER_DAY = 1.0 / 42
 LINE_OHMS = 0.25
 # name: (target C, water kg, wash min, rinses, spin W, preference weight)
 PROGRAMMES = {
@@ -85,19 +98,33 @@ class Washer(Model):
     def __init__(self, profile, rng, start_ms, unit_index=0):
         Model.__init__(self, profile, rng, start_ms, unit_index)
         self.runs_per_week = rng.uniform(2.0, 7.0)
-        self.prefs = [(name, p[5] * rng.uniform(0.3, 1.7)) for name, p in PROGRAMMES.items()]
+        self.prefs = self._draw_prefs()
         self.heater_w = rng.uniform(1950, 2100)
         self.drum_w = rng.uniform(150, 220)
         self.spike_w = rng.uniform(320, 420)
         self.spin_k = rng.uniform(0.9, 1.06)
-        self.degrade = rng.uniform(0.02, 0.05)
+        self.degrade = rng.uniform(0.04, 0.08)
         self.degrading = rng.random() < DEGRADING_FRACTION or unit_index == 1
         self.mains = Mains(rng)
-        self.truth = {"programmes": [], "degrading": self.degrading,
-                      "degrade_per_week": self.degrade if self.degrading else 0.0}
+        self.onset_ms = start_ms + int(rng.uniform(1.0, 6.0) * WEEK_MS)
+        self.failure_ms = self.onset_ms + int(rng.uniform(0.20, 0.35) / self.degrade * WEEK_MS)
+        if not self.degrading:
+            self.onset_ms = self.failure_ms = None
+        self.truth = {"programmes": [], "mix_changes": [], "degrading": self.degrading,
+                      "degrade_per_week": self.degrade if self.degrading else 0.0,
+                      "degrade_onset_ms": self.onset_ms, "failure_ms": self.failure_ms}
         self.meter = Meter(profile)
         self.trace = PowerTrace(slot_ms_for(profile), self.plan_next_day, self.noise, start_ms,
                                 rng.uniform(20000, 400000))
+
+    def _draw_prefs(self):
+        return [(name, p[5] * self.rng.uniform(0.3, 1.7)) for name, p in PROGRAMMES.items()]
+
+    def _wear(self, t_ms):
+        """Weeks of wear at t_ms (0 before the onset and on healthy units)."""
+        if self.onset_ms is None or t_ms <= self.onset_ms:
+            return 0.0
+        return (t_ms - self.onset_ms) / WEEK_MS
 
     def _pick(self):
         total = sum(w for _, w in self.prefs)
@@ -121,6 +148,9 @@ class Washer(Model):
     def plan_day(self, day, day0, day1):
         rng = self.rng
         lo = max(day0, self.start_ms)
+        if rng.random() < MIX_CHANGE_PER_DAY:
+            self.prefs = self._draw_prefs()
+            self.record(lo, "mix_changes", lo)
         weekend = weekday(day0) >= 5
         mean = self.runs_per_week / 7.0 * (1.5 if weekend else 1.0) * 7.0 / 8.0
         starts = sorted(self._start_time(day0, weekend) for _ in range(poisson(rng, mean)))
@@ -131,6 +161,8 @@ class Washer(Model):
             t = max(t, tr.end_ms + int(rng.uniform(20, 60) * MINUTE_MS))
             if t % DAY_MS > 22 * HOUR_MS or t >= day1:
                 continue
+            if self.failure_ms is not None and t >= self.failure_ms:
+                continue
             tr.emit(t, STANDBY_W, 0.05, "standby")
             self._programme(self._pick(), tr.end_ms)
         tr.emit(day1, STANDBY_W, 0.05, "standby")
@@ -139,11 +171,15 @@ class Washer(Model):
         rng = self.rng
         temp, water, wash_min, rinses, spin_w, _ = PROGRAMMES[name]
         tr = self.trace
-        f = 1.0 + self.degrade * self.weeks(t0) if self.degrading else 1.0
-        g = 1.0 + 2.5 * self.degrade * self.weeks(t0) if self.degrading else 1.0
+        load = rng.uniform(0.35, 1.0)
+        wear = self.degrade * self._wear(t0)
+        torque = 0.75 + 0.5 * load
+        f = (1.0 + wear) * torque
+        g = (1.0 + 2.5 * wear) * torque
         drum = self.drum_w * f
         spike = self.spike_w * g
-        spin = spin_w * self.spin_k * f
+        spin = spin_w * self.spin_k * (1.0 + wear) * (0.8 + 0.4 * load)
+        water *= 0.6 + 0.6 * load
         heater = self.heater_w
         period = rng.choice((4, 5, 6))       # this load's reversal rhythm, in slots
         i0 = len(tr.segs)
@@ -177,7 +213,8 @@ class Washer(Model):
         energy = sum(s[7] * (s[1] - s[0]) for s in tr.segs[i0:]) * tr.slot_s / 3600.0
         self.record(tr.end_ms, "programmes", {
             "t": e0 * tr.slot_ms, "end": tr.end_ms, "programme": name, "temp": temp,
-            "drum_w": round(drum, 1), "spike_w": round(spike, 1), "spin_w": round(spin, 1),
+            "load": round(load, 2), "drum_w": round(drum, 1), "spike_w": round(spike, 1),
+            "spin_w": round(spin, 1),
             "energy_wh": round(energy, 1)})
 
     def drive(self, t_ms, platform):

@@ -32,7 +32,10 @@ def score(units):
     for kind, area in AREAS:
         mine = [u for u in units if kind in kinds(u.profile)]
         if mine:
-            out[area] = import_module("simulator.scores." + area).score(mine)
+            # A figure the run held nothing for is not a miss.
+            out[area] = [(name, value, target, None if value is None else ok)
+                         for name, value, target, ok in
+                         import_module("simulator.scores." + area).score(mine)]
     return out
 
 

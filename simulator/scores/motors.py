@@ -1,5 +1,106 @@
-"""Scores of the motors insights (simulator/scores)."""
+"""Scores of the energy insight on washers and fridges (simulator/scores): cycles found, worn
+motors and compressors flagged before they fail, false maintenance alarms. HOST-ONLY (CPython).
+
+Definitions (times are the truth's, simulator/models/washer.py and fridge.py):
+- A unit's horizon is the time of its last insight event (a daily energy_report comes every
+  day); its exposure starts at the first reading its first report covers (`since`).
+- Cycle recall: the share of the truth's programmes (washers) or compressor cycles (fridges)
+  that ended by the horizon and that some `cycle` event's [start, end] overlaps. Precision: the
+  share of `cycle` events that overlap a truth cycle or a fridge's defrost (it runs into the
+  compressor's pull-down: one cycle; on a failed fridge it is a cycle of its own).
+- Flagged before failure: among degrading units whose failure_ms is by the horizon, the share
+  with a maintenance_due at or after degrade_onset_ms and before failure_ms; days before
+  failure: failure_ms minus that first alarm (0 for a unit not flagged), the median over them.
+- False maintenance_due per 100 device-months (30 days): alarms on healthy units, and on
+  degrading units before their onset, over the time they were healthy.
+"""
+import statistics
+
+DAY_MS = 86400000
+MONTH_MS = 30 * DAY_MS
+KINDS = (("programmes", "washer programmes"), ("compressor_cycles", "fridge compressor cycles"))
+
+
+def _truth_cycles(truth):
+    if "programmes" in truth:
+        return "programmes", [(p["t"], p["end"]) for p in truth["programmes"]]
+    if "compressor_cycles" in truth:
+        return "compressor_cycles", list(truth["compressor_cycles"])
+    return None, []
+
+
+def _overlapping(a, b):
+    """How many intervals of a (sorted by start) overlap some interval of b (sorted)."""
+    hit = 0
+    j = 0
+    for s, e in a:
+        while j < len(b) and b[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(b) and b[k][0] < e:
+            if b[k][1] > s:
+                hit += 1
+                break
+            k += 1
+    return hit
+
+
+def _unit(u, out):
+    events = [x for x in u.insights if x[1] in ("cycle", "energy_report", "maintenance_due")]
+    if not events:
+        return
+    horizon = max(x[0] for x in events)
+    reports = [x for x in events if x[1] == "energy_report"]
+    begin = min([x[0] for x in events] + [x[4]["since"] for x in reports[:1]])
+    detected = sorted((x[4]["start"], x[4]["end"]) for x in events if x[1] == "cycle")
+    kind, truth = _truth_cycles(u.truth)
+    if kind is not None:
+        truth = sorted(c for c in truth if c[1] <= horizon)
+        n, hit = out["recall"].get(kind, (0, 0))
+        out["recall"][kind] = (n + len(truth), hit + _overlapping(truth, detected))
+        out["precision"][0] += len(detected)
+        real = sorted(_truth_cycles(u.truth)[1] + list(u.truth.get("defrosts", ())))
+        out["precision"][1] += _overlapping(detected, real)
+    alarms = [x[0] for x in events if x[1] == "maintenance_due"]
+    onset = u.truth.get("degrade_onset_ms")
+    failure = u.truth.get("failure_ms")
+    healthy_until = horizon if not u.truth.get("degrading") else min(onset, horizon)
+    out["healthy_ms"] += max(0, healthy_until - begin)
+    out["false"] += sum(1 for t in alarms if t < healthy_until)
+    if u.truth.get("degrading") and failure is not None and failure <= horizon:
+        flagged = [t for t in alarms if onset <= t < failure]
+        out["leads"].append((failure - flagged[0]) / DAY_MS if flagged else 0.0)
+        out["flagged"] += bool(flagged)
 
 
 def score(units):
-    return []
+    out = {"recall": {}, "precision": [0, 0], "healthy_ms": 0, "false": 0, "leads": [],
+           "flagged": 0}
+    for u in units:
+        _unit(u, out)
+    lines = []
+    for kind, label in KINDS:
+        n, hit = out["recall"].get(kind, (0, 0))
+        if n:
+            lines.append(("%s detected as cycles (recall, of %d)" % (label, n), hit / n,
+                          ">= 0.95", hit / n >= 0.95))
+    n, hit = out["precision"]
+    if n:
+        lines.append(("cycles that are real (precision, of %d)" % n, hit / n, ">= 0.95",
+                      hit / n >= 0.95))
+    leads = out["leads"]
+    if leads:
+        share = out["flagged"] / len(leads)
+        med = statistics.median(leads)
+        lines.append(("degrading units flagged before failure (of %d failed)" % len(leads),
+                      share, ">= 0.9", share >= 0.9))
+        lines.append(("median days flagged before failure", med, ">= 7", med >= 7))
+    else:
+        lines.append(("degrading units flagged before failure", None, ">= 0.9", None))
+        lines.append(("median days flagged before failure", None, ">= 7", None))
+    months = out["healthy_ms"] / MONTH_MS
+    if months > 0:
+        rate = 100.0 * out["false"] / months
+        lines.append(("false maintenance_due per 100 device-months (%d in %.0f healthy months)"
+                      % (out["false"], months), rate, "<= 1", rate <= 1.0))
+    return lines

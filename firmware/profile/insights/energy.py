@@ -1,9 +1,14 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
 from firmware.profile.errors import at, expected
-from firmware.profile.rules import (REQUIRED, clock_time, duration, integer, list_of, number,
-                                    section, text)
+from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
+                                    number, section, text)
 from firmware.profile.units import DAY, HOUR, MINUTE, SECOND
+
+# What the maintenance chart watches, per cycle (docs/insights/energy.md): energy (Wh) and peak
+# (W) as they are; reversal, a drum motor's reversal spike over its turning power; capacity, a
+# thermostat-cycled compressor's 1/on + 1/off (per hour).
+WATCH = ("energy", "peak", "reversal", "capacity")
 
 
 def signature(ctx, node):
@@ -24,7 +29,13 @@ FIELDS = [
     ("grid_intensity", "co2_g_per_kwh", number(at_least=0), 0),
     ("report_at", "report_min", clock_time, 0),
     ("programmes", "programmes", list_of(signature), []),
-    ("learn", "learn", integer(3, 1000), 20),
+    ("learn", "learn", integer(3, 200), 20),
+    ("watch", "watch", choice(WATCH), "energy"),
+    ("batch", "batch", integer(1, 64), 1),
+    ("drift_slack", "drift_k", number(above=0), 1),
+    ("drift_limit", "drift_h", number(above=0), 6),
+    ("motor_above", "motor_lo_w", number(above=0), 30),
+    ("motor_below", "motor_hi_w", number(above=0), 1000),
 ]
 
 
@@ -33,3 +44,7 @@ def check(ctx, node, out):
         where = node.value.get("standby_below") or node.value.get("cycle_above") or node
         ctx.problems.append(at(where, expected("standby_below under cycle_above (%s W)"
                                                % out.get("on_w"), where)))
+    if out.get("motor_lo_w", 0) >= out.get("motor_hi_w", 1):
+        where = node.value.get("motor_above") or node.value.get("motor_below") or node
+        ctx.problems.append(at(where, expected("motor_above under motor_below (%s W)"
+                                               % out.get("motor_hi_w"), where)))

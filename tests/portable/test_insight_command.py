@@ -1,0 +1,109 @@
+# The `insight` command (docs/uplink.md, "Commands") through the whole agent: its arguments are
+# checked, its reply says what was done, and a profile without insights does not take it. The
+# insights' own behaviour is in test_insights.py. Both interpreters.
+MICROPYTHON_HEAP = "160k"  # the whole agent from .mpy (as test_repair.py), plus an insight
+
+import asyncio
+
+from agent import cbor, cbor_decode
+from agent.clock import FakeClock
+from agent.runtime import Agent
+from agent.store import RamStore
+from hal.sim.platform import SimPlatform
+
+MIN = 60000
+PILLS = {"calibration": {"pill_weight": 0.5, "scale": 412.5, "tare": 8421}, "driver": "hx711",
+         "filters": {}, "gain": 128, "interval_ms": 30000, "name": "pills",
+         "pins": {"dout": 16, "sck": 17}, "quantity": "count", "resolution": [1, 0],
+         "thresholds": [], "unit": "count",
+         "insight": {"type": "adherence", "times_min": [480, 1200], "window_ms": 30 * MIN,
+                     "late_ms": 300 * MIN, "pills": 1, "refill_days": 5, "settle_ms": 5 * MIN,
+                     "utc_offset_min": 0}}
+
+
+def profile(sensor):
+    return {
+        "v": 1, "device": {"id": "dev-i"}, "platform": "sim", "buses": [], "sensors": [sensor],
+        "batch": {"max_age_ms": 3600000, "max_bytes": 256, "max_readings": 4},
+        "buffer": {"flush_ms": 3600000, "max_bytes": 4096, "path": "buffer", "ram_readings": 4,
+                   "storage": "ram"},
+        "uplink": {"backoff_max_ms": 300000, "backoff_min_ms": 1000, "client_id": "dev-i",
+                   "deflate": False, "encoding": "compact", "health_ms": 300000,
+                   "host": "127.0.0.1", "port": 1883, "keepalive_ms": 60000,
+                   "prefix": "tether/v1", "tls": False, "window": 4},
+    }
+
+
+class NoClient:
+    def __init__(self, *args, **kw):
+        raise OSError("not in these tests")
+
+
+def agent(sensor):
+    p = profile(sensor)
+    a = Agent(p, SimPlatform(p), FakeClock(0, 1767225600000), NoClient, store=RamStore(),
+              events_store=RamStore())
+    a.open()
+    return a
+
+
+def command(a, fields):
+    reply, then = asyncio.run(a.commands.handle(cbor.dumps(fields)))
+    return cbor_decode.loads(reply)
+
+
+def test_insight_commands_ack_snooze_and_set_with_a_reply_that_says_what_was_done():
+    a = agent(PILLS)
+    r = command(a, {"id": 1, "cmd": "insight", "sensor": "pills", "action": "snooze",
+                    "event": "dose_missed", "for_ms": 3600000})
+    assert r["ok"] and r["result"] == {"sensor": "pills", "event": "dose_missed",
+                                       "until": 1767225600000 + 3600000}, r
+    r = command(a, {"id": 2, "cmd": "insight", "sensor": "pills", "action": "snooze",
+                    "event": "dose_missed", "for_ms": 0})
+    assert r["ok"] and r["result"]["until"] is None and a.insights.snoozed == {}, r
+    r = command(a, {"id": 3, "cmd": "insight", "sensor": "pills", "action": "ack",
+                    "event": "dose_taken"})
+    assert r["ok"] and r["result"]["acked"] is True, r
+    r = command(a, {"id": 4, "cmd": "insight", "sensor": "pills", "action": "set",
+                    "settings": {"pills": 2}})
+    assert r["ok"] and r["result"]["settings"]["pills"] == 2, r
+    r = command(a, {"id": 5, "cmd": "diag"})
+    assert "pills" in r["result"]["insights"], r
+
+
+def test_bad_insight_commands_get_a_clear_error_and_change_nothing():
+    a = agent(PILLS)
+    bad = [
+        ({"sensor": "pills", "action": "ack"}, "missing argument 'event'"),
+        ({"sensor": "pills", "action": "nap", "event": "x"}, "'action' must be \"ack\", "
+                                                              "\"snooze\" or \"set\""),
+        ({"sensor": "ink", "action": "ack", "event": "reorder"}, "no insight on sensor 'ink'"),
+        ({"sensor": "pills", "action": "ack", "event": "reorder"}, "sends no 'reorder'"),
+        ({"sensor": "pills", "action": "snooze", "event": "dose_missed", "for_ms": -1},
+         "'for_ms' must be from 0 to"),
+        ({"sensor": "pills", "action": "snooze", "event": "dose_missed",
+          "for_ms": 91 * 86400000}, "'for_ms' must be from 0 to"),
+        ({"sensor": "pills", "action": "set", "settings": [1]}, "'settings' must be a map"),
+        ({"sensor": "pills", "action": "set", "settings": {"pills": 0}}, "pills"),
+        ({"sensor": "pills", "action": "ack", "event": "dose_taken", "why": 1},
+         "unknown argument 'why'"),
+        ({"sensor": 7, "action": "ack", "event": "dose_taken"}, "'sensor' must be text"),
+    ]
+    for i, (args, error) in enumerate(bad):
+        fields = {"id": i, "cmd": "insight"}
+        fields.update(args)
+        r = command(a, fields)
+        assert r["reply"] == i and r["ok"] is False and error in r["error"], (args, r)
+    assert a.insights.snoozed == {}
+    assert command(a, {"id": "s", "cmd": "insight", "sensor": "pills", "action": "set",
+                       "settings": {}})["result"]["settings"]["pills"] == 1
+
+
+def test_a_profile_without_insights_has_no_insight_command():
+    plain = dict(PILLS)
+    del plain["insight"]
+    a = agent(plain)
+    assert a.insights is None
+    r = command(a, {"id": 1, "cmd": "insight", "sensor": "pills", "action": "ack",
+                    "event": "dose_taken"})
+    assert r["ok"] is False and "unknown command 'insight'" in r["error"], r

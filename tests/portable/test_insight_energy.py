@@ -1,0 +1,242 @@
+# agent/insights/energy.py on hand-made power sequences with known answers: a cycle and its
+# programme, standby and the daily report at local midnight, a spike that must not alarm, a slow
+# drift that must, ack learning again, the motor features, bad settings. Both interpreters.
+from agent.insights.energy import Detector
+
+T0 = 1767225600000          # 2026-01-01 00:00 UTC
+MIN = 60000
+HOUR = 3600000
+DAY = 86400000
+
+
+def config(**changes):
+    cfg = {"type": "energy", "utc_offset_min": 0, "on_w": 10, "off_w": 5, "end_ms": 3 * MIN,
+           "tariff": 0.3, "currency": "EUR", "co2_g_per_kwh": 250, "report_min": 0,
+           "programmes": [], "learn": 5, "watch": "energy", "batch": 1, "drift_k": 1,
+           "drift_h": 6, "motor_lo_w": 30, "motor_hi_w": 1000}
+    cfg.update(changes)
+    return cfg
+
+
+class Run:
+    """A detector and the events it sent (the last KEEP cycles: a 64k heap), fed on a clock of
+    its own."""
+    KEEP = 8
+
+    def __init__(self, **changes):
+        self.events = []
+        self.d = Detector(config(**changes), self._emit)
+        self.t = T0
+
+    def _emit(self, t, event, value, fields):
+        self.events.append((t, event, value, fields))
+        if event == "cycle" and len(self.of("cycle")) > self.KEEP:
+            self.events.remove(self.of("cycle")[0])
+
+    def feed(self, watts, ms, step=5000, synced=True):
+        """watts (a number, a list repeated, or a function of the reading's number) every step
+        ms for ms."""
+        if isinstance(watts, list):
+            pattern = watts
+            watts = lambda i: pattern[i % len(pattern)]    # noqa: E731
+        elif not callable(watts):
+            level = watts
+            watts = lambda i: level                         # noqa: E731
+        end = self.t + ms
+        i = 0
+        while self.t < end:
+            self.d.feed(self.t, watts(i), synced)
+            i += 1
+            self.t += step
+
+    def cycle(self, watts, minutes, step=MIN):
+        """A cycle of `watts` for `minutes` between standby, read every step."""
+        self.feed(1.0, 10 * MIN, step)
+        self.feed(watts, minutes * MIN, step)
+        self.feed(1.0, 10 * MIN, step)
+
+    def of(self, event):
+        return [e for e in self.events if e[1] == event]
+
+
+def test_a_cycle_has_its_start_end_energy_peak_and_programme():
+    r = Run(programmes=[{"name": "cotton 60", "duration_ms": HOUR, "energy_wh": 500},
+                        {"name": "quick 30", "duration_ms": 20 * MIN, "energy_wh": 150}])
+    r.feed(1.0, 10 * MIN)
+    start = r.t
+    r.feed(500.0, 30 * MIN)
+    r.feed(2000.0, 5000)                 # one heater reading
+    r.feed(2.0, 2 * MIN)                 # a pause under the standby level, shorter than 3 min
+    r.feed(500.0, 30 * MIN - 5000 - 2 * MIN)
+    end = r.t
+    r.feed(1.0, 2 * MIN)
+    assert r.of("cycle") == []           # not over until 3 min under the standby level
+    r.feed(1.0, 10 * MIN)
+    (t, _, value, f), = r.of("cycle")
+    assert f["start"] == start and f["end"] == end and t == end + 3 * MIN
+    assert f["duration_s"] == 3600 and f["peak_w"] == 2000.0
+    # 500 W for 58 min, the heater's reading (its 5 s), the pause's 2 W left out (standby)
+    wh = (500.0 * (58 * 60 - 5) + 2000.0 * 5) / 3600.0
+    assert abs(f["energy_wh"] - wh) < 0.01 and value == f["energy_wh"]
+    assert f["programme"] == "cotton 60"
+    assert f["watch"] == "energy" and abs(f["feature"] - wh) < 0.01
+
+
+def test_a_cycle_far_from_every_signature_has_no_programme():
+    r = Run(programmes=[{"name": "cotton 60", "duration_ms": HOUR, "energy_wh": 500}])
+    r.cycle(500.0, 20)                   # a third of the time: no signature is that short
+    (_, _, _, f), = r.of("cycle")
+    assert f["programme"] is None
+
+
+def test_standby_and_the_daily_report_come_at_local_midnight():
+    r = Run(utc_offset_min=60, tariff=0.25, co2_g_per_kwh=300, currency="CHF")
+    r.feed(2.0, 2 * HOUR, step=10000, synced=False)      # no clock yet: no report
+    assert r.of("energy_report") == []
+    r.feed(2.0, 21 * HOUR, step=10000)                    # up to 23:00 UTC, local midnight
+    assert r.of("energy_report") == []
+    r.feed(2.0, 10000, step=10000)                        # the reading at 23:00
+    (t, _, value, f), = r.of("energy_report")
+    assert t == T0 + 23 * HOUR and f["until"] == T0 + 23 * HOUR and f["since"] == T0
+    # 2 W over 23 h, less the first reading's unknown period: readings every 10 s from T0
+    kwh = 2.0 * (23 * 3600 - 10) / 3.6e6
+    assert abs(f["kwh"] - kwh) < 1e-4 and value == f["kwh"]
+    assert f["standby_kwh"] == f["kwh"] and f["cycles"] == 0
+    assert abs(f["co2_g"] - kwh * 300) < 0.1 and abs(f["cost"] - kwh * 0.25) < 1e-4
+    assert f["currency"] == "CHF"
+    r.feed(lambda i: 500.0 if 4000 <= i < 4060 else 2.0, DAY, step=10000)   # a 10-min cycle
+    second = r.of("energy_report")[1]
+    assert second[0] == T0 + 47 * HOUR and second[3]["cycles"] == 1
+    assert abs(second[3]["kwh"] - (500.0 * 600 + 2.0 * (DAY / 1000 - 600)) / 3.6e6) < 1e-4
+    assert abs(second[3]["standby_kwh"] - 2.0 * (DAY / 1000 - 600) / 3.6e6) < 1e-4
+
+
+def _cycles(r, energies):
+    for e in energies:
+        r.cycle(e, 60)
+
+
+def test_a_spike_does_not_alarm_and_a_slow_drift_does():
+    r = Run(learn=5)
+    normal = [100.0, 101.0, 99.0, 100.5, 99.5]
+    _cycles(r, normal)
+    assert r.d.state()["learned"]
+    _cycles(r, [300.0])                                   # one odd cycle: the chart barely moves
+    _cycles(r, normal * 4)
+    assert r.of("maintenance_due") == []
+    _cycles(r, [100.0 * (1 + 0.01 * i) for i in range(1, 40)])   # +1 % a cycle
+    (t, _, drift, f), = r.of("maintenance_due")
+    assert f["watch"] == "energy" and f["baseline"] == 100.0
+    assert f["drift_pct"] == drift and drift > 3 and f["cusum"] >= 6
+    # The drift is found a few cycles past 3 % (the spread's floor), not at the end (+39 %).
+    assert 103 < f["recent"] < 112 and 5 <= f["cycles"] <= 40
+    assert r.d.state()["alarmed"]
+
+
+def test_two_alarm_free_months_of_noise_around_the_baseline():
+    r = Run(learn=5)
+    noise = [100.0, 102.0, 98.0, 101.5, 98.5, 100.5, 103.0, 97.0]
+    _cycles(r, noise * 10)
+    assert r.of("maintenance_due") == [] and r.d.state()["cusum"] < 1
+
+
+def test_ack_learns_the_baseline_again():
+    r = Run(learn=5)
+    _cycles(r, [100.0] * 5 + [130.0] * 10)
+    assert len(r.of("maintenance_due")) == 1
+    _cycles(r, [150.0] * 10)
+    assert len(r.of("maintenance_due")) == 1                # raised once
+    assert r.d.ack("cycle") is None
+    assert r.d.ack("maintenance_due") == {"relearn": True}
+    st = r.d.state()
+    assert not st["learned"] and not st["alarmed"] and st["cusum"] == 0
+    _cycles(r, [150.0] * 15)                                 # serviced: its new normal
+    assert r.d.state()["baseline"] == 150.0 and len(r.of("maintenance_due")) == 1
+    _cycles(r, [200.0] * 5)
+    assert len(r.of("maintenance_due")) == 2
+
+
+def _wash(r, spike, turn, reversals, heater=True):
+    """A drum reversing every 5 readings (5 s): pause, spike, turning x3."""
+    if heater:
+        r.feed(2000.0, 10 * MIN)
+    r.feed([10.0, spike, turn, turn, turn], reversals * 25000)
+
+
+def test_the_reversal_feature_is_the_main_washs_spike_over_turning_whatever_the_load():
+    for load in (0.8, 1.0, 1.3):
+        r = Run(watch="reversal")
+        r.feed(1.0, 10 * MIN)
+        _wash(r, 90.0 * load * 2.5, 90.0 * load, 8, heater=False)     # fill: another ratio
+        _wash(r, 400.0 * load, 200.0 * load, 40)                     # the main wash
+        r.feed(45.0, MIN)                                            # drain
+        _wash(r, 400.0 * load, 180.0 * load, 12, heater=False)       # a rinse: shorter
+        r.feed(500.0 * load, 6 * MIN)                                # spin
+        r.feed(1.0, 10 * MIN)
+        (_, _, _, f), = r.of("cycle")
+        assert f["watch"] == "reversal" and f["reversals"] == 40
+        assert abs(f["feature"] - 2.0) < 1e-3
+
+
+def test_the_capacity_feature_is_one_over_on_plus_one_over_off():
+    r = Run(watch="capacity", on_w=20, off_w=10, end_ms=MIN, batch=3, learn=3)
+    for _ in range(5):
+        r.feed(2.0, 40 * MIN, step=10000)
+        r.feed(90.0, 20 * MIN, step=10000)
+    r.feed(2.0, 10 * MIN, step=10000)
+    cycles = r.of("cycle")
+    assert len(cycles) == 5 and cycles[0][3]["feature"] is None      # no off time before it
+    for c in cycles[1:]:
+        assert abs(c[3]["feature"] - 4.5) < 0.01                     # 3 / h + 1.5 / h
+    # batches of 3: the first four features make one point, learning goes on
+    assert r.d.state()["learning"] == 1 and not r.d.state()["learned"]
+
+
+def _refused(d, args, words):
+    before = d.settings()
+    try:
+        d.set(args)
+    except ValueError as e:
+        assert words in str(e), (str(e), words)
+        assert d.settings() == before
+        return
+    assert False, "accepted %r" % (args,)
+
+
+def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
+    r = Run()
+    d = r.d
+    got = d.set({"tariff": 0.4, "currency": "GBP", "grid_intensity": 180, "drift_limit": 8})
+    assert got["tariff"] == 0.4 and got["currency"] == "GBP" and got["grid_intensity"] == 180
+    assert got["drift_limit"] == 8 and got["cycle_above"] == 10
+    _refused(d, {}, "expected a map")
+    _refused(d, "tariff", "expected a map")
+    _refused(d, {"tarif": 1}, "unknown setting 'tarif'")
+    _refused(d, {"tariff": -1}, "tariff: expected a number >= 0")
+    _refused(d, {"tariff": "cheap"}, "tariff: expected a number")
+    _refused(d, {"tariff": True}, "tariff: expected a number")
+    _refused(d, {"drift_slack": 0}, "drift_slack: expected a number > 0")
+    _refused(d, {"grid_intensity": float("nan")}, "grid_intensity: expected a number")
+    _refused(d, {"currency": ""}, "currency: expected a short text")
+    _refused(d, {"currency": 3}, "currency: expected a short text")
+    _refused(d, {"standby_below": 20}, "standby_below (20 W) must be under cycle_above")
+    _refused(d, {"tariff": 0.1, "cycle_above": 4}, "must be under cycle_above (4 W)")
+    r.feed(1000.0, HOUR + 5000, step=5000)
+    r.feed(1000.0, DAY - HOUR, step=5000)
+    (_, _, _, f), = r.of("energy_report")
+    assert abs(f["cost"] - f["kwh"] * 0.4) < 1e-4 and f["currency"] == "GBP"
+    assert abs(f["co2_g"] - f["kwh"] * 180) < 0.1
+
+
+def test_odd_readings_and_clock_jumps_do_not_break_it():
+    r = Run()
+    for v in (0.0, -5.0, 1e12, 3.0, 50.0):
+        r.feed(v, MIN)
+    r.t -= 2 * HOUR                               # the clock set back
+    r.feed(50.0, MIN)
+    r.t += 30 * DAY                               # and forward
+    r.feed(1.0, 10 * MIN)
+    st = r.d.state()
+    assert st["cycles"] == 1 and not st["in_cycle"]
+    (_, _, _, f), = r.of("cycle")
+    assert f["feature"] is None                    # a cycle with a gap is not charted

@@ -1,0 +1,92 @@
+# agent/insights/__init__.py: a profile's detectors, their events sent as insight events, and what
+# the cloud says about them (ack, snooze, set). Driven through the adherence detector, whose
+# dose_missed is easy to bring about: a bottle nobody touches. Both interpreters.
+from agent.insights import Insights, modules
+from support import raises
+
+MIN = 60000
+HOUR = 60 * MIN
+DAY0 = 1767225600000          # 2026-01-01 00:00 UTC
+
+
+class Sink:
+    """agent.events.Events as far as insights use it."""
+
+    def __init__(self):
+        self.got = []
+
+    def emit(self, t, synced, event, sensor, state, value=None, detail=None):
+        self.got.append((t, synced, event, sensor, state, value, detail))
+
+
+def sensors():
+    return [{"name": "power", "quantity": "power"},
+            {"name": "pills", "quantity": "count",
+             "insight": {"type": "adherence", "times_min": [8 * 60, 20 * 60],
+                         "window_ms": 30 * MIN, "late_ms": 5 * HOUR, "pills": 1,
+                         "refill_days": 5, "settle_ms": 5 * MIN, "utc_offset_min": 0}}]
+
+
+def untouched(ins, start, hours):
+    """The bottle stands with 40 pills for `hours` from `start`, read every 30 s."""
+    feed = ins.feeder("pills")
+    t = start
+    while t < start + hours * HOUR:
+        feed(t, 40.0, True)
+        t += 30000
+    return t
+
+
+def test_only_sensors_with_an_insight_get_a_detector_and_a_bundle_ships_only_its_kinds():
+    ins = Insights(Sink(), sensors())
+    assert ins.feeder("power") is None and ins.feeder("pills") is not None
+    assert modules({"sensors": sensors()}) == ["agent.insights.adherence"]
+
+
+def test_a_detectors_events_go_out_as_insight_events_with_their_fields():
+    sink = Sink()
+    ins = Insights(sink, sensors())
+    untouched(ins, DAY0 + 7 * HOUR, 8)
+    (t, synced, event, sensor, state, value, fields), = sink.got
+    assert (event, sensor, state, synced) == ("dose_missed", "pills", "insight", True)
+    assert fields["scheduled"] == DAY0 + 8 * HOUR
+    assert ins.health() == {"sent": 1, "held": 0, "snoozed": 0}
+
+
+def test_a_snoozed_event_is_held_until_its_time_then_sent_again():
+    sink = Sink()
+    ins = Insights(sink, sensors())
+    until = DAY0 + 38 * HOUR
+    assert ins.command("pills", "snooze", "dose_missed", until) == {
+        "sensor": "pills", "event": "dose_missed", "until": until}
+    t = untouched(ins, DAY0 + 7 * HOUR, 24)     # 08:00 and 20:00 missed while snoozed
+    assert sink.got == [] and ins.health() == {"sent": 0, "held": 2, "snoozed": 1}
+    untouched(ins, t, 24)                        # 08:00 (said at 13:05) still snoozed
+    assert [g[6]["scheduled"] for g in sink.got] == [DAY0 + 44 * HOUR]
+    assert ins.health() == {"sent": 1, "held": 3, "snoozed": 0}
+
+
+def test_a_snooze_of_none_ends_it_at_once():
+    sink = Sink()
+    ins = Insights(sink, sensors())
+    ins.command("pills", "snooze", "dose_missed", DAY0 + 90 * 24 * HOUR)
+    ins.command("pills", "snooze", "dose_missed", None)
+    untouched(ins, DAY0 + 7 * HOUR, 8)
+    assert [g[2] for g in sink.got] == ["dose_missed"]
+
+
+def test_ack_and_set_reach_the_detector_and_mistakes_are_refused_with_the_reason():
+    ins = Insights(Sink(), sensors())
+    assert ins.command("pills", "ack", "dose_missed") == {
+        "sensor": "pills", "event": "dose_missed", "acked": True, "effect": None}
+    settings = ins.command("pills", "set", args={"pills": 2})["settings"]
+    assert settings["pills"] == 2 and ins.state()["pills"] is not None
+    for args, says in (
+            (("power", "ack", "dose_missed"), "no insight on sensor 'power' (insights: pills)"),
+            (("pills", "ack", "reorder"), "the adherence insight sends no 'reorder'"),
+            (("pills", "snooze", "empty", 5), "sends no 'empty'"),
+            (("pills", "explode", None), "unknown action 'explode'")):
+        e = raises(ValueError, ins.command, *args)
+        assert says in str(e), (args, str(e))
+    raises(ValueError, lambda: ins.command("pills", "set", args={"pills": "two"}))
+    assert ins.command("pills", "set", args={})["settings"]["pills"] == 2

@@ -1,0 +1,59 @@
+"""The energy insight's profile keys (firmware/profile/insights/energy.py): defaults, and every
+mistake as `file:line:col: key.path: expected ..., got ...`."""
+from tests.test_profile_errors import errors_of
+
+from firmware.profile.compile import compile
+
+SENSOR = """\
+sensors:
+  - name: power
+    driver: pzem004t
+    bus: uart0
+    quantity: power
+    interval: 5s
+    insight: %s
+"""
+
+
+def test_defaults_and_given_keys_compile(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "device: {id: w}\nplatform: esp32\nbuses:\n  - {id: uart0, type: uart, tx: 17, rx: 16}\n"
+        "uplink: {broker: 'mqtt://localhost'}\n" + SENSOR % (
+            "{type: energy, watch: reversal, batch: 3, drift_limit: 8, report_at: '06:30', "
+            "programmes: [{name: eco, duration: 3h, energy: 700}]}"))
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == []
+    cfg = compiled["sensors"][0]["insight"]
+    assert cfg["watch"] == "reversal" and cfg["batch"] == 3 and cfg["drift_h"] == 8
+    assert cfg["drift_k"] == 1 and cfg["learn"] == 20 and cfg["report_min"] == 390
+    assert cfg["motor_lo_w"] == 30 and cfg["motor_hi_w"] == 1000
+    assert cfg["programmes"] == [{"name": "eco", "duration_ms": 3 * 3600000, "energy_wh": 700}]
+
+
+def test_bad_energy_keys_are_reported_where_they_are(tmp_path):
+    assert errors_of(tmp_path, SENSOR % (
+        "{type: energy, watch: power, batch: 0, learn: 500, drift_slack: 0}")) == [
+        "13:36: sensors[0].insight.watch: expected one of 'energy', 'peak', 'reversal', "
+        "'capacity', got 'power'",
+        "13:50: sensors[0].insight.batch: expected an integer from 1 to 64, got 0",
+        "13:60: sensors[0].insight.learn: expected an integer from 3 to 200, got 500",
+        "13:78: sensors[0].insight.drift_slack: expected a number > 0, got 0",
+    ]
+
+
+def test_levels_in_the_wrong_order_are_reported(tmp_path):
+    assert errors_of(tmp_path, SENSOR % (
+        "{type: energy, cycle_above: 20, standby_below: 20, motor_above: 900, "
+        "motor_below: 800}")) == [
+        "13:61: sensors[0].insight.standby_below: expected standby_below under cycle_above "
+        "(20 W), got 20",
+        "13:78: sensors[0].insight.motor_above: expected motor_above under motor_below "
+        "(800 W), got 900",
+    ]
+
+
+def test_a_programme_signature_needs_its_energy(tmp_path):
+    assert errors_of(tmp_path, SENSOR % (
+        "{type: energy, programmes: [{name: eco, duration: 3h}]}")) == [
+        "13:42: sensors[0].insight.programmes[0]: missing required key 'energy'",
+    ]

@@ -1,0 +1,79 @@
+"""simulator/scores/motors.py: its definitions on hand-made units with known answers, and a short
+fast run of washers and fridges against the energy detector (the full scenario is in
+bench/insights.py)."""
+from firmware.profile.compile import compile as compile_profile
+from simulator import insight_run
+from simulator.scores import Unit
+from simulator.scores.motors import score
+
+DAY = 86400000
+
+
+def report(t, since):
+    return (t, "energy_report", 1.0, "power", {"since": since})
+
+
+def cycle(start, end):
+    return (end + 60000, "cycle", 100.0, "power", {"start": start, "end": end})
+
+
+def alarm(t):
+    return (t, "maintenance_due", 5.0, "power", {})
+
+
+def by_name(lines):
+    return {name.split(" (")[0]: (value, ok) for name, value, target, ok in lines}
+
+
+def test_definitions_on_hand_made_units():
+    healthy_washer = Unit("w1", {
+        "programmes": [{"t": 1000, "end": 5000}, {"t": 9000, "end": 12000},
+                       {"t": 20000, "end": 30000}, {"t": 60 * DAY, "end": 60 * DAY + 5000}],
+        "degrading": False, "degrade_onset_ms": None, "failure_ms": None},
+        [cycle(1500, 4800), cycle(15000, 16000), cycle(21000, 29000), alarm(30 * DAY)] +
+        [report(d * DAY, 0 if d == 1 else (d - 1) * DAY) for d in range(1, 61)], {})
+    failing_fridge = Unit("f1", {
+        "compressor_cycles": [(1000, 2000), (3000, 4000)], "defrosts": [(5000, 6000)],
+        "degrading": True, "degrade_onset_ms": 15 * DAY, "failure_ms": 45 * DAY},
+        [cycle(900, 2100), cycle(5000, 6000), alarm(10 * DAY), alarm(35 * DAY)] +
+        [report(d * DAY, 0 if d == 1 else (d - 1) * DAY) for d in range(1, 61)], {})
+    not_yet_failed = Unit("f2", {
+        "compressor_cycles": [], "degrading": True, "degrade_onset_ms": 20 * DAY,
+        "failure_ms": 90 * DAY}, [report(d * DAY, (d - 1) * DAY) for d in range(1, 61)], {})
+    got = by_name(score([healthy_washer, failing_fridge, not_yet_failed]))
+    # 2 of the 3 programmes that ended by the horizon (day 60); the 4th ends after it
+    assert got["washer programmes detected as cycles"] == (2 / 3, False)
+    assert got["fridge compressor cycles detected as cycles"] == (0.5, False)
+    # 5 cycles: the washer's 15000-16000 overlaps nothing; the fridge's defrost is real
+    assert got["cycles that are real"] == (4 / 5, False)
+    # the fridge's alarm before its onset is false; the one at day 35 is 10 days early
+    assert got["degrading units flagged before failure"] == (1.0, True)
+    assert got["median days flagged before failure"] == (10.0, True)
+    # 2 false alarms over 60 + 15 + 20 healthy days
+    rate, ok = got["false maintenance_due per 100 device-months"]
+    assert abs(rate - 100.0 * 2 / (95 / 30.0)) < 1e-9 and not ok
+
+
+def test_no_failure_in_the_run_leaves_the_lead_unscored():
+    unit = Unit("w", {"programmes": [], "degrading": False, "degrade_onset_ms": None,
+                      "failure_ms": None}, [report(DAY, 0), report(2 * DAY, DAY)], {})
+    got = by_name(score([unit]))
+    assert got["median days flagged before failure"] == (None, None)
+    assert got["false maintenance_due per 100 device-months"] == (0.0, True)
+
+
+def test_a_short_run_finds_every_cycle_of_washers_and_fridges():
+    lines = []
+    for name, units, days in (("washer", 3, 6), ("fridge", 2, 3)):
+        profile, errors = compile_profile("examples/%s.yaml" % name)
+        assert errors == []
+        done = insight_run.run(profile, units, days, seed=5, direct=True)
+        assert all(any(e[1] == "energy_report" for e in u.insights) for u in done)
+        lines += score(done)
+    got = by_name(lines)
+    value, ok = got["washer programmes detected as cycles"]
+    assert value == 1.0
+    value, ok = got["fridge compressor cycles detected as cycles"]
+    assert value >= 0.99
+    assert got["cycles that are real"][0] >= 0.99
+    assert got["false maintenance_due per 100 device-months"][0] == 0.0
