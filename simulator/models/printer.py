@@ -115,7 +115,6 @@ class Printer(Model):
         self.mono_page = rng.uniform(0.10, 0.14)
         self.idle_w = IDLE_W * rng.uniform(0.95, 1.05)
         self.print_w = PRINT_W * rng.uniform(0.95, 1.05)
-        self.run_dry = rng.random() < RUN_DRY_SHARE
         self.truth = {"print_jobs": [], "ink_low": [], "ink_empty": [], "cartridge_changes": [],
                       "ink_start": [], "cleanings": [], "degrading": False}
         # Ink state: levels as planned so far, and the replacements waiting for the user.
@@ -124,12 +123,12 @@ class Printer(Model):
         self.ink_events = []       # (start, end, levels before, levels after), in time order
         self.ink_i = 0
         self.levels = tuple(self.plan_levels)   # levels after the last finished ink event
+        waiting = []               # cartridges low at the start: when a watching user changes them
         for c, level in enumerate(self.plan_levels):
             self.record(start_ms, "ink_start", (start_ms, self.inks[c], level))
             if level < self.ink_low[c]:
                 self.record(start_ms, "ink_low", (start_ms, self.inks[c]))
-                if not self.run_dry:
-                    self.replace_at[c] = office_time(rng, start_ms + self._delay())
+                waiting.append((c, office_time(rng, start_ms + self._delay())))
         # Power state at the end of the plan.
         self.awake = weekday(start_ms) < 5 and self.wake_tod <= start_ms % DAY_MS < 19 * HOUR_MS
         self.last_active = start_ms
@@ -147,6 +146,12 @@ class Printer(Model):
             for k, v in self.pills.truth.items():
                 if k not in self.truth:
                     self.truth[k] = v
+        # Drawn after the pill bottle's seed: how the office treats its ink does not change
+        # the patient on the same device.
+        self.run_dry = rng.random() < RUN_DRY_SHARE
+        if not self.run_dry:
+            for c, at in waiting:
+                self.replace_at[c] = at
         self._platform = None
 
     def _delay(self):
