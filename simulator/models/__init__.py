@@ -15,7 +15,8 @@ What happens depends on the seed only (each model plans whole days in order from
 on how often advance() is called; a record joins `truth` once device time has passed it. Truth
 keys (times are Unix ms):
     printer      print_jobs [(start, end, pages, colour)], ink_low [(t, sensor)],
-                 cartridge_changes [(t, sensor)], cleanings [t]
+                 ink_empty [(t, sensor)] (reached 0 %), cartridge_changes [(t, sensor)],
+                 ink_start [(t, sensor, level)] (the cartridges at the start), cleanings [t]
     pill bottle  doses [(t, taken, scheduled, "on_time"|"late"|"double")],
                  missed_doses [(scheduled, "forgot"|"empty")], refills [(t, added, count_after)],
                  handling [(t, "lift"|"shake"|"carry"|"open"|"cap_off", duration)],

@@ -18,15 +18,20 @@
 # at its scheduled wake time (07:00-08:00), and sleeps after 60 min without a job. The first wake
 # of a day runs a head cleaning (60 s at 20 W, 0.15-0.35 % of each colour). Nights and weekends
 # are therefore flat, days fall in steps.
-# Cartridges: when a colour falls below the profile's ink_low threshold (15 % unless the profile
-# says otherwise) the user sees the event and changes it after a lognormal delay (median 20 h,
-# sigma 0.9: a few hours to a few days), moved into office hours (weekdays 08:00-18:00); the new
-# cartridge reads 96-100 % after 90 s of priming at 20 W. An empty colour stays at 0 % until then
-# (the printer keeps printing the others). A cartridge already low at the start is changed the
-# same way. Level readings carry +-0.1 % probe noise, clamped to 0-100.
+# Cartridges: 70 % of printers (drawn once) are used until a colour runs dry: the user changes it
+# after a lognormal delay from the moment it ran dry (median 18 h, sigma 1.0: the new cartridge
+# was already there, or a few days' delivery), moved into office hours. At the others the user
+# sees the colour fall below the profile's ink_low threshold (15 % unless the profile says
+# otherwise) and changes it after a lognormal delay (median 20 h, sigma 0.9: a few hours to a few
+# days), moved into office hours; should it run dry before, it waits at 0 % all the same. The new
+# cartridge reads 96-100 % after 90 s of priming at 20 W. An empty colour stays at 0 % until it is
+# changed (the printer keeps printing the others). A cartridge already low at the start is
+# changed the same way. Level readings carry +-0.1 % probe noise, clamped to 0-100.
 #
 # Truth: print_jobs [(start_ms, end_ms, pages, colour)], ink_low [(t_ms, sensor)],
-# cartridge_changes [(t_ms, sensor)], cleanings [t_ms], degrading False; plus the pill bottle's.
+# ink_empty [(t_ms, sensor)] (a cartridge reached 0 %), cartridge_changes [(t_ms, sensor)],
+# ink_start [(start_ms, sensor, level)] (the cartridges in place when the run began),
+# cleanings [t_ms], degrading False; plus the pill bottle's.
 import heapq
 import math
 import random
@@ -40,6 +45,7 @@ WAKE_MS = 30000
 CLEAN_MS = 60000
 PRIME_MS = 90000
 DEFAULT_INK_LOW = 15.0
+RUN_DRY_SHARE = 0.7
 PROBE_NOISE = 0.1
 # Relative job arrival rate per hour of a weekday (local time).
 WEEKDAY_HOURS = (0.005, 0.005, 0.005, 0.005, 0.005, 0.005, 0.03, 0.3, 0.8, 1.0, 1.2, 1.0,
@@ -109,18 +115,20 @@ class Printer(Model):
         self.mono_page = rng.uniform(0.10, 0.14)
         self.idle_w = IDLE_W * rng.uniform(0.95, 1.05)
         self.print_w = PRINT_W * rng.uniform(0.95, 1.05)
-        self.truth = {"print_jobs": [], "ink_low": [], "cartridge_changes": [], "cleanings": [],
-                      "degrading": False}
+        self.truth = {"print_jobs": [], "ink_low": [], "ink_empty": [], "cartridge_changes": [],
+                      "ink_start": [], "cleanings": [], "degrading": False}
         # Ink state: levels as planned so far, and the replacements waiting for the user.
         self.plan_levels = [rng.uniform(5.0, 100.0) for _ in self.inks]
         self.replace_at = [None] * len(self.inks)
         self.ink_events = []       # (start, end, levels before, levels after), in time order
         self.ink_i = 0
         self.levels = tuple(self.plan_levels)   # levels after the last finished ink event
+        waiting = []               # cartridges low at the start: when a watching user changes them
         for c, level in enumerate(self.plan_levels):
+            self.record(start_ms, "ink_start", (start_ms, self.inks[c], level))
             if level < self.ink_low[c]:
                 self.record(start_ms, "ink_low", (start_ms, self.inks[c]))
-                self.replace_at[c] = office_time(rng, start_ms + self._delay())
+                waiting.append((c, office_time(rng, start_ms + self._delay())))
         # Power state at the end of the plan.
         self.awake = weekday(start_ms) < 5 and self.wake_tod <= start_ms % DAY_MS < 19 * HOUR_MS
         self.last_active = start_ms
@@ -138,10 +146,19 @@ class Printer(Model):
             for k, v in self.pills.truth.items():
                 if k not in self.truth:
                     self.truth[k] = v
+        # Drawn after the pill bottle's seed: how the office treats its ink does not change
+        # the patient on the same device.
+        self.run_dry = rng.random() < RUN_DRY_SHARE
+        if not self.run_dry:
+            for c, at in waiting:
+                self.replace_at[c] = at
         self._platform = None
 
     def _delay(self):
         return int(math.exp(self.rng.gauss(math.log(20), 0.9)) * HOUR_MS)
+
+    def _dry_delay(self):
+        return int(math.exp(self.rng.gauss(math.log(18), 1.0)) * HOUR_MS)
 
     # -- planning a day -------------------------------------------------------------------------
     def plan_day(self, day, day0, day1):
@@ -237,16 +254,25 @@ class Printer(Model):
             new = old - u if old > u else 0.0
             levels[c] = new
             low = self.ink_low[c]
-            if old >= low > new and self.replace_at[c] is None:
+            if old >= low > new:
                 cross = a + int((b - a) * (old - low) / (old - new))
                 self.record(cross, "ink_low", (cross, self.inks[c]))
-                at = office_time(self.rng, max(cross + self._delay(), b))
-                if at < day1:
-                    heapq.heappush(acts, (at, -2 - c, "change", c, False))
-                    self.replace_at[c] = -1
-                else:
-                    self.replace_at[c] = at
+                if self.replace_at[c] is None and not self.run_dry:
+                    self._schedule(c, cross + self._delay(), b, acts, day1)
+            if old > 0.0 and new == 0.0:
+                # The level falls linearly over the job: it reaches 0 at its end.
+                self.record(b, "ink_empty", (b, self.inks[c]))
+                if self.replace_at[c] is None and self.run_dry:
+                    self._schedule(c, b + self._dry_delay(), b, acts, day1)
         self.ink_events.append((a, b, before, tuple(levels)))
+
+    def _schedule(self, c, when, b, acts, day1):
+        at = office_time(self.rng, max(when, b))
+        if at < day1:
+            heapq.heappush(acts, (at, -2 - c, "change", c, False))
+            self.replace_at[c] = -1
+        else:
+            self.replace_at[c] = at
 
     # -- running --------------------------------------------------------------------------------
     def drive(self, t_ms, platform):

@@ -1,0 +1,183 @@
+# The consumable insight (agent/insights/consumable.py) on hand-made ink levels with known
+# answers: ink used only in office hours (weekdays 08:00-18:00, in hourly steps), flat at
+# nights and weekends, +-0.1 % probe noise; swaps, a cold start, reorder and empty once, the
+# settings a downlink may change. Runs under CPython and under MicroPython.
+from agent.insights.consumable import Detector
+from support import raises
+
+DAY = 86400000
+HOUR = 3600000
+MONDAY = 1767571200000      # 2026-01-05 00:00 UTC
+STEP = 5 * 60000            # a reading every 5 minutes (the detector takes any interval)
+CFG = {"type": "consumable", "lead_time_ms": 10 * DAY, "window_ms": 28 * DAY,
+       "learn_ms": 2 * DAY, "empty": 0, "swap_jump": 20, "forecast_ms": DAY,
+       "utc_offset_min": 0}
+
+
+class Ink:
+    """A cartridge's true level: `per_day` % used each weekday, spread over 10 office hours."""
+
+    def __init__(self, level, per_day, t=MONDAY):
+        self.level = level
+        self.per_hour = per_day / 10.0
+        self.t = t
+        self.seed = 12345
+
+    def noise(self):
+        self.seed = (self.seed * 1103515245 + 12345) & 0x7fffffff
+        return ((self.seed >> 8) % 201 - 100) / 1000.0      # -0.1 .. +0.1
+
+    def run(self, det, days):
+        end = self.t + int(days * DAY)
+        while self.t < end:
+            t = self.t
+            if t % HOUR == 0 and (t // DAY + 3) % 7 < 5 and 8 <= t % DAY // HOUR < 18:
+                self.level = max(0.0, self.level - self.per_hour)
+            v = self.level + self.noise()
+            det.feed(t, round(max(0.0, v), 1), True)
+            self.t = t + STEP
+
+
+def detector(cfg=None):
+    events = []
+    c = dict(CFG)
+    c.update(cfg or {})
+    det = Detector(c, lambda t, e, v, f: events.append((t, e, v, f)))
+    return det, events
+
+
+def named(events, name):
+    return [e for e in events if e[1] == name]
+
+
+def test_the_rate_counts_whole_weeks_so_weekends_and_noise_do_not_move_it():
+    det, events = detector()
+    ink = Ink(100.0, 3.0)              # 15 % a week: 2.14 % a day on average
+    ink.run(det, 24)
+    rate = det.state()["rate_per_day"]
+    assert abs(rate - 15 / 7.0) < 0.05, rate
+    # The weekend that just went by did not change it.
+    ink.run(det, 5 - 24 % 7)           # to Saturday 00:00
+    before = det.state()["rate_per_day"]
+    ink.run(det, 2)
+    assert abs(det.state()["rate_per_day"] - before) < 0.03
+    last = named(events, "forecast")[-1]
+    assert abs(last[2] - last[3]["level"] / (15 / 7.0)) < 1.0
+    assert last[3]["low_days"] <= last[2] <= last[3]["high_days"]
+
+
+def test_forecasts_come_once_a_day_with_their_band():
+    det, events = detector()
+    Ink(100.0, 3.0).run(det, 21)
+    times = [e[0] for e in named(events, "forecast")]
+    assert len(times) >= 15
+    assert all(b - a == DAY for a, b in zip(times, times[1:]))
+
+
+def test_a_swap_in_the_middle_of_the_window_is_seen_on_its_reading_and_restarts_the_level():
+    det, events = detector()
+    ink = Ink(60.0, 3.0)
+    ink.run(det, 17)
+    rate = det.state()["rate_per_day"]
+    assert abs(rate - 15 / 7.0) < 0.05
+    ink.level = 98.0
+    swap_t = ink.t
+    ink.run(det, STEP / float(DAY))      # one reading
+    swaps = named(events, "cartridge_replaced")
+    assert len(swaps) == 1 and swaps[0][0] == swap_t
+    assert abs(swaps[0][3]["from"] - (60.0 - 13 * 3.0)) < 0.5 and swaps[0][3]["to"] > 97.5
+    # The level starts again at once (the days count from 98 %), the office's rate carries on.
+    state = det.state()
+    assert state["since"] == swap_t and state["reordered"] is False
+    assert state["rate_per_day"] == rate and abs(state["days"] - 98 / rate) < 3.0
+    # The jump itself is never counted as ink: the rate a week and a half on is the same.
+    ink.run(det, 10)
+    assert abs(det.state()["rate_per_day"] - 15 / 7.0) < 0.05
+    # The old cartridge's reorder came (at 1.7 x the lead time); the new one, 45 days from
+    # empty, has none yet.
+    assert [e[0] < swap_t for e in named(events, "reorder")] == [True]
+
+
+def test_a_cold_start_waits_for_learn_and_a_low_cartridge_still_gets_its_reorder():
+    det, events = detector()
+    ink = Ink(30.0, 3.0)                 # dry in 10 weekdays: two weeks from Monday
+    ink.run(det, 1.9)
+    assert named(events, "forecast") == [] and named(events, "reorder") == []
+    ink.run(det, 0.6)
+    reorders = named(events, "reorder")
+    assert len(reorders) == 1 and MONDAY + 2 * DAY <= reorders[0][0] <= MONDAY + 2 * DAY + 7 * HOUR
+    assert reorders[0][3]["lead_days"] == 10.0 and reorders[0][3]["days"] <= 10.0
+
+
+def test_reorder_and_empty_come_once_a_cartridge_and_a_swap_rearms_them():
+    det, events = detector()
+    ink = Ink(100.0, 6.0)
+    ink.run(det, 40)                     # dry after ~23 days, then 17 days at 0 % with noise
+    assert len(named(events, "reorder")) == 1
+    empties = named(events, "empty")
+    assert len(empties) == 1 and empties[0][3]["reordered"] is True
+    dry = MONDAY + 22 * DAY + 15 * HOUR  # the 100th % went on the 17th weekday, 14:00-15:00
+    assert dry - HOUR <= empties[0][0] <= dry + HOUR
+    reorder = named(events, "reorder")[0]
+    assert 10 * DAY <= dry - reorder[0] <= 23 * DAY
+    ink.level = 97.0
+    ink.run(det, 30)
+    # The 17 days it stood empty are not read as a printer at rest.
+    assert abs(det.state()["rate_per_day"] - 30 / 7.0) < 0.1
+    assert len(named(events, "cartridge_replaced")) == 1
+    assert len(named(events, "reorder")) == 2 and len(named(events, "empty")) == 2
+
+
+def test_odd_values_never_raise_and_a_flat_level_forecasts_nothing():
+    det, events = detector()
+    t = MONDAY
+    for v in (-5.0, 1e9, 0.0, 50.0, 50.0, 50.0):
+        det.feed(t, v, False)
+        t += STEP
+    for i in range(3 * 288):
+        det.feed(t, 50.0, True)
+        t += STEP
+    assert named(events, "forecast") == [] and named(events, "reorder") == []
+
+
+def test_a_clock_set_forward_at_the_first_sync_starts_the_points_again():
+    det, events = detector()
+    ink = Ink(100.0, 3.0, t=3 * DAY)     # device time before the first sync: days after 1970
+    ink.run(det, 3)
+    assert det.state()["points"] > 0
+    ink.t = MONDAY                       # synced
+    ink.run(det, 1)
+    assert det.state()["points"] == 3    # only the points since the sync (one every 6 h)
+    ink.run(det, 9)
+    assert abs(det.state()["rate_per_day"] - 15 / 7.0) < 0.05
+    assert [e[1] for e in events if e[1] != "forecast"] == []
+    ink.t -= 2 * DAY                     # set back: the points start again at once
+    ink.run(det, STEP / float(DAY))
+    assert det.state()["points"] == 0
+
+
+def test_set_changes_the_lead_time_and_refuses_bad_settings_with_a_reason():
+    det, events = detector()
+    Ink(100.0, 3.0).run(det, 15)
+    assert named(events, "reorder") == []
+    got = det.set({"lead_time_ms": 40 * DAY, "forecast_ms": 6 * HOUR})
+    assert got["lead_time_ms"] == 40 * DAY and got["forecast_ms"] == 6 * HOUR
+    det.feed(MONDAY + 15 * DAY + 6 * HOUR, det.state()["level"], True)
+    assert len(named(events, "reorder")) == 1
+    for bad, words in (("lead", "a map"), ({}, "a map"), ({"lead": 1}, "unknown key 'lead'"),
+                       ({"lead_time_ms": True}, "lead_time_ms must be an integer"),
+                       ({"lead_time_ms": 5.5 * DAY}, "lead_time_ms must be an integer"),
+                       ({"lead_time_ms": 100 * DAY}, "from 3600000 to 7776000000"),
+                       ({"swap_jump": "20"}, "swap_jump must be a number"),
+                       ({"empty": -1}, "empty must be a number from 0 to 50"),
+                       ({"empty": 2, "bogus": 1}, "unknown key 'bogus'")):
+        err = raises(ValueError, det.set, bad)
+        assert words in str(err), str(err)
+    assert det.set({"empty": 2})["empty"] == 2.0 and det.settings()["lead_time_ms"] == 40 * DAY
+
+
+def test_ack_reports_the_cartridge_it_is_about():
+    det, events = detector()
+    Ink(40.0, 6.0).run(det, 3)
+    got = det.ack("reorder")
+    assert got == {"since": MONDAY, "reordered": True, "empty": False}
