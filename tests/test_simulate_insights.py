@@ -26,6 +26,8 @@ def test_every_insight_a_device_sends_reaches_the_ingest_and_is_scored(tmp_path)
     # A four-day fleet of every example appliance: each kind has spoken.
     assert {"forecast", "dose_taken", "cycle", "energy_report"} <= kinds, kinds
     assert set(report["insight_scores"]) == {"consumables", "doses", "motors"}
-    assert all(row["value"] is not None for row in report["insight_scores"]["doses"])
+    judged = {row["name"].split(" (")[0]: row for row in report["insight_scores"]["doses"]}
+    for name in ("dose_missed specificity", "dose_taken precision", "dose_taken recall"):
+        assert judged[name]["value"] is not None and judged[name]["ok"], judged[name]
     assert [d["insights"] for d in report["devices"]] == [
         stored.get(d.device_id, 0) for d in fleet.devices]

@@ -158,6 +158,48 @@ def test_micropython_writes_the_same_resend_vectors(micropython, tmp_path):
     assert proc.stdout.split() == [vectors()[label].hex() for label, _ in RESEND_CASES]
 
 
+REORDER = {"days": 16.4, "low_days": 12.9, "high_days": 21.7, "level": 31.5,
+           "rate_per_day": 1.92, "lead_days": 10.0, "weekly": True}
+SNOOZE = {"id": "c-7", "cmd": "insight", "sensor": "ink_c", "action": "snooze",
+          "event": "reorder", "for_ms": 172800000}
+SNOOZE_REPLY = {"reply": "c-7", "ok": True, "result": {"sensor": "ink_c", "event": "reorder",
+                                                        "until": T + 172800000}}
+
+
+def test_an_insight_event_is_the_documented_bytes_and_decodes_to_its_fields():
+    from agent import events_decode
+    from agent.events import Events
+    log = Log(RamStore(), 8192, 2048, batch.seq_of)
+    log.open()
+    log.boot = 2
+    events = Events(log, "printer-0001")
+    events.open()
+    events.emit(T, True, "reorder", "ink_c", "insight", 16.4, REORDER)
+    data = bytes(events.next_event()[1])
+    assert data == vectors()["reorder event (162 bytes)"]
+    e = events_decode.decode(data)
+    assert (e.event, e.sensor, e.state, e.value, e.detail, e.synced) == (
+        "reorder", "ink_c", "insight", 16.4, REORDER, True)
+    assert cbor2.loads(data)[10] == REORDER
+
+
+def test_a_device_answers_the_documented_insight_command_with_the_documented_reply():
+    from agent.clock import FakeClock
+    from agent.insights import Insights
+    sensor = {"name": "ink_c", "quantity": "level",
+              "insight": {"type": "consumable", "lead_time_ms": 864000000,
+                          "window_ms": 56 * 86400000, "empty": 0, "swap_jump": 20,
+                          "forecast_ms": 86400000, "learn_ms": 2 * 86400000,
+                          "utc_offset_min": 0}}
+    device = SimpleNamespace(clock=FakeClock(0, T), insights=Insights(None, [sensor]))
+    commands = Commands({"insight": lambda cmd: Agent._insight(device, cmd)})
+    doc = vectors()
+    assert cbor_decode.loads(doc["insight command (73 bytes)"]) == SNOOZE
+    reply, _ = asyncio.run(commands.handle(doc["insight command (73 bytes)"]))
+    assert reply == doc["insight reply (65 bytes)"] == cbor.dumps(SNOOZE_REPLY)
+    assert device.insights.snoozed == {("ink_c", "reorder"): T + 172800000}
+
+
 def test_a_deflated_body_where_nothing_can_inflate_it_is_a_decode_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "deflate", None)  # None in sys.modules: ImportError
     monkeypatch.setitem(sys.modules, "zlib", None)
