@@ -4,7 +4,9 @@
 #
 # A cycle starts at a reading above on_w and ends once readings stay below off_w for end_ms (its
 # end is the first of those). Energy is each reading x the time since the previous one (gaps
-# over MAX_GAP_MS count nothing); readings below off_w are standby.
+# over MAX_GAP_MS count nothing: the report says how long they were); readings below off_w are
+# standby. A cycle with such a gap (a reboot, a power cut) is sent marked, with no feature; one
+# that was seen falling, or is below off_w after the gap, ended at the last reading before it.
 #
 # Maintenance: the watched feature of each cycle, or the median of every `batch` cycles' (a
 # chart point); the first `learn` points give the baseline of the watched feature (median, and a
@@ -15,10 +17,14 @@
 # Z_CLIP - k; a drift of more than k spreads a cycle adds up. Raised once; ack() (serviced)
 # learns a new baseline.
 #
+# snapshot() / restore() carry all of it across a reboot (agent/insights/__init__.py writes it
+# to flash): a short CBOR-able list, checked field by field on the way back in.
+#
 # Portable: runs on a board as on CPython.
 KIND = "energy"
 EVENTS = ("cycle", "energy_report", "maintenance_due")
 
+SNAP = 1                # the snapshot's layout: a change makes old ones fail restore()
 DAY_MS = 86400000
 MAX_GAP_MS = 600000
 FLOOR = 0.03
@@ -50,12 +56,53 @@ def _number(key, v, positive):
     return v
 
 
+def _short(x):
+    """x for an error message, never a whole snapshot's text: a board's heap is small."""
+    if isinstance(x, (list, dict, str, bytes)) and len(x) > 8:
+        return "a %s of %d" % (type(x).__name__, len(x))
+    return repr(x)
+
+
+def _fields(x, spec, what):
+    """A copy of list x, checked against spec, a code per item: z a whole number, i one >= 0,
+    I one >= 0 or None, n a number, p one >= 0, N one >= 0 or None, b true or false."""
+    if not isinstance(x, list) or len(x) != len(spec):
+        raise ValueError("snapshot: %s: expected a list of %d, got %s"
+                         % (what, len(spec), _short(x)))
+    for i in range(len(spec)):
+        v, c = x[i], spec[i]
+        if v is None and c in "IN" or isinstance(v, bool) and c == "b":
+            continue
+        if isinstance(v, bool) or not (isinstance(v, int) and c in "ziI" or isinstance(
+                v, (int, float)) and c in "npN" and v == v and abs(v) != float("inf")) or (
+                c not in "zn" and v < 0):
+            raise ValueError("snapshot: %s: item %d is %s" % (what, i, _short(v)))
+    return list(x)
+
+
+def _points(x, most, what):
+    if not isinstance(x, list) or len(x) > most:
+        raise ValueError("snapshot: %s: expected a list of at most %d, got %s"
+                         % (what, most, _short(x)))
+    return _fields(x, "n" * len(x), what)
+
+
+def _setting(key, v):
+    if key == "currency":
+        if not isinstance(v, str) or not 1 <= len(v) <= 8:
+            raise ValueError("currency: expected a short text like 'EUR', got %r" % (v,))
+        return v
+    return _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",
+                                   "drift_limit"))
+
+
 class Detector:
     KIND = KIND
     EVENTS = EVENTS
 
     def __init__(self, cfg, emit):
         self.emit = emit
+        self.cfg = cfg            # the profile's settings: set() overrides are what differ
         self.on_w = cfg["on_w"]
         self.off_w = cfg["off_w"]
         self.end_ms = cfg["end_ms"]
@@ -80,6 +127,7 @@ class Detector:
         self.day_ws = 0.0
         self.day_standby_ws = 0.0
         self.day_cycles = 0
+        self.day_gap_ms = 0
         # the cycle under way
         self.start = None
         self.below_since = None
@@ -97,11 +145,19 @@ class Detector:
         if v < 0:
             v = 0.0
         dt = 0 if self.last_t is None else t - self.last_t
+        gap_from = None
         if dt < 0 or dt > MAX_GAP_MS:
-            dt = 0
             self.last_end = None          # the off time before the next cycle is unknown
             if self.start is not None:
                 self.c_gap = True
+                if dt < 0:
+                    self.below_since = None     # the clock set back: time the end afresh
+                elif self.below_since is None:
+                    self.below_since = self.last_t    # it may have ended since: last seen on
+            if dt > 0:
+                gap_from = self.last_t
+                self.day_gap_ms += dt
+            dt = 0
         self.last_t = t
         if self.day_since is None:
             self.day_since = t
@@ -110,10 +166,11 @@ class Detector:
         if v < self.off_w:
             self.day_standby_ws += ws
         if synced:
-            self._report(t)
+            self._report(t, gap_from)
         if self.start is None:
             if v > self.on_w:
                 self._begin(t, v, ws)
+                self.c_gap = gap_from is not None     # it may have begun during the gap
             return
         if v < self.off_w:
             if self.below_since is None:
@@ -203,7 +260,8 @@ class Detector:
         fields = {"start": start, "end": end, "duration_s": duration // 1000,
                   "energy_wh": round(wh, 2), "peak_w": round(self.c_peak, 1),
                   "programme": self._programme(duration, wh), "watch": self.watch,
-                  "feature": None if feature is None else round(feature, 4)}
+                  "feature": None if feature is None else round(feature, 4),
+                  "gap": self.c_gap}
         if self.watch == "reversal":
             fields["reversals"] = self.best_n
         self.emit(t, "cycle", round(wh, 2), fields)
@@ -275,7 +333,7 @@ class Detector:
                 "cycles": self.charted})
 
     # -- the daily report -------------------------------------------------------------------
-    def _report(self, t):
+    def _report(self, t, gap_from):
         day = (t - self.report_ms) // DAY_MS
         if self.day is None:
             self.day = day
@@ -283,16 +341,20 @@ class Detector:
         if day == self.day:
             return
         until = day * DAY_MS + self.report_ms
+        # a gap's part past the report time is in no period: the next one begins at t
+        over = 0 if gap_from is None else t - max(gap_from, until)
         kwh = self.day_ws / 3.6e6
         self.emit(t, "energy_report", round(kwh, 4), {
             "since": self.day_since, "until": until, "kwh": round(kwh, 4),
             "standby_kwh": round(self.day_standby_ws / 3.6e6, 4), "cycles": self.day_cycles,
             "co2_g": round(kwh * self.co2_g_per_kwh, 1),
-            "cost": round(kwh * self.tariff, 4), "currency": self.currency})
+            "cost": round(kwh * self.tariff, 4), "currency": self.currency,
+            "missing_s": (self.day_gap_ms - over) // 1000})
         self.day = day
         self.day_since = t
         self.day_ws = self.day_standby_ws = 0.0
         self.day_cycles = 0
+        self.day_gap_ms = 0
 
     # -- the cloud --------------------------------------------------------------------------
     def ack(self, event):
@@ -312,15 +374,7 @@ class Detector:
             if key not in names:
                 raise ValueError("unknown setting %r (settings: %s)"
                                  % (key, ", ".join(k for k, _ in SETTINGS)))
-            v = args[key]
-            if key == "currency":
-                if not isinstance(v, str) or not 1 <= len(v) <= 8:
-                    raise ValueError("currency: expected a short text like 'EUR', got %r"
-                                     % (v,))
-            else:
-                v = _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",
-                                            "drift_limit"))
-            new[names[key]] = v
+            new[names[key]] = _setting(key, args[key])
         on_w = new.get("on_w", self.on_w)
         off_w = new.get("off_w", self.off_w)
         if off_w >= on_w:
@@ -335,6 +389,94 @@ class Detector:
         for key, name in SETTINGS:
             out[key] = getattr(self, name)
         return out
+
+    # -- across a reboot ---------------------------------------------------------------------
+    def snapshot(self):
+        """Everything needed to go on, as a short list of numbers (docs/insights/energy.md):
+        [SNAP, watch, report_ms, settings set() changed {key: [profile's, now]}, last_t,
+        cycles, last_end, day, cycle under way or None, chart]."""
+        changed = {}
+        for key, name in SETTINGS:
+            if getattr(self, name) != self.cfg[name]:
+                changed[key] = [self.cfg[name], getattr(self, name)]
+        cycle = None
+        if self.start is not None:
+            cycle = [self.start, self.below_since, self.c_ws, self.c_peak, self.c_gap,
+                     self.r_state, self.r_spike, self.r_steady, self.r_s, self.r_t, self.r_n,
+                     self.best_s, self.best_t, self.best_n]
+        return [SNAP, self.watch, self.report_ms, changed, self.last_t, self.cycles,
+                self.last_end, [self.day, self.day_since, self.day_ws, self.day_standby_ws,
+                                self.day_cycles, self.day_gap_ms],
+                cycle, [list(self.learning), list(self.batched), self.base, self.spread,
+                        self.cusum, self.recent, self.charted, self.alarmed]]
+
+    def restore(self, snap):
+        """Go on from a snapshot, on a detector just made from the profile as it is now.
+        ValueError, changing nothing, for anything but a snapshot's exact shape and types.
+        A setting set() changed stays unless the profile changed it since; a different
+        `watch` drops the chart (another figure) and the figure of the cycle under way; a
+        different report time starts the report's day again."""
+        if not isinstance(snap, list) or len(snap) != 10 or snap[0] != SNAP or not isinstance(
+                snap[0], int) or isinstance(snap[0], bool):
+            raise ValueError("snapshot: expected a version %d snapshot, got %s"
+                             % (SNAP, _short(snap)))
+        watch = snap[1]
+        if not isinstance(watch, str) or watch not in UP:
+            raise ValueError("snapshot: unknown watch %s" % _short(watch))
+        report_ms, last_t, cycles, last_end = _fields([snap[2]] + snap[4:7], "zIiI", "snapshot")
+        if not isinstance(snap[3], dict):
+            raise ValueError("snapshot: settings: expected a map")
+        names = dict(SETTINGS)
+        settings = {}
+        for key in snap[3]:
+            if not isinstance(key, str) or key not in names:
+                raise ValueError("snapshot: unknown setting %s" % _short(key))
+            pair = snap[3][key]
+            if not isinstance(pair, list) or len(pair) != 2:
+                raise ValueError("snapshot: %s: expected [profile's, set], got %s"
+                                 % (key, _short(pair)))
+            try:
+                v = _setting(key, pair[1])
+            except ValueError as e:
+                raise ValueError("snapshot: %s" % e)
+            if pair[0] == self.cfg[names[key]]:       # else the profile changed it since
+                settings[names[key]] = v
+        if settings.get("off_w", self.off_w) >= settings.get("on_w", self.on_w):
+            settings.pop("on_w", None)                # the new profile's pair wins
+            settings.pop("off_w", None)
+        day = _fields(snap[7], "IIppii", "day")
+        if report_ms != self.report_ms:
+            day[0] = None
+        cycle = snap[8]
+        if cycle is not None:
+            cycle = _fields(cycle, "iIppbipippippi", "cycle")
+            if cycle[5] > 2:
+                raise ValueError("snapshot: cycle: no reversal state %r" % (cycle[5],))
+            if watch != self.watch:
+                cycle[4] = True             # its figure was gathered for another chart
+        chart = snap[9]
+        if not isinstance(chart, list) or len(chart) != 8:
+            raise ValueError("snapshot: chart: expected a list of 8, got %s" % _short(chart))
+        learning = _points(chart[0], 200, "learning")
+        batched = _points(chart[1], 64, "batch")
+        chart = [learning, batched] + _fields(chart[2:], "NNpNib", "chart")
+        base, spread, recent = chart[2], chart[3], chart[5]
+        if (spread is None) != (base is None) or (recent is None) != (base is None) or (
+                base is not None and (learning or spread <= 0)):
+            raise ValueError("snapshot: chart: a baseline needs its spread, nothing to learn")
+        # all checked: now go on from it
+        for name in settings:
+            setattr(self, name, settings[name])
+        self.last_t, self.cycles, self.last_end = last_t, cycles, last_end
+        (self.day, self.day_since, self.day_ws, self.day_standby_ws, self.day_cycles,
+         self.day_gap_ms) = day
+        if cycle is not None:
+            (self.start, self.below_since, self.c_ws, self.c_peak, self.c_gap, self.r_state,
+             self.r_spike, self.r_steady, self.r_s, self.r_t, self.r_n, self.best_s,
+             self.best_t, self.best_n) = cycle
+        if watch == self.watch:
+            (self.learning, self.batched, self.base, self.spread, self.cusum, self.recent,
+             self.charted, self.alarmed) = chart
 
     def state(self):
         return {"watch": self.watch, "cycles": self.cycles, "in_cycle": self.start is not None,

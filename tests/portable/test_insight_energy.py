@@ -1,63 +1,8 @@
 # agent/insights/energy.py on hand-made power sequences with known answers: a cycle and its
 # programme, standby and the daily report at local midnight, a spike that must not alarm, a slow
 # drift that must, ack learning again, the motor features, bad settings. Both interpreters.
-from agent.insights.energy import Detector
-
-T0 = 1767225600000          # 2026-01-01 00:00 UTC
-MIN = 60000
-HOUR = 3600000
-DAY = 86400000
-
-
-def config(**changes):
-    cfg = {"type": "energy", "utc_offset_min": 0, "on_w": 10, "off_w": 5, "end_ms": 3 * MIN,
-           "tariff": 0.3, "currency": "EUR", "co2_g_per_kwh": 250, "report_min": 0,
-           "programmes": [], "learn": 5, "watch": "energy", "batch": 1, "drift_k": 1,
-           "drift_h": 6, "motor_lo_w": 30, "motor_hi_w": 1000}
-    cfg.update(changes)
-    return cfg
-
-
-class Run:
-    """A detector and the events it sent (the last KEEP cycles: a 64k heap), fed on a clock of
-    its own."""
-    KEEP = 8
-
-    def __init__(self, **changes):
-        self.events = []
-        self.d = Detector(config(**changes), self._emit)
-        self.t = T0
-
-    def _emit(self, t, event, value, fields):
-        self.events.append((t, event, value, fields))
-        if event == "cycle" and len(self.of("cycle")) > self.KEEP:
-            self.events.remove(self.of("cycle")[0])
-
-    def feed(self, watts, ms, step=5000, synced=True):
-        """watts (a number, a list repeated, or a function of the reading's number) every step
-        ms for ms."""
-        if isinstance(watts, list):
-            pattern = watts
-            watts = lambda i: pattern[i % len(pattern)]    # noqa: E731
-        elif not callable(watts):
-            level = watts
-            watts = lambda i: level                         # noqa: E731
-        end = self.t + ms
-        i = 0
-        while self.t < end:
-            self.d.feed(self.t, watts(i), synced)
-            i += 1
-            self.t += step
-
-    def cycle(self, watts, minutes, step=MIN):
-        """A cycle of `watts` for `minutes` between standby, read every step."""
-        self.feed(1.0, 10 * MIN, step)
-        self.feed(watts, minutes * MIN, step)
-        self.feed(1.0, 10 * MIN, step)
-
-    def of(self, event):
-        return [e for e in self.events if e[1] == event]
-
+# Across a reboot: test_insight_energy_reboot.py.
+from energykit import DAY, HOUR, MIN, T0, Run, cycles as _cycles
 
 def test_a_cycle_has_its_start_end_energy_peak_and_programme():
     r = Run(programmes=[{"name": "cotton 60", "duration_ms": HOUR, "energy_wh": 500},
@@ -109,11 +54,6 @@ def test_standby_and_the_daily_report_come_at_local_midnight():
     assert second[0] == T0 + 47 * HOUR and second[3]["cycles"] == 1
     assert abs(second[3]["kwh"] - (500.0 * 600 + 2.0 * (DAY / 1000 - 600)) / 3.6e6) < 1e-4
     assert abs(second[3]["standby_kwh"] - 2.0 * (DAY / 1000 - 600) / 3.6e6) < 1e-4
-
-
-def _cycles(r, energies):
-    for e in energies:
-        r.cycle(e, 60)
 
 
 def test_a_spike_does_not_alarm_and_a_slow_drift_does():
