@@ -122,8 +122,9 @@ class Agent:
                 self.on_tick(self.clock.now()[0])
             wait = self.sampler.step()
             self.buffer.poll(self.clock.now()[0])
-            if (self.insights is not None
-                    and self.clock.monotonic() - self.saved_at >= self.insights.SAVE_MS):
+            ins = self.insights
+            if ins is not None and (
+                    ins.dirty or self.clock.monotonic() - self.saved_at >= ins.SAVE_MS):
                 self.save_insights()
             if sleep is not None:
                 await sleep(wait)

@@ -17,7 +17,8 @@
 #
 # What a detector has learned (weeks of ink use, a motor's baseline, the dose taken an hour ago)
 # survives a reboot: the manager writes every detector's snapshot to flash (save(), every
-# SAVE_MS of running and at a clean stop; one file, CRC-checked, replaced atomically) and
+# SAVE_MS of running, after a round in which a detector sent an event, so that a reboot does not
+# send it again, and at a clean stop; one file, CRC-checked, replaced atomically) and
 # restores it at boot (load()). A snapshot that does not restore (torn, from another kind,
 # refused by the detector) is dropped and the detector starts afresh: counted, never a crash.
 # Readings taken before the clock is synced are not fed: every insight is about Unix time, and a
@@ -70,6 +71,7 @@ class Insights:
         self.unsynced = 0     # readings not fed: the clock was not synced
         self.restored = 0     # detectors that went on from their snapshot at boot
         self.fresh = 0        # snapshots dropped at boot: the detector started afresh
+        self.dirty = False    # a detector sent an event since the last save()
         for s in sensors:
             cfg = s.get("insight")
             if cfg is not None:
@@ -84,6 +86,7 @@ class Insights:
 
     def _emitter(self, sensor):
         def emit(t, event, value, fields):
+            self.dirty = True  # what it has learned led to an event: worth saving now
             until = self.snoozed.get((sensor, event))
             if until is not None:
                 if t < until:
@@ -151,6 +154,7 @@ class Insights:
 
     def save(self, store):
         """Writes every detector's snapshot and the snoozes (store.replace: atomic)."""
+        self.dirty = False
         snaps = {}
         for name in self.detectors:
             d = self.detectors[name]
