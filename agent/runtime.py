@@ -57,8 +57,9 @@ class Agent:
         self.sampler = Sampler(clock, self.buffer, self.events, [] if safe_mode else
                                channels(profile, self.schema, drivers(profile, platform)))
         self.insights = None
+        self.saved_at = self.started
         if not safe_mode and any("insight" in s for s in profile["sensors"]):
-            from agent.insights import Insights
+            from agent.insights import Insights  # only where a profile has insights
             self.insights = Insights(self.events, profile["sensors"])
             for c in self.sampler.channels:
                 c.insight = self.insights.feeder(c.name)
@@ -105,6 +106,9 @@ class Agent:
         """Reads the buffer and the event log back (after a reboot or a power cut)."""
         discarded = self.buffer.open() + self.events.open()
         self.buffer.set_synced(self.clock.synced)
+        if self.insights is not None:
+            self.insights.load(self.events.log.store)
+            self.saved_at = self.clock.monotonic()
         return discarded
 
     async def sampling(self):
@@ -118,6 +122,9 @@ class Agent:
                 self.on_tick(self.clock.now()[0])
             wait = self.sampler.step()
             self.buffer.poll(self.clock.now()[0])
+            if (self.insights is not None
+                    and self.clock.monotonic() - self.saved_at >= self.insights.SAVE_MS):
+                self.save_insights()
             if sleep is not None:
                 await sleep(wait)
             else:
@@ -156,9 +163,16 @@ class Agent:
             await asyncio.sleep(0.05)
             waited += 50
         await self.uplink.stop()
+        if self.insights is not None:
+            self.save_insights()
         # Saves the acknowledged cursor: after a clean stop nothing goes out twice.
         self.buffer.close()
         self.events.close()
+
+    def save_insights(self):
+        """What the insights have learned, to flash (agent/insights: it survives a reboot)."""
+        self.saved_at = self.clock.monotonic()
+        self.insights.save(self.events.log.store)
 
     # -- health and commands ---------------------------------------------------------------------
 

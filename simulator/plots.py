@@ -149,10 +149,22 @@ def _pills(plt, outdir, bottles, found, start, end_days):
     return _save(fig, outdir, "pills.png")
 
 
-def _baseline(features, cfg):
-    """The median of a unit's first learn x batch features: the baseline as its device learns
-    it (agent/insights/energy.py), or of all it has when a short run has fewer."""
-    first = sorted(features[:cfg.get("learn", 20) * cfg.get("batch", 1)])
+def _charted(cycles, batch):
+    """[(end ms, figure)] as the maintenance chart takes them (agent/insights/energy.py): each
+    cycle's figure, or the median of each `batch` of them (a fridge's single cycles are bent by
+    door openings and the defrost)."""
+    out = []
+    for i in range(0, len(cycles) - batch + 1, batch):
+        group = cycles[i:i + batch]
+        xs = sorted(f["feature"] for f in group)
+        out.append((group[-1]["end"], xs[len(xs) // 2]))
+    return out
+
+
+def _baseline(figures, cfg):
+    """The median of the first `learn` figures: the baseline as the device learns it, or of all
+    there are when a short run has fewer."""
+    first = sorted(figures[:cfg.get("learn", 20)])
     return first[len(first) // 2] if first else None
 
 
@@ -169,18 +181,23 @@ def _energy(plt, outdir, meters, found, start, end_days):
             mine = found.get(d.device_id, [])
             cycles = [f for t, e, s, v, f in mine if e == "cycle"]
             degrading = d.model.truth.get("degrading")
-            label = "%s%s (%d cycles)" % (d.device_id, ", degrading" if degrading else "",
-                                          len(cycles))
+            onset = d.model.truth.get("degrade_onset_ms")
+            wear = ""
+            if degrading:
+                wear = (", wears from day %.0f" % _days(onset, start) if onset is not None
+                        else ", degrading")
+            label = "%s%s (%d cycles)" % (d.device_id, wear, len(cycles))
             style = dict(color=colour, markersize=5 if degrading else 3, alpha=0.8,
                          linestyle="none")
             left.plot([_days(f["end"], start) for f in cycles],
                       [f["energy_wh"] for f in cycles], "o" if degrading else ".", label=label,
                       **style)
-            charted = [f for f in cycles if f.get("feature") is not None]
-            base = _baseline([f["feature"] for f in charted], cfg)
+            points = _charted([f for f in cycles if f.get("feature") is not None],
+                              cfg.get("batch", 1))
+            base = _baseline([x for _, x in points], cfg)
             if base:
-                right.plot([_days(f["end"], start) for f in charted],
-                           [100.0 * (f["feature"] / base - 1.0) for f in charted],
+                right.plot([_days(t, start) for t, _ in points],
+                           [100.0 * (x / base - 1.0) for _, x in points],
                            "o" if degrading else ".", label=label, **style)
             for t, e, s, v, f in mine:
                 if e == "maintenance_due":
@@ -188,7 +205,6 @@ def _energy(plt, outdir, meters, found, start, end_days):
                         ax.axvline(_days(t, start), color=colour, linewidth=2, linestyle="--",
                                    label="maintenance due (device): %s, %+.0f %%"
                                    % (d.device_id, f.get("drift_pct", 0)))
-            onset = d.model.truth.get("degrade_onset_ms")
             failure = d.model.truth.get("failure_ms")
             for ax in (left, right):
                 if degrading and onset is not None and _days(onset, start) < end_days:
@@ -202,7 +218,8 @@ def _energy(plt, outdir, meters, found, start, end_days):
         left.set_title("%s: energy of each cycle the device found" % kind)
         right.axhline(0.0, color="0.5", linewidth=0.8)
         right.set_ylabel("% from its own baseline")
-        right.set_title("%s: the maintenance chart's figure (%s) per cycle" % (kind, watch))
+        right.set_title("%s: what the maintenance chart watches (%s), against each unit's "
+                        "own baseline" % (kind, watch))
         for ax in (left, right):
             ax.set_xlim(0, end_days)
         _outside_legend(right)

@@ -12,9 +12,25 @@
 # feed(t, value, synced) with every plausible reading, before the median and the deadband (a
 # detector does its own smoothing: a swap must show within one reading). A detector may also
 # have ack(event) (the cloud acknowledged one of its insights), set(args) (a downlink changes
-# its settings; ValueError with a message for a bad one) and state() (a small dict for diag).
+# its settings; ValueError with a message for a bad one), state() (a small dict for diag), and
+# snapshot() / restore(snapshot): what it has learned as a small CBOR-able value, and back.
+#
+# What a detector has learned (weeks of ink use, a motor's baseline, the dose taken an hour ago)
+# survives a reboot: the manager writes every detector's snapshot to flash (save(), every
+# SAVE_MS of running and at a clean stop; one file, CRC-checked, replaced atomically) and
+# restores it at boot (load()). A snapshot that does not restore (torn, from another kind,
+# refused by the detector) is dropped and the detector starts afresh: counted, never a crash.
+# Readings taken before the clock is synced are not fed: every insight is about Unix time, and a
+# board's first seconds after a reboot would look like a clock set back.
 #
 # Portable: runs on a board as on CPython.
+import binascii
+import struct
+
+from agent import cbor
+
+SAVE_NAME = "insights"     # the snapshot's file, in the event log's store
+SAVE_MS = 15 * 60000       # monotonic ms between snapshots while running
 KINDS = ("consumable", "adherence", "energy")
 STATE = "insight"        # an insight event's state field (agent/events.py)
 
@@ -40,21 +56,31 @@ def modules(profile):
 class Insights:
     """The detectors of a profile's sensors, and what the cloud said about their insights:
     snoozed ones are not sent (and counted) until their time is up."""
+    SAVE_MS = SAVE_MS
 
     def __init__(self, events, sensors):
         """events: agent.events.Events; sensors: the compiled profile's sensors."""
         self.events = events
+        self.cfgs = {}        # sensor name -> its insight's compiled config
         self.detectors = {}   # sensor name -> detector
         self.snoozed = {}     # (sensor, event) -> until, device ms
         self.sent = 0
         self.held = 0         # not sent: snoozed
         self.acked = 0
-        self.synced = False
+        self.unsynced = 0     # readings not fed: the clock was not synced
+        self.restored = 0     # detectors that went on from their snapshot at boot
+        self.fresh = 0        # snapshots dropped at boot: the detector started afresh
         for s in sensors:
             cfg = s.get("insight")
             if cfg is not None:
-                self.detectors[s["name"]] = module(cfg["type"]).Detector(
-                    cfg, self._emitter(s["name"]))
+                self.cfgs[s["name"]] = cfg
+                self._make(s["name"])
+
+    def _make(self, name):
+        cfg = self.cfgs[name]
+        d = module(cfg["type"]).Detector(cfg, self._emitter(name))
+        self.detectors[name] = d
+        return d
 
     def _emitter(self, sensor):
         def emit(t, event, value, fields):
@@ -65,21 +91,20 @@ class Insights:
                     return
                 del self.snoozed[(sensor, event)]
             self.sent += 1
-            self.events.emit(t, self.synced, event, sensor, STATE, value, fields)
+            self.events.emit(t, True, event, sensor, STATE, value, fields)
         return emit
-
-    def for_sensor(self, name):
-        return self.detectors.get(name)
 
     def feeder(self, name):
         """fn(t, value, synced) for the sampler, or None when the sensor has no insight."""
-        d = self.detectors.get(name)
-        if d is None:
+        if name not in self.detectors:
             return None
+        detectors = self.detectors
 
         def feed(t, v, synced):
-            self.synced = synced
-            d.feed(t, v, synced)
+            if synced:
+                detectors[name].feed(t, v, True)
+            else:
+                self.unsynced += 1
         return feed
 
     def command(self, sensor, action, event=None, until=None, args=None):
@@ -119,4 +144,56 @@ class Insights:
         return out
 
     def health(self):
-        return {"sent": self.sent, "held": self.held, "snoozed": len(self.snoozed)}
+        return {"sent": self.sent, "held": self.held, "snoozed": len(self.snoozed),
+                "unsynced": self.unsynced, "restored": self.restored, "fresh": self.fresh}
+
+    # -- across reboots ---------------------------------------------------------------------
+
+    def save(self, store):
+        """Writes every detector's snapshot and the snoozes (store.replace: atomic)."""
+        snaps = {}
+        for name in self.detectors:
+            d = self.detectors[name]
+            if hasattr(d, "snapshot"):
+                snaps[name] = [d.KIND, d.snapshot()]
+        snoozed = [[k[0], k[1], self.snoozed[k]] for k in self.snoozed]
+        body = cbor.dumps({"v": 1, "detectors": snaps, "snoozed": snoozed})
+        store.replace(SAVE_NAME, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+
+    def load(self, store):
+        """Restores what save() wrote, where it still fits this profile; returns how many
+        detectors went on from their snapshot."""
+        data = store.read_all(SAVE_NAME)
+        if data is None:
+            return 0
+        doc = None
+        if len(data) > 4 and struct.unpack("<I", data[-4:])[0] == (
+                binascii.crc32(data[:-4]) & 0xFFFFFFFF):
+            try:
+                from agent import cbor_decode
+                doc = cbor_decode.loads(data[:-4])
+            except Exception:  # a CRC that matched by chance: nothing to go on
+                doc = None
+        if not isinstance(doc, dict) or doc.get("v") != 1:
+            self.fresh += len(self.detectors)
+            return 0
+        snaps = doc.get("detectors")
+        for name in self.detectors:
+            snap = snaps.get(name) if isinstance(snaps, dict) else None
+            d = self.detectors[name]
+            if snap is None:
+                continue
+            try:
+                if not (isinstance(snap, list) and len(snap) == 2 and snap[0] == d.KIND):
+                    raise ValueError("a snapshot of another kind")
+                d.restore(snap[1])
+                self.restored += 1
+            except Exception:  # torn, foreign or refused: this detector starts afresh
+                self.fresh += 1
+                self._make(name)
+        snoozed = doc.get("snoozed")
+        for item in snoozed if isinstance(snoozed, list) else ():
+            if (isinstance(item, list) and len(item) == 3 and item[0] in self.detectors
+                    and item[1] in self.detectors[item[0]].EVENTS and isinstance(item[2], int)):
+                self.snoozed[(item[0], item[1])] = item[2]
+        return self.restored

@@ -56,6 +56,7 @@ def lines_text(scores):
         for name, value, target, ok in scores[area]:
             shown = "no data in this run" if value is None else (
                 "%.3g" % value if isinstance(value, float) else str(value))
-            out.append("  %s: %s: %s (target %s)%s" % (
-                area, name, shown, target, "" if ok in (True, None) else "  MISSES TARGET"))
+            out.append("  %s: %s: %s%s%s" % (
+                area, name, shown, " (target %s)" % target if target else "",
+                "" if ok in (True, None) else "  MISSES TARGET"))
     return out

@@ -1,7 +1,8 @@
 # agent/insights/__init__.py: a profile's detectors, their events sent as insight events, and what
 # the cloud says about them (ack, snooze, set). Driven through the adherence detector, whose
 # dose_missed is easy to bring about: a bottle nobody touches. Both interpreters.
-from agent.insights import Insights, modules
+from agent.insights import Insights, SAVE_NAME, modules
+from agent.store import RamStore
 from support import raises
 
 MIN = 60000
@@ -50,7 +51,8 @@ def test_a_detectors_events_go_out_as_insight_events_with_their_fields():
     (t, synced, event, sensor, state, value, fields), = sink.got
     assert (event, sensor, state, synced) == ("dose_missed", "pills", "insight", True)
     assert fields["scheduled"] == DAY0 + 8 * HOUR
-    assert ins.health() == {"sent": 1, "held": 0, "snoozed": 0}
+    assert ins.health() == {"sent": 1, "held": 0, "snoozed": 0, "unsynced": 0, "restored": 0,
+                            "fresh": 0}
 
 
 def test_a_snoozed_event_is_held_until_its_time_then_sent_again():
@@ -60,10 +62,10 @@ def test_a_snoozed_event_is_held_until_its_time_then_sent_again():
     assert ins.command("pills", "snooze", "dose_missed", until) == {
         "sensor": "pills", "event": "dose_missed", "until": until}
     t = untouched(ins, DAY0 + 7 * HOUR, 24)     # 08:00 and 20:00 missed while snoozed
-    assert sink.got == [] and ins.health() == {"sent": 0, "held": 2, "snoozed": 1}
+    assert sink.got == [] and (ins.sent, ins.held, len(ins.snoozed)) == (0, 2, 1)
     untouched(ins, t, 24)                        # 08:00 (said at 13:05) still snoozed
     assert [g[6]["scheduled"] for g in sink.got] == [DAY0 + 44 * HOUR]
-    assert ins.health() == {"sent": 1, "held": 3, "snoozed": 0}
+    assert (ins.sent, ins.held, len(ins.snoozed)) == (1, 3, 0)
 
 
 def test_a_snooze_of_none_ends_it_at_once():
@@ -90,3 +92,87 @@ def test_ack_and_set_reach_the_detector_and_mistakes_are_refused_with_the_reason
         assert says in str(e), (args, str(e))
     raises(ValueError, lambda: ins.command("pills", "set", args={"pills": "two"}))
     assert ins.command("pills", "set", args={})["settings"]["pills"] == 2
+
+
+def test_readings_before_the_clock_is_synced_are_not_fed():
+    sink = Sink()
+    ins = Insights(sink, sensors())
+    feed = ins.feeder("pills")
+    t = DAY0 + 7 * HOUR
+    while t < DAY0 + 15 * HOUR:       # an 08:00 dose never judged: the clock is not synced
+        feed(t, 40.0, False)
+        t += 30000
+    assert sink.got == [] and ins.unsynced == 960
+
+
+class Learner:
+    """A detector that counts its readings and says so in its snapshot, as a real one would
+    keep what it has learned."""
+    KIND = "adherence"
+    EVENTS = ("dose_missed",)
+
+    def __init__(self, n=0):
+        self.n = n
+
+    def feed(self, t, v, synced):
+        self.n += 1
+
+    def snapshot(self):
+        return {"n": self.n}
+
+    def restore(self, snap):
+        if not isinstance(snap, dict) or not isinstance(snap.get("n"), int):
+            raise ValueError("not a Learner's snapshot")
+        self.n = snap["n"]
+
+
+def booted(store, detector=None):
+    """A fresh manager on `store` (its pills detector replaced by `detector`), loaded."""
+    ins = Insights(Sink(), sensors())
+    if detector is not None:
+        ins.detectors["pills"] = detector
+    ins.load(store)
+    return ins
+
+
+def test_what_detectors_learned_and_the_snoozes_survive_a_reboot():
+    store = RamStore()
+    ins = booted(store, Learner())
+    ins.command("pills", "snooze", "dose_missed", DAY0 + 99 * HOUR)
+    for _ in range(5):
+        ins.feeder("pills")(DAY0, 40.0, True)
+    ins.save(store)
+    again = booted(store, Learner())
+    assert again.detectors["pills"].n == 5
+    assert again.snoozed == {("pills", "dose_missed"): DAY0 + 99 * HOUR}
+    assert (again.restored, again.fresh) == (1, 0)
+
+
+def test_a_torn_foreign_or_refused_snapshot_starts_the_detector_afresh():
+    store = RamStore()
+    ins = booted(store, Learner(7))
+    ins.save(store)
+    good = store.read_all(SAVE_NAME)
+    cases = [good[:len(good) // 2],                     # torn by a power cut
+             good[:-1] + bytes([good[-1] ^ 1]),          # a bit flipped
+             b"",
+             None]
+    for data in cases:
+        s = RamStore()
+        if data is not None:
+            s.replace(SAVE_NAME, data)
+        again = booted(s, Learner())
+        assert again.detectors["pills"].n == 0, data
+        assert again.restored == 0
+    # Refused by the detector it was meant for: a real detector of this profile takes its place.
+    class Picky(Learner):
+        def restore(self, snap):
+            raise ValueError("from an older version")
+    again = booted(store, Picky())
+    assert (again.restored, again.fresh) == (0, 1)
+    assert not isinstance(again.detectors["pills"], Learner)
+    again.feeder("pills")(DAY0, 40.0, True)       # and it runs
+    # Of another kind (the profile changed the sensor's insight): afresh too.
+    class Other(Learner):
+        KIND = "energy"
+    assert booted(store, Other()).fresh == 1
