@@ -213,7 +213,7 @@ class Detector:
             raise ValueError("snapshot must be a list of 20 items, got %s"
                              % (type(snap).__name__ if not isinstance(snap, list)
                                 else "%d items" % len(snap)))
-        if snap[0] != _FORMAT or isinstance(snap[0], bool):
+        if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != _FORMAT:
             raise ValueError("snapshot format %r, expected %d" % (snap[0], _FORMAT))
         old = {"times_min": _times(snap[1])}
         for i in range(1, 6):
