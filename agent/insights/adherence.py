@@ -17,6 +17,9 @@
 # take that started before close has been settled by then). No slot is judged while the clock
 # is not synced, nor one that opened before judging started.
 #
+# snapshot()/restore() carry the state across a reboot: the manager writes the snapshot to flash
+# every 15 min and at a clean stop, and restores it into a detector made from the current profile.
+#
 # Portable: runs on a board as on CPython. State is a few numbers.
 KIND = "adherence"
 EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled")
@@ -27,32 +30,23 @@ _WHOLE = 0.25            # pills: a reading farther than this from a whole count
 _HUGE = 1000000          # pills: beyond this a reading is nonsense, not a count
 _GAP_MS = 6 * 3600000    # readings missing longer than this: the slots in between are not judged
 _CAP_MS = 3600000        # how long a drop of more than a dose waits for the cap to go back on
+_KEYS = ("times_min", "window_ms", "late_ms", "pills", "refill_days", "settle_ms")
+_FORMAT = 1              # the snapshot's layout (snapshot() below); another is refused
+_TMAX = 1 << 48          # device ms: a snapshot's times beyond this are nonsense
 
 
 def _settings(cfg, args):
     """The settings cfg would have with args applied; ValueError naming the first bad one."""
-    out = {"times_min": cfg["times_min"], "window_ms": cfg["window_ms"],
-           "late_ms": cfg["late_ms"], "pills": cfg["pills"],
-           "refill_days": cfg["refill_days"], "settle_ms": cfg["settle_ms"]}
+    out = {}
+    for key in _KEYS:
+        out[key] = cfg[key]
     if not isinstance(args, dict):
         raise ValueError("settings must be a map, got %r" % (args,))
     for key in args:
-        v = args[key]
         if key == "schedule":
-            out["times_min"] = _schedule(v)
-        elif key == "window_ms":
-            out[key] = _int(key, v, 5 * _MIN, 4 * 60 * _MIN)
-        elif key == "late_ms":
-            out[key] = _int(key, v, 10 * _MIN, 12 * 60 * _MIN)
-        elif key == "pills":
-            out[key] = _int(key, v, 1, 20)
-        elif key == "settle_ms":
-            out[key] = _int(key, v, 0, 60 * _MIN)
-        elif key == "refill_days":
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 365:
-                raise ValueError("refill_days must be a number of days above 0, at most 365, "
-                                 "got %r" % (v,))
-            out[key] = v
+            out["times_min"] = _schedule(args[key])
+        elif key in _KEYS and key != "times_min":
+            out[key] = _value(key, args[key])
         else:
             raise ValueError("unknown setting %r (settings: schedule, window_ms, late_ms, "
                              "pills, refill_days, settle_ms)" % (key,))
@@ -60,6 +54,22 @@ def _settings(cfg, args):
     if problem:
         raise ValueError(problem)
     return out
+
+
+def _value(key, v):
+    """A setting other than the schedule, checked against its range."""
+    if key == "window_ms":
+        return _int(key, v, 5 * _MIN, 4 * 60 * _MIN)
+    if key == "late_ms":
+        return _int(key, v, 10 * _MIN, 12 * 60 * _MIN)
+    if key == "pills":
+        return _int(key, v, 1, 20)
+    if key == "settle_ms":
+        return _int(key, v, 0, 60 * _MIN)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 365:
+        raise ValueError("refill_days must be a number of days above 0, at most 365, "
+                         "got %r" % (v,))
+    return v
 
 
 def _int(key, v, lo, hi):
@@ -88,6 +98,42 @@ def _schedule(v):
     return sorted(out)
 
 
+def _times(v):
+    """A snapshot's schedule: 1 to 24 minutes of the day, ascending."""
+    if not isinstance(v, list) or not 1 <= len(v) <= 24:
+        raise ValueError("snapshot: times_min must be a list of 1 to 24 minutes of the day")
+    prev = -1
+    for m in v:
+        _int("snapshot: times_min item", m, prev + 1, 1439)
+        prev = m
+    return list(v)
+
+
+def _count(key, v):
+    return None if v is None else _int("snapshot: " + key, v, 0, _HUGE)
+
+
+def _bool(key, v):
+    if v is not True and v is not False:
+        raise ValueError("snapshot: %s must be true or false, got %r" % (key, v))
+    return v
+
+
+def _time(key, v):
+    return _int("snapshot: " + key, v, 0, _TMAX)
+
+
+def _next(after, times, off):
+    """The first time of `times` (minutes of the local day) after `after` (device ms)."""
+    local = after + off
+    day0 = local - local % _DAY
+    for m in times:
+        s = day0 + m * _MIN
+        if s > local:
+            return s - off
+    return day0 + _DAY + times[0] * _MIN - off
+
+
 def spacing(times_min, window_ms):
     """None, or why the schedule's on-time windows would overlap (the profile check shares it)."""
     n = len(times_min)
@@ -107,8 +153,10 @@ class Detector:
 
     def __init__(self, cfg, emit):
         self.emit = emit
+        self.cfg = cfg           # the profile's settings, which restore() starts from
         self.off = cfg.get("utc_offset_min", 0) * _MIN
         self._apply(_settings(cfg, {}))
+        self.downlinked = 0      # bit i: _KEYS[i] was changed by set(), not the profile
         self.ref = None          # the count at rest, as last settled
         self.lvl = None          # the whole count of the current run of resting readings
         self.lvl_t0 = 0          # when that run began
@@ -133,6 +181,8 @@ class Detector:
     def set(self, args):
         s = _settings(self.settings(), args)
         self._apply(s)
+        for key in args:
+            self.downlinked |= 1 << _KEYS.index("times_min" if key == "schedule" else key)
         self.sched = None        # judge the new schedule from its next slot
         return self.settings()
 
@@ -145,17 +195,84 @@ class Detector:
                 "missed": self.counts[1], "extra": self.counts[2], "refills": self.counts[3],
                 "refill_armed": self.armed}
 
+    # -- across a reboot --------------------------------------------------------------------
+    def snapshot(self):
+        """What restore() needs to go on: a list of 20 numbers, bools, Nones and two short
+        lists (the slot's close is not kept: restore works it out from the schedule)."""
+        return [_FORMAT, self.times[:], self.window, self.late, self.pills, self.refill_days,
+                self.settle, self.downlinked, self.off // _MIN, self.ref, self.lvl, self.lvl_t0,
+                self.pend_from, self.pend_t0, self.armed, self.last_t, self.sched, self.taken,
+                self.judge_from, self.counts[:]]
+
+    def restore(self, snap):
+        """Goes on from a snapshot() made before a reboot, on this detector made from the
+        current profile. A setting changed by set() keeps its snapshot value, any other takes
+        the profile's; the slot being judged is kept only if the schedule (times, window, late,
+        utc offset) is the snapshot's. ValueError, changing nothing, for anything unexpected."""
+        if not isinstance(snap, list) or len(snap) != 20:
+            raise ValueError("snapshot must be a list of 20 items, got %s"
+                             % (type(snap).__name__ if not isinstance(snap, list)
+                                else "%d items" % len(snap)))
+        if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != _FORMAT:
+            raise ValueError("snapshot format %r, expected %d" % (snap[0], _FORMAT))
+        old = {"times_min": _times(snap[1])}
+        for i in range(1, 6):
+            try:
+                old[_KEYS[i]] = _value(_KEYS[i], snap[1 + i])
+            except ValueError as e:
+                raise ValueError("snapshot: %s" % (e,))
+        downlinked = _int("snapshot: downlinked", snap[7], 0, (1 << len(_KEYS)) - 1)
+        off = _int("snapshot: utc_offset_min", snap[8], -1440, 1440) * _MIN
+        ref = _count("ref", snap[9])
+        lvl = _count("lvl", snap[10])
+        lvl_t0 = _time("lvl_t0", snap[11])
+        pend_from = _count("pend_from", snap[12])
+        pend_t0 = _time("pend_t0", snap[13])
+        armed = _bool("armed", snap[14])
+        last_t = None if snap[15] is None else _time("last_t", snap[15])
+        sched = None if snap[16] is None else _time("sched", snap[16])
+        taken = _bool("taken", snap[17])
+        judge_from = _time("judge_from", snap[18])
+        counts = snap[19]
+        if not isinstance(counts, list) or len(counts) != 4:
+            raise ValueError("snapshot: counts must be a list of 4 counters")
+        counts = [_int("snapshot: counter", c, 0, 1 << 31) for c in counts]
+        if pend_from is not None and (ref is None or ref >= pend_from):
+            raise ValueError("snapshot: a drop pending from %r with the count at %r"
+                             % (pend_from, ref))
+        new = {}
+        for i in range(len(_KEYS)):
+            new[_KEYS[i]] = old[_KEYS[i]] if downlinked >> i & 1 else self.cfg[_KEYS[i]]
+        problem = spacing(new["times_min"], new["window_ms"])
+        if problem:
+            raise ValueError("snapshot: its downlinked settings and the profile's clash: "
+                             + problem)
+        if (new["times_min"] != old["times_min"] or new["window_ms"] != old["window_ms"]
+                or new["late_ms"] != old["late_ms"] or off != self.off):
+            sched = None         # another schedule: judge it from its next slot
+        if sched is not None and _next(sched - 1, new["times_min"], off) != sched:
+            raise ValueError("snapshot: %r is no dose time of its schedule" % (sched,))
+        self._apply(new)
+        self.downlinked = downlinked
+        self.ref, self.lvl, self.lvl_t0 = ref, lvl, lvl_t0
+        self.pend_from, self.pend_t0 = pend_from, pend_t0
+        self.armed, self.last_t, self.judge_from, self.counts = armed, last_t, judge_from, counts
+        self.sched = None
+        if sched is not None:
+            self._slot(sched)
+            self.taken = taken
+
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
-        if self.last_t is not None and t - self.last_t > _GAP_MS:
-            self.sched = None    # unwatched hours: judge again from the next slot
+        if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
+            self.sched = None    # unwatched hours, or a clock set back: judge from the next slot
             self.lvl = None
         self.last_t = t
         if not synced:
             self.sched = None
         elif self.sched is None:
             self.judge_from = t
-            self._slot(self._next(t + self.window - 1))
+            self._slot(_next(t + self.window - 1, self.times, self.off))
         n = None
         if -_HUGE < v < _HUGE:   # also False for NaN
             n = int(v + 0.5) if v >= 0 else -int(0.5 - v)
@@ -246,22 +363,12 @@ class Detector:
             if not self.taken:
                 self.counts[1] += 1
                 self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
-            self._slot(self._next(self.sched))
+            self._slot(_next(self.sched, self.times, self.off))
 
     # -- the schedule -----------------------------------------------------------------------
-    def _next(self, after):
-        """The first scheduled time after `after` (device ms)."""
-        local = after + self.off
-        day0 = local - local % _DAY
-        for m in self.times:
-            s = day0 + m * _MIN
-            if s > local:
-                return s - self.off
-        return day0 + _DAY + self.times[0] * _MIN - self.off
-
     def _slot(self, sched):
         self.sched = sched
-        nxt = self._next(sched)
+        nxt = _next(sched, self.times, self.off)
         close = sched + self.late
         self.close = close if close < nxt - self.window else nxt - self.window
         self.taken = False

@@ -1,0 +1,260 @@
+# agent/insights/adherence.py across a reboot: snapshot() -> CBOR (as the manager writes it to
+# flash) -> restore() into a new detector made from the profile. Restored at any reading it sends
+# what a detector that never stopped sends; a dose before a reboot is not judged again; gaps;
+# bad snapshots refused; settings from a downlink kept, a profile's new schedule taken.
+# Runs under CPython (pytest) and under the real MicroPython (tests/portable harness); apart from
+# test_insight_adherence.py so that each fits the 64k heap.
+from agent import cbor, cbor_decode
+from agent.insights.adherence import Detector
+from pillkit import DAY0, HOUR, MIN, STEP, Bottle, config
+from support import raises
+
+DAY = 24 * HOUR
+# Three days of a bottle, as (day, minute of the day, count read from then on[, synced]); None:
+# no readings (the board off). Schedule 08:00 and 20:00, 1 pill, refill below 5 days.
+DAYS = (
+    (0, 360, 14, False),      # the board's first minutes, before NTP
+    (0, 380, 14),
+    (0, 485, 13),             # 08:00 taken at 08:05
+    (0, 570, -66), (0, 571, 13),                  # lifted and put back
+    (0, 720, 13 - 5.4), (0, 723, 13),             # opened, the cap beside it for 3 min
+    (0, 840, 3.2), (0, 840.5, 31.0), (0, 841, -40.5), (0, 841.5, 13),   # shaken
+    (0, 960, float("nan")), (0, 960.5, 13),
+    (0, 1300, 12),            # 20:00 taken at 21:40: late
+    (1, 470, -66), (1, 471, 11 - 5), (1, 483, 11),   # 08:00 taken at 07:51, the cap off 12 min
+    (1, 900, 10),             # 15:00: in no window
+    (2, 460, 9),              # 20:00 missed; 08:00 taken at 07:40 (refill_needed: 4.5 days)
+    (2, 475, 8),              # 07:55: taken again
+    (2, 720, 68),             # refilled at noon
+    (2, 1190, 65),            # three pills at 19:50: waits an hour for a cap, then taken
+    (2, 1380, None),          # the board off for 8 h, back before 08:00's window opens
+    (3, 420, 65), (3, 490, 64),
+    (3, 540, None))
+EVERY_EVENT = ["dose_taken", "dose_taken", "dose_taken", "extra_dose", "dose_missed",
+               "dose_taken", "refill_needed", "extra_dose", "refilled", "dose_taken", "dose_taken"]
+
+
+def readings():
+    """(t, value, synced) every 30 s through DAYS, made as needed (a list would not fit a
+    board's heap)."""
+    for i in range(len(DAYS) - 1):
+        entry = DAYS[i]
+        t = DAY0 + entry[0] * DAY + int(entry[1] * MIN)
+        end = DAY0 + DAYS[i + 1][0] * DAY + int(DAYS[i + 1][1] * MIN)
+        synced = len(entry) < 4
+        while entry[2] is not None and t < end:
+            yield t, entry[2], synced
+            t += STEP
+
+
+def rebooted(det, emit, cfg=None):
+    """A new detector from the profile, restored from det's snapshot gone through flash."""
+    new = Detector(cfg or config(), emit)
+    new.restore(cbor_decode.loads(cbor.dumps(det.snapshot())))
+    return new
+
+
+def run_days(every, expected=None):
+    """DAYS through one detector, restored into a new one before every `every`-th reading (0:
+    never); the events (checked one by one against `expected` as they come, and then only
+    named: a board's heap holds one log of them), the last detector and the largest snapshot
+    in CBOR bytes."""
+    events = []
+
+    def emit(t, event, value, fields):
+        if expected is None:
+            events.append((t, event, value, fields))
+        else:
+            assert (t, event, value, fields) == expected[len(events)], (every, t, event)
+            events.append(event)
+    det = Detector(config(), emit)
+    biggest = 0
+    i = 0
+    for t, v, synced in readings():
+        if every and i % every == 0:
+            biggest = max(biggest, len(cbor.dumps(det.snapshot())))
+            det = rebooted(det, emit)
+        det.feed(t, v, synced)
+        i += 1
+    return events, det, biggest
+
+
+def test_a_detector_restored_at_any_reading_sends_what_one_never_stopped_sends():
+    expected, never, _ = run_days(0)
+    assert [e[1] for e in expected] == EVERY_EVENT
+    for every in (20, 13):
+        events, det, biggest = run_days(every, expected)
+        assert events == EVERY_EVENT, every
+        assert det.snapshot() == never.snapshot() and det.state() == never.state()
+        assert biggest <= 100, biggest
+
+
+def test_a_dose_then_a_reboot_is_no_missed_dose():
+    b = Bottle(20)
+    b.until(20, 8 + 5 / 60.0)
+    b.until(19, 8.25)                     # 08:00 taken at 08:05, reported at 08:10
+    flash = cbor.dumps(b.det.snapshot())  # the manager's 08:15 snapshot
+    b.until(19, 8.5)                      # power cut at 08:30, back at 08:32
+    b.t += 2 * MIN
+    b.det = Detector(config(), b._emit)
+    b.det.restore(cbor_decode.loads(flash))
+    b.until(19, 19.5)
+    assert b.names() == ["dose_taken"]
+    assert b.det.state()["taken"] == 1
+
+
+def test_a_reboot_before_the_snapshot_after_a_dose_sends_it_again_but_never_missed():
+    b = Bottle(20)
+    b.until(20, 8 + 5 / 60.0)
+    flash = cbor.dumps(b.det.snapshot())  # 08:05, just before the count changed
+    b.until(19, 8.2)                      # dose_taken at 08:10; power cut at 08:12
+    b.t += 2 * MIN
+    b.det = Detector(config(), b._emit)
+    b.det.restore(cbor_decode.loads(flash))
+    b.until(19, 19.5)
+    assert b.names() == ["dose_taken", "dose_taken"]
+    assert [e[3]["scheduled"] for e in b.events] == [DAY0 + 8 * HOUR] * 2
+
+
+def test_a_reboot_of_two_hours_in_a_dose_window_still_judges_the_dose():
+    for taken in (True, False):
+        b = Bottle(20)
+        b.until(20, 8.25)
+        flash = cbor.dumps(b.det.snapshot())
+        b.until(20, 8 + 20 / 60.0)        # off from 08:20 to 10:20: the pill taken meanwhile
+        b.t += 2 * HOUR
+        b.det = Detector(config(), b._emit)
+        b.det.restore(cbor_decode.loads(flash))
+        b.until(19 if taken else 20, 19.5)
+        if taken:                         # seen when the board is back
+            f = b.one("dose_taken")[3]
+            assert (f["status"], f["late_min"], f["taken"]) == ("late", 140,
+                                                                 DAY0 + 10 * HOUR + 20 * MIN)
+            assert b.names() == ["dose_taken"]
+        else:
+            assert b.names() == ["dose_missed"]
+            assert b.events[0][3]["scheduled"] == DAY0 + 8 * HOUR
+
+
+def test_a_reboot_of_seven_hours_judges_again_from_the_next_dose():
+    b = Bottle(20)
+    b.until(20, 8.25)
+    flash = cbor.dumps(b.det.snapshot())
+    b.t += 7 * HOUR                       # back at 15:15: 08:00 is not judged
+    b.det = Detector(config(), b._emit)
+    b.det.restore(cbor_decode.loads(flash))
+    b.until(20, 21)
+    b.until(20, 13.5, day=1)              # 20:00 is, and 08:00 of the next day
+    assert [e[3]["scheduled"] for e in b.events] == [DAY0 + 20 * HOUR, DAY0 + 32 * HOUR]
+
+
+def test_a_clock_set_back_after_a_reboot_still_follows_the_count():
+    b = Bottle(20)
+    b.until(20, 8.25)
+    b.det = rebooted(b.det, b._emit)
+    b.t = 1000                            # the board's time from boot, not yet synced
+    b.hold(19, 20 * MIN, synced=False)
+    assert b.det.state()["count"] == 19 and b.names() == []
+
+
+def test_a_bad_snapshot_is_refused_and_changes_nothing():
+    b = Bottle(20)
+    b.until(20, 8.25)
+    good = b.det.snapshot()
+    assert good[16] == DAY0 + 8 * HOUR    # the 08:00 slot: index 16 of the layout
+
+    def but(i, v):
+        s = list(good)
+        s[i] = v
+        return s
+
+    def refused(snap):
+        exc = raises(ValueError, b.det.restore, snap)
+        assert "snapshot" in str(exc), (snap, str(exc))
+        assert b.det.snapshot() == good, snap
+    for snap in (None, "snapshot", {}, [], good[:-1], good + [0], [good]):
+        refused(snap)
+    for i, v in ((0, 2), (0, True), (0, 1.0), (1, []), (1, [480, 480]), (1, [1200, 480]),
+                 (1, [1440]), (1, ["08:00"]), (1, None), (1, list(range(25))), (2, 1),
+                 (2, 1800000.0),
+                 (3, True), (4, 0), (5, "5"), (5, float("nan")), (5, 1e300), (6, -1), (7, 64),
+                 (7, None), (8, 5000), (9, -3), (9, 10 ** 30), (9, 20.0), (10, "x"),
+                 (11, None), (11, 10 ** 20), (12, 5), (13, -1), (14, 1), (14, None), (15, 1.5),
+                 (15, -(10 ** 40)), (16, DAY0 + 8 * HOUR + 1), (16, 2 ** 60), (17, "no"),
+                 (18, None), (19, [1, 2, 3]), (19, [0, 0, 0, -1]), (19, None),
+                 (19, [0, 0, 0, 10 ** 40]), (19, (0, 0, 0, 0))):
+        refused(but(i, v))
+    no_count = but(9, None)
+    no_count[12] = 5                      # a drop pending from 5 with no count to drop to
+    assert "pending" in str(raises(ValueError, b.det.restore, no_count))
+    b.until(19, 19.5)                     # still judging: the 08:00 dose
+    assert b.names() == ["dose_taken"]
+
+
+def test_a_schedule_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not():
+    b = Bottle(20)
+    b.det.set({"schedule": ["09:30", "21:00"], "refill_days": 2.5})
+    b.until(20, 9.6)
+    b.det = rebooted(b.det, b._emit, config(times_min=[9 * 60, 21 * 60]))
+    assert b.det.settings()["times_min"] == [570, 1260]          # the downlink's, not the profile's
+    assert b.det.settings()["refill_days"] == 2.5
+    assert b.det.state()["scheduled"] == DAY0 + 9 * HOUR + 30 * MIN
+    b.until(19, 12)
+    f = b.one("dose_taken")[3]
+    assert (f["scheduled"], f["status"]) == (DAY0 + 9 * HOUR + 30 * MIN, "on_time")
+    b.det = rebooted(b.det, b._emit)      # after another reboot too
+    assert b.det.settings()["times_min"] == [570, 1260]
+
+    b = Bottle(20)                        # no downlink: a new profile's schedule wins
+    b.det.set({"refill_days": 2.5})
+    b.until(20, 8.25)
+    b.det = rebooted(b.det, b._emit, config(times_min=[9 * 60, 21 * 60], late_ms=2 * HOUR))
+    s = b.det.settings()
+    assert (s["times_min"], s["late_ms"], s["refill_days"]) == ([540, 1260], 2 * HOUR, 2.5)
+    assert b.det.state()["scheduled"] is None                    # judged from its next slot
+    b.until(20, 9.1)
+    b.until(19, 12)
+    assert b.one("dose_taken")[3]["scheduled"] == DAY0 + 9 * HOUR
+
+    b = Bottle(20)                        # a downlinked window the new profile cannot take
+    b.det.set({"window_ms": 4 * HOUR})
+    b.until(20, 8.25)
+    exc = raises(ValueError, rebooted, b.det, b._emit, config(times_min=[8 * 60, 14 * 60]))
+    assert "clash" in str(exc) and "closer than twice the window" in str(exc)
+
+
+def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
+    from agent.insights import Insights
+    got = []
+
+    class Sink:
+        def emit(self, t, synced, event, sensor, state, value=None, detail=None):
+            got.append(event)
+
+    class Flash:                          # agent.store as far as the manager uses it
+        def __init__(self):
+            self.files = {}
+
+        def replace(self, name, data):
+            self.files[name] = bytes(data)
+
+        def read_all(self, name):
+            return self.files.get(name)
+    sensors = [{"name": "pills", "quantity": "count", "insight": config()}]
+    store = Flash()
+    ins = Insights(Sink(), sensors)
+    ins.load(store)                       # the very first boot: nothing saved yet
+    t = DAY0 + 7 * HOUR
+    for v, until in ((20, 8 + 5 / 60.0), (19, 8.25)):
+        while t < DAY0 + int(until * HOUR):
+            ins.feeder("pills")(t, v, True)
+            t += STEP
+    ins.save(store)                       # 08:15; the power is cut at 08:20
+    ins = Insights(Sink(), sensors)
+    ins.load(store)
+    assert (ins.restored, ins.fresh) == (1, 0)
+    t = DAY0 + 8 * HOUR + 22 * MIN
+    while t < DAY0 + 19 * HOUR:
+        ins.feeder("pills")(t, 19, True)
+        t += STEP
+    assert got == ["dose_taken"]
