@@ -39,10 +39,10 @@ class NoClient:
         raise OSError("not in these tests")
 
 
-def agent(sensor):
+def agent(sensor, events_store=None):
     p = profile(sensor)
     a = Agent(p, SimPlatform(p), FakeClock(0, 1767225600000), NoClient, store=RamStore(),
-              events_store=RamStore())
+              events_store=events_store or RamStore())
     a.open()
     return a
 
@@ -107,3 +107,24 @@ def test_a_profile_without_insights_has_no_insight_command():
     r = command(a, {"id": 1, "cmd": "insight", "sensor": "pills", "action": "ack",
                     "event": "dose_taken"})
     assert r["ok"] is False and "unknown command 'insight'" in r["error"], r
+
+
+def test_the_agent_saves_insights_after_an_event_and_the_next_boot_goes_on_from_them():
+    store = RamStore()
+    a = agent(PILLS, store)
+    feed = a.insights.feeder("pills")
+    t = 1767225600000 + 7 * 60 * MIN
+    while t < 1767225600000 + 15 * 60 * MIN:     # nobody takes the 08:00 dose
+        feed(t, 40.0, True)
+        t += 30000
+    assert a.insights.sent == 1 and a.insights.dirty
+
+    def one_round(now):
+        a.running = False
+    a.on_tick = one_round
+    a.running = True
+    asyncio.run(a.sampling())                     # a round of readings, then the save
+    assert not a.insights.dirty and store.read_all("insights") is not None
+    b = agent(PILLS, store)                       # the next boot, on the same flash
+    assert (b.insights.restored, b.insights.fresh) == (1, 0)
+    assert b.insights.detectors["pills"].snapshot() == a.insights.detectors["pills"].snapshot()
