@@ -26,9 +26,11 @@ def lines(units):
 def test_a_reorder_in_time_a_late_one_a_second_one_and_a_forecast_are_scored_as_defined():
     p = profile()
     d = lambda days: T0 + int(days * DAY)
-    truth = {"ink_start": [(T0, "ink_k", 90.0), (T0, "ink_c", 90.0), (T0, "ink_m", 90.0)],
+    truth = {"ink_start": [(T0, "ink_k", 90.0), (T0, "ink_c", 90.0), (T0, "ink_m", 90.0),
+                           (T0, "ink_y", 90.0)],
              "cartridge_changes": [(d(30), "ink_k")],
-             "ink_empty": [(d(25), "ink_k"), (d(40), "ink_c"), (d(40), "ink_m")], "ink_low": []}
+             "ink_empty": [(d(25), "ink_k"), (d(40), "ink_c"), (d(40), "ink_m"), (d(50), "ink_y")],
+             "ink_low": []}
     insights = [
         (d(13), "reorder", "ink_k", 12.0, {}),                  # 12 days before dry: in time
         (d(18), "forecast", "ink_k", 8.0, {}),                  # true 7 days: 1 day off
@@ -37,15 +39,18 @@ def test_a_reorder_in_time_a_late_one_a_second_one_and_a_forecast_are_scored_as_
         (d(35), "reorder", "ink_c", 5.0, {}),                   # a second one: false
         (d(33.5), "forecast", "ink_c", 6.0, {}),                # true 6.5: 0.5 off
         (d(35), "reorder", "ink_m", 5.0, {}),                   # 5 days before dry: late
+        (d(25), "reorder", "ink_y", 25.0, {}),                  # 25 days ahead: early, needed
     ]
     got = lines([Unit(truth, insights, p)])
-    # ink_c had a reorder 38 days ahead: in time, though false for being far too early.
-    assert got["reorder at least the lead time before dry"] == (2 / 3.0, False)
+    # ink_c had a reorder 38 days ahead: in time, though false (nowhere near low: more than
+    # 3 x the lead time); ink_y's, 25 days ahead, is only early (its ink was needed).
+    assert got["reorder at least the lead time before dry"] == (3 / 4.0, False)
     assert got["false reorders"] == (2, False)
+    assert got["early reorders (more than 2 x lead time + 3 days before dry)"] == (2, None)
     assert got["median abs error of the forecast 7 days before dry, days"] == (0.75, True)
     assert got["swaps detected within one reading"] == (0.0, False)
     assert got["false swaps"] == (1, False)
-    assert got["cartridges that ran dry"][0] == 3
+    assert got["cartridges that ran dry"][0] == 4
 
 
 def test_a_cartridge_dry_before_a_week_plus_the_lead_time_has_a_line_of_its_own():
@@ -75,3 +80,15 @@ def test_a_short_run_of_printers_sees_every_swap_on_its_reading():
     assert got["swaps detected within one reading"] == (1.0, True)
     assert got["false swaps"] == (0, True)
     assert sum(len(u.truth["ink_empty"]) for u in units) == got["cartridges that ran dry"][0]
+
+
+def test_a_cartridge_changed_at_ink_low_is_judged_against_its_low_crossing():
+    p = profile()
+    d = lambda days: T0 + int(days * DAY)
+    truth = {"ink_start": [(T0, "ink_k", 90.0), (T0, "ink_c", 90.0)],
+             "cartridge_changes": [(d(45), "ink_k"), (d(45), "ink_c")],
+             "ink_low": [(d(40), "ink_k"), (d(40), "ink_c")], "ink_empty": []}
+    insights = [(d(15), "reorder", "ink_k", 25.0, {}),     # 25 days before low: needed
+                (d(9), "reorder", "ink_c", 31.0, {})]      # 31 days before low: nowhere near
+    got = lines([Unit(truth, insights, p)])
+    assert got["false reorders"] == (1, False)

@@ -16,8 +16,9 @@
 # the median down; the weekday rate is the safe guess).
 # Forecast: the ink left spread over the week as the office used it (so on a Friday evening the
 # idle weekend counts first); the band (low, high days) from the 90th and 10th percentiles of
-# the one-week slopes. Reorder when the forecast falls to 1.7 x the lead time: the printer
-# model's weeks vary by about a fifth, and a reorder too late costs a dry printer.
+# the one-week slopes. Reorder when the forecast falls to 1.9 x the lead time: the printer
+# model's weeks vary by about a fifth, a rate from one or two weeks by a quarter, and a reorder
+# too late costs a dry printer while one a week early costs a week on the shelf.
 #
 # Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in the forecast.
 # Portable: runs on a board as on CPython.
@@ -37,7 +38,7 @@ START = 1000000         # the ink used at the first reading: noise never takes i
 TOP = 30000             # levels are clamped to 0..300 %
 LOW_Q = 10              # percentiles of the one-week slopes: the forecast's band
 HIGH_Q = 90
-RESERVE = 1.7           # reorder at a forecast of 1.7 x the lead time (a weekly fit)
+RESERVE = 1.9           # reorder at a forecast of 1.9 x the lead time (a weekly fit)
 COLD_Q = 75             # the rate from less than a week of points
 MAX_STEPS = 4           # pairs at most 4 steps apart: 4 weeks (a cold fit: 4 days)
 STRIDE = 2              # pairs start every 12 h, the newest first (a fit's list stays small)

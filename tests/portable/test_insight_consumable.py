@@ -93,7 +93,7 @@ def test_a_swap_in_the_middle_of_the_window_is_seen_on_its_reading_and_restarts_
     # The jump itself is never counted as ink: the rate a week and a half on is the same.
     ink.run(det, 10)
     assert abs(det.state()["rate_per_day"] - 15 / 7.0) < 0.05
-    # The old cartridge's reorder came (at 1.7 x the lead time); the new one, 45 days from
+    # The old cartridge's reorder came (at 1.9 x the lead time); the new one, 45 days from
     # empty, has none yet.
     assert [e[0] < swap_t for e in named(events, "reorder")] == [True]
 
