@@ -32,11 +32,16 @@ def score(units):
     for kind, area in AREAS:
         mine = [u for u in units if kind in kinds(u.profile)]
         if mine:
-            # A figure the run held nothing for is not a miss.
-            out[area] = [(name, value, target, None if value is None else ok)
+            # A figure the run held nothing for is not a miss, nor is one shown for comparison.
+            out[area] = [(name, value, target, None if value is None or not _is_target(target)
+                          else ok)
                          for name, value, target, ok in
                          import_module("simulator.scores." + area).score(mine)]
     return out
+
+
+def _is_target(text):
+    return bool(text) and text[0] in "<>=0123456789"
 
 
 def units_of(fleet):
