@@ -21,6 +21,8 @@
 # too late costs a dry printer while one a week early costs a week on the shelf.
 #
 # Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in the forecast.
+# snapshot() / restore() carry all of it across a reboot (agent/insights/__init__.py writes it
+# to flash): a short list, the points as differences, checked item by item on the way back in.
 # Portable: runs on a board as on CPython.
 from array import array
 
@@ -401,7 +403,7 @@ class Detector:
         deltas = _list(snap[14], None, MAX_PTS, "points")
         if deltas and (fresh or len(deltas) > slot - first + 1):
             raise ValueError("snapshot: points: %d before the first slot" % len(deltas))
-        pts = array("i", [MISSING] * self.n)
+        pts = array("i", self.pts)      # a copy of the fresh ring: no list of n on the heap
         v = 0
         skip = len(deltas) - self.n     # a shorter window now: its newest points
         oldest = (slot or 0) - len(deltas) + 1
