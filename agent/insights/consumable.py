@@ -21,6 +21,8 @@
 # too late costs a dry printer while one a week early costs a week on the shelf.
 #
 # Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in the forecast.
+# snapshot() / restore() carry all of it across a reboot (agent/insights/__init__.py writes it
+# to flash): a short list, the points as differences, checked item by item on the way back in.
 # Portable: runs on a board as on CPython.
 from array import array
 
@@ -43,6 +45,10 @@ COLD_Q = 75             # the rate from less than a week of points
 MAX_STEPS = 4           # pairs at most 4 steps apart: 4 weeks (a cold fit: 4 days)
 STRIDE = 2              # pairs start every 12 h, the newest first (a fit's list stays small)
 FILL = 0x3fffffff       # an unused place in the slopes (a MicroPython small int)
+SNAP = 1                # the snapshot's layout: another is refused
+MAX_PTS = 224           # points a snapshot may hold: the schema's longest window (56 d)
+BIG = 0x7fffffff        # a point's largest value (the ring is of 32-bit ints)
+TMAX = 1 << 48          # device ms: a snapshot's times beyond this are nonsense
 SETTINGS = {             # key: (smallest, largest, integer)
     "lead_time_ms": (3600000, 90 * DAY_MS, True),
     "forecast_ms": (3600000, 7 * DAY_MS, True),
@@ -50,6 +56,49 @@ SETTINGS = {             # key: (smallest, largest, integer)
     "swap_jump": (1, 100, False),
     "empty": (0, 50, False),
 }
+
+
+# set()'s settings as the detector holds them: (attribute, profile key, smallest, largest)
+HELD = (("lead_ms", "lead_time_ms", 3600000, 90 * DAY_MS),
+        ("forecast_ms", "forecast_ms", 3600000, 7 * DAY_MS),
+        ("learn_ms", "learn_ms", DAY_MS, 7 * DAY_MS),
+        ("swap", "swap_jump", 100, 10000),
+        ("empty", "empty", 0, 5000))
+
+
+def _held(cfg, key):
+    """A profile setting as the detector holds it (swap and empty in 0.01 %)."""
+    return int(cfg[key] * 100) if key in ("swap_jump", "empty") else cfg[key]
+
+
+def _short(x):
+    """x for an error message, never a whole snapshot's text: a board's heap is small."""
+    if isinstance(x, (list, dict, str, bytes)) and len(x) > 8:
+        return "a %s of %d" % (type(x).__name__, len(x))
+    return repr(x)
+
+
+def _int(v, lo, hi, what, none=False):
+    if v is None and none:
+        return v
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise ValueError("snapshot: %s: expected a whole number from %d to %d%s, got %s"
+                         % (what, lo, hi, " or null" if none else "", _short(v)))
+    return v
+
+
+def _bool(v, what):
+    if not isinstance(v, bool):
+        raise ValueError("snapshot: %s: expected true or false, got %s" % (what, _short(v)))
+    return v
+
+
+def _list(v, n, most, what):
+    """v if it is a list of n items (of at most `most` when n is None)."""
+    if not isinstance(v, list) or (len(v) != n if n is not None else len(v) > most):
+        raise ValueError("snapshot: %s: expected a list of %s, got %s"
+                         % (what, n if n is not None else "at most %d" % most, _short(v)))
+    return v
 
 
 def _pct(v):
@@ -68,6 +117,7 @@ class Detector:
 
     def __init__(self, cfg, emit):
         self.emit = emit
+        self.cfg = cfg            # the profile's settings: set() overrides are what differ
         self.lead_ms = cfg["lead_time_ms"]
         self.forecast_ms = cfg["forecast_ms"]
         self.learn_ms = cfg["learn_ms"]
@@ -86,7 +136,7 @@ class Detector:
         self.first = None          # the first slot of the points
         self.fit = None            # (rate, low rate, high rate, points, weekly)
         self.shape = None          # ink used in each 6 h of the week (slot % WEEK), or None
-        self.forecast = None       # (days, low, high, rate) at the last point
+        self.forecast = None       # (days, rate) at the last point: for state()
         self.next_forecast = 0
         self.since = None          # device time this cartridge was first seen
         self.reordered = False
@@ -260,7 +310,7 @@ class Detector:
         days = self._days(left, rate, t)
         low = self._days(left, hi, t)
         high = self._days(left, lo, t) if lo > 0 else None
-        self.forecast = (days, low, high, rate)
+        self.forecast = (days, rate)
         if t >= self.next_forecast:
             self.next_forecast = t + self.forecast_ms
             self.emit(t, "forecast", round(days, 2), {
@@ -282,6 +332,116 @@ class Detector:
                 "high_days": None if high is None else round(high, 2),
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
                 "lead_days": round(self.lead_ms / DAY_MS, 2), "weekly": weekly})
+
+    # -- across a reboot ----------------------------------------------------------------------
+    def snapshot(self):
+        """Everything needed to go on (docs/insights/consumable.md, "Across a reboot"):
+        [SNAP, settings set() changed {attribute: [profile's, set]}, level, r1, r2, ref, since,
+        reordered, ran out, next forecast, slot, first, next slot's t, breaks, points (each the
+        difference from the previous one, null for none), fit, shape, forecast [days, rate]]."""
+        changed = {}
+        for name, key, lo, hi in HELD:
+            if getattr(self, name) != _held(self.cfg, key):
+                changed[name] = [_held(self.cfg, key), getattr(self, name)]
+        pts = []
+        if self.slot is not None:
+            ring = self.pts
+            prev = 0
+            for i in range(self._oldest(), self.slot + 1):
+                v = ring[i % self.n]
+                if v == MISSING:
+                    pts.append(None)
+                else:
+                    pts.append(v - prev)
+                    prev = v
+        f = self.forecast
+        return [SNAP, changed, self.level, self.r1, self.r2, self.ref, self.since,
+                self.reordered, self.ran_out, self.next_forecast, self.slot, self.first,
+                self.next_slot_t, list(self.breaks), pts,
+                None if self.fit is None else list(self.fit), self.shape,
+                None if f is None else [round(f[0], 2), f[1]]]
+
+    def restore(self, snap):
+        """Go on from a snapshot, on a detector just made from the profile as it is now.
+        ValueError, changing nothing, for anything but a snapshot's exact shape and types. A
+        setting set() changed stays unless the profile changed it since; another window keeps
+        the newest points that fit in it; the rest applies from the next reading."""
+        if not isinstance(snap, list) or len(snap) != 18 or isinstance(snap[0], bool) or (
+                snap[0] != SNAP):
+            raise ValueError("snapshot: expected a version %d snapshot, got %s"
+                             % (SNAP, _short(snap)))
+        if not isinstance(snap[1], dict):
+            raise ValueError("snapshot: settings: expected a map, got %s" % _short(snap[1]))
+        settings = {}
+        for name, key, lo, hi in HELD:
+            if name in snap[1]:
+                pair = _list(snap[1][name], 2, 0, name)
+                v = _int(pair[1], lo, hi, name)
+                if pair[0] == _held(self.cfg, key):     # else the profile changed it since
+                    settings[name] = v
+        if len(snap[1]) != sum(1 for h in HELD if h[0] in snap[1]):
+            raise ValueError("snapshot: settings: an unknown one in %s" % _short(snap[1]))
+        level = _int(snap[2], 0, TOP, "level", True)
+        fresh = level is None      # no reading yet: nothing else may be there
+        r1 = _int(snap[3], 0, TOP, "r1", fresh)
+        r2 = _int(snap[4], 0, TOP, "r2", fresh)
+        ref = _int(snap[5], 0, BIG, "ref")
+        since = _int(snap[6], 0, TMAX, "since", fresh)
+        reordered = _bool(snap[7], "reordered")
+        ran_out = _bool(snap[8], "ran out")
+        next_forecast = _int(snap[9], 0, TMAX, "next forecast")
+        slot = _int(snap[10], 0, TMAX // SLOT_MS, "slot", fresh)
+        first = _int(snap[11], 0, TMAX // SLOT_MS, "first", fresh)
+        next_slot_t = _int(snap[12], 0, TMAX, "next slot", fresh)
+        if fresh and (r1, r2, since, slot, first, next_slot_t) != (None,) * 6:
+            raise ValueError("snapshot: readings without a level")
+        if not fresh and (first > slot + 1 or next_slot_t < (slot + 1) * SLOT_MS):
+            raise ValueError("snapshot: slot %d, first %d, next at %d do not go together"
+                             % (slot, first, next_slot_t))
+        breaks = [_int(b, 0, (slot or 0) + 1, "break")
+                  for b in _list(snap[13], None, 4, "breaks")]
+        deltas = _list(snap[14], None, MAX_PTS, "points")
+        if deltas and (fresh or len(deltas) > slot - first + 1):
+            raise ValueError("snapshot: points: %d before the first slot" % len(deltas))
+        pts = array("i", self.pts)      # a copy of the fresh ring: no list of n on the heap
+        v = 0
+        skip = len(deltas) - self.n     # a shorter window now: its newest points
+        oldest = (slot or 0) - len(deltas) + 1
+        for i in range(len(deltas)):
+            d = deltas[i]
+            if d is not None:
+                v = _int(v + _int(d, -BIG, BIG, "point"), 0, BIG, "point")
+                if i >= skip:
+                    pts[(oldest + i) % self.n] = v
+        fit = snap[15]
+        if fit is not None:
+            fit = list(_list(fit, 5, 0, "fit"))
+            for i in range(3):
+                _int(fit[i], -BIG, BIG, "fit's rate")
+            _int(fit[3], 0, BIG, "fit's points")
+            _bool(fit[4], "fit's weekly")
+            if fit[1] > fit[2]:
+                raise ValueError("snapshot: fit: a band from %d down to %d" % (fit[1], fit[2]))
+            fit = tuple(fit)
+        shape = snap[16]
+        if shape is not None:
+            shape = [_int(x, 0, BIG, "shape") for x in _list(shape, WEEK, 0, "shape")]
+            if not sum(shape):
+                raise ValueError("snapshot: shape: no ink used in any 6 h")
+        f = snap[17]
+        if f is not None:
+            _list(f, 2, 0, "forecast")
+            if isinstance(f[0], bool) or not isinstance(f[0], (int, float)) or not (
+                    0 <= f[0] < 1e9):
+                raise ValueError("snapshot: forecast: days %s" % _short(f[0]))
+            f = (f[0], _int(f[1], 1, BIG, "forecast's rate"))
+        # all checked: now go on from it
+        for name in settings:
+            setattr(self, name, settings[name])
+        self.level, self.r1, self.r2, self.ref, self.since = level, r1, r2, ref, since
+        self.reordered, self.ran_out, self.next_forecast = reordered, ran_out, next_forecast
+        self.slot, self.first, self.next_slot_t = slot, first, next_slot_t
+        self.breaks, self.pts, self.fit, self.shape, self.forecast = breaks, pts, fit, shape, f
 
     # -- downlink, diag -------------------------------------------------------------------------
     def ack(self, event):
@@ -325,6 +485,6 @@ class Detector:
         f = self.forecast
         return {"level": None if self.level is None else _pct(self.level),
                 "since": self.since, "points": 0 if self.slot is None else self._points(),
-                "rate_per_day": None if f is None else round(f[3] / 700.0, 3),
+                "rate_per_day": None if f is None else round(f[1] / 700.0, 3),
                 "days": None if f is None else round(f[0], 2),
                 "reordered": self.reordered, "empty": self.ran_out}
