@@ -11,7 +11,7 @@ DAY_MS = 86400000
 
 
 def test_every_insight_a_device_sends_reaches_the_ingest_and_is_scored(tmp_path):
-    fleet = Fleet(load_fleet(DEFAULT_FLEET, 12), str(tmp_path), 4 * DAY_MS, speed=None, seed=21)
+    fleet = Fleet(load_fleet(DEFAULT_FLEET, 12), str(tmp_path), 3 * DAY_MS, speed=None, seed=21)
     report = asyncio.run(fleet.run())
     assert report["fleet"]["lost"] == 0 and report["fleet"]["events_lost"] == 0
     with sqlite3.connect(fleet.db_path) as db:
@@ -23,7 +23,7 @@ def test_every_insight_a_device_sends_reaches_the_ingest_and_is_scored(tmp_path)
     assert stored == sent
     assert as_events == (sum(sent.values()),)
     assert all(isinstance(f, dict) and f for f in fields)
-    # A four-day fleet of every example appliance: each kind has spoken.
+    # A three-day fleet of every example appliance: each kind has spoken.
     assert {"forecast", "dose_taken", "cycle", "energy_report"} <= kinds, kinds
     assert set(report["insight_scores"]) == {"consumables", "doses", "motors"}
     judged = {row["name"].split(" (")[0]: row for row in report["insight_scores"]["doses"]}
