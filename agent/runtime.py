@@ -199,7 +199,7 @@ class Agent:
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
                     "event": _seq_span(self.events.log, uplink.sent[1])}}
         if self.insights is not None:
-            report["insights"] = self.insights.health()
+            report["insights"] = self.insights.health(t)
         if self.more_health is not None:
             report.update(self.more_health())
         return cbor.dumps(report)
@@ -248,7 +248,11 @@ class Agent:
             event = cmd.arg("event", str)
         if action == "snooze":
             ms = cmd.arg("for_ms", int, 0, MAX_SNOOZE_MS)
-            until = self.clock.now()[0] + ms if ms else None
+            now, synced = self.clock.now()
+            if ms and not synced:
+                cmd.done()
+                raise CommandError("the clock is not synced yet: a snooze needs the time of day")
+            until = now + ms if ms else None
         elif action == "set":
             args = cmd.arg("settings", dict)
         elif action != "ack":

@@ -361,14 +361,17 @@ def _insight_fields(detail):
     for k, v in detail.items():
         if not isinstance(k, str):
             raise Bad("insight event: field name %r is not text" % (k,))
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None  # as jsonable() stores NaN: the event is kept, the figure is not
         items = v if isinstance(v, list) else [v]
         if len(items) > MAX_FIELDS or not all(
                 x is None or isinstance(x, (str, bool)) or
                 (isinstance(x, int) and -INT64 <= x < INT64) or
-                (isinstance(x, float) and math.isfinite(x)) for x in items):
+                isinstance(x, float) for x in items):
             raise Bad("insight event: field %r is not a number, text, true/false, null or a "
                       "short list of those" % (k,))
-        out[k] = v
+        out[k] = [None if isinstance(x, float) and not math.isfinite(x) else x
+                  for x in v] if isinstance(v, list) else v
     return out
 
 

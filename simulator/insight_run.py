@@ -8,7 +8,7 @@ detectors end to end through the broker and the ingest (simulator/scores). HOST-
     units[0].truth, units[0].insights    # [(t, event, sensor, value, fields)], in time order
 
 With direct=True the model's values go straight to the detectors at each sensor's interval,
-rounded to its resolution: no virtual chips, drivers or sampler (a PZEM-004T's Modbus frames
+rounded to its resolution, the profile's min/max applied: no virtual chips, drivers or sampler (a PZEM-004T's Modbus frames
 cost 20 us a reading), for fleets of months. The models add their own noise; what is lost is
 the chips' faults, which no scenario here injects.
 """
@@ -90,7 +90,9 @@ def _run_direct(unit, kept, insights, model, start_ms, end, tap=None):
     for s in kept["sensors"]:
         m, e = s["resolution"]
         step = m * 10.0 ** e
-        sensors.append([start_ms, s["interval_ms"], s["name"], step, insights.feeder(s["name"])])
+        f = s.get("filters", {})
+        sensors.append([start_ms, s["interval_ms"], s["name"], step, insights.feeder(s["name"]),
+                        f.get("min"), f.get("max")])
     advance = model.advance
     values = plat.values
     while True:
@@ -102,6 +104,8 @@ def _run_direct(unit, kept, insights, model, start_ms, end, tap=None):
             if x[0] == t:
                 x[0] = t + x[1]
                 v = round(values[x[2]] / x[3]) * x[3]
+                if (x[5] is not None and v < x[5]) or (x[6] is not None and v > x[6]):
+                    continue  # implausible: the sampler would not feed it either
                 if tap is not None:
                     tap(x[2], t, v)
                 x[4](t, v, True)

@@ -278,17 +278,21 @@ def test_insight_events_are_stored_with_their_fields_and_bad_ones_refused(publis
                           fields])
     bad = [cbor.dumps([1, "p9", 1, 1, 1, 1763856000001, "reorder", "ink_c", "insight", 9.5, d])
            for d in ("text", {"nested": {"map": 1}}, {1: 2}, {"many": list(range(65))})]
-    for payload in [reorder, reorder] + bad:
+    odd = cbor.dumps([1, "p9", 2, 1, 1, 1763856000002, "forecast", "ink_m", "insight", 3.0,
+                      {"days": float("nan"), "band": [1.0, float("inf")]}])
+    for payload in [reorder, reorder, odd] + bad:
         publish("%s/p9/up/event" % PREFIX, payload)
     assert i.wait_idle(20)
-    (t_ms, event, sensor, value, stored), = rows(
-        db, "SELECT t_ms, event, sensor, value, fields FROM insights")
+    (t_ms, event, sensor, value, stored), nan = rows(
+        db, "SELECT t_ms, event, sensor, value, fields FROM insights ORDER BY seq")
     assert (t_ms, event, sensor, value) == (1763856000000, "reorder", "ink_c", 9.5)
     assert json.loads(stored) == fields
-    assert rows(db, "SELECT json_extract(fields, '$.lead_days') FROM insights") == [(10,)]
-    assert rows(db, "SELECT seq, state FROM events") == [(0, "insight")]
+    # A figure that is not a number is kept as null, as in health: the event is not lost.
+    assert json.loads(nan[4]) == {"days": None, "band": [1.0, None]}
+    assert rows(db, "SELECT json_extract(fields, '$.lead_days') FROM insights") == [(10,), (None,)]
+    assert rows(db, "SELECT seq, state FROM events") == [(0, "insight"), (2, "insight")]
     st = i.stats()
-    assert (st["insights"], st["event_duplicates"], st["malformed"]) == (1, 1, 4)
+    assert (st["insights"], st["event_duplicates"], st["malformed"]) == (2, 1, 4)
 
 
 def test_malformed_payloads_on_every_topic_are_counted_and_never_stop_it(

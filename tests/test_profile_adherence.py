@@ -46,6 +46,13 @@ def test_refill_below_is_days_of_supply(tmp_path):
     assert (cfg["times_min"], cfg["refill_days"], cfg["settle_ms"]) == ([510, 1200], 1.5, 0)
 
 
+def test_dose_times_may_be_written_unquoted(tmp_path):
+    # YAML 1.1 reads an unquoted 20:00 as the base-60 integer 1200 and 08:00 as text.
+    profile, errors = compiled(tmp_path, "{type: adherence, schedule: [08:00, 20:00, 6:45]}\n")
+    assert errors == []
+    assert profile["sensors"][0]["insight"]["times_min"] == [405, 480, 1200]
+
+
 def test_adherence_mistakes_are_reported(tmp_path):
     assert errors_of(tmp_path, "{type: adherence}\n") == [
         "10:14: sensors[0].insight: missing required key 'schedule'"]

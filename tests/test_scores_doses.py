@@ -61,3 +61,10 @@ def test_a_short_fleet_of_real_bottles_meets_the_targets():
     assert c["taken"] > 40 and c["missed"] > 0 and c["handling"] > 5
     for name, value, target, ok in score(units):
         assert ok, (name, value, target)
+
+
+def test_a_unit_whose_model_keeps_no_patient_is_not_scored_for_doses():
+    from simulator.scores import Unit, score
+    profile = {"sensors": [{"name": "pills", "insight": {"type": "adherence"}}]}
+    printer = Unit("printer-1", {"print_jobs": [], "degrading": False}, [], profile)
+    assert score([printer]) == {}

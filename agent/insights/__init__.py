@@ -64,14 +64,15 @@ class Insights:
         self.events = events
         self.cfgs = {}        # sensor name -> its insight's compiled config
         self.detectors = {}   # sensor name -> detector
-        self.snoozed = {}     # (sensor, event) -> until, device ms
+        self.snoozed = {}     # (sensor, event) -> until, Unix ms
         self.sent = 0
         self.held = 0         # not sent: snoozed
         self.acked = 0
         self.unsynced = 0     # readings not fed: the clock was not synced
         self.restored = 0     # detectors that went on from their snapshot at boot
         self.fresh = 0        # snapshots dropped at boot: the detector started afresh
-        self.dirty = False    # a detector sent an event since the last save()
+        self.dirty = False    # a detector sent an event, or the cloud changed one, since save()
+        self.save_errors = 0  # snapshots or files that could not be written
         for s in sensors:
             cfg = s.get("insight")
             if cfg is not None:
@@ -123,21 +124,24 @@ class Insights:
         if action == "ack":
             self.acked += 1
             ack = getattr(d, "ack", None)
-            return {"sensor": sensor, "event": event, "acked": True,
-                    "effect": ack(event) if ack is not None else None}
-        if action == "snooze":
+            out = {"sensor": sensor, "event": event, "acked": True,
+                   "effect": ack(event) if ack is not None else None}
+        elif action == "snooze":
             if until is None:
                 self.snoozed.pop((sensor, event), None)
             else:
                 self.snoozed[(sensor, event)] = until
-            return {"sensor": sensor, "event": event, "until": until}
-        if action == "set":
+            out = {"sensor": sensor, "event": event, "until": until}
+        elif action == "set":
             setter = getattr(d, "set", None)
             if setter is None:
                 raise ValueError("the %s insight of %r has no settings to change"
                                  % (d.KIND, sensor))
-            return {"sensor": sensor, "settings": setter(args)}
-        raise ValueError("unknown action %r" % (action,))
+            out = {"sensor": sensor, "settings": setter(args)}
+        else:
+            raise ValueError("unknown action %r" % (action,))
+        self.dirty = True  # what the cloud said must outlive a power cut: saved this round
+        return out
 
     def state(self):
         out = {}
@@ -146,23 +150,41 @@ class Insights:
             out[name] = st() if st is not None else {}
         return out
 
-    def health(self):
-        return {"sent": self.sent, "held": self.held, "snoozed": len(self.snoozed),
-                "unsynced": self.unsynced, "restored": self.restored, "fresh": self.fresh}
+    def health(self, now):
+        """now: Unix ms (snoozes whose time is up are not counted)."""
+        snoozed = 0
+        for k in self.snoozed:
+            if self.snoozed[k] > now:
+                snoozed += 1
+        return {"sent": self.sent, "held": self.held, "snoozed": snoozed,
+                "unsynced": self.unsynced, "restored": self.restored, "fresh": self.fresh,
+                "save_errors": self.save_errors}
 
     # -- across reboots ---------------------------------------------------------------------
 
     def save(self, store):
-        """Writes every detector's snapshot and the snoozes (store.replace: atomic)."""
+        """Writes every detector's snapshot and the snoozes (store.replace: atomic). A detector
+        whose snapshot fails is left out, a file that cannot be written is tried again at the
+        next save: counted in save_errors, never raised (the agent samples on)."""
         self.dirty = False
         snaps = {}
         for name in self.detectors:
             d = self.detectors[name]
             if hasattr(d, "snapshot"):
-                snaps[name] = [d.KIND, d.snapshot()]
+                try:
+                    snap = d.snapshot()
+                    cbor.dumps(snap)
+                except Exception:
+                    self.save_errors += 1
+                    continue
+                snaps[name] = [d.KIND, snap]
         snoozed = [[k[0], k[1], self.snoozed[k]] for k in self.snoozed]
-        body = cbor.dumps({"v": 1, "detectors": snaps, "snoozed": snoozed})
-        store.replace(SAVE_NAME, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        try:
+            body = cbor.dumps({"v": 1, "detectors": snaps, "snoozed": snoozed})
+            store.replace(SAVE_NAME, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        except Exception:  # a full or failing filesystem
+            self.save_errors += 1
+            self.dirty = True
 
     def load(self, store):
         """Restores what save() wrote, where it still fits this profile; returns how many

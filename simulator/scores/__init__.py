@@ -11,7 +11,10 @@ value None (ok None) when the run held nothing to score it on.
 """
 from importlib import import_module
 
-AREAS = (("consumable", "consumables"), ("adherence", "doses"), ("energy", "motors"))
+# (insight kind, area, the truth key its model keeps): a unit is scored in an area when it has
+# the insight and its model the truth (a printer profile may carry a pill count's insight).
+AREAS = (("consumable", "consumables", "ink_empty"), ("adherence", "doses", "patient"),
+         ("energy", "motors", "degrade_onset_ms"))
 
 
 class Unit:
@@ -29,8 +32,8 @@ def kinds(profile):
 def score(units):
     """{area: lines} for every area some unit has an insight of."""
     out = {}
-    for kind, area in AREAS:
-        mine = [u for u in units if kind in kinds(u.profile)]
+    for kind, area, truth in AREAS:
+        mine = [u for u in units if kind in kinds(u.profile) and truth in u.truth]
         if mine:
             # A figure the run held nothing for is not a miss, nor is one shown for comparison.
             out[area] = [(name, value, target, None if value is None or not _is_target(target)

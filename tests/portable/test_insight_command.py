@@ -39,10 +39,10 @@ class NoClient:
         raise OSError("not in these tests")
 
 
-def agent(sensor, events_store=None):
+def agent(sensor, events_store=None, synced=True):
     p = profile(sensor)
-    a = Agent(p, SimPlatform(p), FakeClock(0, 1767225600000), NoClient, store=RamStore(),
-              events_store=events_store or RamStore())
+    a = Agent(p, SimPlatform(p), FakeClock(0, 1767225600000 if synced else None), NoClient,
+              store=RamStore(), events_store=events_store or RamStore())
     a.open()
     return a
 
@@ -128,3 +128,13 @@ def test_the_agent_saves_insights_after_an_event_and_the_next_boot_goes_on_from_
     b = agent(PILLS, store)                       # the next boot, on the same flash
     assert (b.insights.restored, b.insights.fresh) == (1, 0)
     assert b.insights.detectors["pills"].snapshot() == a.insights.detectors["pills"].snapshot()
+
+
+def test_a_snooze_before_the_clock_is_synced_is_refused_and_an_unsnooze_is_not():
+    a = agent(PILLS, synced=False)
+    r = command(a, {"id": 1, "cmd": "insight", "sensor": "pills", "action": "snooze",
+                    "event": "dose_missed", "for_ms": 3600000})
+    assert r["ok"] is False and "not synced" in r["error"] and a.insights.snoozed == {}, r
+    r = command(a, {"id": 2, "cmd": "insight", "sensor": "pills", "action": "snooze",
+                    "event": "dose_missed", "for_ms": 0})
+    assert r["ok"] is True and r["result"]["until"] is None, r

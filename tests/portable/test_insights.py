@@ -51,8 +51,8 @@ def test_a_detectors_events_go_out_as_insight_events_with_their_fields():
     (t, synced, event, sensor, state, value, fields), = sink.got
     assert (event, sensor, state, synced) == ("dose_missed", "pills", "insight", True)
     assert fields["scheduled"] == DAY0 + 8 * HOUR
-    assert ins.health() == {"sent": 1, "held": 0, "snoozed": 0, "unsynced": 0, "restored": 0,
-                            "fresh": 0}
+    assert ins.health(DAY0 + 15 * HOUR) == {"sent": 1, "held": 0, "snoozed": 0, "unsynced": 0,
+                                            "restored": 0, "fresh": 0, "save_errors": 0}
 
 
 def test_a_snoozed_event_is_held_until_its_time_then_sent_again():
@@ -176,3 +176,37 @@ def test_a_torn_foreign_or_refused_snapshot_starts_the_detector_afresh():
     class Other(Learner):
         KIND = "energy"
     assert booted(store, Other()).fresh == 1
+
+
+def test_what_the_cloud_says_is_saved_in_the_same_round_and_spent_snoozes_are_not_counted():
+    ins = Insights(Sink(), sensors())
+    assert not ins.dirty
+    ins.command("pills", "snooze", "dose_missed", DAY0 + HOUR)
+    assert ins.dirty
+    ins.save(RamStore())
+    ins.command("pills", "set", args={"pills": 2})
+    assert ins.dirty
+    assert ins.health(DAY0)["snoozed"] == 1 and ins.health(DAY0 + HOUR)["snoozed"] == 0
+
+
+class Failing:
+    """A store whose filesystem is full."""
+
+    def replace(self, name, data):
+        raise OSError(28, "no space left on device")
+
+
+def test_a_snapshot_or_a_file_that_cannot_be_written_is_counted_and_tried_again():
+    ins = Insights(Sink(), sensors())
+    ins.save(Failing())
+    assert ins.save_errors == 1 and ins.dirty          # tried again at the next round
+
+    class Broken(Learner):
+        def snapshot(self):
+            raise ValueError("a detector's bug")
+    store = RamStore()
+    ins = booted(store, Broken())
+    ins.command("pills", "snooze", "dose_missed", DAY0 + HOUR)
+    ins.save(store)                                    # the snoozes are saved all the same
+    assert ins.save_errors == 1 and not ins.dirty
+    assert booted(store, Learner()).snoozed == {("pills", "dose_missed"): DAY0 + HOUR}
