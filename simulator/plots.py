@@ -215,11 +215,10 @@ def _energy(plt, outdir, meters, found, start, end_days):
                                label="failure (truth)")
         left.set_ylim(bottom=0)
         left.set_ylabel("Wh per cycle")
-        left.set_title("%s: energy of each cycle the device found" % kind)
+        left.set_title("%s: energy of each cycle found" % kind)
         right.axhline(0.0, color="0.5", linewidth=0.8)
         right.set_ylabel("% from its own baseline")
-        right.set_title("%s: what the maintenance chart watches (%s), against each unit's "
-                        "own baseline" % (kind, watch))
+        right.set_title("%s: maintenance chart (%s) vs own baseline" % (kind, watch))
         for ax in (left, right):
             ax.set_xlim(0, end_days)
         _outside_legend(right)
