@@ -101,6 +101,6 @@ def score(units):
     months = out["healthy_ms"] / MONTH_MS
     if months > 0:
         rate = 100.0 * out["false"] / months
-        lines.append(("false maintenance_due per 100 device-months (%d in %.0f healthy months)"
+        lines.append(("false maintenance_due per 100 device-months (%d in %.1f healthy months)"
                       % (out["false"], months), rate, "<= 1", rate <= 1.0))
     return lines
