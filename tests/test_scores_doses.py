@@ -60,7 +60,8 @@ def test_a_short_fleet_of_real_bottles_meets_the_targets():
     c = tally(units)
     assert c["taken"] > 40 and c["missed"] > 0 and c["handling"] > 5
     for name, value, target, ok in score(units):
-        assert ok, (name, value, target)
+        # every target met; a figure shown for comparison carries no verdict
+        assert (ok is None) if target == "for comparison" else ok, (name, value, target)
 
 
 def test_a_unit_whose_model_keeps_no_patient_is_not_scored_for_doses():

@@ -36,6 +36,14 @@ KINDS = ("consumable", "adherence", "energy")
 STATE = "insight"        # an insight event's state field (agent/events.py)
 
 
+def short(x):
+    """x in a detector's error message, never a whole snapshot's text: a board's heap is
+    small."""
+    if isinstance(x, (list, dict, str, bytes)) and len(x) > 8:
+        return "a %s of %d" % (type(x).__name__, len(x))
+    return repr(x)
+
+
 def module(kind):
     if kind not in KINDS:
         raise ValueError("no insight %r" % (kind,))
@@ -172,15 +180,22 @@ class Insights:
             d = self.detectors[name]
             if hasattr(d, "snapshot"):
                 try:
-                    snap = d.snapshot()
-                    cbor.dumps(snap)
+                    snaps[name] = [d.KIND, d.snapshot()]
                 except Exception:
                     self.save_errors += 1
-                    continue
-                snaps[name] = [d.KIND, snap]
-        snoozed = [[k[0], k[1], self.snoozed[k]] for k in self.snoozed]
+        doc = {"v": 1, "detectors": snaps,
+               "snoozed": [[k[0], k[1], self.snoozed[k]] for k in self.snoozed]}
         try:
-            body = cbor.dumps({"v": 1, "detectors": snaps, "snoozed": snoozed})
+            try:
+                body = cbor.dumps(doc)
+            except cbor.CBORError:  # a snapshot CBOR cannot hold: leave out those that fail
+                for name in list(snaps):
+                    try:
+                        cbor.dumps(snaps[name])
+                    except cbor.CBORError:
+                        del snaps[name]
+                        self.save_errors += 1
+                body = cbor.dumps(doc)
             store.replace(SAVE_NAME, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
         except Exception:  # a full or failing filesystem
             self.save_errors += 1

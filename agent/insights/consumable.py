@@ -26,6 +26,8 @@
 # Portable: runs on a board as on CPython.
 from array import array
 
+from agent.insights import short
+
 KIND = "consumable"
 EVENTS = ("forecast", "reorder", "empty", "cartridge_replaced")
 
@@ -71,25 +73,18 @@ def _held(cfg, key):
     return int(cfg[key] * 100) if key in ("swap_jump", "empty") else cfg[key]
 
 
-def _short(x):
-    """x for an error message, never a whole snapshot's text: a board's heap is small."""
-    if isinstance(x, (list, dict, str, bytes)) and len(x) > 8:
-        return "a %s of %d" % (type(x).__name__, len(x))
-    return repr(x)
-
-
 def _int(v, lo, hi, what, none=False):
     if v is None and none:
         return v
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
         raise ValueError("snapshot: %s: expected a whole number from %d to %d%s, got %s"
-                         % (what, lo, hi, " or null" if none else "", _short(v)))
+                         % (what, lo, hi, " or null" if none else "", short(v)))
     return v
 
 
 def _bool(v, what):
     if not isinstance(v, bool):
-        raise ValueError("snapshot: %s: expected true or false, got %s" % (what, _short(v)))
+        raise ValueError("snapshot: %s: expected true or false, got %s" % (what, short(v)))
     return v
 
 
@@ -97,7 +92,7 @@ def _list(v, n, most, what):
     """v if it is a list of n items (of at most `most` when n is None)."""
     if not isinstance(v, list) or (len(v) != n if n is not None else len(v) > most):
         raise ValueError("snapshot: %s: expected a list of %s, got %s"
-                         % (what, n if n is not None else "at most %d" % most, _short(v)))
+                         % (what, n if n is not None else "at most %d" % most, short(v)))
     return v
 
 
@@ -369,9 +364,9 @@ class Detector:
         if not isinstance(snap, list) or len(snap) != 18 or isinstance(snap[0], bool) or (
                 snap[0] != SNAP):
             raise ValueError("snapshot: expected a version %d snapshot, got %s"
-                             % (SNAP, _short(snap)))
+                             % (SNAP, short(snap)))
         if not isinstance(snap[1], dict):
-            raise ValueError("snapshot: settings: expected a map, got %s" % _short(snap[1]))
+            raise ValueError("snapshot: settings: expected a map, got %s" % short(snap[1]))
         settings = {}
         for name, key, lo, hi in HELD:
             if name in snap[1]:
@@ -380,7 +375,7 @@ class Detector:
                 if pair[0] == _held(self.cfg, key):     # else the profile changed it since
                     settings[name] = v
         if len(snap[1]) != sum(1 for h in HELD if h[0] in snap[1]):
-            raise ValueError("snapshot: settings: an unknown one in %s" % _short(snap[1]))
+            raise ValueError("snapshot: settings: an unknown one in %s" % short(snap[1]))
         level = _int(snap[2], 0, TOP, "level", True)
         fresh = level is None      # no reading yet: nothing else may be there
         r1 = _int(snap[3], 0, TOP, "r1", fresh)
@@ -433,7 +428,7 @@ class Detector:
             _list(f, 2, 0, "forecast")
             if isinstance(f[0], bool) or not isinstance(f[0], (int, float)) or not (
                     0 <= f[0] < 1e9):
-                raise ValueError("snapshot: forecast: days %s" % _short(f[0]))
+                raise ValueError("snapshot: forecast: days %s" % short(f[0]))
             f = (f[0], _int(f[1], 1, BIG, "forecast's rate"))
         # all checked: now go on from it
         for name in settings:

@@ -21,6 +21,8 @@
 # to flash): a short CBOR-able list, checked field by field on the way back in.
 #
 # Portable: runs on a board as on CPython.
+from agent.insights import short
+
 KIND = "energy"
 EVENTS = ("cycle", "energy_report", "maintenance_due")
 
@@ -56,19 +58,12 @@ def _number(key, v, positive):
     return v
 
 
-def _short(x):
-    """x for an error message, never a whole snapshot's text: a board's heap is small."""
-    if isinstance(x, (list, dict, str, bytes)) and len(x) > 8:
-        return "a %s of %d" % (type(x).__name__, len(x))
-    return repr(x)
-
-
 def _fields(x, spec, what):
     """A copy of list x, checked against spec, a code per item: z a whole number, i one >= 0,
     I one >= 0 or None, n a number, p one >= 0, N one >= 0 or None, b true or false."""
     if not isinstance(x, list) or len(x) != len(spec):
         raise ValueError("snapshot: %s: expected a list of %d, got %s"
-                         % (what, len(spec), _short(x)))
+                         % (what, len(spec), short(x)))
     for i in range(len(spec)):
         v, c = x[i], spec[i]
         if v is None and c in "IN" or isinstance(v, bool) and c == "b":
@@ -76,14 +71,14 @@ def _fields(x, spec, what):
         if isinstance(v, bool) or not (isinstance(v, int) and c in "ziI" or isinstance(
                 v, (int, float)) and c in "npN" and v == v and abs(v) != float("inf")) or (
                 c not in "zn" and v < 0):
-            raise ValueError("snapshot: %s: item %d is %s" % (what, i, _short(v)))
+            raise ValueError("snapshot: %s: item %d is %s" % (what, i, short(v)))
     return list(x)
 
 
 def _points(x, most, what):
     if not isinstance(x, list) or len(x) > most:
         raise ValueError("snapshot: %s: expected a list of at most %d, got %s"
-                         % (what, most, _short(x)))
+                         % (what, most, short(x)))
     return _fields(x, "n" * len(x), what)
 
 
@@ -419,10 +414,10 @@ class Detector:
         if not isinstance(snap, list) or len(snap) != 10 or snap[0] != SNAP or not isinstance(
                 snap[0], int) or isinstance(snap[0], bool):
             raise ValueError("snapshot: expected a version %d snapshot, got %s"
-                             % (SNAP, _short(snap)))
+                             % (SNAP, short(snap)))
         watch = snap[1]
         if not isinstance(watch, str) or watch not in UP:
-            raise ValueError("snapshot: unknown watch %s" % _short(watch))
+            raise ValueError("snapshot: unknown watch %s" % short(watch))
         report_ms, last_t, cycles, last_end = _fields([snap[2]] + snap[4:7], "zIiI", "snapshot")
         if not isinstance(snap[3], dict):
             raise ValueError("snapshot: settings: expected a map")
@@ -430,11 +425,11 @@ class Detector:
         settings = {}
         for key in snap[3]:
             if not isinstance(key, str) or key not in names:
-                raise ValueError("snapshot: unknown setting %s" % _short(key))
+                raise ValueError("snapshot: unknown setting %s" % short(key))
             pair = snap[3][key]
             if not isinstance(pair, list) or len(pair) != 2:
                 raise ValueError("snapshot: %s: expected [profile's, set], got %s"
-                                 % (key, _short(pair)))
+                                 % (key, short(pair)))
             try:
                 v = _setting(key, pair[1])
             except ValueError as e:
@@ -456,7 +451,7 @@ class Detector:
                 cycle[4] = True             # its figure was gathered for another chart
         chart = snap[9]
         if not isinstance(chart, list) or len(chart) != 8:
-            raise ValueError("snapshot: chart: expected a list of 8, got %s" % _short(chart))
+            raise ValueError("snapshot: chart: expected a list of 8, got %s" % short(chart))
         learning = _points(chart[0], 200, "learning")
         batched = _points(chart[1], 64, "batch")
         chart = [learning, batched] + _fields(chart[2:], "NNpNib", "chart")

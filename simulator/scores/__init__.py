@@ -7,7 +7,8 @@ A unit is anything with .device, .truth (its model's), .insights [(t, event, sen
 fields)] in time order and .profile (the compiled profile it ran, as provisioned):
 simulator/insight_run.py makes them from a fast run, units_of(fleet) from a `tether simulate`
 run's ingest database. An area's score(units) returns lines (name, value, target text, ok),
-value None (ok None) when the run held nothing to score it on.
+value None (ok None) when the run held nothing to score it on, ok None for a figure shown for
+comparison or as a count.
 """
 from importlib import import_module
 
@@ -35,16 +36,11 @@ def score(units):
     for kind, area, truth in AREAS:
         mine = [u for u in units if kind in kinds(u.profile) and truth in u.truth]
         if mine:
-            # A figure the run held nothing for is not a miss, nor is one shown for comparison.
-            out[area] = [(name, value, target, None if value is None or not _is_target(target)
-                          else ok)
+            # A figure the run held nothing for is not a miss.
+            out[area] = [(name, value, target, None if value is None else ok)
                          for name, value, target, ok in
                          import_module("simulator.scores." + area).score(mine)]
     return out
-
-
-def _is_target(text):
-    return bool(text) and text[0] in "<>=0123456789"
 
 
 def units_of(fleet):

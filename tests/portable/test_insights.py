@@ -210,3 +210,15 @@ def test_a_snapshot_or_a_file_that_cannot_be_written_is_counted_and_tried_again(
     ins.save(store)                                    # the snoozes are saved all the same
     assert ins.save_errors == 1 and not ins.dirty
     assert booted(store, Learner()).snoozed == {("pills", "dose_missed"): DAY0 + HOUR}
+
+
+def test_a_snapshot_cbor_cannot_hold_is_left_out_and_the_others_are_saved():
+    class Odd(Learner):
+        def snapshot(self):
+            return {"n": object()}                     # nothing CBOR can hold
+    store = RamStore()
+    ins = booted(store, Odd())
+    ins.command("pills", "snooze", "dose_missed", DAY0 + HOUR)
+    ins.save(store)
+    assert ins.save_errors == 1
+    assert booted(store, Learner()).snoozed == {("pills", "dose_missed"): DAY0 + HOUR}
