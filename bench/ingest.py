@@ -47,7 +47,7 @@ def messages(devices):
     from agent import cbor, cbor_decode
     sch = c.schema()
     enc = c.encoder("compact")
-    day = [b.encode(enc) for b in c.batches(sch=sch)]
+    day = [bytes(b.encode(enc)) for b in c.batches(sch=sch)]  # a view into its buffer
     schema = sch.to_cbor()
     names = ["bench-%04d" % i for i in range(devices)]
     out = [("tether/v1/%s/up/schema" % d, schema, True) for d in names]
@@ -104,8 +104,9 @@ def postmaster_cpu(server):
 class Run:
     """One store and process count: times the ingest of `msgs` into `db`."""
 
-    def __init__(self, broker, db, processes, msgs, readings, count):
-        self.broker, self.db, self.processes = broker, db, processes
+    def __init__(self, name, broker, db, processes, msgs, readings, count, log):
+        self.name, self.broker, self.db, self.processes = name, broker, db, processes
+        self.log = log
         self.msgs, self.readings, self.count = msgs, readings, count
 
     def __call__(self):
@@ -115,13 +116,15 @@ class Run:
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "firmware.cli", "ingest",
                  "--broker", "mqtt://127.0.0.1:%d" % self.broker.port, "--db", self.db,
-                 "--group", "bench", "--no-repair", "--quiet", "--client-id", "bench-ingest-%d" % i],
-                cwd=str(c.ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+                 "--group", self.name, "--no-repair", "--quiet", "--clean-session",
+                 "--client-id", "%s-%d" % (self.name, i)],
+                cwd=str(c.ROOT), stdout=subprocess.PIPE, stderr=self.log, text=True))
         try:
             for p in procs:  # its first line says it is subscribed
                 line = p.stdout.readline()
                 if not line.startswith("ingest "):
-                    raise SystemExit("tether ingest did not start: %s%s" % (line, p.stderr.read()))
+                    raise SystemExit("tether ingest did not start: %s(log: %s)"
+                                     % (line, self.log.name))
             done = threading.Event()
             start = time.perf_counter()
             threading.Thread(target=publish, args=(self.broker.port, self.msgs, done),
@@ -141,7 +144,6 @@ class Run:
                 p.returncode = os.waitstatus_to_exitcode(status)
                 cpu += usage.ru_utime + usage.ru_stime
                 p.stdout.close()
-                p.stderr.close()
         return elapsed, cpu
 
 
@@ -295,7 +297,8 @@ def main():
                 db = new_database(server, name)
                 count = pg_count(db)
                 server_cpu = postmaster_cpu(server)
-            elapsed, cpu = Run(broker, db, processes, msgs, readings, count)()
+            with open(os.path.join(tmp, name + ".log"), "w") as log:
+                elapsed, cpu = Run(name, broker, db, processes, msgs, readings, count, log)()
             if server_cpu is not None:
                 server_cpu = postmaster_cpu(server) - server_cpu
             results.append((backend, processes, readings / elapsed, cpu, server_cpu))
