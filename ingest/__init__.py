@@ -1,5 +1,5 @@
-"""The cloud side of Tether: subscribes to a fleet's topics, decodes, de-duplicates, asks devices to
-re-send what is missing, and stores into SQLite (embedded) or PostgreSQL (docs/ingest.md).
+"""The cloud side of Tether: subscribes to a fleet's topics, decodes, de-duplicates, asks devices
+to re-send what is missing, and stores into a database: a SQLite file by default (docs/ingest.md).
 
     url.py         the broker URL and database URL parsers
     topics.py      the topics subscribed to, and a topic's kind and device
@@ -7,7 +7,7 @@ re-send what is missing, and stores into SQLite (embedded) or PostgreSQL (docs/i
     subscriber.py  Ingest: the paho client's life cycle and the writer thread
     handlers.py    what each message stores, on a store
     repair.py      resend requests for what is missing
-    store/         open_store(url): one module per backend (sqlite.py, postgres.py)
+    store/         open_store(url): one module per backend (sqlite.py)
     queries.py     the read side: summary, totals, series, insights, lost_seqs, repairing
 """
 from ingest.queries import insights, lost_seqs, repairing, series, summary, totals

@@ -15,7 +15,7 @@ def device_count(db_path):
     try:
         with _closing(open_store(db_path, timeout=5.0, create=False)) as db:
             return db.execute("SELECT count(*) FROM devices").fetchone()[0]
-    except Exception:  # noqa: BLE001 - a progress line must not stop the ingest: any backend's error
+    except Exception:  # noqa: BLE001 - any backend's error: a progress line must not stop it
         return -1
 
 

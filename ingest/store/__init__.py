@@ -1,5 +1,5 @@
 """Where the ingest stores: open_store(url) picks the backend by the URL (ingest/url.py db_url):
-a SQLite path (store/sqlite.py, the embedded default) or postgresql://... (store/postgres.py).
+a SQLite path (store/sqlite.py, the embedded default) or postgresql://... (a store/postgres.py).
 
 The handlers, repair and the queries write their SQL once, for both backends, in this dialect:
 `?` placeholders; greatest(a, b) and least(a, b) for the scalar max and min (given arguments
