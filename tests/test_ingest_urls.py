@@ -7,7 +7,6 @@ import sys
 
 import pytest
 
-from ingest.store import open_store
 from ingest.url import BadURL, db_url, parse_broker
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -52,15 +51,6 @@ def test_a_database_is_a_sqlite_path_or_a_postgresql_url(tmp_path):
         db_url(str(tmp_path))
     with pytest.raises(BadURL, match="expected a SQLite file or a postgresql:// URL"):
         db_url("")
-
-
-def test_the_shared_sql_is_translated_to_sqlite():
-    store = open_store(":memory:")
-    try:
-        assert store.execute("SELECT greatest(2, 5), least(2, 5), max(x) FROM "
-                             "(SELECT 1 AS x)").fetchone() == (5, 2, 1)
-    finally:
-        store.close()
 
 
 def tether_ingest(*args):
