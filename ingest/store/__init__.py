@@ -12,11 +12,11 @@ The backend contract. A backend module provides:
 
     connect(target, timeout, create=True) -> Store
         a connection to the database `target` (a path or a URL); with create, a new database
-        gets the layout (docs/ingest.md, "Tables") and an older one is migrated in one
-        transaction, and one of an unknown (newer) layout version is refused with RuntimeError
-        saying so; without create (the read side) nothing is checked or changed.
-
-and its Store subclass provides, besides the attributes below:
+        gets the layout (docs/ingest.md, "The SQLite file" for SQLite's) and an older one is
+        migrated in one transaction, and one of an unknown (newer) layout version is refused
+        with RuntimeError saying so; without create (the read side) nothing is checked or
+        changed.
+    Store       its subclass of Store below, which provides:
 
     Error       the exception class of any database error: the writer rolls back and stores
                 the whole group of messages again, later (nothing is acknowledged before)
@@ -37,12 +37,17 @@ and its Store subclass provides, besides the attributes below:
                 its password)
     name(target)  (a static method) the database as error messages name it (no password)
 
-open_store turns Store.Error raised while connecting into StoreError (a RuntimeError) naming
-the database, so that commands say it in one line.
+The base class's execute, executemany, commit, rollback, in_transaction and close work on a
+DB-API connection that has execute() (sqlite3; psycopg 3) in autocommit mode, with transactions
+begun by begin(); a backend overrides what differs. open_store turns Store.Error raised while
+connecting into StoreError (a RuntimeError) naming the database, so that commands say it in one
+line.
 
 The layout (its DDL, version and migrations) belongs to the backend. What the shared SQL
-needs of it: the tables and columns of docs/ingest.md ("Tables"), with the same names, primary
-keys and ON CONFLICT targets, plus the user views (docs/ingest.md, "Querying the database").
+needs of it: the tables and columns of docs/ingest.md ("The SQLite file"), with the same names,
+primary keys and ON CONFLICT targets (a table may be a partitioned one, or `readings` a view
+with insert_readings writing what lies under it), and the relations users query, with the same
+names and columns on every backend (docs/ingest.md, "Querying the database").
 """
 import hashlib
 import os
