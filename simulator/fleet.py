@@ -26,7 +26,7 @@ from simulator import faults as faults_mod
 from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
-from simulator.ingest import parse_broker, repairing
+from ingest import parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
@@ -182,7 +182,7 @@ class Fleet:
 
     async def run(self):
         """The whole simulation; returns the report (simulator/report.py)."""
-        from simulator.ingest import Ingest
+        from ingest import Ingest
         os.makedirs(self.workdir, exist_ok=True)
         try:
             host, port = await self._start_broker()

@@ -45,7 +45,7 @@ def score(units):
 
 def units_of(fleet):
     """The units of a finished Fleet: truth from its models, insights from its ingest's file."""
-    from simulator.ingest import insights
+    from ingest import insights
     by_device = {}
     for device, t, event, sensor, value, fields in insights(fleet.db_path):
         by_device.setdefault(device, []).append((t, event, sensor, value, fields))
