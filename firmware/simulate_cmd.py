@@ -8,6 +8,7 @@ import sys
 
 from firmware.args import duration as duration_arg, whole
 from firmware.profile.units import DAY, format_duration
+from ingest.url import hide_password
 
 DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
 
@@ -36,6 +37,7 @@ def main(args, out=None, err=None):
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
         workdir = os.path.abspath(args.workdir)
+        db = _database(args.db)
         report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
         linger = None
         if args.stay_online:
@@ -46,11 +48,11 @@ def main(args, out=None, err=None):
                 out.flush()
                 await _signalled()
         fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
-                      progress=Progress(out), linger=linger)
-    except (ValueError, OSError, FleetError) as exc:
+                      progress=Progress(out), linger=linger, db=db)
+    except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
-    _fresh(workdir)
+    _fresh(workdir, sqlite=db is None)
     out.write("simulating %d devices for %s of device time%s, faults: %s\n" % (
         sum(n for _, n, _ in lines), format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
@@ -67,10 +69,16 @@ def main(args, out=None, err=None):
         from simulator.plots import write_plots
         for path in write_plots(fleet, args.plots):
             out.write("plot: %s\n" % path)
-    out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
-              "report: %s\n"
-              "look:   sqlite3 %s \"select device, count(*) from readings group by device\"\n"
-              % (fleet.db_path, report_path, fleet.db_path))
+    look = "select device, count(*) from readings group by device"
+    if db is None:
+        out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
+                  "report: %s\n"
+                  "look:   sqlite3 %s \"%s\"\n" % (fleet.db_path, report_path, fleet.db_path, look))
+    else:
+        shown = hide_password(db)
+        out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
+                  "report: %s\n"
+                  "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
     f = report["fleet"]
     return 1 if (f["lost"] or f["events_lost"] or f["lost_at_broker_batches"]
                  or f["events_lost_at_broker"]) else 0
@@ -101,13 +109,38 @@ async def _signalled():
             loop.remove_signal_handler(sig)
 
 
-def _fresh(workdir):
+def _database(value):
+    """None for the SQLite file in the workdir, or --db's database: a SQLite path, or a
+    postgresql:// URL of a database that holds no devices (a new run starts from an empty
+    database, and this command empties none). ValueError or RuntimeError saying why not."""
+    if value is None:
+        return None
+    from ingest.url import BadURL, db_url
+    try:
+        backend, target = db_url(value)
+    except BadURL as exc:
+        raise ValueError("--db: %s" % exc)
+    if backend == "sqlite":
+        if os.path.exists(target):
+            raise ValueError("--db: %s exists: a run starts from an empty database (remove "
+                             "it, or name a new file)" % target)
+        return os.path.abspath(target)
+    from ingest.queries import device_count
+    from ingest.store import open_store
+    open_store(target).close()  # reachable, and of this ingest's layout (or made so)
+    if device_count(target) > 0:
+        raise ValueError("--db: %s holds the devices of an earlier run: a run starts from an "
+                         "empty database (drop and create it)" % hide_password(target))
+    return target
+
+
+def _fresh(workdir, sqlite=True):
     """A new run starts from empty buffers and an empty database: removes what an earlier run
     left in workdir (only what a run writes there)."""
     import glob
     import shutil
     shutil.rmtree(os.path.join(workdir, "devices"), ignore_errors=True)
-    for path in glob.glob(os.path.join(workdir, "fleet.sqlite*")):
+    for path in glob.glob(os.path.join(workdir, "fleet.sqlite*")) if sqlite else ():
         os.remove(path)
 
 
@@ -132,6 +165,9 @@ def add_command(sub):
     p.add_argument("--plots", metavar="DIR", help="write PNG plots there")
     p.add_argument("--workdir", default="tether-sim", metavar="DIR",
                    help="the devices' buffers and the database (default tether-sim)")
+    p.add_argument("--db", metavar="FILE.sqlite|URL",
+                   help="the ingest's database instead of WORKDIR/fleet.sqlite: a new SQLite "
+                        "file, or a postgresql:// URL of an empty database")
     p.add_argument("--stay-online", action="store_true",
                    help="once device time is over and the report written, the devices stay "
                         "online (answering commands and other ingests' repair requests, not "

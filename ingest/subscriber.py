@@ -444,6 +444,8 @@ class Ingest(Handlers):
     def _plan(self, db):
         """(resend commands, the probe made): repair's planning, in a savepoint of its own, so
         that a bug there cannot roll back the messages stored in the same transaction."""
+        if not db.planning():
+            return [], None  # another process is planning the fleet's repairs
         probed = self._probe
         db.execute("SAVEPOINT planning")
         try:

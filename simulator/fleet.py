@@ -119,7 +119,7 @@ def _scaled(lines, devices):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None, ingest_group=None, linger=None):
+                 drain_ms=20000, progress=None, ingest_group=None, linger=None, db=None):
         self.lines = lines
         self.workdir = workdir
         self.duration_ms = duration_ms
@@ -140,7 +140,8 @@ class Fleet:
         self.ingest = None
         self.restarts = 0
         self.gate = Gate()
-        self.db_path = os.path.join(workdir, "fleet.sqlite")
+        # The ingest's database: a SQLite file in workdir, or `db` (a path or postgresql://...)
+        self.db_path = db or os.path.join(workdir, "fleet.sqlite")
         self.started_wall = None
         self.ended_wall = None
         self.history = []  # (device ms, batches waiting, devices offline), every 10 device min,

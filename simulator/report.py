@@ -23,6 +23,7 @@ the ingest stored: `insight_scores` in the JSON, one line per figure with its ta
 """
 from simulator import scores
 from ingest import lost_seqs, summary
+from ingest.url import hide_password
 
 
 def build(fleet):
@@ -98,7 +99,7 @@ def build(fleet):
         "speed": round(fleet.duration_ms / 1000.0 / wall, 1) if wall > 0 else None,
         "seed": fleet.seed,
         "broker_restarts": fleet.restarts,
-        "database": fleet.db_path,
+        "database": hide_password(fleet.db_path),
         "fleet": fleet_total,
         "devices": devices,
     }

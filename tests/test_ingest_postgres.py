@@ -20,7 +20,7 @@ def batch_row(store, device, seq, n=3, t0=T0):
         "ON CONFLICT DO NOTHING", (device, seq, n, t0, t0 + n)).rowcount
 
 
-def test_a_new_database_gets_the_versioned_layout_and_the_user_views(postgres_url):
+def test_a_new_database_gets_the_versioned_layout_and_the_readings_view(postgres_url):
     store = postgres.connect(postgres_url)
     try:
         assert store.execute("SELECT version, readings FROM tether_layout").fetchone() == (
@@ -29,7 +29,7 @@ def test_a_new_database_gets_the_versioned_layout_and_the_user_views(postgres_ur
             assert store.execute("SELECT to_regclass(?)", (name,)).fetchone()[0] == name
         assert [c for (c,) in store.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'readings' "
-            "ORDER BY ordinal_position")][:4] == ["device", "t_ms", "channel", "value"]
+            "ORDER BY ordinal_position")] == ["device", "t_ms", "channel", "value", "seq", "text"]
     finally:
         store.close()
     postgres.connect(postgres_url).close()  # a second open finds it made
@@ -169,7 +169,7 @@ def test_json_and_sums_read_back_as_the_sqlite_store_gives_them(postgres_url):
         assert store.execute("SELECT health FROM health ORDER BY received_at").fetchall() == [
             ('{"rssi": -60}',), ('{"rssi": -61}',)]
         assert store.execute("SELECT sum(t_ms) FROM health").fetchone()[0] == 1 << 63
-        assert store.execute("SELECT health->>'rssi' FROM device_health ORDER BY time"
+        assert store.execute("SELECT health->>'rssi' FROM health ORDER BY received_at"
                              ).fetchall() == [("-60",), ("-61",)]
     finally:
         store.close()

@@ -2,19 +2,17 @@
 
     tether ingest --db postgresql://user:password@host:5432/fleet
 
-The same tables, columns and meaning as the SQLite layout, in PostgreSQL's types (JSON documents
-as jsonb), except the readings: they are stored one row per batch and channel, with the batch's
-times and values of that channel as arrays (`readings_packed`), which bench/ingest.py measured
-4x faster to write than a row per reading and 8x smaller, and no slower to read back. Users
-query the views, which do not change with the storage:
+The same tables, columns and meaning as the SQLite layout (docs/ingest.md), in PostgreSQL's types
+(JSON documents as jsonb), except the readings: they are stored one row per batch and channel,
+with the batch's times and values of that channel as arrays (`readings_packed`), which
+bench/ingest.py measures several times faster to write than a row per reading and 8x smaller,
+and no slower to read back. Users query the relations every backend has (docs/ingest.md,
+"Querying the database"): the tables `events`, `insights`, `health`, and the view
 
-    readings         (device, t_ms, channel, value, text, seq, time)   one row per reading
-    device_events    (device, seq, t_ms, time, synced, event, sensor, state, value, detail, ...)
-    device_insights  (device, seq, t_ms, time, event, sensor, value, fields jsonb, ...)
-    device_health    (device, received_at, time, t_ms, health jsonb)
+    readings (device, t_ms, channel, value, seq, text)     one row per reading (unnest)
 
-`value` is the number (true/false as 1/0); a text reading (SenML `vs`) has value NULL and its
-string in `text`. `time` is t_ms as a timestamptz (for dashboards; meaningful when synced).
+whose `value` is the number (true/false as 1/0); a text reading (SenML `vs`) has value NULL and
+its string in `text`, the one column SQLite's `readings` does not have.
 
 readings_packed is partitioned by time: a range partition per UTC day of t_first (the batch's
 first time of that channel), named readings_packed_YYYYMMDD, created when the first batch of
@@ -33,7 +31,7 @@ CONFLICT DO NOTHING, whose row count says whether this transaction stored the ro
 processes storing the same batch at once both try, one inserts, the other waits for its commit
 and counts a duplicate. Counters are updated in place (UPDATE ... SET n = n + 1), never read
 and written back. Repair planning is serialised by a transaction-scoped advisory lock
-(plan_lock()). A deadlock, a serialisation failure or a lost connection (the server
+(planning()). A deadlock, a serialisation failure or a lost connection (the server
 restarted) is a Failure: the writer rolls back and stores the whole group again (the next
 begin() reconnects), and acknowledges nothing to the broker before its COMMIT.
 """
@@ -42,11 +40,13 @@ import os
 import re
 import struct
 import tempfile
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
+
+from ingest import store as base
+from ingest.url import hide_password
 
 VERSION = 1  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
@@ -57,7 +57,7 @@ PLAN_LOCK = 0x7e7e1a03
 TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
           "repair_bucket", "insights")
-VIEWS = ("readings", "device_events", "device_insights", "device_health", "gaps")
+VIEWS = ("readings", "gaps")
 
 SCHEMA_SQL = """
 CREATE TABLE tether_layout (
@@ -240,21 +240,9 @@ CREATE VIEW gaps AS
           FROM batches) b
     WHERE seq > prev + 1;
 CREATE VIEW readings AS
-    SELECT p.device, r.t_ms, p.channel, r.value, r.text, p.seq,
-           to_timestamp(r.t_ms / 1000.0) AS time
+    SELECT p.device, r.t_ms, p.channel, r.value, p.seq, r.text
     FROM readings_packed p CROSS JOIN LATERAL unnest(p.t_ms, p.value, p.text)
          AS r (t_ms, value, text);
-CREATE VIEW device_events AS
-    SELECT device, seq, t_ms, to_timestamp(t_ms / 1000.0) AS time, synced = 1 AS synced, event,
-           sensor, state, value, detail, repaired = 1 AS repaired, received_at
-    FROM events;
-CREATE VIEW device_insights AS
-    SELECT device, seq, t_ms, to_timestamp(t_ms / 1000.0) AS time, synced = 1 AS synced, event,
-           sensor, value, fields, received_at
-    FROM insights;
-CREATE VIEW device_health AS
-    SELECT device, received_at, to_timestamp(received_at) AS time, t_ms, health
-    FROM health;
 -- Drops the partitions (or hypertable chunks) of readings_packed wholly before before_ms;
 -- returns how many partitions went.
 CREATE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
@@ -299,18 +287,6 @@ class NumberLoader(Loader):
         return int(text)
 
 
-def hide_password(url):
-    """url without its password, for messages and client ids."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rpartition("@")[2]
-        return urlunsplit(parts._replace(netloc="%s:***@%s" % (parts.username, host)))
-    except ValueError:
-        return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
-
-
 def _connect(url, timeout):
     conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
                            application_name="tether-ingest")
@@ -333,7 +309,7 @@ def partition_of(t_ms):
     return (name, start if start >= INT64_MIN else None, end if end <= INT64_MAX else None)
 
 
-class PostgresStore:
+class PostgresStore(base.Store):
     """A connection to the ingest's PostgreSQL database (the backend contract of
     ingest/store/__init__.py). Readings are gathered per transaction and written with one COPY
     just before its COMMIT; a savepoint rolled back drops those of its messages."""
@@ -343,11 +319,9 @@ class PostgresStore:
     BadValue = (psycopg.DataError,)
 
     def __init__(self, conn, url, timeout=30.0):
-        self.conn = conn
-        self.target = url
+        base.Store.__init__(self, conn, url)
         self.identity = hide_password(url)
         self.timeout = timeout
-        self._sql = {}
         self._pending = []  # readings_packed rows of the current transaction, for one COPY
         self._marks = []  # (savepoint, len(_pending)) as the savepoints nest
         self._partitions = set()  # (t_from, t_to) known to exist
@@ -364,25 +338,17 @@ class PostgresStore:
         return sql.replace("%", "%%").replace("?", "%s")
 
     def execute(self, sql, args=()):
-        out = self._sql.get(sql)
-        if out is None:
-            out = self._sql[sql] = self.translate(sql)
-            if sql.startswith(("SAVEPOINT ", "ROLLBACK TO ", "RELEASE ")):
-                out = self._sql[sql] = (sql.split()[-1], sql.split()[0], out)
-        if isinstance(out, tuple):
-            self._savepoint(*out)
-            out = out[2]
+        out = self._sql(sql)
+        if sql.startswith(("SAVEPOINT ", "ROLLBACK TO ", "RELEASE ")):
+            self._savepoint(sql.split()[-1], sql.split()[0])
         return self.conn.execute(out, args)
 
     def executemany(self, sql, rows):
-        out = self._sql.get(sql)
-        if out is None:
-            out = self._sql[sql] = self.translate(sql)
         cur = self.conn.cursor()
-        cur.executemany(out, rows)
+        cur.executemany(self._sql(sql), rows)
         return cur
 
-    def _savepoint(self, name, verb, sql):
+    def _savepoint(self, name, verb):
         if verb == "SAVEPOINT":
             self._marks.append((name, len(self._pending)))
             return
@@ -424,10 +390,11 @@ class PostgresStore:
             return False
         return self.conn.info.transaction_status != TransactionStatus.IDLE
 
-    def plan_lock(self):
-        """Repair planning of the processes sharing the database, one at a time: the lock is
-        held until this transaction ends."""
-        self.conn.execute("SELECT pg_advisory_xact_lock(%s)", (PLAN_LOCK,))
+    def planning(self):
+        # Not waiting: a process that waited here while holding rows another one's planning
+        # needs would deadlock with it; this one plans at its next pass instead.
+        return self.conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                 (PLAN_LOCK,)).fetchone()[0]
 
     def reconnect(self):
         """A new connection after the old one broke (the server restarted): raises
@@ -442,10 +409,10 @@ class PostgresStore:
             self._side = None
 
     def close(self):
-        for conn in (self.conn, self._side):
-            if conn is not None:
-                conn.close()
-        self._side = None
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+        self.conn.close()
 
     # ---- readings ----
 
@@ -509,14 +476,13 @@ class PostgresStore:
                                                      INT64_MAX if hi is None else hi))
         self._partitions.add((lo, hi))
 
-    def slot(self, base):
+    def slot(self, prefix):
         """A client id per process slot on this machine (held by an flock in the temp folder),
-        the same after a restart; processes on other machines have another host in `base`."""
-        from ingest.store import FileSlot, PidSlot
+        the same after a restart; processes on other machines have another host in `prefix`."""
         try:
-            return FileSlot(base, os.path.join(tempfile.gettempdir(), base))
+            return base.FileSlot(prefix, os.path.join(tempfile.gettempdir(), prefix))
         except ImportError:
-            return PidSlot(base)
+            return base.PidSlot(prefix)
 
 
 Store = PostgresStore  # the backend contract's name for it (ingest/store/__init__.py)
