@@ -408,7 +408,8 @@ class Ingest(Handlers):
             except db.Error as exc:
                 if db.in_transaction:
                     db.rollback()
-                log.error("the database: %s; trying again in %.1f s", exc, backoff)
+                log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
+                          "acknowledged)", exc, backoff, len(group))
                 if self._stopping and backoff > 1:
                     log.error("stopping with %d messages not stored: the broker sends them "
                               "again", len(group))

@@ -1,11 +1,21 @@
-"""The ingest's PostgreSQL store (ingest/store/postgres.py) against a real PostgreSQL server:
-its layout and versions, readings stored with COPY and read back through the views, partitions
-by day, exact de-duplication between processes, and a server restarted under it."""
+"""The ingest on PostgreSQL (ingest/store/postgres.py) against a real PostgreSQL server: the
+store's layout and versions, readings stored with COPY and read back through the view,
+partitions by day, exact de-duplication between processes, a server restarted under it; and
+end to end through mosquitto: two `tether ingest` processes in one group, one killed with
+SIGKILL, PostgreSQL restarted under a running ingest, and a `tether simulate` fleet."""
+import json
+import re
+import signal
+import subprocess
+import sys
 import threading
+import time
 
 import psycopg
 import pytest
 
+from agent import batch_decode
+from ingest import totals
 from ingest.store import postgres
 
 DAY = postgres.DAY_MS
@@ -237,3 +247,231 @@ def test_a_restarted_server_is_a_failure_and_the_next_begin_reconnects(postgres_
         assert [s for (s,) in store.execute("SELECT seq FROM batches ORDER BY seq")] == [1, 2, 3]
     finally:
         store.close()
+
+
+# ---- the ingest end to end: tether ingest and tether simulate on PostgreSQL, through mosquitto
+
+PREFIX = "tether/v1"
+
+
+@pytest.fixture(scope="module")
+def fleet_batches():
+    """{device: batches}: two hours of the reference printer for three devices (12 batches of
+    420 readings each), and the schema."""
+    import json
+
+    from firmware.profile.compile import compile as compile_profile
+    from simulator import reference
+    from tests.test_ingest import encode
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    lines = [json.dumps(r) for r in reference.readings(hours=2)]
+    out = {}
+    for n in range(3):
+        schema, batches = encode(profile, lines, "printer-%04d" % n)
+        out["printer-%04d" % n] = batches
+    return schema, out
+
+
+@pytest.fixture
+def broker(mosquitto_factory):
+    return mosquitto_factory(log_type="error warning", extra_conf="max_queued_messages 0")
+
+
+@pytest.fixture
+def publish(broker):
+    from tests.test_ingest import Publisher
+    p = Publisher(broker.port)
+    yield p
+    p.close()
+
+
+class IngestProcess:
+    """`tether ingest` on PostgreSQL in a process of its own (for SIGKILL)."""
+
+    def __init__(self, broker, url, *options):
+        self.args = [sys.executable, "-m", "firmware.cli", "ingest", "--broker",
+                     "mqtt://127.0.0.1:%d" % broker.port, "--db", url, "--every", "0.5",
+                     "--quiet"] + list(options)
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True)
+        first = self.proc.stdout.readline()  # printed once subscribed
+        assert first.startswith("ingest "), first + self.proc.stderr.read()
+        return self
+
+    def wait_log(self, pattern, timeout=60):
+        """Reads its log until a line matches pattern (a regular expression)."""
+        deadline = time.monotonic() + timeout
+        lines = []
+        while time.monotonic() < deadline:
+            line = self.proc.stderr.readline()
+            lines.append(line)
+            if re.search(pattern, line) or not line:
+                break
+        assert re.search(pattern, lines[-1]), "".join(lines)
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=60)
+        return self.proc.returncode, out, err
+
+
+WAITING = r"trying again in .* \([1-9][0-9]* messages wait, not acknowledged\)"
+
+
+def wait_for(url, batches, duplicates=0, timeout=60):
+    """The database's totals once it holds `batches` batches and has counted `duplicates` (or
+    as they are after timeout: the caller's assertions then fail)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        t = totals(url)
+        if (t["batches"] >= batches and t["duplicates"] >= duplicates) \
+                or time.monotonic() > deadline:
+            return t
+        time.sleep(0.1)
+
+
+def assert_stored_exactly(url, schema, devices):
+    """Every reading of every batch published, once: as the batches decode."""
+    expected = []
+    for device, batches in devices.items():
+        for data in batches:
+            b = batch_decode.decode(data, {schema.id: schema})
+            expected += [(device, t, n, float(v), b.seq) for t, n, v in b.readings]
+    with psycopg.connect(url) as conn:
+        stored = conn.execute("SELECT device, t_ms, channel, value, seq FROM readings").fetchall()
+    assert sorted(stored) == sorted(expected)
+
+
+def test_two_ingest_processes_in_one_group_store_everything_once(broker, publish, postgres_url,
+                                                                 fleet_batches):
+    schema, devices = fleet_batches
+    ingests = [IngestProcess(broker, postgres_url, "--group", "pg").start() for _ in range(2)]
+    try:
+        for device, batches in devices.items():
+            publish.schema(device, schema)
+        for device, batches in devices.items():
+            publish.batches(device, batches + batches[:4])  # four sent twice (lost PUBACKs)
+        n = sum(len(b) for b in devices.values())
+        t = wait_for(postgres_url, n, duplicates=12)
+    finally:
+        results = [i.stop() for i in ingests]
+    assert [code for code, _, _ in results] == [0, 0], results
+    assert (t["batches"], t["duplicates"], t["malformed"]) == (n, 12, 0)
+    assert_stored_exactly(postgres_url, schema, devices)
+    with psycopg.connect(postgres_url) as conn:  # the group split the batches between the two
+        assert conn.execute("SELECT count(DISTINCT ingest) FROM batches").fetchone()[0] == 2
+
+
+def test_an_ingest_killed_and_restarted_loses_nothing(broker, publish, postgres_url,
+                                                      fleet_batches):
+    schema, devices = fleet_batches
+    ingest = IngestProcess(broker, postgres_url, "--client-id", "pg-kill").start()
+    for device in devices:
+        publish.schema(device, schema)
+    for device, batches in devices.items():
+        publish.batches(device, batches[:6])
+    wait_for(postgres_url, 1)
+    ingest.kill()  # SIGKILL: whatever it had not committed was not acknowledged either
+    for device, batches in devices.items():
+        publish.batches(device, batches[6:])  # queued by the broker in its session
+    ingest.start()
+    try:
+        t = wait_for(postgres_url, sum(len(b) for b in devices.values()))
+    finally:
+        code, _, err = ingest.stop()
+    assert code == 0, err
+    assert t["batches"] == sum(len(b) for b in devices.values()) and t["malformed"] == 0
+    assert_stored_exactly(postgres_url, schema, devices)
+
+
+def test_postgresql_restarted_under_the_ingest_loses_nothing(broker, publish, postgres_factory,
+                                                             fleet_batches):
+    schema, devices = fleet_batches
+    server = postgres_factory()
+    names = sorted(devices)
+    ingest = IngestProcess(broker, server.url, "--client-id", "pg-restart").start()
+    try:
+        for device in names:
+            publish.schema(device, schema)
+        publish.batches(names[0], devices[names[0]])
+        assert wait_for(server.url, 12)["batches"] == 12
+        # The server goes away under a running ingest: it waits, trying again, and stores
+        # what arrived meanwhile once the server is back.
+        server.halt()
+        publish.batches(names[1], devices[names[1]])
+        ingest.wait_log(WAITING)  # it has them, and cannot store them
+        server.start()
+        assert wait_for(server.url, 24)["batches"] == 24
+        # Down again, and the ingest dies meanwhile: what it took from the broker and could not
+        # commit was never acknowledged, so the broker sends it again to the next process.
+        server.halt()
+        publish.batches(names[2], devices[names[2]])
+        ingest.wait_log(WAITING)
+        ingest.kill()
+        server.start()
+        ingest.start()
+        t = wait_for(server.url, 36)
+    finally:
+        code, _, err = ingest.stop()
+    assert code == 0, err
+    assert (t["batches"], t["malformed"]) == (36, 0)
+    assert_stored_exactly(server.url, schema, devices)
+
+
+def test_tether_ingest_refuses_a_newer_layout_in_one_line(broker, postgres_url):
+    postgres.connect(postgres_url).close()
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("UPDATE tether_layout SET version = 99")
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
+                           "mqtt://127.0.0.1:%d" % broker.port, "--db", postgres_url],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "tether ingest: %s has ingest layout version 99, of a newer ingest; this one reads "
+        "version %d and older" % (postgres_url, postgres.VERSION)]
+
+
+def test_a_simulated_fleet_through_mosquitto_into_postgresql_loses_nothing(broker, postgres_url,
+                                                                           tmp_path):
+    report_path = tmp_path / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "4", "--duration", "6h",
+         "--speed", "max", "--seed", "3", "--faults", "power:every=2h,share=0.5",
+         "--broker", "mqtt://127.0.0.1:%d" % broker.port, "--workdir", str(tmp_path / "w"),
+         "--db", postgres_url, "--report", str(report_path)],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads(report_path.read_text())
+    f = report["fleet"]
+    assert (f["lost"], f["events_lost"], f["waiting"]) == (0, 0, 0), f
+    assert f["power_cuts"] >= 1
+    with psycopg.connect(postgres_url) as conn:
+        readings = dict(conn.execute("SELECT device, count(*) FROM readings GROUP BY device"))
+        events = dict(conn.execute("SELECT device, count(*) FROM events GROUP BY device"))
+    for d in report["devices"]:
+        # what the device buffered, less what a power cut took from RAM, is what is stored
+        assert d["generated"] - d["power_cut_window"] == d["delivered"] \
+            == readings[d["device"]], d
+        assert d["events_raised"] == d["events"] == events.get(d["device"], 0), d
+    assert sum(readings.values()) == f["delivered"] > 0
+    assert "psql %s" % postgres_url in proc.stdout
+    # a second run into the same database is refused: it would mix two fleets
+    again = subprocess.run(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "1", "--duration", "1h",
+         "--workdir", str(tmp_path / "w2"), "--db", postgres_url],
+        capture_output=True, text=True, timeout=60)
+    assert again.returncode == 2
+    assert again.stderr == ("tether simulate: --db: %s holds the devices of an earlier run: a "
+                            "run starts from an empty database (drop and create it)\n"
+                            % postgres_url)

@@ -327,6 +327,7 @@ class PostgresStore(base.Store):
         self._partitions = set()  # (t_from, t_to) known to exist
         self._side = None  # a second connection: partitions attach there, outside the writer's
         self._mode = None
+        self._outside = True  # not between begin() and commit() or rollback()
 
     @staticmethod
     def name(target):
@@ -338,6 +339,8 @@ class PostgresStore(base.Store):
         return sql.replace("%", "%%").replace("?", "%s")
 
     def execute(self, sql, args=()):
+        if self._outside and (self.conn.closed or self.conn.broken):
+            self.reconnect()  # a query between transactions after the server came back
         out = self._sql(sql)
         if sql.startswith(("SAVEPOINT ", "ROLLBACK TO ", "RELEASE ")):
             self._savepoint(sql.split()[-1], sql.split()[0])
@@ -369,16 +372,19 @@ class PostgresStore(base.Store):
         self._pending = []
         self._marks = []
         self.conn.execute("BEGIN")
+        self._outside = False
 
     def commit(self):
         if self._pending:
             self._copy(self._pending)
         self._pending = []
+        self._outside = True  # committed or not: a COMMIT that fails ends the transaction
         self.conn.execute("COMMIT")
 
     def rollback(self):
         self._pending = []
         self._marks = []
+        self._outside = True
         try:
             self.conn.execute("ROLLBACK")
         except psycopg.Error:  # the connection is gone: begin() makes a new one
