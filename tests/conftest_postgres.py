@@ -5,8 +5,8 @@
 - `postgres_factory()`: a server of the test's own, stopped after it, for tests that restart or
   stop the server under their clients.
 
-A missing server fails the test (never a skip: a green suite must mean PostgreSQL really ran). When a test fails, the logs of the servers it used
-are added to its report.
+A missing server fails the test (never a skip: a green suite must mean PostgreSQL really ran).
+When a test fails, the logs of the servers it used are added to its report.
 """
 import uuid
 

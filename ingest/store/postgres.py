@@ -37,7 +37,6 @@ begin() reconnects), and acknowledges nothing to the broker before its COMMIT.
 """
 import datetime
 import os
-import re
 import struct
 import tempfile
 
