@@ -204,6 +204,23 @@ def packed_rows(msgs):
     return rows
 
 
+def decode_rate(msgs):
+    """Readings/s of decoding the batches alone (agent.batch_decode), best of 3: what one
+    ingest process cannot go past, whatever the store."""
+    from agent import batch_decode
+    from agent.schema import Schema
+    schemas = {}
+    batches = []
+    for topic, payload, _ in msgs:
+        if topic.endswith("/schema"):
+            s = Schema.from_cbor(payload)
+            schemas[s.id] = s
+        else:
+            batches.append(payload)
+    n = sum(len(batch_decode.decode(b, schemas).readings) for b in batches)
+    return n / c.best_of(lambda: [batch_decode.decode(b, schemas) for b in batches], repeat=3)
+
+
 def copy_baseline(server, msgs):
     """(seconds, readings) of one plain COPY of the ingest's rows into a new database of the
     same layout, partitions made beforehand."""
@@ -314,6 +331,7 @@ def main():
         assert copy_n == readings, (copy_n, readings)
         copy_rate = readings / copy_s
         shapes = layouts(server, msgs)
+        decoding = decode_rate(msgs)
     finally:
         server.stop()
         broker.stop()
@@ -334,6 +352,8 @@ def main():
     best = max(r[2] for r in results if r[0] == "PostgreSQL")
     print("  PostgreSQL ingest / plain COPY: %.2fx (target >= %.1fx): %s"
           % (best / copy_rate, TARGET, c.verdict(best / copy_rate, TARGET, True)))
+    print("  for scale: decoding the batches alone (agent.batch_decode, one core) runs at %s "
+          "readings/s, %.2fx the COPY" % ("{:,.0f}".format(decoding), decoding / copy_rate))
     print()
     print("Storage layouts (COPY of the same %d readings; read: one device's channel of a day "
           "+ hourly averages of every channel and device):" % readings)

@@ -475,3 +475,24 @@ def test_a_simulated_fleet_through_mosquitto_into_postgresql_loses_nothing(broke
     assert again.stderr == ("tether simulate: --db: %s holds the devices of an earlier run: a "
                             "run starts from an empty database (drop and create it)\n"
                             % postgres_url)
+
+
+def test_a_day_dropped_by_another_process_is_made_again_when_its_readings_come(postgres_url):
+    writer, other = postgres.connect(postgres_url), postgres.connect(postgres_url)
+    try:
+        writer.begin()
+        writer.insert_readings("dev-1", 1, [(T0, "power", 1)])
+        writer.commit()
+        other.execute("SELECT tether_drop_readings(?)", (T0 + DAY,))
+        writer.begin()
+        writer.insert_readings("dev-1", 2, [(T0 + 1, "power", 2)])  # a late batch of that day
+        with pytest.raises(writer.Error):
+            writer.commit()
+        writer.rollback()
+        writer.begin()  # the writer stores the group again
+        writer.insert_readings("dev-1", 2, [(T0 + 1, "power", 2)])
+        writer.commit()
+        assert writer.execute("SELECT seq, value FROM readings").fetchall() == [(2, 2.0)]
+    finally:
+        writer.close()
+        other.close()

@@ -323,7 +323,7 @@ class PostgresStore(base.Store):
         self.timeout = timeout
         self._pending = []  # readings_packed rows of the current transaction, for one COPY
         self._marks = []  # (savepoint, len(_pending)) as the savepoints nest
-        self._partitions = set()  # (t_from, t_to) known to exist
+        self._days = set()  # t_ms // DAY_MS of the partitions known to exist
         self._side = None  # a second connection: partitions attach there, outside the writer's
         self._mode = None
         self._outside = True  # not between begin() and commit() or rollback()
@@ -375,7 +375,13 @@ class PostgresStore(base.Store):
 
     def commit(self):
         if self._pending:
-            self._copy(self._pending)
+            try:
+                self._copy(self._pending)
+            except psycopg.errors.CheckViolation:
+                # No partition for a row: another process dropped a day this one knew of
+                # (tether_drop_readings). Made again when the group is stored again.
+                self._days.clear()
+                raise
         self._pending = []
         self._outside = True  # committed or not: a COMMIT that fails ends the transaction
         self.conn.execute("COMMIT")
@@ -457,9 +463,9 @@ class PostgresStore(base.Store):
             copy.write(copy_data(rows))
 
     def _partition(self, t_ms):
-        for lo, hi in self._partitions:
-            if (lo is None or lo <= t_ms) and (hi is None or t_ms < hi):
-                return
+        day = t_ms // DAY_MS
+        if day in self._days:
+            return
         name, lo, hi = partition_of(t_ms)
         # On a connection of its own, outside the writer's transaction: ATTACH PARTITION takes a
         # lock that inserts into the other partitions do not wait for, nor it for them (CREATE
@@ -479,7 +485,7 @@ class PostgresStore(base.Store):
                 side.execute("INSERT INTO reading_partitions (name, t_from, t_to) "
                              "VALUES (%s, %s, %s)", (name, INT64_MIN if lo is None else lo,
                                                      INT64_MAX if hi is None else hi))
-        self._partitions.add((lo, hi))
+        self._days.add(day)
 
     def slot(self, prefix):
         """A client id per process slot on this machine (held by an flock in the temp folder),
