@@ -496,3 +496,16 @@ def test_a_day_dropped_by_another_process_is_made_again_when_its_readings_come(p
     finally:
         writer.close()
         other.close()
+
+
+def test_an_unreachable_server_is_said_in_one_line_without_the_password(broker):
+    for command in (["ingest", "--broker", "mqtt://127.0.0.1:%d" % broker.port],
+                    ["simulate", "--devices", "1", "--duration", "1h"]):
+        proc = subprocess.run([sys.executable, "-m", "firmware.cli"] + command
+                              + ["--db", "postgresql://ingest:s3cret@127.0.0.1:1/fleet"],
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode in (1, 2)
+        [line] = proc.stderr.splitlines()
+        assert line.startswith("tether %s: postgresql://ingest:***@127.0.0.1:1/fleet: "
+                               "connection failed: " % command[0]), line
+        assert "s3cret" not in proc.stdout + proc.stderr

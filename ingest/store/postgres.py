@@ -287,8 +287,11 @@ class NumberLoader(Loader):
 
 
 def _connect(url, timeout):
-    conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
-                           application_name="tether-ingest")
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
+                               application_name="tether-ingest")
+    except psycopg.Error as exc:  # libpq's message spans lines: said in one
+        raise psycopg.OperationalError(" ".join(str(exc).split())) from None
     conn.adapters.register_loader("jsonb", TextLoader)
     conn.adapters.register_loader("json", TextLoader)
     conn.adapters.register_loader("numeric", NumberLoader)
