@@ -13,6 +13,7 @@ may enter. Clients connect over TCP with `trust` authentication: it listens on 1
 fsync is off unless `durable=True`: tests need no crash safety, and a benchmark that compares
 two writers on one server sees the same cost in both.
 """
+import atexit
 import glob
 import os
 import pwd
@@ -101,6 +102,7 @@ class Postgres:
             if self.as_user:
                 account = pwd.getpwnam(SERVER_USER)
                 os.chown(self.folder, account.pw_uid, account.pw_gid)
+            atexit.register(self.stop)  # a caller that forgets, or fails before its own stop
             try:
                 self._run(self.initdb, "-D", self.data, "-U", self.user, "--auth=trust",
                           "-E", "UTF8", "--no-locale", "--no-sync")
