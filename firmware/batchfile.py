@@ -158,15 +158,10 @@ def load_schemas(files=(), db=None):
             raise InputError("--schema %s: holds no schema document (a CBOR map, as a device "
                              "publishes on .../up/schema)" % path)
     if db is not None:
-        import sqlite3
-        import urllib.parse
+        from ingest import queries
         try:
-            conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(db), uri=True)
-            try:
-                rows = conn.execute("SELECT schema_id, document FROM schemas").fetchall()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
+            rows = queries.schemas(db)
+        except Exception as exc:  # noqa: BLE001 - any backend's error, or not a database at all
             raise InputError("--db %s: not an ingest database with a schemas table (%s)"
                              % (db, exc))
         for sid, document in rows:
