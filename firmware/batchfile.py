@@ -158,45 +158,23 @@ def load_schemas(files=(), db=None):
             raise InputError("--schema %s: holds no schema document (a CBOR map, as a device "
                              "publishes on .../up/schema)" % path)
     if db is not None:
-        rows = _schema_rows(db)
+        from ingest import queries
+        from ingest.url import hide_password
+        shown = hide_password(db)
+        try:
+            rows = queries.schemas(db)
+        except Exception as exc:  # noqa: BLE001 - any backend's error, or not a database at all
+            raise InputError("--db %s: not an ingest database with a schemas table (%s)"
+                             % (shown, " ".join(str(exc).split())))
         for sid, document in rows:
             if not isinstance(document, bytes):  # bytes(10**15) would fill the memory
                 raise InputError("--db %s: schema %s does not decode: its document is not a "
-                                 "blob" % (db, sid))
+                                 "blob" % (shown, sid))
             try:
                 schemas[sid] = Schema.from_cbor(document)
             except cbor.CBORError as exc:
-                raise InputError("--db %s: schema %s does not decode: %s" % (db, sid, exc))
+                raise InputError("--db %s: schema %s does not decode: %s" % (shown, sid, exc))
     return schemas
-
-
-def _schema_rows(db):
-    """[(schema_id, document)] of an ingest database: a SQLite file (opened read-only), or a
-    postgresql:// URL."""
-    if db.startswith(("postgresql://", "postgres://")):
-        from ingest.store import StoreError, open_store
-        from ingest.store.postgres import Store
-        from ingest.url import hide_password
-        try:
-            store = open_store(db, create=False)
-            try:
-                return store.execute("SELECT schema_id, document FROM schemas").fetchall()
-            finally:
-                store.close()
-        except (StoreError, Store.Error) as exc:
-            raise InputError("--db %s: not an ingest database with a schemas table (%s)"
-                             % (hide_password(db), str(exc).strip().splitlines()[0]))
-    import sqlite3
-    import urllib.parse
-    try:
-        conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(db), uri=True)
-        try:
-            return conn.execute("SELECT schema_id, document FROM schemas").fetchall()
-        finally:
-            conn.close()
-    except sqlite3.Error as exc:
-        raise InputError("--db %s: not an ingest database with a schemas table (%s)"
-                         % (db, exc))
 
 
 def _skip(r):
