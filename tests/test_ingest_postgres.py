@@ -374,7 +374,7 @@ def test_two_ingest_processes_in_one_group_store_everything_once(broker, publish
 
 
 def test_an_ingest_killed_and_restarted_loses_nothing(broker, publish, postgres_url,
-                                                      fleet_batches):
+                                                      fleet_batches, tmp_path):
     schema, devices = fleet_batches
     ingest = IngestProcess(broker, postgres_url, "--client-id", "pg-kill").start()
     for device in devices:
@@ -393,6 +393,12 @@ def test_an_ingest_killed_and_restarted_loses_nothing(broker, publish, postgres_
     assert code == 0, err
     assert t["batches"] == sum(len(b) for b in devices.values()) and t["malformed"] == 0
     assert_stored_exactly(postgres_url, schema, devices)
+    # tether decode takes the schema of a compact batch from the database
+    (tmp_path / "one.cbor").write_bytes(devices["printer-0000"][0])
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "decode", "--db", postgres_url,
+                           str(tmp_path / "one.cbor")], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert len(proc.stdout.splitlines()) == 420
 
 
 def test_postgresql_restarted_under_the_ingest_loses_nothing(broker, publish, postgres_factory,
