@@ -27,14 +27,17 @@ MAX_SNOOZE_MS = 90 * 86400000
 
 class Agent:
     def __init__(self, profile, platform, clock, client_class, store=None, events_store=None,
-                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None, safe_mode=False):
+                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None, safe_mode=False,
+                 ssl_context=None):
         """client_class: agent.mqtt.Client (a board) or agent.host.paho_client.Client (CPython);
         store / events_store: where the buffer and the events live (default: the profile's);
         reboot(): restarts the device (a `reboot` command calls it once its reply is out);
         rssi(): the radio's signal strength in dBm, for health reports, or None;
         safe_mode: a board that crashed at boot too often (docs/esp32.md): no sensors are set
         up, nothing is read from flash (buffer and events in RAM), and only the commands that
-        help to diagnose it are taken (ping, diag, reboot)."""
+        help to diagnose it are taken (ping, diag, reboot);
+        ssl_context: the uplink's TLS context when the caller made it already (a board makes it
+        first, while its heap is in one piece), else made here from the profile."""
         self.model = profile["device"].get("model")  # not the profile: a board frees it
         self.clock = clock
         self.device = device_id or profile["device"]["id"]
@@ -72,7 +75,7 @@ class Agent:
             if self.insights is not None:
                 handlers["insight"] = self._insight
         self.commands = Commands(handlers)
-        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
+        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir, ssl_context), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
                              window=u["window"], backoff_min_ms=u["backoff_min_ms"],
                              backoff_max_ms=u["backoff_max_ms"],
@@ -85,9 +88,10 @@ class Agent:
         self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world
         self.more_health = None  # fn() -> a dict of further health keys (a board's)
 
-    def _client_maker(self, client_class, u, tls_tmpdir):
-        ctx = None
-        if u["tls"]:
+    def _client_maker(self, client_class, u, tls_tmpdir, ctx):
+        if not u["tls"]:
+            ctx = None
+        elif ctx is None:
             from agent import tls
             ctx = tls.context(u.get("ca"), u.get("cert"), u.get("key"), tls_tmpdir)
         client_id = (u.get("client_id") or self.device).replace("{uid}", self.device)
