@@ -10,13 +10,11 @@ import asyncio
 import gc
 
 from agent import cbor
-from agent import profile as compiled
 from agent.commands import Commands, CommandError, shown
 from agent.events import Events
 from agent.log import Log
 from agent.sampler import Sampler, channels
 from agent.uplink import Topics, Uplink
-from hal.board import drivers
 
 VERSION = "0.1.0"
 EVENTS_SHARE = 16  # the event log may take 1/16 of the buffer's bytes, at least 8 KiB
@@ -38,6 +36,10 @@ class Agent:
         help to diagnose it are taken (ping, diag, reboot);
         ssl_context: the uplink's TLS context when the caller made it already (a board makes it
         first, while its heap is in one piece), else made here from the profile."""
+        # Here, not at the top: needed only to build the agent, so that a board can let these
+        # modules go once it is built (firmware/board.py).
+        from agent import profile as compiled
+        from hal.board import drivers
         self.model = profile["device"].get("model")  # not the profile: a board frees it
         self.clock = clock
         self.device = device_id or profile["device"]["id"]

@@ -37,6 +37,10 @@ SAMPLER_STALL_MS = 20000  # a sampling round that has not come round for this lo
 REBOOT_DRAIN_MS = 2000    # a reboot first gives the uplink this long to deliver what waits
 FAILED_BOOT_MS = 5000     # when the agent cannot even be built, reset after this pause
 
+# Modules that only build the agent: let go once it is built (their bytecode is in RAM when
+# loaded from .mpy). The parts they made live on; their classes are in other modules.
+BUILD_ONLY = ("agent.profile", "hal.board", "hal.chips", "hal.esp32")
+
 _RESET_CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "wdt"),
                  ("DEEPSLEEP_RESET", "deepsleep"), ("SOFT_RESET", "soft"))
 
@@ -256,8 +260,11 @@ class Board:
             agent.device, len(agent.sampler.channels), profile["uplink"]["host"],
             profile["uplink"]["port"]))
         # What runs holds what it needs of the profile; the whole mapping (some KB of dicts and
-        # strings, the CA's text) is garbage from here on.
+        # strings, the CA's text) is garbage from here on, and so are the modules that only
+        # build the agent.
         self.profile = None
+        for name in BUILD_ONLY:
+            forget(name)
         if self.net is not None:
             self.supervisor.add("network", self.net.run)
         self.supervisor.add("uplink", agent.uplink.run)
