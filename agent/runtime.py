@@ -89,6 +89,10 @@ class Agent:
         self.running = False
         self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world
         self.more_health = None  # fn() -> a dict of further health keys (a board's)
+        # The health message's buffer, kept: grown once to the message's size, not from 64
+        # bytes by doubling at every report (on a board's fragmented heap the last doubling,
+        # 1 KB in one piece, was what failed first: bench/heap.py).
+        self.health_w = cbor.Writer()
 
     def _client_maker(self, client_class, u, tls_tmpdir, ctx):
         if not u["tls"]:
@@ -184,7 +188,7 @@ class Agent:
     # -- health and commands ---------------------------------------------------------------------
 
     def health(self, uplink):
-        """The health message (docs/wire-format.md)."""
+        """The health message (docs/wire-format.md): a memoryview, valid until the next call."""
         log = self.buffer.log
         t, synced = self.clock.now()
         sensors = {}
@@ -208,7 +212,10 @@ class Agent:
             report["insights"] = self.insights.health(t)
         if self.more_health is not None:
             report.update(self.more_health())
-        return cbor.dumps(report)
+        w = self.health_w
+        w.reset()
+        w.value(report)
+        return w.getvalue()
 
     def _ping(self, cmd):
         cmd.done()
