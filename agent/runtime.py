@@ -89,10 +89,10 @@ class Agent:
         self.running = False
         self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world
         self.more_health = None  # fn() -> a dict of further health keys (a board's)
-        # The health message's buffer, kept: grown once to the message's size, not from 64
-        # bytes by doubling at every report (on a board's fragmented heap the last doubling,
-        # 1 KB in one piece, was what failed first: bench/heap.py).
-        self.health_w = cbor.Writer()
+        # The health message's buffer, made now and kept, not grown from 64 bytes by doubling
+        # at every report: on a board's fragmented heap the last doubling, 1 KB in one piece,
+        # was the first allocation to fail (bench/heap.py). The printer's message is 0.5-1 KB.
+        self.health_w = cbor.Writer(size=1024)
 
     def _client_maker(self, client_class, u, tls_tmpdir, ctx):
         if not u["tls"]:
