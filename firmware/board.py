@@ -38,8 +38,9 @@ REBOOT_DRAIN_MS = 2000    # a reboot first gives the uplink this long to deliver
 FAILED_BOOT_MS = 5000     # when the agent cannot even be built, reset after this pause
 
 # Modules that only build the agent: let go once it is built (their bytecode is in RAM when
-# loaded from .mpy). The parts they made live on; their classes are in other modules.
-BUILD_ONLY = ("agent.profile", "hal.board", "hal.chips", "hal.esp32")
+# loaded from .mpy). The parts they made live on; their classes are in other modules. The CBOR
+# decoder read the insights' snapshot at boot; a command loads it again.
+BUILD_ONLY = ("agent.profile", "hal.board", "hal.chips", "hal.esp32", "agent.cbor_decode")
 
 _RESET_CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "wdt"),
                  ("DEEPSLEEP_RESET", "deepsleep"), ("SOFT_RESET", "soft"))
