@@ -10,7 +10,6 @@ import asyncio
 import gc
 
 from agent import cbor
-from agent.commands import Commands, CommandError, shown
 from agent.events import Events
 from agent.log import Log
 from agent.sampler import Sampler, channels
@@ -76,13 +75,14 @@ class Agent:
                              "resend": self._resend})
             if self.insights is not None:
                 handlers["insight"] = self._insight
-        self.commands = Commands(handlers)
+        self.handlers = handlers
+        self._commands = None
         self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir, ssl_context), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
                              window=u["window"], backoff_min_ms=u["backoff_min_ms"],
                              backoff_max_ms=u["backoff_max_ms"],
                              schema=self.schema.to_cbor() if u["encoding"] == "compact" else None,
-                             on_command=self.commands.handle, health=self.health,
+                             on_command=self._command, health=self.health,
                              health_ms=u["health_ms"])
         self.buffer.notify = self.uplink.notify
         self.events.notify = self.uplink.notify
@@ -217,6 +217,18 @@ class Agent:
         w.value(report)
         return w.getvalue()
 
+    @property
+    def commands(self):
+        """The command handling (agent.commands.Commands), loaded at the first command: most
+        boards never get one, and on a board its module is bytecode in RAM."""
+        if self._commands is None:
+            from agent.commands import Commands
+            self._commands = Commands(self.handlers)
+        return self._commands
+
+    def _command(self, payload, retained=False, size=None, limit=None):
+        return self.commands.handle(payload, retained, size, limit)
+
     def _ping(self, cmd):
         cmd.done()
         t, synced = self.clock.now()
@@ -231,7 +243,7 @@ class Agent:
                 c.interval_ms = ms
                 c.due = self.clock.monotonic()
                 return {"sensor": name, "interval_ms": ms}
-        raise CommandError("no sensor %r" % name)
+        raise _error("no sensor %r" % name)
 
     def _flush(self, cmd):
         cmd.done()
@@ -264,18 +276,18 @@ class Agent:
             now, synced = self.clock.now()
             if ms and not synced:
                 cmd.done()
-                raise CommandError("the clock is not synced yet: a snooze needs the time of day")
+                raise _error("the clock is not synced yet: a snooze needs the time of day")
             until = now + ms if ms else None
         elif action == "set":
             args = cmd.arg("settings", dict)
         elif action != "ack":
-            raise CommandError("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
-                               % shown(action))
+            raise _error("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
+                         % _shown(action))
         cmd.done()
         try:
             return self.insights.command(sensor, action, event, until, args)
         except ValueError as exc:
-            raise CommandError(str(exc))
+            raise _error(str(exc))
 
     def _resend(self, cmd):
         """Re-publishes batches or events the ingest is missing (docs/uplink.md, "Repair")."""
@@ -283,21 +295,21 @@ class Agent:
         ranges = cmd.arg("ranges", list)
         cmd.done()
         if kind not in ("batch", "event"):
-            raise CommandError("argument 'kind' must be \"batch\" or \"event\", got %s"
-                               % shown(kind))
+            raise _error("argument 'kind' must be \"batch\" or \"event\", got %s"
+                         % _shown(kind))
         if not ranges or len(ranges) > RESEND_RANGES:
-            raise CommandError("bounded: 'ranges' must hold 1 to %d ranges, got %d"
-                               % (RESEND_RANGES, len(ranges)))
+            raise _error("bounded: 'ranges' must hold 1 to %d ranges, got %d"
+                         % (RESEND_RANGES, len(ranges)))
         total = 0
         for i, r in enumerate(ranges):
             if (not isinstance(r, list) or len(r) != 2 or not _seq(r[0]) or not _seq(r[1])
                     or r[0] > r[1]):
-                raise CommandError("range %d must be [from, to] with 0 <= from <= to < 2**32"
-                                   % i)
+                raise _error("range %d must be [from, to] with 0 <= from <= to < 2**32"
+                             % i)
             total += r[1] - r[0] + 1
         if total > RESEND_SEQS:
-            raise CommandError("bounded: at most %d sequence numbers a command, got %d"
-                               % (RESEND_SEQS, total))
+            raise _error("bounded: at most %d sequence numbers a command, got %d"
+                         % (RESEND_SEQS, total))
         log = self.buffer.log if kind == "batch" else self.events.log
         ranges.sort(key=_first)
         into = ([], [], [], [])
@@ -314,14 +326,14 @@ class Agent:
         for a, b in held:
             queued += b - a + 1
         if held and not self.uplink.repair(kind, held):
-            raise CommandError("busy: too many repairs are waiting; ask again later")
+            raise _error("busy: too many repairs are waiting; ask again later")
         return {"kind": kind, "queued": queued, "gone": gone, "dropped": dropped,
                 "unknown": unknown}
 
     def _reboot(self, cmd):
         cmd.done()
         if self.reboot is None:
-            raise CommandError("this device cannot reboot on command")
+            raise _error("this device cannot reboot on command")
         return {"rebooting": True}, self.reboot
 
 
@@ -331,6 +343,17 @@ def _first(r):
 
 def _seq(v):
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 0x100000000
+
+
+def _error(text):
+    # A handler runs only once agent.commands is loaded (it calls the handler).
+    from agent.commands import CommandError
+    return CommandError(text)
+
+
+def _shown(v):
+    from agent.commands import shown
+    return shown(v)
 
 
 def _seq_span(log, sent):

@@ -262,6 +262,7 @@ class Board:
                       reboot=self._reboot, rssi=self.net.rssi if self.net else None,
                       safe_mode=self.safe_mode, ssl_context=ssl_context)
         agent.more_health = self.health
+        agent.uplink.on_command = self._command
         agent.open()
         agent.running = True
         self.agent = agent
@@ -280,6 +281,13 @@ class Board:
         if not self.safe_mode:
             self.supervisor.add("sampler", agent.sampling, beat=self._sampled_at,
                                 stall_ms=SAMPLER_STALL_MS)
+
+    async def _command(self, payload, retained, size, limit):
+        try:
+            return await self.agent.commands.handle(payload, retained, size, limit)
+        finally:
+            # The decoder read the command: it goes until the next one loads it again.
+            forget("agent.cbor_decode")
 
     def _sampled_at(self):
         return self.agent.sampled_at
