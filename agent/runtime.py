@@ -92,6 +92,7 @@ class Agent:
         # The health message's buffer, made now and kept, not grown from 64 bytes by doubling
         # at every report: on a board's fragmented heap the last doubling, 1 KB in one piece,
         # was the first allocation to fail (bench/heap.py). The printer's message is 0.5-1 KB.
+        # Command replies share it: the uplink publishes each message before it makes the next.
         self.health_w = cbor.Writer(size=1024)
 
     def _client_maker(self, client_class, u, tls_tmpdir, ctx):
@@ -223,7 +224,7 @@ class Agent:
         boards never get one, and on a board its module is bytecode in RAM."""
         if self._commands is None:
             from agent.commands import Commands
-            self._commands = Commands(self.handlers)
+            self._commands = Commands(self.handlers, self.health_w)
         return self._commands
 
     def _command(self, payload, retained=False, size=None, limit=None):
