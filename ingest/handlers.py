@@ -15,7 +15,7 @@ from agent import batch_decode, cbor, ids
 from agent.batch import COMPACT
 from agent.schema import Schema
 
-from ingest import decode, repair
+from ingest import decode, fastdecode, repair
 from ingest.decode import Bad
 from ingest.topics import parse_topic
 
@@ -127,7 +127,7 @@ class Handlers:
         schemas = self._schemas
         schemas.missing = None
         try:
-            b = batch_decode.decode(payload, schemas)
+            b = fastdecode.decode(payload, schemas)
         except cbor.CBORError as exc:
             if schemas.missing is None or held:
                 raise Bad("batch: %s" % (exc,))
@@ -151,7 +151,7 @@ class Handlers:
     def _store(self, device, b, payload, received_at, d):
         decode.check_envelope(device, b)
         db = self._db
-        readings = b.readings
+        count = b.count
         seq = b.seq
         cur = db.execute(
             "INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
@@ -159,8 +159,7 @@ class Handlers:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             (device, seq, b.boot, b.dropped, int(b.synced),
              "compact" if b.encoding == COMPACT else "senml", int(b.deflated), b.schema_id,
-             len(payload), binascii.crc32(payload), received_at, len(readings),
-             readings[0][0] if readings else None, readings[-1][0] if readings else None,
+             len(payload), binascii.crc32(payload), received_at, count, b.t_first, b.t_last,
              self.client_id))
         if cur.rowcount == 0:
             self._duplicate(device, seq, payload, received_at, d)
@@ -170,8 +169,8 @@ class Handlers:
             db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
                        (device, seq))
             d.add("repaired")
-            d.add("repaired_readings", len(readings))
-        db.insert_readings(device, seq, readings)
+            d.add("repaired_readings", count)
+        db.insert_batch(device, seq, b)
         for name, unit in b.units.items():
             key = (device, name, unit)
             if key not in self._units:
@@ -200,11 +199,10 @@ class Handlers:
             # in order: every batch up to this one is here (ingest/repair.py)
             "batch_done = CASE WHEN devices.batch_done = excluded.last_seq - 1 "
             "THEN excluded.last_seq ELSE devices.batch_done END",
-            (device, b.schema_id, received_at, received_at, b.boot, seq,
-             readings[-1][0] if readings else None, b.dropped, len(readings), int(repaired),
-             len(readings) if repaired else 0))
+            (device, b.schema_id, received_at, received_at, b.boot, seq, b.t_last, b.dropped,
+             count, int(repaired), count if repaired else 0))
         d.add("batches", device=device)
-        d.add("readings", len(readings), device=device)
+        d.add("readings", count, device=device)
 
     def _hold(self, device, payload, received_at, topic, schema_id, d):
         """A compact batch whose schema has not arrived: kept in `held` until it does."""

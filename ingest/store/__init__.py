@@ -31,6 +31,10 @@ The backend contract. A backend module provides:
     insert_readings(device, seq, rows)
                 stores a batch's readings [(t_ms, channel, value)] (SQLite: executemany;
                 PostgreSQL: COPY), in the current transaction
+    insert_batch(device, seq, batch)
+                the same for a decoded batch (ingest/fastdecode.Decoded); the base class's
+                passes its readings to insert_readings, PostgreSQL's takes its columns
+                [(channel, [t_ms], [value])] as they are
     planning()  True when this transaction may plan repairs: one process at a time, whatever
                 it takes (SQLite: always, begin() locked the file; PostgreSQL: an advisory
                 lock, not waited for: False while another process holds it)
@@ -110,6 +114,9 @@ class Store:
 
     def insert_readings(self, device, seq, rows):
         raise NotImplementedError
+
+    def insert_batch(self, device, seq, batch):
+        self.insert_readings(device, seq, batch.readings)
 
     def planning(self):
         return True

@@ -460,6 +460,21 @@ class PostgresStore(base.Store):
                 self._partition(ts[0])
             self._pending.append((device, seq, name, ts[0], ts, values, texts))
 
+    def insert_batch(self, device, seq, batch):
+        """insert_readings of a decoded batch (an ingest/fastdecode.Decoded), from its columns:
+        no tuple per reading. The same rows, and the same errors (from insert_readings)."""
+        if batch.text or "\x00" in device:
+            return self.insert_readings(device, seq, batch.readings)
+        columns = batch.columns
+        for name, ts, values in columns:
+            if "\x00" in name or not INT64_MIN <= min(ts) <= max(ts) <= INT64_MAX:
+                return self.insert_readings(device, seq, batch.readings)
+        hypertable = self._mode == "hypertable"
+        for name, ts, values in columns:
+            if not hypertable:
+                self._partition(ts[0])
+            self._pending.append((device, seq, name, ts[0], ts, list(map(float, values)), None))
+
     def _copy(self, rows):
         with self.conn.cursor().copy("COPY readings_packed (device, seq, channel, t_first, t_ms, "
                                      "value, text) FROM STDIN (FORMAT BINARY)") as copy:
