@@ -17,6 +17,7 @@ from agent.schema import Schema
 
 from ingest import decode, fastdecode, repair
 from ingest.decode import Bad
+from ingest.store import ADD_BATCH, UPSERT_DEVICE
 from ingest.topics import parse_topic
 
 log = logging.getLogger("tether.ingest")
@@ -58,6 +59,9 @@ class Handlers:
     """Needs self._db (a Store), self._schemas (decode.Schemas), self._units (a set),
     self.prefix, self.client_id, self.max_held and self.hold_timeout."""
 
+    # (device, channel, unit) stored by the current transaction: its later batches skip them
+    _group_units = frozenset()
+
     def _one(self, m):
         """One message in its own SAVEPOINT: a bad one leaves only a `malformed` row."""
         return self._guarded("m", m[0], m[1], m[4], self._handle, m)
@@ -74,6 +78,7 @@ class Handlers:
             raise  # locked, disk full, I/O, connection lost: the whole group again
         except Exception as exc:  # noqa: BLE001 - nothing a message carries may stop the ingest
             db.execute("ROLLBACK TO " + name)
+            self._group_units.difference_update(d.units)
             d = Delta()
             if isinstance(exc, Bad):
                 reason = exc.reason
@@ -153,18 +158,21 @@ class Handlers:
         db = self._db
         count = b.count
         seq = b.seq
-        cur = db.execute(
-            "INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
-            "deflated, schema_id, bytes, crc32, received_at, readings, t_first, t_last, ingest) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            (device, seq, b.boot, b.dropped, int(b.synced),
-             "compact" if b.encoding == COMPACT else "senml", int(b.deflated), b.schema_id,
-             len(payload), binascii.crc32(payload), received_at, count, b.t_first, b.t_last,
-             self.client_id))
-        if cur.rowcount == 0:
+        row = (device, seq, b.boot, b.dropped, int(b.synced),
+               "compact" if b.encoding == COMPACT else "senml", int(b.deflated), b.schema_id,
+               len(payload), binascii.crc32(payload), received_at, count, b.t_first, b.t_last,
+               self.client_id)
+        # the devices row's (device, schema_id, first_seen, last_seen, last_boot, last_seq,
+        # last_t_ms, dropped_reported, readings), then repaired and repaired_readings
+        device_row = (device, b.schema_id, received_at, received_at, b.boot, seq, b.t_last,
+                      b.dropped, count)
+        added = db.add_batch(row, device_row)  # PostgreSQL: one statement
+        if added is None:
+            added = self._add_batch(row, device_row)
+        stored, repaired = added
+        if not stored:
             self._duplicate(device, seq, payload, received_at, d)
             return
-        repaired = repair.arrived(db, device, "batch", seq)
         if repaired:
             db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
                        (device, seq))
@@ -173,36 +181,24 @@ class Handlers:
         db.insert_batch(device, seq, b)
         for name, unit in b.units.items():
             key = (device, name, unit)
-            if key not in self._units:
+            if key not in self._units and key not in self._group_units:
                 db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?) "
                            "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit",
                            key)
                 d.units.append(key)
-        db.execute(
-            "INSERT INTO devices (device, schema_id, first_seen, last_seen, last_boot, last_seq, "
-            "last_t_ms, dropped_reported, batches, readings, repaired, repaired_readings) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
-            "ON CONFLICT (device) DO UPDATE SET "
-            # (each column of the stored row named devices.x: PostgreSQL would find x ambiguous
-            # between it and excluded.x)
-            "schema_id = coalesce(excluded.schema_id, devices.schema_id), "
-            "last_seen = greatest(devices.last_seen, excluded.last_seen), "
-            "last_boot = greatest(coalesce(devices.last_boot, 0), excluded.last_boot), "
-            "last_t_ms = CASE WHEN devices.last_seq IS NULL "
-            "OR excluded.last_seq > devices.last_seq "
-            "THEN coalesce(excluded.last_t_ms, devices.last_t_ms) ELSE devices.last_t_ms END, "
-            "last_seq = greatest(coalesce(devices.last_seq, -1), excluded.last_seq), "
-            "dropped_reported = greatest(devices.dropped_reported, excluded.dropped_reported), "
-            "batches = devices.batches + 1, readings = devices.readings + excluded.readings, "
-            "repaired = devices.repaired + excluded.repaired, "
-            "repaired_readings = devices.repaired_readings + excluded.repaired_readings, "
-            # in order: every batch up to this one is here (ingest/repair.py)
-            "batch_done = CASE WHEN devices.batch_done = excluded.last_seq - 1 "
-            "THEN excluded.last_seq ELSE devices.batch_done END",
-            (device, b.schema_id, received_at, received_at, b.boot, seq, b.t_last, b.dropped,
-             count, int(repaired), count if repaired else 0))
+                self._group_units.add(key)
         d.add("batches", device=device)
         d.add("readings", count, device=device)
+
+    def _add_batch(self, row, device_row):
+        """(stored, repaired): the batch's row into `batches`; when it is new there, repair's
+        bookkeeping and the devices row (Store.add_batch: the same in one statement)."""
+        db = self._db
+        if db.execute(ADD_BATCH, row).rowcount == 0:
+            return False, False
+        repaired = repair.arrived(db, row[0], "batch", row[1])
+        db.execute(UPSERT_DEVICE, device_row + (int(repaired), device_row[-1] if repaired else 0))
+        return True, repaired
 
     def _hold(self, device, payload, received_at, topic, schema_id, d):
         """A compact batch whose schema has not arrived: kept in `held` until it does."""

@@ -386,6 +386,7 @@ class Ingest(Handlers):
                 if chores and not group and not planning and not self._held_exists():
                     return
                 db.begin()
+                self._group_units = set()
                 # Device by device (each device's messages in the order they came): processes
                 # sharing a database then lock the devices' rows in one order and never
                 # deadlock over them. Acknowledged below in the order they came, as MQTT asks.

@@ -31,6 +31,9 @@ The backend contract. A backend module provides:
     insert_readings(device, seq, rows)
                 stores a batch's readings [(t_ms, channel, value)] (SQLite: executemany;
                 PostgreSQL: COPY), in the current transaction
+    add_batch(row, device_row)
+                (stored, repaired) of ADD_BATCH, repair.arrived and UPSERT_DEVICE in fewer
+                round trips, or None (the base class's): the handlers run them one by one
     insert_batch(device, seq, batch)
                 the same for a decoded batch (ingest/fastdecode.Decoded); the base class's
                 passes its readings to insert_readings, PostgreSQL's takes its columns
@@ -64,6 +67,37 @@ import socket
 from ingest.url import db_url, hide_password
 
 DIALECT = {}  # shared statement -> a backend's, per backend class: see Store.execute
+
+
+# A batch newly stored: its row in `batches` (ON CONFLICT: a duplicate), and what it adds to its
+# device's row (Handlers._add_batch; PostgreSQL's add_batch runs the same in one statement).
+ADD_BATCH = (
+    "INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
+    "deflated, schema_id, bytes, crc32, received_at, readings, t_first, t_last, ingest) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+DEVICE_COLUMNS = (
+    "devices (device, schema_id, first_seen, last_seen, last_boot, last_seq, "
+    "last_t_ms, dropped_reported, readings, batches, repaired, repaired_readings) ")
+DEVICE_UPDATE = (
+    "ON CONFLICT (device) DO UPDATE SET "
+    # (each column of the stored row named devices.x: PostgreSQL would find x ambiguous
+    # between it and excluded.x)
+    "schema_id = coalesce(excluded.schema_id, devices.schema_id), "
+    "last_seen = greatest(devices.last_seen, excluded.last_seen), "
+    "last_boot = greatest(coalesce(devices.last_boot, 0), excluded.last_boot), "
+    "last_t_ms = CASE WHEN devices.last_seq IS NULL "
+    "OR excluded.last_seq > devices.last_seq "
+    "THEN coalesce(excluded.last_t_ms, devices.last_t_ms) ELSE devices.last_t_ms END, "
+    "last_seq = greatest(coalesce(devices.last_seq, -1), excluded.last_seq), "
+    "dropped_reported = greatest(devices.dropped_reported, excluded.dropped_reported), "
+    "batches = devices.batches + 1, readings = devices.readings + excluded.readings, "
+    "repaired = devices.repaired + excluded.repaired, "
+    "repaired_readings = devices.repaired_readings + excluded.repaired_readings, "
+    # in order: every batch up to this one is here (ingest/repair.py)
+    "batch_done = CASE WHEN devices.batch_done = excluded.last_seq - 1 "
+    "THEN excluded.last_seq ELSE devices.batch_done END")
+UPSERT_DEVICE = ("INSERT INTO " + DEVICE_COLUMNS + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
+                 + DEVICE_UPDATE)
 
 
 class Store:
@@ -117,6 +151,9 @@ class Store:
 
     def insert_batch(self, device, seq, batch):
         self.insert_readings(device, seq, batch.readings)
+
+    def add_batch(self, row, device_row):
+        return None  # the handlers run ADD_BATCH, repair.arrived, UPSERT_DEVICE one by one
 
     def planning(self):
         return True

@@ -326,6 +326,7 @@ class PostgresStore(base.Store):
         self.timeout = timeout
         self._pending = []  # readings_packed rows of the current transaction, for one COPY
         self._marks = []  # (savepoint, len(_pending)) as the savepoints nest
+        self._release = None  # a RELEASE not sent yet: it goes with the next statement
         self._days = set()  # t_ms // DAY_MS of the partitions known to exist
         self._side = None  # a second connection: partitions attach there, outside the writer's
         self._mode = None
@@ -345,10 +346,28 @@ class PostgresStore(base.Store):
             self.reconnect()  # a query between transactions after the server came back
         out = self._sql(sql)
         if sql.startswith(("SAVEPOINT ", "ROLLBACK TO ", "RELEASE ")):
-            self._savepoint(sql.split()[-1], sql.split()[0])
-        return self.conn.execute(out, args)
+            verb = sql.split()[0]
+            self._savepoint(sql.split()[-1], verb)
+            if verb == "RELEASE" and self._release is None:
+                self._release = out  # sent with what comes next: one round trip a message fewer
+                return None
+            if verb == "SAVEPOINT" and self._release is not None:
+                release, self._release = self._release, None
+                return self.conn.execute(release + "; " + out)  # no parameters: one message
+        return self._run(out, args)
+
+    def _run(self, sql, args=()):
+        """conn.execute(sql, args), after the RELEASE left for later, if one was."""
+        self._flush()
+        return self.conn.execute(sql, args)
+
+    def _flush(self):
+        if self._release is not None:
+            release, self._release = self._release, None
+            self.conn.execute(release)
 
     def executemany(self, sql, rows):
+        self._flush()
         cur = self.conn.cursor()
         cur.executemany(self._sql(sql), rows)
         return cur
@@ -373,11 +392,13 @@ class PostgresStore(base.Store):
             self.reconnect()
         self._pending = []
         self._marks = []
+        self._release = None
         self.conn.execute("BEGIN")
         self._outside = False
 
     def commit(self):
         if self._pending:
+            self._flush()
             try:
                 self._copy(self._pending)
             except psycopg.errors.CheckViolation:
@@ -387,11 +408,13 @@ class PostgresStore(base.Store):
                 raise
         self._pending = []
         self._outside = True  # committed or not: a COMMIT that fails ends the transaction
-        self.conn.execute("COMMIT")
+        release, self._release = self._release, None
+        self.conn.execute("COMMIT" if release is None else release + "; COMMIT")
 
     def rollback(self):
         self._pending = []
         self._marks = []
+        self._release = None
         self._outside = True
         try:
             self.conn.execute("ROLLBACK")
@@ -407,7 +430,7 @@ class PostgresStore(base.Store):
     def planning(self):
         # Not waiting: a process that waited here while holding rows another one's planning
         # needs would deadlock with it; this one plans at its next pass instead.
-        return self.conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+        return self._run("SELECT pg_try_advisory_xact_lock(%s)",
                                  (PLAN_LOCK,)).fetchone()[0]
 
     def reconnect(self):
@@ -418,6 +441,7 @@ class PostgresStore(base.Store):
         except psycopg.Error:
             pass
         self.conn = _connect(self.target, self.timeout)
+        self._release = None
         if self._side is not None:
             self._side.close()
             self._side = None
@@ -427,6 +451,14 @@ class PostgresStore(base.Store):
             self._side.close()
             self._side = None
         self.conn.close()
+
+    def add_batch(self, row, device_row):
+        """(stored, repaired): the shared ADD_BATCH, repair.arrived and UPSERT_DEVICE in one
+        statement, each part of it done only when the batch's row was inserted."""
+        cur = self._run(ADD_BATCH_SQL, row + (row[0], row[1], row[0], row[1]) + device_row
+                                + device_row[-1:])
+        stored, asked = cur.fetchone()
+        return stored > 0, asked > 0
 
     # ---- readings ----
 
@@ -572,6 +604,23 @@ def copy_data(rows):
             out += (_array_with_nulls(FLOAT8, values), _array_with_nulls(TEXT, texts))
     out.append(COPY_TRAILER)
     return b"".join(out)
+
+
+# Store.add_batch in one round trip: data-modifying WITH queries, each run only when `stored`
+# inserted the batch (a duplicate changes nothing), their parameters typed where a SELECT list
+# would leave them unknown.
+ADD_BATCH_SQL = PostgresStore.translate(None, (
+    "WITH stored AS (" + base.ADD_BATCH + " RETURNING 1), "
+    "asked AS (DELETE FROM asked WHERE device = ? AND kind = 'batch' AND seq = ? "
+    "AND EXISTS (SELECT 1 FROM stored) RETURNING 1), "
+    "lost AS (DELETE FROM lost WHERE device = ? AND kind = 'batch' AND seq = ? "
+    "AND EXISTS (SELECT 1 FROM stored)), "
+    "repaired AS (SELECT count(*) AS n FROM asked), "
+    "device AS (INSERT INTO " + base.DEVICE_COLUMNS +
+    "SELECT ?::text, ?::bigint, ?::float8, ?::float8, ?::bigint, ?::bigint, ?::bigint, "
+    "?::bigint, ?::bigint AS readings, 1, repaired.n, repaired.n * ?::bigint FROM stored, repaired "
+    + base.DEVICE_UPDATE + ") "
+    "SELECT (SELECT count(*) FROM stored), (SELECT n FROM repaired)"))
 
 
 def available_extension(conn, name):
