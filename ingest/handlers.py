@@ -2,7 +2,8 @@
 
 Handlers is the half of the Ingest (ingest/subscriber.py) that runs in its writer thread, inside
 the writer's transaction on self._db (a Store): each message in a savepoint of its own, so that
-a bad one leaves only a `malformed` row. Its SQL is written once for every backend, in the
+a bad one leaves only a `malformed` row (or, first, the whole group without savepoints, and again
+with them when a message fails: see Handlers._savepoints). Its SQL is written once for every backend, in the
 dialect of ingest/store/__init__.py. What a group of messages changed is gathered in a Delta and
 applied to the process's counters after the COMMIT.
 """
@@ -55,12 +56,20 @@ class Delta:
         self.recount = self.recount or other.recount
 
 
+class Retry(Exception):
+    """A message failed in a group stored without savepoints: roll back, store it with them."""
+
+
 class Handlers:
     """Needs self._db (a Store), self._schemas (decode.Schemas), self._units (a set),
     self.prefix, self.client_id, self.max_held and self.hold_timeout."""
 
     # (device, channel, unit) stored by the current transaction: its later batches skip them
     _group_units = frozenset()
+    # Each message in a savepoint of its own. The writer stores a group first without them (a
+    # savepoint costs a round trip, and PostgreSQL a subtransaction, a message), and again with
+    # them if a message fails: the same rows either way.
+    _savepoints = True
 
     def _one(self, m):
         """One message in its own SAVEPOINT: a bad one leaves only a `malformed` row."""
@@ -68,9 +77,18 @@ class Handlers:
 
     def _guarded(self, name, topic, payload, received_at, fn, *args):
         """fn(*args, delta) inside SAVEPOINT name; when the message turns out bad (or trips
-        anything but a database failure) its writes are undone and a `malformed` row stays."""
+        anything but a database failure) its writes are undone and a `malformed` row stays.
+        Without self._savepoints: fn(*args, delta) alone, and Retry when it fails."""
         db = self._db
         d = Delta()
+        if not self._savepoints:
+            try:
+                fn(*args, d)
+            except db.Failure:
+                raise
+            except Exception:  # noqa: BLE001 - the group again, each message in a savepoint
+                raise Retry()
+            return d
         db.execute("SAVEPOINT " + name)
         try:
             fn(*args, d)

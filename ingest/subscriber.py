@@ -31,7 +31,7 @@ from agent.schema import Schema
 from ingest import repair as repair_mod
 from ingest import topics
 from ingest.decode import Schemas
-from ingest.handlers import Delta, Handlers
+from ingest.handlers import Delta, Handlers, Retry
 from ingest.store import client_base, open_store
 
 log = logging.getLogger("tether.ingest")
@@ -377,6 +377,7 @@ class Ingest(Handlers):
     def _commit(self, group, chores):
         db = self._db
         backoff = 0.05
+        savepoints = False  # Handlers._savepoints: with them once a message failed without
         while True:
             total = Delta()
             commands = []
@@ -387,6 +388,7 @@ class Ingest(Handlers):
                     return
                 db.begin()
                 self._group_units = set()
+                self._savepoints = savepoints
                 # Device by device (each device's messages in the order they came): processes
                 # sharing a database then lock the devices' rows in one order and never
                 # deadlock over them. Acknowledged below in the order they came, as MQTT asks.
@@ -409,6 +411,9 @@ class Ingest(Handlers):
                 if probed is not None and self._probe == probed:
                     self._probe = None
                 break
+            except Retry:
+                db.rollback()
+                savepoints = True
             except db.Error as exc:
                 if db.in_transaction:
                     db.rollback()
