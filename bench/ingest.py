@@ -12,7 +12,8 @@ the publisher is another process and publishes as fast as the broker takes it.
 - Baseline, in the same run: the same rows (one per batch and channel, as the ingest stores
   them) COPYed into the same PostgreSQL server by one client, in one transaction, prepared in
   memory first. Target: the PostgreSQL ingest at >= 0.5x that rate.
-- CPU per 1,000 readings: the ingest processes' (user + system, from wait4), and PostgreSQL's
+- CPU per 1,000 readings: the ingest processes' (user + system, from wait4, less what they had
+  used when the first PUBLISH went out: starting, importing, connecting), and PostgreSQL's
   server processes' (its postmaster's children, reaped).
 - The storage layouts: a row per reading against a row per batch and channel with arrays (what
   ingest/store/postgres.py stores), written with COPY and read back, with their size.
@@ -119,12 +120,14 @@ class Run:
                  "--group", self.name, "--no-repair", "--quiet", "--clean-session",
                  "--client-id", "%s-%d" % (self.name, i)],
                 cwd=str(c.ROOT), stdout=subprocess.PIPE, stderr=self.log, text=True))
+        started = 0.0
         try:
             for p in procs:  # its first line says it is subscribed
                 line = p.stdout.readline()
                 if not line.startswith("ingest "):
                     raise SystemExit("tether ingest did not start: %s(log: %s)"
                                      % (line, self.log.name))
+            started = sum(process_cpu(p.pid) for p in procs)  # imports, connecting
             done = threading.Event()
             start = time.perf_counter()
             threading.Thread(target=publish, args=(self.broker.port, self.msgs, done),
@@ -137,7 +140,7 @@ class Run:
                 time.sleep(0.05)
             elapsed = time.perf_counter() - start
         finally:
-            cpu = 0.0
+            cpu = -started
             for p in procs:
                 p.send_signal(signal.SIGTERM)
                 _, status, usage = os.wait4(p.pid, 0)
@@ -145,6 +148,13 @@ class Run:
                 cpu += usage.ru_utime + usage.ru_stime
                 p.stdout.close()
         return elapsed, cpu
+
+
+def process_cpu(pid):
+    """CPU seconds (user + system, every thread) of a running process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def sqlite_count(path):
