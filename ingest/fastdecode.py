@@ -1,14 +1,14 @@
 """Compact batches decoded fast, for the ingest's hot path (host only: agent/ stays portable).
 
 agent/batch_decode is the reference; this decoder gives exactly what it gives, as per-channel
-columns that the stores take without a tuple per reading. The envelope and the compact body's
-CBOR header are read by the reference itself (a few items a batch); what is made faster is the
-bit-packed part, where the reference spends its time a bit at a time: here the bits become a
-string of '0' and '1', a run of Rice codes is matched by one regular expression and each code
-looked up in a table, and the deltas are summed by itertools.accumulate.
+columns that the stores take without a tuple per reading. It reads the envelope and the compact
+body's CBOR header only in the plain form the agent writes (definite lengths, no tags, nothing
+after them); the bit-packed part, where the reference spends its time a bit at a time, becomes a
+string of '0' and '1': a run of Rice codes is matched by one regular expression, each code looked
+up in a table, and the deltas are summed by itertools.accumulate.
 
-Anything unusual (a SenML body, a schema this process has not got, a run
-that overflows, any error at all) goes to agent/batch_decode, so a malformed batch fails with
+Anything unusual (a SenML body, another form of the CBOR, a schema this process has not got, a
+run that overflows, any error at all) goes to agent/batch_decode, so a malformed batch fails with
 exactly the reference's error, and an odd but valid one decodes as the reference decodes it.
 """
 import re

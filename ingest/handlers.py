@@ -2,9 +2,9 @@
 
 Handlers is the half of the Ingest (ingest/subscriber.py) that runs in its writer thread, inside
 the writer's transaction on self._db (a Store): each message in a savepoint of its own, so that
-a bad one leaves only a `malformed` row (or, first, the whole group without savepoints, and again
-with them when a message fails: see Handlers._savepoints). Its SQL is written once for every backend, in the
-dialect of ingest/store/__init__.py. What a group of messages changed is gathered in a Delta and
+a bad one leaves only a `malformed` row (first the group goes without savepoints, and again with
+them when a message fails: Handlers._savepoints). Its SQL is written once for every backend, in
+the dialect of ingest/store/__init__.py (PostgreSQL runs a batch's in one statement). What a group of messages changed is gathered in a Delta and
 applied to the process's counters after the COMMIT.
 """
 import binascii
