@@ -292,6 +292,11 @@ class Fleet:
             if mine[0] <= i < mine[1]:
                 self.devices[i - mine[0]].link.latency_ms = latency
                 self.devices[i - mine[0]].link.bits_per_s = bandwidth
+        # Device time steps onto each fault of this process's devices: a fault happens at its
+        # instant, not at whichever wake-up of the devices around it comes next.
+        for at, _, action, i, _ in schedule.actions:
+            if i is None or mine[0] <= i < mine[1]:
+                self.clock.sleep_until(at)
         if self.sync is not None:
             await self.sync.started()  # every process of the fleet has its devices running
         self.started_wall = time.time()
