@@ -274,7 +274,9 @@ async def child_run_workers(args):
         watcher.cancel()
     return {"devices": args["devices"], "client": args["client"], "storage": "files",
             "speed": args["speed"], "duration_ms": args["duration_ms"],
-            "workers": fleet.workers, "snaps": snaps,
+            "workers": fleet.workers, "snaps": snaps, "held_s": fleet.pace.held_s,
+            "waited_s": [fleet.shared[w.HEAD + k * w.SLOTS + w.WAITED]
+                         for k in range(fleet.workers)],
             "end": {"wall": time.monotonic(), "cpu": cpu_self()},
             "start": {"wall": t0, "cpu": cpu0}, "fleet": report["fleet"], "gc_s": 0.0}
 
@@ -326,6 +328,7 @@ async def child_run(args):
         "reconnects": reconnects, "errors": errors,
         "gc_s": mon.gc_s, "gc_max_s": mon.gc_max, "gc_full": mon.gc_full,
         "cut_expected": cuts(args["duration_ms"]) if cuts else None,
+        "held_s": fleet.pace.held_s if fleet.pace else 0.0, "waited_s": [],
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     return out
@@ -483,16 +486,19 @@ def part_speed(tmp, quick):
             "%.1f" % r["gc_s"] if r.get("workers", 1) == 1 else "-",
             "%.1f" % (r["snaps"]["clock_end"]["fds"] / n) if "fds" in r["snaps"]["clock_end"]
             else "-",
-            "%.1f" % ph["broker_cpu"],
+            "%.1f" % ph["broker_cpu"], "%.1f" % r["held_s"],
+            "/".join("%.1f" % x for x in r["waited_s"]) or "-",
             "%d/%d" % (f["delivered"], f["generated"])])
     c.table(["devices", "workers", "client", "device time", "wall s", "device-s/wall-s", "x real time",
              "x incl. setup+drain", "CPU s", "CPU", "loop thread", "CPU ms/device-hour",
-             "x first row", "GC s", "fds/device", "mosquitto CPU s", "delivered/generated"], rows,
-            left=(2,))
+             "x first row", "GC s", "fds/device", "mosquitto CPU s", "held for ingest s", "waited for workers s",
+             "delivered/generated"], rows, left=(2,))
     print("  wall s, CPU = while the fleet clock runs (setup and the final drain apart; the"
           " column 'incl.' counts them); CPU = the fleet's processes (devices + ingest threads;"
           " with workers, the parent's ingest plus the workers) per wall second; loop thread ="
-          " the event loop thread alone (with workers: the parent process, the ingest)")
+          " the event loop thread alone (with workers: the parent process, the ingest); held for"
+          " ingest = device time stood still until the ingest caught up (IngestPace); waited"
+          " for workers = each worker's wall time waiting for the others at a window's end")
     base_speed = None
     for r in results:
         ph = phase(r)

@@ -18,7 +18,6 @@ import itertools
 
 MAX_STEP_MS = 1000
 WINDOW_MS = 10000  # the processes of one fleet are at most this much device time apart
-SYNC_POLL_S = 0.0005  # how often a process waiting for the others looks again (wall time)
 
 
 class FleetClock:
@@ -62,9 +61,8 @@ class FleetClock:
             # gone to sleep yet), time moves in small steps, never past a wake-up to come.
             target = self._heap[0][0] if self._heap else self.t + MAX_STEP_MS
             target = max(min(target, until_ms, (self.t // WINDOW_MS + 1) * WINDOW_MS), self.t)
-            if sync is not None:
-                while target > sync.limit():
-                    await asyncio.sleep(SYNC_POLL_S)  # the network goes on meanwhile
+            if sync is not None and target > sync.limit():
+                await sync.wait(target)  # the network goes on meanwhile
             if self.speed:
                 due = self._wall0 + (target - self._t0) / 1000.0 / self.speed
                 delay = due - loop.time()

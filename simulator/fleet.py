@@ -144,6 +144,7 @@ class Fleet:
         self.ingest_group = ingest_group
         self.linger = linger  # async fn(report): the devices stay online until it returns
         self.devices = []
+        self.pace = None
         self.broker = None
         self.ingest = None
         self.restarts = 0
@@ -311,7 +312,7 @@ class Fleet:
         gc.freeze()
         pending = []
         last_shown = [0.0]
-        pace = IngestPace(self) if self.sync is None else self.sync
+        pace = self.pace = IngestPace(self) if self.sync is None else self.sync
 
         def tick(t):
             booted = []
@@ -501,6 +502,7 @@ class IngestPace:
         self.fleet = fleet
         self.slack = 0
         self.checked = 0.0
+        self.held_s = 0.0  # wall time device time stood still for the ingest (bench/fleet.py)
 
     def behind(self):
         return self.fleet.gate.published - self.fleet.ingest.stored() - self.slack
@@ -519,6 +521,13 @@ class IngestPace:
 
     async def _hold(self):
         ingest = self.fleet.ingest
+        t0 = time.monotonic()
+        try:
+            await self._caught_up(ingest)
+        finally:
+            self.held_s += time.monotonic() - t0
+
+    async def _caught_up(self, ingest):
         while True:
             behind = self.behind()
             if behind <= self.LIMIT // 2:

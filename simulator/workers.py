@@ -30,12 +30,13 @@ from simulator.fleet import Fleet, FleetError, IngestPace, _broker_address
 # The shared block: the parent's slots, then SLOTS per worker.
 CEILING, HOLD, GATE, WALL0, COMMAND, RESTARTS, STARTED, ENDED = range(8)
 HEAD = 8
-T, PUBLISHED, STATE, ONLINE, GENERATED, BACKLOG, OUTAGES, CUTS = range(8)
-SLOTS = 8
+T, PUBLISHED, STATE, ONLINE, GENERATED, BACKLOG, OUTAGES, CUTS, WAITED = range(9)
+SLOTS = 9
 # A worker's states, and the parent's commands.
 STARTING, READY, RUNNING, DRAINED, STORED, FAILED = range(6)
 GO, STORE, STOP = range(3)
 POLL_S = 0.01
+SYNC_POLL_S = 0.0005  # how often a worker waiting for the others looks again
 NOTE_EVERY_S = 0.5
 
 
@@ -106,6 +107,14 @@ class Sync:
         has reached, and not past the parent's ceiling."""
         low = min(self.shared[i] for i in self.times)
         return min((low // WINDOW_MS + 1) * WINDOW_MS, self.shared[CEILING])
+
+    async def wait(self, target):
+        """Until every worker has reached the window before target's; the time it took is
+        counted (bench/fleet.py shows it)."""
+        t0 = time.monotonic()
+        while target > self.limit():
+            await asyncio.sleep(SYNC_POLL_S)
+        self.shared[self.slot + WAITED] += time.monotonic() - t0
 
     def reached(self, t):
         self.shared[self.slot + T] = t
@@ -250,7 +259,7 @@ class WorkerFleet(Fleet):
             self.started_wall = time.time()
             s[WALL0] = asyncio.get_running_loop().time()
             pending = []
-            pace = IngestPace(self)
+            pace = self.pace = IngestPace(self)
             shown = 0.0
             while any(self._worker_state(w) < DRAINED for w in range(self.workers)):
                 self._check_workers()
