@@ -111,7 +111,7 @@ def main(args, out=None, err=None):
     if not args.stay_online:
         _write_report(report, report_path, out)
     if args.plots:
-        plots(fleet.db_path, args.plots, out)
+        plots(fleet.db_path, args.plots, out, fleet.run_key())
     out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
               "report: %s\n"
               "look:   sqlite3 %s \"select device, count(*) from readings group by device\"\n"

@@ -97,6 +97,7 @@ class Sync:
         self.times = [HEAD + w * SLOTS + T for w in range(workers)]
         self.gate = WorkerGate(shared, self.slot)
         self.noted = 0.0
+        self.parent = os.getppid()
 
     @property
     def wall0(self):
@@ -113,6 +114,7 @@ class Sync:
         counted (bench/fleet.py shows it)."""
         t0 = time.monotonic()
         while target > self.limit():
+            self.check_parent()
             await asyncio.sleep(SYNC_POLL_S)
         self.shared[self.slot + WAITED] += time.monotonic() - t0
 
@@ -126,12 +128,19 @@ class Sync:
         """Ready; returns when every worker is (the parent then sets the clock's start)."""
         self.state(READY)
         while not self.shared[WALL0]:
+            self.check_parent()
             await asyncio.sleep(POLL_S)
         self.state(RUNNING)
 
     async def command(self, command):
         while self.shared[COMMAND] < command:
+            self.check_parent()
             await asyncio.sleep(POLL_S)
+
+    def check_parent(self):
+        """A worker whose parent is gone (killed) ends rather than wait for it forever."""
+        if os.getppid() != self.parent:
+            raise SystemExit("tether simulate: the parent process is gone; worker ends")
 
     def check(self):
         """The ingest's pace (simulator/fleet.py, IngestPace), held by the parent: None, or an
@@ -140,6 +149,7 @@ class Sync:
 
     async def _held(self):
         while self.shared[HOLD]:
+            self.check_parent()
             await asyncio.sleep(POLL_S)
 
     def note(self, fleet):
@@ -148,6 +158,7 @@ class Sync:
         if now - self.noted < NOTE_EVERY_S:
             return
         self.noted = now
+        self.check_parent()
         s, at = self.shared, self.slot
         backlog = 0
         for d in fleet.devices:
