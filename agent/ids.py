@@ -1,5 +1,5 @@
 # The device id rule, one for every party: the profile checker (firmware/profile/schema.py)
-# refuses a profile whose id breaks it, the ingest (simulator/ingest.py) a message whose topic
+# refuses a profile whose id breaks it, the ingest (ingest/handlers.py) a message whose topic
 # carries such an id. An id is a topic level, a folder name (the simulator's workdir) and a
 # database key: 1 to 64 ASCII letters, digits, '-', '_' and '.', starting with a letter or a
 # digit, so never '..', a hidden name, an option ('-x') or anything a browser would run.

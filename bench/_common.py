@@ -172,7 +172,7 @@ class MicroPythonBench:
     (bench/mp_*.py) compiled next to them, so a script runs as `micropython -m mp_name`."""
 
     def __init__(self):
-        from tests.micropython import MicroPython, compile_tree, find_tool
+        from simulator.lab.micropython import MicroPython, compile_tree, find_tool
         binary = find_tool("micropython")
         mpy_cross = find_tool("mpy-cross")
         if binary is None or mpy_cross is None:

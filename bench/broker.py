@@ -4,7 +4,7 @@
 
 The broker `tether simulate` starts when no --broker is given (simulator/broker.py: rumqttd
 from the `iotcore` package, in a process of its own) and Debian's mosquitto on loopback
-(tests.broker.Mosquitto, with `max_queued_messages 0`: at its default of 1000 it drops QoS 1
+(simulator.lab.mosquitto.Mosquitto, with `max_queued_messages 0`: at its default of 1000 it drops QoS 1
 messages for a subscriber that falls behind, and this load makes it fall behind) take turns
 with the same load, all of it in this process's event loop: 20 devices, each the portable
 client (agent/mqtt.py) with 4 QoS 1 PUBLISHes in flight (the profile's window) on its own
@@ -138,7 +138,7 @@ async def connections(port, pid):
 
 async def run(tmp):
     from simulator.broker import EmbeddedBroker
-    from tests.broker import Mosquitto
+    from simulator.lab.mosquitto import Mosquitto
 
     embedded = EmbeddedBroker()
     t = time.perf_counter()

@@ -3,7 +3,7 @@
     python3 bench/broker_restart.py [--messages N]
 
 Which ingest mode is safe on which broker (docs/ingest.md, `tether ingest --help`) rests on this
-table. Brokers: Debian's mosquitto with persistence on and off (tests.broker.Mosquitto,
+table. Brokers: Debian's mosquitto with persistence on and off (simulator.lab.mosquitto.Mosquitto,
 `max_queued_messages 0` so that no queue limit hides what a restart does), and the embedded
 broker of `tether simulate` (simulator/broker.py, rumqttd from `iotcore`). Subscriptions, each
 with a client id of its own and QoS 1, acknowledged by hand (paho's manual_ack) as the ingest
@@ -134,7 +134,7 @@ class BrokerDown(Exception):
 
 class MosquittoBroker:
     def __init__(self, folder, persistence):
-        from tests.broker import Mosquitto
+        from simulator.lab.mosquitto import Mosquitto
         self.m = Mosquitto(folder, persistence=persistence, log_type="error warning",
                            extra_conf="max_queued_messages 0")
         self.port = self.m.port

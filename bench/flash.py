@@ -1,4 +1,4 @@
-"""Flash time of examples/printer.yaml's bundle over the fake board (tests/fakeboard.py), first
+"""Flash time of examples/printer.yaml's bundle over the fake board (simulator/lab/fakeboard.py), first
 run (every file sent) and second run (nothing changed: nothing sent).
 
     python3 bench/flash.py [--quick]
@@ -25,8 +25,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from firmware import flash  # noqa: E402
-from tests.bundles import printer_files, write_bundle  # noqa: E402
-from tests.fakeboard import FakeBoard  # noqa: E402
+from simulator.lab.bundles import printer_files, write_bundle  # noqa: E402
+from simulator.lab.fakeboard import FakeBoard  # noqa: E402
 
 TARGET_SECOND_S = 2.0
 MPREMOTE = ("binascii", "deflate")    # a board without them gets bytes literals, as mpremote sends

@@ -404,7 +404,7 @@ def run_fleet(tmp, devices, duration_ms, speed, client="mqtt", storage="files", 
               profile=False, label="", workers=1):
     """One fleet in a child process against a fresh mosquitto; the child's figures plus the
     broker's."""
-    from tests.broker import Mosquitto
+    from simulator.lab.mosquitto import Mosquitto
     folder = tempfile.mkdtemp(prefix="run-", dir=tmp)
     mosq = Mosquitto(os.path.join(folder, "mosquitto"), log_type="error warning",
                      extra_conf=MOSQUITTO_CONF)

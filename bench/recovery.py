@@ -266,7 +266,7 @@ def pct(xs, p):
 # -- main ------------------------------------------------------------------------------------
 
 def main(quick=False):
-    from tests.broker import Mosquitto
+    from simulator.lab.mosquitto import Mosquitto
     rounds = ROUNDS_QUICK if quick else ROUNDS
     print(__doc__.split("\n\n")[0].strip())
     print()

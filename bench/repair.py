@@ -36,7 +36,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import _common as c  # noqa: E402
-from tests.broker import Mosquitto, find_tool  # noqa: E402
+from simulator.lab.mosquitto import Mosquitto, find_tool  # noqa: E402
 
 DEVICES = 20
 DEVICES_QUICK = 5

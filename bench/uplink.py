@@ -109,7 +109,7 @@ class Check:
     """A subscriber to the batch topic: after each run, exactly the expected batches, in order."""
 
     def __init__(self, port):
-        from tests.broker import Subscriber
+        from simulator.lab.mosquitto import Subscriber
         self.sub = Subscriber(port, topics=(c.TOPIC,), client_id="bench-uplink-check")
         self.sub.connect()
 
@@ -376,7 +376,7 @@ def settled(proxy):
 def measured(run, upstream):
     """Runs run(port, on_pause) through a fresh proxy; returns (its result, the counters when
     the run paused (all acknowledged, or just connected), the counters at the end)."""
-    from tests.netproxy import Proxy
+    from simulator.lab.netproxy import Proxy
     proxy = Proxy(upstream)
     try:
         at = {}
@@ -617,7 +617,7 @@ def heap_figures(runner, mp, broker, check, tmpl, profile_path, schema_path, pay
 
 def main(only=None):
     """only: "drain", "wire" or "heap" to run one part (all by default)."""
-    from tests.broker import Mosquitto, make_tls_files
+    from simulator.lab.mosquitto import Mosquitto, make_tls_files
     print("Tether uplink: backlog drain, bytes on the wire, MicroPython heap; reference day "
           "(144 batches x 420 readings), device %s, topic %s" % (c.DEVICE, c.TOPIC))
     start = time.time()

@@ -1,30 +1,30 @@
-"""`tether ingest`: the reference ingest (simulator/ingest.py) on its own, until Ctrl-C.
+"""`tether ingest`: the reference ingest (the ingest package) on its own, until Ctrl-C.
 
     tether ingest --broker mqtt://localhost:1883 --db fleet.sqlite
     tether ingest --broker mqtts://broker.example:8883 --ca ca.pem --username ingest \\
         --password-env INGEST_PASSWORD --db fleet.sqlite
 
-Also `python -m simulator.ingest ...` with the same options. Several processes with the same
---group split the fleet between them and may share one --db. See docs/ingest.md.
+Several processes with the same --group split the fleet between them and may share one --db.
+See docs/ingest.md.
 """
 import argparse
 import logging
 import os
 import signal
-import sqlite3
 import sys
 import threading
 import time
 
 from firmware.args import seconds
-from simulator.ingest import parse_broker
+from ingest.url import BadURL, db_url, parse_broker
 
 
 def add_arguments(p):
     p.add_argument("--broker", required=True, metavar="URL",
                    help="mqtt://host[:port] or mqtts://host[:port] (TLS, verified)")
-    p.add_argument("--db", required=True, metavar="FILE.sqlite",
-                   help="the SQLite file (created when missing; processes may share it)")
+    p.add_argument("--db", required=True, metavar="FILE.sqlite|URL",
+                   help="the SQLite file (created when missing; processes may share it), or a "
+                        "postgresql:// URL")
     p.add_argument("--group", metavar="NAME",
                    help="split the fleet between the processes of this group (a shared "
                         "subscription): NOT safe across a broker restart, see below (default: "
@@ -102,17 +102,6 @@ def add_command(sub):
     return p
 
 
-def _fleet_devices(db_path):
-    try:
-        db = sqlite3.connect(db_path, timeout=5)
-        try:
-            return db.execute("SELECT count(*) FROM devices").fetchone()[0]
-        finally:
-            db.close()
-    except sqlite3.Error:
-        return -1
-
-
 def _line(stats, devices, rate=None):
     return ("%d messages%s, %d batches, %d readings, %d duplicates, %d malformed, %d held, "
             "%d repair requests, %d batches repaired, %d devices in the file" % (
@@ -127,7 +116,7 @@ MAX_DEVICE_LINES = 20
 def per_device(db_path, out):
     """The file's devices: received, repaired, lost at the broker, dropped by the device (all of
     them when few, else those with anything repaired, lost or dropped)."""
-    from simulator.ingest import summary
+    from ingest.queries import summary
 
     rows = summary(db_path)
     shown = rows if len(rows) <= MAX_DEVICE_LINES else {
@@ -141,7 +130,7 @@ def per_device(db_path, out):
         "", "received", "received", "batches", "", "broker", "by dev.", "gaps"))
     for k, (device, v) in enumerate(sorted(shown.items())):
         if k == MAX_DEVICE_LINES:
-            out.write("... and %d more devices (simulator.ingest.summary, docs/ingest.md)\n"
+            out.write("... and %d more devices (ingest.summary, docs/ingest.md)\n"
                       % (len(shown) - k))
             break
         out.write("%-24s %10d %10d %10d %10d %8d %8d %8d\n" % (
@@ -150,13 +139,19 @@ def per_device(db_path, out):
 
 
 def main(args, out=sys.stdout, err=sys.stderr):
-    from simulator.ingest import Ingest, totals
-    from simulator.repair import Policy
+    from ingest import Ingest, totals
+    from ingest.queries import device_count
+    from ingest.repair import Policy
 
     try:
         host, port, tls, user, password = parse_broker(args.broker)
-    except ValueError as exc:
+    except BadURL as exc:
         err.write("tether ingest: %s\n" % exc)
+        return 2
+    try:
+        db_url(args.db)
+    except BadURL as exc:
+        err.write("tether ingest: --db: %s\n" % exc)
         return 2
     user = args.username if args.username is not None else user
     if args.password_env:
@@ -209,7 +204,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
     try:
         try:
             ingest.start()
-        except (RuntimeError, OSError, sqlite3.Error) as exc:
+        except (RuntimeError, OSError) as exc:  # the broker, TLS files, the database
             err.write("tether ingest: %s\n" % exc)
             return 1
         out.write("ingest %s: %s:%d%s, %s, prefix %s, into %s (Ctrl-C stops)\n" % (
@@ -225,7 +220,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
             now = time.monotonic()
             rate = (s["messages"] - last) / max(now - last_t, 1e-6)
             last, last_t = s["messages"], now
-            out.write("ingest: %s\n" % _line(s, _fleet_devices(args.db), rate))
+            out.write("ingest: %s\n" % _line(s, device_count(args.db), rate))
             out.flush()
         ingest.stop()
         s = ingest.stats()
@@ -243,12 +238,3 @@ def main(args, out=sys.stdout, err=sys.stderr):
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
-
-def standalone(argv=None):
-    """`python -m simulator.ingest`: the same options as `tether ingest`."""
-    p = argparse.ArgumentParser(prog="python -m simulator.ingest",
-                                description="The Tether reference ingest, until Ctrl-C.",
-                                epilog=SAFE_MODES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(p)
-    return main(p.parse_args(argv))

@@ -24,8 +24,8 @@ import time
 from firmware.args import device_id
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
-from firmware.profile.schema import BROKER
 from firmware.profile.units import format_duration
+from ingest.url import BadURL, parse_broker
 
 STATUS_EVERY_MS = 60000
 # The sections every compiled profile has, and their JSON types.
@@ -44,16 +44,17 @@ def override_broker(profile, url):
     """Points the profile's uplink at url (mqtt://host[:port] or mqtts://...). Without TLS the
     profile's CA, certificate, key, user name and password are not used: in clear text, any host
     named on the command line would read the password. Returns a line saying so, or None."""
-    match = BROKER.fullmatch(url)
-    port = match and int(match.group(3) or (8883 if match.group(1) == "mqtts" else 1883))
-    if not match or not 1 <= port <= 65535:
+    try:
+        broker = parse_broker(url)
+    except BadURL:
+        broker = None
+    if broker is None or broker.username is not None:
         hint = ("; the user name and password come from the profile, sent over mqtts:// only"
                 if "@" in url else "")
         raise ValueError("--broker: expected a URL like mqtt://127.0.0.1:1883 or "
                          "mqtts://broker.example:8883, got %r%s" % (url, hint))
     u = profile["uplink"]
-    u.update({"host": match.group(2).strip("[]"), "port": port,
-              "tls": match.group(1) == "mqtts"})
+    u.update({"host": broker.host, "port": broker.port, "tls": broker.tls})
     if not u["tls"]:
         for key in ("ca", "cert", "key"):
             u.pop(key, None)

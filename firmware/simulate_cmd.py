@@ -63,7 +63,11 @@ def main(args, out=None, err=None):
         first, end = shard_range(shard, devices) if shard else (0, devices)
         workers = args.workers or os.cpu_count() or 1
         workdir = os.path.abspath(args.workdir)
-        db_path = os.path.abspath(args.db) if args.db else None
+        db_path = None
+        if args.db:
+            from ingest.url import db_url
+            backend, target = db_url(args.db)
+            db_path = os.path.abspath(target) if backend == "sqlite" else target
         report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
         linger = None
         if args.stay_online:

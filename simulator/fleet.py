@@ -27,7 +27,7 @@ from simulator import faults as faults_mod
 from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
-from simulator.ingest import parse_broker, repairing
+from ingest import parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
@@ -196,7 +196,7 @@ class Fleet:
 
     async def run(self):
         """The whole simulation; returns the report (simulator/report.py)."""
-        from simulator.ingest import Ingest
+        from ingest import Ingest
         os.makedirs(self.workdir, exist_ok=True)
         try:
             host, port = await self._start_broker()
@@ -261,7 +261,7 @@ class Fleet:
         """Stores this process's part of the report (simulator/parts.py) in the database; the
         report of the whole fleet when this process ran all of it."""
         from simulator import parts, report
-        from simulator.ingest import lost_seqs
+        from ingest import lost_seqs
         # Where the drain left the backlog: the history's last sample is from before it.
         self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
                              sum(1 for d in self.devices if not d.link.up)))

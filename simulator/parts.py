@@ -7,16 +7,15 @@ devices and for each of them the ground truth (readings generated, waiting, lost
 cut; events raised; faults applied; the model's truth for the insight scores) and the fleet's
 backlog history. simulator/report.py merges the parts of a run with what the database holds.
 
-The table is plain SQL that SQLite and PostgreSQL both accept; a part stored again (a shard run
-twice) replaces the earlier one.
+The table is in the ingest's layout (ingest/store: a migration); the statements here are in the
+dialect every backend takes. A part stored again (a shard run twice) replaces the earlier one.
 """
 import json
 import os
-import sqlite3
 
-TABLE_SQL = ("CREATE TABLE IF NOT EXISTS sim_parts (run TEXT NOT NULL, first_device INTEGER "
-             "NOT NULL, devices INTEGER NOT NULL, body TEXT NOT NULL, "
-             "PRIMARY KEY (run, first_device))")
+from ingest.store import StoreError, open_store
+from ingest.url import db_url
+
 STORE_SQL = ("INSERT INTO sim_parts (run, first_device, devices, body) VALUES (?, ?, ?, ?) "
              "ON CONFLICT (run, first_device) DO UPDATE SET devices = excluded.devices, "
              "body = excluded.body")
@@ -71,18 +70,10 @@ def part(fleet, gone, restarts, started_wall, ended_wall):
         "history": fleet.history, "devices": devices}))
 
 
-def _connect(db_path):
-    db = sqlite3.connect(str(db_path), timeout=30.0, isolation_level=None)
-    db.execute("PRAGMA busy_timeout = 30000")
-    return db
-
-
 def store(db_path, run, body):
-    db = _connect(db_path)
+    db = open_store(db_path)
     try:
-        db.execute(TABLE_SQL)
-        db.execute(STORE_SQL, (run, body["first"], len(body["devices"]),
-                                               json.dumps(body)))
+        db.execute(STORE_SQL, (run, body["first"], len(body["devices"]), json.dumps(body)))
     finally:
         db.close()
 
@@ -91,18 +82,19 @@ def load(db_path, run=None):
     """(run, [part]) of one run, in device order, covering its whole fleet; PartsError says
     what is missing (a shard that has not stored its part) or which runs there are to choose
     from."""
-    if not os.path.isfile(str(db_path)):
-        raise PartsError("%s: no such database" % db_path)
-    db = _connect(db_path)
     try:
-        try:
-            rows = db.execute("SELECT run, first_device, devices, body FROM sim_parts "
-                              "ORDER BY run, first_device").fetchall()
-        except sqlite3.DatabaseError as exc:
-            if "no such table" in str(exc):
-                raise PartsError("%s holds no simulation run (no sim_parts table): it is not "
-                                 "the database of a `tether simulate` run" % db_path)
-            raise PartsError("%s: %s" % (db_path, exc))
+        backend, target = db_url(str(db_path))
+        if backend == "sqlite" and not os.path.isfile(target):
+            raise PartsError("%s: no such database" % db_path)
+        db = open_store(db_path, create=False)
+    except (ValueError, StoreError) as exc:
+        raise PartsError(str(exc))
+    try:
+        rows = db.execute("SELECT run, first_device, devices, body FROM sim_parts "
+                          "ORDER BY run, first_device").fetchall()
+    except db.Error as exc:
+        raise PartsError("%s holds no simulation run (%s): it is not the database of a "
+                         "`tether simulate` run of this version" % (db.name(db_path), exc))
     finally:
         db.close()
     runs = sorted({r[0] for r in rows})

@@ -13,7 +13,7 @@ happened (the models' truth).
 """
 import os
 
-from simulator.ingest import insights, series
+from ingest import insights, series
 
 DAY_MS = 86400000.0
 INK_COLOURS = {"ink_c": "c", "ink_m": "m", "ink_y": "y", "ink_k": "k"}

@@ -9,7 +9,7 @@ For each device the ground truth is what the simulator saw its agent do:
 - reported dropped: what the device's batches say its full buffer dropped;
 - waiting: readings still in the device's buffer at the end (a link too slow to drain);
 - repaired: of the delivered readings, those in batches the ingest asked the device for again
-  (the broker had lost them: simulator/repair.py);
+  (the broker had lost them: ingest/repair.py);
 - lost at the broker: readings in the batches the ingest recorded as lost at the broker (the
   device no longer held them when asked): counted, never silent, but lost;
 - lost = generated - delivered - reported dropped - waiting - power-cut window - lost at the
@@ -22,7 +22,7 @@ Insights (agent/insights) are scored against the models' truth by simulator/scor
 the ingest stored: `insight_scores` in the JSON, one line per figure with its target.
 """
 from simulator import scores
-from simulator.ingest import insights, lost_seqs, summary
+from ingest import insights, lost_seqs, summary
 
 
 def build(fleet):

@@ -3,7 +3,7 @@ import pathlib
 
 import pytest
 
-from tests.micropython import MicroPython, compile_tree, find_tool
+from simulator.lab.micropython import MicroPython, compile_tree, find_tool
 
 pytest_plugins = ["tests.conftest_broker"]
 

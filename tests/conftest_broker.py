@@ -1,17 +1,17 @@
 """Mosquitto fixtures for every uplink test (loaded from tests/conftest.py as a pytest plugin).
 
 - `mosquitto`: a plain anonymous broker on a free loopback port, stopped after the test.
-- `mosquitto_factory(**options)`: a started broker with tests.broker.Mosquitto's options
+- `mosquitto_factory(**options)`: a started broker with simulator.lab.mosquitto.Mosquitto's options
   (users, anonymous, acl, tls="server"|"mutual", persistence, log_type, extra_conf); TLS
   options pull in the session's certificates.
-- `tls_files`: the session's throwaway CA, server and client certificates (tests.broker.TLSFiles).
+- `tls_files`: the session's throwaway CA, server and client certificates (simulator.lab.mosquitto.TLSFiles).
 
 A missing mosquitto or openssl fails the test (never a skip). When a test fails, the logs of the
 brokers it started are added to its report.
 """
 import pytest
 
-from tests.broker import Mosquitto, ToolMissing, make_tls_files, require_tool
+from simulator.lab.mosquitto import Mosquitto, ToolMissing, make_tls_files, require_tool
 
 
 @pytest.fixture(scope="session")

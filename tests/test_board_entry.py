@@ -13,12 +13,12 @@ import pytest
 from agent import profile as compiled_profile
 from agent.store import FileStore
 from firmware.profile.compile import compile_with_secrets
-from simulator.ingest import Ingest
+from ingest import Ingest
 from tests.board_process import (PROFILE, QUICK_NET, QUICK_RESTARTS, SECRETS, UID, BoardProcess,
                                  command, healths, replies, rows, wait_rows)
-from tests.broker import Subscriber
+from simulator.lab.mosquitto import Subscriber
 from firmware.build import split_secrets
-from tests.micropython import ROOT, find_tool
+from simulator.lab.micropython import ROOT, find_tool
 
 
 class BoardRoot(BoardProcess):

@@ -473,7 +473,7 @@ def test_the_reference_profile_buffer_makes_the_same_batch_on_micropython_and_it
     p = compiled_reference()
     (tmp_path / "profile.json").write_text(json.dumps(p))
     (tmp_path / "ref.py").write_text(REFERENCE_SCRIPT)
-    from tests.micropython import find_tool
+    from simulator.lab.micropython import find_tool
     subprocess.run([find_tool("mpy-cross"), "-o", str(tmp_path / "ref.mpy"),
                     str(tmp_path / "ref.py")], check=True)
     outputs = []

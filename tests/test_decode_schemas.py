@@ -10,7 +10,7 @@ import pytest
 from agent import cbor_decode
 from agent.schema import Schema
 from simulator import reference
-from simulator.ingest import connect_db
+from ingest import connect_db
 
 PROFILE = "examples/reference-printer.yaml"
 

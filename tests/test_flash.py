@@ -1,4 +1,4 @@
-"""`tether flash` against a fake board on a pseudo-terminal (tests/fakeboard.py): the real
+"""`tether flash` against a fake board on a pseudo-terminal (simulator/lab/fakeboard.py): the real
 pyserial path and the raw REPL protocol, with the code the board receives run by the real
 `micropython` binary on a temp folder that stands for the board's filesystem."""
 import io
@@ -12,8 +12,8 @@ import pytest
 import serial
 
 from firmware import cli, flash
-from tests.bundles import mpy_of, write_bundle
-from tests.fakeboard import FakeBoard
+from simulator.lab.bundles import mpy_of, write_bundle
+from simulator.lab.fakeboard import FakeBoard
 
 MPY_6_3_XTENSAWIN = 6 | 3 << 8 | 10 << 10
 MPY_6_3_RV32IMC = 6 | 3 << 8 | 11 << 10

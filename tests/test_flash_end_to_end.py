@@ -1,5 +1,5 @@
 """The real chain from a profile to stored readings: `tether build` of a `platform: sim` profile,
-`tether flash` of that bundle into a fake board (tests/fakeboard.py: a pty whose board root is
+`tether flash` of that bundle into a fake board (simulator/lab/fakeboard.py: a pty whose board root is
 a temp folder), then that folder booted under the real `micropython` exactly as flashed: its
 /main.py runs unchanged on the bundle's own .mpy modules, with only board_boot and the doubles of
 machine, network and ntptime from tests/portable (on MICROPYPATH, not on the board). The board
@@ -14,12 +14,12 @@ import subprocess
 import sys
 
 from firmware.build import read_manifest
-from simulator.ingest import Ingest
+from ingest import Ingest
 from tests.board_process import (PROFILE, QUICK_NET, SECRETS, UID, BoardProcess, command,
                                  healths, replies, rows, wait_rows)
-from tests.broker import Subscriber
-from tests.fakeboard import FakeBoard
-from tests.micropython import ROOT, find_tool
+from simulator.lab.mosquitto import Subscriber
+from simulator.lab.fakeboard import FakeBoard
+from simulator.lab.micropython import ROOT, find_tool
 
 DEVICE = "board-" + UID
 # A secret inside a list item too (the chip's address): secrets.json then holds a list with null

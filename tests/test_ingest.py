@@ -1,4 +1,4 @@
-"""The reference ingest (simulator/ingest.py, `tether ingest`) against a real Mosquitto: batches
+"""The reference ingest (the ingest package, `tether ingest`) against a real Mosquitto: batches
 encoded by the real encoder and published by a plain paho client land in SQLite exactly."""
 import copy
 import json
@@ -16,7 +16,7 @@ from agent import batch_decode, cbor, cbor_decode
 from firmware import batchfile
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
-from simulator.ingest import Ingest, summary, totals
+from ingest import Ingest, summary, totals
 
 PREFIX = "tether/v1"
 
@@ -362,7 +362,7 @@ def test_a_restarted_ingest_gets_what_the_broker_queued_for_it(profiles, two_hou
 
 
 def _ingest_process(port, db, *extra):
-    proc = subprocess.Popen([sys.executable, "-m", "simulator.ingest", "--broker",
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
                              "mqtt://127.0.0.1:%d" % port, "--db", str(db), "--every", "0.5"]
                             + list(extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -424,7 +424,7 @@ def test_tether_ingest_over_verified_tls(mosquitto_factory, tls_files, profiles,
                                          tmp_path):
     broker = mosquitto_factory(tls="server")
     db = tmp_path / "tls.sqlite"
-    proc = subprocess.Popen([sys.executable, "-m", "simulator.ingest", "--broker",
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
                              "mqtts://localhost:%d" % broker.tls_port, "--ca",
                              str(tls_files.ca_pem), "--db", str(db), "--quiet"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -447,13 +447,13 @@ def test_tether_ingest_over_verified_tls(mosquitto_factory, tls_files, profiles,
 
 def test_tether_ingest_says_why_it_cannot_start(mosquitto_factory, tmp_path):
     broker = mosquitto_factory(users=True)
-    proc = subprocess.run([sys.executable, "-m", "simulator.ingest", "--broker",
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
                            "mqtt://127.0.0.1:%d" % broker.port, "--db", str(tmp_path / "x.sqlite"),
                            "--username", "admin", "--password", "wrong"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert "refused" in proc.stderr and "wrong" not in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "simulator.ingest", "--broker", "http://x",
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker", "http://x",
                            "--db", str(tmp_path / "x.sqlite")], capture_output=True, text=True)
     assert proc.returncode == 2 and "mqtt://host:1883" in proc.stderr
 

@@ -1,4 +1,4 @@
-"""The ingest's handler path (simulator/ingest.py, Ingest._commit: parse the topic, decode,
+"""The ingest's handler path (ingest/handlers.py, Ingest._commit: parse the topic, decode,
 store, each message in its own savepoint) fed random topics and payloads by hypothesis: no
 exception escapes, nothing is an internal error, and every message that is not stored is counted
 as malformed, with a row in `malformed`. No broker: the messages go straight to the writer's
@@ -13,7 +13,7 @@ from agent import cbor, ids
 from firmware import batchfile
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
-from simulator.ingest import Ingest, connect_db
+from ingest import Ingest, connect_db
 
 PREFIX = "tether/v1"
 DEVICE = "fz-1"

@@ -14,7 +14,7 @@ import pytest
 from firmware import ingest_cmd
 from simulator import sessions
 from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
-from simulator.ingest import Ingest, summary
+from ingest import Ingest, summary
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
 from tests.test_ingest import Publisher, encode

@@ -7,7 +7,7 @@ import time
 import serial
 
 from firmware import cli, logs
-from tests.fakeboard import FakeBoard
+from simulator.lab.fakeboard import FakeBoard
 
 WAIT = 10.0    # liveness only: every wait ends as soon as its text is there
 

@@ -17,8 +17,8 @@ import threading
 import pytest
 
 from agent.mqtt import ERR_PROTOCOL, ERR_TOO_LARGE, Client, MQTTError, _put_length
-from tests.broker import USERS, BlackHole, FakeBroker, Subscriber, free_port, read_packet
-from tests.micropython import find_tool
+from simulator.lab.mosquitto import USERS, BlackHole, FakeBroker, Subscriber, free_port, read_packet
+from simulator.lab.micropython import find_tool
 from tests.mqtt_scripts import mqtt_scenarios as scenarios
 
 SCRIPTS = pathlib.Path(__file__).parent / "mqtt_scripts"

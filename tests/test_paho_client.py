@@ -10,10 +10,10 @@ import time
 import pytest
 
 from agent.host.paho_client import ERR_PROTOCOL, ERR_TOO_LARGE, Client, MQTTError
-from tests.broker import FakeBroker, free_port
+from simulator.lab.mosquitto import FakeBroker, free_port
 
 # Brokers: the `mosquitto`, `mosquitto_factory` and `tls_files` fixtures (tests/conftest_broker.py);
-# FakeBroker (tests/broker.py) for what mosquitto will not do: never PUBACK, refuse a SUBSCRIBE;
+# FakeBroker (simulator/lab/mosquitto.py) for what mosquitto will not do: never PUBACK, refuse a SUBSCRIBE;
 # a bare listening socket for a server that never answers at all.
 
 

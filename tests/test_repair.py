@@ -1,4 +1,4 @@
-"""End-to-end repair, the ingest's side (simulator/repair.py): gap finding, the grace period, the
+"""End-to-end repair, the ingest's side (ingest/repair.py): gap finding, the grace period, the
 per-device and fleet-wide rate limits, replies, the layout migration, all on an injected clock;
 then against a real Mosquitto, with a device that answers resend commands as the protocol says
 (docs/uplink.md, "How the ingest repairs gaps")."""
@@ -14,9 +14,9 @@ import pytest
 from agent import cbor, cbor_decode
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
-from simulator import ingest as ingest_mod
-from simulator.ingest import Ingest, connect_db, repairing, summary, totals
-from simulator.repair import (Ages, ID_PREFIX, MAX_SEQS, Policy, Repair, choose, missing,
+from ingest.store import sqlite as ingest_mod
+from ingest import Ingest, connect_db, repairing, summary, totals
+from ingest.repair import (Ages, ID_PREFIX, MAX_SEQS, Policy, Repair, choose, missing,
                               refill)
 from tests.test_ingest import encode, envelope, rows
 
@@ -604,7 +604,7 @@ def test_tether_ingest_shows_per_device_what_was_repaired_and_lost(mosquitto, ba
                                                                    tmp_path):
     db = tmp_path / "cli.sqlite"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "simulator.ingest", "--broker",
+        [sys.executable, "-m", "firmware.cli", "ingest", "--broker",
          "mqtt://127.0.0.1:%d" % mosquitto.port, "--db", str(db), "--quiet",
          "--repair-grace", "0.5", "--repair-interval", "0.5", "--repair-reask", "5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -631,7 +631,7 @@ def test_tether_ingest_shows_per_device_what_was_repaired_and_lost(mosquitto, ba
 
 
 def test_bad_repair_options_are_said_plainly(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "simulator.ingest", "--broker",
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
                            "mqtt://127.0.0.1:1", "--db", str(tmp_path / "x.sqlite"),
                            "--repair-rate", "0"], capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "repair rate must be above 0" in proc.stderr

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from simulator.ingest import summary, totals
+from ingest import summary, totals
 
 STEP = 40          # batches stored between two blows
 LIVENESS_S = 240   # what a stuck run gets before it fails (not a timing assertion)

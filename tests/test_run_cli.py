@@ -5,7 +5,7 @@ import subprocess
 import sys
 import time
 
-from tests.broker import BlackHole, free_port
+from simulator.lab.mosquitto import BlackHole, free_port
 from tests.run_process import Run, watch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.broker import require_tool
+from simulator.lab.mosquitto import require_tool
 from tests.run_process import LIVENESS_S, Run, watch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -301,7 +301,7 @@ def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tm
 def test_sigterm_while_the_broker_is_away_saves_what_waited_for_the_next_start(tmp_path,
                                                                                mosquitto):
     from agent import batch_decode
-    from tests.broker import free_port
+    from simulator.lab.mosquitto import free_port
     watcher, got = watch(mosquitto.port, "tether/v1/pi-9/up/batch")
     compiled = tmp_path / "profile.json"
     done = tether("compile", write(tmp_path, SIM_PROFILE % mosquitto.port), "-o", str(compiled))

@@ -18,9 +18,9 @@ import pytest
 from firmware import simulate_cmd
 from simulator import faults
 from simulator.fleet import DEFAULT_FLEET, Fleet, IngestPace, load_fleet
-from simulator.ingest import Ingest, summary, totals
+from ingest import Ingest, summary, totals
 from simulator.report import build
-from tests.broker import Subscriber
+from simulator.lab.mosquitto import Subscriber
 
 FAULTS = ("outage:every=4h,for=2h,share=0.5;power:every=5h,share=0.5;restart:count=2;"
           "sensor:every=6h,for=1h,share=0.5;slow:latency=20ms,share=0.3")
@@ -114,7 +114,7 @@ def test_a_fleet_through_mosquitto_with_a_second_ingest_process_and_malformed_pa
     work.mkdir()
     db = work / "fleet.sqlite"
     other = subprocess.Popen(
-        [sys.executable, "-m", "simulator.ingest", "--broker", "mqtt://127.0.0.1:%d" % broker.port,
+        [sys.executable, "-m", "firmware.cli", "ingest", "--broker", "mqtt://127.0.0.1:%d" % broker.port,
          "--db", str(db), "--group", "sim-test", "--every", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

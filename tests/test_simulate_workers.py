@@ -128,4 +128,4 @@ def test_a_report_of_a_database_without_a_run_is_said_plainly(tmp_path):
     sqlite3.connect(str(other)).execute("CREATE TABLE t (x)").connection.commit()
     err = io.StringIO()
     assert report_cmd.main(args_of("report", "--db", str(other)), err=err) == 2
-    assert "holds no simulation run (no sim_parts table)" in err.getvalue()
+    assert "holds no simulation run (no such table: sim_parts)" in err.getvalue()

@@ -17,8 +17,8 @@ import pytest
 
 from agent import batch_decode
 from agent.schema import Schema
-from tests.broker import FakeBroker
-from tests.netproxy import Proxy
+from simulator.lab.mosquitto import FakeBroker
+from simulator.lab.netproxy import Proxy
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCHEMA = Schema([("n", "", 1, 0)])

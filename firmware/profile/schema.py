@@ -20,6 +20,7 @@ from firmware.profile.rules import (
     pattern, resolution, section, size, sub, text, unknown_keys)
 from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
+from ingest.url import BadURL, parse_broker
 
 TOP_KEYS = ["substitutions", "packages", "device", "platform", "buses", "sensors", "buffer",
             "batch", "uplink", "wifi"]
@@ -30,8 +31,6 @@ NAME_WHAT = "a name of up to 32 lowercase letters, digits and '_' that starts wi
 DEVICE_ID_WHAT = ids.WHAT + ", optionally with '{uid}' (like 'printer-{uid}')"
 BUS_ID = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
 BUFFER_PATHS = {"esp32": "/buffer", "rpi": "/var/lib/tether/buffer", "sim": "buffer"}
-BROKER = re.compile(r"(mqtts?)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?/?")
-
 MAX_PEM = 1024 * 1024  # room for a system's whole CA bundle
 
 
@@ -240,14 +239,18 @@ def batch(ctx, node):
 
 
 def broker(ctx, node):
-    match = BROKER.fullmatch(node.value) if node.tag == "str" else None
-    port = match and int(match.group(3) or (8883 if match.group(1) == "mqtts" else 1883))
-    if not match or not 1 <= port <= 65535:
+    """A broker URL by the one grammar (ingest/url.py), without credentials: a profile names them
+    in 'username' and 'password', where !secret keeps them out of what is shared."""
+    try:
+        url = parse_broker(node.value) if node.tag == "str" else None
+    except BadURL:
+        url = None
+    if url is None or url.username is not None:
         hint = ("; put credentials in 'username' and 'password'"
                 if node.tag == "str" and "@" in node.value else "")
         raise Invalid(expected("a broker URL like 'mqtt://host:1883' or 'mqtts://host:8883'",
                                node) + hint)
-    return {"host": match.group(2).strip("[]"), "port": port, "tls": match.group(1) == "mqtts"}
+    return {"host": url.host, "port": url.port, "tls": url.tls}
 
 
 def pem_file(ctx, node):

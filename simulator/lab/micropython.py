@@ -9,7 +9,7 @@ import subprocess
 
 from firmware.build import find_tool
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 PORTABLE_PACKAGES = ("agent", "hal")
 HOST_ONLY_PARTS = ("host",)  # sub-packages of the portable folders that only CPython imports
 DEFAULT_HEAP = "64k"

@@ -1,4 +1,4 @@
-# Runs under the real `micropython` binary as the interpreter of tests/fakeboard.py's fake board.
+# Runs under the real `micropython` binary as the interpreter of simulator/lab/fakeboard.py's fake board.
 # It reads framed code blocks from stdin, runs each in one persistent namespace (as the raw REPL
 # does), and frames what the code printed and any traceback back on stdout.
 #

@@ -5,7 +5,7 @@ import pathlib
 import subprocess
 import tempfile
 
-from tests.micropython import ROOT, find_tool
+from simulator.lab.micropython import ROOT, find_tool
 
 
 def write_bundle(folder, files, mpy=(6, 3, None), device="printer-0001", platform="esp32"):

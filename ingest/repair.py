@@ -11,8 +11,9 @@ per device, at least `interval` apart per device, and within a token bucket for 
 The device re-publishes what it holds; the reply names what it no longer holds (`gone`: lost at
 the broker) and what it dropped unsent (`dropped`: dropped by the device), recorded in `lost`.
 
-Everything here runs inside the ingest writer's transaction (BEGIN IMMEDIATE), so processes that
-share one database never claim the same device at once; the clock is passed in (`now`).
+Everything here runs inside the ingest writer's transaction (Store.begin: on SQLite BEGIN
+IMMEDIATE), so processes that share one database never claim the same device at once; the clock
+is passed in (`now`). The SQL is in the shared dialect of ingest/store/__init__.py.
 """
 import bisect
 import json
@@ -20,6 +21,8 @@ import logging
 import os
 
 from agent import cbor
+
+from ingest.topics import command_topic
 
 MAX_RANGES = 16       # per command: the protocol's bound
 MAX_SEQS = 1024       # sequence numbers per command, in all: the protocol's bound
@@ -201,7 +204,7 @@ def note_health(db, device, seq):
         if first is not None and first < lo:
             lo = first
         db.execute("UPDATE devices SET {k}_oldest = ?, "
-                   "{k}_newest = max(coalesce({k}_newest, -1), ?), "
+                   "{k}_newest = greatest(coalesce({k}_newest, -1), ?), "
                    "{k}_done = coalesce({k}_done, ?) WHERE device = ?".format(k=kind),
                    (oldest, newest, lo - 1, device))
 
@@ -234,9 +237,10 @@ def reply(db, device, doc, now, d):
     lists = {key: parse_ranges(result, key) for key in ("gone", "dropped", "unknown")}
     for key, reason in REASONS:
         for a, b in lists[key]:
-            n = db.execute("INSERT OR IGNORE INTO lost (device, kind, seq, reason, recorded_at) "
+            n = db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
                            "SELECT device, kind, seq, ?, ? FROM asked "
-                           "WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
+                           "WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ? "
+                           "ON CONFLICT DO NOTHING",
                            (reason, now, device, kind, a, b)).rowcount
             db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
                        (device, kind, a, b))
@@ -254,7 +258,7 @@ def reply(db, device, doc, now, d):
         # asked for too, until the device answers `unknown`.
         # Only at the tail: a gap between stored batches says nothing of what lies past them.
         db.execute("UPDATE devices SET {k}_newest = ? WHERE device = ? "
-                   "AND max(coalesce({last}, -1), coalesce({k}_newest, -1)) <= ?"
+                   "AND greatest(coalesce({last}, -1), coalesce({k}_newest, -1)) <= ?"
                    .format(k=kind, last=LAST[kind]), (top + PROBE[kind], device, top))
     for a, b in unknown:
         db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
@@ -262,7 +266,8 @@ def reply(db, device, doc, now, d):
     if unknown:
         # Above what the device has formed: its newest was wrong (a device that lost its flash?).
         # The next health report says it again; until then nothing there is asked for.
-        db.execute("UPDATE devices SET {k}_newest = min({k}_newest, ?) WHERE device = ?"
+        db.execute("UPDATE devices SET {k}_newest = least({k}_newest, ?) WHERE device = ? "
+                   "AND {k}_newest IS NOT NULL"
                    .format(k=kind), (min(a for a, _ in unknown) - 1, device))
 
 
@@ -275,7 +280,7 @@ def probe(db, before):
     newest in the health report it sends when it is back): the device re-sends what it holds
     and answers the rest `unknown`, which sets its newest back."""
     for kind in KINDS:
-        db.execute("UPDATE devices SET {k}_newest = max(coalesce({k}_newest, -1), {last} + ?) "
+        db.execute("UPDATE devices SET {k}_newest = greatest(coalesce({k}_newest, -1), {last} + ?) "
                    "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND first_seen < ? "
                    "AND coalesce(last_status, '') != 'offline'"
                    .format(k=kind, last=LAST[kind]), (PROBE[kind], before))
@@ -300,12 +305,12 @@ class Repair:
         keys = set()
         rows = db.execute(
             "SELECT d.device, d.last_status, r.sent_at, r.answered_at, "
-            "d.batch_done, max(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
-            "d.event_done, max(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)) "
+            "d.batch_done, greatest(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
+            "d.event_done, greatest(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)) "
             "FROM devices d LEFT JOIN requests r ON r.device = d.device "
-            "WHERE (d.batch_done IS NOT NULL AND max(coalesce(d.last_seq, -1), "
+            "WHERE (d.batch_done IS NOT NULL AND greatest(coalesce(d.last_seq, -1), "
             "       coalesce(d.batch_newest, -1)) > d.batch_done) "
-            "   OR (d.event_done IS NOT NULL AND max(coalesce(d.last_event_seq, -1), "
+            "   OR (d.event_done IS NOT NULL AND greatest(coalesce(d.last_event_seq, -1), "
             "       coalesce(d.event_newest, -1)) > d.event_done) "
             "ORDER BY coalesce(r.sent_at, 0)").fetchall()
         for device, status, sent_at, answered_at, bdone, btop, edone, etop in rows:
@@ -330,7 +335,8 @@ class Repair:
                     free = False
         self.ages.keep(keys)
         if spent:
-            db.execute("INSERT OR REPLACE INTO repair_bucket (id, tokens, at) VALUES (0, ?, ?)",
+            db.execute("INSERT INTO repair_bucket (id, tokens, at) VALUES (0, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
                        (tokens - spent, now))
         return out
 
@@ -349,7 +355,7 @@ class Repair:
         gaps = missing(sorted(have), lo, hi)
         reached = gaps[0][0] - 1 if gaps else hi
         if reached > done:
-            db.execute("UPDATE devices SET {k}_done = max({k}_done, ?) WHERE device = ?"
+            db.execute("UPDATE devices SET {k}_done = greatest({k}_done, ?) WHERE device = ?"
                        .format(k=kind), (reached, device))
         aged = self.ages.update((device, kind), gaps, now)
         return [(a, b) for a, b, since in aged if now - since >= self.policy.grace]
@@ -372,7 +378,7 @@ class Repair:
             return False
         db.executemany("INSERT INTO asked (device, kind, seq, asked_at, asks) "
                        "VALUES (?, ?, ?, ?, 1) ON CONFLICT (device, kind, seq) DO UPDATE SET "
-                       "asked_at = excluded.asked_at, asks = asks + 1",
+                       "asked_at = excluded.asked_at, asks = asked.asks + 1",
                        [(device, kind, s, now) for a, b in ranges for s in range(a, b + 1)])
-        out.append(("%s/%s/down/cmd" % (self.prefix, device), command(cmd_id, kind, ranges)))
+        out.append((command_topic(self.prefix, device), command(cmd_id, kind, ranges)))
         return True

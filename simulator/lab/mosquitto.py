@@ -11,7 +11,7 @@
   CONNACK (or any bytes), records every packet, never sends a PUBACK, and can inject bytes.
 
 Nothing here skips: a missing mosquitto or openssl raises ToolMissing, which the fixtures in
-tests/conftest_broker.py turn into a failed test.
+tests/conftest_broker.py turn into a failed test (benchmarks into an error).
 """
 import base64
 import hashlib

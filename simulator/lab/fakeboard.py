@@ -4,7 +4,7 @@ HOST-ONLY test harness. The far end of a pty speaks MicroPython's REPL protocol 
 raw REPL, raw-paste with its flow-control window) as shared/runtime/pyexec.c does, in one of three
 variants: "raw-paste", "no-raw-paste" (answers the raw-paste request with R\\x00) and "old"
 (firmware older than raw-paste: the request resets the raw REPL). Whatever code it receives runs
-in ONE persistent real `micropython` process (tests/fakeboard_server.py) whose "/" is a temp
+in ONE persistent real `micropython` process (simulator/lab/fakeboard_server.py) whose "/" is a temp
 folder, so the files a flash leaves are real files a test can read.
 
     with FakeBoard(tmp_path / "board", variant="raw-paste") as board:
@@ -31,7 +31,7 @@ import threading
 import time
 import tty
 
-from tests.micropython import find_tool
+from simulator.lab.micropython import find_tool
 
 SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fakeboard_server.py")
 RAW_BANNER = b"raw REPL; CTRL-B to exit\r\n"

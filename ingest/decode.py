@@ -1,0 +1,194 @@
+"""Payloads into what the handlers store: pure, no database (docs/ingest.md, docs/wire-format.md).
+
+Each function takes a message's bytes and returns plain values, or raises Bad with the reason a
+`malformed` row keeps. Batches are decoded by agent/batch_decode with a schema table (Schemas).
+"""
+import json
+import math
+
+from agent import cbor, cbor_decode, events_decode
+
+from ingest import repair
+
+HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the table
+INT64 = 1 << 63
+INSIGHT = "insight"  # the state of an insight event (agent/insights)
+MAX_FIELDS = 64
+
+
+class Bad(Exception):
+    """A message that is not what its topic promises: stored in `malformed`, acknowledged."""
+
+    def __init__(self, reason):
+        Exception.__init__(self, reason)
+        self.reason = reason
+
+
+class Schemas(dict):
+    """schema id -> Schema, noting the id a compact batch asked for and did not find."""
+
+    missing = None
+
+    def __bool__(self):  # the decoder does `schemas or {}`: an empty table must stay this one
+        return True
+
+    def get(self, key, default=None):
+        found = dict.get(self, key, default)
+        if found is None:
+            self.missing = key
+        return found
+
+def insight_fields(detail):
+    """An insight event's fields (a flat CBOR map: text keys, numbers, text, booleans, null or
+    short lists of those) as JSON types; Bad for anything else."""
+    if not isinstance(detail, dict) or len(detail) > MAX_FIELDS:
+        raise Bad("insight event: its detail must be a map of at most %d fields" % MAX_FIELDS)
+    out = {}
+    for k, v in detail.items():
+        if not isinstance(k, str):
+            raise Bad("insight event: field name %r is not text" % (k,))
+        if isinstance(v, float) and not math.isfinite(v):
+            v = None  # as jsonable() stores NaN: the event is kept, the figure is not
+        items = v if isinstance(v, list) else [v]
+        if len(items) > MAX_FIELDS or not all(
+                x is None or isinstance(x, (str, bool)) or
+                (isinstance(x, int) and -INT64 <= x < INT64) or
+                isinstance(x, float) for x in items):
+            raise Bad("insight event: field %r is not a number, text, true/false, null or a "
+                      "short list of those" % (k,))
+        out[k] = [None if isinstance(x, float) and not math.isfinite(x) else x
+                  for x in v] if isinstance(v, list) else v
+    return out
+
+
+def jsonable(x, depth=0):
+    """A decoded CBOR item as JSON types: bytes as hex, tags as {"tag", "value"}, NaN and the
+    infinities as null, keys as text."""
+    if depth > 32:
+        return None
+    if isinstance(x, dict):
+        return {k if isinstance(k, str) else str(k): jsonable(v, depth + 1) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [jsonable(v, depth + 1) for v in x]
+    if isinstance(x, (bytes, bytearray, memoryview)):
+        return bytes(x).hex()
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, cbor.Tag):
+        return {"tag": x.tag, "value": jsonable(x.value, depth + 1)}
+    if x is None or isinstance(x, (str, int, bool)):
+        return x
+    return repr(x)
+
+
+def check_int(v, what):
+    if not isinstance(v, int) or isinstance(v, bool) or not -INT64 <= v < INT64:
+        raise Bad("%s %r is not a 64-bit integer" % (what, v))
+    return v
+
+def check_envelope(device, b):
+    """A decoded batch (or its envelope) that belongs to the device of its topic, with 64-bit
+    numbers; Bad otherwise."""
+    if b.device != device:
+        raise Bad("a batch of device %r on the topic of %r" % (b.device, device))
+    check_int(b.seq, "sequence number")
+    check_int(b.boot, "boot count")
+    check_int(b.dropped, "dropped count")
+
+
+class Reply:
+    """A reply to a downlink command, as stored in `replies`."""
+
+    def __init__(self, doc):
+        reply = doc["reply"]
+        if not (reply is None or isinstance(reply, str)
+                or (isinstance(reply, int) and -INT64 <= reply < INT64)):
+            reply = json.dumps(jsonable(reply))
+        self.doc = doc
+        self.reply = reply
+        self.ok = int(doc["ok"])
+        self.body = json.dumps(jsonable(doc))
+
+    def is_repair(self):
+        return isinstance(self.reply, str) and self.reply.startswith(repair.ID_PREFIX)
+
+
+class Event:
+    """An event, as stored in `events` (and, for an insight, in `insights`: fields is its dict)."""
+
+    def __init__(self, e, value, detail, fields):
+        self.seq, self.boot, self.t, self.synced = e.seq, e.boot, e.t, int(e.synced)
+        self.event, self.sensor, self.state = e.event, e.sensor, e.state
+        self.value, self.detail, self.fields = value, detail, fields
+
+
+def event(device, payload):
+    """Reply or Event from an `.../up/event` payload."""
+    try:
+        doc = cbor_decode.loads(payload)
+    except Exception as exc:  # noqa: BLE001
+        raise Bad("event: not CBOR: %s" % (exc,))
+    if isinstance(doc, dict):
+        if "reply" not in doc or not isinstance(doc.get("ok"), bool):
+            raise Bad("event: a CBOR map that is not a command reply {reply, ok, ...}")
+        return Reply(doc)
+    try:
+        e = events_decode.decode(payload)
+    except Exception as exc:  # noqa: BLE001
+        raise Bad("event: %s" % (exc,))
+    if e.device != device:
+        raise Bad("an event of device %r on the topic of %r" % (e.device, device))
+    for v, what in ((e.seq, "event seq"), (e.boot, "boot count"), (e.t, "event time")):
+        check_int(v, what)
+    value = e.value
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise Bad("event value %r is not a number" % (value,))
+    fields = None
+    if e.state == INSIGHT:
+        fields = insight_fields(e.detail)
+        detail = json.dumps(fields, sort_keys=True)
+    elif e.detail is not None and not isinstance(e.detail, str):
+        raise Bad("event detail is not text")
+    else:
+        detail = e.detail
+    return Event(e, value, detail, fields)
+
+
+def health(device, payload):
+    """(t_ms or None, dropped, seq {kind: (oldest, newest)} or None, the report as JSON text)
+    from an `.../up/health` payload."""
+    try:
+        doc = cbor_decode.loads(payload)
+    except Exception as exc:  # noqa: BLE001
+        raise Bad("health: not CBOR: %s" % (exc,))
+    if not isinstance(doc, dict):
+        raise Bad("health: not a CBOR map")
+    if "device" in doc and doc["device"] != device:
+        raise Bad("health of device %r on the topic of %r" % (doc["device"], device))
+    t = doc.get("t")
+    if not isinstance(t, int) or isinstance(t, bool) or not -INT64 <= t < INT64:
+        t = None
+    dropped = doc.get("dropped")
+    if not isinstance(dropped, int) or isinstance(dropped, bool) or not 0 <= dropped < INT64:
+        dropped = 0
+    seq = None
+    if "seq" in doc:
+        try:
+            seq = repair.parse_seq(doc["seq"])
+        except ValueError as exc:
+            raise Bad("health: %s" % (exc,))
+    return t, dropped, seq, json.dumps(jsonable(doc), sort_keys=True)
+
+
+def status(payload):
+    """'online', 'offline', or None for an empty payload (a retained status being cleared)."""
+    if not payload:
+        return None
+    if payload not in (b"online", b"offline"):
+        raise Bad("status is neither online nor offline")
+    return payload.decode()
+
+
+def malformed_hex(payload):
+    """What of a malformed payload the log and the `malformed` table keep."""
+    return payload[:HEX_PREFIX].hex()

@@ -1,0 +1,360 @@
+"""Per-topic handling on a store: what each message adds to the database (docs/ingest.md).
+
+Handlers is the half of the Ingest (ingest/subscriber.py) that runs in its writer thread, inside
+the writer's transaction on self._db (a Store): each message in a savepoint of its own, so that
+a bad one leaves only a `malformed` row. Its SQL is written once for every backend, in the
+dialect of ingest/store/__init__.py. What a group of messages changed is gathered in a Delta and
+applied to the process's counters after the COMMIT.
+"""
+import binascii
+import json
+import logging
+import time
+
+from agent import batch_decode, cbor, ids
+from agent.batch import COMPACT
+from agent.schema import Schema
+
+from ingest import decode, repair
+from ingest.decode import Bad
+from ingest.topics import parse_topic
+
+log = logging.getLogger("tether.ingest")
+
+
+class Delta:
+    """What one message (or one group of them) changed, applied to the counters after COMMIT."""
+
+    __slots__ = ("counts", "devices", "units", "logs", "recount")
+
+    def __init__(self):
+        self.counts = {}
+        self.devices = {}
+        self.units = []
+        self.logs = []
+        self.recount = False  # batches were held or released: count `held` again
+
+    def add(self, key, n=1, device=None):
+        self.counts[key] = self.counts.get(key, 0) + n
+        if device is not None:
+            d = self.devices.get(device)
+            if d is None:
+                d = self.devices[device] = {}
+            d[key] = d.get(key, 0) + n
+
+    def merge(self, other):
+        for k, n in other.counts.items():
+            self.counts[k] = self.counts.get(k, 0) + n
+        for device, counts in other.devices.items():
+            d = self.devices.setdefault(device, {})
+            for k, n in counts.items():
+                d[k] = d.get(k, 0) + n
+        self.units += other.units
+        self.logs += other.logs
+        self.recount = self.recount or other.recount
+
+
+class Handlers:
+    """Needs self._db (a Store), self._schemas (decode.Schemas), self._units (a set),
+    self.prefix, self.client_id, self.max_held and self.hold_timeout."""
+
+    def _one(self, m):
+        """One message in its own SAVEPOINT: a bad one leaves only a `malformed` row."""
+        return self._guarded("m", m[0], m[1], m[4], self._handle, m)
+
+    def _guarded(self, name, topic, payload, received_at, fn, *args):
+        """fn(*args, delta) inside SAVEPOINT name; when the message turns out bad (or trips
+        anything but a database failure) its writes are undone and a `malformed` row stays."""
+        db = self._db
+        d = Delta()
+        db.execute("SAVEPOINT " + name)
+        try:
+            fn(*args, d)
+        except db.Failure:
+            raise  # locked, disk full, I/O, connection lost: the whole group again
+        except Exception as exc:  # noqa: BLE001 - nothing a message carries may stop the ingest
+            db.execute("ROLLBACK TO " + name)
+            d = Delta()
+            if isinstance(exc, Bad):
+                reason = exc.reason
+            elif isinstance(exc, (OverflowError,) + db.BadValue):
+                reason = "a value out of range or of an unsupported type (%s)" % exc
+            else:
+                log.exception("unexpected error on a message on %s", topic)
+                reason = "internal error: %s: %s" % (type(exc).__name__, exc)
+            self._malformed(topic, payload, received_at, reason, d)
+        db.execute("RELEASE " + name)
+        return d
+
+    def _malformed(self, topic, payload, received_at, reason, d):
+        prefix = decode.malformed_hex(payload)
+        self._db.execute("INSERT INTO malformed (received_at, topic, reason, bytes, payload_hex) "
+                         "VALUES (?, ?, ?, ?, ?)",
+                         (received_at, topic, reason, len(payload), prefix))
+        d.add("malformed")
+        d.logs.append((logging.WARNING, "malformed message on %s: %s (%d bytes: %s%s)",
+                       topic if len(topic) <= 200 else topic[:200] + "...", reason, len(payload),
+                       prefix, "..." if len(payload) > decode.HEX_PREFIX else ""))
+
+    def _handle(self, m, d):
+        topic, payload, qos, mid, received_at, gen = m
+        kind, device = parse_topic(topic, self.prefix)
+        if kind is None:
+            raise Bad("not a Tether topic ({prefix}/{device}/up/batch|event|health|schema or "
+                      "{prefix}/{device}/status)")
+        if not ids.valid(device):
+            raise Bad("the device id in the topic is not " + ids.WHAT)
+        if kind == "batch":
+            self._batch(device, payload, received_at, topic, False, d)
+        elif kind == "event":
+            self._event(device, payload, received_at, d)
+        elif kind == "health":
+            self._health(device, payload, received_at, d)
+        elif kind == "schema":
+            self._schema(device, payload, received_at, d)
+        else:
+            self._status(device, payload, received_at, d)
+
+    def _seen(self, device, received_at):
+        self._db.execute("INSERT INTO devices (device, first_seen, last_seen) VALUES (?, ?, ?) "
+                         "ON CONFLICT (device) DO UPDATE SET "
+                         "last_seen = greatest(devices.last_seen, excluded.last_seen)",
+                         (device, received_at, received_at))
+
+    # -- batches --
+
+    def _batch(self, device, payload, received_at, topic, held, d):
+        schemas = self._schemas
+        schemas.missing = None
+        try:
+            b = batch_decode.decode(payload, schemas)
+        except cbor.CBORError as exc:
+            if schemas.missing is None or held:
+                raise Bad("batch: %s" % (exc,))
+            self._hold(device, payload, received_at, topic, schemas.missing, d)
+            return
+        except Exception as exc:  # noqa: BLE001 - e.g. a decoder bug on hostile input
+            raise Bad("batch: %s: %s" % (type(exc).__name__, exc))
+        self._store(device, b, payload, received_at, d)
+
+    def _duplicate(self, device, seq, payload, received_at, d):
+        db = self._db
+        row = db.execute("SELECT crc32 FROM batches WHERE device = ? AND seq = ?",
+                         (device, seq)).fetchone()
+        if row is not None and row[0] != binascii.crc32(payload):
+            raise Bad("batch %d of %s arrived again with other bytes (did the device lose its "
+                      "sequence numbers?)" % (seq, device))
+        self._seen(device, received_at)
+        db.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?", (device,))
+        d.add("duplicates", device=device)
+
+    def _store(self, device, b, payload, received_at, d):
+        decode.check_envelope(device, b)
+        db = self._db
+        readings = b.readings
+        seq = b.seq
+        cur = db.execute(
+            "INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
+            "deflated, schema_id, bytes, crc32, received_at, readings, t_first, t_last, ingest) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            (device, seq, b.boot, b.dropped, int(b.synced),
+             "compact" if b.encoding == COMPACT else "senml", int(b.deflated), b.schema_id,
+             len(payload), binascii.crc32(payload), received_at, len(readings),
+             readings[0][0] if readings else None, readings[-1][0] if readings else None,
+             self.client_id))
+        if cur.rowcount == 0:
+            self._duplicate(device, seq, payload, received_at, d)
+            return
+        repaired = repair.arrived(db, device, "batch", seq)
+        if repaired:
+            db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
+                       (device, seq))
+            d.add("repaired")
+            d.add("repaired_readings", len(readings))
+        db.insert_readings(device, seq, readings)
+        for name, unit in b.units.items():
+            key = (device, name, unit)
+            if key not in self._units:
+                db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?) "
+                           "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit",
+                           key)
+                d.units.append(key)
+        db.execute(
+            "INSERT INTO devices (device, schema_id, first_seen, last_seen, last_boot, last_seq, "
+            "last_t_ms, dropped_reported, batches, readings, repaired, repaired_readings) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
+            "ON CONFLICT (device) DO UPDATE SET "
+            # (each column of the stored row named devices.x: PostgreSQL would find x ambiguous
+            # between it and excluded.x)
+            "schema_id = coalesce(excluded.schema_id, devices.schema_id), "
+            "last_seen = greatest(devices.last_seen, excluded.last_seen), "
+            "last_boot = greatest(coalesce(devices.last_boot, 0), excluded.last_boot), "
+            "last_t_ms = CASE WHEN devices.last_seq IS NULL "
+            "OR excluded.last_seq > devices.last_seq "
+            "THEN coalesce(excluded.last_t_ms, devices.last_t_ms) ELSE devices.last_t_ms END, "
+            "last_seq = greatest(coalesce(devices.last_seq, -1), excluded.last_seq), "
+            "dropped_reported = greatest(devices.dropped_reported, excluded.dropped_reported), "
+            "batches = devices.batches + 1, readings = devices.readings + excluded.readings, "
+            "repaired = devices.repaired + excluded.repaired, "
+            "repaired_readings = devices.repaired_readings + excluded.repaired_readings, "
+            # in order: every batch up to this one is here (ingest/repair.py)
+            "batch_done = CASE WHEN devices.batch_done = excluded.last_seq - 1 "
+            "THEN excluded.last_seq ELSE devices.batch_done END",
+            (device, b.schema_id, received_at, received_at, b.boot, seq,
+             readings[-1][0] if readings else None, b.dropped, len(readings), int(repaired),
+             len(readings) if repaired else 0))
+        d.add("batches", device=device)
+        d.add("readings", len(readings), device=device)
+
+    def _hold(self, device, payload, received_at, topic, schema_id, d):
+        """A compact batch whose schema has not arrived: kept in `held` until it does."""
+        b = batch_decode.read_envelope(payload)
+        decode.check_envelope(device, b)
+        db = self._db
+        if db.execute("SELECT 1 FROM batches WHERE device = ? AND seq = ?",
+                      (device, b.seq)).fetchone() is not None:
+            self._duplicate(device, b.seq, payload, received_at, d)
+            return
+        cur = db.execute("INSERT INTO held (device, seq, schema_id, received_at, topic, payload) "
+                         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         (device, b.seq, decode.check_int(schema_id, "schema id"), received_at,
+                          topic, payload))
+        self._seen(device, received_at)
+        if cur.rowcount == 0:
+            db.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?",
+                       (device,))
+            d.add("duplicates", device=device)
+            return
+        d.add("held_total")
+        d.recount = True
+        active = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
+        if active > self.max_held:
+            self._give_up(db.execute(
+                "SELECT device, seq, schema_id, received_at, topic, payload FROM held "
+                "WHERE given_up_at IS NULL ORDER BY received_at LIMIT ?",
+                (active - self.max_held,)).fetchall(), "more than %d batches wait for a schema"
+                % self.max_held, d)
+
+    def _give_up(self, rows, why, d):
+        now = time.time()
+        for device, seq, schema_id, received_at, topic, payload in rows:
+            self._db.execute("UPDATE held SET given_up_at = ? WHERE device = ? AND seq = ?",
+                             (now, device, seq))
+            self._malformed(topic, payload, received_at,
+                            "undecodable: compact batch %d needs schema %#010x, which has not "
+                            "arrived (%s); kept in `held`" % (seq, schema_id, why), d)
+            d.add("undecodable")
+
+    def _resolve(self, schema_id, d):
+        """Decodes and stores the held batches of a schema that has now arrived."""
+        db = self._db
+        rows = db.execute("SELECT device, seq, received_at, topic, payload FROM held "
+                          "WHERE schema_id = ?", (schema_id,)).fetchall()
+        for device, seq, received_at, topic, payload in rows:
+            d.merge(self._guarded("h", topic, payload, received_at, self._batch, device, payload,
+                                  received_at, topic, True))
+            db.execute("DELETE FROM held WHERE device = ? AND seq = ?", (device, seq))
+            d.add("resolved")
+        if rows:
+            d.recount = True
+
+    def _chores(self, d):
+        """Once a second when batches wait for a schema: decode those whose schema is known now
+        (held by another process, or before a restart), give up on those held too long."""
+        db = self._db
+        for (sid,) in db.execute("SELECT DISTINCT schema_id FROM held").fetchall():
+            if dict.__contains__(self._schemas, sid):
+                self._resolve(sid, d)
+        old = db.execute("SELECT device, seq, schema_id, received_at, topic, payload FROM held "
+                         "WHERE given_up_at IS NULL AND received_at < ?",
+                         (time.time() - self.hold_timeout,)).fetchall()
+        if old:
+            self._give_up(old, "waited %g s" % self.hold_timeout, d)
+
+    # -- the other topics --
+
+    def _schema(self, device, payload, received_at, d):
+        if not payload:
+            return  # a retained schema being cleared
+        try:
+            schema = Schema.from_cbor(payload)
+        except Exception as exc:  # noqa: BLE001
+            raise Bad("schema: %s" % (exc,))
+        sid = schema.id
+        db = self._db
+        db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) "
+                   "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                   (sid, payload, json.dumps([[n, u, m, e] for n, u, m, e in schema.channels]),
+                    received_at))
+        self._seen(device, received_at)
+        db.execute("UPDATE devices SET schema_id = ? WHERE device = ?", (sid, device))
+        d.add("schemas")
+        if not dict.__contains__(self._schemas, sid):
+            dict.__setitem__(self._schemas, sid, schema)
+        self._resolve(sid, d)
+
+    def _event(self, device, payload, received_at, d):
+        e = decode.event(device, payload)
+        db = self._db
+        if isinstance(e, decode.Reply):
+            self._seen(device, received_at)
+            db.execute("INSERT INTO replies (device, received_at, reply, ok, body) "
+                       "VALUES (?, ?, ?, ?, ?)", (device, received_at, e.reply, e.ok, e.body))
+            d.add("replies")
+            if e.is_repair():
+                try:
+                    repair.reply(db, device, e.doc, received_at, d)
+                except ValueError as exc:
+                    raise Bad("reply to a resend command: %s" % (exc,))
+            return
+        cur = db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, "
+                         "state, value, detail, received_at) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                         (device, e.seq, e.boot, e.t, e.synced, e.event, e.sensor, e.state,
+                          e.value, e.detail, received_at))
+        self._seen(device, received_at)
+        if cur.rowcount == 0:
+            db.execute("UPDATE devices SET event_duplicates = event_duplicates + 1 "
+                       "WHERE device = ?", (device,))
+            d.add("event_duplicates")
+            return
+        if e.fields is not None:
+            db.execute("INSERT INTO insights (device, seq, t_ms, synced, event, sensor, value, "
+                       "fields, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                       (device, e.seq, e.t, e.synced, e.event, e.sensor, e.value, e.detail,
+                        received_at))
+            d.add("insights")
+        repaired = repair.arrived(db, device, "event", e.seq)
+        if repaired:
+            db.execute("UPDATE events SET repaired = 1 WHERE device = ? AND seq = ?",
+                       (device, e.seq))
+            d.add("events_repaired")
+        db.execute("UPDATE devices SET events = events + 1, events_repaired = events_repaired + ?, "
+                   "last_event_seq = greatest(coalesce(last_event_seq, -1), ?), "
+                   "event_done = CASE WHEN event_done = ? - 1 THEN ? ELSE event_done END "
+                   "WHERE device = ?", (int(repaired), e.seq, e.seq, e.seq, device))
+        d.add("events")
+
+    def _health(self, device, payload, received_at, d):
+        t, dropped, seq, document = decode.health(device, payload)
+        db = self._db
+        db.execute("INSERT INTO health (device, received_at, t_ms, health) VALUES (?, ?, ?, ?)",
+                   (device, received_at, t, document))
+        self._seen(device, received_at)
+        db.execute("UPDATE devices SET last_health_at = ?, "
+                   "dropped_health = greatest(dropped_health, ?) WHERE device = ?",
+                   (received_at, dropped, device))
+        if seq:
+            repair.note_health(db, device, seq)
+        d.add("health")
+
+    def _status(self, device, payload, received_at, d):
+        status = decode.status(payload)
+        if status is None:
+            return
+        self._db.execute(
+            "INSERT INTO devices (device, first_seen, last_seen, last_status, status_at) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+            "last_status = excluded.last_status, status_at = excluded.status_at",
+            (device, received_at, received_at, status, received_at))
+        d.add("status")

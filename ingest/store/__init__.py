@@ -1,0 +1,193 @@
+"""Where the ingest stores: open_store(url) picks the backend by the URL (ingest/url.py db_url):
+a SQLite path (store/sqlite.py, the embedded default) or postgresql://... (a store/postgres.py).
+
+The handlers, repair and the queries write their SQL once, for both backends, in this dialect:
+`?` placeholders; greatest(a, b) and least(a, b) for the scalar max and min (given arguments
+that are never NULL: SQLite's max() is NULL if one is, PostgreSQL's GREATEST skips it);
+`INSERT ... ON CONFLICT (...) DO NOTHING | DO UPDATE SET ...` (never INSERT OR IGNORE / OR
+REPLACE); SAVEPOINT, ROLLBACK TO, RELEASE; JSON documents bound and read back as text.
+Store.execute turns a statement into the backend's dialect (translate()).
+
+The backend contract. A backend module provides:
+
+    connect(target, timeout, create=True) -> Store
+        a connection to the database `target` (a path or a URL); with create, a new database
+        gets the layout (docs/ingest.md, "The SQLite file" for SQLite's) and an older one is
+        migrated in one transaction, and one of an unknown (newer) layout version is refused
+        with RuntimeError saying so; without create (the read side) nothing is checked or
+        changed.
+    Store       its subclass of Store below, which provides:
+
+    Error       the exception class of any database error: the writer rolls back and stores
+                the whole group of messages again, later (nothing is acknowledged before)
+    Failure     the database itself failed (locked, disk full, connection lost): inside a
+                message's savepoint this is re-raised, not blamed on the message
+    BadValue    a tuple of exception classes a value from a message can cause (out of range,
+                unsupported type): the message is stored as malformed
+    translate(sql) -> sql in the backend's dialect (the result is cached per statement)
+    begin()     starts the writer's transaction and takes whatever lock makes processes that
+                share the database apply one transaction at a time where it matters (SQLite:
+                BEGIN IMMEDIATE, a lock on the whole file)
+    insert_readings(device, seq, rows)
+                stores a batch's readings [(t_ms, channel, value)] (SQLite: executemany;
+                PostgreSQL: COPY), in the current transaction
+    slot(base)  an object with client_id and release(): a client id, the same after a restart,
+                that no other process sharing the database holds at the moment
+    identity    what names the database in client ids (the absolute path; the URL without
+                its password)
+    name(target)  (a static method) the database as error messages name it (no password)
+
+The base class's execute, executemany, commit, rollback, in_transaction and close work on a
+DB-API connection that has execute() (sqlite3; psycopg 3) in autocommit mode, with transactions
+begun by begin(); a backend overrides what differs. open_store turns Store.Error raised while
+connecting into StoreError (a RuntimeError) naming the database, so that commands say it in one
+line.
+
+The layout (its DDL, version and migrations) belongs to the backend. What the shared SQL
+needs of it: the tables and columns of docs/ingest.md ("The SQLite file"), with the same names,
+primary keys and ON CONFLICT targets (a table may be a partitioned one, or `readings` a view
+with insert_readings writing what lies under it), and the relations users query, with the same
+names and columns on every backend (docs/ingest.md, "Querying the database").
+"""
+import hashlib
+import os
+import re
+import socket
+
+from ingest.url import db_url
+
+DIALECT = {}  # shared statement -> a backend's, per backend class: see Store.execute
+
+
+class Store:
+    """A connection to the ingest's database, speaking the shared dialect (see above)."""
+
+    Error = Exception
+    Failure = Exception
+    BadValue = ()
+
+    def __init__(self, conn, target):
+        self.conn = conn
+        self.target = target
+        self.identity = target
+        self._dialect = DIALECT.setdefault(type(self), {})
+
+    def translate(self, sql):
+        return sql
+
+    @staticmethod
+    def name(target):
+        """target as messages show it (a URL without its password)."""
+        return target
+
+    def _sql(self, sql):
+        out = self._dialect.get(sql)
+        if out is None:
+            out = self._dialect[sql] = self.translate(sql)
+        return out
+
+    def execute(self, sql, args=()):
+        return self.conn.execute(self._sql(sql), args)
+
+    def executemany(self, sql, rows):
+        return self.conn.executemany(self._sql(sql), rows)
+
+    def begin(self):
+        raise NotImplementedError
+
+    def commit(self):
+        self.conn.execute("COMMIT")
+
+    def rollback(self):
+        self.conn.execute("ROLLBACK")
+
+    @property
+    def in_transaction(self):
+        return self.conn.in_transaction
+
+    def insert_readings(self, device, seq, rows):
+        raise NotImplementedError
+
+    def slot(self, base):
+        return PidSlot(base)
+
+    def close(self):
+        self.conn.close()
+
+
+def function_names(sql, names):
+    """sql with each call of a function in names ({"greatest": "max"}) renamed."""
+    return re.sub(r"\b(%s)\(" % "|".join(names), lambda m: names[m.group(1)] + "(", sql)
+
+
+def open_store(url, timeout=30.0, create=True):
+    """A Store on the database `url` (a SQLite path or postgresql://...): see the module
+    docstring. BadURL for a value that is neither; RuntimeError for a database of another
+    program or of a newer layout."""
+    backend, target = db_url(str(url))
+    if backend == "sqlite":
+        from ingest.store import sqlite as module
+    else:
+        try:
+            from ingest.store import postgres as module
+        except ImportError as exc:
+            raise StoreError("%s: this ingest cannot store into PostgreSQL (%s)"
+                             % (re.sub(r":[^:@/]*@", ":***@", target), exc)) from exc
+    try:
+        return module.connect(target, timeout, create=create)
+    except module.Store.Error as exc:
+        raise StoreError("%s: %s" % (module.Store.name(target), exc)) from exc
+
+
+class StoreError(RuntimeError):
+    """A database that could not be opened (not one, unreachable, refused): the message says
+    which and why."""
+
+
+connect_db = open_store
+
+
+def client_base(identity, group):
+    """The start of an ingest's default client id: this host, and which database and group."""
+    host = socket.gethostname().split(".")[0][:24] or "host"
+    where = hashlib.sha1(("%s|%s" % (identity, group)).encode()).hexdigest()[:6]
+    return "tether-ingest-%s-%s" % (host, where)
+
+
+class PidSlot:
+    """A client id of this process alone: a new session after each restart."""
+
+    file = None
+
+    def __init__(self, base):
+        self.client_id = "%s-p%d" % (base, os.getpid())
+
+    def release(self):
+        pass
+
+
+class FileSlot:
+    """A default client id that is the same after a restart and differs between the processes
+    sharing one database: slot i is held by an flock on `{prefix}.ingest-{i}.lock`, and the
+    lowest free slot is taken."""
+
+    def __init__(self, base, prefix):
+        import fcntl  # ImportError where there is no flock (Windows): see PidSlot
+
+        self.file = None
+        for i in range(1000):
+            f = open("%s.ingest-%d.lock" % (prefix, i), "a+")
+            try:
+                fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            self.file = f
+            self.client_id = "%s-%d" % (base, i)
+            return
+        raise RuntimeError("no free ingest slot next to %s" % prefix)
+
+    def release(self):
+        if self.file is not None:
+            self.file.close()  # closing drops the flock
+            self.file = None

@@ -1,0 +1,287 @@
+"""The SQLite backend: one file in WAL mode, shared by the ingest processes of one machine (see
+ingest/store/__init__.py for what a backend provides, docs/ingest.md for the tables).
+
+The layout has a version (PRAGMA user_version): SCHEMA_SQL is version 1, MIGRATIONS[v] takes a
+file from version v to v + 1, and a new file gets them all.
+"""
+import os
+import sqlite3
+
+from ingest import store as base
+
+DB_VERSION = 4  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+
+SCHEMA_SQL = """
+CREATE TABLE devices (
+    device TEXT PRIMARY KEY,
+    schema_id INTEGER,
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL,
+    last_boot INTEGER,
+    last_seq INTEGER,
+    last_t_ms INTEGER,
+    dropped_reported INTEGER NOT NULL DEFAULT 0,
+    dropped_health INTEGER NOT NULL DEFAULT 0,
+    batches INTEGER NOT NULL DEFAULT 0,
+    readings INTEGER NOT NULL DEFAULT 0,
+    duplicates INTEGER NOT NULL DEFAULT 0,
+    events INTEGER NOT NULL DEFAULT 0,
+    event_duplicates INTEGER NOT NULL DEFAULT 0,
+    last_status TEXT,
+    status_at REAL,
+    last_health_at REAL
+);
+CREATE TABLE batches (
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    boot INTEGER NOT NULL,
+    dropped INTEGER NOT NULL,
+    synced INTEGER NOT NULL,
+    encoding TEXT NOT NULL,
+    deflated INTEGER NOT NULL,
+    schema_id INTEGER,
+    bytes INTEGER NOT NULL,
+    crc32 INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    readings INTEGER NOT NULL,
+    t_first INTEGER,
+    t_last INTEGER,
+    ingest TEXT,
+    PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE TABLE readings (
+    device TEXT NOT NULL,
+    t_ms INTEGER NOT NULL,
+    channel TEXT NOT NULL,
+    value,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX readings_by_channel ON readings (device, channel, t_ms);
+CREATE TABLE channels (
+    device TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    unit TEXT,
+    PRIMARY KEY (device, channel)
+) WITHOUT ROWID;
+CREATE TABLE events (
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    boot INTEGER NOT NULL,
+    t_ms INTEGER NOT NULL,
+    synced INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    state TEXT NOT NULL,
+    value,
+    detail TEXT,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (device, seq)
+) WITHOUT ROWID;
+CREATE TABLE replies (
+    device TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    reply,
+    ok INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE TABLE health (
+    device TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    t_ms INTEGER,
+    health TEXT NOT NULL
+);
+CREATE INDEX health_by_device ON health (device, received_at);
+CREATE TABLE schemas (
+    schema_id INTEGER PRIMARY KEY,
+    document BLOB NOT NULL,
+    channels TEXT NOT NULL,
+    first_seen REAL NOT NULL
+);
+CREATE TABLE held (
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    schema_id INTEGER NOT NULL,
+    received_at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    given_up_at REAL,
+    PRIMARY KEY (device, seq)
+);
+CREATE INDEX held_by_schema ON held (schema_id);
+CREATE INDEX held_by_age ON held (given_up_at, received_at);
+CREATE TABLE malformed (
+    id INTEGER PRIMARY KEY,
+    received_at REAL NOT NULL,
+    topic TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    payload_hex TEXT NOT NULL
+);
+CREATE VIEW gaps AS
+    SELECT device, prev + 1 AS from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing
+    FROM (SELECT device, seq, LAG(seq) OVER (PARTITION BY device ORDER BY seq) AS prev
+          FROM batches)
+    WHERE seq > prev + 1;
+"""
+
+# MIGRATIONS[v] takes a file from layout version v to v + 1; a new file gets them all.
+MIGRATIONS = {
+    1: """
+-- End-to-end repair (ingest/repair.py): what health reports say each device has published,
+-- how far every sequence number is stored or settled, what was asked for, and what will not come.
+ALTER TABLE devices ADD COLUMN last_event_seq INTEGER;
+ALTER TABLE devices ADD COLUMN batch_oldest INTEGER;
+ALTER TABLE devices ADD COLUMN batch_newest INTEGER;
+ALTER TABLE devices ADD COLUMN event_oldest INTEGER;
+ALTER TABLE devices ADD COLUMN event_newest INTEGER;
+ALTER TABLE devices ADD COLUMN batch_done INTEGER;
+ALTER TABLE devices ADD COLUMN event_done INTEGER;
+ALTER TABLE devices ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN repaired_readings INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE devices ADD COLUMN events_repaired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE batches ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE events ADD COLUMN repaired INTEGER NOT NULL DEFAULT 0;
+UPDATE devices SET last_event_seq = (SELECT max(seq) FROM events e WHERE e.device = devices.device);
+CREATE TABLE requests (
+    device TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    ranges TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    answered_at REAL,
+    ingest TEXT
+) WITHOUT ROWID;
+CREATE TABLE asked (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    asked_at REAL NOT NULL,
+    asks INTEGER NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE lost (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('broker', 'dropped')),
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+) WITHOUT ROWID;
+CREATE TABLE repair_bucket (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    tokens REAL NOT NULL,
+    at REAL NOT NULL
+);
+""",
+    2: """
+-- Insights (agent/insights, docs/insights.md): the events whose state is 'insight', with their
+-- fields as JSON (json_extract(fields, '$.days') ...). They stay in `events` too, where their
+-- sequence numbers are accounted for.
+CREATE TABLE insights (
+    device TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    t_ms INTEGER NOT NULL,
+    synced INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    value,
+    fields TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (device, seq)
+);
+CREATE INDEX insights_by_event ON insights (event, device, t_ms);
+""",
+    3: """
+-- A simulated fleet's parts of its report (simulator/parts.py): what only the devices know,
+-- stored by each process that ran a range of the fleet, as JSON. `tether report` merges them.
+CREATE TABLE sim_parts (
+    run TEXT NOT NULL,
+    first_device INTEGER NOT NULL,
+    devices INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run, first_device)
+);
+""",
+}
+
+
+def _script(db, sql):
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+class SQLiteStore(base.Store):
+    Error = sqlite3.Error
+    Failure = sqlite3.OperationalError
+    BadValue = (sqlite3.InterfaceError, sqlite3.ProgrammingError)
+    FUNCTIONS = {"greatest": "max", "least": "min"}  # SQLite's max() and min() of two or more
+
+    def __init__(self, conn, target):
+        base.Store.__init__(self, conn, target)
+        self.identity = os.path.abspath(target)
+
+    def translate(self, sql):
+        return base.function_names(sql, self.FUNCTIONS)
+
+    def begin(self):
+        # A write lock on the whole file at once: two processes never interleave a transaction.
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def insert_readings(self, device, seq, rows):
+        self.conn.executemany("INSERT INTO readings (device, t_ms, channel, value, seq) "
+                              "VALUES (?, ?, ?, ?, ?)",
+                              [(device, t, n, v, seq) for t, n, v in rows])
+
+    def slot(self, prefix):
+        if self.target == ":memory:":
+            return base.PidSlot(prefix)
+        try:
+            return base.FileSlot(prefix, self.target)
+        except ImportError:
+            return base.PidSlot(prefix)
+
+
+Store = SQLiteStore  # the backend contract's name for it (ingest/store/__init__.py)
+
+
+def connect(db_path, timeout=30.0, create=True):
+    """A store on the ingest's SQLite file. create: in WAL mode, created with the layout of
+    docs/ingest.md when new, migrated in one transaction when older (version 1 gains the repair
+    columns and tables); refuses a file of a newer layout version. Without create: as it is, for
+    reading."""
+    if not create:
+        db = sqlite3.connect(db_path, timeout=timeout, check_same_thread=False)
+        db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+        return SQLiteStore(db, db_path)
+    db = sqlite3.connect(db_path, timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal" and db_path != ":memory:":
+            raise RuntimeError("%s: SQLite would not switch to WAL mode (%s)" % (db_path, mode))
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                if db.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                    raise RuntimeError("%s is an SQLite file of something else, not of the "
+                                       "Tether ingest" % db_path)
+                _script(db, SCHEMA_SQL)
+                version = 1
+            elif version > DB_VERSION:
+                raise RuntimeError("%s has ingest layout version %d, of a newer ingest; this one "
+                                   "reads version %d and older" % (db_path, version, DB_VERSION))
+            if version < DB_VERSION:
+                for v in range(version, DB_VERSION):
+                    _script(db, MIGRATIONS[v])
+                db.execute("PRAGMA user_version = %d" % DB_VERSION)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    except BaseException:
+        db.close()
+        raise
+    return SQLiteStore(db, db_path)

@@ -1,0 +1,470 @@
+"""The reference ingest: Tether batches, events and health from an MQTT broker into a database.
+
+The cloud side a platform engineer starts from (docs/ingest.md). Several processes split one
+fleet through an MQTT shared subscription and may share one database (a SQLite file in WAL mode,
+or PostgreSQL: ingest/store):
+
+    from ingest import Ingest, summary
+    ingest = Ingest("localhost", 1883, "fleet.sqlite")
+    ingest.start()            # connected and subscribed
+    ...
+    ingest.wait_idle(30)      # nothing arrived for a moment, and all of it is stored
+    ingest.stop()
+    summary("fleet.sqlite")   # per device: readings, batches, duplicates, gaps, dropped ...
+
+Every message is stored in a transaction before the broker gets its PUBACK (paho's manual
+acknowledgements), so a crash never loses what the broker believes delivered; a batch that
+arrives twice (a re-send after a lost PUBACK, a restarted ingest) is stored once and counted as
+a duplicate, across processes, by the primary key (device, seq). This module holds the paho
+client's life cycle and the writer thread; ingest/handlers.py what each message stores.
+
+    tether ingest --broker mqtt://localhost:1883 --db fleet.sqlite
+"""
+import logging
+import queue
+import threading
+import time
+
+from agent import cbor
+from agent.schema import Schema
+
+from ingest import repair as repair_mod
+from ingest import topics
+from ingest.decode import Schemas
+from ingest.handlers import Delta, Handlers
+from ingest.store import client_base, open_store
+
+log = logging.getLogger("tether.ingest")
+
+
+class _LogLimit:
+    """At most `burst` lines per `window` seconds, then one line saying how many were left out."""
+
+    def __init__(self, burst=20, window=10.0):
+        self.burst = burst
+        self.window = window
+        self.start = 0.0
+        self.lines = 0
+        self.skipped = 0
+
+    def __call__(self, level, msg, *args):
+        now = time.monotonic()
+        if now - self.start >= self.window:
+            if self.skipped:
+                log.warning("%d more malformed messages were not logged", self.skipped)
+            self.start, self.lines, self.skipped = now, 0, 0
+        if self.lines < self.burst:
+            self.lines += 1
+            log.log(level, msg, *args)
+        else:
+            self.skipped += 1
+
+
+_STOP = object()
+
+
+class Ingest(Handlers):
+    """Subscribes, decodes, de-duplicates and stores; see the module docstring and docs/ingest.md.
+
+    tls: None (plain MQTT), True (the system's CAs), an ssl.SSLContext, or a dict with `ca` and
+    optionally `cert`/`key` (mutual TLS). client_id: None takes a fixed id per process slot
+    (Store.slot); persistent=False asks for a clean session instead of a persistent one.
+    group=None (the default) subscribes without a shared subscription: one process, and the
+    mode that loses nothing across a broker restart (docs/ingest.md, "Which mode is safe
+    where"); a group name splits the fleet between the processes of that group.
+    ack_after_store=False acknowledges each message as it arrives instead of after its COMMIT:
+    the broker then never holds a backlog for this process (Mosquitto drops messages past
+    `max_queued_messages`, 1000 by default, for a client that falls behind), but what has
+    arrived and is not yet stored is lost if the process dies. repair: True (the defaults of
+    ingest.repair.Policy), a Policy, or False: ask devices to re-send what is missing
+    (ingest/repair.py); it needs every batch of a device in this one database. db_path: a SQLite
+    file or a postgresql:// URL (ingest/url.py db_url).
+    """
+
+    def __init__(self, broker_host, broker_port, db_path, group=None,
+                 prefix="tether/v1", client_id=None, username=None, password=None, tls=None,
+                 persistent=True, keepalive=30, max_held=5000, hold_timeout=60.0,
+                 group_size=500, ack_after_store=True, repair=True):
+        topics.check_group(group)
+        prefix = topics.check_prefix(prefix)
+        self.host = broker_host
+        self.port = int(broker_port)
+        self.db_path = str(db_path)
+        self.group = group
+        self.prefix = prefix
+        self.client_id = client_id
+        self.username = username
+        self.password = password
+        self.tls = tls
+        self.persistent = persistent
+        self.keepalive = keepalive
+        self.max_held = max_held
+        self.hold_timeout = hold_timeout
+        self.group_size = group_size
+        self.ack_after_store = ack_after_store
+        if repair is True:
+            repair = repair_mod.Policy()
+        self.policy = repair or None
+        self._repair = None
+        self._next_plan = 0.0
+        self._probe = None  # when a connect found no session: the tails may have been lost
+        self.topics = topics.subscriptions(self.prefix, group)
+        self._q = queue.Queue()
+        self._lock = threading.Lock()
+        self._counts = {}
+        self._devices = {}
+        self._held_now = 0
+        self._gen = 0
+        self._connected = False
+        self._ready = False  # subscribed on the current connection
+        self._subscribed = threading.Event()
+        self._failed = None
+        self._stopping = False
+        self._last_message = time.monotonic()
+        self._limit = _LogLimit()
+        self._schemas = Schemas()
+        self._units = set()
+        self._client = None
+        self._writer = None
+        self._db = None
+        self._slot = None
+
+    # ---- life cycle ----
+
+    def start(self, timeout=10.0):
+        """Opens the database, connects, subscribes; returns once the SUBACK arrived. Raises
+        RuntimeError when the broker refuses the connection or a subscription, or when nothing
+        answers within timeout."""
+        import paho.mqtt.client as paho
+
+        tls = self._tls_context() if self.tls else None
+        self._stopping = False
+        self._failed = None
+        self._subscribed.clear()
+        self._db = open_store(self.db_path)
+        try:
+            for sid, doc in self._db.execute("SELECT schema_id, document FROM schemas"):
+                try:
+                    dict.__setitem__(self._schemas, sid, Schema.from_cbor(doc))
+                except cbor.CBORError:
+                    pass
+            self._held_now = self._db.execute(
+                "SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
+            if self.client_id is None:
+                self._slot = self._db.slot(client_base(self._db.identity, self.group))
+                self.client_id = self._slot.client_id
+            if self.policy is not None:
+                self._repair = repair_mod.Repair(self.policy, self.prefix, self.client_id)
+            client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                 clean_session=not self.persistent, protocol=paho.MQTTv311,
+                                 manual_ack=True)
+            if self.username is not None:
+                client.username_pw_set(self.username, self.password)
+            if tls is not None:
+                client.tls_set_context(tls)
+            client.reconnect_delay_set(1, 30)
+            client.on_connect = self._on_connect
+            client.on_subscribe = self._on_subscribe
+            client.on_message = self._on_message
+            client.on_disconnect = self._on_disconnect
+            self._client = client
+            self._writer = threading.Thread(target=self._write_loop, name="tether-ingest-writer",
+                                            daemon=True)
+            self._writer.start()
+            try:
+                client.connect(self.host, self.port, self.keepalive)
+            except OSError as exc:  # refused, unreachable, a TLS failure: said as it is
+                raise RuntimeError("cannot connect to the broker %s:%d: %s"
+                                   % (self.host, self.port, exc))
+            client.loop_start()
+            if not self._subscribed.wait(timeout):
+                raise RuntimeError("no answer from the broker %s:%d within %.0f s"
+                                   % (self.host, self.port, timeout))
+            if self._failed:
+                raise RuntimeError("broker %s:%d: %s" % (self.host, self.port, self._failed))
+        except BaseException:
+            self.stop()
+            raise
+        log.info("subscribed to %s on %s:%d as %s", ", ".join(self.topics), self.host, self.port,
+                 self.client_id)
+        return self
+
+    def _tls_context(self):
+        import ssl
+        if isinstance(self.tls, ssl.SSLContext):
+            return self.tls
+        if self.tls is True:
+            return ssl.create_default_context()
+        try:
+            ctx = ssl.create_default_context(cafile=self.tls.get("ca"))
+        except (OSError, ValueError) as exc:
+            raise RuntimeError("TLS: cannot load the CA certificates %s: %s"
+                               % (self.tls.get("ca"), exc))
+        if self.tls.get("cert"):
+            try:
+                ctx.load_cert_chain(self.tls["cert"], self.tls.get("key"))
+            except (OSError, ValueError) as exc:
+                raise RuntimeError("TLS: cannot load the client certificate %s and its key: %s"
+                                   % (self.tls["cert"], exc))
+        return ctx
+
+    def stop(self, drain=2.0):
+        """Stores what has arrived (for up to `drain` seconds, acknowledging it), disconnects
+        (a persistent session stays on the broker, which queues this process's share until it
+        is back) and closes the database."""
+        self._stopping = True
+        if self._client is not None and self._connected:
+            deadline = time.monotonic() + drain
+            while self._q.unfinished_tasks and time.monotonic() < deadline:
+                time.sleep(0.01)
+        if self._client is not None:
+            try:
+                self._client.disconnect()
+            except Exception:  # noqa: BLE001 - closing whatever state it is in
+                pass
+            self._client.loop_stop()
+            self._client = None
+            self._connected = False
+        if self._writer is not None:
+            self._q.put(_STOP)
+            self._writer.join()
+            self._writer = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._slot is not None:
+            self._slot.release()
+            self._slot = None
+
+    def wait_idle(self, timeout=30.0, quiet=0.5):
+        """True once nothing has arrived for `quiet` seconds (counted from this call at the
+        earliest: a message may be on its way) and everything that arrived is stored; False if
+        that did not happen within timeout."""
+        called = time.monotonic()
+        deadline = called + timeout
+        while True:
+            now = time.monotonic()
+            if not self._q.unfinished_tasks and now - max(self._last_message, called) >= quiet:
+                return True
+            if now >= deadline:
+                return False
+            time.sleep(0.02)
+
+    def quiet_s(self):
+        """Seconds since the last message arrived, if every message that arrived is stored; 0
+        while some are not."""
+        if self._q.unfinished_tasks:
+            return 0.0
+        return time.monotonic() - self._last_message
+
+    def stored(self):
+        """Messages taken from the broker and dealt with (stored, or counted as bad) so far."""
+        with self._lock:
+            return self._counts.get("messages", 0)
+
+    def stats(self):
+        """This process's counters: messages, batches, readings, duplicates, malformed, held
+        (waiting for their schema now), undecodable, events (insights: those of them that are
+        insight events), health, replies, connected (and
+        subscribed), connections (made so far), and per device {batches, readings, duplicates};
+        repair: requests (resend commands sent), repaired (batches that came in answer to one),
+        repaired_readings, events_repaired, lost_at_broker and dropped_by_device (batches the
+        replies settled), events_lost_at_broker, events_dropped_by_device, repair_refused."""
+        with self._lock:
+            out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
+                                  "undecodable", "events", "insights", "event_duplicates", "health",
+                                  "replies", "status", "schemas", "requests", "repaired",
+                                  "repaired_readings", "events_repaired", "lost_at_broker",
+                                  "dropped_by_device", "events_lost_at_broker",
+                                  "events_dropped_by_device", "repair_refused")}
+            out.update(self._counts)
+            out["held"] = self._held_now
+            out["connected"] = self._ready
+            out["connections"] = self._gen
+            out["devices"] = {d: {"batches": c.get("batches", 0), "readings": c.get("readings", 0),
+                                  "duplicates": c.get("duplicates", 0)}
+                              for d, c in self._devices.items()}
+        return out
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    # ---- paho callbacks (its network thread) ----
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        if reason.is_failure:
+            self._failed = "connection refused: %s" % reason
+            self._subscribed.set()
+            log.error("broker %s:%d refused the connection: %s", self.host, self.port, reason)
+            return
+        self._gen += 1
+        self._connected = True
+        self._ready = False
+        if getattr(flags, "session_present", False):
+            log.info("connected to %s:%d, session resumed", self.host, self.port)
+        else:
+            self._probe = time.time()  # nothing was kept for it meanwhile: see repair.probe
+        client.subscribe([(t, 1) for t in self.topics])
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties):
+        bad = [t for t, r in zip(self.topics, reasons) if r.is_failure]
+        if bad:
+            self._failed = "subscription refused: %s" % ", ".join(bad)
+            log.error("the broker refused the subscriptions %s", ", ".join(bad))
+        else:
+            self._ready = True
+        self._subscribed.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties):
+        self._connected = False
+        self._ready = False
+        if not self._stopping:
+            log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason)
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:
+            topic = bytes(msg._topic).decode("utf-8", "replace")
+        self._last_message = time.monotonic()
+        if msg.qos and not self.ack_after_store:
+            client.ack(msg.mid, msg.qos)
+        self._q.put((topic, bytes(msg.payload), msg.qos, msg.mid, time.time(), self._gen))
+
+    # ---- the writer thread ----
+
+    def _write_loop(self):
+        next_chores = time.monotonic() + 1.0
+        stop = False
+        while not stop:
+            group = []
+            try:
+                first = self._q.get(timeout=0.25)
+            except queue.Empty:
+                first = None
+            if first is _STOP:
+                self._q.task_done()
+                break
+            if first is not None:
+                group.append(first)
+                while len(group) < self.group_size:
+                    try:
+                        m = self._q.get_nowait()
+                    except queue.Empty:
+                        break
+                    if m is _STOP:
+                        self._q.task_done()
+                        stop = True
+                        break
+                    group.append(m)
+            chores = time.monotonic() >= next_chores
+            if chores:
+                next_chores = time.monotonic() + 1.0
+            if group or chores:
+                try:
+                    self._commit(group, chores)
+                except Exception:  # noqa: BLE001 - the writer must outlive any bug
+                    log.exception("could not store %d messages (not acknowledged: the broker "
+                                  "sends them again after a reconnect)", len(group))
+                    if self._db.in_transaction:
+                        self._db.rollback()
+            for _ in group:
+                self._q.task_done()
+
+    def _commit(self, group, chores):
+        db = self._db
+        backoff = 0.05
+        while True:
+            total = Delta()
+            commands = []
+            try:
+                planning = (chores and self._repair is not None and self._ready
+                            and not self._stopping and time.monotonic() >= self._next_plan)
+                if chores and not group and not planning and not self._held_exists():
+                    return
+                db.begin()
+                for m in group:
+                    total.merge(self._one(m))
+                if chores:
+                    self._chores(total)
+                probed = None
+                if planning:
+                    began = time.monotonic()
+                    commands, probed = self._plan(db)
+                    # At most a twentieth of the writer's time: a big fleet at full speed has
+                    # thousands of devices whose health is a batch ahead at any moment.
+                    self._next_plan = began + 20 * (time.monotonic() - began)
+                held = None
+                if chores or total.recount:
+                    held = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL"
+                                      ).fetchone()[0]
+                db.commit()
+                if probed is not None and self._probe == probed:
+                    self._probe = None
+                break
+            except db.Error as exc:
+                if db.in_transaction:
+                    db.rollback()
+                log.error("the database: %s; trying again in %.1f s", exc, backoff)
+                if self._stopping and backoff > 1:
+                    log.error("stopping with %d messages not stored: the broker sends them "
+                              "again", len(group))
+                    return
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        with self._lock:
+            self._counts["messages"] = self._counts.get("messages", 0) + len(group)
+            for k, n in total.counts.items():
+                self._counts[k] = self._counts.get(k, 0) + n
+            for device, counts in total.devices.items():
+                d = self._devices.setdefault(device, {})
+                for k, n in counts.items():
+                    d[k] = d.get(k, 0) + n
+            if held is not None:
+                self._held_now = held
+        self._units.update(total.units)
+        for args in total.logs:
+            self._limit(*args)
+        client = self._client
+        for topic, payload in commands if client is not None else ():
+            # After the COMMIT: another process sees the claim before the device can answer.
+            # Not connected: the request times out and is made again.
+            client.publish(topic, payload, 1)
+        if commands:
+            with self._lock:
+                self._counts["requests"] = self._counts.get("requests", 0) + len(commands)
+        if self.ack_after_store:
+            for topic, payload, qos, mid, received_at, gen in group:
+                if qos and gen == self._gen and self._connected:
+                    client.ack(mid, qos)
+
+    def _plan(self, db):
+        """(resend commands, the probe made): repair's planning, in a savepoint of its own, so
+        that a bug there cannot roll back the messages stored in the same transaction."""
+        probed = self._probe
+        db.execute("SAVEPOINT planning")
+        try:
+            if probed is not None:
+                repair_mod.probe(db, probed)
+            commands = self._repair.plan(db, time.time())
+        except db.Error:
+            raise
+        except Exception:  # noqa: BLE001 - the messages must be stored whatever planning does
+            log.exception("repair planning failed; the messages are stored, planning is tried "
+                          "again")
+            db.execute("ROLLBACK TO planning")
+            db.execute("RELEASE planning")
+            return [], None
+        db.execute("RELEASE planning")
+        return commands, probed
+
+    def repair_pending(self):
+        """True while a probe (after a connect that found no session) waits for the next
+        planning pass, or while not subscribed: repairing() cannot see those yet."""
+        return self._repair is not None and (self._probe is not None or not self._ready)
+
+    def _held_exists(self):
+        return self._db.execute("SELECT 1 FROM held LIMIT 1").fetchone() is not None

@@ -1,0 +1,83 @@
+"""The two URLs the ingest takes: a broker's (mqtt:// or mqtts://) and a database's.
+
+One grammar for a broker URL, used by the ingest, `tether simulate`, `tether run --broker` and the
+profile schema (docs/profiles.md, docs/ingest.md):
+
+    mqtt://[user[:password]@]host[:port][/]        port 1883 by default
+    mqtts://[user[:password]@]host[:port][/]       TLS, port 8883 by default
+
+host is a name (letters, digits, '.', '-') or an IP address (IPv6 in brackets); the port is 1 to
+65535; nothing follows but an optional '/'. The user name and password are percent-decoded, and a
+password needs a user name. Who may carry credentials in the URL is the caller's rule, one for
+all: a command line that has no other place for them (`tether ingest --broker`) takes them; a
+profile and `tether run --broker` refuse them, because a profile names them in `username` and
+`password`, where `!secret` keeps them out of files that are shared.
+"""
+import collections
+import os
+import re
+from urllib.parse import unquote
+
+Broker = collections.namedtuple("Broker", "host port tls username password")
+Database = collections.namedtuple("Database", "backend target")
+
+EXAMPLE = "mqtt://host:1883 or mqtts://host:8883"
+_BROKER = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+                     r"(?:(?P<userinfo>[^@/?#]*)@)?"
+                     r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)?"
+                     r"(?::(?P<port>[^/?#]*))?"
+                     r"(?P<rest>.*)", re.S)
+_POSTGRES = ("postgresql://", "postgres://")
+
+
+class BadURL(ValueError):
+    """A URL that is not what was asked for; the message says what was expected."""
+
+
+def parse_broker(url):
+    """Broker(host, port, tls, username, password) from a broker URL (see the module docstring);
+    BadURL saying what is wrong otherwise. username and password are None when absent."""
+    m = _BROKER.fullmatch(url) if isinstance(url, str) else None
+    if m is None or m.group("scheme") not in ("mqtt", "mqtts") or not m.group("host"):
+        raise BadURL("expected a broker URL like %s, not %r" % (EXAMPLE, url))
+    if m.group("rest") not in ("", "/"):
+        raise BadURL("a broker URL has no path, query or fragment: %r" % url)
+    tls = m.group("scheme") == "mqtts"
+    port = m.group("port")
+    if port is None:
+        port = 8883 if tls else 1883
+    elif not (port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+        raise BadURL("the port in %r is not a number from 1 to 65535" % url)
+    else:
+        port = int(port)
+    user = password = None
+    if m.group("userinfo") is not None:
+        user, sep, password = m.group("userinfo").partition(":")
+        user = unquote(user)
+        password = unquote(password) if sep else None
+        if not user:
+            raise BadURL("a broker URL with credentials needs a user name before '@': %r"
+                         % _hide(url))
+    return Broker(m.group("host").strip("[]"), port, tls, user, password)
+
+
+def _hide(url):
+    """url without its password, for messages."""
+    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+
+
+def db_url(text):
+    """Database(backend, target) for a --db value: ("postgresql", the URL) for postgresql://...
+    (or postgres://...), else ("sqlite", the path) for a SQLite file (":memory:" too). BadURL for
+    an empty value, another URL scheme, or a folder."""
+    if not isinstance(text, str) or not text:
+        raise BadURL("expected a SQLite file or a postgresql:// URL, got %r" % (text,))
+    if text.startswith(_POSTGRES):
+        return Database("postgresql", text)
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
+    if scheme:
+        raise BadURL("expected a SQLite file or a postgresql:// URL, not a %s:// URL: %r"
+                     % (scheme.group(1), _hide(text)))
+    if os.path.isdir(text):
+        raise BadURL("%s is a folder, not a SQLite file" % text)
+    return Database("sqlite", text)

@@ -1,0 +1,57 @@
+"""The store's shared dialect (ingest/store/__init__.py): the SQL that the handlers, repair and the
+queries run is written once for every backend, so none of it may be SQLite's alone."""
+import ast
+import pathlib
+
+import pytest
+
+from ingest.store import open_store
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+SHARED = ["ingest/handlers.py", "ingest/repair.py", "ingest/queries.py", "ingest/subscriber.py"]
+SQLITE_ONLY = ["INSERT OR", "BEGIN IMMEDIATE", "PRAGMA", "WITHOUT ROWID", "json_extract",
+               "executescript", "sqlite_master", "AUTOINCREMENT"]
+
+
+def strings(path):
+    return [node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)]
+
+
+def scalar_max_or_min(sql):
+    """max(a, b) or min(a, b) calls (SQLite's scalar forms; aggregates take one argument)."""
+    found = []
+    low = sql.lower()
+    for name in ("max(", "min("):
+        start = low.find(name)
+        while start != -1:
+            depth, i = 1, start + len(name)
+            while i < len(low) and depth:
+                if low[i] == "(":
+                    depth += 1
+                elif low[i] == ")":
+                    depth -= 1
+                elif low[i] == "," and depth == 1:
+                    found.append(sql[start:i + 1])
+                    break
+                i += 1
+            start = low.find(name, start + 1)
+    return found
+
+
+@pytest.mark.parametrize("module", SHARED)
+def test_the_shared_sql_has_nothing_of_sqlite_alone(module):
+    wrong = [(s, bad) for s in strings(ROOT / module) for bad in SQLITE_ONLY if bad in s]
+    wrong += [(s, call) for s in strings(ROOT / module) for call in scalar_max_or_min(s)
+              if "SELECT" in s or "UPDATE" in s or "INSERT" in s]
+    assert wrong == []
+
+
+def test_the_shared_sql_is_translated_to_sqlite():
+    store = open_store(":memory:")
+    try:
+        assert store.execute("SELECT greatest(2, 5), least(2, 5), max(x) FROM "
+                             "(SELECT 1 AS x)").fetchone() == (5, 2, 1)
+    finally:
+        store.close()
+

@@ -1,0 +1,108 @@
+"""The one broker URL grammar (ingest/url.py) and the database URL, as the parser, the profile and
+`tether ingest` take them; and the ingest package's dependencies running one way."""
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+from ingest.url import BadURL, db_url, parse_broker
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("url, parsed", [
+    ("mqtt://localhost", ("localhost", 1883, False, None, None)),
+    ("mqtts://broker.example/", ("broker.example", 8883, True, None, None)),
+    ("mqtt://[::1]:1884", ("::1", 1884, False, None, None)),
+    ("mqtts://u:p%40ss@broker.example:8884", ("broker.example", 8884, True, "u", "p@ss")),
+    ("mqtt://ingest@10.0.0.2:65535", ("10.0.0.2", 65535, False, "ingest", None)),
+])
+def test_a_broker_url_gives_host_port_tls_and_credentials(url, parsed):
+    assert parse_broker(url) == parsed
+
+
+@pytest.mark.parametrize("url, says", [
+    ("http://example.com", "expected a broker URL like mqtt://host:1883 or mqtts://host:8883"),
+    ("mqtt://", "expected a broker URL like"),
+    ("localhost:1883", "expected a broker URL like"),
+    ("mqtt://host:0", "the port in 'mqtt://host:0' is not a number from 1 to 65535"),
+    ("mqtt://host:99999", "is not a number from 1 to 65535"),
+    ("mqtt://host:x", "is not a number from 1 to 65535"),
+    ("mqtt://host/topic", "a broker URL has no path, query or fragment"),
+    ("mqtt://host?x=1", "a broker URL has no path, query or fragment"),
+    ("mqtt://:secret@host", "needs a user name before '@': 'mqtt://:***@host'"),
+])
+def test_a_bad_broker_url_says_what_is_wrong(url, says):
+    with pytest.raises(BadURL, match=None) as info:
+        parse_broker(url)
+    assert says in str(info.value)
+    assert "secret" not in str(info.value)
+
+
+def test_a_database_is_a_sqlite_path_or_a_postgresql_url(tmp_path):
+    assert db_url("fleet.sqlite") == ("sqlite", "fleet.sqlite")
+    assert db_url(":memory:") == ("sqlite", ":memory:")
+    assert db_url("postgresql://u@db/fleet") == ("postgresql", "postgresql://u@db/fleet")
+    with pytest.raises(BadURL, match="not a mysql:// URL: 'mysql://u:\\*\\*\\*@db/x'"):
+        db_url("mysql://u:pw@db/x")
+    with pytest.raises(BadURL, match="is a folder, not a SQLite file"):
+        db_url(str(tmp_path))
+    with pytest.raises(BadURL, match="expected a SQLite file or a postgresql:// URL"):
+        db_url("")
+
+
+def tether_ingest(*args):
+    return subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", *args],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+@pytest.mark.parametrize("broker, db, says", [
+    ("mqtt://:pw@127.0.0.1:1", "x.sqlite",
+     "tether ingest: a broker URL with credentials needs a user name before '@': "
+     "'mqtt://:***@127.0.0.1:1'\n"),
+    ("mqtt://127.0.0.1:1", "mysql://db/x",
+     "tether ingest: --db: expected a SQLite file or a postgresql:// URL, not a mysql:// URL: "
+     "'mysql://db/x'\n"),
+    ("mqtt://127.0.0.1:1", "{tmp}", "tether ingest: --db: {tmp} is a folder, not a SQLite file\n"),
+])
+def test_tether_ingest_refuses_a_bad_url_in_one_line(tmp_path, broker, db, says):
+    proc = tether_ingest("--broker", broker, "--db", db.format(tmp=tmp_path))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == says.format(tmp=tmp_path)
+
+
+def test_a_profile_refuses_credentials_in_its_broker_url(tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("device: {id: p1}\nplatform: sim\nbuses: [{name: i2c0, type: i2c}]\n"
+                       "sensors: [{name: power, driver: ina219, bus: i2c0}]\n"
+                       "uplink: {broker: 'mqtt://user:pw@localhost'}\n")
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "check", str(profile)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert proc.returncode == 2
+    assert ("uplink.broker: expected a broker URL like 'mqtt://host:1883' or "
+            "'mqtts://host:8883', got 'mqtt://user:pw@localhost'; put credentials in 'username' "
+            "and 'password'") in proc.stdout + proc.stderr
+
+
+def imported(path):
+    tree = ast.parse(path.read_text(), str(path))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            yield node.module
+
+
+@pytest.mark.parametrize("package, refused", [
+    ("ingest", ("simulator", "firmware", "tests", "bench")),
+    ("simulator", ("tests", "bench")),
+    ("firmware", ("tests", "bench")),
+    ("bench", ("tests",)),
+])
+def test_dependencies_run_one_way(package, refused):
+    wrong = ["%s imports %s" % (path.relative_to(ROOT), name)
+             for path in sorted((ROOT / package).rglob("*.py"))
+             for name in imported(path) if name.split(".")[0] in refused]
+    assert wrong == []
