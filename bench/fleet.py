@@ -1,10 +1,12 @@
-"""Fleet scale on one process: how fast the simulator runs a fleet, and how large a fleet keeps up
-in real time, against Debian's mosquitto on loopback.
+"""Fleet scale: how fast the simulator runs a fleet in one process and in workers (`tether
+simulate --workers`), and how large a fleet keeps up in real time, against Debian's mosquitto on
+loopback.
 
-    python3 bench/fleet.py            (~17 min: 100 and 1,000 devices at full speed, paho once,
-                                       a cProfile, then 1,000 / 5,000 / 10,000 in real time)
-    python3 bench/fleet.py --quick    (~2 min, what bench/run_all.py runs: 100 devices at full
-                                       speed, 1,000 in real time for 60 s)
+    python3 bench/fleet.py            (~20 min: 100 devices and 1,000 devices at full speed,
+                                       1,000 again in 2 workers, paho once, a cProfile, then
+                                       1,000 / 5,000 / 10,000 in real time)
+    python3 bench/fleet.py --quick    (~3 min, what bench/run_all.py runs: 100 devices at full
+                                       speed in 1 and 2 processes, 1,000 in real time for 60 s)
 
 Every device is the reference printer (examples/reference-printer.yaml: 7 channels every 10 s,
 one compact batch every 10 min) run by simulator/fleet.py as `tether simulate --broker` runs it:
@@ -18,8 +20,11 @@ process of its own (its CPU, memory and file descriptors apart) against a fresh 
    (setup and the final drain apart), CPU time of the process (resource.getrusage: the devices
    in the event loop thread plus the ingest's threads) and of mosquitto, every reading checked
    delivered. Target: 1,000 devices at >= 100x real time. Baseline: the same fleet's 100-device
-   run (per-device cost), and paho in place of agent/mqtt.py. Then where the time goes: cProfile
-   of a 100-device run, by area and the top functions.
+   run (per-device cost), and paho in place of agent/mqtt.py. The 1,000 devices run twice: in
+   one process (`--workers 1`, the baseline) and in 2 workers (simulator/workers.py: the ingest
+   in the parent, 500 devices in each worker, one fleet clock), with the wall time device time
+   stood still for the ingest and each worker's wait for the other. Then where the time goes:
+   cProfile of a 100-device run, by area and the top functions.
 2. Real time (speed 1.0): fleets of 1,000 / 5,000 / 10,000 for a few minutes of wall time. A real
    fleet's devices do not boot in the same millisecond: each device here samples at its own
    phase of the 10 s interval, and its first batch is cut (as a `flush` command would cut it) at

@@ -435,6 +435,7 @@ def test_a_version_1_file_is_migrated_and_keeps_what_it_holds(tmp_path, batches)
     try:
         assert d.db.execute("PRAGMA user_version").fetchone() == (ingest_mod.DB_VERSION,)
         assert d.db.execute("SELECT count(*) FROM insights").fetchone() == (0,)
+        assert d.db.execute("SELECT count(*) FROM sim_parts").fetchone() == (0,)
         d.batches("old", batches, [2], T0)
         d.put("old", "health", health("old", batch=[0, 3]), T0)
         d.plan(T0)
