@@ -517,6 +517,15 @@ def part_speed(tmp, quick):
                 " (%.2fx the --workers 1 run above)" % (speed / base_speed)
                 if base_speed and workers > 1 else "",
                 TARGET_SPEED, c.verdict(speed, TARGET_SPEED, True)))
+            # On a machine others share, the fleet gets a fraction of the cores: what its CPU
+            # time says it would do with min(processes, cores) cores of its own.
+            cores = min(workers, os.cpu_count() or 1)
+            ceiling = ph["device_ms"] / 1000.0 / (ph["cpu"] / cores)
+            print("    it had %.2f of this machine's %d cores (CPU s / wall s); at its CPU cost"
+                  " (%.1f ms per device-hour) with %d core%s of its own: %.0fx" % (
+                      ph["cpu"] / ph["wall"], os.cpu_count() or 1,
+                      ph["cpu"] / (r["devices"] * ph["device_ms"] / HOUR_MS) * 1000.0, cores,
+                      "s" if cores > 1 else "", ceiling))
         elif quick:
             ph = phase(r)
             speed = ph["device_ms"] / 1000.0 / ph["wall"]
