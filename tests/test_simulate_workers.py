@@ -129,3 +129,24 @@ def test_a_report_of_a_database_without_a_run_is_said_plainly(tmp_path):
     err = io.StringIO()
     assert report_cmd.main(args_of("report", "--db", str(other)), err=err) == 2
     assert "holds no simulation run (no such table: sim_parts)" in err.getvalue()
+
+
+def test_no_worker_enters_a_window_before_every_worker_has_finished_the_last_one():
+    import math
+    import multiprocessing
+
+    from simulator import workers
+    shared = multiprocessing.get_context("spawn").RawArray("d", workers.HEAD + 3 * workers.SLOTS)
+    shared[workers.CEILING] = math.inf
+    a, b, c = (workers.Sync(shared, i, 3) for i in range(3))
+    a.reached(20000)
+    b.reached(10000)
+    c.reached(9000)  # still in the first window: nobody goes past its end
+    assert a.limit() == b.limit() == c.limit() == 10000
+    c.reached(10000)
+    assert a.limit() == 20000
+    shared[workers.CEILING] = 12000  # the parent's: a broker restart is due there
+    assert a.limit() == 12000
+    c.reached(math.inf)  # a worker done with device time holds nobody back
+    shared[workers.CEILING] = math.inf
+    assert a.limit() == 20000 and workers.split(0, 10, 3) == [(0, 3), (3, 6), (6, 10)]
