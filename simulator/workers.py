@@ -21,6 +21,8 @@ import asyncio
 import math
 import multiprocessing
 import os
+import signal
+import sys
 import time
 
 from simulator import faults as faults_mod
@@ -93,6 +95,7 @@ class Sync:
 
     def __init__(self, shared, index, workers):
         self.shared = shared
+        self.index = index + 1
         self.slot = HEAD + index * SLOTS
         self.times = [HEAD + w * SLOTS + T for w in range(workers)]
         self.gate = WorkerGate(shared, self.slot)
@@ -134,13 +137,21 @@ class Sync:
 
     async def command(self, command):
         while self.shared[COMMAND] < command:
-            self.check_parent()
+            self.check_parent(aborted=command != STOP)
             await asyncio.sleep(POLL_S)
+        if command != STOP:
+            self.check_parent()
 
-    def check_parent(self):
-        """A worker whose parent is gone (killed) ends rather than wait for it forever."""
+    def check_parent(self, aborted=True):
+        """A worker ends at once when its parent is gone (killed) or stops the run early
+        (Ctrl-C, an error): its devices' connections go with it (the broker publishes their
+        wills), and an orderly stop could wait forever on a broker that went with the parent."""
         if os.getppid() != self.parent:
-            raise SystemExit("tether simulate: the parent process is gone; worker ends")
+            sys.stderr.write("tether simulate: the parent process is gone; worker %d ends\n"
+                             % self.index)
+            os._exit(1)
+        if aborted and self.shared[COMMAND] == STOP:
+            os._exit(0)
 
     def check(self):
         """The ingest's pace (simulator/fleet.py, IngestPace), held by the parent: None, or an
@@ -173,6 +184,7 @@ class Sync:
 
 def worker_main(spec, shared, index, workers):
     """A worker process: its range of the fleet, from the start to the parent's STOP."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops us
     sync = Sync(shared, index, workers)
     try:
         fleet = Fleet(spec["lines"], spec["workdir"], spec["duration_ms"], spec["speed"],
