@@ -158,25 +158,22 @@ def load_schemas(files=(), db=None):
             raise InputError("--schema %s: holds no schema document (a CBOR map, as a device "
                              "publishes on .../up/schema)" % path)
     if db is not None:
-        import sqlite3
-        import urllib.parse
+        from ingest import queries
+        from ingest.url import hide_password
+        shown = hide_password(db)
         try:
-            conn = sqlite3.connect("file:%s?mode=ro" % urllib.parse.quote(db), uri=True)
-            try:
-                rows = conn.execute("SELECT schema_id, document FROM schemas").fetchall()
-            finally:
-                conn.close()
-        except sqlite3.Error as exc:
+            rows = queries.schemas(db)
+        except Exception as exc:  # noqa: BLE001 - any backend's error, or not a database at all
             raise InputError("--db %s: not an ingest database with a schemas table (%s)"
-                             % (db, exc))
+                             % (shown, " ".join(str(exc).split())))
         for sid, document in rows:
             if not isinstance(document, bytes):  # bytes(10**15) would fill the memory
                 raise InputError("--db %s: schema %s does not decode: its document is not a "
-                                 "blob" % (db, sid))
+                                 "blob" % (shown, sid))
             try:
                 schemas[sid] = Schema.from_cbor(document)
             except cbor.CBORError as exc:
-                raise InputError("--db %s: schema %s does not decode: %s" % (db, sid, exc))
+                raise InputError("--db %s: schema %s does not decode: %s" % (shown, sid, exc))
     return schemas
 
 
@@ -317,6 +314,6 @@ def add_commands(sub):
     p.add_argument("--schema", action="append", default=[], metavar="FILE",
                    help="schema document(s) for compact batches: what a device publishes "
                         "retained on {prefix}/{device}/up/schema (may be given more than once)")
-    p.add_argument("--db", metavar="INGEST.sqlite",
+    p.add_argument("--db", metavar="INGEST.sqlite|URL",
                    help="take the schemas of compact batches from an ingest database")
     p.set_defaults(func=cmd_decode)

@@ -16,7 +16,7 @@ import threading
 import time
 
 from firmware.args import seconds
-from ingest.url import BadURL, db_url, parse_broker
+from ingest.url import BadURL, db_url, hide_password, parse_broker
 
 
 def add_arguments(p):
@@ -210,7 +210,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
         out.write("ingest %s: %s:%d%s, %s, prefix %s, into %s (Ctrl-C stops)\n" % (
             ingest.client_id, host, port, " (TLS)" if tls else "",
             "group " + args.group if args.group else "plain subscriptions", args.prefix,
-            args.db))
+            hide_password(args.db)))
         out.flush()
         last, last_t = 0, time.monotonic()
         while not stopping.wait(args.every):

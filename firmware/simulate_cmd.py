@@ -8,6 +8,7 @@ import sys
 
 from firmware.args import duration as duration_arg, whole
 from firmware.profile.units import DAY, format_duration
+from ingest.url import hide_password
 
 DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
 
@@ -63,11 +64,7 @@ def main(args, out=None, err=None):
         first, end = shard_range(shard, devices) if shard else (0, devices)
         workers = args.workers or os.cpu_count() or 1
         workdir = os.path.abspath(args.workdir)
-        db_path = None
-        if args.db:
-            from ingest.url import db_url
-            backend, target = db_url(args.db)
-            db_path = os.path.abspath(target) if backend == "sqlite" else target
+        db = _database(args.db, shared=bool(shard))
         report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
         linger = None
         if args.stay_online:
@@ -77,7 +74,7 @@ def main(args, out=None, err=None):
                           "until Ctrl-C\n")
                 out.flush()
                 await _signalled()
-        options = dict(progress=Progress(out), linger=linger, db_path=db_path,
+        options = dict(progress=Progress(out), linger=linger, db=db,
                        devices_range=(first, end),
                        # Shards each run an ingest, in one share group; the first does the
                        # faults that hit the whole fleet.
@@ -89,11 +86,11 @@ def main(args, out=None, err=None):
         else:
             fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
                           args.client, **options)
-    except (ValueError, OSError, FleetError) as exc:
+    except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
     if not shard:
-        _fresh(workdir, db_path)
+        _fresh(workdir, sqlite=db is None)
     out.write("simulating %s for %s of device time%s%s, faults: %s\n" % (
         "%d devices" % devices if not shard else "devices %d-%d of %d (shard %d/%d)" % (
             first + 1, end, devices, shard[0], shard[1]),
@@ -110,16 +107,23 @@ def main(args, out=None, err=None):
     if shard:
         out.write("shard %d/%d: devices %d-%d ran; their part of the report is in %s. Once "
                   "every shard has run: tether report --db %s\n"
-                  % (shard[0], shard[1], first + 1, end, fleet.db_path, fleet.db_path))
+                  % (shard[0], shard[1], first + 1, end, hide_password(fleet.db_path),
+                     hide_password(fleet.db_path)))
         return 0
     if not args.stay_online:
         _write_report(report, report_path, out)
     if args.plots:
         plots(fleet.db_path, args.plots, out, fleet.run_key())
-    out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
-              "report: %s\n"
-              "look:   sqlite3 %s \"select device, count(*) from readings group by device\"\n"
-              % (fleet.db_path, report_path, fleet.db_path))
+    look = "select device, count(*) from readings group by device"
+    if db is None or not db.startswith("postgres"):
+        out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
+                  "report: %s\n"
+                  "look:   sqlite3 %s \"%s\"\n" % (fleet.db_path, report_path, fleet.db_path, look))
+    else:
+        shown = hide_password(db)
+        out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
+                  "report: %s\n"
+                  "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
     return exit_status(report)
 
 
@@ -162,16 +166,41 @@ async def _signalled():
             loop.remove_signal_handler(sig)
 
 
-def _fresh(workdir, db_path=None):
+def _database(value, shared=False):
+    """None for the SQLite file in the workdir, or --db's database: a SQLite path, or a
+    postgresql:// URL of a database that holds no devices (a new run starts from an empty
+    database, and this command empties none; the database of shards (`shared`) holds the
+    devices of the shards before). ValueError or RuntimeError saying why not."""
+    if value is None:
+        return None
+    from ingest.url import BadURL, db_url
+    try:
+        backend, target = db_url(value)
+    except BadURL as exc:
+        raise ValueError("--db: %s" % exc)
+    if backend == "sqlite":
+        if os.path.exists(target) and not shared:
+            raise ValueError("--db: %s exists: a run starts from an empty database (remove "
+                             "it, or name a new file)" % target)
+        return os.path.abspath(target)
+    from ingest.queries import device_count
+    from ingest.store import open_store
+    open_store(target).close()  # reachable, and of this ingest's layout (or made so)
+    if device_count(target) > 0 and not shared:
+        raise ValueError("--db: %s holds the devices of an earlier run: a run starts from an "
+                         "empty database (drop and create it)" % hide_password(target))
+    return target
+
+
+def _fresh(workdir, sqlite=True):
     """A new run starts from empty buffers and an empty database: removes what an earlier run
     left in workdir (only what a run writes there). A database given with --db is the user's:
     it is left as it is (a new run wants a new one)."""
     import glob
     import shutil
     shutil.rmtree(os.path.join(workdir, "devices"), ignore_errors=True)
-    if db_path is None:
-        for path in glob.glob(os.path.join(workdir, "fleet.sqlite*")):
-            os.remove(path)
+    for path in glob.glob(os.path.join(workdir, "fleet.sqlite*")) if sqlite else ():
+        os.remove(path)
 
 
 def add_command(sub):
@@ -195,6 +224,10 @@ def add_command(sub):
     p.add_argument("--plots", metavar="DIR", help="write PNG plots there")
     p.add_argument("--workdir", default="tether-sim", metavar="DIR",
                    help="the devices' buffers and the database (default tether-sim)")
+    p.add_argument("--db", metavar="FILE.sqlite|URL",
+                   help="the ingest's database instead of WORKDIR/fleet.sqlite: a new SQLite "
+                        "file, or a postgresql:// URL of an empty database (with --shard: the "
+                        "one all shards share)")
     p.add_argument("--stay-online", action="store_true",
                    help="once device time is over and the report written, the devices stay "
                         "online (answering commands and other ingests' repair requests, not "
@@ -209,8 +242,4 @@ def add_command(sub):
                    help="run the I-th of N ranges of the fleet's devices (I from 1), against "
                         "the shared --broker and --db of the other shards; then `tether report "
                         "--db` reports the whole fleet")
-    p.add_argument("--db", metavar="PATH",
-                   help="the ingest's database (default: fleet.sqlite in the workdir, started "
-                        "afresh by each run; one given here is left as it is: give a new one "
-                        "per run)")
     p.set_defaults(func=main)

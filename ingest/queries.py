@@ -165,6 +165,13 @@ def insights(db_path, device=None):
     return [(d, t, e, s, v, json.loads(f)) for d, t, e, s, v, f in rows]
 
 
+def schemas(db_path):
+    """[(schema_id, document)]: the schema documents devices published, as stored (bytes, unless
+    the file was written by something else: the caller checks), for `tether decode --db`."""
+    with _closing(_open(db_path)) as db:
+        return db.execute("SELECT schema_id, document FROM schemas ORDER BY schema_id").fetchall()
+
+
 class _closing:
     def __init__(self, db):
         self.db = db

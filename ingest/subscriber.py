@@ -386,7 +386,10 @@ class Ingest(Handlers):
                 if chores and not group and not planning and not self._held_exists():
                     return
                 db.begin()
-                for m in group:
+                # Device by device (each device's messages in the order they came): processes
+                # sharing a database then lock the devices' rows in one order and never
+                # deadlock over them. Acknowledged below in the order they came, as MQTT asks.
+                for m in sorted(group, key=self._device_of):
                     total.merge(self._one(m))
                 if chores:
                     self._chores(total)
@@ -408,7 +411,8 @@ class Ingest(Handlers):
             except db.Error as exc:
                 if db.in_transaction:
                     db.rollback()
-                log.error("the database: %s; trying again in %.1f s", exc, backoff)
+                log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
+                          "acknowledged)", exc, backoff, len(group))
                 if self._stopping and backoff > 1:
                     log.error("stopping with %d messages not stored: the broker sends them "
                               "again", len(group))
@@ -441,9 +445,14 @@ class Ingest(Handlers):
                 if qos and gen == self._gen and self._connected:
                     client.ack(mid, qos)
 
+    def _device_of(self, m):
+        return m[0][len(self.prefix) + 1:].split("/", 1)[0]
+
     def _plan(self, db):
         """(resend commands, the probe made): repair's planning, in a savepoint of its own, so
         that a bug there cannot roll back the messages stored in the same transaction."""
+        if not db.planning():
+            return [], None  # another process is planning the fleet's repairs
         probed = self._probe
         db.execute("SAVEPOINT planning")
         try:

@@ -57,13 +57,14 @@ def parse_broker(url):
         password = unquote(password) if sep else None
         if not user:
             raise BadURL("a broker URL with credentials needs a user name before '@': %r"
-                         % _hide(url))
+                         % hide_password(url))
     return Broker(m.group("host").strip("[]"), port, tls, user, password)
 
 
-def _hide(url):
-    """url without its password, for messages."""
-    return re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+def hide_password(url):
+    """url without its password (user:password@, or a password= parameter), for messages."""
+    url = re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
 
 
 def db_url(text):
@@ -77,7 +78,7 @@ def db_url(text):
     scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*)://", text)
     if scheme:
         raise BadURL("expected a SQLite file or a postgresql:// URL, not a %s:// URL: %r"
-                     % (scheme.group(1), _hide(text)))
+                     % (scheme.group(1), hide_password(text)))
     if os.path.isdir(text):
         raise BadURL("%s is a folder, not a SQLite file" % text)
     return Database("sqlite", text)

@@ -120,7 +120,7 @@ def _scaled(lines, devices):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None, ingest_group=None, linger=None, db_path=None,
+                 drain_ms=20000, progress=None, ingest_group=None, linger=None, db=None,
                  devices_range=None, sync=None, fleet_faults=True):
         self.lines = lines
         self.devices_total = sum(n for _, n, _ in lines)
@@ -149,7 +149,8 @@ class Fleet:
         self.ingest = None
         self.restarts = 0
         self.gate = Gate() if sync is None else sync.gate
-        self.db_path = db_path or os.path.join(workdir, "fleet.sqlite")
+        # The ingest's database: a SQLite file in workdir, or `db` (a path or postgresql://...)
+        self.db_path = db or os.path.join(workdir, "fleet.sqlite")
         self.started_wall = None
         self.ended_wall = None
         self.history = []  # (device ms, batches waiting, devices offline), at the first step and

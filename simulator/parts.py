@@ -14,7 +14,7 @@ import json
 import os
 
 from ingest.store import StoreError, open_store
-from ingest.url import db_url
+from ingest.url import db_url, hide_password
 
 STORE_SQL = ("INSERT INTO sim_parts (run, first_device, devices, body) VALUES (?, ?, ?, ?) "
              "ON CONFLICT (run, first_device) DO UPDATE SET devices = excluded.devices, "
@@ -82,6 +82,7 @@ def load(db_path, run=None):
     """(run, [part]) of one run, in device order, covering its whole fleet; PartsError says
     what is missing (a shard that has not stored its part) or which runs there are to choose
     from."""
+    name = hide_password(str(db_path))
     try:
         backend, target = db_url(str(db_path))
         if backend == "sqlite" and not os.path.isfile(target):
@@ -94,19 +95,19 @@ def load(db_path, run=None):
                           "ORDER BY run, first_device").fetchall()
     except db.Error as exc:
         raise PartsError("%s holds no simulation run (%s): it is not the database of a "
-                         "`tether simulate` run of this version" % (db.name(db_path), exc))
+                         "`tether simulate` run of this version" % (name, exc))
     finally:
         db.close()
     runs = sorted({r[0] for r in rows})
     if run is None:
         if len(runs) != 1:
             raise PartsError("%s holds %s: choose one with --run" % (
-                db_path, "no simulation run" if not runs else
+                name, "no simulation run" if not runs else
                 "the runs " + "; ".join(repr(r) for r in runs)))
         run = runs[0]
     elif run not in runs:
         raise PartsError("%s holds no run %r (it holds %s)" % (
-            db_path, run, "; ".join(repr(r) for r in runs) or "none"))
+            name, run, "; ".join(repr(r) for r in runs) or "none"))
     parts = [json.loads(body) for r, _, _, body in rows if r == run]
     total = parts[0]["devices_total"]
     have = []
@@ -120,7 +121,7 @@ def load(db_path, run=None):
         covered = ", ".join("%d-%d" % (p["first"] + 1, p["first"] + len(p["devices"]))
                             for p in parts)
         raise PartsError("%s: run %r has parts for devices %s of %d: a shard has not stored "
-                         "its part yet (or failed)" % (db_path, run, covered, total))
+                         "its part yet (or failed)" % (name, run, covered, total))
     return run, parts
 
 

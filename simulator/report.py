@@ -23,6 +23,7 @@ the ingest stored: `insight_scores` in the JSON, one line per figure with its ta
 """
 from simulator import scores
 from ingest import insights, lost_seqs, summary
+from ingest.url import hide_password
 
 
 def build(fleet):
@@ -111,7 +112,7 @@ def from_parts(db_path, parts):
         "speed": round(first["duration_ms"] / 1000.0 / wall, 1) if wall > 0 else None,
         "seed": first["seed"],
         "broker_restarts": sum(p["restarts"] for p in parts),
-        "database": db_path,
+        "database": hide_password(db_path),
         "fleet": fleet_total,
         "devices": devices,
     }

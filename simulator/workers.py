@@ -190,7 +190,7 @@ def worker_main(spec, shared, index, workers):
         fleet = Fleet(spec["lines"], spec["workdir"], spec["duration_ms"], spec["speed"],
                       spec["broker"], spec["seed"], spec["faults"], spec["client"],
                       start_unix_ms=spec["start_unix_ms"], health_ms=spec["health_ms"],
-                      drain_ms=spec["drain_ms"], db_path=spec["db_path"],
+                      drain_ms=spec["drain_ms"], db=spec["db_path"],
                       devices_range=spec["range"], sync=sync, fleet_faults=False)
         asyncio.run(_work(fleet, sync, spec["first_part"]))
     except BaseException:

@@ -90,6 +90,7 @@ def test_a_bad_schema_source_is_a_clear_error(files, tmp_path, option, content, 
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("tether decode: " + says % {"path": path}), proc.stderr
     assert "Traceback" not in proc.stderr
+    assert path.exists() == (content is not None)  # a missing database is not made by reading
 
 
 def test_a_schema_source_larger_than_a_schema_can_be_is_refused_unread(files):

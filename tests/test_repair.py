@@ -18,7 +18,8 @@ from ingest.store import sqlite as ingest_mod
 from ingest import Ingest, connect_db, repairing, summary, totals
 from ingest.repair import (Ages, ID_PREFIX, MAX_SEQS, Policy, Repair, choose, missing,
                               refill)
-from tests.test_ingest import encode, envelope, rows
+from ingest.store import open_store
+from tests.test_ingest import encode, envelope
 
 PREFIX = "tether/v1"
 GRACE = 10.0
@@ -135,23 +136,36 @@ class Desk:
             self.put(device, "batch", batch(data, device, s), at)
 
     def plan(self, now):
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.begin()
         try:
             out = self.repair.plan(self.db, now)
         finally:
-            self.db.execute("COMMIT")
+            self.db.commit()
         return [(topic.split("/")[2], cbor_decode.loads(payload)) for topic, payload in out]
 
     def close(self):
         self.db.close()
 
 
-@pytest.fixture
-def desk(tmp_path):
+def rows(db, sql, *args):
+    """Rows of a query on the database (a SQLite file or a PostgreSQL URL)."""
+    store = open_store(db, create=False)
+    try:
+        return [tuple(r) for r in store.execute(sql, args).fetchall()]
+    finally:
+        store.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def desk(request, tmp_path):
+    """Desks on one database: a SQLite file, or a PostgreSQL database (the same SQL through
+    its store: repair stays exact on both)."""
     made = []
+    where = (tmp_path / "fleet.sqlite" if request.param == "sqlite"
+             else request.getfixturevalue("postgres_url"))
 
     def make(**options):
-        d = Desk(tmp_path / "fleet.sqlite", **options)
+        d = Desk(where, **options)
         made.append(d)
         return d
 

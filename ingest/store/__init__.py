@@ -31,6 +31,9 @@ The backend contract. A backend module provides:
     insert_readings(device, seq, rows)
                 stores a batch's readings [(t_ms, channel, value)] (SQLite: executemany;
                 PostgreSQL: COPY), in the current transaction
+    planning()  True when this transaction may plan repairs: one process at a time, whatever
+                it takes (SQLite: always, begin() locked the file; PostgreSQL: an advisory
+                lock, not waited for: False while another process holds it)
     slot(base)  an object with client_id and release(): a client id, the same after a restart,
                 that no other process sharing the database holds at the moment
     identity    what names the database in client ids (the absolute path; the URL without
@@ -54,7 +57,7 @@ import os
 import re
 import socket
 
-from ingest.url import db_url
+from ingest.url import db_url, hide_password
 
 DIALECT = {}  # shared statement -> a backend's, per backend class: see Store.execute
 
@@ -108,6 +111,9 @@ class Store:
     def insert_readings(self, device, seq, rows):
         raise NotImplementedError
 
+    def planning(self):
+        return True
+
     def slot(self, base):
         return PidSlot(base)
 
@@ -132,7 +138,7 @@ def open_store(url, timeout=30.0, create=True):
             from ingest.store import postgres as module
         except ImportError as exc:
             raise StoreError("%s: this ingest cannot store into PostgreSQL (%s)"
-                             % (re.sub(r":[^:@/]*@", ":***@", target), exc)) from exc
+                             % (hide_password(target), exc)) from exc
     try:
         return module.connect(target, timeout, create=create)
     except module.Store.Error as exc:

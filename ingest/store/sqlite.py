@@ -251,6 +251,9 @@ def connect(db_path, timeout=30.0, create=True):
     columns and tables); refuses a file of a newer layout version. Without create: as it is, for
     reading."""
     if not create:
+        if db_path != ":memory:" and not os.path.exists(db_path):
+            # sqlite3 would make an empty file: reading must leave no file behind
+            raise sqlite3.OperationalError("no such file")
         db = sqlite3.connect(db_path, timeout=timeout, check_same_thread=False)
         db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
         return SQLiteStore(db, db_path)

@@ -8,6 +8,7 @@
     fakeboard.py   a MicroPython board on a pseudo-terminal (FakeBoard), run by
                    fakeboard_server.py under the real `micropython`
     bundles.py     bundles in `tether build`'s format, made directly
+    postgres.py    Debian's PostgreSQL server in a temp folder on a free port (Postgres)
 
 Nothing here skips or fakes what is missing: a missing tool raises ToolMissing (mosquitto.py) or
 a RuntimeError naming it, and tests/ turns that into a failed test.

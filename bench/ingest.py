@@ -1,0 +1,390 @@
+"""Stored readings per second of the ingest, SQLite and PostgreSQL, one and two processes.
+
+    python3 bench/ingest.py            (--quick: 6 devices, for bench/run_all.py)
+
+The reference workload (shared/bench/README.md): DEVICES devices each publish the reference
+day, 144 compact batches of 420 readings, through a mosquitto on loopback
+(`max_queued_messages 0`, so the broker drops nothing for an ingest that is behind). For each
+store and number of `tether ingest` processes (one shared subscription group, `--no-repair`:
+nothing is missing), the clock runs from the first PUBLISH until the database holds every batch;
+the publisher is another process and publishes as fast as the broker takes it.
+
+- Baseline, in the same run: the same rows (one per batch and channel, as the ingest stores
+  them) COPYed into the same PostgreSQL server by one client, in one transaction, prepared in
+  memory first. Target: the PostgreSQL ingest at >= 0.5x that rate.
+- CPU per 1,000 readings: the ingest processes' (user + system, from wait4), and PostgreSQL's
+  server processes' (its postmaster's children, reaped).
+- The storage layouts: a row per reading against a row per batch and channel with arrays (what
+  ingest/store/postgres.py stores), written with COPY and read back, with their size.
+- On paper: the processes and the database a million devices need (60,480 readings each a day).
+
+PostgreSQL runs durable (fsync on) as a production server would, on the machine's disk.
+"""
+import argparse
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import _common as c  # noqa: E402
+
+DEVICES = 20
+DEVICES_QUICK = 6
+MILLION = 1000000
+TARGET = 0.5  # PostgreSQL ingest / plain COPY
+LIVENESS_S = 600
+
+
+def messages(devices):
+    """[(topic, payload, retained)]: each device's schema (retained), then the day's batches,
+    devices interleaved as a fleet publishes them; and the readings in all."""
+    from agent import cbor, cbor_decode
+    sch = c.schema()
+    enc = c.encoder("compact")
+    day = [bytes(b.encode(enc)) for b in c.batches(sch=sch)]  # a view into its buffer
+    schema = sch.to_cbor()
+    names = ["bench-%04d" % i for i in range(devices)]
+    out = [("tether/v1/%s/up/schema" % d, schema, True) for d in names]
+    for data in day:
+        fields = cbor_decode.loads(data)
+        for d in names:
+            fields[1] = d
+            out.append(("tether/v1/%s/up/batch" % d, cbor.dumps(fields), False))
+    return out, devices * c.READINGS_PER_DAY
+
+
+def publish(port, msgs, done):
+    import paho.mqtt.client as paho
+    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-publisher",
+                         protocol=paho.MQTTv311)
+    client.max_inflight_messages_set(200)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    infos = [client.publish(t, p, 1, retain=r) for t, p, r in msgs]
+    for info in infos:
+        info.wait_for_publish(LIVENESS_S)
+    client.disconnect()
+    client.loop_stop()
+    done.set()
+
+
+def postmaster_cpu(server):
+    """CPU seconds of the server's postmaster and the children it reaped (the backends that
+    served connections now closed) and those alive."""
+    with open(os.path.join(server.data, "postmaster.pid")) as f:
+        pid = int(f.readline())
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def stat(p):
+        with open("/proc/%d/stat" % p) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return fields  # fields[0] is the state (3rd field)
+
+    total = 0
+    s = stat(pid)
+    total += sum(int(x) for x in s[11:15])  # utime stime cutime cstime
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != pid:
+            try:
+                s = stat(int(entry))
+            except OSError:
+                continue
+            if int(s[1]) == pid:
+                total += int(s[11]) + int(s[12])
+    return total / tick
+
+
+class Run:
+    """One store and process count: times the ingest of `msgs` into `db`."""
+
+    def __init__(self, name, broker, db, processes, msgs, readings, count, log):
+        self.name, self.broker, self.db, self.processes = name, broker, db, processes
+        self.log = log
+        self.msgs, self.readings, self.count = msgs, readings, count
+
+    def __call__(self):
+        batches = sum(1 for t, _, _ in self.msgs if t.endswith("/batch"))
+        procs = []
+        for i in range(self.processes):
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "firmware.cli", "ingest",
+                 "--broker", "mqtt://127.0.0.1:%d" % self.broker.port, "--db", self.db,
+                 "--group", self.name, "--no-repair", "--quiet", "--clean-session",
+                 "--client-id", "%s-%d" % (self.name, i)],
+                cwd=str(c.ROOT), stdout=subprocess.PIPE, stderr=self.log, text=True))
+        try:
+            for p in procs:  # its first line says it is subscribed
+                line = p.stdout.readline()
+                if not line.startswith("ingest "):
+                    raise SystemExit("tether ingest did not start: %s(log: %s)"
+                                     % (line, self.log.name))
+            done = threading.Event()
+            start = time.perf_counter()
+            threading.Thread(target=publish, args=(self.broker.port, self.msgs, done),
+                             daemon=True).start()
+            deadline = time.monotonic() + LIVENESS_S
+            while self.count() < batches:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the ingest did not store every batch within %d s"
+                                     % LIVENESS_S)
+                time.sleep(0.05)
+            elapsed = time.perf_counter() - start
+        finally:
+            cpu = 0.0
+            for p in procs:
+                p.send_signal(signal.SIGTERM)
+                _, status, usage = os.wait4(p.pid, 0)
+                p.returncode = os.waitstatus_to_exitcode(status)
+                cpu += usage.ru_utime + usage.ru_stime
+                p.stdout.close()
+        return elapsed, cpu
+
+
+def sqlite_count(path):
+    import sqlite3
+
+    def count():
+        try:
+            with sqlite3.connect(path, timeout=30) as conn:
+                return conn.execute("SELECT count(*) FROM batches").fetchone()[0]
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+    return count
+
+
+def pg_count(url):
+    """Counts on one connection, made once: a connection a poll would cost the server a process
+    each time, and its CPU would count as the ingest's."""
+    import psycopg
+    conn = psycopg.connect(url, autocommit=True)
+
+    def count():
+        try:
+            return conn.execute("SELECT count(*) FROM batches").fetchone()[0]
+        except psycopg.errors.UndefinedTable:
+            return 0
+    count.close = conn.close
+    return count
+
+
+def new_database(server, name):
+    import psycopg
+    with psycopg.connect(server.url, autocommit=True) as conn:
+        conn.execute('DROP DATABASE IF EXISTS "%s"' % name)
+        conn.execute('CREATE DATABASE "%s"' % name)
+    return server.url.rsplit("/", 1)[0] + "/" + name
+
+
+def packed_rows(msgs):
+    """The readings_packed rows the ingest stores for msgs (and the readings in them)."""
+    from agent import batch_decode
+    from agent.schema import Schema
+    schemas = {}
+    rows = []
+    for topic, payload, _ in msgs:
+        if topic.endswith("/schema"):
+            s = Schema.from_cbor(payload)
+            schemas[s.id] = s
+            continue
+        b = batch_decode.decode(payload, schemas)
+        per = {}
+        for t, n, v in b.readings:
+            per.setdefault(n, ([], []))
+            per[n][0].append(t)
+            per[n][1].append(float(v))
+        for n, (ts, vs) in per.items():
+            rows.append((b.device, b.seq, n, ts[0], ts, vs, None))
+    return rows
+
+
+def decode_rate(msgs):
+    """Readings/s of decoding the batches alone (agent.batch_decode), best of 3: what one
+    ingest process cannot go past, whatever the store."""
+    from agent import batch_decode
+    from agent.schema import Schema
+    schemas = {}
+    batches = []
+    for topic, payload, _ in msgs:
+        if topic.endswith("/schema"):
+            s = Schema.from_cbor(payload)
+            schemas[s.id] = s
+        else:
+            batches.append(payload)
+    n = sum(len(batch_decode.decode(b, schemas).readings) for b in batches)
+    return n / c.best_of(lambda: [batch_decode.decode(b, schemas) for b in batches], repeat=3)
+
+
+def copy_baseline(server, msgs):
+    """(seconds, readings, server CPU seconds) of one plain COPY of the ingest's rows into a new
+    database of the same layout, partitions made beforehand."""
+    from ingest.store import postgres
+    url = new_database(server, "bench_copy")
+    store = postgres.connect(url)
+    try:
+        rows = packed_rows(msgs)
+        for r in rows:
+            store._partition(r[3])
+        cpu = postmaster_cpu(server)
+        store.begin()
+        start = time.perf_counter()
+        store._copy(rows)
+        store.commit()
+        elapsed = time.perf_counter() - start
+        return elapsed, sum(len(r[4]) for r in rows), postmaster_cpu(server) - cpu
+    finally:
+        store.close()
+
+
+def layouts(server, msgs):
+    """[(layout, write s, bytes per reading, read s)] for a row per reading and for arrays."""
+    import psycopg
+    url = new_database(server, "bench_layout")
+    rows = packed_rows(msgs)
+    n = sum(len(r[4]) for r in rows)
+    out = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE per_reading (device text NOT NULL, t_ms bigint NOT NULL, "
+                     "channel text NOT NULL, value double precision, seq bigint NOT NULL)")
+        conn.execute("CREATE INDEX ON per_reading (device, channel, t_ms)")
+        conn.execute("CREATE TABLE packed (device text NOT NULL, seq bigint NOT NULL, "
+                     "channel text NOT NULL, t_first bigint NOT NULL, t_ms bigint[] NOT NULL, "
+                     "value double precision[] NOT NULL)")
+        conn.execute("CREATE INDEX ON packed (device, channel, t_first)")
+        conn.execute("CREATE VIEW packed_readings AS SELECT device, r.t_ms, channel, r.value "
+                     "FROM packed CROSS JOIN LATERAL unnest(t_ms, value) AS r (t_ms, value)")
+        flat = [(d, t, ch, v, s) for d, s, ch, _, ts, vs, _ in rows for t, v in zip(ts, vs)]
+        for name, table, cols, types, data, view in (
+                ("a row per reading", "per_reading", "device, t_ms, channel, value, seq",
+                 ["text", "int8", "text", "float8", "int8"], flat, "per_reading"),
+                ("a row per batch and channel (arrays)", "packed",
+                 "device, seq, channel, t_first, t_ms, value",
+                 ["text", "int8", "text", "int8", "int8[]", "float8[]"],
+                 [r[:6] for r in rows], "packed_readings")):
+            start = time.perf_counter()
+            with conn.transaction():
+                with conn.cursor().copy("COPY %s (%s) FROM STDIN (FORMAT BINARY)"
+                                        % (table, cols)) as copy:
+                    copy.set_types(types)
+                    for r in data:
+                        copy.write_row(r)
+            write = time.perf_counter() - start
+            conn.execute("VACUUM ANALYZE %s" % table)
+            size = conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]
+            device = rows[0][0]
+
+            def read():
+                conn.execute("SELECT t_ms, value FROM %s WHERE device = %%s AND channel = "
+                             "'power' ORDER BY t_ms" % view, (device,)).fetchall()
+                conn.execute("SELECT device, channel, t_ms / 3600000, avg(value) FROM %s "
+                             "GROUP BY 1, 2, 3" % view).fetchall()
+            out.append((name, n / write, size / n, c.best_of(read, repeat=3)))
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="%d devices" % DEVICES_QUICK)
+    ap.add_argument("--devices", type=int)
+    args = ap.parse_args()
+    devices = args.devices or (DEVICES_QUICK if args.quick else DEVICES)
+
+    from simulator.lab.mosquitto import Mosquitto, find_tool
+    from simulator.lab.postgres import Postgres
+    if find_tool("mosquitto") is None:
+        raise SystemExit("needs Debian's mosquitto and postgresql (tests/system-deps)")
+    msgs, readings = messages(devices)
+    tmp = tempfile.mkdtemp(prefix="tether-bench-ingest-")
+    broker = Mosquitto(os.path.join(tmp, "mosquitto"), log_type="error warning",
+                       extra_conf="max_queued_messages 0\nmax_inflight_messages 1000").start()
+    server = Postgres(durable=True).start()
+    results = []
+    try:
+        print("%d devices x the reference day: %d batches, %d readings, through mosquitto %s"
+              % (devices, devices * 144, readings, broker.port))
+        for backend, processes in (("SQLite", 1), ("SQLite", 2), ("PostgreSQL", 1),
+                                   ("PostgreSQL", 2)):
+            name = "ingest_%s_%d" % (backend.lower(), processes)
+            if backend == "SQLite":
+                db = os.path.join(tmp, name + ".sqlite")
+                count = sqlite_count(db)
+                server_cpu = None
+            else:
+                db = new_database(server, name)
+                count = pg_count(db)
+                server_cpu = postmaster_cpu(server)
+            with open(os.path.join(tmp, name + ".log"), "w") as log:
+                elapsed, cpu = Run(name, broker, db, processes, msgs, readings, count, log)()
+            if backend == "PostgreSQL":
+                count.close()
+            if server_cpu is not None:
+                server_cpu = postmaster_cpu(server) - server_cpu
+            results.append((backend, processes, readings / elapsed, cpu, server_cpu))
+            print("  %s, %d process%s: %.1f s" % (backend, processes,
+                                                 "" if processes == 1 else "es", elapsed),
+                  flush=True)
+        copy_s, copy_n, copy_cpu = copy_baseline(server, msgs)
+        assert copy_n == readings, (copy_n, readings)
+        copy_rate = readings / copy_s
+        shapes = layouts(server, msgs)
+        decoding = decode_rate(msgs)
+    finally:
+        server.stop()
+        broker.stop()
+
+    print()
+    print("Stored readings per second (from the first PUBLISH until the database holds every "
+          "batch):")
+    rows = []
+    for backend, processes, rate, cpu, server_cpu in results:
+        rows.append([backend, str(processes), "{:,.0f}".format(rate),
+                     "%.2f" % (rate / copy_rate) if backend == "PostgreSQL" else "",
+                     "%.1f" % (cpu * 1000 * 1000 / readings),
+                     "%.1f" % (server_cpu * 1000 * 1000 / readings) if server_cpu else ""])
+    rows.append(["baseline: one plain COPY of the same rows", "1", "{:,.0f}".format(copy_rate),
+                 "1.00", "", "%.1f" % (copy_cpu * 1000 * 1000 / readings)])
+    c.table(["store", "processes", "readings/s", "x COPY", "ingest CPU ms/1000",
+             "server CPU ms/1000"], rows)
+    best = max(r[2] for r in results if r[0] == "PostgreSQL")
+    print("  PostgreSQL ingest / plain COPY: %.2fx (target >= %.1fx): %s"
+          % (best / copy_rate, TARGET, c.verdict(best / copy_rate, TARGET, True)))
+    print("  for scale: decoding the batches alone (agent.batch_decode, one core) runs at %s "
+          "readings/s, %.2fx the COPY" % ("{:,.0f}".format(decoding), decoding / copy_rate))
+    print()
+    print("Storage layouts (COPY of the same %d readings; read: one device's channel of a day "
+          "+ hourly averages of every channel and device):" % readings)
+    c.table(["layout", "write readings/s", "bytes/reading", "read s"],
+            [[name, "{:,.0f}".format(w), "%.1f" % b, "%.3f" % r] for name, w, b, r in shapes])
+    print()
+    paper(results, readings, shapes)
+    return 0
+
+
+def paper(results, readings, shapes):
+    """The processes and database a million devices need, from the figures above."""
+    per_s = MILLION * c.READINGS_PER_DAY / 86400.0
+    _, _, rate, cpu, server_cpu = [r for r in results if r[:2] == ("PostgreSQL", 1)][0]
+    per_process = readings / cpu  # one writer thread: at most one core's worth
+    processes = math.ceil(2 * per_s / per_process)  # half busy: room for peaks and catching up
+    server_cores = per_s * server_cpu / readings
+    size = shapes[1][2]
+    print("On paper, a million devices (60,480 readings each a day): %s readings/s on average."
+          % "{:,.0f}".format(per_s))
+    print("  ingest: %s readings per CPU second and process here, so %d processes (at most half "
+          "busy) in one shared subscription group" % ("{:,.0f}".format(per_process), processes))
+    print("  PostgreSQL: %.1f cores busy writing (%.2f ms CPU per 1,000 readings here), "
+          "%s rows/s into readings_packed (60 readings a row), %.0f GB a day at %.1f bytes a "
+          "reading before any compression: one server with %d+ cores and fast disks, daily "
+          "partitions dropped past the retention (or TimescaleDB with compression)"
+          % (server_cores, server_cpu * 1e6 / readings, "{:,.0f}".format(per_s / 60),
+             per_s * 86400 * size / 1e9, size, max(4, math.ceil(2 * server_cores))))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

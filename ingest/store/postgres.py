@@ -1,0 +1,632 @@
+"""The PostgreSQL backend: the ingest's fleet-scale store (docs/ingest.md, "PostgreSQL").
+
+    tether ingest --db postgresql://user:password@host:5432/fleet
+
+The same tables, columns and meaning as the SQLite layout (docs/ingest.md), in PostgreSQL's types
+(JSON documents as jsonb), except the readings: they are stored one row per batch and channel,
+with the batch's times and values of that channel as arrays (`readings_packed`), which
+bench/ingest.py measures several times faster to write than a row per reading and 8x smaller,
+and no slower to read back. Users query the relations every backend has (docs/ingest.md,
+"Querying the database"): the tables `events`, `insights`, `health`, and the view
+
+    readings (device, t_ms, channel, value, seq, text)     one row per reading (unnest)
+
+whose `value` is the number (true/false as 1/0); a text reading (SenML `vs`) has value NULL and
+its string in `text`, the one column SQLite's `readings` does not have.
+
+readings_packed is partitioned by time: a range partition per UTC day of t_first (the batch's
+first time of that channel), named readings_packed_YYYYMMDD, created when the first batch of
+that day arrives and listed in `reading_partitions`. Old data goes a day at a time, without a
+DELETE: `SELECT tether_drop_readings(before_ms)` drops every partition wholly before it. Where
+the TimescaleDB extension is available, readings_packed is a hypertable on t_first instead
+(chunks of a day) and TimescaleDB's drop_chunks() does the same.
+
+The layout has a version (table `tether_layout`): SCHEMA_SQL is version 1, MIGRATIONS[v] takes
+a database from version v to v + 1 in one transaction; a newer version, or tables of the same
+names without `tether_layout`, are refused with a message saying so.
+
+Several ingest processes (one shared subscription group, on one machine or many) write one
+database at once. What keeps de-duplication exact is the primary keys with INSERT ... ON
+CONFLICT DO NOTHING, whose row count says whether this transaction stored the row: two
+processes storing the same batch at once both try, one inserts, the other waits for its commit
+and counts a duplicate. Counters are updated in place (UPDATE ... SET n = n + 1), never read
+and written back. Repair planning is serialised by a transaction-scoped advisory lock
+(planning()). A deadlock, a serialisation failure or a lost connection (the server
+restarted) is a Failure: the writer rolls back and stores the whole group again (the next
+begin() reconnects), and acknowledges nothing to the broker before its COMMIT.
+"""
+import datetime
+import os
+import struct
+import tempfile
+
+import psycopg
+from psycopg.adapt import Loader
+from psycopg.pq import TransactionStatus
+
+from ingest import store as base
+from ingest.url import hide_password
+
+VERSION = 2  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
+PARTITION_LOCK = 0x7e7e1a02
+PLAN_LOCK = 0x7e7e1a03
+TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
+          "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
+          "repair_bucket", "insights", "sim_parts")
+VIEWS = ("readings", "gaps")
+
+SCHEMA_SQL = """
+CREATE TABLE tether_layout (
+    id integer PRIMARY KEY CHECK (id = 0),
+    version integer NOT NULL,
+    readings text NOT NULL CHECK (readings IN ('partitions', 'hypertable'))
+);
+CREATE TABLE devices (
+    device text PRIMARY KEY,
+    schema_id bigint,
+    first_seen double precision NOT NULL,
+    last_seen double precision NOT NULL,
+    last_boot bigint,
+    last_seq bigint,
+    last_t_ms bigint,
+    dropped_reported bigint NOT NULL DEFAULT 0,
+    dropped_health bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    readings bigint NOT NULL DEFAULT 0,
+    duplicates bigint NOT NULL DEFAULT 0,
+    events bigint NOT NULL DEFAULT 0,
+    event_duplicates bigint NOT NULL DEFAULT 0,
+    last_status text,
+    status_at double precision,
+    last_health_at double precision,
+    last_event_seq bigint,
+    batch_oldest bigint,
+    batch_newest bigint,
+    event_oldest bigint,
+    event_newest bigint,
+    batch_done bigint,
+    event_done bigint,
+    repaired bigint NOT NULL DEFAULT 0,
+    repaired_readings bigint NOT NULL DEFAULT 0,
+    events_repaired bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE batches (
+    device text NOT NULL,
+    seq bigint NOT NULL,
+    boot bigint NOT NULL,
+    dropped bigint NOT NULL,
+    synced integer NOT NULL,
+    encoding text NOT NULL,
+    deflated integer NOT NULL,
+    schema_id bigint,
+    bytes integer NOT NULL,
+    crc32 bigint NOT NULL,
+    received_at double precision NOT NULL,
+    readings integer NOT NULL,
+    t_first bigint,
+    t_last bigint,
+    ingest text,
+    repaired integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (device, seq)
+);
+-- One row per batch and channel. No primary key: a batch's readings are stored only by the
+-- transaction whose INSERT into `batches` stored the batch.
+CREATE TABLE readings_packed (
+    device text NOT NULL,
+    seq bigint NOT NULL,
+    channel text NOT NULL,
+    t_first bigint NOT NULL,
+    t_ms bigint[] NOT NULL,
+    value double precision[] NOT NULL,
+    text text[]
+) {packed_options};
+CREATE INDEX readings_packed_by_channel ON readings_packed (device, channel, t_first);
+CREATE TABLE reading_partitions (
+    name text PRIMARY KEY,
+    t_from bigint NOT NULL,
+    t_to bigint NOT NULL
+);
+CREATE TABLE channels (
+    device text NOT NULL,
+    channel text NOT NULL,
+    unit text,
+    PRIMARY KEY (device, channel)
+);
+CREATE TABLE events (
+    device text NOT NULL,
+    seq bigint NOT NULL,
+    boot bigint NOT NULL,
+    t_ms bigint NOT NULL,
+    synced integer NOT NULL,
+    event text NOT NULL,
+    sensor text NOT NULL,
+    state text NOT NULL,
+    value double precision,
+    detail text,
+    received_at double precision NOT NULL,
+    repaired integer NOT NULL DEFAULT 0,
+    PRIMARY KEY (device, seq)
+);
+CREATE TABLE replies (
+    device text NOT NULL,
+    received_at double precision NOT NULL,
+    reply text,
+    ok integer NOT NULL,
+    body jsonb NOT NULL
+);
+CREATE TABLE health (
+    device text NOT NULL,
+    received_at double precision NOT NULL,
+    t_ms bigint,
+    health jsonb NOT NULL
+);
+CREATE INDEX health_by_device ON health (device, received_at);
+CREATE TABLE schemas (
+    schema_id bigint PRIMARY KEY,
+    document bytea NOT NULL,
+    channels text NOT NULL,
+    first_seen double precision NOT NULL
+);
+CREATE TABLE held (
+    device text NOT NULL,
+    seq bigint NOT NULL,
+    schema_id bigint NOT NULL,
+    received_at double precision NOT NULL,
+    topic text NOT NULL,
+    payload bytea NOT NULL,
+    given_up_at double precision,
+    PRIMARY KEY (device, seq)
+);
+CREATE INDEX held_by_schema ON held (schema_id);
+CREATE INDEX held_by_age ON held (given_up_at, received_at);
+CREATE TABLE malformed (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    received_at double precision NOT NULL,
+    topic text NOT NULL,
+    reason text NOT NULL,
+    bytes integer NOT NULL,
+    payload_hex text NOT NULL
+);
+CREATE TABLE requests (
+    device text PRIMARY KEY,
+    id text NOT NULL,
+    kind text NOT NULL,
+    ranges text NOT NULL,
+    sent_at double precision NOT NULL,
+    answered_at double precision,
+    ingest text
+);
+CREATE TABLE asked (
+    device text NOT NULL,
+    kind text NOT NULL,
+    seq bigint NOT NULL,
+    asked_at double precision NOT NULL,
+    asks integer NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+);
+CREATE TABLE lost (
+    device text NOT NULL,
+    kind text NOT NULL,
+    seq bigint NOT NULL,
+    reason text NOT NULL CHECK (reason IN ('broker', 'dropped')),
+    recorded_at double precision NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+);
+CREATE TABLE repair_bucket (
+    id integer PRIMARY KEY CHECK (id = 0),
+    tokens double precision NOT NULL,
+    at double precision NOT NULL
+);
+CREATE TABLE insights (
+    device text NOT NULL,
+    seq bigint NOT NULL,
+    t_ms bigint NOT NULL,
+    synced integer NOT NULL,
+    event text NOT NULL,
+    sensor text NOT NULL,
+    value double precision,
+    fields jsonb NOT NULL,
+    received_at double precision NOT NULL,
+    PRIMARY KEY (device, seq)
+);
+CREATE INDEX insights_by_event ON insights (event, device, t_ms);
+CREATE VIEW gaps AS
+    SELECT device, prev + 1 AS from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing
+    FROM (SELECT device, seq, lag(seq) OVER (PARTITION BY device ORDER BY seq) AS prev
+          FROM batches) b
+    WHERE seq > prev + 1;
+CREATE VIEW readings AS
+    SELECT p.device, r.t_ms, p.channel, r.value, p.seq, r.text
+    FROM readings_packed p CROSS JOIN LATERAL unnest(p.t_ms, p.value, p.text)
+         AS r (t_ms, value, text);
+-- Drops the partitions (or hypertable chunks) of readings_packed wholly before before_ms;
+-- returns how many partitions went.
+CREATE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
+    n integer := 0;
+BEGIN
+    IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
+        EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
+            INTO n USING before_ms;
+        RETURN n;
+    END IF;
+    PERFORM pg_advisory_xact_lock({partition_lock});
+    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %I', p.name);
+        DELETE FROM reading_partitions WHERE name = p.name;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+"""
+
+# MIGRATIONS[v]: SQL taking a database from layout version v to v + 1.
+MIGRATIONS = {
+    # A simulated fleet's parts of its report (simulator/parts.py), one per process that ran a
+    # range of the fleet's devices, as JSON text; `tether report` merges them.
+    1: """
+CREATE TABLE sim_parts (
+    run text NOT NULL,
+    first_device integer NOT NULL,
+    devices integer NOT NULL,
+    body text NOT NULL,
+    PRIMARY KEY (run, first_device)
+);
+""",
+}
+
+
+class TextLoader(Loader):
+    """jsonb read back as its text, as the SQLite backend gives it (the shared code parses)."""
+
+    def load(self, data):
+        return bytes(data).decode()
+
+
+class NumberLoader(Loader):
+    """numeric (what sum() of a bigint column gives) as an int when whole, as SQLite gives it."""
+
+    def load(self, data):
+        text = bytes(data).decode()
+        if "." in text or "e" in text.lower() or text == "NaN":
+            return float(text)
+        return int(text)
+
+
+def _connect(url, timeout):
+    try:
+        conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
+                               application_name="tether-ingest")
+    except psycopg.Error as exc:  # libpq's message spans lines: said in one
+        raise psycopg.OperationalError(" ".join(str(exc).split())) from None
+    conn.adapters.register_loader("jsonb", TextLoader)
+    conn.adapters.register_loader("json", TextLoader)
+    conn.adapters.register_loader("numeric", NumberLoader)
+    return conn
+
+
+def partition_of(t_ms):
+    """(name, t_from, t_to) of the readings_packed partition holding t_first = t_ms: its UTC day
+    (t_from None: no lower bound; t_to None: no upper bound, at the ends of bigint)."""
+    start = t_ms // DAY_MS * DAY_MS
+    end = start + DAY_MS
+    try:
+        day = datetime.datetime(1970, 1, 1) + datetime.timedelta(milliseconds=start)
+        name = "readings_packed_%04d%02d%02d" % (day.year, day.month, day.day)
+    except OverflowError:  # past the years 1 to 9999: a hostile or broken clock
+        name = "readings_packed_%s%d" % ("m" if start < 0 else "p", abs(start) // DAY_MS)
+    return (name, start if start >= INT64_MIN else None, end if end <= INT64_MAX else None)
+
+
+class PostgresStore(base.Store):
+    """A connection to the ingest's PostgreSQL database (the backend contract of
+    ingest/store/__init__.py). Readings are gathered per transaction and written with one COPY
+    just before its COMMIT; a savepoint rolled back drops those of its messages."""
+
+    Error = psycopg.Error
+    Failure = (psycopg.OperationalError, psycopg.InterfaceError)
+    BadValue = (psycopg.DataError,)
+
+    def __init__(self, conn, url, timeout=30.0):
+        base.Store.__init__(self, conn, url)
+        self.identity = hide_password(url)
+        self.timeout = timeout
+        self._pending = []  # readings_packed rows of the current transaction, for one COPY
+        self._marks = []  # (savepoint, len(_pending)) as the savepoints nest
+        self._days = set()  # t_ms // DAY_MS of the partitions known to exist
+        self._side = None  # a second connection: partitions attach there, outside the writer's
+        self._mode = None
+        self._outside = True  # not between begin() and commit() or rollback()
+
+    @staticmethod
+    def name(target):
+        return hide_password(target)
+
+    # ---- the shared dialect ----
+
+    def translate(self, sql):
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def execute(self, sql, args=()):
+        if self._outside and (self.conn.closed or self.conn.broken):
+            self.reconnect()  # a query between transactions after the server came back
+        out = self._sql(sql)
+        if sql.startswith(("SAVEPOINT ", "ROLLBACK TO ", "RELEASE ")):
+            self._savepoint(sql.split()[-1], sql.split()[0])
+        return self.conn.execute(out, args)
+
+    def executemany(self, sql, rows):
+        cur = self.conn.cursor()
+        cur.executemany(self._sql(sql), rows)
+        return cur
+
+    def _savepoint(self, name, verb):
+        if verb == "SAVEPOINT":
+            self._marks.append((name, len(self._pending)))
+            return
+        while self._marks and self._marks[-1][0] != name:
+            self._marks.pop()  # released or rolled back with an outer one
+        if not self._marks:
+            return
+        if verb == "ROLLBACK":
+            del self._pending[self._marks[-1][1]:]  # the savepoint itself stays, as in SQL
+        else:
+            self._marks.pop()
+
+    # ---- transactions ----
+
+    def begin(self):
+        if self.conn.closed or self.conn.broken:
+            self.reconnect()
+        self._pending = []
+        self._marks = []
+        self.conn.execute("BEGIN")
+        self._outside = False
+
+    def commit(self):
+        if self._pending:
+            try:
+                self._copy(self._pending)
+            except psycopg.errors.CheckViolation:
+                # No partition for a row: another process dropped a day this one knew of
+                # (tether_drop_readings). Made again when the group is stored again.
+                self._days.clear()
+                raise
+        self._pending = []
+        self._outside = True  # committed or not: a COMMIT that fails ends the transaction
+        self.conn.execute("COMMIT")
+
+    def rollback(self):
+        self._pending = []
+        self._marks = []
+        self._outside = True
+        try:
+            self.conn.execute("ROLLBACK")
+        except psycopg.Error:  # the connection is gone: begin() makes a new one
+            self.conn.close()
+
+    @property
+    def in_transaction(self):
+        if self.conn.closed or self.conn.broken:
+            return False
+        return self.conn.info.transaction_status != TransactionStatus.IDLE
+
+    def planning(self):
+        # Not waiting: a process that waited here while holding rows another one's planning
+        # needs would deadlock with it; this one plans at its next pass instead.
+        return self.conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                 (PLAN_LOCK,)).fetchone()[0]
+
+    def reconnect(self):
+        """A new connection after the old one broke (the server restarted): raises
+        psycopg.OperationalError while the server does not answer."""
+        try:
+            self.conn.close()
+        except psycopg.Error:
+            pass
+        self.conn = _connect(self.target, self.timeout)
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+
+    def close(self):
+        if self._side is not None:
+            self._side.close()
+            self._side = None
+        self.conn.close()
+
+    # ---- readings ----
+
+    def insert_readings(self, device, seq, rows):
+        """A batch's readings [(t_ms, channel, value)] (time order) as one readings_packed row
+        per channel, written by commit(). A value that cannot be stored raises here (OverflowError
+        or DataError: the message is malformed), never later in the COPY."""
+        per = {}
+        for t, name, value in rows:
+            if not INT64_MIN <= t <= INT64_MAX:
+                raise OverflowError("reading time %r is not a 64-bit integer" % (t,))
+            c = per.get(name)
+            if c is None:
+                c = per[name] = ([], [], None)
+            c[0].append(t)
+            if isinstance(value, str):
+                if "\x00" in value:
+                    raise psycopg.DataError("a text reading with a NUL character")
+                if c[2] is None:
+                    per[name] = c = (c[0], c[1], [None] * len(c[1]))
+                c[1].append(None)
+                c[2].append(value)
+            else:
+                c[1].append(float(value))
+                if c[2] is not None:
+                    c[2].append(None)
+        if "\x00" in device or any("\x00" in name for name in per):
+            raise psycopg.DataError("a device or channel name with a NUL character")
+        for name, (ts, values, texts) in per.items():
+            if self._mode != "hypertable":
+                self._partition(ts[0])
+            self._pending.append((device, seq, name, ts[0], ts, values, texts))
+
+    def _copy(self, rows):
+        with self.conn.cursor().copy("COPY readings_packed (device, seq, channel, t_first, t_ms, "
+                                     "value, text) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.write(copy_data(rows))
+
+    def _partition(self, t_ms):
+        day = t_ms // DAY_MS
+        if day in self._days:
+            return
+        name, lo, hi = partition_of(t_ms)
+        # On a connection of its own, outside the writer's transaction: ATTACH PARTITION takes a
+        # lock that inserts into the other partitions do not wait for, nor it for them (CREATE
+        # TABLE ... PARTITION OF would wait for every open transaction that wrote readings).
+        side = self._side
+        if side is None or side.closed or side.broken:
+            side = self._side = _connect(self.target, self.timeout)
+        with side.transaction():
+            side.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+            if side.execute("SELECT 1 FROM reading_partitions WHERE name = %s",
+                            (name,)).fetchone() is None:
+                side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING DEFAULTS '
+                             'INCLUDING CONSTRAINTS)' % name)
+                side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR VALUES '
+                             'FROM (%s) TO (%s)' % (name, "MINVALUE" if lo is None else lo,
+                                                    "MAXVALUE" if hi is None else hi))
+                side.execute("INSERT INTO reading_partitions (name, t_from, t_to) "
+                             "VALUES (%s, %s, %s)", (name, INT64_MIN if lo is None else lo,
+                                                     INT64_MAX if hi is None else hi))
+        self._days.add(day)
+
+    def slot(self, prefix):
+        """A client id per process slot on this machine (held by an flock in the temp folder),
+        the same after a restart; processes on other machines have another host in `prefix`."""
+        try:
+            return base.FileSlot(prefix, os.path.join(tempfile.gettempdir(), prefix))
+        except ImportError:
+            return base.PidSlot(prefix)
+
+
+Store = PostgresStore  # the backend contract's name for it (ingest/store/__init__.py)
+
+
+# COPY's binary format, written here: twice as fast as psycopg's row by row (bench/ingest.py).
+# A field is its length (int32, -1 for NULL) and its bytes; an array is ndim, has-NULLs, the
+# element type's OID, its length and lower bound (int32 each), then its elements as fields.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+COPY_TRAILER = struct.pack(">h", -1)
+ROW_FIELDS = struct.pack(">h", 7)
+NULL = struct.pack(">i", -1)
+INT8, FLOAT8, TEXT = 20, 701, 25
+_structs = {}
+
+
+def _array(code, oid, items):
+    """A one-dimensional array without NULLs of 8-byte elements (int8 "q", float8 "d")."""
+    n = len(items)
+    packer = _structs.get((code, n))
+    if packer is None:
+        if len(_structs) > 256:  # batches of many sizes (a hostile device): start again
+            _structs.clear()
+        packer = _structs[code, n] = struct.Struct(">6i" + ("i" + code) * n)
+    args = [8] * (2 * n)
+    args[1::2] = items
+    return packer.pack(20 + 12 * n, 1, 0, oid, n, 1, *args)
+
+
+def _array_with_nulls(oid, items):
+    parts = [struct.pack(">5i", 1, 1, oid, len(items), 1)]
+    for x in items:
+        if x is None:
+            parts.append(NULL)
+        elif oid == TEXT:
+            parts.append(_text(x))
+        else:
+            parts.append(struct.pack(">id", 8, x))
+    body = b"".join(parts)
+    return struct.pack(">i", len(body)) + body
+
+
+def _text(value):
+    data = value.encode()
+    return struct.pack(">i", len(data)) + data
+
+
+def copy_data(rows):
+    """COPY's binary stream of readings_packed rows (device, seq, channel, t_first, t_ms,
+    value, text)."""
+    out = [COPY_HEADER]
+    for device, seq, channel, t_first, ts, values, texts in rows:
+        out += (ROW_FIELDS, _text(device), struct.pack(">iqi", 8, seq, len(channel.encode())),
+                channel.encode(), struct.pack(">iq", 8, t_first), _array("q", INT8, ts))
+        if texts is None:
+            out += (_array("d", FLOAT8, values), NULL)
+        else:
+            out += (_array_with_nulls(FLOAT8, values), _array_with_nulls(TEXT, texts))
+    out.append(COPY_TRAILER)
+    return b"".join(out)
+
+
+def available_extension(conn, name):
+    return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s",
+                        (name,)).fetchone() is not None
+
+
+def connect(url, timeout=30.0, create=True):
+    """A store on the database `url`. create: a new database gets the layout (a hypertable for
+    the readings where TimescaleDB is available), an older one is migrated in one transaction,
+    and one of a newer layout, or with tables of these names and no `tether_layout`, is refused
+    with RuntimeError. Without create: as it is, for reading."""
+    conn = _connect(url, timeout)
+    store = PostgresStore(conn, url, timeout)
+    if create:
+        try:
+            store._mode = setup(conn, hide_password(url))
+        except BaseException:
+            conn.close()
+            raise
+    return store
+
+
+def setup(conn, where):
+    """Creates or migrates the layout (see connect); returns how readings are partitioned."""
+    with conn.transaction():
+        # Processes starting at once: one creates, the others find it made.
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LAYOUT_LOCK,))
+        if conn.execute("SELECT to_regclass('tether_layout')").fetchone()[0] is None:
+            found = [name for name in TABLES + VIEWS if conn.execute(
+                "SELECT to_regclass(%s)", (name,)).fetchone()[0] is not None]
+            if found:
+                raise RuntimeError("%s has tables or views named %s but no tether_layout: they "
+                                   "are not the Tether ingest's (use another database, or a "
+                                   "schema of its own: ?options=-csearch_path%%3Dtether)"
+                                   % (where, ", ".join(found)))
+            mode = "partitions"
+            if available_extension(conn, "timescaledb"):
+                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+                mode = "hypertable"
+            _script(conn, SCHEMA_SQL.format(
+                packed_options="PARTITION BY RANGE (t_first)" if mode == "partitions" else "",
+                partition_lock=PARTITION_LOCK))
+            if mode == "hypertable":
+                conn.execute("SELECT create_hypertable('readings_packed', 't_first', "
+                             "chunk_time_interval => %s::bigint)", (DAY_MS,))
+            conn.execute("INSERT INTO tether_layout (id, version, readings) VALUES (0, 1, %s)",
+                         (mode,))
+        version, mode = conn.execute("SELECT version, readings FROM tether_layout").fetchone()
+        if version > VERSION:
+            raise RuntimeError("%s has ingest layout version %d, of a newer ingest; this one "
+                               "reads version %d and older" % (where, version, VERSION))
+        for v in range(version, VERSION):
+            _script(conn, MIGRATIONS[v])
+        if version < VERSION:
+            conn.execute("UPDATE tether_layout SET version = %s", (VERSION,))
+    return mode
+
+
+def _script(conn, sql):
+    conn.execute(sql)  # without parameters psycopg sends it whole: several statements at once
