@@ -69,9 +69,11 @@ def test_a_fleet_in_two_workers_is_the_fleet_of_one_process(tmp_path, alone):
     assert per_device(again) == per_device(report)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_shards_against_one_broker_and_database_report_the_whole_fleet(
-        tmp_path, alone, mosquitto):
-    db = tmp_path / "fleet.sqlite"
+        tmp_path, alone, mosquitto, backend, request):
+    db = tmp_path / "fleet.sqlite" if backend == "sqlite" else \
+        request.getfixturevalue("postgres_url")
     broker = "mqtt://127.0.0.1:%d" % mosquitto.port
     for shard in ("1/2", "2/2"):
         code, out, err, _ = simulate(tmp_path, "w", "--shard", shard, "--broker", broker,
