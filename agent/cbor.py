@@ -144,12 +144,12 @@ class Writer:
     """Encodes CBOR items into a bytearray.
 
     Writer(bytearray(n)) writes into that buffer and raises BufferFull past its end; Writer()
-    grows its own buffer. getvalue() is a memoryview of what was written.
+    grows its own buffer, from `size` bytes. getvalue() is a memoryview of what was written.
     """
 
-    def __init__(self, buf=None):
+    def __init__(self, buf=None, size=64):
         if buf is None:
-            self.buf = bytearray(64)
+            self.buf = bytearray(size)
             self.fixed = False
         else:
             self.buf = buf

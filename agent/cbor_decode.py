@@ -86,15 +86,18 @@ class Reader:
                 return self._chunks(major, depth, start)
             return self._string(major, n, start)
         if major == 4:
-            out = []
             if n is None:
+                out = []
                 while not self._break():
                     out.append(self._item(depth + 1))
                 return out
             if n > self.end - self.pos:
                 raise Truncated("array of %d items cannot fit in %d bytes" % (n, self.end - self.pos), start)
-            for _ in range(n):
-                out.append(self._item(depth + 1))
+            # Made at its size, not grown by appends: a list of a few hundred items grown one
+            # at a time leaves its smaller copies behind as holes in a board's heap.
+            out = [None] * n
+            for i in range(n):
+                out[i] = self._item(depth + 1)
             return out
         if major == 5:
             out = {}

@@ -73,15 +73,17 @@ def _kind_name(kind):
 
 class Commands:
     """handlers: {name: fn(Command) -> result}; a handler may return (result, then), and then()
-    is called once the reply is on its way (a reboot)."""
+    is called once the reply is on its way (a reboot). writer: the cbor.Writer replies are
+    encoded into (the agent shares its health report's, made at start at its size: grown here
+    at the first command, on a board's fragmented heap, it failed)."""
 
-    def __init__(self, handlers):
+    def __init__(self, handlers, writer=None):
         self.handlers = handlers
         self.received = 0
         self.rejected = 0
         self.skipped = 0    # repeated ids, retained commands without one, empty messages
         self.recent = []    # the last RECENT ids, oldest first
-        self.w = cbor.Writer()
+        self.w = writer or cbor.Writer()
 
     def _again(self, cid, retained):
         # True for a command to drop unanswered; remembers the id of any other.
@@ -95,7 +97,8 @@ class Commands:
         return False
 
     async def handle(self, payload, retained=False, size=None, limit=None):
-        """(reply bytes or None, then or None) for one command payload. retained: the broker
+        """(reply or None, then or None) for one command payload; the reply is a memoryview of
+        its bytes, valid until the writer is used again (publish it at once). retained: the broker
         delivered it as a retained message; size: the command was larger than the MQTT client
         takes (`limit` bytes) and payload holds only its first bytes."""
         self.received += 1
@@ -155,7 +158,7 @@ class Commands:
         w = self.w
         w.reset()
         w.value(reply)
-        return bytes(w.getvalue()), then
+        return w.getvalue(), then
 
 
 def _id(v):

@@ -10,13 +10,10 @@ import asyncio
 import gc
 
 from agent import cbor
-from agent import profile as compiled
-from agent.commands import Commands, CommandError, shown
 from agent.events import Events
 from agent.log import Log
 from agent.sampler import Sampler, channels
 from agent.uplink import Topics, Uplink
-from hal.board import drivers
 
 VERSION = "0.1.0"
 EVENTS_SHARE = 16  # the event log may take 1/16 of the buffer's bytes, at least 8 KiB
@@ -27,14 +24,21 @@ MAX_SNOOZE_MS = 90 * 86400000
 
 class Agent:
     def __init__(self, profile, platform, clock, client_class, store=None, events_store=None,
-                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None, safe_mode=False):
+                 device_id=None, reboot=None, rssi=None, tls_tmpdir=None, safe_mode=False,
+                 ssl_context=None):
         """client_class: agent.mqtt.Client (a board) or agent.host.paho_client.Client (CPython);
         store / events_store: where the buffer and the events live (default: the profile's);
         reboot(): restarts the device (a `reboot` command calls it once its reply is out);
         rssi(): the radio's signal strength in dBm, for health reports, or None;
         safe_mode: a board that crashed at boot too often (docs/esp32.md): no sensors are set
         up, nothing is read from flash (buffer and events in RAM), and only the commands that
-        help to diagnose it are taken (ping, diag, reboot)."""
+        help to diagnose it are taken (ping, diag, reboot);
+        ssl_context: the uplink's TLS context when the caller made it already (a board makes it
+        first, while its heap is in one piece), else made here from the profile."""
+        # Here, not at the top: needed only to build the agent, so that a board can let these
+        # modules go once it is built (firmware/board.py).
+        from agent import profile as compiled
+        from hal.board import drivers
         self.model = profile["device"].get("model")  # not the profile: a board frees it
         self.clock = clock
         self.device = device_id or profile["device"]["id"]
@@ -71,23 +75,30 @@ class Agent:
                              "resend": self._resend})
             if self.insights is not None:
                 handlers["insight"] = self._insight
-        self.commands = Commands(handlers)
-        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir), self.buffer,
+        self.handlers = handlers
+        self._commands = None
+        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir, ssl_context), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
                              window=u["window"], backoff_min_ms=u["backoff_min_ms"],
                              backoff_max_ms=u["backoff_max_ms"],
                              schema=self.schema.to_cbor() if u["encoding"] == "compact" else None,
-                             on_command=self.commands.handle, health=self.health,
+                             on_command=self._command, health=self.health,
                              health_ms=u["health_ms"])
         self.buffer.notify = self.uplink.notify
         self.events.notify = self.uplink.notify
         self.running = False
         self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world
         self.more_health = None  # fn() -> a dict of further health keys (a board's)
+        # The health message's buffer, made now and kept, not grown from 64 bytes by doubling
+        # at every report: on a board's fragmented heap the last doubling, 1 KB in one piece,
+        # was the first allocation to fail (bench/heap.py). The printer's message is 0.5-1 KB.
+        # Command replies share it: the uplink publishes each message before it makes the next.
+        self.health_w = cbor.Writer(size=1024)
 
-    def _client_maker(self, client_class, u, tls_tmpdir):
-        ctx = None
-        if u["tls"]:
+    def _client_maker(self, client_class, u, tls_tmpdir, ctx):
+        if not u["tls"]:
+            ctx = None
+        elif ctx is None:
             from agent import tls
             ctx = tls.context(u.get("ca"), u.get("cert"), u.get("key"), tls_tmpdir)
         client_id = (u.get("client_id") or self.device).replace("{uid}", self.device)
@@ -178,7 +189,7 @@ class Agent:
     # -- health and commands ---------------------------------------------------------------------
 
     def health(self, uplink):
-        """The health message (docs/wire-format.md)."""
+        """The health message (docs/wire-format.md): a memoryview, valid until the next call."""
         log = self.buffer.log
         t, synced = self.clock.now()
         sensors = {}
@@ -202,7 +213,22 @@ class Agent:
             report["insights"] = self.insights.health(t)
         if self.more_health is not None:
             report.update(self.more_health())
-        return cbor.dumps(report)
+        w = self.health_w
+        w.reset()
+        w.value(report)
+        return w.getvalue()
+
+    @property
+    def commands(self):
+        """The command handling (agent.commands.Commands), loaded at the first command: most
+        boards never get one, and on a board its module is bytecode in RAM."""
+        if self._commands is None:
+            from agent.commands import Commands
+            self._commands = Commands(self.handlers, self.health_w)
+        return self._commands
+
+    def _command(self, payload, retained=False, size=None, limit=None):
+        return self.commands.handle(payload, retained, size, limit)
 
     def _ping(self, cmd):
         cmd.done()
@@ -218,7 +244,7 @@ class Agent:
                 c.interval_ms = ms
                 c.due = self.clock.monotonic()
                 return {"sensor": name, "interval_ms": ms}
-        raise CommandError("no sensor %r" % name)
+        raise _error("no sensor %r" % name)
 
     def _flush(self, cmd):
         cmd.done()
@@ -251,18 +277,18 @@ class Agent:
             now, synced = self.clock.now()
             if ms and not synced:
                 cmd.done()
-                raise CommandError("the clock is not synced yet: a snooze needs the time of day")
+                raise _error("the clock is not synced yet: a snooze needs the time of day")
             until = now + ms if ms else None
         elif action == "set":
             args = cmd.arg("settings", dict)
         elif action != "ack":
-            raise CommandError("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
-                               % shown(action))
+            raise _error("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
+                         % _shown(action))
         cmd.done()
         try:
             return self.insights.command(sensor, action, event, until, args)
         except ValueError as exc:
-            raise CommandError(str(exc))
+            raise _error(str(exc))
 
     def _resend(self, cmd):
         """Re-publishes batches or events the ingest is missing (docs/uplink.md, "Repair")."""
@@ -270,21 +296,21 @@ class Agent:
         ranges = cmd.arg("ranges", list)
         cmd.done()
         if kind not in ("batch", "event"):
-            raise CommandError("argument 'kind' must be \"batch\" or \"event\", got %s"
-                               % shown(kind))
+            raise _error("argument 'kind' must be \"batch\" or \"event\", got %s"
+                         % _shown(kind))
         if not ranges or len(ranges) > RESEND_RANGES:
-            raise CommandError("bounded: 'ranges' must hold 1 to %d ranges, got %d"
-                               % (RESEND_RANGES, len(ranges)))
+            raise _error("bounded: 'ranges' must hold 1 to %d ranges, got %d"
+                         % (RESEND_RANGES, len(ranges)))
         total = 0
         for i, r in enumerate(ranges):
             if (not isinstance(r, list) or len(r) != 2 or not _seq(r[0]) or not _seq(r[1])
                     or r[0] > r[1]):
-                raise CommandError("range %d must be [from, to] with 0 <= from <= to < 2**32"
-                                   % i)
+                raise _error("range %d must be [from, to] with 0 <= from <= to < 2**32"
+                             % i)
             total += r[1] - r[0] + 1
         if total > RESEND_SEQS:
-            raise CommandError("bounded: at most %d sequence numbers a command, got %d"
-                               % (RESEND_SEQS, total))
+            raise _error("bounded: at most %d sequence numbers a command, got %d"
+                         % (RESEND_SEQS, total))
         log = self.buffer.log if kind == "batch" else self.events.log
         ranges.sort(key=_first)
         into = ([], [], [], [])
@@ -301,14 +327,14 @@ class Agent:
         for a, b in held:
             queued += b - a + 1
         if held and not self.uplink.repair(kind, held):
-            raise CommandError("busy: too many repairs are waiting; ask again later")
+            raise _error("busy: too many repairs are waiting; ask again later")
         return {"kind": kind, "queued": queued, "gone": gone, "dropped": dropped,
                 "unknown": unknown}
 
     def _reboot(self, cmd):
         cmd.done()
         if self.reboot is None:
-            raise CommandError("this device cannot reboot on command")
+            raise _error("this device cannot reboot on command")
         return {"rebooting": True}, self.reboot
 
 
@@ -318,6 +344,17 @@ def _first(r):
 
 def _seq(v):
     return isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 0x100000000
+
+
+def _error(text):
+    # A handler runs only once agent.commands is loaded (it calls the handler).
+    from agent.commands import CommandError
+    return CommandError(text)
+
+
+def _shown(v):
+    from agent.commands import shown
+    return shown(v)
 
 
 def _seq_span(log, sent):

@@ -16,8 +16,9 @@ CA are set in the bundle's profile.json, and the buffer's path (/buffer) made re
 board's folder, nothing else.
 
 1. The smallest `-X heapsize` (multiples of 8k) at which a boot runs RUN_S seconds: still running
-   at the end, no task failed, no MemoryError, the uplink connected once, and its batches and
-   health reports reached a subscriber. For these runs batches are cut every BATCH_S and health
+   at the end, no task failed, no MemoryError, the uplink connected once, its batches and
+   health reports reached a subscriber, and it answered a `diag` command sent once its first
+   health report is in (the board loads the command code only when a command comes). For these runs batches are cut every BATCH_S and health
    sent every HEALTH_S, so that each run sends several.
 2. At that size + SAMPLE_ROOM_K, the live heap measured from inside (gc.collect() then gc.mem_alloc() once a
    second, bench/mp_board.py): its peak; and the highest heap_used of the health reports
@@ -71,6 +72,7 @@ SAMPLE_ROOM_K = 16  # the live heap is measured at the smallest size + this
 LONG_S = 600
 LONG_CAP_S = 720  # the long run waits this long at most for its first batch
 # The files a board with Tether frozen into its firmware holds (docs/esp32.md).
+COMMAND_ID = 7  # the id of the diag command each run sends
 FROZEN_BOARD_FILES = ("main.py", "profile.json", "secrets.json")
 FAILURE = re.compile(r"MemoryError|Traceback|failed|cannot|machine.reset|uplink: (?!connected)")
 
@@ -163,6 +165,14 @@ class Subscriber:
         with self.lock:
             self.batches = 0
             self.healths = []
+            self.replies = 0
+
+    def command(self):
+        """Sends the board a `diag` command (its reply comes on up/event): a run must show
+        that the board also has the heap to take a command, which loads the code for it."""
+        from agent import cbor
+        self.client.publish("tether/v1/%s/down/cmd" % DEVICE,
+                            cbor.dumps({"id": COMMAND_ID, "cmd": "diag"}), qos=1)
 
     def _message(self, client, userdata, msg):
         from agent import cbor_decode
@@ -172,6 +182,10 @@ class Subscriber:
                 self.batches += 1
             elif kind == "health":
                 self.healths.append(cbor_decode.loads(msg.payload))
+            elif kind == "event":
+                doc = cbor_decode.loads(msg.payload)
+                if isinstance(doc, dict) and doc.get("reply") == COMMAND_ID and doc.get("ok"):
+                    self.replies += 1
 
     def stop(self):
         self.client.loop_stop()
@@ -237,6 +251,7 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     """(ok, why, figures) of one boot at heap_k run for `seconds` (until a batch and `healths`
     health reports are in too, at most cap_s)."""
     sub.reset()
+    commanded = False
     boot = Boot(bundle, os.path.join(tmp, "board"), heap_k, broker, sample_ms, periods, plain,
                 micropython, frozen)
     start = time.monotonic()
@@ -244,7 +259,12 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
         while boot.alive() and not boot.failures():
             elapsed = time.monotonic() - start
             with sub.lock:
-                delivered = sub.batches >= 1 and len(sub.healths) >= healths
+                delivered = (sub.batches >= 1 and len(sub.healths) >= healths
+                             and sub.replies >= 1)
+                up = len(sub.healths) >= 1
+            if up and not commanded:  # connected and reporting: now a command
+                sub.command()
+                commanded = True
             if elapsed >= seconds and (delivered or elapsed >= (cap_s or seconds)):
                 break
             time.sleep(0.5)
@@ -254,7 +274,7 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     finally:
         boot.end()
     with sub.lock:
-        batches, reports = sub.batches, list(sub.healths)
+        batches, reports, replies = sub.batches, list(sub.healths), sub.replies
     lines = boot.lines
     marks = [int(m.group(1)) for m in map(re.compile(r"heapmark live (\d+)").match, lines) if m]
     doubles = [int(m.group(1)) for m in map(re.compile(r"heapmark doubles (\d+)").match, lines)
@@ -285,6 +305,8 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
             name: sensor.get("errors") for name, sensor in reports[-1]["sensors"].items()}
     elif batches < 1 or len(reports) < healths:
         why = "%d batches, %d health reports reached the broker" % (batches, len(reports))
+    elif not replies:
+        why = "no reply to the diag command"
     return why is None, why, figures
 
 

@@ -13,7 +13,7 @@ here, appears and the real Uplink drains the backlog (bench/mp_uplink.py, one pr
    plain paho-mqtt loop publishing the same 144 payloads with QoS 1 to the same topic and
    waiting for every PUBACK, in the same run: best of ROUNDS, rounds interleaved, against a
    mosquitto with set_tcp_nodelay true (the target), then one with mosquitto's defaults.
-2. Bytes on the wire, counted at the socket by tests/netproxy.Proxy between the uplink and
+2. Bytes on the wire, counted at the socket by simulator/lab/netproxy.Proxy between the uplink and
    mosquitto (TCP payload bytes each way: MQTT and TLS, not IP/TCP headers), plain and TLS,
    compact and SenML, CPython and MicroPython: per batch and per reading, and the connection's
    fixed costs apart (each read while the run is paused with everything acknowledged).
@@ -697,7 +697,7 @@ def main(only=None):
                                 payloads[encoding]))
         if only in (None, "wire"):
             print()
-            print("== 2. bytes on the wire per reading (tests/netproxy.Proxy between the uplink "
+            print("== 2. bytes on the wire per reading (simulator/lab/netproxy.Proxy between the uplink "
                   "and mosquitto; window 4) ==")
             wire_bytes(runner, broker, check, configs, str(tls_files.ca_pem))
 

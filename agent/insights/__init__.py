@@ -212,7 +212,7 @@ class Insights:
                 binascii.crc32(data[:-4]) & 0xFFFFFFFF):
             try:
                 from agent import cbor_decode
-                doc = cbor_decode.loads(data[:-4])
+                doc = cbor_decode.loads(memoryview(data)[:-4])  # not a copy of the file
             except Exception:  # a CRC that matched by chance: nothing to go on
                 doc = None
         if not isinstance(doc, dict) or doc.get("v") != 1:
