@@ -62,7 +62,7 @@ def main(args, out=None, err=None):
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
         devices = sum(n for _, n, _ in lines)
         first, end = shard_range(shard, devices) if shard else (0, devices)
-        workers = args.workers or os.cpu_count() or 1
+        workers = min(args.workers or os.cpu_count() or 1, end - first)  # a device at least
         workdir = os.path.abspath(args.workdir)
         db = _database(args.db, shared=bool(shard))
         report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
@@ -96,7 +96,7 @@ def main(args, out=None, err=None):
             first + 1, end, devices, shard[0], shard[1]),
         format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
-        " in %d processes" % getattr(fleet, "workers", 1) if workers > 1 else "",
+        " in %d processes" % workers if workers > 1 else "",
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
     try:
