@@ -58,6 +58,9 @@ def main(argv=None):
     except BrokenPipeError:  # `tether decode ... | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C where a command has no stop of its own: no traceback
+        sys.stderr.write("\ntether %s: interrupted\n" % args.command)
+        return 130
 
 
 if __name__ == "__main__":

@@ -99,8 +99,12 @@ def main(args, out=None, err=None):
         " in %d processes" % workers if workers > 1 else "",
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
+    run = fleet.run()
     try:
-        report = asyncio.run(fleet.run())
+        report = asyncio.run(run)
+    except KeyboardInterrupt:
+        run.close()  # Ctrl-C before the run began: it never will
+        raise
     except FleetError as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2

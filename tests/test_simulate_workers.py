@@ -152,3 +152,32 @@ def test_no_worker_enters_a_window_before_every_worker_has_finished_the_last_one
     c.reached(math.inf)  # a worker done with device time holds nobody back
     shared[workers.CEILING] = math.inf
     assert a.limit() == 20000 and workers.split(0, 10, 3) == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_ctrl_c_stops_a_run_in_workers_with_a_line_not_a_traceback_and_no_process_left(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "4", "--workers", "2",
+         "--duration", "30d", "--speed", "max", "--workdir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().startswith("simulating 4 devices")
+        for line in proc.stdout:  # the progress lines: interrupted once every worker runs
+            if " 4/4 online" in line:
+                break
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.endswith("tether simulate: interrupted\n"), err
+    # the workers went with it: nothing is left in the run's process group
+    with pytest.raises(ProcessLookupError):
+        for _ in range(600):
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)
