@@ -142,7 +142,7 @@ class Detector:
         self.shape = None          # mean ink used in each 6 h of the week (slot % WEEK), or None
         # A weekly fit's sums and counts per 6 h of the week, and its weeks' ink: made once, as
         # `slopes`, so a fit every 6 h leaves no holes in the heap.
-        self.acc = [0] * (2 * WEEK + self.n // WEEK)
+        self.acc = array("i", [0] * (2 * WEEK + self.n // WEEK))
         self.forecast = None       # (days, rate) at the last point: for state()
         self.next_forecast = 0
         self.since = None          # device time this cartridge was first seen
@@ -317,17 +317,21 @@ class Detector:
         sums = acc
         for p in range(2 * WEEK):
             sums[p] = 0
+        b = pts[lo % n]
+        p = lo % WEEK
         for i in range(lo, last):
-            a = pts[i % n]
+            a = b
             b = pts[(i + 1) % n]
-            if a == MISSING or b == MISSING or (i + 1) in breaks:
-                continue
-            for s in odd:
-                if s <= i < s + WEEK:
-                    break
-            else:
-                sums[i % WEEK] += b - a
-                sums[WEEK + i % WEEK] += 1
+            if a != MISSING and b != MISSING and (i + 1) not in breaks:
+                for s in odd:
+                    if s <= i < s + WEEK:
+                        break
+                else:
+                    sums[p] += b - a
+                    sums[WEEK + p] += 1
+            p += 1
+            if p == WEEK:
+                p = 0
         for p in range(WEEK, 2 * WEEK):
             if not sums[p]:     # some 6 h of the week not seen yet (a gap): the median slope
                 self.shape = None
