@@ -12,12 +12,12 @@
 # the rate is their sum. Every point counts, each 6 h of the week weighs the same however often
 # it was seen (a window of 10 days has two Mondays and one Saturday), so the office rhythm
 # cancels; a mean of all the weeks is the efficient guess for weeks that vary by chance, which a
-# median of overlapping one-week slopes is not (it threw half the information away). A week
-# whose ink (disjoint weeks back from the last point) is under a third or over three times their
-# median (an office closed for a week, a one-off print run) is left out, once there are three to
-# judge. Until there is a week and a bit of points, a first cartridge uses pairs a whole number
-# of days apart once it has `learn` of points, and their 75th percentile (idle days pull the
-# median down; the weekday rate is the safe guess).
+# median of overlapping one-week slopes is not (it threw half the information away). A
+# one-week stretch that used under a third or over three times the median one (an office closed
+# for a week, a one-off print run) is left out, once the points span three weeks. Until there
+# is a week and a bit of points, a first cartridge uses pairs a whole number of days apart once
+# it has `learn` of points, and their 75th percentile (idle days pull the median down; the
+# weekday rate is the safe guess).
 # Forecast: the ink left spread over the week as the office used it (the same means: on a
 # Friday evening the idle weekend counts first); the band (low, high days) from the 90th and
 # 10th percentiles of the one-week slopes. Reorder when the forecast falls to 1.9 x the lead
@@ -51,7 +51,7 @@ HIGH_Q = 90
 RESERVE = 1.9           # reorder at a forecast of 1.9 x the lead time (a weekly fit)
 YOUNG = 1.5             # ... 1.5 x while the points span under YOUNG_SLOTS
 YOUNG_SLOTS = 3 * WEEK
-ODD = 3                 # a week under a third or over 3 x the median week is left out
+ODD = 3                 # a one-week stretch under a third or over 3 x the median is left out
 COLD_Q = 75             # the rate from less than a week of points
 MAX_STEPS = 4           # a cold fit's pairs are at most 4 days apart
 STRIDE = 2              # pairs start every 12 h, the newest first (a fit's list stays small)
@@ -140,9 +140,9 @@ class Detector:
         self.first = None          # the first slot of the points
         self.fit = None            # (rate, low rate, high rate, points, weekly)
         self.shape = None          # mean ink used in each 6 h of the week (slot % WEEK), or None
-        # A weekly fit's sums and counts per 6 h of the week, and its weeks' ink: made once, as
-        # `slopes`, so a fit every 6 h leaves no holes in the heap.
-        self.acc = array("i", [0] * (2 * WEEK + self.n // WEEK))
+        # A weekly fit's sums and counts per 6 h of the week: made once, as `slopes`, so a fit
+        # every 6 h leaves no holes in the heap.
+        self.acc = array("i", [0] * (2 * WEEK))
         self.forecast = None       # (days, rate) at the last point: for state()
         self.next_forecast = 0
         self.since = None          # device time this cartridge was first seen
@@ -277,44 +277,31 @@ class Detector:
         last = self.slot
         lo = self._oldest()
         breaks = self.breaks
-        # Disjoint weeks back from the last point: an odd one is left out (idle, one-off).
-        # Small ints only, in lists made once: a board's heap stays in one piece.
-        acc = self.acc
-        nw = n // WEEK          # acc[2 * WEEK + j]: ink used in the week from last - (j + 1) weeks
-        for j in range(2 * WEEK, 2 * WEEK + nw):
-            acc[j] = MISSING
-        k = 0
-        e = last
-        while e - WEEK >= lo:
-            a = pts[(e - WEEK) % n]
-            b = pts[e % n]
-            if a != MISSING and b != MISSING and b >= a:
+        # One-week stretches (every 12 h) under a third or over 3 x the median one (an office
+        # closed for a week, a one-off print run) are left out, with the days around them that
+        # share their odd week: (first, end) slots; judged once the points span three weeks.
+        odd = ()
+        mid = fit[0]
+        if last - lo >= 3 * WEEK and mid > 0:
+            start = end = -1
+            for i in range(lo, last - WEEK + 1, STRIDE):
+                a = pts[i % n]
+                b = pts[(i + WEEK) % n]
+                if a == MISSING or b == MISSING:
+                    continue
                 for br in breaks:
-                    if e - WEEK < br <= e:
+                    if i < br <= i + WEEK:
                         break
                 else:
-                    acc[2 * WEEK + (last - e) // WEEK] = b - a
-                    k += 1
-            e -= WEEK
-        odd = ()        # first slots of the weeks left out
-        if k >= 3:
-            for j in range(nw):     # the median week: k // 2 weeks under it
-                mid = acc[2 * WEEK + j]
-                if mid == MISSING:
-                    continue
-                lt = le = 0
-                for i in range(2 * WEEK, 2 * WEEK + nw):
-                    w = acc[i]
-                    if w != MISSING and w <= mid:
-                        le += 1
-                        lt += w < mid
-                if lt <= k // 2 < le:
-                    break
-            for j in range(nw):
-                w = acc[2 * WEEK + j]
-                if w != MISSING and (w * ODD < mid or w > mid * ODD):
-                    odd += (last - (j + 1) * WEEK,)
-        sums = acc
+                    if (b - a) * ODD < mid or b - a > mid * ODD:
+                        if i > end:
+                            if end >= 0:
+                                odd += ((start, end),)
+                            start = i
+                        end = i + WEEK
+            if end >= 0:
+                odd += ((start, end),)
+        sums = self.acc
         for p in range(2 * WEEK):
             sums[p] = 0
         b = pts[lo % n]
@@ -323,8 +310,8 @@ class Detector:
             a = b
             b = pts[(i + 1) % n]
             if a != MISSING and b != MISSING and (i + 1) not in breaks:
-                for s in odd:
-                    if s <= i < s + WEEK:
+                for s, e in odd:
+                    if s <= i < e:
                         break
                 else:
                     sums[p] += b - a
