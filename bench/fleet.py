@@ -1,10 +1,12 @@
-"""Fleet scale on one process: how fast the simulator runs a fleet, and how large a fleet keeps up
-in real time, against Debian's mosquitto on loopback.
+"""Fleet scale: how fast the simulator runs a fleet in one process and in workers (`tether
+simulate --workers`), and how large a fleet keeps up in real time, against Debian's mosquitto on
+loopback.
 
-    python3 bench/fleet.py            (~17 min: 100 and 1,000 devices at full speed, paho once,
-                                       a cProfile, then 1,000 / 5,000 / 10,000 in real time)
-    python3 bench/fleet.py --quick    (~2 min, what bench/run_all.py runs: 100 devices at full
-                                       speed, 1,000 in real time for 60 s)
+    python3 bench/fleet.py            (~20 min: 100 devices and 1,000 devices at full speed,
+                                       1,000 again in 2 workers, paho once, a cProfile, then
+                                       1,000 / 5,000 / 10,000 in real time)
+    python3 bench/fleet.py --quick    (~3 min, what bench/run_all.py runs: 100 devices at full
+                                       speed in 1 and 2 processes, 1,000 in real time for 60 s)
 
 Every device is the reference printer (examples/reference-printer.yaml: 7 channels every 10 s,
 one compact batch every 10 min) run by simulator/fleet.py as `tether simulate --broker` runs it:
@@ -18,8 +20,11 @@ process of its own (its CPU, memory and file descriptors apart) against a fresh 
    (setup and the final drain apart), CPU time of the process (resource.getrusage: the devices
    in the event loop thread plus the ingest's threads) and of mosquitto, every reading checked
    delivered. Target: 1,000 devices at >= 100x real time. Baseline: the same fleet's 100-device
-   run (per-device cost), and paho in place of agent/mqtt.py. Then where the time goes: cProfile
-   of a 100-device run, by area and the top functions.
+   run (per-device cost), and paho in place of agent/mqtt.py. The 1,000 devices run twice: in
+   one process (`--workers 1`, the baseline) and in 2 workers (simulator/workers.py: the ingest
+   in the parent, 500 devices in each worker, one fleet clock), with the wall time device time
+   stood still for the ingest and each worker's wait for the other. Then where the time goes:
+   cProfile of a 100-device run, by area and the top functions.
 2. Real time (speed 1.0): fleets of 1,000 / 5,000 / 10,000 for a few minutes of wall time. A real
    fleet's devices do not boot in the same millisecond: each device here samples at its own
    phase of the 10 s interval, and its first batch is cut (as a `flush` command would cut it) at
@@ -236,8 +241,55 @@ def ram_buffers():
     simdev.SimStore = lambda path: RamStore()
 
 
+async def child_run_workers(args):
+    """A fleet spread over worker processes (simulator/workers.py): the clock's phase is from
+    the parent's start of the shared clock to every worker's end of device time; CPU is this
+    process (the ingest) plus the workers (/proc)."""
+    from simulator import workers as w
+    p = c.profile()
+    fleet = w.WorkerFleet([(p, args["devices"], "printer-{n:05d}")], args["workdir"],
+                          args["duration_ms"], args["speed"],
+                          "mqtt://127.0.0.1:%d" % args["port"], seed=1, faults=(),
+                          client=args["client"], workers=args["workers"])
+    snaps = {}
+
+    def snap(name):
+        ingest = fleet.ingest.stats() if fleet.ingest is not None else {}
+        kids = sum(c.proc_cpu_s(proc.pid) for proc in fleet.procs)
+        snaps[name] = {
+            "wall": time.monotonic(), "cpu": cpu_self() + kids, "main_cpu": cpu_self(),
+            "device_ms": min(fleet._low(), fleet.duration_ms) if name != "clock_start" else 0,
+            "batches": ingest.get("batches", 0), "readings": ingest.get("readings", 0),
+            "broker_cpu": c.proc_cpu_s(args["broker_pid"]),
+        }
+
+    async def watch():
+        while fleet.shared is None or not fleet.shared[w.WALL0]:
+            await asyncio.sleep(0.01)
+        snap("clock_start")
+        while fleet._low() < fleet.duration_ms:
+            await asyncio.sleep(0.01)
+        snap("clock_end")
+    watcher = asyncio.create_task(watch())
+    t0 = time.monotonic()
+    cpu0 = cpu_self()
+    try:
+        report = await fleet.run()
+    finally:
+        watcher.cancel()
+    return {"devices": args["devices"], "client": args["client"], "storage": "files",
+            "speed": args["speed"], "duration_ms": args["duration_ms"],
+            "workers": fleet.workers, "snaps": snaps, "held_s": fleet.pace.held_s,
+            "waited_s": [fleet.shared[w.HEAD + k * w.SLOTS + w.WAITED]
+                         for k in range(fleet.workers)],
+            "end": {"wall": time.monotonic(), "cpu": cpu_self()},
+            "start": {"wall": t0, "cpu": cpu0}, "fleet": report["fleet"], "gc_s": 0.0}
+
+
 async def child_run(args):
     from simulator.fleet import Fleet
+    if args.get("workers", 1) > 1:
+        return await child_run_workers(args)
     p = c.profile()
     lines = [(p, args["devices"], "printer-{n:05d}")]
     fleet = Fleet(lines, args["workdir"], args["duration_ms"], args["speed"],
@@ -281,6 +333,7 @@ async def child_run(args):
         "reconnects": reconnects, "errors": errors,
         "gc_s": mon.gc_s, "gc_max_s": mon.gc_max, "gc_full": mon.gc_full,
         "cut_expected": cuts(args["duration_ms"]) if cuts else None,
+        "held_s": fleet.pace.held_s if fleet.pace else 0.0, "waited_s": [],
         "maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
     return out
@@ -353,7 +406,7 @@ class Failed(Exception):
 
 
 def run_fleet(tmp, devices, duration_ms, speed, client="mqtt", storage="files", phases=False,
-              profile=False, label=""):
+              profile=False, label="", workers=1):
     """One fleet in a child process against a fresh mosquitto; the child's figures plus the
     broker's."""
     from simulator.lab.mosquitto import Mosquitto
@@ -364,7 +417,7 @@ def run_fleet(tmp, devices, duration_ms, speed, client="mqtt", storage="files", 
     try:
         spec = {"devices": devices, "duration_ms": duration_ms, "speed": speed,
                 "client": client, "storage": storage, "phases": phases, "profile": profile,
-                "port": mosq.port, "broker_pid": mosq.pid,
+                "port": mosq.port, "broker_pid": mosq.pid, "workers": workers,
                 "workdir": os.path.join(folder, "fleet")}
         print("  running: %s" % label, flush=True)
         t = time.monotonic()
@@ -405,13 +458,15 @@ def hours(ms):
 def part_speed(tmp, quick):
     """Part 1: device-seconds per wall-second at full speed."""
     print("== 1. Full speed (speed max): device-seconds simulated per wall-second ==")
-    runs = [(100, 2 * HOUR_MS, "mqtt"), (100, 2 * HOUR_MS, "paho"), (1000, HOUR_MS, "mqtt")]
+    runs = [(100, 2 * HOUR_MS, "mqtt", 1), (100, 2 * HOUR_MS, "paho", 1),
+            (1000, HOUR_MS, "mqtt", 1), (1000, HOUR_MS, "mqtt", 2)]
     if quick:
-        runs = [(100, HOUR_MS, "mqtt")]
+        runs = [(100, HOUR_MS, "mqtt", 1), (100, HOUR_MS, "mqtt", 2)]
     results = []
-    for n, dur, client in runs:
-        results.append(run_fleet(tmp, n, dur, None, client,
-                                 label="%d devices, %s of device time, %s" % (n, hours(dur), client)))
+    for n, dur, client, workers in runs:
+        results.append(run_fleet(tmp, n, dur, None, client, workers=workers,
+                                 label="%d devices, %s of device time, %s, --workers %d" % (
+                                     n, hours(dur), client, workers)))
     rows = []
     base = None
     for r in results:
@@ -426,27 +481,51 @@ def part_speed(tmp, quick):
             base = cpu_dh
         f = r["fleet"]
         rows.append([
-            "%d" % n, "paho_client" if r["client"] == "paho" else "agent/mqtt.py",
+            "%d" % n, "%d" % r.get("workers", 1),
+            "paho_client" if r["client"] == "paho" else "agent/mqtt.py",
             hours(r["duration_ms"]), "%.1f" % ph["wall"], "%.0f" % rate, "%.0fx" % speed,
             "%.0fx" % (r["duration_ms"] / 1000.0 / whole),
             "%.1f" % ph["cpu"], "%.0f %%" % (100 * ph["cpu"] / ph["wall"]),
             "%.0f %%" % (100 * ph["main_cpu"] / ph["wall"]),
             "%.1f" % cpu_dh, "%.2f" % (cpu_dh / base),
-            "%.1f" % r["gc_s"], "%.1f" % (r["snaps"]["clock_end"]["fds"] / n),
-            "%.1f" % ph["broker_cpu"],
+            "%.1f" % r["gc_s"] if r.get("workers", 1) == 1 else "-",
+            "%.1f" % (r["snaps"]["clock_end"]["fds"] / n) if "fds" in r["snaps"]["clock_end"]
+            else "-",
+            "%.1f" % ph["broker_cpu"], "%.1f" % r["held_s"],
+            "/".join("%.1f" % x for x in r["waited_s"]) or "-",
             "%d/%d" % (f["delivered"], f["generated"])])
-    c.table(["devices", "client", "device time", "wall s", "device-s/wall-s", "x real time",
+    c.table(["devices", "workers", "client", "device time", "wall s", "device-s/wall-s", "x real time",
              "x incl. setup+drain", "CPU s", "CPU", "loop thread", "CPU ms/device-hour",
-             "x first row", "GC s", "fds/device", "mosquitto CPU s", "delivered/generated"], rows, left=(1,))
+             "x first row", "GC s", "fds/device", "mosquitto CPU s", "held for ingest s", "waited for workers s",
+             "delivered/generated"], rows, left=(2,))
     print("  wall s, CPU = while the fleet clock runs (setup and the final drain apart; the"
-          " column 'incl.' counts them); CPU = this process (devices + ingest threads) per wall"
-          " second; loop thread = the event loop thread alone")
+          " column 'incl.' counts them); CPU = the fleet's processes (devices + ingest threads;"
+          " with workers, the parent's ingest plus the workers) per wall second; loop thread ="
+          " the event loop thread alone (with workers: the parent process, the ingest); held for"
+          " ingest = device time stood still until the ingest caught up (IngestPace); waited"
+          " for workers = each worker's wall time waiting for the others at a window's end")
+    base_speed = None
     for r in results:
         ph = phase(r)
         if r["devices"] == TARGET_SPEED_DEVICES and r["client"] == "mqtt":
             speed = ph["device_ms"] / 1000.0 / ph["wall"]
-            print("  %d devices at %.0fx real time, target >= %.0fx: %s" % (
-                r["devices"], speed, TARGET_SPEED, c.verdict(speed, TARGET_SPEED, True)))
+            workers = r.get("workers", 1)
+            if workers == 1:
+                base_speed = speed
+            print("  %d devices with --workers %d at %.0fx real time%s, target >= %.0fx: %s" % (
+                r["devices"], workers, speed,
+                " (%.2fx the --workers 1 run above)" % (speed / base_speed)
+                if base_speed and workers > 1 else "",
+                TARGET_SPEED, c.verdict(speed, TARGET_SPEED, True)))
+            # On a machine others share, the fleet gets a fraction of the cores: what its CPU
+            # time says it would do with min(processes, cores) cores of its own.
+            cores = min(workers, os.cpu_count() or 1)
+            ceiling = ph["device_ms"] / 1000.0 / (ph["cpu"] / cores)
+            print("    it had %.2f of this machine's %d cores (CPU s / wall s); at its CPU cost"
+                  " (%.1f ms per device-hour) with %d core%s of its own: %.0fx" % (
+                      ph["cpu"] / ph["wall"], os.cpu_count() or 1,
+                      ph["cpu"] / (r["devices"] * ph["device_ms"] / HOUR_MS) * 1000.0, cores,
+                      "s" if cores > 1 else "", ceiling))
         elif quick:
             ph = phase(r)
             speed = ph["device_ms"] / 1000.0 / ph["wall"]

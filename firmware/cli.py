@@ -2,8 +2,8 @@
 import argparse
 import sys
 
-from firmware import (batchfile, build, demo, flash, ingest_cmd, logs, read, run, service,
-                      simulate_cmd)
+from firmware import (batchfile, build, demo, flash, ingest_cmd, logs, read, report_cmd, run,
+                      service, simulate_cmd)
 from firmware.profile import add_allow_outside
 
 
@@ -44,6 +44,7 @@ def build_parser():
     service.add_command(sub)
     ingest_cmd.add_command(sub)
     simulate_cmd.add_command(sub)
+    report_cmd.add_command(sub)
     flash.add_command(sub)
     logs.add_command(sub)
     return parser, sub
@@ -57,6 +58,9 @@ def main(argv=None):
     except BrokenPipeError:  # `tether decode ... | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:  # Ctrl-C where a command has no stop of its own: no traceback
+        sys.stderr.write("\ntether %s: interrupted\n" % args.command)
+        return 130
 
 
 if __name__ == "__main__":

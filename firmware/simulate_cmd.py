@@ -26,18 +26,45 @@ def parse_speed(text):
     return speed
 
 
+def parse_shard(text):
+    """(i, n) from --shard I/N, I counted from 1."""
+    i, slash, n = text.partition("/")
+    if not slash or not i.strip().isdigit() or not n.strip().isdigit() \
+            or not 1 <= int(i) <= int(n):
+        raise ValueError("--shard: expected I/N with 1 <= I <= N (the first shard is 1/N), "
+                         "got %r" % text)
+    return int(i), int(n)
+
+
+def shard_range(shard, devices):
+    """[first, end) of the fleet's device indexes that shard (i, n) runs."""
+    i, n = shard
+    if n > devices:
+        raise ValueError("--shard: %d shards of a fleet of %d devices: at most one shard per "
+                         "device" % (n, devices))
+    return devices * (i - 1) // n, devices * i // n
+
+
 def main(args, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     from simulator import faults
     from simulator.fleet import DEFAULT_FLEET, Fleet, FleetError, load_fleet
     from simulator.progress import Progress
+    from simulator.workers import WorkerFleet
     try:
         duration = args.duration
         speed = parse_speed(args.speed)
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
+        shard = parse_shard(args.shard) if args.shard else None
+        if shard and not (args.broker and args.db):
+            raise ValueError("--shard: the shards of a fleet meet in one broker and one "
+                             "database: give --broker and --db")
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
+        devices = sum(n for _, n, _ in lines)
+        first, end = shard_range(shard, devices) if shard else (0, devices)
+        workers = min(args.workers or os.cpu_count() or 1, end - first)  # a device at least
         workdir = os.path.abspath(args.workdir)
-        db = _database(args.db)
+        db = _database(args.db, shared=bool(shard))
         report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
         linger = None
         if args.stay_online:
@@ -47,30 +74,52 @@ def main(args, out=None, err=None):
                           "until Ctrl-C\n")
                 out.flush()
                 await _signalled()
-        fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec, args.client,
-                      progress=Progress(out), linger=linger, db=db)
+        options = dict(progress=Progress(out), linger=linger, db=db,
+                       devices_range=(first, end),
+                       # Shards each run an ingest, in one share group; the first does the
+                       # faults that hit the whole fleet.
+                       ingest_group="tether-sim" if shard else None,
+                       fleet_faults=not shard or shard[0] == 1)
+        if workers > 1:
+            fleet = WorkerFleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
+                                args.client, workers=workers, **options)
+        else:
+            fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
+                          args.client, **options)
     except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
-    _fresh(workdir, sqlite=db is None)
-    out.write("simulating %d devices for %s of device time%s, faults: %s\n" % (
-        sum(n for _, n, _ in lines), format_duration(duration),
+    if not shard:
+        _fresh(workdir, sqlite=db is None)
+    out.write("simulating %s for %s of device time%s%s, faults: %s\n" % (
+        "%d devices" % devices if not shard else "devices %d-%d of %d (shard %d/%d)" % (
+            first + 1, end, devices, shard[0], shard[1]),
+        format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
+        " in %d processes" % workers if workers > 1 else "",
         args.faults if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
+    run = fleet.run()
     try:
-        report = asyncio.run(fleet.run())
+        report = asyncio.run(run)
+    except KeyboardInterrupt:
+        run.close()  # Ctrl-C before the run began: it never will
+        raise
     except FleetError as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
+    if shard:
+        out.write("shard %d/%d: devices %d-%d ran; their part of the report is in %s. Once "
+                  "every shard has run: tether report --db %s\n"
+                  % (shard[0], shard[1], first + 1, end, hide_password(fleet.db_path),
+                     hide_password(fleet.db_path)))
+        return 0
     if not args.stay_online:
         _write_report(report, report_path, out)
     if args.plots:
-        from simulator.plots import write_plots
-        for path in write_plots(fleet, args.plots):
-            out.write("plot: %s\n" % path)
+        plots(fleet.db_path, args.plots, out, fleet.run_key())
     look = "select device, count(*) from readings group by device"
-    if db is None:
+    if db is None or not db.startswith("postgres"):
         out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
                   "report: %s\n"
                   "look:   sqlite3 %s \"%s\"\n" % (fleet.db_path, report_path, fleet.db_path, look))
@@ -79,9 +128,21 @@ def main(args, out=None, err=None):
         out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
                   "report: %s\n"
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
+    return exit_status(report)
+
+
+def exit_status(report):
+    """1 when a reading or an event was lost (at the broker too), else 0."""
     f = report["fleet"]
     return 1 if (f["lost"] or f["events_lost"] or f["lost_at_broker_batches"]
                  or f["events_lost_at_broker"]) else 0
+
+
+def plots(db_path, outdir, out, run=None):
+    from simulator import parts
+    from simulator.plots import write_plots
+    for path in write_plots(db_path, parts.load(db_path, run)[1], outdir):
+        out.write("plot: %s\n" % path)
 
 
 def _write_report(report, path, out):
@@ -109,10 +170,11 @@ async def _signalled():
             loop.remove_signal_handler(sig)
 
 
-def _database(value):
+def _database(value, shared=False):
     """None for the SQLite file in the workdir, or --db's database: a SQLite path, or a
     postgresql:// URL of a database that holds no devices (a new run starts from an empty
-    database, and this command empties none). ValueError or RuntimeError saying why not."""
+    database, and this command empties none; the database of shards (`shared`) holds the
+    devices of the shards before). ValueError or RuntimeError saying why not."""
     if value is None:
         return None
     from ingest.url import BadURL, db_url
@@ -121,14 +183,14 @@ def _database(value):
     except BadURL as exc:
         raise ValueError("--db: %s" % exc)
     if backend == "sqlite":
-        if os.path.exists(target):
+        if os.path.exists(target) and not shared:
             raise ValueError("--db: %s exists: a run starts from an empty database (remove "
                              "it, or name a new file)" % target)
         return os.path.abspath(target)
     from ingest.queries import device_count
     from ingest.store import open_store
     open_store(target).close()  # reachable, and of this ingest's layout (or made so)
-    if device_count(target) > 0:
+    if device_count(target) > 0 and not shared:
         raise ValueError("--db: %s holds the devices of an earlier run: a run starts from an "
                          "empty database (drop and create it)" % hide_password(target))
     return target
@@ -136,7 +198,8 @@ def _database(value):
 
 def _fresh(workdir, sqlite=True):
     """A new run starts from empty buffers and an empty database: removes what an earlier run
-    left in workdir (only what a run writes there)."""
+    left in workdir (only what a run writes there). A database given with --db is the user's:
+    it is left as it is (a new run wants a new one)."""
     import glob
     import shutil
     shutil.rmtree(os.path.join(workdir, "devices"), ignore_errors=True)
@@ -167,11 +230,20 @@ def add_command(sub):
                    help="the devices' buffers and the database (default tether-sim)")
     p.add_argument("--db", metavar="FILE.sqlite|URL",
                    help="the ingest's database instead of WORKDIR/fleet.sqlite: a new SQLite "
-                        "file, or a postgresql:// URL of an empty database")
+                        "file, or a postgresql:// URL of an empty database (with --shard: the "
+                        "one all shards share)")
     p.add_argument("--stay-online", action="store_true",
                    help="once device time is over and the report written, the devices stay "
                         "online (answering commands and other ingests' repair requests, not "
                         "sampling) until Ctrl-C or SIGTERM")
     p.add_argument("--client", choices=("mqtt", "paho"), default="mqtt",
                    help="the devices' MQTT client: the board's (default) or paho")
+    p.add_argument("--workers", type=whole(1, 256), metavar="N",
+                   help="processes the fleet is spread over, by ranges of device ids, on one "
+                        "fleet clock (default: the number of cores, %d here; 1: this process "
+                        "alone)" % (os.cpu_count() or 1))
+    p.add_argument("--shard", metavar="I/N",
+                   help="run the I-th of N ranges of the fleet's devices (I from 1), against "
+                        "the shared --broker and --db of the other shards; then `tether report "
+                        "--db` reports the whole fleet")
     p.set_defaults(func=main)

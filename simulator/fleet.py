@@ -15,6 +15,7 @@ import gc
 import logging
 import os
 import random
+import shutil
 import time
 
 import yaml
@@ -119,8 +120,15 @@ def _scaled(lines, devices):
 class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
-                 drain_ms=20000, progress=None, ingest_group=None, linger=None, db=None):
+                 drain_ms=20000, progress=None, ingest_group=None, linger=None, db=None,
+                 devices_range=None, sync=None, fleet_faults=True):
         self.lines = lines
+        self.devices_total = sum(n for _, n, _ in lines)
+        # The devices this process runs, by index in the fleet (simulator/workers.py spreads a
+        # fleet over processes and machines by these ranges): [first, end).
+        self.first, self.end = devices_range or (0, self.devices_total)
+        self.sync = sync  # the other processes of this fleet (simulator/workers.py), or None
+        self.fleet_faults = fleet_faults  # broker restarts: done by one process of a fleet
         self.workdir = workdir
         self.duration_ms = duration_ms
         self.seed = seed
@@ -129,23 +137,24 @@ class Fleet:
         if broker_url:
             _broker_address(broker_url)  # a bad URL is said before anything starts
         self.client = client
-        self.clock = FleetClock(start_unix_ms, speed)
+        self.clock = FleetClock(start_unix_ms, speed, sync)
         self.health_ms = health_ms
         self.drain_ms = drain_ms
         self.progress = progress
         self.ingest_group = ingest_group
         self.linger = linger  # async fn(report): the devices stay online until it returns
         self.devices = []
+        self.pace = None
         self.broker = None
         self.ingest = None
         self.restarts = 0
-        self.gate = Gate()
+        self.gate = Gate() if sync is None else sync.gate
         # The ingest's database: a SQLite file in workdir, or `db` (a path or postgresql://...)
         self.db_path = db or os.path.join(workdir, "fleet.sqlite")
         self.started_wall = None
         self.ended_wall = None
-        self.history = []  # (device ms, batches waiting, devices offline), every 10 device min,
-        # and once more at the end of device time, after the drain
+        self.history = []  # (device ms, batches waiting, devices offline), at the first step and
+        # every 10 device min, and once more at the end of device time, after the drain
 
     # -- setting up -------------------------------------------------------------------------------
 
@@ -168,13 +177,18 @@ class Fleet:
         from simulator.models import model_for
         rnd = random.Random(self.seed)
         base = self._client_class()
+        i = 0
         for profile, count, template in self.lines:
             cls = model_for(profile)
             for n in range(1, count + 1):
                 device_id = template.format(n=n)
-                seed = rnd.randrange(1 << 30)
+                seed = rnd.randrange(1 << 30)  # drawn for every device: the same in every range
+                i += 1
+                if not self.first < i <= self.end:
+                    continue
                 model = cls(profile, random.Random(seed), self.clock.start_unix_ms, n - 1)
                 folder = os.path.join(self.workdir, "devices", device_id)
+                shutil.rmtree(folder, ignore_errors=True)  # a new run starts from empty buffers
                 os.makedirs(folder, exist_ok=True)
                 self.devices.append(SimDevice(self, profile, device_id, model, folder, base,
                                               host, port, seed))
@@ -211,13 +225,82 @@ class Fleet:
     async def _run_devices(self, host, port):
         """The devices from start to stop, with the wait for the ingest and its repairs; the
         report."""
-        from simulator.report import build
+        pending = await self._devices_run(host, port)
+        await asyncio.gather(*pending)
+        await self._wind_down()
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="repairing"))
+        await self._drain_all()
+        self.ended_wall = time.time()
+        report = self._report(self.restarts)
+        if self.progress is not None:
+            self.progress.update(self.snapshot(phase="done"))
+            self.progress.close()
+        if self.linger is not None:
+            await self.linger(report)
+        await self._stop_devices()
+        return report
+
+    async def _drain_all(self):
+        """Until the ingest has stored what the broker still holds for it (it keeps arriving, so
+        this ends with the flow, not at a fixed time), and has every batch and event the
+        devices' health reports say they published: the devices answer its resend commands.
+        An ingest in a share group (a shard's) sees only its share of the messages, and other
+        shards' devices may still be running: it waits for its own share and repairs."""
+        loop = asyncio.get_running_loop()
+        deadline = time.time() + 600
+        while True:
+            await self._drain_ingest(max(deadline - time.time(), 0.0))
+            if (not self.ingest.repair_pending()
+                    and (self.ingest_group is not None or
+                         not await loop.run_in_executor(None, repairing, self.db_path))) \
+                    or time.time() > deadline:
+                break
+            await asyncio.sleep(0.5)
+
+    def _report(self, restarts, started_wall=None, ended_wall=None):
+        """Stores this process's part of the report (simulator/parts.py) in the database; the
+        report of the whole fleet when this process ran all of it."""
+        from simulator import parts, report
+        from ingest import lost_seqs
+        # Where the drain left the backlog: the history's last sample is from before it.
+        self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
+                             sum(1 for d in self.devices if not d.link.up)))
+        body = parts.part(self, lost_seqs(self.db_path), restarts,
+                          started_wall or self.started_wall, ended_wall or self.ended_wall)
+        parts.store(self.db_path, self.run_key(), body)
+        if self.first == 0 and self.end == self.devices_total:
+            return report.from_parts(self.db_path, [body])
+        return None
+
+    def run_key(self):
+        from simulator.parts import run_key
+        return run_key(self.seed, self.devices_total, self.duration_ms)
+
+    async def _stop_devices(self):
+        await asyncio.gather(*[d.stop() for d in self.devices])
+        gc.unfreeze()
+
+    async def _devices_run(self, host, port):
+        """The devices from their start to the end of device time; the restarts still under
+        way."""
         self._make_devices(host, port)
-        schedule = faults_mod.Schedule(self.faults, [d.profile for d in self.devices],
+        # The whole fleet's schedule, from the seed: each process applies its devices' share.
+        schedule = faults_mod.Schedule(self.faults, [p for p, n, _ in self.lines
+                                                     for _ in range(n)],
                                        self.duration_ms, self.seed)
+        mine = self.first, self.end
         for action, i, (latency, bandwidth) in schedule.static:
-            self.devices[i].link.latency_ms = latency
-            self.devices[i].link.bits_per_s = bandwidth
+            if mine[0] <= i < mine[1]:
+                self.devices[i - mine[0]].link.latency_ms = latency
+                self.devices[i - mine[0]].link.bits_per_s = bandwidth
+        # Device time steps onto each fault of this process's devices: a fault happens at its
+        # instant, not at whichever wake-up of the devices around it comes next.
+        for at, _, action, i, _ in schedule.actions:
+            if i is None or mine[0] <= i < mine[1]:
+                self.clock.sleep_until(at)
+        if self.sync is not None:
+            await self.sync.started()  # every process of the fleet has its devices running
         self.started_wall = time.time()
         for k, d in enumerate(self.devices):
             d.start()
@@ -230,23 +313,34 @@ class Fleet:
         gc.freeze()
         pending = []
         last_shown = [0.0]
-        pace = IngestPace(self)
+        pace = self.pace = IngestPace(self) if self.sync is None else self.sync
 
         def tick(t):
             booted = []
             for at, action, i, details in schedule.due(t):
+                if i is None:
+                    if not self.fleet_faults:
+                        continue
+                elif not mine[0] <= i < mine[1]:
+                    continue
+                else:
+                    i -= mine[0]
                 slow = self._apply(action, i, details, at)
                 if slow is not None:
                     pending.append(asyncio.ensure_future(slow))
                 if action == "cut":
                     booted.append(self.devices[i])
-            if not self.history or t - self.history[-1][0] >= HISTORY_MS:
+            # On the clock's window steps (simulator/clock.py): the processes of a fleet sample
+            # at the same instants.
+            if not self.history or t // HISTORY_MS > self.history[-1][0] // HISTORY_MS:
                 backlog = 0
                 for d in self.devices:
                     d.note_backlog()
                     backlog += d.backlog
                 self.history.append((t, backlog, sum(1 for d in self.devices if not d.link.up)))
-            if self.progress is not None and time.time() - last_shown[0] >= 0.5:
+            if self.sync is not None:
+                self.sync.note(self)
+            elif self.progress is not None and time.time() - last_shown[0] >= 0.5:
                 last_shown[0] = time.time()
                 for d in self.devices:
                     d.note_backlog()
@@ -259,38 +353,14 @@ class Fleet:
             self._apply("up", i, None, self.duration_ms)
         if self.progress is not None:
             self.progress.update(self.snapshot(phase="delivering the backlog"))
-        await asyncio.gather(*pending)
+        return pending
+
+    async def _wind_down(self):
+        """No more sampling: device time has ended; the devices deliver what they hold."""
         for d in self.devices:
-            d.agent.running = False  # no more sampling: device time has ended
+            d.agent.running = False
         self.clock.finish()
         await self._drain()
-        if self.progress is not None:
-            self.progress.update(self.snapshot(phase="repairing"))
-        # Until the ingest has stored what the broker still holds for it (it keeps arriving, so
-        # this ends with the flow, not at a fixed time), and has every batch and event the
-        # devices' health reports say they published: the devices answer its resend commands.
-        loop = asyncio.get_running_loop()
-        deadline = time.time() + 600
-        while True:
-            await self._drain_ingest(max(deadline - time.time(), 0.0))
-            if (not self.ingest.repair_pending()
-                    and not await loop.run_in_executor(None, repairing, self.db_path)) \
-                    or time.time() > deadline:
-                break
-            await asyncio.sleep(0.5)
-        self.ended_wall = time.time()
-        # Where the drain left the backlog: the history's last sample is from before it.
-        self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
-                             sum(1 for d in self.devices if not d.link.up)))
-        report = build(self)
-        if self.progress is not None:
-            self.progress.update(self.snapshot(phase="done"))
-            self.progress.close()
-        if self.linger is not None:
-            await self.linger(report)
-        await asyncio.gather(*[d.stop() for d in self.devices])
-        gc.unfreeze()
-        return report
 
     async def _drain_ingest(self, timeout):
         """Until the ingest has stored what the broker still holds for it (it keeps arriving, so
@@ -433,6 +503,7 @@ class IngestPace:
         self.fleet = fleet
         self.slack = 0
         self.checked = 0.0
+        self.held_s = 0.0  # wall time device time stood still for the ingest (bench/fleet.py)
 
     def behind(self):
         return self.fleet.gate.published - self.fleet.ingest.stored() - self.slack
@@ -451,6 +522,13 @@ class IngestPace:
 
     async def _hold(self):
         ingest = self.fleet.ingest
+        t0 = time.monotonic()
+        try:
+            await self._caught_up(ingest)
+        finally:
+            self.held_s += time.monotonic() - t0
+
+    async def _caught_up(self, ingest):
         while True:
             behind = self.behind()
             if behind <= self.LIMIT // 2:

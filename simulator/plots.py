@@ -44,16 +44,36 @@ def _outside_legend(ax):
                   fontsize="small", borderaxespad=0.0)
 
 
-def write_plots(fleet, outdir, per_kind=3):
-    """Writes the plots for a finished Fleet into outdir; returns their paths."""
+class _Device:
+    """One device of a run's parts (simulator/parts.py) as the plots read it."""
+
+    def __init__(self, x, db):
+        self.device_id = x["device"]
+        self.profile = {"sensors": x["sensors"]}
+        self.truth = x["truth"]
+        self.db = db
+
+
+class _Run:
+    def __init__(self, db, parts):
+        from simulator.parts import merged_history
+        self.devices = [_Device(x, db) for p in parts for x in p["devices"]]
+        self.kinds = [x["kind"] for p in parts for x in p["devices"]]
+        self.history = merged_history(parts)
+        self.duration_ms = parts[0]["duration_ms"]
+
+
+def write_plots(db, parts, outdir, per_kind=3):
+    """Writes the plots of a finished run (its database and parts) into outdir; returns their
+    paths."""
     plt = _pyplot()
     os.makedirs(outdir, exist_ok=True)
-    start = fleet.clock.start_unix_ms
+    fleet = _Run(db, parts)
+    start = parts[0]["start_unix_ms"]
     end_days = fleet.duration_ms / DAY_MS
-    db = fleet.db_path
     by_kind = {}
-    for d in fleet.devices:
-        by_kind.setdefault(type(d.model).__name__, []).append(d)
+    for d, kind in zip(fleet.devices, fleet.kinds):
+        by_kind.setdefault(kind, []).append(d)
     found = {}
     for device, t, event, sensor, value, fields in insights(db):
         found.setdefault(device, []).append((t, event, sensor, value, fields))
@@ -80,7 +100,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
         mine = found.get(d.device_id, [])
         for name in inks:
             colour = INK_COLOURS.get(name)
-            pts = series(d.fleet.db_path, d.device_id, name)
+            pts = series(d.db, d.device_id, name)
             ax.plot([_days(t, start) for t, _ in pts], [v for _, v in pts], color=colour,
                     linewidth=1.2, label=name)
             last = None
@@ -100,7 +120,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
                 x0 = _days(t, start)
                 ax.plot([x0, x0 + days], [level, 0.0], linestyle="--", color=colour,
                         alpha=0.7, label="forecast to empty (latest)")
-        for t, sensor in d.model.truth.get("ink_empty", []):
+        for t, sensor in d.truth.get("ink_empty", []):
             ax.plot([_days(t, start)], [0.0], "x", color=INK_COLOURS.get(sensor, "k"),
                     markersize=9, markeredgewidth=2, label="ran dry (truth)")
         ax.set_xlim(0, end_days)
@@ -120,7 +140,7 @@ def _pills(plt, outdir, bottles, found, start, end_days):
     for ax, d in zip(axes[:, 0], bottles):
         name = next((s["name"] for s in d.profile["sensors"] if s.get("quantity") == "count"),
                     "pills")
-        pts = series(d.fleet.db_path, d.device_id, name)
+        pts = series(d.db, d.device_id, name)
         ax.step([_days(t, start) for t, _ in pts], [v for _, v in pts], where="post",
                 color="0.35", linewidth=1, label="pills in the bottle")
         top = max([v for _, v in pts] + [1])
@@ -136,7 +156,7 @@ def _pills(plt, outdir, bottles, found, start, end_days):
         if missed:
             ax.plot(missed, [-0.06 * top] * len(missed), "x", color="r", markersize=9,
                     markeredgewidth=2, linestyle="none", label="dose missed (device)")
-        truth = [_days(r[0], start) for r in d.model.truth.get("missed_doses", [])]
+        truth = [_days(r[0], start) for r in d.truth.get("missed_doses", [])]
         if truth:
             ax.plot(truth, [-0.16 * top] * len(truth), "o", markerfacecolor="none",
                     markeredgecolor="r", linestyle="none", label="dose missed (truth)")
@@ -180,8 +200,8 @@ def _energy(plt, outdir, meters, found, start, end_days):
             watch = cfg.get("watch", watch)
             mine = found.get(d.device_id, [])
             cycles = [f for t, e, s, v, f in mine if e == "cycle"]
-            degrading = d.model.truth.get("degrading")
-            onset = d.model.truth.get("degrade_onset_ms")
+            degrading = d.truth.get("degrading")
+            onset = d.truth.get("degrade_onset_ms")
             wear = ""
             if degrading:
                 wear = (", wears from day %.0f" % _days(onset, start) if onset is not None
@@ -205,7 +225,7 @@ def _energy(plt, outdir, meters, found, start, end_days):
                         ax.axvline(_days(t, start), color=colour, linewidth=2, linestyle="--",
                                    label="maintenance due (device): %s, %+.0f %%"
                                    % (d.device_id, f.get("drift_pct", 0)))
-            failure = d.model.truth.get("failure_ms")
+            failure = d.truth.get("failure_ms")
             for ax in (left, right):
                 if degrading and onset is not None and _days(onset, start) < end_days:
                     ax.axvline(_days(onset, start), color=colour, alpha=0.4, linestyle=":",

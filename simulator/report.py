@@ -22,54 +22,64 @@ Insights (agent/insights) are scored against the models' truth by simulator/scor
 the ingest stored: `insight_scores` in the JSON, one line per figure with its target.
 """
 from simulator import scores
-from ingest import lost_seqs, summary
+from ingest import insights, lost_seqs, summary
 from ingest.url import hide_password
 
 
 def build(fleet):
-    per = summary(fleet.db_path)
-    gone = lost_seqs(fleet.db_path)
+    """The report of a finished in-process Fleet (simulator/fleet.py), from its part."""
+    from simulator.parts import part
+    body = part(fleet, lost_seqs(fleet.db_path), fleet.restarts, fleet.started_wall,
+                fleet.ended_wall)
+    return from_parts(fleet.db_path, [body])
+
+
+def from_parts(db_path, parts):
+    """The report of a whole fleet from the parts its processes stored (simulator/parts.py, in
+    device order) and what the ingest stored in db_path: the same whether the fleet ran in one
+    process, in workers or in shards."""
+    per = summary(db_path)
     devices = []
-    for d in fleet.devices:
-        s = per.get(d.device_id, {})
-        log = d.agent.buffer.log
-        generated = d.buffered
+    for x in (d for p in parts for d in p["devices"]):
+        s = per.get(x["device"], {})
+        generated = x["generated"]
         delivered = s.get("readings", 0)
         dropped = s.get("dropped_reported", 0)
-        waiting = log.unacked_readings
-        at_broker = d.readings_in(gone.get(d.device_id, ()))
+        waiting = x["waiting"]
+        at_broker = x["lost_at_broker"]
         events_at_broker = s.get("events_lost_at_broker", 0)
         devices.append({
-            "device": d.device_id,
-            "model": d.profile["device"].get("model"),
+            "device": x["device"],
+            "model": x["model"],
             "generated": generated,
             "delivered": delivered,
             "reported_dropped": dropped,
             "waiting": waiting,
-            "lost": generated - delivered - dropped - waiting - d.cut_losses - at_broker,
-            "power_cut_window": d.cut_losses,
+            "lost": generated - delivered - dropped - waiting - x["power_cut_window"] - at_broker,
+            "power_cut_window": x["power_cut_window"],
             "repaired": s.get("repaired_readings", 0),
             "repaired_batches": s.get("repaired", 0),
             "lost_at_broker": at_broker,
             "lost_at_broker_batches": s.get("lost_at_broker", 0),
             "dropped_by_device_batches": s.get("dropped_by_device", 0),
             "duplicates": s.get("duplicates", 0),
-            "gaps": s.get("gaps", []),
+            "gaps": [list(g) for g in s.get("gaps", [])],
             "events": s.get("events", 0),
-            "events_raised": d.events_raised,
-            "events_waiting": d.agent.events.log.unacked,
+            "events_raised": x["events_raised"],
+            "events_waiting": x["events_waiting"],
             "events_repaired": s.get("events_repaired", 0),
             "events_lost_at_broker": events_at_broker,
             "events_dropped_by_device": s.get("events_dropped_by_device", 0),
-            "events_lost": (d.events_raised - s.get("events", 0) - d.agent.events.log.unacked
+            "events_lost": (x["events_raised"] - s.get("events", 0) - x["events_waiting"]
                             - events_at_broker - s.get("events_dropped_by_device", 0)),
-            "power_cuts": d.power_cuts,
-            "boots": d.boots,
-            "outage_ms": d.outage_ms,
-            "backlog_max_batches": d.backlog_max,
-            "bytes_on_air": d.link.bytes_up,
-            "bytes_per_reading": round(d.link.bytes_up / delivered, 3) if delivered else None,
-            "truth": _truth(d.model),
+            "power_cuts": x["power_cuts"],
+            "boots": x["boots"],
+            "outage_ms": x["outage_ms"],
+            "backlog_max_batches": x["backlog_max_batches"],
+            "bytes_on_air": x["bytes_on_air"],
+            "bytes_per_reading": (round(x["bytes_on_air"] / delivered, 3) if delivered
+                                  else None),
+            "truth": _truth(x["truth"]),
         })
     fleet_total = {}
     for key in ("generated", "delivered", "reported_dropped", "waiting", "lost",
@@ -85,30 +95,44 @@ def build(fleet):
     fleet_total["bytes_per_reading"] = (round(fleet_total["bytes_on_air"] /
                                               fleet_total["delivered"], 3)
                                         if fleet_total["delivered"] else None)
-    units = scores.units_of(fleet)
+    units = units_of(db_path, parts)
     for x, u in zip(devices, units):
         x["insights"] = len(u.insights)
     fleet_total["insights"] = sum(x["insights"] for x in devices)
-    wall = (fleet.ended_wall or 0) - (fleet.started_wall or 0)
+    # The run's wall time: from the first process's start to the last one's end.
+    started = min(p["started_wall"] or 0 for p in parts)
+    wall = max(p["ended_wall"] or 0 for p in parts) - started
+    first = parts[0]
     return {
         "insight_scores": {area: [{"name": n, "value": v, "target": t, "ok": ok}
                                   for n, v, t, ok in lines]
                            for area, lines in scores.score(units).items()},
-        "device_time_ms": fleet.duration_ms,
+        "device_time_ms": first["duration_ms"],
         "wall_s": round(wall, 1),
-        "speed": round(fleet.duration_ms / 1000.0 / wall, 1) if wall > 0 else None,
-        "seed": fleet.seed,
-        "broker_restarts": fleet.restarts,
-        "database": hide_password(fleet.db_path),
+        "speed": round(first["duration_ms"] / 1000.0 / wall, 1) if wall > 0 else None,
+        "seed": first["seed"],
+        "broker_restarts": sum(p["restarts"] for p in parts),
+        "database": hide_password(db_path),
         "fleet": fleet_total,
         "devices": devices,
     }
 
 
-def _truth(model):
+def units_of(db_path, parts):
+    """The insight scores' units (simulator/scores): truth from the parts, insights from the
+    database."""
+    by_device = {}
+    for device, t, event, sensor, value, fields in insights(db_path):
+        by_device.setdefault(device, []).append((t, event, sensor, value, fields))
+    return [scores.Unit(x["device"], x["truth"], by_device.get(x["device"], []),
+                        {"sensors": x["sensors"]})
+            for p in parts for x in p["devices"]]
+
+
+def _truth(truth):
     """The model's ground truth, reduced to counts (the lists can be long)."""
     out = {}
-    for key, value in getattr(model, "truth", {}).items():
+    for key, value in truth.items():
         out[key] = len(value) if isinstance(value, (list, tuple)) else value
     return out
 

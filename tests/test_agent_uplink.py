@@ -216,6 +216,9 @@ def test_commands_are_answered_and_garbage_does_not_stop_the_agent(
     try:
         run.wait_line("ready")
         watcher.wait("tether/v1/%s/status" % device, lambda p: p == b"online")
+        # "online" goes out before the command topic's SUBSCRIBE, health after it: a command
+        # sent in between would never reach the device
+        healths(watcher, device, 1)
         watcher.command(device, {"id": 1, "cmd": "ping"})
         r = reply(1)
         assert r["ok"] is True and set(r["result"]) == {"t", "synced", "uptime_s"}
@@ -336,6 +339,9 @@ def test_commands_of_3_kib_to_1_mib_get_an_error_reply_are_counted_and_the_conne
     try:
         run.wait_line("ready")
         watcher.wait("tether/v1/%s/status" % device, lambda p: p == b"online")
+        # "online" goes out before the command topic's SUBSCRIBE, health after it: a command
+        # sent in between would never reach the device
+        healths(watcher, device, 1)
         sizes = {"k3": 3 * 1024, "k100": 100 * 1024, "k1024": 1024 * 1024}
         payloads = {cid: cbor.dumps({"id": cid, "cmd": "ping", "pad": b"\x00" * n})
                     for cid, n in sizes.items()}

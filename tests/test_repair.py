@@ -449,6 +449,7 @@ def test_a_version_1_file_is_migrated_and_keeps_what_it_holds(tmp_path, batches)
     try:
         assert d.db.execute("PRAGMA user_version").fetchone() == (ingest_mod.DB_VERSION,)
         assert d.db.execute("SELECT count(*) FROM insights").fetchone() == (0,)
+        assert d.db.execute("SELECT count(*) FROM sim_parts").fetchone() == (0,)
         d.batches("old", batches, [2], T0)
         d.put("old", "health", health("old", batch=[0, 3]), T0)
         d.plan(T0)
@@ -680,7 +681,8 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
                     power_cuts=0, boots=1, outage_ms=0, backlog_max=0, link=NS(bytes_up=1000),
                     model=NS(truth={}))
     fleet = NS(db_path=d.ingest.db_path, devices=[device], duration_ms=3600000, seed=1,
-               started_wall=1.0, ended_wall=2.0, restarts=0)
+               started_wall=1.0, ended_wall=2.0, restarts=0, first=0, devices_total=1,
+               clock=NS(start_unix_ms=T0), history=[])
     f = build(fleet)["fleet"]
     assert (f["generated"], f["delivered"], f["lost"]) == (2000, 4 * 420, 0)
     assert (f["lost_at_broker"], f["lost_at_broker_batches"]) == (320, 1)

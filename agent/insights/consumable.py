@@ -8,17 +8,23 @@
 # of the last three readings (probe noise gone), for the window (56 days: 224 points, 4 bytes
 # each). Nothing is kept while a cartridge stands empty, and no pair spans that time (what the
 # office used then was never seen).
-# Rate: the median of the slopes between pairs of points a whole number of weeks apart
-# (Theil-Sen restricted to those pairs): each pair spans the same mix of weekdays, nights and
-# weekends, so the office rhythm cancels, and the median ignores a glitch, a busy week or an
-# idle one. Until there is a week and a bit of points, a first cartridge uses pairs a whole
-# number of days apart once it has `learn` of points, and their 75th percentile (idle days pull
-# the median down; the weekday rate is the safe guess).
-# Forecast: the ink left spread over the week as the office used it (so on a Friday evening the
-# idle weekend counts first); the band (low, high days) from the 90th and 10th percentiles of
-# the one-week slopes. Reorder when the forecast falls to 1.9 x the lead time: the printer
-# model's weeks vary by about a fifth, a rate from one or two weeks by a quarter, and a reorder
-# too late costs a dry printer while one a week early costs a week on the shelf.
+# Rate: for each 6 h of the week (Monday 06-12, ...), the mean ink used in it over the window;
+# the rate is their sum. Every point counts, each 6 h of the week weighs the same however often
+# it was seen (a window of 10 days has two Mondays and one Saturday), so the office rhythm
+# cancels; a mean of all the weeks is the efficient guess for weeks that vary by chance, which a
+# median of overlapping one-week slopes is not (it threw half the information away). A
+# one-week stretch that used under a third or over three times the median one (an office closed
+# for a week, a one-off print run) is left out, once the points span three weeks. Until there
+# is a week and a bit of points, a first cartridge uses pairs a whole number of days apart once
+# it has `learn` of points, and their 75th percentile (idle days pull the median down; the
+# weekday rate is the safe guess).
+# Forecast: the ink left spread over the week as the office used it (the same means: on a
+# Friday evening the idle weekend counts first); the band (low, high days) from the 90th and
+# 10th percentiles of the one-week slopes. Reorder when the forecast falls to 1.9 x the lead
+# time, or 1.5 x while the points span under three weeks: a reorder too late costs a dry
+# printer, one too early a cartridge on the shelf or one ordered for nothing, and a rate from a
+# week or two is off by up to half either way (docs/insights/consumable.md, Reorder): waiting
+# for more weeks costs a few late cartridges but no cartridge ordered a month ahead.
 #
 # Levels are ints in 0.01 %, rates ints in 0.01 % a week; floats only in the forecast.
 # snapshot() / restore() carry all of it across a reboot (agent/insights/__init__.py writes it
@@ -43,8 +49,11 @@ TOP = 30000             # levels are clamped to 0..300 %
 LOW_Q = 10              # percentiles of the one-week slopes: the forecast's band
 HIGH_Q = 90
 RESERVE = 1.9           # reorder at a forecast of 1.9 x the lead time (a weekly fit)
+YOUNG = 1.5             # ... 1.5 x while the points span under YOUNG_SLOTS
+YOUNG_SLOTS = 3 * WEEK
+ODD = 3                 # a one-week stretch under a third or over 3 x the median is left out
 COLD_Q = 75             # the rate from less than a week of points
-MAX_STEPS = 4           # pairs at most 4 steps apart: 4 weeks (a cold fit: 4 days)
+MAX_STEPS = 4           # a cold fit's pairs are at most 4 days apart
 STRIDE = 2              # pairs start every 12 h, the newest first (a fit's list stays small)
 FILL = 0x3fffffff       # an unused place in the slopes (a MicroPython small int)
 SNAP = 1                # the snapshot's layout: another is refused
@@ -120,9 +129,9 @@ class Detector:
         self.empty = int(cfg["empty"] * 100)
         self.n = max(WEEK_FIT + 1, cfg["window_ms"] // SLOT_MS)
         self.pts = array("i", [MISSING] * self.n)   # ink used by then, 0.01 %
-        # Pairs a fit may see (a weekly one over the window; a cold one has at most 44).
-        self.cap = max(56, sum(max(0, self.n - w * WEEK + 1) // STRIDE
-                               for w in range(1, MAX_STEPS + 1)))
+        # Slopes a fit may see (a weekly one's one-week pairs; a cold one has at most 44).
+        self.cap = max(56, (self.n - WEEK + STRIDE) // STRIDE)
+        self.slopes = [FILL] * self.cap
         self.r1 = self.r2 = self.level = None   # the last two readings, and the level now
         self.ref = 0               # ink used + level: constant while one cartridge is in
         self.breaks = []           # slots after a cartridge stood empty: no pair spans one
@@ -130,7 +139,10 @@ class Detector:
         self.slot = None           # the slot of the last point
         self.first = None          # the first slot of the points
         self.fit = None            # (rate, low rate, high rate, points, weekly)
-        self.shape = None          # ink used in each 6 h of the week (slot % WEEK), or None
+        self.shape = None          # mean ink used in each 6 h of the week (slot % WEEK), or None
+        # A weekly fit's sums and counts per 6 h of the week: made once, as `slopes`, so a fit
+        # every 6 h leaves no holes in the heap.
+        self.acc = array("i", [0] * (2 * WEEK))
         self.forecast = None       # (days, rate) at the last point: for state()
         self.next_forecast = 0
         self.since = None          # device time this cartridge was first seen
@@ -200,10 +212,9 @@ class Detector:
             pts[s % n] = MISSING
         pts[slot % n] = self.ref - level
         self.slot = slot
-        fit = self._fit(WEEK) if slot - self.first >= WEEK_FIT else None
+        fit = self._weekly() if slot - self.first >= WEEK_FIT else None
         if fit is not None:
             self.fit = fit
-            self.shape = self._shape()
         elif (self.fit is None or not self.fit[4]) and (
                 (slot - self.first) * SLOT_MS >= self.learn_ms):
             # No week yet (or none since a cartridge stood empty, with no weekly fit before).
@@ -212,9 +223,9 @@ class Detector:
                 self.fit = fit
         self._judge(t)
 
-    def _fit(self, step, mid=50):
+    def _fit(self, step, mid=50, most=MAX_STEPS):
         """(`mid` percentile rate, LOW_Q and HIGH_Q percentiles of the one-step rates, points,
-        weekly) over the pairs of points 1 to MAX_STEPS whole `step`s apart, or None."""
+        weekly) over the pairs of points 1 to `most` whole `step`s apart, or None."""
         pts = self.pts
         n = self.n
         last = self.slot
@@ -222,11 +233,14 @@ class Detector:
         if step == DAY and lo < last - WEEK_FIT + 1:
             lo = last - WEEK_FIT + 1        # a cold fit looks at its last week at most
         breaks = self.breaks
-        # One block, filled in place: the heap sees one allocation, not a list growing.
-        slopes = [FILL] * self.cap
+        # One block made with the detector, filled in place: a fit every 6 h allocates
+        # nothing big, so the heap does not fragment around the objects made meanwhile.
+        slopes = self.slopes
+        for i in range(self.cap):
+            slopes[i] = FILL
         k = one = 0
         g = step
-        while g <= last - lo and g <= MAX_STEPS * step:
+        while g <= last - lo and g <= most * step:
             for i in range(last - g, lo - 1, -STRIDE):
                 a = pts[i % n]
                 b = pts[(i + g) % n]
@@ -242,13 +256,88 @@ class Detector:
             g += step
         if not one:
             return None
-        band = slopes[:one]     # how much one week (or day) varies
-        band.sort()
+        band = slopes           # how much one week (or day) varies: the one-step slopes
+        if one < k:
+            band = slopes[:one]
+            band.sort()
         slopes.sort()           # the FILLs go last
         k -= 1
         one -= 1
         return (slopes[k * mid // 100], band[one * LOW_Q // 100],
                 band[(one * HIGH_Q + 99) // 100], self._points(), step == WEEK)
+
+    def _weekly(self):
+        """The weekly fit (rate: the sum of the mean ink used in each 6 h of the week; band:
+        the one-week slopes' percentiles), the shape set to those means; or None."""
+        fit = self._fit(WEEK, 50, 1)
+        if fit is None:
+            return None
+        pts = self.pts
+        n = self.n
+        last = self.slot
+        lo = self._oldest()
+        breaks = self.breaks
+        # One-week stretches (every 12 h) under a third or over 3 x the median one (an office
+        # closed for a week, a one-off print run) are left out, with the days around them that
+        # share their odd week: (first, end) slots; judged once the points span three weeks.
+        odd = ()
+        mid = fit[0]
+        if last - lo >= 3 * WEEK and mid > 0:
+            start = end = -1
+            for i in range(lo, last - WEEK + 1, STRIDE):
+                a = pts[i % n]
+                b = pts[(i + WEEK) % n]
+                if a == MISSING or b == MISSING:
+                    continue
+                for br in breaks:
+                    if i < br <= i + WEEK:
+                        break
+                else:
+                    if (b - a) * ODD < mid or b - a > mid * ODD:
+                        if i > end:
+                            if end >= 0:
+                                odd += ((start, end),)
+                            start = i
+                        end = i + WEEK
+            if end >= 0:
+                odd += ((start, end),)
+        sums = self.acc
+        for p in range(2 * WEEK):
+            sums[p] = 0
+        b = pts[lo % n]
+        p = lo % WEEK
+        for i in range(lo, last):
+            a = b
+            b = pts[(i + 1) % n]
+            if a != MISSING and b != MISSING and (i + 1) not in breaks:
+                for s, e in odd:
+                    if s <= i < e:
+                        break
+                else:
+                    sums[p] += b - a
+                    sums[WEEK + p] += 1
+            p += 1
+            if p == WEEK:
+                p = 0
+        for p in range(WEEK, 2 * WEEK):
+            if not sums[p]:     # some 6 h of the week not seen yet (a gap): the median slope
+                self.shape = None
+                return fit
+        rate = used = 0
+        for p in range(WEEK):
+            m = sums[p] * 100 // sums[WEEK + p]     # the mean, in 0.0001 %
+            rate += m
+            sums[p] = m if m > 0 else 0             # the shape
+            used += sums[p]
+        rate = (rate + 50) // 100
+        if rate < 1 or not used:
+            return None
+        shape = self.shape
+        if shape is None:
+            shape = self.shape = [0] * WEEK
+        for p in range(WEEK):
+            shape[p] = sums[p]
+        return (rate, fit[1], fit[2], fit[3], True)
 
     def _oldest(self):
         return self.first if self.first > self.slot - self.n + 1 else self.slot - self.n + 1
@@ -257,21 +346,6 @@ class Detector:
         pts = self.pts
         n = self.n
         return sum(1 for i in range(self._oldest(), self.slot + 1) if pts[i % n] != MISSING)
-
-    def _shape(self):
-        """The ink used in each 6 h of the week over the window, or None: where in the week the
-        office prints, so a forecast made on a Friday evening counts the idle weekend first."""
-        pts = self.pts
-        n = self.n
-        last = self.slot
-        lo = self._oldest()
-        shape = [0] * WEEK
-        for i in range(lo, last):
-            a = pts[i % n]
-            b = pts[(i + 1) % n]
-            if a != MISSING and b != MISSING and (i + 1) not in self.breaks and b > a:
-                shape[i % WEEK] += b - a
-        return shape if sum(shape) > 0 else None
 
     def _days(self, left, rate, t):
         """Days until `left` (0.01 %) is used at `rate` (0.01 % a week), spread over the week
@@ -313,11 +387,13 @@ class Detector:
                 "low_days": round(low, 2),
                 "high_days": None if high is None else round(high, 2),
                 "points": used, "weekly": weekly})
-        # A weekly fit: a reserve for the weeks ahead being busier than the ones behind. A cold
+        # A weekly fit: a reserve for the weeks ahead being busier than the ones behind (a
+        # smaller one for a young rate, which has as much chance to be too fast). A cold
         # one (a few days' lumpy drops): only when even the slow end of its band runs out
         # within the lead time.
         if weekly:
-            soon = days * DAY_MS <= self.lead_ms * RESERVE
+            young = self.slot - self._oldest() + 1 < YOUNG_SLOTS
+            soon = days * DAY_MS <= self.lead_ms * (YOUNG if young else RESERVE)
         else:
             soon = high is not None and high * DAY_MS <= self.lead_ms
         if not self.reordered and soon:

@@ -47,7 +47,7 @@ from psycopg.pq import TransactionStatus
 from ingest import store as base
 from ingest.url import hide_password
 
-VERSION = 1  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+VERSION = 2  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
@@ -55,7 +55,7 @@ PARTITION_LOCK = 0x7e7e1a02
 PLAN_LOCK = 0x7e7e1a03
 TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
-          "repair_bucket", "insights")
+          "repair_bucket", "insights", "sim_parts")
 VIEWS = ("readings", "gaps")
 
 SCHEMA_SQL = """
@@ -265,8 +265,20 @@ BEGIN
 END $$;
 """
 
-# MIGRATIONS[v]: SQL taking a database from layout version v to v + 1 (none yet).
-MIGRATIONS = {}
+# MIGRATIONS[v]: SQL taking a database from layout version v to v + 1.
+MIGRATIONS = {
+    # A simulated fleet's parts of its report (simulator/parts.py), one per process that ran a
+    # range of the fleet's devices, as JSON text; `tether report` merges them.
+    1: """
+CREATE TABLE sim_parts (
+    run text NOT NULL,
+    first_device integer NOT NULL,
+    devices integer NOT NULL,
+    body text NOT NULL,
+    PRIMARY KEY (run, first_device)
+);
+""",
+}
 
 
 class TextLoader(Loader):

@@ -9,7 +9,7 @@ import sqlite3
 
 from ingest import store as base
 
-DB_VERSION = 3  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 4  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 
 SCHEMA_SQL = """
 CREATE TABLE devices (
@@ -190,6 +190,17 @@ CREATE TABLE insights (
     PRIMARY KEY (device, seq)
 );
 CREATE INDEX insights_by_event ON insights (event, device, t_ms);
+""",
+    3: """
+-- A simulated fleet's parts of its report (simulator/parts.py): what only the devices know,
+-- stored by each process that ran a range of the fleet, as JSON. `tether report` merges them.
+CREATE TABLE sim_parts (
+    run TEXT NOT NULL,
+    first_device INTEGER NOT NULL,
+    devices INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (run, first_device)
+);
 """,
 }
 

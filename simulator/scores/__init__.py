@@ -5,10 +5,10 @@ due before failure, false alarms). HOST-ONLY (CPython).
 
 A unit is anything with .device, .truth (its model's), .insights [(t, event, sensor, value,
 fields)] in time order and .profile (the compiled profile it ran, as provisioned):
-simulator/insight_run.py makes them from a fast run, units_of(fleet) from a `tether simulate`
-run's ingest database. An area's score(units) returns lines (name, value, target text, ok),
-value None (ok None) when the run held nothing to score it on, ok None for a figure shown for
-comparison or as a count.
+simulator/insight_run.py makes them from a fast run, simulator/report.py's units_of from a
+`tether simulate` run's parts and its ingest database. An area's score(units) returns lines
+(name, value, target text, ok), value None (ok None) when the run held nothing to score it on,
+ok None for a figure shown for comparison or as a count.
 """
 from importlib import import_module
 
@@ -41,16 +41,6 @@ def score(units):
                          for name, value, target, ok in
                          import_module("simulator.scores." + area).score(mine)]
     return out
-
-
-def units_of(fleet):
-    """The units of a finished Fleet: truth from its models, insights from its ingest's file."""
-    from ingest import insights
-    by_device = {}
-    for device, t, event, sensor, value, fields in insights(fleet.db_path):
-        by_device.setdefault(device, []).append((t, event, sensor, value, fields))
-    return [Unit(d.device_id, d.model.truth, by_device.get(d.device_id, []), d.profile)
-            for d in fleet.devices]
 
 
 def lines_text(scores):

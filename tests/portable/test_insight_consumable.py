@@ -66,6 +66,27 @@ def test_the_rate_counts_whole_weeks_so_weekends_and_noise_do_not_move_it():
     assert last[3]["low_days"] <= last[2] <= last[3]["high_days"]
 
 
+def test_an_office_closed_for_a_week_does_not_move_the_rate():
+    det, events = detector()
+    det.emit = lambda *e: None
+    ink = Ink(100.0, 3.0)              # 15 % a week
+    ink.run(det, 24)
+    ink.per_hour = 0.0                 # closed from Thursday to Thursday
+    lowest = 15 / 7.0
+    while ink.t < MONDAY + 31 * DAY:
+        ink.run(det, 0.25)
+        lowest = min(lowest, det.state()["rate_per_day"])
+    ink.per_hour = 0.3
+    worst = 0.0
+    for _ in range(4 * 21):            # three weeks open again: the closed week in the window
+        ink.run(det, 0.25)
+        worst = max(worst, abs(det.state()["rate_per_day"] - 15 / 7.0))
+    # A few idle days look like quiet ones (nobody can tell yet): the rate gives a little.
+    assert lowest > 0.8 * 15 / 7.0, lowest
+    # Once the week is seen whole, it is left out: the rate of the open weeks, every 6 h.
+    assert worst < 0.12, worst
+
+
 def test_forecasts_come_once_a_day_with_their_band():
     det, events = detector()
     Ink(100.0, 3.0).run(det, 21)

@@ -1,0 +1,36 @@
+"""`tether report --db PATH`: the report of a simulated fleet from its database, whether it ran
+in one process, in workers or in shards on several machines (simulator/parts.py)."""
+import sys
+
+
+def main(args, out=None, err=None):
+    out, err = out or sys.stdout, err or sys.stderr
+    from firmware.simulate_cmd import _write_report, exit_status, plots
+    from simulator import parts
+    from simulator.report import from_parts
+    try:
+        run, bodies = parts.load(args.db, args.run)
+        report = from_parts(args.db, bodies)
+    except parts.PartsError as exc:
+        err.write("tether report: %s\n" % exc)
+        return 2
+    if args.report:
+        import os
+        _write_report(report, os.path.abspath(args.report), out)
+    else:
+        from simulator.report import text
+        out.write(text(report) + "\n")
+    if args.plots:
+        plots(args.db, args.plots, out, run)
+    return exit_status(report)
+
+
+def add_command(sub):
+    p = sub.add_parser("report", help="the report of a simulated fleet (all its shards) from "
+                                      "its database")
+    p.add_argument("--db", required=True, metavar="PATH",
+                   help="the database the fleet's ingest stored into")
+    p.add_argument("--run", metavar="NAME", help="which run, when the database holds several")
+    p.add_argument("--report", metavar="report.json", help="also write the report's JSON there")
+    p.add_argument("--plots", metavar="DIR", help="write PNG plots there")
+    p.set_defaults(func=main)

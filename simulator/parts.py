@@ -1,0 +1,135 @@
+"""What only the simulated devices know, kept in the ingest's database next to what it stored, so
+that the report of a fleet spread over processes and machines is built from one place.
+
+Each process that ran devices (the one process of `tether simulate --workers 1`, each worker, each
+`--shard`) stores one part: a row of `sim_parts` holding, as JSON, its range of the fleet's
+devices and for each of them the ground truth (readings generated, waiting, lost with a power
+cut; events raised; faults applied; the model's truth for the insight scores) and the fleet's
+backlog history. simulator/report.py merges the parts of a run with what the database holds.
+
+The table is in the ingest's layout (ingest/store: a migration); the statements here are in the
+dialect every backend takes. A part stored again (a shard run twice) replaces the earlier one.
+"""
+import json
+import os
+
+from ingest.store import StoreError, open_store
+from ingest.url import db_url, hide_password
+
+STORE_SQL = ("INSERT INTO sim_parts (run, first_device, devices, body) VALUES (?, ?, ?, ?) "
+             "ON CONFLICT (run, first_device) DO UPDATE SET devices = excluded.devices, "
+             "body = excluded.body")
+
+
+class PartsError(ValueError):
+    pass
+
+
+def run_key(seed, devices, duration_ms):
+    """The name under which the parts of one run meet: shards of one fleet agree on it by
+    running the same fleet, seed and duration."""
+    return "seed %d, %d devices, %d ms" % (seed, devices, duration_ms)
+
+
+def device_part(d):
+    """What the device side knows of one simulated device (simulator/device.py) at the end."""
+    log = d.agent.buffer.log
+    return {
+        "device": d.device_id,
+        "model": d.profile["device"].get("model"),
+        "kind": type(d.model).__name__,
+        "sensors": d.profile["sensors"],  # as provisioned: what the insight scores read
+        "generated": d.buffered,
+        "waiting": log.unacked_readings,
+        "power_cut_window": d.cut_losses,
+        "events_raised": d.events_raised,
+        "events_waiting": d.agent.events.log.unacked,
+        "power_cuts": d.power_cuts,
+        "boots": d.boots,
+        "outage_ms": d.outage_ms,
+        "backlog_max_batches": d.backlog_max,
+        "bytes_on_air": d.link.bytes_up,
+        "truth": getattr(d.model, "truth", {}),
+    }
+
+
+def part(fleet, gone, restarts, started_wall, ended_wall):
+    """The part of a Fleet (simulator/fleet.py) whose devices are done: `gone` {device: [seq]}
+    the batches the ingest recorded as lost at the broker (their readings are counted here,
+    where each batch's size is known). JSON in, JSON out: a part read back from the database is
+    the same as one built in memory."""
+    devices = []
+    for d in fleet.devices:
+        p = device_part(d)
+        p["lost_at_broker"] = d.readings_in(gone.get(d.device_id, ()))
+        devices.append(p)
+    return json.loads(json.dumps({
+        "first": fleet.first, "devices_total": fleet.devices_total, "seed": fleet.seed,
+        "duration_ms": fleet.duration_ms, "start_unix_ms": fleet.clock.start_unix_ms,
+        "restarts": restarts, "started_wall": started_wall, "ended_wall": ended_wall,
+        "history": fleet.history, "devices": devices}))
+
+
+def store(db_path, run, body):
+    db = open_store(db_path)
+    try:
+        db.execute(STORE_SQL, (run, body["first"], len(body["devices"]), json.dumps(body)))
+    finally:
+        db.close()
+
+
+def load(db_path, run=None):
+    """(run, [part]) of one run, in device order, covering its whole fleet; PartsError says
+    what is missing (a shard that has not stored its part) or which runs there are to choose
+    from."""
+    name = hide_password(str(db_path))
+    try:
+        backend, target = db_url(str(db_path))
+        if backend == "sqlite" and not os.path.isfile(target):
+            raise PartsError("%s: no such database" % db_path)
+        db = open_store(db_path, create=False)
+    except (ValueError, StoreError) as exc:
+        raise PartsError(str(exc))
+    try:
+        rows = db.execute("SELECT run, first_device, devices, body FROM sim_parts "
+                          "ORDER BY run, first_device").fetchall()
+    except db.Error as exc:
+        raise PartsError("%s holds no simulation run (%s): it is not the database of a "
+                         "`tether simulate` run of this version" % (name, exc))
+    finally:
+        db.close()
+    runs = sorted({r[0] for r in rows})
+    if run is None:
+        if len(runs) != 1:
+            raise PartsError("%s holds %s: choose one with --run" % (
+                name, "no simulation run" if not runs else
+                "the runs " + "; ".join(repr(r) for r in runs)))
+        run = runs[0]
+    elif run not in runs:
+        raise PartsError("%s holds no run %r (it holds %s)" % (
+            name, run, "; ".join(repr(r) for r in runs) or "none"))
+    parts = [json.loads(body) for r, _, _, body in rows if r == run]
+    total = parts[0]["devices_total"]
+    have = []
+    at = 0
+    for p in parts:
+        if p["first"] != at:
+            break
+        at += len(p["devices"])
+        have.append(p)
+    if at != total or len(have) != len(parts):
+        covered = ", ".join("%d-%d" % (p["first"] + 1, p["first"] + len(p["devices"]))
+                            for p in parts)
+        raise PartsError("%s: run %r has parts for devices %s of %d: a shard has not stored "
+                         "its part yet (or failed)" % (name, run, covered, total))
+    return run, parts
+
+
+def merged_history(parts):
+    """The fleet's backlog history: each part samples at the same steps of device time
+    (simulator/clock.py, windows), so entry k of every part is of one instant."""
+    out = []
+    for entries in zip(*[p["history"] for p in parts]):
+        out.append((max(e[0] for e in entries), sum(e[1] for e in entries),
+                    sum(e[2] for e in entries)))
+    return out

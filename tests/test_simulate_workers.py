@@ -1,0 +1,183 @@
+"""A fleet spread over processes (`tether simulate --workers N`) and over machines (`--shard I/N`,
+then `tether report --db`) is one fleet: the same devices, readings, faults and truth as in one
+process with the same seed, and one report that covers every device."""
+import argparse
+import io
+import json
+import sqlite3
+
+import pytest
+
+from firmware import report_cmd, simulate_cmd
+
+FAULTS = "outage:every=3h,for=1h,share=0.5;power:every=90min,share=1"
+# What a run decides from its seed alone (health reports and bytes on the air follow the wall
+# clock: when a connection came up, how many turns a reconnect took).
+SAME = ("device", "model", "generated", "delivered", "reported_dropped", "waiting", "lost",
+        "power_cut_window", "lost_at_broker", "events", "events_raised", "events_waiting",
+        "events_lost", "power_cuts", "boots", "outage_ms", "truth", "insights")
+
+
+def args_of(*argv):
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers()
+    simulate_cmd.add_command(sub)
+    report_cmd.add_command(sub)
+    return parser.parse_args(list(argv))
+
+
+def simulate(tmp_path, name, *more, devices=4, duration="12h"):
+    out, err = io.StringIO(), io.StringIO()
+    work = tmp_path / name
+    code = simulate_cmd.main(args_of(
+        "simulate", "--workdir", str(work), "--devices", str(devices), "--duration", duration,
+        "--speed", "max", "--seed", "7", "--faults", FAULTS, *more), out=out, err=err)
+    return code, out.getvalue(), err.getvalue(), work
+
+
+def per_device(report):
+    return [{k: d[k] for k in SAME} for d in report["devices"]]
+
+
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory):
+    """The reference: the fleet in this one process."""
+    code, out, err, work = simulate(tmp_path_factory.mktemp("alone"), "w", "--workers", "1")
+    assert code == 0, out + err
+    return json.loads((work / "report.json").read_text())
+
+
+def test_a_fleet_in_two_workers_is_the_fleet_of_one_process(tmp_path, alone):
+    code, out, err, work = simulate(tmp_path, "w", "--workers", "2")
+    assert code == 0, out + err
+    assert "in 2 processes" in out
+    report = json.loads((work / "report.json").read_text())
+    assert report["fleet"]["devices"] == 4 and report["fleet"]["lost"] == 0
+    f = report["fleet"]
+    assert f["delivered"] + f["power_cut_window"] == f["generated"] > 0
+    assert report["fleet"]["power_cuts"] >= 8  # the faults hit devices of both workers
+    assert per_device(report) == per_device(alone)
+    assert report["insight_scores"] == alone["insight_scores"]
+    # Each worker stored its part; `tether report` makes the same report from the database.
+    with sqlite3.connect(str(work / "fleet.sqlite")) as db:
+        assert db.execute("SELECT first_device, devices FROM sim_parts ORDER BY first_device"
+                          ).fetchall() == [(0, 2), (2, 2)]
+    out = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(work / "fleet.sqlite"), "--report",
+                                   str(tmp_path / "again.json")), out=out) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert per_device(again) == per_device(report)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_shards_against_one_broker_and_database_report_the_whole_fleet(
+        tmp_path, alone, mosquitto, backend, request):
+    db = tmp_path / "fleet.sqlite" if backend == "sqlite" else \
+        request.getfixturevalue("postgres_url")
+    broker = "mqtt://127.0.0.1:%d" % mosquitto.port
+    for shard in ("1/2", "2/2"):
+        code, out, err, _ = simulate(tmp_path, "w", "--shard", shard, "--broker", broker,
+                                     "--db", str(db), "--workers", "1")
+        assert code == 0, out + err
+        assert "shard %s: devices" % shard in out
+        if shard == "1/2":  # half the fleet is not a report yet
+            err = io.StringIO()
+            assert report_cmd.main(args_of("report", "--db", str(db)), out=io.StringIO(),
+                                   err=err) == 2
+            assert "parts for devices 1-2 of 4: a shard has not stored its part" in \
+                err.getvalue()
+    out = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(db), "--report",
+                                   str(tmp_path / "r.json")), out=out) == 0
+    assert "4 devices" in out.getvalue() and " 0 LOST" in out.getvalue()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert per_device(report) == per_device(alone)
+    assert report["insight_scores"] == alone["insight_scores"]
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--shard", "0/2"], "--shard: expected I/N with 1 <= I <= N (the first shard is 1/N), "
+                         "got '0/2'"),
+    (["--shard", "3/2"], "--shard: expected I/N with 1 <= I <= N"),
+    (["--shard", "half"], "--shard: expected I/N"),
+    (["--shard", "1/2"], "--shard: the shards of a fleet meet in one broker and one database: "
+                         "give --broker and --db"),
+    (["--shard", "1/5", "--broker", "mqtt://127.0.0.1:1", "--db", "x.sqlite"],
+     "--shard: 5 shards of a fleet of 4 devices: at most one shard per device"),
+])
+def test_bad_shards_are_said_plainly_and_exit_2(tmp_path, argv, says):
+    code, out, err, work = simulate(tmp_path, "w", *argv)
+    assert code == 2 and err.startswith("tether simulate: %s" % says), err
+    assert err.count("\n") == 1
+    assert not work.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "257"])
+def test_bad_worker_counts_are_refused_by_the_command_line(value, capsys):
+    with pytest.raises(SystemExit) as exc:
+        args_of("simulate", "--workers", value)
+    assert exc.value.code == 2
+    assert "argument --workers: expected a whole number from 1 to 256, got %r" % value in \
+        capsys.readouterr().err
+
+
+def test_a_report_of_a_database_without_a_run_is_said_plainly(tmp_path):
+    err = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(tmp_path / "none.sqlite")),
+                           err=err) == 2
+    assert err.getvalue() == "tether report: %s: no such database\n" % (tmp_path / "none.sqlite")
+    other = tmp_path / "other.sqlite"
+    sqlite3.connect(str(other)).execute("CREATE TABLE t (x)").connection.commit()
+    err = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(other)), err=err) == 2
+    assert "holds no simulation run (no such table: sim_parts)" in err.getvalue()
+
+
+def test_no_worker_enters_a_window_before_every_worker_has_finished_the_last_one():
+    import math
+    import multiprocessing
+
+    from simulator import workers
+    shared = multiprocessing.get_context("spawn").RawArray("d", workers.HEAD + 3 * workers.SLOTS)
+    shared[workers.CEILING] = math.inf
+    a, b, c = (workers.Sync(shared, i, 3) for i in range(3))
+    a.reached(20000)
+    b.reached(10000)
+    c.reached(9000)  # still in the first window: nobody goes past its end
+    assert a.limit() == b.limit() == c.limit() == 10000
+    c.reached(10000)
+    assert a.limit() == 20000
+    shared[workers.CEILING] = 12000  # the parent's: a broker restart is due there
+    assert a.limit() == 12000
+    c.reached(math.inf)  # a worker done with device time holds nobody back
+    shared[workers.CEILING] = math.inf
+    assert a.limit() == 20000 and workers.split(0, 10, 3) == [(0, 3), (3, 6), (6, 10)]
+
+
+def test_ctrl_c_stops_a_run_in_workers_with_a_line_not_a_traceback_and_no_process_left(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "4", "--workers", "2",
+         "--duration", "30d", "--speed", "max", "--workdir", str(tmp_path / "run")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().startswith("simulating 4 devices")
+        for line in proc.stdout:  # the progress lines: interrupted once every worker runs
+            if " 4/4 online" in line:
+                break
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and err.endswith("tether simulate: interrupted\n"), err
+    # the workers went with it: nothing is left in the run's process group
+    with pytest.raises(ProcessLookupError):
+        for _ in range(600):
+            os.killpg(proc.pid, 0)
+            time.sleep(0.1)
