@@ -62,9 +62,39 @@ def parse_broker(url):
 
 
 def hide_password(url):
-    """url without its password (user:password@, or a password= parameter), for messages."""
-    url = re.sub(r"(://[^:@/]*:)[^@/]*@", r"\1***@", url)
+    """url without its password (user:password@, or a password= parameter), for messages.
+
+    Everything from '://' to the LAST '@' is the user information (a password may hold '/', '@'
+    or '?' unescaped): the user name before its first ':' stays, the rest becomes ***; without a
+    ':' but with an '@' in it, all of it does."""
+    head, sep, tail = url.partition("://")
+    if sep and "@" in tail:
+        userinfo, _, after = tail.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        if colon:
+            userinfo = user + ":***"
+        elif "@" in userinfo:
+            userinfo = "***"
+        url = head + sep + userinfo + "@" + after
     return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def secrets_of(url):
+    """The texts of url that a message must not repeat: its password as written and
+    percent-decoded (user:password@ or a password= parameter), its pieces between '@' and '/',
+    and the URL itself."""
+    found = [url]
+    tail = url.partition("://")[2]
+    if "@" in tail:
+        userinfo = tail.rpartition("@")[0]
+        user, colon, password = userinfo.partition(":")
+        found += [password] if colon else [userinfo] if "@" in userinfo else []
+    found += re.findall(r"[?&]password=([^&]*)", url)
+    # libpq splits the user information at its first '@', the host part at '/': its messages
+    # may quote any piece of a password that holds them
+    found += [piece for s in found[1:] for piece in re.split(r"[@/]", s)]
+    found += [unquote(s) for s in found]
+    return sorted({s for s in found if s}, key=len, reverse=True)
 
 
 def db_url(text):

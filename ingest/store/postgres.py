@@ -45,7 +45,7 @@ from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
 from ingest import store as base
-from ingest.url import hide_password
+from ingest.url import hide_password, secrets_of
 
 VERSION = 2  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
@@ -298,12 +298,19 @@ class NumberLoader(Loader):
         return int(text)
 
 
+def hide_secrets(message, url):
+    """libpq's message without what it repeats of url (pieces of the URI, the password)."""
+    for secret in secrets_of(url):
+        message = message.replace(secret, "***")
+    return message
+
+
 def _connect(url, timeout):
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
                                application_name="tether-ingest")
     except psycopg.Error as exc:  # libpq's message spans lines: said in one
-        raise psycopg.OperationalError(" ".join(str(exc).split())) from None
+        raise psycopg.OperationalError(" ".join(hide_secrets(str(exc), url).split())) from None
     conn.adapters.register_loader("jsonb", TextLoader)
     conn.adapters.register_loader("json", TextLoader)
     conn.adapters.register_loader("numeric", NumberLoader)
