@@ -248,24 +248,28 @@ class Handlers:
                 % self.max_held, d)
 
     def _give_up(self, rows, why, d):
+        """Marks the held rows given up, and says so in `malformed`: only those still not given
+        up (another ingest on the database may have given them up since they were read)."""
         now = time.time()
         for device, seq, schema_id, received_at, topic, payload in rows:
-            self._db.execute("UPDATE held SET given_up_at = ? WHERE device = ? AND seq = ?",
-                             (now, device, seq))
+            if self._db.execute("UPDATE held SET given_up_at = ? WHERE device = ? AND seq = ? "
+                                "AND given_up_at IS NULL", (now, device, seq)).rowcount != 1:
+                continue
             self._malformed(topic, payload, received_at,
                             "undecodable: compact batch %d needs schema %#010x, which has not "
                             "arrived (%s); kept in `held`" % (seq, schema_id, why), d)
             d.add("undecodable")
 
     def _resolve(self, schema_id, d):
-        """Decodes and stores the held batches of a schema that has now arrived."""
+        """Decodes and stores the held batches of a schema that has now arrived: those this
+        transaction takes out of `held` (another ingest on the database may be taking them)."""
         db = self._db
-        rows = db.execute("SELECT device, seq, received_at, topic, payload FROM held "
-                          "WHERE schema_id = ?", (schema_id,)).fetchall()
+        rows = db.execute("DELETE FROM held WHERE schema_id = ? "
+                          "RETURNING device, seq, received_at, topic, payload",
+                          (schema_id,)).fetchall()
         for device, seq, received_at, topic, payload in rows:
             d.merge(self._guarded("h", topic, payload, received_at, self._batch, device, payload,
                                   received_at, topic, True))
-            db.execute("DELETE FROM held WHERE device = ? AND seq = ?", (device, seq))
             d.add("resolved")
         if rows:
             d.recount = True
