@@ -7,6 +7,7 @@ import json
 import math
 
 from agent import cbor, cbor_decode, events_decode
+from agent.schema import Schema
 
 from ingest import repair
 
@@ -14,6 +15,23 @@ HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the
 INT64 = 1 << 63
 INSIGHT = "insight"  # the state of an insight event (agent/insights)
 MAX_FIELDS = 64
+
+
+def text(s):
+    """s as both stores keep it: NUL (which PostgreSQL's text and jsonb refuse) as U+FFFD, so a
+    message stores the same on either backend, visibly changed, rather than being lost."""
+    return s.replace("\x00", "\ufffd") if "\x00" in s else s
+
+
+def schema(payload):
+    """The Schema of a schema document, its names and units as text() has them (its id stays
+    the id of the document's bytes, which compact batches carry)."""
+    s = Schema.from_cbor(payload)
+    if any("\x00" in name or "\x00" in unit for name, unit, _, _ in s.channels):
+        sid = s.id
+        s = Schema([(text(n), text(u), m, e) for n, u, m, e in s.channels])
+        s._id = sid
+    return s
 
 
 class Bad(Exception):
@@ -47,6 +65,7 @@ def insight_fields(detail):
     for k, v in detail.items():
         if not isinstance(k, str):
             raise Bad("insight event: field name %r is not text" % (k,))
+        k = text(k)
         if isinstance(v, float) and not math.isfinite(v):
             v = None  # as jsonable() stores NaN: the event is kept, the figure is not
         items = v if isinstance(v, list) else [v]
@@ -56,9 +75,14 @@ def insight_fields(detail):
                 isinstance(x, float) for x in items):
             raise Bad("insight event: field %r is not a number, text, true/false, null or a "
                       "short list of those" % (k,))
-        out[k] = [None if isinstance(x, float) and not math.isfinite(x) else x
-                  for x in v] if isinstance(v, list) else v
+        out[k] = [_field(x) for x in v] if isinstance(v, list) else _field(v)
     return out
+
+
+def _field(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return text(x) if isinstance(x, str) else x
 
 
 def jsonable(x, depth=0):
@@ -67,7 +91,8 @@ def jsonable(x, depth=0):
     if depth > 32:
         return None
     if isinstance(x, dict):
-        return {k if isinstance(k, str) else str(k): jsonable(v, depth + 1) for k, v in x.items()}
+        return {text(k) if isinstance(k, str) else str(k): jsonable(v, depth + 1)
+                for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [jsonable(v, depth + 1) for v in x]
     if isinstance(x, (bytes, bytearray, memoryview)):
@@ -76,7 +101,9 @@ def jsonable(x, depth=0):
         return x if math.isfinite(x) else None
     if isinstance(x, cbor.Tag):
         return {"tag": x.tag, "value": jsonable(x.value, depth + 1)}
-    if x is None or isinstance(x, (str, int, bool)):
+    if isinstance(x, str):
+        return text(x)
+    if x is None or isinstance(x, (int, bool)):
         return x
     return repr(x)
 
@@ -104,6 +131,8 @@ class Reply:
         if not (reply is None or isinstance(reply, str)
                 or (isinstance(reply, int) and -INT64 <= reply < INT64)):
             reply = json.dumps(jsonable(reply))
+        elif isinstance(reply, str):
+            reply = text(reply)
         self.doc = doc
         self.reply = reply
         self.ok = int(doc["ok"])
@@ -118,7 +147,7 @@ class Event:
 
     def __init__(self, e, value, detail, fields):
         self.seq, self.boot, self.t, self.synced = e.seq, e.boot, e.t, int(e.synced)
-        self.event, self.sensor, self.state = e.event, e.sensor, e.state
+        self.event, self.sensor, self.state = text(e.event), text(e.sensor), text(e.state)
         self.value, self.detail, self.fields = value, detail, fields
 
 
@@ -150,7 +179,7 @@ def event(device, payload):
     elif e.detail is not None and not isinstance(e.detail, str):
         raise Bad("event detail is not text")
     else:
-        detail = e.detail
+        detail = e.detail if e.detail is None else text(e.detail)
     return Event(e, value, detail, fields)
 
 

@@ -18,6 +18,8 @@ from agent import batch_decode
 from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, VERSION
 from agent.compact import MAX_UNARY
 
+from ingest.decode import text
+
 _MAX_GAMMA_BITS = 64  # as agent/compact_decode
 _MAX_PATTERNS = 512
 
@@ -56,8 +58,15 @@ class Decoded:
 
 
 def from_reference(b):
-    """A Decoded of agent/batch_decode's Batch b."""
+    """A Decoded of agent/batch_decode's Batch b, its names, units and text values as
+    ingest/decode.text() has them (a SenML batch carries its own; a compact batch's come from a
+    Schema that ingest/decode.schema() made so)."""
     readings = b.readings
+    if any("\x00" in name or isinstance(v, str) and "\x00" in v for _, name, v in readings):
+        readings = [(t, text(name), text(v) if isinstance(v, str) else v)
+                    for t, name, v in readings]
+    if any("\x00" in k or isinstance(u, str) and "\x00" in u for k, u in b.units.items()):
+        b.units = {text(k): text(u) if isinstance(u, str) else u for k, u in b.units.items()}
     per = {}
     for t, name, value in readings:
         c = per.get(name)

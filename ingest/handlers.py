@@ -14,7 +14,6 @@ import time
 
 from agent import batch_decode, cbor, ids
 from agent.batch import COMPACT
-from agent.schema import Schema
 
 from ingest import decode, fastdecode, repair
 from ingest.decode import Bad
@@ -111,6 +110,7 @@ class Handlers:
 
     def _malformed(self, topic, payload, received_at, reason, d):
         prefix = decode.malformed_hex(payload)
+        reason = decode.text(reason)
         self._db.execute("INSERT INTO malformed (received_at, topic, reason, bytes, payload_hex) "
                          "VALUES (?, ?, ?, ?, ?)",
                          (received_at, topic, reason, len(payload), prefix))
@@ -293,7 +293,7 @@ class Handlers:
         if not payload:
             return  # a retained schema being cleared
         try:
-            schema = Schema.from_cbor(payload)
+            schema = decode.schema(payload)
         except Exception as exc:  # noqa: BLE001
             raise Bad("schema: %s" % (exc,))
         sid = schema.id

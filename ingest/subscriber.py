@@ -26,11 +26,10 @@ import threading
 import time
 
 from agent import cbor
-from agent.schema import Schema
 
 from ingest import repair as repair_mod
 from ingest import topics
-from ingest.decode import Schemas
+from ingest.decode import Schemas, schema as read_schema
 from ingest.handlers import Delta, Handlers, Retry
 from ingest.store import client_base, open_store
 
@@ -145,7 +144,7 @@ class Ingest(Handlers):
         try:
             for sid, doc in self._db.execute("SELECT schema_id, document FROM schemas"):
                 try:
-                    dict.__setitem__(self._schemas, sid, Schema.from_cbor(doc))
+                    dict.__setitem__(self._schemas, sid, read_schema(doc))
                 except cbor.CBORError:
                     pass
             self._held_now = self._db.execute(
