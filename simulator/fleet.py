@@ -35,6 +35,7 @@ log = logging.getLogger("tether.simulate")
 MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 MAX_DEVICES = 100000  # in all, as --devices allows
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
+WAIT_S = 1.0  # the drain waits for a quiet ingest this long at a time, checking the workers between
 
 
 class FleetError(ValueError):
@@ -250,6 +251,7 @@ class Fleet:
         loop = asyncio.get_running_loop()
         deadline = time.time() + 600
         while True:
+            self._check_workers()
             await self._drain_ingest(max(deadline - time.time(), 0.0))
             if (not self.ingest.repair_pending()
                     and (self.ingest_group is not None or
@@ -370,13 +372,19 @@ class Fleet:
         loop = asyncio.get_running_loop()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            self._check_workers()
             if not self.ingest.stats()["connected"]:
                 await asyncio.sleep(0.05)
                 continue
-            left = max(deadline - time.monotonic(), 0.0)
+            # a while at a time, so that a worker gone meanwhile is noticed
+            left = min(max(deadline - time.monotonic(), 0.0), WAIT_S)
             if await loop.run_in_executor(None, self.ingest.wait_idle, left) and \
                     self.ingest.stats()["connected"]:
                 return
+
+    def _check_workers(self):
+        """Nothing: the devices run in this process. WorkerFleet raises FleetError there when a
+        worker process has gone, so that no wait for their messages outlives them."""
 
     def _end_ingest(self, host, port):
         """Stops the ingest and removes its session from the broker, also when the run failed or
@@ -536,6 +544,7 @@ class IngestPace:
             if ingest.quiet_s() >= 0.5:
                 self.slack += behind
                 break
+            self.fleet._check_workers()  # a worker gone publishes nothing more
             await asyncio.sleep(0.02)
 
 

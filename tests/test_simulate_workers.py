@@ -181,3 +181,50 @@ def test_ctrl_c_stops_a_run_in_workers_with_a_line_not_a_traceback_and_no_proces
         for _ in range(600):
             os.killpg(proc.pid, 0)
             time.sleep(0.1)
+
+
+def test_a_worker_gone_while_the_parent_drains_fails_the_run_at_once(tmp_path, monkeypatch):
+    from ingest.subscriber import Ingest
+    from simulator import workers
+    drain = workers.WorkerFleet._drain_all
+    asked = []
+
+    async def killed_first(fleet):
+        fleet.procs[0].kill()  # every worker has drained; the parent waits for the ingest
+        fleet.procs[0].join()
+        return await drain(fleet)
+    monkeypatch.setattr(workers.WorkerFleet, "_drain_all", killed_first)
+    # the ingest would wait for repairs: asked only if the drain goes on without the worker
+    monkeypatch.setattr(Ingest, "repair_pending", lambda self: asked.append(1) or False)
+    code, out, err, _ = simulate(tmp_path, "w", "--workers", "2", devices=2, duration="1h")
+    assert code == 2, out + err
+    assert err.splitlines()[-1] == ("tether simulate: worker 1 of 2 (devices 1-1) failed (exit "
+                                    "status -9): see the lines above"), err
+    assert asked == []
+
+
+def test_the_ingest_pace_hold_ends_when_a_worker_is_gone():
+    import asyncio
+
+    from simulator.fleet import FleetError, IngestPace
+
+    class Fleet:
+        ingest_group = None
+
+        def __init__(self):
+            self.gate = type("Gate", (), {"published": 10 ** 6})()
+            self.ingest = self
+
+        def stored(self):
+            return 0
+
+        def quiet_s(self):
+            self.quiet_asked += 1
+            return 0.0 if self.quiet_asked < 3 else 1.0  # the ingest falls quiet at last
+
+        def _check_workers(self):
+            raise FleetError("worker 1 of 2 (devices 1-1) failed")
+    fleet = Fleet()
+    fleet.quiet_asked = 0
+    with pytest.raises(FleetError):
+        asyncio.run(IngestPace(fleet)._hold())
