@@ -277,7 +277,7 @@ class Fleet:
 
     def run_key(self):
         from simulator.parts import run_key
-        return run_key(self.seed, self.devices_total, self.duration_ms)
+        return run_key(self.seed, self.devices_total, self.duration_ms, self.lines, self.faults)
 
     async def _stop_devices(self):
         await asyncio.gather(*[d.stop() for d in self.devices])

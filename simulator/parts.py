@@ -10,6 +10,7 @@ backlog history. simulator/report.py merges the parts of a run with what the dat
 The table is in the ingest's layout (ingest/store: a migration); the statements here are in the
 dialect every backend takes. A part stored again (a shard run twice) replaces the earlier one.
 """
+import hashlib
 import json
 import os
 
@@ -25,10 +26,26 @@ class PartsError(ValueError):
     pass
 
 
-def run_key(seed, devices, duration_ms):
+FLEET = ", fleet "  # what run_key puts before the hash of the fleet and the faults
+
+
+def run_key(seed, devices, duration_ms, lines=(), faults=()):
     """The name under which the parts of one run meet: shards of one fleet agree on it by
-    running the same fleet, seed and duration."""
-    return "seed %d, %d devices, %d ms" % (seed, devices, duration_ms)
+    running the same fleet (`lines`: its profiles and counts), faults, seed and duration, and
+    shards that differ in any of them do not meet (load() says so)."""
+    digest = hashlib.sha256(json.dumps([[[p, n, t] for p, n, t in lines], faults],
+                                       sort_keys=True, default=repr).encode()).hexdigest()
+    return "seed %d, %d devices, %d ms%s%s" % (seed, devices, duration_ms, FLEET, digest[:12])
+
+
+def _differing(run, runs):
+    """A PartsError for parts of runs alike but for their fleets or faults, or None."""
+    alike = sorted(r for r in runs if r.rpartition(FLEET)[0] == run.rpartition(FLEET)[0])
+    if len(alike) < 2:
+        return None
+    return ("runs %s have the same seed, devices and duration but other fleets or faults: "
+            "their parts are not merged (the shards of one run take the same fleet file and "
+            "--faults; run the shards that differ again)" % "; ".join(repr(r) for r in alike))
 
 
 def device_part(d):
@@ -93,13 +110,17 @@ def load(db_path, run=None):
     try:
         rows = db.execute("SELECT run, first_device, devices, body FROM sim_parts "
                           "ORDER BY run, first_device").fetchall()
-    except db.Error as exc:
+    except db.Error as exc:  # psycopg's message spans lines (LINE 1: ... ^): said in one
         raise PartsError("%s holds no simulation run (%s): it is not the database of a "
-                         "`tether simulate` run of this version" % (name, exc))
+                         "`tether simulate` run of this version"
+                         % (name, " ".join(str(exc).split())))
     finally:
         db.close()
     runs = sorted({r[0] for r in rows})
     if run is None:
+        differing = _differing(runs[0], runs) if runs else None
+        if differing is not None and len({r.rpartition(FLEET)[0] for r in runs}) == 1:
+            raise PartsError("%s: %s" % (name, differing))
         if len(runs) != 1:
             raise PartsError("%s holds %s: choose one with --run" % (
                 name, "no simulation run" if not runs else
@@ -118,6 +139,9 @@ def load(db_path, run=None):
         at += len(p["devices"])
         have.append(p)
     if at != total or len(have) != len(parts):
+        differing = _differing(run, runs)
+        if differing is not None:
+            raise PartsError("%s: %s" % (name, differing))
         covered = ", ".join("%d-%d" % (p["first"] + 1, p["first"] + len(p["devices"]))
                             for p in parts)
         raise PartsError("%s: run %r has parts for devices %s of %d: a shard has not stored "

@@ -228,3 +228,31 @@ def test_the_ingest_pace_hold_ends_when_a_worker_is_gone():
     fleet.quiet_asked = 0
     with pytest.raises(FleetError):
         asyncio.run(IngestPace(fleet)._hold())
+
+
+def test_shards_run_with_other_faults_are_not_merged_into_one_report(tmp_path, mosquitto):
+    db = tmp_path / "fleet.sqlite"
+    broker = "mqtt://127.0.0.1:%d" % mosquitto.port
+    for shard, faults in (("1/2", FAULTS), ("2/2", "power:every=2h,share=1")):
+        code, out, err, _ = simulate(tmp_path, "w" + shard[0], "--shard", shard, "--broker",
+                                     broker, "--db", str(db), "--workers", "1", "--faults",
+                                     faults, devices=2, duration="1h")
+        assert code == 0, out + err
+    err = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(db)), out=io.StringIO(), err=err) == 2
+    [line] = err.getvalue().splitlines()
+    assert line.startswith("tether report: %s: runs 'seed 7, 2 devices, 3600000 ms, fleet " % db)
+    assert line.endswith("have the same seed, devices and duration but other fleets or faults: "
+                         "their parts are not merged (the shards of one run take the same fleet "
+                         "file and --faults; run the shards that differ again)"), line
+
+
+def test_a_postgresql_database_without_runs_is_said_in_one_line(postgres_url):
+    from ingest.store import open_store
+    db = open_store(postgres_url)
+    db.execute("DROP TABLE sim_parts")
+    db.close()
+    err = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", postgres_url), err=err) == 2
+    [line] = err.getvalue().splitlines()
+    assert "holds no simulation run (relation \"sim_parts\" does not exist LINE 1: " in line, line
