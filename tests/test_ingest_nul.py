@@ -4,13 +4,14 @@ changed and nothing lost (docs/ingest.md)."""
 import array
 import json
 
-import pytest
-
 from agent import batch, cbor
 from agent.schema import Schema
 from ingest.store import open_store
 from ingest.subscriber import Ingest
-from tests.test_ingest_groups import PREFIX, T0, db_url, msg  # noqa: F401 - db_url: a fixture
+from tests import test_ingest_groups
+from tests.test_ingest_groups import T0, msg
+
+db_url = test_ingest_groups.db_url  # the fixture: a SQLite file, and a PostgreSQL database
 
 NUL_SCHEMA = Schema([("po\x00wer", "W\x00", 1, -1), ("pills", "", 1, 0)])
 R = "\ufffd"
@@ -37,7 +38,7 @@ MESSAGES = [
 ]
 
 
-def test_nul_in_any_text_is_stored_as_the_replacement_character(db_url):  # noqa: F811
+def test_nul_in_any_text_is_stored_as_the_replacement_character(db_url):
     url = db_url("nul_text")
     i = Ingest("127.0.0.1", 1, url, repair=False)
     i.client_id = "nul"
