@@ -436,6 +436,9 @@ class PostgresStore(base.Store):
     @property
     def in_transaction(self):
         if self.conn.closed or self.conn.broken:
+            # The transaction died with the connection (the server killed it mid-transaction):
+            # the next query between transactions must reconnect, as begin() does.
+            self._outside = True
             return False
         return self.conn.info.transaction_status != TransactionStatus.IDLE
 
