@@ -63,6 +63,11 @@ class _LogLimit:
 _STOP = object()
 
 
+def one_line(exc):
+    """An error's message on one line (psycopg's span several: a log line is one)."""
+    return " ".join(str(exc).split())
+
+
 class Ingest(Handlers):
     """Subscribes, decodes, de-duplicates and stores; see the module docstring and docs/ingest.md.
 
@@ -418,7 +423,7 @@ class Ingest(Handlers):
                 if db.in_transaction:
                     db.rollback()
                 log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
-                          "acknowledged)", exc, backoff, len(group))
+                          "acknowledged)", one_line(exc), backoff, len(group))
                 if self._stopping and backoff > 1:
                     log.error("stopping with %d messages not stored: the broker sends them "
                               "again", len(group))

@@ -1,0 +1,122 @@
+"""What the writer does when the database fails or refuses (ingest/subscriber.py Ingest._commit,
+ingest/handlers.py, the stores): a lost connection is tried again and reconnected, what a
+message makes the database refuse is the message's (a `malformed` row), never a stop of the
+ingest. The writer is driven directly (Ingest._commit on a store, no broker); its backoff sleep
+is counted so that a writer that would try again for ever fails the test instead of hanging it."""
+import logging
+import types
+
+import psycopg
+import pytest
+
+from agent import batch
+from agent.schema import Schema
+from ingest import subscriber
+from ingest.store import open_store
+from ingest.subscriber import Ingest
+
+PREFIX = "tether/v1"
+SCHEMA = Schema([("power", "W", 1, -1)])
+T0 = 1763856000000
+
+
+def compact(device, seq, schema=SCHEMA):
+    import array
+    enc = batch.Encoder(device, schema, "compact", max_readings=3)
+    return bytes(enc.encode(T0, array.array("q", [0, 10000, 20000]), array.array("B", [0, 0, 0]),
+                            array.array("q", [714, 716, 700]), 0, 3, seq, 1, 0, True))
+
+
+def msg(device, kind, payload, k=0):
+    return ("%s/%s/up/%s" % (PREFIX, device, kind), payload, 1, k, 1.0e9 + k, 0)
+
+
+class GivesUp(Exception):
+    """The writer kept trying again past what the test allows."""
+
+
+@pytest.fixture
+def patient(monkeypatch):
+    """The writer's time with a backoff sleep that does not sleep and raises GivesUp after 20."""
+    import time
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        if len(sleeps) > 20:
+            raise GivesUp("still trying after %d attempts" % len(sleeps))
+
+    monkeypatch.setattr(subscriber, "time", types.SimpleNamespace(
+        time=time.time, monotonic=time.monotonic, sleep=sleep))
+    return sleeps
+
+
+@pytest.fixture
+def writer(request):
+    made = []
+
+    def make(url, **options):
+        i = Ingest("127.0.0.1", 1, url, repair=False, **options)
+        i.client_id = "failures"
+        i._db = open_store(url)
+        made.append(i)
+        return i
+
+    yield make
+    for i in made:
+        i._db.close()
+
+
+def rows(i, sql):
+    return [tuple(r) for r in i._db.execute(sql).fetchall()]
+
+
+def kill_backend(url, pid):
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,)).fetchone()[0]
+
+
+def test_a_connection_killed_in_a_chores_pass_is_reconnected_and_what_comes_next_stored(
+        postgres_url, writer, patient):
+    i = writer(postgres_url)
+    i._commit([msg("dev-1", "batch", compact("dev-1", 0))], False)  # no schema yet: held
+    assert rows(i, "SELECT device, seq FROM held") == [("dev-1", 0)]
+    chores = i._chores
+    killed = []
+
+    def chores_on_a_dead_connection(d):
+        if not killed:  # the server ends the connection while the writer is in a transaction
+            killed.append(i._db.conn.info.backend_pid)
+            kill_backend(postgres_url, killed[0])
+        return chores(d)
+
+    i._chores = chores_on_a_dead_connection
+    i._commit([], True)  # a pass that does not plan (no repair) and has a held row
+    assert killed and i._db.conn.info.backend_pid != killed[0]
+    i._commit([msg("dev-1", "schema", SCHEMA.to_cbor()), msg("dev-1", "batch",
+                                                             compact("dev-1", 1), 1)], False)
+    assert rows(i, "SELECT seq FROM batches ORDER BY seq") == [(0,), (1,)]
+    assert rows(i, "SELECT count(*) FROM held") == [(0,)]
+
+
+def test_a_database_error_of_several_lines_is_logged_on_one(postgres_url, writer, patient,
+                                                            caplog, monkeypatch):
+    i = writer(postgres_url)
+    begin = i._db.begin
+    calls = []
+
+    def begin_once_failing():
+        calls.append(1)
+        if len(calls) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly\n\tThis "
+                                           "probably means the server terminated abnormally\n")
+        begin()
+
+    monkeypatch.setattr(i._db, "begin", begin_once_failing)
+    with caplog.at_level(logging.ERROR, logger="tether.ingest"):
+        i._commit([msg("dev-1", "schema", SCHEMA.to_cbor())], False)
+    [line] = [r.getMessage() for r in caplog.records if "the database" in r.getMessage()]
+    assert line.startswith("the database: server closed the connection unexpectedly This "
+                           "probably means the server terminated abnormally; trying again")
+    assert "\n" not in line and "\t" not in line
+    assert rows(i, "SELECT count(*) FROM schemas") == [(1,)]
