@@ -156,6 +156,8 @@ class Handlers:
                 raise Bad("batch: %s" % (exc,))
             self._hold(device, payload, received_at, topic, schemas.missing, d)
             return
+        except Bad as exc:
+            raise Bad("batch: %s" % (exc.reason,))
         except Exception as exc:  # noqa: BLE001 - e.g. a decoder bug on hostile input
             raise Bad("batch: %s: %s" % (type(exc).__name__, exc))
         self._store(device, b, payload, received_at, d)
@@ -292,6 +294,12 @@ class Handlers:
             schema = Schema.from_cbor(payload)
         except Exception as exc:  # noqa: BLE001
             raise Bad("schema: %s" % (exc,))
+        try:
+            for name, unit, _, _ in schema.channels:
+                decode.check_name(name, "channel")
+                decode.check_name(unit, "unit")
+        except Bad as exc:
+            raise Bad("schema: %s" % (exc.reason,))
         sid = schema.id
         db = self._db
         db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) "

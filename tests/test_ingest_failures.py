@@ -120,3 +120,54 @@ def test_a_database_error_of_several_lines_is_logged_on_one(postgres_url, writer
                            "probably means the server terminated abnormally; trying again")
     assert "\n" not in line and "\t" not in line
     assert rows(i, "SELECT count(*) FROM schemas") == [(1,)]
+
+
+def senml(device, seq, channel, unit="W", max_bytes=32768):
+    import array
+    enc = batch.Encoder(device, Schema([(channel, unit, 1, -1)]), "senml", max_bytes=max_bytes)
+    return bytes(enc.encode(T0, array.array("q", [0, 10000]), array.array("B", [0, 0]),
+                            array.array("q", [714, 716]), 0, 2, seq, 1, 0, True))
+
+
+def incompressible(n_bytes, seed=1):
+    """Text of n_bytes bytes of UTF-8 that no compression shortens (CJK characters at random)."""
+    import random
+    rnd = random.Random(seed)
+    return "".join(chr(0x4E00 + rnd.randrange(20000)) for _ in range(n_bytes // 3))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request, tmp_path):
+    if request.param == "sqlite":
+        return str(tmp_path / "fleet.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+def test_a_name_too_long_to_store_makes_its_message_malformed_and_the_rest_is_stored(
+        any_url, writer, patient):
+    i = writer(any_url)
+    long_name = incompressible(6000)
+    from agent import cbor
+    group = [msg("dev-1", "batch", senml("dev-1", 0, long_name)),
+             msg("dev-1", "batch", senml("dev-1", 1, "power", unit="W" * 300), 1),
+             msg("dev-1", "schema", Schema([("p" * 300, "W", 1, -1)]).to_cbor(), 2),
+             msg("dev-1", "event", cbor.dumps([1, "dev-1", 0, 1, T0, 1, "e" * 256, "s", "raised",
+                                               None, 1.0]), 3),
+             msg("dev-1", "event", cbor.dumps([1, "dev-1", 1, 1, T0, 1, "e", long_name,
+                                               "raised", None, 1.0]), 4),
+             msg("dev-2", "batch", senml("dev-2", 0, "power"), 5)]
+    i._commit(group, False)
+    i._commit([msg("dev-2", "batch", senml("dev-2", 1, "power"), 6)], False)
+    assert rows(i, "SELECT device, seq FROM batches ORDER BY device, seq") == [
+        ("dev-2", 0), ("dev-2", 1)]
+    reasons = [r for (r,) in rows(i, "SELECT reason FROM malformed ORDER BY id")]
+    assert len(reasons) == 5 and all("at most 255 bytes of UTF-8" in r for r in reasons), reasons
+    assert reasons[0].startswith("batch: channel name of 6000 bytes")
+    assert reasons[1].startswith("batch: unit name of 300 bytes")
+    assert reasons[2].startswith("schema: channel name of 300 bytes")
+    assert reasons[3].startswith("event name of 256 bytes")
+    assert reasons[4].startswith("sensor name of 6000 bytes")
+    assert all(len(r) < 200 for r in reasons)
+    assert rows(i, "SELECT count(*) FROM events") == [(0,)]
+    assert i.stats()["malformed"] == 5 and i.stats()["batches"] == 2
+
