@@ -56,6 +56,11 @@ class Delta:
         self.recount = self.recount or other.recount
 
 
+def one_line(exc):
+    """An error's message on one line (psycopg's span several)."""
+    return " ".join(str(exc).split())
+
+
 class Retry(Exception):
     """A message failed in a group stored without savepoints: roll back, store it with them."""
 
@@ -84,24 +89,26 @@ class Handlers:
         if not self._savepoints:
             try:
                 fn(*args, d)
-            except db.Failure:
-                raise
-            except Exception:  # noqa: BLE001 - the group again, each message in a savepoint
+            except Exception as exc:  # noqa: BLE001 - the group again, each message in a savepoint
+                if db.failed(exc):
+                    raise
                 raise Retry()
             return d
         db.execute("SAVEPOINT " + name)
         try:
             fn(*args, d)
-        except db.Failure:
-            raise  # locked, disk full, I/O, connection lost: the whole group again
         except Exception as exc:  # noqa: BLE001 - nothing a message carries may stop the ingest
+            if db.failed(exc):
+                raise  # locked, disk full, I/O, connection lost: the whole group again
             db.execute("ROLLBACK TO " + name)
             self._group_units.difference_update(d.units)
             d = Delta()
             if isinstance(exc, Bad):
                 reason = exc.reason
             elif isinstance(exc, (OverflowError,) + db.BadValue):
-                reason = "a value out of range or of an unsupported type (%s)" % exc
+                reason = "a value out of range or of an unsupported type (%s)" % one_line(exc)
+            elif isinstance(exc, db.Error):  # e.g. a key too big for its index
+                reason = "the database refused it: %s" % one_line(exc)
             else:
                 log.exception("unexpected error on a message on %s", topic)
                 reason = "internal error: %s: %s" % (type(exc).__name__, exc)

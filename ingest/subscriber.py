@@ -31,7 +31,7 @@ from agent.schema import Schema
 from ingest import repair as repair_mod
 from ingest import topics
 from ingest.decode import Schemas
-from ingest.handlers import Delta, Handlers, Retry
+from ingest.handlers import Delta, Handlers, Retry, one_line
 from ingest.store import client_base, open_store
 
 log = logging.getLogger("tether.ingest")
@@ -61,11 +61,6 @@ class _LogLimit:
 
 
 _STOP = object()
-
-
-def one_line(exc):
-    """An error's message on one line (psycopg's span several: a log line is one)."""
-    return " ".join(str(exc).split())
 
 
 class Ingest(Handlers):

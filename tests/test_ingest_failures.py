@@ -171,3 +171,28 @@ def test_a_name_too_long_to_store_makes_its_message_malformed_and_the_rest_is_st
     assert rows(i, "SELECT count(*) FROM events") == [(0,)]
     assert i.stats()["malformed"] == 5 and i.stats()["batches"] == 2
 
+
+def test_what_postgresql_refuses_for_a_message_is_the_messages_not_a_failure(
+        postgres_url, writer, patient, monkeypatch):
+    from ingest import decode
+    monkeypatch.setattr(decode, "MAX_NAME", 1 << 20)  # past decode: the index refuses the name
+    i = writer(postgres_url)
+    i._commit([msg("dev-1", "batch", senml("dev-1", 0, incompressible(6000))),
+               msg("dev-2", "batch", senml("dev-2", 0, "power"), 1)], False)
+    assert rows(i, "SELECT device, seq FROM batches") == [("dev-2", 0)]
+    [(reason,)] = rows(i, "SELECT reason FROM malformed")
+    assert reason.startswith("the database refused it: index row size") and "\n" not in reason
+    assert patient == []  # stored at the first attempt (with savepoints), nothing tried again
+
+
+@pytest.mark.parametrize("sqlstate,failed", [
+    ("08006", True), ("40P01", True), ("40001", True), ("53100", True), ("57P01", True),
+    ("58030", True), ("55P03", True), ("54000", False), ("22003", False), ("23505", False),
+    ("55000", False), ("42P01", False)])
+def test_postgresql_errors_are_the_databases_or_the_messages_by_sqlstate(sqlstate, failed):
+    from ingest.store.postgres import PostgresStore
+    exc = psycopg.errors.lookup(sqlstate)("x")
+    assert PostgresStore.failed(None, exc) is failed
+    assert PostgresStore.failed(None, psycopg.OperationalError("the connection is lost"))
+    assert PostgresStore.failed(None, psycopg.InterfaceError("closed"))
+    assert not PostgresStore.failed(None, psycopg.DataError("a NUL character"))
