@@ -33,7 +33,8 @@ and counts a duplicate. Counters are updated in place (UPDATE ... SET n = n + 1)
 and written back. Repair planning is serialised by a transaction-scoped advisory lock
 (planning()). A deadlock, a serialisation failure or a lost connection (the server
 restarted) is a failure of the database (PostgresStore.failed, by SQLSTATE): the writer rolls
-back and stores the whole group again (the next begin() reconnects), and acknowledges nothing to the broker before its COMMIT.
+back and stores the whole group again (the next begin() reconnects), and acknowledges nothing
+to the broker before its COMMIT.
 """
 import datetime
 import os
