@@ -465,9 +465,9 @@ class Ingest(Handlers):
             if probed is not None:
                 repair_mod.probe(db, probed)
             commands = self._repair.plan(db, time.time())
-        except db.Error:
-            raise
-        except Exception:  # noqa: BLE001 - the messages must be stored whatever planning does
+        except Exception as exc:  # noqa: BLE001 - the messages are stored whatever planning does
+            if db.failed(exc):
+                raise  # the database's failure: the whole group again
             log.exception("repair planning failed; the messages are stored, planning is tried "
                           "again")
             db.execute("ROLLBACK TO planning")

@@ -196,3 +196,50 @@ def test_postgresql_errors_are_the_databases_or_the_messages_by_sqlstate(sqlstat
     assert PostgresStore.failed(None, psycopg.OperationalError("the connection is lost"))
     assert PostgresStore.failed(None, psycopg.InterfaceError("closed"))
     assert not PostgresStore.failed(None, psycopg.DataError("a NUL character"))
+
+
+def planning_writer(writer, url):
+    """A writer that plans repairs at its next chores pass, after a connect without a session."""
+    import time
+
+    from ingest import repair
+    i = writer(url)
+    i._repair = repair.Repair(repair.Policy(), i.prefix, i.client_id)
+    i._ready = True
+    i._probe = time.time() + 1
+    return i
+
+
+def test_a_device_numbering_at_the_top_of_64_bits_is_probed_and_the_ingest_goes_on(
+        any_url, writer, patient):
+    top = (1 << 63) - 1
+    i = planning_writer(writer, any_url)
+    from agent import cbor
+    i._commit([msg(device, kind, payload, k) for k, (device, kind, payload) in enumerate([
+        ("dev-1", "batch", senml("dev-1", top - 1, "power")),
+        ("dev-1", "health", cbor.dumps({"v": 1, "device": "dev-1", "t": 5,
+                                        "seq": {"batch": [top - 1, top - 1]}})),
+        ("dev-2", "batch", senml("dev-2", 0, "power")),
+        ("dev-2", "health", cbor.dumps({"v": 1, "device": "dev-2", "t": 5,
+                                        "seq": {"batch": [0, 0]}}))])], False)
+    i._commit([], True)  # plans: the tails may be lost, each is probed 64 numbers past
+    assert i._probe is None
+    assert rows(i, "SELECT device, batch_newest FROM devices ORDER BY device") == [
+        ("dev-1", top), ("dev-2", 64)]
+    i._commit([msg("dev-1", "batch", senml("dev-1", top, "power"), 4)], False)
+    assert rows(i, "SELECT seq FROM batches WHERE device = 'dev-1' ORDER BY seq") == [
+        (top - 1,), (top,)]
+
+
+def test_a_database_error_in_repair_planning_leaves_the_messages_stored(
+        postgres_url, writer, patient, caplog):
+    i = planning_writer(writer, postgres_url)
+
+    def plan(db, now):
+        db.execute("SELECT 1 / 0")  # a planning bug the database reports
+    i._repair.plan = plan
+    with caplog.at_level(logging.ERROR, logger="tether.ingest"):
+        i._commit([msg("dev-1", "batch", senml("dev-1", 0, "power"))], True)
+    assert rows(i, "SELECT device, seq FROM batches") == [("dev-1", 0)]
+    assert any("repair planning failed" in r.getMessage() for r in caplog.records)
+    assert patient == []
