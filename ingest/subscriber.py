@@ -32,7 +32,7 @@ from ingest import repair as repair_mod
 from ingest import topics
 from ingest.decode import Schemas
 from ingest.handlers import Delta, Handlers, Retry, one_line
-from ingest.store import client_base, open_store
+from ingest.store import StoreError, client_base, open_store
 
 log = logging.getLogger("tether.ingest")
 
@@ -143,13 +143,10 @@ class Ingest(Handlers):
         self._subscribed.clear()
         self._db = open_store(self.db_path)
         try:
-            for sid, doc in self._db.execute("SELECT schema_id, document FROM schemas"):
-                try:
-                    dict.__setitem__(self._schemas, sid, Schema.from_cbor(doc))
-                except cbor.CBORError:
-                    pass
-            self._held_now = self._db.execute(
-                "SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
+            try:
+                self._load()
+            except self._db.Error as exc:  # said in one line, as open_store says its errors
+                raise StoreError("%s: %s" % (self._db.name(self.db_path), one_line(exc)))
             if self.client_id is None:
                 self._slot = self._db.slot(client_base(self._db.identity, self.group))
                 self.client_id = self._slot.client_id
@@ -188,6 +185,16 @@ class Ingest(Handlers):
         log.info("subscribed to %s on %s:%d as %s", ", ".join(self.topics), self.host, self.port,
                  self.client_id)
         return self
+
+    def _load(self):
+        """The schemas and the count of held batches the database has from before."""
+        for sid, doc in self._db.execute("SELECT schema_id, document FROM schemas"):
+            try:
+                dict.__setitem__(self._schemas, sid, Schema.from_cbor(doc))
+            except cbor.CBORError:
+                pass
+        self._held_now = self._db.execute(
+            "SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
 
     def _tls_context(self):
         import ssl

@@ -243,3 +243,50 @@ def test_a_database_error_in_repair_planning_leaves_the_messages_stored(
     assert rows(i, "SELECT device, seq FROM batches") == [("dev-1", 0)]
     assert any("repair planning failed" in r.getMessage() for r in caplog.records)
     assert patient == []
+
+
+def tether_ingest(db):
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
+                           "mqtt://127.0.0.1:1", "--db", str(db)],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("version", [1, 3, 4])
+def test_an_sqlite_file_of_another_program_is_refused_in_one_line_and_left_as_it_is(
+        tmp_path, version):
+    import sqlite3
+    path = tmp_path / "other.sqlite"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE notes (id integer PRIMARY KEY, body text)")
+    db.execute("PRAGMA user_version = %d" % version)
+    db.commit()
+    db.close()
+    proc = tether_ingest(path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "tether ingest: %s is an SQLite file of something else, not of the Tether ingest "
+        "(user_version %d, and no table devices)" % (path, version)]
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone() == (version,)
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
+    finally:
+        db.close()
+
+
+def test_a_database_the_ingest_cannot_read_at_start_is_said_in_one_line(tmp_path):
+    import sqlite3
+
+    from ingest.store import sqlite as backend
+    path = tmp_path / "odd.sqlite"
+    backend.connect(str(path)).close()
+    db = sqlite3.connect(path)
+    db.execute("ALTER TABLE schemas RENAME COLUMN document TO body")
+    db.commit()
+    db.close()
+    proc = tether_ingest(path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        "tether ingest: %s: no such column: document" % path]
