@@ -61,6 +61,7 @@ class _LogLimit:
 
 
 _STOP = object()
+REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
 
 
 class Ingest(Handlers):
@@ -385,6 +386,8 @@ class Ingest(Handlers):
         db = self._db
         backoff = 0.05
         savepoints = False  # Handlers._savepoints: with them once a message failed without
+        refusals = 0  # attempts the database refused for what the group holds, not failing itself
+        refused = None  # the group's one message is stored as malformed, with this reason
         while True:
             total = Delta()
             commands = []
@@ -400,7 +403,12 @@ class Ingest(Handlers):
                 # sharing a database then lock the devices' rows in one order and never
                 # deadlock over them. Acknowledged below in the order they came, as MQTT asks.
                 for m in sorted(group, key=self._device_of):
-                    total.merge(self._one(m))
+                    if refused is None:
+                        total.merge(self._one(m))
+                    else:
+                        d = Delta()
+                        self._malformed(m[0], m[1], m[4], refused, d)
+                        total.merge(d)
                 if chores:
                     self._chores(total)
                 probed = None
@@ -424,6 +432,19 @@ class Ingest(Handlers):
             except db.Error as exc:
                 if db.in_transaction:
                     db.rollback()
+                if group and not db.failed(exc):
+                    # Past the messages' savepoints (at the COMMIT, say): one message may be
+                    # what the database refuses. Alone in its transaction, it alone is malformed.
+                    refusals += 1
+                    if refusals >= REFUSALS:
+                        if len(group) > 1:
+                            log.error("the database refuses a group of %d messages (%s): storing "
+                                      "them one by one", len(group), one_line(exc))
+                            for m in group:
+                                self._commit([m], False)
+                            return
+                        refused = "the database refused it: %s" % one_line(exc)
+                        continue
                 log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
                           "acknowledged)", one_line(exc), backoff, len(group))
                 if self._stopping and backoff > 1:

@@ -290,3 +290,40 @@ def test_a_database_the_ingest_cannot_read_at_start_is_said_in_one_line(tmp_path
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
         "tether ingest: %s: no such column: document" % path]
+
+
+def test_a_message_the_database_refuses_past_its_savepoint_alone_is_malformed(
+        any_url, writer, patient):
+    import sqlite3
+    i = writer(any_url)
+    refusal = (psycopg.errors.ProgramLimitExceeded if any_url.startswith("postgresql:")
+               else sqlite3.IntegrityError)
+    poison = msg("dev-1", "batch", senml("dev-1", 1, "poison"), 1)
+    handle, begin, commit = i._handle, i._db.begin, i._db.commit
+    seen = []
+
+    def handle_noting(m, d):
+        seen.append(m)
+        return handle(m, d)
+
+    def begin_afresh():
+        seen.clear()
+        begin()
+
+    def commit_refusing():  # as a COMMIT the database refuses for what one message wrote
+        if poison in seen:
+            raise refusal("the database will not take this\nDETAIL: a second line")
+        commit()
+
+    i._handle, i._db.begin, i._db.commit = handle_noting, begin_afresh, commit_refusing
+    group = [msg("dev-1", "batch", senml("dev-1", 0, "power")), poison,
+             msg("dev-2", "batch", senml("dev-2", 0, "power"), 2)]
+    i._commit(group, False)
+    assert rows(i, "SELECT device, seq FROM batches ORDER BY device, seq") == [
+        ("dev-1", 0), ("dev-2", 0)]
+    assert rows(i, "SELECT topic, reason FROM malformed") == [
+        (poison[0], "the database refused it: the database will not take this DETAIL: a "
+                    "second line")]
+    assert i.stats()["batches"] == 2 and i.stats()["malformed"] == 1
+    i._commit([msg("dev-1", "batch", senml("dev-1", 2, "power"), 3)], False)
+    assert i.stats()["batches"] == 3
