@@ -52,7 +52,7 @@ def patient(monkeypatch):
 
 
 @pytest.fixture
-def writer(request):
+def writer():
     made = []
 
     def make(url, **options):
