@@ -15,6 +15,9 @@ HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the
 INT64 = 1 << 63
 INSIGHT = "insight"  # the state of an insight event (agent/insights)
 MAX_FIELDS = 64
+# Bytes of UTF-8 in a channel, unit, event or sensor name: far above any real one, and far below
+# what a database can index (PostgreSQL's btree refuses a key past about 2,700 bytes).
+MAX_NAME = 255
 
 
 def text(s):
@@ -113,6 +116,24 @@ def check_int(v, what):
         raise Bad("%s %r is not a 64-bit integer" % (what, v))
     return v
 
+def check_name(name, what):
+    """A name of at most MAX_NAME bytes of UTF-8 as stored (text(): a NUL takes 3); Bad
+    otherwise."""
+    if isinstance(name, str) and len(name) > MAX_NAME // 4:
+        size = len(text(name).encode("utf-8", "surrogatepass"))
+        if size > MAX_NAME:
+            raise Bad("%s name of %d bytes (%r...): at most %d bytes of UTF-8"
+                      % (what, size, name[:16], MAX_NAME))
+    return name
+
+
+def check_names(b):
+    """A decoded batch whose channel names and units are each at most MAX_NAME bytes."""
+    for name, unit in b.units.items():
+        check_name(name, "channel")
+        check_name(unit, "unit")
+
+
 def check_envelope(device, b):
     """A decoded batch (or its envelope) that belongs to the device of its topic, with 64-bit
     numbers; Bad otherwise."""
@@ -167,6 +188,8 @@ def event(device, payload):
         raise Bad("event: %s" % (exc,))
     if e.device != device:
         raise Bad("an event of device %r on the topic of %r" % (e.device, device))
+    check_name(e.event, "event")
+    check_name(e.sensor, "sensor")
     for v, what in ((e.seq, "event seq"), (e.boot, "boot count"), (e.t, "event time")):
         check_int(v, what)
     value = e.value

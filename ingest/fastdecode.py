@@ -18,7 +18,7 @@ from agent import batch_decode
 from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, VERSION
 from agent.compact import MAX_UNARY
 
-from ingest.decode import text
+from ingest.decode import check_names, text
 
 _MAX_GAMMA_BITS = 64  # as agent/compact_decode
 _MAX_PATTERNS = 512
@@ -80,12 +80,14 @@ def from_reference(b):
 
 
 def decode(payload, schemas):
-    """What agent/batch_decode.decode(payload, schemas) gives, as a Decoded; its errors."""
+    """What agent/batch_decode.decode(payload, schemas) gives, as a Decoded; its errors, and
+    ingest/decode.Bad for a channel name or unit longer than the ingest stores."""
     try:
-        return _fast(payload, schemas)
+        b = _fast(payload, schemas)
     except Exception:  # noqa: BLE001 - whatever it is, the reference decides
-        pass
-    return from_reference(batch_decode.decode(payload, schemas))
+        b = from_reference(batch_decode.decode(payload, schemas))
+    check_names(b)
+    return b
 
 
 class _Codes(dict):

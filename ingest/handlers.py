@@ -55,6 +55,11 @@ class Delta:
         self.recount = self.recount or other.recount
 
 
+def one_line(exc):
+    """An error's message on one line (psycopg's span several)."""
+    return " ".join(str(exc).split())
+
+
 class Retry(Exception):
     """A message failed in a group stored without savepoints: roll back, store it with them."""
 
@@ -83,24 +88,26 @@ class Handlers:
         if not self._savepoints:
             try:
                 fn(*args, d)
-            except db.Failure:
-                raise
-            except Exception:  # noqa: BLE001 - the group again, each message in a savepoint
+            except Exception as exc:  # noqa: BLE001 - the group again, each message in a savepoint
+                if db.failed(exc):
+                    raise
                 raise Retry()
             return d
         db.execute("SAVEPOINT " + name)
         try:
             fn(*args, d)
-        except db.Failure:
-            raise  # locked, disk full, I/O, connection lost: the whole group again
         except Exception as exc:  # noqa: BLE001 - nothing a message carries may stop the ingest
+            if db.failed(exc):
+                raise  # locked, disk full, I/O, connection lost: the whole group again
             db.execute("ROLLBACK TO " + name)
             self._group_units.difference_update(d.units)
             d = Delta()
             if isinstance(exc, Bad):
                 reason = exc.reason
             elif isinstance(exc, (OverflowError,) + db.BadValue):
-                reason = "a value out of range or of an unsupported type (%s)" % exc
+                reason = "a value out of range or of an unsupported type (%s)" % one_line(exc)
+            elif isinstance(exc, db.Error):  # e.g. a key too big for its index
+                reason = "the database refused it: %s" % one_line(exc)
             else:
                 log.exception("unexpected error on a message on %s", topic)
                 reason = "internal error: %s: %s" % (type(exc).__name__, exc)
@@ -156,6 +163,8 @@ class Handlers:
                 raise Bad("batch: %s" % (exc,))
             self._hold(device, payload, received_at, topic, schemas.missing, d)
             return
+        except Bad as exc:
+            raise Bad("batch: %s" % (exc.reason,))
         except Exception as exc:  # noqa: BLE001 - e.g. a decoder bug on hostile input
             raise Bad("batch: %s: %s" % (type(exc).__name__, exc))
         self._store(device, b, payload, received_at, d)
@@ -296,6 +305,12 @@ class Handlers:
             schema = decode.schema(payload)
         except Exception as exc:  # noqa: BLE001
             raise Bad("schema: %s" % (exc,))
+        try:
+            for name, unit, _, _ in schema.channels:
+                decode.check_name(name, "channel")
+                decode.check_name(unit, "unit")
+        except Bad as exc:
+            raise Bad("schema: %s" % (exc.reason,))
         sid = schema.id
         db = self._db
         db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) "

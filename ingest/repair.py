@@ -259,7 +259,8 @@ def reply(db, device, doc, now, d):
         # Only at the tail: a gap between stored batches says nothing of what lies past them.
         db.execute("UPDATE devices SET {k}_newest = ? WHERE device = ? "
                    "AND greatest(coalesce({last}, -1), coalesce({k}_newest, -1)) <= ?"
-                   .format(k=kind, last=LAST[kind]), (top + PROBE[kind], device, top))
+                   .format(k=kind, last=LAST[kind]),
+                   (min(top + PROBE[kind], INT64 - 1), device, top))
     for a, b in unknown:
         db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
                    (device, kind, a, b))
@@ -280,10 +281,13 @@ def probe(db, before):
     newest in the health report it sends when it is back): the device re-sends what it holds
     and answers the rest `unknown`, which sets its newest back."""
     for kind in KINDS:
-        db.execute("UPDATE devices SET {k}_newest = greatest(coalesce({k}_newest, -1), {last} + ?) "
+        # {last} + PROBE, at most the top of 64 bits (a device may number up to there)
+        top = INT64 - 1
+        db.execute("UPDATE devices SET {k}_newest = greatest(coalesce({k}_newest, -1), "
+                   "CASE WHEN {last} < ? THEN {last} + ? ELSE ? END) "
                    "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND first_seen < ? "
                    "AND coalesce(last_status, '') != 'offline'"
-                   .format(k=kind, last=LAST[kind]), (PROBE[kind], before))
+                   .format(k=kind, last=LAST[kind]), (top - PROBE[kind], PROBE[kind], top, before))
 
 
 class Repair:

@@ -30,8 +30,8 @@ from agent import cbor
 from ingest import repair as repair_mod
 from ingest import topics
 from ingest.decode import Schemas, schema as read_schema
-from ingest.handlers import Delta, Handlers, Retry
-from ingest.store import client_base, open_store
+from ingest.handlers import Delta, Handlers, Retry, one_line
+from ingest.store import StoreError, client_base, open_store
 
 log = logging.getLogger("tether.ingest")
 
@@ -60,6 +60,7 @@ class _LogLimit:
 
 
 _STOP = object()
+REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
 
 
 class Ingest(Handlers):
@@ -142,13 +143,10 @@ class Ingest(Handlers):
         self._subscribed.clear()
         self._db = open_store(self.db_path)
         try:
-            for sid, doc in self._db.execute("SELECT schema_id, document FROM schemas"):
-                try:
-                    dict.__setitem__(self._schemas, sid, read_schema(doc))
-                except cbor.CBORError:
-                    pass
-            self._held_now = self._db.execute(
-                "SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
+            try:
+                self._load()
+            except self._db.Error as exc:  # said in one line, as open_store says its errors
+                raise StoreError("%s: %s" % (self._db.name(self.db_path), one_line(exc)))
             if self.client_id is None:
                 self._slot = self._db.slot(client_base(self._db.identity, self.group))
                 self.client_id = self._slot.client_id
@@ -187,6 +185,16 @@ class Ingest(Handlers):
         log.info("subscribed to %s on %s:%d as %s", ", ".join(self.topics), self.host, self.port,
                  self.client_id)
         return self
+
+    def _load(self):
+        """The schemas and the count of held batches the database has from before."""
+        for sid, doc in self._db.execute("SELECT schema_id, document FROM schemas"):
+            try:
+                dict.__setitem__(self._schemas, sid, read_schema(doc))
+            except cbor.CBORError:
+                pass
+        self._held_now = self._db.execute(
+            "SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
 
     def _tls_context(self):
         import ssl
@@ -377,6 +385,8 @@ class Ingest(Handlers):
         db = self._db
         backoff = 0.05
         savepoints = False  # Handlers._savepoints: with them once a message failed without
+        refusals = 0  # attempts the database refused for what the group holds, not failing itself
+        refused = None  # the group's one message is stored as malformed, with this reason
         while True:
             total = Delta()
             commands = []
@@ -392,7 +402,12 @@ class Ingest(Handlers):
                 # sharing a database then lock the devices' rows in one order and never
                 # deadlock over them. Acknowledged below in the order they came, as MQTT asks.
                 for m in sorted(group, key=self._device_of):
-                    total.merge(self._one(m))
+                    if refused is None:
+                        total.merge(self._one(m))
+                    else:
+                        d = Delta()
+                        self._malformed(m[0], m[1], m[4], refused, d)
+                        total.merge(d)
                 if chores:
                     self._chores(total)
                 probed = None
@@ -416,8 +431,21 @@ class Ingest(Handlers):
             except db.Error as exc:
                 if db.in_transaction:
                     db.rollback()
+                if group and not db.failed(exc):
+                    # Past the messages' savepoints (at the COMMIT, say): one message may be
+                    # what the database refuses. Alone in its transaction, it alone is malformed.
+                    refusals += 1
+                    if refusals >= REFUSALS:
+                        if len(group) > 1:
+                            log.error("the database refuses a group of %d messages (%s): storing "
+                                      "them one by one", len(group), one_line(exc))
+                            for m in group:
+                                self._commit([m], False)
+                            return
+                        refused = "the database refused it: %s" % one_line(exc)
+                        continue
                 log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
-                          "acknowledged)", exc, backoff, len(group))
+                          "acknowledged)", one_line(exc), backoff, len(group))
                 if self._stopping and backoff > 1:
                     log.error("stopping with %d messages not stored: the broker sends them "
                               "again", len(group))
@@ -464,9 +492,9 @@ class Ingest(Handlers):
             if probed is not None:
                 repair_mod.probe(db, probed)
             commands = self._repair.plan(db, time.time())
-        except db.Error:
-            raise
-        except Exception:  # noqa: BLE001 - the messages must be stored whatever planning does
+        except Exception as exc:  # noqa: BLE001 - the messages are stored whatever planning does
+            if db.failed(exc):
+                raise  # the database's failure: the whole group again
             log.exception("repair planning failed; the messages are stored, planning is tried "
                           "again")
             db.execute("ROLLBACK TO planning")

@@ -20,8 +20,11 @@ The backend contract. A backend module provides:
 
     Error       the exception class of any database error: the writer rolls back and stores
                 the whole group of messages again, later (nothing is acknowledged before)
-    Failure     the database itself failed (locked, disk full, connection lost): inside a
-                message's savepoint this is re-raised, not blamed on the message
+    Failure     the exception classes the database's own failures are among (locked, disk
+                full, connection lost)
+    failed(exc) True when exc is a failure of the database itself, not of what a message
+                made it do: inside a message's savepoint it is re-raised, not blamed on the
+                message (the base class's: an instance of Failure)
     BadValue    a tuple of exception classes a value from a message can cause (out of range,
                 unsupported type): the message is stored as malformed
     translate(sql) -> sql in the backend's dialect (the result is cached per statement)
@@ -115,6 +118,9 @@ class Store:
 
     def translate(self, sql):
         return sql
+
+    def failed(self, exc):
+        return isinstance(exc, self.Failure)
 
     @staticmethod
     def name(target):

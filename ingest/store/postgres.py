@@ -32,8 +32,9 @@ processes storing the same batch at once both try, one inserts, the other waits 
 and counts a duplicate. Counters are updated in place (UPDATE ... SET n = n + 1), never read
 and written back. Repair planning is serialised by a transaction-scoped advisory lock
 (planning()). A deadlock, a serialisation failure or a lost connection (the server
-restarted) is a Failure: the writer rolls back and stores the whole group again (the next
-begin() reconnects), and acknowledges nothing to the broker before its COMMIT.
+restarted) is a failure of the database (PostgresStore.failed, by SQLSTATE): the writer rolls
+back and stores the whole group again (the next begin() reconnects), and acknowledges nothing
+to the broker before its COMMIT.
 """
 import datetime
 import os
@@ -53,6 +54,7 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
 PARTITION_LOCK = 0x7e7e1a02
 PLAN_LOCK = 0x7e7e1a03
+FAILURE_CLASSES = ("08", "40", "53", "57", "58")  # SQLSTATE classes of PostgresStore.failed()
 TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
           "repair_bucket", "insights", "sim_parts")
@@ -336,7 +338,7 @@ class PostgresStore(base.Store):
     just before its COMMIT; a savepoint rolled back drops those of its messages."""
 
     Error = psycopg.Error
-    Failure = (psycopg.OperationalError, psycopg.InterfaceError)
+    Failure = (psycopg.OperationalError, psycopg.InterfaceError)  # failed() picks among them
     BadValue = (psycopg.DataError,)
 
     def __init__(self, conn, url, timeout=30.0):
@@ -354,6 +356,20 @@ class PostgresStore(base.Store):
     @staticmethod
     def name(target):
         return hide_password(target)
+
+    def failed(self, exc):
+        """By SQLSTATE: the connection (class 08, or none: libpq lost it), a transaction rolled
+        back by the server (40: deadlock, serialisation), resources (53: disk full, memory),
+        the operator (57: shutdown, cancel), the system (58: I/O) and a lock not available
+        (55P03). Anything else (54: a key too big for its index, 22: data) is the message's."""
+        if isinstance(exc, psycopg.InterfaceError):
+            return True
+        if not isinstance(exc, psycopg.Error):
+            return False
+        state = exc.sqlstate
+        if state is None:
+            return isinstance(exc, psycopg.OperationalError)
+        return state[:2] in FAILURE_CLASSES or state == "55P03"
 
     # ---- the shared dialect ----
 
@@ -443,6 +459,9 @@ class PostgresStore(base.Store):
     @property
     def in_transaction(self):
         if self.conn.closed or self.conn.broken:
+            # The transaction died with the connection (the server killed it mid-transaction):
+            # the next query between transactions must reconnect, as begin() does.
+            self._outside = True
             return False
         return self.conn.info.transaction_status != TransactionStatus.IDLE
 

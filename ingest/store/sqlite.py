@@ -5,6 +5,7 @@ The layout has a version (PRAGMA user_version): SCHEMA_SQL is version 1, MIGRATI
 file from version v to v + 1, and a new file gets them all.
 """
 import os
+import re
 import sqlite3
 
 from ingest import store as base
@@ -205,6 +206,19 @@ CREATE TABLE sim_parts (
 }
 
 
+def _check_tables(db, db_path, version):
+    """RuntimeError unless the file has the tables of its layout version: user_version alone
+    does not tell the ingest's file from another program's (which must not be migrated)."""
+    sql = SCHEMA_SQL + "".join(MIGRATIONS[v] for v in range(1, version))
+    found = {name for (name,) in db.execute("SELECT name FROM sqlite_master "
+                                            "WHERE type IN ('table', 'view')")}
+    missing = [name for name in re.findall(r"CREATE (?:TABLE|VIEW) (\w+)", sql)
+               if name not in found]
+    if missing:
+        raise RuntimeError("%s is an SQLite file of something else, not of the Tether ingest "
+                           "(user_version %d, and no table %s)" % (db_path, version, missing[0]))
+
+
 def _script(db, sql):
     for statement in sql.split(";"):
         if statement.strip():
@@ -276,6 +290,8 @@ def connect(db_path, timeout=30.0, create=True):
             elif version > DB_VERSION:
                 raise RuntimeError("%s has ingest layout version %d, of a newer ingest; this one "
                                    "reads version %d and older" % (db_path, version, DB_VERSION))
+            else:
+                _check_tables(db, db_path, version)
             if version < DB_VERSION:
                 for v in range(version, DB_VERSION):
                     _script(db, MIGRATIONS[v])
