@@ -129,6 +129,7 @@ def main(argv=None):
                              % seeds)
         scenarios = [(name + (" seed %d" % seed), example, units, days, seed)
                      for seed in seeds for name, example, units, days, _ in scenarios]
+    from simulator.scores import shown as figure
     print(__doc__.split("\n\n")[2].replace("\n", " ").strip())
     print()
     t_start = time.monotonic()
@@ -143,8 +144,7 @@ def main(argv=None):
             name, units, days, lines, wall, readings = f.result()
             runs.append([name, str(units), str(days), "%d" % readings, "%.0f" % wall])
             for label, value, target, ok in lines:
-                shown = "no data" if value is None else (
-                    "%.3g" % value if isinstance(value, float) else str(value))
+                shown = "no data" if value is None else figure(value)
                 if quick or ok is None:  # a fifth of the units: too few to judge a target
                     verdict = ""
                 else:

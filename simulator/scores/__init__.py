@@ -43,14 +43,24 @@ def score(units):
     return out
 
 
+def shown(value):
+    """A figure as printed: floats to 3 decimals, trailing zeros dropped (1.003 beside a target of
+    <= 1 must not print as 1)."""
+    if isinstance(value, float):
+        if 0 < abs(value) < 0.001:
+            return "%.3g" % value
+        text = "%.3f" % value
+        return text.rstrip("0").rstrip(".") if "." in text else text
+    return str(value)
+
+
 def lines_text(scores):
     """The scores as lines a person reads: each figure next to its target."""
     out = []
     for area in scores:
         for name, value, target, ok in scores[area]:
-            shown = "no data in this run" if value is None else (
-                "%.3g" % value if isinstance(value, float) else str(value))
+            text = "no data in this run" if value is None else shown(value)
             out.append("  %s: %s: %s%s%s" % (
-                area, name, shown, " (target %s)" % target if target else "",
+                area, name, text, " (target %s)" % target if target else "",
                 "" if ok in (True, None) else "  MISSES TARGET"))
     return out
