@@ -163,10 +163,11 @@ class Sync:
             self.check_parent()
             await asyncio.sleep(POLL_S)
 
-    def note(self, fleet):
-        """What the parent's progress line shows, every NOTE_EVERY_S."""
+    def note(self, fleet, force=False):
+        """What the parent's progress line shows, every NOTE_EVERY_S (and when forced: the
+        state a worker ends a phase in, which the parent's last line shows)."""
         now = time.monotonic()
-        if now - self.noted < NOTE_EVERY_S:
+        if now - self.noted < NOTE_EVERY_S and not force:
             return
         self.noted = now
         self.check_parent()
@@ -204,11 +205,13 @@ async def _work(fleet, sync, first_part):
         await fleet._devices_run(host, port)
         sync.reached(math.inf)  # holds nobody back while it delivers
         await fleet._wind_down()
+        sync.note(fleet, force=True)
         sync.state(DRAINED)
         await sync.command(STORE)
         s = sync.shared
         await asyncio.get_running_loop().run_in_executor(
             None, fleet._report, int(s[RESTARTS]) if first_part else 0, s[STARTED], s[ENDED])
+        sync.note(fleet, force=True)  # after the repairs: the backlog the devices end with
         sync.state(STORED)
         await sync.command(STOP)
     finally:

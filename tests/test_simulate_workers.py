@@ -58,6 +58,9 @@ def test_a_fleet_in_two_workers_is_the_fleet_of_one_process(tmp_path, alone):
     assert report["fleet"]["power_cuts"] >= 8  # the faults hit devices of both workers
     assert per_device(report) == per_device(alone)
     assert report["insight_scores"] == alone["insight_scores"]
+    # The last progress line is the fleet as it ended, not as the workers last noted it running.
+    done = [line for line in out.splitlines() if "] done: " in line][-1]
+    assert " %d readings generated," % f["generated"] in done and " backlog 0 batches" in done
     # Each worker stored its part; `tether report` makes the same report from the database.
     with sqlite3.connect(str(work / "fleet.sqlite")) as db:
         assert db.execute("SELECT first_device, devices FROM sim_parts ORDER BY first_device"
