@@ -188,7 +188,7 @@ def test_what_postgresql_refuses_for_a_message_is_the_messages_not_a_failure(
 @pytest.mark.parametrize("sqlstate,failed", [
     ("08006", True), ("40P01", True), ("40001", True), ("53100", True), ("57P01", True),
     ("58030", True), ("55P03", True), ("54000", False), ("22003", False), ("23505", False),
-    ("55000", False), ("42P01", False)])
+    ("55000", True), ("42P01", True), ("42501", True), ("XX000", True), ("22021", False)])
 def test_postgresql_errors_are_the_databases_or_the_messages_by_sqlstate(sqlstate, failed):
     from ingest.store.postgres import PostgresStore
     exc = psycopg.errors.lookup(sqlstate)("x")

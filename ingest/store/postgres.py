@@ -54,7 +54,9 @@ INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
 PARTITION_LOCK = 0x7e7e1a02
 PLAN_LOCK = 0x7e7e1a03
-FAILURE_CLASSES = ("08", "40", "53", "57", "58")  # SQLSTATE classes of PostgresStore.failed()
+# SQLSTATE classes a message's own values cause (PostgresStore.failed()): data (22), a
+# constraint (23), a program limit such as a key too big for its index (54).
+MESSAGE_CLASSES = ("22", "23", "54")
 TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
           "repair_bucket", "insights", "sim_parts")
@@ -358,10 +360,12 @@ class PostgresStore(base.Store):
         return hide_password(target)
 
     def failed(self, exc):
-        """By SQLSTATE: the connection (class 08, or none: libpq lost it), a transaction rolled
-        back by the server (40: deadlock, serialisation), resources (53: disk full, memory),
-        the operator (57: shutdown, cancel), the system (58: I/O) and a lock not available
-        (55P03). Anything else (54: a key too big for its index, 22: data) is the message's."""
+        """By SQLSTATE: what a message's values cause (22: data, 23: a constraint, 54: a key too
+        big for its index) is the message's, to store as malformed; anything else is the
+        database's, tried again: the connection (08, or no SQLSTATE: libpq lost it), a
+        transaction the server rolled back (40), resources (53), the operator (57), the system
+        (58), a lock (55P03), and also a missing table or privilege (42) or a server's own
+        error (XX): those stall the ingest, logged, rather than throw good messages away."""
         if isinstance(exc, psycopg.InterfaceError):
             return True
         if not isinstance(exc, psycopg.Error):
@@ -369,7 +373,7 @@ class PostgresStore(base.Store):
         state = exc.sqlstate
         if state is None:
             return isinstance(exc, psycopg.OperationalError)
-        return state[:2] in FAILURE_CLASSES or state == "55P03"
+        return state[:2] not in MESSAGE_CLASSES
 
     # ---- the shared dialect ----
 
