@@ -6,6 +6,7 @@
 # test_insight_adherence.py so that each fits the 64k heap.
 from agent import cbor, cbor_decode
 from agent.insights.adherence import Detector
+from agent.store import RamStore
 from pillkit import DAY0, HOUR, MIN, STEP, Bottle, config
 from support import raises
 
@@ -236,17 +237,8 @@ def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
         def emit(self, t, synced, event, sensor, state, value=None, detail=None):
             got.append(event)
 
-    class Flash:                          # agent.store as far as the manager uses it
-        def __init__(self):
-            self.files = {}
-
-        def replace(self, name, data):
-            self.files[name] = bytes(data)
-
-        def read_all(self, name):
-            return self.files.get(name)
     sensors = [{"name": "pills", "quantity": "count", "insight": config()}]
-    store = Flash()
+    store = RamStore()
     ins = Insights(Sink(), sensors)
     ins.load(store)                       # the very first boot: nothing saved yet
     t = DAY0 + 7 * HOUR

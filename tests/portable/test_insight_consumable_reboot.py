@@ -4,6 +4,7 @@
 # settings set() changed and a changed profile. Both interpreters.
 from agent import cbor, cbor_decode
 from agent.insights.consumable import Detector
+from agent.store import RamStore
 from support import raises
 
 # The code alone (the detector, agent.insights, cbor, cbor_decode and this module, as .mpy)
@@ -101,19 +102,6 @@ def test_a_detector_rebuilt_from_its_snapshot_goes_on_exactly_as_one_that_never_
     assert 250 < sizes < 400, sizes       # 112 points (28 days) as small differences
 
 
-def _flash():
-    class Flash:                          # agent.store as far as the manager uses it
-        def __init__(self):
-            self.files = {}
-
-        def replace(self, name, data):
-            self.files[name] = bytes(data)
-
-        def read_all(self, name):
-            return self.files.get(name)
-    return Flash()
-
-
 def test_a_reorder_then_a_reboot_does_not_reorder_the_same_cartridge_again():
     from agent.insights import Insights
     got = []
@@ -122,7 +110,7 @@ def test_a_reorder_then_a_reboot_does_not_reorder_the_same_cartridge_again():
         def emit(self, t, synced, event, sensor, state, value=None, detail=None):
             got.append((t, event))
     sensors = [{"name": "ink", "quantity": "level", "insight": CFG}]
-    store = _flash()
+    store = RamStore()
     ink = Ink(55.0)                       # reorder on day 8, dry on day 24
     ins = Insights(Sink(), sensors)
     while not [e for e in got if e[1] == "reorder"]:
