@@ -241,6 +241,18 @@ def ram_buffers():
     simdev.SimStore = lambda path: RamStore()
 
 
+async def timed_run(fleet, watch):
+    """(report, start, end) of fleet.run() with the coroutine `watch` beside it: start and end
+    are this process's wall and CPU clocks."""
+    watcher = asyncio.create_task(watch)
+    start = {"wall": time.monotonic(), "cpu": cpu_self()}
+    try:
+        report = await fleet.run()
+    finally:
+        watcher.cancel()
+    return report, start, {"wall": time.monotonic(), "cpu": cpu_self()}
+
+
 async def child_run_workers(args):
     """A fleet spread over worker processes (simulator/workers.py): the clock's phase is from
     the parent's start of the shared clock to every worker's end of device time; CPU is this
@@ -270,20 +282,13 @@ async def child_run_workers(args):
         while fleet._low() < fleet.duration_ms:
             await asyncio.sleep(0.01)
         snap("clock_end")
-    watcher = asyncio.create_task(watch())
-    t0 = time.monotonic()
-    cpu0 = cpu_self()
-    try:
-        report = await fleet.run()
-    finally:
-        watcher.cancel()
+    report, start, end = await timed_run(fleet, watch())
     return {"devices": args["devices"], "client": args["client"], "storage": "files",
             "speed": args["speed"], "duration_ms": args["duration_ms"],
             "workers": fleet.workers, "snaps": snaps, "held_s": fleet.pace.held_s,
             "waited_s": [fleet.shared[w.HEAD + k * w.SLOTS + w.WAITED]
                          for k in range(fleet.workers)],
-            "end": {"wall": time.monotonic(), "cpu": cpu_self()},
-            "start": {"wall": t0, "cpu": cpu0}, "fleet": report["fleet"], "gc_s": 0.0}
+            "end": end, "start": start, "fleet": report["fleet"], "gc_s": 0.0}
 
 
 async def child_run(args):
@@ -300,14 +305,7 @@ async def child_run(args):
     cuts = phase_devices(fleet, 7) if args["phases"] else None
     mon = Monitor(fleet, args["speed"] is not None)
     mon.install(args["broker_pid"])
-    watcher = asyncio.create_task(mon.watch())
-    t0 = time.monotonic()
-    cpu0 = cpu_self()
-    try:
-        report = await fleet.run()
-    finally:
-        watcher.cancel()
-    end = {"wall": time.monotonic(), "cpu": cpu_self()}
+    report, start, end = await timed_run(fleet, mon.watch())
     s = mon.snaps
     errors = {}
     reconnects = 0
@@ -322,7 +320,7 @@ async def child_run(args):
     out = {
         "devices": args["devices"], "client": args["client"], "storage": args["storage"],
         "speed": args["speed"], "duration_ms": args["duration_ms"],
-        "snaps": s, "end": end, "start": {"wall": t0, "cpu": cpu0},
+        "snaps": s, "end": end, "start": start,
         "fleet": report["fleet"],
         "latency_p50": lat[len(lat) // 2], "latency_p99": lat[int(len(lat) * 0.99)],
         "latency_max": lat[-1],
