@@ -192,17 +192,26 @@ def new_database(server, name):
     return server.url.rsplit("/", 1)[0] + "/" + name
 
 
-def packed_rows(msgs):
-    """The readings_packed rows the ingest stores for msgs (and the readings in them)."""
-    from agent import batch_decode
+def schemas_and_batches(msgs):
+    """({schema id: Schema}, [batch payloads]) of msgs, as an ingest sees them."""
     from agent.schema import Schema
     schemas = {}
-    rows = []
+    batches = []
     for topic, payload, _ in msgs:
         if topic.endswith("/schema"):
             s = Schema.from_cbor(payload)
             schemas[s.id] = s
-            continue
+        else:
+            batches.append(payload)
+    return schemas, batches
+
+
+def packed_rows(msgs):
+    """The readings_packed rows the ingest stores for msgs (and the readings in them)."""
+    from agent import batch_decode
+    schemas, batches = schemas_and_batches(msgs)
+    rows = []
+    for payload in batches:
         b = batch_decode.decode(payload, schemas)
         per = {}
         for t, n, v in b.readings:
@@ -217,15 +226,7 @@ def packed_rows(msgs):
 def decode_rate(msgs, decode):
     """Readings/s of decoding the batches alone with decode(payload, schemas), best of 3: what
     one ingest process cannot go past, whatever the store."""
-    from agent.schema import Schema
-    schemas = {}
-    batches = []
-    for topic, payload, _ in msgs:
-        if topic.endswith("/schema"):
-            s = Schema.from_cbor(payload)
-            schemas[s.id] = s
-        else:
-            batches.append(payload)
+    schemas, batches = schemas_and_batches(msgs)
     n = sum(len(decode(b, schemas).readings) for b in batches)
     return n / c.best_of(lambda: [decode(b, schemas) for b in batches], repeat=3)
 
