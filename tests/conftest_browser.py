@@ -51,10 +51,11 @@ CHROMIUM_ARGS = ["--headless", "--disable-gpu", "--disable-quic", "--no-first-ru
 # The fleet the console's tests look at: every kind of device, with the insights the console
 # shows. Seed 58 (among 200 tried with simulator.insight_run, which runs the same detectors on
 # the same models in a second) gives, in 3 days, 5 reorders, 2 empty cartridges and one replaced,
-# a dose missed, 26 taken, an extra dose, a refill, 152 cycles and 11 energy reports; a run takes
-# about 30 s on 2 busy cores (load 6-8). No maintenance_due: a washer learns its baseline over
-# 8 washes and a motor starts to degrade a week in at the soonest, so the earliest of thousands
-# of seeds comes on day 13, and 14 days of even a 5-device fleet took 213 s on the same machine.
+# a dose missed, 26 taken, an extra dose, a refill, 152 cycles and 11 energy reports. A run takes
+# 26 to 68 s on 2 cores shared with other work (load 4-8), into SQLite or PostgreSQL. No
+# maintenance_due: a washer learns its baseline over 8 washes and a motor starts to degrade a
+# week in at the soonest, so the earliest found among 6,000 seeds comes on day 13, and 14 days of
+# even a 5-device fleet took 213 s on the same machine.
 FLEET = ROOT / "tests" / "data" / "console-fleet.yaml"
 SIMULATE = ["--fleet", str(FLEET), "--seed", "58", "--duration", "3d", "--speed", "max"]
 SIMULATE_TIMEOUT_S = 900
