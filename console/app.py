@@ -437,7 +437,9 @@ def _field(item):
     k, v = item
     if k in TIME_FIELDS and isinstance(v, int) and v > 10 ** 12:
         return "%s %s" % (k, time.strftime("%m-%d %H:%M", time.gmtime(v / 1000)))
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
+    if isinstance(v, bool):
+        return "%s %s" % (k, "yes" if v else "no")
+    if isinstance(v, (int, float)):
         return "%s %s" % (k, actions_mod.num_text(v))
     return "%s %s" % (k, v)
 

@@ -18,6 +18,7 @@ HOUR_MS = 3600000
 DAY_MS = 86400000
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
 MAX_POINTS = 1200  # per chart line: the bucket's lowest and highest of ~600 buckets
+LIST_ROWS = 50     # the newest insights and events a device page lists
 
 
 class Unreadable(RuntimeError):
@@ -202,10 +203,12 @@ def device_detail(db, device, span):
         charts.append(cycles)
     health = [(at, t, as_map(h)) for at, t, h in db.rows(
         "SELECT received_at, t_ms, health FROM health WHERE device = ? "
-        "ORDER BY received_at DESC LIMIT 50", (device,))]
+        "ORDER BY received_at DESC LIMIT 24", (device,))]
     events = db.rows("SELECT t_ms, event, sensor, state, value, detail FROM events "
                      "WHERE device = ? AND state <> 'insight'" + since
-                     + " ORDER BY t_ms DESC LIMIT 200", args)
+                     + " ORDER BY t_ms DESC LIMIT %d" % LIST_ROWS, args)
+    events_in_span = db.one("SELECT count(*) FROM events WHERE device = ? AND state <> "
+                            "'insight'" + since, args)[0]
     replies = [(at, ok, as_map(body)) for at, ok, body in db.rows(
         "SELECT received_at, ok, body FROM replies WHERE device = ? "
         "ORDER BY received_at DESC LIMIT 50", (device,))]
@@ -217,7 +220,8 @@ def device_detail(db, device, span):
             "span": span, "start": start, "end": end, "charts": charts,
             "sensors": sorted({c for c, _ in channels}),
             "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
-                         for t, e, s, v, f in reversed(insights[-200:])],
+                         for t, e, s, v, f in reversed(insights[-LIST_ROWS:])],
+            "insights_in_span": len(insights), "events_in_span": events_in_span,
             "events": [{"t_ms": t, "event": e, "sensor": s, "state": st, "value": v,
                         "detail": d} for t, e, s, st, v, d in events],
             "health": [{"received_at": at, "t_ms": t, "health": h} for at, t, h in health],

@@ -112,7 +112,7 @@ def test_device_pages_chart_each_channel_with_the_insights_the_database_holds(
             assert page.evaluate("Chart.instances ? Object.keys(Chart.instances).length : 0") \
                 == len(data["charts"])
             insights = rows_of(db, "SELECT count(*) FROM insights WHERE device = ?", (device,))[0][0]
-            assert page.locator("#insights-table tbody tr").count() == min(insights, 200)
+            assert page.locator("#insights-table tbody tr").count() == min(insights, 50)
             if device == printer:
                 ink = [c for c in data["charts"] if c["channel"].startswith("ink_")]
                 assert any(line["label"] == "forecast" for c in ink for line in c["lines"])

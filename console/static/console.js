@@ -21,7 +21,8 @@
     const sets = [{ label: c.channel + (c.unit ? " (" + c.unit + ")" : ""),
       data: c.points.map(p => ({ x: p[0], y: p[1] })), borderColor: "#0969da",
       backgroundColor: "#0969da", borderWidth: 1.5, pointRadius: c.kind === "cycles" ? 2 : 0,
-      showLine: c.kind !== "cycles", tension: 0 }];
+      // a reading holds until the next (the deadband sends only changes): steps, not slopes
+      showLine: c.kind !== "cycles", stepped: c.kind !== "cycles" }];
     for (const line of c.lines) {
       sets.push({ label: line.label, data: line.points.map(p => ({ x: p[0], y: p[1] })),
         borderColor: line.label.startsWith("forecast") ? "#8250df" : "#57606a",
