@@ -27,7 +27,7 @@ import random
 import time
 import zlib
 
-from ingest.store import ADD_BATCH, open_store
+from ingest.store import open_store
 
 DAY_MS = 86400000
 HOUR_MS = 3600000
