@@ -198,7 +198,8 @@ class Agent:
         free = gc.mem_free() if hasattr(gc, "mem_free") else None
         used = gc.mem_alloc() if hasattr(gc, "mem_alloc") else None
         report = {
-            "v": 1, "device": self.device, "boot": log.boot, "t": t, "synced": synced,
+            "v": 1, "device": self.device, "model": self.model, "version": VERSION,
+            "boot": log.boot, "t": t, "synced": synced,
             "uptime_s": (self.clock.monotonic() - self.started) // 1000,
             "heap_free": free, "heap_used": used,
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,

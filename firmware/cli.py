@@ -2,8 +2,8 @@
 import argparse
 import sys
 
-from firmware import (batchfile, build, demo, flash, ingest_cmd, logs, read, report_cmd, run,
-                      service, simulate_cmd)
+from firmware import (batchfile, build, console_cmd, demo, flash, ingest_cmd, logs, read,
+                      report_cmd, run, service, simulate_cmd)
 from firmware.profile import add_allow_outside
 
 
@@ -45,6 +45,7 @@ def build_parser():
     ingest_cmd.add_command(sub)
     simulate_cmd.add_command(sub)
     report_cmd.add_command(sub)
+    console_cmd.add_command(sub)
     flash.add_command(sub)
     logs.add_command(sub)
     return parser, sub

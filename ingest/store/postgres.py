@@ -48,7 +48,7 @@ from psycopg.pq import TransactionStatus
 from ingest import store as base
 from ingest.url import hide_password, secrets_of
 
-VERSION = 2  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+VERSION = 3  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
@@ -59,7 +59,7 @@ PLAN_LOCK = 0x7e7e1a03
 MESSAGE_CLASSES = ("22", "23", "54")
 TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
-          "repair_bucket", "insights", "sim_parts")
+          "repair_bucket", "insights", "sim_parts", "acks")
 VIEWS = ("readings", "gaps")
 
 SCHEMA_SQL = """
@@ -281,6 +281,22 @@ CREATE TABLE sim_parts (
     body text NOT NULL,
     PRIMARY KEY (run, first_device)
 );
+""",
+    # What the fleet console was told about an action (ingest/store/sqlite.py, ACKS_SQL).
+    2: """
+CREATE TABLE acks (
+    device text NOT NULL,
+    action text NOT NULL,
+    sensor text NOT NULL,
+    done text NOT NULL CHECK (done IN ('ack', 'snooze')),
+    at_ms bigint NOT NULL,
+    until_ms bigint,
+    value double precision,
+    received_at double precision NOT NULL,
+    reply text,
+    PRIMARY KEY (device, action, sensor)
+);
+CREATE INDEX replies_by_device ON replies (device, received_at);
 """,
 }
 

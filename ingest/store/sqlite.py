@@ -10,7 +10,7 @@ import sqlite3
 
 from ingest import store as base
 
-DB_VERSION = 4  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 5  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 
 SCHEMA_SQL = """
 CREATE TABLE devices (
@@ -125,6 +125,26 @@ CREATE VIEW gaps AS
     WHERE seq > prev + 1;
 """
 
+# What the fleet console (console/actions.py) was told about an action needing someone: the
+# latest acknowledgement or snooze per device, action and sensor ('' for none), at the fleet's
+# clock (at_ms), with what it was judged on (value: the drop count, the last reading's time) and
+# the device's reply where it went to the device. Shared by both backends.
+ACKS_SQL = """
+CREATE TABLE acks (
+    device TEXT NOT NULL,
+    action TEXT NOT NULL,
+    sensor TEXT NOT NULL,
+    done TEXT NOT NULL CHECK (done IN ('ack', 'snooze')),
+    at_ms INTEGER NOT NULL,
+    until_ms INTEGER,
+    value REAL,
+    received_at REAL NOT NULL,
+    reply TEXT,
+    PRIMARY KEY (device, action, sensor)
+);
+CREATE INDEX replies_by_device ON replies (device, received_at);
+"""
+
 # MIGRATIONS[v] takes a file from layout version v to v + 1; a new file gets them all.
 MIGRATIONS = {
     1: """
@@ -203,6 +223,7 @@ CREATE TABLE sim_parts (
     PRIMARY KEY (run, first_device)
 );
 """,
+    4: ACKS_SQL,
 }
 
 

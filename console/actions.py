@@ -1,0 +1,168 @@
+"""What needs someone now, device by device, with its evidence (the console's first page):
+
+    empty, reorder     a cartridge ran dry, or will within the lead time (no new one since)
+    maintenance_due    a motor or compressor drifting from its learnt baseline
+    dose_missed        doses missed in the last 7 days (per bottle)
+    refill_needed      a bottle's supply below its threshold (no refill since)
+    silent             nothing heard for longer than the console's --silent
+    dropping           readings dropped by a full buffer, or batches lost for good
+
+An acknowledgement or snooze (table `acks`, written by console/app.py once the device said
+yes where it goes to the device) hides an action until there is something newer than what was
+acknowledged (a newer insight event, a new reading, a larger drop count) or the snooze ends.
+"""
+from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, as_map
+
+INSIGHTS = ("empty", "reorder", "maintenance_due", "dose_missed", "refill_needed")
+ORDER = {"empty": 0, "reorder": 1, "maintenance_due": 2, "dose_missed": 3, "refill_needed": 4,
+         "silent": 5, "dropping": 6}
+TITLES = {"empty": "Cartridge empty", "reorder": "Reorder due",
+          "maintenance_due": "Maintenance due", "dose_missed": "Missed doses",
+          "refill_needed": "Refill needed", "silent": "Silent", "dropping": "Dropping data"}
+RESOLVED_BY = {"empty": "cartridge_replaced", "reorder": "cartridge_replaced",
+               "refill_needed": "refilled"}
+LOOK_BACK = 90 * DAY_MS  # insight events older than this are not looked at
+MISSED_WINDOW = 7 * DAY_MS
+
+
+def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
+    """[action dict] in order of urgency: kind, device, sensor ('' when none), event (the
+    insight event an acknowledgement answers, or None), t_ms (of the evidence), title,
+    evidence (text), figures (dict), model."""
+    acks = {(d, a, s): (done, at, until, value) for d, a, s, done, at, until, value in db.rows(
+        "SELECT device, action, sensor, done, at_ms, until_ms, value FROM acks")}
+    out = []
+    latest = {}
+    missed = {}
+    for device, t, event, sensor, value, fields in db.rows(
+            "SELECT device, t_ms, event, sensor, value, fields FROM insights "
+            "WHERE event IN ('empty', 'reorder', 'maintenance_due', 'dose_missed', "
+            "'refill_needed', 'cartridge_replaced', 'refilled') AND t_ms >= ? "
+            "ORDER BY t_ms, seq", (now_ms - LOOK_BACK,)):
+        f = as_map(fields)
+        if event == "dose_missed":
+            if t >= now_ms - MISSED_WINDOW:
+                missed.setdefault(device, []).append((t, sensor, f))
+            continue
+        if event in ("cartridge_replaced", "refilled"):
+            for kind, by in RESOLVED_BY.items():
+                if by == event:
+                    latest.pop((device, kind, sensor), None)
+            continue
+        if event in ("empty", "reorder"):  # the newer of the two says how things stand
+            latest.pop((device, "reorder" if event == "empty" else "empty", sensor), None)
+        latest[(device, event, sensor)] = (t, value, f)
+    for (device, kind, sensor), (t, value, f) in latest.items():
+        out.append(_insight(kind, device, sensor, t, value, f))
+    for device, misses in missed.items():
+        sensor = misses[-1][1]
+        out.append({"kind": "dose_missed", "device": device, "sensor": sensor,
+                    "event": "dose_missed", "t_ms": misses[-1][0],
+                    "evidence": "%d dose%s missed in the last 7 days: %s" % (
+                        len(misses), "" if len(misses) == 1 else "s",
+                        ", ".join(_when(f.get("scheduled", t)) for t, _, f in misses[-5:])),
+                    "figures": {"missed": len(misses),
+                                "scheduled": [f.get("scheduled", t) for t, _, f in misses]}})
+    for r in rows.values():
+        t = r["last_t_ms"]
+        if t is not None and now_ms - t > silent_ms:
+            out.append({"kind": "silent", "device": r["device"], "sensor": "", "event": None,
+                        "t_ms": t, "figures": {"silent_ms": now_ms - t, "status": r["status"]},
+                        "evidence": "nothing heard for %s (%s)" % (
+                            span_text(now_ms - t), r["status"])})
+        drops = r["dropped"] + r["lost"] + r["dropped_unsent"]
+        if drops:
+            parts = []
+            if r["dropped"]:
+                parts.append("%d readings dropped by a full buffer" % r["dropped"])
+            if r["dropped_unsent"]:
+                parts.append("%d batches dropped unsent" % r["dropped_unsent"])
+            if r["lost"]:
+                parts.append("%d batches lost at the broker" % r["lost"])
+            out.append({"kind": "dropping", "device": r["device"], "sensor": "", "event": None,
+                        "t_ms": t, "figures": {"drops": drops, "dropped": r["dropped"],
+                                               "lost": r["lost"],
+                                               "dropped_unsent": r["dropped_unsent"]},
+                        "evidence": "; ".join(parts)})
+    shown = []
+    for a in out:
+        a["title"] = TITLES[a["kind"]]
+        a["model"] = rows[a["device"]]["model"] if a["device"] in rows else None
+        ack = acks.get((a["device"], a["kind"], a["sensor"]))
+        if ack is not None and _settled(a, ack, now_ms):
+            continue
+        shown.append(a)
+    shown.sort(key=lambda a: (ORDER[a["kind"]], _urgency(a), a["device"], a["sensor"]))
+    return shown
+
+
+def judged_on(action):
+    """What an acknowledgement of action is judged on (acks.value): it stays hidden until this
+    grows (see _settled)."""
+    if action["kind"] == "dropping":
+        return action["figures"]["drops"]
+    return action["t_ms"]
+
+
+def _settled(action, ack, now_ms):
+    done, at, until, value = ack
+    if done == "snooze":
+        return until is not None and now_ms < until
+    return value is not None and judged_on(action) <= value
+
+
+def _insight(kind, device, sensor, t, value, f):
+    figures = {k: f.get(k) for k in f}
+    if kind == "reorder":
+        evidence = "%s: %s %% left, %s days to empty (%s to %s), lead time %s days; %s %%/day" % (
+            sensor, num_text(f.get("level")), num_text(f.get("days", value)), num_text(f.get("low_days")),
+            num_text(f.get("high_days")), num_text(f.get("lead_days")), num_text(f.get("rate_per_day")))
+    elif kind == "empty":
+        evidence = "%s: empty at %s %%%s" % (sensor, num_text(f.get("level", value)),
+                                             "" if f.get("reordered") else ", never reordered")
+    elif kind == "maintenance_due":
+        evidence = "%s: %s %s%% from its baseline %s (spread %s), CUSUM %s after %s cycles" % (
+            sensor, f.get("watch"), "+" if (f.get("drift_pct") or 0) >= 0 else "",
+            num_text(f.get("drift_pct")), num_text(f.get("baseline")), num_text(f.get("spread")),
+            num_text(f.get("cusum")), num_text(f.get("cycles")))
+    else:  # refill_needed
+        evidence = "%s pills left, %s days of supply at %s a day" % (
+            num_text(f.get("count")), num_text(f.get("days_left", value)), num_text(f.get("per_day")))
+    return {"kind": kind, "device": device, "sensor": sensor, "event": kind, "t_ms": t,
+            "evidence": evidence, "figures": figures}
+
+
+def _urgency(a):
+    f = a["figures"]
+    if a["kind"] == "reorder":
+        return f.get("days") if isinstance(f.get("days"), (int, float)) else 0
+    if a["kind"] == "dose_missed":
+        return -f["missed"]
+    if a["kind"] == "silent":
+        return -f["silent_ms"]
+    if a["kind"] == "dropping":
+        return -f["drops"]
+    return -a["t_ms"]
+
+
+def _when(t_ms):
+    import time
+    if not isinstance(t_ms, int):
+        return "?"
+    return time.strftime("%a %d %b %H:%M UTC", time.gmtime(t_ms / 1000))
+
+
+def span_text(ms):
+    if ms >= 2 * DAY_MS:
+        return "%.1f days" % (ms / DAY_MS)
+    if ms >= HOUR_MS:
+        return "%d h %02d min" % (ms // HOUR_MS, ms % HOUR_MS // MINUTE_MS)
+    return "%d min" % (ms // MINUTE_MS)
+
+
+def num_text(v):
+    if isinstance(v, bool) or v is None:
+        return "?"
+    if isinstance(v, float):
+        return ("%.1f" % v) if abs(v) >= 10 else ("%.2f" % v).rstrip("0").rstrip(".")
+    return str(v)

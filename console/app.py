@@ -1,0 +1,430 @@
+"""The console's web app (Starlette): three pages rendered on the server (Jinja2) for a fast
+first paint, their fragments for live updates, a server-sent event stream saying when the
+database changed, and the command endpoint. Every input is checked here; a bad one gets a 400
+that says what was expected, never a traceback.
+
+Access: the token is needed for everything on an address other than loopback, and for commands
+everywhere. It comes as ?token= once (the printed URL; it becomes an HttpOnly cookie), as that
+cookie, or as `Authorization: Bearer TOKEN`. A command must also come from the console's own
+page (its Origin, when the browser sends one, is this host).
+"""
+import asyncio
+import hmac
+import json
+import logging
+import os
+import re
+import time
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, PlainTextResponse,
+                                 RedirectResponse, StreamingResponse)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from console import actions as actions_mod
+from console import reads
+from console.commands import CommandError
+
+log = logging.getLogger("tether.console")
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+SENSOR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
+COOKIE = "tether_console"
+MAX_SNOOZE_MS = 90 * reads.DAY_MS
+POLL_S = 0.5  # how often the event stream looks at the database: changes show within 2 s
+
+
+class BadInput(ValueError):
+    """A request that is not what the console takes: the message says what was expected."""
+
+
+def chart_js():
+    """Chart.js 4 with its date adapter, from the chartkick wheel: served by the console
+    itself, so the pages work offline."""
+    import chartkick
+    return os.path.join(os.path.dirname(chartkick.__file__), "django", "static", "chartkick",
+                        "Chart.bundle.js")
+
+
+class Console:
+    """What the app's handlers share: the database, the fleet cache, the commander, the
+    settings."""
+
+    def __init__(self, db_url, token, open_access, commander=None, silent_ms=2 * reads.HOUR_MS,
+                 per_page=100):
+        self.db = reads.Database(db_url)
+        self.fleet = reads.FleetCache(self.db)
+        self.db_url = db_url
+        self.token = token
+        self.open_access = open_access  # pages without the token (loopback)
+        self.commander = commander
+        self.silent_ms = silent_ms
+        self.per_page = per_page
+
+    def actions(self):
+        rows, now, simulated = self.fleet.refresh()
+        return actions_mod.needed(self.db, rows, now, self.silent_ms), rows, now, simulated
+
+
+def make_app(console):
+    env = Environment(loader=FileSystemLoader(os.path.join(HERE, "templates")),
+                      autoescape=select_autoescape(["html"]))
+    env.filters["when"] = _when
+    env.filters["ago"] = _ago
+    env.filters["num"] = actions_mod.num_text
+    env.filters["tojson_attr"] = lambda v: json.dumps(v, separators=(",", ":"))
+
+    def page(request, name, code=200, **context):
+        context.setdefault("live", True)
+        html = env.get_template(name).render(request=request, token_ok=_has_token(
+            request, console), open_access=console.open_access, **context)
+        return HTMLResponse(html, status_code=code)
+
+    def refuse(request, status, message):
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"error": message}, status_code=status)
+        return page(request, "error.html", code=status, message=message, live=False)
+
+    def guarded(handler, api=False):
+        async def run(request):
+            try:
+                if request.query_params.get("token") is not None and not api:
+                    return _take_token(request, console)
+                if not console.open_access and not _has_token(request, console):
+                    return refuse(request, 401, "this console needs its token: open the URL it "
+                                                "printed at start (with ?token=)")
+                return await handler(request)
+            except BadInput as exc:
+                return refuse(request, 400, str(exc))
+            except reads.Unreadable as exc:
+                return refuse(request, 503, str(exc))
+        return run
+
+    async def actions_page(request):
+        _only(request, ("fragment",))
+        needed, rows, now, simulated = await run_in_threadpool(console.actions)
+        counts = {}
+        for a in needed:
+            counts[a["kind"]] = counts.get(a["kind"], 0) + 1
+        name = "actions_rows.html" if request.query_params.get("fragment") else "actions.html"
+        return page(request, name, actions=needed, counts=counts, now=now, simulated=simulated,
+                    devices=len(rows), titles=actions_mod.TITLES, view="actions")
+
+    async def fleet_page(request):
+        q = request.query_params
+        _only(request, ("sort", "order", "q", "status", "page", "fragment"))
+        sort = _choice(q, "sort", reads.FLEET_COLUMNS, "device")
+        order = _choice(q, "order", ("asc", "desc"), "asc")
+        status = _choice(q, "status", ("", "online", "offline", "unknown"), "")
+        text = q.get("q", "")
+        if len(text) > 100:
+            raise BadInput("q: at most 100 characters")
+        number = _int(q, "page", 1, 1, 1000000)
+        rows, now, simulated = await run_in_threadpool(console.fleet.refresh)
+        shown, total, pages = reads.fleet_page(rows, sort, order, text, status, number,
+                                               console.per_page)
+        online = sum(1 for r in rows.values() if r["status"] == "online")
+        name = "fleet_rows.html" if q.get("fragment") else "fleet.html"
+        return page(request, name, rows=shown, total=total, pages=pages, page_no=min(
+            number, pages), sort=sort, order=order, q=text, status=status, now=now,
+                    simulated=simulated, devices=len(rows), online=online, view="fleet",
+                    columns=COLUMN_TITLES)
+
+    async def device_page(request):
+        device = _device(request.path_params["device"])
+        _only(request, ("span", "fragment"))
+        span = _choice(request.query_params, "span", tuple(reads.SPANS), "7d")
+        detail = await run_in_threadpool(reads.device_detail, console.db, device, span)
+        if detail is None:
+            return refuse(request, 404, "no device %s in this database" % device)
+        rows, now, simulated = await run_in_threadpool(console.fleet.refresh)
+        name = "device_rows.html" if request.query_params.get("fragment") else "device.html"
+        return page(request, name, d=detail, now=now, simulated=simulated, spans=reads.SPANS,
+                    view="device", commands_ok=console.commander is not None)
+
+    async def device_data(request):
+        device = _device(request.path_params["device"])
+        _only(request, ("span",))
+        span = _choice(request.query_params, "span", tuple(reads.SPANS), "7d")
+        detail = await run_in_threadpool(reads.device_detail, console.db, device, span)
+        if detail is None:
+            return refuse(request, 404, "no device %s in this database" % device)
+        return JSONResponse({"charts": detail["charts"], "start": detail["start"],
+                             "end": detail["end"]})
+
+    async def stream(request):
+        _only(request, ("device",))
+        device = request.query_params.get("device")
+        if device is not None:
+            device = _device(device)
+
+        def stamp():
+            return [console.fleet.stamp(),
+                    reads.device_stamp(console.db, device) if device else None]
+
+        async def changes():
+            last = None
+            quiet = 0.0
+            yield "retry: 1000\n\n"
+            while not await request.is_disconnected():
+                try:
+                    now = await run_in_threadpool(stamp)
+                except reads.Unreadable as exc:
+                    now = {"error": str(exc)}
+                if now != last:
+                    if last is not None:
+                        yield "data: %s\n\n" % json.dumps({"changed": True})
+                    last, quiet = now, 0.0
+                elif quiet >= 15:
+                    yield ": still here\n\n"  # a proxy would close a connection idle too long
+                    quiet = 0.0
+                await asyncio.sleep(POLL_S)
+                quiet += POLL_S
+        return StreamingResponse(changes(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    async def command(request):
+        if not _has_token(request, console):
+            return refuse(request, 401, "commands need the console's token: open the URL it "
+                                        "printed at start (with ?token=)")
+        origin = request.headers.get("origin")
+        if origin is not None and origin != "%s://%s" % (request.url.scheme,
+                                                         request.headers.get("host")):
+            return refuse(request, 403, "a command must come from the console's own page")
+        if "application/json" not in request.headers.get("content-type", ""):
+            raise BadInput("a command is a JSON object (Content-Type: application/json)")
+        body = await request.body()
+        if len(body) > 4096:
+            raise BadInput("a command is at most 4096 bytes")
+        try:
+            doc = json.loads(body)
+        except ValueError as exc:
+            raise BadInput("not JSON: %s" % exc)
+        if not isinstance(doc, dict):
+            raise BadInput("a command is a JSON object")
+        result = await run_in_threadpool(_run_command, console, doc)
+        return JSONResponse(result)
+
+    async def healthz(request):
+        return PlainTextResponse("ok")
+
+    async def chart(request):
+        return FileResponse(chart_js(), media_type="text/javascript",
+                            headers={"Cache-Control": "public, max-age=86400"})
+
+    async def not_found(request, exc):
+        if exc.status_code == 404:
+            return refuse(request, 404, "no page %s" % request.url.path)
+        return refuse(request, exc.status_code, exc.detail)
+
+    async def crashed(request, exc):
+        log.exception("console: %s %s", request.method, request.url.path)
+        return refuse(request, 500, "the console failed on this request (%s); its log has the "
+                                    "details" % type(exc).__name__)
+
+    routes = [
+        Route("/", guarded(actions_page)),
+        Route("/fleet", guarded(fleet_page)),
+        Route("/device/{device:path}/data", guarded(device_data, api=True)),
+        Route("/device/{device:path}", guarded(device_page)),
+        Route("/api/stream", guarded(stream, api=True)),
+        Route("/api/command", guarded(command, api=True), methods=["POST"]),
+        Route("/healthz", healthz),
+        Route("/static/chart.js", chart),
+        Mount("/static", StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
+    ]
+    return Starlette(routes=routes, middleware=[Middleware(GZipMiddleware, minimum_size=1024)],
+                     exception_handlers={HTTPException: not_found, Exception: crashed})
+
+
+COLUMN_TITLES = (("device", "Device"), ("status", "Status"), ("last_t_ms", "Last seen"),
+                 ("model", "Model"), ("version", "Firmware"), ("buffer", "Buffer"),
+                 ("dropped", "Dropped"), ("repaired", "Repaired"), ("lost", "Lost"),
+                 ("rssi", "RSSI"), ("heap_free", "Free heap"))
+
+
+# ---- commands -------------------------------------------------------------------------------
+
+COMMANDS = ("ping", "diag", "set_interval", "ack", "snooze")
+
+
+def _run_command(console, doc):
+    """{"ok", "reply" | "error", "recorded"} for a checked command request."""
+    allowed = {"ping": ("device",), "diag": ("device",),
+               "set_interval": ("device", "sensor", "interval_ms"),
+               "ack": ("device", "kind", "sensor"),
+               "snooze": ("device", "kind", "sensor", "for_ms")}
+    name = doc.get("command")
+    if name not in allowed:
+        raise BadInput("command: one of %s" % ", ".join(COMMANDS))
+    extra = set(doc) - set(allowed[name]) - {"command"}
+    if extra:
+        raise BadInput("%s takes no %s" % (name, ", ".join(sorted(extra))))
+    device = _device(doc.get("device"))
+    if name in ("ack", "snooze"):
+        return _answer(console, name, device, doc)
+    if name == "set_interval":
+        sensor = _sensor(doc.get("sensor"))
+        ms = doc.get("interval_ms")
+        if isinstance(ms, bool) or not isinstance(ms, int) or not 100 <= ms <= 86400000:
+            raise BadInput("interval_ms: an integer from 100 to 86400000 (1 day)")
+        return _send(console, device, {"cmd": "set_interval", "sensor": sensor,
+                                       "interval_ms": ms})
+    return _send(console, device, {"cmd": name})
+
+
+def _send(console, device, command):
+    if console.commander is None:
+        return {"ok": False, "error": "this console has no broker: start it with --broker URL "
+                                      "to command devices"}
+    try:
+        reply = console.commander.send(device, command)
+    except CommandError as exc:
+        return {"ok": False, "error": str(exc)}
+    if not reply.get("ok"):
+        return {"ok": False, "error": "%s answered: %s" % (device, reply.get("error")),
+                "reply": _plain(reply)}
+    return {"ok": True, "reply": _plain(reply)}
+
+
+def _answer(console, name, device, doc):
+    """An acknowledgement or snooze of an action the actions page shows: sent to the device
+    where it is an insight's, and recorded (table acks) once the device said yes."""
+    kind = doc.get("kind")
+    if kind not in actions_mod.ORDER:
+        raise BadInput("kind: one of %s" % ", ".join(actions_mod.ORDER))
+    sensor = doc.get("sensor")
+    if not isinstance(sensor, str) or (sensor and not SENSOR.match(sensor)):
+        raise BadInput("sensor: a sensor name, or \"\" for none")
+    for_ms = None
+    if name == "snooze":
+        for_ms = doc.get("for_ms")
+        if isinstance(for_ms, bool) or not isinstance(for_ms, int) \
+                or not 60000 <= for_ms <= MAX_SNOOZE_MS:
+            raise BadInput("for_ms: an integer from 60000 (a minute) to %d (90 days)"
+                           % MAX_SNOOZE_MS)
+    needed, rows, now, _ = console.actions()
+    action = next((a for a in needed if (a["device"], a["kind"], a["sensor"])
+                   == (device, kind, sensor)), None)
+    if action is None:
+        return {"ok": False, "error": "nothing needs %s for %s%s now" % (
+            actions_mod.TITLES[kind].lower(), device, " " + sensor if sensor else "")}
+    until = now + for_ms if for_ms else None
+    reply = None
+    if action["event"] is not None:
+        command = {"cmd": "insight", "sensor": sensor, "action": name, "event": action["event"]}
+        if for_ms:
+            command["for_ms"] = for_ms
+        sent = _send(console, device, command)
+        if not sent["ok"]:
+            return sent
+        reply = sent["reply"]
+        result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
+        if isinstance(result.get("until"), int):
+            until = result["until"]
+    console.db.write(
+        "INSERT INTO acks (device, action, sensor, done, at_ms, until_ms, value, received_at, "
+        "reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, action, sensor) DO "
+        "UPDATE SET done = excluded.done, at_ms = excluded.at_ms, until_ms = excluded.until_ms, "
+        "value = excluded.value, received_at = excluded.received_at, reply = excluded.reply",
+        (device, kind, sensor, name, now, until, actions_mod.judged_on(action), time.time(),
+         json.dumps(reply) if reply is not None else None))
+    return {"ok": True, "reply": reply, "recorded": {"done": name, "until": until}}
+
+
+def _plain(doc):
+    """A CBOR reply as JSON can carry it (bytes as hex)."""
+    if isinstance(doc, dict):
+        return {str(k): _plain(v) for k, v in doc.items()}
+    if isinstance(doc, (list, tuple)):
+        return [_plain(v) for v in doc]
+    if isinstance(doc, (bytes, bytearray)):
+        return bytes(doc).hex()
+    return doc
+
+
+# ---- checks ---------------------------------------------------------------------------------
+
+def _only(request, names):
+    for key in request.query_params:
+        if key not in names and key != "token":
+            raise BadInput("unknown query parameter %r (this page takes: %s)"
+                           % (key[:40], ", ".join(names)))
+
+
+def _choice(q, name, allowed, default):
+    v = q.get(name, default)
+    if v not in allowed:
+        raise BadInput("%s: one of %s, not %r" % (name, ", ".join(a or '""' for a in allowed),
+                                                 v[:40]))
+    return v
+
+
+def _int(q, name, default, low, high):
+    v = q.get(name)
+    if v is None:
+        return default
+    if not (v.isdigit() and len(v) <= 7 and low <= int(v) <= high):
+        raise BadInput("%s: a whole number from %d to %d, not %r" % (name, low, high, v[:40]))
+    return int(v)
+
+
+def _device(v):
+    if not isinstance(v, str) or not DEVICE_ID.match(v):
+        raise BadInput("device: an id of 1 to 64 letters, digits, '-', '_' and '.', starting "
+                       "with a letter or digit")
+    return v
+
+
+def _sensor(v):
+    if not isinstance(v, str) or not SENSOR.match(v):
+        raise BadInput("sensor: a sensor name (letters, digits, '_', '-', '.')")
+    return v
+
+
+def _has_token(request, console):
+    given = request.cookies.get(COOKIE)
+    auth = request.headers.get("authorization", "")
+    if auth.startswith("Bearer "):
+        given = auth[7:]
+    return given is not None and hmac.compare_digest(given.encode(), console.token.encode())
+
+
+def _take_token(request, console):
+    """?token=: right, a cookie and the same URL without it; wrong, a 401."""
+    given = request.query_params["token"]
+    if not hmac.compare_digest(given.encode(), console.token.encode()):
+        body = "wrong token: open the URL the console printed at start"
+        return HTMLResponse("<!doctype html><title>Tether console</title><p>%s</p>" % body,
+                            status_code=401)
+    rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
+    url = request.url.path + ("?" + "&".join("%s=%s" % kv for kv in rest) if rest else "")
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(COOKIE, console.token, httponly=True, samesite="strict")
+    return response
+
+
+# ---- formatting (Jinja filters) -------------------------------------------------------------
+
+def _when(t_ms):
+    if not isinstance(t_ms, (int, float)):
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_ms / 1000))
+
+
+def _ago(t_ms, now_ms):
+    if not isinstance(t_ms, (int, float)):
+        return "never"
+    ms = max(0, now_ms - t_ms)
+    if ms < reads.MINUTE_MS:
+        return "just now"
+    return actions_mod.span_text(ms) + " ago"
+
+
+

@@ -1,0 +1,137 @@
+"""Commands from the console to devices (docs/uplink.md, "Commands"): each is published on the
+device's command topic with an id of its own, and waited for on the device's event topic, where
+its reply comes; the console subscribes to that topic only while it waits."""
+import secrets
+import ssl
+import threading
+
+import cbor2
+
+from ingest.topics import command_topic
+from ingest.url import parse_broker
+
+
+class CommandError(RuntimeError):
+    """A command that could not be sent or got no reply: the message says which and why."""
+
+
+class Commander:
+    """A paho client on the broker, connected in the background and reconnecting."""
+
+    def __init__(self, broker_url, prefix="tether/v1", ca=None, timeout=10.0):
+        self.broker = parse_broker(broker_url)
+        self.prefix = prefix
+        self.ca = ca
+        self.timeout = timeout
+        self._client = None
+        self._lock = threading.Lock()
+        self._waiting = {}       # command id -> [threading.Event, reply]
+        self._subscribed = {}    # device -> commands waiting on its topic
+        self._acks = {}          # subscribe mid -> threading.Event
+        self.connected = False
+        self.last_error = None
+
+    def start(self):
+        import paho.mqtt.client as paho
+        client = paho.Client(paho.CallbackAPIVersion.VERSION2,
+                             client_id="tether-console-" + secrets.token_hex(4),
+                             protocol=paho.MQTTv311)
+        b = self.broker
+        if b.username is not None:
+            client.username_pw_set(b.username, b.password)
+        if b.tls:
+            client.tls_set_context(ssl.create_default_context(cafile=self.ca))
+        client.reconnect_delay_set(1, 10)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._client = client
+        client.connect_async(b.host, b.port, 30)
+        client.loop_start()
+        return self
+
+    def stop(self):
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def send(self, device, command):
+        """The device's reply {"reply", "ok", "result" | "error"} to command (a dict without its
+        id); CommandError when it cannot be sent or no reply comes within the timeout."""
+        if not self.connected:
+            raise CommandError("not connected to the broker %s:%d%s" % (
+                self.broker.host, self.broker.port,
+                " (%s)" % self.last_error if self.last_error else ""))
+        cid = "console-" + secrets.token_hex(6)
+        topic = "%s/%s/up/event" % (self.prefix, device)
+        waiter = [threading.Event(), None]
+        with self._lock:
+            self._waiting[cid] = waiter
+            first = self._subscribed.get(device, 0) == 0
+            self._subscribed[device] = self._subscribed.get(device, 0) + 1
+        try:
+            if first:
+                self._subscribe(topic)
+            doc = dict(command, id=cid)
+            info = self._client.publish(command_topic(self.prefix, device), cbor2.dumps(doc),
+                                        qos=1)
+            if info.rc != 0:
+                raise CommandError("the broker did not take the command (paho error %d)"
+                                   % info.rc)
+            if not waiter[0].wait(self.timeout):
+                raise CommandError("sent, but no reply from %s within %.0f s: it may be "
+                                   "offline (the broker keeps the command for it only if its "
+                                   "session persists)" % (device, self.timeout))
+            return waiter[1]
+        finally:
+            with self._lock:
+                self._waiting.pop(cid, None)
+                self._subscribed[device] -= 1
+                last = self._subscribed[device] == 0
+                if last:
+                    del self._subscribed[device]
+            if last and self.connected:
+                self._client.unsubscribe(topic)
+
+    def _subscribe(self, topic):
+        done = threading.Event()
+        with self._lock:
+            rc, mid = self._client.subscribe(topic, qos=1)
+            if rc == 0:
+                self._acks[mid] = done
+        if rc != 0 or not done.wait(self.timeout):
+            raise CommandError("the broker did not confirm the subscription to %s" % topic)
+
+    # ---- paho callbacks (its network thread) ----
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        self.connected = not reason.is_failure
+        self.last_error = None if self.connected else str(reason)
+        if self.connected:
+            with self._lock:
+                devices = list(self._subscribed)
+            for device in devices:
+                client.subscribe("%s/%s/up/event" % (self.prefix, device), qos=1)
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties):
+        self.connected = False
+        self.last_error = str(reason)
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties):
+        with self._lock:
+            done = self._acks.pop(mid, None)
+        if done is not None and not any(r.is_failure for r in reasons):
+            done.set()
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            doc = cbor2.loads(msg.payload)
+        except Exception:  # noqa: BLE001 - an event (an array) or garbage: not a reply to us
+            return
+        if isinstance(doc, dict) and isinstance(doc.get("reply"), str):
+            with self._lock:
+                waiter = self._waiting.get(doc["reply"])
+            if waiter is not None:
+                waiter[1] = doc
+                waiter[0].set()

@@ -1,0 +1,343 @@
+"""What the console's pages show, read from the ingest's database (docs/ingest.md) through the
+store's shared dialect, so that SQLite and PostgreSQL answer alike.
+
+The fleet's clock: a live fleet's devices keep Unix time, and "silent for 3 h" means 3 h before
+now. A simulated fleet runs on device time far from the wall clock (a day in seconds, starting
+in the past), so where the newest device time is more than an hour away from the wall clock,
+the console's "now" is that newest device time.
+"""
+import bisect
+import json
+import threading
+import time
+
+from ingest.store import open_store
+
+MINUTE_MS = 60000
+HOUR_MS = 3600000
+DAY_MS = 86400000
+SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
+MAX_POINTS = 1200  # per chart line: the bucket's lowest and highest of ~600 buckets
+
+
+class Unreadable(RuntimeError):
+    """The database cannot be read (not there yet, unreachable, not the ingest's)."""
+
+
+class Database:
+    """The ingest's database for the console's threads: one read-only connection per thread,
+    opened at its first use and opened again after a failure (a restarted server)."""
+
+    def __init__(self, url):
+        self.url = url
+        self._local = threading.local()
+
+    def rows(self, sql, args=()):
+        db = getattr(self._local, "db", None)
+        try:
+            if db is None:
+                db = self._local.db = open_store(self.url, timeout=5.0, create=False)
+            return db.execute(sql, args).fetchall()
+        except Exception as exc:  # noqa: BLE001 - any backend's error is a page that says so
+            self._local.db = None
+            if db is not None:
+                try:
+                    db.close()
+                except Exception:  # noqa: BLE001 - it is being dropped anyway
+                    pass
+            raise Unreadable("the database cannot be read: %s" % " ".join(str(exc).split()))
+
+    def write(self, sql, args=()):
+        """One statement, committed (the console writes only its acknowledgements)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            self.rows("SELECT 1")
+            db = self._local.db
+        try:
+            db.execute(sql, args)
+            db.conn.commit()
+        except Exception as exc:  # noqa: BLE001 - as rows()
+            self._local.db = None
+            raise Unreadable("the database cannot be written: %s" % " ".join(str(exc).split()))
+
+    def one(self, sql, args=()):
+        rows = self.rows(sql, args)
+        return rows[0] if rows else None
+
+
+def fleet_now(newest_t_ms, wall_ms=None):
+    """(now in ms, simulated) for the fleet whose newest device time is newest_t_ms."""
+    wall = time.time() * 1000 if wall_ms is None else wall_ms
+    if newest_t_ms is None or abs(wall - newest_t_ms) <= HOUR_MS:
+        return int(wall), False
+    return int(newest_t_ms), True
+
+
+# ---- the fleet ------------------------------------------------------------------------------
+
+FLEET_COLUMNS = ("device", "status", "last_t_ms", "model", "version", "buffer", "dropped",
+                 "repaired", "lost", "rssi", "heap_free")
+_DEVICES = ("SELECT device, last_status, last_seen, last_t_ms, batches, readings, "
+            "dropped_reported, dropped_health, repaired, events, last_health_at FROM devices")
+_LATEST_HEALTH = ("SELECT h.device, h.health FROM health h JOIN "
+                  "(SELECT device, max(received_at) AS at FROM health {where}GROUP BY device) m "
+                  "ON h.device = m.device AND h.received_at = m.at")
+
+
+class FleetCache:
+    """Every device's row for the fleet table, kept in memory and brought up to date from the
+    devices whose row changed: a fleet of 10,000 is read whole once, then device by device."""
+
+    def __init__(self, db):
+        self.db = db
+        self._lock = threading.Lock()
+        self._stamp = None
+        self._rows = {}
+        self._health_at = {}
+        self.now_ms = 0
+        self.simulated = False
+
+    def stamp(self):
+        """What changes whenever a message of any device arrives."""
+        return tuple(self.db.one("SELECT count(*), max(last_seen), max(last_health_at), "
+                                 "max(last_t_ms) FROM devices"))
+
+    def refresh(self):
+        """The rows, newest; (rows by device, now_ms, simulated)."""
+        with self._lock:
+            stamp = self.stamp()
+            if stamp != self._stamp:
+                self._read(stamp)
+            return self._rows, self.now_ms, self.simulated
+
+    def _read(self, stamp):
+        devices = self.db.rows(_DEVICES)
+        lost = {}
+        for device, kind, reason, n in self.db.rows(
+                "SELECT device, kind, reason, count(*) FROM lost GROUP BY device, kind, reason"):
+            lost.setdefault(device, {})[(kind, reason)] = n
+        stale = [d[0] for d in devices if d[10] is not None and self._health_at.get(d[0]) != d[10]]
+        health = {}
+        if len(stale) > 200 or not self._rows:
+            pairs = self.db.rows(_LATEST_HEALTH.format(where=""))
+        else:
+            pairs = []
+            for i in range(0, len(stale), 100):
+                chunk = stale[i:i + 100]
+                where = "WHERE device IN (%s) " % ", ".join("?" * len(chunk))
+                pairs += self.db.rows(_LATEST_HEALTH.format(where=where), chunk)
+        for device, doc in pairs:
+            health[device] = as_map(doc)
+        rows = {}
+        for (device, status, seen, t_ms, batches, readings, dropped, dropped_health, repaired,
+             events, health_at) in devices:
+            old = self._rows.get(device)
+            h = health.get(device)
+            if h is None:
+                h = old["health"] if old else {}
+            elif health_at is not None:
+                self._health_at[device] = health_at
+            lost_d = lost.get(device, {})
+            rows[device] = {
+                "device": device, "status": status or "unknown", "last_seen": seen,
+                "last_t_ms": t_ms, "batches": batches, "readings": readings,
+                "model": _text(h.get("model")), "version": _text(h.get("version")),
+                "buffer": _int(h.get("batches_queued")), "dropped": max(dropped, dropped_health),
+                "repaired": repaired,
+                "lost": lost_d.get(("batch", "broker"), 0),
+                "dropped_unsent": lost_d.get(("batch", "dropped"), 0),
+                "rssi": _int(h.get("rssi")), "heap_free": _int(h.get("heap_free")),
+                "events": events, "health": h}
+        self._rows = rows
+        self._stamp = stamp
+        self.now_ms, self.simulated = fleet_now(stamp[3])
+
+
+def fleet_page(rows, sort="device", order="asc", q="", status="", page=1, per_page=100):
+    """(the page's rows, how many match, pages) of the fleet table: filtered by q (a part of the
+    id, model or firmware version, any case) and status, sorted by a FLEET_COLUMNS column (None
+    last either way)."""
+    q = q.lower()
+    match = [r for r in rows.values()
+             if (not status or r["status"] == status)
+             and (not q or q in r["device"].lower() or q in (r["model"] or "").lower()
+                  or q in (r["version"] or "").lower())]
+    present = [r for r in match if r[sort] is not None]
+    present.sort(key=lambda r: (r[sort], r["device"]), reverse=order == "desc")
+    match = present + sorted((r for r in match if r[sort] is None), key=lambda r: r["device"])
+    pages = max(1, (len(match) + per_page - 1) // per_page)
+    page = min(page, pages)
+    return match[(page - 1) * per_page:page * per_page], len(match), pages
+
+
+# ---- one device -----------------------------------------------------------------------------
+
+def device_detail(db, device, span):
+    """Everything the device page shows over span ("1d", "7d", "30d", "all"), ending at the
+    device's newest reading; None for a device the database does not know."""
+    row = db.one("SELECT device, last_status, last_seen, last_t_ms, first_seen, batches, "
+                 "readings, dropped_reported, repaired, events, last_boot FROM devices "
+                 "WHERE device = ?", (device,))
+    if row is None:
+        return None
+    end = row[3]
+    start = None if SPANS[span] is None or end is None else end - SPANS[span]
+    since, args = ("", (device,)) if start is None else (" AND t_ms >= ?", (device, start))
+    channels = db.rows("SELECT channel, unit FROM channels WHERE device = ? ORDER BY channel",
+                       (device,))
+    insights = [(t, e, s, v, as_map(f)) for t, e, s, v, f in db.rows(
+        "SELECT t_ms, event, sensor, value, fields FROM insights WHERE device = ?" + since
+        + " ORDER BY t_ms, seq", args)]
+    charts = []
+    for channel, unit in channels:
+        points = db.rows("SELECT t_ms, value FROM readings WHERE device = ? AND channel = ?"
+                         + since + " ORDER BY t_ms", (device, channel) + args[1:])
+        points = [(t, v) for t, v in points if isinstance(v, (int, float))]
+        chart = {"channel": channel, "unit": unit, "points": downsample(points), "marks": [],
+                 "lines": []}
+        _overlay(chart, points, [i for i in insights if i[2] == channel])
+        charts.append(chart)
+    cycles = _cycles(insights)
+    if cycles:
+        charts.append(cycles)
+    health = [(at, t, as_map(h)) for at, t, h in db.rows(
+        "SELECT received_at, t_ms, health FROM health WHERE device = ? "
+        "ORDER BY received_at DESC LIMIT 50", (device,))]
+    events = db.rows("SELECT t_ms, event, sensor, state, value, detail FROM events "
+                     "WHERE device = ? AND state <> 'insight'" + since
+                     + " ORDER BY t_ms DESC LIMIT 200", args)
+    replies = [(at, ok, as_map(body)) for at, ok, body in db.rows(
+        "SELECT received_at, ok, body FROM replies WHERE device = ? "
+        "ORDER BY received_at DESC LIMIT 50", (device,))]
+    latest = health[0][2] if health else {}
+    return {"device": device, "status": row[1] or "unknown", "last_seen": row[2],
+            "last_t_ms": end, "first_seen": row[4], "batches": row[5], "readings": row[6],
+            "dropped": row[7], "repaired": row[8], "events_count": row[9], "boot": row[10],
+            "model": _text(latest.get("model")), "version": _text(latest.get("version")),
+            "span": span, "start": start, "end": end, "charts": charts,
+            "sensors": sorted({c for c, _ in channels}),
+            "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
+                         for t, e, s, v, f in reversed(insights[-200:])],
+            "events": [{"t_ms": t, "event": e, "sensor": s, "state": st, "value": v,
+                        "detail": d} for t, e, s, st, v, d in events],
+            "health": [{"received_at": at, "t_ms": t, "health": h} for at, t, h in health],
+            "replies": [{"received_at": at, "ok": bool(ok), "body": b} for at, ok, b in replies]}
+
+
+def device_stamp(db, device):
+    """What changes whenever a message of this device arrives."""
+    row = db.one("SELECT last_seen, last_status, last_t_ms FROM devices WHERE device = ?",
+                 (device,))
+    return list(row) if row else None
+
+
+def downsample(points, limit=MAX_POINTS):
+    """points [(t, v)] thinned to about limit: per bucket of time order, its first, lowest and
+    highest point (a spike stays visible)."""
+    if len(points) <= limit:
+        return [list(p) for p in points]
+    size = (len(points) * 3 + limit - 1) // limit
+    out = []
+    for i in range(0, len(points), size):
+        bucket = points[i:i + size]
+        keep = {0, min(range(len(bucket)), key=lambda j: bucket[j][1]),
+                max(range(len(bucket)), key=lambda j: bucket[j][1])}
+        out += [list(bucket[j]) for j in sorted(keep)]
+    return out
+
+
+def _value_at(points, t):
+    i = bisect.bisect_right(points, (t, float("inf"))) - 1
+    return points[i][1] if i >= 0 else (points[0][1] if points else None)
+
+
+def _overlay(chart, points, insights):
+    """What a channel's insights add to its chart: the ink's forecast to empty and its reorder
+    point; the pill count's doses taken and missed."""
+    forecast = reorder = None
+    for t, event, _, value, f in insights:
+        if event in ("forecast", "reorder") and isinstance(f.get("rate_per_day"), (int, float)):
+            forecast = (t, f)
+        if event == "reorder":
+            reorder = (t, f)
+        if event == "cartridge_replaced":
+            forecast = reorder = None
+        if event in ("dose_taken", "extra_dose"):
+            at = f.get("taken") if isinstance(f.get("taken"), int) else t
+            chart["marks"].append({"label": "dose taken" if event == "dose_taken" else
+                                   "extra dose", "t": at, "y": _value_at(points, at),
+                                   "kind": "taken" if event == "dose_taken" else "extra"})
+        elif event == "dose_missed":
+            at = f.get("scheduled") if isinstance(f.get("scheduled"), int) else t
+            chart["marks"].append({"label": "dose missed", "t": at, "y": _value_at(points, at),
+                                   "kind": "missed"})
+        elif event in ("reorder", "empty", "cartridge_replaced", "refill_needed", "refilled"):
+            chart["marks"].append({"label": event.replace("_", " "), "t": t,
+                                   "y": _value_at(points, t), "kind": event})
+    if forecast is not None:
+        t, f = forecast
+        level, days = f.get("level"), f.get("days")
+        if days is None:
+            rate = f["rate_per_day"]
+            days = level / rate if rate and isinstance(level, (int, float)) else None
+        if isinstance(level, (int, float)) and isinstance(days, (int, float)):
+            chart["lines"].append({"label": "forecast", "points": [
+                [t, level], [t + int(days * DAY_MS), 0]]})
+    if reorder is not None:
+        t, f = reorder
+        if isinstance(f.get("level"), (int, float)):
+            chart["lines"].append({"label": "reorder point", "points": [
+                [chart["points"][0][0] if chart["points"] else t, f["level"]],
+                [t + int((f.get("days") or 0) * DAY_MS), f["level"]]]})
+
+
+def _cycles(insights):
+    """The energy insight's chart: the watched figure of each cycle, its running average (the
+    device's weight, 0.2), and the learnt baseline with its spread where maintenance_due gave
+    them."""
+    cycles = [(t, f) for t, e, _, _, f in insights if e == "cycle"]
+    if not cycles:
+        return None
+    watch = cycles[-1][1].get("watch") or "energy"
+    key = {"energy": "energy_wh", "peak": "peak_w"}.get(watch, "feature")
+    points = [[f.get("start", t), f.get(key)] for t, f in cycles
+              if isinstance(f.get(key), (int, float))]
+    recent, ewma = None, []
+    for t, v in points:
+        recent = v if recent is None else recent + 0.2 * (v - recent)
+        ewma.append([t, round(recent, 4)])
+    chart = {"channel": "cycles", "unit": watch, "points": points, "kind": "cycles",
+             "marks": [], "lines": [{"label": "recent (average)", "points": ewma}]}
+    alarms = [(t, f) for t, e, _, _, f in insights if e == "maintenance_due"]
+    for t, f in alarms:
+        chart["marks"].append({"label": "maintenance due (drift %s %%)" % f.get("drift_pct"),
+                               "t": t, "y": f.get("recent"), "kind": "maintenance_due"})
+    if alarms and isinstance(alarms[-1][1].get("baseline"), (int, float)) and points:
+        f = alarms[-1][1]
+        ends = [points[0][0], points[-1][0]]
+        chart["lines"].append({"label": "learnt baseline",
+                               "points": [[x, f["baseline"]] for x in ends]})
+        if isinstance(f.get("spread"), (int, float)):
+            chart["lines"].append({"label": "baseline + 6 spreads", "points": [
+                [x, f["baseline"] + 6 * f["spread"]] for x in ends]})
+    return chart
+
+
+def as_map(doc):
+    if isinstance(doc, (bytes, bytearray, memoryview)):
+        doc = bytes(doc).decode("utf-8", "replace")
+    if not isinstance(doc, str):
+        return doc if isinstance(doc, dict) else {}
+    try:
+        out = json.loads(doc)
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {"value": out}
+
+
+def _text(v):
+    return v if isinstance(v, str) else None
+
+
+def _int(v):
+    return v if isinstance(v, int) and not isinstance(v, bool) else None

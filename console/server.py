@@ -1,0 +1,86 @@
+"""The console served by uvicorn on a socket of its own (so that port 0 can pick a free port and
+the printed URL says which), in this thread until a signal, or in a thread beside a simulation."""
+import ipaddress
+import secrets
+import socket
+import threading
+
+import uvicorn
+
+from console.app import Console, make_app
+from console.commands import Commander
+from ingest.store import open_store
+
+LOOPBACK = ("localhost",)
+
+
+def is_loopback(host):
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def prepare(db_url):
+    """Brings an older database's layout up to date (the console keeps its acknowledgements in
+    it), so that the first page does not fail on a missing table."""
+    open_store(db_url, timeout=10.0).close()
+
+
+class Server:
+    """The console on host:port (0: a free one); url holds the address with the token."""
+
+    def __init__(self, db_url, host="127.0.0.1", port=8080, token=None, broker=None,
+                 prefix="tether/v1", ca=None, silent_ms=None):
+        self.token = token or secrets.token_urlsafe(18)
+        self.commander = Commander(broker, prefix, ca).start() if broker else None
+        options = {} if silent_ms is None else {"silent_ms": silent_ms}
+        self.console = Console(db_url, self.token, open_access=is_loopback(host),
+                               commander=self.commander, **options)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            self.sock.bind((host, port))
+        except OSError:
+            self.sock.close()
+            self.stop_commander()
+            raise
+        self.sock.listen(128)
+        bound = self.sock.getsockname()[1]
+        shown = "[%s]" % host if ":" in host else host
+        self.url = "http://%s:%d/?token=%s" % (shown, bound, self.token)
+        config = uvicorn.Config(make_app(self.console), log_level="warning", access_log=False,
+                                lifespan="off", timeout_graceful_shutdown=1)
+        self.uvicorn = uvicorn.Server(config)
+        self._thread = None
+
+    def run(self):
+        """Serves until SIGINT or SIGTERM."""
+        try:
+            self.uvicorn.run(sockets=[self.sock])
+        finally:
+            self.close()
+
+    def start(self):
+        """Serves in a thread (beside a simulation) until stop()."""
+        self._thread = threading.Thread(target=self.uvicorn.run, kwargs={"sockets": [self.sock]},
+                                        name="tether-console", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self.uvicorn.should_exit = True
+        if self._thread is not None:
+            self._thread.join(5)
+        self.close()
+
+    def close(self):
+        self.sock.close()
+        self.stop_commander()
+
+    def stop_commander(self):
+        if self.commander is not None:
+            self.commander.stop()

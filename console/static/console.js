@@ -1,0 +1,141 @@
+// The console's pages: charts on the device page, live updates from the server's event stream
+// (each page swaps in fresh fragments of itself, never reloading), and the command buttons.
+"use strict";
+(function () {
+  const body = document.body;
+  const device = body.dataset.device;
+  const charts = [];
+  const COLOURS = { taken: "#1a7f37", missed: "#cf222e", extra: "#bf8700", reorder: "#8250df",
+    empty: "#cf222e", cartridge_replaced: "#0969da", refill_needed: "#bf8700",
+    refilled: "#0969da", maintenance_due: "#cf222e" };
+
+  function toast(text, bad) {
+    const t = document.getElementById("toast");
+    t.textContent = text;
+    t.className = bad ? "shown bad" : "shown";
+    clearTimeout(toast.timer);
+    toast.timer = setTimeout(() => { t.className = ""; }, 6000);
+  }
+
+  function datasets(c) {
+    const sets = [{ label: c.channel + (c.unit ? " (" + c.unit + ")" : ""),
+      data: c.points.map(p => ({ x: p[0], y: p[1] })), borderColor: "#0969da",
+      backgroundColor: "#0969da", borderWidth: 1.5, pointRadius: c.kind === "cycles" ? 2 : 0,
+      showLine: c.kind !== "cycles", tension: 0 }];
+    for (const line of c.lines) {
+      sets.push({ label: line.label, data: line.points.map(p => ({ x: p[0], y: p[1] })),
+        borderColor: line.label.startsWith("forecast") ? "#8250df" : "#57606a",
+        borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, fill: false });
+    }
+    const kinds = {};
+    for (const m of c.marks) (kinds[m.label] = kinds[m.label] || []).push(m);
+    for (const label in kinds) {
+      const colour = COLOURS[kinds[label][0].kind] || "#57606a";
+      sets.push({ label: label, type: "scatter", data: kinds[label].map(m => ({ x: m.t, y: m.y })),
+        borderColor: colour, backgroundColor: colour, pointRadius: 5, pointStyle: "triangle" });
+    }
+    return sets;
+  }
+
+  function drawCharts(data) {
+    const canvases = document.querySelectorAll("canvas[data-chart]");
+    canvases.forEach((canvas, i) => {
+      const c = data.charts[i];
+      if (!c) return;
+      if (charts[i]) {
+        charts[i].data.datasets = datasets(c);
+        charts[i].update("none");
+        return;
+      }
+      charts[i] = new Chart(canvas, {
+        type: "line", data: { datasets: datasets(c) },
+        options: { animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
+          interaction: { mode: "nearest", intersect: false },
+          scales: { x: { type: "time", time: { tooltipFormat: "yyyy-MM-dd HH:mm" } } },
+          plugins: { legend: { labels: { boxWidth: 12 } } } } });
+    });
+  }
+
+  async function refresh() {
+    const jobs = [];
+    document.querySelectorAll("[data-fragment]").forEach(el => {
+      jobs.push(fetch(el.dataset.fragment, { credentials: "same-origin" }).then(r => {
+        if (r.ok) return r.text().then(html => { el.innerHTML = html; });
+      }));
+    });
+    if (device && charts.length) {
+      jobs.push(fetch("/device/" + encodeURIComponent(device) + "/data?span=" + body.dataset.span,
+        { credentials: "same-origin" }).then(r => r.ok ? r.json().then(drawCharts) : null));
+    }
+    await Promise.all(jobs);
+    const live = document.getElementById("live");
+    live.classList.add("beat");
+    setTimeout(() => live.classList.remove("beat"), 600);
+    body.dataset.updates = String(Number(body.dataset.updates || 0) + 1);
+  }
+
+  function listen() {
+    const url = "/api/stream" + (device ? "?device=" + encodeURIComponent(device) : "");
+    const source = new EventSource(url);
+    const live = document.getElementById("live");
+    let busy = false, again = false;
+    source.onopen = () => { live.className = "live on"; };
+    source.onerror = () => { live.className = "live off"; };
+    source.onmessage = async () => {
+      if (busy) { again = true; return; }
+      busy = true;
+      do { again = false; await refresh(); } while (again);
+      busy = false;
+    };
+  }
+
+  async function post(doc) {
+    const r = await fetch("/api/command", { method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json" }, body: JSON.stringify(doc) });
+    let out;
+    try { out = await r.json(); } catch (e) { out = { ok: false, error: "HTTP " + r.status }; }
+    return out;
+  }
+
+  document.addEventListener("click", async ev => {
+    const answer = ev.target.closest("button[data-answer]");
+    if (answer) {
+      const row = answer.closest("tr");
+      const doc = { command: answer.dataset.answer, device: row.dataset.device,
+        kind: row.dataset.kind, sensor: row.dataset.sensor };
+      if (answer.dataset.forMs) doc.for_ms = Number(answer.dataset.forMs);
+      row.querySelectorAll("button").forEach(b => { b.disabled = true; });
+      const out = await post(doc);
+      if (out.ok) {
+        row.classList.add("done");
+        row.dataset.answered = doc.command;
+        toast((doc.command === "ack" ? "Acknowledged: " : "Snoozed: ") + doc.device +
+          (out.reply ? " said " + JSON.stringify(out.reply.result) : ""));
+      } else {
+        row.querySelectorAll("button").forEach(b => { b.disabled = false; });
+        toast(out.error, true);
+      }
+      return;
+    }
+    const command = ev.target.closest("button[data-command]");
+    if (command) {
+      const doc = { command: command.dataset.command, device: device };
+      if (doc.command === "set_interval") {
+        doc.sensor = document.getElementById("interval-sensor").value;
+        doc.interval_ms = Math.round(Number(document.getElementById("interval-s").value) * 1000);
+      }
+      const reply = document.getElementById("reply");
+      reply.textContent = "waiting for " + device + " ...";
+      command.disabled = true;
+      const out = await post(doc);
+      command.disabled = false;
+      reply.className = out.ok ? "reply ok" : "reply bad";
+      reply.textContent = out.ok ? JSON.stringify(out.reply, null, 2) : out.error;
+    }
+  });
+
+  const data = document.getElementById("chart-data");
+  if (data) drawCharts(JSON.parse(data.textContent));
+  if (body.dataset.live) listen();
+  requestAnimationFrame(() => { body.dataset.ready = "1"; });
+})();
