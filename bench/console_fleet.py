@@ -27,6 +27,7 @@ import random
 import time
 import zlib
 
+from agent.runtime import VERSION
 from ingest.store import open_store
 
 DAY_MS = 86400000
@@ -51,6 +52,9 @@ CHANNELS = {
 ENCODING = {"printer": "compact", "pillbottle": "compact", "washer": "senml",
             "fridge": "compact"}
 SENSOR = {"printer": "ink_c", "pillbottle": "pills", "washer": "power", "fridge": "power"}
+MODEL = {"printer": "Acme InkJet 3000", "pillbottle": "Acme SmartCap",  # examples/*.yaml
+         "washer": "Acme WashPro 8", "fridge": "Acme CoolBox 300 fridge"}
+OLD_VERSION = "0.0.9"  # a tenth of the fleet not updated yet
 
 
 def device_ids(devices):
@@ -175,6 +179,7 @@ class Device:
         self.repaired = rng.randrange(0, 4) if rng.random() < 0.1 else 0
         self.rssi = rng.randrange(-88, -42) if kind in ESP32 else None
         self.heap = rng.randrange(96000, 142000) if kind in ESP32 else None
+        self.version = OLD_VERSION if rng.random() < 0.1 else VERSION
         self.event_seq = 0
         self.events = []  # (t_ms, event, sensor, state, value, fields or None)
 
@@ -207,13 +212,15 @@ class Device:
                "heap_used": self.heap and 160000 - self.heap,
                "insights": {"fresh": 0, "held": 0, "restored": self.boot - 1, "save_errors": 0,
                             "sent": self.event_seq, "snoozed": 0, "unsynced": 0},
-               "last_error": None, "readings_waiting": self.rng.randrange(0, 40),
+               "last_error": None, "model": MODEL[self.kind],
+               "readings_waiting": self.rng.randrange(0, 40),
                "reconnects": self.rng.randrange(0, 4), "rssi": self.rssi and
                self.rssi + self.rng.randrange(-3, 4), "sensors": sensors,
                "seq": {"batch": [max(0, self.batches - 2000), self.batches - 1],
                        "event": [max(0, self.event_seq - 200), self.event_seq - 1]},
                "synced": True, "t": t_ms, "too_large": 0,
-               "uptime_s": (t_ms - self.first_ms) // 1000 // self.boot, "v": 1}
+               "uptime_s": (t_ms - self.first_ms) // 1000 // self.boot, "v": 1,
+               "version": self.version}
         return json.dumps(doc, sort_keys=True)
 
     def event(self, t_ms, event, value, fields=None, state="insight", sensor=None):
