@@ -16,16 +16,18 @@ again in one context; the figures are the cold load and the median warm one:
   charts are drawn), from navigation start: seen by a MutationObserver installed before the
   page's own scripts run.
 - server: the document's time to first byte (request sent to first byte back): the console's
-  queries and templating for that page.
+  queries and templating for that page; cold, and the best of the warm loads (the least
+  disturbed by other work on the machine).
 - bytes: transferred (transferSize: headers and compressed bodies) and decoded, summed over the
   document and every resource it loaded by the time it was ready; and the requests.
 
+First render: the later of FCP and ready (the page sets ready in the frame before a paint).
+
 Baseline, in the same run and the same browser: each page's bytes (its HTML and every resource
-it loaded, saved from the console's own answers) served as static files by Python's
+it loaded, saved from the console's own answers, uncompressed) served as static files by Python's
 http.server on loopback, loaded the same way: what the browser and loopback cost for the same
 bytes with no database, no templating and no app server (the page's scripts run and draw as on
-the console). Target (issue 12): first render under 1 s for 1,000 devices, judged on the cold
-load's "ready" (content and charts drawn; FCP comes earlier).
+the console). Target (issue 12): first render of the cold load under 1 s for 1,000 devices.
 
 Pages are judged on this machine as it is (2 cores shared with other work): run it alone, under
 `nice` if others work. Needs Debian's chromium and postgresql (tests/system-deps).
@@ -317,14 +319,15 @@ def report(results):
         cold, warm = got["cold"], got["warm"]
         rows.append([backend, "{:,}".format(devices), name, ms(cold["fcp"]), ms(cold["ready"]),
                      ms(median(warm, "fcp")), ms(median(warm, "ready")), ms(cold["server"]),
-                     ms(median(warm, "server")), ms(base["cold"]["ready"]),
+                     ms(min(w["server"] for w in warm)), ms(base["cold"]["ready"]),
                      ms(median(base["warm"], "ready")), kb(cold["html"]),
                      kb(cold["transferred"]), kb(cold["decoded"]), str(cold["requests"])])
     c.table(["store", "devices", "page", "FCP cold", "ready cold", "FCP warm", "ready warm",
-             "server cold", "server warm", "static cold", "static warm", "HTML KB",
+             "server cold", "server best", "static cold", "static warm", "HTML KB",
              "sent KB", "decoded KB", "requests"], rows, left=(0, 2))
-    print("server: the document's time to first byte; static: the same bytes from http.server "
-          "(baseline); sent: transferred (compressed) bytes of the cold load, all requests")
+    print("server: the document's time to first byte (best: of the warm loads); static: ready "
+          "with the same bytes from http.server (the baseline); sent: transferred (compressed) "
+          "bytes of the cold load, all its requests")
     print()
     print("The slowest requests of each cold load (ms, transferred KB, decoded KB):")
     for backend, devices, name, got, _ in results:
@@ -332,14 +335,21 @@ def report(results):
                                                  kb(s)) for d, u, t, s in got["cold"]["slowest"])
         print("  %s %s %s: %s" % (backend, devices, name, slow or "(none)"))
     print()
-    judged = [(b, d, n, g["cold"]["ready"]) for b, d, n, g, _ in results
+    judged = [(b, d, n, first_render(g["cold"])) for b, d, n, g, _ in results
               if d == TARGET_DEVICES]
-    worst = max(judged, key=lambda r: r[3] or float("inf"))
-    value = worst[3] / 1000.0 if worst[3] is not None else float("inf")
-    print("first render (cold, ready) of every page at {:,} devices under {:.0f} s: worst {} "
-          "({}, {}): {:.2f} s -> {}".format(TARGET_DEVICES, TARGET_S, worst[2], worst[0],
-                                            "{:,}".format(worst[1]), value,
-                                            c.verdict(value, TARGET_S)))
+    worst = max(judged, key=lambda r: r[3])
+    print("first render (cold: the later of FCP and ready) of every page at {:,} devices under "
+          "{:.0f} s: worst {} ({}): {:.2f} s -> {}".format(
+              TARGET_DEVICES, TARGET_S, worst[2], worst[0], worst[3],
+              c.verdict(worst[3], TARGET_S)))
+
+
+def first_render(t):
+    """Seconds until the page's content was drawn and painted: ready is set in the frame
+    before the paint, and FCP is a paint."""
+    if t["ready"] is None:
+        return float("inf")
+    return max(t["ready"], t["fcp"] or 0) / 1000.0
 
 
 if __name__ == "__main__":
