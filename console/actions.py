@@ -121,7 +121,7 @@ def _insight(kind, device, sensor, t, value, f):
         evidence = "%s: empty at %s %%%s" % (sensor, num_text(f.get("level", value)),
                                              "" if f.get("reordered") else ", never reordered")
     elif kind == "maintenance_due":
-        evidence = "%s: %s %s%s%% from its baseline %s (spread %s), CUSUM %s after %s cycles" % (
+        evidence = "%s: %s %s%s %% from its baseline %s (spread %s), CUSUM %s after %s cycles" % (
             sensor, f.get("watch"), "+" if (f.get("drift_pct") or 0) >= 0 else "",
             num_text(f.get("drift_pct")), num_text(f.get("baseline")), num_text(f.get("spread")),
             num_text(f.get("cusum")), num_text(f.get("cycles")))

@@ -78,6 +78,7 @@ def make_app(console):
     env.filters["when"] = _when
     env.filters["ago"] = _ago
     env.filters["num"] = actions_mod.num_text
+    env.filters["field"] = _field
     env.filters["tojson_attr"] = lambda v: json.dumps(v, separators=(",", ":"))
 
     def page(request, name, code=200, **context):
@@ -112,7 +113,8 @@ def make_app(console):
         counts = {}
         for a in needed:
             counts[a["kind"]] = counts.get(a["kind"], 0) + 1
-        name = "actions_rows.html" if request.query_params.get("fragment") else "actions.html"
+        fragment = _choice(request.query_params, "fragment", ("1",), None)
+        name = "actions_rows.html" if fragment else "actions.html"
         return page(request, name, actions=needed, counts=counts, now=now, simulated=simulated,
                     devices=len(rows), titles=actions_mod.TITLES, view="actions")
 
@@ -130,7 +132,7 @@ def make_app(console):
         shown, total, pages = reads.fleet_page(rows, sort, order, text, status, number,
                                                console.per_page)
         online = sum(1 for r in rows.values() if r["status"] == "online")
-        name = "fleet_rows.html" if q.get("fragment") else "fleet.html"
+        name = "fleet_rows.html" if _choice(q, "fragment", ("1",), None) else "fleet.html"
         return page(request, name, rows=shown, total=total, pages=pages, page_no=min(
             number, pages), sort=sort, order=order, q=text, status=status, now=now,
                     simulated=simulated, devices=len(rows), online=online, view="fleet",
@@ -144,7 +146,9 @@ def make_app(console):
         if detail is None:
             return refuse(request, 404, "no device %s in this database" % device)
         rows, now, simulated = await run_in_threadpool(console.fleet.refresh)
-        name = "device_rows.html" if request.query_params.get("fragment") else "device.html"
+        name = {"summary": "device_summary.html", "lists": "device_rows.html", None:
+                "device.html"}[_choice(request.query_params, "fragment", ("summary", "lists"),
+                                       None)]
         return page(request, name, d=detail, now=now, simulated=simulated, spans=reads.SPANS,
                     view="device", commands_ok=console.commander is not None)
 
@@ -168,6 +172,10 @@ def make_app(console):
             return [console.fleet.stamp(),
                     reads.device_stamp(console.db, device) if device else None]
 
+        def clock():
+            _, now, simulated = console.fleet.refresh()
+            return "as of %s%s" % (_when(now), " (simulated time)" if simulated else "")
+
         async def changes():
             last = None
             quiet = 0.0
@@ -179,7 +187,8 @@ def make_app(console):
                     now = {"error": str(exc)}
                 if now != last:
                     if last is not None:
-                        yield "data: %s\n\n" % json.dumps({"changed": True})
+                        yield "data: %s\n\n" % json.dumps(
+                            {"clock": await run_in_threadpool(clock)})
                     last, quiet = now, 0.0
                 elif quiet >= 15:
                     yield ": still here\n\n"  # a proxy would close a connection idle too long
@@ -359,7 +368,9 @@ def _only(request, names):
 
 
 def _choice(q, name, allowed, default):
-    v = q.get(name, default)
+    v = q.get(name)
+    if v is None:
+        return default
     if v not in allowed:
         raise BadInput("%s: one of %s, not %r" % (name, ", ".join(a or '""' for a in allowed),
                                                  v[:40]))
@@ -416,6 +427,19 @@ def _when(t_ms):
     if not isinstance(t_ms, (int, float)):
         return "never"
     return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_ms / 1000))
+
+
+TIME_FIELDS = ("scheduled", "taken", "close", "start", "end", "since", "until", "at")
+
+
+def _field(item):
+    """An insight's field as the device page shows it: its times as times."""
+    k, v = item
+    if k in TIME_FIELDS and isinstance(v, int) and v > 10 ** 12:
+        return "%s %s" % (k, time.strftime("%m-%d %H:%M", time.gmtime(v / 1000)))
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        return "%s %s" % (k, actions_mod.num_text(v))
+    return "%s %s" % (k, v)
 
 
 def _ago(t_ms, now_ms):

@@ -67,11 +67,13 @@ def main(args, out=None, err=None):
         db = _database(args.db, shared=bool(shard))
         report_path = os.path.abspath(args.report or os.path.join(workdir, "report.json"))
         linger = None
-        if args.stay_online:
+        consoles = []
+        if args.stay_online or args.console:
             async def linger(report):
                 _write_report(report, report_path, out)
-                out.write("the devices stay online, answering commands and repair requests, "
-                          "until Ctrl-C\n")
+                out.write("the devices stay online, answering commands and repair requests%s, "
+                          "until Ctrl-C\n" % (" and the console stays open at %s" % consoles[0].url
+                                               if consoles else ""))
                 out.flush()
                 await _signalled()
         options = dict(progress=Progress(out), linger=linger, db=db,
@@ -79,7 +81,9 @@ def main(args, out=None, err=None):
                        # Shards each run an ingest, in one share group; the first does the
                        # faults that hit the whole fleet.
                        ingest_group="tether-sim" if shard else None,
-                       fleet_faults=not shard or shard[0] == 1)
+                       fleet_faults=not shard or shard[0] == 1,
+                       on_ready=_console_opener(args, db, workdir, consoles, out)
+                       if args.console else None)
         if workers > 1:
             fleet = WorkerFleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
                                 args.client, workers=workers, **options)
@@ -108,6 +112,9 @@ def main(args, out=None, err=None):
     except FleetError as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
+    finally:
+        for server in consoles:
+            server.stop()
     if shard:
         out.write("shard %d/%d: devices %d-%d ran; their part of the report is in %s. Once "
                   "every shard has run: tether report --db %s\n"
@@ -128,7 +135,34 @@ def main(args, out=None, err=None):
         out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
                   "report: %s\n"
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
+    out.write("see it: tether console --db %s    (in a browser; `tether simulate --console` "
+              "opens it live during a run)\n" % _shell_word(hide_password(fleet.db_path)))
     return exit_status(report)
+
+
+def _shell_word(path):
+    """path as a shell word, relative to here when it is below."""
+    import shlex
+    if not path.startswith("postgres") and not os.path.relpath(path).startswith(".."):
+        path = os.path.relpath(path)
+    return shlex.quote(path)
+
+
+def _console_opener(args, db, workdir, consoles, out):
+    """fn(host, port) that opens the console on the run's database and broker once both are
+    up (Fleet's on_ready), on --console-port, or on a free port when that one is taken."""
+    def opener(host, port):
+        from firmware.console_cmd import open_console
+        db_path = db or os.path.join(workdir, "fleet.sqlite")
+        broker = args.broker or "mqtt://%s:%d" % (host, port)
+        try:
+            server = open_console(db_path, "127.0.0.1", args.console_port, broker=broker)
+        except OSError:
+            server = open_console(db_path, "127.0.0.1", 0, broker=broker)
+        consoles.append(server.start())
+        out.write("console: %s  (live while the fleet runs)\n" % server.url)
+        out.flush()
+    return opener
 
 
 def exit_status(report):
@@ -236,6 +270,12 @@ def add_command(sub):
                    help="once device time is over and the report written, the devices stay "
                         "online (answering commands and other ingests' repair requests, not "
                         "sampling) until Ctrl-C or SIGTERM")
+    p.add_argument("--console", action="store_true",
+                   help="open the fleet console (`tether console`) on this run, live; after the "
+                        "report it stays open, the devices online, until Ctrl-C")
+    p.add_argument("--console-port", type=whole(0, 65535), default=8080, metavar="PORT",
+                   help="the console's port on 127.0.0.1 (default: %(default)s, or a free one "
+                        "when it is taken)")
     p.add_argument("--client", choices=("mqtt", "paho"), default="mqtt",
                    help="the devices' MQTT client: the board's (default) or paho")
     p.add_argument("--workers", type=whole(1, 256), metavar="N",

@@ -122,7 +122,7 @@ class Fleet:
     def __init__(self, lines, workdir, duration_ms, speed=3600.0, broker_url=None, seed=1,
                  faults=(), client="mqtt", start_unix_ms=1763856000000, health_ms=3600000,
                  drain_ms=20000, progress=None, ingest_group=None, linger=None, db=None,
-                 devices_range=None, sync=None, fleet_faults=True):
+                 devices_range=None, sync=None, fleet_faults=True, on_ready=None):
         self.lines = lines
         self.devices_total = sum(n for _, n, _ in lines)
         # The devices this process runs, by index in the fleet (simulator/workers.py spreads a
@@ -144,6 +144,7 @@ class Fleet:
         self.progress = progress
         self.ingest_group = ingest_group
         self.linger = linger  # async fn(report): the devices stay online until it returns
+        self.on_ready = on_ready  # fn(host, port) once the broker and the ingest are up
         self.devices = []
         self.pace = None
         self.broker = None
@@ -217,6 +218,8 @@ class Fleet:
                 await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)
             except RuntimeError as exc:  # the broker refused it, or did not answer
                 raise FleetError(str(exc))
+            if self.on_ready is not None:
+                self.on_ready(host, port)
             return await self._run_devices(host, port)
         finally:
             self._end_ingest(host, port)

@@ -51,7 +51,9 @@
         type: "line", data: { datasets: datasets(c) },
         options: { animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
           interaction: { mode: "nearest", intersect: false },
-          scales: { x: { type: "time", time: { tooltipFormat: "yyyy-MM-dd HH:mm" } } },
+          scales: { x: { type: "time", time: { tooltipFormat: "yyyy-MM-dd HH:mm" } },
+            // a level in % reads against its whole range, not its noise
+            y: c.unit === "%" ? { suggestedMin: 0, suggestedMax: 100 } : {} },
           plugins: { legend: { labels: { boxWidth: 12 } } } } });
     });
   }
@@ -81,7 +83,9 @@
     let busy = false, again = false;
     source.onopen = () => { live.className = "live on"; };
     source.onerror = () => { live.className = "live off"; };
-    source.onmessage = async () => {
+    source.onmessage = async ev => {
+      const news = JSON.parse(ev.data);
+      if (news.clock) document.getElementById("clock").textContent = news.clock;
       if (busy) { again = true; return; }
       busy = true;
       do { again = false; await refresh(); } while (again);

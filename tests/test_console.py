@@ -1,0 +1,319 @@
+"""The fleet console without a browser: what needs someone and when it stops, the fleet table's
+paging, the charts' thinning, and every input the app takes checked, over a real console
+server on loopback (tests/test_console_browser.py drives the pages in Chromium)."""
+import http.client
+import json
+
+import pytest
+
+from console import actions, reads
+from console.server import Server
+from ingest.store import open_store
+
+DAY = reads.DAY_MS
+NOW = 1764028800000  # device time, far from the wall clock: a simulated fleet's
+
+
+def make_db(path, devices=("printer-1", "bottle-1", "washer-1")):
+    db = open_store(str(path))
+    db.begin()
+    for i, d in enumerate(devices):
+        db.execute("INSERT INTO devices (device, first_seen, last_seen, last_t_ms, last_status, "
+                   "dropped_reported) VALUES (?, ?, ?, ?, ?, ?)",
+                   (d, 1.0, 2.0 + i, NOW - i * 60000, "online", 0))
+    db.commit()
+    return db
+
+
+def insight(db, device, seq, t_ms, event, sensor, value=None, **fields):
+    db.begin()
+    db.execute("INSERT INTO insights (device, seq, t_ms, synced, event, sensor, value, fields, "
+               "received_at) VALUES (?, ?, ?, 1, ?, ?, ?, ?, ?)",
+               (device, seq, t_ms, event, sensor, value, json.dumps(fields), float(seq)))
+    db.commit()
+
+
+def needed(path, now=NOW, **kw):
+    database = reads.Database(str(path))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    return [(a["kind"], a["device"], a["sensor"]) for a in actions.needed(database, rows, now,
+                                                                          **kw)], database
+
+
+def test_a_reorder_needs_someone_until_a_new_cartridge_is_in(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - DAY, "reorder", "ink_c", 6.1, days=6.1, level=9.0,
+            lead_days=10, rate_per_day=1.4, low_days=4.0, high_days=9.0)
+    shown, _ = needed(tmp_path / "f.sqlite")
+    assert shown == [("reorder", "printer-1", "ink_c")]
+    insight(db, "printer-1", 2, NOW - 1000, "cartridge_replaced", "ink_c", 100.0)
+    assert needed(tmp_path / "f.sqlite")[0] == []
+
+
+def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - 3 * DAY, "reorder", "ink_k", 2.0, days=2.0, level=3.0)
+    insight(db, "printer-1", 2, NOW - 2 * DAY, "maintenance_due", "power", 18.0, drift_pct=18.0)
+    insight(db, "printer-1", 3, NOW - DAY, "empty", "ink_k", 0.0, level=0.0, reordered=True)
+    shown, _ = needed(tmp_path / "f.sqlite")
+    assert shown == [("empty", "printer-1", "ink_k"), ("maintenance_due", "printer-1", "power")]
+
+
+def test_missed_doses_of_the_last_week_count_per_bottle(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    for seq, days in enumerate((9, 3, 1)):
+        t = NOW - days * DAY
+        insight(db, "bottle-1", seq, t, "dose_missed", "pills", None, scheduled=t - 3600000,
+                close=t)
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, now, _ = reads.FleetCache(database).refresh()
+    (a,) = actions.needed(database, rows, NOW)
+    assert (a["kind"], a["figures"]["missed"]) == ("dose_missed", 2)
+    assert a["evidence"].startswith("2 doses missed in the last 7 days")
+
+
+def test_an_acknowledgement_hides_an_action_until_something_newer_comes(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "washer-1", 1, NOW - DAY, "maintenance_due", "power", 20.0, drift_pct=20.0)
+    db.begin()
+    db.execute("INSERT INTO acks (device, action, sensor, done, at_ms, value, received_at) "
+               "VALUES ('washer-1', 'maintenance_due', 'power', 'ack', ?, ?, 1.0)",
+               (NOW, NOW - DAY))
+    db.commit()
+    assert needed(tmp_path / "f.sqlite")[0] == []
+    insight(db, "washer-1", 2, NOW - 1000, "maintenance_due", "power", 25.0, drift_pct=25.0)
+    assert needed(tmp_path / "f.sqlite")[0] == [("maintenance_due", "washer-1", "power")]
+
+
+def test_a_snooze_hides_an_action_until_it_ends(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "bottle-1", 1, NOW - DAY, "refill_needed", "pills", 3.0, count=6, days_left=3.0,
+            per_day=2)
+    db.begin()
+    db.execute("INSERT INTO acks (device, action, sensor, done, at_ms, until_ms, received_at) "
+               "VALUES ('bottle-1', 'refill_needed', 'pills', 'snooze', ?, ?, 1.0)",
+               (NOW, NOW + DAY))
+    db.commit()
+    assert needed(tmp_path / "f.sqlite")[0] == []
+    later, _ = needed(tmp_path / "f.sqlite", now=NOW + DAY + 1, silent_ms=2 * DAY)
+    assert later == [("refill_needed", "bottle-1", "pills")]
+
+
+def test_silent_and_dropping_devices_need_someone(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ?, last_status = 'offline' "
+               "WHERE device = 'bottle-1'", (NOW - 5 * 3600000,))
+    db.execute("UPDATE devices SET dropped_reported = 42 WHERE device = 'washer-1'")
+    db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
+               "VALUES ('washer-1', 'batch', 7, 'broker', 1.0)")
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    shown = {a["kind"]: a for a in actions.needed(database, rows, NOW)}
+    assert set(shown) == {"silent", "dropping"}
+    assert shown["silent"]["device"] == "bottle-1"
+    assert "5 h 00 min" in shown["silent"]["evidence"]
+    assert shown["dropping"]["evidence"] == ("42 readings dropped by a full buffer; 1 batches "
+                                             "lost at the broker")
+
+
+def test_the_fleet_clock_is_the_wall_clock_for_a_live_fleet_and_device_time_for_a_simulated():
+    wall = 1800000000000
+    assert reads.fleet_now(wall - 60000, wall) == (wall, False)
+    assert reads.fleet_now(NOW, wall) == (NOW, True)
+    assert reads.fleet_now(None, wall) == (wall, False)
+
+
+def test_the_fleet_table_filters_sorts_and_pages_with_unknown_values_last():
+    rows = {"d%03d" % i: {"device": "d%03d" % i, "status": "online" if i % 2 else "offline",
+                          "model": "Acme %d" % (i % 3), "version": "0.1.0",
+                          "rssi": None if i % 5 == 0 else -40 - i} for i in range(250)}
+    page, total, pages = reads.fleet_page(rows, sort="rssi", order="desc", per_page=100)
+    assert (total, pages, len(page)) == (250, 3, 100)
+    assert page[0]["device"] == "d001" and page[0]["rssi"] == -41
+    last, _, _ = reads.fleet_page(rows, sort="rssi", order="desc", page=3, per_page=100)
+    assert all(r["rssi"] is None for r in last[-50:])
+    page, total, _ = reads.fleet_page(rows, q="ACME 2", status="offline", per_page=500)
+    assert total == len(page) == sum(1 for i in range(250) if i % 3 == 2 and i % 2 == 0)
+
+
+def test_thinned_series_keep_their_extremes_within_the_limit():
+    points = [(i, 0.0) for i in range(100000)]
+    points[54321] = (54321, 99.0)
+    points[7] = (7, -5.0)
+    out = reads.downsample(points, limit=1000)
+    assert len(out) <= 1000
+    values = [v for _, v in out]
+    assert max(values) == 99.0 and min(values) == -5.0
+    assert [t for t, _ in out] == sorted(t for t, _ in out)
+
+
+# ---- the app over HTTP ----------------------------------------------------------------------
+
+@pytest.fixture
+def fleet_db(tmp_path):
+    path = tmp_path / "fleet.sqlite"
+    db = make_db(path)
+    insight(db, "printer-1", 1, NOW - DAY, "reorder", "ink_c", 6.1, days=6.1, level=9.0,
+            lead_days=10, rate_per_day=1.4)
+    db.close()
+    return str(path)
+
+
+@pytest.fixture
+def console(fleet_db):
+    server = Server(fleet_db, host="127.0.0.1", port=0).start()
+    yield server
+    server.stop()
+
+
+def request(server, method, path, body=None, headers=None):
+    port = server.sock.getsockname()[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    out = r.status, r.read().decode(), dict(r.getheaders())
+    conn.close()
+    return out
+
+
+@pytest.mark.parametrize("path, message", [
+    ("/fleet?sort=bogus", "sort: one of device, status"),
+    ("/fleet?page=0", "page: a whole number from 1 to 1000000, not &#39;0&#39;"),
+    ("/fleet?page=99999999999", "page: a whole number"),
+    ("/fleet?order=sideways", "order: one of asc, desc"),
+    ("/fleet?q=" + "x" * 101, "q: at most 100 characters"),
+    ("/fleet?colour=red", "unknown query parameter &#39;colour&#39;"),
+    ("/?fragment=2", "fragment: one of 1"),
+    ("/device/printer-1?span=2y", "span: one of 1d, 7d, 30d, all"),
+    ("/device/-rm%20-rf", "device: an id of 1 to 64 letters"),
+    ("/device/" + "a" * 65, "device: an id of 1 to 64 letters"),
+])
+def test_bad_query_parameters_get_a_400_saying_what_was_expected(console, path, message):
+    status, body, _ = request(console, "GET", path)
+    assert status == 400
+    assert message in body
+    assert "Traceback" not in body
+
+
+def test_an_unknown_device_or_page_is_a_404_page(console):
+    status, body, _ = request(console, "GET", "/device/nobody")
+    assert status == 404 and "no device nobody in this database" in body
+    status, body, _ = request(console, "GET", "/nowhere")
+    assert status == 404 and "no page /nowhere" in body
+
+
+def test_pages_show_the_database_on_loopback_without_the_token(console):
+    status, body, _ = request(console, "GET", "/")
+    assert status == 200
+    assert 'data-device="printer-1" data-kind="reorder" data-sensor="ink_c"' in body
+    status, body, _ = request(console, "GET", "/fleet")
+    assert status == 200
+    assert all('<tr data-device="%s">' % d in body for d in ("printer-1", "bottle-1", "washer-1"))
+
+
+def command(server, doc, token=None, headers=None):
+    h = {"Content-Type": "application/json"}
+    if token:
+        h["Authorization"] = "Bearer " + token
+    h.update(headers or {})
+    status, body, _ = request(server, "POST", "/api/command", json.dumps(doc), h)
+    return status, json.loads(body)
+
+
+def test_commands_need_the_token_even_on_loopback(console):
+    status, body = command(console, {"command": "ping", "device": "printer-1"})
+    assert status == 401 and "commands need the console's token" in body["error"]
+    status, body = command(console, {"command": "ping", "device": "printer-1"}, "wrong-token")
+    assert status == 401
+
+
+def test_a_command_from_another_site_is_refused(console):
+    status, body = command(console, {"command": "ping", "device": "printer-1"}, console.token,
+                           {"Origin": "http://evil.example"})
+    assert status == 403 and "the console's own page" in body["error"]
+
+
+@pytest.mark.parametrize("doc, message", [
+    ({"command": "format"}, "command: one of ping, diag, set_interval, ack, snooze"),
+    ({"command": "ping", "device": "a b"}, "device: an id"),
+    ({"command": "ping", "device": "printer-1", "extra": 1}, "ping takes no extra"),
+    ({"command": "set_interval", "device": "printer-1", "sensor": "ink_c", "interval_ms": 5},
+     "interval_ms: an integer from 100 to 86400000"),
+    ({"command": "set_interval", "device": "printer-1", "sensor": "ink c", "interval_ms": 1000},
+     "sensor: a sensor name"),
+    ({"command": "snooze", "device": "printer-1", "kind": "reorder", "sensor": "ink_c",
+      "for_ms": 91 * DAY}, "for_ms: an integer from 60000"),
+    ({"command": "ack", "device": "printer-1", "kind": "coffee", "sensor": ""}, "kind: one of"),
+    ([1, 2], "a command is a JSON object"),
+])
+def test_bad_commands_get_a_400_saying_what_was_expected(console, doc, message):
+    status, body = command(console, doc, console.token)
+    assert status == 400
+    assert message in body["error"]
+
+
+def test_a_command_that_is_not_json_is_refused(console):
+    status, body, _ = request(console, "POST", "/api/command", "{not json",
+                              {"Content-Type": "application/json",
+                               "Authorization": "Bearer " + console.token})
+    assert status == 400 and json.loads(body)["error"].startswith("not JSON")
+
+
+def test_without_a_broker_a_command_says_commands_are_off(console):
+    status, body = command(console, {"command": "ping", "device": "printer-1"}, console.token)
+    assert status == 200 and body == {"ok": False, "error": "this console has no broker: start "
+                                      "it with --broker URL to command devices"}
+
+
+def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_path):
+    path = tmp_path / "f.sqlite"
+    db = make_db(path)
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'bottle-1'", (NOW - 9 * 3600000,))
+    db.commit()
+    server = Server(str(path), port=0).start()
+    try:
+        doc = {"command": "ack", "device": "bottle-1", "kind": "silent", "sensor": ""}
+        status, body = command(server, doc, server.token)
+        assert status == 200 and body["ok"] and body["reply"] is None
+        assert needed(path)[0] == []
+        status, body = command(server, doc, server.token)
+        assert body == {"ok": False, "error": "nothing needs silent for bottle-1 now"}
+    finally:
+        server.stop()
+    assert db.execute("SELECT device, action, done FROM acks").fetchall() == [
+        ("bottle-1", "silent", "ack")]
+
+
+def test_on_another_address_every_page_needs_the_token(fleet_db):
+    server = Server(fleet_db, host="0.0.0.0", port=0, token="s3cret-token").start()
+    try:
+        status, body, _ = request(server, "GET", "/fleet")
+        assert status == 401 and "needs its token" in body
+        status, body, _ = request(server, "GET", "/fleet?token=guess")
+        assert status == 401 and "wrong token" in body
+        status, _, headers = request(server, "GET", "/fleet?token=s3cret-token&sort=model")
+        assert status == 303 and headers["location"] == "/fleet?sort=model"
+        cookie = headers["set-cookie"].split(";")[0]
+        assert "HttpOnly" in headers["set-cookie"]
+        status, body, _ = request(server, "GET", "/fleet?sort=model", headers={"Cookie": cookie})
+        assert status == 200 and "printer-1" in body
+        status, body, _ = request(server, "GET", "/api/stream",
+                                  headers={"Authorization": "Bearer nope"})
+        assert status == 401
+        status, body, _ = request(server, "GET", "/healthz")
+        assert (status, body) == (200, "ok")
+    finally:
+        server.stop()
+
+
+def test_a_database_that_cannot_be_read_is_a_503_that_says_why():
+    server = Server("postgresql://tether@127.0.0.1:1/fleet", port=0).start()
+    try:
+        status, body, _ = request(server, "GET", "/fleet")
+        assert status == 503
+        assert "the database cannot be read:" in body and "Traceback" not in body
+    finally:
+        server.stop()
