@@ -9,7 +9,8 @@ per kind with its whole month of readings) is written in the ingest's layout, `t
 "actions needed" (`/`), "fleet" (`/fleet`) and a device with 30 days of data
 (`/device/printer-00001?span=30d`, the washer's too). Each page is loaded once cold (a fresh
 browser context: empty cache; the first time the console serves that page) and then WARM times
-again in one context; the figures are the cold load and the median warm one:
+again (a context loaded once before: its cache filled), in rounds interleaved with the
+baseline's; the figures are the cold load and the median warm one:
 
 - FCP: first contentful paint (the paint timing entry), from navigation start.
 - ready: when `document.body.dataset.ready` became "1" (the page sets it once its content and
@@ -27,7 +28,9 @@ Baseline, in the same run and the same browser: each page's bytes (its HTML and 
 it loaded, saved from the console's own answers, uncompressed) served as static files by Python's
 http.server on loopback, loaded the same way: what the browser and loopback cost for the same
 bytes with no database, no templating and no app server (the page's scripts run and draw as on
-the console). Target (issue 12): first render of the cold load under 1 s for 1,000 devices.
+the console). For a page with charts, the same again without the charts' data (nothing drawn)
+and without Chart.js too: what parsing Chart.js and drawing the charts cost the browser.
+Target (issue 12): first render of the cold load under 1 s for 1,000 devices.
 
 Pages are judged on this machine as it is (2 cores shared with other work): run it alone, under
 `nice` if others work. Needs Debian's chromium and postgresql (tests/system-deps).
@@ -179,21 +182,46 @@ def load(context, url, keep_answers=False):
     return t, answers
 
 
-def measure(browser, url):
-    """{cold: timings, warm: [timings]} of url, and the cold load's answers."""
+def cold_load(browser, url, keep_answers=False):
+    """One load of url in a fresh context (an empty cache)."""
     context = browser.new_context()
     context.add_init_script(READY_PROBE)
     try:
-        cold, answers = load(context, url, keep_answers=True)
+        return load(context, url, keep_answers)
     finally:
         context.close()
-    context = browser.new_context()
-    context.add_init_script(READY_PROBE)
+
+
+def measure(browser, console_url, mirror, path):
+    """A page's loads: ({cold, warm} on the console, {cold, warm} of its static baseline,
+    [(variant, warm)] of the baseline without its charts). The warm loads go round by round
+    across the console, the baseline and its variants, each in a context of its own loaded once
+    before: a burst of other work on the machine slows them alike."""
+    cold, answers = cold_load(browser, console_url + path, keep_answers=True)
+    mirror.answers.update(answers)
+    base_cold = cold_load(browser, mirror.url + path)[0]
+    status, ctype, html = answers[path]
+    targets = [("console", console_url + path), ("static", mirror.url + path)]
+    for i, (variant, cut) in enumerate(without_charts(html.decode())):
+        at = "%s%sbench-variant=%d" % (path, "&" if "?" in path else "?", i)
+        mirror.answers[at] = (status, ctype, cut.encode())
+        targets.append((variant, mirror.url + at))
+    contexts = []
     try:
-        warm = [load(context, url)[0] for _ in range(WARM)]
+        for _ in targets:
+            contexts.append(browser.new_context())
+            contexts[-1].add_init_script(READY_PROBE)
+        for context, (_, url) in zip(contexts, targets):
+            load(context, url)  # its cache filled, as a user's on the second visit
+        warm = {name: [] for name, _ in targets}
+        for _ in range(WARM):
+            for context, (name, url) in zip(contexts, targets):
+                warm[name].append(load(context, url)[0])
     finally:
-        context.close()
-    return {"cold": cold, "warm": warm}, answers
+        for context in contexts:
+            context.close()
+    return ({"cold": cold, "warm": warm["console"]}, {"cold": base_cold, "warm": warm["static"]},
+            [(name, warm[name]) for name, _ in targets[2:]])
 
 
 class Mirror:
@@ -201,7 +229,7 @@ class Mirror:
     the same bytes with no app behind them."""
 
     def __init__(self):
-        self.answers = {}
+        self.answers = {}  # path (and query) -> (status, content type, body)
         mirror = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -213,7 +241,10 @@ class Mirror:
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the page was closed with this request in flight
 
             def log_message(self, *args):
                 pass
@@ -225,6 +256,21 @@ class Mirror:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+# The device page's charts, cut out of its saved HTML for the static "without" variants: where
+# the client's time goes (Chart.js parsed, the charts drawn).
+CHART_DATA = re.compile(r'<script id="chart-data"[^>]*>.*?</script>', re.S)
+CHART_JS = re.compile(r'<script src="/static/chart\.js"></script>')
+
+
+def without_charts(html):
+    """[(variant, html)]: the page without its chart data (Chart.js loaded, nothing drawn), and
+    without Chart.js too; [] for a page with no charts."""
+    bare, n = CHART_DATA.subn("", html)
+    if not n:
+        return []
+    return [("no charts drawn", bare), ("no Chart.js", CHART_JS.sub("", bare))]
 
 
 def new_database(server, name):
@@ -259,6 +305,10 @@ def kb(v):
     return "%.0f" % (v / 1024.0)
 
 
+def best(rows, key):
+    return min(r[key] for r in rows)
+
+
 def median(rows, key):
     vals = [r[key] for r in rows if r[key] is not None]
     return statistics.median(vals) if vals else None
@@ -275,10 +325,12 @@ def main():
     from simulator.lab.postgres import Postgres
     if not os.path.exists(CHROMIUM):
         raise SystemExit("needs Debian's chromium at %s (tests/system-deps)" % CHROMIUM)
+    print("load average at start: %.1f (%d cores)" % (os.getloadavg()[0], os.cpu_count()))
     tmp = tempfile.mkdtemp(prefix="tether-bench-console-")
     server = Postgres().start()
-    mirror = Mirror()
+    mirror = Mirror()  # every page's answers, kept by path
     results = []  # (backend, devices, page, figures, baseline figures)
+    splits = []  # (backend, devices, page, variant, the baseline's warm loads, the variant's)
     try:
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -293,10 +345,10 @@ def main():
                         console = Console(db, log)
                         try:
                             for name, path in PAGES:
-                                got, answers = measure(browser, console.url + path)
-                                mirror.answers = answers
-                                base, _ = measure(browser, mirror.url + path)
+                                got, base, split = measure(browser, console.url, mirror, path)
                                 results.append((backend, devices, name, got, base))
+                                splits += [(backend, devices, name, variant, base["warm"], w)
+                                           for variant, w in split]
                                 print("  %s: cold ready %s ms, warm %s ms (static %s ms)"
                                       % (name, ms(got["cold"]["ready"]),
                                          ms(median(got["warm"], "ready")),
@@ -307,10 +359,10 @@ def main():
     finally:
         mirror.close()
         server.stop()
-    report(results)
+    report(results, splits)
 
 
-def report(results):
+def report(results, splits):
     print()
     print("Page loads in headless chromium, ms from navigation start (cold: a fresh context, "
           "the page's first load; warm: median of %d)" % WARM)
@@ -329,6 +381,16 @@ def report(results):
           "with the same bytes from http.server (the baseline); sent: transferred (compressed) "
           "bytes of the cold load, all its requests")
     print()
+    if splits:
+        print("Where a page's client time goes: its static baseline against the same without the "
+              "charts' data (Chart.js loaded, nothing drawn), and without Chart.js too; ready, "
+              "best of %d warm loads, rounds interleaved" % WARM)
+        rows = [[b, "{:,}".format(d), n, v, ms(best(base, "ready")), ms(best(w, "ready")),
+                 ms(best(base, "ready") - best(w, "ready"))]
+                for b, d, n, v, base, w in splits]
+        c.table(["store", "devices", "page", "static without", "static", "without", "the part cut"],
+                rows, left=(0, 2, 3))
+        print()
     print("The slowest requests of each cold load (ms, transferred KB, decoded KB):")
     for backend, devices, name, got, _ in results:
         slow = ", ".join("%s %s ms %s/%s KB" % (urllib.parse.urlsplit(u).path, ms(d), kb(t),
@@ -338,6 +400,8 @@ def report(results):
     judged = [(b, d, n, first_render(g["cold"])) for b, d, n, g, _ in results
               if d == TARGET_DEVICES]
     worst = max(judged, key=lambda r: r[3])
+    print("load average at the end: %.1f (%d cores): other work on the machine slows every "
+          "figure alike" % (os.getloadavg()[0], os.cpu_count()))
     print("first render (cold: the later of FCP and ready) of every page at {:,} devices under "
           "{:.0f} s: worst {} ({}): {:.2f} s -> {}".format(
               TARGET_DEVICES, TARGET_S, worst[2], worst[0], worst[3],
