@@ -39,6 +39,7 @@ import argparse
 import http.server
 import os
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -110,17 +111,16 @@ class Console:
             [sys.executable, "-m", "firmware.cli", "console", "--db", db, "--port", "0"],
             cwd=str(c.ROOT), stdout=subprocess.PIPE, stderr=log, text=True,
             start_new_session=True)
-        self.log = log
         line = [None]
         reader = threading.Thread(target=lambda: line.__setitem__(0, self.proc.stdout.readline()),
                                   daemon=True)
         reader.start()
         reader.join(START_S)
-        m = re.match(r"console: (http://[^/]+)/\?token=(\S+)", line[0] or "")
+        m = re.match(r"console: (http://[^/]+)/\?token=\S+", line[0] or "")
         if not m:
             self.stop()
             raise SystemExit("tether console did not start: %r (log: %s)" % (line[0], log.name))
-        self.url, self.token = m.group(1), m.group(2)
+        self.url = m.group(1)  # on 127.0.0.1 pages need no token
         deadline = time.monotonic() + START_S
         while True:
             try:
@@ -270,7 +270,8 @@ def without_charts(html):
     bare, n = CHART_DATA.subn("", html)
     if not n:
         return []
-    return [("no charts drawn", bare), ("no Chart.js", CHART_JS.sub("", bare))]
+    without_js, n = CHART_JS.subn("", bare)
+    return [("no charts drawn", bare)] + ([("no Chart.js", without_js)] if n else [])
 
 
 def new_database(server, name):
@@ -360,6 +361,7 @@ def main():
         mirror.close()
         server.stop()
     report(results, splits)
+    shutil.rmtree(tmp)  # kept when a run fails: the console's logs are there
 
 
 def report(results, splits):
