@@ -5,7 +5,7 @@ import pytest
 
 from simulator.lab.micropython import MicroPython, compile_tree, find_tool
 
-pytest_plugins = ["tests.conftest_broker", "tests.conftest_postgres"]
+pytest_plugins = ["tests.conftest_broker", "tests.conftest_postgres", "tests.conftest_browser"]
 
 PORTABLE_DIR = pathlib.Path(__file__).parent / "portable"
 

@@ -1,0 +1,222 @@
+"""The fleet console in a real browser (Debian's Chromium, driven by Playwright): each page
+loaded against a database filled by a real `tether simulate` run and checked against that
+database; an acknowledgement clicked that reaches a device through mosquitto; a live run whose
+new events show up without a reload; bad tokens and parameters refused. Each page's screenshot
+is saved in test-artifacts/console/ to be looked at."""
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import time
+
+from tests.conftest_browser import console_server, screenshot
+
+DAY = 86400000
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def rows_of(db, sql, args=()):
+    conn = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def ready(page, path):
+    page.goto(path)
+    page.wait_for_function("document.body.dataset.ready === '1'")
+
+
+def test_actions_page_lists_the_reorders_and_missed_doses_the_database_holds(
+        simulated_fleet, page):
+    db = simulated_fleet
+    newest = rows_of(db, "SELECT max(last_t_ms) FROM devices")[0][0]
+    # Straight from the tables: each (device, ink) whose last word was a reorder, and each
+    # bottle with a dose missed in the last 7 days of the fleet's clock.
+    reorders = set()
+    for device, sensor in rows_of(db, "SELECT DISTINCT device, sensor FROM insights "
+                                      "WHERE event = 'reorder'"):
+        last = rows_of(db, "SELECT event FROM insights WHERE device = ? AND sensor = ? AND event "
+                           "IN ('reorder', 'empty', 'cartridge_replaced') ORDER BY t_ms DESC, "
+                           "seq DESC LIMIT 1", (device, sensor))[0][0]
+        if last == "reorder":
+            reorders.add((device, sensor))
+    missed = {d for (d,) in rows_of(db, "SELECT DISTINCT device FROM insights WHERE event = "
+                                        "'dose_missed' AND t_ms >= ?", (newest - 7 * DAY,))}
+    assert reorders and missed, "the simulated fleet must hold reorders and missed doses"
+    with console_server(db) as console:
+        ready(page, console.url + "/")
+        shown = page.eval_on_selector_all(
+            "#actions-table tbody tr",
+            "rows => rows.map(r => [r.dataset.kind, r.dataset.device, r.dataset.sensor, "
+            "r.querySelector('.evidence').textContent])")
+        screenshot(page, "actions")
+    assert {(d, s) for k, d, s, _ in shown if k == "reorder"} == reorders
+    assert {d for k, d, _, _ in shown if k == "dose_missed"} == missed
+    for kind, device, sensor, evidence in shown:
+        if kind == "reorder":
+            fields = json.loads(rows_of(db, "SELECT fields FROM insights WHERE device = ? AND "
+                                            "sensor = ? AND event = 'reorder' ORDER BY t_ms DESC "
+                                            "LIMIT 1", (device, sensor))[0][0])
+            assert "lead time %s days" % fields["lead_days"] in evidence
+
+
+def test_fleet_page_shows_every_device_and_sorts_and_filters(simulated_fleet, page):
+    db = simulated_fleet
+    devices = dict(rows_of(db, "SELECT device, last_status FROM devices"))
+    with console_server(db) as console:
+        ready(page, console.url + "/fleet")
+        table = page.eval_on_selector_all(
+            "#fleet-table tbody tr",
+            "rows => rows.map(r => [r.dataset.device, r.cells[1].textContent.trim(), "
+            "r.cells[3].textContent.trim()])")
+        screenshot(page, "fleet")
+        assert dict((d, s) for d, s, _ in table) == devices
+        assert [d for d, _, _ in table] == sorted(devices)
+        assert all(model for _, _, model in table), "every device reports its model"
+        page.click("th a[data-sort=device]")  # sorted already: the other way
+        page.wait_for_function("document.body.dataset.ready === '1'")
+        order = page.eval_on_selector_all("#fleet-table tbody tr", "rows => rows.map(r => "
+                                                                   "r.dataset.device)")
+        assert order == sorted(devices, reverse=True)
+        page.fill("input[name=q]", "printer")
+        page.click("#filter button")
+        page.wait_for_function("document.body.dataset.ready === '1'")
+        shown = page.eval_on_selector_all("#fleet-table tbody tr", "rows => rows.map(r => "
+                                                                   "r.dataset.device)")
+    assert sorted(shown) == sorted(d for d in devices if "printer" in d)
+
+
+def test_device_pages_chart_each_channel_with_the_insights_the_database_holds(
+        simulated_fleet, page):
+    db = simulated_fleet
+    printer = rows_of(db, "SELECT device FROM insights WHERE event = 'reorder' "
+                          "ORDER BY device LIMIT 1")[0][0]
+    bottle = rows_of(db, "SELECT device FROM insights WHERE event = 'dose_missed' "
+                         "ORDER BY device LIMIT 1")[0][0]
+    washer = rows_of(db, "SELECT device FROM insights WHERE event = 'cycle' AND device LIKE "
+                         "'washer%' ORDER BY device LIMIT 1")[0][0]
+    with console_server(db) as console:
+        for device, name in ((printer, "device-printer"), (bottle, "device-pillbottle"),
+                             (washer, "device-washer")):
+            ready(page, "%s/device/%s?span=all" % (console.url, device))
+            screenshot(page, name)
+            channels = [c for (c,) in rows_of(db, "SELECT channel FROM channels WHERE device = ? "
+                                                  "ORDER BY channel", (device,))]
+            data = json.loads(page.text_content("#chart-data"))
+            assert [c["channel"] for c in data["charts"] if c.get("kind") != "cycles"] == channels
+            assert page.locator("canvas[data-chart]").count() == len(data["charts"])
+            assert page.evaluate("Chart.instances ? Object.keys(Chart.instances).length : 0") \
+                == len(data["charts"])
+            insights = rows_of(db, "SELECT count(*) FROM insights WHERE device = ?", (device,))[0][0]
+            assert page.locator("#insights-table tbody tr").count() == min(insights, 200)
+            if device == printer:
+                ink = [c for c in data["charts"] if c["channel"].startswith("ink_")]
+                assert any(line["label"] == "forecast" for c in ink for line in c["lines"])
+                assert any(m["kind"] == "reorder" for c in ink for m in c["marks"])
+            if device == bottle:
+                missed = rows_of(db, "SELECT count(*) FROM insights WHERE device = ? AND "
+                                     "event = 'dose_missed'", (device,))[0][0]
+                marks = [m for c in data["charts"] for m in c["marks"] if m["kind"] == "missed"]
+                assert len(marks) == missed
+            if device == washer:
+                cycles = rows_of(db, "SELECT count(*) FROM insights WHERE device = ? AND "
+                                     "event = 'cycle' AND json_extract(fields, '$.feature') "
+                                     "IS NOT NULL", (device,))[0][0]
+                (chart,) = [c for c in data["charts"] if c.get("kind") == "cycles"]
+                assert len(chart["points"]) == cycles
+
+
+def test_bad_tokens_and_bad_parameters_are_refused_in_the_browser(simulated_fleet, page):
+    with console_server(simulated_fleet, host="0.0.0.0", token="a-good-long-token") as console:
+        base = console.url.replace("0.0.0.0", "127.0.0.1")
+        response = page.goto(base + "/fleet")
+        assert response.status == 401
+        assert "needs its token" in page.text_content("body")
+        response = page.goto(base + "/fleet?token=not-the-token")
+        assert response.status == 401 and "wrong token" in page.text_content("body")
+        response = page.goto(base + "/fleet?token=a-good-long-token")
+        assert response.status == 200 and page.url == base + "/fleet"
+        response = page.goto(base + "/fleet?sort=colour")
+        assert response.status == 400
+        assert "sort: one of device, status" in page.text_content("#error")
+        screenshot(page, "bad-parameter")
+        response = page.goto(base + "/device/printer-0001?span=forever")
+        assert response.status == 400 and "span: one of 1d, 7d, 30d, all" in page.text_content(
+            "#error")
+
+
+def test_a_live_run_shows_new_events_and_an_acknowledgement_reaches_the_device(
+        tmp_path, mosquitto, page):
+    """A fleet of pill bottles through mosquitto with the console open on it: the device page
+    gains insight rows as they arrive, without a reload; once the run has reported (the devices
+    stay online), a missed dose is acknowledged on the actions page, and the bottle's reply comes
+    back through mosquitto into the ingest's database."""
+    fleet = tmp_path / "bottles.yaml"
+    fleet.write_text("devices:\n  - {profile: %s, count: 4}\n"
+                     % os.path.join(ROOT, "examples", "pill-bottle.yaml"))
+    db = tmp_path / "w" / "fleet.sqlite"
+    # seed 4: a dose missed in the first day (and doses taken all along it)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--fleet", str(fleet), "--workdir",
+         str(tmp_path / "w"), "--duration", "1d", "--speed", "4000x", "--seed", "4", "--faults",
+         "", "--broker", "mqtt://127.0.0.1:%d" % mosquitto.port, "--console", "--console-port",
+         "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        url = None
+        while url is None:
+            line = proc.stdout.readline()
+            assert line, "simulate ended before the console opened:\n" + "".join(lines)
+            lines.append(line)
+            m = re.search(r"console: (http://\S+)", line)
+            url = m and m.group(1)
+        page.goto(url)  # the token: commands need it
+        base = url.split("/?")[0]
+        ready(page, base + "/fleet")  # opened before the devices' first message: they appear
+        page.wait_for_selector("#fleet-table tbody tr[data-device=pillbottle-0001]",
+                               timeout=120000)
+        ready(page, base + "/device/pillbottle-0001?span=all")
+        page.evaluate("window.loadedOnce = true")
+        before = page.locator("#insights-table tbody tr").count()
+        page.wait_for_function("document.querySelectorAll('#insights-table tbody tr').length > %d"
+                               % before, timeout=120000)
+        assert page.evaluate("window.loadedOnce") is True  # no reload: the same document
+        assert int(page.evaluate("document.body.dataset.updates")) >= 1
+        screenshot(page, "device-live")
+        while "stay online" not in lines[-1]:
+            line = proc.stdout.readline()
+            assert line, "simulate ended:\n" + "".join(lines)
+            lines.append(line)
+        ready(page, base + "/")
+        row = page.locator("#actions-table tbody tr[data-kind=dose_missed]").first
+        device = row.get_attribute("data-device")
+        row.locator("button[data-answer=ack]").click()
+        page.wait_for_selector("#actions-table tbody tr.done[data-kind=dose_missed]",
+                               timeout=30000)
+        assert "Acknowledged: %s" % device in page.text_content("#toast")
+        screenshot(page, "actions-acknowledged")
+        deadline = time.monotonic() + 30
+        while True:
+            acked = [json.loads(b) for (b,) in rows_of(str(db), "SELECT body FROM replies "
+                                                                "WHERE device = ?", (device,))]
+            acked = [r for r in acked if r.get("ok") and r["result"].get("acked")]
+            if acked or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert acked and acked[0]["result"]["event"] == "dose_missed"
+        assert rows_of(str(db), "SELECT device, action, done FROM acks") == [
+            (device, "dose_missed", "ack")]
+        ready(page, base + "/")
+        assert page.locator("#actions-table tbody tr[data-kind=dose_missed][data-device='%s']"
+                            % device).count() == 0
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
