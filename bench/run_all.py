@@ -14,7 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # fleet.py --quick: its full run takes ~17 min; run it alone for the 10,000-device figure.
 BENCHMARKS = (("wire_size.py",), ("encode_speed.py",), ("buffer.py",), ("sampler.py",),
               ("uplink.py",), ("bundle_size.py",), ("flash.py", "--quick"), ("recovery.py", "--quick"), ("repair.py", "--quick"), ("heap.py", "--quick"),
-              ("broker.py",), ("fleet.py", "--quick"), ("ingest.py", "--quick"), ("insights.py",))
+              ("broker.py",), ("fleet.py", "--quick"), ("ingest.py", "--quick"), ("insights.py",),
+              ("console.py", "--quick"))
 
 
 def main():
