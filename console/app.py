@@ -108,14 +108,22 @@ def make_app(console):
         return run
 
     async def actions_page(request):
-        _only(request, ("fragment",))
+        q = request.query_params
+        _only(request, ("kind", "page", "fragment"))
+        kind = _choice(q, "kind", ("",) + tuple(actions_mod.ORDER), "")
+        number = _int(q, "page", 1, 1, 1000000)
         needed, rows, now, simulated = await run_in_threadpool(console.actions)
         counts = {}
         for a in needed:
             counts[a["kind"]] = counts.get(a["kind"], 0) + 1
-        fragment = _choice(request.query_params, "fragment", ("1",), None)
-        name = "actions_rows.html" if fragment else "actions.html"
-        return page(request, name, actions=needed, counts=counts, now=now, simulated=simulated,
+        shown = [a for a in needed if not kind or a["kind"] == kind]
+        per = console.per_page
+        pages = max(1, (len(shown) + per - 1) // per)
+        number = min(number, pages)
+        name = "actions_rows.html" if _choice(q, "fragment", ("1",), None) else "actions.html"
+        return page(request, name, actions=shown[(number - 1) * per:number * per],
+                    total=len(needed), matching=len(shown), counts=counts, kind=kind,
+                    page_no=number, pages=pages, now=now, simulated=simulated,
                     devices=len(rows), titles=actions_mod.TITLES, view="actions")
 
     async def fleet_page(request):

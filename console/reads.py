@@ -17,7 +17,7 @@ MINUTE_MS = 60000
 HOUR_MS = 3600000
 DAY_MS = 86400000
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
-MAX_POINTS = 1200  # per chart line: the bucket's lowest and highest of ~600 buckets
+MAX_POINTS = 1200  # per chart line: the lowest and highest of each of 600 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists
 
 
@@ -191,11 +191,8 @@ def device_detail(db, device, span):
         + " ORDER BY t_ms, seq", args)]
     charts = []
     for channel, unit in channels:
-        points = db.rows("SELECT t_ms, value FROM readings WHERE device = ? AND channel = ?"
-                         + since + " ORDER BY t_ms", (device, channel) + args[1:])
-        points = [(t, v) for t, v in points if isinstance(v, (int, float))]
-        chart = {"channel": channel, "unit": unit, "points": downsample(points), "marks": [],
-                 "lines": []}
+        points = series(db, device, channel, start, end)
+        chart = {"channel": channel, "unit": unit, "points": points, "marks": [], "lines": []}
         _overlay(chart, points, [i for i in insights if i[2] == channel])
         charts.append(chart)
     cycles = _cycles(insights)
@@ -235,24 +232,36 @@ def device_stamp(db, device):
     return list(row) if row else None
 
 
-def downsample(points, limit=MAX_POINTS):
-    """points [(t, v)] thinned to about limit: per bucket of time order, its first, lowest and
-    highest point (a spike stays visible)."""
-    if len(points) <= limit:
-        return [list(p) for p in points]
-    size = (len(points) * 3 + limit - 1) // limit
+def series(db, device, channel, start, end, buckets=MAX_POINTS // 2):
+    """[[t_ms, value]] of a channel from start (None: the device's first batch) to end, thinned
+    in the database to at most 2 x buckets points: per stretch of (end - start) / buckets, its
+    lowest value at its first reading's time and its highest at its last's. A stretch is about a
+    pixel of the chart wide, so a spike stays visible and a month of a power meter's readings
+    never leaves the database."""
+    if end is None:
+        return []
+    if start is None:
+        start = db.one("SELECT min(t_first) FROM batches WHERE device = ?", (device,))[0]
+        if start is None:
+            return []
+    width = max(1, (end - start) // buckets + 1)
     out = []
-    for i in range(0, len(points), size):
-        bucket = points[i:i + size]
-        keep = {0, min(range(len(bucket)), key=lambda j: bucket[j][1]),
-                max(range(len(bucket)), key=lambda j: bucket[j][1])}
-        out += [list(bucket[j]) for j in sorted(keep)]
+    for t0, t1, lo, hi in db.rows(
+            "SELECT min(t_ms), max(t_ms), min(value), max(value) FROM readings "
+            "WHERE device = ? AND channel = ? AND t_ms >= ? AND t_ms <= ? AND value IS NOT NULL "
+            "GROUP BY (t_ms - ?) / ? ORDER BY 1", (device, channel, start, end, start, width)):
+        if not isinstance(lo, (int, float)):
+            continue
+        out.append([t0, lo])
+        if t1 != t0:
+            out.append([t1, hi])
     return out
 
 
 def _value_at(points, t):
-    i = bisect.bisect_right(points, (t, float("inf"))) - 1
-    return points[i][1] if i >= 0 else (points[0][1] if points else None)
+    """The charted value at time t: the last point at or before it (the first, before them)."""
+    i = bisect.bisect_right([p[0] for p in points], t) - 1
+    return points[max(i, 0)][1] if points else None
 
 
 def _overlay(chart, points, insights):

@@ -138,15 +138,29 @@ def test_the_fleet_table_filters_sorts_and_pages_with_unknown_values_last():
     assert total == len(page) == sum(1 for i in range(250) if i % 3 == 2 and i % 2 == 0)
 
 
-def test_thinned_series_keep_their_extremes_within_the_limit():
-    points = [(i, 0.0) for i in range(100000)]
-    points[54321] = (54321, 99.0)
-    points[7] = (7, -5.0)
-    out = reads.downsample(points, limit=1000)
-    assert len(out) <= 1000
-    values = [v for _, v in out]
-    assert max(values) == 99.0 and min(values) == -5.0
-    assert [t for t, _ in out] == sorted(t for t, _ in out)
+def test_a_months_readings_come_thinned_from_the_database_with_their_extremes(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    start = NOW - 30 * DAY
+    rows = [(start + i * 10000, "power", 1.0) for i in range(30 * 8640)]  # every 10 s
+    rows[54321] = (rows[54321][0], "power", 2500.0)
+    rows[7] = (rows[7][0], "power", -5.0)
+    db.begin()
+    db.insert_readings("printer-1", 1, rows)
+    db.execute("INSERT INTO batches (device, seq, boot, dropped, synced, encoding, deflated, "
+               "bytes, crc32, received_at, readings, t_first, t_last) "
+               "VALUES ('printer-1', 1, 1, 0, 1, 'senml', 0, 1, 0, 1.0, ?, ?, ?)",
+               (len(rows), start, rows[-1][0]))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    points = reads.series(database, "printer-1", "power", None, rows[-1][0])
+    assert len(points) <= reads.MAX_POINTS
+    values = [v for _, v in points]
+    assert max(values) == 2500.0 and min(values) == -5.0
+    assert [t for t, _ in points] == sorted(t for t, _ in points)
+    assert points[0][0] == start and points[-1][0] == rows[-1][0]
+    # a short span: every reading as it is
+    assert reads.series(database, "printer-1", "power", NOW - DAY, NOW - DAY + 30000) == [
+        [NOW - DAY + i * 10000, 1.0] for i in range(4)]
 
 
 # ---- the app over HTTP ----------------------------------------------------------------------
@@ -186,6 +200,8 @@ def request(server, method, path, body=None, headers=None):
     ("/fleet?q=" + "x" * 101, "q: at most 100 characters"),
     ("/fleet?colour=red", "unknown query parameter &#39;colour&#39;"),
     ("/?fragment=2", "fragment: one of 1"),
+    ("/?kind=coffee", "kind: one of &#34;&#34;, empty, reorder"),
+    ("/?page=x", "page: a whole number"),
     ("/device/printer-1?span=2y", "span: one of 1d, 7d, 30d, all"),
     ("/device/-rm%20-rf", "device: an id of 1 to 64 letters"),
     ("/device/" + "a" * 65, "device: an id of 1 to 64 letters"),
@@ -317,3 +333,26 @@ def test_a_database_that_cannot_be_read_is_a_503_that_says_why():
         assert "the database cannot be read:" in body and "Traceback" not in body
     finally:
         server.stop()
+
+
+def test_a_long_list_of_actions_comes_a_hundred_rows_a_page_and_by_kind(tmp_path):
+    path = tmp_path / "f.sqlite"
+    make_db(path, devices=["bottle-%03d" % i for i in range(150)]).close()
+    db = open_store(str(path))
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ?", (NOW - 9 * 3600000,))
+    db.execute("UPDATE devices SET last_t_ms = ?, dropped_reported = 3 WHERE device = "
+               "'bottle-000'", (NOW,))
+    db.commit()
+    server = Server(str(path), port=0).start()
+    try:
+        _, first, _ = request(server, "GET", "/")
+        _, second, _ = request(server, "GET", "/?page=2")
+        _, dropping, _ = request(server, "GET", "/?kind=dropping")
+    finally:
+        server.stop()
+    assert "<strong>150</strong> need someone" in first
+    row = '" data-kind="%s" data-sensor='
+    assert first.count(row % "silent") == 100 and "page 1 of 2" in first
+    assert second.count(row % "silent") == 49 and second.count(row % "dropping") == 1
+    assert dropping.count("<tr data-device=") == 1
