@@ -356,3 +356,23 @@ def test_a_long_list_of_actions_comes_a_hundred_rows_a_page_and_by_kind(tmp_path
     assert first.count(row % "silent") == 100 and "page 1 of 2" in first
     assert second.count(row % "silent") == 49 and second.count(row % "dropping") == 1
     assert dropping.count("<tr data-device=") == 1
+
+
+def test_pages_load_every_asset_from_the_console_itself(console):
+    import gzip
+    import re
+
+    from console.app import chart_js
+    for path in ("/", "/fleet", "/device/printer-1?span=all"):
+        _, body, _ = request(console, "GET", path)
+        assert not re.search(r'(src|href)="(https?:)?//', body), path
+    status, _, headers = request(console, "GET", "/static/chart.js")
+    assert status == 200 and "content-encoding" not in headers
+    port = console.sock.getsockname()[1]
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/static/chart.js", headers={"Accept-Encoding": "gzip"})
+    r = conn.getresponse()
+    with open(chart_js(), "rb") as f:
+        assert gzip.decompress(r.read()) == f.read()
+    assert r.getheader("content-encoding") == "gzip"
+    conn.close()
