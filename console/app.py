@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import time
+import urllib.parse
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -36,7 +37,7 @@ log = logging.getLogger("tether.console")
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 SENSOR = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}\Z")
-COOKIE = "tether_console"
+LOCAL_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
 MAX_SNOOZE_MS = 90 * reads.DAY_MS
 POLL_S = 0.5  # how often the event stream looks at the database: changes show within 2 s
 
@@ -64,6 +65,9 @@ class Console:
         self.db_url = db_url
         self.token = token
         self.open_access = open_access  # pages without the token (loopback)
+        # browsers keep cookies per host, not per port: two consoles on one host keep two
+        self.cookie = "tether_console"
+        self.stopping = lambda: False  # true once the server shuts down: streams end
         self.commander = commander
         self.silent_ms = silent_ms
         self.per_page = per_page
@@ -80,12 +84,10 @@ def make_app(console):
     env.filters["ago"] = _ago
     env.filters["num"] = actions_mod.num_text
     env.filters["field"] = _field
-    env.filters["tojson_attr"] = lambda v: json.dumps(v, separators=(",", ":"))
 
     def page(request, name, code=200, **context):
         context.setdefault("live", True)
-        html = env.get_template(name).render(request=request, token_ok=_has_token(
-            request, console), open_access=console.open_access, **context)
+        html = env.get_template(name).render(request=request, **context)
         return HTMLResponse(html, status_code=code)
 
     def refuse(request, status, message):
@@ -96,6 +98,11 @@ def make_app(console):
     def guarded(handler, api=False):
         async def run(request):
             try:
+                if console.open_access and not _local_host(request):
+                    # a page of another site that resolved its name to 127.0.0.1 (DNS
+                    # rebinding) must not read the fleet
+                    return refuse(request, 403, "this console answers to 127.0.0.1 and "
+                                                "localhost only")
                 if request.query_params.get("token") is not None and not api:
                     return _take_token(request, console)
                 if not console.open_access and not _has_token(request, console):
@@ -151,13 +158,14 @@ def make_app(console):
         device = _device(request.path_params["device"])
         _only(request, ("span", "fragment"))
         span = _choice(request.query_params, "span", tuple(reads.SPANS), "7d")
-        detail = await run_in_threadpool(reads.device_detail, console.db, device, span)
+        fragment = _choice(request.query_params, "fragment", ("summary", "lists"), None)
+        detail = await run_in_threadpool(reads.device_detail, console.db, device, span,
+                                         fragment is None)
         if detail is None:
             return refuse(request, 404, "no device %s in this database" % device)
         rows, now, simulated = await run_in_threadpool(console.fleet.refresh)
-        name = {"summary": "device_summary.html", "lists": "device_rows.html", None:
-                "device.html"}[_choice(request.query_params, "fragment", ("summary", "lists"),
-                                       None)]
+        name = {"summary": "device_summary.html", "lists": "device_rows.html",
+                None: "device.html"}[fragment]
         return page(request, name, d=detail, now=now, simulated=simulated, spans=reads.SPANS,
                     view="device", commands_ok=console.commander is not None)
 
@@ -177,28 +185,26 @@ def make_app(console):
         if device is not None:
             device = _device(device)
 
-        def stamp():
-            return [console.fleet.stamp(),
-                    reads.device_stamp(console.db, device) if device else None]
-
-        def clock():
+        def news():
+            """What changed: on a device's page its own messages, elsewhere any device's."""
+            stamp = reads.device_stamp(console.db, device) if device else console.fleet.stamp()
             _, now, simulated = console.fleet.refresh()
-            return "as of %s%s" % (_when(now), " (simulated time)" if simulated else "")
+            return stamp, "as of %s%s" % (_when(now), " (simulated time)" if simulated else "")
 
         async def changes():
+            # The first look always tells the page: what arrived between its rendering and
+            # this stream's start would show nowhere else.
             last = None
             quiet = 0.0
             yield "retry: 1000\n\n"
-            while not await request.is_disconnected():
+            while not console.stopping() and not await request.is_disconnected():
                 try:
-                    now = await run_in_threadpool(stamp)
+                    stamp, clock = await run_in_threadpool(news)
                 except reads.Unreadable as exc:
-                    now = {"error": str(exc)}
-                if now != last:
-                    if last is not None:
-                        yield "data: %s\n\n" % json.dumps(
-                            {"clock": await run_in_threadpool(clock)})
-                    last, quiet = now, 0.0
+                    stamp, clock = str(exc), None
+                if stamp != last:
+                    yield "data: %s\n\n" % json.dumps({"clock": clock})
+                    last, quiet = stamp, 0.0
                 elif quiet >= 15:
                     yield ": still here\n\n"  # a proxy would close a connection idle too long
                     quiet = 0.0
@@ -208,6 +214,8 @@ def make_app(console):
                                  headers={"Cache-Control": "no-store"})
 
     async def command(request):
+        if console.open_access and not _local_host(request):
+            return refuse(request, 403, "this console answers to 127.0.0.1 and localhost only")
         if not _has_token(request, console):
             return refuse(request, 401, "commands need the console's token: open the URL it "
                                         "printed at start (with ?token=)")
@@ -401,7 +409,7 @@ def _int(q, name, default, low, high):
     v = q.get(name)
     if v is None:
         return default
-    if not (v.isdigit() and len(v) <= 7 and low <= int(v) <= high):
+    if not (v.isascii() and v.isdigit() and len(v) <= 7 and low <= int(v) <= high):
         raise BadInput("%s: a whole number from %d to %d, not %r" % (name, low, high, v[:40]))
     return int(v)
 
@@ -419,8 +427,14 @@ def _sensor(v):
     return v
 
 
+def _local_host(request):
+    host = request.headers.get("host", "")
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return name in LOCAL_NAMES
+
+
 def _has_token(request, console):
-    given = request.cookies.get(COOKIE)
+    given = request.cookies.get(console.cookie)
     auth = request.headers.get("authorization", "")
     if auth.startswith("Bearer "):
         given = auth[7:]
@@ -435,9 +449,9 @@ def _take_token(request, console):
         return HTMLResponse("<!doctype html><title>Tether console</title><p>%s</p>" % body,
                             status_code=401)
     rest = [(k, v) for k, v in request.query_params.multi_items() if k != "token"]
-    url = request.url.path + ("?" + "&".join("%s=%s" % kv for kv in rest) if rest else "")
+    url = request.url.path + ("?" + urllib.parse.urlencode(rest) if rest else "")
     response = RedirectResponse(url, status_code=303)
-    response.set_cookie(COOKIE, console.token, httponly=True, samesite="strict")
+    response.set_cookie(console.cookie, console.token, httponly=True, samesite="strict")
     return response
 
 

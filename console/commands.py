@@ -26,7 +26,7 @@ class Commander:
         self._client = None
         self._lock = threading.Lock()
         self._waiting = {}       # command id -> [threading.Event, reply]
-        self._subscribed = {}    # device -> commands waiting on its topic
+        self._subscribed = {}    # device -> [commands waiting on its topic, subscribed Event]
         self._acks = {}          # subscribe mid -> threading.Event
         self.connected = False
         self.last_error = None
@@ -64,15 +64,23 @@ class Commander:
                 self.broker.host, self.broker.port,
                 " (%s)" % self.last_error if self.last_error else ""))
         cid = "console-" + secrets.token_hex(6)
-        topic = "%s/%s/up/event" % (self.prefix, device)
         waiter = [threading.Event(), None]
         with self._lock:
             self._waiting[cid] = waiter
-            first = self._subscribed.get(device, 0) == 0
-            self._subscribed[device] = self._subscribed.get(device, 0) + 1
+            sub = self._subscribed.get(device)
+            if sub is None:
+                # The first command to a device subscribes to its event topic; those that come
+                # while it is in force wait for the same SUBACK. Subscribing and unsubscribing
+                # under the lock keeps them in order on the wire.
+                sub = self._subscribed[device] = [0, threading.Event()]
+                rc, mid = self._client.subscribe(self._topic(device), qos=1)
+                if rc == 0:
+                    self._acks[mid] = sub[1]
+            sub[0] += 1
         try:
-            if first:
-                self._subscribe(topic)
+            if not sub[1].wait(self.timeout):
+                raise CommandError("the broker did not confirm the subscription to %s"
+                                   % self._topic(device))
             doc = dict(command, id=cid)
             info = self._client.publish(command_topic(self.prefix, device), cbor2.dumps(doc),
                                         qos=1)
@@ -87,21 +95,14 @@ class Commander:
         finally:
             with self._lock:
                 self._waiting.pop(cid, None)
-                self._subscribed[device] -= 1
-                last = self._subscribed[device] == 0
-                if last:
+                sub[0] -= 1
+                if sub[0] == 0 and self._subscribed.get(device) is sub:
                     del self._subscribed[device]
-            if last and self.connected:
-                self._client.unsubscribe(topic)
+                    if self.connected:
+                        self._client.unsubscribe(self._topic(device))
 
-    def _subscribe(self, topic):
-        done = threading.Event()
-        with self._lock:
-            rc, mid = self._client.subscribe(topic, qos=1)
-            if rc == 0:
-                self._acks[mid] = done
-        if rc != 0 or not done.wait(self.timeout):
-            raise CommandError("the broker did not confirm the subscription to %s" % topic)
+    def _topic(self, device):
+        return "%s/%s/up/event" % (self.prefix, device)
 
     # ---- paho callbacks (its network thread) ----
 
@@ -110,9 +111,8 @@ class Commander:
         self.last_error = None if self.connected else str(reason)
         if self.connected:
             with self._lock:
-                devices = list(self._subscribed)
-            for device in devices:
-                client.subscribe("%s/%s/up/event" % (self.prefix, device), qos=1)
+                for device in self._subscribed:
+                    client.subscribe(self._topic(device), qos=1)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
         self.connected = False

@@ -2,9 +2,9 @@
 store's shared dialect, so that SQLite and PostgreSQL answer alike.
 
 The fleet's clock: a live fleet's devices keep Unix time, and "silent for 3 h" means 3 h before
-now. A simulated fleet runs on device time far from the wall clock (a day in seconds, starting
-in the past), so where the newest device time is more than an hour away from the wall clock,
-the console's "now" is that newest device time.
+now. A simulated fleet runs on device time far from the time its messages arrive (a day in
+seconds, starting in the past), so where the newest device time is more than an hour away from
+when the newest message arrived, the console's "now" is that newest device time.
 """
 import bisect
 import json
@@ -17,7 +17,7 @@ MINUTE_MS = 60000
 HOUR_MS = 3600000
 DAY_MS = 86400000
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
-MAX_POINTS = 1200  # per chart line: the lowest and highest of each of 600 stretches
+MAX_POINTS = 1200  # per chart line: 4 readings of each of 300 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists
 
 
@@ -66,10 +66,12 @@ class Database:
         return rows[0] if rows else None
 
 
-def fleet_now(newest_t_ms, wall_ms=None):
-    """(now in ms, simulated) for the fleet whose newest device time is newest_t_ms."""
+def fleet_now(newest_t_ms, newest_seen_s, wall_ms=None):
+    """(now in ms, simulated) for the fleet whose newest device time is newest_t_ms and whose
+    newest message arrived at newest_seen_s (Unix seconds)."""
     wall = time.time() * 1000 if wall_ms is None else wall_ms
-    if newest_t_ms is None or abs(wall - newest_t_ms) <= HOUR_MS:
+    if newest_t_ms is None or newest_seen_s is None \
+            or abs(newest_seen_s * 1000 - newest_t_ms) <= HOUR_MS:
         return int(wall), False
     return int(newest_t_ms), True
 
@@ -99,16 +101,25 @@ class FleetCache:
         self.simulated = False
 
     def stamp(self):
-        """What changes whenever a message of any device arrives."""
-        return tuple(self.db.one("SELECT count(*), max(last_seen), max(last_health_at), "
-                                 "max(last_t_ms) FROM devices"))
+        """What changes whenever a message of any device arrives (its status too), or the
+        ingest records a batch lost; and the newest device time, leaving out clocks more than
+        an hour ahead of the wall clock (one device's wrong clock must not make the others
+        look silent) unless every device's is."""
+        ahead = int(time.time() * 1000) + HOUR_MS
+        row = self.db.one("SELECT count(*), max(last_seen), max(last_health_at), max(status_at), "
+                          "(SELECT count(*) FROM lost), max(last_t_ms), "
+                          "max(CASE WHEN last_t_ms <= ? THEN last_t_ms END) FROM devices",
+                          (ahead,))
+        return tuple(row[:6]) + (row[6] if row[6] is not None else row[5],)
 
     def refresh(self):
-        """The rows, newest; (rows by device, now_ms, simulated)."""
+        """The rows, newest; (rows by device, now_ms, simulated). now follows the wall clock
+        for a live fleet even while nothing arrives (that is when devices fall silent)."""
         with self._lock:
             stamp = self.stamp()
             if stamp != self._stamp:
                 self._read(stamp)
+            self.now_ms, self.simulated = fleet_now(stamp[6], stamp[1])
             return self._rows, self.now_ms, self.simulated
 
     def _read(self, stamp):
@@ -151,7 +162,6 @@ class FleetCache:
                 "events": events, "health": h}
         self._rows = rows
         self._stamp = stamp
-        self.now_ms, self.simulated = fleet_now(stamp[3])
 
 
 def fleet_page(rows, sort="device", order="asc", q="", status="", page=1, per_page=100):
@@ -173,9 +183,10 @@ def fleet_page(rows, sort="device", order="asc", q="", status="", page=1, per_pa
 
 # ---- one device -----------------------------------------------------------------------------
 
-def device_detail(db, device, span):
+def device_detail(db, device, span, charts=True):
     """Everything the device page shows over span ("1d", "7d", "30d", "all"), ending at the
-    device's newest reading; None for a device the database does not know."""
+    device's newest reading (without charts: its lists alone); None for a device the database
+    does not know."""
     row = db.one("SELECT device, last_status, last_seen, last_t_ms, first_seen, batches, "
                  "readings, dropped_reported, repaired, events, last_boot FROM devices "
                  "WHERE device = ?", (device,))
@@ -189,15 +200,15 @@ def device_detail(db, device, span):
     insights = [(t, e, s, v, as_map(f)) for t, e, s, v, f in db.rows(
         "SELECT t_ms, event, sensor, value, fields FROM insights WHERE device = ?" + since
         + " ORDER BY t_ms, seq", args)]
-    charts = []
-    for channel, unit in channels:
+    out = []
+    for channel, unit in channels if charts else ():
         points = series(db, device, channel, start, end)
         chart = {"channel": channel, "unit": unit, "points": points, "marks": [], "lines": []}
         _overlay(chart, points, [i for i in insights if i[2] == channel])
-        charts.append(chart)
-    cycles = _cycles(insights)
+        out.append(chart)
+    cycles = _cycles(insights) if charts else None
     if cycles:
-        charts.append(cycles)
+        out.append(cycles)
     health = [(at, t, as_map(h)) for at, t, h in db.rows(
         "SELECT received_at, t_ms, health FROM health WHERE device = ? "
         "ORDER BY received_at DESC LIMIT 24", (device,))]
@@ -214,7 +225,7 @@ def device_detail(db, device, span):
             "last_t_ms": end, "first_seen": row[4], "batches": row[5], "readings": row[6],
             "dropped": row[7], "repaired": row[8], "events_count": row[9], "boot": row[10],
             "model": _text(latest.get("model")), "version": _text(latest.get("version")),
-            "span": span, "start": start, "end": end, "charts": charts,
+            "span": span, "start": start, "end": end, "charts": out,
             "sensors": sorted({c for c, _ in channels}),
             "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
                          for t, e, s, v, f in reversed(insights[-LIST_ROWS:])],
@@ -232,12 +243,12 @@ def device_stamp(db, device):
     return list(row) if row else None
 
 
-def series(db, device, channel, start, end, buckets=MAX_POINTS // 2):
+def series(db, device, channel, start, end, buckets=MAX_POINTS // 4):
     """[[t_ms, value]] of a channel from start (None: the device's first batch) to end, thinned
-    in the database to at most 2 x buckets points: per stretch of (end - start) / buckets, its
-    lowest value at its first reading's time and its highest at its last's. A stretch is about a
-    pixel of the chart wide, so a spike stays visible and a month of a power meter's readings
-    never leaves the database."""
+    in the database to at most 4 x buckets points: of each stretch of (end - start) / buckets,
+    its first, lowest, highest and last reading, at their own times. A stretch is about two
+    pixels of the chart wide, so a spike stays visible, the line goes where the readings went,
+    and a month of a power meter's readings never leaves the database."""
     if end is None:
         return []
     if start is None:
@@ -245,17 +256,16 @@ def series(db, device, channel, start, end, buckets=MAX_POINTS // 2):
         if start is None:
             return []
     width = max(1, (end - start) // buckets + 1)
-    out = []
-    for t0, t1, lo, hi in db.rows(
-            "SELECT min(t_ms), max(t_ms), min(value), max(value) FROM readings "
-            "WHERE device = ? AND channel = ? AND t_ms >= ? AND t_ms <= ? AND value IS NOT NULL "
-            "GROUP BY (t_ms - ?) / ? ORDER BY 1", (device, channel, start, end, start, width)):
-        if not isinstance(lo, (int, float)):
-            continue
-        out.append([t0, lo])
-        if t1 != t0:
-            out.append([t1, hi])
-    return out
+    return [[t, v] for t, v in db.rows(
+        "SELECT t_ms, value FROM (SELECT t_ms, value, "
+        "row_number() OVER (PARTITION BY b ORDER BY t_ms) AS first, "
+        "row_number() OVER (PARTITION BY b ORDER BY t_ms DESC) AS last, "
+        "row_number() OVER (PARTITION BY b ORDER BY value, t_ms) AS low, "
+        "row_number() OVER (PARTITION BY b ORDER BY value DESC, t_ms) AS high "
+        "FROM (SELECT t_ms, value, (t_ms - ?) / ? AS b FROM readings WHERE device = ? "
+        "AND channel = ? AND t_ms >= ? AND t_ms <= ? AND value IS NOT NULL) r) w "
+        "WHERE first = 1 OR last = 1 OR low = 1 OR high = 1 ORDER BY t_ms",
+        (start, width, device, channel, start, end)) if _number(v)]
 
 
 def _value_at(points, t):
@@ -269,7 +279,7 @@ def _overlay(chart, points, insights):
     point; the pill count's doses taken and missed."""
     forecast = reorder = None
     for t, event, _, value, f in insights:
-        if event in ("forecast", "reorder") and isinstance(f.get("rate_per_day"), (int, float)):
+        if event in ("forecast", "reorder") and _number(f.get("rate_per_day")):
             forecast = (t, f)
         if event == "reorder":
             reorder = (t, f)
@@ -290,18 +300,19 @@ def _overlay(chart, points, insights):
     if forecast is not None:
         t, f = forecast
         level, days = f.get("level"), f.get("days")
-        if days is None:
+        if not _number(days):
             rate = f["rate_per_day"]
-            days = level / rate if rate and isinstance(level, (int, float)) else None
-        if isinstance(level, (int, float)) and isinstance(days, (int, float)):
+            days = level / rate if rate > 0 and _number(level) else None
+        if _number(level) and _number(days) and 0 <= days < 3650:
             chart["lines"].append({"label": "forecast", "points": [
                 [t, level], [t + int(days * DAY_MS), 0]]})
     if reorder is not None:
         t, f = reorder
-        if isinstance(f.get("level"), (int, float)):
+        days = f.get("days") if _number(f.get("days")) else 0
+        if _number(f.get("level")):
             chart["lines"].append({"label": "reorder point", "points": [
                 [chart["points"][0][0] if chart["points"] else t, f["level"]],
-                [t + int((f.get("days") or 0) * DAY_MS), f["level"]]]})
+                [t + int(days * DAY_MS), f["level"]]]})
 
 
 def _cycles(insights):
@@ -346,6 +357,11 @@ def as_map(doc):
     except ValueError:
         return {}
     return out if isinstance(out, dict) else {"value": out}
+
+
+def _number(v):
+    """A finite number a device sent (a field may hold anything a buggy device put there)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e15
 
 
 def _text(v):

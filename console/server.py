@@ -24,8 +24,23 @@ def is_loopback(host):
 
 
 def prepare(db_url):
-    """Brings an older database's layout up to date (the console keeps its acknowledgements in
-    it), so that the first page does not fail on a missing table."""
+    """Checks that db_url holds an ingest's database (the console never makes one: a typo in a
+    URL must not fill an empty PostgreSQL database with tables) and brings an older one's layout
+    up to date (the console keeps its acknowledgements in it); RuntimeError saying why not."""
+    db = open_store(db_url, timeout=10.0, create=False)
+    try:
+        try:
+            db.execute("SELECT count(*) FROM devices").fetchone()
+        except Exception:  # noqa: BLE001 - any backend's "no such table"
+            raise RuntimeError("%s holds no Tether ingest database: run `tether ingest` or "
+                               "`tether simulate` on it first" % db.name(db_url)) from None
+        try:
+            db.execute("SELECT count(*) FROM acks").fetchone()
+            return
+        except Exception:  # noqa: BLE001 - an older layout: migrated below
+            pass
+    finally:
+        db.close()
     open_store(db_url, timeout=10.0).close()
 
 
@@ -52,9 +67,11 @@ class Server:
         bound = self.sock.getsockname()[1]
         shown = "[%s]" % host if ":" in host else host
         self.url = "http://%s:%d/?token=%s" % (shown, bound, self.token)
+        self.console.cookie = "tether_console_%d" % bound
         config = uvicorn.Config(make_app(self.console), log_level="warning", access_log=False,
                                 lifespan="off", timeout_graceful_shutdown=1)
         self.uvicorn = uvicorn.Server(config)
+        self.console.stopping = lambda: self.uvicorn.should_exit
         self._thread = None
 
     def run(self):

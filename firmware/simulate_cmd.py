@@ -121,7 +121,7 @@ def main(args, out=None, err=None):
                   % (shard[0], shard[1], first + 1, end, hide_password(fleet.db_path),
                      hide_password(fleet.db_path)))
         return 0
-    if not args.stay_online:
+    if not (args.stay_online or args.console):  # written when the devices stayed online
         _write_report(report, report_path, out)
     if args.plots:
         plots(fleet.db_path, args.plots, out, fleet.run_key())
@@ -153,12 +153,16 @@ def _console_opener(args, db, workdir, consoles, out):
     up (Fleet's on_ready), on --console-port, or on a free port when that one is taken."""
     def opener(host, port):
         from firmware.console_cmd import open_console
+        from simulator.fleet import FleetError
         db_path = db or os.path.join(workdir, "fleet.sqlite")
         broker = args.broker or "mqtt://%s:%d" % (host, port)
         try:
-            server = open_console(db_path, "127.0.0.1", args.console_port, broker=broker)
-        except OSError:
-            server = open_console(db_path, "127.0.0.1", 0, broker=broker)
+            try:
+                server = open_console(db_path, "127.0.0.1", args.console_port, broker=broker)
+            except OSError:
+                server = open_console(db_path, "127.0.0.1", 0, broker=broker)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise FleetError("--console: %s" % exc)
         consoles.append(server.start())
         out.write("console: %s  (live while the fleet runs)\n" % server.url)
         out.flush()

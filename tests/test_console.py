@@ -65,11 +65,13 @@ def test_missed_doses_of_the_last_week_count_per_bottle(tmp_path):
         t = NOW - days * DAY
         insight(db, "bottle-1", seq, t, "dose_missed", "pills", None, scheduled=t - 3600000,
                 close=t)
+    insight(db, "printer-1", 9, NOW - DAY, "dose_missed", "pills", None, scheduled=NOW - DAY)
     database = reads.Database(str(tmp_path / "f.sqlite"))
     rows, now, _ = reads.FleetCache(database).refresh()
-    (a,) = actions.needed(database, rows, NOW)
-    assert (a["kind"], a["figures"]["missed"]) == ("dose_missed", 2)
-    assert a["evidence"].startswith("2 doses missed in the last 7 days")
+    one, two = sorted(actions.needed(database, rows, NOW), key=lambda a: a["device"])
+    assert (one["device"], one["kind"], one["figures"]["missed"]) == ("bottle-1", "dose_missed", 2)
+    assert one["evidence"].startswith("2 doses missed in the last 7 days")
+    assert (two["device"], two["figures"]["missed"]) == ("printer-1", 1)
 
 
 def test_an_acknowledgement_hides_an_action_until_something_newer_comes(tmp_path):
@@ -120,9 +122,12 @@ def test_silent_and_dropping_devices_need_someone(tmp_path):
 
 def test_the_fleet_clock_is_the_wall_clock_for_a_live_fleet_and_device_time_for_a_simulated():
     wall = 1800000000000
-    assert reads.fleet_now(wall - 60000, wall) == (wall, False)
-    assert reads.fleet_now(NOW, wall) == (NOW, True)
-    assert reads.fleet_now(None, wall) == (wall, False)
+    # live: the newest reading's time is when it arrived, however long ago that was
+    assert reads.fleet_now(wall - 60000, (wall - 59000) / 1000, wall) == (wall, False)
+    assert reads.fleet_now(wall - 9 * DAY, (wall - 9 * DAY) / 1000, wall) == (wall, False)
+    # simulated: device time runs far from the time its messages arrive
+    assert reads.fleet_now(NOW, wall / 1000, wall) == (NOW, True)
+    assert reads.fleet_now(None, None, wall) == (wall, False)
 
 
 def test_the_fleet_table_filters_sorts_and_pages_with_unknown_values_last():
@@ -158,6 +163,16 @@ def test_a_months_readings_come_thinned_from_the_database_with_their_extremes(tm
     assert max(values) == 2500.0 and min(values) == -5.0
     assert [t for t, _ in points] == sorted(t for t, _ in points)
     assert points[0][0] == start and points[-1][0] == rows[-1][0]
+    # a count that only falls (pills taken) is drawn falling: no stretch invents a rise
+    db.begin()
+    db.insert_readings("bottle-1", 1, [(start + i * 60000, "pills", float(60 - i // 700))
+                                       for i in range(30 * 1440)])
+    db.execute("INSERT INTO batches (device, seq, boot, dropped, synced, encoding, deflated, "
+               "bytes, crc32, received_at, readings, t_first, t_last) "
+               "VALUES ('bottle-1', 1, 1, 0, 1, 'senml', 0, 1, 0, 1.0, 1, ?, ?)", (start, NOW))
+    db.commit()
+    pills = [v for _, v in reads.series(database, "bottle-1", "pills", None, NOW)]
+    assert pills == sorted(pills, reverse=True) and pills[0] == 60.0 and len(pills) <= 1200
     # a short span: every reading as it is
     assert reads.series(database, "printer-1", "power", NOW - DAY, NOW - DAY + 30000) == [
         [NOW - DAY + i * 10000, 1.0] for i in range(4)]
@@ -376,3 +391,115 @@ def test_pages_load_every_asset_from_the_console_itself(console):
         assert gzip.decompress(r.read()) == f.read()
     assert r.getheader("content-encoding") == "gzip"
     conn.close()
+
+
+def test_the_console_refuses_a_database_that_is_not_an_ingests(tmp_path, postgres_url):
+    from console.server import prepare
+    other = tmp_path / "other.sqlite"
+    import sqlite3
+    sqlite3.connect(str(other)).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(RuntimeError, match="holds no Tether ingest database"):
+        prepare(str(other))
+    with pytest.raises(RuntimeError, match="holds no Tether ingest database"):
+        prepare(postgres_url)  # an empty database is left empty
+    import psycopg
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                            ).fetchone()[0] == 0
+
+
+def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
+    from console.server import prepare
+    path = tmp_path / "old.sqlite"
+    make_db(path).close()
+    import sqlite3
+    conn = sqlite3.connect(str(path))
+    conn.executescript("DROP TABLE acks; DROP INDEX replies_by_device; PRAGMA user_version = 4;")
+    conn.close()
+    prepare(str(path))
+    conn = sqlite3.connect(str(path))
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("SELECT count(*) FROM acks").fetchone()[0] == 0
+    conn.close()
+
+
+def test_a_page_of_another_site_resolving_to_loopback_is_refused(console):
+    status, body, _ = request(console, "GET", "/fleet", headers={"Host": "attacker.example"})
+    assert status == 403 and "answers to 127.0.0.1 and localhost only" in body
+    status, body = command(console, {"command": "ping", "device": "printer-1"}, console.token,
+                           {"Host": "attacker.example"})
+    assert status == 403
+
+
+def test_opening_the_printed_url_keeps_the_pages_query_as_it_was(fleet_db):
+    server = Server(fleet_db, host="0.0.0.0", port=0, token="s3cret-token").start()
+    port = server.sock.getsockname()[1]
+    try:
+        status, _, headers = request(server, "GET", "/fleet?q=a%26status%3Doffline"
+                                                    "&token=s3cret-token")
+    finally:
+        server.stop()
+    assert status == 303 and headers["location"] == "/fleet?q=a%26status%3Doffline"
+    # a cookie per port: browsers share cookies between the ports of a host
+    assert headers["set-cookie"].startswith("tether_console_%d=" % port)
+
+
+def test_a_page_number_in_other_digits_is_refused_not_crashed_on(console):
+    status, body, _ = request(console, "GET", "/fleet?page=%C2%B2")
+    assert status == 400 and "page: a whole number" in body
+
+
+def test_a_device_that_sent_nonsense_in_its_insight_fields_still_has_a_page(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - DAY, "reorder", "ink_c", 6.1, days="5" * 40, level=9.0,
+            rate_per_day=True, lead_days=None)
+    insight(db, "printer-1", 2, NOW - 1000, "forecast", "ink_c", 6.1, days=1e300, level="x",
+            rate_per_day=-1.0)
+    server = Server(str(tmp_path / "f.sqlite"), port=0).start()
+    try:
+        status, body, _ = request(server, "GET", "/device/printer-1?span=all")
+        status_actions, _, _ = request(server, "GET", "/")
+    finally:
+        server.stop()
+    assert (status, status_actions) == (200, 200)
+
+
+def test_a_status_change_alone_reaches_the_fleet_table(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    cache = reads.FleetCache(reads.Database(str(tmp_path / "f.sqlite")))
+    assert cache.refresh()[0]["bottle-1"]["status"] == "online"
+    db.begin()  # what the ingest does with a last will: status and its time, nothing else
+    db.execute("UPDATE devices SET last_status = 'offline', status_at = 9.0 "
+               "WHERE device = 'bottle-1'")
+    db.commit()
+    assert cache.refresh()[0]["bottle-1"]["status"] == "offline"
+
+
+def test_a_live_fleet_that_goes_quiet_falls_silent_as_the_wall_clock_runs_on(tmp_path,
+                                                                                monkeypatch):
+    wall = [NOW / 1000 + 30]
+    monkeypatch.setattr(reads.time, "time", lambda: wall[0])
+    db = make_db(tmp_path / "f.sqlite", devices=("printer-1",))
+    db.begin()
+    db.execute("UPDATE devices SET last_seen = ?", (NOW / 1000 + 1,))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    cache = reads.FleetCache(database)
+    rows, now, simulated = cache.refresh()
+    assert (now, simulated) == (NOW + 30000, False)
+    assert actions.needed(database, rows, now) == []
+    wall[0] += 3 * 3600  # nothing arrives for three hours
+    rows, now, _ = cache.refresh()
+    assert now == NOW + 30000 + 3 * reads.HOUR_MS
+    assert [a["kind"] for a in actions.needed(database, rows, now)] == ["silent"]
+
+
+def test_one_clock_far_ahead_does_not_make_the_rest_of_the_fleet_silent(tmp_path, monkeypatch):
+    monkeypatch.setattr(reads.time, "time", lambda: NOW / 1000)
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    db.execute("UPDATE devices SET last_seen = ? / 1000.0 + 1", (NOW,))
+    db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'washer-1'", (NOW + 400 * DAY,))
+    db.commit()
+    _, now, simulated = reads.FleetCache(reads.Database(str(tmp_path / "f.sqlite"))).refresh()
+    assert (now, simulated) == (NOW, False)

@@ -159,10 +159,11 @@ def test_a_live_run_shows_new_events_and_an_acknowledgement_reaches_the_device(
     fleet.write_text("devices:\n  - {profile: %s, count: 4}\n"
                      % os.path.join(ROOT, "examples", "pill-bottle.yaml"))
     db = tmp_path / "w" / "fleet.sqlite"
-    # seed 4: a dose missed in the first day (and doses taken all along it)
+    # seed 4: a dose missed in the first day (and doses taken all along it); at 1500x the day
+    # takes about a minute, long after the device page is open even on a loaded machine
     proc = subprocess.Popen(
         [sys.executable, "-m", "firmware.cli", "simulate", "--fleet", str(fleet), "--workdir",
-         str(tmp_path / "w"), "--duration", "1d", "--speed", "4000x", "--seed", "4", "--faults",
+         str(tmp_path / "w"), "--duration", "1d", "--speed", "1500x", "--seed", "4", "--faults",
          "", "--broker", "mqtt://127.0.0.1:%d" % mosquitto.port, "--console", "--console-port",
          "0"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []

@@ -38,11 +38,30 @@
     return sets;
   }
 
+  // Charts are matched by channel: a channel that appears later (a device's first readings
+  // of it) rebuilds the section rather than shifting data under another caption.
   function drawCharts(data) {
-    const canvases = document.querySelectorAll("canvas[data-chart]");
-    canvases.forEach((canvas, i) => {
+    const section = document.getElementById("charts");
+    const names = data.charts.map(c => c.channel).join("\n");
+    if (section.dataset.channels !== undefined && section.dataset.channels !== names) {
+      charts.splice(0).forEach(chart => chart.destroy());
+      section.replaceChildren(...data.charts.map((c, i) => {
+        const figure = document.createElement("figure");
+        figure.className = "chart";
+        const caption = document.createElement("figcaption");
+        caption.textContent = c.channel + (c.unit ? " (" + c.unit + ")" : "");
+        const holder = document.createElement("div");
+        holder.className = "canvas";
+        const canvas = document.createElement("canvas");
+        canvas.dataset.chart = String(i);
+        holder.append(canvas);
+        figure.append(caption, holder);
+        return figure;
+      }));
+    }
+    section.dataset.channels = names;
+    section.querySelectorAll("canvas[data-chart]").forEach((canvas, i) => {
       const c = data.charts[i];
-      if (!c) return;
       if (charts[i]) {
         charts[i].data.datasets = datasets(c);
         charts[i].update("none");
@@ -59,6 +78,18 @@
     });
   }
 
+  // Acknowledgements under way or done keep their look when a live update swaps the rows.
+  const answered = new Map();
+  function keyOf(row) { return [row.dataset.device, row.dataset.kind, row.dataset.sensor].join("\n"); }
+  function markAnswered() {
+    document.querySelectorAll("#actions-table tbody tr").forEach(row => {
+      const state = answered.get(keyOf(row));
+      if (!state) return;
+      row.querySelectorAll("button").forEach(b => { b.disabled = true; });
+      if (state !== "pending") { row.classList.add("done"); row.dataset.answered = state; }
+    });
+  }
+
   async function refresh() {
     const jobs = [];
     document.querySelectorAll("[data-fragment]").forEach(el => {
@@ -66,11 +97,12 @@
         if (r.ok) return r.text().then(html => { el.innerHTML = html; });
       }));
     });
-    if (device && charts.length) {
+    if (device) {
       jobs.push(fetch("/device/" + encodeURIComponent(device) + "/data?span=" + body.dataset.span,
         { credentials: "same-origin" }).then(r => r.ok ? r.json().then(drawCharts) : null));
     }
     await Promise.all(jobs);
+    markAnswered();
     const live = document.getElementById("live");
     live.classList.add("beat");
     setTimeout(() => live.classList.remove("beat"), 600);
@@ -109,15 +141,20 @@
       const doc = { command: answer.dataset.answer, device: row.dataset.device,
         kind: row.dataset.kind, sensor: row.dataset.sensor };
       if (answer.dataset.forMs) doc.for_ms = Number(answer.dataset.forMs);
-      row.querySelectorAll("button").forEach(b => { b.disabled = true; });
+      const key = keyOf(row);
+      answered.set(key, "pending");
+      markAnswered();
       const out = await post(doc);
       if (out.ok) {
-        row.classList.add("done");
-        row.dataset.answered = doc.command;
+        answered.set(key, doc.command);
+        markAnswered();
         toast((doc.command === "ack" ? "Acknowledged: " : "Snoozed: ") + doc.device +
           (out.reply ? " said " + JSON.stringify(out.reply.result) : ""));
       } else {
-        row.querySelectorAll("button").forEach(b => { b.disabled = false; });
+        answered.delete(key);
+        document.querySelectorAll("#actions-table tbody tr").forEach(r => {
+          if (keyOf(r) === key) r.querySelectorAll("button").forEach(b => { b.disabled = false; });
+        });
         toast(out.error, true);
       }
       return;
