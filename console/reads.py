@@ -7,6 +7,7 @@ seconds, starting in the past), so where the newest device time is more than an 
 when the newest message arrived, the console's "now" is that newest device time.
 """
 import bisect
+import concurrent.futures
 import json
 import threading
 import time
@@ -19,6 +20,7 @@ DAY_MS = 86400000
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
 MAX_POINTS = 1200  # per chart line: 4 readings of each of 300 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists
+_POOL = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="tether-console-series")
 
 
 class Unreadable(RuntimeError):
@@ -201,8 +203,11 @@ def device_detail(db, device, span, charts=True):
         "SELECT t_ms, event, sensor, value, fields FROM insights WHERE device = ?" + since
         + " ORDER BY t_ms, seq", args)]
     out = []
-    for channel, unit in channels if charts else ():
-        points = series(db, device, channel, start, end)
+    # each channel's series is one sort in the database: side by side, on connections of their
+    # own (SQLite and psycopg let go of the GIL while the database works)
+    thinned = list(_POOL.map(lambda c: series(db, device, c[0], start, end),
+                             channels if charts else ()))
+    for (channel, unit), points in zip(channels, thinned):
         chart = {"channel": channel, "unit": unit, "points": points, "marks": [], "lines": []}
         _overlay(chart, points, [i for i in insights if i[2] == channel])
         out.append(chart)
@@ -256,15 +261,15 @@ def series(db, device, channel, start, end, buckets=MAX_POINTS // 4):
         if start is None:
             return []
     width = max(1, (end - start) // buckets + 1)
+    # One sort per stretch (by value): its lowest and highest readings are the ends of that
+    # order, its first and last the stretch's least and greatest times.
     return [[t, v] for t, v in db.rows(
-        "SELECT t_ms, value FROM (SELECT t_ms, value, "
-        "row_number() OVER (PARTITION BY b ORDER BY t_ms) AS first, "
-        "row_number() OVER (PARTITION BY b ORDER BY t_ms DESC) AS last, "
-        "row_number() OVER (PARTITION BY b ORDER BY value, t_ms) AS low, "
-        "row_number() OVER (PARTITION BY b ORDER BY value DESC, t_ms) AS high "
+        "SELECT t_ms, value FROM (SELECT t_ms, value, row_number() OVER w AS k, "
+        "count(*) OVER p AS n, min(t_ms) OVER p AS t0, max(t_ms) OVER p AS t1 "
         "FROM (SELECT t_ms, value, (t_ms - ?) / ? AS b FROM readings WHERE device = ? "
-        "AND channel = ? AND t_ms >= ? AND t_ms <= ? AND value IS NOT NULL) r) w "
-        "WHERE first = 1 OR last = 1 OR low = 1 OR high = 1 ORDER BY t_ms",
+        "AND channel = ? AND t_ms >= ? AND t_ms <= ? AND value IS NOT NULL) r "
+        "WINDOW w AS (PARTITION BY b ORDER BY value, t_ms), p AS (PARTITION BY b)) x "
+        "WHERE k = 1 OR k = n OR t_ms = t0 OR t_ms = t1 ORDER BY t_ms",
         (start, width, device, channel, start, end)) if _number(v)]
 
 
