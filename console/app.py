@@ -72,6 +72,17 @@ class Console:
         self.silent_ms = silent_ms
         self.per_page = per_page
 
+    def warm(self, env):
+        """What the first requests would otherwise wait for: the pages' templates compiled,
+        the fleet read once, the database connections of the chart threads opened."""
+        for name in os.listdir(os.path.join(HERE, "templates")):
+            env.get_template(name)
+        try:
+            self.fleet.refresh()
+            reads.warm(self.db)
+        except reads.Unreadable:
+            pass  # said on the first page
+
     def actions(self):
         rows, now, simulated = self.fleet.refresh()
         return actions_mod.needed(self.db, rows, now, self.silent_ms), rows, now, simulated
@@ -265,6 +276,7 @@ def make_app(console):
         return refuse(request, 500, "the console failed on this request (%s); its log has the "
                                     "details" % type(exc).__name__)
 
+    console.warm(env)
     routes = [
         Route("/", guarded(actions_page)),
         Route("/fleet", guarded(fleet_page)),

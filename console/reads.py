@@ -20,7 +20,9 @@ DAY_MS = 86400000
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
 MAX_POINTS = 1200  # per chart line: 4 readings of each of 300 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists
-_POOL = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="tether-console-series")
+SERIES_THREADS = 4
+_POOL = concurrent.futures.ThreadPoolExecutor(SERIES_THREADS,
+                                              thread_name_prefix="tether-console-series")
 
 
 class Unreadable(RuntimeError):
@@ -239,6 +241,17 @@ def device_detail(db, device, span, charts=True):
                         "detail": d} for t, e, s, st, v, d in events],
             "health": [{"received_at": at, "t_ms": t, "health": h} for at, t, h in health],
             "replies": [{"received_at": at, "ok": bool(ok), "body": b} for at, ok, b in replies]}
+
+
+def warm(db):
+    """Opens a connection in each thread that thins series, so that the first device page
+    does not wait for them (a PostgreSQL connection takes tens of ms)."""
+    ready = threading.Barrier(SERIES_THREADS)
+
+    def connect(_):
+        ready.wait(10)  # one task per thread: each waits until all four have one
+        db.rows("SELECT 1")
+    list(_POOL.map(connect, range(SERIES_THREADS)))
 
 
 def device_stamp(db, device):
