@@ -11,9 +11,10 @@ An acknowledgement or snooze (table `acks`, written by console/app.py once the d
 yes where it goes to the device) hides an action until there is something newer than what was
 acknowledged (a newer insight event, a new reading, a larger drop count) or the snooze ends.
 """
+import time
+
 from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, as_map
 
-INSIGHTS = ("empty", "reorder", "maintenance_due", "dose_missed", "refill_needed")
 ORDER = {"empty": 0, "reorder": 1, "maintenance_due": 2, "dose_missed": 3, "refill_needed": 4,
          "silent": 5, "dropping": 6}
 TITLES = {"empty": "Cartridge empty", "reorder": "Reorder due",
@@ -146,7 +147,6 @@ def _urgency(a):
 
 
 def _when(t_ms):
-    import time
     if not isinstance(t_ms, int):
         return "?"
     return time.strftime("%a %d %b %H:%M UTC", time.gmtime(t_ms / 1000))

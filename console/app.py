@@ -62,7 +62,6 @@ class Console:
                  per_page=100):
         self.db = reads.Database(db_url)
         self.fleet = reads.FleetCache(self.db)
-        self.db_url = db_url
         self.token = token
         self.open_access = open_access  # pages without the token (loopback)
         # browsers keep cookies per host, not per port: two consoles on one host keep two
@@ -197,9 +196,11 @@ def make_app(console):
             device = _device(device)
 
         def news():
-            """What changed: on a device's page its own messages, elsewhere any device's."""
-            stamp = reads.device_stamp(console.db, device) if device else console.fleet.stamp()
-            _, now, simulated = console.fleet.refresh()
+            """What changed: on a device's page its own messages, elsewhere any device's; and
+            the fleet's clock (from the stamp alone: nothing is read again for it)."""
+            fleet = console.fleet.stamp()
+            stamp = reads.device_stamp(console.db, device) if device else fleet
+            now, simulated = reads.clock_of(fleet)
             return stamp, "as of %s%s" % (_when(now), " (simulated time)" if simulated else "")
 
         async def changes():
@@ -300,19 +301,18 @@ COLUMN_TITLES = (("device", "Device"), ("status", "Status"), ("last_t_ms", "Last
 
 # ---- commands -------------------------------------------------------------------------------
 
-COMMANDS = ("ping", "diag", "set_interval", "ack", "snooze")
+COMMANDS = {"ping": ("device",), "diag": ("device",),  # each command's fields
+            "set_interval": ("device", "sensor", "interval_ms"),
+            "ack": ("device", "kind", "sensor"),
+            "snooze": ("device", "kind", "sensor", "for_ms")}
 
 
 def _run_command(console, doc):
     """{"ok", "reply" | "error", "recorded"} for a checked command request."""
-    allowed = {"ping": ("device",), "diag": ("device",),
-               "set_interval": ("device", "sensor", "interval_ms"),
-               "ack": ("device", "kind", "sensor"),
-               "snooze": ("device", "kind", "sensor", "for_ms")}
     name = doc.get("command")
-    if name not in allowed:
+    if name not in COMMANDS:
         raise BadInput("command: one of %s" % ", ".join(COMMANDS))
-    extra = set(doc) - set(allowed[name]) - {"command"}
+    extra = set(doc) - set(COMMANDS[name]) - {"command"}
     if extra:
         raise BadInput("%s takes no %s" % (name, ", ".join(sorted(extra))))
     device = _device(doc.get("device"))

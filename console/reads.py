@@ -80,6 +80,11 @@ def fleet_now(newest_t_ms, newest_seen_s, wall_ms=None):
     return int(newest_t_ms), True
 
 
+def clock_of(stamp):
+    """(now in ms, simulated) from a FleetCache stamp."""
+    return fleet_now(stamp[6], stamp[1])
+
+
 # ---- the fleet ------------------------------------------------------------------------------
 
 FLEET_COLUMNS = ("device", "status", "last_t_ms", "model", "version", "buffer", "dropped",
@@ -92,17 +97,15 @@ _LATEST_HEALTH = ("SELECT h.device, h.health FROM health h JOIN "
 
 
 class FleetCache:
-    """Every device's row for the fleet table, kept in memory and brought up to date from the
-    devices whose row changed: a fleet of 10,000 is read whole once, then device by device."""
+    """Every device's row for the fleet table, kept in memory and read again when anything
+    arrived: one pass over `devices`, and the latest health report only of the devices that
+    sent one since."""
 
     def __init__(self, db):
         self.db = db
         self._lock = threading.Lock()
         self._stamp = None
         self._rows = {}
-        self._health_at = {}
-        self.now_ms = 0
-        self.simulated = False
 
     def stamp(self):
         """What changes whenever a message of any device arrives (its status too), or the
@@ -123,8 +126,7 @@ class FleetCache:
             stamp = self.stamp()
             if stamp != self._stamp:
                 self._read(stamp)
-            self.now_ms, self.simulated = fleet_now(stamp[6], stamp[1])
-            return self._rows, self.now_ms, self.simulated
+            return (self._rows,) + clock_of(stamp)
 
     def _read(self, stamp):
         devices = self.db.rows(_DEVICES)
@@ -132,9 +134,11 @@ class FleetCache:
         for device, kind, reason, n in self.db.rows(
                 "SELECT device, kind, reason, count(*) FROM lost GROUP BY device, kind, reason"):
             lost.setdefault(device, {})[(kind, reason)] = n
-        stale = [d[0] for d in devices if d[10] is not None and self._health_at.get(d[0]) != d[10]]
+        old = self._rows
+        stale = [d[0] for d in devices
+                 if d[10] is not None and d[10] != old.get(d[0], {}).get("health_at")]
         health = {}
-        if len(stale) > 200 or not self._rows:
+        if len(stale) > 200 or not old:
             pairs = self.db.rows(_LATEST_HEALTH.format(where=""))
         else:
             pairs = []
@@ -147,12 +151,11 @@ class FleetCache:
         rows = {}
         for (device, status, seen, t_ms, batches, readings, dropped, dropped_health, repaired,
              events, health_at) in devices:
-            old = self._rows.get(device)
+            before = old.get(device)
             h = health.get(device)
-            if h is None:
-                h = old["health"] if old else {}
-            elif health_at is not None:
-                self._health_at[device] = health_at
+            if h is None:  # none since the last read: the one read then
+                h = before["health"] if before else {}
+                health_at = before["health_at"] if before else None
             lost_d = lost.get(device, {})
             rows[device] = {
                 "device": device, "status": status or "unknown", "last_seen": seen,
@@ -163,7 +166,7 @@ class FleetCache:
                 "lost": lost_d.get(("batch", "broker"), 0),
                 "dropped_unsent": lost_d.get(("batch", "dropped"), 0),
                 "rssi": _int(h.get("rssi")), "heap_free": _int(h.get("heap_free")),
-                "events": events, "health": h}
+                "events": events, "health": h, "health_at": health_at}
         self._rows = rows
         self._stamp = stamp
 
@@ -191,9 +194,9 @@ def device_detail(db, device, span, charts=True):
     """Everything the device page shows over span ("1d", "7d", "30d", "all"), ending at the
     device's newest reading (without charts: its lists alone); None for a device the database
     does not know."""
-    row = db.one("SELECT device, last_status, last_seen, last_t_ms, first_seen, batches, "
-                 "readings, dropped_reported, repaired, events, last_boot FROM devices "
-                 "WHERE device = ?", (device,))
+    row = db.one("SELECT device, last_status, last_seen, last_t_ms, batches, readings, "
+                 "dropped_reported, repaired, last_boot FROM devices WHERE device = ?",
+                 (device,))
     if row is None:
         return None
     end = row[3]
@@ -229,8 +232,8 @@ def device_detail(db, device, span, charts=True):
         "ORDER BY received_at DESC LIMIT 50", (device,))]
     latest = health[0][2] if health else {}
     return {"device": device, "status": row[1] or "unknown", "last_seen": row[2],
-            "last_t_ms": end, "first_seen": row[4], "batches": row[5], "readings": row[6],
-            "dropped": row[7], "repaired": row[8], "events_count": row[9], "boot": row[10],
+            "last_t_ms": end, "batches": row[4], "readings": row[5], "dropped": row[6],
+            "repaired": row[7], "boot": row[8],
             "model": _text(latest.get("model")), "version": _text(latest.get("version")),
             "span": span, "start": start, "end": end, "charts": out,
             "sensors": sorted({c for c, _ in channels}),
@@ -342,8 +345,7 @@ def _cycles(insights):
         return None
     watch = cycles[-1][1].get("watch") or "energy"
     key = {"energy": "energy_wh", "peak": "peak_w"}.get(watch, "feature")
-    points = [[f.get("start", t), f.get(key)] for t, f in cycles
-              if isinstance(f.get(key), (int, float))]
+    points = [[f.get("start", t), f.get(key)] for t, f in cycles if _number(f.get(key))]
     recent, ewma = None, []
     for t, v in points:
         recent = v if recent is None else recent + 0.2 * (v - recent)
@@ -354,12 +356,12 @@ def _cycles(insights):
     for t, f in alarms:
         chart["marks"].append({"label": "maintenance due (drift %s %%)" % f.get("drift_pct"),
                                "t": t, "y": f.get("recent"), "kind": "maintenance_due"})
-    if alarms and isinstance(alarms[-1][1].get("baseline"), (int, float)) and points:
+    if alarms and _number(alarms[-1][1].get("baseline")) and points:
         f = alarms[-1][1]
         ends = [points[0][0], points[-1][0]]
         chart["lines"].append({"label": "learnt baseline",
                                "points": [[x, f["baseline"]] for x in ends]})
-        if isinstance(f.get("spread"), (int, float)):
+        if _number(f.get("spread")):
             chart["lines"].append({"label": "baseline + 6 spreads", "points": [
                 [x, f["baseline"] + 6 * f["spread"]] for x in ends]})
     return chart

@@ -82,7 +82,7 @@ def main(args, out=None, err=None):
                        # faults that hit the whole fleet.
                        ingest_group="tether-sim" if shard else None,
                        fleet_faults=not shard or shard[0] == 1,
-                       on_ready=_console_opener(args, db, workdir, consoles, out)
+                       on_ready=_console_opener(args, consoles, out)
                        if args.console else None)
         if workers > 1:
             fleet = WorkerFleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
@@ -148,13 +148,13 @@ def _shell_word(path):
     return shlex.quote(path)
 
 
-def _console_opener(args, db, workdir, consoles, out):
-    """fn(host, port) that opens the console on the run's database and broker once both are
-    up (Fleet's on_ready), on --console-port, or on a free port when that one is taken."""
-    def opener(host, port):
+def _console_opener(args, consoles, out):
+    """fn(host, port, db_path) that opens the console on the run's database and broker once
+    both are up (Fleet's on_ready), on --console-port, or on a free port when that one is
+    taken."""
+    def opener(host, port, db_path):
         from firmware.console_cmd import open_console
         from simulator.fleet import FleetError
-        db_path = db or os.path.join(workdir, "fleet.sqlite")
         broker = args.broker or "mqtt://%s:%d" % (host, port)
         try:
             try:

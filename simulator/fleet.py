@@ -144,7 +144,7 @@ class Fleet:
         self.progress = progress
         self.ingest_group = ingest_group
         self.linger = linger  # async fn(report): the devices stay online until it returns
-        self.on_ready = on_ready  # fn(host, port) once the broker and the ingest are up
+        self.on_ready = on_ready  # fn(host, port, db) once the broker and the ingest are up
         self.devices = []
         self.pace = None
         self.broker = None
@@ -219,7 +219,7 @@ class Fleet:
             except RuntimeError as exc:  # the broker refused it, or did not answer
                 raise FleetError(str(exc))
             if self.on_ready is not None:
-                self.on_ready(host, port)
+                self.on_ready(host, port, self.db_path)
             return await self._run_devices(host, port)
         finally:
             self._end_ingest(host, port)
