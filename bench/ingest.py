@@ -209,6 +209,7 @@ def schemas_and_batches(msgs):
 def packed_rows(msgs):
     """The readings_packed rows the ingest stores for msgs (and the readings in them)."""
     from agent import batch_decode
+    from ingest.store import extremes
     schemas, batches = schemas_and_batches(msgs)
     rows = []
     for payload in batches:
@@ -219,7 +220,7 @@ def packed_rows(msgs):
             per[n][0].append(t)
             per[n][1].append(float(v))
         for n, (ts, vs) in per.items():
-            rows.append((b.device, b.seq, n, ts[0], ts, vs, None))
+            rows.append((b.device, b.seq, n, ts[0], ts, vs, None) + extremes(ts, vs))
     return rows
 
 

@@ -410,15 +410,17 @@ def test_the_console_refuses_a_database_that_is_not_an_ingests(tmp_path, postgre
 
 def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
     from console.server import prepare
+    from ingest.store import sqlite as sqlite_layout
     path = tmp_path / "old.sqlite"
     make_db(path).close()
     import sqlite3
     conn = sqlite3.connect(str(path))
-    conn.executescript("DROP TABLE acks; DROP INDEX replies_by_device; PRAGMA user_version = 4;")
+    conn.executescript("DROP TABLE acks; DROP INDEX replies_by_device; "
+                       "DROP TABLE channel_batches; PRAGMA user_version = 4;")
     conn.close()
     prepare(str(path))
     conn = sqlite3.connect(str(path))
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == sqlite_layout.DB_VERSION
     assert conn.execute("SELECT count(*) FROM acks").fetchone()[0] == 0
     conn.close()
 

@@ -33,7 +33,9 @@ The backend contract. A backend module provides:
                 BEGIN IMMEDIATE, a lock on the whole file)
     insert_readings(device, seq, rows)
                 stores a batch's readings [(t_ms, channel, value)] (SQLite: executemany;
-                PostgreSQL: COPY), in the current transaction
+                PostgreSQL: COPY), in the current transaction, and what `channel_batches`
+                shows of them: per channel, its first and last reading in the batch's order
+                and its lowest and highest number (extremes())
     add_batch(row, device_row)
                 (stored, repaired) of ADD_BATCH, repair.arrived and UPSERT_DEVICE in fewer
                 round trips, or None (the base class's): the handlers run them one by one
@@ -101,6 +103,27 @@ DEVICE_UPDATE = (
     "THEN excluded.last_seq ELSE devices.batch_done END")
 UPSERT_DEVICE = ("INSERT INTO " + DEVICE_COLUMNS + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
                  + DEVICE_UPDATE)
+
+
+def extremes(ts, values):
+    """(t_low, v_low, t_high, v_high) of a channel's readings in a batch (times ts, values):
+    its lowest and highest finite numbers with their times, the first of equals; Nones when it
+    has none (text, NaN). Kept per batch and channel so that a chart of a month reads a row
+    per batch instead of every reading (console/reads.py series)."""
+    try:  # the usual batch, all numbers: in C
+        lo, hi = min(values), max(values)
+        if lo - lo == 0 and hi - hi == 0:  # finite: a NaN first or an infinity would not be
+            return ts[values.index(lo)], lo, ts[values.index(hi)], hi
+    except TypeError:  # text or None among them
+        pass
+    low = high = None
+    for t, v in zip(ts, values):
+        if isinstance(v, (int, float)) and v - v == 0:
+            if low is None or v < low[1]:
+                low = (t, v)
+            if high is None or v > high[1]:
+                high = (t, v)
+    return (low or (None, None)) + (high or (None, None))
 
 
 class Store:

@@ -48,7 +48,7 @@ from psycopg.pq import TransactionStatus
 from ingest import store as base
 from ingest.url import hide_password, secrets_of
 
-VERSION = 3  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+VERSION = 4  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
@@ -60,7 +60,7 @@ MESSAGE_CLASSES = ("22", "23", "54")
 TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
           "repair_bucket", "insights", "sim_parts", "acks")
-VIEWS = ("readings", "gaps")
+VIEWS = ("readings", "gaps", "channel_batches")
 
 SCHEMA_SQL = """
 CREATE TABLE tether_layout (
@@ -297,6 +297,24 @@ CREATE TABLE acks (
     PRIMARY KEY (device, action, sensor)
 );
 CREATE INDEX replies_by_device ON replies (device, received_at);
+""",
+    # Each row's lowest and highest number with their times, and the view of them that SQLite's
+    # channel_batches table is (ingest/store/sqlite.py): a chart of a long span reads a row per
+    # batch instead of every reading (console/reads.py). Filled in for the rows there are.
+    3: """
+ALTER TABLE readings_packed ADD COLUMN t_low bigint, ADD COLUMN v_low double precision,
+    ADD COLUMN t_high bigint, ADD COLUMN v_high double precision;
+UPDATE readings_packed p SET
+    (t_low, v_low) = (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                      WHERE v IS NOT NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                      ORDER BY v, t LIMIT 1),
+    (t_high, v_high) = (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                        WHERE v IS NOT NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                        ORDER BY v DESC, t LIMIT 1);
+CREATE VIEW channel_batches AS
+    SELECT device, channel, t_first, seq, value[1] AS v_first, t_low, v_low, t_high, v_high,
+           t_ms[cardinality(t_ms)] AS t_last, value[cardinality(value)] AS v_last
+    FROM readings_packed;
 """,
 }
 
@@ -548,7 +566,8 @@ class PostgresStore(base.Store):
         for name, (ts, values, texts) in per.items():
             if self._mode != "hypertable":
                 self._partition(ts[0])
-            self._pending.append((device, seq, name, ts[0], ts, values, texts))
+            self._pending.append((device, seq, name, ts[0], ts, values, texts)
+                                 + base.extremes(ts, values))
 
     def insert_batch(self, device, seq, batch):
         """insert_readings of a decoded batch (an ingest/fastdecode.Decoded), from its columns:
@@ -563,11 +582,14 @@ class PostgresStore(base.Store):
         for name, ts, values in columns:
             if not hypertable:
                 self._partition(ts[0])
-            self._pending.append((device, seq, name, ts[0], ts, list(map(float, values)), None))
+            values = list(map(float, values))
+            self._pending.append((device, seq, name, ts[0], ts, values, None)
+                                 + base.extremes(ts, values))
 
     def _copy(self, rows):
         with self.conn.cursor().copy("COPY readings_packed (device, seq, channel, t_first, t_ms, "
-                                     "value, text) FROM STDIN (FORMAT BINARY)") as copy:
+                                     "value, text, t_low, v_low, t_high, v_high) "
+                                     "FROM STDIN (FORMAT BINARY)") as copy:
             copy.write(copy_data(rows))
 
     def _partition(self, t_ms):
@@ -612,7 +634,7 @@ Store = PostgresStore  # the backend contract's name for it (ingest/store/__init
 # element type's OID, its length and lower bound (int32 each), then its elements as fields.
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 COPY_TRAILER = struct.pack(">h", -1)
-ROW_FIELDS = struct.pack(">h", 7)
+ROW_FIELDS = struct.pack(">h", 11)
 NULL = struct.pack(">i", -1)
 INT8, FLOAT8, TEXT = 20, 701, 25
 _structs = {}
@@ -651,15 +673,19 @@ def _text(value):
 
 def copy_data(rows):
     """COPY's binary stream of readings_packed rows (device, seq, channel, t_first, t_ms,
-    value, text)."""
+    value, text, t_low, v_low, t_high, v_high)."""
     out = [COPY_HEADER]
-    for device, seq, channel, t_first, ts, values, texts in rows:
+    for device, seq, channel, t_first, ts, values, texts, t_low, v_low, t_high, v_high in rows:
         out += (ROW_FIELDS, _text(device), struct.pack(">iqi", 8, seq, len(channel.encode())),
                 channel.encode(), struct.pack(">iq", 8, t_first), _array("q", INT8, ts))
         if texts is None:
             out += (_array("d", FLOAT8, values), NULL)
         else:
             out += (_array_with_nulls(FLOAT8, values), _array_with_nulls(TEXT, texts))
+        if v_low is None:
+            out += (NULL, NULL, NULL, NULL)
+        else:
+            out.append(struct.pack(">iqidiqid", 8, t_low, 8, v_low, 8, t_high, 8, v_high))
     out.append(COPY_TRAILER)
     return b"".join(out)
 

@@ -10,7 +10,7 @@ import sqlite3
 
 from ingest import store as base
 
-DB_VERSION = 5  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 6  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 
 SCHEMA_SQL = """
 CREATE TABLE devices (
@@ -224,6 +224,37 @@ CREATE TABLE sim_parts (
 );
 """,
     4: ACKS_SQL,
+    5: """
+-- Per batch and channel: its first and last reading (in the batch's order) and its lowest and
+-- highest number, each with its time, so that a chart of a long span (console/reads.py) reads a
+-- row per batch instead of every reading. Filled from `readings` for a file that has them.
+CREATE TABLE channel_batches (
+    device TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    t_first INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    v_first,
+    t_low INTEGER,
+    v_low,
+    t_high INTEGER,
+    v_high,
+    t_last INTEGER NOT NULL,
+    v_last,
+    PRIMARY KEY (device, channel, t_first, seq)
+) WITHOUT ROWID;
+INSERT INTO channel_batches
+    SELECT f.device, f.channel, f.t, f.seq, f.v, lo.t, lo.v, hi.t, hi.v, l.t, l.v
+    FROM (SELECT device, channel, seq, min(t_ms) AS t, value AS v FROM readings
+          GROUP BY device, channel, seq) f
+    JOIN (SELECT device, channel, seq, max(t_ms) AS t, value AS v FROM readings
+          GROUP BY device, channel, seq) l USING (device, channel, seq)
+    LEFT JOIN (SELECT device, channel, seq, min(value) AS v, t_ms AS t FROM readings
+               WHERE typeof(value) IN ('integer', 'real') AND abs(value) < 9e999
+               GROUP BY device, channel, seq) lo USING (device, channel, seq)
+    LEFT JOIN (SELECT device, channel, seq, max(value) AS v, t_ms AS t FROM readings
+               WHERE typeof(value) IN ('integer', 'real') AND abs(value) < 9e999
+               GROUP BY device, channel, seq) hi USING (device, channel, seq);
+""",
 }
 
 
@@ -267,6 +298,18 @@ class SQLiteStore(base.Store):
         self.conn.executemany("INSERT INTO readings (device, t_ms, channel, value, seq) "
                               "VALUES (?, ?, ?, ?, ?)",
                               [(device, t, n, v, seq) for t, n, v in rows])
+        per = {}
+        for t, n, v in rows:
+            c = per.get(n)
+            if c is None:
+                c = per[n] = ([], [])
+            c[0].append(t)
+            c[1].append(v)
+        self.conn.executemany(
+            "INSERT INTO channel_batches (device, channel, t_first, seq, v_first, t_low, v_low, "
+            "t_high, v_high, t_last, v_last) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(device, n, ts[0], seq, vs[0]) + base.extremes(ts, vs) + (ts[-1], vs[-1])
+             for n, (ts, vs) in per.items()])
 
     def slot(self, prefix):
         if self.target == ":memory:":
