@@ -43,6 +43,26 @@ def test_run_delivers_readings_and_stops_cleanly_on_sigterm(tmp_path, mosquitto)
     assert seqs == list(range(len(seqs))) and set(boots) == {1, 2}
 
 
+def test_a_broker_that_goes_away_is_reported_as_a_disconnect_and_the_run_reconnects(tmp_path,
+                                                                                  mosquitto):
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (mosquitto.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet")
+    where = "127.0.0.1:%d" % mosquitto.port
+    run.wait_for("connected to " + where)
+    mosquitto.stop()
+    line = run.wait_for("disconnected from " + where)
+    assert line.rstrip().endswith("; reconnecting"), line
+    # It says what it then does: retries that fail while the broker is down, and a connection
+    # once it is back.
+    run.wait_for("cannot connect to " + where, "retrying")
+    mosquitto.start()
+    run.wait_for("connected to " + where)
+    code, _ = run.stop()
+    assert code == 0
+    assert sum("disconnected from" in line for line in run.seen) == 1, run.seen
+
+
 def test_refused_login_is_reported_at_once_and_sampling_goes_on(tmp_path, mosquitto_factory):
     broker = mosquitto_factory(users=True)
     profile = tmp_path / "pi.yaml"

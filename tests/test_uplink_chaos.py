@@ -7,6 +7,8 @@ arrived, none missing, and duplicates only as byte-identical re-deliveries."""
 import os
 import random
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -251,3 +253,66 @@ def test_brokers_that_never_answer_or_never_acknowledge_are_left_and_retried(int
     proxy.close()
     fake.close()
     collector.stop()
+
+
+def take_over(port, client_id):
+    """Connects under client_id and leaves: Mosquitto closes the connection that held that id
+    (the device's) before it sends this one its CONNACK. A raw socket, so that no client library
+    reconnects and takes the id over once more."""
+    cid = client_id.encode()
+    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + struct.pack("!H", len(cid)) + cid
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(bytes([0x10, len(body)]) + body)
+        connack = b""
+        while len(connack) < 4:
+            more = s.recv(4 - len(connack))
+            assert more, "the broker closed the taking-over connection"
+            connack += more
+        assert connack == b"\x20\x02\x00\x00", connack
+        s.sendall(b"\xe0\x00")
+
+
+@pytest.mark.parametrize("interp,client", [("cpython", "paho"), ("cpython", "mqtt"),
+                                           ("micropython", "mqtt")])
+def test_connections_the_broker_ends_right_after_connack_count_as_failures_for_the_backoff(
+        interp, client, mp, mosquitto, tmp_path):
+    # A broker that accepts the device and drops it at once (a retained command that made the
+    # client fail did this 1-2 times a second) must not keep it in a tight loop: each such
+    # connection is a failure, and after the quick retries the backoff's cap doubles. The
+    # uplink says which cap it drew each delay under; stable_ms is far longer than the test, so
+    # no connection here can count as stable however slowly it is scheduled.
+    device = "kicked-%s-%s" % (interp, client)
+    onlines = []
+    subscribed = threading.Event()
+    watcher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="watcher-" + device,
+                          protocol=paho.MQTTv311)
+    watcher.on_connect = lambda c, u, f, r, p: c.subscribe("tether/v1/%s/status" % device, 1)
+    watcher.on_subscribe = lambda c, u, m, r, p: subscribed.set()
+    watcher.on_message = lambda c, u, m: m.payload == b"online" and onlines.append(m)
+    watcher.connect("127.0.0.1", mosquitto.port, keepalive=10)
+    watcher.loop_start()
+    assert subscribed.wait(10)
+    agent = AgentProc(interp, mp, tmp_path / "store", mosquitto.port, device, 10 ** 7, rate=100,
+                      client=client, stable_ms=600000, show_backoff=1)
+    caps = lambda: [int(l.split()[1]) for l in agent.lines if l.startswith("backoff ")]  # noqa
+
+    def wait_for(condition, what):
+        deadline = time.time() + 30
+        while not condition():
+            assert agent.proc.poll() is None, "the agent ended: %s" % agent.proc.stderr.read()
+            assert time.time() < deadline, "%s; the agent said %s" % (what, agent.lines[-10:])
+            time.sleep(0.02)
+
+    try:
+        for kicks in range(8):
+            # "online" is published after the CONNACK: the connection is up when it arrives.
+            wait_for(lambda: len(onlines) > kicks, "no connection %d" % (kicks + 1))
+            take_over(mosquitto.port, device)
+        wait_for(lambda: len(onlines) == 9 and len(caps()) == 8, "no connection 9")
+        # Five quick retries at the minimum (50 ms), then the cap doubles with each failure.
+        assert caps() == [50, 50, 50, 50, 50, 100, 200, 400]
+    finally:
+        agent.proc.terminate()
+        agent.proc.wait(15)
+        watcher.loop_stop()
+        watcher.disconnect()

@@ -5,13 +5,14 @@
 #   python3 tests/portable/uplink_agent.py   STORE HOST PORT DEVICE READINGS [key=value...]
 #   micropython -m uplink_agent              STORE HOST PORT DEVICE READINGS [key=value...]
 #
-# Options: per_batch (readings a batch, 20), rate (readings a second, 400), window (4),
-# max_bytes (buffer, 65536), batch_bytes (2048), ack_timeout_ms (3000), linger_s (after the
-# last reading, wait this long for acks, 30), client ("mqtt" or "paho"; default: paho on
-# CPython). Reading i has time i*10 ms (device time)
-# and value i, so a consumer can tell exactly which readings arrived. It prints a line when a
-# batch becomes durable ("stored SEQ"), when one is acknowledged ("acked SEQ"), and at the end
-# ("done"); a restart on the same STORE continues after the last reading that became durable.
+# Options: per_batch (readings a batch, 20), rate (readings a second, 400), window (4), max_bytes
+# (buffer, 65536), batch_bytes (2048), ack_timeout_ms (3000), linger_s (after the last reading,
+# wait this long for acks, 30), client ("mqtt" or "paho"; default: paho on CPython), stable_ms (the
+# uplink's, 10000), show_backoff (1: print "backoff CAP" for each reconnect delay the uplink draws,
+# and draw the shortest). Reading i has time i*10 ms (device time) and value i, so a consumer can
+# tell exactly which readings arrived. It prints a line when a batch becomes durable ("stored
+# SEQ"), when one is acknowledged ("acked SEQ"), and at the end ("done"); a restart on the same
+# STORE continues after the last reading that became durable.
 import asyncio
 import sys
 
@@ -28,7 +29,8 @@ SCHEMA = Schema([("n", "", 1, 0)])
 
 def options(argv):
     opts = {"per_batch": 20, "rate": 400, "window": 4, "max_bytes": 65536, "linger_s": 30,
-            "client": None, "batch_bytes": 2048, "ack_timeout_ms": 3000}
+            "client": None, "batch_bytes": 2048, "ack_timeout_ms": 3000, "stable_ms": 10000,
+            "show_backoff": 0}
     for arg in argv:
         key, _, value = arg.partition("=")
         opts[key] = value if key == "client" else int(value)
@@ -41,6 +43,15 @@ def client_class(name):
     else:
         from agent.host.paho_client import Client
     return Client
+
+
+class ShownBackoff:
+    """The uplink's random source: says what cap each reconnect delay was drawn under, so a
+    test reads how the backoff grew from counts, not from how long anything took."""
+
+    def randint(self, a, b):
+        print("backoff", b)
+        return a
 
 
 class Tracking(Log):
@@ -80,7 +91,8 @@ async def main(argv):
         return Client(device, host, port, keepalive_s=5, will=will, timeout_ms=2000, **cls_args)
 
     up = Uplink(make, buf, None, Topics("tether/v1", device), SystemClock(), window=o["window"],
-                backoff_min_ms=50, backoff_max_ms=1000, ack_timeout_ms=o["ack_timeout_ms"])
+                backoff_min_ms=50, backoff_max_ms=1000, ack_timeout_ms=o["ack_timeout_ms"],
+                stable_ms=o["stable_ms"], rng=ShownBackoff() if o["show_backoff"] else None)
     buf.notify = up.notify
     task = asyncio.create_task(up.run())
     step = max(1, o["rate"] // 100)  # readings per 10 ms tick
