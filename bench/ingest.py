@@ -270,7 +270,7 @@ def layouts(server, msgs):
         conn.execute("CREATE INDEX ON packed (device, channel, t_first)")
         conn.execute("CREATE VIEW packed_readings AS SELECT device, r.t_ms, channel, r.value "
                      "FROM packed CROSS JOIN LATERAL unnest(t_ms, value) AS r (t_ms, value)")
-        flat = [(d, t, ch, v, s) for d, s, ch, _, ts, vs, _ in rows for t, v in zip(ts, vs)]
+        flat = [(d, t, ch, v, s) for d, s, ch, _, ts, vs, *_ in rows for t, v in zip(ts, vs)]
         for name, table, cols, types, data, view in (
                 ("a row per reading", "per_reading", "device, t_ms, channel, value, seq",
                  ["text", "int8", "text", "float8", "int8"], flat, "per_reading"),
