@@ -163,8 +163,12 @@ def test_ctrl_c_stops_a_run_in_workers_with_a_line_not_a_traceback_and_no_proces
     import subprocess
     import sys
     import time
+    # Ctrl-C at its default in the child, as in a terminal: a shell's background job (as a
+    # runner may start the suite) ignores SIGINT, and the child would inherit that
+    cli = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+           "sys.argv[0] = 'tether'; runpy.run_module('firmware.cli', run_name='__main__')")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "4", "--workers", "2",
+        [sys.executable, "-c", cli, "simulate", "--devices", "4", "--workers", "2",
          "--duration", "30d", "--speed", "max", "--workdir", str(tmp_path / "run")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
