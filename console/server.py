@@ -34,14 +34,9 @@ def prepare(db_url):
         except Exception:  # noqa: BLE001 - any backend's "no such table"
             raise RuntimeError("%s holds no Tether ingest database: run `tether ingest` or "
                                "`tether simulate` on it first" % db.name(db_url)) from None
-        try:
-            db.execute("SELECT count(*) FROM acks").fetchone()
-            return
-        except Exception:  # noqa: BLE001 - an older layout: migrated below
-            pass
     finally:
         db.close()
-    open_store(db_url, timeout=10.0).close()
+    open_store(db_url, timeout=10.0).close()  # migrates an older layout, refuses a newer one
 
 
 class Server:

@@ -51,7 +51,11 @@ MIXED = [("dev-1", 1, [(T0, "power", 7.5), (T0, "state", "on"), (T0 + 10, "power
                        (T0 + 10, "state", "off"), (T0 + 20, "power", 9.25),
                        (T0 + 30, "power", 2), (T0 + 30, "door", True),
                        (T0 + 40, "power", 4.0), (T0 + 40, "door", False)]),
-         ("dev-1", 2, [(T0 + 50, "power", -3.0)])]
+         ("dev-1", 2, [(T0 + 50, "power", -3.0),
+                       # the least 64-bit integer; two readings at each of two times
+                       (T0 + 50, "counter", -2 ** 63), (T0 + 60, "counter", 5),
+                       (T0 + 50, "level", 1), (T0 + 50, "level", 2), (T0 + 60, "level", 3),
+                       (T0 + 60, "level", 4)])]
 
 
 def test_each_batch_keeps_per_channel_its_first_lowest_highest_and_last_reading(url):
@@ -59,7 +63,10 @@ def test_each_batch_keeps_per_channel_its_first_lowest_highest_and_last_reading(
     rows = stored(url)
     numbers = [r for r in rows if r[1] != "state"]
     assert numbers == [
+        ("dev-1", "counter", T0 + 50, 2, -2 ** 63, T0 + 50, -2 ** 63, T0 + 60, 5, T0 + 60, 5),
         ("dev-1", "door", T0 + 30, 1, 1, T0 + 40, 0, T0 + 30, 1, T0 + 40, 0),
+        # first and last in the batch's order where two share a time
+        ("dev-1", "level", T0 + 50, 2, 1, T0 + 50, 1, T0 + 60, 4, T0 + 60, 4),
         # the first of two equal lows; the last reading is not the highest
         ("dev-1", "power", T0, 1, 7.5, T0 + 10, 2, T0 + 20, 9.25, T0 + 40, 4),
         ("dev-1", "power", T0 + 50, 2, -3, T0 + 50, -3, T0 + 50, -3, T0 + 50, -3)]
@@ -69,23 +76,33 @@ def test_each_batch_keeps_per_channel_its_first_lowest_highest_and_last_reading(
     assert state[9] == T0 + 10
 
 
-def test_an_older_database_gets_them_filled_from_the_readings_it_holds(url):
-    store_batches(url, MIXED)
-    made = stored(url)
-    if url.startswith("postgresql:"):  # back to layout 3: the columns and the view gone
+def downgrade(url):
+    """The database as the layout before channel_batches left it."""
+    if url.startswith("postgresql:"):  # layout 3: the columns and the view gone
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP VIEW channel_batches")
             conn.execute("ALTER TABLE readings_packed DROP COLUMN t_low, DROP COLUMN v_low, "
                          "DROP COLUMN t_high, DROP COLUMN v_high")
             conn.execute("UPDATE tether_layout SET version = 3")
         assert postgres.VERSION == 4
-    else:  # back to layout 5
+    else:  # layout 5
         conn = sqlite3.connect(url)
         conn.executescript("DROP TABLE channel_batches; PRAGMA user_version = 5;")
         conn.close()
         assert sqlite_layout.DB_VERSION == 6
-    # text readings have no numbers: what the migration finds for them is compared by place
-    assert stored(url) == made
+
+
+def test_an_older_database_gets_them_from_the_readings_it_holds(url):
+    store_batches(url, MIXED)
+    made = stored(url)
+    downgrade(url)
+    assert stored(url) == made  # the migration's, as the ingest stores them
+    # an ingest of the older layout, still running, writes no extremes: read, they are there
+    if url.startswith("postgresql:"):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("UPDATE readings_packed SET t_low = NULL, v_low = NULL, "
+                         "t_high = NULL, v_high = NULL")
+        assert stored(url) == made
 
 
 def walk(batches, size, seed=5):
@@ -154,3 +171,14 @@ def test_fewer_batches_than_stretches_are_thinned_from_their_readings(url):
         stretch = [(t, v) for t, v in readings if (t - T0) // width == b]
         lowest = min(stretch, key=lambda r: (r[1], r[0]))
         assert [lowest[0], lowest[1]] in points
+
+
+def test_the_console_brings_an_older_database_up_to_date_before_drawing_it(url):
+    from console.server import prepare
+    batches = walk(400, 20)
+    store_batches(url, batches)
+    downgrade(url)
+    prepare(url)
+    end = batches[-1][2][-1][0]
+    assert reads.series(reads.Database(url), "meter-1", "power", None, end) == expected(
+        batches, T0, end, reads.MAX_POINTS // 4)

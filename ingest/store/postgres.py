@@ -300,21 +300,24 @@ CREATE INDEX replies_by_device ON replies (device, received_at);
 """,
     # Each row's lowest and highest number with their times, and the view of them that SQLite's
     # channel_batches table is (ingest/store/sqlite.py): a chart of a long span reads a row per
-    # batch instead of every reading (console/reads.py). Filled in for the rows there are.
+    # batch instead of every reading (console/reads.py). Columns added without a default take
+    # no rewrite and hold their lock for a moment; the rows stored before (or by an ingest of
+    # the older layout, still running) have theirs worked out from the arrays when read.
     3: """
 ALTER TABLE readings_packed ADD COLUMN t_low bigint, ADD COLUMN v_low double precision,
     ADD COLUMN t_high bigint, ADD COLUMN v_high double precision;
-UPDATE readings_packed p SET
-    (t_low, v_low) = (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
-                      WHERE v IS NOT NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
-                      ORDER BY v, t LIMIT 1),
-    (t_high, v_high) = (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
-                        WHERE v IS NOT NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
-                        ORDER BY v DESC, t LIMIT 1);
 CREATE VIEW channel_batches AS
-    SELECT device, channel, t_first, seq, value[1] AS v_first, t_low, v_low, t_high, v_high,
-           t_ms[cardinality(t_ms)] AS t_last, value[cardinality(value)] AS v_last
-    FROM readings_packed;
+    SELECT p.device, p.channel, p.t_first, p.seq, p.value[1] AS v_first,
+           coalesce(p.t_low, lo.t) AS t_low, coalesce(p.v_low, lo.v) AS v_low,
+           coalesce(p.t_high, hi.t) AS t_high, coalesce(p.v_high, hi.v) AS v_high,
+           p.t_ms[cardinality(p.t_ms)] AS t_last, p.value[cardinality(p.value)] AS v_last
+    FROM readings_packed p
+    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                       ORDER BY v, t LIMIT 1) lo ON true
+    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                       ORDER BY v DESC, t LIMIT 1) hi ON true;
 """,
 }
 

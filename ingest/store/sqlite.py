@@ -227,7 +227,8 @@ CREATE TABLE sim_parts (
     5: """
 -- Per batch and channel: its first and last reading (in the batch's order) and its lowest and
 -- highest number, each with its time, so that a chart of a long span (console/reads.py) reads a
--- row per batch instead of every reading. Filled from `readings` for a file that has them.
+-- row per batch instead of every reading. Filled from `readings` for a file that has them, as
+-- the ingest would have: first and last in the order stored (rowid), the first of equals.
 CREATE TABLE channel_batches (
     device TEXT NOT NULL,
     channel TEXT NOT NULL,
@@ -243,17 +244,23 @@ CREATE TABLE channel_batches (
     PRIMARY KEY (device, channel, t_first, seq)
 ) WITHOUT ROWID;
 INSERT INTO channel_batches
-    SELECT f.device, f.channel, f.t, f.seq, f.v, lo.t, lo.v, hi.t, hi.v, l.t, l.v
-    FROM (SELECT device, channel, seq, min(t_ms) AS t, value AS v FROM readings
-          GROUP BY device, channel, seq) f
-    JOIN (SELECT device, channel, seq, max(t_ms) AS t, value AS v FROM readings
-          GROUP BY device, channel, seq) l USING (device, channel, seq)
-    LEFT JOIN (SELECT device, channel, seq, min(value) AS v, t_ms AS t FROM readings
-               WHERE typeof(value) IN ('integer', 'real') AND abs(value) < 9e999
-               GROUP BY device, channel, seq) lo USING (device, channel, seq)
-    LEFT JOIN (SELECT device, channel, seq, max(value) AS v, t_ms AS t FROM readings
-               WHERE typeof(value) IN ('integer', 'real') AND abs(value) < 9e999
-               GROUP BY device, channel, seq) hi USING (device, channel, seq);
+    SELECT device, channel, max(CASE WHEN kf = 1 THEN t_ms END), seq,
+           max(CASE WHEN kf = 1 THEN value END),
+           max(CASE WHEN kl = 1 AND n THEN t_ms END), max(CASE WHEN kl = 1 AND n THEN value END),
+           max(CASE WHEN kh = 1 AND n THEN t_ms END), max(CASE WHEN kh = 1 AND n THEN value END),
+           max(CASE WHEN kt = 1 THEN t_ms END), max(CASE WHEN kt = 1 THEN value END)
+    FROM (SELECT device, channel, seq, t_ms, value, n,
+                 row_number() OVER (PARTITION BY device, channel, seq ORDER BY id) AS kf,
+                 row_number() OVER (PARTITION BY device, channel, seq ORDER BY id DESC) AS kt,
+                 row_number() OVER (PARTITION BY device, channel, seq
+                                    ORDER BY n DESC, value, id) AS kl,
+                 row_number() OVER (PARTITION BY device, channel, seq
+                                    ORDER BY n DESC, value DESC, id) AS kh
+          FROM (SELECT rowid AS id, device, channel, seq, t_ms, value,
+                       typeof(value) IN ('integer', 'real') AND value > -9e999
+                       AND value < 9e999 AS n
+                FROM readings))
+    GROUP BY device, channel, seq;
 """,
 }
 
