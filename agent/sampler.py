@@ -200,11 +200,5 @@ def channels(profile, schema, sources):
             ths.append(Threshold(th["event"], th["above"] if above else th["below"], above,
                                  th.get("hysteresis", 0)))
         out.append(Channel(i, s["name"], sources[i], s["quantity"], s["interval_ms"],
-                           _scaler(schema, i), s.get("filters", {}), ths))
+                           schema.scaler(i), s.get("filters", {}), ths))
     return out
-
-
-def _scaler(schema, i):
-    def scale(v):
-        return schema.scale(i, v)
-    return scale

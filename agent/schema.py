@@ -59,10 +59,23 @@ class Schema:
 
     def scale(self, channel, value):
         """The integer that stands for value at the channel's resolution (rounded to it)."""
+        return self.scaler(channel)(value)
+
+    def scaler(self, channel):
+        """scale() of one channel as a function of the value, its power of ten worked out once
+        (the sampler's every reading): the same arithmetic, so the same integers."""
         _, _, mantissa, exponent = self.channels[channel]
         if exponent >= 0:
-            return round(value / (mantissa * 10 ** exponent))
-        return round(value * 10 ** -exponent / mantissa)
+            step = mantissa * 10 ** exponent
+
+            def coarse(value):
+                return round(value / step)
+            return coarse
+        power = 10 ** -exponent
+
+        def fine(value):
+            return round(value * power / mantissa)
+        return fine
 
     def value(self, channel, n):
         """The reading that the scaled integer n stands for: an int, or the nearest float."""
