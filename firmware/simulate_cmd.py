@@ -90,6 +90,8 @@ def main(args, out=None, err=None):
         else:
             fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
                           args.client, **options)
+        if db is not None and "://" not in db:
+            os.makedirs(os.path.dirname(db), exist_ok=True)  # as --report's and --plots' are
     except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2

@@ -55,3 +55,13 @@ def test_the_shared_sql_is_translated_to_sqlite():
     finally:
         store.close()
 
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_refused_naming_the_folder(tmp_path):
+    from ingest.store import StoreError
+    folder = tmp_path / "not-made"
+    path = folder / "fleet.sqlite"
+    with pytest.raises(StoreError) as info:
+        open_store(str(path))
+    assert str(info.value) == "%s: there is no folder %s to make it in" % (path, folder)
+    assert not folder.exists()

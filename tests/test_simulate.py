@@ -273,6 +273,16 @@ def test_a_broker_that_refuses_the_connection_is_said_plainly_and_exits_2(tmp_pa
         err.getvalue()
 
 
+def test_a_database_in_a_folder_not_made_yet_gets_its_folder_as_the_report_does(tmp_path):
+    db = tmp_path / "runs" / "today" / "fleet.sqlite"
+    args = _args(tmp_path)
+    args.db, args.devices, args.duration, args.workers = str(db), 1, 600000, 1
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
+    with sqlite3.connect(str(db)) as conn:
+        assert conn.execute("SELECT count(*) FROM readings").fetchone()[0] > 0
+
+
 def _args(tmp_path):
     import argparse
     parser = argparse.ArgumentParser()

@@ -342,6 +342,10 @@ def connect(db_path, timeout=30.0, create=True):
         db = sqlite3.connect(db_path, timeout=timeout, check_same_thread=False)
         db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
         return SQLiteStore(db, db_path)
+    folder = os.path.dirname(os.path.abspath(db_path))
+    if db_path != ":memory:" and not os.path.isdir(folder):
+        # sqlite3 says only "unable to open database file"
+        raise sqlite3.OperationalError("there is no folder %s to make it in" % folder)
     db = sqlite3.connect(db_path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
