@@ -62,13 +62,18 @@ _REFUSED = ("unacceptable protocol version", "identifier rejected", "server unav
             "bad user name or password", "not authorized")
 
 
-_reserved = []  # (rx, tx) set aside by reserve() for the next client that connects
+_reserved = []  # (rx, tx) set aside for the next client that connects
+_passed_on = False  # reserve() was called: a client done with its buffers leaves them there
 
 
 def reserve(max_packet=2048):
     """Sets aside the receive and send buffers of the next client that connects (with this
-    max_packet), allocated now. A board calls it before its tasks start: later, a small heap may
-    still have the bytes free, but no longer in one piece."""
+    max_packet), allocated now; from then on a client whose connection ends, or never got made,
+    leaves its buffers for the next one. A board calls it before its tasks start: later, a small
+    heap may still have the bytes free, but no longer in one piece, and its uplink makes a new
+    client for every connection attempt (agent/uplink.py), for as long as the broker is away."""
+    global _passed_on
+    _passed_on = True
     if not _reserved:
         _reserved.append((bytearray(max_packet), bytearray(max_packet)))
 
@@ -336,6 +341,11 @@ class Client:
         # Close the socket of a connection that never got to `connected`, or is ending.
         w = self._writer
         self._writer = self._reader = self._sock = None
+        if _passed_on and self._rx is not None and not _reserved:
+            # Nothing reads into them or sends from them any more: the reader task is cancelled
+            # or ending, and publish() checks `connected` first.
+            _reserved.append((self._rx, self._tx))
+            self._rx = self._tx = None
         if w is not None:
             try:
                 w.close()

@@ -393,10 +393,54 @@ async def two_subscribes(cfg, emit):
     return p.report(granted=list(granted))
 
 
+async def reconnects(cfg, emit):
+    """A board's uplink through an outage: after reserve(cfg["max_packet"]), cfg["rounds"]
+    rounds of three clients, as the uplink makes a new one per attempt: one connects, publishes
+    and disconnects, one is refused (cfg["refused_port"]), one connects, publishes and is closed
+    without DISCONNECT (the network gone). Reports whether every client that connected took the
+    reserved pair, and (MicroPython) the bytes the last connect() allocated, the collector off."""
+    from agent import mqtt
+    mqtt.reserve(cfg["max_packet"])
+    rx = mqtt._reserved[0][0]
+    same = True
+    connects = 0
+    allocated = None
+    try:
+        for r in range(cfg["rounds"]):
+            for port, end in ((cfg["port"], "disconnect"), (cfg["refused_port"], None),
+                              (cfg["port"], "close")):
+                c = Client("reconnects", cfg["host"], port, max_packet=cfg["max_packet"])
+                measure = gc and r == cfg["rounds"] - 1 and end == "close"
+                if measure:
+                    gc.collect()
+                    gc.disable()
+                    a0 = mem_alloc()
+                try:
+                    await c.connect()
+                except OSError:
+                    continue
+                finally:
+                    if measure:
+                        allocated = mem_alloc() - a0
+                        gc.enable()
+                connects += 1
+                same = same and c._rx is rx
+                await c.publish(cfg["topic"], b"x", qos=1)
+                if end == "close":
+                    c.close()
+                else:
+                    await c.disconnect()
+    finally:
+        mqtt._passed_on = False  # in-process under CPython, later scenarios keep their own
+        del mqtt._reserved[:]
+    return {"same": same, "connects": connects, "allocated_connect": allocated}
+
+
 SCENARIOS = {"publish": publish, "concurrent": concurrent, "flood": flood,
              "two_subscribes": two_subscribes, "will": will, "subscribe": subscribe, "idle": idle,
              "wait_close": wait_close, "connect_only": connect_only,
-             "subscribe_refused": subscribe_refused, "heap": heap}
+             "subscribe_refused": subscribe_refused, "heap": heap,
+             "reconnects": reconnects}
 
 
 async def run(name, cfg, emit):
