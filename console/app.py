@@ -77,7 +77,7 @@ class Console:
         for name in os.listdir(os.path.join(HERE, "templates")):
             env.get_template(name)
         try:
-            self.fleet.refresh()
+            reads.call(self.fleet.refresh)  # its connection too in a reading thread
             reads.warm(self.db)
         except reads.Unreadable:
             pass  # said on the first page
@@ -130,7 +130,7 @@ def make_app(console):
         _only(request, ("kind", "page", "fragment"))
         kind = _choice(q, "kind", ("",) + tuple(actions_mod.ORDER), "")
         number = _int(q, "page", 1, 1, 1000000)
-        needed, rows, now, simulated = await run_in_threadpool(console.actions)
+        needed, rows, now, simulated = await reads.run(console.actions)
         counts = {}
         for a in needed:
             counts[a["kind"]] = counts.get(a["kind"], 0) + 1
@@ -154,7 +154,7 @@ def make_app(console):
         if len(text) > 100:
             raise BadInput("q: at most 100 characters")
         number = _int(q, "page", 1, 1, 1000000)
-        rows, now, simulated = await run_in_threadpool(console.fleet.refresh)
+        rows, now, simulated = await reads.run(console.fleet.refresh)
         shown, total, pages = reads.fleet_page(rows, sort, order, text, status, number,
                                                console.per_page)
         online = sum(1 for r in rows.values() if r["status"] == "online")
@@ -169,11 +169,11 @@ def make_app(console):
         _only(request, ("span", "fragment"))
         span = _choice(request.query_params, "span", tuple(reads.SPANS), "7d")
         fragment = _choice(request.query_params, "fragment", ("summary", "lists"), None)
-        detail = await run_in_threadpool(reads.device_detail, console.db, device, span,
-                                         fragment is None)
+        detail = await reads.run(reads.device_detail, console.db, device, span,
+                                 fragment is None)
         if detail is None:
             return refuse(request, 404, "no device %s in this database" % device)
-        rows, now, simulated = await run_in_threadpool(console.fleet.refresh)
+        rows, now, simulated = await reads.run(console.fleet.refresh)
         name = {"summary": "device_summary.html", "lists": "device_rows.html",
                 None: "device.html"}[fragment]
         return page(request, name, d=detail, now=now, simulated=simulated, spans=reads.SPANS,
@@ -183,7 +183,7 @@ def make_app(console):
         device = _device(request.path_params["device"])
         _only(request, ("span",))
         span = _choice(request.query_params, "span", tuple(reads.SPANS), "7d")
-        detail = await run_in_threadpool(reads.device_detail, console.db, device, span)
+        detail = await reads.run(reads.device_detail, console.db, device, span)
         if detail is None:
             return refuse(request, 404, "no device %s in this database" % device)
         return JSONResponse({"charts": detail["charts"], "start": detail["start"],
@@ -211,7 +211,7 @@ def make_app(console):
             yield "retry: 1000\n\n"
             while not console.stopping() and not await request.is_disconnected():
                 try:
-                    stamp, clock = await run_in_threadpool(news)
+                    stamp, clock = await reads.run(news)
                 except reads.Unreadable as exc:
                     stamp, clock = str(exc), None
                 if stamp != last:
@@ -246,6 +246,7 @@ def make_app(console):
             raise BadInput("not JSON: %s" % exc)
         if not isinstance(doc, dict):
             raise BadInput("a command is a JSON object")
+        # It waits for the device's reply, for seconds: in Starlette's pool, not the readers'
         result = await run_in_threadpool(_run_command, console, doc)
         return JSONResponse(result)
 

@@ -6,8 +6,10 @@ now. A simulated fleet runs on device time far from the time its messages arrive
 seconds, starting in the past), so where the newest device time is more than an hour away from
 when the newest message arrived, the console's "now" is that newest device time.
 """
+import asyncio
 import bisect
 import concurrent.futures
+import functools
 import json
 import threading
 import time
@@ -23,6 +25,22 @@ LIST_ROWS = 50     # the newest insights and events a device page lists
 SERIES_THREADS = 4
 _POOL = concurrent.futures.ThreadPoolExecutor(SERIES_THREADS,
                                               thread_name_prefix="tether-console-series")
+READ_THREADS = 6
+_READERS = concurrent.futures.ThreadPoolExecutor(READ_THREADS,
+                                                 thread_name_prefix="tether-console-reads")
+
+
+async def run(fn, *args):
+    """fn(*args) in one of the READ_THREADS threads every page and live update reads in. Each
+    thread holds a database connection (Database), so the console holds at most READ_THREADS +
+    SERIES_THREADS, however many pages are open: in Starlette's pool of 40 threads it came to
+    40 and more, of the 100 a PostgreSQL server allows by default."""
+    return await asyncio.get_running_loop().run_in_executor(_READERS, functools.partial(fn, *args))
+
+
+def call(fn, *args):
+    """fn(*args) in a reading thread, waited for (where no event loop runs yet)."""
+    return _READERS.submit(fn, *args).result()
 
 
 class Unreadable(RuntimeError):

@@ -408,6 +408,33 @@ def test_the_console_refuses_a_database_that_is_not_an_ingests(tmp_path, postgre
                             ).fetchone()[0] == 0
 
 
+def test_many_pages_at_once_hold_a_few_postgresql_connections_not_one_per_request(postgres_url):
+    import threading
+    import psycopg
+    make_db(postgres_url).close()
+    server = Server(postgres_url, host="127.0.0.1", port=0).start()
+    paths = ["/", "/fleet", "/device/printer-1", "/device/washer-1?fragment=lists"] * 10
+    start = threading.Barrier(len(paths))
+    codes = []
+
+    def get(path):
+        start.wait(10)
+        codes.append(request(server, "GET", path)[0])
+    try:
+        threads = [threading.Thread(target=get, args=(p,)) for p in paths]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        with psycopg.connect(postgres_url) as conn:
+            held = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                                "current_database() AND pid <> pg_backend_pid()").fetchone()[0]
+    finally:
+        server.stop()
+    assert codes == [200] * len(paths)
+    assert 1 <= held <= reads.READ_THREADS + reads.SERIES_THREADS, held
+
+
 def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
     from console.server import prepare
     from ingest.store import sqlite as sqlite_layout
