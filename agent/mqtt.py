@@ -63,7 +63,7 @@ _REFUSED = ("unacceptable protocol version", "identifier rejected", "server unav
 
 
 _reserved = []  # (rx, tx) set aside for the next client that connects
-_passed_on = False  # reserve() was called: a client done with its buffers leaves them there
+_passed_on = 0  # reserve()'s max_packet: a client done with buffers of that size leaves them
 
 
 def reserve(max_packet=2048):
@@ -73,7 +73,7 @@ def reserve(max_packet=2048):
     heap may still have the bytes free, but no longer in one piece, and its uplink makes a new
     client for every connection attempt (agent/uplink.py), for as long as the broker is away."""
     global _passed_on
-    _passed_on = True
+    _passed_on = max_packet
     if not _reserved:
         _reserved.append((bytearray(max_packet), bytearray(max_packet)))
 
@@ -185,7 +185,7 @@ class Client:
         self.timeout_ms = timeout_ms
         self.connected = False
         self.max_packet = max_packet
-        self._rx = None            # the buffers, allocated by the first connect()
+        self._rx = None            # the buffers, taken by the first connect()
         self._tx = None
         self._hdr = bytearray(1)   # one byte of an incoming fixed header
         self._zero = bytearray(0)  # MicroPython: a read of nothing, to wait until readable
@@ -220,6 +220,7 @@ class Client:
         (OSError(errno.ETIMEDOUT)). Starts the reader and keepalive tasks."""
         if self._writer is not None:
             self._close(None)
+        packet = self._connect_packet()  # a ValueError for bad arguments comes from here only
         if self._rx is None:
             # Here, not in __init__: a client whose connect() is never called (a board's while
             # WiFi is down) leaves no garbage of 2 x max_packet behind.
@@ -239,7 +240,6 @@ class Client:
         self._pinging = False
         self._closing = False
         self._got = 0
-        packet = self._connect_packet()  # a ValueError for bad arguments comes from here only
         try:
             await _wait_for_ms(self._handshake(packet), self.timeout_ms)
         except asyncio.TimeoutError:
@@ -341,7 +341,7 @@ class Client:
         # Close the socket of a connection that never got to `connected`, or is ending.
         w = self._writer
         self._writer = self._reader = self._sock = None
-        if _passed_on and self._rx is not None and not _reserved:
+        if _passed_on and self._rx is not None and len(self._rx) == _passed_on and not _reserved:
             # Nothing reads into them or sends from them any more: the reader task is cancelled
             # or ending, and publish() checks `connected` first.
             _reserved.append((self._rx, self._tx))

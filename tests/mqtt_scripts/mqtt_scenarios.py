@@ -398,19 +398,28 @@ async def reconnects(cfg, emit):
     rounds of three clients, as the uplink makes a new one per attempt: one connects, publishes
     and disconnects, one is refused (cfg["refused_port"]), one connects, publishes and is closed
     without DISCONNECT (the network gone). Reports whether every client that connected took the
-    reserved pair, and (MicroPython) the bytes the last connect() allocated, the collector off."""
+    reserved pair and (MicroPython) the bytes a connect() allocated, the collector off: the last
+    round's, then one more without a reservation, which makes its own pair."""
     from agent import mqtt
     mqtt.reserve(cfg["max_packet"])
     rx = mqtt._reserved[0][0]
     same = True
     connects = 0
-    allocated = None
+    passed = plain = None
     try:
-        for r in range(cfg["rounds"]):
+        for r in range(cfg["rounds"] + 1):
+            alone = r == cfg["rounds"]
+            if alone:  # as a client of the host: nothing reserved, nothing passed on
+                mqtt._passed_on = 0
+                del mqtt._reserved[:]
             for port, end in ((cfg["port"], "disconnect"), (cfg["refused_port"], None),
                               (cfg["port"], "close")):
+                if alone and end != "close":
+                    continue
+                if gc:
+                    gc.collect()
                 c = Client("reconnects", cfg["host"], port, max_packet=cfg["max_packet"])
-                measure = gc and r == cfg["rounds"] - 1 and end == "close"
+                measure = gc and r >= cfg["rounds"] - 1 and end == "close"
                 if measure:
                     gc.collect()
                     gc.disable()
@@ -421,19 +430,25 @@ async def reconnects(cfg, emit):
                     continue
                 finally:
                     if measure:
-                        allocated = mem_alloc() - a0
+                        if alone:
+                            plain = mem_alloc() - a0
+                        else:
+                            passed = mem_alloc() - a0
                         gc.enable()
-                connects += 1
-                same = same and c._rx is rx
+                if not alone:
+                    connects += 1
+                    same = same and c._rx is rx
                 await c.publish(cfg["topic"], b"x", qos=1)
                 if end == "close":
                     c.close()
                 else:
                     await c.disconnect()
+                c = None
     finally:
-        mqtt._passed_on = False  # in-process under CPython, later scenarios keep their own
+        mqtt._passed_on = 0  # in-process under CPython, later scenarios keep their own
         del mqtt._reserved[:]
-    return {"same": same, "connects": connects, "allocated_connect": allocated}
+    return {"same": same, "connects": connects, "allocated_passed": passed,
+            "allocated_plain": plain}
 
 
 SCENARIOS = {"publish": publish, "concurrent": concurrent, "flood": flood,

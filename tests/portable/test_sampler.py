@@ -233,3 +233,17 @@ def test_uncertain_pill_counts_raise_and_clear_an_event():
     run(Sampler(clock, Rows(), ev, [c]), clock, 40000)
     assert [(e[1], e[3]) for e in ev.got] == [("uncertain_count", "raised"),
                                               ("uncertain_count", "cleared")]
+
+
+def test_a_channels_scaler_rounds_as_its_resolution_says():
+    # (mantissa, exponent): 0.1, 0.05, 1, 5, 1000 and 0.001 per step
+    schema = Schema([("a", "", 1, -1), ("b", "", 5, -2), ("c", "", 1, 0), ("d", "", 5, 0),
+                     ("e", "", 1, 3), ("f", "", 1, -3)])
+    for i, (_, _, m, e) in enumerate(schema.channels):
+        scale = schema.scaler(i)
+        for k in range(-400, 400):
+            v = k * 0.37 + 0.5
+            want = round(v / (m * 10 ** e)) if e >= 0 else round(v * 10 ** -e / m)
+            assert scale(v) == want == schema.scale(i, v), (i, v)
+    assert schema.scaler(1)(0.125) == 2 and schema.scaler(0)(-0.34) == -3
+    assert schema.scaler(4)(2600) == 3 and schema.scaler(5)(0.0124) == 12
