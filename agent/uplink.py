@@ -86,6 +86,7 @@ class Uplink:
         self.repairs = []        # [kind, from, to] waiting to be re-sent, oldest first
         self.early = []          # PUBACKs that came while their publish() was still running
         self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
+        self.health_now = False  # report_health() was called
         self.wakeup = asyncio.Event()
         self.stopped = asyncio.Event()
         self.commands = []       # downlink commands not yet handled: on_command's arguments
@@ -100,6 +101,12 @@ class Uplink:
 
     def notify(self):
         """Something new to send (a batch, an event, a flush): the buffer and events call it."""
+        self.wakeup.set()
+
+    def report_health(self):
+        """A health report goes out at once when connected, else after the next connect: how
+        the ingest learns the newest sequence numbers when no periodic report is due soon."""
+        self.health_now = True
         self.wakeup.set()
 
     @property
@@ -210,7 +217,8 @@ class Uplink:
             if backlog and not self.inflight and not self._queued():
                 backlog = False
                 health_due = now
-            if self.health is not None and now >= health_due:
+            if self.health is not None and (now >= health_due or self.health_now):
+                self.health_now = False
                 await client.publish(self.topics.health, self.health(self), 1)
                 health_due = now + self.health_ms
             if not client.connected:

@@ -7,13 +7,15 @@ to re-send what is missing, and stores into a database: a SQLite file by default
     subscriber.py  Ingest: the paho client's life cycle and the writer thread
     handlers.py    what each message stores, on a store
     repair.py      resend requests for what is missing
-    store/         open_store(url): one module per backend (sqlite.py)
-    queries.py     the read side: summary, totals, series, insights, lost_seqs, repairing
+    store/         open_store(url): one module per backend (sqlite.py, postgres.py)
+    queries.py     the read side: summary, totals, series, insights, lost_seqs, repairing,
+                   known_newest
 """
-from ingest.queries import insights, lost_seqs, repairing, series, summary, totals
+from ingest.queries import (insights, known_newest, lost_seqs, repairing, series, summary,
+                             totals)
 from ingest.store import connect_db, open_store
 from ingest.subscriber import Ingest
 from ingest.url import parse_broker
 
-__all__ = ["Ingest", "connect_db", "insights", "lost_seqs", "open_store", "parse_broker",
-           "repairing", "series", "summary", "totals"]
+__all__ = ["Ingest", "connect_db", "insights", "known_newest", "lost_seqs", "open_store",
+           "parse_broker", "repairing", "series", "summary", "totals"]

@@ -102,6 +102,15 @@ def repairing(db_path):
                    for _, n in db.execute(_open_sql(kind)))
 
 
+def known_newest(db_path):
+    """{device: (batch, event)}: the newest sequence numbers of each device that the database
+    knows, from what it stored and what the device's health reported (-1: none)."""
+    with _closing(_open(db_path)) as db:
+        return {device: (batch, event) for device, batch, event in db.execute(
+            "SELECT device, greatest(coalesce(last_seq, -1), coalesce(batch_newest, -1)), "
+            "greatest(coalesce(last_event_seq, -1), coalesce(event_newest, -1)) FROM devices")}
+
+
 def totals(db_path):
     """The whole file: devices, batches, readings, duplicates, events, health reports, gaps
     (missing batches), malformed messages, held batches (and of those, given up on); repaired,

@@ -27,7 +27,7 @@ from simulator import faults as faults_mod
 from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
-from ingest import parse_broker, repairing
+from ingest import known_newest, parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                              "examples", "fleets", "mixed.yaml")
@@ -36,6 +36,7 @@ MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 MAX_DEVICES = 100000  # in all, as --devices allows
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 WAIT_S = 1.0  # the drain waits for a quiet ingest this long at a time, checking the workers between
+ASK_HEALTH_S = 1.0  # how often the drain asks one device for a health report at most
 
 
 class FleetError(ValueError):
@@ -150,6 +151,7 @@ class Fleet:
         self.broker = None
         self.ingest = None
         self.restarts = 0
+        self.health_asked = {}  # device id -> when the drain last asked it for a health report
         self.gate = Gate() if sync is None else sync.gate
         # The ingest's database: a SQLite file in workdir, or `db` (a path or postgresql://...)
         self.db_path = db or os.path.join(workdir, "fleet.sqlite")
@@ -258,10 +260,35 @@ class Fleet:
             await self._drain_ingest(max(deadline - time.time(), 0.0))
             if (not self.ingest.repair_pending()
                     and (self.ingest_group is not None or
-                         not await loop.run_in_executor(None, repairing, self.db_path))) \
+                         not await loop.run_in_executor(None, repairing, self.db_path))
+                    and not await self._tails_unknown()) \
                     or time.time() > deadline:
                 break
             await asyncio.sleep(0.5)
+
+    async def _tails_unknown(self):
+        """How many of this process's devices published a batch or event newer than the newest
+        the database knows of theirs; each of them is asked for a health report, which tells
+        it. Device time has ended, so no periodic report is coming: a broker that lost a
+        device's last messages (a restart, a full queue) would leave their loss unseen."""
+        known = await asyncio.get_running_loop().run_in_executor(None, known_newest,
+                                                                  self.db_path)
+        now = time.monotonic()
+        behind = 0
+        for d in self.devices:
+            a = d.agent
+            if a is None:
+                continue
+            # The newest published, as its health reports it (agent/runtime.py, _seq_span).
+            sent = a.uplink.sent
+            batch, event = known.get(d.device_id, (-1, -1))
+            if batch < max(sent[0], a.buffer.log.acked) or \
+                    event < max(sent[1], a.events.log.acked):
+                behind += 1
+                if now - self.health_asked.get(d.device_id, 0.0) >= ASK_HEALTH_S:
+                    self.health_asked[d.device_id] = now
+                    a.uplink.report_health()
+        return behind
 
     def _report(self, restarts, started_wall=None, ended_wall=None):
         """Stores this process's part of the report (simulator/parts.py) in the database; the

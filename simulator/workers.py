@@ -32,8 +32,8 @@ from simulator.fleet import Fleet, FleetError, IngestPace, _broker_address
 # The shared block: the parent's slots, then SLOTS per worker.
 CEILING, HOLD, GATE, WALL0, COMMAND, RESTARTS, STARTED, ENDED = range(8)
 HEAD = 8
-T, PUBLISHED, STATE, ONLINE, GENERATED, BACKLOG, OUTAGES, CUTS, WAITED = range(9)
-SLOTS = 9
+T, PUBLISHED, STATE, ONLINE, GENERATED, BACKLOG, OUTAGES, CUTS, WAITED, UNKNOWN = range(10)
+SLOTS = 10
 # A worker's states, and the parent's commands.
 STARTING, READY, RUNNING, DRAINED, STORED, FAILED = range(6)
 GO, STORE, STOP = range(3)
@@ -206,9 +206,14 @@ async def _work(fleet, sync, first_part):
         sync.reached(math.inf)  # holds nobody back while it delivers
         await fleet._wind_down()
         sync.note(fleet, force=True)
-        sync.state(DRAINED)
-        await sync.command(STORE)
         s = sync.shared
+        s[sync.slot + UNKNOWN] = -1  # not looked at yet
+        sync.state(DRAINED)
+        watch = asyncio.ensure_future(_watch_tails(fleet, sync))
+        try:
+            await sync.command(STORE)
+        finally:
+            watch.cancel()
         await asyncio.get_running_loop().run_in_executor(
             None, fleet._report, int(s[RESTARTS]) if first_part else 0, s[STARTED], s[ENDED])
         sync.note(fleet, force=True)  # after the repairs: the backlog the devices end with
@@ -216,6 +221,15 @@ async def _work(fleet, sync, first_part):
         await sync.command(STOP)
     finally:
         await fleet._stop_devices()
+
+
+async def _watch_tails(fleet, sync):
+    """While the parent drains the ingest: how many of this worker's devices published something
+    newer than the database knows of theirs, for the parent's wait (Fleet._tails_unknown asks
+    them for health reports)."""
+    while True:
+        sync.shared[sync.slot + UNKNOWN] = await fleet._tails_unknown()
+        await asyncio.sleep(0.5)
 
 
 class WorkerFleet(Fleet):
@@ -236,6 +250,11 @@ class WorkerFleet(Fleet):
 
     def _low(self):
         return min(self.shared[HEAD + w * SLOTS + T] for w in range(self.workers))
+
+    async def _tails_unknown(self):
+        """Until each worker has looked once: 1, not 0 (_watch_tails)."""
+        counts = [self.shared[HEAD + w * SLOTS + UNKNOWN] for w in range(self.workers)]
+        return 1 if min(counts) < 0 else int(sum(counts))
 
     def _check_workers(self):
         for w, p in enumerate(self.procs):

@@ -18,7 +18,7 @@ import pytest
 from firmware import simulate_cmd
 from simulator import faults
 from simulator.fleet import DEFAULT_FLEET, Fleet, IngestPace, load_fleet
-from ingest import Ingest, summary, totals
+from ingest import Ingest, decode, summary, totals
 from simulator.report import build
 from simulator.lab.mosquitto import Subscriber
 
@@ -169,6 +169,44 @@ def test_a_broker_restart_loses_nothing_the_broker_still_queued_for_a_slow_inges
     stored = summary(str(tmp_path / "fleet.sqlite"))
     assert {d.device_id: sum(d.batch_readings) for d in fleet.devices} \
         == {k: v["readings"] for k, v in stored.items()}
+
+
+@pytest.mark.parametrize("workers", [None, 2])
+def test_events_the_broker_loses_after_the_last_health_report_are_asked_for_and_repaired(
+        monkeypatch, tmp_path, workers):
+    # A washer's daily energy report comes at the last instant of a 1-day run, after its last
+    # periodic health report. A broker that loses it (here: the first copy of each event of the
+    # last hour is not stored; replies to resend commands are) leaves no later batch or report
+    # to show the loss, unless the run's end asks the devices for one: without that, this run
+    # lost that event, in one process and in workers.
+    from simulator.workers import WorkerFleet
+    day = 24 * 3600000
+    washers = [line for line in load_fleet(DEFAULT_FLEET, 12) if "washer" in line[2]]
+    if workers:
+        fleet = WorkerFleet(washers, str(tmp_path), day, speed=None, seed=3, workers=workers)
+        device_time = fleet._low
+    else:
+        fleet = Fleet(washers, str(tmp_path), day, speed=None, seed=3)
+        device_time = lambda: fleet.clock.t  # noqa: E731
+    stored = Ingest._event
+    seen, lost = set(), []
+
+    def event(self, device, payload, received_at, d):
+        if device_time() > day - 3600000 and payload not in seen and \
+                not isinstance(decode.event(device, payload), decode.Reply):
+            seen.add(bytes(payload))
+            lost.append(device)
+            return
+        stored(self, device, payload, received_at, d)
+    monkeypatch.setattr(Ingest, "_event", event)
+    report = asyncio.run(fleet.run())
+    db = str(tmp_path / "fleet.sqlite")
+    assert_every_reading_accounted(report, db)
+    assert report["fleet"]["events_repaired"] == len(lost) > 0
+    assert report["fleet"]["devices"] == 2
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM events WHERE event = 'energy_report' "
+                            "AND t_ms >= ?", (fleet.clock.start_unix_ms + day,)).fetchone()[0] == 2
 
 
 def test_device_time_waits_for_an_ingest_that_falls_behind(monkeypatch, tmp_path):

@@ -324,6 +324,28 @@ def test_health_goes_out_again_once_the_backlog_at_connect_is_delivered():
     run(main())
 
 
+def test_a_health_report_asked_for_goes_out_at_once_and_once_per_call():
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        up.health = lambda u: b"health %d" % u.connects
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        health = lambda: [p for _, t, p, q, r, d in c.sent if t.endswith("/up/health")]  # noqa
+        assert health() == [b"health 1"]
+        await settle()
+        assert health() == [b"health 1"]  # the next is due in health_ms
+        up.report_health()
+        await settle()
+        assert health() == [b"health 1", b"health 1"]
+        await settle()
+        assert len(health()) == 2  # once per call
+        await up.stop()
+        await task
+    run(main())
+
+
 def test_a_broker_that_never_acknowledges_is_left_and_the_batches_go_again():
     async def main():
         buf = make_buffer(2)
