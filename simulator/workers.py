@@ -204,6 +204,7 @@ async def _work(fleet, sync, first_part):
     try:
         await fleet._devices_run(host, port)
         sync.reached(math.inf)  # holds nobody back while it delivers
+        sync.note(fleet, force=True)  # what was generated, for the lines while it delivers
         await fleet._wind_down()
         sync.note(fleet, force=True)
         s = sync.shared
@@ -370,6 +371,7 @@ class WorkerFleet(Fleet):
 
     def snapshot(self, phase="running"):
         stats = self.ingest.stats() if self.ingest else {}
+        delivered = stats.get("readings", 0)
         return {
             "phase": phase,
             "device_time_ms": min(self._low(), self.duration_ms),
@@ -377,8 +379,10 @@ class WorkerFleet(Fleet):
             "wall_s": time.time() - (self.started_wall or time.time()),
             "devices": self.end - self.first,
             "online": self._sum(ONLINE),
-            "generated": self._sum(GENERATED),
-            "delivered": stats.get("readings", 0),
+            # The workers' counts are up to NOTE_EVERY_S old, the ingest's is live: what was
+            # delivered was generated.
+            "generated": max(self._sum(GENERATED), delivered),
+            "delivered": delivered,
             "backlog": self._sum(BACKLOG),
             "outages": self._sum(OUTAGES),
             "power_cuts": self._sum(CUTS),

@@ -157,6 +157,27 @@ def test_no_worker_enters_a_window_before_every_worker_has_finished_the_last_one
     assert a.limit() == 20000 and workers.split(0, 10, 3) == [(0, 3), (3, 6), (6, 10)]
 
 
+def test_the_progress_line_never_shows_more_delivered_than_generated(tmp_path):
+    # The workers note what they generated every NOTE_EVERY_S; the ingest's count is live. A
+    # line showed "23223 readings generated, 25190 delivered".
+    import multiprocessing
+
+    from simulator import workers
+    from simulator.fleet import DEFAULT_FLEET, load_fleet
+    fleet = workers.WorkerFleet(load_fleet(DEFAULT_FLEET, 4), str(tmp_path), 3600000,
+                                workers=2)
+    fleet.shared = multiprocessing.get_context("spawn").RawArray(
+        "d", workers.HEAD + 2 * workers.SLOTS)
+    for w, generated in enumerate((11000, 12223)):
+        fleet.shared[workers.HEAD + w * workers.SLOTS + workers.GENERATED] = generated
+    fleet.ingest = type("Ingest", (), {"stats": lambda self: {"readings": 25190}})()
+    snap = fleet.snapshot()
+    assert (snap["generated"], snap["delivered"]) == (25190, 25190)
+    fleet.ingest = type("Ingest", (), {"stats": lambda self: {"readings": 20000}})()
+    snap = fleet.snapshot()
+    assert (snap["generated"], snap["delivered"]) == (23223, 20000)
+
+
 def test_ctrl_c_stops_a_run_in_workers_with_a_line_not_a_traceback_and_no_process_left(tmp_path):
     import os
     import signal
