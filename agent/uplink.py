@@ -104,8 +104,9 @@ class Uplink:
         self.wakeup.set()
 
     def report_health(self):
-        """A health report goes out at once when connected, else after the next connect: how
-        the ingest learns the newest sequence numbers when no periodic report is due soon."""
+        """A health report goes out at once (when not connected, the one every connect sends
+        stands for it), and the next periodic one health_ms later: how the ingest learns the
+        newest sequence numbers when no periodic report is due soon."""
         self.health_now = True
         self.wakeup.set()
 

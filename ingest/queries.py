@@ -94,12 +94,14 @@ def _open_sql(kind):
 _OPEN_SQL = _open_sql("batch")
 
 
-def repairing(db_path):
-    """Batches and events of the file's devices that are missing up to the newest their health
-    reported and not settled (being repaired, or still on their way); 0 when all are whole."""
+def repairing(db_path, devices=None):
+    """Batches and events of the file's devices (or of those in `devices`) that are missing up
+    to the newest their health reported and not settled (being repaired, or still on their
+    way); 0 when all are whole."""
     with _closing(_open(db_path)) as db:
         return sum(max(0, n) for kind in ("batch", "event")
-                   for _, n in db.execute(_open_sql(kind)))
+                   for device, n in db.execute(_open_sql(kind))
+                   if devices is None or device in devices)
 
 
 def known_newest(db_path):

@@ -37,6 +37,7 @@ MAX_DEVICES = 100000  # in all, as --devices allows
 HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 WAIT_S = 1.0  # the drain waits for a quiet ingest this long at a time, checking the workers between
 ASK_HEALTH_S = 1.0  # how often the drain asks one device for a health report at most
+DRAIN_ALL_S = 600  # the longest the end of a run waits for the ingest and its repairs
 
 
 class FleetError(ValueError):
@@ -249,22 +250,39 @@ class Fleet:
 
     async def _drain_all(self):
         """Until the ingest has stored what the broker still holds for it (it keeps arriving, so
-        this ends with the flow, not at a fixed time), and has every batch and event the
-        devices' health reports say they published: the devices answer its resend commands.
-        An ingest in a share group (a shard's) sees only its share of the messages, and other
-        shards' devices may still be running: it waits for its own share and repairs."""
+        this ends with the flow, not at a fixed time), knows each device's newest batch and
+        event, and has every batch and event up to them: the devices answer its resend
+        commands. An ingest in a share group (a shard's) sees only its share of the messages,
+        and other shards' devices may still be running: it waits for its own devices."""
         loop = asyncio.get_running_loop()
-        deadline = time.time() + 600
+        deadline = time.time() + DRAIN_ALL_S
+        mine = None if self.ingest_group is None else set(self.device_ids())
         while True:
             self._check_workers()
             await self._drain_ingest(max(deadline - time.time(), 0.0))
-            if (not self.ingest.repair_pending()
-                    and (self.ingest_group is not None or
-                         not await loop.run_in_executor(None, repairing, self.db_path))
-                    and not await self._tails_unknown()) \
-                    or time.time() > deadline:
+            # The newest first: a health report stored after the gaps were counted would open
+            # one that nobody waits for.
+            unknown = await self._tails_unknown()
+            if not unknown and not self.ingest.repair_pending() and \
+                    not await loop.run_in_executor(None, repairing, self.db_path, mine):
+                break
+            if time.time() > deadline:
+                log.warning("gave up waiting after %d s: %s", DRAIN_ALL_S, (
+                    "the database does not know the newest batch or event of %d devices"
+                    % unknown) if unknown else "batches or events are still being repaired")
                 break
             await asyncio.sleep(0.5)
+
+    def device_ids(self):
+        """The ids of the devices this process runs, in the fleet's order."""
+        ids = []
+        i = 0
+        for _, count, template in self.lines:
+            for n in range(1, count + 1):
+                i += 1
+                if self.first < i <= self.end:
+                    ids.append(template.format(n=n))
+        return ids
 
     async def _tails_unknown(self):
         """How many of this process's devices published a batch or event newer than the newest
@@ -285,7 +303,8 @@ class Fleet:
             if batch < max(sent[0], a.buffer.log.acked) or \
                     event < max(sent[1], a.events.log.acked):
                 behind += 1
-                if now - self.health_asked.get(d.device_id, 0.0) >= ASK_HEALTH_S:
+                asked = self.health_asked.get(d.device_id)
+                if asked is None or now - asked >= ASK_HEALTH_S:
                     self.health_asked[d.device_id] = now
                     a.uplink.report_health()
         return behind

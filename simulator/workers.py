@@ -25,6 +25,7 @@ import signal
 import sys
 import time
 
+from ingest.handlers import one_line
 from simulator import faults as faults_mod
 from simulator.clock import WINDOW_MS
 from simulator.fleet import Fleet, FleetError, IngestPace, _broker_address
@@ -207,14 +208,13 @@ async def _work(fleet, sync, first_part):
         sync.note(fleet, force=True)  # what was generated, for the lines while it delivers
         await fleet._wind_down()
         sync.note(fleet, force=True)
-        s = sync.shared
-        s[sync.slot + UNKNOWN] = -1  # not looked at yet
         sync.state(DRAINED)
         watch = asyncio.ensure_future(_watch_tails(fleet, sync))
         try:
             await sync.command(STORE)
         finally:
             watch.cancel()
+        s = sync.shared
         await asyncio.get_running_loop().run_in_executor(
             None, fleet._report, int(s[RESTARTS]) if first_part else 0, s[STARTED], s[ENDED])
         sync.note(fleet, force=True)  # after the repairs: the backlog the devices end with
@@ -227,9 +227,17 @@ async def _work(fleet, sync, first_part):
 async def _watch_tails(fleet, sync):
     """While the parent drains the ingest: how many of this worker's devices published something
     newer than the database knows of theirs, for the parent's wait (Fleet._tails_unknown asks
-    them for health reports)."""
+    them for health reports); -1 while the database cannot be read (said once)."""
+    said = False
     while True:
-        sync.shared[sync.slot + UNKNOWN] = await fleet._tails_unknown()
+        try:
+            sync.shared[sync.slot + UNKNOWN] = await fleet._tails_unknown()
+        except Exception as exc:  # noqa: BLE001 - any backend's error: the parent waits on
+            sync.shared[sync.slot + UNKNOWN] = -1
+            if not said:
+                said = True
+                sys.stderr.write("tether simulate: worker %d cannot read the database (%s); "
+                                 "trying again\n" % (sync.index, one_line(exc)))
         await asyncio.sleep(0.5)
 
 
@@ -253,9 +261,10 @@ class WorkerFleet(Fleet):
         return min(self.shared[HEAD + w * SLOTS + T] for w in range(self.workers))
 
     async def _tails_unknown(self):
-        """Until each worker has looked once: 1, not 0 (_watch_tails)."""
+        """The workers' counts (_watch_tails); at least 1 while one of them has not looked."""
         counts = [self.shared[HEAD + w * SLOTS + UNKNOWN] for w in range(self.workers)]
-        return 1 if min(counts) < 0 else int(sum(counts))
+        return max(1, int(sum(c for c in counts if c > 0))) if min(counts) < 0 \
+            else int(sum(counts))
 
     def _check_workers(self):
         for w, p in enumerate(self.procs):
@@ -276,6 +285,8 @@ class WorkerFleet(Fleet):
         self.shared = ctx.RawArray("d", HEAD + SLOTS * self.workers)
         self.gate = ParentGate(self.shared, self.workers)
         self.ranges = split(self.first, self.end, self.workers)
+        for w in range(self.workers):
+            self.shared[HEAD + w * SLOTS + UNKNOWN] = -1  # not looked yet (_watch_tails)
         for w, r in enumerate(self.ranges):
             spec = {"lines": self.lines, "workdir": self.workdir,
                     "duration_ms": self.duration_ms, "speed": self.clock.speed,
@@ -380,8 +391,9 @@ class WorkerFleet(Fleet):
             "devices": self.end - self.first,
             "online": self._sum(ONLINE),
             # The workers' counts are up to NOTE_EVERY_S old, the ingest's is live: what was
-            # delivered was generated.
-            "generated": max(self._sum(GENERATED), delivered),
+            # delivered was generated (a shard's ingest stores for other shards too).
+            "generated": self._sum(GENERATED) if self.ingest_group is not None
+            else max(self._sum(GENERATED), delivered),
             "delivered": delivered,
             "backlog": self._sum(BACKLOG),
             "outages": self._sum(OUTAGES),

@@ -15,7 +15,7 @@ from agent import cbor, cbor_decode
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
 from ingest.store import sqlite as ingest_mod
-from ingest import Ingest, connect_db, repairing, summary, totals
+from ingest import Ingest, connect_db, known_newest, repairing, summary, totals
 from ingest.repair import (Ages, ID_PREFIX, MAX_SEQS, Policy, Repair, choose, missing,
                               refill)
 from ingest.store import open_store
@@ -191,6 +191,20 @@ def test_gaps_and_the_tail_are_asked_for_once_their_grace_is_over(desk, batches)
     assert rows(d.ingest.db_path, "SELECT seq, asks FROM asked ORDER BY seq") == [
         (3, 1), (4, 1), (7, 1), (8, 1), (9, 1)]
     assert summary(d.ingest.db_path)["p1"]["open"] == 5
+
+
+def test_what_is_missing_is_counted_per_device_for_a_shard_that_waits_for_its_own(
+        desk, batches):
+    d = desk()
+    d.batches("p1", batches, [0, 1, 2, 5, 6], T0)
+    d.put("p1", "health", health("p1", batch=[0, 9]), T0)
+    d.batches("p2", batches, [0, 1], T0)
+    d.put("p2", "health", health("p2", batch=[0, 1]), T0)
+    d.plan(T0 + 1)
+    db = d.ingest.db_path
+    assert repairing(db) == repairing(db, {"p1", "p2"}) == repairing(db, {"p1"}) == 5
+    assert repairing(db, {"p2"}) == repairing(db, set()) == 0
+    assert known_newest(db) == {"p1": (9, -1), "p2": (1, -1)}
 
 
 def test_what_arrives_within_the_grace_period_is_not_asked_for(desk, batches):

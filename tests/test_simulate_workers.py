@@ -178,6 +178,31 @@ def test_the_progress_line_never_shows_more_delivered_than_generated(tmp_path):
     assert (snap["generated"], snap["delivered"]) == (23223, 20000)
 
 
+def test_the_parent_waits_for_newest_numbers_until_every_worker_has_looked_and_found_none(
+        tmp_path):
+    # Each worker counts its devices whose newest batch or event the database does not know
+    # (simulator/workers.py, _watch_tails); -1 until it has looked, or while it cannot read.
+    import asyncio
+    import multiprocessing
+
+    from simulator import workers
+    from simulator.fleet import DEFAULT_FLEET, load_fleet
+    fleet = workers.WorkerFleet(load_fleet(DEFAULT_FLEET, 4), str(tmp_path), 3600000,
+                                workers=2)
+    fleet.shared = multiprocessing.get_context("spawn").RawArray(
+        "d", workers.HEAD + 2 * workers.SLOTS)
+
+    def unknown(first, second):
+        for w, n in enumerate((first, second)):
+            fleet.shared[workers.HEAD + w * workers.SLOTS + workers.UNKNOWN] = n
+        return asyncio.run(fleet._tails_unknown())
+    assert unknown(-1, -1) == 1
+    assert unknown(-1, 0) == 1  # one has found none, the other has not looked
+    assert unknown(-1, 3) == 3
+    assert unknown(2, 3) == 5
+    assert unknown(0, 0) == 0
+
+
 def test_ctrl_c_stops_a_run_in_workers_with_a_line_not_a_traceback_and_no_process_left(tmp_path):
     import os
     import signal
