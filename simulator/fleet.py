@@ -182,21 +182,26 @@ class Fleet:
         from simulator.models import model_for
         rnd = random.Random(self.seed)
         base = self._client_class()
+        for profile, n, device_id, mine in self._each_device():
+            seed = rnd.randrange(1 << 30)  # drawn for every device: the same in every range
+            if not mine:
+                continue
+            model = model_for(profile)(profile, random.Random(seed), self.clock.start_unix_ms,
+                                       n - 1)
+            folder = os.path.join(self.workdir, "devices", device_id)
+            shutil.rmtree(folder, ignore_errors=True)  # a new run starts from empty buffers
+            os.makedirs(folder, exist_ok=True)
+            self.devices.append(SimDevice(self, profile, device_id, model, folder, base,
+                                          host, port, seed))
+
+    def _each_device(self):
+        """(profile, number in its line, id, whether this process runs it) for each device of
+        the fleet, in order."""
         i = 0
         for profile, count, template in self.lines:
-            cls = model_for(profile)
             for n in range(1, count + 1):
-                device_id = template.format(n=n)
-                seed = rnd.randrange(1 << 30)  # drawn for every device: the same in every range
                 i += 1
-                if not self.first < i <= self.end:
-                    continue
-                model = cls(profile, random.Random(seed), self.clock.start_unix_ms, n - 1)
-                folder = os.path.join(self.workdir, "devices", device_id)
-                shutil.rmtree(folder, ignore_errors=True)  # a new run starts from empty buffers
-                os.makedirs(folder, exist_ok=True)
-                self.devices.append(SimDevice(self, profile, device_id, model, folder, base,
-                                              host, port, seed))
+                yield profile, n, template.format(n=n), self.first < i <= self.end
 
     # -- running ------------------------------------------------------------------------------------
 
@@ -256,7 +261,8 @@ class Fleet:
         and other shards' devices may still be running: it waits for its own devices."""
         loop = asyncio.get_running_loop()
         deadline = time.time() + DRAIN_ALL_S
-        mine = None if self.ingest_group is None else set(self.device_ids())
+        mine = None if self.ingest_group is None else {
+            device_id for _, _, device_id, ours in self._each_device() if ours}
         while True:
             self._check_workers()
             await self._drain_ingest(max(deadline - time.time(), 0.0))
@@ -272,17 +278,6 @@ class Fleet:
                     % unknown) if unknown else "batches or events are still being repaired")
                 break
             await asyncio.sleep(0.5)
-
-    def device_ids(self):
-        """The ids of the devices this process runs, in the fleet's order."""
-        ids = []
-        i = 0
-        for _, count, template in self.lines:
-            for n in range(1, count + 1):
-                i += 1
-                if self.first < i <= self.end:
-                    ids.append(template.format(n=n))
-        return ids
 
     async def _tails_unknown(self):
         """How many of this process's devices published a batch or event newer than the newest
