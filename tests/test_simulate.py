@@ -4,6 +4,7 @@ sensor faults; the report's ground truth checked against what the reference inge
 SQLite file. Also a second ingest process sharing the subscription, malformed payloads published
 into a run, and the command's exit codes."""
 import asyncio
+import functools
 import io
 import json
 import os
@@ -19,6 +20,7 @@ from firmware import simulate_cmd
 from simulator import faults
 from simulator.fleet import DEFAULT_FLEET, Fleet, IngestPace, load_fleet
 from ingest import Ingest, decode, summary, totals
+from ingest import repair as repair_mod
 from simulator.report import build
 from simulator.lab.mosquitto import Subscriber
 
@@ -199,6 +201,9 @@ def test_events_the_broker_loses_after_the_last_health_report_are_asked_for_and_
             return
         stored(self, device, payload, received_at, d)
     monkeypatch.setattr(Ingest, "_event", event)
+    # What is missing is asked for after 1 s, not 10: the run waits for the repairs.
+    monkeypatch.setattr(repair_mod, "Policy", functools.partial(repair_mod.Policy, grace=1.0,
+                                                                interval=1.0))
     report = asyncio.run(fleet.run())
     db = str(tmp_path / "fleet.sqlite")
     assert_every_reading_accounted(report, db)
