@@ -16,6 +16,7 @@ by Ctrl-D and acknowledged by `OK`. Either way the board prints the code's outpu
 traceback, `\\x04`, and the next `>` prompt.
 """
 import errno
+import os
 import struct
 import time
 
@@ -55,10 +56,12 @@ class BoardError(ReplError):
 
 
 def open_port(port, baudrate=115200, serial_class=serial.Serial):
-    """Opens the port for this process alone (flock: a second tether, mpremote or esptool holding
-    it makes this fail instead of both writing into the same REPL)."""
+    """Opens the port for this process alone. A second tether, mpremote or esptool holds a flock
+    on it, which makes the open fail; screen, minicom or a plain open() take no lock, so the
+    processes that have the port open are looked up too (Linux): either way PortBusy, instead of
+    two programs reading one REPL's answers."""
     try:
-        return serial_class(port, baudrate, timeout=0.05, write_timeout=10, exclusive=True)
+        opened = serial_class(port, baudrate, timeout=0.05, write_timeout=10, exclusive=True)
     except serial.SerialException as exc:
         code = exc.errno
         if code is None and isinstance(exc.__context__, OSError):
@@ -67,13 +70,55 @@ def open_port(port, baudrate=115200, serial_class=serial.Serial):
             raise NoPort("no such port: %s (is the board plugged in? `ls /dev/ttyUSB* "
                          "/dev/ttyACM*` lists the serial ports)" % port) from None
         if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
-            raise PortBusy("port %s is busy: another program holds it open (a `tether logs`, "
-                           "mpremote, screen or esptool?); close it and try again" % port) from None
+            raise PortBusy("port %s is busy: another program holds it locked (a `tether logs`, "
+                           "mpremote or esptool?); close it and try again" % port) from None
         if code == errno.EACCES:
             raise NoPort("permission denied opening %s: add your user to the group that owns it "
                          "(usually `dialout`: sudo usermod -aG dialout $USER, then log in again)"
                          % port) from None
         raise NoPort("cannot open %s: %s" % (port, exc)) from None
+    others = holders(port)
+    if others:
+        opened.close()
+        raise PortBusy("port %s is busy: %s %s it open; close it and try again" % (
+            port, ", ".join("%s (pid %d)" % (name, pid) for pid, name in others),
+            "has" if len(others) == 1 else "have"))
+    return opened
+
+
+def holders(port, proc="/proc"):
+    """[(pid, name)] of the other processes that have the port open, from /proc (empty where
+    there is none, and for processes this user may not look into). The far end of a pseudo-
+    terminal (a process holding its master, as a board simulator does) is not counted: it is
+    the board's side, not a program competing for the port."""
+    try:
+        target = os.path.realpath(port)
+        pids = [int(p) for p in os.listdir(proc) if p.isdigit()]
+    except OSError:
+        return []
+    index = None
+    if target.startswith("/dev/pts/") and target[9:].isdigit():
+        index = target[9:]
+    out = []
+    for pid in pids:
+        if pid == os.getpid():
+            continue
+        fds = "%s/%d/fd" % (proc, pid)
+        holds = far_end = False
+        try:
+            for fd in os.listdir(fds):
+                link = os.readlink(fds + "/" + fd)
+                if link == target:
+                    holds = True
+                elif index is not None and link.endswith("ptmx"):
+                    with open("%s/%d/fdinfo/%s" % (proc, pid, fd)) as f:
+                        far_end = far_end or ("tty-index:\t%s\n" % index) in f.read()
+            if holds and not far_end:
+                with open("%s/%d/comm" % (proc, pid)) as f:
+                    out.append((pid, f.read().strip()))
+        except OSError:  # gone meanwhile, or not ours to look into
+            continue
+    return out
 
 
 class RawRepl:

@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import stat
+import subprocess
 import sys
 
 import pytest
@@ -283,6 +284,29 @@ def test_a_port_another_program_holds_is_busy(tmp_path, v1):
         assert code == flash.EXIT_PORT_BUSY == 4
         assert "is busy" in err
         assert board.bytes_in == 0
+
+
+def test_a_port_a_program_holds_open_without_a_lock_is_busy_and_named(tmp_path, v1):
+    # screen and minicom take no flock: the processes that have the port open are looked up.
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board") as board:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import os, sys; os.open(sys.argv[1], os.O_RDWR | os.O_NOCTTY); "
+             "print('open', flush=True); sys.stdin.read()", board.port],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            assert holder.stdout.readline() == "open\n"
+            code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        finally:
+            holder.stdin.close()
+            holder.wait(10)
+        assert code == flash.EXIT_PORT_BUSY == 4
+        assert "is busy: %s (pid %d) has it open" % (
+            os.path.basename(sys.executable)[:15], holder.pid) in err
+        assert board.bytes_in == 0
+        # once it is closed, the same flash goes through (the board simulator's own end of the
+        # pseudo-terminal does not count as a holder)
+        flash_ok(tmp_path / "b1", board)
 
 
 def test_a_board_that_does_not_answer(tmp_path, v1):
