@@ -28,8 +28,9 @@ def main(args, out=None, err=None):
 def add_command(sub):
     p = sub.add_parser("report", help="the report of a simulated fleet (all its shards) from "
                                       "its database")
-    p.add_argument("--db", required=True, metavar="PATH",
-                   help="the database the fleet's ingest stored into")
+    p.add_argument("--db", required=True, metavar="FILE.sqlite|URL",
+                   help="the database the fleet's ingest stored into: a SQLite file or a "
+                        "postgresql:// URL")
     p.add_argument("--run", metavar="NAME", help="which run, when the database holds several")
     p.add_argument("--report", metavar="report.json", help="also write the report's JSON there")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots there")

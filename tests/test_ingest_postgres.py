@@ -30,6 +30,17 @@ def batch_row(store, device, seq, n=3, t0=T0):
         "ON CONFLICT DO NOTHING", (device, seq, n, t0, t0 + n)).rowcount
 
 
+def waiting_for_a_lock(conn, timeout=60):
+    """True once another session of the server waits for a lock (False after timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND pid <> pg_backend_pid()").fetchone()[0]:
+            return True
+        time.sleep(0.05)
+    return False
+
+
 def test_a_new_database_gets_the_versioned_layout_and_the_readings_view(postgres_url):
     store = postgres.connect(postgres_url)
     try:
@@ -145,23 +156,29 @@ def test_a_partition_is_made_while_other_writers_hold_theirs_open(postgres_url):
 
 
 def test_two_processes_storing_one_batch_store_it_once(postgres_url):
+    # The ingest's own statement (Store.add_batch: the batch's row, repair's bookkeeping and the
+    # devices row): the second waits for the first's COMMIT, then finds the batch there.
     first, second = postgres.connect(postgres_url), postgres.connect(postgres_url)
+    row = ("dev-1", 1, 1, 0, 1, "compact", 0, None, 10, 0, 0.0, 3, T0, T0 + 3, "test")
+    device_row = ("dev-1", None, 0.0, 0.0, 1, 1, T0 + 3, 0, 3)
     try:
         first.begin()
-        assert batch_row(first, "dev-1", 1) == 1
+        assert first.add_batch(row, device_row) == (True, False)
         result = {}
 
         def store_again():
             second.begin()
-            result["rows"] = batch_row(second, "dev-1", 1)  # waits for the first to commit
+            result["added"] = second.add_batch(row, device_row)  # waits for the first's COMMIT
             second.commit()
 
         thread = threading.Thread(target=store_again)
         thread.start()
+        assert waiting_for_a_lock(first)  # the second is inside its statement, waiting
         first.commit()
         thread.join(30)
-        assert result == {"rows": 0}
+        assert result == {"added": (False, False)}
         assert first.execute("SELECT count(*) FROM batches").fetchone()[0] == 1
+        assert first.execute("SELECT batches, readings FROM devices").fetchall() == [(1, 3)]
     finally:
         first.close()
         second.close()
@@ -373,16 +390,25 @@ def test_two_ingest_processes_in_one_group_store_everything_once(broker, publish
         assert conn.execute("SELECT count(DISTINCT ingest) FROM batches").fetchone()[0] == 2
 
 
-def test_an_ingest_killed_and_restarted_loses_nothing(broker, publish, postgres_url,
-                                                      fleet_batches, tmp_path):
+def test_an_ingest_killed_with_messages_it_has_not_committed_loses_nothing(
+        broker, publish, postgres_url, fleet_batches, tmp_path):
     schema, devices = fleet_batches
     ingest = IngestProcess(broker, postgres_url, "--client-id", "pg-kill").start()
     for device in devices:
         publish.schema(device, schema)
     for device, batches in devices.items():
-        publish.batches(device, batches[:6])
-    wait_for(postgres_url, 1)
-    ingest.kill()  # SIGKILL: whatever it had not committed was not acknowledged either
+        publish.batches(device, batches[:2])
+    assert wait_for(postgres_url, 2 * len(devices))["batches"] == 2 * len(devices)
+    # Another session locks `batches`: the ingest takes the next messages from the broker and
+    # is inside its transaction with them, uncommitted, when SIGKILL comes. Had it acknowledged
+    # them on receipt (--ack-on-receipt), the broker would not send them again: lost.
+    with psycopg.connect(postgres_url) as locker:
+        locker.execute("LOCK TABLE batches IN SHARE ROW EXCLUSIVE MODE")
+        for device, batches in devices.items():
+            publish.batches(device, batches[2:6])
+        assert waiting_for_a_lock(locker)
+        ingest.kill()
+        locker.rollback()
     for device, batches in devices.items():
         publish.batches(device, batches[6:])  # queued by the broker in its session
     ingest.start()
