@@ -55,7 +55,12 @@ def board_has(board, files):
         assert board.file(path) == data, path
 
 
-@pytest.mark.parametrize("variant", ["raw-paste", "no-raw-paste", "old"])
+# The fake board's three ways to speak the raw REPL: raw-paste (flow control), a firmware that
+# answers raw-paste with "not supported", and one that predates it (both: plain 256-byte chunks).
+VARIANTS = ["raw-paste", "no-raw-paste", "old"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 def test_first_flash_copies_the_bundle_in_each_repl_variant(tmp_path, v1, variant):
     write_bundle(tmp_path / "b1", v1)
     with FakeBoard(tmp_path / "board", variant=variant) as board:
@@ -69,9 +74,10 @@ def test_first_flash_copies_the_bundle_in_each_repl_variant(tmp_path, v1, varian
         assert "flashed 7 of 7 files" in out
 
 
-def test_second_flash_sends_nothing(tmp_path, v1):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_second_flash_sends_nothing(tmp_path, v1, variant):
     write_bundle(tmp_path / "b1", v1)
-    with FakeBoard(tmp_path / "board") as board:
+    with FakeBoard(tmp_path / "board", variant=variant) as board:
         flash_ok(tmp_path / "b1", board)
         writes, first_bytes = len(board.writes), board.bytes_in
         out = flash_ok(tmp_path / "b1", board)
@@ -81,11 +87,12 @@ def test_second_flash_sends_nothing(tmp_path, v1):
         assert "up to date: 0 of 7 files" in out
 
 
-def test_a_changed_file_is_the_only_one_sent(tmp_path, v1):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_changed_file_is_the_only_one_sent(tmp_path, v1, variant):
     write_bundle(tmp_path / "b1", v1)
     v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
     write_bundle(tmp_path / "b2", v2)
-    with FakeBoard(tmp_path / "board") as board:
+    with FakeBoard(tmp_path / "board", variant=variant) as board:
         flash_ok(tmp_path / "b1", board)
         before = len(board.writes)
         flash_ok(tmp_path / "b2", board)
@@ -94,11 +101,12 @@ def test_a_changed_file_is_the_only_one_sent(tmp_path, v1):
         board_has(board, v2)
 
 
-def test_files_of_the_previous_bundle_only_are_removed(tmp_path, v1):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_files_of_the_previous_bundle_only_are_removed(tmp_path, v1, variant):
     write_bundle(tmp_path / "b1", v1)
     v2 = {p: d for p, d in v1.items() if p != "hal/drivers/old.mpy"}
     write_bundle(tmp_path / "b2", v2)
-    with FakeBoard(tmp_path / "board") as board:
+    with FakeBoard(tmp_path / "board", variant=variant) as board:
         flash_ok(tmp_path / "b1", board)
         (tmp_path / "board" / "notes.txt").write_text("the user's own file")
         out = flash_ok(tmp_path / "b2", board)
@@ -109,17 +117,18 @@ def test_files_of_the_previous_bundle_only_are_removed(tmp_path, v1):
         assert "hal/drivers/old.mpy" not in [e["path"] for e in manifest["files"]]
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("how, code", [("close", flash.EXIT_CONNECTION_LOST),
                                        ("mute", flash.EXIT_NOT_ANSWERING)])
-def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, code):
+def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, code, variant):
     big_old = bytes(range(256)) * 40
     big_new = bytes(reversed(range(256))) * 40
     write_bundle(tmp_path / "b1", dict(v1, **{"agent/big.mpy": big_old}))
     write_bundle(tmp_path / "b2", dict(v1, **{"agent/big.mpy": big_new}))
-    with FakeBoard(tmp_path / "board") as board:
+    with FakeBoard(tmp_path / "board", variant=variant) as board:
         flash_ok(tmp_path / "b1", board)
     old_manifest = (tmp_path / "b1" / "manifest.json").read_bytes()
-    with FakeBoard(tmp_path / "board", cut=("agent/big.mpy", 5000, how)) as board:
+    with FakeBoard(tmp_path / "board", variant=variant, cut=("agent/big.mpy", 5000, how)) as board:
         got, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port,
                                   "--timeout", "0.5")
         assert got == code, err
@@ -130,7 +139,7 @@ def test_a_transfer_cut_mid_file_leaves_the_old_file_intact(tmp_path, v1, how, c
         assert board.file("manifest.json") == old_manifest
         # Other files may be new already: the entry point is set aside until a flash ends.
         assert "main.py" not in board.files() and "main.py.off" in board.files()
-    with FakeBoard(tmp_path / "board") as board:           # plugged in again: the flash ends
+    with FakeBoard(tmp_path / "board", variant=variant) as board:           # plugged in again: the flash ends
         flash_ok(tmp_path / "b2", board)
         assert board.file("agent/big.mpy") == big_new
         assert board.files() == sorted(list(v1) + ["agent/big.mpy", "manifest.json"])
@@ -212,13 +221,14 @@ def test_the_space_check_counts_whole_blocks_and_the_old_copy_until_the_rename()
     assert flash.space_problem([(10 ** 9, -1)], None) is None            # no statvfs: tried
 
 
-def test_a_full_filesystem_is_a_clear_error_and_the_old_file_stays(tmp_path, v1):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_a_full_filesystem_is_a_clear_error_and_the_old_file_stays(tmp_path, v1, variant):
     write_bundle(tmp_path / "b1", v1)
     bigger = mpy_of("def g(x):\n    return x - 1\n" * 200)
     write_bundle(tmp_path / "b2", dict(v1, **{"agent/log.mpy": bigger}))
-    with FakeBoard(tmp_path / "board") as board:
+    with FakeBoard(tmp_path / "board", variant=variant) as board:
         flash_ok(tmp_path / "b1", board)
-    with FakeBoard(tmp_path / "board", budget=len(bigger) // 2) as board:
+    with FakeBoard(tmp_path / "board", variant=variant, budget=len(bigger) // 2) as board:
         code, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)
         assert code == flash.EXIT_FS_FULL == 8
         assert "filesystem is full: agent/log.mpy did not fit" in err
