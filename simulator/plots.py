@@ -16,6 +16,7 @@ import os
 from ingest import insights, series
 
 DAY_MS = 86400000.0
+MIN_CHARTED = 5  # points a unit's maintenance chart needs before it is drawn
 INK_COLOURS = {"ink_c": "c", "ink_m": "m", "ink_y": "y", "ink_k": "k"}
 
 
@@ -33,14 +34,19 @@ def _days(t, start):
     return (t - start) / DAY_MS
 
 
-def _outside_legend(ax):
-    """The legend right of the axes: never over the lines the chart is about."""
-    handles, labels = ax.get_legend_handles_labels()
+def _outside_legend(ax, sources=None, x=1.01):
+    """The legend right of the axes (of what ax and the other axes in sources drew): never over
+    the lines the chart is about."""
+    handles, labels = [], []
+    for source in sources or [ax]:
+        h, lab = source.get_legend_handles_labels()
+        handles += h
+        labels += lab
     seen = {}
     for h, lab in zip(handles, labels):
         seen.setdefault(lab, h)
     if seen:
-        ax.legend(seen.values(), seen.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+        ax.legend(seen.values(), seen.keys(), loc="upper left", bbox_to_anchor=(x, 1.0),
                   fontsize="small", borderaxespad=0.0)
 
 
@@ -93,42 +99,108 @@ def write_plots(db, parts, outdir, per_kind=3):
     return out
 
 
+def days_left(t, dry, swaps):
+    """The days the cartridge in place at t (ms) really had left: to the first time its colour
+    ran dry after t (dry: sorted ms), or None when it was changed before that (swaps: ms) or
+    never ran dry in the run."""
+    gone = next((x for x in dry if x >= t), None)
+    if gone is None or any(t < x <= gone for x in swaps):
+        return None
+    return (gone - t) / DAY_MS
+
+
+def split_drained(history):
+    """(history, the point after the end-of-run drain or None): merged_history ends with that
+    point at the run's last instant, after the backlog at that instant."""
+    history = list(history)
+    if len(history) > 1 and history[-1][0] == history[-2][0]:
+        return history, history.pop()
+    return history, None
+
+
 def _ink(plt, outdir, printers, found, start, end_days):
-    fig, axes = plt.subplots(len(printers), 1, figsize=(11, 2.9 * len(printers)), squeeze=False)
-    for ax, d in zip(axes[:, 0], printers):
-        inks = [s["name"] for s in d.profile["sensors"] if s["name"].startswith("ink_")]
+    """Per printer: its ink levels (left), and the days to empty the device forecast for each
+    colour against the days each cartridge really had left and the lead time (right)."""
+    fig, axes = plt.subplots(len(printers), 2, figsize=(15, 2.9 * len(printers)), squeeze=False,
+                             gridspec_kw={"width_ratios": [3, 2]})
+    for (ax, fc), d in zip(axes, printers):
+        inks = [s for s in d.profile["sensors"] if s["name"].startswith("ink_")]
         mine = found.get(d.device_id, [])
-        for name in inks:
+        lead_days = learn_days = None
+        top = 0.0
+        for s in inks:
+            name = s["name"]
             colour = INK_COLOURS.get(name)
+            cfg = s.get("insight") or {}
+            if cfg.get("lead_time_ms"):
+                lead_days = cfg["lead_time_ms"] / DAY_MS
+                learn_days = cfg.get("learn_ms", 2 * DAY_MS) / DAY_MS
             pts = series(d.db, d.device_id, name)
             ax.plot([_days(t, start) for t, _ in pts], [v for _, v in pts], color=colour,
                     linewidth=1.2, label=name)
-            last = None
+            dry = sorted(t for t, sensor in d.truth.get("ink_empty", []) if sensor == name)
+            swaps = sorted(t for t, e, sensor, v, f in mine
+                           if sensor == name and e == "cartridge_replaced")
+            xs, days, lows, highs, truth_x, truth = [], [], [], [], [], []
+            cartridge = lambda t: sum(1 for x in swaps if x <= t)  # noqa: E731
             for t, event, sensor, value, f in mine:
-                if sensor != name:
+                if sensor != name or value is None:
                     continue
-                if event == "forecast":
-                    last = (t, f.get("level"), value)
-                elif event == "reorder":
+                if event == "reorder":
                     ax.plot([_days(t, start)], [f.get("level")], "v", color=colour,
                             markeredgecolor="r", markersize=9, label="reorder (device)")
-                elif event == "cartridge_replaced":
+                    fc.plot([_days(t, start)], [value], "v", color=colour, markeredgecolor="r",
+                            markersize=9, label="reorder (device)")
+                elif event == "forecast":
+                    if xs and cartridge(t) != cartridge(start + xs[-1] * DAY_MS):
+                        for series_ in (xs, days, lows, highs):
+                            series_.append(float("nan"))  # a new cartridge: a new line
+                    xs.append(_days(t, start))
+                    days.append(value)
+                    # the band of a weekly rate only: a few days' drops have none to speak of
+                    weekly = f.get("weekly")
+                    lows.append(f.get("low_days", value) if weekly else float("nan"))
+                    highs.append((value if f.get("high_days") is None else f["high_days"])
+                                 if weekly else float("nan"))
+                    left = days_left(t, dry, swaps)
+                    if left is not None:
+                        truth_x.append(_days(t, start))
+                        truth.append(left)
+            if xs:
+                fc.plot(xs, days, color=colour, linewidth=1.2, marker=".", markersize=3,
+                        label="forecast (device)")
+                fc.fill_between(xs, lows, highs, color=colour, alpha=0.12, linewidth=0,
+                                label="its band (busy and quiet weeks)")
+                top = 1.0
+            if truth:
+                fc.plot(truth_x, truth, color=colour, linestyle=":", linewidth=1.5,
+                        label="days it really had left (truth)")
+            for t, event, sensor, value, f in mine:
+                if sensor == name and event == "cartridge_replaced":
                     ax.axvline(_days(t, start), color="g", alpha=0.35, linewidth=1,
                                label="new cartridge (device)")
-            if last is not None and last[1] is not None and last[2] is not None:
-                t, level, days = last
-                x0 = _days(t, start)
-                ax.plot([x0, x0 + days], [level, 0.0], linestyle="--", color=colour,
-                        alpha=0.7, label="forecast to empty (latest)")
         for t, sensor in d.truth.get("ink_empty", []):
             ax.plot([_days(t, start)], [0.0], "x", color=INK_COLOURS.get(sensor, "k"),
                     markersize=9, markeredgewidth=2, label="ran dry (truth)")
         ax.set_xlim(0, end_days)
         ax.set_ylim(-3, 103)
         ax.set_ylabel("ink %")
-        ax.set_title("%s: ink levels, the device's forecast and reorders" % d.device_id)
-        _outside_legend(ax)
+        ax.set_title("%s: ink levels, reorders, swaps" % d.device_id)
+        fc.set_xlim(0, end_days)
+        # up to 4 lead times: a forecast above 3 of them is far from a reorder either way
+        fc.set_ylim(0, 4 * (lead_days or 10))
+        if lead_days is not None:
+            fc.axhline(lead_days, color="r", linewidth=1, alpha=0.6,
+                       label="lead time (%g d): a reorder must come before this" % lead_days)
+        if top == 0.0:
+            fc.text(0.5, 0.55, "no forecast yet: a printer forecasts once it has watched\n"
+                    "its ink for %g days (the profile's `learn`)" % (learn_days or 2),
+                    transform=fc.transAxes, ha="center", va="center", color="0.4")
+        fc.set_ylabel("days to empty")
+        fc.set_title("%s: the device's forecast vs the truth" % d.device_id)
+        _outside_legend(fc, [ax, fc])
     axes[-1, 0].set_xlabel("days")
+    axes[-1, 1].set_xlabel("days")
     return _save(fig, outdir, "ink.png")
 
 
@@ -193,11 +265,14 @@ def _energy(plt, outdir, meters, found, start, end_days):
     cmap = plt.get_cmap("tab10")
     for (left, right), (kind, devices) in zip(axes, meters):
         watch = None
+        charted = 0
+        batch = 1
         for i, d in enumerate(devices):
             colour = cmap(i % 10)
             cfg = next((x["insight"] for x in d.profile["sensors"]
                         if x.get("insight", {}).get("type") == "energy"), {})
             watch = cfg.get("watch", watch)
+            batch = cfg.get("batch", batch)
             mine = found.get(d.device_id, [])
             cycles = [f for t, e, s, v, f in mine if e == "cycle"]
             degrading = d.truth.get("degrading")
@@ -210,15 +285,16 @@ def _energy(plt, outdir, meters, found, start, end_days):
             style = dict(color=colour, markersize=5 if degrading else 3, alpha=0.8,
                          linestyle="none")
             left.plot([_days(f["end"], start) for f in cycles],
-                      [f["energy_wh"] for f in cycles], "o" if degrading else ".", label=label,
-                      **style)
+                      [f["energy_wh"] for f in cycles], "o" if degrading else ".", **style)
             points = _charted([f for f in cycles if f.get("feature") is not None],
                               cfg.get("batch", 1))
             base = _baseline([x for _, x in points], cfg)
-            if base:
+            left.plot([], [], "o" if degrading else ".", label=label, **style)  # every unit
+            if base and len(points) >= MIN_CHARTED:
+                charted += 1
                 right.plot([_days(t, start) for t, _ in points],
                            [100.0 * (x / base - 1.0) for _, x in points],
-                           "o" if degrading else ".", label=label, **style)
+                           "o" if degrading else ".", **style)
             for t, e, s, v, f in mine:
                 if e == "maintenance_due":
                     for ax in (left, right):
@@ -236,12 +312,18 @@ def _energy(plt, outdir, meters, found, start, end_days):
         left.set_ylim(bottom=0)
         left.set_ylabel("Wh per cycle")
         left.set_title("%s: energy of each cycle found" % kind)
+        if not charted:
+            right.text(0.5, 0.5, "too few cycles for a maintenance chart in %g days: it needs "
+                       "%d points\n(a point is %s), and its baseline is learnt over weeks"
+                       % (end_days, MIN_CHARTED, "a cycle" if batch == 1
+                          else "the median of %d cycles" % batch),
+                       transform=right.transAxes, ha="center", va="center", color="0.4")
         right.axhline(0.0, color="0.5", linewidth=0.8)
         right.set_ylabel("% from its own baseline")
         right.set_title("%s: maintenance chart (%s) vs own baseline" % (kind, watch))
         for ax in (left, right):
             ax.set_xlim(0, end_days)
-        _outside_legend(right)
+        _outside_legend(right, [left, right])
     for ax in axes[-1]:
         ax.set_xlabel("days")
     return _save(fig, outdir, "energy.png")
@@ -250,22 +332,27 @@ def _energy(plt, outdir, meters, found, start, end_days):
 def _backlog(plt, outdir, fleet, start):
     from matplotlib.ticker import MaxNLocator
     fig, ax = plt.subplots(figsize=(11, 3.5))
-    days = [_days(start + t, start) for t, _, _ in fleet.history]
-    ax.step(days, [b for _, b, _ in fleet.history], where="post",
-            label="batches waiting on devices")
+    history, drained = split_drained(fleet.history)
+    end = fleet.duration_ms / DAY_MS
+    days = [_days(start + t, start) for t, _, _ in history]
+    ax.step(days, [b for _, b, _ in history], where="post",
+            label="batches waiting on devices (the fleet's sum)")
     ax2 = ax.twinx()
-    ax2.fill_between(days, [o for _, _, o in fleet.history], step="post", alpha=0.2,
+    ax2.fill_between(days, [o for _, _, o in history], step="post", alpha=0.2,
                      color="r", label="devices offline")
     ax2.set_ylim(0, max(1, len(fleet.devices)))
     ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylim(bottom=0)
-    ax.set_xlim(0, fleet.duration_ms / DAY_MS)
-    ax.set_xlabel("days (the last point: after the drain at the end)")
+    if drained is not None:
+        ax.plot([end * 1.015], [drained[1]], "o", color="C0", markersize=6, clip_on=False,
+                label="after the drain at the end: %d" % drained[1])
+    ax.set_xlim(0, end * 1.03)
+    ax.axvline(end, color="0.5", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("days")
     ax.set_ylabel("batches")
     ax2.set_ylabel("devices offline")
     ax.set_title("Fleet backlog during outages")
-    ax.legend(loc="upper left", fontsize="small")
-    ax2.legend(loc="upper right", fontsize="small")
+    _outside_legend(ax2, [ax, ax2], x=1.08)  # right of ax2's own ticks and label
     return _save(fig, outdir, "backlog.png")
 
 
