@@ -380,12 +380,17 @@ class Detector:
         low = self._days(left, hi, t)
         high = self._days(left, lo, t) if lo > 0 else None
         self.forecast = (days, rate)
+        # The band as sent holds the forecast: the rate (means per 6 h of the week) can fall
+        # outside the one-week slopes' percentiles when the weeks seen differ much (a busy week
+        # then a quiet one). The cold reorder below judges the band's own slow end.
+        band_low = low if low <= days else days
+        band_high = None if high is None else (high if high >= days else days)
         if t >= self.next_forecast:
             self.next_forecast = t + self.forecast_ms
             self.emit(t, "forecast", round(days, 2), {
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
-                "low_days": round(low, 2),
-                "high_days": None if high is None else round(high, 2),
+                "low_days": round(band_low, 2),
+                "high_days": None if band_high is None else round(band_high, 2),
                 "points": used, "weekly": weekly})
         # A weekly fit: a reserve for the weeks ahead being busier than the ones behind (a
         # smaller one for a young rate, which has as much chance to be too fast). A cold
@@ -399,8 +404,8 @@ class Detector:
         if not self.reordered and soon:
             self.reordered = True
             self.emit(t, "reorder", round(days, 2), {
-                "days": round(days, 2), "low_days": round(low, 2),
-                "high_days": None if high is None else round(high, 2),
+                "days": round(days, 2), "low_days": round(band_low, 2),
+                "high_days": None if band_high is None else round(band_high, 2),
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
                 "lead_days": round(self.lead_ms / DAY_MS, 2), "weekly": weekly})
 

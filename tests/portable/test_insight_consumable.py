@@ -66,6 +66,19 @@ def test_the_rate_counts_whole_weeks_so_weekends_and_noise_do_not_move_it():
     assert last[3]["low_days"] <= last[2] <= last[3]["high_days"]
 
 
+def test_the_forecast_lies_within_its_band_when_a_busy_week_is_followed_by_a_quiet_one():
+    det, events = detector()
+    ink = Ink(100.0, 6.0)
+    for per_day in (6.0, 1.0, 3.0, 3.0):
+        ink.per_hour = per_day / 10.0
+        ink.run(det, 7)
+    sent = named(events, "forecast") + named(events, "reorder")
+    assert len(sent) > 20
+    for t, e, days, f in sent:
+        assert f["low_days"] <= days, (e, days, f)
+        assert f["high_days"] is None or days <= f["high_days"], (e, days, f)
+
+
 def test_an_office_closed_for_a_week_does_not_move_the_rate():
     det, events = detector()
     det.emit = lambda *e: None
