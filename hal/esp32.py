@@ -20,8 +20,6 @@
 
 _HW_I2C_IDS = (0, 1)
 _UART_IDS = (1, 2)
-_DEFAULT_I2C_HZ = 100000
-_DEFAULT_BAUD = 9600
 _DEFAULT_UART_TIMEOUT_MS = 100
 
 
@@ -43,7 +41,7 @@ class Esp32Platform:
         found = self._i2c.get(bus["id"])
         if found is not None:
             return found
-        freq = bus.get("frequency", _DEFAULT_I2C_HZ)
+        freq = bus["frequency"]  # the schema gives every bus its default
         scl = machine.Pin(bus["scl"])
         sda = machine.Pin(bus["sda"])
         used = len(self._i2c) - self._i2c_soft
@@ -69,7 +67,7 @@ class Esp32Platform:
         if used >= len(_UART_IDS):
             raise ValueError("uart bus %s: an ESP32 has two free UARTs (UART1, UART2; UART0 is "
                              "the REPL), and %d are already open" % (bus["id"], used))
-        obj = machine.UART(_UART_IDS[used], baudrate=bus.get("baud", _DEFAULT_BAUD),
+        obj = machine.UART(_UART_IDS[used], baudrate=bus["baud"],
                            tx=bus["tx"], rx=bus["rx"], timeout=timeout_ms)
         self._uart[bus["id"]] = obj
         return obj

@@ -295,6 +295,25 @@ def test_insight_events_are_stored_with_their_fields_and_bad_ones_refused(publis
     assert (st["insights"], st["event_duplicates"], st["malformed"]) == (2, 1, 4)
 
 
+def test_every_event_every_insight_kind_sends_is_stored_in_the_insights_table(publish, ingest):
+    from agent.insights import KINDS, module
+    i = ingest()
+    sent = []
+    for kind in KINDS:
+        for event in module(kind).EVENTS:
+            seq = len(sent)
+            fields = {"kind": kind, "value": seq + 0.5}
+            sent.append((1763856000000 + seq, event, kind + "_sensor", seq + 0.5, fields))
+            publish("%s/p8/up/event" % PREFIX, cbor.dumps(
+                [1, "p8", seq, 1, 1, 1763856000000 + seq, event, kind + "_sensor", "insight",
+                 seq + 0.5, fields]))
+    assert i.wait_idle(20)
+    stored = rows(i.db_path, "SELECT t_ms, event, sensor, value, fields FROM insights "
+                             "ORDER BY seq")
+    assert [r[:4] + (json.loads(r[4]),) for r in stored] == sent
+    assert len(sent) == 12 and i.stats()["malformed"] == 0
+
+
 def test_malformed_payloads_on_every_topic_are_counted_and_never_stop_it(
         profiles, two_hours, publish, ingest, caplog):
     schema, batches = encode(profiles["reference-printer"], two_hours, "p3")

@@ -23,8 +23,11 @@ def test_every_insight_a_device_sends_reaches_the_ingest_and_is_scored(tmp_path)
     assert stored == sent
     assert as_events == (sum(sent.values()),)
     assert all(isinstance(f, dict) and f for f in fields)
-    # A three-day fleet of every example appliance: each kind has spoken.
-    assert {"forecast", "dose_taken", "cycle", "energy_report"} <= kinds, kinds
+    # A three-day fleet of every example appliance: each kind has spoken. (The events that take
+    # weeks, empty, refills and maintenance_due, travel the same path: tests/test_ingest.py
+    # stores every event of every kind.)
+    assert {"forecast", "reorder", "cartridge_replaced", "dose_taken", "dose_missed", "cycle",
+            "energy_report"} <= kinds, kinds
     assert set(report["insight_scores"]) == {"consumables", "doses", "motors"}
     judged = {row["name"].split(" (")[0]: row for row in report["insight_scores"]["doses"]}
     for name in ("dose_missed specificity", "dose_taken precision", "dose_taken recall"):

@@ -40,7 +40,7 @@ class LinuxPlatform:
         """The UART for a compiled bus dict {id, type: "uart", tx, rx, baud[, port]}."""
         found = self._uart.get(bus["id"])
         if found is None:
-            found = LinuxUART(device_file(bus), bus.get("baud", 9600), timeout_ms=timeout_ms)
+            found = LinuxUART(device_file(bus), bus["baud"], timeout_ms=timeout_ms)
             self._uart[bus["id"]] = found
         return found
 
