@@ -118,6 +118,7 @@ class Ingest(Handlers):
         self._connected = False
         self._ready = False  # subscribed on the current connection
         self._subscribed = threading.Event()
+        self._left = threading.Event()      # the broker answered our UNSUBSCRIBE (stop(leave))
         self._failed = None
         self._stopping = False
         self._last_message = time.monotonic()
@@ -162,6 +163,7 @@ class Ingest(Handlers):
             client.reconnect_delay_set(1, 30)
             client.on_connect = self._on_connect
             client.on_subscribe = self._on_subscribe
+            client.on_unsubscribe = self._on_unsubscribe
             client.on_message = self._on_message
             client.on_disconnect = self._on_disconnect
             self._client = client
@@ -215,13 +217,20 @@ class Ingest(Handlers):
                                    % (self.tls["cert"], exc))
         return ctx
 
-    def stop(self, drain=2.0):
+    def stop(self, drain=2.0, leave=False):
         """Stores what has arrived (for up to `drain` seconds, acknowledging it), disconnects
         (a persistent session stays on the broker, which queues this process's share until it
-        is back) and closes the database."""
+        is back) and closes the database. leave=True, for a process that is not coming back
+        (a simulated run's ingest, whose session is then removed): it unsubscribes first, so
+        that a share group's broker sends the others' messages to the members that stay
+        instead of queueing them for a session about to go."""
         self._stopping = True
         if self._client is not None and self._connected:
             deadline = time.monotonic() + drain
+            if leave:
+                self._left.clear()
+                self._client.unsubscribe(list(self.topics))
+                self._left.wait(max(0.0, deadline - time.monotonic()))
             while self._q.unfinished_tasks and time.monotonic() < deadline:
                 time.sleep(0.01)
         if self._client is not None:
@@ -324,6 +333,9 @@ class Ingest(Handlers):
         else:
             self._ready = True
         self._subscribed.set()
+
+    def _on_unsubscribe(self, client, userdata, mid, reasons, properties):
+        self._left.set()  # what the broker had sent before it is in the queue (one socket)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
         self._connected = False

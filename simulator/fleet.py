@@ -435,7 +435,7 @@ class Fleet:
         was interrupted; a session left behind (the broker could not be reached) is said."""
         if self.ingest is None:
             return
-        self.ingest.stop()
+        self.ingest.stop(leave=True)  # the run is over: its share goes to the members left
         if self.broker is not None and not self.broker.running:
             return  # the embedded broker keeps sessions in memory only: nothing is left
         if not sessions.forget(host, port, self.ingest.client_id):

@@ -314,6 +314,22 @@ def test_every_event_every_insight_kind_sends_is_stored_in_the_insights_table(pu
     assert len(sent) == 12 and i.stats()["malformed"] == 0
 
 
+def test_an_ingest_that_leaves_its_group_has_the_broker_send_the_rest_to_the_members_left(
+        publish, ingest):
+    # A persistent member that only disconnected keeps its share: mosquitto queued half of
+    # these for it (10 of 20), to wait until it came back. One that leaves (a simulated run's
+    # ingest at its end, whose session is then removed) unsubscribes first.
+    leaver = ingest(group="g", client_id="leaver")
+    stayer = ingest(group="g", client_id="stayer")
+    leaver.stop(leave=True)
+    for n in range(20):
+        publish("%s/dev-%d/up/health" % (PREFIX, n), cbor.dumps({"uptime_s": n}))
+    deadline = time.monotonic() + 20
+    while stayer.stats()["health"] < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stayer.stats()["health"] == 20
+
+
 def test_malformed_payloads_on_every_topic_are_counted_and_never_stop_it(
         profiles, two_hours, publish, ingest, caplog):
     schema, batches = encode(profiles["reference-printer"], two_hours, "p3")

@@ -5,6 +5,8 @@ import argparse
 import io
 import json
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -96,6 +98,27 @@ def test_two_shards_against_one_broker_and_database_report_the_whole_fleet(
     report = json.loads((tmp_path / "r.json").read_text())
     assert per_device(report) == per_device(alone)
     assert report["insight_scores"] == alone["insight_scores"]
+
+
+def test_two_shards_side_by_side_as_two_machines_run_them_report_the_whole_fleet(
+        tmp_path, alone, mosquitto):
+    # Each shard's ingest takes its share of every shard's messages until it ends: what it held
+    # then must still reach the database (the other shard's repairs, its devices' tails).
+    db = tmp_path / "fleet.sqlite"
+    base = [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "4", "--duration",
+            "12h", "--speed", "max", "--seed", "7", "--faults", FAULTS, "--broker",
+            "mqtt://127.0.0.1:%d" % mosquitto.port, "--db", str(db), "--workers", "1"]
+    shards = [subprocess.Popen(base + ["--shard", "%d/2" % i, "--workdir", str(tmp_path / str(i))],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+              for i in (1, 2)]
+    outs = [p.communicate(timeout=300)[0] for p in shards]
+    assert [p.returncode for p in shards] == [0, 0], outs
+    out = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(db), "--report",
+                                   str(tmp_path / "r.json")), out=out) == 0
+    assert "4 devices" in out.getvalue() and " 0 LOST" in out.getvalue()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert per_device(report) == per_device(alone)
 
 
 @pytest.mark.parametrize("argv, says", [
