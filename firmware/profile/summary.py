@@ -35,7 +35,7 @@ def where(s, uarts):
         adc = s["adc"]
         return "%s %s ch%s" % (adc["bus"], shown(adc["address"], hex), adc["channel"])
     if "pins" in s:
-        return "pins %s/%s" % (s["pins"]["dout"], s["pins"]["sck"])
+        return "pins %s" % "/".join(str(s["pins"][role]) for role in s["pins"])
     if "pin" in s:
         return "pin %s" % s["pin"]
     address = shown(s["address"], "#{}".format if s["bus"] in uarts else hex)

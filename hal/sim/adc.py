@@ -17,6 +17,10 @@ class SimADC:
         self.full_scale_volts = full_scale_volts
         self.disconnected = None
 
+    def clear(self):
+        """Ends its fault (SimPlatform.clear): the input is connected again."""
+        self.disconnected = None
+
     @property
     def volts(self):
         return self.raw12 * self.full_scale_volts / 4095

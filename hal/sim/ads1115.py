@@ -37,6 +37,13 @@ class SimADS1115:
         self.hi_thresh = 0x7FFF
         self._busy = None  # None: idle; n: config reads before it completes; -1: never
 
+    def clear(self):
+        """Ends its fault (SimPlatform.clear): the conversion it was stuck on completes, and
+        the next ones do."""
+        self.stall = False
+        if self._busy == -1:
+            self._finish()
+
     def code(self):
         """The conversion code for the current inputs and the config's MUX and PGA."""
         p, n = _MUX[(self.config >> 12) & 7]

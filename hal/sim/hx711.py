@@ -58,6 +58,10 @@ class SimHX711:
         dout.connect_source(self._dout_level)
         sck.connect_listener(self._sck_edge)
 
+    def clear(self):
+        """Ends its fault (SimPlatform.clear): the chip and its load cell are whole again."""
+        self.fault = None
+
     def _reset(self):
         self.powered = True
         self.gain = 128          # gain of the conversion in progress (or ready)

@@ -44,6 +44,10 @@ class SimINA219:
         self.settle_reads = 0
         self.power_cycle()
 
+    def clear(self):
+        """Ends its fault (SimPlatform.clear): a triggered conversion completes again."""
+        self.stall = False
+
     def power_cycle(self):
         self.config = _POR_CONFIG
         self.calibration = 0

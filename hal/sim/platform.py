@@ -151,9 +151,9 @@ class SimPlatform:
         place = chips.place(s)
         if "bus" in place:
             self.buses[place["bus"]].clear()
-        for attr, none in (("fault", None), ("disconnected", None), ("stall", False)):
-            if hasattr(chip, attr):
-                setattr(chip, attr, none)
+        clear = getattr(chip, "clear", None)  # a virtual chip ends its own faults
+        if clear is not None:
+            clear()
 
     # -- physical quantities ------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ def test_chip_faults_of_the_load_cell_and_the_probes():
     platform.fault("ink_k", "stall")
     assert raises(SensorError, value, ds[7], sensors[7]).kind == "timeout"
     raises(ValueError, platform.fault, "power", "no_chip")
+    for i, name in ((3, "pills"), (6, "ink_c"), (7, "ink_k")):  # each chip ends its own fault
+        platform.clear(name)
+        assert isinstance(value(ds[i], sensors[i]), (int, float)), name
 
 
 def test_where_names_each_kind_of_place_as_errors_do():
