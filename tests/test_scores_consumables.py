@@ -92,3 +92,19 @@ def test_a_cartridge_changed_at_ink_low_is_judged_against_its_low_crossing():
                 (d(9), "reorder", "ink_c", 31.0, {})]      # 31 days before low: nowhere near
     got = lines([Unit(truth, insights, p)])
     assert got["false reorders"] == (1, False)
+
+
+def test_the_report_prints_each_score_beside_its_target_and_flags_only_the_missed_ones():
+    from simulator.scores import lines_text
+    out = lines_text({"consumables": [
+        ("reorder at least the lead time before dry", 0.954, ">= 0.97", False),
+        ("false reorders", 0, "0", True),
+        ("median abs error of the forecast 7 days before dry, days", None, "<= 1", None),
+        ("of them scored for the lead time", 0, "", None)]})
+    assert out == [
+        "  consumables: reorder at least the lead time before dry: 0.954 (target >= 0.97)"
+        "  MISSES TARGET",
+        "  consumables: false reorders: 0 (target 0)",
+        "  consumables: median abs error of the forecast 7 days before dry, days: no data in "
+        "this run (target <= 1)",
+        "  consumables: of them scored for the lead time: 0"]

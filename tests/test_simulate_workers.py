@@ -332,3 +332,12 @@ def test_a_postgresql_database_without_runs_is_said_in_one_line(postgres_url):
     assert report_cmd.main(args_of("report", "--db", postgres_url), err=err) == 2
     [line] = err.getvalue().splitlines()
     assert "holds no simulation run (relation \"sim_parts\" does not exist LINE 1: " in line, line
+
+
+def test_without_workers_the_fleet_is_spread_over_every_core(tmp_path, monkeypatch):
+    monkeypatch.setattr(simulate_cmd.os, "cpu_count", lambda: 3)
+    code, out, err, work = simulate(tmp_path, "w", duration="2h")
+    assert code == 0, out + err
+    assert "in 3 processes" in out
+    report = json.loads((work / "report.json").read_text())
+    assert report["fleet"]["devices"] == 4 and report["fleet"]["lost"] == 0

@@ -151,7 +151,8 @@ def score(units):
         ("false swaps", false_swaps if changes else None, "0",
          (false_swaps == 0) if changes else None),
         ("cartridges that ran dry", dry, "", None),
-        ("of them scored for the lead time", scored, ">= 1", scored >= 1 if dry else None),
+        # a count, not a target: with none, the in-time line above is not judged
+        ("of them scored for the lead time", scored, "", None),
         ("reorder in time where the lead time began in the first week", cold_share,
          "(no target: the rate is not known yet)", None),
         ("forecasts scored (7 days before dry)", len(errors), "", None),
