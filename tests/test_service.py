@@ -298,6 +298,54 @@ def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tm
     assert [batch_decode.read_envelope(p).seq for _, p in got] == [0, 1]
 
 
+def test_on_a_terminal_tether_run_writes_the_same_plain_lines_as_under_systemd(tmp_path,
+                                                                               mosquitto):
+    # No TTY-only output: the lines a person sees in a terminal are the journal's lines.
+    import pty
+    import select
+    import signal
+    import tty
+    compiled = tmp_path / "profile.json"
+    done = tether("compile", write(tmp_path, SIM_PROFILE % mosquitto.port), "-o", str(compiled))
+    assert done.returncode == 0, done.stderr
+    master, slave = pty.openpty()
+    tty.setraw(slave)  # the bytes as the program wrote them: no \n -> \r\n on the way
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "run", str(compiled), "--store",
+         str(tmp_path / "state"), "--status-every", "1s"], stdin=subprocess.DEVNULL,
+        stdout=slave, stderr=slave, cwd=pathlib.Path(__file__).resolve().parent.parent)
+    os.close(slave)
+    seen = b""
+    deadline = time.monotonic() + LIVENESS_S
+    try:
+        while seen.count(b"status: connected") < 2 and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.5)[0]:
+                seen += os.read(master, 4096)
+        proc.send_signal(signal.SIGTERM)
+        while time.monotonic() < deadline:
+            if not select.select([master], [], [], 0.5)[0]:
+                if proc.poll() is not None:
+                    break
+                continue
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the program closed its end
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        proc.kill() if proc.poll() is None else None
+        proc.wait(10)
+        os.close(master)
+    assert proc.returncode == 0, seen
+    lines = seen.split(b"\n")
+    assert lines[0].startswith(b"pi-9: 1 sensors, buffer at ") and lines[-1] == b"", seen
+    assert b"\r" not in seen and b"\x1b" not in seen, seen
+    assert b"connected to 127.0.0.1:%d" % mosquitto.port in seen
+    assert lines[-2].startswith(b"stopped: "), seen
+
+
 def test_sigterm_while_the_broker_is_away_saves_what_waited_for_the_next_start(tmp_path,
                                                                                mosquitto):
     from agent import batch_decode
