@@ -411,6 +411,16 @@ def test_firmware_is_written_with_esptool_v5_commands_first(tmp_path, v1, monkey
              str(tmp_path / "fw.bin")],
         ]
         board_has(board, v1)
+    # The real esptool (v5, installed with tether) takes these command lines: it gets as far as
+    # opening the port (none here), where a name or an option it lacks stops it at its usage.
+    for call in calls:
+        call[call.index("--port") + 1] = str(tmp_path / "no-port")
+        real = subprocess.run([sys.executable, "-m", "esptool"] + call, capture_output=True,
+                              text=True, timeout=120)
+        said = real.stdout + real.stderr
+        assert "Could not open %s" % (tmp_path / "no-port") in said, said
+        assert "Usage:" not in said and "No such option" not in said \
+            and "No such command" not in said, said
 
 
 def test_a_failing_esptool_stops_the_flash(tmp_path, v1, monkeypatch):
