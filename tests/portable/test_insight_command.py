@@ -71,6 +71,32 @@ def test_insight_commands_ack_snooze_and_set_with_a_reply_that_says_what_was_don
     assert "pills" in r["result"]["insights"], r
 
 
+INK = {"calibration": {"raw_empty": 410, "raw_full": 3720}, "driver": "level_probe",
+       "filters": {}, "interval_ms": 60000, "name": "ink_c", "pin": 34, "quantity": "level",
+       "resolution": [1, -1], "thresholds": [], "unit": "%",
+       "insight": {"type": "consumable", "lead_time_ms": 10 * 86400000,
+                   "window_ms": 28 * 86400000, "learn_ms": 2 * 86400000, "empty": 0,
+                   "swap_jump": 20, "forecast_ms": 86400000, "utc_offset_min": 0}}
+
+
+def test_a_lead_time_changes_through_the_command_channel():
+    a = agent(INK)
+    r = command(a, {"id": 1, "cmd": "insight", "sensor": "ink_c", "action": "set",
+                    "settings": {"lead_time_ms": 8 * 86400000}})
+    assert r["ok"] and r["result"]["settings"]["lead_time_ms"] == 8 * 86400000, r
+    assert a.insights.detectors["ink_c"].lead_ms == 8 * 86400000
+    assert a.insights.dirty  # saved with the next round: it outlives a power cut
+
+
+def test_a_schedule_changes_through_the_command_channel():
+    a = agent(PILLS)
+    r = command(a, {"id": 2, "cmd": "insight", "sensor": "pills", "action": "set",
+                    "settings": {"schedule": ["07:30", "20:30"]}})
+    assert r["ok"] and r["result"]["settings"]["times_min"] == [450, 1230], r
+    assert a.insights.detectors["pills"].times == [450, 1230]
+    assert a.insights.dirty  # saved with the next round: it outlives a power cut
+
+
 def test_bad_insight_commands_get_a_clear_error_and_change_nothing():
     a = agent(PILLS)
     bad = [
