@@ -61,6 +61,7 @@ class _LogLimit:
 
 _STOP = object()
 REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
+LEAVE_S = 10.0  # stop(leave=True): how long the broker may take to answer the UNSUBSCRIBE
 
 
 class Ingest(Handlers):
@@ -228,9 +229,12 @@ class Ingest(Handlers):
         if self._client is not None and self._connected:
             deadline = time.monotonic() + drain
             if leave:
+                # the UNSUBACK's wait is not the drain's: a busy broker may take a while, and
+                # the drain only starts once nothing more can be assigned to this member
                 self._left.clear()
                 self._client.unsubscribe(list(self.topics))
-                self._left.wait(max(0.0, deadline - time.monotonic()))
+                self._left.wait(LEAVE_S)
+                deadline = time.monotonic() + drain
             while self._q.unfinished_tasks and time.monotonic() < deadline:
                 time.sleep(0.01)
         if self._client is not None:
