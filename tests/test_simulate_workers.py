@@ -41,6 +41,15 @@ def per_device(report):
     return [{k: d[k] for k in SAME} for d in report["devices"]]
 
 
+def whole_fleet_report(db, tmp_path):
+    """`tether report --db` of the 4-device fleet: it must count every device and lose none."""
+    out = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(db), "--report",
+                                   str(tmp_path / "r.json")), out=out) == 0
+    assert "4 devices" in out.getvalue() and " 0 LOST" in out.getvalue()
+    return json.loads((tmp_path / "r.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def alone(tmp_path_factory):
     """The reference: the fleet in this one process."""
@@ -91,19 +100,15 @@ def test_two_shards_against_one_broker_and_database_report_the_whole_fleet(
                                    err=err) == 2
             assert "parts for devices 1-2 of 4: a shard has not stored its part" in \
                 err.getvalue()
-    out = io.StringIO()
-    assert report_cmd.main(args_of("report", "--db", str(db), "--report",
-                                   str(tmp_path / "r.json")), out=out) == 0
-    assert "4 devices" in out.getvalue() and " 0 LOST" in out.getvalue()
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = whole_fleet_report(db, tmp_path)
     assert per_device(report) == per_device(alone)
     assert report["insight_scores"] == alone["insight_scores"]
 
 
 def test_two_shards_side_by_side_as_two_machines_run_them_report_the_whole_fleet(
         tmp_path, alone, mosquitto):
-    # Each shard's ingest takes its share of every shard's messages until it ends: what it held
-    # then must still reach the database (the other shard's repairs, its devices' tails).
+    # Each shard's ingest takes its share of every shard's messages while it runs; the first to
+    # end leaves the group, and nothing of the other's may be lost with it.
     db = tmp_path / "fleet.sqlite"
     base = [sys.executable, "-m", "firmware.cli", "simulate", "--devices", "4", "--duration",
             "12h", "--speed", "max", "--seed", "7", "--faults", FAULTS, "--broker",
@@ -113,11 +118,7 @@ def test_two_shards_side_by_side_as_two_machines_run_them_report_the_whole_fleet
               for i in (1, 2)]
     outs = [p.communicate(timeout=300)[0] for p in shards]
     assert [p.returncode for p in shards] == [0, 0], outs
-    out = io.StringIO()
-    assert report_cmd.main(args_of("report", "--db", str(db), "--report",
-                                   str(tmp_path / "r.json")), out=out) == 0
-    assert "4 devices" in out.getvalue() and " 0 LOST" in out.getvalue()
-    report = json.loads((tmp_path / "r.json").read_text())
+    report = whole_fleet_report(db, tmp_path)
     assert per_device(report) == per_device(alone)
 
 
