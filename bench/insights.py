@@ -185,6 +185,8 @@ def main(argv=None):
     table(["insight", "sensor", "readings", "code B", "state B (new)",
            "STATE B PER SENSOR (after)", "CPU us/reading", "baseline loop us/reading",
            "events"], mp_rows, left=(0, 1))
+    print("  code = gc.mem_alloc() that importing the insight's module adds, with agent.insights "
+          "and agent.cbor, which it imports (a board has the cbor encoder loaded anyway)")
     print("  state = gc.mem_alloc() of one detector (with its emit closure), made and after the "
           "whole sequence; CPU = (feed loop - the same loop with a do-nothing function) / readings"
           " on this PC (an ESP32 is some 10-30x slower)")
