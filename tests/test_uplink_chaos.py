@@ -53,6 +53,8 @@ class AgentProc:
     def _read(self):
         for line in self.proc.stdout:
             self.lines.append(line.rstrip())
+            if not line.endswith("\n"):
+                break  # cut by the SIGKILL while it was written: the agent never said it
             word, _, rest = line.partition(" ")
             if word == "stored":
                 self.stored.append(int(rest))
