@@ -227,14 +227,13 @@ class Ingest(Handlers):
         instead of queueing them for a session about to go."""
         self._stopping = True
         if self._client is not None and self._connected:
-            deadline = time.monotonic() + drain
             if leave:
                 # the UNSUBACK's wait is not the drain's: a busy broker may take a while, and
                 # the drain only starts once nothing more can be assigned to this member
                 self._left.clear()
                 self._client.unsubscribe(list(self.topics))
                 self._left.wait(LEAVE_S)
-                deadline = time.monotonic() + drain
+            deadline = time.monotonic() + drain
             while self._q.unfinished_tasks and time.monotonic() < deadline:
                 time.sleep(0.01)
         if self._client is not None:

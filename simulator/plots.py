@@ -127,7 +127,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
         inks = [s for s in d.profile["sensors"] if s["name"].startswith("ink_")]
         mine = found.get(d.device_id, [])
         lead_days = learn_days = None
-        top = 0.0
+        forecasts = False
         for s in inks:
             name = s["name"]
             colour = INK_COLOURS.get(name)
@@ -142,7 +142,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
             swaps = sorted(t for t, e, sensor, v, f in mine
                            if sensor == name and e == "cartridge_replaced")
             xs, days, lows, highs, truth_x, truth = [], [], [], [], [], []
-            cartridge = lambda t: sum(1 for x in swaps if x <= t)  # noqa: E731
+            held = None  # the swaps seen by the last forecast: another count, another cartridge
             for t, event, sensor, value, f in mine:
                 if sensor != name or value is None:
                     continue
@@ -151,10 +151,15 @@ def _ink(plt, outdir, printers, found, start, end_days):
                             markeredgecolor="r", markersize=9, label="reorder (device)")
                     fc.plot([_days(t, start)], [value], "v", color=colour, markeredgecolor="r",
                             markersize=9, label="reorder (device)")
+                elif event == "cartridge_replaced":
+                    ax.axvline(_days(t, start), color="g", alpha=0.35, linewidth=1,
+                               label="new cartridge (device)")
                 elif event == "forecast":
-                    if xs and cartridge(t) != cartridge(start + xs[-1] * DAY_MS):
+                    swapped = sum(1 for x in swaps if x <= t)
+                    if held is not None and swapped != held:
                         for series_ in (xs, days, lows, highs):
                             series_.append(float("nan"))  # a new cartridge: a new line
+                    held = swapped
                     xs.append(_days(t, start))
                     days.append(value)
                     # the band of a weekly rate only: a few days' drops have none to speak of
@@ -171,14 +176,10 @@ def _ink(plt, outdir, printers, found, start, end_days):
                         label="forecast (device)")
                 fc.fill_between(xs, lows, highs, color=colour, alpha=0.12, linewidth=0,
                                 label="its band (busy and quiet weeks)")
-                top = 1.0
+                forecasts = True
             if truth:
                 fc.plot(truth_x, truth, color=colour, linestyle=":", linewidth=1.5,
                         label="days it really had left (truth)")
-            for t, event, sensor, value, f in mine:
-                if sensor == name and event == "cartridge_replaced":
-                    ax.axvline(_days(t, start), color="g", alpha=0.35, linewidth=1,
-                               label="new cartridge (device)")
         for t, sensor in d.truth.get("ink_empty", []):
             ax.plot([_days(t, start)], [0.0], "x", color=INK_COLOURS.get(sensor, "k"),
                     markersize=9, markeredgewidth=2, label="ran dry (truth)")
@@ -192,7 +193,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
         if lead_days is not None:
             fc.axhline(lead_days, color="r", linewidth=1, alpha=0.6,
                        label="lead time (%g d): a reorder must come before this" % lead_days)
-        if top == 0.0:
+        if not forecasts:
             fc.text(0.5, 0.55, "no forecast yet: a printer forecasts once it has watched\n"
                     "its ink for %g days (the profile's `learn`)" % (learn_days or 2),
                     transform=fc.transAxes, ha="center", va="center", color="0.4")
