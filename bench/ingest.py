@@ -6,8 +6,11 @@ The reference workload (shared/bench/README.md): DEVICES devices each publish th
 day, 144 compact batches of 420 readings, through a mosquitto on loopback
 (`max_queued_messages 0`, so the broker drops nothing for an ingest that is behind). For each
 store and number of `tether ingest` processes (one shared subscription group, `--no-repair`:
-nothing is missing), the clock runs from the first PUBLISH until the database holds every batch;
-the publisher is another process and publishes as fast as the broker takes it.
+nothing is missing), the clock runs from the first PUBLISH until the database holds every batch.
+The publisher, a thread of this bench, writes the fleet's QoS 1 PUBLISH packets, made before the
+clock starts, on one connection as fast as the broker reads them (publish()). Each figure is the
+fastest of --repeat runs (3), each into a new database, and so is the baseline's: the host is
+shared, and one run of a second or two varies by a fifth.
 
 - Baseline, in the same run: the same rows (one per batch and channel, as the ingest stores
   them) COPYed into the same PostgreSQL server by one client, in one transaction, prepared in
@@ -25,6 +28,8 @@ import argparse
 import math
 import os
 import signal
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -40,6 +45,7 @@ DEVICES_QUICK = 6
 MILLION = 1000000
 TARGET = 0.5  # PostgreSQL ingest / plain COPY
 LIVENESS_S = 600
+REPEAT = 3  # runs of each figure, the fastest kept, the baseline's too: this host is shared
 
 
 def messages(devices):
@@ -60,19 +66,59 @@ def messages(devices):
     return out, devices * c.READINGS_PER_DAY
 
 
-def publish(port, msgs, done):
-    import paho.mqtt.client as paho
-    client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bench-publisher",
-                         protocol=paho.MQTTv311)
-    client.max_inflight_messages_set(200)
-    client.max_queued_messages_set(0)
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    infos = [client.publish(t, p, 1, retain=r) for t, p, r in msgs]
-    for info in infos:
-        info.wait_for_publish(LIVENESS_S)
-    client.disconnect()
-    client.loop_stop()
+def _length(n):
+    out = bytearray()
+    while True:
+        n, digit = n >> 7, n & 0x7F
+        out.append(digit | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _packet(first, body):
+    return bytes([first]) + _length(len(body)) + body
+
+
+def _string(data):
+    return struct.pack(">H", len(data)) + data
+
+
+def packets(msgs):
+    """msgs as the fleet's MQTT 3.1.1 packets: CONNECT (clean session), a QoS 1 PUBLISH each
+    (packet ids 1, 2, ...), DISCONNECT."""
+    if len(msgs) >= 0xFFFF:
+        raise SystemExit("%d messages: more than one connection's packet ids" % len(msgs))
+    out = [_packet(0x10, _string(b"MQTT") + bytes([4, 0x02]) + struct.pack(">H", 60)
+                   + _string(b"bench-publisher"))]
+    for pid, (topic, payload, retain) in enumerate(msgs, 1):
+        out.append(_packet(0x32 | retain, _string(topic.encode()) + struct.pack(">H", pid)
+                           + payload))
+    return out
+
+
+def publish(port, data, count, done):
+    """Writes the packets made by packets() on one socket, as fast as the broker reads them,
+    and sets `done` once the broker has acknowledged all `count` PUBLISHes: a publisher whose
+    Python does nearly nothing a message (paho's client took a tenth of this machine's two
+    cores in the run, from the ingest it measures)."""
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(data[0])
+        if sock.recv(4) != b"\x20\x02\x00\x00":
+            raise SystemExit("the broker refused the publisher's CONNECT")
+        sender = threading.Thread(target=sock.sendall, args=(b"".join(data[1:]),), daemon=True)
+        sender.start()
+        acked = 0
+        pending = b""
+        deadline = time.monotonic() + LIVENESS_S
+        while acked < count:  # each PUBACK is 4 bytes: 0x40, 2, the packet id
+            if time.monotonic() > deadline:
+                raise SystemExit("the broker acknowledged %d of %d messages" % (acked, count))
+            pending += sock.recv(65536)
+            acked += len(pending) // 4
+            pending = pending[len(pending) // 4 * 4:]
+        sender.join()
+        sock.sendall(b"\xe0\x00")
     done.set()
 
 
@@ -129,8 +175,9 @@ class Run:
                                      % (line, self.log.name))
             started = sum(process_cpu(p.pid) for p in procs)  # imports, connecting
             done = threading.Event()
+            data = packets(self.msgs)
             start = time.perf_counter()
-            threading.Thread(target=publish, args=(self.broker.port, self.msgs, done),
+            threading.Thread(target=publish, args=(self.broker.port, data, len(self.msgs), done),
                              daemon=True).start()
             deadline = time.monotonic() + LIVENESS_S
             while self.count() < batches:
@@ -232,11 +279,11 @@ def decode_rate(msgs, decode):
     return n / c.best_of(lambda: [decode(b, schemas) for b in batches], repeat=3)
 
 
-def copy_baseline(server, msgs):
+def copy_baseline(server, msgs, k):
     """(seconds, readings, server CPU seconds) of one plain COPY of the ingest's rows into a new
     database of the same layout, partitions made beforehand."""
     from ingest.store import postgres
-    url = new_database(server, "bench_copy")
+    url = new_database(server, "bench_copy_%d" % k)
     store = postgres.connect(url)
     try:
         rows = packed_rows(msgs)
@@ -245,7 +292,7 @@ def copy_baseline(server, msgs):
         cpu = postmaster_cpu(server)
         store.begin()
         start = time.perf_counter()
-        store._copy(rows)
+        store._copy([postgres.row_data(r) for r in rows])  # its binary form made in the time
         store.commit()
         elapsed = time.perf_counter() - start
         return elapsed, sum(len(r[4]) for r in rows), postmaster_cpu(server) - cpu
@@ -303,7 +350,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="%d devices" % DEVICES_QUICK)
     ap.add_argument("--devices", type=int)
+    ap.add_argument("--repeat", type=int, help="runs of each, the fastest kept (default %d; "
+                    "1 with --quick)" % REPEAT)
     args = ap.parse_args()
+    if args.repeat is None:
+        args.repeat = 1 if args.quick else REPEAT
     devices = args.devices or (DEVICES_QUICK if args.quick else DEVICES)
 
     from simulator.lab.mosquitto import Mosquitto, find_tool
@@ -321,28 +372,34 @@ def main():
               % (devices, devices * 144, readings, broker.port))
         for backend, processes in (("SQLite", 1), ("SQLite", 2), ("PostgreSQL", 1),
                                    ("PostgreSQL", 2)):
-            name = "ingest_%s_%d" % (backend.lower(), processes)
-            if backend == "SQLite":
-                db = os.path.join(tmp, name + ".sqlite")
-                count = sqlite_count(db)
-                server_cpu = None
-            else:
-                db = new_database(server, name)
-                count = pg_count(db)
-                server_cpu = postmaster_cpu(server)
-            with open(os.path.join(tmp, name + ".log"), "w") as log:
-                elapsed, cpu = Run(name, broker, db, processes, msgs, readings, count, log)()
-            if backend == "PostgreSQL":
-                count.close()
-            if server_cpu is not None:
-                server_cpu = postmaster_cpu(server) - server_cpu
+            runs = []
+            for k in range(args.repeat):
+                name = "ingest_%s_%d_%d" % (backend.lower(), processes, k)
+                if backend == "SQLite":
+                    db = os.path.join(tmp, name + ".sqlite")
+                    count = sqlite_count(db)
+                    server_cpu = None
+                else:
+                    db = new_database(server, name)
+                    count = pg_count(db)
+                    server_cpu = postmaster_cpu(server)
+                with open(os.path.join(tmp, name + ".log"), "w") as log:
+                    elapsed, cpu = Run(name, broker, db, processes, msgs, readings, count, log)()
+                if backend == "PostgreSQL":
+                    count.close()
+                    server_cpu = postmaster_cpu(server) - server_cpu
+                runs.append((elapsed, cpu, server_cpu))
+            elapsed, cpu, server_cpu = min(runs)
             results.append((backend, processes, readings / elapsed, cpu, server_cpu))
-            print("  %s, %d process%s: %.1f s" % (backend, processes,
-                                                 "" if processes == 1 else "es", elapsed),
+            print("  %s, %d process%s: %s s" % (backend, processes,
+                                                "" if processes == 1 else "es",
+                                                " / ".join("%.1f" % r[0] for r in runs)),
                   flush=True)
-        copy_s, copy_n, copy_cpu = copy_baseline(server, msgs)
+        copies = [copy_baseline(server, msgs, k) for k in range(args.repeat)]
+        copy_s, copy_n, copy_cpu = min(copies)
         assert copy_n == readings, (copy_n, readings)
         copy_rate = readings / copy_s
+        print("  baseline COPY: %s s" % " / ".join("%.2f" % r[0] for r in copies))
         shapes = layouts(server, msgs)
         from agent import batch_decode
         from ingest import fastdecode
@@ -361,7 +418,7 @@ def main():
                      "%.2f" % (rate / copy_rate) if backend == "PostgreSQL" else "",
                      "%.1f" % (cpu * 1000 * 1000 / readings),
                      "%.1f" % (server_cpu * 1000 * 1000 / readings) if server_cpu else ""])
-    rows.append(["baseline: one plain COPY of the same rows", "1", "{:,.0f}".format(copy_rate),
+    rows.append(["baseline: a plain COPY of the same rows", "1", "{:,.0f}".format(copy_rate),
                  "1.00", "", "%.1f" % (copy_cpu * 1000 * 1000 / readings)])
     c.table(["store", "processes", "readings/s", "x COPY", "ingest CPU ms/1000",
              "server CPU ms/1000"], rows)

@@ -93,9 +93,9 @@ which mode is safe where (measured: bench/broker_restart.py, docs/ingest.md):
 
 def add_command(sub):
     p = sub.add_parser("ingest", help="the reference ingest: batches, events and health from the "
-                                      "broker into SQLite, until Ctrl-C",
+                                      "broker into SQLite or PostgreSQL, until Ctrl-C",
                        description="The reference ingest: batches, events and health from the "
-                                   "broker into SQLite, until Ctrl-C.",
+                                   "broker into SQLite or PostgreSQL, until Ctrl-C.",
                        epilog=SAFE_MODES, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)
     p.set_defaults(func=main)

@@ -282,7 +282,7 @@ def _fast(payload, schemas):
     if unit == 1:
         times = list(accumulate(ds, initial=t0))
     else:
-        times = list(accumulate([d * unit for d in ds], initial=t0 * unit))
+        times = list(accumulate(map(unit.__mul__, ds), initial=t0 * unit))
     chans = []  # (first slot, channel number, name, slots or None for every slot, values)
     for c, (name, _, mantissa, exponent) in enumerate(schema.channels):
         if not bits.get(1):
@@ -308,7 +308,8 @@ def _fast(payload, schemas):
             if mantissa == 1:
                 values = list(map(div.__rtruediv__, values))
             else:
-                values = [x * mantissa / div for x in values]
+                # x * mantissa / div, as the reference, without a Python frame a value
+                values = list(map(div.__rtruediv__, map(mantissa.__mul__, values)))
         chans.append((0 if at is None else at[0], c, name, at, values))
     if bits.size - bits.pos >= 8:
         raise Unusual

@@ -4,8 +4,9 @@ Handlers is the half of the Ingest (ingest/subscriber.py) that runs in its write
 the writer's transaction on self._db (a Store): each message in a savepoint of its own, so that
 a bad one leaves only a `malformed` row (first the group goes without savepoints, and again with
 them when a message fails: Handlers._savepoints). Its SQL is written once for every backend, in
-the dialect of ingest/store/__init__.py (PostgreSQL runs a batch's in one statement). What a group of messages changed is gathered in a Delta and
-applied to the process's counters after the COMMIT.
+the dialect of ingest/store/__init__.py; PostgreSQL stores a group's batches together
+(_store_deferred). What a group of messages changed is gathered in a Delta and applied to the
+process's counters after the COMMIT.
 """
 import binascii
 import json
@@ -70,6 +71,9 @@ class Handlers:
 
     # (device, channel, unit) stored by the current transaction: its later batches skip them
     _group_units = frozenset()
+    # Batches decoded and checked, their storing put off to the group's end (_store_deferred):
+    # [(batch, payload, its `batches` row, its devices row)]; None: each stored as it comes.
+    _deferred = None
     # Each message in a savepoint of its own. The writer stores a group first without them (a
     # savepoint costs a round trip, and PostgreSQL a subtransaction, a message), and again with
     # them if a message fails: the same rows either way.
@@ -136,7 +140,14 @@ class Handlers:
             raise Bad("the device id in the topic is not " + ids.WHAT)
         if kind == "batch":
             self._batch(device, payload, received_at, topic, False, d)
-        elif kind == "event":
+            return
+        if self._deferred:
+            # Before any other message: it locks its device's row, and the rows of the devices
+            # before it in the group's order are locked first (see Ingest._commit); and what
+            # it does follows the batches before it (a schema sets its device's schema_id; a
+            # health report and a reply read the stored numbers)
+            d.merge(self._store_deferred())
+        if kind == "event":
             self._event(device, payload, received_at, d)
         elif kind == "health":
             self._health(device, payload, received_at, d)
@@ -182,7 +193,6 @@ class Handlers:
 
     def _store(self, device, b, payload, received_at, d):
         decode.check_envelope(device, b)
-        db = self._db
         count = b.count
         seq = b.seq
         row = (device, seq, b.boot, b.dropped, int(b.synced),
@@ -193,6 +203,15 @@ class Handlers:
         # last_t_ms, dropped_reported, readings), then repaired and repaired_readings
         device_row = (device, b.schema_id, received_at, received_at, b.boot, seq, b.t_last,
                       b.dropped, count)
+        if self._deferred is not None:
+            self._deferred.append((b, payload, row, device_row))
+            return
+        self._store_now(b, payload, row, device_row, d)
+
+    def _store_now(self, b, payload, row, device_row, d):
+        """The batch b stored as it comes: its row in `batches`, or its count as a duplicate."""
+        db = self._db
+        device, seq, received_at = row[0], row[1], row[10]
         added = db.add_batch(row, device_row)  # PostgreSQL: one statement
         if added is None:
             added = self._add_batch(row, device_row)
@@ -203,9 +222,16 @@ class Handlers:
         if repaired:
             db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
                        (device, seq))
+        self._stored(device, b, repaired, d)
+
+    def _stored(self, device, b, repaired, d):
+        """What follows a batch's row in `batches`: its readings, its channels, the counts."""
+        db = self._db
+        count = b.count
+        if repaired:
             d.add("repaired")
             d.add("repaired_readings", count)
-        db.insert_batch(device, seq, b)
+        db.insert_batch(device, b.seq, b)
         for name, unit in b.units.items():
             key = (device, name, unit)
             if key not in self._units and key not in self._group_units:
@@ -216,6 +242,85 @@ class Handlers:
                 self._group_units.add(key)
         d.add("batches", device=device)
         d.add("readings", count, device=device)
+
+    def _store_deferred(self, last=False):
+        """A Delta: the batches _store put off (Store.add_batches), stored with the same rows
+        as each stored as it came. Their rows into `batches` in one statement; then each as
+        _store goes on (readings, channels); then the devices' rows, one per device whose
+        stored batches are a run of consecutive numbers in order, all with readings (what one
+        DEVICE_UPDATE sums exactly), and a row per batch for any other device; then the
+        duplicates. A single batch goes as _store stores it. last: the group's end, where the
+        readings are written before the devices' rows are locked. Retry when a batch fails:
+        the group again, each message on its own."""
+        items, self._deferred = self._deferred, []
+        d = Delta()
+        if not items:
+            return d
+        db = self._db
+        if len(items) == 1:
+            try:
+                self._store_now(*items[0], d=d)
+            except Exception as exc:  # noqa: BLE001 - as below
+                if db.failed(exc):
+                    raise
+                raise Retry()
+            return d
+        first = {}
+        for i, item in enumerate(items):
+            first.setdefault(item[2][:2], i)  # the first of a (device, seq): the one stored
+        try:
+            added = db.add_batches([items[i][2] for i in first.values()])
+            runs = {}  # device -> [(device_row, repaired)] of its batches stored, in order
+            again = []
+            for i, (b, payload, row, device_row) in enumerate(items):
+                key = row[:2]
+                if first[key] != i or key not in added:
+                    again.append((row[0], row[1], payload, row[10]))
+                    continue
+                repaired = added[key]
+                if repaired:
+                    db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
+                               key)
+                runs.setdefault(row[0], []).append((device_row, repaired))
+                self._stored(row[0], b, repaired, d)
+            if last:
+                db.write_readings()
+            # A device's row first: a duplicate's comes after the batch it repeats (first_seen)
+            self._update_devices(runs)
+            for device, seq, payload, received_at in again:
+                self._duplicate(device, seq, payload, received_at, d)
+        except Exception as exc:  # noqa: BLE001 - as _guarded: the database's, or a message's
+            if db.failed(exc):
+                raise
+            raise Retry()
+        return d
+
+    def _update_devices(self, runs):
+        """The devices' rows for the batches stored, device by device in order (the order in
+        which processes sharing the database lock them, so that they never deadlock)."""
+        db = self._db
+        summed = []
+        for device in sorted(runs):
+            run = runs[device]
+            seqs = [r[5] for r, _ in run]
+            if (all(r[6] is not None for r, _ in run)
+                    and seqs == list(range(seqs[0], seqs[0] + len(seqs)))):
+                rows = [r for r, _ in run]
+                schema_ids = [r[1] for r in rows if r[1] is not None]
+                repaired = [r[8] for r, rep in run if rep]
+                summed.append((device, schema_ids[-1] if schema_ids else None, rows[0][2],
+                               max(r[3] for r in rows), max(r[4] for r in rows), seqs[-1],
+                               rows[-1][6], max(r[7] for r in rows), sum(r[8] for r in rows),
+                               len(rows), len(repaired), sum(repaired)))
+                continue
+            if summed:
+                db.update_devices(summed)
+                summed = []
+            for device_row, repaired in run:
+                db.execute(UPSERT_DEVICE, device_row + (int(repaired),
+                                                        device_row[-1] if repaired else 0))
+        if summed:
+            db.update_devices(summed)
 
     def _add_batch(self, row, device_row):
         """(stored, repaired): the batch's row into `batches`; when it is new there, repair's
@@ -232,6 +337,8 @@ class Handlers:
         b = batch_decode.read_envelope(payload)
         decode.check_envelope(device, b)
         db = self._db
+        if self._deferred:
+            d.merge(self._store_deferred())  # as before any other message; one may be this one
         if db.execute("SELECT 1 FROM batches WHERE device = ? AND seq = ?",
                       (device, b.seq)).fetchone() is not None:
             self._duplicate(device, b.seq, payload, received_at, d)

@@ -413,6 +413,7 @@ class Ingest(Handlers):
                 db.begin()
                 self._group_units = set()
                 self._savepoints = savepoints
+                self._deferred = [] if not savepoints and db.add_batches is not None else None
                 # Device by device (each device's messages in the order they came): processes
                 # sharing a database then lock the devices' rows in one order and never
                 # deadlock over them. Acknowledged below in the order they came, as MQTT asks.
@@ -425,6 +426,9 @@ class Ingest(Handlers):
                         total.merge(d)
                 if chores:
                     self._chores(total)
+                if self._deferred is not None:
+                    total.merge(self._store_deferred(last=True))
+                    self._deferred = None
                 probed = None
                 if planning:
                     began = time.monotonic()
@@ -443,6 +447,7 @@ class Ingest(Handlers):
             except Retry:
                 db.rollback()
                 savepoints = True
+                self._deferred = None
             except db.Error as exc:
                 if db.in_transaction:
                     db.rollback()

@@ -2,6 +2,7 @@
 a message fails (ingest/handlers.py, Handlers._savepoints): the rows are the same as if each
 message had been stored on its own, on SQLite and on PostgreSQL."""
 import array
+import random
 
 import pytest
 
@@ -87,3 +88,112 @@ def test_a_group_of_good_messages_is_stored_whole(db_url):
     rows, stats = store(db_url("groups_good"), [GOOD])
     assert stats["batches"] == 2 and stats.get("malformed", 0) == 0
     assert [r[:3] for r in rows["batches"]] == [("dev-1", 0, 6), ("dev-2", 0, 6)]
+
+
+# ---- PostgreSQL's batches of a group in one statement (Store.add_batches) ----
+
+ALL_TABLES = ("batches", "devices", "malformed", "channels", "readings", "asked", "lost", "held",
+              "health", "events", "schemas")
+
+
+def fleet(seed):
+    """[group of messages]: five devices' batches in a shuffled order, with what an ingest
+    meets: batches out of order, twice, once with other bytes, one before its schema, one
+    without readings (no last time), health reports (which start batch_done, an early one
+    before the batches it moves over) and a status."""
+    from agent import cbor
+    from tests.test_repair import health
+    rng = random.Random(seed)
+    lists = []
+    for n in range(4):
+        device = "dev-%d" % n
+        seqs = list(range(10))
+        for k in range(9):
+            if rng.random() < 0.25:
+                seqs[k], seqs[k + 1] = seqs[k + 1], seqs[k]
+        msgs = [(device, "batch", compact(device, s, T0 + 30000 * s)) for s in seqs]
+        for k in rng.sample(range(10), 2):
+            msgs.insert(rng.randrange(k, len(msgs) + 1), msgs[k])
+        if rng.random() < 0.5:
+            s = rng.randrange(10)
+            msgs.insert(rng.randrange(len(msgs)), (device, "batch",
+                                                   compact(device, s, T0 + 30000 * s + 1)))
+        msgs.append((device, "batch", cbor.dumps([1, device, 10, 1, 0, 0, 1, cbor.dumps([])])))
+        for _ in range(2):
+            oldest = rng.randrange(8)
+            msgs.insert(rng.randrange(len(msgs)), (device, "health",
+                                                   health(device, batch=(oldest, 10))))
+        msgs.insert(rng.randrange(len(msgs)), (device, "status", b"offline"))
+        msgs.insert(rng.randrange(3), (device, "health", health(device, batch=(0, 10))))
+        msgs.insert(3 if n == 3 else 0, (device, "schema", SCHEMA.to_cbor()))
+        lists.append(msgs)
+    # and a device whose schema came from another: its first batch makes its row, the batch's
+    # duplicate right behind it
+    first = compact("dev-4", 0, T0)
+    lists.append([("dev-4", "batch", first), ("dev-4", "batch", first)]
+                 + [("dev-4", "batch", compact("dev-4", s, T0 + 30000 * s)) for s in range(1, 6)])
+    messages = [msg(*lists[0].pop(0), k=0)]  # dev-0's schema
+    while any(lists):
+        device, kind, payload = rng.choice([m for m in lists if m]).pop(0)
+        messages.append(msg(device, kind, payload, len(messages)))
+    messages = [m if "/up/status" not in m[0] else (m[0].replace("/up/", "/"),) + m[1:]
+                for m in messages]
+    groups = []
+    while messages:
+        size = rng.randint(1, 25)
+        groups.append(messages[:size])
+        messages = messages[size:]
+    return groups
+
+
+def store_fleet(url, groups, together):
+    i = Ingest("127.0.0.1", 1, url, repair=False)
+    i.client_id = "groups"
+    i._db = open_store(url)
+    calls = []
+    try:
+        db = i._db
+        if together:
+            add_batches = db.add_batches
+            db.add_batches = lambda rows: calls.append(len(rows)) or add_batches(rows)
+        else:
+            db.add_batches = None  # each batch stored as it comes
+        db.begin()
+        for device in ("dev-0", "dev-1", "dev-3"):  # asked for by a repair, or settled as lost
+            db.execute("INSERT INTO asked (device, kind, seq, asked_at, asks) "
+                       "VALUES (?, 'batch', 4, 1.0, 1)", (device,))
+            db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
+                       "VALUES (?, 'batch', 6, 'broker', 1.0)", (device,))
+        db.commit()
+        for group in groups:
+            i._commit(group, False)
+        rows = {t: sorted(db.execute("SELECT * FROM %s" % t).fetchall(), key=repr)
+                for t in ALL_TABLES}
+        rows["done"] = db.execute("SELECT device, batch_done FROM devices WHERE batch_done "
+                                  "IS NOT NULL ORDER BY device").fetchall()
+        return rows, i.stats(), calls
+    finally:
+        i._db.close()
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_a_groups_batches_in_one_statement_store_what_they_store_one_by_one(postgres, seed):
+    """PostgreSQL stores a group's batches with one INSERT and sums each device's row over its
+    batches: every table ends as when each batch is stored as it comes, whatever the order."""
+    import psycopg
+    groups = fleet(seed)
+    urls = []
+    for name in ("fleet_together_%d" % seed, "fleet_alone_%d" % seed):
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s"' % name)
+            conn.execute('CREATE DATABASE "%s"' % name)
+        urls.append("postgresql://%s@%s:%d/%s" % (postgres.user, postgres.host, postgres.port,
+                                                   name))
+    together, stats, calls = store_fleet(urls[0], groups, True)
+    alone, alone_stats, none = store_fleet(urls[1], groups, False)
+    assert none == [] and max(calls) > 3  # the two ways were taken
+    for table in ALL_TABLES:
+        assert together[table] == alone[table], table
+    assert stats == alone_stats
+    assert stats["batches"] == 50 and stats["repaired"] == 3 and stats["duplicates"] >= 5
+    assert len(together["done"]) == 4  # health reports started every device's batch_done

@@ -39,6 +39,19 @@ The backend contract. A backend module provides:
     add_batch(row, device_row)
                 (stored, repaired) of ADD_BATCH, repair.arrived and UPSERT_DEVICE in fewer
                 round trips, or None (the base class's): the handlers run them one by one
+    add_batches(rows)
+                the batches' rows (ADD_BATCH's values, no two with one (device, seq)) into
+                `batches` and repair.arrived for those stored, in a statement or two: {(device,
+                seq): repaired} of those stored; None (the base class's): the handlers store
+                each batch as it comes. With it, the handlers put a group's batches off until
+                the group's end (Handlers._store_deferred)
+    update_devices(rows)
+                UPSERT_DEVICE of many devices' rows at once (each device once; `batches`, the
+                row's count of batches)
+    write_readings()
+                writes the readings insert_readings gathered, if it gathers them until the
+                commit (PostgreSQL's COPY): before update_devices, so that the devices' rows,
+                which other processes wait for, stay locked only until the commit
     insert_batch(device, seq, batch)
                 the same for a decoded batch (ingest/fastdecode.Decoded); the base class's
                 passes its readings to insert_readings, PostgreSQL's takes its columns
@@ -95,12 +108,15 @@ DEVICE_UPDATE = (
     "THEN coalesce(excluded.last_t_ms, devices.last_t_ms) ELSE devices.last_t_ms END, "
     "last_seq = greatest(coalesce(devices.last_seq, -1), excluded.last_seq), "
     "dropped_reported = greatest(devices.dropped_reported, excluded.dropped_reported), "
-    "batches = devices.batches + 1, readings = devices.readings + excluded.readings, "
+    "batches = devices.batches + excluded.batches, "
+    "readings = devices.readings + excluded.readings, "
     "repaired = devices.repaired + excluded.repaired, "
     "repaired_readings = devices.repaired_readings + excluded.repaired_readings, "
-    # in order: every batch up to this one is here (ingest/repair.py)
-    "batch_done = CASE WHEN devices.batch_done = excluded.last_seq - 1 "
-    "THEN excluded.last_seq ELSE devices.batch_done END")
+    # in order: every batch up to this one is here (ingest/repair.py). A row may sum a run of
+    # `batches` batches with consecutive numbers, stored in that order, up to last_seq (Store.
+    # add_batches): done moves past the run from anywhere just before or in it.
+    "batch_done = CASE WHEN devices.batch_done BETWEEN excluded.last_seq - excluded.batches "
+    "AND excluded.last_seq - 1 THEN excluded.last_seq ELSE devices.batch_done END")
 UPSERT_DEVICE = ("INSERT INTO " + DEVICE_COLUMNS + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?) "
                  + DEVICE_UPDATE)
 
@@ -183,6 +199,11 @@ class Store:
 
     def add_batch(self, row, device_row):
         return None  # the handlers run ADD_BATCH, repair.arrived, UPSERT_DEVICE one by one
+
+    add_batches = None  # nor any group of batches at once
+
+    def write_readings(self):
+        pass  # written as they come
 
     def planning(self):
         return True

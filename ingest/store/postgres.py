@@ -473,19 +473,25 @@ class PostgresStore(base.Store):
         self._outside = False
 
     def commit(self):
-        if self._pending:
-            self._flush()
-            try:
-                self._copy(self._pending)
-            except psycopg.errors.CheckViolation:
-                # No partition for a row: another process dropped a day this one knew of
-                # (tether_drop_readings). Made again when the group is stored again.
-                self._days.clear()
-                raise
-        self._pending = []
+        self.write_readings()
         self._outside = True  # committed or not: a COMMIT that fails ends the transaction
         release, self._release = self._release, None
         self.conn.execute("COMMIT" if release is None else release + "; COMMIT")
+
+    def write_readings(self):
+        """The readings gathered so far, COPYed now (a savepoint rolled back after this keeps
+        them: Handlers calls it only where it has none)."""
+        if not self._pending:
+            return
+        self._flush()
+        try:
+            self._copy(self._pending)
+        except psycopg.errors.CheckViolation:
+            # No partition for a row: another process dropped a day this one knew of
+            # (tether_drop_readings). Made again when the group is stored again.
+            self._days.clear()
+            raise
+        self._pending = []
 
     def rollback(self):
         self._pending = []
@@ -539,6 +545,16 @@ class PostgresStore(base.Store):
         stored, asked = cur.fetchone()
         return stored > 0, asked > 0
 
+    def add_batches(self, rows):
+        """{(device, seq): repaired} of the rows stored: a group's batches (keys unique) in one
+        statement, ADD_BATCH_SQL's first three parts on them all."""
+        cur = self._run(ADD_BATCHES_SQL, [list(c) for c in zip(*rows)])
+        return {(device, seq): repaired for device, seq, repaired in cur.fetchall()}
+
+    def update_devices(self, rows):
+        """UPSERT_DEVICE of rows that each sum a device's batches (Handlers._store_deferred)."""
+        self._run(UPDATE_DEVICES_SQL, [list(c) for c in zip(*rows)])
+
     # ---- readings ----
 
     def insert_readings(self, device, seq, rows):
@@ -569,8 +585,8 @@ class PostgresStore(base.Store):
         for name, (ts, values, texts) in per.items():
             if self._mode != "hypertable":
                 self._partition(ts[0])
-            self._pending.append((device, seq, name, ts[0], ts, values, texts)
-                                 + base.extremes(ts, values))
+            self._pending.append(row_data((device, seq, name, ts[0], ts, values, texts)
+                                          + base.extremes(ts, values)))
 
     def insert_batch(self, device, seq, batch):
         """insert_readings of a decoded batch (an ingest/fastdecode.Decoded), from its columns:
@@ -582,18 +598,30 @@ class PostgresStore(base.Store):
             if "\x00" in name or not INT64_MIN <= min(ts) <= max(ts) <= INT64_MAX:
                 return self.insert_readings(device, seq, batch.readings)
         hypertable = self._mode == "hypertable"
-        for name, ts, values in columns:
-            if not hypertable:
+        head = _head(device, seq)
+        times = {}  # id(ts) -> ts's field: the columns of a batch's full slots share one list
+        rows = []
+        try:
+            for name, ts, values in columns:
+                field = times.get(id(ts))
+                if field is None:
+                    field = times[id(ts)] = _array("q", INT8, ts)
+                # ints go in as they are: struct packs them as doubles
+                rows.append(head + _tail(name, ts[0], field, values, None,
+                                         base.extremes(ts, values)))
+        except struct.error:  # an int past a double's range: insert_readings says so
+            return self.insert_readings(device, seq, batch.readings)
+        if not hypertable:
+            for name, ts, values in columns:
                 self._partition(ts[0])
-            values = list(map(float, values))
-            self._pending.append((device, seq, name, ts[0], ts, values, None)
-                                 + base.extremes(ts, values))
+        self._pending += rows
 
-    def _copy(self, rows):
+    def _copy(self, data):
+        """COPY of readings_packed rows as row_data() encodes them."""
         with self.conn.cursor().copy("COPY readings_packed (device, seq, channel, t_first, t_ms, "
                                      "value, text, t_low, v_low, t_high, v_high) "
                                      "FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(copy_data(rows))
+            copy.write(b"".join([COPY_HEADER] + data + [COPY_TRAILER]))
 
     def _partition(self, t_ms):
         day = t_ms // DAY_MS
@@ -674,23 +702,36 @@ def _text(value):
     return struct.pack(">i", len(data)) + data
 
 
-def copy_data(rows):
-    """COPY's binary stream of readings_packed rows (device, seq, channel, t_first, t_ms,
-    value, text, t_low, v_low, t_high, v_high)."""
-    out = [COPY_HEADER]
-    for device, seq, channel, t_first, ts, values, texts, t_low, v_low, t_high, v_high in rows:
-        out += (ROW_FIELDS, _text(device), struct.pack(">iqi", 8, seq, len(channel.encode())),
-                channel.encode(), struct.pack(">iq", 8, t_first), _array("q", INT8, ts))
-        if texts is None:
-            out += (_array("d", FLOAT8, values), NULL)
-        else:
-            out += (_array_with_nulls(FLOAT8, values), _array_with_nulls(TEXT, texts))
-        if v_low is None:
-            out += (NULL, NULL, NULL, NULL)
-        else:
-            out.append(struct.pack(">iqidiqid", 8, t_low, 8, v_low, 8, t_high, 8, v_high))
-    out.append(COPY_TRAILER)
+_SEQ = struct.Struct(">iq")
+_EXTREMES = struct.Struct(">iqidiqid")
+NULLS = NULL * 4
+
+
+def _head(device, seq):
+    """A readings_packed row's field count, device and seq."""
+    return ROW_FIELDS + _text(device) + _SEQ.pack(8, seq)
+
+
+def _tail(channel, t_first, times, values, texts, low_high):
+    """The rest of the row: times is the t_ms field, made by _array (one for the columns that
+    share it)."""
+    out = [_text(channel), _SEQ.pack(8, t_first), times]
+    if texts is None:
+        out += (_array("d", FLOAT8, values), NULL)
+    else:
+        out += (_array_with_nulls(FLOAT8, values), _array_with_nulls(TEXT, texts))
+    t_low, v_low, t_high, v_high = low_high
+    out.append(NULLS if v_low is None else _EXTREMES.pack(8, t_low, 8, v_low, 8, t_high, 8,
+                                                          v_high))
     return b"".join(out)
+
+
+def row_data(row):
+    """COPY's binary form of a readings_packed row (device, seq, channel, t_first, t_ms, value,
+    text, t_low, v_low, t_high, v_high)."""
+    device, seq, channel, t_first, ts, values, texts = row[:7]
+    return _head(device, seq) + _tail(channel, t_first, _array("q", INT8, ts), values, texts,
+                                      row[7:])
 
 
 # Store.add_batch in one round trip: data-modifying WITH queries, each run only when `stored`
@@ -708,6 +749,28 @@ ADD_BATCH_SQL = PostgresStore.translate(None, (
     "?::bigint, ?::bigint AS readings, 1, repaired.n, repaired.n * ?::bigint FROM stored, repaired "
     + base.DEVICE_UPDATE + ") "
     "SELECT (SELECT count(*) FROM stored), (SELECT n FROM repaired)"))
+
+
+# Store.add_batches: the rows as arrays, a column each (one parameter per column however many
+# rows: the statement is prepared once); asked and lost are settled for the rows inserted.
+ADD_BATCHES_SQL = PostgresStore.translate(None, (
+    "WITH stored AS (INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
+    "deflated, schema_id, bytes, crc32, received_at, readings, t_first, t_last, ingest) "
+    "SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::integer[], "
+    "?::text[], ?::integer[], ?::bigint[], ?::integer[], ?::bigint[], ?::float8[], "
+    "?::integer[], ?::bigint[], ?::bigint[], ?::text[]) "
+    "ON CONFLICT DO NOTHING RETURNING device, seq), "
+    "asked AS (DELETE FROM asked a USING stored s WHERE a.device = s.device "
+    "AND a.kind = 'batch' AND a.seq = s.seq RETURNING a.device, a.seq), "
+    "lost AS (DELETE FROM lost l USING stored s WHERE l.device = s.device "
+    "AND l.kind = 'batch' AND l.seq = s.seq) "
+    "SELECT s.device, s.seq, EXISTS (SELECT 1 FROM asked a WHERE a.device = s.device "
+    "AND a.seq = s.seq) FROM stored s"))
+UPDATE_DEVICES_SQL = PostgresStore.translate(None, (
+    "INSERT INTO " + base.DEVICE_COLUMNS +
+    "SELECT * FROM unnest(?::text[], ?::bigint[], ?::float8[], ?::float8[], ?::bigint[], "
+    "?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
+    + base.DEVICE_UPDATE))
 
 
 def available_extension(conn, name):
