@@ -249,9 +249,12 @@ class Handlers:
         _store goes on (readings, channels); then the devices' rows, one per device whose
         stored batches are a run of consecutive numbers in order, all with readings (what one
         DEVICE_UPDATE sums exactly), and a row per batch for any other device; then the
-        duplicates. A single batch goes as _store stores it. last: the group's end, where the
-        readings are written before the devices' rows are locked. Retry when a batch fails:
-        the group again, each message on its own."""
+        duplicates, device by device. A single batch goes as _store stores it. last: the
+        group's end, where the readings are written before the devices' rows are locked. Retry
+        when a batch fails: the group again, each message on its own. The batches' keys are all
+        taken before the first device's row: a batch stored at the same moment by another
+        process that holds a row of a device before it deadlocks (PostgreSQL breaks it, the
+        group is stored again; docs/ingest.md)."""
         items, self._deferred = self._deferred, []
         d = Delta()
         if not items:
@@ -271,11 +274,11 @@ class Handlers:
         try:
             added = db.add_batches([items[i][2] for i in first.values()])
             runs = {}  # device -> [(device_row, repaired)] of its batches stored, in order
-            again = []
+            again = {}  # device -> [(seq, payload, received_at)] of its duplicates, in order
             for i, (b, payload, row, device_row) in enumerate(items):
                 key = row[:2]
                 if first[key] != i or key not in added:
-                    again.append((row[0], row[1], payload, row[10]))
+                    again.setdefault(row[0], []).append((row[1], payload, row[10]))
                     continue
                 repaired = added[key]
                 if repaired:
@@ -285,26 +288,25 @@ class Handlers:
                 self._stored(row[0], b, repaired, d)
             if last:
                 db.write_readings()
-            # A device's row first: a duplicate's comes after the batch it repeats (first_seen)
-            self._update_devices(runs)
-            for device, seq, payload, received_at in again:
-                self._duplicate(device, seq, payload, received_at, d)
+            self._update_devices(runs, again, d)
         except Exception as exc:  # noqa: BLE001 - as _guarded: the database's, or a message's
             if db.failed(exc):
                 raise
             raise Retry()
         return d
 
-    def _update_devices(self, runs):
-        """The devices' rows for the batches stored, device by device in order (the order in
-        which processes sharing the database lock them, so that they never deadlock)."""
+    def _update_devices(self, runs, again, d):
+        """The devices' rows for the batches stored, then the duplicates', device by device in
+        order: the order in which the group's messages lock the rows (processes that take them
+        in one order never deadlock over them). Within a device, its stored batches' row comes
+        before its duplicates' (the row's first_seen is that of its first batch)."""
         db = self._db
         summed = []
-        for device in sorted(runs):
-            run = runs[device]
+        for device in sorted(set(runs) | set(again)):
+            run = runs.get(device, ())
             seqs = [r[5] for r, _ in run]
-            if (all(r[6] is not None for r, _ in run)
-                    and seqs == list(range(seqs[0], seqs[0] + len(seqs)))):
+            if run and (all(r[6] is not None for r, _ in run)
+                        and seqs == list(range(seqs[0], seqs[0] + len(seqs)))):
                 rows = [r for r, _ in run]
                 schema_ids = [r[1] for r in rows if r[1] is not None]
                 repaired = [r[8] for r, rep in run if rep]
@@ -312,13 +314,19 @@ class Handlers:
                                max(r[3] for r in rows), max(r[4] for r in rows), seqs[-1],
                                rows[-1][6], max(r[7] for r in rows), sum(r[8] for r in rows),
                                len(rows), len(repaired), sum(repaired)))
-                continue
-            if summed:
-                db.update_devices(summed)
-                summed = []
-            for device_row, repaired in run:
-                db.execute(UPSERT_DEVICE, device_row + (int(repaired),
-                                                        device_row[-1] if repaired else 0))
+            elif run:
+                if summed:
+                    db.update_devices(summed)
+                    summed = []
+                for device_row, repaired in run:
+                    db.execute(UPSERT_DEVICE, device_row + (int(repaired),
+                                                            device_row[-1] if repaired else 0))
+            if device in again:
+                if summed:
+                    db.update_devices(summed)
+                    summed = []
+                for seq, payload, received_at in again[device]:
+                    self._duplicate(device, seq, payload, received_at, d)
         if summed:
             db.update_devices(summed)
 

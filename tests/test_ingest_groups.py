@@ -3,6 +3,7 @@ a message fails (ingest/handlers.py, Handlers._savepoints): the rows are the sam
 message had been stored on its own, on SQLite and on PostgreSQL."""
 import array
 import random
+import re
 
 import pytest
 
@@ -16,11 +17,11 @@ SCHEMA = Schema([("power", "W", 1, -1), ("pills", "", 1, 0)])
 T0 = 1763856000000
 
 
-def compact(device, seq, base=T0):
+def compact(device, seq, base=T0, schema=SCHEMA):
     ts = array.array("q", [0, 0, 10000, 10000, 20000, 20000])
     chs = array.array("B", [0, 1, 0, 1, 0, 1])
     vals = array.array("q", [714, 3, 716, 3, 700, 2])
-    enc = batch.Encoder(device, SCHEMA, "compact", max_readings=6)
+    enc = batch.Encoder(device, schema, "compact", max_readings=6)
     return bytes(enc.encode(base, ts, chs, vals, 0, 6, seq, 1, 0, True))
 
 
@@ -94,30 +95,59 @@ def test_a_group_of_good_messages_is_stored_whole(db_url):
 
 ALL_TABLES = ("batches", "devices", "malformed", "channels", "readings", "asked", "lost", "held",
               "health", "events", "schemas")
+SCHEMA_B = Schema([("power", "kW", 1, -3), ("pills", "", 1, 0)])  # dev-3's, known to no one yet
+
+
+class LockOrder:
+    """The devices whose rows each transaction of a store writes, in the order it writes them
+    (the order it locks them in)."""
+
+    def __init__(self, db):
+        self.transactions = []
+        for name in ("begin", "execute", "add_batch", "update_devices"):
+            setattr(db, name, self._wrap(name, getattr(db, name)))
+
+    def _wrap(self, name, fn):
+        def call(*args):
+            if name == "begin":
+                self.transactions.append([])
+            elif name == "add_batch":
+                self.transactions[-1].append(args[0][0])
+            elif name == "update_devices":
+                self.transactions[-1].extend(row[0] for row in args[0])
+            elif re.match(r"(INSERT INTO|UPDATE) devices\b", args[0]):
+                self.transactions[-1].append(args[1][0] if args[0].startswith("INSERT")
+                                             else args[1][-1])
+            return fn(*args)
+        return call
 
 
 def fleet(seed):
     """[group of messages]: five devices' batches in a shuffled order, with what an ingest
-    meets: batches out of order, twice, once with other bytes, one before its schema, one
-    without readings (no last time), health reports (which start batch_done, an early one
-    before the batches it moves over) and a status."""
+    meets: batches out of order, twice, once with other bytes, before their schema (held, then
+    resolved), one without readings (no last time), health reports (which start batch_done,
+    an early one before the batches it moves over), events and a status."""
     from agent import cbor
-    from tests.test_repair import health
+    from tests.test_repair import event, health
     rng = random.Random(seed)
     lists = []
     for n in range(4):
         device = "dev-%d" % n
+        schema = SCHEMA_B if n == 3 else SCHEMA
         seqs = list(range(10))
         for k in range(9):
             if rng.random() < 0.25:
                 seqs[k], seqs[k + 1] = seqs[k + 1], seqs[k]
-        msgs = [(device, "batch", compact(device, s, T0 + 30000 * s)) for s in seqs]
+        msgs = [(device, "batch", compact(device, s, T0 + 30000 * s, schema)) for s in seqs]
         for k in rng.sample(range(10), 2):
             msgs.insert(rng.randrange(k, len(msgs) + 1), msgs[k])
         if rng.random() < 0.5:
             s = rng.randrange(10)
             msgs.insert(rng.randrange(len(msgs)), (device, "batch",
-                                                   compact(device, s, T0 + 30000 * s + 1)))
+                                                   compact(device, s, T0 + 30000 * s + 1,
+                                                           schema)))
+        for s in range(2):
+            msgs.insert(rng.randrange(len(msgs)), (device, "event", event(device, s)))
         msgs.append((device, "batch", cbor.dumps([1, device, 10, 1, 0, 0, 1, cbor.dumps([])])))
         for _ in range(2):
             oldest = rng.randrange(8)
@@ -125,7 +155,8 @@ def fleet(seed):
                                                    health(device, batch=(oldest, 10))))
         msgs.insert(rng.randrange(len(msgs)), (device, "status", b"offline"))
         msgs.insert(rng.randrange(3), (device, "health", health(device, batch=(0, 10))))
-        msgs.insert(3 if n == 3 else 0, (device, "schema", SCHEMA.to_cbor()))
+        after = [k for k, m in enumerate(msgs) if m[1] == "batch"][1] + 1 if n == 3 else 0
+        msgs.insert(after, (device, "schema", schema.to_cbor()))  # dev-3's after two batches
         lists.append(msgs)
     # and a device whose schema came from another: its first batch makes its row, the batch's
     # duplicate right behind it
@@ -150,12 +181,12 @@ def store_fleet(url, groups, together):
     i = Ingest("127.0.0.1", 1, url, repair=False)
     i.client_id = "groups"
     i._db = open_store(url)
-    calls = []
+    summed = []
     try:
         db = i._db
         if together:
-            add_batches = db.add_batches
-            db.add_batches = lambda rows: calls.append(len(rows)) or add_batches(rows)
+            update_devices = db.update_devices
+            db.update_devices = lambda rows: summed.extend(rows) or update_devices(rows)
         else:
             db.add_batches = None  # each batch stored as it comes
         db.begin()
@@ -165,13 +196,14 @@ def store_fleet(url, groups, together):
             db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
                        "VALUES (?, 'batch', 6, 'broker', 1.0)", (device,))
         db.commit()
+        locks = LockOrder(db)
         for group in groups:
             i._commit(group, False)
         rows = {t: sorted(db.execute("SELECT * FROM %s" % t).fetchall(), key=repr)
                 for t in ALL_TABLES}
         rows["done"] = db.execute("SELECT device, batch_done FROM devices WHERE batch_done "
                                   "IS NOT NULL ORDER BY device").fetchall()
-        return rows, i.stats(), calls
+        return rows, i.stats(), summed, locks.transactions
     finally:
         i._db.close()
 
@@ -189,11 +221,16 @@ def test_a_groups_batches_in_one_statement_store_what_they_store_one_by_one(post
             conn.execute('CREATE DATABASE "%s"' % name)
         urls.append("postgresql://%s@%s:%d/%s" % (postgres.user, postgres.host, postgres.port,
                                                    name))
-    together, stats, calls = store_fleet(urls[0], groups, True)
-    alone, alone_stats, none = store_fleet(urls[1], groups, False)
-    assert none == [] and max(calls) > 3  # the two ways were taken
+    together, stats, summed, locks = store_fleet(urls[0], groups, True)
+    alone, alone_stats, none, alone_locks = store_fleet(urls[1], groups, False)
+    assert none == [] and max(row[9] for row in summed) >= 2  # runs of batches were summed
     for table in ALL_TABLES:
         assert together[table] == alone[table], table
     assert stats == alone_stats
     assert stats["batches"] == 50 and stats["repaired"] == 3 and stats["duplicates"] >= 5
+    assert stats["resolved"] >= 2 and stats["events"] == 8  # dev-3's first two batches held
     assert len(together["done"]) == 4  # health reports started every device's batch_done
+    # Every transaction writes the devices' rows in the group's order, as one by one: two
+    # processes sharing the database then never wait for each other in a circle.
+    for transaction in locks + alone_locks:
+        assert transaction == sorted(transaction), transaction

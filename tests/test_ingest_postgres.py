@@ -77,6 +77,49 @@ def test_readings_are_copied_at_commit_and_read_back_through_the_view(postgres_u
         store.close()
 
 
+class Columns:
+    """A decoded batch as ingest/fastdecode gives it (Decoded): columns of ints, no text."""
+    text = False
+
+    def __init__(self, columns):
+        self.columns = columns
+        self.readings = sorted((t, name, v) for name, ts, vs in columns for t, v in zip(ts, vs))
+
+
+@pytest.mark.parametrize("values", [[3, 1, 2, 1], [2 ** 53, 2 ** 53 + 1, 5, -2 ** 60],
+                                    [10 ** 400, 1, 2, 3]])
+def test_a_batch_from_its_columns_stores_the_rows_of_its_readings(postgres_url, values):
+    """insert_batch packs ints as they come; the rows are insert_readings', or its error, and
+    the extremes are those of the doubles stored (2^53 and 2^53 + 1 are one double: the
+    highest is the first of them)."""
+    store = postgres.connect(postgres_url)
+    times = [T0 + 10 * k for k in range(len(values))]
+    batch = Columns([("power", times, values), ("pills", times, [7] * len(values))])
+    try:
+        outcomes = []
+        for seq, insert in enumerate((store.insert_batch, store.insert_readings)):
+            store.begin()
+            batch_row(store, "dev-%d" % seq, seq, len(values), T0)
+            try:
+                insert("dev-%d" % seq, seq, batch if seq == 0 else batch.readings)
+            except OverflowError as exc:
+                outcomes.append(str(exc))
+                store.rollback()
+                continue
+            store.commit()
+            outcomes.append(store.execute(
+                "SELECT channel, t_first, t_low, v_low, t_high, v_high, t_ms, value FROM "
+                "readings_packed WHERE device = ? ORDER BY channel", ("dev-%d" % seq,)
+            ).fetchall())
+        assert outcomes[0] == outcomes[1]
+        if values[0] == 10 ** 400:
+            assert "too large" in outcomes[0]
+        else:
+            assert len(outcomes[0]) == 2
+    finally:
+        store.close()
+
+
 def test_a_message_rolled_back_to_its_savepoint_leaves_no_readings(postgres_url):
     store = postgres.connect(postgres_url)
     try:

@@ -606,9 +606,12 @@ class PostgresStore(base.Store):
                 field = times.get(id(ts))
                 if field is None:
                     field = times[id(ts)] = _array("q", INT8, ts)
-                # ints go in as they are: struct packs them as doubles
-                rows.append(head + _tail(name, ts[0], field, values, None,
-                                         base.extremes(ts, values)))
+                # ints go in as they are: struct packs them as doubles. Their extremes are
+                # those of the doubles while they convert exactly (2^53), as in insert_readings.
+                low_high = base.extremes(ts, values)
+                if low_high[1] is not None and max(-low_high[1], low_high[3]) > _EXACT:
+                    low_high = base.extremes(ts, list(map(float, values)))
+                rows.append(head + _tail(name, ts[0], field, values, None, low_high))
         except struct.error:  # an int past a double's range: insert_readings says so
             return self.insert_readings(device, seq, batch.readings)
         if not hypertable:
@@ -703,6 +706,7 @@ def _text(value):
 
 
 _SEQ = struct.Struct(">iq")
+_EXACT = 2 ** 53  # ints up to this convert to doubles exactly
 _EXTREMES = struct.Struct(">iqidiqid")
 NULLS = NULL * 4
 
