@@ -65,3 +65,31 @@ def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_refused_naming_the_fol
         open_store(str(path))
     assert str(info.value) == "%s: there is no folder %s to make it in" % (path, folder)
     assert not folder.exists()
+
+
+def _open_when_all_are_ready(path, barrier, results):
+    from ingest.store import sqlite
+    barrier.wait()
+    try:
+        sqlite.connect(path).close()
+        results.put("opened")
+    except Exception as exc:  # noqa: BLE001 - said to the test
+        results.put("%s: %s" % (type(exc).__name__, exc))
+
+
+def test_ingests_opening_a_new_sqlite_file_together_all_open_it(tmp_path):
+    """Processes of one group started at once on a new file: SQLite refuses the switch to WAL
+    at once while another holds the file (no busy timeout); each waits its turn instead."""
+    import multiprocessing
+    ctx = multiprocessing.get_context("spawn")  # each process ready to open, then all at once
+    for round_ in range(6):
+        path = str(tmp_path / ("fleet-%d.sqlite" % round_))
+        barrier, results = ctx.Barrier(3), ctx.Queue()
+        procs = [ctx.Process(target=_open_when_all_are_ready, args=(path, barrier, results))
+                 for _ in range(3)]
+        for p in procs:
+            p.start()
+        outcomes = [results.get(timeout=60) for _ in procs]
+        for p in procs:
+            p.join(60)
+        assert outcomes == ["opened"] * 3, outcomes

@@ -7,6 +7,7 @@ file from version v to v + 1, and a new file gets them all.
 import os
 import re
 import sqlite3
+import time
 
 from ingest import store as base
 
@@ -278,6 +279,20 @@ def _check_tables(db, db_path, version):
                            "(user_version %d, and no table %s)" % (db_path, version, missing[0]))
 
 
+def _wal(db, timeout):
+    """The journal mode after switching to WAL. SQLite answers 'database is locked' at once,
+    without its busy timeout, while another connection holds the file (two ingests starting
+    on a new file together): tried again until timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def _script(db, sql):
     for statement in sql.split(";"):
         if statement.strip():
@@ -349,7 +364,7 @@ def connect(db_path, timeout=30.0, create=True):
     db = sqlite3.connect(db_path, timeout=timeout, isolation_level=None, check_same_thread=False)
     try:
         db.execute("PRAGMA busy_timeout = %d" % int(timeout * 1000))
-        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        mode = _wal(db, timeout)
         if mode.lower() != "wal" and db_path != ":memory:":
             raise RuntimeError("%s: SQLite would not switch to WAL mode (%s)" % (db_path, mode))
         db.execute("PRAGMA synchronous = NORMAL")
