@@ -450,8 +450,9 @@ def paper(results, readings, shapes):
     size = shapes[1][2]
     print("On paper, a million devices (60,480 readings each a day): %s readings/s on average."
           % "{:,.0f}".format(per_s))
-    print("  ingest: %s readings per CPU second and process here, so %d processes (at most half "
-          "busy) in one shared subscription group" % ("{:,.0f}".format(per_process), processes))
+    print("  ingest: %s readings per CPU second and process here, so %d process%s (at most half "
+          "busy) in one shared subscription group" % ("{:,.0f}".format(per_process), processes,
+                                                      "" if processes == 1 else "es"))
     print("  PostgreSQL: %.1f cores busy writing (%.2f ms CPU per 1,000 readings here), "
           "%s rows/s into readings_packed (60 readings a row), %.0f GB a day at %.1f bytes a "
           "reading before any compression: one server with %d+ cores and fast disks, daily "
