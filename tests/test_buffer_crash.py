@@ -371,7 +371,14 @@ def test_sigkill_at_random_moments_loses_no_reading_reported_durable(tmp_path):
             boots.append(int(ready.split()[1]))
             time.sleep(rnd.uniform(0.01, 0.25))
         child.send_signal(signal.SIGKILL)
-        out, err = child.communicate()
+        # Read through child.stdout, not communicate(): readline() above may have buffered
+        # lines after the ready one, which communicate() (reading the pipe itself) would lose,
+        # batches acked with them among them.
+        out = child.stdout.read()
+        err = child.stderr.read()
+        child.wait()
+        child.stdout.close()
+        child.stderr.close()
         assert child.returncode == -signal.SIGKILL, err
         lines = out.split(b"\n")[:-1]  # a line cut by the kill has no newline: not reported
         seen_d = 0
