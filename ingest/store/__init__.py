@@ -89,10 +89,11 @@ DIALECT = {}  # shared statement -> a backend's, per backend class: see Store.ex
 
 # A batch newly stored: its row in `batches` (ON CONFLICT: a duplicate), and what it adds to its
 # device's row (Handlers._add_batch; PostgreSQL's add_batch runs the same in one statement).
-ADD_BATCH = (
-    "INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
-    "deflated, schema_id, bytes, crc32, received_at, readings, t_first, t_last, ingest) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+BATCH_COLUMNS = (
+    "batches (device, seq, boot, dropped, synced, encoding, deflated, schema_id, bytes, crc32, "
+    "received_at, readings, t_first, t_last, ingest) ")
+ADD_BATCH = ("INSERT INTO " + BATCH_COLUMNS + "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT DO NOTHING")
 DEVICE_COLUMNS = (
     "devices (device, schema_id, first_seen, last_seen, last_boot, last_seq, "
     "last_t_ms, dropped_reported, readings, batches, repaired, repaired_readings) ")
