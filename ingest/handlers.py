@@ -260,18 +260,13 @@ class Handlers:
         if not items:
             return d
         db = self._db
-        if len(items) == 1:
-            try:
-                self._store_now(*items[0], d=d)
-            except Exception as exc:  # noqa: BLE001 - as below
-                if db.failed(exc):
-                    raise
-                raise Retry()
-            return d
-        first = {}
-        for i, item in enumerate(items):
-            first.setdefault(item[2][:2], i)  # the first of a (device, seq): the one stored
         try:
+            if len(items) == 1:
+                self._store_now(*items[0], d=d)
+                return d
+            first = {}
+            for i, item in enumerate(items):
+                first.setdefault(item[2][:2], i)  # the first of a (device, seq): the one stored
             added = db.add_batches([items[i][2] for i in first.values()])
             runs = {}  # device -> [(device_row, repaired)] of its batches stored, in order
             again = {}  # device -> [(seq, payload, received_at)] of its duplicates, in order
