@@ -224,8 +224,10 @@ class Handlers:
                        (device, seq))
         self._stored(device, b, repaired, d)
 
-    def _stored(self, device, b, repaired, d):
-        """What follows a batch's row in `batches`: its readings, its channels, the counts."""
+    def _stored(self, device, b, repaired, d, channels=None):
+        """What follows a batch's row in `batches`: its readings, its channels, the counts.
+        channels: a dict that takes the channels' rows, (device, channel) -> unit, for the
+        caller to store (Store.add_channels); without it each is stored here."""
         db = self._db
         count = b.count
         if repaired:
@@ -235,9 +237,12 @@ class Handlers:
         for name, unit in b.units.items():
             key = (device, name, unit)
             if key not in self._units and key not in self._group_units:
-                db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?) "
-                           "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit",
-                           key)
+                if channels is None:
+                    db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?) "
+                               "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit",
+                               key)
+                else:
+                    channels[key[:2]] = unit  # a later batch's unit replaces an earlier one's
                 d.units.append(key)
                 self._group_units.add(key)
         d.add("batches", device=device)
@@ -246,15 +251,15 @@ class Handlers:
     def _store_deferred(self, last=False):
         """A Delta: the batches _store put off (Store.add_batches), stored with the same rows
         as each stored as it came. Their rows into `batches` in one statement; then each as
-        _store goes on (readings, channels); then the devices' rows, one per device whose
-        stored batches are a run of consecutive numbers in order, all with readings (what one
-        DEVICE_UPDATE sums exactly), and a row per batch for any other device; then the
-        duplicates, device by device. A single batch goes as _store stores it. last: the
-        group's end, where the readings are written before the devices' rows are locked. Retry
-        when a batch fails: the group again, each message on its own. The batches' keys are all
-        taken before the first device's row: a batch stored at the same moment by another
-        process that holds a row of a device before it deadlocks (PostgreSQL breaks it, the
-        group is stored again; docs/ingest.md)."""
+        _store goes on (readings); the new channels' rows in one statement; then the devices'
+        rows, one per device whose stored batches are a run of consecutive numbers in order,
+        all with readings (what one DEVICE_UPDATE sums exactly), and a row per batch for any
+        other device; then the duplicates, device by device. A single batch goes as _store
+        stores it. last: the group's end, where the readings are written before the devices'
+        rows are locked. Retry when a batch fails: the group again, each message on its own.
+        The batches' keys are all taken before the first device's row: a batch stored at the
+        same moment by another process that holds a row of a device before it deadlocks
+        (PostgreSQL breaks it, the group is stored again; docs/ingest.md)."""
         items, self._deferred = self._deferred, []
         d = Delta()
         if not items:
@@ -269,6 +274,7 @@ class Handlers:
                 first.setdefault(item[2][:2], i)  # the first of a (device, seq): the one stored
             added = db.add_batches([items[i][2] for i in first.values()])
             runs = {}  # device -> [(device_row, repaired)] of its batches stored, in order
+            channels = {}
             again = {}  # device -> [(seq, payload, received_at)] of its duplicates, in order
             for i, (b, payload, row, device_row) in enumerate(items):
                 key = row[:2]
@@ -280,7 +286,9 @@ class Handlers:
                     db.execute("UPDATE batches SET repaired = 1 WHERE device = ? AND seq = ?",
                                key)
                 runs.setdefault(row[0], []).append((device_row, repaired))
-                self._stored(row[0], b, repaired, d)
+                self._stored(row[0], b, repaired, d, channels)
+            if channels:
+                db.add_channels(sorted(k + (u,) for k, u in channels.items()))
             if last:
                 db.write_readings()
             self._update_devices(runs, again, d)

@@ -96,6 +96,7 @@ def test_a_group_of_good_messages_is_stored_whole(db_url):
 ALL_TABLES = ("batches", "devices", "malformed", "channels", "readings", "asked", "lost", "held",
               "health", "events", "schemas")
 SCHEMA_B = Schema([("power", "kW", 1, -3), ("pills", "", 1, 0)])  # dev-3's, known to no one yet
+SCHEMA_C = Schema([("power", "kW", 1, -4), ("pills", "", 1, 0)])
 
 
 class LockOrder:
@@ -234,3 +235,27 @@ def test_a_groups_batches_in_one_statement_store_what_they_store_one_by_one(post
     # processes sharing the database then never wait for each other in a circle.
     for transaction in locks + alone_locks:
         assert transaction == sorted(transaction), transaction
+
+
+def test_a_unit_changed_within_a_group_ends_as_when_its_batches_are_stored_one_by_one(postgres):
+    """A device re-flashed with a new unit whose batches of both units come in one group: the
+    group's channels go in one statement (Store.add_channels), with the unit each batch would
+    have left, in the order they came."""
+    import psycopg
+    urls = []
+    for name in ("units_together", "units_alone"):
+        with psycopg.connect(postgres.url, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "%s"' % name)
+            conn.execute('CREATE DATABASE "%s"' % name)
+        urls.append("postgresql://%s@%s:%d/%s" % (postgres.user, postgres.host, postgres.port,
+                                                   name))
+    group = [msg("dev-1", "schema", SCHEMA.to_cbor(), 0),
+             msg("dev-1", "schema", SCHEMA_C.to_cbor(), 1)]
+    for seq, schema in enumerate((SCHEMA, SCHEMA_C, SCHEMA, SCHEMA_C)):
+        group.append(msg("dev-1", "batch", compact("dev-1", seq, T0 + 30000 * seq, schema),
+                         2 + seq))
+    together, stats, summed, _ = store_fleet(urls[0], [group], True)
+    alone, alone_stats, _, _ = store_fleet(urls[1], [group], False)
+    assert summed  # the batches went together
+    assert together == alone and stats == alone_stats
+    assert together["channels"] == [("dev-1", "pills", ""), ("dev-1", "power", "kW")]

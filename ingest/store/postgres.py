@@ -551,6 +551,11 @@ class PostgresStore(base.Store):
         cur = self._run(ADD_BATCHES_SQL, [list(c) for c in zip(*rows)])
         return {(device, seq): repaired for device, seq, repaired in cur.fetchall()}
 
+    def add_channels(self, rows):
+        """Each (device, channel, unit) of rows (sorted, each (device, channel) once) into
+        `channels`, as the one-row upsert of Handlers._stored: a group's in one statement."""
+        self._run(ADD_CHANNELS_SQL, [list(c) for c in zip(*rows)])
+
     def update_devices(self, rows):
         """UPSERT_DEVICE of rows that each sum a device's batches (Handlers._store_deferred)."""
         self._run(UPDATE_DEVICES_SQL, [list(c) for c in zip(*rows)])
@@ -594,9 +599,14 @@ class PostgresStore(base.Store):
         if batch.text or "\x00" in device:
             return self.insert_readings(device, seq, batch.readings)
         columns = batch.columns
+        checked = None  # the columns of a batch's full slots share one list of times
         for name, ts, values in columns:
-            if "\x00" in name or not INT64_MIN <= min(ts) <= max(ts) <= INT64_MAX:
+            if "\x00" in name:
                 return self.insert_readings(device, seq, batch.readings)
+            if ts is not checked:
+                if not INT64_MIN <= min(ts) <= max(ts) <= INT64_MAX:
+                    return self.insert_readings(device, seq, batch.readings)
+                checked = ts
         hypertable = self._mode == "hypertable"
         head = _head(device, seq)
         times = {}  # id(ts) -> ts's field: the columns of a batch's full slots share one list
@@ -773,6 +783,12 @@ UPDATE_DEVICES_SQL = PostgresStore.translate(None, (
     "SELECT * FROM unnest(?::text[], ?::bigint[], ?::float8[], ?::float8[], ?::bigint[], "
     "?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[]) "
     + base.DEVICE_UPDATE))
+
+
+ADD_CHANNELS_SQL = PostgresStore.translate(None, (
+    "INSERT INTO channels (device, channel, unit) "
+    "SELECT * FROM unnest(?::text[], ?::text[], ?::text[]) "
+    "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit"))
 
 
 def available_extension(conn, name):
