@@ -18,8 +18,8 @@ readings_packed is partitioned by time: a range partition per UTC day of t_first
 first time of that channel), named readings_packed_YYYYMMDD, created when the first batch of
 that day arrives and listed in `reading_partitions`. Old data goes a day at a time, without a
 DELETE: `SELECT tether_drop_readings(before_ms)` drops every partition wholly before it. Where
-the TimescaleDB extension is available, readings_packed is a hypertable on t_first instead
-(chunks of a day) and TimescaleDB's drop_chunks() does the same.
+the TimescaleDB extension is installed and loaded (shared_preload_libraries), readings_packed is
+a hypertable on t_first instead (chunks of a day) and TimescaleDB's drop_chunks() does the same.
 
 The layout has a version (table `tether_layout`): SCHEMA_SQL is version 1, MIGRATIONS[v] takes
 a database from version v to v + 1 in one transaction; a newer version, or tables of the same
@@ -37,6 +37,7 @@ back and stores the whole group again (the next begin() reconnects), and acknowl
 to the broker before its COMMIT.
 """
 import datetime
+import logging
 import os
 import struct
 import tempfile
@@ -47,6 +48,8 @@ from psycopg.pq import TransactionStatus
 
 from ingest import store as base
 from ingest.url import hide_password, secrets_of
+
+log = logging.getLogger("tether.ingest")
 
 VERSION = 4  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
@@ -791,9 +794,24 @@ ADD_CHANNELS_SQL = PostgresStore.translate(None, (
     "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit"))
 
 
-def available_extension(conn, name):
-    return conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = %s",
-                        (name,)).fetchone() is not None
+def timescaledb(conn, where):
+    """True where readings_packed can be a hypertable: TimescaleDB is in this database already,
+    or installed on the server and loaded at its start. Installed but not loaded, CREATE
+    EXTENSION refuses it ("must be preloaded"): the readings are partitioned, and a warning says
+    why."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+        return True
+    if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+                    ).fetchone() is None:
+        return False
+    loaded = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
+    if "timescaledb" in [name.strip().strip('"') for name in loaded.split(",")]:
+        return True
+    log.warning("%s: TimescaleDB is installed on the server but not in its "
+                "shared_preload_libraries: the readings go in daily partitions, not a "
+                "hypertable (to have one, load it and restart the server before the ingest "
+                "first lays out a new database)", where)
+    return False
 
 
 def connect(url, timeout=30.0, create=True):
@@ -826,7 +844,7 @@ def setup(conn, where):
                                    "schema of its own: ?options=-csearch_path%%3Dtether)"
                                    % (where, ", ".join(found)))
             mode = "partitions"
-            if available_extension(conn, "timescaledb"):
+            if timescaledb(conn, where):
                 conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
                 mode = "hypertable"
             _script(conn, SCHEMA_SQL.format(
