@@ -257,9 +257,10 @@ class Handlers:
         other device; then the duplicates, device by device. A single batch goes as _store
         stores it. last: the group's end, where the readings are written before the devices'
         rows are locked. Retry when a batch fails: the group again, each message on its own.
-        The batches' keys are all taken before the first device's row: a batch stored at the
-        same moment by another process that holds a row of a device before it deadlocks
-        (PostgreSQL breaks it, the group is stored again; docs/ingest.md)."""
+        The batches' keys and the new channels' rows are all taken before the first device's
+        row: a batch or a channel stored at the same moment by another process that holds a row
+        of a device before it deadlocks (PostgreSQL breaks it, the group is stored again;
+        docs/ingest.md)."""
         items, self._deferred = self._deferred, []
         d = Delta()
         if not items:
