@@ -57,8 +57,8 @@ REPEAT = 3  # runs of each figure, the fastest kept, the baseline's too: this ho
 
 def messages(devices):
     """[(topic, payload, retained)]: each device's schema (retained), then the day's batches,
-    devices interleaved as a fleet publishes them; and the readings in all. The first
-    2 x devices (the schemas and each device's first batch) are the runs' warm-up."""
+    devices interleaved as a fleet publishes them. The first 2 x devices (the schemas and each
+    device's first batch) are the runs' warm-up."""
     from agent import cbor, cbor_decode
     sch = c.schema()
     enc = c.encoder("compact")
@@ -71,7 +71,7 @@ def messages(devices):
         for d in names:
             fields[1] = d
             out.append(("tether/v1/%s/up/batch" % d, cbor.dumps(fields), False))
-    return out, devices * c.READINGS_PER_DAY
+    return out
 
 
 def _length(n):
@@ -377,7 +377,7 @@ def main():
     from simulator.lab.postgres import Postgres
     if find_tool("mosquitto") is None:
         raise SystemExit("needs Debian's mosquitto and postgresql (tests/system-deps)")
-    msgs, _ = messages(devices)
+    msgs = messages(devices)
     warm, timed = msgs[:2 * devices], msgs[2 * devices:]
     schemas = msgs[:devices]
     readings = len(timed) * c.READINGS_PER_DAY // 144  # 420 a batch
