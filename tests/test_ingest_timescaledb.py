@@ -5,14 +5,15 @@ loaded, and daily partitions, with a warning, where it is installed but not load
 TimescaleDB is optional (no Debian package of it): these tests run only on a machine whose
 PostgreSQL has it installed, and are skipped, saying so, elsewhere."""
 import logging
+import uuid
 
 import psycopg
 import pytest
 
-from ingest.store import postgres
+from ingest.store import postgres as postgres_store
 from tests.test_ingest_groups import GOOD, store
 
-DAY = postgres.DAY_MS
+DAY = postgres_store.DAY_MS
 T0 = 1764720000000  # 2025-12-03T00:00:00Z
 LOADED = {"shared_preload_libraries": "'timescaledb'", "timescaledb.telemetry_level": "off"}
 
@@ -25,28 +26,47 @@ def installed(postgres):
             pytest.skip("TimescaleDB is not installed on this machine's PostgreSQL")
 
 
-def database(server, name):
+def database(server, name, owner=None):
+    """A new database's URL; owner: it belongs to a new ordinary role of that name (no
+    superuser, no pg_read_all_settings), whom the URL logs in as."""
     with psycopg.connect(server.url, autocommit=True) as conn:
-        conn.execute('CREATE DATABASE "%s"' % name)
-    return "postgresql://%s@%s:%d/%s" % (server.user, server.host, server.port, name)
+        if owner:
+            conn.execute('CREATE ROLE "%s" LOGIN' % owner)
+            conn.execute('CREATE DATABASE "%s" OWNER "%s"' % (name, owner))
+        else:
+            conn.execute('CREATE DATABASE "%s"' % name)
+    return "postgresql://%s@%s:%d/%s" % (owner or server.user, server.host, server.port, name)
 
 
+@pytest.mark.parametrize("owner", [None, "tsdb_owner"])
 def test_installed_but_not_loaded_the_readings_are_partitioned_and_a_warning_says_why(
-        postgres_url, caplog):
+        postgres, owner, caplog):
     caplog.set_level(logging.WARNING, logger="tether.ingest")
-    store = postgres.connect(postgres_url)  # it refused CREATE EXTENSION: "must be preloaded"
+    url = database(postgres, "t_" + uuid.uuid4().hex[:12], owner)
+    store = postgres_store.connect(url)  # it refused CREATE EXTENSION: "must be preloaded"
     try:
         assert store.execute("SELECT readings FROM tether_layout").fetchone() == ("partitions",)
         assert store.execute("SELECT count(*) FROM pg_extension WHERE extname = 'timescaledb'"
                              ).fetchone() == (0,)
     finally:
         store.close()
-    assert "not in its shared_preload_libraries" in caplog.text
+    assert 'could not be created in this database (extension "timescaledb" must be preloaded)' \
+        in caplog.text
+
+
+def test_loaded_a_database_owner_who_is_no_superuser_gets_the_hypertable(postgres_factory):
+    server = postgres_factory(settings=LOADED)
+    store = postgres_store.connect(database(server, "hyper_owned", "app"))
+    try:  # TimescaleDB is a trusted extension: the database's owner may create it
+        assert store.execute("SELECT readings FROM tether_layout").fetchone() == ("hypertable",)
+        assert store.execute("SELECT current_setting('is_superuser')").fetchone() == ("off",)
+    finally:
+        store.close()
 
 
 def test_loaded_the_readings_are_a_hypertable_whose_days_drop_whole(postgres_factory):
     server = postgres_factory(settings=LOADED)
-    store = postgres.connect(database(server, "hyper"))
+    store = postgres_store.connect(database(server, "hyper"))
     try:
         assert store.execute("SELECT readings FROM tether_layout").fetchone() == ("hypertable",)
         store.begin()

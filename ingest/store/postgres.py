@@ -794,24 +794,27 @@ ADD_CHANNELS_SQL = PostgresStore.translate(None, (
     "ON CONFLICT (device, channel) DO UPDATE SET unit = excluded.unit"))
 
 
-def timescaledb(conn, where):
+def timescaledb(conn, url, timeout):
     """True where readings_packed can be a hypertable: TimescaleDB is in this database already,
-    or installed on the server and loaded at its start. Installed but not loaded, CREATE
-    EXTENSION refuses it ("must be preloaded"): the readings are partitioned, and a warning says
-    why."""
+    or installed on the server and created in it now. Installed but not loaded at the server's
+    start, CREATE EXTENSION refuses it ("must be preloaded", a FATAL error that ends the
+    session), as it does for a role that may not: so it is tried on a connection of its own, and
+    on failure the readings are partitioned and a warning says why. (The server's
+    shared_preload_libraries would tell the first case, but an ordinary role may not read it.)"""
     if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
         return True
     if conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
                     ).fetchone() is None:
         return False
-    loaded = conn.execute("SELECT current_setting('shared_preload_libraries')").fetchone()[0]
-    if "timescaledb" in [name.strip().strip('"') for name in loaded.split(",")]:
+    try:
+        with _connect(url, timeout) as probe:  # autocommit: made for all, or not at all
+            probe.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         return True
-    log.warning("%s: TimescaleDB is installed on the server but not in its "
-                "shared_preload_libraries: the readings go in daily partitions, not a "
-                "hypertable (to have one, load it and restart the server before the ingest "
-                "first lays out a new database)", where)
-    return False
+    except psycopg.Error as exc:
+        log.warning("%s: TimescaleDB is installed on the server but could not be created in "
+                    "this database (%s): the readings go in daily partitions, not a hypertable",
+                    hide_password(url), exc.diag.message_primary or " ".join(str(exc).split()))
+        return False
 
 
 def connect(url, timeout=30.0, create=True):
@@ -823,15 +826,16 @@ def connect(url, timeout=30.0, create=True):
     store = PostgresStore(conn, url, timeout)
     if create:
         try:
-            store._mode = setup(conn, hide_password(url))
+            store._mode = setup(conn, url, timeout)
         except BaseException:
             conn.close()
             raise
     return store
 
 
-def setup(conn, where):
+def setup(conn, url, timeout):
     """Creates or migrates the layout (see connect); returns how readings are partitioned."""
+    where = hide_password(url)
     with conn.transaction():
         # Processes starting at once: one creates, the others find it made.
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LAYOUT_LOCK,))
@@ -844,8 +848,7 @@ def setup(conn, where):
                                    "schema of its own: ?options=-csearch_path%%3Dtether)"
                                    % (where, ", ".join(found)))
             mode = "partitions"
-            if timescaledb(conn, where):
-                conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+            if timescaledb(conn, url, timeout):
                 mode = "hypertable"
             _script(conn, SCHEMA_SQL.format(
                 packed_options="PARTITION BY RANGE (t_first)" if mode == "partitions" else "",
