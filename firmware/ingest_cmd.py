@@ -104,7 +104,7 @@ def add_command(sub):
 
 def _line(stats, devices, rate=None):
     return ("%d messages%s, %d batches, %d readings, %d duplicates, %d malformed, %d held, "
-            "%d repair requests, %d batches repaired, %d devices in the file" % (
+            "%d repair requests, %d batches repaired, %d devices in the database" % (
                 stats["messages"], " (%.0f/s)" % rate if rate is not None else "",
                 stats["batches"], stats["readings"], stats["duplicates"], stats["malformed"],
                 stats["held"], stats["requests"], stats["repaired"], devices))
@@ -226,7 +226,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
         s = ingest.stats()
         t = totals(args.db)
         per_device(args.db, out)
-        out.write("stopped: %s; in the file: %d batches, %d readings, %d missing in gaps, "
+        out.write("stopped: %s; in the database: %d batches, %d readings, %d missing in gaps, "
                   "%d malformed, %d batches repaired, %d lost at the broker, %d dropped by "
                   "devices\n" % (_line(s, t["devices"]), t["batches"], t["readings"],
                                  t["missing"], t["malformed"], t["repaired"],
