@@ -426,10 +426,10 @@ def test_many_pages_at_once_hold_a_few_postgresql_connections_not_one_per_reques
             t.start()
         for t in threads:
             t.join(60)
-        with psycopg.connect(postgres_url) as conn:
+        with psycopg.connect(postgres_url) as conn:  # client backends: not TimescaleDB's workers
             held = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
                                 "current_database() AND pid <> pg_backend_pid() AND "
-                                "backend_type = 'client backend'").fetchone()[0]  # not TimescaleDB's workers
+                                "backend_type = 'client backend'").fetchone()[0]
     finally:
         server.stop()
     assert codes == [200] * len(paths)

@@ -771,7 +771,8 @@ ADD_BATCH_SQL = PostgresStore.translate(None, (
 # Store.add_batches: the rows as arrays, a column each (one parameter per column however many
 # rows: the statement is prepared once); asked and lost are settled for the rows inserted.
 ADD_BATCHES_SQL = PostgresStore.translate(None, (
-    "WITH stored AS (INSERT INTO " + base.BATCH_COLUMNS + "SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::integer[], "
+    "WITH stored AS (INSERT INTO " + base.BATCH_COLUMNS +
+    "SELECT * FROM unnest(?::text[], ?::bigint[], ?::bigint[], ?::bigint[], ?::integer[], "
     "?::text[], ?::integer[], ?::bigint[], ?::integer[], ?::bigint[], ?::float8[], "
     "?::integer[], ?::bigint[], ?::bigint[], ?::text[]) "
     "ON CONFLICT DO NOTHING RETURNING device, seq), "
