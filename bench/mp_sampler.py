@@ -73,6 +73,7 @@ def main():
     gc.collect()
     print("heap_free_after", gc.mem_free())
     print("faults", sum(sum(c.errors.values()) for c in chans))
+    print("memory_faults", sum(c.errors.get("memory", 0) for c in chans))
 
 
 main()

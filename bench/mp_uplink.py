@@ -132,6 +132,26 @@ def new_client(Client, o, ctx, keepalive_s, will, heap=None):
     return cl
 
 
+class LogOnly:
+    """What the Uplink asks of a Buffer, over a bare Log: its batches as they are stored."""
+
+    def __init__(self, log):
+        self.log = log
+        self.notify = None
+
+    def next_batch(self):
+        return self.log.next_batch()
+
+    def ack(self, seq):
+        return self.log.ack(seq)
+
+    def rewind(self):
+        return self.log.rewind()
+
+    def close(self):
+        self.log.close()
+
+
 def log_of(p, store):
     """agent/profile.py's log for the profile, without the Buffer around it."""
     from agent import batch
@@ -254,8 +274,9 @@ async def drain(o):
     store = FileStore(o["store"])
     events = None
     if lean:
-        buf = log = log_of(p, store)
+        log = log_of(p, store)
         log.open()
+        buf = LogOnly(log)
         schema_doc = read_file(o["schema"]) if u["encoding"] == "compact" else None
     else:
         from agent.events import Events
