@@ -80,8 +80,7 @@ def main():
             if code and "MemoryError" in err:
                 short = err.strip().splitlines()[-1]
             elif not code and parse_kv(out)["memory_faults"]:
-                short = ("%d sensor reads failed with MemoryError"
-                         % parse_kv(out)["memory_faults"])
+                short = "%d sensor reads failed with MemoryError" % parse_kv(out)["memory_faults"]
             if short:
                 # The 64-bit unix port's objects are about twice an ESP32's, and the virtual
                 # chips and their code (some 20 KB here) are not on a board: say so, and measure
