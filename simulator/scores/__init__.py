@@ -55,12 +55,18 @@ def shown(value):
 
 
 def lines_text(scores):
-    """The scores as lines a person reads: each figure next to its target."""
+    """The scores as lines a person reads: each figure next to its target, or next to the note
+    a figure without one carries ("for comparison", "(no target: ...)")."""
     out = []
     for area in scores:
         for name, value, target, ok in scores[area]:
             text = "no data in this run" if value is None else shown(value)
+            if not target:
+                beside = ""
+            elif target[0] in "<>=0123456789":
+                beside = " (target %s)" % target
+            else:
+                beside = " (%s)" % target.strip("()")
             out.append("  %s: %s: %s%s%s" % (
-                area, name, text, " (target %s)" % target if target else "",
-                "" if ok in (True, None) else "  MISSES TARGET"))
+                area, name, text, beside, "" if ok in (True, None) else "  MISSES TARGET"))
     return out
