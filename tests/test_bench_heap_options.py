@@ -1,0 +1,34 @@
+"""bench/heap.py's options and verdicts: a bad option is a one-line error before anything runs,
+and only the 64-bit port's figures are judged against the target (the issue's)."""
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench" / "heap.py"
+
+
+def run(*args):
+    return subprocess.run([sys.executable, str(BENCH)] + list(args), capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_bad_options_are_refused_with_one_line_and_no_traceback():
+    for args, said in ((["--m32"], "bench/heap.py: --m32 goes with --build-frozen"),
+                       (["--frozen"], "bench/heap.py: missing value after --frozen"),
+                       (["--frozen", "a", "--build-frozen", "b"],
+                        "bench/heap.py: --frozen and --build-frozen exclude each other"),
+                       (["--bogus"], "bench/heap.py: unknown option --bogus")):
+        proc = run(*args)
+        assert proc.returncode == 2
+        assert proc.stderr.startswith(said) and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stdout == ""
+
+
+def test_only_a_64_bit_figure_gets_the_targets_verdict():
+    sys.path.insert(0, str(ROOT))
+    from bench.heap import verdict
+    assert verdict(128, 64) == "target 128k: meets target"
+    assert verdict(136, 64) == "target 128k: MISSES TARGET"
+    assert verdict(None, 64) == "target 128k: MISSES TARGET"
+    assert verdict(144, 32) == "target 128k (for the 64-bit port: none judged here)"
