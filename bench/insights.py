@@ -11,7 +11,7 @@
 Each scenario runs fleets of one example profile through simulator/insight_run.py (each unit's
 appliance model against the agent's own detectors, direct: the model's values at each sensor's
 interval, rounded to its resolution), then scores every insight with simulator/scores and prints
-each figure next to its target (`MISSES TARGET` where one is missed). The scenarios run two at a
+each figure next to its target and flags each one missed. The scenarios run two at a
 time (one per core).
 
 Then, for each insight under MicroPython (`-X heapsize=64k`, .mpy): the heap one sensor's
