@@ -140,6 +140,32 @@ def _sort_key(pair):
     return pair[0]
 
 
+def _ascii_keys(keys):
+    """Whether every key is an ASCII str: its encoding's order is then (length, text)."""
+    for k in keys:
+        if not isinstance(k, str):
+            return False
+        for c in k:
+            if c >= "\x80":
+                return False
+    return True
+
+
+def _sort_ascii(keys):
+    """Sorts ASCII keys as their encodings sort (RFC 8949 4.2.1: the head holds the length, so
+    shorter first, then bytewise), in place and without allocating: a health report's keys each
+    encoded into bytes of their own to be sorted made 14 KB of garbage per report on a board's
+    heap (64-bit unix port)."""
+    for i in range(1, len(keys)):
+        k = keys[i]
+        n = len(k)
+        j = i - 1
+        while j >= 0 and (len(keys[j]) > n or (len(keys[j]) == n and keys[j] > k)):
+            keys[j + 1] = keys[j]
+            j -= 1
+        keys[j + 1] = k
+
+
 class Writer:
     """Encodes CBOR items into a bytearray.
 
@@ -308,6 +334,10 @@ class Writer:
             for item in v:
                 self.value(item)
         elif isinstance(v, dict):
+            keys = list(v)
+            if _ascii_keys(keys):
+                self._text_map(keys, (v,))
+                return
             pairs = [(_key_bytes(k), val) for k, val in v.items()]
             pairs.sort(key=_sort_key)
             self.head(5, len(pairs))
@@ -332,6 +362,32 @@ class Writer:
             self.byte(0xF7)
         else:
             raise EncodeError("cannot encode a value of type %s" % type(v).__name__)
+
+
+    def maps(self, dicts):
+        """One map of the keys of all the dicts (no key in two of them), as value() would
+        write the dict they make together, without making it: a small heap has no room to
+        grow a dict of twenty keys by a few more (Agent.health)."""
+        keys = []
+        for d in dicts:
+            keys.extend(d)
+        if _ascii_keys(keys):
+            self._text_map(keys, dicts)
+            return
+        merged = {}
+        for d in dicts:
+            merged.update(d)
+        self.value(merged)
+
+    def _text_map(self, keys, dicts):
+        _sort_ascii(keys)
+        self.head(5, len(keys))
+        for k in keys:
+            self.text(k)
+            for d in dicts:
+                if k in d:
+                    self.value(d[k])
+                    break
 
 
 def dumps(v):

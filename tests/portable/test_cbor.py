@@ -300,6 +300,31 @@ def test_map_bytes_do_not_depend_on_insertion_order():
     assert same(cbor_decode.loads(forward), dict(pairs))
 
 
+def test_text_keys_sort_as_their_encodings_shorter_first_then_bytewise():
+    # ASCII text keys take a path of their own (no bytes made per key); the order is the same:
+    # the head holds the length, and 24 and more characters take a two-byte head (0x78 n).
+    keys = ["b", "aa", "a", "z" * 24, "ab", "y" * 23, "B", "", "a" * 25, "~"]
+    enc = cbor.dumps(dict((k, 0) for k in keys))
+    order = ["", "B", "a", "b", "~", "aa", "ab", "y" * 23, "z" * 24, "a" * 25]
+    want = "aa"  # a map of 10
+    for k in order:
+        want += cbor.dumps(k).hex() + "00"
+    assert enc.hex() == want
+    assert [cbor.dumps(k) for k in order] == sorted(cbor.dumps(k) for k in keys)
+
+
+def test_maps_writes_the_map_the_dicts_make_together():
+    for parts in ([{"b": 1, "aa": [1, {"z": 2, "y": None}]}, {"a": 3}, {}, {"ccc": "x"}],
+                  [{"b": 1}, {"\u00fc": 2, 5: 3}],    # keys other than ASCII text
+                  [{}]):
+        merged = {}
+        for d in parts:
+            merged.update(d)
+        w = cbor.Writer()
+        w.maps(parts)
+        assert bytes(w.getvalue()) == cbor.dumps(merged), parts
+
+
 def test_nested_maps_are_sorted_at_every_level():
     inner = {"z": 1, "a": 2}
     enc = cbor.dumps({"k": [inner, {3: inner}], "b": inner})

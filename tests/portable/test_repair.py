@@ -164,6 +164,22 @@ def test_health_carries_the_oldest_held_and_newest_published_seq_of_each_log():
     assert h["seq"] == {"batch": [0, 2], "event": [0, 0]}
 
 
+def test_each_health_report_carries_a_boards_keys_beside_the_agents_at_its_own_moment():
+    a = agent()
+    a.more_health = lambda: {"crash_boots": a.uplink.connects, "safe_mode": False}
+    first = cbor_decode.loads(a.health(a.uplink))
+    a.uplink.connects = 3
+    a.uplink.last_error = "OSError: 113"
+    form(a, 1)
+    second = cbor_decode.loads(a.health(a.uplink))
+    assert sorted(first) == sorted(second) and "crash_boots" in first and "seq" in first
+    assert (first["connects"], first["last_error"], first["crash_boots"]) == (0, None, 0)
+    assert (second["connects"], second["last_error"], second["crash_boots"]) == (
+        3, "OSError: 113", 3)
+    assert first["batches_queued"] == 0 and second["batches_queued"] == 1
+    assert second["sensors"] == {"ink_c": {"readings": 0, "suppressed": 0, "errors": {}}}
+
+
 def test_resend_answers_ranges_asked_out_of_order_or_overlapping_in_order_and_joined():
     a = agent()
     form(a, 4)  # 0..3 held, none acked
