@@ -140,6 +140,9 @@ def _sort_key(pair):
     return pair[0]
 
 
+_SORT_IN_PLACE = 64   # keys: past that, _sort_ascii's n*n steps cost more than the garbage
+
+
 def _ascii_keys(keys):
     """Whether every key is an ASCII str: its encoding's order is then (length, text)."""
     for k in keys:
@@ -335,7 +338,7 @@ class Writer:
                 self.value(item)
         elif isinstance(v, dict):
             keys = list(v)
-            if _ascii_keys(keys):
+            if len(keys) <= _SORT_IN_PLACE and _ascii_keys(keys):
                 self._text_map(keys, (v,))
                 return
             pairs = [(_key_bytes(k), val) for k, val in v.items()]
@@ -371,7 +374,7 @@ class Writer:
         keys = []
         for d in dicts:
             keys.extend(d)
-        if _ascii_keys(keys):
+        if len(keys) <= _SORT_IN_PLACE and _ascii_keys(keys):
             self._text_map(keys, dicts)
             return
         merged = {}

@@ -311,6 +311,10 @@ def test_text_keys_sort_as_their_encodings_shorter_first_then_bytewise():
         want += cbor.dumps(k).hex() + "00"
     assert enc.hex() == want
     assert [cbor.dumps(k) for k in order] == sorted(cbor.dumps(k) for k in keys)
+    many = dict(("k%d" % i, i) for i in range(100, 0, -1))    # past the in-place sort's 64
+    want = b"\xb8\x64" + b"".join(cbor.dumps(k) + cbor.dumps(many[k])
+                                   for k in sorted(many, key=lambda k: (len(k), k)))
+    assert cbor.dumps(many) == want
 
 
 def test_maps_writes_the_map_the_dicts_make_together():
