@@ -366,7 +366,6 @@ class Writer:
         else:
             raise EncodeError("cannot encode a value of type %s" % type(v).__name__)
 
-
     def maps(self, dicts):
         """One map of the keys of all the dicts (no key in two of them), as value() would
         write the dict they make together, without making it: a small heap has no room to
