@@ -102,7 +102,7 @@ def test_the_report_prints_each_score_beside_its_target_and_flags_only_the_misse
         ("median abs error of the forecast 7 days before dry, days", None, "<= 1", None),
         ("of them scored for the lead time", 0, "", None),
         ("early reorders", 3, "(no target: the ink was needed)", None)],
-        "doses": [("taken doses reported missed", 0.02, "for comparison", None)]})
+        "doses": [("taken doses reported missed", 0.02, "(for comparison)", None)]})
     assert out == [
         "  consumables: reorder at least the lead time before dry: 0.954 (target >= 0.97)"
         "  MISSES TARGET",

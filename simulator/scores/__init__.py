@@ -8,7 +8,8 @@ fields)] in time order and .profile (the compiled profile it ran, as provisioned
 simulator/insight_run.py makes them from a fast run, simulator/report.py's units_of from a
 `tether simulate` run's parts and its ingest database. An area's score(units) returns lines
 (name, value, target text, ok), value None (ok None) when the run held nothing to score it on,
-ok None for a figure shown for comparison or as a count.
+ok None for a figure shown for comparison or as a count (its target text then a note in
+parentheses, or empty).
 """
 from importlib import import_module
 
@@ -56,17 +57,17 @@ def shown(value):
 
 def lines_text(scores):
     """The scores as lines a person reads: each figure next to its target, or next to the note
-    a figure without one carries ("for comparison", "(no target: ...)")."""
+    in parentheses that a figure without one carries ("(for comparison)")."""
     out = []
     for area in scores:
         for name, value, target, ok in scores[area]:
             text = "no data in this run" if value is None else shown(value)
             if not target:
                 beside = ""
-            elif target[0] in "<>=0123456789":
-                beside = " (target %s)" % target
+            elif target.startswith("("):
+                beside = " " + target
             else:
-                beside = " (%s)" % target.strip("()")
+                beside = " (target %s)" % target
             out.append("  %s: %s: %s%s%s" % (
                 area, name, text, beside, "" if ok in (True, None) else "  MISSES TARGET"))
     return out

@@ -133,15 +133,15 @@ def score(units):
     line("dose_taken recall", _ratio(c["taken_hit"], c["taken"]), ">= 0.97",
          lambda v: v >= 0.97)
     line("taken doses reported missed (a bottle study: about 0.036)",
-         None if spec is None else 1.0 - spec, "for comparison", None)
+         None if spec is None else 1.0 - spec, "(for comparison)", None)
     line("dose_taken on time / late as in the truth", _ratio(c["status_agree"], c["taken_hit"]),
-         "for comparison", None)
+         "(for comparison)", None)
     line("dose_taken pills as in the truth", _ratio(c["pills_agree"], c["taken_hit"]),
-         "for comparison", None)
+         "(for comparison)", None)
     line("extra_dose: double takes found", _ratio(c["doubles_hit"], c["doubles"]),
-         "for comparison", None)
+         "(for comparison)", None)
     line("extra_dose: events that were a double take", _ratio(c["extra_true"], c["extra"]),
-         "for comparison", None)
+         "(for comparison)", None)
     line("handling that is no dose (lift, shake, carry, open, cap off), per bottle-day",
-         _ratio(c["handling"], c["bottle_days"]), "for comparison", None)
+         _ratio(c["handling"], c["bottle_days"]), "(for comparison)", None)
     return out
