@@ -21,7 +21,7 @@
 # Forecast: the ink left spread over the week as the office used it (the same means: on a
 # Friday evening the idle weekend counts first); the band (low, high days) from the 90th and
 # 10th percentiles of the one-week slopes. Reorder when the forecast falls to 1.9 x the lead
-# time, or 1.5 x while the points span under three weeks: a reorder too late costs a dry
+# time, or 1.6 x while the points span under three weeks: a reorder too late costs a dry
 # printer, one too early a cartridge on the shelf or one ordered for nothing, and a rate from a
 # week or two is off by up to half either way (docs/insights/consumable.md, Reorder): waiting
 # for more weeks costs a few late cartridges but no cartridge ordered a month ahead.
@@ -49,7 +49,7 @@ TOP = 30000             # levels are clamped to 0..300 %
 LOW_Q = 10              # percentiles of the one-week slopes: the forecast's band
 HIGH_Q = 90
 RESERVE = 1.9           # reorder at a forecast of 1.9 x the lead time (a weekly fit)
-YOUNG = 1.5             # ... 1.5 x while the points span under YOUNG_SLOTS
+YOUNG = 1.6             # ... 1.6 x while the points span under YOUNG_SLOTS
 YOUNG_SLOTS = 3 * WEEK
 ODD = 3                 # a one-week stretch under a third or over 3 x the median is left out
 COLD_Q = 75             # the rate from less than a week of points
