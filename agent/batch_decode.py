@@ -1,6 +1,7 @@
 # Reads batches: the envelope, then a SenML or compact body (docs/wire-format.md).
 from agent import cbor, cbor_decode, compact_decode, senml_decode
 from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, SENML, VERSION
+from agent.shown import shown
 
 try:
     from micropython import const
@@ -96,15 +97,15 @@ def read_envelope(data, offset=0):
     if not isinstance(env, list) or not env:
         raise cbor.Malformed("a batch is a CBOR array", offset)
     if env[0] != VERSION:
-        raise cbor.Malformed("batch format version %r is not supported (this decoder reads %d)"
-                             % (env[0], VERSION), offset)
+        raise cbor.Malformed("batch format version %s is not supported (this decoder reads %d)"
+                             % (shown(env[0]), VERSION), offset)
     if len(env) != 8:
         raise cbor.Malformed("a version 1 batch has 8 fields, this one %d" % len(env), offset)
     _, device, seq, boot, dropped, encoding, flags, body = env
     if not isinstance(device, str):
         raise cbor.Malformed("envelope device id must be text", offset)
     if encoding not in (SENML, COMPACT):
-        raise cbor.Malformed("unknown body encoding %r" % (encoding,), offset)
+        raise cbor.Malformed("unknown body encoding %s" % shown(encoding), offset)
     if not isinstance(body, bytes):
         raise cbor.Malformed("envelope body must be a byte string", offset)
     _uint(flags, "flags", offset)
@@ -131,11 +132,14 @@ def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):
             if r.head()[0] != 4:
                 raise cbor.Malformed("a compact body is an array", 0)
             b.schema_id = r.item()
+            if not isinstance(b.schema_id, int) or isinstance(b.schema_id, bool):
+                raise cbor.Malformed("a compact body's schema id is an integer, not %s"
+                                     % shown(b.schema_id), 0)
             schema = (schemas or {}).get(b.schema_id)
             if schema is None:
-                raise cbor.Malformed("compact batch refers to schema %r, which this decoder has not "
+                raise cbor.Malformed("compact batch refers to schema %s, which this decoder has not "
                                      "been given (the device publishes it on .../up/schema)"
-                                     % (b.schema_id,), 0)
+                                     % shown(b.schema_id), 0)
             names = schema.names
             b.readings = [(t, names[c], schema.value(c, v)) for t, c, v in compact_decode.decode(body, schema)]
             for name, unit, _, _ in schema.channels:

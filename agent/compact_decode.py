@@ -3,6 +3,7 @@
 # allocate or loop beyond its own size.
 from agent import cbor, cbor_decode
 from agent.compact import MAX_UNARY
+from agent.shown import shown
 
 try:
     from micropython import const
@@ -90,7 +91,8 @@ def decode(body, schema):
     if not r.at_end():
         raise cbor.TrailingData("bytes after the compact body", r.pos)
     if schema_id != schema.id:
-        raise cbor.Malformed("body is for schema %r, not %08x" % (schema_id, schema.id), 0)
+        raise cbor.Malformed("body is for schema %s, not %08x" % (shown(schema_id), schema.id),
+                             0)
     if (exp not in (0, -3) or not isinstance(t0, int) or not isinstance(data, bytes)
             or not -0xFFFFFFFFFFFFFFFF <= t0 <= 0xFFFFFFFFFFFFFFFF):
         raise cbor.Malformed("bad compact body header", 0)

@@ -37,7 +37,7 @@ def add_arguments(p):
 
 def _port(text):
     import argparse
-    if not (text.isdigit() and int(text) <= 65535):
+    if not (text.isascii() and text.isdigit() and int(text) <= 65535):
         raise argparse.ArgumentTypeError("expected a port from 0 to 65535, got %r" % text)
     return int(text)
 

@@ -29,7 +29,7 @@ def parse_speed(text):
 def parse_shard(text):
     """(i, n) from --shard I/N, I counted from 1."""
     i, slash, n = text.partition("/")
-    if not slash or not i.strip().isdigit() or not n.strip().isdigit() \
+    if not slash or not text.isascii() or not i.strip().isdigit() or not n.strip().isdigit() \
             or not 1 <= int(i) <= int(n):
         raise ValueError("--shard: expected I/N with 1 <= I <= N (the first shard is 1/N), "
                          "got %r" % text)

@@ -8,6 +8,7 @@ import math
 
 from agent import cbor, cbor_decode, events_decode
 from agent.schema import Schema
+from agent.shown import shown
 
 from ingest import repair
 
@@ -67,7 +68,7 @@ def insight_fields(detail):
     out = {}
     for k, v in detail.items():
         if not isinstance(k, str):
-            raise Bad("insight event: field name %r is not text" % (k,))
+            raise Bad("insight event: field name %s is not text" % shown(k))
         k = text(k)
         if isinstance(v, float) and not math.isfinite(v):
             v = None  # as jsonable() stores NaN: the event is kept, the figure is not
@@ -94,7 +95,7 @@ def jsonable(x, depth=0):
     if depth > 32:
         return None
     if isinstance(x, dict):
-        return {text(k) if isinstance(k, str) else str(k): jsonable(v, depth + 1)
+        return {text(k) if isinstance(k, str) else _key(k): jsonable(v, depth + 1)
                 for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [jsonable(v, depth + 1) for v in x]
@@ -106,14 +107,25 @@ def jsonable(x, depth=0):
         return {"tag": x.tag, "value": jsonable(x.value, depth + 1)}
     if isinstance(x, str):
         return text(x)
+    if isinstance(x, int) and not -INT64 <= x < INT64:
+        return hex(x)  # a bignum: str() refuses one of over 4300 digits, hex() takes any
     if x is None or isinstance(x, (int, bool)):
         return x
     return repr(x)
 
 
+def _key(k):
+    if isinstance(k, int) and not -INT64 <= k < INT64:
+        return hex(k)
+    try:
+        return str(k)
+    except ValueError:  # an array key holding a bignum
+        return shown(k)
+
+
 def check_int(v, what):
     if not isinstance(v, int) or isinstance(v, bool) or not -INT64 <= v < INT64:
-        raise Bad("%s %r is not a 64-bit integer" % (what, v))
+        raise Bad("%s %s is not a 64-bit integer" % (what, shown(v)))
     return v
 
 def check_name(name, what):
@@ -187,14 +199,14 @@ def event(device, payload):
     except Exception as exc:  # noqa: BLE001
         raise Bad("event: %s" % (exc,))
     if e.device != device:
-        raise Bad("an event of device %r on the topic of %r" % (e.device, device))
+        raise Bad("an event of device %s on the topic of %r" % (shown(e.device), device))
     check_name(e.event, "event")
     check_name(e.sensor, "sensor")
     for v, what in ((e.seq, "event seq"), (e.boot, "boot count"), (e.t, "event time")):
         check_int(v, what)
     value = e.value
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-        raise Bad("event value %r is not a number" % (value,))
+        raise Bad("event value %s is not a number" % shown(value))
     fields = None
     if e.state == INSIGHT:
         fields = insight_fields(e.detail)
@@ -216,7 +228,7 @@ def health(device, payload):
     if not isinstance(doc, dict):
         raise Bad("health: not a CBOR map")
     if "device" in doc and doc["device"] != device:
-        raise Bad("health of device %r on the topic of %r" % (doc["device"], device))
+        raise Bad("health of device %s on the topic of %r" % (shown(doc["device"]), device))
     t = doc.get("t")
     if not isinstance(t, int) or isinstance(t, bool) or not -INT64 <= t < INT64:
         t = None

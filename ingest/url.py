@@ -46,7 +46,7 @@ def parse_broker(url):
     port = m.group("port")
     if port is None:
         port = 8883 if tls else 1883
-    elif not (port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
+    elif not (port.isascii() and port.isdigit() and len(port) <= 5 and 1 <= int(port) <= 65535):
         raise BadURL("the port in %r is not a number from 1 to 65535" % url)
     else:
         port = int(port)

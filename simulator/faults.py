@@ -80,7 +80,7 @@ def _typed(kind, opts):
                                  % (kind, value))
             out[key] = share
         elif key == "count":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):
                 raise FaultError("%s: count expected a whole number, got %r" % (kind, value))
             out[key] = int(value)
         elif key == "bandwidth":

@@ -120,3 +120,45 @@ def test_device_ids_the_profiles_refuse_are_malformed():
         assert [d for (d,) in i._db.execute("SELECT device FROM devices")] == [DEVICE]
     finally:
         i._db.close()
+
+
+# A bignum (CBOR tag 2) of 2000 bytes: CPython's str() and repr() refuse an int of over 4300
+# digits, so an error message or a JSON text that formats it would raise instead of storing
+# the message or counting it malformed.
+BIG = b"\xc2\x59\x07\xd0" + b"\xff" * 2000
+
+
+def _event(seq=None, value=None, state="raised", detail=None):
+    d = cbor.dumps
+    return (b"\x8b" + d(1) + d(DEVICE) + (seq or d(1)) + d(0) + d(0) + d(5) + d("e") + d("s")
+            + d(state) + (value or d(None)) + (detail or d(None)))
+
+
+def test_bignums_anywhere_in_a_message_are_stored_or_malformed_never_an_internal_error():
+    d = cbor.dumps
+    up = "%s/%s/up/" % (PREFIX, DEVICE)
+    messages = [
+        (up + "health", b"\xa2" + d("t") + d(1) + d("x") + BIG),          # a value: stored
+        (up + "health", b"\xa2" + d("t") + d(2) + BIG + d(1)),            # a key: stored
+        (up + "health", b"\xa1" + d("device") + BIG),
+        (up + "health", b"\xa2" + d("reply") + BIG + d("ok") + d(True)),
+        (up + "event", _event(seq=BIG)),
+        (up + "event", _event(value=BIG)),
+        (up + "event", _event(value=b"\x81" + BIG)),
+        (up + "event", _event(state="insight", detail=b"\xa1" + BIG + d(1))),
+        (up + "batch", b"\x88" + BIG + d([DEVICE, 1, 0, 0, 0, 0, b""])[1:]),
+        (up + "batch", b"\x88" + d([1, DEVICE, 1, 0, 0])[1:] + BIG + d([0, b""])[1:]),
+        (up + "batch", d([1, DEVICE, 1, 0, 0, 1, 0, b"\x84" + BIG + d([0, 0, b""])[1:]])),
+        (up + "batch", d([1, DEVICE, 1, 0, 0, 1, 0, d([[1], 0, 0, b""])])),
+        (up + "batch", d([1, DEVICE, 1, 0, 0, 1, 0, d([{1: 1}, 0, 0, b""])])),
+    ]
+    i = fresh_ingest()
+    try:
+        i._commit([(t, p, 0, k, 1.0e9 + k, 0) for k, (t, p) in enumerate(messages)], False)
+        reasons = [r for (r,) in i._db.execute("SELECT reason FROM malformed")]
+        assert not [r for r in reasons if r.startswith("internal error")], reasons
+        assert all(len(r) < 300 for r in reasons), reasons
+        assert i.stats()["malformed"] == len(messages) - 3
+        assert i._db.execute("SELECT count(*) FROM health").fetchone()[0] == 3
+    finally:
+        i._db.close()

@@ -30,6 +30,8 @@ def test_a_broker_url_gives_host_port_tls_and_credentials(url, parsed):
     ("mqtt://host:0", "the port in 'mqtt://host:0' is not a number from 1 to 65535"),
     ("mqtt://host:99999", "is not a number from 1 to 65535"),
     ("mqtt://host:x", "is not a number from 1 to 65535"),
+    ("mqtt://host:\u00b2", "is not a number from 1 to 65535"),      # int() refuses a superscript
+    ("mqtt://host:\u0661\u0668\u0668\u0663", "is not a number from 1 to 65535"),  # Arabic-Indic 1883
     ("mqtt://host/topic", "a broker URL has no path, query or fragment"),
     ("mqtt://host?x=1", "a broker URL has no path, query or fragment"),
     ("mqtt://:secret@host", "needs a user name before '@': 'mqtt://:***@host'"),

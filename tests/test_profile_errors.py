@@ -496,3 +496,36 @@ def test_a_utc_offset_is_a_signed_hours_and_minutes(tmp_path):
                                "device: {id: kettle, utc_offset: '+15:00'}")) == [
         "1:34: device.utc_offset: expected an offset from UTC like '+01:00' or '-05:00' "
         "(at most 14 h), got '+15:00'"]
+
+
+@pytest.mark.parametrize("tagged", ['!!int ""', '!!float ""', "!!bool maybe"])
+def test_a_typed_scalar_its_yaml_constructor_cannot_read_is_an_error(tmp_path, tagged):
+    # PyYAML raises IndexError / KeyError for these, not ValueError
+    message = {"!!int": "an integer (of at most 4300 digits)", "!!float": "a number",
+               "!!bool": "true or false"}[tagged.split()[0]]
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        batch: {max_readings: %s}
+        """ % tagged) == ["8:23: batch.max_readings: expected %s, got '%s'"
+                          % (message, tagged.split()[1].strip('"'))]
+
+
+@pytest.mark.parametrize("prefix, digit", [("0x", "f"), ("0b", "1")])
+def test_a_hex_or_binary_integer_past_4300_decimal_digits_is_refused(tmp_path, prefix, digit):
+    text = prefix + digit * 15000
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, filters: {max: %s}}
+        """ % text) == [
+        "8:61: sensors[0].filters.max: expected an integer (of at most 4300 digits), got '%s...'"
+        % text[:57]]
+
+
+def test_a_tag_on_a_key_is_an_error_not_ignored(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            !secret address: 0x40
+        """) == ["11:5: sensors[0]: unsupported tag '!secret' on a key"]

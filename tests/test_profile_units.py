@@ -15,7 +15,8 @@ def test_durations_parse_to_milliseconds(text, ms):
     assert units.parse_duration(text) == ms
 
 
-@pytest.mark.parametrize("text", ["10", "fast", "0.5ms", "-1s", "10 seconds", "1m", "", "s"])
+@pytest.mark.parametrize("text", ["10", "fast", "0.5ms", "-1s", "10 seconds", "1m", "", "s",
+                                  "\u0661\u0660s", "\uff11\uff10s"])  # 10s in Arabic-Indic and fullwidth digits
 def test_not_durations(text):
     assert units.parse_duration(text) is None
 

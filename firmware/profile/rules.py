@@ -132,7 +132,7 @@ def clock_time(ctx, node):
     """'08:00' -> minutes after local midnight. YAML reads an unquoted 20:00 as the base-60
     integer 1200: its text is taken as written."""
     text = node.text if node.tag in ("str", "int") else None
-    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", text) if text is not None else None
+    m = re.fullmatch(r"([01]?[0-9]|2[0-3]):([0-5][0-9])", text) if text is not None else None
     if m is None:
         raise Invalid(expected("a time of day like '08:00'", node))
     return int(m.group(1)) * 60 + int(m.group(2))

@@ -57,7 +57,7 @@ def device_id(ctx, node):
 
 def utc_offset(ctx, node):
     """'+01:00' -> 60: the local time of schedules and daily reports (agent/insights)."""
-    m = re.fullmatch(r"([+-])(\d\d):([0-5]\d)", node.value) if node.tag == "str" else None
+    m = re.fullmatch(r"([+-])([0-9][0-9]):([0-5][0-9])", node.value) if node.tag == "str" else None
     minutes = m and int(m.group(2)) * 60 + int(m.group(3))
     if not m or minutes > 14 * 60:
         raise Invalid(expected("an offset from UTC like '+01:00' or '-05:00' (at most 14 h)",

@@ -16,7 +16,8 @@ DURATION_UNITS = {"ms": 1, "s": SECOND, "sec": SECOND, "min": MINUTE, "h": HOUR,
 SIZE_UNITS = {"b": 1, "kb": 1000, "kib": KIB, "mb": 1000 ** 2, "mib": KIB ** 2}
 FREQUENCY_UNITS = {"hz": 1, "khz": 1000, "mhz": 1000 ** 2}
 
-_AMOUNT = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-zA-Z]+)\s*")
+# [0-9], not \d: \d takes any script's digits (Arabic-Indic, fullwidth), and a profile is ASCII
+_AMOUNT = re.compile(r"\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([a-zA-Z]+)\s*")
 
 
 def _parse(text, units):

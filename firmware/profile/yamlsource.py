@@ -29,6 +29,7 @@ UNUSABLE = object()  # ctx.secrets when the secrets file cannot be used
 TYPE_NAMES = {"int": "an integer (of at most 4300 digits)", "float": "a number",
               "bool": "true or false", "null": "nothing"}
 
+_MAX_INT = 10 ** 4300  # what int() and str() take in decimal digits
 _constructor = SafeConstructor()
 _resolver = yaml.resolver.Resolver()
 _TYPED = {
@@ -210,6 +211,10 @@ def build(ctx, y, file, path, active):
             ctx.problems.append((file, kline, kcol, path, "expected a key, got a %s"
                                  % ("list" if isinstance(ky, yaml.SequenceNode) else "mapping")))
             continue
+        if ky.tag.startswith("!"):  # `!secret address: 0x40` would pass as the key 'address'
+            ctx.problems.append((file, kline, kcol, path,
+                                 "unsupported tag '%s' on a key" % ky.tag))
+            continue
         key = ky.value
         if key in node.value:
             first = node.keys[key]
@@ -238,7 +243,11 @@ def scalar(ctx, y, file, path):
         return Node(None, file, line, col, path, tag="null", refused=True)
     try:
         value = typed(y.value, kind)
-    except ValueError:  # `!!float abc`, or an integer of more digits than int() takes
+        if kind == "int" and not -_MAX_INT < value < _MAX_INT:
+            raise ValueError("0x or 0b digits take no limit on the way in, str() has one")
+    # `!!float abc`, an integer of more digits than int() takes; PyYAML's constructors raise
+    # IndexError for `!!int ""` and KeyError for `!!bool maybe`
+    except (ValueError, IndexError, KeyError):
         text = y.value if len(y.value) <= 60 else y.value[:57] + "..."
         ctx.problems.append((file, line, col, path, "expected %s, got '%s'"
                              % (TYPE_NAMES[kind], text)))

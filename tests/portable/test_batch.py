@@ -10,6 +10,7 @@ import random
 
 from agent import batch, batch_decode, cbor
 from agent.schema import Schema
+from agent.shown import shown
 from support import raises
 
 T0 = 1763856000000
@@ -247,3 +248,27 @@ def test_envelope_numbers_past_64_bits_are_refused():
     raises(cbor.Malformed, batch_decode.read_envelope, cbor.dumps(env))
     env[2] = (1 << 64) - 1
     assert batch_decode.read_envelope(cbor.dumps(env)).seq == (1 << 64) - 1
+
+
+def test_a_bignum_or_an_array_where_a_batch_has_a_number_is_refused_in_a_short_message():
+    # A bignum (tag 2) of 2000 bytes: CPython will not format an int of over 4300 digits, so a
+    # message that showed it with %r would raise ValueError instead of cbor.Malformed.
+    big = b"\xc2\x59\x07\xd0" + b"\xff" * 2000
+    d = cbor.dumps
+    bad = [
+        b"\x88" + big + d(["dev-9", 7, 3, 0, 0, 0, b""])[1:],                 # version
+        b"\x88" + d([1, "dev-9", 7, 3, 0])[1:] + big + d([0, b""])[1:],        # encoding
+        d([1, "dev-9", 7, 3, 0, 1, 0, b"\x84" + big + d([0, 0, b""])[1:]]),   # schema id
+        d([1, "dev-9", 7, 3, 0, 1, 0, d([[1], 0, 0, b""])]),
+        d([1, "dev-9", 7, 3, 0, 1, 0, d([{1: 1}, 0, 0, b""])]),
+        d([1, "dev-9", 7, 3, 0, 1, 0, b"\x84\xd8\x63" + big + d([0, 0, b""])[1:]]),  # tag 99
+    ]
+    for data in bad:
+        exc = raises(cbor.Malformed, batch_decode.decode, data, SCHEMAS)
+        assert len(str(exc)) < 200, str(exc)
+
+
+def test_a_tag_shows_a_bignum_it_holds_without_formatting_it():
+    assert shown(cbor.Tag(2, 1 << 20000)) == "Tag(2, an integer beyond 64 bits)"
+    assert shown(cbor.Tag(99, [1, "x"])) == "Tag(99, [1, 'x'])"
+    assert shown(list(range(20))) == "a list of 20"
