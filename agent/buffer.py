@@ -18,7 +18,7 @@ except ImportError:
     def const(x):
         return x
 
-_LIMIT = const(0x40000000)  # 2**30: times and values stay small ints on a 32-bit board
+LIMIT = const(0x40000000)  # 2**30: times and values stay small ints on a 32-bit board
 _JOURNAL = "journal"
 _ROWS_HEAD = "<BqIH"        # clock synced, base time (ms), batch sequence number, row count
 _ROW_BYTES = const(9)
@@ -130,14 +130,14 @@ class Buffer:
     def append(self, t, channel, value):
         """One reading: time t in ms, channel number, value as an integer at the channel's
         resolution. Forms a batch, or writes the journal, when a window closes."""
-        if not -_LIMIT < value < _LIMIT:
+        if not -LIMIT < value < LIMIT:
             raise ValueError("reading %d is too large for a batch (limit +-2**30 at the "
                              "channel's resolution)" % value)
         if self.n:
             # ts[0] is 0: the base is the first row's time. A clock stepped back by a batch's
             # age starts a new batch too, which keeps every time step of a batch small.
             off = t - self.base
-            if not -self.max_age_ms < off < self.max_age_ms or not -_LIMIT < off < _LIMIT:
+            if not -self.max_age_ms < off < self.max_age_ms or not -LIMIT < off < LIMIT:
                 self.cut()
         self._put(t, channel, value)
         if self.n == self.max_readings:

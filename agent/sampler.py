@@ -8,6 +8,8 @@
 # last one buffered is not buffered), then the buffer. Sensors that share a chip (the quantities
 # of one PZEM-004T) are read with one transaction per round. A failing sensor is counted, raises
 # one event, and is retried with a growing delay; the others keep their schedule.
+from agent.buffer import LIMIT
+
 RAISED = "raised"    # the states of an event (agent/events.py)
 CLEARED = "cleared"
 _MAX_BACKOFF_MS = 300000
@@ -176,6 +178,12 @@ class Sampler:
                        v, None)
         if c.deadband is not None and c.last is not None and abs(v - c.last) < c.deadband:
             c.suppressed += 1
+            return
+        if not -LIMIT < scaled < LIMIT:
+            # Past what a batch holds at the channel's resolution (one finer than the sensor's
+            # range allows): a fault counted as `range`, as an implausible value is; the buffer
+            # would refuse it with ValueError, which stopped the agent.
+            c.errors["range"] = c.errors.get("range", 0) + 1
             return
         c.last = v
         c.readings += 1

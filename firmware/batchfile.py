@@ -11,7 +11,7 @@ import sys
 from agent import batch_decode, cbor, cbor_decode
 from agent import profile as compiled
 from agent.log import Log
-from agent.buffer import _LIMIT, Buffer
+from agent.buffer import LIMIT, Buffer
 from agent.schema import Schema
 from agent.store import RamStore
 from firmware import bounded
@@ -76,7 +76,7 @@ def encode(profile, lines, device_id=None):
             scaled = schema.scale(channel, v)
         except OverflowError:  # v / resolution is past the largest float
             raise too_large
-        if not -_LIMIT < scaled < _LIMIT:
+        if not -LIMIT < scaled < LIMIT:
             raise too_large
         if schema.value(channel, scaled) != v:
             rounded += 1

@@ -57,3 +57,26 @@ def test_events_are_stored_durably_with_their_own_sequence_numbers():
         0, "dev", 0, 1000, "ink_low", "ink_c", "raised", 14.9, None)
     e = ev_mod.decode(again.next_event()[1])
     assert (e.seq, e.detail, e.boot) == (1, "INA219 at i2c0:0x40 did not acknowledge", 1)
+
+
+def test_a_value_past_what_a_batch_holds_at_its_resolution_is_a_counted_fault_not_a_stop():
+    # 0.00000001 V resolution: 23 V is 2.3e9 steps, past the buffer's +-2**30; 5 V fits.
+    from agent.buffer import Buffer
+    from agent.log import Log
+    from agent.schema import Schema
+    from agent.store import RamStore
+    from agent.sampler import Channel
+    schema = Schema([("voltage", "V", 1, -8)])
+    clock = FakeClock()
+    buf = Buffer(Log(RamStore(), 1 << 20, 1 << 16, batch.seq_of),
+                 batch.Encoder("dev", schema, "compact", False, 1024, 64), 64, 3600000, 64, 3600000)
+    buf.open()
+    seq = [5.0, 23.0, 23.0, 5.5]
+    c = Channel(0, "voltage", Fake(lambda n: {"x": seq[n]}), "x", 10000,
+                lambda v: schema.scale(0, v), {}, [])
+    run(Sampler(clock, buf, None, [c]), clock, 40000)
+    assert c.errors == {"range": 2} and c.readings == 2
+    buf.cut()
+    from agent import cbor_decode, compact_decode
+    rows = compact_decode.decode(cbor_decode.loads(buf.next_batch()[1])[7], schema)
+    assert [v for _, _, v in rows] == [500000000, 550000000]
