@@ -5,12 +5,11 @@ import os
 import pathlib
 import sys
 
-from firmware import batchfile
+from firmware import batchfile, examples
 from firmware.airtime import mqtt_publish_overhead
 from firmware.profile.compile import compile as compile_profile
 from simulator import reference
 
-HERE = pathlib.Path(__file__).resolve().parent.parent
 ENCODINGS = (("senml", False), ("senml", True), ("compact", False), ("compact", True))
 
 
@@ -79,7 +78,7 @@ def main(args, out=sys.stdout):
 def add_command(sub):
     p = sub.add_parser("demo", help="check the example profiles, encode and decode a day of the "
                                     "reference workload, print the sizes")
-    p.add_argument("--examples", default=str(HERE / "examples"), metavar="DIR",
+    p.add_argument("--examples", default=examples.folder(), metavar="DIR",
                    help="folder of example profiles (default: the repository's)")
     p.add_argument("--out", default="tether-demo", metavar="DIR",
                    help="where to write the readings and batch files (default: tether-demo)")

@@ -21,7 +21,7 @@ import time
 import yaml
 
 from agent import ids
-from firmware import bounded
+from firmware import bounded, examples
 from firmware.profile.compile import compile as compile_profile
 from simulator import faults as faults_mod
 from simulator import sessions
@@ -29,8 +29,7 @@ from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
 from ingest import known_newest, parse_broker, repairing
 
-DEFAULT_FLEET = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                             "examples", "fleets", "mixed.yaml")
+DEFAULT_FLEET = os.path.join(examples.folder(), "fleets", "mixed.yaml")
 log = logging.getLogger("tether.simulate")
 MAX_FLEET_FILE = 256 * 1024  # a few lines each naming a profile
 MAX_DEVICES = 100000  # in all, as --devices allows
