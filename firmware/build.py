@@ -40,6 +40,7 @@ FORMAT = 1
 BAD_INPUT = 2      # the profile, the arch, a platform without bundles, missing WiFi credentials
 BAD_OUTPUT = 3     # DIR cannot be written
 NO_COMPILER = 4    # mpy-cross missing, failing, or writing what it does not report
+IMPORT_TIMEOUT_S = 60  # the heap measurement's import of every module (under a second here)
 
 
 class BuildError(Exception):
@@ -373,11 +374,15 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
           mpy_cross=None):
     """Write the profile's bundle into out_dir and return its manifest (raises BuildError)."""
     from agent.runtime import VERSION
+    if not str(out_dir):  # Path("") is ".": the bundle would land among whatever is there
+        raise BuildError(["tether build: -o: expected a folder for the bundle, got ''"],
+                         BAD_OUTPUT)
     out = pathlib.Path(out_dir)
     files, mpy, compiled, secret_paths = bundle_files(profile_path, arch, allow_outside, root,
                                                       mpy_cross)
     _check_output(out)
     heap = measure(files) if measure_heap else None
+    _make_output(out)   # only now: a build that fails leaves DIR as it was, even missing
     previous = _previous_files(out)
     manifest = {
         "format": FORMAT, "tether": VERSION,
@@ -402,15 +407,26 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
 
 
 def _check_output(out):
+    """BuildError now for a DIR that cannot be made or written, before the build's work."""
     if out.exists() and not out.is_dir():
         raise BuildError(["%s: is not a folder (expected a folder for the bundle)" % out],
                          BAD_OUTPUT)
+    there = out.absolute()
+    while not there.exists():
+        there = there.parent
+    if not there.is_dir():
+        raise BuildError(["%s: cannot make the folder: Not a directory" % out], BAD_OUTPUT)
+    if not os.access(there, os.W_OK | os.X_OK):
+        raise BuildError(["%s: %s: Permission denied" % (
+            out, "cannot write" if there == out.absolute() else "cannot make the folder")],
+            BAD_OUTPUT)
+
+
+def _make_output(out):
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BuildError(["%s: cannot make the folder: %s" % (out, exc.strerror)], BAD_OUTPUT)
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise BuildError(["%s: cannot write: Permission denied" % out], BAD_OUTPUT)
 
 
 def read_manifest(out_dir):
@@ -507,7 +523,11 @@ def measure(files, micropython=None, heap=MICROPYTHON_HEAP):
             path = pathlib.Path(tmp, rel)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(files[rel])
-        proc = import_modules(micropython, tmp, modules, heap)
+        try:
+            proc = import_modules(micropython, tmp, modules, heap)
+        except subprocess.TimeoutExpired:
+            raise BuildError(["tether build: the bundle's modules did not import within %d s "
+                              "under %s" % (IMPORT_TIMEOUT_S, micropython)], NO_COMPILER)
     found = re.search(r"^heap (\d+)$", proc.stdout, re.M)
     if proc.returncode != 0 or not found:
         raise BuildError(["tether build: the bundle's modules do not import under %s:"
@@ -522,7 +542,8 @@ def import_modules(micropython, out, modules, heap):
     # names keep the figure the same wherever the bundle is.
     env["MICROPYPATH"] = ":.frozen"
     return subprocess.run([micropython, "-X", "heapsize=" + heap, "-c", MEASURE % (modules,)],
-                          capture_output=True, text=True, cwd=str(out), env=env, timeout=60)
+                          capture_output=True, text=True, cwd=str(out), env=env,
+                          timeout=IMPORT_TIMEOUT_S)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -636,8 +636,10 @@ def write_firmware(image, port, chip="esp32", out=None, command=None):
     if not os.path.isfile(image):
         raise FlashError("--firmware %s: no such file (download the .bin for your board from "
                          "https://micropython.org/download/)" % image, EXIT_BAD_INPUT)
-    if not os.path.exists(port):
-        raise FlashError("no such port: %s" % port, EXIT_NO_PORT)
+    try:  # no such port, a busy one: the answers a copy gets, not esptool's failure
+        rawrepl.open_port(port).close()
+    except (rawrepl.NoPort, rawrepl.PortBusy) as exc:
+        raise FlashError(str(exc), dict(REPL_CODES)[type(exc)])
     base = (command or esptool_command()) + ["--chip", chip, "--port", port]
     for args in (["erase-flash"], ["write-flash", "-z", FIRMWARE_OFFSETS[chip], image]):
         out.write("esptool %s\n" % " ".join(args))
@@ -672,8 +674,9 @@ def add_command(sub):
                    "MicroPython image with esptool")
     p.add_argument("--chip", default="esp32", choices=sorted(FIRMWARE_OFFSETS),
                    help="the chip, for --firmware (default esp32)")
-    p.add_argument("--timeout", type=seconds(0), default=10.0, metavar="SECONDS",
-                   help="how long a silent board is waited for (default 10)")
+    p.add_argument("--timeout", type=seconds(0.1), default=10.0, metavar="SECONDS",
+                   help="how long a silent board is waited for at each try to reach its raw "
+                        "REPL (two tries, five after --firmware; default 10)")
     p.add_argument("--pause", type=seconds(0), default=0.0, metavar="SECONDS",
                    help="wait this long after opening the port (some USB-serial adapters need 1)")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board at the end")

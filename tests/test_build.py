@@ -371,3 +371,35 @@ def test_unused_chips_and_the_other_platform_are_not_followed(printer):
     assert "hal.sim.platform" in modules and "hal.sim.ina219" in modules
     assert "hal.esp32" not in modules and "hal.sim.pzem004t" not in modules
 
+
+
+def fake_micropython(folder, script):
+    folder.mkdir()
+    (folder / "micropython").write_text("#!/bin/sh\n" + script)
+    (folder / "micropython").chmod(0o755)
+    return str(folder) + os.pathsep + os.environ["PATH"]
+
+
+def test_a_build_that_fails_leaves_a_missing_output_folder_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", fake_micropython(tmp_path / "bin", "echo broken >&2\nexit 1\n"))
+    code, err = run_cli(capsys, PRINTER, "-o", str(tmp_path / "new" / "x"))
+    assert code == 4 and "do not import" in err and "broken" in err
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_micropython_that_hangs_is_exit_4_not_a_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", fake_micropython(tmp_path / "bin", "exec sleep 60\n"))
+    monkeypatch.setattr(bundle, "IMPORT_TIMEOUT_S", 1)
+    code, err = run_cli(capsys, PRINTER, "-o", str(tmp_path / "o"))
+    assert code == 4 and err.startswith("tether build: the bundle's modules did not import "
+                                         "within 1 s under ")
+    assert not (tmp_path / "o").exists()
+
+
+def test_an_empty_output_folder_is_refused_not_the_working_directory(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, err = run_cli(capsys, PRINTER, "-o", "")
+    assert code == 3 and "-o: expected a folder for the bundle, got ''" in err
+    assert list(tmp_path.iterdir()) == []
+

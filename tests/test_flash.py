@@ -468,3 +468,22 @@ def test_a_profile_that_does_not_build_is_refused_with_the_builds_lines(tmp_path
 def test_what_to_flash_must_be_one_profile_or_one_bundle(argv, says):
     code, out, err = run_flash(*(argv + ["--port", "/dev/null"]))
     assert code == 2 and says in err
+
+
+def test_firmware_to_a_busy_port_is_exit_4_before_esptool_runs(tmp_path, v1, monkeypatch):
+    write_bundle(tmp_path / "b1", v1)
+    log = make_stub_esptool(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    (tmp_path / "fw.bin").write_bytes(b"\xe9")
+    with FakeBoard(tmp_path / "board") as board:
+        holder = serial.Serial(board.port, 115200, exclusive=True)
+        try:
+            code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                       "--firmware", str(tmp_path / "fw.bin"))
+        finally:
+            holder.close()
+    assert code == flash.EXIT_PORT_BUSY == 4 and "is busy" in err
+    assert not log.exists() or log.read_text() == ""
+    code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port",
+                               str(tmp_path / "ttyUSB9"), "--firmware", str(tmp_path / "fw.bin"))
+    assert code == flash.EXIT_NO_PORT == 3 and "ls /dev/ttyUSB*" in err
