@@ -55,6 +55,9 @@ def main(args, out=None, err=None):
         duration = args.duration
         speed = parse_speed(args.speed)
         spec = faults.parse(DEFAULT_FAULTS if args.faults is None else args.faults)
+        if args.broker and any(kind == "restart" and o["count"] for kind, o in spec):
+            raise ValueError("--faults: restart restarts the embedded broker, which --broker "
+                             "replaces: leave restart out (or give restart:count=0)")
         shard = parse_shard(args.shard) if args.shard else None
         if shard and not (args.broker and args.db):
             raise ValueError("--shard: the shards of a fleet meet in one broker and one "

@@ -117,6 +117,7 @@ class Ingest(Handlers):
         self._held_now = 0
         self._gen = 0
         self._connected = False
+        self.ever_connected = False   # a session on the broker exists only once this is true
         self._ready = False  # subscribed on the current connection
         self._subscribed = threading.Event()
         self._left = threading.Event()      # the broker answered our UNSUBSCRIBE (stop(leave))
@@ -320,6 +321,7 @@ class Ingest(Handlers):
             log.error("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
         self._gen += 1
+        self.ever_connected = True
         self._connected = True
         self._ready = False
         if getattr(flags, "session_present", False):

@@ -437,6 +437,8 @@ class Fleet:
         self.ingest.stop(leave=True)  # the run is over: its share goes to the members left
         if self.broker is not None and not self.broker.running:
             return  # the embedded broker keeps sessions in memory only: nothing is left
+        if not self.ingest.ever_connected:
+            return  # the broker never heard of it: there is no session to remove
         if not sessions.forget(host, port, self.ingest.client_id):
             log.warning("could not remove the ingest's session %s from the broker %s:%d: it "
                         "queues this run's messages until it expires", self.ingest.client_id,

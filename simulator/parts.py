@@ -121,10 +121,12 @@ def load(db_path, run=None):
         differing = _differing(runs[0], runs) if runs else None
         if differing is not None and len({r.rpartition(FLEET)[0] for r in runs}) == 1:
             raise PartsError("%s: %s" % (name, differing))
+        if not runs:  # an ingest's database without a simulation: --run cannot help
+            raise PartsError("%s holds no simulation run: it is the database of a `tether "
+                             "ingest`, not of a `tether simulate`" % name)
         if len(runs) != 1:
-            raise PartsError("%s holds %s: choose one with --run" % (
-                name, "no simulation run" if not runs else
-                "the runs " + "; ".join(repr(r) for r in runs)))
+            raise PartsError("%s holds the runs %s: choose one with --run" % (
+                name, "; ".join(repr(r) for r in runs)))
         run = runs[0]
     elif run not in runs:
         raise PartsError("%s holds no run %r (it holds %s)" % (
@@ -142,10 +144,19 @@ def load(db_path, run=None):
         differing = _differing(run, runs)
         if differing is not None:
             raise PartsError("%s: %s" % (name, differing))
-        covered = ", ".join("%d-%d" % (p["first"] + 1, p["first"] + len(p["devices"]))
-                            for p in parts)
-        raise PartsError("%s: run %r has parts for devices %s of %d: a shard has not stored "
-                         "its part yet (or failed)" % (name, run, covered, total))
+        spans = sorted((p["first"], p["first"] + len(p["devices"])) for p in parts)
+        covered = ", ".join("%d-%d" % (a + 1, b) for a, b in spans)
+        missing, at = [], 0
+        for a, b in spans + [(total, total)]:
+            if a > at:
+                missing.append("%d-%d" % (at + 1, a))
+            at = max(at, b)
+        if not missing:
+            raise PartsError("%s: run %r has parts for devices %s of %d, which overlap" % (
+                name, run, covered, total))
+        raise PartsError("%s: run %r has parts for devices %s of %d, none for %s: a shard has "
+                         "not stored its part yet (or failed)" % (
+                             name, run, covered, total, ", ".join(missing)))
     return run, parts
 
 

@@ -98,7 +98,7 @@ def test_two_shards_against_one_broker_and_database_report_the_whole_fleet(
             err = io.StringIO()
             assert report_cmd.main(args_of("report", "--db", str(db)), out=io.StringIO(),
                                    err=err) == 2
-            assert "parts for devices 1-2 of 4: a shard has not stored its part" in \
+            assert "parts for devices 1-2 of 4, none for 3-4: a shard has not stored its part" in \
                 err.getvalue()
     report = whole_fleet_report(db, tmp_path)
     assert per_device(report) == per_device(alone)
@@ -127,8 +127,11 @@ def test_two_shards_side_by_side_as_two_machines_run_them_report_the_whole_fleet
                          "got '0/2'"),
     (["--shard", "3/2"], "--shard: expected I/N with 1 <= I <= N"),
     (["--shard", "half"], "--shard: expected I/N"),
+    (["--shard", "\u00b9/2"], "--shard: expected I/N"),    # a superscript 1: int() refuses it
     (["--shard", "1/2"], "--shard: the shards of a fleet meet in one broker and one database: "
                          "give --broker and --db"),
+    (["--broker", "mqtt://127.0.0.1:1", "--faults", "restart"],
+     "--faults: restart restarts the embedded broker, which --broker replaces"),
     (["--shard", "1/5", "--broker", "mqtt://127.0.0.1:1", "--db", "x.sqlite"],
      "--shard: 5 shards of a fleet of 4 devices: at most one shard per device"),
 ])
@@ -137,6 +140,14 @@ def test_bad_shards_are_said_plainly_and_exit_2(tmp_path, argv, says):
     assert code == 2 and err.startswith("tether simulate: %s" % says), err
     assert err.count("\n") == 1
     assert not work.exists()
+
+
+def test_a_broker_that_cannot_be_reached_is_said_without_a_session_to_remove(tmp_path, caplog):
+    code, out, err, work = simulate(tmp_path, "w", "--broker", "mqtt://127.0.0.1:1",
+                                    "--duration", "1h")
+    assert code == 2 and "cannot connect to the broker 127.0.0.1:1" in err, err
+    # the ingest never connected: the broker holds no session of it to warn about
+    assert not [r for r in caplog.records if "session" in r.getMessage()], caplog.text
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "two", "257"])
@@ -158,6 +169,14 @@ def test_a_report_of_a_database_without_a_run_is_said_plainly(tmp_path):
     err = io.StringIO()
     assert report_cmd.main(args_of("report", "--db", str(other)), err=err) == 2
     assert "holds no simulation run (no such table: sim_parts)" in err.getvalue()
+    from ingest import connect_db  # a `tether ingest` database: its tables, no run in them
+    connect_db(str(tmp_path / "ingest.sqlite")).close()
+    err = io.StringIO()
+    assert report_cmd.main(args_of("report", "--db", str(tmp_path / "ingest.sqlite")),
+                           err=err) == 2
+    assert err.getvalue() == ("tether report: %s holds no simulation run: it is the database of "
+                              "a `tether ingest`, not of a `tether simulate`\n"
+                              % (tmp_path / "ingest.sqlite"))
 
 
 def test_no_worker_enters_a_window_before_every_worker_has_finished_the_last_one():
