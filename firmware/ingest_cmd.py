@@ -149,9 +149,16 @@ def main(args, out=sys.stdout, err=sys.stderr):
         err.write("tether ingest: %s\n" % exc)
         return 2
     try:
-        db_url(args.db)
+        backend, target = db_url(args.db)
     except BadURL as exc:
         err.write("tether ingest: --db: %s\n" % exc)
+        return 2
+    folder = os.path.dirname(os.path.abspath(target))
+    if backend == "sqlite" and target != ":memory:" and not os.path.isdir(folder):
+        # an option that cannot work, as a folder given for the file is (tether simulate makes
+        # the folder of its own database; an ingest's is the user's to choose)
+        err.write("tether ingest: --db: there is no folder %s to make %s in\n"
+                  % (folder, os.path.basename(target)))
         return 2
     user = args.username if args.username is not None else user
     if args.password_env:

@@ -16,7 +16,7 @@ def main(args, out=None, err=None):
         return 2
     if args.report:
         import os
-        _write_report(report, os.path.abspath(args.report), out)
+        _write_report(report, os.path.abspath(args.report), out, gap="")
     else:
         from simulator.report import text
         out.write(text(report) + "\n")

@@ -188,14 +188,15 @@ def plots(db_path, outdir, out, run=None):
         out.write("plot: %s\n" % path)
 
 
-def _write_report(report, path, out):
+def _write_report(report, path, out, gap="\n"):
+    """The report's JSON at path, its text on out (set apart from the progress lines by gap)."""
     from simulator.report import text
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=1)
     os.replace(tmp, path)  # whole, for whoever waits for it (--stay-online)
-    out.write("\n" + text(report) + "\n\n")
+    out.write(gap + text(report) + "\n" + gap)
     out.flush()
 
 

@@ -144,10 +144,11 @@ def text(report):
         import copy
         f = copy.copy(f)  # of the same type as the report's
         f["bytes_per_reading"] = "no reading delivered, so no"
-    days = report["device_time_ms"] / 86400000.0
+    hours = report["device_time_ms"] / 3600000.0
+    span = "%.2f days" % (hours / 24) if hours >= 48 else "%g hours" % round(hours, 2)
     lines = [
-        "%d devices, %.1f days of device time in %.0f s (%.0fx)" % (
-            f["devices"], days, report["wall_s"], report["speed"] or 0),
+        "%d devices, %s of device time in %.0f s (%.0fx)" % (
+            f["devices"], span, report["wall_s"], report["speed"] or 0),
         "readings: %d generated, %d delivered, %d reported dropped by full buffers, %d still "
         "waiting on devices, %d LOST" % (f["generated"], f["delivered"], f["reported_dropped"],
                                           f["waiting"], f["lost"]),

@@ -87,6 +87,18 @@ def test_the_report_of_a_run_that_delivered_nothing_says_so():
     assert "None" not in out and "no reading delivered, so no bytes on the air per reading" in out
 
 
+@pytest.mark.parametrize("ms, says", [(6 * 3600000, "6 hours"), (3 * 3600000, "3 hours"),
+                                       (7 * 86400000, "7.00 days"), (60000, "0.02 hours")])
+def test_the_reports_device_time_is_not_rounded_away(ms, says):
+    from simulator.report import text
+    class Zeros(dict):
+        def __missing__(self, key):
+            return 0
+    out = text({"fleet": Zeros(bytes_per_reading=1.0), "device_time_ms": ms, "wall_s": 1,
+                "speed": None, "broker_restarts": 0, "devices": [], "insight_scores": {}})
+    assert out.startswith("0 devices, %s of device time in 1 s" % says), out
+
+
 def test_read_takes_several_profiles_and_skips_their_secrets(capsys):
     assert main(["read", SIM_PROFILE, "examples/secrets.yaml", "examples/printer.yaml",
                  "--platform", "sim"]) == 0

@@ -68,6 +68,8 @@ def tether_ingest(*args):
      "tether ingest: --db: expected a SQLite file or a postgresql:// URL, not a mysql:// URL: "
      "'mysql://db/x'\n"),
     ("mqtt://127.0.0.1:1", "{tmp}", "tether ingest: --db: {tmp} is a folder, not a SQLite file\n"),
+    ("mqtt://127.0.0.1:1", "{tmp}/no/x.sqlite",
+     "tether ingest: --db: there is no folder {tmp}/no to make x.sqlite in\n"),
 ])
 def test_tether_ingest_refuses_a_bad_url_in_one_line(tmp_path, broker, db, says):
     proc = tether_ingest("--broker", broker, "--db", db.format(tmp=tmp_path))

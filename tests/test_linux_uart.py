@@ -170,3 +170,21 @@ def test_linux_platform_uart_on_the_header_pins_is_serial0(monkeypatch):
         platform.uart({"id": "aux", "type": "uart", "tx": 4, "rx": 5, "baud": 115200})
     assert "port" in str(info.value) and "tx 14/rx 15" in str(info.value)
     assert len(opened) == 1
+
+
+def test_a_missing_uart_hints_at_the_pis_serial_port_or_at_a_usb_adapter(monkeypatch):
+    import serial
+
+    def missing(port, *args, **kwargs):
+        raise serial.SerialException(errno.ENOENT, "could not open port %s: [Errno 2] No such "
+                                     "file or directory: %r" % (port, port))
+    monkeypatch.setattr(serial, "Serial", missing)
+    with pytest.raises(OSError) as info:
+        LinuxUART("/dev/serial0", 9600)
+    assert "raspi-config > Interface Options > Serial Port" in str(info.value)
+    for port in ("/dev/serial/by-id/usb-FTDI_FT232R-if00-port0", "/dev/ttyUSB0", "/dev/ttyACM0"):
+        with pytest.raises(OSError) as info:
+            LinuxUART(port, 9600)
+        assert str(info.value).endswith("cannot open UART %s (No such file or directory): is the "
+                                        "USB serial adapter plugged in? `ls /dev/serial/by-id` "
+                                        "lists them" % port)

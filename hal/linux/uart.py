@@ -26,10 +26,14 @@ class LinuxUART:
                 from hal.linux import access_hint
                 raise OSError(code, "cannot open UART %s: %s"
                               % (port, access_hint(code, "dialout"))) from exc
-            raise OSError(code, "cannot open UART %s (%s): on a Raspberry Pi enable the serial "
-                          "port (raspi-config > Interface Options > Serial Port: no login shell, "
-                          "hardware enabled) and run as a member of the 'dialout' group"
-                          % (port, os.strerror(code))) from exc
+            if "/serial/by-" in port or "/ttyUSB" in port or "/ttyACM" in port:
+                hint = "is the USB serial adapter plugged in? `ls /dev/serial/by-id` lists them"
+            else:
+                hint = ("on a Raspberry Pi enable the serial port (raspi-config > Interface "
+                        "Options > Serial Port: no login shell, hardware enabled) and run as a "
+                        "member of the 'dialout' group")
+            raise OSError(code, "cannot open UART %s (%s): %s"
+                          % (port, os.strerror(code), hint)) from exc
 
     def write(self, buf):
         return self._serial.write(bytes(buf))
