@@ -57,3 +57,10 @@ def test_a_programme_signature_needs_its_energy(tmp_path):
         "{type: energy, programmes: [{name: eco, duration: 3h}]}")) == [
         "13:42: sensors[0].insight.programmes[0]: missing required key 'energy'",
     ]
+
+
+def test_a_refused_level_is_reported_once_not_again_as_out_of_order(tmp_path):
+    assert errors_of(tmp_path, SENSOR % "{type: energy, cycle_above: -5, motor_below: 0}") == [
+        "13:42: sensors[0].insight.cycle_above: expected a number > 0, got -5",
+        "13:59: sensors[0].insight.motor_below: expected a number > 0, got 0",
+    ]

@@ -94,6 +94,39 @@ def test_packages_merge_under_the_profile(tmp_path):
         "mqtt.kettles.example.com", 30_000, "senml")
 
 
+def test_problems_in_a_profile_with_packages_give_one_path_per_sensor(tmp_path):
+    # A substitution's problem and a rule's problem on the same sensor, the package's two
+    # sensors merged ahead of it: both name it sensors[2], its place in the merged profile.
+    write(tmp_path, "common/base.yaml", BASE)
+    path = write(tmp_path, "p.yaml", """\
+        packages: [common/base.yaml]
+        device: {id: kettle}
+        platform: esp32
+        sensors:
+          - name: temp
+            driver: ads1115
+            bus: i2c0
+            interval: ${nope}
+            resolution: -1
+        """)
+    compiled, errors = compile(path)
+    assert [e.split(": ", 2)[:2] for e in errors] == [
+        [path + ":8:15", "sensors[2].interval"], [path + ":9:17", "sensors[2].resolution"]]
+
+
+def test_a_substitution_refused_where_defined_is_not_also_unknown_where_used(tmp_path):
+    path = write(tmp_path, "p.yaml", """\
+        substitutions: {low: [1]}
+        device: {id: kettle}
+        platform: sim
+        buses: [{id: i2c0, type: i2c, sda: 1, scl: 2}]
+        sensors: [{name: power, driver: ina219, bus: i2c0, filters: {min: "${low}"}}]
+        uplink: {broker: "mqtt://localhost"}
+        """)
+    assert compile(path) == (None, [path + ":1:22: substitutions.low: expected a single value, "
+                                    "got a list"])
+
+
 def test_later_packages_override_earlier_ones(tmp_path):
     write(tmp_path, "a.yaml", "batch: {max_readings: 10, max_age: 1min}\n")
     write(tmp_path, "b.yaml", "batch: {max_readings: 20}\n")

@@ -93,6 +93,7 @@ def load(path, allow_outside=()):
     root = with_packages(ctx, root)
     if ctx.failed:
         return None, ctx.problems
+    set_paths(root, "")  # the merged tree's paths: a substitution's problem is noted with one
     try:
         substitute_all(ctx, root)
     except TooMuch:  # its problem is noted
@@ -379,6 +380,8 @@ def substitute_all(ctx, root):
                                        "digits and '_', got '%s'" % name))
             elif value.tag in ("map", "seq"):
                 ctx.problems.append(at(value, expected("a single value", value)))
+                value.refused = True  # its uses are not 'unknown': it was refused here
+                variables[name] = value
             else:
                 variables[name] = value
     elif subs is not None and subs.tag != "null":

@@ -40,11 +40,12 @@ FIELDS = [
 
 
 def check(ctx, node, out):
-    if out.get("off_w", 0) >= out.get("on_w", 1):
+    # A key missing from out was refused on its own: comparing it again would only repeat that
+    if "off_w" in out and "on_w" in out and out["off_w"] >= out["on_w"]:
         where = node.value.get("standby_below") or node.value.get("cycle_above") or node
         ctx.problems.append(at(where, expected("standby_below under cycle_above (%s W)"
                                                % out.get("on_w"), where)))
-    if out.get("motor_lo_w", 0) >= out.get("motor_hi_w", 1):
+    if "motor_lo_w" in out and "motor_hi_w" in out and out["motor_lo_w"] >= out["motor_hi_w"]:
         where = node.value.get("motor_above") or node.value.get("motor_below") or node
         ctx.problems.append(at(where, expected("motor_above under motor_below (%s W)"
                                                % out.get("motor_hi_w"), where)))
