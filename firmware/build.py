@@ -472,9 +472,11 @@ def _write(path, data, private=False):
         if not private:
             os.chmod(tmp, 0o644)  # mkstemp makes 0600: only the secrets stay private
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename == tmp:
+            exc.filename = str(path)  # the file the user knows of, not its temporary name
         raise
 
 

@@ -254,7 +254,7 @@ def check_compatible(manifest, board_mpy):
         return ("the board does not report sys.implementation._mpy (MicroPython before 1.19): "
                 "it cannot load .mpy %s files; flash a newer MicroPython (--firmware)" % wanted)
     version, sub, arch = board_mpy_parts(board_mpy)
-    has = "%d.%d (%s)" % (version, sub, arch)
+    has = mpy_text(version, sub, arch)
     if version != mpy["version"]:
         return ("the board loads .mpy version %s, the bundle is .mpy %s: flash a MicroPython "
                 "whose mpy-cross matches (or build with a matching mpy-cross)" % (has, wanted))
@@ -273,6 +273,11 @@ def board_mpy_parts(board_mpy):
     code = board_mpy >> 10
     arch = MPY_ARCH_BY_CODE[code] if code < len(MPY_ARCH_BY_CODE) else "arch %d" % code
     return board_mpy & 0xFF, (board_mpy >> 8) & 3, arch
+
+
+def mpy_text(version, sub, arch):
+    """'6.3 (xtensawin)', or '6.3 (bytecode only)' for a port without native code."""
+    return "%d.%d (%s)" % (version, sub, "bytecode only" if arch == "none" else arch)
 
 
 def _arch_fits(bundle, board):
@@ -326,7 +331,7 @@ class Board:
         if self.mpy is None:
             mpy = "no .mpy version"
         else:
-            mpy = ".mpy %d.%d (%s)" % board_mpy_parts(self.mpy)
+            mpy = ".mpy " + mpy_text(*board_mpy_parts(self.mpy))
         return "%s %s on %s, %s" % (self.name, self.version, self.platform, mpy)
 
     def ask(self, code):
@@ -672,7 +677,7 @@ def add_command(sub):
                    "(default: .tether/build/<profile name> beside the profile)")
     p.add_argument("--firmware", metavar="FILE.bin", help="first erase the board and write this "
                    "MicroPython image with esptool")
-    p.add_argument("--chip", default="esp32", choices=sorted(FIRMWARE_OFFSETS),
+    p.add_argument("--chip", choices=sorted(FIRMWARE_OFFSETS),
                    help="the chip, for --firmware (default esp32)")
     p.add_argument("--timeout", type=seconds(0.1), default=10.0, metavar="SECONDS",
                    help="how long a silent board is waited for at each try to reach its raw "
@@ -705,6 +710,13 @@ def main(args, out=None, err=None):
         if args.bundle is not None and (args.arch or args.build_dir):
             raise FlashError("--arch and --build-dir are for building a PROFILE; a --bundle is "
                              "flashed as it was built", EXIT_BAD_INPUT)
+        if args.chip is not None and not args.firmware:
+            raise FlashError("--chip says which chip --firmware writes: give --firmware too",
+                             EXIT_BAD_INPUT)
+        if args.firmware and not os.path.isfile(args.firmware):  # before a build, not after
+            raise FlashError("--firmware %s: no such file (download the .bin for your board "
+                             "from https://micropython.org/download/)" % args.firmware,
+                             EXIT_BAD_INPUT)
         folder = args.bundle
         if folder is None:
             profile = pathlib.Path(args.profile)
@@ -717,7 +729,7 @@ def main(args, out=None, err=None):
         else:
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:
-            write_firmware(args.firmware, args.port, args.chip, out)
+            write_firmware(args.firmware, args.port, args.chip or "esp32", out)
         flash_bundle(folder, args.port, out=out, timeout=args.timeout, pause=args.pause,
                      reset=not args.no_reset, attempts=5 if args.firmware else 2)
     except FlashError as exc:

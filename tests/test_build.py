@@ -403,3 +403,9 @@ def test_an_empty_output_folder_is_refused_not_the_working_directory(tmp_path, c
     assert code == 3 and "-o: expected a folder for the bundle, got ''" in err
     assert list(tmp_path.iterdir()) == []
 
+
+
+def test_a_file_that_cannot_be_written_is_named_not_its_temporary_name(tmp_path, capsys):
+    (tmp_path / "o" / "main.py").mkdir(parents=True)
+    code, err = run_cli(capsys, PRINTER, "-o", str(tmp_path / "o"))
+    assert code == 3 and err == "%s: cannot write: Is a directory\n" % (tmp_path / "o" / "main.py")

@@ -181,6 +181,7 @@ def test_a_partial_copy_left_by_a_cut_is_removed_by_the_next_flash_even_unsent(t
     (MPY_5_0_XTENSAWIN, None, "loads .mpy version 5.0 (xtensawin), the bundle is .mpy 6.3"),
     (MPY_6_3_RV32IMC, "xtensawin", "native code for xtensawin, the board is rv32imc"),
     (6 | 2 << 8 | 10 << 10, "xtensawin", "native code is .mpy 6.3 (xtensawin)"),
+    (5, None, "loads .mpy version 5.0 (bytecode only), the bundle is .mpy 6.3"),  # no native
 ])
 def test_a_bundle_the_board_cannot_load_is_refused_before_anything_is_written(
         tmp_path, v1, board_mpy, arch, words):
@@ -487,3 +488,15 @@ def test_firmware_to_a_busy_port_is_exit_4_before_esptool_runs(tmp_path, v1, mon
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port",
                                str(tmp_path / "ttyUSB9"), "--firmware", str(tmp_path / "fw.bin"))
     assert code == flash.EXIT_NO_PORT == 3 and "ls /dev/ttyUSB*" in err
+
+
+def test_firmware_options_are_checked_before_a_profile_is_built(tmp_path):
+    profile = pathlib.Path(__file__).resolve().parent.parent / "examples" / "printer.yaml"
+    code, out, err = run_flash(str(profile), "--port", str(tmp_path / "ttyUSB9"),
+                               "--build-dir", str(tmp_path / "build"),
+                               "--firmware", str(tmp_path / "missing.bin"))
+    assert code == flash.EXIT_BAD_INPUT == 2 and "missing.bin: no such file" in err
+    code, out, err = run_flash(str(profile), "--port", str(tmp_path / "ttyUSB9"),
+                               "--build-dir", str(tmp_path / "build"), "--chip", "esp32c3")
+    assert code == 2 and "--chip says which chip --firmware writes: give --firmware too" in err
+    assert not (tmp_path / "build").exists()
