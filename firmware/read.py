@@ -115,7 +115,8 @@ def read_profile(path, args, out, err, gap="", applied=None):
         err.write("tether read: %s: %s\n" % (path, exc))
         return 2
     except (ImportError, OSError) as exc:
-        err.write("tether read: %s: cannot open the %s platform: %s\n" % (path, name, exc))
+        err.write("tether read: %s: cannot open the %s platform: %s\n"
+                  % (path, name, getattr(exc, "strerror", None) or exc))
         return 2
     out.write("%s%s on %s: %d sensors\n" % (gap, path, name, len(sources)))
     out.flush()

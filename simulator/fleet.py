@@ -50,6 +50,8 @@ def load_fleet(path, devices=None):
         doc = yaml.safe_load(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
     except bounded.TooLarge as exc:
         raise FleetError("%s: %s" % (path, exc))
+    except OSError as exc:  # said as a profile's is: no "[Errno 2]"
+        raise FleetError("%s: cannot read: %s" % (path, exc.strerror or exc))
     except RecursionError:  # [[[[... nested deeper than the parser's stack
         raise FleetError("%s: not a YAML fleet file: nested too deeply" % path)
     except yaml.YAMLError as exc:

@@ -55,3 +55,4 @@ def test_read_on_a_pi_without_its_serial_port_says_how_to_enable_it():
     proc = tether("read", "examples/washer.yaml")
     assert proc.returncode == 2
     assert "cannot open the rpi platform" in proc.stderr and "/dev/serial0" in proc.stderr
+    assert "[Errno" not in proc.stderr

@@ -369,6 +369,13 @@ def test_a_bad_fleet_file_says_where(tmp_path, text, says):
     assert says in str(exc.value) and str(path) in str(exc.value)
 
 
+def test_a_missing_fleet_file_is_said_without_an_errno(tmp_path):
+    from simulator.fleet import FleetError
+    with pytest.raises(FleetError) as exc:
+        load_fleet(str(tmp_path / "none.yaml"))
+    assert str(exc.value) == "%s: cannot read: No such file or directory" % (tmp_path / "none.yaml")
+
+
 @pytest.mark.parametrize("template, says", [
     ("..{n}", "devices[0].id: '..{n}' gives '..1', not an id of up to 64 letters"),
     ("<script>{n}", "gives '<script>1', not an id"),
