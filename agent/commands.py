@@ -57,13 +57,10 @@ class Command:
 
 
 def shown(v):
-    """v in an error message: short, and only text or a small integer (CPython will not even
-    print a bignum of thousands of digits, nor a list that holds one)."""
-    if isinstance(v, str):
-        return repr(v) if len(v) <= 40 else repr(v[:37]) + "..."
-    if isinstance(v, int) and not isinstance(v, bool):
-        return str(v) if -_BIG < v < _BIG else "<int of more than 64 bits>"
-    return "<%s>" % type(v).__name__
+    """v in an error message (agent/shown.py, loaded at the first error: a board that gets
+    only good commands never holds its bytecode)."""
+    from agent.shown import shown as bounded
+    return bounded(v)
 
 
 def _kind_name(kind):
@@ -136,6 +133,9 @@ class Commands:
                 raise CommandError("a command needs an id (text of at most %d characters, or "
                                    "a 64-bit integer)" % MAX_ID)
             name = fields.get("cmd")
+            if name is None:
+                raise CommandError("missing argument 'cmd' (known: %s)"
+                                   % ", ".join(sorted(self.handlers)))
             handler = self.handlers.get(name) if isinstance(name, str) else None
             if handler is None:
                 raise CommandError("unknown command %s (known: %s)"

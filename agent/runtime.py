@@ -205,12 +205,12 @@ class Agent:
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
             "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
             "connects": uplink.connects, "reconnects": uplink.reconnects,
-            "too_large": uplink.too_large,
+            "too_large": uplink.too_large, "commands_dropped": uplink.commands_dropped,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
             "sensors": sensors,
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
                     "event": _seq_span(self.events.log, uplink.sent[1])}}
-        # Encoded as one map without adding to `report`: its 21 keys fill the table the literal
+        # Encoded as one map without adding to `report`: its 22 keys fill the table the literal
         # made, and growing it by the insights and a board's keys (368 bytes on the 64-bit
         # port) was the allocation that failed first on a small heap (bench/heap.py, frozen).
         parts = [report]
@@ -249,7 +249,8 @@ class Agent:
                 c.interval_ms = ms
                 c.due = self.clock.monotonic()
                 return {"sensor": name, "interval_ms": ms}
-        raise _error("no sensor %r" % name)
+        from agent.shown import shown  # loaded for the message only: a board's heap is small
+        raise _error("no sensor %s" % shown(name))
 
     def _flush(self, cmd):
         cmd.done()

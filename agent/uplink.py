@@ -29,6 +29,7 @@ _BATCH = const(0)
 _EVENT = const(1)
 QUICK_RETRIES = const(5)  # reconnects tried at the minimum backoff before it starts to double
 REPAIR_RANGES = const(32)  # ranges waiting to be re-sent, at most: two commands' worth
+MAX_WAITING = const(8)     # commands waiting to be run, at most
 ONLINE = b"online"
 OFFLINE = b"offline"
 
@@ -98,6 +99,7 @@ class Uplink:
         self.published = 0
         self.acked = 0
         self.too_large = 0       # incoming messages larger than the client takes, read past
+        self.commands_dropped = 0  # commands that came while MAX_WAITING waited
 
     def notify(self):
         """Something new to send (a batch, an event, a flush): the buffer and events call it."""
@@ -323,16 +325,22 @@ class Uplink:
         self.wakeup.set()
 
     def _message(self, topic, payload, retain):
-        # A flood of commands cannot fill the heap: past a few waiting, they are dropped.
-        if topic == self.topics.cmd and len(self.commands) < 8:
-            self.commands.append((payload, retain, None, None))
-            self.wakeup.set()
+        self._queue(topic, (payload, retain, None, None))
 
     def _too_large(self, topic, size, limit, head, retain):
         self.too_large += 1
-        if topic == self.topics.cmd and len(self.commands) < 8:
-            self.commands.append((head, retain, size, limit))
+        self._queue(topic, (head, retain, size, limit))
+
+    def _queue(self, topic, command):
+        if topic != self.topics.cmd:
+            return
+        # A flood of commands cannot fill the heap: past a few waiting, they are dropped,
+        # unanswered (a reply would need the heap the flood is kept from) but counted.
+        if len(self.commands) < MAX_WAITING:
+            self.commands.append(command)
             self.wakeup.set()
+        else:
+            self.commands_dropped += 1
 
     async def _command(self, client, command):
         if self.on_command is None:

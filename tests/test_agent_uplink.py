@@ -361,6 +361,31 @@ def test_commands_of_3_kib_to_1_mib_get_an_error_reply_are_counted_and_the_conne
         watcher.stop()
 
 
+def test_a_burst_of_commands_gets_each_one_answered_or_counted_as_dropped(
+        request, interp, tmp_path, mosquitto):
+    # At most 8 wait to be run (agent/uplink.py): how many a burst loses depends on the
+    # scheduler, that none is lost unseen does not.
+    device = "burst-" + interp
+    watcher = Watcher(mosquitto.port)
+    run = Run(request, interp, tmp_path, plain(device, mosquitto.port), health_ms=500)
+    try:
+        run.wait_line("ready")
+        healths(watcher, device, 1)
+        ids = ["b%d" % k for k in range(100)]
+        for cid in ids:
+            watcher.command(device, {"id": cid, "cmd": "ping"})
+
+        def answered():
+            return sum(len(replies_to(watcher, device, cid)) for cid in ids)
+        got = healths(watcher, device, 1,
+                      lambda h: h["commands_dropped"] + answered() == len(ids), timeout=60)
+        assert max(h["commands_dropped"] for h in got) + answered() == len(ids)
+        assert all(len(replies_to(watcher, device, cid)) <= 1 for cid in ids)
+    finally:
+        run.end()
+        watcher.stop()
+
+
 def test_a_retained_oversized_command_does_not_loop_the_device_through_reconnects(
         request, interp, tmp_path, mosquitto):
     device = "loop-" + interp

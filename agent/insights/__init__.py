@@ -37,11 +37,10 @@ STATE = "insight"        # an insight event's state field (agent/events.py)
 
 
 def short(x):
-    """x in a detector's error message, never a whole snapshot's text: a board's heap is
-    small."""
-    if isinstance(x, (list, dict, str, bytes)) and len(x) > 8:
-        return "a %s of %d" % (type(x).__name__, len(x))
-    return repr(x)
+    """x in a detector's error message, never a whole snapshot's text nor a bignum's digits:
+    agent/shown.py, loaded only when a message is made (a board's heap is small)."""
+    from agent.shown import shown
+    return shown(x, 16)
 
 
 def module(kind):
@@ -124,11 +123,11 @@ class Insights:
         ValueError with the reason for anything it cannot do."""
         d = self.detectors.get(sensor)
         if d is None:
-            raise ValueError("no insight on sensor %r (insights: %s)"
-                             % (sensor, ", ".join(sorted(self.detectors)) or "none"))
+            raise ValueError("no insight on sensor %s (insights: %s)"
+                             % (short(sensor), ", ".join(sorted(self.detectors)) or "none"))
         if event is not None and event not in d.EVENTS:
-            raise ValueError("the %s insight sends no %r (it sends %s)"
-                             % (d.KIND, event, ", ".join(d.EVENTS)))
+            raise ValueError("the %s insight sends no %s (it sends %s)"
+                             % (d.KIND, short(event), ", ".join(d.EVENTS)))
         if action == "ack":
             self.acked += 1
             ack = getattr(d, "ack", None)
@@ -143,11 +142,11 @@ class Insights:
         elif action == "set":
             setter = getattr(d, "set", None)
             if setter is None:
-                raise ValueError("the %s insight of %r has no settings to change"
-                                 % (d.KIND, sensor))
+                raise ValueError("the %s insight of %s has no settings to change"
+                                 % (d.KIND, short(sensor)))
             out = {"sensor": sensor, "settings": setter(args)}
         else:
-            raise ValueError("unknown action %r" % (action,))
+            raise ValueError("unknown action %s" % short(action))
         self.dirty = True  # what the cloud said must outlive a power cut: saved this round
         return out
 

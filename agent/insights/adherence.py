@@ -21,6 +21,8 @@
 # every 15 min and at a clean stop, and restores it into a detector made from the current profile.
 #
 # Portable: runs on a board as on CPython. State is a few numbers.
+from agent.insights import short
+
 KIND = "adherence"
 EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled")
 
@@ -41,15 +43,15 @@ def _settings(cfg, args):
     for key in _KEYS:
         out[key] = cfg[key]
     if not isinstance(args, dict):
-        raise ValueError("settings must be a map, got %r" % (args,))
+        raise ValueError("settings must be a map, got %s" % short(args))
     for key in args:
         if key == "schedule":
             out["times_min"] = _schedule(args[key])
         elif key in _KEYS and key != "times_min":
             out[key] = _value(key, args[key])
         else:
-            raise ValueError("unknown setting %r (settings: schedule, window_ms, late_ms, "
-                             "pills, refill_days, settle_ms)" % (key,))
+            raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
+                             "pills, refill_days, settle_ms)" % short(key))
     problem = spacing(out["times_min"], out["window_ms"])
     if problem:
         raise ValueError(problem)
@@ -68,19 +70,20 @@ def _value(key, v):
         return _int(key, v, 0, 60 * _MIN)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 365:
         raise ValueError("refill_days must be a number of days above 0, at most 365, "
-                         "got %r" % (v,))
+                         "got %s" % short(v))
     return v
 
 
 def _int(key, v, lo, hi):
     if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise ValueError("%s must be an integer from %d to %d, got %r" % (key, lo, hi, v))
+        raise ValueError("%s must be an integer from %d to %d, got %s" % (key, lo, hi, short(v)))
     return v
 
 
 def _schedule(v):
     if not isinstance(v, list) or not 1 <= len(v) <= 24:
-        raise ValueError("schedule must be a list of 1 to 24 times like \"08:00\", got %r" % (v,))
+        raise ValueError("schedule must be a list of 1 to 24 times like \"08:00\", got %s"
+                         % short(v))
     out = []
     for s in v:
         ok = isinstance(s, str) and len(s) == 5 and s[2] == ":"
@@ -92,8 +95,8 @@ def _schedule(v):
             except ValueError:
                 ok = False
         if not ok or not (0 <= h <= 23 and 0 <= m <= 59):
-            raise ValueError("schedule times must be like \"08:00\" (00:00 to 23:59), got %r"
-                             % (s,))
+            raise ValueError("schedule times must be like \"08:00\" (00:00 to 23:59), got %s"
+                             % short(s))
         out.append(h * 60 + m)
     return sorted(out)
 
@@ -115,7 +118,7 @@ def _count(key, v):
 
 def _bool(key, v):
     if v is not True and v is not False:
-        raise ValueError("snapshot: %s must be true or false, got %r" % (key, v))
+        raise ValueError("snapshot: %s must be true or false, got %s" % (key, short(v)))
     return v
 
 
@@ -214,7 +217,7 @@ class Detector:
                              % (type(snap).__name__ if not isinstance(snap, list)
                                 else "%d items" % len(snap)))
         if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != _FORMAT:
-            raise ValueError("snapshot format %r, expected %d" % (snap[0], _FORMAT))
+            raise ValueError("snapshot format %s, expected %d" % (short(snap[0]), _FORMAT))
         old = {"times_min": _times(snap[1])}
         for i in range(1, 6):
             try:
@@ -238,8 +241,8 @@ class Detector:
             raise ValueError("snapshot: counts must be a list of 4 counters")
         counts = [_int("snapshot: counter", c, 0, 1 << 31) for c in counts]
         if pend_from is not None and (ref is None or ref >= pend_from):
-            raise ValueError("snapshot: a drop pending from %r with the count at %r"
-                             % (pend_from, ref))
+            raise ValueError("snapshot: a drop pending from %s with the count at %s"
+                             % (short(pend_from), short(ref)))
         new = {}
         for i in range(len(_KEYS)):
             new[_KEYS[i]] = old[_KEYS[i]] if downlinked >> i & 1 else self.cfg[_KEYS[i]]
@@ -251,7 +254,7 @@ class Detector:
                 or new["late_ms"] != old["late_ms"] or off != self.off):
             sched = None         # another schedule: judge it from its next slot
         if sched is not None and _next(sched - 1, new["times_min"], off) != sched:
-            raise ValueError("snapshot: %r is no dose time of its schedule" % (sched,))
+            raise ValueError("snapshot: %s is no dose time of its schedule" % short(sched))
         self._apply(new)
         self.downlinked = downlinked
         self.ref, self.lvl, self.lvl_t0 = ref, lvl, lvl_t0

@@ -536,14 +536,14 @@ class Detector:
         for key in args:
             rule = SETTINGS.get(key) if isinstance(key, str) else None
             if rule is None:
-                raise ValueError("consumable settings: unknown key %r (known: %s)"
-                                 % (key, ", ".join(sorted(SETTINGS))))
+                raise ValueError("consumable settings: unknown key %s (known: %s)"
+                                 % (short(key), ", ".join(sorted(SETTINGS))))
             v = args[key]
             lo, hi, whole = rule
             if isinstance(v, bool) or not isinstance(v, (int, float)) or (
                     whole and not isinstance(v, int)) or not lo <= v <= hi:
-                raise ValueError("consumable settings: %s must be %s from %s to %s, not %r"
-                                 % (key, "an integer" if whole else "a number", lo, hi, v))
+                raise ValueError("consumable settings: %s must be %s from %s to %s, not %s"
+                                 % (key, "an integer" if whole else "a number", lo, hi, short(v)))
             new[key] = v
         if "lead_time_ms" in new:
             self.lead_ms = new["lead_time_ms"]

@@ -51,10 +51,10 @@ def _median(xs):
 def _number(key, v, positive):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (
             float("inf"), float("-inf")):
-        raise ValueError("%s: expected a number, got %r" % (key, v))
+        raise ValueError("%s: expected a number, got %s" % (key, short(v)))
     if v < 0 or (positive and v == 0):
-        raise ValueError("%s: expected a number %s 0, got %r"
-                         % (key, ">" if positive else ">=", v))
+        raise ValueError("%s: expected a number %s 0, got %s"
+                         % (key, ">" if positive else ">=", short(v)))
     return v
 
 
@@ -85,7 +85,7 @@ def _points(x, most, what):
 def _setting(key, v):
     if key == "currency":
         if not isinstance(v, str) or not 1 <= len(v) <= 8:
-            raise ValueError("currency: expected a short text like 'EUR', got %r" % (v,))
+            raise ValueError("currency: expected a short text like 'EUR', got %s" % short(v))
         return v
     return _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",
                                    "drift_limit"))
@@ -367,8 +367,8 @@ class Detector:
         new = {}
         for key in args:
             if key not in names:
-                raise ValueError("unknown setting %r (settings: %s)"
-                                 % (key, ", ".join(k for k, _ in SETTINGS)))
+                raise ValueError("unknown setting %s (settings: %s)"
+                                 % (short(key), ", ".join(k for k, _ in SETTINGS)))
             new[names[key]] = _setting(key, args[key])
         on_w = new.get("on_w", self.on_w)
         off_w = new.get("off_w", self.off_w)
@@ -446,7 +446,7 @@ class Detector:
         if cycle is not None:
             cycle = _fields(cycle, "iIppbipippippi", "cycle")
             if cycle[5] > 2:
-                raise ValueError("snapshot: cycle: no reversal state %r" % (cycle[5],))
+                raise ValueError("snapshot: cycle: no reversal state %s" % short(cycle[5]))
             if watch != self.watch:
                 cycle[4] = True             # its figure was gathered for another chart
         chart = snap[9]

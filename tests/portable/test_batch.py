@@ -269,6 +269,7 @@ def test_a_bignum_or_an_array_where_a_batch_has_a_number_is_refused_in_a_short_m
 
 
 def test_a_tag_shows_a_bignum_it_holds_without_formatting_it():
-    assert shown(cbor.Tag(2, 1 << 20000)) == "Tag(2, an integer beyond 64 bits)"
+    assert shown(cbor.Tag(2, 1 << 20000)) == "Tag(2, <int of more than 64 bits>)"
     assert shown(cbor.Tag(99, [1, "x"])) == "Tag(99, [1, 'x'])"
-    assert shown(list(range(20))) == "a list of 20"
+    assert shown(list(range(20))) == "<list of 20>"
+    assert shown("x" * 100) == "'%s'..." % ("x" * 37)
