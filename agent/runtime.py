@@ -210,7 +210,7 @@ class Agent:
             "sensors": sensors,
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
                     "event": _seq_span(self.events.log, uplink.sent[1])}}
-        # Encoded as one map without adding to `report`: its 22 keys fill the table the literal
+        # Encoded as one map without adding to `report`: its 23 keys fill the table the literal
         # made, and growing it by the insights and a board's keys (368 bytes on the 64-bit
         # port) was the allocation that failed first on a small heap (bench/heap.py, frozen).
         parts = [report]

@@ -263,6 +263,9 @@ def check_compatible(manifest, board_mpy):
             return ("the board loads .mpy %s, the bundle's native code is .mpy %s: native code "
                     "needs the same sub-version" % (has, wanted))
         if not _arch_fits(mpy["arch"], arch):
+            if arch == "none":
+                return ("the bundle holds native code for %s, the board's MicroPython runs "
+                        "bytecode only: build without --arch" % mpy["arch"])
             return ("the bundle holds native code for %s, the board is %s: build with "
                     "--arch %s, or without --arch" % (mpy["arch"], arch, arch))
     return None

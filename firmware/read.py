@@ -40,6 +40,15 @@ def platform_for(name, profile, faults=(), applied=None, gpiochip=None):
                      "--platform sim" % name)
 
 
+def _reason(exc):
+    """An OSError without Python's '[Errno N]' prefix, with its file when it names one."""
+    text = getattr(exc, "strerror", None)
+    if not text:
+        return str(exc)
+    name = getattr(exc, "filename", None)
+    return "%s: %s" % (text, name) if name else text
+
+
 def shown(value, sensor):
     mantissa, exponent = sensor["resolution"]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -116,7 +125,7 @@ def read_profile(path, args, out, err, gap="", applied=None):
         return 2
     except (ImportError, OSError) as exc:
         err.write("tether read: %s: cannot open the %s platform: %s\n"
-                  % (path, name, getattr(exc, "strerror", None) or exc))
+                  % (path, name, _reason(exc)))
         return 2
     out.write("%s%s on %s: %d sensors\n" % (gap, path, name, len(sources)))
     out.flush()

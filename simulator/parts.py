@@ -121,9 +121,10 @@ def load(db_path, run=None):
         differing = _differing(runs[0], runs) if runs else None
         if differing is not None and len({r.rpartition(FLEET)[0] for r in runs}) == 1:
             raise PartsError("%s: %s" % (name, differing))
-        if not runs:  # an ingest's database without a simulation: --run cannot help
-            raise PartsError("%s holds no simulation run: it is the database of a `tether "
-                             "ingest`, not of a `tether simulate`" % name)
+        if not runs:  # --run cannot help
+            raise PartsError("%s holds no simulation run: a `tether simulate` (each shard) "
+                             "stores its part when it ends; an interrupted one, or a `tether "
+                             "ingest`, stores none" % name)
         if len(runs) != 1:
             raise PartsError("%s holds the runs %s: choose one with --run" % (
                 name, "; ".join(repr(r) for r in runs)))

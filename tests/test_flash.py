@@ -182,6 +182,7 @@ def test_a_partial_copy_left_by_a_cut_is_removed_by_the_next_flash_even_unsent(t
     (MPY_6_3_RV32IMC, "xtensawin", "native code for xtensawin, the board is rv32imc"),
     (6 | 2 << 8 | 10 << 10, "xtensawin", "native code is .mpy 6.3 (xtensawin)"),
     (5, None, "loads .mpy version 5.0 (bytecode only), the bundle is .mpy 6.3"),  # no native
+    (6 | 3 << 8, "xtensawin", "the board's MicroPython runs bytecode only: build without --arch"),
 ])
 def test_a_bundle_the_board_cannot_load_is_refused_before_anything_is_written(
         tmp_path, v1, board_mpy, arch, words):

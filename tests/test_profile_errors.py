@@ -529,3 +529,13 @@ def test_a_tag_on_a_key_is_an_error_not_ignored(tmp_path):
             bus: i2c0
             !secret address: 0x40
         """) == ["11:5: sensors[0]: unsupported tag '!secret' on a key"]
+
+
+def test_a_substitution_that_makes_a_hex_integer_past_4300_digits_is_refused(tmp_path):
+    digits = "f" * 15000
+    errors = errors_of(tmp_path, """\
+        substitutions: {x: %s}
+        sensors: [{name: power, driver: ina219, bus: i2c0, filters: {max: 0x$x}}]
+        """ % digits)
+    assert errors == ["8:67: sensors[0].filters.max: expected a number, got '0x%s...'"
+                      % digits[:55]]

@@ -174,9 +174,9 @@ def test_a_report_of_a_database_without_a_run_is_said_plainly(tmp_path):
     err = io.StringIO()
     assert report_cmd.main(args_of("report", "--db", str(tmp_path / "ingest.sqlite")),
                            err=err) == 2
-    assert err.getvalue() == ("tether report: %s holds no simulation run: it is the database of "
-                              "a `tether ingest`, not of a `tether simulate`\n"
-                              % (tmp_path / "ingest.sqlite"))
+    assert err.getvalue() == ("tether report: %s holds no simulation run: a `tether simulate` "
+                              "(each shard) stores its part when it ends; an interrupted one, or "
+                              "a `tether ingest`, stores none\n" % (tmp_path / "ingest.sqlite"))
 
 
 def test_no_worker_enters_a_window_before_every_worker_has_finished_the_last_one():

@@ -432,7 +432,9 @@ def substitute(ctx, node, variables):
         node.tag = kind if kind in _TYPED else "str"
         try:
             node.value = typed(text, node.tag)
-        except ValueError:  # an integer of more digits than int() takes
+            if node.tag == "int" and not -_MAX_INT < node.value < _MAX_INT:
+                raise ValueError("0x or 0b digits: as in scalar()")
+        except ValueError:  # an integer of more digits than int() or str() takes
             node.tag, node.value = "str", text
     node.text = text
     node.secret = any(value.secret for value in used)
