@@ -46,6 +46,10 @@ class BadInput(ValueError):
     """A request that is not what the console takes: the message says what was expected."""
 
 
+class NoDevice(BadInput):
+    """A command for a device the database has never heard from: a 404."""
+
+
 def chart_js():
     """Chart.js 4 with its date adapter, from the chartkick wheel: served by the console
     itself, so the pages work offline."""
@@ -94,14 +98,16 @@ def make_app(console):
     env.filters["ago"] = _ago
     env.filters["num"] = actions_mod.num_text
     env.filters["field"] = _field
+    # JSON as text in a page: autoescape makes it safe, so no \u0027 for every quote as tojson
+    env.filters["json_text"] = lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True)
 
     def page(request, name, code=200, **context):
         context.setdefault("live", True)
         html = env.get_template(name).render(request=request, **context)
         return HTMLResponse(html, status_code=code)
 
-    def refuse(request, status, message):
-        if request.url.path.startswith("/api/"):
+    def refuse(request, status, message, api=False):
+        if api or request.url.path.startswith("/api/"):  # what a script reads: JSON
             return JSONResponse({"error": message}, status_code=status)
         return page(request, "error.html", code=status, message=message, live=False)
 
@@ -112,17 +118,21 @@ def make_app(console):
                     # a page of another site that resolved its name to 127.0.0.1 (DNS
                     # rebinding) must not read the fleet
                     return refuse(request, 403, "this console answers to 127.0.0.1 and "
-                                                "localhost only")
+                                                "localhost only", api)
                 if request.query_params.get("token") is not None and not api:
                     return _take_token(request, console)
                 if not console.open_access and not _has_token(request, console):
-                    return refuse(request, 401, "this console needs its token: open the URL it "
-                                                "printed at start (with ?token=)")
+                    return refuse(request, 401, "this console needs its token: %s" % (
+                        "the cookie its pages set (open the URL it printed at start, with "
+                        "?token=), or Authorization: Bearer TOKEN" if api else
+                        "open the URL it printed at start (with ?token=)"), api)
                 return await handler(request)
+            except NoDevice as exc:
+                return refuse(request, 404, str(exc), api)
             except BadInput as exc:
-                return refuse(request, 400, str(exc))
+                return refuse(request, 400, str(exc), api)
             except reads.Unreadable as exc:
-                return refuse(request, 503, str(exc))
+                return refuse(request, 503, str(exc), api)
         return run
 
     async def actions_page(request):
@@ -185,7 +195,7 @@ def make_app(console):
         span = _choice(request.query_params, "span", tuple(reads.SPANS), "7d")
         detail = await reads.run(reads.device_detail, console.db, device, span)
         if detail is None:
-            return refuse(request, 404, "no device %s in this database" % device)
+            return refuse(request, 404, "no device %s in this database" % device, api=True)
         return JSONResponse({"charts": detail["charts"], "start": detail["start"],
                              "end": detail["end"]})
 
@@ -206,7 +216,7 @@ def make_app(console):
         async def changes():
             # The first look always tells the page: what arrived between its rendering and
             # this stream's start would show nowhere else.
-            last = None
+            last = unseen = object()  # the first look differs from anything, None included
             quiet = 0.0
             yield "retry: 1000\n\n"
             while not console.stopping() and not await request.is_disconnected():
@@ -214,7 +224,7 @@ def make_app(console):
                     stamp, clock = await reads.run(news)
                 except reads.Unreadable as exc:
                     stamp, clock = str(exc), None
-                if stamp != last:
+                if last is unseen or stamp != last:
                     yield "data: %s\n\n" % json.dumps({"clock": clock})
                     last, quiet = stamp, 0.0
                 elif quiet >= 15:
@@ -237,9 +247,11 @@ def make_app(console):
             return refuse(request, 403, "a command must come from the console's own page")
         if "application/json" not in request.headers.get("content-type", ""):
             raise BadInput("a command is a JSON object (Content-Type: application/json)")
-        body = await request.body()
-        if len(body) > 4096:
-            raise BadInput("a command is at most 4096 bytes")
+        body = b""
+        async for chunk in request.stream():  # never more than a command's size in memory
+            body += chunk
+            if len(body) > 4096:
+                raise BadInput("a command is at most 4096 bytes")
         try:
             doc = json.loads(body)
         except ValueError as exc:
@@ -309,12 +321,14 @@ COMMANDS = {"ping": ("device",), "diag": ("device",),  # each command's fields
 def _run_command(console, doc):
     """{"ok", "reply" | "error", "recorded"} for a checked command request."""
     name = doc.get("command")
-    if name not in COMMANDS:
+    if not isinstance(name, str) or name not in COMMANDS:
         raise BadInput("command: one of %s" % ", ".join(COMMANDS))
     extra = set(doc) - set(COMMANDS[name]) - {"command"}
     if extra:
         raise BadInput("%s takes no %s" % (name, ", ".join(sorted(extra))))
     device = _device(doc.get("device"))
+    if reads.call(reads.device_stamp, console.db, device) is None:  # nothing to wait 10 s for
+        raise NoDevice("no device %s in this database" % device)
     if name in ("ack", "snooze"):
         return _answer(console, name, device, doc)
     if name == "set_interval":
@@ -345,7 +359,7 @@ def _answer(console, name, device, doc):
     """An acknowledgement or snooze of an action the actions page shows: sent to the device
     where it is an insight's, and recorded (table acks) once the device said yes."""
     kind = doc.get("kind")
-    if kind not in actions_mod.ORDER:
+    if not isinstance(kind, str) or kind not in actions_mod.ORDER:
         raise BadInput("kind: one of %s" % ", ".join(actions_mod.ORDER))
     sensor = doc.get("sensor")
     if not isinstance(sensor, str) or (sensor and not SENSOR.match(sensor)):
@@ -357,12 +371,12 @@ def _answer(console, name, device, doc):
                 or not 60000 <= for_ms <= MAX_SNOOZE_MS:
             raise BadInput("for_ms: an integer from 60000 (a minute) to %d (90 days)"
                            % MAX_SNOOZE_MS)
-    needed, rows, now, _ = console.actions()
+    needed, rows, now, _ = reads.call(console.actions)  # a reading thread's connection
     action = next((a for a in needed if (a["device"], a["kind"], a["sensor"])
                    == (device, kind, sensor)), None)
     if action is None:
-        return {"ok": False, "error": "nothing needs %s for %s%s now" % (
-            actions_mod.TITLES[kind].lower(), device, " " + sensor if sensor else "")}
+        return {"ok": False, "error": "no '%s' action for %s%s now (the actions page lists "
+                                      "none)" % (kind, device, " " + sensor if sensor else "")}
     until = now + for_ms if for_ms else None
     reply = None
     if action["event"] is not None:
@@ -376,7 +390,8 @@ def _answer(console, name, device, doc):
         result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
         if isinstance(result.get("until"), int):
             until = result["until"]
-    console.db.write(
+    reads.call(
+        console.db.write,
         "INSERT INTO acks (device, action, sensor, done, at_ms, until_ms, value, received_at, "
         "reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, action, sensor) DO "
         "UPDATE SET done = excluded.done, at_ms = excluded.at_ms, until_ms = excluded.until_ms, "
@@ -446,9 +461,9 @@ def _local_host(request):
 
 def _has_token(request, console):
     given = request.cookies.get(console.cookie)
-    auth = request.headers.get("authorization", "")
-    if auth.startswith("Bearer "):
-        given = auth[7:]
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":  # the scheme is case-insensitive (RFC 7235)
+        given = credentials.strip()
     return given is not None and hmac.compare_digest(given.encode(), console.token.encode())
 
 

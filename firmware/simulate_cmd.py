@@ -11,6 +11,7 @@ from firmware.profile.units import DAY, format_duration
 from ingest.url import hide_password
 
 DEFAULT_FAULTS = "outage:every=1d,for=3h,share=0.25;power:every=2d,share=0.25"
+DEFAULT_CONSOLE = 8080  # --console without --console-port: this port, or a free one if taken
 
 
 def parse_speed(text):
@@ -155,16 +156,19 @@ def _shell_word(path):
 
 def _console_opener(args, consoles, out):
     """fn(host, port, db_path) that opens the console on the run's database and broker once
-    both are up (Fleet's on_ready), on --console-port, or on a free port when that one is
-    taken."""
+    both are up (Fleet's on_ready), on --console-port; without it on 8080, or on a free port
+    when that one is taken."""
     def opener(host, port, db_path):
         from firmware.console_cmd import open_console
         from simulator.fleet import FleetError
         broker = args.broker or "mqtt://%s:%d" % (host, port)
         try:
             try:
-                server = open_console(db_path, "127.0.0.1", args.console_port, broker=broker)
+                port = DEFAULT_CONSOLE if args.console_port is None else args.console_port
+                server = open_console(db_path, "127.0.0.1", port, broker=broker)
             except OSError:
+                if args.console_port is not None:  # the port asked for, or none
+                    raise
                 server = open_console(db_path, "127.0.0.1", 0, broker=broker)
         except (OSError, ValueError, RuntimeError) as exc:
             raise FleetError("--console: %s" % exc)
@@ -283,9 +287,10 @@ def add_command(sub):
     p.add_argument("--console", action="store_true",
                    help="open the fleet console (`tether console`) on this run, live; after the "
                         "report it stays open, the devices online, until Ctrl-C")
-    p.add_argument("--console-port", type=whole(0, 65535), default=8080, metavar="PORT",
-                   help="the console's port on 127.0.0.1 (default: %(default)s, or a free one "
-                        "when it is taken)")
+    p.add_argument("--console-port", type=whole(0, 65535), metavar="PORT",
+                   help="the console's port on 127.0.0.1 (default: %d, or a free one when it "
+                        "is taken; a port given here is that port or an error; 0: a free one)"
+                        % DEFAULT_CONSOLE)
     p.add_argument("--client", choices=("mqtt", "paho"), default="mqtt",
                    help="the devices' MQTT client: the board's (default) or paho")
     p.add_argument("--workers", type=whole(1, 256), metavar="N",

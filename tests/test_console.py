@@ -311,7 +311,8 @@ def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_pat
         assert status == 200 and body["ok"] and body["reply"] is None
         assert needed(path)[0] == []
         status, body = command(server, doc, server.token)
-        assert body == {"ok": False, "error": "nothing needs silent for bottle-1 now"}
+        assert body == {"ok": False, "error": "no 'silent' action for bottle-1 now (the actions "
+                                              "page lists none)"}
     finally:
         server.stop()
     assert db.execute("SELECT device, action, done FROM acks").fetchall() == [
@@ -533,3 +534,35 @@ def test_one_clock_far_ahead_does_not_make_the_rest_of_the_fleet_silent(tmp_path
     db.commit()
     _, now, simulated = reads.FleetCache(reads.Database(str(tmp_path / "f.sqlite"))).refresh()
     assert (now, simulated) == (NOW, False)
+
+
+@pytest.mark.parametrize("doc", [
+    {"command": ["ping"], "device": "printer-1"},
+    {"command": {"a": 1}, "device": "printer-1"},
+    {"command": "ack", "device": "printer-1", "kind": ["reorder"], "sensor": ""},
+    {"command": "ack", "device": "printer-1", "kind": {"x": 1}, "sensor": ""},
+])
+def test_a_command_field_of_the_wrong_type_is_a_400_not_a_500(console, doc):
+    status, body = command(console, doc, console.token)
+    assert status == 400 and ("command: one of" in body["error"] or "kind: one of" in
+                              body["error"]), body
+
+
+def test_a_command_for_a_device_the_database_does_not_know_is_a_404_and_not_sent(console):
+    status, body = command(console, {"command": "ping", "device": "nosuch-dev"}, console.token)
+    assert status == 404 and body == {"error": "no device nosuch-dev in this database"}
+
+
+def test_a_command_body_past_4_kb_is_a_400_and_the_bearer_scheme_takes_any_case(console):
+    big = b'{"command": "ping", "pad": "' + b"x" * (1 << 20) + b'"}'
+    status, body, _ = request(console, "POST", "/api/command", big,
+                              {"Content-Type": "application/json",
+                               "Authorization": "bearer " + console.token})  # any case
+    assert status == 400 and json.loads(body)["error"] == "a command is at most 4096 bytes"
+
+
+def test_the_json_data_of_a_device_answers_its_errors_in_json(console):
+    status, body, headers = request(console, "GET", "/device/nobody/data")
+    assert status == 404 and json.loads(body) == {"error": "no device nobody in this database"}
+    status, body, headers = request(console, "GET", "/device/printer-1/data?span=2y")
+    assert status == 400 and json.loads(body)["error"].startswith("span: one of")
