@@ -43,11 +43,14 @@ class Server:
     """The console on host:port (0: a free one); url holds the address with the token."""
 
     def __init__(self, db_url, host="127.0.0.1", port=8080, token=None, broker=None,
-                 prefix="tether/v1", ca=None, silent_ms=None):
+                 prefix="tether/v1", ca=None, silent_ms=None, behind_proxy=False):
         self.token = token or secrets.token_urlsafe(18)
         self.commander = Commander(broker, prefix, ca).start() if broker else None
         options = {} if silent_ms is None else {"silent_ms": silent_ms}
-        self.console = Console(db_url, self.token, open_access=is_loopback(host),
+        # Behind a reverse proxy on this machine every request comes from loopback, whoever
+        # sent it to the proxy: pages need the token there too.
+        self.console = Console(db_url, self.token,
+                               open_access=is_loopback(host) and not behind_proxy,
                                commander=self.commander, **options)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM)
@@ -63,8 +66,11 @@ class Server:
         shown = "[%s]" % host if ":" in host else host
         self.url = "http://%s:%d/?token=%s" % (shown, bound, self.token)
         self.console.cookie = "tether_console_%d" % bound
+        # X-Forwarded-Proto and -For are taken from a proxy on this machine only (uvicorn's
+        # rule): a command's Origin is then checked against https:// as the browser sent it.
         config = uvicorn.Config(make_app(self.console), log_level="warning", access_log=False,
-                                lifespan="off", timeout_graceful_shutdown=1)
+                                lifespan="off", timeout_graceful_shutdown=1,
+                                proxy_headers=True, forwarded_allow_ips="127.0.0.1,::1")
         self.uvicorn = uvicorn.Server(config)
         self.console.stopping = lambda: self.uvicorn.should_exit
         self._thread = None

@@ -30,6 +30,9 @@ def add_arguments(p):
                    help="the port (default: %(default)s; 0: a free one)")
     p.add_argument("--token", help="the access token (default: TETHER_CONSOLE_TOKEN, else a "
                                    "new random one, printed in the URL)")
+    p.add_argument("--behind-proxy", action="store_true",
+                   help="a reverse proxy on this machine serves the console (over TLS): every "
+                        "page needs the token, also on 127.0.0.1 (docs/console.md)")
     p.add_argument("--silent", type=seconds(60), default=7200.0, metavar="SECONDS",
                    help="a device heard from longer ago than this needs someone (default: "
                         "%(default)s, 2 h)")
@@ -50,7 +53,7 @@ def add_command(sub):
 
 
 def open_console(db, host, port, token=None, broker=None, prefix="tether/v1", ca=None,
-                 silent_s=None):
+                 silent_s=None, behind_proxy=False):
     """A console.server.Server on db, its database's layout brought up to date; ValueError or
     OSError saying what is wrong."""
     from console.server import Server, prepare
@@ -66,14 +69,15 @@ def open_console(db, host, port, token=None, broker=None, prefix="tether/v1", ca
         raise ValueError("a token is 8 to 128 printable characters without spaces")
     prepare(db)
     return Server(db, host=host, port=port, token=token, broker=broker, prefix=prefix, ca=ca,
-                  silent_ms=None if silent_s is None else int(silent_s * 1000))
+                  silent_ms=None if silent_s is None else int(silent_s * 1000),
+                  behind_proxy=behind_proxy)
 
 
 def main(args, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     try:
         server = open_console(args.db, args.host, args.port, args.token, args.broker,
-                              args.prefix, args.ca, args.silent)
+                              args.prefix, args.ca, args.silent, args.behind_proxy)
     except (BadURL, ValueError, RuntimeError) as exc:
         err.write("tether console: %s\n" % exc)
         return 2

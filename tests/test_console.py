@@ -341,6 +341,32 @@ def test_on_another_address_every_page_needs_the_token(fleet_db):
         server.stop()
 
 
+def test_behind_a_proxy_on_loopback_pages_need_the_token_and_commands_pass_the_origin_check(
+        fleet_db):
+    server = Server(fleet_db, host="127.0.0.1", port=0, token="s3cret-token",
+                    behind_proxy=True).start()
+    try:
+        proxied = {"Host": "console.example.com", "X-Forwarded-Proto": "https",
+                   "X-Forwarded-For": "203.0.113.9"}
+        status, body, _ = request(server, "GET", "/fleet", headers=proxied)
+        assert status == 401 and "needs its token" in body   # not open to whoever reaches it
+        status, body, _ = request(server, "GET", "/fleet",
+                                  headers=dict(proxied, Authorization="Bearer s3cret-token"))
+        assert status == 200 and "printer-1" in body
+        # The browser's Origin is the proxy's https:// site: it matches once the proxy's
+        # X-Forwarded-Proto is taken, and does not without it.
+        page = dict(proxied, Origin="https://console.example.com")
+        status, body = command(server, {"command": "ping", "device": "printer-1"},
+                               "s3cret-token", page)
+        assert status == 200 and "this console has no broker" in body["error"]
+        del page["X-Forwarded-Proto"]
+        status, body = command(server, {"command": "ping", "device": "printer-1"},
+                               "s3cret-token", page)
+        assert status == 403
+    finally:
+        server.stop()
+
+
 def test_a_database_that_cannot_be_read_is_a_503_that_says_why():
     server = Server("postgresql://tether@127.0.0.1:1/fleet", port=0).start()
     try:

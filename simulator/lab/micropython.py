@@ -15,9 +15,13 @@ HOST_ONLY_PARTS = ("host",)  # sub-packages of the portable folders that only CP
 DEFAULT_HEAP = "64k"
 
 
-def _compile(src, dst, mpy_cross):
+def _compile(src, dst, mpy_cross, name):
     dst.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([mpy_cross, "-o", str(dst), str(src)], capture_output=True, text=True)
+    # -s: the file name tracebacks give, interned on the heap when the module loads. A relative
+    # one keeps a heap-limited run the same wherever the checkout is (with the absolute path, a
+    # test at its heap's edge passed in /work/main and failed in a longer CI path).
+    proc = subprocess.run([mpy_cross, "-o", str(dst), "-s", name, str(src)], capture_output=True,
+                          text=True)
     if proc.returncode != 0:
         raise RuntimeError("mpy-cross failed on %s:\n%s%s" % (src, proc.stdout, proc.stderr))
 
@@ -33,12 +37,12 @@ def compile_tree(out_dir, extra_dirs=()):
             rel = src.relative_to(ROOT)
             if any(part in HOST_ONLY_PARTS for part in rel.parts[1:-1]):
                 continue
-            _compile(src, out_dir / rel.with_suffix(".mpy"), mpy_cross)
+            _compile(src, out_dir / rel.with_suffix(".mpy"), mpy_cross, rel.as_posix())
     for folder in extra_dirs:
         for src in sorted(pathlib.Path(folder).glob("*.py")):
             if src.name == "conftest.py":
                 continue
-            _compile(src, out_dir / (src.stem + ".mpy"), mpy_cross)
+            _compile(src, out_dir / (src.stem + ".mpy"), mpy_cross, src.name)
     return out_dir
 
 

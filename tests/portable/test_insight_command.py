@@ -4,6 +4,7 @@
 MICROPYTHON_HEAP = "160k"  # the whole agent from .mpy (as test_repair.py), plus an insight
 
 import asyncio
+import gc
 
 from agent import cbor, cbor_decode
 from agent.clock import FakeClock
@@ -182,9 +183,15 @@ def test_the_agent_saves_insights_after_an_event_and_the_next_boot_goes_on_from_
     a.running = True
     asyncio.run(a.sampling())                     # a round of readings, then the save
     assert not a.insights.dirty and store.read_all("insights") is not None
-    b = agent(PILLS, store)                       # the next boot, on the same flash
+    before = a.insights.detectors["pills"].snapshot()
+    # The next boot, on the same flash: the first agent gone, as it is after a reset (two whole
+    # agents and a snapshot's decoding do not fit this heap together, depending on how long
+    # the checkout's paths are)
+    a = feed = None
+    gc.collect()
+    b = agent(PILLS, store)
     assert (b.insights.restored, b.insights.fresh) == (1, 0)
-    assert b.insights.detectors["pills"].snapshot() == a.insights.detectors["pills"].snapshot()
+    assert b.insights.detectors["pills"].snapshot() == before
 
 
 def test_a_snooze_before_the_clock_is_synced_is_refused_and_an_unsnooze_is_not():
