@@ -164,8 +164,8 @@ def _console_opener(args, consoles, out):
         broker = args.broker or "mqtt://%s:%d" % (host, port)
         try:
             try:
-                port = DEFAULT_CONSOLE if args.console_port is None else args.console_port
-                server = open_console(db_path, "127.0.0.1", port, broker=broker)
+                at = DEFAULT_CONSOLE if args.console_port is None else args.console_port
+                server = open_console(db_path, "127.0.0.1", at, broker=broker)
             except OSError:
                 if args.console_port is not None:  # the port asked for, or none
                     raise

@@ -361,3 +361,18 @@ def test_without_workers_the_fleet_is_spread_over_every_core(tmp_path, monkeypat
     assert "in 3 processes" in out
     report = json.loads((work / "report.json").read_text())
     assert report["fleet"]["devices"] == 4 and report["fleet"]["lost"] == 0
+
+
+def test_a_console_port_asked_for_and_taken_is_an_error_not_another_port(tmp_path):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        port = taken.getsockname()[1]
+        code, out, err, work = simulate(tmp_path, "w", "--console", "--console-port", str(port),
+                                        "--duration", "1h")
+    finally:
+        taken.close()
+    assert code == 2 and err.startswith("tether simulate: --console: "), err
+    assert "console: http" not in out
