@@ -639,11 +639,9 @@ def esptool_command():
 
 
 def write_firmware(image, port, chip="esp32", out=None, command=None):
-    """Erases the flash and writes a MicroPython image (esptool v5 command names)."""
+    """Erases the flash and writes the MicroPython image (a file main() found) with esptool
+    (v5 command names)."""
     out = sys.stdout if out is None else out
-    if not os.path.isfile(image):
-        raise FlashError("--firmware %s: no such file (download the .bin for your board from "
-                         "https://micropython.org/download/)" % image, EXIT_BAD_INPUT)
     try:  # no such port, a busy one: the answers a copy gets, not esptool's failure
         rawrepl.open_port(port).close()
     except (rawrepl.NoPort, rawrepl.PortBusy) as exc:
@@ -716,7 +714,7 @@ def main(args, out=None, err=None):
         if args.chip is not None and not args.firmware:
             raise FlashError("--chip says which chip --firmware writes: give --firmware too",
                              EXIT_BAD_INPUT)
-        if args.firmware and not os.path.isfile(args.firmware):  # before a build, not after
+        if args.firmware and not os.path.isfile(args.firmware):  # before a build and esptool
             raise FlashError("--firmware %s: no such file (download the .bin for your board "
                              "from https://micropython.org/download/)" % args.firmware,
                              EXIT_BAD_INPUT)
