@@ -615,6 +615,7 @@ def part_realtime(tmp, quick, steps, window_s, paho=None):
             "%.0f" % (r["end"]["wall"] - s["clock_end"]["wall"]),
             "%.0f" % (s["clock_start"]["wall"] - s["before_devices"]["wall"]),
             "%.0f" % (r["broker_rss_kib"] / 1024.0),
+            "%.1f" % r["held_s"],
         ])
     c.table(["devices", "client", "buffers", "online at end", "all online after s", "min online after",
              "FleetClock lag max ms", "behind when all online ms/caught up after s", "behind p99/max ms", "loop late p50/p99/max ms", "CPU", "loop thread", "mosquitto",
@@ -626,10 +627,12 @@ def part_realtime(tmp, quick, steps, window_s, paho=None):
           " were online; caught up = from then to the first sample within %d ms (the lag the"
           " connects left); p99/max from then on (the steady state)" % KEEPS_UP_LAG_MS)
     c.table(["devices", "client", "batches delivered/cut", "readings delivered/generated (after drain)",
-             "lost", "reconnects", "last errors", "drain s", "setup s", "mosquitto MiB"], rows2,
+             "lost", "reconnects", "last errors", "drain s", "setup s", "mosquitto MiB",
+             "held for ingest s"], rows2,
             left=(1, 5))
     print("  batches delivered = stored by the ingest while the clock ran, of those the devices"
-          " cut in that time; after the run each device cuts what is left and drains it")
+          " cut in that time; after the run each device cuts what is left and drains it; held"
+          " for ingest = wall time device time stood still while the ingest caught up (IngestPace)")
     best = 0
     for r in results:
         n = r["devices"]
