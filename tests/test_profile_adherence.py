@@ -69,3 +69,17 @@ def test_adherence_mistakes_are_reported(tmp_path):
         "10:67: sensors[0].insight.refill_below: expected a duration like '10s', got 5"]
     assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], pills: 0}\n") == [
         "10:60: sensors[0].insight.pills: expected an integer from 1 to 20, got 0"]
+
+
+def test_a_schedule_is_one_to_24_times_as_the_device_takes_them(tmp_path):
+    assert errors_of(tmp_path, "{type: adherence, schedule: []}\n") == [
+        "10:42: sensors[0].insight.schedule: expected a list of times of day like "
+        "['08:00', '20:00'], got an empty list"]
+    times = ", ".join("'%02d:%02d'" % (m // 60, m % 60) for m in range(0, 25 * 50, 50))
+    assert errors_of(tmp_path, "{type: adherence, schedule: [%s], window: 5min}\n" % times) == [
+        "10:42: sensors[0].insight.schedule: expected a list of times of day like "
+        "['08:00', '20:00'], at most 24, got 25"]
+    times = ", ".join("'%02d:%02d'" % (m // 60, m % 60) for m in range(0, 24 * 50, 50))
+    profile, errors = compiled(tmp_path, "{type: adherence, schedule: [%s], window: 5min}\n"
+                               % times)
+    assert errors == [] and len(profile["sensors"][0]["insight"]["times_min"]) == 24

@@ -64,3 +64,26 @@ def test_a_refused_level_is_reported_once_not_again_as_out_of_order(tmp_path):
         "13:42: sensors[0].insight.cycle_above: expected a number > 0, got -5",
         "13:59: sensors[0].insight.motor_below: expected a number > 0, got 0",
     ]
+
+
+def test_a_currency_is_one_to_8_characters_as_the_device_takes_it(tmp_path):
+    assert errors_of(tmp_path, SENSOR % "{type: energy, currency: Euros and cents}") == [
+        "13:39: sensors[0].insight.currency: expected a currency of 1 to 8 characters like "
+        "'EUR', got 'Euros and cents'"]
+    assert errors_of(tmp_path, SENSOR % "{type: energy, currency: ''}") == [
+        "13:39: sensors[0].insight.currency: expected a currency of 1 to 8 characters like "
+        "'EUR', got ''"]
+
+
+def test_a_number_with_an_exponent_is_a_number_though_yaml_1_1_reads_it_as_text(tmp_path):
+    (tmp_path / "p.yaml").write_text(
+        "device: {id: w}\nplatform: esp32\nbuses:\n  - {id: uart0, type: uart, tx: 17, rx: 16}\n"
+        "uplink: {broker: 'mqtt://localhost'}\n" + SENSOR % (
+            "{type: energy, tariff: 3e-1, grid_intensity: 2.5e2}"))
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == []
+    cfg = compiled["sensors"][0]["insight"]
+    assert cfg["tariff"] == 0.3 and cfg["co2_g_per_kwh"] == 250
+    # Quoted, it is text as written: still refused.
+    assert errors_of(tmp_path, SENSOR % "{type: energy, tariff: '3e-1'}") == [
+        "13:37: sensors[0].insight.tariff: expected a number, got '3e-1'"]

@@ -33,6 +33,7 @@ _HUGE = 1000000          # pills: beyond this a reading is nonsense, not a count
 _GAP_MS = 6 * 3600000    # readings missing longer than this: the slots in between are not judged
 _CAP_MS = 3600000        # how long a drop of more than a dose waits for the cap to go back on
 _KEYS = ("times_min", "window_ms", "late_ms", "pills", "refill_days", "settle_ms")
+MAX_TIMES = 24           # dose times a day: the profile's, set()'s and a snapshot's limit
 _FORMAT = 1              # the snapshot's layout (snapshot() below); another is refused
 _TMAX = 1 << 48          # device ms: a snapshot's times beyond this are nonsense
 
@@ -81,9 +82,9 @@ def _int(key, v, lo, hi):
 
 
 def _schedule(v):
-    if not isinstance(v, list) or not 1 <= len(v) <= 24:
-        raise ValueError("schedule must be a list of 1 to 24 times like \"08:00\", got %s"
-                         % short(v))
+    if not isinstance(v, list) or not 1 <= len(v) <= MAX_TIMES:
+        raise ValueError("schedule must be a list of 1 to %d times like \"08:00\", got %s"
+                         % (MAX_TIMES, short(v)))
     out = []
     for s in v:
         ok = isinstance(s, str) and len(s) == 5 and s[2] == ":"
@@ -103,8 +104,9 @@ def _schedule(v):
 
 def _times(v):
     """A snapshot's schedule: 1 to 24 minutes of the day, ascending."""
-    if not isinstance(v, list) or not 1 <= len(v) <= 24:
-        raise ValueError("snapshot: times_min must be a list of 1 to 24 minutes of the day")
+    if not isinstance(v, list) or not 1 <= len(v) <= MAX_TIMES:
+        raise ValueError("snapshot: times_min must be a list of 1 to %d minutes of the day"
+                         % MAX_TIMES)
     prev = -1
     for m in v:
         _int("snapshot: times_min item", m, prev + 1, 1439)
@@ -183,10 +185,13 @@ class Detector:
 
     def set(self, args):
         s = _settings(self.settings(), args)
+        slots = (self.times, self.window, self.late)
         self._apply(s)
         for key in args:
             self.downlinked |= 1 << _KEYS.index("times_min" if key == "schedule" else key)
-        self.sched = None        # judge the new schedule from its next slot
+        if (self.times, self.window, self.late) != slots:
+            self.sched = None    # judge the new schedule from its next slot; the pills, the
+                                 # refill threshold or settle_ms leave the slot being judged
         return self.settings()
 
     def settings(self):

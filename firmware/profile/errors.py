@@ -26,7 +26,7 @@ def shown(node):
     if node.tag == "map":
         return "a mapping"
     if node.tag == "seq":
-        return "a list"
+        return "a list" if node.value else "an empty list"
     if node.tag == "null":
         return "nothing"
     if node.tag == "str":

@@ -12,6 +12,7 @@ from firmware.profile.yamlsource import Node, join
 
 REQUIRED = object()  # default of a field that must be given
 EMPTY = object()     # default of a sub-mapping: read as an empty mapping, so its own defaults apply
+EXPONENT = re.compile(r"[-+]?([0-9]+(\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+")
 MAX_DIGITS = 30  # numbers from 1e-30 to 1e30 in size: more is a typo, and costly to work with
 
 
@@ -72,13 +73,15 @@ def find(node, *keys):
     return node
 
 
-def list_of(rule, at_least=0, what="a list"):
+def list_of(rule, at_least=0, what="a list", at_most=None):
     """A list whose items follow rule; an invalid item compiles to None (its problem is noted)."""
     def read(ctx, node):
         if node.tag == "null" and not at_least:
             return []
         if node.tag != "seq" or len(node.value) < at_least:
             raise Invalid(expected(what, node))
+        if at_most is not None and len(node.value) > at_most:
+            raise Invalid("expected %s, at most %d, got %d" % (what, at_most, len(node.value)))
         out = []
         for item in node.value:
             try:
@@ -145,6 +148,10 @@ def decimal(node, what="a number"):
         value = units.parse_decimal(str(node.value))
     elif node.tag == "float":
         value = units.parse_decimal(node.text)
+    elif node.tag == "str" and node.plain and EXPONENT.fullmatch(node.value):
+        # Unquoted 1e3 or 6.02e23: YAML 1.1 reads them as text (it wants a dot and a sign:
+        # 1.0e+3), YAML 1.2 and whoever wrote them as numbers.
+        value = units.parse_decimal(node.value)
     if value is None:
         raise Invalid(expected(what, node))
     if value and not -MAX_DIGITS <= value.adjusted() < MAX_DIGITS:  # int(1e99999999) takes ages

@@ -159,6 +159,17 @@ def test_odd_values_never_raise_nor_count():
     assert b.names() == []
 
 
+def test_setting_the_pills_or_refill_threshold_mid_slot_still_judges_that_dose():
+    for change in ({"refill_days": 3}, {"pills": 2}, {"settle_ms": 2 * MIN},
+                   {"schedule": ["20:00", "08:00"]}):     # the same schedule, reordered
+        b = Bottle(20)
+        b.until(20, 8 + 10 / 60.0)                        # the 08:00 dose not taken yet
+        b.det.set(change)
+        b.until(20, 14)
+        assert b.names() == ["dose_missed"], (change, b.events)
+        assert b.one("dose_missed")[3]["scheduled"] == DAY0 + 8 * HOUR
+
+
 def test_set_changes_the_schedule_and_refuses_bad_settings():
     b = Bottle(20)
     d = b.det

@@ -1,13 +1,15 @@
 """The adherence insight in a profile (agent/insights/adherence.py): doses from a pill count on
 a load cell, judged against a schedule; refills."""
-from agent.insights.adherence import spacing
+from agent.insights.adherence import MAX_TIMES, spacing
 from firmware.profile.errors import at
 from firmware.profile.rules import REQUIRED, clock_time, duration, integer, list_of
 from firmware.profile.units import DAY, HOUR, MINUTE
 
 
 def schedule(ctx, node):
-    times = list_of(clock_time, 1, "a list of times of day like ['08:00', '20:00']")(ctx, node)
+    # At most 24: what `set` and a snapshot take (agent/insights/adherence.py).
+    times = list_of(clock_time, 1, "a list of times of day like ['08:00', '20:00']",
+                    MAX_TIMES)(ctx, node)
     return sorted(t for t in times if t is not None)
 
 

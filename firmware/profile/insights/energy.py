@@ -1,6 +1,6 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
-from firmware.profile.errors import at, expected
+from firmware.profile.errors import Invalid, at, expected
 from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
                                     number, section, text)
 from firmware.profile.units import DAY, HOUR, MINUTE, SECOND
@@ -19,13 +19,21 @@ def signature(ctx, node):
     ])
 
 
+def currency(ctx, node):
+    """1 to 8 characters, as the insight command's `set` takes it: it goes in every report."""
+    value = text(ctx, node)
+    if not 1 <= len(value) <= 8:
+        raise Invalid(expected("a currency of 1 to 8 characters like 'EUR'", node))
+    return value
+
+
 QUANTITIES = ("power",)
 FIELDS = [
     ("cycle_above", "on_w", number(above=0), 10),
     ("standby_below", "off_w", number(above=0), 5),
     ("cycle_end", "end_ms", duration(10 * SECOND, HOUR), 3 * MINUTE),
     ("tariff", "tariff", number(at_least=0), 0),
-    ("currency", "currency", text, "EUR"),
+    ("currency", "currency", currency, "EUR"),
     ("grid_intensity", "co2_g_per_kwh", number(at_least=0), 0),
     ("report_at", "report_min", clock_time, 0),
     ("programmes", "programmes", list_of(signature), []),
