@@ -282,6 +282,24 @@ def test_provision_writes_the_patients_schedule_into_the_adherence_insight():
     assert cfg["pills"] == model.truth["patient"]["pills_per_dose"]
 
 
+def test_patients_dose_times_keep_a_wide_windows_doses_apart():
+    from agent.insights.adherence import Detector, spacing
+    for window_h in (3, 4):
+        p = profile("pill-bottle")
+        cfg = next(s["insight"] for s in p["sensors"] if "insight" in s)
+        cfg["window_ms"] = window_h * HOUR_MS
+        regimens = set()
+        for seed in range(200):
+            mine = copy.deepcopy(p)
+            model = PillBottle(mine, random.Random(seed), T0, 0)
+            model.provision(mine)
+            given = next(s["insight"] for s in mine["sensors"] if "insight" in s)
+            assert spacing(given["times_min"], given["window_ms"]) is None, (seed, given)
+            Detector(given, lambda *a: None)      # the device takes it
+            regimens.add(len(given["times_min"]))
+        assert regimens == {1, 2}                 # never 3 doses (5 h apart), still 1 or 2
+
+
 def test_refills_come_when_low_or_on_schedule():
     when_low = scheduled = 0
     for seed in range(60):

@@ -11,7 +11,10 @@
 #
 # Per patient (drawn once): a regimen of 3 doses a day (08:00 13:00 20:00, 40 %), 2 (08:00 20:00,
 # 35 %) or 1 (08:00 or 21:00, 25 %), each time moved by the patient's habit (normal, sigma 25 min,
-# within +-60 min); 1 pill a dose (75 %) or 2; a pack of 30 days' supply (rounded up to tens).
+# within +-60 min); of these only the regimens that keep the insight's windows apart whatever
+# the habit (with a window of 3 h: not the 3 doses); 1 pill a dose (75 %) or 2; a pack of 30
+# days' supply (rounded up to tens). The profile's own schedule and pills are the bottle's
+# defaults, which each patient's replace.
 # provision() writes these dose times and pills per dose into the profile's adherence insight,
 # as the pharmacy configures the bottle at dispensing.
 # Adherence, fleet means in ADHERENCE: of the scheduled doses 10 % late, 7 % missed, the rest on
@@ -49,6 +52,7 @@
 import heapq
 import math
 
+from agent.insights.adherence import spacing
 from simulator.models.base import DAY_MS, HOUR_MS, MINUTE_MS, Model, poisson
 
 ADHERENCE = {"late": 0.10, "missed": 0.07, "double": 0.02}
@@ -59,6 +63,7 @@ REGIMENS = (((8, 13, 20), 0.40), ((8, 20), 0.35), ((8,), 0.15), ((21,), 0.10))
 DEFAULT_REFILL_BELOW = 7
 DEFAULT_WINDOW_MS = 30 * MINUTE_MS
 DEFAULT_LATE_MS = 5 * HOUR_MS
+HABIT_MS = 60 * MINUTE_MS    # a patient's dose time is at most this far from the regimen's
 MARGIN_MS = 2 * MINUTE_MS    # takes stay this far inside the detector's window and close
 QUIET_MS = 10 * MINUTE_MS    # no handling this close to a take or refill
 STAND_NOISE_G = 0.02
@@ -110,13 +115,20 @@ class PillBottle(Model):
         self.bottle_g = rng.uniform(20, 40)
         self.cap_g = (rng.randint(4, 10) + rng.uniform(0.3, 0.7)) * self.pill_g
         # The patient.
-        x = rng.random()
-        for hours, p in REGIMENS:
+        # Of the regimens, those whose dose times, each moved by up to an hour of habit, keep
+        # the profile's windows apart: a pharmacy does not dispense a schedule the bottle
+        # refuses (a 3 h window leaves 08:00 and 20:00, or one dose a day).
+        fits = [(hours, p) for hours, p in REGIMENS
+                if spacing([h * 60 for h in hours], window + HABIT_MS) is None]
+        x = rng.random() * sum(p for _, p in fits)
+        for hours, p in fits:
             if x < p:
                 break
             x -= p
-        self.dose_tod = sorted(h * HOUR_MS + int(round(max(-60.0, min(60.0, rng.gauss(0, 25)))))
-                               * MINUTE_MS for h in hours)
+        habit = HABIT_MS // MINUTE_MS
+        self.dose_tod = sorted(
+            h * HOUR_MS + int(round(max(-habit, min(habit, rng.gauss(0, 25))))) * MINUTE_MS
+            for h in hours)
         self.per_dose = 1 if rng.random() < 0.75 else 2
         f = rng.uniform(0.3, 1.7)
         self.p_late = ADHERENCE["late"] * f
