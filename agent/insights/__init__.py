@@ -63,7 +63,8 @@ def modules(profile):
 
 class Insights:
     """The detectors of a profile's sensors, and what the cloud said about their insights:
-    snoozed ones are not sent (and counted) until their time is up."""
+    snoozed ones are not sent (and counted) until their time is up; those a detector sends
+    only once (its ONCE) wait for it."""
     SAVE_MS = SAVE_MS
 
     def __init__(self, events, sensors):
@@ -72,6 +73,8 @@ class Insights:
         self.cfgs = {}        # sensor name -> its insight's compiled config
         self.detectors = {}   # sensor name -> detector
         self.snoozed = {}     # (sensor, event) -> until, Unix ms
+        self.waiting = {}     # (sensor, event) -> [t, value, fields]: an event sent once per
+                              # cartridge, supply or drift (a detector's ONCE), held by a snooze
         self.sent = 0
         self.held = 0         # not sent: snoozed
         self.acked = 0
@@ -95,15 +98,37 @@ class Insights:
     def _emitter(self, sensor):
         def emit(t, event, value, fields):
             self.dirty = True  # what it has learned led to an event: worth saving now
-            until = self.snoozed.get((sensor, event))
+            once = getattr(self.detectors.get(sensor), "ONCE", None) or {}
+            if self.waiting:
+                # A new cartridge or supply: what waited for the old one is not needed.
+                for key in list(self.waiting):
+                    if key[0] == sensor and once.get(key[1]) == event:
+                        del self.waiting[key]
+            key = (sensor, event)
+            until = self.snoozed.get(key)
             if until is not None:
                 if t < until:
                     self.held += 1
+                    if event in once:
+                        # Sent once: dropped, the next cartridge's reorder or a drift would
+                        # never be told. It goes out when the snooze ends (feed below).
+                        self.waiting[key] = [t, value, fields]
                     return
-                del self.snoozed[(sensor, event)]
+                del self.snoozed[key]
             self.sent += 1
             self.events.emit(t, True, event, sensor, STATE, value, fields)
         return emit
+
+    def _release(self, t):
+        """Sends what waited for a snooze that has ended by t (Unix ms), as it was judged."""
+        for key in list(self.waiting):
+            until = self.snoozed.get(key)
+            if until is None or t >= until:
+                t0, value, fields = self.waiting.pop(key)
+                self.snoozed.pop(key, None)
+                self.sent += 1
+                self.dirty = True
+                self.events.emit(t0, True, key[1], key[0], STATE, value, fields)
 
     def feeder(self, name):
         """fn(t, value, synced) for the sampler, or None when the sensor has no insight."""
@@ -114,6 +139,8 @@ class Insights:
         def feed(t, v, synced):
             if synced:
                 detectors[name].feed(t, v, True)
+                if self.waiting:
+                    self._release(t)
             else:
                 self.unsynced += 1
         return feed
@@ -130,6 +157,9 @@ class Insights:
                              % (d.KIND, short(event), ", ".join(d.EVENTS)))
         if action == "ack":
             self.acked += 1
+            for key in list(self.waiting):    # acted on: no need to tell it after the snooze
+                if key[0] == sensor and (event is None or key[1] == event):
+                    del self.waiting[key]
             ack = getattr(d, "ack", None)
             out = {"sensor": sensor, "event": event, "acked": True,
                    "effect": ack(event) if ack is not None else None}
@@ -183,7 +213,8 @@ class Insights:
                 except Exception:
                     self.save_errors += 1
         doc = {"v": 1, "detectors": snaps,
-               "snoozed": [[k[0], k[1], self.snoozed[k]] for k in self.snoozed]}
+               "snoozed": [[k[0], k[1], self.snoozed[k]] for k in self.snoozed],
+               "waiting": [[k[0], k[1]] + self.waiting[k] for k in self.waiting]}
         try:
             try:
                 body = cbor.dumps(doc)
@@ -236,4 +267,10 @@ class Insights:
             if (isinstance(item, list) and len(item) == 3 and item[0] in self.detectors
                     and item[1] in self.detectors[item[0]].EVENTS and isinstance(item[2], int)):
                 self.snoozed[(item[0], item[1])] = item[2]
+        waiting = doc.get("waiting")
+        for item in waiting if isinstance(waiting, list) else ():
+            if (isinstance(item, list) and len(item) == 5 and item[0] in self.detectors
+                    and item[1] in (getattr(self.detectors[item[0]], "ONCE", None) or {})
+                    and isinstance(item[2], int) and isinstance(item[4], (dict, type(None)))):
+                self.waiting[(item[0], item[1])] = item[2:]
         return self.restored

@@ -25,6 +25,8 @@ from agent.insights import short
 
 KIND = "adherence"
 EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled")
+# Sent once per supply: held by a snooze, sent when it ends, unless a refill came first.
+ONCE = {"refill_needed": "refilled"}
 
 _MIN = 60000
 _DAY = 86400000
@@ -155,6 +157,7 @@ def spacing(times_min, window_ms):
 class Detector:
     KIND = KIND
     EVENTS = EVENTS
+    ONCE = ONCE
 
     def __init__(self, cfg, emit):
         self.emit = emit

@@ -36,6 +36,8 @@ from agent.insights import short
 
 KIND = "consumable"
 EVENTS = ("forecast", "reorder", "empty", "cartridge_replaced")
+# Sent once per cartridge: held by a snooze, sent when it ends, unless a new cartridge came first.
+ONCE = {"reorder": "cartridge_replaced", "empty": "cartridge_replaced"}
 
 SLOT_MS = 6 * 3600000
 DAY_MS = 86400000
@@ -118,6 +120,7 @@ def _median3(a, b, c):
 class Detector:
     KIND = KIND
     EVENTS = EVENTS
+    ONCE = ONCE
 
     def __init__(self, cfg, emit):
         self.emit = emit

@@ -25,6 +25,8 @@ from agent.insights import short
 
 KIND = "energy"
 EVENTS = ("cycle", "energy_report", "maintenance_due")
+# Sent once until acknowledged: held by a snooze, sent when it ends.
+ONCE = {"maintenance_due": None}
 
 SNAP = 1                # the snapshot's layout: a change makes old ones fail restore()
 DAY_MS = 86400000
@@ -94,6 +96,7 @@ def _setting(key, v):
 class Detector:
     KIND = KIND
     EVENTS = EVENTS
+    ONCE = ONCE
 
     def __init__(self, cfg, emit):
         self.emit = emit

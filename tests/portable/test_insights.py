@@ -68,6 +68,62 @@ def test_a_snoozed_event_is_held_until_its_time_then_sent_again():
     assert (ins.sent, ins.held, len(ins.snoozed)) == (1, 3, 0)
 
 
+def low_bottle(ins, start, until, count=9.0):
+    """10 pills, one dose at 08:00 leaves 9 (4.5 days: refill_needed), then `count` until
+    `until`; [(t, event)] of what went out after each reading."""
+    feed = ins.feeder("pills")
+    seen = []
+    t = start
+    while t < until:
+        n = len(ins.events.got)
+        feed(t, 10.0 if t < DAY0 + 8 * HOUR + 20 * MIN else
+             (9.0 if t < DAY0 + 12 * HOUR else count), True)
+        seen += [(t, g[2]) for g in ins.events.got[n:]]
+        t += 30000
+    return seen
+
+
+def test_an_event_sent_once_that_comes_while_snoozed_goes_out_when_the_snooze_ends():
+    ins = Insights(Sink(), sensors())
+    ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
+    seen = low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 22 * HOUR)
+    # Held at 08:25 (sent once per supply: dropping it would leave the patient without the
+    # refill), told at 20:00, as it was judged then.
+    assert [e for _, e in seen] == ["dose_taken", "refill_needed"]
+    assert seen[1][0] == DAY0 + 20 * HOUR
+    t, _, _, _, _, value, fields = ins.events.got[1]
+    assert t < DAY0 + 9 * HOUR and value == 4.5 and fields["count"] == 9
+    assert (ins.held, ins.sent, ins.waiting, ins.snoozed) == (1, 2, {}, {})
+
+
+def test_what_waited_for_a_snooze_is_dropped_once_it_is_not_needed():
+    # A refill came before the snooze ended: that supply's refill_needed is not needed.
+    ins = Insights(Sink(), sensors())
+    ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
+    seen = low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 22 * HOUR, count=69.0)
+    assert [e for _, e in seen] == ["dose_taken", "refilled"] and ins.waiting == {}
+    # Acknowledged while it waited: someone acted on it.
+    ins = Insights(Sink(), sensors())
+    ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
+    low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 10 * HOUR)
+    assert list(ins.waiting) == [("pills", "refill_needed")]
+    ins.command("pills", "ack", "refill_needed")
+    seen = low_bottle(ins, DAY0 + 10 * HOUR, DAY0 + 22 * HOUR)
+    assert "refill_needed" not in [e for _, e in seen]
+
+
+def test_an_event_waiting_for_its_snooze_survives_a_reboot():
+    store = RamStore()
+    ins = booted(store)
+    ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
+    low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 10 * HOUR)
+    ins.save(store)
+    again = booted(store)
+    assert again.waiting == ins.waiting and again.snoozed == ins.snoozed
+    seen = low_bottle(again, DAY0 + 10 * HOUR, DAY0 + 22 * HOUR)
+    assert seen == [(DAY0 + 20 * HOUR, "refill_needed")]
+
+
 def test_a_snooze_of_none_ends_it_at_once():
     sink = Sink()
     ins = Insights(sink, sensors())
