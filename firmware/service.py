@@ -48,7 +48,12 @@ START_LIMIT_BURST = 5
 # The Raspberry Pi OS groups that own the device files.
 GROUPS = {"i2c": "i2c", "uart": "dialout", "gpio": "gpio"}
 # Where a system hides files from the service (ProtectHome=yes).
-HIDDEN = ("/home/", "/root/", "/run/user/")
+HIDDEN = (("/home/", "ProtectHome=yes"), ("/root/", "ProtectHome=yes"),
+          ("/run/user/", "ProtectHome=yes"), ("/tmp/", "PrivateTmp=yes"),
+          ("/var/tmp/", "PrivateTmp=yes"))
+INSTALL = ("`sudo python3 -m venv /opt/tether && sudo /opt/tether/bin/pip install "
+           "'CHECKOUT[rpi]'` (CHECKOUT: the path of tether's source; `tether-agent` on PyPI "
+           "is another project)")
 
 
 class ServiceError(Exception):
@@ -247,23 +252,28 @@ def _check_groups(groups):
 
 
 def _check_visible():
-    """The service cannot run a Python or a package in a home folder (ProtectHome=yes)."""
+    """The service cannot run a Python or a package in a home folder (ProtectHome=yes) or a
+    temporary one (PrivateTmp=yes): nor one a symlink leads there (a venv's python3 is one, to
+    the Python it was made with: pyenv's is in /root or /home)."""
     import firmware
     for what, path in (("Python", sys.executable),
-                       ("tether's firmware package", os.path.dirname(firmware.__file__))):
-        if any((path + "/").startswith(h) for h in HIDDEN):
-            raise ServiceError(3, "tether install-service: %s is in %s, which the service "
-                               "cannot see (ProtectHome=yes): install tether outside home "
-                               "folders, e.g. `sudo python3 -m venv /opt/tether && sudo "
-                               "/opt/tether/bin/pip install tether-agent[rpi]`, and run that "
-                               "tether (docs/raspberry-pi.md)" % (what, path))
+                       ("Python", os.path.realpath(sys.executable)),
+                       ("Python's installation", os.path.realpath(sys.base_prefix)),
+                       ("tether's firmware package",
+                        os.path.realpath(os.path.dirname(firmware.__file__)))):
+        for folder, why in HIDDEN:
+            if (path + "/").startswith(folder):
+                raise ServiceError(3, "tether install-service: %s is in %s, which the service "
+                                   "cannot see (%s): install tether outside home and "
+                                   "temporary folders, e.g. %s, and run that tether "
+                                   "(docs/raspberry-pi.md)" % (what, path, why, INSTALL))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     probe = subprocess.run(command()[:1] + ["-c", "import firmware.cli"], cwd="/", env=env,
                            capture_output=True, text=True)
     if probe.returncode != 0:
         raise ServiceError(3, "tether install-service: %s cannot import tether without "
                            "PYTHONPATH, as the service would start it: install tether into it "
-                           "(pip install tether-agent[rpi])" % sys.executable)
+                           "(pip install 'CHECKOUT[rpi]')" % sys.executable)
 
 
 def _check_shared_buffer(root, profile, profile_path):
@@ -309,15 +319,17 @@ def _write(path, text, mode):
     os.replace(tmp, path)
 
 
-def main(args, out=sys.stdout, err=sys.stderr):
+def main(args, out=None, err=None):
+    out = out or sys.stdout
+    err = err or sys.stderr
     try:
-        return install(args, out)
+        return install(args, out, err)
     except ServiceError as exc:
         err.write("%s\n" % exc)
         return exc.code
 
 
-def install(args, out):
+def install(args, out, err=sys.stderr):
     from firmware.profile.compile import compile_with_secrets, to_json
     profile, errors, _ = compile_with_secrets(args.profile, args.allow_outside)
     if errors:
@@ -326,6 +338,14 @@ def install(args, out):
                                                        args.gpiochip)
     service = "tether-%s.service" % name
     if args.dry_run:
+        # What a real install on this machine would refuse, said now rather than after the
+        # unit was read and approved.
+        for check in (lambda: _check_groups(groups), _check_visible):
+            try:
+                check()
+            except ServiceError as exc:
+                err.write("warning: installed on this machine, %s\n"
+                          % str(exc).replace("tether install-service: ", "", 1))
         out.write("# %s (mode 0600): the compiled profile, with its secrets\n" % profile_path)
         out.write("# %s:\n" % unit_path)
         out.write(unit)

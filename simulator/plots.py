@@ -27,7 +27,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
         return plt
     except ImportError:
-        raise SystemExit("--plots needs matplotlib: pip install 'tether-agent[plots]'")
+        raise SystemExit("--plots needs matplotlib: pip install matplotlib (tether's [plots] extra)")
 
 
 def _days(t, start):

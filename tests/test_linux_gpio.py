@@ -264,4 +264,4 @@ def test_linux_gpio_without_gpiod_says_how_to_install_it(monkeypatch):
     platform = LinuxPlatform(gpiochip="/dev/gpiochip0")
     with pytest.raises(ImportError) as info:
         platform.pin_in(4)
-    assert "tether-agent[rpi]" in str(info.value)
+    assert "pip install 'gpiod>=2'" in str(info.value)

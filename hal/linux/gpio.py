@@ -18,7 +18,7 @@ def load_gpiod():
         import gpiod
     except ImportError:
         raise ImportError("GPIO on Linux needs libgpiod's Python bindings, version 2: "
-                          "pip install 'tether-agent[rpi]' (PyPI package gpiod>=2)") from None
+                          "pip install 'gpiod>=2' (tether's [rpi] extra)") from None
     if not hasattr(gpiod, "request_lines"):
         raise ImportError("GPIO on Linux needs gpiod>=2 (the v2 API with gpiod.request_lines); "
                           "an older gpiod is installed: pip install 'gpiod>=2'")
