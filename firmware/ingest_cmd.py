@@ -104,10 +104,12 @@ def add_command(sub):
 
 def _line(stats, devices, rate=None):
     return ("%d messages%s, %d batches, %d readings, %d duplicates, %d malformed, %d held, "
-            "%d repair requests, %d batches repaired, %d devices in the database" % (
+            "%d repair requests, %d batches repaired, %s" % (
                 stats["messages"], " (%.0f/s)" % rate if rate is not None else "",
                 stats["batches"], stats["readings"], stats["duplicates"], stats["malformed"],
-                stats["held"], stats["requests"], stats["repaired"], devices))
+                stats["held"], stats["requests"], stats["repaired"],
+                "%d devices in the database" % devices if devices >= 0
+                else "the database cannot be read just now"))
 
 
 MAX_DEVICE_LINES = 20

@@ -109,6 +109,14 @@ def db_url(text):
     if scheme:
         raise BadURL("expected a SQLite file or a postgresql:// URL, not a %s:// URL: %r"
                      % (scheme.group(1), hide_password(text)))
+    typo = re.match(r"(postgres(?:ql)?:/*)", text, re.I)
+    if typo or re.match(r"[A-Za-z][A-Za-z0-9+.-]*:/", text):
+        # postgresql:/u:pw@db/x or postgres:db: a URL mistyped, not a file to create (its
+        # text, password and all, would be the file's name and be printed). Shown no further
+        # than its scheme: where the password starts is anyone's guess.
+        raise BadURL("expected a SQLite file or a postgresql:// URL, got one starting %r: a "
+                     "mistyped URL? (postgresql://user@host[:port]/database)"
+                     % (typo.group(1) if typo else text[:text.index(":") + 2]))
     if os.path.isdir(text):
         raise BadURL("%s is a folder, not a SQLite file" % text)
     return Database("sqlite", text)

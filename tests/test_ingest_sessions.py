@@ -145,3 +145,11 @@ def test_a_failed_or_interrupted_run_removes_its_ingest_session_too(persistent_b
 def test_removing_a_session_from_a_broker_that_is_gone_says_so(persistent_broker):
     persistent_broker.stop()
     assert sessions.forget("127.0.0.1", persistent_broker.port, "nobody", timeout=2) is False
+
+
+def test_the_progress_line_says_when_the_database_cannot_be_read_not_minus_one_devices():
+    from firmware.ingest_cmd import _line
+    stats = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed", "held",
+                            "requests", "repaired")}
+    assert _line(stats, 3).endswith(", 3 devices in the database")
+    assert _line(stats, -1).endswith(", the database cannot be read just now")

@@ -53,11 +53,32 @@ def test_a_database_is_a_sqlite_path_or_a_postgresql_url(tmp_path):
         db_url(str(tmp_path))
     with pytest.raises(BadURL, match="expected a SQLite file or a postgresql:// URL"):
         db_url("")
+    # A URL a slash short is not a file named after it, password and all.
+    for typo, start in (("postgresql:/ingest:s3cr3t@db:5432/fleet", "postgresql:/"),
+                        ("postgres:fleet", "postgres:"), ("POSTGRESQL:ingest:s3cr3t@db", "POSTGRESQL:"),
+                        ("sqlite:/fleet.db", "sqlite:/")):
+        with pytest.raises(BadURL) as info:
+            db_url(typo)
+        assert str(info.value) == (
+            "expected a SQLite file or a postgresql:// URL, got one starting %r: a mistyped "
+            "URL? (postgresql://user@host[:port]/database)" % start)
+    assert db_url("fleet:2025.sqlite") == ("sqlite", "fleet:2025.sqlite")
 
 
 def tether_ingest(*args):
     return subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", *args],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
+
+
+def test_a_postgresql_url_names_its_database_alike_with_or_without_its_password():
+    # The ingest's default client id (its broker session) is made from it.
+    from ingest.store.postgres import identity
+    assert identity("postgresql://ingest:s3cr3t@127.0.0.1:5432/fleet") == identity(
+        "postgresql://ingest@127.0.0.1:5432/fleet") == identity(
+        "postgres://ingest@127.0.0.1:5432/fleet?password=x")
+    assert "s3cr3t" not in identity("postgresql://ingest:s3cr3t@127.0.0.1:5432/fleet")
+    assert identity("postgresql://ingest@127.0.0.1:5432/fleet") != identity(
+        "postgresql://ingest@127.0.0.1:5432/other")
 
 
 @pytest.mark.parametrize("broker, db, says", [

@@ -43,6 +43,7 @@ import struct
 import tempfile
 
 import psycopg
+import psycopg.conninfo
 from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
@@ -374,6 +375,18 @@ def partition_of(t_ms):
     return (name, start if start >= INT64_MIN else None, end if end <= INT64_MAX else None)
 
 
+def identity(url):
+    """Which database url names, whatever way it is written: its parts but the password (a
+    password moved from the URL to PGPASSWORD, as the docs advise, keeps the ingest's default
+    client id, and so the session the broker queues for it)."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(url)
+    except psycopg.Error:
+        return hide_password(url)
+    return " ".join("%s=%s" % (k, parts[k]) for k in sorted(parts)
+                    if k not in ("password", "passfile", "sslpassword"))
+
+
 class PostgresStore(base.Store):
     """A connection to the ingest's PostgreSQL database (the backend contract of
     ingest/store/__init__.py). Readings are gathered per transaction and written with one COPY
@@ -385,7 +398,7 @@ class PostgresStore(base.Store):
 
     def __init__(self, conn, url, timeout=30.0):
         base.Store.__init__(self, conn, url)
-        self.identity = hide_password(url)
+        self.identity = identity(url)
         self.timeout = timeout
         self._pending = []  # readings_packed rows of the current transaction, for one COPY
         self._marks = []  # (savepoint, len(_pending)) as the savepoints nest
