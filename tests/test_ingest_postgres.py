@@ -177,6 +177,36 @@ def test_readings_fall_into_a_partition_per_day_and_old_days_drop_whole(postgres
         store.close()
 
 
+def test_a_role_that_may_only_read_and_write_is_told_what_a_new_days_partition_needs(
+        postgres_url):
+    owner = postgres.connect(postgres_url)          # lays the database out
+    role = "rw_" + postgres_url.rsplit("/", 1)[1]
+    try:
+        for sql in ('CREATE ROLE "%s" LOGIN' % role,
+                    'GRANT USAGE ON SCHEMA public TO "%s"' % role,
+                    'GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO "%s"'
+                    % role):
+            owner.execute(sql)
+        owner.conn.commit()
+        scheme, rest = postgres_url.split("://", 1)
+        writer = postgres.connect("%s://%s@%s" % (scheme, role, rest.split("@", 1)[1]))
+        try:
+            writer.begin()
+            with pytest.raises(psycopg.errors.InsufficientPrivilege) as info:
+                writer.insert_readings("dev-1", 1, [(T0, "power", 1)])
+            assert str(info.value).startswith(
+                "cannot make the partition readings_packed_20251203 for the readings of a new "
+                "day: the ingest's role must own readings_packed and may create tables in its "
+                "schema (docs/ingest.md, PostgreSQL): permission denied for schema public")
+            # The same SQLSTATE: the database's failure, retried until granted, never the
+            # message's (stored as malformed).
+            assert info.value.sqlstate == "42501"
+        finally:
+            writer.close()
+    finally:
+        owner.close()
+
+
 def test_a_partition_is_made_while_other_writers_hold_theirs_open(postgres_url):
     writer, other = postgres.connect(postgres_url), postgres.connect(postgres_url)
     try:

@@ -663,18 +663,26 @@ class PostgresStore(base.Store):
         side = self._side
         if side is None or side.closed or side.broken:
             side = self._side = _connect(self.target, self.timeout)
-        with side.transaction():
-            side.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-            if side.execute("SELECT 1 FROM reading_partitions WHERE name = %s",
-                            (name,)).fetchone() is None:
-                side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING DEFAULTS '
-                             'INCLUDING CONSTRAINTS)' % name)
-                side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR VALUES '
-                             'FROM (%s) TO (%s)' % (name, "MINVALUE" if lo is None else lo,
-                                                    "MAXVALUE" if hi is None else hi))
-                side.execute("INSERT INTO reading_partitions (name, t_from, t_to) "
-                             "VALUES (%s, %s, %s)", (name, INT64_MIN if lo is None else lo,
-                                                     INT64_MAX if hi is None else hi))
+        try:
+            with side.transaction():
+                side.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
+                if side.execute("SELECT 1 FROM reading_partitions WHERE name = %s",
+                                (name,)).fetchone() is None:
+                    side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING DEFAULTS '
+                                 'INCLUDING CONSTRAINTS)' % name)
+                    side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR VALUES '
+                                 'FROM (%s) TO (%s)' % (name, "MINVALUE" if lo is None else lo,
+                                                        "MAXVALUE" if hi is None else hi))
+                    side.execute("INSERT INTO reading_partitions (name, t_from, t_to) "
+                                 "VALUES (%s, %s, %s)", (name, INT64_MIN if lo is None else lo,
+                                                         INT64_MAX if hi is None else hi))
+        except psycopg.errors.InsufficientPrivilege as exc:
+            # A role that may only read and write stops here at each new day: say what it needs
+            # (the same class of error, so it is still the database's, retried until granted).
+            raise psycopg.errors.InsufficientPrivilege(
+                "cannot make the partition %s for the readings of a new day: the ingest's role "
+                "must own readings_packed and may create tables in its schema (docs/ingest.md, "
+                "PostgreSQL): %s" % (name, str(exc).splitlines()[0])) from exc
         self._days.add(day)
 
     def slot(self, prefix):
@@ -859,7 +867,8 @@ def setup(conn, url, timeout):
             if found:
                 raise RuntimeError("%s has tables or views named %s but no tether_layout: they "
                                    "are not the Tether ingest's (use another database, or a "
-                                   "schema of its own: ?options=-csearch_path%%3Dtether)"
+                                   "schema of its own: CREATE SCHEMA tether, then "
+                                   "?options=-csearch_path%%3Dtether)"
                                    % (where, ", ".join(found)))
             mode = "partitions"
             if timescaledb(conn, url, timeout):
