@@ -4,6 +4,8 @@
 # code whichever the profile picks, and RAM mode is exercised by every log test.
 import os
 
+_EEXIST = 17  # errno, the same on every port
+
 
 def _sync_file(f):
     f.flush()
@@ -153,8 +155,9 @@ def _makedirs(path):
         if at:
             try:
                 os.mkdir(at)
-            except OSError:
-                pass  # it exists; a real failure shows at the first write
+            except OSError as e:
+                if e.args[0] != _EEXIST:    # not allowed, read-only, no room: say so now,
+                    raise                   # not as "no such file" at the first write
 
 
 def _sync_dir(path):

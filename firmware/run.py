@@ -15,6 +15,7 @@ install-service` write it).
 """
 import asyncio
 import errno
+import os
 import signal
 import socket
 import ssl
@@ -214,11 +215,76 @@ def main(args, err=sys.stderr):
         platform = platform_for(args.platform or profile["platform"], profile, args.fault,
                                 gpiochip=args.gpiochip)
     except (ValueError, ImportError, OSError) as exc:
-        err.write("tether run: %s\n" % exc)
+        err.write("tether run: %s\n" % (_os_error(exc) if isinstance(exc, OSError) else exc))
         return 2
     if note:
         err.write("tether run: %s\n" % note)
-    return asyncio.run(_run(profile, platform, args, err))
+    held = None
+    if profile["buffer"]["storage"] == "flash":
+        try:
+            held = hold_buffer(profile["buffer"]["path"], args.device or profile["device"]["id"])
+        except OSError as exc:
+            hint = ""
+            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not args.store:
+                hint = (" (the profile's buffer.path, where the service keeps its buffer: give "
+                        "--store DIR to run in a terminal)")
+            err.write("tether run: %s%s\n" % (_os_error(exc), hint))
+            return 2
+        except ValueError as exc:
+            err.write("tether run: %s\n" % exc)
+            return 2
+    try:
+        return asyncio.run(_run(profile, platform, args, err))
+    finally:
+        if held is not None:
+            held.close()
+
+
+LOCK_NAME = "run.lock"      # in the buffer's folder; agent/log.py ignores other names
+DEVICE_NAME = "device"
+
+
+def hold_buffer(path, device):
+    """One agent at a time on a buffer, and only the device whose readings it holds: the open
+    lock file, held (flock) until closed. ValueError saying who has it, or whose it is; OSError
+    for a folder that cannot be made or written.
+
+    Two agents on one folder wrote one segment file at once, sent each batch twice, and, with
+    one client id, threw each other off the broker every second; a buffer filled as one device
+    and sent as another put one device's readings under the other's topic."""
+    import fcntl
+    os.makedirs(path, exist_ok=True)
+    lock = open(os.path.join(path, LOCK_NAME), "a+", encoding="utf-8")
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            who = lock.read().strip() or "another process"
+            raise ValueError("the buffer in %s is in use by another tether run (%s): give this "
+                             "one a folder of its own with --store DIR" % (path, who)) from None
+        marker = os.path.join(path, DEVICE_NAME)
+        try:
+            with open(marker, encoding="utf-8") as f:
+                owner = f.read().strip()
+        except FileNotFoundError:
+            owner = None
+        if owner and owner != device:
+            raise ValueError("the buffer in %s holds the readings of device %s, not %s: they "
+                             "would go out as %s's; give %s a folder of its own with --store "
+                             "DIR (or, to drop what it holds, remove %s)"
+                             % (path, owner, device, device, device, path))
+        if owner is None:
+            with open(marker, "w", encoding="utf-8") as f:
+                f.write(device + "\n")
+        lock.seek(0)
+        lock.truncate()
+        lock.write("pid %d, device %s\n" % (os.getpid(), device))
+        lock.flush()
+        return lock
+    except BaseException:
+        lock.close()
+        raise
 
 
 def load_compiled(path):
@@ -267,7 +333,8 @@ async def _run(profile, platform, args, out):
     out.flush()
     loop = asyncio.get_running_loop()
     stopping = loop.create_future()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # SIGHUP too: the ssh session that started it closed; what is in RAM is saved all the same.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, _once, stopping, sig)
     task = asyncio.create_task(agent.run())
     watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))
@@ -333,7 +400,11 @@ def add_command(sub):
 
 
 def _os_error(exc):
-    """`file: what` for an OSError that names its file, else the exception as it says itself."""
+    """`file: what` for an OSError that names its file, its own words for one made with a
+    sentence (OSError(ENOENT, "cannot open UART ...")), else the exception as it says itself:
+    never Python's "[Errno 2]", which lands in the journal."""
     if getattr(exc, "filename", None) and getattr(exc, "strerror", None):
         return "%s: %s" % (exc.filename, exc.strerror)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
     return str(exc)

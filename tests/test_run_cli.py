@@ -231,3 +231,64 @@ def test_gpiochip_must_name_a_gpio_chip(tmp_path):
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.endswith("argument --gpiochip: expected a GPIO chip like /dev/gpiochip0, "
                                 "got '/dev/i2c-1'\n")
+
+
+def test_a_second_run_on_one_buffer_is_refused_while_the_first_holds_it(tmp_path, mosquitto):
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (mosquitto.port, ""))
+    store = tmp_path / "buffer"
+    first = Run(str(profile), "--store", str(store))
+    try:
+        first.wait_for("connected to")      # its signal handlers are in place
+        second = subprocess.run([sys.executable, "-m", "firmware.cli", "run", str(profile),
+                                 "--store", str(store)], capture_output=True, text=True,
+                                cwd=ROOT, timeout=60)
+        assert second.returncode == 2
+        assert second.stderr == (
+            "tether run: the buffer in %s is in use by another tether run (pid %d, device "
+            "pi-1): give this one a folder of its own with --store DIR\n" % (store, first.proc.pid))
+    finally:
+        code, _ = first.stop()
+    assert code == 0
+    again = Run(str(profile), "--store", str(store))   # free again once the first stopped
+    again.wait_for("connected to")
+    assert again.stop()[0] == 0
+
+
+def test_a_buffer_filled_as_one_device_is_not_sent_as_another(tmp_path, mosquitto):
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE.replace("{id: pi-1}", "{id: 'pi-{uid}'}") % (mosquitto.port, ""))
+    store = tmp_path / "buffer"
+    run = Run(str(profile), "--store", str(store), "--device", "pi-1")
+    run.wait_for("connected to")
+    assert run.stop()[0] == 0
+    other = subprocess.run([sys.executable, "-m", "firmware.cli", "run", str(profile),
+                            "--store", str(store), "--device", "pi-2"], capture_output=True,
+                           text=True, cwd=ROOT, timeout=60)
+    assert other.returncode == 2
+    assert other.stderr == (
+        "tether run: the buffer in %s holds the readings of device pi-1, not pi-2: they would go "
+        "out as pi-2's; give pi-2 a folder of its own with --store DIR (or, to drop what it "
+        "holds, remove %s)\n" % (store, store))
+
+
+def test_a_buffer_folder_that_cannot_be_made_says_why_not_no_such_file(tmp_path):
+    # Not even root may make a folder in /sys: the reason, not "No such file or directory" at
+    # the first write into the folder that was never made.
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    done = subprocess.run([sys.executable, "-m", "firmware.cli", "run", str(profile),
+                           "--store", "/sys/tether-test/buffer"], capture_output=True,
+                          text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr == "tether run: /sys/tether-test: Operation not permitted\n"
+
+
+def test_a_hangup_stops_the_run_cleanly_saving_what_it_holds(tmp_path, mosquitto):
+    import signal
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (mosquitto.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"))
+    run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
+    code, rest = run.stop(signal.SIGHUP)
+    assert code == 0 and rest.startswith("stopped: 0 batches waiting for the broker"), rest

@@ -5,10 +5,10 @@
 MICROPYTHON_HEAP = "96k"  # the power-cut test holds 40 batches twice over in its own lists; at
 # 64k it sat at the edge, and a few bytes more of log.py code tipped it over
 from agent.log import BATCH, HEAD, MAX_RECORD, READINGS, frame, records
-from agent.store import RamStore
+from agent.store import FileStore, RamStore
 from cutstore import CutStore, PowerCut
 from logkit import REC, add, both_stores, drain, new_log, opened, seqs
-from support import raises
+from support import raises, tmpdir
 
 
 def test_framed_records_round_trip_and_reading_stops_at_a_torn_or_corrupt_record():
@@ -297,3 +297,13 @@ def test_a_deletion_cut_between_state_and_file_removal_is_finished_at_open():
         log = opened(store, max_bytes=3 * REC, segment_bytes=REC)
         assert "00000000.seg" not in store.names()
         assert seqs(log) == [2, 3]
+
+
+def test_a_store_folder_that_cannot_be_made_says_why_at_once():
+    # A file where a folder of the path should be: the folder is not there to write into, and
+    # the store says why when it is made, not "no such file" at its first write.
+    base = tmpdir()
+    with open(base + "/a-file", "w") as f:
+        f.write("x")
+    exc = raises(OSError, FileStore, base + "/a-file/log")
+    assert exc.args[0] == 20, exc.args     # ENOTDIR
