@@ -292,3 +292,14 @@ def test_a_hangup_stops_the_run_cleanly_saving_what_it_holds(tmp_path, mosquitto
     run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
     code, rest = run.stop(signal.SIGHUP)
     assert code == 0 and rest.startswith("stopped: 0 batches waiting for the broker"), rest
+
+
+def test_a_bus_that_cannot_be_opened_is_said_in_words_without_pythons_errno(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "examples/washer.yaml",
+                           "--device", "w-1", "--store", str(tmp_path / "b"), "--platform", "rpi"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    if pathlib.Path("/dev/serial0").exists():
+        return      # a Pi with its serial port on: nothing to refuse
+    assert done.returncode == 2
+    assert done.stderr.startswith("tether run: cannot open UART /dev/serial0 (No such file or "
+                                  "directory): on a Raspberry Pi enable the serial port"), done.stderr
