@@ -116,7 +116,12 @@ class Commands:
                 fields = cbor_decode.loads(payload, MAX_DEPTH)
             except cbor.CBORError as exc:
                 fields = None
-                error = "not CBOR: %s" % exc
+                # Still answered by its id where one comes before the fault (the sender waits
+                # on it): a value nested too deep is well-formed CBOR, only not a command.
+                cid = peek_id(payload)
+                error = ("nested too deep for a command (at most %d levels): %s"
+                         % (MAX_DEPTH, exc) if isinstance(exc, cbor.TooDeep)
+                         else "not CBOR: %s" % exc)
             else:
                 error = None
                 cid = _id(fields.get("id")) if isinstance(fields, dict) else None

@@ -93,6 +93,18 @@ def test_a_command_too_large_is_answered_with_its_id_and_size():
     assert runs == []
 
 
+def test_a_command_nested_too_deep_is_answered_by_its_id_and_said_so():
+    c, runs = commands()
+    deep = in_order(("id", "r1"), ("cmd", "ping"), ("args", [[[[[1]]]]]))
+    r = handle(c, deep)
+    assert r["reply"] == "r1" and r["ok"] is False
+    assert r["error"].startswith("nested too deep for a command (at most 4 levels): at byte ")
+    assert handle(c, deep) is None                       # the same id: answered once
+    # Bytes that are not CBOR at all: no id to answer, as before.
+    assert handle(c, b"\xff\xfe")["error"].startswith("not CBOR: ")
+    assert runs == []
+
+
 def test_peek_id_reads_the_id_from_the_first_bytes_only():
     assert peek_id(cbor.dumps({"id": 3, "cmd": "resend", "ranges": [[0, 1]] * 50})[:20]) == 3
     assert peek_id(in_order(("cmd", "resend"), ("kind", "batch"), ("id", "x"))[:40]) == "x"
