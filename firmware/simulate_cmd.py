@@ -94,6 +94,9 @@ def main(args, out=None, err=None):
         else:
             fleet = Fleet(lines, workdir, duration, speed, args.broker, args.seed, spec,
                           args.client, **options)
+        if shard:
+            from simulator.parts import check_shard
+            check_shard(db, fleet.run_key(), first, end)
         if db is not None and "://" not in db:
             os.makedirs(os.path.dirname(db), exist_ok=True)  # as --report's and --plots' are
     except (ValueError, OSError, RuntimeError, FleetError) as exc:

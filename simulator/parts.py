@@ -8,7 +8,7 @@ cut; events raised; faults applied; the model's truth for the insight scores) an
 backlog history. simulator/report.py merges the parts of a run with what the database holds.
 
 The table is in the ingest's layout (ingest/store: a migration); the statements here are in the
-dialect every backend takes. A part stored again (a shard run twice) replaces the earlier one.
+dialect every backend takes. A shard runs once into a database (check_shard).
 """
 import hashlib
 import json
@@ -24,6 +24,32 @@ STORE_SQL = ("INSERT INTO sim_parts (run, first_device, devices, body) VALUES (?
 
 class PartsError(ValueError):
     pass
+
+
+def check_shard(db_path, run, first, end):
+    """Before a shard runs into the database its fleet shares: PartsError if the database holds
+    the parts of another run, or of this shard already. The ingest stores each device's batch
+    once, so a shard run again (or another run's shard) stores nothing of its own: its report
+    said 0 delivered, and the database's report mixed two runs."""
+    name = hide_password(str(db_path))
+    backend, target = db_url(str(db_path))
+    if backend == "sqlite" and not os.path.isfile(target):
+        return
+    db = open_store(db_path, create=False)
+    try:
+        rows = db.execute("SELECT run, first_device, devices FROM sim_parts").fetchall()
+    finally:
+        db.close()
+    for other, at, count in rows:
+        if other != run:
+            raise PartsError("--db: %s holds a part of another run (%s; this shard's is %s): "
+                             "the shards of one fleet run with the same fleet, seed, duration "
+                             "and faults, and another run needs a database of its own"
+                             % (name, other, run))
+        if at < end and first < at + count:
+            raise PartsError("--db: %s holds devices %d-%d of this run already: a shard runs "
+                             "once into its database (to run it again, drop and create the "
+                             "database and run every shard)" % (name, at + 1, at + count))
 
 
 FLEET = ", fleet "  # what run_key puts before the hash of the fleet and the faults

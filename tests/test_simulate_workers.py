@@ -326,7 +326,36 @@ def test_the_ingest_pace_hold_ends_when_a_worker_is_gone():
         asyncio.run(IngestPace(fleet)._hold())
 
 
-def test_shards_run_with_other_faults_are_not_merged_into_one_report(tmp_path, mosquitto):
+def test_a_shard_of_another_run_or_one_run_twice_is_refused_before_it_runs(tmp_path, mosquitto):
+    db = tmp_path / "fleet.sqlite"
+    broker = "mqtt://127.0.0.1:%d" % mosquitto.port
+
+    def shard(which, *more):
+        return simulate(tmp_path, "w" + which[0], "--shard", which, "--broker", broker, "--db",
+                        str(db), "--workers", "1", *more, devices=2, duration="1h")
+    code, out, err, _ = shard("1/2")
+    assert code == 0, out + err
+    code, out, err, _ = shard("2/2", "--seed", "8")
+    assert code == 2 and err.startswith(
+        "tether simulate: --db: %s holds a part of another run (seed 7, 2 devices, 3600000 ms, "
+        "fleet " % db), err
+    assert "another run needs a database of its own" in err
+    code, out, err, _ = shard("1/2")
+    assert code == 2 and err == (
+        "tether simulate: --db: %s holds devices 1-1 of this run already: a shard runs once "
+        "into its database (to run it again, drop and create the database and run every "
+        "shard)\n" % db)
+    code, out, err, _ = shard("2/2")
+    assert code == 0, out + err
+    assert report_cmd.main(args_of("report", "--db", str(db)), out=io.StringIO(),
+                           err=io.StringIO()) == 0
+
+
+def test_shards_run_with_other_faults_are_not_merged_into_one_report(tmp_path, mosquitto,
+                                                                   monkeypatch):
+    # Started at once on two machines, neither has stored its part when the other checks.
+    from simulator import parts
+    monkeypatch.setattr(parts, "check_shard", lambda *a: None)
     db = tmp_path / "fleet.sqlite"
     broker = "mqtt://127.0.0.1:%d" % mosquitto.port
     for shard, faults in (("1/2", FAULTS), ("2/2", "power:every=2h,share=1")):
