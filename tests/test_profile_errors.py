@@ -215,7 +215,8 @@ def test_esp32_adc2_pins_and_raspberry_pi_pins_are_refused_for_level_probes(tmp_
           - {name: tank, driver: level_probe, pin: 25, calibration: {raw_empty: 1, raw_full: 2}}
         """) == ["8:44: sensors[0].pin: expected an ADC1 pin, 32-39 (ADC2 pins cannot be read "
                  "while Wi-Fi is on), got 25"]
-    base = BASE.replace("platform: esp32", "platform: rpi")
+    base = BASE.replace("platform: esp32", "platform: rpi").replace(
+        "sda: 21, scl: 22", "sda: 2, scl: 3").replace("tx: 17, rx: 16", "tx: 14, rx: 15")
     assert errors_of(tmp_path, """\
         sensors:
           - {name: tank, driver: level_probe, pin: 5, calibration: {raw_empty: 1, raw_full: 2}}
@@ -335,6 +336,20 @@ def test_alias_bombs_are_refused(tmp_path):
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert compiled is None
     assert any("too many values (aliases expand to more than 100000)" in e for e in errors)
+
+
+def test_a_raspberry_pi_bus_off_the_headers_pins_needs_its_port(tmp_path):
+    # What `tether read` and `install-service` open: the check says so first.
+    base = BASE.replace("platform: esp32", "platform: rpi").replace(
+        "tx: 17, rx: 16", "tx: 14, rx: 15")
+    assert errors_of(tmp_path, "sensors: [{name: t, driver: ina219, bus: i2c0}]\n", base) == [
+        "4:5: buses[0]: i2c bus i2c0 on sda 21, scl 22: a Raspberry Pi has this bus on sda 0/"
+        "scl 1 or sda 2/scl 3; for another device give its file as `port` (e.g. /dev/i2c-N)"]
+    (tmp_path / "p.yaml").write_text(base.replace("sda: 21, scl: 22",
+                                                  "sda: 21, scl: 22, port: /dev/i2c-3")
+                                     + "sensors: [{name: t, driver: ina219, bus: i2c0}]\n")
+    compiled, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == [] and compiled["buses"][0]["port"] == "/dev/i2c-3"
 
 
 def test_a_bus_port_must_be_a_device_path(tmp_path):

@@ -210,8 +210,8 @@ def test_a_buffer_outside_the_state_directory_is_refused(tmp_path):
 def test_a_bus_on_pins_a_pi_does_not_have_it_on_is_refused(tmp_path):
     profile = write(tmp_path, PI_PROFILE.replace("tx: 14, rx: 15", "tx: 16, rx: 17"))
     err = refused(profile, "--dry-run", "--gpiochip", "/dev/gpiochip0")
-    assert err.startswith("tether install-service: %s: uart bus mains on tx 16, rx 17: a Raspberry "
-                          "Pi has this bus on tx 14/rx 15" % profile), err
+    assert err.startswith("%s:" % profile) and ": uart bus mains on tx 16, rx 17: a Raspberry " \
+        "Pi has this bus on tx 14/rx 15" in err, err
 
 
 def test_gpio_pins_without_a_gpio_chip_found_ask_for_gpiochip(tmp_path):

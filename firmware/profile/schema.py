@@ -114,6 +114,16 @@ def buses(ctx, node):
                                        % (shown(n.value["id"]), ctx.buses[b["id"]][1])))
             else:
                 ctx.buses[b["id"]] = (b.get("type"), n.path)
+            if (ctx.platform == "rpi" and b.get("type") in BUS_FIELDS
+                    and "port" not in n.value):      # a port given (even a bad one) decides
+                # The device file of a bus on the header's pins, or its `port`: what `tether
+                # read` and `install-service` open and allow (a bus on GPIO 21/22 passed the
+                # check, and both then refused it).
+                from hal.linux.platform import device_file
+                try:
+                    device_file(b)
+                except ValueError as exc:
+                    ctx.problems.append(at(n, str(exc)))
     return out
 
 
