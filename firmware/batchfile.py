@@ -161,8 +161,11 @@ def load_schemas(files=(), db=None):
         from ingest import queries
         from ingest.url import hide_password
         shown = hide_password(db)
+        from ingest.store import StoreError
         try:
             rows = queries.schemas(db)
+        except StoreError as exc:  # unreachable, refused, not there: not a question of its tables
+            raise InputError("--db: cannot open it: %s" % " ".join(str(exc).split()))
         except Exception as exc:  # noqa: BLE001 - any backend's error, or not a database at all
             raise InputError("--db %s: not an ingest database with a schemas table (%s)"
                              % (shown, " ".join(str(exc).split())))

@@ -129,6 +129,7 @@ def main(args, out=None, err=None):
                   "every shard has run: tether report --db %s\n"
                   % (shard[0], shard[1], first + 1, end, hide_password(fleet.db_path),
                      hide_password(fleet.db_path)))
+        _password_note(fleet.db_path, out)
         return 0
     if not (args.stay_online or args.console):  # written when the devices stayed online
         _write_report(report, report_path, out)
@@ -146,7 +147,15 @@ def main(args, out=None, err=None):
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
     out.write("see it: tether console --db %s    (in a browser; `tether simulate --console` "
               "opens it live during a run)\n" % _shell_word(hide_password(fleet.db_path)))
+    _password_note(fleet.db_path, out)
     return exit_status(report)
+
+
+def _password_note(db, out):
+    """The commands printed leave the URL's password out (***): how to give it to them."""
+    if db and hide_password(db) != db:
+        out.write("(the password is left out of these commands: give it in PGPASSWORD or "
+                  "~/.pgpass, and leave it out of the URL)\n")
 
 
 def _shell_word(path):

@@ -78,7 +78,7 @@ def test_db_option_takes_the_schemas_an_ingest_stored(files, tmp_path):
     ("--schema", b"", "--schema %(path)s: holds no schema document"),
     ("--schema", b"\xa1\x01", "--schema %(path)s: not a schema document: "),
     ("--schema", b"\x82\x01\x02", "--schema %(path)s: holds no schema document"),
-    ("--db", None, "--db %(path)s: not an ingest database with a schemas table"),
+    ("--db", None, "--db: cannot open it: %(path)s: no such file"),
     ("--db", b"not a database", "--db %(path)s: not an ingest database with a schemas table"),
 ])
 def test_a_bad_schema_source_is_a_clear_error(files, tmp_path, option, content, says):

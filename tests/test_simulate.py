@@ -487,3 +487,11 @@ def test_time_on_the_fleet_clock_runs_fast_and_wakes_sleepers_in_order():
     assert woke == [(600000, "a"), (1200000, "a"), (1500000, "b"), (1800000, "a"),
                     (2400000, "a"), (3000000, "b"), (3000000, "a"), (3600000, "a")]
     assert now == (1763856000000 + 3600000, True)
+
+
+def test_commands_printed_without_the_urls_password_say_how_to_give_it():
+    for db, said in (("postgresql://ingest:s3cr3t@db/fleet", True),
+                     ("postgresql://ingest@db/fleet", False), ("/tmp/fleet.sqlite", False)):
+        out = io.StringIO()
+        simulate_cmd._password_note(db, out)
+        assert ("PGPASSWORD" in out.getvalue()) is said and "s3cr3t" not in out.getvalue()
