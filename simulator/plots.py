@@ -128,6 +128,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
         mine = found.get(d.device_id, [])
         lead_days = learn_days = None
         forecasts = False
+        highest = 0.0   # the longest forecast: one above the chart's top is said, not hidden
         for s in inks:
             name = s["name"]
             colour = INK_COLOURS.get(name)
@@ -162,6 +163,7 @@ def _ink(plt, outdir, printers, found, start, end_days):
                     held = swapped
                     xs.append(_days(t, start))
                     days.append(value)
+                    highest = max(highest, value)
                     # the band of a weekly rate only: a few days' drops have none to speak of
                     weekly = f.get("weekly")
                     lows.append(f.get("low_days", value) if weekly else float("nan"))
@@ -189,7 +191,12 @@ def _ink(plt, outdir, printers, found, start, end_days):
         ax.set_title("%s: ink levels, reorders, swaps" % d.device_id)
         fc.set_xlim(0, end_days)
         # up to 4 lead times: a forecast above 3 of them is far from a reorder either way
-        fc.set_ylim(0, 4 * (lead_days or 10))
+        top = 4 * (lead_days or 10)
+        fc.set_ylim(0, top)
+        if highest > top:
+            fc.text(0.98, 0.95, "forecasts up to %.0f days are above this chart's top: far "
+                    "from a reorder" % highest, transform=fc.transAxes, ha="right", va="top",
+                    color="0.4", fontsize=8)
         if lead_days is not None:
             fc.axhline(lead_days, color="r", linewidth=1, alpha=0.6,
                        label="lead time (%g d): a reorder must come before this" % lead_days)
