@@ -77,3 +77,18 @@ def test_check_exits_2_with_every_error_of_every_profile(tmp_path, capsys):
 def test_check_skips_the_secrets_file_of_a_glob(capsys):
     assert main(["check", str(EXAMPLES / "secrets.yaml")]) == 0
     assert "secrets.yaml: skipped" in capsys.readouterr().out
+
+
+def test_check_summary_names_a_buss_device_file_where_the_profile_gives_one(tmp_path, capsys):
+    (tmp_path / "p.yaml").write_text(textwrap.dedent("""\
+        device: {id: pi-1}
+        platform: rpi
+        buses:
+          - {id: mains, type: uart, tx: 0, rx: 1, port: /dev/ttyUSB0}
+        sensors:
+          - {name: energy, driver: pzem004t, bus: mains}
+        uplink: {broker: "mqtt://localhost"}
+        """))
+    assert main(["check", str(tmp_path / "p.yaml")]) == 0
+    assert "  bus       mains: uart tx 0 rx 1, 9600 baud, on /dev/ttyUSB0" in \
+        capsys.readouterr().out.splitlines()

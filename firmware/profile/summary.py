@@ -102,11 +102,13 @@ def summary(path, compiled, secret_fields):
                                                   in c["wifi"] else "open network"))
     for bus in c["buses"]:
         if bus["type"] == "i2c":
-            lines.append("  bus       %s: i2c sda %s scl %s, %s" % (
-                bus["id"], bus["sda"], bus["scl"], shown(bus["frequency"], format_frequency)))
+            lines.append("  bus       %s: i2c sda %s scl %s, %s%s" % (
+                bus["id"], bus["sda"], bus["scl"], shown(bus["frequency"], format_frequency),
+                ", on %s" % bus["port"] if bus.get("port") else ""))
         else:
-            lines.append("  bus       %s: uart tx %s rx %s, %s baud" % (
-                bus["id"], bus["tx"], bus["rx"], bus["baud"]))
+            lines.append("  bus       %s: uart tx %s rx %s, %s baud%s" % (
+                bus["id"], bus["tx"], bus["rx"], bus["baud"],
+                ", on %s" % bus["port"] if bus.get("port") else ""))
     lines.append("  sensors   %d (channel numbers on the wire follow this order)"
                  % len(c["sensors"]))
     rows = [("#", "name", "driver", "quantity", "where", "every", "resolution", "unit",
