@@ -297,9 +297,13 @@ def _check_shared_buffer(root, profile, profile_path):
             continue
         if (buffer.get("storage") == "flash"
                 and posixpath.normpath(str(buffer.get("path"))) == mine):
+            name = entry[:-len(".json")]
             raise ServiceError(2, "tether install-service: the service of %s already keeps its "
-                               "buffer in %s: give this profile its own buffer.path under %s/"
-                               % (other, mine, STATE_DIR))
+                               "buffer in %s: give this profile its own buffer.path under %s/, "
+                               "or, if this device replaces %s (a --device id mistyped), remove "
+                               "that service first (sudo systemctl disable --now tether-%s; "
+                               "docs/raspberry-pi.md, Removing it)"
+                               % (other, mine, STATE_DIR, name, name))
 
 
 def _under(root, path):

@@ -151,7 +151,10 @@ def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == ("tether install-service: the service of /etc/tether/w1.json already "
                            "keeps its buffer in /var/lib/tether/buffer: give this profile its "
-                           "own buffer.path under /var/lib/tether/\n")
+                           "own buffer.path under /var/lib/tether/, or, if this device replaces "
+                           "w1 (a --device id mistyped), remove that service first (sudo "
+                           "systemctl disable --now tether-w1; docs/raspberry-pi.md, Removing "
+                           "it)\n")
     fridge = (ROOT / "examples/fridge.yaml").read_text().replace(
         "buffer:\n", "buffer:\n  path: /var/lib/tether/fridge\n")
     done = tether("install-service", write_beside_examples(tmp_path, fridge), "--device", "f1",
