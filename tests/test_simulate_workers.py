@@ -306,6 +306,7 @@ def test_the_ingest_pace_hold_ends_when_a_worker_is_gone():
 
     class Fleet:
         ingest_group = None
+        devices_total = 2
 
         def __init__(self):
             self.gate = type("Gate", (), {"published": 10 ** 6})()
