@@ -226,8 +226,7 @@ def main(args, err=sys.stderr):
         except OSError as exc:
             hint = ""
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not args.store:
-                hint = (" (the profile's buffer.path, where the service keeps its buffer: give "
-                        "--store DIR to run in a terminal)")
+                hint = " (the profile's buffer.path: give --store DIR for a folder of your own)"
             err.write("tether run: %s%s\n" % (_os_error(exc), hint))
             return 2
         except ValueError as exc:
@@ -274,9 +273,10 @@ def hold_buffer(path, device):
                              "would go out as %s's; give %s a folder of its own with --store "
                              "DIR (or, to drop what it holds, remove %s)"
                              % (path, owner, device, device, device, path))
-        if owner is None:
-            with open(marker, "w", encoding="utf-8") as f:
+        if not owner:       # none yet, or one cut short by a crash: written whole, or not
+            with open(marker + ".tmp", "w", encoding="utf-8") as f:
                 f.write(device + "\n")
+            os.replace(marker + ".tmp", marker)
         lock.seek(0)
         lock.truncate()
         lock.write("pid %d, device %s\n" % (os.getpid(), device))
@@ -333,8 +333,12 @@ async def _run(profile, platform, args, out):
     out.flush()
     loop = asyncio.get_running_loop()
     stopping = loop.create_future()
-    # SIGHUP too: the ssh session that started it closed; what is in RAM is saved all the same.
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    # SIGHUP too: the ssh session that started it closed; what is in RAM is saved all the same
+    # (not under nohup, which asked for it to be ignored).
+    stops = [signal.SIGINT, signal.SIGTERM]
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        stops.append(signal.SIGHUP)
+    for sig in stops:
         loop.add_signal_handler(sig, _once, stopping, sig)
     task = asyncio.create_task(agent.run())
     watch = asyncio.create_task(_watch(reporter, None if args.quiet else args.status_every))

@@ -276,11 +276,23 @@ def _check_visible():
                            "(pip install 'CHECKOUT[rpi]')" % sys.executable)
 
 
-def _check_shared_buffer(root, profile, profile_path):
-    """Two agents on one buffer would mix their batches: refuse a second device on it."""
+def _check_shared_buffer(root, profile, profile_path, device):
+    """Two agents on one buffer would mix their batches: refuse a second device on it, and a
+    device the buffer does not hold the readings of (tether run would refuse it at every
+    start: firmware/run.py, hold_buffer)."""
     if profile["buffer"]["storage"] != "flash":
         return
     mine = posixpath.normpath(profile["buffer"]["path"])
+    try:
+        with open(os.path.join(_under(root, mine), "device"), encoding="utf-8") as f:
+            owner = f.read().strip()
+    except OSError:
+        owner = None
+    if owner and owner != device:
+        raise ServiceError(2, "tether install-service: the buffer in %s holds the readings of "
+                           "device %s, and tether run would refuse to send them as %s: remove "
+                           "it to drop them (sudo rm -rf %s) or give this profile its own "
+                           "buffer.path under %s/" % (mine, owner, device, mine, STATE_DIR))
     folder = _under(root, PROFILE_DIR)
     try:
         names = sorted(os.listdir(folder))
@@ -301,9 +313,8 @@ def _check_shared_buffer(root, profile, profile_path):
             raise ServiceError(2, "tether install-service: the service of %s already keeps its "
                                "buffer in %s: give this profile its own buffer.path under %s/, "
                                "or, if this device replaces %s (a --device id mistyped), remove "
-                               "that service first (sudo systemctl disable --now tether-%s; "
-                               "docs/raspberry-pi.md, Removing it)"
-                               % (other, mine, STATE_DIR, name, name))
+                               "that service and its buffer first (docs/raspberry-pi.md, "
+                               "Removing it)" % (other, mine, STATE_DIR, name))
 
 
 def _under(root, path):
@@ -370,7 +381,7 @@ def install(args, out, err=sys.stderr):
                                "run it with sudo (--dry-run shows the unit as any user)")
         _check_groups(groups)
         _check_visible()
-    _check_shared_buffer(root, profile, profile_path)
+    _check_shared_buffer(root, profile, profile_path, name)
     try:
         _write(_under(root, profile_path), to_json(profile) + "\n", 0o600)
         _write(_under(root, unit_path), unit, 0o644)

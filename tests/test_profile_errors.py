@@ -352,6 +352,13 @@ def test_a_raspberry_pi_bus_off_the_headers_pins_needs_its_port(tmp_path):
     assert errors == [] and compiled["buses"][0]["port"] == "/dev/i2c-3"
 
 
+def test_a_bad_pin_of_a_raspberry_pi_bus_is_said_once(tmp_path):
+    base = BASE.replace("platform: esp32", "platform: rpi").replace(
+        "sda: 21, scl: 22", "sda: 2, scl: 3").replace("tx: 17, rx: 16", "tx: 99, rx: 15")
+    assert errors_of(tmp_path, "sensors: [{name: t, driver: ina219, bus: i2c0}]\n", base) == [
+        "5:33: buses[1].tx: expected a BCM GPIO number from 0 to 27, got 99"]
+
+
 def test_a_bus_port_must_be_a_device_path(tmp_path):
     from firmware.profile.compile import compile as compile_profile
     path = tmp_path / "p.yaml"

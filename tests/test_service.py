@@ -143,6 +143,22 @@ def test_root_install_writes_the_compiled_profile_for_root_alone_and_the_unit(tm
     assert sorted(p.name for p in unit.parent.iterdir()) == ["tether-scale-1.service"]
 
 
+def test_a_buffer_holding_another_devices_readings_is_refused_as_tether_run_would(tmp_path):
+    root = tmp_path / "root"
+    buffer = root / "var/lib/tether/buffer"
+    buffer.mkdir(parents=True)
+    (buffer / "device").write_text("w1\n")      # what tether run left of device w1
+    done = tether("install-service", "examples/washer.yaml", "--device", "w7", "--root",
+                  str(root))
+    assert done.returncode == 2 and done.stderr == (
+        "tether install-service: the buffer in /var/lib/tether/buffer holds the readings of "
+        "device w1, and tether run would refuse to send them as w7: remove it to drop them "
+        "(sudo rm -rf /var/lib/tether/buffer) or give this profile its own buffer.path under "
+        "/var/lib/tether/\n")
+    assert tether("install-service", "examples/washer.yaml", "--device", "w1", "--root",
+                  str(root)).returncode == 0
+
+
 def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
     root = str(tmp_path / "root")
     assert tether("install-service", "examples/washer.yaml", "--device", "w1",
@@ -152,9 +168,8 @@ def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
     assert done.stderr == ("tether install-service: the service of /etc/tether/w1.json already "
                            "keeps its buffer in /var/lib/tether/buffer: give this profile its "
                            "own buffer.path under /var/lib/tether/, or, if this device replaces "
-                           "w1 (a --device id mistyped), remove that service first (sudo "
-                           "systemctl disable --now tether-w1; docs/raspberry-pi.md, Removing "
-                           "it)\n")
+                           "w1 (a --device id mistyped), remove that service and its buffer "
+                           "first (docs/raspberry-pi.md, Removing it)\n")
     fridge = (ROOT / "examples/fridge.yaml").read_text().replace(
         "buffer:\n", "buffer:\n  path: /var/lib/tether/fridge\n")
     done = tether("install-service", write_beside_examples(tmp_path, fridge), "--device", "f1",

@@ -352,6 +352,17 @@ def test_a_shard_of_another_run_or_one_run_twice_is_refused_before_it_runs(tmp_p
                            err=io.StringIO()) == 0
 
 
+def test_a_shard_into_a_file_without_parts_leaves_it_to_its_ingest_to_say_what_it_is(tmp_path):
+    import sqlite3
+    from simulator.parts import check_shard
+    path = tmp_path / "other.sqlite"
+    with sqlite3.connect(str(path)) as db:
+        db.execute("CREATE TABLE notes (x)")
+    check_shard(str(path), "seed 7", 0, 2)          # no traceback: no parts to compare with
+    (tmp_path / "empty.sqlite").write_bytes(b"")
+    check_shard(str(tmp_path / "empty.sqlite"), "seed 7", 0, 2)
+
+
 def test_shards_run_with_other_faults_are_not_merged_into_one_report(tmp_path, mosquitto,
                                                                    monkeypatch):
     # Started at once on two machines, neither has stored its part when the other checks.

@@ -249,6 +249,7 @@ class Insights:
             self.fresh += len(self.detectors)
             return 0
         snaps = doc.get("detectors")
+        fresh = []
         for name in self.detectors:
             snap = snaps.get(name) if isinstance(snaps, dict) else None
             d = self.detectors[name]
@@ -261,6 +262,7 @@ class Insights:
                 self.restored += 1
             except Exception:  # torn, foreign or refused: this detector starts afresh
                 self.fresh += 1
+                fresh.append(name)
                 self._make(name)
         snoozed = doc.get("snoozed")
         for item in snoozed if isinstance(snoozed, list) else ():
@@ -269,8 +271,9 @@ class Insights:
                 self.snoozed[(item[0], item[1])] = item[2]
         waiting = doc.get("waiting")
         for item in waiting if isinstance(waiting, list) else ():
+            # What waited for a detector that starts afresh is judged again by it.
             if (isinstance(item, list) and len(item) == 5 and item[0] in self.detectors
-                    and item[1] in (getattr(self.detectors[item[0]], "ONCE", None) or {})
+                    and item[0] not in fresh and item[1] in (getattr(self.detectors[item[0]], "ONCE", None) or {})
                     and isinstance(item[2], int) and isinstance(item[4], (dict, type(None)))):
                 self.waiting[(item[0], item[1])] = item[2:]
         return self.restored

@@ -115,7 +115,9 @@ def buses(ctx, node):
             else:
                 ctx.buses[b["id"]] = (b.get("type"), n.path)
             if (ctx.platform == "rpi" and b.get("type") in BUS_FIELDS
-                    and "port" not in n.value):      # a port given (even a bad one) decides
+                    and "port" not in n.value       # a port given (even a bad one) decides
+                    and all(b.get(key) is not None  # a bad pin is said once, as itself
+                            for key, _, _, _ in BUS_FIELDS[b["type"]][:2])):
                 # The device file of a bus on the header's pins, or its `port`: what `tether
                 # read` and `install-service` open and allow (a bus on GPIO 21/22 passed the
                 # check, and both then refused it).

@@ -124,6 +124,22 @@ def test_an_event_waiting_for_its_snooze_survives_a_reboot():
     assert seen == [(DAY0 + 20 * HOUR, "refill_needed")]
 
 
+def test_what_waited_for_a_detector_that_starts_afresh_after_a_reboot_is_judged_again():
+    store = RamStore()
+    ins = booted(store)
+    ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
+    low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 10 * HOUR)
+    ins.save(store)
+    again = Insights(Sink(), sensors())
+
+    def refuse(snap):
+        raise ValueError("a snapshot this detector cannot follow")
+    again.detectors["pills"].restore = refuse
+    again.load(store)
+    # The fresh detector knows nothing of that supply: it judges it again, once.
+    assert (again.fresh, again.waiting) == (1, {})
+
+
 def test_a_snooze_of_none_ends_it_at_once():
     sink = Sink()
     ins = Insights(sink, sensors())
