@@ -273,7 +273,8 @@ class Insights:
         for item in waiting if isinstance(waiting, list) else ():
             # What waited for a detector that starts afresh is judged again by it.
             if (isinstance(item, list) and len(item) == 5 and item[0] in self.detectors
-                    and item[0] not in fresh and item[1] in (getattr(self.detectors[item[0]], "ONCE", None) or {})
+                    and item[0] not in fresh
+                    and item[1] in (getattr(self.detectors[item[0]], "ONCE", None) or {})
                     and isinstance(item[2], int) and isinstance(item[4], (dict, type(None)))):
                 self.waiting[(item[0], item[1])] = item[2:]
         return self.restored
