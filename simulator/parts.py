@@ -31,18 +31,12 @@ def check_shard(db_path, run, first, end):
     the parts of another run, or of this shard already. The ingest stores each device's batch
     once, so a shard run again (or another run's shard) stores nothing of its own: its report
     said 0 delivered, and the database's report mixed two runs."""
-    name = hide_password(str(db_path))
-    backend, target = db_url(str(db_path))
-    if backend == "sqlite" and not os.path.isfile(target):
-        return
-    db = open_store(db_path, create=False)
     try:
-        rows = db.execute("SELECT run, first_device, devices FROM sim_parts").fetchall()
-    except db.Error:
-        return      # no parts table (yet): the shard's ingest says what the file is
-    finally:
-        db.close()
-    for other, at, count in rows:
+        rows = _rows(db_path)
+    except PartsError:
+        return      # no database or no parts (yet): the shard's ingest says what the file is
+    name = hide_password(str(db_path))
+    for other, at, count, _ in rows:
         if other != run:
             raise PartsError("--db: %s holds a part of another run (%s; this shard's is %s): "
                              "the shards of one fleet run with the same fleet, seed, duration "
@@ -52,6 +46,28 @@ def check_shard(db_path, run, first, end):
             raise PartsError("--db: %s holds devices %d-%d of this run already: a shard runs "
                              "once into its database (to run it again, drop and create the "
                              "database and run every shard)" % (name, at + 1, at + count))
+
+
+def _rows(db_path):
+    """[(run, first_device, devices, body)] of sim_parts, by run and first device; PartsError
+    for a database that is not there or holds no such table."""
+    name = hide_password(str(db_path))
+    try:
+        backend, target = db_url(str(db_path))
+        if backend == "sqlite" and not os.path.isfile(target):
+            raise PartsError("%s: no such database" % db_path)
+        db = open_store(db_path, create=False)
+    except (ValueError, StoreError) as exc:
+        raise PartsError(str(exc))
+    try:
+        return db.execute("SELECT run, first_device, devices, body FROM sim_parts "
+                          "ORDER BY run, first_device").fetchall()
+    except db.Error as exc:  # psycopg's message spans lines (LINE 1: ... ^): said in one
+        raise PartsError("%s holds no simulation run (%s): it is not the database of a "
+                         "`tether simulate` run of this version"
+                         % (name, " ".join(str(exc).split())))
+    finally:
+        db.close()
 
 
 FLEET = ", fleet "  # what run_key puts before the hash of the fleet and the faults
@@ -128,22 +144,7 @@ def load(db_path, run=None):
     what is missing (a shard that has not stored its part) or which runs there are to choose
     from."""
     name = hide_password(str(db_path))
-    try:
-        backend, target = db_url(str(db_path))
-        if backend == "sqlite" and not os.path.isfile(target):
-            raise PartsError("%s: no such database" % db_path)
-        db = open_store(db_path, create=False)
-    except (ValueError, StoreError) as exc:
-        raise PartsError(str(exc))
-    try:
-        rows = db.execute("SELECT run, first_device, devices, body FROM sim_parts "
-                          "ORDER BY run, first_device").fetchall()
-    except db.Error as exc:  # psycopg's message spans lines (LINE 1: ... ^): said in one
-        raise PartsError("%s holds no simulation run (%s): it is not the database of a "
-                         "`tether simulate` run of this version"
-                         % (name, " ".join(str(exc).split())))
-    finally:
-        db.close()
+    rows = _rows(db_path)
     runs = sorted({r[0] for r in rows})
     if run is None:
         differing = _differing(runs[0], runs) if runs else None

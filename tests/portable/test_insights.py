@@ -112,12 +112,18 @@ def test_what_waited_for_a_snooze_is_dropped_once_it_is_not_needed():
     assert "refill_needed" not in [e for _, e in seen]
 
 
-def test_an_event_waiting_for_its_snooze_survives_a_reboot():
-    store = RamStore()
+def saved_while_waiting(store):
+    """A manager whose refill_needed waits for a snooze until 20:00, saved to store at 10:00."""
     ins = booted(store)
     ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
     low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 10 * HOUR)
     ins.save(store)
+    return ins
+
+
+def test_an_event_waiting_for_its_snooze_survives_a_reboot():
+    store = RamStore()
+    ins = saved_while_waiting(store)
     again = booted(store)
     assert again.waiting == ins.waiting and again.snoozed == ins.snoozed
     seen = low_bottle(again, DAY0 + 10 * HOUR, DAY0 + 22 * HOUR)
@@ -126,10 +132,7 @@ def test_an_event_waiting_for_its_snooze_survives_a_reboot():
 
 def test_what_waited_for_a_detector_that_starts_afresh_after_a_reboot_is_judged_again():
     store = RamStore()
-    ins = booted(store)
-    ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
-    low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 10 * HOUR)
-    ins.save(store)
+    saved_while_waiting(store)
     again = Insights(Sink(), sensors())
 
     def refuse(snap):
