@@ -38,7 +38,8 @@ class Threshold:
 class Channel:
     """One sensor of the profile: what to read, when, and what to do with it."""
 
-    def __init__(self, number, name, source, quantity, interval_ms, scale, filters, thresholds):
+    def __init__(self, number, name, source, quantity, interval_ms, scale, value, filters,
+                 thresholds):
         self.number = number
         self.name = name
         self.source = source        # a driver: setup(), measure() -> {quantity: value}
@@ -46,6 +47,7 @@ class Channel:
         self.confident_key = quantity + "_confident"  # not a new string every reading
         self.interval_ms = interval_ms
         self.scale = scale          # value -> integer at the channel's resolution
+        self.value = value          # that integer -> the reading it stands for
         self.low = filters.get("min")
         self.high = filters.get("max")
         self.deadband = filters.get("deadband")
@@ -166,8 +168,10 @@ class Sampler:
                 c.insight(t, v, synced)
             except Exception:  # a detector's fault must not cost the reading
                 c.errors["insight"] = c.errors.get("insight", 0) + 1
-        v = c.median(v)
-        scaled = c.scale(v)
+        scaled = c.scale(c.median(v))
+        # Thresholds, events and the deadband judge the reading as stored, at its resolution:
+        # 20.99985 stored as 21.0 raised no "above 21" (nor carried 20.99985 in its event).
+        v = c.value(scaled)
         for th in c.thresholds:
             state = th.check(v)
             if state is not None:
@@ -198,6 +202,10 @@ class Sampler:
         return [(c.name, c.readings, c.suppressed, c.errors) for c in self.channels]
 
 
+def _reading(schema, i):
+    return lambda n: schema.value(i, n)
+
+
 def channels(profile, schema, sources):
     """The profile's sensors as Channels; sources[i] is the driver of sensor i."""
     out = []
@@ -208,5 +216,5 @@ def channels(profile, schema, sources):
             ths.append(Threshold(th["event"], th["above"] if above else th["below"], above,
                                  th.get("hysteresis", 0)))
         out.append(Channel(i, s["name"], sources[i], s["quantity"], s["interval_ms"],
-                           schema.scaler(i), s.get("filters", {}), ths))
+                           schema.scaler(i), _reading(schema, i), s.get("filters", {}), ths))
     return out

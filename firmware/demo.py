@@ -68,8 +68,15 @@ def main(args, out=sys.stdout):
                                                    "identical" if same else "DIFFERENT"))
         if not same:
             return 1
-    out.write("\n* batch + MQTT PUBLISH framing on %s. One JSON message per reading costs about "
-              "82 B (shared/bench/README.md).\n" % topic)
+    # The same day as a device without batching sends it: one JSON message per reading.
+    naive = 0
+    for r in lines:
+        msg = json.dumps({"device": device, "sensor": r["n"], "ts": r["t"], "value": r["v"]})
+        naive += len(msg) + mqtt_publish_overhead("%s/%s/%s" % (
+            profile["uplink"]["prefix"], device, r["n"]), len(msg))
+    out.write("\n* batch + MQTT PUBLISH framing on %s. The same readings as one JSON message "
+              "each (device, sensor, ts, value; on %s/%s/SENSOR): %.1f B/reading.\n"
+              % (topic, profile["uplink"]["prefix"], device, naive / len(lines)))
     out.write("Files are in %s/: `tether decode %s/reference.compact.cbor | head` prints readings "
               "back.\n" % (outdir, outdir))
     return 0

@@ -64,6 +64,7 @@ def main(args, out=None, err=None):
             raise ValueError("--shard: the shards of a fleet meet in one broker and one "
                              "database: give --broker and --db")
         lines = load_fleet(args.fleet or DEFAULT_FLEET, args.devices)
+        faults.check(spec, [p for p, _, _ in lines])
         devices = sum(n for _, n, _ in lines)
         first, end = shard_range(shard, devices) if shard else (0, devices)
         workers = min(args.workers or os.cpu_count() or 1, end - first)  # a device at least

@@ -34,7 +34,8 @@ def driver(name):
 
 
 def virtual(name):
-    """hal.sim.<name>: key, build, DEFAULTS, state, set, fault, FAULT (hal/sim/platform.py)."""
+    """hal.sim.<name>: key, build, DEFAULTS, state, set_quantity, faults, fault, FAULT
+    (hal/sim/platform.py)."""
     return _module("hal.sim", name)
 
 

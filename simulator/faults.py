@@ -19,6 +19,7 @@ import random
 
 from firmware.profile.units import parse_duration
 from hal import chips
+from hal.sim.platform import fault_kinds
 
 KINDS = {
     "outage": {"every": "1d", "for": "1h", "share": "1", "scope": "device"},
@@ -54,6 +55,19 @@ def parse(spec):
             opts[key] = value.strip()
         out.append((kind, _typed(kind, opts)))
     return out
+
+
+def check(faults, profiles):
+    """FaultError when a `sensor` fault names a kind no sensor of these compiled profiles has:
+    said before the run starts, not when the fault comes."""
+    kinds = set()
+    for p in profiles:
+        for s in p["sensors"]:
+            kinds.update(fault_kinds(p, s))
+    for kind, o in faults:
+        if kind == "sensor" and o["kind"] is not None and o["kind"] not in kinds:
+            raise FaultError("sensor: kind=%s: no sensor of the fleet has that fault (theirs: %s)"
+                             % (o["kind"], ", ".join(sorted(kinds))))
 
 
 def _duration(kind, key, text):
@@ -113,6 +127,7 @@ class Schedule:
         self.actions = []
         self.static = []  # (action, device index, details): applied at the start
         n = len(devices)
+        faultable = {}  # (id of a profile, fault kind) -> the sensors that can have it
         for kind, o in faults:
             chosen = _share(rnd, n, o.get("share", 1))
             if kind == "restart":
@@ -133,7 +148,9 @@ class Schedule:
                         elif kind == "power":
                             self._at(t, "cut", i, None)
                         else:
-                            sensors = devices[i]["sensors"]
+                            sensors = _faultable(faultable, devices[i], o["kind"])
+                            if not sensors:  # this device has no part that fails so
+                                break
                             s = sensors[rnd.randrange(len(sensors))]
                             what = o["kind"] or chips.virtual(s["driver"]).FAULT
                             self._window(t, o["for"], "sensor", "sensor_ok", i, (s["name"], what))
@@ -153,6 +170,15 @@ class Schedule:
             at, _, action, device, details = heapq.heappop(self.actions)
             out.append((at, action, device, details))
         return out
+
+
+def _faultable(cache, profile, kind):
+    """The sensors of a profile that can have the fault `kind` (None: each its chip's own)."""
+    key = (id(profile), kind)
+    if key not in cache:
+        cache[key] = [s for s in profile["sensors"]
+                      if kind is None or kind in fault_kinds(profile, s)]
+    return cache[key]
 
 
 def _share(rnd, n, share):

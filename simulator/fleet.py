@@ -27,6 +27,7 @@ from simulator import faults as faults_mod
 from simulator import sessions
 from simulator.clock import FleetClock
 from simulator.device import Gate, SimDevice
+from simulator.models import model_for
 from ingest import known_newest, parse_broker, repairing
 
 DEFAULT_FLEET = os.path.join(examples.folder(), "fleets", "mixed.yaml")
@@ -84,6 +85,10 @@ def load_fleet(path, devices=None):
         profile, errors = compile_profile(os.path.join(base, entry["profile"]))
         if errors:
             raise FleetError("\n".join(errors))
+        try:  # said before any device starts, not as a traceback once they do
+            model_for(profile)
+        except ValueError as exc:
+            raise FleetError("%s: devices[%d]: %s" % (path, i, exc))
         template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
@@ -180,7 +185,6 @@ class Fleet:
         return Client
 
     def _make_devices(self, host, port):
-        from simulator.models import model_for
         rnd = random.Random(self.seed)
         base = self._client_class()
         for profile, n, device_id, mine in self._each_device():

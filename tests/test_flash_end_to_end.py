@@ -14,6 +14,7 @@ import subprocess
 import sys
 
 from firmware.build import read_manifest
+from hal import chips
 from ingest import Ingest
 from tests.board_process import (PROFILE, QUICK_NET, SECRETS, UID, BoardProcess, command,
                                  healths, replies, rows, wait_rows)
@@ -196,8 +197,9 @@ def test_every_chip_a_sim_bundle_names_is_read_on_the_board_it_was_flashed_to(mo
     (tmp_path / "secrets.yaml").write_text(E2E_SECRETS)
     manifest = build(tmp_path / "profile.yaml", tmp_path / "bundle")
     paths = [e["path"] for e in manifest["files"]]
-    for chip in ("ina219", "pzem004t", "level_probe", "ads1115", "hx711"):
-        assert {"hal/drivers/%s.mpy" % chip, "hal/sim/%s.mpy" % chip} <= set(paths), chip
+    for chip in chips.CHIPS:  # a chip added to the registry is added to EVERY_CHIP too
+        assert {"hal/drivers/%s.mpy" % chip, "hal/sim/%s.mpy" % chip} <= set(paths), (
+            "%s: add a sensor of it to EVERY_CHIP" % chip)
     root = tmp_path / "board"
     with FakeBoard(root) as board:
         flash(["--bundle", tmp_path / "bundle"], board)

@@ -11,8 +11,8 @@ PROFILES = sorted(p for p in EXAMPLES.glob("*.yaml") if p.name != "secrets.yaml"
 
 
 def test_the_examples_are_there():
-    assert [p.name for p in PROFILES] == ["fridge.yaml", "pill-bottle.yaml", "printer.yaml",
-                                          "reference-printer.yaml", "washer.yaml"]
+    assert {p.name for p in PROFILES} >= {"fridge.yaml", "pill-bottle.yaml", "printer.yaml",
+                                          "reference-printer.yaml", "washer.yaml"}
 
 
 @pytest.mark.parametrize("path", PROFILES, ids=lambda p: p.name)

@@ -8,6 +8,7 @@ import functools
 import io
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -400,6 +401,27 @@ def test_a_bad_fleet_file_says_where(tmp_path, text, says):
     assert says in str(exc.value) and str(path) in str(exc.value)
 
 
+def test_a_profile_no_appliance_model_fits_is_refused_before_any_device_starts(tmp_path):
+    # A fridge without a power meter: the profile compiles, but nothing can drive its chips (a
+    # profile of a chip no model uses is refused so too). It was a traceback once devices started.
+    from simulator.fleet import FleetError
+    shutil.copytree("examples", tmp_path / "examples")
+    bottle = tmp_path / "examples" / "pill-bottle.yaml"
+    bottle.write_text(bottle.read_text().replace("model: Acme SmartCap", "model: Cold fridge"))
+    path = tmp_path / "f.yaml"
+    path.write_text("devices:\n  - {profile: examples/printer.yaml}\n"
+                    "  - {profile: examples/pill-bottle.yaml}\n")
+    with pytest.raises(FleetError) as exc:
+        load_fleet(str(path))
+    assert str(exc.value).startswith("%s: devices[1]: profile 'pillbottle-{uid}'" % path)
+    assert "a fridge needs a power meter" in str(exc.value)
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--fleet", str(path),
+                           "--duration", "1h", "--workdir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert "a fridge needs a power meter" in proc.stderr
+
+
 def test_a_missing_fleet_file_is_said_without_an_errno(tmp_path):
     from simulator.fleet import FleetError
     with pytest.raises(FleetError) as exc:
@@ -447,17 +469,46 @@ def test_a_fault_schedule_depends_on_the_seed_alone_and_shares_the_fleet():
     assert 1 <= len({i for _, action, i, _ in a if action == "cut"}) <= 2
 
 
+def example(name):
+    from firmware.profile.compile import compile as compile_profile
+    profile, errors = compile_profile("examples/%s.yaml" % name)
+    assert not errors
+    return profile
+
+
 def test_a_sensor_fault_uses_the_drivers_own_failure():
     spec = faults.parse("sensor:every=1h,for=10min")
-    profiles = [{"sensors": [{"name": "power", "driver": "pzem004t"}]},
-                {"sensors": [{"name": "ink", "driver": "ina219"}]}]
-    acts = faults.Schedule(spec, profiles, 86400000, 1).due(2 * 86400000)
-    kinds = {(i, details) for _, action, i, details in acts if action == "sensor"}
-    assert kinds == {(0, ("power", "timeout")), (1, ("ink", "nack"))}
+    washer, printer = example("washer"), example("printer")
+    printer["sensors"] = [s for s in printer["sensors"] if s["driver"] == "ina219"]
+    acts = faults.Schedule(spec, [washer, printer], 86400000, 1).due(2 * 86400000)
+    kinds = {(i, details[1]) for _, action, i, details in acts if action == "sensor"}
+    assert kinds == {(0, "timeout"), (1, "nack")}
+
+
+def test_a_sensor_fault_of_a_given_kind_hits_only_the_sensors_that_can_have_it():
+    # A bad CRC is a UART's (the washer's PZEM-004T); the printer's INA219 is on I2C and its
+    # probes on ADC pins: the fault was once given to any sensor and the run crashed on it.
     spec = faults.parse("sensor:every=1h,for=10min,kind=bad_crc")
-    acts = faults.Schedule(spec, profiles[:1], 86400000, 1).due(2 * 86400000)
-    assert {details for _, action, _, details in acts if action == "sensor"} \
-        == {("power", "bad_crc")}
+    profiles = [example("printer"), example("washer")] * 3
+    acts = faults.Schedule(spec, profiles, 86400000, 1).due(2 * 86400000)
+    hit = {(i % 2, details) for _, action, i, details in acts if action == "sensor"}
+    assert {d for _, d in hit} and {i for i, _ in hit} == {1}
+    assert {kind for _, (_, kind) in hit} == {"bad_crc"}
+    faults.check(spec, profiles)
+    with pytest.raises(faults.FaultError) as exc:
+        faults.check(spec, [example("printer"), example("pill-bottle")])
+    assert str(exc.value).startswith("sensor: kind=bad_crc: no sensor of the fleet has that "
+                                     "fault (theirs: disconnected, dout_low, nack, no_chip, ")
+
+
+def test_simulate_refuses_a_sensor_fault_no_sensor_can_have_before_it_starts(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--devices", "2",
+                           "--duration", "1h", "--faults", "sensor:kind=bogus",
+                           "--workdir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("tether simulate: sensor: kind=bogus: no sensor of the fleet")
+    assert not (tmp_path / "run").exists()
 
 
 def test_restart_faults_need_the_embedded_broker_and_slow_links_are_static():

@@ -14,8 +14,9 @@
 # A conversion takes `busy_reads` config reads (OS reads 0 meanwhile), not time. In continuous
 # mode the conversion register follows the inputs on every read.
 #
-# Fault: chip.stall = True: a started conversion never completes (OS stays 0, the conversion
-# register keeps its old value).
+# Faults: chip.stall = True: a started conversion never completes (OS stays 0, the conversion
+# register keeps its old value); an input in chip.floating has lost its wire and reads full scale
+# (taken as pulled up to VDD: a level probe's "disconnected").
 _POR_CONFIG = 0x8583
 _FSR = (6.144, 4.096, 2.048, 1.024, 0.512, 0.256, 0.256, 0.256)
 _MUX = ((0, 1), (0, 3), (1, 3), (2, 3), (0, None), (1, None), (2, None), (3, None))
@@ -29,6 +30,7 @@ class SimADS1115:
     def __init__(self, volts=None):
         self.volts = list(volts) if volts is not None else [0.0, 0.0, 0.0, 0.0]
         self.stall = False
+        self.floating = set()
         self.busy_reads = 0
         self.conversions = 0
         self.config = _POR_CONFIG & 0x7FFF  # OS kept apart: self._busy
@@ -38,17 +40,20 @@ class SimADS1115:
         self._busy = None  # None: idle; n: config reads before it completes; -1: never
 
     def clear(self):
-        """Ends its fault (SimPlatform.clear): the conversion it was stuck on completes, and
-        the next ones do."""
+        """Ends its faults (SimPlatform.clear): the conversion it was stuck on completes, and
+        the next ones do; every input has its wire again."""
         self.stall = False
+        self.floating = set()
         if self._busy == -1:
             self._finish()
 
     def code(self):
         """The conversion code for the current inputs and the config's MUX and PGA."""
         p, n = _MUX[(self.config >> 12) & 7]
-        v = self.volts[p] - (self.volts[n] if n is not None else 0.0)
         fsr = _FSR[(self.config >> 9) & 7]
+        if p in self.floating or n in self.floating:
+            return 32767
+        v = self.volts[p] - (self.volts[n] if n is not None else 0.0)
         return max(-32768, min(32767, _round(v / fsr * 32768)))
 
     # -- the chip interface (hal/sim/i2c.py) -----------------------------------------------------
@@ -129,6 +134,11 @@ def state(s):
 
 def set_quantity(s, chip, value):
     chip.volts[s["channel"]] = value
+
+
+def faults(s):
+    """The chip's own faults for sensor s (its bus's are hal/sim/i2c.py's)."""
+    return ("stall",)
 
 
 def fault(s, chip, kind):

@@ -11,8 +11,11 @@
 #   chip.write(reg, data)   data: the bytes after the pointer byte (MSB first for 16-bit ones)
 #   chip.read(reg, n)       -> n bytes starting at register reg
 #
-# writeto(addr, buf) sets the chip's register pointer to buf[0] and writes the rest (if any);
-# readfrom(addr, n) reads from the last pointer, as INA219 and ADS1115 do.
+# writeto(addr, buf) sets the chip's register pointer to buf[0] and passes it with the rest,
+# which may be empty: a register chip only moves its pointer then, a chip driven by commands
+# (one or two bytes, Sensirion's) takes the command; readfrom(addr, n) reads from the last
+# pointer, as INA219 and ADS1115 do. A chip not ready to be read (a conversion under way) raises
+# OSError(errno.ENODEV) from read(): the read header is not acknowledged, as on the wire.
 #
 # Faults, for one address or (address None) for the whole bus, until cleared or for `times`
 # transfers:
@@ -93,8 +96,7 @@ class SimI2C:
         self._record("w", addr, None, data)
         if data:
             self._pointer[addr] = data[0]
-            if len(data) > 1:
-                chip.write(data[0], data[1:])
+            chip.write(data[0], data[1:])
         return len(data)
 
     # -- inside -----------------------------------------------------------------------------------

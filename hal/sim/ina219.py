@@ -160,5 +160,9 @@ def set_quantity(s, chip, value):
         chip.amps = value / 1000.0 / chip.shunt_ohms
 
 
+def faults(s):
+    return ()  # only the bus's faults (hal/sim/i2c.py)
+
+
 def fault(s, chip, kind):
-    return False  # only the bus's faults (hal/sim/i2c.py)
+    return False

@@ -1,8 +1,9 @@
 # A level probe on the sim platform: on a board ADC pin it is that pin's SimADC (hal/sim/adc.py);
 # on an ADS1115 (`adc:`) a channel of the SimADS1115 at that address, shared with other sensors
 # that read the chip. set_quantity() turns a level in % into the raw reading between the profile's
-# raw_empty and raw_full. Faults: "disconnected" (a probe on a pin: the input pulled low),
-# "stall" (a probe on an ADS1115: its conversion never completes). Portable.
+# raw_empty and raw_full. Faults: "disconnected" (a probe on a pin: the input pulled low; on an
+# ADS1115: its channel floating, read as full scale), "stall" (a probe on an ADS1115: its
+# conversion never completes). Portable.
 
 DEFAULTS = {"level": 50.0}
 FAULT = "disconnected"  # the fault a simulation's `sensor` fault injects (simulator/faults.py)
@@ -40,9 +41,18 @@ def set_quantity(s, chip, value):
         chip.raw12 = int(raw + 0.5)
 
 
+def faults(s):
+    """A probe can come loose; one on an ADS1115 channel also has that chip's faults (and its
+    I2C bus's, hal/sim/i2c.py)."""
+    return ("disconnected",) if "pin" in s else ("disconnected", "stall")
+
+
 def fault(s, chip, kind):
-    if kind == "disconnected" and "pin" in s:
-        chip.disconnected = "low"
+    if kind == "disconnected":
+        if "pin" in s:
+            chip.disconnected = "low"
+        else:
+            chip.floating.add(s["adc"]["channel"])
         return True
     if kind == "stall" and "adc" in s:
         chip.stall = True

@@ -17,6 +17,21 @@ from hal.sim.micros import Micros
 from hal.sim.pins import SimPin
 
 
+def fault_kinds(profile, s):
+    """The faults SimPlatform.fault() takes for sensor s of a compiled profile: its bus's, then
+    its chip's own."""
+    place = chips.place(s)
+    out = ()
+    if "bus" in place:
+        kind = [b["type"] for b in profile.get("buses") or () if b["id"] == place["bus"]]
+        if kind == ["i2c"]:
+            from hal.sim.i2c import FAULTS
+        else:
+            from hal.sim.uart import FAULTS
+        out = FAULTS
+    return out + tuple(chips.virtual(s["driver"]).faults(s))
+
+
 class _Multidrop:
     """Several Modbus devices on one UART line: each answers only its own address."""
 
@@ -121,16 +136,15 @@ class SimPlatform:
 
     def fault(self, sensor, kind):
         """Breaks the part behind a sensor until clear(): a fault of the bus its chip is on
-        ("nack", "stuck", "noise" on I2C; "timeout", "bad_crc", "noise", "garbage", "short" on a
-        UART) or one of the chip itself (its module's fault(): "disconnected", "no_chip",
-        "dout_low" for an HX711; "disconnected" for a level probe on a board ADC; "stall" for an
-        ADS1115 conversion)."""
+        (hal/sim/i2c.py's or hal/sim/uart.py's FAULTS) or one of the chip itself (its module's
+        faults(s)); fault_kinds() lists them."""
         s, sim, chip = self.sensors[sensor]
         place = chips.place(s)
         if "bus" in place and self._bus_fault(self.buses[place["bus"]], place["address"], kind):
             return
         if not sim.fault(s, chip, kind):
-            raise ValueError("no fault %r for %s (%s)" % (kind, sensor, s["driver"]))
+            raise ValueError("no fault %r for %s (%s): its faults are %s" % (
+                kind, sensor, s["driver"], ", ".join(fault_kinds(self.profile, s))))
 
     def _bus_fault(self, bus, address, kind):
         # Each bus's own list of faults, imported here: only fault injection needs them.

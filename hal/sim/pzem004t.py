@@ -186,5 +186,9 @@ def set_quantity(s, chip, value):
     setattr(chip, _STATE[s["quantity"]], value)
 
 
+def faults(s):
+    return ()  # only the line's faults (hal/sim/uart.py)
+
+
 def fault(s, chip, kind):
-    return False  # only the line's faults (hal/sim/uart.py)
+    return False

@@ -9,7 +9,7 @@ from all_drivers import PROFILE
 from hal import chips
 from hal.board import drivers
 from hal.bus import SensorError
-from hal.sim.platform import SimPlatform
+from hal.sim.platform import SimPlatform, fault_kinds
 from support import raises
 
 
@@ -77,6 +77,32 @@ def test_chip_faults_of_the_load_cell_and_the_probes():
     for i, name in ((3, "pills"), (6, "ink_c"), (7, "ink_k")):  # each chip ends its own fault
         platform.clear(name)
         assert isinstance(value(ds[i], sensors[i]), (int, float)), name
+
+
+def test_every_chips_own_simulated_failure_is_a_sensor_error_of_its_driver():
+    # The fault a simulation's `sensor` fault injects (its virtual chip's FAULT): a driver that
+    # swallowed it and returned a number would pass every read-back test.
+    for i, s in enumerate(PROFILE["sensors"]):
+        platform, ds = built()
+        platform.fault(s["name"], chips.virtual(s["driver"]).FAULT)
+        exc = raises(SensorError, value, ds[i], s)
+        assert exc.kind, s["name"]
+
+
+def test_each_fault_a_sensor_lists_is_taken_and_ends_at_clear():
+    for i, s in enumerate(PROFILE["sensors"]):
+        kinds = fault_kinds(PROFILE, s)
+        assert kinds, s["name"]
+        for kind in kinds:
+            platform, ds = built()
+            platform.fault(s["name"], kind)
+            platform.clear(s["name"])
+            assert isinstance(value(ds[i], s), (int, float)), (s["name"], kind)
+    platform, _ = built()
+    exc = raises(ValueError, platform.fault, "power", "no_chip")
+    assert str(exc) == "no fault 'no_chip' for power (ina219): its faults are nack, stuck, noise"
+    assert fault_kinds(PROFILE, PROFILE["sensors"][1]) == (
+        "timeout", "bad_crc", "noise", "garbage", "short")
 
 
 def test_where_names_each_kind_of_place_as_errors_do():

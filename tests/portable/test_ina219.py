@@ -354,6 +354,16 @@ def test_sim_bus_faults_per_address_and_whole_bus():
     raises(ValueError, bus.fault, "smoke")
 
 
+def test_sim_bus_passes_a_one_byte_command_to_its_chip():
+    # A chip driven by commands (a Sensirion's soft reset, an HTU21D's measure) takes one byte;
+    # the bus once kept it as the pointer alone, and such a chip could not be simulated.
+    bus = SimI2C()
+    chip = bus.attach(0x44, Regs({}))
+    bus.writeto(0x44, b"\x94")
+    bus.writeto(0x44, b"\x24\x00")
+    assert chip.writes == [(0x94, b""), (0x24, b"\x00")]
+
+
 def test_sim_bus_pointer_reads_and_seeded_noise_repeat():
     bus = SimI2C()
     bus.attach(ADDR, SimINA219())

@@ -1,0 +1,93 @@
+# agent/sampler.py's path of a value: plausibility, the insight's look, the median, the
+# resolution, thresholds with hysteresis, the deadband, uncertain counts. Both interpreters.
+from agent.clock import FakeClock
+from agent.sampler import Sampler, Threshold
+from samplerkit import EventList, Fake, Rows, channel, run
+
+
+def test_median_removes_a_spike_and_plausibility_rejects_out_of_range_values():
+    clock = FakeClock()
+    rows = Rows()
+    seq = [5.0, 5.0, 90.0, 5.0, 5.0, 150.0, 5.0]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}), filters={"median": 3, "min": 0, "max": 100})
+    s = Sampler(clock, rows, None, [c])
+    run(s, clock, 70000)
+    assert [r[2] for r in rows.rows] == [50, 50, 50, 50, 50, 50]  # the 90 spike is out-voted
+    assert c.errors == {"implausible": 1}  # 150 is not a reading
+
+
+def test_the_insight_sees_every_plausible_value_unsmoothed_and_its_fault_costs_no_reading():
+    clock = FakeClock(unix_ms=1763856000000)
+    rows = Rows()
+    seq = [5.0, 5.0, 90.0, 150.0, 5.0, 5.0]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}), filters={"median": 3, "min": 0, "max": 100,
+                                                             "deadband": 1})
+    seen = []
+
+    def insight(t, v, synced):
+        seen.append((t - 1763856000000, v, synced))
+        if v > 50:
+            raise ValueError("a detector's bug")
+    c.insight = insight
+    run(Sampler(clock, rows, None, [c]), clock, 60000)
+    # The spike reaches the insight (the median hides it from the buffer); 150 is implausible.
+    assert seen == [(0, 5.0, True), (10000, 5.0, True), (20000, 90.0, True), (40000, 5.0, True),
+                    (50000, 5.0, True)]
+    assert c.errors == {"implausible": 1, "insight": 1}
+    assert [r[2] for r in rows.rows] == [50]  # the readings went on: the deadband held the rest
+    assert c.readings == 1 and c.suppressed == 4
+
+
+def test_deadband_buffers_only_changes_at_least_as_big_as_it():
+    clock = FakeClock()
+    rows = Rows()
+    seq = [20.0, 20.1, 20.15, 20.3, 20.25, 19.0]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}), filters={"deadband": 0.2})
+    run(Sampler(clock, rows, None, [c]), clock, 60000)
+    assert [r[2] for r in rows.rows] == [200, 203, 190]
+    assert c.suppressed == 3 and c.readings == 3
+
+
+def test_threshold_raises_once_and_clears_only_past_the_hysteresis():
+    clock = FakeClock(unix_ms=1763856000000)
+    rows = Rows()
+    ev = EventList()
+    # Ink falls through 15 %, wobbles around it, then a new cartridge.
+    seq = [20, 16, 14.9, 15.2, 14.8, 16.9, 15.5, 17.0, 13, 80]
+    th = Threshold("ink_low", 15, False, 2)
+    c = channel(0, Fake(lambda n: {"x": seq[n]}), thresholds=[th])
+    run(Sampler(clock, rows, ev, [c]), clock, 100000)
+    assert [(e[1], e[3], e[4]) for e in ev.got] == [
+        ("ink_low", "raised", 14.9), ("ink_low", "cleared", 17.0), ("ink_low", "raised", 13),
+        ("ink_low", "cleared", 80)]
+    assert ev.got[0][0] == 1763856000000 + 20000
+
+
+def test_a_threshold_judges_the_reading_as_stored_at_its_resolution():
+    # Resolution 0.1: 21.04 is stored as 21.0 and must not raise "above 21"; 21.06 is 21.1,
+    # and the event carries 21.1, the stored reading, not 21.06.
+    clock = FakeClock(unix_ms=1763856000000)
+    rows = Rows()
+    ev = EventList()
+    seq = [20.0, 21.04, 20.999847, 21.06, 20.04]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}), thresholds=[Threshold("warm", 21, True, 1)])
+    run(Sampler(clock, rows, ev, [c]), clock, 50000)
+    assert [r[2] for r in rows.rows] == [200, 210, 210, 211, 200]
+    assert [(e[1], e[3], e[4]) for e in ev.got] == [("warm", "raised", 21.1),
+                                                    ("warm", "cleared", 20.0)]
+
+
+def test_threshold_above_works_the_other_way():
+    th = Threshold("hot", 30, True, 1)
+    assert [th.check(v) for v in (29, 30.5, 31, 29.5, 29.0, 31)] == [
+        None, "raised", None, None, "cleared", "raised"]
+
+
+def test_uncertain_pill_counts_raise_and_clear_an_event():
+    clock = FakeClock()
+    ev = EventList()
+    seq = [(30, True), (29, False), (29, False), (29, True)]
+    c = channel(2, Fake(lambda n: {"count": seq[n][0], "count_confident": seq[n][1]}), "count")
+    run(Sampler(clock, Rows(), ev, [c]), clock, 40000)
+    assert [(e[1], e[3]) for e in ev.got] == [("uncertain_count", "raised"),
+                                              ("uncertain_count", "cleared")]
