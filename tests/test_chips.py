@@ -2,6 +2,7 @@
 driver, virtual chip, schema entry and tests, nothing else spells a driver name, and modules()
 names exactly the chip modules a profile makes a board import."""
 import ast
+import inspect
 import json
 import pathlib
 import re
@@ -52,6 +53,25 @@ def test_the_every_driver_fixture_holds_every_registered_chip():
     # tests/portable/test_board.py reads, faults and clears each chip of it on both
     # interpreters: a chip left out of it is left out of those checks.
     assert {s["driver"] for s in compiled(ALL_DRIVERS)["sensors"]} == set(NAMES)
+
+
+def test_a_drivers_own_keyword_defaults_agree_with_its_schema_entry():
+    # The schema entry owns the defaults a board runs with (build() passes every one); a
+    # driver's own, for a REPL or a test that makes it directly, must not say otherwise.
+    checked = 0
+    for name in NAMES:
+        module = chips.driver(name)
+        entry = DRIVERS[name]
+        owned = {field: default for _, field, _, default in entry["fields"] + entry["calibration"]
+                 if isinstance(default, (int, float)) and not isinstance(default, bool)}
+        for cls in vars(module).values():
+            if not (inspect.isclass(cls) and cls.__module__ == module.__name__):
+                continue
+            for p in inspect.signature(cls.__init__).parameters.values():
+                if p.name in owned and p.default is not inspect.Parameter.empty:
+                    assert p.default == owned[p.name], (name, cls.__name__, p.name)
+                    checked += 1
+    assert checked >= 5
 
 
 def test_the_schema_entries_are_exactly_the_registered_chips_in_its_order():
