@@ -246,6 +246,11 @@ class Agent:
         cmd.done()
         for c in self.sampler.channels:
             if c.name == name:
+                d = self.insights.detectors.get(name) if self.insights is not None else None
+                most = getattr(d, "MAX_INTERVAL_MS", None)
+                if most is not None and ms > most:
+                    raise _error("%s: at most %d ms: its %s insight counts readings further "
+                                 "apart as an outage" % (name, most, d.KIND))
                 c.interval_ms = ms
                 c.due = self.clock.monotonic()
                 return {"sensor": name, "interval_ms": ms}

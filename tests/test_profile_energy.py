@@ -87,3 +87,31 @@ def test_a_number_with_an_exponent_is_a_number_though_yaml_1_1_reads_it_as_text(
     # Quoted, it is text as written: still refused.
     assert errors_of(tmp_path, SENSOR % "{type: energy, tariff: '3e-1'}") == [
         "13:37: sensors[0].insight.tariff: expected a number, got '3e-1'"]
+
+
+def test_a_drift_limit_one_odd_cycle_reaches_is_refused(tmp_path):
+    # One cycle adds at most 3 - drift_slack to the CUSUM: a limit at or under that lets a
+    # single spike raise maintenance_due.
+    assert errors_of(tmp_path, SENSOR % "{type: energy, drift_slack: 0.5, drift_limit: 2.5}") == [
+        "13:60: sensors[0].insight.drift_limit: expected drift_limit above 2.5 (3 - drift_slack): "
+        "at or under it one odd cycle alone raises maintenance_due, got 2.5",
+    ]
+    assert compiles(tmp_path, SENSOR % "{type: energy, drift_slack: 0.5, drift_limit: 2.6}")
+
+
+def test_an_energy_insight_needs_readings_closer_than_an_outage(tmp_path):
+    # Readings 15 min apart were each taken for an outage: every report said 0 kWh.
+    text = SENSOR.replace("interval: 5s", "interval: 15min")
+    assert errors_of(tmp_path, text % "{type: energy}") == [
+        "12:15: sensors[0].interval: expected an interval of at most 5min: its energy insight "
+        "counts readings further apart as an outage, got '15min'",
+    ]
+    assert compiles(tmp_path, SENSOR.replace("interval: 5s", "interval: 5min") % "{type: energy}")
+
+
+def compiles(tmp_path, text):
+    from tests.test_profile_errors import BASE
+    (tmp_path / "ok.yaml").write_text(BASE + text)
+    compiled, errors = compile(str(tmp_path / "ok.yaml"))
+    assert errors == []
+    return compiled is not None

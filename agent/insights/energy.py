@@ -31,6 +31,9 @@ ONCE = {"maintenance_due": None}
 SNAP = 1                # the snapshot's layout: a change makes old ones fail restore()
 DAY_MS = 86400000
 MAX_GAP_MS = 600000
+# Its sensor's longest interval: a gap over MAX_GAP_MS counts no energy, so readings further
+# apart than that made every report 0 kWh and every cycle a gap (a missed reading is allowed).
+MAX_INTERVAL_MS = MAX_GAP_MS // 2
 FLOOR = 0.03
 Z_CLIP = 3.0
 STEADY = 8          # in-band readings with no pause: the drum has stopped reversing (drain, spin)
@@ -93,10 +96,16 @@ def _setting(key, v):
                                    "drift_limit"))
 
 
+def single_spike_limit(k):
+    """The drift_limit a single odd cycle can reach with slack k: it adds at most Z_CLIP - k."""
+    return Z_CLIP - k
+
+
 class Detector:
     KIND = KIND
     EVENTS = EVENTS
     ONCE = ONCE
+    MAX_INTERVAL_MS = MAX_INTERVAL_MS
 
     def __init__(self, cfg, emit):
         self.emit = emit
@@ -378,6 +387,11 @@ class Detector:
         if off_w >= on_w:
             raise ValueError("standby_below (%s W) must be under cycle_above (%s W)"
                              % (off_w, on_w))
+        k = new.get("drift_k", self.drift_k)
+        h = new.get("drift_h", self.drift_h)
+        if h <= single_spike_limit(k):
+            raise ValueError("drift_limit (%s) must be above %s, 3 - drift_slack: one odd cycle "
+                             "alone would raise maintenance_due" % (h, single_spike_limit(k)))
         for name in new:
             setattr(self, name, new[name])
         return self.settings()
@@ -442,6 +456,10 @@ class Detector:
         if settings.get("off_w", self.off_w) >= settings.get("on_w", self.on_w):
             settings.pop("on_w", None)                # the new profile's pair wins
             settings.pop("off_w", None)
+        if settings.get("drift_h", self.drift_h) <= single_spike_limit(
+                settings.get("drift_k", self.drift_k)):
+            settings.pop("drift_k", None)
+            settings.pop("drift_h", None)
         day = _fields(snap[7], "IIppii", "day")
         if report_ms != self.report_ms:
             day[0] = None

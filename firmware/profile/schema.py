@@ -211,9 +211,15 @@ def sensor(ctx, node):
         check(ctx, node, out)
     kind = out.get("insight", {}).get("type")
     if kind in INSIGHTS and out.get("quantity") not in INSIGHTS[kind]["quantities"]:
-        ctx.problems.append(at(node.value["insight"].value["type"], "a %s insight reads a %s, "
-                               "not a %s" % (kind, " or a ".join(INSIGHTS[kind]["quantities"]),
+        ctx.problems.append(at(node.value["insight"].value["type"], "%s %s insight reads a %s, "
+                               "not a %s" % ("an" if kind[0] in "aeiou" else "a", kind,
+                                             " or a ".join(INSIGHTS[kind]["quantities"]),
                                              out.get("quantity"))))
+    most = INSIGHTS[kind]["max_interval_ms"] if kind in INSIGHTS else None
+    if most is not None and out.get("interval_ms", 0) > most:
+        ctx.problems.append(at(node.value["interval"], expected(
+            "an interval of at most %s: its %s insight counts readings further apart as an "
+            "outage" % (format_duration(most), kind), node.value["interval"])))
     return out
 
 

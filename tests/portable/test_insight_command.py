@@ -7,11 +7,8 @@ MICROPYTHON_HEAP = "164k"  # the whole agent from .mpy (as test_repair.py), plus
 import asyncio
 import gc
 
-from agent import cbor, cbor_decode
-from agent.clock import FakeClock
-from agent.runtime import Agent
 from agent.store import RamStore
-from hal.sim.platform import SimPlatform
+from commandkit import agent, command
 
 MIN = 60000
 PILLS = {"calibration": {"pill_weight": 0.5, "scale": 412.5, "tare": 8421}, "driver": "hx711",
@@ -21,37 +18,6 @@ PILLS = {"calibration": {"pill_weight": 0.5, "scale": 412.5, "tare": 8421}, "dri
          "insight": {"type": "adherence", "times_min": [480, 1200], "window_ms": 30 * MIN,
                      "late_ms": 300 * MIN, "pills": 1, "refill_days": 5, "settle_ms": 5 * MIN,
                      "utc_offset_min": 0}}
-
-
-def profile(sensor):
-    return {
-        "v": 1, "device": {"id": "dev-i"}, "platform": "sim", "buses": [], "sensors": [sensor],
-        "batch": {"max_age_ms": 3600000, "max_bytes": 256, "max_readings": 4},
-        "buffer": {"flush_ms": 3600000, "max_bytes": 4096, "path": "buffer", "ram_readings": 4,
-                   "storage": "ram"},
-        "uplink": {"backoff_max_ms": 300000, "backoff_min_ms": 1000, "client_id": "dev-i",
-                   "deflate": False, "encoding": "compact", "health_ms": 300000,
-                   "host": "127.0.0.1", "port": 1883, "keepalive_ms": 60000,
-                   "prefix": "tether/v1", "tls": False, "window": 4},
-    }
-
-
-class NoClient:
-    def __init__(self, *args, **kw):
-        raise OSError("not in these tests")
-
-
-def agent(sensor, events_store=None, synced=True):
-    p = profile(sensor)
-    a = Agent(p, SimPlatform(p), FakeClock(0, 1767225600000 if synced else None), NoClient,
-              store=RamStore(), events_store=events_store or RamStore())
-    a.open()
-    return a
-
-
-def command(a, fields):
-    reply, then = asyncio.run(a.commands.handle(cbor.dumps(fields)))
-    return cbor_decode.loads(reply)
 
 
 def test_insight_commands_ack_snooze_and_set_with_a_reply_that_says_what_was_done():
@@ -155,6 +121,8 @@ def test_errors_show_a_long_text_or_a_bignum_from_a_command_short():
         assert r["ok"] is False and error in r["error"] and len(r["error"]) < 200, (i, r)
     r = command(a, {"id": "s", "cmd": "set_interval", "sensor": long_name, "interval_ms": 1000})
     assert r["error"] == "no sensor '%s'..." % ("x" * 37)
+    assert command(a, {"id": "t", "cmd": "set_interval", "sensor": "pills",
+                       "interval_ms": 3600000})["ok"] is True  # an adherence insight takes it
     assert command(a, {"id": "c"})["error"].startswith("missing argument 'cmd' (known: ")
 
 

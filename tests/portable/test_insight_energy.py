@@ -161,6 +161,10 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     _refused(d, {"currency": 3}, "currency: expected a short text")
     _refused(d, {"standby_below": 20}, "standby_below (20 W) must be under cycle_above")
     _refused(d, {"tariff": 0.1, "cycle_above": 4}, "must be under cycle_above (4 W)")
+    # one odd cycle adds at most 3 - drift_slack: a limit there would alarm on a spike
+    _refused(d, {"drift_slack": 0.5, "drift_limit": 2.5}, "drift_limit (2.5) must be above 2.5")
+    _refused(d, {"drift_slack": 2, "drift_limit": 1}, "drift_limit (1) must be above 1")
+    assert d.settings()["drift_limit"] == 8 and d.settings()["drift_slack"] == 1
     r.feed(1000.0, HOUR + 5000, step=5000)
     r.feed(1000.0, DAY - HOUR, step=5000)
     (_, _, _, f), = r.of("energy_report")

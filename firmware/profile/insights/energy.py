@@ -1,5 +1,6 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
+from agent.insights.energy import MAX_INTERVAL_MS, single_spike_limit
 from firmware.profile.errors import Invalid, at, expected
 from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
                                     number, section, text)
@@ -28,6 +29,7 @@ def currency(ctx, node):
 
 
 QUANTITIES = ("power",)
+MAX_INTERVAL_MS = MAX_INTERVAL_MS  # the sensor's longest interval (firmware/profile/schema.py)
 FIELDS = [
     ("cycle_above", "on_w", number(above=0), 10),
     ("standby_below", "off_w", number(above=0), 5),
@@ -53,6 +55,12 @@ def check(ctx, node, out):
         where = node.value.get("standby_below") or node.value.get("cycle_above") or node
         ctx.problems.append(at(where, expected("standby_below under cycle_above (%s W)"
                                                % out.get("on_w"), where)))
+    if "drift_k" in out and "drift_h" in out and out["drift_h"] <= single_spike_limit(
+            out["drift_k"]):
+        where = node.value.get("drift_limit") or node.value.get("drift_slack") or node
+        ctx.problems.append(at(where, expected(
+            "drift_limit above %s (3 - drift_slack): at or under it one odd cycle alone raises "
+            "maintenance_due" % single_spike_limit(out["drift_k"]), where)))
     if "motor_lo_w" in out and "motor_hi_w" in out and out["motor_lo_w"] >= out["motor_hi_w"]:
         where = node.value.get("motor_above") or node.value.get("motor_below") or node
         ctx.problems.append(at(where, expected("motor_above under motor_below (%s W)"
