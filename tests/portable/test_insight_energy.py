@@ -172,6 +172,22 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     assert abs(f["co2_g"] - f["kwh"] * 180) < 0.1
 
 
+def test_a_new_tariff_prices_the_energy_from_then_and_a_new_currency_the_whole_day():
+    # A set at noon once repriced the morning too.
+    r = Run()                                   # tariff 0.3 EUR, report at midnight UTC
+    r.feed(1000.0, 12 * HOUR, step=5000)        # 12 kWh at 0.3
+    r.d.set({"tariff": 0.5})
+    r.feed(1000.0, 12 * HOUR + 5000, step=5000)  # 12 kWh at 0.5, then the report
+    (_, _, _, f), = r.of("energy_report")
+    assert abs(f["kwh"] - 24.0) < 0.01 and abs(f["cost"] - (12 * 0.3 + 12 * 0.5)) < 0.01
+    assert f["currency"] == "EUR"
+    r.feed(1000.0, 6 * HOUR, step=5000)
+    r.d.set({"tariff": 0.2, "currency": "CHF"})  # one currency a day: the morning at 0.2 too
+    r.feed(1000.0, 18 * HOUR, step=5000)
+    f = r.of("energy_report")[-1][3]
+    assert abs(f["cost"] - f["kwh"] * 0.2) < 0.01 and f["currency"] == "CHF"
+
+
 def test_odd_readings_and_clock_jumps_do_not_break_it():
     r = Run()
     for v in (0.0, -5.0, 1e12, 3.0, 50.0):
