@@ -70,6 +70,11 @@ def test_model_for_picks_by_sensors_and_device_model():
     washer_named_fridge = profile("washer")
     washer_named_fridge["device"]["model"] = "Acme Fridge 2"
     assert model_for(washer_named_fridge) is Fridge
+    # A fridge maker's own model name: its insight watching a compressor's capacity says it
+    # (it was simulated as a washer, and every score passed).
+    frostline = profile("fridge")
+    frostline["device"]["model"] = "Frostline FX-300"
+    assert model_for(frostline) is Fridge
     no_model = profile("printer")
     no_model["sensors"] = [s for s in no_model["sensors"] if s["name"] == "power"]
     with pytest.raises(ValueError, match="no appliance model"):

@@ -32,16 +32,17 @@ Before the first advance() the chips hold the platform's defaults: call advance(
 
 
 def model_for(profile):
-    """The model class for a compiled profile: a fridge when device.model says so (it needs a
-    power meter); a printer for ink_* level sensors; a pill bottle for an HX711 pill count; a
-    washer for a PZEM-004T. ValueError otherwise."""
+    """The model class for a compiled profile: a fridge when device.model says so or an energy
+    insight watches a compressor's `capacity` (it needs a power meter); a printer for ink_*
+    level sensors; a pill bottle for an HX711 pill count; a washer for a PZEM-004T.
+    ValueError otherwise (docs/simulator.md)."""
     model = ((profile.get("device") or {}).get("model") or "").lower()
     sensors = profile.get("sensors") or []
 
     def has(pred):
         return any(pred(s) for s in sensors)
 
-    if "fridge" in model:
+    if "fridge" in model or has(lambda s: (s.get("insight") or {}).get("watch") == "capacity"):
         if has(lambda s: s["driver"] in ("pzem004t", "ina219") and s["quantity"] in
                ("power", "energy", "current")):
             from simulator.models.fridge import Fridge
