@@ -54,6 +54,28 @@ def test_definitions_on_hand_made_units():
     assert abs(rate - 100.0 * 2 / (95 / 30.0)) < 1e-9 and not ok
 
 
+def test_two_washes_run_together_as_one_cycle_are_one_found_and_names_are_scored():
+    # cycle_end longer than the pause between two washes: one cycle covers both. The overlap
+    # alone once called both found.
+    def named(start, end, programme):
+        c = cycle(start, end)
+        c[4]["programme"] = programme
+        return c
+    truth = {"programmes": [{"t": 1000, "end": 5000, "programme": "quick 30"},
+                            {"t": 6000, "end": 9000, "programme": "cotton 40"},
+                            {"t": 20000, "end": 30000, "programme": "cotton 60"}],
+             "degrading": False, "degrade_onset_ms": None, "failure_ms": None}
+    signatures = {"sensors": [{"insight": {"programmes": [{"name": "quick 30"}]}}]}
+    unit = Unit("w", truth, [named(1000, 9000, "quick 30"), named(20500, 29000, "cotton 40"),
+                             report(DAY, 0)], signatures)
+    got = by_name(score([unit]))
+    assert got["washer programmes detected as cycles"] == (2 / 3, False)
+    assert got["cycles that are real"] == (1.0, True)
+    assert got["washes named the programme they ran"] == (0.5, None)
+    assert "washes named the programme they ran" not in by_name(score([Unit(
+        "w", truth, unit.insights, {"sensors": [{"insight": {"programmes": []}}]})]))
+
+
 def test_no_failure_in_the_run_leaves_the_lead_unscored():
     unit = Unit("w", {"programmes": [], "degrading": False, "degrade_onset_ms": None,
                       "failure_ms": None}, [report(DAY, 0), report(2 * DAY, DAY)], {})

@@ -4,10 +4,15 @@ motors and compressors flagged before they fail, false maintenance alarms. HOST-
 Definitions (times are the truth's, simulator/models/washer.py and fridge.py):
 - A unit's horizon is the time of its last insight event (a daily energy_report comes every
   day); its exposure starts at the first reading its first report covers (`since`).
-- Cycle recall: the share of the truth's programmes (washers) or compressor cycles (fridges)
-  that ended by the horizon and that some `cycle` event's [start, end] overlaps. Precision: the
-  share of `cycle` events that overlap a truth cycle or a fridge's defrost (it runs into the
-  compressor's pull-down: one cycle; on a failed fridge it is a cycle of its own).
+- Cycle recall: the share of the truth's programmes (washers) or compressor cycles (fridges;
+  two joined by a defrost between them, the power never off, are one) that ended by the
+  horizon and that a `cycle` event's [start, end] overlaps, each event
+  credited to one of them at most (two washes run together as one cycle are one found, one
+  missed). Precision: the share of `cycle` events that overlap a truth cycle or a fridge's
+  defrost (it runs into the compressor's pull-down: one cycle; on a failed fridge it is a
+  cycle of its own).
+- Programmes named right: of the washes found on units whose profile names signatures, the
+  share whose `cycle` event carries the programme the model ran (no target: shown).
 - Flagged before failure: among degrading units whose failure_ms is by the horizon, the share
   with a maintenance_due at or after degrade_onset_ms and before failure_ms; days before
   failure: failure_ms minus that first alarm (0 for a unit not flagged), the median over them.
@@ -25,7 +30,16 @@ def _truth_cycles(truth):
     if "programmes" in truth:
         return "programmes", [(p["t"], p["end"]) for p in truth["programmes"]]
     if "compressor_cycles" in truth:
-        return "compressor_cycles", list(truth["compressor_cycles"])
+        # A defrost that starts as a compressor cycle ends and ends as the next begins (its
+        # pull-down) leaves the power on throughout: on the line the three are one cycle.
+        bridges = {(s, e) for s, e in truth.get("defrosts", ())}
+        out = []
+        for s, e in sorted(truth["compressor_cycles"]):
+            if out and any(b == (out[-1][1], s) for b in bridges):
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+        return "compressor_cycles", out
     return None, []
 
 
@@ -45,6 +59,29 @@ def _overlapping(a, b):
     return hit
 
 
+def _matched(truth, detected):
+    """[(i, j)]: truth cycle i found as detected cycle j, each j credited to one i at most (the
+    first it overlaps); both lists sorted by start."""
+    pairs = []
+    used = set()
+    j = 0
+    for i, (s, e) in enumerate(truth):
+        while j < len(detected) and detected[j][1] <= s:
+            j += 1
+        k = j
+        while k < len(detected) and detected[k][0] < e:
+            if k not in used and detected[k][1] > s:
+                used.add(k)
+                pairs.append((i, k))
+                break
+            k += 1
+    return pairs
+
+
+def _signatures(profile):
+    return any((s.get("insight") or {}).get("programmes") for s in profile.get("sensors", ()))
+
+
 def _unit(u, out):
     events = [x for x in u.insights if x[1] in ("cycle", "energy_report", "maintenance_due")]
     if not events:
@@ -52,12 +89,20 @@ def _unit(u, out):
     horizon = max(x[0] for x in events)
     reports = [x for x in events if x[1] == "energy_report"]
     begin = min([x[0] for x in events] + [x[4]["since"] for x in reports[:1]])
-    detected = sorted((x[4]["start"], x[4]["end"]) for x in events if x[1] == "cycle")
+    cycles = sorted((x[4]["start"], x[4]["end"], x[4].get("programme")) for x in events
+                    if x[1] == "cycle")
+    detected = [(s, e) for s, e, _ in cycles]
     kind, truth = _truth_cycles(u.truth)
     if kind is not None:
         truth = sorted(c for c in truth if c[1] <= horizon)
+        pairs = _matched(truth, detected)
         n, hit = out["recall"].get(kind, (0, 0))
-        out["recall"][kind] = (n + len(truth), hit + _overlapping(truth, detected))
+        out["recall"][kind] = (n + len(truth), hit + len(pairs))
+        if kind == "programmes" and _signatures(u.profile):
+            names = {(p["t"], p["end"]): p["programme"] for p in u.truth["programmes"]}
+            out["named"][0] += len(pairs)
+            out["named"][1] += sum(1 for i, j in pairs
+                                   if cycles[j][2] == names.get(truth[i]))
         out["precision"][0] += len(detected)
         real = sorted(_truth_cycles(u.truth)[1] + list(u.truth.get("defrosts", ())))
         out["precision"][1] += _overlapping(detected, real)
@@ -75,7 +120,7 @@ def _unit(u, out):
 
 def score(units):
     out = {"recall": {}, "precision": [0, 0], "healthy_ms": 0, "false": 0, "leads": [],
-           "flagged": 0}
+           "flagged": 0, "named": [0, 0]}
     for u in units:
         _unit(u, out)
     lines = []
@@ -88,6 +133,10 @@ def score(units):
     if n:
         lines.append(("cycles that are real (precision, of %d)" % n, hit / n, ">= 0.95",
                       hit / n >= 0.95))
+    n, hit = out["named"]
+    if n:
+        lines.append(("washes named the programme they ran (of %d found)" % n, hit / n,
+                      "(the profile's signatures)", None))
     leads = out["leads"]
     if leads:
         share = out["flagged"] / len(leads)
