@@ -122,10 +122,16 @@ def _insight(kind, device, sensor, t, value, f):
         evidence = "%s: empty at %s %%%s" % (sensor, num_text(f.get("level", value)),
                                              "" if f.get("reordered") else ", never reordered")
     elif kind == "maintenance_due":
-        evidence = "%s: %s %s%s %% from its baseline %s (spread %s), CUSUM %s after %s cycles" % (
+        # `cycles` counts chart points: with a batch each is the median of that many cycles
+        batch = f.get("batch")
+        points = ("%s points of %s cycles" % (num_text(f.get("cycles")), num_text(batch))
+                  if isinstance(batch, int) and not isinstance(batch, bool) and batch > 1
+                  else "%s cycles" % num_text(f.get("cycles")))
+        evidence = "%s: %s %s%s %% from its baseline %s (spread %s), CUSUM %s%s after %s" % (
             sensor, f.get("watch"), "+" if (f.get("drift_pct") or 0) >= 0 else "",
             num_text(f.get("drift_pct")), num_text(f.get("baseline")), num_text(f.get("spread")),
-            num_text(f.get("cusum")), num_text(f.get("cycles")))
+            num_text(f.get("cusum")), " (limit %s)" % num_text(f["limit"])
+            if "limit" in f else "", points)
     else:  # refill_needed
         evidence = "%s pills left, %s days of supply at %s a day" % (
             num_text(f.get("count")), num_text(f.get("days_left", value)), num_text(f.get("per_day")))

@@ -11,6 +11,7 @@ import bisect
 import concurrent.futures
 import functools
 import json
+import statistics
 import threading
 import time
 
@@ -393,33 +394,44 @@ def _overlay(chart, points, insights):
 
 
 def _cycles(insights):
-    """The energy insight's chart: the watched figure of each cycle, its running average (the
-    device's weight, 0.2), and the learnt baseline with its spread where maintenance_due gave
-    them."""
+    """The energy insight's chart: the watched figure of each cycle (or, where the device
+    charts the median of every `batch` cycles, those medians), its running average (the
+    device's weight, 0.2), and where maintenance_due gave them the learnt baseline and the
+    level past which the chart's sum grows (the baseline plus `slack` spreads, in the direction
+    of wear: a compressor's capacity falls)."""
     cycles = [(t, f) for t, e, _, _, f in insights if e == "cycle"]
     if not cycles:
         return None
     watch = cycles[-1][1].get("watch") or "energy"
     key = {"energy": "energy_wh", "peak": "peak_w"}.get(watch, "feature")
     points = [[f.get("start", t), f.get(key)] for t, f in cycles if _number(f.get(key))]
+    alarms = [(t, f) for t, e, _, _, f in insights if e == "maintenance_due"]
+    last = alarms[-1][1] if alarms else {}
+    batch = last.get("batch") if _int(last.get("batch")) and last["batch"] > 1 else 1
+    if batch > 1:  # as the device charts them: a day of a fridge's cycles, not each one
+        points = [[points[i + batch - 1][0], statistics.median(v for _, v in points[i:i + batch])]
+                  for i in range(0, len(points) - batch + 1, batch)]
     recent, ewma = None, []
     for t, v in points:
         recent = v if recent is None else recent + 0.2 * (v - recent)
         ewma.append([t, round(recent, 4)])
-    chart = {"channel": "cycles", "unit": watch, "points": points, "kind": "cycles",
+    unit = watch if batch == 1 else "%s, median of each %d cycles" % (watch, batch)
+    chart = {"channel": "cycles", "unit": unit, "points": points, "kind": "cycles",
              "marks": [], "lines": [{"label": "recent (average)", "points": ewma}]}
-    alarms = [(t, f) for t, e, _, _, f in insights if e == "maintenance_due"]
     for t, f in alarms:
         chart["marks"].append({"label": "maintenance due (drift %s %%)" % f.get("drift_pct"),
                                "t": t, "y": f.get("recent"), "kind": "maintenance_due"})
-    if alarms and _number(alarms[-1][1].get("baseline")) and points:
-        f = alarms[-1][1]
+    if _number(last.get("baseline")) and points:
         ends = [points[0][0], points[-1][0]]
         chart["lines"].append({"label": "learnt baseline",
-                               "points": [[x, f["baseline"]] for x in ends]})
-        if _number(f.get("spread")):
-            chart["lines"].append({"label": "baseline + 6 spreads", "points": [
-                [x, f["baseline"] + 6 * f["spread"]] for x in ends]})
+                               "points": [[x, last["baseline"]] for x in ends]})
+        if _number(last.get("spread")) and _number(last.get("slack")):
+            wear = -1 if watch == "capacity" else 1
+            chart["lines"].append({
+                "label": "past this the chart's sum grows (baseline %s %g spread)" % (
+                    "-" if wear < 0 else "+", last["slack"]),
+                "points": [[x, last["baseline"] + wear * last["slack"] * last["spread"]]
+                           for x in ends]})
     return chart
 
 

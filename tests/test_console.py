@@ -592,3 +592,27 @@ def test_the_json_data_of_a_device_answers_its_errors_in_json(console):
     assert status == 404 and json.loads(body) == {"error": "no device nobody in this database"}
     status, body, headers = request(console, "GET", "/device/printer-1/data?span=2y")
     assert status == 400 and json.loads(body)["error"].startswith("span: one of")
+
+
+def test_the_cycle_chart_draws_what_the_device_charts_and_where_its_sum_grows():
+    # A fridge charts the median of every 3 cycles' capacity, which falls as it wears: the
+    # line is below the baseline, at its slack (the chart once drew baseline + 6 spreads,
+    # above it, whatever the profile's drift settings and per cycle).
+    from console.reads import _cycles
+    feats = [5.0, 5.2, 4.9, 4.8, 4.6, 4.7, 4.5, 4.4, 4.6]
+    insights = [(1000 * i, "cycle", "power", 1.0, {"start": 1000 * i, "watch": "capacity",
+                                                   "feature": v})
+                for i, v in enumerate(feats)]
+    insights.append((9000, "maintenance_due", "power", -8.0, {
+        "watch": "capacity", "baseline": 5.0, "spread": 0.2, "recent": 4.6, "drift_pct": -8.0,
+        "cusum": 6.1, "cycles": 3, "slack": 1, "limit": 6, "batch": 3}))
+    chart = _cycles(insights)
+    assert chart["points"] == [[2000, 5.0], [5000, 4.7], [8000, 4.5]]
+    assert chart["unit"] == "capacity, median of each 3 cycles"
+    lines = {line["label"]: line["points"] for line in chart["lines"]}
+    assert lines["learnt baseline"] == [[2000, 5.0], [8000, 5.0]]
+    assert lines["past this the chart's sum grows (baseline - 1 spread)"] == [
+        [2000, 4.8], [8000, 4.8]]
+    from console.actions import _insight
+    text = _insight("maintenance_due", "f", "power", 9000, -8.0, insights[-1][4])["evidence"]
+    assert text.endswith("CUSUM 6.1 (limit 6) after 3 points of 3 cycles")

@@ -339,7 +339,8 @@ class Detector:
                 "watch": self.watch, "baseline": round(self.base, 4),
                 "spread": round(self.spread, 4), "recent": round(self.recent, 4),
                 "drift_pct": round(drift, 1), "cusum": round(self.cusum, 2),
-                "cycles": self.charted})
+                "cycles": self.charted, "slack": self.drift_k, "limit": self.drift_h,
+                "batch": self.batch})
 
     # -- the daily report -------------------------------------------------------------------
     def _report(self, t, gap_from):
