@@ -37,6 +37,7 @@ T, PUBLISHED, STATE, ONLINE, GENERATED, BACKLOG, OUTAGES, CUTS, WAITED, UNKNOWN 
 SLOTS = 10
 # A worker's states, and the parent's commands.
 STARTING, READY, RUNNING, DRAINED, STORED, FAILED = range(6)
+STOP_AFTER_FAILURE_S = 10  # how long a failed worker's devices get to close their files
 GO, STORE, STOP = range(3)
 POLL_S = 0.01
 SYNC_POLL_S = 0.0005  # how often a worker waiting for the others looks again
@@ -202,6 +203,7 @@ def worker_main(spec, shared, index, workers):
 
 async def _work(fleet, sync, first_part):
     host, port = _broker_address(fleet.broker_url)
+    failed = False
     try:
         await fleet._devices_run(host, port)
         sync.reached(math.inf)  # holds nobody back while it delivers
@@ -220,8 +222,21 @@ async def _work(fleet, sync, first_part):
         sync.note(fleet, force=True)  # after the repairs: the backlog the devices end with
         sync.state(STORED)
         await sync.command(STOP)
+    except BaseException:
+        # Said at once (the parent stops the run), and device time ended: devices asleep on
+        # a clock nobody moves any more never stopped, and the whole run hung in silence.
+        failed = True
+        sync.state(FAILED)
+        fleet.clock.finish()
+        raise
     finally:
-        await fleet._stop_devices()
+        if failed:
+            try:
+                await asyncio.wait_for(fleet._stop_devices(), STOP_AFTER_FAILURE_S)
+            except Exception:  # noqa: BLE001 - the failure itself is what is reported
+                pass
+        else:
+            await fleet._stop_devices()
 
 
 async def _watch_tails(fleet, sync):

@@ -417,3 +417,37 @@ def test_a_console_port_asked_for_and_taken_is_an_error_not_another_port(tmp_pat
         taken.close()
     assert code == 2 and err.startswith("tether simulate: --console: "), err
     assert "console: http" not in out
+
+
+def test_a_worker_that_fails_mid_run_says_so_and_stops_its_sleeping_devices():
+    # A failure inside a worker's run (a sensor fault its chips lacked, before tether simulate
+    # refused those up front) left its devices asleep on a clock nobody moved: stopping them
+    # never returned, the worker never said it failed, and the run hung in silence.
+    import asyncio
+
+    from simulator import workers
+    from simulator.clock import FleetClock
+
+    class Fleet:
+        broker_url = "mqtt://127.0.0.1:1883"
+
+        def __init__(self):
+            self.clock = FleetClock(1763856000000, speed=None)
+
+        async def _devices_run(self, host, port):
+            raise ValueError("a fault the devices' chips lack")
+
+        async def _stop_devices(self):
+            await self.clock.device().sleep(60000)  # returns once device time has ended
+
+    class Sync:
+        states = []
+
+        def state(self, s):
+            self.states.append(s)
+
+    async def main():
+        return await asyncio.wait_for(workers._work(Fleet(), Sync(), True), 60)
+    with pytest.raises(ValueError, match="a fault the devices' chips lack"):
+        asyncio.run(main())
+    assert Sync.states == [workers.FAILED]
