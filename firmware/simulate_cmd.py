@@ -100,6 +100,10 @@ def main(args, out=None, err=None):
             check_shard(db, fleet.run_key(), first, end)
         if db is not None and "://" not in db:
             os.makedirs(os.path.dirname(db), exist_ok=True)  # as --report's and --plots' are
+        if args.plots:
+            from simulator import plots as plots_mod
+            if not plots_mod.available():  # not once the run is over
+                raise ValueError(plots_mod.NEEDS)
     except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2

@@ -20,6 +20,18 @@ MIN_CHARTED = 5  # points a unit's maintenance chart needs before it is drawn
 INK_COLOURS = {"ink_c": "c", "ink_m": "m", "ink_y": "y", "ink_k": "k"}
 
 
+NEEDS = "--plots needs matplotlib: pip install matplotlib (tether's [plots] extra)"
+
+
+def available():
+    """Whether matplotlib can be imported: said before a run, not after it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _pyplot():
     try:
         import matplotlib
@@ -27,7 +39,7 @@ def _pyplot():
         import matplotlib.pyplot as plt
         return plt
     except ImportError:
-        raise SystemExit("--plots needs matplotlib: pip install matplotlib (tether's [plots] extra)")
+        raise SystemExit(NEEDS)
 
 
 def _days(t, start):

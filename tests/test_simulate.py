@@ -549,3 +549,18 @@ def test_commands_printed_without_the_urls_password_say_how_to_give_it():
         out = io.StringIO()
         simulate_cmd._password_note(db, out)
         assert ("PGPASSWORD" in out.getvalue()) is said and "s3cr3t" not in out.getvalue()
+
+
+def test_plots_without_matplotlib_are_refused_before_the_run(tmp_path):
+    # They were refused once the whole run was over, with exit 1 (a reading lost).
+    blocker = tmp_path / "block" / "matplotlib"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('not installed here')\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path / "block"))
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--duration", "1h",
+                           "--plots", str(tmp_path / "plots"), "--workdir", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr == ("tether simulate: --plots needs matplotlib: pip install matplotlib "
+                           "(tether's [plots] extra)\n")
+    assert "simulating" not in proc.stdout and not (tmp_path / "run").exists()
