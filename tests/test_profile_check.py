@@ -10,7 +10,8 @@ EXAMPLES = pathlib.Path(__file__).parent.parent / "examples"
 
 def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
     estimate = mocker.patch("firmware.profile.summary.estimate", return_value={
-        "readings_per_day": 60480, "batches_per_day": 144.0, "bytes_per_day": 61234})
+        "readings_per_day": 60480, "batches_per_day": 144.0, "bytes_per_day": 61234,
+        "health_per_day": 288.0, "health_bytes_per_day": 172800})
     path = str(EXAMPLES / "reference-printer.yaml")
     assert main(["check", path]) == 0
     out = capsys.readouterr().out
@@ -33,6 +34,7 @@ def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
         "    5  pills   hx711        count     pins 8/9   10s    1           count  -",
         "    6  power   ina219       power     i2c0 0x40  10s    0.1         W      -",
         "  on air    60,480 readings/day, 144.0 batches/day, 61,234 bytes/day",
+        "            288 health reports/day (every 5min), about 172,800 bytes/day",
     ]
     assert [s["name"] for s in estimate.call_args.args[0]["sensors"]] == [
         "energy", "ink_c", "ink_k", "ink_m", "ink_y", "pills", "power"]
@@ -40,8 +42,13 @@ def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
 
 def test_check_estimates_bytes_on_the_air_with_the_real_encoder(capsys):
     assert main(["check", str(EXAMPLES / "reference-printer.yaml")]) == 0
-    air = capsys.readouterr().out.splitlines()[-1]
+    air, health = capsys.readouterr().out.splitlines()[-2:]
     assert re.fullmatch(r"  on air    60,480 readings/day, 144\.0 batches/day, [0-9,]+ bytes/day", air)
+    # The health reports the agent makes, every 5 min by default: most of the bytes here (a
+    # real printer's were 540 B each, 8x its batches, and the line left them out).
+    got = re.fullmatch(r"            288 health reports/day \(every 5min\), about ([0-9,]+) "
+                       r"bytes/day", health)
+    assert got and 400 * 288 < int(got.group(1).replace(",", "")) < 800 * 288, health
 
 
 def test_check_summary_shows_filters_thresholds_and_tls_but_no_credentials(capsys):

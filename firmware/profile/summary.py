@@ -69,9 +69,16 @@ def table(rows):
 
 
 def air(compiled):
+    """Two lines: the batches, then the health reports (most of the bytes of a small profile,
+    at the default of one every 5 min)."""
     e = estimate(compiled)
-    return "%s readings/day, %.1f batches/day, %s bytes/day" % (
-        format(e["readings_per_day"], ","), e["batches_per_day"], format(e["bytes_per_day"], ","))
+    return ["%s readings/day, %.1f batches/day, %s bytes/day" % (
+        format(e["readings_per_day"], ","), e["batches_per_day"], format(e["bytes_per_day"], ",")),
+        "%s health reports/day (every %s), about %s bytes/day" % (
+            format(int(e["health_per_day"]), ",") if e["health_per_day"] == int(
+                e["health_per_day"]) else "%.1f" % e["health_per_day"],
+            format_duration(compiled["uplink"]["health_ms"]),
+            format(e["health_bytes_per_day"], ","))]
 
 
 def summary(path, compiled, secret_fields):
@@ -119,5 +126,7 @@ def summary(path, compiled, secret_fields):
                      shown(s["interval_ms"], format_duration),
                      shown(s["resolution"], format_resolution), s["unit"] or "-", behaviour(s)))
     lines += table(rows)
-    lines.append("  on air    " + air(compiled))
+    batches, healths = air(compiled)
+    lines.append("  on air    " + batches)
+    lines.append("            " + healths)
     return "\n".join(lines)
