@@ -189,6 +189,21 @@ def _seconds(ms):
     return ms // 1000 if ms % 1000 == 0 else ms / 1000
 
 
+def _json_value(v):
+    """A reading as JSON allows it: NaN and the infinities (a SenML pack may carry them) are
+    null, as the ingest stores them, not the NaN that strict parsers refuse."""
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return None
+    return v
+
+
+def _looks_like_text(data):
+    """Whether a file that is not CBOR starts as JSON (or other) text does."""
+    head = data[:64].lstrip()
+    return head[:1] in (b"{", b"[", b'"') and all(32 <= c < 127 or c in (9, 10, 13)
+                                                  for c in head)
+
+
 def senml_json(b):
     """A decoded batch as a SenML JSON pack (RFC 8428), grouped per channel like its CBOR form."""
     pack = []
@@ -213,7 +228,7 @@ def senml_json(b):
                     rec["bu"] = b.units[name]
                 group = False
             rec["t"] = _seconds(t - base)
-            rec["v"] = v
+            rec["v"] = _json_value(v)
             pack.append(rec)
     return pack
 
@@ -290,11 +305,15 @@ def cmd_decode(args):
                 out.write(json.dumps(senml_json(item), separators=(",", ":")) + "\n")
             else:
                 for t, name, v in item.readings:
-                    out.write(json.dumps({"t": _seconds(t), "n": name, "v": v}) + "\n")
+                    out.write(json.dumps({"t": _seconds(t), "n": name, "v": _json_value(v)})
+                              + "\n")
     except cbor.CBORError as exc:
         out.flush()
         hint = ("; give its schema with --schema FILE or --db INGEST.sqlite"
                 if schemas.missing is not None else "")
+        if _looks_like_text(data):
+            hint = ("; this is text (JSON?), not CBOR: `tether encode` makes a batch file of "
+                    "JSON-lines readings")
         print("tether decode: %s: %s%s" % (src, exc, hint), file=sys.stderr)
         return 2
     return 0
@@ -307,7 +326,9 @@ def add_commands(sub):
     p.add_argument("--encoding", choices=("senml", "compact"), help="override the profile's")
     p.add_argument("--deflate", action="store_true", help="deflate batch bodies where it helps")
     p.add_argument("--device", type=device_id, metavar="ID", help="device id for the envelope (default: profile's)")
-    p.add_argument("readings", metavar="READINGS.jsonl", help="readings, or - for standard input")
+    p.add_argument("readings", metavar="READINGS.jsonl",
+                   help='readings as JSON lines {"t": Unix seconds, "n": channel name, '
+                        '"v": value}, or - for standard input')
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="batch file, or -")
     add_allow_outside(p)
     p.set_defaults(func=cmd_encode)

@@ -118,3 +118,35 @@ def test_demo_checks_the_examples_and_round_trips_every_encoding(tmp_path):
     naive = re.search(r"as one JSON message each .*: ([\d.]+) B/reading", text)
     assert naive and float(naive.group(1)) > 50 * float(rows[2][3])
     assert "shared/" not in text
+
+
+def test_decode_prints_json_strict_parsers_read_and_says_when_the_input_is_text(tmp_path):
+    # A SenML NaN printed as NaN, which json.loads(strict) and other languages refuse; a JSON
+    # file given by mistake was "the input ends 2482646927631527241 bytes early".
+    import cbor2
+    lines = tmp_path / "r.jsonl"
+    lines.write_text('{"t": 1763856000, "n": "power", "v": 1.5}\n'
+                     '{"t": 1763856010, "n": "power", "v": 2.5}\n')
+    batches = tmp_path / "b.cbor"
+    proc = tether("encode", "--profile", PROFILE, "--encoding", "senml", str(lines), "-o",
+                  str(batches))
+    assert proc.returncode == 0, proc.stderr
+    # Another SenML device's pack, whose second value is NaN (tether encode refuses one).
+    envelope = cbor2.loads(batches.read_bytes())
+    pack = cbor2.loads(envelope[-1])
+    pack[1][2] = float("nan")
+    envelope[-1] = cbor2.dumps(pack)
+    batches.write_bytes(cbor2.dumps(envelope))
+    proc = tether("decode", str(batches))
+    assert proc.returncode == 0, proc.stderr
+
+    def strict(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail("not JSON: " + c))
+    got = [strict(line) for line in proc.stdout.decode().splitlines()]
+    assert [r["v"] for r in got] == [1.5, None]
+    proc = tether("decode", "--senml", str(batches))
+    assert [r["v"] for r in strict(proc.stdout.decode())] == [1.5, None]
+    proc = tether("decode", str(lines))
+    assert proc.returncode == 2
+    assert proc.stderr.decode().endswith("; this is text (JSON?), not CBOR: `tether encode` "
+                                         "makes a batch file of JSON-lines readings\n")
