@@ -157,7 +157,7 @@ def text(report):
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
             report["broker_restarts"], f["duplicates"]),
         "events: %d raised, %d delivered, %d still waiting on devices, %d LOST; %s bytes on the "
-        "air per reading; backlog peak %d batches" % (
+        "air per reading; largest backlog %d batches (one device's peak)" % (
             f["events_raised"], f["events"], f["events_waiting"], f["events_lost"],
             f["bytes_per_reading"], f["backlog_max_batches"]),
         "repair: %d readings (%d batches) and %d events the broker lost were sent again by their "

@@ -66,7 +66,7 @@ def test_adherence_mistakes_are_reported(tmp_path):
                            "closer than twice the window (120 min): their windows would "
                            "overlap"]
     assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], refill_below: 5}\n") == [
-        "10:67: sensors[0].insight.refill_below: expected a duration like '10s', got 5"]
+        "10:67: sensors[0].insight.refill_below: expected a duration like '10s' (ms, s, min, h or d), got 5"]
     assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], pills: 0}\n") == [
         "10:60: sensors[0].insight.pills: expected an integer from 1 to 20, got 0"]
 

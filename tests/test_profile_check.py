@@ -76,7 +76,7 @@ def test_check_exits_2_with_every_error_of_every_profile(tmp_path, capsys):
     assert err.splitlines() == [
         "%s:2:11: platform: expected one of 'esp32', 'rpi', 'sim', got 'esp33', did you mean 'esp32'?" % bad,
         "%s:3:46: sensors[0].bus: no bus with id 'i2c0' is declared (declared: none)" % bad,
-        "%s:3:62: sensors[0].interval: expected a duration like '10s', got 5" % bad,
+        "%s:3:62: sensors[0].interval: expected a duration like '10s' (ms, s, min, h or d), got 5" % bad,
         "%s: cannot read: No such file or directory" % (tmp_path / "missing.yaml"),
     ]
 

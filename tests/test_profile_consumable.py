@@ -41,7 +41,7 @@ def test_bad_values_say_what_was_expected(tmp_path):
             ("{type: consumable, window: 3d}",
              "sensors[0].insight.window: expected a duration from 8d to 56d, got '3d'"),
             ("{type: consumable, lead_time: 10}",
-             "sensors[0].insight.lead_time: expected a duration like '10s', got 10")):
+             "sensors[0].insight.lead_time: expected a duration like '10s' (ms, s, min, h or d), got 10")):
         p, errors = compiled(tmp_path, insight)
         assert p is None and len(errors) == 1, errors
         assert errors[0].split(": ", 1)[1] == message, errors

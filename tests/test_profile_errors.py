@@ -36,7 +36,7 @@ def test_several_errors_are_all_reported_in_line_order(monkeypatch):
         "(like 'printer-{uid}'), got 'coffee/1'",
         "many-errors.yaml:15:5: sensors[1]: unknown key 'intervl', did you mean 'interval'?",
         "many-errors.yaml:19:14: sensors[2].address: expected an I2C address from 0x08 to 0x77, got 0x80",
-        "many-errors.yaml:20:15: sensors[2].interval: expected a duration like '10s', got 'fast'",
+        "many-errors.yaml:20:15: sensors[2].interval: expected a duration like '10s' (ms, s, min, h or d), got 'fast'",
         "many-errors.yaml:22:14: buffer.max_bytes: expected a size like '64KiB', got '1GB'",
     ]
 
@@ -99,9 +99,9 @@ def test_out_of_range_values_are_errors(tmp_path):
 
 
 @pytest.mark.parametrize("value, message", [
-    ("fast", "expected a duration like '10s', got 'fast'"),
-    ("10", "expected a duration like '10s', got 10"),
-    ("0.5ms", "expected a duration like '10s', got '0.5ms'"),
+    ("fast", "expected a duration like '10s' (ms, s, min, h or d), got 'fast'"),
+    ("10", "expected a duration like '10s' (ms, s, min, h or d), got 10"),
+    ("0.5ms", "expected a duration like '10s' (ms, s, min, h or d), got '0.5ms'"),
     ("50ms", "expected a duration from 100ms to 1d, got '50ms'"),
     ("2d", "expected a duration from 100ms to 1d, got '2d'"),
 ])
@@ -110,6 +110,21 @@ def test_bad_interval_is_reported(tmp_path, value, message):
         sensors:
           - {name: power, driver: ina219, bus: i2c0, interval: %s}
         """ % value) == ["8:56: sensors[0].interval: " + message]
+
+
+@pytest.mark.parametrize("value, hint", [
+    ('"0x40"', " (in quotes it is text: write the number without them)"),
+    ("'64'", " (in quotes it is text: write the number without them)"),
+    ("'forty'", ""),
+])
+def test_a_quoted_number_where_an_integer_goes_says_so(tmp_path, value, hint):
+    # '0x40' is in range: the address was refused for its quotes, and the message did not say.
+    (error,) = errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0, address: %s}
+        """ % value)
+    assert error.endswith("expected an I2C address from 0x08 to 0x77, got %s%s"
+                          % (value if value[0] == "'" else "'0x40'", hint)), error
 
 
 @pytest.mark.parametrize("value, message", [
@@ -501,7 +516,7 @@ def test_insight_mistakes_name_the_key_and_what_was_expected(tmp_path):
         "12:21: sensors[0].insight.type: expected one of 'consumable', 'adherence', 'energy', "
         "got 'consumabel', did you mean 'consumable'?",
         "16:21: sensors[1].insight.type: a consumable insight reads a level, not a power",
-        "16:44: sensors[1].insight.lead_time: expected a duration like '10s', got 10",
+        "16:44: sensors[1].insight.lead_time: expected a duration like '10s' (ms, s, min, h or d), got 10",
         "22:43: sensors[2].insight.schedule[0]: expected a time of day like '08:00', got '8am'",
         "22:60: sensors[2].insight: unknown key 'pils', did you mean 'pills'?",
         "26:60: sensors[3].insight.standby_below: expected standby_below under cycle_above "

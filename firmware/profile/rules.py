@@ -123,10 +123,17 @@ def boolean(ctx, node):
     return node.value
 
 
+QUOTED_NUMBER = re.compile(r"\s*[-+]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]+|[0-9_]+"
+                           r"(\.[0-9_]*)?([eE][-+]?[0-9]+)?)\s*")
+
+
 def integer(lo, hi, what=None):
     def read(ctx, node):
         if node.tag != "int" or not lo <= node.value <= hi:
-            raise Invalid(expected(what or "an integer from %d to %d" % (lo, hi), node))
+            message = expected(what or "an integer from %d to %d" % (lo, hi), node)
+            if node.tag == "str" and not node.plain and QUOTED_NUMBER.fullmatch(node.value):
+                message += " (in quotes it is text: write the number without them)"
+            raise Invalid(message)
         return node.value
     return read
 
@@ -201,7 +208,7 @@ def duration(lo, hi, whole_seconds=False):
     def read(ctx, node):
         ms = units.parse_duration(node.value) if node.tag == "str" else None
         if ms is None:
-            raise Invalid(expected("a duration like '10s'", node))
+            raise Invalid(expected("a duration like '10s' (ms, s, min, h or d)", node))
         if not lo <= ms <= hi:
             raise Invalid(expected("a duration from %s to %s" % (units.format_duration(lo),
                                                                  units.format_duration(hi)), node))

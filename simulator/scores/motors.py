@@ -104,7 +104,8 @@ def _unit(u, out):
             out["named"][1] += sum(1 for i, j in pairs
                                    if cycles[j][2] == names.get(truth[i]))
         out["precision"][0] += len(detected)
-        real = sorted(_truth_cycles(u.truth)[1] + list(u.truth.get("defrosts", ())))
+        real = sorted(_truth_cycles(u.truth)[1] + [(s, e) for s, e in
+                                                    u.truth.get("defrosts", ())])
         out["precision"][1] += _overlapping(detected, real)
     alarms = [x[0] for x in events if x[1] == "maintenance_due"]
     onset = u.truth.get("degrade_onset_ms")
