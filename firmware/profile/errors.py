@@ -2,7 +2,7 @@
 
 A problem is a tuple (file, line, column, key path, message); line and column are 1-based, or
 None when the problem concerns a whole file. Written out it reads
-`examples/printer.yaml:14:5: sensors[2].batch: expected an integer from 1 to 64, got 0`.
+`examples/printer.yaml:30:17: batch.max_readings: expected an integer from 1 to 10000, got 0`.
 """
 import difflib
 
