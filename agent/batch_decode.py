@@ -72,14 +72,16 @@ class Batch:
         self.deflated = bool(flags & FLAG_DEFLATED)
         self.body = body
         self.schema_id = None
-        self.units = {}
+        self.units = {}               # channel -> unit: the first a SenML pack gave it
         self.readings = None
+        self.reading_units = None     # a SenML pack's: each reading's unit, in readings' order
 
 
 def _uint(v, what, offset):
-    # At most 64 bits, as a CBOR unsigned integer: a bignum would only burden whoever prints it.
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0xFFFFFFFFFFFFFFFF:
-        raise cbor.Malformed("envelope %s must be an unsigned integer of 64 bits" % what, offset)
+    # 0 to 2**63 - 1, what a signed 64-bit column holds: a bignum would only burden whoever
+    # prints it, and 2**63 was decoded here and refused by the ingest.
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 0x7FFFFFFFFFFFFFFF:
+        raise cbor.Malformed("envelope %s must be an integer from 0 to 2**63 - 1" % what, offset)
     return v
 
 
@@ -96,7 +98,7 @@ def read_envelope(data, offset=0):
         raise _at(exc, offset)
     if not isinstance(env, list) or not env:
         raise cbor.Malformed("a batch is a CBOR array", offset)
-    if env[0] != VERSION:
+    if not isinstance(env[0], int) or isinstance(env[0], bool) or env[0] != VERSION:
         raise cbor.Malformed("batch format version %s is not supported (this decoder reads %d)"
                              % (shown(env[0]), VERSION), offset)
     if len(env) != 8:
@@ -104,7 +106,8 @@ def read_envelope(data, offset=0):
     _, device, seq, boot, dropped, encoding, flags, body = env
     if not isinstance(device, str):
         raise cbor.Malformed("envelope device id must be text", offset)
-    if encoding not in (SENML, COMPACT):
+    if not isinstance(encoding, int) or isinstance(encoding, bool) or encoding not in (
+            SENML, COMPACT):
         raise cbor.Malformed("unknown body encoding %s" % shown(encoding), offset)
     if not isinstance(body, bytes):
         raise cbor.Malformed("envelope body must be a byte string", offset)
@@ -152,11 +155,11 @@ def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):
             for name, unit, t, value in senml_decode.decode(cbor_decode.loads(body)):
                 if name not in order:
                     order[name] = len(order)
-                rows.append((t, order[name], len(rows), name, value))
-                b.units[name] = unit
+                    b.units[name] = unit
+                rows.append((t, order[name], len(rows), name, value, unit))
             rows.sort()
-            readings = [(r[0], r[3], r[4]) for r in rows]
-            b.readings = readings
+            b.readings = [(r[0], r[3], r[4]) for r in rows]
+            b.reading_units = [r[5] for r in rows]
     except cbor.CBORError as exc:
         raise _at(exc, body_at) if not b.deflated else type(exc)(exc.reason, body_at)
     return b

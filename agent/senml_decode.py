@@ -3,14 +3,16 @@ from agent import cbor
 from agent.schema import scaled_value
 from agent.senml import BN, BT, BU, BV, N, T, U, V, VB, VS
 
-# Integers (and decimal mantissas) as large as CBOR's own, no larger: a bignum of thousands of
-# digits would overflow a float it is added to, and cannot even be printed on CPython.
-_LIMIT = 1 << 64
+# Integers (and decimal mantissas, and integer values made of them) a signed 64-bit integer
+# holds, as a database column does: a bignum of thousands of digits would overflow a float it
+# is added to, and cannot even be printed on CPython; 2**64 was decoded and then refused by the
+# ingest.
+_LIMIT = 1 << 63
 _MAX_SECONDS = 1e15  # a float time beyond this (31 million years) is not a time
 
 
 def _int(x):
-    return isinstance(x, int) and not isinstance(x, bool) and -_LIMIT <= x <= _LIMIT
+    return isinstance(x, int) and not isinstance(x, bool) and -_LIMIT <= x < _LIMIT
 
 
 def _decimal(x):
@@ -32,9 +34,10 @@ def _number(x, what, offset):
     if isinstance(x, float) or _int(x):
         return x
     d = _decimal(x)
-    if d is None:
+    v = None if d is None else scaled_value(d[0], d[1])
+    if v is None or isinstance(v, int) and not _int(v):  # 4([64, 1]) is 10**64
         raise cbor.Malformed("SenML %s is not a number, or too large" % what, offset)
-    return scaled_value(d[0], d[1])
+    return v
 
 
 def _ms(x, what, offset):

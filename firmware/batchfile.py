@@ -205,17 +205,21 @@ def _looks_like_text(data):
 
 
 def senml_json(b):
-    """A decoded batch as a SenML JSON pack (RFC 8428), grouped per channel like its CBOR form."""
+    """A decoded batch as a SenML JSON pack (RFC 8428), grouped per channel like its CBOR form:
+    a base unit where a group's differs from the one in force (it carries over), a record's own
+    unit where it differs from that, text as vs and booleans as vb."""
     pack = []
     first = True
     base = b.readings[0][0] if b.readings else 0
+    units = b.reading_units or [b.units.get(n, "") for _, n, _ in b.readings]
     names = []
     for _, name, _ in b.readings:
         if name not in names:
             names.append(name)
+    in_force = ""
     for name in names:
         group = True
-        for t, n, v in b.readings:
+        for (t, n, v), unit in zip(b.readings, units):
             if n != name:
                 continue
             rec = {}
@@ -224,11 +228,18 @@ def senml_json(b):
                 if first:
                     rec["bt"] = _seconds(base)
                     first = False
-                if b.units.get(name):
-                    rec["bu"] = b.units[name]
+                if unit != in_force:
+                    rec["bu"] = in_force = unit
                 group = False
+            elif unit != in_force:
+                rec["u"] = unit
             rec["t"] = _seconds(t - base)
-            rec["v"] = _json_value(v)
+            if isinstance(v, bool):
+                rec["vb"] = v
+            elif isinstance(v, str):
+                rec["vs"] = v
+            else:
+                rec["v"] = _json_value(v)
             pack.append(rec)
     return pack
 

@@ -1,9 +1,10 @@
-"""The reference workload that every Tether benchmark uses (the team's shared/bench/README.md).
+"""The reference workload that every Tether benchmark uses (bench/README.md).
 
 One day of one connected printer that also carries a smart pill bottle's scale, sampled every
 10 s: ink_c ink_m ink_y ink_k (%, 0.1), power (W, 0.1), energy (Wh, integer counter), pills
-(count). Deterministic (fixed seed), and line for line the same as shared/bench/make_reference.py,
-so figures from different changes, runs and machines compare. Usage:
+(count). Deterministic (fixed seed), and line for line the same as the team's generator the
+baselines were measured with (bench/wire_size.py checks it where that file is at hand), so
+figures from different changes, runs and machines compare. Usage:
 
     python -m simulator.reference [OUT.jsonl] [--hours H]
 """

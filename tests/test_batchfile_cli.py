@@ -150,3 +150,21 @@ def test_decode_prints_json_strict_parsers_read_and_says_when_the_input_is_text(
     assert proc.returncode == 2
     assert proc.stderr.decode().endswith("; this is text (JSON?), not CBOR: `tether encode` "
                                          "makes a batch file of JSON-lines readings\n")
+
+
+def test_decode_senml_keeps_each_readings_unit_and_type_for_another_devices_pack(tmp_path):
+    # A reading in W was labelled kW (the channel's last unit); text and booleans were "v".
+    import cbor2
+    pack = [{-2: "p", -4: "W", -3: 1763856000, 2: 1, 6: 0}, {1: "kW", 2: 2, 6: 1},
+            {0: "mode", 3: "eco", 6: 2}, {0: "door", 4: True, 6: 3}, {0: "q", 2: 5, 6: 4}]
+    batch = cbor2.dumps([1, "other-1", 0, 1, 0, 0, 1, cbor2.dumps(pack)])
+    (tmp_path / "b.cbor").write_bytes(batch)
+    proc = tether("decode", "--senml", str(tmp_path / "b.cbor"))
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got == [
+        {"bn": "p", "bt": 1763856000, "bu": "W", "t": 0, "v": 1},
+        {"u": "kW", "t": 1, "v": 2},
+        {"bn": "pmode", "t": 2, "vs": "eco"},   # bn and bu carry over (RFC 8428)
+        {"bn": "pdoor", "t": 3, "vb": True},
+        {"bn": "pq", "t": 4, "v": 5}]
