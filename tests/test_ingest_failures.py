@@ -151,9 +151,9 @@ def test_a_name_too_long_to_store_makes_its_message_malformed_and_the_rest_is_st
     group = [msg("dev-1", "batch", senml("dev-1", 0, long_name)),
              msg("dev-1", "batch", senml("dev-1", 1, "power", unit="W" * 300), 1),
              msg("dev-1", "schema", Schema([("p" * 300, "W", 1, -1)]).to_cbor(), 2),
-             msg("dev-1", "event", cbor.dumps([1, "dev-1", 0, 1, T0, 1, "e" * 256, "s", "raised",
+             msg("dev-1", "event", cbor.dumps([1, "dev-1", 0, 1, 1, T0, "e" * 256, "s", "raised",
                                                None, 1.0]), 3),
-             msg("dev-1", "event", cbor.dumps([1, "dev-1", 1, 1, T0, 1, "e", long_name,
+             msg("dev-1", "event", cbor.dumps([1, "dev-1", 1, 1, 1, T0, "e", long_name,
                                                "raised", None, 1.0]), 4),
              msg("dev-2", "batch", senml("dev-2", 0, "power"), 5)]
     i._commit(group, False)

@@ -29,7 +29,7 @@ MESSAGES = [
     msg("dev-1", "schema", NUL_SCHEMA.to_cbor(), 0),
     msg("dev-1", "batch", encoded("dev-1", 0, "compact"), 1),
     msg("dev-2", "batch", encoded("dev-2", 0, "senml"), 2),
-    msg("dev-1", "event", cbor.dumps([1, "dev-1", 0, 1, 1, T0, "in\x00k", "ink\x00c", "rai\x00sed",
+    msg("dev-1", "event", cbor.dumps([1, "dev-1", 0, 1, 1, T0, "in\x00k", "ink\x00c", "raised",
                                       14.9, "de\x00tail"]), 3),
     msg("dev-1", "event", cbor.dumps([1, "dev-1", 1, 1, 1, T0, "reorder", "ink_c", "insight",
                                       9.5, {"no\x00te": "a\x00b", "points": ["x\x00"]}]), 4),
@@ -65,7 +65,8 @@ def test_nul_in_any_text_is_stored_as_the_replacement_character(db_url):
         ("dev-1", "pills"), ("dev-1", "po%swer" % R), ("dev-2", "pills"), ("dev-2", "po%swer" % R)]
     assert ("dev-1", "po%swer" % R, "W" + R) in rows["SELECT device, channel, unit FROM channels"]
     assert ("dev-2", "po%swer" % R, "W" + R) in rows["SELECT device, channel, unit FROM channels"]
-    assert ("in%sk" % R, "ink%sc" % R, "rai%ssed" % R, "de%stail" % R) in \
+    # (a state is one of three words: one with a NUL is malformed, test_wire_format.py)
+    assert ("in%sk" % R, "ink%sc" % R, "raised", "de%stail" % R) in \
         rows["SELECT event, sensor, state, detail FROM events"]
     [(reply, body)] = rows["SELECT reply, body FROM replies"]
     assert (reply, json.loads(body)["res%sult" % R]) == ("r" + R, R)

@@ -183,6 +183,18 @@ def test_an_insight_event_is_the_documented_bytes_and_decodes_to_its_fields():
     assert cbor2.loads(data)[10] == REORDER
 
 
+def test_an_event_outside_the_documented_ranges_is_refused():
+    # Extra flag bits, a state nobody defined, a negative time or a float version were stored.
+    from agent import events_decode
+    good = [1, "dev-1", 3, 2, 1, T, "ink_low", "ink_c", "raised", 14.9, None]
+    assert events_decode.decode(cbor2.dumps(good)).state == "raised"
+    for i, bad in ((4, 8), (8, "weird"), (5, -5), (2, 1 << 63), (0, 1.0), (0, True)):
+        fields = list(good)
+        fields[i] = bad
+        with pytest.raises(cbor.Malformed):
+            events_decode.decode(cbor2.dumps(fields))
+
+
 def test_a_device_answers_the_documented_insight_command_with_the_documented_reply():
     from agent.clock import FakeClock
     from agent.insights import Insights
