@@ -12,11 +12,11 @@ happened (the models' truth).
 - backlog.png  the fleet's backlog (batches waiting on devices) and the devices offline
 """
 import os
+import statistics
 
 from ingest import insights, series
 
 DAY_MS = 86400000.0
-MIN_CHARTED = 5  # points a unit's maintenance chart needs before it is drawn
 INK_COLOURS = {"ink_c": "c", "ink_m": "m", "ink_y": "y", "ink_k": "k"}
 
 
@@ -274,10 +274,16 @@ def _charted(cycles, batch):
 
 
 def _baseline(figures, cfg):
-    """The median of the first `learn` figures: the baseline as the device learns it, or of all
-    there are when a short run has fewer."""
-    first = sorted(figures[:cfg.get("learn", 20)])
-    return first[len(first) // 2] if first else None
+    """(baseline, spread) as the device learns them (agent/insights/energy.py) from the first
+    `learn` figures, or None while there are fewer."""
+    from agent.insights.energy import FLOOR
+    learn = cfg.get("learn", 20)
+    if len(figures) < learn:
+        return None
+    first = figures[:learn]
+    m = statistics.median(first)
+    mad = statistics.median(abs(x - m) for x in first)
+    return m, max(1.4826 * mad, FLOOR * abs(m), 1e-9)
 
 
 def _energy(plt, outdir, meters, found, start, end_days):
@@ -287,6 +293,8 @@ def _energy(plt, outdir, meters, found, start, end_days):
         watch = None
         charted = 0
         batch = 1
+        learn = 20
+        span = 5.0  # the chart's least y range, +-%: noise within the 3 % spread floor looks it
         for i, d in enumerate(devices):
             colour = cmap(i % 10)
             cfg = next((x["insight"] for x in d.profile["sensors"]
@@ -299,8 +307,9 @@ def _energy(plt, outdir, meters, found, start, end_days):
             onset = d.truth.get("degrade_onset_ms")
             wear = ""
             if degrading:
-                wear = (", wears from day %.0f" % _days(onset, start) if onset is not None
-                        else ", degrading")
+                wear = (", degrading" if onset is None else
+                        ", wears from day %.0f" % _days(onset, start)
+                        if _days(onset, start) < end_days else ", wears after this run")
             label = "%s%s (%d cycles)" % (d.device_id, wear, len(cycles))
             style = dict(color=colour, markersize=5 if degrading else 3, alpha=0.8,
                          linestyle="none")
@@ -308,13 +317,21 @@ def _energy(plt, outdir, meters, found, start, end_days):
                       [f["energy_wh"] for f in cycles], "o" if degrading else ".", **style)
             points = _charted([f for f in cycles if f.get("feature") is not None],
                               cfg.get("batch", 1))
-            base = _baseline([x for _, x in points], cfg)
+            learnt = _baseline([x for _, x in points], cfg)
+            learn = cfg.get("learn", learn)
             left.plot([], [], "o" if degrading else ".", label=label, **style)  # every unit
-            if base and len(points) >= MIN_CHARTED:
+            if learnt and learnt[0]:
+                base, spread = learnt
                 charted += 1
                 right.plot([_days(t, start) for t, _ in points],
                            [100.0 * (x / base - 1.0) for _, x in points],
                            "o" if degrading else ".", **style)
+                # where the device's CUSUM grows: a level held past it alarms, one point not
+                slack = 100.0 * cfg.get("drift_k", 1) * spread / abs(base)
+                wears = -1 if watch == "capacity" else 1
+                right.axhline(wears * slack, color=colour, alpha=0.5, linewidth=0.8,
+                              label="%s: past this the chart's sum grows" % d.device_id)
+                span = max(span, 2.5 * slack)
             for t, e, s, v, f in mine:
                 if e == "maintenance_due":
                     for ax in (left, right):
@@ -333,11 +350,14 @@ def _energy(plt, outdir, meters, found, start, end_days):
         left.set_ylabel("Wh per cycle")
         left.set_title("%s: energy of each cycle found" % kind)
         if not charted:
-            right.text(0.5, 0.5, "too few cycles for a maintenance chart in %g days: it needs "
-                       "%d points\n(a point is %s), and its baseline is learnt over weeks"
-                       % (end_days, MIN_CHARTED, "a cycle" if batch == 1
+            right.text(0.5, 0.5, "no unit learnt its baseline in %g days: it takes `learn`, "
+                       "%d points\n(a point is %s)"
+                       % (end_days, learn, "a cycle" if batch == 1
                           else "the median of %d cycles" % batch),
                        transform=right.transAxes, ha="center", va="center", color="0.4")
+        else:
+            low, high = right.get_ylim()
+            right.set_ylim(min(low, -span), max(high, span))
         right.axhline(0.0, color="0.5", linewidth=0.8)
         right.set_ylabel("% from its own baseline")
         right.set_title("%s: maintenance chart (%s) vs own baseline" % (kind, watch))

@@ -99,3 +99,13 @@ def test_check_summary_names_a_buss_device_file_where_the_profile_gives_one(tmp_
     assert main(["check", str(tmp_path / "p.yaml")]) == 0
     assert "  bus       mains: uart tx 0 rx 1, 9600 baud, on /dev/ttyUSB0" in \
         capsys.readouterr().out.splitlines()
+
+
+def test_check_shows_what_each_insight_is_set_to(capsys):
+    # A tariff in cents instead of euros, or a dose time an hour off, passed unseen.
+    assert main(["check", str(EXAMPLES / "washer.yaml"), str(EXAMPLES / "pill-bottle.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "  insight   power: energy, 0.3 EUR/kWh, 250 g CO2/kWh, report at 00:00; cycles over " \
+           "10 W, standby under 5 W; watch reversal, learnt over 8 points; 5 programmes" in out
+    assert "  insight   pills: adherence, 1 pill at 08:00, 20:00, window 30min, late until 5h " \
+           "after; refill at 5 days left" in out

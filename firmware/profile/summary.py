@@ -81,6 +81,40 @@ def air(compiled):
             format(e["health_bytes_per_day"], ","))]
 
 
+def _clock(minutes):
+    return shown(minutes, lambda m: "%02d:%02d" % divmod(m, 60))
+
+
+def _plural(n, word):
+    return "%s %s%s" % (shown(n), word, "" if n == 1 else "s")
+
+
+def insight(s):
+    """One line of what a sensor's insight is set to: the figures a maker checks (a tariff in
+    the wrong unit, a schedule off by an hour) before boards carry them."""
+    i = s["insight"]
+    kind = i["type"]
+    if kind == "consumable":
+        text = "reorder %s before empty, a fit over %s" % (
+            shown(i["lead_time_ms"], format_duration), shown(i["window_ms"], format_duration))
+    elif kind == "adherence":
+        text = "%s at %s, window %s, late until %s after; refill at %s days left" % (
+            _plural(i["pills"], "pill"),
+            ", ".join(_clock(m) for m in i["times_min"]) or "no time",
+            shown(i["window_ms"], format_duration), shown(i["late_ms"], format_duration),
+            number(i["refill_days"]))
+    elif kind == "energy":
+        text = ("%s %s/kWh, %s g CO2/kWh, report at %s; cycles over %s W, standby under %s W; "
+                "watch %s%s, learnt over %s; %s" % (
+                    number(i["tariff"]), i["currency"], number(i["co2_g_per_kwh"]),
+                    _clock(i["report_min"]), number(i["on_w"]), number(i["off_w"]), i["watch"],
+                    " (a point: the median of %s cycles)" % i["batch"] if i["batch"] != 1 else "",
+                    _plural(i["learn"], "point"), _plural(len(i["programmes"]), "programme")))
+    else:
+        text = ""
+    return "%s: %s%s" % (s["name"], kind, ", " + text if text else "")
+
+
 def summary(path, compiled, secret_fields):
     c = redacted(compiled, secret_fields)
     d, u, b, bt = c["device"], c["uplink"], c["buffer"], c["batch"]
@@ -126,6 +160,9 @@ def summary(path, compiled, secret_fields):
                      shown(s["interval_ms"], format_duration),
                      shown(s["resolution"], format_resolution), s["unit"] or "-", behaviour(s)))
     lines += table(rows)
+    for s in c["sensors"]:
+        if "insight" in s:
+            lines.append("  insight   " + insight(s))
     batches, healths = air(compiled)
     lines.append("  on air    " + batches)
     lines.append("            " + healths)
