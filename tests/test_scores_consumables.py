@@ -51,6 +51,8 @@ def test_a_reorder_in_time_a_late_one_a_second_one_and_a_forecast_are_scored_as_
     assert got["swaps detected within one reading"] == (0.0, False)
     assert got["false swaps"] == (1, False)
     assert got["cartridges that ran dry"][0] == 4
+    # ink_c's second and ink_m's, 5 days ahead by their own forecast against 10 days of lead
+    assert got["of them sent with less than the lead time left by their own forecast"] == (2, None)
 
 
 def test_a_cartridge_dry_before_a_week_plus_the_lead_time_has_a_line_of_its_own():

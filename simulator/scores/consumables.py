@@ -22,6 +22,9 @@ cartridge_changes record) to the next change of that colour. It ran dry at its f
 - forecast error: for each cartridge that ran dry, the `forecast` nearest to 7 days before, if
   one is within a day of it and made after that first week (above): |forecast days - true
   days from that forecast to dry|; the median.
+- reorders sent inside the lead time (no target): `reorder` events whose own forecast (`days`)
+  is already under the lead time: late as sent, shown even for a cartridge that does not run
+  dry within the run (a short run scores none of them above).
 - swaps: the share of cartridge changes with a `cartridge_replaced` on that sensor within one
   reading interval after; false swaps: `cartridge_replaced` events with no change before them
   within one interval.
@@ -78,7 +81,7 @@ def _inside(t, start, end):
 
 def score(units):
     dry = scored = in_time = cold = cold_in_time = 0
-    reorders = false = early = 0
+    reorders = false = early = inside = 0
     errors = []
     changes = detected = false_swaps = 0
     for u in units:
@@ -91,6 +94,11 @@ def score(units):
             lead = cfg["lead_time_ms"]
             interval = s["interval_ms"]
             mine = [i for i in u.insights if i[2] == name]
+            # a reorder sent when its own forecast is already under the lead time: late as
+            # sent, whether or not its cartridge runs dry within the run
+            for i in mine:
+                days = (i[4] or {}).get("days", i[3]) if i[1] == "reorder" else None
+                inside += isinstance(days, (int, float)) and days * DAY_MS < lead
             begun = min([t for t, n, _ in truth.get("ink_start", []) if n == name] or [None])
             empties = [t for t, n in truth.get("ink_empty", []) if n == name]
             lows = [t for t, n in truth.get("ink_low", []) if n == name]
@@ -157,4 +165,7 @@ def score(units):
          "(no target: the rate is not known yet)", None),
         ("forecasts scored (7 days before dry)", len(errors), "", None),
         ("reorders", reorders, "", None),
+        ("of them sent with less than the lead time left by their own forecast", inside,
+         "(no target: mostly cartridges in place at the start, met before their rate is known; "
+         "scored above only if they ran dry after the first week)", None),
     ]
