@@ -150,8 +150,10 @@ def main(args, out=None, err=None):
         out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
                   "report: %s\n"
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
-    out.write("see it: tether console --db %s    (in a browser; `tether simulate --console` "
-              "opens it live during a run)\n" % _shell_word(hide_password(fleet.db_path)))
+    out.write("see it: %s console --db %s%s    (in a browser; `tether simulate --console` "
+              "opens it live during a run)\n" % (
+                  _tether(), _shell_word(hide_password(fleet.db_path)),
+                  " --broker %s" % _shell_word(hide_password(args.broker)) if args.broker else ""))
     _password_note(fleet.db_path, out)
     return exit_status(report)
 
@@ -161,6 +163,19 @@ def _password_note(db, out):
     if db and hide_password(db) != db:
         out.write("(the password is left out of these commands: give it in PGPASSWORD or "
                   "~/.pgpass, and leave it out of the URL)\n")
+
+
+def _tether():
+    """How to run tether again from here: `tether` where that is this one on PATH, else the
+    path this one was started by (a venv's bin/, not on PATH after the README's quickstart)."""
+    import shutil
+    started = sys.argv[0]
+    if os.path.basename(started) != "tether":
+        return "tether"
+    found = shutil.which("tether")
+    if found and os.path.realpath(found) == os.path.realpath(started):
+        return "tether"
+    return _shell_word(os.path.abspath(started))
 
 
 def _shell_word(path):

@@ -564,3 +564,15 @@ def test_plots_without_matplotlib_are_refused_before_the_run(tmp_path):
     assert proc.stderr == ("tether simulate: --plots needs matplotlib: pip install matplotlib "
                            "(tether's [plots] extra)\n")
     assert "simulating" not in proc.stdout and not (tmp_path / "run").exists()
+
+
+def test_the_closing_hint_names_the_tether_that_ran_when_it_is_not_on_path(tmp_path):
+    # After the quickstart `tether` is in the venv's bin/, not on PATH: "see it: tether
+    # console" was "command not found".
+    script = os.path.join(os.path.dirname(sys.executable), "tether")
+    assert os.path.exists(script), "the venv has no tether script: pip install -e ."
+    proc = subprocess.run([script, "simulate", "--duration", "1h", "--workdir",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=180,
+                          cwd=str(tmp_path), env=dict(os.environ, PATH="/usr/bin:/bin"))
+    assert proc.returncode == 0, proc.stderr
+    assert "see it: %s console --db run/fleet.sqlite " % script in proc.stdout, proc.stdout
