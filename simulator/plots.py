@@ -81,6 +81,20 @@ class _Run:
         self.duration_ms = parts[0]["duration_ms"]
 
 
+def _busiest(devices, found, n, events):
+    """The n devices with the most of these insight events (the first ones where they tie), in
+    the fleet's order: a plot of a few shows where things happened."""
+    ranked = sorted(range(len(devices)), key=lambda i: (
+        -sum(1 for x in found.get(devices[i].device_id, ()) if x[1] in events), i))
+    return [devices[i] for i in sorted(ranked[:n])]
+
+
+def _some_of(fig, shown, total, what):
+    if total > len(shown):
+        fig.suptitle("%d of %d %s: those with the most %s (every device: tether console)"
+                     % (len(shown), total, *what), y=1.0, fontsize=10, color="0.3")
+
+
 def write_plots(db, parts, outdir, per_kind=3):
     """Writes the plots of a finished run (its database and parts) into outdir; returns their
     paths."""
@@ -96,12 +110,15 @@ def write_plots(db, parts, outdir, per_kind=3):
     for device, t, event, sensor, value, fields in insights(db):
         found.setdefault(device, []).append((t, event, sensor, value, fields))
     out = []
-    printers = by_kind.get("Printer", [])[:per_kind]
+    printers = by_kind.get("Printer", [])
     if printers:
-        out.append(_ink(plt, outdir, printers, found, start, end_days))
-    bottles = by_kind.get("PillBottle", [])[:per_kind]
+        shown = _busiest(printers, found, per_kind, ("reorder", "empty", "cartridge_replaced"))
+        out.append(_ink(plt, outdir, shown, found, start, end_days, len(printers)))
+    bottles = by_kind.get("PillBottle", [])
     if bottles:
-        out.append(_pills(plt, outdir, bottles, found, start, end_days))
+        shown = _busiest(bottles, found, per_kind, ("dose_missed", "extra_dose",
+                                                    "refill_needed"))
+        out.append(_pills(plt, outdir, shown, found, start, end_days, len(bottles)))
     meters = [("washers", by_kind.get("Washer", [])), ("fridges", by_kind.get("Fridge", []))]
     meters = [(name, ds) for name, ds in meters if ds]
     if meters:
@@ -130,7 +147,7 @@ def split_drained(history):
     return history, None
 
 
-def _ink(plt, outdir, printers, found, start, end_days):
+def _ink(plt, outdir, printers, found, start, end_days, total):
     """Per printer: its ink levels (left), and the days to empty the device forecast for each
     colour against the days each cartridge really had left and the lead time (right)."""
     fig, axes = plt.subplots(len(printers), 2, figsize=(15, 2.9 * len(printers)), squeeze=False,
@@ -221,11 +238,13 @@ def _ink(plt, outdir, printers, found, start, end_days):
         _outside_legend(fc, [ax, fc])
     axes[-1, 0].set_xlabel("days")
     axes[-1, 1].set_xlabel("days")
+    _some_of(fig, printers, total, ("printers", "reorders, empties and swaps"))
     return _save(fig, outdir, "ink.png")
 
 
-def _pills(plt, outdir, bottles, found, start, end_days):
+def _pills(plt, outdir, bottles, found, start, end_days, total):
     fig, axes = plt.subplots(len(bottles), 1, figsize=(11, 2.9 * len(bottles)), squeeze=False)
+    _some_of(fig, bottles, total, ("pill bottles", "missed and extra doses and refills"))
     marks = (("dose_taken", "on_time", "|", "g", "dose taken on time (device)"),
              ("dose_taken", "late", "|", "orange", "dose taken late (device)"),
              ("extra_dose", None, "d", "purple", "extra dose (device)"))

@@ -576,3 +576,16 @@ def test_the_closing_hint_names_the_tether_that_ran_when_it_is_not_on_path(tmp_p
                           cwd=str(tmp_path), env=dict(os.environ, PATH="/usr/bin:/bin"))
     assert proc.returncode == 0, proc.stderr
     assert "see it: %s console --db run/fleet.sqlite " % script in proc.stdout, proc.stdout
+
+
+def test_the_plots_show_the_devices_where_most_happened():
+    # The first three printers were drawn whatever happened elsewhere: a run's only swap was
+    # on printer-0004, which no plot showed.
+    from types import SimpleNamespace
+
+    from simulator.plots import _busiest
+    devices = [SimpleNamespace(device_id="p-%d" % i) for i in range(1, 6)]
+    found = {"p-4": [(1, "cartridge_replaced"), (2, "reorder")], "p-2": [(1, "forecast")],
+             "p-5": [(1, "empty")]}
+    shown = _busiest(devices, found, 3, ("reorder", "empty", "cartridge_replaced"))
+    assert [d.device_id for d in shown] == ["p-1", "p-4", "p-5"]
