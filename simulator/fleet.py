@@ -23,6 +23,7 @@ import yaml
 from agent import ids
 from firmware import bounded, examples
 from firmware.profile.compile import compile as compile_profile
+from firmware.profile.errors import did_you_mean
 from simulator import faults as faults_mod
 from simulator import sessions
 from simulator.clock import FleetClock
@@ -46,9 +47,12 @@ class FleetError(ValueError):
 
 def load_fleet(path, devices=None):
     """[(compiled profile, count, id template)] from a fleet file; `devices` rescales the counts
-    to that total (each line keeps at least one device)."""
+    to that total (each line keeps at least one device). FleetError lists every problem, each
+    at its line and column, as a profile's errors are."""
     try:
-        doc = yaml.safe_load(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
+        text = bounded.read(path, MAX_FLEET_FILE, "a fleet file")
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        doc = yaml.safe_load(text)
     except bounded.TooLarge as exc:
         raise FleetError("%s: %s" % (path, exc))
     except OSError as exc:  # said as a profile's is: no "[Errno 2]"
@@ -62,49 +66,85 @@ def load_fleet(path, devices=None):
             getattr(exc, "problem", None) or exc))
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
+    items = _value_node(root, "devices").value
+    problems = []
+
+    def problem(node, where, text):
+        mark = node.start_mark
+        problems.append("%s:%d:%d: %s: %s" % (path, mark.line + 1, mark.column + 1, where, text))
+
     base = os.path.dirname(os.path.abspath(path))
     lines = []
     total = 0
-    for i, entry in enumerate(doc["devices"]):
+    for i, (entry, item) in enumerate(zip(doc["devices"], items)):
+        where = "devices[%d]" % i
         if not isinstance(entry, dict) or "profile" not in entry:
-            raise FleetError("%s: devices[%d]: expected {profile, count, id}" % (path, i))
-        unknown = set(entry) - {"profile", "count", "id"}
-        if unknown:
-            raise FleetError("%s: devices[%d]: unknown key %s" % (path, i, sorted(unknown)[0]))
+            problem(item, where, "expected {profile, count, id}")
+            continue
+        for key in sorted(set(entry) - {"profile", "count", "id"}, key=str):
+            problem(_key_node(item, key), where, "unknown key %s%s" % (
+                key, did_you_mean(str(key), ["profile", "count", "id"])))
         count = entry.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            raise FleetError("%s: devices[%d].count: expected a whole number >= 1" % (path, i))
+            problem(_value_node(item, "count"), where + ".count",
+                    "expected a whole number >= 1")
+            count = 1
         total += count
         if total > MAX_DEVICES:
-            raise FleetError("%s: devices[%d].count: the fleet would have more than %d devices, "
-                             "the limit" % (path, i, MAX_DEVICES))
+            raise FleetError("%s: %s.count: the fleet would have more than %d devices, the limit"
+                             % (path, where, MAX_DEVICES))
+        template = entry.get("id", "")
+        if not isinstance(template, str):
+            problem(_value_node(item, "id"), where + ".id",
+                    "expected text like 'printer-{n:04d}'")
+            template = ""
         if not isinstance(entry["profile"], str):
-            raise FleetError("%s: devices[%d].profile: expected a file path" % (path, i))
-        if not isinstance(entry.get("id", ""), str):
-            raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}'" % (path, i))
+            problem(_value_node(item, "profile"), where + ".profile", "expected a file path")
+            continue
         profile, errors = compile_profile(os.path.join(base, entry["profile"]))
         if errors:
-            raise FleetError("\n".join(errors))
+            problems.extend(errors)
+            continue
         try:  # said before any device starts, not as a traceback once they do
             model_for(profile)
         except ValueError as exc:
-            raise FleetError("%s: devices[%d]: %s" % (path, i, exc))
-        template = entry.get("id") or profile["device"]["id"].replace("{uid}", "{n:04d}")
+            problem(_value_node(item, "profile"), where, str(exc))
+            continue
+        template = template or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
         for n in (1, count):  # ids are topic levels and folder names: the profiles' rule
             try:
                 device_id = template.format(n=n)
             except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-                raise FleetError("%s: devices[%d].id: expected text like 'printer-{n:04d}', "
-                                 "got %r" % (path, i, template))
+                problem(_value_node(item, "id"), where + ".id",
+                        "expected text like 'printer-{n:04d}', got %r" % template)
+                break
             if not ids.valid(device_id):
-                raise FleetError("%s: devices[%d].id: %r gives %r, not %s"
-                                 % (path, i, template, device_id, ids.WHAT))
+                problem(_value_node(item, "id"), where + ".id",
+                        "%r gives %r, not %s" % (template, device_id, ids.WHAT))
+                break
         lines.append([profile, count, template])
+    if problems:
+        raise FleetError("\n".join(problems))
     if devices is not None:
         lines = _scaled(lines, devices)
     return [tuple(line) for line in lines]
+
+
+def _key_node(mapping, key):
+    """The node of a key in a YAML mapping node (the mapping's own where there is none)."""
+    for k, _ in getattr(mapping, "value", ()) if isinstance(mapping, yaml.MappingNode) else ():
+        if k.value == key:
+            return k
+    return mapping
+
+
+def _value_node(mapping, key):
+    for k, v in mapping.value if isinstance(mapping, yaml.MappingNode) else ():
+        if k.value == key:
+            return v
+    return mapping
 
 
 def _scaled(lines, devices):

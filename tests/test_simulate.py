@@ -422,6 +422,21 @@ def test_a_profile_no_appliance_model_fits_is_refused_before_any_device_starts(t
     assert "a fridge needs a power meter" in proc.stderr
 
 
+def test_every_problem_of_a_fleet_file_is_said_at_its_line_and_column(tmp_path):
+    # Only the first was said, without a line or a "did you mean", unlike a profile's.
+    from simulator.fleet import FleetError
+    shutil.copytree("examples", tmp_path / "examples")
+    path = tmp_path / "f.yaml"
+    path.write_text("devices:\n  - {profile: examples/printer.yaml, cout: 3}\n"
+                    "  - {profile: examples/printer.yaml, count: 0, id: 5}\n")
+    with pytest.raises(FleetError) as exc:
+        load_fleet(str(path))
+    assert str(exc.value).splitlines() == [
+        "%s:2:38: devices[0]: unknown key cout, did you mean 'count'?" % path,
+        "%s:3:45: devices[1].count: expected a whole number >= 1" % path,
+        "%s:3:52: devices[1].id: expected text like 'printer-{n:04d}'" % path]
+
+
 def test_a_missing_fleet_file_is_said_without_an_errno(tmp_path):
     from simulator.fleet import FleetError
     with pytest.raises(FleetError) as exc:
