@@ -144,6 +144,7 @@ class Detector:
         self.c_gap = False
         self.last_end = None
         self.cycles = 0
+        self.featureless = 0      # since boot: cycles without a gap that gave no figure
         self._reset_reversals()
         # the maintenance chart
         self._relearn()
@@ -266,6 +267,8 @@ class Detector:
             elif self.last_end is not None and start > self.last_end:
                 feature = 3600000.0 / duration + 3600000.0 / (start - self.last_end)
         self.last_end = end
+        if feature is None and not self.c_gap:
+            self.featureless += 1     # a watch that does not fit the appliance shows here
         fields = {"start": start, "end": end, "duration_s": duration // 1000,
                   "energy_wh": round(wh, 2), "peak_w": round(self.c_peak, 1),
                   "programme": self._programme(duration, wh), "watch": self.watch,
@@ -507,7 +510,8 @@ class Detector:
              self.charted, self.alarmed) = chart
 
     def state(self):
-        return {"watch": self.watch, "cycles": self.cycles, "in_cycle": self.start is not None,
+        return {"watch": self.watch, "cycles": self.cycles, "featureless": self.featureless,
+                "in_cycle": self.start is not None,
                 "learned": self.base is not None, "learning": len(self.learning),
                 "baseline": self.base, "spread": self.spread, "cusum": round(self.cusum, 2),
                 "alarmed": self.alarmed}

@@ -130,6 +130,18 @@ def test_the_capacity_feature_is_one_over_on_plus_one_over_off():
         assert abs(c[3]["feature"] - 4.5) < 0.01                     # 3 / h + 1.5 / h
     # batches of 3: the first four features make one point, learning goes on
     assert r.d.state()["learning"] == 1 and not r.d.state()["learned"]
+    assert r.d.state()["featureless"] == 1                          # the first, with no off time
+
+
+def test_a_watch_that_does_not_fit_the_appliance_shows_in_its_state():
+    # A fridge watched for a drum's reversals gives no figure: it never learnt, and nothing said.
+    r = Run(watch="reversal", on_w=20, off_w=10, end_ms=MIN, learn=3)
+    for _ in range(4):
+        r.feed(2.0, 40 * MIN, step=10000)
+        r.feed(90.0, 20 * MIN, step=10000)
+    r.feed(2.0, 10 * MIN, step=10000)
+    st = r.d.state()
+    assert st["cycles"] == 4 and st["featureless"] == 4 and st["learning"] == 0
 
 
 def _refused(d, args, words):
