@@ -305,7 +305,7 @@ def make_app(console):
 
 
 COLUMN_TITLES = (("device", "Device"), ("status", "Status"), ("last_t_ms", "Last seen"),
-                 ("model", "Model"), ("version", "Firmware"), ("buffer", "Buffer"),
+                 ("model", "Model"), ("version", "Firmware"), ("buffer", "Buffer at last health"),
                  ("dropped", "Dropped"), ("repaired", "Repaired"), ("lost", "Lost"),
                  ("rssi", "RSSI"), ("heap_free", "Free heap"))
 
