@@ -50,7 +50,10 @@ class Channel:
         self.value = value          # that integer -> the reading it stands for
         self.low = filters.get("min")
         self.high = filters.get("max")
-        self.deadband = filters.get("deadband")
+        dead = filters.get("deadband")
+        # In steps of the resolution, as the readings are stored: rounded floats would call a
+        # move of exactly the deadband (20.2 - 20.0 = 0.19999999999999929) smaller than it.
+        self.deadband = None if dead is None else _steps(dead, value(1))
         n = filters.get("median") or 0
         self.window = [0.0] * n
         self.sorted = [0.0] * n     # scratch for the median: no list made per reading
@@ -58,7 +61,7 @@ class Channel:
         self.thresholds = thresholds
         self.insight = None         # fn(t, value, synced): the sensor's insight (agent/insights)
         self.due = 0
-        self.last = None            # the last value buffered
+        self.last = None            # the last value buffered, scaled
         self.failing = None         # the kind of the ongoing fault, or None
         self.streak = 0             # consecutive failures
         self.uncertain = False
@@ -170,17 +173,19 @@ class Sampler:
                 c.errors["insight"] = c.errors.get("insight", 0) + 1
         scaled = c.scale(c.median(v))
         # Thresholds, events and the deadband judge the reading as stored, at its resolution:
-        # 20.99985 stored as 21.0 raised no "above 21" (nor carried 20.99985 in its event).
-        v = c.value(scaled)
-        for th in c.thresholds:
-            state = th.check(v)
-            if state is not None:
-                self._emit(t, synced, th.event, c, state, v, None)
+        # 20.99985 stored as 21.0 raised no "above 21" (nor carried 20.99985 in its event). The
+        # reading as a number is made only for them: a float is a heap object on a board.
+        if c.thresholds:
+            v = c.value(scaled)
+            for th in c.thresholds:
+                state = th.check(v)
+                if state is not None:
+                    self._emit(t, synced, th.event, c, state, v, None)
         if (not confident) != c.uncertain:  # a pill count far from a whole pill, say
             c.uncertain = not confident
             self._emit(t, synced, "uncertain_" + c.quantity, c, RAISED if c.uncertain else CLEARED,
-                       v, None)
-        if c.deadband is not None and c.last is not None and abs(v - c.last) < c.deadband:
+                       c.value(scaled), None)
+        if c.deadband is not None and c.last is not None and abs(scaled - c.last) < c.deadband:
             c.suppressed += 1
             return
         if not -LIMIT < scaled < LIMIT:
@@ -189,7 +194,7 @@ class Sampler:
             # would refuse it with ValueError, which stopped the agent.
             c.errors["range"] = c.errors.get("range", 0) + 1
             return
-        c.last = v
+        c.last = scaled
         c.readings += 1
         self.buffer.append(t, c.number, scaled)
 
@@ -200,6 +205,13 @@ class Sampler:
     def health(self):
         """Per sensor: readings buffered, readings the deadband held back, faults by kind."""
         return [(c.name, c.readings, c.suppressed, c.errors) for c in self.channels]
+
+
+def _steps(deadband, step):
+    """A deadband in whole steps of the resolution: a move of fewer is held back."""
+    n = deadband / step
+    whole = int(n)
+    return whole if n - whole < 1e-9 else whole + 1
 
 
 def _reading(schema, i):

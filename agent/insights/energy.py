@@ -135,7 +135,11 @@ class Detector:
         self.day_standby_ws = 0.0
         self.day_cycles = 0
         self.day_gap_ms = 0
-        self.day_cost_ws = 0.0    # Ws x the tariff in force as they were used
+        # The cost: the day's first priced_ws at the tariffs in force then (cost_ws, in Ws x
+        # tariff), the rest at the tariff now. Priced when the tariff changes, not at every
+        # reading (a float a reading is a heap object on a board).
+        self.day_cost_ws = 0.0
+        self.day_priced_ws = 0.0
         # the cycle under way
         self.start = None
         self.below_since = None
@@ -172,7 +176,6 @@ class Detector:
             self.day_since = t
         ws = v * dt / 1000.0          # the energy since the previous reading: its period's
         self.day_ws += ws
-        self.day_cost_ws += ws * self.tariff
         if v < self.off_w:
             self.day_standby_ws += ws
         if synced:
@@ -361,11 +364,12 @@ class Detector:
             "since": self.day_since, "until": until, "kwh": round(kwh, 4),
             "standby_kwh": round(self.day_standby_ws / 3.6e6, 4), "cycles": self.day_cycles,
             "co2_g": round(kwh * self.co2_g_per_kwh, 1),
-            "cost": round(self.day_cost_ws / 3.6e6, 4), "currency": self.currency,
+            "cost": round((self.day_cost_ws + (self.day_ws - self.day_priced_ws) * self.tariff)
+                          / 3.6e6, 4), "currency": self.currency,
             "missing_s": (self.day_gap_ms - over) // 1000})
         self.day = day
         self.day_since = t
-        self.day_ws = self.day_standby_ws = self.day_cost_ws = 0.0
+        self.day_ws = self.day_standby_ws = self.day_cost_ws = self.day_priced_ws = 0.0
         self.day_cycles = 0
         self.day_gap_ms = 0
 
@@ -395,15 +399,19 @@ class Detector:
                              % (off_w, on_w))
         k = new.get("drift_k", self.drift_k)
         h = new.get("drift_h", self.drift_h)
-        if h <= single_spike_limit(k):
+        # (a pair only when it is set: a profile compiled before the rule keeps taking tariffs)
+        if ("drift_k" in new or "drift_h" in new) and h <= single_spike_limit(k):
             raise ValueError("drift_limit (%s) must be above %s, 3 - drift_slack: one odd cycle "
                              "alone would raise maintenance_due" % (h, single_spike_limit(k)))
+        if new.get("currency", self.currency) != self.currency:
+            # a day's cost is in one currency: the whole day at the new tariff
+            self.day_cost_ws = self.day_priced_ws = 0.0
+        elif new.get("tariff", self.tariff) != self.tariff:
+            # the energy so far at the tariff it was used at; the rest at the new one
+            self.day_cost_ws += (self.day_ws - self.day_priced_ws) * self.tariff
+            self.day_priced_ws = self.day_ws
         for name in new:
             setattr(self, name, new[name])
-        if "currency" in new:
-            # a day's cost is in one currency: the day so far at the new tariff (a new tariff
-            # alone prices the energy from now on)
-            self.day_cost_ws = self.day_ws * self.tariff
         return self.settings()
 
     def settings(self):
@@ -428,7 +436,8 @@ class Detector:
                      self.best_s, self.best_t, self.best_n]
         return [SNAP, self.watch, self.report_ms, changed, self.last_t, self.cycles,
                 self.last_end, [self.day, self.day_since, self.day_ws, self.day_standby_ws,
-                                self.day_cycles, self.day_gap_ms, self.day_cost_ws],
+                                self.day_cycles, self.day_gap_ms, self.day_cost_ws,
+                                self.day_priced_ws],
                 cycle, [list(self.learning), list(self.batched), self.base, self.spread,
                         self.cusum, self.recent, self.charted, self.alarmed]]
 
@@ -472,10 +481,12 @@ class Detector:
             settings.pop("drift_h", None)
         # a snapshot from before the day's cost was kept (6 items) prices its day at the tariff
         day = snap[7]
-        day = _fields(day, "IIppiip" if isinstance(day, list) and len(day) == 7 else "IIppii",
+        day = _fields(day, "IIppiipp" if isinstance(day, list) and len(day) == 8 else "IIppii",
                       "day")
         if len(day) == 6:
-            day.append(day[2] * settings.get("tariff", self.tariff))
+            day += [0.0, 0.0]
+        if day[7] > day[2]:
+            raise ValueError("snapshot: day: more energy priced than used")
         if report_ms != self.report_ms:
             day[0] = None
         cycle = snap[8]
@@ -500,7 +511,7 @@ class Detector:
             setattr(self, name, settings[name])
         self.last_t, self.cycles, self.last_end = last_t, cycles, last_end
         (self.day, self.day_since, self.day_ws, self.day_standby_ws, self.day_cycles,
-         self.day_gap_ms, self.day_cost_ws) = day
+         self.day_gap_ms, self.day_cost_ws, self.day_priced_ws) = day
         if cycle is not None:
             (self.start, self.below_since, self.c_ws, self.c_peak, self.c_gap, self.r_state,
              self.r_spike, self.r_steady, self.r_s, self.r_t, self.r_n, self.best_s,

@@ -195,9 +195,11 @@ def test_a_new_tariff_prices_the_energy_from_then_and_a_new_currency_the_whole_d
     assert f["currency"] == "EUR"
     r.feed(1000.0, 6 * HOUR, step=5000)
     r.d.set({"tariff": 0.2, "currency": "CHF"})  # one currency a day: the morning at 0.2 too
-    r.feed(1000.0, 18 * HOUR, step=5000)
+    r.feed(1000.0, 6 * HOUR, step=5000)
+    r.d.set({"tariff": 0.4, "currency": "CHF"})  # the same currency sent again: no repricing
+    r.feed(1000.0, 12 * HOUR, step=5000)
     f = r.of("energy_report")[-1][3]
-    assert abs(f["cost"] - f["kwh"] * 0.2) < 0.01 and f["currency"] == "CHF"
+    assert abs(f["cost"] - (12 * 0.2 + 12 * 0.4)) < 0.01 and f["currency"] == "CHF"
 
 
 def test_odd_readings_and_clock_jumps_do_not_break_it():

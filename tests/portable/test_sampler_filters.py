@@ -41,11 +41,15 @@ def test_the_insight_sees_every_plausible_value_unsmoothed_and_its_fault_costs_n
 def test_deadband_buffers_only_changes_at_least_as_big_as_it():
     clock = FakeClock()
     rows = Rows()
+    # As stored at 0.1: 20.0, 20.1 (held: 0.1), 20.2 (kept: exactly 0.2, which rounded floats
+    # called 0.19999999999999929 and held back), 20.3 and 20.2 (held), 19.0
     seq = [20.0, 20.1, 20.15, 20.3, 20.25, 19.0]
     c = channel(0, Fake(lambda n: {"x": seq[n]}), filters={"deadband": 0.2})
     run(Sampler(clock, rows, None, [c]), clock, 60000)
-    assert [r[2] for r in rows.rows] == [200, 203, 190]
+    assert [r[2] for r in rows.rows] == [200, 202, 190]
     assert c.suppressed == 3 and c.readings == 3
+    for dead, steps in ((0.2, 2), (0.15, 2), (0.25, 3), (0.3, 3), (0, 0)):
+        assert channel(0, None, filters={"deadband": dead}).deadband == steps, dead
 
 
 def test_threshold_raises_once_and_clears_only_past_the_hysteresis():
