@@ -85,6 +85,10 @@ def _uint(v, what, offset):
     return v
 
 
+def _int64(x):
+    return -0x8000000000000000 <= x <= 0x7FFFFFFFFFFFFFFF
+
+
 def _at(exc, base):
     """The same error with its offset moved from the start of a part to the start of the input."""
     return type(exc)(exc.reason, base + (exc.offset or 0))
@@ -145,6 +149,9 @@ def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):
                                      % shown(b.schema_id), 0)
             names = schema.names
             b.readings = [(t, names[c], schema.value(c, v)) for t, c, v in compact_decode.decode(body, schema)]
+            for t, _, v in b.readings:  # a hostile body's, past what 64-bit columns hold
+                if not _int64(t) or isinstance(v, int) and not _int64(v):
+                    raise cbor.Malformed("a time or value past a signed 64-bit integer", 0)
             for name, unit, _, _ in schema.channels:
                 b.units[name] = unit
         else:

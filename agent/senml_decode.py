@@ -87,6 +87,8 @@ def decode(pack, offset=0):
             raise cbor.Malformed("SenML record without a name", offset)
         if V in rec:
             value = bv + _number(rec[V], "value", offset)
+            if isinstance(value, int) and not _int(value):  # the base value and the value
+                raise cbor.Malformed("SenML value is too large", offset)
         elif VS in rec:
             value = _text(rec[VS], "string value", offset)
         elif VB in rec:
@@ -98,5 +100,7 @@ def decode(pack, offset=0):
         else:
             continue  # a record that only sets base fields
         t = bt + _ms(rec.get(T, 0), "time", offset)
+        if not -_LIMIT <= t < _LIMIT:  # in ms: 2**62 seconds as an integer are 4.6e21 ms
+            raise cbor.Malformed("SenML time is too large", offset)
         out.append((name, _text(rec.get(U, bu), "unit", offset), t, value))
     return out

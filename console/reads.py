@@ -403,12 +403,13 @@ def _cycles(insights):
     if not cycles:
         return None
     watch = cycles[-1][1].get("watch") or "energy"
-    key = {"energy": "energy_wh", "peak": "peak_w"}.get(watch, "feature")
-    points = [[f.get("start", t), f.get(key)] for t, f in cycles if _number(f.get(key))]
+    # the figure the device charts: none for a cycle with a gap (a reboot, a power cut)
+    points = [[f.get("start", t), f["feature"]] for t, f in cycles if _number(f.get("feature"))]
     alarms = [(t, f) for t, e, _, _, f in insights if e == "maintenance_due"]
     last = alarms[-1][1] if alarms else {}
     batch = last.get("batch") if _int(last.get("batch")) and last["batch"] > 1 else 1
-    if batch > 1:  # as the device charts them: a day of a fridge's cycles, not each one
+    if batch > 1:  # as the device charts them, a day of a fridge's cycles, not each one (grouped
+        # from the first cycle shown: the device's groups restart at its boots and acks)
         points = [[points[i + batch - 1][0], statistics.median(v for _, v in points[i:i + batch])]
                   for i in range(0, len(points) - batch + 1, batch)]
     recent, ewma = None, []

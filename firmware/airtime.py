@@ -3,7 +3,7 @@
 The bytes come from the real encoder, run on a synthetic batch: each channel drifts by a step
 of its resolution now and then, which is how ink levels, pill counts and energy counters
 behave. A noisy channel costs more than this estimate, a constant one less. The health reports
-(`uplink.health`) are the agent's own, made on the sim platform as the device makes them at
+(`uplink.health_every`) are the agent's own, made on the sim platform as the device makes them at
 start: on a small profile they are most of the bytes.
 """
 import array

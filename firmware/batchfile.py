@@ -191,7 +191,7 @@ def _seconds(ms):
 
 def _json_value(v):
     """A reading as JSON allows it: NaN and the infinities (a SenML pack may carry them) are
-    null, as the ingest stores them, not the NaN that strict parsers refuse."""
+    null, not the NaN that strict parsers refuse."""
     if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
         return None
     return v

@@ -152,8 +152,7 @@ def main(args, out=None, err=None):
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
     out.write("see it: %s console --db %s%s    (in a browser; `tether simulate --console` "
               "opens it live during a run)\n" % (
-                  _tether(), _shell_word(hide_password(fleet.db_path)),
-                  " --broker %s" % _shell_word(hide_password(args.broker)) if args.broker else ""))
+                  _tether(), _shell_word(hide_password(fleet.db_path)), _broker_option(args.broker)))
     _password_note(fleet.db_path, out)
     return exit_status(report)
 
@@ -163,6 +162,15 @@ def _password_note(db, out):
     if db and hide_password(db) != db:
         out.write("(the password is left out of these commands: give it in PGPASSWORD or "
                   "~/.pgpass, and leave it out of the URL)\n")
+
+
+def _broker_option(url):
+    """The run's --broker for the console's command line; one with a password (never printed)
+    as a word to replace."""
+    import shlex
+    if not url:
+        return ""
+    return " --broker %s" % ("BROKER_URL" if hide_password(url) != url else shlex.quote(url))
 
 
 def _tether():

@@ -22,6 +22,7 @@ from ingest.decode import check_names, text
 
 _MAX_GAMMA_BITS = 64  # as agent/compact_decode
 _MAX_PATTERNS = 512
+TOP = 0x7FFFFFFFFFFFFFFF  # what a signed 64-bit column holds: larger goes to the reference
 
 
 class Unusual(Exception):
@@ -247,7 +248,7 @@ def _envelope(data):
     flags, pos = _int(data, pos)
     body, pos = _bytes(data, pos, 2)
     if (pos != len(data) or encoding != COMPACT or min(seq, boot, dropped, flags) < 0
-            or flags & ~(FLAG_SYNCED | FLAG_DEFLATED)):
+            or max(seq, boot, dropped) > TOP or flags & ~(FLAG_SYNCED | FLAG_DEFLATED)):
         raise Unusual
     return batch_decode.Batch(device.decode(), seq, boot, dropped, encoding, flags, body)
 
@@ -283,6 +284,8 @@ def _fast(payload, schemas):
         times = list(accumulate(ds, initial=t0))
     else:
         times = list(accumulate(map(unit.__mul__, ds), initial=t0 * unit))
+    if max(times) > TOP or min(times) < -TOP - 1:
+        raise Unusual
     chans = []  # (first slot, channel number, name, slots or None for every slot, values)
     for c, (name, _, mantissa, exponent) in enumerate(schema.channels):
         if not bits.get(1):
@@ -303,6 +306,8 @@ def _fast(payload, schemas):
             scale = mantissa * 10 ** exponent
             if scale != 1:
                 values = list(map(scale.__mul__, values))
+            if max(values) > TOP or min(values) < -TOP - 1:
+                raise Unusual  # the reference says what is wrong
         else:
             div = 10 ** -exponent
             if mantissa == 1:

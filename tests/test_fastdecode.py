@@ -125,3 +125,21 @@ def test_a_batch_whose_schema_is_missing_fails_as_the_reference_does(b):
 @given(st.binary(max_size=64))
 def test_random_bytes_fail_or_decode_as_the_reference_does(payload):
     same_as_reference(payload, {})
+
+
+def test_numbers_past_a_signed_64_bit_integer_fail_as_the_reference_says():
+    # The fast path took an envelope seq of 2**63 that the reference refuses, and both passed a
+    # value of 10**19 (a schema of resolution 10**12) that the database then refused.
+    big = Schema([("p", "W", 1, 12)])
+    enc = batch.Encoder("dev-1", big, "compact", False, 65536, 4)
+    ts = array.array("q", [0, 10000])
+    chs = array.array("B", [0, 0])
+    payload = bytes(enc.encode(T0, ts, chs, array.array("q", [10 ** 7, 5]), 0, 2, 1, 1, 0, True))
+    assert outcome(batch_decode.decode, payload, {big.id: big})[0] == "error"
+    same_as_reference(payload, {big.id: big})
+    small = Schema([("p", "W", 1, -1)])
+    enc = batch.Encoder("dev-1", small, "compact", False, 65536, 4)
+    for seq in (2 ** 63 - 1, 2 ** 63):
+        payload = bytes(enc.encode(T0, ts, chs, array.array("q", [1, 2]), 0, 2, seq, 1, 0, True))
+        same_as_reference(payload, {small.id: small})
+    assert outcome(batch_decode.decode, payload, {small.id: small})[0] == "error"

@@ -604,3 +604,10 @@ def test_the_plots_show_the_devices_where_most_happened():
              "p-5": [(1, "empty")]}
     shown = _busiest(devices, found, 3, ("reorder", "empty", "cartridge_replaced"))
     assert [d.device_id for d in shown] == ["p-1", "p-4", "p-5"]
+
+
+def test_the_closing_hint_gives_the_console_the_runs_broker_but_never_its_password():
+    from firmware.simulate_cmd import _broker_option
+    assert _broker_option(None) == ""
+    assert _broker_option("mqtt://127.0.0.1:1883") == " --broker mqtt://127.0.0.1:1883"
+    assert _broker_option("mqtts://u:secret@h:8883") == " --broker BROKER_URL"

@@ -438,6 +438,8 @@ def test_a_worker_that_fails_mid_run_says_so_and_stops_its_sleeping_devices():
             raise ValueError("a fault the devices' chips lack")
 
         async def _stop_devices(self):
+            Sync.states.append("stop, device time %s" % (
+                "ended" if self.clock.finished else "still running"))
             await self.clock.device().sleep(60000)  # returns once device time has ended
 
     class Sync:
@@ -450,4 +452,4 @@ def test_a_worker_that_fails_mid_run_says_so_and_stops_its_sleeping_devices():
         return await asyncio.wait_for(workers._work(Fleet(), Sync(), True), 60)
     with pytest.raises(ValueError, match="a fault the devices' chips lack"):
         asyncio.run(main())
-    assert Sync.states == [workers.FAILED]
+    assert Sync.states == [workers.FAILED, "stop, device time ended"]

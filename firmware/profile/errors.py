@@ -2,7 +2,8 @@
 
 A problem is a tuple (file, line, column, key path, message); line and column are 1-based, or
 None when the problem concerns a whole file. Written out it reads
-`examples/printer.yaml:30:17: batch.max_readings: expected an integer from 1 to 10000, got 0`.
+`many-errors.yaml:19:14: sensors[2].address: expected an I2C address from 0x08 to 0x77, got 0x80`
+(tests/data/profiles).
 """
 import difflib
 

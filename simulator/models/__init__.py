@@ -60,5 +60,6 @@ def model_for(profile):
         return Washer
     raise ValueError("profile %r (model %r): no appliance model fits its sensors (ink_* levels: "
                      "printer; hx711 count: pill bottle; pzem004t: washer, or fridge when "
-                     "device.model says fridge)" % ((profile.get("device") or {}).get("id"),
+                     "device.model says fridge or an energy insight watches capacity; "
+                     "docs/simulator.md)" % ((profile.get("device") or {}).get("id"),
                                                     (profile.get("device") or {}).get("model")))

@@ -94,11 +94,6 @@ def score(units):
             lead = cfg["lead_time_ms"]
             interval = s["interval_ms"]
             mine = [i for i in u.insights if i[2] == name]
-            # a reorder sent when its own forecast is already under the lead time: late as
-            # sent, whether or not its cartridge runs dry within the run
-            for i in mine:
-                days = (i[4] or {}).get("days", i[3]) if i[1] == "reorder" else None
-                inside += isinstance(days, (int, float)) and days * DAY_MS < lead
             begun = min([t for t, n, _ in truth.get("ink_start", []) if n == name] or [None])
             empties = [t for t, n in truth.get("ink_empty", []) if n == name]
             lows = [t for t, n in truth.get("ink_low", []) if n == name]
@@ -117,6 +112,12 @@ def score(units):
                 low = min([t for t in lows if _inside(t, start, end)] or [None])
                 ordered = [i[0] for i in mine if i[1] == "reorder" and _inside(i[0], start, end)]
                 reorders += len(ordered)
+                # one sent when its own forecast is already under the lead time: late as sent,
+                # whether or not its cartridge runs dry within the run
+                for i in mine:
+                    if i[1] == "reorder" and _inside(i[0], start, end):
+                        days = (i[4] or {}).get("days", i[3])
+                        inside += isinstance(days, (int, float)) and days * DAY_MS < lead
                 false += max(0, len(ordered) - 1)
                 if ordered:
                     o = ordered[0]

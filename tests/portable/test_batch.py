@@ -288,3 +288,11 @@ def test_a_tag_shows_a_bignum_it_holds_without_formatting_it():
     assert shown(cbor.Tag(99, [1, "x"])) == "Tag(99, [1, 'x'])"
     assert shown(list(range(20))) == "<list of 20>"
     assert shown("x" * 100) == "'%s'..." % ("x" * 37)
+
+
+def test_a_senml_sum_or_time_past_a_signed_64_bit_integer_is_refused():
+    from agent import senml_decode
+    top = (1 << 63) - 1
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", -5: top, 2: top}])    # bv + v
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", -3: 1 << 62, 2: 1}])  # bt in ms
+    assert senml_decode.decode([{0: "x", -5: 1, 2: top - 1, 6: 0}])[0][3] == top
