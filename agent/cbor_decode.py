@@ -8,6 +8,8 @@ import struct
 from agent.cbor import (MAX_DEPTH, UNDEFINED, Malformed, Simple, Tag, TooDeep, TrailingData,
                         Truncated)
 
+_KEY_LIMIT = 1 << 64  # a map key is a CBOR integer (64 bits), text or bytes; not a bignum
+
 
 def _utf8_strict(raw):
     """False if raw has an overlong form, a surrogate or a code point past U+10FFFF.
@@ -127,6 +129,11 @@ class Reader:
             hash(key)
         except TypeError:
             raise Malformed("a map key must be a number, string or other simple value", kpos)
+        if isinstance(key, int) and not -_KEY_LIMIT <= key < _KEY_LIMIT:
+            # Bignum keys k x (2**61 - 1) all hash alike on CPython: a map of them took its
+            # decoder time that grows with the square of its size (a 585 KB health report
+            # held the ingest 24 s).
+            raise Malformed("a map key past 64 bits", kpos)
         if key in out:
             # The key is not in the message: repr of a long bignum raises on CPython (digit
             # limit) and a long string would be copied; kpos says where it is.

@@ -5,6 +5,8 @@
 # so 71.4 at resolution 0.1 is 714 and comes back as exactly 71.4.
 import binascii
 
+MAX_CHANNELS = 256  # a reading's channel is one byte (agent/buffer.py, agent/batch.py)
+
 
 class Schema:
     def __init__(self, channels):
@@ -44,6 +46,8 @@ class Schema:
         from agent import cbor
         doc = cbor_decode.loads(data)
         try:
+            if len(doc["channels"]) > MAX_CHANNELS:
+                raise ValueError  # 100,000 channels in 1.5 MB: an ingest keeps every schema
             channels = []
             for name, unit, res in doc["channels"]:
                 exponent, mantissa = res.value

@@ -25,7 +25,7 @@ MAX_BATCH_FILE = 64 << 20  # about as many readings as the largest readings file
 # A batch's base time, in ms, as its decoders take it: compact_decode up to 2**64 - 1 in its
 # time unit, senml_decode a decimal mantissa up to 2**64. Past it encode would write what no
 # decoder reads back.
-MAX_T_MS = 0xFFFFFFFFFFFFFFFF
+MAX_T_MS = 0x7FFFFFFFFFFFFFFF  # what decoders and 64-bit columns take (docs/wire-format.md)
 
 
 class InputError(Exception):

@@ -267,6 +267,9 @@ def _steps(path):
     return [int(index) if index else key for key, index in PATH_PART.findall(path)]
 
 
+CREDENTIALS = ("uplink.key", "uplink.password", "wifi.password")
+
+
 def split_secrets(compiled, secret_paths):
     """(profile without the secret values, secrets as the same nested shape). A secret in a
     mapping is left out of the profile; in a list its place holds null, and in the secrets a
@@ -362,7 +365,12 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
         path = pathlib.Path(root, src)
         if path.is_file():
             files[dst] = path.read_bytes()
-    public, secrets = split_secrets(compiled, secret_paths)
+    # Credentials are private whether or not the profile said !secret: a client key given as a
+    # file landed in profile.json, readable by all (0644), and the build folder sits next to
+    # the profile, easy to commit.
+    private = set(secret_paths) | {path for path in CREDENTIALS
+                                   if _steps(path)[-1] in (compiled.get(path.split(".")[0]) or {})}
+    public, secrets = split_secrets(compiled, private)
     from firmware.profile.compile import to_json
     files["profile.json"] = to_json(public).encode() + b"\n"
     files["secrets.json"] = to_json(secrets).encode() + b"\n"

@@ -409,3 +409,24 @@ def test_a_file_that_cannot_be_written_is_named_not_its_temporary_name(tmp_path,
     (tmp_path / "o" / "main.py").mkdir(parents=True)
     code, err = run_cli(capsys, PRINTER, "-o", str(tmp_path / "o"))
     assert code == 3 and err == "%s: cannot write: Is a directory\n" % (tmp_path / "o" / "main.py")
+
+
+def test_credentials_go_to_secrets_json_even_when_not_given_as_secrets(tmp_path, tls_files):
+    # A client key given as a file (as docs/profiles.md shows) and a plain password landed in
+    # profile.json, which is written readable by all.
+    client = tls_files.client("device-A")
+    shutil.copy(client["cert_pem"], tmp_path / "client.pem")
+    shutil.copy(client["key_pem"], tmp_path / "client.key")
+    path = example_folder(tmp_path, lambda t: t)
+    base = tmp_path / "common" / "base.yaml"
+    base.write_text(base.read_text().replace(
+        "  password: !secret mqtt_password\n",
+        "  password: plain-pw\n  cert: ../client.pem\n  key: ../client.key\n"))
+    out = tmp_path / "out"
+    bundle.build(path, out, measure_heap=False)
+    profile = (out / "profile.json").read_text()
+    secrets = json.loads((out / "secrets.json").read_bytes())
+    assert "PRIVATE KEY" not in profile and "plain-pw" not in profile
+    assert "PRIVATE KEY" in secrets["uplink"]["key"] and secrets["uplink"]["password"] == "plain-pw"
+    assert "BEGIN CERTIFICATE" in json.loads(profile)["uplink"]["cert"]  # public: it stays
+    assert stat.S_IMODE(os.stat(out / "secrets.json").st_mode) == 0o600

@@ -749,3 +749,13 @@ def test_several_packets_in_one_tls_record_are_all_read(tls_files):
         run(main())
     finally:
         listener.close()
+
+
+def test_a_client_key_written_for_cpython_to_read_is_not_left_behind(tls_files, tmp_path):
+    # Every agent built with a client certificate (tether run, check, build) left a copy of
+    # its key in a folder of its own under /tmp.
+    from agent.host import tls
+    files = tls_files.client("device-A")
+    ctx = tls.context(tls_files.ca_pem.read_text(), files["cert_pem"].read_text(),
+                      files["key_pem"].read_text(), tmpdir=str(tmp_path))
+    assert isinstance(ctx, ssl.SSLContext) and list(tmp_path.iterdir()) == []

@@ -413,7 +413,7 @@ def test_a_profile_no_appliance_model_fits_is_refused_before_any_device_starts(t
                     "  - {profile: examples/pill-bottle.yaml}\n")
     with pytest.raises(FleetError) as exc:
         load_fleet(str(path))
-    assert str(exc.value).startswith("%s: devices[1]: profile 'pillbottle-{uid}'" % path)
+    assert str(exc.value).startswith("%s:3:15: devices[1]: profile 'pillbottle-{uid}'" % path)
     assert "a fridge needs a power meter" in str(exc.value)
     proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--fleet", str(path),
                            "--duration", "1h", "--workdir", str(tmp_path / "run")],

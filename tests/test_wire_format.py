@@ -217,3 +217,14 @@ def test_a_deflated_body_where_nothing_can_inflate_it_is_a_decode_error(monkeypa
     monkeypatch.setitem(sys.modules, "zlib", None)
     with pytest.raises(cbor.DecodeError, match="neither `deflate` nor `zlib`"):
         batch_decode.inflate(b"\x03\x00", 9)
+
+
+def test_a_schema_document_of_more_channels_than_a_byte_numbers_is_refused():
+    # 100,000 channels in 1.5 MB, kept by the ingest for good; a channel number is one byte.
+    # (The ingest's decoder: a board never reads a schema document.)
+    from agent.schema import Schema
+    item = cbor.dumps(["c", "", cbor.Tag(4, [0, 1])])
+    head = b"\xa1" + cbor.dumps("channels") + b"\x99\x01"
+    with pytest.raises(cbor.Malformed):
+        Schema.from_cbor(head + b"\x01" + item * 257)
+    assert len(Schema.from_cbor(head + b"\x00" + item * 256).channels) == 256

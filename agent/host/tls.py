@@ -1,6 +1,8 @@
 # CPython's half of agent/tls.py: an ssl.SSLContext from PEM texts. CPython reads a client
-# certificate and key only from files, so they are written, readable by this user alone.
+# certificate and key only from files, so they are written, readable by this user alone, and
+# removed once read (the context holds them: a copy of the key left in /tmp outlived each run).
 import os
+import shutil
 import ssl
 import tempfile
 
@@ -16,5 +18,8 @@ def context(ca=None, cert=None, key=None, tmpdir=None):
             with os.fdopen(fd, "w") as f:
                 f.write(text)
             paths.append(path)
-        ctx.load_cert_chain(paths[0], paths[1])
+        try:
+            ctx.load_cert_chain(paths[0], paths[1])
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     return ctx

@@ -9,6 +9,7 @@ import re
 from types import SimpleNamespace
 
 from agent import ids
+from agent.schema import MAX_CHANNELS
 from firmware import bounded
 from firmware.profile import crosscheck
 from firmware.profile.chips import DRIVERS
@@ -224,7 +225,8 @@ def sensor(ctx, node):
 
 
 def sensors(ctx, node):
-    out = list_of(sensor, 1, "a list of at least one sensor")(ctx, node)
+    # at most MAX_CHANNELS: a reading's channel is a byte in the buffer and the batch encoder
+    out = list_of(sensor, 1, "a list of at least one sensor", MAX_CHANNELS)(ctx, node)
     first = {}
     for s, n in zip(out, node.value):
         if s and "name" in s:

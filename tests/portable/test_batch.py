@@ -296,3 +296,4 @@ def test_a_senml_sum_or_time_past_a_signed_64_bit_integer_is_refused():
     raises(cbor.Malformed, senml_decode.decode, [{0: "x", -5: top, 2: top}])    # bv + v
     raises(cbor.Malformed, senml_decode.decode, [{0: "x", -3: 1 << 62, 2: 1}])  # bt in ms
     assert senml_decode.decode([{0: "x", -5: 1, 2: top - 1, 6: 0}])[0][3] == top
+

@@ -143,8 +143,9 @@ def test_a_bignum_argument_out_of_range_is_not_printed():
 
 
 def test_an_unknown_argument_named_by_a_bignum_or_a_long_text_is_shown_short():
-    assert reply_to({"id": 2, "cmd": "ping", 10 ** 5000: 1})["error"] == (
-        "unknown argument <int of more than 64 bits>")
+    # a bignum key is not CBOR this decoder takes (agent/cbor_decode.py), said short
+    error = reply_to({"id": 2, "cmd": "ping", 10 ** 5000: 1})["error"]
+    assert error.startswith("not CBOR: at byte ") and error.endswith(": a map key past 64 bits")
     error = reply_to({"id": 2, "cmd": "ping", "x" * 1000: 1})["error"]
     assert error == "unknown argument '%s'..." % ("x" * 37)
     assert reply_to({"id": 3, "cmd": "set", "n": 4}) == {"reply": 3, "ok": True, "result": 4}

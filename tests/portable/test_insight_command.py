@@ -110,7 +110,7 @@ def test_errors_show_a_long_text_or_a_bignum_from_a_command_short():
         ({"sensor": "pills", "action": "set", "settings": {long_name: 1}},
          "unknown setting '%s'..." % ("x" * 13)),
         ({"sensor": "pills", "action": "set", "settings": {big: 1}},
-         "unknown setting <int of more than 64 bits>"),
+         "a map key past 64 bits"),
         ({"sensor": "pills", "action": "set", "settings": {"pills": big}},
          "got <int of more than 64 bits>"),
     ]
