@@ -431,6 +431,12 @@ class Handlers:
         except Bad as exc:
             raise Bad("schema: %s" % (exc.reason,))
         sid = schema.id
+        known = dict.get(self._schemas, sid)
+        if known is not None and known.channels != schema.channels:
+            # A CRC-32 names a schema, it does not vouch for it: a device may forge a document
+            # with another's id. The first one stays; this one is said, and not bound to it.
+            raise Bad("schema: its id %d is a different schema's, stored first (two documents "
+                      "of one CRC-32: a forgery or a collision); this one is not used" % sid)
         db = self._db
         db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) "
                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
