@@ -109,8 +109,10 @@ def find_gpiochip():
 
 
 def command():
-    """How the unit starts tether: this Python, with the firmware package it imports."""
-    return [sys.executable, "-m", "firmware.cli"]
+    """How the unit starts tether: this Python, with the firmware package it imports, isolated
+    (-I): `-m` would put the working directory, /var/lib/tether, first on sys.path, and a
+    firmware/ folder there would be run instead."""
+    return [sys.executable, "-I", "-m", "firmware.cli"]
 
 
 def plan(profile, source, device, gpiochip=None):
@@ -268,7 +270,7 @@ def _check_visible():
                                    "temporary folders, e.g. %s, and run that tether "
                                    "(docs/raspberry-pi.md)" % (what, path, why, INSTALL))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    probe = subprocess.run(command()[:1] + ["-c", "import firmware.cli"], cwd="/", env=env,
+    probe = subprocess.run(command()[:2] + ["-c", "import firmware.cli"], cwd="/", env=env,
                            capture_output=True, text=True)
     if probe.returncode != 0:
         raise ServiceError(3, "tether install-service: %s cannot import tether without "

@@ -95,7 +95,7 @@ def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sens
         "DeviceAllow=/dev/ttyUSB0 rw",
     ]
     assert "SupplementaryGroups=dialout gpio i2c" in lines
-    assert ("ExecStart=%s -m firmware.cli run --gpiochip /dev/gpiochip0 "
+    assert ("ExecStart=%s -I -m firmware.cli run --gpiochip /dev/gpiochip0 "
             "${CREDENTIALS_DIRECTORY}/profile.json" % sys.executable) in lines
     assert "LoadCredential=profile.json:/etc/tether/scale-1.json" in lines
     for line in ("DynamicUser=yes", "StateDirectory=tether", "ProtectSystem=strict",
@@ -115,7 +115,7 @@ def test_a_profile_without_gpio_pins_gets_no_gpio_chip_nor_group(tmp_path):
     lines = unit.splitlines()
     assert [l for l in lines if l.startswith("DeviceAllow=")] == ["DeviceAllow=/dev/serial0 rw"]
     assert "SupplementaryGroups=dialout" in lines
-    assert ("ExecStart=%s -m firmware.cli run --device washer-7 "
+    assert ("ExecStart=%s -I -m firmware.cli run --device washer-7 "
             "${CREDENTIALS_DIRECTORY}/profile.json" % sys.executable) in lines
     assert "LoadCredential=profile.json:/etc/tether/washer-7.json" in lines
     verify(tmp_path, "washer-7", unit)
@@ -481,3 +481,15 @@ def test_a_missing_device_group_is_refused():
     assert info.value.code == 3
     assert str(info.value).startswith("tether install-service: no group tether-no-such-group on "
                                       "this machine")
+
+
+def test_the_units_command_does_not_run_a_firmware_folder_in_its_working_directory(tmp_path):
+    # `python -m` puts the working directory (the unit's, /var/lib/tether) first on sys.path:
+    # a firmware/ folder there was run instead of the installed tether.
+    (tmp_path / "firmware").mkdir()
+    (tmp_path / "firmware" / "__init__.py").write_text("raise SystemExit('HIJACKED')\n")
+    (tmp_path / "firmware" / "cli.py").write_text("raise SystemExit('HIJACKED')\n")
+    from firmware import service
+    proc = subprocess.run(service.command() + ["--version"], cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "HIJACKED" not in proc.stdout + proc.stderr, proc.stderr
