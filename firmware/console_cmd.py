@@ -22,6 +22,10 @@ def add_arguments(p):
                         "go (without it the console only shows)")
     p.add_argument("--ca", metavar="FILE", help="CA certificate(s) for mqtts:// (default: the "
                                                 "system's)")
+    p.add_argument("--username", help="broker user name (or in --broker's URL)")
+    p.add_argument("--password-env", metavar="VAR",
+                   help="the environment variable that holds the broker password (a password "
+                        "in --broker's URL is in `ps` for every user)")
     p.add_argument("--prefix", default="tether/v1", help="topic prefix (default: %(default)s)")
     p.add_argument("--host", default="127.0.0.1",
                    help="the address to listen on (default: %(default)s; any other address "
@@ -73,10 +77,33 @@ def open_console(db, host, port, token=None, broker=None, prefix="tether/v1", ca
                   behind_proxy=behind_proxy)
 
 
+def with_login(url, username=None, password=None):
+    """The broker URL with a user name and password given apart from it (to the console only:
+    never printed), as tether ingest takes them."""
+    from urllib.parse import quote
+    b = parse_broker(url)
+    user = username if username is not None else b.username
+    if password is not None and user is None:
+        raise ValueError("--password-env needs a user name: --username, or user@ in --broker")
+    password = password if password is not None else b.password
+    login = "" if user is None else quote(user, safe="") + (
+        "" if password is None else ":" + quote(password, safe="")) + "@"
+    host = "[%s]" % b.host if ":" in b.host else b.host
+    return "%s://%s%s:%d" % ("mqtts" if b.tls else "mqtt", login, host, b.port)
+
+
 def main(args, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
+    broker = args.broker
     try:
-        server = open_console(args.db, args.host, args.port, args.token, args.broker,
+        if broker and (args.username is not None or args.password_env):
+            if args.password_env and args.password_env not in os.environ:
+                raise ValueError("the environment variable %s is not set" % args.password_env)
+            broker = with_login(broker, args.username, os.environ.get(args.password_env)
+                                if args.password_env else None)
+        elif args.username is not None or args.password_env:
+            raise ValueError("--username and --password-env go with --broker")
+        server = open_console(args.db, args.host, args.port, args.token, broker,
                               args.prefix, args.ca, args.silent, args.behind_proxy)
     except (BadURL, ValueError, RuntimeError) as exc:
         err.write("tether console: %s\n" % exc)

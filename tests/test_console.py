@@ -616,3 +616,17 @@ def test_the_cycle_chart_draws_what_the_device_charts_and_where_its_sum_grows():
     from console.actions import _insight
     text = _insight("maintenance_due", "f", "power", 9000, -8.0, insights[-1][4])["evidence"]
     assert text.endswith("CUSUM 6.1 (limit 6) after 3 points of 3 cycles")
+
+
+def test_the_console_takes_its_broker_password_from_the_environment(monkeypatch):
+    # In --broker's URL a password is in `ps` for every user of the machine.
+    from firmware.console_cmd import with_login
+    from console.commands import Commander
+    url = with_login("mqtts://broker.example:8883", "ops", "p@ss:w/rd")
+    b = Commander(url).broker
+    assert (b.host, b.port, b.tls, b.username, b.password) == (
+        "broker.example", 8883, True, "ops", "p@ss:w/rd")
+    assert Commander(with_login("mqtt://ops@[::1]", None, "x")).broker[:5] == (
+        "::1", 1883, False, "ops", "x")
+    with pytest.raises(ValueError, match="needs a user name"):
+        with_login("mqtt://h", None, "x")
