@@ -17,6 +17,11 @@ EXIT_NO_PORT = 3
 EXIT_PORT_BUSY = 4
 
 
+# Control characters but tab and newline, shown as \x.. escapes: a board's output must not drive
+# the terminal it is shown in (escape sequences can retitle it, move the cursor, hide text).
+_VISIBLE = {c: "\\x%02x" % c for c in list(range(32)) + [127] if c not in (9, 10)}
+
+
 class Console:
     """Writes the board's bytes as lines, each prefixed with the time its first byte came."""
 
@@ -28,6 +33,7 @@ class Console:
 
     def feed(self, data):
         text = data.decode("utf-8", "replace").replace("\r\n", "\n").replace("\r", "")
+        text = text.translate(_VISIBLE)
         pieces = []
         for part in text.splitlines(True):
             if self.at_line_start and self.stamps:

@@ -101,3 +101,13 @@ def test_each_line_carries_the_time_its_first_byte_came():
     console.feed(b"er up\r\n\r\n")
     console.end_line()
     assert out.getvalue() == "[08:30:00] boot\n[08:30:01] sampler up\n[08:30:02] \n"
+
+
+def test_a_boards_control_characters_are_shown_not_sent_to_the_terminal():
+    # An escape sequence from the board retitled the terminal, moved its cursor, hid text.
+    import io
+
+    from firmware.logs import Console
+    out = io.StringIO()
+    Console(out, stamps=False).feed(b"ok\x1b]0;pwned\x07 done\r\nnext\tline\x7f\n")
+    assert out.getvalue() == "ok\\x1b]0;pwned\\x07 done\nnext\tline\\x7f\n"
