@@ -8,7 +8,10 @@ import struct
 from agent.cbor import (MAX_DEPTH, UNDEFINED, Malformed, Simple, Tag, TooDeep, TrailingData,
                         Truncated)
 
-_KEY_LIMIT = 1 << 64  # a map key is a CBOR integer (64 bits), text or bytes; not a bignum
+# A map key is a CBOR integer (64 bits), text or bytes; not a bignum. Both ends made once: a
+# negation made per key is a heap object on a board.
+_KEY_HIGH = 1 << 64
+_KEY_LOW = -(1 << 64)
 
 
 def _utf8_strict(raw):
@@ -129,7 +132,7 @@ class Reader:
             hash(key)
         except TypeError:
             raise Malformed("a map key must be a number, string or other simple value", kpos)
-        if isinstance(key, int) and not -_KEY_LIMIT <= key < _KEY_LIMIT:
+        if isinstance(key, int) and (key >= _KEY_HIGH or key < _KEY_LOW):
             # Bignum keys k x (2**61 - 1) all hash alike on CPython: a map of them took its
             # decoder time that grows with the square of its size (a 585 KB health report
             # held the ingest 24 s).

@@ -39,7 +39,10 @@ floats = st.one_of(
 )
 texts = st.text(st.characters(codec="utf-8"), max_size=30)
 scalars = st.one_of(st.none(), st.booleans(), ints, floats, texts, st.binary(max_size=30))
-keys = st.one_of(ints, texts)
+# Map keys a decoder takes: a bignum key is refused (agent/cbor_decode.py: keys k x (2**61 - 1)
+# hash alike), test_cbor.py::test_a_bignum_map_key_is_refused.
+keys = st.one_of(st.sampled_from([i for i in EDGE_INTS if -2 ** 64 <= i < 2 ** 64]),
+                 st.integers(-2 ** 64, 2 ** 64 - 1), texts)
 
 
 def values_with(key_strategy):
@@ -266,6 +269,16 @@ def test_float_bits_agrees_with_struct_for_doubles(x):
 
 # --- the same bytes on MicroPython --------------------------------------------------------------
 
+def _bignum_key(v):
+    """Whether v holds a map with an integer key past 64 bits (a decoder refuses it)."""
+    if isinstance(v, dict):
+        return any(isinstance(k, int) and not isinstance(k, bool) and not
+                   -2 ** 64 <= k < 2 ** 64 or _bignum_key(x) for k, x in v.items())
+    if isinstance(v, list):
+        return any(_bignum_key(x) for x in v)
+    return False
+
+
 def _random_value(rng, depth=0):
     kind = rng.randrange(10 if depth < 3 else 8)
     if kind == 0:
@@ -332,7 +345,11 @@ VALUES = [
 ]
 for v in VALUES:
     enc = dumps(v)
-    print(enc.hex(), "same" if dumps(loads(enc, 1000)) == enc else "differs")
+    try:
+        back = "same" if dumps(loads(enc, 1000)) == enc else "differs"
+    except Exception as e:  # a bignum map key, which the decoder refuses
+        back = "refused" if "map key past 64 bits" in str(e) else "error"
+    print(enc.hex(), back)
 """
 
 
@@ -352,7 +369,7 @@ def test_micropython_encodes_every_value_to_the_bytes_cpython_does(micropython, 
     for i, v in enumerate(values):
         got, round_trip = lines[2 * i], lines[2 * i + 1]
         assert got == expected[i], (i, v)
-        assert round_trip == "same", (i, v)
+        assert round_trip == ("refused" if _bignum_key(v) else "same"), (i, v)
 
 
 HOSTILE = [  # (hex, times repeated, error, offset)

@@ -139,7 +139,7 @@ def test_bignums_anywhere_in_a_message_are_stored_or_malformed_never_an_internal
     up = "%s/%s/up/" % (PREFIX, DEVICE)
     messages = [
         (up + "health", b"\xa2" + d("t") + d(1) + d("x") + BIG),          # a value: stored
-        (up + "health", b"\xa2" + d("t") + d(2) + BIG + d(1)),            # a key: stored
+        (up + "health", b"\xa2" + d("t") + d(2) + BIG + d(1)),            # a key: malformed
         (up + "health", b"\xa1" + d("device") + BIG),
         (up + "health", b"\xa2" + d("reply") + BIG + d("ok") + d(True)),
         (up + "event", _event(seq=BIG)),
@@ -158,7 +158,8 @@ def test_bignums_anywhere_in_a_message_are_stored_or_malformed_never_an_internal
         reasons = [r for (r,) in i._db.execute("SELECT reason FROM malformed")]
         assert not [r for r in reasons if r.startswith("internal error")], reasons
         assert all(len(r) < 300 for r in reasons), reasons
-        assert i.stats()["malformed"] == len(messages) - 3
-        assert i._db.execute("SELECT count(*) FROM health").fetchone()[0] == 3
+        # a bignum key is refused by the decoder (its hash: agent/cbor_decode.py)
+        assert i.stats()["malformed"] == len(messages) - 2
+        assert i._db.execute("SELECT count(*) FROM health").fetchone()[0] == 2
     finally:
         i._db.close()
