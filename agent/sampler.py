@@ -38,7 +38,7 @@ class Threshold:
 class Channel:
     """One sensor of the profile: what to read, when, and what to do with it."""
 
-    def __init__(self, number, name, source, quantity, interval_ms, scale, value, filters,
+    def __init__(self, number, name, source, quantity, interval_ms, scale, schema, filters,
                  thresholds):
         self.number = number
         self.name = name
@@ -47,13 +47,15 @@ class Channel:
         self.confident_key = quantity + "_confident"  # not a new string every reading
         self.interval_ms = interval_ms
         self.scale = scale          # value -> integer at the channel's resolution
-        self.value = value          # that integer -> the reading it stands for
-        self.low = filters.get("min")
-        self.high = filters.get("max")
+        self.schema = schema        # .value(number, integer): the reading an integer stands for
+        # (min, max), or None without either: one attribute, not two (an instance's table of
+        # attributes grows in steps: one more cost 70 bytes a channel, bench/sampler.py)
+        low, high = filters.get("min"), filters.get("max")
+        self.limits = None if low is None and high is None else (low, high)
         dead = filters.get("deadband")
         # In steps of the resolution, as the readings are stored: rounded floats would call a
         # move of exactly the deadband (20.2 - 20.0 = 0.19999999999999929) smaller than it.
-        self.deadband = None if dead is None else _steps(dead, value(1))
+        self.deadband = None if dead is None else _steps(dead, schema.value(number, 1))
         n = filters.get("median") or 0
         self.window = [0.0] * n
         self.sorted = [0.0] * n     # scratch for the median: no list made per reading
@@ -163,7 +165,9 @@ class Sampler:
             c.failing = None
             c.streak = 0
             self._emit(t, synced, "sensor_error", c, CLEARED, v, None)
-        if (c.low is not None and v < c.low) or (c.high is not None and v > c.high):
+        lim = c.limits
+        if lim is not None and ((lim[0] is not None and v < lim[0]) or
+                                (lim[1] is not None and v > lim[1])):
             c.errors["implausible"] = c.errors.get("implausible", 0) + 1
             return
         if c.insight is not None:
@@ -176,7 +180,7 @@ class Sampler:
         # 20.99985 stored as 21.0 raised no "above 21" (nor carried 20.99985 in its event). The
         # reading as a number is made only for them: a float is a heap object on a board.
         if c.thresholds:
-            v = c.value(scaled)
+            v = c.schema.value(c.number, scaled)
             for th in c.thresholds:
                 state = th.check(v)
                 if state is not None:
@@ -184,7 +188,7 @@ class Sampler:
         if (not confident) != c.uncertain:  # a pill count far from a whole pill, say
             c.uncertain = not confident
             self._emit(t, synced, "uncertain_" + c.quantity, c, RAISED if c.uncertain else CLEARED,
-                       c.value(scaled), None)
+                       c.schema.value(c.number, scaled), None)
         if c.deadband is not None and c.last is not None and abs(scaled - c.last) < c.deadband:
             c.suppressed += 1
             return
@@ -214,10 +218,6 @@ def _steps(deadband, step):
     return whole if n - whole < 1e-9 else whole + 1
 
 
-def _reading(schema, i):
-    return lambda n: schema.value(i, n)
-
-
 def channels(profile, schema, sources):
     """The profile's sensors as Channels; sources[i] is the driver of sensor i."""
     out = []
@@ -228,5 +228,5 @@ def channels(profile, schema, sources):
             ths.append(Threshold(th["event"], th["above"] if above else th["below"], above,
                                  th.get("hysteresis", 0)))
         out.append(Channel(i, s["name"], sources[i], s["quantity"], s["interval_ms"],
-                           schema.scaler(i), _reading(schema, i), s.get("filters", {}), ths))
+                           schema.scaler(i), schema, s.get("filters", {}), ths))
     return out

@@ -68,8 +68,8 @@ def scaler(i):
 
 
 def channel(i, source, quantity="x", interval=10000, filters=None, thresholds=()):
-    return Channel(i, SCHEMA.names[i], source, quantity, interval, scaler(i),
-                   lambda n: SCHEMA.value(i, n), filters or {}, list(thresholds))
+    return Channel(i, SCHEMA.names[i], source, quantity, interval, scaler(i), SCHEMA,
+                   filters or {}, list(thresholds))
 
 
 def run(sampler, clock, until):

@@ -73,7 +73,7 @@ def test_a_value_past_what_a_batch_holds_at_its_resolution_is_a_counted_fault_no
     buf.open()
     seq = [5.0, 23.0, 23.0, 5.5]
     c = Channel(0, "voltage", Fake(lambda n: {"x": seq[n]}), "x", 10000,
-                lambda v: schema.scale(0, v), lambda n: schema.value(0, n), {}, [])
+                lambda v: schema.scale(0, v), schema, {}, [])
     run(Sampler(clock, buf, None, [c]), clock, 40000)
     assert c.errors == {"range": 2} and c.readings == 2
     buf.cut()
