@@ -50,9 +50,12 @@ def load_fleet(path, devices=None):
     to that total (each line keeps at least one device). FleetError lists every problem, each
     at its line and column, as a profile's errors are."""
     try:
-        text = bounded.read(path, MAX_FLEET_FILE, "a fleet file")
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        doc = yaml.safe_load(text)
+        loader = yaml.SafeLoader(bounded.read(path, MAX_FLEET_FILE, "a fleet file"))
+        try:  # parsed once: the nodes say where each value is, and make the document
+            root = loader.get_single_node()
+            doc = None if root is None else loader.construct_document(root)
+        finally:
+            loader.dispose()
     except bounded.TooLarge as exc:
         raise FleetError("%s: %s" % (path, exc))
     except OSError as exc:  # said as a profile's is: no "[Errno 2]"
@@ -66,7 +69,7 @@ def load_fleet(path, devices=None):
             getattr(exc, "problem", None) or exc))
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
-    items = _value_node(root, "devices").value
+    items = _node(root, "devices").value
     problems = []
 
     def problem(node, where, text):
@@ -82,11 +85,11 @@ def load_fleet(path, devices=None):
             problem(item, where, "expected {profile, count, id}")
             continue
         for key in sorted(set(entry) - {"profile", "count", "id"}, key=str):
-            problem(_key_node(item, key), where, "unknown key %s%s" % (
+            problem(_node(item, key, of_key=True), where, "unknown key %s%s" % (
                 key, did_you_mean(str(key), ["profile", "count", "id"])))
         count = entry.get("count", 1)
         if not isinstance(count, int) or isinstance(count, bool) or count < 1:
-            problem(_value_node(item, "count"), where + ".count",
+            problem(_node(item, "count"), where + ".count",
                     "expected a whole number >= 1")
             count = 1
         total += count
@@ -95,11 +98,11 @@ def load_fleet(path, devices=None):
                              % (path, where, MAX_DEVICES))
         template = entry.get("id", "")
         if not isinstance(template, str):
-            problem(_value_node(item, "id"), where + ".id",
+            problem(_node(item, "id"), where + ".id",
                     "expected text like 'printer-{n:04d}'")
             template = ""
         if not isinstance(entry["profile"], str):
-            problem(_value_node(item, "profile"), where + ".profile", "expected a file path")
+            problem(_node(item, "profile"), where + ".profile", "expected a file path")
             continue
         profile, errors = compile_profile(os.path.join(base, entry["profile"]))
         if errors:
@@ -108,7 +111,7 @@ def load_fleet(path, devices=None):
         try:  # said before any device starts, not as a traceback once they do
             model_for(profile)
         except ValueError as exc:
-            problem(_value_node(item, "profile"), where, str(exc))
+            problem(_node(item, "profile"), where, str(exc))
             continue
         template = template or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
@@ -117,11 +120,11 @@ def load_fleet(path, devices=None):
             try:
                 device_id = template.format(n=n)
             except (ValueError, KeyError, IndexError, AttributeError, TypeError):
-                problem(_value_node(item, "id"), where + ".id",
+                problem(_node(item, "id"), where + ".id",
                         "expected text like 'printer-{n:04d}', got %r" % template)
                 break
             if not ids.valid(device_id):
-                problem(_value_node(item, "id"), where + ".id",
+                problem(_node(item, "id"), where + ".id",
                         "%r gives %r, not %s" % (template, device_id, ids.WHAT))
                 break
         lines.append([profile, count, template])
@@ -132,18 +135,12 @@ def load_fleet(path, devices=None):
     return [tuple(line) for line in lines]
 
 
-def _key_node(mapping, key):
-    """The node of a key in a YAML mapping node (the mapping's own where there is none)."""
-    for k, _ in getattr(mapping, "value", ()) if isinstance(mapping, yaml.MappingNode) else ():
-        if k.value == key:
-            return k
-    return mapping
-
-
-def _value_node(mapping, key):
+def _node(mapping, key, of_key=False):
+    """The node of a key's value (of_key: of the key) in a YAML mapping node; the mapping's own
+    where there is none."""
     for k, v in mapping.value if isinstance(mapping, yaml.MappingNode) else ():
         if k.value == key:
-            return v
+            return k if of_key else v
     return mapping
 
 

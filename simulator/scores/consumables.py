@@ -110,14 +110,14 @@ def score(units):
             for start, end in carts:
                 dried = min([t for t in empties if _inside(t, start, end)] or [None])
                 low = min([t for t in lows if _inside(t, start, end)] or [None])
-                ordered = [i[0] for i in mine if i[1] == "reorder" and _inside(i[0], start, end)]
+                sent = [i for i in mine if i[1] == "reorder" and _inside(i[0], start, end)]
+                ordered = [i[0] for i in sent]
                 reorders += len(ordered)
                 # one sent when its own forecast is already under the lead time: late as sent,
                 # whether or not its cartridge runs dry within the run
-                for i in mine:
-                    if i[1] == "reorder" and _inside(i[0], start, end):
-                        days = (i[4] or {}).get("days", i[3])
-                        inside += isinstance(days, (int, float)) and days * DAY_MS < lead
+                for i in sent:
+                    days = (i[4] or {}).get("days", i[3])
+                    inside += isinstance(days, (int, float)) and days * DAY_MS < lead
                 false += max(0, len(ordered) - 1)
                 if ordered:
                     o = ordered[0]
