@@ -79,13 +79,14 @@ class Ingest(Handlers):
     arrived and is not yet stored is lost if the process dies. repair: True (the defaults of
     ingest.repair.Policy), a Policy, or False: ask devices to re-send what is missing
     (ingest/repair.py); it needs every batch of a device in this one database. db_path: a SQLite
-    file or a postgresql:// URL (ingest/url.py db_url).
+    file or a postgresql:// URL (ingest/url.py db_url). clock: the time it is (Unix seconds) for
+    the days PostgreSQL partitions (the simulator gives its device time); None: the system's.
     """
 
     def __init__(self, broker_host, broker_port, db_path, group=None,
                  prefix="tether/v1", client_id=None, username=None, password=None, tls=None,
                  persistent=True, keepalive=30, max_held=5000, hold_timeout=60.0,
-                 group_size=500, ack_after_store=True, repair=True):
+                 group_size=500, ack_after_store=True, repair=True, clock=None):
         topics.check_group(group)
         prefix = topics.check_prefix(prefix)
         self.host = broker_host
@@ -103,6 +104,7 @@ class Ingest(Handlers):
         self.hold_timeout = hold_timeout
         self.group_size = group_size
         self.ack_after_store = ack_after_store
+        self.clock = clock
         if repair is True:
             repair = repair_mod.Policy()
         self.policy = repair or None
@@ -145,6 +147,8 @@ class Ingest(Handlers):
         self._failed = None
         self._subscribed.clear()
         self._db = open_store(self.db_path)
+        if self.clock is not None:
+            self._db.clock = self.clock
         try:
             try:
                 self._load()

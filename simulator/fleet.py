@@ -261,8 +261,12 @@ class Fleet:
         # while its member is away (bench/broker_restart.py, docs/ingest.md). The session ends
         # with the run (_end_ingest). `ingest_group` puts the ingest in a share group instead,
         # for more ingest processes to join this one (they share its database file).
+        # Device time is what the ingest takes for now: the days it keeps in partitions are
+        # the run's (a PostgreSQL database), as a real fleet's are the days it runs.
+        clock = self.clock
         self.ingest = Ingest(host, port, self.db_path, group=self.ingest_group, persistent=True,
-                             client_id="tether-sim-%d-%s" % (os.getpid(), os.urandom(4).hex()))
+                             client_id="tether-sim-%d-%s" % (os.getpid(), os.urandom(4).hex()),
+                             clock=lambda: (clock.start_unix_ms + clock.t) / 1000.0)
         try:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)

@@ -12,6 +12,13 @@ from ingest.store import open_store, postgres
 from ingest.store import sqlite as sqlite_layout
 
 T0 = 1764720000000  # 2025-12-03T00:00:00Z
+
+
+@pytest.fixture(autouse=True)
+def store_clock_on_t0(monkeypatch):
+    """The stores take the day after T0 for today: the days around it get partitions, however long
+    after 2025 the tests run (a year on, T0 would be older than the year partitioned)."""
+    monkeypatch.setattr(postgres.PostgresStore, "clock", staticmethod(lambda: (T0 + 86400000) / 1000))
 COLUMNS = ("SELECT device, channel, t_first, seq, v_first, t_low, v_low, t_high, v_high, t_last, "
            "v_last FROM channel_batches ORDER BY device, channel, seq")
 
@@ -78,13 +85,18 @@ def test_each_batch_keeps_per_channel_its_first_lowest_highest_and_last_reading(
 
 def downgrade(url):
     """The database as the layout before channel_batches left it."""
-    if url.startswith("postgresql:"):  # layout 3: the columns and the view gone
+    if url.startswith("postgresql:"):  # layout 3: the columns, the views over both tables gone
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DROP VIEW channel_batches")
+            conn.execute("DROP VIEW readings")
+            conn.execute("DROP TABLE readings_outside")
+            conn.execute("CREATE VIEW readings AS SELECT p.device, r.t_ms, p.channel, r.value, "
+                         "p.seq, r.text FROM readings_packed p CROSS JOIN LATERAL "
+                         "unnest(p.t_ms, p.value, p.text) AS r (t_ms, value, text)")
             conn.execute("ALTER TABLE readings_packed DROP COLUMN t_low, DROP COLUMN v_low, "
                          "DROP COLUMN t_high, DROP COLUMN v_high")
             conn.execute("UPDATE tether_layout SET version = 3")
-        assert postgres.VERSION == 4
+        assert postgres.VERSION == 5
     else:  # layout 5
         conn = sqlite3.connect(url)
         conn.executescript("DROP TABLE channel_batches; PRAGMA user_version = 5;")

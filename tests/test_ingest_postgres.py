@@ -22,6 +22,13 @@ DAY = postgres.DAY_MS
 T0 = 1764720000000  # 2025-12-03T00:00:00Z
 
 
+@pytest.fixture(autouse=True)
+def store_clock_on_t0(monkeypatch):
+    """The stores take the day after T0 for today: the days around it get partitions, however long
+    after 2025 the tests run (a year on, T0 would be older than the year partitioned)."""
+    monkeypatch.setattr(postgres.PostgresStore, "clock", staticmethod(lambda: (T0 + 86400000) / 1000))
+
+
 def batch_row(store, device, seq, n=3, t0=T0):
     return store.execute(
         "INSERT INTO batches (device, seq, boot, dropped, synced, encoding, deflated, schema_id, "
@@ -127,13 +134,14 @@ def test_a_message_rolled_back_to_its_savepoint_leaves_no_readings(postgres_url)
         for seq, keep in ((1, True), (2, False), (3, True)):
             store.execute("SAVEPOINT m")
             batch_row(store, "dev-1", seq)
-            store.insert_readings("dev-1", seq, [(T0 + seq, "power", seq)])
+            # and a channel of 1970 (readings_outside)
+            store.insert_readings("dev-1", seq, [(T0 + seq, "power", seq), (seq, "up", -seq)])
             if not keep:
                 store.execute("ROLLBACK TO m")
             store.execute("RELEASE m")
         store.commit()
-        assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
-            (1, 1.0), (3, 3.0)]
+        assert store.execute("SELECT seq, value FROM readings ORDER BY seq, value").fetchall() == [
+            (1, -1.0), (1, 1.0), (3, -3.0), (3, 3.0)]
         assert [s for (s,) in store.execute("SELECT seq FROM batches ORDER BY seq")] == [1, 3]
     finally:
         store.close()
@@ -173,6 +181,77 @@ def test_readings_fall_into_a_partition_per_day_and_old_days_drop_whole(postgres
         assert store.execute("SELECT tether_drop_readings(?)", (T0 + 2 * DAY,)).fetchone()[0] == 2
         assert store.execute("SELECT DISTINCT value FROM readings").fetchall() == [(2.0,)]
         assert store.execute("SELECT to_regclass('readings_packed_20251203')").fetchone()[0] is None
+    finally:
+        store.close()
+
+
+def test_days_outside_the_year_partitioned_make_no_partitions_and_are_read_and_dropped(
+        postgres_url):
+    """A clock never synced (1970), broken or hostile names any day: one partition a day would
+    let one device make thousands, past which every query of the views fails. Only a year back
+    to tomorrow (the store's clock: the day after T0) get partitions; the rest go in
+    readings_outside, read through the same views and dropped by the same call."""
+    days = [-400, -366, -365, 0, 1, 2, 3, 400] + [-20000 - 97 * k for k in range(50)] + [
+        500 + 97 * k for k in range(50)]
+    store = postgres.connect(postgres_url)
+    try:
+        store.begin()
+        for seq, day in enumerate(days):
+            store.insert_readings("dev-1", seq, [(T0 + day * DAY + 5, "power", day),
+                                                 (T0 + day * DAY + 9, "power", day + 0.5)])
+        store.insert_readings("dev-2", 0, [(7000, "up", 7)])  # ms since boot: 1970
+        store.insert_batch("dev-2", 1, Columns([("power", [T0 - 800 * DAY], [8])]))
+        store.commit()
+        assert store.execute("SELECT name FROM reading_partitions ORDER BY t_from").fetchall() == [
+            (postgres.partition_of(T0 + day * DAY)[0],) for day in (-365, 0, 1, 2)]
+        assert store.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = "
+                             "'readings_packed'::regclass").fetchone() == (4,)
+        outside = sorted(days[:2] + days[6:])
+        assert [d for (d,) in store.execute(
+            "SELECT v_first FROM readings_outside JOIN channel_batches USING (device, seq, channel) "
+            "WHERE device = 'dev-1' ORDER BY v_first")] == outside
+        # every reading through the views, whichever table holds it
+        assert store.execute("SELECT count(*), sum(value) FROM readings WHERE device = 'dev-1'"
+                             ).fetchone() == (2 * len(days), 2.0 * sum(days) + 0.5 * len(days))
+        assert store.execute("SELECT device, t_ms, value FROM readings WHERE device = 'dev-2' "
+                             "ORDER BY t_ms").fetchall() == [
+            ("dev-2", 7000, 7.0), ("dev-2", T0 - 800 * DAY, 8.0)]
+        assert store.execute("SELECT t_first, t_low, v_low, t_last, v_last FROM channel_batches "
+                             "WHERE device = 'dev-1' AND seq = %d" % days.index(400)).fetchone() \
+            == (T0 + 400 * DAY + 5, T0 + 400 * DAY + 5, 400.0, T0 + 400 * DAY + 9, 400.5)
+        # the days wholly before T0 + 2 days go, in both tables; later ones stay
+        store.begin()
+        assert store.execute("SELECT tether_drop_readings(?)", (T0 + 2 * DAY + 7,)
+                             ).fetchone() == (3,)
+        store.commit()
+        assert [d for (d,) in store.execute(
+            "SELECT DISTINCT value FROM readings WHERE value = round(value) ORDER BY 1")] == [
+            2.0, 3.0, 400.0] + [float(d) for d in days[8:] if d >= 2]
+        assert store.execute("SELECT count(*) FROM readings WHERE device = 'dev-2'"
+                             ).fetchone() == (0,)
+    finally:
+        store.close()
+
+
+def test_a_future_day_stored_outside_is_partitioned_when_its_time_comes_and_both_read(
+        postgres_url, monkeypatch):
+    store = postgres.connect(postgres_url)
+    try:
+        store.begin()
+        store.insert_readings("dev-1", 1, [(T0 + 30 * DAY, "power", 1)])  # a clock ahead
+        store.commit()
+        monkeypatch.setattr(postgres.PostgresStore, "clock",
+                            staticmethod(lambda: (T0 + 30 * DAY) / 1000))
+        store.begin()
+        store.insert_readings("dev-1", 2, [(T0 + 30 * DAY + 1, "power", 2)])
+        store.commit()
+        assert store.execute("SELECT name FROM reading_partitions").fetchall() == [
+            ("readings_packed_20260102",)]
+        assert store.execute("SELECT tableoid::regclass::text, seq FROM readings_packed").fetchall(
+            ) == [("readings_packed_20260102", 2)]
+        assert store.execute("SELECT seq FROM readings_outside").fetchall() == [(1,)]
+        assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
+            (1, 1.0), (2, 2.0)]
     finally:
         store.close()
 
@@ -570,6 +649,11 @@ def test_a_simulated_fleet_through_mosquitto_into_postgresql_loses_nothing(broke
             == readings[d["device"]], d
         assert d["events_raised"] == d["events"] == events.get(d["device"], 0), d
     assert sum(readings.values()) == f["delivered"] > 0
+    # the run's days are partitioned, as a fleet's days are (device time is the ingest's now)
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT name FROM reading_partitions").fetchall() == [
+            ("readings_packed_20251123",)]
+        assert conn.execute("SELECT count(*) FROM readings_outside").fetchone() == (0,)
     assert "psql %s" % postgres_url in proc.stdout
     # a second run into the same database is refused: it would mix two fleets
     again = subprocess.run(

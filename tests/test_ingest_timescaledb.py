@@ -15,6 +15,13 @@ from tests.test_ingest_groups import GOOD, store
 
 DAY = postgres_store.DAY_MS
 T0 = 1764720000000  # 2025-12-03T00:00:00Z
+
+
+@pytest.fixture(autouse=True)
+def store_clock_on_t0(monkeypatch):
+    """The stores take the day after T0 for today: the days around it get partitions, however long
+    after 2025 the tests run (a year on, T0 would be older than the year partitioned)."""
+    monkeypatch.setattr(postgres_store.PostgresStore, "clock", staticmethod(lambda: (T0 + 86400000) / 1000))
 LOADED = {"shared_preload_libraries": "'timescaledb'", "timescaledb.telemetry_level": "off"}
 
 

@@ -20,6 +20,11 @@ that day arrives and listed in `reading_partitions`. Old data goes a day at a ti
 DELETE: `SELECT tether_drop_readings(before_ms)` drops every partition wholly before it. Where
 the TimescaleDB extension is installed and loaded (shared_preload_libraries), readings_packed is
 a hypertable on t_first instead (chunks of a day) and TimescaleDB's drop_chunks() does the same.
+Only the days of the last year and the next day (by the store's clock) get partitions or
+chunks: rows of other days (a clock never synced, counting from 1970; a broken or hostile one;
+a backlog older than a year) go in the plain table readings_outside, which the views read too.
+A device could otherwise make a partition per day it names, and past some thousands every query
+of the views fails ("out of shared memory": a lock per partition).
 
 The layout has a version (table `tether_layout`): SCHEMA_SQL is version 1, MIGRATIONS[v] takes
 a database from version v to v + 1 in one transaction; a newer version, or tables of the same
@@ -41,6 +46,7 @@ import logging
 import os
 import struct
 import tempfile
+import time
 
 import psycopg
 import psycopg.conninfo
@@ -52,8 +58,9 @@ from ingest.url import hide_password, secrets_of
 
 log = logging.getLogger("tether.ingest")
 
-VERSION = 4  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+VERSION = 5  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
+DAYS_BACK, DAYS_AHEAD = 366, 1  # the days of t_first that get one (by PostgresStore.clock)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 LAYOUT_LOCK = 0x7e7e1a01  # advisory lock keys (one number space per database)
 PARTITION_LOCK = 0x7e7e1a02
@@ -61,7 +68,8 @@ PLAN_LOCK = 0x7e7e1a03
 # SQLSTATE classes a message's own values cause (PostgresStore.failed()): data (22), a
 # constraint (23), a program limit such as a key too big for its index (54).
 MESSAGE_CLASSES = ("22", "23", "54")
-TABLES = ("devices", "batches", "readings_packed", "reading_partitions", "channels", "events",
+TABLES = ("devices", "batches", "readings_packed", "readings_outside", "reading_partitions",
+          "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
           "repair_bucket", "insights", "sim_parts", "acks")
 VIEWS = ("readings", "gaps", "channel_batches")
@@ -323,6 +331,55 @@ CREATE VIEW channel_batches AS
                        WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
                        ORDER BY v DESC, t LIMIT 1) hi ON true;
 """,
+    # Rows whose day gets no partition (PostgresStore._dated), and the views over both tables.
+    # Rows of a day wholly before tether_drop_readings' time go from it too.
+    4: """
+CREATE TABLE readings_outside (LIKE readings_packed INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
+CREATE INDEX readings_outside_by_channel ON readings_outside (device, channel, t_first);
+CREATE OR REPLACE VIEW readings AS
+    SELECT p.device, r.t_ms, p.channel, r.value, p.seq, r.text
+    FROM (SELECT device, seq, channel, t_ms, value, text FROM readings_packed
+          UNION ALL
+          SELECT device, seq, channel, t_ms, value, text FROM readings_outside) p
+    CROSS JOIN LATERAL unnest(p.t_ms, p.value, p.text) AS r (t_ms, value, text);
+CREATE OR REPLACE VIEW channel_batches AS
+    SELECT p.device, p.channel, p.t_first, p.seq, p.value[1] AS v_first,
+           coalesce(p.t_low, lo.t) AS t_low, coalesce(p.v_low, lo.v) AS v_low,
+           coalesce(p.t_high, hi.t) AS t_high, coalesce(p.v_high, hi.v) AS v_high,
+           p.t_ms[cardinality(p.t_ms)] AS t_last, p.value[cardinality(p.value)] AS v_last
+    FROM (SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high
+          FROM readings_packed
+          UNION ALL
+          SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high
+          FROM readings_outside) p
+    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                       ORDER BY v, t LIMIT 1) lo ON true
+    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                       ORDER BY v DESC, t LIMIT 1) hi ON true;
+CREATE OR REPLACE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
+    n integer := 0;
+BEGIN
+    DELETE FROM readings_outside
+        WHERE t_first < before_ms - ((before_ms %% 86400000) + 86400000) %% 86400000;
+    IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
+        EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
+            INTO n USING before_ms;
+        RETURN n;
+    END IF;
+    PERFORM pg_advisory_xact_lock(%d);
+    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %%I', p.name);
+        DELETE FROM reading_partitions WHERE name = p.name;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+""" % PARTITION_LOCK,
 }
 
 
@@ -395,13 +452,15 @@ class PostgresStore(base.Store):
     Error = psycopg.Error
     Failure = (psycopg.OperationalError, psycopg.InterfaceError)  # failed() picks among them
     BadValue = (psycopg.DataError,)
+    clock = staticmethod(time.time)  # what day it is, for _days_dated (the simulator's: its own)
 
     def __init__(self, conn, url, timeout=30.0):
         base.Store.__init__(self, conn, url)
         self.identity = identity(url)
         self.timeout = timeout
         self._pending = []  # readings_packed rows of the current transaction, for one COPY
-        self._marks = []  # (savepoint, len(_pending)) as the savepoints nest
+        self._pending_outside = []  # and readings_outside's (_dated)
+        self._marks = []  # (savepoint, len(_pending), len(_pending_outside)) as they nest
         self._release = None  # a RELEASE not sent yet: it goes with the next statement
         self._days = set()  # t_ms // DAY_MS of the partitions known to exist
         self._side = None  # a second connection: partitions attach there, outside the writer's
@@ -466,14 +525,15 @@ class PostgresStore(base.Store):
 
     def _savepoint(self, name, verb):
         if verb == "SAVEPOINT":
-            self._marks.append((name, len(self._pending)))
+            self._marks.append((name, len(self._pending), len(self._pending_outside)))
             return
         while self._marks and self._marks[-1][0] != name:
             self._marks.pop()  # released or rolled back with an outer one
         if not self._marks:
             return
-        if verb == "ROLLBACK":
-            del self._pending[self._marks[-1][1]:]  # the savepoint itself stays, as in SQL
+        if verb == "ROLLBACK":  # the savepoint itself stays, as in SQL
+            del self._pending[self._marks[-1][1]:]
+            del self._pending_outside[self._marks[-1][2]:]
         else:
             self._marks.pop()
 
@@ -483,6 +543,7 @@ class PostgresStore(base.Store):
         if self.conn.closed or self.conn.broken:
             self.reconnect()
         self._pending = []
+        self._pending_outside = []
         self._marks = []
         self._release = None
         self.conn.execute("BEGIN")
@@ -497,20 +558,25 @@ class PostgresStore(base.Store):
     def write_readings(self):
         """The readings gathered so far, COPYed now (a savepoint rolled back after this keeps
         them: Handlers calls it only where it has none)."""
-        if not self._pending:
+        if not self._pending and not self._pending_outside:
             return
         self._flush()
         try:
-            self._copy(self._pending)
+            if self._pending:
+                self._copy(self._pending)
         except psycopg.errors.CheckViolation:
             # No partition for a row: another process dropped a day this one knew of
             # (tether_drop_readings). Made again when the group is stored again.
             self._days.clear()
             raise
         self._pending = []
+        if self._pending_outside:
+            self._copy(self._pending_outside, "readings_outside")
+            self._pending_outside = []
 
     def rollback(self):
         self._pending = []
+        self._pending_outside = []
         self._marks = []
         self._release = None
         self._outside = True
@@ -603,11 +669,10 @@ class PostgresStore(base.Store):
                     c[2].append(None)
         if "\x00" in device or any("\x00" in name for name in per):
             raise psycopg.DataError("a device or channel name with a NUL character")
+        days = self._days_dated()
         for name, (ts, values, texts) in per.items():
-            if self._mode != "hypertable":
-                self._partition(ts[0])
-            self._pending.append(row_data((device, seq, name, ts[0], ts, values, texts)
-                                          + base.extremes(ts, values)))
+            self._add(days, ts[0], row_data((device, seq, name, ts[0], ts, values, texts)
+                                            + base.extremes(ts, values)))
 
     def insert_batch(self, device, seq, batch):
         """insert_readings of a decoded batch (an ingest/fastdecode.Decoded), from its columns:
@@ -623,7 +688,6 @@ class PostgresStore(base.Store):
                 if not INT64_MIN <= min(ts) <= max(ts) <= INT64_MAX:
                     return self.insert_readings(device, seq, batch.readings)
                 checked = ts
-        hypertable = self._mode == "hypertable"
         head = _head(device, seq)
         times = {}  # id(ts) -> ts's field: the columns of a batch's full slots share one list
         rows = []
@@ -640,16 +704,31 @@ class PostgresStore(base.Store):
                 rows.append(head + _tail(name, ts[0], field, values, None, low_high))
         except struct.error:  # an int past a double's range: insert_readings says so
             return self.insert_readings(device, seq, batch.readings)
-        if not hypertable:
-            for name, ts, values in columns:
-                self._partition(ts[0])
-        self._pending += rows
+        days = self._days_dated()
+        for (name, ts, values), row in zip(columns, rows):
+            self._add(days, ts[0], row)
 
-    def _copy(self, data):
-        """COPY of readings_packed rows as row_data() encodes them."""
-        with self.conn.cursor().copy("COPY readings_packed (device, seq, channel, t_first, t_ms, "
-                                     "value, text, t_low, v_low, t_high, v_high) "
-                                     "FROM STDIN (FORMAT BINARY)") as copy:
+    def _days_dated(self):
+        """(first, last) day (t_ms // DAY_MS) whose readings go in readings_packed: a year back
+        to tomorrow by the clock. Other days' go in readings_outside, so that no clock, broken or
+        hostile, makes more than some 370 partitions (or hypertable chunks)."""
+        today = int(self.clock() * 1000) // DAY_MS
+        return today - DAYS_BACK, today + DAYS_AHEAD
+
+    def _add(self, days, t_first, row):
+        """A row (row_data) to COPY at the commit, into the table its t_first's day goes in."""
+        if days[0] <= t_first // DAY_MS <= days[1]:
+            if self._mode != "hypertable":
+                self._partition(t_first)
+            self._pending.append(row)
+        else:
+            self._pending_outside.append(row)
+
+    def _copy(self, data, table="readings_packed"):
+        """COPY of readings_packed rows as row_data() encodes them (into table)."""
+        with self.conn.cursor().copy("COPY %s (device, seq, channel, t_first, t_ms, value, text, "
+                                     "t_low, v_low, t_high, v_high) "
+                                     "FROM STDIN (FORMAT BINARY)" % table) as copy:
             copy.write(b"".join([COPY_HEADER] + data + [COPY_TRAILER]))
 
     def _partition(self, t_ms):
