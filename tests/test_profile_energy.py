@@ -41,6 +41,19 @@ def test_bad_energy_keys_are_reported_where_they_are(tmp_path):
     ]
 
 
+def test_numbers_past_what_an_appliance_or_a_tariff_takes_are_reported(tmp_path):
+    # a tariff of 1e308 priced a day at infinity; a slack of 3 or more never alarms (one cycle
+    # adds at most 3 - slack)
+    assert errors_of(tmp_path, SENSOR % (
+        "{type: energy, tariff: 2000000, grid_intensity: 20000, drift_slack: 3, drift_limit: 1001}")
+    ) == [
+        "13:37: sensors[0].insight.tariff: expected a number <= 1000000, got 2000000",
+        "13:62: sensors[0].insight.grid_intensity: expected a number <= 10000, got 20000",
+        "13:82: sensors[0].insight.drift_slack: expected a number < 3, got 3",
+        "13:98: sensors[0].insight.drift_limit: expected a number <= 1000, got 1001",
+    ]
+
+
 def test_levels_in_the_wrong_order_are_reported(tmp_path):
     assert errors_of(tmp_path, SENSOR % (
         "{type: energy, cycle_above: 20, standby_below: 20, motor_above: 900, "

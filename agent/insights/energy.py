@@ -45,6 +45,11 @@ UP = {"energy": 1, "peak": 1, "reversal": 1, "capacity": -1}
 SETTINGS = (("tariff", "tariff"), ("currency", "currency"), ("grid_intensity", "co2_g_per_kwh"),
             ("cycle_above", "on_w"), ("standby_below", "off_w"), ("drift_slack", "drift_k"),
             ("drift_limit", "drift_h"))
+# The largest value each number takes, in the profile and by set(): a tariff of 1e308 priced a
+# day at infinity. A slack of Z_CLIP or more is refused too: no cycle could add to the sum, and
+# maintenance_due would never come.
+MOST = {"tariff": 1000000, "grid_intensity": 10000, "cycle_above": 1000000,
+        "standby_below": 1000000, "drift_limit": 1000}
 
 
 def _median(xs):
@@ -60,6 +65,11 @@ def _number(key, v, positive):
     if v < 0 or (positive and v == 0):
         raise ValueError("%s: expected a number %s 0, got %s"
                          % (key, ">" if positive else ">=", short(v)))
+    if key == "drift_slack" and v >= Z_CLIP:
+        raise ValueError("drift_slack: expected a number under %s (no cycle adds more), got %s"
+                         % (Z_CLIP, short(v)))
+    if v > MOST.get(key, v):
+        raise ValueError("%s: expected a number up to %d, got %s" % (key, MOST[key], short(v)))
     return v
 
 

@@ -179,13 +179,17 @@ def json_number(value):
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def number(at_least=None, above=None):
+def number(at_least=None, above=None, at_most=None, below=None):
     def read(ctx, node):
         value = decimal(node)
         if at_least is not None and value < at_least:
             raise Invalid(expected("a number >= %s" % at_least, node))
         if above is not None and value <= above:
             raise Invalid(expected("a number > %s" % above, node))
+        if at_most is not None and value > at_most:
+            raise Invalid(expected("a number <= %s" % at_most, node))
+        if below is not None and value >= below:
+            raise Invalid(expected("a number < %g" % below, node))
         return json_number(value)
     return read
 

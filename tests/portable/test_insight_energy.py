@@ -4,6 +4,11 @@
 # Across a reboot: test_insight_energy_reboot.py.
 from energykit import DAY, HOUR, MIN, T0, Run, cycles as _cycles
 
+# The detector compiled from source in RAM beside this module and a day of readings: at 64k its
+# settings' upper bounds (some hundred bytes of bytecode) tipped the set() test into a
+# MemoryError by the heap's layout; 72k passed. A board loads it as .mpy (bench/heap.py).
+MICROPYTHON_HEAP = "80k"
+
 def test_a_cycle_has_its_start_end_energy_peak_and_programme():
     r = Run(programmes=[{"name": "cotton 60", "duration_ms": HOUR, "energy_wh": 500},
                         {"name": "quick 30", "duration_ms": 20 * MIN, "energy_wh": 150}])
@@ -176,6 +181,12 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     # one odd cycle adds at most 3 - drift_slack: a limit there would alarm on a spike
     _refused(d, {"drift_slack": 0.5, "drift_limit": 2.5}, "drift_limit (2.5) must be above 2.5")
     _refused(d, {"drift_slack": 2, "drift_limit": 1}, "drift_limit (1) must be above 1")
+    # a tariff of 1e308 priced a day at infinity; a slack of 3 or more never alarms
+    _refused(d, {"tariff": 1e308}, "tariff: expected a number up to 1000000, got 1e+308")
+    _refused(d, {"grid_intensity": 20000}, "grid_intensity: expected a number up to 10000")
+    _refused(d, {"cycle_above": 2e6}, "cycle_above: expected a number up to 1000000")
+    _refused(d, {"drift_slack": 3}, "drift_slack: expected a number under 3")
+    _refused(d, {"drift_limit": 1001}, "drift_limit: expected a number up to 1000")
     assert d.settings()["drift_limit"] == 8 and d.settings()["drift_slack"] == 1
     r.feed(1000.0, HOUR + 5000, step=5000)
     r.feed(1000.0, DAY - HOUR, step=5000)

@@ -1,6 +1,6 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
-from agent.insights.energy import MAX_INTERVAL_MS, single_spike_limit
+from agent.insights.energy import MAX_INTERVAL_MS, MOST, Z_CLIP, single_spike_limit
 from firmware.profile.errors import Invalid, at, expected
 from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
                                     number, section, text)
@@ -31,21 +31,21 @@ def currency(ctx, node):
 QUANTITIES = ("power",)
 MAX_INTERVAL_MS = MAX_INTERVAL_MS  # the sensor's longest interval (firmware/profile/schema.py)
 FIELDS = [
-    ("cycle_above", "on_w", number(above=0), 10),
-    ("standby_below", "off_w", number(above=0), 5),
+    ("cycle_above", "on_w", number(above=0, at_most=MOST["cycle_above"]), 10),
+    ("standby_below", "off_w", number(above=0, at_most=MOST["standby_below"]), 5),
     ("cycle_end", "end_ms", duration(10 * SECOND, HOUR), 3 * MINUTE),
-    ("tariff", "tariff", number(at_least=0), 0),
+    ("tariff", "tariff", number(at_least=0, at_most=MOST["tariff"]), 0),
     ("currency", "currency", currency, "EUR"),
-    ("grid_intensity", "co2_g_per_kwh", number(at_least=0), 0),
+    ("grid_intensity", "co2_g_per_kwh", number(at_least=0, at_most=MOST["grid_intensity"]), 0),
     ("report_at", "report_min", clock_time, 0),
     ("programmes", "programmes", list_of(signature), []),
     ("learn", "learn", integer(3, 200), 20),
     ("watch", "watch", choice(WATCH), "energy"),
     ("batch", "batch", integer(1, 64), 1),
-    ("drift_slack", "drift_k", number(above=0), 1),
-    ("drift_limit", "drift_h", number(above=0), 6),
-    ("motor_above", "motor_lo_w", number(above=0), 30),
-    ("motor_below", "motor_hi_w", number(above=0), 1000),
+    ("drift_slack", "drift_k", number(above=0, below=Z_CLIP), 1),
+    ("drift_limit", "drift_h", number(above=0, at_most=MOST["drift_limit"]), 6),
+    ("motor_above", "motor_lo_w", number(above=0, at_most=MOST["cycle_above"]), 30),
+    ("motor_below", "motor_hi_w", number(above=0, at_most=MOST["cycle_above"]), 1000),
 ]
 
 
