@@ -11,19 +11,17 @@ _PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a system clock before this was neve
 class SystemClock:
     """The real clock. On MicroPython ticks_ms() wraps (every 2**30 ms on an ESP32), so the
     monotonic count is carried forward by ticks_diff at each call; call monotonic() at least
-    once per wrap period (the sampler does, many times a minute)."""
+    once per wrap period (the sampler does, many times a minute). A board is told the time by
+    NTP (sync). On CPython the operating system keeps the clock (NTP, an RTC, fake-hwclock on a
+    Pi without one) and steps it when it learns better, after the agent started: it is read at
+    every now(), synced while it is past 2024."""
 
     def __init__(self):
         self._ticks = getattr(time, "ticks_ms", None)
-        if self._ticks is None:
-            self._offset = None
-        else:
+        if self._ticks is not None:
             self._last = self._ticks()
             self._count = 0
-        self._unix_at = None  # Unix ms at monotonic 0, once known
-        if self._ticks is None and time.time() * 1000 > _PLAUSIBLE_MS:
-            # CPython on Linux: the operating system keeps the clock (NTP, RTC).
-            self._unix_at = int(time.time() * 1000) - self.monotonic()
+        self._unix_at = None  # Unix ms at monotonic 0, once known (a board's NTP)
 
     def monotonic(self):
         if self._ticks is None:
@@ -39,9 +37,13 @@ class SystemClock:
 
     @property
     def synced(self):
-        return self._unix_at is not None
+        return self.now()[1]
 
     def now(self):
+        if self._ticks is None:
+            t = int(time.time() * 1000)
+            if t > _PLAUSIBLE_MS:
+                return t, True
         m = self.monotonic()
         if self._unix_at is None:
             return m, False
