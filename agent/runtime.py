@@ -77,7 +77,8 @@ class Agent:
                 handlers["insight"] = self._insight
         self.handlers = handlers
         self._commands = None
-        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir, ssl_context), self.buffer,
+        self.uplink = Uplink(self._client_maker(client_class, u, tls_tmpdir, ssl_context,
+                                                profile["device"]["id"]), self.buffer,
                              self.events, Topics(u["prefix"], self.device), clock,
                              window=u["window"], backoff_min_ms=u["backoff_min_ms"],
                              backoff_max_ms=u["backoff_max_ms"],
@@ -95,13 +96,19 @@ class Agent:
         # Command replies share it: the uplink publishes each message before it makes the next.
         self.health_w = cbor.Writer(size=1024)
 
-    def _client_maker(self, client_class, u, tls_tmpdir, ctx):
+    def _client_maker(self, client_class, u, tls_tmpdir, ctx, template):
         if not u["tls"]:
             ctx = None
         elif ctx is None:
             from agent import tls
             ctx = tls.context(u.get("ca"), u.get("cert"), u.get("key"), tls_tmpdir)
-        client_id = (u.get("client_id") or self.device).replace("{uid}", self.device)
+        client_id = u.get("client_id")
+        if not client_id or client_id == template:
+            # the device id's template (the default): the device id, also when --device gave
+            # it whole ("printer-{uid}" with printer-1 once made printer-printer-1)
+            client_id = self.device
+        else:
+            client_id = client_id.replace("{uid}", self.device)
         # The values, not the profile's uplink mapping: the closure would keep it (and its CA
         # text) alive for good.
         host, port, keepalive_s = u["host"], u["port"], u["keepalive_ms"] // 1000
