@@ -176,7 +176,7 @@ def plan(profile, source, device, gpiochip=None):
         "Type=exec",
         "ExecStart=" + exec_start,
         "LoadCredential=%s:%s" % (CREDENTIAL, profile_path),
-        "Restart=on-failure",
+        "Restart=always",
         "RestartSec=%s" % RESTART_SEC,
         "# SIGTERM: the agent delivers what waits (at most 5 s), says offline, saves the buffer.",
         "TimeoutStopSec=%s" % TIMEOUT_STOP,
