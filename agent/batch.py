@@ -72,6 +72,14 @@ class Encoder:
             self.compact = None
         self.squeeze = compressor() if deflate else None
 
+    def use(self, schema):
+        """Encodes with schema from now on: a buffer's rows made under an earlier profile leave
+        under the schema they were numbered by (agent/buffer.py)."""
+        self.schema = schema
+        if self.compact is not None:
+            from agent import compact
+            self.compact = compact.Encoder(schema, len(self.compact.us))
+
     def encode(self, base, ts, chs, vals, start, end, seq, boot, dropped, synced):
         """The batch of rows start..end-1 (times base + ts[i] in ms, channel numbers chs[i],
         scaled values vals[i]) as a memoryview into the encoder's buffer, valid until the next

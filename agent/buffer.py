@@ -6,6 +6,11 @@
 # readings, max age, a change of clock sync) they are encoded into one batch, stored whole in
 # the log with its sequence number (so a re-send after a reboot is byte-identical), and the
 # journal starts again. Keeping raw rows out of the log means its bytes all hold batches.
+#
+# Rows and compact batches number channels by the schema (the profile's sensors). The buffer
+# keeps the schema document they were made under: after a profile change the rows left in the
+# journal are batched under that schema, and its document is kept, and published by the uplink
+# before the batches, until the broker has acknowledged every batch made under it.
 import array
 import struct
 
@@ -20,6 +25,8 @@ except ImportError:
 
 LIMIT = const(0x40000000)  # 2**30: times and values stay small ints on a 32-bit board
 _JOURNAL = "journal"
+_SCHEMA = "schema"          # the schema document the journal's rows and the newest batches use
+_EARLIER = "schemas"        # earlier ones still needed (agent/schema_change.py)
 _ROWS_HEAD = "<BqIH"        # clock synced, base time (ms), batch sequence number, row count
 _ROW_BYTES = const(9)
 
@@ -99,7 +106,22 @@ class Buffer:
         else:
             self.store.remove(_JOURNAL)
             self.journaled = False
+        doc = self.encoder.schema.to_cbor()
+        old = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
+        if old != doc:
+            if old is not None:
+                from agent import schema_change  # a board loads it only after a profile change
+                schema_change.retire(self, old)
+            self.store.replace(_SCHEMA, doc)
         return discarded
+
+    def earlier_schemas(self):
+        """The schema documents of earlier profiles that batches not yet acknowledged were made
+        under (the uplink publishes them before the batches); forgets those no longer needed."""
+        if _EARLIER not in self.store.names():
+            return ()
+        from agent import schema_change
+        return schema_change.needed(self)
 
     def _replay_rows(self, payload, skip):
         synced, base, _, count = struct.unpack_from(_ROWS_HEAD, payload, 0)

@@ -139,6 +139,9 @@ class Uplink:
                 await client.publish(self.topics.status, ONLINE, 1, True)
                 await client.subscribe(self.topics.cmd, 1)
                 if self.schema is not None:
+                    # not retained: the profile's own stays the topic's retained one
+                    for doc in self.buffer.earlier_schemas():
+                        await client.publish(self.topics.schema, doc, 1, False)
                     await client.publish(self.topics.schema, self.schema, 1, True)
                 await self._pump(client)
             except Exception as exc:  # OSError, MQTTError, a timeout: every failure retries

@@ -1,6 +1,7 @@
 """`tether run`: the agent as a Raspberry Pi runs it (here on virtual chips), stopped by SIGTERM,
 and started again on the same buffer; what it says about its broker while it runs."""
 import pathlib
+import signal
 import subprocess
 import sys
 import time
@@ -343,3 +344,74 @@ def test_under_nohup_a_hangup_is_left_ignored(tmp_path, mosquitto):
     finally:
         if run.poll() is None:
             run.kill()
+
+
+CHANGED = """\
+device: {id: pi-9}
+platform: sim
+buses:
+  - {id: i2c0, type: i2c, sda: 2, scl: 3}
+sensors:
+%s  - {name: power, driver: ina219, bus: i2c0, interval: 100ms}
+batch: {max_readings: 100, max_age: 1min}
+buffer: {ram_readings: 1}
+uplink: {broker: "mqtt://127.0.0.1:%d", backoff: {min: 100ms, max: 1s}}
+"""
+
+
+def _readings_by_status(run, at_least):
+    """The readings count of the first status line that counts at least this many."""
+    while True:
+        line = run.wait_for("status: not connected")
+        n = int(line.split("; ")[1].split()[0])
+        if n >= at_least:
+            return n
+
+
+def test_a_profile_changed_while_readings_wait_sends_them_labelled_by_the_old_one(
+        tmp_path, mosquitto):
+    """A new profile (a sensor added first) on a buffer that holds readings taken under the old
+    one: a batch in the log, rows in the journal. The batch was held at the ingest for good,
+    waiting for a schema the device no longer published, and the rows went out numbered by the
+    new profile, as the new first sensor's. Now the rows leave as a batch under the old schema,
+    and its document goes to the broker before them."""
+    import sqlite3
+    from ingest import Ingest
+    store = tmp_path / "buffer"
+    old = tmp_path / "old.yaml"
+    old.write_text(CHANGED % ("", free_port()))  # no broker: everything waits
+    run = Run(str(old), "--store", str(store), "--status-every", "1s")
+    first = _readings_by_status(run, 5)
+    code, rest = run.stop()  # a clean stop: the readings in RAM become a batch in the log
+    assert code == 0 and rest.startswith("stopped: 1 batches waiting"), rest
+    run = Run(str(old), "--store", str(store), "--status-every", "1s")
+    second = _readings_by_status(run, 5)  # each in the journal as it comes (ram_readings: 1)
+    run.stop(signal.SIGKILL)
+    new = tmp_path / "new.yaml"
+    new.write_text(CHANGED % ("  - {name: volts, driver: ina219, bus: i2c0, quantity: "
+                              "bus_voltage, interval: 100ms}\n", mosquitto.port))
+    db = str(tmp_path / "fleet.sqlite")
+    ingest = Ingest("127.0.0.1", mosquitto.port, db).start()
+    try:
+        started = int(time.time() * 1000)
+        run = Run(str(new), "--store", str(store), "--quiet")
+        run.wait_for("connected to")
+        deadline = time.monotonic() + 60
+        while True:
+            with sqlite3.connect(db) as conn:
+                before = dict(conn.execute(
+                    "SELECT channel, count(*) FROM readings WHERE t_ms < ? GROUP BY channel",
+                    (started,)))
+            if before.get("power", 0) >= first + second or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert run.stop()[0] == 0
+    finally:
+        ingest.stop()
+    assert set(before) == {"power"} and before["power"] >= first + second, before
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT count(*) FROM held").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM schemas").fetchone() == (2,)
+        after = dict(conn.execute("SELECT channel, count(*) FROM readings WHERE t_ms >= ? "
+                                  "GROUP BY channel", (started,)))
+    assert set(after) == {"power", "volts"}, after

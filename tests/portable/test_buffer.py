@@ -415,3 +415,49 @@ def test_a_profile_buffer_without_a_store_uses_the_storage_it_names():
     buf.open()
     seq, data = buf.next_batch()
     assert seq == 0 and buf.log.boot == 2
+
+
+def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_until_acked():
+    # A profile with a channel added first: its channel 0 is not the old channel 0. The rows
+    # read back from the journal were sent as the new channels, and the batches of the old
+    # profile needed a schema the device no longer published.
+    from agent import batch
+    from agent.buffer import Buffer
+    from agent.schema import Schema
+    old = K.schema()
+    new = Schema([("z", "", 1, 0)] + K.CHANNELS)
+    for store, again in both_stores():
+        buf = opened(store, ram_readings=1)
+        for i in range(5):
+            K.append(buf, i)
+        buf.cut()                       # batch 0: in the log
+        for i in range(5, 8):
+            K.append(buf, i)            # in the journal
+        buf.log.close()                 # a power cut
+
+        def reopened(schema):
+            lg = K.RecordingLog(again(), 16384, 1024, batch.seq_of)
+            b = Buffer(lg, batch.Encoder("dev-1", schema, "compact", False, 256, 24), 24,
+                       600000, 1, 60000)
+            b.open()
+            return b
+
+        buf = reopened(new)
+        assert buf.n == 0               # the journal's rows became batch 1, under the old schema
+        sent = K.drain(buf)
+        assert [s for s, _ in sent] == [0, 1]
+        assert K.rows(sent[1][1]) == [K.reading(i) for i in range(5, 8)]
+        assert buf.earlier_schemas() == [old.to_cbor()]
+        K.append(buf, 8)
+        buf.cut()                       # batch 2, under the new schema
+        from agent import cbor_decode
+        body = cbor_decode.loads(K.drain(buf)[0][1])[7]  # [schema id, ...] in a byte string
+        assert cbor_decode.loads(body)[0] == new.id
+        buf.ack(0)
+        assert buf.earlier_schemas() == [old.to_cbor()]  # batch 1 still needs it
+        buf.ack(1)
+        assert buf.earlier_schemas() == [] and "schemas" not in buf.store.names()
+        buf.log.close()
+        buf = reopened(new)             # the same profile again: nothing to keep
+        assert buf.earlier_schemas() == ()
+        buf.log.close()

@@ -1,0 +1,56 @@
+# After a profile change (docs/buffer.md, "A new profile"): the rows the journal gave back are
+# numbered by the old profile's sensors, so they become a batch under the old schema; and the
+# old schema document is kept, for the uplink to publish before the batches made under it, until
+# the broker has acknowledged them all. Loaded only when there is such a change to handle: a
+# board's heap holds the buffer's code for good.
+#
+# The file `schemas` in the buffer's store: per document, the last batch made under it ("<q"),
+# the document's length ("<H"), the document.
+import struct
+
+_EARLIER = "schemas"
+
+
+def retire(buf, old):
+    """buf (an agent.buffer.Buffer just opened) holds rows and batches made under the schema
+    document old, not under its encoder's."""
+    last = buf.seq if buf.n else buf.seq - 1  # the last batch made under old
+    if buf.encoder.compact is not None and last > buf.log.acked:
+        kept = [(s, d) for s, d in _read(buf.store) if d != old]
+        kept.append((last, old))
+        _write(buf.store, kept)
+    if buf.n:
+        from agent.schema import Schema
+        now = buf.encoder.schema
+        buf.encoder.use(Schema.from_cbor(old))
+        try:
+            buf.cut()
+        finally:
+            buf.encoder.use(now)
+
+
+def needed(buf):
+    """The documents kept that batches not yet acknowledged need; forgets the others."""
+    kept = _read(buf.store)
+    out = [(s, d) for s, d in kept if s > buf.log.acked]
+    if len(out) != len(kept):
+        _write(buf.store, out)
+    return [d for _, d in out]
+
+
+def _read(store):
+    out = []
+    data = store.read_all(_EARLIER) if _EARLIER in store.names() else None
+    at = 0
+    while data is not None and at + 10 <= len(data):
+        last, n = struct.unpack_from("<qH", data, at)
+        out.append((last, data[at + 10:at + 10 + n]))
+        at += 10 + n
+    return out
+
+
+def _write(store, kept):
+    if kept:
+        store.replace(_EARLIER, b"".join([struct.pack("<qH", s, len(d)) + d for s, d in kept]))
+    elif _EARLIER in store.names():
+        store.remove(_EARLIER)
