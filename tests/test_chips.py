@@ -210,3 +210,24 @@ def test_the_compiled_profile_carries_every_default_the_drivers_read(tmp_path):
         got[s["name"]] = d.measure()[s["quantity"]]
         held[s["name"]] = chips.virtual(s["driver"]).DEFAULTS[s["quantity"]]
     assert got == pytest.approx(held, abs=0.1)
+
+
+def test_every_channel_of_one_virtual_ads1115_starts_at_its_sensors_default(tmp_path):
+    # Two probes on one ADS1115 (a Pi printer's inks): the second read 0 and failed as
+    # "disconnected", since only the chip's first sensor got its default.
+    path = tmp_path / "pi.yaml"
+    path.write_text(
+        "device: {id: pi-1}\nplatform: rpi\nbuses:\n  - {id: i2c1, type: i2c, sda: 2, scl: 3}\n"
+        "sensors:\n"
+        "  - {name: ink_c, driver: level_probe, adc: {bus: i2c1, address: 0x48, channel: 0},\n"
+        "     calibration: {raw_empty: 2000, raw_full: 20000}}\n"
+        "  - {name: ink_m, driver: level_probe, adc: {bus: i2c1, address: 0x48, channel: 1},\n"
+        "     calibration: {raw_empty: 2000, raw_full: 20000}}\n"
+        "  - {name: v2, driver: ads1115, bus: i2c1, address: 0x48, channel: 2}\n"
+        "  - {name: v3, driver: ads1115, bus: i2c1, address: 0x48, channel: 3}\n"
+        "uplink: {broker: 'mqtt://127.0.0.1:1883'}\n")
+    done = subprocess.run([sys.executable, "-m", "firmware.cli", "read", str(path), "--platform",
+                           "sim"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split() for line in done.stdout.splitlines()[1:]] == [
+        ["ink_c", "50.0", "%"], ["ink_m", "50.0", "%"], ["v2", "1.0", "V"], ["v3", "1.0", "V"]]

@@ -129,7 +129,7 @@ def make(world, bus, address):
 
 
 def state(s):
-    return s["quantity"]
+    return (s["quantity"], s["channel"])  # each channel its own voltage
 
 
 def set_quantity(s, chip, value):

@@ -29,7 +29,8 @@ def _ads1115():
 
 
 def state(s):
-    return s["quantity"]
+    # A channel of an ADS1115 is a state of its own: two probes on one chip each get a level.
+    return ("level", s["adc"]["channel"]) if "adc" in s else s["quantity"]
 
 
 def set_quantity(s, chip, value):
