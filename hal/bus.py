@@ -22,7 +22,8 @@ class SensorError(Exception):
     """A chip that is missing or misbehaves: `INA219 at i2c0:0x40 did not acknowledge`.
 
     kind is one of "nack", "timeout", "crc", "range", "stuck", "disconnected", "reply" (a reply
-    that is well formed but wrong), so that the sampler can count each kind.
+    that is well formed but wrong), "bus" (a transfer that failed otherwise), so that the sampler
+    can count each kind.
     """
 
     def __init__(self, chip, where, problem, kind):
@@ -37,4 +38,10 @@ def i2c_error(chip, where, exc):
     code = exc.args[0] if exc.args else None
     if code == errno.ETIMEDOUT:
         return SensorError(chip, where, "did not answer: the bus is held low (stuck)", "stuck")
-    return SensorError(chip, where, "did not acknowledge", "nack")
+    if code in (errno.ENODEV, errno.EIO):  # EIO: a data byte's NACK (MicroPython's soft I2C)
+        return SensorError(chip, where, "did not acknowledge", "nack")
+    # Not a NACK (Linux: EAGAIN, lost arbitration; ENOTTY, a port that is no I2C adapter):
+    # said as it is, not blamed on the chip.
+    name = getattr(errno, "errorcode", {}).get(code, code)
+    return SensorError(chip, where, "could not be reached: the I2C transfer failed (%s)" % name,
+                       "bus")

@@ -205,6 +205,20 @@ def test_linux_i2c_other_errors_pass_through_unchanged(dev):
     assert info.value.errno == errno.EIO
 
 
+def test_an_error_that_is_no_nack_is_said_as_it_is_not_blamed_on_the_chip(dev):
+    # Lost arbitration (EAGAIN), or a port that is no I2C adapter (ENOTTY): "did not
+    # acknowledge" sent a user to the chip's wiring.
+    dev.add_chip(0x40)
+    for code, name in ((errno.EAGAIN, "EAGAIN"), (errno.ENOTTY, "ENOTTY")):
+        dev.fault = code
+        with pytest.raises(OSError) as info:
+            LinuxI2C("/dev/i2c-1").readfrom(0x40, 1)
+        err = i2c_error("INA219", "i2c0:0x40", info.value)
+        assert (str(err), err.kind) == (
+            "INA219 at i2c0:0x40 could not be reached: the I2C transfer failed (%s)" % name,
+            "bus")
+
+
 def test_linux_i2c_refuses_addresses_beyond_seven_bits_before_any_transfer(dev):
     bus = LinuxI2C("/dev/i2c-1")
     with pytest.raises(ValueError):
