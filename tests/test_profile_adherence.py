@@ -83,3 +83,11 @@ def test_a_schedule_is_one_to_24_times_as_the_device_takes_them(tmp_path):
     profile, errors = compiled(tmp_path, "{type: adherence, schedule: [%s], window: 5min}\n"
                                % times)
     assert errors == [] and len(profile["sensors"][0]["insight"]["times_min"]) == 24
+
+
+def test_late_shorter_than_the_window_is_reported(tmp_path):
+    # window 3h, late 2h: a dose taken at 10:30 for 08:00, on time by the window, was missed.
+    assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00', '20:00'], window: 3h, "
+                               "late: 2h}\n") == [
+        "10:80: sensors[0].insight.late: late (120 min) must be at least the window (180 min): "
+        "a dose taken within its window is on time"]

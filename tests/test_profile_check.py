@@ -107,5 +107,15 @@ def test_check_shows_what_each_insight_is_set_to(capsys):
     out = capsys.readouterr().out.splitlines()
     assert "  insight   power: energy, 0.3 EUR/kWh, 250 g CO2/kWh, report at 00:00; cycles over " \
            "10 W, standby under 5 W; watch reversal, learnt over 8 points; 5 programmes" in out
-    assert "  insight   pills: adherence, 1 pill at 08:00, 20:00, window 30min, late until 5h " \
-           "after; refill at 5 days left" in out
+    assert "  insight   pills: adherence, 1 pill at 08:00, 20:00 UTC, window 30min, late until " \
+           "5h after or the next dose's window; refill at 5 days left" in out
+
+
+def test_check_shows_the_dose_times_zone(tmp_path, capsys):
+    import shutil
+    shutil.copytree(EXAMPLES, tmp_path / "examples")  # with its packages and secrets
+    path = tmp_path / "examples" / "pill-bottle.yaml"
+    path.write_text(path.read_text().replace("device:", "device:\n  utc_offset: \"-05:30\"", 1))
+    assert main(["check", str(path)]) == 0
+    assert any(line.startswith("  insight   pills: adherence, 1 pill at 08:00, 20:00 UTC-05:30,")
+               for line in capsys.readouterr().out.splitlines())

@@ -55,10 +55,20 @@ def _settings(cfg, args):
         else:
             raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
                              "pills, refill_days, settle_ms)" % short(key))
-    problem = spacing(out["times_min"], out["window_ms"])
+    problem = spacing(out["times_min"], out["window_ms"]) or lateness(out["late_ms"],
+                                                                      out["window_ms"])
     if problem:
         raise ValueError(problem)
     return out
+
+
+def lateness(late_ms, window_ms):
+    """None, or why late ends a dose before its on-time window does (the profile check shares
+    it): a dose taken within its window would be missed."""
+    if late_ms < window_ms:
+        return ("late (%d min) must be at least the window (%d min): a dose taken within its "
+                "window is on time" % (late_ms // _MIN, window_ms // _MIN))
+    return None
 
 
 def _value(key, v):
@@ -193,9 +203,29 @@ class Detector:
         for key in args:
             self.downlinked |= 1 << _KEYS.index("times_min" if key == "schedule" else key)
         if (self.times, self.window, self.late) != slots:
-            self.sched = None    # judge the new schedule from its next slot; the pills, the
-                                 # refill threshold or settle_ms leave the slot being judged
+            self._reslot()       # the pills, the refill threshold or settle_ms leave the slot
         return self.settings()
+
+    def _reslot(self):
+        """The schedule changed. While a dose's window is open, the new schedule's dose open now
+        is judged, taken if the old one was (the pharmacy moving the 08:00 dose to 08:15 at
+        08:05 does not make the patient take it again); a dose whose window opens later, and
+        when none is open, the next dose time. A dose time already past is not judged again:
+        it was (or was judged missed) under the old schedule. Once set from the last reading's
+        time: no dose open now went unjudged waiting for the next reading."""
+        now = self.last_t
+        if self.sched is None or now is None:
+            return
+        was_open = self.sched - self.window <= now
+        was_taken = self.taken and was_open
+        if was_open:
+            self._slot(_next(now - self.late - 1, self.times, self.off))
+            while self.close < now:
+                self._slot(_next(self.sched, self.times, self.off))
+        else:
+            self._slot(_next(now, self.times, self.off))
+        if self.sched - self.window <= now:
+            self.taken = was_taken
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,

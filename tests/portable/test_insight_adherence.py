@@ -187,6 +187,8 @@ def test_set_changes_the_schedule_and_refuses_bad_settings():
             ({"refill_days": 0}, "refill_days must be a number of days above 0"),
             ({"refill_days": "5"}, "refill_days must be"),
             ({"window_ms": 4 * HOUR, "schedule": ["08:00", "14:00"]}, "closer than twice"),
+            # a dose taken within its window would be missed
+            ({"late_ms": 20 * MIN}, "late (20 min) must be at least the window (30 min)"),
             ({"colour": 1}, "unknown setting 'colour'"),
             ([1], "settings must be a map")):
         exc = raises(ValueError, d.set, bad)
@@ -198,3 +200,57 @@ def test_set_changes_the_schedule_and_refuses_bad_settings():
     b.until(18, 12)
     f = b.one("dose_taken")[3]
     assert f["scheduled"] == DAY0 + 9 * HOUR + 30 * MIN and f["pills"] == 2
+
+
+def test_a_schedule_set_while_a_dose_is_due_judges_the_dose_due_now():
+    # A new schedule was judged from the first dose whose window opened after the set: the
+    # dose due now went unjudged (skipped, or a take on time for it an extra_dose "outside").
+    b = Bottle(20)
+    b.until(20, 7 + 50 / 60.0)
+    b.det.set({"schedule": ["08:00", "20:30"]})      # only the evening dose moved
+    assert b.det.state()["scheduled"] == DAY0 + 8 * HOUR  # at once, not at the next reading
+    b.until(20, 8 + 2 / 60.0)
+    b.until(19, 14)
+    assert b.names() == ["dose_taken"], b.events
+    assert b.one("dose_taken")[3]["scheduled"] == DAY0 + 8 * HOUR
+
+    b = Bottle(20)                                   # the same, the dose skipped
+    b.until(20, 7 + 50 / 60.0)
+    b.det.set({"schedule": ["08:00", "20:30"]})
+    b.until(20, 14)
+    assert b.names() == ["dose_missed"], b.events
+
+    b = Bottle(20)                                   # the pharmacy moves the dose due now
+    b.until(20, 8 + 5 / 60.0)
+    b.det.set({"schedule": ["08:15", "20:00"]})
+    b.until(20, 8 + 12 / 60.0)
+    b.until(19, 14)
+    f = b.one("dose_taken")[3]
+    assert (f["scheduled"], f["status"]) == (DAY0 + 8 * HOUR + 15 * MIN, "on_time")
+    assert b.names() == ["dose_taken"], b.events
+
+
+def test_a_dose_taken_before_its_time_moved_is_not_asked_for_again():
+    b = Bottle(20)
+    b.until(20, 8 + 2 / 60.0)
+    b.until(19, 8 + 9 / 60.0)                        # 08:00 taken, settled
+    assert b.names() == ["dose_taken"]
+    b.det.set({"schedule": ["08:15", "20:00"]})
+    b.until(19, 14)
+    assert b.names() == ["dose_taken"], b.events     # no dose_missed for 08:15
+
+
+def test_a_longer_late_set_mid_dose_judges_that_dose_and_never_one_already_judged():
+    b = Bottle(20)
+    b.until(20, 10)                                  # 08:00 not taken, open until 13:00
+    b.det.set({"late_ms": 3 * HOUR})
+    b.until(20, 14)
+    (_, _, _, f), = [e for e in b.events if e[1] == "dose_missed"]
+    assert (f["scheduled"], f["close"]) == (DAY0 + 8 * HOUR, DAY0 + 11 * HOUR)
+
+    b = Bottle(20, late_ms=60 * MIN)
+    b.until(20, 10)                                  # 08:00 missed at 09:00
+    assert b.names() == ["dose_missed"]
+    b.det.set({"late_ms": 3 * HOUR})                 # would reopen it until 11:00
+    b.until(20, 14)
+    assert b.names() == ["dose_missed"], b.events

@@ -1,6 +1,6 @@
 """The adherence insight in a profile (agent/insights/adherence.py): doses from a pill count on
 a load cell, judged against a schedule; refills."""
-from agent.insights.adherence import MAX_TIMES, spacing
+from agent.insights.adherence import MAX_TIMES, lateness, spacing
 from firmware.profile.errors import at
 from firmware.profile.rules import REQUIRED, clock_time, duration, integer, list_of
 from firmware.profile.units import DAY, HOUR, MINUTE
@@ -41,3 +41,8 @@ def check(ctx, node, out):
     problem = spacing(times, out.get("window_ms", 30 * MINUTE)) if times else None
     if problem:
         ctx.problems.append(at(node.value.get("window") or node.value["schedule"], problem))
+    if "late_ms" in out and "window_ms" in out:
+        problem = lateness(out["late_ms"], out["window_ms"])
+        if problem:
+            ctx.problems.append(at(node.value.get("late") or node.value.get("window") or node,
+                                   problem))
