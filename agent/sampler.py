@@ -13,6 +13,7 @@ from agent.buffer import LIMIT
 RAISED = "raised"    # the states of an event (agent/events.py)
 CLEARED = "cleared"
 _MAX_BACKOFF_MS = 300000
+_NAN = float("nan")  # a value no detector takes for a reading at rest
 
 
 class Threshold:
@@ -172,7 +173,10 @@ class Sampler:
             return
         if c.insight is not None:
             try:
-                c.insight(t, v, synced)
+                # A count the driver is not sure of (a bottle lifted off the scale reads 0; a
+                # weight between two counts) is no level at rest: NaN, which no detector takes
+                # for one. Fed as the count, a lifted bottle of one dose was a dose taken.
+                c.insight(t, v if confident else _NAN, synced)
             except Exception:  # a detector's fault must not cost the reading
                 c.errors["insight"] = c.errors.get("insight", 0) + 1
         scaled = c.scale(c.median(v))

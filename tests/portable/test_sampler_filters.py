@@ -95,3 +95,15 @@ def test_uncertain_pill_counts_raise_and_clear_an_event():
     run(Sampler(clock, Rows(), ev, [c]), clock, 40000)
     assert [(e[1], e[3]) for e in ev.got] == [("uncertain_count", "raised"),
                                               ("uncertain_count", "cleared")]
+
+
+def test_a_count_the_driver_is_not_sure_of_reaches_the_insight_as_nan():
+    # A bottle of one pill lifted off the scale reads 0 pills, unconfident: fed as 0, the
+    # adherence detector took it for the dose.
+    clock = FakeClock(unix_ms=1763856000000)
+    seq = [(1, True), (0, False), (1, True)]
+    c = channel(0, Fake(lambda n: {"x": seq[n][0], "x_confident": seq[n][1]}))
+    seen = []
+    c.insight = lambda t, v, synced: seen.append(v)
+    run(Sampler(clock, Rows(), None, [c]), clock, 30000)
+    assert seen[0] == 1 and seen[1] != seen[1] and seen[2] == 1  # NaN is not itself
