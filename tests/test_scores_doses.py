@@ -53,6 +53,20 @@ def test_scores_match_events_to_doses_by_scheduled_time():
     assert lines["dose_taken recall"] == (0.5, False)
 
 
+def test_an_extra_dose_for_a_double_take_the_run_ended_in_is_a_true_one():
+    # Its slot closes after the run's end: the double is not scored as found or not, but the
+    # extra_dose it caused was right (it counted as false: 0.5 of two true ones).
+    s = [DAY0 + 8 * HOUR, DAY0 + 20 * HOUR]
+    truth = {"patient": {"start_ms": DAY0},
+             "doses": [(s[0] + MIN, 1, s[0], "on_time"), (s[0] + HOUR, 1, s[0], "double"),
+                       (s[1] + MIN, 1, s[1], "on_time"), (s[1] + HOUR, 1, s[1], "double")],
+             "missed_doses": [], "refills": []}
+    insights = [(s[0] + 2 * HOUR, "extra_dose", "pills", 1, {"scheduled": s[0]}),
+                (s[1] + 2 * HOUR, "extra_dose", "pills", 1, {"scheduled": s[1]})]
+    c = tally([Unit(truth, insights, profile())])         # the run ends at s[1] + 2 h
+    assert (c["doubles"], c["doubles_hit"], c["extra"], c["extra_true"]) == (1, 1, 2, 2)
+
+
 def test_a_short_fleet_of_real_bottles_meets_the_targets():
     p, errors = compile("examples/pill-bottle.yaml")
     assert errors == []

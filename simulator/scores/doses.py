@@ -69,7 +69,10 @@ def tally(units):
 
         taken = {}
         doubles = set()
+        any_double = set()  # an extra_dose is right for a double whose slot the run cut short too
         for t, n, sched, status in truth["doses"]:
+            if status == "double":
+                any_double.add(sched)
             if judged(sched):
                 if status == "double":
                     doubles.add(sched)
@@ -86,7 +89,7 @@ def tally(units):
             sched = fields.get("scheduled")
             if event == "extra_dose":
                 c["extra"] += 1
-                if sched is not None and sched in doubles:
+                if sched is not None and sched in any_double:
                     c["extra_true"] += 1
                     rep_extra.add(sched)
             if sched is None or not judged(sched):
