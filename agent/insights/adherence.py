@@ -185,6 +185,7 @@ class Detector:
         self.sched = None        # the slot being judged (None: not judging)
         self.close = 0
         self.taken = False
+        self.took = 0            # pills taken for that slot: a dose may come in parts
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
 
@@ -218,6 +219,7 @@ class Detector:
             return
         was_open = self.sched - self.window <= now
         was_taken = self.taken and was_open
+        took = self.took
         if was_open:
             self._slot(_next(now - self.late - 1, self.times, self.off))
             while self.close < now:
@@ -226,6 +228,7 @@ class Detector:
             self._slot(_next(now, self.times, self.off))
         if self.sched - self.window <= now:
             self.taken = was_taken
+            self.took = took if was_taken else 0
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
@@ -302,6 +305,7 @@ class Detector:
         if sched is not None:
             self._slot(sched)
             self.taken = taken
+            self.took = self.pills if taken else 0  # not kept: a part after a reboot is extra
 
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
@@ -383,7 +387,11 @@ class Detector:
             return
         self._close_slots(t0, t)
         sched = self.sched
-        if self.taken or not sched - self.window <= t0 <= self.close:
+        within = sched - self.window <= t0 <= self.close
+        if self.taken and within and self.took + pills <= self.pills:
+            self.took += pills   # the rest of a dose taken a pill at a time: no extra dose
+            return
+        if self.taken or not within:
             inside = sched - self.window <= t0
             self.counts[2] += 1
             self.emit(t, "extra_dose", pills,
@@ -391,6 +399,7 @@ class Detector:
                        "reason": "again" if inside else "outside"})
             return
         self.taken = True
+        self.took = pills
         self.counts[0] += 1
         late = t0 > sched + self.window
         self.emit(t, "dose_taken", pills,
@@ -413,3 +422,4 @@ class Detector:
         close = sched + self.late
         self.close = close if close < nxt - self.window else nxt - self.window
         self.taken = False
+        self.took = 0

@@ -254,3 +254,16 @@ def test_a_longer_late_set_mid_dose_judges_that_dose_and_never_one_already_judge
     b.det.set({"late_ms": 3 * HOUR})                 # would reopen it until 11:00
     b.until(20, 14)
     assert b.names() == ["dose_missed"], b.events
+
+
+def test_a_two_pill_dose_taken_a_pill_at_a_time_is_one_dose_and_a_third_pill_is_extra():
+    # The second pill of the dose was an extra_dose "again": a double-dose alert for a patient
+    # who took exactly the prescription.
+    b = Bottle(60, pills=2)                          # 15 days of supply: no refill_needed
+    b.until(60, 8 + 5 / 60.0)
+    b.until(59, 8 + 20 / 60.0)                       # one pill at 08:05
+    b.until(58, 9)                                   # the second at 08:20
+    assert b.names() == ["dose_taken"], b.events
+    b.until(57, 12)                                  # a third: more than the dose
+    assert b.names() == ["dose_taken", "extra_dose"], b.events
+    assert b.events[1][3]["reason"] == "again"
