@@ -219,10 +219,14 @@ def main(args, err=sys.stderr):
         return 2
     if note:
         err.write("tether run: %s\n" % note)
-    held = None
+    held = claim = None
     if profile["buffer"]["storage"] == "flash":
+        path, device = profile["buffer"]["path"], args.device or profile["device"]["id"]
+        # The folder is marked as the device's once the agent is built and its buffer read:
+        # a run that fails before (a bus it cannot open) leaves no claim on it.
+        claim = lambda: mark_buffer(path, device)  # noqa: E731
         try:
-            held = hold_buffer(profile["buffer"]["path"], args.device or profile["device"]["id"])
+            held = hold_buffer(path, device)
         except OSError as exc:
             hint = ""
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not args.store:
@@ -233,7 +237,7 @@ def main(args, err=sys.stderr):
             err.write("tether run: %s\n" % exc)
             return 2
     try:
-        return asyncio.run(_run(profile, platform, args, err))
+        return asyncio.run(_run(profile, platform, args, err, claim))
     finally:
         if held is not None:
             held.close()
@@ -273,10 +277,6 @@ def hold_buffer(path, device):
                              "would go out as %s's; give %s a folder of its own with --store "
                              "DIR (or, to drop what it holds, remove %s)"
                              % (path, owner, device, device, device, path))
-        if not owner:       # none yet, or one cut short by a crash: written whole, or not
-            with open(marker + ".tmp", "w", encoding="utf-8") as f:
-                f.write(device + "\n")
-            os.replace(marker + ".tmp", marker)
         lock.seek(0)
         lock.truncate()
         lock.write("pid %d, device %s\n" % (os.getpid(), device))
@@ -309,7 +309,22 @@ def load_compiled(path):
     return profile, []
 
 
-async def _run(profile, platform, args, out):
+def mark_buffer(path, device):
+    """Marks the buffer in path as device's (hold_buffer refuses another device on it), unless
+    it is: none yet, or one cut short by a crash, written whole, or not."""
+    marker = os.path.join(path, DEVICE_NAME)
+    try:
+        with open(marker, encoding="utf-8") as f:
+            if f.read().strip():
+                return
+    except FileNotFoundError:
+        pass
+    with open(marker + ".tmp", "w", encoding="utf-8") as f:
+        f.write(device + "\n")
+    os.replace(marker + ".tmp", marker)
+
+
+async def _run(profile, platform, args, out, claim=None):
     from agent.clock import SystemClock
     from agent.host.paho_client import Client
     from agent.runtime import Agent
@@ -319,6 +334,8 @@ async def _run(profile, platform, args, out):
         agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
                       device_id=args.device)
         discarded = agent.open()
+        if claim is not None:
+            claim()
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
         out.write("tether run: %s\n" % _os_error(exc))
         return 2

@@ -311,14 +311,29 @@ def test_a_bus_that_cannot_be_opened_is_said_in_words_without_pythons_errno(tmp_
 
 
 def test_a_device_marker_cut_short_by_a_crash_is_written_again(tmp_path):
-    from firmware.run import hold_buffer
+    from firmware.run import hold_buffer, mark_buffer
     store = tmp_path / "buffer"
     store.mkdir()
     (store / "device").write_text("")          # created, the crash came before the id
-    hold_buffer(str(store), "pi-1").close()
+    held = hold_buffer(str(store), "pi-1")
+    mark_buffer(str(store), "pi-1")
+    held.close()
     assert (store / "device").read_text() == "pi-1\n"
     with pytest.raises(ValueError, match="holds the readings of device pi-1, not pi-2"):
         hold_buffer(str(store), "pi-2")
+
+
+def test_a_run_that_fails_before_its_agent_is_built_leaves_the_buffer_unclaimed(tmp_path):
+    # A UART it cannot open: the folder was marked as w-1's all the same, and a run as w-7
+    # (the id meant) was refused: "holds the readings of device w-1", which it did not.
+    store = tmp_path / "b"
+    for device in ("w-1", "w-7"):
+        done = subprocess.run([sys.executable, "-m", "firmware.cli", "run", "examples/washer.yaml",
+                               "--device", device, "--store", str(store), "--platform", "rpi"],
+                              capture_output=True, text=True, cwd=ROOT, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.startswith("tether run: cannot open UART"), done.stderr
+    assert not (store / "device").exists()
 
 
 def test_under_nohup_a_hangup_is_left_ignored(tmp_path, mosquitto):
