@@ -103,9 +103,10 @@ def find_gpiochip():
     try:
         return find_chip(load_gpiod())
     except (ImportError, OSError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc  # no [Errno N]
         raise ServiceError(2, "tether install-service: the profile uses GPIO pins, and the "
                            "Pi's GPIO chip was not found: %s; give it with --gpiochip "
-                           "/dev/gpiochipN" % exc)
+                           "/dev/gpiochipN" % why)
 
 
 def command():

@@ -238,6 +238,7 @@ def test_gpio_pins_without_a_gpio_chip_found_ask_for_gpiochip(tmp_path):
     assert err.startswith("tether install-service: the profile uses GPIO pins, and the Pi's "
                           "GPIO chip was not found: "), err
     assert err.endswith("give it with --gpiochip /dev/gpiochipN\n")
+    assert "[Errno" not in err, err
     err = refused(write(tmp_path, PI_PROFILE), "--dry-run", "--gpiochip", "/dev/ttyS0")
     assert "--gpiochip: expected a GPIO chip like /dev/gpiochip0, got '/dev/ttyS0'" in err
 
