@@ -127,6 +127,13 @@ def read_profile(path, args, out, err, gap="", applied=None):
         err.write("tether read: %s: cannot open the %s platform: %s\n"
                   % (path, name, _reason(exc)))
         return 2
+    from hal.board import Unopened
+    for source in sources:
+        # An agent runs on without the bus (its sensors fail); a wiring check says so at once.
+        if isinstance(source, Unopened):
+            err.write("tether read: %s: cannot open the %s platform: %s\n"
+                      % (path, name, source.error))
+            return 2
     out.write("%s%s on %s: %d sensors\n" % (gap, path, name, len(sources)))
     out.flush()
     failed = 0

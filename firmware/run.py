@@ -101,6 +101,7 @@ class Reporter:
         self.down_since = time.monotonic()
         self.error_before = None  # the uplink's last error when the connection was made
         self.failing_sensors = {}  # sensor name -> the kind of its failure, as last printed
+        self.reasons = {}  # sensor name -> its failure's words, as its sensor_error event said
 
     def line(self, text):
         self.out.write("%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
@@ -140,8 +141,9 @@ class Reporter:
                 if c.failing is None:
                     self.line("sensor %s reads again" % c.name)
                 else:
-                    self.line("sensor %s fails (%s); it is tried again with backoff, the other "
-                              "sensors go on" % (c.name, c.failing))
+                    why = self.reasons.get(c.name)
+                    self.line("sensor %s fails (%s%s); it is tried again with backoff, the other "
+                              "sensors go on" % (c.name, c.failing, ": " + why if why else ""))
                 self.failing_sensors[c.name] = c.failing
 
     def status(self):
@@ -343,6 +345,15 @@ async def _run(profile, platform, args, out, claim=None):
         out.write("tether run: %s\n" % exc)
         return 2
     reporter.agent = agent
+    events = agent.sampler.events
+
+    def emit(t, synced, event, sensor, state, value=None, detail=None):
+        # The sampler keeps a failure's kind only (a board's heap): its words for the line.
+        if event == "sensor_error" and detail:
+            reporter.reasons[sensor] = detail
+        return events.emit(t, synced, event, sensor, state, value, detail)
+    if events is not None:
+        agent.sampler.events = _Emitter(emit)
     out.write("%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
         agent.device, len(agent.sampler.channels), profile["buffer"]["path"],
         agent.buffer.log.unacked, ", %d torn bytes discarded" % discarded if discarded else "",
@@ -371,6 +382,11 @@ async def _run(profile, platform, args, out, claim=None):
     out.write("stopped: %d batches waiting for the broker, %d readings dropped in all\n"
               % (agent.buffer.log.unacked, agent.buffer.log.dropped))
     return 0
+
+
+class _Emitter:
+    def __init__(self, emit):
+        self.emit = emit
 
 
 def _once(stopping, sig):

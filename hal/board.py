@@ -5,6 +5,9 @@
 # Each chip's driver module builds its driver from a compiled sensor (hal/chips.py says which
 # module that is). Drivers are imported only when the profile uses them, and nothing is set up
 # here: the sampler calls setup() before a chip's first reading and again after a fault.
+#
+# A bus that cannot be opened (a USB serial adapter unplugged, I2C not enabled on a Pi) fails
+# the sensors on it, not the agent: the others are read and the uplink reports it.
 from hal import chips
 
 UART_TIMEOUT_MS = 50  # per read() call; the PZEM-004T driver keeps its own deadline
@@ -50,6 +53,48 @@ def drivers(profile, platform):
         module = chips.driver(s["driver"])
         key = module.key(s)
         if key not in ctx.chips:
-            ctx.chips[key] = module.build(s, ctx)
+            try:
+                ctx.chips[key] = module.build(s, ctx)
+            except OSError as exc:
+                ctx.chips[key] = Unopened(module, s, ctx, exc)
         out.append(ctx.chips[key])
     return out
+
+
+class BusError(Exception):
+    """A chip's bus that could not be opened, in the platform's words: a SensorError's kind."""
+    kind = "bus"
+
+
+def _bus_error(exc):
+    # OSError(code, words): its words (MicroPython has no strerror, and CPython's str() adds
+    # "[Errno N]"); otherwise as it says itself.
+    a = exc.args
+    return BusError(a[1] if len(a) > 1 and isinstance(a[1], str) else str(exc))
+
+
+class Unopened:
+    """The driver of a chip whose bus could not be opened: each reading fails with the reason,
+    and each setup (the sampler's retry, with backoff) tries the bus again, so an adapter
+    plugged in later is read from then on."""
+
+    def __init__(self, module, sensor, ctx, exc):
+        self.module = module
+        self.sensor = sensor
+        self.ctx = ctx
+        self.error = _bus_error(exc)
+        self.driver = None
+
+    def setup(self):
+        if self.driver is None:
+            try:
+                self.driver = self.module.build(self.sensor, self.ctx)
+            except OSError as exc:
+                self.error = _bus_error(exc)
+                raise self.error
+        self.driver.setup()
+
+    def measure(self):
+        if self.driver is None:
+            raise self.error
+        return self.driver.measure()

@@ -109,3 +109,28 @@ def test_where_names_each_kind_of_place_as_errors_do():
     assert [chips.driver(s["driver"]).where(s) for s in PROFILE["sensors"]] == [
         "i2c0:0x40", "uart1:1", "uart1:1", "pins 4/5", "pins 4/5", "i2c0:0x48", "pin 34",
         "i2c0:0x48 AIN2"]
+
+
+def test_a_bus_that_cannot_be_opened_fails_its_sensors_until_it_can_be():
+    # One unplugged USB serial adapter stopped the whole agent; now its sensors fail with the
+    # platform's words and each retry tries the bus again.
+    from hal.board import BusError
+
+    class Unplugged(SimPlatform):
+        uart_ok = False
+
+        def uart(self, spec, timeout_ms=None):
+            if not self.uart_ok:
+                raise OSError(2, "cannot open UART /dev/ttyUSB0: unplugged")
+            return SimPlatform.uart(self, spec, timeout_ms)
+
+    platform = Unplugged(PROFILE)
+    ds = drivers(PROFILE, platform)
+    sensors = PROFILE["sensors"]
+    mains = [i for i in range(len(sensors)) if sensors[i]["name"] == "mains"][0]
+    exc = raises(BusError, value, ds[mains], sensors[mains])
+    assert (str(exc), exc.kind) == ("cannot open UART /dev/ttyUSB0: unplugged", "bus")
+    assert abs(value(ds[0], sensors[0]) - value(ds[0], sensors[0])) < 1  # the INA219 reads
+    platform.uart_ok = True                # plugged in: the next setup opens it
+    platform.set("mains", 1150.0)
+    assert abs(value(ds[mains], sensors[mains]) - 1150.0) < 0.05
