@@ -13,20 +13,21 @@ _EARLIER = "schemas"
 
 def retire(buf, old):
     """buf (an agent.buffer.Buffer just opened) holds rows and batches made under the schema
-    document old, not under its encoder's."""
-    last = buf.seq if buf.n else buf.seq - 1  # the last batch made under old
-    if buf.encoder.compact is not None and last > buf.log.acked:
-        kept = [(s, d) for s, d in _read(buf.store) if d != old]
-        kept.append((last, old))
-        _write(buf.store, kept)
+    document old, not under its encoder's. A power cut anywhere in here: the next start finds
+    the same old document (the buffer replaces it last) and no rows, and records the same."""
     if buf.n:
         from agent.schema import Schema
         now = buf.encoder.schema
         buf.encoder.use(Schema.from_cbor(old))
         try:
-            buf.cut()
+            buf.cut()  # one batch or more: those that fit in batch.max_bytes
         finally:
             buf.encoder.use(now)
+    last = buf.seq - 1  # the last batch made under old
+    if buf.encoder.compact is not None and last > buf.log.acked:
+        kept = [(s, d) for s, d in _read(buf.store) if d != old]
+        kept.append((last, old))
+        _write(buf.store, kept)
 
 
 def needed(buf):

@@ -141,7 +141,10 @@ class Reporter:
                 if c.failing is None:
                     self.line("sensor %s reads again" % c.name)
                 else:
-                    why = self.reasons.get(c.name)
+                    # The words of the failure's start (the sampler sends no event when only
+                    # its kind changes): not under a later kind.
+                    why = self.reasons.get(c.name) if self.failing_sensors.get(c.name) is None \
+                        else None
                     self.line("sensor %s fails (%s%s); it is tried again with backoff, the other "
                               "sensors go on" % (c.name, c.failing, ": " + why if why else ""))
                 self.failing_sensors[c.name] = c.failing

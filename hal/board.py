@@ -31,8 +31,11 @@ class Wiring:
     def bus(self, name):
         if name not in self.opened:
             spec = self.specs[name]
-            self.opened[name] = (self.platform.i2c(spec) if spec["type"] == "i2c"
-                                 else self.platform.uart(spec, UART_TIMEOUT_MS))
+            try:
+                self.opened[name] = (self.platform.i2c(spec) if spec["type"] == "i2c"
+                                     else self.platform.uart(spec, UART_TIMEOUT_MS))
+            except OSError as exc:
+                raise _bus_error(exc)
         return self.opened[name]
 
     def pin_in(self, n):
@@ -55,7 +58,7 @@ def drivers(profile, platform):
         if key not in ctx.chips:
             try:
                 ctx.chips[key] = module.build(s, ctx)
-            except OSError as exc:
+            except BusError as exc:  # only a bus: a pin or an ADC that fails stops the build
                 ctx.chips[key] = Unopened(module, s, ctx, exc)
         out.append(ctx.chips[key])
     return out
@@ -78,20 +81,20 @@ class Unopened:
     and each setup (the sampler's retry, with backoff) tries the bus again, so an adapter
     plugged in later is read from then on."""
 
-    def __init__(self, module, sensor, ctx, exc):
+    def __init__(self, module, sensor, ctx, error):
         self.module = module
         self.sensor = sensor
         self.ctx = ctx
-        self.error = _bus_error(exc)
+        self.error = error
         self.driver = None
 
     def setup(self):
         if self.driver is None:
             try:
                 self.driver = self.module.build(self.sensor, self.ctx)
-            except OSError as exc:
-                self.error = _bus_error(exc)
-                raise self.error
+            except BusError as exc:
+                self.error = exc
+                raise
         self.driver.setup()
 
     def measure(self):

@@ -229,6 +229,12 @@ def test_days_outside_the_year_partitioned_make_no_partitions_and_are_read_and_d
             2.0, 3.0, 400.0] + [float(d) for d in days[8:] if d >= 2]
         assert store.execute("SELECT count(*) FROM readings WHERE device = 'dev-2'"
                              ).fetchone() == (0,)
+        # at the ends of bigint too (a day's start near them is past them)
+        store.begin()
+        for end in (postgres.INT64_MIN, postgres.INT64_MAX):
+            assert store.execute("SELECT tether_drop_readings(?)", (end,)).fetchone()[0] >= 0
+        store.commit()
+        assert store.execute("SELECT count(*) FROM readings").fetchone() == (0,)
     finally:
         store.close()
 

@@ -55,8 +55,10 @@ def _settings(cfg, args):
         else:
             raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
                              "pills, refill_days, settle_ms)" % short(key))
-    problem = spacing(out["times_min"], out["window_ms"]) or lateness(out["late_ms"],
-                                                                      out["window_ms"])
+    problem = spacing(out["times_min"], out["window_ms"])
+    if not problem and ("late_ms" in args or "window_ms" in args):
+        # (only when set: a profile compiled before the rule still builds its detector)
+        problem = lateness(out["late_ms"], out["window_ms"])
     if problem:
         raise ValueError(problem)
     return out
@@ -186,6 +188,7 @@ class Detector:
         self.close = 0
         self.taken = False
         self.took = 0            # pills taken for that slot: a dose may come in parts
+        self.taken_t = 0         # when its take first showed
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
 
@@ -209,26 +212,30 @@ class Detector:
 
     def _reslot(self):
         """The schedule changed. While a dose's window is open, the new schedule's dose open now
-        is judged, taken if the old one was (the pharmacy moving the 08:00 dose to 08:15 at
-        08:05 does not make the patient take it again); a dose whose window opens later, and
-        when none is open, the next dose time. A dose time already past is not judged again:
-        it was (or was judged missed) under the old schedule. Once set from the last reading's
-        time: no dose open now went unjudged waiting for the next reading."""
+        is judged, taken if the take of the old one falls in its window (the pharmacy moving
+        the 08:00 dose to 08:15 at 08:05 does not make the patient take it again; a dose added
+        at 11:00 is not taken by the 08:05 take); the old dose, if the new schedule closes it
+        before now untaken, is missed; when none is open, the next dose time. A dose time
+        already past is not judged again: it was (or was judged missed) under the old schedule.
+        Set from the last reading's time: no dose open now goes unjudged until the next one."""
         now = self.last_t
         if self.sched is None or now is None:
             return
-        was_open = self.sched - self.window <= now
-        was_taken = self.taken and was_open
-        took = self.took
+        old = self.sched
+        was_open = old - self.window <= now
+        taken, took, taken_t = self.taken and was_open, self.took, self.taken_t
         if was_open:
-            self._slot(_next(now - self.late - 1, self.times, self.off))
+            start = old if old < now - self.late else now - self.late
+            self._slot(_next(start - 1, self.times, self.off))
             while self.close < now:
+                if self.sched == old and not taken:
+                    self.counts[1] += 1
+                    self.emit(now, "dose_missed", None, {"scheduled": old, "close": self.close})
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
-        if self.sched - self.window <= now:
-            self.taken = was_taken
-            self.took = took if was_taken else 0
+        if taken and self.sched - self.window <= taken_t <= self.close:
+            self.taken, self.took, self.taken_t = True, took, taken_t
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
@@ -306,6 +313,7 @@ class Detector:
             self._slot(sched)
             self.taken = taken
             self.took = self.pills if taken else 0  # not kept: a part after a reboot is extra
+            self.taken_t = sched                    # nor the take's time: within its window
 
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
@@ -400,6 +408,7 @@ class Detector:
             return
         self.taken = True
         self.took = pills
+        self.taken_t = t0
         self.counts[0] += 1
         late = t0 > sched + self.window
         self.emit(t, "dose_taken", pills,

@@ -364,8 +364,9 @@ DECLARE
     p record;
     n integer := 0;
 BEGIN
+    -- the days wholly before before_ms (numeric: a day's start near the ends of bigint is past it)
     DELETE FROM readings_outside
-        WHERE t_first < before_ms - ((before_ms %% 86400000) + 86400000) %% 86400000;
+        WHERE t_first < floor(before_ms::numeric / 86400000) * 86400000;
     IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
         EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
             INTO n USING before_ms;

@@ -461,3 +461,32 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_unt
         buf = reopened(new)             # the same profile again: nothing to keep
         assert buf.earlier_schemas() == ()
         buf.log.close()
+
+
+def test_old_rows_cut_into_several_batches_keep_the_old_schema_until_the_last_is_acked():
+    # Rows of a new profile's buffer that need two batches under the old schema: the document
+    # was kept until the first one's ack only, and the second went out without it.
+    from agent import batch
+    from agent.buffer import Buffer
+    from agent.schema import Schema
+    old = K.schema()
+    new = Schema([("z", "", 1, 0)] + K.CHANNELS)
+    for store, again in both_stores():
+        buf = opened(store, ram_readings=1, batch_bytes=64)
+        for i in range(20):
+            buf.append(K.T0 + K.STEP * i, i % 3, 100000 + 7919 * i)  # big: few fit in 64 bytes
+        assert buf.seq == 0  # all in the journal
+        buf.log.close()
+        lg = K.RecordingLog(again(), 16384, 1024, batch.seq_of)
+        buf = Buffer(lg, batch.Encoder("dev-1", new, "compact", False, 64, 24), 24, 600000, 1,
+                     60000)
+        buf.open()
+        last = buf.seq - 1
+        assert last >= 1 and buf.n == 0  # the rows took two batches or more
+        assert [s for s, _ in K.drain(buf)] == list(range(last + 1))
+        for seq in range(last):
+            buf.ack(seq)
+            assert buf.earlier_schemas() == [old.to_cbor()]
+        buf.ack(last)
+        assert buf.earlier_schemas() == []
+        buf.log.close()

@@ -267,3 +267,35 @@ def test_a_two_pill_dose_taken_a_pill_at_a_time_is_one_dose_and_a_third_pill_is_
     b.until(57, 12)                                  # a third: more than the dose
     assert b.names() == ["dose_taken", "extra_dose"], b.events
     assert b.events[1][3]["reason"] == "again"
+
+
+def test_a_dose_added_while_one_is_open_is_not_taken_by_the_earlier_take():
+    # 08:00 taken at 08:05; at 10:50 an 11:00 dose is added. The 08:05 take counted for it, and
+    # the patient's 11:02 pill was an extra_dose "again".
+    b = Bottle(20)
+    b.until(20, 8 + 5 / 60.0)
+    b.until(19, 10 + 50 / 60.0)
+    b.det.set({"schedule": ["08:00", "11:00", "20:00"]})
+    b.until(19, 11 + 2 / 60.0)
+    b.until(18, 14)
+    taken = [e[3]["scheduled"] for e in b.events if e[1] == "dose_taken"]
+    assert taken == [DAY0 + 8 * HOUR, DAY0 + 11 * HOUR], b.events
+    assert "extra_dose" not in b.names()
+
+
+def test_a_shorter_late_that_closes_the_open_dose_judges_it_missed_at_once():
+    # late 60 -> 30 min at 08:45 with 08:00 not taken: it got neither dose_taken nor missed.
+    b = Bottle(20, late_ms=60 * MIN)
+    b.until(20, 8 + 45 / 60.0)
+    b.det.set({"late_ms": 30 * MIN})
+    (_, _, _, f), = [e for e in b.events if e[1] == "dose_missed"]
+    assert (f["scheduled"], f["close"]) == (DAY0 + 8 * HOUR, DAY0 + 8 * HOUR + 30 * MIN)
+    b.until(20, 14)
+    assert b.names() == ["dose_missed"], b.events
+
+
+def test_a_profile_with_late_under_the_window_from_before_the_rule_still_runs_and_sets():
+    b = Bottle(20, window_ms=30 * MIN, late_ms=20 * MIN)  # compiled before late >= window
+    assert b.det.set({"pills": 2})["pills"] == 2          # an unrelated setting is taken
+    exc = raises(ValueError, b.det.set, {"late_ms": 25 * MIN})
+    assert "must be at least the window" in str(exc)
