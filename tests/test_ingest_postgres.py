@@ -239,6 +239,69 @@ def test_days_outside_the_year_partitioned_make_no_partitions_and_are_read_and_d
         store.close()
 
 
+def test_a_nan_reading_is_stored_null_as_sqlite_stores_it_and_averages_skip_it(postgres_url):
+    # Stored as NaN, an hour's avg() and max() were NaN, where SQLite's were the other readings'.
+    store = postgres.connect(postgres_url)
+    try:
+        store.begin()
+        nan = float("nan")
+        store.insert_readings("dev-1", 1, [(T0, "temp", 20.0), (T0 + 1, "temp", nan),
+                                           (T0 + 2, "temp", 24.0)])
+        store.insert_batch("dev-1", 2, Columns([("temp", [T0 + 3, T0 + 4], [nan, 22.0])]))
+        store.commit()
+        assert store.execute("SELECT count(*), count(value), avg(value), max(value) FROM readings "
+                             "WHERE channel = 'temp'").fetchone() == (5, 3, 22.0, 24.0)
+        assert store.execute("SELECT v_first, v_low, v_high FROM channel_batches ORDER BY seq"
+                             ).fetchall() == [(20.0, 20.0, 24.0), (None, 22.0, 22.0)]
+    finally:
+        store.close()
+
+
+def test_retention_drops_at_most_500_partitions_a_call_and_the_rest_at_the_next(postgres_url):
+    # An older ingest's database with a partition for every day a device named: one call for
+    # all of them ran the server out of shared memory (a lock each until the call ends).
+    store = postgres.connect(postgres_url)
+    try:
+        store.begin()
+        store.execute(
+            "DO $$ BEGIN FOR d IN 0..599 LOOP "
+            "EXECUTE format('CREATE TABLE %I PARTITION OF readings_packed FOR VALUES FROM (%s) "
+            "TO (%s)', 'readings_packed_old' || d, d * 86400000::bigint, (d + 1) * 86400000::bigint); "
+            "INSERT INTO reading_partitions VALUES ('readings_packed_old' || d, d * 86400000::bigint, "
+            "(d + 1) * 86400000::bigint); END LOOP; END $$")
+        store.commit()
+        got = []
+        for _ in range(3):
+            store.begin()
+            got.append(store.execute("SELECT tether_drop_readings(?)", (T0,)).fetchone()[0])
+            store.commit()
+        assert got == [500, 100, 0]
+        assert store.execute("SELECT count(*) FROM pg_inherits WHERE inhparent = "
+                             "'readings_packed'::regclass").fetchone() == (0,)
+    finally:
+        store.close()
+
+
+def test_a_role_that_may_not_create_the_layout_is_told_so_in_one_line(postgres_url):
+    owner = postgres.connect(postgres_url)
+    owner.close()
+    role = "ro_" + postgres_url.rsplit("/", 1)[1]
+    scheme, rest = postgres_url.split("://", 1)
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute('CREATE ROLE "%s" LOGIN' % role)
+        conn.execute('CREATE DATABASE "%s_new" OWNER tether' % role)  # empty: to lay out
+    url = "%s://%s@%s_new" % (scheme, role, rest.split("@", 1)[1].rsplit("/", 1)[0] + "/" + role)
+    try:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege) as info:
+            postgres.connect(url)
+        assert "\n" not in str(info.value)
+        assert str(info.value).startswith("permission denied for schema public; the ingest's "
+                                          "role lays out its tables the first time")
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute('DROP DATABASE "%s_new" WITH (FORCE)' % role)
+
+
 def test_a_future_day_stored_outside_is_partitioned_when_its_time_comes_and_both_read(
         postgres_url, monkeypatch):
     store = postgres.connect(postgres_url)

@@ -336,6 +336,7 @@ CREATE VIEW channel_batches AS
     4: """
 CREATE TABLE readings_outside (LIKE readings_packed INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
 CREATE INDEX readings_outside_by_channel ON readings_outside (device, channel, t_first);
+CREATE INDEX readings_outside_by_time ON readings_outside (t_first);
 CREATE OR REPLACE VIEW readings AS
     SELECT p.device, r.t_ms, p.channel, r.value, p.seq, r.text
     FROM (SELECT device, seq, channel, t_ms, value, text FROM readings_packed
@@ -363,17 +364,22 @@ LANGUAGE plpgsql AS $$
 DECLARE
     p record;
     n integer := 0;
+    cut numeric;
 BEGIN
-    -- the days wholly before before_ms (numeric: a day's start near the ends of bigint is past it)
-    DELETE FROM readings_outside
-        WHERE t_first < floor(before_ms::numeric / 86400000) * 86400000;
+    -- the days wholly before before_ms (a day's start near the ends of bigint is past them)
+    cut := greatest(floor(before_ms::numeric / 86400000) * 86400000, -9223372036854775808);
+    DELETE FROM readings_outside WHERE t_first < cut::bigint;
     IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
         EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
             INTO n USING before_ms;
         RETURN n;
     END IF;
     PERFORM pg_advisory_xact_lock(%d);
-    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms LOOP
+    -- At most 500 a call: each holds its locks until the call ends, and thousands ran the
+    -- server out of shared memory (a database of an older ingest has a partition for every
+    -- day a device named). Called again, it drops the next ones.
+    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms ORDER BY t_from
+             LIMIT 500 LOOP
         EXECUTE format('DROP TABLE IF EXISTS %%I', p.name);
         DELETE FROM reading_partitions WHERE name = p.name;
         n := n + 1;
@@ -665,7 +671,14 @@ class PostgresStore(base.Store):
                 c[1].append(None)
                 c[2].append(value)
             else:
-                c[1].append(float(value))
+                f = float(value)
+                if f != f:  # NaN: NULL, as SQLite stores it (an average then skips it)
+                    if c[2] is None:
+                        per[name] = c = (c[0], c[1], [None] * len(c[1]))
+                    c[1].append(None)
+                    c[2].append(None)
+                    continue
+                c[1].append(f)
                 if c[2] is not None:
                     c[2].append(None)
         if "\x00" in device or any("\x00" in name for name in per):
@@ -683,7 +696,8 @@ class PostgresStore(base.Store):
         columns = batch.columns
         checked = None  # the columns of a batch's full slots share one list of times
         for name, ts, values in columns:
-            if "\x00" in name:
+            total = sum(values)  # NaN if a value is (in C: no loop here)
+            if "\x00" in name or total != total:  # insert_readings' way: NULL for a NaN
                 return self.insert_readings(device, seq, batch.readings)
             if ts is not checked:
                 if not INT64_MIN <= min(ts) <= max(ts) <= INT64_MAX:
@@ -929,6 +943,13 @@ def connect(url, timeout=30.0, create=True):
     if create:
         try:
             store._mode = setup(conn, url, timeout)
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.close()
+            # One line, and what it needs: the server's error quotes the statement over three.
+            raise psycopg.errors.InsufficientPrivilege(
+                "%s; the ingest's role lays out its tables the first time and migrates them "
+                "after: it must be able to create tables in its schema, or own it "
+                "(docs/ingest.md, PostgreSQL)" % str(exc).splitlines()[0]) from exc
         except BaseException:
             conn.close()
             raise
