@@ -73,8 +73,9 @@ def lateness(late_ms, window_ms):
     return None
 
 
-def _value(key, v):
-    """A setting other than the schedule, checked against its range."""
+def _value(key, v, saved=False):
+    """A setting other than the schedule, checked against its range (saved: a snapshot's, which
+    set() may have taken before its range was the profile's)."""
     if key == "window_ms":
         return _int(key, v, 5 * _MIN, 4 * 60 * _MIN)
     if key == "late_ms":
@@ -83,8 +84,10 @@ def _value(key, v):
         return _int(key, v, 1, 20)
     if key == "settle_ms":
         return _int(key, v, 0, 60 * _MIN)
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v <= 365:
-        raise ValueError("refill_days must be a number of days above 0, at most 365, "
+    # the profile's refill_below: 1h to 60d (a snapshot's: above 0, at most 365, as set() took)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (
+            0 < v <= 365 if saved else 1 / 24.0 <= v <= 60):
+        raise ValueError("refill_days must be a number of days from 0.0417 (1 h) to 60, "
                          "got %s" % short(v))
     return v
 
@@ -101,14 +104,16 @@ def _schedule(v):
                          % (MAX_TIMES, short(v)))
     out = []
     for s in v:
-        ok = isinstance(s, str) and len(s) == 5 and s[2] == ":"
+        # "H:MM" or "HH:MM", digits only, as the profile takes them (int() took " 8" and "+9")
+        ok = isinstance(s, str) and len(s) in (4, 5) and s[-3] == ":"
         h = m = -1
         if ok:
-            try:
-                h = int(s[:2])
-                m = int(s[3:])
-            except ValueError:
-                ok = False
+            for c in s[:-3] + s[-2:]:
+                if not "0" <= c <= "9":
+                    ok = False
+        if ok:
+            h = int(s[:-3])
+            m = int(s[-2:])
         if not ok or not (0 <= h <= 23 and 0 <= m <= 59):
             raise ValueError("schedule times must be like \"08:00\" (00:00 to 23:59), got %s"
                              % short(s))
@@ -269,7 +274,7 @@ class Detector:
         old = {"times_min": _times(snap[1])}
         for i in range(1, 6):
             try:
-                old[_KEYS[i]] = _value(_KEYS[i], snap[1 + i])
+                old[_KEYS[i]] = _value(_KEYS[i], snap[1 + i], True)
             except ValueError as e:
                 raise ValueError("snapshot: %s" % (e,))
         downlinked = _int("snapshot: downlinked", snap[7], 0, (1 << len(_KEYS)) - 1)

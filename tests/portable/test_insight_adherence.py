@@ -175,7 +175,8 @@ def test_set_changes_the_schedule_and_refuses_bad_settings():
     d = b.det
     for bad, words in (
             ({"schedule": "08:00"}, "schedule must be a list"),
-            ({"schedule": ["8:00"]}, "like \"08:00\""),
+            ({"schedule": [" 8:00"]}, "like \"08:00\""),
+            ({"schedule": ["+9:30"]}, "like \"08:00\""),
             ({"schedule": ["24:00"]}, "like \"08:00\""),
             ({"schedule": ["08:00", "08:30"]}, "closer than twice the window"),
             ({"window_ms": 60000}, "window_ms must be an integer from 300000"),
@@ -184,7 +185,8 @@ def test_set_changes_the_schedule_and_refuses_bad_settings():
             ({"pills": 0}, "pills must be an integer from 1 to 20"),
             ({"pills": 2.0}, "pills must be"),
             ({"settle_ms": -1}, "settle_ms must be"),
-            ({"refill_days": 0}, "refill_days must be a number of days above 0"),
+            ({"refill_days": 0}, "refill_days must be a number of days from 0.0417 (1 h) to 60"),
+            ({"refill_days": 61}, "refill_days must be a number of days from"),  # the profile's
             ({"refill_days": "5"}, "refill_days must be"),
             ({"window_ms": 4 * HOUR, "schedule": ["08:00", "14:00"]}, "closer than twice"),
             # a dose taken within its window would be missed
@@ -194,8 +196,8 @@ def test_set_changes_the_schedule_and_refuses_bad_settings():
         exc = raises(ValueError, d.set, bad)
         assert words in str(exc), (bad, str(exc))
     assert d.settings()["times_min"] == [480, 1200]      # nothing half-applied
-    new = d.set({"schedule": ["21:00", "09:30"], "pills": 2, "window_ms": 20 * MIN})
-    assert new["times_min"] == [570, 1260] and new["pills"] == 2
+    new = d.set({"schedule": ["21:00", "9:30"], "pills": 2, "window_ms": 20 * MIN})  # as a
+    assert new["times_min"] == [570, 1260] and new["pills"] == 2          # profile writes it
     b.until(20, 9.5)
     b.until(18, 12)
     f = b.one("dose_taken")[3]
