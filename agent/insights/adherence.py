@@ -300,6 +300,13 @@ class Detector:
         for i in range(len(_KEYS)):
             new[_KEYS[i]] = old[_KEYS[i]] if downlinked >> i & 1 else self.cfg[_KEYS[i]]
         problem = spacing(new["times_min"], new["window_ms"])
+        if problem and downlinked & 1 and not downlinked & 2:
+            # The pharmacy's schedule against a new profile's window too wide for it: the
+            # patient's times stay, with the window they were set under (the snapshot was
+            # refused, and the patient judged against the profile's default times).
+            new["window_ms"] = old["window_ms"]
+            downlinked |= 2
+            problem = spacing(new["times_min"], new["window_ms"])
         if problem:
             raise ValueError("snapshot: its downlinked settings and the profile's clash: "
                              + problem)

@@ -228,6 +228,17 @@ def test_a_schedule_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not
     exc = raises(ValueError, rebooted, b.det, b._emit, config(times_min=[8 * 60, 14 * 60]))
     assert "clash" in str(exc) and "closer than twice the window" in str(exc)
 
+    # The pharmacy's times against a new profile's wider window: they stay, with the window
+    # they were set under (the snapshot was refused, and the patient judged at 08:00/20:00).
+    b = Bottle(20)
+    b.det.set({"schedule": ["08:00", "09:30", "21:00"]})
+    b.until(20, 8.25)
+    b.det = rebooted(b.det, b._emit, config(window_ms=60 * MIN))
+    s = b.det.settings()
+    assert (s["times_min"], s["window_ms"]) == ([480, 570, 1260], 30 * MIN)
+    b.det = rebooted(b.det, b._emit, config(window_ms=60 * MIN))  # and at the next boot
+    assert b.det.settings()["window_ms"] == 30 * MIN
+
 
 def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
     from agent.insights import Insights
