@@ -13,7 +13,7 @@ acknowledged (a newer insight event, a new reading, a larger drop count) or the 
 """
 import time
 
-from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, as_map
+from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, PLAUSIBLE_MS, as_map
 
 ORDER = {"empty": 0, "reorder": 1, "maintenance_due": 2, "dose_missed": 3, "refill_needed": 4,
          "silent": 5, "dropping": 6}
@@ -64,13 +64,18 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                         ", ".join(_when(f.get("scheduled", t)) for t, _, f in misses[-5:])),
                     "figures": {"missed": len(misses),
                                 "scheduled": [f.get("scheduled", t) for t, _, f in misses]}})
+    wall_ms = int(time.time() * 1000)
     for r in rows.values():
-        t = r["last_t_ms"]
-        if t is not None and now_ms - t > silent_ms:
+        t, now = r["last_t_ms"], now_ms
+        if t is not None and t < PLAUSIBLE_MS and r["last_seen"] is not None:
+            # A clock never synced counts from boot (the days of 1970): when its last message
+            # came, by the ingest's clock, tells (it was "nothing heard for 20792 days").
+            t, now = int(r["last_seen"] * 1000), wall_ms
+        if t is not None and now - t > silent_ms:
             out.append({"kind": "silent", "device": r["device"], "sensor": "", "event": None,
-                        "t_ms": t, "figures": {"silent_ms": now_ms - t, "status": r["status"]},
+                        "t_ms": t, "figures": {"silent_ms": now - t, "status": r["status"]},
                         "evidence": "nothing heard for %s (%s)" % (
-                            span_text(now_ms - t), r["status"])})
+                            span_text(now - t), r["status"])})
         drops = r["dropped"] + r["lost"] + r["dropped_unsent"]
         if drops:
             parts = []
@@ -128,7 +133,8 @@ def _insight(kind, device, sensor, t, value, f):
                   if isinstance(batch, int) and not isinstance(batch, bool) and batch > 1
                   else "%s cycles" % num_text(f.get("cycles")))
         evidence = "%s: %s %s%s %% from its baseline %s (spread %s), CUSUM %s%s after %s" % (
-            sensor, f.get("watch"), "+" if (f.get("drift_pct") or 0) >= 0 else "",
+            sensor, f.get("watch"), "" if not _is_number(f.get("drift_pct"))
+            or f["drift_pct"] < 0 else "+",
             num_text(f.get("drift_pct")), num_text(f.get("baseline")), num_text(f.get("spread")),
             num_text(f.get("cusum")), " (limit %s)" % num_text(f["limit"])
             if "limit" in f else "", points)
@@ -172,3 +178,9 @@ def num_text(v):
     if isinstance(v, float):
         return ("%.1f" % v) if abs(v) >= 10 else ("%.2f" % v).rstrip("0").rstrip(".")
     return str(v)
+
+
+def _is_number(v):
+    """A device's field is any JSON value: only a number is compared as one (a text one took
+    the whole page down with a TypeError)."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool)

@@ -256,6 +256,8 @@ def make_app(console):
             doc = json.loads(body)
         except ValueError as exc:
             raise BadInput("not JSON: %s" % exc)
+        except RecursionError:  # [[[...]]] 2,000 deep fits in 4096 bytes
+            raise BadInput("not JSON a command can be: nested too deep")
         if not isinstance(doc, dict):
             raise BadInput("a command is a JSON object")
         # It waits for the device's reply, for seconds: in Starlette's pool, not the readers'

@@ -115,8 +115,11 @@ class Commander:
                     client.subscribe(self._topic(device), qos=1)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
+        # A refused CONNECT comes here too, as "Unspecified error": the CONNACK's reason,
+        # which _on_connect kept ("Not authorized"), is the one to tell.
+        if self.connected or self.last_error is None:
+            self.last_error = str(reason)
         self.connected = False
-        self.last_error = str(reason)
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
         with self._lock:

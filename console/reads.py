@@ -11,15 +11,18 @@ import bisect
 import concurrent.futures
 import functools
 import json
+import os
 import statistics
 import threading
 import time
 
 from ingest.store import open_store
+from ingest.url import db_url
 
 MINUTE_MS = 60000
 HOUR_MS = 3600000
 DAY_MS = 86400000
+PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a device time before it is a clock never synced
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
 MAX_POINTS = 1200  # per chart line: 4 readings of each of 300 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists
@@ -55,12 +58,29 @@ class Database:
     def __init__(self, url):
         self.url = url
         self._local = threading.local()
+        backend, target = db_url(str(url))
+        self._path = target if backend == "sqlite" and target != ":memory:" else None
+
+    def _file(self):
+        """The SQLite file's identity now: a file made again in its place (tether simulate
+        into the same workdir) is another one, which an open connection never sees."""
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
 
     def rows(self, sql, args=()):
         db = getattr(self._local, "db", None)
         try:
+            if db is not None and self._path is not None \
+                    and self._file() != getattr(self._local, "file", None):
+                db.close()
+                db = self._local.db = None
             if db is None:
+                file = self._file() if self._path is not None else None
                 db = self._local.db = open_store(self.url, timeout=5.0, create=False)
+                self._local.file = file
             return db.execute(sql, args).fetchall()
         except Exception as exc:  # noqa: BLE001 - any backend's error is a page that says so
             self._local.db = None
@@ -130,13 +150,17 @@ class FleetCache:
         """What changes whenever a message of any device arrives (its status too), or the
         ingest records a batch lost; and the newest device time, leaving out clocks more than
         an hour ahead of the wall clock (one device's wrong clock must not make the others
-        look silent) unless every device's is."""
+        look silent) unless every device's is, and clocks never synced (1970: the fleet was
+        shown "as of 1970")."""
         ahead = int(time.time() * 1000) + HOUR_MS
         row = self.db.one("SELECT count(*), max(last_seen), max(last_health_at), max(status_at), "
                           "(SELECT count(*) FROM lost), max(last_t_ms), "
-                          "max(CASE WHEN last_t_ms <= ? THEN last_t_ms END) FROM devices",
-                          (ahead,))
-        return tuple(row[:6]) + (row[6] if row[6] is not None else row[5],)
+                          "max(CASE WHEN last_t_ms <= ? AND last_t_ms >= ? THEN last_t_ms END) "
+                          "FROM devices", (ahead, PLAUSIBLE_MS))
+        newest = row[6]
+        if newest is None and row[5] is not None and row[5] >= PLAUSIBLE_MS:
+            newest = row[5]  # every clock ahead
+        return tuple(row[:6]) + (newest,)
 
     def refresh(self):
         """The rows, newest; (rows by device, now_ms, simulated). now follows the wall clock

@@ -4,6 +4,7 @@ import ipaddress
 import secrets
 import socket
 import threading
+from urllib.parse import quote
 
 import uvicorn
 
@@ -64,7 +65,8 @@ class Server:
         self.sock.listen(128)
         bound = self.sock.getsockname()[1]
         shown = "[%s]" % host if ":" in host else host
-        self.url = "http://%s:%d/?token=%s" % (shown, bound, self.token)
+        # quoted: a token with + or # opened as another one, and the link gave a 401
+        self.url = "http://%s:%d/?token=%s" % (shown, bound, quote(self.token, safe=""))
         self.console.cookie = "tether_console_%d" % bound
         # X-Forwarded-Proto and -For are taken from a proxy on this machine only (uvicorn's
         # rule): a command's Origin is then checked against https:// as the browser sent it.

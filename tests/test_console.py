@@ -40,6 +40,38 @@ def needed(path, now=NOW, **kw):
                                                                           **kw)], database
 
 
+def test_a_database_file_made_again_in_its_place_is_read_not_the_old_one(tmp_path):
+    # tether simulate into the same workdir makes the file again: the console went on showing
+    # the deleted one's fleet, live mark and all.
+    import os
+    path = tmp_path / "fleet.sqlite"
+    make_db(path, ("printer-1",)).close()
+    database = reads.Database(str(path))
+    assert database.rows("SELECT device FROM devices") == [("printer-1",)]
+    make_db(tmp_path / "new.sqlite", ("washer-1", "washer-2")).close()
+    os.replace(tmp_path / "new.sqlite", path)
+    assert database.rows("SELECT device FROM devices ORDER BY 1") == [("washer-1",), ("washer-2",)]
+
+
+def test_a_device_whose_clock_never_synced_is_judged_by_when_it_was_last_heard(tmp_path):
+    # Its times count from boot (1970): "nothing heard for 20792 days" while it reported, and
+    # the fleet shown "as of 1970" when it was the only one.
+    import time as _time
+    db = make_db(tmp_path / "f.sqlite", ())
+    db.begin()
+    now = _time.time()
+    for device, t_ms, seen in (("fresh", 4321364, now - 60), ("gone", 4321364, now - 5 * 3600)):
+        db.execute("INSERT INTO devices (device, first_seen, last_seen, last_t_ms, last_status, "
+                   "dropped_reported) VALUES (?, ?, ?, ?, 'online', 0)", (device, 1.0, seen, t_ms))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, now_ms, simulated = reads.FleetCache(database).refresh()
+    assert not simulated and abs(now_ms - now * 1000) < 60000
+    shown = actions.needed(database, rows, now_ms)
+    assert [(a["kind"], a["device"]) for a in shown] == [("silent", "gone")]
+    assert shown[0]["evidence"].startswith("nothing heard for 5")
+
+
 def test_a_reorder_needs_someone_until_a_new_cartridge_is_in(tmp_path):
     db = make_db(tmp_path / "f.sqlite")
     insight(db, "printer-1", 1, NOW - DAY, "reorder", "ink_c", 6.1, days=6.1, level=9.0,
@@ -290,6 +322,24 @@ def test_a_command_that_is_not_json_is_refused(console):
                               {"Content-Type": "application/json",
                                "Authorization": "Bearer " + console.token})
     assert status == 400 and json.loads(body)["error"].startswith("not JSON")
+
+
+def test_a_command_nested_too_deep_is_a_400_not_a_500(console):
+    status, body, _ = request(console, "POST", "/api/command", "[" * 2040 + "]" * 2040,
+                              {"Content-Type": "application/json",
+                               "Authorization": "Bearer " + console.token})
+    assert status == 400 and "nested too deep" in json.loads(body)["error"]
+
+
+def test_the_printed_link_carries_a_token_with_plus_or_hash_quoted(fleet_db):
+    # Unquoted, ?token=pass+word#1 opened as "pass word" and gave a 401.
+    server = Server(fleet_db, host="0.0.0.0", port=0, token="pass+word#1").start()
+    try:
+        assert server.url.endswith("/?token=pass%2Bword%231")
+        status, _, _ = request(server, "GET", "/?token=pass%2Bword%231")  # the link's path
+        assert status == 303, status  # taken: on to the page, with the token in a cookie
+    finally:
+        server.stop()
 
 
 def test_without_a_broker_a_command_says_commands_are_off(console):
@@ -616,6 +666,25 @@ def test_the_cycle_chart_draws_what_the_device_charts_and_where_its_sum_grows():
     from console.actions import _insight
     text = _insight("maintenance_due", "f", "power", 9000, -8.0, insights[-1][4])["evidence"]
     assert text.endswith("CUSUM 6.1 (limit 6) after 3 points of 3 cycles")
+
+
+def test_a_device_field_of_another_type_is_shown_not_a_500():
+    # drift_pct "n/a" from one fridge took the actions page down for the whole fleet.
+    from console.actions import _insight
+    text = _insight("maintenance_due", "f", "power", 9000, None, {
+        "watch": "capacity", "drift_pct": "n/a", "baseline": 5.0, "cycles": 3})["evidence"]
+    assert text.startswith("power: capacity n/a % from its baseline 5")
+
+
+def test_a_refused_broker_login_is_told_as_the_broker_said_it():
+    # "Unspecified error" from the disconnect that follows replaced the CONNACK's reason.
+    from paho.mqtt.reasoncodes import ReasonCode
+    from paho.mqtt.packettypes import PacketTypes
+    from console.commands import Commander
+    c = Commander("mqtt://127.0.0.1:1")
+    c._on_connect(None, None, None, ReasonCode(PacketTypes.CONNACK, identifier=135), None)
+    c._on_disconnect(None, None, None, ReasonCode(PacketTypes.DISCONNECT, identifier=128), None)
+    assert (c.connected, c.last_error) == (False, "Not authorized")
 
 
 def test_the_console_takes_its_broker_password_from_the_environment(monkeypatch):
