@@ -48,7 +48,8 @@ for _name in options.drivers:
 _chips = _helpers + sorted(options.drivers)
 
 package("hal", base_path="..", files=[
-    "__init__.py", "board.py", "bus.py", "chips.py", "ticks.py", "esp32.py", "esp32_net.py",
+    "__init__.py", "board.py", "bus.py", "chips.py", "ticks.py", "unopened.py", "esp32.py",
+    "esp32_net.py",
     "drivers/__init__.py",
 ] + ["drivers/%s.py" % m for m in _chips])
 

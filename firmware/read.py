@@ -127,7 +127,7 @@ def read_profile(path, args, out, err, gap="", applied=None):
         err.write("tether read: %s: cannot open the %s platform: %s\n"
                   % (path, name, _reason(exc)))
         return 2
-    from hal.board import Unopened
+    from hal.unopened import Unopened
     for source in sources:
         # An agent runs on without the bus (its sensors fail); a wiring check says so at once.
         if isinstance(source, Unopened):

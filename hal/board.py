@@ -35,7 +35,8 @@ class Wiring:
                 self.opened[name] = (self.platform.i2c(spec) if spec["type"] == "i2c"
                                      else self.platform.uart(spec, UART_TIMEOUT_MS))
             except OSError as exc:
-                raise _bus_error(exc)
+                from hal.unopened import bus_error  # only then: a board's heap keeps code
+                raise bus_error(exc)
         return self.opened[name]
 
     def pin_in(self, n):
@@ -58,46 +59,10 @@ def drivers(profile, platform):
         if key not in ctx.chips:
             try:
                 ctx.chips[key] = module.build(s, ctx)
-            except BusError as exc:  # only a bus: a pin or an ADC that fails stops the build
+            except Exception as exc:
+                if getattr(exc, "kind", None) != "bus":  # only a bus (Wiring.bus): a pin or
+                    raise                                # an ADC that fails stops the build
+                from hal.unopened import Unopened
                 ctx.chips[key] = Unopened(module, s, ctx, exc)
         out.append(ctx.chips[key])
     return out
-
-
-class BusError(Exception):
-    """A chip's bus that could not be opened, in the platform's words: a SensorError's kind."""
-    kind = "bus"
-
-
-def _bus_error(exc):
-    # OSError(code, words): its words (MicroPython has no strerror, and CPython's str() adds
-    # "[Errno N]"); otherwise as it says itself.
-    a = exc.args
-    return BusError(a[1] if len(a) > 1 and isinstance(a[1], str) else str(exc))
-
-
-class Unopened:
-    """The driver of a chip whose bus could not be opened: each reading fails with the reason,
-    and each setup (the sampler's retry, with backoff) tries the bus again, so an adapter
-    plugged in later is read from then on."""
-
-    def __init__(self, module, sensor, ctx, error):
-        self.module = module
-        self.sensor = sensor
-        self.ctx = ctx
-        self.error = error
-        self.driver = None
-
-    def setup(self):
-        if self.driver is None:
-            try:
-                self.driver = self.module.build(self.sensor, self.ctx)
-            except BusError as exc:
-                self.error = exc
-                raise
-        self.driver.setup()
-
-    def measure(self):
-        if self.driver is None:
-            raise self.error
-        return self.driver.measure()

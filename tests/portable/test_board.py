@@ -114,7 +114,7 @@ def test_where_names_each_kind_of_place_as_errors_do():
 def test_a_bus_that_cannot_be_opened_fails_its_sensors_until_it_can_be():
     # One unplugged USB serial adapter stopped the whole agent; now its sensors fail with the
     # platform's words and each retry tries the bus again.
-    from hal.board import BusError
+    from hal.unopened import BusError
 
     class Unplugged(SimPlatform):
         uart_ok = False
