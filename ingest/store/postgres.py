@@ -331,7 +331,7 @@ CREATE VIEW channel_batches AS
                        WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
                        ORDER BY v DESC, t LIMIT 1) hi ON true;
 """,
-    # Rows whose day gets no partition (PostgresStore._dated), and the views over both tables.
+    # Rows whose day gets no partition (PostgresStore._add), and the views over both tables.
     # Rows of a day wholly before tether_drop_readings' time go from it too.
     4: """
 CREATE TABLE readings_outside (LIKE readings_packed INCLUDING DEFAULTS INCLUDING CONSTRAINTS);
