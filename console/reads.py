@@ -109,12 +109,19 @@ class Database:
         return rows[0] if rows else None
 
 
+SIMULATED_MS = 30 * DAY_MS  # device time this far from arrival time is a simulation's
+
+
 def fleet_now(newest_t_ms, newest_seen_s, wall_ms=None):
     """(now in ms, simulated) for the fleet whose newest device time is newest_t_ms and whose
-    newest message arrived at newest_seen_s (Unix seconds)."""
+    newest message arrived at newest_seen_s (Unix seconds). A simulation starts its devices'
+    time a year and more in the past; a live fleet's newest reading is older than its newest
+    message while every device is silent, and an ingest restarted then gets every device's
+    retained status afresh: an hour apart made such a fleet "simulated", its now its last
+    reading, and nobody silent."""
     wall = time.time() * 1000 if wall_ms is None else wall_ms
     if newest_t_ms is None or newest_seen_s is None \
-            or abs(newest_seen_s * 1000 - newest_t_ms) <= HOUR_MS:
+            or abs(newest_seen_s * 1000 - newest_t_ms) <= SIMULATED_MS:
         return int(wall), False
     return int(newest_t_ms), True
 

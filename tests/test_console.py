@@ -157,6 +157,8 @@ def test_the_fleet_clock_is_the_wall_clock_for_a_live_fleet_and_device_time_for_
     # live: the newest reading's time is when it arrived, however long ago that was
     assert reads.fleet_now(wall - 60000, (wall - 59000) / 1000, wall) == (wall, False)
     assert reads.fleet_now(wall - 9 * DAY, (wall - 9 * DAY) / 1000, wall) == (wall, False)
+    # every device silent for 3 h, then an ingest restart: their retained statuses arrive now
+    assert reads.fleet_now(wall - 3 * 3600000, wall / 1000, wall) == (wall, False)
     # simulated: device time runs far from the time its messages arrive
     assert reads.fleet_now(NOW, wall / 1000, wall) == (NOW, True)
     assert reads.fleet_now(None, None, wall) == (wall, False)
