@@ -54,7 +54,10 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             latest.pop((device, "reorder" if event == "empty" else "empty", sensor), None)
         latest[(device, event, sensor)] = (t, value, f)
     for (device, kind, sensor), (t, value, f) in latest.items():
-        out.append(_insight(kind, device, sensor, t, value, f))
+        a = _insight(kind, device, sensor, t, value, f)
+        if kind == "reorder":
+            _since_reorder(db, a, now_ms)
+        out.append(a)
     for device, misses in missed.items():
         sensor = misses[-1][1]
         out.append({"kind": "dose_missed", "device": device, "sensor": sensor,
@@ -145,10 +148,31 @@ def _insight(kind, device, sensor, t, value, f):
             "evidence": evidence, "figures": figures}
 
 
+def _since_reorder(db, a, now_ms):
+    """A reorder's row as things stand now: the level of the sensor's newest batch, and the
+    forecast less the days since (the row showed the level and days of when it was sent, and
+    the fleet's reorders sorted by those)."""
+    f = a["figures"]
+    row = db.one("SELECT v_last FROM channel_batches WHERE device = ? AND channel = ? "
+                 "ORDER BY t_first DESC LIMIT 1", (a["device"], a["sensor"]))
+    if row is not None and _is_number(row[0]):
+        f["level_now"] = row[0]
+    if _is_number(f.get("days")):
+        f["days_now"] = round(f["days"] - (now_ms - a["t_ms"]) / DAY_MS, 1)
+    now = []
+    if "level_now" in f:
+        now.append("%s %% left" % num_text(f["level_now"]))
+    if "days_now" in f:
+        now.append("about %s days to empty" % num_text(f["days_now"]))
+    if now:
+        a["evidence"] += "; now " + ", ".join(now)
+
+
 def _urgency(a):
     f = a["figures"]
     if a["kind"] == "reorder":
-        return f.get("days") if isinstance(f.get("days"), (int, float)) else 0
+        days = f.get("days_now", f.get("days"))
+        return days if _is_number(days) else 0
     if a["kind"] == "dose_missed":
         return -f["missed"]
     if a["kind"] == "silent":

@@ -82,6 +82,25 @@ def test_a_reorder_needs_someone_until_a_new_cartridge_is_in(tmp_path):
     assert needed(tmp_path / "f.sqlite")[0] == []
 
 
+def test_a_reorder_row_shows_the_level_now_and_sorts_by_the_days_left_now(tmp_path):
+    # It showed the level and days of when the reorder was sent ("34.6 % left, 17.0 days" 18.5
+    # days on, with 1.5 % left), and the rows were sorted by those.
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - 18 * DAY, "reorder", "ink_y", 17.0, days=17.0, level=34.6)
+    insight(db, "printer-1", 2, NOW - DAY, "reorder", "ink_c", 6.1, days=6.1, level=9.0)
+    db.begin()
+    db.execute("INSERT INTO channel_batches (device, channel, t_first, seq, v_first, t_low, "
+               "v_low, t_high, v_high, t_last, v_last) VALUES ('printer-1', 'ink_y', ?, 9, 2.0, "
+               "?, 1.5, ?, 2.0, ?, 1.5)", (NOW - 600000, NOW - 1000, NOW - 600000, NOW - 1000))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    shown = actions.needed(database, rows, NOW)
+    assert [a["sensor"] for a in shown] == ["ink_y", "ink_c"]  # -1 day left before 5.1
+    assert shown[0]["evidence"].endswith("; now 1.5 % left, about -1 days to empty")
+    assert shown[1]["evidence"].endswith("; now about 5.1 days to empty")
+
+
 def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
     db = make_db(tmp_path / "f.sqlite")
     insight(db, "printer-1", 1, NOW - 3 * DAY, "reorder", "ink_k", 2.0, days=2.0, level=3.0)
