@@ -68,7 +68,7 @@ class Buffer:
 
     # -- open ------------------------------------------------------------------------------
 
-    def open(self):
+    def open(self, doc=None):
         """Reads the log and the journal back. Batches stay queued for the uplink; readings
         that were journaled but not yet batched return to RAM. Returns the bytes found torn or
         corrupt (the tail that a power cut interrupted), which are discarded."""
@@ -106,7 +106,8 @@ class Buffer:
         else:
             self.store.remove(_JOURNAL)
             self.journaled = False
-        doc = self.encoder.schema.to_cbor()
+        if doc is None:  # the encoder's schema document (the agent passes the one it made)
+            doc = self.encoder.schema.to_cbor()
         old = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
         if old != doc:
             if old is not None:

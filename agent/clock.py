@@ -5,7 +5,7 @@
 #   now()        (t_ms, synced): Unix time in ms once the clock is synced, else ms since start
 import time
 
-_PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a system clock before this was never set
+PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a clock before this was never set
 
 
 class SystemClock:
@@ -42,7 +42,7 @@ class SystemClock:
     def now(self):
         if self._ticks is None:
             t = int(time.time() * 1000)
-            if t > _PLAUSIBLE_MS:
+            if t > PLAUSIBLE_MS:
                 return t, True
         m = self.monotonic()
         if self._unix_at is None:

@@ -122,7 +122,7 @@ class Agent:
 
     def open(self):
         """Reads the buffer and the event log back (after a reboot or a power cut)."""
-        discarded = self.buffer.open() + self.events.open()
+        discarded = self.buffer.open(self.uplink.schema) + self.events.open()
         self.buffer.set_synced(self.clock.synced)
         if self.insights is not None:
             self.insights.load(self.events.log.store)

@@ -13,7 +13,8 @@ acknowledged (a newer insight event, a new reading, a larger drop count) or the 
 """
 import time
 
-from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, PLAUSIBLE_MS, as_map
+from agent.clock import PLAUSIBLE_MS
+from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, as_map
 
 ORDER = {"empty": 0, "reorder": 1, "maintenance_due": 2, "dose_missed": 3, "refill_needed": 4,
          "silent": 5, "dropping": 6}

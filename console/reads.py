@@ -16,13 +16,13 @@ import statistics
 import threading
 import time
 
+from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
 from ingest.store import open_store
 from ingest.url import db_url
 
 MINUTE_MS = 60000
 HOUR_MS = 3600000
 DAY_MS = 86400000
-PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a device time before it is a clock never synced
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
 MAX_POINTS = 1200  # per chart line: 4 readings of each of 300 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists

@@ -348,15 +348,8 @@ async def _run(profile, platform, args, out, claim=None):
         out.write("tether run: %s\n" % exc)
         return 2
     reporter.agent = agent
-    events = agent.sampler.events
-
-    def emit(t, synced, event, sensor, state, value=None, detail=None):
-        # The sampler keeps a failure's kind only (a board's heap): its words for the line.
-        if event == "sensor_error" and detail:
-            reporter.reasons[sensor] = detail
-        return events.emit(t, synced, event, sensor, state, value, detail)
-    if events is not None:
-        agent.sampler.events = _Emitter(emit)
+    if agent.sampler.events is not None:
+        agent.sampler.events = _Reasons(agent.sampler.events, reporter.reasons)
     out.write("%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
         agent.device, len(agent.sampler.channels), profile["buffer"]["path"],
         agent.buffer.log.unacked, ", %d torn bytes discarded" % discarded if discarded else "",
@@ -387,9 +380,18 @@ async def _run(profile, platform, args, out, claim=None):
     return 0
 
 
-class _Emitter:
-    def __init__(self, emit):
-        self.emit = emit
+class _Reasons:
+    """The sampler's events, passed on, keeping each sensor_error's words for the reporter's
+    line: the sampler keeps a failure's kind only (a board's heap)."""
+
+    def __init__(self, events, reasons):
+        self.events = events
+        self.reasons = reasons
+
+    def emit(self, t, synced, event, sensor, state, value=None, detail=None):
+        if event == "sensor_error" and detail:
+            self.reasons[sensor] = detail
+        return self.events.emit(t, synced, event, sensor, state, value, detail)
 
 
 def _once(stopping, sig):

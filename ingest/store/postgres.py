@@ -281,6 +281,23 @@ BEGIN
 END $$;
 """
 
+# channel_batches over `source` (a relation aliased p): a row's first, lowest, highest and last
+# readings; the lowest and highest worked out from the arrays for rows stored without them.
+CHANNEL_BATCHES = """CREATE OR REPLACE VIEW channel_batches AS
+    SELECT p.device, p.channel, p.t_first, p.seq, p.value[1] AS v_first,
+           coalesce(p.t_low, lo.t) AS t_low, coalesce(p.v_low, lo.v) AS v_low,
+           coalesce(p.t_high, hi.t) AS t_high, coalesce(p.v_high, hi.v) AS v_high,
+           p.t_ms[cardinality(p.t_ms)] AS t_last, p.value[cardinality(p.value)] AS v_last
+    FROM {source} p
+    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                       ORDER BY v, t LIMIT 1) lo ON true
+    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
+                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
+                       ORDER BY v DESC, t LIMIT 1) hi ON true;
+"""
+
+
 # MIGRATIONS[v]: SQL taking a database from layout version v to v + 1.
 MIGRATIONS = {
     # A simulated fleet's parts of its report (simulator/parts.py), one per process that ran a
@@ -318,19 +335,7 @@ CREATE INDEX replies_by_device ON replies (device, received_at);
     3: """
 ALTER TABLE readings_packed ADD COLUMN t_low bigint, ADD COLUMN v_low double precision,
     ADD COLUMN t_high bigint, ADD COLUMN v_high double precision;
-CREATE VIEW channel_batches AS
-    SELECT p.device, p.channel, p.t_first, p.seq, p.value[1] AS v_first,
-           coalesce(p.t_low, lo.t) AS t_low, coalesce(p.v_low, lo.v) AS v_low,
-           coalesce(p.t_high, hi.t) AS t_high, coalesce(p.v_high, hi.v) AS v_high,
-           p.t_ms[cardinality(p.t_ms)] AS t_last, p.value[cardinality(p.value)] AS v_last
-    FROM readings_packed p
-    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
-                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
-                       ORDER BY v, t LIMIT 1) lo ON true
-    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
-                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
-                       ORDER BY v DESC, t LIMIT 1) hi ON true;
-""",
+""" + CHANNEL_BATCHES.format(source="readings_packed"),
     # Rows whose day gets no partition (PostgresStore._add), and the views over both tables.
     # Rows of a day wholly before tether_drop_readings' time go from it too.
     4: """
@@ -343,22 +348,11 @@ CREATE OR REPLACE VIEW readings AS
           UNION ALL
           SELECT device, seq, channel, t_ms, value, text FROM readings_outside) p
     CROSS JOIN LATERAL unnest(p.t_ms, p.value, p.text) AS r (t_ms, value, text);
-CREATE OR REPLACE VIEW channel_batches AS
-    SELECT p.device, p.channel, p.t_first, p.seq, p.value[1] AS v_first,
-           coalesce(p.t_low, lo.t) AS t_low, coalesce(p.v_low, lo.v) AS v_low,
-           coalesce(p.t_high, hi.t) AS t_high, coalesce(p.v_high, hi.v) AS v_high,
-           p.t_ms[cardinality(p.t_ms)] AS t_last, p.value[cardinality(p.value)] AS v_last
-    FROM (SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high
-          FROM readings_packed
-          UNION ALL
-          SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high
-          FROM readings_outside) p
-    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
-                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
-                       ORDER BY v, t LIMIT 1) lo ON true
-    LEFT JOIN LATERAL (SELECT t, v FROM unnest(p.t_ms, p.value) AS u (t, v)
-                       WHERE p.v_low IS NULL AND v NOT IN ('NaN', 'Infinity', '-Infinity')
-                       ORDER BY v DESC, t LIMIT 1) hi ON true;
+""" + CHANNEL_BATCHES.format(source=(
+        "(SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high "
+        "FROM readings_packed UNION ALL "
+        "SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high "
+        "FROM readings_outside)")) + """
 CREATE OR REPLACE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
