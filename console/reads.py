@@ -315,7 +315,8 @@ def device_stamp(db, device):
 
 
 def series(db, device, channel, start, end, buckets=MAX_POINTS // 4):
-    """[[t_ms, value]] of a channel from start (None: the device's first batch) to end, thinned
+    """[[t_ms, value]] of a channel from start (None: the device's first batch, its first synced
+    one if any) to end, thinned
     in the database to at most 4 x buckets points: of each stretch of (end - start) / buckets,
     its first, lowest, highest and last reading, at their own times. A stretch is about two
     pixels of the chart wide, so a spike stays visible, the line goes where the readings went,
@@ -327,7 +328,11 @@ def series(db, device, channel, start, end, buckets=MAX_POINTS // 4):
     if end is None:
         return []
     if start is None:
-        start = db.one("SELECT min(t_first) FROM batches WHERE device = ?", (device,))[0]
+        # A device that ran before its clock synced has batches timed from its boot (1970):
+        # from those, the chart would span 56 years with the readings in its last pixel.
+        first = db.one("SELECT min(CASE WHEN synced <> 0 THEN t_first END), min(t_first) "
+                       "FROM batches WHERE device = ?", (device,))
+        start = first[0] if first[0] is not None else first[1]
         if start is None:
             return []
     width = max(1, (end - start) // buckets + 1)

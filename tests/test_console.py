@@ -231,6 +231,27 @@ def test_a_months_readings_come_thinned_from_the_database_with_their_extremes(tm
         [NOW - DAY + i * 10000, 1.0] for i in range(4)]
 
 
+
+def test_the_whole_history_starts_at_the_first_synced_batch_not_at_1970(tmp_path):
+    # A device that ran an hour before its clock synced: "all" spanned 56 years, every synced
+    # reading in the chart's last pixel.
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    db.insert_readings("printer-1", 1, [(3600000 + i * 60000, "power", 1.0) for i in range(60)])
+    db.insert_readings("printer-1", 2, [(NOW - DAY + i * 60000, "power", 2.0)
+                                        for i in range(1440)])
+    for seq, synced, t0, t1 in ((1, 0, 3600000, 3600000 + 59 * 60000),
+                                (2, 1, NOW - DAY, NOW - 60000)):
+        db.execute("INSERT INTO batches (device, seq, boot, dropped, synced, encoding, "
+                   "deflated, bytes, crc32, received_at, readings, t_first, t_last) "
+                   "VALUES ('printer-1', ?, 1, 0, ?, 'senml', 0, 1, 0, 1.0, 1, ?, ?)",
+                   (seq, synced, t0, t1))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    points = reads.series(database, "printer-1", "power", None, NOW - 60000)
+    assert points[0] == [NOW - DAY, 2.0] and len(points) > 100
+    assert {v for _, v in points} == {2.0}
+
 # ---- the app over HTTP ----------------------------------------------------------------------
 
 @pytest.fixture
