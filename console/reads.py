@@ -26,6 +26,9 @@ DAY_MS = 86400000
 SPANS = {"1d": DAY_MS, "7d": 7 * DAY_MS, "30d": 30 * DAY_MS, "all": None}
 MAX_POINTS = 1200  # per chart line: 4 readings of each of 300 stretches
 LIST_ROWS = 50     # the newest insights and events a device page lists
+# Insights a device sends on a schedule or per cycle: over LIST_ROWS, they give way to the others
+# (a washer's month of cycles and daily reports hid its maintenance_due from its own page).
+ROUTINE = ("forecast", "cycle", "energy_report", "dose_taken")
 SERIES_THREADS = 4
 _POOL = concurrent.futures.ThreadPoolExecutor(SERIES_THREADS,
                                               thread_name_prefix="tether-console-series")
@@ -288,12 +291,23 @@ def device_detail(db, device, span, charts=True):
             "span": span, "start": start, "end": end, "charts": out,
             "sensors": sorted({c for c, _ in channels}),
             "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
-                         for t, e, s, v, f in reversed(insights[-LIST_ROWS:])],
+                         for t, e, s, v, f in reversed(_listed(insights))],
             "insights_in_span": len(insights), "events_in_span": events_in_span,
             "events": [{"t_ms": t, "event": e, "sensor": s, "state": st, "value": v,
                         "detail": d} for t, e, s, st, v, d in events],
             "health": [{"received_at": at, "t_ms": t, "health": h} for at, t, h in health],
             "replies": [{"received_at": at, "ok": bool(ok), "body": b} for at, ok, b in replies]}
+
+
+def _listed(insights):
+    """The insights a device page lists, in time order: at most LIST_ROWS, the newest of every
+    kind but ROUTINE first, then the newest ROUTINE ones."""
+    if len(insights) <= LIST_ROWS:
+        return insights
+    rare = [i for i in range(len(insights)) if insights[i][1] not in ROUTINE][-LIST_ROWS:]
+    routine = [i for i in range(len(insights)) if insights[i][1] in ROUTINE]
+    keep = sorted(rare + routine[len(routine) - (LIST_ROWS - len(rare)):])
+    return [insights[i] for i in keep]
 
 
 def warm(db):

@@ -741,3 +741,20 @@ def test_the_console_takes_its_broker_password_from_the_environment(monkeypatch)
         "::1", 1883, False, "ops", "x")
     with pytest.raises(ValueError, match="needs a user name"):
         with_login("mqtt://h", None, "x")
+
+
+def test_a_device_page_lists_its_alarm_among_a_months_routine_insights(tmp_path):
+    # A washer's month of cycles and daily reports pushed its maintenance_due off its own page.
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "washer-1", 1, NOW - 29 * DAY, "maintenance_due", "power", 18.0, drift_pct=18.0)
+    for i in range(90):
+        insight(db, "washer-1", 2 + i, NOW - 28 * DAY + i * 7 * 3600000, "cycle", "power", 1.0)
+    insight(db, "washer-1", 99, NOW - DAY, "energy_report", "power", 0.9)
+    d = reads.device_detail(reads.Database(str(tmp_path / "f.sqlite")), "washer-1", "30d",
+                            charts=False)
+    listed = [(i["t_ms"], i["event"]) for i in d["insights"]]
+    assert len(listed) == reads.LIST_ROWS and d["insights_in_span"] == 92
+    assert listed[-1] == (NOW - 29 * DAY, "maintenance_due")
+    assert listed[0] == (NOW - DAY, "energy_report")
+    assert listed == sorted(listed, reverse=True)
+    assert listed[-2] == (NOW - 28 * DAY + 42 * 7 * 3600000, "cycle")  # the 48 newest cycles
