@@ -269,7 +269,15 @@ def device_detail(db, device, span, charts=True):
         chart = {"channel": channel, "unit": unit, "points": points, "marks": [], "lines": []}
         _overlay(chart, points, [i for i in insights if i[2] == channel])
         out.append(chart)
-    cycles = _cycles(insights) if charts else None
+    cycles = None
+    if charts:
+        alarm = None
+        if start is not None and not any(i[1] == "maintenance_due" for i in insights):
+            # the baseline the device last told, though before the span (span=1d showed none)
+            alarm = db.one("SELECT fields FROM insights WHERE device = ? AND event = "
+                           "'maintenance_due' AND t_ms < ? ORDER BY t_ms DESC, seq DESC "
+                           "LIMIT 1", (device, start))
+        cycles = _cycles(insights, as_map(alarm[0]) if alarm else {})
     if cycles:
         out.append(cycles)
     health = [(at, t, as_map(h)) for at, t, h in db.rows(
@@ -443,12 +451,13 @@ def _overlay(chart, points, insights):
                 [t + int(days * DAY_MS), f["level"]]]})
 
 
-def _cycles(insights):
+def _cycles(insights, before=None):
     """The energy insight's chart: the watched figure of each cycle (or, where the device
     charts the median of every `batch` cycles, those medians), its running average (the
     device's weight, 0.2), and where maintenance_due gave them the learnt baseline and the
     level past which the chart's sum grows (the baseline plus `slack` spreads, in the direction
-    of wear: a compressor's capacity falls)."""
+    of wear: a compressor's capacity falls); `before`: the fields of the last maintenance_due
+    before these insights, for its baseline."""
     cycles = [(t, f) for t, e, _, _, f in insights if e == "cycle"]
     if not cycles:
         return None
@@ -456,7 +465,7 @@ def _cycles(insights):
     # the figure the device charts: none for a cycle with a gap (a reboot, a power cut)
     points = [[f.get("start", t), f["feature"]] for t, f in cycles if _number(f.get("feature"))]
     alarms = [(t, f) for t, e, _, _, f in insights if e == "maintenance_due"]
-    last = alarms[-1][1] if alarms else {}
+    last = alarms[-1][1] if alarms else (before or {})
     batch = last.get("batch") if _int(last.get("batch")) and last["batch"] > 1 else 1
     if batch > 1:  # as the device charts them, a day of a fridge's cycles, not each one (grouped
         # from the first cycle shown: the device's groups restart at its boots and acks)

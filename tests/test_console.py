@@ -758,3 +758,21 @@ def test_a_device_page_lists_its_alarm_among_a_months_routine_insights(tmp_path)
     assert listed[0] == (NOW - DAY, "energy_report")
     assert listed == sorted(listed, reverse=True)
     assert listed[-2] == (NOW - 28 * DAY + 42 * 7 * 3600000, "cycle")  # the 48 newest cycles
+
+
+def test_a_days_cycle_chart_draws_the_baseline_of_an_alarm_sent_before_that_day(tmp_path):
+    # span=1d drew the cycles without the baseline they drift from: the alarm that told it was
+    # three days back, outside the span.
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "washer-1", 1, NOW - 3 * DAY, "maintenance_due", "power", 18.0, watch="energy",
+            baseline=0.9, spread=0.05, slack=1, drift_pct=18.0, recent=1.06)
+    for i in range(4):
+        insight(db, "washer-1", 2 + i, NOW - 20 * 3600000 + i * 3 * 3600000, "cycle", "power",
+                1.1, watch="energy", feature=1.1)
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    for span in ("1d", "7d"):
+        d = reads.device_detail(database, "washer-1", span)
+        chart = next(c for c in d["charts"] if c["channel"] == "cycles")
+        lines = {line["label"]: line["points"] for line in chart["lines"]}
+        assert [v for _, v in lines["learnt baseline"]] == [0.9, 0.9], span
+        assert len(chart["marks"]) == (span == "7d"), span   # the alarm's mark in its span only
