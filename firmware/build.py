@@ -175,6 +175,12 @@ def board_modules(profile, root=ROOT):
             if m not in used:
                 unused.append(m)
     roots = [PLATFORM_MODULES[platform]] + sorted(used) + insights.modules(profile)
+    # follow() takes a name without a file for MicroPython's own: these must be ours (a chip's
+    # file never added to the tree shipped a bundle that reset the board at every boot)
+    missing = [m for m in roots if module_file(m, root) is None]
+    if missing:
+        raise BuildError(["tether build: the bundle needs %s, which has no file %s.py" % (
+            m, m.replace(".", "/")) for m in missing], NO_COMPILER)
     for name in (ENTRY, BOOT):
         path = pathlib.Path(root, name)
         if path.is_file():

@@ -373,6 +373,22 @@ def test_unused_chips_and_the_other_platform_are_not_followed(printer):
 
 
 
+def test_a_chip_the_profile_names_without_its_file_stops_the_build(printer, tmp_path):
+    # A driver never added to the tree: the build took it for one of MicroPython's own modules,
+    # shipped a bundle without it and exited 0; the board reset at every boot.
+    import shutil
+    for package in bundle.BOARD_PACKAGES:
+        shutil.copytree(bundle.ROOT / package, tmp_path / package,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "hal" / "drivers" / "ina219.py").unlink()
+    compiled, _, _ = compile_with_secrets(PRINTER)
+    with pytest.raises(bundle.BuildError) as exc:
+        bundle.board_modules(compiled, tmp_path)
+    assert exc.value.code == bundle.NO_COMPILER
+    assert exc.value.lines == ["tether build: the bundle needs hal.drivers.ina219, which has no "
+                               "file hal/drivers/ina219.py"]
+
+
 def fake_micropython(folder, script):
     folder.mkdir()
     (folder / "micropython").write_text("#!/bin/sh\n" + script)
