@@ -158,7 +158,9 @@ class Sampler:
         c.due = now + min(delay, max(c.interval_ms, _MAX_BACKOFF_MS))
         if c.failing is None:
             t, synced = self.clock.now()
-            self._emit(t, synced, "sensor_error", c, RAISED, None, str(exc))
+            # an exception no driver meant (a bug, a bus error it did not expect) names its type
+            self._emit(t, synced, "sensor_error", c, RAISED, None, str(exc) if hasattr(
+                exc, "kind") else "%s: %s" % (type(exc).__name__, exc))
         c.failing = kind
 
     def _take(self, c, v, confident, t, synced):

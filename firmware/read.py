@@ -76,7 +76,8 @@ def read_round(profile, sources, out, ready):
         got = results[id(src)]
         if isinstance(got, Exception):
             failed += 1
-            out.write("  %-*s  ERROR %s\n" % (width, s["name"], got))
+            out.write("  %-*s  ERROR %s\n" % (width, s["name"], got if hasattr(got, "kind") else
+                                                "%s: %s" % (type(got).__name__, got)))
         elif s["quantity"] not in got:
             failed += 1
             out.write("  %-*s  ERROR %s gave no %s\n" % (width, s["name"], s["driver"],

@@ -42,6 +42,32 @@ def test_read_reports_each_failing_sensor_and_exits_1():
     assert "  volts   1.0 V" in out and out.endswith("6 of 16 readings failed\n")
 
 
+def test_read_names_the_type_of_an_exception_no_driver_meant():
+    # "ERROR index out of range" from a driver's bug read as the sensor's own failure
+    import io
+    from firmware.read import read_round
+
+    class Buggy:
+        def setup(self):
+            pass
+
+        def measure(self):
+            return {"power": [][1]}
+
+    class Nack(Buggy):
+        def measure(self):
+            from hal.bus import SensorError
+            raise SensorError("INA219", "i2c0:0x40", "did not acknowledge", "nack")
+
+    profile = {"sensors": [{"name": "power", "quantity": "power"},
+                           {"name": "mains", "quantity": "power"}]}
+    out = io.StringIO()
+    assert read_round(profile, [Buggy(), Nack()], out, set()) == 2
+    assert out.getvalue().splitlines() == [
+        "  power  ERROR IndexError: list index out of range",
+        "  mains  ERROR INA219 at i2c0:0x40 did not acknowledge"]
+
+
 def test_read_rejects_bad_options_with_a_clear_message():
     proc = tether("read", FIXTURE, "--fault", "toner=nack")
     assert proc.returncode == 2 and "no sensor 'toner'" in proc.stderr

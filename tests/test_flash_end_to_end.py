@@ -10,6 +10,7 @@ with it. Another test flashes a bundle naming every chip and reads each one on t
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -206,7 +207,7 @@ def test_every_chip_a_sim_bundle_names_is_read_on_the_board_it_was_flashed_to(mo
     ingest = Ingest("127.0.0.1", mosquitto.port, str(tmp_path / "fleet.sqlite")).start()
     sub = Subscriber(mosquitto.port, ["tether/v1/#"]).connect()
     boots = BoardProcess(micropython, root, [str(DOUBLES)], heap=EVERY_CHIP_HEAP)
-    names = ["energy", "ink", "pills", "power", "tank", "volts"]
+    names = sorted(re.findall(r"\{name: (\w+)", EVERY_CHIP))
     try:
         boots.boot(settings={"hal.esp32_net": QUICK_NET})
         got = wait_rows(ingest.db_path, "SELECT DISTINCT channel FROM readings "

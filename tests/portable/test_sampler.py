@@ -89,6 +89,26 @@ def test_a_missing_quantity_is_a_fault_not_a_crash():
     assert c.errors == {"error": 2} and c.readings == 0  # at 0 s, then 10 s later
 
 
+def test_an_exception_no_driver_meant_is_told_with_its_type():
+    # "index out of range" from a driver's bug read as a broken sensor's own words
+    clock = FakeClock()
+    ev = EventList()
+    bug = Fake(lambda n: {"x": [][1]})
+    nack = Fake(lambda n: {"x": 1.0},
+                lambda n: SensorError("INA219", "i2c0:0x40", "did not acknowledge", "nack"))
+    s = Sampler(clock, Rows(), ev, [channel(0, bug), channel(1, nack)])
+    run(s, clock, 1000)
+    assert [e[5] for e in ev.got] == ["IndexError: " + _index_error(),  # its words differ
+                                      "INA219 at i2c0:0x40 did not acknowledge"]
+
+
+def _index_error():
+    try:
+        [][1]
+    except IndexError as exc:
+        return str(exc)
+
+
 def test_a_channels_scaler_rounds_as_its_resolution_says():
     # (mantissa, exponent): 0.1, 0.05, 1, 5, 1000 and 0.001 per step
     schema = Schema([("a", "", 1, -1), ("b", "", 5, -2), ("c", "", 1, 0), ("d", "", 5, 0),
