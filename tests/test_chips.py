@@ -13,6 +13,7 @@ import pytest
 
 from firmware.profile.chips import DRIVERS
 from firmware.profile.compile import compile as compile_profile
+from firmware.profile.rules import EMPTY, REQUIRED
 from hal import chips
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -63,7 +64,7 @@ def test_a_drivers_own_keyword_defaults_agree_with_its_schema_entry():
         module = chips.driver(name)
         entry = DRIVERS[name]
         owned = {field: default for _, field, _, default in entry["fields"] + entry["calibration"]
-                 if isinstance(default, (int, float)) and not isinstance(default, bool)}
+                 if default not in (REQUIRED, EMPTY, None)}  # any type: "high" as 0.5
         for cls in vars(module).values():
             if not (inspect.isclass(cls) and cls.__module__ == module.__name__):
                 continue
@@ -72,6 +73,58 @@ def test_a_drivers_own_keyword_defaults_agree_with_its_schema_entry():
                     assert p.default == owned[p.name], (name, cls.__name__, p.name)
                     checked += 1
     assert checked >= 5
+
+
+def _clock_params(module):
+    """{class name: the platform clocks (sleep_ms, ticks_ms, ticks_us) its __init__ takes}."""
+    out = {}
+    for cls in vars(module).values():
+        if inspect.isclass(cls) and cls.__module__ == module.__name__:
+            out[cls.__name__] = {p for p in inspect.signature(cls.__init__).parameters
+                                 if p in ("sleep_ms", "ticks_ms", "ticks_us")}
+    return out
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_drivers_module_builds_it_with_the_platforms_clocks_and_no_defaults_of_its_own(name):
+    # A driver built without ctx.sleep_ms waits for real on the sim platform: every test passed,
+    # and a day of a simulated fridge took 24 s instead of 2. A `.get(key, default)` in build()
+    # is a second owner of a default the schema entry owns.
+    module = chips.driver(name)
+    clocks = _clock_params(module)
+    tree = ast.parse(pathlib.Path(module.__file__).read_text())
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        if isinstance(node.func, ast.Name) and clocks.get(node.func.id):
+            passed = {k.arg: ast.unparse(k.value) for k in node.keywords}
+            for clock in clocks[node.func.id]:
+                assert passed.get(clock) == "ctx." + clock, (
+                    "%s line %d: pass %s=ctx.%s" % (name, node.lineno, clock, clock))
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "get" and (
+                len(node.args) > 1):
+            raise AssertionError("%s line %d: %s: the compiled profile carries every default"
+                                 % (name, node.lineno, ast.unparse(node)))
+
+
+def test_every_chip_is_placed_with_the_keys_the_checks_and_the_summary_read():
+    # An address under another key ("addr") skipped the address-clash check, took another
+    # chip's place on the simulated bus and crashed `tether check`'s summary.
+    from firmware.profile.summary import where
+    for s in compiled_minimal()["sensors"]:
+        place = chips.place(s)
+        assert "pin" in s or "pins" in s or {"bus", "address"} <= set(place), (
+            "%s: a chip sits at `pin`, `pins`, or `bus` and `address` (docs/drivers.md)"
+            % s["driver"])
+        assert where(s, ("uart1",))
+
+
+def test_a_chips_own_faults_are_named_apart_from_its_buss():
+    # A chip fault named as a bus fault ("noise") can never be injected: the bus's is taken.
+    from hal.sim.platform import fault_kinds
+    for s in compiled_minimal()["sensors"]:
+        kinds = fault_kinds(compiled_minimal(), s)
+        assert len(set(kinds)) == len(kinds), (s["driver"], kinds)
 
 
 def test_the_schema_entries_are_exactly_the_registered_chips_in_its_order():
@@ -189,10 +242,16 @@ uplink: {broker: "mqtt://localhost"}
 """
 
 
+def compiled_minimal():
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = pathlib.Path(folder) / "minimal.yaml"
+        path.write_text(MINIMAL)
+        return compiled(path)
+
+
 def test_the_compiled_profile_carries_every_default_the_drivers_read(tmp_path):
-    path = tmp_path / "minimal.yaml"
-    path.write_text(MINIMAL)
-    profile = compiled(path)
+    profile = compiled_minimal()
     assert sorted(s["driver"] for s in profile["sensors"]) == sorted(NAMES)
     for s in profile["sensors"]:
         entry = DRIVERS[s["driver"]]

@@ -157,6 +157,14 @@ def test_driver_name_typo_suggests_the_driver(tmp_path):
                  "'ads1115', 'level_probe', got 'ina291', did you mean 'ina219'?"]
 
 
+def test_a_driver_named_in_capitals_suggests_its_name(tmp_path):
+    # INA219, as the datasheet and every error message spell it: no suggestion at all
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: INA219, bus: i2c0}
+        """)[0].endswith("got 'INA219', did you mean 'ina219'?")
+
+
 def test_duplicate_sensor_names_are_errors(tmp_path):
     assert errors_of(tmp_path, """\
         sensors:

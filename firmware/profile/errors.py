@@ -44,7 +44,10 @@ def did_you_mean(word, choices):
     """", did you mean 'x'?" when one of choices is close to word, else ""."""
     if len(choices) > MAX_CHOICES:
         return ""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    choices = [str(c) for c in choices]
+    # case first: `driver: INA219` (as its datasheet and every error message spell it)
+    close = [c for c in choices if c.lower() == str(word).lower()] or difflib.get_close_matches(
+        word, choices, n=1, cutoff=0.6)
     return ", did you mean '%s'?" % close[0] if close else ""
 
 
