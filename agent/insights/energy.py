@@ -170,13 +170,17 @@ class Detector:
         dt = 0 if self.last_t is None else t - self.last_t
         gap_from = None
         if dt < 0 or dt > MAX_GAP_MS:
-            self.last_end = None          # the off time before the next cycle is unknown
             if self.start is not None:
                 self.c_gap = True
                 if dt < 0:
                     self.below_since = None     # the clock set back: time the end afresh
-                elif self.below_since is None:
+                elif self.below_since is not None:
+                    # it had fallen below before the gap: it ended there (what comes after
+                    # the gap is another cycle, not this one going on)
+                    self._finish(self.below_since, t)
+                else:
                     self.below_since = self.last_t    # it may have ended since: last seen on
+            self.last_end = None          # the off time before the next cycle is unknown
             if dt > 0:
                 gap_from = self.last_t
                 self.day_gap_ms += dt
@@ -364,7 +368,11 @@ class Detector:
         if self.day is None:
             self.day = day
             return
-        if day == self.day:
+        if day <= self.day:
+            # a clock set back across the report time (a Pi's saved clock after a power cut,
+            # then NTP) reports nothing twice; by more than a day, the time before was wrong
+            if day < self.day - 1:
+                self.day = day
             return
         until = day * DAY_MS + self.report_ms
         # a gap's part past the report time is in no period: the next one begins at t
@@ -387,6 +395,10 @@ class Detector:
     def ack(self, event):
         """maintenance_due acknowledged (the unit was serviced): learn its baseline again."""
         if event in (None, "maintenance_due"):
+            # with no alarm raised there is nothing to acknowledge: a client's stray ack
+            # threw away weeks of learning
+            if not self.alarmed:
+                return {"relearn": False}
             self._relearn()
             return {"relearn": True}
         return None
