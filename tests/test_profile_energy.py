@@ -58,11 +58,21 @@ def test_levels_in_the_wrong_order_are_reported(tmp_path):
     assert errors_of(tmp_path, SENSOR % (
         "{type: energy, cycle_above: 20, standby_below: 20, motor_above: 900, "
         "motor_below: 800}")) == [
-        "13:61: sensors[0].insight.standby_below: expected standby_below under cycle_above "
+        "13:61: sensors[0].insight.standby_below: expected a power under cycle_above "
         "(20 W), got 20",
-        "13:78: sensors[0].insight.motor_above: expected motor_above under motor_below "
+        "13:78: sensors[0].insight.motor_above: expected a power under motor_below "
         "(800 W), got 900",
     ]
+
+
+def test_a_level_in_the_wrong_order_with_its_default_says_so(tmp_path):
+    # `cycle_above: 4` alone was told as standby_below's fault, "got 4" being cycle_above's
+    assert errors_of(tmp_path, SENSOR % "{type: energy, cycle_above: 4}") == [
+        "13:42: sensors[0].insight.cycle_above: expected a power above standby_below "
+        "(5 W, its default), got 4"]
+    assert errors_of(tmp_path, SENSOR % "{type: energy, standby_below: 12}") == [
+        "13:44: sensors[0].insight.standby_below: expected a power under cycle_above "
+        "(10 W, its default), got 12"]
 
 
 def test_a_programme_signature_needs_its_energy(tmp_path):
@@ -81,11 +91,11 @@ def test_a_refused_level_is_reported_once_not_again_as_out_of_order(tmp_path):
 
 def test_a_currency_is_one_to_8_characters_as_the_device_takes_it(tmp_path):
     assert errors_of(tmp_path, SENSOR % "{type: energy, currency: Euros and cents}") == [
-        "13:39: sensors[0].insight.currency: expected a currency of 1 to 8 characters like "
-        "'EUR', got 'Euros and cents'"]
+        "13:39: sensors[0].insight.currency: expected a currency of 1 to 8 printable characters "
+        "like 'EUR', got 'Euros and cents'"]
     assert errors_of(tmp_path, SENSOR % "{type: energy, currency: ''}") == [
-        "13:39: sensors[0].insight.currency: expected a currency of 1 to 8 characters like "
-        "'EUR', got ''"]
+        "13:39: sensors[0].insight.currency: expected a currency of 1 to 8 printable characters "
+        "like 'EUR', got ''"]
 
 
 def test_a_number_with_an_exponent_is_a_number_though_yaml_1_1_reads_it_as_text(tmp_path):
@@ -128,3 +138,8 @@ def compiles(tmp_path, text):
     compiled, errors = compile(str(tmp_path / "ok.yaml"))
     assert errors == []
     return compiled is not None
+
+
+def test_a_currency_with_a_control_character_is_refused(tmp_path):
+    assert errors_of(tmp_path, SENSOR % '{type: energy, currency: "E\\tR"}')[0].endswith(
+        "expected a currency of 1 to 8 printable characters like 'EUR', got 'E\tR'")

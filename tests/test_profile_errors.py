@@ -527,7 +527,7 @@ def test_insight_mistakes_name_the_key_and_what_was_expected(tmp_path):
         "16:44: sensors[1].insight.lead_time: expected a duration like '10s' (ms, s, min, h or d), got 10",
         "22:43: sensors[2].insight.schedule[0]: expected a time of day like '08:00', got '8am'",
         "22:60: sensors[2].insight: unknown key 'pils', did you mean 'pills'?",
-        "26:60: sensors[3].insight.standby_below: expected standby_below under cycle_above "
+        "26:60: sensors[3].insight.standby_below: expected a power under cycle_above "
         "(5 W), got 8",
         "31:14: sensors[4].insight: expected a mapping with a 'type' (consumable, adherence, "
         "energy), got a list",

@@ -99,7 +99,9 @@ def _points(x, most, what):
 
 def _setting(key, v):
     if key == "currency":
-        if not isinstance(v, str) or not 1 <= len(v) <= 8:
+        # printable: it goes in every report a dashboard shows
+        if not isinstance(v, str) or not 1 <= len(v) <= 8 or [c for c in v if c < " " or (
+                c == "\x7f")]:
             raise ValueError("currency: expected a short text like 'EUR', got %s" % short(v))
         return v
     return _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",

@@ -176,6 +176,7 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     _refused(d, {"grid_intensity": float("nan")}, "grid_intensity: expected a number")
     _refused(d, {"currency": ""}, "currency: expected a short text")
     _refused(d, {"currency": 3}, "currency: expected a short text")
+    _refused(d, {"currency": "\x00\x00"}, "currency: expected a short text")  # into every report
     _refused(d, {"standby_below": 20}, "standby_below (20 W) must be under cycle_above")
     _refused(d, {"tariff": 0.1, "cycle_above": 4}, "must be under cycle_above (4 W)")
     # one odd cycle adds at most 3 - drift_slack: a limit there would alarm on a spike

@@ -23,8 +23,8 @@ def signature(ctx, node):
 def currency(ctx, node):
     """1 to 8 characters, as the insight command's `set` takes it: it goes in every report."""
     value = text(ctx, node)
-    if not 1 <= len(value) <= 8:
-        raise Invalid(expected("a currency of 1 to 8 characters like 'EUR'", node))
+    if not 1 <= len(value) <= 8 or [c for c in value if c < " " or c == "\x7f"]:
+        raise Invalid(expected("a currency of 1 to 8 printable characters like 'EUR'", node))
     return value
 
 
@@ -52,9 +52,7 @@ FIELDS = [
 def check(ctx, node, out):
     # A key missing from out was refused on its own: comparing it again would only repeat that
     if "off_w" in out and "on_w" in out and out["off_w"] >= out["on_w"]:
-        where = node.value.get("standby_below") or node.value.get("cycle_above") or node
-        ctx.problems.append(at(where, expected("standby_below under cycle_above (%s W)"
-                                               % out.get("on_w"), where)))
+        _below(ctx, node, "standby_below", out["off_w"], "cycle_above", out["on_w"])
     if "drift_k" in out and "drift_h" in out and out["drift_h"] <= single_spike_limit(
             out["drift_k"]):
         where = node.value.get("drift_limit") or node.value.get("drift_slack") or node
@@ -62,6 +60,15 @@ def check(ctx, node, out):
             "drift_limit above %s (3 - drift_slack): at or under it one odd cycle alone raises "
             "maintenance_due" % single_spike_limit(out["drift_k"]), where)))
     if "motor_lo_w" in out and "motor_hi_w" in out and out["motor_lo_w"] >= out["motor_hi_w"]:
-        where = node.value.get("motor_above") or node.value.get("motor_below") or node
-        ctx.problems.append(at(where, expected("motor_above under motor_below (%s W)"
-                                               % out.get("motor_hi_w"), where)))
+        _below(ctx, node, "motor_above", out["motor_lo_w"], "motor_below", out["motor_hi_w"])
+
+
+def _below(ctx, node, low, low_w, high, high_w):
+    """The power `low` is not under `high`: said at the key the profile wrote, with the other's
+    value (`cycle_above: 4` alone was told as standby_below's fault, with 4 as what it got)."""
+    if node.value.get(low) is not None:
+        where, what = node.value[low], "a power under %s (%s W%s)" % (
+            high, high_w, "" if node.value.get(high) is not None else ", its default")
+    else:
+        where, what = node.value[high], "a power above %s (%s W, its default)" % (low, low_w)
+    ctx.problems.append(at(where, expected(what, where)))
