@@ -466,7 +466,10 @@ def _cycles(insights, before=None):
     points = [[f.get("start", t), f["feature"]] for t, f in cycles if _number(f.get("feature"))]
     alarms = [(t, f) for t, e, _, _, f in insights if e == "maintenance_due"]
     last = alarms[-1][1] if alarms else (before or {})
-    batch = last.get("batch") if _int(last.get("batch")) and last["batch"] > 1 else 1
+    # as the device groups them: its alarm says, and so does each cycle (a fridge's chart drew
+    # single cycles until its first alarm)
+    told = last.get("batch") if _int(last.get("batch")) else cycles[-1][1].get("batch")
+    batch = told if _int(told) and told > 1 else 1
     if batch > 1:  # as the device charts them, a day of a fridge's cycles, not each one (grouped
         # from the first cycle shown: the device's groups restart at its boots and acks)
         points = [[points[i + batch - 1][0], statistics.median(v for _, v in points[i:i + batch])]

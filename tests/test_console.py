@@ -776,3 +776,14 @@ def test_a_days_cycle_chart_draws_the_baseline_of_an_alarm_sent_before_that_day(
         lines = {line["label"]: line["points"] for line in chart["lines"]}
         assert [v for _, v in lines["learnt baseline"]] == [0.9, 0.9], span
         assert len(chart["marks"]) == (span == "7d"), span   # the alarm's mark in its span only
+
+
+def test_a_fridges_cycle_chart_groups_its_cycles_as_the_device_does_before_any_alarm():
+    # It drew single cycles, labelled `capacity`, until the first maintenance_due told `batch`.
+    from console.reads import _cycles
+    insights = [(1000 * i, "cycle", "power", 1.0, {"start": 1000 * i, "watch": "capacity",
+                                                   "feature": 5.0 + i % 3, "batch": 3})
+                for i in range(9)]
+    chart = _cycles(insights)
+    assert chart["unit"] == "capacity, median of each 3 cycles"
+    assert chart["points"] == [[2000, 6.0], [5000, 6.0], [8000, 6.0]]

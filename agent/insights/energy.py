@@ -295,6 +295,8 @@ class Detector:
                   "gap": self.c_gap}
         if self.watch == "reversal":
             fields["reversals"] = self.best_n
+        if self.batch > 1:      # a chart drawn from the cycles alone groups them as here
+            fields["batch"] = self.batch
         self.emit(t, "cycle", round(wh, 2), fields)
         if feature is not None:
             self._batch(t, feature)

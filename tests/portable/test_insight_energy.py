@@ -131,6 +131,7 @@ def test_the_capacity_feature_is_one_over_on_plus_one_over_off():
     r.feed(2.0, 10 * MIN, step=10000)
     cycles = r.of("cycle")
     assert len(cycles) == 5 and cycles[0][3]["feature"] is None      # no off time before it
+    assert cycles[0][3]["batch"] == 3       # what a chart of the cycles alone groups them by
     for c in cycles[1:]:
         assert abs(c[3]["feature"] - 4.5) < 0.01                     # 3 / h + 1.5 / h
     # batches of 3: the first four features make one point, learning goes on
