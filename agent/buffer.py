@@ -93,25 +93,39 @@ class Buffer:
 
         discarded = self.log.open(replay) + size - good
         self.seq = self.log.next_seq()
-        # Batches formed from the journal before a power cut kept it from being cleared: their
-        # readings are the journal's first ones, and are skipped.
-        skip = 0
-        for seq in counts:
-            skip += counts[seq]
-        for payload in journal:
-            skip = self._replay_rows(payload, skip)
-        self.flushed = self.n
-        if self.n:
-            self._rewrite_journal()
-        else:
-            self.store.remove(_JOURNAL)
-            self.journaled = False
         if doc is None:  # the encoder's schema document (the agent passes the one it made)
             doc = self.encoder.schema.to_cbor()
         old = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
-        if old != doc:
-            if old is not None:
+        changed = old is not None and old != doc
+        if size:
+            # The journal's rows are the last boot's: they become batches now, of their own
+            # (times not synced count from that boot's start, so under its number), under the
+            # schema they were numbered by, and as many as batch.max_readings asks (a smaller
+            # one than theirs wrote past the arrays at every start). A power cut in here: the
+            # journal is still there, and the rows a stored batch holds are skipped.
+            self.journaled = True
+            skip = 0
+            for seq in counts:
+                skip += counts[seq]
+            now = None
+            if changed and journal:
                 from agent import schema_change  # a board loads it only after a profile change
+                now = schema_change.use(self, old)
+            try:
+                boot = self.log.boot - 1
+                for payload in journal:
+                    skip = self._replay_rows(payload, skip, boot)
+                self.flushed = self.n
+                self.cut(boot)
+            finally:
+                if now is not None:
+                    self.encoder.use(now)
+            if self.journaled:
+                self.store.remove(_JOURNAL)
+                self.journaled = False
+        if old != doc:
+            if changed:
+                from agent import schema_change
                 schema_change.retire(self, old)
             self.store.replace(_SCHEMA, doc)
         return discarded
@@ -124,7 +138,7 @@ class Buffer:
         from agent import schema_change
         return schema_change.needed(self)
 
-    def _replay_rows(self, payload, skip):
+    def _replay_rows(self, payload, skip, boot):
         synced, base, _, count = struct.unpack_from(_ROWS_HEAD, payload, 0)
         at = struct.calcsize(_ROWS_HEAD)
         ts = array.array("i", payload[at:at + 4 * count])
@@ -133,10 +147,15 @@ class Buffer:
         for i in range(count):
             if skip:
                 skip -= 1
-            elif self.n < self.max_readings:
-                if self.n == 0:
-                    self.synced = bool(synced)
-                self._put(base + ts[i], chs[i], vals[i])
+                continue
+            t = base + ts[i]
+            if self.n and (self.n == self.max_readings or bool(synced) != self.synced
+                           or not -self.max_age_ms < t - self.base < self.max_age_ms):
+                self.flushed = self.n
+                self.cut(boot)
+            if self.n == 0:
+                self.synced = bool(synced)
+            self._put(t, chs[i], vals[i])
         return skip
 
     # -- readings in ---------------------------------------------------------------------
@@ -213,18 +232,20 @@ class Buffer:
 
     # -- batches ---------------------------------------------------------------------------
 
-    def cut(self):
+    def cut(self, boot=None):
         """Encodes every reading in RAM into batches (more than one if they do not fit in the
-        batch byte limit) and stores them in the log."""
+        batch byte limit) and stores them in the log; boot: the boot their envelopes name (the
+        log's, this one, unless given)."""
         if not self.n:
             return
+        if boot is None:
+            boot = self.log.boot
         while self.n:
             k = self.n
             while True:
                 try:
                     data = self.encoder.encode(self.base, self.ts, self.chs, self.vals, 0, k,
-                                               self.seq, self.log.boot, self.log.dropped,
-                                               self.synced)
+                                               self.seq, boot, self.log.dropped, self.synced)
                     break
                 except cbor.BufferFull:
                     if k == 1:

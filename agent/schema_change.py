@@ -11,18 +11,20 @@ import struct
 _EARLIER = "schemas"
 
 
+def use(buf, old):
+    """buf's encoder numbers channels by the schema document old (the journal's rows become
+    batches under it); returns the schema it used, to go back to."""
+    from agent.schema import Schema
+    now = buf.encoder.schema
+    buf.encoder.use(Schema.from_cbor(old))
+    return now
+
+
 def retire(buf, old):
-    """buf (an agent.buffer.Buffer just opened) holds rows and batches made under the schema
-    document old, not under its encoder's. A power cut anywhere in here: the next start finds
-    the same old document (the buffer replaces it last) and no rows, and records the same."""
-    if buf.n:
-        from agent.schema import Schema
-        now = buf.encoder.schema
-        buf.encoder.use(Schema.from_cbor(old))
-        try:
-            buf.cut()  # one batch or more: those that fit in batch.max_bytes
-        finally:
-            buf.encoder.use(now)
+    """buf (an agent.buffer.Buffer just opened: the journal's rows batched under old, by use())
+    holds batches made under the schema document old, not under its encoder's. A power cut
+    anywhere in here: the next start finds the same old document (the buffer replaces it last)
+    and no rows, and records the same."""
     last = buf.seq - 1  # the last batch made under old
     if buf.encoder.compact is not None and last > buf.log.acked:
         kept = [(s, d) for s, d in _read(buf.store) if d != old]

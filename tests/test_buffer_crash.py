@@ -89,16 +89,17 @@ def test_a_batch_record_cut_at_every_byte_offset_loses_nothing_durable(tmp_path,
         buf, discarded = reopen(tmp_path / "t", **kw)
         assert discarded == (k if 0 < k < len(record) else 0), k
         got = K.drain(buf)
-        assert got == (old + [new] if k == len(record) else old), k
-        # Readings 14..19 were journaled: once, in the batch or in RAM. 20 and 21 were in
-        # RAM only: in the batch if it landed whole, else gone (the flush window).
+        # Readings 14..19 were journaled: once, in the batch, or in a batch of their own made
+        # at open. 20 and 21 were in RAM only: in the batch if it landed whole, else gone (the
+        # flush window).
+        assert got[:2] == old and len(got) == 3 and (got[2] == new) == (k == len(record)), k
         expected = list(range(20)) if k < len(record) else list(range(22))
-        assert indices_of(got, buf) == expected, k
+        assert indices_of(got, buf) == expected and K.ram_rows(buf) == [], k
         # And it goes on: a new batch lands after the torn bytes, never behind them.
         K.append(buf, 30)
         buf.close()
         buf, _ = reopen(tmp_path / "t", **kw)
-        assert buf.seq == (3 if k == len(record) else 2)
+        assert buf.seq == 4   # reading 30, journaled at the close, is batch 3
         buf.cut()
         buf.close()
         buf, again = reopen(tmp_path / "t", **kw)
@@ -129,15 +130,16 @@ def test_a_journal_record_cut_at_every_byte_offset_gives_back_exactly_the_whole_
         lay_out(tmp_path / "t", files)
         buf, discarded = reopen(tmp_path / "t", **kw)
         assert discarded == (k if 0 < k < len(record) else 0), k
-        assert K.drain(buf) == stored
+        got = K.drain(buf)
+        assert got[:len(stored)] == stored and len(got) == len(stored) + 1
         whole = 21 if k == len(record) else 18
-        assert [K.index(r) for r in K.ram_rows(buf)] == list(range(10, whole)), k
-        # The journal was rewritten clean: the next reopen finds nothing to discard, and the
-        # readings are still there exactly once.
+        # the journal's whole records: a batch of their own, made at open
+        assert indices_of(got[len(stored):], buf) == list(range(10, whole)), k
+        # The journal is gone: the next reopen finds nothing to discard, and the readings are
+        # still there exactly once.
         buf.close()
         buf, again = reopen(tmp_path / "t", **kw)
-        assert again == 0
-        assert [K.index(r) for r in K.ram_rows(buf)] == list(range(10, whole)), k
+        assert again == 0 and K.drain(buf) == got, k
         buf.close()
 
 
@@ -211,10 +213,9 @@ def tear_replace(monkeypatch, nth, keep):
     monkeypatch.setattr(agent.store, "open", fake_open, raising=False)
 
 
-@pytest.mark.parametrize("which", ["state", "journal"])
-def test_a_replace_torn_at_every_byte_leaves_the_old_file_whole(tmp_path, monkeypatch, which):
-    # open() replaces the state (boot count) and then rewrites the journal (the readings not
-    # yet in a batch): a cut anywhere inside either must leave the old file whole.
+def test_a_replace_torn_at_every_byte_leaves_the_old_file_whole(tmp_path, monkeypatch):
+    # open() replaces the state (the boot count) before it makes the journal's rows a batch: a
+    # cut anywhere inside it must leave the old file whole, and the rows for the next start.
     kw = {"ram_readings": 2}
     work = tmp_path / "work"
     buf, _ = reopen(work, **kw)
@@ -226,19 +227,19 @@ def test_a_replace_torn_at_every_byte_leaves_the_old_file_whole(tmp_path, monkey
     stored = K.drain(buf)
     buf.close()  # boot 1; readings 7..11 in the journal
     files = snapshot(work)
-    sizes = {"state": len(files["state"]), "journal": len(files["journal"])}
-    for k in range(sizes[which] + 1):
+    for k in range(len(files["state"]) + 1):
         lay_out(tmp_path / "t", files)
         with monkeypatch.context() as m:
-            tear_replace(m, 1 if which == "state" else 2, k)
+            tear_replace(m, 1, k)
             with pytest.raises(Torn):
                 reopen(tmp_path / "t", **kw)
         buf, discarded = reopen(tmp_path / "t", **kw)
         assert discarded == 0, k
-        # Boot 2 was torn: the old state (boot 1) holds, or boot 2 landed before the journal.
-        assert buf.log.boot == (2 if which == "state" else 3), (k, buf.log.boot)
-        assert K.drain(buf) == stored
-        assert [K.index(r) for r in K.ram_rows(buf)] == list(range(7, 12)), k
+        assert buf.log.boot == 2, (k, buf.log.boot)   # boot 2 was torn: the old state holds
+        got = K.drain(buf)
+        assert got[:len(stored)] == stored and len(got) == len(stored) + 1, k
+        assert indices_of(got[len(stored):], buf) == list(range(7, 12)), k
+        assert K.decode(got[-1][1])[0].boot == 1    # the boot that took them
         buf.close()
 
 
@@ -255,7 +256,7 @@ def test_a_corrupt_byte_in_the_middle_of_the_last_record_is_discarded_and_report
         K.append(buf, i)  # two journal records
     buf.close()
     files = snapshot(work)
-    stored = K.drain(reopen(work, **kw)[0])
+    stored = K.drain(reopen(work, **kw)[0])[:-1]  # the last: the journal's rows, batched at open
     seg = files["00000000.seg"]
     last = len(stored[-1][1]) + 7 + 2
     journal = files["journal"]
@@ -269,8 +270,8 @@ def test_a_corrupt_byte_in_the_middle_of_the_last_record_is_discarded_and_report
     lay_out(tmp_path / "s", bad)
     buf, discarded = reopen(tmp_path / "s", **kw)
     assert discarded == last
-    assert K.drain(buf) == stored[:-1]
-    assert [K.index(r) for r in K.ram_rows(buf)] == list(range(12, 20))
+    got = K.drain(buf)
+    assert got[:-1] == stored[:-1] and indices_of(got[-1:], buf) == list(range(12, 20))
     buf.close()
     # The journal's last record: its readings (16..19) are lost, and open() says so.
     bad = dict(files)
@@ -280,8 +281,8 @@ def test_a_corrupt_byte_in_the_middle_of_the_last_record_is_discarded_and_report
     lay_out(tmp_path / "j", bad)
     buf, discarded = reopen(tmp_path / "j", **kw)
     assert discarded == jrec
-    assert K.drain(buf) == stored
-    assert [K.index(r) for r in K.ram_rows(buf)] == list(range(12, 16))
+    got = K.drain(buf)
+    assert got[:-1] == stored and indices_of(got[-1:], buf) == list(range(12, 16))
     buf.close()
 
 
@@ -497,7 +498,7 @@ def test_the_reference_profile_buffer_makes_the_same_batch_on_micropython_and_it
     outputs.append(proc.stdout.split())
     assert outputs[0] == outputs[1]  # the same batch, byte for byte, on both interpreters
     seq, n, boot, hexdata = outputs[0]
-    assert (seq, n, boot) == ("0", "7", "2")
+    assert (seq, n, boot) == ("0", "0", "2")  # the 7 left in the journal: batch 1, at open
     from agent import profile
     sch = profile.schema(p)
     b = batch_decode.decode(bytes.fromhex(hexdata), {sch.id: sch})
