@@ -84,7 +84,7 @@ class Agent:
                              backoff_max_ms=u["backoff_max_ms"],
                              schema=self.schema.to_cbor() if u["encoding"] == "compact" else None,
                              on_command=self._command, health=self.health,
-                             health_ms=u["health_ms"])
+                             health_ms=u["health_ms"], ack_timeout_ms=u["ack_timeout_ms"])
         self.buffer.notify = self.uplink.notify
         self.events.notify = self.uplink.notify
         self.running = False

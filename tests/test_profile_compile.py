@@ -50,6 +50,7 @@ uplink:
   topic_prefix: acme/v2
   deflate: true
   keepalive: 30s
+  ack_timeout: 2min
   backoff: {min: 500ms, max: 1d}
   health_every: 1h
 """
@@ -85,8 +86,8 @@ EXPECTED = {
     "batch": {"max_readings": 10_000, "max_bytes": 65_536, "max_age_ms": 3_600_000},
     "uplink": {"host": "b.example.com", "port": 8883, "tls": True, "client_id": "scale-client",
                "username": "scale", "prefix": "acme/v2", "encoding": "compact", "deflate": True,
-               "keepalive_ms": 30_000, "backoff_min_ms": 500, "backoff_max_ms": 86_400_000,
-               "health_ms": 3_600_000, "window": 4},
+               "keepalive_ms": 30_000, "ack_timeout_ms": 120_000, "backoff_min_ms": 500,
+               "backoff_max_ms": 86_400_000, "health_ms": 3_600_000, "window": 4},
 }
 
 
@@ -117,8 +118,8 @@ def test_defaults_fill_a_minimal_profile(tmp_path):
     assert compiled["batch"] == {"max_readings": 420, "max_bytes": 8192, "max_age_ms": 600_000}
     assert compiled["uplink"] == {
         "host": "localhost", "port": 1883, "tls": False, "client_id": "kettle", "prefix": "tether/v1",
-        "encoding": "compact", "deflate": False, "keepalive_ms": 60_000, "backoff_min_ms": 1000,
-        "backoff_max_ms": 300_000, "health_ms": 300_000, "window": 4}
+        "encoding": "compact", "deflate": False, "keepalive_ms": 60_000, "ack_timeout_ms": 30_000,
+        "backoff_min_ms": 1000, "backoff_max_ms": 300_000, "health_ms": 300_000, "window": 4}
 
 
 @pytest.mark.parametrize("text, parts", [

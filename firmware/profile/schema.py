@@ -336,6 +336,9 @@ def uplink(ctx, node):
         ("encoding", "encoding", choice(["compact", "senml"]), "compact"),
         ("deflate", "deflate", boolean, False),
         ("keepalive", "keepalive_ms", duration(5 * SECOND, HOUR, whole_seconds=True), MINUTE),
+        # no PUBACK for this long: the connection is made again (a broker that accepts and never
+        # acknowledges); longer than a batch takes to send on the slowest link
+        ("ack_timeout", "ack_timeout_ms", duration(5 * SECOND, HOUR), 30 * SECOND),
         ("backoff", None, backoff, EMPTY),
         ("health_every", "health_ms", duration(10 * SECOND, DAY), 5 * MINUTE),
         ("window", "window", integer(1, 64, "a number of batches in flight from 1 to 64"), 4),
