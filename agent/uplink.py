@@ -233,7 +233,7 @@ class Uplink:
             if self.inflight:
                 left = self.progress_at + self.ack_timeout_ms - self.wall.monotonic()
                 if left <= 0:
-                    raise OSError("no PUBACK for %d ms" % self.ack_timeout_ms)
+                    raise OSError("no PUBACK for %d ms (uplink.ack_timeout)" % self.ack_timeout_ms)
                 wait = min(wait, left)
             try:
                 await asyncio.wait_for(self.wakeup.wait(), max(wait, 1) / 1000)
