@@ -211,13 +211,14 @@ class Agent:
             "heap_free": free, "heap_used": used,
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
             "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
+            "events_dropped": self.events.log.dropped,
             "connects": uplink.connects, "reconnects": uplink.reconnects,
             "too_large": uplink.too_large, "commands_dropped": uplink.commands_dropped,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
             "sensors": sensors,
             "seq": {"batch": _seq_span(log, uplink.sent[0]),
                     "event": _seq_span(self.events.log, uplink.sent[1])}}
-        # Encoded as one map without adding to `report`: its 23 keys fill the table the literal
+        # Encoded as one map without adding to `report`: its 24 keys fill the table the literal
         # made, and growing it by the insights and a board's keys (368 bytes on the 64-bit
         # port) was the allocation that failed first on a small heap (bench/heap.py, frozen).
         parts = [report]

@@ -162,8 +162,9 @@ class Reporter:
             if self.failing:
                 link += " (%d attempts: %s)" % (self.failures, self.failing)
         self.line("status: %s; %d readings, %d messages acknowledged, %d batches waiting, %d readings "
-                  "dropped, %d sensor errors" % (link, sum(c.readings for c in a.sampler.channels),
-                                                 u.acked, log.unacked, log.dropped, errors))
+                  "dropped%s, %d sensor errors" % (
+                      link, sum(c.readings for c in a.sampler.channels), u.acked, log.unacked,
+                      log.dropped, _events_dropped(a), errors))
 
     def logged_client(self, client_class):
         reporter = self
@@ -375,9 +376,16 @@ async def _run(profile, platform, args, out, claim=None):
     if not task.done():
         await agent.stop()
         await task
-    out.write("stopped: %d batches waiting for the broker, %d readings dropped in all\n"
-              % (agent.buffer.log.unacked, agent.buffer.log.dropped))
+    out.write("stopped: %d batches waiting for the broker, %d readings%s dropped in all\n"
+              % (agent.buffer.log.unacked, agent.buffer.log.dropped,
+                 _events_dropped(agent).replace(" dropped", "")))
     return 0
+
+
+def _events_dropped(agent):
+    """', N events dropped' when the events' log was full at some time, else ''."""
+    n = agent.events.log.dropped
+    return ", %d events dropped" % n if n else ""
 
 
 class _Reasons:

@@ -23,8 +23,8 @@ PROFILE = {
                "storage": "ram"},
     "uplink": {"backoff_max_ms": 300000, "backoff_min_ms": 1000, "client_id": "dev-r",
                "deflate": False, "encoding": "compact", "health_ms": 300000,
-               "host": "127.0.0.1", "port": 1883, "keepalive_ms": 60000, "ack_timeout_ms": 30000, "prefix": "tether/v1",
-               "tls": False, "window": 4},
+               "host": "127.0.0.1", "port": 1883, "keepalive_ms": 60000, "prefix": "tether/v1",
+               "ack_timeout_ms": 30000, "tls": False, "window": 4},
 }
 
 
