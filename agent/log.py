@@ -172,6 +172,8 @@ class Log:
         order, and counts a new boot. Returns the number of bytes discarded as torn or corrupt."""
         if not self._load_state():
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
+            if _STATE in self.store.names():  # one that fails its check: its counts are lost
+                self.discarded += self.store.size(_STATE)
         numbers = []
         for name in self.store.names():
             if name.endswith(".seg") and len(name) == 12 and name[:8].isdigit():

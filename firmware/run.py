@@ -353,7 +353,8 @@ async def _run(profile, platform, args, out, claim=None):
         agent.sampler.events = _Reasons(agent.sampler.events, reporter.reasons)
     out.write("%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
         agent.device, len(agent.sampler.channels), profile["buffer"]["path"],
-        agent.buffer.log.unacked, ", %d torn bytes discarded" % discarded if discarded else "",
+        agent.buffer.log.unacked,
+        ", %d torn or corrupt bytes discarded" % discarded if discarded else "",
         u["host"], u["port"], " (TLS)" if u["tls"] else ""))
     out.flush()
     loop = asyncio.get_running_loop()

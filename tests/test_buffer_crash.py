@@ -298,7 +298,8 @@ def test_a_corrupt_state_file_makes_everything_go_out_again_and_seqs_go_on(tmp_p
     state = bytearray((work / "state").read_bytes())
     state[6] ^= 1
     (work / "state").write_bytes(bytes(state))
-    buf, _ = reopen(work)
+    buf, discarded = reopen(work)
+    assert discarded == len(state)  # said: the dropped total it held is gone (it reset unsaid)
     assert K.drain(buf) == sent  # resent: the consumer de-duplicates by seq
     assert buf.seq == sent[-1][0] + 1
     buf.close()
