@@ -238,7 +238,7 @@ def main(args, err=sys.stderr):
             if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) and not args.store:
                 hint = " (the profile's buffer.path: give --store DIR for a folder of your own)"
             err.write("tether run: %s%s\n" % (_os_error(exc), hint))
-            return 2
+            return _start_failed(exc)
         except ValueError as exc:
             err.write("tether run: %s\n" % exc)
             return 2
@@ -344,7 +344,7 @@ async def _run(profile, platform, args, out, claim=None):
             claim()
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
         out.write("tether run: %s\n" % _os_error(exc))
-        return 2
+        return _start_failed(exc)
     except ValueError as exc:
         out.write("tether run: %s\n" % exc)
         return 2
@@ -448,6 +448,16 @@ def add_command(sub):
                         "controller, found by its label)")
     add_allow_outside(p)
     p.set_defaults(func=main)
+
+
+# Store errors that may pass: a start that failed on them may succeed later (exit 1, which the
+# service restarts; 2 is for what would fail the same way again).
+PASSING = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EBUSY)
+
+
+def _start_failed(exc):
+    """tether run's exit code for an OSError at start: 1 if it may pass, else 2."""
+    return 1 if exc.errno in PASSING else 2
 
 
 def _os_error(exc):

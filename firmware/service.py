@@ -41,10 +41,11 @@ CREDENTIAL = "profile.json"     # a .json name: `tether run` reads it as a compi
 # had not saved: the buffer is power-cut safe.
 TIMEOUT_STOP = "30s"
 RESTART_SEC = "10s"
-# A profile that keeps failing is not restarted forever: at most 5 starts in 10 minutes, then
-# the unit stays failed until `systemctl reset-failed` (or another install-service).
-START_LIMIT_INTERVAL = "10min"
-START_LIMIT_BURST = 5
+# An appliance has nobody to type `systemctl reset-failed`: an agent that stopped on what may pass
+# (a full disk, a crash) is started again however often; one that stopped on what would fail
+# again the same way (tether run's exit 2: the profile, a folder it may not use) is not. Five
+# starts in ten minutes left a Pi whose disk was full for a minute failed for good.
+NO_RESTART_EXIT = 2
 # The Raspberry Pi OS groups that own the device files.
 GROUPS = {"i2c": "i2c", "uart": "dialout", "gpio": "gpio"}
 # Where a system hides files from the service (ProtectHome=yes).
@@ -170,8 +171,7 @@ def plan(profile, source, device, gpiochip=None):
             "%", "%%") if model else ""),
         "Wants=network-online.target",
         "After=network-online.target time-sync.target",
-        "StartLimitIntervalSec=%s" % START_LIMIT_INTERVAL,
-        "StartLimitBurst=%d" % START_LIMIT_BURST,
+        "StartLimitIntervalSec=0",
         "",
         "[Service]",
         "Type=exec",
@@ -179,6 +179,8 @@ def plan(profile, source, device, gpiochip=None):
         "LoadCredential=%s:%s" % (CREDENTIAL, profile_path),
         "Restart=always",
         "RestartSec=%s" % RESTART_SEC,
+        "# exit 2: the profile or the machine is wrong; starting again would fail the same way",
+        "RestartPreventExitStatus=%d" % NO_RESTART_EXIT,
         "# SIGTERM: the agent delivers what waits (at most 5 s), says offline, saves the buffer.",
         "TimeoutStopSec=%s" % TIMEOUT_STOP,
         "",

@@ -206,6 +206,27 @@ def test_a_store_that_fails_stops_the_run_with_the_reason_and_exit_1(tmp_path):
     assert "No such file or directory" in last and "Traceback" not in err
 
 
+def test_a_full_disk_at_start_exits_1_which_the_service_restarts_not_2(tmp_path, monkeypatch):
+    # exit 2 is for what would fail the same way again (the unit's RestartPreventExitStatus):
+    # a Pi whose disk was full for a minute was left stopped for good.
+    import errno
+    import io
+    import agent.store
+    from firmware.cli import build_parser
+
+    def full(self, name, data):
+        raise OSError(errno.ENOSPC, "No space left on device", self._p(name + ".tmp"))
+    monkeypatch.setattr(agent.store.FileStore, "replace", full)
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    out = io.StringIO()
+    args = build_parser()[0].parse_args(["run", str(profile), "--store", str(tmp_path / "b")])
+    from firmware.run import main
+    assert main(args, out) == 1
+    assert out.getvalue() == "tether run: %s: No space left on device\n" % (
+        tmp_path / "b" / "state.tmp")
+
+
 def test_a_compiled_profile_that_cannot_be_read_is_refused_with_what_is_wrong(tmp_path):
     bad = tmp_path / "bad.json"
     cases = [

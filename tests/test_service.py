@@ -100,7 +100,8 @@ def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sens
     assert "LoadCredential=profile.json:/etc/tether/scale-1.json" in lines
     for line in ("DynamicUser=yes", "StateDirectory=tether", "ProtectSystem=strict",
                  "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
-                 "Restart=always", "RestartSec=10s", "StartLimitBurst=5",
+                 "Restart=always", "RestartSec=10s", "StartLimitIntervalSec=0",
+                 "RestartPreventExitStatus=2",
                  "TimeoutStopSec=30s", "Description=Tether agent for scale-1 (Pill scale)"):
         assert line in lines, line
     assert printed.splitlines()[:2] == [
