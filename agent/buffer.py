@@ -148,14 +148,14 @@ class Buffer:
             if skip:
                 skip -= 1
                 continue
-            t = base + ts[i]
-            if self.n and (self.n == self.max_readings or bool(synced) != self.synced
-                           or not -self.max_age_ms < t - self.base < self.max_age_ms):
+            # One batch window's rows (append cuts at a clock step, set_synced at a change),
+            # maybe more than a smaller max_readings takes.
+            if self.n == self.max_readings:
                 self.flushed = self.n
                 self.cut(boot)
             if self.n == 0:
                 self.synced = bool(synced)
-            self._put(t, chs[i], vals[i])
+            self._put(base + ts[i], chs[i], vals[i])
         return skip
 
     # -- readings in ---------------------------------------------------------------------

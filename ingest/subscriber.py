@@ -81,12 +81,14 @@ class Ingest(Handlers):
     (ingest/repair.py); it needs every batch of a device in this one database. db_path: a SQLite
     file or a postgresql:// URL (ingest/url.py db_url). clock: the time it is (Unix seconds) for
     the days PostgreSQL partitions (the simulator gives its device time); None: the system's.
+    devices: the only device ids stored (a set), the others' messages acknowledged and left
+    (a simulated fleet on a broker other devices use); None: every device.
     """
 
     def __init__(self, broker_host, broker_port, db_path, group=None,
                  prefix="tether/v1", client_id=None, username=None, password=None, tls=None,
                  persistent=True, keepalive=30, max_held=5000, hold_timeout=60.0,
-                 group_size=500, ack_after_store=True, repair=True, clock=None):
+                 group_size=500, ack_after_store=True, repair=True, clock=None, devices=None):
         topics.check_group(group)
         prefix = topics.check_prefix(prefix)
         self.host = broker_host
@@ -105,6 +107,7 @@ class Ingest(Handlers):
         self.group_size = group_size
         self.ack_after_store = ack_after_store
         self.clock = clock
+        self.devices = devices
         if repair is True:
             repair = repair_mod.Policy()
         self.policy = repair or None
@@ -358,6 +361,11 @@ class Ingest(Handlers):
         except UnicodeDecodeError:
             topic = bytes(msg._topic).decode("utf-8", "replace")
         self._last_message = time.monotonic()
+        if self.devices is not None and topic[len(self.prefix) + 1:].split("/", 1)[0] not in (
+                self.devices):
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
         if msg.qos and not self.ack_after_store:
             client.ack(msg.mid, msg.qos)
         self._q.put((topic, bytes(msg.payload), msg.qos, msg.mid, time.time(), self._gen))

@@ -264,9 +264,12 @@ class Fleet:
         # Device time is what the ingest takes for now: the days it keeps in partitions are
         # the run's (a PostgreSQL database), as a real fleet's are the days it runs.
         clock = self.clock
+        # Only this fleet's devices: on a broker of --broker, others' retained statuses and
+        # schemas went into the run's database and its report ("of 4 devices" for 2).
         self.ingest = Ingest(host, port, self.db_path, group=self.ingest_group, persistent=True,
                              client_id="tether-sim-%d-%s" % (os.getpid(), os.urandom(4).hex()),
-                             clock=lambda: (clock.start_unix_ms + clock.t) / 1000.0)
+                             clock=lambda: (clock.start_unix_ms + clock.t) / 1000.0,
+                             devices={d[2] for d in self._each_device()})
         try:
             try:
                 await asyncio.get_running_loop().run_in_executor(None, self.ingest.start)

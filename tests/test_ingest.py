@@ -234,6 +234,23 @@ def test_held_batches_are_bounded(profiles, two_hours, publish, ingest):
     assert rows(i.db_path, "SELECT seq FROM held WHERE given_up_at IS NOT NULL") == [(0,)]
 
 
+def test_an_ingest_given_its_devices_stores_none_of_the_others(publish, ingest):
+    # tether simulate --broker on a broker other devices use: their retained statuses went
+    # into the run's database and its report ("of 4 devices" for 2).
+    publish("%s/intruder-1/status" % PREFIX, b"online", retain=True)
+    publish("%s/p2/status" % PREFIX, b"online", retain=True)
+    i = ingest(devices={"p2"})
+    publish("%s/intruder-1/up/event" % PREFIX,
+            cbor.dumps([1, "intruder-1", 0, 1, 1, 5000, "ink_low", "ink_c", "raised", 1.0, None]))
+    publish("%s/p2/up/event" % PREFIX,
+            cbor.dumps([1, "p2", 0, 1, 1, 5000, "ink_low", "ink_c", "raised", 1.0, None]))
+    assert i.wait_idle(20)
+    assert rows(i.db_path, "SELECT device FROM devices") == [("p2",)]
+    assert rows(i.db_path, "SELECT device FROM events") == [("p2",)]
+    publish("%s/intruder-1/status" % PREFIX, b"", retain=True)    # the broker is shared
+    publish("%s/p2/status" % PREFIX, b"", retain=True)
+
+
 def test_events_replies_health_and_status_are_stored(publish, ingest):
     i = ingest()
     db = i.db_path
