@@ -91,7 +91,9 @@ class Buffer:
             if tag is not None and seq >= tag:
                 counts[seq] = count
 
-        discarded = self.log.open(replay) + size - good
+        # The boot is counted once the last one's rows are stored: under its number (a start
+        # that fails before, a full disk, say, must not make them a later boot's)
+        discarded = self.log.open(replay, False) + size - good
         self.seq = self.log.next_seq()
         if doc is None:  # the encoder's schema document (the agent passes the one it made)
             doc = self.encoder.schema.to_cbor()
@@ -102,8 +104,8 @@ class Buffer:
             # (times not synced count from that boot's start, so under its number), under the
             # schema they were numbered by, and as many as batch.max_readings asks (a smaller
             # one than theirs wrote past the arrays at every start). A power cut in here: the
-            # journal is still there, and the rows a stored batch holds are skipped.
-            self.journaled = True
+            # journal is still there (removed once the last batch is stored), and the rows a
+            # stored batch holds are skipped.
             skip = 0
             for seq in counts:
                 skip += counts[seq]
@@ -112,17 +114,14 @@ class Buffer:
                 from agent import schema_change  # a board loads it only after a profile change
                 now = schema_change.use(self, old)
             try:
-                boot = self.log.boot - 1
                 for payload in journal:
-                    skip = self._replay_rows(payload, skip, boot)
-                self.flushed = self.n
-                self.cut(boot)
+                    skip = self._replay_rows(payload, skip)
+                self.cut()
             finally:
                 if now is not None:
                     self.encoder.use(now)
-            if self.journaled:
-                self.store.remove(_JOURNAL)
-                self.journaled = False
+            self.store.remove(_JOURNAL)
+        self.log.new_boot()
         if old != doc:
             if changed:
                 from agent import schema_change
@@ -138,7 +137,7 @@ class Buffer:
         from agent import schema_change
         return schema_change.needed(self)
 
-    def _replay_rows(self, payload, skip, boot):
+    def _replay_rows(self, payload, skip):
         synced, base, _, count = struct.unpack_from(_ROWS_HEAD, payload, 0)
         at = struct.calcsize(_ROWS_HEAD)
         ts = array.array("i", payload[at:at + 4 * count])
@@ -151,8 +150,7 @@ class Buffer:
             # One batch window's rows (append cuts at a clock step, set_synced at a change),
             # maybe more than a smaller max_readings takes.
             if self.n == self.max_readings:
-                self.flushed = self.n
-                self.cut(boot)
+                self.cut()
             if self.n == 0:
                 self.synced = bool(synced)
             self._put(base + ts[i], chs[i], vals[i])
@@ -232,20 +230,18 @@ class Buffer:
 
     # -- batches ---------------------------------------------------------------------------
 
-    def cut(self, boot=None):
+    def cut(self):
         """Encodes every reading in RAM into batches (more than one if they do not fit in the
-        batch byte limit) and stores them in the log; boot: the boot their envelopes name (the
-        log's, this one, unless given)."""
+        batch byte limit) and stores them in the log."""
         if not self.n:
             return
-        if boot is None:
-            boot = self.log.boot
         while self.n:
             k = self.n
             while True:
                 try:
                     data = self.encoder.encode(self.base, self.ts, self.chs, self.vals, 0, k,
-                                               self.seq, boot, self.log.dropped, self.synced)
+                                               self.seq, self.log.boot, self.log.dropped,
+                                               self.synced)
                     break
                 except cbor.BufferFull:
                     if k == 1:

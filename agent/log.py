@@ -173,9 +173,11 @@ class Log:
 
     # -- open --------------------------------------------------------------------------------
 
-    def open(self, replay=None):
+    def open(self, replay=None, boot=True):
         """Reads the state and every segment, calling replay(seq, count) for each good batch in
-        order, and counts a new boot. Returns the number of bytes discarded as torn or corrupt."""
+        order, and counts a new boot (boot=False: the caller's new_boot() does, once it has
+        stored what the boot before left). Returns the number of bytes discarded as torn or
+        corrupt."""
         if not self._load_state():
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
             if _STATE in self.store.names():  # one that fails its check: its counts are lost
@@ -195,12 +197,16 @@ class Log:
             self._scan(Segment(n), replay)
         if self.segments:
             self.dead = max(self.dead, self.segments[0].number - 1)
-        self.boot += 1
-        self.save_state()
         if self.ack_pos is None:  # _scan found no acked batch
             self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
         self.send_pos = self.ack_pos
+        if boot:
+            self.new_boot()
         return self.discarded
+
+    def new_boot(self):
+        self.boot += 1
+        self.save_state()
 
     def _scan(self, seg, replay):
         seg.size = self.store.size(seg.name)
@@ -276,6 +282,8 @@ class Log:
                     if seq > self.acked:
                         if seq in sent:
                             self.fate.append([seq, count_of(payload)])
+                            # a resend asks: dropped unsent, or delivered and not missing
+                            self._remember_dropped(seq)
                         elif seq not in acked:
                             self.dropped += count_of(payload)
                             self._remember_dropped(seq)
@@ -367,11 +375,9 @@ class Log:
         self.inflight = []
         self.send_pos = self.ack_pos
         if self.fate:   # their connection ended without their PUBACK: dropped
-            for seq, n in self.fate:
-                self.dropped += n
-                self._remember_dropped(seq)
+            for f in self.fate:
+                self.dropped += f[1]
             self.fate = []
-            self.save_state()
 
     # -- repair: looking batches up by sequence number ---------------------------------------
 

@@ -227,6 +227,23 @@ def test_a_full_disk_at_start_exits_1_which_the_service_restarts_not_2(tmp_path,
         tmp_path / "b" / "state.tmp")
 
 
+def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
+    # A service's /etc/tether/DEVICE.json from before uplink.ack_timeout: every start stopped
+    # with a KeyError once Tether was upgraded, and the service restarted it forever.
+    import json
+    from firmware.profile.compile import compile as compile_profile
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    compiled = compile_profile(str(profile))[0]
+    del compiled["uplink"]["ack_timeout_ms"]
+    old = tmp_path / "pi.json"
+    old.write_text(json.dumps(compiled))
+    run = Run(str(old), "--store", str(tmp_path / "buffer"))
+    run.wait_for("pi-1:")
+    code, err = run.stop()
+    assert code == 0 and "Traceback" not in err, err
+
+
 def test_a_compiled_profile_that_cannot_be_read_is_refused_with_what_is_wrong(tmp_path):
     bad = tmp_path / "bad.json"
     cases = [

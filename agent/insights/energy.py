@@ -377,6 +377,7 @@ class Detector:
             # then NTP) reports nothing twice; by more than a day, the time before was wrong
             if day < self.day - 1:
                 self.day = day
+                self.day_since = t
             return
         until = day * DAY_MS + self.report_ms
         # a gap's part past the report time is in no period: the next one begins at t

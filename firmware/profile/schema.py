@@ -323,6 +323,10 @@ def backoff(ctx, node):
     return out
 
 
+# uplink.ack_timeout's default; also what a profile compiled before the key runs with
+ACK_TIMEOUT_MS = 30 * SECOND
+
+
 def uplink(ctx, node):
     out = section(ctx, node, [
         ("broker", None, broker, REQUIRED),
@@ -338,7 +342,7 @@ def uplink(ctx, node):
         ("keepalive", "keepalive_ms", duration(5 * SECOND, HOUR, whole_seconds=True), MINUTE),
         # no PUBACK for this long: the connection is made again (a broker that accepts and never
         # acknowledges); longer than a batch takes to send on the slowest link
-        ("ack_timeout", "ack_timeout_ms", duration(5 * SECOND, HOUR), 30 * SECOND),
+        ("ack_timeout", "ack_timeout_ms", duration(5 * SECOND, HOUR), ACK_TIMEOUT_MS),
         ("backoff", None, backoff, EMPTY),
         ("health_every", "health_ms", duration(10 * SECOND, DAY), 5 * MINUTE),
         ("window", "window", integer(1, 64, "a number of batches in flight from 1 to 64"), 4),

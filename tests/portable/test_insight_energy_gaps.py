@@ -61,7 +61,9 @@ def test_a_clock_set_back_by_days_starts_the_reports_again_from_its_time():
     r.feed(100.0, DAY + MIN, step=10000)
     r.t -= 5 * DAY
     r.feed(100.0, 2 * DAY, step=10000)
-    assert len(r.of("energy_report")) == 3
+    reports = [f for _, _, _, f in r.of("energy_report")]
+    assert len(reports) == 3
+    assert reports[1]["since"] < reports[1]["until"]     # from the new time, not the old
 
 
 def test_an_ack_with_no_alarm_raised_keeps_the_learnt_baseline():
