@@ -193,8 +193,18 @@ class Log:
             elif name.endswith(".tmp"):
                 self.store.remove(name)
         numbers.sort()
+        before = None
         for n in numbers:
-            self._scan(Segment(n), replay)
+            seg = Segment(n)
+            self._scan(seg, replay)
+            if before is not None and before.sealed and before.last_seq + 1 < seg.first_seq:
+                # A corrupt record inside the log (not a torn end): the batches between are
+                # gone unsent as far as anyone can tell, so a resend says dropped, not lost at
+                # the broker; how many readings they held is gone with them.
+                for seq in range(before.last_seq + 1, seg.first_seq):
+                    if seq > self.acked:
+                        self._remember_dropped(seq)
+            before = seg
         if self.segments:
             self.dead = max(self.dead, self.segments[0].number - 1)
         if self.ack_pos is None:  # _scan found no acked batch

@@ -298,6 +298,23 @@ def test_torn_or_corrupt_tail_is_discarded_reported_and_appends_go_to_a_new_segm
             assert drain(log) == [(0, data[0]), (1, data[1]), (2, d)]
 
 
+def test_batches_lost_to_a_corrupt_record_inside_the_log_are_told_as_dropped_not_gone():
+    # A flipped byte a third of the way into an older segment: a resend's answer said "gone"
+    # (acknowledged, then lost at the broker) for batches never sent.
+    store = RamStore()
+    log = opened(store)
+    for seq in range(8):                 # segments of 4 batches: 0-3 and 4-7
+        add(log, seq)
+    log.close()
+    bad = bytearray(store.read_all("00000000.seg"))
+    bad[REC + REC // 2] ^= 0x01          # batch 1: it and the rest of its segment are lost
+    store.replace("00000000.seg", bytes(bad))
+    log = new_log(store)
+    assert log.open() == 3 * REC
+    assert [s for s, _ in drain(log)] == [0, 4, 5, 6, 7]
+    assert log.classify(0, 7)[:3] == ([[0, 0], [4, 7]], [], [[1, 3]])
+
+
 def test_a_deletion_cut_between_state_and_file_removal_is_finished_at_open():
     for store, again in both_stores():
         log = opened(store, max_bytes=3 * REC, segment_bytes=REC)
