@@ -99,3 +99,21 @@ def test_a_short_run_finds_every_cycle_of_washers_and_fridges():
     assert value >= 0.99
     assert got["cycles that are real"][0] >= 0.99
     assert got["false maintenance_due per 100 device-months"][0] == 0.0
+
+
+def test_a_watch_that_measures_no_cycle_misses_its_line():
+    # `watch: reversal` on a fridge: 518 of 518 cycles without a figure, maintenance off for
+    # good, and neither `tether check` nor the report said so.
+    def figured(start, end, feature, gap=False):
+        c = cycle(start, end)
+        c[4].update({"feature": feature, "gap": gap})
+        return c
+    truth = {"compressor_cycles": [], "degrading": False, "degrade_onset_ms": None,
+             "failure_ms": None}
+    blind = Unit("f", truth, [figured(1000, 2000, None), figured(3000, 4000, None),
+                              report(DAY, 0)], {})
+    got = by_name(score([blind]))
+    assert got["whole cycles measured by the watch"] == (0.0, False)
+    seeing = Unit("f", truth, [figured(1000, 2000, None), figured(3000, 4000, 4.5),
+                               figured(5000, 6000, None, gap=True), report(DAY, 0)], {})
+    assert by_name(score([seeing]))["whole cycles measured by the watch"] == (0.5, True)

@@ -91,6 +91,9 @@ def _unit(u, out):
     begin = min([x[0] for x in events] + [x[4]["since"] for x in reports[:1]])
     cycles = sorted((x[4]["start"], x[4]["end"], x[4].get("programme")) for x in events
                     if x[1] == "cycle")
+    whole = [x[4] for x in events if x[1] == "cycle" and not x[4].get("gap")]
+    out["figured"][0] += len(whole)
+    out["figured"][1] += sum(1 for f in whole if f.get("feature") is not None)
     detected = [(s, e) for s, e, _ in cycles]
     kind, truth = _truth_cycles(u.truth)
     if kind is not None:
@@ -121,7 +124,7 @@ def _unit(u, out):
 
 def score(units):
     out = {"recall": {}, "precision": [0, 0], "healthy_ms": 0, "false": 0, "leads": [],
-           "flagged": 0, "named": [0, 0]}
+           "flagged": 0, "named": [0, 0], "figured": [0, 0]}
     for u in units:
         _unit(u, out)
     lines = []
@@ -134,6 +137,12 @@ def score(units):
     if n:
         lines.append(("cycles that are real (precision, of %d)" % n, hit / n, ">= 0.95",
                       hit / n >= 0.95))
+    # A `watch` that does not fit the appliance (reversal on a fridge) measures nothing: the
+    # maker finds out here, not when no unit ever raises maintenance_due.
+    n, hit = out["figured"]
+    if n:
+        lines.append(("whole cycles measured by the watch (of %d): none, and maintenance_due "
+                      "can never be raised" % n, hit / n, "> 0", hit > 0))
     n, hit = out["named"]
     if n:
         lines.append(("washes named the programme they ran (of %d found)" % n, hit / n,
