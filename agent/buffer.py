@@ -137,6 +137,14 @@ class Buffer:
         from agent import schema_change
         return schema_change.needed(self)
 
+    def schema_of(self, seq):
+        """The earlier profile's schema document batch seq was made under, or None: the uplink
+        publishes it before the batch when it is sent again on request."""
+        if _EARLIER not in self.store.names():
+            return None
+        from agent import schema_change
+        return schema_change.of(self, seq)
+
     def _replay_rows(self, payload, skip):
         synced, base, _, count = struct.unpack_from(_ROWS_HEAD, payload, 0)
         at = struct.calcsize(_ROWS_HEAD)

@@ -1,7 +1,8 @@
 # After a profile change (docs/buffer.md, "A new profile"): the rows the journal gave back are
 # numbered by the old profile's sensors, so they become a batch under the old schema; and the
 # old schema document is kept, for the uplink to publish before the batches made under it, until
-# the broker has acknowledged them all. Loaded only when there is such a change to handle: a
+# the broker has acknowledged them all, and before any of them sent again on request (a repair)
+# while the log holds them. Loaded only when there is such a change to handle: a
 # board's heap holds the buffer's code for good.
 #
 # The file `schemas` in the buffer's store: per document, the last batch made under it ("<q"),
@@ -33,12 +34,22 @@ def retire(buf, old):
 
 
 def needed(buf):
-    """The documents kept that batches not yet acknowledged need; forgets the others."""
+    """The documents kept that batches not yet acknowledged need; forgets those no batch the log
+    holds was made under."""
     kept = _read(buf.store)
-    out = [(s, d) for s, d in kept if s > buf.log.acked]
-    if len(out) != len(kept):
-        _write(buf.store, out)
-    return [d for _, d in out]
+    oldest = buf.log.oldest()
+    held = [(s, d) for s, d in kept if oldest is not None and s >= oldest]
+    if len(held) != len(kept):
+        _write(buf.store, held)
+    return [d for s, d in held if s > buf.log.acked]
+
+
+def of(buf, seq):
+    """The document kept that batch seq was made under, or None (the profile's own)."""
+    for s, d in _read(buf.store):   # in the order made: each covers the seqs up to its own
+        if seq <= s:
+            return d
+    return None
 
 
 def _read(store):

@@ -487,7 +487,7 @@ def test_a_profile_buffer_without_a_store_uses_the_storage_it_names():
     assert seq == 0 and buf.log.boot == 2
 
 
-def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_until_acked():
+def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_while_held():
     # A profile with a channel added first: its channel 0 is not the old channel 0. The rows
     # read back from the journal were sent as the new channels, and the batches of the old
     # profile needed a schema the device no longer published.
@@ -526,10 +526,18 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_unt
         buf.ack(0)
         assert buf.earlier_schemas() == [old.to_cbor()]  # batch 1 still needs it
         buf.ack(1)
-        assert buf.earlier_schemas() == [] and "schemas" not in buf.store.names()
+        assert buf.earlier_schemas() == []
+        # kept while the log holds a batch made under it: a resend publishes it first
+        assert buf.schema_of(1) == old.to_cbor() and buf.schema_of(2) is None
         buf.log.close()
-        buf = reopened(new)             # the same profile again: nothing to keep
-        assert buf.earlier_schemas() == ()
+        buf = reopened(new)             # the same profile again: nothing more to keep
+        assert buf.earlier_schemas() == [] and buf.schema_of(0) == old.to_cbor()
+        while buf.log.oldest() <= 1:     # the log made room: no batch made under it is left
+            K.append(buf, 9)
+            buf.cut()
+            del buf.log.formed[:]       # the test log's record of them: not on a small heap
+        assert buf.earlier_schemas() == [] and "schemas" not in buf.store.names()
+        assert buf.schema_of(1) is None
         buf.log.close()
 
 

@@ -457,6 +457,31 @@ def test_a_repair_goes_out_byte_identical_behind_live_batches_and_leaves_the_ack
     run(main())
 
 
+def test_a_repaired_batch_of_an_earlier_profile_goes_out_behind_its_schema_document():
+    # After a profile change the old document is published, unretained, before the batches made
+    # under it; a resend of one of them later went out alone, and no backend could decode it.
+    from agent import schema_change
+    async def main():
+        buf = make_buffer(4)
+        schema_change._write(buf.store, [(2, b"old-schema")])   # batches 0-2: the old profile
+        up = uplink(buf)
+        up.schema = b"new-schema"
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        await publish_all_and_ack(up, c)
+        n = len(c.sent)
+        assert up.repair("batch", [[1, 3]])
+        await settle()
+        await publish_all_and_ack(up, c)
+        got = [(t.rsplit("/", 1)[1], p if t.endswith("/schema") else batch.seq_of(p))
+               for _, t, p, q, r, d in c.sent[n:]]
+        assert got == [("schema", b"old-schema"), ("batch", 1), ("batch", 2), ("batch", 3)]
+        await up.stop()
+        await task
+    run(main())
+
+
 def test_repairs_in_flight_when_the_connection_drops_go_again_after_the_reconnect():
     async def main():
         buf = make_buffer(4)
