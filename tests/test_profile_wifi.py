@@ -46,6 +46,13 @@ def test_an_open_network_has_no_password_and_no_wifi_section_is_allowed(tmp_path
     assert errors == [] and "wifi" not in compiled
 
 
+def test_check_of_a_board_profile_without_wifi_says_build_needs_it(tmp_path, capsys):
+    # check said ok and build then refused the profile: "platform esp32 needs a 'wifi:' section"
+    assert main(["check", write(tmp_path, "")]) == 0
+    assert ("  wifi      none: add 'wifi:' before `tether build` (a board joins a network "
+            "with it)") in capsys.readouterr().out
+
+
 def test_bad_wifi_values_are_reported_where_they_are(tmp_path):
     _, errors = compile(write(tmp_path, "wifi:\n  ssid: %s\n  password: short\n  channel: 6\n"
                               % ("x" * 33)))

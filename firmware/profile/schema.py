@@ -440,4 +440,18 @@ def compile_root(root):
     out = section(ctx, root, TOP_FIELDS, strict=False)
     out["v"] = 1
     crosscheck.check(ctx, root, out)
+    if ctx.platform == "esp32":
+        esp32_needs(ctx, root, out)
     return out, ctx.problems, sorted(ctx.secrets)
+
+
+def esp32_needs(ctx, root, out):
+    """What a board cannot do without (`tether check` passed a profile whose board could never
+    connect). A missing `wifi:` is only for `tether build` to refuse: check's summary says so."""
+    u = out.get("uplink")
+    node = root.value.get("uplink") if root.tag == "map" else None
+    if isinstance(u, dict) and u.get("tls") and "ca" not in u and node is not None and (
+            node.tag == "map" and "ca" not in node.value):
+        ctx.problems.append(at(node.value.get("broker", node), "an ESP32 has no certificate "
+                               "store: an mqtts:// broker needs 'ca', the PEM file of the CA "
+                               "that signed the broker's certificate"))

@@ -148,6 +148,9 @@ def summary(path, compiled, secret_fields):
     if "wifi" in c:
         lines.insert(2, "  wifi      %s, %s" % (c["wifi"]["ssid"], "with a password" if "password"
                                                   in c["wifi"] else "open network"))
+    elif c["platform"] == "esp32":  # build refuses it: check said ok
+        lines.insert(2, "  wifi      none: add 'wifi:' before `tether build` (a board joins a "
+                        "network with it)")
     for bus in c["buses"]:
         if bus["type"] == "i2c":
             lines.append("  bus       %s: i2c sda %s scl %s, %s%s" % (
