@@ -243,10 +243,24 @@ def _manifest_problem(m):
     return None
 
 
-def check_compatible(manifest, board_mpy):
-    """None if the board can load the bundle, else why not (MicroPython's loader rule in
-    py/persistentcode.c: the version must match; the sub-version and arch only matter for
-    native code, i.e. a bundle built with --arch)."""
+# The oldest MicroPython the board code runs on: `import asyncio` (uasyncio before 1.21) and
+# ssl.SSLContext.load_verify_locations(cadata=) (1.22). 1.20 loads the same .mpy version, so
+# the .mpy check alone let a bundle onto a board that then failed at boot.
+MIN_MICROPYTHON = (1, 22)
+
+
+def check_compatible(manifest, board_mpy, board_version=None):
+    """None if the board can load and run the bundle, else why not (MicroPython's loader rule
+    in py/persistentcode.c: the version must match; the sub-version and arch only matter for
+    native code, i.e. a bundle built with --arch); board_version: its MicroPython's "1.22.0"."""
+    try:
+        running = tuple(int(x) for x in str(board_version).split(".")[:2])
+    except ValueError:
+        running = None
+    if board_version is not None and running is not None and running < MIN_MICROPYTHON:
+        return ("the board runs MicroPython %s; Tether's board code needs %d.%d or later "
+                "(asyncio, ssl.SSLContext): flash a newer MicroPython (--firmware)"
+                % ((board_version,) + MIN_MICROPYTHON))
     mpy = manifest["mpy"]
     wanted = "%d.%d%s" % (mpy["version"], mpy["sub"],
                           " (%s)" % mpy["arch"] if mpy["arch"] else "")
@@ -536,7 +550,7 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         raise FlashError("the board on %s runs %s, not MicroPython: Tether's bundle needs "
                          "MicroPython (flash it with --firmware)" % (port, board.name),
                          EXIT_NOT_MICROPYTHON)
-    why = check_compatible(manifest, board.mpy)
+    why = check_compatible(manifest, board.mpy, board.version)
     if why:
         raise FlashError("refusing to flash %s: %s. Nothing was written" % (folder, why),
                          EXIT_INCOMPATIBLE)

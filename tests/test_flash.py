@@ -194,6 +194,17 @@ def test_a_bundle_the_board_cannot_load_is_refused_before_anything_is_written(
         assert board.writes == [] and board.files() == []
 
 
+def test_a_board_whose_micropython_is_too_old_for_the_board_code_is_refused():
+    # 1.20 loads .mpy 6 as 1.22 does: the bundle went on and failed at boot (no `asyncio`
+    # module before 1.21, no SSLContext.load_verify_locations before 1.22)
+    manifest = {"mpy": {"version": 6, "sub": 1, "arch": None}}
+    why = flash.check_compatible(manifest, 6 | 1 << 8, "1.21.0")
+    assert why == ("the board runs MicroPython 1.21.0; Tether's board code needs 1.22 or later "
+                   "(asyncio, ssl.SSLContext): flash a newer MicroPython (--firmware)")
+    assert flash.check_compatible(manifest, 6 | 1 << 8, "1.22.0") is None
+    assert flash.check_compatible(manifest, 6 | 1 << 8, "1.29.0") is None
+
+
 @pytest.mark.parametrize("board_mpy, arch", [
     (MPY_6_3_XTENSAWIN, "xtensawin"),
     (6 | 1 << 8 | 10 << 10, None),     # bytecode: the loader checks only the version
