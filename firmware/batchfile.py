@@ -36,9 +36,10 @@ def _number(v):
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def encode(profile, lines, device_id=None):
+def encode(profile, lines, device_id=None, notes=None):
     """(schema, [batch bytes], rounded) for JSON-lines readings, cut into batches by the
-    profile's batch policy exactly as the agent's buffer cuts them."""
+    profile's batch policy exactly as the agent's buffer cuts them; notes: a list that gets
+    what the caller should tell, though the readings were taken."""
     schema = compiled.schema(profile)
     policy = profile["batch"]
     enc = compiled.encoder(profile, device_id, schema)
@@ -62,6 +63,11 @@ def encode(profile, lines, device_id=None):
                              % number)
         if not isinstance(name, str):
             raise InputError("line %d: n must be a channel name (text)" % number)
+        if abs(t) >= 1e11 and notes is not None and not notes:
+            # seconds: the year 5138; milliseconds: 1973 on. Taken (a batch carries any time a
+            # decoder reads back), but said: a millisecond epoch is a common slip
+            notes.append("line %d: t %g looks like milliseconds: t is Unix seconds (year %d)"
+                         % (number, t, 1970 + int(t / 31557600)))
         t_ms = round(t * 1000)
         if not -MAX_T_MS <= t_ms <= MAX_T_MS:
             raise InputError("line %d: t %g is out of range: a batch carries times within "
@@ -268,7 +274,8 @@ def cmd_encode(args):
         with f:
             lines = bounded.lines(f, MAX_READINGS_FILE, MAX_LINE, "a readings file",
                                   "a line of readings")
-            schema, batches, rounded = encode(profile, lines, args.device)
+            notes = []
+            schema, batches, rounded = encode(profile, lines, args.device, notes)
     except (InputError, bounded.TooLarge) as exc:
         print("tether encode: %s: %s" % (src, exc), file=sys.stderr)
         return 2
@@ -285,6 +292,8 @@ def cmd_encode(args):
     else:
         with open(args.output, "wb") as f:
             f.write(out)
+    for note in notes:
+        print("tether encode: %s: note: %s" % (src, note), file=sys.stderr)
     print("%d batches, %d bytes%s" % (len(batches), len(out),
           ", %d readings rounded to their resolution" % rounded if rounded else ""), file=sys.stderr)
     return 0
@@ -323,8 +332,10 @@ def cmd_decode(args):
         hint = ("; give its schema with --schema FILE or --db INGEST.sqlite"
                 if schemas.missing is not None else "")
         if _looks_like_text(data):
-            hint = ("; this is text (JSON?), not CBOR: `tether encode` makes a batch file of "
-                    "JSON-lines readings")
+            # alone: read as CBOR, text says nonsense ("ends 2482646927917135386 bytes early")
+            print("tether decode: %s: this is text (JSON?), not CBOR: `tether encode` makes a "
+                  "batch file of JSON-lines readings" % src, file=sys.stderr)
+            return 2
         print("tether decode: %s: %s%s" % (src, exc, hint), file=sys.stderr)
         return 2
     return 0

@@ -220,6 +220,19 @@ def test_encode_refuses_a_reading_it_cannot_encode_with_the_line_number(tmp_path
             "tether encode: %s: %s" % (readings, says))
 
 
+def test_encode_says_when_a_time_looks_like_milliseconds(tmp_path):
+    # {"t": 1764000000000} went in silently and came back as the year 57866
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1764000000, "n": "power", "v": 1}\n'
+                        '{"t": 1764000000000, "n": "power", "v": 2}\n'
+                        '{"t": 1764000001000, "n": "power", "v": 3}\n')
+    proc = tether("encode", "--profile", REFERENCE, readings, "-o", os.devnull)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        "tether encode: %s: note: line 2: t 1.764e+12 looks like milliseconds: t is Unix "
+        "seconds (year 57867)" % readings)
+
+
 @pytest.mark.parametrize("encoding", ["senml", "compact"])
 def test_encode_takes_times_up_to_what_decode_reads_back(tmp_path, encoding):
     readings = tmp_path / "r.jsonl"
