@@ -32,6 +32,16 @@ def test_the_defaults_are_compiled_into_the_sensors_insight(tmp_path):
         "utc_offset_min": 0}
 
 
+def test_check_says_the_forecast_a_reorder_comes_at_not_only_the_lead_time(tmp_path):
+    # "reorder 5d before empty" read as a reorder at a forecast of 5 days; it comes at 8-9.5
+    from firmware.profile.summary import insight
+    p, errors = compiled(tmp_path, "{type: consumable, lead_time: 5d, window: 28d}")
+    assert errors == []
+    assert insight(p["sensors"][0]) == (
+        "ink_k: consumable, lead time 5d: a reorder once the forecast is under 9.5d (8d while its "
+        "points span under 3 weeks), a fit over 28d")
+
+
 def test_bad_values_say_what_was_expected(tmp_path):
     for insight, message in (
             ("{type: consumable, empty: 60}",

@@ -89,14 +89,25 @@ def _plural(n, word):
     return "%s %s%s" % (shown(n), word, "" if n == 1 else "s")
 
 
+def _days(ms):
+    """9.5d, not 228h; under a day as a duration."""
+    return "%gd" % round(ms / 86400000.0, 1) if ms >= 86400000 else format_duration(int(ms))
+
+
 def insight(s):
     """One line of what a sensor's insight is set to: the figures a maker checks (a tariff in
     the wrong unit, a schedule off by an hour) before boards carry them."""
     i = s["insight"]
     kind = i["type"]
     if kind == "consumable":
-        text = "reorder %s before empty, a fit over %s" % (
-            shown(i["lead_time_ms"], format_duration), shown(i["window_ms"], format_duration))
+        # The lead time is not when it reorders: a forecast 1.9 x it (1.6 x while the rate is
+        # young) is ("reorder 5d before empty" read as a reorder at a forecast of 5 days)
+        from agent.insights.consumable import RESERVE, YOUNG
+        lead = i["lead_time_ms"]
+        text = "lead time %s: a reorder once the forecast is under %s (%s while its points " \
+               "span under 3 weeks), a fit over %s" % (
+                   shown(lead, format_duration), shown(lead, lambda v: _days(v * RESERVE)),
+                   shown(lead, lambda v: _days(v * YOUNG)), shown(i["window_ms"], format_duration))
     elif kind == "adherence":
         # The zone too: "08:00" is UTC unless device.utc_offset says otherwise, and a dose an
         # hour off passed unseen. A dose is late until `late` after it or until the next
