@@ -98,12 +98,23 @@ class Insights:
     def _emitter(self, sensor):
         def emit(t, event, value, fields):
             self.dirty = True  # what it has learned led to an event: worth saving now
-            once = getattr(self.detectors.get(sensor), "ONCE", None) or {}
-            if self.waiting:
-                # A new cartridge or supply: what waited for the old one is not needed.
-                for key in list(self.waiting):
-                    if key[0] == sensor and once.get(key[1]) == event:
-                        del self.waiting[key]
+            d = self.detectors.get(sensor)
+            once = getattr(d, "ONCE", None) or {}
+            for e in once:
+                if once[e] == event:
+                    # A new cartridge or supply: what waited for the old one is not needed,
+                    # and a snooze of the old one's reorder is not the new one's (it held the
+                    # next cartridge's reorder until 3 days before dry).
+                    self.waiting.pop((sensor, e), None)
+                    self.snoozed.pop((sensor, e), None)
+            first = (getattr(d, "RELEASE", None) or {}).get(event)
+            if first is not None and (sensor, first) in self.waiting:
+                # Out of ink with its reorder held by a snooze: the order is needed now, and
+                # `empty` says it was made (it said so of one that never left the device).
+                t0, v0, f0 = self.waiting.pop((sensor, first))
+                self.snoozed.pop((sensor, first), None)
+                self.sent += 1
+                self.events.emit(t0, True, first, sensor, STATE, v0, f0)
             key = (sensor, event)
             until = self.snoozed.get(key)
             if until is not None:

@@ -38,6 +38,8 @@ KIND = "consumable"
 EVENTS = ("forecast", "reorder", "empty", "cartridge_replaced")
 # Sent once per cartridge: held by a snooze, sent when it ends, unless a new cartridge came first.
 ONCE = {"reorder": "cartridge_replaced", "empty": "cartridge_replaced"}
+# `empty` sends a reorder a snooze holds first: the ink is needed now.
+RELEASE = {"empty": "reorder"}
 
 SLOT_MS = 6 * 3600000
 DAY_MS = 86400000
@@ -121,6 +123,7 @@ class Detector:
     KIND = KIND
     EVENTS = EVENTS
     ONCE = ONCE
+    RELEASE = RELEASE
 
     def __init__(self, cfg, emit):
         self.emit = emit
