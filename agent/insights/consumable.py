@@ -277,7 +277,13 @@ class Detector:
         the one-week slopes' percentiles), the shape set to those means; or None."""
         fit = self._fit(WEEK, 50, 1)
         if fit is None:
-            return None
+            # Every week broken by a cartridge standing empty (a busy office that runs each one
+            # dry in under a week): the means of each 6 h still hold the rate, and the band
+            # comes from the daily pairs. It stayed on the cold rule for good, and reordered a
+            # few hours before dry or never.
+            fit = self._fit(DAY, 50)
+            if fit is None:
+                return None
         pts = self.pts
         n = self.n
         last = self.slot
@@ -383,7 +389,7 @@ class Detector:
         if left < 0:
             left = 0
         days = self._days(left, rate, t)
-        low = self._days(left, hi, t)
+        low = self._days(left, hi, t) if hi > 0 else days   # a band of idle days only
         high = self._days(left, lo, t) if lo > 0 else None
         self.forecast = (days, rate)
         # The band as sent holds the forecast: the rate (means per 6 h of the week) can fall

@@ -217,3 +217,25 @@ def test_ack_reports_the_cartridge_it_is_about():
     Ink(40.0, 6.0).run(det, 3)
     got = det.ack("reorder")
     assert got == {"since": MONDAY, "reordered": True, "empty": False}
+
+
+def test_a_busy_office_that_runs_every_cartridge_dry_within_a_week_is_reordered_in_time():
+    # Each cartridge dry in 6 days and empty a day before its swap: every one-week pair spans
+    # an empty stretch, so no weekly fit ever came, and on the cold rule the ink was reordered
+    # a few hours before dry or never.
+    det, events = detector({"lead_time_ms": 5 * DAY})
+    ink = Ink(100.0, 25.0)             # 25 % a weekday: 4 weekdays a cartridge
+    cartridges = []
+    for _ in range(8):
+        put_in = ink.t
+        ink.run(det, 8)                # dry, then empty a few days
+        dry = [e[0] for e in named(events, "empty")]
+        sent = [e[0] for e in named(events, "reorder")]
+        cartridges.append((put_in, sent[0] if sent else None, dry[0]))
+        del events[:]                  # a small heap: the forecasts' fields add up
+        ink.level = 100.0              # the new cartridge
+    # Once the office's rate is known (two weeks): a cartridge shorter than the lead time is
+    # reordered as it goes in, the earliest there is.
+    late = [(p, r, d) for p, r, d in cartridges[3:] if r is None or r - p > 6 * HOUR]
+    assert not late, [(None if r is None else (r - p) / HOUR, (d - p) / DAY)
+                      for p, r, d in cartridges]
