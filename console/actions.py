@@ -158,7 +158,12 @@ def _since_reorder(db, a, now_ms):
                  "ORDER BY t_first DESC LIMIT 1", (a["device"], a["sensor"]))
     if row is not None and _is_number(row[0]):
         f["level_now"] = row[0]
-    if _is_number(f.get("days")):
+    rate = f.get("rate_per_day")
+    if "level_now" in f and _is_number(rate) and rate > 0:
+        # the ink there is at the rate the device forecast with: the days since alone ran on
+        # past empty ("2.2 % left, about -4.7 days to empty")
+        f["days_now"] = round(max(f["level_now"], 0) / rate, 1)
+    elif _is_number(f.get("days")):
         f["days_now"] = round(f["days"] - (now_ms - a["t_ms"]) / DAY_MS, 1)
     now = []
     if "level_now" in f:

@@ -101,6 +101,23 @@ def test_a_reorder_row_shows_the_level_now_and_sorts_by_the_days_left_now(tmp_pa
     assert shown[1]["evidence"].endswith("; now about 5.1 days to empty")
 
 
+def test_a_reorder_rows_days_left_now_are_the_level_now_at_the_forecasts_rate(tmp_path):
+    # "now 2.2 % left, about -4.7 days to empty": the reorder's days less the days since ran
+    # on past empty while ink was left
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - 12 * DAY, "reorder", "ink_k", 7.3, days=7.3, level=40.0,
+            rate_per_day=4.0)
+    db.begin()
+    db.execute("INSERT INTO channel_batches (device, channel, t_first, seq, v_first, t_low, "
+               "v_low, t_high, v_high, t_last, v_last) VALUES ('printer-1', 'ink_k', ?, 9, 2.4, "
+               "?, 2.2, ?, 2.4, ?, 2.2)", (NOW - 600000, NOW - 1000, NOW - 600000, NOW - 1000))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    shown = actions.needed(database, rows, NOW)
+    assert shown[0]["evidence"].endswith("; now 2.2 % left, about 0.6 days to empty")
+
+
 def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
     db = make_db(tmp_path / "f.sqlite")
     insight(db, "printer-1", 1, NOW - 3 * DAY, "reorder", "ink_k", 2.0, days=2.0, level=3.0)
