@@ -113,7 +113,7 @@ def test_a_watch_that_measures_no_cycle_misses_its_line():
     blind = Unit("f", truth, [figured(1000, 2000, None), figured(3000, 4000, None),
                               report(DAY, 0)], {})
     got = by_name(score([blind]))
-    assert got["whole cycles measured by the watch"] == (0.0, False)
+    assert got["whole cycles the watch measured"] == (0.0, False)
     seeing = Unit("f", truth, [figured(1000, 2000, None), figured(3000, 4000, 4.5),
                                figured(5000, 6000, None, gap=True), report(DAY, 0)], {})
-    assert by_name(score([seeing]))["whole cycles measured by the watch"] == (0.5, True)
+    assert by_name(score([seeing]))["whole cycles the watch measured"] == (0.5, True)

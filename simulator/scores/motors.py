@@ -141,8 +141,8 @@ def score(units):
     # maker finds out here, not when no unit ever raises maintenance_due.
     n, hit = out["figured"]
     if n:
-        lines.append(("whole cycles measured by the watch (of %d): none, and maintenance_due "
-                      "can never be raised" % n, hit / n, "> 0", hit > 0))
+        lines.append(("whole cycles the watch measured (of %d; with none, maintenance_due can "
+                      "never be raised)" % n, hit / n, "> 0", hit > 0))
     n, hit = out["named"]
     if n:
         lines.append(("washes named the programme they ran (of %d found)" % n, hit / n,
