@@ -175,6 +175,12 @@ class Insights:
             out = {"sensor": sensor, "event": event, "acked": True,
                    "effect": ack(event) if ack is not None else None}
         elif action == "snooze":
+            once = getattr(d, "ONCE", None) or {}
+            ends = sorted([e for e in once if event is not None and once[e] == event])
+            if ends:
+                # held, it never re-armed the supply's events for the cloud: the old reorder
+                # row stayed up and the new cartridge's looked like a second one
+                raise ValueError("%s ends %s: it cannot be snoozed" % (event, " and ".join(ends)))
             if until is None:
                 self.snoozed.pop((sensor, event), None)
             else:

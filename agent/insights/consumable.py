@@ -176,7 +176,8 @@ class Detector:
         if not self.ran_out and level <= self.empty:
             self.ran_out = True
             self.emit(t, "empty", _pct(level), {"level": _pct(level),
-                                                "reordered": self.reordered})
+                                                "reordered": self.reordered,
+                                                "since": self.since})
 
     def _swap(self, t, lv):
         """A new cartridge: the level starts again at once, the office's rate of use carries on
@@ -419,7 +420,8 @@ class Detector:
                 "days": round(days, 2), "low_days": round(band_low, 2),
                 "high_days": None if band_high is None else round(band_high, 2),
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
-                "lead_days": round(self.lead_ms / DAY_MS, 2), "weekly": weekly})
+                "lead_days": round(self.lead_ms / DAY_MS, 2), "weekly": weekly,
+                "since": self.since})   # the cartridge's: an order system's key for it
 
     # -- across a reboot ----------------------------------------------------------------------
     def snapshot(self):

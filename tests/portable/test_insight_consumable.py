@@ -217,6 +217,8 @@ def test_ack_reports_the_cartridge_it_is_about():
     Ink(40.0, 6.0).run(det, 3)
     got = det.ack("reorder")
     assert got == {"since": MONDAY, "reordered": True, "empty": False}
+    # the reorder names the same cartridge: an order system's key (device, sensor, since)
+    assert named(events, "reorder")[0][3]["since"] == MONDAY
 
 
 def test_a_busy_office_that_runs_every_cartridge_dry_within_a_week_is_reordered_in_time():

@@ -59,3 +59,17 @@ def test_a_snooze_of_one_cartridges_reorder_does_not_hold_the_next_ones():
     events = [e for _, e, _ in sink.got]
     assert events == ["reorder", "cartridge_replaced", "reorder"], events
     assert ins.snoozed == {} and ins.held == 0
+
+
+def test_the_event_that_ends_a_supply_cannot_be_snoozed():
+    # A snoozed cartridge_replaced was dropped for good: the old reorder row stayed up and the
+    # new cartridge's reorder looked like a second one for the same cartridge.
+    ins = Insights(Sink(), [INK])
+    try:
+        ins.command("ink_k", "snooze", "cartridge_replaced", DAY0 + DAY)
+    except ValueError as exc:
+        assert str(exc) == "cartridge_replaced ends empty and reorder: it cannot be snoozed", (
+            str(exc))
+    else:
+        raise AssertionError("a snooze of cartridge_replaced was taken")
+    assert ins.snoozed == {}
