@@ -143,3 +143,13 @@ def compiles(tmp_path, text):
 def test_a_currency_with_a_control_character_is_refused(tmp_path):
     assert errors_of(tmp_path, SENSOR % '{type: energy, currency: "E\\tR"}')[0].endswith(
         "expected a currency of 1 to 8 printable characters like 'EUR', got 'E\tR'")
+
+
+def test_a_programme_whose_energy_is_in_kwh_is_said_so(tmp_path):
+    # energy: 0.34 (kWh written for Wh) passed check: 0.5 W over 42 min, a cycle no wash makes
+    got = errors_of(tmp_path, SENSOR % (
+        "{type: energy, programmes: [{name: eco, duration: 42min, energy: 0.34}]}"))
+    assert len(got) == 1 and got[0].endswith(
+        "programmes[0].energy: expected the energy of a cycle in Wh: 0.34 over 42min is "
+        "0.486 W on average, under standby_below (5 W), so no cycle could match it (kWh? 0.34 "
+        "kWh is 340 Wh), got 0.34"), got

@@ -1,10 +1,10 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
 from agent.insights.energy import MAX_INTERVAL_MS, MOST, Z_CLIP, single_spike_limit
-from firmware.profile.errors import Invalid, at, expected
+from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
                                     number, section, text)
-from firmware.profile.units import DAY, HOUR, MINUTE, SECOND
+from firmware.profile.units import DAY, HOUR, MINUTE, SECOND, format_duration
 
 # What the maintenance chart watches, per cycle (docs/insights/energy.md): energy (Wh) and peak
 # (W) as they are; reversal, a drum motor's reversal spike over its turning power; capacity, a
@@ -61,6 +61,20 @@ def check(ctx, node, out):
             "maintenance_due" % single_spike_limit(out["drift_k"]), where)))
     if "motor_lo_w" in out and "motor_hi_w" in out and out["motor_lo_w"] >= out["motor_hi_w"]:
         _below(ctx, node, "motor_above", out["motor_lo_w"], "motor_below", out["motor_hi_w"])
+    programmes = node.value.get("programmes")
+    if "off_w" in out and programmes is not None and programmes.tag == "seq":
+        for p, pn in zip(out.get("programmes") or (), programmes.value):
+            if not (p and "energy_wh" in p and "duration_ms" in p and pn.tag == "map"):
+                continue  # refused on its own already
+            mean = p["energy_wh"] * 3600000.0 / p["duration_ms"]
+            if mean < out["off_w"] and "energy" in pn.value:
+                # a cycle draws at least standby_below the while: no cycle could match it
+                where = pn.value["energy"]
+                ctx.problems.append(at(where, expected(
+                    "the energy of a cycle in Wh: %s over %s is %.3g W on average, under "
+                    "standby_below (%s W), so no cycle could match it (kWh? %s kWh is %s Wh)"
+                    % (shown(where), format_duration(p["duration_ms"]), mean, out["off_w"],
+                       shown(where), "%g" % (p["energy_wh"] * 1000)), where)))
 
 
 def _below(ctx, node, low, low_w, high, high_w):
