@@ -153,3 +153,10 @@ def test_a_programme_whose_energy_is_in_kwh_is_said_so(tmp_path):
         "programmes[0].energy: expected the energy of a cycle in Wh: 0.34 over 42min is "
         "0.486 W on average, under standby_below (5 W), so no cycle could match it (kWh? 0.34 "
         "kWh is 340 Wh), got 0.34"), got
+
+
+def test_a_grid_intensity_in_kg_is_said_so(tmp_path):
+    got = errors_of(tmp_path, SENSOR % "{type: energy, grid_intensity: 0.04}")
+    assert len(got) == 1 and got[0].endswith(
+        "grid_intensity: expected grams of CO2 per kWh (a grid's are 10-1200; 0.04 kg is 40 g), "
+        "got 0.04"), got

@@ -61,6 +61,13 @@ def check(ctx, node, out):
             "maintenance_due" % single_spike_limit(out["drift_k"]), where)))
     if "motor_lo_w" in out and "motor_hi_w" in out and out["motor_lo_w"] >= out["motor_hi_w"]:
         _below(ctx, node, "motor_above", out["motor_lo_w"], "motor_below", out["motor_hi_w"])
+    g = out.get("co2_g_per_kwh")
+    if g is not None and 0 < g < 1 and node.value.get("grid_intensity") is not None:
+        # no grid runs under 1 g a kWh (hydro, nuclear: 10-30): kg for g
+        where = node.value["grid_intensity"]
+        ctx.problems.append(at(where, expected(
+            "grams of CO2 per kWh (a grid's are 10-1200; %s kg is %g g)"
+            % (shown(where), g * 1000), where)))
     programmes = node.value.get("programmes")
     if "off_w" in out and programmes is not None and programmes.tag == "seq":
         for p, pn in zip(out.get("programmes") or (), programmes.value):
