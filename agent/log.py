@@ -193,18 +193,20 @@ class Log:
             elif name.endswith(".tmp"):
                 self.store.remove(name)
         numbers.sort()
-        before = None
+        sealed = False
         for n in numbers:
             seg = Segment(n)
+            last = self.last_seq        # the newest good batch before this segment
             self._scan(seg, replay)
-            if before is not None and before.sealed and before.last_seq + 1 < seg.first_seq:
-                # A corrupt record inside the log (not a torn end): the batches between are
-                # gone unsent as far as anyone can tell, so a resend says dropped, not lost at
-                # the broker; how many readings they held is gone with them.
-                for seq in range(before.last_seq + 1, seg.first_seq):
-                    if seq > self.acked:
+            if sealed and last >= 0 and last + 1 < seg.first_seq:
+                # A corrupt record inside the log (not a torn end, whose seq the next batch
+                # takes): the batches between are gone unsent as far as anyone can tell, so a
+                # resend says dropped, not lost at the broker; how many readings they held is
+                # gone with them. Remembered once, not again at every start.
+                for seq in range(max(last, self.acked) + 1, seg.first_seq):
+                    if not [r for r in self.dropped_ranges if r[0] <= seq <= r[1]]:
                         self._remember_dropped(seq)
-            before = seg
+            sealed = seg.sealed or (sealed and seg.first_seq < 0)
         if self.segments:
             self.dead = max(self.dead, self.segments[0].number - 1)
         if self.ack_pos is None:  # _scan found no acked batch

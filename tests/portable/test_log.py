@@ -7,7 +7,7 @@ MICROPYTHON_HEAP = "96k"  # the power-cut test holds 40 batches twice over in it
 from agent.log import BATCH, HEAD, MAX_RECORD, READINGS, frame, records
 from agent.store import FileStore, RamStore
 from cutstore import CutStore, PowerCut
-from logkit import REC, add, both_stores, drain, new_log, opened, seqs
+from logkit import REC, add, both_stores, drain, fake, new_log, opened, seqs
 from support import raises, tmpdir
 
 
@@ -313,6 +313,31 @@ def test_batches_lost_to_a_corrupt_record_inside_the_log_are_told_as_dropped_not
     assert log.open() == 3 * REC
     assert [s for s, _ in drain(log)] == [0, 4, 5, 6, 7]
     assert log.classify(0, 7)[:3] == ([[0, 0], [4, 7]], [], [[1, 3]])
+    log.close()
+    log = new_log(store)
+    log.open()                           # remembered once, not again at every start
+    assert log.dropped_ranges == [[1, 3]]
+
+
+def test_a_torn_first_record_of_a_segment_marks_nothing_dropped():
+    # The common power cut: the first record of a new segment torn. Its seq goes to the next
+    # batch, and the batches before it were marked dropped (unacked ones still held too), one
+    # range more at every start.
+    store = RamStore()
+    log = opened(store)
+    for seq in range(4):
+        add(log, seq)
+    assert log.ack(log.next_batch()[0]) and log.ack(log.next_batch()[0])
+    log.close()
+    store.append("00000001.seg", frame(BATCH, [b"\x0a\x00", fake(4)])[:5])   # torn
+    for again in range(3):
+        log = new_log(store)
+        log.open()
+        if again == 0:
+            for seq in range(4, 7):
+                add(log, seq)
+        assert log.dropped_ranges == [], log.dropped_ranges
+        log.close()
 
 
 def test_a_deletion_cut_between_state_and_file_removal_is_finished_at_open():
