@@ -137,13 +137,13 @@ class Buffer:
         from agent import schema_change
         return schema_change.needed(self)
 
-    def schema_of(self, seq):
-        """The earlier profile's schema document batch seq was made under, or None: the uplink
-        publishes it before the batch when it is sent again on request."""
+    def kept_schemas(self):
+        """The earlier profiles' schema documents that batches the log holds were made under:
+        the uplink publishes them before a batch it sends again on request."""
         if _EARLIER not in self.store.names():
-            return None
+            return ()
         from agent import schema_change
-        return schema_change.of(self, seq)
+        return schema_change.kept(self)
 
     def _replay_rows(self, payload, skip):
         synced, base, _, count = struct.unpack_from(_ROWS_HEAD, payload, 0)

@@ -27,7 +27,9 @@ def retire(buf, old):
     anywhere in here: the next start finds the same old document (the buffer replaces it last)
     and no rows, and records the same."""
     last = buf.seq - 1  # the last batch made under old
-    if buf.encoder.compact is not None and last > buf.log.acked:
+    oldest = buf.log.oldest()
+    # kept while the log holds one made under it, acknowledged or not: a resend may ask
+    if buf.encoder.compact is not None and oldest is not None and last >= oldest:
         kept = [(s, d) for s, d in _read(buf.store) if d != old]
         kept.append((last, old))
         _write(buf.store, kept)
@@ -44,12 +46,12 @@ def needed(buf):
     return [d for s, d in held if s > buf.log.acked]
 
 
-def of(buf, seq):
-    """The document kept that batch seq was made under, or None (the profile's own)."""
-    for s, d in _read(buf.store):   # in the order made: each covers the seqs up to its own
-        if seq <= s:
-            return d
-    return None
+def kept(buf):
+    """Every document kept (a batch the log holds was made under each): the uplink publishes
+    them before a batch sent again on request. Which one a batch needs only its schema id says,
+    and an earlier profile's range is known only while it is kept: so all, a few hundred bytes."""
+    needed(buf)     # forgets those no batch the log holds was made under
+    return [d for _, d in _read(buf.store)]
 
 
 def _read(store):

@@ -86,7 +86,7 @@ class Uplink:
         self.inflight = {}       # packet id -> (kind, seq, a repair)
         self.repairs = []        # [kind, from, to] waiting to be re-sent, oldest first
         self.early = []          # PUBACKs that came while their publish() was still running
-        self.told = None         # the earlier schema document published last (a repair's)
+        self.told = False        # the earlier profiles' schema documents published (a repair's)
         self.sent = [-1, -1]     # highest seq ever published, per kind: a lower one is a re-send
         self.health_now = False  # report_health() was called
         self.wakeup = asyncio.Event()
@@ -139,7 +139,7 @@ class Uplink:
                     self.reconnects += 1
                 await client.publish(self.topics.status, ONLINE, 1, True)
                 await client.subscribe(self.topics.cmd, 1)
-                self.told = None
+                self.told = False
                 if self.schema is not None:
                     # not retained: the profile's own stays the topic's retained one
                     for doc in self.buffer.earlier_schemas():
@@ -257,13 +257,13 @@ class Uplink:
                     return
                 kind, seq, data = item
                 repair = True
-                if kind == _BATCH and self.schema is not None:
-                    # made under an earlier profile: its document first (it was published
-                    # unretained before the batch the first time, and may be lost with it)
-                    doc = self.buffer.schema_of(seq)
-                    if doc is not None and doc != self.told:
+                if kind == _BATCH and self.schema is not None and not self.told:
+                    # one made under an earlier profile needs that document, published
+                    # unretained the first time and maybe lost with the batch: those kept, once
+                    # a connection, before the first batch sent again
+                    self.told = True
+                    for doc in self.buffer.kept_schemas():
                         await client.publish(self.topics.schema, doc, 1, False)
-                        self.told = doc
             else:
                 seq, data = item
             if not self.inflight:

@@ -528,17 +528,39 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_whi
         buf.ack(1)
         assert buf.earlier_schemas() == []
         # kept while the log holds a batch made under it: a resend publishes it first
-        assert buf.schema_of(1) == old.to_cbor() and buf.schema_of(2) is None
+        assert buf.kept_schemas() == [old.to_cbor()]
         buf.log.close()
         buf = reopened(new)             # the same profile again: nothing more to keep
-        assert buf.earlier_schemas() == [] and buf.schema_of(0) == old.to_cbor()
+        assert buf.earlier_schemas() == [] and buf.kept_schemas() == [old.to_cbor()]
         while buf.log.oldest() <= 1:     # the log made room: no batch made under it is left
             K.append(buf, 9)
             buf.cut()
             del buf.log.formed[:]       # the test log's record of them: not on a small heap
-        assert buf.earlier_schemas() == [] and "schemas" not in buf.store.names()
-        assert buf.schema_of(1) is None
+        assert not buf.kept_schemas() and "schemas" not in buf.store.names()
         buf.log.close()
+
+
+def test_a_profile_changed_with_every_batch_acknowledged_keeps_the_old_schema_for_resends():
+    # Only a document some unacknowledged batch needed was kept: a resend of an acknowledged
+    # batch of the old profile went out with no document that could decode it.
+    from agent import batch
+    from agent.buffer import Buffer
+    from agent.schema import Schema
+    old = K.schema()
+    new = Schema([("z", "", 1, 0)] + K.CHANNELS)
+    store = RamStore()
+    buf = opened(store, ram_readings=1)
+    for i in range(5):
+        K.append(buf, i)
+    buf.cut()
+    for seq, _ in K.drain(buf):
+        buf.ack(seq)
+    buf.close()
+    lg = K.RecordingLog(store, 16384, 1024, batch.seq_of)
+    buf = Buffer(lg, batch.Encoder("dev-1", new, "compact", False, 256, 24), 24, 600000, 1,
+                 60000)
+    buf.open()
+    assert buf.earlier_schemas() == [] and buf.kept_schemas() == [old.to_cbor()]
 
 
 def test_old_rows_cut_into_several_batches_keep_the_old_schema_until_the_last_is_acked():

@@ -477,6 +477,11 @@ def test_a_repaired_batch_of_an_earlier_profile_goes_out_behind_its_schema_docum
         got = [(t.rsplit("/", 1)[1], p if t.endswith("/schema") else batch.seq_of(p))
                for _, t, p, q, r, d in c.sent[n:]]
         assert got == [("schema", b"old-schema"), ("batch", 1), ("batch", 2), ("batch", 3)]
+        n = len(c.sent)
+        assert up.repair("batch", [[0, 0]])   # once a connection: not again
+        await settle()
+        await publish_all_and_ack(up, c)
+        assert [t.rsplit("/", 1)[1] for _, t, p, q, r, d in c.sent[n:]] == ["batch"]
         await up.stop()
         await task
     run(main())
