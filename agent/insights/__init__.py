@@ -100,13 +100,16 @@ class Insights:
             self.dirty = True  # what it has learned led to an event: worth saving now
             d = self.detectors.get(sensor)
             once = getattr(d, "ONCE", None) or {}
+            renew = event == getattr(d, "RENEW", None)
             for e in once:
                 if once[e] == event:
                     # A new cartridge or supply: what waited for the old one is not needed,
-                    # and a snooze of the old one's reorder is not the new one's (it held the
-                    # next cartridge's reorder until 3 days before dry).
+                    # and a snooze of a cartridge's reorder is not the next one's (it held the
+                    # next cartridge's reorder until 3 days before dry). A bottle's `refilled`
+                    # (a pill put back too) leaves its refill snooze alone.
                     self.waiting.pop((sensor, e), None)
-                    self.snoozed.pop((sensor, e), None)
+                    if renew:
+                        self.snoozed.pop((sensor, e), None)
             first = (getattr(d, "RELEASE", None) or {}).get(event)
             if first is not None and (sensor, first) in self.waiting:
                 # Out of ink with its reorder held by a snooze: the order is needed now, and
@@ -175,12 +178,10 @@ class Insights:
             out = {"sensor": sensor, "event": event, "acked": True,
                    "effect": ack(event) if ack is not None else None}
         elif action == "snooze":
-            once = getattr(d, "ONCE", None) or {}
-            ends = sorted([e for e in once if event is not None and once[e] == event])
-            if ends:
-                # held, it never re-armed the supply's events for the cloud: the old reorder
-                # row stayed up and the new cartridge's looked like a second one
-                raise ValueError("%s ends %s: it cannot be snoozed" % (event, " and ".join(ends)))
+            if until is not None and event is not None and event == getattr(d, "RENEW", None):
+                # held, it never told the cloud of the new cartridge: the old reorder row
+                # stayed up and the new cartridge's reorder looked like a second one
+                raise ValueError("%s starts a new supply: it cannot be snoozed" % event)
             if until is None:
                 self.snoozed.pop((sensor, event), None)
             else:
@@ -284,8 +285,9 @@ class Insights:
         snoozed = doc.get("snoozed")
         for item in snoozed if isinstance(snoozed, list) else ():
             if (isinstance(item, list) and len(item) == 3 and item[0] in self.detectors
-                    and item[1] in self.detectors[item[0]].EVENTS and isinstance(item[2], int)):
-                self.snoozed[(item[0], item[1])] = item[2]
+                    and item[1] in self.detectors[item[0]].EVENTS and isinstance(item[2], int)
+                    and item[1] != getattr(self.detectors[item[0]], "RENEW", None)):
+                self.snoozed[(item[0], item[1])] = item[2]   # one an older version took: not
         waiting = doc.get("waiting")
         for item in waiting if isinstance(waiting, list) else ():
             # What waited for a detector that starts afresh is judged again by it.

@@ -40,6 +40,9 @@ EVENTS = ("forecast", "reorder", "empty", "cartridge_replaced")
 ONCE = {"reorder": "cartridge_replaced", "empty": "cartridge_replaced"}
 # `empty` sends a reorder a snooze holds first: the ink is needed now.
 RELEASE = {"empty": "reorder"}
+# A new cartridge: the snoozes of the old one's reorder and empty end with it, and it is never
+# held itself (agent/insights/__init__.py).
+RENEW = "cartridge_replaced"
 
 SLOT_MS = 6 * 3600000
 DAY_MS = 86400000
@@ -124,6 +127,7 @@ class Detector:
     EVENTS = EVENTS
     ONCE = ONCE
     RELEASE = RELEASE
+    RENEW = RENEW
 
     def __init__(self, cfg, emit):
         self.emit = emit

@@ -106,6 +106,9 @@ def test_what_waited_for_a_snooze_is_dropped_once_it_is_not_needed():
     ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)
     seen = low_bottle(ins, DAY0 + 7 * HOUR, DAY0 + 22 * HOUR, count=69.0)
     assert [e for _, e in seen] == ["dose_taken", "refilled"] and ins.waiting == {}
+    # the snooze stays: `refilled` comes of a pill put back too, and the bottle still low would
+    # have said refill_needed again at once
+    assert list(ins.snoozed) == [("pills", "refill_needed")]
     # Acknowledged while it waited: someone acted on it.
     ins = Insights(Sink(), sensors())
     ins.command("pills", "snooze", "refill_needed", DAY0 + 20 * HOUR)

@@ -68,8 +68,21 @@ def test_the_event_that_ends_a_supply_cannot_be_snoozed():
     try:
         ins.command("ink_k", "snooze", "cartridge_replaced", DAY0 + DAY)
     except ValueError as exc:
-        assert str(exc) == "cartridge_replaced ends empty and reorder: it cannot be snoozed", (
+        assert str(exc) == "cartridge_replaced starts a new supply: it cannot be snoozed", (
             str(exc))
     else:
         raise AssertionError("a snooze of cartridge_replaced was taken")
     assert ins.snoozed == {}
+    ins.command("ink_k", "snooze", "cartridge_replaced", None)   # ending one is fine
+
+
+def test_a_snooze_of_a_new_cartridge_saved_by_an_older_version_is_not_restored():
+    from agent.store import RamStore
+    ins = Insights(Sink(), [INK])
+    ins.snoozed[("ink_k", "cartridge_replaced")] = DAY0 + 60 * DAY   # as an older one took it
+    ins.snoozed[("ink_k", "forecast")] = DAY0 + 60 * DAY
+    store = RamStore()
+    ins.save(store)
+    again = Insights(Sink(), [INK])
+    again.load(store)
+    assert again.snoozed == {("ink_k", "forecast"): DAY0 + 60 * DAY}
