@@ -70,8 +70,9 @@ class Buffer:
 
     def open(self, doc=None):
         """Reads the log and the journal back. Batches stay queued for the uplink; readings
-        that were journaled but not yet batched return to RAM. Returns the bytes found torn or
-        corrupt (the tail that a power cut interrupted), which are discarded."""
+        that were journaled but not yet batched become batches of their own (doc: the schema
+        document the agent made, else the encoder's). Returns the bytes found torn or corrupt
+        (the tail that a power cut interrupted), which are discarded."""
         journal = []
         tag = None
         # Its size only: records() reads it piece by piece, and a whole copy would be a large
@@ -122,10 +123,10 @@ class Buffer:
                     self.encoder.use(now)
             self.store.remove(_JOURNAL)
         self.log.new_boot()
+        if changed:
+            from agent import schema_change
+            schema_change.retire(self, old)
         if old != doc:
-            if changed:
-                from agent import schema_change
-                schema_change.retire(self, old)
             self.store.replace(_SCHEMA, doc)
         return discarded
 

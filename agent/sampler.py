@@ -91,6 +91,12 @@ class Channel:
         return s[k // 2] if k % 2 else (s[k // 2 - 1] + s[k // 2]) / 2
 
 
+def described(exc):
+    """A sensor's failure in words: a driver's SensorError as it says itself; an exception no
+    driver meant (a bug, a bus error it did not expect) with its type ("IndexError: ...")."""
+    return str(exc) if hasattr(exc, "kind") else "%s: %s" % (type(exc).__name__, exc)
+
+
 class Sampler:
     def __init__(self, clock, buffer, events, channels):
         self.clock = clock
@@ -158,9 +164,7 @@ class Sampler:
         c.due = now + min(delay, max(c.interval_ms, _MAX_BACKOFF_MS))
         if c.failing is None:
             t, synced = self.clock.now()
-            # an exception no driver meant (a bug, a bus error it did not expect) names its type
-            self._emit(t, synced, "sensor_error", c, RAISED, None, str(exc) if hasattr(
-                exc, "kind") else "%s: %s" % (type(exc).__name__, exc))
+            self._emit(t, synced, "sensor_error", c, RAISED, None, described(exc))
         c.failing = kind
 
     def _take(self, c, v, confident, t, synced):

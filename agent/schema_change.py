@@ -35,23 +35,27 @@ def retire(buf, old):
         _write(buf.store, kept)
 
 
-def needed(buf):
-    """The documents kept that batches not yet acknowledged need; forgets those no batch the log
-    holds was made under."""
+def _held(buf):
+    """[(last seq, document)] kept that a batch the log holds was made under; forgets the
+    others."""
     kept = _read(buf.store)
     oldest = buf.log.oldest()
     held = [(s, d) for s, d in kept if oldest is not None and s >= oldest]
     if len(held) != len(kept):
         _write(buf.store, held)
-    return [d for s, d in held if s > buf.log.acked]
+    return held
+
+
+def needed(buf):
+    """The documents kept that batches not yet acknowledged need."""
+    return [d for s, d in _held(buf) if s > buf.log.acked]
 
 
 def kept(buf):
-    """Every document kept (a batch the log holds was made under each): the uplink publishes
-    them before a batch sent again on request. Which one a batch needs only its schema id says,
-    and an earlier profile's range is known only while it is kept: so all, a few hundred bytes."""
-    needed(buf)     # forgets those no batch the log holds was made under
-    return [d for _, d in _read(buf.store)]
+    """Every document kept: the uplink publishes them before a batch sent again on request.
+    Which one a batch needs only its schema id says, and an earlier profile's range is known
+    only while it is kept: so all, a few hundred bytes."""
+    return [d for _, d in _held(buf)]
 
 
 def _read(store):

@@ -11,6 +11,7 @@ import time
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
 from firmware.profile.units import DAY
+from agent.sampler import described
 from hal.board import drivers
 
 
@@ -76,8 +77,7 @@ def read_round(profile, sources, out, ready):
         got = results[id(src)]
         if isinstance(got, Exception):
             failed += 1
-            out.write("  %-*s  ERROR %s\n" % (width, s["name"], got if hasattr(got, "kind") else
-                                                "%s: %s" % (type(got).__name__, got)))
+            out.write("  %-*s  ERROR %s\n" % (width, s["name"], described(got)))
         elif s["quantity"] not in got:
             failed += 1
             out.write("  %-*s  ERROR %s gave no %s\n" % (width, s["name"], s["driver"],

@@ -114,10 +114,7 @@ class Insights:
             if first is not None and (sensor, first) in self.waiting:
                 # Out of ink with its reorder held by a snooze: the order is needed now, and
                 # `empty` says it was made (it said so of one that never left the device).
-                t0, v0, f0 = self.waiting.pop((sensor, first))
-                self.snoozed.pop((sensor, first), None)
-                self.sent += 1
-                self.events.emit(t0, True, first, sensor, STATE, v0, f0)
+                self._send_waiting((sensor, first))
             key = (sensor, event)
             until = self.snoozed.get(key)
             if until is not None:
@@ -138,11 +135,15 @@ class Insights:
         for key in list(self.waiting):
             until = self.snoozed.get(key)
             if until is None or t >= until:
-                t0, value, fields = self.waiting.pop(key)
-                self.snoozed.pop(key, None)
-                self.sent += 1
-                self.dirty = True
-                self.events.emit(t0, True, key[1], key[0], STATE, value, fields)
+                self._send_waiting(key)
+
+    def _send_waiting(self, key):
+        """Sends what waited for a snooze, as it was judged, and ends the snooze."""
+        t0, value, fields = self.waiting.pop(key)
+        self.snoozed.pop(key, None)
+        self.sent += 1
+        self.dirty = True
+        self.events.emit(t0, True, key[1], key[0], STATE, value, fields)
 
     def feeder(self, name):
         """fn(t, value, synced) for the sampler, or None when the sensor has no insight."""

@@ -97,11 +97,16 @@ def _points(x, most, what):
     return _fields(x, "n" * len(x), what)
 
 
+def currency_ok(v):
+    """1-8 printable characters: it goes in every report a dashboard shows (the profile's rule
+    too, firmware/profile/insights/energy.py)."""
+    return isinstance(v, str) and 1 <= len(v) <= 8 and not [
+        c for c in v if c < " " or c == "\x7f"]
+
+
 def _setting(key, v):
     if key == "currency":
-        # printable: it goes in every report a dashboard shows
-        if not isinstance(v, str) or not 1 <= len(v) <= 8 or [c for c in v if c < " " or (
-                c == "\x7f")]:
+        if not currency_ok(v):
             raise ValueError("currency: expected a short text like 'EUR', got %s" % short(v))
         return v
     return _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",

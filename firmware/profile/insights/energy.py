@@ -1,6 +1,7 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
-from agent.insights.energy import MAX_INTERVAL_MS, MOST, Z_CLIP, single_spike_limit
+from agent.insights.energy import (MAX_INTERVAL_MS, MOST, Z_CLIP, currency_ok,
+                                   single_spike_limit)
 from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
                                     number, section, text)
@@ -23,7 +24,7 @@ def signature(ctx, node):
 def currency(ctx, node):
     """1 to 8 characters, as the insight command's `set` takes it: it goes in every report."""
     value = text(ctx, node)
-    if not 1 <= len(value) <= 8 or [c for c in value if c < " " or c == "\x7f"]:
+    if not currency_ok(value):
         raise Invalid(expected("a currency of 1 to 8 printable characters like 'EUR'", node))
     return value
 
