@@ -25,9 +25,13 @@ def rows_of(db, sql, args=()):
         conn.close()
 
 
+# console.js sets it once a page is drawn; a page between two documents has no body yet
+READY = "document.body !== null && document.body.dataset.ready === '1'"
+
+
 def ready(page, path):
     page.goto(path)
-    page.wait_for_function("document.body.dataset.ready === '1'")
+    page.wait_for_function(READY)
 
 
 def test_actions_page_lists_the_reorders_and_missed_doses_the_database_holds(
@@ -77,14 +81,17 @@ def test_fleet_page_shows_every_device_and_sorts_and_filters(simulated_fleet, pa
         assert dict((d, s) for d, s, _ in table) == devices
         assert [d for d, _, _ in table] == sorted(devices)
         assert all(model for _, _, model in table), "every device reports its model"
-        page.click("th a[data-sort=device]")  # sorted already: the other way
-        page.wait_for_function("document.body.dataset.ready === '1'")
+        # A navigation: waited for, or the old page's flag answers (or, mid-way, no body)
+        with page.expect_navigation():
+            page.click("th a[data-sort=device]")  # sorted already: the other way
+        page.wait_for_function(READY)
         order = page.eval_on_selector_all("#fleet-table tbody tr", "rows => rows.map(r => "
                                                                    "r.dataset.device)")
         assert order == sorted(devices, reverse=True)
         page.fill("input[name=q]", "printer")
-        page.click("#filter button")
-        page.wait_for_function("document.body.dataset.ready === '1'")
+        with page.expect_navigation():
+            page.click("#filter button")
+        page.wait_for_function(READY)
         shown = page.eval_on_selector_all("#fleet-table tbody tr", "rows => rows.map(r => "
                                                                    "r.dataset.device)")
     assert sorted(shown) == sorted(d for d in devices if "printer" in d)
