@@ -8,6 +8,12 @@
 from agent import batch, cbor
 
 
+def log_bytes(buffer_bytes):
+    """The bound of the events' log: a sixteenth of the buffer's, at least 8 KiB (apart from it:
+    events are rare and small, and a full readings log must not push them out)."""
+    return max(8192, buffer_bytes // 16)
+
+
 class Events:
     """Appends events to their own Log, durably, one at a time (they are rare)."""
 

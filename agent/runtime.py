@@ -10,13 +10,12 @@ import asyncio
 import gc
 
 from agent import cbor
-from agent.events import Events
+from agent.events import Events, log_bytes
 from agent.log import Log
 from agent.sampler import Sampler, channels
 from agent.uplink import Topics, Uplink
 
 VERSION = "0.1.0"
-EVENTS_SHARE = 16  # the event log may take 1/16 of the buffer's bytes, at least 8 KiB
 RESEND_RANGES = 16   # a resend command asks for at most this many ranges
 RESEND_SEQS = 1024   # and this many sequence numbers in all
 MAX_SNOOZE_MS = 90 * 86400000
@@ -55,7 +54,7 @@ class Agent:
         if events_store is None:
             from agent.store import FileStore, RamStore
             events_store = RamStore() if b["storage"] == "ram" else FileStore(b["path"] + "/events")
-        limit = max(8192, b["max_bytes"] // EVENTS_SHARE)
+        limit = log_bytes(b["max_bytes"])
         self.events = Events(Log(events_store, limit, limit // 4, compiled.batch.seq_of),
                              self.device)
         self.sampler = Sampler(clock, self.buffer, self.events, [] if safe_mode else

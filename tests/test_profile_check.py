@@ -21,7 +21,7 @@ def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
         "  broker    localhost:1883, client id printer-0001",
         "  topics    tether/v1/printer-0001/up/..., encoding compact",
         "  batches   up to 420 readings, 8KiB or 10min old",
-        "  buffer    flash at buffer, 256KiB; RAM holds up to 32 readings for 1min",
+        "  buffer    flash at buffer, 256KiB + 16KiB for events; RAM holds up to 32 readings for 1min",
         "  bus       i2c0: i2c sda 0 scl 1, 100kHz",
         "  bus       uart0: uart tx 2 rx 3, 9600 baud",
         "  sensors   7 (channel numbers on the wire follow this order)",
@@ -59,6 +59,29 @@ def test_check_summary_shows_filters_thresholds_and_tls_but_no_credentials(capsy
     assert "median 5, 0..100; ink_low <15 (hyst 2)" in out
     assert "i2c0 0x40" in out and "pin 32" in out
     assert "not-a-real-password" not in out and "example-user" not in out
+
+
+def test_check_states_the_events_log_the_agent_keeps_beside_the_buffer(tmp_path, capsys):
+    # The events' log is bounded apart from buffer.max_bytes: a maker sizing flash from the
+    # summary needs both (a sixteenth, at least 8 KiB), the figures the agent itself uses.
+    from agent.clock import SystemClock
+    from agent.runtime import Agent
+    from agent.store import RamStore
+    from firmware.profile.compile import compile as compile_profile
+    from hal.sim.platform import SimPlatform
+    for size, shown, events in (("64KiB", "64KiB", 8192), ("1MiB", "1MiB", 65536)):
+        path = tmp_path / ("p%s.yaml" % size)
+        text = (EXAMPLES / "reference-printer.yaml").read_text()
+        assert "\nbuffer:" not in text
+        path.write_text(text + "\nbuffer:\n  max_bytes: %s\n" % size)
+        assert main(["check", str(path)]) == 0
+        out = capsys.readouterr().out
+        assert "flash at buffer, %s + %s for events;" % (shown, "%dKiB" % (events // 1024)) in out
+        profile, errors = compile_profile(str(path))
+        assert not errors
+        agent = Agent(profile, SimPlatform(profile), SystemClock(), object, store=RamStore(),
+                      events_store=RamStore(), reboot=lambda: None)
+        assert agent.events.log.max_bytes == events
 
 
 def test_check_exits_2_with_every_error_of_every_profile(tmp_path, capsys):

@@ -2,6 +2,7 @@
 import json
 import re
 
+from agent.events import log_bytes
 from firmware.airtime import estimate
 from firmware.profile.errors import SECRET_SHOWN
 from firmware.profile.units import format_duration, format_frequency, format_resolution, format_size
@@ -22,6 +23,13 @@ def redacted(compiled, secret_fields):
 def shown(value, fmt=str):
     """A value through its formatter, unless it is a stand-in for a secret."""
     return value if value == SECRET_SHOWN else fmt(value)
+
+
+def events_room(buffer_bytes):
+    """' + 16KiB for events': the events' log, bounded apart from the buffer."""
+    if buffer_bytes == SECRET_SHOWN:
+        return ""
+    return " + %s for events" % format_size(log_bytes(buffer_bytes))
 
 
 def number(value):
@@ -151,9 +159,9 @@ def summary(path, compiled, secret_fields):
         "  batches   up to %s readings, %s or %s old" % (
             bt["max_readings"], shown(bt["max_bytes"], format_size),
             shown(bt["max_age_ms"], format_duration)),
-        "  buffer    %s%s, %s; RAM holds up to %s readings for %s" % (
+        "  buffer    %s%s, %s%s; RAM holds up to %s readings for %s" % (
             b["storage"], " at %s" % b["path"] if b["storage"] == "flash" else "",
-            shown(b["max_bytes"], format_size), b["ram_readings"],
+            shown(b["max_bytes"], format_size), events_room(b["max_bytes"]), b["ram_readings"],
             shown(b["flush_ms"], format_duration)),
     ]
     if "wifi" in c:
