@@ -64,6 +64,7 @@ class Buffer:
         self.seq = 0          # of the next batch
         self.batches = 0      # formed since open()
         self.journaled = False  # a journal file exists (cut() removes it once it holds nothing)
+        self.torn = False       # a write to it failed part way: it is written whole next time
         self.notify = None    # called when batches were stored: the uplink's wake-up
 
     # -- open ------------------------------------------------------------------------------
@@ -182,16 +183,23 @@ class Buffer:
         if not -LIMIT < value < LIMIT:
             raise ValueError("reading %d is too large for a batch (limit +-2**30 at the "
                              "channel's resolution)" % value)
+        back = False
         if self.n:
             # ts[0] is 0: the base is the first row's time. A clock stepped back by a batch's
             # age starts a new batch too, which keeps every time step of a batch small.
             off = t - self.base
             if not -self.max_age_ms < off < self.max_age_ms or not -LIMIT < off < LIMIT:
                 self.cut()
+            elif self.n == self.max_readings:
+                self.cut()      # the cut that filled the window failed (a write error)
+            else:
+                # A clock stepped back by less: the flush window is timed on readings' times
+                # and would stay open until the clock passed the old ones again.
+                back = off < self.ts[self.n - 1]
         self._put(t, channel, value)
         if self.n == self.max_readings:
             self.cut()
-        elif self.n - self.flushed >= self.ram_readings or (
+        elif back or self.n - self.flushed >= self.ram_readings or (
                 t - self.base - self.ts[self.flushed] >= self.flush_ms):
             self.flush()
 
@@ -216,12 +224,22 @@ class Buffer:
     def flush(self):
         """Writes the readings that are only in RAM to the journal, durably."""
         if self.flushed < self.n:
+            if self.torn:
+                self._rewrite_journal(self.n)
+                self.flushed = self.n
+                return
             parts = self._rows(self.flushed, self.n)
             head = frame(READINGS, parts)
-            self.store.append(_JOURNAL, head)
-            for p in parts:
-                self.store.append(_JOURNAL, p)
             self.journaled = True
+            try:
+                self.store.append(_JOURNAL, head)
+                for p in parts:
+                    self.store.append(_JOURNAL, p)
+            except Exception:
+                # Part of the record may be in the file: rows appended after it would be lost
+                # at the next open, which stops at the first bad record.
+                self.torn = True
+                raise
             self.flushed = self.n
             self.store.sync()
 
@@ -232,10 +250,11 @@ class Buffer:
                 bytes(memoryview(self.ts)[a:b]), bytes(memoryview(self.chs)[a:b]),
                 bytes(memoryview(self.vals)[a:b]))
 
-    def _rewrite_journal(self):
-        parts = self._rows(0, self.flushed)
+    def _rewrite_journal(self, end):
+        parts = self._rows(0, end)
         self.store.replace(_JOURNAL, frame(READINGS, parts) + b"".join(parts))
         self.journaled = True
+        self.torn = False
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -263,10 +282,10 @@ class Buffer:
         self.log.sync()
         # The batches are durable: the journal now holds only what they left.
         if self.flushed:
-            self._rewrite_journal()
+            self._rewrite_journal(self.flushed)
         elif self.journaled:
             self.store.remove(_JOURNAL)
-            self.journaled = False
+            self.journaled = self.torn = False
         if self.notify is not None:
             self.notify()
 

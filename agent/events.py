@@ -45,8 +45,10 @@ class Events:
         w.value(value)
         w.value(detail)
         self.log.append_batch(self.seq, 1, w.getvalue())
-        self.log.sync()
+        # Taken once stored, before the sync: an event whose sync failed may still reach the
+        # flash and the broker, and the next one must not go out under its number.
         self.seq += 1
+        self.log.sync()
         if self.notify is not None:
             self.notify()
 

@@ -82,6 +82,7 @@ class Segment:
         self.first_seq = -1  # of its first good batch: a lookup by seq reads one segment only
         self.last_seq = -1
         self.sealed = False  # holds a torn or corrupt record: never appended to again
+        self.skips = None    # [(bad record's offset, next good one's)] found at open, if any
 
 
 class Log:
@@ -201,11 +202,10 @@ class Log:
             if sealed and last >= 0 and last + 1 < seg.first_seq:
                 # A corrupt record inside the log (not a torn end, whose seq the next batch
                 # takes): the batches between are gone unsent as far as anyone can tell, so a
-                # resend says dropped, not lost at the broker; how many readings they held is
-                # gone with them. Remembered once, not again at every start.
-                for seq in range(max(last, self.acked) + 1, seg.first_seq):
-                    if not [r for r in self.dropped_ranges if r[0] <= seq <= r[1]]:
-                        self._remember_dropped(seq)
+                # resend says dropped, not lost at the broker. Remembered once, not again at
+                # every start.
+                from agent import salvage
+                salvage.gone(self, last, seg.first_seq)
             sealed = seg.sealed or (sealed and seg.first_seq < 0)
         if self.segments:
             self.dead = max(self.dead, self.segments[0].number - 1)
@@ -224,12 +224,19 @@ class Log:
         seg.size = self.store.size(seg.name)
         self.segments.append(seg)
         self.size += seg.size
-        good = 0
-        for kind, payload, end in records(self.store, seg.name, 0, seg.size):
+        good = self._read(seg, 0, replay)
+        if good < seg.size:
+            from agent import salvage  # a bad record: rare, so loaded only then
+            salvage.scan_on(self, seg, good, replay)
+
+    def _read(self, seg, start, replay):
+        """Takes in the good batches of a segment from start; returns where they end."""
+        good = start
+        for kind, payload, end in records(self.store, seg.name, start, seg.size):
             if kind != BATCH:
                 break
-            good = end
             seq = self.seq_of(memoryview(payload)[2:])
+            good = end
             if seg.first_seq < 0:
                 seg.first_seq = seq
             seg.last_seq = seq
@@ -243,9 +250,7 @@ class Log:
                 self.ack_pos = (seg.number, end)
             if replay is not None:
                 replay(seq, count_of(payload))
-        if good < seg.size:
-            seg.sealed = True
-            self.discarded += seg.size - good
+        return good
 
     def next_seq(self):
         return max(self.last_seq, self.seq_floor, self.acked) + 1
@@ -263,9 +268,16 @@ class Log:
         if seg is None or seg.sealed or (seg.size and seg.size + need > self.segment_bytes):
             seg = Segment(seg.number + 1 if seg is not None else self.dead + 1)
             self.segments.append(seg)
-        self.store.append(seg.name, head)
-        for p in parts:
-            self.store.append(seg.name, p)
+        try:
+            self.store.append(seg.name, head)
+            for p in parts:
+                self.store.append(seg.name, p)
+        except Exception:
+            # Some of the record may be written (LittleFS keeps what it took and writes it at
+            # the next flush): nothing may follow it, or the next open stops there and loses
+            # what came after. The batch goes again, whole, into a fresh segment.
+            seg.sealed = True
+            raise
         seg.size += need
         self.size += need
         if seg.first_seq < 0:
@@ -288,7 +300,7 @@ class Log:
             # One in flight may still get its PUBACK (a slow link draining a full log): counted
             # over 80 % too high there, delivered batches and all.
             sent = [f[0] for f in self.inflight if not f[3] and f[1] == seg.number]
-            for kind, payload, _ in records(self.store, seg.name, 0, seg.size):
+            for kind, payload, _ in self._records(seg, 0):
                 if kind == BATCH:
                     seq = self.seq_of(memoryview(payload)[2:])
                     if seq > self.acked:
@@ -332,14 +344,26 @@ class Log:
 
     # -- reading and acknowledging ---------------------------------------------------------
 
+    def _records(self, seg, off):
+        """records() of a segment from off, stepping over the bad ones open() stepped over."""
+        while True:
+            for kind, payload, end in records(self.store, seg.name, off, seg.size):
+                yield kind, payload, end
+                off = end
+            for bad, good in seg.skips or ():
+                if bad == off:
+                    off = good
+                    break
+            else:
+                return
+
     def _find_batch(self, pos):
         """(seq, payload, end position) of the first batch at or after pos, or None."""
         number, off = pos
         for seg in self.segments:
             if seg.number < number:
                 continue
-            for kind, payload, end in records(self.store, seg.name,
-                                              off if seg.number == number else 0, seg.size):
+            for kind, payload, end in self._records(seg, off if seg.number == number else 0):
                 if kind == BATCH:
                     return self.seq_of(memoryview(payload)[2:]), payload, (seg.number, end)
         return None
@@ -417,6 +441,9 @@ class Log:
         # The batches on the way are stepped over by their headers and the first bytes that
         # hold their seq: a lookup allocates one batch, the one it returns.
         while off + HEAD <= seg.size:
+            for bad, good in seg.skips or ():
+                if bad == off:
+                    off = good
             head = store.read(name, off, HEAD)
             length, kind, crc = struct.unpack("<HBI", head)
             end = off + HEAD + length
@@ -458,7 +485,14 @@ class Log:
         spans = []  # (from, to, the list it goes to), in order
         for seg in self.segments:
             if seg.first_seq >= 0:
-                spans.append((seg.first_seq, seg.last_seq, held))
+                a = seg.first_seq
+                for r in sorted(self.dropped_ranges, key=_first):
+                    if a <= r[1] and r[0] <= seg.last_seq:   # lost to a corrupt record in it
+                        if a < r[0]:
+                            spans.append((a, r[0] - 1, held))
+                        a = r[1] + 1
+                if a <= seg.last_seq:
+                    spans.append((a, seg.last_seq, held))
         for r in self.dropped_ranges:
             spans.append((r[0], r[1], dropped))
         spans.sort(key=_first)

@@ -43,7 +43,13 @@ class FileStore:
         if f is None:
             for other in list(self._out):
                 if other.endswith(".seg") and name.endswith(".seg"):
-                    self._close_out(other)  # appends move on to a new segment for good
+                    # Appends move on to a new segment for good: the old one made durable
+                    # first, as a sync() after this would no longer reach it (a cut that
+                    # rotates between its batches removes the journal once they are synced).
+                    try:
+                        _sync_file(self._out[other])
+                    finally:
+                        self._close_out(other)
             f = self._out[name] = open(self._p(name), "ab")
         f.write(data)
         self.written += len(data)

@@ -36,7 +36,8 @@ if options.port_manifest:
 package("agent", base_path="..", files=[
     "__init__.py", "batch.py", "buffer.py", "cbor.py", "cbor_decode.py", "clock.py",
     "commands.py", "compact.py", "crashboots.py", "events.py", "log.py", "mqtt.py", "profile.py",
-    "runtime.py", "sampler.py", "schema.py", "schema_change.py", "senml.py", "shown.py",
+    "runtime.py", "salvage.py", "sampler.py", "schema.py", "schema_change.py", "senml.py",
+    "shown.py",
     "store.py", "supervisor.py",
     "tls.py", "uplink.py", "insights/__init__.py", "insights/adherence.py",
     "insights/consumable.py", "insights/energy.py",

@@ -286,6 +286,38 @@ def test_a_corrupt_byte_in_the_middle_of_the_last_record_is_discarded_and_report
     buf.close()
 
 
+def test_every_segment_a_cut_wrote_is_fsynced_before_the_journal_goes(tmp_path, monkeypatch):
+    # A cut whose batches spill into a new segment closed the old one without an fsync, and a
+    # sync() after reaches only open files: a power cut before writeback lost batches whose
+    # rows the journal no longer held, uncounted.
+    order = []
+    fsync = os.fsync
+
+    def spy(fd):
+        order.append(("fsync", os.path.basename(os.readlink("/proc/self/fd/%d" % fd))))
+        fsync(fd)
+    monkeypatch.setattr(os, "fsync", spy)
+    store = FileStore(str(tmp_path / "b"))
+    buf = K.make(store, segment_bytes=100, batch_bytes=48, ram_readings=4)
+    buf.open()
+    for i in range(20):
+        K.append(buf, i)
+    assert "journal" in store.names()
+    written = []
+    append, remove = store.append, store.remove
+    monkeypatch.setattr(store, "append", lambda name, data: (written.append(name),
+                                                             append(name, data)))
+    monkeypatch.setattr(store, "remove", lambda name: (order.append(("remove", name)),
+                                                       remove(name)))
+    del order[:]
+    buf.cut()
+    segments = sorted(set(n for n in written if n.endswith(".seg")))
+    assert len(segments) >= 2, segments              # the cut rotated
+    gone = order.index(("remove", "journal"))
+    for name in segments:
+        assert ("fsync", name) in order[:gone], (name, order)
+
+
 def test_a_corrupt_state_file_makes_everything_go_out_again_and_seqs_go_on(tmp_path):
     work = tmp_path / "work"
     buf, _ = reopen(work)

@@ -6,10 +6,12 @@
 # Heap: on the 64-bit unix port the buffer's modules (agent.buffer, .log, .store, .batch,
 # .compact, .schema, .cbor, as .mpy) take ~34 KB of heap once imported, this module's own
 # bytecode ~19 KB and the decoder the checks use ~7 KB, which leaves too little of a 64k heap
-# for the tests themselves. The most any of them needs is 112k (measured), so they run at 128k.
+# for the tests themselves. The most any of them needed was 112k, then 128k (the profile-change
+# test failed at 120k); with the write-error handling of December (~100 bytes more of buffer.py
+# and ~250 of log.py) it fails at 128k and passes at 136k: they run at 144k.
 # The reference profile's buffer alone needs more than 64k on this port too (~24 KB of buffers
 # and arrays, see tests/test_buffer_crash.py, which also decodes its batch on the host).
-MICROPYTHON_HEAP = "128k"
+MICROPYTHON_HEAP = "144k"
 
 import gc
 

@@ -289,34 +289,65 @@ def test_torn_or_corrupt_tail_is_discarded_reported_and_appends_go_to_a_new_segm
             discarded = log.open()
             assert discarded == (REC if corrupt else REC - 5), discarded
             assert drain(log) == [(0, data[0]), (1, data[1])]
-            assert log.next_seq() == 2
-            d = add(log, 2)
+            # A torn end was being written at the cut, never sent: its number is free. A whole
+            # record gone bad was durable, maybe sent: its number is not given again (the
+            # ingest would take a new batch under it for a copy with other bytes), and a
+            # resend is told it was dropped.
+            nxt = 3 if corrupt else 2
+            assert log.next_seq() == nxt
+            assert log.dropped_ranges == ([[2, 2]] if corrupt else [])
+            d = add(log, nxt)
             assert [s.number for s in log.segments] == [0, 1]  # never after the bad bytes
             log.close()
             log = new_log(again())
             assert log.open() == discarded  # the bad bytes stay counted until acked away
-            assert drain(log) == [(0, data[0]), (1, data[1]), (2, d)]
+            assert drain(log) == [(0, data[0]), (1, data[1]), (nxt, d)]
+            assert log.next_seq() == nxt + 1
 
 
 def test_batches_lost_to_a_corrupt_record_inside_the_log_are_told_as_dropped_not_gone():
     # A flipped byte a third of the way into an older segment: a resend's answer said "gone"
-    # (acknowledged, then lost at the broker) for batches never sent.
-    store = RamStore()
-    log = opened(store)
-    for seq in range(8):                 # segments of 4 batches: 0-3 and 4-7
-        add(log, seq)
-    log.close()
-    bad = bytearray(store.read_all("00000000.seg"))
-    bad[REC + REC // 2] ^= 0x01          # batch 1: it and the rest of its segment are lost
-    store.replace("00000000.seg", bytes(bad))
-    log = new_log(store)
-    assert log.open() == 3 * REC
-    assert [s for s, _ in drain(log)] == [0, 4, 5, 6, 7]
-    assert log.classify(0, 7)[:3] == ([[0, 0], [4, 7]], [], [[1, 3]])
-    log.close()
-    log = new_log(store)
-    log.open()                           # remembered once, not again at every start
-    assert log.dropped_ranges == [[1, 3]]
+    # (acknowledged, then lost at the broker) for batches never sent. The batches after the bad
+    # record in its segment are read on from the next good one: they were lost with it.
+    for store, again in both_stores():
+        log = opened(store)
+        data = [add(log, seq) for seq in range(8)]   # segments of 4 batches: 0-3 and 4-7
+        log.close()
+        bad = bytearray(store.read_all("00000000.seg"))
+        bad[REC + REC // 2] ^= 0x01      # batch 1
+        store.replace("00000000.seg", bytes(bad))
+        log = new_log(again())
+        assert log.open() == REC
+        assert drain(log) == [(s, data[s]) for s in (0, 2, 3, 4, 5, 6, 7)]
+        assert log.classify(0, 7)[:3] == ([[0, 0], [2, 7]], [], [[1, 1]])
+        assert log.next_seq() == 8
+        log.close()
+        log = new_log(again())
+        log.open()                       # remembered once, not again at every start
+        assert log.dropped_ranges == [[1, 1]]
+
+
+def test_a_corrupt_record_in_the_newest_segment_does_not_give_its_numbers_again():
+    # The batches after it were sent (the ack cursor is saved only now and then): numbers
+    # given again went to new batches the ingest took for copies with other bytes, and lost.
+    for store, again in both_stores():
+        log = opened(store, segment_bytes=40 * REC)
+        data = [add(log, seq) for seq in range(10)]
+        log.close()
+        bad = bytearray(store.read_all("00000000.seg"))
+        for at in (5 * REC + 3, 5 * REC + HEAD + 20, 6 * REC + 2):  # batches 5 (twice), 6
+            bad[at] ^= 0x10
+        store.replace("00000000.seg", bytes(bad))
+        log = new_log(again(), segment_bytes=40 * REC)
+        assert log.open() == 2 * REC
+        assert drain(log) == [(s, data[s]) for s in (0, 1, 2, 3, 4, 7, 8, 9)]
+        assert log.next_seq() == 10
+        assert log.dropped_ranges == [[5, 6]]
+        d = add(log, 10)
+        log.close()
+        log = new_log(again(), segment_bytes=40 * REC)
+        log.open()
+        assert seqs(log)[-2:] == [9, 10] and log.held(10) == d
 
 
 def test_a_torn_first_record_of_a_segment_marks_nothing_dropped():
