@@ -16,6 +16,9 @@ except ImportError:
     def const(x):
         return x
 
+# A batch's readings at most, the largest batch.max_readings a profile takes: decoders refuse
+# more (a body of a few hundred bytes can say "a reading at every slot" for millions of slots).
+MAX_READINGS = const(10000)
 MAX_UNARY = const(20)  # longer Rice quotients are escaped, so one outlier cannot cost 1000 bits
 
 try:

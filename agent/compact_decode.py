@@ -2,7 +2,7 @@
 # Every count is checked against the bits that are left, so a hostile body cannot make it
 # allocate or loop beyond its own size.
 from agent import cbor, cbor_decode
-from agent.compact import MAX_UNARY
+from agent.compact import MAX_READINGS, MAX_UNARY
 from agent.shown import shown
 
 try:
@@ -99,8 +99,9 @@ def decode(body, schema):
     unit = 1000 if exp == 0 else 1
     bits = _BitReader(data, len(body) - len(data))
     slots = bits.gamma()
-    if slots > bits.size:
-        raise bits.error("%d time slots in %d bits" % (slots, bits.size))
+    if slots > bits.size or slots > MAX_READINGS:
+        raise bits.error("%d time slots in %d bits (a batch holds at most %d readings)"
+                         % (slots, bits.size, MAX_READINGS))
     times = [t0 * unit]
     d = 0
     for dd in bits.seq(slots - 1):
@@ -110,12 +111,15 @@ def decode(body, schema):
     for c in range(len(schema.channels)):
         if not bits.get(1):
             continue
-        if bits.get(1):
+        every = bits.get(1)
+        count = slots if every else bits.gamma()
+        if count > bits.size:
+            raise bits.error("%d readings in %d bits" % (count, bits.size))
+        if len(rows) + count > MAX_READINGS:
+            raise bits.error("more than %d readings" % MAX_READINGS)
+        if every:
             at_slots = range(slots)
         else:
-            count = bits.gamma()
-            if count > bits.size:
-                raise bits.error("%d readings in %d bits" % (count, bits.size))
             at_slots = []
             s = 0
             for gap in bits.seq(count):

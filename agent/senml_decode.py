@@ -1,5 +1,6 @@
 # Reads SenML packs (RFC 8428, CBOR representation), ours or any other device's.
 from agent import cbor
+from agent.compact import MAX_READINGS
 from agent.schema import scaled_value
 from agent.senml import BN, BT, BU, BV, N, T, U, V, VB, VS
 
@@ -63,6 +64,9 @@ def decode(pack, offset=0):
     """
     if not isinstance(pack, list):
         raise cbor.Malformed("a SenML pack is an array of records", offset)
+    if len(pack) > MAX_READINGS:
+        raise cbor.Malformed("%d SenML records: a batch holds at most %d readings"
+                             % (len(pack), MAX_READINGS), offset)
     bn = ""
     bt = 0
     bu = ""

@@ -16,7 +16,7 @@ from itertools import accumulate
 
 from agent import batch_decode
 from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, VERSION
-from agent.compact import MAX_UNARY
+from agent.compact import MAX_READINGS, MAX_UNARY
 
 from ingest.decode import check_names, text
 
@@ -277,7 +277,7 @@ def _fast(payload, schemas):
     unit = 1000 if exp == 0 else 1
     bits = _Bits(data)
     slots = bits.gamma()
-    if slots > bits.size:
+    if slots > bits.size or slots > MAX_READINGS:
         raise Unusual
     ds = accumulate(bits.seq(slots - 1, True))
     if unit == 1:
@@ -287,16 +287,18 @@ def _fast(payload, schemas):
     if max(times) > TOP or min(times) < -TOP - 1:
         raise Unusual
     chans = []  # (first slot, channel number, name, slots or None for every slot, values)
+    total = 0
     for c, (name, _, mantissa, exponent) in enumerate(schema.channels):
         if not bits.get(1):
             continue
-        if bits.get(1):
+        every = bits.get(1)
+        n = slots if every else bits.gamma()
+        total += n
+        if n > bits.size or total > MAX_READINGS:
+            raise Unusual  # a few bytes saying millions of readings: the reference says so
+        if every:
             at = None
-            n = slots
         else:
-            n = bits.gamma()
-            if n > bits.size:
-                raise Unusual
             at = list(accumulate(bits.seq(n, False)))
             if at[-1] >= slots:
                 raise Unusual

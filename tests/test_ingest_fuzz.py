@@ -163,3 +163,88 @@ def test_bignums_anywhere_in_a_message_are_stored_or_malformed_never_an_internal
         assert i._db.execute("SELECT count(*) FROM health").fetchone()[0] == 2
     finally:
         i._db.close()
+
+
+def _amplified(channels, slots, every=True):
+    """A deflated compact batch of a few hundred bytes that says `slots` slots of one reading
+    each for every channel (one bit per slot time, each channel's values one run of zeros)."""
+    import zlib
+    from agent.schema import Schema
+    bits = []
+
+    def gamma(v):
+        z = v.bit_length() - 1
+        bits.append("0" * z + "1" + (format(v & ((1 << z) - 1), "0%db" % z) if z else ""))
+    schema = Schema([("c%d" % i, "", 1, 0) for i in range(channels)])
+    gamma(slots)
+    bits.append("00000" + "110" + "0" * (slots - 2))    # Rice k=0: +1 ms, then steady
+    for _ in range(channels):
+        if every:
+            bits.append("11")
+        else:
+            bits.append("10")
+            gamma(slots)
+            bits.append("10000" + "0")                  # the slots: one run of zero gaps
+            gamma(slots)
+        bits.append("1" + "10000" + "0")                # first value 0, then a run of zeros
+        gamma(slots - 1)
+    s = "".join(bits)
+    s += "0" * (-len(s) % 8)
+    body = cbor.dumps([schema.id, -3, 1700000000000, int(s, 2).to_bytes(len(s) // 8, "big")])
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    deflated = z.compress(body) + z.flush()
+    return schema, cbor.dumps([1, "amp-1", 0, 1, 0, 1, 3, deflated])
+
+
+def test_a_tiny_batch_that_says_more_readings_than_a_batch_holds_is_malformed_not_expanded():
+    # A device's 200-byte batch decoded into 16 million readings: gigabytes in the ingest,
+    # and every other device's messages waited behind it. At 10,000 (batch.max_readings'
+    # largest) it is refused before any list of them is made, by the fast path and by the
+    # reference decoder that says why.
+    from agent import batch_decode, compact_decode
+    from ingest import fastdecode
+    from ingest.decode import Schemas
+    for channels, slots, every in ((16, 1000000, True), (1, 10001, True), (2, 6000, True),
+                                   (3, 4000, False)):
+        schema, payload = _amplified(channels, slots, every)
+        assert len(payload) < 2000
+        schemas = Schemas()
+        dict.__setitem__(schemas, schema.id, schema)
+        b = batch_decode.read_envelope(payload)
+        body = batch_decode.inflate(b.body)
+        try:
+            compact_decode.decode(body, schema)
+            assert False, "decoded"
+        except cbor.Malformed as exc:
+            assert "10000" in str(exc), exc
+        try:
+            fastdecode._fast(payload, schemas)
+            assert False, "decoded"
+        except fastdecode.Unusual:
+            pass
+        i = fresh_ingest()
+        try:
+            i._commit([("tether/v1/amp-1/up/schema", schema.to_cbor(), 0, 0, 1.0e9, 0),
+                       ("tether/v1/amp-1/up/batch", payload, 0, 1, 1.0e9 + 1, 0)], False)
+            reasons = [r for (r,) in i._db.execute("SELECT reason FROM malformed")]
+            assert len(reasons) == 1 and "10000" in reasons[0], reasons
+            assert i._db.execute("SELECT count(*) FROM batches").fetchone()[0] == 0
+        finally:
+            i._db.close()
+    # At the bound itself, a batch decodes whole.
+    schema, payload = _amplified(2, 5000)
+    rows = compact_decode.decode(batch_decode.inflate(batch_decode.read_envelope(payload).body),
+                                 schema)
+    assert len(rows) == 10000
+
+
+def test_a_senml_pack_of_more_records_than_a_batch_holds_is_malformed():
+    from agent import senml_decode
+    from agent.senml import N, V
+    pack = [{N: "p", V: 1}] * 10000
+    assert len(senml_decode.decode(pack)) == 10000
+    try:
+        senml_decode.decode(pack + [{N: "p", V: 1}])
+        assert False, "decoded"
+    except cbor.Malformed as exc:
+        assert "10001 SenML records" in str(exc) and "10000" in str(exc), exc

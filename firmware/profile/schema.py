@@ -9,6 +9,7 @@ import re
 from types import SimpleNamespace
 
 from agent import ids
+from agent.compact import MAX_READINGS
 from agent.schema import MAX_CHANNELS
 from firmware import bounded
 from firmware.profile import crosscheck
@@ -252,7 +253,7 @@ def buffer(ctx, node):
 
 def batch(ctx, node):
     return section(ctx, node, [
-        ("max_readings", "max_readings", integer(1, 10_000), 420),
+        ("max_readings", "max_readings", integer(1, MAX_READINGS), 420),
         ("max_bytes", "max_bytes", size(256, 64 * KIB), 8 * KIB),
         ("max_age", "max_age_ms", duration(SECOND, DAY), 10 * MINUTE),
     ])
