@@ -29,6 +29,7 @@ from starlette.responses import (FileResponse, HTMLResponse, JSONResponse, Plain
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from agent import cbor
 from console import actions as actions_mod
 from console import reads
 from console.commands import CommandError
@@ -404,13 +405,20 @@ def _answer(console, name, device, doc):
 
 
 def _plain(doc):
-    """A CBOR reply as JSON can carry it (bytes as hex)."""
+    """A CBOR reply (agent.cbor_decode's values) as JSON can carry it: bytes as hex, a tag as
+    {"tag", "value"}, another simple value as {"simple"}, undefined as null."""
     if isinstance(doc, dict):
         return {str(k): _plain(v) for k, v in doc.items()}
     if isinstance(doc, (list, tuple)):
         return [_plain(v) for v in doc]
     if isinstance(doc, (bytes, bytearray)):
         return bytes(doc).hex()
+    if isinstance(doc, cbor.Tag):
+        return {"tag": doc.tag, "value": _plain(doc.value)}
+    if isinstance(doc, cbor.Simple):
+        return {"simple": doc.value}
+    if doc is cbor.UNDEFINED:
+        return None
     return doc
 
 

@@ -7,6 +7,7 @@ import threading
 
 import cbor2
 
+from agent import cbor_decode
 from ingest.topics import command_topic
 from ingest.url import parse_broker
 
@@ -129,7 +130,10 @@ class Commander:
 
     def _on_message(self, client, userdata, msg):
         try:
-            doc = cbor2.loads(msg.payload)
+            # The bounded decoder the ingest reads devices with: cbor2 honours value sharing
+            # (tags 28/29), and a 300-byte reply of a list shared 40 levels deep expanded to
+            # 2**40 items in the console's answer.
+            doc = cbor_decode.loads(msg.payload)
         except Exception:  # noqa: BLE001 - an event (an array) or garbage: not a reply to us
             return
         if isinstance(doc, dict) and isinstance(doc.get("reply"), str):

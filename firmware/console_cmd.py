@@ -33,7 +33,8 @@ def add_arguments(p):
     p.add_argument("--port", type=_port, default=8080,
                    help="the port (default: %(default)s; 0: a free one)")
     p.add_argument("--token", help="the access token (default: TETHER_CONSOLE_TOKEN, else a "
-                                   "new random one, printed in the URL)")
+                                   "new random one, printed in the URL); on the command line "
+                                   "it is in `ps` for every user: prefer the variable")
     p.add_argument("--behind-proxy", action="store_true",
                    help="a reverse proxy on this machine serves the console (over TLS): every "
                         "page needs the token, also on 127.0.0.1 (docs/console.md)")
@@ -95,6 +96,10 @@ def with_login(url, username=None, password=None):
 def main(args, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
     broker = args.broker
+    if args.token:
+        # Anyone on the machine who reads it can send commands to the fleet.
+        err.write("tether console: warning: --token is in `ps` for every user of this machine; "
+                  "TETHER_CONSOLE_TOKEN is not\n")
     try:
         if broker and (args.username is not None or args.password_env):
             if args.password_env and args.password_env not in os.environ:

@@ -130,12 +130,14 @@ def console_server(db, broker=None, host="127.0.0.1", token=None, extra_args=())
             "--host", host, "--port", "0"]
     if broker is not None:
         args += ["--broker", broker]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("TETHER_CONSOLE_TOKEN", None)
     if token is not None:
-        args += ["--token", token]
+        env["TETHER_CONSOLE_TOKEN"] = token  # not --token: that one is in `ps`
     args += list(extra_args)
     with tempfile.TemporaryFile() as stderr:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=stderr, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                stderr=stderr, cwd=ROOT, env=env)
         console = Console(proc, stderr)
         try:
             console.url, console.token = _listening(console)

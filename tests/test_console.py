@@ -760,6 +760,28 @@ def test_the_console_takes_its_broker_password_from_the_environment(monkeypatch)
         with_login("mqtt://h", None, "x")
 
 
+def test_a_token_on_the_command_line_is_warned_about_and_the_variable_is_taken(
+        tmp_path, monkeypatch):
+    # --token is in `ps` for every user of the machine, who could then command the fleet.
+    import argparse
+    import io
+    from firmware import console_cmd
+    p = argparse.ArgumentParser()
+    console_cmd.add_arguments(p)
+    missing = str(tmp_path / "none.sqlite")
+    for argv, warned in ((["--token", "s3cret-token"], True), ([], False)):
+        err = io.StringIO()
+        assert console_cmd.main(p.parse_args(["--db", missing] + argv), io.StringIO(), err) == 2
+        assert ("--token is in `ps` for every user" in err.getvalue()) == warned, err.getvalue()
+    monkeypatch.setenv("TETHER_CONSOLE_TOKEN", "from-the-env-1")
+    make_db(tmp_path / "f.sqlite").close()
+    server = console_cmd.open_console(str(tmp_path / "f.sqlite"), "127.0.0.1", 0)
+    try:
+        assert server.token == "from-the-env-1"
+    finally:
+        server.close()
+
+
 def test_a_device_page_lists_its_alarm_among_a_months_routine_insights(tmp_path):
     # A washer's month of cycles and daily reports pushed its maintenance_due off its own page.
     db = make_db(tmp_path / "f.sqlite")
@@ -804,3 +826,34 @@ def test_a_fridges_cycle_chart_groups_its_cycles_as_the_device_does_before_any_a
     chart = _cycles(insights)
     assert chart["unit"] == "capacity, median of each 3 cycles"
     assert chart["points"] == [[2000, 6.0], [5000, 6.0], [8000, 6.0]]
+
+
+def test_a_devices_reply_is_read_with_the_bounded_decoder_and_shown_as_json():
+    # cbor2 honours value sharing: a 300-byte reply of one list shared 40 levels deep became
+    # 2**40 items when the console made its answer (a security review). The decoder the ingest
+    # reads devices with gives tags as they are; a reply's tags and simple values reach JSON.
+    import threading
+    import types
+
+    import cbor2
+
+    from console.app import _plain
+    from console.commands import Commander
+    c = Commander("mqtt://127.0.0.1:1")
+    shared = []
+    for _ in range(40):
+        shared = [shared, shared]
+    for payload, taken in (
+            (cbor2.dumps({"reply": "console-1", "ok": True, "result": shared},
+                         value_sharing=True), False),
+            (cbor2.dumps(cbor2.CBORTag(28, {"reply": "console-1", "ok": True})), False),
+            (cbor2.dumps({"reply": "console-1", "ok": True,
+                          "result": {"t": cbor2.CBORTag(1, 5), "b": b"\x01", "s": cbor2.CBORSimpleValue(99),
+                                     "u": cbor2.undefined}}), True)):
+        waiter = [threading.Event(), None]
+        c._waiting["console-1"] = waiter
+        c._on_message(None, None, types.SimpleNamespace(payload=payload))
+        assert waiter[0].is_set() == taken
+    assert json.loads(json.dumps(_plain(waiter[1]))) == {
+        "reply": "console-1", "ok": True,
+        "result": {"t": {"tag": 1, "value": 5}, "b": "01", "s": {"simple": 99}, "u": None}}
