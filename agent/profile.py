@@ -12,6 +12,7 @@ from agent.schema import Schema
 
 _MPY = sys.implementation.name == "micropython"
 SEGMENTS = 8  # the log drops an eighth of its bytes at a time when it is full
+FORMAT = 1    # the compiled profile's "v": a board refuses another (firmware/board.py)
 
 
 def load(path):

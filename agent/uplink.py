@@ -97,6 +97,7 @@ class Uplink:
         self.connects = 0
         self.reconnects = 0
         self.last_error = None
+        self.errors = 0            # failed attempts and lost connections: each last_error
         self.published = 0
         self.acked = 0
         self.too_large = 0       # incoming messages larger than the client takes, read past
@@ -148,6 +149,7 @@ class Uplink:
                 await self._pump(client)
             except Exception as exc:  # OSError, MQTTError, a timeout: every failure retries
                 self.last_error = _describe(exc)
+                self.errors += 1
             self._drop(client)
             if self.stopping:
                 break
@@ -334,6 +336,7 @@ class Uplink:
     def _closed(self, exc):
         if exc is not None:
             self.last_error = _describe(exc)
+            self.errors += 1
         self.wakeup.set()
 
     def _message(self, topic, payload, retain):

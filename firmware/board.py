@@ -61,8 +61,12 @@ def main(root=""):
         pass
     try:
         board = Board(load(root), root)  # no local of the profile: the board lets it go
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log("tether: cannot start: %s" % exc)
+    except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:
+        # Stopped here, not reset: a board that cannot read its profile would only read it
+        # again, and a reset loop hides the line that says why.
+        log("tether: cannot start: %s%s" % (
+            exc, ": the heap is too small for this profile (docs/esp32.md, Heap)"
+            if isinstance(exc, MemoryError) else ""))
         return
     asyncio.run(board.run())
 
@@ -81,12 +85,20 @@ def load(root=""):
     try:
         with open(root + SECRETS) as f:
             secrets = json.load(f)
-    except OSError:
-        secrets = {}
+    except OSError as exc:
+        # tether build always writes one ({} when the profile has no secret): without it the
+        # WiFi and broker logins are missing, and the agent failed at every boot, a reset loop.
+        raise OSError("%s: cannot read it (%s): flash the board with `tether flash`"
+                      % (root + SECRETS, exc))
     except ValueError as exc:
         raise ValueError("%s: not JSON (%s)" % (root + SECRETS, exc))
     if not isinstance(profile, dict) or not isinstance(secrets, dict):
         raise ValueError("%s and %s must each hold a JSON object" % (path, root + SECRETS))
+    from agent.profile import FORMAT
+    if profile.get("v") != FORMAT:
+        raise ValueError("%s: a profile of format %r, and this bundle reads format %d: flash "
+                         "the board with `tether flash` (profile and code go together)"
+                         % (path, profile.get("v"), FORMAT))
     merge(profile, secrets)
     if profile.get("platform") not in ("esp32", "sim"):
         raise ValueError("%s: platform %r cannot run on a board (esp32 or sim)"
@@ -180,7 +192,8 @@ class Board:
         self.reset_cause = None
         self.going_down = False
         self.connects = 0
-        self.uplink_error = None
+        self.uplink_errors = 0
+        self.failing = {}         # sensor name -> its failure kind as last logged
 
     async def run(self):
         import machine
@@ -227,14 +240,21 @@ class Board:
         await asyncio.Event().wait()  # stopped on purpose: machine.reset() is on its way
 
     def _report(self):
-        """The uplink's connections and failures on the console (`tether logs`)."""
+        """The uplink's connections and failures, and each sensor that starts or stops failing,
+        on the console (`tether logs`), as `tether run` says them on a Pi."""
         u = self.agent.uplink
+        if u.errors != self.uplink_errors:  # every one: the same words twice are two outages
+            self.uplink_errors = u.errors
+            log("uplink: %s" % u.last_error)
         if u.connects != self.connects:
             self.connects = u.connects
             log("uplink: connected (%d connects)" % u.connects)
-        if u.last_error != self.uplink_error:
-            self.uplink_error = u.last_error
-            log("uplink: %s" % u.last_error)
+        failing = self.failing
+        for c in self.agent.sampler.channels:
+            if c.failing != failing.get(c.name):
+                failing[c.name] = c.failing
+                log("sensor %s: %s" % (c.name, "reads again" if c.failing is None else
+                                       "fails (%s); tried again with backoff" % c.failing))
 
     def _tls_context(self):
         u = self.profile["uplink"]

@@ -44,6 +44,7 @@ EXIT_INCOMPATIBLE = 7
 EXIT_FS_FULL = 8
 EXIT_CONNECTION_LOST = 9
 EXIT_ESPTOOL = 10
+EXIT_INTERRUPTED = 130   # Ctrl-C, as a shell counts it
 
 # What the bits 10 and up of a board's sys.implementation._mpy name (0: no native code).
 MPY_ARCH_BY_CODE = ("none",) + build.ARCH_CODES
@@ -51,6 +52,7 @@ FIRMWARE_OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "e
                     "esp32c6": "0x0"}
 TEMP_SUFFIX = ".part"
 MANIFEST = "manifest.json"
+UNIX_PORTS = ("linux", "darwin")  # sys.platform where a sim bundle may run (the unix port)
 ENTRY = "main.py"
 DEFLATE_WBITS = 10   # the window the board's _d() decompresses with (1 KB)
 ENOSPC = re.compile(r"OSError: (\[Errno 28\]|28\b|ENOSPC)")
@@ -80,6 +82,9 @@ try:
  _g=machine.WDT(timeout=30000)
 except Exception:
  pass
+# A flash interrupts the agent on purpose: not a crash boot (firmware/board.py's count).
+try:os.remove('/tether_boots')
+except OSError:pass
 def _k():
  if _g:_g.feed()
 def _d(b):
@@ -148,6 +153,8 @@ def _on():
  except OSError:pass
 def _rm(p):
  _k()
+ try:os.remove(p+'.part')
+ except OSError:pass
  try:os.remove(p)
  except OSError:return
  i=p.rfind('/')
@@ -157,8 +164,8 @@ def _rm(p):
   i=p.rfind('/',0,i)
 def _m():
  try:
-  f=open('/manifest.json');t=f.read();f.close()
- except OSError:t=None
+  f=open('/manifest.json','rb');t=f.read();f.close()
+ except Exception:t=None
  return t
 i=sys.implementation
 print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr())))
@@ -551,6 +558,9 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
                          "MicroPython (flash it with --firmware)" % (port, board.name),
                          EXIT_NOT_MICROPYTHON)
     why = check_compatible(manifest, board.mpy, board.version)
+    if not why and manifest.get("platform") == "sim" and board.platform not in UNIX_PORTS:
+        why = ("it was built for platform: sim (virtual chips, no WiFi), and this board is %s: "
+               "build it from a profile with platform: esp32" % (board.platform,))
     if why:
         raise FlashError("refusing to flash %s: %s. Nothing was written" % (folder, why),
                          EXIT_INCOMPATIBLE)
@@ -737,7 +747,11 @@ def main(args, out=None, err=None):
             profile = pathlib.Path(args.profile)
             if not profile.is_file():
                 raise FlashError("%s: no such profile" % profile, EXIT_BAD_INPUT)
-            folder = args.build_dir or str(profile.parent / ".tether" / "build" / profile.stem)
+            if args.build_dir is None:
+                folder = str(profile.parent / ".tether" / "build" / profile.stem)
+                ignore_builds(profile.parent / ".tether")
+            else:
+                folder = args.build_dir
             built = build_bundle(str(profile), folder, args.arch, args.allow_outside)
             out.write("built %s into %s: %d files, %d bytes\n"
                       % (profile, folder, len(built["files"]), built["bytes"]))
@@ -750,4 +764,19 @@ def main(args, out=None, err=None):
     except FlashError as exc:
         err.write("tether flash: %s\n" % exc)
         return exc.code
+    except KeyboardInterrupt:
+        err.write("\ntether flash: interrupted. No file was left half written: files not yet "
+                  "renamed on the board are as they were; once the copy had begun, /main.py is "
+                  "set aside (as /main.py.off) so that a mix of old and new modules does not "
+                  "run. Flash again (files already copied are not sent again)\n")
+        return EXIT_INTERRUPTED
     return EXIT_OK
+
+
+def ignore_builds(folder):
+    """The build folder beside a profile holds secrets.json (WiFi passphrase, broker
+    password): a .gitignore of its own keeps `git add -A` in the product's repository off it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("# tether flash's builds: they hold secrets.json\n*\n")

@@ -191,10 +191,26 @@ def test_a_sampler_crashing_at_every_boot_resets_the_board_and_safe_mode_follows
     ("{not json", None, "tether: cannot start: profile.json: not JSON (syntax error in JSON)"),
     ('{"platform": "sim"}', "{oops", "tether: cannot start: secrets.json: not JSON "
                                      "(syntax error in JSON)"),
-    ("[1, 2]", None, "tether: cannot start: profile.json and secrets.json must each hold a "
+    ("[1, 2]", "{}", "tether: cannot start: profile.json and secrets.json must each hold a "
                      "JSON object"),
-    ('{"platform": "rpi"}', None, "tether: cannot start: profile.json: platform 'rpi' cannot "
-                                  "run on a board (esp32 or sim)"),
+    ('{"v": 1, "platform": "rpi"}', "{}", "tether: cannot start: profile.json: platform 'rpi' "
+                                          "cannot run on a board (esp32 or sim)"),
+    # tether build always writes secrets.json: without it the agent failed at every boot for
+    # want of the WiFi login, a reset loop that hid why
+    ('{"v": 1, "platform": "sim"}', None, "tether: cannot start: secrets.json: cannot read it "
+                                          "([Errno 2] ENOENT): flash the board with `tether "
+                                          "flash`"),
+    # files copied by hand from another version: a KeyError at every boot, a reset loop
+    ('{"v": 2, "platform": "sim"}', "{}", "tether: cannot start: profile.json: a profile of "
+                                          "format 2, and this bundle reads format 1: flash the "
+                                          "board with `tether flash` (profile and code go "
+                                          "together)"),
+    ('{"platform": "sim"}', "{}", "tether: cannot start: profile.json: a profile of format "
+                                  "None, and this bundle reads format 1: flash the board with "
+                                  "`tether flash` (profile and code go together)"),
+    # a profile larger than the heap: the traceback went to the REPL, at every power-on
+    ('{"v": 1, "platform": "sim", "pad": "%s"}' % ("x" * 600000), "{}",
+     "tether: cannot start: memory allocation failed"),
 ])
 def test_a_board_without_a_usable_profile_says_why_and_starts_nothing(
         micropython, tmp_path, profile, secrets, message):
@@ -207,8 +223,55 @@ def test_a_board_without_a_usable_profile_says_why_and_starts_nothing(
     b.boot()
     assert b.proc.wait(30) == 0
     b.reader.join(10)
-    assert b.lines == [message]
+    if message.endswith("memory allocation failed"):
+        assert len(b.lines) == 1 and b.lines[0].startswith(message), b.lines
+        assert b.lines[0].endswith(": the heap is too small for this profile (docs/esp32.md, "
+                                   "Heap)"), b.lines
+    else:
+        assert b.lines == [message]
     assert b.crash_boots() is None  # nothing started, nothing counted
+
+
+def test_the_board_console_tells_every_outage_and_each_sensor_that_fails_or_reads_again(
+        monkeypatch):
+    # `tether logs` showed one broker outage of two (the same words twice were one change), an
+    # error from before a connection after it, and no sensor failure at all.
+    import types
+    from agent.uplink import Uplink
+    from firmware import board as entry
+    said = []
+    monkeypatch.setattr(entry, "log", said.append)
+    uplink = Uplink.__new__(Uplink)
+    uplink.last_error, uplink.errors, uplink.connects = None, 0, 0
+    uplink.wakeup = types.SimpleNamespace(set=lambda: None)
+    ink = types.SimpleNamespace(name="ink", failing=None)
+    power = types.SimpleNamespace(name="power", failing=None)
+    b = entry.Board.__new__(entry.Board)
+    b.connects, b.uplink_errors, b.failing = 0, 0, {}
+    b.agent = types.SimpleNamespace(uplink=uplink,
+                                    sampler=types.SimpleNamespace(channels=[ink, power]))
+    refused = OSError(111, "ECONNREFUSED")
+    uplink.connects = 1
+    b._report()
+    uplink._closed(refused)
+    uplink.connects = 2
+    power.failing = "nack"
+    b._report()
+    uplink._closed(refused)                 # the same words: a second outage
+    b._report()
+    uplink.connects = 3
+    power.failing = None
+    b._report()
+    b._report()                             # nothing new: nothing said
+    assert said == [
+        "uplink: connected (1 connects)",
+        "uplink: ConnectionRefusedError: [Errno 111] ECONNREFUSED",
+        "uplink: connected (2 connects)",
+        "sensor power: fails (nack); tried again with backoff",
+        "uplink: ConnectionRefusedError: [Errno 111] ECONNREFUSED",
+        "uplink: connected (3 connects)",
+        "sensor power: reads again",
+    ], said
 
 
 def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
@@ -239,7 +302,7 @@ def test_secrets_merge_deep_and_reset_causes_and_uids_get_their_names():
 
 def test_an_agent_that_cannot_be_built_is_a_crash_boot_that_resets_the_board(micropython, tmp_path):
     b = BoardRoot(micropython, tmp_path, 1883)
-    (b.board / "profile.json").write_text('{"platform": "sim", "device": {"id": "half-made"}}')
+    (b.board / "profile.json").write_text('{"v": 1, "platform": "sim", "device": {"id": "half-made"}}')
     b.boot(settings={"firmware.board": {"FAILED_BOOT_MS": 0}})
     b.wait_reset()
     assert b.said("tether: cannot start the agent: KeyError: ")

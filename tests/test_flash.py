@@ -16,6 +16,7 @@ from firmware import cli, flash
 from simulator.lab.bundles import mpy_of, write_bundle
 from simulator.lab.fakeboard import FakeBoard
 
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 MPY_6_3_XTENSAWIN = 6 | 3 << 8 | 10 << 10
 MPY_6_3_RV32IMC = 6 | 3 << 8 | 11 << 10
 MPY_5_0_XTENSAWIN = 5 | 0 << 8 | 10 << 10
@@ -175,6 +176,85 @@ def test_a_partial_copy_left_by_a_cut_is_removed_by_the_next_flash_even_unsent(t
         out = flash_ok(tmp_path / "b1", board)
         assert "up to date" in out
         assert board.files() == sorted(list(v1) + ["manifest.json"])
+
+
+def test_a_partial_copy_of_a_file_the_bundle_no_longer_has_is_removed_with_it(tmp_path, v1):
+    # The next bundle lacks the file: its .part stayed on the board for good.
+    big = dict(v1, **{"agent/big.mpy": bytes(range(256)) * 20})
+    write_bundle(tmp_path / "small", v1)
+    write_bundle(tmp_path / "big", big)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "small", board)
+    with FakeBoard(tmp_path / "board", cut=("agent/big.mpy", 1500, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "big"), "--port", board.port)[0] == 9
+        assert "agent/big.mpy.part" in board.files()
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "small", board)
+        assert board.files() == sorted(list(v1) + ["manifest.json"])
+
+
+def test_a_board_manifest_that_is_not_one_counts_as_none(tmp_path, v1):
+    # Garbage in /manifest.json (not UTF-8) made every flash fail with the board's traceback.
+    write_bundle(tmp_path / "b1", v1)
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board" / "manifest.json").write_bytes(bytes(range(128, 256)) * 20)
+    (tmp_path / "board" / "keep.txt").write_text("the user's own")
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+        board_has(board, v1)
+        assert "keep.txt" in board.files()      # nothing deleted on a manifest it cannot read
+
+
+def test_a_flash_starts_the_crash_boot_count_again(tmp_path, v1):
+    # Flashing within a minute of boot counted as a crash: ten quick flashes put the board in
+    # safe mode, running no sensor, and the developer took the new profile for broken.
+    write_bundle(tmp_path / "b1", v1)
+    (tmp_path / "board").mkdir()
+    (tmp_path / "board" / "tether_boots").write_text("9")
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+        assert "tether_boots" not in board.files()
+
+
+def test_a_sim_bundle_is_refused_on_a_real_board_and_taken_by_the_unix_port(tmp_path, v1):
+    write_bundle(tmp_path / "sim", v1, platform="sim")
+    with FakeBoard(tmp_path / "board") as board:                  # says it is an esp32
+        code, out, err = run_flash("--bundle", str(tmp_path / "sim"), "--port", board.port)
+        assert code == flash.EXIT_INCOMPATIBLE
+        assert "platform: sim" in err and "esp32" in err and "Nothing was written" in err
+        assert board.writes == []
+    with FakeBoard(tmp_path / "unix", platform="linux") as board:
+        flash_ok(tmp_path / "sim", board)
+
+
+def test_ctrl_c_mid_flash_says_what_the_board_holds_and_exits_130(tmp_path, v1, monkeypatch):
+    write_bundle(tmp_path / "b1", v1)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(flash, "flash_bundle", interrupted)
+    code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", "/dev/null")
+    assert code == flash.EXIT_INTERRUPTED == 130
+    assert "interrupted. No file was left half written" in err and "Flash again" in err
+
+
+def test_the_default_build_folder_is_kept_out_of_git(tmp_path, monkeypatch):
+    # It holds secrets.json (the WiFi passphrase, the broker password): `git add -A` in the
+    # product's repository staged it.
+    import shutil
+    shutil.copytree(EXAMPLES, tmp_path / "product")
+    profile = tmp_path / "product" / "printer.yaml"
+    monkeypatch.setattr(flash, "flash_bundle", lambda *a, **k: None)
+    code, out, err = run_flash(str(profile), "--port", "/dev/null")
+    assert code == 0, err
+    assert (profile.parent / ".tether" / ".gitignore").read_text().splitlines()[-1] == "*"
+    assert (profile.parent / ".tether" / "build" / "printer" / "secrets.json").exists()
+    if shutil.which("git"):
+        subprocess.run(["git", "init", "-q"], cwd=profile.parent, check=True)
+        subprocess.run(["git", "add", "-A"], cwd=profile.parent, check=True)
+        staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=profile.parent,
+                                check=True, capture_output=True, text=True).stdout.split()
+        assert staged and not [n for n in staged if n.startswith(".tether")], staged
 
 
 @pytest.mark.parametrize("board_mpy, arch, words", [

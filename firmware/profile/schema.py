@@ -10,6 +10,7 @@ from types import SimpleNamespace
 
 from agent import ids
 from agent.compact import MAX_READINGS
+from agent.profile import FORMAT
 from agent.schema import MAX_CHANNELS
 from firmware import bounded
 from firmware.profile import crosscheck
@@ -439,7 +440,7 @@ def compile_root(root):
                           utc_offset_min=0)
     unknown_keys(ctx, root, TOP_KEYS)
     out = section(ctx, root, TOP_FIELDS, strict=False)
-    out["v"] = 1
+    out["v"] = FORMAT
     crosscheck.check(ctx, root, out)
     if ctx.platform == "esp32":
         esp32_needs(ctx, root, out)
