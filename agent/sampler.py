@@ -185,11 +185,14 @@ class Sampler:
                 c.insight(t, v if confident else _NAN, synced)
             except Exception:  # a detector's fault must not cost the reading
                 c.errors["insight"] = c.errors.get("insight", 0) + 1
-        scaled = c.scale(c.median(v))
+        # A reading the driver is not sure of (a bottle lifted off the scale reads 0) is stored
+        # as read, but neither filtered nor judged: it raised refill_soon at every lift, and
+        # its 0 stayed in the median window after the bottle was back.
+        scaled = c.scale(c.median(v) if confident else v)
         # Thresholds, events and the deadband judge the reading as stored, at its resolution:
         # 20.99985 stored as 21.0 raised no "above 21" (nor carried 20.99985 in its event). The
         # reading as a number is made only for them: a float is a heap object on a board.
-        if c.thresholds:
+        if c.thresholds and confident:
             v = c.schema.value(c.number, scaled)
             for th in c.thresholds:
                 state = th.check(v)

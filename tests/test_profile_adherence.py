@@ -91,3 +91,20 @@ def test_late_shorter_than_the_window_is_reported(tmp_path):
                                "late: 2h}\n") == [
         "10:80: sensors[0].insight.late: late (120 min) must be at least the window (180 min): "
         "a dose taken within its window is on time"]
+
+
+def test_readings_further_apart_than_a_quarter_of_the_window_are_refused(tmp_path):
+    # At 1 h a take at 08:05 was seen at 09:00: late for its 30 min window, every time.
+    for interval, window, ok in (("7min", "30min", True), ("8min", "30min", False),
+                                 ("1h", "30min", False), ("1h", "4h", True)):
+        text = BASE.replace("    quantity: count\n", "    quantity: count\n    interval: %s\n"
+                            % interval)
+        (tmp_path / "p.yaml").write_text(
+            text + '    insight: {type: adherence, schedule: ["08:00"], window: %s}\n' % window)
+        profile, errors = compile(str(tmp_path / "p.yaml"))
+        if ok:
+            assert errors == [], errors
+        else:
+            assert len(errors) == 1 and "sensors[0].interval: expected an interval of at most " \
+                "450s: a dose is dated by the first reading that shows it" in errors[0], errors
+            assert errors[0].endswith("got '%s'" % interval), errors

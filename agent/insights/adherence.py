@@ -35,6 +35,7 @@ _HUGE = 1000000          # pills: beyond this a reading is nonsense, not a count
 _GAP_MS = 6 * 3600000    # readings missing longer than this: the slots in between are not judged
 _CAP_MS = 3600000        # how long a drop of more than a dose waits for the cap to go back on
 _KEYS = ("times_min", "window_ms", "late_ms", "pills", "refill_days", "settle_ms")
+_OFFSET = "utc_offset_min"   # set() takes it too: bit len(_KEYS) of `downlinked`
 MAX_TIMES = 24           # dose times a day: the profile's, set()'s and a snapshot's limit
 _FORMAT = 1              # the snapshot's layout (snapshot() below); another is refused
 _TMAX = 1 << 48          # device ms: a snapshot's times beyond this are nonsense
@@ -45,16 +46,20 @@ def _settings(cfg, args):
     out = {}
     for key in _KEYS:
         out[key] = cfg[key]
+    out[_OFFSET] = cfg.get(_OFFSET, 0)
     if not isinstance(args, dict):
         raise ValueError("settings must be a map, got %s" % short(args))
     for key in args:
         if key == "schedule":
             out["times_min"] = _schedule(args[key])
+        elif key == _OFFSET:
+            # -12:00 to +14:00, as the profile's device.utc_offset: daylight saving time
+            out[key] = _int(key, args[key], -14 * 60, 14 * 60)
         elif key in _KEYS and key != "times_min":
             out[key] = _value(key, args[key])
         else:
             raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
-                             "pills, refill_days, settle_ms)" % short(key))
+                             "pills, refill_days, settle_ms, utc_offset_min)" % short(key))
     problem = spacing(out["times_min"], out["window_ms"])
     if not problem and ("late_ms" in args or "window_ms" in args):
         # (only when set: a profile compiled before the rule still builds its detector)
@@ -179,7 +184,6 @@ class Detector:
     def __init__(self, cfg, emit):
         self.emit = emit
         self.cfg = cfg           # the profile's settings, which restore() starts from
-        self.off = cfg.get("utc_offset_min", 0) * _MIN
         self._apply(_settings(cfg, {}))
         self.downlinked = 0      # bit i: _KEYS[i] was changed by set(), not the profile
         self.ref = None          # the count at rest, as last settled
@@ -204,29 +208,35 @@ class Detector:
         self.pills = s["pills"]
         self.refill_days = s["refill_days"]
         self.settle = s["settle_ms"]
+        self.off = s[_OFFSET] * _MIN
 
     def set(self, args):
         s = _settings(self.settings(), args)
-        slots = (self.times, self.window, self.late)
+        slots = (self.times, self.window, self.late, self.off)
         self._apply(s)
         for key in args:
-            self.downlinked |= 1 << _KEYS.index("times_min" if key == "schedule" else key)
-        if (self.times, self.window, self.late) != slots:
-            self._reslot()       # the pills, the refill threshold or settle_ms leave the slot
+            self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else
+                                     _KEYS.index("times_min" if key == "schedule" else key))
+        if (self.times, self.window, self.late, self.off) != slots:
+            self._reslot(slots[0], slots[3])  # pills, refill_days, settle_ms leave the slot
         return self.settings()
 
-    def _reslot(self):
-        """The schedule changed. While a dose's window is open, the new schedule's dose open now
-        is judged, taken if the take of the old one falls in its window (the pharmacy moving
-        the 08:00 dose to 08:15 at 08:05 does not make the patient take it again; a dose added
-        at 11:00 is not taken by the 08:05 take); the old dose, if the new schedule closes it
-        before now untaken, is missed; when none is open, the next dose time. A dose time
-        already past is not judged again: it was (or was judged missed) under the old schedule.
-        Set from the last reading's time: no dose open now goes unjudged until the next one."""
+    def _reslot(self, times, off):
+        """The schedule changed (from times at offset off). While a dose's window is open, the
+        new schedule's dose open now is judged, taken if the take of the old one falls in its
+        window (the pharmacy moving the 08:00 dose to 08:15 at 08:05 does not make the patient
+        take it again; a dose added at 11:00 is not taken by the 08:05 take), or if the old
+        dose's time is gone from the schedule (moved: the dose is the same, also when its new
+        window no longer holds the take, as a dose moved an hour for daylight saving time);
+        the old dose, if the new schedule closes it before now untaken, is missed; when none is
+        open, the next dose time. A dose time already past is not judged again: it was (or was
+        judged missed) under the old schedule. Set from the last reading's time: no dose open
+        now goes unjudged until the next one."""
         now = self.last_t
         if self.sched is None or now is None:
             return
         old = self.sched
+        moved = (old + self.off) % _DAY // _MIN not in self.times
         was_open = old - self.window <= now
         taken, took, taken_t = self.taken and was_open, self.took, self.taken_t
         if was_open:
@@ -239,12 +249,13 @@ class Detector:
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
-        if taken and self.sched - self.window <= taken_t <= self.close:
+        if taken and (moved or self.sched - self.window <= taken_t <= self.close):
             self.taken, self.took, self.taken_t = True, took, taken_t
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
-                "pills": self.pills, "refill_days": self.refill_days, "settle_ms": self.settle}
+                "pills": self.pills, "refill_days": self.refill_days, "settle_ms": self.settle,
+                _OFFSET: self.off // _MIN}
 
     def state(self):
         return {"count": self.ref, "scheduled": self.sched, "taken": self.counts[0],
@@ -277,7 +288,7 @@ class Detector:
                 old[_KEYS[i]] = _value(_KEYS[i], snap[1 + i], True)
             except ValueError as e:
                 raise ValueError("snapshot: %s" % (e,))
-        downlinked = _int("snapshot: downlinked", snap[7], 0, (1 << len(_KEYS)) - 1)
+        downlinked = _int("snapshot: downlinked", snap[7], 0, (2 << len(_KEYS)) - 1)
         off = _int("snapshot: utc_offset_min", snap[8], -1440, 1440) * _MIN
         ref = _count("ref", snap[9])
         lvl = _count("lvl", snap[10])
@@ -299,6 +310,7 @@ class Detector:
         new = {}
         for i in range(len(_KEYS)):
             new[_KEYS[i]] = old[_KEYS[i]] if downlinked >> i & 1 else self.cfg[_KEYS[i]]
+        new[_OFFSET] = off // _MIN if downlinked >> len(_KEYS) & 1 else self.off // _MIN
         problem = spacing(new["times_min"], new["window_ms"])
         if problem and downlinked & 1 and not downlinked & 2:
             # The pharmacy's schedule against a new profile's window too wide for it: the
@@ -311,7 +323,7 @@ class Detector:
             raise ValueError("snapshot: its downlinked settings and the profile's clash: "
                              + problem)
         if (new["times_min"] != old["times_min"] or new["window_ms"] != old["window_ms"]
-                or new["late_ms"] != old["late_ms"] or off != self.off):
+                or new["late_ms"] != old["late_ms"] or off != new[_OFFSET] * _MIN):
             sched = None         # another schedule: judge it from its next slot
         if sched is not None and _next(sched - 1, new["times_min"], off) != sched:
             raise ValueError("snapshot: %s is no dose time of its schedule" % short(sched))
@@ -408,25 +420,35 @@ class Detector:
         self._close_slots(t0, t)
         sched = self.sched
         within = sched - self.window <= t0 <= self.close
-        if self.taken and within and self.took + pills <= self.pills:
-            self.took += pills   # the rest of a dose taken a pill at a time: no extra dose
-            return
-        if self.taken or not within:
-            inside = sched - self.window <= t0
-            self.counts[2] += 1
-            self.emit(t, "extra_dose", pills,
-                      {"scheduled": sched if inside else None, "taken": t0, "pills": pills,
-                       "reason": "again" if inside else "outside"})
-            return
-        self.taken = True
-        self.took = pills
-        self.taken_t = t0
-        self.counts[0] += 1
-        late = t0 > sched + self.window
-        self.emit(t, "dose_taken", pills,
-                  {"scheduled": sched, "taken": t0, "pills": pills,
-                   "status": "late" if late else "on_time",
-                   "late_min": (t0 - sched) // _MIN if late else 0})
+        if within and self.taken:
+            part = self.pills - self.took   # the rest of a dose taken a pill at a time
+            if part > pills:
+                part = pills
+            self.took += part
+            pills -= part
+            if not pills:
+                return
+        elif within:
+            dose = pills if pills < self.pills else self.pills
+            self.taken = True
+            self.took = dose
+            self.taken_t = t0
+            self.counts[0] += 1
+            late = t0 > sched + self.window
+            self.emit(t, "dose_taken", dose,
+                      {"scheduled": sched, "taken": t0, "pills": dose,
+                       "status": "late" if late else "on_time",
+                       "late_min": (t0 - sched) // _MIN if late else 0})
+            pills -= dose
+            if not pills:
+                return
+        # Beyond the dose (6 pills at once on a 1-pill regimen was one dose_taken of 6), or
+        # outside any dose's time.
+        inside = sched - self.window <= t0
+        self.counts[2] += 1
+        self.emit(t, "extra_dose", pills,
+                  {"scheduled": sched if inside else None, "taken": t0, "pills": pills,
+                   "reason": "again" if inside else "outside"})
 
     def _close_slots(self, limit, t):
         """Every slot that closed before limit: missed if nothing was taken in it."""

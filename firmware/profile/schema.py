@@ -219,10 +219,13 @@ def sensor(ctx, node):
                                              " or a ".join(INSIGHTS[kind]["quantities"]),
                                              out.get("quantity"))))
     most = INSIGHTS[kind]["max_interval_ms"] if kind in INSIGHTS else None
+    why = "its %s insight counts readings further apart as an outage" % kind
+    if kind in INSIGHTS and INSIGHTS[kind]["max_interval"] is not None and "insight" in out:
+        most, why = INSIGHTS[kind]["max_interval"](out["insight"])
     if most is not None and out.get("interval_ms", 0) > most:
         ctx.problems.append(at(node.value["interval"], expected(
-            "an interval of at most %s: its %s insight counts readings further apart as an "
-            "outage" % (format_duration(most), kind), node.value["interval"])))
+            "an interval of at most %s: %s" % (format_duration(most), why),
+            node.value["interval"])))
     return out
 
 

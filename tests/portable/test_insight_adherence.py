@@ -109,15 +109,20 @@ def test_a_cap_beside_the_bottle_for_long_with_no_pill_taken_is_no_dose():
 
 
 def test_a_drop_of_more_than_a_dose_that_stays_is_taken_after_an_hour():
+    # Three pills at once on a one-pill dose: the dose, and two more than it (one dose_taken
+    # of 3 read as the dose, and nobody saw the overdose).
     b = Bottle(30)
     b.until(30, 12.5)
     b.hold(27, 40 * MIN)                  # three pills at 12:30: the 08:00 slot closes at 13:00
     assert b.names() == []                # waiting: maybe a cap beside the bottle
     b.until(27, 19)
+    assert b.names() == ["dose_taken", "extra_dose"]
     f = b.one("dose_taken")[3]
-    assert (f["pills"], f["status"], f["taken"]) == (3, "late", DAY0 + 12 * HOUR + 30 * MIN)
+    assert (f["pills"], f["status"], f["taken"]) == (1, "late", DAY0 + 12 * HOUR + 30 * MIN)
+    e = b.one("extra_dose")
+    assert (e[2], e[3]["pills"], e[3]["reason"], e[3]["scheduled"]) == (2, 2, "again",
+                                                                         DAY0 + 8 * HOUR)
     assert b.events[0][0] == DAY0 + 13 * HOUR + 30 * MIN      # an hour after it showed
-    assert "dose_missed" not in b.names()
 
 
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
@@ -240,6 +245,50 @@ def test_a_dose_taken_before_its_time_moved_is_not_asked_for_again():
     b.det.set({"schedule": ["08:15", "20:00"]})
     b.until(19, 14)
     assert b.names() == ["dose_taken"], b.events     # no dose_missed for 08:15
+
+
+def test_a_take_beyond_the_rest_of_a_dose_in_parts_is_the_dose_then_an_extra_dose():
+    b = Bottle(40, pills=2)
+    b.until(40, 8 + 5 / 60.0)
+    b.until(39, 8 + 20 / 60.0)                       # one pill of two at 08:05
+    b.until(36, 14)                                  # three more at 08:20: one ends the dose
+    assert b.names() == ["dose_taken", "extra_dose"], b.events
+    assert b.one("dose_taken")[3]["pills"] == 1      # the dose as first taken
+    e = b.one("extra_dose")
+    assert (e[2], e[3]["reason"], e[3]["taken"]) == (2, "again", DAY0 + 8 * HOUR + 20 * MIN)
+
+
+def test_a_dose_moved_an_hour_after_it_was_taken_is_not_asked_for_again():
+    # Daylight saving time ends: the cloud moves the 22:30 (UTC+1) dose to 23:30 after the
+    # patient took it at 22:40. The new dose's window (23:00-04:30) does not hold the take,
+    # and it was missed at 04:35; a dose time gone from the schedule is the same dose, moved.
+    b = Bottle(20, times_min=[22 * 60 + 30], late_ms=5 * HOUR)
+    b.until(20, 22 + 40 / 60.0)
+    b.until(19, 23 + 59 / 60.0)
+    b.until(19, 26)
+    b.det.set({"schedule": ["23:30"]})
+    b.until(19, 23, day=1)
+    assert b.names() == ["dose_taken"], b.events
+    b.until(18, 23 + 50 / 60.0, day=1)               # the next day's, at its new time
+    assert [f["scheduled"] for _, e, _, f in b.events if e == "dose_taken"][-1] == (
+        DAY0 + 24 * HOUR + 23 * HOUR + 30 * MIN)
+
+
+def test_the_utc_offset_is_set_by_downlink_for_daylight_saving_time():
+    b = Bottle(20, start=DAY0 + 5 * HOUR, times_min=[8 * 60], utc_offset_min=120)  # summer:
+    # 08:00 local is 06:00 UTC
+    b.until(20, 6 + 5 / 60.0)
+    b.until(19, 6 + 30 / 60.0)                               # taken at 08:05 local
+    assert b.det.set({"utc_offset_min": 60})["utc_offset_min"] == 60   # winter time
+    b.until(19, 12)
+    assert b.names() == ["dose_taken"], b.events             # not asked for again at 07:00
+    b.until(19, 7 + 10 / 60.0, day=1)
+    b.until(18, 8, day=1)                                    # taken at 08:10 local, winter
+    f = [f for _, e, _, f in b.events if e == "dose_taken"][-1]
+    assert (f["scheduled"], f["status"]) == (DAY0 + 31 * HOUR, "on_time")
+    for bad in (15 * 60, -15 * 60, 1.5, True, "+01:00"):
+        assert "utc_offset_min must be an integer from -840 to 840" in str(
+            raises(ValueError, b.det.set, {"utc_offset_min": bad}))
 
 
 def test_a_longer_late_set_mid_dose_judges_that_dose_and_never_one_already_judged():

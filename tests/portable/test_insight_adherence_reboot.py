@@ -32,12 +32,14 @@ DAYS = (
     (2, 460, 9),              # 20:00 missed; 08:00 taken at 07:40 (refill_needed: 4.5 days)
     (2, 475, 8),              # 07:55: taken again
     (2, 720, 68),             # refilled at noon
-    (2, 1190, 65),            # three pills at 19:50: waits an hour for a cap, then taken
+    (2, 1190, 65),            # three pills at 19:50: waits an hour for a cap, then one taken
+                              # and two more than the dose
     (2, 1380, None),          # the board off for 8 h, back before 08:00's window opens
     (3, 420, 65), (3, 490, 64),
     (3, 540, None))
 EVERY_EVENT = ["dose_taken", "dose_taken", "dose_taken", "extra_dose", "dose_missed",
-               "dose_taken", "refill_needed", "extra_dose", "refilled", "dose_taken", "dose_taken"]
+               "dose_taken", "refill_needed", "extra_dose", "refilled", "dose_taken", "extra_dose",
+               "dose_taken"]
 
 
 def readings():
@@ -183,7 +185,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing():
     for i, v in ((0, 2), (0, True), (0, 1.0), (1, []), (1, [480, 480]), (1, [1200, 480]),
                  (1, [1440]), (1, ["08:00"]), (1, None), (1, list(range(25))), (2, 1),
                  (2, 1800000.0),
-                 (3, True), (4, 0), (5, "5"), (5, float("nan")), (5, 1e300), (6, -1), (7, 64),
+                 (3, True), (4, 0), (5, "5"), (5, float("nan")), (5, 1e300), (6, -1), (7, 128),
                  (7, None), (8, 5000), (9, -3), (9, 10 ** 30), (9, 20.0), (10, "x"),
                  (11, None), (11, 10 ** 20), (12, 5), (13, -1), (14, 1), (14, None), (15, 1.5),
                  (15, -(10 ** 40)), (16, DAY0 + 8 * HOUR + 1), (16, 2 ** 60), (17, "no"),
@@ -266,3 +268,13 @@ def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
         ins.feeder("pills")(t, 19, True)
         t += STEP
     assert got == ["dose_taken"]
+
+
+def test_a_utc_offset_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not():
+    b = Bottle(20, times_min=[8 * 60], utc_offset_min=120)
+    b.det.set({"utc_offset_min": 60})
+    again = rebooted(b.det, b._emit, config(times_min=[8 * 60], utc_offset_min=120))
+    assert again.settings()["utc_offset_min"] == 60
+    plain = Bottle(20, times_min=[8 * 60], utc_offset_min=120)
+    moved = rebooted(plain.det, plain._emit, config(times_min=[8 * 60], utc_offset_min=180))
+    assert moved.settings()["utc_offset_min"] == 180          # the profile's own, changed

@@ -3,7 +3,7 @@ a load cell, judged against a schedule; refills."""
 from agent.insights.adherence import MAX_TIMES, lateness, spacing
 from firmware.profile.errors import at
 from firmware.profile.rules import REQUIRED, clock_time, duration, integer, list_of
-from firmware.profile.units import DAY, HOUR, MINUTE
+from firmware.profile.units import DAY, HOUR, MINUTE, format_duration
 
 
 def schedule(ctx, node):
@@ -29,6 +29,14 @@ FIELDS = [
     # Longer than a cap set down beside the bottle stays off (a minute or few): that is no dose.
     ("settle", "settle_ms", duration(0, HOUR), 5 * MINUTE),
 ]
+
+
+def max_interval(insight):
+    """(the longest interval, why): a dose is dated by the first reading that shows it."""
+    window = insight.get("window_ms", 30 * MINUTE)
+    return window // 4, ("a dose is dated by the first reading that shows it, and readings "
+                         "further apart than a quarter of the window (%s) put a dose taken on "
+                         "time late" % format_duration(window))
 
 
 def check(ctx, node, out):
