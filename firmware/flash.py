@@ -29,7 +29,7 @@ import sys
 import time
 import zlib
 
-from firmware import build, rawrepl
+from firmware import build, logs, rawrepl
 from firmware.args import seconds
 
 # Exit codes (docs/flash.md)
@@ -517,9 +517,10 @@ def progress_for(out):
 
 # -- flashing ----------------------------------------------------------------------------------
 def flash_bundle(folder, port, out=None, timeout=10.0, fallback_pause=0.01, chunk=None,
-                 reset=True, pause=0.0, attempts=2):
+                 reset=True, pause=0.0, attempts=2, then=None):
     """Copies the bundle in folder onto the board at port. Returns a summary dict; raises
-    FlashError with the exit code."""
+    FlashError with the exit code. then(serial link, bytes already read): called once the
+    flash ended, on the port still open, so that nothing the board prints is missed."""
     out = sys.stdout if out is None else out
     manifest = load_bundle(folder)
     folder = pathlib.Path(folder)
@@ -533,9 +534,12 @@ def flash_bundle(folder, port, out=None, timeout=10.0, fallback_pause=0.01, chun
             if pause:
                 time.sleep(pause)
             repl.enter(attempts=attempts, soft_reset=True)
-            return _flash(repl, manifest, folder, port, out, chunk, reset, started)
+            summary = _flash(repl, manifest, folder, port, out, chunk, reset, started)
         except rawrepl.ReplError as exc:
             raise _as_flash_error(exc)
+        if then is not None:
+            then(repl.serial, bytes(repl._buf))
+        return summary
 
 
 def _as_flash_error(exc):
@@ -710,6 +714,9 @@ def add_command(sub):
     p.add_argument("--pause", type=seconds(0), default=0.0, metavar="SECONDS",
                    help="wait this long after opening the port (some USB-serial adapters need 1)")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board at the end")
+    p.add_argument("--logs", action="store_true",
+                   help="then show the board's console as `tether logs` does, from the first "
+                        "line of its boot, until Ctrl-C")
     add_allow_outside(p)
     p.set_defaults(func=main)
 
@@ -723,7 +730,8 @@ def build_bundle(profile, out_dir, arch, allow_outside):
                          EXIT_BAD_INPUT)
 
 
-def main(args, out=None, err=None):
+def main(args, out=None, err=None, stop=None):
+    """stop: for --logs, as logs.follow takes it (tests); Ctrl-C otherwise."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
@@ -735,6 +743,9 @@ def main(args, out=None, err=None):
         if args.bundle is not None and (args.arch or args.build_dir):
             raise FlashError("--arch and --build-dir are for building a PROFILE; a --bundle is "
                              "flashed as it was built", EXIT_BAD_INPUT)
+        if args.logs and args.no_reset:
+            raise FlashError("--logs follows the board as it boots: not with --no-reset",
+                             EXIT_BAD_INPUT)
         if args.chip is not None and not args.firmware:
             raise FlashError("--chip says which chip --firmware writes: give --firmware too",
                              EXIT_BAD_INPUT)
@@ -759,8 +770,13 @@ def main(args, out=None, err=None):
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:
             write_firmware(args.firmware, args.port, args.chip or "esp32", out)
+        then = None
+        if args.logs:
+            def then(link, pending):
+                out.flush()
+                logs.follow(args.port, out, err, link=link, pending=pending, stop=stop)
         flash_bundle(folder, args.port, out=out, timeout=args.timeout, pause=args.pause,
-                     reset=not args.no_reset, attempts=5 if args.firmware else 2)
+                     reset=not args.no_reset, attempts=5 if args.firmware else 2, then=then)
     except FlashError as exc:
         err.write("tether flash: %s\n" % exc)
         return exc.code

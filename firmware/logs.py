@@ -50,22 +50,26 @@ class Console:
 
 
 def follow(port, out=None, err=None, baudrate=115200, retry=0.5, stop=None,
-           opener=rawrepl.open_port, sleep=time.sleep, stamps=True):
-    """Shows the console until stop() is true or Ctrl-C; returns the exit code."""
+           opener=rawrepl.open_port, sleep=time.sleep, stamps=True, link=None, pending=b""):
+    """Shows the console until stop() is true or Ctrl-C; returns the exit code. link: a port
+    already open (tether flash --logs hands over its own, with the bytes it read ahead)."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     console = Console(out, stamps=stamps)
     stop = stop or (lambda: False)
-    try:
-        link = opener(port, baudrate)
-    except rawrepl.NoPort as exc:
-        err.write("tether logs: %s\n" % exc)
-        return EXIT_NO_PORT
-    except rawrepl.PortBusy as exc:
-        err.write("tether logs: %s\n" % exc)
-        return EXIT_PORT_BUSY
+    if link is None:
+        try:
+            link = opener(port, baudrate)
+        except rawrepl.NoPort as exc:
+            err.write("tether logs: %s\n" % exc)
+            return EXIT_NO_PORT
+        except rawrepl.PortBusy as exc:
+            err.write("tether logs: %s\n" % exc)
+            return EXIT_PORT_BUSY
     err.write("--- %s at %d baud: Ctrl-C to quit ---\n" % (port, baudrate))
     err.flush()
+    if pending:
+        console.feed(pending)
     try:
         while not stop():
             if link is None:

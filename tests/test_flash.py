@@ -592,3 +592,23 @@ def test_firmware_options_are_checked_before_a_profile_is_built(tmp_path):
                                "--build-dir", str(tmp_path / "build"), "--chip", "esp32c3")
     assert code == 2 and "--chip says which chip --firmware writes: give --firmware too" in err
     assert not (tmp_path / "build").exists()
+
+
+def test_flash_with_logs_follows_the_board_on_the_same_port_from_its_first_line(tmp_path, v1):
+    # `tether logs` started after a flash missed the boot's first lines (esphome run shows
+    # them): --logs keeps the port the flash had and shows what the board said after the reset.
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board") as board:
+        out, err = io.StringIO(), io.StringIO()
+        parser, _ = cli.build_parser()
+        args = parser.parse_args(["flash", "--bundle", str(tmp_path / "b1"), "--port",
+                                  board.port, "--logs"])
+        code = flash.main(args, out=out, err=err, stop=lambda: ">>>" in out.getvalue())
+        assert code == 0, err.getvalue()
+        text = out.getvalue()
+        assert "flashed 7 of 7 files" in text
+        assert "--- %s at 115200 baud: Ctrl-C to quit ---" % board.port in err.getvalue()
+        assert 'Type "help()" for more information.' in text.split("flashed 7 of 7 files")[1]
+    code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", "/dev/null", "--logs",
+                               "--no-reset")
+    assert code == 2 and "not with --no-reset" in err
