@@ -265,7 +265,18 @@ class Log:
         while self.size + need > self.max_bytes and self.segments:
             self._drop(self.segments[0])
         seg = self.segments[-1] if self.segments else None
-        if seg is None or seg.sealed or (seg.size and seg.size + need > self.segment_bytes):
+        if seg is not None and seg.sealed and seg.first_seq < 0 and not seg.size:
+            # Its first write failed (nothing whole in it, and what part of it landed is
+            # unknown): begun again, not followed by another, so a write that keeps failing (a
+            # full flash) leaves one such segment, not one more at every try.
+            self.segments.pop()
+            try:
+                self.store.remove(seg.name)
+            except Exception:  # the close flushing what a failed write left may fail too
+                pass
+            seg = Segment(seg.number)
+            self.segments.append(seg)
+        elif seg is None or seg.sealed or (seg.size and seg.size + need > self.segment_bytes):
             seg = Segment(seg.number + 1 if seg is not None else self.dead + 1)
             self.segments.append(seg)
         try:

@@ -537,6 +537,12 @@ def flash_bundle(folder, port, out=None, timeout=10.0, fallback_pause=0.01, chun
             summary = _flash(repl, manifest, folder, port, out, chunk, reset, started)
         except rawrepl.ReplError as exc:
             raise _as_flash_error(exc)
+        except KeyboardInterrupt:
+            raise FlashError("interrupted. No file was left half written: files not yet renamed "
+                             "on the board are as they were; once the copy had begun, /main.py "
+                             "is set aside (as /main.py.off) so that a mix of old and new "
+                             "modules does not run. Flash again (files already copied are not "
+                             "sent again)", EXIT_INTERRUPTED)
         if then is not None:
             then(repl.serial, bytes(repl._buf))
         return summary
@@ -734,6 +740,7 @@ def main(args, out=None, err=None, stop=None):
     """stop: for --logs, as logs.follow takes it (tests); Ctrl-C otherwise."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
+    writing = False
     try:
         if args.profile is not None and args.bundle is not None:
             raise FlashError("give a PROFILE to build and flash, or --bundle DIR, not both",
@@ -769,7 +776,9 @@ def main(args, out=None, err=None, stop=None):
         else:
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:
+            writing = True
             write_firmware(args.firmware, args.port, args.chip or "esp32", out)
+            writing = False
         then = None
         if args.logs:
             def then(link, pending):
@@ -780,11 +789,10 @@ def main(args, out=None, err=None, stop=None):
     except FlashError as exc:
         err.write("tether flash: %s\n" % exc)
         return exc.code
-    except KeyboardInterrupt:
-        err.write("\ntether flash: interrupted. No file was left half written: files not yet "
-                  "renamed on the board are as they were; once the copy had begun, /main.py is "
-                  "set aside (as /main.py.off) so that a mix of old and new modules does not "
-                  "run. Flash again (files already copied are not sent again)\n")
+    except KeyboardInterrupt:  # building, or esptool writing MicroPython
+        err.write("\ntether flash: interrupted%s\n" % (
+            " while esptool wrote MicroPython: the image may be half written, run the flash "
+            "with --firmware again" if writing else ": nothing was written to the board"))
         return EXIT_INTERRUPTED
     return EXIT_OK
 

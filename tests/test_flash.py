@@ -229,13 +229,25 @@ def test_a_sim_bundle_is_refused_on_a_real_board_and_taken_by_the_unix_port(tmp_
 
 def test_ctrl_c_mid_flash_says_what_the_board_holds_and_exits_130(tmp_path, v1, monkeypatch):
     write_bundle(tmp_path / "b1", v1)
+    write = flash.Board.write
+    sent = []
 
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(flash, "flash_bundle", interrupted)
+    def interrupted(self, path, *args):
+        if sent:
+            raise KeyboardInterrupt
+        sent.append(path)
+        return write(self, path, *args)
+    monkeypatch.setattr(flash.Board, "write", interrupted)
+    with FakeBoard(tmp_path / "board") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_INTERRUPTED == 130
+        assert "interrupted. No file was left half written" in err and "Flash again" in err
+        assert "main.py.off" in board.files() or "main.py" not in board.files()
+    # Before the copy (building, or esptool writing MicroPython) it says what that means.
+    monkeypatch.setattr(flash, "flash_bundle", lambda *a, **k: (_ for _ in ()).throw(
+        KeyboardInterrupt))
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", "/dev/null")
-    assert code == flash.EXIT_INTERRUPTED == 130
-    assert "interrupted. No file was left half written" in err and "Flash again" in err
+    assert code == 130 and "nothing was written to the board" in err
 
 
 def test_the_default_build_folder_is_kept_out_of_git(tmp_path, monkeypatch):

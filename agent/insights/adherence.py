@@ -218,16 +218,17 @@ class Detector:
             self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else
                                      _KEYS.index("times_min" if key == "schedule" else key))
         if (self.times, self.window, self.late, self.off) != slots:
-            self._reslot(slots[0], slots[3])  # pills, refill_days, settle_ms leave the slot
+            self._reslot()       # the pills, the refill threshold or settle_ms leave the slot
         return self.settings()
 
-    def _reslot(self, times, off):
-        """The schedule changed (from times at offset off). While a dose's window is open, the
-        new schedule's dose open now is judged, taken if the take of the old one falls in its
-        window (the pharmacy moving the 08:00 dose to 08:15 at 08:05 does not make the patient
-        take it again; a dose added at 11:00 is not taken by the 08:05 take), or if the old
-        dose's time is gone from the schedule (moved: the dose is the same, also when its new
-        window no longer holds the take, as a dose moved an hour for daylight saving time);
+    def _reslot(self):
+        """The schedule changed. While a dose's window is open, the new schedule's dose open now
+        is judged, taken if the take of the old one falls in its window (the pharmacy moving
+        the 08:00 dose to 08:15 at 08:05 does not make the patient take it again; a dose added
+        at 11:00 is not taken by the 08:05 take), or if the old dose's time is gone from the
+        schedule and the new one's window is open now too (moved: the same dose, also when its
+        new window no longer holds the take, as a dose moved an hour for daylight saving time;
+        not a dose hours away, which the take did not answer);
         the old dose, if the new schedule closes it before now untaken, is missed; when none is
         open, the next dose time. A dose time already past is not judged again: it was (or was
         judged missed) under the old schedule. Set from the last reading's time: no dose open
@@ -249,7 +250,8 @@ class Detector:
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
-        if taken and (moved or self.sched - self.window <= taken_t <= self.close):
+        if taken and (moved and self.sched - self.window <= now
+                      or self.sched - self.window <= taken_t <= self.close):
             self.taken, self.took, self.taken_t = True, took, taken_t
 
     def settings(self):

@@ -278,17 +278,36 @@ def test_the_utc_offset_is_set_by_downlink_for_daylight_saving_time():
     b = Bottle(20, start=DAY0 + 5 * HOUR, times_min=[8 * 60], utc_offset_min=120)  # summer:
     # 08:00 local is 06:00 UTC
     b.until(20, 6 + 5 / 60.0)
-    b.until(19, 6 + 30 / 60.0)                               # taken at 08:05 local
+    b.until(19, 6 + 45 / 60.0)                               # taken at 08:05 local
     assert b.det.set({"utc_offset_min": 60})["utc_offset_min"] == 60   # winter time
-    b.until(19, 12)
-    assert b.names() == ["dose_taken"], b.events             # not asked for again at 07:00
-    b.until(19, 7 + 10 / 60.0, day=1)
+    b.until(19, 7 + 10 / 60.0, day=1)                        # not asked for again at 07:00
     b.until(18, 8, day=1)                                    # taken at 08:10 local, winter
-    f = [f for _, e, _, f in b.events if e == "dose_taken"][-1]
+    assert b.names() == ["dose_taken", "dose_taken"], b.events
+    f = b.events[-1][3]
     assert (f["scheduled"], f["status"]) == (DAY0 + 31 * HOUR, "on_time")
     for bad in (15 * 60, -15 * 60, 1.5, True, "+01:00"):
         assert "utc_offset_min must be an integer from -840 to 840" in str(
             raises(ValueError, b.det.set, {"utc_offset_min": bad}))
+
+
+def test_a_take_is_never_carried_to_a_dose_hours_away():
+    # A review found the first version of the moved-dose rule handing the take to the next
+    # dose, whatever its time: a clock change after a late-evening dose marked the next day's
+    # taken, and removing the open dose marked the evening one taken; neither was missed.
+    b = Bottle(20, times_min=[22 * 60 + 30], utc_offset_min=60)
+    b.until(20, 21 + 40 / 60.0)
+    b.until(19, 26)                                  # 22:30 local taken at 22:40
+    b.det.set({"utc_offset_min": 120})               # spring forward, at 03:00 local
+    b.until(19, 27, day=1)                           # the next evening's dose not taken
+    assert b.names() == ["dose_taken", "dose_missed"], b.events
+
+    b = Bottle(20)
+    b.until(20, 8 + 5 / 60.0)
+    b.until(19, 8 + 20 / 60.0)                       # 08:00 taken
+    b.det.set({"schedule": ["20:00"]})               # the morning dose stopped
+    b.until(19, 26)
+    assert b.names() == ["dose_taken", "dose_missed"], b.events
+    assert b.events[1][3]["scheduled"] == DAY0 + 20 * HOUR
 
 
 def test_a_longer_late_set_mid_dose_judges_that_dose_and_never_one_already_judged():

@@ -136,3 +136,28 @@ def test_a_clock_stepped_back_writes_the_journal_at_the_next_reading():
     again.open()                                  # the journal's rows become a batch
     assert [(r[1], r[2]) for s, b in K.drain(again) for r in K.rows(b)] == [(0, 1), (0, 1),
                                                                            (1, 2)]
+
+
+def test_a_write_that_keeps_failing_leaves_one_segment_not_one_per_try():
+    # A full flash for good: every cut failed and left a new sealed, empty segment behind, in
+    # RAM and as a file, one per reading (a review counted 1,977 after 2,000 readings).
+    store = Failing(RamStore(), ".seg", 0, 0)
+    store.append = _always_failing(store)
+    buf = K.make(store, max_readings=24, ram_readings=4, log=Log)   # not one that records
+    buf.open()
+    assert _feed(buf, 0, 300) > 250
+    assert len(buf.log.segments) == 1, len(buf.log.segments)
+    assert len([n for n in store.inner.names() if n.endswith(".seg")]) <= 1
+    store.append = store.inner.append                 # the flash has room again
+    _feed(buf, 300, 301)
+    kept = [K.index(r) for s, b in K.drain(buf) for r in K.rows(b)]
+    assert kept and kept == sorted(kept)             # what the window held, stored at last
+
+
+def _always_failing(store):
+    def append(name, data):
+        if name.endswith(".seg"):
+            store.inner.append(name, bytes(data)[:3])
+            raise OSError(28, "ENOSPC")
+        store.inner.append(name, data)
+    return append
