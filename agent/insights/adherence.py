@@ -395,9 +395,12 @@ class Detector:
                 self._resolve(t)
             added = n - self.ref
             self.ref = n
-            self.armed = True
-            self.counts[3] += 1
-            self.emit(t, "refilled", added, {"added": added, "count": n, "at": t0})
+            if added > self.pills:
+                self.armed = True
+                self.counts[3] += 1
+                self.emit(t, "refilled", added, {"added": added, "count": n, "at": t0})
+            # else at most a dose put back (a pill dropped in again): no refill, and the
+            # supply's refill_needed stays sent (it came again for the same supply)
         self._supply(t)
 
     def _supply(self, t):

@@ -125,6 +125,19 @@ def test_a_drop_of_more_than_a_dose_that_stays_is_taken_after_an_hour():
     assert b.events[0][0] == DAY0 + 13 * HOUR + 30 * MIN      # an hour after it showed
 
 
+def test_a_pill_put_back_is_no_refill_and_refill_needed_comes_once():
+    # A pill taken out and dropped in again was `refilled 1`, re-armed refill_needed, and it
+    # came a second time for the same supply.
+    b = Bottle(10)
+    b.until(10, 8.1)
+    b.until(9, 20.1)                      # 4.5 days left: refill_needed
+    b.until(8, 20 + 20 / 60.0)            # the 20:00 dose...
+    b.until(9, 20 + 40 / 60.0)            # ...dropped back in
+    b.until(8, 23)                        # and taken for good
+    assert "refilled" not in b.names(), b.events
+    assert b.names().count("refill_needed") == 1, b.events
+
+
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
     b = Bottle(10)                        # 5 days at 2 pills a day: not below 5 days
     b.until(10, 8.1)
