@@ -34,7 +34,7 @@ def test_the_example_compiles_with_every_setting_the_detector_reads():
     assert profile["sensors"][0]["insight"] == {
         "type": "adherence", "times_min": [480, 1200], "window_ms": 1800000,
         "late_ms": 18000000, "pills": 1, "refill_days": 5, "settle_ms": 300000,
-        "utc_offset_min": 0}
+        "early_ms": 1800000, "utc_offset_min": 0}
 
 
 def test_refill_below_is_days_of_supply(tmp_path):
@@ -108,3 +108,14 @@ def test_readings_further_apart_than_a_quarter_of_the_window_are_refused(tmp_pat
             assert len(errors) == 1 and "sensors[0].interval: expected an interval of at most " \
                 "450s: a dose is dated by the first reading that shows it" in errors[0], errors
             assert errors[0].endswith("got '%s'" % interval), errors
+
+
+def test_early_is_compiled_shown_and_must_leave_room_between_doses(tmp_path, capsys):
+    from firmware.cli import main
+    profile, errors = compiled(tmp_path, '{type: adherence, schedule: ["08:00"], early: 1h}\n')
+    assert errors == [] and profile["sensors"][0]["insight"]["early_ms"] == 3600000
+    assert main(["check", str(tmp_path / "p.yaml")]) == 0
+    assert "window 30min, early from 1h before, late until" in capsys.readouterr().out
+    assert errors_of(tmp_path, '{type: adherence, schedule: ["08:00", "09:00"], early: 1h}\n') \
+        == ["10:69: sensors[0].insight.early: dose times 08:00 and 09:00 are closer than the "
+            "window and early (90 min): their windows would overlap"]

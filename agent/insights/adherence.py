@@ -60,7 +60,7 @@ def _settings(cfg, args):
         else:
             raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
                              "pills, refill_days, settle_ms, utc_offset_min)" % short(key))
-    problem = spacing(out["times_min"], out["window_ms"])
+    problem = spacing(out["times_min"], out["window_ms"], cfg.get("early_ms", 0))
     if not problem and ("late_ms" in args or "window_ms" in args):
         # (only when set: a profile compiled before the rule still builds its detector)
         problem = lateness(out["late_ms"], out["window_ms"])
@@ -163,16 +163,19 @@ def _next(after, times, off):
     return day0 + _DAY + times[0] * _MIN - off
 
 
-def spacing(times_min, window_ms):
-    """None, or why the schedule's on-time windows would overlap (the profile check shares it)."""
+def spacing(times_min, window_ms, early_ms=0):
+    """None, or why the schedule's on-time windows would overlap (the profile check shares it):
+    a dose's on-time window must end before the next one's opens, early_ms before it."""
     n = len(times_min)
+    need = window_ms + (early_ms if early_ms > window_ms else window_ms)
     for i in range(n):
         gap = ((times_min[(i + 1) % n] - times_min[i]) % 1440 if n > 1 else 1440) * _MIN
-        if gap < 2 * window_ms:
-            return ("dose times %02d:%02d and %02d:%02d are closer than twice the window "
-                    "(%d min): their windows would overlap"
+        if gap < need:
+            return ("dose times %02d:%02d and %02d:%02d are closer than %s (%d min): their "
+                    "windows would overlap"
                     % (times_min[i] // 60, times_min[i] % 60, times_min[(i + 1) % n] // 60,
-                       times_min[(i + 1) % n] % 60, 2 * window_ms // _MIN))
+                       times_min[(i + 1) % n] % 60, "twice the window" if need == 2 *
+                       window_ms else "the window and early", need // _MIN))
     return None
 
 
@@ -204,6 +207,9 @@ class Detector:
     def _apply(self, s):
         self.times = s["times_min"]
         self.window = s["window_ms"]
+        # How early a dose still counts (status early): the profile's, at least the window.
+        early = self.cfg.get("early_ms", 0)
+        self.early = early if early > self.window else self.window
         self.late = s["late_ms"]
         self.pills = s["pills"]
         self.refill_days = s["refill_days"]
@@ -238,7 +244,7 @@ class Detector:
             return
         old = self.sched
         moved = (old + self.off) % _DAY // _MIN not in self.times
-        was_open = old - self.window <= now
+        was_open = old - self.early <= now
         taken, took, taken_t = self.taken and was_open, self.took, self.taken_t
         if was_open:
             start = old if old < now - self.late else now - self.late
@@ -250,14 +256,14 @@ class Detector:
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
-        if taken and (moved and self.sched - self.window <= now
-                      or self.sched - self.window <= taken_t <= self.close):
+        if taken and (moved and self.sched - self.early <= now
+                      or self.sched - self.early <= taken_t <= self.close):
             self.taken, self.took, self.taken_t = True, took, taken_t
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
                 "pills": self.pills, "refill_days": self.refill_days, "settle_ms": self.settle,
-                _OFFSET: self.off // _MIN}
+                _OFFSET: self.off // _MIN, "early_ms": self.early}
 
     def state(self):
         return {"count": self.ref, "scheduled": self.sched, "taken": self.counts[0],
@@ -313,14 +319,14 @@ class Detector:
         for i in range(len(_KEYS)):
             new[_KEYS[i]] = old[_KEYS[i]] if downlinked >> i & 1 else self.cfg[_KEYS[i]]
         new[_OFFSET] = off // _MIN if downlinked >> len(_KEYS) & 1 else self.off // _MIN
-        problem = spacing(new["times_min"], new["window_ms"])
+        problem = spacing(new["times_min"], new["window_ms"], self.cfg.get("early_ms", 0))
         if problem and downlinked & 1 and not downlinked & 2:
             # The pharmacy's schedule against a new profile's window too wide for it: the
             # patient's times stay, with the window they were set under (the snapshot was
             # refused, and the patient judged against the profile's default times).
             new["window_ms"] = old["window_ms"]
             downlinked |= 2
-            problem = spacing(new["times_min"], new["window_ms"])
+            problem = spacing(new["times_min"], new["window_ms"], self.cfg.get("early_ms", 0))
         if problem:
             raise ValueError("snapshot: its downlinked settings and the profile's clash: "
                              + problem)
@@ -351,7 +357,7 @@ class Detector:
             self.sched = None
         elif self.sched is None:
             self.judge_from = t
-            self._slot(_next(t + self.window - 1, self.times, self.off))
+            self._slot(_next(t + self.early - 1, self.times, self.off))
         n = None
         if -_HUGE < v < _HUGE:   # also False for NaN
             n = int(v + 0.5) if v >= 0 else -int(0.5 - v)
@@ -424,7 +430,7 @@ class Detector:
             return
         self._close_slots(t0, t)
         sched = self.sched
-        within = sched - self.window <= t0 <= self.close
+        within = sched - self.early <= t0 <= self.close
         if within and self.taken:
             part = self.pills - self.took   # the rest of a dose taken a pill at a time
             if part > pills:
@@ -440,16 +446,19 @@ class Detector:
             self.taken_t = t0
             self.counts[0] += 1
             late = t0 > sched + self.window
-            self.emit(t, "dose_taken", dose,
-                      {"scheduled": sched, "taken": t0, "pills": dose,
-                       "status": "late" if late else "on_time",
-                       "late_min": (t0 - sched) // _MIN if late else 0})
+            early = t0 < sched - self.window
+            fields = {"scheduled": sched, "taken": t0, "pills": dose,
+                      "status": "late" if late else ("early" if early else "on_time"),
+                      "late_min": (t0 - sched) // _MIN if late else 0}
+            if early:
+                fields["early_min"] = (sched - t0) // _MIN
+            self.emit(t, "dose_taken", dose, fields)
             pills -= dose
             if not pills:
                 return
         # Beyond the dose (6 pills at once on a 1-pill regimen was one dose_taken of 6), or
         # outside any dose's time.
-        inside = sched - self.window <= t0
+        inside = sched - self.early <= t0
         self.counts[2] += 1
         self.emit(t, "extra_dose", pills,
                   {"scheduled": sched if inside else None, "taken": t0, "pills": pills,
@@ -468,6 +477,6 @@ class Detector:
         self.sched = sched
         nxt = _next(sched, self.times, self.off)
         close = sched + self.late
-        self.close = close if close < nxt - self.window else nxt - self.window
+        self.close = close if close < nxt - self.early else nxt - self.early
         self.taken = False
         self.took = 0

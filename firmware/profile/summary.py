@@ -121,14 +121,18 @@ def insight(s):
         # hour off passed unseen. A dose is late until `late` after it or until the next
         # dose's window opens, whichever comes first.
         off = i.get("utc_offset_min", 0)
-        text = ("%s at %s %s, window %s, late until %s after or the next dose's window; refill "
-                "at %s days left" % (
+        early = i.get("early_ms", 0)
+        text = ("%s at %s %s, window %s%s, late until %s after or the next dose's window; "
+                "refill at %s days left" % (
                     _plural(i["pills"], "pill"),
                     ", ".join(_clock(m) for m in i["times_min"]) or "no time",
                     "UTC" if not off else "UTC%s%02d:%02d" % ("-" if off < 0 else "+",
                                                              abs(off) // 60, abs(off) % 60),
-                    shown(i["window_ms"], format_duration), shown(i["late_ms"], format_duration),
-                    number(i["refill_days"])))
+                    shown(i["window_ms"], format_duration),
+                    ", early from %s before" % shown(early, format_duration)
+                    if early == SECRET_SHOWN or (i["window_ms"] != SECRET_SHOWN
+                                                 and early > i["window_ms"]) else "",
+                    shown(i["late_ms"], format_duration), number(i["refill_days"])))
     elif kind == "energy":
         text = ("%s %s/kWh, %s g CO2/kWh, report at %s; cycles over %s W, standby under %s W; "
                 "watch %s%s, learnt over %s; %s" % (

@@ -138,6 +138,23 @@ def test_a_pill_put_back_is_no_refill_and_refill_needed_comes_once():
     assert b.names().count("refill_needed") == 1, b.events
 
 
+def test_a_dose_taken_before_its_window_but_within_early_is_taken_early():
+    # At 07:20 for 08:00 (window 30 min) it was an extra_dose "outside", then 08:00 missed.
+    b = Bottle(20, start=DAY0 + 6 * HOUR, early_ms=HOUR)
+    b.until(20, 7 + 20 / 60.0)
+    b.until(19, 14)
+    assert b.names() == ["dose_taken"], b.events
+    f = b.one("dose_taken")[3]
+    assert (f["status"], f["early_min"], f["late_min"]) == ("early", 40, 0)
+    b = Bottle(20, start=DAY0 + 6 * HOUR)          # without it: the window, as before
+    b.until(20, 7 + 20 / 60.0)
+    b.until(19, 14)
+    assert b.names() == ["extra_dose", "dose_missed"], b.events
+    assert Bottle(20).det.set({"schedule": ["08:00", "09:00"]})["times_min"] == [480, 540]
+    exc = raises(ValueError, Bottle(20, early_ms=HOUR).det.set, {"schedule": ["08:00", "09:00"]})
+    assert "closer than the window and early (90 min)" in str(exc), str(exc)
+
+
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
     b = Bottle(10)                        # 5 days at 2 pills a day: not below 5 days
     b.until(10, 8.1)

@@ -23,6 +23,8 @@ QUANTITIES = ("count",)
 FIELDS = [
     ("schedule", "times_min", schedule, REQUIRED),
     ("window", "window_ms", duration(5 * MINUTE, 4 * HOUR), 30 * MINUTE),
+    # How early a take still answers its dose (status early); the window when shorter.
+    ("early", "early_ms", duration(5 * MINUTE, 4 * HOUR), 30 * MINUTE),
     ("late", "late_ms", duration(10 * MINUTE, 12 * HOUR), 5 * HOUR),
     ("pills", "pills", integer(1, 20), 1),
     ("refill_below", "refill_days", days, 5),
@@ -46,9 +48,11 @@ def check(ctx, node, out):
         ctx.problems.append(at(node.value["schedule"], "expected each time once, got %02d:%02d "
                                                        "twice" % (twice[0] // 60, twice[0] % 60)))
         return
-    problem = spacing(times, out.get("window_ms", 30 * MINUTE)) if times else None
+    problem = spacing(times, out.get("window_ms", 30 * MINUTE), out.get("early_ms", 0)) \
+        if times else None
     if problem:
-        ctx.problems.append(at(node.value.get("window") or node.value["schedule"], problem))
+        ctx.problems.append(at(node.value.get("early") or node.value.get("window")
+                               or node.value["schedule"], problem))
     if "late_ms" in out and "window_ms" in out:
         problem = lateness(out["late_ms"], out["window_ms"])
         if problem:
