@@ -328,7 +328,7 @@ def test_every_event_every_insight_kind_sends_is_stored_in_the_insights_table(pu
     stored = rows(i.db_path, "SELECT t_ms, event, sensor, value, fields FROM insights "
                              "ORDER BY seq")
     assert [r[:4] + (json.loads(r[4]),) for r in stored] == sent
-    assert len(sent) == 12 and i.stats()["malformed"] == 0
+    assert len(sent) == 13 and i.stats()["malformed"] == 0
 
 
 def test_an_ingest_that_leaves_its_group_has_the_broker_send_the_rest_to_the_members_left(

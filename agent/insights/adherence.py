@@ -24,7 +24,8 @@
 from agent.insights import short
 
 KIND = "adherence"
-EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled")
+EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled",
+          "dose_incomplete")
 # Sent once per supply: held by a snooze, sent when it ends, unless a refill came first.
 ONCE = {"refill_needed": "refilled"}
 
@@ -465,11 +466,16 @@ class Detector:
                    "reason": "again" if inside else "outside"})
 
     def _close_slots(self, limit, t):
-        """Every slot that closed before limit: missed if nothing was taken in it."""
+        """Every slot that closed before limit: missed if nothing was taken in it, incomplete
+        if less than the dose was (one pill of two: dose_taken said only that one came)."""
         while self.close < limit:
             if not self.taken:
                 self.counts[1] += 1
                 self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
+            elif self.took < self.pills:
+                self.emit(t, "dose_incomplete", self.took,
+                          {"scheduled": self.sched, "close": self.close, "pills": self.took,
+                           "dose": self.pills})
             self._slot(_next(self.sched, self.times, self.off))
 
     # -- the schedule -----------------------------------------------------------------------

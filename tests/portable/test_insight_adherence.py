@@ -155,6 +155,24 @@ def test_a_dose_taken_before_its_window_but_within_early_is_taken_early():
     assert "closer than the window and early (90 min)" in str(exc), str(exc)
 
 
+def test_half_a_dose_is_told_when_its_time_is_over_and_a_dose_in_parts_is_not():
+    # Two pills a dose: one at 08:05 gave dose_taken of 1, and nothing said the other never
+    # came; one then the other is the whole dose.
+    b = Bottle(40, pills=2)
+    b.until(40, 8 + 5 / 60.0)
+    b.until(39, 14)
+    assert b.names() == ["dose_taken", "dose_incomplete"], b.events
+    t, _, value, fields = b.one("dose_incomplete")
+    assert (value, fields) == (1, {"scheduled": DAY0 + 8 * HOUR, "close": DAY0 + 13 * HOUR,
+                                   "pills": 1, "dose": 2})
+    assert DAY0 + 13 * HOUR < t <= DAY0 + 13 * HOUR + 6 * MIN
+    b = Bottle(40, pills=2)
+    b.until(40, 8 + 5 / 60.0)
+    b.until(39, 8 + 20 / 60.0)
+    b.until(38, 14)
+    assert b.names() == ["dose_taken"], b.events
+
+
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
     b = Bottle(10)                        # 5 days at 2 pills a day: not below 5 days
     b.until(10, 8.1)
