@@ -68,7 +68,7 @@ def test_adherence_mistakes_are_reported(tmp_path):
     assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], refill_below: 5}\n") == [
         "10:67: sensors[0].insight.refill_below: expected a duration like '10s' (ms, s, min, h or d), got 5"]
     assert errors_of(tmp_path, "{type: adherence, schedule: ['08:00'], pills: 0}\n") == [
-        "10:60: sensors[0].insight.pills: expected an integer from 1 to 20, got 0"]
+        "10:60: sensors[0].insight.pills: expected an integer from 1 to 20, or a list of them (one per dose time), got 0"]
 
 
 def test_a_schedule_is_one_to_24_times_as_the_device_takes_them(tmp_path):
@@ -119,3 +119,16 @@ def test_early_is_compiled_shown_and_must_leave_room_between_doses(tmp_path, cap
     assert errors_of(tmp_path, '{type: adherence, schedule: ["08:00", "09:00"], early: 1h}\n') \
         == ["10:69: sensors[0].insight.early: dose times 08:00 and 09:00 are closer than the "
             "window and early (90 min): their windows would overlap"]
+
+
+def test_pills_per_dose_time_follow_their_times_and_must_be_one_each(tmp_path):
+    profile, errors = compiled(tmp_path, '{type: adherence, schedule: ["20:00", "08:00"], '
+                                         'pills: [1, 2]}\n')
+    assert errors == []
+    cfg = profile["sensors"][0]["insight"]
+    assert (cfg["times_min"], cfg["pills"]) == ([480, 1200], [2, 1])   # 2 at 08:00
+    assert errors_of(tmp_path, '{type: adherence, schedule: ["08:00", "20:00"], '
+                               'pills: [2, 1, 1]}\n') == [
+        "10:69: sensors[0].insight.pills: expected one count of pills per dose time (2), got 3"]
+    assert "pills[1]: expected an integer from 1 to 20, got 0" in errors_of(
+        tmp_path, '{type: adherence, schedule: ["08:00", "20:00"], pills: [2, 0]}\n')[0]

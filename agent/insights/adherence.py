@@ -50,9 +50,10 @@ def _settings(cfg, args):
     out[_OFFSET] = cfg.get(_OFFSET, 0)
     if not isinstance(args, dict):
         raise ValueError("settings must be a map, got %s" % short(args))
+    order = None
     for key in args:
         if key == "schedule":
-            out["times_min"] = _schedule(args[key])
+            out["times_min"], order = _schedule(args[key])
         elif key == _OFFSET:
             # -12:00 to +14:00, as the profile's device.utc_offset: daylight saving time
             out[key] = _int(key, args[key], -14 * 60, 14 * 60)
@@ -61,6 +62,14 @@ def _settings(cfg, args):
         else:
             raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
                              "pills, refill_days, settle_ms, utc_offset_min)" % short(key))
+    pills = out["pills"]
+    if isinstance(pills, list):
+        if len(pills) != len(out["times_min"]) or (order is not None and "pills" not in args):
+            raise ValueError("pills as a list gives one count per dose time (%d, got %d): set "
+                             "the schedule and its pills together"
+                             % (len(out["times_min"]), len(pills)))
+        if order is not None:   # in the order the schedule was written
+            out["pills"] = [pills[i] for i in order]
     problem = spacing(out["times_min"], out["window_ms"], cfg.get("early_ms", 0))
     if not problem and ("late_ms" in args or "window_ms" in args):
         # (only when set: a profile compiled before the rule still builds its detector)
@@ -86,7 +95,12 @@ def _value(key, v, saved=False):
         return _int(key, v, 5 * _MIN, 4 * 60 * _MIN)
     if key == "late_ms":
         return _int(key, v, 10 * _MIN, 12 * 60 * _MIN)
-    if key == "pills":
+    if key == "pills":     # one count for every dose, or one per dose time (2 at 08:00, 1 at 20:00)
+        if isinstance(v, list) and 1 <= len(v) <= MAX_TIMES:
+            return [_int("pills item", x, 1, 20) for x in v]
+        if isinstance(v, list):
+            raise ValueError("pills must be an integer from 1 to 20, or a list of 1 to %d of "
+                             "them, got %s" % (MAX_TIMES, short(v)))
         return _int(key, v, 1, 20)
     if key == "settle_ms":
         return _int(key, v, 0, 60 * _MIN)
@@ -105,6 +119,7 @@ def _int(key, v, lo, hi):
 
 
 def _schedule(v):
+    """(minutes of the day ascending, the order that sorts the times as written)."""
     if not isinstance(v, list) or not 1 <= len(v) <= MAX_TIMES:
         raise ValueError("schedule must be a list of 1 to %d times like \"08:00\", got %s"
                          % (MAX_TIMES, short(v)))
@@ -124,7 +139,8 @@ def _schedule(v):
             raise ValueError("schedule times must be like \"08:00\" (00:00 to 23:59), got %s"
                              % short(s))
         out.append(h * 60 + m)
-    return sorted(out)
+    order = sorted(range(len(out)), key=lambda i: out[i])
+    return [out[i] for i in order], order
 
 
 def _times(v):
@@ -137,6 +153,10 @@ def _times(v):
         _int("snapshot: times_min item", m, prev + 1, 1439)
         prev = m
     return list(v)
+
+
+def _copy(pills):
+    return pills[:] if isinstance(pills, list) else pills
 
 
 def _count(key, v):
@@ -201,6 +221,7 @@ class Detector:
         self.close = 0
         self.taken = False
         self.took = 0            # pills taken for that slot: a dose may come in parts
+        self.dose = self.most    # the pills that slot's dose is
         self.taken_t = 0         # when its take first showed
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
@@ -212,7 +233,8 @@ class Detector:
         early = self.cfg.get("early_ms", 0)
         self.early = early if early > self.window else self.window
         self.late = s["late_ms"]
-        self.pills = s["pills"]
+        self.pills = s["pills"]  # one count for every dose, or a list: one per dose time
+        self.most = max(self.pills) if isinstance(self.pills, list) else self.pills
         self.refill_days = s["refill_days"]
         self.settle = s["settle_ms"]
         self.off = s[_OFFSET] * _MIN
@@ -226,6 +248,8 @@ class Detector:
                                      _KEYS.index("times_min" if key == "schedule" else key))
         if (self.times, self.window, self.late, self.off) != slots:
             self._reslot()       # the pills, the refill threshold or settle_ms leave the slot
+        elif self.sched is not None:
+            self.dose = self._dose_of(self.sched)   # its pills may be others now
         return self.settings()
 
     def _reslot(self):
@@ -263,7 +287,8 @@ class Detector:
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
-                "pills": self.pills, "refill_days": self.refill_days, "settle_ms": self.settle,
+                "pills": _copy(self.pills), "refill_days": self.refill_days,
+                "settle_ms": self.settle,
                 _OFFSET: self.off // _MIN, "early_ms": self.early}
 
     def state(self):
@@ -275,7 +300,8 @@ class Detector:
     def snapshot(self):
         """What restore() needs to go on: a list of 20 numbers, bools, Nones and two short
         lists (the slot's close is not kept: restore works it out from the schedule)."""
-        return [_FORMAT, self.times[:], self.window, self.late, self.pills, self.refill_days,
+        return [_FORMAT, self.times[:], self.window, self.late, _copy(self.pills),
+                self.refill_days,
                 self.settle, self.downlinked, self.off // _MIN, self.ref, self.lvl, self.lvl_t0,
                 self.pend_from, self.pend_t0, self.armed, self.last_t, self.sched, self.taken,
                 self.judge_from, self.counts[:]]
@@ -328,6 +354,9 @@ class Detector:
             new["window_ms"] = old["window_ms"]
             downlinked |= 2
             problem = spacing(new["times_min"], new["window_ms"], self.cfg.get("early_ms", 0))
+        if isinstance(new["pills"], list) and len(new["pills"]) != len(new["times_min"]):
+            problem = "%d dose times and %d counts of pills" % (len(new["times_min"]),
+                                                                 len(new["pills"]))
         if problem:
             raise ValueError("snapshot: its downlinked settings and the profile's clash: "
                              + problem)
@@ -345,7 +374,7 @@ class Detector:
         if sched is not None:
             self._slot(sched)
             self.taken = taken
-            self.took = self.pills if taken else 0  # not kept: a part after a reboot is extra
+            self.took = self.dose if taken else 0   # not kept: a part after a reboot is extra
             self.taken_t = sched                    # nor the take's time: within its window
 
     # -- readings ---------------------------------------------------------------------------
@@ -363,7 +392,7 @@ class Detector:
         if -_HUGE < v < _HUGE:   # also False for NaN
             n = int(v + 0.5) if v >= 0 else -int(0.5 - v)
             if (n < 0 or v - n > _WHOLE or n - v > _WHOLE
-                    or (n == 0 and self.ref is not None and self.ref > self.pills)):
+                    or (n == 0 and self.ref is not None and self.ref > self.most)):
                 n = None
         if n is None:
             self.lvl = None
@@ -389,7 +418,7 @@ class Detector:
         elif n < ref:
             self.ref = n
             if self.pend_from is None:
-                if ref - n <= self.pills:
+                if ref - n <= (self.most if self.sched is None else self.dose):
                     self._take(ref - n, t0, t)
                 else:
                     self.pend_from = ref
@@ -402,7 +431,7 @@ class Detector:
                 self._resolve(t)
             added = n - self.ref
             self.ref = n
-            if added > self.pills:
+            if added > self.most:
                 self.armed = True
                 self.counts[3] += 1
                 self.emit(t, "refilled", added, {"added": added, "count": n, "at": t0})
@@ -412,7 +441,8 @@ class Detector:
 
     def _supply(self, t):
         if self.pend_from is None and self.armed:
-            per_day = self.pills * len(self.times)
+            p = self.pills
+            per_day = sum(p) if isinstance(p, list) else p * len(self.times)
             days = self.ref / per_day
             if days < self.refill_days:
                 self.armed = False
@@ -433,7 +463,7 @@ class Detector:
         sched = self.sched
         within = sched - self.early <= t0 <= self.close
         if within and self.taken:
-            part = self.pills - self.took   # the rest of a dose taken a pill at a time
+            part = self.dose - self.took    # the rest of a dose taken a pill at a time
             if part > pills:
                 part = pills
             self.took += part
@@ -441,7 +471,7 @@ class Detector:
             if not pills:
                 return
         elif within:
-            dose = pills if pills < self.pills else self.pills
+            dose = pills if pills < self.dose else self.dose
             self.taken = True
             self.took = dose
             self.taken_t = t0
@@ -472,10 +502,10 @@ class Detector:
             if not self.taken:
                 self.counts[1] += 1
                 self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
-            elif self.took < self.pills:
+            elif self.took < self.dose:
                 self.emit(t, "dose_incomplete", self.took,
                           {"scheduled": self.sched, "close": self.close, "pills": self.took,
-                           "dose": self.pills})
+                           "dose": self.dose})
             self._slot(_next(self.sched, self.times, self.off))
 
     # -- the schedule -----------------------------------------------------------------------
@@ -486,3 +516,12 @@ class Detector:
         self.close = close if close < nxt - self.early else nxt - self.early
         self.taken = False
         self.took = 0
+        self.dose = self._dose_of(sched)
+
+    def _dose_of(self, sched):
+        """The pills of the dose at sched: the one count, or its time's."""
+        p = self.pills
+        if isinstance(p, list):
+            m = (sched + self.off) % _DAY // _MIN
+            p = p[self.times.index(m)] if m in self.times else self.most
+        return p

@@ -122,10 +122,15 @@ def insight(s):
         # dose's window opens, whichever comes first.
         off = i.get("utc_offset_min", 0)
         early = i.get("early_ms", 0)
-        text = ("%s at %s %s, window %s%s, late until %s after or the next dose's window; "
+        if isinstance(i["pills"], list) and len(i["pills"]) == len(i["times_min"]):
+            doses = ", ".join("%s at %s" % (_plural(n, "pill"), _clock(m))
+                              for n, m in zip(i["pills"], i["times_min"]))
+        else:
+            doses = "%s at %s" % (_plural(i["pills"], "pill"),
+                                  ", ".join(_clock(m) for m in i["times_min"]) or "no time")
+        text = ("%s %s, window %s%s, late until %s after or the next dose's window; "
                 "refill at %s days left" % (
-                    _plural(i["pills"], "pill"),
-                    ", ".join(_clock(m) for m in i["times_min"]) or "no time",
+                    doses,
                     "UTC" if not off else "UTC%s%02d:%02d" % ("-" if off < 0 else "+",
                                                              abs(off) // 60, abs(off) % 60),
                     shown(i["window_ms"], format_duration),

@@ -278,3 +278,14 @@ def test_a_utc_offset_set_by_downlink_survives_a_reboot_and_a_profile_one_does_n
     plain = Bottle(20, times_min=[8 * 60], utc_offset_min=120)
     moved = rebooted(plain.det, plain._emit, config(times_min=[8 * 60], utc_offset_min=180))
     assert moved.settings()["utc_offset_min"] == 180          # the profile's own, changed
+
+
+def test_pills_per_dose_time_set_by_downlink_survive_a_reboot():
+    b = Bottle(30, times_min=[8 * 60, 20 * 60])
+    b.det.set({"schedule": ["08:00", "20:00"], "pills": [2, 1]})
+    again = rebooted(b.det, b._emit)
+    assert again.settings()["pills"] == [2, 1] and again.settings()["times_min"] == [480, 1200]
+    snap = b.det.snapshot()
+    snap[4] = [2, 1, 1]                      # counts for three times on a schedule of two
+    fresh = Detector(config(), b._emit)
+    assert "2 dose times and 3 counts" in str(raises(ValueError, fresh.restore, snap))

@@ -13,6 +13,16 @@ def schedule(ctx, node):
     return sorted(t for t in times if t is not None)
 
 
+def pills(ctx, node):
+    """One count for every dose, or a list: one per dose time, in the schedule's order as
+    written (check() puts it in the compiled times' order)."""
+    if node.tag == "seq":
+        return list_of(integer(1, 20), 1, "a list of 1 to %d pill counts, one per dose time"
+                       % MAX_TIMES, MAX_TIMES)(ctx, node)
+    return integer(1, 20, "an integer from 1 to 20, or a list of them (one per dose time)")(
+        ctx, node)
+
+
 def days(ctx, node):
     """A duration like '5d' as days (whole days as an int)."""
     ms = duration(HOUR, 60 * DAY)(ctx, node)
@@ -26,7 +36,7 @@ FIELDS = [
     # How early a take still answers its dose (status early); the window when shorter.
     ("early", "early_ms", duration(5 * MINUTE, 4 * HOUR), 30 * MINUTE),
     ("late", "late_ms", duration(10 * MINUTE, 12 * HOUR), 5 * HOUR),
-    ("pills", "pills", integer(1, 20), 1),
+    ("pills", "pills", pills, 1),
     ("refill_below", "refill_days", days, 5),
     # Longer than a cap set down beside the bottle stays off (a minute or few): that is no dose.
     ("settle", "settle_ms", duration(0, HOUR), 5 * MINUTE),
@@ -48,6 +58,16 @@ def check(ctx, node, out):
         ctx.problems.append(at(node.value["schedule"], "expected each time once, got %02d:%02d "
                                                        "twice" % (twice[0] // 60, twice[0] % 60)))
         return
+    counts = out.get("pills")
+    if isinstance(counts, list) and times:
+        if len(counts) != len(times) or None in counts:
+            if None not in counts:
+                ctx.problems.append(at(node.value["pills"], "expected one count of pills per "
+                                       "dose time (%d), got %d" % (len(times), len(counts))))
+            return
+        # The compiled times are sorted: the counts follow their own times.
+        written = [clock_time(ctx, item) for item in node.value["schedule"].value]
+        out["pills"] = [n for _, n in sorted(zip(written, counts))]
     problem = spacing(times, out.get("window_ms", 30 * MINUTE), out.get("early_ms", 0)) \
         if times else None
     if problem:
