@@ -248,6 +248,7 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
     marks = (("dose_taken", "on_time", "|", "g", "dose taken on time (device)"),
              ("dose_taken", "late", "|", "orange", "dose taken late (device)"),
              ("dose_taken", "early", "|", "c", "dose taken early (device)"),
+             ("dose_taken", "away", "|", "b", "dose taken away from the scale (device)"),
              ("extra_dose", None, "d", "purple", "extra dose (device)"))
     for ax, d in zip(axes[:, 0], bottles):
         name = next((s["name"] for s in d.profile["sensors"] if s.get("quantity") == "count"),

@@ -38,7 +38,8 @@ _CAP_MS = 3600000        # how long a drop of more than a dose waits for the cap
 _KEYS = ("times_min", "window_ms", "late_ms", "pills", "refill_days", "settle_ms")
 _OFFSET = "utc_offset_min"   # set() takes it too: bit len(_KEYS) of `downlinked`
 MAX_TIMES = 24           # dose times a day: the profile's, set()'s and a snapshot's limit
-_FORMAT = 1              # the snapshot's layout (snapshot() below); another is refused
+_FORMAT = 2              # the snapshot's layout (snapshot() below); 1 (before `away`) restores
+_HOLD_MS = 2 * _DAY      # a bottle off the scale longer: the doses it held are judged missed
 _TMAX = 1 << 48          # device ms: a snapshot's times beyond this are nonsense
 
 
@@ -223,6 +224,7 @@ class Detector:
         self.took = 0            # pills taken for that slot: a dose may come in parts
         self.dose = self.most    # the pills that slot's dose is
         self.taken_t = 0         # when its take first showed
+        self.away = None         # the first dose that closed with the bottle off the scale
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
 
@@ -304,19 +306,21 @@ class Detector:
                 self.refill_days,
                 self.settle, self.downlinked, self.off // _MIN, self.ref, self.lvl, self.lvl_t0,
                 self.pend_from, self.pend_t0, self.armed, self.last_t, self.sched, self.taken,
-                self.judge_from, self.counts[:]]
+                self.judge_from, self.counts[:], self.away]
 
     def restore(self, snap):
         """Goes on from a snapshot() made before a reboot, on this detector made from the
         current profile. A setting changed by set() keeps its snapshot value, any other takes
         the profile's; the slot being judged is kept only if the schedule (times, window, late,
         utc offset) is the snapshot's. ValueError, changing nothing, for anything unexpected."""
-        if not isinstance(snap, list) or len(snap) != 20:
-            raise ValueError("snapshot must be a list of 20 items, got %s"
+        if not isinstance(snap, list) or len(snap) not in (20, 21):
+            raise ValueError("snapshot must be a list of 21 items, got %s"
                              % (type(snap).__name__ if not isinstance(snap, list)
                                 else "%d items" % len(snap)))
-        if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != _FORMAT:
-            raise ValueError("snapshot format %s, expected %d" % (short(snap[0]), _FORMAT))
+        if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != len(snap) - 19:
+            raise ValueError("snapshot format %s of %d items, expected %d of 21 (or 1 of 20)"
+                             % (short(snap[0]), len(snap), _FORMAT))
+        away = None if len(snap) == 20 or snap[20] is None else _time("away", snap[20])
         old = {"times_min": _times(snap[1])}
         for i in range(1, 6):
             try:
@@ -365,12 +369,16 @@ class Detector:
             sched = None         # another schedule: judge it from its next slot
         if sched is not None and _next(sched - 1, new["times_min"], off) != sched:
             raise ValueError("snapshot: %s is no dose time of its schedule" % short(sched))
+        if away is not None and (sched is None or away >= sched
+                                 or _next(away - 1, new["times_min"], off) != away):
+            away = None          # held doses of another schedule: not judged
         self._apply(new)
         self.downlinked = downlinked
         self.ref, self.lvl, self.lvl_t0 = ref, lvl, lvl_t0
         self.pend_from, self.pend_t0 = pend_from, pend_t0
         self.armed, self.last_t, self.judge_from, self.counts = armed, last_t, judge_from, counts
         self.sched = None
+        self.away = away
         if sched is not None:
             self._slot(sched)
             self.taken = taken
@@ -381,10 +389,11 @@ class Detector:
     def feed(self, t, v, synced):
         if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
             self.sched = None    # unwatched hours, or a clock set back: judge from the next slot
+            self.away = None
             self.lvl = None
         self.last_t = t
         if not synced:
-            self.sched = None
+            self.sched = self.away = None
         elif self.sched is None:
             self.judge_from = t
             self._slot(_next(t + self.early - 1, self.times, self.off))
@@ -402,8 +411,11 @@ class Detector:
         if self.pend_from is not None and t - self.pend_t0 >= _CAP_MS:
             self._resolve(t)
             self._supply(t)
-        if n is not None and n != self.ref and t - self.lvl_t0 >= self.settle:
-            self._settled(n, t)
+        if n is not None and t - self.lvl_t0 >= self.settle:
+            if self.away is not None:
+                self._back(n, t)
+            elif n != self.ref:
+                self._settled(n, t)
         if self.sched is not None:
             limit = t - self.settle
             if self.pend_from is not None and self.pend_t0 < limit:
@@ -497,9 +509,16 @@ class Detector:
 
     def _close_slots(self, limit, t):
         """Every slot that closed before limit: missed if nothing was taken in it, incomplete
-        if less than the dose was (one pill of two: dose_taken said only that one came)."""
+        if less than the dose was (one pill of two: dose_taken said only that one came). One
+        that closes untaken with the bottle off the scale is held until it is back (taken with
+        it on a trip, the doses were missed five times over, then one dose_taken of six)."""
         while self.close < limit:
-            if not self.taken:
+            if self.away is not None and limit - self.away > _HOLD_MS:
+                self._back(None, t)          # away too long: the doses it held are missed
+            if not self.taken and (self.lvl is None or self.away is not None):
+                if self.away is None:
+                    self.away = self.sched
+            elif not self.taken:
                 self.counts[1] += 1
                 self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
             elif self.took < self.dose:
@@ -507,6 +526,42 @@ class Detector:
                           {"scheduled": self.sched, "close": self.close, "pills": self.took,
                            "dose": self.dose})
             self._slot(_next(self.sched, self.times, self.off))
+
+    def _back(self, n, t):
+        """The bottle at rest again after doses closed while it was off the scale (n: its
+        count; None: away too long, every held dose missed). The pills gone meanwhile answer
+        the held doses oldest first (dose_taken, status away: when is not known), the rest
+        of them missed; what is left over goes on as a take now."""
+        drop = 0
+        if n is not None and self.ref is not None and n < self.ref:
+            drop = self.ref - n
+        s = self.away
+        self.away = None
+        while s < self.sched:
+            dose = self._dose_of(s)
+            got = drop if drop < dose else dose
+            nxt = _next(s, self.times, self.off)
+            close = s + self.late
+            if close > nxt - self.early:
+                close = nxt - self.early
+            if got:
+                self.counts[0] += 1
+                self.emit(t, "dose_taken", got, {"scheduled": s, "taken": self.lvl_t0,
+                                                 "pills": got, "status": "away", "late_min": 0})
+            else:
+                self.counts[1] += 1
+                self.emit(t, "dose_missed", None, {"scheduled": s, "close": close})
+            drop -= got
+            s = nxt
+        if n is None:
+            return
+        if n < self.ref:
+            self.ref = n
+            if drop:
+                self._take(drop, self.lvl_t0, t)
+            self._supply(t)
+        elif n > self.ref:
+            self._settled(n, t)
 
     # -- the schedule -----------------------------------------------------------------------
     def _slot(self, sched):

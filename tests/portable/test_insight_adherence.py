@@ -199,6 +199,38 @@ def test_two_pills_in_the_morning_and_one_in_the_evening_are_each_their_own_dose
     assert b.det.settings()["pills"] == [3, 1]
 
 
+def test_doses_while_the_bottle_is_away_are_judged_when_it_is_back():
+    # Taken on a trip: dose_missed for every dose while away (the device read "off the scale"
+    # throughout), then one dose_taken of all the pills gone.
+    def packed():
+        b = Bottle(20)
+        b.until(20, 8 + 5 / 60.0)
+        b.until(19, 20 + 5 / 60.0)
+        b.until(18, 21)                               # day 0's doses taken, then packed
+        return b
+    b = packed()
+    b.until(-66, 10, day=2)                           # away: 08:00 and 20:00 of day 1 close
+    assert b.names() == ["dose_taken", "dose_taken"], b.events
+    b.until(15, 14, day=2)                            # back with 3 pills fewer at 10:00
+    taken = [(f["scheduled"], f["status"]) for _, e, _, f in b.events if e == "dose_taken"]
+    assert taken[2:] == [(DAY0 + 32 * HOUR, "away"), (DAY0 + 44 * HOUR, "away"),
+                         (DAY0 + 56 * HOUR, "late")], b.events
+    assert "dose_missed" not in b.names() and "extra_dose" not in b.names()
+
+    b = packed()                                      # back with one pill fewer: the later
+    b.until(-66, 10, day=2)                           # dose held is missed, and the one due
+    b.until(17, 14, day=2)                            # then too
+    assert [(e[1], e[3]["scheduled"]) for e in b.events[2:]] == [
+        ("dose_taken", DAY0 + 32 * HOUR), ("dose_missed", DAY0 + 44 * HOUR),
+        ("dose_missed", DAY0 + 56 * HOUR)], b.events
+
+    b = packed()                                      # away for days: missed after two
+    b.until(float("nan"), 20, day=3)
+    missed = [(t, f["scheduled"]) for t, e, _, f in b.events if e == "dose_missed"]
+    assert [m[1] for m in missed][:2] == [DAY0 + 32 * HOUR, DAY0 + 44 * HOUR], b.events
+    assert DAY0 + 3 * 24 * HOUR < missed[1][0] < DAY0 + 4 * 24 * HOUR
+
+
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
     b = Bottle(10)                        # 5 days at 2 pills a day: not below 5 days
     b.until(10, 8.1)

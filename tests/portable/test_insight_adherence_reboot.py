@@ -182,7 +182,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing():
         assert b.det.snapshot() == good, snap
     for snap in (None, "snapshot", {}, [], good[:-1], good + [0], [good]):
         refused(snap)
-    for i, v in ((0, 2), (0, True), (0, 1.0), (1, []), (1, [480, 480]), (1, [1200, 480]),
+    for i, v in ((0, 3), (0, 1), (0, True), (0, 2.0), (20, "x"), (20, -1), (1, []), (1, [480, 480]), (1, [1200, 480]),
                  (1, [1440]), (1, ["08:00"]), (1, None), (1, list(range(25))), (2, 1),
                  (2, 1800000.0),
                  (3, True), (4, 0), (5, "5"), (5, float("nan")), (5, 1e300), (6, -1), (7, 128),
@@ -192,6 +192,11 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing():
                  (18, None), (19, [1, 2, 3]), (19, [0, 0, 0, -1]), (19, None),
                  (19, [0, 0, 0, 10 ** 40]), (19, (0, 0, 0, 0))):
         refused(but(i, v))
+    before_away = good[:-1]               # a snapshot of the layout before `away`: restores
+    before_away[0] = 1
+    again = Detector(config(), b._emit)
+    again.restore(before_away)
+    assert again.snapshot() == good
     no_count = but(9, None)
     no_count[12] = 5                      # a drop pending from 5 with no count to drop to
     assert "pending" in str(raises(ValueError, b.det.restore, no_count))
@@ -289,3 +294,15 @@ def test_pills_per_dose_time_set_by_downlink_survive_a_reboot():
     snap[4] = [2, 1, 1]                      # counts for three times on a schedule of two
     fresh = Detector(config(), b._emit)
     assert "2 dose times and 3 counts" in str(raises(ValueError, fresh.restore, snap))
+
+
+def test_doses_held_while_the_bottle_is_away_are_judged_after_a_reboot_too():
+    b = Bottle(20)
+    b.until(20, 8 + 5 / 60.0)
+    b.until(19, 21)
+    b.until(-66, 22, day=1)                          # away: 20:00 of day 0 and 08:00 of day 1
+    assert b.det.snapshot()[20] == DAY0 + 20 * HOUR
+    b.det = rebooted(b.det, b._emit)
+    b.until(17, 23, day=1)                           # back with two fewer
+    assert [(e[1], e[3]["scheduled"], e[3].get("status")) for e in b.events[1:]] == [
+        ("dose_taken", DAY0 + 20 * HOUR, "away"), ("dose_taken", DAY0 + 32 * HOUR, "away")]
