@@ -15,7 +15,7 @@ import array
 import struct
 
 from agent import cbor
-from agent.log import HEAD, READINGS, frame, records
+from agent.log import HEAD, READINGS, _full, frame, records
 
 try:
     from micropython import const
@@ -235,11 +235,15 @@ class Buffer:
                 self.store.append(_JOURNAL, head)
                 for p in parts:
                     self.store.append(_JOURNAL, p)
-            except Exception:
+            except Exception as exc:
                 # Part of the record may be in the file: rows appended after it would be lost
                 # at the next open, which stops at the first bad record.
                 self.torn = True
-                raise
+                if not (_full(exc) and self.log.make_room()):
+                    raise
+                self._rewrite_journal(self.n)   # room made: written whole
+                self.flushed = self.n
+                return
             self.flushed = self.n
             self.store.sync()
 

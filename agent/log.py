@@ -69,6 +69,11 @@ def records(store, name, start, size):
         yield kind, payload, off
 
 
+def _full(exc):
+    """A write refused for want of room (ENOSPC: 28 on every port)."""
+    return isinstance(exc, OSError) and exc.args and exc.args[0] == 28
+
+
 def count_of(payload):
     """The reading count of a BATCH record's payload."""
     return payload[0] | (payload[1] << 8)
@@ -283,12 +288,15 @@ class Log:
             self.store.append(seg.name, head)
             for p in parts:
                 self.store.append(seg.name, p)
-        except Exception:
+        except Exception as exc:
             # Some of the record may be written (LittleFS keeps what it took and writes it at
             # the next flush): nothing may follow it, or the next open stops there and loses
             # what came after. The batch goes again, whole, into a fresh segment.
             seg.sealed = True
-            raise
+            if not (_full(exc) and self.make_room()):
+                raise
+            self.append_batch(seq, count, data)
+            return
         seg.size += need
         self.size += need
         if seg.first_seq < 0:
@@ -300,6 +308,15 @@ class Log:
 
     def sync(self):
         self.store.sync()
+
+    def make_room(self):
+        """The filesystem is full (smaller than max_bytes, or shared): the oldest segment goes,
+        as when the log itself is full (acked batches first; unsent ones counted as dropped).
+        False when only the newest is left."""
+        if len(self.segments) < 2:
+            return False
+        self._drop(self.segments[0])
+        return True
 
     def _drop(self, seg):
         """Drops the oldest segment: its unacked batches' readings are counted as dropped, and
@@ -348,7 +365,15 @@ class Log:
             self.seq_floor = seg.last_seq
         if seg.last_seq > self.acked:
             self.acked = seg.last_seq
-        self.save_state()
+        try:
+            self.save_state()
+        except OSError as exc:
+            if not _full(exc):
+                raise
+            # No room even for the state file: the segment goes first, then the state says
+            # so (a cut in between loses the count of what it held, not the rest).
+            self.store.remove(seg.name)
+            self.save_state()
         self.store.remove(seg.name)
         self.segments.pop(0)
         self.size -= seg.size

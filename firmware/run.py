@@ -347,7 +347,7 @@ async def _run(profile, platform, args, out, claim=None):
         if claim is not None:
             claim()
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
-        out.write("tether run: %s\n" % _os_error(exc))
+        out.write("tether run: %s%s\n" % (_buffer_of(exc, profile), _os_error(exc)))
         return _start_failed(exc)
     except ValueError as exc:
         out.write("tether run: %s\n" % exc)
@@ -376,7 +376,8 @@ async def _run(profile, platform, args, out, claim=None):
     watch.cancel()
     if task.done() and task.exception() is not None:  # sampling failed: the store, say
         exc = task.exception()
-        out.write("tether run: the agent stopped: %s\n" % _os_error(exc))
+        out.write("tether run: the agent stopped: %s%s\n" % (_buffer_of(exc, profile),
+                                                              _os_error(exc)))
         return 1
     if not task.done():
         await agent.stop()
@@ -457,6 +458,15 @@ def add_command(sub):
 # Store errors that may pass: a start that failed on them may succeed later (exit 1, which the
 # service restarts; 2 is for what would fail the same way again).
 PASSING = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EBUSY)
+
+
+def _buffer_of(exc, profile):
+    """'the buffer at PATH: ' for a store error that names no file (a full disk, EIO): where
+    to look."""
+    if (isinstance(exc, OSError) and not getattr(exc, "filename", None)
+            and exc.errno in PASSING and profile["buffer"]["storage"] == "flash"):
+        return "the buffer at %s: " % profile["buffer"]["path"]
+    return ""
 
 
 def _start_failed(exc):

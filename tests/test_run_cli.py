@@ -227,6 +227,26 @@ def test_a_full_disk_at_start_exits_1_which_the_service_restarts_not_2(tmp_path,
         tmp_path / "b" / "state.tmp")
 
 
+def test_a_full_disk_that_names_no_file_is_said_with_the_buffers_folder(tmp_path, monkeypatch):
+    # "tether run: No space left on device" said neither where nor which disk.
+    import errno
+    import io
+    import agent.store
+    from firmware.cli import build_parser
+
+    def full(self, name, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(agent.store.FileStore, "replace", full)
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    out = io.StringIO()
+    args = build_parser()[0].parse_args(["run", str(profile), "--store", str(tmp_path / "b")])
+    from firmware.run import main
+    assert main(args, out) == 1
+    assert out.getvalue() == "tether run: the buffer at %s: No space left on device\n" % (
+        tmp_path / "b")
+
+
 def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
     # A service's /etc/tether/DEVICE.json from before uplink.ack_timeout: every start stopped
     # with a KeyError once Tether was upgraded, and the service restarted it forever.

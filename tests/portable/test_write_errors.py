@@ -161,3 +161,47 @@ def _always_failing(store):
             raise OSError(28, "ENOSPC")
         store.inner.append(name, data)
     return append
+
+
+class Disk:
+    """A store on a filesystem of `budget` bytes (files counted whole): a write past it lands
+    what fits and raises OSError(28, ENOSPC), as a full disk does."""
+
+    def __init__(self, inner, budget):
+        self.inner = inner
+        self.budget = budget
+
+    def _used(self):
+        return sum(self.inner.size(n) for n in self.inner.names())
+
+    def append(self, name, data):
+        room = self.budget - self._used()
+        if len(data) > room:
+            if room > 0:
+                self.inner.append(name, bytes(data)[:room])
+            raise OSError(28, "ENOSPC")
+        self.inner.append(name, data)
+
+    def replace(self, name, data):
+        if len(data) > self.budget - self._used():
+            raise OSError(28, "ENOSPC")
+        self.inner.replace(name, data)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def test_a_disk_smaller_than_the_buffer_drops_the_oldest_and_counts_them_and_starts_again():
+    # A full disk stopped the agent (exit 1), and a start could not batch its journal: the
+    # backlog it held never went out. Now a full disk is a full log: the oldest segment goes
+    # (counted when unsent), and the write is made again.
+    disk = Disk(RamStore(), 4000)
+    buf = K.make(disk, max_bytes=16384, segment_bytes=1024, log=Log)
+    buf.open()
+    assert _feed(buf, 0, 1500) == 0
+    assert buf.log.dropped > 0
+    stored = sum(len(K.rows(b)) for s, b in K.drain(buf))
+    assert stored + buf.log.dropped + buf.n == 1500, (stored, buf.log.dropped, buf.n)
+    again = K.make(disk, max_bytes=16384, segment_bytes=1024, log=Log)   # a start on it
+    again.open()
+    assert again.log.dropped == buf.log.dropped and K.drain(again)
