@@ -188,3 +188,19 @@ def test_a_missing_uart_hints_at_the_pis_serial_port_or_at_a_usb_adapter(monkeyp
         assert str(info.value).endswith("cannot open UART %s (No such file or directory): is the "
                                         "USB serial adapter plugged in? `ls /dev/serial/by-id` "
                                         "lists them" % port)
+
+
+def test_a_uart_another_program_has_open_is_busy_and_said_so(pty):
+    # tether read beside the running service took some of the service's Modbus answers: the
+    # fleet got sensor_error events for a chip that was fine.
+    master, path = pty
+    first = LinuxUART(path, 9600, timeout_ms=TIMEOUT_MS)
+    try:
+        with pytest.raises(OSError) as err:
+            LinuxUART(path, 9600, timeout_ms=TIMEOUT_MS)
+        assert err.value.errno == errno.EBUSY
+        assert "another program has it open" in str(err.value) and "systemctl stop" in \
+            str(err.value)
+    finally:
+        first.close()
+    LinuxUART(path, 9600, timeout_ms=TIMEOUT_MS).close()      # free again once it is closed

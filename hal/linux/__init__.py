@@ -13,6 +13,8 @@ def access_hint(code, group):
     that `tether install-service` writes: it allows only the profile's device files."""
     if code == errno.EPERM:
         return ("not permitted: a systemd service may open only the device files its unit "
-                "allows (DeviceAllow=), those of the profile it was installed with: run tether "
-                "install-service again after changing the profile's buses or pins")
+                "allows (DeviceAllow=), those of the profile it was installed with, as they "
+                "were when it started: restart it once a USB adapter is plugged in (systemctl "
+                "restart), and run tether install-service again after changing the profile's "
+                "buses or pins")
     return "permission denied: run as a member of the '%s' group" % group

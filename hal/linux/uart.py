@@ -19,9 +19,16 @@ class LinuxUART:
 
         self.port = port
         try:
-            self._serial = serial.Serial(port, baudrate, timeout=timeout_ms / 1000.0)
+            # Exclusive (flock): a `tether read` while the service reads the port took some of
+            # its answers, and the fleet got sensor_error events for a chip that was fine.
+            self._serial = serial.Serial(port, baudrate, timeout=timeout_ms / 1000.0,
+                                         exclusive=True)
         except serial.SerialException as exc:
             code = getattr(exc, "errno", None) or errno.EIO
+            if code in (errno.EAGAIN, errno.EWOULDBLOCK):
+                raise OSError(errno.EBUSY, "cannot open UART %s: another program has it open "
+                              "(a tether service on this machine? `systemctl stop` it while "
+                              "you use the port)" % port) from exc
             if code in (errno.EACCES, errno.EPERM):
                 from hal.linux import access_hint
                 raise OSError(code, "cannot open UART %s: %s"
