@@ -204,6 +204,40 @@ def main(args, err=sys.stderr):
     if errors:
         err.write("\n".join(errors) + "\n")
         return 2
+    try:
+        return _main(profile, args, err)
+    except _Incomplete as exc:
+        err.write("tether run: %s: not a compiled profile as this Tether's `tether compile` "
+                  "writes it (%s): compile it again (or tether install-service again)\n"
+                  % (args.profile, exc))
+        return 2
+
+
+class _Incomplete(Exception):
+    """A compiled profile (.json) that lacks what the agent reads: edited by hand, or written
+    by something else. It stopped every start with a traceback, which a service restarts
+    forever (exit 1)."""
+
+
+def _main(profile, args, err):
+    try:
+        ready = _setup(profile, args, err)
+    except (KeyError, TypeError, IndexError) as exc:
+        if not args.profile.endswith(".json"):
+            raise    # compiled from YAML here, whole: a bug
+        raise _Incomplete("%s: %s" % (type(exc).__name__, exc))
+    if isinstance(ready, int):
+        return ready
+    platform, claim, held = ready
+    try:
+        return asyncio.run(_run(profile, platform, args, err, claim))
+    finally:
+        if held is not None:
+            held.close()
+
+
+def _setup(profile, args, err):
+    """(platform, claim, held lock) ready to run, or an exit code."""
     if "{uid}" in profile["device"]["id"] and not args.device:
         err.write("tether run: the device id %r is a template: give --device ID\n"
                   % profile["device"]["id"])
@@ -242,11 +276,7 @@ def main(args, err=sys.stderr):
         except ValueError as exc:
             err.write("tether run: %s\n" % exc)
             return 2
-    try:
-        return asyncio.run(_run(profile, platform, args, err, claim))
-    finally:
-        if held is not None:
-            held.close()
+    return platform, claim, held
 
 
 LOCK_NAME = "run.lock"      # in the buffer's folder; agent/log.py ignores other names
@@ -338,14 +368,18 @@ async def _run(profile, platform, args, out, claim=None):
     from agent.clock import SystemClock
     from agent.host.paho_client import Client
     from agent.runtime import Agent
-    u = profile["uplink"]
-    reporter = Reporter(out, u["host"], u["port"], u["tls"])
     try:
+        u = profile["uplink"]
+        reporter = Reporter(out, u["host"], u["port"], u["tls"])
         agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
                       device_id=args.device)
         discarded = agent.open()
         if claim is not None:
             claim()
+    except (KeyError, TypeError, IndexError) as exc:
+        if not args.profile.endswith(".json"):
+            raise    # compiled from YAML here: whole, so a bug
+        raise _Incomplete("%s: %s" % (type(exc).__name__, exc))
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
         out.write("tether run: %s%s\n" % (_buffer_of(exc, profile), _os_error(exc)))
         return _start_failed(exc)

@@ -264,6 +264,29 @@ def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
     assert code == 0 and "Traceback" not in "".join(run.seen), run.seen
 
 
+def test_a_compiled_profile_missing_a_key_is_exit_2_with_one_line_not_a_traceback(tmp_path):
+    # An empty uplink (edited by hand): KeyError 'host' and exit 1 at every start, which the
+    # service restarted every 10 s for good.
+    import io
+    import json
+    from firmware.cli import build_parser
+    from firmware.profile.compile import compile as compile_profile
+    from firmware.run import main
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    for section, key in (("uplink", "host"), ("buffer", "path"), ("batch", "max_bytes")):
+        compiled = compile_profile(str(profile))[0]
+        del compiled[section][key]
+        bad = tmp_path / ("bad-%s.json" % section)
+        bad.write_text(json.dumps(compiled))
+        err = io.StringIO()
+        args = build_parser()[0].parse_args(["run", str(bad), "--platform", "sim"])
+        assert main(args, err) == 2, err.getvalue()
+        assert err.getvalue() == ("tether run: %s: not a compiled profile as this Tether's "
+                                  "`tether compile` writes it (KeyError: '%s'): compile it "
+                                  "again (or tether install-service again)\n" % (bad, key))
+
+
 def test_a_compiled_profile_that_cannot_be_read_is_refused_with_what_is_wrong(tmp_path):
     bad = tmp_path / "bad.json"
     cases = [
