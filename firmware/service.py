@@ -183,6 +183,8 @@ def plan(profile, source, device, gpiochip=None):
         "RestartPreventExitStatus=%d" % NO_RESTART_EXIT,
         "# SIGTERM: the agent delivers what waits (at most 5 s), says offline, saves the buffer.",
         "TimeoutStopSec=%s" % TIMEOUT_STOP,
+        "# journalctl -t tether-DEVICE finds its lines (not every python3's)",
+        "SyslogIdentifier=tether-%s" % name,
         "",
         "DynamicUser=yes",
         "User=tether",

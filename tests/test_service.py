@@ -102,7 +102,8 @@ def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sens
                  "ProtectHome=yes", "PrivateTmp=yes", "NoNewPrivileges=yes",
                  "Restart=always", "RestartSec=10s", "StartLimitIntervalSec=0",
                  "RestartPreventExitStatus=2",
-                 "TimeoutStopSec=30s", "Description=Tether agent for scale-1 (Pill scale)"):
+                 "TimeoutStopSec=30s", "Description=Tether agent for scale-1 (Pill scale)",
+                 "SyslogIdentifier=tether-scale-1"):
         assert line in lines, line
     assert printed.splitlines()[:2] == [
         "# /etc/tether/scale-1.json (mode 0600): the compiled profile, with its secrets",
