@@ -101,18 +101,23 @@ class Reporter:
         self.down_since = time.monotonic()
         self.error_before = None  # the uplink's last error when the connection was made
         self.failing_sensors = {}  # sensor name -> the kind of its failure, as last printed
+        self.connected_at = None
+        self.client_id = None    # of the connection last made
+        self.quick_losses = 0    # connections lost within QUICK_LOSS_S of being made, in a row
         self.reasons = {}  # sensor name -> its failure's words, as its sensor_error event said
 
     def line(self, text):
         self.out.write("%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
         self.out.flush()
 
-    def connected(self):
+    def connected(self, client=None):
+        self.client_id = getattr(client, "client_id", None)
         waiting = self.agent.buffer.log.unacked if self.agent else 0
         self.line("connected to %s%s" % (self.where, ", sending %d batches that waited"
                                          % waiting if waiting else ""))
         self.failing, self.failures = None, 0
         self.error_before = self.agent.uplink.last_error if self.agent else None
+        self.connected_at = time.monotonic()
 
     def refused(self, exc):
         """A connection attempt failed: said at once, then again only when the reason changes."""
@@ -134,6 +139,16 @@ class Reporter:
             why = self.agent.uplink.last_error  # the uplink closed it, and said why
         self.line("disconnected from %s%s; reconnecting" % (self.where,
                                                             ": %s" % why if why else ""))
+        quick = (self.connected_at is not None
+                 and time.monotonic() - self.connected_at < QUICK_LOSS_S)
+        self.quick_losses = self.quick_losses + 1 if quick else 0
+        if self.quick_losses == QUICK_LOSSES:
+            # A broker drops the older of two clients with one id: two runs of one device (a
+            # terminal run left going beside the service) throw each other off in turn.
+            self.line("lost %d connections within %d s of making them: is another client "
+                      "connected with client id %s (another tether run or service of this "
+                      "device)? The broker keeps only the newest" % (
+                          QUICK_LOSSES, QUICK_LOSS_S, self.client_id))
 
     def sensors(self):
         for c in self.agent.sampler.channels:
@@ -178,7 +193,7 @@ class Reporter:
                 except Exception as exc:
                     reporter.refused(exc)
                     raise
-                reporter.connected()
+                reporter.connected(self)
 
             # The uplink sets on_close on each client it makes: reported, then passed on.
             @property
@@ -279,6 +294,8 @@ def _setup(profile, args, err):
     return platform, claim, held
 
 
+QUICK_LOSS_S = 5      # a connection lost this soon after it was made, QUICK_LOSSES times in a
+QUICK_LOSSES = 3      # row: another client with the same id, most likely
 LOCK_NAME = "run.lock"      # in the buffer's folder; agent/log.py ignores other names
 DEVICE_NAME = "device"
 

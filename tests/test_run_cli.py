@@ -264,6 +264,26 @@ def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
     assert code == 0 and "Traceback" not in "".join(run.seen), run.seen
 
 
+def test_connections_lost_right_after_they_are_made_point_at_a_second_client_with_the_id():
+    # Two runs of one device (a terminal run left going beside the service) throw each other
+    # off the broker every second, and the lines said only "disconnected".
+    import io
+    import types
+    from firmware.run import QUICK_LOSSES, Reporter
+    out = io.StringIO()
+    r = Reporter(out, "broker", 1883, False)
+    client = types.SimpleNamespace(client_id="washer-7")
+    for _ in range(QUICK_LOSSES + 2):
+        r.connected(client)
+        r.lost(ConnectionResetError(104, "Connection reset by peer"))
+    hints = [line for line in out.getvalue().splitlines() if "another client" in line]
+    assert len(hints) == 1 and "client id washer-7" in hints[0], out.getvalue()
+    r.connected(client)
+    r.connected_at -= 60                  # a connection that held a minute: not that
+    r.lost(None)
+    assert r.quick_losses == 0
+
+
 def test_a_compiled_profile_missing_a_key_is_exit_2_with_one_line_not_a_traceback(tmp_path):
     # An empty uplink (edited by hand): KeyError 'host' and exit 1 at every start, which the
     # service restarted every 10 s for good.
