@@ -309,6 +309,11 @@ def hold_buffer(path, device):
     one client id, threw each other off the broker every second; a buffer filled as one device
     and sent as another put one device's readings under the other's topic."""
     import fcntl
+    nested = _nested_buffer(path)
+    if nested:
+        raise ValueError("%s is %s: the two would read each other's files (a buffer's "
+                         "events log is its events folder); give this one a folder of its own "
+                         "with --store DIR" % (path, nested))
     os.makedirs(path, exist_ok=True)
     lock = open(os.path.join(path, LOCK_NAME), "a+", encoding="utf-8")
     try:
@@ -338,6 +343,26 @@ def hold_buffer(path, device):
     except BaseException:
         lock.close()
         raise
+
+
+def _nested_buffer(path):
+    """'inside the buffer in X' or 'holds the buffer in X' when another buffer (a folder with a
+    run.lock or a device marker) is above path or below it; else None."""
+    def is_buffer(folder):
+        return any(os.path.exists(os.path.join(folder, n)) for n in (LOCK_NAME, DEVICE_NAME))
+    here = os.path.realpath(path)
+    up = os.path.dirname(here)
+    while up and up != os.path.dirname(up):
+        if is_buffer(up):
+            return "inside the buffer in %s" % up
+        up = os.path.dirname(up)
+    if os.path.isdir(here):
+        for root, dirs, files in os.walk(here):
+            if root != here and (LOCK_NAME in files or DEVICE_NAME in files):
+                return "holds the buffer in %s" % root
+            if root.count(os.sep) - here.count(os.sep) >= 2:
+                dirs[:] = []     # two levels down: a --store of a big folder is not searched
+    return None
 
 
 def load_compiled(path):

@@ -546,3 +546,18 @@ def test_a_profile_changed_while_readings_wait_sends_them_labelled_by_the_old_on
         after = dict(conn.execute("SELECT channel, count(*) FROM readings WHERE t_ms >= ? "
                                   "GROUP BY channel", (started,)))
     assert set(after) == {"power", "volts"}, after
+
+
+def test_a_buffer_inside_another_or_holding_one_is_refused(tmp_path):
+    # A second device on --store A/events read the first one's events log as its own batch
+    # log: its first batch went out as seq 3.
+    from firmware.run import hold_buffer
+    held = hold_buffer(str(tmp_path / "a"), "wa")
+    try:
+        with pytest.raises(ValueError, match="inside the buffer in %s" % (tmp_path / "a")):
+            hold_buffer(str(tmp_path / "a" / "events"), "wb")
+    finally:
+        held.close()
+    with pytest.raises(ValueError, match="holds the buffer in %s" % (tmp_path / "a")):
+        hold_buffer(str(tmp_path), "wc")
+    hold_buffer(str(tmp_path / "b"), "wd").close()        # a folder beside it is fine
