@@ -31,6 +31,12 @@ _ROWS_HEAD = "<BqIH"        # clock synced, base time (ms), batch sequence numbe
 _ROW_BYTES = const(9)
 
 
+def journal_bytes(max_readings, ram_readings):
+    """The journal's bound, taken from buffer.max_bytes: it never holds more than one batch's
+    readings, the log gets the rest (the profile check shares it)."""
+    return _ROW_BYTES * max_readings + (HEAD + 15) * (max_readings // max(1, ram_readings) + 2)
+
+
 class Buffer:
     """Readings in, batches out. `log` is an agent.log.Log, `encoder` an agent.batch.Encoder."""
 
@@ -43,9 +49,7 @@ class Buffer:
         self.max_age_ms = max_age_ms
         self.ram_readings = ram_readings
         self.flush_ms = flush_ms
-        # The journal never holds more than one batch's readings; the log gets the rest.
-        records_max = max_readings // max(1, ram_readings) + 2
-        self.journal_bytes = _ROW_BYTES * max_readings + (HEAD + 15) * records_max
+        self.journal_bytes = journal_bytes(max_readings, ram_readings)
         log.max_bytes -= self.journal_bytes
         if log.max_bytes < 4 * len(encoder.w.buf):
             raise ValueError("a buffer of %d bytes is too small: it needs room for four batches "

@@ -278,13 +278,36 @@ def test_filters_and_thresholds_are_checked(tmp_path):
         ]
 
 
-def test_buffer_must_hold_four_batches(tmp_path):
+def test_buffer_must_hold_four_batches_and_the_journal(tmp_path):
     assert errors_of(tmp_path, """\
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         buffer: {max_bytes: 16KiB}
         batch: {max_bytes: 8KiB}
         """) == ["8:21: buffer.max_bytes: the buffer must hold several batches: expected "
-                 "buffer.max_bytes >= 4 x batch.max_bytes = 32KiB, got 16KiB"]
+                 "buffer.max_bytes >= 4 x batch.max_bytes + the journal (4110 bytes for "
+                 "batch.max_readings 420) = 36878B, got 16KiB"]
+    # 4 x 4 KiB passed here, and the agent refused it at start (a traceback in tether check's
+    # air estimate): the journal is taken from the buffer too.
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        buffer: {max_bytes: 16KiB}
+        batch: {max_bytes: 4KiB}
+        """) == ["8:21: buffer.max_bytes: the buffer must hold several batches: expected "
+                 "buffer.max_bytes >= 4 x batch.max_bytes + the journal (4110 bytes for "
+                 "batch.max_readings 420) = 20494B, got 16KiB"]
+    from agent import batch
+    from agent.buffer import Buffer, journal_bytes
+    from agent.log import Log
+    from agent.schema import Schema
+    from agent.store import RamStore
+    enc = batch.Encoder("d", Schema([("a", "", 1, 0)]), "compact", False, 4096, 420)
+    for size, ok in ((4 * 4096 + journal_bytes(420, 32), True),
+                     (4 * 4096 + journal_bytes(420, 32) - 1, False)):   # the agent's own rule
+        try:
+            Buffer(Log(RamStore(), size, size // 8, batch.seq_of), enc, 420, 600000, 32, 60000)
+            assert ok
+        except ValueError:
+            assert not ok
 
 
 def test_uplink_rules(tmp_path):

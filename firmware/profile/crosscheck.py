@@ -70,13 +70,23 @@ def addresses(ctx, root, compiled):
 
 
 def buffer_room(ctx, root, compiled):
+    from agent.buffer import journal_bytes
     buffer_bytes = compiled.get("buffer", {}).get("max_bytes")
     batch_bytes = compiled.get("batch", {}).get("max_bytes")
-    if buffer_bytes is None or batch_bytes is None or buffer_bytes >= 4 * batch_bytes:
+    readings = compiled.get("batch", {}).get("max_readings")
+    ram = compiled.get("buffer", {}).get("ram_readings")
+    if None in (buffer_bytes, batch_bytes, readings, ram):
+        return
+    # The agent's own rule (agent/buffer.py): four batches and the journal. Four batches
+    # alone passed here and stopped the agent at start (16 KiB with 4 KiB batches).
+    journal = journal_bytes(readings, ram)
+    if buffer_bytes >= 4 * batch_bytes + journal:
         return
     buffer_node, batch_node = find(root, "buffer", "max_bytes"), find(root, "batch", "max_bytes")
-    need = "***" if batch_node.secret else format_size(4 * batch_bytes)
+    need = "***" if batch_node.secret else format_size(4 * batch_bytes + journal)
     have = "***" if buffer_node.secret else format_size(buffer_bytes)
     where = buffer_node if buffer_node.path == "buffer.max_bytes" else batch_node
     ctx.problems.append(at(where, "the buffer must hold several batches: expected buffer.max_bytes "
-                                  ">= 4 x batch.max_bytes = %s, got %s" % (need, have)))
+                                  ">= 4 x batch.max_bytes + the journal (%d bytes for "
+                                  "batch.max_readings %d) = %s, got %s"
+                                  % (journal, readings, need, have)))
