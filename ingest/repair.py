@@ -286,7 +286,7 @@ def probe(db, before):
         db.execute("UPDATE devices SET {k}_newest = greatest(coalesce({k}_newest, -1), "
                    "CASE WHEN {last} < ? THEN {last} + ? ELSE ? END) "
                    "WHERE {k}_done IS NOT NULL AND {last} IS NOT NULL AND first_seen < ? "
-                   "AND coalesce(last_status, '') != 'offline'"
+                   "AND (coalesce(last_status, '') != 'offline' OR last_seen > status_at)"
                    .format(k=kind, last=LAST[kind]), (top - PROBE[kind], PROBE[kind], top, before))
 
 
@@ -308,7 +308,8 @@ class Repair:
         out = []
         keys = set()
         rows = db.execute(
-            "SELECT d.device, d.last_status, r.sent_at, r.answered_at, "
+            "SELECT d.device, CASE WHEN d.last_seen > d.status_at THEN 'online' "
+            "ELSE d.last_status END, r.sent_at, r.answered_at, "
             "d.batch_done, greatest(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
             "d.event_done, greatest(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)) "
             "FROM devices d LEFT JOIN requests r ON r.device = d.device "

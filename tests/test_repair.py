@@ -287,6 +287,19 @@ def test_an_offline_device_is_not_asked_until_it_is_back(desk, batches):
     assert [c["ranges"] for _, c in d.plan(T0 + GRACE + 1)] == [[[1, 2]]]
 
 
+def test_a_device_sending_after_an_offline_status_is_asked(desk, batches):
+    # Its retained `online` lost at a broker dropping messages: the `offline` before it stood,
+    # and its gap was never asked for while it went on sending (an ingest review).
+    d = desk()
+    d.batches("p1", batches, [0, 3], T0)
+    d.put("p1", "health", health("p1", batch=[0, 3]), T0)
+    d.put("p1", "status", b"offline", T0)
+    d.plan(T0)
+    assert d.plan(T0 + GRACE) == []
+    d.put("p1", "batch", batch(batches, "p1", 4), T0 + GRACE)     # heard from after it
+    assert [c["ranges"] for _, c in d.plan(T0 + GRACE + 1)] == [[[1, 2]]]
+
+
 def test_a_reply_settles_what_is_gone_or_dropped_and_what_arrives_counts_as_repaired(
         desk, batches):
     d = desk()
