@@ -478,8 +478,10 @@ class Ingest(Handlers):
                             return
                         refused = "the database refused it: %s" % one_line(exc)
                         continue
+                # The group being tried and what came since: both wait, unacknowledged (the
+                # group alone read "0 messages wait" when the failing work was the repair's).
                 log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
-                          "acknowledged)", one_line(exc), backoff, len(group))
+                          "acknowledged)", one_line(exc), backoff, len(group) + self._q.qsize())
                 if self._stopping and backoff > 1:
                     log.error("stopping with %d messages not stored: the broker sends them "
                               "again", len(group))
