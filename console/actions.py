@@ -5,7 +5,8 @@
     dose_missed        doses missed in the last 7 days (per bottle)
     refill_needed      a bottle's supply below its threshold (no refill since)
     silent             nothing heard for longer than the console's --silent
-    dropping           readings dropped by a full buffer, or batches lost for good
+    dropping           readings dropped by a full buffer, batches lost for good, or refused as
+                       copies with other bytes (a device whose store was wiped)
 
 An acknowledgement or snooze (table `acks`, written by console/app.py once the device said
 yes where it goes to the device) hides an action until there is something newer than what was
@@ -69,6 +70,16 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                     "figures": {"missed": len(misses),
                                 "scheduled": [f.get("scheduled", t) for t, _, f in misses]}})
     wall_ms = int(time.time() * 1000)
+    # Batches and events refused as copies with other bytes, by device: a device whose store
+    # was wiped numbers from 0 again, and the ingest keeps none of them until its numbers pass
+    # the old ones (docs/ingest.md). Shown, not silent.
+    refused = {}
+    for topic, n in db.rows(
+            "SELECT topic, count(*) FROM malformed WHERE reason LIKE ? AND received_at >= ? "
+            "GROUP BY topic", ("%arrived again with other%", (wall_ms - MISSED_WINDOW) / 1000.0)):
+        parts = topic.split("/")
+        if len(parts) >= 3:
+            refused[parts[-3]] = refused.get(parts[-3], 0) + n
     for r in rows.values():
         t, now = r["last_t_ms"], now_ms
         if t is not None and t < PLAUSIBLE_MS and r["last_seen"] is not None:
@@ -80,9 +91,13 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                         "t_ms": t, "figures": {"silent_ms": now - t, "status": r["status"]},
                         "evidence": "nothing heard for %s (%s)" % (
                             span_text(now - t), r["status"])})
-        drops = r["dropped"] + r["lost"] + r["dropped_unsent"]
+        drops = r["dropped"] + r["lost"] + r["dropped_unsent"] + refused.get(r["device"], 0)
         if drops:
             parts = []
+            if refused.get(r["device"]):
+                parts.append("%d batches or events refused in the last 7 days: their numbers "
+                             "were taken by earlier ones (was the device's store wiped? "
+                             "docs/ingest.md, De-duplication)" % refused[r["device"]])
             if r["dropped"]:
                 parts.append("%d readings dropped by a full buffer" % r["dropped"])
             if r["dropped_unsent"]:
@@ -92,7 +107,8 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             out.append({"kind": "dropping", "device": r["device"], "sensor": "", "event": None,
                         "t_ms": t, "figures": {"drops": drops, "dropped": r["dropped"],
                                                "lost": r["lost"],
-                                               "dropped_unsent": r["dropped_unsent"]},
+                                               "dropped_unsent": r["dropped_unsent"],
+                                               "refused": refused.get(r["device"], 0)},
                         "evidence": "; ".join(parts)})
     shown = []
     for a in out:

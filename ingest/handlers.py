@@ -470,6 +470,14 @@ class Handlers:
                           e.value, e.detail, received_at))
         self._seen(device, received_at)
         if cur.rowcount == 0:
+            was = db.execute("SELECT t_ms, event, sensor, state FROM events WHERE device = ? "
+                             "AND seq = ?", (device, e.seq)).fetchone()
+            if was is not None and tuple(was) != (e.t, e.event, e.sensor, e.state):
+                # Not the same event again: one under a number an earlier one took (a device
+                # whose store was wiped numbers from 0 again). Counted as a duplicate, it was
+                # gone without a trace; as malformed it is seen, as such batches are.
+                raise Bad("event %d of %s arrived again with other content (did the device "
+                          "lose its sequence numbers?)" % (e.seq, device))
             db.execute("UPDATE devices SET event_duplicates = event_duplicates + 1 "
                        "WHERE device = ?", (device,))
             d.add("event_duplicates")

@@ -188,6 +188,28 @@ def test_silent_and_dropping_devices_need_someone(tmp_path):
                                              "lost at the broker")
 
 
+def test_batches_refused_as_copies_show_a_device_whose_store_was_wiped(tmp_path):
+    # Refused as malformed, a wiped device's data was visible only in the ingest's log: the
+    # console showed it healthy, with 0 dropped.
+    import time
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    for seq in (6, 7, 8):
+        db.execute("INSERT INTO malformed (received_at, topic, reason, bytes, payload_hex) "
+                   "VALUES (?, 'tether/v1/printer-1/up/batch', ?, 100, '')",
+                   (time.time(), "batch %d of printer-1 arrived again with other bytes (did "
+                                 "the device lose its sequence numbers?)" % seq))
+    db.execute("INSERT INTO malformed (received_at, topic, reason, bytes, payload_hex) "
+               "VALUES (?, 'tether/v1/printer-1/up/batch', 'not CBOR', 3, '')", (time.time(),))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    (a,) = [a for a in actions.needed(database, rows, NOW) if a["kind"] == "dropping"]
+    assert a["device"] == "printer-1" and a["figures"]["refused"] == 3
+    assert a["evidence"].startswith("3 batches or events refused in the last 7 days: their "
+                                    "numbers were taken by earlier ones")
+
+
 def test_the_fleet_clock_is_the_wall_clock_for_a_live_fleet_and_device_time_for_a_simulated():
     wall = 1800000000000
     # live: the newest reading's time is when it arrived, however long ago that was

@@ -284,6 +284,15 @@ def test_events_replies_health_and_status_are_stored(publish, ingest):
     st = i.stats()
     assert (st["events"], st["event_duplicates"], st["replies"], st["health"], st["malformed"]) \
         == (2, 1, 1, 1, 0)
+    # Event 0's number again with another event (a device whose store was wiped): counted as
+    # a duplicate, a `reorder` after a wipe was gone without a trace.
+    publish("%s/p2/up/event" % PREFIX, cbor.dumps(
+        [1, "p2", 0, 1, 1, 1763900000000, "reorder", "ink_c", "insight", 4.5, {"days": 4.5}]))
+    assert i.wait_idle(20)
+    (reason,), = rows(db, "SELECT reason FROM malformed")
+    assert reason == ("event 0 of p2 arrived again with other content (did the device lose its "
+                      "sequence numbers?)")
+    assert i.stats()["event_duplicates"] == 1
 
 
 def test_insight_events_are_stored_with_their_fields_and_bad_ones_refused(publish, ingest):
