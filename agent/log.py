@@ -262,8 +262,9 @@ class Log:
 
     # -- appending --------------------------------------------------------------------------
 
-    def append_batch(self, seq, count, data):
-        """Stores one encoded batch of count readings; drops the oldest segments to make room."""
+    def append_batch(self, seq, count, data, again=False):
+        """Stores one encoded batch of count readings; drops the oldest segments to make room
+        (again: the retry after a full filesystem, which is not retried once more)."""
         parts = (struct.pack("<H", count), data)
         head = frame(BATCH, parts)
         need = HEAD + 2 + len(data)
@@ -293,9 +294,10 @@ class Log:
             # the next flush): nothing may follow it, or the next open stops there and loses
             # what came after. The batch goes again, whole, into a fresh segment.
             seg.sealed = True
-            if not (_full(exc) and self.make_room()):
+            # Once: a disk full of other files would have every segment dropped in turn.
+            if again or not (_full(exc) and self.make_room()):
                 raise
-            self.append_batch(seq, count, data)
+            self.append_batch(seq, count, data, True)
             return
         seg.size += need
         self.size += need

@@ -5,6 +5,7 @@
 import os
 
 _EEXIST = 17  # errno, the same on every port
+_FLUSH_EACH = hasattr(os, "fsync")  # CPython (a Pi); MicroPython has no fsync
 
 
 def _sync_file(f):
@@ -52,6 +53,11 @@ class FileStore:
                         self._close_out(other)
             f = self._out[name] = open(self._p(name), "ab")
         f.write(data)
+        if _FLUSH_EACH:
+            # CPython buffers the write: a full disk would say so only at the sync, past the
+            # log's make_room (a full disk stopped tether run). A board's flush commits
+            # LittleFS, which it does at the sync alone.
+            f.flush()
         self.written += len(data)
 
     def sync(self):

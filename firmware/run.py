@@ -411,17 +411,18 @@ async def _run(profile, platform, args, out, claim=None):
     from agent.host.paho_client import Client
     from agent.runtime import Agent
     try:
-        u = profile["uplink"]
-        reporter = Reporter(out, u["host"], u["port"], u["tls"])
-        agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
-                      device_id=args.device)
-        discarded = agent.open()
+        try:
+            u = profile["uplink"]
+            reporter = Reporter(out, u["host"], u["port"], u["tls"])
+            agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
+                          device_id=args.device)
+        except (KeyError, TypeError, IndexError) as exc:
+            if not args.profile.endswith(".json"):
+                raise    # compiled from YAML here: whole, so a bug
+            raise _Incomplete("%s: %s" % (type(exc).__name__, exc))
+        discarded = agent.open()     # the store's errors are its own, not the profile's
         if claim is not None:
             claim()
-    except (KeyError, TypeError, IndexError) as exc:
-        if not args.profile.endswith(".json"):
-            raise    # compiled from YAML here: whole, so a bug
-        raise _Incomplete("%s: %s" % (type(exc).__name__, exc))
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
         out.write("tether run: %s%s\n" % (_buffer_of(exc, profile), _os_error(exc)))
         return _start_failed(exc)

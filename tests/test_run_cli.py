@@ -294,13 +294,14 @@ def test_a_compiled_profile_missing_a_key_is_exit_2_with_one_line_not_a_tracebac
     from firmware.run import main
     profile = tmp_path / "pi.yaml"
     profile.write_text(PROFILE % (free_port(), ""))
-    for section, key in (("uplink", "host"), ("buffer", "path"), ("batch", "max_bytes")):
+    for section, key in (("uplink", "host"), ("buffer", "max_bytes"), ("batch", "max_bytes")):
         compiled = compile_profile(str(profile))[0]
         del compiled[section][key]
         bad = tmp_path / ("bad-%s.json" % section)
         bad.write_text(json.dumps(compiled))
         err = io.StringIO()
-        args = build_parser()[0].parse_args(["run", str(bad), "--platform", "sim"])
+        args = build_parser()[0].parse_args(["run", str(bad), "--platform", "sim", "--store",
+                                             str(tmp_path / ("b-" + section))])
         assert main(args, err) == 2, err.getvalue()
         assert err.getvalue() == ("tether run: %s: not a compiled profile as this Tether's "
                                   "`tether compile` writes it (KeyError: '%s'): compile it "

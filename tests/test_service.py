@@ -177,6 +177,12 @@ def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
     done = tether("install-service", write_beside_examples(tmp_path, fridge), "--device", "f1",
                   "--root", root)
     assert done.returncode == 0, done.stderr
+    # One inside the other: installed, its service stopped at its first start for good.
+    inner = (ROOT / "examples/fridge.yaml").read_text().replace(
+        "buffer:\n", "buffer:\n  path: /var/lib/tether/buffer/f2\n")
+    done = tether("install-service", write_beside_examples(tmp_path / "x", inner), "--device",
+                  "f2", "--root", root)
+    assert done.returncode == 2 and "are one inside the other" in done.stderr, done.stderr
 
 
 def write_beside_examples(tmp_path, text):

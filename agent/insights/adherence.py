@@ -65,9 +65,11 @@ def _settings(cfg, args):
                              "pills, refill_days, settle_ms, utc_offset_min)" % short(key))
     pills = out["pills"]
     if isinstance(pills, list):
-        if len(pills) != len(out["times_min"]) or (order is not None and "pills" not in args):
-            raise ValueError("pills as a list gives one count per dose time (%d, got %d): set "
-                             "the schedule and its pills together"
+        if order is not None and "pills" not in args:
+            raise ValueError("pills is a list, one count per dose time: set the schedule and "
+                             "its pills together")
+        if len(pills) != len(out["times_min"]):
+            raise ValueError("pills as a list gives one count per dose time (%d, got %d)"
                              % (len(out["times_min"]), len(pills)))
         if order is not None:   # in the order the schedule was written
             out["pills"] = [pills[i] for i in order]
@@ -225,6 +227,7 @@ class Detector:
         self.dose = self.most    # the pills that slot's dose is
         self.taken_t = 0         # when its take first showed
         self.away = None         # the first dose that closed with the bottle off the scale
+        self.lost = False        # doses judged missed while it still was: its pills unknown
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
 
@@ -233,7 +236,9 @@ class Detector:
         self.window = s["window_ms"]
         # How early a dose still counts (status early): the profile's, at least the window.
         early = self.cfg.get("early_ms", 0)
-        self.early = early if early > self.window else self.window
+        if early <= self.window or spacing(self.times, self.window, early):
+            early = self.window  # a downlinked schedule with no room for the profile's early
+        self.early = early
         self.late = s["late_ms"]
         self.pills = s["pills"]  # one count for every dose, or a list: one per dose time
         self.most = max(self.pills) if isinstance(self.pills, list) else self.pills
@@ -244,6 +249,9 @@ class Detector:
     def set(self, args):
         s = _settings(self.settings(), args)
         slots = (self.times, self.window, self.late, self.off)
+        if self.away is not None and self.sched is not None and (
+                s["times_min"], s["window_ms"], s["late_ms"], s[_OFFSET] * _MIN) != slots:
+            self._back(None, self.last_t)   # the doses held, judged under the old schedule
         self._apply(s)
         for key in args:
             self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else
@@ -300,27 +308,29 @@ class Detector:
 
     # -- across a reboot --------------------------------------------------------------------
     def snapshot(self):
-        """What restore() needs to go on: a list of 20 numbers, bools, Nones and two short
-        lists (the slot's close is not kept: restore works it out from the schedule)."""
+        """What restore() needs to go on: a list of 22 numbers, bools, Nones and short lists
+        (the slot's close is not kept: restore works it out from the schedule)."""
         return [_FORMAT, self.times[:], self.window, self.late, _copy(self.pills),
                 self.refill_days,
                 self.settle, self.downlinked, self.off // _MIN, self.ref, self.lvl, self.lvl_t0,
                 self.pend_from, self.pend_t0, self.armed, self.last_t, self.sched, self.taken,
-                self.judge_from, self.counts[:], self.away]
+                self.judge_from, self.counts[:], self.away, self.lost]
 
     def restore(self, snap):
         """Goes on from a snapshot() made before a reboot, on this detector made from the
         current profile. A setting changed by set() keeps its snapshot value, any other takes
         the profile's; the slot being judged is kept only if the schedule (times, window, late,
         utc offset) is the snapshot's. ValueError, changing nothing, for anything unexpected."""
-        if not isinstance(snap, list) or len(snap) not in (20, 21):
-            raise ValueError("snapshot must be a list of 21 items, got %s"
+        if not isinstance(snap, list) or len(snap) not in (20, 22):
+            raise ValueError("snapshot must be a list of 22 items, got %s"
                              % (type(snap).__name__ if not isinstance(snap, list)
                                 else "%d items" % len(snap)))
-        if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != len(snap) - 19:
-            raise ValueError("snapshot format %s of %d items, expected %d of 21 (or 1 of 20)"
+        if isinstance(snap[0], bool) or not isinstance(snap[0], int) or snap[0] != (
+                1 if len(snap) == 20 else _FORMAT):
+            raise ValueError("snapshot format %s of %d items, expected %d of 22 (or 1 of 20)"
                              % (short(snap[0]), len(snap), _FORMAT))
         away = None if len(snap) == 20 or snap[20] is None else _time("away", snap[20])
+        lost = False if len(snap) == 20 else _bool("lost", snap[21])
         old = {"times_min": _times(snap[1])}
         for i in range(1, 6):
             try:
@@ -378,7 +388,7 @@ class Detector:
         self.pend_from, self.pend_t0 = pend_from, pend_t0
         self.armed, self.last_t, self.judge_from, self.counts = armed, last_t, judge_from, counts
         self.sched = None
-        self.away = away
+        self.away, self.lost = away, lost
         if sched is not None:
             self._slot(sched)
             self.taken = taken
@@ -388,11 +398,15 @@ class Detector:
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
         if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
+            if self.away is not None and self.sched is not None:
+                self._back(None, self.last_t)   # the doses it held are missed, not forgotten
             self.sched = None    # unwatched hours, or a clock set back: judge from the next slot
             self.away = None
             self.lvl = None
         self.last_t = t
         if not synced:
+            if self.away is not None and self.sched is not None:
+                self._back(None, t)
             self.sched = self.away = None
         elif self.sched is None:
             self.judge_from = t
@@ -548,16 +562,24 @@ class Detector:
                 self.counts[0] += 1
                 self.emit(t, "dose_taken", got, {"scheduled": s, "taken": self.lvl_t0,
                                                  "pills": got, "status": "away", "late_min": 0})
+                if got < dose:
+                    self.emit(t, "dose_incomplete", got, {"scheduled": s, "close": close,
+                                                          "pills": got, "dose": dose})
             else:
                 self.counts[1] += 1
                 self.emit(t, "dose_missed", None, {"scheduled": s, "close": close})
             drop -= got
             s = nxt
         if n is None:
+            self.lost = True     # still away: what it took meanwhile answers no dose now
             return
-        if n < self.ref:
+        lost = self.lost
+        self.lost = False
+        if self.ref is None:     # no count before it went: this one is the first
             self.ref = n
-            if drop:
+        elif n < self.ref:
+            self.ref = n
+            if drop and not lost:
                 self._take(drop, self.lvl_t0, t)
             self._supply(t)
         elif n > self.ref:

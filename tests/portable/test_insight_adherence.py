@@ -231,6 +231,41 @@ def test_doses_while_the_bottle_is_away_are_judged_when_it_is_back():
     assert DAY0 + 3 * 24 * HOUR < missed[1][0] < DAY0 + 4 * 24 * HOUR
 
 
+def test_the_away_rules_at_their_edges():
+    # From a review of the first version: a bottle away before any count settled threw a
+    # TypeError; a trip past the 2-day limit made a patient who took every dose an extra_dose
+    # of 4; a gap in the readings while away forgot the doses held; a held dose half taken
+    # said nothing.
+    b = Bottle(float("nan"), start=DAY0 + 7 * HOUR)   # off the scale from the first reading
+    b.until(float("nan"), 14)
+    b.until(20, 16)
+    assert b.det.state()["count"] == 20 and "dose_missed" in b.names(), b.events
+
+    def packed(**kw):
+        b = Bottle(20, **kw)
+        b.until(20, 8 + 5 / 60.0)
+        b.until(19, 20 + 5 / 60.0)
+        b.until(18, 21)
+        return b
+    b = packed()
+    b.until(-66, 14, day=3)                           # 3 days: missed after two
+    b.until(12, 18, day=3)                            # back with every dose taken
+    assert "extra_dose" not in b.names(), b.events
+
+    b = packed()
+    b.until(-66, 14, day=1)                           # 08:00 of day 1 held at 13:00
+    b.t += 7 * HOUR                                   # the device off for 7 h
+    b.until(18, 23, day=1)
+    assert [e[3]["scheduled"] for e in b.events if e[1] == "dose_missed"][0] == \
+        DAY0 + 32 * HOUR, b.events
+
+    b = packed(pills=2)
+    b.until(-66, 14, day=1)                           # 08:00 of day 1 held
+    b.until(17, 16, day=1)                            # back with one pill of two
+    held = [(e[1], e[2]) for e in b.events if e[3].get("scheduled") == DAY0 + 32 * HOUR]
+    assert held == [("dose_taken", 1), ("dose_incomplete", 1)], b.events
+
+
 def test_a_refill_rearms_refill_needed_which_comes_once_per_supply():
     b = Bottle(10)                        # 5 days at 2 pills a day: not below 5 days
     b.until(10, 8.1)

@@ -182,7 +182,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing():
         assert b.det.snapshot() == good, snap
     for snap in (None, "snapshot", {}, [], good[:-1], good + [0], [good]):
         refused(snap)
-    for i, v in ((0, 3), (0, 1), (0, True), (0, 2.0), (20, "x"), (20, -1), (1, []), (1, [480, 480]), (1, [1200, 480]),
+    for i, v in ((0, 3), (0, 1), (0, True), (0, 2.0), (20, "x"), (20, -1), (21, 1), (21, None), (1, []), (1, [480, 480]), (1, [1200, 480]),
                  (1, [1440]), (1, ["08:00"]), (1, None), (1, list(range(25))), (2, 1),
                  (2, 1800000.0),
                  (3, True), (4, 0), (5, "5"), (5, float("nan")), (5, 1e300), (6, -1), (7, 128),
@@ -192,7 +192,7 @@ def test_a_bad_snapshot_is_refused_and_changes_nothing():
                  (18, None), (19, [1, 2, 3]), (19, [0, 0, 0, -1]), (19, None),
                  (19, [0, 0, 0, 10 ** 40]), (19, (0, 0, 0, 0))):
         refused(but(i, v))
-    before_away = good[:-1]               # a snapshot of the layout before `away`: restores
+    before_away = good[:-2]               # a snapshot of the layout before `away`: restores
     before_away[0] = 1
     again = Detector(config(), b._emit)
     again.restore(before_away)
@@ -301,7 +301,7 @@ def test_doses_held_while_the_bottle_is_away_are_judged_after_a_reboot_too():
     b.until(20, 8 + 5 / 60.0)
     b.until(19, 21)
     b.until(-66, 22, day=1)                          # away: 20:00 of day 0 and 08:00 of day 1
-    assert b.det.snapshot()[20] == DAY0 + 20 * HOUR
+    assert b.det.snapshot()[20:] == [DAY0 + 20 * HOUR, False]
     b.det = rebooted(b.det, b._emit)
     b.until(17, 23, day=1)                           # back with two fewer
     assert [(e[1], e[3]["scheduled"], e[3].get("status")) for e in b.events[1:]] == [
