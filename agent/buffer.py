@@ -227,11 +227,9 @@ class Buffer:
 
     def flush(self):
         """Writes the readings that are only in RAM to the journal, durably."""
-        if self.flushed < self.n:
-            if self.torn:
-                self._rewrite_journal(self.n)
-                self.flushed = self.n
-                return
+        if self.flushed >= self.n:
+            return
+        if not self.torn:
             parts = self._rows(self.flushed, self.n)
             head = frame(READINGS, parts)
             self.journaled = True
@@ -245,9 +243,10 @@ class Buffer:
                 self.torn = True
                 if not (_full(exc) and self.log.make_room()):
                     raise
-                self._rewrite_journal(self.n)   # room made: written whole
-                self.flushed = self.n
-                return
+        if self.torn:
+            self._rewrite_journal(self.n)   # whole, in place of what a failed write left
+            self.flushed = self.n
+        else:
             self.flushed = self.n
             self.store.sync()
 

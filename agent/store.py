@@ -5,7 +5,6 @@
 import os
 
 _EEXIST = 17  # errno, the same on every port
-_FLUSH_EACH = hasattr(os, "fsync")  # CPython (a Pi); MicroPython has no fsync
 
 
 def _sync_file(f):
@@ -17,6 +16,11 @@ def _sync_file(f):
 
 class FileStore:
     """Files in one folder. Appends go to files kept open; sync() makes them durable."""
+
+    # Each append written through on CPython (a Pi): its buffered write would say ENOSPC only
+    # at the sync, past the log's make_room (a full disk stopped tether run). A board's flush
+    # commits LittleFS, which it does at the sync alone (MicroPython has no fsync).
+    flush_each = hasattr(os, "fsync")
 
     def __init__(self, path):
         self.path = path
@@ -53,10 +57,7 @@ class FileStore:
                         self._close_out(other)
             f = self._out[name] = open(self._p(name), "ab")
         f.write(data)
-        if _FLUSH_EACH:
-            # CPython buffers the write: a full disk would say so only at the sync, past the
-            # log's make_room (a full disk stopped tether run). A board's flush commits
-            # LittleFS, which it does at the sync alone.
+        if self.flush_each:
             f.flush()
         self.written += len(data)
 

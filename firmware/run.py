@@ -234,13 +234,19 @@ class _Incomplete(Exception):
     forever (exit 1)."""
 
 
+def _incomplete(args, exc):
+    """_Incomplete for a KeyError (TypeError, IndexError) met reading a compiled profile; one
+    from a YAML profile, compiled here whole, is a bug: raised as it is."""
+    if not args.profile.endswith(".json"):
+        raise exc
+    return _Incomplete("%s: %s" % (type(exc).__name__, exc))
+
+
 def _main(profile, args, err):
     try:
         ready = _setup(profile, args, err)
     except (KeyError, TypeError, IndexError) as exc:
-        if not args.profile.endswith(".json"):
-            raise    # compiled from YAML here, whole: a bug
-        raise _Incomplete("%s: %s" % (type(exc).__name__, exc))
+        raise _incomplete(args, exc)
     if isinstance(ready, int):
         return ready
     platform, claim, held = ready
@@ -417,9 +423,7 @@ async def _run(profile, platform, args, out, claim=None):
             agent = Agent(profile, platform, SystemClock(), reporter.logged_client(Client),
                           device_id=args.device)
         except (KeyError, TypeError, IndexError) as exc:
-            if not args.profile.endswith(".json"):
-                raise    # compiled from YAML here: whole, so a bug
-            raise _Incomplete("%s: %s" % (type(exc).__name__, exc))
+            raise _incomplete(args, exc)
         discarded = agent.open()     # the store's errors are its own, not the profile's
         if claim is not None:
             claim()

@@ -249,9 +249,8 @@ class Detector:
     def set(self, args):
         s = _settings(self.settings(), args)
         slots = (self.times, self.window, self.late, self.off)
-        if self.away is not None and self.sched is not None and (
-                s["times_min"], s["window_ms"], s["late_ms"], s[_OFFSET] * _MIN) != slots:
-            self._back(None, self.last_t)   # the doses held, judged under the old schedule
+        if (s["times_min"], s["window_ms"], s["late_ms"], s[_OFFSET] * _MIN) != slots:
+            self._back(None, self.last_t)   # doses held, judged under the old schedule
         self._apply(s)
         for key in args:
             self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else
@@ -398,15 +397,13 @@ class Detector:
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
         if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
-            if self.away is not None and self.sched is not None:
-                self._back(None, self.last_t)   # the doses it held are missed, not forgotten
+            self._back(None, self.last_t)   # doses held are missed, not forgotten
             self.sched = None    # unwatched hours, or a clock set back: judge from the next slot
             self.away = None
             self.lvl = None
         self.last_t = t
         if not synced:
-            if self.away is not None and self.sched is not None:
-                self._back(None, t)
+            self._back(None, t)
             self.sched = self.away = None
         elif self.sched is None:
             self.judge_from = t
@@ -545,7 +542,9 @@ class Detector:
         """The bottle at rest again after doses closed while it was off the scale (n: its
         count; None: away too long, every held dose missed). The pills gone meanwhile answer
         the held doses oldest first (dose_taken, status away: when is not known), the rest
-        of them missed; what is left over goes on as a take now."""
+        of them missed; what is left over goes on as a take now. Nothing when none is held."""
+        if self.away is None:    # (a held dose implies a slot being judged)
+            return
         drop = 0
         if n is not None and self.ref is not None and n < self.ref:
             drop = self.ref - n
@@ -555,9 +554,7 @@ class Detector:
             dose = self._dose_of(s)
             got = drop if drop < dose else dose
             nxt = _next(s, self.times, self.off)
-            close = s + self.late
-            if close > nxt - self.early:
-                close = nxt - self.early
+            close = self._close_of(s, nxt)
             if got:
                 self.counts[0] += 1
                 self.emit(t, "dose_taken", got, {"scheduled": s, "taken": self.lvl_t0,
@@ -588,12 +585,15 @@ class Detector:
     # -- the schedule -----------------------------------------------------------------------
     def _slot(self, sched):
         self.sched = sched
-        nxt = _next(sched, self.times, self.off)
-        close = sched + self.late
-        self.close = close if close < nxt - self.early else nxt - self.early
+        self.close = self._close_of(sched, _next(sched, self.times, self.off))
         self.taken = False
         self.took = 0
         self.dose = self._dose_of(sched)
+
+    def _close_of(self, sched, nxt):
+        """When the dose at sched closes: `late` after it, or where the next one's opens."""
+        close = sched + self.late
+        return close if close < nxt - self.early else nxt - self.early
 
     def _dose_of(self, sched):
         """The pills of the dose at sched: the one count, or its time's."""
