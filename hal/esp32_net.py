@@ -36,6 +36,8 @@ class Network:
         sleep(ms): an awaitable pause (asyncio's by default; tests pass their own)."""
         self.ssid = wifi["ssid"]
         self.password = wifi.get("password")
+        self.ntp = wifi.get("ntp") or ()    # none: ntptime's own (pool.ntp.org)
+        self.ntp_at = 0                     # the server asked next: a failed one hands on
         self.clock = clock
         self.log = log
         self.wlan = None
@@ -91,17 +93,20 @@ class Network:
 
     def sync_time(self):
         """Sets the clock from NTP; True when it worked. Blocks up to about a second (ntptime's
-        socket timeout) plus its DNS lookup."""
+        socket timeout) plus its DNS lookup. A failure moves on to the profile's next server."""
         import ntptime
+        if self.ntp:
+            ntptime.host = self.ntp[self.ntp_at % len(self.ntp)]
         try:
             t = ntptime.time()
         except (OSError, OverflowError, IndexError) as exc:
             self.log("ntp: no time from %s: %s" % (getattr(ntptime, "host", "NTP"), exc))
+            self.ntp_at += 1
             return False
         if time.gmtime(0)[0] == 2000:
             t += UNIX_2000
         self.clock.sync(t * 1000)
-        self.log("ntp: clock set to %d" % t)
+        self.log("ntp: clock set to %d from %s" % (t, getattr(ntptime, "host", "NTP")))
         return True
 
     async def run(self):

@@ -34,7 +34,7 @@ def test_check_shows_the_wifi_section_without_its_values(tmp_path, capsys):
                  "ssid: Home Net\npw: correct horse battery\n")
     assert main(["check", path]) == 0
     out = capsys.readouterr().out
-    assert "  wifi      ***, with a password" in out
+    assert "  wifi      ***, with a password, time from pool.ntp.org (ntptime's own)" in out
     assert "Home Net" not in out and "correct horse" not in out
 
 
@@ -68,3 +68,26 @@ def test_a_missing_ssid_is_an_error_and_a_secret_password_is_not_shown_in_it(tmp
     text = "\n".join(errors)
     assert "missing required key 'ssid'" in text
     assert "expected a WPA passphrase" in text and "tiny" not in text
+
+
+def test_ntp_servers_are_compiled_in_order_and_shown_by_check(tmp_path, capsys):
+    path = write(tmp_path, "wifi: {ssid: plant, ntp: [ntp1.plant.lan, 10.0.0.2]}\n")
+    compiled, errors = compile(path)
+    assert errors == [] and compiled["wifi"] == {"ssid": "plant",
+                                                 "ntp": ["ntp1.plant.lan", "10.0.0.2"]}
+    assert main(["check", path]) == 0
+    assert "  wifi      plant, open network, time from ntp1.plant.lan, 10.0.0.2" in (
+        capsys.readouterr().out)
+
+
+def test_bad_ntp_servers_are_reported_where_they_are(tmp_path):
+    _, errors = compile(write(tmp_path, "wifi:\n  ssid: plant\n  ntp: [ok.example, 'udp://x:123']\n"))
+    assert errors == ["%s:8:21: wifi.ntp[1]: expected an NTP server's host name or IPv4 address, "
+                      "like 'pool.ntp.org', got 'udp://x:123'" % (tmp_path / "p.yaml")], errors
+    (tmp_path / "b").mkdir()
+    _, errors = compile(write(tmp_path / "b", "wifi: {ssid: plant, ntp: [a, b, c, d]}\n"))
+    assert len(errors) == 1 and "wifi.ntp: expected a list of 1 to 3 NTP servers, at most 3, " \
+        "got 4" in errors[0], errors
+    (tmp_path / "c").mkdir()
+    _, errors = compile(write(tmp_path / "c", "wifi: {ssid: plant, ntp: pool.ntp.org}\n"))
+    assert len(errors) == 1 and "wifi.ntp: expected a list of 1 to 3 NTP servers" in errors[0]

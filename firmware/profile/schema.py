@@ -417,11 +417,19 @@ def wifi_password(ctx, node):
     return p
 
 
+# An NTP server: a DNS name or an IPv4 address, as ntptime's `host` takes it (no port: NTP is 123).
+ntp_server = pattern(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+                     r"(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*",
+                     "an NTP server's host name or IPv4 address, like 'pool.ntp.org'")
+
+
 def wifi(ctx, node):
     """The access point a board joins (firmware/board.py); a Pi uses the system's network."""
     return section(ctx, node, [
         ("ssid", "ssid", wifi_ssid, REQUIRED),
         ("password", "password", wifi_password, None),
+        # Networks that block the public pool (a factory's, a hospital's) have their own servers.
+        ("ntp", "ntp", list_of(ntp_server, 1, "a list of 1 to 3 NTP servers", 3), None),
     ], out_path="wifi")
 
 

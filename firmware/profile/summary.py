@@ -174,8 +174,10 @@ def summary(path, compiled, secret_fields):
             shown(b["flush_ms"], format_duration)),
     ]
     if "wifi" in c:
-        lines.insert(2, "  wifi      %s, %s" % (c["wifi"]["ssid"], "with a password" if "password"
-                                                  in c["wifi"] else "open network"))
+        w = c["wifi"]
+        lines.insert(2, "  wifi      %s, %s, time from %s" % (
+            w["ssid"], "with a password" if "password" in w else "open network",
+            ", ".join(w["ntp"]) if w.get("ntp") else "pool.ntp.org (ntptime's own)"))
     elif c["platform"] == "esp32":  # build refuses it: check said ok
         lines.insert(2, "  wifi      none: add 'wifi:' before `tether build` (a board joins a "
                         "network with it)")

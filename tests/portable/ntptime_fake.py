@@ -8,12 +8,15 @@ host = "pool.ntp.org"
 failures = 0
 calls = 0
 now_s = None  # a fixed answer for tests, else the host's clock
+asked = []    # the host of each call
 
 
 def install(failing=0):
-    global failures, calls
+    global failures, calls, host
     failures = failing
     calls = 0
+    host = "pool.ntp.org"
+    del asked[:]
     sys.modules["ntptime"] = sys.modules[__name__]
 
 
@@ -24,6 +27,7 @@ def uninstall():
 def time():
     global calls
     calls += 1
+    asked.append(host)
     if calls <= failures:
         raise OSError(110)  # ETIMEDOUT, what ntptime raises when no answer comes in 1 s
     return now_s if now_s is not None else int(_time.time())

@@ -90,6 +90,37 @@ def test_the_link_comes_after_three_failed_joins_then_ntp_after_two_failures_set
         ntptime_fake.now_s = None
 
 
+def test_the_profiles_ntp_servers_are_asked_in_turn_a_failed_one_handing_on_to_the_next():
+    def test():
+        clock = FakeClock()
+        sleeps = Sleeps(clock, 400)
+        lines = []
+        net = Network({"ssid": "plant", "ntp": ["ntp1.plant.lan", "10.0.0.2"]}, clock,
+                      lines.append, sleeps)
+        run_for(net, sleeps)
+        assert clock.synced
+        # Three timeouts: the first server, the second, the first again; then the second answers.
+        assert ntptime_fake.asked == ["ntp1.plant.lan", "10.0.0.2", "ntp1.plant.lan",
+                                      "10.0.0.2"], ntptime_fake.asked
+        assert [ln for ln in lines if ln.startswith("ntp: no time from 10.0.0.2")], lines
+        assert "ntp: clock set to 1764750000 from 10.0.0.2" in lines, lines
+    ntptime_fake.now_s = 1764750000
+    try:
+        with_doubles(0, 3, test)
+    finally:
+        ntptime_fake.now_s = None
+
+
+def test_without_ntp_servers_the_board_asks_ntptimes_own():
+    def test():
+        clock = FakeClock()
+        sleeps = Sleeps(clock, 400)
+        net = Network({"ssid": "cafe"}, clock, print, sleeps)
+        run_for(net, sleeps)
+        assert clock.synced and ntptime_fake.asked == ["pool.ntp.org"] * 2
+    with_doubles(0, 1, test)
+
+
 def test_a_lost_link_is_joined_again_and_the_clock_is_synced_again_after_resync_ms():
     def test():
         clock = FakeClock()
