@@ -29,7 +29,7 @@ import sys
 import time
 import zlib
 
-from firmware import build, logs, rawrepl
+from firmware import build, logs, ports, rawrepl
 from firmware.args import seconds
 
 # Exit codes (docs/flash.md)
@@ -754,8 +754,8 @@ def add_command(sub):
     p.add_argument("profile", nargs="?", metavar="PROFILE", help="a profile YAML file")
     p.add_argument("--bundle", metavar="DIR", help="flash this bundle (from `tether build`) "
                    "instead of building PROFILE")
-    p.add_argument("--port", required=True, metavar="PORT", help="the board's serial port, "
-                   "e.g. /dev/ttyUSB0")
+    p.add_argument("--port", metavar="PORT", help="the board's serial port, e.g. /dev/ttyUSB0 "
+                   "(default: the only USB serial port there is)")
     p.add_argument("--arch", choices=build.ARCHS, metavar="ARCH",
                    help="build native code for this arch (xtensawin, rv32imc...); default: bytecode any board with the same .mpy version loads")
     p.add_argument("--build-dir", metavar="DIR", help="where PROFILE's bundle is built "
@@ -812,6 +812,13 @@ def main(args, out=None, err=None, stop=None):
             raise FlashError("--firmware %s: no such file (download the .bin for your board "
                              "from https://micropython.org/download/)" % args.firmware,
                              EXIT_BAD_INPUT)
+        port = args.port
+        if port is None:         # before a build: a wrong port is said at once
+            try:
+                port, how = ports.board_port()
+            except rawrepl.NoPort as exc:
+                raise FlashError(str(exc), EXIT_NO_PORT)
+            out.write("port %s, %s\n" % (port, how))
         folder = args.bundle
         if folder is None:
             profile = pathlib.Path(args.profile)
@@ -830,14 +837,14 @@ def main(args, out=None, err=None, stop=None):
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:
             writing = True
-            write_firmware(args.firmware, args.port, args.chip or "esp32", out)
+            write_firmware(args.firmware, port, args.chip or "esp32", out)
             writing = False
         then = None
         if args.logs:
             def then(link, pending):
                 out.flush()
-                logs.follow(args.port, out, err, link=link, pending=pending, stop=stop)
-        flash_bundle(folder, args.port, out=out, timeout=args.timeout, pause=args.pause,
+                logs.follow(port, out, err, link=link, pending=pending, stop=stop)
+        flash_bundle(folder, port, out=out, timeout=args.timeout, pause=args.pause,
                      reset=not args.no_reset, attempts=5 if args.firmware else 2, then=then)
     except FlashError as exc:
         err.write("tether flash: %s\n" % exc)

@@ -119,7 +119,8 @@ def add_command(sub):
                        description="Shows what the board prints on its serial console, each "
                        "line with the time it arrived; the port is opened again whenever the "
                        "board resets. Ctrl-C ends it (exit 0). Exit 3: no such port; 4: busy.")
-    p.add_argument("--port", required=True, metavar="PORT", help="e.g. /dev/ttyUSB0")
+    p.add_argument("--port", metavar="PORT", help="e.g. /dev/ttyUSB0 (default: the only USB "
+                   "serial port there is)")
     p.add_argument("--baud", type=whole(1), default=115200, help="baud rate (default 115200)")
     p.add_argument("--no-time", action="store_true", help="do not prefix lines with the time")
     p.set_defaults(func=main)
@@ -128,4 +129,13 @@ def add_command(sub):
 def main(args, out=None, err=None):
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
-    return follow(args.port, out, err, baudrate=args.baud, stamps=not args.no_time)
+    port = args.port
+    if port is None:
+        from firmware import ports
+        try:
+            port, how = ports.board_port()
+        except rawrepl.NoPort as exc:
+            err.write("tether logs: %s\n" % exc)
+            return EXIT_NO_PORT
+        err.write("port %s, %s\n" % (port, how))
+    return follow(port, out, err, baudrate=args.baud, stamps=not args.no_time)
