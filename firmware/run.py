@@ -9,7 +9,8 @@ stops failing, and a status line every `--status-every` (1min; `--quiet`: none).
 is reported at once; sampling goes on and the buffer keeps the readings until it gets through.
 
 Every line goes to standard error, whole and at once, and is the same in a terminal and under
-systemd (which puts it in the journal): no colour, no progress bar, no carriage return.
+systemd (which puts it in the journal): no colour, no progress bar, no carriage return; under
+systemd each line also starts with its priority (`<4>`), which journald takes off (Journal).
 PROFILE is a YAML profile, or a compiled one (`.json`, as `tether compile` and `tether
 install-service` write it).
 """
@@ -39,6 +40,47 @@ REFUSED = {1: "the broker refused MQTT 3.1.1, or it is not an MQTT broker",
            3: "the broker is unavailable",
            4: "the broker refused the login: bad user name or password",
            5: "the broker refused the login: not authorised"}
+
+
+# sd-daemon's priorities (syslog's): the prefix journald takes off a line and files it under.
+ERR, WARNING, NOTICE, INFO = 3, 4, 5, 6
+
+
+class Journal:
+    """Standard error when it is systemd's journal: each line starts with its priority (`<4>`),
+    which journald takes off and files the line under, so `journalctl -u tether-DEVICE -p
+    warning` shows the problems alone. The text is the terminal's; a line written plainly is an
+    error (what `tether run` says before it stops)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def write(self, text, level=ERR):
+        self.stream.write("".join("<%d>%s" % (level, line) for line in text.splitlines(True)))
+
+    def flush(self):
+        self.stream.flush()
+
+
+def journal(stream):
+    """Journal(stream) when stream is the journal (JOURNAL_STREAM, which systemd sets for a
+    service, names its device and inode: not a run of the service's command in a shell, nor
+    one piped on), else stream."""
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):
+        return stream
+    if os.environ.get("JOURNAL_STREAM") == "%d:%d" % (st.st_dev, st.st_ino):
+        return Journal(stream)
+    return stream
+
+
+def say(out, text, level):
+    """Writes text at a priority: one the journal files, plain elsewhere."""
+    if isinstance(out, Journal):
+        out.write(text, level)
+    else:
+        out.write(text)
 
 
 def override_broker(profile, url):
@@ -106,8 +148,8 @@ class Reporter:
         self.quick_losses = 0    # connections lost within QUICK_LOSS_S of being made, in a row
         self.reasons = {}  # sensor name -> its failure's words, as its sensor_error event said
 
-    def line(self, text):
-        self.out.write("%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text))
+    def line(self, text, level=INFO):
+        say(self.out, "%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text), level)
         self.out.flush()
 
     def connected(self, client=None):
@@ -126,7 +168,7 @@ class Reporter:
         if why != self.failing:
             self.failing = why
             self.line("cannot connect to %s: %s; sampling goes on, readings are kept, retrying"
-                      % (self.where, why))
+                      % (self.where, why), WARNING)
 
     def lost(self, exc):
         if self.agent is not None and self.agent.uplink.stopping:
@@ -138,7 +180,7 @@ class Reporter:
         elif self.agent is not None and self.agent.uplink.last_error is not self.error_before:
             why = self.agent.uplink.last_error  # the uplink closed it, and said why
         self.line("disconnected from %s%s; reconnecting" % (self.where,
-                                                            ": %s" % why if why else ""))
+                                                            ": %s" % why if why else ""), WARNING)
         quick = (self.connected_at is not None
                  and time.monotonic() - self.connected_at < QUICK_LOSS_S)
         self.quick_losses = self.quick_losses + 1 if quick else 0
@@ -148,20 +190,21 @@ class Reporter:
             self.line("lost %d connections within %d s of making them: is another client "
                       "connected with client id %s (another tether run or service of this "
                       "device)? The broker keeps only the newest" % (
-                          QUICK_LOSSES, QUICK_LOSS_S, self.client_id))
+                          QUICK_LOSSES, QUICK_LOSS_S, self.client_id), WARNING)
 
     def sensors(self):
         for c in self.agent.sampler.channels:
             if c.failing != self.failing_sensors.get(c.name):
                 if c.failing is None:
-                    self.line("sensor %s reads again" % c.name)
+                    self.line("sensor %s reads again" % c.name, NOTICE)
                 else:
                     # The words of the failure's start (the sampler sends no event when only
                     # its kind changes): not under a later kind.
                     why = self.reasons.get(c.name) if self.failing_sensors.get(c.name) is None \
                         else None
                     self.line("sensor %s fails (%s%s); it is tried again with backoff, the other "
-                              "sensors go on" % (c.name, c.failing, ": " + why if why else ""))
+                              "sensors go on" % (c.name, c.failing, ": " + why if why else ""),
+                              WARNING)
                 self.failing_sensors[c.name] = c.failing
 
     def status(self):
@@ -212,6 +255,7 @@ class Reporter:
 
 
 def main(args, err=sys.stderr):
+    err = journal(err)
     if args.profile.endswith(".json"):
         profile, errors = load_compiled(args.profile)
     else:
@@ -279,7 +323,7 @@ def _setup(profile, args, err):
         err.write("tether run: %s\n" % (_os_error(exc) if isinstance(exc, OSError) else exc))
         return 2
     if note:
-        err.write("tether run: %s\n" % note)
+        say(err, "tether run: %s\n" % note, WARNING)
     held = claim = None
     if profile["buffer"]["storage"] == "flash":
         path, device = profile["buffer"]["path"], args.device or profile["device"]["id"]
@@ -436,11 +480,11 @@ async def _run(profile, platform, args, out, claim=None):
     reporter.agent = agent
     if agent.sampler.events is not None:
         agent.sampler.events = _Reasons(agent.sampler.events, reporter.reasons)
-    out.write("%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
+    say(out, "%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
         agent.device, len(agent.sampler.channels), profile["buffer"]["path"],
         agent.buffer.log.unacked,
         ", %d torn or corrupt bytes discarded" % discarded if discarded else "",
-        u["host"], u["port"], " (TLS)" if u["tls"] else ""))
+        u["host"], u["port"], " (TLS)" if u["tls"] else ""), WARNING if discarded else INFO)
     out.flush()
     loop = asyncio.get_running_loop()
     stopping = loop.create_future()
@@ -463,9 +507,9 @@ async def _run(profile, platform, args, out, claim=None):
     if not task.done():
         await agent.stop()
         await task
-    out.write("stopped: %d batches waiting for the broker, %d readings%s dropped in all\n"
-              % (agent.buffer.log.unacked, agent.buffer.log.dropped,
-                 _events_dropped(agent).replace(" dropped", "")))
+    say(out, "stopped: %d batches waiting for the broker, %d readings%s dropped in all\n"
+        % (agent.buffer.log.unacked, agent.buffer.log.dropped,
+           _events_dropped(agent).replace(" dropped", "")), NOTICE)
     return 0
 
 

@@ -19,11 +19,22 @@ class Run:
     """`tether run ARGS` with both outputs pipes, as under systemd. Lines are kept as the bytes
     that came (`raw`), so that a carriage return or an escape sequence would show."""
 
-    def __init__(self, *args):
+    def __init__(self, *args, journal=False):
+        """journal: standard error as systemd hands a service the journal's stream (a socket
+        there; a pipe here), named by JOURNAL_STREAM."""
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env.pop("JOURNAL_STREAM", None)
+        stderr = subprocess.PIPE
+        if journal:
+            r, stderr = os.pipe()
+            st = os.fstat(stderr)
+            env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         self.proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, cwd=ROOT,
-                                     env=dict(os.environ, PYTHONPATH=str(ROOT)))
+                                     stderr=stderr, cwd=ROOT, env=env)
+        if journal:
+            os.close(stderr)
+            self.proc.stderr = os.fdopen(r, "rb")
         self.lines = queue.Queue()
         self.seen = []
         self.raw = []

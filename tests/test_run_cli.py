@@ -120,6 +120,37 @@ def test_a_sensor_that_fails_is_reported_and_the_broker_still_gets_the_others(tm
     assert not any("volts fails" in line for line in run.seen)
 
 
+def test_under_systemd_each_line_carries_its_priority_for_the_journal(tmp_path, mosquitto):
+    # journalctl -p warning showed nothing: every line was filed at the unit's default (info).
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet", "--broker",
+              "mqtt://127.0.0.1:%d" % mosquitto.port, "--fault", "power=nack", journal=True)
+    assert run.wait_for("pi-1: 1 sensors").startswith("<6>pi-1: 1 sensors, buffer at ")
+    assert run.wait_for("connected to").startswith("<6>")
+    failing = [line for line in run.seen if "sensor power fails" in line]  # before or after
+    assert (failing[0] if failing else run.wait_for("sensor power fails")).startswith("<4>")
+    mosquitto.stop()
+    assert run.wait_for("disconnected from").startswith("<4>")
+    assert run.wait_for("cannot connect to").startswith("<4>")
+    code, rest = run.stop()
+    assert code == 0 and rest.startswith("<5>stopped: ")
+    assert all(line[0] == "<" and line[2] == ">" for line in run.seen), run.seen
+    # The same run in a terminal (or piped on from one) has no prefixes.
+    plain = Run(str(profile), "--store", str(tmp_path / "buffer2"), "--quiet")
+    assert plain.wait_for("cannot connect to").startswith("20")
+    plain.stop()
+
+
+def test_under_systemd_a_run_that_cannot_start_says_why_as_an_error(tmp_path):
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE.replace("pi-1", "\"pi-{uid}\"") % (free_port(), ""))
+    run = Run(str(profile), journal=True)
+    code, rest = run.end()
+    assert code == 2 and rest == ("<3>tether run: the device id 'pi-{uid}' is a template: give "
+                                  "--device ID\n")
+
+
 def test_a_broker_that_never_answers_is_reported_when_the_connect_times_out(tmp_path):
     with BlackHole() as hole:
         profile = tmp_path / "pi.yaml"
