@@ -5,17 +5,25 @@ import sys
 
 def main(args, out=None, err=None):
     out, err = out or sys.stdout, err or sys.stderr
-    from firmware.simulate_cmd import _write_report, exit_status, plots
+    import os
+    from firmware.simulate_cmd import (_write_report, exit_status, plots, writable_folder,
+                                       writable_report)
     from simulator import parts
     from simulator.report import from_parts
     try:
+        if args.report:
+            writable_report(os.path.abspath(args.report), "--report")
+        if args.plots:
+            from simulator import plots as plots_mod
+            if not plots_mod.available():
+                raise ValueError(plots_mod.NEEDS)
+            writable_folder(args.plots, "--plots")
         run, bodies = parts.load(args.db, args.run)
         report = from_parts(args.db, bodies)
-    except parts.PartsError as exc:
+    except (parts.PartsError, ValueError) as exc:
         err.write("tether report: %s\n" % exc)
         return 2
     if args.report:
-        import os
         _write_report(report, os.path.abspath(args.report), out, gap="")
     else:
         from simulator.report import text

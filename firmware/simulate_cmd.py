@@ -104,6 +104,17 @@ def main(args, out=None, err=None):
             from simulator import plots as plots_mod
             if not plots_mod.available():  # not once the run is over
                 raise ValueError(plots_mod.NEEDS)
+        # What would fail once the run began, said before the earlier run's files go: a run
+        # that stopped there had deleted them first.
+        writable_report(report_path, "--report")
+        if args.plots:
+            writable_folder(args.plots, "--plots")
+        if args.broker:
+            _reachable(args.broker)
+        if args.console and args.console_port:
+            _bindable(args.console_port)
+        if not shard:
+            _check_workdir(workdir)
     except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
@@ -233,15 +244,16 @@ def plots(db_path, outdir, out, run=None):
 
 
 def _write_report(report, path, out, gap="\n"):
-    """The report's JSON at path, its text on out (set apart from the progress lines by gap)."""
+    """The report's text on out (set apart from the progress lines by gap), then its JSON at
+    path: a path that fails then loses the file, not the report of a run of days."""
     from simulator.report import text
+    out.write(gap + text(report) + "\n" + gap)
+    out.flush()
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump(report, f, indent=1)
     os.replace(tmp, path)  # whole, for whoever waits for it (--stay-online)
-    out.write(gap + text(report) + "\n" + gap)
-    out.flush()
 
 
 async def _signalled():
@@ -282,6 +294,71 @@ def _database(value, shared=False):
         raise ValueError("--db: %s holds the devices of an earlier run: a run starts from an "
                          "empty database (drop and create it)" % hide_password(target))
     return target
+
+
+def writable_report(path, option):
+    """ValueError unless a file can be written at path (its folders made then): a report
+    written after a run of days failed there with a traceback."""
+    if os.path.isdir(path):
+        raise ValueError("%s %s: a folder; name the file to write" % (option, path))
+    writable_folder(os.path.dirname(path) or ".", option, path)
+
+
+def writable_folder(folder, option, shown=None):
+    """ValueError unless folder is, or could be made, a folder this process writes in: the
+    nearest part of it that exists is a folder it may write in (nothing is made here)."""
+    at = os.path.abspath(folder)
+    while not os.path.lexists(at):
+        at = os.path.dirname(at)
+    if not os.path.isdir(at):
+        raise ValueError("%s %s: %s is not a folder" % (option, shown or folder, at))
+    if not os.access(at, os.W_OK | os.X_OK):
+        raise ValueError("%s %s: the folder %s is not writable" % (option, shown or folder, at))
+
+
+def _reachable(url):
+    """ValueError unless --broker's host takes a TCP connection."""
+    import socket
+    from simulator.fleet import _broker_address
+    host, port = _broker_address(url)
+    try:
+        socket.create_connection((host, port), timeout=5).close()
+    except OSError as exc:
+        raise ValueError("cannot connect to the broker %s:%d: %s" % (
+            host, port, exc.strerror or exc or "no answer in 5 s"))
+
+
+def _bindable(port):
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError as exc:
+            raise ValueError("--console-port %d: %s" % (port, exc.strerror or exc))
+
+
+# What a run writes in a device's folder (agent/log.py, agent/buffer.py): a workdir's
+# `devices/` holding anything else is not an earlier run's, and is not removed.
+_DEVICE_FILES = ("state", "journal", "schema", "schemas", "events")
+
+
+def _check_workdir(workdir):
+    """ValueError when workdir's `devices/` holds what a run did not write there."""
+    folder = os.path.join(workdir, "devices")
+    if not os.path.isdir(folder):
+        if os.path.lexists(folder):
+            raise ValueError("--workdir %s: devices is not a folder an earlier run made there; "
+                             "give another --workdir" % workdir)
+        return
+    for device in os.listdir(folder):
+        inside = os.path.join(folder, device)
+        names = os.listdir(inside) if os.path.isdir(inside) and not os.path.islink(inside) \
+            else None
+        if names is None or any(n not in _DEVICE_FILES and not n.endswith((".seg", ".tmp"))
+                                for n in names):
+            raise ValueError("--workdir %s: %s is not what an earlier run left there (a run "
+                             "starts by removing its devices/ folder): give another --workdir"
+                             % (workdir, inside))
 
 
 def _fresh(workdir, sqlite=True):

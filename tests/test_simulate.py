@@ -348,6 +348,76 @@ def test_a_broker_that_refuses_the_connection_is_said_plainly_and_exits_2(tmp_pa
         err.getvalue()
 
 
+def _earlier_run(workdir):
+    """What a run leaves in its workdir: device buffers, the database, the report."""
+    (workdir / "devices" / "printer-0001" / "events").mkdir(parents=True)
+    for name in ("state", "schema", "00000000.seg"):
+        (workdir / "devices" / "printer-0001" / name).write_bytes(b"x")
+    (workdir / "fleet.sqlite").write_bytes(b"earlier")
+    (workdir / "report.json").write_text("{}")
+    return sorted(str(p) for p in workdir.rglob("*"))
+
+
+def test_a_run_refused_for_its_broker_or_console_port_keeps_the_earlier_runs_files(tmp_path):
+    # Both were found once the run began, after the earlier run's database and buffers were
+    # deleted: a mistyped --broker cost the last run.
+    import socket
+    files = _earlier_run(tmp_path / "w")
+    with socket.socket() as nobody, socket.socket() as taken:
+        nobody.bind(("127.0.0.1", 0))
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        for option, value, says in (
+                ("broker", "mqtt://127.0.0.1:%d" % nobody.getsockname()[1],
+                 "cannot connect to the broker 127.0.0.1:%d" % nobody.getsockname()[1]),
+                ("console_port", taken.getsockname()[1],
+                 "--console-port %d: Address already in use" % taken.getsockname()[1])):
+            args = _args(tmp_path)
+            setattr(args, option, value)
+            args.console = option == "console_port"
+            err = io.StringIO()
+            assert simulate_cmd.main(args, out=io.StringIO(), err=err) == 2
+            assert err.getvalue().startswith("tether simulate: " + says), err.getvalue()
+            assert sorted(str(p) for p in (tmp_path / "w").rglob("*")) == files
+    assert (tmp_path / "w" / "fleet.sqlite").read_bytes() == b"earlier"
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("report", "/dev/null/r.json", "--report /dev/null/r.json: /dev/null is not a folder"),
+    ("report", "{tmp}", "--report {tmp}: a folder; name the file to write"),
+    ("plots", "/dev/null/plots", "--plots /dev/null/plots: /dev/null is not a folder"),
+])
+def test_a_report_or_plots_path_that_cannot_be_written_is_refused_before_the_run(
+        tmp_path, option, value, says):
+    # It failed after the run with a traceback and exit 1 (the report's text unprinted).
+    from simulator import plots
+    if option == "plots" and not plots.available():
+        pytest.skip("matplotlib is missing: --plots is refused for that first")
+    args = _args(tmp_path)
+    setattr(args, option, value.format(tmp=tmp_path))
+    err = io.StringIO()
+    assert simulate_cmd.main(args, out=io.StringIO(), err=err) == 2
+    assert err.getvalue() == "tether simulate: %s\n" % says.format(tmp=tmp_path)
+    from firmware import report_cmd
+    import argparse
+    parser = argparse.ArgumentParser()
+    report_cmd.add_command(parser.add_subparsers())
+    err = io.StringIO()
+    parsed = parser.parse_args(["report", "--db", str(tmp_path / "none.sqlite"),
+                                "--" + option, value.format(tmp=tmp_path)])
+    assert report_cmd.main(parsed, out=io.StringIO(), err=err) == 2
+    assert err.getvalue() == "tether report: %s\n" % says.format(tmp=tmp_path)
+
+
+def test_a_workdir_whose_devices_folder_a_run_did_not_make_is_refused_and_left_alone(tmp_path):
+    (tmp_path / "w" / "devices").mkdir(parents=True)
+    (tmp_path / "w" / "devices" / "inventory.csv").write_text("serial,owner\n")
+    err = io.StringIO()
+    assert simulate_cmd.main(_args(tmp_path), out=io.StringIO(), err=err) == 2
+    assert "inventory.csv is not what an earlier run left there" in err.getvalue()
+    assert (tmp_path / "w" / "devices" / "inventory.csv").read_text() == "serial,owner\n"
+
+
 def test_a_database_in_a_folder_not_made_yet_gets_its_folder_as_the_report_does(tmp_path):
     db = tmp_path / "runs" / "today" / "fleet.sqlite"
     args = _args(tmp_path)

@@ -415,8 +415,8 @@ def test_a_console_port_asked_for_and_taken_is_an_error_not_another_port(tmp_pat
                                         "--duration", "1h")
     finally:
         taken.close()
-    assert code == 2 and err.startswith("tether simulate: --console: "), err
-    assert "console: http" not in out
+    assert code == 2 and err.startswith("tether simulate: --console-port %d: " % port), err
+    assert "console: http" not in out and "simulating" not in out  # said before the run
 
 
 def test_a_worker_that_fails_mid_run_says_so_and_stops_its_sleeping_devices():
