@@ -10,6 +10,7 @@ import array
 import random
 
 from agent import profile as compiled
+from agent.cbor import BufferFull
 
 DAY_MS = 86400000
 
@@ -80,10 +81,19 @@ def estimate(profile):
     if not rows:
         return dict(health, readings_per_day=0, batches_per_day=0.0, bytes_per_day=0)
     enc = compiled.encoder(profile, device_id=profile["device"]["id"].replace("{uid}", "a1b2c3"))
-    data = enc.encode(0, array.array("i", [r[0] for r in rows]), array.array("B", [r[1] for r in rows]),
-                      array.array("i", [r[2] for r in rows]), 0, len(rows), 1000, 1, 0, True)
+    ts, chs = array.array("i", [r[0] for r in rows]), array.array("B", [r[1] for r in rows])
+    vals = array.array("i", [r[2] for r in rows])
+    k = len(rows)
+    while True:     # as the buffer cuts: fewer readings a batch when they pass batch.max_bytes
+        try:
+            data = enc.encode(0, ts, chs, vals, 0, k, 1000, 1, 0, True)
+            break
+        except BufferFull:
+            if k == 1:
+                raise
+            k //= 2
     topic = "%s/%s/up/batch" % (profile["uplink"]["prefix"], enc.device)
     per_batch = len(data) + mqtt_publish_overhead(topic, len(data))
-    batches = per_day / len(rows)
+    batches = per_day / k
     return dict(health, readings_per_day=per_day, batches_per_day=batches,
                 bytes_per_day=int(batches * per_batch))

@@ -12,6 +12,7 @@ from firmware.profile.units import format_size
 def check(ctx, root, compiled):
     pins(ctx, root, compiled)
     addresses(ctx, root, compiled)
+    one_chip(ctx, root, compiled)
     buffer_room(ctx, root, compiled)
 
 
@@ -67,6 +68,61 @@ def addresses(ctx, root, compiled):
             place = s.get(key, {})
             if "bus" in place and "address" in place:
                 claim(place["bus"], place["address"], chip, find(n, key, "address"), n.path)
+
+
+def one_chip(ctx, root, compiled):
+    """Sensors that read one chip (one driver key) share its settings (SHARED): given on any
+    one of them, they hold for all, and two that differ are an error. The chip is built once,
+    and a second sensor's calibration or gain was ignored in silence (a current read ten times
+    too low), or the first one's default won over what the second gave."""
+    from firmware.profile.chips import DRIVERS
+    from hal.chips import driver
+    groups = {}  # chip key -> [(compiled sensor, its node)]
+    for s, n in items(root, compiled, "sensors"):
+        if DRIVERS.get(s.get("driver"), {}).get("shared"):
+            try:
+                module = driver(s["driver"])
+                groups.setdefault(module.key(s), []).append((s, n))
+            except (KeyError, TypeError):   # a place key with a problem of its own
+                pass
+    for group in groups.values():
+        if len(group) < 2:
+            continue
+        s0 = group[0][0]
+        module = driver(s0["driver"])
+        for setting in DRIVERS[s0["driver"]]["shared"]:
+            keys = setting.split(".")
+            given = None    # (value, node) of the first sensor that writes it
+            for s, n in group:
+                node = find(n, *keys)
+                if not node.path.endswith(setting):
+                    continue
+                value = _get(s, keys)
+                if given is None:
+                    given = (value, node)
+                elif value != given[0]:
+                    ctx.problems.append(at(node, "%s differs from %s (%s), and both read the "
+                                           "same chip (%s at %s), which has one %s: give it "
+                                           "once, or the same on each" % (
+                                               shown(node), given[1].path, shown(given[1]),
+                                               s0["driver"], module.where(s0), keys[-1])))
+            if given is not None:
+                for s, n in group:
+                    _put(s, keys, given[0])
+
+
+def _put(d, keys, value):
+    for k in keys[:-1]:
+        d = d.get(k)
+        if not isinstance(d, dict):     # a section with a problem of its own
+            return
+    d[keys[-1]] = value
+
+
+def _get(d, keys):
+    for k in keys:
+        d = d.get(k) if isinstance(d, dict) else None
+    return d
 
 
 def buffer_room(ctx, root, compiled):

@@ -183,7 +183,10 @@ def sensor_fields(driver):
         ("name", "name", pattern(NAME, NAME_WHAT), REQUIRED),
         ("driver", "driver", choice(list(DRIVERS)), REQUIRED),
         ("interval", "interval_ms", duration(100, DAY), MINUTE),
-        ("unit", "unit", text, None),
+        # Short enough that one reading always fits a batch (a 6000-character unit stopped the
+        # agent: no batch could hold it), as SenML's units are (RFC 8428: 'W', '%RH', 'm/s2').
+        ("unit", "unit", pattern(r"[!-~]{1,16}", "a unit of 1 to 16 ASCII letters, digits or "
+                                 "symbols without spaces, like 'W', '%RH' or 'ug/m3'"), None),
         ("resolution", "resolution", resolution, None),
         ("filters", "filters", filters, EMPTY),
         ("thresholds", "thresholds", list_of(threshold), []),
@@ -245,7 +248,7 @@ def sensors(ctx, node):
 def buffer(ctx, node):
     out = section(ctx, node, [
         ("storage", "storage", choice(["flash", "ram"]), "flash"),
-        ("path", "path", text, None),
+        ("path", "path", pattern(r"\S(.*\S)?", "a folder path"), None),
         ("max_bytes", "max_bytes", size(16 * KIB, 1024 * KIB * KIB), 256 * KIB),
         ("ram_readings", "ram_readings", integer(1, 100_000), 32),
         ("flush_every", "flush_ms", duration(100, DAY), MINUTE),

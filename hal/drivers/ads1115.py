@@ -142,8 +142,9 @@ class ADS1115(Chip16):
 # -- how hal/board.py builds it from a compiled sensor (hal/chips.py) ----------------------------
 
 def key(s):
-    """One driver per channel: each sensor keeps its own channel and gain."""
-    return ("ads1115", s["bus"], s["address"], s["channel"])
+    """One driver per channel and gain: each conversion writes both, so two sensors of one
+    channel at two gains (a coarse and a fine range) each read at their own."""
+    return ("ads1115", s["bus"], s["address"], s["channel"], s["calibration"]["gain"])
 
 
 def where(s):

@@ -3,8 +3,10 @@
 A chip's module holds QUANTITIES {quantity: (default unit, default resolution)}, the first being
 the default; FIELDS, the keys that say where the chip is; CALIBRATION, its calibration keys (both
 field tables as in rules.section, with their defaults: the compiled profile carries every one,
-and drivers read them from there); and optionally check(ctx, node, compiled sensor), its checks
-across keys. DRIVERS is their table, in the registry's order.
+and drivers read them from there); optionally check(ctx, node, compiled sensor), its checks
+across keys; and optionally SHARED, the settings ("gain", "calibration.tare") of the one chip
+that sensors reading it (one driver key: hal/drivers) must agree on, where both give them.
+DRIVERS is their table, in the registry's order.
 """
 from importlib import import_module
 
@@ -14,7 +16,8 @@ from hal.chips import CHIPS
 def entry(name):
     chip = import_module("firmware.profile.chips." + name)
     return {"quantities": chip.QUANTITIES, "fields": chip.FIELDS,
-            "calibration": chip.CALIBRATION, "check": getattr(chip, "check", None)}
+            "calibration": chip.CALIBRATION, "check": getattr(chip, "check", None),
+            "shared": getattr(chip, "SHARED", ())}
 
 
 DRIVERS = {name: entry(name) for name in CHIPS}

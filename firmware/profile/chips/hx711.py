@@ -10,6 +10,8 @@ FIELDS = [("pins", "pins", sub([("dout", "dout", pin("in"), REQUIRED),
           ("gain", "gain", number_choice(("128", "64", "32")), 128)]
 CALIBRATION = [("tare", "tare", number(), 0), ("scale", "scale", nonzero, 1),
                ("pill_weight", "pill_weight", number(above=0), None)]
+# A weight and a pill count read one load cell: one gain, one tare and scale.
+SHARED = ("gain", "calibration.tare", "calibration.scale", "calibration.pill_weight")
 
 
 def check(ctx, node, out):

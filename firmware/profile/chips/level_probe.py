@@ -12,6 +12,8 @@ FIELDS = [("pin", "pin", pin("adc"), None),
                               ("channel", "channel", integer(0, 3), REQUIRED)]), None)]
 CALIBRATION = [("raw_empty", "raw_empty", number(), REQUIRED),
                ("raw_full", "raw_full", number(), REQUIRED)]
+# Two sensors of one probe read one ADC input.
+SHARED = ("calibration.raw_empty", "calibration.raw_full")
 
 
 def check(ctx, node, out):
