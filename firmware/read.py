@@ -135,7 +135,8 @@ def read_profile(path, args, out, err, gap="", applied=None):
             err.write("tether read: %s: cannot open the %s platform: %s\n"
                       % (path, name, source.error))
             return 2
-    out.write("%s%s on %s: %d sensors\n" % (gap, path, name, len(sources)))
+    out.write("%s%s on %s: %d sensor%s\n" % (gap, path, name, len(sources),
+                                             "" if len(sources) == 1 else "s"))
     out.flush()
     failed = 0
     ready = set()
@@ -165,7 +166,8 @@ def add_command(sub):
     p.add_argument("--interval", type=duration(0, DAY), default="1s", metavar="DURATION",
                    help="between readings (default 1s)")
     p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
-                   help="with --platform sim: break the part behind a sensor (nack, stuck, "
-                        "noise; timeout, bad_crc, garbage, short; disconnected, no_chip, stall)")
+                   help="with --platform sim: break the part behind a sensor (an I2C bus's: "
+                        "nack, stuck, noise; a UART's: timeout, bad_crc, noise, garbage, short; "
+                        "a chip's own: disconnected, no_chip, stall, dout_low)")
     add_allow_outside(p)
     p.set_defaults(func=main)

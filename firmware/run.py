@@ -480,8 +480,9 @@ async def _run(profile, platform, args, out, claim=None):
     reporter.agent = agent
     if agent.sampler.events is not None:
         agent.sampler.events = _Reasons(agent.sampler.events, reporter.reasons)
-    say(out, "%s: %d sensors, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
-        agent.device, len(agent.sampler.channels), profile["buffer"]["path"],
+    n = len(agent.sampler.channels)
+    say(out, "%s: %d sensor%s, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
+        agent.device, n, "" if n == 1 else "s", profile["buffer"]["path"],
         agent.buffer.log.unacked,
         ", %d torn or corrupt bytes discarded" % discarded if discarded else "",
         u["host"], u["port"], " (TLS)" if u["tls"] else ""), WARNING if discarded else INFO)

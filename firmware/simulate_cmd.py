@@ -121,7 +121,7 @@ def main(args, out=None, err=None):
     if not shard:
         _fresh(workdir, sqlite=db is None)
     out.write("simulating %s for %s of device time%s%s, faults: %s\n" % (
-        "%d devices" % devices if not shard else "devices %d-%d of %d (shard %d/%d)" % (
+        "%d device%s" % (devices, "" if devices == 1 else "s") if not shard else "devices %d-%d of %d (shard %d/%d)" % (
             first + 1, end, devices, shard[0], shard[1]),
         format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",

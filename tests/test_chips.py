@@ -290,3 +290,16 @@ def test_every_channel_of_one_virtual_ads1115_starts_at_its_sensors_default(tmp_
     assert done.returncode == 0, done.stdout + done.stderr
     assert [line.split() for line in done.stdout.splitlines()[1:]] == [
         ["ink_c", "50.0", "%"], ["ink_m", "50.0", "%"], ["v2", "1.0", "V"], ["v3", "1.0", "V"]]
+
+
+def test_read_help_names_every_fault_a_virtual_part_takes(capsys):
+    # dout_low, an HX711's, was missing from the list.
+    from firmware import cli
+    from hal.sim.platform import fault_kinds
+    profile = compiled(ALL_DRIVERS)
+    kinds = {k for s in profile["sensors"] for k in fault_kinds(profile, s)}
+    parser, _ = cli.build_parser()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["read", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert kinds and not [k for k in kinds if k not in shown], kinds

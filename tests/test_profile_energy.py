@@ -109,7 +109,8 @@ def test_a_number_with_an_exponent_is_a_number_though_yaml_1_1_reads_it_as_text(
     assert cfg["tariff"] == 0.3 and cfg["co2_g_per_kwh"] == 250
     # Quoted, it is text as written: still refused.
     assert errors_of(tmp_path, SENSOR % "{type: energy, tariff: '3e-1'}") == [
-        "13:37: sensors[0].insight.tariff: expected a number, got '3e-1'"]
+        "13:37: sensors[0].insight.tariff: expected a number, got '3e-1' (in quotes it is text: "
+        "write the number without them)"]
 
 
 def test_a_drift_limit_one_odd_cycle_reaches_is_refused(tmp_path):

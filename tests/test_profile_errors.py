@@ -45,7 +45,24 @@ def test_yaml_syntax_error_has_file_line_and_column(monkeypatch):
     monkeypatch.chdir(DATA)
     assert compile("syntax-error.yaml") == (None, [
         "syntax-error.yaml:7:4: YAML syntax error: while parsing a block collection; "
-        "expected <block end>, but found '<block mapping start>'"])
+        "expected <block end>, but found '<block mapping start>' (is this line indented "
+        "differently from the keys above it?)"])
+
+
+@pytest.mark.parametrize("text, says", [
+    ("device: {id: kettle}\nsensors:\n\t- name: x\n",
+     "3:1: YAML syntax error: while scanning for the next token; found character '\\t' that "
+     "cannot start any token (a tab: indent with spaces)"),
+    ("device:\n  id: kettle\n    platform: esp32\n",
+     "3:13: YAML syntax error: mapping values are not allowed here (a key indented under a "
+     "value: check this line's indentation, or quote a value that holds ': ')"),
+    # Said where it starts: it was the file's name alone.
+    ("device: {id: kettle}\n# [[[ in a comment\nx: '[[[' \nsensors: " + "[" * 3000 + "]" * 3000,
+     "4:74: values are nested more than 64 deep"),
+])
+def test_yaml_slips_are_said_in_a_profiles_words_at_their_place(tmp_path, text, says):
+    (tmp_path / "p.yaml").write_text(text)
+    assert compile(str(tmp_path / "p.yaml")) == (None, ["%s:%s" % (tmp_path / "p.yaml", says)])
 
 
 def test_unknown_key_suggests_the_close_known_key(tmp_path):
@@ -140,7 +157,8 @@ def test_bad_size_is_reported(tmp_path, value, message):
         """ % value) == ["8:20: batch.max_bytes: " + message]
 
 
-@pytest.mark.parametrize("value, got", [("0", "0"), ("-0.1", "-0.1"), ("'0.1'", "'0.1'"),
+@pytest.mark.parametrize("value, got", [("0", "0"), ("-0.1", "-0.1"), ("'0.1'", "'0.1' (in quotes "
+                                        "it is text: write the number without them)"),
                                         ("fine", "'fine'"), (".nan", ".nan")])
 def test_bad_resolution_is_reported(tmp_path, value, got):
     assert errors_of(tmp_path, """\
@@ -620,3 +638,45 @@ def test_an_esp32_on_mqtts_without_a_ca_is_refused_at_check(tmp_path):
         """, base) == ["6:18: uplink.broker: an ESP32 has no certificate store: an mqtts:// "
                        "broker needs 'ca', the PEM file of the CA that signed the broker's "
                        "certificate"]
+
+
+def test_a_quoted_number_is_told_to_lose_its_quotes_wherever_a_number_is_read(tmp_path):
+    # Only integers said so; `resolution: "0.01"` read as if 0.01 were wrong.
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            resolution: "0.01"
+            thresholds: [{event: high, above: "1600"}]
+        """) == [
+        "11:17: sensors[0].resolution: expected a positive decimal like 0.1, got '0.01' (in "
+        "quotes it is text: write the number without them)",
+        "12:39: sensors[0].thresholds[0].above: expected a number, got '1600' (in quotes it is "
+        "text: write the number without them)"]
+
+
+def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insights(tmp_path):
+    # A `sensor_error` threshold raised read as the sensor failing, in the console and the
+    # ingest; `empty` beside a consumable insight as the cartridge running out.
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: ink
+            driver: level_probe
+            pin: 34
+            calibration: {raw_empty: 400, raw_full: 3700}
+            insight: {type: consumable}
+            thresholds:
+              - {event: empty, below: 1}
+              - {event: sensor_error, above: 99}
+              - {event: uncertain_level, above: 99}
+              - {event: Low, below: 5}
+        """) == [
+        "14:17: sensors[0].thresholds[0].event: event 'empty' is taken: its consumable insight's; "
+        "name the threshold's event otherwise",
+        "15:17: sensors[0].thresholds[1].event: event 'sensor_error' is taken: the sampler's, "
+        "when the sensor fails; name the threshold's event otherwise",
+        "16:17: sensors[0].thresholds[2].event: event 'uncertain_level' is taken: the sampler's, "
+        "for unsure readings; name the threshold's event otherwise",
+        "17:17: sensors[0].thresholds[3].event: expected an event name of up to 32 lowercase "
+        "letters, digits and '_' that starts with a letter, got 'Low'"]

@@ -29,7 +29,7 @@ def test_run_delivers_readings_and_stops_cleanly_on_sigterm(tmp_path, mosquitto)
     store = tmp_path / "buffer"
     for round_ in (1, 2):
         run = Run(str(profile), "--store", str(store))
-        assert run.wait_for("pi-1:").startswith("pi-1: 1 sensors, buffer at %s" % store)
+        assert run.wait_for("pi-1:").startswith("pi-1: 1 sensor, buffer at %s" % store)
         run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
         time.sleep(3)
         code, rest = run.stop()
@@ -126,7 +126,7 @@ def test_under_systemd_each_line_carries_its_priority_for_the_journal(tmp_path, 
     profile.write_text(PROFILE % (free_port(), ""))
     run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet", "--broker",
               "mqtt://127.0.0.1:%d" % mosquitto.port, "--fault", "power=nack", journal=True)
-    assert run.wait_for("pi-1: 1 sensors").startswith("<6>pi-1: 1 sensors, buffer at ")
+    assert run.wait_for("pi-1: 1 sensor").startswith("<6>pi-1: 1 sensor, buffer at ")
     assert run.wait_for("connected to").startswith("<6>")
     failing = [line for line in run.seen if "sensor power fails" in line]  # before or after
     assert (failing[0] if failing else run.wait_for("sensor power fails")).startswith("<4>")

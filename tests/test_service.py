@@ -307,7 +307,7 @@ def test_sigterm_delivers_what_waited_saves_the_buffer_and_nothing_goes_twice(tm
     for boot in (1, 2):
         run = Run(str(compiled), "--store", str(store), "--status-every", "1s")
         assert run.wait_for("pi-9:").startswith(
-            "pi-9: 1 sensors, buffer at %s (0 batches waiting), broker" % store)
+            "pi-9: 1 sensor, buffer at %s (0 batches waiting), broker" % store)
         run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
         taken = readings_taken(run, "status: connected", 5)  # in RAM: a batch holds 10000
         code, rest = run.stop()
@@ -371,7 +371,7 @@ def test_on_a_terminal_tether_run_writes_the_same_plain_lines_as_under_systemd(t
         os.close(master)
     assert proc.returncode == 0, seen
     lines = seen.split(b"\n")
-    assert lines[0].startswith(b"pi-9: 1 sensors, buffer at ") and lines[-1] == b"", seen
+    assert lines[0].startswith(b"pi-9: 1 sensor, buffer at ") and lines[-1] == b"", seen
     assert b"\r" not in seen and b"\x1b" not in seen, seen
     assert b"connected to 127.0.0.1:%d" % mosquitto.port in seen
     assert lines[-2].startswith(b"stopped: "), seen

@@ -160,7 +160,10 @@ def decimal(node, what="a number"):
         # 1.0e+3), YAML 1.2 and whoever wrote them as numbers.
         value = units.parse_decimal(node.value)
     if value is None:
-        raise Invalid(expected(what, node))
+        message = expected(what, node)
+        if node.tag == "str" and not node.plain and QUOTED_NUMBER.fullmatch(node.value):
+            message += " (in quotes it is text: write the number without them)"
+        raise Invalid(message)
     if value and not -MAX_DIGITS <= value.adjusted() < MAX_DIGITS:  # int(1e99999999) takes ages
         raise Invalid(expected("%s (in size from 1e-%d to 1e%d)" % (what, MAX_DIGITS, MAX_DIGITS),
                                node))

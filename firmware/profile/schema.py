@@ -153,7 +153,8 @@ def filters(ctx, node):
 
 def threshold(ctx, node):
     out = section(ctx, node, [
-        ("event", "event", pattern(NAME, "an event " + NAME_WHAT), REQUIRED),
+        ("event", "event", pattern(NAME, NAME_WHAT.replace("a name", "an event name", 1)),
+         REQUIRED),
         ("below", "below", number(), None),
         ("above", "above", number(), None),
         ("hysteresis", "hysteresis", number(at_least=0), 0),
@@ -229,7 +230,26 @@ def sensor(ctx, node):
         ctx.problems.append(at(node.value["interval"], expected(
             "an interval of at most %s: %s" % (format_duration(most), why),
             node.value["interval"])))
+    taken_events(ctx, node, out, kind)
     return out
+
+
+def taken_events(ctx, node, out, kind):
+    """A threshold's event may not be named as the agent's own events of the sensor (a
+    `sensor_error` threshold read as the sensor failing) nor its insight's."""
+    from agent.insights import module
+    taken = {"sensor_error": "the sampler's, when the sensor fails",
+             "uncertain_" + str(out.get("quantity")): "the sampler's, for unsure readings"}
+    if kind in INSIGHTS:
+        for event in module(kind).EVENTS:
+            taken[event] = "its %s insight's" % kind
+    for th, n in zip(out.get("thresholds", []), find(node, "thresholds").value
+                     if given(node, "thresholds") and node.value["thresholds"].tag == "seq"
+                     else []):
+        if th and th.get("event") in taken:
+            ctx.problems.append(at(n.value["event"], "event %s is taken: %s; name the threshold's "
+                                   "event otherwise" % (shown(n.value["event"]),
+                                                        taken[th["event"]])))
 
 
 def sensors(ctx, node):

@@ -138,6 +138,7 @@ def _read_file(ctx, path, used_at):
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = "YAML syntax error: " + "; ".join(p for p in (exc.context, exc.problem) if p)
+        reason += _hint(exc.problem or "")
         ctx.problems.append((path, mark.line + 1, mark.column + 1, "", reason) if mark
                             else (path, None, None, "", reason))
         return None
@@ -150,17 +151,61 @@ def _read_file(ctx, path, used_at):
         ctx.problems.append((path, None, None, "", "YAML syntax error: %s" % exc))
         return None
     except RecursionError:
-        ctx.problems.append((path, None, None, "", "values are nested too deeply"))
+        ctx.problems.append(_too_deep(path, text))
         return None
     if composed is None:  # an empty file is an empty mapping
         return Node({}, path, 1, 1)
     try:
         return build(ctx, composed, path, "", frozenset())
     except RecursionError:
-        ctx.problems.append((path, None, None, "", "values are nested too deeply"))
+        ctx.problems.append(_too_deep(path, text))
         return None
     except TooMuch:  # its problem is noted; what was built so far is cut short
         return None
+
+
+def _hint(problem):
+    """What PyYAML's words mean for a profile's usual slips."""
+    if "'\\t'" in problem or "'\t'" in problem:
+        return " (a tab: indent with spaces)"
+    if "expected <block end>" in problem or "expected <block mapping start>" in problem:
+        return " (is this line indented differently from the keys above it?)"
+    if problem == "mapping values are not allowed here":
+        return (" (a key indented under a value: check this line's indentation, or quote a "
+                "value that holds ': ')")
+    return ""
+
+
+DEEP = 64   # brackets nested deeper than this: where a too deep value is said to start
+
+
+def _too_deep(path, text):
+    """The problem of a value nested too deeply, at the bracket that opens level DEEP + 1 (flow
+    style is how such a file is written; quotes and comments are skipped)."""
+    depth = 0
+    quote = None
+    i = 0
+    while i < len(text):
+        c = text[i]
+        if quote:
+            if c == "\\" and quote == '"':
+                i += 1
+            elif c == quote:
+                quote = None
+        elif c in "'\"":
+            quote = c
+        elif c == "#" and (i == 0 or text[i - 1] in " \t\n"):
+            while i < len(text) and text[i] != "\n":
+                i += 1
+        elif c in "[{":
+            depth += 1
+            if depth > DEEP:
+                line, col = line_col(text, i)
+                return (path, line, col, "", "values are nested more than %d deep" % DEEP)
+        elif c in "]}":
+            depth -= 1
+        i += 1
+    return (path, None, None, "", "values are nested too deeply")
 
 
 def line_col(text, index):
