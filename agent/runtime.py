@@ -299,9 +299,9 @@ class Agent:
             until = now + ms if ms else None
         elif action == "set":
             args = cmd.arg("settings", dict)
-        elif action != "ack":
-            raise _error("argument 'action' must be \"ack\", \"snooze\" or \"set\", got %s"
-                         % _shown(action))
+        elif action not in ("ack", "settings"):
+            raise _error("argument 'action' must be \"ack\", \"snooze\", \"set\" or "
+                         "\"settings\", got %s" % _shown(action))
         cmd.done()
         try:
             return self.insights.command(sensor, action, event, until, args)

@@ -161,7 +161,8 @@ class Insights:
         return feed
 
     def command(self, sensor, action, event=None, until=None, args=None):
-        """ack / snooze / set, from the `insight` command (agent/runtime.py). A result dict;
+        """ack / snooze / set / settings, from the `insight` command (agent/runtime.py). A
+        result dict;
         ValueError with the reason for anything it cannot do."""
         d = self.detectors.get(sensor)
         if d is None:
@@ -194,6 +195,8 @@ class Insights:
                 raise ValueError("the %s insight of %s has no settings to change"
                                  % (d.KIND, short(sensor)))
             out = {"sensor": sensor, "settings": setter(args)}
+        elif action == "settings":      # what holds now: a set() the profile overrode at boot
+            return {"sensor": sensor, "settings": d.settings()}
         else:
             raise ValueError("unknown action %s" % short(action))
         self.dirty = True  # what the cloud said must outlive a power cut: saved this round

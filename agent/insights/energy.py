@@ -70,7 +70,10 @@ def _number(key, v, positive):
                          % (Z_CLIP, short(v)))
     if v > MOST.get(key, v):
         raise ValueError("%s: expected a number up to %d, got %s" % (key, MOST[key], short(v)))
-    return v
+    if key == "grid_intensity" and 0 < v < 1:   # no grid runs under 1 g a kWh: kg for g
+        raise ValueError("grid_intensity: expected grams of CO2 per kWh (a grid's are 10-1200), "
+                         "got %s" % short(v))
+    return v + 0    # -0.0 is 0
 
 
 def _fields(x, spec, what):
@@ -99,9 +102,11 @@ def _points(x, most, what):
 
 def currency_ok(v):
     """1-8 printable characters: it goes in every report a dashboard shows (the profile's rule
-    too, firmware/profile/insights/energy.py)."""
+    too, firmware/profile/insights/energy.py). Control characters (C0, DEL, C1) and the
+    direction marks and overrides that reorder what a dashboard shows around them are not."""
     return isinstance(v, str) and 1 <= len(v) <= 8 and not [
-        c for c in v if c < " " or c == "\x7f"]
+        c for c in v if c < " " or "\x7f" <= c <= "\x9f" or "\u200b" <= c <= "\u200f"
+        or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"]
 
 
 def _setting(key, v):
@@ -331,7 +336,7 @@ class Detector:
     def _batch(self, t, x):
         """The chart takes the median of every `batch` cycles' features: a fridge's cycles are
         bent by door openings and the defrost, a day of them is not."""
-        if self.batch == 1:
+        if self.batch == 1 and not self.batched:    # (a batch left by a profile of more)
             self._chart(t, x)
             return
         self.batched.append(x)
@@ -368,7 +373,8 @@ class Detector:
                 "watch": self.watch, "baseline": round(self.base, 4),
                 "spread": round(self.spread, 4), "recent": round(self.recent, 4),
                 "drift_pct": round(drift, 1), "cusum": round(self.cusum, 2),
-                "cycles": self.charted, "slack": self.drift_k, "limit": self.drift_h,
+                "cycles": self.charted, "slack": float(self.drift_k),
+                "limit": float(self.drift_h),
                 "batch": self.batch})
 
     # -- the daily report -------------------------------------------------------------------

@@ -58,6 +58,20 @@ def test_a_lead_time_changes_through_the_command_channel():
     assert a.insights.dirty  # saved with the next round: it outlives a power cut
 
 
+def test_an_insights_settings_are_read_through_the_command_channel():
+    # A set() the profile changed since is dropped at boot: the cloud could not see what held
+    # without sending a set of its own.
+    a = agent(INK)
+    r = command(a, {"id": 1, "cmd": "insight", "sensor": "ink_c", "action": "settings"})
+    assert r["ok"] and r["result"] == {"sensor": "ink_c", "settings": a.insights.detectors[
+        "ink_c"].settings()}, r
+    assert r["result"]["settings"]["lead_time_ms"] == 10 * 86400000
+    command(a, {"id": 2, "cmd": "insight", "sensor": "ink_c", "action": "set",
+                "settings": {"lead_time_ms": 8 * 86400000}})
+    r = command(a, {"id": 3, "cmd": "insight", "sensor": "ink_c", "action": "settings"})
+    assert r["result"]["settings"]["lead_time_ms"] == 8 * 86400000, r
+
+
 def test_a_schedule_changes_through_the_command_channel():
     a = agent(PILLS)
     r = command(a, {"id": 2, "cmd": "insight", "sensor": "pills", "action": "set",
@@ -72,7 +86,9 @@ def test_bad_insight_commands_get_a_clear_error_and_change_nothing():
     bad = [
         ({"sensor": "pills", "action": "ack"}, "missing argument 'event'"),
         ({"sensor": "pills", "action": "nap", "event": "x"}, "'action' must be \"ack\", "
-                                                              "\"snooze\" or \"set\""),
+                                                              "\"snooze\", \"set\" or "
+                                                              "\"settings\""),
+        ({"sensor": "ink", "action": "settings"}, "no insight on sensor 'ink'"),
         ({"sensor": "ink", "action": "ack", "event": "reorder"}, "no insight on sensor 'ink'"),
         ({"sensor": "pills", "action": "ack", "event": "reorder"}, "sends no 'reorder'"),
         ({"sensor": "pills", "action": "snooze", "event": "dose_missed", "for_ms": -1},

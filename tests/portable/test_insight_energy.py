@@ -75,6 +75,8 @@ def test_a_spike_does_not_alarm_and_a_slow_drift_does():
     assert f["drift_pct"] == drift and drift > 3 and f["cusum"] >= 6
     # The drift is found a few cycles past 3 % (the spread's floor), not at the end (+39 %).
     assert 103 < f["recent"] < 112 and 5 <= f["cycles"] <= 40
+    # floats, as docs/insights/energy.md says: a whole slack was sent as an int
+    assert isinstance(f["slack"], float) and isinstance(f["limit"], float), f
     assert r.d.state()["alarmed"]
 
 
@@ -189,6 +191,15 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     _refused(d, {"cycle_above": 2e6}, "cycle_above: expected a number up to 1000000")
     _refused(d, {"drift_slack": 3}, "drift_slack: expected a number under 3")
     _refused(d, {"drift_limit": 1001}, "drift_limit: expected a number up to 1000")
+    # kg for g: the profile refused it, set() took it and every co2_g was 1000 times too small
+    _refused(d, {"grid_intensity": 0.4}, "grid_intensity: expected grams of CO2 per kWh")
+    # into every report: C1 controls and the marks that reorder a dashboard's text
+    _refused(d, {"currency": "A\x85B"}, "currency: expected a short text")
+    _refused(d, {"currency": "\u202eRUE"}, "currency: expected a short text")
+    assert d.set({"grid_intensity": 0})["grid_intensity"] == 0  # none given: no CO2
+    assert d.set({"grid_intensity": 180})["grid_intensity"] == 180
+    assert str(d.set({"tariff": -0.0})["tariff"]) == "0.0"  # not "-0.0" in every report
+    d.set({"tariff": 0.4})
     assert d.settings()["drift_limit"] == 8 and d.settings()["drift_slack"] == 1
     r.feed(1000.0, HOUR + 5000, step=5000)
     r.feed(1000.0, DAY - HOUR, step=5000)

@@ -131,3 +131,19 @@ def test_a_setting_outlives_a_reboot_unless_the_profile_changed_it():
     r.feed(1.0, 6 * HOUR)
     (t, _, kwh, f), = r.of("energy_report")
     assert t == T0 + 6 * HOUR and f["since"] == T0 and abs(kwh - 6 * 0.001) < 1e-4
+
+
+def test_cycles_a_profile_of_more_per_point_left_make_the_next_point_of_one_of_fewer():
+    # From a fridge's batch of 24 to 1: the two cycles waiting stayed in every snapshot, and
+    # were never charted.
+    r = Run(batch=4, learn=2)
+    for _ in range(2):
+        r.cycle(100.0, 30)
+    snap = through_flash(r.d)
+    assert len(snap[9][1]) == 2, snap[9]
+    r.d = None
+    r.d = Detector(config(batch=1, learn=2), r._emit)
+    r.d.restore(snap)
+    r.cycle(100.0, 30)
+    assert through_flash(r.d)[9][1] == [], "the waiting cycles were charted with this one"
+    assert r.d.state()["learning"] == 1
