@@ -76,6 +76,8 @@ def main(args, out=None, err=None):
         if args.stay_online or args.console:
             async def linger(report):
                 _write_report(report, report_path, out)
+                # Said now: after Ctrl-C the console they point at has closed.
+                _closing(args, db, report_path, fleet.db_path, out)
                 out.write("the devices stay online, answering commands and repair requests%s, "
                           "until Ctrl-C\n" % (" and the console stays open at %s" % consoles[0].url
                                                if consoles else ""))
@@ -126,7 +128,7 @@ def main(args, out=None, err=None):
         format_duration(duration),
         " at %sx" % args.speed.rstrip("x") if speed else " as fast as it goes",
         " in %d processes" % workers if workers > 1 else "",
-        args.faults if args.faults is not None else DEFAULT_FAULTS))
+        (args.faults or "none") if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
     run = fleet.run()
     try:
@@ -151,11 +153,18 @@ def main(args, out=None, err=None):
         _write_report(report, report_path, out)
     if args.plots:
         plots(fleet.db_path, args.plots, out, fleet.run_key())
+    if not (args.stay_online or args.console):
+        _closing(args, db, report_path, fleet.db_path, out)
+    return exit_status(report)
+
+
+def _closing(args, db, report_path, db_path, out):
+    """Where the run's data and report are, and how to look at them."""
     look = "select device, count(*) from readings group by device"
     if db is None or not db.startswith("postgres"):
         out.write("readings, events and health: %s (SQLite; see docs/ingest.md)\n"
                   "report: %s\n"
-                  "look:   sqlite3 %s \"%s\"\n" % (fleet.db_path, report_path, fleet.db_path, look))
+                  "look:   sqlite3 %s \"%s\"\n" % (db_path, report_path, db_path, look))
     else:
         shown = hide_password(db)
         out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
@@ -163,9 +172,8 @@ def main(args, out=None, err=None):
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
     out.write("see it: %s console --db %s%s    (in a browser; `tether simulate --console` "
               "opens it live during a run)\n" % (
-                  _tether(), _shell_word(hide_password(fleet.db_path)), _broker_option(args.broker)))
-    _password_note(fleet.db_path, out)
-    return exit_status(report)
+                  _tether(), _shell_word(hide_password(db_path)), _broker_option(args.broker)))
+    _password_note(db_path, out)
 
 
 def _password_note(db, out):

@@ -45,6 +45,10 @@ class FleetError(ValueError):
     pass
 
 
+FLEET_FORM = ("a fleet file lists profiles and how many devices of each, like 'devices: "
+              "[{profile: printer.yaml, count: 10}]' (docs/simulator.md)")
+
+
 def load_fleet(path, devices=None):
     """[(compiled profile, count, id template)] from a fleet file; `devices` rescales the counts
     to that total (each line keeps at least one device). FleetError lists every problem, each
@@ -64,9 +68,13 @@ def load_fleet(path, devices=None):
         raise FleetError("%s: not a YAML fleet file: nested too deeply" % path)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        if "!secret" in problem:    # a profile's tag: not a fleet file's
+            raise FleetError("%s: a profile, not a fleet file: %s" % (path, FLEET_FORM))
         raise FleetError("%s%s: not a YAML fleet file: %s" % (
-            path, ":%d:%d" % (mark.line + 1, mark.column + 1) if mark else "",
-            getattr(exc, "problem", None) or exc))
+            path, ":%d:%d" % (mark.line + 1, mark.column + 1) if mark else "", problem))
+    if isinstance(doc, dict) and "devices" not in doc and ("sensors" in doc or "device" in doc):
+        raise FleetError("%s: a profile, not a fleet file: %s" % (path, FLEET_FORM))
     if not isinstance(doc, dict) or not isinstance(doc.get("devices"), list) or not doc["devices"]:
         raise FleetError("%s: expected a mapping with a non-empty 'devices' list" % path)
     items = _node(root, "devices").value

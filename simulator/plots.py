@@ -184,6 +184,9 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
                 elif event == "cartridge_replaced":
                     ax.axvline(_days(t, start), color="g", alpha=0.35, linewidth=1,
                                label="new cartridge (device)")
+                elif event == "empty":
+                    ax.plot([_days(t, start)], [f.get("level", value)], "o", color=colour,
+                            markeredgecolor="k", markersize=8, label="empty (device)")
                 elif event == "forecast":
                     swapped = sum(1 for x in swaps if x <= t)
                     if held is not None and swapped != held:
@@ -205,8 +208,9 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
             if xs:
                 fc.plot(xs, days, color=colour, linewidth=1.2, marker=".", markersize=3,
                         label="forecast (device)")
-                fc.fill_between(xs, lows, highs, color=colour, alpha=0.12, linewidth=0,
-                                label="its band (busy and quiet weeks)")
+                if any(x == x for x in lows):    # a weekly rate's: drawn, so said
+                    fc.fill_between(xs, lows, highs, color=colour, alpha=0.12, linewidth=0,
+                                    label="its band (busy and quiet weeks)")
                 forecasts = True
             if truth:
                 fc.plot(truth_x, truth, color=colour, linestyle=":", linewidth=1.5,
@@ -230,8 +234,8 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
             fc.axhline(lead_days, color="r", linewidth=1, alpha=0.6,
                        label="lead time (%g d): a reorder must come before this" % lead_days)
         if not forecasts:
-            fc.text(0.5, 0.55, "no forecast yet: a printer forecasts once it has watched\n"
-                    "its ink for %g days (the profile's `learn`)" % (learn_days or 2),
+            fc.text(0.5, 0.55, "no forecast in this run: a printer's first comes after it\n"
+                    "has watched its ink for %g days (the profile's `learn`)" % (learn_days or 2),
                     transform=fc.transAxes, ha="center", va="center", color="0.4")
         fc.set_ylabel("days to empty")
         fc.set_title("%s: the device's forecast vs the truth" % d.device_id)
@@ -264,6 +268,15 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
             if xs:
                 ax.plot(xs, [-0.06 * top] * len(xs), marker, color=colour, markersize=12,
                         markeredgewidth=2, linestyle="none", label=label)
+        refills = [(_days(f.get("at", t), start), f.get("count", v)) for t, e, s, v, f in mine
+                   if e == "refilled"]
+        if refills:
+            ax.plot([x for x, _ in refills], [c for _, c in refills], "^", color="g",
+                    markersize=9, linestyle="none", label="refilled (device)")
+        needed = [_days(t, start) for t, e, s, v, f in mine if e == "refill_needed"]
+        if needed:
+            ax.plot(needed, [1.02 * top] * len(needed), "v", color="orange", markersize=9,
+                    linestyle="none", label="refill needed (device)")
         missed = [_days(f["scheduled"], start) for t, e, s, v, f in mine
                   if e == "dose_missed" and f.get("scheduled") is not None]
         if missed:

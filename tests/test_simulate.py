@@ -459,6 +459,10 @@ def test_the_default_fleet_mixes_the_example_appliances():
     ("devices: [", "f.yaml:1:11: not a YAML fleet file: expected the node content"),
     ("devices:\n  - {profile: 5}", "devices[0].profile: expected a file path"),
     ("devices:\n  - {profile: ../printer.yaml, id: 7}", "devices[0].id: expected text"),
+    # A profile given as --fleet: "could not determine a constructor for the tag '!secret'".
+    ("device: {id: p}\nuplink: {password: !secret pw}\n", "f.yaml: a profile, not a fleet "
+     "file: a fleet file lists profiles and how many devices of each"),
+    ("device: {id: p}\nsensors: []\n", "f.yaml: a profile, not a fleet file"),
 ])
 def test_a_bad_fleet_file_says_where(tmp_path, text, says):
     from simulator.fleet import FleetError
@@ -681,3 +685,20 @@ def test_the_closing_hint_gives_the_console_the_runs_broker_but_never_its_passwo
     assert _broker_option(None) == ""
     assert _broker_option("mqtt://127.0.0.1:1883") == " --broker mqtt://127.0.0.1:1883"
     assert _broker_option("mqtts://u:secret@h:8883") == " --broker BROKER_URL"
+
+
+def test_with_devices_left_online_where_to_look_is_said_before_waiting_for_ctrl_c(
+        tmp_path, monkeypatch):
+    # The report:/look:/see it: lines came after Ctrl-C, when the console they point at had
+    # closed.
+    async def at_once():
+        return None
+    monkeypatch.setattr(simulate_cmd, "_signalled", at_once)
+    args = _args(tmp_path)
+    args.devices, args.workers, args.faults, args.stay_online = 1, 1, "", True
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "faults: none" in text
+    assert text.index("see it: ") < text.index("the devices stay online") and text.count(
+        "see it: ") == 1, text
