@@ -440,7 +440,10 @@ def _overlay(chart, points, insights):
             rate = f["rate_per_day"]
             days = level / rate if rate > 0 and _number(level) else None
         if _number(level) and _number(days) and 0 <= days < 3650:
-            chart["lines"].append({"label": "forecast", "points": [
+            # the date it reaches (UTC): the chart's axis stops half a span past the newest
+            # reading, and a forecast weeks ahead runs off it
+            empty = time.strftime("%Y-%m-%d", time.gmtime((t + days * DAY_MS) / 1000.0))
+            chart["lines"].append({"label": "forecast (empty about %s)" % empty, "points": [
                 [t, level], [t + int(days * DAY_MS), 0]]})
     if reorder is not None:
         t, f = reorder

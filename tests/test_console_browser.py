@@ -122,8 +122,21 @@ def test_device_pages_chart_each_channel_with_the_insights_the_database_holds(
             assert page.locator("#insights-table tbody tr").count() == min(insights, 50)
             if device == printer:
                 ink = [c for c in data["charts"] if c["channel"].startswith("ink_")]
-                assert any(line["label"] == "forecast" for c in ink for line in c["lines"])
+                assert any(line["label"].startswith("forecast (empty about ")
+                           for c in ink for line in c["lines"])
                 assert any(m["kind"] == "reorder" for c in ink for m in c["marks"])
+                # One time axis: each ink chart ran to its own forecast's end (weeks apart).
+            # One time axis (span=all: from the first point): each ink chart ran to its own
+            # forecast's end, weeks apart, and a fridge's cycles from its first to last.
+            ends = page.evaluate("Object.values(Chart.instances).map(c => "
+                                 "[c.scales.x.min, c.scales.x.max])")
+            first = min(c["points"][0][0] for c in data["charts"] if c["points"])
+            half = (data["end"] - first) / 2
+            assert ends and {e[0] for e in ends} == {first}, ends
+            assert len({e[1] for e in ends}) == 1, ends
+            assert data["end"] <= ends[0][1] <= data["end"] + half, ends
+            if device != printer:
+                assert ends[0][1] == data["end"], ends
             if device == bottle:
                 missed = rows_of(db, "SELECT count(*) FROM insights WHERE device = ? AND "
                                      "event = 'dose_missed'", (device,))[0][0]

@@ -38,6 +38,29 @@
     return sets;
   }
 
+  // One time axis for every chart of the page: the span, to the device's newest reading (a
+  // chart of a few points spanned only those, an ink chart to its forecast's end weeks ahead),
+  // and past it as far as an ink forecast goes, for up to half the span more (its label says
+  // when it reaches empty).
+  function xRange(data) {
+    let min = data.start;
+    if (min === null) {     // span=all: from the first point any chart has
+      const firsts = data.charts.filter(x => x.points.length).map(x => x.points[0][0]);
+      min = firsts.length ? Math.min(...firsts) : null;
+    }
+    let max = data.end;
+    for (const c of data.charts) {
+      for (const line of c.lines) {
+        const last = line.points.length ? line.points[line.points.length - 1][0] : null;
+        if (line.label.startsWith("forecast") && last !== null && max !== null && min !== null
+            && last > max) {
+          max = Math.min(last, data.end + (data.end - min) / 2);
+        }
+      }
+    }
+    return { min: min === null ? undefined : min, max: max === null ? undefined : max };
+  }
+
   // Charts are matched by channel: a channel that appears later (a device's first readings
   // of it) rebuilds the section rather than shifting data under another caption.
   function drawCharts(data) {
@@ -60,10 +83,12 @@
       }));
     }
     section.dataset.channels = names;
+    const range = xRange(data);
     section.querySelectorAll("canvas[data-chart]").forEach((canvas, i) => {
       const c = data.charts[i];
       if (charts[i]) {
         charts[i].data.datasets = datasets(c);
+        Object.assign(charts[i].options.scales.x, range);
         charts[i].update("none");
         return;
       }
@@ -71,7 +96,8 @@
         type: "line", data: { datasets: datasets(c) },
         options: { animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
           interaction: { mode: "nearest", intersect: false },
-          scales: { x: { type: "time", time: { tooltipFormat: "yyyy-MM-dd HH:mm" } },
+          scales: { x: Object.assign({ type: "time", time: { tooltipFormat: "yyyy-MM-dd HH:mm" } },
+            range),
             // a level in % reads against its whole range, not its noise
             y: c.unit === "%" ? { suggestedMin: 0, suggestedMax: 100 } : {} },
           plugins: { legend: { labels: { boxWidth: 12 } } } } });
