@@ -61,6 +61,19 @@ def test_check_summary_shows_filters_thresholds_and_tls_but_no_credentials(capsy
     assert "not-a-real-password" not in out and "example-user" not in out
 
 
+def test_check_says_a_password_without_tls_goes_in_clear_text(tmp_path, capsys):
+    base = ("device: {id: kettle}\nplatform: sim\nsensors:\n  - {name: level, driver: "
+            "level_probe, pin: 34, calibration: {raw_empty: 400, raw_full: 3700}}\n")
+    (tmp_path / "p.yaml").write_text(base + "uplink: {broker: 'mqtt://broker.lan', username: u, "
+                                            "password: secret-pw}\n")
+    assert main(["check", str(tmp_path / "p.yaml")]) == 0
+    assert ("  broker    broker.lan:1883, login *** sent in clear text (mqtt://; mqtts:// "
+            "encrypts it), client id kettle") in capsys.readouterr().out
+    (tmp_path / "p.yaml").write_text(base + "uplink: {broker: 'mqtt://broker.lan'}\n")
+    assert main(["check", str(tmp_path / "p.yaml")]) == 0
+    assert "  broker    broker.lan:1883, client id kettle" in capsys.readouterr().out
+
+
 def test_check_states_the_events_log_the_agent_keeps_beside_the_buffer(tmp_path, capsys):
     # The events' log is bounded apart from buffer.max_bytes: a maker sizing flash from the
     # summary needs both (a sixteenth, at least 8 KiB), the figures the agent itself uses.

@@ -680,3 +680,21 @@ def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insigh
         "for unsure readings; name the threshold's event otherwise",
         "17:17: sensors[0].thresholds[3].event: expected an event name of up to 32 lowercase "
         "letters, digits and '_' that starts with a letter, got 'Low'"]
+
+
+def test_a_threshold_past_the_sensors_plausibility_range_is_refused_it_never_fires(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: weight
+            driver: hx711
+            pins: {dout: 25, sck: 26}
+            filters: {min: -100, max: 5000}
+            thresholds:
+              - {event: low, below: -200}
+              - {event: high, above: 5000}
+              - {event: fine, below: -99}
+        """) == [
+        "13:29: sensors[0].thresholds[0].below: below -200 never fires: readings under "
+        "filters.min (-100) are dropped",
+        "14:30: sensors[0].thresholds[1].above: above 5000 never fires: readings over "
+        "filters.max (5000) are dropped"]

@@ -231,7 +231,27 @@ def sensor(ctx, node):
             "an interval of at most %s: %s" % (format_duration(most), why),
             node.value["interval"])))
     taken_events(ctx, node, out, kind)
+    unreachable(ctx, node, out)
     return out
+
+
+def unreachable(ctx, node, out):
+    """A threshold past the sensor's own plausibility range never fires: the readings it waits
+    for are dropped before it sees them."""
+    f = out.get("filters") or {}
+    nodes = node.value["thresholds"].value if given(node, "thresholds") and (
+        node.value["thresholds"].tag == "seq") else []
+    for th, n in zip(out.get("thresholds", []), nodes):
+        if not th:
+            continue
+        if "below" in th and "min" in f and th["below"] <= f["min"]:
+            ctx.problems.append(at(n.value["below"], "below %s never fires: readings under "
+                                   "filters.min (%s) are dropped" % (shown(n.value["below"]),
+                                                                     f["min"])))
+        if "above" in th and "max" in f and th["above"] >= f["max"]:
+            ctx.problems.append(at(n.value["above"], "above %s never fires: readings over "
+                                   "filters.max (%s) are dropped" % (shown(n.value["above"]),
+                                                                     f["max"])))
 
 
 def taken_events(ctx, node, out, kind):

@@ -159,6 +159,9 @@ def summary(path, compiled, secret_fields):
         tls = ", TLS" + (" with CA file" if "ca" in u else "")
         tls += ", client cert" if "cert" in u else ""
     login = ", login ***" if "username" in u or "password" in u else ""
+    if "password" in u and u["tls"] is False:
+        # refused nowhere (a broker on a closed LAN), but said: anyone on the way reads it
+        login += " sent in clear text (mqtt://; mqtts:// encrypts it)"
     lines = [
         "%s: ok" % path,
         "  device    %s%s on %s" % (d["id"], model, c["platform"]),
