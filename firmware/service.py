@@ -328,8 +328,8 @@ def _check_shared_buffer(root, profile, profile_path, device):
             raise ServiceError(2, "tether install-service: the service of %s already keeps its "
                                "buffer in %s: give this profile its own buffer.path under %s/, "
                                "or, if this device replaces %s (a --device id mistyped), remove "
-                               "that service and its buffer first (docs/raspberry-pi.md, "
-                               "Removing it)" % (other, mine, STATE_DIR, name))
+                               "that service and its buffer first (sudo tether remove-service "
+                               "%s --purge)" % (other, mine, STATE_DIR, name, name))
 
 
 def _under(root, path):
@@ -421,7 +421,113 @@ def install(args, out, err=sys.stderr):
     return 0
 
 
+def remove(args, out, err=sys.stderr):
+    """`tether remove-service DEVICE`: the service stopped and disabled, its unit and compiled
+    profile removed; its buffer kept (what it holds goes out if the device is installed again)
+    unless --purge."""
+    name = args.device
+    root = args.root or "/"
+    real = os.path.realpath(root) == "/"
+    profile_path = "%s/%s.json" % (PROFILE_DIR, name)
+    unit_path = "%s/tether-%s.service" % (UNIT_DIR, name)
+    service = "tether-%s.service" % name
+    systemctl = None
+    if real:
+        systemctl = shutil.which("systemctl")
+        if systemctl is None:
+            raise ServiceError(3, "tether remove-service: systemctl not found: this machine "
+                               "does not run systemd")
+        if os.geteuid() != 0:
+            raise ServiceError(3, "tether remove-service: removing a service needs root: run "
+                               "it with sudo")
+    files = [p for p in (unit_path, profile_path) if os.path.lexists(_under(root, p))]
+    if not files:
+        try:
+            others = sorted(e[:-len(".json")] for e in os.listdir(_under(root, PROFILE_DIR))
+                            if e.endswith(".json"))
+        except OSError:
+            others = []
+        raise ServiceError(2, "tether remove-service: no service of device %s is installed "
+                           "here (%s)" % (name, "installed: " + ", ".join(others) if others
+                                          else "none is"))
+    buffer = _buffer_of(root, profile_path)
+    if buffer is not None and args.purge:
+        try:
+            with open(os.path.join(_under(root, buffer), "device"), encoding="utf-8") as f:
+                owner = f.read().strip()
+        except OSError:
+            owner = None
+        if owner and owner != name:
+            raise ServiceError(2, "tether remove-service: --purge: the buffer in %s holds the "
+                               "readings of device %s, not %s: left as it is; nothing was "
+                               "changed" % (buffer, owner, name))
+    if real and os.path.lexists(_under(root, unit_path)):
+        _systemctl(systemctl, ["disable", "--now", service])
+    for path in files:
+        try:
+            os.remove(_under(root, path))
+        except OSError as exc:
+            raise ServiceError(3, "tether remove-service: cannot remove %s: %s"
+                               % (_under(root, path), exc.strerror or exc))
+    if real:
+        _systemctl(systemctl, ["daemon-reload"])
+        subprocess.run([systemctl, "reset-failed", service], capture_output=True)  # may be none
+    out.write("removed %s%s: %s\n" % (service, " (stopped and disabled)" if real else "",
+                                      ", ".join(_under(root, p) for p in files)))
+    where = None if buffer is None else _under(root, buffer)
+    if where is not None and os.path.isdir(where):
+        if args.purge:
+            shutil.rmtree(os.path.realpath(where))
+            out.write("removed its buffer %s\n" % buffer)
+        else:
+            out.write("its buffer stays in %s: what it holds goes out if %s is installed again "
+                      "(--purge removes it)\n" % (buffer, name))
+    out.write("the broker keeps its retained status and schema: clear them with an empty "
+              "retained message on each (docs/raspberry-pi.md, Removing it)\n")
+    return 0
+
+
+def _systemctl(systemctl, step):
+    done = subprocess.run([systemctl] + step, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise ServiceError(1, "tether remove-service: systemctl %s failed: %s"
+                           % (" ".join(step), (done.stderr or done.stdout).strip()))
+
+
+def _buffer_of(root, profile_path):
+    """The buffer folder the installed compiled profile names, or None."""
+    try:
+        with open(_under(root, profile_path), encoding="utf-8") as f:
+            buffer = json.load(f)["buffer"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(buffer, dict) or buffer.get("storage") != "flash" or not isinstance(
+            buffer.get("path"), str):
+        return None
+    path = posixpath.normpath(buffer["path"])
+    # only a folder under the state directory, as install-service allows
+    return path if path.startswith(STATE_DIR + "/") else None
+
+
+def remove_main(args, out=None, err=None):
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        return remove(args, out, err)
+    except ServiceError as exc:
+        err.write("%s\n" % exc)
+        return exc.code
+
+
 def add_command(sub):
+    p = sub.add_parser("remove-service", help="stop and remove a device's service that "
+                                              "install-service made (its buffer stays)")
+    p.add_argument("device", type=device_id, metavar="DEVICE", help="the device id")
+    p.add_argument("--purge", action="store_true",
+                   help="also remove its buffer, and the readings not yet delivered in it")
+    p.add_argument("--root", metavar="DIR", help="remove the files under DIR and run no "
+                   "systemctl (as install-service --root wrote them)")
+    p.set_defaults(func=remove_main)
     p = sub.add_parser("install-service", help="install the agent as a systemd service on a "
                                                "Raspberry Pi (tether run of PROFILE at boot)")
     p.add_argument("profile", metavar="PROFILE", help="a profile YAML file (platform: rpi)")

@@ -171,7 +171,7 @@ def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
                            "keeps its buffer in /var/lib/tether/buffer: give this profile its "
                            "own buffer.path under /var/lib/tether/, or, if this device replaces "
                            "w1 (a --device id mistyped), remove that service and its buffer "
-                           "first (docs/raspberry-pi.md, Removing it)\n")
+                           "first (sudo tether remove-service w1 --purge)\n")
     fridge = (ROOT / "examples/fridge.yaml").read_text().replace(
         "buffer:\n", "buffer:\n  path: /var/lib/tether/fridge\n")
     done = tether("install-service", write_beside_examples(tmp_path, fridge), "--device", "f1",
@@ -272,6 +272,69 @@ def test_installing_as_another_user_than_root_is_refused(tmp_path):
     assert done.returncode == 3 and done.stdout == ""
     assert done.stderr == ("tether install-service: installing a service needs root: run it "
                            "with sudo (--dry-run shows the unit as any user)\n")
+
+
+def test_remove_service_takes_away_the_unit_and_profile_and_keeps_the_buffer(tmp_path):
+    root = tmp_path / "root"
+    assert tether("install-service", "examples/washer.yaml", "--device", "w1", "--root",
+                  str(root)).returncode == 0
+    buffer = root / "var/lib/tether/buffer"
+    buffer.mkdir(parents=True)
+    (buffer / "device").write_text("w1\n")       # what tether run left
+    (buffer / "00000003.seg").write_bytes(b"batches not yet delivered")
+    done = tether("remove-service", "w1", "--root", str(root))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "removed tether-w1.service: %s, %s" % (root / "etc/systemd/system/tether-w1.service",
+                                               root / "etc/tether/w1.json"),
+        "its buffer stays in /var/lib/tether/buffer: what it holds goes out if w1 is installed "
+        "again (--purge removes it)",
+        "the broker keeps its retained status and schema: clear them with an empty retained "
+        "message on each (docs/raspberry-pi.md, Removing it)"]
+    assert not (root / "etc/tether/w1.json").exists()
+    assert not (root / "etc/systemd/system/tether-w1.service").exists()
+    assert (buffer / "00000003.seg").exists()
+    # Gone: said, with what is installed.
+    assert tether("install-service", "examples/washer.yaml", "--device", "w2", "--root",
+                  str(root)).returncode == 2  # w1's buffer: refused, as before the removal
+    done = tether("remove-service", "w1", "--root", str(root))
+    assert done.returncode == 2 and done.stderr == (
+        "tether remove-service: no service of device w1 is installed here (none is)\n")
+
+
+def test_remove_service_purge_removes_the_buffer_of_that_device_only(tmp_path):
+    root = tmp_path / "root"
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", examples)
+    for device in ("w1", "w2"):
+        profile = write(examples, (examples / "washer.yaml").read_text().replace(
+            "buffer:", "buffer:\n  path: /var/lib/tether/%s" % device, 1), device + ".yaml")
+        done = tether("install-service", profile, "--device", device, "--root", str(root))
+        assert done.returncode == 0, done.stderr
+        (root / "var/lib/tether" / device).mkdir(parents=True)
+        (root / "var/lib/tether" / device / "device").write_text("w1\n")  # both w1's
+    done = tether("remove-service", "w2", "--purge", "--root", str(root))
+    assert done.returncode == 2 and done.stderr == (
+        "tether remove-service: --purge: the buffer in /var/lib/tether/w2 holds the readings "
+        "of device w1, not w2: left as it is; nothing was changed\n")
+    assert (root / "etc/tether/w2.json").exists()
+    done = tether("remove-service", "w1", "--purge", "--root", str(root))
+    assert done.returncode == 0 and "removed its buffer /var/lib/tether/w1\n" in done.stdout
+    assert not (root / "var/lib/tether/w1").exists() and (root / "var/lib/tether/w2").exists()
+    done = tether("remove-service", "w9", "--root", str(root))
+    assert done.returncode == 2 and done.stderr.endswith("(installed: w2)\n")
+
+
+def test_removing_a_service_as_another_user_than_root_is_refused():
+    assert shutil.which("systemctl"), "systemctl is missing: run tests/system-deps as root"
+    args = [sys.executable, "-m", "firmware.cli", "remove-service", "w1"]
+    if os.geteuid() == 0:
+        args = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + args
+    done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT, timeout=LIVENESS_S,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert (done.returncode, done.stdout) == (3, "")
+    assert done.stderr == ("tether remove-service: removing a service needs root: run it with "
+                           "sudo\n")
 
 
 # -- tether run as the unit runs it ------------------------------------------------------------
