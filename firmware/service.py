@@ -332,6 +332,21 @@ def _check_shared_buffer(root, profile, profile_path, device):
                                "%s --purge)" % (other, mine, STATE_DIR, name, name))
 
 
+def _moved_buffer(root, profile, profile_path):
+    """(old folder, new folder) when the device's installed profile kept its buffer elsewhere
+    and that folder holds readings (segments or a journal), else None."""
+    old = _buffer_of(root, profile_path)
+    new = posixpath.normpath(profile["buffer"]["path"]) \
+        if profile["buffer"]["storage"] == "flash" else None
+    if old is None or old == new:
+        return None
+    try:
+        held = [n for n in os.listdir(_under(root, old)) if n.endswith(".seg") or n == "journal"]
+    except OSError:
+        return None
+    return (old, new or "a flash buffer") if held else None
+
+
 def _under(root, path):
     return os.path.join(root, path.lstrip("/"))
 
@@ -397,6 +412,7 @@ def install(args, out, err=sys.stderr):
         _check_groups(groups)
         _check_visible()
     _check_shared_buffer(root, profile, profile_path, name)
+    moved = _moved_buffer(root, profile, profile_path)
     try:
         _write(_under(root, profile_path), to_json(profile) + "\n", 0o600)
         _write(_under(root, unit_path), unit, 0o644)
@@ -404,6 +420,10 @@ def install(args, out, err=sys.stderr):
         raise ServiceError(3, "tether install-service: cannot write %s: %s"
                            % (exc.filename or root, exc.strerror or exc))
     out.write("wrote %s and %s\n" % (_under(root, profile_path), _under(root, unit_path)))
+    if moved:
+        err.write("warning: the service's buffer was %s, and what it holds is not sent from "
+                  "there: move its files into %s before the service starts (--no-start, then "
+                  "systemctl start), or remove it to drop them\n" % moved)
     if not real:
         return 0
     steps = [["daemon-reload"]]

@@ -325,6 +325,27 @@ def test_remove_service_purge_removes_the_buffer_of_that_device_only(tmp_path):
     assert done.returncode == 2 and done.stderr.endswith("(installed: w2)\n")
 
 
+def test_a_reinstall_that_moves_the_buffer_warns_of_the_readings_left_in_the_old_one(tmp_path):
+    root = tmp_path / "root"
+    examples = tmp_path / "examples"
+    shutil.copytree(ROOT / "examples", examples)
+    assert tether("install-service", str(examples / "washer.yaml"), "--device", "w1", "--root",
+                  str(root)).returncode == 0
+    old = root / "var/lib/tether/buffer"
+    old.mkdir(parents=True)
+    (old / "00000007.seg").write_bytes(b"batches not yet delivered")
+    moved = write(examples, (examples / "washer.yaml").read_text().replace(
+        "buffer:", "buffer:\n  path: /var/lib/tether/w1", 1), "moved.yaml")
+    done = tether("install-service", moved, "--device", "w1", "--root", str(root))
+    assert done.returncode == 0 and done.stderr == (
+        "warning: the service's buffer was /var/lib/tether/buffer, and what it holds is not sent "
+        "from there: move its files into /var/lib/tether/w1 before the service starts "
+        "(--no-start, then systemctl start), or remove it to drop them\n")
+    # Installed again as it is now: nothing to say.
+    done = tether("install-service", moved, "--device", "w1", "--root", str(root))
+    assert done.returncode == 0 and done.stderr == ""
+
+
 def test_removing_a_service_as_another_user_than_root_is_refused():
     assert shutil.which("systemctl"), "systemctl is missing: run tests/system-deps as root"
     args = [sys.executable, "-m", "firmware.cli", "remove-service", "w1"]
