@@ -184,8 +184,16 @@ def _fz(ms):
   return (r.VERSION,q.FORMAT,o)
  finally:
   p.clear();p.extend(s)
+def _hp():
+ # the heap free for a program (the REPL's own few KB aside), and the word size
+ try:
+  import gc
+  gc.collect()
+  return (gc.mem_free(),64 if sys.maxsize>2**32 else 32)
+ except Exception:
+  return None
 i=sys.implementation
-print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr())))
+print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr(),_hp())))
 """
 
 
@@ -359,6 +367,37 @@ def _arch_fits(bundle, board):
     return bundle in arm and board in arm and arm.index(bundle) <= arm.index(board)
 
 
+# The heap a bundle's modules take at a 32-bit word size (an ESP32's) against the 64-bit unix
+# port's, where `tether build` measures it: bytecode and strings take the same bytes, pointers
+# and object headers half (docs/esp32.md, "Heap": 110 KB against 153 KB).
+WORD32 = 0.72
+# The agent's data (the batch buffer, MQTT's, TLS, the sampler's channels, insights) on top of
+# its modules, at the printer's live peak: 217.6 KiB against 157.7 KiB imported.
+DATA = 1.4
+
+
+def heap_problem(measured, board):
+    """What to warn of when the bundle's modules (measured: bytes on the 64-bit unix port, or
+    None) would not leave the board's heap (board: (free bytes, word bits), or None) room to
+    run; else None. A warning, not a refusal: the figures are estimates."""
+    if not measured or not board:
+        return None
+    free, bits = board
+    need = measured * (WORD32 if bits == 32 else 1.0)
+    if need >= free:
+        return ("the bundle's modules alone take about %d KiB of heap here, and the board has "
+                "%d KiB free: it will stop at boot (\"the heap is too small for this "
+                "profile\"). Use a board with PSRAM (the SPIRAM firmware), or Tether frozen "
+                "into the firmware (--frozen): docs/esp32.md, Heap" % (need // 1024,
+                                                                        free // 1024))
+    if need * DATA > free:
+        return ("the bundle's modules take about %d KiB of the board's %d KiB of free heap, "
+                "and the agent's data needs some %d%% more: it may run out of heap while it "
+                "runs (docs/esp32.md, Heap)" % (need // 1024, free // 1024,
+                                               round((DATA - 1) * 100)))
+    return None
+
+
 def space_problem(plan, space):
     """None if the copies fit, else how much is missing. plan: (new size, size on the board or
     -1) of each file to send, in order; space: (block size, free blocks) from statvfs, or None
@@ -393,7 +432,7 @@ class Board:
         try:
             info = ast.literal_eval(out.decode("utf-8", "replace").strip())
             (self.name, self.mpy, self.version, self.platform, self.has_sha256,
-             self.has_base64, self.has_deflate, self.space) = info
+             self.has_base64, self.has_deflate, self.space, self.heap) = info
         except (ValueError, SyntaxError, TypeError):
             raise FlashError("the board answered the probe with %.200r: not a MicroPython board "
                              "Tether can flash" % out, EXIT_NOT_MICROPYTHON)
@@ -624,6 +663,7 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     if why:
         raise FlashError("refusing to flash %s: %s. Nothing was written" % (folder, why),
                          EXIT_INCOMPATIBLE)
+    low = heap_problem(manifest.get("heap"), board.heap)
     if chunk is None:
         chunk = 2048 if repl.raw_paste else 1024
     files = manifest["files"]
@@ -660,6 +700,8 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     sent_bytes = 0
     with progress_for(out) as progress:
         progress.line("board on %s: %s (%s)" % (port, board.describe(), mode))
+        if low:
+            progress.line("warning: " + low)
         if not board.has_sha256:
             progress.line("the board has no hashlib.sha256: every file is sent, and checked by "
                           "its size")

@@ -695,3 +695,29 @@ def test_build_frozen_writes_the_profile_only_and_names_what_the_firmware_must_h
     with pytest.raises(build.BuildError, match="a --frozen bundle has none"):
         build.build(str(EXAMPLES / "printer.yaml"), tmp_path / "c", arch="xtensawin",
                     frozen=True)
+
+
+def test_a_bundle_whose_modules_would_not_fit_the_boards_heap_is_warned_of(tmp_path, v1):
+    # An ESP32 without PSRAM took the printer's bundle and stopped at every boot; the flash
+    # knew the heap the modules take and could ask the board what it has.
+    from firmware.flash import heap_problem
+    with FakeBoard(tmp_path / "board") as board:
+        for heap, says in ((None, None), (1000, None),
+                           (1 << 30, "warning: the bundle's modules alone take about 1048576 "
+                                     "KiB of heap here, and the board has ")):
+            manifest = write_bundle(tmp_path / "b1", v1)
+            manifest["heap"] = heap
+            (tmp_path / "b1" / "manifest.json").write_text(json.dumps(manifest))
+            out = flash_ok(tmp_path / "b1", board)
+            warned = [line for line in out.splitlines() if line.startswith("warning:")]
+            assert warned == ([] if says is None else [warned[0]]), out
+            if says:
+                assert warned[0].startswith(says) and "it will stop at boot" in warned[0]
+    # At an ESP32's word size, the 64-bit figure x 0.72; and the data on top of the modules.
+    assert heap_problem(150000, (100000, 32)).startswith(
+        "the bundle's modules alone take about 105 KiB of heap here, and the board has 97 KiB")
+    assert heap_problem(150000, (120000, 32)).startswith(
+        "the bundle's modules take about 105 KiB of the board's 117 KiB of free heap, and the "
+        "agent's data needs some 40% more: it may run out of heap")
+    assert heap_problem(150000, (400000, 32)) is None
+    assert heap_problem(150000, None) is None and heap_problem(None, (1, 32)) is None
