@@ -337,8 +337,11 @@ def _reachable(url):
 
 
 def _bindable(port):
+    """ValueError unless the console could bind port now (as its server binds: a port whose
+    last connections wait out TIME_WAIT is free to it)."""
     import socket
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError as exc:

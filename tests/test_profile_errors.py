@@ -57,8 +57,9 @@ def test_yaml_syntax_error_has_file_line_and_column(monkeypatch):
      "3:13: YAML syntax error: mapping values are not allowed here (a key indented under a "
      "value: check this line's indentation, or quote a value that holds ': ')"),
     # Said where it starts: it was the file's name alone.
-    ("device: {id: kettle}\n# [[[ in a comment\nx: '[[[' \nsensors: " + "[" * 3000 + "]" * 3000,
-     "4:74: values are nested more than 64 deep"),
+    ("device: {id: kettle, model: Bob's kettle}\n# [[[ in a comment\nx: '[[[' \nsensors: "
+     + "[" * 3000 + "]" * 3000,
+     "4:74: values are nested too deeply: brackets more than 64 deep from here"),
 ])
 def test_yaml_slips_are_said_in_a_profiles_words_at_their_place(tmp_path, text, says):
     (tmp_path / "p.yaml").write_text(text)
@@ -274,7 +275,8 @@ def test_hx711_count_needs_pill_weight(tmp_path):
             quantity: count
             calibration: {tare: 100}
         """) == ["12:18: sensors[0].calibration: calibration.pill_weight is required with "
-                 "quantity 'count' (the weight is divided by it)"]
+                 "quantity 'count' (the weight is divided by it): give it on this sensor or "
+                 "another of the same load cell"]
 
 
 def test_filters_and_thresholds_are_checked(tmp_path):

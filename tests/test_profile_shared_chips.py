@@ -127,8 +127,8 @@ def test_an_ina219_calibration_beyond_the_chip_is_said_at_its_line_not_a_traceba
     """)
     assert main(["check", path]) == 2
     assert capsys.readouterr().err == (
-        "%s:7:70: sensors[0].calibration.shunt_ohms: shunt_ohms x max_current is 800 V, far "
-        "beyond the INA219's 0.32 V full scale: a shunt in ohms (0.1, not 100 for 100 "
+        "%s:7:70: sensors[0].calibration.shunt_ohms: shunt_ohms x max_current is 800 V, more "
+        "than ten times the INA219's 0.32 V full scale: a shunt in ohms (0.1, not 100 for 100 "
         "milliohms)?\n" % path)
 
 
@@ -155,3 +155,48 @@ def test_a_unit_is_short_and_a_buffer_path_is_not_empty(tmp_path):
         "sensors[0].unit: expected a unit of 1 to 16 ASCII letters, digits or symbols without "
         "spaces, like 'W', '%RH' or 'ug/m3', got 'wwwwwwwwwwwwwwwww'",
         "buffer.path: expected a folder path, got ''"], errors
+
+
+def test_the_calibration_a_chip_ends_up_with_is_the_one_judged(tmp_path):
+    # Each sensor's half of a calibration passed alone; merged, the driver refused it at start.
+    path = write(tmp_path, """\
+      - {name: volts, driver: ina219, bus: i2c0, quantity: bus_voltage,
+         calibration: {shunt_ohms: 200}}
+      - {name: amps, driver: ina219, bus: i2c0, quantity: current,
+         calibration: {max_current: 50}}
+    """)
+    _, errors = compile(path)
+    assert errors == ["%s:8:30: sensors[0].calibration.shunt_ohms: shunt_ohms x max_current is "
+                      "10000 V, more than ten times the INA219's 0.32 V full scale: a shunt in "
+                      "ohms (0.1, not 100 for 100 milliohms)?" % path], errors
+    # and one that is fine merged is not judged on one half and the other's default
+    (tmp_path / "b").mkdir()
+    _, errors = compile(write(tmp_path / "b", """\
+      - {name: volts, driver: ina219, bus: i2c0, calibration: {shunt_ohms: 0.0001}}
+      - {name: amps, driver: ina219, bus: i2c0, quantity: current,
+         calibration: {max_current: 3000}}
+    """))
+    assert errors == []
+    # 100 for 100 milliohms with the default 3.2 A: 320 V, read 1000 times too low
+    (tmp_path / "c").mkdir()
+    _, errors = compile(write(tmp_path / "c", """\
+      - {name: amps, driver: ina219, bus: i2c0, calibration: {shunt_ohms: 100}}
+    """))
+    assert len(errors) == 1 and "is 320 V, more than ten times" in errors[0], errors
+
+
+def test_a_pill_weight_given_on_the_weight_holds_for_the_count_of_its_load_cell(tmp_path):
+    profile, errors = compile(write(tmp_path, """\
+      - {name: weight, driver: hx711, pins: {dout: 16, sck: 17},
+         calibration: {tare: 8421, scale: 412.5, pill_weight: 0.5}}
+      - {name: pills, driver: hx711, pins: {dout: 16, sck: 17}, quantity: count}
+    """))
+    assert errors == []
+    assert read_all(profile) == {"weight": 100.0, "pills": 200}
+    (tmp_path / "b").mkdir()
+    _, errors = compile(write(tmp_path / "b", """\
+      - {name: pills, driver: hx711, pins: {dout: 16, sck: 17}, quantity: count}
+    """))
+    assert len(errors) == 1 and errors[0].endswith(
+        "sensors[0]: calibration.pill_weight is required with quantity 'count' (the weight is "
+        "divided by it): give it on this sensor or another of the same load cell"), errors

@@ -506,8 +506,10 @@ class Detector:
                                  % (key, short(pair)))
             try:
                 v = _setting(key, pair[1])
-            except ValueError as e:
-                raise ValueError("snapshot: %s" % e)
+            except ValueError:
+                # one an older version took that today's rules refuse (a grid intensity in kg):
+                # the profile's stands, and what the insight learnt stays
+                continue
             if pair[0] == self.cfg[names[key]]:       # else the profile changed it since
                 settings[names[key]] = v
         if settings.get("off_w", self.off_w) >= settings.get("on_w", self.on_w):

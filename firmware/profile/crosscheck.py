@@ -74,41 +74,53 @@ def one_chip(ctx, root, compiled):
     """Sensors that read one chip (one driver key) share its settings (SHARED): given on any
     one of them, they hold for all, and two that differ are an error. The chip is built once,
     and a second sensor's calibration or gain was ignored in silence (a current read ten times
-    too low), or the first one's default won over what the second gave."""
+    too low), or the first one's default won over what the second gave. Then each chip's own
+    check_chip() judges the settings it ends up with."""
     from firmware.profile.chips import DRIVERS
     from hal.chips import driver
     groups = {}  # chip key -> [(compiled sensor, its node)]
     for s, n in items(root, compiled, "sensors"):
-        if DRIVERS.get(s.get("driver"), {}).get("shared"):
+        entry = DRIVERS.get(s.get("driver"), {})
+        if entry.get("shared") or entry.get("check_chip"):
             try:
                 module = driver(s["driver"])
                 groups.setdefault(module.key(s), []).append((s, n))
             except (KeyError, TypeError):   # a place key with a problem of its own
                 pass
     for group in groups.values():
-        if len(group) < 2:
-            continue
-        s0 = group[0][0]
-        module = driver(s0["driver"])
-        for setting in DRIVERS[s0["driver"]]["shared"]:
-            keys = setting.split(".")
-            given = None    # (value, node) of the first sensor that writes it
+        _share(ctx, group)
+        check = DRIVERS[group[0][0]["driver"]]["check_chip"]
+        if check is not None:
+            check(ctx, group)
+
+
+def _share(ctx, group):
+    """The SHARED settings of one chip's sensors: each given once (or the same) holds for all."""
+    from firmware.profile.chips import DRIVERS
+    from hal.chips import driver
+    if len(group) < 2:
+        return
+    s0 = group[0][0]
+    module = driver(s0["driver"])
+    for setting in DRIVERS[s0["driver"]]["shared"]:
+        keys = setting.split(".")
+        given = None    # (value, node) of the first sensor that writes it
+        for s, n in group:
+            node = find(n, *keys)
+            if not node.path.endswith(setting):
+                continue
+            value = _get(s, keys)
+            if given is None:
+                given = (value, node)
+            elif value != given[0]:
+                ctx.problems.append(at(node, "%s differs from %s (%s), and both read the same "
+                                       "chip (%s at %s), which has one %s: give it once, or "
+                                       "the same on each" % (
+                                           shown(node), given[1].path, shown(given[1]),
+                                           s0["driver"], module.where(s0), keys[-1])))
+        if given is not None:
             for s, n in group:
-                node = find(n, *keys)
-                if not node.path.endswith(setting):
-                    continue
-                value = _get(s, keys)
-                if given is None:
-                    given = (value, node)
-                elif value != given[0]:
-                    ctx.problems.append(at(node, "%s differs from %s (%s), and both read the "
-                                           "same chip (%s at %s), which has one %s: give it "
-                                           "once, or the same on each" % (
-                                               shown(node), given[1].path, shown(given[1]),
-                                               s0["driver"], module.where(s0), keys[-1])))
-            if given is not None:
-                for s, n in group:
-                    _put(s, keys, given[0])
+                _put(s, keys, given[0])
 
 
 def _put(d, keys, value):

@@ -239,10 +239,12 @@ def unreachable(ctx, node, out):
     """A threshold past the sensor's own plausibility range never fires: the readings it waits
     for are dropped before it sees them."""
     f = out.get("filters") or {}
+    if "min" in f and "max" in f and f["min"] >= f["max"]:
+        return          # said at filters.max
     nodes = node.value["thresholds"].value if given(node, "thresholds") and (
         node.value["thresholds"].tag == "seq") else []
     for th, n in zip(out.get("thresholds", []), nodes):
-        if not th:
+        if not th or ("below" in th) == ("above" in th):    # said at the threshold
             continue
         if "below" in th and "min" in f and th["below"] <= f["min"]:
             ctx.problems.append(at(n.value["below"], "below %s never fires: readings under "

@@ -178,9 +178,12 @@ def summary(path, compiled, secret_fields):
     ]
     if "wifi" in c:
         w = c["wifi"]
-        lines.insert(2, "  wifi      %s, %s, time from %s" % (
-            w["ssid"], "with a password" if "password" in w else "open network",
-            ", ".join(w["ntp"]) if w.get("ntp") else "pool.ntp.org (ntptime's own)"))
+        time_from = ""
+        if c["platform"] == "esp32":    # a Pi keeps its own time (systemd-timesyncd)
+            time_from = ", time from %s" % (", ".join(w["ntp"]) if w.get("ntp")
+                                            else "pool.ntp.org (ntptime's own)")
+        lines.insert(2, "  wifi      %s, %s%s" % (
+            w["ssid"], "with a password" if "password" in w else "open network", time_from))
     elif c["platform"] == "esp32":  # build refuses it: check said ok
         lines.insert(2, "  wifi      none: add 'wifi:' before `tether build` (a board joins a "
                         "network with it)")

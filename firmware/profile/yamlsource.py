@@ -181,7 +181,8 @@ DEEP = 64   # brackets nested deeper than this: where a too deep value is said t
 
 def _too_deep(path, text):
     """The problem of a value nested too deeply, at the bracket that opens level DEEP + 1 (flow
-    style is how such a file is written; quotes and comments are skipped)."""
+    style is how such a file is written; quoted strings and comments are skipped: a quote
+    opens one only where a value starts, not inside `Bob's kettle`)."""
     depth = 0
     quote = None
     i = 0
@@ -192,7 +193,7 @@ def _too_deep(path, text):
                 i += 1
             elif c == quote:
                 quote = None
-        elif c in "'\"":
+        elif c in "'\"" and (i == 0 or text[i - 1] in " \t\n[{,:"):
             quote = c
         elif c == "#" and (i == 0 or text[i - 1] in " \t\n"):
             while i < len(text) and text[i] != "\n":
@@ -201,7 +202,8 @@ def _too_deep(path, text):
             depth += 1
             if depth > DEEP:
                 line, col = line_col(text, i)
-                return (path, line, col, "", "values are nested more than %d deep" % DEEP)
+                return (path, line, col, "", "values are nested too deeply: brackets more than "
+                        "%d deep from here" % DEEP)
         elif c in "]}":
             depth -= 1
         i += 1

@@ -1,7 +1,7 @@
 # agent/insights/energy.py's snapshots refused when bent, and restored into a detector made from
 # a changed profile: a new `watch`, new settings, another report time. Both interpreters.
 from agent import cbor, cbor_decode
-from agent.insights.energy import Detector
+from agent.insights.energy import SETTINGS, Detector
 from energykit import DAY, HOUR, MIN, T0, Run, config, cycles as _cycles, through_flash
 from support import raises
 
@@ -34,7 +34,7 @@ def _garbage(snap):
     for where, value in (
             ((0,), 2), ((0,), True), ((0,), 1.0), ((1,), "torque"), ((1,), ["energy"]),
             ((1,), None), ((2,), "0"), ((3,), []), ((3, "tarif"), [0.3, 1]),
-            ((3, "tariff"), [0.3]), ((3, "tariff"), [0.3, -1]), ((3, "currency"), ["EUR", ""]),
+            ((3, "tariff"), [0.3]),
             ((4,), 1.5), ((4,), True), ((5,), -1), ((5,), None), ((6,), "x"),
             ((7,), [1, 2, 3]), ((7, 2), float("nan")), ((7, 3), -1.0), ((7, 4), None),
             ((7, 5), 0.5), ((7, 6), -1.0), ((7, 6), None), ((7, 7), 1e12), ((8,), [1] * 14), ((8, 4), 1), ((8, 5), 3), ((8, 0), None),
@@ -63,7 +63,7 @@ def test_garbage_snapshots_are_refused_with_a_reason_and_change_nothing():
         assert "snapshot" in str(e), (str(e), bad)
         assert d.snapshot() == fresh, bad
         n += 1
-    assert n == 48
+    assert n == 46
     r.events = []
     r.d = d                                     # refused, and as good as new
     r.cycle(100.0, 60)
@@ -147,3 +147,19 @@ def test_cycles_a_profile_of_more_per_point_left_make_the_next_point_of_one_of_f
     r.cycle(100.0, 30)
     assert through_flash(r.d)[9][1] == [], "the waiting cycles were charted with this one"
     assert r.d.state()["learning"] == 1
+
+
+def test_a_setting_todays_rules_refuse_is_dropped_and_what_was_learnt_stays():
+    # grid_intensity 0.4 (kg for g), which set() took before it was refused: the whole
+    # snapshot was thrown away with it, baseline and day totals too.
+    r = Run(learn=3)
+    _cycles(r, [100.0] * 4)
+    snap = through_flash(r.d)
+    for key, value in (("grid_intensity", 0.4), ("currency", "\u202eRUE"), ("tariff", -1)):
+        bent = list(snap)
+        bent[3] = dict(snap[3])
+        bent[3][key] = [config()[dict(SETTINGS)[key]], value]
+        d = Detector(config(learn=3), r._emit)
+        d.restore(bent)
+        assert d.settings()[key] == config()[dict(SETTINGS)[key]], key   # the profile's
+        assert d.state()["learned"] and d.state()["cycles"] == 4, key

@@ -5,7 +5,9 @@ the default; FIELDS, the keys that say where the chip is; CALIBRATION, its calib
 field tables as in rules.section, with their defaults: the compiled profile carries every one,
 and drivers read them from there); optionally check(ctx, node, compiled sensor), its checks
 across keys; and optionally SHARED, the settings ("gain", "calibration.tare") of the one chip
-that sensors reading it (one driver key: hal/drivers) must agree on, where both give them.
+that sensors reading it (one driver key: hal/drivers) must agree on, where both give them; and
+optionally check_chip(ctx, [(compiled sensor, node)]), its checks of the settings the sensors of
+one chip end up with, those shared included.
 DRIVERS is their table, in the registry's order.
 """
 from importlib import import_module
@@ -17,7 +19,8 @@ def entry(name):
     chip = import_module("firmware.profile.chips." + name)
     return {"quantities": chip.QUANTITIES, "fields": chip.FIELDS,
             "calibration": chip.CALIBRATION, "check": getattr(chip, "check", None),
-            "shared": getattr(chip, "SHARED", ())}
+            "shared": getattr(chip, "SHARED", ()),
+            "check_chip": getattr(chip, "check_chip", None)}
 
 
 DRIVERS = {name: entry(name) for name in CHIPS}

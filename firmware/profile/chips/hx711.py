@@ -2,7 +2,7 @@
 pills of a known weight."""
 from firmware.profile.errors import at
 from firmware.profile.places import pin
-from firmware.profile.rules import REQUIRED, given, nonzero, number, number_choice, sub
+from firmware.profile.rules import REQUIRED, nonzero, number, number_choice, sub
 
 QUANTITIES = {"weight": ("g", "0.1"), "count": ("count", "1")}
 FIELDS = [("pins", "pins", sub([("dout", "dout", pin("in"), REQUIRED),
@@ -14,10 +14,12 @@ CALIBRATION = [("tare", "tare", number(), 0), ("scale", "scale", nonzero, 1),
 SHARED = ("gain", "calibration.tare", "calibration.scale", "calibration.pill_weight")
 
 
-def check(ctx, node, out):
-    calibration = node.value.get("calibration")
-    if out.get("quantity") == "count" and not (
-            calibration is not None and given(calibration, "pill_weight")):
-        where = node if calibration is None else calibration
-        ctx.problems.append(at(where, "calibration.pill_weight is required with quantity 'count' "
-                                      "(the weight is divided by it)"))
+def check_chip(ctx, sensors):
+    """A pill count divides the weight by pill_weight: given on it or on another sensor of the
+    same load cell (they share it)."""
+    for s, n in sensors:
+        if s.get("quantity") == "count" and s.get("calibration", {}).get("pill_weight") is None:
+            calibration = n.value.get("calibration")
+            ctx.problems.append(at(n if calibration is None else calibration, (
+                "calibration.pill_weight is required with quantity 'count' (the weight is "
+                "divided by it): give it on this sensor or another of the same load cell")))

@@ -14,17 +14,32 @@ CALIBRATION = [("shunt_ohms", "shunt_ohms", number(above=0), 0.1),
 SHARED = ("calibration.shunt_ohms", "calibration.max_current")
 
 
-def check(ctx, node, out):
-    """The driver's own calibration (hal/drivers/ina219.py) takes these values: a shunt in ohms
-    written for milliohms stopped `tether check` with a traceback and `tether run` at start."""
+# shunt_ohms x max_current past this many volts is no shunt the chip could read (its full scale
+# is 0.32 V; up to ten times that, currents above 0.32 V / R are `range` errors, documented).
+IMPLAUSIBLE_V = 3.2
+
+
+def check_chip(ctx, sensors):
+    """The calibration the chip ends up with (its sensors share it): the driver's own
+    calibration takes it (hal/drivers/ina219.py), and it is no shunt written in the wrong unit
+    (100 for 100 milliohms: currents 1000 times too low; past the driver's range, `tether
+    check` stopped with a traceback)."""
     from hal.drivers.ina219 import calibration
-    cal = out.get("calibration", {})
+    s, n = sensors[0]
+    cal = s.get("calibration", {})
     if not (cal.get("shunt_ohms", 0) > 0 and cal.get("max_current", 0) > 0):
         return          # said at the key itself
+    volts = cal["shunt_ohms"] * cal["max_current"]
     try:
         calibration(cal["shunt_ohms"], cal["max_current"])
+        wrong = volts > IMPLAUSIBLE_V
     except ValueError:
-        ctx.problems.append(at(find(node, "calibration", "shunt_ohms"), (
-            "shunt_ohms x max_current is %.4g V, far beyond the INA219's 0.32 V full scale: a "
-            "shunt in ohms (0.1, not 100 for 100 milliohms)?") % (
-                cal["shunt_ohms"] * cal["max_current"])))
+        wrong = True
+    if wrong:
+        where = next((find(x, "calibration", "shunt_ohms") for _, x in sensors
+                      if find(x, "calibration", "shunt_ohms").path.endswith("shunt_ohms")),
+                     find(n, "calibration"))
+        ctx.problems.append(at(where, (
+            "shunt_ohms x max_current is %s V, more than ten times the INA219's 0.32 V full "
+            "scale: a shunt in ohms (0.1, not 100 for 100 milliohms)?") % (
+                "%d" % volts if volts == int(volts) and volts < 1e15 else "%.4g" % volts)))
