@@ -322,11 +322,19 @@ def cmd_decode(args):
             if kind != "batch":
                 continue
             if args.senml:
-                out.write(json.dumps(senml_json(item), separators=(",", ":")) + "\n")
+                pack = senml_json(item)
+                if pack and not item.synced:
+                    # must-understand (RFC 8428 section 4.4): a tool that does not know it
+                    # refuses the pack rather than read a base time under 2^28 as relative
+                    # to now
+                    pack[0]["unsynced_"] = True
+                out.write(json.dumps(pack, separators=(",", ":")) + "\n")
             else:
                 for t, name, v in item.readings:
-                    out.write(json.dumps({"t": _seconds(t), "n": name, "v": _json_value(v)})
-                              + "\n")
+                    line = {"t": _seconds(t), "n": name, "v": _json_value(v)}
+                    if not item.synced:     # t counts from the device's start, not 1970
+                        line["synced"] = False
+                    out.write(json.dumps(line) + "\n")
     except cbor.CBORError as exc:
         out.flush()
         hint = ("; give its schema with --schema FILE or --db INGEST.sqlite"

@@ -170,3 +170,28 @@ def test_decode_senml_keeps_each_readings_unit_and_type_for_another_devices_pack
         {"bn": "pmode", "t": 2, "vs": "eco"},   # bn and bu carry over (RFC 8428)
         {"bn": "pdoor", "t": 3, "vb": True},
         {"bn": "pq", "t": 4, "v": 5}]
+
+
+@pytest.mark.parametrize("encoding", ["senml", "compact"])
+def test_decode_says_when_a_batchs_times_are_not_unix_time(tmp_path, encoding):
+    # An unsynced device's times count from its start: printed as "t in Unix seconds" they
+    # read as January 1970, and a SenML pack's base time under 2^28 as relative to now.
+    import array
+    from agent import profile as compiled_profile
+    from firmware.profile.compile import compile as compile_profile
+    profile, errors = compile_profile(PROFILE)
+    assert not errors
+    profile["uplink"]["encoding"] = encoding
+    enc = compiled_profile.encoder(profile, device_id="p1")
+    out = bytearray(compiled_profile.schema(profile).to_cbor()) if encoding == "compact" else \
+        bytearray()
+    for synced, base in ((False, 31093352), (True, 1763856000000)):
+        out += bytes(enc.encode(base, array.array("i", [0, 1000]), array.array("B", [0, 0]),
+                                array.array("i", [500, 501]), 0, 2, 0, 1, 0, synced))
+    (tmp_path / "b.cbor").write_bytes(bytes(out))
+    lines = [json.loads(x) for x in tether("decode", str(tmp_path / "b.cbor")).stdout.splitlines()]
+    assert [x.get("synced") for x in lines] == [False, False, None, None], lines
+    assert lines[0]["t"] == 31093.352 and lines[2]["t"] == 1763856000
+    packs = [json.loads(x) for x in tether("decode", "--senml",
+                                           str(tmp_path / "b.cbor")).stdout.splitlines()]
+    assert packs[0][0]["unsynced_"] is True and "unsynced_" not in packs[1][0], packs
