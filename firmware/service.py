@@ -201,6 +201,14 @@ def plan(profile, source, device, gpiochip=None):
         "DevicePolicy=closed",
     ]
     lines += ["DeviceAllow=%s rw" % path for path in sorted(allowed)]
+    usb = sorted({cls for path, kind in allowed.items() if kind == "uart"
+                  for cls in _usb_serial(path)})
+    if usb:
+        # systemd resolves a path when the service starts: an adapter plugged in later (or
+        # again, as another ttyUSBn) was denied though the agent retries the bus. Its class of
+        # device, by the driver's name in /proc/devices, is allowed whenever it appears.
+        lines.append("# USB serial adapters, whenever they are plugged in")
+        lines += ["DeviceAllow=%s rw" % cls for cls in usb]
     lines += [
         "",
         "ProtectSystem=strict",
@@ -229,6 +237,18 @@ def plan(profile, source, device, gpiochip=None):
         "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n", profile_path, unit_path, name, groups
+
+
+def _usb_serial(path):
+    """The device classes ("char-ttyUSB", "char-ttyACM") a USB serial port's path may be."""
+    name = posixpath.basename(path)
+    if name.startswith("ttyUSB"):
+        return ("char-ttyUSB",)
+    if name.startswith("ttyACM"):
+        return ("char-ttyACM",)
+    if path.startswith(("/dev/serial/by-id/", "/dev/serial/by-path/")):
+        return ("char-ttyACM", "char-ttyUSB")   # either driver's
+    return ()
 
 
 def _quoted(arg):

@@ -93,6 +93,8 @@ def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sens
         "DeviceAllow=/dev/i2c-1 rw",
         "DeviceAllow=/dev/serial0 rw",
         "DeviceAllow=/dev/ttyUSB0 rw",
+        # a USB adapter plugged in after the start (or again as ttyUSB1) was denied: the class
+        "DeviceAllow=char-ttyUSB rw",
     ]
     assert "SupplementaryGroups=dialout gpio i2c" in lines
     assert ("ExecStart=%s -I -m firmware.cli run --gpiochip /dev/gpiochip0 "
@@ -109,6 +111,15 @@ def test_the_unit_allows_exactly_the_device_files_of_the_buses_and_pins_the_sens
         "# /etc/tether/scale-1.json (mode 0600): the compiled profile, with its secrets",
         "# /etc/systemd/system/tether-scale-1.service:"]
     assert "s3cret-pw" not in printed
+    verify(tmp_path, "scale-1", unit)
+
+
+def test_a_usb_adapter_by_its_stable_name_allows_both_usb_serial_classes(tmp_path):
+    unit = unit_of(dry_run(write(tmp_path, PI_PROFILE.replace(
+        "/dev/ttyUSB0", "/dev/serial/by-id/usb-FTDI_FT232R-if00-port0")), "--gpiochip",
+        "/dev/gpiochip0"))
+    allowed = [line for line in unit.splitlines() if line.startswith("DeviceAllow=char-")]
+    assert allowed == ["DeviceAllow=char-ttyACM rw", "DeviceAllow=char-ttyUSB rw"]
     verify(tmp_path, "scale-1", unit)
 
 
