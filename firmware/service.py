@@ -148,14 +148,18 @@ def plan(profile, source, device, gpiochip=None):
     except ValueError as exc:
         raise ServiceError(2, "tether install-service: %s: %s" % (source, exc))
     allowed = dict(buses)
-    if pins:
-        gpiochip = gpiochip or find_gpiochip()
+    if pins and gpiochip:       # named: that chip alone
         allowed[gpiochip] = "gpio"
+    elif pins:
+        find_gpiochip()         # there is one now: said at install, not at every start
+        # found again by its label at each start (tether run): a chip fixed here stopped the
+        # service when a kernel update renumbered them (the Pi 5's went from gpiochip4 to 0)
+        allowed["char-gpiochip"] = "gpio"
     groups = sorted({GROUPS[kind] for kind in allowed.values()})
     args = command() + ["run"]
     if device:
         args += ["--device", device]
-    if pins:
+    if pins and gpiochip:
         args += ["--gpiochip", gpiochip]
     # Where systemd puts the credential (systemd 247 on): the variable, not the specifier %d,
     # which came later than Raspberry Pi OS 11's systemd.

@@ -252,6 +252,27 @@ def test_a_bus_on_pins_a_pi_does_not_have_it_on_is_refused(tmp_path):
         "Pi has this bus on tx 14/rx 15" in err, err
 
 
+def test_gpio_pins_allow_the_gpio_chips_found_again_at_each_start_unless_one_is_named(
+        tmp_path, monkeypatch):
+    # A chip fixed at install (gpiochip4) stopped the service when a kernel update renumbered
+    # the Pi 5's chips; tether run finds the pin controller by its label at each start.
+    from firmware import service
+    from firmware.profile.compile import compile as compile_profile
+    monkeypatch.setattr(service, "find_gpiochip", lambda: "/dev/gpiochip4")
+    profile, errors = compile_profile(write(tmp_path, PI_PROFILE))
+    assert not errors
+    unit = service.plan(profile, "pi.yaml", None)[0]
+    lines = unit.splitlines()
+    assert "DeviceAllow=char-gpiochip rw" in lines and "gpiochip4" not in unit
+    assert [l for l in lines if l.startswith("ExecStart=")] == [
+        "ExecStart=%s -I -m firmware.cli run ${CREDENTIALS_DIRECTORY}/profile.json"
+        % sys.executable]
+    assert "SupplementaryGroups=dialout gpio i2c" in lines
+    verify(tmp_path, "scale-1", unit)
+    named = service.plan(profile, "pi.yaml", None, "/dev/gpiochip0")[0]
+    assert "DeviceAllow=/dev/gpiochip0 rw" in named and "char-gpiochip" not in named
+
+
 def test_gpio_pins_without_a_gpio_chip_found_ask_for_gpiochip(tmp_path):
     # This machine is no Raspberry Pi: no pin controller (or no gpiod) to find.
     err = refused(write(tmp_path, PI_PROFILE), "--dry-run")
