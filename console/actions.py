@@ -44,8 +44,8 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             "ORDER BY t_ms, seq", (now_ms - LOOK_BACK,)):
         f = as_map(fields)
         if event == "dose_missed":
-            if t >= now_ms - MISSED_WINDOW:
-                missed.setdefault(device, []).append((t, sensor, f))
+            if t >= now_ms - MISSED_WINDOW:     # per bottle: a device may weigh two
+                missed.setdefault((device, sensor), []).append((t, sensor, f))
             continue
         if event in ("cartridge_replaced", "refilled"):
             for kind, by in RESOLVED_BY.items():
@@ -60,8 +60,7 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
         if kind == "reorder":
             _since_reorder(db, a, now_ms)
         out.append(a)
-    for device, misses in missed.items():
-        sensor = misses[-1][1]
+    for (device, sensor), misses in missed.items():
         out.append({"kind": "dose_missed", "device": device, "sensor": sensor,
                     "event": "dose_missed", "t_ms": misses[-1][0],
                     "evidence": "%d dose%s missed in the last 7 days: %s" % (
@@ -101,9 +100,11 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             if r["dropped"]:
                 parts.append("%d readings dropped by a full buffer" % r["dropped"])
             if r["dropped_unsent"]:
-                parts.append("%d batches dropped unsent" % r["dropped_unsent"])
+                parts.append("%d batch%s dropped unsent" % (
+                    r["dropped_unsent"], "" if r["dropped_unsent"] == 1 else "es"))
             if r["lost"]:
-                parts.append("%d batches lost at the broker" % r["lost"])
+                parts.append("%d batch%s lost at the broker" % (r["lost"], "" if r["lost"] == 1
+                                                                else "es"))
             out.append({"kind": "dropping", "device": r["device"], "sensor": "", "event": None,
                         "t_ms": t, "figures": {"drops": drops, "dropped": r["dropped"],
                                                "lost": r["lost"],

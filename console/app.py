@@ -97,6 +97,8 @@ def make_app(console):
                       autoescape=select_autoescape(["html"]))
     env.filters["when"] = _when
     env.filters["ago"] = _ago
+    env.filters["heard"] = _heard
+    env.globals["plausible"] = reads.PLAUSIBLE_MS
     env.filters["num"] = actions_mod.num_text
     env.filters["field"] = _field
     # JSON as text in a page: autoescape makes it safe, so no \u0027 for every quote as tojson
@@ -221,12 +223,14 @@ def make_app(console):
             quiet = 0.0
             yield "retry: 1000\n\n"
             while not console.stopping() and not await request.is_disconnected():
+                error = None
                 try:
                     stamp, clock = await reads.run(news)
                 except reads.Unreadable as exc:
-                    stamp, clock = str(exc), None
+                    stamp, clock, error = str(exc), None, str(exc)
                 if last is unseen or stamp != last:
-                    yield "data: %s\n\n" % json.dumps({"clock": clock})
+                    # an error: the page says its rows are stale, not live
+                    yield "data: %s\n\n" % json.dumps({"clock": clock, "error": error})
                     last, quiet = stamp, 0.0
                 elif quiet >= 15:
                     yield ": still here\n\n"  # a proxy would close a connection idle too long
@@ -393,15 +397,31 @@ def _answer(console, name, device, doc):
         result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
         if isinstance(result.get("until"), int):
             until = result["until"]
-    reads.call(
-        console.db.write,
-        "INSERT INTO acks (device, action, sensor, done, at_ms, until_ms, value, received_at, "
-        "reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, action, sensor) DO "
-        "UPDATE SET done = excluded.done, at_ms = excluded.at_ms, until_ms = excluded.until_ms, "
-        "value = excluded.value, received_at = excluded.received_at, reply = excluded.reply",
-        (device, kind, sensor, name, now, until, actions_mod.judged_on(action), time.time(),
-         json.dumps(reply) if reply is not None else None))
+    # The device has done it: the record is tried again while the database is busy (each try
+    # waits up to its busy timeout), and a failure says the device's part was done.
+    for attempt in range(RECORD_TRIES):
+        try:
+            reads.call(
+                console.db.write,
+                "INSERT INTO acks (device, action, sensor, done, at_ms, until_ms, value, "
+                "received_at, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, "
+                "action, sensor) DO UPDATE SET done = excluded.done, at_ms = excluded.at_ms, "
+                "until_ms = excluded.until_ms, value = excluded.value, "
+                "received_at = excluded.received_at, reply = excluded.reply",
+                (device, kind, sensor, name, now, until, actions_mod.judged_on(action),
+                 time.time(), json.dumps(reply) if reply is not None else None))
+            break
+        except reads.Unreadable as exc:
+            if attempt == RECORD_TRIES - 1:
+                return {"ok": False, "reply": reply, "error": (
+                    "%s%s, but the console could not record it (%s): the row stays up until "
+                    "it can; answering again sends the device the same" % (
+                        device, " took it" if reply is not None else ": done",
+                        str(exc).replace("the database cannot be written: ", "")))}
     return {"ok": True, "reply": reply, "recorded": {"done": name, "until": until}}
+
+
+RECORD_TRIES = 3    # an acknowledgement's record, the database busy: some 15 s in all
 
 
 def _plain(doc):
@@ -512,6 +532,17 @@ def _field(item):
     if isinstance(v, (int, float)):
         return "%s %s" % (k, actions_mod.num_text(v))
     return "%s %s" % (k, v)
+
+
+def _heard(d, now_ms):
+    """How long ago a device's newest reading was (d: a fleet row or a device page's summary):
+    for a clock never synced (the days of 1970, "20422.0 days ago"), how long ago its last
+    message came, by this machine's clock."""
+    t = d.get("last_t_ms")
+    if isinstance(t, (int, float)) and t < reads.PLAUSIBLE_MS and isinstance(
+            d.get("last_seen"), (int, float)):
+        return "%s (its clock is not synced)" % _ago(d["last_seen"] * 1000, time.time() * 1000)
+    return _ago(t, now_ms)
 
 
 def _ago(t_ms, now_ms):

@@ -157,8 +157,8 @@ class FleetCache:
         self._rows = {}
 
     def stamp(self):
-        """What changes whenever a message of any device arrives (its status too), or the
-        ingest records a batch lost; and the newest device time, leaving out clocks more than
+        """What changes whenever a message of any device arrives (its status too), the ingest
+        records a batch lost, or an action is answered here; and the newest device time, leaving out clocks more than
         an hour ahead of the wall clock (one device's wrong clock must not make the others
         look silent) unless every device's is, and clocks never synced (1970: the fleet was
         shown "as of 1970")."""
@@ -170,7 +170,10 @@ class FleetCache:
         newest = row[6]
         if newest is None and row[5] is not None and row[5] >= PLAUSIBLE_MS:
             newest = row[5]  # every clock ahead
-        return tuple(row[:6]) + (newest,)
+        # and the console's own acknowledgements: the actions page's counts and rows change
+        # with one (they stayed until a device next sent something)
+        acked = self.db.one("SELECT count(*), max(received_at) FROM acks")
+        return tuple(row[:6]) + (newest,) + tuple(acked)
 
     def refresh(self):
         """The rows, newest; (rows by device, now_ms, simulated). now follows the wall clock

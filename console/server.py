@@ -64,6 +64,9 @@ class Server:
             raise
         self.sock.listen(128)
         bound = self.sock.getsockname()[1]
+        if host in ("0.0.0.0", "::", ""):
+            # every address: a link to 0.0.0.0 opens nowhere else; this machine's name does
+            host = socket.gethostname()
         shown = "[%s]" % host if ":" in host else host
         # quoted: a token with + or # opened as another one, and the link gave a 401
         self.url = "http://%s:%d/?token=%s" % (shown, bound, quote(self.token, safe=""))

@@ -70,6 +70,15 @@ def test_a_device_whose_clock_never_synced_is_judged_by_when_it_was_last_heard(t
     shown = actions.needed(database, rows, now_ms)
     assert [(a["kind"], a["device"]) for a in shown] == [("silent", "gone")]
     assert shown[0]["evidence"].startswith("nothing heard for 5")
+    # The fleet page and the device page said "20422.0 days ago (1970-01-01 00:00 UTC)".
+    server = Server(str(tmp_path / "f.sqlite"), port=0).start()
+    try:
+        _, fleet, _ = request(server, "GET", "/fleet")
+        _, page, _ = request(server, "GET", "/device/gone")
+    finally:
+        server.stop()
+    assert "5 h 00 min ago (its clock is not synced)" in fleet and "days ago" not in fleet
+    assert "Last reading 5 h 00 min ago (its clock is not synced);" in page
 
 
 def test_a_reorder_needs_someone_until_a_new_cartridge_is_in(tmp_path):
@@ -134,11 +143,18 @@ def test_missed_doses_of_the_last_week_count_per_bottle(tmp_path):
         insight(db, "bottle-1", seq, t, "dose_missed", "pills", None, scheduled=t - 3600000,
                 close=t)
     insight(db, "printer-1", 9, NOW - DAY, "dose_missed", "pills", None, scheduled=NOW - DAY)
+    # a second bottle on one device: a row of its own (one row for both acknowledged the
+    # first bottle's insight and hid the second's misses)
+    insight(db, "bottle-1", 5, NOW - 2 * DAY, "dose_missed", "vitamin_d", None,
+            scheduled=NOW - 2 * DAY)
     database = reads.Database(str(tmp_path / "f.sqlite"))
     rows, now, _ = reads.FleetCache(database).refresh()
-    one, two = sorted(actions.needed(database, rows, NOW), key=lambda a: a["device"])
-    assert (one["device"], one["kind"], one["figures"]["missed"]) == ("bottle-1", "dose_missed", 2)
+    one, other, two = sorted(actions.needed(database, rows, NOW),
+                             key=lambda a: (a["device"], a["sensor"]))
+    assert (one["device"], one["kind"], one["sensor"], one["figures"]["missed"]) == (
+        "bottle-1", "dose_missed", "pills", 2)
     assert one["evidence"].startswith("2 doses missed in the last 7 days")
+    assert (other["sensor"], other["figures"]["missed"]) == ("vitamin_d", 1)
     assert (two["device"], two["figures"]["missed"]) == ("printer-1", 1)
 
 
@@ -184,7 +200,7 @@ def test_silent_and_dropping_devices_need_someone(tmp_path):
     assert set(shown) == {"silent", "dropping"}
     assert shown["silent"]["device"] == "bottle-1"
     assert "5 h 00 min" in shown["silent"]["evidence"]
-    assert shown["dropping"]["evidence"] == ("42 readings dropped by a full buffer; 1 batches "
+    assert shown["dropping"]["evidence"] == ("42 readings dropped by a full buffer; 1 batch "
                                              "lost at the broker")
 
 

@@ -265,3 +265,46 @@ def test_the_pages_on_postgresql_show_what_they_show_on_sqlite(simulated_fleet,
     postgres_pages = pages(simulated_fleet_postgres)
     screenshot(page, "device-printer-postgresql")
     assert postgres_pages == sqlite_pages
+
+
+def test_a_list_in_use_is_not_swapped_under_the_keyboard_and_a_lost_database_says_stale(
+        simulated_fleet, page, tmp_path):
+    # Every live update replaced the rows: focus fell back to the page's top (a keyboard user
+    # could not get to a button) and a row could move under the pointer before the click.
+    # With the database gone the page kept showing old rows, marked live.
+    import shutil
+    db = tmp_path / "fleet.sqlite"
+    shutil.copy(simulated_fleet, db)
+
+    def touch():
+        conn = sqlite3.connect(str(db))
+        conn.execute("UPDATE devices SET last_seen = last_seen + 1")
+        conn.commit()
+        conn.close()
+
+    def updated_after(n):
+        page.wait_for_function("Number(document.body.dataset.updates || 0) > %d" % n,
+                               timeout=30000)
+
+    with console_server(db) as console:
+        ready(page, console.url + "/")
+        page.mouse.move(0, 0)
+        updated_after(0)
+        button = page.locator("#actions-table tbody tr button[data-answer=snooze]").nth(1)
+        row = button.evaluate("b => b.closest('tr').dataset.device")
+        button.focus()
+        n = int(page.evaluate("document.body.dataset.updates"))
+        touch()
+        updated_after(n)
+        assert page.text_content("#live") == "paused"
+        focused = page.evaluate("[document.activeElement.dataset.answer, "
+                                "document.activeElement.closest('tr').dataset.device]")
+        assert focused == ["snooze", row], focused
+        n = int(page.evaluate("document.body.dataset.updates"))
+        page.evaluate("document.activeElement.blur()")   # away: the list catches up
+        updated_after(n)
+        page.wait_for_function("document.getElementById('live').textContent === 'live'")
+        os.rename(db, str(db) + ".moved")
+        page.wait_for_function("document.getElementById('live').textContent === 'stale'",
+                               timeout=30000)
+        assert "cannot read its database" in page.get_attribute("#live", "title")

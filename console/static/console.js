@@ -116,12 +116,47 @@
     });
   }
 
+  // The live mark says, in words as well as colour, whether what the page shows is current.
+  const LIVE = { live: "new data shows up here as it arrives",
+    paused: "updates wait while the pointer or the keyboard is on the list: move away to see them",
+    stale: "the console cannot read its database: what the page shows may be old",
+    reconnecting: "the connection to the console is lost: reconnecting" };
+  function setLive(state, why) {
+    const live = document.getElementById("live");
+    live.textContent = state;
+    live.className = "live " + (state === "live" ? "on" : state === "paused" ? "paused" : "off");
+    live.title = why || LIVE[state];
+  }
+
+  // A list is not swapped under the pointer or the keyboard: a click would land on the row
+  // that moved there (another device), and focus would fall back to the page's top.
+  function inUse(el) {
+    const focused = document.activeElement;
+    return el.matches(":hover") || (focused && focused !== body && el.contains(focused));
+  }
+  function whenFree(el) {
+    if (el.dataset.waiting) return;
+    el.dataset.waiting = "1";
+    const retry = () => setTimeout(() => {
+      if (inUse(el)) return;
+      delete el.dataset.waiting;
+      el.removeEventListener("mouseleave", retry);
+      el.removeEventListener("focusout", retry);
+      refresh();
+    }, 0);
+    el.addEventListener("mouseleave", retry);
+    el.addEventListener("focusout", retry);
+  }
+
   async function refresh() {
     const jobs = [];
+    let paused = false, failed = null;
     document.querySelectorAll("[data-fragment]").forEach(el => {
+      if (inUse(el)) { paused = true; whenFree(el); return; }
       jobs.push(fetch(el.dataset.fragment, { credentials: "same-origin" }).then(r => {
         if (r.ok) return r.text().then(html => { el.innerHTML = html; });
-      }));
+        failed = "the console answered " + r.status + ": what the page shows may be old";
+      }, () => { failed = "the console does not answer: what the page shows may be old"; }));
     });
     if (device) {
       jobs.push(fetch("/device/" + encodeURIComponent(device) + "/data?span=" + body.dataset.span,
@@ -129,6 +164,8 @@
     }
     await Promise.all(jobs);
     markAnswered();
+    if (failed) setLive("stale", failed);
+    else setLive(paused ? "paused" : "live");
     const live = document.getElementById("live");
     live.classList.add("beat");
     setTimeout(() => live.classList.remove("beat"), 600);
@@ -138,12 +175,13 @@
   function listen() {
     const url = "/api/stream" + (device ? "?device=" + encodeURIComponent(device) : "");
     const source = new EventSource(url);
-    const live = document.getElementById("live");
     let busy = false, again = false;
-    source.onopen = () => { live.className = "live on"; };
-    source.onerror = () => { live.className = "live off"; };
+    source.onopen = () => setLive("live");
+    source.onerror = () => setLive("reconnecting");
     source.onmessage = async ev => {
       const news = JSON.parse(ev.data);
+      if (news.error) { setLive("stale", "the console cannot read its database (" + news.error +
+        "): what the page shows may be old"); return; }
       if (news.clock) document.getElementById("clock").textContent = news.clock;
       if (busy) { again = true; return; }
       busy = true;
@@ -170,6 +208,11 @@
       const key = keyOf(row);
       answered.set(key, "pending");
       markAnswered();
+      // an insight's answer goes to the device, which may be slow or offline: said, not silent
+      if (row.dataset.kind !== "silent" && row.dataset.kind !== "dropping") {
+        toast("waiting for " + doc.device + "'s reply (up to 10 s; an offline device cannot " +
+          "take it) ...");
+      }
       const out = await post(doc);
       if (out.ok) {
         answered.set(key, doc.command);
