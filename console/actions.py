@@ -145,8 +145,9 @@ def _insight(kind, device, sensor, t, value, f):
             sensor, num_text(f.get("level")), num_text(f.get("days", value)), num_text(f.get("low_days")),
             num_text(f.get("high_days")), num_text(f.get("lead_days")), num_text(f.get("rate_per_day")))
     elif kind == "empty":
-        evidence = "%s: empty at %s %%%s" % (sensor, num_text(f.get("level", value)),
-                                             "" if f.get("reordered") else ", never reordered")
+        evidence = "%s: empty at %s %%, %s" % (sensor, num_text(f.get("level", value)),
+                                           "reordered before" if f.get("reordered")
+                                           else "never reordered")
     elif kind == "maintenance_due":
         # `cycles` counts chart points: with a batch each is the median of that many cycles
         batch = f.get("batch")

@@ -98,6 +98,7 @@ def make_app(console):
     env.filters["when"] = _when
     env.filters["ago"] = _ago
     env.filters["heard"] = _heard
+    env.filters["uptime"] = _uptime
     env.globals["plausible"] = reads.PLAUSIBLE_MS
     env.filters["num"] = actions_mod.num_text
     env.filters["field"] = _field
@@ -532,6 +533,13 @@ def _field(item):
     if isinstance(v, (int, float)):
         return "%s %s" % (k, actions_mod.num_text(v))
     return "%s %s" % (k, v)
+
+
+def _uptime(s):
+    """A health report's uptime_s as a person reads it: '5 d 11 h', '3 h 20 min'."""
+    if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
+        return ""
+    return actions_mod.span_text(int(s * 1000))
 
 
 def _heard(d, now_ms):

@@ -134,6 +134,17 @@ def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
     insight(db, "printer-1", 3, NOW - DAY, "empty", "ink_k", 0.0, level=0.0, reordered=True)
     shown, _ = needed(tmp_path / "f.sqlite")
     assert shown == [("empty", "printer-1", "ink_k"), ("maintenance_due", "printer-1", "power")]
+    # whether a reorder went out, both ways (it said only "never reordered")
+    assert actions._insight("empty", "p", "ink_k", 0, 0.0, {"level": 0.0, "reordered": True})[
+        "evidence"] == "ink_k: empty at 0 %, reordered before"
+    assert actions._insight("empty", "p", "ink_k", 0, 0.0, {"level": 0.0, "reordered": False})[
+        "evidence"] == "ink_k: empty at 0 %, never reordered"
+
+
+def test_a_health_reports_uptime_reads_in_days_and_hours():
+    from console.app import _uptime
+    assert [_uptime(s) for s in (472806, 12000, 90, None, True)] == [
+        "5.5 days", "3 h 20 min", "1 min", "", ""]
 
 
 def test_missed_doses_of_the_last_week_count_per_bottle(tmp_path):
