@@ -75,8 +75,9 @@ def main():
             if n1 != len(files) or n2 != 0:
                 raise SystemExit("FAILED: %s sent %d then %d files" % (name, n1, n2))
             miss = ""
-            if kw.get("baud") and name.startswith("tether") and t2 > TARGET_SECOND_S:
-                miss = "  MISSES TARGET (2nd run <= %g s)" % TARGET_SECOND_S
+            if kw.get("baud") and name.startswith("tether"):
+                miss = "  %s (2nd run <= %g s)" % ("MISSES TARGET" if t2 > TARGET_SECOND_S
+                                                  else "meets target", TARGET_SECOND_S)
             print("%-44s %10.2f %12d %10.2f %12d%s" % (name, t1, b1, t2, b2, miss))
         print("each run: open the port, interrupt, enter the raw REPL and soft-reset there, probe, "
               "hash the board's files, send, soft-reset; the fake board compiles at PC speed")

@@ -38,6 +38,7 @@ import signal
 import socket
 import struct
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -437,6 +438,7 @@ def main():
     finally:
         server.stop()
         broker.stop()
+        shutil.rmtree(tmp, ignore_errors=True)     # some 180 MB of databases and logs a run
 
     print()
     print("Stored readings per second (from the first PUBLISH until the database holds every "

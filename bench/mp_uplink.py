@@ -148,6 +148,12 @@ class LogOnly:
     def rewind(self):
         return self.log.rewind()
 
+    def earlier_schemas(self):
+        return ()       # one profile: no earlier schema documents to publish first
+
+    def kept_schemas(self):
+        return ()
+
     def close(self):
         self.log.close()
 

@@ -28,6 +28,7 @@ import json
 import os
 import sqlite3
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -181,7 +182,10 @@ def main(quick=False):
                           100.0 * (up_hit - up_base) / max(1, up_base), hit["commands"],
                           hit["command_bytes"], extra,
                           extra / max(1, hit["fleet"]["generated"])))
-    print("runs kept in %s" % folder)
+    if failed or "--keep" in sys.argv[1:]:
+        print("runs kept in %s" % folder)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
     return 1 if failed else 0
 
 
