@@ -416,7 +416,6 @@ def _backlog(plt, outdir, fleet, start):
                      color="r", label="devices offline")
     ax2.set_ylim(0, max(1, len(fleet.devices)))
     ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylim(bottom=0)
     if drained is not None:
         ax.plot([end * 1.015], [drained[1]], "o", color="C0", markersize=6, clip_on=False,
                 label="after the drain at the end: %d" % drained[1])
@@ -425,7 +424,11 @@ def _backlog(plt, outdir, fleet, start):
     ax.set_xlabel("days")
     ax.set_ylabel("batches")
     ax2.set_ylabel("devices offline")
-    ax.set_title("Fleet backlog during outages")
+    offline = any(o for _, _, o in history)
+    ax.set_title("Fleet backlog during outages" if offline else
+                 "Fleet backlog (no device was offline in this run)")
+    ax.set_ylim(0, max([b for _, b, _ in history] + [1]) * 1.05)   # a flat 0 has a scale
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     _outside_legend(ax2, [ax, ax2], x=1.08)  # right of ax2's own ticks and label
     return _save(fig, outdir, "backlog.png")
 

@@ -87,7 +87,7 @@ def from_parts(db_path, parts):
                 "lost_at_broker_batches", "dropped_by_device_batches", "duplicates", "events",
                 "events_raised", "events_waiting", "events_repaired", "events_lost_at_broker",
                 "events_dropped_by_device",
-                "events_lost", "power_cuts", "outage_ms", "bytes_on_air"):
+                "events_lost", "power_cuts", "boots", "outage_ms", "bytes_on_air"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)
     fleet_total["backlog_max_batches"] = max((x["backlog_max_batches"] for x in devices),

@@ -702,3 +702,12 @@ def test_with_devices_left_online_where_to_look_is_said_before_waiting_for_ctrl_
     assert "faults: none" in text
     assert text.index("see it: ") < text.index("the devices stay online") and text.count(
         "see it: ") == 1, text
+
+
+def test_the_reports_fleet_totals_count_the_boots_as_the_docs_table_lists_them(tmp_path):
+    args = _args(tmp_path)
+    args.devices, args.workers, args.faults = 2, 1, "power:every=1h,share=1"
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
+    report = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert report["fleet"]["boots"] == sum(d["boots"] for d in report["devices"]) > 2
