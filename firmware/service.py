@@ -151,9 +151,9 @@ def plan(profile, source, device, gpiochip=None):
     if pins and gpiochip:       # named: that chip alone
         allowed[gpiochip] = "gpio"
     elif pins:
-        find_gpiochip()         # there is one now: said at install, not at every start
-        # found again by its label at each start (tether run): a chip fixed here stopped the
-        # service when a kernel update renumbered them (the Pi 5's went from gpiochip4 to 0)
+        # found by its label at each start (tether run): a chip fixed here stopped the service
+        # when a kernel update renumbered them (the Pi 5's went from gpiochip4 to 0). That
+        # there is one is checked by a real install (install()), not a --root or --dry-run.
         allowed["char-gpiochip"] = "gpio"
     groups = sorted({GROUPS[kind] for kind in allowed.values()})
     args = command() + ["run"]
@@ -167,14 +167,20 @@ def plan(profile, source, device, gpiochip=None):
     profile_path = "%s/%s.json" % (PROFILE_DIR, name)
     unit_path = "%s/tether-%s.service" % (UNIT_DIR, name)
     model = profile["device"].get("model")
+    usb = sorted({cls for path, kind in allowed.items() if kind == "uart"
+                  for cls in _usb_serial(path)})
+    # systemd resolves a char-NAME class in /proc/devices when the service starts, and the
+    # class is there only once its driver's module is loaded (at the first adapter plugged in,
+    # on Raspberry Pi OS): the modules are loaded first (systemd.resource-control's advice).
+    modprobe = " ".join("modprobe@%s.service" % USB_MODULES[cls] for cls in usb)
     lines = [
         "# Written by `tether install-service` from %s." % _one_line(source),
         "# Change the profile and run it again rather than editing this file.",
         "[Unit]",
         "Description=Tether agent for %s%s" % (name, " (%s)" % _one_line(model).replace(
             "%", "%%") if model else ""),
-        "Wants=network-online.target",
-        "After=network-online.target time-sync.target",
+        "Wants=network-online.target" + (" " + modprobe if modprobe else ""),
+        "After=network-online.target time-sync.target" + (" " + modprobe if modprobe else ""),
         "StartLimitIntervalSec=0",
         "",
         "[Service]",
@@ -201,12 +207,10 @@ def plan(profile, source, device, gpiochip=None):
         "WorkingDirectory=%s" % STATE_DIR,
         "UMask=0077",
         "",
-        "# The device files of the profile's buses and pins, and no other.",
+        "# The device files of the profile's buses and GPIO chips, and no other.",
         "DevicePolicy=closed",
     ]
     lines += ["DeviceAllow=%s rw" % path for path in sorted(allowed)]
-    usb = sorted({cls for path, kind in allowed.items() if kind == "uart"
-                  for cls in _usb_serial(path)})
     if usb:
         # systemd resolves a path when the service starts: an adapter plugged in later (or
         # again, as another ttyUSBn) was denied though the agent retries the bus. Its class of
@@ -241,6 +245,10 @@ def plan(profile, source, device, gpiochip=None):
         "WantedBy=multi-user.target",
     ]
     return "\n".join(lines) + "\n", profile_path, unit_path, name, groups
+
+
+# The kernel module that registers each USB serial class in /proc/devices.
+USB_MODULES = {"char-ttyUSB": "usbserial", "char-ttyACM": "cdc_acm"}
 
 
 def _usb_serial(path):
@@ -406,10 +414,14 @@ def install(args, out, err=sys.stderr):
     unit, profile_path, unit_path, name, groups = plan(profile, args.profile, args.device,
                                                        args.gpiochip)
     service = "tether-%s.service" % name
+    chip = "DeviceAllow=char-gpiochip rw" in unit.splitlines()
     if args.dry_run:
         # What a real install on this machine would refuse, said now rather than after the
         # unit was read and approved.
-        for check in (lambda: _check_groups(groups), _check_visible):
+        checks = [lambda: _check_groups(groups), _check_visible]
+        if chip:
+            checks.append(find_gpiochip)
+        for check in checks:
             try:
                 check()
             except ServiceError as exc:
@@ -435,6 +447,8 @@ def install(args, out, err=sys.stderr):
                                "run it with sudo (--dry-run shows the unit as any user)")
         _check_groups(groups)
         _check_visible()
+        if chip:
+            find_gpiochip()     # the service finds it at each start: there must be one
     _check_shared_buffer(root, profile, profile_path, name)
     moved = _moved_buffer(root, profile, profile_path)
     try:
