@@ -438,7 +438,8 @@ def main():
     finally:
         server.stop()
         broker.stop()
-        shutil.rmtree(tmp, ignore_errors=True)     # some 180 MB of databases and logs a run
+        if sys.exc_info()[0] is None:   # some 180 MB of databases and logs; kept on a failure,
+            shutil.rmtree(tmp, ignore_errors=True)     # whose message names a log in it
 
     print()
     print("Stored readings per second (from the first PUBLISH until the database holds every "

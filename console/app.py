@@ -413,16 +413,21 @@ def _answer(console, name, device, doc):
                  time.time(), json.dumps(reply) if reply is not None else None))
             break
         except reads.Unreadable as exc:
-            if attempt == RECORD_TRIES - 1:
-                return {"ok": False, "reply": reply, "error": (
-                    "%s%s, but the console could not record it (%s): the row stays up until "
-                    "it can; answering again sends the device the same" % (
-                        device, " took it" if reply is not None else ": done",
-                        str(exc).replace("the database cannot be written: ", "")))}
+            why = str(exc).replace("the database cannot be written: ", "")
+            if attempt < RECORD_TRIES - 1:
+                time.sleep(RECORD_PAUSE_S)  # a worker thread's: a database that fails at once
+                continue
+            if reply is None:   # a silent or dropping row: nothing went to a device
+                return {"ok": False, "error": "the console could not record it (%s): the row "
+                                              "stays up; answer it again later" % why}
+            return {"ok": False, "reply": reply, "error": (
+                "%s took it, but the console could not record it (%s): the row stays up until "
+                "it can; answering again sends the device the same" % (device, why))}
     return {"ok": True, "reply": reply, "recorded": {"done": name, "until": until}}
 
 
-RECORD_TRIES = 3    # an acknowledgement's record, the database busy: some 15 s in all
+RECORD_TRIES = 3    # an acknowledgement's record, the database busy: some 15 s in all (SQLite
+RECORD_PAUSE_S = 1  # waits out its busy timeout at each try)
 
 
 def _plain(doc):
@@ -536,7 +541,7 @@ def _field(item):
 
 
 def _uptime(s):
-    """A health report's uptime_s as a person reads it: '5 d 11 h', '3 h 20 min'."""
+    """A health report's uptime_s as a person reads it: '5.5 days', '3 h 20 min'."""
     if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
         return ""
     return actions_mod.span_text(int(s * 1000))

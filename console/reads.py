@@ -50,6 +50,8 @@ def call(fn, *args):
     return _READERS.submit(fn, *args).result()
 
 
+BUSY_S = 5.0  # how long a read or the acknowledgements' write waits for a busy database
+
 class Unreadable(RuntimeError):
     """The database cannot be read (not there yet, unreachable, not the ingest's)."""
 
@@ -82,7 +84,7 @@ class Database:
                 db = self._local.db = None
             if db is None:
                 file = self._file() if self._path is not None else None
-                db = self._local.db = open_store(self.url, timeout=5.0, create=False)
+                db = self._local.db = open_store(self.url, timeout=BUSY_S, create=False)
                 self._local.file = file
             return db.execute(sql, args).fetchall()
         except Exception as exc:  # noqa: BLE001 - any backend's error is a page that says so
@@ -163,24 +165,24 @@ class FleetCache:
         look silent) unless every device's is, and clocks never synced (1970: the fleet was
         shown "as of 1970")."""
         ahead = int(time.time() * 1000) + HOUR_MS
+        # and the console's own acknowledgements (last two): the actions page's counts and rows
+        # change with one (they stayed until a device next sent something)
         row = self.db.one("SELECT count(*), max(last_seen), max(last_health_at), max(status_at), "
                           "(SELECT count(*) FROM lost), max(last_t_ms), "
-                          "max(CASE WHEN last_t_ms <= ? AND last_t_ms >= ? THEN last_t_ms END) "
+                          "max(CASE WHEN last_t_ms <= ? AND last_t_ms >= ? THEN last_t_ms END), "
+                          "(SELECT count(*) FROM acks), (SELECT max(received_at) FROM acks) "
                           "FROM devices", (ahead, PLAUSIBLE_MS))
         newest = row[6]
         if newest is None and row[5] is not None and row[5] >= PLAUSIBLE_MS:
             newest = row[5]  # every clock ahead
-        # and the console's own acknowledgements: the actions page's counts and rows change
-        # with one (they stayed until a device next sent something)
-        acked = self.db.one("SELECT count(*), max(received_at) FROM acks")
-        return tuple(row[:6]) + (newest,) + tuple(acked)
+        return tuple(row[:6]) + (newest,) + tuple(row[7:9])
 
     def refresh(self):
         """The rows, newest; (rows by device, now_ms, simulated). now follows the wall clock
         for a live fleet even while nothing arrives (that is when devices fall silent)."""
         with self._lock:
             stamp = self.stamp()
-            if stamp != self._stamp:
+            if stamp[:7] != (self._stamp or ())[:7]:   # the fleet's rows use no acks
                 self._read(stamp)
             return (self._rows,) + clock_of(stamp)
 

@@ -63,6 +63,12 @@ def encode(profile, lines, device_id=None, notes=None):
                              % number)
         if not isinstance(name, str):
             raise InputError("line %d: n must be a channel name (text)" % number)
+        synced = r.get("synced", True)
+        if not isinstance(synced, bool):
+            raise InputError("line %d: synced must be true or false" % number)
+        # as `tether decode` prints an unsynced batch's readings: batches of their own, flag
+        # bit 0 clear (decode | encode made them synced batches dated 1970)
+        buf.set_synced(synced)
         if abs(t) >= 1e11 and notes is not None and not notes:
             # seconds: the year 5138; milliseconds: 1973 on. Taken (a batch carries any time a
             # decoder reads back), but said: a millisecond epoch is a common slip

@@ -195,3 +195,19 @@ def test_decode_says_when_a_batchs_times_are_not_unix_time(tmp_path, encoding):
     packs = [json.loads(x) for x in tether("decode", "--senml",
                                            str(tmp_path / "b.cbor")).stdout.splitlines()]
     assert packs[0][0]["unsynced_"] is True and "unsynced_" not in packs[1][0], packs
+
+
+def test_encode_takes_back_the_unsynced_readings_decode_prints(tmp_path):
+    lines = ['{"t": 31093.352, "n": "ink_c", "v": 50.0, "synced": false}',
+             '{"t": 31094.352, "n": "ink_c", "v": 50.1, "synced": false}',
+             '{"t": 1763856000, "n": "ink_c", "v": 50.2}']
+    (tmp_path / "r.jsonl").write_text("\n".join(lines) + "\n")
+    done = tether("encode", "--profile", PROFILE, "--device", "p1", str(tmp_path / "r.jsonl"),
+                  "-o", str(tmp_path / "b.cbor"))
+    assert done.returncode == 0, done.stderr
+    back = [json.loads(x) for x in tether("decode", str(tmp_path / "b.cbor")).stdout.splitlines()]
+    assert back == [json.loads(x) for x in lines]
+    (tmp_path / "bad.jsonl").write_text('{"t": 1, "n": "ink_c", "v": 1, "synced": "no"}\n')
+    done = tether("encode", "--profile", PROFILE, "--device", "p1", str(tmp_path / "bad.jsonl"),
+                  "-o", str(tmp_path / "x.cbor"))
+    assert done.returncode == 2 and b"line 1: synced must be true or false" in done.stderr

@@ -3,6 +3,7 @@ paging, the charts' thinning, and every input the app takes checked, over a real
 server on loopback (tests/test_console_browser.py drives the pages in Chromium)."""
 import http.client
 import json
+import sqlite3
 
 import pytest
 
@@ -475,6 +476,36 @@ def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_pat
         server.stop()
     assert db.execute("SELECT device, action, done FROM acks").fetchall() == [
         ("bottle-1", "silent", "ack")]
+
+
+def test_an_acknowledgement_the_database_cannot_record_is_said_and_the_row_stays(
+        tmp_path, monkeypatch):
+    # It failed with "database is locked" after one try, in words that suggested a device had
+    # been told (a silent device's row sends nothing).
+    from console import app
+    path = tmp_path / "f.sqlite"
+    db = make_db(path)
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'bottle-1'", (NOW - 9 * 3600000,))
+    db.commit()
+    monkeypatch.setattr(reads, "BUSY_S", 0.2)
+    monkeypatch.setattr(app, "RECORD_PAUSE_S", 0)
+    server = Server(str(path), port=0).start()
+    lock = sqlite3.connect(str(path), isolation_level=None)
+    try:
+        doc = {"command": "ack", "device": "bottle-1", "kind": "silent", "sensor": ""}
+        lock.execute("BEGIN EXCLUSIVE")
+        status, body = command(server, doc, server.token)
+        assert status == 200 and body == {"ok": False, "error": "the console could not record "
+                                          "it (database is locked): the row stays up; answer "
+                                          "it again later"}, body
+        lock.execute("ROLLBACK")
+        assert needed(path)[0] == [("silent", "bottle-1", "")]
+        status, body = command(server, doc, server.token)
+        assert body["ok"] and needed(path)[0] == []
+    finally:
+        lock.close()
+        server.stop()
 
 
 def test_on_another_address_every_page_needs_the_token(fleet_db):

@@ -111,6 +111,11 @@
     document.querySelectorAll("#actions-table tbody tr").forEach(row => {
       const state = answered.get(keyOf(row));
       if (!state) return;
+      // a disabled button drops the keyboard's focus to the page's top: the row keeps it
+      if (row.contains(document.activeElement) && document.activeElement.tagName === "BUTTON") {
+        row.tabIndex = -1;
+        row.focus();
+      }
       row.querySelectorAll("button").forEach(b => { b.disabled = true; });
       if (state !== "pending") { row.classList.add("done"); row.dataset.answered = state; }
     });
@@ -129,7 +134,8 @@
   }
 
   // A list is not swapped under the pointer or the keyboard: a click would land on the row
-  // that moved there (another device), and focus would fall back to the page's top.
+  // that moved there (another device), and focus would fall back to the page's top. It is
+  // marked waiting, and brought up to date once both have left it.
   function inUse(el) {
     const focused = document.activeElement;
     return el.matches(":hover") || (focused && focused !== body && el.contains(focused));
@@ -142,20 +148,41 @@
       delete el.dataset.waiting;
       el.removeEventListener("mouseleave", retry);
       el.removeEventListener("focusout", retry);
-      refresh();
+      update();
     }, 0);
     el.addEventListener("mouseleave", retry);
     el.addEventListener("focusout", retry);
   }
 
+  // Every refresh goes through update(): one at a time, and one more if asked meanwhile, so
+  // two never swap lists out of order nor write the mark over each other.
+  let running = false, pending = false, streamError = null, retryTimer = null;
+  function update() {
+    if (running) { pending = true; return; }
+    running = true;
+    (async () => {
+      try {
+        do { pending = false; await refresh(); } while (pending);
+      } finally {
+        running = false;
+      }
+    })();
+  }
+
   async function refresh() {
     const jobs = [];
-    let paused = false, failed = null;
+    let failed = null;
     document.querySelectorAll("[data-fragment]").forEach(el => {
-      if (inUse(el)) { paused = true; whenFree(el); return; }
+      if (inUse(el)) { whenFree(el); return; }
       jobs.push(fetch(el.dataset.fragment, { credentials: "same-origin" }).then(r => {
-        if (r.ok) return r.text().then(html => { el.innerHTML = html; });
-        failed = "the console answered " + r.status + ": what the page shows may be old";
+        if (!r.ok) {
+          failed = "the console answered " + r.status + ": what the page shows may be old";
+          return null;
+        }
+        return r.text().then(html => {
+          if (inUse(el)) { whenFree(el); return; }   // the pointer came while it loaded
+          el.innerHTML = html;
+        });
       }, () => { failed = "the console does not answer: what the page shows may be old"; }));
     });
     if (device) {
@@ -164,8 +191,15 @@
     }
     await Promise.all(jobs);
     markAnswered();
-    if (failed) setLive("stale", failed);
-    else setLive(paused ? "paused" : "live");
+    clearTimeout(retryTimer);
+    if (streamError) {
+      setLive("stale", streamError);
+    } else if (failed) {
+      setLive("stale", failed);
+      retryTimer = setTimeout(update, 3000);    // a quiet fleet sends no word to try again on
+    } else {
+      setLive(document.querySelector("[data-fragment][data-waiting]") ? "paused" : "live");
+    }
     const live = document.getElementById("live");
     live.classList.add("beat");
     setTimeout(() => live.classList.remove("beat"), 600);
@@ -175,18 +209,26 @@
   function listen() {
     const url = "/api/stream" + (device ? "?device=" + encodeURIComponent(device) : "");
     const source = new EventSource(url);
-    let busy = false, again = false;
     source.onopen = () => setLive("live");
-    source.onerror = () => setLive("reconnecting");
-    source.onmessage = async ev => {
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) {    // refused (a new token): no retry
+        setLive("stale", "the console refused the stream (restarted with a new token?): " +
+          "reload the page");
+      } else {
+        setLive("reconnecting");
+      }
+    };
+    source.onmessage = ev => {
       const news = JSON.parse(ev.data);
-      if (news.error) { setLive("stale", "the console cannot read its database (" + news.error +
-        "): what the page shows may be old"); return; }
+      if (news.error) {
+        streamError = "the console cannot read its database (" + news.error + "): what the " +
+          "page shows may be old";
+        setLive("stale", streamError);
+        return;
+      }
+      streamError = null;
       if (news.clock) document.getElementById("clock").textContent = news.clock;
-      if (busy) { again = true; return; }
-      busy = true;
-      do { again = false; await refresh(); } while (again);
-      busy = false;
+      update();
     };
   }
 
