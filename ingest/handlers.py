@@ -24,6 +24,26 @@ from ingest.topics import parse_topic
 log = logging.getLogger("tether.ingest")
 
 
+# Health reports and replies have no number to de-duplicate on, as batches and events do. One
+# the broker delivers again (the ingest stopped after storing it and before its PUBACK went) is
+# a device's newest of its kind, before any later one: it is compared with the device's last
+# few, as they are stored (jsonb comes back parsed, SQLite's text is parsed here).
+RECENT = 5
+
+
+def _again(rows, doc):
+    """Whether doc is among rows' first column (JSON text, or parsed already)."""
+    for (stored,) in rows:
+        if isinstance(stored, (str, bytes)):
+            try:
+                stored = json.loads(stored)
+            except ValueError:
+                continue
+        if stored == doc:
+            return True
+    return False
+
+
 class Delta:
     """What one message (or one group of them) changed, applied to the counters after COMMIT."""
 
@@ -454,6 +474,11 @@ class Handlers:
         db = self._db
         if isinstance(e, decode.Reply):
             self._seen(device, received_at)
+            if _again(db.execute("SELECT body FROM replies WHERE device = ? ORDER BY "
+                                 "received_at DESC LIMIT %d" % RECENT, (device,)).fetchall(),
+                      json.loads(e.body)):
+                d.add("reply_duplicates")   # its repair reply, if it is one, was read then
+                return
             db.execute("INSERT INTO replies (device, received_at, reply, ok, body) "
                        "VALUES (?, ?, ?, ?, ?)", (device, received_at, e.reply, e.ok, e.body))
             d.add("replies")
@@ -502,15 +527,19 @@ class Handlers:
     def _health(self, device, payload, received_at, d):
         t, dropped, seq, document = decode.health(device, payload)
         db = self._db
-        db.execute("INSERT INTO health (device, received_at, t_ms, health) VALUES (?, ?, ?, ?)",
-                   (device, received_at, t, document))
         self._seen(device, received_at)
+        again = _again([row[1:] for row in db.execute(
+            "SELECT t_ms, health FROM health WHERE device = ? ORDER BY received_at DESC "
+            "LIMIT %d" % RECENT, (device,)).fetchall() if row[0] == t], json.loads(document))
+        if not again:     # one row; what it says is taken again as it was (it is the same)
+            db.execute("INSERT INTO health (device, received_at, t_ms, health) "
+                       "VALUES (?, ?, ?, ?)", (device, received_at, t, document))
         db.execute("UPDATE devices SET last_health_at = ?, "
                    "dropped_health = greatest(dropped_health, ?) WHERE device = ?",
                    (received_at, dropped, device))
         if seq:
             repair.note_health(db, device, seq)
-        d.add("health")
+        d.add("health_duplicates" if again else "health")
 
     def _status(self, device, payload, received_at, d):
         status = decode.status(payload)

@@ -300,7 +300,7 @@ class Ingest(Handlers):
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
                                   "undecodable", "events", "insights", "event_duplicates", "health",
-                                  "replies", "status", "schemas", "requests", "repaired",
+                                  "health_duplicates", "replies", "reply_duplicates", "status", "schemas", "requests", "repaired",
                                   "repaired_readings", "events_repaired", "lost_at_broker",
                                   "dropped_by_device", "events_lost_at_broker",
                                   "events_dropped_by_device", "repair_refused")}

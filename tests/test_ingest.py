@@ -295,6 +295,30 @@ def test_events_replies_health_and_status_are_stored(publish, ingest):
     assert i.stats()["event_duplicates"] == 1
 
 
+def test_a_health_report_or_reply_delivered_again_is_stored_once(publish, ingest):
+    # They have no number to de-duplicate on: one the broker delivered again (the ingest stopped
+    # after storing it, before its PUBACK) made a second row, counted twice in the console.
+    i = ingest()
+    db = i.db_path
+    reply = cbor.dumps({"reply": 7, "ok": True, "result": {"pong": True}})
+    health = {"v": 1, "device": "p3", "boot": 3, "t": 1763856000000, "synced": True,
+              "uptime_s": 12, "heap_free": None, "dropped": 40, "rssi": -61, "last_error": None,
+              "sensors": {}}
+    for payload in (reply, reply):
+        publish("%s/p3/up/event" % PREFIX, payload)
+    for doc in (health, health, dict(health, rssi=-70), dict(health, t=1763856300000)):
+        publish("%s/p3/up/health" % PREFIX, cbor.dumps(doc))
+    assert i.wait_idle(20)
+    assert len(rows(db, "SELECT body FROM replies")) == 1
+    # the same time with other content (a second report made in the same ms) is a report
+    assert [(t, json.loads(h)["rssi"]) for t, h in rows(
+        db, "SELECT t_ms, health FROM health ORDER BY rowid")] == [
+        (1763856000000, -61), (1763856000000, -70), (1763856300000, -61)]
+    st = i.stats()
+    assert (st["replies"], st["reply_duplicates"], st["health"], st["health_duplicates"]) == (
+        1, 1, 3, 1)
+
+
 def test_insight_events_are_stored_with_their_fields_and_bad_ones_refused(publish, ingest):
     i = ingest()
     db = i.db_path
