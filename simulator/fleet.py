@@ -135,12 +135,25 @@ def load_fleet(path, devices=None):
                 problem(_node(item, "id"), where + ".id",
                         "%r gives %r, not %s" % (template, device_id, ids.WHAT))
                 break
-        lines.append([profile, count, template])
+        lines.append([profile, count, template, item, where])
     if problems:
         raise FleetError("\n".join(problems))
     if devices is not None:
         lines = _scaled(lines, devices)
-    return [tuple(line) for line in lines]
+    # One id, one device: two lines naming the same ids (two of one profile without `id`) ran
+    # two devices as one, their batches refused as copies and readings counted lost.
+    owner = {}
+    for _, count, template, item, where in lines:
+        for n in range(1, count + 1):
+            first = owner.setdefault(template.format(n=n), where)
+            if first != where:
+                problem(_node(item, "id") if _node(item, "id") is not item else item, where,
+                        "its device %s is also one of %s's: give each line ids of its own "
+                        "(id: \"name-{n:04d}\")" % (template.format(n=n), first))
+                break
+    if problems:
+        raise FleetError("\n".join(problems))
+    return [tuple(line[:3]) for line in lines]
 
 
 def _node(mapping, key, of_key=False):
@@ -156,7 +169,7 @@ def _scaled(lines, devices):
     """Exactly `devices` devices: each line in proportion (largest remainders), at least one;
     fewer devices than lines: one of each of the first lines."""
     if devices < len(lines):
-        return [[p, 1, t] for p, _, t in lines[:devices]]
+        return [[line[0], 1] + line[2:] for line in lines[:devices]]
     total = sum(line[1] for line in lines)
     quotas = [line[1] * devices / total for line in lines]
     for line, quota in zip(lines, quotas):
@@ -308,6 +321,11 @@ class Fleet:
         if self.linger is not None:
             await self.linger(report)
         await self._stop_devices()
+        if self.linger is not None or self.ingest_group is not None:
+            # Devices left online (or a shard's slow link still draining) sent more after the
+            # part above: `tether report` read those as delivered and still waiting both, and
+            # counted readings lost below zero. The part again, as they stopped.
+            self._report(self.restarts, history=False)
         return report
 
     async def _drain_all(self):
@@ -361,14 +379,15 @@ class Fleet:
                     a.uplink.report_health()
         return behind
 
-    def _report(self, restarts, started_wall=None, ended_wall=None):
+    def _report(self, restarts, started_wall=None, ended_wall=None, history=True):
         """Stores this process's part of the report (simulator/parts.py) in the database; the
         report of the whole fleet when this process ran all of it."""
         from simulator import parts, report
         from ingest import lost_seqs
         # Where the drain left the backlog: the history's last sample is from before it.
-        self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
-                             sum(1 for d in self.devices if not d.link.up)))
+        if history:
+            self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
+                                 sum(1 for d in self.devices if not d.link.up)))
         body = parts.part(self, lost_seqs(self.db_path), restarts,
                           started_wall or self.started_wall, ended_wall or self.ended_wall)
         parts.store(self.db_path, self.run_key(), body)
