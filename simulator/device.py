@@ -126,6 +126,8 @@ class SimDevice:
         self.power_cuts = 0
         self.outage_ms = 0
         self.outage_started = 0
+        self.downs = 0           # outages of this device under way (they may overlap)
+        self.faulted = {}        # sensor -> its faults under way
         self.backlog_max = 0
         self.first_event_seq = None
         # Readings in each batch the device formed, by sequence number (4 bytes a batch): what

@@ -46,12 +46,16 @@ def parse(spec):
         if kind not in KINDS:
             raise FaultError("unknown fault %r (one of %s)" % (kind, ", ".join(sorted(KINDS))))
         opts = dict(KINDS[kind])
+        given = set()
         for pair in rest.split(",") if rest.strip() else []:
             key, eq, value = pair.partition("=")
             key = key.strip()
             if not eq or key not in opts:
                 raise FaultError("%s: expected key=value with a key among %s, got %r"
                                  % (kind, ", ".join(sorted(KINDS[kind])), pair.strip()))
+            if key in given:    # the last one won, in silence
+                raise FaultError("%s: %s given twice" % (kind, key))
+            given.add(key)
             opts[key] = value.strip()
         out.append((kind, _typed(kind, opts)))
     return out
@@ -109,14 +113,20 @@ def _typed(kind, opts):
 
 
 def _bandwidth(text):
+    """Bits a second, from '20kbps', '1Mbps' or '9600bps': a positive, finite number (0 meant
+    no limit, a NaN a run that never ended) and bits, not bytes ('20KBps' read as kilobits)."""
     units = (("mbps", 1000000), ("kbps", 1000), ("bps", 1))
     for unit, scale in units:
-        if text.lower().endswith(unit):
+        if text.lower().endswith(unit) and "B" not in text[-len(unit):]:
             try:
-                return float(text[:-len(unit)]) * scale
+                rate = float(text[:-len(unit)]) * scale
             except ValueError:
                 break
-    raise FaultError("slow: bandwidth expected a rate like '20kbps', got %r" % text)
+            if 0 < rate < float("inf"):
+                return rate
+            break
+    raise FaultError("slow: bandwidth expected a rate in bits a second above 0, like '20kbps' "
+                     "or '1Mbps', got %r" % text)
 
 
 class Schedule:

@@ -319,7 +319,13 @@ def test_the_command_exits_1_when_a_reading_is_lost_even_at_the_broker(monkeypat
     ("faults", "outage:for=forever", "outage: for expected a duration like '2h'"),
     ("faults", "outage:share=2", "outage: share expected a fraction"),
     ("faults", "power:when=1d", "power: expected key=value with a key among every, share"),
-    ("faults", "slow:bandwidth=fast", "slow: bandwidth expected a rate like '20kbps'"),
+    ("faults", "slow:bandwidth=fast", "slow: bandwidth expected a rate in bits a second"),
+    # 0 meant no limit, -5 no delay, nan a run that never ended, 20KBps kilobits
+    ("faults", "slow:bandwidth=0kbps", "slow: bandwidth expected a rate in bits a second above 0"),
+    ("faults", "slow:bandwidth=-5kbps", "got '-5kbps'"),
+    ("faults", "slow:bandwidth=nankbps", "got 'nankbps'"),
+    ("faults", "slow:bandwidth=20KBps", "got '20KBps'"),
+    ("faults", "outage:every=1d,every=2d", "outage: every given twice"),
     ("fleet", "missing.yaml", "No such file"),
     ("broker", "http://example.com", "--broker: expected a broker URL like mqtt://host:1883"),
     ("broker", "mqtts://example.com", "--broker: the simulated devices connect without TLS"),
@@ -762,3 +768,33 @@ def test_a_report_made_again_after_the_devices_stayed_online_still_adds_up(tmp_p
     assert f["lost"] == 0 and f["generated"] == (f["delivered"] + f["reported_dropped"] +
                                                  f["waiting"] + f["power_cut_window"]), f
     assert code == 0, again.getvalue()
+
+
+def test_overlapping_outages_of_a_device_keep_its_link_down_until_the_last_one_ends(tmp_path):
+    # The first window's end brought the link back under a second one still on: the report's
+    # outage time fell a sixth short of the schedule's.
+    spec = faults.parse("outage:every=6h,for=5h,share=1")
+    lines = load_fleet(DEFAULT_FLEET, 1)
+    duration = 2 * 86400000
+    schedule = faults.Schedule(spec, [p for p, n, _ in lines for _ in range(n)], duration, 3)
+    windows, opened = [], []
+    for t, _, action, i, _ in sorted(schedule.actions):
+        if action == "down":
+            opened.append(t)
+        elif action == "up":
+            windows.append((opened.pop(0), t))
+    merged = []
+    for a, b in sorted(windows):
+        if merged and a <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], b)
+        else:
+            merged.append([a, b])
+    assert len(merged) < len(windows), "the seed must give overlapping windows"
+    expected = sum(min(b, duration) - a for a, b in merged)
+    args = _args(tmp_path)
+    args.devices, args.workers, args.seed, args.faults = 1, 1, 3, "outage:every=6h,for=5h,share=1"
+    args.duration = duration
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
+    report = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert report["devices"][0]["outage_ms"] == expected
