@@ -51,6 +51,9 @@ def from_parts(db_path, parts):
         devices.append({
             "device": x["device"],
             "model": x["model"],
+            # the appliance model that drove its chips (simulator/models): a profile of one's
+            # own is scored as that appliance
+            "simulated_as": x.get("kind"),
             "generated": generated,
             "delivered": delivered,
             "reported_dropped": dropped,
@@ -146,9 +149,17 @@ def text(report):
         f["bytes_per_reading"] = "no reading delivered, so no"
     hours = report["device_time_ms"] / 3600000.0
     span = "%.2f days" % (hours / 24) if hours >= 48 else "%g hours" % round(hours, 2)
+    kinds = {}
+    for d in report["devices"]:
+        if d.get("simulated_as"):
+            key = (d.get("model") or "no model", d["simulated_as"])
+            kinds[key] = kinds.get(key, 0) + 1
     lines = [
-        "%d devices, %s of device time in %.0f s (%.0fx)" % (
-            f["devices"], span, report["wall_s"], report["speed"] or 0),
+        "%d device%s, %s of device time in %.0f s (%.0fx)" % (
+            f["devices"], "" if f["devices"] == 1 else "s", span, report["wall_s"],
+            report["speed"] or 0),
+        "simulated as: %s" % "; ".join("%d %s as %s" % (n, model, kind.lower())
+                                       for (model, kind), n in sorted(kinds.items())),
         "readings: %d generated, %d delivered, %d reported dropped by full buffers, %d still "
         "waiting on devices, %d LOST" % (f["generated"], f["delivered"], f["reported_dropped"],
                                           f["waiting"], f["lost"]),
