@@ -124,6 +124,7 @@ class SimDevice:
         self.buffered_before = 0   # readings buffered by earlier boots
         self.cut_losses = 0        # readings that were only in RAM when the power went
         self.power_cuts = 0
+        self.sensor_faults = 0   # sensor fault windows that began
         self.outage_ms = 0
         self.outage_started = 0
         self.downs = 0           # outages of this device under way (they may overlap)

@@ -139,7 +139,13 @@ class Schedule:
         n = len(devices)
         faultable = {}  # (id of a profile, fault kind) -> the sensors that can have it
         for kind, o in faults:
-            chosen = _share(rnd, n, o.get("share", 1))
+            if kind == "sensor":
+                # the share of the devices that have a part that fails so: picked from the
+                # whole fleet, a device without one was passed over, and fewer were hit
+                capable = [i for i in range(n) if _faultable(faultable, devices[i], o["kind"])]
+                chosen = [capable[j] for j in _share(rnd, len(capable), o.get("share", 1))]
+            else:
+                chosen = _share(rnd, n, o.get("share", 1))
             if kind == "restart":
                 for k in range(o["count"]):
                     self._at(duration_ms * (k + 1) // (o["count"] + 1), "restart", None, None)

@@ -560,6 +560,7 @@ class Fleet:
         elif action == "cut":
             d.power_cut()
         elif action == "sensor":
+            d.sensor_faults += 1
             d.faulted[details[0]] = d.faulted.get(details[0], 0) + 1
             d.platform.fault(*details)
         elif action == "sensor_ok":

@@ -106,6 +106,7 @@ def device_part(d):
         "events_raised": d.events_raised,
         "events_waiting": d.agent.events.log.unacked,
         "power_cuts": d.power_cuts,
+        "sensor_faults": d.sensor_faults,
         "boots": d.boots,
         "outage_ms": d.outage_ms,
         "backlog_max_batches": d.backlog_max,

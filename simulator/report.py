@@ -76,6 +76,7 @@ def from_parts(db_path, parts):
             "events_lost": (x["events_raised"] - s.get("events", 0) - x["events_waiting"]
                             - events_at_broker - s.get("events_dropped_by_device", 0)),
             "power_cuts": x["power_cuts"],
+            "sensor_faults": x.get("sensor_faults", 0),     # a part of an older run has none
             "boots": x["boots"],
             "outage_ms": x["outage_ms"],
             "backlog_max_batches": x["backlog_max_batches"],
@@ -90,7 +91,8 @@ def from_parts(db_path, parts):
                 "lost_at_broker_batches", "dropped_by_device_batches", "duplicates", "events",
                 "events_raised", "events_waiting", "events_repaired", "events_lost_at_broker",
                 "events_dropped_by_device",
-                "events_lost", "power_cuts", "boots", "outage_ms", "bytes_on_air"):
+                "events_lost", "power_cuts", "boots", "outage_ms", "sensor_faults",
+                "bytes_on_air"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)
     fleet_total["backlog_max_batches"] = max((x["backlog_max_batches"] for x in devices),
@@ -163,10 +165,10 @@ def text(report):
         "readings: %d generated, %d delivered, %d reported dropped by full buffers, %d still "
         "waiting on devices, %d LOST" % (f["generated"], f["delivered"], f["reported_dropped"],
                                           f["waiting"], f["lost"]),
-        "faults: %d power cuts (%d readings in their RAM windows), %.1f h of outages, %d broker "
-        "restarts; %d duplicates received and discarded" % (
+        "faults: %d power cuts (%d readings in their RAM windows), %.1f h of outages, %d sensor "
+        "faults, %d broker restarts; %d duplicates received and discarded" % (
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
-            report["broker_restarts"], f["duplicates"]),
+            f.get("sensor_faults", 0), report["broker_restarts"], f["duplicates"]),
         "events: %d raised, %d delivered, %d still waiting on devices, %d LOST; %s bytes on the "
         "air per reading; largest backlog %d batches (one device's peak)" % (
             f["events_raised"], f["events"], f["events_waiting"], f["events_lost"],

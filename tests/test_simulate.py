@@ -608,6 +608,12 @@ def test_a_sensor_fault_of_a_given_kind_hits_only_the_sensors_that_can_have_it()
     hit = {(i % 2, details) for _, action, i, details in acts if action == "sensor"}
     assert {d for _, d in hit} and {i for i, _ in hit} == {1}
     assert {kind for _, (_, kind) in hit} == {"bad_crc"}
+    # a share is of the devices that can have it: 2 of the 3 washers, whatever the printers
+    # (picked from all six, a printer drawn was passed over and fewer were hit)
+    spec = faults.parse("sensor:every=1h,for=10min,kind=bad_crc,share=0.6")
+    for seed in range(1, 8):
+        acts = faults.Schedule(spec, profiles, 86400000, seed).due(2 * 86400000)
+        assert len({i for _, action, i, _ in acts if action == "sensor"}) == 2, seed
     faults.check(spec, profiles)
     with pytest.raises(faults.FaultError) as exc:
         faults.check(spec, [example("printer"), example("pill-bottle")])
