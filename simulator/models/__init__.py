@@ -47,8 +47,9 @@ def model_for(profile):
                ("power", "energy", "current")):
             from simulator.models.fridge import Fridge
             return Fridge
-        raise ValueError("profile %r: a fridge needs a power meter (pzem004t or ina219)"
-                         % (profile.get("device") or {}).get("id"))
+        raise ValueError("profile %r: a fridge needs a power meter: a pzem004t or ina219 sensor "
+                         "reading power, energy or current" % (profile.get("device") or {}).get(
+                             "id"))
     if has(lambda s: s["name"].startswith("ink_") and s["quantity"] == "level"):
         from simulator.models.printer import Printer
         return Printer
