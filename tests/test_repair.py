@@ -705,7 +705,8 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
     device = Device(device_id="p1", profile={"device": {"model": "m"}, "sensors": []}, buffered=5 * 420 - 100,
                     batch_readings=array("I", [420, 420, 320, 420, 420]), cut_losses=0,
                     agent=NS(buffer=NS(log=log), events=NS(log=log)), events_raised=0,
-                    power_cuts=0, boots=1, outage_ms=0, backlog_max=0, link=NS(bytes_up=1000),
+                    power_cuts=0, boots=1, outage_ms=0, sensor_faults=0, backlog_max=0,
+                    link=NS(bytes_up=1000),
                     model=NS(truth={}))
     fleet = NS(db_path=d.ingest.db_path, devices=[device], duration_ms=3600000, seed=1,
                started_wall=1.0, ended_wall=2.0, restarts=0, first=0, devices_total=1,
