@@ -347,6 +347,8 @@ class Fleet:
             if not unknown and not self.ingest.repair_pending() and \
                     not await loop.run_in_executor(None, repairing, self.db_path, mine):
                 break
+            if self.progress is not None:
+                self.progress.update(self.snapshot(phase="repairing"))
             if time.time() > deadline:
                 log.warning("gave up waiting after %d s: %s", DRAIN_ALL_S, (
                     "the database does not know the newest batch or event of %d devices"

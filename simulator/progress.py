@@ -19,6 +19,7 @@ class Progress:
         self.every_s = every_s
         self.live = None
         self.last_line = 0.0
+        self.phase = None
         if hasattr(self.out, "isatty") and self.out.isatty():
             try:
                 from rich.console import Console
@@ -33,9 +34,12 @@ class Progress:
             self.live.update(self._table(snap), refresh=True)
             return
         now = time.time()
-        if now - self.last_line < self.every_s and snap["phase"] == "running":
+        # a line a phase at once, then one every every_s while it lasts (the repairs after the
+        # run showed none for minutes: it looked hung)
+        if now - self.last_line < self.every_s and snap["phase"] == self.phase:
             return
         self.last_line = now
+        self.phase = snap["phase"]
         self.out.write("[%5.0fs] %s: device time %s of %s, %d/%d online, %d readings generated, "
                        "%d delivered, backlog %d batches, %d offline, %d power cuts, %d events\n"
                        % (snap["wall_s"], snap["phase"], _days(snap["device_time_ms"]),

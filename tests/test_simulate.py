@@ -804,3 +804,23 @@ def test_overlapping_outages_of_a_device_keep_its_link_down_until_the_last_one_e
     assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
     report = json.loads((tmp_path / "w" / "report.json").read_text())
     assert report["devices"][0]["outage_ms"] == expected
+
+
+def test_the_progress_shows_a_long_phase_now_and_then_not_once(monkeypatch):
+    # The repairs after a run (minutes on a slow link) printed one line and then nothing: the
+    # run looked hung. Each phase gets a line at once, then one every every_s while it lasts.
+    from simulator import progress
+    now = [1000.0]
+    monkeypatch.setattr(progress.time, "time", lambda: now[0])
+    out = io.StringIO()
+    p = progress.Progress(out=out, every_s=5.0)
+    p.live = None
+    snap = {"wall_s": 1.0, "device_time_ms": 0, "duration_ms": 1000, "online": 1, "devices": 1,
+            "generated": 0, "delivered": 0, "backlog": 0, "outages": 0, "power_cuts": 0,
+            "events": 0}
+    for t, phase in ((1000.0, "running"), (1001.0, "running"), (1002.0, "repairing"),
+                     (1003.0, "repairing"), (1008.0, "repairing"), (1009.0, "done")):
+        now[0] = t
+        p.update(dict(snap, phase=phase))
+    assert [line.split("] ")[1].split(":")[0] for line in out.getvalue().splitlines()] == [
+        "running", "repairing", "repairing", "done"]
