@@ -121,6 +121,7 @@ def load_fleet(path, devices=None):
         except ValueError as exc:
             problem(_node(item, "profile"), where, str(exc))
             continue
+        written = template      # as the file says it, for its errors
         template = template or profile["device"]["id"].replace("{uid}", "{n:04d}")
         if "{n" not in template:
             template += "-{n:04d}"
@@ -129,11 +130,11 @@ def load_fleet(path, devices=None):
                 device_id = template.format(n=n)
             except (ValueError, KeyError, IndexError, AttributeError, TypeError):
                 problem(_node(item, "id"), where + ".id",
-                        "expected text like 'printer-{n:04d}', got %r" % template)
+                        "expected text like 'printer-{n:04d}', got %r" % (written or template))
                 break
             if not ids.valid(device_id):
                 problem(_node(item, "id"), where + ".id",
-                        "%r gives %r, not %s" % (template, device_id, ids.WHAT))
+                        "%r gives %r, not %s" % (written or template, device_id, ids.WHAT))
                 break
         lines.append([profile, count, template, item, where])
     if problems:

@@ -547,6 +547,8 @@ def test_a_missing_fleet_file_is_said_without_an_errno(tmp_path):
     ("..{n}", "devices[0].id: '..{n}' gives '..1', not an id of up to 64 letters"),
     ("<script>{n}", "gives '<script>1', not an id"),
     ("p-{n:0200d}", "not an id of up to 64"),
+    # the id as written, not as rewritten ('a-{m}-{n:04d}')
+    ("a-{m}", "devices[0].id: expected text like 'printer-{n:04d}', got 'a-{m}'"),
 ])
 def test_fleet_device_ids_follow_the_profiles_rule(tmp_path, template, says):
     from simulator.fleet import FleetError
