@@ -322,11 +322,7 @@ def _check_shared_buffer(root, profile, profile_path, device):
     if profile["buffer"]["storage"] != "flash":
         return
     mine = posixpath.normpath(profile["buffer"]["path"])
-    try:
-        with open(os.path.join(_under(root, mine), "device"), encoding="utf-8") as f:
-            owner = f.read().strip()
-    except OSError:
-        owner = None
+    owner = _owner(root, mine)
     if owner and owner != device:
         raise ServiceError(2, "tether install-service: the buffer in %s holds the readings of "
                            "device %s, and tether run would refuse to send them as %s: remove "
@@ -468,10 +464,7 @@ def install(args, out, err=sys.stderr):
     if not args.no_start:
         steps += [["enable", service], ["restart", service]]
     for step in steps:
-        done = subprocess.run([systemctl] + step, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise ServiceError(1, "tether install-service: systemctl %s failed: %s"
-                               % (" ".join(step), (done.stderr or done.stdout).strip()))
+        _systemctl(systemctl, step, "install-service")
     if args.no_start:
         out.write("installed, not started: systemctl enable --now %s\n" % service)
     else:
@@ -510,11 +503,7 @@ def remove(args, out, err=sys.stderr):
                                           else "none is"))
     buffer = _buffer_of(root, profile_path)
     if buffer is not None and args.purge:
-        try:
-            with open(os.path.join(_under(root, buffer), "device"), encoding="utf-8") as f:
-                owner = f.read().strip()
-        except OSError:
-            owner = None
+        owner = _owner(root, buffer)
         if owner and owner != name:
             raise ServiceError(2, "tether remove-service: --purge: the buffer in %s holds the "
                                "readings of device %s, not %s: left as it is; nothing was "
@@ -545,11 +534,21 @@ def remove(args, out, err=sys.stderr):
     return 0
 
 
-def _systemctl(systemctl, step):
+def _systemctl(systemctl, step, command="remove-service"):
+    """One systemctl step; ServiceError (exit 1) with what it said when it fails."""
     done = subprocess.run([systemctl] + step, capture_output=True, text=True)
     if done.returncode != 0:
-        raise ServiceError(1, "tether remove-service: systemctl %s failed: %s"
-                           % (" ".join(step), (done.stderr or done.stdout).strip()))
+        raise ServiceError(1, "tether %s: systemctl %s failed: %s"
+                           % (command, " ".join(step), (done.stderr or done.stdout).strip()))
+
+
+def _owner(root, buffer):
+    """The device whose readings the buffer folder holds (its `device` marker), or None."""
+    try:
+        with open(os.path.join(_under(root, buffer), "device"), encoding="utf-8") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None
 
 
 def _buffer_of(root, profile_path):
