@@ -337,21 +337,17 @@ def _check_shared_buffer(root, profile, profile_path, device):
         other = "%s/%s" % (PROFILE_DIR, entry)
         if not entry.endswith(".json") or other == profile_path:
             continue
-        try:
-            with open(os.path.join(folder, entry), encoding="utf-8") as f:
-                buffer = json.load(f)["buffer"]
-        except (OSError, ValueError, KeyError, TypeError):
+        theirs = _buffer_of(root, other)
+        if theirs is None:
             continue
-        theirs = posixpath.normpath(str(buffer.get("path")))
-        if buffer.get("storage") == "flash" and theirs != mine and (
-                mine.startswith(theirs + "/") or theirs.startswith(mine + "/")):
+        if theirs != mine and (mine.startswith(theirs + "/") or theirs.startswith(mine + "/")):
             # tether run refuses a buffer inside another (their files would mix): the service
             # would stop at its first start, for good (exit 2).
             raise ServiceError(2, "tether install-service: the buffer in %s and the one of %s "
                                "in %s are one inside the other: give this profile a buffer.path "
                                "of its own beside it under %s/" % (mine, other, theirs,
                                                                    STATE_DIR))
-        if buffer.get("storage") == "flash" and theirs == mine:
+        if theirs == mine:
             name = entry[:-len(".json")]
             raise ServiceError(2, "tether install-service: the service of %s already keeps its "
                                "buffer in %s: give this profile its own buffer.path under %s/, "

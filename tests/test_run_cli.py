@@ -237,45 +237,40 @@ def test_a_store_that_fails_stops_the_run_with_the_reason_and_exit_1(tmp_path):
     assert "No such file or directory" in last and "Traceback" not in err
 
 
-def test_a_full_disk_at_start_exits_1_which_the_service_restarts_not_2(tmp_path, monkeypatch):
-    # exit 2 is for what would fail the same way again (the unit's RestartPreventExitStatus):
-    # a Pi whose disk was full for a minute was left stopped for good.
+def run_on_a_full_disk(tmp_path, monkeypatch, names_its_file):
+    """(exit code, what tether run said) with every store write failing ENOSPC, the error
+    naming the file it was writing or not."""
     import errno
     import io
     import agent.store
     from firmware.cli import build_parser
-
-    def full(self, name, data):
-        raise OSError(errno.ENOSPC, "No space left on device", self._p(name + ".tmp"))
-    monkeypatch.setattr(agent.store.FileStore, "replace", full)
-    profile = tmp_path / "pi.yaml"
-    profile.write_text(PROFILE % (free_port(), ""))
-    out = io.StringIO()
-    args = build_parser()[0].parse_args(["run", str(profile), "--store", str(tmp_path / "b")])
     from firmware.run import main
-    assert main(args, out) == 1
-    assert out.getvalue() == "tether run: %s: No space left on device\n" % (
-        tmp_path / "b" / "state.tmp")
-
-
-def test_a_full_disk_that_names_no_file_is_said_with_the_buffers_folder(tmp_path, monkeypatch):
-    # "tether run: No space left on device" said neither where nor which disk.
-    import errno
-    import io
-    import agent.store
-    from firmware.cli import build_parser
 
     def full(self, name, data):
+        if names_its_file:
+            raise OSError(errno.ENOSPC, "No space left on device", self._p(name + ".tmp"))
         raise OSError(errno.ENOSPC, "No space left on device")
     monkeypatch.setattr(agent.store.FileStore, "replace", full)
     profile = tmp_path / "pi.yaml"
     profile.write_text(PROFILE % (free_port(), ""))
     out = io.StringIO()
     args = build_parser()[0].parse_args(["run", str(profile), "--store", str(tmp_path / "b")])
-    from firmware.run import main
-    assert main(args, out) == 1
-    assert out.getvalue() == "tether run: the buffer at %s: No space left on device\n" % (
-        tmp_path / "b")
+    return main(args, out), out.getvalue()
+
+
+def test_a_full_disk_at_start_exits_1_which_the_service_restarts_not_2(tmp_path, monkeypatch):
+    # exit 2 is for what would fail the same way again (the unit's RestartPreventExitStatus):
+    # a Pi whose disk was full for a minute was left stopped for good.
+    code, said = run_on_a_full_disk(tmp_path, monkeypatch, True)
+    assert code == 1
+    assert said == "tether run: %s: No space left on device\n" % (tmp_path / "b" / "state.tmp")
+
+
+def test_a_full_disk_that_names_no_file_is_said_with_the_buffers_folder(tmp_path, monkeypatch):
+    # "tether run: No space left on device" said neither where nor which disk.
+    code, said = run_on_a_full_disk(tmp_path, monkeypatch, False)
+    assert code == 1
+    assert said == "tether run: the buffer at %s: No space left on device\n" % (tmp_path / "b")
 
 
 def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
