@@ -1,6 +1,7 @@
 # The batch: a CBOR envelope around a SenML or compact body (docs/wire-format.md).
 #
 #   [1, device id, sequence number, boot count, dropped readings, encoding, flags, body]
+#   [2, device id, seq, boot, dropped, encoding, flags, store id, body]   (agent/log.py's id)
 #
 # The encoder streams rows straight from the buffer's arrays into one bytearray allocated when
 # it is made: a batch built first as a tree of dicts does not fit a 64 KiB MicroPython heap.
@@ -13,6 +14,7 @@ except ImportError:
         return x
 
 VERSION = const(1)
+VERSION_STORE = const(2)  # with the log's store id (agent/log.py) before the body
 SENML = const(0)
 COMPACT = const(1)
 ENCODINGS = ("senml", "compact")
@@ -71,6 +73,7 @@ class Encoder:
             self.senml = senml
             self.compact = None
         self.squeeze = compressor() if deflate else None
+        self.store = 0  # the log's store id (agent/log.py); 0: none, a version 1 envelope
 
     def use(self, schema):
         """Encodes with schema from now on: a buffer's rows made under an earlier profile leave
@@ -86,8 +89,9 @@ class Encoder:
         call. Raises cbor.BufferFull when the rows do not fit in max_bytes."""
         w = self.w
         w.reset()
-        w.array(8)
-        w.int(VERSION)
+        store = self.store
+        w.array(9 if store else 8)
+        w.int(VERSION_STORE if store else VERSION)
         w.text(self.device)
         w.int(seq)
         w.int(boot)
@@ -95,6 +99,8 @@ class Encoder:
         w.int(self.encoding)
         flags_at = w.pos
         w.int(FLAG_SYNCED if synced else 0)
+        if store:
+            w.int(store)
         at = w.open_bytes()
         try:
             if self.compact is not None:

@@ -1,6 +1,6 @@
 # Reads batches: the envelope, then a SenML or compact body (docs/wire-format.md).
 from agent import cbor, cbor_decode, compact_decode, senml_decode
-from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, SENML, VERSION
+from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, SENML, VERSION, VERSION_STORE
 from agent.shown import shown
 
 try:
@@ -71,6 +71,7 @@ class Batch:
         self.synced = bool(flags & FLAG_SYNCED)
         self.deflated = bool(flags & FLAG_DEFLATED)
         self.body = body
+        self.store = 0                # the device log's store id; 0 in a version 1 envelope
         self.schema_id = None
         self.units = {}               # channel -> unit: the first a SenML pack gave it
         self.readings = None
@@ -102,11 +103,19 @@ def read_envelope(data, offset=0):
         raise _at(exc, offset)
     if not isinstance(env, list) or not env:
         raise cbor.Malformed("a batch is a CBOR array", offset)
-    if not isinstance(env[0], int) or isinstance(env[0], bool) or env[0] != VERSION:
-        raise cbor.Malformed("batch format version %s is not supported (this decoder reads %d)"
-                             % (shown(env[0]), VERSION), offset)
-    if len(env) != 8:
-        raise cbor.Malformed("a version 1 batch has 8 fields, this one %d" % len(env), offset)
+    version = env[0]
+    if not isinstance(version, int) or isinstance(version, bool) or version not in (
+            VERSION, VERSION_STORE):
+        raise cbor.Malformed("batch format version %s is not supported (this decoder reads %d "
+                             "and %d)" % (shown(version), VERSION, VERSION_STORE), offset)
+    fields = 8 if version == VERSION else 9
+    if len(env) != fields:
+        raise cbor.Malformed("a version %d batch has %d fields, this one %d"
+                             % (version, fields, len(env)), offset)
+    store = env.pop(7) if version == VERSION_STORE else 0
+    if version == VERSION_STORE and not (isinstance(store, int) and not isinstance(store, bool)
+                                         and 0 < store <= 0xFFFFFFFF):
+        raise cbor.Malformed("envelope store id must be an integer from 1 to 2**32 - 1", offset)
     _, device, seq, boot, dropped, encoding, flags, body = env
     if not isinstance(device, str):
         raise cbor.Malformed("envelope device id must be text", offset)
@@ -118,8 +127,10 @@ def read_envelope(data, offset=0):
     _uint(flags, "flags", offset)
     if flags & ~(FLAG_SYNCED | FLAG_DEFLATED):
         raise cbor.Malformed("unknown envelope flags %#x" % flags, offset)
-    return Batch(device, _uint(seq, "sequence number", offset), _uint(boot, "boot count", offset),
-                 _uint(dropped, "dropped count", offset), encoding, flags, body)
+    b = Batch(device, _uint(seq, "sequence number", offset), _uint(boot, "boot count", offset),
+              _uint(dropped, "dropped count", offset), encoding, flags, body)
+    b.store = store
+    return b
 
 
 def decode(data, schemas=None, offset=0, max_body=MAX_INFLATED):

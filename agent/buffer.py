@@ -100,6 +100,7 @@ class Buffer:
         # The boot is counted once the last one's rows are stored: under its number (a start
         # that fails before, a full disk, say, must not make them a later boot's)
         discarded = self.log.open(replay, False) + size - good
+        self.encoder.store = self.log.store_id
         self.seq = self.log.next_seq()
         if doc is None:  # the encoder's schema document (the agent passes the one it made)
             doc = self.encoder.schema.to_cbor()

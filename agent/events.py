@@ -2,6 +2,7 @@
 #
 # An event is a CBOR array (docs/wire-format.md):
 #   [1, device id, seq, boot, flags, time ms, event, sensor, state, value, detail]
+#   [2, ... the same ..., store]    from a log with a store id (agent/log.py)
 # with its own sequence numbers. The first four items are laid out as a batch's, so the same
 # log (agent/log.py, in its own folder) stores, bounds, drops and replays events, and
 # batch.seq_of reads their sequence numbers.
@@ -32,8 +33,9 @@ class Events:
     def emit(self, t, synced, event, sensor, state, value=None, detail=None):
         w = self.w
         w.reset()
-        w.array(11)
-        w.int(batch.VERSION)
+        store = self.log.store_id
+        w.array(12 if store else 11)
+        w.int(batch.VERSION_STORE if store else batch.VERSION)
         w.text(self.device)
         w.int(self.seq)
         w.int(self.log.boot)
@@ -44,6 +46,8 @@ class Events:
         w.text(state)
         w.value(value)
         w.value(detail)
+        if store:
+            w.int(store)
         self.log.append_batch(self.seq, 1, w.getvalue())
         # Taken once stored, before the sync: an event whose sync failed may still reach the
         # flash and the broker, and the next one must not go out under its number.

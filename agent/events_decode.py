@@ -6,6 +6,7 @@ from agent.shown import shown
 
 class Event:
     def __init__(self, fields):
+        self.store = fields.pop() if len(fields) == 12 else 0  # the log's store id (agent/log.py)
         (_, self.device, self.seq, self.boot, flags, self.t, self.event, self.sensor, self.state,
          self.value, self.detail) = fields
         self.synced = bool(flags & batch.FLAG_SYNCED)
@@ -18,9 +19,13 @@ _TOP = 0x7FFFFFFFFFFFFFFF  # seq, boot and time: what a signed 64-bit column hol
 def decode(data):
     """An event message; cbor.Malformed when it is not one."""
     fields = cbor_decode.loads(data)
-    if not isinstance(fields, list) or len(fields) != 11 or not isinstance(
-            fields[0], int) or isinstance(fields[0], bool) or fields[0] != batch.VERSION:
-        raise cbor.Malformed("not a version 1 Tether event", 0)
+    if not isinstance(fields, list) or not fields or not isinstance(fields[0], int) or isinstance(
+            fields[0], bool) or (
+            fields[0], len(fields)) not in ((batch.VERSION, 11), (batch.VERSION_STORE, 12)):
+        raise cbor.Malformed("not a Tether event (version 1 of 11 items, or 2 of 12)", 0)
+    if len(fields) == 12 and not (isinstance(fields[11], int) and not isinstance(fields[11], bool)
+                                  and 0 < fields[11] <= 0xFFFFFFFF):
+        raise cbor.Malformed("event store id must be an integer from 1 to 2**32 - 1", 0)
     for i, kind in ((1, str), (2, int), (3, int), (4, int), (5, int), (6, str), (7, str), (8, str)):
         if not isinstance(fields[i], kind) or isinstance(fields[i], bool):
             raise cbor.Malformed("event field %d has the wrong type" % i, 0)

@@ -10,11 +10,16 @@
 # newest few sequence ranges dropped unsent. Every deletion commits there first, so a cut between
 # the two leaves nothing half done.
 #
+# The id file, written once when the log is made, holds its store id: a random number that
+# batches and events carry, so that the ingest can tell a log made afresh (an erased board, a
+# new SD card), whose numbers start at 0 again, from the one before it (docs/wire-format.md).
+#
 # Acknowledged batches stay until the space is needed (docs/uplink.md, "Repair"): the broker may
 # lose what it acknowledged, and the ingest can then ask for them again. A full log drops its
 # oldest segment, so acknowledged data goes first; a segment is deleted only to make room, about
 # as often as acks used to delete them, and no batch is ever written twice.
 import binascii
+import os
 import struct
 
 try:
@@ -28,6 +33,7 @@ BATCH = const(2)     # a whole encoded batch, after its reading count (u16)
 HEAD = const(7)
 MAX_RECORD = const(0xFFFF)
 _STATE = "state"
+_ID = "id"
 _STATE_V1 = b"TSB1"
 _STATE_MAGIC = b"TSB2"
 # magic, boot, acked + 1, dropped, dead + 1, seq floor + 1; version 2 adds the number of dropped
@@ -113,6 +119,7 @@ class Log:
         self.segments = []
         self.size = 0
         self.boot = 0
+        self.store_id = 0      # 0: a log made before store ids (the ingest's store 0)
         self.acked = -1        # every batch with a sequence number <= this is acked or dropped
         self.dropped = 0       # readings dropped because the log was full, since it was created
         self.dead = -1         # segments numbered <= this are gone or about to be
@@ -177,6 +184,22 @@ class Log:
         self.store.replace(_STATE, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
         self._acked_unsaved = 0
 
+    def _load_id(self, names):
+        data = self.store.read_all(_ID) if _ID in names else None
+        if data is not None and len(data) == 8:
+            n, crc = struct.unpack("<II", data)
+            if n and crc == binascii.crc32(data[:4]) & 0xFFFFFFFF:
+                return n
+        if data is None and _STATE in names:
+            return 0  # made before store ids: it keeps the numbers the ingest has for it
+        # A new log, or an id file that fails its check (then the ingest takes this log's new
+        # batches as a new store: the old id's, in the log already, keep theirs). At least 2^16,
+        # so that every batch's envelope has the same size.
+        n = struct.unpack("<I", os.urandom(4))[0] % 0xFFFF0000 + 0x10000
+        body = struct.pack("<I", n)
+        self.store.replace(_ID, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        return n
+
     # -- open --------------------------------------------------------------------------------
 
     def open(self, replay=None, boot=True):
@@ -184,6 +207,7 @@ class Log:
         order, and counts a new boot (boot=False: the caller's new_boot() does, once it has
         stored what the boot before left). Returns the number of bytes discarded as torn or
         corrupt."""
+        self.store_id = self._load_id(self.store.names())
         if not self._load_state():
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
             if _STATE in self.store.names():  # one that fails its check: its counts are lost

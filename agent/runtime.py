@@ -347,7 +347,7 @@ class Agent:
         if held and not self.uplink.repair(kind, held):
             raise _error("busy: too many repairs are waiting; ask again later")
         return {"kind": kind, "queued": queued, "gone": gone, "dropped": dropped,
-                "unknown": unknown}
+                "unknown": unknown, "store": log.store_id}
 
     def _reboot(self, cmd):
         cmd.done()
@@ -376,5 +376,8 @@ def _shown(v):
 
 
 def _seq_span(log, sent):
-    """[oldest held, newest published] of one log, for health (docs/uplink.md)."""
-    return [log.oldest(), max(sent, log.acked)]
+    """[oldest held, newest published, store id] of one log, for health (docs/uplink.md)."""
+    span = [log.oldest(), max(sent, log.acked)]
+    if log.store_id:
+        span.append(log.store_id)
+    return span

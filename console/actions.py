@@ -6,7 +6,8 @@
     refill_needed      a bottle's supply below its threshold (no refill since)
     silent             nothing heard for longer than the console's --silent
     dropping           readings dropped by a full buffer, batches lost for good, or refused as
-                       copies with other bytes (a device whose store was wiped)
+                       copies with other bytes (a device from before store ids whose store
+                       was wiped)
 
 An acknowledgement or snooze (table `acks`, written by console/app.py once the device said
 yes where it goes to the device) hides an action until there is something newer than what was
@@ -69,9 +70,9 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                     "figures": {"missed": len(misses),
                                 "scheduled": [f.get("scheduled", t) for t, _, f in misses]}})
     wall_ms = int(time.time() * 1000)
-    # Batches and events refused as copies with other bytes, by device: a device whose store
-    # was wiped numbers from 0 again, and the ingest keeps none of them until its numbers pass
-    # the old ones (docs/ingest.md). Shown, not silent.
+    # Batches and events refused as copies with other bytes, by device: a device from before
+    # store ids whose store was wiped numbers from 0 again under the same store, and the ingest
+    # keeps none of them until its numbers pass the old ones (docs/ingest.md). Shown, not silent.
     refused = {}
     for topic, n in db.rows(
             "SELECT topic, count(*) FROM malformed WHERE reason LIKE ? AND received_at >= ? "

@@ -47,6 +47,7 @@ def encode(profile, lines, device_id=None, notes=None):
     buf = Buffer(log, enc, policy["max_readings"], policy["max_age_ms"],
                  policy["max_readings"], UNBOUNDED)
     buf.open()
+    enc.store = 0  # of no device's log: version 1 envelopes (docs/wire-format.md)
     buf.set_synced(True)
     rounded = 0
     for number, line in enumerate(lines, 1):

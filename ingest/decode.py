@@ -180,6 +180,7 @@ class Event:
 
     def __init__(self, e, value, detail, fields):
         self.seq, self.boot, self.t, self.synced = e.seq, e.boot, e.t, int(e.synced)
+        self.store = e.store
         self.event, self.sensor, self.state = text(e.event), text(e.sensor), text(e.state)
         self.value, self.detail, self.fields = value, detail, fields
 

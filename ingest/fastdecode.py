@@ -15,7 +15,7 @@ import re
 from itertools import accumulate
 
 from agent import batch_decode
-from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, VERSION
+from agent.batch import COMPACT, FLAG_DEFLATED, FLAG_SYNCED, VERSION, VERSION_STORE
 from agent.compact import MAX_READINGS, MAX_UNARY
 
 from ingest.decode import check_names, text
@@ -36,13 +36,14 @@ class Decoded:
     is text (SenML `vs`). `readings` gives the reference's [(t_ms, channel, value)] (built when
     asked for)."""
 
-    __slots__ = ("device", "seq", "boot", "dropped", "encoding", "synced", "deflated",
+    __slots__ = ("device", "store", "seq", "boot", "dropped", "encoding", "synced", "deflated",
                  "schema_id", "units", "columns", "text", "count", "t_first", "t_last", "_readings",
                  "_order")
 
     def __init__(self, b, columns, count, t_first, t_last, readings=None, order=None,
                  text=False):
         self.device, self.seq, self.boot, self.dropped = b.device, b.seq, b.boot, b.dropped
+        self.store = b.store
         self.encoding, self.synced, self.deflated = b.encoding, b.synced, b.deflated
         self.schema_id, self.units = b.schema_id, b.units
         self.columns = columns
@@ -238,7 +239,7 @@ def _envelope(data):
     """The envelope of a compact batch, in the plain form the agent writes it (definite lengths,
     no tags: what the reference reads the same way); Unusual for anything else."""
     major, n, pos = _head(data, 0)
-    if major != 4 or n != 8 or data[pos] != VERSION:
+    if major != 4 or (n, data[pos]) not in ((8, VERSION), (9, VERSION_STORE)):
         raise Unusual
     device, pos = _bytes(data, pos + 1, 3)
     seq, pos = _int(data, pos)
@@ -246,11 +247,18 @@ def _envelope(data):
     dropped, pos = _int(data, pos)
     encoding, pos = _int(data, pos)
     flags, pos = _int(data, pos)
+    store = 0
+    if n == 9:
+        store, pos = _int(data, pos)
+        if not 0 < store <= 0xFFFFFFFF:
+            raise Unusual
     body, pos = _bytes(data, pos, 2)
     if (pos != len(data) or encoding != COMPACT or min(seq, boot, dropped, flags) < 0
             or max(seq, boot, dropped) > TOP or flags & ~(FLAG_SYNCED | FLAG_DEFLATED)):
         raise Unusual
-    return batch_decode.Batch(device.decode(), seq, boot, dropped, encoding, flags, body)
+    b = batch_decode.Batch(device.decode(), seq, boot, dropped, encoding, flags, body)
+    b.store = store
+    return b
 
 
 def _fast(payload, schemas):

@@ -16,7 +16,7 @@ import time
 from agent import batch_decode, cbor, ids
 from agent.batch import COMPACT
 
-from ingest import decode, fastdecode, repair
+from ingest import decode, fastdecode, numbering, repair
 from ingest.decode import Bad
 from ingest.store import ADD_BATCH, UPSERT_DEVICE
 from ingest.topics import parse_topic
@@ -47,12 +47,13 @@ def _again(rows, doc):
 class Delta:
     """What one message (or one group of them) changed, applied to the counters after COMMIT."""
 
-    __slots__ = ("counts", "devices", "units", "logs", "recount")
+    __slots__ = ("counts", "devices", "units", "stores", "logs", "recount")
 
     def __init__(self):
         self.counts = {}
         self.devices = {}
         self.units = []
+        self.stores = []  # ((device, kind, store id), number) met
         self.logs = []
         self.recount = False  # batches were held or released: count `held` again
 
@@ -72,6 +73,7 @@ class Delta:
             for k, n in counts.items():
                 d[k] = d.get(k, 0) + n
         self.units += other.units
+        self.stores += other.stores
         self.logs += other.logs
         self.recount = self.recount or other.recount
 
@@ -87,10 +89,14 @@ class Retry(Exception):
 
 class Handlers:
     """Needs self._db (a Store), self._schemas (decode.Schemas), self._units (a set),
+    self._stores (a dict),
     self.prefix, self.client_id, self.max_held and self.hold_timeout."""
 
     # (device, channel, unit) stored by the current transaction: its later batches skip them
     _group_units = frozenset()
+    # (device, kind, store id) -> its number (ingest/numbering.py) met by the current
+    # transaction (those committed: self._stores)
+    _group_stores = None
     # Batches decoded and checked, their storing put off to the group's end (_store_deferred):
     # [(batch, payload, its `batches` row, its devices row)]; None: each stored as it comes.
     _deferred = None
@@ -125,6 +131,8 @@ class Handlers:
                 raise  # locked, disk full, I/O, connection lost: the whole group again
             db.execute("ROLLBACK TO " + name)
             self._group_units.difference_update(d.units)
+            for key, _ in d.stores:
+                self._group_stores.pop(key, None)
             d = Delta()
             if isinstance(exc, Bad):
                 reason = exc.reason
@@ -176,6 +184,30 @@ class Handlers:
         else:
             self._status(device, payload, received_at, d)
 
+    def _base(self, device, kind, store, received_at, d, add=True):
+        """What the device's store's sequence numbers take here (ingest/numbering.py); None for
+        a store not met when add is False."""
+        key = (device, kind, store)
+        n = self._stores.get(key)
+        if n is None:
+            n = self._group_stores.get(key)
+        if n is None:
+            if add and self._deferred:
+                d.merge(self._store_deferred())  # a new store settles what the ones before lack
+            n = numbering.number(self._db, device, kind, store, received_at, d, add)
+            if n is None:
+                return None
+            self._group_stores[key] = n
+            d.stores.append((key, n))
+        return n << numbering.SHIFT
+
+    def _number(self, device, kind, store, seq, received_at, d):
+        """A batch's or event's sequence number as the ingest keeps it."""
+        if store and seq >> numbering.SHIFT:
+            raise Bad("%s %d of %s: past 2^32 in a store (a device numbers below that)"
+                      % (kind, seq, device))
+        return seq + self._base(device, kind, store, received_at, d)
+
     def _seen(self, device, received_at):
         self._db.execute("INSERT INTO devices (device, first_seen, last_seen) VALUES (?, ?, ?) "
                          "ON CONFLICT (device) DO UPDATE SET "
@@ -213,6 +245,7 @@ class Handlers:
 
     def _store(self, device, b, payload, received_at, d):
         decode.check_envelope(device, b)
+        b.seq = self._number(device, "batch", b.store, b.seq, received_at, d)
         count = b.count
         seq = b.seq
         row = (device, seq, b.boot, b.dropped, int(b.synced),
@@ -371,6 +404,7 @@ class Handlers:
         db = self._db
         if self._deferred:
             d.merge(self._store_deferred())  # as before any other message; one may be this one
+        b.seq = self._number(device, "batch", b.store, b.seq, received_at, d)
         if db.execute("SELECT 1 FROM batches WHERE device = ? AND seq = ?",
                       (device, b.seq)).fetchone() is not None:
             self._duplicate(device, b.seq, payload, received_at, d)
@@ -483,11 +517,14 @@ class Handlers:
                        "VALUES (?, ?, ?, ?, ?)", (device, received_at, e.reply, e.ok, e.body))
             d.add("replies")
             if e.is_repair():
+                def base(kind, store):
+                    return self._base(device, kind, store, received_at, d, False)
                 try:
-                    repair.reply(db, device, e.doc, received_at, d)
+                    repair.reply(db, device, e.doc, received_at, d, base)
                 except ValueError as exc:
                     raise Bad("reply to a resend command: %s" % (exc,))
             return
+        e.seq = self._number(device, "event", e.store, e.seq, received_at, d)
         cur = db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, "
                          "state, value, detail, received_at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -538,7 +575,13 @@ class Handlers:
                    "dropped_health = greatest(dropped_health, ?) WHERE device = ?",
                    (received_at, dropped, device))
         if seq:
-            repair.note_health(db, device, seq)
+            now = {}
+            for kind, (oldest, newest, store) in seq.items():
+                at = self._base(device, kind, store, received_at, d)
+                if at >> numbering.SHIFT == numbering.current(db, device, kind):
+                    now[kind] = (None if oldest is None else oldest + at, newest + at)
+            # (a report of a store replaced since is late: the new one's numbers stand)
+            repair.note_health(db, device, now)
         d.add("health_duplicates" if again else "health")
 
     def _status(self, device, payload, received_at, d):

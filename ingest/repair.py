@@ -30,6 +30,8 @@ WINDOW = 4096         # sequence numbers above `done` looked at per device and p
 MAX_REPLY_RANGES = 64  # per list in a reply (a device sends at most MAX_RANGES)
 ID_PREFIX = "repair-"
 INT64 = 1 << 63
+SHIFT = 32  # a device's store n numbers from n << SHIFT here (ingest/numbering.py); the
+# protocol's sequence numbers are below 2^32
 KINDS = ("batch", "event")
 TABLE = {"batch": "batches", "event": "events"}
 LAST = {"batch": "last_seq", "event": "last_event_seq"}
@@ -141,6 +143,14 @@ def choose(ranges, recent, max_ranges=MAX_RANGES, max_seqs=MAX_SEQS):
     return out
 
 
+def one_store(ranges):
+    """The ranges of the first one's store (ingest/numbering.py): a command asks one."""
+    if not ranges:
+        return ranges
+    top = ((ranges[0][0] >> SHIFT) + 1 << SHIFT) - 1
+    return [[a, min(b, top)] for a, b in ranges if a <= top]
+
+
 def refill(tokens, at, now, rate, burst):
     """A token bucket's tokens at `now`, from `tokens` at time `at` (None: a full bucket)."""
     if at is None:
@@ -154,7 +164,8 @@ def command(cmd_id, kind, ranges):
 
 
 def parse_seq(value):
-    """{kind: (oldest, newest)} from a health report's `seq`; ValueError when malformed."""
+    """{kind: (oldest, newest, store id)} from a health report's `seq`; ValueError when
+    malformed."""
     if not isinstance(value, dict):
         raise ValueError("seq is not a map")
     out = {}
@@ -162,14 +173,19 @@ def parse_seq(value):
         pair = value.get(kind)
         if pair is None:
             continue
-        if not isinstance(pair, list) or len(pair) != 2:
-            raise ValueError("seq.%s is not [oldest, newest]" % kind)
-        oldest, newest = pair
+        if not isinstance(pair, list) or len(pair) not in (2, 3):
+            raise ValueError("seq.%s is not [oldest, newest] or [oldest, newest, store]" % kind)
+        oldest, newest = pair[:2]
+        store = pair[2] if len(pair) == 3 else 0
+        if not _int_in(store, 0) or store >> SHIFT:
+            raise ValueError("seq.%s store %r is not a store id" % (kind, store))
         if oldest is not None and not _int_in(oldest, 0):
             raise ValueError("seq.%s oldest %r is not null or a sequence number" % (kind, oldest))
         if not _int_in(newest, -1):
             raise ValueError("seq.%s newest %r is not -1 or a sequence number" % (kind, newest))
-        out[kind] = (oldest, newest)
+        if store and max(newest, oldest or 0) >> SHIFT:
+            raise ValueError("seq.%s: a store's numbers are below 2^32" % kind)
+        out[kind] = (oldest, newest, store)
     return out
 
 
@@ -194,9 +210,10 @@ def _int_in(v, low):
 # ---- the database's side (inside the writer's transaction) ----
 
 def note_health(db, device, seq):
-    """A health report's `seq`: the newest it has published (the tail may be missing), and where
-    repair starts for a device seen for the first time: at the oldest it still holds, or lower
-    where batches below that are stored (what is missing between them is asked for too)."""
+    """A health report's `seq` ({kind: (oldest, newest)} in the ingest's numbers): the newest it
+    has published (the tail may be missing), and where repair starts for a device seen for the
+    first time: at the oldest it still holds, or lower where batches below that are stored (what
+    is missing between them is asked for too)."""
     for kind, (oldest, newest) in seq.items():
         lo = oldest if oldest is not None else newest + 1
         first = db.execute("SELECT min(seq) FROM %s WHERE device = ?" % TABLE[kind],
@@ -218,10 +235,11 @@ def arrived(db, device, kind, seq):
     return asked > 0
 
 
-def reply(db, device, doc, now, d):
+def reply(db, device, doc, now, d, base):
     """A reply to a resend command (its id starts with ID_PREFIX): the request is answered, and
     what the device says it no longer holds is settled in `lost`, for the numbers that were
-    asked for and have not arrived. ValueError for a malformed reply."""
+    asked for and have not arrived. base(kind, store id): what the store's numbers take here
+    (None for a store not met). ValueError for a malformed reply."""
     rid = doc.get("reply")
     db.execute("UPDATE requests SET answered_at = ? WHERE device = ? AND id = ? "
                "AND answered_at IS NULL", (now, device, rid))
@@ -235,6 +253,14 @@ def reply(db, device, doc, now, d):
         raise ValueError("the result is not a map with kind batch or event")
     kind = result["kind"]
     lists = {key: parse_ranges(result, key) for key in ("gone", "dropped", "unknown")}
+    store = result.get("store", 0)
+    if not _int_in(store, 0) or store >> SHIFT:
+        raise ValueError("store %r is not a store id" % (store,))
+    at = base(kind, store)
+    if at is None:
+        return  # of a log the ingest never met: its numbers are nobody's here
+    for key in lists:
+        lists[key] = [(a + at, b + at) for a, b in lists[key]]
     for key, reason in REASONS:
         for a, b in lists[key]:
             n = db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
@@ -334,7 +360,7 @@ class Repair:
                 recent = [s for (s,) in db.execute(
                     "SELECT seq FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ? "
                     "AND asked_at > ? ORDER BY seq", (device, kind, lo, hi, now - p.reask))]
-                ranges = choose(ripe, recent)
+                ranges = one_store(choose(ripe, recent))
                 if ranges and self._claim(db, device, kind, ranges, now, out):
                     spent += 1
                     free = False
@@ -385,5 +411,7 @@ class Repair:
                        "VALUES (?, ?, ?, ?, 1) ON CONFLICT (device, kind, seq) DO UPDATE SET "
                        "asked_at = excluded.asked_at, asks = asked.asks + 1",
                        [(device, kind, s, now) for a, b in ranges for s in range(a, b + 1)])
-        out.append((command_topic(self.prefix, device), command(cmd_id, kind, ranges)))
+        at = ranges[0][0] >> SHIFT << SHIFT  # the device numbers its store from 0
+        out.append((command_topic(self.prefix, device),
+                    command(cmd_id, kind, [[a - at, b - at] for a, b in ranges])))
         return True

@@ -132,6 +132,7 @@ class Ingest(Handlers):
         self._limit = _LogLimit()
         self._schemas = Schemas()
         self._units = set()
+        self._stores = {}
         self._client = None
         self._writer = None
         self._db = None
@@ -296,11 +297,14 @@ class Ingest(Handlers):
         subscribed), connections (made so far), and per device {batches, readings, duplicates};
         repair: requests (resend commands sent), repaired (batches that came in answer to one),
         repaired_readings, events_repaired, lost_at_broker and dropped_by_device (batches the
-        replies settled), events_lost_at_broker, events_dropped_by_device, repair_refused."""
+        replies settled, or a device's new log settled), events_lost_at_broker,
+        events_dropped_by_device, repair_refused, stores_replaced (a device's batches or events
+        came from a new log: ingest/numbering.py)."""
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
                                   "undecodable", "events", "insights", "event_duplicates", "health",
                                   "health_duplicates", "replies", "reply_duplicates", "status", "schemas", "requests", "repaired",
+                                  "stores_replaced",
                                   "repaired_readings", "events_repaired", "lost_at_broker",
                                   "dropped_by_device", "events_lost_at_broker",
                                   "events_dropped_by_device", "repair_refused")}
@@ -426,6 +430,7 @@ class Ingest(Handlers):
                     return
                 db.begin()
                 self._group_units = set()
+                self._group_stores = {}
                 self._savepoints = savepoints
                 self._deferred = [] if not savepoints and db.add_batches is not None else None
                 # Device by device (each device's messages in the order they came): processes
@@ -499,6 +504,7 @@ class Ingest(Handlers):
             if held is not None:
                 self._held_now = held
         self._units.update(total.units)
+        self._stores.update(total.stores)
         for args in total.logs:
             self._limit(*args)
         client = self._client

@@ -274,7 +274,9 @@ def test_a_resend_command_brings_back_acknowledged_batches_byte_identical(
         run.wait_line("ready")
         health = cbor_decode.loads(watcher.wait("tether/v1/%s/up/health" % device))
         assert set(health["seq"]) == {"batch", "event"}
-        assert all(len(v) == 2 and v[1] >= -1 for v in health["seq"].values())
+        # [oldest, newest, store id]: each log made here has an id of its own
+        assert all(len(v) == 3 and v[1] >= -1 and v[2] >= 1 << 16
+                   for v in health["seq"].values())
         # Batch 2 here means the broker acknowledged 0 and 1 before this command reaches the
         # device: it handles their PUBACKs first, in order.
         watcher.wait(batches, lambda p: batch.seq_of(p) >= 2)
@@ -285,7 +287,7 @@ def test_a_resend_command_brings_back_acknowledged_batches_byte_identical(
             isinstance(cbor_decode.loads(p), dict) and cbor_decode.loads(p).get("reply") == "r")))
         assert reply["ok"] is True and reply["result"] == {
             "kind": "batch", "queued": 2, "gone": [], "dropped": [],
-            "unknown": [[1000000, 1000001]]}, reply
+            "unknown": [[1000000, 1000001]], "store": health["seq"]["batch"][2]}, reply
         for seq in (0, 1):
             watcher.wait(batches, lambda p: len(copies(seq)) >= 2)
             assert copies(seq) == [first[seq], first[seq]]

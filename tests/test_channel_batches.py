@@ -95,13 +95,15 @@ def downgrade(url):
                          "unnest(p.t_ms, p.value, p.text) AS r (t_ms, value, text)")
             conn.execute("ALTER TABLE readings_packed DROP COLUMN t_low, DROP COLUMN v_low, "
                          "DROP COLUMN t_high, DROP COLUMN v_high")
+            conn.execute("DROP TABLE stores")
             conn.execute("UPDATE tether_layout SET version = 3")
-        assert postgres.VERSION == 5
+        assert postgres.VERSION == 6
     else:  # layout 5
         conn = sqlite3.connect(url)
-        conn.executescript("DROP TABLE channel_batches; PRAGMA user_version = 5;")
+        conn.executescript("DROP TABLE channel_batches; DROP TABLE stores; "
+                           "PRAGMA user_version = 5;")
         conn.close()
-        assert sqlite_layout.DB_VERSION == 6
+        assert sqlite_layout.DB_VERSION == 7
 
 
 def test_an_older_database_gets_them_from_the_readings_it_holds(url):

@@ -660,7 +660,8 @@ def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
     import sqlite3
     conn = sqlite3.connect(str(path))
     conn.executescript("DROP TABLE acks; DROP INDEX replies_by_device; "
-                       "DROP TABLE channel_batches; PRAGMA user_version = 4;")
+                       "DROP TABLE channel_batches; DROP TABLE stores; "
+                       "PRAGMA user_version = 4;")
     conn.close()
     prepare(str(path))
     conn = sqlite3.connect(str(path))

@@ -389,7 +389,7 @@ def test_malformed_payloads_on_every_topic_are_counted_and_never_stop_it(
     garbage = [
         ("up/batch", b"\xff\x00not cbor"),
         ("up/batch", big),
-        ("up/batch", envelope(good, version=2)),
+        ("up/batch", envelope(good, version=3)),
         ("up/batch", cbor.dumps([1, "p3", 0])),
         ("up/batch", envelope(senml, body=b"\x99\x99\x99")),  # a body that is not CBOR
         ("up/batch", envelope(good, body=cbor.dumps([[1], 0, 0, b""]))),  # unhashable schema id
@@ -427,7 +427,8 @@ def test_malformed_payloads_on_every_topic_are_counted_and_never_stop_it(
     assert len(lines) == len(garbage) + 1
     assert all("\n" not in line and len(line) < 400 for line in lines)
     assert not any("dead" * 9 in line for line in lines)
-    assert any("version 2 is not supported" in line for line in lines)
+    assert any("version 3 is not supported" in line for line in lines)
+
 
 
 def test_a_restarted_ingest_gets_what_the_broker_queued_for_it(profiles, two_hours, publish,

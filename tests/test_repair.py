@@ -488,6 +488,9 @@ def test_a_version_1_file_is_migrated_and_keeps_what_it_holds(tmp_path, batches)
     assert (s["batches"], s["readings"], s["repaired"], s["lost_at_broker"]) == (3, 420, 0, 0)
     assert rows(path, "SELECT readings, last_event_seq, event_done FROM devices") == [
         (1260, 7, None)]
+    # its logs from before store ids: store 0, numbered as they were
+    assert rows(path, "SELECT kind, store, number FROM stores ORDER BY kind") == [
+        ("batch", 0, 0), ("event", 0, 0)]
 
 
 def test_a_file_of_a_newer_layout_is_refused(tmp_path):
@@ -716,3 +719,83 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
     assert (f["lost_at_broker"], f["lost_at_broker_batches"]) == (320, 1)
     assert (f["repaired"], f["repaired_batches"]) == (420, 1)
     assert "320 readings (1 batches) and 0 events LOST AT THE BROKER" in text(build(fleet))
+
+
+# ---- a device's new log (ingest/numbering.py) ----
+
+OLD_LOG, NEW_LOG = 0x10001, 0x20002
+NEW = 1 << 32  # where the ingest numbers a device's second store from
+
+
+def logged(batches, device, seq, store):
+    """Batch `seq` as a log with store id `store` sends it (a version 2 envelope)."""
+    f = cbor_decode.loads(batch(batches, device, seq))
+    return cbor.dumps([2] + f[1:7] + [store, f[7]])
+
+
+def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(desk, batches):
+    d = desk()
+    db = d.ingest.db_path
+    for s in (0, 1, 2, 3):
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "health", health("p1", batch=[0, 5, OLD_LOG]), T0)  # 4 and 5 never arrive
+    # The board is erased (tether flash --firmware): a new log numbers from 0 again.
+    for s in (0, 1, 3):
+        d.put("p1", "batch", logged(batches, "p1", s, NEW_LOG), T0 + 1)
+    d.put("p1", "health", health("p1", batch=[0, 4, NEW_LOG]), T0 + 1)
+    assert rows(db, "SELECT count(*) FROM malformed") == [(0,)]
+    assert rows(db, "SELECT seq FROM batches ORDER BY seq") == [
+        (0,), (1,), (2,), (3,), (NEW,), (NEW + 1,), (NEW + 3,)]
+    assert rows(db, "SELECT readings FROM devices") == [(7 * 420,)]
+    assert rows(db, "SELECT kind, store, number FROM stores ORDER BY number") == [
+        ("batch", OLD_LOG, 0), ("batch", NEW_LOG, 1)]
+    # What the erased log had published and never delivered is lost, and says so.
+    assert rows(db, "SELECT seq, reason FROM lost ORDER BY seq") == [(4, "dropped"),
+                                                                     (5, "dropped")]
+    assert d.ingest.stats()["stores_replaced"] == 1
+    # Repair asks the new log for what it lacks, in the new log's own numbers.
+    assert d.plan(T0 + 2) == []
+    (device, cmd), = d.plan(T0 + 2 + GRACE)
+    assert cmd["ranges"] == [[2, 2], [4, 4]]
+    d.put("p1", "event", answer(cmd, gone=[[2, 2]], queued=1, store=NEW_LOG), T0 + 3)
+    d.put("p1", "batch", logged(batches, "p1", 4, NEW_LOG), T0 + 3)
+    assert rows(db, "SELECT seq, reason FROM lost WHERE seq >= ? ORDER BY seq", NEW) == [
+        (NEW + 2, "broker")]
+    # A late batch of the old log is still stored under its own number.
+    d.put("p1", "batch", logged(batches, "p1", 4, OLD_LOG), T0 + 4)
+    assert rows(db, "SELECT seq, reason FROM lost WHERE seq < ?", NEW) == [(5, "dropped")]
+    # Gaps are within one log: none spans the two.
+    assert rows(db, "SELECT from_seq, to_seq FROM gaps ORDER BY from_seq") == [(NEW + 2, NEW + 2)]
+
+
+def test_a_reply_or_health_report_of_a_log_the_ingest_never_met_changes_nothing(desk, batches):
+    d = desk()
+    db = d.ingest.db_path
+    for s in (0, 1, 3):
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "health", health("p1", batch=[0, 3, OLD_LOG]), T0)
+    assert d.plan(T0 + 1) == []
+    (device, cmd), = d.plan(T0 + 1 + GRACE)
+    assert cmd["ranges"] == [[2, 2]]
+    d.put("p1", "event", answer(cmd, gone=[[2, 2]], store=0x30003), T0 + 2)
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM stores") == [(1,)]
+    d.put("p1", "event", answer(cmd, gone=[[2, 2]], store=OLD_LOG), T0 + 3)
+    assert rows(db, "SELECT seq, reason FROM lost") == [(2, "broker")]
+
+
+def test_a_device_from_before_store_ids_that_gets_a_new_log_keeps_its_numbers(desk, batches):
+    d = desk()
+    db = d.ingest.db_path
+    d.batches("p1", batches, [0, 1, 2], T0)  # version 1 envelopes: store 0
+    d.put("p1", "event", event("p1", 0), T0)
+    d.put("p1", "health", health("p1", batch=[0, 2], event=[0, 0]), T0)
+    f = cbor_decode.loads(event("p1", 0))
+    d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG), T0 + 1)
+    d.put("p1", "event", cbor.dumps([2] + f[1:] + [NEW_LOG]), T0 + 1)
+    assert rows(db, "SELECT seq FROM batches ORDER BY seq") == [(0,), (1,), (2,), (NEW,)]
+    assert rows(db, "SELECT seq FROM events ORDER BY seq") == [(0,), (NEW,)]
+    assert rows(db, "SELECT kind, store, number FROM stores ORDER BY kind, number") == [
+        ("batch", 0, 0), ("batch", NEW_LOG, 1), ("event", 0, 0), ("event", NEW_LOG, 1)]
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+    assert rows(db, "SELECT count(*) FROM malformed") == [(0,)]

@@ -21,15 +21,19 @@ from agent.store import RamStore
 DOC = pathlib.Path(__file__).resolve().parent.parent / "docs" / "wire-format.md"
 SCHEMA = Schema([("power", "W", 1, -1), ("pills", "count", 1, 0)])
 T = 1763856000000
-# (label in the doc, encoding, envelope args, rows (base, offsets, channels, values), readings)
+STORE = 0x5A17E5E1  # the logs' store id in the vectors of a device's log
+# (label in the doc, encoding, envelope (seq, boot, dropped, synced, store id), rows (base,
+# offsets, channels, values), readings)
 CASES = [
-    ("SenML (81 bytes)", "senml", (5, 2, 0, True), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
+    ("SenML (81 bytes)", "senml", (5, 2, 0, True, 0), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
      [(T, "power", 3.5), (T, "pills", 60), (T + 10000, "power", 28.4), (T + 20000, "power", 28.1)]),
-    ("compact (37 bytes)", "compact", (5, 2, 0, True), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
+    ("compact (37 bytes)", "compact", (5, 2, 0, True, 0), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
      [(T, "power", 3.5), (T, "pills", 60), (T + 10000, "power", 28.4), (T + 20000, "power", 28.1)]),
-    ("compact (44 bytes)", "compact", (6, 2, 420, False), (T + 250, [0, 1500, 2250], [0, 0, 1], [-12, -12, 7]),
+    ("compact from a log (42 bytes)", "compact", (5, 2, 0, True, STORE), (T, [0, 0, 10000, 20000], [0, 1, 0, 0], [35, 60, 284, 281]),
+     [(T, "power", 3.5), (T, "pills", 60), (T + 10000, "power", 28.4), (T + 20000, "power", 28.1)]),
+    ("compact (44 bytes)", "compact", (6, 2, 420, False, 0), (T + 250, [0, 1500, 2250], [0, 0, 1], [-12, -12, 7]),
      [(T + 250, "power", -1.2), (T + 1750, "power", -1.2), (T + 2500, "pills", 7)]),
-    ("SenML (89 bytes)", "senml", (6, 2, 420, False), (T + 250, [0, 1500, 2250], [0, 0, 1], [-12, -12, 7]),
+    ("SenML (89 bytes)", "senml", (6, 2, 420, False, 0), (T + 250, [0, 1500, 2250], [0, 0, 1], [-12, -12, 7]),
      [(T + 250, "power", -1.2), (T + 1750, "power", -1.2), (T + 2500, "pills", 7)]),
 ]
 
@@ -45,7 +49,7 @@ def vectors():
 def encode(encoding, env, rows):
     base, offsets, channels, values = rows
     enc = batch.Encoder("dev-1", SCHEMA, encoding, False, 1024, 16)
-    seq, boot, dropped, synced = env
+    seq, boot, dropped, synced, enc.store = env
     return bytes(enc.encode(base, array.array("i", offsets), array.array("B", channels),
                             array.array("i", values), 0, len(offsets), seq, boot, dropped, synced))
 
@@ -67,7 +71,7 @@ def test_documented_vectors_decode_to_the_documented_readings():
     doc = vectors()
     for label, encoding, env, _, readings in CASES:
         b = batch_decode.decode(doc[label], {SCHEMA.id: SCHEMA})
-        assert (b.device, b.seq, b.boot, b.dropped, b.synced) == ("dev-1",) + env
+        assert (b.device, b.seq, b.boot, b.dropped, b.synced, b.store) == ("dev-1",) + env
         assert b.readings == readings, label
         assert [type(r[2]) for r in b.readings] == [type(r[2]) for r in readings]
 
@@ -88,9 +92,10 @@ def test_micropython_writes_the_same_vectors(micropython, tmp_path):
     for label, encoding, env, rows, _ in CASES:
         base, offsets, channels, values = rows
         lines.append("e = batch.Encoder('dev-1', s, %r, False, 1024, 16)" % encoding)
+        lines.append("e.store = %d" % env[4])
         lines.append("print(bytes(e.encode(%d, array.array('i', %r), array.array('B', %r), "
                      "array.array('i', %r), 0, %d, %d, %d, %d, %r)).hex())"
-                     % ((base, offsets, channels, values, len(offsets)) + env))
+                     % ((base, offsets, channels, values, len(offsets)) + env[:4]))
     script = tmp_path / "vectors.py"
     script.write_text("\n".join(lines) + "\n")
     proc = micropython.run([str(script)])
@@ -104,10 +109,10 @@ def test_micropython_writes_the_same_vectors(micropython, tmp_path):
 RESEND = {"id": 42, "cmd": "resend", "kind": "batch", "ranges": [[118, 130], [200, 200]]}
 RESEND_REPLY = {"reply": 42, "ok": True, "result": {
     "kind": "batch", "queued": 9, "gone": [[118, 119]], "dropped": [[120, 121]],
-    "unknown": [[200, 200]]}}
+    "unknown": [[200, 200]], "store": STORE}}
 RESEND_ERROR = {"reply": 43, "ok": False,
                 "error": "bounded: at most 1024 sequence numbers a command, got 1025"}
-RESEND_CASES = [("resend command (46 bytes)", RESEND), ("resend reply (79 bytes)", RESEND_REPLY),
+RESEND_CASES = [("resend command (46 bytes)", RESEND), ("resend reply (90 bytes)", RESEND_REPLY),
                 ("resend error reply (79 bytes)", RESEND_ERROR)]
 
 
@@ -133,6 +138,7 @@ def test_a_device_answers_the_documented_resend_with_exactly_the_documented_repl
     rec = 7 + 2 + 4
     log = Log(RamStore(), 78 * rec, rec, lambda data: struct.unpack("<I", bytes(data))[0])
     log.open()
+    log.store_id = STORE
     for seq in range(200):
         log.append_batch(seq, 1, struct.pack("<I", seq))
         if seq < 120:
@@ -142,7 +148,7 @@ def test_a_device_answers_the_documented_resend_with_exactly_the_documented_repl
     commands = Commands({"resend": lambda cmd: Agent._resend(device, cmd)})
     doc = vectors()
     reply, _ = asyncio.run(commands.handle(doc["resend command (46 bytes)"]))
-    assert reply == doc["resend reply (79 bytes)"]
+    assert reply == doc["resend reply (90 bytes)"]
     assert device.uplink.queued == [("batch", [[122, 130]])]
     too_many = {"id": 43, "cmd": "resend", "kind": "batch", "ranges": [[0, 1000], [2000, 2023]]}
     reply, _ = asyncio.run(commands.handle(cbor.dumps(too_many)))
@@ -174,12 +180,14 @@ def test_an_insight_event_is_the_documented_bytes_and_decodes_to_its_fields():
     log.boot = 2
     events = Events(log, "printer-0001")
     events.open()
+    log.store_id = STORE
     events.emit(T, True, "reorder", "ink_c", "insight", 16.4, REORDER)
     data = bytes(events.next_event()[1])
-    assert data == vectors()["reorder event (162 bytes)"]
+    assert data == vectors()["reorder event (167 bytes)"]
     e = events_decode.decode(data)
     assert (e.event, e.sensor, e.state, e.value, e.detail, e.synced) == (
         "reorder", "ink_c", "insight", 16.4, REORDER, True)
+    assert e.store == STORE
     assert cbor2.loads(data)[10] == REORDER
 
 

@@ -87,6 +87,25 @@ from ingest.url import db_url, hide_password
 DIALECT = {}  # shared statement -> a backend's, per backend class: see Store.execute
 
 
+# A device's logs, store id -> number (ingest/numbering.py), in both backends' layouts: the
+# devices known when it was added had one each, from before store ids (store id 0).
+STORES_SQL = """
+CREATE TABLE stores (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('batch', 'event')),
+    store {id} NOT NULL,
+    number INTEGER NOT NULL,
+    first_seen {real} NOT NULL,
+    PRIMARY KEY (device, kind, store),
+    UNIQUE (device, kind, number)
+);
+INSERT INTO stores (device, kind, store, number, first_seen)
+    SELECT device, 'batch', 0, 0, first_seen FROM devices;
+INSERT INTO stores (device, kind, store, number, first_seen)
+    SELECT device, 'event', 0, 0, first_seen FROM devices;
+"""
+
+
 # A batch newly stored: its row in `batches` (ON CONFLICT: a duplicate), and what it adds to its
 # device's row (Handlers._add_batch; PostgreSQL's add_batch runs the same in one statement).
 BATCH_COLUMNS = (

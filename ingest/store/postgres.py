@@ -54,11 +54,12 @@ from psycopg.adapt import Loader
 from psycopg.pq import TransactionStatus
 
 from ingest import store as base
+from ingest.store import STORES_SQL
 from ingest.url import hide_password, secrets_of
 
 log = logging.getLogger("tether.ingest")
 
-VERSION = 5  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+VERSION = 6  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
 DAYS_BACK, DAYS_AHEAD = 366, 1  # the days of t_first that get one (by PostgresStore.clock)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -71,7 +72,7 @@ MESSAGE_CLASSES = ("22", "23", "54")
 TABLES = ("devices", "batches", "readings_packed", "readings_outside", "reading_partitions",
           "channels", "events",
           "replies", "health", "schemas", "held", "malformed", "requests", "asked", "lost",
-          "repair_bucket", "insights", "sim_parts", "acks")
+          "repair_bucket", "insights", "sim_parts", "acks", "stores")
 VIEWS = ("readings", "gaps", "channel_batches")
 
 SCHEMA_SQL = """
@@ -381,6 +382,15 @@ BEGIN
     RETURN n;
 END $$;
 """ % PARTITION_LOCK,
+    # A device's logs (ingest/numbering.py): the devices known so far had one, store 0; a gap
+    # is between two batches of one store.
+    5: STORES_SQL.format(id="bigint", real="double precision") + """
+CREATE OR REPLACE VIEW gaps AS
+    SELECT device, prev + 1 AS from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing
+    FROM (SELECT device, seq, lag(seq) OVER (PARTITION BY device, seq >> 32 ORDER BY seq) AS prev
+          FROM batches) b
+    WHERE seq > prev + 1;
+"""
 }
 
 

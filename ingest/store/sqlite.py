@@ -11,7 +11,7 @@ import time
 
 from ingest import store as base
 
-DB_VERSION = 6  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 7  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 
 SCHEMA_SQL = """
 CREATE TABLE devices (
@@ -262,6 +262,14 @@ INSERT INTO channel_batches
                        AND value < 9e999 AS n
                 FROM readings))
     GROUP BY device, channel, seq;
+""",
+    6: base.STORES_SQL.format(id="INTEGER", real="REAL") + """
+DROP VIEW gaps;
+CREATE VIEW gaps AS
+    SELECT device, prev + 1 AS from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing
+    FROM (SELECT device, seq, LAG(seq) OVER (PARTITION BY device, seq >> 32 ORDER BY seq) AS prev
+          FROM batches)
+    WHERE seq > prev + 1;
 """,
 }
 

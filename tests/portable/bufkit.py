@@ -54,6 +54,7 @@ def append(buf, i):
 
 class Envelope:
     def __init__(self, fields):
+        self.store = fields.pop(7) if fields[0] == batch.VERSION_STORE else 0
         _, self.device, self.seq, self.boot, self.dropped, self.encoding, flags, _ = fields
         self.synced = bool(flags & batch.FLAG_SYNCED)
 
@@ -64,8 +65,9 @@ def decode(data):
     the SenML decoder, ~8 KB more of a 64k heap."""
     from agent import cbor_decode, compact_decode
     fields = cbor_decode.loads(bytes(data))
-    assert fields[0] == batch.VERSION and fields[5] == batch.COMPACT and len(fields) == 8
-    return Envelope(fields), compact_decode.decode(fields[7], schema())
+    assert (fields[0], len(fields)) in ((batch.VERSION, 8), (batch.VERSION_STORE, 9))
+    assert fields[5] == batch.COMPACT
+    return Envelope(fields), compact_decode.decode(fields[-1], schema())
 
 
 def rows(data):

@@ -79,7 +79,8 @@ def test_resend_replies_what_is_held_gone_dropped_and_unknown_and_queues_the_hel
     r = command(a, {"id": "r1", "cmd": "resend", "kind": "batch", "ranges": [[0, newest + 5]]})
     assert r == {"reply": "r1", "ok": True, "result": {
         "kind": "batch", "queued": newest - oldest + 1, "gone": [[0, 5]],
-        "dropped": [[6, oldest - 1]], "unknown": [[newest + 1, newest + 5]]}}, (r, oldest, newest)
+        "dropped": [[6, oldest - 1]], "unknown": [[newest + 1, newest + 5]],
+        "store": log.store_id}}, (r, oldest, newest)
     assert a.uplink.repairs == [[0, oldest, newest]]
     # Held batches come back exactly as they were first handed out.
     log.rewind()
@@ -93,7 +94,8 @@ def test_resend_of_events_reads_the_event_log():
     a.events.emit(2000, False, "recovered", "ink_c", "ok")
     r = command(a, {"id": 7, "cmd": "resend", "kind": "event", "ranges": [[1, 1], [2, 3]]})
     assert r["result"] == {"kind": "event", "queued": 1, "gone": [], "dropped": [],
-                           "unknown": [[2, 3]]}
+                           "unknown": [[2, 3]], "store": a.events.log.store_id}
+    assert a.events.log.store_id != a.buffer.log.store_id  # each log its own
     assert a.uplink.repairs == [[1, 1, 1]]
 
 
@@ -154,16 +156,19 @@ def test_resend_when_the_repair_queue_is_full_says_so():
 def test_health_carries_the_oldest_held_and_newest_published_seq_of_each_log():
     a = agent()
     h = cbor_decode.loads(a.health(a.uplink))
-    assert h["seq"] == {"batch": [None, -1], "event": [None, -1]}
+    b, e = a.buffer.log.store_id, a.events.log.store_id  # which log the numbers are of
+    assert h["seq"] == {"batch": [None, -1, b], "event": [None, -1, e]}
     form(a, 3)
     a.events.emit(1000, False, "fault", "ink_c", "nack")
     send_and_ack(a.buffer.log, 1)  # 0 and 1 acked, 2 not published yet
     h = cbor_decode.loads(a.health(a.uplink))
-    assert h["seq"] == {"batch": [0, 1], "event": [0, -1]}
+    assert h["seq"] == {"batch": [0, 1, b], "event": [0, -1, e]}
     a.uplink.sent[0] = 2  # what the uplink published this boot, acked or not
     a.uplink.sent[1] = 0
     h = cbor_decode.loads(a.health(a.uplink))
-    assert h["seq"] == {"batch": [0, 2], "event": [0, 0]}
+    assert h["seq"] == {"batch": [0, 2, b], "event": [0, 0, e]}
+    a.buffer.log.store_id = 0  # a log from before store ids: as before them
+    assert cbor_decode.loads(a.health(a.uplink))["seq"]["batch"] == [0, 2]
 
 
 def test_each_health_report_carries_a_boards_keys_beside_the_agents_at_its_own_moment():
@@ -188,5 +193,5 @@ def test_resend_answers_ranges_asked_out_of_order_or_overlapping_in_order_and_jo
     r = command(a, {"id": 1, "cmd": "resend", "kind": "batch",
                     "ranges": [[6, 7], [2, 3], [0, 2], [4, 5]]})
     assert r["result"] == {"kind": "batch", "queued": 4, "gone": [], "dropped": [],
-                           "unknown": [[4, 7]]}, r
+                           "unknown": [[4, 7]], "store": a.buffer.log.store_id}, r
     assert a.uplink.repairs == [[0, 0, 3]]

@@ -31,8 +31,8 @@ def test_clock_sync_is_passed_to_the_buffer_and_cuts_its_batch():
     assert batch.seq_of(first[1]) == 0 and batch.seq_of(second[1]) == 1
     e1 = cbor_decode.loads(first[1])
     e2 = cbor_decode.loads(second[1])
-    assert e1[6] & batch.FLAG_SYNCED == 0 and len(compact_decode.decode(e1[7], SCHEMA)) == 5
-    rows2 = compact_decode.decode(e2[7], SCHEMA)
+    assert e1[6] & batch.FLAG_SYNCED == 0 and len(compact_decode.decode(e1[-1], SCHEMA)) == 5
+    rows2 = compact_decode.decode(e2[-1], SCHEMA)
     assert e2[6] & batch.FLAG_SYNCED and len(rows2) == 5 and rows2[0][0] == 1763856000000
 
 
@@ -78,5 +78,5 @@ def test_a_value_past_what_a_batch_holds_at_its_resolution_is_a_counted_fault_no
     assert c.errors == {"range": 2} and c.readings == 2
     buf.cut()
     from agent import cbor_decode, compact_decode
-    rows = compact_decode.decode(cbor_decode.loads(buf.next_batch()[1])[7], schema)
+    rows = compact_decode.decode(cbor_decode.loads(buf.next_batch()[1])[-1], schema)
     assert [v for _, _, v in rows] == [500000000, 550000000]

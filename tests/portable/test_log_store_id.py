@@ -1,0 +1,83 @@
+# agent/log.py's store id: drawn when a log is made, kept by every reopen, carried by the
+# batches and events of that log (docs/wire-format.md, "The store id"), so that the ingest can
+# tell a log made afresh, which numbers from 0 again, from the one before it.
+# Runs under CPython (pytest) and under the real MicroPython (tests/portable harness).
+MICROPYTHON_HEAP = "96k"  # the buffer, the events and the envelope's decoder, as test_log.py
+import bufkit as K
+from agent import batch, cbor_decode
+from agent.events import Events
+from agent.store import RamStore
+from logkit import add, both_stores, opened
+
+
+def test_a_new_log_draws_a_store_id_that_every_reopen_keeps():
+    for store, again in both_stores():
+        log = opened(store)
+        first = log.store_id
+        assert 1 << 16 <= first < 1 << 32, first
+        add(log, 0)
+        log.close()
+        for _ in range(3):
+            log = opened(again())
+            assert log.store_id == first
+            log.close()
+
+
+def test_logs_made_apart_draw_ids_of_their_own():
+    ids = [opened(RamStore()).store_id for _ in range(8)]
+    assert len(set(ids)) == 8, ids
+
+
+def test_a_log_from_before_store_ids_keeps_store_0_and_version_1_envelopes():
+    for store, again in both_stores():
+        buf = K.make(store)
+        buf.open()
+        K.append(buf, 0)
+        buf.cut()
+        buf.log.close()
+        store = again()
+        store.remove("id")  # as a log made by firmware before store ids left it
+        buf = K.make(store)
+        buf.open()
+        assert buf.log.store_id == 0
+        K.append(buf, 1)
+        buf.cut()
+        sent = []
+        while True:
+            b = buf.log.next_batch()
+            if b is None:
+                break
+            sent.append(cbor_decode.loads(bytes(b[1])))
+        assert [(f[0], len(f)) for f in sent] == [(2, 9), (1, 8)]
+        assert again().read_all("id") is None  # not written for it: it stays store 0
+
+
+def test_a_corrupt_id_file_draws_a_new_id_for_the_batches_to_come():
+    for store, again in both_stores():
+        log = opened(store)
+        old = log.store_id
+        log.close()
+        store = again()
+        data = bytearray(store.read_all("id"))
+        data[0] ^= 0xFF
+        store.replace("id", bytes(data))
+        log = opened(store)
+        assert log.store_id not in (0, old)
+        log.close()
+        assert opened(again()).store_id == log.store_id
+
+
+def test_batches_and_events_carry_their_logs_store_id():
+    buf = K.make(RamStore())
+    buf.open()
+    for i in range(3):
+        K.append(buf, i)
+    buf.cut()
+    env = K.Envelope(cbor_decode.loads(bytes(buf.log.next_batch()[1])))
+    assert env.store == buf.log.store_id and env.seq == 0
+    events = Events(K.RecordingLog(RamStore(), 8192, 2048, batch.seq_of), "dev-1")
+    events.open()
+    events.emit(5, True, "ink_low", "ink_c", "raised", 14.0)
+    fields = cbor_decode.loads(bytes(events.next_event()[1]))
+    assert fields[0] == batch.VERSION_STORE and len(fields) == 12
+    assert fields[11] == events.log.store_id != buf.log.store_id
