@@ -10,9 +10,10 @@
 # newest few sequence ranges dropped unsent. Every deletion commits there first, so a cut between
 # the two leaves nothing half done.
 #
-# The id file, written once when the log is made, holds its store id: a random number that
-# batches and events carry, so that the ingest can tell a log made afresh (an erased board, a
-# new SD card), whose numbers start at 0 again, from the one before it (docs/wire-format.md).
+# The id file, written once when the log is made, holds its store id, a random number that
+# batches and events carry, and the first sequence number under it (0 but after an id file that
+# failed its check): the ingest tells a log made afresh (an erased board, a new SD card), whose
+# numbers start at 0 again, from the one before it (docs/wire-format.md).
 #
 # Acknowledged batches stay until the space is needed (docs/uplink.md, "Repair"): the broker may
 # lose what it acknowledged, and the ingest can then ask for them again. A full log drops its
@@ -120,6 +121,7 @@ class Log:
         self.size = 0
         self.boot = 0
         self.store_id = 0      # 0: a log made before store ids (the ingest's store 0)
+        self.store_first = 0   # the first sequence number under store_id
         self.acked = -1        # every batch with a sequence number <= this is acked or dropped
         self.dropped = 0       # readings dropped because the log was full, since it was created
         self.dead = -1         # segments numbered <= this are gone or about to be
@@ -185,20 +187,27 @@ class Log:
         self._acked_unsaved = 0
 
     def _load_id(self, names):
+        """(store id, the first sequence number under it) from the id file; (0, 0) for a log
+        made before store ids; (None, 0) when one is to be drawn (open)."""
         data = self.store.read_all(_ID) if _ID in names else None
-        if data is not None and len(data) == 8:
-            n, crc = struct.unpack("<II", data)
-            if n and crc == binascii.crc32(data[:4]) & 0xFFFFFFFF:
-                return n
-        if data is None and _STATE in names:
-            return 0  # made before store ids: it keeps the numbers the ingest has for it
-        # A new log, or an id file that fails its check (then the ingest takes this log's new
-        # batches as a new store: the old id's, in the log already, keep theirs). At least 2^16,
-        # so that every batch's envelope has the same size.
-        n = struct.unpack("<I", os.urandom(4))[0] % 0xFFFF0000 + 0x10000
-        body = struct.pack("<I", n)
+        if data is not None and len(data) == 12:
+            n, first, crc = struct.unpack("<III", data)
+            if n and crc == binascii.crc32(data[:8]) & 0xFFFFFFFF:
+                return n, first
+        if data is None:
+            for name in names:
+                if name == _STATE or name.endswith(".seg"):
+                    return 0, 0  # made before store ids: it keeps the numbers the ingest has
+        return None, 0
+
+    def _draw_id(self):
+        # A new log, or an id file that fails its check: then the batches to come are a new
+        # store from next_seq() on (those in the log keep the id they carry; health says where
+        # this one starts). At least 2^16: every envelope of a device has the same size.
+        self.store_id = struct.unpack("<I", os.urandom(4))[0] % 0xFFFF0000 + 0x10000
+        self.store_first = self.next_seq()
+        body = struct.pack("<II", self.store_id, self.store_first)
         self.store.replace(_ID, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
-        return n
 
     # -- open --------------------------------------------------------------------------------
 
@@ -207,7 +216,7 @@ class Log:
         order, and counts a new boot (boot=False: the caller's new_boot() does, once it has
         stored what the boot before left). Returns the number of bytes discarded as torn or
         corrupt."""
-        self.store_id = self._load_id(self.store.names())
+        self.store_id, self.store_first = self._load_id(self.store.names())
         if not self._load_state():
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
             if _STATE in self.store.names():  # one that fails its check: its counts are lost
@@ -241,6 +250,8 @@ class Log:
         if self.ack_pos is None:  # _scan found no acked batch
             self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
         self.send_pos = self.ack_pos
+        if self.store_id is None:
+            self._draw_id()
         if boot:
             self.new_boot()
         return self.discarded
@@ -478,6 +489,13 @@ class Log:
             self.fate = []
 
     # -- repair: looking batches up by sequence number ---------------------------------------
+
+    def oldest_of_store(self):
+        """The lowest sequence number the log holds under its store id, or None (health)."""
+        n = self.oldest()
+        if n is not None and n < self.store_first:  # the batches before are another store's
+            n = self.store_first if self.store_first <= self.last_seq else None
+        return n
 
     def oldest(self):
         """The lowest sequence number the log holds, or None."""

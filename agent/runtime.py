@@ -312,10 +312,15 @@ class Agent:
         """Re-publishes batches or events the ingest is missing (docs/uplink.md, "Repair")."""
         kind = cmd.arg("kind", str)
         ranges = cmd.arg("ranges", list)
+        store = cmd.arg("store", int, 1, 0xFFFFFFFF) if "store" in cmd.fields else None
         cmd.done()
         if kind not in ("batch", "event"):
             raise _error("argument 'kind' must be \"batch\" or \"event\", got %s"
                          % _shown(kind))
+        log = self.buffer.log if kind == "batch" else self.events.log
+        if store is not None and store != log.store_id:
+            # Asked for another log's numbers (made afresh since): these are not those.
+            raise _error("store: this %s log is store %d, not %d" % (kind, log.store_id, store))
         if not ranges or len(ranges) > RESEND_RANGES:
             raise _error("bounded: 'ranges' must hold 1 to %d ranges, got %d"
                          % (RESEND_RANGES, len(ranges)))
@@ -329,7 +334,6 @@ class Agent:
         if total > RESEND_SEQS:
             raise _error("bounded: at most %d sequence numbers a command, got %d"
                          % (RESEND_SEQS, total))
-        log = self.buffer.log if kind == "batch" else self.events.log
         ranges.sort(key=_first)
         into = ([], [], [], [])
         a, b = ranges[0]
@@ -377,7 +381,7 @@ def _shown(v):
 
 def _seq_span(log, sent):
     """[oldest held, newest published, store id] of one log, for health (docs/uplink.md)."""
-    span = [log.oldest(), max(sent, log.acked)]
+    span = [log.oldest_of_store(), max(sent, log.acked)]
     if log.store_id:
         span.append(log.store_id)
     return span

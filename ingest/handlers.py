@@ -184,29 +184,30 @@ class Handlers:
         else:
             self._status(device, payload, received_at, d)
 
-    def _base(self, device, kind, store, received_at, d, add=True):
-        """What the device's store's sequence numbers take here (ingest/numbering.py); None for
-        a store not met when add is False."""
+    def _store_of(self, device, kind, store, received_at, d, add=True):
+        """(base, dropped_base) of the device's store (ingest/numbering.py): what its sequence
+        numbers and its dropped count take here; None for a store not met when add is False."""
         key = (device, kind, store)
-        n = self._stores.get(key)
-        if n is None:
-            n = self._group_stores.get(key)
-        if n is None:
+        got = self._stores.get(key)
+        if got is None:
+            got = self._group_stores.get(key)
+        if got is None:
             if add and self._deferred:
                 d.merge(self._store_deferred())  # a new store settles what the ones before lack
-            n = numbering.number(self._db, device, kind, store, received_at, d, add)
-            if n is None:
+            got = numbering.number(self._db, device, kind, store, received_at, d, add)
+            if got is None:
                 return None
-            self._group_stores[key] = n
-            d.stores.append((key, n))
-        return n << numbering.SHIFT
+            self._group_stores[key] = got
+            d.stores.append((key, got))
+        return got[0] << numbering.SHIFT, got[1]
 
     def _number(self, device, kind, store, seq, received_at, d):
-        """A batch's or event's sequence number as the ingest keeps it."""
-        if store and seq >> numbering.SHIFT:
-            raise Bad("%s %d of %s: past 2^32 in a store (a device numbers below that)"
-                      % (kind, seq, device))
-        return seq + self._base(device, kind, store, received_at, d)
+        """A batch's or event's sequence number as the ingest keeps it, and its store's
+        dropped_base."""
+        if seq >> numbering.SHIFT:
+            raise Bad("%s %d of %s: past 2^32 (a device numbers below that)" % (kind, seq, device))
+        base, dropped = self._store_of(device, kind, store, received_at, d)
+        return seq + base, dropped
 
     def _seen(self, device, received_at):
         self._db.execute("INSERT INTO devices (device, first_seen, last_seen) VALUES (?, ?, ?) "
@@ -245,7 +246,8 @@ class Handlers:
 
     def _store(self, device, b, payload, received_at, d):
         decode.check_envelope(device, b)
-        b.seq = self._number(device, "batch", b.store, b.seq, received_at, d)
+        b.seq, dropped = self._number(device, "batch", b.store, b.seq, received_at, d)
+        b.dropped += dropped  # the device's total: a log made afresh counts from 0
         count = b.count
         seq = b.seq
         row = (device, seq, b.boot, b.dropped, int(b.synced),
@@ -404,7 +406,7 @@ class Handlers:
         db = self._db
         if self._deferred:
             d.merge(self._store_deferred())  # as before any other message; one may be this one
-        b.seq = self._number(device, "batch", b.store, b.seq, received_at, d)
+        b.seq = self._number(device, "batch", b.store, b.seq, received_at, d)[0]
         if db.execute("SELECT 1 FROM batches WHERE device = ? AND seq = ?",
                       (device, b.seq)).fetchone() is not None:
             self._duplicate(device, b.seq, payload, received_at, d)
@@ -518,13 +520,14 @@ class Handlers:
             d.add("replies")
             if e.is_repair():
                 def base(kind, store):
-                    return self._base(device, kind, store, received_at, d, False)
+                    got = self._store_of(device, kind, store, received_at, d, False)
+                    return None if got is None else got[0]
                 try:
                     repair.reply(db, device, e.doc, received_at, d, base)
                 except ValueError as exc:
                     raise Bad("reply to a resend command: %s" % (exc,))
             return
-        e.seq = self._number(device, "event", e.store, e.seq, received_at, d)
+        e.seq = self._number(device, "event", e.store, e.seq, received_at, d)[0]
         cur = db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, "
                          "state, value, detail, received_at) "
                          "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -571,17 +574,38 @@ class Handlers:
         if not again:     # one row; what it says is taken again as it was (it is the same)
             db.execute("INSERT INTO health (device, received_at, t_ms, health) "
                        "VALUES (?, ?, ?, ?)", (device, received_at, t, document))
+        now = {}
+        current = False  # the report's batch log is the device's newest: not a late one
+        for kind in repair.KINDS:
+            if kind not in (seq or {}):
+                continue
+            oldest, newest, store = seq[kind]
+            # A report makes a store known only where the device has no batch log yet (a new
+            # device), or its events' log beside the current batch log: a report of a batch log
+            # not met yet (made afresh, before its first batch) or replaced since (late) says
+            # nothing of the numbers the ingest has.
+            got = self._store_of(device, kind, store, received_at, d, False)
+            if got is None and (current if kind == "event" and "batch" in seq else
+                                db.execute("SELECT 1 FROM stores WHERE device = ? AND kind = ?",
+                                           (device, kind)).fetchone() is None):
+                got = self._store_of(device, kind, store, received_at, d)
+            if got is None:
+                if kind == "batch":
+                    dropped = None
+                continue
+            at = got[0]
+            db.execute("UPDATE stores SET reported = greatest(coalesce(reported, -1), ?) "
+                       "WHERE device = ? AND kind = ? AND store = ?", (newest, device, kind, store))
+            is_current = at >> numbering.SHIFT == numbering.current(db, device, kind)
+            if kind == "batch":
+                dropped += got[1]
+                current = is_current
+            if is_current:
+                now[kind] = (None if oldest is None else oldest + at, newest + at, at)
         db.execute("UPDATE devices SET last_health_at = ?, "
-                   "dropped_health = greatest(dropped_health, ?) WHERE device = ?",
+                   "dropped_health = greatest(dropped_health, coalesce(?, 0)) WHERE device = ?",
                    (received_at, dropped, device))
-        if seq:
-            now = {}
-            for kind, (oldest, newest, store) in seq.items():
-                at = self._base(device, kind, store, received_at, d)
-                if at >> numbering.SHIFT == numbering.current(db, device, kind):
-                    now[kind] = (None if oldest is None else oldest + at, newest + at)
-            # (a report of a store replaced since is late: the new one's numbers stand)
-            repair.note_health(db, device, now)
+        repair.note_health(db, device, now)
         d.add("health_duplicates" if again else "health")
 
     def _status(self, device, payload, received_at, d):

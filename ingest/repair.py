@@ -158,9 +158,13 @@ def refill(tokens, at, now, rate, burst):
     return min(burst, tokens + max(0.0, now - at) * rate)
 
 
-def command(cmd_id, kind, ranges):
-    """The resend command's CBOR bytes (docs/uplink.md)."""
-    return cbor.dumps({"id": cmd_id, "cmd": "resend", "kind": kind, "ranges": ranges})
+def command(cmd_id, kind, ranges, store=0):
+    """The resend command's CBOR bytes (docs/uplink.md); the store id where it is not 0 (a
+    device from before store ids refuses arguments it does not know)."""
+    doc = {"id": cmd_id, "cmd": "resend", "kind": kind, "ranges": ranges}
+    if store:
+        doc["store"] = store
+    return cbor.dumps(doc)
 
 
 def parse_seq(value):
@@ -177,14 +181,14 @@ def parse_seq(value):
             raise ValueError("seq.%s is not [oldest, newest] or [oldest, newest, store]" % kind)
         oldest, newest = pair[:2]
         store = pair[2] if len(pair) == 3 else 0
-        if not _int_in(store, 0) or store >> SHIFT:
-            raise ValueError("seq.%s store %r is not a store id" % (kind, store))
+        if len(pair) == 3 and not (_int_in(store, 1) and not store >> SHIFT):
+            raise ValueError("seq.%s store %r is not a store id (1 to 2^32 - 1)" % (kind, store))
         if oldest is not None and not _int_in(oldest, 0):
             raise ValueError("seq.%s oldest %r is not null or a sequence number" % (kind, oldest))
         if not _int_in(newest, -1):
             raise ValueError("seq.%s newest %r is not -1 or a sequence number" % (kind, newest))
-        if store and max(newest, oldest or 0) >> SHIFT:
-            raise ValueError("seq.%s: a store's numbers are below 2^32" % kind)
+        if max(newest, oldest or 0) >> SHIFT:
+            raise ValueError("seq.%s: a device's numbers are below 2^32" % kind)
         out[kind] = (oldest, newest, store)
     return out
 
@@ -210,14 +214,15 @@ def _int_in(v, low):
 # ---- the database's side (inside the writer's transaction) ----
 
 def note_health(db, device, seq):
-    """A health report's `seq` ({kind: (oldest, newest)} in the ingest's numbers): the newest it
-    has published (the tail may be missing), and where repair starts for a device seen for the
-    first time: at the oldest it still holds, or lower where batches below that are stored (what
-    is missing between them is asked for too)."""
-    for kind, (oldest, newest) in seq.items():
+    """A health report's `seq` ({kind: (oldest, newest, base)} in the ingest's numbers, base:
+    where its store's numbers start here): the newest it has published (the tail may be
+    missing), and where repair starts for a device (or a store) seen for the first time: at the
+    oldest it still holds, or lower where batches of the store below that are stored (what is
+    missing between them is asked for too)."""
+    for kind, (oldest, newest, base) in seq.items():
         lo = oldest if oldest is not None else newest + 1
-        first = db.execute("SELECT min(seq) FROM %s WHERE device = ?" % TABLE[kind],
-                           (device,)).fetchone()[0]
+        first = db.execute("SELECT min(seq) FROM %s WHERE device = ? AND seq >= ?"
+                           % TABLE[kind], (device, base)).fetchone()[0]
         if first is not None and first < lo:
             lo = first
         db.execute("UPDATE devices SET {k}_oldest = ?, "
@@ -411,7 +416,11 @@ class Repair:
                        "VALUES (?, ?, ?, ?, 1) ON CONFLICT (device, kind, seq) DO UPDATE SET "
                        "asked_at = excluded.asked_at, asks = asked.asks + 1",
                        [(device, kind, s, now) for a, b in ranges for s in range(a, b + 1)])
-        at = ranges[0][0] >> SHIFT << SHIFT  # the device numbers its store from 0
+        n = ranges[0][0] >> SHIFT  # the device numbers each store from 0
+        row = db.execute("SELECT store FROM stores WHERE device = ? AND kind = ? AND number = ?",
+                         (device, kind, n)).fetchone()
+        at = n << SHIFT
         out.append((command_topic(self.prefix, device),
-                    command(cmd_id, kind, [[a - at, b - at] for a, b in ranges])))
+                    command(cmd_id, kind, [[a - at, b - at] for a, b in ranges],
+                            row[0] if row is not None else 0)))
         return True

@@ -16,6 +16,7 @@ from firmware.profile.compile import compile as compile_profile
 from simulator import reference
 from ingest.store import sqlite as ingest_mod
 from ingest import Ingest, connect_db, known_newest, repairing, summary, totals
+from ingest import repair
 from ingest.repair import (Ages, ID_PREFIX, MAX_SEQS, Policy, Repair, choose, missing,
                               refill)
 from ingest.store import open_store
@@ -727,9 +728,10 @@ OLD_LOG, NEW_LOG = 0x10001, 0x20002
 NEW = 1 << 32  # where the ingest numbers a device's second store from
 
 
-def logged(batches, device, seq, store):
+def logged(batches, device, seq, store, dropped=0):
     """Batch `seq` as a log with store id `store` sends it (a version 2 envelope)."""
     f = cbor_decode.loads(batch(batches, device, seq))
+    f[4] = dropped
     return cbor.dumps([2] + f[1:7] + [store, f[7]])
 
 
@@ -756,7 +758,7 @@ def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(des
     # Repair asks the new log for what it lacks, in the new log's own numbers.
     assert d.plan(T0 + 2) == []
     (device, cmd), = d.plan(T0 + 2 + GRACE)
-    assert cmd["ranges"] == [[2, 2], [4, 4]]
+    assert cmd["ranges"] == [[2, 2], [4, 4]] and cmd["store"] == NEW_LOG
     d.put("p1", "event", answer(cmd, gone=[[2, 2]], queued=1, store=NEW_LOG), T0 + 3)
     d.put("p1", "batch", logged(batches, "p1", 4, NEW_LOG), T0 + 3)
     assert rows(db, "SELECT seq, reason FROM lost WHERE seq >= ? ORDER BY seq", NEW) == [
@@ -799,3 +801,66 @@ def test_a_device_from_before_store_ids_that_gets_a_new_log_keeps_its_numbers(de
         ("batch", 0, 0), ("batch", NEW_LOG, 1), ("event", 0, 0), ("event", NEW_LOG, 1)]
     assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
     assert rows(db, "SELECT count(*) FROM malformed") == [(0,)]
+
+
+def test_a_log_that_drew_a_new_id_past_its_first_numbers_is_asked_only_from_where_it_starts(
+        desk, batches):
+    # An id file that failed its check: the log draws a new id and numbers on from 3, its
+    # batches 0..2 still under the old one. Nothing below 3 is the new store's to ask for.
+    d = desk()
+    db = d.ingest.db_path
+    for s in (0, 1, 2):
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "health", health("p1", batch=[0, 2, OLD_LOG]), T0)
+    for s in (3, 4):
+        d.put("p1", "batch", logged(batches, "p1", s, NEW_LOG), T0 + 1)
+    d.put("p1", "health", health("p1", batch=[3, 5, NEW_LOG]), T0 + 1)
+    assert d.plan(T0 + 1) == []
+    (device, cmd), = d.plan(T0 + 2 + GRACE)
+    assert (cmd["ranges"], cmd["store"]) == ([[5, 5]], NEW_LOG)
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+
+
+def test_a_health_report_of_a_batch_log_not_met_yet_makes_no_store_and_settles_nothing(
+        desk, batches):
+    # A log made afresh reports before its first batch, or a short-lived one's report comes
+    # late: the numbers the ingest has stand.
+    d = desk()
+    db = d.ingest.db_path
+    for s in (0, 1, 3):
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "health", health("p1", batch=[0, 3, OLD_LOG]), T0)
+    d.put("p1", "health", health("p1", batch=[0, 9, 0x30003], event=[0, 4, 0x40004]), T0 + 1)
+    assert rows(db, "SELECT kind, store FROM stores ORDER BY kind") == [("batch", OLD_LOG)]
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+    assert rows(db, "SELECT batch_newest FROM devices") == [(3,)]
+    assert d.plan(T0 + 1) == []
+    (device, cmd), = d.plan(T0 + 2 + GRACE)
+    assert (cmd["ranges"], cmd["store"]) == ([[2, 2]], OLD_LOG)
+
+
+def test_an_erased_log_is_settled_up_to_what_it_said_it_published_not_a_probe_past_it(
+        desk, batches):
+    d = desk()
+    db = d.ingest.db_path
+    for s in (0, 1, 2):
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "health", health("p1", batch=[0, 2, OLD_LOG]), T0)
+    d.db.begin()
+    repair.probe(d.db, T0 + 100)  # the ingest reconnected: each tail is probed 64 past
+    d.db.commit()
+    assert rows(db, "SELECT batch_newest FROM devices") == [(66,)]
+    d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG), T0 + 1)
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+
+
+def test_a_new_logs_dropped_readings_add_to_the_devices_total(desk, batches):
+    # A log made afresh counts its drops from 0: taken as it came, the device's total stood
+    # still (the console's "Dropping data" silent) until the new count passed the old one.
+    d = desk()
+    db = d.ingest.db_path
+    d.put("p1", "batch", logged(batches, "p1", 0, OLD_LOG, dropped=50), T0)
+    d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG, dropped=7), T0 + 1)
+    d.put("p1", "health", health("p1", batch=[0, 0, NEW_LOG], dropped=9), T0 + 1)
+    assert rows(db, "SELECT dropped FROM batches ORDER BY seq") == [(50,), (57,)]
+    assert rows(db, "SELECT dropped_reported, dropped_health FROM devices") == [(57, 59)]

@@ -424,6 +424,16 @@ def test_a_workdir_whose_devices_folder_a_run_did_not_make_is_refused_and_left_a
     assert (tmp_path / "w" / "devices" / "inventory.csv").read_text() == "serial,owner\n"
 
 
+def test_a_second_run_in_the_same_workdir_takes_the_devices_folder_the_first_left(tmp_path):
+    # Its buffers' id files (agent/log.py) were taken for the user's own and the run refused.
+    args = _args(tmp_path)
+    args.devices, args.duration, args.workers = 1, 600000, 1
+    for _ in range(2):
+        out = io.StringIO()
+        assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
+    assert any((tmp_path / "w" / "devices").glob("*/id"))
+
+
 def test_a_database_in_a_folder_not_made_yet_gets_its_folder_as_the_report_does(tmp_path):
     db = tmp_path / "runs" / "today" / "fleet.sqlite"
     args = _args(tmp_path)

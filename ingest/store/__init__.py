@@ -88,7 +88,9 @@ DIALECT = {}  # shared statement -> a backend's, per backend class: see Store.ex
 
 
 # A device's logs, store id -> number (ingest/numbering.py), in both backends' layouts: the
-# devices known when it was added had one each, from before store ids (store id 0).
+# devices known when it was added had one each, from before store ids (store id 0). reported:
+# the newest its health reports said it published (its own numbers); dropped_base: the device's
+# dropped readings before it (a log made afresh counts from 0).
 STORES_SQL = """
 CREATE TABLE stores (
     device TEXT NOT NULL,
@@ -96,6 +98,8 @@ CREATE TABLE stores (
     store {id} NOT NULL,
     number INTEGER NOT NULL,
     first_seen {real} NOT NULL,
+    reported {id},
+    dropped_base {id} NOT NULL DEFAULT 0,
     PRIMARY KEY (device, kind, store),
     UNIQUE (device, kind, number)
 );

@@ -52,19 +52,40 @@ def test_a_log_from_before_store_ids_keeps_store_0_and_version_1_envelopes():
         assert again().read_all("id") is None  # not written for it: it stays store 0
 
 
-def test_a_corrupt_id_file_draws_a_new_id_for_the_batches_to_come():
+def test_a_log_from_before_store_ids_that_lost_its_state_file_keeps_store_0():
+    for store, again in both_stores():
+        log = opened(store)
+        add(log, 0)
+        log.close()
+        store = again()
+        store.remove("id")
+        store.remove("state")  # its segments remain: their numbers are store 0's
+        log = opened(store)
+        assert (log.store_id, log.next_seq()) == (0, 1)
+
+
+def test_a_corrupt_id_file_draws_a_new_id_whose_store_starts_at_the_next_number():
     for store, again in both_stores():
         log = opened(store)
         old = log.store_id
+        assert (log.store_first, log.oldest_of_store()) == (0, None)
+        for seq in range(3):
+            add(log, seq)
+        assert log.oldest_of_store() == 0
         log.close()
         store = again()
         data = bytearray(store.read_all("id"))
         data[0] ^= 0xFF
         store.replace("id", bytes(data))
         log = opened(store)
-        assert log.store_id not in (0, old)
+        assert log.store_id not in (0, old) and log.store_first == 3
+        # batches 0..2 are the old id's: health tells the ingest where this store starts
+        assert (log.oldest(), log.oldest_of_store()) == (0, None)
+        add(log, 3)
+        assert log.oldest_of_store() == 3
         log.close()
-        assert opened(again()).store_id == log.store_id
+        log = opened(again())
+        assert (log.store_id, log.store_first) != (old, 0) and log.store_first == 3
 
 
 def test_batches_and_events_carry_their_logs_store_id():

@@ -88,6 +88,20 @@ def test_resend_replies_what_is_held_gone_dropped_and_unknown_and_queues_the_hel
     assert first[0] == oldest and log.held(oldest) == first[1]
 
 
+def test_a_resend_for_another_store_is_refused_and_queues_nothing():
+    a = agent()
+    form(a, 3)
+    mine = a.buffer.log.store_id
+    r = command(a, {"id": 2, "cmd": "resend", "kind": "batch", "ranges": [[0, 2]],
+                    "store": mine ^ 1})
+    assert r["ok"] is False and r["error"] == "store: this batch log is store %d, not %d" % (
+        mine, mine ^ 1), r
+    assert a.uplink.repairs == []
+    r = command(a, {"id": 3, "cmd": "resend", "kind": "batch", "ranges": [[0, 2]],
+                    "store": mine})
+    assert r["ok"] is True and r["result"]["queued"] == 3, r
+
+
 def test_resend_of_events_reads_the_event_log():
     a = agent()
     a.events.emit(1000, False, "fault", "ink_c", "nack")
