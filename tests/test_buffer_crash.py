@@ -483,7 +483,7 @@ def test_the_reference_profile_embedded_in_the_portable_test_is_what_the_yaml_co
 
 
 STORE_ID = 0x5A17E5E1
-STORE_ID_FILE = struct.pack("<II", STORE_ID, binascii.crc32(struct.pack("<I", STORE_ID)))
+STORE_ID_FILE = struct.pack("<III", STORE_ID, 0, binascii.crc32(struct.pack("<II", STORE_ID, 0)))
 
 REFERENCE_SCRIPT = r"""
 import sys
