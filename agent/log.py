@@ -189,12 +189,15 @@ class Log:
     def _load_id(self, names):
         """(store id, the first sequence number under it) from the id file; (0, 0) for a log
         made before store ids; (None, 0) when one is to be drawn (open)."""
-        data = self.store.read_all(_ID) if _ID in names else None
-        if data is not None and len(data) == 12:
-            n, first, crc = struct.unpack("<III", data)
-            if n and crc == binascii.crc32(data[:8]) & 0xFFFFFFFF:
-                return n, first
-        if data is None:
+        if _ID in names:
+            data = self.store.read_all(_ID)
+            if data is None:  # there, and not read: taken for none, the id would change
+                raise OSError(5, "%s: cannot be read" % _ID)
+            if len(data) == 12:
+                n, first, crc = struct.unpack("<III", data)
+                if n and crc == binascii.crc32(data[:8]) & 0xFFFFFFFF:
+                    return n, first
+        else:
             for name in names:
                 if name == _STATE or name.endswith(".seg"):
                     return 0, 0  # made before store ids: it keeps the numbers the ingest has
@@ -206,6 +209,7 @@ class Log:
         # this one starts). At least 2^16: every envelope of a device has the same size.
         self.store_id = struct.unpack("<I", os.urandom(4))[0] % 0xFFFF0000 + 0x10000
         self.store_first = self.next_seq()
+        self.dropped = 0  # a new store counts its own drops (the ingest adds the ones before)
         body = struct.pack("<II", self.store_id, self.store_first)
         self.store.replace(_ID, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
 

@@ -78,8 +78,12 @@ def settle(db, device, kind, n, now):
     if reported is not None and reported[0] is not None:
         top = max(top if top is not None else -1, old + reported[0])
     settled = 0
-    if done is not None and done[0] is not None and top is not None:
+    if done is not None and done[0] is not None:
         lo = max(done[0] + 1, old)
+    else:  # no health report of it was taken: from its first batch stored
+        lo = db.execute("SELECT min(seq) FROM %s WHERE device = ? AND seq >= ? AND seq < ?"
+                        % table, (device, old, base)).fetchone()[0]
+    if lo is not None and top is not None:
         hi = min(top, lo + MAX_SETTLED - 1)
         if hi >= lo:
             args = (device, lo, hi)

@@ -36,6 +36,7 @@ KINDS = ("batch", "event")
 TABLE = {"batch": "batches", "event": "events"}
 LAST = {"batch": "last_seq", "event": "last_event_seq"}
 REASONS = (("gone", "broker"), ("dropped", "dropped"))  # reply list -> lost.reason
+MAX_ASKS = 8  # asks of one number, at growing intervals, before it is settled as lost
 PROBE = {"batch": 64, "event": 16}  # numbers past the tail asked for when it may have been lost
 
 log = logging.getLogger("tether.ingest")
@@ -362,9 +363,7 @@ class Repair:
                 if not (free and ripe and tokens - spent >= 1):
                     continue
                 lo, hi = ripe[0][0], ripe[-1][1]
-                recent = [s for (s,) in db.execute(
-                    "SELECT seq FROM asked WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ? "
-                    "AND asked_at > ? ORDER BY seq", (device, kind, lo, hi, now - p.reask))]
+                recent = self._recent(db, device, kind, lo, hi, now)
                 ranges = one_store(choose(ripe, recent))
                 if ranges and self._claim(db, device, kind, ranges, now, out):
                     spent += 1
@@ -375,6 +374,33 @@ class Repair:
                        "ON CONFLICT (id) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
                        (tokens - spent, now))
         return out
+
+    def _recent(self, db, device, kind, lo, hi, now):
+        """The numbers in lo..hi asked for too lately to ask again (ascending). A number waits
+        `reask` after its first ask, twice that after its second, and so on; one asked
+        MAX_ASKS times that still has not come (a device that says it holds it and re-sends
+        something else: another log's batch under that number) is recorded as lost at the
+        broker once its last wait is over, and no more asked for (it leaves `lost` if it comes)."""
+        recent = []
+        over = []
+        for seq, asked_at, asks in db.execute(
+                "SELECT seq, asked_at, asks FROM asked WHERE device = ? AND kind = ? "
+                "AND seq BETWEEN ? AND ? ORDER BY seq", (device, kind, lo, hi)):
+            wait = self.policy.reask * (1 << min(asks, MAX_ASKS) - 1)
+            if now - asked_at < wait:
+                recent.append(seq)
+            elif asks >= MAX_ASKS:
+                over.append(seq)
+        if over:
+            db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
+                           "VALUES (?, ?, ?, 'broker', ?) ON CONFLICT DO NOTHING",
+                           [(device, kind, s, now) for s in over])
+            db.executemany("DELETE FROM asked WHERE device = ? AND kind = ? AND seq = ?",
+                           [(device, kind, s) for s in over])
+            log.warning("device %s: %d %s number%s asked for %d times did not come; recorded as "
+                        "lost at the broker", device, len(over), kind,
+                        "" if len(over) == 1 else "s", MAX_ASKS)
+        return sorted(recent + over)  # settled now: not asked for in this pass either
 
     def _ripe(self, db, device, kind, done, top, now):
         """Moves `done` over what is stored or settled; the missing ranges past their grace."""

@@ -864,3 +864,63 @@ def test_a_new_logs_dropped_readings_add_to_the_devices_total(desk, batches):
     d.put("p1", "health", health("p1", batch=[0, 0, NEW_LOG], dropped=9), T0 + 1)
     assert rows(db, "SELECT dropped FROM batches ORDER BY seq") == [(50,), (57,)]
     assert rows(db, "SELECT dropped_reported, dropped_health FROM devices") == [(57, 59)]
+
+
+def test_a_number_the_device_says_it_holds_and_never_sends_is_asked_ever_less_then_lost(
+        desk, batches):
+    # A device that re-sends something else under that number (another log's batch): asked for
+    # every minute for ever, until the reasks grew and ended.
+    d = desk()
+    db = d.ingest.db_path
+    d.batches("p1", batches, [0, 2], T0)
+    d.put("p1", "health", health("p1", batch=[0, 2]), T0)
+    d.plan(T0)
+    now, asked = T0 + GRACE, []
+    while now < T0 + GRACE + 60 * 280:
+        for _, cmd in d.plan(now):
+            assert cmd["ranges"] == [[1, 1]]
+            asked.append(now)
+            d.put("p1", "event", answer(cmd, queued=1), now)  # held, it says; nothing comes
+        now += 30
+    waits = [b - a for a, b in zip(asked, asked[1:])]
+    assert len(asked) == repair.MAX_ASKS
+    assert all(60 * 2 ** k <= w <= 60 * 2 ** k + 30 for k, w in enumerate(waits)), waits
+    assert rows(db, "SELECT seq, reason FROM lost") == [(1, "broker")]
+    assert rows(db, "SELECT count(*) FROM asked") == [(0,)]
+    d.put("p1", "batch", batch(batches, "p1", 1), now)  # it comes after all
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+
+
+def test_an_erased_log_that_never_reported_its_health_has_its_gaps_settled(desk, batches):
+    d = desk()
+    db = d.ingest.db_path
+    for s in (0, 2):
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG), T0 + 1)
+    assert rows(db, "SELECT seq, reason FROM lost") == [(1, "dropped")]
+    assert rows(db, "SELECT count(*) FROM gaps") == [(1,)]  # seen, and settled
+
+
+def test_a_database_from_before_store_ids_settles_an_erased_log_up_to_its_last_health(
+        tmp_path, batches):
+    path = tmp_path / "old.sqlite"
+    d = Desk(path)
+    for s in (0, 1, 2):
+        d.put("p1", "batch", batch(batches, "p1", s), T0)
+    d.put("p1", "health", health("p1", batch=[0, 5]), T0)  # 3..5 on their way
+    d.close()
+    with sqlite3.connect(str(path)) as conn:  # as the layout before store ids left it
+        conn.executescript(
+            "DROP TABLE stores; DROP VIEW gaps; CREATE VIEW gaps AS SELECT device, prev + 1 AS "
+            "from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing FROM (SELECT device, seq, "
+            "LAG(seq) OVER (PARTITION BY device ORDER BY seq) AS prev FROM batches) "
+            "WHERE seq > prev + 1; PRAGMA user_version = 6;")
+    d = Desk(path)
+    try:
+        assert rows(path, "SELECT kind, store, reported FROM stores ORDER BY kind") == [
+            ("batch", 0, 5), ("event", 0, None)]
+        d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG), T0 + 1)
+    finally:
+        d.close()
+    assert rows(path, "SELECT seq, reason FROM lost ORDER BY seq") == [
+        (3, "dropped"), (4, "dropped"), (5, "dropped")]

@@ -103,10 +103,10 @@ CREATE TABLE stores (
     PRIMARY KEY (device, kind, store),
     UNIQUE (device, kind, number)
 );
-INSERT INTO stores (device, kind, store, number, first_seen)
-    SELECT device, 'batch', 0, 0, first_seen FROM devices;
-INSERT INTO stores (device, kind, store, number, first_seen)
-    SELECT device, 'event', 0, 0, first_seen FROM devices;
+INSERT INTO stores (device, kind, store, number, first_seen, reported)
+    SELECT device, 'batch', 0, 0, first_seen, batch_newest FROM devices;
+INSERT INTO stores (device, kind, store, number, first_seen, reported)
+    SELECT device, 'event', 0, 0, first_seen, event_newest FROM devices;
 """
 
 

@@ -72,6 +72,8 @@ def test_a_corrupt_id_file_draws_a_new_id_whose_store_starts_at_the_next_number(
         for seq in range(3):
             add(log, seq)
         assert log.oldest_of_store() == 0
+        log.dropped = 50  # readings a full log dropped: the old store's count
+        log.save_state()
         log.close()
         store = again()
         data = bytearray(store.read_all("id"))
@@ -79,6 +81,7 @@ def test_a_corrupt_id_file_draws_a_new_id_whose_store_starts_at_the_next_number(
         store.replace("id", bytes(data))
         log = opened(store)
         assert log.store_id not in (0, old) and log.store_first == 3
+        assert log.dropped == 0 and opened(again()).dropped == 0  # the new store counts its own (the ingest adds the old ones)
         # batches 0..2 are the old id's: health tells the ingest where this store starts
         assert (log.oldest(), log.oldest_of_store()) == (0, None)
         add(log, 3)
@@ -102,3 +105,19 @@ def test_batches_and_events_carry_their_logs_store_id():
     fields = cbor_decode.loads(bytes(events.next_event()[1]))
     assert fields[0] == batch.VERSION_STORE and len(fields) == 12
     assert fields[11] == events.log.store_id != buf.log.store_id
+
+
+class _Unreadable(RamStore):
+    def read_all(self, name):
+        return None if name == "id" else RamStore.read_all(self, name)
+
+
+def test_an_id_file_that_cannot_be_read_stops_the_open_rather_than_change_the_id():
+    store = _Unreadable()
+    opened(store).close()
+    try:
+        opened(store)
+    except OSError as exc:
+        assert "id: cannot be read" in str(exc), exc
+    else:
+        raise AssertionError("opened without its id")
