@@ -49,7 +49,8 @@ def number(db, device, kind, store, now, d, add=True):
         if settled:
             d.add(("" if kind == "batch" else "events_") + "dropped_by_device", settled)
         d.add("stores_replaced")
-        d.logs.append((logging.WARNING, "device %s has a new %s log (store id %d, its store %d "
+        # A warning when the old log took what it had published with it
+        d.logs.append((logging.WARNING if settled else logging.INFO, "device %s has a new %s log (store id %d, its store %d "
                        "here: an erased or new buffer), numbered from %d; %d %s%s of the one "
                        "before that had not arrived are recorded as lost (dropped by the "
                        "device)", device, kind, store, n, n << SHIFT, settled, kind,

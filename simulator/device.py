@@ -10,6 +10,7 @@ import copy
 from array import array
 import errno
 import os
+import shutil
 
 from agent.runtime import Agent
 from agent.store import FileStore
@@ -131,9 +132,16 @@ class SimDevice:
         self.faulted = {}        # sensor -> its faults under way
         self.backlog_max = 0
         self.first_event_seq = None
-        # Readings in each batch the device formed, by sequence number (4 bytes a batch): what
-        # a batch the ingest records as lost at the broker held.
-        self.batch_readings = array("I")
+        self.events_before = 0   # events raised into logs erased since
+        self.erases = 0
+        self.first_store = None  # the store id of its first batch log
+        self.erased_rows = 0     # readings in RAM or the journal when the flash was erased
+        # [(kind, store id, {seq: readings})]: what each erased log held unacknowledged; what
+        # of it the ingest never stored is counted at the end (parts.erased)
+        self.erased_held = []
+        # Readings in each batch the device formed, by its log's store id and sequence number
+        # (4 bytes a batch): what a batch the ingest records as lost at the broker held.
+        self.batch_readings = {}
 
     def _boot(self):
         self.agent = Agent(self.profile, self.platform, self.clock, self.client_class,
@@ -145,6 +153,8 @@ class SimDevice:
         self.agent.on_tick = lambda t: advance(t, platform)
         self._count_batches(self.agent.buffer.log)
         self.agent.open()
+        if self.first_store is None:
+            self.first_store = self.agent.buffer.log.store_id
         if self.first_event_seq is None:
             self.first_event_seq = self.agent.events.seq
         self.boots += 1
@@ -153,18 +163,20 @@ class SimDevice:
 
     def _count_batches(self, log):
         append = log.append_batch
-        counts = self.batch_readings
 
         def counted(seq, count, data):
+            counts = self.batch_readings.get(log.store_id)
+            if counts is None:
+                counts = self.batch_readings[log.store_id] = array("I")
             if seq >= len(counts):
                 counts.extend([0] * (seq + 1 - len(counts)))
             counts[seq] = count
             return append(seq, count, data)
         log.append_batch = counted
 
-    def readings_in(self, seqs):
-        """Readings in these batches of this device (0 for one it never formed)."""
-        counts = self.batch_readings
+    def readings_in(self, store, seqs):
+        """Readings in these batches of this device's log `store` (0 for one never formed)."""
+        counts = self.batch_readings.get(store, ())
         return sum(counts[s] for s in seqs if 0 <= s < len(counts))
 
     def start(self):
@@ -179,7 +191,8 @@ class SimDevice:
     @property
     def events_raised(self):
         """Events the agent stored, over all its boots (each is synced as it is raised)."""
-        return self.agent.events.seq - self.first_event_seq if self.agent else 0
+        return self.events_before + (self.agent.events.seq - self.first_event_seq
+                                     if self.agent else 0)
 
     @property
     def backlog(self):
@@ -197,11 +210,40 @@ class SimDevice:
     def power_cut(self):
         """The power goes: the agent dies where it stands (the broker sees its connection drop
         and publishes its will), what was only in RAM is gone, and it boots again on its files."""
+        self._die()
+        self.power_cuts += 1
+        self._boot()
+
+    def erase(self):
+        """The board's flash is erased and flashed again (`tether flash --firmware`): the agent
+        dies as at a power cut, its buffer and events' log go with the files, and it boots on
+        new ones, which number from 0 under new store ids (docs/ingest.md, "A device's new
+        log"). What the old ones held unacknowledged is kept here, to count what of it the
+        ingest never got (parts.erased)."""
+        agent = self.agent
+        self.erased_rows += agent.buffer.n  # in RAM or in the journal: gone either way
+        for kind, log in (("batch", agent.buffer.log), ("event", agent.events.log)):
+            counts = self.batch_readings.get(log.store_id, ()) if kind == "batch" else None
+            held = {}
+            if log.last_seq > log.acked:
+                for a, b in log.classify(log.acked + 1, log.last_seq)[0]:
+                    for seq in range(a, b + 1):
+                        held[seq] = 1 if counts is None else counts[seq] if seq < len(
+                            counts) else 0
+            self.erased_held.append((kind, log.store_id, held))
+        self.events_before = self.events_raised
+        self.first_event_seq = None
+        self._die(ram_lost=False)
+        shutil.rmtree(str(self.folder))
+        self.erases += 1
+        self._boot()
+
+    def _die(self, ram_lost=True):
         agent = self.agent
         buf = agent.buffer
-        self.cut_losses += buf.n - buf.flushed
+        if ram_lost:  # a power cut's: the journal's rows stay
+            self.cut_losses += buf.n - buf.flushed
         self.buffered_before += sum(c.readings for c in agent.sampler.channels)
-        self.power_cuts += 1
         agent.running = False
         agent.uplink.stopping = True
         self.task.cancel()
@@ -212,7 +254,6 @@ class SimDevice:
             _abandon(store)
         # The old sampling task ends at its next wake-up without sampling (running is False);
         # the new boot owns the files from now on.
-        self._boot()
 
     async def stop(self):
         """The end of the run, once the fleet has let the devices deliver what they hold

@@ -10,6 +10,7 @@ SPEC is a list of `kind:key=value,...` separated by `;`, for example
 | restart | count (1) | the broker restarts, `count` times spread over the run (only a broker the simulator started) |
 | slow | latency (200ms), bandwidth (none, e.g. 20kbps), share (1) | every publish of the affected devices waits for the latency and its bytes at the bandwidth |
 | power | every (2d), share (1) | the device loses power: the agent dies, its files stay, it boots again on them |
+| erase | every (7d), share (1) | the device's flash is erased and flashed again (`tether flash --firmware`): the agent dies, its buffer goes, it boots on a new one that numbers from 0 under a new store id |
 | sensor | every (1d), for (1h), share (1), kind (by driver) | one sensor's chip fails (a NACK, a bad CRC, a disconnected probe...) for `for` |
 
 `share` is the fraction of devices affected (chosen by the run's seed). Times are device time.
@@ -26,6 +27,7 @@ KINDS = {
     "restart": {"count": "1"},
     "slow": {"latency": "200ms", "bandwidth": None, "share": "1"},
     "power": {"every": "2d", "share": "1"},
+    "erase": {"every": "7d", "share": "1"},
     "sensor": {"every": "1d", "for": "1h", "share": "1", "kind": None},
 }
 
@@ -163,6 +165,8 @@ class Schedule:
                             self._window(t, o["for"], "down", "up", i, None)
                         elif kind == "power":
                             self._at(t, "cut", i, None)
+                        elif kind == "erase":
+                            self._at(t, "erase", i, None)
                         else:
                             sensors = _faultable(faultable, devices[i], o["kind"])
                             if not sensors:  # this device has no part that fails so

@@ -392,7 +392,8 @@ class Fleet:
             self.history.append((self.duration_ms, sum(d.backlog for d in self.devices),
                                  sum(1 for d in self.devices if not d.link.up)))
         body = parts.part(self, lost_seqs(self.db_path), restarts,
-                          started_wall or self.started_wall, ended_wall or self.ended_wall)
+                          started_wall or self.started_wall, ended_wall or self.ended_wall,
+                          parts.erased(self.db_path, self.devices))
         parts.store(self.db_path, self.run_key(), body)
         if self.first == 0 and self.end == self.devices_total:
             return report.from_parts(self.db_path, [body])
@@ -453,7 +454,7 @@ class Fleet:
                 slow = self._apply(action, i, details, at)
                 if slow is not None:
                     pending.append(asyncio.ensure_future(slow))
-                if action == "cut":
+                if action in ("cut", "erase"):
                     booted.append(self.devices[i])
             # On the clock's window steps (simulator/clock.py): the processes of a fleet sample
             # at the same instants.
@@ -562,6 +563,8 @@ class Fleet:
                 d.outage_ms += at - d.outage_started
         elif action == "cut":
             d.power_cut()
+        elif action == "erase":
+            d.erase()
         elif action == "sensor":
             d.sensor_faults += 1
             d.faulted[details[0]] = d.faulted.get(details[0], 0) + 1
@@ -608,6 +611,7 @@ class Fleet:
             "backlog": sum(d.backlog for d in self.devices),
             "outages": sum(1 for d in self.devices if not d.link.up),
             "power_cuts": sum(d.power_cuts for d in self.devices),
+            "erases": sum(d.erases for d in self.devices),
             "events": stats.get("events", 0),
             "restarts": self.restarts,
         }

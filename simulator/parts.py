@@ -17,6 +17,8 @@ import os
 from ingest.store import StoreError, open_store
 from ingest.url import db_url, hide_password
 
+SHIFT = 32  # a device's store n numbers from n << SHIFT in the ingest (ingest/numbering.py)
+MASK = (1 << SHIFT) - 1
 STORE_SQL = ("INSERT INTO sim_parts (run, first_device, devices, body) VALUES (?, ?, ?, ?) "
              "ON CONFLICT (run, first_device) DO UPDATE SET devices = excluded.devices, "
              "body = excluded.body")
@@ -106,6 +108,7 @@ def device_part(d):
         "events_raised": d.events_raised,
         "events_waiting": d.agent.events.log.unacked,
         "power_cuts": d.power_cuts,
+        "erases": d.erases,
         "sensor_faults": d.sensor_faults,
         "boots": d.boots,
         "outage_ms": d.outage_ms,
@@ -115,21 +118,72 @@ def device_part(d):
     }
 
 
-def part(fleet, gone, restarts, started_wall, ended_wall):
+def part(fleet, gone, restarts, started_wall, ended_wall, erased=({}, {})):
     """The part of a Fleet (simulator/fleet.py) whose devices are done: `gone` {device: [seq]}
-    the batches the ingest recorded as lost at the broker (their readings are counted here,
-    where each batch's size is known). JSON in, JSON out: a part read back from the database is
-    the same as one built in memory."""
+    the batches the ingest recorded as lost at the broker, as the ingest numbers them (their
+    readings are counted here, where each batch's size is known); `erased` what erased() says
+    of the devices whose flash was erased. JSON in, JSON out: a part read back from the
+    database is the same as one built in memory."""
+    counts, stores = erased
     devices = []
     for d in fleet.devices:
         p = device_part(d)
-        p["lost_at_broker"] = d.readings_in(gone.get(d.device_id, ()))
+        by_store = {}
+        for seq in gone.get(d.device_id, ()):
+            by_store.setdefault(seq >> SHIFT, []).append(seq & MASK)
+        store_of = stores.get(d.device_id) or {0: d.first_store}
+        p["lost_at_broker"] = sum(d.readings_in(store_of.get(n), seqs)
+                                  for n, seqs in by_store.items())
+        p["erased"], p["events_erased"] = counts.get(d.device_id, (0, 0))
         devices.append(p)
     return json.loads(json.dumps({
         "first": fleet.first, "devices_total": fleet.devices_total, "seed": fleet.seed,
         "duration_ms": fleet.duration_ms, "start_unix_ms": fleet.clock.start_unix_ms,
         "restarts": restarts, "started_wall": started_wall, "ended_wall": ended_wall,
         "history": fleet.history, "devices": devices}))
+
+
+def erased(db_path, devices):
+    """({device id: (readings, events)}, {device id: {store number: store id}}): what the
+    devices' erased logs held unacknowledged and the ingest never stored (an erased events'
+    log's that the ingest settled as dropped by the device are counted there, not here), and
+    the numbers the ingest gave their batch logs."""
+    out, stores = {}, {}
+    todo = [d for d in devices if d.erases]
+    if not todo:
+        return out, stores
+    db = open_store(db_path, create=False)
+    try:
+        for d in todo:
+            stores[d.device_id] = {n: store for n, store in db.execute(
+                "SELECT number, store FROM stores WHERE device = ? AND kind = 'batch'",
+                (d.device_id,))}
+            readings, events = d.erased_rows, 0
+            for kind, store, held in d.erased_held:
+                if not held:
+                    continue
+                row = db.execute("SELECT number FROM stores WHERE device = ? AND kind = ? AND "
+                                 "store = ?", (d.device_id, kind, store)).fetchone()
+                got = set()
+                if row is not None:
+                    base = row[0] << SHIFT
+                    span = (d.device_id, base, base + max(held))
+                    got = {s - base for (s,) in db.execute(
+                        "SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? AND ?"
+                        % ("batches" if kind == "batch" else "events"), span)}
+                    if kind == "event":
+                        got.update(s - base for (s,) in db.execute(
+                            "SELECT seq FROM lost WHERE device = ? AND kind = 'event' AND "
+                            "reason = 'dropped' AND seq BETWEEN ? AND ?", span))
+                missing = [s for s in held if s not in got]
+                if kind == "batch":
+                    readings += sum(held[s] for s in missing)
+                else:
+                    events += len(missing)
+            out[d.device_id] = (readings, events)
+    finally:
+        db.close()
+    return out, stores
 
 
 def store(db_path, run, body):

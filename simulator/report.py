@@ -58,7 +58,12 @@ def from_parts(db_path, parts):
             "delivered": delivered,
             "reported_dropped": dropped,
             "waiting": waiting,
-            "lost": generated - delivered - dropped - waiting - x["power_cut_window"] - at_broker,
+            "lost": (generated - delivered - dropped - waiting - x["power_cut_window"] - at_broker
+                     - x.get("erased", 0)),
+            # held by a buffer when its flash was erased, never delivered (--faults erase)
+            "erased": x.get("erased", 0),
+            "events_erased": x.get("events_erased", 0),
+            "erases": x.get("erases", 0),
             "power_cut_window": x["power_cut_window"],
             "repaired": s.get("repaired_readings", 0),
             "repaired_batches": s.get("repaired", 0),
@@ -74,7 +79,8 @@ def from_parts(db_path, parts):
             "events_lost_at_broker": events_at_broker,
             "events_dropped_by_device": s.get("events_dropped_by_device", 0),
             "events_lost": (x["events_raised"] - s.get("events", 0) - x["events_waiting"]
-                            - events_at_broker - s.get("events_dropped_by_device", 0)),
+                            - events_at_broker - s.get("events_dropped_by_device", 0)
+                            - x.get("events_erased", 0)),
             "power_cuts": x["power_cuts"],
             "sensor_faults": x.get("sensor_faults", 0),     # a part of an older run has none
             "boots": x["boots"],
@@ -92,7 +98,7 @@ def from_parts(db_path, parts):
                 "events_raised", "events_waiting", "events_repaired", "events_lost_at_broker",
                 "events_dropped_by_device",
                 "events_lost", "power_cuts", "boots", "outage_ms", "sensor_faults",
-                "bytes_on_air"):
+                "bytes_on_air", "erases", "erased", "events_erased"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)
     fleet_total["backlog_max_batches"] = max((x["backlog_max_batches"] for x in devices),
@@ -169,6 +175,12 @@ def text(report):
         "faults, %d broker restarts; %d duplicates received and discarded" % (
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
             f.get("sensor_faults", 0), report["broker_restarts"], f["duplicates"]),
+    ]
+    if f.get("erases"):
+        lines.append(
+            "erased flash: %d erases, which took %d readings and %d events their buffers held "
+            "undelivered (counted, not LOST)" % (f["erases"], f["erased"], f["events_erased"]))
+    lines += [
         "events: %d raised, %d delivered, %d still waiting on devices, %d LOST; %s bytes on the "
         "air per reading; largest backlog %d batches (one device's peak)" % (
             f["events_raised"], f["events"], f["events_waiting"], f["events_lost"],

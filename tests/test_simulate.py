@@ -45,10 +45,12 @@ def assert_every_reading_accounted(report, db_path):
     readings, events = db_counts(db_path)
     stored = summary(db_path)
     for d in report["devices"]:
-        # What the device's sampler buffered, less what a power cut took from RAM, is exactly
-        # what the file holds: no reading missing, none twice.
-        assert d["generated"] - d["power_cut_window"] == d["delivered"] == readings[d["device"]], d
-        assert d["events_raised"] == d["events"] == events.get(d["device"], 0), d
+        # What the device's sampler buffered, less what a power cut took from RAM and an erased
+        # flash took with it, is exactly what the file holds: no reading missing, none twice.
+        assert d["generated"] - d["power_cut_window"] - d["erased"] == d["delivered"] \
+            == readings[d["device"]], d
+        assert d["events_raised"] - d["events_erased"] == d["events"] \
+            == events.get(d["device"], 0), d
         assert stored[d["device"]]["gaps"] == [], d
     assert sum(readings.values()) == f["delivered"] > 0
 
@@ -170,8 +172,32 @@ def test_a_broker_restart_loses_nothing_the_broker_still_queued_for_a_slow_inges
     # The simulator's count of each batch's readings (what a batch lost at the broker held, for
     # the report) adds up to what the ingest stored, device by device.
     stored = summary(str(tmp_path / "fleet.sqlite"))
-    assert {d.device_id: sum(d.batch_readings) for d in fleet.devices} \
+    assert {d.device_id: sum(sum(c) for c in d.batch_readings.values()) for d in fleet.devices} \
         == {k: v["readings"] for k, v in stored.items()}
+
+
+def test_erased_boards_lose_only_what_their_buffers_held_and_their_new_logs_are_stored(
+        tmp_path):
+    # A board erased and flashed again (tether flash --firmware) numbers from 0 under a new
+    # store id: the ingest stores the new log's batches beside the old one's (they were refused
+    # as taken numbers), and what only the erased buffer held is counted, not LOST.
+    fleet = Fleet(load_fleet(DEFAULT_FLEET, 6), str(tmp_path), 2 * 24 * 3600000, speed=None,
+                  seed=5, faults=faults.parse("erase:every=10h;power:every=9h;"
+                                              "outage:every=7h,for=2h;restart:count=1"))
+    report = asyncio.run(fleet.run())
+    f = report["fleet"]
+    assert f["erases"] >= 6 and f["erased"] > 0, f
+    db = str(tmp_path / "fleet.sqlite")
+    assert_every_reading_accounted(report, db)
+    assert totals(db)["malformed"] == 0
+    with sqlite3.connect(db) as conn:
+        logs = dict(conn.execute("SELECT device, count(*) FROM stores WHERE kind = 'batch' "
+                                 "GROUP BY device"))
+        later = conn.execute("SELECT count(*) FROM batches WHERE seq >= 4294967296").fetchone()
+    # (a log erased before any of its batches came is never met)
+    assert all(1 < logs[d["device"]] <= d["erases"] + 1
+               for d in report["devices"] if d["erases"]), logs
+    assert later[0] > 0
 
 
 @pytest.mark.parametrize("workers", [None, 2])
