@@ -707,7 +707,8 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
 
     log = NS(unacked_readings=0, unacked=0)
     device = Device(device_id="p1", profile={"device": {"model": "m"}, "sensors": []}, buffered=5 * 420 - 100,
-                    batch_readings=array("I", [420, 420, 320, 420, 420]), cut_losses=0,
+                    batch_readings={7: array("I", [420, 420, 320, 420, 420])}, first_store=7,
+                    cut_losses=0, erases=0,
                     agent=NS(buffer=NS(log=log), events=NS(log=log)), events_raised=0,
                     power_cuts=0, boots=1, outage_ms=0, sensor_faults=0, backlog_max=0,
                     link=NS(bytes_up=1000),
@@ -735,12 +736,17 @@ def logged(batches, device, seq, store, dropped=0):
     return cbor.dumps([2] + f[1:7] + [store, f[7]])
 
 
+def old_log(d, batches, seqs, newest):
+    """Device p1's first log: these batches, and a health report of the newest it published."""
+    for s in seqs:
+        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
+    d.put("p1", "health", health("p1", batch=[0, newest, OLD_LOG]), T0)
+
+
 def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(desk, batches):
     d = desk()
     db = d.ingest.db_path
-    for s in (0, 1, 2, 3):
-        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
-    d.put("p1", "health", health("p1", batch=[0, 5, OLD_LOG]), T0)  # 4 and 5 never arrive
+    old_log(d, batches, (0, 1, 2, 3), 5)  # 4 and 5 never arrive
     # The board is erased (tether flash --firmware): a new log numbers from 0 again.
     for s in (0, 1, 3):
         d.put("p1", "batch", logged(batches, "p1", s, NEW_LOG), T0 + 1)
@@ -773,9 +779,7 @@ def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(des
 def test_a_reply_or_health_report_of_a_log_the_ingest_never_met_changes_nothing(desk, batches):
     d = desk()
     db = d.ingest.db_path
-    for s in (0, 1, 3):
-        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
-    d.put("p1", "health", health("p1", batch=[0, 3, OLD_LOG]), T0)
+    old_log(d, batches, (0, 1, 3), 3)
     assert d.plan(T0 + 1) == []
     (device, cmd), = d.plan(T0 + 1 + GRACE)
     assert cmd["ranges"] == [[2, 2]]
@@ -809,9 +813,7 @@ def test_a_log_that_drew_a_new_id_past_its_first_numbers_is_asked_only_from_wher
     # batches 0..2 still under the old one. Nothing below 3 is the new store's to ask for.
     d = desk()
     db = d.ingest.db_path
-    for s in (0, 1, 2):
-        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
-    d.put("p1", "health", health("p1", batch=[0, 2, OLD_LOG]), T0)
+    old_log(d, batches, (0, 1, 2), 2)
     for s in (3, 4):
         d.put("p1", "batch", logged(batches, "p1", s, NEW_LOG), T0 + 1)
     d.put("p1", "health", health("p1", batch=[3, 5, NEW_LOG]), T0 + 1)
@@ -827,9 +829,7 @@ def test_a_health_report_of_a_batch_log_not_met_yet_makes_no_store_and_settles_n
     # late: the numbers the ingest has stand.
     d = desk()
     db = d.ingest.db_path
-    for s in (0, 1, 3):
-        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
-    d.put("p1", "health", health("p1", batch=[0, 3, OLD_LOG]), T0)
+    old_log(d, batches, (0, 1, 3), 3)
     d.put("p1", "health", health("p1", batch=[0, 9, 0x30003], event=[0, 4, 0x40004]), T0 + 1)
     assert rows(db, "SELECT kind, store FROM stores ORDER BY kind") == [("batch", OLD_LOG)]
     assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
@@ -843,9 +843,7 @@ def test_an_erased_log_is_settled_up_to_what_it_said_it_published_not_a_probe_pa
         desk, batches):
     d = desk()
     db = d.ingest.db_path
-    for s in (0, 1, 2):
-        d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
-    d.put("p1", "health", health("p1", batch=[0, 2, OLD_LOG]), T0)
+    old_log(d, batches, (0, 1, 2), 2)
     d.db.begin()
     repair.probe(d.db, T0 + 100)  # the ingest reconnected: each tail is probed 64 past
     d.db.commit()
