@@ -91,18 +91,24 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                         "t_ms": t, "figures": {"silent_ms": now - t, "status": r["status"]},
                         "evidence": "nothing heard for %s (%s)" % (
                             span_text(now - t), r["status"])})
-        drops = r["dropped"] + r["lost"] + r["dropped_unsent"] + refused.get(r["device"], 0)
+        drops = (r["dropped"] + r["lost"] + r["dropped_unsent"] + r.get("erased", 0)
+                 + refused.get(r["device"], 0))
         if drops:
             parts = []
             if refused.get(r["device"]):
                 parts.append("%d batches or events refused in the last 7 days: their numbers "
-                             "were taken by earlier ones (was the device's store wiped? "
-                             "docs/ingest.md, De-duplication)" % refused[r["device"]])
+                             "were taken by earlier ones (firmware from before store ids whose "
+                             "store was wiped? docs/ingest.md, De-duplication)"
+                             % refused[r["device"]])
             if r["dropped"]:
                 parts.append("%d readings dropped by a full buffer" % r["dropped"])
             if r["dropped_unsent"]:
                 parts.append("%d batch%s dropped unsent" % (
                     r["dropped_unsent"], "" if r["dropped_unsent"] == 1 else "es"))
+            if r.get("erased"):
+                parts.append("%d batch%s published and never delivered went with an erased "
+                             "flash (a new log since, numbered from 0)" % (
+                                 r["erased"], "" if r["erased"] == 1 else "es"))
             if r["lost"]:
                 parts.append("%d batch%s lost at the broker" % (r["lost"], "" if r["lost"] == 1
                                                                 else "es"))
@@ -110,6 +116,7 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                         "t_ms": t, "figures": {"drops": drops, "dropped": r["dropped"],
                                                "lost": r["lost"],
                                                "dropped_unsent": r["dropped_unsent"],
+                                               "erased": r.get("erased", 0),
                                                "refused": refused.get(r["device"], 0)},
                         "evidence": "; ".join(parts)})
     shown = []

@@ -223,6 +223,7 @@ class FleetCache:
                 "repaired": repaired,
                 "lost": lost_d.get(("batch", "broker"), 0),
                 "dropped_unsent": lost_d.get(("batch", "dropped"), 0),
+                "erased": lost_d.get(("batch", "erased"), 0),
                 "rssi": _int(h.get("rssi")), "heap_free": _int(h.get("heap_free")),
                 "events": events, "health": h, "health_at": health_at}
         self._rows = rows

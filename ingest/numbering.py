@@ -47,14 +47,16 @@ def number(db, device, kind, store, now, d, add=True):
     if n:
         settled = settle(db, device, kind, n, now)
         if settled:
-            d.add(("" if kind == "batch" else "events_") + "dropped_by_device", settled)
+            d.add(("" if kind == "batch" else "events_") + "erased_with_device", settled)
         d.add("stores_replaced")
         # A warning when the old log took what it had published with it
-        d.logs.append((logging.WARNING if settled else logging.INFO, "device %s has a new %s log (store id %d, its store %d "
-                       "here: an erased or new buffer), numbered from %d; %d %s%s of the one "
-                       "before that had not arrived are recorded as lost (dropped by the "
-                       "device)", device, kind, store, n, n << SHIFT, settled, kind,
-                       "es" if kind == "batch" else "s"))
+        d.logs.append((logging.WARNING if settled else logging.INFO,
+                       "device %s has a new %s log (an erased or new buffer): its numbering "
+                       "restarted at 0 (store id %d, kept here from %d as its store %d)%s",
+                       device, kind, store, n << SHIFT, n,
+                       "; %d %s%s it had published and not delivered went with the old one "
+                       "(in lost as erased)" % (
+                           settled, kind, "es" if kind == "batch" else "s") if settled else ""))
     return n, dropped
 
 
@@ -66,7 +68,7 @@ def current(db, device, kind):
 
 def settle(db, device, kind, n, now):
     """Store n - 1's numbers that the device published and are neither stored nor settled:
-    into `lost` as dropped. Repair then waits for store n's health report (`done` cleared).
+    into `lost` as erased (they went with the old log). Repair then waits for store n's health report (`done` cleared).
     Returns how many."""
     old, base = (n - 1) << SHIFT, n << SHIFT
     table = repair.TABLE[kind]
@@ -100,7 +102,7 @@ def settle(db, device, kind, n, now):
                     for s in range(a, b + 1)]
             if rows:
                 db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
-                               "VALUES (?, ?, ?, 'dropped', ?) ON CONFLICT DO NOTHING", rows)
+                               "VALUES (?, ?, ?, 'erased', ?) ON CONFLICT DO NOTHING", rows)
             settled = len(rows)
     db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq < ?", (device, kind, base))
     db.execute("UPDATE devices SET {k}_done = NULL, {k}_oldest = NULL WHERE device = ?"

@@ -19,8 +19,8 @@ def device_count(db_path):
         return -1
 
 
-REPAIR_COUNTS = ("lost_at_broker", "dropped_by_device", "events_lost_at_broker",
-                 "events_dropped_by_device")
+REPAIR_COUNTS = ("lost_at_broker", "dropped_by_device", "erased_with_device",
+                 "events_lost_at_broker", "events_dropped_by_device", "events_erased_with_device")
 
 
 def summary(db_path):
@@ -73,7 +73,8 @@ def summary(db_path):
         return out
 
 
-_REASON = {"broker": "lost_at_broker", "dropped": "dropped_by_device"}
+_REASON = {"broker": "lost_at_broker", "dropped": "dropped_by_device",
+           "erased": "erased_with_device"}
 
 
 def _open_sql(kind):

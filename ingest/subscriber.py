@@ -47,10 +47,13 @@ class _LogLimit:
         self.skipped = 0
 
     def __call__(self, level, msg, *args):
+        if not log.isEnabledFor(level):
+            return  # not shown: it takes none of the burst
         now = time.monotonic()
         if now - self.start >= self.window:
             if self.skipped:
-                log.warning("%d more malformed messages were not logged", self.skipped)
+                log.warning("%d more lines like these (malformed messages, devices' new logs, "
+                            "refused repairs) were not logged", self.skipped)
             self.start, self.lines, self.skipped = now, 0, 0
         if self.lines < self.burst:
             self.lines += 1
@@ -297,9 +300,10 @@ class Ingest(Handlers):
         subscribed), connections (made so far), and per device {batches, readings, duplicates};
         repair: requests (resend commands sent), repaired (batches that came in answer to one),
         repaired_readings, events_repaired, lost_at_broker and dropped_by_device (batches the
-        replies settled, or a device's new log settled), events_lost_at_broker,
-        events_dropped_by_device, repair_refused, stores_replaced (a device's batches or events
-        came from a new log: ingest/numbering.py)."""
+        replies settled), events_lost_at_broker, events_dropped_by_device, repair_refused,
+        stores_replaced (a device's batches or events came from a new log: ingest/numbering.py),
+        erased_with_device and events_erased_with_device (what the old log had published and
+        not delivered)."""
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
                                   "undecodable", "events", "insights", "event_duplicates", "health",
@@ -307,7 +311,8 @@ class Ingest(Handlers):
                                   "stores_replaced",
                                   "repaired_readings", "events_repaired", "lost_at_broker",
                                   "dropped_by_device", "events_lost_at_broker",
-                                  "events_dropped_by_device", "repair_refused")}
+                                  "events_dropped_by_device", "erased_with_device",
+                                  "events_erased_with_device", "repair_refused")}
             out.update(self._counts)
             out["held"] = self._held_now
             out["connected"] = self._ready

@@ -145,9 +145,8 @@ def part(fleet, gone, restarts, started_wall, ended_wall, erased=({}, {})):
 
 def erased(db_path, devices):
     """({device id: (readings, events)}, {device id: {store number: store id}}): what the
-    devices' erased logs held unacknowledged and the ingest never stored (an erased events'
-    log's that the ingest settled as dropped by the device are counted there, not here), and
-    the numbers the ingest gave their batch logs."""
+    devices' erased logs held unacknowledged and the ingest never stored (what of it the ingest
+    knew of is in its `lost` as erased), and the numbers the ingest gave their batch logs."""
     out, stores = {}, {}
     todo = [d for d in devices if d.erases]
     if not todo:
@@ -171,10 +170,6 @@ def erased(db_path, devices):
                     got = {s - base for (s,) in db.execute(
                         "SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? AND ?"
                         % ("batches" if kind == "batch" else "events"), span)}
-                    if kind == "event":
-                        got.update(s - base for (s,) in db.execute(
-                            "SELECT seq FROM lost WHERE device = ? AND kind = 'event' AND "
-                            "reason = 'dropped' AND seq BETWEEN ? AND ?", span))
                 missing = [s for s in held if s not in got]
                 if kind == "batch":
                     readings += sum(held[s] for s in missing)

@@ -216,6 +216,23 @@ def test_silent_and_dropping_devices_need_someone(tmp_path):
                                              "lost at the broker")
 
 
+def test_batches_an_erased_flash_took_are_said_so_not_dropped_unsent(tmp_path):
+    # The ingest settles what an erased log had published and never delivered as `erased`
+    # (ingest/numbering.py); called "dropped unsent", it read as a full buffer.
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    for seq in (4, 5):
+        db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
+                   "VALUES ('washer-1', 'batch', ?, 'erased', 1.0)", (seq,))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    (a,) = [a for a in actions.needed(database, rows, NOW) if a["kind"] == "dropping"]
+    assert a["device"] == "washer-1" and a["figures"]["erased"] == 2
+    assert a["evidence"] == ("2 batches published and never delivered went with an erased "
+                             "flash (a new log since, numbered from 0)")
+
+
 def test_batches_refused_as_copies_show_a_device_whose_store_was_wiped(tmp_path):
     # Refused as malformed, a wiped device's data was visible only in the ingest's log: the
     # console showed it healthy, with 0 dropped.

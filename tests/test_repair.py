@@ -758,9 +758,11 @@ def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(des
     assert rows(db, "SELECT kind, store, number FROM stores ORDER BY number") == [
         ("batch", OLD_LOG, 0), ("batch", NEW_LOG, 1)]
     # What the erased log had published and never delivered is lost, and says so.
-    assert rows(db, "SELECT seq, reason FROM lost ORDER BY seq") == [(4, "dropped"),
-                                                                     (5, "dropped")]
+    assert rows(db, "SELECT seq, reason FROM lost ORDER BY seq") == [(4, "erased"),
+                                                                     (5, "erased")]
     assert d.ingest.stats()["stores_replaced"] == 1
+    assert (d.ingest.stats()["erased_with_device"], summary(db)["p1"]["erased_with_device"]) \
+        == (2, 2)
     # Repair asks the new log for what it lacks, in the new log's own numbers.
     assert d.plan(T0 + 2) == []
     (device, cmd), = d.plan(T0 + 2 + GRACE)
@@ -771,7 +773,7 @@ def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(des
         (NEW + 2, "broker")]
     # A late batch of the old log is still stored under its own number.
     d.put("p1", "batch", logged(batches, "p1", 4, OLD_LOG), T0 + 4)
-    assert rows(db, "SELECT seq, reason FROM lost WHERE seq < ?", NEW) == [(5, "dropped")]
+    assert rows(db, "SELECT seq, reason FROM lost WHERE seq < ?", NEW) == [(5, "erased")]
     # Gaps are within one log: none spans the two.
     assert rows(db, "SELECT from_seq, to_seq FROM gaps ORDER BY from_seq") == [(NEW + 2, NEW + 2)]
 
@@ -895,7 +897,7 @@ def test_an_erased_log_that_never_reported_its_health_has_its_gaps_settled(desk,
     for s in (0, 2):
         d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0)
     d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG), T0 + 1)
-    assert rows(db, "SELECT seq, reason FROM lost") == [(1, "dropped")]
+    assert rows(db, "SELECT seq, reason FROM lost") == [(1, "erased")]
     assert rows(db, "SELECT count(*) FROM gaps") == [(1,)]  # seen, and settled
 
 
@@ -921,4 +923,4 @@ def test_a_database_from_before_store_ids_settles_an_erased_log_up_to_its_last_h
     finally:
         d.close()
     assert rows(path, "SELECT seq, reason FROM lost ORDER BY seq") == [
-        (3, "dropped"), (4, "dropped"), (5, "dropped")]
+        (3, "erased"), (4, "erased"), (5, "erased")]

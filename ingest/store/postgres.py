@@ -382,9 +382,11 @@ BEGIN
     RETURN n;
 END $$;
 """ % PARTITION_LOCK,
-    # A device's logs (ingest/numbering.py): the devices known so far had one, store 0; a gap
-    # is between two batches of one store.
+    # A device's logs (ingest/numbering.py): the devices known so far had one, store 0; what an
+    # erased log took with it is `erased` in `lost`; a gap is between two batches of one store.
     5: STORES_SQL.format(id="bigint", real="double precision") + """
+ALTER TABLE lost DROP CONSTRAINT lost_reason_check,
+    ADD CONSTRAINT lost_reason_check CHECK (reason IN ('broker', 'dropped', 'erased'));
 CREATE OR REPLACE VIEW gaps AS
     SELECT device, prev + 1 AS from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing
     FROM (SELECT device, seq, lag(seq) OVER (PARTITION BY device, seq >> 32 ORDER BY seq) AS prev

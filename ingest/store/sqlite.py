@@ -264,6 +264,17 @@ INSERT INTO channel_batches
     GROUP BY device, channel, seq;
 """,
     6: base.STORES_SQL.format(id="INTEGER", real="REAL") + """
+ALTER TABLE lost RENAME TO lost_before;
+CREATE TABLE lost (
+    device TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    reason TEXT NOT NULL CHECK (reason IN ('broker', 'dropped', 'erased')),
+    recorded_at REAL NOT NULL,
+    PRIMARY KEY (device, kind, seq)
+) WITHOUT ROWID;
+INSERT INTO lost SELECT device, kind, seq, reason, recorded_at FROM lost_before;
+DROP TABLE lost_before;
 DROP VIEW gaps;
 CREATE VIEW gaps AS
     SELECT device, prev + 1 AS from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing
