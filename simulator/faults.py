@@ -13,7 +13,8 @@ SPEC is a list of `kind:key=value,...` separated by `;`, for example
 | erase | every (7d), share (1) | the device's flash is erased and flashed again (`tether flash --firmware`): the agent dies, its buffer goes, it boots on a new one that numbers from 0 under a new store id |
 | sensor | every (1d), for (1h), share (1), kind (by driver) | one sensor's chip fails (a NACK, a bad CRC, a disconnected probe...) for `for` |
 
-`share` is the fraction of devices affected (chosen by the run's seed). Times are device time.
+`share` is the fraction of devices affected (chosen by the run's seed). Times are device time;
+`every` is at least 1min. A kind given twice adds its faults to the other's.
 """
 import heapq
 import random
@@ -76,10 +77,16 @@ def check(faults, profiles):
                              % (o["kind"], ", ".join(sorted(kinds))))
 
 
+MIN_EVERY_MS = 60000  # faults closer than that on average drew so many that a run hung
+
+
 def _duration(kind, key, text):
     ms = parse_duration(text)
     if ms is None or ms <= 0:
         raise FaultError("%s: %s expected a duration like '2h', got %r" % (kind, key, text))
+    if key == "every" and ms < MIN_EVERY_MS:
+        raise FaultError("%s: every must be at least 1min (faults that often make a run of "
+                         "nothing but faults), got %r" % (kind, text))
     return ms
 
 

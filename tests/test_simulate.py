@@ -344,6 +344,9 @@ def test_the_command_exits_1_when_a_reading_is_lost_even_at_the_broker(monkeypat
     ("faults", "flood:every=1d", "unknown fault 'flood'"),
     ("faults", "outage:for=forever", "outage: for expected a duration like '2h'"),
     ("faults", "outage:share=2", "outage: share expected a fraction"),
+    ("faults", "erase:every=1ms", "erase: every must be at least 1min"),  # it hung
+    ("faults", "erase:every=1d,when=now", "erase: expected key=value with a key among every, "
+                                          "share"),
     ("faults", "power:when=1d", "power: expected key=value with a key among every, share"),
     ("faults", "slow:bandwidth=fast", "slow: bandwidth expected a rate in bits a second"),
     # 0 meant no limit, -5 no delay, nan a run that never ended, 20KBps kilobits
