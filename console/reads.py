@@ -298,7 +298,13 @@ def device_detail(db, device, span, charts=True):
         "SELECT received_at, ok, body FROM replies WHERE device = ? "
         "ORDER BY received_at DESC LIMIT 50", (device,))]
     latest = health[0][2] if health else {}
+    # Its batch logs after the first: each an erased flash or a new card (ingest/numbering.py)
+    new_logs, new_log_at = db.one("SELECT count(*), max(first_seen) FROM stores WHERE "
+                                  "device = ? AND kind = 'batch' AND number > 0", (device,))
+    erased = db.one("SELECT count(*) FROM lost WHERE device = ? AND kind = 'batch' AND "
+                    "reason = 'erased'", (device,))[0] if new_logs else 0
     return {"device": device, "status": row[1] or "unknown", "last_seen": row[2],
+            "new_logs": new_logs, "new_log_at": new_log_at, "erased": erased,
             "last_t_ms": end, "batches": row[4], "readings": row[5], "dropped": row[6],
             "repaired": row[7], "boot": row[8],
             "model": _text(latest.get("model")), "version": _text(latest.get("version")),

@@ -233,6 +233,33 @@ def test_batches_an_erased_flash_took_are_said_so_not_dropped_unsent(tmp_path):
                              "flash (a new log since, numbered from 0)")
 
 
+def test_a_device_page_says_its_buffer_was_made_afresh_and_what_went_with_the_old_one(
+        tmp_path):
+    # An erased board looked like one that had rebooted: its boot count back at 1, nothing said.
+    import html
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    for store, number in ((0x10001, 0), (0x20002, 1), (0x30003, 2)):
+        db.execute("INSERT INTO stores (device, kind, store, number, first_seen) "
+                   "VALUES ('washer-1', 'batch', ?, ?, ?)", (store, number, NOW / 1000 - number))
+    for seq in (4, 5):
+        db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
+                   "VALUES ('washer-1', 'batch', ?, 'erased', 1.0)", (seq,))
+    db.commit()
+    server = Server(str(tmp_path / "f.sqlite"), port=0).start()
+    try:
+        _, washer, _ = request(server, "GET", "/device/washer-1?span=all")
+        _, printer, _ = request(server, "GET", "/device/printer-1?span=all")
+    finally:
+        server.stop()
+    said = " ".join(html.unescape(washer).split())
+    assert ("Its buffer was made afresh 2 times (an erased flash or a new card), the last first "
+            "heard from ") in said
+    assert ("its boot count and batch numbers started again there, and 2 batches it had "
+            "published and not delivered went with the old one.") in said
+    assert "made afresh" not in printer
+
+
 def test_batches_refused_as_copies_show_a_device_whose_store_was_wiped(tmp_path):
     # Refused as malformed, a wiped device's data was visible only in the ingest's log: the
     # console showed it healthy, with 0 dropped.
