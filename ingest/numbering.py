@@ -68,37 +68,25 @@ def current(db, device, kind):
 
 def settle(db, device, kind, n, now):
     """Store n - 1's numbers that the device published and are neither stored nor settled:
-    into `lost` as erased (they went with the old log). Repair then waits for store n's health report (`done` cleared).
-    Returns how many."""
+    into `lost` as erased (they went with the old log). Repair then waits for store n's health
+    report (`done` cleared). Returns how many."""
     old, base = (n - 1) << SHIFT, n << SHIFT
-    table = repair.TABLE[kind]
     done = db.execute("SELECT %s_done FROM devices WHERE device = ?" % kind,
                       (device,)).fetchone()
     reported = db.execute("SELECT reported FROM stores WHERE device = ? AND kind = ? "
                           "AND number = ?", (device, kind, n - 1)).fetchone()
-    top = db.execute("SELECT max(seq) FROM %s WHERE device = ? AND seq >= ? AND seq < ?" % table,
-                     (device, old, base)).fetchone()[0]
+    first, top = db.execute("SELECT min(seq), max(seq) FROM %s WHERE device = ? AND seq >= ? "
+                            "AND seq < ?" % repair.TABLE[kind], (device, old, base)).fetchone()
     if reported is not None and reported[0] is not None:
         top = max(top if top is not None else -1, old + reported[0])
     settled = 0
-    if done is not None and done[0] is not None:
-        lo = max(done[0] + 1, old)
-    else:  # no health report of it was taken: from its first batch stored
-        lo = db.execute("SELECT min(seq) FROM %s WHERE device = ? AND seq >= ? AND seq < ?"
-                        % table, (device, old, base)).fetchone()[0]
+    # from where repair had got to; without a health report of it, from its first batch stored
+    lo = max(done[0] + 1, old) if done is not None and done[0] is not None else first
     if lo is not None and top is not None:
         hi = min(top, lo + MAX_SETTLED - 1)
         if hi >= lo:
-            args = (device, lo, hi)
-            have = {s for (s,) in db.execute("SELECT seq FROM %s WHERE device = ? AND seq "
-                                             "BETWEEN ? AND ?" % table, args)}
-            have.update(s for (s,) in db.execute(
-                "SELECT seq FROM lost WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
-                (device, kind, lo, hi)))
-            if kind == "batch":  # waiting for their schema: here already
-                have.update(s for (s,) in db.execute(
-                    "SELECT seq FROM held WHERE device = ? AND seq BETWEEN ? AND ?", args))
-            rows = [(device, kind, s, now) for a, b in repair.missing(sorted(have), lo, hi)
+            rows = [(device, kind, s, now)
+                    for a, b in repair.missing(repair.accounted(db, device, kind, lo, hi), lo, hi)
                     for s in range(a, b + 1)]
             if rows:
                 db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "

@@ -232,6 +232,20 @@ def note_health(db, device, seq):
                    (oldest, newest, lo - 1, device))
 
 
+def accounted(db, device, kind, lo, hi):
+    """The numbers in lo..hi the database has (stored, or settled in `lost`), ascending."""
+    args = (device, lo, hi)
+    have = {s for (s,) in db.execute("SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? "
+                                     "AND ?" % TABLE[kind], args)}
+    have.update(s for (s,) in db.execute(
+        "SELECT seq FROM lost WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
+        (device, kind, lo, hi)))
+    if kind == "batch":  # compact batches waiting for their schema are here already
+        have.update(s for (s,) in db.execute(
+            "SELECT seq FROM held WHERE device = ? AND seq BETWEEN ? AND ?", args))
+    return sorted(have)
+
+
 def arrived(db, device, kind, seq):
     """A batch or event newly stored: True when it was asked for (a repair). It is no longer
     lost, should a stale copy turn up after the device said it was gone."""
@@ -405,16 +419,7 @@ class Repair:
     def _ripe(self, db, device, kind, done, top, now):
         """Moves `done` over what is stored or settled; the missing ranges past their grace."""
         lo, hi = done + 1, min(top, done + WINDOW)
-        args = (device, lo, hi)
-        have = {s for (s,) in db.execute("SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? "
-                                         "AND ?" % TABLE[kind], args)}
-        have.update(s for (s,) in db.execute(
-            "SELECT seq FROM lost WHERE device = ? AND kind = ? AND seq BETWEEN ? AND ?",
-            (device, kind, lo, hi)))
-        if kind == "batch":  # compact batches waiting for their schema are here already
-            have.update(s for (s,) in db.execute(
-                "SELECT seq FROM held WHERE device = ? AND seq BETWEEN ? AND ?", args))
-        gaps = missing(sorted(have), lo, hi)
+        gaps = missing(accounted(db, device, kind, lo, hi), lo, hi)
         reached = gaps[0][0] - 1 if gaps else hi
         if reached > done:
             db.execute("UPDATE devices SET {k}_done = greatest({k}_done, ?) WHERE device = ?"

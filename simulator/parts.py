@@ -154,18 +154,17 @@ def erased(db_path, devices):
     db = open_store(db_path, create=False)
     try:
         for d in todo:
-            stores[d.device_id] = {n: store for n, store in db.execute(
-                "SELECT number, store FROM stores WHERE device = ? AND kind = 'batch'",
-                (d.device_id,))}
+            number = {(kind, store): n for kind, store, n in db.execute(
+                "SELECT kind, store, number FROM stores WHERE device = ?", (d.device_id,))}
+            stores[d.device_id] = {n: store for (kind, store), n in number.items()
+                                   if kind == "batch"}
             readings, events = d.erased_rows, 0
             for kind, store, held in d.erased_held:
                 if not held:
                     continue
-                row = db.execute("SELECT number FROM stores WHERE device = ? AND kind = ? AND "
-                                 "store = ?", (d.device_id, kind, store)).fetchone()
                 got = set()
-                if row is not None:
-                    base = row[0] << SHIFT
+                if (kind, store) in number:
+                    base = number[kind, store] << SHIFT
                     span = (d.device_id, base, base + max(held))
                     got = {s - base for (s,) in db.execute(
                         "SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? AND ?"
