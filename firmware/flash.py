@@ -50,6 +50,9 @@ EXIT_INTERRUPTED = 130   # Ctrl-C, as a shell counts it
 MPY_ARCH_BY_CODE = ("none",) + build.ARCH_CODES
 FIRMWARE_OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "esp32c3": "0x0",
                     "esp32c6": "0x0"}
+IMAGE_MAGIC = 0xE9
+IMAGE_HEADER = 24      # the common header (8 bytes) and its extension (16), chip id at 12-13
+IMAGE_CHIPS = {0: "esp32", 2: "esp32s2", 9: "esp32s3", 5: "esp32c3", 13: "esp32c6"}
 TEMP_SUFFIX = ".part"
 MANIFEST = "manifest.json"
 UNIX_PORTS = ("linux", "darwin")  # sys.platform where a sim bundle may run (the unix port)
@@ -547,6 +550,9 @@ class PlainProgress:
     def __exit__(self, *exc):
         return False
 
+    def begin(self, files, size):
+        pass
+
     def start(self, path, size):
         self.path, self.size = path, size
 
@@ -563,7 +569,8 @@ class PlainProgress:
 
 
 class RichProgress:
-    """On a terminal: a progress bar for the file being sent, and a line for each file sent."""
+    """On a terminal: a bar for the whole copy and one for the file being sent, and a line for
+    each file sent."""
 
     def __init__(self, out):
         from rich.console import Console
@@ -571,7 +578,7 @@ class RichProgress:
         self.console = Console(file=out)
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                  console=self.console, transient=True)
-        self.task = None
+        self.task = self.all = None
 
     def __enter__(self):
         self.progress.start()
@@ -581,12 +588,19 @@ class RichProgress:
         self.progress.stop()
         return False
 
+    def begin(self, files, size):
+        if files:
+            self.all = self.progress.add_task("%d file%s" % (files, "s" if files != 1 else ""),
+                                              total=max(size, 1))
+
     def start(self, path, size):
         self.path, self.size = path, size
-        self.task = self.progress.add_task(path, total=max(size, 1))
+        self.task = self.progress.add_task("  " + path, total=max(size, 1))
 
     def advance(self, n):
         self.progress.advance(self.task, n)
+        if self.all is not None:
+            self.progress.advance(self.all, n)
 
     def done(self):
         self.progress.remove_task(self.task)
@@ -708,6 +722,9 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         progress.line("bundle %s: %d files, %d bytes, %d to send"
                       % (folder, len(files), manifest["bytes"] if isinstance(
                           manifest.get("bytes"), int) else 0, len(to_send)))
+        progress.begin(len(to_send) + (1 if manifest_changed or to_send or stale else 0),
+                       sum(sizes[p] for p, _ in to_send) + (
+                           len(manifest_bytes) if manifest_changed or to_send or stale else 0))
         try:
             if to_send or stale:
                 board.aside()
@@ -748,8 +765,9 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
             raise FlashError(str(exc) + MID_COPY, dict(REPL_CODES)[type(exc)])
         reset_ok = repl.soft_reset() if reset else None
         elapsed = time.monotonic() - started
-        progress.line("%s %d of %d files (%d bytes), removed %d, in %.1f s%s" % (
+        progress.line("%s %d of %d files%s (%d bytes), removed %d, in %.1f s%s" % (
             "flashed" if to_send or stale else "up to date:", len(to_send), len(files),
+            " and %s" % MANIFEST if manifest_changed or to_send or stale else "",
             sent_bytes, len(stale), elapsed,
             "; soft reset: the board runs main.py" if reset_ok else
             "; the board did not confirm the soft reset: press its reset button"
@@ -764,26 +782,75 @@ def esptool_command():
     return [found] if found else [sys.executable, "-m", "esptool"]
 
 
+def firmware_chip(path, chip=None):
+    """The chip a MicroPython image is for, from its header (the ESP image format: magic byte
+    0xE9, chip id in bytes 12-13, esptool's IMAGE_CHIP_ID). FlashError (exit 2) for a file that
+    is no such image, or one for another chip than `chip` (--chip): esptool erases the board
+    before it could tell, and the filesystem, buffer included, would go for nothing."""
+    if os.path.isdir(path):
+        raise FlashError("--firmware %s is a folder: give the image file (.bin) in it" % path,
+                         EXIT_BAD_INPUT)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(IMAGE_HEADER)
+    except FileNotFoundError:
+        raise FlashError("--firmware %s: no such file (download the .bin for your board from "
+                         "https://micropython.org/download/)" % path, EXIT_BAD_INPUT)
+    except OSError as exc:
+        raise FlashError("--firmware %s: cannot read it: %s" % (path, exc.strerror or exc),
+                         EXIT_BAD_INPUT)
+    what = None
+    if head.startswith(b"UF2\n"):
+        what = "a UF2 file (for copying onto a board that shows up as a USB drive)"
+    elif head.startswith(b"\x7fELF"):
+        what = "an ELF file (a build's intermediate)"
+    elif head.startswith(b"PK\x03\x04"):
+        what = "a zip archive: unpack it"
+    elif head.lstrip()[:1] == b"<":
+        what = "a web page, not an image (a download that went wrong?)"
+    elif len(head) < IMAGE_HEADER:
+        what = "%d bytes, too short for an image" % len(head)
+    elif head[0] != IMAGE_MAGIC:
+        what = "not an ESP32 firmware image (its first byte is 0x%02x, an image's is 0x%02x)" % (
+            head[0], IMAGE_MAGIC)
+    if what is not None:
+        raise FlashError("--firmware %s is %s. Nothing was written: download the .bin for your "
+                         "board from https://micropython.org/download/" % (path, what),
+                         EXIT_BAD_INPUT)
+    ident = head[12] | head[13] << 8
+    found = IMAGE_CHIPS.get(ident)
+    if found is None:
+        raise FlashError("--firmware %s is an image for a chip tether flash does not write (chip "
+                         "id %d; it writes %s). Nothing was written" % (
+                             path, ident, ", ".join(sorted(FIRMWARE_OFFSETS))), EXIT_BAD_INPUT)
+    if chip is not None and chip != found:
+        raise FlashError("--firmware %s is an image for the %s (its header says so), not the %s "
+                         "--chip names. Nothing was written: download the image for your board, "
+                         "or give --chip %s" % (path, found, chip, found), EXIT_BAD_INPUT)
+    return found
+
+
 def write_firmware(image, port, chip="esp32", out=None, command=None):
-    """Erases the flash and writes the MicroPython image (a file main() found) with esptool
-    (v5 command names)."""
+    """Writes the MicroPython image (a file firmware_chip() read) with esptool (v5 command
+    names), the whole flash erased first: with --erase-all esptool checks the image against the
+    chip it finds (and the flash's size) before it erases anything."""
     out = sys.stdout if out is None else out
     try:  # no such port, a busy one: the answers a copy gets, not esptool's failure
         rawrepl.open_port(port).close()
     except (rawrepl.NoPort, rawrepl.PortBusy) as exc:
         raise FlashError(str(exc), dict(REPL_CODES)[type(exc)])
-    base = (command or esptool_command()) + ["--chip", chip, "--port", port]
-    for args in (["erase-flash"], ["write-flash", "-z", FIRMWARE_OFFSETS[chip], image]):
-        out.write("esptool %s\n" % " ".join(args))
-        out.flush()
-        try:
-            proc = subprocess.run(base + args)
-        except OSError as exc:
-            raise FlashError("cannot run esptool (%s): pip install esptool" % exc, EXIT_ESPTOOL)
-        if proc.returncode != 0:
-            raise FlashError("esptool %s failed (exit %d): see its output above; hold the "
-                             "board's BOOT button while it connects if it cannot"
-                             % (args[0], proc.returncode), EXIT_ESPTOOL)
+    args = ["write-flash", "--erase-all", "-z", FIRMWARE_OFFSETS[chip], image]
+    out.write("esptool %s\n" % " ".join(args))
+    out.flush()
+    try:
+        proc = subprocess.run((command or esptool_command()) + ["--chip", chip, "--port", port]
+                              + args)
+    except OSError as exc:
+        raise FlashError("cannot run esptool (%s): pip install esptool" % exc, EXIT_ESPTOOL)
+    if proc.returncode != 0:
+        raise FlashError("esptool write-flash failed (exit %d): see its output above; hold the "
+                         "board's BOOT button while it connects if it cannot"
+                         % proc.returncode, EXIT_ESPTOOL)
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -805,7 +872,8 @@ def add_command(sub):
     p.add_argument("--firmware", metavar="FILE.bin", help="first erase the board and write this "
                    "MicroPython image with esptool")
     p.add_argument("--chip", choices=sorted(FIRMWARE_OFFSETS),
-                   help="the chip, for --firmware (default esp32)")
+                   help="the chip --firmware writes (default: the one its image is for, from the "
+                        "image's header)")
     p.add_argument("--timeout", type=seconds(0.1), default=10.0, metavar="SECONDS",
                    help="how long a silent board is waited for at each try to reach its raw "
                         "REPL (two tries, five after --firmware; default 10)")
@@ -850,17 +918,18 @@ def main(args, out=None, err=None, stop=None):
         if args.chip is not None and not args.firmware:
             raise FlashError("--chip says which chip --firmware writes: give --firmware too",
                              EXIT_BAD_INPUT)
-        if args.firmware and not os.path.isfile(args.firmware):  # before a build and esptool
-            raise FlashError("--firmware %s: no such file (download the .bin for your board "
-                             "from https://micropython.org/download/)" % args.firmware,
-                             EXIT_BAD_INPUT)
+        chip = None
+        if args.firmware:       # before a build and esptool
+            chip = firmware_chip(args.firmware, args.chip)
         port = args.port
-        if port is None:         # before a build: a wrong port is said at once
-            try:
+        try:                     # before a build: a wrong port is said at once
+            if port is None:
                 port, how = ports.board_port()
-            except rawrepl.NoPort as exc:
-                raise FlashError(str(exc), EXIT_NO_PORT)
-            out.write("port %s, %s\n" % (port, how))
+                out.write("port %s, %s\n" % (port, how))
+            else:
+                rawrepl.check_port(port)
+        except rawrepl.NoPort as exc:
+            raise FlashError(str(exc), EXIT_NO_PORT)
         folder = args.bundle
         if folder is None:
             profile = pathlib.Path(args.profile)
@@ -868,7 +937,12 @@ def main(args, out=None, err=None, stop=None):
                 raise FlashError("%s: no such profile" % profile, EXIT_BAD_INPUT)
             if args.build_dir is None:
                 folder = str(profile.parent / ".tether" / "build" / profile.stem)
-                ignore_builds(profile.parent / ".tether")
+                try:
+                    ignore_builds(profile.parent / ".tether")
+                except OSError as exc:
+                    raise FlashError("cannot make the build folder %s beside the profile (%s): "
+                                     "give --build-dir DIR, a folder you may write"
+                                     % (folder, exc.strerror or exc), EXIT_BAD_INPUT)
             else:
                 folder = args.build_dir
             built = build_bundle(str(profile), folder, args.arch, args.allow_outside,
@@ -879,7 +953,7 @@ def main(args, out=None, err=None, stop=None):
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:
             writing = True
-            write_firmware(args.firmware, port, args.chip or "esp32", out)
+            write_firmware(args.firmware, port, chip, out)
             writing = False
         then = None
         if args.logs:

@@ -17,6 +17,7 @@ traceback, `\\x04`, and the next `>` prompt.
 """
 import errno
 import os
+import stat
 import struct
 import time
 
@@ -55,20 +56,57 @@ class BoardError(ReplError):
         self.traceback = traceback
 
 
+NO_SUCH_PORT = ("no such port: %s (is the board plugged in? `ls /dev/ttyUSB* /dev/ttyACM*` lists "
+                "the serial ports)")
+
+
+def lost(exc):
+    """The message for a port that failed mid-conversation; the driver's own words last, for
+    the rare case they say more."""
+    return ("lost the connection to the board: it was unplugged or reset, or another program "
+            "took the port (the serial driver said: %s)" % exc)
+
+
+def check_port(port):
+    """NoPort, said plainly, for a name that cannot be a serial port: none, no such file, a
+    folder, a plain file. Before a build, so that a mistyped --port is said at once; whether a
+    device file is a serial port only opening it tells (open_port)."""
+    if not port:
+        raise NoPort("no port given: --port names the board's serial port, e.g. /dev/ttyUSB0")
+    try:
+        mode = os.stat(port).st_mode
+    except FileNotFoundError:
+        raise NoPort(NO_SUCH_PORT % port) from None
+    except OSError:
+        return          # not ours to look at: the open says why
+    if stat.S_ISDIR(mode):
+        raise NoPort("%s is a folder, not a serial port (a serial port is a device file such as "
+                     "/dev/ttyUSB0)" % port)
+    if not stat.S_ISCHR(mode):
+        raise NoPort("%s is a file, not a serial port (a serial port is a device file such as "
+                     "/dev/ttyUSB0)" % port)
+
+
 def open_port(port, baudrate=115200, serial_class=serial.Serial):
     """Opens the port for this process alone. A second tether, mpremote or esptool holds a flock
     on it, which makes the open fail; screen, minicom or a plain open() take no lock, so the
     processes that have the port open are looked up too (Linux): either way PortBusy, instead of
     two programs reading one REPL's answers."""
+    check_port(port)
     try:
         opened = serial_class(port, baudrate, timeout=0.05, write_timeout=10, exclusive=True)
     except serial.SerialException as exc:
         code = exc.errno
-        if code is None and isinstance(exc.__context__, OSError):
-            code = exc.__context__.errno
+        cause = exc.__context__
+        if code is None and isinstance(cause, OSError):
+            code = cause.errno
+        elif code is None and cause is not None and cause.args and isinstance(cause.args[0], int):
+            code = cause.args[0]    # termios.error (errno, text): the port's settings failed
         if code in (errno.ENOENT, errno.ENODEV, errno.ENXIO):
-            raise NoPort("no such port: %s (is the board plugged in? `ls /dev/ttyUSB* "
-                         "/dev/ttyACM*` lists the serial ports)" % port) from None
+            raise NoPort(NO_SUCH_PORT % port) from None
+        if code == errno.ENOTTY:
+            raise NoPort("%s is not a serial port: it takes no serial settings (a serial port "
+                         "is a device file such as /dev/ttyUSB0)" % port) from None
         if code in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY):
             raise PortBusy("port %s is busy: another program holds it locked (a `tether logs`, "
                            "mpremote or esptool?); close it and try again" % port) from None
@@ -157,8 +195,7 @@ class RawRepl:
         try:
             self.serial.write(data)
         except (OSError, serial.SerialException) as exc:
-            raise ConnectionLost("lost the connection to the board while writing: %s" % exc) \
-                from None
+            raise ConnectionLost(lost(exc)) from None
         self.sent += len(data)
 
     def _fill(self):
@@ -166,7 +203,7 @@ class RawRepl:
         try:
             chunk = self.serial.read(max(1, self.serial.in_waiting))
         except (OSError, serial.SerialException) as exc:
-            raise ConnectionLost("lost the connection to the board: %s" % exc) from None
+            raise ConnectionLost(lost(exc)) from None
         self._buf += chunk
         return len(chunk)
 
@@ -210,7 +247,7 @@ class RawRepl:
         try:
             return self.serial.in_waiting > 0
         except (OSError, serial.SerialException) as exc:
-            raise ConnectionLost("lost the connection to the board: %s" % exc) from None
+            raise ConnectionLost(lost(exc)) from None
 
     def drain(self, quiet=0.1, limit=1.0):
         """Reads and drops whatever the board prints until it has been quiet for `quiet` s (or

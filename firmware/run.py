@@ -62,6 +62,10 @@ class Journal:
         self.stream.flush()
 
 
+def batches(n):
+    return "1 batch" if n == 1 else "%d batches" % n
+
+
 def journal(stream):
     """Journal(stream) when stream is the journal (JOURNAL_STREAM, which systemd sets for a
     service, names its device and inode: not a run of the service's command in a shell, nor
@@ -155,8 +159,8 @@ class Reporter:
     def connected(self, client=None):
         self.client_id = getattr(client, "client_id", None)
         waiting = self.agent.buffer.log.unacked if self.agent else 0
-        self.line("connected to %s%s" % (self.where, ", sending %d batches that waited"
-                                         % waiting if waiting else ""))
+        self.line("connected to %s%s" % (self.where, ", sending %s that waited"
+                                         % batches(waiting) if waiting else ""))
         self.failing, self.failures = None, 0
         self.error_before = self.agent.uplink.last_error if self.agent else None
         self.connected_at = time.monotonic()
@@ -202,9 +206,11 @@ class Reporter:
                     # its kind changes): not under a later kind.
                     why = self.reasons.get(c.name) if self.failing_sensors.get(c.name) is None \
                         else None
-                    self.line("sensor %s fails (%s%s); it is tried again with backoff, the other "
-                              "sensors go on" % (c.name, c.failing, ": " + why if why else ""),
-                              WARNING)
+                    self.line("sensor %s fails (%s%s); it is tried again with backoff%s" % (
+                        c.name, c.failing, ": " + why if why else "",
+                        ", the other sensors go on" if any(
+                            x is not c and x.failing is None
+                            for x in self.agent.sampler.channels) else ""), WARNING)
                 self.failing_sensors[c.name] = c.failing
 
     def status(self):
@@ -219,10 +225,10 @@ class Reporter:
                 int(time.monotonic() - self.down_since) * 1000)
             if self.failing:
                 link += " (%d attempts: %s)" % (self.failures, self.failing)
-        self.line("status: %s; %d readings, %d messages acknowledged, %d batches waiting, %d readings "
+        self.line("status: %s; %d readings, %d messages acknowledged, %s waiting, %d readings "
                   "dropped%s, %d sensor errors" % (
-                      link, sum(c.readings for c in a.sampler.channels), u.acked, log.unacked,
-                      log.dropped, _events_dropped(a), errors))
+                      link, sum(c.readings for c in a.sampler.channels), u.acked,
+                      batches(log.unacked), log.dropped, _events_dropped(a), errors))
 
     def logged_client(self, client_class):
         reporter = self
@@ -481,9 +487,9 @@ async def _run(profile, platform, args, out, claim=None):
     if agent.sampler.events is not None:
         agent.sampler.events = _Reasons(agent.sampler.events, reporter.reasons)
     n = len(agent.sampler.channels)
-    say(out, "%s: %d sensor%s, buffer at %s (%d batches waiting%s), broker %s:%d%s\n" % (
+    say(out, "%s: %d sensor%s, buffer at %s (%s waiting%s), broker %s:%d%s\n" % (
         agent.device, n, "" if n == 1 else "s", profile["buffer"]["path"],
-        agent.buffer.log.unacked,
+        batches(agent.buffer.log.unacked),
         ", %d torn or corrupt bytes discarded" % discarded if discarded else "",
         u["host"], u["port"], " (TLS)" if u["tls"] else ""), WARNING if discarded else INFO)
     out.flush()
@@ -508,8 +514,8 @@ async def _run(profile, platform, args, out, claim=None):
     if not task.done():
         await agent.stop()
         await task
-    say(out, "stopped: %d batches waiting for the broker, %d readings%s dropped in all\n"
-        % (agent.buffer.log.unacked, agent.buffer.log.dropped,
+    say(out, "stopped: %s waiting for the broker, %d readings%s dropped in all\n"
+        % (batches(agent.buffer.log.unacked), agent.buffer.log.dropped,
            _events_dropped(agent).replace(" dropped", "")), NOTICE)
     return 0
 

@@ -450,6 +450,16 @@ def install(args, out, err=sys.stderr):
         raise ServiceError(3, "tether install-service: cannot write %s: %s"
                            % (exc.filename or root, exc.strerror or exc))
     out.write("wrote %s and %s\n" % (_under(root, profile_path), _under(root, unit_path)))
+    if not real:
+        # The unit names this machine's Python: an image built elsewhere must have tether
+        # there, or the service stops at its first start with a bare "No such file".
+        err.write("warning: the unit starts %s (this machine's tether): the system under %s "
+                  "must have tether installed at that same path (docs/raspberry-pi.md installs "
+                  "it in /opt/tether)\n" % (command()[0], root))
+        try:
+            _check_visible()
+        except ServiceError as exc:
+            err.write("warning: %s\n" % str(exc).replace("tether install-service: ", "", 1))
     if moved:
         err.write("warning: the service's buffer was %s, and what it holds is not sent from "
                   "there: move its files into %s before the service starts (--no-start, then "

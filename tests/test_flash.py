@@ -388,6 +388,56 @@ def test_no_such_port(tmp_path, v1):
     assert "no such port: %s" % (tmp_path / "nope") in err
 
 
+@pytest.mark.parametrize("port, says, built", [
+    ("{tmp}/ttyUSB9", "no such port: {tmp}/ttyUSB9 (is the board plugged in?", False),
+    ("{tmp}", "{tmp} is a folder, not a serial port", False),
+    ("{tmp}/notes.txt", "{tmp}/notes.txt is a file, not a serial port", False),
+    ("", "no port given: --port names the board's serial port", False),
+    # a device file: only opening it tells, after the build
+    ("/dev/null", "/dev/null is not a serial port: it takes no serial settings", True),
+])
+def test_a_port_that_is_no_serial_port_is_said_plainly_and_a_missing_one_before_the_build(
+        tmp_path, port, says, built):
+    # pyserial's own words were "Could not configure port: (25, 'Inappropriate ioctl for
+    # device')", and a mistyped --port was found only after the build
+    (tmp_path / "notes.txt").write_text("not a port")
+    port, says = port.format(tmp=tmp_path), says.format(tmp=tmp_path)
+    code, out, err = run_flash(str(EXAMPLES / "printer.yaml"), "--port", port,
+                               "--build-dir", str(tmp_path / "build"))
+    assert code == flash.EXIT_NO_PORT == 3
+    assert err.startswith("tether flash: " + says), err
+    assert (tmp_path / "build").exists() == built and (out == "") != built
+
+
+def test_a_profile_folder_where_the_build_folder_cannot_be_made_is_an_error_not_a_traceback(
+        tmp_path):
+    profile = tmp_path / "printer.yaml"
+    profile.write_text((EXAMPLES / "printer.yaml").read_text())
+    (tmp_path / ".tether").write_text("a file where the build folder goes")
+    code, out, err = run_flash(str(profile), "--port", "/dev/null")
+    assert code == flash.EXIT_BAD_INPUT == 2
+    assert err.startswith("tether flash: cannot make the build folder %s beside the profile ("
+                          % (tmp_path / ".tether" / "build" / "printer")), err
+    assert "give --build-dir DIR" in err and "Traceback" not in err
+
+
+def test_a_board_left_mid_paste_by_an_interrupted_flash_takes_the_next_flash(tmp_path, v1):
+    # Ctrl-C on a flash leaves the board reading a raw paste; the next flash's Ctrl-C ends it
+    # (a KeyboardInterrupt, as pyexec.c's stdin reader raises) and it goes on.
+    from firmware import rawrepl
+    write_bundle(tmp_path / "b1", v1)
+    with FakeBoard(tmp_path / "board") as board:
+        repl = rawrepl.RawRepl.open(board.port, timeout=2)
+        with repl:
+            repl.enter()
+            repl.write(b"\x05A\x01")
+            assert repl.read_exact(2) == b"R\x01"
+            repl.write(b"_w(b'half a chunk")          # and the host goes
+        assert board.state == "paste"
+        flash_ok(tmp_path / "b1", board)
+        board_has(board, v1)
+
+
 def test_a_port_another_program_holds_is_busy(tmp_path, v1):
     write_bundle(tmp_path / "b1", v1)
     with FakeBoard(tmp_path / "board") as board:
@@ -488,6 +538,7 @@ def test_progress_is_a_line_per_file_off_a_terminal_and_a_bar_on_one(tmp_path, v
         shown = tty.getvalue()
         assert "━" in shown and "\x1b[" in shown      # a bar, redrawn in place
         assert "  sent data.bin (7 bytes)" in shown
+        assert "2 files" in shown                      # the whole copy's bar: data.bin, manifest
 
 
 def make_stub_esptool(folder, exit_code=0):
@@ -501,19 +552,32 @@ def make_stub_esptool(folder, exit_code=0):
     return log
 
 
+def esp_image(chip_id=0, size=4096):
+    """The start of an ESP32 firmware image as esptool's format has it: magic 0xE9, segments,
+    flash mode, size/frequency, entry point, then the extended header with the chip id at
+    bytes 12-13 (ESP32 0, ESP32-S3 9, ESP32-C3 5...)."""
+    head = bytes([0xE9, 3, 2, 0x20]) + (0x400805F0).to_bytes(4, "little")
+    ext = bytes([0xEE, 0, 0, 0]) + chip_id.to_bytes(2, "little") + bytes(10)
+    return (head + ext).ljust(size, b"\xff")
+
+
 def test_firmware_is_written_with_esptool_v5_commands_first(tmp_path, v1, monkeypatch):
     write_bundle(tmp_path / "b1", v1)
     log = make_stub_esptool(tmp_path / "bin")
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
-    (tmp_path / "fw.bin").write_bytes(b"\xe9" + bytes(100))
+    (tmp_path / "fw.bin").write_bytes(esp_image(0))
+    (tmp_path / "s3.bin").write_bytes(esp_image(9))
     with FakeBoard(tmp_path / "board") as board:
         out = flash_ok(tmp_path / "b1", board, "--firmware", str(tmp_path / "fw.bin"))
-        assert "esptool erase-flash" in out and "esptool write-flash" in out
+        assert "esptool write-flash --erase-all -z 0x1000" in out
+        # No --chip: the image's header names it, and its offset follows
+        flash_ok(tmp_path / "b1", board, "--firmware", str(tmp_path / "s3.bin"))
         calls = [json.loads(line) for line in log.read_text().splitlines()]
         assert calls == [
-            ["--chip", "esp32", "--port", board.port, "erase-flash"],
-            ["--chip", "esp32", "--port", board.port, "write-flash", "-z", "0x1000",
-             str(tmp_path / "fw.bin")],
+            ["--chip", "esp32", "--port", board.port, "write-flash", "--erase-all", "-z",
+             "0x1000", str(tmp_path / "fw.bin")],
+            ["--chip", "esp32s3", "--port", board.port, "write-flash", "--erase-all", "-z",
+             "0x0", str(tmp_path / "s3.bin")],
         ]
         board_has(board, v1)
     # The real esptool (v5, installed with tether) takes these command lines: it gets as far as
@@ -532,12 +596,12 @@ def test_a_failing_esptool_stops_the_flash(tmp_path, v1, monkeypatch):
     write_bundle(tmp_path / "b1", v1)
     make_stub_esptool(tmp_path / "bin", exit_code=2)
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
-    (tmp_path / "fw.bin").write_bytes(b"\xe9")
+    (tmp_path / "fw.bin").write_bytes(esp_image(5))
     with FakeBoard(tmp_path / "board") as board:
         code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
                                    "--firmware", str(tmp_path / "fw.bin"), "--chip", "esp32c3")
         assert code == flash.EXIT_ESPTOOL == 10
-        assert "esptool erase-flash failed (exit 2)" in err
+        assert "esptool write-flash failed (exit 2)" in err
         assert board.bytes_in == 0
 
 
@@ -559,7 +623,7 @@ def test_flash_profile_builds_the_bundle_with_tether_build_then_copies_it(tmp_pa
 def test_a_profile_that_does_not_build_is_refused_with_the_builds_lines(tmp_path):
     profile = tmp_path / "bad.yaml"
     profile.write_text("device: {id: printer-0001}\n")
-    code, out, err = run_flash(str(profile), "--port", str(tmp_path / "nope"))
+    code, out, err = run_flash(str(profile), "--port", "/dev/null")
     assert code == flash.EXIT_BAD_INPUT
     assert err.startswith("tether flash: cannot build %s:\n" % profile)
     assert "Traceback" not in err
@@ -579,7 +643,7 @@ def test_firmware_to_a_busy_port_is_exit_4_before_esptool_runs(tmp_path, v1, mon
     write_bundle(tmp_path / "b1", v1)
     log = make_stub_esptool(tmp_path / "bin")
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
-    (tmp_path / "fw.bin").write_bytes(b"\xe9")
+    (tmp_path / "fw.bin").write_bytes(esp_image(0))
     with FakeBoard(tmp_path / "board") as board:
         holder = serial.Serial(board.port, 115200, exclusive=True)
         try:
@@ -592,6 +656,41 @@ def test_firmware_to_a_busy_port_is_exit_4_before_esptool_runs(tmp_path, v1, mon
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port",
                                str(tmp_path / "ttyUSB9"), "--firmware", str(tmp_path / "fw.bin"))
     assert code == flash.EXIT_NO_PORT == 3 and "ls /dev/ttyUSB*" in err
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"<!DOCTYPE html><html><head><title>MicroPython - Python for microcontrollers</title>",
+     "is a web page, not an image (a download that went wrong?)"),
+    (b"UF2\nWQ]\x9e" + bytes(500), "is a UF2 file"),
+    (b"\x7fELF\x01\x01\x01" + bytes(500), "is an ELF file"),
+    (b"PK\x03\x04" + bytes(500), "is a zip archive: unpack it"),
+    (bytes(range(256)) * 16, "is not an ESP32 firmware image (its first byte is 0x00, an "
+                             "image's is 0xe9)"),
+    (b"\xe9\x03", "is 2 bytes, too short for an image"),
+    (esp_image(18), "is an image for a chip tether flash does not write (chip id 18"),
+    (esp_image(9), "is an image for the esp32s3 (its header says so), not the esp32 --chip "
+                   "names. Nothing was written: download the image for your board, or give "
+                   "--chip esp32s3"),
+])
+def test_a_file_that_is_not_an_image_for_the_chip_is_refused_before_esptool_erases_the_board(
+        tmp_path, v1, monkeypatch, content, says):
+    # esptool's erase ran on whatever --firmware named: the buffer's undelivered readings went,
+    # then it wrote the garbage.
+    write_bundle(tmp_path / "b1", v1)
+    log = make_stub_esptool(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    (tmp_path / "fw.bin").write_bytes(content)
+    with FakeBoard(tmp_path / "board") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                   "--firmware", str(tmp_path / "fw.bin"), "--chip", "esp32")
+        assert code == flash.EXIT_BAD_INPUT == 2
+        assert err.startswith("tether flash: --firmware %s " % (tmp_path / "fw.bin")), err
+        assert says in err and "Nothing was written" in err
+        assert not log.exists() and board.bytes_in == 0
+    code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", str(tmp_path),
+                               "--firmware", str(tmp_path))
+    assert code == 2 and "--firmware %s is a folder: give the image file (.bin) in it" % tmp_path \
+        in err
 
 
 def test_firmware_options_are_checked_before_a_profile_is_built(tmp_path):

@@ -108,8 +108,9 @@ def test_a_sensor_that_fails_is_reported_and_the_broker_still_gets_the_others(tm
     run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--fault", "power=nack",
               "--status-every", "1s")
     # with the driver's words, not its kind alone
-    run.wait_for("sensor power fails (nack: INA219 at i2c0:0x40 did not acknowledge); it is "
-                 "tried again")
+    line = run.wait_for("sensor power fails (nack: INA219 at i2c0:0x40 did not acknowledge); "
+                        "it is tried again")
+    assert line.rstrip().endswith("with backoff, the other sensors go on"), line
     while True:  # the other sensor's readings keep coming
         status = run.wait_for("status: connected")
         if int(status.split("; ")[1].split()[0]) >= 10:
@@ -440,6 +441,8 @@ def test_a_bus_that_cannot_be_opened_fails_its_sensors_in_words_and_the_agent_ru
     line = run.wait_for("sensor power fails (bus: ")
     assert "cannot open UART /dev/serial0 (No such file or directory): on a Raspberry Pi " \
            "enable the serial port" in line and "[Errno" not in line, line
+    # the washer's only sensor: there are no others to go on
+    assert line.rstrip().endswith("; it is tried again with backoff"), line
     code, rest = run.stop()
     assert code == 0 and rest.splitlines()[-1].startswith("stopped:"), rest
 
@@ -542,7 +545,7 @@ def test_a_profile_changed_while_readings_wait_sends_them_labelled_by_the_old_on
     run = Run(str(old), "--store", str(store), "--status-every", "1s")
     first = _readings_by_status(run, 5)
     code, rest = run.stop()  # a clean stop: the readings in RAM become a batch in the log
-    assert code == 0 and rest.startswith("stopped: 1 batches waiting"), rest
+    assert code == 0 and rest.startswith("stopped: 1 batch waiting"), rest
     run = Run(str(old), "--store", str(store), "--status-every", "1s")
     second = _readings_by_status(run, 5)  # each in the journal as it comes (ram_readings: 1)
     run.stop(signal.SIGKILL)

@@ -189,6 +189,20 @@ class FakeBoard:
                 time.sleep(len(data) * 10.0 / self.baud)
             os.write(self._master, data)
 
+    def _chatter(self):
+        """A line of the chatty program's. Dropped when nobody reads the port and its buffer is
+        full, as a UART's bytes are: a blocking write there held the lock for good, and the
+        board could not be stopped."""
+        if self._master is None or self.dead:
+            return
+        os.set_blocking(self._master, False)
+        try:
+            os.write(self._master, b"I (%d) app: still sampling\r\n" % self.bytes_in)
+        except BlockingIOError:
+            pass
+        finally:
+            os.set_blocking(self._master, True)
+
     def _serve(self):
         try:
             while True:
@@ -205,7 +219,7 @@ class FakeBoard:
                     return
                 if self.chatty:
                     with self.lock:
-                        self._send(b"I (%d) app: still sampling\r\n" % self.bytes_in)
+                        self._chatter()
                 with self.lock:
                     if self._mp.stdout in ready:
                         more = self._mp.stdout.read(65536)
@@ -301,6 +315,16 @@ class FakeBoard:
             self.line.append(b)
 
     def _paste_byte(self, b):
+        if b == 0x03:
+            # As pyexec.c's stdin reader: Ctrl-C ends the paste (\x04 to the host) by raising
+            # KeyboardInterrupt, printed between the two \x04 of a run, then the prompt. A host
+            # that stopped mid-paste (Ctrl-C on `tether flash`) leaves the board here, and the
+            # next one's Ctrl-C brings it back to the raw REPL.
+            self.line.clear()
+            self.state = "raw"
+            self._send(b"\x04\x04Traceback (most recent call last):\r\n  File \"<stdin>\", "
+                       b"line 1\r\nKeyboardInterrupt: \r\n\x04>")
+            return
         if b == 0x04:
             self._send(b"\x04")
             code = bytes(self.line)
