@@ -323,7 +323,8 @@ COLUMN_TITLES = (("device", "Device"), ("status", "Status"), ("last_t_ms", "Last
 COMMANDS = {"ping": ("device",), "diag": ("device",),  # each command's fields
             "set_interval": ("device", "sensor", "interval_ms"),
             "ack": ("device", "kind", "sensor"),
-            "snooze": ("device", "kind", "sensor", "for_ms")}
+            "snooze": ("device", "kind", "sensor", "for_ms"),
+            "settings": ("device", "sensor", "settings")}
 
 
 def _run_command(console, doc):
@@ -339,6 +340,20 @@ def _run_command(console, doc):
         raise NoDevice("no device %s in this database" % device)
     if name in ("ack", "snooze"):
         return _answer(console, name, device, doc)
+    if name == "settings":
+        # An insight's settings (a lead time, a dose schedule): read without `settings`, changed
+        # with them; the device checks each one and answers with all of them as they now hold.
+        sensor = _sensor(doc.get("sensor"))
+        settings = doc.get("settings")
+        if settings is None:
+            return _send(console, device, {"cmd": "insight", "sensor": sensor,
+                                           "action": "settings"})
+        if not isinstance(settings, dict) or not settings:
+            raise BadInput("settings: a map of an insight's settings to their values, e.g. "
+                           "{\"lead_time_ms\": 604800000} (docs/insights.md), or none to read "
+                           "them")
+        return _send(console, device, {"cmd": "insight", "sensor": sensor, "action": "set",
+                                       "settings": settings})
     if name == "set_interval":
         sensor = _sensor(doc.get("sensor"))
         ms = doc.get("interval_ms")

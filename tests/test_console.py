@@ -4,6 +4,7 @@ server on loopback (tests/test_console_browser.py drives the pages in Chromium).
 import http.client
 import json
 import sqlite3
+import time
 
 import pytest
 
@@ -452,7 +453,7 @@ def test_a_command_from_another_site_is_refused(console):
 
 
 @pytest.mark.parametrize("doc, message", [
-    ({"command": "format"}, "command: one of ping, diag, set_interval, ack, snooze"),
+    ({"command": "format"}, "command: one of ping, diag, set_interval, ack, snooze, settings"),
     ({"command": "ping", "device": "a b"}, "device: an id"),
     ({"command": "ping", "device": "printer-1", "extra": 1}, "ping takes no extra"),
     ({"command": "set_interval", "device": "printer-1", "sensor": "ink_c", "interval_ms": 5},
@@ -982,3 +983,45 @@ def test_a_devices_reply_is_read_with_the_bounded_decoder_and_shown_as_json():
     assert json.loads(json.dumps(_plain(waiter[1]))) == {
         "reply": "console-1", "ok": True,
         "result": {"t": {"tag": 1, "value": 5}, "b": "01", "s": {"simple": 99}, "u": None}}
+
+
+def test_an_insights_settings_are_read_and_changed_from_the_console_on_a_running_device(
+        tmp_path, mosquitto):
+    # The console sent only acks and snoozes: a lead time or a dose schedule could be changed
+    # only with a CBOR map written by hand onto the device's command topic.
+    from tests.run_process import Run
+    run = Run("examples/printer.yaml", "--platform", "sim", "--device", "printer-1", "--store",
+              str(tmp_path / "buffer"), "--broker", "mqtt://127.0.0.1:%d" % mosquitto.port)
+    make_db(tmp_path / "f.sqlite").close()
+    server = Server(str(tmp_path / "f.sqlite"), host="127.0.0.1", port=0,
+                    broker="mqtt://127.0.0.1:%d" % mosquitto.port).start()
+    try:
+        run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
+        deadline = time.monotonic() + 30
+        while not server.commander.connected and time.monotonic() < deadline:
+            time.sleep(0.05)
+        status, body = command(server, {"command": "settings", "device": "printer-1",
+                                        "sensor": "ink_c"}, server.token)
+        assert status == 200 and body["ok"], body
+        assert body["reply"]["result"]["settings"]["lead_time_ms"] == 10 * DAY
+        status, body = command(server, {"command": "settings", "device": "printer-1",
+                                        "sensor": "ink_c", "settings": {"lead_time_ms": 5 * DAY}},
+                               server.token)
+        assert status == 200 and body["ok"], body
+        assert body["reply"]["result"]["settings"]["lead_time_ms"] == 5 * DAY
+        status, body = command(server, {"command": "settings", "device": "printer-1",
+                                        "sensor": "ink_c"}, server.token)
+        assert body["reply"]["result"]["settings"]["lead_time_ms"] == 5 * DAY
+        # the device's own check, said back
+        status, body = command(server, {"command": "settings", "device": "printer-1",
+                                        "sensor": "ink_c", "settings": {"lead_time_ms": 1}},
+                               server.token)
+        assert status == 200 and not body["ok"]
+        assert body["error"].startswith("printer-1 answered: ") and "lead_time_ms" in \
+            body["error"], body
+        status, body = command(server, {"command": "settings", "device": "printer-1",
+                                        "sensor": "ink_c", "settings": [1]}, server.token)
+        assert status == 400 and "settings: a map of an insight's settings" in body["error"]
+    finally:
+        server.stop()
+        run.stop()

@@ -411,13 +411,14 @@ class Detector:
                 "points": used, "weekly": weekly})
         # A weekly fit: a reserve for the weeks ahead being busier than the ones behind (a
         # smaller one for a young rate, which has as much chance to be too fast). A cold
-        # one (a few days' lumpy drops): only when even the slow end of its band runs out
-        # within the lead time.
+        # one (a few days' lumpy drops, its rate the busy days'): when the geometric mean of
+        # its days and its slow end's falls within the lead time. The slow end alone waited
+        # for the first weekly fit with a low cartridge of busy and quiet days, a week late.
         if weekly:
             young = self.slot - self._oldest() + 1 < YOUNG_SLOTS
             soon = days * DAY_MS <= self.lead_ms * (YOUNG if young else RESERVE)
         else:
-            soon = high is not None and high * DAY_MS <= self.lead_ms
+            soon = high is not None and (days * high) ** 0.5 * DAY_MS <= self.lead_ms
         if not self.reordered and soon:
             self.reordered = True
             self.emit(t, "reorder", round(days, 2), {
