@@ -114,3 +114,22 @@ def test_the_report_prints_each_score_beside_its_target_and_flags_only_the_misse
         "  consumables: of them scored for the lead time: 0",
         "  consumables: early reorders: 3 (no target: the ink was needed)",
         "  doses: taken doses reported missed: 0.02 (for comparison)"]
+
+
+def test_empty_is_scored_from_a_day_before_running_dry_to_ten_readings_after():
+    p = profile()
+    d = lambda days: T0 + int(days * DAY)
+    every = next(s["interval_ms"] for s in p["sensors"] if s["name"] == "ink_k")
+    truth = {"ink_start": [(T0, n, 50.0) for n in ("ink_k", "ink_c", "ink_m", "ink_y")],
+             "cartridge_changes": [],
+             "ink_empty": [(d(10), "ink_k"), (d(12), "ink_c"), (d(14), "ink_m")],
+             "ink_low": []}
+    insights = [
+        (d(10) + 4 * every, "empty", "ink_k", 0.0, {}),     # the filters' few readings late
+        (d(11.5), "empty", "ink_c", 0.0, {}),               # 0 % at the probe's resolution
+        (d(14) + 11 * every, "empty", "ink_m", 0.0, {}),    # too late: missed, and false
+        (d(3), "empty", "ink_y", 0.0, {}),                  # ink_y never ran dry: false
+    ]
+    got = lines([Unit(truth, insights, p)])
+    assert got["empty told from a day before running dry to 10 readings after"] == (2 / 3.0, None)
+    assert got["false empties"] == (2, None)

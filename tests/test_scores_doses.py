@@ -75,7 +75,28 @@ def test_a_short_fleet_of_real_bottles_meets_the_targets():
     assert c["taken"] > 40 and c["missed"] > 0 and c["handling"] > 5
     for name, value, target, ok in score(units):
         # every target met; a figure shown for comparison carries no verdict
-        assert (ok is None) if target == "(for comparison)" else ok, (name, value, target)
+        assert (ok is None) if target in ("(for comparison)", "") else ok, (name, value, target)
+
+
+def test_refill_needed_and_dose_incomplete_are_scored_against_the_truths_count():
+    # 1 pill at 08:00 and 20:00: 2 a day; refill_below 5 days: low under 10 pills.
+    s = [DAY0 + 8 * HOUR + d * 12 * HOUR for d in range(12)]
+    doses = [(x + MIN, 1, x, "on_time") for x in s[:11]]
+    truth = {"patient": {"start_ms": DAY0, "start_count": 12},
+             "doses": doses, "missed_doses": [], "refills": [(s[8] + HOUR, 30, 31)],
+             "handling": []}
+    # 12 pills: 11 left after s[0], 9 after s[2] (low: 4.5 days); refilled to 31 after s[8]
+    # (re-armed), 28 after s[11]'s... the run ends at s[10]: no second low
+    insights = [(s[2] + 10 * MIN, "refill_needed", "pills", 4.5, {"count": 9}),
+                (s[9] + 10 * MIN, "refill_needed", "pills", 15.0, {"count": 30}),   # false
+                (s[10] + 6 * HOUR, "dose_incomplete", "pills", 0, {"scheduled": s[10]})]
+    c = tally([Unit(truth, insights, profile())])
+    assert (c["low"], c["low_hit"], c["refill_needed"], c["refill_needed_true"]) == (1, 1, 2, 1)
+    assert (c["part"], c["incomplete"], c["incomplete_true"]) == (0, 1, 0)
+    got = {name: value for name, value, _, _ in score([Unit(truth, insights, profile())])}
+    assert got["refill_needed when the supply fell below refill_below (recall)"] == 1.0
+    assert got["refill_needed events that were (precision)"] == 0.5
+    assert got["supplies that ran low"] == 1
 
 
 def test_a_unit_whose_model_keeps_no_patient_is_not_scored_for_doses():

@@ -118,3 +118,35 @@ def test_a_watch_that_measures_no_cycle_misses_its_line():
     seeing = Unit("f", truth, [figured(1000, 2000, None), figured(3000, 4000, 4.5),
                                figured(5000, 6000, None, gap=True), report(DAY, 0)], {})
     assert by_name(score([seeing]))["whole cycles the watch measured"] == (0.5, True)
+
+
+def test_energy_reports_are_scored_against_the_meters_count_between_the_models_marks():
+    def day_report(d, kwh, missing_s=0):
+        return (d * DAY + 5000, "energy_report", kwh, "power",
+                {"since": (d - 1) * DAY + 4000, "until": d * DAY, "kwh": kwh,
+                 "missing_s": missing_s})
+    # marks: the counter at the first reading at or after each report time (midnight)
+    marks = [(d * DAY + 3000, 1000.0 + 1500.0 * d) for d in range(0, 5)]
+    unit = Unit("w", {"programmes": [], "degrading": False, "degrade_onset_ms": None,
+                      "failure_ms": None, "energy_wh": marks},
+                [day_report(1, 1.5), day_report(2, 1.53),     # 2 % over
+                 day_report(3, 1.2, missing_s=600),            # readings missing: not scored
+                 day_report(4, 1.5 * 0.9)], {})                # 10 % under
+    got = {name: value for name, value, _, _ in score([unit])}
+    assert got["energy_report whole days scored"] == 3
+    assert abs(got["energy_report kWh against the meter's count: median relative error"]
+               - 0.02) < 1e-9
+    assert abs(got["energy_report kWh against the meter's count: 95th percentile relative "
+                   "error"] - 0.1) < 1e-9
+
+
+def test_a_short_run_marks_the_models_energy_at_each_report_time():
+    p, errors = compile_profile("examples/washer.yaml")
+    assert errors == []
+    units = insight_run.run(p, 2, 4, 11, direct=True)
+    for u in units:
+        marks = u.truth["energy_wh"]
+        assert len(marks) >= 3 and all(b[1] > a[1] for a, b in zip(marks, marks[1:]))
+    got = {name: value for name, value, _, _ in score(units)}
+    assert got["energy_report whole days scored"] >= 4
+    assert got["energy_report kWh against the meter's count: median relative error"] < 0.02

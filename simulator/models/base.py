@@ -265,6 +265,13 @@ class Model:
         self._t = start_ms
         self._day = start_ms // DAY_MS   # the next day to plan
         self._planned_ms = self._day * DAY_MS
+        # The energy insight's daily report time, device ms into the UTC day (mark_energy)
+        self._report_ms = self._next_mark = None
+        for s in profile.get("sensors", ()):
+            i = s.get("insight")
+            if i is not None and i.get("type") == "energy":
+                self._report_ms = (i["report_min"] - i.get("utc_offset_min", 0)) * 60000
+                break
 
     def record(self, t_ms, key, rec):
         """rec joins truth[key] once device time reaches t_ms."""
@@ -272,6 +279,17 @@ class Model:
         heapq.heappush(self._pending, (t_ms, self._seq, key, rec))
         if t_ms < self._next_release:
             self._next_release = t_ms
+
+    def mark_energy(self, t_ms, wh):
+        """truth energy_wh [(t_ms, wh)]: the energy counter at the first drive at or after each
+        daily report time of the profile's energy insight, for simulator/scores/motors.py to
+        check energy_report's kWh against (one a day: a year-long fleet keeps them all)."""
+        if self._report_ms is None:
+            return
+        if self._next_mark is None or t_ms >= self._next_mark:
+            if self._next_mark is not None:
+                self.truth.setdefault("energy_wh", []).append((t_ms, round(wh, 3)))
+            self._next_mark = ((t_ms - self._report_ms) // DAY_MS + 1) * DAY_MS + self._report_ms
 
     def release(self, t_ms):
         p = self._pending

@@ -28,11 +28,16 @@ cartridge_changes record) to the next change of that colour. It ran dry at its f
 - swaps: the share of cartridge changes with a `cartridge_replaced` on that sensor within one
   reading interval after; false swaps: `cartridge_replaced` events with no change before them
   within one interval.
+- empty: the share of cartridges that ran dry with an `empty` from a day before (the last
+  hundredths of a % show as 0 at the probe's resolution, over a night or a weekend) to
+  EMPTY_READINGS reading intervals after (the sensor's median filter and the detector's median
+  of three); false empties: `empty` events with no cartridge running dry in that span.
 """
 DAY_MS = 86400000
 MARGIN_MS = 3 * DAY_MS
 NEAR = 3             # a cartridge more than 3 x the lead time from dry is nowhere near low
 WARM_MS = 8 * DAY_MS    # the detector's weekly fit needs a week and a bit of readings
+EMPTY_READINGS = 10
 
 
 def _median(xs):
@@ -84,6 +89,7 @@ def score(units):
     reorders = false = early = inside = 0
     errors = []
     changes = detected = false_swaps = 0
+    empty_told = empties_sent = false_empties = 0
     for u in units:
         truth = u.truth
         for s in u.profile["sensors"]:
@@ -105,6 +111,13 @@ def score(units):
             for x in swaps:
                 false_swaps += not any(t <= x < t + interval
                                        for t, n in truth.get("cartridge_changes", []) if n == name)
+            after = EMPTY_READINGS * interval
+            told = [i[0] for i in mine if i[1] == "empty"]
+            empties_sent += len(told)
+            false_empties += len([x for x in told if not any(-DAY_MS <= x - d <= after
+                                                               for d in empties)])
+            empty_told += len([d for d in empties if any(-DAY_MS <= x - d <= after
+                                                         for x in told)])
             carts = _cartridges(truth, name)
             warm = _warm(carts, empties) if begun is not None else None
             for start, end in carts:
@@ -147,6 +160,9 @@ def score(units):
     share, ok = _share(in_time, scored, 0.97)
     cold_share = cold_in_time / float(cold) if cold else None
     swap_share, swap_ok = _share(detected, changes, 1.0)
+    all_dry = sum(len([t for t, n in u.truth.get("ink_empty", []) if any(
+        s["name"] == n and s.get("insight", {}).get("type") == "consumable"
+        for s in u.profile["sensors"])]) for u in units)
     mae = _median(errors)
     return [
         ("reorder at least the lead time before dry", share, ">= 0.97", ok),
@@ -159,6 +175,10 @@ def score(units):
         ("swaps detected within one reading", swap_share, "1.0", swap_ok),
         ("false swaps", false_swaps if changes else None, "0",
          (false_swaps == 0) if changes else None),
+        ("empty told from a day before running dry to %d readings after" % EMPTY_READINGS,
+         empty_told / float(all_dry) if all_dry else None, "(no target)", None),
+        ("false empties", false_empties if empties_sent or all_dry else None, "(no target)",
+         None),
         ("cartridges that ran dry", dry, "", None),
         # a count, not a target: with none, the in-time line above is not judged
         ("of them scored for the lead time", scored, "", None),

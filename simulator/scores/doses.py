@@ -18,10 +18,18 @@ Comparison lines: the published adherence sensor's sensitivity 0.949 and specifi
 share of taken doses reported missed (a bottle study: about 0.036); on time / late and pills
 agreement;
 extra_dose against the truth's double takes; handling events per bottle-day the detector had to
-ignore.
+ignore; dose_incomplete against the doses the truth took in part (fewer pills than the dose:
+a bottle running out); the counts the shares rest on.
+refill_needed: the truth's count (its start, less each take, a refill's count after) over the
+pills a day of the schedule is the days of supply; the supply runs low when that falls below
+refill_days (once a supply: a refill re-arms it). Recall: the share of those moments, a day or
+more before the run ended, with a refill_needed from an hour before to REFILL_LATE_MS after;
+precision: the share of refill_needed events that are.
 """
 DAY_MS = 86400000
 MINUTE_MS = 60000
+HOUR_MS = 3600000
+REFILL_LATE_MS = DAY_MS
 
 
 def _cfg(profile):
@@ -42,6 +50,41 @@ def _close(cfg, sched):
     return min(sched + cfg["late_ms"], sched + gap - cfg["window_ms"])
 
 
+def _dose_pills(cfg, sched):
+    """The pills of the dose at `sched`: the profile's one count, or its entry for that dose
+    time (a list in the sorted times' order)."""
+    pills = cfg["pills"]
+    if not isinstance(pills, list):
+        return pills
+    m = ((sched // MINUTE_MS) + cfg.get("utc_offset_min", 0)) % 1440
+    times = cfg["times_min"]
+    return pills[times.index(m)] if m in times else max(pills)
+
+
+def _low_supply(truth, cfg):
+    """The times the truth's days of supply fell below refill_days, once a supply."""
+    pills = cfg["pills"]
+    per_day = sum(pills) if isinstance(pills, list) else pills * len(cfg["times_min"])
+    changes = [(t, -n, None) for t, n, _, _ in truth["doses"]]
+    changes += [(t, 0, after) for t, _, after in truth["refills"]]
+    count = truth["patient"].get("start_count")
+    if count is None or not per_day:
+        return []
+    out = []
+    armed = True
+    t0 = truth["patient"]["start_ms"]
+    for t, less, after in [(t0, 0, count)] + sorted(changes, key=lambda c: c[0]):
+        if after is not None:
+            armed = armed or after > count
+            count = after
+        else:
+            count += less
+        if armed and count / float(per_day) < cfg["refill_days"]:
+            out.append(t)
+            armed = False
+    return out
+
+
 def _ratio(a, b):
     return a / b if b else None
 
@@ -51,7 +94,9 @@ def tally(units):
     c = {"missed": 0, "missed_hit": 0, "taken": 0, "taken_flagged_missed": 0, "taken_hit": 0,
          "reported_taken": 0, "reported_taken_true": 0, "status_agree": 0, "pills_agree": 0,
          "doubles": 0,
-         "doubles_hit": 0, "extra": 0, "extra_true": 0, "handling": 0, "bottle_days": 0.0}
+         "doubles_hit": 0, "extra": 0, "extra_true": 0, "handling": 0, "bottle_days": 0.0,
+         "part": 0, "part_hit": 0, "incomplete": 0, "incomplete_true": 0,
+         "low": 0, "low_hit": 0, "refill_needed": 0, "refill_needed_true": 0}
     for u in units:
         sensor, cfg = _cfg(u.profile)
         if cfg is None:
@@ -83,6 +128,7 @@ def tally(units):
         rep_missed = set()
         rep_taken = {}
         rep_extra = set()
+        rep_incomplete = set()
         for t, event, s, value, fields in u.insights:
             if s != sensor or not fields:
                 continue
@@ -96,6 +142,8 @@ def tally(units):
                 continue
             if event == "dose_missed":
                 rep_missed.add(sched)
+            elif event == "dose_incomplete":
+                rep_incomplete.add(sched)
             elif event == "dose_taken":
                 rep_taken[sched] = (fields.get("status"), fields.get("pills"))
                 c["reported_taken"] += 1
@@ -112,6 +160,20 @@ def tally(units):
                                  and rep_taken[s][1] == taken[s][1]])
         c["doubles"] += len(doubles)
         c["doubles_hit"] += len(doubles & rep_extra)
+        part = set(d for d, (_, n) in taken.items() if 0 < n < _dose_pills(cfg, d))
+        c["part"] += len(part)
+        c["part_hit"] += len(part & rep_incomplete)
+        c["incomplete"] += len(rep_incomplete)
+        c["incomplete_true"] += len(rep_incomplete & part)
+        lows = [t for t in _low_supply(truth, cfg) if t + DAY_MS <= end]
+        needed = [t for t, event, s, _, _ in u.insights
+                  if s == sensor and event == "refill_needed"]
+        c["low"] += len(lows)
+        c["low_hit"] += len([t for t in lows
+                             if any(-HOUR_MS <= x - t <= REFILL_LATE_MS for x in needed)])
+        c["refill_needed"] += len(needed)
+        c["refill_needed_true"] += len([x for x in needed if any(
+            -HOUR_MS <= x - t <= REFILL_LATE_MS for t in _low_supply(truth, cfg))])
     return c
 
 
@@ -147,4 +209,15 @@ def score(units):
          "(for comparison)", None)
     line("handling that is no dose (lift, shake, carry, open, cap off), per bottle-day",
          _ratio(c["handling"], c["bottle_days"]), "(for comparison)", None)
+    line("dose_incomplete: doses taken in part found", _ratio(c["part_hit"], c["part"]),
+         "(for comparison)", None)
+    line("dose_incomplete: events that were a dose taken in part",
+         _ratio(c["incomplete_true"], c["incomplete"]), "(for comparison)", None)
+    line("refill_needed when the supply fell below refill_below (recall)",
+         _ratio(c["low_hit"], c["low"]), "(for comparison)", None)
+    line("refill_needed events that were (precision)",
+         _ratio(c["refill_needed_true"], c["refill_needed"]), "(for comparison)", None)
+    for name, key in (("missed doses judged", "missed"), ("taken doses judged", "taken"),
+                      ("supplies that ran low", "low"), ("bottle-days", "bottle_days")):
+        line(name, c[key], "", None)
     return out
