@@ -227,23 +227,59 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
         top = 4 * (lead_days or 10)
         fc.set_ylim(0, top)
         if highest > top:
-            fc.text(0.98, 0.95, "forecasts up to %.0f days are above this chart's top: far "
-                    "from a reorder" % highest, transform=fc.transAxes, ha="right", va="top",
-                    color="0.4", fontsize=8)
+            # in the title, not over the lines: a note inside the chart covered a colour's
+            fc.set_title("%s: the device's forecast vs the truth\n(forecasts up to %.0f days "
+                         "are above the top: far from a reorder)" % (d.device_id, highest),
+                         fontsize="medium")
+        else:
+            fc.set_title("%s: the device's forecast vs the truth" % d.device_id)
         if lead_days is not None:
+            from agent.insights.consumable import RESERVE, YOUNG
             fc.axhline(lead_days, color="r", linewidth=1, alpha=0.6,
-                       label="lead time (%g d): a reorder must come before this" % lead_days)
+                       label="lead time %g d: a reorder above it is in time" % lead_days)
+            fc.axhline(lead_days * RESERVE, color="r", linewidth=1, alpha=0.6, linestyle="--",
+                       label="the device reorders here (%g d; %g d for a young rate)"
+                             % (lead_days * RESERVE, lead_days * YOUNG))
         if not forecasts:
-            fc.text(0.5, 0.55, "no forecast in this run: a printer's first comes after it\n"
+            fc.text(0.5, 0.78, "no forecast in this run: a printer's first comes after it\n"
                     "has watched its ink for %g days (the profile's `learn`)" % (learn_days or 2),
                     transform=fc.transAxes, ha="center", va="center", color="0.4")
         fc.set_ylabel("days to empty")
-        fc.set_title("%s: the device's forecast vs the truth" % d.device_id)
         _outside_legend(fc, [ax, fc])
     axes[-1, 0].set_xlabel("days")
     axes[-1, 1].set_xlabel("days")
     _some_of(fig, printers, total, ("printers", "reorders, empties and swaps"))
     return _save(fig, outdir, "ink.png")
+
+
+STEADY_MS = 20 * 60000     # a pill count that held this long is the bottle standing still (a cap
+#                            set down beside it, reading a few pills low, stays up to 15 min)
+OFF_MS = 2 * 3600000       # ... one at 0 this long, a bottle really empty (not lifted off)
+
+
+def steady(pts):
+    """The pill counts that held: readings grouped into runs of one count (within half a pill);
+    a run the next count followed within STEADY_MS (OFF_MS for a count at or below 0: the bottle
+    off the scale, lifted or carried, reads 0 or less) is a touch, not the count, and goes,
+    the runs either side of it joining when they hold the same count; the last run stays.
+    [(each run's first t, its count)]. Drawn as read, every lift, shake and cap set down beside
+    the bottle took the count to 0 and back: 30 days of them hid the 1-pill doses."""
+    runs = []
+    for t, v in pts:
+        if v is not None and not (runs and abs(v - runs[-1][1]) < 0.5):
+            runs.append((t, v))
+    while True:
+        # a touch the count came back from first, the briefest first: the runs it cut short
+        # join and may then hold long enough
+        short = [(not (0 < i and abs(runs[i - 1][1] - runs[i + 1][1]) < 0.5),
+                  runs[i + 1][0] - t, i) for i, (t, v) in enumerate(runs[:-1])
+                 if runs[i + 1][0] - t < (OFF_MS if v <= 0.5 else STEADY_MS)]
+        if not short:
+            return runs
+        i = min(short)[2]
+        del runs[i]
+        if 0 < i < len(runs) and abs(runs[i][1] - runs[i - 1][1]) < 0.5:
+            del runs[i]
 
 
 def _pills(plt, outdir, bottles, found, start, end_days, total):
@@ -257,17 +293,27 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
     for ax, d in zip(axes[:, 0], bottles):
         name = next((s["name"] for s in d.profile["sensors"] if s.get("quantity") == "count"),
                     "pills")
-        pts = series(d.db, d.device_id, name)
+        pts = steady(series(d.db, d.device_id, name))
+        if pts:
+            pts.append((start + end_days * DAY_MS, pts[-1][1]))   # the last count to the end
         ax.step([_days(t, start) for t, _ in pts], [v for _, v in pts], where="post",
-                color="0.35", linewidth=1, label="pills in the bottle")
-        top = max([v for _, v in pts] + [1])
+                color="0.35", linewidth=1,
+                label="pills in the bottle (while it stood: lifts and carries left out)")
+        # The axis spans the counts the run saw, not 0 up: a 1-pill dose is a step one sees.
+        hi = max([v for _, v in pts] + [1])
+        lo = min([v for _, v in pts] + [hi])
+        span = max(hi - lo, 10)
+        base = lo - 0.12 * span              # the doses' marks, under the line
+        top = hi
         mine = found.get(d.device_id, [])
         for event, status, marker, colour, label in marks:
             xs = [_days(f.get("taken", t), start) for t, e, s, v, f in mine
                   if e == event and (status is None or f.get("status") == status)]
             if xs:
-                ax.plot(xs, [-0.06 * top] * len(xs), marker, color=colour, markersize=12,
-                        markeredgewidth=2, linestyle="none", label=label)
+                ax.plot(xs, [base] * len(xs), marker, color=colour,
+                        markersize=8 if event == "extra_dose" else 12,
+                        markeredgewidth=2, linestyle="none", label=label,
+                        zorder=3 if event == "extra_dose" else 2)
         refills = [(_days(f.get("at", t), start), f.get("count", v)) for t, e, s, v, f in mine
                    if e == "refilled"]
         if refills:
@@ -275,19 +321,19 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
                     markersize=9, linestyle="none", label="refilled (device)")
         needed = [_days(t, start) for t, e, s, v, f in mine if e == "refill_needed"]
         if needed:
-            ax.plot(needed, [1.02 * top] * len(needed), "v", color="orange", markersize=9,
-                    linestyle="none", label="refill needed (device)")
+            ax.plot(needed, [top + 0.04 * span] * len(needed), "v", color="orange",
+                    markersize=9, linestyle="none", label="refill needed (device)")
         missed = [_days(f["scheduled"], start) for t, e, s, v, f in mine
                   if e == "dose_missed" and f.get("scheduled") is not None]
         if missed:
-            ax.plot(missed, [-0.06 * top] * len(missed), "x", color="r", markersize=9,
+            ax.plot(missed, [base] * len(missed), "x", color="r", markersize=9,
                     markeredgewidth=2, linestyle="none", label="dose missed (device)")
         truth = [_days(r[0], start) for r in d.truth.get("missed_doses", [])]
         if truth:
-            ax.plot(truth, [-0.16 * top] * len(truth), "o", markerfacecolor="none",
+            ax.plot(truth, [base - 0.1 * span] * len(truth), "o", markerfacecolor="none",
                     markeredgecolor="r", linestyle="none", label="dose missed (truth)")
         ax.set_xlim(0, end_days)
-        ax.set_ylim(-0.25 * top, 1.08 * top)
+        ax.set_ylim(base - 0.2 * span, top + 0.1 * span)
         ax.set_ylabel("pills")
         ax.set_title("%s: pill count and the doses the device judged" % d.device_id)
         _outside_legend(ax)
@@ -318,6 +364,11 @@ def _baseline(figures, cfg):
     m = statistics.median(first)
     mad = statistics.median(abs(x - m) for x in first)
     return m, max(1.4826 * mad, FLOOR * abs(m), 1e-9)
+
+
+# What each `watch` measures, in words a product manager reads (docs/insights/energy.md)
+WATCHED = {"energy": "energy per cycle", "peak": "peak power per cycle",
+           "reversal": "the drum motor's reversal spike", "capacity": "the compressor's cycling"}
 
 
 def _energy(plt, outdir, meters, found, start, end_days):
@@ -383,21 +434,29 @@ def _energy(plt, outdir, meters, found, start, end_days):
         left.set_ylim(bottom=0)
         left.set_ylabel("Wh per cycle")
         left.set_title("%s: energy of each cycle found" % kind)
+        right.set_title("%s: %s, %% from each unit's own baseline\n(maintenance_due when it "
+                        "drifts and stays)" % (kind, WATCHED.get(watch, watch)))
+        for ax in (left, right):
+            ax.set_xlim(0, end_days)
         if not charted:
-            right.text(0.5, 0.5, "no unit learnt its baseline in %g days: it takes `learn`, "
+            # Nothing to chart yet: the panel says why and holds the units' legend (beside
+            # an empty panel, it named nothing the eye could find).
+            right.text(0.5, 0.2, "no unit learnt its baseline in %g days: it takes `learn`, "
                        "%d points\n(a point is %s)"
                        % (end_days, learn, "a cycle" if batch == 1
                           else "the median of %d cycles" % batch),
                        transform=right.transAxes, ha="center", va="center", color="0.4")
+            right.set_yticks([])
+            _outside_legend(right, [left, right], x=0.02)
+            legend = right.get_legend()
+            if legend is not None:
+                legend.set_bbox_to_anchor((0.02, 0.98))
         else:
             low, high = right.get_ylim()
             right.set_ylim(min(low, -span), max(high, span))
-        right.axhline(0.0, color="0.5", linewidth=0.8)
-        right.set_ylabel("% from its own baseline")
-        right.set_title("%s: maintenance chart (%s) vs own baseline" % (kind, watch))
-        for ax in (left, right):
-            ax.set_xlim(0, end_days)
-        _outside_legend(right, [left, right])
+            right.axhline(0.0, color="0.5", linewidth=0.8)
+            right.set_ylabel("% from its own baseline")
+            _outside_legend(right, [left, right])
     for ax in axes[-1]:
         ax.set_xlabel("days")
     return _save(fig, outdir, "energy.png")

@@ -23,3 +23,16 @@ def test_the_backlog_after_the_drain_is_its_own_point_not_a_drop_on_the_edge():
     history = [(0, 0, 0), (100, 20, 1), (200, 20, 0), (200, 0, 0)]
     assert split_drained(history) == ([(0, 0, 0), (100, 20, 1), (200, 20, 0)], (200, 0, 0))
     assert split_drained(history[:3]) == (history[:3], None)
+
+
+def test_the_pill_count_drawn_is_the_one_that_stood_not_each_touch_of_the_bottle():
+    from simulator.plots import steady
+    m = 60000
+    pts = [(0, 30.0), (30000, 30.0),
+           (10 * m, 0.0), (10 * m + 40000, 30.0),      # lifted for 40 s
+           (60 * m, 29.0),                              # a dose: it stands
+           (61 * m, 23.0), (66 * m, 29.0),              # the cap beside it for 5 minutes
+           (120 * m, 0.0), (150 * m, 29.0),             # carried off for half an hour
+           (300 * m, 28.0), (400 * m, 0.0), (700 * m, 0.0)]   # the last pill, then empty
+    assert steady(pts) == [(0, 30.0), (60 * m, 29.0), (300 * m, 28.0), (400 * m, 0.0)]
+    assert steady([]) == [] and steady([(5, 3.0)]) == [(5, 3.0)]

@@ -55,14 +55,28 @@ def _settings(cfg, args):
     for key in args:
         if key == "schedule":
             out["times_min"], order = _schedule(args[key])
+        elif key == "times_min":
+            # settings() names the schedule so: its reply sent back as it is sets the same
+            v = args[key]
+            if not isinstance(v, list) or not all(
+                    isinstance(m, int) and not isinstance(m, bool) and 0 <= m < 1440
+                    for m in v):
+                raise ValueError("times_min must be a list of minutes of the day (0 to 1439), "
+                                 "got %s" % short(v))
+            out[key], order = _schedule(["%d:%02d" % (m // 60, m % 60) for m in v])
+        elif key == "early_ms":
+            if args[key] != cfg.get(key):
+                raise ValueError("early_ms is the profile's `early` (at least the window): a "
+                                 "command cannot change it")
         elif key == _OFFSET:
             # -12:00 to +14:00, as the profile's device.utc_offset: daylight saving time
             out[key] = _int(key, args[key], -14 * 60, 14 * 60)
         elif key in _KEYS and key != "times_min":
             out[key] = _value(key, args[key])
         else:
-            raise ValueError("unknown setting %s (settings: schedule, window_ms, late_ms, "
-                             "pills, refill_days, settle_ms, utc_offset_min)" % short(key))
+            raise ValueError("unknown setting %s (settings: schedule or times_min, "
+                             "window_ms, late_ms, pills, refill_days, settle_ms, "
+                             "utc_offset_min)" % short(key))
     pills = out["pills"]
     if isinstance(pills, list):
         if order is not None and "pills" not in args:
@@ -247,14 +261,18 @@ class Detector:
         self.off = s[_OFFSET] * _MIN
 
     def set(self, args):
-        s = _settings(self.settings(), args)
+        before = self.settings()
+        s = _settings(before, args)
         slots = (self.times, self.window, self.late, self.off)
         if (s["times_min"], s["window_ms"], s["late_ms"], s[_OFFSET] * _MIN) != slots:
             self._back(None, self.last_t)   # doses held, judged under the old schedule
         self._apply(s)
         for key in args:
-            self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else
-                                     _KEYS.index("times_min" if key == "schedule" else key))
+            key = "times_min" if key == "schedule" else key
+            # what a command changed outlives a reboot; a settings reply sent back whole
+            # changes nothing it repeats (early_ms is only ever repeated)
+            if key != "early_ms" and s[key] != before[key]:
+                self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else _KEYS.index(key))
         if (self.times, self.window, self.late, self.off) != slots:
             self._reslot()       # the pills, the refill threshold or settle_ms leave the slot
         elif self.sched is not None:

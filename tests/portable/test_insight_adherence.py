@@ -316,6 +316,24 @@ def test_setting_the_pills_or_refill_threshold_mid_slot_still_judges_that_dose()
         assert b.one("dose_missed")[3]["scheduled"] == DAY0 + 8 * HOUR
 
 
+def test_the_settings_reply_sent_back_whole_with_one_change_sets_that_change():
+    # a cloud reads the settings, changes one, sends the map back: it was refused, for the
+    # times_min and early_ms that settings() names and set() did not take
+    d = Bottle(20).det
+    got = d.settings()
+    got["refill_days"] = 9
+    new = d.set(got)
+    assert new["refill_days"] == 9 and new["times_min"] == [480, 1200]
+    assert d.downlinked == 1 << 4          # only the setting that changed outlives a reboot
+    assert d.set({"times_min": [1260, 570]})["times_min"] == [570, 1260]
+    for bad, words in (({"early_ms": got["early_ms"] + MIN}, "early_ms is the profile's"),
+                       ({"times_min": [1440]}, "times_min must be a list of minutes"),
+                       ({"times_min": "08:00"}, "times_min must be a list of minutes")):
+        exc = raises(ValueError, d.set, bad)
+        assert words in str(exc), (bad, str(exc))
+    assert d.settings()["times_min"] == [570, 1260]
+
+
 def test_set_changes_the_schedule_and_refuses_bad_settings():
     b = Bottle(20)
     d = b.det
