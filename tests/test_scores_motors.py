@@ -125,7 +125,7 @@ def test_energy_reports_are_scored_against_the_meters_count_between_the_models_m
         return (d * DAY + 5000, "energy_report", kwh, "power",
                 {"since": (d - 1) * DAY + 4000, "until": d * DAY, "kwh": kwh,
                  "missing_s": missing_s})
-    # marks: the counter at the first reading at or after each report time (midnight)
+    # marks: the model's energy at each report time (midnight)
     marks = [(d * DAY + 3000, 1000.0 + 1500.0 * d) for d in range(0, 5)]
     unit = Unit("w", {"programmes": [], "degrading": False, "degrade_onset_ms": None,
                       "failure_ms": None, "energy_wh": marks},
@@ -134,9 +134,9 @@ def test_energy_reports_are_scored_against_the_meters_count_between_the_models_m
                  day_report(4, 1.5 * 0.9)], {})                # 10 % under
     got = {name: value for name, value, _, _ in score([unit])}
     assert got["energy_report whole days scored"] == 3
-    assert abs(got["energy_report kWh against the meter's count: median relative error"]
+    assert abs(got["energy_report kWh against the model's energy: median relative error"]
                - 0.02) < 1e-9
-    assert abs(got["energy_report kWh against the meter's count: 95th percentile relative "
+    assert abs(got["energy_report kWh against the model's energy: 95th percentile relative "
                    "error"] - 0.1) < 1e-9
 
 
@@ -149,4 +149,4 @@ def test_a_short_run_marks_the_models_energy_at_each_report_time():
         assert len(marks) >= 3 and all(b[1] > a[1] for a, b in zip(marks, marks[1:]))
     got = {name: value for name, value, _, _ in score(units)}
     assert got["energy_report whole days scored"] >= 4
-    assert got["energy_report kWh against the meter's count: median relative error"] < 0.02
+    assert got["energy_report kWh against the model's energy: median relative error"] < 0.02

@@ -111,6 +111,10 @@ class PowerTrace:
         self.value = None
         self.ws = energy_wh * 3600.0  # energy at the start of self.slot, watt-seconds
         self.t0 = t0_ms
+        # Daily marks of the energy without the noise (the segments' means): (phase ms into
+        # the UTC day, callback(t_ms, wh)) or None; the same whatever the cadence of update()
+        self.marking = None
+        self.mean_ws = 0.0           # that energy at the start of self.slot
 
     # -- planning ---------------------------------------------------------------------------
     @property
@@ -184,6 +188,8 @@ class PowerTrace:
             self.value = self._value(first)
             self.ws -= self.value * (self.t0 - first * self.slot_ms) / 1000.0
         slot = t_ms // self.slot_ms
+        if slot != self.slot and self.marking is not None:
+            self._marks(slot)
         if slot != self.slot:
             ws = self.ws + self.value * self.slot_s
             if slot > self.slot + 1:
@@ -192,6 +198,33 @@ class PowerTrace:
             self.slot = slot
             self.value = self._value(slot)
         return (self.ws + self.value * (t_ms - slot * self.slot_ms) / 1000.0) / 3600.0
+
+    def _marks(self, slot):
+        """Calls back with the noise-free energy (the segments' means) at each daily mark from
+        self.slot (excluded) to slot (included), at the start of the slot the mark time falls
+        in. Reads the segments from the cursor without moving it: update() then moves it as it
+        always has, so the readings stay the same."""
+        phase, callback = self.marking
+        per_day = DAY_MS // self.slot_ms
+        mark = ((self.slot + 1) * self.slot_ms - phase + DAY_MS - 1) // DAY_MS * DAY_MS + phase
+        mark //= self.slot_ms
+        total = self.mean_ws
+        a = self.slot
+        i = self.i
+        while a < slot:
+            while i >= len(self.segs):
+                self.plan()             # as _seek would, in this update anyway
+            seg = self.segs[i]
+            if seg[1] <= a:
+                i += 1
+                continue
+            e = min(seg[1], slot, mark)
+            total += seg[7] * (e - a) * self.slot_s
+            a = e
+            if a == mark:
+                callback(mark * self.slot_ms, round(total / 3600.0, 3))
+                mark += per_day
+        self.mean_ws = total
 
     def tag_at(self, t_ms):
         """The tag of the segment under t_ms (for tests and plots; t_ms not before the cursor)."""
@@ -266,7 +299,7 @@ class Model:
         self._day = start_ms // DAY_MS   # the next day to plan
         self._planned_ms = self._day * DAY_MS
         # The energy insight's daily report time, device ms into the UTC day (mark_energy)
-        self._report_ms = self._next_mark = None
+        self._report_ms = None
         for s in profile.get("sensors", ()):
             i = s.get("insight")
             if i is not None and i.get("type") == "energy":
@@ -280,16 +313,14 @@ class Model:
         if t_ms < self._next_release:
             self._next_release = t_ms
 
-    def mark_energy(self, t_ms, wh):
-        """truth energy_wh [(t_ms, wh)]: the energy counter at the first drive at or after each
-        daily report time of the profile's energy insight, for simulator/scores/motors.py to
-        check energy_report's kWh against (one a day: a year-long fleet keeps them all)."""
-        if self._report_ms is None:
-            return
-        if self._next_mark is None or t_ms >= self._next_mark:
-            if self._next_mark is not None:
-                self.truth.setdefault("energy_wh", []).append((t_ms, round(wh, 3)))
-            self._next_mark = ((t_ms - self._report_ms) // DAY_MS + 1) * DAY_MS + self._report_ms
+    def mark_energy(self, trace):
+        """truth energy_wh [(t_ms, wh)]: the model's energy without the meter's noise at each
+        daily report time of the profile's energy insight (at the start of the slot it falls
+        in), for simulator/scores/motors.py to check energy_report's kWh against; one a day, so
+        a year-long fleet keeps them all. Called before the trace first moves."""
+        if self._report_ms is not None and trace.marking is None:
+            marks = self.truth.setdefault("energy_wh", [])
+            trace.marking = (self._report_ms % DAY_MS, lambda t, wh: marks.append((t, wh)))
 
     def release(self, t_ms):
         p = self._pending

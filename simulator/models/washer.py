@@ -83,8 +83,8 @@ def power_factor(watts):
 def put_mains(model, t_ms, platform):
     """The meter of a mains appliance (washer, fridge) shows its power trace at t_ms."""
     tr = model.trace
+    model.mark_energy(tr)
     wh = tr.update(t_ms)
-    model.mark_energy(t_ms, wh)
     w = tr.value
     model.meter.put(platform, w, wh, model.mains.volts(t_ms, w, model.noise.next()),
                     power_factor(w))

@@ -172,7 +172,7 @@ def score(units):
          None if mae is None else mae <= 1.0),
         ("early reorders (more than 2 x lead time + 3 days before dry)",
          early if reorders else None, "(no target: the ink was needed)", None),
-        ("swaps detected within one reading", swap_share, "1.0", swap_ok),
+        ("swaps detected within one reading", swap_share, "1", swap_ok),
         ("false swaps", false_swaps if changes else None, "0",
          (false_swaps == 0) if changes else None),
         ("empty told from a day before running dry to %d readings after" % EMPTY_READINGS,
