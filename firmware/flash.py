@@ -766,7 +766,8 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         reset_ok = repl.soft_reset() if reset else None
         elapsed = time.monotonic() - started
         progress.line("%s %d of %d files%s (%d bytes), removed %d, in %.1f s%s" % (
-            "flashed" if to_send or stale else "up to date:", len(to_send), len(files),
+            "flashed" if to_send or stale or manifest_changed else "up to date:",
+            len(to_send), len(files),
             " and %s" % MANIFEST if manifest_changed or to_send or stale else "",
             sent_bytes, len(stale), elapsed,
             "; soft reset: the board runs main.py" if reset_ok else

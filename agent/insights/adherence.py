@@ -267,12 +267,15 @@ class Detector:
         if (s["times_min"], s["window_ms"], s["late_ms"], s[_OFFSET] * _MIN) != slots:
             self._back(None, self.last_t)   # doses held, judged under the old schedule
         self._apply(s)
-        for key in args:
-            key = "times_min" if key == "schedule" else key
+        changed = [k for k in _KEYS + (_OFFSET,) if s[k] != before[k]]
+        if isinstance(s["pills"], list) and ("times_min" in changed or "pills" in changed):
+            # pills per dose time go with their times: kept together, or a reboot on another
+            # profile gave the pharmacy's times the profile's pills
+            changed += ["times_min", "pills"]
+        for key in changed:
             # what a command changed outlives a reboot; a settings reply sent back whole
             # changes nothing it repeats (early_ms is only ever repeated)
-            if key != "early_ms" and s[key] != before[key]:
-                self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else _KEYS.index(key))
+            self.downlinked |= 1 << (len(_KEYS) if key == _OFFSET else _KEYS.index(key))
         if (self.times, self.window, self.late, self.off) != slots:
             self._reslot()       # the pills, the refill threshold or settle_ms leave the slot
         elif self.sched is not None:

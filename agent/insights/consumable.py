@@ -418,7 +418,7 @@ class Detector:
             young = self.slot - self._oldest() + 1 < YOUNG_SLOTS
             soon = days * DAY_MS <= self.lead_ms * (YOUNG if young else RESERVE)
         else:
-            soon = high is not None and (days * high) ** 0.5 * DAY_MS <= self.lead_ms
+            soon = band_high is not None and (days * band_high) ** 0.5 * DAY_MS <= self.lead_ms
         if not self.reordered and soon:
             self.reordered = True
             self.emit(t, "reorder", round(days, 2), {

@@ -322,8 +322,7 @@ class FakeBoard:
             # next one's Ctrl-C brings it back to the raw REPL.
             self.line.clear()
             self.state = "raw"
-            self._send(b"\x04\x04Traceback (most recent call last):\r\n  File \"<stdin>\", "
-                       b"line 1\r\nKeyboardInterrupt: \r\n\x04>")
+            self._send(b"\x04\x04KeyboardInterrupt: \r\n\x04>")   # raised with no traceback
             return
         if b == 0x04:
             self._send(b"\x04")

@@ -334,6 +334,15 @@ def test_the_settings_reply_sent_back_whole_with_one_change_sets_that_change():
     assert d.settings()["times_min"] == [570, 1260]
 
 
+def test_pills_per_dose_time_sent_with_a_schedule_are_kept_with_it_even_when_unchanged():
+    # 08:00 2 pills, 20:00 1; moved to 09:30 2 pills, 21:00 1: the list reads [2, 1] as before,
+    # but a reboot on a profile with other pills must not pair the new times with those
+    b = Bottle(20, pills=[2, 1])
+    b.det.set({"schedule": ["21:00", "09:30"], "pills": [1, 2]})
+    assert b.det.settings()["pills"] == [2, 1]
+    assert b.det.downlinked & (1 << 3) and b.det.downlinked & 1
+
+
 def test_set_changes_the_schedule_and_refuses_bad_settings():
     b = Bottle(20)
     d = b.det
