@@ -121,22 +121,25 @@ def test_a_watch_that_measures_no_cycle_misses_its_line():
 
 
 def test_energy_reports_are_scored_against_the_meters_count_between_the_models_marks():
-    def day_report(d, kwh, missing_s=0):
+    def day_report(d, kwh, missing_s=0, standby=0.05):
         return (d * DAY + 5000, "energy_report", kwh, "power",
                 {"since": (d - 1) * DAY + 4000, "until": d * DAY, "kwh": kwh,
-                 "missing_s": missing_s})
+                 "standby_kwh": standby, "missing_s": missing_s})
     # marks: the model's energy at each report time (midnight)
-    marks = [(d * DAY + 3000, 1000.0 + 1500.0 * d) for d in range(0, 5)]
+    marks = [(d * DAY + 3000, 1000.0 + 1500.0 * d, 100.0 + 50.0 * d) for d in range(0, 5)]
     unit = Unit("w", {"programmes": [], "degrading": False, "degrade_onset_ms": None,
                       "failure_ms": None, "energy_wh": marks},
-                [day_report(1, 1.5), day_report(2, 1.53),     # 2 % over
+                [day_report(1, 1.5), day_report(2, 1.53, standby=0.055),   # 2 %, 10 % over
                  day_report(3, 1.2, missing_s=600),            # readings missing: not scored
-                 day_report(4, 1.5 * 0.9)], {})                # 10 % under
+                 day_report(4, 1.5 * 0.9, standby=0.04)], {})  # 10 % and 20 % under
     got = {name: value for name, value, _, _ in score([unit])}
     assert got["energy_report whole days scored"] == 3
     assert abs(got["energy_report kWh against the model's energy: median relative error"]
                - 0.02) < 1e-9
     assert abs(got["energy_report kWh against the model's energy: 95th percentile relative "
+                   "error"] - 0.1) < 1e-9
+    # the standby part: 50 Wh a day in the marks
+    assert abs(got["energy_report standby_kwh against the model's standby: median relative "
                    "error"] - 0.1) < 1e-9
 
 

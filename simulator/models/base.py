@@ -112,9 +112,10 @@ class PowerTrace:
         self.ws = energy_wh * 3600.0  # energy at the start of self.slot, watt-seconds
         self.t0 = t0_ms
         # Daily marks of the energy without the noise (the segments' means): (phase ms into
-        # the UTC day, callback(t_ms, wh)) or None; the same whatever the cadence of update()
+        # the UTC day, standby below W, callback(t_ms, wh, standby wh)) or None; the same
+        # whatever the cadence of update()
         self.marking = None
-        self.mean_ws = 0.0           # that energy at the start of self.slot
+        self.mean_ws = self.standby_ws = 0.0   # those energies at the start of self.slot
 
     # -- planning ---------------------------------------------------------------------------
     @property
@@ -204,11 +205,11 @@ class PowerTrace:
         self.slot (excluded) to slot (included), at the start of the slot the mark time falls
         in. Reads the segments from the cursor without moving it: update() then moves it as it
         always has, so the readings stay the same."""
-        phase, callback = self.marking
+        phase, below, callback = self.marking
         per_day = DAY_MS // self.slot_ms
         mark = ((self.slot + 1) * self.slot_ms - phase + DAY_MS - 1) // DAY_MS * DAY_MS + phase
         mark //= self.slot_ms
-        total = self.mean_ws
+        total, standby = self.mean_ws, self.standby_ws
         a = self.slot
         i = self.i
         while a < slot:
@@ -219,12 +220,16 @@ class PowerTrace:
                 i += 1
                 continue
             e = min(seg[1], slot, mark)
-            total += seg[7] * (e - a) * self.slot_s
+            ws = seg[7] * (e - a) * self.slot_s
+            total += ws
+            if seg[7] < below:
+                standby += ws
             a = e
             if a == mark:
-                callback(mark * self.slot_ms, round(total / 3600.0, 3))
+                callback(mark * self.slot_ms, round(total / 3600.0, 3),
+                         round(standby / 3600.0, 3))
                 mark += per_day
-        self.mean_ws = total
+        self.mean_ws, self.standby_ws = total, standby
 
     def tag_at(self, t_ms):
         """The tag of the segment under t_ms (for tests and plots; t_ms not before the cursor)."""
@@ -299,11 +304,12 @@ class Model:
         self._day = start_ms // DAY_MS   # the next day to plan
         self._planned_ms = self._day * DAY_MS
         # The energy insight's daily report time, device ms into the UTC day (mark_energy)
-        self._report_ms = None
+        self._report_ms = self._standby_w = None
         for s in profile.get("sensors", ()):
             i = s.get("insight")
             if i is not None and i.get("type") == "energy":
                 self._report_ms = (i["report_min"] - i.get("utc_offset_min", 0)) * 60000
+                self._standby_w = i["off_w"]
                 break
 
     def record(self, t_ms, key, rec):
@@ -314,13 +320,15 @@ class Model:
             self._next_release = t_ms
 
     def mark_energy(self, trace):
-        """truth energy_wh [(t_ms, wh)]: the model's energy without the meter's noise at each
-        daily report time of the profile's energy insight (at the start of the slot it falls
-        in), for simulator/scores/motors.py to check energy_report's kWh against; one a day, so
-        a year-long fleet keeps them all. Called before the trace first moves."""
+        """truth energy_wh [(t_ms, wh, standby wh)]: the model's energy without the meter's
+        noise, and its part below the insight's standby_below, at each daily report time of the
+        profile's energy insight (at the start of the slot it falls in), for
+        simulator/scores/motors.py to check energy_report's kWh and standby_kwh against; one a
+        day, so a year-long fleet keeps them all. Called before the trace first moves."""
         if self._report_ms is not None and trace.marking is None:
             marks = self.truth.setdefault("energy_wh", [])
-            trace.marking = (self._report_ms % DAY_MS, lambda t, wh: marks.append((t, wh)))
+            trace.marking = (self._report_ms % DAY_MS, self._standby_w,
+                             lambda t, wh, standby: marks.append((t, wh, standby)))
 
     def release(self, t_ms):
         p = self._pending

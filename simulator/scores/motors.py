@@ -21,8 +21,9 @@ Definitions (times are the truth's, simulator/models/washer.py and fridge.py):
 - energy_report kWh: each whole day's report (no readings missing; its `until` at a report
   time the model marked, truth energy_wh, and its `since` at the one before, within an hour)
   against the energy the model used between the two marks, without the meter's noise: the
-  median and 95th percentile of the relative error. CO2 and cost are the kWh times the
-  profile's factors.
+  median and 95th percentile of the relative error; standby_kwh against the part of that energy
+  the model drew below standby_below (its median relative error). CO2 and cost are the kWh
+  times the profile's factors.
 Names are the same in every run (a JSON consumer compares them across runs); the counts they
 rest on are lines of their own.
 """
@@ -121,12 +122,15 @@ def _unit(u, out):
         out["precision"][1] += _overlapping(detected, real)
     marks = u.truth.get("energy_wh") or []
     for i in range(1, len(marks)):
-        (t0, wh0), (t1, wh1) = marks[i - 1], marks[i]
+        (t0, wh0, sb0), (t1, wh1, sb1) = marks[i - 1], marks[i]
         for x in reports:
             f = x[4]
             if (f.get("missing_s") == 0 and abs(t1 - f["until"]) < DAY_MS // 24
                     and abs(t0 - f["since"]) < DAY_MS // 24 and wh1 > wh0):
                 out["kwh"].append(abs(f["kwh"] * 1000.0 - (wh1 - wh0)) / (wh1 - wh0))
+                if sb1 > sb0 and f.get("standby_kwh") is not None:
+                    out["standby"].append(abs(f["standby_kwh"] * 1000.0 - (sb1 - sb0))
+                                          / (sb1 - sb0))
                 break
     alarms = [x[0] for x in events if x[1] == "maintenance_due"]
     onset = u.truth.get("degrade_onset_ms")
@@ -142,7 +146,7 @@ def _unit(u, out):
 
 def score(units):
     out = {"recall": {}, "precision": [0, 0], "healthy_ms": 0, "false": 0, "leads": [],
-           "flagged": 0, "named": [0, 0], "figured": [0, 0], "kwh": []}
+           "flagged": 0, "named": [0, 0], "figured": [0, 0], "kwh": [], "standby": []}
     for u in units:
         _unit(u, out)
     lines = []
@@ -193,4 +197,8 @@ def score(units):
                       "error", errors[min(len(errors) - 1, len(errors) * 95 // 100)],
                       "(no target)", None))
         lines.append(("energy_report whole days scored", len(errors), "", None))
+    errors = sorted(out["standby"])
+    if errors:
+        lines.append(("energy_report standby_kwh against the model's standby: median relative "
+                      "error", statistics.median(errors), "(no target)", None))
     return lines
