@@ -308,3 +308,40 @@ def test_a_list_in_use_is_not_swapped_under_the_keyboard_and_a_lost_database_say
         page.wait_for_function("document.getElementById('live').textContent === 'stale'",
                                timeout=30000)
         assert "cannot read its database" in page.get_attribute("#live", "title")
+
+
+def test_an_insights_settings_are_read_and_changed_from_a_device_page(simulated_fleet, mosquitto,
+                                                                       page, tmp_path):
+    """The device page's settings row against a live `tether run` of one of the fleet's
+    printers through mosquitto: read, changed, and a change that is not JSON said so."""
+    from tests.run_process import Run
+    db = simulated_fleet
+    printer = rows_of(db, "SELECT device FROM insights WHERE event = 'reorder' "
+                          "ORDER BY device LIMIT 1")[0][0]
+    broker = "mqtt://127.0.0.1:%d" % mosquitto.port
+    run = Run("examples/printer.yaml", "--platform", "sim", "--device", printer, "--store",
+              str(tmp_path / "buffer"), "--broker", broker)
+    try:
+        run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
+        with console_server(db, broker=broker) as console:
+            ready(page, "%s/?token=%s" % (console.url, console.token))   # commands need it
+            ready(page, "%s/device/%s" % (console.url, printer))
+            page.select_option("#settings-sensor", "ink_c")
+            page.click("button[data-command=settings]:not([data-change])")
+            page.wait_for_function("document.getElementById('reply').className.includes('ok')",
+                                   timeout=30000)
+            said = json.loads(page.text_content("#reply"))
+            assert said["result"]["settings"]["lead_time_ms"] == 10 * DAY
+            page.fill("#settings-change", '{"lead_time_ms": %d}' % (5 * DAY))
+            page.click("button[data-command=settings][data-change]")
+            page.wait_for_function("document.getElementById('reply').textContent.includes("
+                                   "'%d')" % (5 * DAY), timeout=30000)
+            assert json.loads(page.text_content("#reply"))["result"]["settings"][
+                "lead_time_ms"] == 5 * DAY
+            screenshot(page, "device-settings")
+            page.fill("#settings-change", "lead_time_ms: 5d")
+            page.click("button[data-command=settings][data-change]")
+            assert "not JSON" in page.text_content("#reply")
+            assert "reply bad" == page.get_attribute("#reply", "class")
+    finally:
+        run.stop()

@@ -278,6 +278,20 @@
         doc.interval_ms = Math.round(Number(document.getElementById("interval-s").value) * 1000);
       }
       const reply = document.getElementById("reply");
+      if (doc.command === "settings") {
+        // an insight's settings (docs/insights/): read, or changed with a JSON map
+        doc.sensor = document.getElementById("settings-sensor").value;
+        if (command.dataset.change) {
+          try {
+            doc.settings = JSON.parse(document.getElementById("settings-change").value);
+          } catch (e) {
+            reply.className = "reply bad";
+            reply.textContent = "the settings to change are not JSON: write them as " +
+              "{\"lead_time_ms\": 604800000} (docs/insights/)";
+            return;
+          }
+        }
+      }
       reply.textContent = "waiting for " + device + " ...";
       command.disabled = true;
       const out = await post(doc);
