@@ -160,7 +160,7 @@ def add_command(sub):
                                     "values")
     p.add_argument("profiles", nargs="+", metavar="PROFILE",
                    help="a profile YAML file (several: each in turn)")
-    p.add_argument("--platform", choices=("sim", "rpi", "esp32"),
+    p.add_argument("--platform", choices=("sim", "rpi"),
                    help="where to read (default: the profile's platform)")
     p.add_argument("--count", type=whole(1), default=1, metavar="N", help="read N times")
     p.add_argument("--interval", type=duration(0, DAY), default="1s", metavar="DURATION",

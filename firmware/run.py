@@ -225,8 +225,8 @@ class Reporter:
                 int(time.monotonic() - self.down_since) * 1000)
             if self.failing:
                 link += " (%d attempts: %s)" % (self.failures, self.failing)
-        self.line("status: %s; %d readings, %d messages acknowledged, %s waiting, %d readings "
-                  "dropped%s, %d sensor errors" % (
+        self.line("status: %s; %d readings, %d batches and events acknowledged, %s waiting, "
+                  "%d readings dropped%s, %d sensor errors" % (
                       link, sum(c.readings for c in a.sampler.channels), u.acked,
                       batches(log.unacked), log.dropped, _events_dropped(a), errors))
 

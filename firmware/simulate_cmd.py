@@ -23,7 +23,8 @@ def parse_speed(text):
     except ValueError:
         speed = 0
     if not 0 < speed < math.inf:
-        raise ValueError("--speed: expected a factor like '3600x' or 'max', got %r" % text)
+        raise ValueError("--speed: expected a factor above 0 like '3600x', or 'max', got %r"
+                         % text)
     return speed
 
 
@@ -396,9 +397,11 @@ def add_command(sub):
                                                     "(default 6000x)")
     p.add_argument("--broker", metavar="mqtt://HOST:PORT",
                    help="a broker to use instead of the embedded one")
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=1, help="the run's seed: the same seed, fleet "
+                   "and faults make the same appliances and faults (default 1)")
     p.add_argument("--faults", metavar="SPEC", help="what goes wrong (default: %s; '' for "
-                                                    "none; see simulator/faults.py)"
+                                                    "none; the kinds and their keys: "
+                                                    "docs/simulator.md, Faults)"
                                                     % DEFAULT_FAULTS)
     p.add_argument("--report", metavar="report.json", help="where to write the report")
     p.add_argument("--plots", metavar="DIR", help="write PNG plots there")

@@ -168,9 +168,15 @@ def text(report):
             report["speed"] or 0),
         "simulated as: %s" % "; ".join("%d %s as %s" % (n, model, kind.lower())
                                        for (model, kind), n in sorted(kinds.items())),
+        # the terms add up to what was generated: a reading a power cut took from RAM is no
+        # mystery one line further down
         "readings: %d generated, %d delivered, %d reported dropped by full buffers, %d still "
-        "waiting on devices, %d LOST" % (f["generated"], f["delivered"], f["reported_dropped"],
-                                          f["waiting"], f["lost"]),
+        "waiting on devices, %d in RAM when the power was cut (not yet flushed, as the profile "
+        "allows)%s%s, %d LOST" % (
+            f["generated"], f["delivered"], f["reported_dropped"], f["waiting"],
+            f["power_cut_window"],
+            ", %d lost at the broker" % f["lost_at_broker"] if f["lost_at_broker"] else "",
+            ", %d erased with a flash" % f["erased"] if f.get("erased") else "", f["lost"]),
         "faults: %d power cuts (%d readings in their RAM windows), %.1f h of outages, %d sensor "
         "faults, %d broker restarts; %d duplicates received and discarded" % (
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
