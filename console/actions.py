@@ -45,7 +45,10 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             "ORDER BY t_ms, seq", (now_ms - LOOK_BACK,)):
         f = as_map(fields)
         if event == "dose_missed":
-            if t >= now_ms - MISSED_WINDOW:     # per bottle: a device may weigh two
+            # by the dose's time, which the row shows: a dose the device judged late at night
+            # was listed in "the last 7 days" with a time more than 7 days back
+            at = f.get("scheduled") if isinstance(f.get("scheduled"), int) else t
+            if at >= now_ms - MISSED_WINDOW:    # per bottle: a device may weigh two
                 missed.setdefault((device, sensor), []).append((t, sensor, f))
             continue
         if event in ("cartridge_replaced", "refilled"):
@@ -185,7 +188,14 @@ def _since_reorder(db, a, now_ms):
     if row is not None and _is_number(row[0]):
         f["level_now"] = row[0]
     rate = f.get("rate_per_day")
-    if "level_now" in f and _is_number(rate) and rate > 0:
+    newer = db.one("SELECT t_ms, value FROM insights WHERE device = ? AND sensor = ? AND "
+                   "event = 'forecast' AND t_ms >= ? ORDER BY t_ms DESC LIMIT 1",
+                   (a["device"], a["sensor"], a["t_ms"]))
+    if newer is not None and _is_number(newer[1]):
+        # the device's own newest forecast (its rate is the weeks' since, spread over the
+        # week), less the days since: the reorder's rate gave another date than the chart
+        f["days_now"] = round(max(newer[1] - (now_ms - newer[0]) / DAY_MS, 0.0), 1)
+    elif "level_now" in f and _is_number(rate) and rate > 0:
         # the ink there is at the rate the device forecast with: the days since alone ran on
         # past empty ("2.2 % left, about -4.7 days to empty")
         f["days_now"] = round(max(f["level_now"], 0) / rate, 1)

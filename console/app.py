@@ -156,7 +156,8 @@ def make_app(console):
         return page(request, name, actions=shown[(number - 1) * per:number * per],
                     total=len(needed), matching=len(shown), counts=counts, kind=kind,
                     page_no=number, pages=pages, now=now, simulated=simulated,
-                    devices=len(rows), titles=actions_mod.TITLES, view="actions")
+                    devices=len(rows), involved=len({a["device"] for a in needed}),
+                    titles=actions_mod.TITLES, view="actions")
 
     async def fleet_page(request):
         q = request.query_params

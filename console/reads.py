@@ -416,6 +416,18 @@ def _of_batches(rows, start, width):
     return [[t, points[t]] for t in sorted(points)]
 
 
+SETTLED_MS = 30 * 60000   # a dose's mark: the count the bottle stood at this soon after
+
+
+def _standing(points, t):
+    """The count a bottle stood at after a take at t: the highest charted within SETTLED_MS
+    (a lift or the cap beside it only lower it; a chart of many days has a bucket's low and
+    high as two points); the value at t when none is charted there."""
+    i = bisect.bisect_left([p[0] for p in points], t)
+    near = [p[1] for p in points[i:] if p[0] <= t + SETTLED_MS and p[1] is not None]
+    return max(near) if near else _value_at(points, t)
+
+
 def _value_at(points, t):
     """The charted value at time t: the last point at or before it (the first, before them)."""
     i = bisect.bisect_right([p[0] for p in points], t) - 1
@@ -428,15 +440,20 @@ def _overlay(chart, points, insights):
     forecast = reorder = None
     for t, event, _, value, f in insights:
         if event in ("forecast", "reorder") and _number(f.get("rate_per_day")):
-            forecast = (t, f)
+            # the days are the event's value (a forecast carries no `days` field): level over
+            # rate alone ignored the device's week, and the chart, the table and the actions
+            # row gave three dates for one cartridge
+            forecast = (t, dict(f, days=value) if _number(value) else f)
         if event == "reorder":
             reorder = (t, f)
         if event == "cartridge_replaced":
             forecast = reorder = None
         if event in ("dose_taken", "extra_dose"):
             at = f.get("taken") if isinstance(f.get("taken"), int) else t
+            # on the count the dose left, once the bottle stood again (the reading at the take
+            # itself is often the bottle still off the scale: a mark on 0 read as empty)
             chart["marks"].append({"label": "dose taken" if event == "dose_taken" else
-                                   "extra dose", "t": at, "y": _value_at(points, at),
+                                   "extra dose", "t": at, "y": _standing(points, at),
                                    "kind": "taken" if event == "dose_taken" else "extra"})
         elif event == "dose_missed":
             at = f.get("scheduled") if isinstance(f.get("scheduled"), int) else t

@@ -129,6 +129,20 @@ def test_a_reorder_rows_days_left_now_are_the_level_now_at_the_forecasts_rate(tm
     assert shown[0]["evidence"].endswith("; now 2.2 % left, about 0.6 days to empty")
 
 
+def test_a_reorder_rows_days_left_now_follow_the_devices_newest_forecast(tmp_path):
+    # the reorder's rate over the level now gave one date, the chart (level over rate) another,
+    # the device's own forecast a third
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - 8 * DAY, "reorder", "ink_c", 15.9, days=15.9, level=9.0,
+            rate_per_day=0.6)
+    insight(db, "printer-1", 2, NOW - DAY // 2, "forecast", "ink_c", 3.24, level=1.33,
+            rate_per_day=0.6, weekly=True)
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    shown = actions.needed(database, rows, NOW)
+    assert shown[0]["evidence"].endswith("; now about 2.7 days to empty"), shown[0]["evidence"]
+
+
 def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
     db = make_db(tmp_path / "f.sqlite")
     insight(db, "printer-1", 1, NOW - 3 * DAY, "reorder", "ink_k", 2.0, days=2.0, level=3.0)
@@ -627,7 +641,7 @@ def test_a_long_list_of_actions_comes_a_hundred_rows_a_page_and_by_kind(tmp_path
         _, dropping, _ = request(server, "GET", "/?kind=dropping")
     finally:
         server.stop()
-    assert "<strong>150</strong> need someone" in first
+    assert "<strong>150</strong> things need someone, on 150 of 150 devices" in first
     row = '" data-kind="%s" data-sensor='
     assert first.count(row % "silent") == 100 and "page 1 of 2" in first
     assert second.count(row % "silent") == 49 and second.count(row % "dropping") == 1
@@ -1025,3 +1039,36 @@ def test_an_insights_settings_are_read_and_changed_from_the_console_on_a_running
     finally:
         server.stop()
         run.stop()
+
+
+def test_the_ink_charts_forecast_line_ends_at_the_devices_own_days_to_empty():
+    # a forecast carries its days as its value: level over rate (1.33 / 0.6 = 2.2 days) gave
+    # another date than the device's 3.24 days, spread over its week
+    chart = {"lines": [], "marks": []}
+    t = NOW - DAY
+    reads._overlay(chart, [[t, 1.33]], [(t, "forecast", "ink_c", 3.24,
+                                          {"level": 1.33, "rate_per_day": 0.6})])
+    line = chart["lines"][0]
+    assert line["points"] == [[t, 1.33], [t + int(3.24 * DAY), 0]]
+
+
+def test_a_missed_dose_is_listed_by_its_own_time_not_when_the_device_judged_it(tmp_path):
+    db = make_db(tmp_path / "f.sqlite")
+    # judged 6.9 days ago, its dose due 7.2 days ago: outside "the last 7 days" the row names
+    insight(db, "bottle-1", 1, NOW - int(6.9 * DAY), "dose_missed", "pills", None,
+            scheduled=NOW - int(7.2 * DAY))
+    insight(db, "bottle-1", 2, NOW - DAY, "dose_missed", "pills", None, scheduled=NOW - DAY)
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    shown = [a for a in actions.needed(database, rows, NOW) if a["kind"] == "dose_missed"]
+    assert len(shown) == 1 and shown[0]["figures"]["missed"] == 1
+    assert shown[0]["evidence"].startswith("1 dose missed in the last 7 days")
+
+
+def test_a_dose_taken_mark_sits_on_the_count_it_left_not_on_the_bottle_off_the_scale():
+    chart = {"lines": [], "marks": []}
+    t = NOW - DAY
+    points = [[t - 3600000, 20.0], [t - 30000, 0.0], [t + 60000, 19.0]]   # lifted, then back
+    reads._overlay(chart, points, [(t + 120000, "dose_taken", "pills", 1,
+                                    {"taken": t, "scheduled": t})])
+    assert chart["marks"] == [{"label": "dose taken", "t": t, "y": 19.0, "kind": "taken"}]

@@ -345,3 +345,29 @@ def test_an_insights_settings_are_read_and_changed_from_a_device_page(simulated_
             assert "reply bad" == page.get_attribute("#reply", "class")
     finally:
         run.stop()
+
+
+def test_charts_read_utc_as_the_page_does_in_a_browser_far_from_it(simulated_fleet, browser):
+    # Chart.js formats in the browser's zone: in Los Angeles a dose at 08:37 UTC sat at
+    # 12:30 AM beside a table saying 08:37 UTC, and a week's ticks named no day
+    db = simulated_fleet
+    bottle = rows_of(db, "SELECT device FROM insights WHERE event = 'dose_taken' "
+                         "ORDER BY device LIMIT 1")[0][0]
+    context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                  timezone_id="America/Los_Angeles")
+    try:
+        page = context.new_page()
+        with console_server(db) as console:
+            ready(page, "%s/device/%s?span=7d" % (console.url, bottle))
+            first = json.loads(page.text_content("#chart-data"))["charts"][0]["points"][0]
+            shown = page.evaluate(
+                "(() => { const c = Object.values(Chart.instances)[0];"
+                " const p = c.data.datasets[0].data[0];"
+                " return [p.x, c.options.scales.x.title.text,"
+                " c.scales.x.ticks.map(t => t.label).join(' | ')]; })()")
+        offset_ms = page.evaluate("new Date(%d).getTimezoneOffset() * 60000" % first[0])
+        assert offset_ms > 0                              # the zone is not UTC itself
+        assert shown[0] == first[0] + offset_ms and shown[1] == "UTC"
+        assert re.search(r"[A-Z][a-z]{2} \d{1,2}", shown[2]), shown[2]   # a day on the ticks
+    finally:
+        context.close()

@@ -17,14 +17,20 @@
     toast.timer = setTimeout(() => { t.className = ""; }, 6000);
   }
 
+  // The page says every time in UTC; Chart.js's date adapter formats in the browser's zone.
+  // Each time is moved by its own offset there, so that the axis and tooltips read UTC.
+  function utc(t) {
+    return t === null || t === undefined ? t : t + new Date(t).getTimezoneOffset() * 60000;
+  }
+
   function datasets(c) {
     const sets = [{ label: c.channel + (c.unit ? " (" + c.unit + ")" : ""),
-      data: c.points.map(p => ({ x: p[0], y: p[1] })), borderColor: "#0969da",
+      data: c.points.map(p => ({ x: utc(p[0]), y: p[1] })), borderColor: "#0969da",
       backgroundColor: "#0969da", borderWidth: 1.5, pointRadius: c.kind === "cycles" ? 2 : 0,
       // a reading holds until the next (the deadband sends only changes): steps, not slopes
       showLine: c.kind !== "cycles", stepped: c.kind !== "cycles" }];
     for (const line of c.lines) {
-      sets.push({ label: line.label, data: line.points.map(p => ({ x: p[0], y: p[1] })),
+      sets.push({ label: line.label, data: line.points.map(p => ({ x: utc(p[0]), y: p[1] })),
         borderColor: line.label.startsWith("forecast") ? "#8250df" : "#57606a",
         borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, fill: false });
     }
@@ -32,7 +38,8 @@
     for (const m of c.marks) (kinds[m.label] = kinds[m.label] || []).push(m);
     for (const label in kinds) {
       const colour = COLOURS[kinds[label][0].kind] || "#57606a";
-      sets.push({ label: label, type: "scatter", data: kinds[label].map(m => ({ x: m.t, y: m.y })),
+      sets.push({ label: label, type: "scatter",
+        data: kinds[label].map(m => ({ x: utc(m.t), y: m.y })),
         borderColor: colour, backgroundColor: colour, pointRadius: 5, pointStyle: "triangle" });
     }
     return sets;
@@ -58,7 +65,7 @@
         }
       }
     }
-    return { min: min === null ? undefined : min, max: max === null ? undefined : max };
+    return { min: min === null ? undefined : utc(min), max: max === null ? undefined : utc(max) };
   }
 
   // Charts are matched by channel: a channel that appears later (a device's first readings
@@ -96,8 +103,12 @@
         type: "line", data: { datasets: datasets(c) },
         options: { animation: false, parsing: false, normalized: true, maintainAspectRatio: false,
           interaction: { mode: "nearest", intersect: false },
-          scales: { x: Object.assign({ type: "time", time: { tooltipFormat: "yyyy-MM-dd HH:mm" } },
-            range),
+          scales: { x: Object.assign({ type: "time",
+            // a date on the hours' ticks too: a week of them said "12AM 7AM 2PM" and no day
+            time: { tooltipFormat: "yyyy-MM-dd HH:mm 'UTC'",
+              displayFormats: { minute: "HH:mm", hour: "MMM d HH:mm", day: "MMM d" } },
+            ticks: { maxTicksLimit: 8, maxRotation: 0 },
+            title: { display: true, text: "UTC" } }, range),
             // a level in % reads against its whole range, not its noise
             y: c.unit === "%" ? { suggestedMin: 0, suggestedMax: 100 } : {} },
           plugins: { legend: { labels: { boxWidth: 12 } } } } });
