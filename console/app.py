@@ -412,7 +412,9 @@ def _answer(console, name, device, doc):
             return sent
         reply = sent["reply"]
         result = reply.get("result") if isinstance(reply.get("result"), dict) else {}
-        if isinstance(result.get("until"), int):
+        if isinstance(result.get("until"), int) and abs(result["until"] - until) <= reads.DAY_MS:
+            # the device's own end, on its clock; one far from the fleet's (a device whose clock
+            # is off) would hide the row for that long: the console's then
             until = result["until"]
     # The device has done it: the record is tried again while the database is busy (each try
     # waits up to its busy timeout), and a failure says the device's part was done.

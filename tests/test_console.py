@@ -1072,3 +1072,27 @@ def test_a_dose_taken_mark_sits_on_the_count_it_left_not_on_the_bottle_off_the_s
     reads._overlay(chart, points, [(t + 120000, "dose_taken", "pills", 1,
                                     {"taken": t, "scheduled": t})])
     assert chart["marks"] == [{"label": "dose taken", "t": t, "y": 19.0, "kind": "taken"}]
+
+
+def test_a_snooze_ends_on_the_fleets_clock_when_the_devices_is_far_from_it(tmp_path):
+    # a device whose clock is a year ahead answered with its own end: the row vanished for a
+    # year. The device's reply is the edge here (a real one answers on the host's clock).
+    from console.app import Console, _run_command
+
+    class Device:
+        def __init__(self, ahead_ms):
+            self.ahead_ms = ahead_ms
+
+        def send(self, device, command):
+            return {"ok": True, "result": {"sensor": command["sensor"], "event": command["event"],
+                                           "until": NOW + command["for_ms"] + self.ahead_ms}}
+
+    for ahead, until in ((365 * DAY, NOW + DAY), (60000, NOW + DAY + 60000)):
+        path = tmp_path / ("f%d.sqlite" % ahead)        # a snooze hides the row it answers
+        db = make_db(path)
+        insight(db, "bottle-1", 1, NOW - 3600000, "dose_missed", "pills", None,
+                scheduled=NOW - 7200000)
+        console = Console(str(path), "t", True, commander=Device(ahead))
+        out = _run_command(console, {"command": "snooze", "device": "bottle-1",
+                                     "kind": "dose_missed", "sensor": "pills", "for_ms": DAY})
+        assert out["ok"] and out["recorded"]["until"] == until, out
