@@ -106,11 +106,12 @@ def test_the_report_prints_each_score_beside_its_target_and_flags_only_the_misse
         ("early reorders", 3, "(no target: the ink was needed)", None)],
         "doses": [("taken doses reported missed", 0.02, "(for comparison)", None)]})
     assert out == [
+        # what the run had nothing for, on one line: a 2-day run had 16 of them among the rest
+        "  consumables: no data in this run for 1 figure: median abs error of the forecast 7 "
+        "days before dry, days",
         "  consumables: reorder at least the lead time before dry: 0.954 (target >= 0.97)"
         "  MISSES TARGET",
         "  consumables: false reorders: 0 (target 0)",
-        "  consumables: median abs error of the forecast 7 days before dry, days: no data in "
-        "this run (target <= 1)",
         "  consumables: of them scored for the lead time: 0",
         "  consumables: early reorders: 3 (no target: the ink was needed)",
         "  doses: taken doses reported missed: 0.02 (for comparison)"]

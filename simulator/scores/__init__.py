@@ -57,11 +57,20 @@ def shown(value):
 
 def lines_text(scores):
     """The scores as lines a person reads: each figure next to its target, or next to the note
-    in parentheses that a figure without one carries ("(for comparison)")."""
+    in parentheses that a figure without one carries ("(for comparison)"); first, per area, one
+    line naming the figures the run held nothing to score."""
     out = []
     for area in scores:
+        # the figures the run held nothing for, on one line per area: a 2-day run's 16 lines
+        # of "no data in this run" buried the ones it had
+        empty = [name for name, value, _, _ in scores[area] if value is None]
+        if empty:
+            out.append("  %s: no data in this run for %d figure%s: %s" % (
+                area, len(empty), "" if len(empty) == 1 else "s", "; ".join(empty)))
         for name, value, target, ok in scores[area]:
-            text = "no data in this run" if value is None else shown(value)
+            if value is None:
+                continue
+            text = shown(value)
             if not target:
                 beside = ""
             elif target.startswith("("):
