@@ -700,3 +700,21 @@ def test_a_threshold_past_the_sensors_plausibility_range_is_refused_it_never_fir
         "filters.min (-100) are dropped",
         "14:30: sensors[0].thresholds[1].above: above 5000 never fires: readings over "
         "filters.max (5000) are dropped"]
+
+
+def test_one_mistake_in_a_block_several_places_share_is_one_line_naming_them_all(tmp_path):
+    # a typo in the printer's anchored &ink_filters gave four lines at one position
+    from firmware.profile.compile import compile as compile_profile
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parent.parent / "examples"
+    text = (root / "printer.yaml").read_text()
+    assert "median: 5, min: 0" in text
+    (tmp_path / "common").mkdir()
+    for f in (root / "common").iterdir():
+        (tmp_path / "common" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "p.yaml").write_text(text.replace("median: 5, min: 0", "mediam: 5, min: 0"))
+    (tmp_path / "secrets.yaml").write_bytes((root / "secrets.yaml").read_bytes())
+    _, errors = compile_profile(str(tmp_path / "p.yaml"))
+    assert errors == ["%s:34:28: sensors[0].filters (and sensors[1].filters, sensors[2].filters, "
+                    "sensors[3].filters, which use the same lines): unknown key 'mediam', did "
+                    "you mean 'median'?" % (tmp_path / "p.yaml")], errors

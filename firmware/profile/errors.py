@@ -58,6 +58,23 @@ def format_problem(problem):
 
 
 def messages(problems):
-    """Problems as text lines, by file and position, each once."""
+    """Problems as text lines, by file and position, each once: one mistake in a block that
+    several places share (a YAML anchor's `*ink_filters`, a package) is one line naming every
+    place that uses it, not a line each (four sensors gave four lines at one position)."""
     order = sorted(set(problems), key=lambda p: (p[0], p[1] or 0, p[2] or 0, p[3], p[4]))
-    return [format_problem(p) for p in order]
+    lines, seen = [], {}
+    for p in order:
+        key = (p[0], p[1], p[2], p[4])
+        if p[1] is not None and p[3] and key in seen:
+            seen[key][1].append(p[3])
+            continue
+        seen[key] = (p, [])
+        lines.append(key)
+    out = []
+    for key in lines:
+        p, more = seen[key]
+        if more:
+            p = p[:3] + ("%s (and %s, which use the same lines)" % (p[3], ", ".join(more)),
+                         p[4])
+        out.append(format_problem(p))
+    return out
