@@ -178,6 +178,9 @@ def _insight(kind, device, sensor, t, value, f):
             "evidence": evidence, "figures": figures}
 
 
+FRESH_MS = 2 * DAY_MS   # a forecast older (a device that stopped sending them): the level's
+
+
 def _since_reorder(db, a, now_ms):
     """A reorder's row as things stand now: the level of the sensor's newest batch, and the
     forecast less the days since (the row showed the level and days of when it was sent, and
@@ -189,11 +192,12 @@ def _since_reorder(db, a, now_ms):
         f["level_now"] = row[0]
     rate = f.get("rate_per_day")
     newer = db.one("SELECT t_ms, value FROM insights WHERE device = ? AND sensor = ? AND "
-                   "event = 'forecast' AND t_ms >= ? ORDER BY t_ms DESC LIMIT 1",
+                   "event IN ('forecast', 'reorder') AND t_ms >= ? ORDER BY t_ms DESC LIMIT 1",
                    (a["device"], a["sensor"], a["t_ms"]))
-    if newer is not None and _is_number(newer[1]):
-        # the device's own newest forecast (its rate is the weeks' since, spread over the
-        # week), less the days since: the reorder's rate gave another date than the chart
+    if newer is not None and _is_number(newer[1]) and now_ms - newer[0] <= FRESH_MS:
+        # the device's own days to empty, of its newest forecast or the reorder itself (its
+        # rate is the weeks', spread over the week), less the days since, as the chart draws
+        # it: the reorder's rate over the level gave another date than the chart
         f["days_now"] = round(max(newer[1] - (now_ms - newer[0]) / DAY_MS, 0.0), 1)
     elif "level_now" in f and _is_number(rate) and rate > 0:
         # the ink there is at the rate the device forecast with: the days since alone ran on

@@ -420,12 +420,17 @@ SETTLED_MS = 30 * 60000   # a dose's mark: the count the bottle stood at this so
 
 
 def _standing(points, t):
-    """The count a bottle stood at after a take at t: the highest charted within SETTLED_MS
-    (a lift or the cap beside it only lower it; a chart of many days has a bucket's low and
-    high as two points); the value at t when none is charted there."""
+    """The count a bottle stood at after a take at t: the first charted within SETTLED_MS
+    that is not the bottle off the scale (0 or less: a chart of many days has a bucket's low,
+    the lift, before its high), not the highest (a refill right after the last dose would
+    win); the value at t when none is charted there."""
     i = bisect.bisect_left([p[0] for p in points], t)
-    near = [p[1] for p in points[i:] if p[0] <= t + SETTLED_MS and p[1] is not None]
-    return max(near) if near else _value_at(points, t)
+    for when, value in points[i:]:
+        if when > t + SETTLED_MS:
+            break
+        if value is not None and value > 0.5:
+            return value
+    return _value_at(points, t)
 
 
 def _value_at(points, t):

@@ -1072,6 +1072,12 @@ def test_a_dose_taken_mark_sits_on_the_count_it_left_not_on_the_bottle_off_the_s
     reads._overlay(chart, points, [(t + 120000, "dose_taken", "pills", 1,
                                     {"taken": t, "scheduled": t})])
     assert chart["marks"] == [{"label": "dose taken", "t": t, "y": 19.0, "kind": "taken"}]
+    # the last dose, then a refill within the half hour: the mark stays on the dose's count
+    chart = {"lines": [], "marks": []}
+    points = [[t - 3600000, 3.0], [t - 30000, 0.0], [t + 60000, 2.0], [t + 600000, 0.0],
+              [t + 900000, 62.0]]
+    reads._overlay(chart, points, [(t + 120000, "dose_taken", "pills", 1, {"taken": t})])
+    assert chart["marks"][0]["y"] == 2.0
 
 
 def test_a_snooze_ends_on_the_fleets_clock_when_the_devices_is_far_from_it(tmp_path):

@@ -128,8 +128,11 @@ def test_device_pages_chart_each_channel_with_the_insights_the_database_holds(
                 # One time axis: each ink chart ran to its own forecast's end (weeks apart).
             # One time axis (span=all: from the first point): each ink chart ran to its own
             # forecast's end, weeks apart, and a fridge's cycles from its first to last.
+            # (the axis holds times moved so that it reads UTC in any zone: moved back here)
             ends = page.evaluate("Object.values(Chart.instances).map(c => "
                                  "[c.scales.x.min, c.scales.x.max])")
+            ends = [[e - page.evaluate("window.tetherUtc(%d) - %d" % (e, e)) for e in pair]
+                    for pair in ends]
             first = min(c["points"][0][0] for c in data["charts"] if c["points"])
             half = (data["end"] - first) / 2
             assert ends and {e[0] for e in ends} == {first}, ends
@@ -339,10 +342,11 @@ def test_an_insights_settings_are_read_and_changed_from_a_device_page(simulated_
             assert json.loads(page.text_content("#reply"))["result"]["settings"][
                 "lead_time_ms"] == 5 * DAY
             screenshot(page, "device-settings")
-            page.fill("#settings-change", "lead_time_ms: 5d")
-            page.click("button[data-command=settings][data-change]")
-            assert "not JSON" in page.text_content("#reply")
-            assert "reply bad" == page.get_attribute("#reply", "class")
+            for bad in ("lead_time_ms: 5d", "null", "[1]"):   # null read the settings
+                page.fill("#settings-change", bad)
+                page.click("button[data-command=settings][data-change]")
+                assert "not a JSON map" in page.text_content("#reply"), bad
+                assert "reply bad" == page.get_attribute("#reply", "class")
     finally:
         run.stop()
 
@@ -368,6 +372,14 @@ def test_charts_read_utc_as_the_page_does_in_a_browser_far_from_it(simulated_fle
         offset_ms = page.evaluate("new Date(%d).getTimezoneOffset() * 60000" % first[0])
         assert offset_ms > 0                              # the zone is not UTC itself
         assert shown[0] == first[0] + offset_ms and shown[1] == "UTC"
+        # what the adapter prints for a moved time is the UTC time, also in the hours before
+        # a daylight saving change (2026-03-08 10:00 UTC there): 09:30 UTC read 10:30
+        for t in (1772962200000, 1772960400000, 1773100000000, first[0]):
+            label = page.evaluate(
+                "(() => { const d = new Date(window.tetherUtc(%d));"
+                " return [d.getHours(), d.getMinutes(), d.getDate()]; })()" % t)
+            g = time.gmtime(t / 1000)
+            assert label == [g.tm_hour, g.tm_min, g.tm_mday], (t, label)
         assert re.search(r"[A-Z][a-z]{2} \d{1,2}", shown[2]), shown[2]   # a day on the ticks
     finally:
         context.close()

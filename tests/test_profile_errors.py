@@ -718,3 +718,16 @@ def test_one_mistake_in_a_block_several_places_share_is_one_line_naming_them_all
     assert errors == ["%s:34:28: sensors[0].filters (and sensors[1].filters, sensors[2].filters, "
                     "sensors[3].filters, which use the same lines): unknown key 'mediam', did "
                     "you mean 'median'?" % (tmp_path / "p.yaml")], errors
+
+
+def test_problems_without_a_place_are_each_kept_and_shared_ones_joined():
+    from firmware.profile.errors import messages
+    got = messages([("a.yaml", None, None, "sensors[0]", "unreadable"),
+                    ("a.yaml", None, None, "sensors[1]", "unreadable"),
+                    ("a.yaml", 3, 5, "sensors[0].filters", "bad"),
+                    ("a.yaml", 3, 5, "sensors[1].filters", "bad"),
+                    ("a.yaml", 3, 5, "", "bad")])
+    assert got == ["a.yaml: sensors[0]: unreadable", "a.yaml: sensors[1]: unreadable",
+                   "a.yaml:3:5: bad",
+                   "a.yaml:3:5: sensors[0].filters (and sensors[1].filters, which use the same "
+                   "lines): bad"]

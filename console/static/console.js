@@ -18,10 +18,15 @@
   }
 
   // The page says every time in UTC; Chart.js's date adapter formats in the browser's zone.
-  // Each time is moved by its own offset there, so that the axis and tooltips read UTC.
+  // Each time is moved by the offset there at the moved time (found in two steps: the offset
+  // at t itself was an hour off for the hours before a daylight saving change), so that the
+  // axis and tooltips read UTC.
   function utc(t) {
-    return t === null || t === undefined ? t : t + new Date(t).getTimezoneOffset() * 60000;
+    if (t === null || t === undefined) return t;
+    const first = t + new Date(t).getTimezoneOffset() * 60000;
+    return t + new Date(first).getTimezoneOffset() * 60000;
   }
+  window.tetherUtc = utc;   // the tests compare the axis with it
 
   function datasets(c) {
     const sets = [{ label: c.channel + (c.unit ? " (" + c.unit + ")" : ""),
@@ -293,14 +298,17 @@
         // an insight's settings (docs/insights/): read, or changed with a JSON map
         doc.sensor = document.getElementById("settings-sensor").value;
         if (command.dataset.change) {
+          let settings = null;
           try {
-            doc.settings = JSON.parse(document.getElementById("settings-change").value);
-          } catch (e) {
+            settings = JSON.parse(document.getElementById("settings-change").value);
+          } catch (e) { settings = null; }
+          if (settings === null || typeof settings !== "object" || Array.isArray(settings)) {
             reply.className = "reply bad";
-            reply.textContent = "the settings to change are not JSON: write them as " +
+            reply.textContent = "the settings to change are not a JSON map: write them as " +
               "{\"lead_time_ms\": 604800000} (docs/insights/)";
             return;
           }
+          doc.settings = settings;
         }
       }
       reply.textContent = "waiting for " + device + " ...";

@@ -62,17 +62,19 @@ def messages(problems):
     several places share (a YAML anchor's `*ink_filters`, a package) is one line naming every
     place that uses it, not a line each (four sensors gave four lines at one position)."""
     order = sorted(set(problems), key=lambda p: (p[0], p[1] or 0, p[2] or 0, p[3], p[4]))
-    lines, seen = [], {}
+    kept, shared = [], {}
     for p in order:
         key = (p[0], p[1], p[2], p[4])
-        if p[1] is not None and p[3] and key in seen:
-            seen[key][1].append(p[3])
-            continue
-        seen[key] = (p, [])
-        lines.append(key)
+        if p[1] is not None and p[3]:   # a place in a file, reached by a key path
+            if key in shared:
+                shared[key][1].append(p[3])
+                continue
+            shared[key] = (p, [])
+        kept.append(p)
     out = []
-    for key in lines:
-        p, more = seen[key]
+    for p in kept:
+        more = shared.get((p[0], p[1], p[2], p[4]), (None, []))[1] if p[1] is not None \
+            and p[3] else []
         if more:
             p = p[:3] + ("%s (and %s, which use the same lines)" % (p[3], ", ".join(more)),
                          p[4])
