@@ -52,6 +52,9 @@ FIRMWARE_OFFSETS = {"esp32": "0x1000", "esp32s2": "0x1000", "esp32s3": "0x0", "e
                     "esp32c6": "0x0"}
 IMAGE_MAGIC = 0xE9
 IMAGE_HEADER = 24      # the common header (8 bytes) and its extension (16), chip id at 12-13
+# An application image (micropython.org's .app-bin, what an OTA update writes) starts its first
+# segment, right after the headers, with esp_app_desc_t's magic word: a bootloader does not
+APP_DESC_AT, APP_DESC_MAGIC = 32, b"\x32\x54\xcd\xab"     # 0xABCD5432, little-endian
 IMAGE_CHIPS = {0: "esp32", 2: "esp32s2", 9: "esp32s3", 5: "esp32c3", 13: "esp32c6"}
 TEMP_SUFFIX = ".part"
 MANIFEST = "manifest.json"
@@ -793,7 +796,7 @@ def firmware_chip(path, chip=None):
                          EXIT_BAD_INPUT)
     try:
         with open(path, "rb") as f:
-            head = f.read(IMAGE_HEADER)
+            head = f.read(APP_DESC_AT + len(APP_DESC_MAGIC))
     except FileNotFoundError:
         raise FlashError("--firmware %s: no such file (download the .bin for your board from "
                          "https://micropython.org/download/)" % path, EXIT_BAD_INPUT)
@@ -814,6 +817,10 @@ def firmware_chip(path, chip=None):
     elif head[0] != IMAGE_MAGIC:
         what = "not an ESP32 firmware image (its first byte is 0x%02x, an image's is 0x%02x)" % (
             head[0], IMAGE_MAGIC)
+    elif head[APP_DESC_AT:] == APP_DESC_MAGIC:
+        what = ("an application image alone (an .app-bin, for an update over the air): a board "
+                "flashed from blank needs the bootloader and partition table before it, which "
+                "the .bin has")
     if what is not None:
         raise FlashError("--firmware %s is %s. Nothing was written: download the .bin for your "
                          "board from https://micropython.org/download/" % (path, what),

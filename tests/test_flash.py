@@ -667,6 +667,9 @@ def test_firmware_to_a_busy_port_is_exit_4_before_esptool_runs(tmp_path, v1, mon
     (bytes(range(256)) * 16, "is not an ESP32 firmware image (its first byte is 0x00, an "
                              "image's is 0xe9)"),
     (b"\xe9\x03", "is 2 bytes, too short for an image"),
+    # an app image: its first segment starts with esp_app_desc_t's magic word 0xABCD5432
+    (esp_image(0)[:32] + b"\x32\x54\xcd\xab" + bytes(200),
+     "is an application image alone (an .app-bin, for an update over the air)"),
     (esp_image(18), "is an image for a chip tether flash does not write (chip id 18"),
     (esp_image(9), "is an image for the esp32s3 (its header says so), not the esp32 --chip "
                    "names. Nothing was written: download the image for your board, or give "
