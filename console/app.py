@@ -112,7 +112,8 @@ def make_app(console):
 
     def refuse(request, status, message, api=False):
         if api or request.url.path.startswith("/api/"):  # what a script reads: JSON
-            return JSONResponse({"error": message}, status_code=status)
+            # "ok" as a command's answers have it: a script checks one key for all of them
+            return JSONResponse({"ok": False, "error": message}, status_code=status)
         return page(request, "error.html", code=status, message=message, live=False)
 
     def guarded(handler, api=False):

@@ -481,7 +481,7 @@ def test_a_command_from_another_site_is_refused(console):
 ])
 def test_bad_commands_get_a_400_saying_what_was_expected(console, doc, message):
     status, body = command(console, doc, console.token)
-    assert status == 400
+    assert status == 400 and body["ok"] is False   # one key to check, as for any answer
     assert message in body["error"]
 
 
@@ -825,7 +825,8 @@ def test_a_command_field_of_the_wrong_type_is_a_400_not_a_500(console, doc):
 
 def test_a_command_for_a_device_the_database_does_not_know_is_a_404_and_not_sent(console):
     status, body = command(console, {"command": "ping", "device": "nosuch-dev"}, console.token)
-    assert status == 404 and body == {"error": "no device nosuch-dev in this database"}
+    assert status == 404 and body == {"ok": False,
+                                      "error": "no device nosuch-dev in this database"}
 
 
 def test_a_command_body_past_4_kb_is_a_400_and_the_bearer_scheme_takes_any_case(console):
@@ -838,7 +839,8 @@ def test_a_command_body_past_4_kb_is_a_400_and_the_bearer_scheme_takes_any_case(
 
 def test_the_json_data_of_a_device_answers_its_errors_in_json(console):
     status, body, headers = request(console, "GET", "/device/nobody/data")
-    assert status == 404 and json.loads(body) == {"error": "no device nobody in this database"}
+    assert status == 404 and json.loads(body) == {
+        "ok": False, "error": "no device nobody in this database"}
     status, body, headers = request(console, "GET", "/device/printer-1/data?span=2y")
     assert status == 400 and json.loads(body)["error"].startswith("span: one of")
 
