@@ -17,6 +17,7 @@ import threading
 import time
 
 from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
+from ingest.queries import steady
 from ingest.store import open_store
 from ingest.url import db_url
 
@@ -273,7 +274,15 @@ def device_detail(db, device, span, charts=True):
                              channels if charts else ()))
     for (channel, unit), points in zip(channels, thinned):
         chart = {"channel": channel, "unit": unit, "points": points, "marks": [], "lines": []}
-        _overlay(chart, points, [i for i in insights if i[2] == channel])
+        mine = [i for i in insights if i[2] == channel]
+        _overlay(chart, points, mine)
+        if points and any(i[1] in DOSE_EVENTS for i in mine):
+            # a pill count: drawn where the bottle stood (each lift, carry or cap set down
+            # beside it took the line to 0 and back, read as a bottle emptied), to the end
+            held = [list(p) for p in steady(points)]
+            if held and points[-1][0] > held[-1][0]:
+                held.append([points[-1][0], held[-1][1]])
+            chart["points"] = held
         out.append(chart)
     cycles = None
     if charts:
@@ -416,6 +425,7 @@ def _of_batches(rows, start, width):
     return [[t, points[t]] for t in sorted(points)]
 
 
+DOSE_EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refilled", "dose_incomplete")
 SETTLED_MS = 30 * 60000   # a dose's mark: the count the bottle stood at this soon after
 
 

@@ -15,6 +15,7 @@ import os
 import statistics
 
 from ingest import insights, series
+from ingest.queries import steady
 
 DAY_MS = 86400000.0
 INK_COLOURS = {"ink_c": "c", "ink_m": "m", "ink_y": "y", "ink_k": "k"}
@@ -250,36 +251,6 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
     axes[-1, 1].set_xlabel("days")
     _some_of(fig, printers, total, ("printers", "reorders, empties and swaps"))
     return _save(fig, outdir, "ink.png")
-
-
-STEADY_MS = 20 * 60000     # a pill count that held this long is the bottle standing still (a cap
-#                            set down beside it, reading a few pills low, stays up to 15 min)
-OFF_MS = 2 * 3600000       # ... one at 0 this long, a bottle really empty (not lifted off)
-
-
-def steady(pts):
-    """The pill counts that held: readings grouped into runs of one count (within half a pill);
-    a run the next count followed within STEADY_MS (OFF_MS for a count at or below 0: the bottle
-    off the scale, lifted or carried, reads 0 or less) is a touch, not the count, and goes,
-    the runs either side of it joining when they hold the same count; the last run stays.
-    [(each run's first t, its count)]. Drawn as read, every lift, shake and cap set down beside
-    the bottle took the count to 0 and back: 30 days of them hid the 1-pill doses."""
-    runs = []
-    for t, v in pts:
-        if v is not None and not (runs and abs(v - runs[-1][1]) < 0.5):
-            runs.append((t, v))
-    while True:
-        # a touch the count came back from first, the briefest first: the runs it cut short
-        # join and may then hold long enough
-        short = [(not (0 < i and abs(runs[i - 1][1] - runs[i + 1][1]) < 0.5),
-                  runs[i + 1][0] - t, i) for i, (t, v) in enumerate(runs[:-1])
-                 if runs[i + 1][0] - t < (OFF_MS if v <= 0.5 else STEADY_MS)]
-        if not short:
-            return runs
-        i = min(short)[2]
-        del runs[i]
-        if 0 < i < len(runs) and abs(runs[i][1] - runs[i - 1][1]) < 0.5:
-            del runs[i]
 
 
 def _pills(plt, outdir, bottles, found, start, end_days, total):

@@ -145,6 +145,11 @@ def test_device_pages_chart_each_channel_with_the_insights_the_database_holds(
                                      "event = 'dose_missed'", (device,))[0][0]
                 marks = [m for c in data["charts"] for m in c["marks"] if m["kind"] == "missed"]
                 assert len(marks) == missed
+                # the count where the bottle stood: its lifts, read as 0 or less, are not drawn
+                lifted = rows_of(db, "SELECT count(*) FROM readings WHERE device = ? AND "
+                                     "channel = 'pills' AND value <= 0", (device,))[0][0]
+                (pills,) = [c for c in data["charts"] if c["channel"] == "pills"]
+                assert lifted and min(v for _, v in pills["points"]) > 0
             if device == washer:
                 cycles = rows_of(db, "SELECT count(*) FROM insights WHERE device = ? AND "
                                      "event = 'cycle' AND json_extract(fields, '$.feature') "

@@ -26,7 +26,7 @@ def test_the_backlog_after_the_drain_is_its_own_point_not_a_drop_on_the_edge():
 
 
 def test_the_pill_count_drawn_is_the_one_that_stood_not_each_touch_of_the_bottle():
-    from simulator.plots import steady
+    from ingest.queries import steady
     m = 60000
     pts = [(0, 30.0), (30000, 30.0),
            (10 * m, 0.0), (10 * m + 40000, 30.0),      # lifted for 40 s
