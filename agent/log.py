@@ -220,13 +220,14 @@ class Log:
         order, and counts a new boot (boot=False: the caller's new_boot() does, once it has
         stored what the boot before left). Returns the number of bytes discarded as torn or
         corrupt."""
-        self.store_id, self.store_first = self._load_id(self.store.names())
+        names = self.store.names()  # once: a flash folder's listing is slow on a board
+        self.store_id, self.store_first = self._load_id(names)
         if not self._load_state():
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
-            if _STATE in self.store.names():  # one that fails its check: its counts are lost
+            if _STATE in names:  # one that fails its check: its counts are lost
                 self.discarded += self.store.size(_STATE)
         numbers = []
-        for name in self.store.names():
+        for name in names:
             if name.endswith(".seg") and len(name) == 12 and name[:8].isdigit():
                 n = int(name[:8])
                 if n <= self.dead:

@@ -17,6 +17,7 @@ import threading
 import time
 
 from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
+from agent.insights.adherence import EVENTS as DOSE_EVENTS  # a pill count's insight's
 from ingest.queries import steady
 from ingest.store import open_store
 from ingest.url import db_url
@@ -425,7 +426,6 @@ def _of_batches(rows, start, width):
     return [[t, points[t]] for t in sorted(points)]
 
 
-DOSE_EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refilled", "dose_incomplete")
 SETTLED_MS = 30 * 60000   # a dose's mark: the count the bottle stood at this soon after
 
 

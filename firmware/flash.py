@@ -725,9 +725,9 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         progress.line("bundle %s: %d files, %d bytes, %d to send"
                       % (folder, len(files), manifest["bytes"] if isinstance(
                           manifest.get("bytes"), int) else 0, len(to_send)))
-        progress.begin(len(to_send) + (1 if manifest_changed or to_send or stale else 0),
-                       sum(sizes[p] for p, _ in to_send) + (
-                           len(manifest_bytes) if manifest_changed or to_send or stale else 0))
+        writes = bool(manifest_changed or to_send or stale)   # the manifest goes too
+        progress.begin(len(to_send) + writes,
+                       sum(sizes[p] for p, _ in to_send) + len(manifest_bytes) * writes)
         try:
             if to_send or stale:
                 board.aside()
@@ -759,7 +759,7 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
                     progress.line("  removed %s (not in this bundle)" % path)
             if to_send or stale:
                 board.restore()
-            if manifest_changed or to_send or stale:
+            if writes:
                 progress.start(MANIFEST, len(manifest_bytes))
                 board.write(MANIFEST, manifest_bytes,
                             wanted[-1][1] if board.has_sha256 else None, chunk, progress)
@@ -769,9 +769,9 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         reset_ok = repl.soft_reset() if reset else None
         elapsed = time.monotonic() - started
         progress.line("%s %d of %d files%s (%d bytes), removed %d, in %.1f s%s" % (
-            "flashed" if to_send or stale or manifest_changed else "up to date:",
+            "flashed" if writes else "up to date:",
             len(to_send), len(files),
-            " and %s" % MANIFEST if manifest_changed or to_send or stale else "",
+            " and %s" % MANIFEST if writes else "",
             sent_bytes, len(stale), elapsed,
             "; soft reset: the board runs main.py" if reset_ok else
             "; the board did not confirm the soft reset: press its reset button"

@@ -223,13 +223,12 @@ class SimDevice:
         agent = self.agent
         self.erased_rows += agent.buffer.n  # in RAM or in the journal: gone either way
         for kind, log in (("batch", agent.buffer.log), ("event", agent.events.log)):
-            counts = self.batch_readings.get(log.store_id, ()) if kind == "batch" else None
             held = {}
             if log.last_seq > log.acked:
                 for a, b in log.classify(log.acked + 1, log.last_seq)[0]:
                     for seq in range(a, b + 1):
-                        held[seq] = 1 if counts is None else counts[seq] if seq < len(
-                            counts) else 0
+                        held[seq] = (self.readings_in(log.store_id, (seq,))
+                                     if kind == "batch" else 1)
             self.erased_held.append((kind, log.store_id, held))
         self.events_before = self.events_raised
         self.first_event_seq = None

@@ -14,11 +14,11 @@ import hashlib
 import json
 import os
 
+from ingest.repair import SHIFT, TABLE
 from ingest.store import StoreError, open_store
 from ingest.url import db_url, hide_password
 
-SHIFT = 32  # a device's store n numbers from n << SHIFT in the ingest (ingest/numbering.py)
-MASK = (1 << SHIFT) - 1
+MASK = (1 << SHIFT) - 1     # a seq's number within its store (ingest/numbering.py)
 STORE_SQL = ("INSERT INTO sim_parts (run, first_device, devices, body) VALUES (?, ?, ?, ?) "
              "ON CONFLICT (run, first_device) DO UPDATE SET devices = excluded.devices, "
              "body = excluded.body")
@@ -168,7 +168,7 @@ def erased(db_path, devices):
                     span = (d.device_id, base, base + max(held))
                     got = {s - base for (s,) in db.execute(
                         "SELECT seq FROM %s WHERE device = ? AND seq BETWEEN ? AND ?"
-                        % ("batches" if kind == "batch" else "events"), span)}
+                        % TABLE[kind], span)}
                 missing = [s for s in held if s not in got]
                 if kind == "batch":
                     readings += sum(held[s] for s in missing)

@@ -27,6 +27,15 @@ def make_db(path, devices=("printer-1", "bottle-1", "washer-1")):
     return db
 
 
+def pages(path, *urls):
+    """The bodies of urls, as a console on the database at path serves them."""
+    server = Server(str(path), port=0).start()
+    try:
+        return [request(server, "GET", url)[1] for url in urls]
+    finally:
+        server.stop()
+
+
 def insight(db, device, seq, t_ms, event, sensor, value=None, **fields):
     db.begin()
     db.execute("INSERT INTO insights (device, seq, t_ms, synced, event, sensor, value, fields, "
@@ -73,12 +82,7 @@ def test_a_device_whose_clock_never_synced_is_judged_by_when_it_was_last_heard(t
     assert [(a["kind"], a["device"]) for a in shown] == [("silent", "gone")]
     assert shown[0]["evidence"].startswith("nothing heard for 5")
     # The fleet page and the device page said "20422.0 days ago (1970-01-01 00:00 UTC)".
-    server = Server(str(tmp_path / "f.sqlite"), port=0).start()
-    try:
-        _, fleet, _ = request(server, "GET", "/fleet")
-        _, page, _ = request(server, "GET", "/device/gone")
-    finally:
-        server.stop()
+    fleet, page = pages(tmp_path / "f.sqlite", "/fleet", "/device/gone")
     assert "5 h 00 min ago (its clock is not synced)" in fleet and "days ago" not in fleet
     assert "Last reading 5 h 00 min ago (its clock is not synced);" in page
 
@@ -261,12 +265,8 @@ def test_a_device_page_says_its_buffer_was_made_afresh_and_what_went_with_the_ol
         db.execute("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
                    "VALUES ('washer-1', 'batch', ?, 'erased', 1.0)", (seq,))
     db.commit()
-    server = Server(str(tmp_path / "f.sqlite"), port=0).start()
-    try:
-        _, washer, _ = request(server, "GET", "/device/washer-1?span=all")
-        _, printer, _ = request(server, "GET", "/device/printer-1?span=all")
-    finally:
-        server.stop()
+    washer, printer = pages(tmp_path / "f.sqlite", "/device/washer-1?span=all",
+                            "/device/printer-1?span=all")
     said = " ".join(html.unescape(washer).split())
     assert ("Its buffer was made afresh 2 times (an erased flash or a new card), the last first "
             "heard from ") in said
@@ -634,13 +634,7 @@ def test_a_long_list_of_actions_comes_a_hundred_rows_a_page_and_by_kind(tmp_path
     db.execute("UPDATE devices SET last_t_ms = ?, dropped_reported = 3 WHERE device = "
                "'bottle-000'", (NOW,))
     db.commit()
-    server = Server(str(path), port=0).start()
-    try:
-        _, first, _ = request(server, "GET", "/")
-        _, second, _ = request(server, "GET", "/?page=2")
-        _, dropping, _ = request(server, "GET", "/?kind=dropping")
-    finally:
-        server.stop()
+    first, second, dropping = pages(path, "/", "/?page=2", "/?kind=dropping")
     assert "<strong>150</strong> things need someone, on 150 of 150 devices" in first
     row = '" data-kind="%s" data-sensor='
     assert first.count(row % "silent") == 100 and "page 1 of 2" in first

@@ -58,12 +58,12 @@ def _settings(cfg, args):
         elif key == "times_min":
             # settings() names the schedule so: its reply sent back as it is sets the same
             v = args[key]
-            if not isinstance(v, list) or not all(
+            if not isinstance(v, list) or not 1 <= len(v) <= MAX_TIMES or not all(
                     isinstance(m, int) and not isinstance(m, bool) and 0 <= m < 1440
                     for m in v):
                 raise ValueError("times_min must be a list of minutes of the day (0 to 1439), "
                                  "got %s" % short(v))
-            out[key], order = _schedule(["%d:%02d" % (m // 60, m % 60) for m in v])
+            out[key], order = _ascending(v)
         elif key == "early_ms":
             if args[key] != cfg.get(key):
                 raise ValueError("early_ms is the profile's `early` (at least the window): a "
@@ -71,7 +71,7 @@ def _settings(cfg, args):
         elif key == _OFFSET:
             # -12:00 to +14:00, as the profile's device.utc_offset: daylight saving time
             out[key] = _int(key, args[key], -14 * 60, 14 * 60)
-        elif key in _KEYS and key != "times_min":
+        elif key in _KEYS:
             out[key] = _value(key, args[key])
         else:
             raise ValueError("unknown setting %s (settings: schedule or times_min, "
@@ -156,8 +156,13 @@ def _schedule(v):
             raise ValueError("schedule times must be like \"08:00\" (00:00 to 23:59), got %s"
                              % short(s))
         out.append(h * 60 + m)
-    order = sorted(range(len(out)), key=lambda i: out[i])
-    return [out[i] for i in order], order
+    return _ascending(out)
+
+
+def _ascending(minutes):
+    """(the minutes ascending, the order that sorts them as written)."""
+    order = sorted(range(len(minutes)), key=lambda i: minutes[i])
+    return [minutes[i] for i in order], order
 
 
 def _times(v):

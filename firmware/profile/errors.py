@@ -65,18 +65,14 @@ def messages(problems):
     kept, shared = [], {}
     for p in order:
         key = (p[0], p[1], p[2], p[4])
-        if p[1] is not None and p[3]:   # a place in a file, reached by a key path
-            if key in shared:
-                shared[key][1].append(p[3])
-                continue
-            shared[key] = (p, [])
-        kept.append(p)
-    out = []
-    for p in kept:
-        more = shared.get((p[0], p[1], p[2], p[4]), (None, []))[1] if p[1] is not None \
-            and p[3] else []
-        if more:
-            p = p[:3] + ("%s (and %s, which use the same lines)" % (p[3], ", ".join(more)),
-                         p[4])
-        out.append(format_problem(p))
-    return out
+        placed = p[1] is not None and p[3]     # a place in a file, reached by a key path
+        if placed and key in shared:
+            shared[key].append(p[3])
+            continue
+        more = None
+        if placed:
+            more = shared[key] = []
+        kept.append((p, more))
+    return [format_problem(p[:3] + ("%s (and %s, which use the same lines)"
+                                    % (p[3], ", ".join(more)), p[4]) if more else p)
+            for p, more in kept]

@@ -89,7 +89,7 @@ def score(units):
     reorders = false = early = inside = 0
     errors = []
     changes = detected = false_swaps = 0
-    empty_told = empties_sent = false_empties = 0
+    empty_told = empties_sent = false_empties = all_dry = 0
     for u in units:
         truth = u.truth
         for s in u.profile["sensors"]:
@@ -114,6 +114,7 @@ def score(units):
             after = EMPTY_READINGS * interval
             told = [i[0] for i in mine if i[1] == "empty"]
             empties_sent += len(told)
+            all_dry += len(empties)
             false_empties += len([x for x in told if not any(-DAY_MS <= x - d <= after
                                                                for d in empties)])
             empty_told += len([d for d in empties if any(-DAY_MS <= x - d <= after
@@ -160,9 +161,6 @@ def score(units):
     share, ok = _share(in_time, scored, 0.97)
     cold_share = cold_in_time / float(cold) if cold else None
     swap_share, swap_ok = _share(detected, changes, 1.0)
-    all_dry = sum(len([t for t, n in u.truth.get("ink_empty", []) if any(
-        s["name"] == n and s.get("insight", {}).get("type") == "consumable"
-        for s in u.profile["sensors"])]) for u in units)
     mae = _median(errors)
     return [
         ("reorder at least the lead time before dry", share, ">= 0.97", ok),

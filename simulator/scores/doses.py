@@ -165,7 +165,8 @@ def tally(units):
         c["part_hit"] += len(part & rep_incomplete)
         c["incomplete"] += len(rep_incomplete)
         c["incomplete_true"] += len(rep_incomplete & part)
-        lows = [t for t in _low_supply(truth, cfg) if t + DAY_MS <= end]
+        every_low = _low_supply(truth, cfg)
+        lows = [t for t in every_low if t + DAY_MS <= end]
         needed = [t for t, event, s, _, _ in u.insights
                   if s == sensor and event == "refill_needed"]
         c["low"] += len(lows)
@@ -173,7 +174,7 @@ def tally(units):
                              if any(-HOUR_MS <= x - t <= REFILL_LATE_MS for x in needed)])
         c["refill_needed"] += len(needed)
         c["refill_needed_true"] += len([x for x in needed if any(
-            -HOUR_MS <= x - t <= REFILL_LATE_MS for t in _low_supply(truth, cfg))])
+            -HOUR_MS <= x - t <= REFILL_LATE_MS for t in every_low)])
     return c
 
 
