@@ -148,6 +148,10 @@ def _truth(truth):
     return out
 
 
+SIMULATED_AS = {"Signals": "made-up signals (no appliance model fits its sensors: its insights "
+                           "are not scored; docs/simulator.md)"}
+
+
 def text(report):
     """The summary a person reads at the end."""
     f = report["fleet"]
@@ -166,8 +170,9 @@ def text(report):
         "%d device%s, %s of device time in %.0f s (%.0fx)" % (
             f["devices"], "" if f["devices"] == 1 else "s", span, report["wall_s"],
             report["speed"] or 0),
-        "simulated as: %s" % "; ".join("%d %s as %s" % (n, model, kind.lower())
-                                       for (model, kind), n in sorted(kinds.items())),
+        "simulated as: %s" % "; ".join(
+            "%d %s as %s" % (n, model, SIMULATED_AS.get(kind, kind.lower()))
+            for (model, kind), n in sorted(kinds.items())),
         # the terms add up to what was generated: a reading a power cut took from RAM is no
         # mystery one line further down
         "readings: %d generated, %d delivered, %d reported dropped by full buffers, %d still "

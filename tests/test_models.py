@@ -17,6 +17,7 @@ from simulator.models.base import DAY_MS, HOUR_MS, MINUTE_MS, WEEK_MS, weekday
 from simulator.models.fridge import Fridge
 from simulator.models.pill_bottle import ADHERENCE, PillBottle
 from simulator.models.printer import Printer
+from simulator.models.signals import Signals
 from simulator.models.washer import Washer
 
 T0 = 1763942400000      # Monday 2025-11-24 00:00 UTC
@@ -75,14 +76,112 @@ def test_model_for_picks_by_sensors_and_device_model():
     frostline = profile("fridge")
     frostline["device"]["model"] = "Frostline FX-300"
     assert model_for(frostline) is Fridge
+    # A product of its own: made-up signals, not an error (nor an appliance it is not)
     no_model = profile("printer")
     no_model["sensors"] = [s for s in no_model["sensors"] if s["name"] == "power"]
-    with pytest.raises(ValueError, match="no appliance model"):
-        model_for(no_model)
+    assert model_for(no_model) is Signals
     fridge_without_meter = profile("pill-bottle")
     fridge_without_meter["device"]["model"] = "Cold fridge"
     with pytest.raises(ValueError, match="power meter"):
         model_for(fridge_without_meter)
+
+
+# -- made-up signals ----------------------------------------------------------------------------
+
+COFFEE = """
+device: {id: "coffee-{uid}", model: Brewmaster BM-12}
+platform: sim
+buses:
+  - {id: i2c0, type: i2c, sda: 21, scl: 22}
+sensors:
+  - {name: rail_power, driver: ina219, bus: i2c0, address: 0x40, quantity: power, interval: 5s,
+     calibration: {shunt_ohms: 0.01, max_current: 10}}
+  - {name: rail_voltage, driver: ina219, bus: i2c0, address: 0x40, quantity: bus_voltage,
+     interval: 1min}
+  - {name: water_level, driver: level_probe, pin: 34, interval: 1min,
+     calibration: {raw_empty: 350, raw_full: 3600}, insight: {type: consumable, lead_time: 5d}}
+  - {name: beans, driver: hx711, pins: {dout: 25, sck: 26}, quantity: weight, interval: 2min,
+     calibration: {tare: 84210, scale: 420.5}, filters: {min: -50, max: 1500}}
+uplink: {broker: "mqtt://127.0.0.1:1883"}
+"""
+
+
+class Yaml(Device):
+    def __init__(self, path, seed):
+        compiled, errors = compile_profile(str(path))
+        assert errors == []
+        self.profile = compiled
+        self.platform = SimPlatform(compiled)
+        self.model = model_for(compiled)(compiled, random.Random(seed), T0, 0)
+        self.drivers = drivers(compiled, self.platform)
+        for d in {id(d): d for d in self.drivers}.values():
+            d.setup()
+        self.index = {s["name"]: i for i, s in enumerate(compiled["sensors"])}
+
+
+def _signals(path, seed, step, days=4):
+    dev = Yaml(path, seed)
+    out = []
+    t = T0
+    while t < T0 + days * DAY_MS:
+        dev.advance(t)
+        if t % (10 * MINUTE_MS) == 0 or step > 10 * MINUTE_MS:
+            out.append(tuple(dev.read(n) for n in ("rail_power", "water_level", "beans")))
+        t += step
+    return out
+
+
+def test_a_product_no_model_fits_reads_signals_in_its_ranges_that_depend_on_the_seed_only(
+        tmp_path):
+    path = tmp_path / "coffee.yaml"
+    path.write_text(COFFEE)
+    assert model_for(Yaml(path, 1).profile) is Signals
+    every_minute = _signals(path, 1, MINUTE_MS)
+    # read every 10 minutes instead: the same values at the same times
+    assert _signals(path, 1, 10 * MINUTE_MS) == every_minute
+    assert _signals(path, 2, 10 * MINUTE_MS) != every_minute
+    power = [p for p, _, _ in every_minute]
+    water = [w for _, w, _ in every_minute]
+    beans = [b for _, _, b in every_minute]
+    # an appliance switched on and off, within what the INA219's calibration allows at 12 V
+    assert max(power) > 10 * min(power) and max(power) <= 12 * 10
+    # a supply used up, and refilled (over two months, read hourly)
+    assert sum(1 for a, b in zip(water, water[1:]) if b < a) > len(water) / 2
+    water = [w for _, w, _ in _signals(path, 1, HOUR_MS, days=60)]
+    assert sum(1 for a, b in zip(water, water[1:]) if b - a > 50) >= 2
+    assert 0 <= min(water) and max(water) <= 100
+    # a walk inside the filters' range, not pinned to its ends
+    assert -50 < min(beans) and max(beans) < 1500 and max(beans) - min(beans) > 200
+
+
+def test_signals_fill_the_sensors_a_model_leaves_alone_without_changing_its_appliance(tmp_path):
+    # a weight scale beside a printer's inks: not a pill bottle (it read -35 g when one was lifted)
+    text = open("examples/reference-printer.yaml").read()
+    assert "quantity: count" in text
+    path = tmp_path / "printer-scale.yaml"
+    path.write_text(text.replace("quantity: count, unit: count, resolution: 1",
+                                 "quantity: weight, unit: g, resolution: 0.1").replace(
+                                     "calibration: {tare: 0, scale: 1, pill_weight: 1}",
+                                     "calibration: {tare: 0, scale: 1},\n     "
+                                     "filters: {min: 0, max: 500}"))
+    dev = Yaml(path, 5)
+    assert type(dev.model) is Printer and dev.model.pills is None
+    lines = text.splitlines(True)
+    at = next(i for i, line in enumerate(lines) if "name: pills" in line)
+    plain_path = tmp_path / "printer.yaml"     # the same printer without the scale
+    plain_path.write_text("".join(lines[:at] + lines[at + 2:]))
+    plain = Yaml(plain_path, 5)
+    t = T0
+    weights = []
+    while t < T0 + 3 * DAY_MS:
+        dev.advance(t)
+        plain.advance(t)
+        weights.append(dev.read("pills"))
+        assert dev.read("ink_k") == plain.read("ink_k")
+        t += 30 * MINUTE_MS
+    assert dev.model.truth["print_jobs"] == plain.model.truth["print_jobs"]
+    assert "patient" not in dev.model.truth
+    assert 0 < min(weights) and max(weights) < 500 and len(set(weights)) > 50
 
 
 # -- printer ------------------------------------------------------------------------------------

@@ -540,8 +540,8 @@ def test_two_lines_naming_the_same_devices_are_refused(tmp_path):
 
 
 def test_a_profile_no_appliance_model_fits_is_refused_before_any_device_starts(tmp_path):
-    # A fridge without a power meter: the profile compiles, but nothing can drive its chips (a
-    # profile of a chip no model uses is refused so too). It was a traceback once devices started.
+    # A fridge without a power meter: the profile compiles, but it names an appliance whose
+    # model cannot drive it. It was a traceback once devices started.
     from simulator.fleet import FleetError
     shutil.copytree("examples", tmp_path / "examples")
     bottle = tmp_path / "examples" / "pill-bottle.yaml"
@@ -558,6 +558,41 @@ def test_a_profile_no_appliance_model_fits_is_refused_before_any_device_starts(t
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert "a fridge needs a power meter" in proc.stderr
+
+
+def test_a_product_no_appliance_model_fits_runs_on_made_up_signals_and_loses_nothing(tmp_path):
+    # It was refused ("no appliance model fits its sensors"), so a maker could try a product of
+    # its own only by naming its sensors as a printer's, which drove a scale as a pill bottle.
+    (tmp_path / "coffee.yaml").write_text(
+        'device: {id: "coffee-{uid}", model: Brewmaster BM-12}\n'
+        "platform: sim\n"
+        "buses: [{id: i2c0, type: i2c, sda: 21, scl: 22}]\n"
+        "sensors:\n"
+        "  - {name: rail_power, driver: ina219, bus: i2c0, quantity: power, interval: 30s}\n"
+        "  - {name: water_level, driver: level_probe, pin: 34, interval: 1min,\n"
+        "     calibration: {raw_empty: 350, raw_full: 3600},\n"
+        "     insight: {type: consumable, lead_time: 5d}}\n"
+        "  - {name: beans, driver: hx711, pins: {dout: 25, sck: 26}, quantity: weight,\n"
+        "     interval: 2min, calibration: {tare: 84210, scale: 420.5}}\n"
+        "uplink: {broker: 'mqtt://127.0.0.1:1883'}\n")
+    (tmp_path / "fleet.yaml").write_text(
+        "devices:\n  - {profile: coffee.yaml, count: 2, id: 'coffee-{n:02d}'}\n")
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--fleet",
+                           str(tmp_path / "fleet.yaml"), "--duration", "6h", "--faults", "",
+                           "--workdir", str(tmp_path / "run"), "--report",
+                           str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ("simulated as: 2 Brewmaster BM-12 as made-up signals (no appliance model fits"
+            in proc.stdout), proc.stdout
+    report = json.load(open(tmp_path / "r.json"))
+    assert {d["simulated_as"] for d in report["devices"]} == {"Signals"}
+    assert_every_reading_accounted(report, str(tmp_path / "run" / "fleet.sqlite"))
+    with sqlite3.connect(str(tmp_path / "run" / "fleet.sqlite")) as db:
+        spread = dict((c, (lo, hi)) for c, lo, hi in db.execute(
+            "SELECT channel, min(value), max(value) FROM readings GROUP BY channel"))
+    assert set(spread) == {"rail_power", "water_level", "beans"}
+    assert all(hi > lo for lo, hi in spread.values()), spread   # signals, not the chips' defaults
 
 
 def test_every_problem_of_a_fleet_file_is_said_at_its_line_and_column(tmp_path):

@@ -8,8 +8,10 @@
 One module per appliance, its physics and numbers in its header comment: printer.py (ink, print
 jobs, cartridges; with a pill bottle on the same device when the profile has a load cell),
 pill_bottle.py (doses, adherence, refills), washer.py (programmes, degrading motor), fridge.py
-(thermostat, compressor duty cycle, defrost, degrading compressor); base.py holds the shared
-parts (power trace with its exact energy integral, noise, released truth). HOST-ONLY (CPython).
+(thermostat, compressor duty cycle, defrost, degrading compressor), signals.py (made-up signals
+for a product none of them fits, and for the sensors a model leaves alone); base.py holds the
+shared parts (power trace with its exact energy integral, noise, released truth). HOST-ONLY
+(CPython).
 
 What happens depends on the seed only (each model plans whole days in order from its rng), not
 on how often advance() is called; a record joins `truth` once device time has passed it. Truth
@@ -33,9 +35,9 @@ Before the first advance() the chips hold the platform's defaults: call advance(
 
 def model_for(profile):
     """The model class for a compiled profile: a fridge when device.model says so or an energy
-    insight watches a compressor's `capacity` (it needs a power meter); a printer for ink_*
-    level sensors; a pill bottle for an HX711 pill count; a washer for a PZEM-004T.
-    ValueError otherwise (docs/simulator.md)."""
+    insight watches a compressor's `capacity` (ValueError without a power meter); a printer for
+    ink_* level sensors; a pill bottle for an HX711 pill count; a washer for a PZEM-004T;
+    otherwise made-up signals (signals.py, docs/simulator.md)."""
     model = ((profile.get("device") or {}).get("model") or "").lower()
     sensors = profile.get("sensors") or []
 
@@ -59,8 +61,6 @@ def model_for(profile):
     if has(lambda s: s["driver"] == "pzem004t"):
         from simulator.models.washer import Washer
         return Washer
-    raise ValueError("profile %r (model %r): no appliance model fits its sensors (ink_* levels: "
-                     "printer; hx711 count: pill bottle; pzem004t: washer, or fridge when "
-                     "device.model says fridge or an energy insight watches capacity; "
-                     "docs/simulator.md)" % ((profile.get("device") or {}).get("id"),
-                                                    (profile.get("device") or {}).get("model")))
+    # a product of its own: its sensors read made-up signals, and its insights are not scored
+    from simulator.models.signals import Signals
+    return Signals

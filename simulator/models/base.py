@@ -249,10 +249,12 @@ class Meter:
         self.pf = []
         self.hz = []
         self.other = []        # INA219 shunt voltage and bus voltage
+        self.names = set()     # every sensor it drives
         for s in profile["sensors"]:
             d, q, name = s["driver"], s["quantity"], s["name"]
             if name in skip or d not in ("pzem004t", "ina219"):
                 continue
+            self.names.add(name)
             if q == "power":
                 self.power.append(name)
             elif q == "energy":
@@ -296,6 +298,10 @@ class Model:
         self.start_ms = start_ms
         self.unit_index = unit_index
         self.noise = Noise(rng)
+        # the filler's seed comes from the seed without a draw: a draw would change every truth
+        self.seed_key = (self.noise.i, self.noise.stride)
+        self.filled = False         # the sensors it leaves alone get their signals (driven())
+        self.rest = None
         self.truth = {}
         self._pending = []           # heap of (t, seq, key, record) not yet happened
         self._seq = 0
@@ -349,9 +355,19 @@ class Model:
         if t_ms >= self._next_release:
             self.release(t_ms)
         self.drive(t_ms, platform)
+        if not self.filled:
+            from simulator.models.signals import filler
+            self.filled = True
+            self.rest = filler(self)
+        if self.rest is not None:
+            self.rest.advance(t_ms, platform)
 
     def drive(self, t_ms, platform):
         """Sets every sensor the model drives to its value at t_ms."""
+        raise NotImplementedError
+
+    def driven(self):
+        """The names of the sensors drive() sets: the others get made-up signals (signals.py)."""
         raise NotImplementedError
 
     def plan_next_day(self):

@@ -184,5 +184,8 @@ class Fridge(Model):
         else:
             tr.emit(day1, OFF_W, 0.1, "off")
 
+    def driven(self):
+        return self.meter.names
+
     def drive(self, t_ms, platform):
         put_mains(self, t_ms, platform)

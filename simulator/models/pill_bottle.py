@@ -309,6 +309,9 @@ class PillBottle(Model):
         self.record(t, "handling", (t, kind, end - t))
 
     # -- running --------------------------------------------------------------------------------
+    def driven(self):
+        return {name for name, _ in self.hx}
+
     def drive(self, t_ms, platform):
         ch = self.changes
         i = self.ch_i

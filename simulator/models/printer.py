@@ -106,7 +106,7 @@ class Printer(Model):
                 self.ink_low.append(low)
         pills = None
         for s in profile["sensors"]:
-            if s["driver"] == "hx711":
+            if s["driver"] == "hx711" and s["quantity"] == "count":
                 pills = s
         # Per printer.
         self.jobs_per_day = math.exp(rng.gauss(math.log(14), 0.6))
@@ -143,6 +143,7 @@ class Printer(Model):
             # Its own stream: the two plan their days independently of each other's pace.
             self.pills = PillBottle(profile, random.Random(rng.getrandbits(64)), start_ms,
                                     unit_index)
+            self.pills.filled = True    # the printer's sensors are the printer's
             for k, v in self.pills.truth.items():
                 if k not in self.truth:
                     self.truth[k] = v
@@ -275,6 +276,10 @@ class Printer(Model):
             self.replace_at[c] = at
 
     # -- running --------------------------------------------------------------------------------
+    def driven(self):
+        return set(self.inks) | self.meter.names | (
+            self.pills.driven() if self.pills is not None else set())
+
     def drive(self, t_ms, platform):
         wh = self.trace.update(t_ms)
         if self.meter.any_power or self.meter.energy:

@@ -218,5 +218,8 @@ class Washer(Model):
             "spin_w": round(spin, 1),
             "energy_wh": round(energy, 1)})
 
+    def driven(self):
+        return self.meter.names
+
     def drive(self, t_ms, platform):
         put_mains(self, t_ms, platform)
