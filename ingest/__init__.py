@@ -8,11 +8,11 @@ to re-send what is missing, and stores into a database: a SQLite file by default
     handlers.py    what each message stores, on a store
     repair.py      resend requests for what is missing
     store/         open_store(url): one module per backend (sqlite.py, postgres.py)
-    queries.py     the read side: summary, totals, series, insights, lost_seqs, repairing,
-                   known_newest
+    queries.py     the read side: summary, totals, series, insights, sensor_errors, lost_seqs,
+                   repairing, known_newest
 """
-from ingest.queries import (insights, known_newest, lost_seqs, repairing, series, summary,
-                             totals)
+from ingest.queries import (insights, known_newest, lost_seqs, repairing, sensor_errors,
+                            series, summary, totals)
 from ingest.store import connect_db, open_store
 from ingest.subscriber import Ingest
 from ingest.url import parse_broker

@@ -207,6 +207,23 @@ def insights(db_path, device=None):
     return [(d, t, e, s, v, json.loads(f)) for d, t, e, s, v, f in rows]
 
 
+def sensor_errors(db_path):
+    """{device: {sensor: [sensor_error events raised, the detail of its first]}}: what failed
+    to read, whether a fault was injected or the profile got something wrong (a calibration)."""
+    with _closing(_open(db_path)) as db:
+        rows = db.execute("SELECT device, sensor, detail FROM events WHERE event = ? AND "
+                          "state = ? ORDER BY device, t_ms, seq",
+                          ("sensor_error", "raised")).fetchall()
+    out = {}
+    for device, sensor, detail in rows:
+        mine = out.setdefault(device, {})
+        if sensor in mine:
+            mine[sensor][0] += 1
+        else:
+            mine[sensor] = [1, detail]
+    return out
+
+
 def schemas(db_path):
     """[(schema_id, document)]: the schema documents devices published, as stored (bytes, unless
     the file was written by something else: the caller checks), for `tether decode --db`."""

@@ -22,7 +22,7 @@ Insights (agent/insights) are scored against the models' truth by simulator/scor
 the ingest stored: `insight_scores` in the JSON, one line per figure with its target.
 """
 from simulator import scores
-from ingest import insights, lost_seqs, summary
+from ingest import insights, lost_seqs, sensor_errors, summary
 from ingest.url import hide_password
 
 
@@ -39,6 +39,7 @@ def from_parts(db_path, parts):
     device order) and what the ingest stored in db_path: the same whether the fleet ran in one
     process, in workers or in shards."""
     per = summary(db_path)
+    failed = sensor_errors(db_path)
     devices = []
     for x in (d for p in parts for d in p["devices"]):
         s = per.get(x["device"], {})
@@ -83,6 +84,8 @@ def from_parts(db_path, parts):
                             - x.get("events_erased", 0)),
             "power_cuts": x["power_cuts"],
             "sensor_faults": x.get("sensor_faults", 0),     # a part of an older run has none
+            # sensor_error events raised, per sensor, whatever the cause: [count, first detail]
+            "sensor_errors": failed.get(x["device"], {}),
             "boots": x["boots"],
             "outage_ms": x["outage_ms"],
             "backlog_max_batches": x["backlog_max_batches"],
@@ -187,6 +190,22 @@ def text(report):
             f["power_cuts"], f["power_cut_window"], f["outage_ms"] / 3600000.0,
             f.get("sensor_faults", 0), report["broker_restarts"], f["duplicates"]),
     ]
+    failed = {}     # sensor -> [errors, devices, first detail]
+    for d in report["devices"]:
+        for sensor, (n, detail) in sorted(d.get("sensor_errors", {}).items()):
+            x = failed.setdefault(sensor, [0, 0, detail])
+            x[0] += n
+            x[1] += 1
+    if failed:
+        # The injected faults were all the report said: a profile's wrong calibration failed
+        # half the readings of a run that said "0 sensor faults".
+        lines.append("sensor errors: %s%s; the first said: %s" % (
+            ", ".join("%s %d on %d device%s" % (s, n, k, "" if k == 1 else "s")
+                      for s, (n, k, _) in sorted(failed.items())),
+            "" if f.get("sensor_faults") else
+            " (no sensor fault was injected: the profile, a calibration or a range, does not "
+            "fit what the appliance does)",
+            "; ".join("%s: %s" % (s, x[2]) for s, x in sorted(failed.items())[:3])))
     if f.get("erases"):
         lines.append(
             "erased flash: %d erases, which took %d readings and %d events their buffers held "

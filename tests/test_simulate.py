@@ -595,6 +595,38 @@ def test_a_product_no_appliance_model_fits_runs_on_made_up_signals_and_loses_not
     assert all(hi > lo for lo, hi in spread.values()), spread   # signals, not the chips' defaults
 
 
+def test_sensor_errors_a_profile_causes_are_in_the_report_with_what_the_sensor_said(tmp_path):
+    # A 12 V freezer's INA219 left at its default calibration (0.1 ohm, 3.2 A) under a fridge's
+    # compressor: half its readings failed, and the report said "0 sensor faults".
+    (tmp_path / "freezer.yaml").write_text(
+        'device: {id: "freezer-{uid}", model: Polar 12V chest fridge}\n'
+        "platform: sim\n"
+        "buses: [{id: i2c0, type: i2c, sda: 21, scl: 22}]\n"
+        "sensors:\n"
+        "  - {name: power, driver: ina219, bus: i2c0, quantity: power, interval: 30s}\n"
+        "uplink: {broker: 'mqtt://127.0.0.1:1883'}\n")
+    (tmp_path / "fleet.yaml").write_text("devices:\n  - {profile: freezer.yaml, count: 2}\n")
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--fleet",
+                           str(tmp_path / "fleet.yaml"), "--duration", "6h", "--faults", "",
+                           "--workdir", str(tmp_path / "run"), "--report",
+                           str(tmp_path / "r.json")],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    report = json.load(open(tmp_path / "r.json"))
+    with sqlite3.connect(str(tmp_path / "run" / "fleet.sqlite")) as db:
+        raised = dict(db.execute("SELECT device, count(*) FROM events WHERE event = "
+                                 "'sensor_error' AND state = 'raised' GROUP BY device"))
+    assert report["fleet"]["sensor_faults"] == 0 and len(raised) == 2
+    for d in report["devices"]:
+        n, said = d["sensor_errors"]["power"]
+        assert n == raised[d["device"]] > 0
+        assert "more than 3.2 A through 0.1 ohm" in said
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("sensor errors: "))
+    assert line.startswith("sensor errors: power %d on 2 devices (no sensor fault was injected"
+                           % sum(raised.values()))
+    assert "the first said: power: INA219 at i2c0:0x40 shunt voltage" in line
+
+
 def test_every_problem_of_a_fleet_file_is_said_at_its_line_and_column(tmp_path):
     # Only the first was said, without a line or a "did you mean", unlike a profile's.
     from simulator.fleet import FleetError

@@ -237,6 +237,8 @@ def test_shunt_voltage_beyond_the_pga_range_is_a_range_error():
     err = raises(SensorError, ina.measure)
     assert err.kind == "range"
     assert "320 mV" in str(err) and str(err).startswith("INA219 at i2c0:0x40")
+    # 0.32 V / 0.1 ohm printed as a person writes it (it read 3.1999999999999997 A)
+    assert "more than 3.2 A through 0.1 ohm" in str(err)
 
 
 def test_conversion_that_never_completes_is_a_timeout():
