@@ -239,8 +239,8 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
             fc.axhline(lead_days, color="r", linewidth=1, alpha=0.6,
                        label="lead time %g d: a reorder above it is in time" % lead_days)
             fc.axhline(lead_days * RESERVE, color="r", linewidth=1, alpha=0.6, linestyle="--",
-                       label="the device reorders here (%g d; %g d young, less a first "
-                             "week)" % (lead_days * RESERVE, lead_days * YOUNG))
+                       label="the device reorders here (%g d; %g d in weeks 2-3; in week "
+                             "1 later, by its band)" % (lead_days * RESERVE, lead_days * YOUNG))
         if not forecasts:
             fc.text(0.5, 0.78, "no forecast in this run: a printer's first comes after it\n"
                     "has watched its ink for %g days (the profile's `learn`)" % (learn_days or 2),

@@ -39,7 +39,8 @@ def test_check_says_the_forecast_a_reorder_comes_at_not_only_the_lead_time(tmp_p
     assert errors == []
     assert insight(p["sensors"][0]) == (
         "ink_k: consumable, lead time 5d: a reorder once the forecast is under 9.5d (8d while its "
-        "points span under 3 weeks), a fit over 28d")
+        "points span under 3 weeks; in its first week, once the forecast and the slow end of its "
+        "band, multiplied, are under the lead time squared), a fit over 28d")
 
 
 def test_bad_values_say_what_was_expected(tmp_path):

@@ -88,6 +88,28 @@ def test_unknown_top_level_key_suggests_the_plural(tmp_path):
                  "7:1: unknown key 'sensor', did you mean 'sensors'?"]
 
 
+def test_esphomes_names_for_a_section_point_to_the_profiles(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        mqtt: {broker: 10.0.0.5}
+        """) == ["8:1: unknown key 'mqtt', did you mean 'uplink'? (ESPHome's 'mqtt:' is "
+                 "'uplink:' here)"]
+
+
+def test_a_typed_key_that_leaves_out_a_mapping_is_said_once_with_the_typo_after_it(tmp_path):
+    # The calibration's own keys were said missing, at a "sensors[0].calibration" that is not in
+    # the file, before the typo that caused it.
+    assert errors_of(tmp_path, """\
+        sensors:
+          - name: tank
+            driver: level_probe
+            pin: 34
+            calibraton: {raw_empty: 400, raw_full: 3700}
+        """) == ["8:5: sensors[0]: missing required key 'calibration' (with raw_empty and "
+                 "raw_full)",
+                 "11:5: sensors[0]: unknown key 'calibraton', did you mean 'calibration'?"]
+
+
 def test_wrong_type_says_what_was_expected_and_got(tmp_path):
     assert errors_of(tmp_path, """\
         sensors:

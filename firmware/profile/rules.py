@@ -29,18 +29,28 @@ def section(ctx, node, fields, out_path=None, strict=True):
         raise Invalid(expected("a mapping", node))
     if strict:
         unknown_keys(ctx, node, [field[0] for field in fields])
+    if node.absent:
+        # one line, at the mapping that lacks it: "sensors[2].calibration: missing required key
+        # 'raw_empty'" pointed into a mapping that is not in the file (a key typed 'calibraton')
+        need = [f[0] for f in fields if f[3] is REQUIRED]
+        if need:
+            parent, _, key = node.path.rpartition(".")
+            ctx.problems.append((node.file, node.line, node.col, parent,
+                                 "missing required key '%s' (with %s)"
+                                 % (key, " and ".join(need))))
     out = {}
     for key, name, rule, default in fields:
         child = node.value.get(key)
         if child is None and default is REQUIRED:
-            ctx.problems.append(at(node, "missing required key '%s'" % key))
+            if not node.absent:     # else said above, once
+                ctx.problems.append(at(node, "missing required key '%s'" % key))
             continue
         if child is None and default is not EMPTY:
             if default is not None:
                 out[name] = default
             continue
         if child is None:
-            child = Node({}, node.file, node.line, node.col, join(node.path, key))
+            child = Node({}, node.file, node.line, node.col, join(node.path, key), absent=True)
         try:
             value = rule(ctx, child)
         except Invalid as exc:
@@ -54,12 +64,21 @@ def section(ctx, node, fields, out_path=None, strict=True):
     return out
 
 
+# ESPHome's names for what a profile calls otherwise: its users type them first
+ESPHOME = {"mqtt": "uplink", "i2c": "buses", "uart": "buses", "spi": "buses",
+           "esphome": "device", "esp32": "platform"}
+
+
 def unknown_keys(ctx, node, known):
     """A problem at each key of node that is not in known, placed at the key itself."""
     for key, key_node in node.keys.items():
         if key not in known:
-            hint = did_you_mean(key, known) or (" (expected one of: %s)" % ", ".join(known)
-                                                if known else " (nothing can be set here)")
+            alias = ESPHOME.get(key) if isinstance(key, str) else None
+            hint = did_you_mean(key, known) or (
+                ", did you mean '%s'? (ESPHome's '%s:' is '%s:' here)" % (alias, key, alias)
+                if alias in known else "") or (
+                " (expected one of: %s)" % ", ".join(known) if known
+                else " (nothing can be set here)")
             ctx.problems.append((key_node.file, key_node.line, key_node.col, node.path,
                                  "unknown key '%s'%s" % (key, hint)))
 

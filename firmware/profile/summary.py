@@ -112,8 +112,10 @@ def insight(s):
         # young) is ("reorder 5d before empty" read as a reorder at a forecast of 5 days)
         from agent.insights.consumable import RESERVE, YOUNG
         lead = i["lead_time_ms"]
+        # and the first week's rule: a low forecast with a wide band waited, unexplained
         text = "lead time %s: a reorder once the forecast is under %s (%s while its points " \
-               "span under 3 weeks), a fit over %s" % (
+               "span under 3 weeks; in its first week, once the forecast and the slow end " \
+               "of its band, multiplied, are under the lead time squared), a fit over %s" % (
                    shown(lead, format_duration), shown(lead, lambda v: _days(v * RESERVE)),
                    shown(lead, lambda v: _days(v * YOUNG)), shown(i["window_ms"], format_duration))
     elif kind == "adherence":

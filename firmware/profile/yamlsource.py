@@ -51,6 +51,8 @@ class Node:
     keys: for a mapping, key -> Node of the key itself (where unknown keys are reported).
     refused: a scalar whose own problem is noted (a bad tag, an integer too long): a variable
     with such a value stops the check, or each use of it would be reported as missing too.
+    absent: an optional mapping the file leaves out, read as empty: a key it requires makes
+    the mapping itself the one missing.
     """
     value: object
     file: str
@@ -63,6 +65,7 @@ class Node:
     secret: bool = False
     refused: bool = False
     keys: dict = dataclasses.field(default_factory=dict)
+    absent: bool = False    # a mapping the file leaves out, read as empty (its key and its path)
 
 
 def join(path, key):
