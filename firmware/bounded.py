@@ -5,6 +5,8 @@ dies with a MemoryError. With one, at most limit + 1 bytes are read and the erro
 limit, whatever the input is: a file, a device, a pipe.
 """
 import errno
+import os
+import stat
 
 
 class TooLarge(Exception):
@@ -29,6 +31,14 @@ def read(path, limit, what):
     """The bytes of the file at path: OSError as open() raises it, TooLarge past limit."""
     if "\0" in path:  # open() raises ValueError for it
         raise OSError(errno.EINVAL, "a file name cannot hold a NUL character")
+    # A named pipe's open() waits for a writer for ever (`tether check fifo` hung); a device
+    # such as /dev/zero reads to the limit below
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0        # open() says why
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+        raise OSError(errno.EINVAL, "a named pipe or a socket, not a file")
     with open(path, "rb") as f:
         return read_stream(f, limit, what)
 

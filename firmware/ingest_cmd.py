@@ -196,7 +196,7 @@ def main(args, out=sys.stdout, err=sys.stderr):
                         tls=tls_option, persistent=not args.clean_session, hold_timeout=args.hold,
                         ack_after_store=not args.ack_on_receipt,
                         repair=policy or False)
-    except ValueError as exc:  # a group or prefix with wildcards
+    except ValueError as exc:  # a group or prefix with wildcards, an id MQTT cannot carry
         err.write("tether ingest: %s\n" % exc)
         return 2
     stopping = threading.Event()

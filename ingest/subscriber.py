@@ -94,6 +94,15 @@ class Ingest(Handlers):
                  group_size=500, ack_after_store=True, repair=True, clock=None, devices=None):
         topics.check_group(group)
         prefix = topics.check_prefix(prefix)
+        if client_id is not None and not client_id:
+            # paho refuses it with a persistent session, and a broker makes one up for a clean
+            # one: the ingest's session would not be found again
+            raise ValueError("--client-id: empty (leave it out for a fixed id per process slot)")
+        for what, text in (("--client-id", client_id), ("--username", username),
+                           ("the password", password)):
+            if text is not None and len(text.encode("utf-8", "surrogatepass")) > 65535:
+                # an MQTT string's length is 2 bytes: paho failed in struct.pack
+                raise ValueError("%s: longer than MQTT's 65535 bytes" % what)
         self.host = broker_host
         self.port = int(broker_port)
         self.db_path = str(db_path)

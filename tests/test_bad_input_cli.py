@@ -72,6 +72,19 @@ def test_a_pem_file_naming_dev_zero_states_its_size_limit(tmp_path):
             "uplink.ca: cannot read '/dev/zero': larger than 1 MiB, the limit for a PEM file")
 
 
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+    # open() of a FIFO waits for a writer: check, decode and a profile's CA hung for ever
+    fifo = tmp_path / "fifo"
+    os.mkfifo(str(fifo))
+    refused(tether("check", fifo), "%s: cannot read: a named pipe or a socket, not a file" % fifo)
+    refused(tether("decode", fifo), "tether decode: %s: a named pipe or a socket, not a file"
+            % fifo)
+    path = product(tmp_path)
+    path.write_text(PROFILE.replace('"mqtt://localhost"', '"mqtts://localhost", ca: %s' % fifo))
+    refused(tether("check", path), "uplink.ca: cannot read '%s': a named pipe or a socket, not a "
+            "file" % fifo)
+
+
 def test_a_package_outside_the_profiles_folder_is_refused_unread(tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "passwd").write_text(PASSWD)

@@ -98,6 +98,21 @@ def test_tether_ingest_refuses_a_bad_url_in_one_line(tmp_path, broker, db, says)
     assert proc.stderr == says.format(tmp=tmp_path)
 
 
+@pytest.mark.parametrize("option, value, says", [
+    ("--client-id", "", "tether ingest: --client-id: empty (leave it out for a fixed id per "
+     "process slot)\n"),
+    ("--client-id", "x" * 70000, "tether ingest: --client-id: longer than MQTT's 65535 bytes\n"),
+    ("--username", "u" * 70000, "tether ingest: --username: longer than MQTT's 65535 bytes\n"),
+])
+def test_tether_ingest_refuses_an_id_or_name_mqtt_cannot_carry_in_one_line(tmp_path, option,
+                                                                           value, says):
+    # paho's ValueError and struct.error came out as tracebacks
+    proc = tether_ingest("--broker", "mqtt://127.0.0.1:1", "--db", str(tmp_path / "x.sqlite"),
+                         option, value)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == says
+
+
 def test_a_profile_refuses_credentials_in_its_broker_url(tmp_path):
     profile = tmp_path / "p.yaml"
     profile.write_text("device: {id: p1}\nplatform: sim\nbuses: [{name: i2c0, type: i2c}]\n"

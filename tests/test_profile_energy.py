@@ -143,7 +143,8 @@ def compiles(tmp_path, text):
 
 def test_a_currency_with_a_control_character_is_refused(tmp_path):
     assert errors_of(tmp_path, SENSOR % '{type: energy, currency: "E\\tR"}')[0].endswith(
-        "expected a currency of 1 to 8 printable characters like 'EUR', got 'E\tR'")
+        # escaped: a tab shown as it is hid in the line
+        "expected a currency of 1 to 8 printable characters like 'EUR', got 'E\\tR'")
 
 
 def test_a_programme_whose_energy_is_in_kwh_is_said_so(tmp_path):

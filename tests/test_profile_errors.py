@@ -110,6 +110,34 @@ def test_a_typed_key_that_leaves_out_a_mapping_is_said_once_with_the_typo_after_
                  "11:5: sensors[0]: unknown key 'calibraton', did you mean 'calibration'?"]
 
 
+def test_values_that_passed_the_check_and_broke_the_board_or_the_terminal_are_refused(
+        tmp_path):
+    # Each passed `tether check`: the NUL made `tether run` say only "embedded null byte", the
+    # long prefix and user name made the board retry its connect for ever (or never receive a
+    # command), and the model's escape sequence went to the terminal as it was. A newline in a
+    # value split its error line in two.
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        buffer: {path: "state\\0b"}
+        """, base=BASE.replace("{id: kettle}", '{id: kettle, model: "a\\x1b[31mred"}').replace(
+            '"mqtt://localhost"}', '"mqtt://local\\nhost", topic_prefix: "%s", username: %s}'
+            % ("p" * 129, "u" * 70000))) == [
+        "1:29: device.model: expected text without control characters (a newline, a tab, an "
+        "escape), got 'a\\x1b[31mred'",
+        "6:18: uplink.broker: expected a broker URL like 'mqtt://host:1883' or 'mqtts://host:8883'"
+        ", got 'mqtt://local\\nhost'",
+        "6:54: uplink.topic_prefix: expected a topic prefix of at most 128 bytes and 5 levels, "
+        "got '%s...'" % ("p" * 57),
+        "6:197: uplink.username: expected at most MQTT's 65535 bytes, got 70000",
+        "8:16: buffer.path: expected a folder path, got 'state\\x00b'",
+    ]
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base=BASE.replace('"mqtt://localhost"}', '"mqtt://localhost", topic_prefix: a/b/c/d/e/f}')
+    ) == ["6:52: uplink.topic_prefix: expected a topic prefix of at most 128 bytes and 5 levels, "
+          "got 'a/b/c/d/e/f'"]
+
+
 def test_wrong_type_says_what_was_expected_and_got(tmp_path):
     assert errors_of(tmp_path, """\
         sensors:

@@ -32,8 +32,14 @@ def shown(node):
         return "nothing"
     if node.tag == "str":
         text = node.text if len(node.text) <= 60 else node.text[:57] + "..."
-        return "'%s'" % text
+        return "'%s'" % printable(text)
     return node.text
+
+
+def printable(text):
+    """text with its control characters escaped as Python writes them: a newline split an
+    error in two, and an ESC sequence in a value was sent to the terminal as it was."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def expected(what, node):

@@ -128,6 +128,26 @@ def text(ctx, node):
     return node.text
 
 
+def label(ctx, node):
+    """Text a person reads (a product's model): printable characters only; it is shown in
+    terminals and consoles, and sent."""
+    value = text(ctx, node)
+    if not value.isprintable():
+        raise Invalid(expected("text without control characters (a newline, a tab, an escape)",
+                               node))
+    return value
+
+
+def mqtt_text(ctx, node):
+    """Text an MQTT packet carries: its length is 2 bytes (a longer user name passed the check
+    and the board retried its connect for ever)."""
+    value = text(ctx, node)
+    if len(value.encode("utf-8", "surrogatepass")) > 65535:
+        raise Invalid("expected at most MQTT's 65535 bytes, got %d"
+                      % len(value.encode("utf-8", "surrogatepass")))
+    return value
+
+
 def pattern(regex, what):
     def read(ctx, node):
         if node.tag != "str" or not re.fullmatch(regex, node.value):

@@ -20,7 +20,7 @@ from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.places import pin
 from firmware.profile.rules import (
     EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, integer, list_of, number,
-    pattern, resolution, section, size, sub, text, unknown_keys)
+    label, mqtt_text, pattern, resolution, section, size, sub, unknown_keys)
 from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
 from ingest.url import BadURL, parse_broker
@@ -71,7 +71,7 @@ def utc_offset(ctx, node):
 def device(ctx, node):
     out = section(ctx, node, [
         ("id", "id", device_id, REQUIRED),
-        ("model", "model", text, None),
+        ("model", "model", label, None),
         ("utc_offset", "utc_offset_min", utc_offset, None),
     ])
     ctx.device_id = out.get("id")
@@ -290,7 +290,10 @@ def sensors(ctx, node):
 def buffer(ctx, node):
     out = section(ctx, node, [
         ("storage", "storage", choice(["flash", "ram"]), "flash"),
-        ("path", "path", pattern(r"\S(.*\S)?", "a folder path"), None),
+        # no control characters: a NUL passed the check and `tether run` said only
+        # "embedded null byte"
+        ("path", "path", pattern(r"[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?",
+                                 "a folder path"), None),
         ("max_bytes", "max_bytes", size(16 * KIB, 1024 * KIB * KIB), 256 * KIB),
         ("ram_readings", "ram_readings", integer(1, 100_000), 32),
         ("flush_every", "flush_ms", duration(100, DAY), MINUTE),
@@ -345,12 +348,22 @@ def pem_file(ctx, node):
     return content
 
 
+MAX_PREFIX = 128
+PREFIX_LEVELS = 5
+
+
 def topic_prefix(ctx, node):
     p = node.value if node.tag == "str" else ""
     if (not p or p[0] in "/$" or p.endswith("/") or "//" in p
             or any(c in "+#\0" or c.isspace() for c in p)):
         raise Invalid(expected("a topic prefix like 'tether/v1' (no '+', '#' or spaces, no '/' at "
                                "either end, no '$' at the start)", node))
+    if len(p.encode("utf-8")) > MAX_PREFIX or p.count("/") >= PREFIX_LEVELS:
+        # The longest topic, PREFIX/ID/down/cmd, then fits AWS IoT Core's 256 bytes and 7
+        # slashes, and leaves a command room in the board's 2 KiB packet: a 3,000-byte prefix
+        # passed the check and no command could ever reach the board.
+        raise Invalid(expected("a topic prefix of at most %d bytes and %d levels"
+                               % (MAX_PREFIX, PREFIX_LEVELS), node))
     return p
 
 
@@ -381,8 +394,8 @@ def uplink(ctx, node):
     out = section(ctx, node, [
         ("broker", None, broker, REQUIRED),
         ("client_id", "client_id", device_id, None),
-        ("username", "username", text, None),
-        ("password", "password", text, None),
+        ("username", "username", mqtt_text, None),
+        ("password", "password", mqtt_text, None),
         ("ca", "ca", pem_file, None),
         ("cert", "cert", pem_file, None),
         ("key", "key", pem_file, None),
