@@ -337,6 +337,59 @@ def test_a_compiled_profile_missing_a_key_is_exit_2_with_one_line_not_a_tracebac
                                   "again (or tether install-service again)\n" % (bad, key))
 
 
+def test_a_compiled_profile_with_values_its_yaml_could_not_have_is_refused_at_the_key(tmp_path):
+    # Edited by hand: an interval of 0 flooded the broker with 40,000 readings a second, a
+    # resolution of 0 and a text interval stopped the agent with exit 1 (restarted for ever
+    # under systemd), a negative batch size said only "negative count", format 99 ran.
+    import io
+    import json
+    from firmware.cli import build_parser
+    from firmware.profile.compile import compile as compile_profile
+    from firmware.run import main
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    cases = [
+        (lambda p: p["sensors"][0].update(interval_ms=0),
+         "sensors[0].interval_ms: expected a whole number from 100 to 86400000, got 0"),
+        (lambda p: p["sensors"][0].update(interval_ms="10s"),
+         'sensors[0].interval_ms: expected a whole number from 100 to 86400000, got "10s"'),
+        (lambda p: p["sensors"][0].update(resolution=[0, 0]),
+         "sensors[0].resolution: expected [mantissa above 0, exponent], got [0, 0]"),
+        (lambda p: p["batch"].update(max_readings=-5),
+         "batch.max_readings: expected a whole number from 1 to 10000, got -5"),
+        (lambda p: p["uplink"].update(encoding="json"),
+         'uplink.encoding: expected one of "compact", "senml", got "json"'),
+        (lambda p: p["uplink"].update(deflate=1),
+         "uplink.deflate: expected true or false, got 1"),
+        (lambda p: p.update(sensors=[]), "sensors: expected 1 to 256 sensors, got 0"),
+        (lambda p: p.update(v=99), "v: expected 1 (the compiled format of this Tether), got 99"),
+    ]
+    for i, (edit, says) in enumerate(cases):
+        compiled = compile_profile(str(profile))[0]
+        edit(compiled)
+        bad = tmp_path / ("bad-%d.json" % i)
+        bad.write_text(json.dumps(compiled))
+        err = io.StringIO()
+        args = build_parser()[0].parse_args(["run", str(bad), "--platform", "sim", "--store",
+                                             str(tmp_path / ("b-%d" % i))])
+        assert main(args, err) == 2, err.getvalue()
+        assert err.getvalue() == "%s: %s (compile it again, or tether install-service again)\n" % (
+            bad, says)
+
+
+def test_every_example_compiles_to_a_profile_its_own_check_takes():
+    import glob
+    from firmware.profile.compile import compile as compile_profile
+    from firmware.profile.compiled import problems
+    examples = [f for f in glob.glob(str(ROOT / "examples" / "*.yaml"))
+                if not f.endswith("secrets.yaml")]
+    examples.append(str(ROOT / "tests" / "data" / "profiles" / "all-drivers.yaml"))
+    assert len(examples) > 5
+    for path in examples:
+        compiled, errors = compile_profile(path)
+        assert errors == [] and problems(compiled) == [], path
+
+
 def test_a_compiled_profile_that_cannot_be_read_is_refused_with_what_is_wrong(tmp_path):
     bad = tmp_path / "bad.json"
     cases = [

@@ -287,28 +287,34 @@ def sensors(ctx, node):
     return out
 
 
+BUFFER = [
+    ("storage", "storage", choice(["flash", "ram"]), "flash"),
+    # no control characters: a NUL passed the check and `tether run` said only
+    # "embedded null byte"
+    ("path", "path", pattern(r"[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?",
+                             "a folder path"), None),
+    ("max_bytes", "max_bytes", size(16 * KIB, 1024 * KIB * KIB), 256 * KIB),
+    ("ram_readings", "ram_readings", integer(1, 100_000), 32),
+    ("flush_every", "flush_ms", duration(100, DAY), MINUTE),
+]
+
+
 def buffer(ctx, node):
-    out = section(ctx, node, [
-        ("storage", "storage", choice(["flash", "ram"]), "flash"),
-        # no control characters: a NUL passed the check and `tether run` said only
-        # "embedded null byte"
-        ("path", "path", pattern(r"[^\x00-\x1f\x7f\s]([^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?",
-                                 "a folder path"), None),
-        ("max_bytes", "max_bytes", size(16 * KIB, 1024 * KIB * KIB), 256 * KIB),
-        ("ram_readings", "ram_readings", integer(1, 100_000), 32),
-        ("flush_every", "flush_ms", duration(100, DAY), MINUTE),
-    ])
+    out = section(ctx, node, BUFFER)
     if "path" not in out and ctx.platform in BUFFER_PATHS:
         out["path"] = BUFFER_PATHS[ctx.platform]
     return out
 
 
+BATCH = [
+    ("max_readings", "max_readings", integer(1, MAX_READINGS), 420),
+    ("max_bytes", "max_bytes", size(256, 64 * KIB), 8 * KIB),
+    ("max_age", "max_age_ms", duration(SECOND, DAY), 10 * MINUTE),
+]
+
+
 def batch(ctx, node):
-    return section(ctx, node, [
-        ("max_readings", "max_readings", integer(1, MAX_READINGS), 420),
-        ("max_bytes", "max_bytes", size(256, 64 * KIB), 8 * KIB),
-        ("max_age", "max_age_ms", duration(SECOND, DAY), 10 * MINUTE),
-    ])
+    return section(ctx, node, BATCH)
 
 
 def broker(ctx, node):
@@ -374,11 +380,14 @@ def written(node, key, out):
     return format_duration(out["backoff_%s_ms" % key])
 
 
+BACKOFF = [
+    ("min", "backoff_min_ms", duration(100, HOUR), SECOND),
+    ("max", "backoff_max_ms", duration(SECOND, DAY), 5 * MINUTE),
+]
+
+
 def backoff(ctx, node):
-    out = section(ctx, node, [
-        ("min", "backoff_min_ms", duration(100, HOUR), SECOND),
-        ("max", "backoff_max_ms", duration(SECOND, DAY), 5 * MINUTE),
-    ], out_path="uplink")
+    out = section(ctx, node, BACKOFF, out_path="uplink")
     if out.get("backoff_min_ms", 0) > out.get("backoff_max_ms", DAY):
         ctx.problems.append(at(find(node, "max") if given(node, "max") else find(node, "min"),
                                "expected min <= max, got min %s and max %s"
@@ -390,26 +399,29 @@ def backoff(ctx, node):
 ACK_TIMEOUT_MS = 30 * SECOND
 
 
+UPLINK = [
+    ("broker", None, broker, REQUIRED),
+    ("client_id", "client_id", device_id, None),
+    ("username", "username", mqtt_text, None),
+    ("password", "password", mqtt_text, None),
+    ("ca", "ca", pem_file, None),
+    ("cert", "cert", pem_file, None),
+    ("key", "key", pem_file, None),
+    ("topic_prefix", "prefix", topic_prefix, "tether/v1"),
+    ("encoding", "encoding", choice(["compact", "senml"]), "compact"),
+    ("deflate", "deflate", boolean, False),
+    ("keepalive", "keepalive_ms", duration(5 * SECOND, HOUR, whole_seconds=True), MINUTE),
+    # no PUBACK for this long: the connection is made again (a broker that accepts and never
+    # acknowledges); longer than a batch takes to send on the slowest link
+    ("ack_timeout", "ack_timeout_ms", duration(5 * SECOND, HOUR), ACK_TIMEOUT_MS),
+    ("backoff", None, backoff, EMPTY),
+    ("health_every", "health_ms", duration(10 * SECOND, DAY), 5 * MINUTE),
+    ("window", "window", integer(1, 64, "a number of batches in flight from 1 to 64"), 4),
+]
+
+
 def uplink(ctx, node):
-    out = section(ctx, node, [
-        ("broker", None, broker, REQUIRED),
-        ("client_id", "client_id", device_id, None),
-        ("username", "username", mqtt_text, None),
-        ("password", "password", mqtt_text, None),
-        ("ca", "ca", pem_file, None),
-        ("cert", "cert", pem_file, None),
-        ("key", "key", pem_file, None),
-        ("topic_prefix", "prefix", topic_prefix, "tether/v1"),
-        ("encoding", "encoding", choice(["compact", "senml"]), "compact"),
-        ("deflate", "deflate", boolean, False),
-        ("keepalive", "keepalive_ms", duration(5 * SECOND, HOUR, whole_seconds=True), MINUTE),
-        # no PUBACK for this long: the connection is made again (a broker that accepts and never
-        # acknowledges); longer than a batch takes to send on the slowest link
-        ("ack_timeout", "ack_timeout_ms", duration(5 * SECOND, HOUR), ACK_TIMEOUT_MS),
-        ("backoff", None, backoff, EMPTY),
-        ("health_every", "health_ms", duration(10 * SECOND, DAY), 5 * MINUTE),
-        ("window", "window", integer(1, 64, "a number of batches in flight from 1 to 64"), 4),
-    ])
+    out = section(ctx, node, UPLINK)
     if not given(node, "client_id") and ctx.device_id is not None:
         out["client_id"] = ctx.device_id
         if "device.id" in ctx.secrets:
