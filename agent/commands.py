@@ -122,6 +122,11 @@ class Commands:
                 error = ("nested too deep for a command (at most %d levels): %s"
                          % (MAX_DEPTH, exc) if isinstance(exc, cbor.TooDeep)
                          else "not CBOR: %s" % exc)
+                if len(payload) and payload[0] in (0x7b, 0x5b):     # '{', '['
+                    # JSON's first byte is CBOR's long string: "the input ends
+                    # 2479623168012135446 bytes early" told nobody what was wrong
+                    error = "not CBOR: this is text (JSON?); a command is a CBOR map " \
+                            "(docs/uplink.md, Commands)"
             else:
                 error = None
                 cid = _id(fields.get("id")) if isinstance(fields, dict) else None

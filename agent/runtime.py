@@ -324,26 +324,30 @@ class Agent:
         if not ranges or len(ranges) > RESEND_RANGES:
             raise _error("bounded: 'ranges' must hold 1 to %d ranges, got %d"
                          % (RESEND_RANGES, len(ranges)))
-        total = 0
         for i, r in enumerate(ranges):
             if (not isinstance(r, list) or len(r) != 2 or not _seq(r[0]) or not _seq(r[1])
                     or r[0] > r[1]):
                 raise _error("range %d must be [from, to] with 0 <= from <= to < 2**32"
                              % i)
-            total += r[1] - r[0] + 1
-        if total > RESEND_SEQS:
-            raise _error("bounded: at most %d sequence numbers a command, got %d"
-                         % (RESEND_SEQS, total))
         ranges.sort(key=_first)
-        into = ([], [], [], [])
+        joined = []
         a, b = ranges[0]
         for r in ranges:  # overlapping and adjacent ranges join: nothing is queued twice
             if r[0] > b + 1:
-                log.classify(a, b, into)
+                joined.append((a, b))
                 a = r[0]
             if r[1] > b:
                 b = r[1]
-        log.classify(a, b, into)
+        joined.append((a, b))
+        total = 0
+        for a, b in joined:     # counted once joined: [[0, 1000], [0, 1000]] asks for 1001
+            total += b - a + 1
+        if total > RESEND_SEQS:
+            raise _error("bounded: at most %d sequence numbers a command, got %d"
+                         % (RESEND_SEQS, total))
+        into = ([], [], [], [])
+        for a, b in joined:
+            log.classify(a, b, into)
         held, gone, dropped, unknown = into
         queued = 0
         for a, b in held:

@@ -140,8 +140,19 @@ def per_device(db_path, out):
             v["lost_at_broker"], v["dropped_by_device"], v["open"]))
 
 
+def _sqlite_file(path):
+    """Whether the file at path is empty or starts as a SQLite database does (its header)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return True     # the store says why it cannot open it
+    return not head or head == b"SQLite format 3\0"
+
+
 def main(args, out=sys.stdout, err=sys.stderr):
     from ingest import Ingest, totals
+    from ingest.subscriber import TLSFileError
     from ingest.queries import device_count
     from ingest.repair import Policy
 
@@ -156,6 +167,9 @@ def main(args, out=sys.stdout, err=sys.stderr):
         err.write("tether ingest: --db: %s\n" % exc)
         return 2
     folder = os.path.dirname(os.path.abspath(target))
+    if backend == "sqlite" and os.path.isfile(target) and not _sqlite_file(target):
+        err.write("tether ingest: --db: %s is not a SQLite database\n" % target)
+        return 2
     if backend == "sqlite" and target != ":memory:" and not os.path.isdir(folder):
         # an option that cannot work, as a folder given for the file is (tether simulate makes
         # the folder of its own database; an ingest's is the user's to choose)
@@ -213,7 +227,10 @@ def main(args, out=sys.stdout, err=sys.stderr):
     try:
         try:
             ingest.start()
-        except (RuntimeError, OSError) as exc:  # the broker, TLS files, the database
+        except TLSFileError as exc:     # an option that cannot work, as a bad --db is
+            err.write("tether ingest: %s\n" % exc)
+            return 2
+        except (RuntimeError, OSError) as exc:  # the broker, the database
             err.write("tether ingest: %s\n" % exc)
             return 1
         out.write("ingest %s: %s:%d%s, %s, prefix %s, into %s (Ctrl-C stops)\n" % (

@@ -23,7 +23,9 @@ def platform_for(name, profile, faults=(), applied=None, gpiochip=None):
         from hal.sim.platform import SimPlatform
         platform = SimPlatform(profile)
         for spec in faults:
-            sensor, _, kind = spec.partition("=")
+            sensor, eq, kind = spec.partition("=")
+            if not eq or not kind:
+                raise ValueError("--fault %s: expected SENSOR=KIND, like power=nack" % spec)
             if sensor not in platform.sensors:
                 if applied is not None:
                     continue

@@ -370,6 +370,10 @@ def hold_buffer(path, device):
         raise ValueError("%s is %s: the two would read each other's files (a buffer's "
                          "events log is its events folder); give this one a folder of its own "
                          "with --store DIR" % (path, nested))
+    if os.path.exists(path) and not os.path.isdir(path):
+        # makedirs said only "File exists"
+        raise ValueError("%s is a file, not a folder: the buffer is a folder of its own"
+                         % path)
     os.makedirs(path, exist_ok=True)
     lock = open(os.path.join(path, LOCK_NAME), "a+", encoding="utf-8")
     try:

@@ -67,6 +67,10 @@ REFUSALS = 3  # attempts of a group the database refuses before its messages go 
 LEAVE_S = 10.0  # stop(leave=True): how long the broker may take to answer the UNSUBSCRIBE
 
 
+class TLSFileError(RuntimeError):
+    """A --ca, --cert or --key that does not load: the command's mistake, not the network's."""
+
+
 class Ingest(Handlers):
     """Subscribes, decodes, de-duplicates and stores; see the module docstring and docs/ingest.md.
 
@@ -229,14 +233,14 @@ class Ingest(Handlers):
         try:
             ctx = ssl.create_default_context(cafile=self.tls.get("ca"))
         except (OSError, ValueError) as exc:
-            raise RuntimeError("TLS: cannot load the CA certificates %s: %s"
-                               % (self.tls.get("ca"), exc))
+            raise TLSFileError("TLS: cannot load the CA certificates %s: %s"
+                               % (self.tls.get("ca"), one_line(exc)))
         if self.tls.get("cert"):
             try:
                 ctx.load_cert_chain(self.tls["cert"], self.tls.get("key"))
             except (OSError, ValueError) as exc:
-                raise RuntimeError("TLS: cannot load the client certificate %s and its key: %s"
-                                   % (self.tls["cert"], exc))
+                raise TLSFileError("TLS: cannot load the client certificate %s and its key: %s"
+                                   % (self.tls["cert"], one_line(exc)))
         return ctx
 
     def stop(self, drain=2.0, leave=False):

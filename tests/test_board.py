@@ -71,6 +71,8 @@ def test_read_names_the_type_of_an_exception_no_driver_meant():
 def test_read_rejects_bad_options_with_a_clear_message():
     proc = tether("read", FIXTURE, "--fault", "toner=nack")
     assert proc.returncode == 2 and "no sensor 'toner'" in proc.stderr
+    proc = tether("read", FIXTURE, "--fault", "power")      # it read "no fault '' for power"
+    assert proc.returncode == 2 and "--fault power: expected SENSOR=KIND" in proc.stderr
     proc = tether("read", "examples/printer.yaml")
     assert proc.returncode == 2 and "read on the board itself" in proc.stderr
     proc = tether("read", FIXTURE, "--interval", "soon")

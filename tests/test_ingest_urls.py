@@ -113,6 +113,20 @@ def test_tether_ingest_refuses_an_id_or_name_mqtt_cannot_carry_in_one_line(tmp_p
     assert proc.stderr == says
 
 
+def test_tether_ingest_refuses_a_db_or_ca_file_that_is_not_one_with_exit_2(tmp_path):
+    # Both exited 1, as a broker that cannot be reached does: a service retried them for ever.
+    text = tmp_path / "notes.txt"
+    text.write_text("not a database, not a certificate\n")
+    proc = tether_ingest("--broker", "mqtt://127.0.0.1:1", "--db", str(text))
+    assert proc.returncode == 2
+    assert proc.stderr == "tether ingest: --db: %s is not a SQLite database\n" % text
+    proc = tether_ingest("--broker", "mqtts://127.0.0.1:1", "--ca", str(text), "--db",
+                         str(tmp_path / "x.sqlite"))
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("tether ingest: TLS: cannot load the CA certificates %s: "
+                                  % text), proc.stderr
+
+
 def test_a_profile_refuses_credentials_in_its_broker_url(tmp_path):
     profile = tmp_path / "p.yaml"
     profile.write_text("device: {id: p1}\nplatform: sim\nbuses: [{name: i2c0, type: i2c}]\n"

@@ -96,6 +96,17 @@ def test_missing_secret_key_is_an_error_that_names_key_and_file(tmp_path):
     assert PASSWORD not in errors[0]
 
 
+def test_a_secret_that_names_another_is_said_to_be_one(tmp_path):
+    # It said "!secret 'p' is not in 'secrets.yaml'" of a p that is there.
+    path = write(tmp_path, secrets="broker: mqtt://localhost\nuser: !secret p\np: u\n"
+                 "password: %s\n" % PASSWORD)
+    compiled, errors = compile(path)
+    assert compiled is None
+    assert "%s:2:7: user: !secret 'p' inside '%s': a secret is a value, not a reference to " \
+        "another" % (tmp_path / "secrets.yaml", tmp_path / "secrets.yaml") in errors, errors
+    assert not any("is not in" in e for e in errors)
+
+
 def test_compile_output_holds_the_secret_for_the_board(tmp_path, capsys):
     assert main(["compile", write(tmp_path, secrets=SECRETS)]) == 0
     assert json.loads(capsys.readouterr().out)["uplink"]["password"] == PASSWORD

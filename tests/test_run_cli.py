@@ -220,6 +220,18 @@ def test_the_status_line_counts_every_acknowledged_message_not_only_batches(tmp_
     assert code == 0
 
 
+def test_a_store_that_is_a_file_is_said_so(tmp_path):
+    # makedirs said only "File exists"
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (free_port(), ""))
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "run", str(profile), "--platform",
+                           "sim", "--store", str(profile)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr == ("tether run: %s is a file, not a folder: the buffer is a folder of its "
+                           "own\n" % profile)
+
+
 def test_a_store_that_fails_stops_the_run_with_the_reason_and_exit_1(tmp_path):
     import shutil
     profile = tmp_path / "pi.yaml"

@@ -26,6 +26,7 @@ KEYED_LISTS = {"sensors": "name", "buses": "id"}  # items merged by this key acr
 SUBSTITUTION = re.compile(r"\$\{([^}]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 UNUSABLE = object()  # ctx.secrets when the secrets file cannot be used
+READING = object()   # ctx.secrets while the secrets file is read: a `!secret` there is refused
 TYPE_NAMES = {"int": "an integer (of at most 4300 digits)", "float": "a number",
               "bool": "true or false", "null": "nothing"}
 
@@ -314,8 +315,13 @@ def typed(text, kind):
 
 def secret(ctx, name, where):
     """The value of `!secret name` from secrets.yaml next to the profile, placed at `where`."""
+    if ctx.secrets is READING:
+        # it said "'p' is not in secrets.yaml" of a p that is there
+        ctx.problems.append(at(where, "!secret '%s' inside '%s': a secret is a value, not a "
+                               "reference to another" % (name, ctx.secrets_file)))
+        return where
     if ctx.secrets is None:
-        ctx.secrets = {}  # also guards against `!secret` inside secrets.yaml
+        ctx.secrets = READING
         if os.path.exists(ctx.secrets_file):
             found = read_file(ctx, ctx.secrets_file)
             if found is None:

@@ -102,6 +102,11 @@ def test_a_command_nested_too_deep_is_answered_by_its_id_and_said_so():
     assert handle(c, deep) is None                       # the same id: answered once
     # Bytes that are not CBOR at all: no id to answer, as before.
     assert handle(c, b"\xff\xfe")["error"].startswith("not CBOR: ")
+    # JSON, what a person types first: said so (it read "the input ends 2479623168012135446
+    # bytes early")
+    for text in (b'{"id":1,"cmd":"ping"}', b"[1]"):
+        assert handle(c, text)["error"] == ("not CBOR: this is text (JSON?); a command is a "
+                                            "CBOR map (docs/uplink.md, Commands)")
     assert runs == []
 
 

@@ -155,6 +155,11 @@ def test_overlapping_ranges_are_queued_once():
     r = command(a, {"id": "o", "cmd": "resend", "kind": "batch",
                     "ranges": [[2, 3], [0, 4], [1, 1], [5, 5]]})
     assert r["result"]["queued"] == 6 and a.uplink.repairs == [[0, 0, 5]], r
+    # counted once joined: 1,001 numbers asked twice are within the bound of 1,024 (the same
+    # range twice was refused as 2,002)
+    r = command(a, {"id": "twice", "cmd": "resend", "kind": "batch",
+                    "ranges": [[0, 1000], [0, 1000]]})
+    assert r["ok"] is True and r["result"]["queued"] == 6, r
 
 
 def test_resend_when_the_repair_queue_is_full_says_so():
