@@ -42,6 +42,12 @@ def parse_broker(url):
         raise BadURL("expected a broker URL like %s, not %r" % (EXAMPLE, url))
     if m.group("rest") not in ("", "/"):
         raise BadURL("a broker URL has no path, query or fragment: %r" % url)
+    host = m.group("host")
+    if not host.startswith("[") and (len(host.rstrip(".")) > 253 or any(
+            len(label) > 63 for label in host.split("."))):
+        # DNS's limits (RFC 1035): a longer name passed, and every connect failed
+        raise BadURL("the host name in %r is longer than DNS allows (253 characters, 63 "
+                     "between dots)" % (url if len(url) <= 80 else url[:77] + "..."))
     tls = m.group("scheme") == "mqtts"
     port = m.group("port")
     if port is None:

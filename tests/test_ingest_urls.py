@@ -35,6 +35,8 @@ def test_a_broker_url_gives_host_port_tls_and_credentials(url, parsed):
     ("mqtt://host/topic", "a broker URL has no path, query or fragment"),
     ("mqtt://host?x=1", "a broker URL has no path, query or fragment"),
     ("mqtt://:secret@host", "needs a user name before '@': 'mqtt://:***@host'"),
+    ("mqtt://%s.com" % ("a" * 300), "is longer than DNS allows (253 characters, 63 between dots)"),
+    ("mqtt://%s.example.com" % ("b" * 64), "is longer than DNS allows"),
 ])
 def test_a_bad_broker_url_says_what_is_wrong(url, says):
     with pytest.raises(BadURL, match=None) as info:

@@ -723,6 +723,8 @@ def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insigh
               - {event: sensor_error, above: 99}
               - {event: uncertain_level, above: 99}
               - {event: Low, below: 5}
+              - {event: low, below: 5}
+              - {event: low, below: 3}
         """) == [
         "14:17: sensors[0].thresholds[0].event: event 'empty' is taken: its consumable insight's; "
         "name the threshold's event otherwise",
@@ -731,7 +733,10 @@ def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insigh
         "16:17: sensors[0].thresholds[2].event: event 'uncertain_level' is taken: the sampler's, "
         "for unsure readings; name the threshold's event otherwise",
         "17:17: sensors[0].thresholds[3].event: expected an event name of up to 32 lowercase "
-        "letters, digits and '_' that starts with a letter, got 'Low'"]
+        "letters, digits and '_' that starts with a letter, got 'Low'",
+        # two raising and clearing one event: which one crossed?
+        "19:17: sensors[0].thresholds[5].event: event 'low' is taken: sensors[0].thresholds[4] "
+        "raises it too; name the threshold's event otherwise"]
 
 
 def test_a_threshold_past_the_sensors_plausibility_range_is_refused_it_never_fires(tmp_path):

@@ -163,6 +163,21 @@ def test_missing_package_file_is_an_error_at_its_entry(tmp_path):
         % (path, tmp_path / "common" / "nope.yaml")])
 
 
+def test_an_empty_package_path_is_said_to_be_one(tmp_path):
+    # it read the profile's folder: "cannot read '.': Is a directory"
+    path = write(tmp_path, "p.yaml", """\
+        packages: ["", " "]
+        device: {id: kettle}
+        platform: sim
+        buses: [{id: i2c0, type: i2c, sda: 1, scl: 2}]
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        uplink: {broker: "mqtt://localhost"}
+        """)
+    assert compile(path) == (None, [
+        "%s:1:12: packages[0]: expected a file path, got ''" % path,
+        "%s:1:16: packages[1]: expected a file path, got ' '" % path])
+
+
 def test_packages_cannot_be_nested(tmp_path):
     write(tmp_path, "a.yaml", "packages: [b.yaml]\n")
     path = write(tmp_path, "p.yaml", """\

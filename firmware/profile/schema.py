@@ -272,6 +272,9 @@ def taken_events(ctx, node, out, kind):
             ctx.problems.append(at(n.value["event"], "event %s is taken: %s; name the threshold's "
                                    "event otherwise" % (shown(n.value["event"]),
                                                         taken[th["event"]])))
+        elif th and "event" in th:
+            # two raising and clearing one event: the cloud cannot tell which crossed
+            taken[th["event"]] = "%s raises it too" % n.path
 
 
 def sensors(ctx, node):

@@ -375,7 +375,8 @@ def with_packages(ctx, root):
 
 def package_at(ctx, root, item):
     """The Node tree of the package that a `packages:` entry names, or None (problem noted)."""
-    if item.tag != "str" or item.secret or "\0" in item.value:
+    # an empty one read the profile's folder: "cannot read '.': Is a directory"
+    if item.tag != "str" or item.secret or "\0" in item.value or not item.value.strip():
         ctx.problems.append(at(item, expected("a file path", item)))
         return None
     path = os.path.normpath(os.path.join(os.path.dirname(root.file), item.value))
