@@ -163,7 +163,7 @@ def platform_for(profile):
         from hal.sim.platform import SimPlatform
         return SimPlatform(profile)
     from hal.esp32 import Esp32Platform
-    return Esp32Platform()
+    return Esp32Platform(profile.get("chip", "esp32"))
 
 
 def gated(client_class, net):

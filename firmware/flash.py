@@ -230,6 +230,16 @@ def _safe_path(path):
             and all(part not in ("", ".", "..") for part in path.split("/")))
 
 
+def bundle_chip(folder):
+    """The chip of the profile a bundle was built from (profile.json's `chip`), or None."""
+    try:
+        with open(os.path.join(str(folder), "profile.json"), encoding="utf-8") as f:
+            found = json.load(f).get("chip")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return found if isinstance(found, str) else None
+
+
 def load_bundle(folder):
     """The bundle's manifest, with each file checked against it (size and SHA-256)."""
     folder = pathlib.Path(folder)
@@ -960,6 +970,12 @@ def main(args, out=None, err=None, stop=None):
         else:
             load_bundle(folder)      # a bad bundle is refused before esptool erases anything
         if args.firmware:
+            meant = bundle_chip(folder)
+            if meant is not None and meant != chip:
+                raise FlashError("--firmware %s is an image for %s, and the profile's chip is %s: "
+                                 "nothing was written (download the image for your board, or "
+                                 "set the profile's chip)" % (args.firmware, chip, meant),
+                                 EXIT_BAD_INPUT)
             writing = True
             write_firmware(args.firmware, port, chip, out)
             writing = False

@@ -12,23 +12,26 @@
 #         scale about 3.1-3.3 V, linear from about 0.15 to 2.45 V per the ESP32 quick reference),
 #         so a probe on the 3.3 V rail stays within read_u16()'s 0-65535.
 #
-# Written for the original ESP32 (two hardware I2C, three UARTs); variants with fewer (C3) raise
-# machine's own ValueError for I2C(1) or UART2.
+# The profile's `chip` says which ESP32 it is: the ESP32-C3 and -C6 have one hardware I2C and,
+# as the S2, one free UART (CHIPS below, from Espressif's datasheets).
 #
 # Runs only on a board; `machine` is imported in the constructor, so that the module can be
 # imported (and type-checked against micropython-esp32-stubs) anywhere.
 
-_HW_I2C_IDS = (0, 1)
-_UART_IDS = (1, 2)
+# chip -> (hardware I2C ids, free UART ids)
+CHIPS = {"esp32": ((0, 1), (1, 2)), "esp32s2": ((0, 1), (1,)), "esp32s3": ((0, 1), (1, 2)),
+         "esp32c3": ((0,), (1,)), "esp32c6": ((0,), (1,))}
 _DEFAULT_UART_TIMEOUT_MS = 100
 
 
 class Esp32Platform:
     name = "esp32"
 
-    def __init__(self):
+    def __init__(self, chip="esp32"):
         import machine  # noqa: F401  (only a board has it: fail here, not at the first bus)
 
+        self.chip = chip
+        self._i2c_ids, self._uart_ids = CHIPS[chip]
         self._i2c = {}  # type: dict
         self._i2c_soft = 0
         self._uart = {}  # type: dict
@@ -45,8 +48,8 @@ class Esp32Platform:
         scl = machine.Pin(bus["scl"])
         sda = machine.Pin(bus["sda"])
         used = len(self._i2c) - self._i2c_soft
-        if used < len(_HW_I2C_IDS):
-            obj = machine.I2C(_HW_I2C_IDS[used], scl=scl, sda=sda, freq=freq)
+        if used < len(self._i2c_ids):
+            obj = machine.I2C(self._i2c_ids[used], scl=scl, sda=sda, freq=freq)
         else:
             obj = machine.SoftI2C(scl=scl, sda=sda, freq=freq)
             self._i2c_soft += 1
@@ -64,10 +67,13 @@ class Esp32Platform:
         if found is not None:
             return found
         used = len(self._uart)
-        if used >= len(_UART_IDS):
-            raise ValueError("uart bus %s: an ESP32 has two free UARTs (UART1, UART2; UART0 is "
-                             "the REPL), and %d are already open" % (bus["id"], used))
-        obj = machine.UART(_UART_IDS[used], baudrate=bus["baud"],
+        if used >= len(self._uart_ids):
+            raise ValueError("uart bus %s: an %s has %d free UART%s (UART0 is the REPL), and %d "
+                             "%s already open" % (bus["id"], self.chip.upper(),
+                                                  len(self._uart_ids),
+                                                  "s" if len(self._uart_ids) > 1 else "",
+                                                  used, "is" if used == 1 else "are"))
+        obj = machine.UART(self._uart_ids[used], baudrate=bus["baud"],
                            tx=bus["tx"], rx=bus["rx"], timeout=timeout_ms)
         self._uart[bus["id"]] = obj
         return obj
@@ -91,7 +97,7 @@ class Esp32Platform:
         return machine.Pin(n, machine.Pin.OUT, value=value)
 
     def adc(self, n):
-        """The ADC on pin n (ADC1: 32-39 while Wi-Fi is on), 11 dB attenuation."""
+        """The ADC on pin n (an ADC1 pin: ADC2 is not read while Wi-Fi is on), 11 dB attenuation."""
         import machine
 
         obj = machine.ADC(machine.Pin(n), atten=machine.ADC.ATTN_11DB)

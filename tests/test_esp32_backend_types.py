@@ -98,8 +98,8 @@ def test_esp32_backend_type_checks_against_the_esp32_stubs(mypy):
 
 # One call of hal/esp32.py changed each: the checker must flag that line.
 MUTANTS = [
-    ("obj = machine.I2C(_HW_I2C_IDS[used], scl=scl, sda=sda, freq=freq)",
-     "obj = machine.I2C(_HW_I2C_IDS[used], scl=scl, sda=sda, frequency=freq)"),
+    ("obj = machine.I2C(self._i2c_ids[used], scl=scl, sda=sda, freq=freq)",
+     "obj = machine.I2C(self._i2c_ids[used], scl=scl, sda=sda, frequency=freq)"),
     ("obj = machine.SoftI2C(scl=scl, sda=sda, freq=freq)",
      "obj = machine.SoftI2C(scl=scl, sda=sda, freq=freq, id=2)"),
     ("tx=bus[\"tx\"], rx=bus[\"rx\"], timeout=timeout_ms)",

@@ -696,6 +696,30 @@ def test_a_file_that_is_not_an_image_for_the_chip_is_refused_before_esptool_eras
         in err
 
 
+def test_an_image_for_another_chip_than_the_profiles_is_refused_before_esptool_runs(
+        tmp_path, v1, monkeypatch):
+    # A C3 profile with the classic ESP32's image: esptool would have found no ESP32 on the
+    # port only after the bundle was built, or written the wrong image to a board that took it.
+    files = dict(v1)
+    files["profile.json"] = json.dumps({"device": {"id": "printer-0001"},
+                                        "chip": "esp32c3"}).encode()
+    write_bundle(tmp_path / "b1", files)
+    log = make_stub_esptool(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    (tmp_path / "fw.bin").write_bytes(esp_image(0))
+    (tmp_path / "c3.bin").write_bytes(esp_image(5))
+    with FakeBoard(tmp_path / "board") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
+                                   "--firmware", str(tmp_path / "fw.bin"))
+        assert code == flash.EXIT_BAD_INPUT
+        assert err == ("tether flash: --firmware %s is an image for esp32, and the profile's chip "
+                       "is esp32c3: nothing was written (download the image for your board, or "
+                       "set the profile's chip)\n" % (tmp_path / "fw.bin"))
+        assert not log.exists() and board.bytes_in == 0
+        out = flash_ok(tmp_path / "b1", board, "--firmware", str(tmp_path / "c3.bin"))
+        assert "esptool write-flash --erase-all -z 0x0" in out
+
+
 def test_firmware_options_are_checked_before_a_profile_is_built(tmp_path):
     profile = pathlib.Path(__file__).resolve().parent.parent / "examples" / "printer.yaml"
     code, out, err = run_flash(str(profile), "--port", str(tmp_path / "ttyUSB9"),

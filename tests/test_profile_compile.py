@@ -59,6 +59,7 @@ EXPECTED = {
     "v": 1,
     "device": {"id": "scale-{uid}"},
     "platform": "esp32",
+    "chip": "esp32",        # the default: which ESP32
     "buses": [
         {"id": "bus0", "type": "i2c", "sda": 21, "scl": 22, "frequency": 400_000},
         {"id": "serial", "type": "uart", "tx": 17, "rx": 16, "baud": 9600},

@@ -78,7 +78,7 @@ def test_unknown_key_without_a_close_one_lists_the_known_keys(tmp_path):
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         colour: red
         """) == ["8:1: unknown key 'colour' (expected one of: substitutions, packages, device, "
-                 "platform, buses, sensors, buffer, batch, uplink, wifi)"]
+                 "platform, chip, buses, sensors, buffer, batch, uplink, wifi)"]
 
 
 def test_unknown_top_level_key_suggests_the_plural(tmp_path):
@@ -136,6 +136,59 @@ def test_values_that_passed_the_check_and_broke_the_board_or_the_terminal_are_re
         """, base=BASE.replace('"mqtt://localhost"}', '"mqtt://localhost", topic_prefix: a/b/c/d/e/f}')
     ) == ["6:52: uplink.topic_prefix: expected a topic prefix of at most 128 bytes and 5 levels, "
           "got 'a/b/c/d/e/f'"]
+
+
+C3 = """\
+device: {id: kettle}
+platform: esp32
+chip: esp32c3
+buses:
+  - {id: i2c0, type: i2c, sda: 8, scl: 9}
+  - {id: uart0, type: uart, tx: 21, rx: 20}
+uplink: {broker: "mqtt://localhost"}
+"""
+
+
+def test_an_esp32_c3_is_checked_by_its_own_pins_and_buses(tmp_path):
+    # A C3's I2C on GPIO8/9 and its probe on GPIO3 were refused by the ESP32's rules (GPIO6-11
+    # are its flash, its ADC1 is 32-39), and there was no way to say which chip a board is.
+    (tmp_path / "ok.yaml").write_text(C3 + "sensors:\n"
+                                      "  - {name: tank, driver: level_probe, pin: 3,\n"
+                                      "     calibration: {raw_empty: 400, raw_full: 3700}}\n")
+    compiled, errors = compile(str(tmp_path / "ok.yaml"))
+    assert errors == [] and compiled["chip"] == "esp32c3"
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: tank, driver: level_probe, pin: 5, calibration: {raw_empty: 1, raw_full: 2}}
+          - {name: tank2, driver: level_probe, pin: 14, calibration: {raw_empty: 1, raw_full: 2}}
+          - {name: tank3, driver: level_probe, pin: 22, calibration: {raw_empty: 1, raw_full: 2}}
+        """, base=C3 + "  # line 8\n") == [
+        "10:44: sensors[0].pin: expected an ADC1 pin, 0-4 (ADC2 pins cannot be read while Wi-Fi is "
+        "on), got 5",
+        "11:45: sensors[1].pin: expected a GPIO that is not wired to the ESP32-C3's flash chip "
+        "(12-17), got 14",
+        "12:45: sensors[2].pin: expected an ESP32-C3 GPIO number (0-21), got 22"]
+
+
+def test_a_second_uart_bus_on_a_chip_with_one_free_uart_is_refused(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base=C3.replace("  - {id: uart0, type: uart, tx: 21, rx: 20}\n",
+                             "  - {id: uart0, type: uart, tx: 21, rx: 20}\n"
+                             "  - {id: uart1, type: uart, tx: 4, rx: 5}\n")) == [
+        "7:5: buses[2]: an ESP32C3 has 1 free UART (UART0 is the REPL): this is uart bus 2"]
+
+
+def test_chip_goes_with_an_esp32_and_names_one(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base=BASE.replace("platform: esp32", "platform: esp32\nchip: esp8266")) == [
+        "3:7: chip: expected one of 'esp32', 'esp32s2', 'esp32s3', 'esp32c3', 'esp32c6', got "
+        "'esp8266'"]
+    assert errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base=BASE.replace("platform: esp32", "platform: sim\nchip: esp32c3")) == [
+        "3:7: chip: 'chip' says which ESP32 a board is: it goes with 'platform: esp32'"]
 
 
 def test_wrong_type_says_what_was_expected_and_got(tmp_path):

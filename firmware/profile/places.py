@@ -8,10 +8,40 @@ from firmware.profile.rules import integer
 BUS_NAMES = {"i2c": "an I2C bus", "uart": "a UART bus"}
 I2C_ADDRESS = integer(0x08, 0x77, "an I2C address from 0x08 to 0x77")
 
-ESP32_ABSENT = {20, 24, 28, 29, 30, 31}
-ESP32_FLASH = range(6, 12)
-ESP32_INPUT_ONLY = range(34, 40)
-ESP32_ADC1 = range(32, 40)
+
+class Pins:
+    """An ESP32's GPIOs, from Espressif's datasheets and ESP-IDF's GPIO tables: which exist
+    (`gpios`, and as written for a message), which the flash chip takes on its modules, which
+    only read, and which are ADC1's (ADC2 cannot be read while Wi-Fi is on)."""
+
+    def __init__(self, name, gpios, gpios_text, flash, flash_text, input_only, adc1, adc1_text):
+        self.name = name
+        self.gpios = set(gpios)
+        self.gpios_text = gpios_text
+        self.flash = set(flash)
+        self.flash_text = flash_text
+        self.input_only = set(input_only)
+        self.adc1 = set(adc1)
+        self.adc1_text = adc1_text
+
+
+def _span(*ranges):
+    return [n for r in ranges for n in r]
+
+
+ESP32_PINS = {
+    "esp32": Pins("ESP32", _span(range(0, 20), range(21, 24), range(25, 28), range(32, 40)),
+                  "0-39; there is no GPIO20, 24 or 28-31", range(6, 12), "6-11", range(34, 40),
+                  range(32, 40), "32-39"),
+    "esp32s2": Pins("ESP32-S2", _span(range(0, 22), range(26, 47)), "0-21 and 26-46",
+                    range(26, 33), "26-32", (46,), range(1, 11), "1-10"),
+    "esp32s3": Pins("ESP32-S3", _span(range(0, 22), range(26, 49)), "0-21 and 26-48",
+                    range(26, 33), "26-32", (), range(1, 11), "1-10"),
+    "esp32c3": Pins("ESP32-C3", range(0, 22), "0-21", range(12, 18), "12-17", (), range(0, 5),
+                    "0-4"),
+    "esp32c6": Pins("ESP32-C6", range(0, 31), "0-30", range(24, 31), "24-30", (), range(0, 7),
+                    "0-6"),
+}
 
 
 def pin(use):
@@ -21,18 +51,20 @@ def pin(use):
             raise Invalid(expected("a pin number", node))
         n = node.value
         if ctx.platform == "esp32":
-            if n > 39 or n in ESP32_ABSENT:
-                raise Invalid(expected("an ESP32 GPIO number (0-39; there is no GPIO20, 24 or "
-                                       "28-31)", node))
-            if n in ESP32_FLASH:
-                raise Invalid(expected("a GPIO that is not wired to the ESP32's flash chip (6-11)",
-                                       node))
-            if use == "out" and n in ESP32_INPUT_ONLY:
-                raise Invalid(expected("a GPIO that can drive a line (GPIO34-39 are input only)",
-                                       node))
-            if use == "adc" and n not in ESP32_ADC1:
-                raise Invalid(expected("an ADC1 pin, 32-39 (ADC2 pins cannot be read while Wi-Fi "
-                                       "is on)", node))
+            p = ESP32_PINS[getattr(ctx, "chip", "esp32")]
+            if n not in p.gpios:
+                raise Invalid(expected("an %s GPIO number (%s)" % (p.name, p.gpios_text), node))
+            if n in p.flash:
+                raise Invalid(expected("a GPIO that is not wired to the %s's flash chip (%s)"
+                                       % (p.name, p.flash_text), node))
+            if use == "out" and n in p.input_only:
+                raise Invalid(expected("a GPIO that can drive a line (GPIO%s %s input only)"
+                                       % ("34-39" if len(p.input_only) > 1 else
+                                          min(p.input_only), "are" if len(p.input_only) > 1
+                                          else "is"), node))
+            if use == "adc" and n not in p.adc1:
+                raise Invalid(expected("an ADC1 pin, %s (ADC2 pins cannot be read while Wi-Fi "
+                                       "is on)" % p.adc1_text, node))
         elif ctx.platform == "rpi":
             if use == "adc":
                 raise Invalid("the Raspberry Pi has no ADC: use 'adc:' with an ADS1115 instead of "

@@ -18,6 +18,7 @@ from firmware.profile.chips import DRIVERS
 from firmware.profile.insights import INSIGHTS
 from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.places import pin
+from hal.esp32 import CHIPS as ESP32_CHIPS
 from firmware.profile.rules import (
     EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, integer, list_of, number,
     label, mqtt_text, pattern, resolution, section, size, sub, unknown_keys)
@@ -25,8 +26,8 @@ from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
 from ingest.url import BadURL, parse_broker
 
-TOP_KEYS = ["substitutions", "packages", "device", "platform", "buses", "sensors", "buffer",
-            "batch", "uplink", "wifi"]
+TOP_KEYS = ["substitutions", "packages", "device", "platform", "chip", "buses", "sensors",
+            "buffer", "batch", "uplink", "wifi"]
 PLATFORMS = ["esp32", "rpi", "sim"]
 
 NAME = r"[a-z][a-z0-9_]{0,31}"
@@ -48,6 +49,17 @@ def known(node, key, table):
 def platform(ctx, node):
     ctx.platform = choice(PLATFORMS)(ctx, node)
     return ctx.platform
+
+
+def chip(ctx, node):
+    """Which ESP32 (its pins, its buses): only with `platform: esp32`, whose default it is."""
+    if ctx.platform != "esp32":
+        raise Invalid("'chip' says which ESP32 a board is: it goes with 'platform: esp32'")
+    if node.tag != "str" or node.value not in ESP32_CHIPS:
+        # no "did you mean": esp8266 and esp32c5 are other chips, not typos of esp32c6
+        raise Invalid(expected("one of %s" % ", ".join("'%s'" % c for c in ESP32_CHIPS), node))
+    ctx.chip = node.value
+    return ctx.chip
 
 
 def device_id(ctx, node):
@@ -110,7 +122,16 @@ def bus(ctx, node):
 
 def buses(ctx, node):
     out = list_of(bus)(ctx, node)
+    uarts = 0
     for b, n in zip(out, node.value or []):
+        if ctx.platform == "esp32" and b and b.get("type") == "uart":
+            uarts += 1
+            free = len(ESP32_CHIPS[ctx.chip][1])
+            if uarts > free:
+                # the board stopped at boot: machine.UART(2) on a chip that has no UART2
+                ctx.problems.append(at(n, "an %s has %d free UART%s (UART0 is the REPL): this "
+                                       "is uart bus %d" % (ctx.chip.upper(), free,
+                                                           "" if free == 1 else "s", uarts)))
         if b and "id" in b:
             if b["id"] in ctx.buses:
                 ctx.problems.append(at(n.value["id"], "duplicate bus id %s (also %s)"
@@ -508,6 +529,7 @@ def wifi(ctx, node):
 
 TOP_FIELDS = [  # in this order: later parts depend on the platform, the device id, the buses
     ("platform", "platform", platform, REQUIRED),
+    ("chip", "chip", chip, None),
     ("device", "device", device, REQUIRED),
     ("buses", "buses", buses, []),
     ("sensors", "sensors", sensors, REQUIRED),
@@ -520,10 +542,12 @@ TOP_FIELDS = [  # in this order: later parts depend on the platform, the device 
 
 def compile_root(root):
     """(compiled dict, problems, compiled paths of values from secrets) for a loaded profile."""
-    ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, buses={}, device_id=None,
-                          utc_offset_min=0)
+    ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, chip="esp32", buses={},
+                          device_id=None, utc_offset_min=0)
     unknown_keys(ctx, root, TOP_KEYS)
     out = section(ctx, root, TOP_FIELDS, strict=False)
+    if out.get("platform") == "esp32":
+        out.setdefault("chip", "esp32")
     out["v"] = FORMAT
     crosscheck.check(ctx, root, out)
     if ctx.platform == "esp32":

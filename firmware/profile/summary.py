@@ -166,7 +166,7 @@ def summary(path, compiled, secret_fields):
         login += " sent in clear text (mqtt://; mqtts:// encrypts it)"
     lines = [
         "%s: ok" % path,
-        "  device    %s%s on %s" % (d["id"], model, c["platform"]),
+        "  device    %s%s on %s" % (d["id"], model, c.get("chip") or c["platform"]),
         "  broker    %s:%s%s%s, client id %s" % (u["host"], u["port"], tls, login, u["client_id"]),
         "  topics    %s/%s/up/..., encoding %s%s" % (
             u["prefix"], d["id"], u["encoding"], " + deflate" if u["deflate"] is True else ""),

@@ -15,10 +15,10 @@ GPS = {"id": "gps", "type": "uart", "tx": 4, "rx": 5, "baud": 115200}
 THIRD = {"id": "third", "type": "uart", "tx": 12, "rx": 13, "baud": 9600}
 
 
-def with_fake(check):
+def with_fake(check, chip="esp32"):
     M.install()
     try:
-        platform = Esp32Platform()
+        platform = Esp32Platform(chip)
         check(platform)
     finally:
         M.uninstall()
@@ -56,6 +56,19 @@ def test_esp32_uarts_are_uart1_and_uart2_with_baud_pins_and_timeout():
         assert "UART0" in str(err) and "third" in str(err)
         assert len([c for c in M.calls if c[0] == "UART"]) == 2
     with_fake(check)
+
+
+def test_an_esp32_c3_has_one_hardware_i2c_and_one_free_uart():
+    # I2C(1) and UART2 raised machine's own ValueError at boot on a C3
+    def check(p):
+        a = p.i2c(I2C0)
+        b = p.i2c(I2C1)
+        assert type(a) is M.I2C and a.args == (0,) and type(b) is M.SoftI2C
+        assert p.uart(MAINS).args == (1,)
+        err = raises(ValueError, p.uart, GPS)
+        assert str(err) == ("uart bus gps: an ESP32C3 has 1 free UART (UART0 is the REPL), and 1 "
+                            "is already open")
+    with_fake(check, "esp32c3")
 
 
 def test_esp32_pins_in_and_out_with_pull_and_start_value():
