@@ -124,6 +124,9 @@ def write_plots(db, parts, outdir, per_kind=3):
     meters = [(name, ds) for name, ds in meters if ds]
     if meters:
         out.append(_energy(plt, outdir, meters, found, start, end_days))
+    signals = by_kind.get("Signals", [])
+    if signals:
+        out.append(_readings(plt, outdir, signals[:per_kind], start, end_days, len(signals)))
     if fleet.history:
         out.append(_backlog(plt, outdir, fleet, start))
     return out
@@ -431,6 +434,34 @@ def _energy(plt, outdir, meters, found, start, end_days):
     for ax in axes[-1]:
         ax.set_xlabel("days")
     return _save(fig, outdir, "energy.png")
+
+
+MAX_CHANNELS_SHOWN = 6
+
+
+def _readings(plt, outdir, devices, start, end_days, total):
+    """A product no appliance model fits (made-up signals): each of its sensors as stored, a
+    line per device. It had no plot but the backlog."""
+    sensors = devices[0].profile["sensors"][:MAX_CHANNELS_SHOWN]
+    fig, axes = plt.subplots(len(sensors), 1, figsize=(11, 2.2 * len(sensors) + 0.6),
+                             sharex=True, squeeze=False)
+    for ax, s in zip(axes[:, 0], sensors):
+        for d in devices:
+            pts = series(d.db, d.device_id, s["name"])
+            ax.plot([_days(t, start) for t, _ in pts], [v for _, v in pts], linewidth=0.8,
+                    label=d.device_id)
+        ax.set_ylabel("%s (%s)" % (s["name"], s.get("unit", "")), fontsize="small")
+        ax.set_xlim(0, end_days)
+    axes[0, 0].set_title("Readings as stored (made-up signals: no appliance model fits this "
+                         "product)")
+    axes[-1, 0].set_xlabel("days")
+    _outside_legend(axes[0, 0], [axes[0, 0]])
+    more = len(devices[0].profile["sensors"]) - len(sensors)
+    if total > len(devices) or more > 0:
+        fig.suptitle("%d of %d devices%s" % (len(devices), total, (", %d of %d sensors" % (
+            len(sensors), len(sensors) + more)) if more > 0 else ""), y=1.0, fontsize=10,
+            color="0.3")
+    return _save(fig, outdir, "readings.png")
 
 
 def _backlog(plt, outdir, fleet, start):

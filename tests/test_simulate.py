@@ -580,9 +580,11 @@ def test_a_product_no_appliance_model_fits_runs_on_made_up_signals_and_loses_not
     proc = subprocess.run([sys.executable, "-m", "firmware.cli", "simulate", "--fleet",
                            str(tmp_path / "fleet.yaml"), "--duration", "6h", "--faults", "",
                            "--workdir", str(tmp_path / "run"), "--report",
-                           str(tmp_path / "r.json")],
+                           str(tmp_path / "r.json"), "--plots", str(tmp_path / "plots")],
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # its readings drawn: it had only the backlog's plot
+    assert (tmp_path / "plots" / "readings.png").read_bytes().startswith(PNG)
     assert ("simulated as: 2 Brewmaster BM-12 as made-up signals (no appliance model fits"
             in proc.stdout), proc.stdout
     report = json.load(open(tmp_path / "r.json"))
