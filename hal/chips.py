@@ -19,6 +19,7 @@ CHIPS = {
     "hx711": {},
     "ads1115": {},
     "level_probe": {"adc": "ads1115"},
+    "sht3x": {},
 }
 
 

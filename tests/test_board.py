@@ -26,10 +26,11 @@ def test_read_prints_every_sensor_with_its_unit_at_its_resolution():
     proc = tether("read", FIXTURE)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0] == FIXTURE + " on sim: 8 sensors"
-    assert lines[1:] == ["  power   3.5 W", "  mains   3.5 W", "  energy  15230 Wh",
-                         "  pills   30 count", "  weight  13.5 g", "  volts   1.0 V",
-                         "  ink_c   50.0 %", "  ink_k   50.0 %"]
+    assert lines[0] == FIXTURE + " on sim: 10 sensors"
+    assert lines[1:] == ["  power    3.5 W", "  mains    3.5 W", "  energy   15230 Wh",
+                         "  pills    30 count", "  weight   13.5 g", "  volts    1.0 V",
+                         "  ink_c    50.0 %", "  ink_k    50.0 %", "  cabinet  21.0 Cel",
+                         "  damp     45.0 %RH"]
 
 
 def test_read_reports_each_failing_sensor_and_exits_1():
@@ -37,9 +38,9 @@ def test_read_reports_each_failing_sensor_and_exits_1():
                   "--count", "2", "--interval", "1ms")
     assert proc.returncode == 1
     out = proc.stdout
-    assert out.count("  power   ERROR INA219 at i2c0:0x40 did not acknowledge") == 2
+    assert out.count("  power    ERROR INA219 at i2c0:0x40 did not acknowledge") == 2
     assert out.count("ERROR PZEM-004T at uart1:1") == 4  # mains and energy: one chip
-    assert "  volts   1.0 V" in out and out.endswith("6 of 16 readings failed\n")
+    assert "  volts    1.0 V" in out and out.endswith("6 of 20 readings failed\n")
 
 
 def test_read_names_the_type_of_an_exception_no_driver_meant():

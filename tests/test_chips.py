@@ -178,7 +178,7 @@ def test_a_chips_modules_reach_other_chips_only_through_the_registry(name):
     ("examples/washer.yaml", ["pzem004t"]),
     ("examples/fridge.yaml", ["pzem004t"]),
     # A level probe on an ADS1115 needs that chip's driver too.
-    (ALL_DRIVERS, ["ads1115", "hx711", "ina219", "level_probe", "pzem004t"]),
+    (ALL_DRIVERS, ["ads1115", "hx711", "ina219", "level_probe", "pzem004t", "sht3x"]),
 ])
 def test_modules_names_the_drivers_a_profile_uses_and_with_sim_their_virtual_chips(path,
                                                                                   drivers):
@@ -238,6 +238,7 @@ sensors:
   - {name: volts, driver: ads1115, bus: i2c0}
   - {name: ink, driver: level_probe, adc: {bus: i2c0, channel: 2},
      calibration: {raw_empty: 410, raw_full: 3720}}
+  - {name: cabinet, driver: sht3x, bus: i2c0}
 uplink: {broker: "mqtt://localhost"}
 """
 

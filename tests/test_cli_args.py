@@ -103,7 +103,7 @@ def test_read_takes_several_profiles_and_skips_their_secrets(capsys):
     assert main(["read", SIM_PROFILE, "examples/secrets.yaml", "examples/printer.yaml",
                  "--platform", "sim"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(SIM_PROFILE + " on sim: 8 sensors\n")
+    assert out.startswith(SIM_PROFILE + " on sim: 10 sensors\n")
     assert "\n\nexamples/printer.yaml on sim: 5 sensors\n  ink_c  50.0 %\n" in out
     assert "secrets" not in out
 

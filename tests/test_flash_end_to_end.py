@@ -43,6 +43,7 @@ sensors:
   - {name: volts, driver: ads1115, bus: i2c0, channel: 2, interval: 250ms}
   - {name: pills, driver: hx711, pins: {dout: 8, sck: 9}, quantity: count, unit: count,
      resolution: 1, interval: 250ms, calibration: {tare: 0, scale: 1, pill_weight: 1}}
+  - {name: cabinet, driver: sht3x, bus: i2c0, quantity: temperature, interval: 250ms}
 """)
 # Six sensors' drivers, virtual chips and channels: about 220 KB in use after start on the
 # 64-bit unix port, where the one-sensor board needs about 170 KB.

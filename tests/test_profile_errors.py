@@ -276,7 +276,7 @@ def test_driver_name_typo_suggests_the_driver(tmp_path):
         sensors:
           - {name: power, driver: ina291, bus: i2c0}
         """) == ["8:27: sensors[0].driver: expected one of 'ina219', 'pzem004t', 'hx711', "
-                 "'ads1115', 'level_probe', got 'ina291', did you mean 'ina219'?"]
+                 "'ads1115', 'level_probe', 'sht3x', got 'ina291', did you mean 'ina219'?"]
 
 
 def test_a_driver_named_in_capitals_suggests_its_name(tmp_path):

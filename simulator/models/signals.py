@@ -26,7 +26,7 @@ STEP_MS = MINUTE_MS
 STEPS = DAY_MS // STEP_MS
 TAU_MS = 6 * HOUR_MS
 USUAL = {"weight": (0.0, 1000.0), "count": (0.0, 60.0), "voltage": (0.2, 3.0),
-         "level": (0.0, 100.0)}
+         "level": (0.0, 100.0), "temperature": (15.0, 30.0), "humidity": (30.0, 70.0)}
 INA219_MAX_A = 3.2      # the driver's default calibration
 INA219_RAIL_V = 12.0    # base.Meter's rail
 

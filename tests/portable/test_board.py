@@ -118,7 +118,7 @@ def test_each_fault_a_sensor_lists_is_taken_and_ends_at_clear():
 def test_where_names_each_kind_of_place_as_errors_do():
     assert [chips.driver(s["driver"]).where(s) for s in PROFILE["sensors"]] == [
         "i2c0:0x40", "uart1:1", "uart1:1", "pins 4/5", "pins 4/5", "i2c0:0x48", "pin 34",
-        "i2c0:0x48 AIN2"]
+        "i2c0:0x48 AIN2", "i2c0:0x44", "i2c0:0x44"]
 
 
 def test_a_bus_that_cannot_be_opened_fails_its_sensors_until_it_can_be():
