@@ -176,7 +176,7 @@ def test_a_chips_modules_reach_other_chips_only_through_the_registry(name):
     ("examples/reference-printer.yaml", ["hx711", "ina219", "level_probe", "pzem004t"]),
     ("examples/pill-bottle.yaml", ["hx711"]),
     ("examples/washer.yaml", ["pzem004t"]),
-    ("examples/fridge.yaml", ["pzem004t"]),
+    ("examples/fridge.yaml", ["pzem004t", "sht3x"]),
     # A level probe on an ADS1115 needs that chip's driver too.
     (ALL_DRIVERS, ["ads1115", "hx711", "ina219", "level_probe", "pzem004t", "sht3x"]),
 ])

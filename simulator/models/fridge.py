@@ -3,7 +3,8 @@
 # units. HOST-ONLY (CPython).
 #
 # Sensors it drives: every power meter quantity of the profile (power W, energy Wh as the exact
-# integral of the power, voltage V, current, power factor), as the washer does.
+# integral of the power, voltage V, current, power factor), as the washer does; and every
+# `temperature` sensor (an SHT3x in the cabinet): the thermal model's cabinet, +-0.05 C.
 #
 # Thermal model (Newton cooling, solved exactly between events, no time steps): the cabinet at
 # temperature T warms towards the room, dT/dt = (T_room - T) / tau, with tau = 310 min
@@ -34,8 +35,8 @@
 # degrading, degrade_per_week, degrade_onset_ms and failure_ms (None on healthy units).
 import math
 
-from simulator.models.base import (DAY_MS, FOREVER, HOUR_MS, MINUTE_MS, WEEK_MS, Meter, Model,
-                                   PowerTrace, day_of_year, slot_ms_for)
+from simulator.models.base import (DAY_MS, FOREVER, HOUR_MS, MINUTE_MS, NOISE, NOISE_MASK, WEEK_MS,
+                                   Meter, Model, PowerTrace, day_of_year, slot_ms_for)
 from simulator.models.washer import Mains, put_mains
 
 DEGRADING_FRACTION = 0.2
@@ -76,6 +77,11 @@ class Fridge(Model):
         self.meter = Meter(profile)
         self.trace = PowerTrace(slot_ms_for(profile), self.plan_next_day, self.noise, start_ms,
                                 rng.uniform(50000, 900000))
+        self.cabinet = [s["name"] for s in profile["sensors"] if s["quantity"] == "temperature"]
+        # The cabinet's course as planned: (from, to, temperature at from, towards), each a
+        # stretch of Newton cooling, for the temperature sensors; kept only from the last read.
+        self.stretches = []
+        self._stretch = 0
 
     def room_at(self, t_ms):
         season = 3.0 * math.cos(2 * math.pi * (day_of_year(t_ms) - 200) / 365.0)
@@ -150,6 +156,8 @@ class Fridge(Model):
                 nxt = defrost
             if not self.dead and failure < nxt:
                 nxt = failure
+            if self.cabinet and nxt > t:
+                self.stretches.append((t, nxt, temp, eq))
             self.temp = eq + (temp - eq) * math.exp(-(nxt - t) / tau)
             t = nxt
             if not self.dead and t == failure:
@@ -169,6 +177,8 @@ class Fridge(Model):
                 tr.emit(t + DEFROST_MS, self.heater_w, 1.0, "defrost")
                 self.record(tr.end_ms, "defrosts", (start, tr.end_ms))
                 room = self.room_at(t)
+                if self.cabinet:
+                    self.stretches.append((t, tr.end_ms, self.temp, room))
                 self.temp = room + (self.temp - room) * math.exp(-DEFROST_MS / tau) + 1.0
                 t = tr.end_ms
                 defrost = None
@@ -185,7 +195,26 @@ class Fridge(Model):
             tr.emit(day1, OFF_W, 0.1, "off")
 
     def driven(self):
-        return self.meter.names
+        return self.meter.names | set(self.cabinet)
 
     def drive(self, t_ms, platform):
         put_mains(self, t_ms, platform)
+        if self.cabinet:
+            # noise by the second, not by the call: the readings of a seed at any speed
+            c = self.cabinet_at(t_ms) + 0.05 * NOISE[
+                ((t_ms // 1000) * 2654435761 + self.seed_key[1]) & NOISE_MASK]
+            for name in self.cabinet:
+                platform.set(name, c)
+
+    def cabinet_at(self, t_ms):
+        """The cabinet's temperature at t_ms (planned; device time never goes back)."""
+        st = self.stretches
+        i = self._stretch
+        while i + 1 < len(st) and st[i][1] <= t_ms:
+            i += 1
+        if i > 256:         # a year of stretches is no list to keep
+            del st[:i]
+            i = 0
+        self._stretch = i
+        t0, t1, temp, eq = st[i]
+        return eq + (temp - eq) * math.exp(-(min(t_ms, t1) - t0) / self.tau)
