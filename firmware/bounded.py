@@ -31,14 +31,24 @@ def read(path, limit, what):
     """The bytes of the file at path: OSError as open() raises it, TooLarge past limit."""
     if "\0" in path:  # open() raises ValueError for it
         raise OSError(errno.EINVAL, "a file name cannot hold a NUL character")
-    # A named pipe's open() waits for a writer for ever (`tether check fifo` hung); a device
-    # such as /dev/zero reads to the limit below
+    # A named pipe's open() waits for a writer for ever (`tether check fifo` hung): opened without
+    # waiting, then read as it comes; a pipe being written (`<(cat p.yaml)`, /dev/stdin) reads
+    # whole, one nobody writes is said so. A device such as /dev/zero reads to the limit below.
     try:
         mode = os.stat(path).st_mode
     except OSError:
         mode = 0        # open() says why
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
-        raise OSError(errno.EINVAL, "a named pipe or a socket, not a file")
+    if stat.S_ISSOCK(mode):
+        raise OSError(errno.EINVAL, "a socket, not a file")
+    if stat.S_ISFIFO(mode):
+        import fcntl
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            data = read_stream(f, limit, what)
+        if not data:
+            raise OSError(errno.EINVAL, "a named pipe that nobody writes to")
+        return data
     with open(path, "rb") as f:
         return read_stream(f, limit, what)
 

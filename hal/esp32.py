@@ -7,7 +7,8 @@
 #
 #   I2C   the first two i2c buses get the hardware peripherals I2C(0) and I2C(1), in the order they
 #         are opened; any further bus is a machine.SoftI2C (bit-banged, any output pin).
-#   UART  UART0 carries the REPL, so uart buses get UART1 then UART2; a third is an error.
+#   UART  UART0 carries the REPL, so uart buses get UART1 then UART2 (UART1 alone on the S2, C3
+#         and C6); one more is an error.
 #   ADC   ADC(Pin(n), atten=ADC.ATTN_11DB): 11 dB attenuation, the widest input range (full
 #         scale about 3.1-3.3 V, linear from about 0.15 to 2.45 V per the ESP32 quick reference),
 #         so a probe on the 3.3 V rail stays within read_u16()'s 0-65535.
@@ -22,6 +23,11 @@
 CHIPS = {"esp32": ((0, 1), (1, 2)), "esp32s2": ((0, 1), (1,)), "esp32s3": ((0, 1), (1, 2)),
          "esp32c3": ((0,), (1,)), "esp32c6": ((0,), (1,))}
 _DEFAULT_UART_TIMEOUT_MS = 100
+
+
+def _name(chip):
+    """'ESP32-C3' for esp32c3, as Espressif writes it."""
+    return "ESP32" + ("-" + chip[5:].upper() if len(chip) > 5 else "")
 
 
 class Esp32Platform:
@@ -69,7 +75,7 @@ class Esp32Platform:
         used = len(self._uart)
         if used >= len(self._uart_ids):
             raise ValueError("uart bus %s: an %s has %d free UART%s (UART0 is the REPL), and %d "
-                             "%s already open" % (bus["id"], self.chip.upper(),
+                             "%s already open" % (bus["id"], _name(self.chip),
                                                   len(self._uart_ids),
                                                   "s" if len(self._uart_ids) > 1 else "",
                                                   used, "is" if used == 1 else "are"))

@@ -98,10 +98,11 @@ class Ingest(Handlers):
                  group_size=500, ack_after_store=True, repair=True, clock=None, devices=None):
         topics.check_group(group)
         prefix = topics.check_prefix(prefix)
-        if client_id is not None and not client_id:
-            # paho refuses it with a persistent session, and a broker makes one up for a clean
-            # one: the ingest's session would not be found again
-            raise ValueError("--client-id: empty (leave it out for a fixed id per process slot)")
+        if client_id is not None and not client_id and persistent:
+            # paho refuses it with a persistent session: a broker makes one up, and the ingest's
+            # session would not be found again (a clean session may leave it to the broker)
+            raise ValueError("--client-id: empty (leave it out for a fixed id per process slot, "
+                             "or give --clean-session)")
         for what, text in (("--client-id", client_id), ("--username", username),
                            ("the password", password)):
             if text is not None and len(text.encode("utf-8", "surrogatepass")) > 65535:

@@ -126,7 +126,11 @@ def write_plots(db, parts, outdir, per_kind=3):
         out.append(_energy(plt, outdir, meters, found, start, end_days))
     signals = by_kind.get("Signals", [])
     if signals:
-        out.append(_readings(plt, outdir, signals[:per_kind], start, end_days, len(signals)))
+        # one product's sensors: another's devices drawn under its names showed nothing
+        kinds = [tuple(s["name"] for s in d.profile["sensors"]) for d in signals]
+        same = [d for d, k in zip(signals, kinds) if k == kinds[0]]
+        out.append(_readings(plt, outdir, same[:per_kind], start, end_days, len(same),
+                             len(set(kinds))))
     if fleet.history:
         out.append(_backlog(plt, outdir, fleet, start))
     return out
@@ -439,7 +443,7 @@ def _energy(plt, outdir, meters, found, start, end_days):
 MAX_CHANNELS_SHOWN = 6
 
 
-def _readings(plt, outdir, devices, start, end_days, total):
+def _readings(plt, outdir, devices, start, end_days, total, products=1):
     """A product no appliance model fits (made-up signals): each of its sensors as stored, a
     line per device. It had no plot but the backlog."""
     sensors = devices[0].profile["sensors"][:MAX_CHANNELS_SHOWN]
@@ -457,10 +461,15 @@ def _readings(plt, outdir, devices, start, end_days, total):
     axes[-1, 0].set_xlabel("days")
     _outside_legend(axes[0, 0], [axes[0, 0]])
     more = len(devices[0].profile["sensors"]) - len(sensors)
-    if total > len(devices) or more > 0:
-        fig.suptitle("%d of %d devices%s" % (len(devices), total, (", %d of %d sensors" % (
-            len(sensors), len(sensors) + more)) if more > 0 else ""), y=1.0, fontsize=10,
-            color="0.3")
+    notes = []
+    if total > len(devices):
+        notes.append("%d of %d devices" % (len(devices), total))
+    if more > 0:
+        notes.append("%d of %d sensors" % (len(sensors), len(sensors) + more))
+    if products > 1:
+        notes.append("the first of %d products on made-up signals" % products)
+    if notes:
+        fig.suptitle(", ".join(notes), y=1.0, fontsize=10, color="0.3")
     return _save(fig, outdir, "readings.png")
 
 

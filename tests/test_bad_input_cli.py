@@ -72,17 +72,22 @@ def test_a_pem_file_naming_dev_zero_states_its_size_limit(tmp_path):
             "uplink.ca: cannot read '/dev/zero': larger than 1 MiB, the limit for a PEM file")
 
 
-def test_a_named_pipe_is_refused_not_waited_on(tmp_path):
+def test_a_named_pipe_nobody_writes_is_said_so_not_waited_on(tmp_path):
     # open() of a FIFO waits for a writer: check, decode and a profile's CA hung for ever
     fifo = tmp_path / "fifo"
     os.mkfifo(str(fifo))
-    refused(tether("check", fifo), "%s: cannot read: a named pipe or a socket, not a file" % fifo)
-    refused(tether("decode", fifo), "tether decode: %s: a named pipe or a socket, not a file"
-            % fifo)
+    refused(tether("check", fifo), "%s: cannot read: a named pipe that nobody writes to" % fifo)
+    refused(tether("decode", fifo), "tether decode: %s: a named pipe that nobody writes to" % fifo)
     path = product(tmp_path)
     path.write_text(PROFILE.replace('"mqtt://localhost"', '"mqtts://localhost", ca: %s' % fifo))
-    refused(tether("check", path), "uplink.ca: cannot read '%s': a named pipe or a socket, not a "
-            "file" % fifo)
+    refused(tether("check", path), "uplink.ca: cannot read '%s': a named pipe that nobody writes "
+            "to" % fifo)
+    # a pipe that is written is read whole, as before: `tether check /dev/stdin`
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "check", "/dev/stdin"],
+                          input=PROFILE, capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=120)
+    assert proc.returncode == 0 and "/dev/stdin: ok" in proc.stdout, proc.stdout + proc.stderr
 
 
 def test_a_package_outside_the_profiles_folder_is_refused_unread(tmp_path):

@@ -102,7 +102,7 @@ def test_tether_ingest_refuses_a_bad_url_in_one_line(tmp_path, broker, db, says)
 
 @pytest.mark.parametrize("option, value, says", [
     ("--client-id", "", "tether ingest: --client-id: empty (leave it out for a fixed id per "
-     "process slot)\n"),
+     "process slot, or give --clean-session)\n"),
     ("--client-id", "x" * 70000, "tether ingest: --client-id: longer than MQTT's 65535 bytes\n"),
     ("--username", "u" * 70000, "tether ingest: --username: longer than MQTT's 65535 bytes\n"),
 ])

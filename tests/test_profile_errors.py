@@ -131,6 +131,11 @@ def test_values_that_passed_the_check_and_broke_the_board_or_the_terminal_are_re
         "6:197: uplink.username: expected at most MQTT's 65535 bytes, got 70000",
         "8:16: buffer.path: expected a folder path, got 'state\\x00b'",
     ]
+    # a no-break space is no control character (a model name of the shop's own)
+    (tmp_path / "nbsp.yaml").write_text(BASE.replace(
+        "{id: kettle}", '{id: kettle, model: "Acme\\u00a0WashPro 8"}')
+        + "sensors: [{name: power, driver: ina219, bus: i2c0}]\n")
+    assert compile(str(tmp_path / "nbsp.yaml"))[1] == []
     assert errors_of(tmp_path, """\
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         """, base=BASE.replace('"mqtt://localhost"}', '"mqtt://localhost", topic_prefix: a/b/c/d/e/f}')
@@ -166,7 +171,7 @@ def test_an_esp32_c3_is_checked_by_its_own_pins_and_buses(tmp_path):
         "10:44: sensors[0].pin: expected an ADC1 pin, 0-4 (ADC2 pins cannot be read while Wi-Fi is "
         "on), got 5",
         "11:45: sensors[1].pin: expected a GPIO that is not wired to the ESP32-C3's flash chip "
-        "(12-17), got 14",
+        "(11-17), got 14",
         "12:45: sensors[2].pin: expected an ESP32-C3 GPIO number (0-21), got 22"]
 
 
@@ -176,7 +181,18 @@ def test_a_second_uart_bus_on_a_chip_with_one_free_uart_is_refused(tmp_path):
         """, base=C3.replace("  - {id: uart0, type: uart, tx: 21, rx: 20}\n",
                              "  - {id: uart0, type: uart, tx: 21, rx: 20}\n"
                              "  - {id: uart1, type: uart, tx: 4, rx: 5}\n")) == [
-        "7:5: buses[2]: an ESP32C3 has 1 free UART (UART0 is the REPL): this is uart bus 2"]
+        "7:5: buses[2]: an ESP32-C3 has 1 free UART (UART0 is the REPL): this is uart bus 2"]
+
+
+def test_a_mistyped_chip_is_one_error_not_its_pins_judged_by_another_chips_rules(tmp_path):
+    # Espressif writes ESP32-C3: "esp32-c3" gave the chip's error and five about the classic
+    # ESP32's flash pins and ADC1
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: tank, driver: level_probe, pin: 4, calibration: {raw_empty: 1, raw_full: 2}}
+        """, base=C3.replace("chip: esp32c3", "chip: esp32-c3") + "# 8\n") == [
+        "3:7: chip: expected one of 'esp32', 'esp32s2', 'esp32s3', 'esp32c3', 'esp32c6', got "
+        "'esp32-c3', did you mean 'esp32c3'?"]
 
 
 def test_chip_goes_with_an_esp32_and_names_one(tmp_path):
@@ -189,6 +205,11 @@ def test_chip_goes_with_an_esp32_and_names_one(tmp_path):
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         """, base=BASE.replace("platform: esp32", "platform: sim\nchip: esp32c3")) == [
         "3:7: chip: 'chip' says which ESP32 a board is: it goes with 'platform: esp32'"]
+    # a platform said wrong is said once, not again at its chip
+    errors = errors_of(tmp_path, """\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        """, base=BASE.replace("platform: esp32", "platform: esp23\nchip: esp32c3"))
+    assert [e for e in errors if "chip" in e] == []
 
 
 def test_wrong_type_says_what_was_expected_and_got(tmp_path):
@@ -789,7 +810,18 @@ def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insigh
         "letters, digits and '_' that starts with a letter, got 'Low'",
         # two raising and clearing one event: which one crossed?
         "19:17: sensors[0].thresholds[5].event: event 'low' is taken: sensors[0].thresholds[4] "
-        "raises it too; name the threshold's event otherwise"]
+        "raises it too, below its level; name the threshold's event otherwise"]
+    # a band's two ends, one below and one above, are one alarm
+    (tmp_path / "band.yaml").write_text(BASE + textwrap.dedent("""\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            thresholds:
+              - {event: out_of_range, below: 5}
+              - {event: out_of_range, above: 95}
+        """))
+    assert compile(str(tmp_path / "band.yaml"))[1] == []
 
 
 def test_a_threshold_past_the_sensors_plausibility_range_is_refused_it_never_fires(tmp_path):

@@ -375,6 +375,15 @@ def test_a_compiled_profile_with_values_its_yaml_could_not_have_is_refused_at_th
          "uplink.deflate: expected true or false, got 1"),
         (lambda p: p.update(sensors=[]), "sensors: expected 1 to 256 sensors, got 0"),
         (lambda p: p.update(v=99), "v: expected 1 (the compiled format of this Tether), got 99"),
+        # an `above` of "x" stopped the agent at its first reading; a list for a driver was
+        # the checker's own TypeError
+        (lambda p: p["sensors"][0].update(thresholds=[{"event": "hot", "above": "x",
+                                                       "hysteresis": 0}]),
+         'sensors[0].thresholds[0]: expected {event, below or above: a number, hysteresis: 0 or '
+         'more}, got {"event": "hot", "above": "x", "hyste...'),
+        (lambda p: p["sensors"][0].update(driver=["ina219"]),
+         'sensors[0]: expected a sensor with a driver (ina219, pzem004t, hx711, ads1115, '
+         'level_probe, sht3x), got {"name": "power", "driver": ["ina219"...'),
     ]
     for i, (edit, says) in enumerate(cases):
         compiled = compile_profile(str(profile))[0]

@@ -84,6 +84,24 @@ def test_a_short_run_of_printers_sees_every_swap_on_its_reading():
     assert sum(len(u.truth["ink_empty"]) for u in units) == got["cartridges that ran dry"][0]
 
 
+def test_a_sensor_the_printer_model_leaves_to_made_up_signals_is_not_scored():
+    # A waste-ink level beside the cartridges, with a consumable insight: each refill of its
+    # made-up level was scored as a false cartridge swap.
+    import copy
+    p = profile()
+    waste = copy.deepcopy(next(s for s in p["sensors"] if s["name"] == "ink_k"))
+    waste["name"] = "waste"
+    p["sensors"].append(waste)
+    units = run(p, devices=3, days=21, seed=5, direct=True)
+    assert all(u.truth["made_up"] == ["waste"] for u in units)
+    assert any(i[2] == "waste" for u in units for i in u.insights)  # it ran, and sent events
+    from simulator import scores
+    assert lines(units)["false swaps"][0] > 0     # by the area alone: its refills as swaps
+    got = {name: (value, ok) for name, value, target, ok in scores.score(units)["consumables"]}
+    assert got["false swaps"] == (0, True)
+    assert got["swaps detected within one reading"] == (1.0, True)
+
+
 def test_a_cartridge_changed_at_ink_low_is_judged_against_its_low_crossing():
     p = profile()
     d = lambda days: T0 + int(days * DAY)

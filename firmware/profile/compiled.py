@@ -9,6 +9,7 @@ from agent.profile import FORMAT
 from agent.schema import MAX_CHANNELS
 from firmware.profile import schema
 from firmware.profile.chips import DRIVERS
+from firmware.profile.insights import INSIGHTS
 from firmware.profile.rules import boolean
 
 
@@ -51,7 +52,8 @@ def problems(profile):
         out.append("sensors: expected 1 to %d sensors, got %d" % (MAX_CHANNELS, len(sensors)))
     for i, s in enumerate(sensors):
         where = "sensors[%d]" % i
-        if not isinstance(s, dict) or s.get("driver") not in DRIVERS:
+        if not isinstance(s, dict) or not isinstance(s.get("driver"), str) or (
+                s["driver"] not in DRIVERS):
             out.append("%s: expected a sensor with a driver (%s), got %s"
                        % (where, ", ".join(DRIVERS), _shown(s)))
             continue
@@ -61,4 +63,42 @@ def problems(profile):
                 isinstance(x, int) and not isinstance(x, bool) for x in r) and r[0] > 0):
             out.append("%s.resolution: expected [mantissa above 0, exponent], got %s"
                        % (where, _shown(r)))
+        _judged(s, where, out)
     return out
+
+
+def _number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and v == v
+
+
+def _judged(s, where, out):
+    """A sensor's filters, thresholds and insight type: what the sampler compares readings
+    with (an `above` of "x" stopped the agent at its first reading)."""
+    f = s.get("filters", {})
+    if not isinstance(f, dict):
+        out.append("%s.filters: expected a map, got %s" % (where, _shown(f)))
+    else:
+        for key in f:
+            ok = (isinstance(f[key], int) and not isinstance(f[key], bool) and f[key] >= 3
+                  and f[key] % 2 == 1) if key == "median" else _number(f[key])
+            if not ok:
+                out.append("%s.filters.%s: expected %s, got %s" % (
+                    where, key, "an odd window of 3 or more" if key == "median" else "a number",
+                    _shown(f[key])))
+    ths = s.get("thresholds", [])
+    if not isinstance(ths, list):
+        out.append("%s.thresholds: expected a list, got %s" % (where, _shown(ths)))
+        ths = []
+    for j, th in enumerate(ths):
+        at = "%s.thresholds[%d]" % (where, j)
+        sides = [k for k in ("below", "above") if isinstance(th, dict) and k in th]
+        if not isinstance(th, dict) or not isinstance(th.get("event"), str) or len(sides) != 1 \
+                or not _number(th[sides[0]]) or not _number(th.get("hysteresis", 0)) \
+                or th.get("hysteresis", 0) < 0:
+            out.append("%s: expected {event, below or above: a number, hysteresis: 0 or more}, "
+                       "got %s" % (at, _shown(th)))
+    ins = s.get("insight")
+    if ins is not None and not (isinstance(ins, dict) and isinstance(ins.get("type"), str)
+                                and ins["type"] in INSIGHTS):
+        out.append("%s.insight: expected an insight of a type %s, got %s"
+                   % (where, " or ".join(sorted(INSIGHTS)), _shown(ins)))

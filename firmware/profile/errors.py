@@ -6,6 +6,7 @@ None when the problem concerns a whole file. Written out it reads
 (tests/data/profiles).
 """
 import difflib
+import unicodedata
 
 SECRET_SHOWN = "***"
 # Comparing each word with thousands of choices (substitution variables, say) took minutes.
@@ -37,9 +38,9 @@ def shown(node):
 
 
 def printable(text):
-    """text with its control characters escaped as Python writes them: a newline split an
-    error in two, and an ESC sequence in a value was sent to the terminal as it was."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """text with its control characters (Unicode's Cc) escaped as Python writes them: a newline
+    split an error in two, and an ESC sequence in a value was sent to the terminal as it was."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
 def expected(what, node):

@@ -11,10 +11,12 @@ I2C_ADDRESS = integer(0x08, 0x77, "an I2C address from 0x08 to 0x77")
 
 class Pins:
     """An ESP32's GPIOs, from Espressif's datasheets and ESP-IDF's GPIO tables: which exist
-    (`gpios`, and as written for a message), which the flash chip takes on its modules, which
-    only read, and which are ADC1's (ADC2 cannot be read while Wi-Fi is on)."""
+    (`gpios`, and as written for a message), which the flash chip takes on every module (an
+    ESP32-S3 module with octal flash or PSRAM also takes 33-37: not refused, as others have
+    them free), which only read, and which are ADC1's (ADC2 cannot be read while Wi-Fi is on)."""
 
-    def __init__(self, name, gpios, gpios_text, flash, flash_text, input_only, adc1, adc1_text):
+    def __init__(self, name, gpios, gpios_text, flash, flash_text, input_only, adc1, adc1_text,
+                 adc_note="ADC2 pins cannot be read while Wi-Fi is on"):
         self.name = name
         self.gpios = set(gpios)
         self.gpios_text = gpios_text
@@ -23,6 +25,7 @@ class Pins:
         self.input_only = set(input_only)
         self.adc1 = set(adc1)
         self.adc1_text = adc1_text
+        self.adc_note = adc_note
 
 
 def _span(*ranges):
@@ -37,10 +40,11 @@ ESP32_PINS = {
                     range(26, 33), "26-32", (46,), range(1, 11), "1-10"),
     "esp32s3": Pins("ESP32-S3", _span(range(0, 22), range(26, 49)), "0-21 and 26-48",
                     range(26, 33), "26-32", (), range(1, 11), "1-10"),
-    "esp32c3": Pins("ESP32-C3", range(0, 22), "0-21", range(12, 18), "12-17", (), range(0, 5),
+    # GPIO11 is the flash's supply (VDD_SPI) until an eFuse is burnt
+    "esp32c3": Pins("ESP32-C3", range(0, 22), "0-21", range(11, 18), "11-17", (), range(0, 5),
                     "0-4"),
     "esp32c6": Pins("ESP32-C6", range(0, 31), "0-30", range(24, 31), "24-30", (), range(0, 7),
-                    "0-6"),
+                    "0-6", "the ESP32-C6's only ADC"),
 }
 
 
@@ -50,8 +54,9 @@ def pin(use):
         if node.tag != "int" or node.value < 0:
             raise Invalid(expected("a pin number", node))
         n = node.value
-        if ctx.platform == "esp32":
-            p = ESP32_PINS[getattr(ctx, "chip", "esp32")]
+        chip = getattr(ctx, "chip", "esp32")
+        if ctx.platform == "esp32" and chip is not None:    # None: a chip said wrong, said there
+            p = ESP32_PINS[chip]
             if n not in p.gpios:
                 raise Invalid(expected("an %s GPIO number (%s)" % (p.name, p.gpios_text), node))
             if n in p.flash:
@@ -63,8 +68,7 @@ def pin(use):
                                           min(p.input_only), "are" if len(p.input_only) > 1
                                           else "is"), node))
             if use == "adc" and n not in p.adc1:
-                raise Invalid(expected("an ADC1 pin, %s (ADC2 pins cannot be read while Wi-Fi "
-                                       "is on)" % p.adc1_text, node))
+                raise Invalid(expected("an ADC1 pin, %s (%s)" % (p.adc1_text, p.adc_note), node))
         elif ctx.platform == "rpi":
             if use == "adc":
                 raise Invalid("the Raspberry Pi has no ADC: use 'adc:' with an ADS1115 instead of "

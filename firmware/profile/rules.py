@@ -5,6 +5,7 @@ A rule is a function (ctx, node) -> compiled value that raises Invalid when the 
 compiled names of values that came from `!secret` in ctx.secrets.
 """
 import re
+import unicodedata
 
 from firmware.profile import units
 from firmware.profile.errors import Invalid, at, did_you_mean, expected
@@ -133,7 +134,7 @@ def label(ctx, node):
     """Text a person reads (a product's model): printable characters only; it is shown in
     terminals and consoles, and sent."""
     value = text(ctx, node)
-    if not value.isprintable():
+    if any(unicodedata.category(c) == "Cc" for c in value):     # a no-break space is fine
         raise Invalid(expected("text without control characters (a newline, a tab, an escape)",
                                node))
     return value

@@ -17,7 +17,7 @@ from firmware.profile import crosscheck
 from firmware.profile.chips import DRIVERS
 from firmware.profile.insights import INSIGHTS
 from firmware.profile.errors import Invalid, at, expected, shown
-from firmware.profile.places import pin
+from firmware.profile.places import ESP32_PINS, pin
 from hal.esp32 import CHIPS as ESP32_CHIPS
 from firmware.profile.rules import (
     EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, integer, list_of, number,
@@ -53,11 +53,18 @@ def platform(ctx, node):
 
 def chip(ctx, node):
     """Which ESP32 (its pins, its buses): only with `platform: esp32`, whose default it is."""
+    if ctx.platform is None:    # a platform said wrong: said there
+        return None
     if ctx.platform != "esp32":
         raise Invalid("'chip' says which ESP32 a board is: it goes with 'platform: esp32'")
+    written = node.value.lower().replace("-", "") if node.tag == "str" else None
     if node.tag != "str" or node.value not in ESP32_CHIPS:
-        # no "did you mean": esp8266 and esp32c5 are other chips, not typos of esp32c6
-        raise Invalid(expected("one of %s" % ", ".join("'%s'" % c for c in ESP32_CHIPS), node))
+        # Its pins cannot be judged by another chip's rules: five errors followed one typo.
+        ctx.chip = None
+        # no difflib "did you mean": esp8266 and esp32c5 are other chips, not typos of esp32c6
+        hint = ", did you mean '%s'?" % written if written in ESP32_CHIPS else ""
+        raise Invalid(expected("one of %s" % ", ".join("'%s'" % c for c in ESP32_CHIPS), node)
+                      + hint)
     ctx.chip = node.value
     return ctx.chip
 
@@ -124,13 +131,13 @@ def buses(ctx, node):
     out = list_of(bus)(ctx, node)
     uarts = 0
     for b, n in zip(out, node.value or []):
-        if ctx.platform == "esp32" and b and b.get("type") == "uart":
+        if ctx.platform == "esp32" and ctx.chip and b and b.get("type") == "uart":
             uarts += 1
             free = len(ESP32_CHIPS[ctx.chip][1])
             if uarts > free:
                 # the board stopped at boot: machine.UART(2) on a chip that has no UART2
                 ctx.problems.append(at(n, "an %s has %d free UART%s (UART0 is the REPL): this "
-                                       "is uart bus %d" % (ctx.chip.upper(), free,
+                                       "is uart bus %d" % (ESP32_PINS[ctx.chip].name, free,
                                                            "" if free == 1 else "s", uarts)))
         if b and "id" in b:
             if b["id"] in ctx.buses:
@@ -289,13 +296,16 @@ def taken_events(ctx, node, out, kind):
     for th, n in zip(out.get("thresholds", []), find(node, "thresholds").value
                      if given(node, "thresholds") and node.value["thresholds"].tag == "seq"
                      else []):
-        if th and th.get("event") in taken:
+        side = th and (th.get("event"), "below" if "below" in th else "above")
+        if th and (th.get("event") in taken or side in taken):
             ctx.problems.append(at(n.value["event"], "event %s is taken: %s; name the threshold's "
                                    "event otherwise" % (shown(n.value["event"]),
-                                                        taken[th["event"]])))
+                                                        taken.get(th["event"]) or taken[side])))
         elif th and "event" in th:
-            # two raising and clearing one event: the cloud cannot tell which crossed
-            taken[th["event"]] = "%s raises it too" % n.path
+            # two on one side raising and clearing one event: the cloud cannot tell which
+            # crossed (one below and one above, a band's two ends, are one alarm: fine)
+            side = "below" if "below" in th else "above"
+            taken[(th["event"], side)] = "%s raises it too, %s its level" % (n.path, side)
 
 
 def sensors(ctx, node):

@@ -160,7 +160,7 @@ class INA219(Chip16):
         limit = _PGA_LIMIT[self.pga]
         if shunt >= limit or shunt <= -limit:
             raise self._error("shunt voltage %.2f mV is at the limit of its +-%d mV range: more "
-                              "than %.3g A through %.3g ohm" % (shunt * 0.01, limit // 100,
+                              "than %.6g A through %.6g ohm" % (shunt * 0.01, limit // 100,
                                                            limit * 0.00001 / self.shunt_ohms,
                                                            self.shunt_ohms), "range")
         bus = bus1 >> 3

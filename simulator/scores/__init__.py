@@ -31,9 +31,21 @@ def kinds(profile):
     return {s["insight"]["type"] for s in profile["sensors"] if "insight" in s}
 
 
+def _modelled(u):
+    """u without the sensors its model left to made-up signals (truth `made_up`): their insights
+    have no truth (a made-up level's refills were scored as false cartridge swaps)."""
+    made = set(u.truth.get("made_up", ()))
+    if not made:
+        return u
+    return Unit(u.device, u.truth, [i for i in u.insights if i[2] not in made],
+                dict(u.profile, sensors=[s for s in u.profile["sensors"]
+                                         if s["name"] not in made]))
+
+
 def score(units):
     """{area: lines} for every area some unit has an insight of."""
     out = {}
+    units = [_modelled(u) for u in units]
     for kind, area, truth in AREAS:
         mine = [u for u in units if kind in kinds(u.profile) and truth in u.truth]
         if mine:

@@ -66,7 +66,7 @@ def test_an_esp32_c3_has_one_hardware_i2c_and_one_free_uart():
         assert type(a) is M.I2C and a.args == (0,) and type(b) is M.SoftI2C
         assert p.uart(MAINS).args == (1,)
         err = raises(ValueError, p.uart, GPS)
-        assert str(err) == ("uart bus gps: an ESP32C3 has 1 free UART (UART0 is the REPL), and 1 "
+        assert str(err) == ("uart bus gps: an ESP32-C3 has 1 free UART (UART0 is the REPL), and 1 "
                             "is already open")
     with_fake(check, "esp32c3")
 
