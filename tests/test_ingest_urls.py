@@ -115,6 +115,13 @@ def test_tether_ingest_refuses_an_id_or_name_mqtt_cannot_carry_in_one_line(tmp_p
     assert proc.stderr == says
 
 
+def test_an_empty_client_id_with_a_clean_session_is_left_to_the_broker(tmp_path):
+    # the broker makes one up for a clean session: only a persistent one needs the ingest's own
+    proc = tether_ingest("--broker", "mqtt://127.0.0.1:1", "--db", str(tmp_path / "x.sqlite"),
+                         "--client-id", "", "--clean-session")
+    assert "--client-id" not in proc.stderr and "cannot connect" in proc.stderr, proc.stderr
+
+
 def test_tether_ingest_refuses_a_db_or_ca_file_that_is_not_one_with_exit_2(tmp_path):
     # Both exited 1, as a broker that cannot be reached does: a service retried them for ever.
     text = tmp_path / "notes.txt"
