@@ -175,7 +175,7 @@ def test_read_of_several_profiles_applies_a_fault_where_its_sensor_is():
                     "ink_c=disconnected")
     assert proc.stderr == ""
     assert proc.returncode == 1  # the broken sensor's reading failed, nothing else did
-    assert "examples/fridge.yaml on sim: 3 sensors" in proc.stdout
+    assert "examples/fridge.yaml on sim: 4 sensors" in proc.stdout
     errors = [line.split()[0] for line in proc.stdout.splitlines() if " ERROR " in line]
     assert errors == ["ink_c"]
 
