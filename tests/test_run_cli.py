@@ -366,7 +366,20 @@ def test_a_compiled_profile_with_values_its_yaml_could_not_have_is_refused_at_th
         (lambda p: p["sensors"][0].update(interval_ms="10s"),
          'sensors[0].interval_ms: expected a whole number from 100 to 86400000, got "10s"'),
         (lambda p: p["sensors"][0].update(resolution=[0, 0]),
-         "sensors[0].resolution: expected [mantissa above 0, exponent], got [0, 0]"),
+         "sensors[0].resolution: expected [mantissa from 1 to 10^19, exponent from -30 to 30], "
+         "got [0, 0]"),
+        # "int too large to convert to float" at the first reading
+        (lambda p: p["sensors"][0].update(resolution=[1, -400]),
+         "sensors[0].resolution: expected [mantissa from 1 to 10^19, exponent from -30 to 30], "
+         "got [1, -400]"),
+        # every reading dropped, and a typo taken in silence
+        (lambda p: p["sensors"][0].update(filters={"min": 50, "max": 10}),
+         "sensors[0].filters: expected min below max, got min 50 and max 10"),
+        (lambda p: p["sensors"][0].update(filters={"mdian": 5}),
+         'sensors[0].filters: unknown key "mdian" (known: median, deadband, min, max)'),
+        (lambda p: p["device"].update(id="pi/#1"),
+         "device.id: expected an id of up to 64 letters, digits, '-', '_' and '.' that starts "
+         "with a letter or a digit, optionally with '{uid}' (like 'printer-{uid}'), got \"pi/#1\""),
         (lambda p: p["batch"].update(max_readings=-5),
          "batch.max_readings: expected a whole number from 1 to 10000, got -5"),
         (lambda p: p["uplink"].update(encoding="json"),

@@ -4,13 +4,18 @@ resolution of 0 stopped the agent with a ZeroDivisionError (exit 1, which a serv
 for ever). Its numbers and choices only: what the agent loops, divides and allocates by.
 HOST-ONLY (CPython)."""
 import json
+import re
 
+from agent import ids
 from agent.profile import FORMAT
 from agent.schema import MAX_CHANNELS
 from firmware.profile import schema
 from firmware.profile.chips import DRIVERS
 from firmware.profile.insights import INSIGHTS
-from firmware.profile.rules import boolean
+from firmware.profile.rules import MAX_DIGITS, boolean
+from hal.esp32 import CHIPS as ESP32_CHIPS
+
+FILTERS = [f[1] for f in schema.FILTERS]
 
 
 def _shown(v):
@@ -47,6 +52,16 @@ def problems(profile):
     for name, fields in (("batch", schema.BATCH), ("buffer", schema.BUFFER),
                          ("uplink", schema.UPLINK + schema.BACKOFF)):
         _fields(fields, profile[name], name, out)
+    device = profile["device"]
+    for where, value in (("device.id", device.get("id")),
+                         ("uplink.client_id", profile["uplink"].get("client_id", device.get("id")))):
+        # '/', '+' and '#' in a topic level: a device that publishes where no ingest listens
+        if not (isinstance(value, str) and ids.valid(value.replace("{uid}", "0"))):
+            out.append("%s: expected %s, got %s" % (where, schema.DEVICE_ID_WHAT, _shown(value)))
+    if profile["platform"] == "esp32" and profile.get("chip", "esp32") not in ESP32_CHIPS:
+        out.append("chip: expected one of %s, got %s" % (", ".join(ESP32_CHIPS),
+                                                          _shown(profile.get("chip"))))
+    names = {}
     sensors = profile["sensors"]
     if not 1 <= len(sensors) <= MAX_CHANNELS:
         out.append("sensors: expected 1 to %d sensors, got %d" % (MAX_CHANNELS, len(sensors)))
@@ -60,9 +75,21 @@ def problems(profile):
         _fields(schema.sensor_fields(s["driver"]), s, where, out)
         r = s.get("resolution")
         if r is not None and not (isinstance(r, list) and len(r) == 2 and all(
-                isinstance(x, int) and not isinstance(x, bool) for x in r) and r[0] > 0):
-            out.append("%s.resolution: expected [mantissa above 0, exponent], got %s"
-                       % (where, _shown(r)))
+                isinstance(x, int) and not isinstance(x, bool) for x in r)
+                and 0 < r[0] < 10 ** 19 and -MAX_DIGITS <= r[1] <= MAX_DIGITS):
+            # an exponent of -400 stopped the agent: "int too large to convert to float"
+            out.append("%s.resolution: expected [mantissa from 1 to 10^19, exponent from -%d to "
+                       "%d], got %s" % (where, MAX_DIGITS, MAX_DIGITS, _shown(r)))
+        if not (isinstance(s.get("name"), str) and re.fullmatch(schema.NAME, s["name"])):
+            out.append("%s.name: expected %s, got %s" % (where, schema.NAME_WHAT,
+                                                          _shown(s.get("name"))))
+        elif s["name"] in names:
+            out.append("%s.name: %s is also %s's" % (where, _shown(s["name"]), names[s["name"]]))
+        else:
+            names[s["name"]] = where
+        if not (isinstance(s.get("unit"), str) and re.fullmatch(schema.UNIT, s["unit"])):
+            out.append("%s.unit: expected 1 to 16 ASCII letters, digits or symbols, got %s"
+                       % (where, _shown(s.get("unit"))))
         _judged(s, where, out)
     return out
 
@@ -79,12 +106,20 @@ def _judged(s, where, out):
         out.append("%s.filters: expected a map, got %s" % (where, _shown(f)))
     else:
         for key in f:
-            ok = (isinstance(f[key], int) and not isinstance(f[key], bool) and f[key] >= 3
-                  and f[key] % 2 == 1) if key == "median" else _number(f[key])
+            if key not in FILTERS:
+                out.append("%s.filters: unknown key %s (known: %s)"
+                           % (where, _shown(key), ", ".join(FILTERS)))
+                continue
+            ok = (isinstance(f[key], int) and not isinstance(f[key], bool)
+                  and f[key] in range(3, 16, 2)) if key == "median" else _number(f[key])
             if not ok:
                 out.append("%s.filters.%s: expected %s, got %s" % (
-                    where, key, "an odd window of 3 or more" if key == "median" else "a number",
+                    where, key, "an odd window from 3 to 15" if key == "median" else "a number",
                     _shown(f[key])))
+        if _number(f.get("min")) and _number(f.get("max")) and f["min"] >= f["max"]:
+            # every reading dropped
+            out.append("%s.filters: expected min below max, got min %s and max %s"
+                       % (where, _shown(f["min"]), _shown(f["max"])))
     ths = s.get("thresholds", [])
     if not isinstance(ths, list):
         out.append("%s.thresholds: expected a list, got %s" % (where, _shown(ths)))

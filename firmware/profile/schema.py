@@ -31,6 +31,7 @@ TOP_KEYS = ["substitutions", "packages", "device", "platform", "chip", "buses", 
 PLATFORMS = ["esp32", "rpi", "sim"]
 
 NAME = r"[a-z][a-z0-9_]{0,31}"
+UNIT = r"[!-~]{1,16}"
 NAME_WHAT = "a name of up to 32 lowercase letters, digits and '_' that starts with a letter"
 DEVICE_ID_WHAT = ids.WHAT + ", optionally with '{uid}' (like 'printer-{uid}')"
 BUS_ID = r"[A-Za-z_][A-Za-z0-9_]{0,31}"
@@ -166,13 +167,16 @@ def median(ctx, node):
     return node.value
 
 
+FILTERS = [
+    ("median", "median", median, None),
+    ("deadband", "deadband", number(at_least=0), None),
+    ("min", "min", number(), None),
+    ("max", "max", number(), None),
+]
+
+
 def filters(ctx, node):
-    out = section(ctx, node, [
-        ("median", "median", median, None),
-        ("deadband", "deadband", number(at_least=0), None),
-        ("min", "min", number(), None),
-        ("max", "max", number(), None),
-    ])
+    out = section(ctx, node, FILTERS)
     if "min" in out and "max" in out and out["min"] >= out["max"]:
         ctx.problems.append(at(node.value["max"], expected(
             "a number above min (%s)" % shown(node.value["min"]), node.value["max"])))
@@ -214,7 +218,7 @@ def sensor_fields(driver):
         ("interval", "interval_ms", duration(100, DAY), MINUTE),
         # Short enough that one reading always fits a batch (a 6000-character unit stopped the
         # agent: no batch could hold it), as SenML's units are (RFC 8428: 'W', '%RH', 'm/s2').
-        ("unit", "unit", pattern(r"[!-~]{1,16}", "a unit of 1 to 16 ASCII letters, digits or "
+        ("unit", "unit", pattern(UNIT, "a unit of 1 to 16 ASCII letters, digits or "
                                  "symbols without spaces, like 'W', '%RH' or 'ug/m3'"), None),
         ("resolution", "resolution", resolution, None),
         ("filters", "filters", filters, EMPTY),
