@@ -47,6 +47,9 @@ async def run(fn, *args):
     return await asyncio.get_running_loop().run_in_executor(_READERS, functools.partial(fn, *args))
 
 
+# SenML's unit symbols (RFC 8428) as a person reads them on a chart: "cabinet (Cel)" puzzled
+SHOWN_UNITS = {"Cel": "\u00b0C", "%RH": "% RH"}
+
 def call(fn, *args):
     """fn(*args) in a reading thread, waited for (where no event loop runs yet)."""
     return _READERS.submit(fn, *args).result()
@@ -274,7 +277,8 @@ def device_detail(db, device, span, charts=True):
     thinned = list(_POOL.map(lambda c: series(db, device, c[0], start, end),
                              channels if charts else ()))
     for (channel, unit), points in zip(channels, thinned):
-        chart = {"channel": channel, "unit": unit, "points": points, "marks": [], "lines": []}
+        chart = {"channel": channel, "unit": SHOWN_UNITS.get(unit, unit), "points": points,
+                 "marks": [], "lines": []}
         mine = [i for i in insights if i[2] == channel]
         _overlay(chart, points, mine)
         if points and any(i[1] in DOSE_EVENTS for i in mine):

@@ -1098,3 +1098,18 @@ def test_a_snooze_ends_on_the_fleets_clock_when_the_devices_is_far_from_it(tmp_p
         out = _run_command(console, {"command": "snooze", "device": "bottle-1",
                                      "kind": "dose_missed", "sensor": "pills", "for_ms": DAY})
         assert out["ok"] and out["recorded"]["until"] == until, out
+
+
+def test_a_chart_names_a_senml_unit_as_a_person_reads_it(tmp_path):
+    # "cabinet (Cel)": SenML's symbol for degrees Celsius, on a fridge's cabinet temperature
+    db = make_db(tmp_path / "f.sqlite", ("fridge-1",))
+    db.begin()
+    for channel, unit, v in (("cabinet", "Cel", 4.2), ("damp", "%RH", 55.0), ("power", "W", 80.0)):
+        db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?)",
+                   ("fridge-1", channel, unit))
+        db.execute("INSERT INTO readings (device, t_ms, channel, value, seq) VALUES "
+                   "(?, ?, ?, ?, ?)", ("fridge-1", NOW - 60000, channel, v, 1))
+    db.commit()
+    d = reads.device_detail(reads.Database(str(tmp_path / "f.sqlite")), "fridge-1", "1d")
+    units = {c["channel"]: c["unit"] for c in d["charts"]}
+    assert units == {"cabinet": "\u00b0C", "damp": "% RH", "power": "W"}

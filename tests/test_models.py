@@ -154,6 +154,23 @@ def test_a_product_no_model_fits_reads_signals_in_its_ranges_that_depend_on_the_
     assert -50 < min(beans) and max(beans) < 1500 and max(beans) - min(beans) > 200
 
 
+def test_made_up_signals_cross_their_sensors_thresholds_now_and_then(tmp_path):
+    # a greenhouse's frost below 2 C and too_hot above 35 C were never crossed in 15-30 C
+    path = tmp_path / "gh.yaml"
+    path.write_text(COFFEE.replace("uplink:", "  - {name: air, driver: sht3x, bus: i2c0, "
+                                   "quantity: temperature,\n     thresholds: [{event: frost, "
+                                   "below: 2}, {event: too_hot, above: 35}]}\nuplink:"))
+    dev = Yaml(path, 3)
+    temps = []
+    t = T0
+    while t < T0 + 20 * DAY_MS:
+        dev.advance(t)
+        temps.append(dev.read("air"))
+        t += 10 * MINUTE_MS
+    assert min(temps) < 2 and max(temps) > 35
+    assert sum(1 for x in temps if 15 <= x <= 30) > len(temps) / 3    # mostly a room's
+
+
 def test_signals_fill_the_sensors_a_model_leaves_alone_without_changing_its_appliance(tmp_path):
     # a weight scale beside a printer's inks: not a pill bottle (it read -35 g when one was lifted)
     text = open("examples/reference-printer.yaml").read()

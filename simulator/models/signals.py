@@ -14,9 +14,11 @@
 #   integral of that power.
 # - Levels (a level probe, in %): a supply used up at 2-15 % a day (drawn once per unit), mostly
 #   in the day, refilled to 95-100 % some 2-48 h after it falls below 5-15 %.
-# - Anything else (a weight, a count, a voltage): a random walk pulled back to the middle of the
-#   sensor's range (its filters' min and max, else the quantity's usual one below) over about
-#   6 h, its standard deviation a fifth of the range, clamped inside it; a count in whole steps.
+# - Anything else (a weight, a count, a voltage, a temperature): a random walk pulled back to
+#   the middle of a range (the quantity's usual one below, stretched past the sensor's
+#   thresholds' levels so that each is crossed now and then, within its filters' min and max)
+#   over about 6 h, its standard deviation a fifth of the range, clamped inside it; a count in
+#   whole steps.
 import math
 import random
 
@@ -70,6 +72,13 @@ class Signals(Model):
             f = s.get("filters") or {}
             lo = float(f.get("min", lo))
             hi = float(f.get("max", hi))
+            # past its thresholds' levels now and then (a greenhouse's frost < 2 C was never
+            # crossed in 15-30 C), within what its filters keep
+            levels = [th.get("below", th.get("above")) for th in s.get("thresholds", ())]
+            if levels:
+                m = (max(levels + [hi]) - min(levels + [lo])) / 10.0
+                lo = max(min([lo] + [x - m for x in levels]), float(f.get("min", -1e300)))
+                hi = min(max([hi] + [x + m for x in levels]), float(f.get("max", 1e300)))
             if q == "level":
                 self.levels.append([s["name"], rng.uniform(40.0, 100.0),
                                     rng.uniform(2.0, 15.0) / (STEPS * 0.75),
