@@ -324,6 +324,10 @@ def device_detail(db, device, span, charts=True):
             "model": _text(latest.get("model")), "version": _text(latest.get("version")),
             "span": span, "start": start, "end": end, "charts": out,
             "sensors": sorted({c for c, _ in channels}),
+            # the settings command is for sensors with an insight: the ones that sent one
+            "insight_sensors": [s for s, in db.rows(
+                "SELECT DISTINCT sensor FROM insights WHERE device = ? ORDER BY sensor",
+                (device,))],
             "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
                          for t, e, s, v, f in reversed(_listed(insights))],
             "insights_in_span": len(insights), "events_in_span": events_in_span,

@@ -1113,3 +1113,17 @@ def test_a_chart_names_a_senml_unit_as_a_person_reads_it(tmp_path):
     d = reads.device_detail(reads.Database(str(tmp_path / "f.sqlite")), "fridge-1", "1d")
     units = {c["channel"]: c["unit"] for c in d["charts"]}
     assert units == {"cabinet": "\u00b0C", "damp": "% RH", "power": "W"}
+
+
+def test_insight_settings_are_offered_for_the_sensors_with_an_insight_only(tmp_path):
+    # every sensor was listed, a fridge's cabinet and a greenhouse's every one with nothing to set
+    db = make_db(tmp_path / "f.sqlite", ("fridge-1", "gh-1"))
+    db.begin()
+    for device, channel in (("fridge-1", "power"), ("fridge-1", "cabinet"), ("gh-1", "air")):
+        db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?)",
+                   (device, channel, "W"))
+    db.commit()
+    insight(db, "fridge-1", 1, NOW - DAY, "cycle", "power", 1.0)
+    fridge, greenhouse = pages(tmp_path / "f.sqlite", "/device/fridge-1", "/device/gh-1")
+    assert '<select id="settings-sensor"><option>power</option></select>' in fridge
+    assert "settings-sensor" not in greenhouse and 'id="interval-sensor"' in greenhouse
