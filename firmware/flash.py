@@ -441,10 +441,17 @@ def space_problem(plan, space):
 # -- the board -----------------------------------------------------------------------------------
 def board_chip(machine):
     """The chip a MicroPython board names in sys.implementation._machine ('Generic ESP32C3
-    module with ESP32C3' -> 'esp32c3'), or None (another board, or none named)."""
-    m = re.search(r"with (ESP32\w*)\s*$", machine or "")
-    chip = m.group(1).lower() if m else None
-    return chip if chip in FIRMWARE_OFFSETS else None
+    module with ESP32C3' -> 'esp32c3'; a part number, 'LOLIN_C3_MINI with ESP32-C3FH4', too),
+    or None (another board, one of a chip tether flash does not write, or none named)."""
+    m = re.search(r"with (ESP32[-\w]*)\s*$", machine or "")
+    if not m:
+        return None
+    name = m.group(1).lower().replace("-", "")
+    for chip in ("esp32s2", "esp32s3", "esp32c3", "esp32c6"):
+        if name.startswith(chip):
+            return chip
+    # ESP32-D0WD or -PICO-D4 is the classic ESP32; -H2, -C5, -P4 are others
+    return "esp32" if not re.match(r"esp32[a-z]\d", name) else None
 
 
 class Board:

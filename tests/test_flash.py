@@ -761,6 +761,11 @@ def test_the_chip_a_board_names_is_read_from_its_machine_string():
     assert flash.board_chip("ESP32C3 module with ESP32C3") == "esp32c3"
     assert flash.board_chip("Generic ESP32S3 module with Octal-SPIRAM with ESP32S3") == "esp32s3"
     assert flash.board_chip("linux [GCC 12.2.0] version") is None
+    # part numbers, as some boards name them
+    assert flash.board_chip("LOLIN_C3_MINI with ESP32-C3FH4") == "esp32c3"
+    assert flash.board_chip("LOLIN_S2_MINI with ESP32-S2FN4R2") == "esp32s2"
+    assert flash.board_chip("TinyPICO with ESP32-PICO-D4") == "esp32"
+    assert flash.board_chip("ESP32H2 module with ESP32-H2") is None   # not one flash writes
     assert flash.board_chip("Raspberry Pi Pico with RP2040") is None
 
 

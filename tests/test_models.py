@@ -171,6 +171,20 @@ def test_made_up_signals_cross_their_sensors_thresholds_now_and_then(tmp_path):
     assert sum(1 for x in temps if 15 <= x <= 30) > len(temps) / 3    # mostly a room's
 
 
+def test_a_walks_range_takes_near_thresholds_not_far_ones_and_stays_physical():
+    from simulator.models.signals import _walk_range
+    # a far threshold dragged a room's temperature to a median of 49 C
+    assert _walk_range({"quantity": "temperature", "thresholds": [{"above": 80}]}) == (
+        15.75, 29.25)
+    # one near a filter's bound is reached; nothing goes past the filter, or below 0 %RH
+    lo, hi = _walk_range({"quantity": "humidity", "filters": {"min": 0, "max": 100},
+                          "thresholds": [{"above": 98}, {"below": 2}]})
+    assert lo == 0.0 and hi == 100.0
+    # a filter's one bound below the usual range: a walk below it, not an empty range
+    lo, hi = _walk_range({"quantity": "temperature", "filters": {"max": 10}})
+    assert lo < hi <= 10
+
+
 def test_signals_fill_the_sensors_a_model_leaves_alone_without_changing_its_appliance(tmp_path):
     # a weight scale beside a printer's inks: not a pill bottle (it read -35 g when one was lifted)
     text = open("examples/reference-printer.yaml").read()

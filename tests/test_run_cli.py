@@ -366,12 +366,14 @@ def test_a_compiled_profile_with_values_its_yaml_could_not_have_is_refused_at_th
         (lambda p: p["sensors"][0].update(interval_ms="10s"),
          'sensors[0].interval_ms: expected a whole number from 100 to 86400000, got "10s"'),
         (lambda p: p["sensors"][0].update(resolution=[0, 0]),
-         "sensors[0].resolution: expected [mantissa from 1 to 10^19, exponent from -30 to 30], "
-         "got [0, 0]"),
+         "sensors[0].resolution: expected [mantissa from 1 to 10^19, exponent] of a size from "
+         "1e-30 to 1e30, got [0, 0]"),
         # "int too large to convert to float" at the first reading
         (lambda p: p["sensors"][0].update(resolution=[1, -400]),
-         "sensors[0].resolution: expected [mantissa from 1 to 10^19, exponent from -30 to 30], "
-         "got [1, -400]"),
+         "sensors[0].resolution: expected [mantissa from 1 to 10^19, exponent] of a size from "
+         "1e-30 to 1e30, got [1, -400]"),
+        (lambda p: p.update(platform="esp32", chip=["esp32c3"]),     # the checker's TypeError
+         'chip: expected one of esp32, esp32s2, esp32s3, esp32c3, esp32c6, got ["esp32c3"]'),
         # every reading dropped, and a typo taken in silence
         (lambda p: p["sensors"][0].update(filters={"min": 50, "max": 10}),
          "sensors[0].filters: expected min below max, got min 50 and max 10"),
@@ -409,6 +411,23 @@ def test_a_compiled_profile_with_values_its_yaml_could_not_have_is_refused_at_th
         assert main(args, err) == 2, err.getvalue()
         assert err.getvalue() == "%s: %s (compile it again, or tether install-service again)\n" % (
             bad, says)
+
+
+def test_a_resolution_at_the_small_end_of_what_a_profile_takes_passes_the_compiled_check():
+    # 1.5e-30 compiles to [15, -31]: refused by an exponent bound, and compiling again gave
+    # the same file
+    from firmware.profile.compiled import problems
+    from firmware.profile.compile import compile as compile_profile
+    import os
+    import tempfile
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "r.yaml")
+        with open(path, "w") as f:
+            f.write(PROFILE.replace("interval: 200ms", "interval: 200ms, resolution: 1.5e-30") % (
+                1883, ""))
+        compiled, errors = compile_profile(path)
+    assert errors == [] and compiled["sensors"][0]["resolution"] == [15, -31]
+    assert problems(compiled) == []
 
 
 def test_every_example_compiles_to_a_profile_its_own_check_takes():

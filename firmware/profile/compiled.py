@@ -58,7 +58,8 @@ def problems(profile):
         # '/', '+' and '#' in a topic level: a device that publishes where no ingest listens
         if not (isinstance(value, str) and ids.valid(value.replace("{uid}", "0"))):
             out.append("%s: expected %s, got %s" % (where, schema.DEVICE_ID_WHAT, _shown(value)))
-    if profile["platform"] == "esp32" and profile.get("chip", "esp32") not in ESP32_CHIPS:
+    chip = profile.get("chip", "esp32")
+    if profile["platform"] == "esp32" and not (isinstance(chip, str) and chip in ESP32_CHIPS):
         out.append("chip: expected one of %s, got %s" % (", ".join(ESP32_CHIPS),
                                                           _shown(profile.get("chip"))))
     names = {}
@@ -76,10 +77,12 @@ def problems(profile):
         r = s.get("resolution")
         if r is not None and not (isinstance(r, list) and len(r) == 2 and all(
                 isinstance(x, int) and not isinstance(x, bool) for x in r)
-                and 0 < r[0] < 10 ** 19 and -MAX_DIGITS <= r[1] <= MAX_DIGITS):
-            # an exponent of -400 stopped the agent: "int too large to convert to float"
-            out.append("%s.resolution: expected [mantissa from 1 to 10^19, exponent from -%d to "
-                       "%d], got %s" % (where, MAX_DIGITS, MAX_DIGITS, _shown(r)))
+                and 0 < r[0] < 10 ** 19
+                and -MAX_DIGITS <= r[1] + len(str(r[0])) - 1 < MAX_DIGITS):
+            # an exponent of -400 stopped the agent: "int too large to convert to float"; the
+            # YAML's bound is the value's size (1.5e-30 is [15, -31])
+            out.append("%s.resolution: expected [mantissa from 1 to 10^19, exponent] of a size "
+                       "from 1e-%d to 1e%d, got %s" % (where, MAX_DIGITS, MAX_DIGITS, _shown(r)))
         if not (isinstance(s.get("name"), str) and re.fullmatch(schema.NAME, s["name"])):
             out.append("%s.name: expected %s, got %s" % (where, schema.NAME_WHAT,
                                                           _shown(s.get("name"))))

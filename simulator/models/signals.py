@@ -29,8 +29,41 @@ STEPS = DAY_MS // STEP_MS
 TAU_MS = 6 * HOUR_MS
 USUAL = {"weight": (0.0, 1000.0), "count": (0.0, 60.0), "voltage": (0.2, 3.0),
          "level": (0.0, 100.0), "temperature": (15.0, 30.0), "humidity": (30.0, 70.0)}
+# what a quantity can be at all
+PHYSICAL = {"weight": (0.0, 1e300), "count": (0.0, 1e300), "humidity": (0.0, 100.0)}
 INA219_MAX_A = 3.2      # the driver's default calibration
 INA219_RAIL_V = 12.0    # base.Meter's rail
+
+
+def _walk_range(s):
+    """(lo, hi) of a sensor's walk: its filters' min and max, else its quantity's usual range,
+    inside their outer twentieths (a filter's bounds are often a margin: a scale's -50 g for
+    tare drift); then past each threshold's level near it, by a tenth
+    of the range, so that it is crossed now and then (a greenhouse's frost below 2 C never was
+    in 15-30 C), yet no far one (more than two widths away) drags the walk away from the usual
+    values; never past the filters nor what the quantity can be (a humidity of -1 %)."""
+    q = s["quantity"]
+    f = s.get("filters") or {}
+    usual_lo, usual_hi = USUAL.get(q, (0.0, 100.0))
+    lo = float(f.get("min", usual_lo))
+    hi = float(f.get("max", usual_hi))
+    if lo >= hi:    # one bound given, past the usual range's other end: the usual width below it
+        if "max" in f:
+            lo = hi - (usual_hi - usual_lo)
+        else:
+            hi = lo + (usual_hi - usual_lo)
+    lo, hi = lo + (hi - lo) / 20.0, hi - (hi - lo) / 20.0
+    width = hi - lo
+    floor, ceiling = PHYSICAL.get(q, (-1e300, 1e300))
+    floor = max(floor, float(f.get("min", -1e300)))
+    ceiling = min(ceiling, float(f.get("max", 1e300)))
+    for th in s.get("thresholds", ()):
+        x = th.get("below", th.get("above"))
+        if lo - 2 * width <= x <= lo + width / 10.0:
+            lo = min(lo, x - width / 10.0)
+        if hi - width / 10.0 <= x <= hi + 2 * width:
+            hi = max(hi, x + width / 10.0)
+    return max(lo, floor), min(hi, ceiling)
 
 
 def _busy(step):
@@ -68,26 +101,14 @@ class Signals(Model):
             if s["name"] in self.meter.names:
                 continue
             q = s["quantity"]
-            lo, hi = USUAL.get(q, (0.0, 100.0))
-            f = s.get("filters") or {}
-            lo = float(f.get("min", lo))
-            hi = float(f.get("max", hi))
-            # past its thresholds' levels now and then (a greenhouse's frost < 2 C was never
-            # crossed in 15-30 C), within what its filters keep
-            levels = [th.get("below", th.get("above")) for th in s.get("thresholds", ())]
-            if levels:
-                m = (max(levels + [hi]) - min(levels + [lo])) / 10.0
-                lo = max(min([lo] + [x - m for x in levels]), float(f.get("min", -1e300)))
-                hi = min(max([hi] + [x + m for x in levels]), float(f.get("max", 1e300)))
             if q == "level":
                 self.levels.append([s["name"], rng.uniform(40.0, 100.0),
                                     rng.uniform(2.0, 15.0) / (STEPS * 0.75),
                                     rng.uniform(5.0, 15.0), None])
-            else:
-                # inside the range's outer twentieths: a filter's bounds are often a margin (a
-                # scale's -50 g for tare drift), not values the sensor reads
-                lo, hi = lo + (hi - lo) / 20.0, hi - (hi - lo) / 20.0
-                self.walks.append([s["name"], rng.uniform(lo, hi), lo, hi, q == "count"])
+                continue
+            self.walks.append([s["name"], 0.0] + list(_walk_range(s)) + [q == "count"])
+            w = self.walks[-1]
+            w[1] = rng.uniform(w[2], w[3])
         self.plans = {}         # day -> {name: [value each step]}, "power": [w], "wh": [wh at start]
 
     def driven(self):
