@@ -254,6 +254,21 @@ def fleet_page(rows, sort="device", order="asc", q="", status="", page=1, per_pa
 
 # ---- one device -----------------------------------------------------------------------------
 
+def _in_profile_order(db, device, channels):
+    """channels [(name, unit)] in the order of the device's profile, as its schema lists them
+    (alphabetical put air_rh before air_temp, and ink_c, ink_k, ink_m, ink_y); the ones it does
+    not list (an older schema's) after them, by name."""
+    from ingest.decode import schema
+    try:
+        doc = db.one("SELECT s.document FROM devices d JOIN schemas s ON s.schema_id = "
+                     "d.schema_id WHERE d.device = ?", (device,))
+        order = [c[0] for c in schema(bytes(doc[0])).channels] if doc else []
+    except Exception:  # noqa: BLE001 - a schema no decoder takes is the ingest's to say
+        order = []
+    place = {name: i for i, name in enumerate(order)}
+    return sorted(channels, key=lambda c: (place.get(c[0], len(place)), c[0]))
+
+
 def device_detail(db, device, span, charts=True):
     """Everything the device page shows over span ("1d", "7d", "30d", "all"), ending at the
     device's newest reading (without charts: its lists alone); None for a device the database
@@ -266,8 +281,8 @@ def device_detail(db, device, span, charts=True):
     end = row[3]
     start = None if SPANS[span] is None or end is None else end - SPANS[span]
     since, args = ("", (device,)) if start is None else (" AND t_ms >= ?", (device, start))
-    channels = db.rows("SELECT channel, unit FROM channels WHERE device = ? ORDER BY channel",
-                       (device,))
+    channels = _in_profile_order(db, device, db.rows(
+        "SELECT channel, unit FROM channels WHERE device = ? ORDER BY channel", (device,)))
     insights = [(t, e, s, v, as_map(f)) for t, e, s, v, f in db.rows(
         "SELECT t_ms, event, sensor, value, fields FROM insights WHERE device = ?" + since
         + " ORDER BY t_ms, seq", args)]

@@ -1127,3 +1127,24 @@ def test_insight_settings_are_offered_for_the_sensors_with_an_insight_only(tmp_p
     fridge, greenhouse = pages(tmp_path / "f.sqlite", "/device/fridge-1", "/device/gh-1")
     assert '<select id="settings-sensor"><option>power</option></select>' in fridge
     assert "settings-sensor" not in greenhouse and 'id="interval-sensor"' in greenhouse
+
+
+def test_a_devices_charts_follow_its_profiles_order_not_the_alphabet(tmp_path):
+    # air_rh came before air_temp, and a printer's inks as c, k, m, y
+    from agent.schema import Schema
+    s = Schema([("ink_c", "%", 1, -1), ("ink_m", "%", 1, -1), ("ink_y", "%", 1, -1),
+                ("ink_k", "%", 1, -1), ("power", "W", 1, -1)])
+    db = make_db(tmp_path / "f.sqlite", ("printer-1",))
+    db.begin()
+    db.execute("INSERT INTO schemas (schema_id, document, channels, first_seen) VALUES "
+               "(?, ?, ?, ?)", (s.id, s.to_cbor(), "[]", 1.0))
+    db.execute("UPDATE devices SET schema_id = ? WHERE device = ?", (s.id, "printer-1"))
+    for channel in ("ink_c", "ink_k", "ink_m", "ink_y", "power", "old_one"):
+        db.execute("INSERT INTO channels (device, channel, unit) VALUES (?, ?, ?)",
+                   ("printer-1", channel, "%"))
+        db.execute("INSERT INTO readings (device, t_ms, channel, value, seq) VALUES "
+                   "(?, ?, ?, ?, ?)", ("printer-1", NOW - 60000, channel, 50.0, 1))
+    db.commit()
+    d = reads.device_detail(reads.Database(str(tmp_path / "f.sqlite")), "printer-1", "1d")
+    assert [c["channel"] for c in d["charts"]] == ["ink_c", "ink_m", "ink_y", "ink_k", "power",
+                                                   "old_one"]
