@@ -1,8 +1,8 @@
 """A compiled profile (`.json`) checked by the rules its YAML was checked by, for `tether run` of
 a file edited by hand or written by something else: an interval of 0 flooded the broker, a
 resolution of 0 stopped the agent with a ZeroDivisionError (exit 1, which a service restarts
-for ever). Its numbers and choices only: what the agent loops, divides and allocates by.
-HOST-ONLY (CPython)."""
+for ever). Its numbers and choices (what the agent loops, divides and allocates by), names and
+ids; not its buses, pins or the insights' own settings. HOST-ONLY (CPython)."""
 import json
 import re
 
