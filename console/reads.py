@@ -50,6 +50,7 @@ async def run(fn, *args):
 # SenML's unit symbols (RFC 8428) as a person reads them on a chart: "cabinet (Cel)" puzzled
 SHOWN_UNITS = {"Cel": "\u00b0C", "%RH": "% RH"}
 
+
 def call(fn, *args):
     """fn(*args) in a reading thread, waited for (where no event loop runs yet)."""
     return _READERS.submit(fn, *args).result()

@@ -230,16 +230,6 @@ def _safe_path(path):
             and all(part not in ("", ".", "..") for part in path.split("/")))
 
 
-def bundle_chip(folder):
-    """The chip of the profile a bundle was built from (profile.json's `chip`), or None."""
-    try:
-        with open(os.path.join(str(folder), "profile.json"), encoding="utf-8") as f:
-            found = json.load(f).get("chip")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return found if isinstance(found, str) else None
-
-
 def load_bundle(folder):
     """The bundle's manifest, with each file checked against it (size and SHA-256)."""
     folder = pathlib.Path(folder)
@@ -988,9 +978,9 @@ def main(args, out=None, err=None, stop=None):
             out.write("built %s into %s: %d files, %d bytes\n"
                       % (profile, folder, len(built["files"]), built["bytes"]))
         else:
-            load_bundle(folder)      # a bad bundle is refused before esptool erases anything
+            built = load_bundle(folder)  # a bad bundle is refused before esptool erases anything
         if args.firmware:
-            meant = bundle_chip(folder)
+            meant = built.get("chip")   # None: a bundle built before profiles named their chip
             if meant is not None and meant != chip:
                 raise FlashError("--firmware %s is an image for %s, and the profile's chip is %s: "
                                  "nothing was written (download the image for your board, or "

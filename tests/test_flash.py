@@ -700,15 +700,12 @@ def test_an_image_for_another_chip_than_the_profiles_is_refused_before_esptool_r
         tmp_path, v1, monkeypatch):
     # A C3 profile with the classic ESP32's image: esptool would have found no ESP32 on the
     # port only after the bundle was built, or written the wrong image to a board that took it.
-    files = dict(v1)
-    files["profile.json"] = json.dumps({"device": {"id": "printer-0001"},
-                                        "chip": "esp32c3"}).encode()
-    write_bundle(tmp_path / "b1", files)
+    write_bundle(tmp_path / "b1", v1, chip="esp32c3")
     log = make_stub_esptool(tmp_path / "bin")
     monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
     (tmp_path / "fw.bin").write_bytes(esp_image(0))
     (tmp_path / "c3.bin").write_bytes(esp_image(5))
-    with FakeBoard(tmp_path / "board") as board:
+    with FakeBoard(tmp_path / "board", machine="ESP32C3 module with ESP32C3") as board:
         code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
                                    "--firmware", str(tmp_path / "fw.bin"))
         assert code == flash.EXIT_BAD_INPUT

@@ -15,14 +15,15 @@ class Pins:
     ESP32-S3 module with octal flash or PSRAM also takes 33-37: not refused, as others have
     them free), which only read, and which are ADC1's (ADC2 cannot be read while Wi-Fi is on)."""
 
-    def __init__(self, name, gpios, gpios_text, flash, flash_text, input_only, adc1, adc1_text,
-                 adc_note="ADC2 pins cannot be read while Wi-Fi is on"):
+    def __init__(self, name, gpios, gpios_text, flash, flash_text, input_only, input_only_text,
+                 adc1, adc1_text, adc_note="ADC2 pins cannot be read while Wi-Fi is on"):
         self.name = name
         self.gpios = set(gpios)
         self.gpios_text = gpios_text
         self.flash = set(flash)
         self.flash_text = flash_text
         self.input_only = set(input_only)
+        self.input_only_text = input_only_text
         self.adc1 = set(adc1)
         self.adc1_text = adc1_text
         self.adc_note = adc_note
@@ -35,16 +36,16 @@ def _span(*ranges):
 ESP32_PINS = {
     "esp32": Pins("ESP32", _span(range(0, 20), range(21, 24), range(25, 28), range(32, 40)),
                   "0-39; there is no GPIO20, 24 or 28-31", range(6, 12), "6-11", range(34, 40),
-                  range(32, 40), "32-39"),
+                  "GPIO34-39 are", range(32, 40), "32-39"),
     "esp32s2": Pins("ESP32-S2", _span(range(0, 22), range(26, 47)), "0-21 and 26-46",
-                    range(26, 33), "26-32", (46,), range(1, 11), "1-10"),
+                    range(26, 33), "26-32", (46,), "GPIO46 is", range(1, 11), "1-10"),
     "esp32s3": Pins("ESP32-S3", _span(range(0, 22), range(26, 49)), "0-21 and 26-48",
-                    range(26, 33), "26-32", (), range(1, 11), "1-10"),
+                    range(26, 33), "26-32", (), None, range(1, 11), "1-10"),
     # GPIO11 is the flash's supply (VDD_SPI) until an eFuse is burnt
-    "esp32c3": Pins("ESP32-C3", range(0, 22), "0-21", range(11, 18), "11-17", (), range(0, 5),
-                    "0-4"),
-    "esp32c6": Pins("ESP32-C6", range(0, 31), "0-30", range(24, 31), "24-30", (), range(0, 7),
-                    "0-6", "the ESP32-C6's only ADC"),
+    "esp32c3": Pins("ESP32-C3", range(0, 22), "0-21", range(11, 18), "11-17", (), None,
+                    range(0, 5), "0-4"),
+    "esp32c6": Pins("ESP32-C6", range(0, 31), "0-30", range(24, 31), "24-30", (), None,
+                    range(0, 7), "0-6", "the ESP32-C6's only ADC"),
 }
 
 
@@ -63,10 +64,8 @@ def pin(use):
                 raise Invalid(expected("a GPIO that is not wired to the %s's flash chip (%s)"
                                        % (p.name, p.flash_text), node))
             if use == "out" and n in p.input_only:
-                raise Invalid(expected("a GPIO that can drive a line (GPIO%s %s input only)"
-                                       % ("34-39" if len(p.input_only) > 1 else
-                                          min(p.input_only), "are" if len(p.input_only) > 1
-                                          else "is"), node))
+                raise Invalid(expected("a GPIO that can drive a line (%s input only)"
+                                       % p.input_only_text, node))
             if use == "adc" and n not in p.adc1:
                 raise Invalid(expected("an ADC1 pin, %s (%s)" % (p.adc1_text, p.adc_note), node))
         elif ctx.platform == "rpi":

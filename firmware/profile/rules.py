@@ -5,10 +5,9 @@ A rule is a function (ctx, node) -> compiled value that raises Invalid when the 
 compiled names of values that came from `!secret` in ctx.secrets.
 """
 import re
-import unicodedata
 
 from firmware.profile import units
-from firmware.profile.errors import Invalid, at, did_you_mean, expected
+from firmware.profile.errors import Invalid, at, did_you_mean, expected, printable
 from firmware.profile.yamlsource import Node, join
 
 REQUIRED = object()  # default of a field that must be given
@@ -134,7 +133,7 @@ def label(ctx, node):
     """Text a person reads (a product's model): printable characters only; it is shown in
     terminals and consoles, and sent."""
     value = text(ctx, node)
-    if any(unicodedata.category(c) == "Cc" for c in value):     # a no-break space is fine
+    if printable(value) != value:     # control characters (a no-break space is fine)
         raise Invalid(expected("text without control characters (a newline, a tab, an escape)",
                                node))
     return value
@@ -144,9 +143,9 @@ def mqtt_text(ctx, node):
     """Text an MQTT packet carries: its length is 2 bytes (a longer user name passed the check
     and the board retried its connect for ever)."""
     value = text(ctx, node)
-    if len(value.encode("utf-8", "surrogatepass")) > 65535:
-        raise Invalid("expected at most MQTT's 65535 bytes, got %d"
-                      % len(value.encode("utf-8", "surrogatepass")))
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > 65535:
+        raise Invalid("expected at most MQTT's 65535 bytes, got %d" % size)
     return value
 
 

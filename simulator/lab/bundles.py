@@ -8,7 +8,8 @@ import tempfile
 from simulator.lab.micropython import ROOT, find_tool
 
 
-def write_bundle(folder, files, mpy=(6, 3, None), device="printer-0001", platform="esp32"):
+def write_bundle(folder, files, mpy=(6, 3, None), device="printer-0001", platform="esp32",
+                 chip=None):
     """files: {board path: bytes}. Writes them and manifest.json; returns the manifest."""
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -25,6 +26,7 @@ def write_bundle(folder, files, mpy=(6, 3, None), device="printer-0001", platfor
         entries.append({"path": path, "size": len(data),
                         "sha256": hashlib.sha256(data).hexdigest()})
     manifest = {"format": 1, "tether": "0.1.0", "device": device, "platform": platform,
+                "chip": chip,
                 "mpy": {"version": mpy[0], "sub": mpy[1], "arch": mpy[2]},
                 "files": entries, "bytes": sum(e["size"] for e in entries), "heap": None}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))

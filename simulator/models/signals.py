@@ -106,9 +106,8 @@ class Signals(Model):
                                     rng.uniform(2.0, 15.0) / (STEPS * 0.75),
                                     rng.uniform(5.0, 15.0), None])
                 continue
-            self.walks.append([s["name"], 0.0] + list(_walk_range(s)) + [q == "count"])
-            w = self.walks[-1]
-            w[1] = rng.uniform(w[2], w[3])
+            lo, hi = _walk_range(s)
+            self.walks.append([s["name"], rng.uniform(lo, hi), lo, hi, q == "count"])
         self.plans = {}         # day -> {name: [value each step]}, "power": [w], "wh": [wh at start]
 
     def driven(self):
@@ -116,6 +115,8 @@ class Signals(Model):
 
     def plan_day(self, day, day0, day1):
         rng = self.rng
+        for old in [d for d in self.plans if d < day]:     # device time is in this day now
+            del self.plans[old]
         plan = {}
         if self.meter.any_power or self.meter.energy:
             watts, whs = [0.0] * STEPS, [0.0] * STEPS
@@ -166,8 +167,6 @@ class Signals(Model):
     def drive(self, t_ms, platform):
         day = t_ms // DAY_MS
         plan = self.plans[day]
-        for old in [d for d in self.plans if d < day]:
-            del self.plans[old]
         i = (t_ms - day * DAY_MS) // STEP_MS
         if "power" in plan:
             w = plan["power"][i]
