@@ -323,9 +323,12 @@ def _put(container, step, value):
 
 def _compile_profile(profile_path, allow_outside):
     from firmware.profile.compile import compile_with_secrets
-    compiled, errors, secret_paths = compile_with_secrets(profile_path, allow_outside)
+    warnings = []
+    compiled, errors, secret_paths = compile_with_secrets(profile_path, allow_outside, warnings)
     if errors:
         raise BuildError(errors, BAD_INPUT)
+    for line in warnings:   # as `tether check` says them: a build is often the only check run
+        print(line, file=sys.stderr)
     platform = compiled["platform"]
     if platform not in PLATFORM_MODULES:
         raise BuildError(["%s: platform %s runs Tether on CPython, not from a bundle: use tether "

@@ -78,7 +78,7 @@ def test_unknown_key_without_a_close_one_lists_the_known_keys(tmp_path):
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         colour: red
         """) == ["8:1: unknown key 'colour' (expected one of: substitutions, packages, device, "
-                 "platform, chip, buses, sensors, buffer, batch, uplink, wifi)"]
+                 "platform, chip, buses, sensors, buffer, batch, uplink, wifi, ignore_pin_warnings)"]
 
 
 def test_unknown_top_level_key_suggests_the_plural(tmp_path):

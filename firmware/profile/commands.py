@@ -15,22 +15,31 @@ def check(paths, out=None, err=None, allow_outside=()):
         if os.path.basename(path) == "secrets.yaml":  # `tether check examples/*.yaml` names it too
             print("%s: skipped, the secrets of the profiles next to it" % path, file=out)
             continue
-        compiled, errors, secret_fields = compile_with_secrets(path, allow_outside)
+        warnings = []
+        compiled, errors, secret_fields = compile_with_secrets(path, allow_outside, warnings)
         if errors:
             status = 2
             print("\n".join(errors), file=err)
         else:
             print(summary(path, compiled, secret_fields), file=out)
+            _warn(warnings, err)
     return status
+
+
+def _warn(warnings, err):
+    if warnings:
+        print("\n".join(warnings), file=err)
 
 
 def compile_to(path, output=None, out=None, err=None, allow_outside=()):
     """Write the compiled profile as JSON to the file `output`, or to standard output."""
     out, err = out or sys.stdout, err or sys.stderr
-    compiled, errors, _ = compile_with_secrets(path, allow_outside)
+    warnings = []
+    compiled, errors, _ = compile_with_secrets(path, allow_outside, warnings)
     if errors:
         print("\n".join(errors), file=err)
         return 2
+    _warn(warnings, err)
     text = to_json(compiled) + "\n"
     if output is None:
         out.write(text)

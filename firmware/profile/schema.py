@@ -27,7 +27,7 @@ from firmware.profile.units import (
 from ingest.url import BadURL, parse_broker
 
 TOP_KEYS = ["substitutions", "packages", "device", "platform", "chip", "buses", "sensors",
-            "buffer", "batch", "uplink", "wifi"]
+            "buffer", "batch", "uplink", "wifi", "ignore_pin_warnings"]
 PLATFORMS = ["esp32", "rpi", "sim"]
 
 NAME = r"[a-z][a-z0-9_]{0,31}"
@@ -555,9 +555,10 @@ TOP_FIELDS = [  # in this order: later parts depend on the platform, the device 
 
 
 def compile_root(root):
-    """(compiled dict, problems, compiled paths of values from secrets) for a loaded profile."""
+    """(compiled dict, problems, compiled paths of values from secrets, warnings) for a loaded
+    profile; warnings are problems that do not stop it (a strapping pin in use)."""
     ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, chip="esp32", buses={},
-                          device_id=None, utc_offset_min=0)
+                          device_id=None, utc_offset_min=0, notes=[])
     unknown_keys(ctx, root, TOP_KEYS)
     out = section(ctx, root, TOP_FIELDS, strict=False)
     if out.get("platform") == "esp32":
@@ -566,7 +567,24 @@ def compile_root(root):
     crosscheck.check(ctx, root, out)
     if ctx.platform == "esp32":
         esp32_needs(ctx, root, out)
-    return out, ctx.problems, sorted(ctx.secrets)
+    ignored = ignore_pin_warnings(ctx, root)
+    warnings = [note for gpio, note in ctx.notes if gpio not in ignored]
+    return out, ctx.problems, sorted(ctx.secrets), warnings
+
+
+def ignore_pin_warnings(ctx, root):
+    """The GPIOs whose warnings the maker has read (a product whose console is not needed once it
+    ships, a strapping pin its circuit keeps right), as ESPHome's `ignore_strapping_warning`.
+    Only the check reads it: the board has nothing to do with it."""
+    node = root.value.get("ignore_pin_warnings") if root.tag == "map" else None
+    if node is None:
+        return set()
+    try:
+        gpios = list_of(integer(0, 63, "a GPIO number"), 0, "a list of GPIO numbers")(ctx, node)
+    except Invalid as exc:
+        ctx.problems.append(at(node, str(exc)))
+        return set()
+    return set(gpios)
 
 
 def esp32_needs(ctx, root, out):
