@@ -170,6 +170,7 @@ def add_command(sub):
     p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
                    help="with --platform sim: break the part behind a sensor (an I2C bus's: "
                         "nack, stuck, noise; a UART's: timeout, bad_crc, noise, garbage, short; "
-                        "a chip's own: disconnected, no_chip, stall, dout_low)")
+                        "a chip's own: disconnected, no_chip, dout_low on an HX711, stall on an "
+                        "ADS1115, stall, bad_crc on an SHT3x)")
     add_allow_outside(p)
     p.set_defaults(func=main)

@@ -43,6 +43,12 @@ def short(x):
     return shown(x, 16)
 
 
+def in_order(args):
+    """A settings map's keys as set() walks them: MicroPython's dicts keep no order, and the
+    first bad key is the one an error names, the same on a board as in the simulator."""
+    return sorted(args, key=str)
+
+
 def module(kind):
     if kind not in KINDS:
         raise ValueError("no insight %r" % (kind,))

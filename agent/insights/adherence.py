@@ -21,7 +21,7 @@
 # every 15 min and at a clean stop, and restores it into a detector made from the current profile.
 #
 # Portable: runs on a board as on CPython. State is a few numbers.
-from agent.insights import short
+from agent.insights import in_order, short
 
 KIND = "adherence"
 EVENTS = ("dose_taken", "dose_missed", "extra_dose", "refill_needed", "refilled",
@@ -51,8 +51,10 @@ def _settings(cfg, args):
     out[_OFFSET] = cfg.get(_OFFSET, 0)
     if not isinstance(args, dict):
         raise ValueError("settings must be a map, got %s" % short(args))
+    if "schedule" in args and "times_min" in args:
+        raise ValueError("schedule and times_min are one setting: give one of them")
     order = None
-    for key in args:
+    for key in in_order(args):
         if key == "schedule":
             out["times_min"], order = _schedule(args[key])
         elif key == "times_min":

@@ -32,7 +32,7 @@
 # Portable: runs on a board as on CPython.
 from array import array
 
-from agent.insights import short
+from agent.insights import in_order, short
 
 KIND = "consumable"
 EVENTS = ("forecast", "reorder", "empty", "cartridge_replaced")
@@ -552,7 +552,7 @@ class Detector:
             raise ValueError("consumable settings: expected a map of %s"
                              % ", ".join(sorted(SETTINGS)))
         new = {}
-        for key in args:
+        for key in in_order(args):
             rule = SETTINGS.get(key) if isinstance(key, str) else None
             if rule is None:
                 raise ValueError("consumable settings: unknown key %s (known: %s)"

@@ -21,7 +21,7 @@
 # to flash): a short CBOR-able list, checked field by field on the way back in.
 #
 # Portable: runs on a board as on CPython.
-from agent.insights import short
+from agent.insights import in_order, short
 
 KIND = "energy"
 EVENTS = ("cycle", "energy_report", "maintenance_due")
@@ -425,7 +425,7 @@ class Detector:
                              % ", ".join(k for k, _ in SETTINGS))
         names = dict(SETTINGS)
         new = {}
-        for key in args:
+        for key in in_order(args):
             if key not in names:
                 raise ValueError("unknown setting %s (settings: %s)"
                                  % (short(key), ", ".join(k for k, _ in SETTINGS)))

@@ -36,7 +36,8 @@ class Bottle:
             self.t += STEP
 
     def until(self, value, hour, day=0, synced=True):
-        self.hold(value, DAY0 + day * 24 * HOUR + int(hour * HOUR) - self.t, synced)
+        # in whole seconds: 8.1 h in a single-precision float (an ESP32's) is 8.1000004 h
+        self.hold(value, DAY0 + day * 24 * HOUR + int(hour * 3600 + 0.5) * 1000 - self.t, synced)
 
     def names(self):
         return [e[1] for e in self.events]

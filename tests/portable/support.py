@@ -3,6 +3,10 @@ import os
 
 _count = [0]
 
+# An ESP32's MicroPython computes in single precision (its MICROPY_FLOAT_IMPL_FLOAT), as a unix
+# build made so does (docs/esp32.md, Floats); the venv's binary and CPython in double.
+FLOAT32 = float(16777217) == 16777216.0
+
 
 def tmpdir():
     """A new empty folder: under TETHER_TEST_TMP (set by the MicroPython harness) or tempfile's."""

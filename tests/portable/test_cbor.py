@@ -13,11 +13,30 @@ MICROPYTHON_HEAP = "128k"
 
 from agent import cbor, cbor_decode
 from cbor_vectors import NOT_WELL_FORMED, decode_only, preferred
-from support import raises
+from support import FLOAT32, raises
 
 
 def h(text):
     return bytes.fromhex(text)
+
+
+def held(vectors):
+    """The (hex, value) vectors this interpreter's floats hold. In single precision (an ESP32's
+    MicroPython) a double's value cannot be made, and the parser may miss a literal's nearest
+    single by a unit: there each float's value is read from its own half or single bytes."""
+    if not FLOAT32:
+        return vectors
+    out = []
+    for hexed, value in vectors:
+        tagged = isinstance(value, cbor.Tag) and isinstance(value.value, float)
+        if isinstance(value, float) or tagged:
+            head = hexed[2:] if tagged else hexed   # tags 0-23: a one-byte head
+            if head[:2] == "fb":
+                continue
+            x = struct.unpack(">e" if head[:2] == "f9" else ">f", h(head[2:]))[0]
+            value = cbor.Tag(value.tag, x) if tagged else x
+        out.append((hexed, value))
+    return out
 
 
 def same(a, b):
@@ -80,13 +99,13 @@ def offset_of(exc_type, data, max_depth=cbor_decode.MAX_DEPTH):
 # --- RFC 8949 Appendix A ------------------------------------------------------------------------
 
 def test_appendix_a_preferred_examples_encode_to_the_rfc_bytes():
-    for hexed, value in preferred():
+    for hexed, value in held(preferred()):
         got = cbor.dumps(value).hex()
         assert got == hexed, (value, got, hexed)
 
 
 def test_appendix_a_preferred_examples_decode_to_their_values():
-    for hexed, value in preferred():
+    for hexed, value in held(preferred()):
         got = cbor_decode.loads(h(hexed))
         assert same(got, value), (hexed, got, value)
 
@@ -192,7 +211,7 @@ def _floats():
 
 
 def test_floats_take_the_shortest_width_that_keeps_the_value():
-    for value, hexed in _floats():
+    for hexed, value in held([(x, v) for v, x in _floats()]):
         enc = cbor.dumps(value)
         assert enc.hex() == hexed, (value, enc.hex(), hexed)
         assert same(cbor_decode.loads(enc), value), value

@@ -111,6 +111,25 @@ def test_bad_insight_commands_get_a_clear_error_and_change_nothing():
                        "settings": {}})["result"]["settings"]["pills"] == 1
 
 
+def test_of_several_bad_settings_the_error_names_the_same_one_on_a_board_as_on_a_host():
+    # MicroPython's dicts keep no order: its reply named window_ms where CPython's named
+    # refill_days, and of a schedule and a times_min sent together either one could win
+    a = agent(PILLS)
+    for i, order in enumerate((("window_ms", "refill_days", "pills"),
+                               ("pills", "refill_days", "window_ms"))):
+        settings = {}
+        for key in order:
+            settings[key] = -1
+        r = command(a, {"id": 10 + i, "cmd": "insight", "sensor": "pills", "action": "set",
+                        "settings": settings})
+        assert r["ok"] is False and r["error"].startswith("pills"), r
+    r = command(a, {"id": 2, "cmd": "insight", "sensor": "pills", "action": "set",
+                    "settings": {"schedule": ["09:00"], "times_min": [600]}})
+    assert r["ok"] is False and "schedule and times_min are one setting" in r["error"], r
+    assert command(a, {"id": 3, "cmd": "insight", "sensor": "pills", "action": "settings"})[
+        "result"]["settings"]["times_min"] == [480, 1200]
+
+
 def test_errors_show_a_long_text_or_a_bignum_from_a_command_short():
     # Echoing what a sender sent in full made 1.8 KB replies; a bignum of 4,400 digits made
     # CPython's "Exceeds the limit (4300 digits)" the reply instead of the mistake.
