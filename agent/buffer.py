@@ -37,6 +37,15 @@ def journal_bytes(max_readings, ram_readings):
     return _ROW_BYTES * max_readings + (HEAD + 15) * (max_readings // max(1, ram_readings) + 2)
 
 
+def _schema_doc(data):
+    from agent.schema import Schema
+    try:
+        Schema.from_cbor(data)
+        return True
+    except cbor.CBORError:
+        return False
+
+
 class Buffer:
     """Readings in, batches out. `log` is an agent.log.Log, `encoder` an agent.batch.Encoder."""
 
@@ -105,6 +114,13 @@ class Buffer:
         if doc is None:  # the encoder's schema document (the agent passes the one it made)
             doc = self.encoder.schema.to_cbor()
         old = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
+        if old is not None and old != doc and not _schema_doc(old):
+            # Flash gone bad: which profile numbered the journal's rows went with it, and the
+            # running one almost always did. Counted as discarded, as a state file that fails
+            # its check is; every boot stopped here before.
+            self.log.discarded += len(old)
+            discarded += len(old)
+            old = None
         changed = old is not None and old != doc
         if size:
             # The journal's rows are the last boot's: they become batches now, of their own

@@ -552,6 +552,35 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_whi
         buf.log.close()
 
 
+def test_a_schema_file_gone_bad_is_counted_as_discarded_and_the_journals_rows_still_leave():
+    # One bad bit in the schema file stopped every boot at open() (Malformed), while it held
+    # rows: the board never started again.
+    good = K.schema().to_cbor()
+    flipped = bytearray(good)
+    flipped[3] ^= 4
+    for bad in (bytes(flipped), b"\xff\x00 not cbor", b""):
+        for store, again in both_stores():
+            buf = opened(store, ram_readings=1)
+            for i in range(5):
+                K.append(buf, i)
+            buf.cut()                       # batch 0: in the log
+            for i in range(5, 8):
+                K.append(buf, i)            # in the journal
+            buf.log.close()                 # a power cut
+            st = again()
+            st.replace("schema", bad)
+            buf = K.make(st, ram_readings=1)
+            assert buf.open() == len(bad) and buf.log.discarded == len(bad)
+            sent = K.drain(buf)
+            assert [s for s, _ in sent] == [0, 1], bad
+            assert K.rows(sent[1][1]) == [K.reading(i) for i in range(5, 8)]
+            assert not buf.earlier_schemas() and bytes(buf.store.read_all("schema")) == good
+            buf.log.close()
+            buf = K.make(again(), ram_readings=1)
+            assert buf.open() == 0           # written whole again: the next boot is clean
+            buf.log.close()
+
+
 def test_a_profile_changed_with_every_batch_acknowledged_keeps_the_old_schema_for_resends():
     # Only a document some unacknowledged batch needed was kept: a resend of an acknowledged
     # batch of the old profile went out with no document that could decode it.
