@@ -38,6 +38,9 @@ def journal_bytes(max_readings, ram_readings):
 
 
 def _schema_doc(data):
+    """data is a schema document. The schema file has no CRC of its own, so that a Tether of
+    before reads it (a downgrade): a bit flipped in a channel's name still decodes, and is
+    taken for an earlier profile's schema."""
     from agent.schema import Schema
     try:
         Schema.from_cbor(data)
@@ -113,14 +116,14 @@ class Buffer:
         self.seq = self.log.next_seq()
         if doc is None:  # the encoder's schema document (the agent passes the one it made)
             doc = self.encoder.schema.to_cbor()
-        old = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
-        if old is not None and old != doc and not _schema_doc(old):
+        raw = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
+        old = raw if raw is None or raw == doc or _schema_doc(raw) else None
+        if raw is not None and old is None:
             # Flash gone bad: which profile numbered the journal's rows went with it, and the
             # running one almost always did. Counted as discarded, as a state file that fails
             # its check is; every boot stopped here before.
-            self.log.discarded += len(old)
-            discarded += len(old)
-            old = None
+            self.log.discarded += len(raw)
+            discarded += len(raw)
         changed = old is not None and old != doc
         if size:
             # The journal's rows are the last boot's: they become batches now, of their own
@@ -148,7 +151,7 @@ class Buffer:
         if changed:
             from agent import schema_change
             schema_change.retire(self, old)
-        if old != doc:
+        if raw != doc:
             self.store.replace(_SCHEMA, doc)
         return discarded
 

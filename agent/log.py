@@ -60,6 +60,21 @@ def frame(kind, parts):
     return h + struct.pack("<I", crc & 0xFFFFFFFF)
 
 
+def seal(body):
+    """body and its CRC-32 after it: a small file replaced whole (state, id, the schema)."""
+    return body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
+
+
+def unseal(data):
+    """The body of a sealed file; None when it fails its check (flash gone bad)."""
+    if data is None or len(data) < 4:
+        return None
+    body = data[:-4]
+    if struct.unpack("<I", data[-4:])[0] != binascii.crc32(body) & 0xFFFFFFFF:
+        return None
+    return body
+
+
 def records(store, name, start, size):
     """(type, payload, end offset) of each good record of a file from offset start; stops at the
     first record that is torn (runs past size) or corrupt (CRC)."""
@@ -143,12 +158,9 @@ class Log:
     # -- state ---------------------------------------------------------------------------
 
     def _load_state(self):
-        data = self.store.read_all(_STATE)
+        body = unseal(self.store.read_all(_STATE))
         fixed = struct.calcsize(_STATE_FMT)
-        if data is None or len(data) < fixed + 4:
-            return False
-        body = data[:-4]
-        if struct.unpack("<I", data[-4:])[0] != binascii.crc32(body) & 0xFFFFFFFF:
+        if body is None or len(body) < fixed:
             return False
         magic = bytes(body[:4])
         ranges = []
@@ -183,7 +195,7 @@ class Log:
             body += bytes([len(ranges)])
             for r in ranges:
                 body += struct.pack("<II", r[0], r[1])
-        self.store.replace(_STATE, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        self.store.replace(_STATE, seal(body))
         self._acked_unsaved = 0
 
     def _load_id(self, names):
@@ -193,9 +205,10 @@ class Log:
             data = self.store.read_all(_ID)
             if data is None:  # there, and not read: taken for none, the id would change
                 raise OSError(5, "%s: cannot be read" % _ID)
-            if len(data) == 12:
-                n, first, crc = struct.unpack("<III", data)
-                if n and crc == binascii.crc32(data[:8]) & 0xFFFFFFFF:
+            body = unseal(data)
+            if body is not None and len(body) == 8:
+                n, first = struct.unpack("<II", body)
+                if n:
                     return n, first
         else:
             for name in names:
@@ -210,8 +223,7 @@ class Log:
         self.store_id = struct.unpack("<I", os.urandom(4))[0] % 0xFFFF0000 + 0x10000
         self.store_first = self.next_seq()
         self.dropped = 0  # a new store counts its own drops (the ingest adds the ones before)
-        body = struct.pack("<II", self.store_id, self.store_first)
-        self.store.replace(_ID, body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF))
+        self.store.replace(_ID, seal(struct.pack("<II", self.store_id, self.store_first)))
 
     # -- open --------------------------------------------------------------------------------
 

@@ -43,8 +43,8 @@ def test_an_i2c_bus_on_the_esp32s_flash_voltage_strap_and_console_is_warned_of_a
 
 @pytest.mark.parametrize("chip, sda, scl, says", [
     ("esp32", 0, 2, ["GPIO0 is a strapping pin", "GPIO2 is a strapping pin"]),
-    ("esp32", 16, 17, ["GPIO16 is wired to the PSRAM on ESP32-WROVER",
-                       "GPIO17 is wired to the PSRAM on ESP32-WROVER"]),
+    ("esp32", 16, 17, ["GPIO16 is wired to the PSRAM of ESP32-WROVER",
+                       "GPIO17 is wired to the PSRAM of ESP32-WROVER"]),
     ("esp32c3", 8, 9, ["GPIO8 is a strapping pin", "GPIO9 is a strapping pin"]),
     ("esp32c3", 18, 19, ["GPIO18 is the chip's own USB (D-)", "GPIO19 is the chip's own USB (D+)"]),
     ("esp32c3", 20, 21, ["GPIO20 is UART0's RX", "GPIO21 is UART0's TX"]),
@@ -53,6 +53,7 @@ def test_an_i2c_bus_on_the_esp32s_flash_voltage_strap_and_console_is_warned_of_a
     ("esp32s2", 45, 19, ["GPIO45 is a strapping pin", "GPIO19 is the chip's own USB (D-)"]),
     ("esp32c6", 12, 15, ["GPIO12 is the chip's own USB (D-)", "GPIO15 is a strapping pin"]),
     ("esp32c6", 16, 17, ["GPIO16 is UART0's TX", "GPIO17 is UART0's RX"]),
+    ("esp32c6", 4, 5, ["GPIO4 is a strapping pin", "GPIO5 is a strapping pin"]),
 ])
 def test_each_chip_warns_of_its_own_pins(tmp_path, chip, sda, scl, says):
     got = warnings_of(profile(tmp_path, "[{id: b, type: i2c, sda: %d, scl: %d}]" % (sda, scl),
@@ -84,12 +85,52 @@ def test_ignore_pin_warnings_silences_only_the_gpios_it_lists(tmp_path):
 
 
 def test_a_bad_ignore_pin_warnings_is_an_error_at_its_place(tmp_path):
-    path = profile(tmp_path, "[{id: b, type: i2c, sda: 21, scl: 22}]",
-                   more="ignore_pin_warnings: [1, x]\n")
-    compiled, errors, _ = compile_with_secrets(path)
-    assert compiled is None
-    assert [e.split("p.yaml:", 1)[1] for e in errors] == [
-        "7:26: ignore_pin_warnings[1]: expected a GPIO number, got 'x'"]
+    def errors(more, **kw):
+        path = profile(tmp_path, "[{id: b, type: i2c, sda: 21, scl: 22, port: /dev/i2c-1}]",
+                       more=more, **kw)
+        compiled, errors, _ = compile_with_secrets(path)
+        assert compiled is None
+        return [e.split("p.yaml:", 1)[1] for e in errors]
+    assert errors("ignore_pin_warnings: [1, x, 40]\n") == [
+        "7:26: ignore_pin_warnings[1]: expected a GPIO number, got 'x'",
+        "7:29: ignore_pin_warnings[2]: expected an ESP32 GPIO number (0-39; there is no GPIO20, "
+        "24 or 28-31), got 40"]
+    assert errors("ignore_pin_warnings: 12\n") == [
+        "7:22: ignore_pin_warnings: expected a list of GPIO numbers, got 12"]
+    assert errors("ignore_pin_warnings: [12]\n", chip=None, platform="rpi") == [
+        "7:22: ignore_pin_warnings: 'ignore_pin_warnings' goes with 'platform: esp32', whose "
+        "pins are warned of"]
+
+
+def test_ignoring_a_pin_with_nothing_to_ignore_is_a_warning_itself(tmp_path):
+    # 21 for 12: the real warning would stay, and a pin that comes back later would be hidden
+    got = warnings_of(profile(tmp_path, "[{id: b, type: i2c, sda: 21, scl: 12}]",
+                              more="ignore_pin_warnings: [21]\n"))
+    assert [w[:40] for w in got] == ["4:42: buses[0].scl: warning: GPIO12 is a",
+                                     "7:23: ignore_pin_warnings[0]: warning: G"]
+    assert got[1].endswith("GPIO21 is not a pin this profile is warned of: nothing to ignore")
+
+
+def test_a_pin_from_secrets_is_not_told_by_a_warning(tmp_path):
+    # the summary shows it as ***: "GPIO12 is a strapping pin" would tell it
+    (tmp_path / "secrets.yaml").write_text("sda_pin: 12\n")
+    assert warnings_of(profile(tmp_path, "[{id: b, type: i2c, sda: !secret sda_pin, scl: 22}]"
+                               )) == []
+
+
+def test_uart_hx711_and_probe_pins_are_warned_of_too(tmp_path):
+    path = profile(tmp_path, "[{id: b, type: i2c, sda: 21, scl: 22}, "
+                             "{id: u, type: uart, tx: 1, rx: 3}]", more=(
+        "sensors:\n"
+        "  - {name: power, driver: ina219, bus: b}\n"
+        "  - {name: w, driver: hx711, pins: {dout: 0, sck: 2}, calibration: {tare: 1, scale: 2}}\n"
+        "  - {name: v, driver: pzem004t, bus: u, quantity: voltage}\n"))
+    text = pathlib.Path(path).read_text().replace(
+        "sensors: [{name: power, driver: ina219, bus: b}]\n", "", 1)
+    pathlib.Path(path).write_text(text)
+    got = warnings_of(path)
+    assert [w.split(": warning: ")[0].split(": ", 1)[1] for w in got] == [
+        "buses[1].tx", "buses[1].rx", "sensors[1].pins.dout", "sensors[1].pins.sck"]
 
 
 def test_check_prints_warnings_on_stderr_and_still_passes(tmp_path, capsys):
@@ -98,6 +139,24 @@ def test_check_prints_warnings_on_stderr_and_still_passes(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.startswith(path + ": ok\n")
     assert err.startswith(path + ":4:42: buses[0].scl: warning: GPIO12 is a strapping pin")
+
+
+def test_check_prints_warnings_beside_errors(tmp_path, capsys):
+    path = profile(tmp_path, "[{id: b, type: i2c, sda: 21, scl: 12}]",
+                   more="batch: {max_bytes: 1}\n")
+    assert main(["check", path]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(path + ":7:20: batch.max_bytes: expected")
+    assert err[1].startswith(path + ":4:42: buses[0].scl: warning: GPIO12")
+
+
+def test_build_prints_the_warnings_before_it_builds(tmp_path, capsys):
+    from firmware.build import _compile_profile
+    path = profile(tmp_path, "[{id: b, type: i2c, sda: 21, scl: 12}]",
+                   more="wifi: {ssid: home}\n")
+    compiled, _ = _compile_profile(path, ())
+    assert compiled["wifi"]["ssid"] == "home"
+    assert "buses[0].scl: warning: GPIO12" in capsys.readouterr().err
 
 
 def test_compile_prints_warnings_on_stderr_and_writes_the_profile(tmp_path, capsys):

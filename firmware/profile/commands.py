@@ -22,7 +22,7 @@ def check(paths, out=None, err=None, allow_outside=()):
             print("\n".join(errors), file=err)
         else:
             print(summary(path, compiled, secret_fields), file=out)
-            _warn(warnings, err)
+        _warn(warnings, err)
     return status
 
 

@@ -25,10 +25,10 @@ def compile_with_secrets(path, allow_outside=(), warnings=None):
     # an empty value, which its rule would report again: one problem per place is enough.
     reported = {p[:3] for p in load_problems}
     problems = load_problems + [p for p in problems if p[:3] not in reported]
+    if warnings is not None:   # with the errors too: the next check would show them
+        warnings.extend(messages(notes))
     if problems:
         return None, messages(problems), secret_fields
-    if warnings is not None:
-        warnings.extend(messages(notes))
     return compiled, [], secret_fields
 
 

@@ -53,7 +53,8 @@ def _warned(strapping, tx, rx, usb=None, more=()):
     return warned
 
 
-WROVER = "is wired to the PSRAM on ESP32-WROVER modules: choose another GPIO for those"
+WROVER = ("is wired to the PSRAM of ESP32-WROVER modules (and to the flash of ESP32-PICO-D4 "
+          "packages): choose another GPIO for those")
 OCTAL = ("is wired to the flash or PSRAM on ESP32-S3 modules with octal PSRAM or flash (N8R8, "
          "N16R8, ...): choose another GPIO for those")
 
@@ -77,7 +78,7 @@ ESP32_PINS = {
     "esp32c3": Pins("ESP32-C3", range(0, 22), "0-21", range(11, 18), "11-17", (), None,
                     range(0, 5), "0-4", _warned((2, 8, 9), 21, 20, (18, 19))),
     "esp32c6": Pins("ESP32-C6", range(0, 31), "0-30", range(24, 31), "24-30", (), None,
-                    range(0, 7), "0-6", _warned((8, 9, 15), 16, 17, (12, 13)),
+                    range(0, 7), "0-6", _warned((4, 5, 8, 9, 15), 16, 17, (12, 13)),
                     "the ESP32-C6's only ADC"),
 }
 
@@ -101,7 +102,7 @@ def pin(use):
                                        % p.input_only_text, node))
             if use == "adc" and n not in p.adc1:
                 raise Invalid(expected("an ADC1 pin, %s (%s)" % (p.adc1_text, p.adc_note), node))
-            if n in p.warned:
+            if n in p.warned and not node.secret:  # what it says would tell the pin
                 # kept apart: `ignore_pin_warnings` (schema.py) drops those the maker has read
                 ctx.notes.append((n, at(node, "warning: GPIO%d %s" % (n, p.warned[n]))))
         elif ctx.platform == "rpi":

@@ -567,24 +567,42 @@ def compile_root(root):
     crosscheck.check(ctx, root, out)
     if ctx.platform == "esp32":
         esp32_needs(ctx, root, out)
-    ignored = ignore_pin_warnings(ctx, root)
-    warnings = [note for gpio, note in ctx.notes if gpio not in ignored]
-    return out, ctx.problems, sorted(ctx.secrets), warnings
+    return out, ctx.problems, sorted(ctx.secrets), ignore_pin_warnings(ctx, root)
 
 
 def ignore_pin_warnings(ctx, root):
-    """The GPIOs whose warnings the maker has read (a product whose console is not needed once it
-    ships, a strapping pin its circuit keeps right), as ESPHome's `ignore_strapping_warning`.
-    Only the check reads it: the board has nothing to do with it."""
+    """The warnings left once those of the GPIOs the maker has read are dropped (a product whose
+    console is not needed once it ships, a strapping pin its circuit keeps right), as ESPHome's
+    `ignore_strapping_warning`. Only the check reads the list: the board has nothing to do with
+    it. A GPIO in it with nothing to ignore is a warning itself: a typo (21 for 12) or a pin
+    no longer used would leave the real one said, or hide it once it comes back."""
     node = root.value.get("ignore_pin_warnings") if root.tag == "map" else None
+    warned = set(gpio for gpio, _ in ctx.notes)
     if node is None:
-        return set()
+        return [note for _, note in ctx.notes]
+    if ctx.platform != "esp32":
+        if ctx.platform is not None:
+            ctx.problems.append(at(node, "'ignore_pin_warnings' goes with 'platform: esp32', "
+                                         "whose pins are warned of"))
+        return []
+    p = ESP32_PINS.get(ctx.chip)
+
+    def gpio(ctx, item):
+        n = integer(0, 63, "a GPIO number")(ctx, item)
+        if p is not None and n not in p.gpios:
+            raise Invalid(expected("an %s GPIO number (%s)" % (p.name, p.gpios_text), item))
+        return n
+
     try:
-        gpios = list_of(integer(0, 63, "a GPIO number"), 0, "a list of GPIO numbers")(ctx, node)
+        ignored = list_of(gpio, 0, "a list of GPIO numbers")(ctx, node)
     except Invalid as exc:
         ctx.problems.append(at(node, str(exc)))
-        return set()
-    return set(gpios)
+        return []
+    for item, n in zip(node.value if node.tag == "seq" else (), ignored):
+        if n is not None and n not in warned and p is not None:
+            ctx.notes.append((None, at(item, "warning: GPIO%d is not a pin this profile is "
+                                             "warned of: nothing to ignore" % n)))
+    return [note for gpio_n, note in ctx.notes if gpio_n is None or gpio_n not in ignored]
 
 
 def esp32_needs(ctx, root, out):

@@ -552,21 +552,25 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_whi
         buf.log.close()
 
 
+def _journaled_then_cut(store):
+    buf = opened(store, ram_readings=1)
+    for i in range(5):
+        K.append(buf, i)
+    buf.cut()                       # batch 0: in the log
+    for i in range(5, 8):
+        K.append(buf, i)            # in the journal
+    buf.log.close()                 # a power cut
+
+
 def test_a_schema_file_gone_bad_is_counted_as_discarded_and_the_journals_rows_still_leave():
     # One bad bit in the schema file stopped every boot at open() (Malformed), while it held
     # rows: the board never started again.
     good = K.schema().to_cbor()
-    flipped = bytearray(good)
-    flipped[3] ^= 4
-    for bad in (bytes(flipped), b"\xff\x00 not cbor", b""):
+    broken = bytearray(good)
+    broken[3] ^= 4
+    for bad in (bytes(broken), good + b"\x00", b"\xff\x00 not cbor", b""):
         for store, again in both_stores():
-            buf = opened(store, ram_readings=1)
-            for i in range(5):
-                K.append(buf, i)
-            buf.cut()                       # batch 0: in the log
-            for i in range(5, 8):
-                K.append(buf, i)            # in the journal
-            buf.log.close()                 # a power cut
+            _journaled_then_cut(store)
             st = again()
             st.replace("schema", bad)
             buf = K.make(st, ram_readings=1)
@@ -579,6 +583,7 @@ def test_a_schema_file_gone_bad_is_counted_as_discarded_and_the_journals_rows_st
             buf = K.make(again(), ram_readings=1)
             assert buf.open() == 0           # written whole again: the next boot is clean
             buf.log.close()
+
 
 
 def test_a_profile_changed_with_every_batch_acknowledged_keeps_the_old_schema_for_resends():

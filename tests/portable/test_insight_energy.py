@@ -3,6 +3,7 @@
 # drift that must, ack learning again, the motor features, bad settings. Both interpreters.
 # Across a reboot: test_insight_energy_reboot.py.
 from energykit import DAY, HOUR, MIN, T0, Run, cycles as _cycles
+from support import FLOAT32
 
 # The detector compiled from source in RAM beside this module and a day of readings: at 64k its
 # settings' upper bounds (some hundred bytes of bytecode) tipped the set() test into a
@@ -185,8 +186,10 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     # one odd cycle adds at most 3 - drift_slack: a limit there would alarm on a spike
     _refused(d, {"drift_slack": 0.5, "drift_limit": 2.5}, "drift_limit (2.5) must be above 2.5")
     _refused(d, {"drift_slack": 2, "drift_limit": 1}, "drift_limit (1) must be above 1")
-    # a tariff of 1e30 priced a day at infinity (1e308 is already inf in an ESP32's floats); a
-    # slack of 3 or more never alarms
+    # a tariff of 1e308 priced a day at infinity (already inf in an ESP32's floats, and refused
+    # as one); a slack of 3 or more never alarms
+    if not FLOAT32:
+        _refused(d, {"tariff": 1e308}, "tariff: expected a number up to 1000000, got 1e+308")
     _refused(d, {"tariff": 1e30}, "tariff: expected a number up to 1000000, got 1e+30")
     _refused(d, {"grid_intensity": 20000}, "grid_intensity: expected a number up to 10000")
     _refused(d, {"cycle_above": 2e6}, "cycle_above: expected a number up to 1000000")
