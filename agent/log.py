@@ -236,8 +236,12 @@ class Log:
         self.store_id, self.store_first = self._load_id(names)
         if not self._load_state():
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
-            if _STATE in names:  # one that fails its check: its counts are lost
-                self.discarded += self.store.size(_STATE)
+            # One that fails its check, or one gone (emptied, deleted) while segments are
+            # there (every open writes one): its counts and boot number are lost, at least its
+            # fixed part counted.
+            if _STATE in names or any(name.endswith(".seg") for name in names):
+                size = self.store.size(_STATE) if _STATE in names else 0
+                self.discarded += max(size, _STATE_BYTES)
         numbers = []
         for name in names:
             if name.endswith(".seg") and len(name) == 12 and name[:8].isdigit():

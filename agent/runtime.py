@@ -211,6 +211,7 @@ class Agent:
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
             "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
             "events_dropped": self.events.log.dropped,
+            "discarded": log.discarded + self.events.log.discarded,
             "connects": uplink.connects, "reconnects": uplink.reconnects,
             "too_large": uplink.too_large, "commands_dropped": uplink.commands_dropped,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
@@ -276,7 +277,8 @@ class Agent:
         u = self.uplink
         return {"version": VERSION, "model": self.model,
                 "boot": log.boot, "seq": self.buffer.seq, "acked": log.acked,
-                "segments": len(log.segments), "discarded": log.discarded,
+                "segments": len(log.segments),
+                "discarded": log.discarded + self.events.log.discarded,
                 "published": u.published, "puback": u.acked, "connected": u.connected,
                 "commands": self.commands.received, "rejected": self.commands.rejected,
                 "skipped": self.commands.skipped,

@@ -283,12 +283,13 @@ class Board:
                       safe_mode=self.safe_mode, ssl_context=ssl_context)
         agent.more_health = self.health
         agent.uplink.on_command = self._command
-        agent.open()
+        discarded = agent.open()
         agent.running = True
         self.agent = agent
-        log("tether: %s, %d sensors, broker %s:%d" % (
+        log("tether: %s, %d sensors, broker %s:%d%s" % (
             agent.device, len(agent.sampler.channels), profile["uplink"]["host"],
-            profile["uplink"]["port"]))
+            profile["uplink"]["port"],
+            ", %d torn or corrupt bytes discarded" % discarded if discarded else ""))
         # What runs holds what it needs of the profile; the whole mapping (some KB of dicts and
         # strings, the CA's text) is garbage from here on, and so are the modules that only
         # build the agent.

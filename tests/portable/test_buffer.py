@@ -636,3 +636,26 @@ def test_old_rows_cut_into_several_batches_keep_the_old_schema_until_the_last_is
         buf.ack(last)
         assert buf.earlier_schemas() == []
         buf.log.close()
+
+
+def test_a_state_file_emptied_or_deleted_under_a_log_is_counted_as_discarded():
+    # its dropped total, ranges and boot number went back to nothing with discarded at 0
+    for gone in ("empty", "deleted"):
+        for store, again in both_stores():
+            buf = opened(store)
+            for i in range(30):
+                K.append(buf, i)
+            buf.cut()
+            buf.log.close()
+            st = again()
+            if gone == "empty":
+                st.replace("state", b"")
+            else:
+                st.remove("state")
+            buf = K.make(st)
+            assert buf.open() == 32 and buf.log.discarded == 32, gone
+            assert [s for s, _ in K.drain(buf)] == [0, 1]   # every batch goes out again
+            buf.log.close()
+            buf = K.make(again())
+            assert buf.open() == 0           # written again by that open
+            buf.log.close()
