@@ -70,7 +70,9 @@ def _read(store):
 
 
 def _write(store, kept):
+    from agent.buffer import seal_schemas
     if kept:
         store.replace(_EARLIER, b"".join([struct.pack("<qH", s, len(d)) + d for s, d in kept]))
     elif _EARLIER in store.names():
         store.remove(_EARLIER)
+    seal_schemas(store)
