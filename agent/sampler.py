@@ -16,12 +16,16 @@ _MAX_BACKOFF_MS = 300000
 _NAN = float("nan")  # a value no detector takes for a reading at rest
 
 
+ALARM = "alarm"     # a threshold event's detail when the profile marks it so
+
+
 class Threshold:
-    def __init__(self, event, level, above, hysteresis):
+    def __init__(self, event, level, above, hysteresis, alarm=False):
         self.event = event
         self.level = level
         self.above = above
         self.hysteresis = hysteresis
+        self.detail = ALARM if alarm else None
         self.active = False
 
     def check(self, v):
@@ -197,7 +201,7 @@ class Sampler:
             for th in c.thresholds:
                 state = th.check(v)
                 if state is not None:
-                    self._emit(t, synced, th.event, c, state, v, None)
+                    self._emit(t, synced, th.event, c, state, v, th.detail)
         if (not confident) != c.uncertain:  # a pill count far from a whole pill, say
             c.uncertain = not confident
             self._emit(t, synced, "uncertain_" + c.quantity, c, RAISED if c.uncertain else CLEARED,
@@ -239,7 +243,7 @@ def channels(profile, schema, sources):
         for th in s.get("thresholds", ()):
             above = "above" in th
             ths.append(Threshold(th["event"], th["above"] if above else th["below"], above,
-                                 th.get("hysteresis", 0)))
+                                 th.get("hysteresis", 0), th.get("alarm", False)))
         out.append(Channel(i, s["name"], sources[i], s["quantity"], s["interval_ms"],
                            schema.scaler(i), schema, s.get("filters", {}), ths))
     return out

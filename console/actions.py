@@ -1,5 +1,7 @@
 """What needs someone now, device by device, with its evidence (the console's first page):
 
+    alarm              a threshold the profile marks `alarm: true` stands raised (a fridge's
+                       cabinet warm): raised in the device's current boot, not cleared since
     empty, reorder     a cartridge ran dry, or will within the lead time (no new one since)
     maintenance_due    a motor or compressor drifting from its learnt baseline
     dose_missed        doses missed in the last 7 days (per bottle)
@@ -18,9 +20,9 @@ import time
 from agent.clock import PLAUSIBLE_MS
 from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, as_map
 
-ORDER = {"empty": 0, "reorder": 1, "maintenance_due": 2, "dose_missed": 3, "refill_needed": 4,
-         "silent": 5, "dropping": 6}
-TITLES = {"empty": "Cartridge empty", "reorder": "Reorder due",
+ORDER = {"alarm": 0, "empty": 1, "reorder": 2, "maintenance_due": 3, "dose_missed": 4,
+         "refill_needed": 5, "silent": 6, "dropping": 7}
+TITLES = {"alarm": "Alarm", "empty": "Cartridge empty", "reorder": "Reorder due",
           "maintenance_due": "Maintenance due", "dose_missed": "Missed doses",
           "refill_needed": "Refill needed", "silent": "Silent", "dropping": "Dropping data"}
 RESOLVED_BY = {"empty": "cartridge_replaced", "reorder": "cartridge_replaced",
@@ -72,6 +74,7 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                         ", ".join(_when(f.get("scheduled", t)) for t, _, f in misses[-5:])),
                     "figures": {"missed": len(misses),
                                 "scheduled": [f.get("scheduled", t) for t, _, f in misses]}})
+    out.extend(_alarms(db))
     wall_ms = int(time.time() * 1000)
     # Batches and events refused as copies with other bytes, by device: a device from before
     # store ids whose store was wiped numbers from 0 again under the same store, and the ingest
@@ -132,6 +135,32 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
         shown.append(a)
     shown.sort(key=lambda a: (ORDER[a["kind"]], _urgency(a), a["device"], a["sensor"]))
     return shown
+
+
+# read through the index events_alarms (ingest/store): a fleet's events are mostly not alarms
+ALARMS_SQL = ("SELECT device, seq, boot, t_ms, event, sensor, state, value FROM events "
+              "WHERE detail = 'alarm' AND state IN ('raised', 'cleared') ORDER BY device, seq")
+
+
+def _alarms(db):
+    """Alarm thresholds standing: of each (device, sensor, event) marked alarm, the newest
+    event raised, in the device's newest boot known (a threshold's state starts afresh at boot,
+    docs/wire-format.md: a value back within its level after a restart sends no `cleared`)."""
+    boots = {d: b or 0 for d, b in db.rows("SELECT device, last_boot FROM devices")}
+    newest = {}
+    for device, seq, boot, t, event, sensor, state, value in db.rows(ALARMS_SQL):
+        newest[(device, sensor, event)] = (boot, t, state, value)
+        if boot > boots.get(device, 0):
+            boots[device] = boot
+    out = []
+    for (device, sensor, event), (boot, t, state, value) in sorted(newest.items()):
+        if state != "raised" or boot != boots.get(device):
+            continue
+        out.append({"kind": "alarm", "device": device, "sensor": sensor, "event": None,
+                    "t_ms": t, "figures": {"event": event, "value": value, "boot": boot},
+                    "evidence": "%s: %s at %s, not cleared since" % (
+                        event, num_text(value), _when(t))})
+    return out
 
 
 def judged_on(action):

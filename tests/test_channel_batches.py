@@ -96,14 +96,15 @@ def downgrade(url):
             conn.execute("ALTER TABLE readings_packed DROP COLUMN t_low, DROP COLUMN v_low, "
                          "DROP COLUMN t_high, DROP COLUMN v_high")
             conn.execute("DROP TABLE stores")
+            conn.execute("DROP INDEX events_alarms")
             conn.execute("UPDATE tether_layout SET version = 3")
-        assert postgres.VERSION == 6
+        assert postgres.VERSION == 7
     else:  # layout 5
         conn = sqlite3.connect(url)
         conn.executescript("DROP TABLE channel_batches; DROP TABLE stores; "
-                           "PRAGMA user_version = 5;")
+                           "DROP INDEX events_alarms; PRAGMA user_version = 5;")
         conn.close()
-        assert sqlite_layout.DB_VERSION == 7
+        assert sqlite_layout.DB_VERSION == 8
 
 
 def test_an_older_database_gets_them_from_the_readings_it_holds(url):

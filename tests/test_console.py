@@ -189,6 +189,63 @@ def test_missed_doses_of_the_last_week_count_per_bottle(tmp_path):
     assert (two["device"], two["figures"]["missed"]) == ("printer-1", 1)
 
 
+def threshold_event(db, device, seq, boot, t_ms, event, sensor, state, value, detail="alarm"):
+    db.begin()
+    db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, state, value, "
+               "detail, received_at) VALUES (?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?)",
+               (device, seq, boot, t_ms, event, sensor, state, value, detail, float(seq)))
+    db.commit()
+
+
+def test_an_alarm_threshold_stands_in_actions_until_it_clears_or_the_device_boots_past_it(
+        tmp_path):
+    # A fridge's cabinet at 9.3 C (food spoiling) was in no list: only insights were
+    path = tmp_path / "f.sqlite"
+    db = make_db(path, ("fridge-1", "fridge-2"))
+    threshold_event(db, "fridge-1", 0, 1, NOW - 3600000, "cabinet_warm", "cabinet", "raised", 9.3)
+    threshold_event(db, "fridge-1", 1, 1, NOW - 60000, "undervoltage", "voltage", "raised", 201,
+                    detail=None)                         # not marked an alarm: not listed
+    threshold_event(db, "fridge-2", 0, 1, NOW - 7200000, "cabinet_warm", "cabinet", "raised", 8.4)
+    threshold_event(db, "fridge-2", 1, 1, NOW - 3600000, "cabinet_warm", "cabinet", "cleared", 6.9)
+    got, database = needed(path)
+    assert got == [("alarm", "fridge-1", "cabinet")]
+    a = actions.needed(database, reads.FleetCache(database).refresh()[0], NOW)[0]
+    assert a["title"] == "Alarm" and a["event"] is None     # nothing to send a device
+    assert a["evidence"].startswith("cabinet_warm: 9.3 at ") and a["figures"]["value"] == 9.3
+    # the device restarted with the cabinet cool again: a threshold starts afresh at boot and
+    # sends no `cleared` (docs/wire-format.md)
+    db.begin()
+    db.execute("UPDATE devices SET last_boot = 2 WHERE device = 'fridge-1'")
+    db.commit()
+    assert needed(path)[0] == []
+    # still warm after the restart: raised again under the new boot
+    threshold_event(db, "fridge-1", 2, 2, NOW - 1000, "cabinet_warm", "cabinet", "raised", 9.9)
+    assert needed(path)[0] == [("alarm", "fridge-1", "cabinet")]
+
+
+def test_an_acknowledged_alarm_comes_back_when_it_is_raised_again(tmp_path):
+    path = tmp_path / "f.sqlite"
+    db = make_db(path, ("fridge-1",))
+    threshold_event(db, "fridge-1", 0, 1, NOW - 3600000, "cabinet_warm", "cabinet", "raised", 9.3)
+    db.begin()
+    db.execute("INSERT INTO acks (device, action, sensor, done, at_ms, value, received_at) "
+               "VALUES ('fridge-1', 'alarm', 'cabinet', 'ack', ?, ?, 1.0)",
+               (NOW, NOW - 3600000))
+    db.commit()
+    assert needed(path)[0] == []
+    threshold_event(db, "fridge-1", 1, 1, NOW - 60000, "cabinet_warm", "cabinet", "cleared", 7.0)
+    threshold_event(db, "fridge-1", 2, 1, NOW - 1000, "cabinet_warm", "cabinet", "raised", 9.0)
+    assert needed(path)[0] == [("alarm", "fridge-1", "cabinet")]
+
+
+def test_the_alarms_query_reads_the_alarm_index_not_every_event(tmp_path):
+    # a fleet's events table holds millions of cycles and forecasts
+    make_db(tmp_path / "f.sqlite", ()).close()
+    conn = sqlite3.connect(str(tmp_path / "f.sqlite"))
+    plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + actions.ALARMS_SQL))
+    assert "events_alarms" in plan, plan
+
+
 def test_an_acknowledgement_hides_an_action_until_something_newer_comes(tmp_path):
     db = make_db(tmp_path / "f.sqlite")
     insight(db, "washer-1", 1, NOW - DAY, "maintenance_due", "power", 20.0, drift_pct=20.0)
@@ -415,7 +472,7 @@ def request(server, method, path, body=None, headers=None):
     ("/fleet?q=" + "x" * 101, "q: at most 100 characters"),
     ("/fleet?colour=red", "unknown query parameter &#39;colour&#39;"),
     ("/?fragment=2", "fragment: one of 1"),
-    ("/?kind=coffee", "kind: one of &#34;&#34;, empty, reorder"),
+    ("/?kind=coffee", "kind: one of &#34;&#34;, alarm, empty"),
     ("/?page=x", "page: a whole number"),
     ("/device/printer-1?span=2y", "span: one of 1d, 7d, 30d, all"),
     ("/device/-rm%20-rf", "device: an id of 1 to 64 letters"),
@@ -714,7 +771,7 @@ def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
     conn = sqlite3.connect(str(path))
     conn.executescript("DROP TABLE acks; DROP INDEX replies_by_device; "
                        "DROP TABLE channel_batches; DROP TABLE stores; "
-                       "PRAGMA user_version = 4;")
+                       "DROP INDEX events_alarms; PRAGMA user_version = 4;")
     conn.close()
     prepare(str(path))
     conn = sqlite3.connect(str(path))

@@ -155,3 +155,33 @@ def test_check_shows_the_dose_times_zone(tmp_path, capsys):
     assert main(["check", str(path)]) == 0
     assert any(line.startswith("  insight   pills: adherence, 1 pill at 08:00, 20:00 UTC-05:30,")
                for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_threshold_marked_as_an_alarm_is_compiled_and_shown_so(tmp_path, capsys):
+    from firmware.profile.compile import compile as compile_profile
+    path = tmp_path / "f.yaml"
+    base = textwrap.dedent("""\
+        device: {id: fridge}
+        platform: sim
+        sensors:
+          - name: cabinet
+            driver: sht3x
+            bus: i2c0
+            quantity: temperature
+            thresholds:
+              - {event: cabinet_warm, above: 8, hysteresis: 1, alarm: %s}
+              - {event: cabinet_cold, below: 0}
+        buses: [{id: i2c0, type: i2c, sda: 21, scl: 22}]
+        uplink: {broker: "mqtt://localhost"}
+        """)
+    path.write_text(base % "true")
+    compiled, errors = compile_profile(str(path))
+    assert errors == []
+    assert [t.get("alarm") for t in compiled["sensors"][0]["thresholds"]] == [True, None]
+    assert main(["check", str(path)]) == 0
+    assert "cabinet_warm >8 (hyst 1) alarm, cabinet_cold <0" in capsys.readouterr().out
+    path.write_text(base % "false")     # the compiled form says only an alarm
+    assert "alarm" not in compile_profile(str(path))[0]["sensors"][0]["thresholds"][0]
+    path.write_text(base % "sure")
+    assert compile_profile(str(path))[1] == [
+        "%s:9:63: sensors[0].thresholds[0].alarm: expected true or false, got 'sure'" % path]

@@ -395,7 +395,11 @@ def test_a_compiled_profile_with_values_its_yaml_could_not_have_is_refused_at_th
         (lambda p: p["sensors"][0].update(thresholds=[{"event": "hot", "above": "x",
                                                        "hysteresis": 0}]),
          'sensors[0].thresholds[0]: expected {event, below or above: a number, hysteresis: 0 or '
-         'more}, got {"event": "hot", "above": "x", "hyste...'),
+         'more, alarm: true or left out}, got {"event": "hot", "above": "x", "hyste...'),
+        (lambda p: p["sensors"][0].update(thresholds=[{"event": "hot", "above": 1,
+                                                       "hysteresis": 0, "alarm": "yes"}]),
+         'sensors[0].thresholds[0]: expected {event, below or above: a number, hysteresis: 0 or '
+         'more, alarm: true or left out}, got {"event": "hot", "above": 1, "hystere...'),
         (lambda p: p["sensors"][0].update(driver=["ina219"]),
          'sensors[0]: expected a sensor with a driver (ina219, pzem004t, hx711, ads1115, '
          'level_probe, sht3x), got {"name": "power", "driver": ["ina219"...'),

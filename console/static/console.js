@@ -267,7 +267,7 @@
       answered.set(key, "pending");
       markAnswered();
       // an insight's answer goes to the device, which may be slow or offline: said, not silent
-      if (row.dataset.kind !== "silent" && row.dataset.kind !== "dropping") {
+      if (!row.dataset.local) {
         toast("waiting for " + doc.device + "'s reply (up to 10 s; an offline device cannot " +
           "take it) ...");
       }

@@ -132,9 +132,9 @@ def _judged(s, where, out):
         sides = [k for k in ("below", "above") if isinstance(th, dict) and k in th]
         if not isinstance(th, dict) or not isinstance(th.get("event"), str) or len(sides) != 1 \
                 or not _number(th[sides[0]]) or not _number(th.get("hysteresis", 0)) \
-                or th.get("hysteresis", 0) < 0:
-            out.append("%s: expected {event, below or above: a number, hysteresis: 0 or more}, "
-                       "got %s" % (at, _shown(th)))
+                or th.get("hysteresis", 0) < 0 or th.get("alarm", True) is not True:
+            out.append("%s: expected {event, below or above: a number, hysteresis: 0 or more, "
+                       "alarm: true or left out}, got %s" % (at, _shown(th)))
     ins = s.get("insight")
     if ins is not None and not (isinstance(ins, dict) and isinstance(ins.get("type"), str)
                                 and ins["type"] in INSIGHTS):

@@ -190,9 +190,13 @@ def threshold(ctx, node):
         ("below", "below", number(), None),
         ("above", "above", number(), None),
         ("hysteresis", "hysteresis", number(at_least=0), 0),
+        # someone must act while it stands: the console's "Actions needed" (docs/console.md)
+        ("alarm", "alarm", boolean, None),
     ])
     if given(node, "below") == given(node, "above"):
         ctx.problems.append(at(node, "expected exactly one of 'below' or 'above'"))
+    if out.get("alarm") is False:   # the compiled form says only an alarm
+        del out["alarm"]
     return out
 
 

@@ -66,7 +66,8 @@ def behaviour(s):
     for t in s["thresholds"]:
         limit = "<%s" % number(t["below"]) if "below" in t else ">%s" % number(t["above"])
         hysteresis = " (hyst %s)" % number(t["hysteresis"]) if t["hysteresis"] else ""
-        thresholds.append("%s %s%s" % (t["event"], limit, hysteresis))
+        thresholds.append("%s %s%s%s" % (t["event"], limit, hysteresis,
+                                         " alarm" if t.get("alarm") else ""))
     return "; ".join(p for p in (", ".join(parts), ", ".join(thresholds)) if p) or "-"
 
 

@@ -11,7 +11,7 @@ import time
 
 from ingest import store as base
 
-DB_VERSION = 7  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 8  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 
 SCHEMA_SQL = """
 CREATE TABLE devices (
@@ -281,6 +281,11 @@ CREATE VIEW gaps AS
     FROM (SELECT device, seq, LAG(seq) OVER (PARTITION BY device, seq >> 32 ORDER BY seq) AS prev
           FROM batches)
     WHERE seq > prev + 1;
+""",
+    7: """
+-- The console's standing alarms (console/actions.py): threshold events the profile marks as
+-- alarms carry the detail 'alarm' (docs/wire-format.md), a few among a fleet's millions.
+CREATE INDEX events_alarms ON events (device, seq) WHERE detail = 'alarm';
 """,
 }
 

@@ -85,6 +85,19 @@ def test_a_threshold_judges_the_reading_as_stored_at_its_resolution():
                                                     ("warm", "cleared", 20.0)]
 
 
+def test_an_alarm_thresholds_events_say_alarm_and_others_say_nothing():
+    # the console lists a standing alarm (docs/console.md): the device says which ones are
+    clock = FakeClock(unix_ms=1763856000000)
+    ev = EventList()
+    seq = [5.0, 9.0, 6.0]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}),
+                thresholds=[Threshold("warm", 8, True, 1, alarm=True),
+                            Threshold("above_4", 4, True, 0)])
+    run(Sampler(clock, Rows(), ev, [c]), clock, 30000)
+    assert [(e[1], e[3], e[5]) for e in ev.got] == [
+        ("above_4", "raised", None), ("warm", "raised", "alarm"), ("warm", "cleared", "alarm")]
+
+
 def test_threshold_above_works_the_other_way():
     th = Threshold("hot", 30, True, 1)
     assert [th.check(v) for v in (29, 30.5, 31, 29.5, 29.0, 31)] == [
