@@ -16,7 +16,7 @@ import binascii
 import struct
 
 from agent import cbor
-from agent.log import HEAD, READINGS, _full, frame, records, seal, unseal
+from agent.log import HEAD, READINGS, _full, frame, records, unseal
 
 try:
     from micropython import const
@@ -49,24 +49,6 @@ def _checked(store, names):
     """(CRC-32 of schema, of schemas) as the check file holds them; None without a good one."""
     body = unseal(store.read_all(_CHECK)) if _CHECK in names else None
     return struct.unpack("<II", body) if body is not None and len(body) == 8 else None
-
-
-def seal_schemas(store):
-    """Writes the check file of schema and schemas (agent/schema_change.py), after either."""
-    names = store.names()
-    schema = store.read_all(_SCHEMA) if _SCHEMA in names else None
-    earlier = store.read_all(_EARLIER) if _EARLIER in names else None
-    store.replace(_CHECK, seal(struct.pack("<II", _crc(schema), _crc(earlier))))
-
-
-def _schema_doc(data):
-    """data is a schema document: what is known of a schema file without a check file."""
-    from agent.schema import Schema
-    try:
-        Schema.from_cbor(data)
-        return True
-    except cbor.CBORError:
-        return False
 
 
 class Buffer:
@@ -141,25 +123,16 @@ class Buffer:
         names = self.store.names()
         raw = self.store.read_all(_SCHEMA) if _SCHEMA in names else None
         crcs = _checked(self.store, names)
-        if crcs is None:    # no check file (a Tether of before wrote these), or a bad one
-            old = raw if raw is None or raw == doc or _schema_doc(raw) else None
-        else:
-            old = raw if raw is None or _crc(raw) == crcs[0] else None
-        if raw is not None and old is None:
-            # Flash gone bad (a flipped bit in a channel's name or resolution still decoded, as
-            # an earlier profile's schema): which profile numbered the journal's rows went with
-            # it, and the running one almost always did. Counted as discarded, as a state file
-            # that fails its check is; every boot stopped here before.
-            self.log.discarded += len(raw)
-            discarded += len(raw)
-        if _EARLIER in names and crcs is not None:
-            earlier = self.store.read_all(_EARLIER)
-            if _crc(earlier) != crcs[1]:
-                # the earlier profiles' documents, gone bad: forgotten, not published wrong
-                self.log.discarded += len(earlier)
-                discarded += len(earlier)
-                self.store.remove(_EARLIER)
-                crcs = None
+        old = raw
+        sealed = crcs is not None and (raw is None or _crc(raw) == crcs[0])
+        if raw is not None and not sealed or _EARLIER in names and crcs is not None:
+            # no check file (a Tether of before wrote these), damage, or earlier profiles'
+            # documents to check: rare, so loaded only then
+            from agent import schema_change
+            old, bad = schema_change.checked(self.store, raw, doc, crcs)
+            self.log.discarded += bad
+            discarded += bad
+            sealed = sealed and not bad
         changed = old is not None and old != doc
         if size:
             # The journal's rows are the last boot's: they become batches now, of their own
@@ -189,9 +162,10 @@ class Buffer:
             schema_change.retire(self, old)
         if raw != doc:
             self.store.replace(_SCHEMA, doc)
-            crcs = None
-        if crcs is None or changed:
-            seal_schemas(self.store)
+            sealed = False
+        if not sealed or changed:
+            from agent import schema_change
+            schema_change.seal(self.store)
         return discarded
 
     def earlier_schemas(self):

@@ -70,9 +70,54 @@ def _read(store):
 
 
 def _write(store, kept):
-    from agent.buffer import seal_schemas
     if kept:
         store.replace(_EARLIER, b"".join([struct.pack("<qH", s, len(d)) + d for s, d in kept]))
     elif _EARLIER in store.names():
         store.remove(_EARLIER)
-    seal_schemas(store)
+    seal(store)
+
+
+def seal(store):
+    """Writes the check file of schema and schemas (agent/buffer.py), after either changed."""
+    from agent.buffer import _CHECK, _SCHEMA, _crc
+    from agent.log import seal as sealed
+    names = store.names()
+    schema = store.read_all(_SCHEMA) if _SCHEMA in names else None
+    earlier = store.read_all(_EARLIER) if _EARLIER in names else None
+    store.replace(_CHECK, sealed(struct.pack("<II", _crc(schema), _crc(earlier))))
+
+
+def checked(store, raw, doc, crcs):
+    """(the schema file's document, or None when it fails its check; bytes discarded) at open.
+    crcs: the check file's CRCs, None without a good one (a buffer from before it: then the
+    schema file is judged by decoding it). Earlier profiles' documents that fail theirs are
+    forgotten, not published wrong."""
+    from agent.buffer import _crc
+    bad = 0
+    if crcs is None:
+        old = raw if raw is None or raw == doc or _schema_doc(raw) else None
+    else:
+        old = raw if raw is None or _crc(raw) == crcs[0] else None
+    if raw is not None and old is None:
+        # Flash gone bad (a flipped bit in a channel's name or resolution still decoded, as an
+        # earlier profile's schema): which profile numbered the journal's rows went with it,
+        # and the running one almost always did. Counted as discarded, as a state file that
+        # fails its check is; every boot stopped here before.
+        bad += len(raw)
+    if crcs is not None and _EARLIER in store.names():
+        earlier = store.read_all(_EARLIER)
+        if _crc(earlier) != crcs[1]:
+            bad += len(earlier)
+            store.remove(_EARLIER)
+    return old, bad
+
+
+def _schema_doc(data):
+    """data is a schema document: what is known of a schema file without a check file."""
+    from agent import cbor
+    from agent.schema import Schema
+    try:
+        Schema.from_cbor(data)
+        return True
+    except cbor.CBORError:
+        return False
