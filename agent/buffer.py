@@ -12,11 +12,10 @@
 # journal are batched under that schema, and its document is kept, and published by the uplink
 # before the batches, until the broker has acknowledged every batch made under it.
 import array
-import binascii
 import struct
 
 from agent import cbor
-from agent.log import HEAD, READINGS, _full, frame, records, unseal
+from agent.log import HEAD, READINGS, _full, frame, records
 
 try:
     from micropython import const
@@ -28,9 +27,6 @@ LIMIT = const(0x40000000)  # 2**30: times and values stay small ints on a 32-bit
 _JOURNAL = "journal"
 _SCHEMA = "schema"          # the schema document the journal's rows and the newest batches use
 _EARLIER = "schemas"        # earlier ones still needed (agent/schema_change.py)
-# Their CRC-32s, in a file of their own: a Tether of before, flashed back, reads schema and
-# schemas as it wrote them and leaves this alone (a mismatch then forgets them once).
-_CHECK = "schemas.crc"
 _ROWS_HEAD = "<BqIH"        # clock synced, base time (ms), batch sequence number, row count
 _ROW_BYTES = const(9)
 
@@ -41,14 +37,16 @@ def journal_bytes(max_readings, ram_readings):
     return _ROW_BYTES * max_readings + (HEAD + 15) * (max_readings // max(1, ram_readings) + 2)
 
 
-def _crc(data):
-    return binascii.crc32(data) & 0xFFFFFFFF if data is not None else 0
-
-
-def _checked(store, names):
-    """(CRC-32 of schema, of schemas) as the check file holds them; None without a good one."""
-    body = unseal(store.read_all(_CHECK)) if _CHECK in names else None
-    return struct.unpack("<II", body) if body is not None and len(body) == 8 else None
+def _schema_doc(data):
+    """data is a schema document. The schema file has no CRC of its own, so that a Tether of
+    before reads it (a downgrade): a bit flipped in a channel's name still decodes, and is
+    taken for an earlier profile's schema."""
+    from agent.schema import Schema
+    try:
+        Schema.from_cbor(data)
+        return True
+    except cbor.CBORError:
+        return False
 
 
 class Buffer:
@@ -111,28 +109,23 @@ class Buffer:
             if tag is not None and seq >= tag:
                 counts[seq] = count
 
-        # a bad journal record and the rows after it: counted where health and diag read it
-        self.log.discarded += size - good
         # The boot is counted once the last one's rows are stored: under its number (a start
         # that fails before, a full disk, say, must not make them a later boot's)
+        # a bad journal record and the rows after it: counted where health and diag read it
+        self.log.discarded += size - good
         discarded = self.log.open(replay, False)
         self.encoder.store = self.log.store_id
         self.seq = self.log.next_seq()
         if doc is None:  # the encoder's schema document (the agent passes the one it made)
             doc = self.encoder.schema.to_cbor()
-        names = self.store.names()
-        raw = self.store.read_all(_SCHEMA) if _SCHEMA in names else None
-        crcs = _checked(self.store, names)
-        old = raw
-        sealed = crcs is not None and (raw is None or _crc(raw) == crcs[0])
-        if raw is not None and not sealed or _EARLIER in names and crcs is not None:
-            # no check file (a Tether of before wrote these), damage, or earlier profiles'
-            # documents to check: rare, so loaded only then
-            from agent import schema_change
-            old, bad = schema_change.checked(self.store, raw, doc, crcs)
-            self.log.discarded += bad
-            discarded += bad
-            sealed = sealed and not bad
+        raw = self.store.read_all(_SCHEMA) if _SCHEMA in self.store.names() else None
+        old = raw if raw is None or raw == doc or _schema_doc(raw) else None
+        if raw is not None and old is None:
+            # Flash gone bad: which profile numbered the journal's rows went with it, and the
+            # running one almost always did. Counted as discarded, as a state file that fails
+            # its check is; every boot stopped here before.
+            self.log.discarded += len(raw)
+            discarded += len(raw)
         changed = old is not None and old != doc
         if size:
             # The journal's rows are the last boot's: they become batches now, of their own
@@ -162,10 +155,6 @@ class Buffer:
             schema_change.retire(self, old)
         if raw != doc:
             self.store.replace(_SCHEMA, doc)
-            sealed = False
-        if not sealed or changed:
-            from agent import schema_change
-            schema_change.seal(self.store)
         return discarded
 
     def earlier_schemas(self):

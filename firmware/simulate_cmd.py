@@ -351,7 +351,7 @@ def _bindable(port):
 
 # What a run writes in a device's folder (agent/log.py, agent/buffer.py): a workdir's
 # `devices/` holding anything else is not an earlier run's, and is not removed.
-_DEVICE_FILES = ("id", "state", "journal", "schema", "schemas", "schemas.crc", "events")
+_DEVICE_FILES = ("id", "state", "journal", "schema", "schemas", "events")
 
 
 def _check_workdir(workdir):

@@ -461,7 +461,6 @@ def test_a_second_run_in_the_same_workdir_takes_the_devices_folder_the_first_lef
         out = io.StringIO()
         assert simulate_cmd.main(args, out=out, err=out) == 0, out.getvalue()
     assert any((tmp_path / "w" / "devices").glob("*/id"))
-    assert any((tmp_path / "w" / "devices").glob("*/schemas.crc"))
 
 
 def test_a_database_in_a_folder_not_made_yet_gets_its_folder_as_the_report_does(tmp_path):
