@@ -26,6 +26,10 @@ class Threshold:
         self.above = above
         self.hysteresis = hysteresis
         self.detail = ALARM if alarm else None
+        # An alarm's state is told at the first reading after boot, `cleared` too: one that
+        # stood when the device restarted is otherwise never cleared, while the state starts
+        # afresh here.
+        self.told = not alarm
         self.active = False
 
     def check(self, v):
@@ -35,8 +39,11 @@ class Threshold:
                 self.active = False
                 return CLEARED
         elif (v > self.level) if self.above else (v < self.level):
-            self.active = True
+            self.active = self.told = True
             return RAISED
+        if not self.told:
+            self.told = True
+            return CLEARED
         return None
 
 

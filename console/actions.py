@@ -1,7 +1,8 @@
 """What needs someone now, device by device, with its evidence (the console's first page):
 
     alarm              a threshold the profile marks `alarm: true` stands raised (a fridge's
-                       cabinet warm): raised in the device's current boot, not cleared since
+                       cabinet warm): its newest event is `raised` (a device tells an alarm's
+                       state at its first reading after boot: `cleared` too)
     empty, reorder     a cartridge ran dry, or will within the lead time (no new one since)
     maintenance_due    a motor or compressor drifting from its learnt baseline
     dose_missed        doses missed in the last 7 days (per bottle)
@@ -138,28 +139,33 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
 
 
 # read through the index events_alarms (ingest/store): a fleet's events are mostly not alarms
-ALARMS_SQL = ("SELECT device, seq, boot, t_ms, event, sensor, state, value FROM events "
-              "WHERE detail = 'alarm' AND state IN ('raised', 'cleared') ORDER BY device, seq")
+ALARMS_SQL = ("SELECT device, seq, t_ms, synced, received_at, event, sensor, state, value "
+              "FROM events WHERE detail = 'alarm' AND state IN ('raised', 'cleared') "
+              "ORDER BY device, seq")
 
 
 def _alarms(db):
-    """Alarm thresholds standing: of each (device, sensor, event) marked alarm, the newest
-    event raised, in the device's newest boot known (a threshold's state starts afresh at boot,
-    docs/wire-format.md: a value back within its level after a restart sends no `cleared`)."""
-    boots = {d: b or 0 for d, b in db.rows("SELECT device, last_boot FROM devices")}
+    """Alarm thresholds standing, a row per sensor: of each (device, sensor, event) marked
+    alarm, the newest event (by sequence number, as the device sent them) `raised`."""
     newest = {}
-    for device, seq, boot, t, event, sensor, state, value in db.rows(ALARMS_SQL):
-        newest[(device, sensor, event)] = (boot, t, state, value)
-        if boot > boots.get(device, 0):
-            boots[device] = boot
+    for device, seq, t, synced, received_at, event, sensor, state, value in db.rows(ALARMS_SQL):
+        if not synced:  # times since boot (1970): when the ingest got it
+            t = int(received_at * 1000)
+        newest[(device, sensor, event)] = (seq, t, state, value)
+    rows = {}
+    for (device, sensor, event), (seq, t, state, value) in sorted(newest.items()):
+        if state == "raised":
+            rows.setdefault((device, sensor), []).append((seq, t, event, value))
     out = []
-    for (device, sensor, event), (boot, t, state, value) in sorted(newest.items()):
-        if state != "raised" or boot != boots.get(device):
-            continue
+    for (device, sensor), standing in rows.items():
+        # one row, one acknowledgement: a newer raise of any of them brings it back (seq, not
+        # the time, which a clock never synced starts again from 0 at each boot)
+        seq, t = max(s for s, _, _, _ in standing), min(t for _, t, _, _ in standing)
         out.append({"kind": "alarm", "device": device, "sensor": sensor, "event": None,
-                    "t_ms": t, "figures": {"event": event, "value": value, "boot": boot},
-                    "evidence": "%s: %s at %s, not cleared since" % (
-                        event, num_text(value), _when(t))})
+                    "t_ms": t, "figures": {"seq": seq, "events": [
+                        {"event": e, "value": v, "t_ms": at} for _, at, e, v in standing]},
+                    "evidence": "; ".join("%s: %s at %s, not cleared since" % (
+                        e, num_text(v), _when(at)) for _, at, e, v in standing)})
     return out
 
 
@@ -168,6 +174,8 @@ def judged_on(action):
     grows (see _settled)."""
     if action["kind"] == "dropping":
         return action["figures"]["drops"]
+    if action["kind"] == "alarm":
+        return action["figures"]["seq"]
     return action["t_ms"]
 
 

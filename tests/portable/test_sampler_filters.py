@@ -85,17 +85,24 @@ def test_a_threshold_judges_the_reading_as_stored_at_its_resolution():
                                                     ("warm", "cleared", 20.0)]
 
 
-def test_an_alarm_thresholds_events_say_alarm_and_others_say_nothing():
-    # the console lists a standing alarm (docs/console.md): the device says which ones are
+def test_an_alarm_threshold_says_alarm_and_tells_its_state_at_the_first_reading_after_boot():
+    # The console lists a standing alarm (docs/console.md): the device says which ones are, and
+    # a restart with the cabinet cool again sends `cleared` (the state starts afresh at boot,
+    # and a fridge restarted during an alarm stayed listed for good). Other thresholds say
+    # nothing until crossed.
     clock = FakeClock(unix_ms=1763856000000)
     ev = EventList()
-    seq = [5.0, 9.0, 6.0]
+    seq = [5.0, 5.5, 9.0, 6.0, 5.0]
     c = channel(0, Fake(lambda n: {"x": seq[n]}),
                 thresholds=[Threshold("warm", 8, True, 1, alarm=True),
+                            Threshold("cold", 2, False, 0),
                             Threshold("above_4", 4, True, 0)])
-    run(Sampler(clock, Rows(), ev, [c]), clock, 30000)
+    run(Sampler(clock, Rows(), ev, [c]), clock, 50000)
     assert [(e[1], e[3], e[5]) for e in ev.got] == [
-        ("above_4", "raised", None), ("warm", "raised", "alarm"), ("warm", "cleared", "alarm")]
+        ("warm", "cleared", "alarm"), ("above_4", "raised", None),
+        ("warm", "raised", "alarm"), ("warm", "cleared", "alarm")]
+    th = Threshold("warm", 8, True, 1, alarm=True)   # beyond at the first reading: raised once
+    assert [th.check(v) for v in (9, 9.5, 6)] == ["raised", None, "cleared"]
 
 
 def test_threshold_above_works_the_other_way():
