@@ -253,19 +253,17 @@ class Log:
             elif name.endswith(".tmp"):
                 self.store.remove(name)
         numbers.sort()
-        sealed = False
         for n in numbers:
             seg = Segment(n)
             last = self.last_seq        # the newest good batch before this segment
             self._scan(seg, replay)
-            if sealed and last >= 0 and last + 1 < seg.first_seq:
-                # A corrupt record inside the log (not a torn end, whose seq the next batch
-                # takes): the batches between are gone unsent as far as anyone can tell, so a
-                # resend says dropped, not lost at the broker. Remembered once, not again at
-                # every start.
+            if last >= 0 and last + 1 < seg.first_seq:
+                # A corrupt record inside the log, or a segment emptied or gone (not a torn
+                # end, whose seq the next batch takes): the batches between are gone unsent as
+                # far as anyone can tell, so a resend says dropped, not lost at the broker.
+                # Remembered once, not again at every start; acknowledged ones are not.
                 from agent import salvage
                 salvage.gone(self, last, seg.first_seq)
-            sealed = seg.sealed or (sealed and seg.first_seq < 0)
         if self.segments:
             self.dead = max(self.dead, self.segments[0].number - 1)
         if self.ack_pos is None:  # _scan found no acked batch

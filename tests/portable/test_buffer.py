@@ -8,10 +8,12 @@
 # bytecode ~19 KB and the decoder the checks use ~7 KB, which leaves too little of a 64k heap
 # for the tests themselves. The most any of them needed was 112k, then 128k (the profile-change
 # test failed at 120k); with the write-error handling of December (~100 bytes more of buffer.py
-# and ~250 of log.py) it fails at 128k and passes at 136k: they run at 144k.
+# and ~250 of log.py) it fails at 128k and passes at 136k: they ran at 144k, until a change to
+# log.py that made it smaller left the profile-change test failing there (a 900-byte RAM store
+# append found no block: the heap's layout), passing at 136k and 152k to 176k: 160k.
 # The reference profile's buffer alone needs more than 64k on this port too (~24 KB of buffers
 # and arrays, see tests/test_buffer_crash.py, which also decodes its batch on the host).
-MICROPYTHON_HEAP = "144k"
+MICROPYTHON_HEAP = "160k"
 
 import gc
 import struct

@@ -399,3 +399,34 @@ def test_a_store_folder_that_cannot_be_made_says_why_at_once():
         f.write("x")
     exc = raises(OSError, FileStore, base + "/a-file/log")
     assert exc.args[0] == 20, exc.args     # ENOTDIR
+
+
+def seqs_of_segment(store, name):
+    seq_of = new_log(store).seq_of
+    return [seq_of(memoryview(p)[2:]) for _, p, _ in records(store, name, 0, store.size(name))]
+
+
+def test_a_segment_emptied_or_gone_in_the_middle_leaves_its_batches_remembered_as_dropped():
+    # They were "gone" to a resend, as if never made, and counted nowhere
+    for how in ("emptied", "deleted"):
+        for store, again in both_stores():
+            log = opened(store, segment_bytes=4 * REC)
+            data = [add(log, seq) for seq in range(12)]
+            log.close()
+            names = sorted(n for n in store.names() if n.endswith(".seg"))
+            assert len(names) >= 3
+            first, middle = seqs_of_segment(again(), names[0]), seqs_of_segment(again(), names[1])
+            if how == "emptied":
+                again().replace(names[1], b"")
+            else:
+                again().remove(names[1])
+            log = new_log(again(), segment_bytes=4 * REC)
+            log.open()
+            assert log.dropped_ranges == [[middle[0], middle[-1]]], (how, log.dropped_ranges)
+            kept = [s for s in range(12) if s not in middle]
+            assert drain(log) == [(s, data[s]) for s in kept] and first[0] == 0
+            log.close()
+            log = new_log(again(), segment_bytes=4 * REC)
+            log.open()
+            assert log.dropped_ranges == [[middle[0], middle[-1]]]   # once, not a range a start
+            log.close()
