@@ -207,6 +207,8 @@ class Sampler:
             v = c.schema.value(c.number, scaled)
             for th in c.thresholds:
                 state = th.check(v)
+                if state == CLEARED and _held(c.thresholds, th):
+                    continue    # a band's other end holds its one event raised
                 if state is not None:
                     self._emit(t, synced, th.event, c, state, v, th.detail)
         if (not confident) != c.uncertain:  # a pill count far from a whole pill, say
@@ -233,6 +235,14 @@ class Sampler:
     def health(self):
         """Per sensor: readings buffered, readings the deadband held back, faults by kind."""
         return [(c.name, c.readings, c.suppressed, c.errors) for c in self.channels]
+
+
+def _held(thresholds, th):
+    """Another threshold of th's event (a band's other end) is beyond its level."""
+    for other in thresholds:
+        if other is not th and other.event == th.event and other.active:
+            return True
+    return False
 
 
 def _steps(deadband, step):

@@ -138,34 +138,48 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
     return shown
 
 
-# read through the index events_alarms (ingest/store): a fleet's events are mostly not alarms
-ALARMS_SQL = ("SELECT device, seq, t_ms, synced, received_at, event, sensor, state, value "
-              "FROM events WHERE detail = 'alarm' AND state IN ('raised', 'cleared') "
-              "ORDER BY device, seq")
+# the newest event of each alarm, through the index events_alarms (ingest/store): a fleet's
+# events are mostly not alarms, and an alarm's are mostly behind its newest
+ALARMS_SQL = ("SELECT e.device, e.sensor, e.event, e.seq, e.boot, e.t_ms, e.synced, "
+              "e.received_at, e.state, e.value FROM events e JOIN (SELECT device, sensor, event, "
+              "max(seq) AS seq FROM events WHERE detail = 'alarm' GROUP BY device, sensor, "
+              "event) n ON e.device = n.device AND e.seq = n.seq")
+# where the run of `raised` an alarm stands in began: the first raised after its last cleared
+RUN_SQL = ("SELECT min(seq) FROM events WHERE device = ? AND sensor = ? AND event = ? AND "
+           "detail = 'alarm' AND seq > coalesce((SELECT max(seq) FROM events WHERE device = ? "
+           "AND sensor = ? AND event = ? AND detail = 'alarm' AND state = 'cleared'), -1)")
 
 
 def _alarms(db):
-    """Alarm thresholds standing, a row per sensor: of each (device, sensor, event) marked
-    alarm, the newest event (by sequence number, as the device sent them) `raised`."""
+    """Alarm thresholds standing, a row per sensor. A device tells the state of every alarm of
+    a sensor at the first reading after boot, so of a sensor's alarms those told at its newest
+    telling's boot are the profile's now (one renamed or removed since is not), and each stands
+    when its newest event is `raised`."""
     newest = {}
-    for device, seq, t, synced, received_at, event, sensor, state, value in db.rows(ALARMS_SQL):
+    for device, sensor, event, seq, boot, t, synced, received_at, state, value in db.rows(
+            ALARMS_SQL):
         if not synced:  # times since boot (1970): when the ingest got it
             t = int(received_at * 1000)
-        newest[(device, sensor, event)] = (seq, t, state, value)
-    rows = {}
-    for (device, sensor, event), (seq, t, state, value) in sorted(newest.items()):
-        if state == "raised":
-            rows.setdefault((device, sensor), []).append((seq, t, event, value))
+        newest.setdefault((device, sensor), []).append((seq, boot, event, state, t, value))
     out = []
-    for (device, sensor), standing in rows.items():
-        # one row, one acknowledgement: a newer raise of any of them brings it back (seq, not
-        # the time, which a clock never synced starts again from 0 at each boot)
-        seq, t = max(s for s, _, _, _ in standing), min(t for _, t, _, _ in standing)
+    for (device, sensor), alarms in sorted(newest.items()):
+        boot = max(alarms)[1]
+        standing = [a for a in alarms if a[3] == "raised" and a[1] == boot]
+        if not standing:
+            continue
+        # Acknowledged until a new run of it begins: a restart while it stands raises it again
+        # (the state starts afresh at boot), which is not news. By sequence number, not time,
+        # which a clock never synced starts again from 0 at each boot.
+        began = max(db.one(RUN_SQL, (device, sensor, event) * 2)[0]
+                    for _, _, event, _, _, _ in standing)
+        standing.sort()
         out.append({"kind": "alarm", "device": device, "sensor": sensor, "event": None,
-                    "t_ms": t, "figures": {"seq": seq, "events": [
-                        {"event": e, "value": v, "t_ms": at} for _, at, e, v in standing]},
+                    "t_ms": min(t for _, _, _, _, t, _ in standing),
+                    "figures": {"seq": began, "events": [
+                        {"event": e, "value": v, "t_ms": at}
+                        for _, _, e, _, at, v in standing]},
                     "evidence": "; ".join("%s: %s at %s, not cleared since" % (
-                        e, num_text(v), _when(at)) for _, at, e, v in standing)})
+                        e, num_text(v), _when(at)) for _, _, e, _, at, v in standing)})
     return out
 
 

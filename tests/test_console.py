@@ -240,29 +240,59 @@ def test_two_alarms_of_one_sensor_are_one_row_and_either_raised_again_brings_it_
 
 def test_an_alarm_of_a_clock_never_synced_is_judged_by_its_order_and_dated_by_its_arrival(
         tmp_path):
-    # its times count from boot: an acknowledged alarm raised again after a restart (a smaller
-    # time) stayed hidden, and the row said "at Thu 01 Jan 01:00" and 20,000 days ago
+    # its times count from boot: an acknowledged alarm cleared and raised again after a restart
+    # (a smaller time) stayed hidden, and the row said "at Thu 01 Jan 01:00" and 20,000 days ago
     import time as _time
     path = tmp_path / "f.sqlite"
     db = make_db(path, ("fridge-1",))
     database = reads.Database(str(path))
     arrived = _time.time() - 60
-    for seq, boot, t in ((0, 1, 3600000), (1, 2, 60000)):
+
+    def event(seq, boot, t, state):
         db.begin()
         db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, state, "
                    "value, detail, received_at) VALUES ('fridge-1', ?, ?, ?, 0, 'cabinet_warm', "
-                   "'cabinet', 'raised', 9.0, 'alarm', ?)", (seq, boot, t, arrived))
+                   "'cabinet', ?, 9.0, 'alarm', ?)", (seq, boot, t, state, arrived))
         db.commit()
-        (a,) = actions.needed(database, reads.FleetCache(database).refresh()[0], NOW)
-        assert abs(a["t_ms"] - arrived * 1000) < 5000
-        assert "1970" not in a["evidence"] and "Jan 01 01:00" not in a["evidence"]
-        if seq == 0:    # acknowledged; the one raised after the restart comes back
-            db.begin()
-            db.execute("INSERT INTO acks (device, action, sensor, done, at_ms, value, "
-                       "received_at) VALUES ('fridge-1', 'alarm', 'cabinet', 'ack', ?, ?, 1.0)",
-                       (NOW, actions.judged_on(a)))
-            db.commit()
-            assert needed(path)[0] == []
+    event(0, 1, 3600000, "raised")
+    (a,) = actions.needed(database, reads.FleetCache(database).refresh()[0], NOW)
+    assert abs(a["t_ms"] - arrived * 1000) < 5000
+    assert "01 Jan" not in a["evidence"] and "1970" not in a["evidence"], a["evidence"]
+    db.begin()
+    db.execute("INSERT INTO acks (device, action, sensor, done, at_ms, value, received_at) "
+               "VALUES ('fridge-1', 'alarm', 'cabinet', 'ack', ?, ?, 1.0)",
+               (NOW, actions.judged_on(a)))
+    db.commit()
+    event(1, 1, 3700000, "cleared")
+    event(2, 2, 60000, "raised")     # after a restart: its time is smaller, its number not
+    assert needed(path)[0] == [("alarm", "fridge-1", "cabinet")]
+
+
+def test_a_restart_while_an_alarm_stands_does_not_undo_its_acknowledgement(tmp_path):
+    # the state starts afresh at boot: the device raises it again, which is not news
+    path = tmp_path / "f.sqlite"
+    db = make_db(path, ("fridge-1",))
+    threshold_event(db, "fridge-1", 0, 1, NOW - 3600000, "cabinet_warm", "cabinet", "raised", 9.3)
+    got, database = needed(path)
+    a = actions.needed(database, reads.FleetCache(database).refresh()[0], NOW)[0]
+    db.begin()
+    db.execute("INSERT INTO acks (device, action, sensor, done, at_ms, value, received_at) "
+               "VALUES ('fridge-1', 'alarm', 'cabinet', 'ack', ?, ?, 1.0)",
+               (NOW, actions.judged_on(a)))
+    db.commit()
+    threshold_event(db, "fridge-1", 1, 2, NOW - 1000, "cabinet_warm", "cabinet", "raised", 9.1)
+    assert needed(path)[0] == []
+
+
+def test_an_alarm_renamed_or_removed_in_the_profile_is_not_listed_for_good(tmp_path):
+    # the device tells every alarm of a sensor at each boot: one the newest telling left out
+    # is no longer the profile's
+    path = tmp_path / "f.sqlite"
+    db = make_db(path, ("fridge-1",))
+    threshold_event(db, "fridge-1", 0, 1, NOW - 99 * DAY, "cabinet_warm", "cabinet", "raised", 9)
+    assert needed(path)[0] == [("alarm", "fridge-1", "cabinet")]
+    threshold_event(db, "fridge-1", 1, 2, NOW - DAY, "cabinet_hot", "cabinet", "cleared", 4.0)
+    assert needed(path)[0] == []
 
 
 def test_the_alarms_query_reads_the_alarm_index_not_every_event(tmp_path):
@@ -1232,3 +1262,16 @@ def test_a_devices_charts_follow_its_profiles_order_not_the_alphabet(tmp_path):
     d = reads.device_detail(reads.Database(str(tmp_path / "f.sqlite")), "printer-1", "1d")
     assert [c["channel"] for c in d["charts"]] == ["ink_c", "ink_m", "ink_y", "ink_k", "power",
                                                    "old_one"]
+
+
+def test_standing_alarms_read_the_same_from_postgresql(postgres_url):
+    db = make_db(postgres_url, ("fridge-1", "fridge-2"))
+    threshold_event(db, "fridge-1", 0, 1, NOW - 3600000, "cabinet_warm", "cabinet", "raised", 9.3)
+    threshold_event(db, "fridge-2", 0, 1, NOW - 7200000, "cabinet_warm", "cabinet", "raised", 8.4)
+    threshold_event(db, "fridge-2", 1, 1, NOW - 3600000, "cabinet_warm", "cabinet", "cleared", 6.9)
+    db.close()
+    database = reads.Database(postgres_url)
+    rows, _, _ = reads.FleetCache(database).refresh()
+    got = actions.needed(database, rows, NOW)
+    assert [(a["kind"], a["device"], a["figures"]["seq"]) for a in got] == [
+        ("alarm", "fridge-1", 0)]

@@ -396,7 +396,7 @@ CREATE OR REPLACE VIEW gaps AS
     6: """
 -- The console's standing alarms (console/actions.py): threshold events the profile marks as
 -- alarms carry the detail 'alarm' (docs/wire-format.md), a few among a fleet's millions.
-CREATE INDEX events_alarms ON events (device, seq) WHERE detail = 'alarm';
+CREATE INDEX events_alarms ON events (device, sensor, event, seq) WHERE detail = 'alarm';
 """,
 }
 

@@ -105,6 +105,21 @@ def test_an_alarm_threshold_says_alarm_and_tells_its_state_at_the_first_reading_
     assert [th.check(v) for v in (9, 9.5, 6)] == ["raised", None, "cleared"]
 
 
+def test_a_bands_two_ends_tell_one_state_of_their_one_event():
+    # at boot the crossed end raised it and the other then cleared it, the newest event saying
+    # "not standing" at 10 C; a jump across the band likewise
+    clock = FakeClock(unix_ms=1763856000000)
+    ev = EventList()
+    seq = [10.0, 5.0, -1.0, 10.0, 5.0]
+    c = channel(0, Fake(lambda n: {"x": seq[n]}),
+                thresholds=[Threshold("out_of_range", 8, True, 1, alarm=True),
+                            Threshold("out_of_range", 0, False, 1, alarm=True)])
+    run(Sampler(clock, Rows(), ev, [c]), clock, 50000)
+    assert [(e[3], e[4]) for e in ev.got] == [
+        ("raised", 10.0), ("cleared", 5.0), ("raised", -1.0), ("raised", 10.0),
+        ("cleared", 5.0)]
+
+
 def test_threshold_above_works_the_other_way():
     th = Threshold("hot", 30, True, 1)
     assert [th.check(v) for v in (29, 30.5, 31, 29.5, 29.0, 31)] == [
