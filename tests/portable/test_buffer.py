@@ -501,6 +501,16 @@ def test_a_profile_buffer_without_a_store_uses_the_storage_it_names():
     assert seq == 0 and buf.log.boot == 2
 
 
+def _journaled_then_cut(store):
+    buf = opened(store, ram_readings=1)
+    for i in range(5):
+        K.append(buf, i)
+    buf.cut()                       # batch 0: in the log
+    for i in range(5, 8):
+        K.append(buf, i)            # in the journal
+    buf.log.close()                 # a power cut
+
+
 def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_while_held():
     # A profile with a channel added first: its channel 0 is not the old channel 0. The rows
     # read back from the journal were sent as the new channels, and the batches of the old
@@ -511,13 +521,7 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_whi
     old = K.schema()
     new = Schema([("z", "", 1, 0)] + K.CHANNELS)
     for store, again in both_stores():
-        buf = opened(store, ram_readings=1)
-        for i in range(5):
-            K.append(buf, i)
-        buf.cut()                       # batch 0: in the log
-        for i in range(5, 8):
-            K.append(buf, i)            # in the journal
-        buf.log.close()                 # a power cut
+        _journaled_then_cut(store)
 
         def reopened(schema):
             lg = K.RecordingLog(again(), 16384, 1024, batch.seq_of)
@@ -552,16 +556,6 @@ def test_after_a_profile_change_the_old_rows_leave_under_the_old_schema_kept_whi
             del buf.log.formed[:]       # the test log's record of them: not on a small heap
         assert not buf.kept_schemas() and "schemas" not in buf.store.names()
         buf.log.close()
-
-
-def _journaled_then_cut(store):
-    buf = opened(store, ram_readings=1)
-    for i in range(5):
-        K.append(buf, i)
-    buf.cut()                       # batch 0: in the log
-    for i in range(5, 8):
-        K.append(buf, i)            # in the journal
-    buf.log.close()                 # a power cut
 
 
 def test_a_schema_file_gone_bad_is_counted_as_discarded_and_the_journals_rows_still_leave():
