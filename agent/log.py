@@ -61,7 +61,7 @@ def frame(kind, parts):
 
 
 def seal(body):
-    """body and its CRC-32 after it: a small file replaced whole (state, id, the schema)."""
+    """body and its CRC-32 after it: a small file replaced whole (the state, the id)."""
     return body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
 
 
