@@ -444,15 +444,12 @@ def load_compiled(path):
     if not isinstance(profile["device"].get("id"), str):
         return None, ["%s: not a compiled profile as `tether compile` writes it: no device id"
                       % path]
-    from firmware.profile.compiled import problems
+    from firmware.profile.compiled import fill_defaults, problems
+    fill_defaults(profile)
     wrong = problems(profile)
     if wrong:
         return None, ["%s: %s (compile it again, or tether install-service again)" % (path, p)
                       for p in wrong]
-    # Keys added since: a service's /etc/tether/DEVICE.json, compiled by the install-service
-    # of an older Tether, stopped every start with a KeyError once Tether was upgraded.
-    from firmware.profile.schema import ACK_TIMEOUT_MS
-    profile["uplink"].setdefault("ack_timeout_ms", ACK_TIMEOUT_MS)
     return profile, []
 
 

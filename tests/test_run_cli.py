@@ -289,14 +289,25 @@ def test_a_full_disk_that_names_no_file_is_said_with_the_buffers_folder(tmp_path
 
 
 def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
-    # A service's /etc/tether/DEVICE.json from before uplink.ack_timeout: every start stopped
-    # with a KeyError once Tether was upgraded, and the service restarted it forever.
+    # A service's /etc/tether/DEVICE.json from before uplink.ack_timeout (or window, ...):
+    # every start stopped with a KeyError once Tether was upgraded, and the service restarted it
+    # forever. The batch, buffer and uplink keys it lacks take their defaults.
     import json
     from firmware.profile.compile import compile as compile_profile
+    from firmware.profile.compiled import fill_defaults
     profile = tmp_path / "pi.yaml"
     profile.write_text(PROFILE % (free_port(), ""))
     compiled = compile_profile(str(profile))[0]
-    del compiled["uplink"]["ack_timeout_ms"]
+    added = (("uplink", "ack_timeout_ms", 30000), ("uplink", "window", 4),
+             ("uplink", "health_ms", 300000), ("uplink", "backoff_max_ms", 300000),
+             ("batch", "max_readings", 420), ("buffer", "flush_ms", 60000))
+    older = json.loads(json.dumps(compiled))
+    for section, key, _ in added:
+        del older[section][key]
+    fill_defaults(older)
+    assert [older[section][key] for section, key, _ in added] == [v for _, _, v in added]
+    for section, key, _ in added[:2]:
+        del compiled[section][key]
     old = tmp_path / "pi.json"
     old.write_text(json.dumps(compiled))
     run = Run(str(old), "--store", str(tmp_path / "buffer"))
@@ -335,14 +346,15 @@ def test_a_compiled_profile_missing_a_key_is_exit_2_with_one_line_not_a_tracebac
     from firmware.run import main
     profile = tmp_path / "pi.yaml"
     profile.write_text(PROFILE % (free_port(), ""))
-    for section, key in (("uplink", "host"), ("buffer", "max_bytes"), ("batch", "max_bytes")):
+    # (keys with a default take it: a profile compiled by an older Tether)
+    for section, key in (("uplink", "host"), ("uplink", "tls"), ("uplink", "port")):
         compiled = compile_profile(str(profile))[0]
         del compiled[section][key]
-        bad = tmp_path / ("bad-%s.json" % section)
+        bad = tmp_path / ("bad-%s.json" % key)
         bad.write_text(json.dumps(compiled))
         err = io.StringIO()
         args = build_parser()[0].parse_args(["run", str(bad), "--platform", "sim", "--store",
-                                             str(tmp_path / ("b-" + section))])
+                                             str(tmp_path / ("b-" + key))])
         assert main(args, err) == 2, err.getvalue()
         assert err.getvalue() == ("tether run: %s: not a compiled profile as this Tether's "
                                   "`tether compile` writes it (KeyError: '%s'): compile it "

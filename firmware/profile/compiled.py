@@ -12,7 +12,7 @@ from agent.schema import MAX_CHANNELS
 from firmware.profile import schema
 from firmware.profile.chips import DRIVERS
 from firmware.profile.insights import INSIGHTS
-from firmware.profile.rules import MAX_DIGITS, boolean
+from firmware.profile.rules import EMPTY, MAX_DIGITS, REQUIRED, boolean
 from hal.esp32 import CHIPS as ESP32_CHIPS
 
 FILTERS = [f[1] for f in schema.FILTERS]
@@ -40,6 +40,20 @@ def _fields(fields, values, path, out):
                        % (where, ", ".join(json.dumps(o) for o in options), _shown(v)))
         elif rule is boolean and not isinstance(v, bool):
             out.append("%s: expected true or false, got %s" % (where, _shown(v)))
+
+
+def fill_defaults(profile):
+    """Gives the batch, buffer and uplink keys a compiled profile lacks the defaults their YAML
+    would have given (a service's /etc/tether/DEVICE.json compiled by an older Tether, before
+    uplink.window or ack_timeout: every start stopped with a KeyError once Tether was upgraded,
+    and the unit does not restart an exit 2). Keys without a default stay missing."""
+    for name, fields in (("batch", schema.BATCH), ("buffer", schema.BUFFER),
+                         ("uplink", schema.UPLINK + schema.BACKOFF)):
+        section = profile[name]
+        for _key, key, _rule, default in fields:
+            if key is not None and key not in section and default is not None \
+                    and default is not REQUIRED and default is not EMPTY:
+                section[key] = default
 
 
 def problems(profile):
