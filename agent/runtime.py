@@ -211,7 +211,7 @@ class Agent:
             "batches_queued": log.unacked, "buffer_bytes": log.size, "dropped": log.dropped,
             "readings_waiting": self.buffer.n, "events_queued": self.events.log.unacked,
             "events_dropped": self.events.log.dropped,
-            "discarded": log.discarded + self.events.log.discarded,
+            "discarded": self.discarded(),
             "connects": uplink.connects, "reconnects": uplink.reconnects,
             "too_large": uplink.too_large, "commands_dropped": uplink.commands_dropped,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
@@ -271,6 +271,10 @@ class Agent:
         self.buffer.cut()
         return {"batches": self.buffer.batches - before}
 
+    def discarded(self):
+        """Bytes of the buffer and the events log found torn or corrupt at this boot's open."""
+        return self.buffer.log.discarded + self.events.log.discarded
+
     def _diag(self, cmd):
         cmd.done()
         log = self.buffer.log
@@ -278,7 +282,7 @@ class Agent:
         return {"version": VERSION, "model": self.model,
                 "boot": log.boot, "seq": self.buffer.seq, "acked": log.acked,
                 "segments": len(log.segments),
-                "discarded": log.discarded + self.events.log.discarded,
+                "discarded": self.discarded(),
                 "published": u.published, "puback": u.acked, "connected": u.connected,
                 "commands": self.commands.received, "rejected": self.commands.rejected,
                 "skipped": self.commands.skipped,

@@ -16,6 +16,9 @@ from firmware.profile.rules import EMPTY, MAX_DIGITS, REQUIRED, boolean
 from hal.esp32 import CHIPS as ESP32_CHIPS
 
 FILTERS = [f[1] for f in schema.FILTERS]
+# the sections whose fields the schema's tables give, with their defaults
+SECTIONS = (("batch", schema.BATCH), ("buffer", schema.BUFFER),
+            ("uplink", schema.UPLINK + schema.BACKOFF))
 
 
 def _shown(v):
@@ -47,8 +50,7 @@ def fill_defaults(profile):
     would have given (a service's /etc/tether/DEVICE.json compiled by an older Tether, before
     uplink.window or ack_timeout: every start stopped with a KeyError once Tether was upgraded,
     and the unit does not restart an exit 2). Keys without a default stay missing."""
-    for name, fields in (("batch", schema.BATCH), ("buffer", schema.BUFFER),
-                         ("uplink", schema.UPLINK + schema.BACKOFF)):
+    for name, fields in SECTIONS:
         section = profile[name]
         for _key, key, _rule, default in fields:
             if key is not None and key not in section and default is not None \
@@ -63,8 +65,7 @@ def problems(profile):
     if profile.get("v") != FORMAT:
         out.append("v: expected %d (the compiled format of this Tether), got %s"
                    % (FORMAT, _shown(profile.get("v"))))
-    for name, fields in (("batch", schema.BATCH), ("buffer", schema.BUFFER),
-                         ("uplink", schema.UPLINK + schema.BACKOFF)):
+    for name, fields in SECTIONS:
         _fields(fields, profile[name], name, out)
     device = profile["device"]
     for where, value in (("device.id", device.get("id")),
