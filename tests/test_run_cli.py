@@ -308,12 +308,47 @@ def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
     assert [older[section][key] for section, key, _ in added] == [v for _, _, v in added]
     for section, key, _ in added[:2]:
         del compiled[section][key]
+    del compiled["sensors"][0]["address"]             # the INA219's, 0x40 by default
+    del compiled["sensors"][0]["calibration"]
     old = tmp_path / "pi.json"
     old.write_text(json.dumps(compiled))
     run = Run(str(old), "--store", str(tmp_path / "buffer"))
     run.wait_for("cannot connect")      # running: its signal handlers are set by then
     code, err = run.stop()
     assert code == 0 and "Traceback" not in "".join(run.seen), run.seen
+
+
+@pytest.mark.parametrize("example", ["printer", "pill-bottle", "washer", "fridge"])
+def test_a_compiled_sensor_lacking_its_defaulted_keys_gets_their_defaults(example):
+    # A newer driver or insight reading a key an older `tether compile` did not write stopped
+    # the service at every start. Each sensor's chip keys, calibration and insight settings
+    # that have a default, taken out, are back with it.
+    import copy
+    import json
+    from firmware.profile.compile import compile as compile_profile
+    from firmware.profile.compiled import fill_defaults, problems
+    from firmware.profile.chips import DRIVERS
+    from firmware.profile.insights import INSIGHTS
+    from firmware.profile.rules import EMPTY, REQUIRED
+    older = json.loads(json.dumps(compile_profile("examples/%s.yaml" % example)[0]))
+    expected = copy.deepcopy(older)
+    taken = 0
+    for s, want in zip(older["sensors"], expected["sensors"]):
+        ins = s.get("insight")
+        for fields, values, wanted in (
+                (DRIVERS[s["driver"]]["fields"], s, want),
+                (DRIVERS[s["driver"]]["calibration"], s["calibration"], want["calibration"]),
+                (INSIGHTS[ins["type"]]["fields"] if ins else [], ins, want.get("insight"))):
+            for _key, key, _rule, default in fields:
+                if default is not None and default is not REQUIRED and default is not EMPTY \
+                        and key in values:
+                    del values[key]
+                    wanted[key] = default
+                    taken += 1
+    assert taken >= len(older["sensors"])
+    fill_defaults(older)
+    assert older == expected
+    assert problems(older) == []
 
 
 def test_connections_lost_right_after_they_are_made_point_at_a_second_client_with_the_id():

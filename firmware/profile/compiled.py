@@ -45,17 +45,34 @@ def _fields(fields, values, path, out):
             out.append("%s: expected true or false, got %s" % (where, _shown(v)))
 
 
+def _fill(fields, values):
+    for _key, key, _rule, default in fields:
+        if key is not None and key not in values and default is not None \
+                and default is not REQUIRED and default is not EMPTY:
+            values[key] = list(default) if isinstance(default, list) else default
+
+
 def fill_defaults(profile):
-    """Gives the batch, buffer and uplink keys a compiled profile lacks the defaults their YAML
-    would have given (a service's /etc/tether/DEVICE.json compiled by an older Tether, before
+    """Gives the keys a compiled profile lacks the defaults their YAML would have given: the
+    batch, buffer and uplink keys, and each sensor's chip keys, calibration and insight
+    settings (a service's /etc/tether/DEVICE.json compiled by an older Tether, before
     uplink.window or ack_timeout: every start stopped with a KeyError once Tether was upgraded,
-    and the unit does not restart an exit 2). Keys without a default stay missing."""
+    and the unit does not restart an exit 2). Keys without a default stay missing, and what is
+    not as `tether compile` writes it is left for problems() to say."""
     for name, fields in SECTIONS:
-        section = profile[name]
-        for _key, key, _rule, default in fields:
-            if key is not None and key not in section and default is not None \
-                    and default is not REQUIRED and default is not EMPTY:
-                section[key] = default
+        _fill(fields, profile[name])
+    for s in profile["sensors"]:
+        driver = s.get("driver") if isinstance(s, dict) else None
+        chip = DRIVERS.get(driver) if isinstance(driver, str) else None
+        if chip is None:
+            continue
+        _fill(chip["fields"], s)
+        if isinstance(s.setdefault("calibration", {}), dict):
+            _fill(chip["calibration"], s["calibration"])
+        ins = s.get("insight")
+        kind = ins.get("type") if isinstance(ins, dict) else None
+        if isinstance(kind, str) and kind in INSIGHTS:
+            _fill(INSIGHTS[kind]["fields"], ins)
 
 
 def problems(profile):
