@@ -35,7 +35,7 @@ MISSED_WINDOW = 7 * DAY_MS
 def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
     """[action dict] in order of urgency: kind, device, sensor ('' when none), event (the
     insight event an acknowledgement answers, or None), t_ms (of the evidence), title,
-    evidence (text), figures (dict), model."""
+    evidence (text), figures (dict), model, seen (judged_on(), which an answer sends back)."""
     acks = {(d, a, s): (done, at, until, value) for d, a, s, done, at, until, value in db.rows(
         "SELECT device, action, sensor, done, at_ms, until_ms, value FROM acks")}
     out = []
@@ -130,6 +130,7 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
     for a in out:
         a["title"] = TITLES[a["kind"]]
         a["model"] = rows[a["device"]]["model"] if a["device"] in rows else None
+        a["seen"] = judged_on(a)   # an answer names it: what the page showed, not what came since
         ack = acks.get((a["device"], a["kind"], a["sensor"]))
         if ack is not None and _settled(a, ack, now_ms):
             continue

@@ -324,8 +324,8 @@ COLUMN_TITLES = (("device", "Device"), ("status", "Status"), ("last_t_ms", "Last
 
 COMMANDS = {"ping": ("device",), "diag": ("device",),  # each command's fields
             "set_interval": ("device", "sensor", "interval_ms"),
-            "ack": ("device", "kind", "sensor"),
-            "snooze": ("device", "kind", "sensor", "for_ms"),
+            "ack": ("device", "kind", "sensor", "seen"),
+            "snooze": ("device", "kind", "sensor", "for_ms", "seen"),
             "settings": ("device", "sensor", "settings")}
 
 
@@ -402,6 +402,14 @@ def _answer(console, name, device, doc):
     if action is None:
         return {"ok": False, "error": "no '%s' action for %s%s now (the actions page lists "
                                       "none)" % (kind, device, " " + sensor if sensor else "")}
+    seen = doc.get("seen")
+    if seen is not None and (isinstance(seen, bool) or not isinstance(seen, int)):
+        raise BadInput("seen: the row's data-seen, an integer")
+    if seen is not None and seen != action["seen"]:
+        # A raise or a drop that came after the page was drawn would be answered unseen
+        return {"ok": False, "changed": True, "error": (
+            "the %s row of %s%s changed since the page showed it (now: %s): look at it again"
+            % (action["title"], device, " " + sensor if sensor else "", action["evidence"]))}
     until = now + for_ms if for_ms else None
     reply = None
     if action["event"] is not None:

@@ -651,6 +651,37 @@ def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_pat
         ("bottle-1", "silent", "ack")]
 
 
+def test_an_answer_to_a_row_that_changed_since_the_page_showed_it_is_refused(tmp_path):
+    # A raise (a newer insight, a device heard and silent again, more drops) that came between
+    # the page's drawing and the click was acknowledged unseen: the answer names what it saw.
+    path = tmp_path / "f.sqlite"
+    db = make_db(path)
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'bottle-1'", (NOW - 9 * 3600000,))
+    db.commit()
+    server = Server(str(path), port=0).start()
+    try:
+        status, body, _ = request(server, "GET", "/")
+        assert 'data-device="bottle-1" data-kind="silent" data-sensor="" data-seen="%d"' % (
+            NOW - 9 * 3600000) in body
+        doc = {"command": "ack", "device": "bottle-1", "kind": "silent", "sensor": "",
+               "seen": NOW - 10 * 3600000}     # the row as it stood an hour before
+        status, body = command(server, doc, server.token)
+        assert status == 200 and body["ok"] is False and body["changed"] is True
+        assert body["error"].startswith("the Silent row of bottle-1 changed since the page "
+                                        "showed it (now: nothing heard for 9 h"), body
+        assert needed(path)[0] == [("silent", "bottle-1", "")]    # not recorded
+        for wrong in (True, "1", 1.5):
+            status, body = command(server, dict(doc, seen=wrong), server.token)
+            assert status == 400 and "seen:" in body["error"]
+        doc["seen"] = NOW - 9 * 3600000
+        status, body = command(server, dict(doc, command="snooze", for_ms=86400000),
+                               server.token)
+        assert body["ok"] and needed(path)[0] == []
+    finally:
+        server.stop()
+
+
 def test_an_acknowledgement_the_database_cannot_record_is_said_and_the_row_stays(
         tmp_path, monkeypatch):
     # It failed with "database is locked" after one try, in words that suggested a device had

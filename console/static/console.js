@@ -261,7 +261,7 @@
     if (answer) {
       const row = answer.closest("tr");
       const doc = { command: answer.dataset.answer, device: row.dataset.device,
-        kind: row.dataset.kind, sensor: row.dataset.sensor };
+        kind: row.dataset.kind, sensor: row.dataset.sensor, seen: Number(row.dataset.seen) };
       if (answer.dataset.forMs) doc.for_ms = Number(answer.dataset.forMs);
       const key = keyOf(row);
       answered.set(key, "pending");
@@ -283,6 +283,7 @@
           if (keyOf(r) === key) r.querySelectorAll("button").forEach(b => { b.disabled = false; });
         });
         toast(out.error, true);
+        if (out.changed) update();     // the row as it now stands, to be read again
       }
       return;
     }
