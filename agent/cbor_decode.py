@@ -5,8 +5,8 @@
 # against the bytes left first, nesting is limited, and every error names its byte offset.
 import struct
 
-from agent.cbor import (MAX_DEPTH, UNDEFINED, Malformed, Simple, Tag, TooDeep, TrailingData,
-                        Truncated)
+from agent.cbor import (MAX_DEPTH, UNDEFINED, DecodeError, Malformed, Simple, Tag, TooDeep,
+                        TrailingData, Truncated)
 
 # A map key is a CBOR integer (64 bits), text or bytes; not a bignum. Both ends made once: a
 # negation made per key is a heap object on a board.
@@ -198,9 +198,36 @@ class Reader:
         return struct.unpack(">d", bytes(self.data[start + 1:start + 9]))[0]
 
 
-def loads(data, max_depth=MAX_DEPTH):
-    """Exactly one CBOR item from data; anything after it is an error."""
-    r = Reader(data, max_depth=max_depth)
+class TooMany(DecodeError):
+    """More items than the limit, in all."""
+
+
+class Counted(Reader):
+    """A Reader that takes at most `most` items in all, an array's or a map's counted at its
+    head: 2 KB of CBOR holds 2,000 empty maps, more than a board's heap (a command's arguments
+    are a few dozen)."""
+
+    def __init__(self, data, max_depth, most):
+        Reader.__init__(self, data, 0, None, max_depth)
+        self.left = self.most = most
+
+    def _item(self, depth):
+        self.left -= 1
+        if self.left >= 0 and self.pos < self.end and self.data[self.pos] >> 5 in (4, 5):
+            pos = self.pos
+            major, n, _ = self.head()
+            self.pos = pos
+            if n is not None and n * (major - 3) > self.left:  # a map's pairs are 2 items
+                self.left = -1
+        if self.left < 0:
+            raise TooMany("more than %d items" % self.most, self.pos)
+        return Reader._item(self, depth)
+
+
+def loads(data, max_depth=MAX_DEPTH, most=None):
+    """Exactly one CBOR item from data, of at most `most` items in all where given; anything
+    after it is an error."""
+    r = Reader(data, max_depth=max_depth) if most is None else Counted(data, max_depth, most)
     v = r.item()
     if not r.at_end():
         raise TrailingData("%d bytes follow the item" % (r.end - r.pos), r.pos)

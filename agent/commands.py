@@ -17,6 +17,7 @@
 from agent import cbor
 
 MAX_DEPTH = 4  # a command is a flat map: deeper nesting is refused before it is built
+MAX_ITEMS = 256  # items in a command, in all (a resend of 16 ranges has 55)
 RECENT = 16    # command ids remembered, to run each at most once
 MAX_ID = 64    # characters of a text id
 _BIG = 1 << 64
@@ -50,7 +51,7 @@ class Command:
         return v
 
     def done(self):
-        for name in self.fields:
+        for name in sorted(self.fields, key=str):  # the same first one on MicroPython
             if name not in self.used:
                 raise CommandError("unknown argument %s" % shown(name))
         self.checked = True
@@ -113,7 +114,7 @@ class Commands:
                 raise CommandError("command of %d bytes is larger than the %d bytes this device "
                                    "takes" % (size, limit))
             try:
-                fields = cbor_decode.loads(payload, MAX_DEPTH)
+                fields = cbor_decode.loads(payload, MAX_DEPTH, MAX_ITEMS)
             except cbor.CBORError as exc:
                 fields = None
                 # Still answered by its id where one comes before the fault (the sender waits
@@ -121,7 +122,8 @@ class Commands:
                 cid = peek_id(payload)
                 error = ("nested too deep for a command (at most %d levels): %s"
                          % (MAX_DEPTH, exc) if isinstance(exc, cbor.TooDeep)
-                         else "not CBOR: %s" % exc)
+                         else "too many items for a command: %s" % exc
+                         if isinstance(exc, cbor_decode.TooMany) else "not CBOR: %s" % exc)
                 if len(payload) and payload[0] in (0x7b, 0x5b):     # '{', '['
                     # JSON's first byte is CBOR's long string: "the input ends
                     # 2479623168012135446 bytes early" told nobody what was wrong
@@ -185,7 +187,7 @@ def peek_id(head):
     """The id of a command of which only the first bytes arrived, or None: the map's pairs are
     read in order until "id" (see _id) or the bytes run out."""
     from agent import cbor_decode
-    r = cbor_decode.Reader(head)
+    r = cbor_decode.Counted(head, MAX_DEPTH, MAX_ITEMS)
     try:
         major, n, _ = r.head()
         if major != 5:

@@ -299,10 +299,9 @@ class Agent:
         if action == "snooze":
             ms = cmd.arg("for_ms", int, 0, MAX_SNOOZE_MS)
             now, synced = self.clock.now()
-            if ms and not synced:
-                cmd.done()
-                raise _error("the clock is not synced yet: a snooze needs the time of day")
-            until = now + ms if ms else None
+            # False: refused once the sensor and the event are known good (a wrong one said
+            # only "not synced")
+            until = (now + ms if synced else False) if ms else None
         elif action == "set":
             args = cmd.arg("settings", dict)
         elif action not in ("ack", "settings"):

@@ -10,7 +10,9 @@ _BIG = 1 << 64
 def shown(x, most=40, depth=0):
     if isinstance(x, int) and not isinstance(x, bool):
         return str(x) if -_BIG < x < _BIG else "<int of more than 64 bits>"
-    if isinstance(x, (str, bytes)):
+    if isinstance(x, str):
+        return _text(x) if len(x) <= most else _text(x[:most - 3]) + "..."
+    if isinstance(x, bytes):
         return repr(x) if len(x) <= most else repr(x[:most - 3]) + "..."
     if isinstance(x, (list, tuple, dict)):
         if len(x) > 8 or depth > 2:
@@ -22,3 +24,32 @@ def shown(x, most=40, depth=0):
     if isinstance(x, Tag):
         return "Tag(%d, %s)" % (x.tag, shown(x.value, most, depth + 1))
     return repr(x)
+
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _text(s):
+    """s quoted as CPython's ascii(s) writes it, on MicroPython too: its repr escapes every
+    character past ASCII and CPython's repr none that prints, so a board's error said 'caf\\xe9'
+    where the simulator's said 'café'."""
+    for c in s:
+        if ord(c) > 0x7E:
+            break
+    else:
+        return repr(s)      # printable ASCII and C0 controls: written alike by both
+    q = '"' if "'" in s and '"' not in s else "'"
+    out = [q]
+    for c in s:
+        o = ord(c)
+        if c == q:
+            out.append("\\" + c)
+        elif c in _ESCAPES:
+            out.append(_ESCAPES[c])
+        elif 0x20 <= o < 0x7F:
+            out.append(c)
+        else:
+            out.append("\\x%02x" % o if o < 0x100 else "\\u%04x" % o if o < 0x10000
+                       else "\\U%08x" % o)
+    out.append(q)
+    return "".join(out)

@@ -167,8 +167,8 @@ class Insights:
         return feed
 
     def command(self, sensor, action, event=None, until=None, args=None):
-        """ack / snooze / set / settings, from the `insight` command (agent/runtime.py). A
-        result dict;
+        """ack / snooze / set / settings, from the `insight` command (agent/runtime.py); a
+        snooze's until is False while the clock is not synced. A result dict;
         ValueError with the reason for anything it cannot do."""
         d = self.detectors.get(sensor)
         if d is None:
@@ -186,6 +186,8 @@ class Insights:
             out = {"sensor": sensor, "event": event, "acked": True,
                    "effect": ack(event) if ack is not None else None}
         elif action == "snooze":
+            if until is False:
+                raise ValueError("the clock is not synced yet: a snooze needs the time of day")
             if until is not None and event is not None and event == getattr(d, "RENEW", None):
                 # held, it never told the cloud of the new cartridge: the old reorder row
                 # stayed up and the new cartridge's reorder looked like a second one

@@ -59,8 +59,8 @@ def _median(xs):
 
 
 def _number(key, v, positive):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (
-            float("inf"), float("-inf")):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and (
+            v != v or v in (float("inf"), float("-inf"))):  # MicroPython: 2**1100 == inf
         raise ValueError("%s: expected a number, got %s" % (key, short(v)))
     if v < 0 or (positive and v == 0):
         raise ValueError("%s: expected a number %s 0, got %s"

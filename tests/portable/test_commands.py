@@ -1,6 +1,9 @@
 # agent/commands.py: each command runs at most once, a retained one never runs, one too large
 # for the client is answered with an error that names its id when its first bytes hold it.
 # Both interpreters; the agent against a real broker is in tests/test_agent_uplink.py.
+MICROPYTHON_HEAP = "96k"  # 64k until the tests of too many items and of escaped text: the
+# module's own code then left too little for the bignum of 5,000 digits a test encodes
+
 import asyncio
 
 from agent import cbor, cbor_decode
@@ -108,6 +111,39 @@ def test_a_command_nested_too_deep_is_answered_by_its_id_and_said_so():
         assert handle(c, text)["error"] == ("not CBOR: this is text (JSON?); a command is a "
                                             "CBOR map (docs/uplink.md, Commands)")
     assert runs == []
+
+
+def test_a_command_of_too_many_items_is_answered_by_its_id_before_they_fill_the_heap():
+    # 2 KB of CBOR holds 2,000 empty maps: past a board's heap, a MemoryError with no id
+    c, runs = commands()
+    # made as bytes: the lists themselves would not fit the test's heap on MicroPython
+    for i, filler in enumerate((b"\x99\x07\xbc" + b"\xa0" * 1980, b"\x99\x01\x2c" + b"\x00" * 300,
+                                b"\xb8\x82" + b"\x00\x00" * 130)):
+        r = handle(c, b"\xa3" + b"".join(cbor.dumps(v) for v in ("id", i, "cmd", "ping", "x"))
+                   + filler)
+        assert r["ok"] is False and r["reply"] == i, r
+        assert r["error"].startswith("too many items for a command: at byte "), r
+        assert r["error"].endswith(": more than 256 items"), r
+    # a resend of 16 ranges is well within (55 items)
+    r = handle(c, cbor.dumps({"id": "ok", "cmd": "ping", "x": [[0, 1]] * 16}))
+    assert r["error"] == "unknown argument 'x'"
+    assert peek_id(b"\xa2\x61x\x99\x03\x84" + b"\xa0" * 900 + cbor.dumps("id") + b"\x05") is None
+    assert runs == []
+
+
+def test_of_several_unknown_arguments_the_same_one_is_named_on_a_board_as_on_a_host():
+    # MicroPython's dicts keep no order: it named 'zz' where CPython named 'aa'
+    c, runs = commands()
+    r = handle(c, in_order(("id", 1), ("cmd", "ping"), ("zz", 1), ("k11", 2), ("aa", 3)))
+    assert r["error"] == "unknown argument 'aa'"
+
+
+def test_text_in_an_error_is_escaped_alike_on_a_board_and_a_host():
+    # MicroPython's repr escapes every character past ASCII, CPython's none that prints
+    r = reply_to({"id": 1, "cmd": "caf\u00e9"})
+    assert r["error"].startswith("unknown command 'caf\\xe9' (known: "), r
+    r = reply_to({"id": 1, "cmd": "\uff10\U0001f600 it's\n"})
+    assert r["error"].startswith("unknown command \"\\uff10\\U0001f600 it's\\n\""), r
 
 
 def test_peek_id_reads_the_id_from_the_first_bytes_only():

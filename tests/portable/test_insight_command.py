@@ -211,3 +211,10 @@ def test_a_snooze_before_the_clock_is_synced_is_refused_and_an_unsnooze_is_not()
     r = command(a, {"id": 2, "cmd": "insight", "sensor": "pills", "action": "snooze",
                     "event": "dose_missed", "for_ms": 0})
     assert r["ok"] is True and r["result"]["until"] is None, r
+    # what else is wrong is said first: it said only "not synced"
+    r = command(a, {"id": 3, "cmd": "insight", "sensor": "pill", "action": "snooze",
+                    "event": "dose_missed", "for_ms": 3600000})
+    assert r["ok"] is False and "no insight on sensor 'pill'" in r["error"], r
+    r = command(a, {"id": 4, "cmd": "insight", "sensor": "pills", "action": "snooze",
+                    "event": "dose_mised", "for_ms": 3600000})
+    assert r["ok"] is False and "sends no 'dose_mised'" in r["error"], r

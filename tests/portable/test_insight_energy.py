@@ -191,6 +191,9 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     if not FLOAT32:
         _refused(d, {"tariff": 1e308}, "tariff: expected a number up to 1000000, got 1e+308")
     _refused(d, {"tariff": 1e30}, "tariff: expected a number up to 1000000, got 1e+30")
+    # MicroPython compares a bignum with inf as a float: it said "expected a number"
+    _refused(d, {"tariff": 2 ** 1100}, "tariff: expected a number up to 1000000, got <int")
+    _refused(d, {"tariff": -2 ** 1100}, "tariff: expected a number >= 0, got <int")
     _refused(d, {"grid_intensity": 20000}, "grid_intensity: expected a number up to 10000")
     _refused(d, {"cycle_above": 2e6}, "cycle_above: expected a number up to 1000000")
     _refused(d, {"drift_slack": 3}, "drift_slack: expected a number under 3")
