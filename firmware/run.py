@@ -31,6 +31,8 @@ from ingest.url import BadURL, parse_broker
 
 STATUS_EVERY_MS = 60000
 # The sections every compiled profile has, and their JSON types.
+SIM_STORE = "tether-run"   # under it, in the working folder, --platform sim keeps an ESP32's or a
+# Pi's profile's buffer (a folder per device)
 COMPILED_KEYS = {"device": dict, "platform": str, "buses": list, "sensors": list, "buffer": dict,
                  "batch": dict, "uplink": dict}
 
@@ -321,6 +323,10 @@ def _setup(profile, args, err):
     if args.store:
         profile["buffer"]["path"] = args.store
         profile["buffer"]["storage"] = "flash"
+    elif args.platform == "sim" and profile["platform"] != "sim":
+        # A board's /buffer or a Pi's /var/lib/tether/buffer is no place on a laptop: it wrote
+        # into / as root, and was "Permission denied" otherwise
+        profile["buffer"]["path"] = os.path.join(SIM_STORE, args.device or profile["device"]["id"])
     from firmware.read import platform_for
     try:
         platform = platform_for(args.platform or profile["platform"], profile, args.fault,
@@ -585,7 +591,9 @@ def add_command(sub):
                    help="with --platform sim: break the part behind a sensor, as tether read "
                         "does")
     p.add_argument("--store", metavar="DIR", help="where the buffer lives (default: the "
-                                                  "profile's buffer.path)")
+                                                  "profile's buffer.path; with --platform sim "
+                                                  "for an esp32 or rpi profile, %s/DEVICE)"
+                                                  % SIM_STORE)
     p.add_argument("--gpiochip", type=gpiochip_path, metavar="PATH",
                    help="on a Raspberry Pi: the GPIO chip of the pins (default: the Pi's pin "
                         "controller, found by its label)")

@@ -19,9 +19,9 @@ class Run:
     """`tether run ARGS` with both outputs pipes, as under systemd. Lines are kept as the bytes
     that came (`raw`), so that a carriage return or an escape sequence would show."""
 
-    def __init__(self, *args, journal=False):
+    def __init__(self, *args, journal=False, cwd=ROOT):
         """journal: standard error as systemd hands a service the journal's stream (a socket
-        there; a pipe here), named by JOURNAL_STREAM."""
+        there; a pipe here), named by JOURNAL_STREAM; cwd: the working folder."""
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         env.pop("JOURNAL_STREAM", None)
         stderr = subprocess.PIPE
@@ -31,7 +31,7 @@ class Run:
             env["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         self.proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", *args],
                                      stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=stderr, cwd=ROOT, env=env)
+                                     stderr=stderr, cwd=cwd, env=env)
         if journal:
             os.close(stderr)
             self.proc.stderr = os.fdopen(r, "rb")

@@ -288,6 +288,18 @@ def test_a_full_disk_that_names_no_file_is_said_with_the_buffers_folder(tmp_path
     assert said == "tether run: the buffer at %s: No space left on device\n" % (tmp_path / "b")
 
 
+def test_a_boards_profile_on_virtual_chips_keeps_its_buffer_in_the_working_folder(tmp_path):
+    # docs/uplink.md's own example wrote the board's /buffer at the root of the laptop (as
+    # root; "Permission denied" otherwise)
+    run = Run(str(ROOT / "examples" / "printer.yaml"), "--platform", "sim", "--device", "p1",
+              "--broker", "mqtt://127.0.0.1:%d" % free_port(), cwd=str(tmp_path))
+    said = run.wait_for("p1:")
+    run.wait_for("cannot connect")
+    code, _ = run.stop()
+    assert said.startswith("p1: 5 sensors, buffer at tether-run/p1"), said
+    assert code == 0 and (tmp_path / "tether-run" / "p1").is_dir()
+
+
 def test_a_profile_compiled_by_an_older_tether_runs(tmp_path):
     # A service's /etc/tether/DEVICE.json from before uplink.ack_timeout (or window, ...):
     # every start stopped with a KeyError once Tether was upgraded, and the service restarted it
