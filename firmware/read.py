@@ -15,10 +15,11 @@ from agent.sampler import described
 from hal.board import drivers
 
 
-def platform_for(name, profile, faults=(), applied=None, gpiochip=None):
+def platform_for(name, profile, faults=(), applied=None, gpiochip=None, doing="read"):
     """applied: None, a fault whose sensor the profile lacks is an error; else a set, such a
     fault is passed over and the others are added to it (several profiles read in turn).
-    gpiochip: the Pi's GPIO chip (None: found by its label)."""
+    gpiochip: the Pi's GPIO chip (None: found by its label). doing: what the command does with
+    the profile, for its messages ("read", "run")."""
     if name == "sim":
         from hal.sim.platform import SimPlatform
         platform = SimPlatform(profile)
@@ -37,10 +38,16 @@ def platform_for(name, profile, faults=(), applied=None, gpiochip=None):
     if faults:
         raise ValueError("--fault needs --platform sim")
     if name == "rpi":
+        if profile["platform"] != "rpi":
+            # its buses were judged against a Pi's pins: "a Raspberry Pi has this bus on sda
+            # 0/scl 1 or sda 2/scl 3" of an ESP32's
+            raise ValueError("--platform rpi takes a profile written for a Raspberry Pi "
+                             "(platform: rpi); this one is for %s: use --platform sim"
+                             % profile["platform"])
         from hal.linux.platform import LinuxPlatform
         return LinuxPlatform(gpiochip=gpiochip)
-    raise ValueError("an %s profile is read on the board itself: copy the agent there, or use "
-                     "--platform sim" % name)
+    raise ValueError("an %s profile is %s on the board itself: copy the agent there (tether "
+                     "flash), or use --platform sim" % (name, doing))
 
 
 def _reason(exc):

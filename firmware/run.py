@@ -227,9 +227,10 @@ class Reporter:
                 int(time.monotonic() - self.down_since) * 1000)
             if self.failing:
                 link += " (%d attempts: %s)" % (self.failures, self.failing)
-        self.line("status: %s; %d readings, %d batches and events acknowledged, %s waiting, "
+        read = sum(c.readings for c in a.sampler.channels)
+        self.line("status: %s; %d reading%s, %d batches and events acknowledged, %s waiting, "
                   "%d readings dropped%s, %d sensor errors" % (
-                      link, sum(c.readings for c in a.sampler.channels), u.acked,
+                      link, read, "" if read == 1 else "s", u.acked,
                       batches(log.unacked), log.dropped, _events_dropped(a), errors))
 
     def logged_client(self, client_class):
@@ -330,7 +331,7 @@ def _setup(profile, args, err):
     from firmware.read import platform_for
     try:
         platform = platform_for(args.platform or profile["platform"], profile, args.fault,
-                                gpiochip=args.gpiochip)
+                                gpiochip=args.gpiochip, doing="run")
     except (ValueError, ImportError, OSError) as exc:
         err.write("tether run: %s\n" % (_os_error(exc) if isinstance(exc, OSError) else exc))
         return 2

@@ -417,7 +417,7 @@ def install(args, out, err=sys.stderr):
             try:
                 check()
             except ServiceError as exc:
-                err.write("warning: installed on this machine, %s\n"
+                err.write("warning: an install on this machine would stop here: %s\n"
                           % str(exc).replace("tether install-service: ", "", 1))
         out.write("# %s (mode 0600): the compiled profile, with its secrets\n" % profile_path)
         out.write("# %s:\n" % unit_path)

@@ -166,6 +166,7 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
         lead_days = learn_days = None
         forecasts = False
         highest = 0.0   # the longest forecast: one above the chart's top is said, not hidden
+        above = []      # (colour, its lowest forecast)
         for s in inks:
             name = s["name"]
             colour = INK_COLOURS.get(name)
@@ -214,6 +215,7 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
                         truth_x.append(_days(t, start))
                         truth.append(left)
             if xs:
+                above.append((name, min(days)))
                 fc.plot(xs, days, color=colour, linewidth=1.2, marker=".", markersize=3,
                         label="forecast (device)")
                 if any(x == x for x in lows):    # a weekly rate's: drawn, so said
@@ -224,8 +226,10 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
                 fc.plot(truth_x, truth, color=colour, linestyle=":", linewidth=1.5,
                         label="days it really had left (truth)")
         for t, sensor in d.truth.get("ink_empty", []):
-            ax.plot([_days(t, start)], [0.0], "x", color=INK_COLOURS.get(sensor, "k"),
-                    markersize=9, markeredgewidth=2, label="ran dry (truth)")
+            # red and on top: in the ink's colour it hid under the device's own "empty" dot,
+            # and a false empty looked like a right one
+            ax.plot([_days(t, start)], [0.0], "x", color="r", markersize=10, markeredgewidth=2.5,
+                    zorder=5, clip_on=False, label="ran dry (truth)")
         ax.set_xlim(0, end_days)
         ax.set_ylim(-3, 103)
         ax.set_ylabel("ink %")
@@ -235,9 +239,13 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
         top = 4 * (lead_days or 10)
         fc.set_ylim(0, top)
         if highest > top:
-            # in the title, not over the lines: a note inside the chart covered a colour's
+            # in the title, not over the lines: a note inside the chart covered a colour's.
+            # A colour wholly above is named: it was simply missing from the chart.
+            gone = [n for n, low in above if low > top]
             fc.set_title("%s: the device's forecast vs the truth\n(forecasts up to %.0f days "
-                         "are above the top: far from a reorder)" % (d.device_id, highest),
+                         "are above the top%s: far from a reorder)" % (
+                             d.device_id, highest,
+                             "; %s all of them" % ", ".join(gone) if gone else ""),
                          fontsize="medium")
         else:
             fc.set_title("%s: the device's forecast vs the truth" % d.device_id)
@@ -249,9 +257,11 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
                        label="the device reorders here (%g d; %g d in weeks 2-3; in week "
                              "1 later, by its band)" % (lead_days * RESERVE, lead_days * YOUNG))
         if not forecasts:
-            fc.text(0.5, 0.78, "no forecast in this run: a printer's first comes after it\n"
-                    "has watched its ink for %g days (the profile's `learn`)" % (learn_days or 2),
-                    transform=fc.transAxes, ha="center", va="center", color="0.4")
+            # small, and left of the legend, which it ran under
+            fc.text(0.03, 0.75, "no forecast in this run: a printer's\nfirst comes once it "
+                    "has watched\nits ink for %g days (`learn`)" % (learn_days or 2),
+                    transform=fc.transAxes, ha="left", va="center", color="0.4",
+                    fontsize="small")
         fc.set_ylabel("days to empty")
         _outside_legend(fc, [ax, fc])
     axes[-1, 0].set_xlabel("days")
@@ -261,12 +271,14 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
 
 
 def _pills(plt, outdir, bottles, found, start, end_days, total):
+    from matplotlib.transforms import blended_transform_factory
     fig, axes = plt.subplots(len(bottles), 1, figsize=(11, 2.9 * len(bottles)), squeeze=False)
     _some_of(fig, bottles, total, ("pill bottles", "missed and extra doses and refills"))
     marks = (("dose_taken", "on_time", "|", "g", "dose taken on time (device)"),
              ("dose_taken", "late", "|", "orange", "dose taken late (device)"),
              ("dose_taken", "early", "|", "c", "dose taken early (device)"),
              ("dose_taken", "away", "|", "b", "dose taken away from the scale (device)"),
+             ("dose_incomplete", None, "|", "saddlebrown", "dose taken in part (device)"),
              ("extra_dose", None, "d", "purple", "extra dose (device)"))
     for ax, d in zip(axes[:, 0], bottles):
         name = next((s["name"] for s in d.profile["sensors"] if s.get("quantity") == "count"),
@@ -281,17 +293,20 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
         hi = max([v for _, v in pts] + [1])
         lo = min([v for _, v in pts] + [hi])
         span = max(hi - lo, 10)
-        base = lo - 0.12 * span              # the doses' marks, under the line
+        # The doses' marks go in a strip under the counts, placed in the axes' height: placed
+        # on the count axis they read as counts (doses at -6 pills, or at 50 in a bottle of 60)
+        strip = blended_transform_factory(ax.transData, ax.transAxes)
+        base, below = 0.1, 0.035
         top = hi
         mine = found.get(d.device_id, [])
         for event, status, marker, colour, label in marks:
-            xs = [_days(f.get("taken", t), start) for t, e, s, v, f in mine
+            xs = [_days(f.get("taken", f.get("scheduled", t)), start) for t, e, s, v, f in mine
                   if e == event and (status is None or f.get("status") == status)]
             if xs:
                 ax.plot(xs, [base] * len(xs), marker, color=colour,
                         markersize=8 if event == "extra_dose" else 12,
                         markeredgewidth=2, linestyle="none", label=label,
-                        zorder=3 if event == "extra_dose" else 2)
+                        zorder=3 if event == "extra_dose" else 2, transform=strip)
         refills = [(_days(f.get("at", t), start), f.get("count", v)) for t, e, s, v, f in mine
                    if e == "refilled"]
         if refills:
@@ -299,19 +314,25 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
                     markersize=9, linestyle="none", label="refilled (device)")
         needed = [_days(t, start) for t, e, s, v, f in mine if e == "refill_needed"]
         if needed:
-            ax.plot(needed, [top + 0.04 * span] * len(needed), "v", color="orange",
-                    markersize=9, linestyle="none", label="refill needed (device)")
-        missed = [_days(f["scheduled"], start) for t, e, s, v, f in mine
-                  if e == "dose_missed" and f.get("scheduled") is not None]
+            ax.plot(needed, [0.95] * len(needed), "v", color="orange", markersize=9,
+                    linestyle="none", label="refill needed (device)", transform=strip)
+        # by the dose's time; one without it (no such event today) by when it was judged
+        missed = [_days(f.get("scheduled", t), start) for t, e, s, v, f in mine
+                  if e == "dose_missed"]
         if missed:
             ax.plot(missed, [base] * len(missed), "x", color="r", markersize=9,
-                    markeredgewidth=2, linestyle="none", label="dose missed (device)")
+                    markeredgewidth=2, linestyle="none", label="dose missed (device)",
+                    transform=strip)
         truth = [_days(r[0], start) for r in d.truth.get("missed_doses", [])]
         if truth:
-            ax.plot(truth, [base - 0.1 * span] * len(truth), "o", markerfacecolor="none",
-                    markeredgecolor="r", linestyle="none", label="dose missed (truth)")
+            ax.plot(truth, [below] * len(truth), "o", markerfacecolor="none",
+                    markeredgecolor="r", linestyle="none", label="dose missed (truth)",
+                    transform=strip)
         ax.set_xlim(0, end_days)
-        ax.set_ylim(base - 0.2 * span, top + 0.1 * span)
+        # counts from 18 % of the height up, the strip under them; ticks on counts only
+        ax.set_ylim(lo - 0.3 * span, top + 0.12 * span)
+        ax.set_yticks([y for y in ax.get_yticks() if lo - 0.05 * span <= y <= top + 0.12 * span])
+        ax.axhline(lo - 0.1 * span, color="0.85", linewidth=0.8)
         ax.set_ylabel("pills")
         ax.set_title("%s: pill count and the doses the device judged" % d.device_id)
         _outside_legend(ax)
@@ -358,6 +379,7 @@ def _energy(plt, outdir, meters, found, start, end_days):
         batch = 1
         learn = 20
         span = 5.0  # the chart's least y range, +-%: noise within the 3 % spread floor looks it
+        lines = {}  # level -> [(unit, colour)] past which each unit's CUSUM grows
         for i, d in enumerate(devices):
             colour = cmap(i % 10)
             cfg = next((x["insight"] for x in d.profile["sensors"]
@@ -374,8 +396,10 @@ def _energy(plt, outdir, meters, found, start, end_days):
                         ", wears from day %.0f" % _days(onset, start)
                         if _days(onset, start) < end_days else ", wears after this run")
             label = "%s%s (%d cycles)" % (d.device_id, wear, len(cycles))
-            style = dict(color=colour, markersize=5 if degrading else 3, alpha=0.8,
-                         linestyle="none")
+            # hollow for the worn unit: filled and larger, it hid the healthy one under it
+            # (a fridge's 700 cycles in one band)
+            style = dict(color=colour, markersize=4, alpha=0.8, linestyle="none",
+                         markerfacecolor="none" if degrading else colour)
             left.plot([_days(f["end"], start) for f in cycles],
                       [f["energy_wh"] for f in cycles], "o" if degrading else ".", **style)
             points = _charted([f for f in cycles if f.get("feature") is not None],
@@ -392,14 +416,16 @@ def _energy(plt, outdir, meters, found, start, end_days):
                 # where the device's CUSUM grows: a level held past it alarms, one point not
                 slack = 100.0 * cfg.get("drift_k", 1) * spread / abs(base)
                 wears = -1 if watch == "capacity" else 1
-                right.axhline(wears * slack, color=colour, alpha=0.5, linewidth=0.8,
-                              label="%s: past this the chart's sum grows" % d.device_id)
+                # one line for units at one level (both at the 3 % floor): two hid each other
+                lines.setdefault(round(wears * slack, 1), []).append((d.device_id, colour))
                 span = max(span, 2.5 * slack)
             for t, e, s, v, f in mine:
                 if e == "maintenance_due":
                     for ax in (left, right):
+                        # drift_pct is the device's average of its recent points, not the
+                        # point drawn there
                         ax.axvline(_days(t, start), color=colour, linewidth=2, linestyle="--",
-                                   label="maintenance due (device): %s, %+.0f %%"
+                                   label="maintenance due (device): %s, recent average %+.0f %%"
                                    % (d.device_id, f.get("drift_pct", 0)))
             failure = d.truth.get("failure_ms")
             for ax in (left, right):
@@ -409,6 +435,10 @@ def _energy(plt, outdir, meters, found, start, end_days):
                 if failure is not None and _days(failure, start) < end_days:
                     ax.axvline(_days(failure, start), color="k", linewidth=1.5,
                                label="failure (truth)")
+        for level, units in lines.items():
+            right.axhline(level, color=units[0][1] if len(units) == 1 else "0.4", alpha=0.5,
+                          linewidth=0.8, label="%s: past this the chart's sum grows"
+                          % ", ".join(u for u, _ in units))
         left.set_ylim(bottom=0)
         left.set_ylabel("Wh per cycle")
         left.set_title("%s: energy of each cycle found" % kind)
@@ -475,31 +505,34 @@ def _readings(plt, outdir, devices, start, end_days, total, products=1):
 
 def _backlog(plt, outdir, fleet, start):
     from matplotlib.ticker import MaxNLocator
-    fig, ax = plt.subplots(figsize=(11, 3.5))
+    # The devices offline in a strip of their own under the backlog: on a second axis up to
+    # the fleet's size (12) the band of one or two was flat, under the backlog's spikes.
+    fig, (ax, ax2) = plt.subplots(2, 1, figsize=(11, 4.2), sharex=True,
+                                  gridspec_kw={"height_ratios": [3, 1]})
     history, drained = split_drained(fleet.history)
     end = fleet.duration_ms / DAY_MS
     days = [_days(start + t, start) for t, _, _ in history]
     ax.step(days, [b for _, b, _ in history], where="post",
             label="batches waiting on devices (the fleet's sum)")
-    ax2 = ax.twinx()
-    ax2.fill_between(days, [o for _, _, o in history], step="post", alpha=0.2,
-                     color="r", label="devices offline")
-    ax2.set_ylim(0, max(1, len(fleet.devices)))
-    ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
+    offline = [o for _, _, o in history]
+    ax2.fill_between(days, offline, step="post", alpha=0.35, color="r", linewidth=0,
+                     label="devices offline")
+    ax2.set_ylim(0, max(offline + [0]) + 1)
+    ax2.yaxis.set_major_locator(MaxNLocator(integer=True, nbins=3))
     if drained is not None:
         ax.plot([end * 1.015], [drained[1]], "o", color="C0", markersize=6, clip_on=False,
                 label="after the drain at the end: %d" % drained[1])
     ax.set_xlim(0, end * 1.03)
-    ax.axvline(end, color="0.5", linewidth=0.8, linestyle=":")
-    ax.set_xlabel("days")
+    for a in (ax, ax2):
+        a.axvline(end, color="0.5", linewidth=0.8, linestyle=":")
+    ax2.set_xlabel("days")
     ax.set_ylabel("batches")
-    ax2.set_ylabel("devices offline")
-    offline = any(o for _, _, o in history)
-    ax.set_title("Fleet backlog during outages" if offline else
+    ax2.set_ylabel("devices\noffline")
+    ax.set_title("Fleet backlog during outages" if any(offline) else
                  "Fleet backlog (no device was offline in this run)")
     ax.set_ylim(0, max([b for _, b, _ in history] + [1]) * 1.05)   # a flat 0 has a scale
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    _outside_legend(ax2, [ax, ax2], x=1.08)  # right of ax2's own ticks and label
+    _outside_legend(ax, [ax, ax2])
     return _save(fig, outdir, "backlog.png")
 
 

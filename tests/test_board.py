@@ -76,6 +76,10 @@ def test_read_rejects_bad_options_with_a_clear_message():
     assert proc.returncode == 2 and "--fault power: expected SENSOR=KIND" in proc.stderr
     proc = tether("read", "examples/printer.yaml")
     assert proc.returncode == 2 and "read on the board itself" in proc.stderr
+    # it judged the ESP32's I2C pins against a Pi's ("a Raspberry Pi has this bus on sda 0")
+    proc = tether("read", "examples/printer.yaml", "--platform", "rpi")
+    assert proc.returncode == 2 and ("--platform rpi takes a profile written for a Raspberry "
+                                     "Pi (platform: rpi); this one is for esp32") in proc.stderr
     proc = tether("read", FIXTURE, "--interval", "soon")
     assert proc.returncode == 2 and "--interval: expected a duration like '10s'" in proc.stderr
 

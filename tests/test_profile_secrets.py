@@ -110,3 +110,15 @@ def test_a_secret_that_names_another_is_said_to_be_one(tmp_path):
 def test_compile_output_holds_the_secret_for_the_board(tmp_path, capsys):
     assert main(["compile", write(tmp_path, secrets=SECRETS)]) == 0
     assert json.loads(capsys.readouterr().out)["uplink"]["password"] == PASSWORD
+
+
+def test_a_secret_without_a_name_or_with_a_list_says_what_it_takes(tmp_path):
+    # "unsupported tag '!secret'" of a tag that is supported, and "!secret '' is not in
+    # 'secrets.yaml'" of one with no name
+    takes = ("uplink.password: !secret takes the name of a secret in secrets.yaml "
+             "(`password: !secret broker_password`)")
+    for value, said in (("!secret [a, b]", takes + ", not a list"),
+                        ("!secret {a: b}", takes + ", not a mapping"),
+                        ("!secret ''", takes)):
+        path = write(tmp_path, PROFILE.replace("!secret password", value), SECRETS)
+        assert compile(path)[1] == ["%s:10:13: %s" % (path, said)], value

@@ -75,6 +75,30 @@ def test_two_calibrations_of_one_chip_are_an_error_at_the_second(tmp_path):
     assert errors == []
 
 
+def test_two_level_probes_on_one_pin_are_one_probe_judged_once(tmp_path):
+    # "pin 3 is already used" came with "raw_full differs ... both read the same chip": one
+    # said the pin could not be shared, the other how to share it. One probe, as on an ADS1115.
+    path = write(tmp_path, """\
+      - {name: tank, driver: level_probe, pin: 3, calibration: {raw_empty: 100, raw_full: 3900}}
+      - {name: tank_slow, driver: level_probe, pin: 3, interval: 10min,
+         calibration: {raw_empty: 100, raw_full: 3000}}
+    """)
+    _, errors = compile(path)
+    assert len(errors) == 1 and "already used" not in errors[0], errors
+    assert errors[0].startswith("%s:9:44: sensors[1].calibration.raw_full: 3000 differs from "
+                                "sensors[0].calibration.raw_full (3900), and both read the "
+                                "same chip" % path), errors
+    (tmp_path / "b").mkdir()
+    _, errors = compile(write(tmp_path / "b", """\
+      - {name: tank, driver: level_probe, pin: 3, calibration: {raw_empty: 100, raw_full: 3900}}
+      - {name: tank_slow, driver: level_probe, pin: 3, interval: 10min,
+         calibration: {raw_empty: 100, raw_full: 3900}}
+      - {name: weight, driver: hx711, pins: {dout: 3, sck: 5}}
+    """))
+    assert errors == ["%s:10:46: sensors[2].pins.dout: pin 3 is already used by sensors[0].pin"
+                      % (tmp_path / "b" / "p.yaml")], errors
+
+
 def test_a_pill_count_reads_when_the_weight_of_its_load_cell_comes_first(tmp_path):
     # The pill bottle's two sensors in the other order: every count was "hx711 gave no count".
     profile, errors = compile(write(tmp_path, """\

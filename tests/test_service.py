@@ -54,7 +54,7 @@ def dry_run(profile, *args):
     assert done.returncode == 0, done.stderr
     # What this machine lacks for a real install (no i2c group, a checkout in /tmp) is warned
     # of; nothing else is said.
-    assert all(line.startswith("warning: installed on this machine, ")
+    assert all(line.startswith("warning: an install on this machine would stop here: ")
                for line in done.stderr.splitlines()), done.stderr
     return done.stdout
 
@@ -291,7 +291,7 @@ def test_gpio_pins_without_a_gpio_chip_found_are_warned_of_and_packaged(tmp_path
     assert done.returncode == 0 and "DeviceAllow=char-gpiochip rw" in done.stdout
     warned = [line for line in done.stderr.splitlines() if "GPIO chip" in line]
     assert len(warned) == 1 and warned[0].startswith(
-        "warning: installed on this machine, the profile uses GPIO pins, and the Pi's GPIO chip "
+        "warning: an install on this machine would stop here: the profile uses GPIO pins, and the Pi's GPIO chip "
         "was not found: ") and warned[0].endswith("give it with --gpiochip /dev/gpiochipN"), \
         done.stderr
     assert "[Errno" not in done.stderr
@@ -601,8 +601,8 @@ def test_a_dry_run_warns_of_what_a_real_install_here_would_refuse(monkeypatch, c
     out, err = capsys.readouterr()
     assert code == 0 and "[Service]" in out
     assert err.splitlines() == [
-        "warning: installed on this machine, no group gpio on this machine",
-        "warning: installed on this machine, Python is in /home/pi/venv/bin/python, which the "
+        "warning: an install on this machine would stop here: no group gpio on this machine",
+        "warning: an install on this machine would stop here: Python is in /home/pi/venv/bin/python, which the "
         "service cannot see (ProtectHome=yes): install tether outside home and temporary "
         "folders, e.g. %s, and run that tether (docs/raspberry-pi.md)" % service.INSTALL]
 

@@ -25,8 +25,8 @@ def items(root, compiled, key):
 
 
 def pins(ctx, root, compiled):
-    """A pin serves one role of one owner; two sensors of one chip (an HX711's weight and count)
-    share its pins."""
+    """A pin serves one role of one owner; two sensors of one chip (an HX711's weight and count,
+    a level probe's pin) share its pins."""
     claims = {}  # pin -> (owner, role, path of the first claim)
 
     def claim(node, owner, role):
@@ -44,7 +44,9 @@ def pins(ctx, root, compiled):
         for role in chip:
             claim(n.value["pins"].value[role], owner, role)
         if "pin" in s:
-            claim(n.value["pin"], n.path, "adc")
+            # one probe read by two sensors is one chip, as with an ADS1115 channel (one_chip
+            # then judges their calibration): "already used" and "give it once" both were said
+            claim(n.value["pin"], (s.get("driver"), s["pin"]), "adc")
 
 
 def addresses(ctx, root, compiled):

@@ -240,7 +240,10 @@ def build(ctx, y, file, path, active):
         return scalar(ctx, y, file, path)
     active = active | {id(y)}
     if y.tag not in (TAG + "seq", TAG + "map"):
-        ctx.problems.append((file, line, col, path, "unsupported tag '%s'" % y.tag))
+        # the tag is ours, on a list or a mapping: it said "unsupported tag '!secret'"
+        ctx.problems.append((file, line, col, path, "!secret takes %s, not a %s" % (
+            SECRET_FORM, "list" if isinstance(y, yaml.SequenceNode) else "mapping")
+            if y.tag == "!secret" else "unsupported tag '%s'" % y.tag))
         return Node(None, file, line, col, path, tag="null")
     if isinstance(y, yaml.SequenceNode):
         items = [build(ctx, item, file, "%s[%d]" % (path, i), active)
@@ -282,9 +285,15 @@ def build(ctx, y, file, path, active):
     return node
 
 
+SECRET_FORM = "the name of a secret in secrets.yaml (`password: !secret broker_password`)"
+
+
 def scalar(ctx, y, file, path):
     line, col = y.start_mark.line + 1, y.start_mark.column + 1
     if y.tag == "!secret":
+        if not y.value.strip():
+            ctx.problems.append((file, line, col, path, "!secret takes %s" % SECRET_FORM))
+            return Node(None, file, line, col, path, tag="null", refused=True)
         return secret(ctx, y.value, Node(None, file, line, col, path, tag="null"))
     kind = y.tag[len(TAG):] if y.tag.startswith(TAG) else None
     if kind == "timestamp":  # a date is just text to a profile
