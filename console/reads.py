@@ -18,7 +18,7 @@ import time
 
 from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
 from agent.insights.adherence import EVENTS as DOSE_EVENTS  # a pill count's insight's
-from ingest.queries import steady
+from ingest.queries import OFF_MS, steady
 from ingest.store import open_store
 from ingest.url import db_url
 
@@ -296,14 +296,20 @@ def device_detail(db, device, span, charts=True):
         chart = {"channel": channel, "unit": SHOWN_UNITS.get(unit, unit), "points": points,
                  "marks": [], "lines": []}
         mine = [i for i in insights if i[2] == channel]
-        _overlay(chart, points, mine)
         if points and any(i[1] in DOSE_EVENTS for i in mine):
             # a pill count: drawn where the bottle stood (each lift, carry or cap set down
-            # beside it took the line to 0 and back, read as a bottle emptied), to the end
-            held = [list(p) for p in steady(points)]
+            # beside it took the line to 0 and back, read as a bottle emptied), to the end. A
+            # thinned month holds a lift's low until the stretch's next point, hours on: one
+            # at 0 shorter than two stretches is a lift too.
+            stretch = (points[-1][0] - points[0][0]) // (MAX_POINTS // 4)
+            held = [list(p) for p in steady(points, max(OFF_MS, 2 * stretch))]
             if held and points[-1][0] > held[-1][0]:
                 held.append([points[-1][0], held[-1][1]])
-            chart["points"] = held
+            chart["points"] = points = held      # the doses' marks go on the count it held
+        elif unit == "g" and any(i[1] in DOSE_EVENTS for i in insights):
+            # the bottle's weight: off the scale it reads its tare's negative (-30 g)
+            chart["points"] = points = [p for p in points if p[1] is None or p[1] >= 0]
+        _overlay(chart, points, mine)
         out.append(chart)
     cycles = None
     if charts:
@@ -458,7 +464,8 @@ def _standing(points, t):
     that is not the bottle off the scale (0 or less: a chart of many days has a bucket's low,
     the lift, before its high), not the highest (a refill right after the last dose would
     win); the value at t when none is charted there."""
-    i = bisect.bisect_left([p[0] for p in points], t)
+    # after t: the reading at the take itself is the count before it
+    i = bisect.bisect_right([p[0] for p in points], t)
     for when, value in points[i:]:
         if when > t + SETTLED_MS:
             break

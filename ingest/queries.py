@@ -169,13 +169,15 @@ STEADY_MS = 20 * 60000     # a pill count that held this long is the bottle stan
 OFF_MS = 2 * 3600000       # ... one at 0 this long, a bottle really empty (not lifted off)
 
 
-def steady(pts):
+def steady(pts, off_ms=OFF_MS):
     """The pill counts that held: readings grouped into runs of one count (within half a pill);
     a run the next count followed within STEADY_MS (OFF_MS for a count at or below 0: the bottle
     off the scale, lifted or carried, reads 0 or less) is a touch, not the count, and goes,
     the runs either side of it joining when they hold the same count; the last run stays.
     [(each run's first t, its count)]. Drawn as read, every lift, shake and cap set down beside
-    the bottle took the count to 0 and back: 30 days of them hid the 1-pill doses."""
+    the bottle took the count to 0 and back: 30 days of them hid the 1-pill doses. off_ms: for
+    a series thinned to stretches longer than OFF_MS, where a lift's low is held until the
+    stretch's next point."""
     runs = []
     for t, v in pts:
         if v is not None and not (runs and abs(v - runs[-1][1]) < 0.5):
@@ -185,7 +187,7 @@ def steady(pts):
         # join and may then hold long enough
         short = [(not (0 < i and abs(runs[i - 1][1] - runs[i + 1][1]) < 0.5),
                   runs[i + 1][0] - t, i) for i, (t, v) in enumerate(runs[:-1])
-                 if runs[i + 1][0] - t < (OFF_MS if v <= 0.5 else STEADY_MS)]
+                 if runs[i + 1][0] - t < (off_ms if v <= 0.5 else STEADY_MS)]
         if not short:
             return runs
         i = min(short)[2]

@@ -1221,6 +1221,28 @@ def test_a_dose_taken_mark_sits_on_the_count_it_left_not_on_the_bottle_off_the_s
     assert chart["marks"][0]["y"] == 2.0
 
 
+def test_a_dose_mark_sits_on_the_count_after_the_take_not_the_reading_at_it():
+    # the reading at the take is still the count before it: every mark sat a pill high
+    chart = {"lines": [], "marks": []}
+    t = NOW - DAY
+    points = [[t - 3600000, 73.0], [t, 73.0], [t + 60000, 72.0]]
+    reads._overlay(chart, points, [(t + 120000, "dose_taken", "pills", 1, {"taken": t})])
+    assert chart["marks"][0]["y"] == 72.0
+
+
+def test_a_thinned_month_leaves_out_lifts_that_its_stretches_hold_for_hours():
+    # 30 days in 300 stretches of 2.4 h: a lift's low (0) holds until the stretch's next
+    # point, past the 2 hours a bottle at 0 counts as empty: the line fell to 0 and doses were
+    # marked there. Two stretches' length is the limit for such a series.
+    from ingest.queries import OFF_MS, steady
+    h = 3600000
+    points = [[0, 73.0], [1 * h, 0.0], [3 * h + 1800000, 73.0], [5 * h, 72.0],
+              [30 * h, 0.0], [40 * h, 0.0], [50 * h, 60.0]]   # then empty, 20 h: it shows
+    assert [v for _, v in steady(points)] == [73.0, 0.0, 73.0, 72.0, 0.0, 60.0]
+    held = steady(points, max(OFF_MS, 2 * (30 * 24 * h // (reads.MAX_POINTS // 4))))
+    assert [v for _, v in held] == [73.0, 72.0, 0.0, 60.0]
+
+
 def test_a_snooze_ends_on_the_fleets_clock_when_the_devices_is_far_from_it(tmp_path):
     # a device whose clock is a year ahead answered with its own end: the row vanished for a
     # year. The device's reply is the edge here (a real one answers on the host's clock).
