@@ -19,7 +19,8 @@ acknowledged (a newer insight event, a new reading, a larger drop count) or the 
 import time
 
 from agent.clock import PLAUSIBLE_MS
-from console.reads import DAY_MS, HOUR_MS, MINUTE_MS, as_map
+from console.reads import DAY_MS, HOUR_MS, as_map
+from console.said import duration
 
 ORDER = {"alarm": 0, "empty": 1, "reorder": 2, "maintenance_due": 3, "dose_missed": 4,
          "refill_needed": 5, "silent": 6, "dropping": 7}
@@ -287,11 +288,8 @@ def _when(t_ms):
 
 
 def span_text(ms):
-    if ms >= 2 * DAY_MS:
-        return "%.1f days" % (ms / DAY_MS)
-    if ms >= HOUR_MS:
-        return "%d h %02d min" % (ms // HOUR_MS, ms % HOUR_MS // MINUTE_MS)
-    return "%d min" % (ms // MINUTE_MS)
+    # one way of writing a time span on every page: it was "46 h 51 min" beside "2.3 days"
+    return duration(ms)
 
 
 def num_text(v):

@@ -32,6 +32,7 @@ from starlette.staticfiles import StaticFiles
 from agent import cbor
 from console import actions as actions_mod
 from console import reads
+from console import said as said_mod
 from console.commands import CommandError
 
 log = logging.getLogger("tether.console")
@@ -102,6 +103,7 @@ def make_app(console):
     env.globals["plausible"] = reads.PLAUSIBLE_MS
     env.filters["num"] = actions_mod.num_text
     env.filters["field"] = _field
+    env.filters["said"] = lambda i: said_mod.said(i["event"], i["value"], i["fields"])
     # JSON as text in a page: autoescape makes it safe, so no \u0027 for every quote as tojson
     env.filters["json_text"] = lambda v: json.dumps(v, ensure_ascii=False, sort_keys=True)
 

@@ -164,7 +164,7 @@ def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
 def test_a_health_reports_uptime_reads_in_days_and_hours():
     from console.app import _uptime
     assert [_uptime(s) for s in (472806, 12000, 90, None, True)] == [
-        "5.5 days", "3 h 20 min", "1 min", "", ""]
+        "5 d 11 h", "3 h 20 min", "1 min", "", ""]
 
 
 def test_missed_doses_of_the_last_week_count_per_bottle(tmp_path):
