@@ -331,7 +331,9 @@ def _pills(plt, outdir, bottles, found, start, end_days, total):
         ax.set_xlim(0, end_days)
         # counts from 18 % of the height up, the strip under them; ticks on counts only
         ax.set_ylim(lo - 0.3 * span, top + 0.12 * span)
-        ax.set_yticks([y for y in ax.get_yticks() if lo - 0.05 * span <= y <= top + 0.12 * span])
+        ticks = [y for y in ax.get_yticks() if lo <= y <= top + 0.12 * span]
+        if len(ticks) >= 2:
+            ax.set_yticks(ticks)
         ax.axhline(lo - 0.1 * span, color="0.85", linewidth=0.8)
         ax.set_ylabel("pills")
         ax.set_title("%s: pill count and the doses the device judged" % d.device_id)
