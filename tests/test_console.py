@@ -116,6 +116,25 @@ def test_a_reorder_row_shows_the_level_now_and_sorts_by_the_days_left_now(tmp_pa
     assert shown[1]["evidence"].endswith("; now about 5.1 days to empty")
 
 
+def test_an_action_links_to_its_device_over_a_span_that_holds_its_evidence(tmp_path):
+    # the device page opens on 7 days: a reorder of 9 days ago had no mark, line or row there
+    db = make_db(tmp_path / "f.sqlite")
+    insight(db, "printer-1", 1, NOW - 9 * DAY, "reorder", "ink_y", 17.0, days=17.0, level=34.6)
+    insight(db, "printer-1", 2, NOW - DAY, "reorder", "ink_c", 6.1, days=6.1, level=9.0)
+    insight(db, "printer-1", 3, NOW - 40 * DAY, "reorder", "ink_k", 6.1, days=6.1, level=9.0)
+    server = Server(str(tmp_path / "f.sqlite"), port=0).start()
+    try:
+        _, body, _ = request(server, "GET", "/")
+    finally:
+        server.stop()
+    rows = {}
+    for row in body.split("<tr data-device=")[1:]:
+        rows[row.split('data-sensor="')[1].split('"')[0]] = row.split('href="')[1].split('"')[0]
+    assert rows["ink_y"] == "/device/printer-1?span=30d"
+    assert rows["ink_c"] == "/device/printer-1"
+    assert rows["ink_k"] == "/device/printer-1?span=all"
+
+
 def test_a_reorder_rows_days_left_now_are_the_level_now_at_the_forecasts_rate(tmp_path):
     # "now 2.2 % left, about -4.7 days to empty": the reorder's days less the days since ran
     # on past empty while ink was left
