@@ -243,15 +243,31 @@ def test_out_of_range_values_are_errors(tmp_path):
 @pytest.mark.parametrize("value, message", [
     ("fast", "expected a duration like '10s' (ms, s, min, h or d), got 'fast'"),
     ("10", "expected a duration like '10s' (ms, s, min, h or d), got 10"),
-    ("0.5ms", "expected a duration like '10s' (ms, s, min, h or d), got '0.5ms'"),
+    ("0.5ms", "expected a duration like '10s' (ms, s, min, h or d), a whole number of "
+              "milliseconds, got '0.5ms'"),
+    ("-5s", "expected a duration like '10s' (ms, s, min, h or d), not a negative one, got "
+            "'-5s'"),
     ("50ms", "expected a duration from 100ms to 1d, got '50ms'"),
     ("2d", "expected a duration from 100ms to 1d, got '2d'"),
 ])
 def test_bad_interval_is_reported(tmp_path, value, message):
+    # 0.5ms and -5s read "expected a duration like '10s'": what is wrong with them is said
     assert errors_of(tmp_path, """\
         sensors:
           - {name: power, driver: ina219, bus: i2c0, interval: %s}
         """ % value) == ["8:56: sensors[0].interval: " + message]
+
+
+def test_a_device_id_with_braces_unquoted_says_to_quote_it(tmp_path):
+    # `id: {uid}` is a YAML mapping and `{id: printer-{uid}}` a syntax error, said as such
+    assert errors_of(tmp_path, "sensors: [{name: power, driver: ina219, bus: i2c0}]\n",
+                     BASE.replace("device: {id: kettle}", "device:\n  id: {uid}"))[0].endswith(
+        "got a mapping (in quotes: id: 'printer-{uid}')")
+    said = errors_of(tmp_path, "sensors: [{name: power, driver: ina219, bus: i2c0}]\n",
+                     BASE.replace("{id: kettle}", "{id: printer-{uid}}"))
+    assert said == ["1:22: YAML syntax error: while parsing a flow mapping; expected ',' or '}', "
+                    "but got '{' (a value that holds '{' needs quotes there: id: "
+                    "'printer-{uid}')"]
 
 
 @pytest.mark.parametrize("value, hint", [

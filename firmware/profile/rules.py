@@ -256,7 +256,10 @@ def duration(lo, hi, whole_seconds=False):
     def read(ctx, node):
         ms = units.parse_duration(node.value) if node.tag == "str" else None
         if ms is None:
-            raise Invalid(expected("a duration like '10s' (ms, s, min, h or d)", node))
+            why = units.why_not(node.value, units.DURATION_UNITS, "milliseconds") \
+                if node.tag == "str" else None
+            raise Invalid(expected("a duration like '10s' (ms, s, min, h or d)%s"
+                                   % (", " + why if why else ""), node))
         if not lo <= ms <= hi:
             raise Invalid(expected("a duration from %s to %s" % (units.format_duration(lo),
                                                                  units.format_duration(hi)), node))
@@ -272,7 +275,9 @@ def size(lo, hi):
     def read(ctx, node):
         n = units.parse_size(node.value) if node.tag == "str" else None
         if n is None:
-            raise Invalid(expected("a size like '64KiB'", node))
+            why = units.why_not(node.value, units.SIZE_UNITS, "bytes") if node.tag == "str" \
+                else None
+            raise Invalid(expected("a size like '64KiB'%s" % (", " + why if why else ""), node))
         if not lo <= n <= hi:
             raise Invalid(expected("a size from %s to %s" % (units.format_size(lo),
                                                              units.format_size(hi)), node))

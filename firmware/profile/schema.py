@@ -74,7 +74,9 @@ def device_id(ctx, node):
     """The device id rule of agent/ids.py; `{uid}` stands for a part made of letters and digits."""
     if (node.tag != "str" or len(node.value) > ids.MAX_LENGTH
             or not ids.valid(node.value.replace("{uid}", "0"))):
-        raise Invalid(expected(DEVICE_ID_WHAT, node))
+        # `id: {uid}` and `{id: printer-{uid}}` are YAML mappings: its braces need quotes
+        hint = " (in quotes: id: 'printer-{uid}')" if node.tag == "map" else ""
+        raise Invalid(expected(DEVICE_ID_WHAT, node) + hint)
     return node.value
 
 

@@ -30,6 +30,18 @@ def _parse(text, units):
     return int(value) if value == value.to_integral_value() else None
 
 
+def why_not(text, units, base):
+    """What is wrong with text that _parse refused, where it is close: a sign, or a fraction of
+    the base unit ('0.5ms'); None otherwise."""
+    text = text.strip()
+    if text.startswith("-") and _AMOUNT.fullmatch(text[1:].strip()):
+        return "not a negative one"
+    match = _AMOUNT.fullmatch(text)
+    if match and match.group(2).lower() in units:
+        return "a whole number of %s" % base
+    return None
+
+
 def parse_duration(text):
     """Milliseconds in '250ms', '10s', '5min', '24h', '1d'."""
     return _parse(text, DURATION_UNITS)

@@ -177,6 +177,9 @@ def _hint(problem):
     if problem == "mapping values are not allowed here":
         return (" (a key indented under a value: check this line's indentation, or quote a "
                 "value that holds ': ')")
+    if problem in ("expected ',' or '}', but got '{'", "expected ',' or ']', but got '{'"):
+        # `{id: printer-{uid}}`: a brace inside braces opens another mapping
+        return " (a value that holds '{' needs quotes there: id: 'printer-{uid}')"
     return ""
 
 
