@@ -887,3 +887,19 @@ def test_problems_without_a_place_are_each_kept_and_shared_ones_joined():
                    "a.yaml:3:5: bad",
                    "a.yaml:3:5: sensors[0].filters (and sensors[1].filters, which use the same "
                    "lines): bad"]
+
+
+def test_a_size_with_a_lower_case_b_is_warned_of_as_bits_read_as_bytes(tmp_path):
+    # '256Kb' passed as 256,000 bytes: the maker meant 256 KiB, or wrote bits
+    from firmware.profile.compile import compile_with_secrets
+    (tmp_path / "p.yaml").write_text(BASE + textwrap.dedent("""\
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        buffer: {max_bytes: 256Kb}
+        batch: {max_bytes: 8KB}
+        """))
+    warnings = []
+    compiled, errors, _ = compile_with_secrets(str(tmp_path / "p.yaml"), warnings=warnings)
+    assert errors == [] and compiled["buffer"]["max_bytes"] == 256000
+    assert [w.split("p.yaml:", 1)[1] for w in warnings if "GPIO" not in w] == [
+        "8:21: buffer.max_bytes: warning: '256Kb' is read as 256,000 bytes; a lower-case b is "
+        "usually bits: write KB or KiB"]

@@ -281,6 +281,15 @@ def size(lo, hi):
         if not lo <= n <= hi:
             raise Invalid(expected("a size from %s to %s" % (units.format_size(lo),
                                                              units.format_size(hi)), node))
+        unit = units.unit_of(node.value)
+        if unit.endswith("b"):
+            # '256Kb' is 256,000 bytes here; a maker who wrote it likely meant 256 KiB, or bits
+            ctx.notes.append((None, at(node, "warning: '%s' is read as %s bytes; a lower-case "
+                                             "b is usually bits: write %sB or %siB"
+                                 % (node.value.strip(), format(n, ","), unit[:-1].upper(),
+                                    unit[:-1].upper()) if len(unit) > 1 else
+                                 "warning: '%s' is read as bytes; a lower-case b is usually "
+                                 "bits: write B" % node.value.strip())))
         return n
     read.bounds = (lo, hi)     # compiled_problems() checks a compiled profile by them
     return read

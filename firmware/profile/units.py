@@ -30,6 +30,11 @@ def _parse(text, units):
     return int(value) if value == value.to_integral_value() else None
 
 
+def unit_of(text):
+    """The unit as written in an amount that parsed ('Kb' of '256Kb')."""
+    return _AMOUNT.fullmatch(text).group(2)
+
+
 def why_not(text, units, base):
     """What is wrong with text that _parse refused, where it is close: a sign, or a fraction of
     the base unit ('0.5ms'); None otherwise."""
