@@ -20,7 +20,7 @@ import time
 
 from agent.clock import PLAUSIBLE_MS
 from console.reads import DAY_MS, HOUR_MS, as_map
-from console.said import duration
+from console.said import WATCHED, duration
 
 ORDER = {"alarm": 0, "empty": 1, "reorder": 2, "maintenance_due": 3, "dose_missed": 4,
          "refill_needed": 5, "silent": 6, "dropping": 7}
@@ -204,12 +204,16 @@ def _settled(action, ack, now_ms):
 
 def _insight(kind, device, sensor, t, value, f):
     figures = {k: f.get(k) for k in f}
+    # The sensor is the row's own column: not said again. What stands now leads (a reorder's
+    # level and days now come first, from _since_reorder); the figures behind it follow.
     if kind == "reorder":
-        evidence = "%s: %s %% left, %s days to empty (%s to %s), lead time %s days; %s %%/day" % (
-            sensor, num_text(f.get("level")), num_text(f.get("days", value)), num_text(f.get("low_days")),
-            num_text(f.get("high_days")), num_text(f.get("lead_days")), num_text(f.get("rate_per_day")))
+        evidence = ("reorder sent at %s %% left, %s days to empty (%s to %s), lead time %s days; "
+                    "%s %%/day" % (
+                        num_text(f.get("level")), num_text(f.get("days", value)),
+                        num_text(f.get("low_days")), num_text(f.get("high_days")),
+                        num_text(f.get("lead_days")), num_text(f.get("rate_per_day"))))
     elif kind == "empty":
-        evidence = "%s: empty at %s %%, %s" % (sensor, num_text(f.get("level", value)),
+        evidence = "empty at %s %%, %s" % (num_text(f.get("level", value)),
                                            "reordered before" if f.get("reordered")
                                            else "never reordered")
     elif kind == "maintenance_due":
@@ -218,12 +222,13 @@ def _insight(kind, device, sensor, t, value, f):
         points = ("%s points of %s cycles" % (num_text(f.get("cycles")), num_text(batch))
                   if isinstance(batch, int) and not isinstance(batch, bool) and batch > 1
                   else "%s cycles" % num_text(f.get("cycles")))
-        evidence = "%s: %s %s%s %% from its baseline %s (spread %s), CUSUM %s%s after %s" % (
-            sensor, f.get("watch"), "" if not _is_number(f.get("drift_pct"))
-            or f["drift_pct"] < 0 else "+",
-            num_text(f.get("drift_pct")), num_text(f.get("baseline")), num_text(f.get("spread")),
-            num_text(f.get("cusum")), " (limit %s)" % num_text(f["limit"])
-            if "limit" in f else "", points)
+        evidence = ("%s %s%s %% from this unit's normal %s (spread %s), and staying there: "
+                    "CUSUM %s%s after %s" % (
+                        WATCHED.get(f.get("watch"), f.get("watch")),
+                        "" if not _is_number(f.get("drift_pct")) or f["drift_pct"] < 0 else "+",
+                        num_text(f.get("drift_pct")), num_text(f.get("baseline")),
+                        num_text(f.get("spread")), num_text(f.get("cusum")),
+                        " (limit %s)" % num_text(f["limit"]) if "limit" in f else "", points))
     else:  # refill_needed
         evidence = "%s pills left, %s days of supply at %s a day" % (
             num_text(f.get("count")), num_text(f.get("days_left", value)), num_text(f.get("per_day")))
@@ -264,7 +269,7 @@ def _since_reorder(db, a, now_ms):
     if "days_now" in f:
         now.append("about %s days to empty" % num_text(f["days_now"]))
     if now:
-        a["evidence"] += "; now " + ", ".join(now)
+        a["evidence"] = "now " + ", ".join(now) + "; " + a["evidence"]
 
 
 def _urgency(a):

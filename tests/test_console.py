@@ -112,8 +112,9 @@ def test_a_reorder_row_shows_the_level_now_and_sorts_by_the_days_left_now(tmp_pa
     rows, _, _ = reads.FleetCache(database).refresh()
     shown = actions.needed(database, rows, NOW)
     assert [a["sensor"] for a in shown] == ["ink_y", "ink_c"]  # -1 day left before 5.1
-    assert shown[0]["evidence"].endswith("; now 1.5 % left, about -1 days to empty")
-    assert shown[1]["evidence"].endswith("; now about 5.1 days to empty")
+    assert shown[0]["evidence"].startswith("now 1.5 % left, about -1 days to empty; reorder sent "
+                                           "at 34.6 % left, 17.0 days to empty")
+    assert shown[1]["evidence"].startswith("now about 5.1 days to empty; ")
 
 
 def test_an_action_links_to_its_device_over_a_span_that_holds_its_evidence(tmp_path):
@@ -149,7 +150,7 @@ def test_a_reorder_rows_days_left_now_are_the_level_now_at_the_forecasts_rate(tm
     database = reads.Database(str(tmp_path / "f.sqlite"))
     rows, _, _ = reads.FleetCache(database).refresh()
     shown = actions.needed(database, rows, NOW)
-    assert shown[0]["evidence"].endswith("; now 2.2 % left, about 0.6 days to empty")
+    assert shown[0]["evidence"].startswith("now 2.2 % left, about 0.6 days to empty; ")
 
 
 def test_a_reorder_rows_days_left_now_follow_the_devices_newest_forecast(tmp_path):
@@ -163,7 +164,7 @@ def test_a_reorder_rows_days_left_now_follow_the_devices_newest_forecast(tmp_pat
     database = reads.Database(str(tmp_path / "f.sqlite"))
     rows, _, _ = reads.FleetCache(database).refresh()
     shown = actions.needed(database, rows, NOW)
-    assert shown[0]["evidence"].endswith("; now about 2.7 days to empty"), shown[0]["evidence"]
+    assert shown[0]["evidence"].startswith("now about 2.7 days to empty; "), shown[0]["evidence"]
 
 
 def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
@@ -175,9 +176,9 @@ def test_an_empty_cartridge_replaces_its_reorder_and_comes_first(tmp_path):
     assert shown == [("empty", "printer-1", "ink_k"), ("maintenance_due", "printer-1", "power")]
     # whether a reorder went out, both ways (it said only "never reordered")
     assert actions._insight("empty", "p", "ink_k", 0, 0.0, {"level": 0.0, "reordered": True})[
-        "evidence"] == "ink_k: empty at 0 %, reordered before"
+        "evidence"] == "empty at 0 %, reordered before"
     assert actions._insight("empty", "p", "ink_k", 0, 0.0, {"level": 0.0, "reordered": False})[
-        "evidence"] == "ink_k: empty at 0 %, never reordered"
+        "evidence"] == "empty at 0 %, never reordered"
 
 
 def test_a_health_reports_uptime_reads_in_days_and_hours():
@@ -1032,7 +1033,7 @@ def test_a_device_field_of_another_type_is_shown_not_a_500():
     from console.actions import _insight
     text = _insight("maintenance_due", "f", "power", 9000, None, {
         "watch": "capacity", "drift_pct": "n/a", "baseline": 5.0, "cycles": 3})["evidence"]
-    assert text.startswith("power: capacity n/a % from its baseline 5")
+    assert text.startswith("cooling per cycle n/a % from this unit's normal 5")
 
 
 def test_a_refused_broker_login_is_told_as_the_broker_said_it():
