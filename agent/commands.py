@@ -131,6 +131,9 @@ class Commands:
                             "(docs/uplink.md, Commands)"
             else:
                 error = None
+                if isinstance(fields, cbor.Tag) and fields.tag == 55799:
+                    fields = fields.value   # self-described CBOR (RFC 8949 3.4.6), as some
+                    # libraries write it by default
                 cid = _id(fields.get("id")) if isinstance(fields, dict) else None
             if self._again(cid, retained):
                 return None, None

@@ -131,6 +131,13 @@ def test_a_command_of_too_many_items_is_answered_by_its_id_before_they_fill_the_
     assert runs == []
 
 
+def test_a_self_described_command_runs():
+    # d9 d9 f7, the tag some CBOR libraries put first by default: "a command is a CBOR map"
+    c, runs = commands()
+    assert handle(c, b"\xd9\xd9\xf7" + cbor.dumps({"id": 9, "cmd": "ping"})) == {
+        "reply": 9, "ok": True, "result": "pong"}
+
+
 def test_of_several_unknown_arguments_the_same_one_is_named_on_a_board_as_on_a_host():
     # MicroPython's dicts keep no order: it named 'zz' where CPython named 'aa'
     c, runs = commands()
