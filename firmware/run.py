@@ -142,7 +142,7 @@ class Reporter:
     def __init__(self, out, host, port, tls):
         self.out = out
         self.where = "%s:%d%s" % (host, port, " (TLS)" if tls else "")
-        self.host, self.port = host, port
+        self.host, self.port, self.tls = host, port, tls
         self.agent = None
         self.failing = None     # the reason of the failures since the last connection
         self.failures = 0
@@ -170,6 +170,11 @@ class Reporter:
     def refused(self, exc):
         """A connection attempt failed: said at once, then again only when the reason changes."""
         why = plain(exc, self.host, self.port)
+        if self.tls and (isinstance(exc, (ConnectionResetError, ssl.SSLEOFError)) or (
+                isinstance(exc, ssl.SSLError) and "WRONG_VERSION_NUMBER" in str(exc))):
+            # a plain MQTT listener answers a TLS hello so: it said only "Connection reset"
+            why += (" (is port %d a TLS listener? mqtts:// speaks TLS, usually on 8883; a "
+                    "plain one is mqtt://, usually 1883)" % self.port)
         self.failures += 1
         if why != self.failing:
             self.failing = why

@@ -363,6 +363,22 @@ def test_a_compiled_sensor_lacking_its_defaulted_keys_gets_their_defaults(exampl
     assert problems(older) == []
 
 
+def test_a_tls_connection_reset_asks_whether_the_port_is_a_tls_listener():
+    # mqtts:// to a plain MQTT port said only "Connection reset by peer"
+    import io
+    import ssl
+    from firmware.run import Reporter
+    for tls, exc, hinted in ((True, ConnectionResetError(104, "Connection reset by peer"), True),
+                             (True, ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version "
+                                                    "number"), True),
+                             (False, ConnectionResetError(104, "Connection reset by peer"), False),
+                             (True, ConnectionRefusedError(111, "refused"), False)):
+        out = io.StringIO()
+        Reporter(out, "broker", 1883, tls).refused(exc)
+        assert ("is port 1883 a TLS listener? mqtts:// speaks TLS" in out.getvalue()) is hinted, \
+            out.getvalue()
+
+
 def test_connections_lost_right_after_they_are_made_point_at_a_second_client_with_the_id():
     # Two runs of one device (a terminal run left going beside the service) throw each other
     # off the broker every second, and the lines said only "disconnected".
