@@ -368,9 +368,10 @@ def test_a_tls_connection_reset_asks_whether_the_port_is_a_tls_listener():
     import io
     import ssl
     from firmware.run import Reporter
+    wrong = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number")
+    wrong.reason = "WRONG_VERSION_NUMBER"     # as the ssl module's own have it
     for tls, exc, hinted in ((True, ConnectionResetError(104, "Connection reset by peer"), True),
-                             (True, ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version "
-                                                    "number"), True),
+                             (True, wrong, True),
                              (False, ConnectionResetError(104, "Connection reset by peer"), False),
                              (True, ConnectionRefusedError(111, "refused"), False)):
         out = io.StringIO()
