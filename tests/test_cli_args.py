@@ -113,7 +113,7 @@ def test_read_of_several_profiles_exits_with_the_worst_status(capsys):
     captured = capsys.readouterr()
     assert captured.out.startswith(SIM_PROFILE + " on sim")
     assert captured.err == ("tether read: examples/printer.yaml: an esp32 profile is read on the "
-                            "board itself: copy the agent there, or use --platform sim\n")
+                            "board itself: copy the agent there (tether flash), or use --platform sim\n")
 
 
 def test_version():
