@@ -114,8 +114,10 @@
               displayFormats: { minute: "HH:mm", hour: "MMM d HH:mm", day: "MMM d" } },
             ticks: { maxTicksLimit: 8, maxRotation: 0 },
             title: { display: true, text: "UTC" } }, range),
-            // a level in % reads against its whole range, not its noise
-            y: c.unit === "%" ? { suggestedMin: 0, suggestedMax: 100 } : {} },
+            // a level in % reads against its whole range, not its noise; a count has whole
+            // ticks (it showed "70.5" pills)
+            y: c.unit === "%" ? { suggestedMin: 0, suggestedMax: 100 }
+              : c.unit === "count" ? { ticks: { precision: 0 } } : {} },
           plugins: { legend: { labels: { boxWidth: 12 } } } } });
     });
   }
