@@ -52,8 +52,12 @@ def build_parser():
 
 
 def main(argv=None):
-    parser, _ = build_parser()
-    args = parser.parse_args(argv)
+    parser, sub = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # said by the command's own parser: the top one printed `tether`'s usage for a typo in
+        # `tether check`'s options
+        sub.choices[args.command].error("unrecognized arguments: %s" % " ".join(extra))
     try:
         return args.func(args)
     except BrokenPipeError:  # `tether decode ... | head`

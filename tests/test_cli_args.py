@@ -185,3 +185,12 @@ def test_read_of_several_profiles_refuses_a_fault_no_profile_has_a_sensor_for():
     assert proc.returncode == 2
     assert proc.stderr == ("tether read: --fault toner=stuck: no sensor 'toner' in any of the "
                            "profiles\n")
+
+
+def test_an_unknown_option_of_a_command_is_said_with_that_commands_usage():
+    # `tether check p.yaml --bogus` printed the top-level `tether` usage
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "check",
+                           "examples/printer.yaml", "--bogus"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("usage: tether check "), proc.stderr
+    assert proc.stderr.endswith("tether check: error: unrecognized arguments: --bogus\n")
