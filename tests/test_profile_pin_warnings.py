@@ -91,10 +91,13 @@ def test_a_bad_ignore_pin_warnings_is_an_error_at_its_place(tmp_path):
         compiled, errors, _ = compile_with_secrets(path)
         assert compiled is None
         return [e.split("p.yaml:", 1)[1] for e in errors]
-    assert errors("ignore_pin_warnings: [1, x, 40]\n") == [
+    assert errors("ignore_pin_warnings: [1, x, 40, 99]\n") == [
         "7:26: ignore_pin_warnings[1]: expected a GPIO number, got 'x'",
         "7:29: ignore_pin_warnings[2]: expected an ESP32 GPIO number (0-39; there is no GPIO20, "
-        "24 or 28-31), got 40"]
+        "24 or 28-31), got 40",
+        # past 63 too: it said "a GPIO number" without the chip's
+        "7:33: ignore_pin_warnings[3]: expected an ESP32 GPIO number (0-39; there is no GPIO20, "
+        "24 or 28-31), got 99"]
     assert errors("ignore_pin_warnings: 12\n") == [
         "7:22: ignore_pin_warnings: expected a list of GPIO numbers, got 12"]
     assert errors("ignore_pin_warnings: [12]\n", chip=None, platform="rpi") == [

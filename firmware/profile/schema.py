@@ -594,10 +594,11 @@ def ignore_pin_warnings(ctx, root):
     p = ESP32_PINS.get(ctx.chip)
 
     def gpio(ctx, item):
-        n = integer(0, 63, "a GPIO number")(ctx, item)
+        # 99 too is said with the chip's numbers, not as "a GPIO number"
+        n = item.value if item.tag == "int" else integer(0, 63, "a GPIO number")(ctx, item)
         if p is not None and n not in p.gpios:
             raise Invalid(expected("an %s GPIO number (%s)" % (p.name, p.gpios_text), item))
-        return n
+        return integer(0, 63, "a GPIO number")(ctx, item)
 
     try:
         ignored = list_of(gpio, 0, "a list of GPIO numbers")(ctx, node)
