@@ -82,11 +82,14 @@ class _Run:
         self.duration_ms = parts[0]["duration_ms"]
 
 
-def _busiest(devices, found, n, events):
-    """The n devices with the most of these insight events (the first ones where they tie), in
-    the fleet's order: a plot of a few shows where things happened."""
+def _busiest(devices, found, n, events, truth=()):
+    """The n devices with the most of these insight events and of these truth entries (what
+    really happened: a printer whose cartridge ran dry was left out, its reorders few), the
+    first ones where they tie, in the fleet's order: a plot of a few shows where things
+    happened."""
     ranked = sorted(range(len(devices)), key=lambda i: (
-        -sum(1 for x in found.get(devices[i].device_id, ()) if x[1] in events), i))
+        -sum(1 for x in found.get(devices[i].device_id, ()) if x[1] in events)
+        - sum(len(devices[i].truth.get(key) or ()) for key in truth), i))
     return [devices[i] for i in sorted(ranked[:n])]
 
 
@@ -113,12 +116,13 @@ def write_plots(db, parts, outdir, per_kind=3):
     out = []
     printers = by_kind.get("Printer", [])
     if printers:
-        shown = _busiest(printers, found, per_kind, ("reorder", "empty", "cartridge_replaced"))
+        shown = _busiest(printers, found, per_kind, ("reorder", "empty", "cartridge_replaced"),
+                         ("ink_empty",))
         out.append(_ink(plt, outdir, shown, found, start, end_days, len(printers)))
     bottles = by_kind.get("PillBottle", [])
     if bottles:
         shown = _busiest(bottles, found, per_kind, ("dose_missed", "extra_dose",
-                                                    "refill_needed"))
+                                                    "refill_needed"), ("missed_doses",))
         out.append(_pills(plt, outdir, shown, found, start, end_days, len(bottles)))
     meters = [("washers", by_kind.get("Washer", [])), ("fridges", by_kind.get("Fridge", []))]
     meters = [(name, ds) for name, ds in meters if ds]
@@ -266,14 +270,16 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
         _outside_legend(fc, [ax, fc])
     axes[-1, 0].set_xlabel("days")
     axes[-1, 1].set_xlabel("days")
-    _some_of(fig, printers, total, ("printers", "reorders, empties and swaps"))
+    _some_of(fig, printers, total, ("printers", "cartridges run dry, reorders, empties and "
+                                                "swaps"))
     return _save(fig, outdir, "ink.png")
 
 
 def _pills(plt, outdir, bottles, found, start, end_days, total):
     from matplotlib.transforms import blended_transform_factory
     fig, axes = plt.subplots(len(bottles), 1, figsize=(11, 2.9 * len(bottles)), squeeze=False)
-    _some_of(fig, bottles, total, ("pill bottles", "missed and extra doses and refills"))
+    _some_of(fig, bottles, total, ("pill bottles", "doses missed (by the device and really), "
+                                                   "extra doses and refills"))
     marks = (("dose_taken", "on_time", "|", "g", "dose taken on time (device)"),
              ("dose_taken", "late", "|", "orange", "dose taken late (device)"),
              ("dose_taken", "early", "|", "c", "dose taken early (device)"),

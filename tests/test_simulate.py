@@ -814,11 +814,16 @@ def test_the_plots_show_the_devices_where_most_happened():
     from types import SimpleNamespace
 
     from simulator.plots import _busiest
-    devices = [SimpleNamespace(device_id="p-%d" % i) for i in range(1, 6)]
+    devices = [SimpleNamespace(device_id="p-%d" % i, truth={}) for i in range(1, 6)]
     found = {"p-4": [(1, "cartridge_replaced"), (2, "reorder")], "p-2": [(1, "forecast")],
              "p-5": [(1, "empty")]}
     shown = _busiest(devices, found, 3, ("reorder", "empty", "cartridge_replaced"))
     assert [d.device_id for d in shown] == ["p-1", "p-4", "p-5"]
+    # a cartridge that really ran dry counts too: where the device said nothing, it matters
+    devices[2].truth = {"ink_empty": [(5, "ink_c"), (9, "ink_k")]}
+    shown = _busiest(devices, found, 3, ("reorder", "empty", "cartridge_replaced"),
+                     ("ink_empty",))
+    assert [d.device_id for d in shown] == ["p-3", "p-4", "p-5"]
 
 
 def test_the_closing_hint_gives_the_console_the_runs_broker_but_never_its_password():
