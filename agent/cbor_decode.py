@@ -75,6 +75,8 @@ class Reader:
         self.pos += size
         return major, n, start
 
+    _chunk_head = head    # each chunk's of an indefinite-length string (Counted counts them)
+
     def item(self):
         return self._item(0)
 
@@ -168,7 +170,7 @@ class Reader:
     def _chunks(self, major, depth, start):
         parts = []
         while not self._break():
-            m, n, cstart = self.head()
+            m, n, cstart = self._chunk_head()
             if m != major or n is None:
                 raise Malformed("a chunk of an indefinite-length string must be a definite string "
                                 "of the same type", cstart)
@@ -222,6 +224,13 @@ class Counted(Reader):
         if self.left < 0:
             raise TooMany("more than %d items" % self.most, self.pos)
         return Reader._item(self, depth)
+
+    def _chunk_head(self):
+        # a chunk is an item too: 2 KB of empty ones built 2,000 strings
+        self.left -= 1
+        if self.left < 0:
+            raise TooMany("more than %d items" % self.most, self.pos)
+        return self.head()
 
 
 def loads(data, max_depth=MAX_DEPTH, most=None):

@@ -51,8 +51,11 @@ class Command:
         return v
 
     def done(self):
-        for name in sorted(self.fields, key=str):  # the same first one on MicroPython
+        for name in self.fields:
             if name not in self.used:
+                # the first in an order of their own: MicroPython's dicts keep none, and named
+                # another than CPython's
+                name = min((n for n in self.fields if n not in self.used), key=_order)
                 raise CommandError("unknown argument %s" % shown(name))
         self.checked = True
 
@@ -62,6 +65,10 @@ def shown(v):
     only good commands never holds its bytecode)."""
     from agent.shown import shown as bounded
     return bounded(v)
+
+
+def _order(key):
+    return str(key), type(key).__name__
 
 
 def _kind_name(kind):
@@ -193,6 +200,8 @@ def peek_id(head):
     r = cbor_decode.Counted(head, MAX_DEPTH, MAX_ITEMS)
     try:
         major, n, _ = r.head()
+        if (major, n) == (6, 55799):    # self-described (RFC 8949 3.4.6)
+            major, n, _ = r.head()
         if major != 5:
             return None
         while n is None or n > 0:

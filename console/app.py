@@ -570,7 +570,7 @@ def _field(item):
 
 
 def _uptime(s):
-    """A health report's uptime_s as a person reads it: '5.5 days', '3 h 20 min'."""
+    """A health report's uptime_s as a person reads it: '5 d 12 h', '3 h 20 min'."""
     if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
         return ""
     return actions_mod.span_text(int(s * 1000))

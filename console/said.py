@@ -6,10 +6,16 @@ import time
 DAY_MS = 86400000
 
 
+def _finite(v):
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and v == v \
+        and abs(v) != float("inf")
+
+
 def _n(v, unit="", digits=1):
-    """A number as a person reads it, or None for one that is not there."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or abs(v) == float("inf"):
-        return None
+    """A number as a person reads it, or "?" for one that is not there (a field is any JSON
+    value a device sent)."""
+    if not _finite(v):
+        return "?"
     text = ("%d" % v) if isinstance(v, int) or v == int(v) and abs(v) >= 10 else (
         "%.*f" % (digits, v)).rstrip("0").rstrip(".")
     return text + unit
@@ -17,7 +23,7 @@ def _n(v, unit="", digits=1):
 
 def duration(ms):
     """'2 d 5 h', '3 h 20 min', '12 min', '40 s': one way everywhere on the console."""
-    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms < 0:
+    if not _finite(ms) or ms < 0:
         return ""
     s = int(ms // 1000)
     if s >= 86400:
@@ -30,7 +36,12 @@ def duration(ms):
 
 
 def _clock(t):
-    return time.strftime("%H:%M", time.gmtime(t / 1000)) if isinstance(t, int) else None
+    if isinstance(t, bool) or not isinstance(t, int):
+        return None
+    try:
+        return time.strftime("%H:%M", time.gmtime(t / 1000))
+    except (OverflowError, OSError, ValueError):   # a time past the platform's years
+        return None
 
 
 def said(event, value, f):
@@ -42,12 +53,13 @@ def said(event, value, f):
 
 
 def _forecast(value, f):
-    days = _n(value, " days")
-    if days is None:
+    if not _finite(value):
         return None
+    days = _n(value, " days")
     band = ""
-    if f.get("weekly") and _n(f.get("low_days")) is not None:
-        band = " (%s to %s)" % (_n(f["low_days"]), _n(f.get("high_days")) or "never, on a quiet week")
+    if f.get("weekly") and _finite(f.get("low_days")):
+        band = " (%s to %s)" % (_n(f["low_days"]), _n(f["high_days"])
+                                if _finite(f.get("high_days")) else "never, on a quiet week")
     return "empty in about %s%s; %s left, using %s a day%s" % (
         days, band, _n(f.get("level"), " %"), _n(f.get("rate_per_day"), " %", 2),
         "" if f.get("weekly") else " (from a few days' drops: no weekly rate yet)")
@@ -69,9 +81,13 @@ def _replaced(value, f):
 
 def _taken(value, f):
     status = f.get("status")
-    when = {"on_time": "on time", "early": "%s early" % duration(60000 * (f.get("early_min") or 0)),
-            "late": "%s late" % duration(60000 * (f.get("late_min") or 0)),
-            "away": "off the scale (judged once it was back)"}.get(status, status or "")
+    if status in ("early", "late"):
+        minutes = f.get(status + "_min")
+        when = ("%s %s" % (duration(60000 * minutes), status) if _finite(minutes) and minutes >= 0
+                else status)
+    else:
+        when = {"on_time": "on time", "away": "off the scale (judged once it was back)"}.get(
+            status, status) if isinstance(status, str) else ""
     pills = f.get("pills", value)
     return "%s pill%s taken %s, for the %s dose" % (
         _n(pills), "" if pills == 1 else "s", when, _clock(f.get("scheduled")) or "scheduled")
@@ -106,29 +122,28 @@ def _refilled(value, f):
 
 def _cycle(value, f):
     out = "a %s cycle" % f["programme"] if f.get("programme") else "a cycle"
-    if isinstance(f.get("duration_s"), int):
+    if _finite(f.get("duration_s")):
         out += " of " + duration(1000 * f["duration_s"])
     out += ": %s, peak %s" % (_energy(f.get("energy_wh", value)), _n(f.get("peak_w"), " W"))
     return out + (" (readings missing in it)" if f.get("gap") else "")
 
 
 def _energy(wh):
-    v = _n(wh / 1000.0, " kWh", 2) if isinstance(wh, (int, float)) and wh >= 1000 else _n(wh, " Wh")
-    return v or "?"
+    return _n(wh / 1000.0, " kWh", 2) if _finite(wh) and wh >= 1000 else _n(wh, " Wh")
 
 
 def _report(value, f):
     out = "%s in the day, %s of it standby; %s cycle%s" % (
         _n(f.get("kwh", value), " kWh", 2), _n(f.get("standby_kwh"), " kWh", 2),
         _n(f.get("cycles")), "" if f.get("cycles") == 1 else "s")
-    if _n(f.get("cost")) is not None and f["cost"] > 0:
+    if _finite(f.get("cost")) and f["cost"] > 0:
         # a fridge's day costs cents: 2 places showed 0.0036 EUR as 0
         out += "; %s %s" % ("%.2f" % f["cost"] if f["cost"] >= 0.01 else "%.2g" % f["cost"],
                             f.get("currency") or "")
-    if _n(f.get("co2_g")) is not None and f["co2_g"] > 0:
+    if _finite(f.get("co2_g")) and f["co2_g"] > 0:
         out += "; %s CO2" % (_n(f["co2_g"] / 1000.0, " kg", 2) if f["co2_g"] >= 1000
                              else _n(f["co2_g"], " g"))
-    if _n(f.get("missing_s")) is not None and f["missing_s"] > 0:
+    if _finite(f.get("missing_s")) and f["missing_s"] > 0:
         out += "; no readings for %s of it" % duration(1000 * f["missing_s"])
     return out
 
@@ -140,7 +155,7 @@ WATCHED = {"energy": "energy per cycle", "peak": "peak power", "reversal": "drum
 def _maintenance(value, f):
     return "maintenance due: the %s has drifted %s from this unit's own normal, and stayed" % (
         WATCHED.get(f.get("watch"), f.get("watch") or "figure"),
-        ("%+.0f %%" % f["drift_pct"]) if _n(f.get("drift_pct")) is not None else "")
+        ("%+.0f %%" % f["drift_pct"]) if _finite(f.get("drift_pct")) else "?")
 
 
 _SAID = {"forecast": _forecast, "reorder": _reorder, "empty": _empty,

@@ -58,6 +58,13 @@ def test_a_sentence_is_made_from_what_the_fields_hold_whatever_they_hold():
                       "refilled", "cycle", "energy_report", "maintenance_due"):
             assert isinstance(said(event, None, fields), str)
     assert said("wear_level", 3, {}) == "wear level"
+    # a field of another type, a time past the platform's years: the page stayed a 500
+    for fields in ({"status": "late", "late_min": {"x": 1}}, {"status": "early", "early_min": "9" * 40},
+                   {"status": "late", "late_min": float("nan")}, {"scheduled": 10 ** 20},
+                   {"status": ["late"]}):
+        assert said("dose_taken", 1, fields).startswith("1 pill taken")
+    assert said("forecast", 5.0, {"weekly": True, "low_days": 4.0, "high_days": None}) == (
+        "empty in about 5 days (4 to never, on a quiet week); ? left, using ? a day")
 
 
 def test_durations_are_written_one_way():

@@ -896,7 +896,8 @@ def test_a_size_with_a_lower_case_b_is_warned_of_as_bits_read_as_bytes(tmp_path)
         sensors: [{name: power, driver: ina219, bus: i2c0}]
         buffer: {max_bytes: 256Kb}
         batch: {max_bytes: 8KB}
-        """))
+        wifi: {ssid: x}
+        """).replace("8KB", "8kib"))
     warnings = []
     compiled, errors, _ = compile_with_secrets(str(tmp_path / "p.yaml"), warnings=warnings)
     assert errors == [] and compiled["buffer"]["max_bytes"] == 256000

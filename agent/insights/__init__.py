@@ -186,12 +186,12 @@ class Insights:
             out = {"sensor": sensor, "event": event, "acked": True,
                    "effect": ack(event) if ack is not None else None}
         elif action == "snooze":
-            if until is False:
-                raise ValueError("the clock is not synced yet: a snooze needs the time of day")
             if until is not None and event is not None and event == getattr(d, "RENEW", None):
                 # held, it never told the cloud of the new cartridge: the old reorder row
                 # stayed up and the new cartridge's reorder looked like a second one
                 raise ValueError("%s starts a new supply: it cannot be snoozed" % event)
+            if until is False:
+                raise ValueError("the clock is not synced yet: a snooze needs the time of day")
             if until is None:
                 self.snoozed.pop((sensor, event), None)
             else:

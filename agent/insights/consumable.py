@@ -85,7 +85,8 @@ HELD = (("lead_ms", "lead_time_ms", 3600000, 90 * DAY_MS),
 
 
 def _held(cfg, key):
-    """A profile setting as the detector holds it (swap and empty in 0.01 %)."""
+    """A profile setting as the detector holds it (swap and empty in 0.01 %, rounded: 1.13 is
+    1.12999... as a double, cut to 1.12, and 1.13 in a board's single precision)."""
     return int(round(cfg[key] * 100)) if key in ("swap_jump", "empty") else cfg[key]
 
 
@@ -135,10 +136,8 @@ class Detector:
         self.lead_ms = cfg["lead_time_ms"]
         self.forecast_ms = cfg["forecast_ms"]
         self.learn_ms = cfg["learn_ms"]
-        # rounded: 1.13 is 1.12999... as a double and truncated to 1.12 (and to 1.13 in a
-        # board's single precision)
-        self.swap = int(round(cfg["swap_jump"] * 100))
-        self.empty = int(round(cfg["empty"] * 100))
+        self.swap = _held(cfg, "swap_jump")
+        self.empty = _held(cfg, "empty")
         self.n = max(WEEK_FIT + 1, cfg["window_ms"] // SLOT_MS)
         self.pts = array("i", [MISSING] * self.n)   # ink used by then, 0.01 %
         # Slopes a fit may see (a weekly one's one-week pairs; a cold one has at most 44).
@@ -573,9 +572,9 @@ class Detector:
         if "learn_ms" in new:
             self.learn_ms = new["learn_ms"]
         if "swap_jump" in new:
-            self.swap = int(round(new["swap_jump"] * 100))
+            self.swap = _held(new, "swap_jump")
         if "empty" in new:
-            self.empty = int(round(new["empty"] * 100))
+            self.empty = _held(new, "empty")
         return self.settings()
 
     def state(self):

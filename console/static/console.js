@@ -174,7 +174,7 @@
 
   // Every refresh goes through update(): one at a time, and one more if asked meanwhile, so
   // two never swap lists out of order nor write the mark over each other.
-  let running = false, pending = false, streamError = null, retryTimer = null;
+  let running = false, pending = false, streamError = null, retryTimer = null, forceNext = false;
   function update() {
     if (running) { pending = true; return; }
     running = true;
@@ -190,15 +190,17 @@
   async function refresh() {
     const jobs = [];
     let failed = null;
+    const force = forceNext;
+    forceNext = false;
     document.querySelectorAll("[data-fragment]").forEach(el => {
-      if (inUse(el)) { whenFree(el); return; }
+      if (!force && inUse(el)) { whenFree(el); return; }
       jobs.push(fetch(el.dataset.fragment, { credentials: "same-origin" }).then(r => {
         if (!r.ok) {
           failed = "the console answered " + r.status + ": what the page shows may be old";
           return null;
         }
         return r.text().then(html => {
-          if (inUse(el)) { whenFree(el); return; }   // the pointer came while it loaded
+          if (!force && inUse(el)) { whenFree(el); return; }   // the pointer came meanwhile
           el.innerHTML = html;
         });
       }, () => { failed = "the console does not answer: what the page shows may be old"; }));
@@ -285,7 +287,10 @@
           if (keyOf(r) === key) r.querySelectorAll("button").forEach(b => { b.disabled = false; });
         });
         toast(out.error, true);
-        if (out.changed) update();     // the row as it now stands, to be read again
+        if (out.changed) {      // the row as it now stands, to be read again: drawn under the
+          forceNext = true;     // pointer too, which is on the button just clicked
+          update();
+        }
       }
       return;
     }

@@ -282,14 +282,15 @@ def size(lo, hi):
             raise Invalid(expected("a size from %s to %s" % (units.format_size(lo),
                                                              units.format_size(hi)), node))
         unit = units.unit_of(node.value)
-        if unit.endswith("b"):
+        if unit in ("b", "kb", "Kb", "mb", "Mb"):
             # '256Kb' is 256,000 bytes here; a maker who wrote it likely meant 256 KiB, or bits
+            # (kib and mib are bytes, whatever their case)
+            prefix = unit[:-1].upper()
             ctx.notes.append((None, at(node, "warning: '%s' is read as %s bytes; a lower-case "
-                                             "b is usually bits: write %sB or %siB"
-                                 % (node.value.strip(), format(n, ","), unit[:-1].upper(),
-                                    unit[:-1].upper()) if len(unit) > 1 else
-                                 "warning: '%s' is read as bytes; a lower-case b is usually "
-                                 "bits: write B" % node.value.strip())))
+                                             "b is usually bits: write %s" % (
+                                                 node.value.strip(), format(n, ","),
+                                                 "%sB or %siB" % (prefix, prefix) if prefix
+                                                 else "B"))))
         return n
     read.bounds = (lo, hi)     # compiled_problems() checks a compiled profile by them
     return read

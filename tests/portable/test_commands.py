@@ -128,6 +128,10 @@ def test_a_command_of_too_many_items_is_answered_by_its_id_before_they_fill_the_
     r = handle(c, cbor.dumps({"id": "ok", "cmd": "ping", "x": [[0, 1]] * 16}))
     assert r["error"] == "unknown argument 'x'"
     assert peek_id(b"\xa2\x61x\x99\x03\x84" + b"\xa0" * 900 + cbor.dumps("id") + b"\x05") is None
+    # the chunks of an indefinite-length string are counted too: 2,000 empty ones, 2 KB
+    r = handle(c, b"\xa3" + b"".join(cbor.dumps(v) for v in ("id", 7, "cmd", "ping", "x"))
+               + b"\x7f" + b"\x60" * 1980 + b"\xff")
+    assert r["reply"] == 7 and r["error"].endswith(": more than 256 items"), r
     assert runs == []
 
 
@@ -136,6 +140,10 @@ def test_a_self_described_command_runs():
     c, runs = commands()
     assert handle(c, b"\xd9\xd9\xf7" + cbor.dumps({"id": 9, "cmd": "ping"})) == {
         "reply": 9, "ok": True, "result": "pong"}
+    # refused, it is answered by its id as an untagged one is (it was null: the sender waited)
+    tagged = b"\xd9\xd9\xf7" + in_order(("id", 10), ("cmd", "ping"), ("x", "y" * 60))
+    r = handle(c, tagged[:40], size=5000, limit=2048)
+    assert r["reply"] == 10 and r["ok"] is False, r
 
 
 def test_of_several_unknown_arguments_the_same_one_is_named_on_a_board_as_on_a_host():

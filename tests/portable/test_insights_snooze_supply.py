@@ -74,6 +74,12 @@ def test_the_event_that_ends_a_supply_cannot_be_snoozed():
         raise AssertionError("a snooze of cartridge_replaced was taken")
     assert ins.snoozed == {}
     ins.command("ink_k", "snooze", "cartridge_replaced", None)   # ending one is fine
+    try:    # before the clock is synced too, that is what is said (not "not synced")
+        ins.command("ink_k", "snooze", "cartridge_replaced", False)
+    except ValueError as exc:
+        assert str(exc).startswith("cartridge_replaced starts a new supply"), str(exc)
+    else:
+        raise AssertionError("a snooze of cartridge_replaced was taken")
 
 
 def test_a_snooze_of_a_new_cartridge_saved_by_an_older_version_is_not_restored():
