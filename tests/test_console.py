@@ -650,12 +650,18 @@ def test_without_a_broker_a_command_says_commands_are_off(console):
                                       "it with --broker URL to command devices"}
 
 
-def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_path):
+def silent_bottle(tmp_path):
+    """(path, db) of a fleet whose bottle-1 was last heard 9 hours ago: a Silent row."""
     path = tmp_path / "f.sqlite"
     db = make_db(path)
     db.begin()
     db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'bottle-1'", (NOW - 9 * 3600000,))
     db.commit()
+    return path, db
+
+
+def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_path):
+    path, db = silent_bottle(tmp_path)
     server = Server(str(path), port=0).start()
     try:
         doc = {"command": "ack", "device": "bottle-1", "kind": "silent", "sensor": ""}
@@ -674,11 +680,7 @@ def test_acknowledging_a_silent_device_stays_in_the_console_and_hides_it(tmp_pat
 def test_an_answer_to_a_row_that_changed_since_the_page_showed_it_is_refused(tmp_path):
     # A raise (a newer insight, a device heard and silent again, more drops) that came between
     # the page's drawing and the click was acknowledged unseen: the answer names what it saw.
-    path = tmp_path / "f.sqlite"
-    db = make_db(path)
-    db.begin()
-    db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'bottle-1'", (NOW - 9 * 3600000,))
-    db.commit()
+    path, db = silent_bottle(tmp_path)
     server = Server(str(path), port=0).start()
     try:
         status, body, _ = request(server, "GET", "/")
@@ -707,11 +709,7 @@ def test_an_acknowledgement_the_database_cannot_record_is_said_and_the_row_stays
     # It failed with "database is locked" after one try, in words that suggested a device had
     # been told (a silent device's row sends nothing).
     from console import app
-    path = tmp_path / "f.sqlite"
-    db = make_db(path)
-    db.begin()
-    db.execute("UPDATE devices SET last_t_ms = ? WHERE device = 'bottle-1'", (NOW - 9 * 3600000,))
-    db.commit()
+    path, db = silent_bottle(tmp_path)
     monkeypatch.setattr(reads, "BUSY_S", 0.2)
     monkeypatch.setattr(app, "RECORD_PAUSE_S", 0)
     server = Server(str(path), port=0).start()
