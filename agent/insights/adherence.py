@@ -43,6 +43,10 @@ _HOLD_MS = 2 * _DAY      # a bottle off the scale longer: the doses it held are 
 _TMAX = 1 << 48          # device ms: a snapshot's times beyond this are nonsense
 
 
+_KNOWN = ("schedule or times_min, window_ms, late_ms, pills, refill_days, settle_ms, "
+          "utc_offset_min")
+
+
 def _settings(cfg, args):
     """The settings cfg would have with args applied; ValueError naming the first bad one."""
     out = {}
@@ -76,9 +80,7 @@ def _settings(cfg, args):
         elif key in _KEYS:
             out[key] = _value(key, args[key])
         else:
-            raise ValueError("unknown setting %s (settings: schedule or times_min, "
-                             "window_ms, late_ms, pills, refill_days, settle_ms, "
-                             "utc_offset_min)" % short(key))
+            raise ValueError("unknown setting %s (settings: %s)" % (short(key), _KNOWN))
     pills = out["pills"]
     if isinstance(pills, list):
         if order is not None and "pills" not in args:
@@ -268,6 +270,8 @@ class Detector:
         self.off = s[_OFFSET] * _MIN
 
     def set(self, args):
+        if isinstance(args, dict) and not args:    # as the other insights: nothing to set
+            raise ValueError("expected a map of settings to change (settings: %s)" % _KNOWN)
         before = self.settings()
         s = _settings(before, args)
         slots = (self.times, self.window, self.late, self.off)

@@ -110,8 +110,10 @@ def test_bad_insight_commands_get_a_clear_error_and_change_nothing():
         r = command(a, fields)
         assert r["reply"] == i and r["ok"] is False and error in r["error"], (args, r)
     assert a.insights.snoozed == {}
-    assert command(a, {"id": "s", "cmd": "insight", "sensor": "pills", "action": "set",
-                       "settings": {}})["result"]["settings"]["pills"] == 1
+    # nothing to set is refused, as ink's and energy's are (the `settings` action reads them)
+    r = command(a, {"id": "s", "cmd": "insight", "sensor": "pills", "action": "set",
+                    "settings": {}})
+    assert r["ok"] is False and "expected a map of settings to change" in r["error"], r
 
 
 def test_of_several_bad_settings_the_error_names_the_same_one_on_a_board_as_on_a_host():
