@@ -561,7 +561,7 @@ def _field(item):
     """An insight's field as the device page shows it: its times as times."""
     k, v = item
     if k in TIME_FIELDS and isinstance(v, int) and v > 10 ** 12:
-        return "%s %s" % (k, time.strftime("%m-%d %H:%M", time.gmtime(v / 1000)))
+        return "%s %s" % (k, _when(v))   # as the lists write a time (it was "12-22 20:21")
     if isinstance(v, bool):
         return "%s %s" % (k, "yes" if v else "no")
     if isinstance(v, (int, float)):
