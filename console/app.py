@@ -551,7 +551,10 @@ def _take_token(request, console):
 def _when(t_ms):
     if not isinstance(t_ms, (int, float)):
         return "never"
-    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_ms / 1000))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(t_ms / 1000))
+    except (OverflowError, OSError, ValueError):  # a device's field past the platform's years
+        return "%d ms" % t_ms if t_ms == t_ms and abs(t_ms) != float("inf") else str(t_ms)
 
 
 TIME_FIELDS = ("scheduled", "taken", "close", "start", "end", "since", "until", "at")

@@ -71,3 +71,11 @@ def test_durations_are_written_one_way():
     assert [duration(ms) for ms in (40000, 12 * 60000, 3 * 3600000 + 20 * 60000,
                                     2 * 86400000 + 5 * 3600000 + 59 * 60000)] == [
         "40 s", "12 min", "3 h 20 min", "2 d 5 h"]
+
+
+def test_a_time_past_the_platforms_years_is_shown_not_a_500():
+    # a device's `scheduled` of 10**20 ms: gmtime() raised, and the device page with it
+    from console.app import _field, _when
+    assert _when(10 ** 20) == "100000000000000000000 ms"
+    assert _field(("scheduled", 10 ** 20)) == "scheduled 100000000000000000000 ms"
+    assert _when(1764028800000) == "2025-11-25 00:00 UTC"
