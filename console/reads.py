@@ -18,6 +18,7 @@ import time
 
 from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
 from agent.insights.adherence import EVENTS as DOSE_EVENTS  # a pill count's insight's
+from console.said import duration
 from ingest.queries import OFF_MS, steady
 from ingest.store import open_store
 from ingest.url import db_url
@@ -270,6 +271,26 @@ def _in_profile_order(db, device, channels):
     return sorted(channels, key=lambda c: (place.get(c[0], len(place)), c[0]))
 
 
+def _paired(rows):
+    """The newest LIST_ROWS of a device's events (rows newest first) as the page lists them: a
+    raise and the clear that followed it are one row, "raised, cleared after 1 min" (a pill
+    bottle's 161 events of a month were mostly uncertain_count raised and cleared a minute
+    apart, two rows each)."""
+    out, open_ = [], {}
+    for t, e, s, st, v, d in reversed(rows):
+        row = {"t_ms": t, "event": e, "sensor": s, "state": st, "value": v, "detail": d}
+        raised = open_.pop((e, s), None)
+        if st == "cleared" and raised is not None and isinstance(t, int) \
+                and isinstance(raised["t_ms"], int):
+            raised["state"] = "raised, cleared after %s" % duration(t - raised["t_ms"])
+            raised["cleared_value"] = v
+            continue
+        if st == "raised":
+            open_[(e, s)] = row
+        out.append(row)
+    return out[::-1][:LIST_ROWS]
+
+
 def device_detail(db, device, span, charts=True):
     """Everything the device page shows over span ("1d", "7d", "30d", "all"), ending at the
     device's newest reading (without charts: its lists alone); None for a device the database
@@ -325,9 +346,9 @@ def device_detail(db, device, span, charts=True):
     health = [(at, t, as_map(h)) for at, t, h in db.rows(
         "SELECT received_at, t_ms, health FROM health WHERE device = ? "
         "ORDER BY received_at DESC LIMIT 24", (device,))]
-    events = db.rows("SELECT t_ms, event, sensor, state, value, detail FROM events "
-                     "WHERE device = ? AND state <> 'insight'" + since
-                     + " ORDER BY t_ms DESC LIMIT %d" % LIST_ROWS, args)
+    events = _paired(db.rows("SELECT t_ms, event, sensor, state, value, detail FROM events "
+                             "WHERE device = ? AND state <> 'insight'" + since
+                             + " ORDER BY t_ms DESC, seq DESC LIMIT %d" % (2 * LIST_ROWS), args))
     events_in_span = db.one("SELECT count(*) FROM events WHERE device = ? AND state <> "
                             "'insight'" + since, args)[0]
     replies = [(at, ok, as_map(body)) for at, ok, body in db.rows(
@@ -353,8 +374,7 @@ def device_detail(db, device, span, charts=True):
             "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
                          for t, e, s, v, f in reversed(_listed(insights))],
             "insights_in_span": len(insights), "events_in_span": events_in_span,
-            "events": [{"t_ms": t, "event": e, "sensor": s, "state": st, "value": v,
-                        "detail": d} for t, e, s, st, v, d in events],
+            "events": events,
             "health": [{"received_at": at, "t_ms": t, "health": h} for at, t, h in health],
             "replies": [{"received_at": at, "ok": bool(ok), "body": b} for at, ok, b in replies]}
 

@@ -79,3 +79,22 @@ def test_a_time_past_the_platforms_years_is_shown_not_a_500():
     assert _when(10 ** 20) == "100000000000000000000 ms"
     assert _field(("scheduled", 10 ** 20)) == "scheduled 100000000000000000000 ms"
     assert _when(1764028800000) == "2025-11-25 00:00 UTC"
+
+
+def test_a_raise_and_the_clear_after_it_are_one_row_of_the_events_list():
+    # a pill bottle's month: 161 events, mostly uncertain_count raised and cleared a minute
+    # apart, two rows each
+    from console.reads import _paired
+    m = 60000
+    rows = [(T + 9 * m, "uncertain_count", "pills", "cleared", 80, None),   # newest first
+            (T + 8 * m, "uncertain_count", "pills", "raised", 0, None),
+            (T + 5 * m, "refill_soon", "pills", "raised", 6, None),
+            (T + 4 * m, "cabinet_warm", "cabinet", "cleared", 5.0, "alarm"),   # raised before
+            (T + 3 * m, "uncertain_count", "pills", "cleared", 81, None),
+            (T, "uncertain_count", "pills", "raised", 0, None)]
+    assert [(r["t_ms"] - T, r["event"], r["state"], r["value"], r.get("cleared_value"))
+            for r in _paired(rows)] == [
+        (8 * m, "uncertain_count", "raised, cleared after 1 min", 0, 80),
+        (5 * m, "refill_soon", "raised", 6, None),
+        (4 * m, "cabinet_warm", "cleared", 5.0, None),
+        (0, "uncertain_count", "raised, cleared after 3 min", 0, 81)]
