@@ -16,6 +16,8 @@ HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the
 INT64 = 1 << 63
 INSIGHT = "insight"  # the state of an insight event (agent/insights)
 MAX_FIELDS = 64
+MAX_PAYLOAD = 1024 * 1024   # bytes of any message: a batch's max_bytes is at most 64 KiB
+MAX_ITEMS = 8192    # CBOR items of an event, reply or health report (the printer's report: ~300)
 # Bytes of UTF-8 in a channel, unit, event or sensor name: far above any real one, and far below
 # what a database can index (PostgreSQL's btree refuses a key past about 2,700 bytes).
 MAX_NAME = 255
@@ -35,6 +37,12 @@ def schema(payload):
         sid = s.id
         s = Schema([(text(n), text(u), m, e) for n, u, m, e in s.channels])
         s._id = sid
+    names = [name for name, _, _, _ in s.channels]
+    if len(set(names)) != len(names):
+        # two channels of one name: their readings were stored as one channel, under the last
+        # one's unit (a device's profile never has it: sensor names are unique)
+        twice = next(n for n in names if names.count(n) > 1)
+        raise Bad("channel name %s given twice" % shown(twice))
     return s
 
 
@@ -188,7 +196,7 @@ class Event:
 def event(device, payload):
     """Reply or Event from an `.../up/event` payload."""
     try:
-        doc = cbor_decode.loads(payload)
+        doc = cbor_decode.loads(payload, most=MAX_ITEMS)
     except Exception as exc:  # noqa: BLE001
         raise Bad("event: not CBOR: %s" % (exc,))
     if isinstance(doc, dict):
@@ -208,6 +216,9 @@ def event(device, payload):
     value = e.value
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise Bad("event value %s is not a number" % shown(value))
+    if isinstance(value, int) and not -INT64 <= value < INT64:
+        # SQLite refused it and PostgreSQL stored it as a float: one outcome on both
+        raise Bad("event value %s is past 64 bits" % shown(value))
     fields = None
     if e.state == INSIGHT:
         fields = insight_fields(e.detail)
@@ -223,7 +234,7 @@ def health(device, payload):
     """(t_ms or None, dropped, seq {kind: (oldest, newest)} or None, the report as JSON text)
     from an `.../up/health` payload."""
     try:
-        doc = cbor_decode.loads(payload)
+        doc = cbor_decode.loads(payload, most=MAX_ITEMS)
     except Exception as exc:  # noqa: BLE001
         raise Bad("health: not CBOR: %s" % (exc,))
     if not isinstance(doc, dict):

@@ -166,6 +166,10 @@ class Handlers:
                       "{prefix}/{device}/status)")
         if not ids.valid(device):
             raise Bad("the device id in the topic is not " + ids.WHAT)
+        if len(payload) > decode.MAX_PAYLOAD:
+            # before any decoding: 10 MB of CBOR held the one writer 11 s, every device waiting
+            raise Bad("a payload of %d bytes, more than the %d any Tether message is (a batch's "
+                      "max_bytes is at most 64 KiB)" % (len(payload), decode.MAX_PAYLOAD))
         if kind == "batch":
             self._batch(device, payload, received_at, topic, False, d)
             return
@@ -417,6 +421,13 @@ class Handlers:
                           topic, payload))
         self._seen(device, received_at)
         if cur.rowcount == 0:
+            # held already: the same bytes are a copy; other bytes are another batch under its
+            # number, as for a stored one (it was counted a copy, and left no trace)
+            held = db.execute("SELECT payload FROM held WHERE device = ? AND seq = ?",
+                              (device, b.seq)).fetchone()
+            if held is not None and bytes(held[0]) != bytes(payload):
+                raise Bad("batch %d of %s arrived again with other bytes (did the device lose "
+                          "its sequence numbers?)" % (b.seq, device))
             db.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?",
                        (device,))
             d.add("duplicates", device=device)
