@@ -9,6 +9,7 @@
 # cut within the good-boot time all count. When `limit` boots in a row have crashed, boot()
 # says so and clears the count, so that the boot after the safe one tries a normal start again.
 # Portable.
+import os
 
 
 class CrashBoots:
@@ -25,14 +26,23 @@ class CrashBoots:
             return 0
         return n if n > 0 else 0
 
+    def _put(self, n):
+        with open(self.path, "w") as f:
+            f.write(str(n))
+
     def _write(self, n):
         # A full or broken filesystem must not keep the board from starting: the count is lost
         # (so is safe mode's protection, until the filesystem writes again), the boot goes on.
         try:
-            with open(self.path, "w") as f:
-                f.write(str(n))
+            self._put(n)
         except OSError:
             self.failed = True
+            try:
+                # gone, it reads 0: a count left at the limit kept a full flash in safe mode
+                # (which frees nothing) at every boot for good
+                os.remove(self.path)
+            except OSError:
+                pass
 
     def boot(self, limit):
         """(crash boots in a row before this one, whether this boot is to start in safe mode)."""
@@ -42,6 +52,11 @@ class CrashBoots:
             return n, True
         self._write(n + 1)
         return n, False
+
+    def crashed(self, before):
+        """This boot ends in a reset it did not ask for, good or not: it counts, after the
+        `before` crash boots it started with."""
+        self._write(before + 1)
 
     def clear(self):
         self._write(0)

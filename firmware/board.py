@@ -103,6 +103,12 @@ def load(root=""):
     if profile.get("platform") not in ("esp32", "sim"):
         raise ValueError("%s: platform %r cannot run on a board (esp32 or sim)"
                          % (path, profile.get("platform")))
+    wifi = profile.get("wifi")
+    if "wifi" in profile and not (isinstance(wifi, dict) and isinstance(wifi.get("ssid"), str)):
+        # a secrets.json edited by hand: KeyError 'ssid' at every boot, safe mode's too, a
+        # reset loop
+        raise ValueError("%s with %s: wifi has no ssid: flash the board with `tether flash`"
+                         % (path, root + SECRETS))
     return profile
 
 
@@ -206,6 +212,7 @@ class Board:
             log("tether: cannot write %s (filesystem full?): crash boots are not counted"
                 % BOOTS)
         wdt = machine.WDT(timeout=WDT_TIMEOUT_MS)
+        ctx = None
         try:
             # The large long-lived blocks first, while the heap is in one piece: the TLS context
             # (about 3 KB in one block on the 64-bit unix port) and the first MQTT connection's
@@ -221,9 +228,10 @@ class Board:
             log("tether: cannot start the agent: %s: %s" % (type(exc).__name__, exc))
             if hasattr(sys, "print_exception"):
                 sys.print_exception(exc)
-            await asyncio.sleep(FAILED_BOOT_MS / 1000)
-            machine.reset()
-            return
+            if not (self.boots.failed and not self.safe_mode and self._build_safe(machine, ctx)):
+                await asyncio.sleep(FAILED_BOOT_MS / 1000)
+                machine.reset()
+                return
         gc.collect()  # what building left behind, before the long-lived tasks allocate
         if hasattr(gc, "mem_alloc"):
             log("tether: heap %d bytes used, %d free" % (gc.mem_alloc(), gc.mem_free()))
@@ -265,6 +273,21 @@ class Board:
         ctx = tls.context(u.pop("ca", None), u.pop("cert", None), u.pop("key", None))
         forget("agent.tls")
         return ctx
+
+    def _build_safe(self, machine, ctx):
+        """True once the agent is built in safe mode, in this boot: the flash takes no writes
+        (the crash count could not be written either), so each boot failed the same way, a
+        reset every few seconds never counted, and the board was never on the network."""
+        log("tether: the flash takes no writes (full?): starting in safe mode, to be reached")
+        self.safe_mode = True
+        try:
+            if ctx is None:
+                ctx = self._tls_context()
+            self._build(machine, ctx)
+            return True
+        except Exception as exc:
+            log("tether: cannot start in safe mode either: %s: %s" % (type(exc).__name__, exc))
+            return False
 
     def _build(self, machine, ssl_context=None):
         from agent.mqtt import Client
@@ -326,6 +349,17 @@ class Board:
     def _give_up(self, name):
         import machine
         log("tether: resetting: task %s cannot be kept running" % name)
+        try:
+            # its own reset, unlike a watchdog's: the readings in RAM go to flash first (up to
+            # ram_readings of them were lost without a count)
+            self.agent.buffer.flush()
+        except Exception as exc:
+            log("tether: the readings in RAM could not be kept: %s" % exc)
+        # a crash even after a good minute, after the crash boots before this one: a task that
+        # fails every few minutes reaches safe mode too (each good boot cleared the count). Not
+        # in safe mode, whose boot cleared it: the next boot tries a normal start.
+        if not self.safe_mode:
+            self.boots.crashed(self.crash_boots)
         machine.reset()
 
     def _reboot(self):

@@ -15,6 +15,8 @@
 import asyncio
 import time
 
+from agent.clock import PLAUSIBLE_MS
+
 CONNECT_MS = 20000        # one join attempt: DHCP included, most joins take 2-5 s
 BACKOFF_MIN_MS = 2000
 BACKOFF_MAX_MS = 300000
@@ -24,6 +26,8 @@ NTP_RETRY_MIN_MS = 2000
 NTP_RETRY_MAX_MS = 600000
 RESYNC_MS = 6 * 3600000
 UNIX_2000 = 946684800     # seconds from 1970 to 2000, the epoch of some ports' time()
+_CENTURY_MS = 100 * 365 * 86400000  # past PLAUSIBLE_MS, a time no board of ours will see
+NTP_ZERO = 2085978496     # an NTP timestamp of 0 as ntptime returns it: 2**32 s after 1900
 
 # network.WLAN.status() on an ESP32 (MicroPython 1.2x): what a failed join says.
 _STATUS = {201: "no access point of that name", 202: "wrong password", 203: "join failed",
@@ -97,14 +101,21 @@ class Network:
         import ntptime
         if self.ntp:
             ntptime.host = self.ntp[self.ntp_at % len(self.ntp)]
+        host = getattr(ntptime, "host", "NTP")
         try:
             t = ntptime.time()
-        except (OSError, OverflowError, IndexError) as exc:
-            self.log("ntp: no time from %s: %s" % (getattr(ntptime, "host", "NTP"), exc))
+        except Exception as exc:  # a short reply is ntptime's ValueError: any fault hands on
+            self.log("ntp: no time from %s: %s" % (host, exc))
             self.ntp_at += 1
             return False
         if time.gmtime(0)[0] == 2000:
             t += UNIX_2000
+        if t == NTP_ZERO or not PLAUSIBLE_MS <= t * 1000 < PLAUSIBLE_MS + _CENTURY_MS:
+            # a kiss-of-death reply's 0 is 2036-02-07 06:28:16 to ntptime (the next era), a
+            # broken server's 1970: readings stamped so would count as synced
+            self.log("ntp: %s answered %d, no time this board can have been set to" % (host, t))
+            self.ntp_at += 1
+            return False
         self.clock.sync(t * 1000)
         self.log("ntp: clock set to %d from %s" % (t, getattr(ntptime, "host", "NTP")))
         return True
@@ -113,7 +124,9 @@ class Network:
         """Keeps the link up and the clock set, forever."""
         failures = 0
         ntp_failures = 0
-        ntp_due = None
+        # joined already (the task restarted after a fault): NTP at once, not after a rejoin
+        # that may never come (a restarted task never set the clock while the link held)
+        ntp_due = self.clock.monotonic() if self.connected() else None
         while True:
             if not self.connected():
                 if await self.join():

@@ -208,6 +208,11 @@ def test_a_sampler_crashing_at_every_boot_resets_the_board_and_safe_mode_follows
     ('{"platform": "sim"}', "{}", "tether: cannot start: profile.json: a profile of format "
                                   "None, and this bundle reads format 1: flash the board with "
                                   "`tether flash` (profile and code go together)"),
+    # a secrets.json edited by hand without the WiFi's name: KeyError 'ssid' at every boot,
+    # safe mode's too, a reset loop
+    ('{"v": 1, "platform": "sim", "wifi": {"ntp": []}}', '{"wifi": {"sid": "x"}}',
+     "tether: cannot start: profile.json with secrets.json: wifi has no ssid: flash the board "
+     "with `tether flash`"),
     # a profile larger than the heap: the traceback went to the REPL, at every power-on
     ('{"v": 1, "platform": "sim", "pad": "%s"}' % ("x" * 600000), "{}",
      "tether: cannot start: memory allocation failed"),
@@ -307,6 +312,36 @@ def test_an_agent_that_cannot_be_built_is_a_crash_boot_that_resets_the_board(mic
     b.wait_reset()
     assert b.said("tether: cannot start the agent: KeyError: ")
     assert b.crash_boots() == 1
+
+
+def test_a_full_flash_starts_the_board_in_safe_mode_at_once_not_a_reset_loop(board, mosquitto):
+    # The buffer could not start, and neither could the crash count be written: a reset every
+    # few seconds for ever, never counted, and the board never on the network
+    b = board()
+    b.boot(full=True, settings={"hal.esp32_net": QUICK_NET})
+    b.wait_said("tether: the flash takes no writes (full?): starting in safe mode, to be reached")
+    b.wait_said("connected")
+    assert b.said("tether: cannot write tether_boots (filesystem full?)")
+    assert b.said("tether: cannot start the agent: OSError: ")
+    assert b.said(", 0 sensors, broker ")
+    assert b.proc.poll() is None            # running, not reset
+
+
+def test_a_task_given_up_after_a_good_minute_keeps_what_ram_held_and_counts_as_a_crash(
+        board, mosquitto):
+    # The reset lost the readings in RAM without a count; and a good minute had cleared the
+    # count, so a task failing every few minutes never brought safe mode
+    b = board()
+    (b.board / "tether_boots").write_text("2")
+    b.boot(crash_uplink=True, settings={"hal.esp32_net": QUICK_NET,
+                                        "agent.supervisor": QUICK_RESTARTS,
+                                        "firmware.board": {"GOOD_BOOT_MS": 0}})
+    b.wait_reset()
+    assert b.said("tether: boot is good")
+    said = b.said("tether: resetting: task uplink cannot be kept running")
+    assert said and b.lines.index(said[0]) < b.lines.index(
+        b.said("DOUBLE: flushed, ")[-1]), b.lines
+    assert b.crash_boots() == 3             # the 2 before it, and this one
 
 
 def test_safe_mode_ends_by_itself_with_a_reset_that_tries_a_normal_boot(board, mosquitto):

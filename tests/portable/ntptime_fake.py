@@ -9,6 +9,7 @@ failures = 0
 calls = 0
 now_s = None  # a fixed answer for tests, else the host's clock
 asked = []    # the host of each call
+answers = []  # answers for the next calls, before the others: an exception raised, or a time
 
 
 def install(failing=0):
@@ -17,6 +18,7 @@ def install(failing=0):
     calls = 0
     host = "pool.ntp.org"
     del asked[:]
+    del answers[:]
     sys.modules["ntptime"] = sys.modules[__name__]
 
 
@@ -28,6 +30,11 @@ def time():
     global calls
     calls += 1
     asked.append(host)
+    if answers:
+        a = answers.pop(0)
+        if isinstance(a, Exception):
+            raise a
+        return a
     if calls <= failures:
         raise OSError(110)  # ETIMEDOUT, what ntptime raises when no answer comes in 1 s
     return now_s if now_s is not None else int(_time.time())

@@ -207,3 +207,31 @@ def test_a_crash_boot_count_that_cannot_be_written_lets_the_board_boot():
     assert boots.failed
     boots.clear()
     assert boots.read() == 0
+
+
+class FullFlash(CrashBoots):
+    def _put(self, n):
+        raise OSError(28)   # ENOSPC, as LittleFS says of a full flash
+
+
+def test_a_crash_count_the_flash_cannot_rewrite_is_removed_not_left_at_the_limit():
+    # Left at 3 (the limit), every boot went into safe mode, which frees nothing: for good
+    path = support.tmpdir() + "/boots_full"
+    with open(path, "w") as f:
+        f.write("3")
+    boots = FullFlash(path)
+    assert boots.boot(3) == (3, True) and boots.failed
+    assert boots.read() == 0                 # the next boot tries a normal start
+
+
+def test_a_boot_given_up_after_its_good_minute_counts_after_the_crash_boots_before_it():
+    # A task failing every few minutes reset the board after each good minute had cleared the
+    # count: safe mode never came
+    path = support.tmpdir() + "/boots_late"
+    boots = CrashBoots(path)
+    for before in range(3):
+        n, safe = boots.boot(3)
+        assert (n, safe) == (before, False)
+        boots.clear()                        # a good minute
+        boots.crashed(n)                     # then a task given up
+    assert boots.boot(3) == (3, True)
