@@ -173,7 +173,8 @@ def test_ack_and_set_reach_the_detector_and_mistakes_are_refused_with_the_reason
         e = raises(ValueError, ins.command, *args)
         assert says in str(e), (args, str(e))
     raises(ValueError, lambda: ins.command("pills", "set", args={"pills": "two"}))
-    assert ins.command("pills", "set", args={})["settings"]["pills"] == 2
+    raises(ValueError, lambda: ins.command("pills", "set", args={}))  # nothing to set
+    assert ins.command("pills", "settings")["settings"]["pills"] == 2
 
 
 def test_readings_before_the_clock_is_synced_are_not_fed():
