@@ -12,8 +12,8 @@ the store 0 of the devices the database had before them.
 Meeting a device's new store (not its first) settles the one before: what that one published
 (up to the newest its batches and its own health reports told of, not a number probed past
 them) and the ingest still lacks will not come, and goes to `lost` as `erased` (gone with the
-log). Repair then starts over as for a new device: at the oldest the new store holds, once a health
-report of it says so. A batch of an earlier store that turns up later is still stored under its
+log). Repair then starts over as for a new device: at the oldest the new store holds, once a
+health report of it says so. A batch of an earlier store that turns up later is still stored under its
 own numbers. The new store's dropped-readings count goes on from the device's total so far
 (`dropped_base`): a log made afresh counts from 0.
 """
