@@ -109,10 +109,10 @@ class Buffer:
             if tag is not None and seq >= tag:
                 counts[seq] = count
 
-        # The boot is counted once the last one's rows are stored: under its number (a start
-        # that fails before, a full disk, say, must not make them a later boot's)
         # a bad journal record and the rows after it: counted where health and diag read it
         self.log.discarded += size - good
+        # The boot is counted once the last one's rows are stored: under its number (a start
+        # that fails before, a full disk, say, must not make them a later boot's)
         discarded = self.log.open(replay, False)
         self.encoder.store = self.log.store_id
         self.seq = self.log.next_seq()

@@ -20,7 +20,8 @@ import time
 
 from agent.clock import PLAUSIBLE_MS
 from console.reads import DAY_MS, HOUR_MS, as_map
-from console.said import WATCHED, duration
+from console.said import duration
+from firmware.profile.insights.energy import WATCH_NAMES
 
 ORDER = {"alarm": 0, "empty": 1, "reorder": 2, "maintenance_due": 3, "dose_missed": 4,
          "refill_needed": 5, "silent": 6, "dropping": 7}
@@ -98,7 +99,7 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             out.append({"kind": "silent", "device": r["device"], "sensor": "", "event": None,
                         "t_ms": t, "figures": {"silent_ms": now - t, "status": r["status"]},
                         "evidence": "nothing heard for %s (%s)" % (
-                            span_text(now - t), r["status"])})
+                            duration(now - t), r["status"])})
         drops = (r["dropped"] + r["lost"] + r["dropped_unsent"] + r.get("erased", 0)
                  + refused.get(r["device"], 0))
         if drops:
@@ -224,7 +225,7 @@ def _insight(kind, device, sensor, t, value, f):
                   else "%s cycles" % num_text(f.get("cycles")))
         evidence = ("%s %s%s %% from this unit's normal %s (spread %s), and staying there: "
                     "CUSUM %s%s after %s" % (
-                        WATCHED.get(f.get("watch"), f.get("watch")),
+                        WATCH_NAMES.get(f.get("watch"), f.get("watch")),
                         "" if not _is_number(f.get("drift_pct")) or f["drift_pct"] < 0 else "+",
                         num_text(f.get("drift_pct")), num_text(f.get("baseline")),
                         num_text(f.get("spread")), num_text(f.get("cusum")),
@@ -290,11 +291,6 @@ def _when(t_ms):
     if not isinstance(t_ms, int):
         return "?"
     return time.strftime("%a %d %b %H:%M UTC", time.gmtime(t_ms / 1000))
-
-
-def span_text(ms):
-    # one way of writing a time span on every page: it was "46 h 51 min" beside "2.3 days"
-    return duration(ms)
 
 
 def num_text(v):

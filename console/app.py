@@ -576,7 +576,7 @@ def _uptime(s):
     """A health report's uptime_s as a person reads it: '5 d 12 h', '3 h 20 min'."""
     if isinstance(s, bool) or not isinstance(s, (int, float)) or s < 0:
         return ""
-    return actions_mod.span_text(int(s * 1000))
+    return said_mod.duration(int(s * 1000))
 
 
 def _heard(d, now_ms):
@@ -596,7 +596,7 @@ def _ago(t_ms, now_ms):
     ms = max(0, now_ms - t_ms)
     if ms < reads.MINUTE_MS:
         return "just now"
-    return actions_mod.span_text(ms) + " ago"
+    return said_mod.duration(ms) + " ago"
 
 
 

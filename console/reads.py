@@ -480,17 +480,13 @@ SETTLED_MS = 30 * 60000   # a dose's mark: the count the bottle stood at this so
 
 
 def _standing(points, t):
-    """The count a bottle stood at after a take at t: the first charted within SETTLED_MS
-    that is not the bottle off the scale (0 or less: a chart of many days has a bucket's low,
-    the lift, before its high), not the highest (a refill right after the last dose would
-    win); the value at t when none is charted there."""
-    # after t: the reading at the take itself is the count before it
+    """The count a bottle stood at after a take at t (points: the counts it held, its lifts
+    left out by steady()): the first charted after t, within SETTLED_MS (the reading at the
+    take itself is the count before it), not the highest (a refill right after the last dose
+    would win); the value at t when none is charted there."""
     i = bisect.bisect_right([p[0] for p in points], t)
-    for when, value in points[i:]:
-        if when > t + SETTLED_MS:
-            break
-        if value is not None and value > 0.5:
-            return value
+    if i < len(points) and points[i][0] <= t + SETTLED_MS:
+        return points[i][1]
     return _value_at(points, t)
 
 

@@ -3,7 +3,7 @@ to 20.9); 27 % left, using 2.1 % a day", not "high_days 20.9 level 27.1 low_days
 Its fields as sent stay in the row's tooltip. The events and their fields: docs/insights/."""
 import time
 
-DAY_MS = 86400000
+from firmware.profile.insights.energy import WATCH_NAMES
 
 
 def _finite(v):
@@ -42,6 +42,11 @@ def _clock(t):
         return time.strftime("%H:%M", time.gmtime(t / 1000))
     except (OverflowError, OSError, ValueError):   # a time past the platform's years
         return None
+
+
+def _dose(f):
+    """The time of the dose an event answers, '08:00', as the bottle's schedule says it."""
+    return _clock(f.get("scheduled")) or "scheduled"
 
 
 def said(event, value, f):
@@ -90,16 +95,16 @@ def _taken(value, f):
             status, status) if isinstance(status, str) else ""
     pills = f.get("pills", value)
     return "%s pill%s taken %s, for the %s dose" % (
-        _n(pills), "" if pills == 1 else "s", when, _clock(f.get("scheduled")) or "scheduled")
+        _n(pills), "" if pills == 1 else "s", when, _dose(f))
 
 
 def _missed(value, f):
-    return "the %s dose was missed" % (_clock(f.get("scheduled")) or "scheduled")
+    return "the %s dose was missed" % _dose(f)
 
 
 def _incomplete(value, f):
     return "the %s dose was taken in part: %s of %s pills" % (
-        _clock(f.get("scheduled")) or "scheduled", _n(f.get("pills", value)), _n(f.get("dose")))
+        _dose(f), _n(f.get("pills", value)), _n(f.get("dose")))
 
 
 def _extra(value, f):
@@ -107,7 +112,7 @@ def _extra(value, f):
     return "%s extra pill%s, %s" % (
         _n(pills), "" if pills == 1 else "s",
         "outside any dose's time" if f.get("reason") == "outside" else
-        "beyond the %s dose" % (_clock(f.get("scheduled")) or "scheduled"))
+        "beyond the %s dose" % _dose(f))
 
 
 def _refill_needed(value, f):
@@ -148,13 +153,9 @@ def _report(value, f):
     return out
 
 
-WATCHED = {"energy": "energy per cycle", "peak": "peak power", "reversal": "drum motor's spike",
-           "capacity": "cooling per cycle"}
-
-
 def _maintenance(value, f):
     return "maintenance due: the %s has drifted %s from this unit's own normal, and stayed" % (
-        WATCHED.get(f.get("watch"), f.get("watch") or "figure"),
+        WATCH_NAMES.get(f.get("watch"), f.get("watch") or "figure"),
         ("%+.0f %%" % f["drift_pct"]) if _finite(f.get("drift_pct")) else "?")
 
 

@@ -30,9 +30,9 @@ from firmware.profile.units import format_duration
 from ingest.url import BadURL, parse_broker
 
 STATUS_EVERY_MS = 60000
-# The sections every compiled profile has, and their JSON types.
 SIM_STORE = "tether-run"   # under it, in the working folder, --platform sim keeps an ESP32's or a
 # Pi's profile's buffer (a folder per device)
+# The sections every compiled profile has, and their JSON types.
 COMPILED_KEYS = {"device": dict, "platform": str, "buses": list, "sensors": list, "buffer": dict,
                  "batch": dict, "uplink": dict}
 

@@ -26,8 +26,9 @@ NTP_RETRY_MIN_MS = 2000
 NTP_RETRY_MAX_MS = 600000
 RESYNC_MS = 6 * 3600000
 UNIX_2000 = 946684800     # seconds from 1970 to 2000, the epoch of some ports' time()
-_CENTURY_MS = 100 * 365 * 86400000  # past PLAUSIBLE_MS, a time no board of ours will see
-NTP_ZERO = 2085978496     # an NTP timestamp of 0 as ntptime returns it: 2**32 s after 1900
+# ntptime reads an NTP timestamp before 2024 as one of the next era, from 2036-02-07 on (2**32
+# s after 1900; a kiss-of-death reply's 0 is that very second): until then, no true time
+NTP_ERA = 2085978496
 
 # network.WLAN.status() on an ESP32 (MicroPython 1.2x): what a failed join says.
 _STATUS = {201: "no access point of that name", 202: "wrong password", 203: "join failed",
@@ -110,14 +111,14 @@ class Network:
             return False
         if time.gmtime(0)[0] == 2000:
             t += UNIX_2000
-        if t == NTP_ZERO or not PLAUSIBLE_MS <= t * 1000 < PLAUSIBLE_MS + _CENTURY_MS:
-            # a kiss-of-death reply's 0 is 2036-02-07 06:28:16 to ntptime (the next era), a
-            # broken server's 1970: readings stamped so would count as synced
+        if not PLAUSIBLE_MS <= t * 1000 < NTP_ERA * 1000:
+            # a broken server's 1970, a kiss-of-death's 2036: readings stamped so would count
+            # as synced
             self.log("ntp: %s answered %d, no time this board can have been set to" % (host, t))
             self.ntp_at += 1
             return False
         self.clock.sync(t * 1000)
-        self.log("ntp: clock set to %d from %s" % (t, getattr(ntptime, "host", "NTP")))
+        self.log("ntp: clock set to %d from %s" % (t, host))
         return True
 
     async def run(self):

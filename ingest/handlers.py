@@ -242,8 +242,7 @@ class Handlers:
         row = db.execute("SELECT crc32 FROM batches WHERE device = ? AND seq = ?",
                          (device, seq)).fetchone()
         if row is not None and row[0] != binascii.crc32(payload):
-            raise Bad("batch %d of %s arrived again with other bytes (did the device lose its "
-                      "sequence numbers?)" % (seq, device))
+            raise _other_bytes(device, seq)
         self._seen(device, received_at)
         db.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?", (device,))
         d.add("duplicates", device=device)
@@ -426,8 +425,7 @@ class Handlers:
             held = db.execute("SELECT payload FROM held WHERE device = ? AND seq = ?",
                               (device, b.seq)).fetchone()
             if held is not None and bytes(held[0]) != bytes(payload):
-                raise Bad("batch %d of %s arrived again with other bytes (did the device lose "
-                          "its sequence numbers?)" % (b.seq, device))
+                raise _other_bytes(device, b.seq)
             db.execute("UPDATE devices SET duplicates = duplicates + 1 WHERE device = ?",
                        (device,))
             d.add("duplicates", device=device)
@@ -629,3 +627,9 @@ class Handlers:
             "last_status = excluded.last_status, status_at = excluded.status_at",
             (device, received_at, received_at, status, received_at))
         d.add("status")
+
+
+def _other_bytes(device, seq):
+    """A batch number that came again with other bytes, stored or held: another batch."""
+    return Bad("batch %d of %s arrived again with other bytes (did the device lose its sequence "
+               "numbers?)" % (seq, device))

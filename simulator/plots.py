@@ -14,6 +14,7 @@ happened (the models' truth).
 import os
 import statistics
 
+from firmware.profile.insights.energy import WATCH_NAMES
 from ingest import insights, series
 from ingest.queries import steady
 
@@ -170,7 +171,7 @@ def _ink(plt, outdir, printers, found, start, end_days, total):
         lead_days = learn_days = None
         forecasts = False
         highest = 0.0   # the longest forecast: one above the chart's top is said, not hidden
-        above = []      # (colour, its lowest forecast)
+        above = []      # (ink, its lowest forecast)
         for s in inks:
             name = s["name"]
             colour = INK_COLOURS.get(name)
@@ -373,11 +374,6 @@ def _baseline(figures, cfg):
     return m, max(1.4826 * mad, FLOOR * abs(m), 1e-9)
 
 
-# What each `watch` measures, in words a product manager reads (docs/insights/energy.md)
-WATCHED = {"energy": "energy per cycle", "peak": "peak power per cycle",
-           "reversal": "the drum motor's reversal spike", "capacity": "the compressor's cycling"}
-
-
 def _energy(plt, outdir, meters, found, start, end_days):
     fig, axes = plt.subplots(len(meters), 2, figsize=(15, 3.6 * len(meters)), squeeze=False)
     cmap = plt.get_cmap("tab10")
@@ -451,7 +447,7 @@ def _energy(plt, outdir, meters, found, start, end_days):
         left.set_ylabel("Wh per cycle")
         left.set_title("%s: energy of each cycle found" % kind)
         right.set_title("%s: %s, %% from each unit's own baseline\n(maintenance_due when it "
-                        "drifts and stays)" % (kind, WATCHED.get(watch, watch)))
+                        "drifts and stays)" % (kind, "the " + WATCH_NAMES.get(watch, watch)))
         for ax in (left, right):
             ax.set_xlim(0, end_days)
         if not charted:

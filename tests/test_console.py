@@ -1031,7 +1031,7 @@ def test_a_device_field_of_another_type_is_shown_not_a_500():
     from console.actions import _insight
     text = _insight("maintenance_due", "f", "power", 9000, None, {
         "watch": "capacity", "drift_pct": "n/a", "baseline": 5.0, "cycles": 3})["evidence"]
-    assert text.startswith("cooling per cycle n/a % from this unit's normal 5")
+    assert text.startswith("compressor's cycling n/a % from this unit's normal 5")
 
 
 def test_a_refused_broker_login_is_told_as_the_broker_said_it():
@@ -1246,6 +1246,11 @@ def test_a_dose_mark_sits_on_the_count_after_the_take_not_the_reading_at_it():
     points = [[t - 3600000, 73.0], [t, 73.0], [t + 60000, 72.0]]
     reads._overlay(chart, points, [(t + 120000, "dose_taken", "pills", 1, {"taken": t})])
     assert chart["marks"][0]["y"] == 72.0
+    # the last pill: on the empty bottle, not a pill high
+    chart = {"lines": [], "marks": []}
+    reads._overlay(chart, [[t - 3600000, 1.0], [t + 60000, 0.0]],
+                   [(t + 120000, "dose_taken", "pills", 1, {"taken": t})])
+    assert chart["marks"][0]["y"] == 0.0
 
 
 def test_a_thinned_month_leaves_out_lifts_that_its_stretches_hold_for_hours():

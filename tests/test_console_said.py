@@ -42,7 +42,7 @@ def test_each_insight_event_reads_as_a_sentence():
                                  "missing_s": 0},
          "0.77 kWh in the day, 0.05 kWh of it standby; 23 cycles; 0.0036 EUR; 192.5 g CO2"),
         ("maintenance_due", -5.3, {"watch": "capacity", "drift_pct": -5.3},
-         "maintenance due: the cooling per cycle has drifted -5 % from this unit's own normal, "
+         "maintenance due: the compressor's cycling has drifted -5 % from this unit's own normal, "
          "and stayed"),
     ]
     for event, value, fields, sentence in cases:

@@ -595,8 +595,7 @@ def ignore_pin_warnings(ctx, root):
 
     def gpio(ctx, item):
         # 99 too is said with the chip's numbers, not as "a GPIO number"
-        n = item.value if item.tag == "int" else integer(0, 63, "a GPIO number")(ctx, item)
-        if p is not None and n not in p.gpios:
+        if p is not None and item.tag == "int" and item.value not in p.gpios:
             raise Invalid(expected("an %s GPIO number (%s)" % (p.name, p.gpios_text), item))
         return integer(0, 63, "a GPIO number")(ctx, item)
 

@@ -226,6 +226,9 @@ def line_col(text, index):
     return len(head), len(head[-1]) + 1
 
 
+SECRET_FORM = "the name of a secret in secrets.yaml (`password: !secret broker_password`)"
+
+
 def build(ctx, y, file, path, active):
     """Our Node for a composed YAML node; `active` holds the nodes being built (alias loops)."""
     line, col = y.start_mark.line + 1, y.start_mark.column + 1
@@ -286,9 +289,6 @@ def build(ctx, y, file, path, active):
             if key not in node.value:
                 node.value[key], node.keys[key] = value, source.keys[key]
     return node
-
-
-SECRET_FORM = "the name of a secret in secrets.yaml (`password: !secret broker_password`)"
 
 
 def scalar(ctx, y, file, path):

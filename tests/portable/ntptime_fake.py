@@ -23,6 +23,8 @@ def install(failing=0):
 
 
 def uninstall():
+    global now_s
+    now_s = None
     sys.modules.pop("ntptime", None)
 
 

@@ -87,10 +87,7 @@ def test_the_link_comes_after_three_failed_joins_then_ntp_after_two_failures_set
         assert synced and t // 1000 >= 1764750000
         assert "ntp: no time from pool.ntp.org: [Errno 110] ETIMEDOUT" in lines or \
             "ntp: no time from pool.ntp.org: 110" in lines, lines
-    try:
-        with_doubles(3, 2, test)
-    finally:
-        ntptime_fake.now_s = None
+    with_doubles(3, 2, test)
 
 
 def test_the_profiles_ntp_servers_are_asked_in_turn_a_failed_one_handing_on_to_the_next():
@@ -107,11 +104,8 @@ def test_the_profiles_ntp_servers_are_asked_in_turn_a_failed_one_handing_on_to_t
                                       "10.0.0.2"], ntptime_fake.asked
         assert [ln for ln in lines if ln.startswith("ntp: no time from 10.0.0.2")], lines
         assert "ntp: clock set to 1764750000 from 10.0.0.2" in lines, lines
-    ntptime_fake.now_s = 1764750000
-    try:
-        with_doubles(0, 3, test)
-    finally:
-        ntptime_fake.now_s = None
+    ntptime_fake.now_s = 1764750000     # uninstall() sets it back
+    with_doubles(0, 3, test)
 
 
 def test_without_ntp_servers_the_board_asks_ntptimes_own():
@@ -150,7 +144,7 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
         clock = FakeClock(start_ms=5000)
         sleeps = Sleeps(clock, 40)
         lines = []
-        ntptime_fake.answers[:] = [ValueError("buffer too small"), esp32_net.NTP_ZERO, 1000]
+        ntptime_fake.answers[:] = [ValueError("buffer too small"), esp32_net.NTP_ERA, 1000]
         ntptime_fake.now_s = 1764750000
         net = Network({"ssid": "cafe", "ntp": ["a", "b", "c"]}, clock, lines.append, sleeps)
         run_for(net, sleeps)
@@ -160,10 +154,7 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
             "ntp: c answered 1000, no time this board can have been set to",
             "ntp: clock set to 1764750000 from a"]
         assert clock.synced
-    try:
-        with_doubles(0, 0, test)
-    finally:
-        ntptime_fake.now_s = None
+    with_doubles(0, 0, test)
 
 
 def test_a_network_task_restarted_with_the_link_up_asks_ntp_at_once():
@@ -176,7 +167,4 @@ def test_a_network_task_restarted_with_the_link_up_asks_ntp_at_once():
         ntptime_fake.now_s = 1764750000
         run_for(net, net.sleep)
         assert net.joins == 1 and clock.synced, lines
-    try:
-        with_doubles(0, 0, test)
-    finally:
-        ntptime_fake.now_s = None
+    with_doubles(0, 0, test)

@@ -9,8 +9,11 @@ from firmware.profile.units import DAY, HOUR, MINUTE, SECOND, format_duration
 
 # What the maintenance chart watches, per cycle (docs/insights/energy.md): energy (Wh) and peak
 # (W) as they are; reversal, a drum motor's reversal spike over its turning power; capacity, a
-# thermostat-cycled compressor's 1/on + 1/off (per hour).
-WATCH = ("energy", "peak", "reversal", "capacity")
+# thermostat-cycled compressor's 1/on + 1/off (per hour). Each with the words a product manager
+# reads (the console's rows, the simulator's plots).
+WATCH_NAMES = {"energy": "energy per cycle", "peak": "peak power per cycle",
+               "reversal": "drum motor's reversal spike", "capacity": "compressor's cycling"}
+WATCH = tuple(WATCH_NAMES)
 
 
 def signature(ctx, node):
