@@ -60,6 +60,7 @@ TEMP_SUFFIX = ".part"
 MANIFEST = "manifest.json"
 UNIX_PORTS = ("linux", "darwin")  # sys.platform where a sim bundle may run (the unix port)
 ENTRY = "main.py"
+ASIDE_SUFFIX = ".off"   # the entry point while a flash is under way (_off and _on below)
 DEFLATE_WBITS = 10   # the window the board's _d() decompresses with (1 KB)
 ENOSPC = re.compile(r"OSError: (\[Errno 28\]|28\b|ENOSPC)")
 
@@ -209,16 +210,29 @@ class FlashError(Exception):
         self.code = code
 
 
+class Refused(FlashError):
+    """A flash given up while the board still answers. whole: nothing of its bundle is set
+    aside, so it may run."""
+    def __init__(self, message, code, whole=True):
+        FlashError.__init__(self, message, code)
+        self.whole = whole
+
+
 class BundleError(FlashError):
     def __init__(self, message):
         FlashError.__init__(self, message, EXIT_BAD_INPUT)
 
 
-MID_COPY = (". No file was left half written: files not yet renamed on the board are as they "
-            "were, and /main.py is set aside (as /main.py.off) so that a mix of old and new "
-            "modules does not run. Flash again (files already copied are not sent again)")
 ASIDE = (". /main.py is set aside (as /main.py.off) until a flash completes, so that a mix of "
          "old and new modules does not run")
+
+
+def mid_copy(board):
+    """What a flash cut during the copy left on the board (None: the board is not known yet)."""
+    return (". No file was left half written: files not yet renamed on the board are as they "
+            "were%s. Flash again (files already copied are not sent again)"
+            % ("; once the copy had begun," + ASIDE[1:] if board is None else
+               ", and" + ASIDE[1:] if board.is_aside else ""))
 REPL_CODES = ((rawrepl.NoPort, EXIT_NO_PORT), (rawrepl.PortBusy, EXIT_PORT_BUSY),
               (rawrepl.NotAnswering, EXIT_NOT_ANSWERING),
               (rawrepl.ConnectionLost, EXIT_CONNECTION_LOST))
@@ -449,6 +463,9 @@ class Board:
 
     def __init__(self, repl):
         self.repl = repl
+        self.entry_aside = False    # /main.py.off there when this flash began (hashes)
+        self.had_entry = False      # a /main.py there, in place or aside
+        self.is_aside = False       # /main.py is aside now
         out = repl.run(BOARD_HELPERS)
         try:
             info = ast.literal_eval(out.decode("utf-8", "replace").strip())
@@ -485,12 +502,21 @@ class Board:
             return None
 
     def hashes(self, paths):
-        """(SHA-256 or None, size or -1 when missing) of each path on the board."""
-        # _on(): a flash cut before it ended left /main.py aside (below); the comparison that
-        # follows sends whatever differs, so the board is whole again when this flash ends.
-        hashes = self.ask("_on()\n_hs(%r)" % (["/" + p for p in paths],))
-        if not isinstance(hashes, list) or len(hashes) != len(paths):
+        """(SHA-256 or None, size or -1 when missing) of each path on the board. The entry
+        point set aside by a flash cut before it ended (below) is taken for /main.py, and
+        stays aside until this flash completes: one refused before it writes must not let a
+        mix of old and new modules boot."""
+        names = ["/" + p for p in paths]
+        hashes = self.ask("_hs(%r)" % (names + ["/" + ENTRY + ASIDE_SUFFIX],))
+        if not isinstance(hashes, list) or len(hashes) != len(paths) + 1:
             raise FlashError("unexpected answer from the board: %.200r" % (hashes,), EXIT_FAILED)
+        aside = hashes.pop()
+        self.entry_aside = aside[1] >= 0
+        if self.entry_aside and ENTRY in paths and hashes[paths.index(ENTRY)][1] < 0:
+            hashes[paths.index(ENTRY)] = aside
+        self.had_entry = self.entry_aside or (ENTRY in paths
+                                              and hashes[paths.index(ENTRY)][1] >= 0)
+        self.is_aside = self.entry_aside
         return hashes
 
     def write(self, path, data, digest, chunk, progress):
@@ -541,9 +567,11 @@ class Board:
         leaves old and new modules side by side, which must not boot (the next flash or
         `_on()` puts it back)."""
         self.repl.run("_off()")
+        self.is_aside = self.had_entry
 
     def restore(self):
         self.repl.run("_on()")
+        self.is_aside = False
 
     def remove(self, paths):
         for i in range(0, len(paths), 20):
@@ -647,22 +675,29 @@ def flash_bundle(folder, port, out=None, timeout=10.0, fallback_pause=0.01, chun
         repl = rawrepl.RawRepl.open(port, timeout=timeout, fallback_pause=fallback_pause)
     except rawrepl.ReplError as exc:
         raise _as_flash_error(exc)
+    seen = {}       # what _flash learnt of the board, for the messages here
     with repl:
         try:
             if pause:
                 time.sleep(pause)
             repl.enter(attempts=attempts, soft_reset=True)
-            summary = _flash(repl, manifest, folder, port, out, chunk, reset, started)
+            summary = _flash(repl, manifest, folder, port, out, chunk, reset, started, seen)
+        except Refused as exc:
+            # The probe interrupted the board's program and left it in the raw REPL: a
+            # refusal must leave it running as it was (or as far as it can: main.py aside).
+            try:
+                if repl.soft_reset():
+                    exc.args = (exc.args[0] + ". The board was soft-reset%s" % (
+                        " and runs its program again" if exc.whole else ""),)
+            except rawrepl.ReplError:
+                pass
+            raise
         except rawrepl.ReplError as exc:
             raise _as_flash_error(exc)
         except KeyboardInterrupt:
-            raise FlashError("interrupted. No file was left half written: files not yet renamed "
-                             "on the board are as they were; once the copy had begun, /main.py "
-                             "is set aside (as /main.py.off) so that a mix of old and new "
-                             "modules does not run. Flash again (files already copied are not "
-                             "sent again)", EXIT_INTERRUPTED)
+            raise FlashError("interrupted" + mid_copy(seen.get("board")), EXIT_INTERRUPTED)
         if then is not None:
-            then(repl.serial, bytes(repl._buf))
+            then(repl.serial, repl.rebooted + bytes(repl._buf))
         return summary
 
 
@@ -675,14 +710,15 @@ def _as_flash_error(exc):
     return FlashError(str(exc), EXIT_FAILED)
 
 
-def _flash(repl, manifest, folder, port, out, chunk, reset, started):
+def _flash(repl, manifest, folder, port, out, chunk, reset, started, seen):
     try:
         board = Board(repl)
     except rawrepl.BoardError as exc:
-        raise FlashError("the board on %s runs something that is not MicroPython (the probe "
+        raise Refused("the board on %s runs something that is not MicroPython (the probe "
                          "failed: %s)" % (port, exc), EXIT_NOT_MICROPYTHON)
+    seen["board"] = board
     if board.name != "micropython":
-        raise FlashError("the board on %s runs %s, not MicroPython: Tether's bundle needs "
+        raise Refused("the board on %s runs %s, not MicroPython: Tether's bundle needs "
                          "MicroPython (flash it with --firmware)" % (port, board.name),
                          EXIT_NOT_MICROPYTHON)
     why = check_compatible(manifest, board.mpy, board.version)
@@ -698,8 +734,8 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         why = ("it was built for chip: %s, and this board is an %s (%r): set the profile's "
                "chip" % (manifest["chip"], found, board.machine))
     if why:
-        raise FlashError("refusing to flash %s: %s. Nothing was written" % (folder, why),
-                         EXIT_INCOMPATIBLE)
+        raise Refused("refusing to flash %s: %s. Nothing was written" % (folder, why),
+                      EXIT_INCOMPATIBLE)
     low = heap_problem(manifest.get("heap"), board.heap)
     if chunk is None:
         chunk = 2048 if repl.raw_paste else 1024
@@ -718,9 +754,10 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
     sizes[MANIFEST] = len(manifest_bytes)
     short = space_problem([(sizes[p], was) for p, _, was in changed], board.space)
     if short:
-        raise FlashError("the board's filesystem is full: %s. Nothing was written: remove files "
-                         "of your own from the board, or flash a smaller profile" % short,
-                         EXIT_FS_FULL)
+        raise Refused("the board's filesystem is full: %s. Nothing was written: remove files "
+                      "of your own from the board, or flash a smaller profile%s"
+                      % (short, ASIDE if board.is_aside else ""), EXIT_FS_FULL,
+                      whole=not board.is_aside)
     to_send = [(p, h) for p, h, _ in changed]
     manifest_changed = to_send and to_send[-1][0] == MANIFEST
     if manifest_changed:
@@ -742,18 +779,20 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
         if not board.has_sha256:
             progress.line("the board has no hashlib.sha256: every file is sent, and checked by "
                           "its size")
-        progress.line("bundle %s: %d files, %d bytes, %d to send"
-                      % (folder, len(files), manifest["bytes"] if isinstance(
-                          manifest.get("bytes"), int) else 0, len(to_send)))
         writes = bool(manifest_changed or to_send or stale)   # the manifest goes too
+        progress.line("bundle %s: %d files, %d bytes, %d to send%s"
+                      % (folder, len(files), manifest["bytes"] if isinstance(
+                          manifest.get("bytes"), int) else 0, len(to_send),
+                         " and %s" % MANIFEST if writes else ""))
         progress.begin(len(to_send) + writes,
                        sum(sizes[p] for p, _ in to_send) + len(manifest_bytes) * writes)
         try:
-            if to_send or stale:
-                board.aside()
+            # Before main.py goes aside: an interim manifest that does not fit changes nothing.
             if interim is not None:
                 board.write(MANIFEST, interim, hashlib.sha256(interim).hexdigest()
                             if board.has_sha256 else None, chunk, _Quiet())
+            if to_send or stale:
+                board.aside()
             written = 0
             for path, digest in to_send:
                 data = (folder / path).read_bytes()
@@ -762,13 +801,11 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
                     board.write(path, data, digest if board.has_sha256 else None, chunk,
                                 progress)
                 except FlashError as exc:
-                    # The board still answers. With no file replaced yet it holds the old
-                    # bundle whole, which may run; otherwise main.py stays aside until a flash
-                    # completes.
-                    if written == 0:
+                    # The board still answers. With no file replaced yet (by this flash or a
+                    # cut one) it holds the old bundle whole, which may run; otherwise main.py
+                    # stays aside until a flash completes.
+                    if written == 0 and not board.entry_aside:
                         board.restore()
-                    else:
-                        exc.args = (exc.args[0] + ASIDE,)
                     raise
                 written += 1
                 progress.done()
@@ -777,15 +814,19 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started):
                 board.remove(stale)
                 for path in stale:
                     progress.line("  removed %s (not in this bundle)" % path)
-            if to_send or stale:
+            if to_send or stale or board.entry_aside:
                 board.restore()
             if writes:
                 progress.start(MANIFEST, len(manifest_bytes))
                 board.write(MANIFEST, manifest_bytes,
                             wanted[-1][1] if board.has_sha256 else None, chunk, progress)
                 progress.done()
+                sent_bytes += len(manifest_bytes)
         except (rawrepl.NotAnswering, rawrepl.ConnectionLost) as exc:
-            raise FlashError(str(exc) + MID_COPY, dict(REPL_CODES)[type(exc)])
+            raise FlashError(str(exc) + mid_copy(board), dict(REPL_CODES)[type(exc)])
+        except FlashError as exc:
+            raise Refused(exc.args[0] + (ASIDE if board.is_aside else ""), exc.code,
+                          whole=not board.is_aside)
         reset_ok = repl.soft_reset() if reset else None
         elapsed = time.monotonic() - started
         progress.line("%s %d of %d files%s (%d bytes), removed %d, in %.1f s%s" % (

@@ -115,6 +115,8 @@ def open_port(port, baudrate=115200, serial_class=serial.Serial):
                          "(usually `dialout`: sudo usermod -aG dialout $USER, then log in again)"
                          % port) from None
         raise NoPort("cannot open %s: %s" % (port, exc)) from None
+    except (ValueError, OverflowError) as exc:    # a baud rate the driver cannot take
+        raise NoPort("cannot open %s at %s baud: %s" % (port, baudrate, exc)) from None
     others = holders(port)
     if others:
         opened.close()
@@ -172,6 +174,7 @@ class RawRepl:
         self.sent = 0              # bytes written to the port, for the progress and the bench
         self.partial = b""
         self._buf = bytearray()    # read ahead of what the protocol has consumed
+        self.rebooted = b""        # the console's line that soft_reset() read
 
     @classmethod
     def open(cls, port, baudrate=115200, **kw):
@@ -367,4 +370,9 @@ class RawRepl:
         Returns False if the board did not confirm the reboot."""
         self.write(b"\r\x02")
         self.write(b"\x04")
-        return self.read_until(b"soft reboot\r\n") is not None
+        said = self.read_until(b"soft reboot\r\n")
+        if said is None:
+            return False
+        # The console's first line (`MPY: soft reboot`), for whoever follows it from here
+        self.rebooted = said[said.rfind(b"\n", 0, len(said) - 2) + 1:]
+        return True

@@ -343,6 +343,70 @@ def test_a_full_filesystem_is_a_clear_error_and_the_old_file_stays(tmp_path, v1,
         assert board.file("manifest.json") == (tmp_path / "b1" / "manifest.json").read_bytes()
 
 
+def test_a_flash_refused_after_a_cut_one_keeps_the_mixed_modules_from_booting(tmp_path, v1):
+    # The next flash put /main.py back as it compared hashes, before the space check refused
+    # it ("Nothing was written"): the board booted half the old bundle and half the new.
+    big_new = bytes(reversed(range(256))) * 40
+    write_bundle(tmp_path / "b1", dict(v1, **{"agent/big.mpy": bytes(range(256)) * 40}))
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/big.mpy": big_new,
+                                              "agent/log.mpy": mpy_of("X = 3\n")}))
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", cut=("agent/big.mpy", 5000, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)[0] == 9
+    assert "main.py.off" in os.listdir(tmp_path / "board")
+    with FakeBoard(tmp_path / "board", free=4096) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)
+        assert code == flash.EXIT_FS_FULL, err
+        assert "Nothing was written" in err and "/main.py is set aside" in err
+        assert "main.py" not in board.files() and "main.py.off" in board.files()
+    with FakeBoard(tmp_path / "board") as board:     # the flash ends: main.py is not resent
+        before = len(board.writes)
+        flash_ok(tmp_path / "b2", board)
+        assert "/main.py.part" not in [p for p, _ in board.writes[before:]]
+        assert board.file("main.py") == v1["main.py"] and "main.py.off" not in board.files()
+        assert board.file("agent/big.mpy") == big_new
+
+
+def test_an_interim_manifest_that_does_not_fit_leaves_the_old_bundle_running(tmp_path, v1):
+    # It was written after /main.py went aside, outside the handler that puts it back: the
+    # old bundle, untouched, no longer booted.
+    write_bundle(tmp_path / "b1", v1)
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/added.mpy": mpy_of("Y = 1\n")}))
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", budget=100) as board:
+        resets = board.soft_resets
+        code, out, err = run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)
+        assert code == flash.EXIT_FS_FULL and "manifest.json did not fit" in err
+        assert "set aside" not in err and "runs its program again" in err
+        assert board.file("main.py") == v1["main.py"] and "main.py.off" not in board.files()
+        assert board.file("manifest.json") == (tmp_path / "b1" / "manifest.json").read_bytes()
+        assert board.soft_resets == resets + 2 and board.state != "raw"
+
+
+def test_a_refused_flash_leaves_the_board_running_instead_of_halted_in_the_raw_repl(tmp_path,
+                                                                                    v1):
+    write_bundle(tmp_path / "b1", v1, mpy=(6, 3, "xtensawin"))
+    with FakeBoard(tmp_path / "board", mpy=MPY_5_0_XTENSAWIN) as board:
+        code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port)
+        assert code == flash.EXIT_INCOMPATIBLE and "Nothing was written" in err
+        assert "soft-reset and runs its program again" in err
+        assert board.state != "raw" and board.writes == []
+
+
+def test_the_summary_counts_the_manifest_it_sent(tmp_path, v1):
+    write_bundle(tmp_path / "b1", v1)
+    v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
+    write_bundle(tmp_path / "b2", v2)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+        out = flash_ok(tmp_path / "b2", board)
+    sent = len(v2["agent/log.mpy"]) + (tmp_path / "b2" / "manifest.json").stat().st_size
+    assert "1 to send and manifest.json" in out
+    assert "flashed 1 of 7 files and manifest.json (%d bytes)" % sent in out
+
+
 def test_a_copy_that_arrives_damaged_is_not_renamed_over_the_old_file(tmp_path, v1):
     write_bundle(tmp_path / "b1", v1)
     v2 = dict(v1, **{"agent/log.mpy": mpy_of("def f(x):\n    return x * 3\n" * 40)})
@@ -792,7 +856,10 @@ def test_flash_with_logs_follows_the_board_on_the_same_port_from_its_first_line(
         text = out.getvalue()
         assert "flashed 7 of 7 files" in text
         assert "--- %s at 115200 baud: Ctrl-C to quit ---" % board.port in err.getvalue()
-        assert 'Type "help()" for more information.' in text.split("flashed 7 of 7 files")[1]
+        after = text.split("flashed 7 of 7 files")[1]
+        assert 'Type "help()" for more information.' in after
+        # the reboot's own line, which the flash read to know the board restarted, is shown
+        assert "soft reboot" in after.split('Type "help()"')[0]
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", "/dev/null", "--logs",
                                "--no-reset")
     assert code == 2 and "not with --no-reset" in err

@@ -4,6 +4,7 @@ import io
 import threading
 import time
 
+import pytest
 import serial
 
 from firmware import cli, logs
@@ -111,3 +112,11 @@ def test_a_boards_control_characters_are_shown_not_sent_to_the_terminal():
     out = io.StringIO()
     Console(out, stamps=False).feed(b"ok\x1b]0;pwned\x07 done\r\nnext\tline\x7f\n")
     assert out.getvalue() == "ok\\x1b]0;pwned\\x07 done\nnext\tline\\x7f\n"
+
+
+@pytest.mark.parametrize("baud", ["2147483648", "12345678901", "0"])
+def test_a_baud_rate_no_port_takes_is_a_usage_error_not_a_traceback(baud, capsys):
+    with pytest.raises(SystemExit) as exit:
+        cli.build_parser()[0].parse_args(["logs", "--port", "/dev/null", "--baud", baud])
+    assert exit.value.code == 2
+    assert "expected a whole number from 1 to 12000000" in capsys.readouterr().err
