@@ -117,12 +117,13 @@ def main(args, out=None, err=None):
         if args.console and args.console_port:
             _bindable(args.console_port)
         if not shard:
+            lock = _lock(workdir)   # held until this process ends
             _check_workdir(workdir)
     except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
         return 2
     if not shard:
-        _fresh(workdir, sqlite=db is None)
+        _fresh(workdir, sqlite=db is None, report=report_path)
     out.write("simulating %s for %s of device time%s%s, faults: %s\n" % (
         "%d device%s" % (devices, "" if devices == 1 else "s") if not shard else "devices %d-%d of %d (shard %d/%d)" % (
             first + 1, end, devices, shard[0], shard[1]),
@@ -132,6 +133,10 @@ def main(args, out=None, err=None):
         (args.faults or "none") if args.faults is not None else DEFAULT_FAULTS))
     out.flush()
     run = fleet.run()
+    import signal
+    # SIGTERM (timeout, systemd, a CI job cancelled) stops the run as Ctrl-C does: the devices
+    # and the ingest's broker session are closed, not left behind.
+    before = signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = asyncio.run(run)
     except KeyboardInterrupt:
@@ -141,6 +146,7 @@ def main(args, out=None, err=None):
         err.write("tether simulate: %s\n" % exc)
         return 2
     finally:
+        signal.signal(signal.SIGTERM, before)
         for server in consoles:
             server.stop()
     if shard:
@@ -373,15 +379,50 @@ def _check_workdir(workdir):
                              % (workdir, inside))
 
 
-def _fresh(workdir, sqlite=True):
+def _interrupt(signum, frame):
+    """SIGTERM's handler: what Ctrl-C's does (asyncio's, which cancels the run), also where
+    SIGINT is ignored (a job a script started in the background)."""
+    import signal
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+    else:
+        raise KeyboardInterrupt
+
+
+def _lock(workdir):
+    """The open lock file of workdir; ValueError when another run holds it (two runs in one
+    workdir removed each other's buffers and database, and both reported readings lost)."""
+    import fcntl
+    os.makedirs(workdir, exist_ok=True)
+    f = open(os.path.join(workdir, ".lock"), "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        pid = f.read().strip()
+        f.close()
+        raise ValueError("another tether simulate%s is running in %s: wait for it to end, or "
+                         "give another --workdir" % (" (pid %s)" % pid if pid.isdigit() else "",
+                                                     workdir))
+    f.truncate(0)
+    f.write("%d\n" % os.getpid())
+    f.flush()
+    return f
+
+
+def _fresh(workdir, sqlite=True, report=None):
     """A new run starts from empty buffers and an empty database: removes what an earlier run
-    left in workdir (only what a run writes there). A database given with --db is the user's:
-    it is left as it is (a new run wants a new one)."""
+    left in workdir (only what a run writes there), and the report it will write (an
+    interrupted run left the one before beside its own database). A database given with --db
+    is the user's: it is left as it is (a new run wants a new one)."""
     import glob
     import shutil
     shutil.rmtree(os.path.join(workdir, "devices"), ignore_errors=True)
     for path in glob.glob(os.path.join(workdir, "fleet.sqlite*")) if sqlite else ():
         os.remove(path)
+    if report is not None and os.path.isfile(report):
+        os.remove(report)
 
 
 def add_command(sub):

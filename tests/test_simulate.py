@@ -463,6 +463,63 @@ def test_a_second_run_in_the_same_workdir_takes_the_devices_folder_the_first_lef
     assert any((tmp_path / "w" / "devices").glob("*/id"))
 
 
+def test_a_second_run_in_a_workdir_a_run_holds_is_refused_and_takes_nothing_of_it(tmp_path):
+    # It deleted the running one's buffers and database; both then reported readings lost.
+    import fcntl
+    files = _earlier_run(tmp_path / "w")
+    with open(tmp_path / "w" / ".lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)     # as a running simulate holds it
+        held.write("4242\n")
+        held.flush()
+        err = io.StringIO()
+        assert simulate_cmd.main(_args(tmp_path), out=io.StringIO(), err=err) == 2
+    assert err.getvalue() == ("tether simulate: another tether simulate (pid 4242) is running "
+                              "in %s: wait for it to end, or give another --workdir\n"
+                              % (tmp_path / "w"))
+    assert sorted(str(p) for p in (tmp_path / "w").rglob("*")
+                  if p.name != ".lock") == files
+    assert (tmp_path / "w" / "fleet.sqlite").read_bytes() == b"earlier"
+
+
+def test_an_interrupted_run_leaves_no_report_of_the_run_before_beside_its_database(
+        tmp_path, monkeypatch):
+    # report.json still held the complete run before while fleet.sqlite held the cut one.
+    _earlier_run(tmp_path / "w")
+
+    async def cut(self):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Fleet, "run", cut)
+    args = _args(tmp_path)
+    args.workers = 1
+    with pytest.raises(KeyboardInterrupt):
+        simulate_cmd.main(args, out=io.StringIO(), err=io.StringIO())
+    assert not (tmp_path / "w" / "report.json").exists()
+    assert not (tmp_path / "w" / "fleet.sqlite").exists()
+
+
+@pytest.mark.parametrize("sigint", ["default", "ignored"])
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, sigint):
+    # It killed the run at once: the devices' workers were orphaned and the ingest's session
+    # stayed on the user's broker, queueing the fleet's messages for nobody. A script's
+    # background job has SIGINT ignored: there SIGTERM must stop it all the same.
+    ignore = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint == "ignored" \
+        else None
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "firmware.cli", "simulate", "--workdir", str(tmp_path / "w"),
+         "--duration", "30d", "--devices", "4", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=ignore,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        assert proc.stdout.readline().startswith("simulating 4 devices")
+        assert "running: device time" in proc.stdout.readline()     # under way
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "tether simulate: interrupted" in err and "Traceback" not in err
+
+
 def test_a_database_in_a_folder_not_made_yet_gets_its_folder_as_the_report_does(tmp_path):
     db = tmp_path / "runs" / "today" / "fleet.sqlite"
     args = _args(tmp_path)
