@@ -54,6 +54,8 @@ class Journal:
     warning` shows the problems alone. The text is the terminal's; a line written plainly is an
     error (what `tether run` says before it stops)."""
 
+    levels = True
+
     def __init__(self, stream):
         self.stream = stream
 
@@ -81,9 +83,34 @@ def journal(stream):
     return stream
 
 
+class Unbroken:
+    """The agent's output, which never stops it: a pipe that closed (`| head`, a `tee` that
+    died) made the next line raise into the uplink, which took the connection for failed and
+    never delivered again. After the first failure nothing more is written."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.levels = getattr(stream, "levels", False)
+        self.gone = False
+
+    def write(self, text, *level):
+        if not self.gone:
+            try:
+                self.stream.write(text, *level)
+            except (OSError, ValueError):   # ValueError: the stream was closed
+                self.gone = True
+
+    def flush(self):
+        if not self.gone:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self.gone = True
+
+
 def say(out, text, level):
     """Writes text at a priority: one the journal files, plain elsewhere."""
-    if isinstance(out, Journal):
+    if getattr(out, "levels", False):
         out.write(text, level)
     else:
         out.write(text)
@@ -248,9 +275,9 @@ class Reporter:
                 try:
                     await super().connect()
                 except Exception as exc:
-                    reporter.refused(exc)
+                    _aside(reporter.refused, exc)
                     raise
-                reporter.connected(self)
+                _aside(reporter.connected, self)
 
             # The uplink sets on_close on each client it makes: reported, then passed on.
             @property
@@ -260,12 +287,20 @@ class Reporter:
             @on_close.setter
             def on_close(self, fn):
                 def closed(exc):
-                    reporter.lost(exc)
+                    _aside(reporter.lost, exc)
                     if fn is not None:
                         fn(exc)
                 self._logged_on_close = closed
 
         return Logged
+
+
+def _aside(say, *args):
+    """A line of the reporter's, which nothing the agent does waits on or fails by."""
+    try:
+        say(*args)
+    except Exception:   # noqa: BLE001 - the connection is the agent's, the line only ours
+        pass
 
 
 def main(args, err=sys.stderr):
@@ -309,7 +344,7 @@ def _main(profile, args, err):
         return ready
     platform, claim, held = ready
     try:
-        return asyncio.run(_run(profile, platform, args, err, claim))
+        return asyncio.run(_run(profile, platform, args, Unbroken(err), claim))
     finally:
         if held is not None:
             held.close()

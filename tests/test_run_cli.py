@@ -779,3 +779,34 @@ def test_a_buffer_inside_another_or_holding_one_is_refused(tmp_path):
     with pytest.raises(ValueError, match="holds the buffer in %s" % (tmp_path / "a")):
         hold_buffer(str(tmp_path), "wc")
     hold_buffer(str(tmp_path / "b"), "wd").close()        # a folder beside it is fine
+
+
+def test_a_log_pipe_that_closes_leaves_delivery_going(tmp_path, mosquitto):
+    # `tether run ... 2>&1 | head -2`: once head had gone, the next line raised into the
+    # uplink, which took each new connection for failed and never delivered again.
+    import os
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (mosquitto.port, ""))
+    proc = subprocess.Popen([sys.executable, "-m", "firmware.cli", "run", str(profile),
+                             "--store", str(tmp_path / "buffer"), "--status-every", "1s"],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        for line in proc.stderr:
+            if b"connected to 127.0.0.1:%d" % mosquitto.port in line:
+                break
+        proc.stderr.close()     # the reader is gone: every later line meets a closed pipe
+        mosquitto.stop()        # so the next connection made has a line to print
+        time.sleep(2)
+        mosquitto.start()
+        watcher, got = watch(mosquitto.port, "tether/v1/pi-1/up/batch")
+        deadline = time.monotonic() + 60
+        while len(got) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        watcher.loop_stop()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    assert len(got) >= 3, "no batch delivered once the log's pipe had closed"
