@@ -19,6 +19,8 @@
 import asyncio
 import random
 
+from agent.mqtt import MQTTError
+
 try:
     from micropython import const
 except ImportError:
@@ -31,6 +33,7 @@ QUICK_RETRIES = const(5)  # reconnects tried at the minimum backoff before it st
 REPAIR_RANGES = const(32)  # ranges waiting to be re-sent, at most: two commands' worth
 MAX_WAITING = const(8)     # commands waiting to be run, at most
 ONLINE = b"online"
+REFUSED_CMD = "the broker refused the subscription to %s: commands cannot reach the device"
 OFFLINE = b"offline"
 
 
@@ -139,7 +142,15 @@ class Uplink:
                 if self.connects > 1:
                     self.reconnects += 1
                 await client.publish(self.topics.status, ONLINE, 1, True)
-                await client.subscribe(self.topics.cmd, 1)
+                try:
+                    await client.subscribe(self.topics.cmd, 1)
+                except MQTTError as exc:
+                    if exc.args[0] != 0x80:
+                        raise
+                    # A broker whose policy denies it (AWS IoT, EMQX, HiveMQ, a Mosquitto
+                    # ACL): the data still goes; commands come once a connection gets it.
+                    self.last_error = REFUSED_CMD % self.topics.cmd
+                    self.errors += 1
                 self.told = False
                 if self.schema is not None:
                     # not retained: the profile's own stays the topic's retained one

@@ -23,6 +23,7 @@ import ssl
 import sys
 import time
 
+from agent.uplink import REFUSED_CMD
 from firmware.args import device_id
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
@@ -180,6 +181,7 @@ class Reporter:
         self.client_id = None    # of the connection last made
         self.quick_losses = 0    # connections lost within QUICK_LOSS_S of being made, in a row
         self.reasons = {}  # sensor name -> its failure's words, as its sensor_error event said
+        self.told_commands = False
 
     def line(self, text, level=INFO):
         say(self.out, "%s %s\n" % (time.strftime("%Y-%m-%d %H:%M:%S"), text), level)
@@ -193,6 +195,13 @@ class Reporter:
         self.failing, self.failures = None, 0
         self.error_before = self.agent.uplink.last_error if self.agent else None
         self.connected_at = time.monotonic()
+
+    def subscribe_refused(self, topic, exc):
+        """Said once a run (the uplink tries again at each connection, and sends meanwhile)."""
+        if getattr(exc, "args", (None,))[:1] == (0x80,) and not self.told_commands:
+            self.told_commands = True
+            self.line("%s; readings are sent all the same (does the broker's policy let the "
+                      "device subscribe to it?)" % (REFUSED_CMD % topic), WARNING)
 
     def refused(self, exc):
         """A connection attempt failed: said at once, then again only when the reason changes."""
@@ -278,6 +287,13 @@ class Reporter:
                     _aside(reporter.refused, exc)
                     raise
                 _aside(reporter.connected, self)
+
+            async def subscribe(self, topic, qos):
+                try:
+                    return await super().subscribe(topic, qos)
+                except Exception as exc:
+                    _aside(reporter.subscribe_refused, topic, exc)
+                    raise
 
             # The uplink sets on_close on each client it makes: reported, then passed on.
             @property

@@ -199,6 +199,33 @@ def test_mutual_tls_and_the_acl_let_a_device_write_only_under_its_own_name(
         watcher.stop()
 
 
+def test_a_broker_that_refuses_the_command_subscription_still_gets_the_readings(
+        request, interp, tmp_path, mosquitto):
+    # A policy that lets a device publish but not subscribe (AWS IoT, EMQX, HiveMQ) answers
+    # SUBACK 0x80: the agent dropped each connection on it and never delivered a batch.
+    from simulator.lab.netproxy import Proxy
+    proxy = Proxy(mosquitto.port)
+    proxy.refuse_subscriptions = True
+    watcher = Watcher(mosquitto.port)
+    url = "mqtt://127.0.0.1:%d" % proxy.port
+    run = Run(request, interp, tmp_path, PROFILE % {"device": "device-A", "broker": url,
+                                                    "extra": ""}, health_ms=1000)
+    try:
+        watcher.wait("tether/v1/device-A/up/batch",
+                     lambda p: len(watcher.on("tether/v1/device-A/up/batch")) >= 3)
+        health = watcher.wait("tether/v1/device-A/up/health",
+                              lambda p: cbor_decode.loads(p)["last_error"] is not None)
+    finally:
+        run.end()
+        watcher.stop()
+        proxy.close()
+    report = cbor_decode.loads(health)
+    assert report["last_error"] == ("the broker refused the subscription to "
+                                    "tether/v1/device-A/down/cmd: commands cannot reach the "
+                                    "device")
+    assert report["connects"] == 1 and proxy.connections == 1
+
+
 def test_commands_are_answered_and_garbage_does_not_stop_the_agent(
         request, interp, tmp_path, mosquitto):
     device = "cmd-" + interp

@@ -810,3 +810,25 @@ def test_a_log_pipe_that_closes_leaves_delivery_going(tmp_path, mosquitto):
     finally:
         proc.kill()
     assert len(got) >= 3, "no batch delivered once the log's pipe had closed"
+
+
+def test_a_refused_command_subscription_is_said_once_and_the_readings_go(tmp_path, mosquitto):
+    from simulator.lab.netproxy import Proxy
+    proxy = Proxy(mosquitto.port)
+    proxy.refuse_subscriptions = True
+    watcher, got = watch(mosquitto.port, "tether/v1/pi-1/up/batch")
+    profile = tmp_path / "pi.yaml"
+    profile.write_text(PROFILE % (proxy.port, ""))
+    run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--quiet")
+    try:
+        line = run.wait_for("refused the subscription to tether/v1/pi-1/down/cmd")
+        assert "readings are sent all the same" in line
+        deadline = time.monotonic() + 60
+        while len(got) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        code, rest = run.stop()
+    finally:
+        watcher.loop_stop()
+        proxy.close()
+    assert code == 0 and len(got) >= 2
+    assert not any("disconnected" in line for line in run.seen), run.seen

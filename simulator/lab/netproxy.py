@@ -6,6 +6,7 @@ counting the bytes on the wire.
     proxy.partition(True)            # new connections are refused until partition(False)
     proxy.black_hole(True)           # new connections are accepted and never answered
     proxy.upstream = other_port      # the next connections go elsewhere
+    proxy.refuse_subscriptions = True  # every SUBACK the broker sends says 0x80 (refused)
     proxy.bytes_up, proxy.bytes_down # what went through, each way
 """
 import socket
@@ -21,6 +22,7 @@ class Proxy:
         self.connections = 0
         self._partitioned = False
         self._hole = False
+        self.refuse_subscriptions = False   # as a broker whose policy denies them
         self._lock = threading.Lock()
         self._pairs = []
         self._server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -98,6 +100,7 @@ class Proxy:
                 return
 
     def _pipe(self, src, dst, upward):
+        held = b""      # downward, while subscriptions are refused: a packet not whole yet
         while True:
             try:
                 data = src.recv(65536)
@@ -114,7 +117,33 @@ class Proxy:
                 self.bytes_up += len(data)
             else:
                 self.bytes_down += len(data)
+            if not upward and (self.refuse_subscriptions or held):
+                data, held = _refused(held + data)
             try:
                 dst.sendall(data)
             except OSError:
                 return
+
+
+def _refused(data):
+    """(the whole MQTT packets in data, each SUBACK's return codes set to 0x80; the rest)."""
+    out = bytearray()
+    at = 0
+    while True:
+        n, shift, i = 0, 0, at + 1
+        while i < len(data) and i - at <= 4:
+            n |= (data[i] & 0x7F) << shift
+            shift += 7
+            i += 1
+            if not data[i - 1] & 0x80:
+                break
+        else:
+            break
+        if i + n > len(data):
+            break
+        packet = bytearray(data[at:i + n])
+        if packet[0] & 0xF0 == 0x90:
+            packet[i - at + 2:] = b"\x80" * (n - 2)
+        out += packet
+        at = i + n
+    return bytes(out), data[at:]
