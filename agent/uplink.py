@@ -19,8 +19,6 @@
 import asyncio
 import random
 
-from agent.mqtt import MQTTError
-
 try:
     from micropython import const
 except ImportError:
@@ -144,8 +142,9 @@ class Uplink:
                 await client.publish(self.topics.status, ONLINE, 1, True)
                 try:
                     await client.subscribe(self.topics.cmd, 1)
-                except MQTTError as exc:
-                    if exc.args[0] != 0x80:
+                except Exception as exc:
+                    # MQTTError's code (agent.mqtt is not imported here: a board's heap)
+                    if getattr(exc, "code", None) != 0x80:
                         raise
                     # A broker whose policy denies it (AWS IoT, EMQX, HiveMQ, a Mosquitto
                     # ACL): the data still goes; commands come once a connection gets it.

@@ -198,7 +198,7 @@ class Reporter:
 
     def subscribe_refused(self, topic, exc):
         """Said once a run (the uplink tries again at each connection, and sends meanwhile)."""
-        if getattr(exc, "args", (None,))[:1] == (0x80,) and not self.told_commands:
+        if getattr(exc, "code", None) == 0x80 and not self.told_commands:
             self.told_commands = True
             self.line("%s; readings are sent all the same (does the broker's policy let the "
                       "device subscribe to it?)" % (REFUSED_CMD % topic), WARNING)
@@ -549,7 +549,7 @@ async def _run(profile, platform, args, out, claim=None):
     except OSError as exc:  # the buffer's folder; an ssl.SSLError (check reports those first)
         out.write("tether run: %s%s\n" % (_buffer_of(exc, profile), _os_error(exc)))
         return _start_failed(exc)
-    except ValueError as exc:
+    except (ValueError, ImportError) as exc:    # ImportError: gpiod, for the profile's pins
         out.write("tether run: %s\n" % exc)
         return 2
     reporter.agent = agent

@@ -110,6 +110,16 @@ def find_gpiochip():
                            "/dev/gpiochipN" % why)
 
 
+def check_gpiod():
+    """ServiceError unless the GPIO bindings import: without them the service would stop at
+    each start (--gpiochip names the chip, not the bindings that drive it)."""
+    from hal.linux.gpio import load_gpiod
+    try:
+        load_gpiod()
+    except ImportError as exc:
+        raise ServiceError(2, "tether install-service: the profile uses GPIO pins: %s" % exc)
+
+
 def command():
     """How the unit starts tether: this Python, with the firmware package it imports, isolated
     (-I): `-m` would put the working directory, /var/lib/tether, first on sys.path, and a
@@ -413,6 +423,8 @@ def install(args, out, err=sys.stderr):
         checks = [lambda: _check_groups(groups), _check_visible]
         if chip:
             checks.append(find_gpiochip)
+        elif args.gpiochip:
+            checks.append(check_gpiod)
         for check in checks:
             try:
                 check()
@@ -441,6 +453,8 @@ def install(args, out, err=sys.stderr):
         _check_visible()
         if chip:
             find_gpiochip()     # the service finds it at each start: there must be one
+        elif args.gpiochip:
+            check_gpiod()
     _check_shared_buffer(root, profile, profile_path, name)
     moved = _moved_buffer(root, profile, profile_path)
     try:

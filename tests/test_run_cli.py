@@ -832,3 +832,21 @@ def test_a_refused_command_subscription_is_said_once_and_the_readings_go(tmp_pat
         proxy.close()
     assert code == 0 and len(got) >= 2
     assert not any("disconnected" in line for line in run.seen), run.seen
+
+
+def test_gpio_pins_without_the_gpio_bindings_stop_the_run_in_one_line_exit_2(tmp_path):
+    # A traceback and exit 1, which the service restarted every 10 s for good.
+    import os
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "gpiod.py").write_text("raise ImportError('No module named gpiod')\n")
+    profile = tmp_path / "hx.yaml"
+    profile.write_text("device: {id: hx-1}\nplatform: rpi\nsensors:\n"
+                       "  - {name: weight, driver: hx711, pins: {dout: 23, sck: 24}}\n"
+                       "uplink: {broker: \"mqtt://127.0.0.1:1\"}\n")
+    done = subprocess.run([sys.executable, "-m", "firmware.cli", "run", str(profile), "--store",
+                           str(tmp_path / "buffer"), "--gpiochip", "/dev/gpiochip0"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env=dict(os.environ, PYTHONPATH="%s:%s" % (tmp_path / "shadow", ROOT)))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith("tether run: GPIO on Linux needs libgpiod's Python bindings")
+    assert "Traceback" not in done.stderr

@@ -37,10 +37,12 @@ uplink: {broker: "mqtts://broker.example:8883", username: u, password: s3cret-pw
 """
 
 
-def tether(*args, env=None, cwd=ROOT):
+def tether(*args, env=None, cwd=ROOT, first=None):
+    """first: a folder whose modules shadow the installed ones."""
+    path = str(ROOT) if first is None else "%s:%s" % (first, ROOT)
     return subprocess.run([sys.executable, "-m", "firmware.cli", *args], capture_output=True,
                           text=True, cwd=cwd, timeout=LIVENESS_S,
-                          env=dict(env or os.environ, PYTHONPATH=str(ROOT)))
+                          env=dict(env or os.environ, PYTHONPATH=path))
 
 
 def write(tmp_path, text, name="pi.yaml"):
@@ -644,3 +646,16 @@ def test_the_units_command_does_not_run_a_firmware_folder_in_its_working_directo
     proc = subprocess.run(service.command() + ["--version"], cwd=str(tmp_path),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "HIJACKED" not in proc.stdout + proc.stderr, proc.stderr
+
+
+def test_gpio_pins_without_the_gpio_bindings_are_warned_of_even_with_gpiochip(tmp_path):
+    # --gpiochip skipped the check: the unit was installed, and every start stopped on the
+    # missing gpiod.
+    (tmp_path / "shadow").mkdir()
+    (tmp_path / "shadow" / "gpiod.py").write_text("raise ImportError('No module named gpiod')\n")
+    profile = write(tmp_path, PI_PROFILE)
+    done = tether("install-service", profile, "--dry-run", "--gpiochip", "/dev/gpiochip0",
+                  first=tmp_path / "shadow")
+    assert done.returncode == 0
+    assert ("warning: an install on this machine would stop here: the profile uses GPIO pins: "
+            "GPIO on Linux needs libgpiod's Python bindings, version 2") in done.stderr
