@@ -204,3 +204,37 @@ def test_a_uart_another_program_has_open_is_busy_and_said_so(pty):
     finally:
         first.close()
     LinuxUART(path, 9600, timeout_ms=TIMEOUT_MS).close()      # free again once it is closed
+
+
+def test_an_adapter_unplugged_and_plugged_back_is_read_again_without_a_restart(tmp_path):
+    # The port opened at start stayed broken for good: the sensors on it failed with
+    # "OSError: [Errno 5]" until someone restarted the service.
+    link = tmp_path / "ttyUSB9"              # as /dev/serial/by-id/... names an adapter
+    master, slave = os.openpty()
+    link.symlink_to(os.ttyname(slave))
+    uart = LinuxUART(str(link), 9600, timeout_ms=TIMEOUT_MS)
+    try:
+        uart.write(b"ping")
+        assert device_reads(master, 4) == b"ping"
+        os.close(master)                     # unplugged
+        os.close(slave)
+        with pytest.raises(Exception) as err:
+            uart.read(4)
+        assert err.value.kind == "bus"
+        assert "is the USB serial adapter still plugged in?" in str(err.value)
+        assert "[Errno" not in str(err.value)
+        link.unlink()
+        with pytest.raises(Exception) as err:   # still away: the open's own words
+            uart.write(b"x")
+        assert err.value.kind == "bus" and "is the USB serial adapter plugged in?" in \
+            str(err.value)
+        master, slave = os.openpty()         # back, as another ttyUSBn
+        link.symlink_to(os.ttyname(slave))
+        uart.write(b"pong")
+        assert device_reads(master, 4) == b"pong"
+        os.write(master, b"ok")
+        assert uart.read(2) == b"ok"
+    finally:
+        uart.close()
+        os.close(master)
+        os.close(slave)

@@ -14,15 +14,24 @@ import os
 
 
 class LinuxUART:
+    """An adapter unplugged while open fails each transfer with a `bus` error (hal/unopened.py)
+    until it is back: the next transfer then opens the port again (a by-id name follows the
+    adapter to its new ttyUSBn), so no restart is needed."""
+
     def __init__(self, port, baudrate=9600, timeout_ms=100):
+        self.port = port
+        self.baudrate = baudrate
+        self.timeout_ms = timeout_ms
+        self._serial = self._open()
+
+    def _open(self):
         import serial  # pyserial, a dependency of the host package
 
-        self.port = port
+        port, baudrate, timeout_ms = self.port, self.baudrate, self.timeout_ms
         try:
             # Exclusive (flock): a `tether read` while the service reads the port took some of
             # its answers, and the fleet got sensor_error events for a chip that was fine.
-            self._serial = serial.Serial(port, baudrate, timeout=timeout_ms / 1000.0,
-                                         exclusive=True)
+            return serial.Serial(port, baudrate, timeout=timeout_ms / 1000.0, exclusive=True)
         except serial.SerialException as exc:
             code = getattr(exc, "errno", None) or errno.EIO
             if code in (errno.EAGAIN, errno.EWOULDBLOCK):
@@ -42,23 +51,62 @@ class LinuxUART:
             raise OSError(code, "cannot open UART %s (%s): %s"
                           % (port, os.strerror(code), hint)) from exc
 
+    def _port(self):
+        if self._serial is None:
+            try:
+                self._serial = self._open()
+            except OSError as exc:
+                raise _gone(exc)
+        return self._serial
+
+    def _lost(self, exc):
+        """The port failed under a transfer (an adapter unplugged: EIO, or pyserial's "returned
+        no data"): closed, to be opened again by the next transfer."""
+        try:
+            self._serial.close()
+        except Exception:   # noqa: BLE001 - it is gone either way
+            pass
+        self._serial = None
+        words = getattr(exc, "strerror", None) or str(exc)
+        return _gone(OSError(errno.EIO, "UART %s failed (%s): is the USB serial adapter still "
+                                        "plugged in? It is opened again at the next try"
+                             % (self.port, words)))
+
     def write(self, buf):
-        return self._serial.write(bytes(buf))
+        port = self._port()
+        try:
+            return port.write(bytes(buf))
+        except OSError as exc:      # serial.SerialException is one
+            raise self._lost(exc)
 
     def read(self, nbytes=None):
-        if nbytes is None:
-            nbytes = self._serial.in_waiting
-            if not nbytes:
-                return None
-        elif nbytes == 0:
-            return b""
-        data = self._serial.read(nbytes)
+        port = self._port()
+        try:
+            if nbytes is None:
+                nbytes = port.in_waiting
+                if not nbytes:
+                    return None
+            elif nbytes == 0:
+                return b""
+            data = port.read(nbytes)
+        except OSError as exc:
+            raise self._lost(exc)
         return data if data else None
 
     def any(self):
-        return self._serial.in_waiting
+        port = self._port()
+        try:
+            return port.in_waiting
+        except OSError as exc:
+            raise self._lost(exc)
 
     def close(self):
-        self._serial.close()
+        if self._serial is not None:
+            self._serial.close()
 
     deinit = close
+
+
+def _gone(exc):
+    from hal.unopened import bus_error
+    return bus_error(exc)
