@@ -101,6 +101,7 @@ class Uplink:
         self.errors = 0            # failed attempts and lost connections: each last_error
         self.published = 0
         self.acked = 0
+        self.stalled = False     # the connection ended by ack_timeout
         self.too_large = 0       # incoming messages larger than the client takes, read past
         self.commands_dropped = 0  # commands that came while MAX_WAITING waited
 
@@ -163,8 +164,13 @@ class Uplink:
             self._drop(client)
             if self.stopping:
                 break
-            if connected_at is not None and self.wall.monotonic() - connected_at >= self.stable_ms:
+            # A connection the device gave up for want of PUBACKs is a failure however long it
+            # lasted (ack_timeout is longer than stable_ms): a broker that never acknowledges
+            # was met at the minimum backoff, for as long as it lasted.
+            if connected_at is not None and not self.stalled \
+                    and self.wall.monotonic() - connected_at >= self.stable_ms:
                 failures = 0
+            self.stalled = False
             # Full jitter (a random delay up to the capped exponential): a fleet that lost its
             # broker together does not come back together. The first five retries (2.5-5 s)
             # stay at the minimum: most outages are a broker restart of seconds, and doubling
@@ -247,6 +253,7 @@ class Uplink:
             if self.inflight:
                 left = self.progress_at + self.ack_timeout_ms - self.wall.monotonic()
                 if left <= 0:
+                    self.stalled = True
                     raise OSError("no PUBACK for %d ms (uplink.ack_timeout)" % self.ack_timeout_ms)
                 wait = min(wait, left)
             try:

@@ -372,6 +372,36 @@ def test_a_broker_that_never_acknowledges_is_left_and_the_batches_go_again():
     run(main())
 
 
+def test_connections_left_for_want_of_pubacks_count_as_failures_however_long_they_lasted():
+    # ack_timeout (30 s by default) is longer than stable_ms: every connection given up on a
+    # broker that never acknowledges counted as a good one, and the device came back at the
+    # minimum backoff, republishing its window, for as long as the fault lasted.
+    async def main():
+        buf = make_buffer(2)
+        up = uplink(buf)
+        clock = up.clock
+        caps = []
+
+        class Rng:
+            def randint(self, a, b):
+                caps.append(b)
+                return a
+        up.rng = Rng()
+        up.stable_ms = 500
+        up.ack_timeout_ms = 1000
+        task = asyncio.create_task(up.run())
+        for i in range(8):
+            await connection(i)
+            clock.advance(1000)
+            up.notify()
+        await connection(8)
+        assert caps == [2, 2, 2, 2, 2, 4, 8, 16]
+        assert "no PUBACK for 1000 ms" in up.last_error
+        await up.stop()
+        await task
+    run(main())
+
+
 def test_a_puback_that_comes_before_publish_returns_still_acks_its_batch():
     class EagerClient(FakeClient):
         async def publish(self, topic, payload, qos=1, retain=False, dup=False):
