@@ -124,8 +124,9 @@ class Buffer:
             # Flash gone bad: which profile numbered the journal's rows went with it, and the
             # running one almost always did. Counted as discarded, as a state file that fails
             # its check is; every boot stopped here before.
-            self.log.discarded += len(raw)
-            discarded += len(raw)
+            # An emptied one counts a byte: health shows it.
+            self.log.discarded += max(len(raw), 1)
+            discarded += max(len(raw), 1)
         changed = old is not None and old != doc
         if size:
             # The journal's rows are the last boot's: they become batches now, of their own

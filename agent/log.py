@@ -255,15 +255,20 @@ class Log:
         numbers.sort()
         for n in numbers:
             seg = Segment(n)
-            last = self.last_seq        # the newest good batch before this segment
+            # The newest good batch before this segment; before the first, what the state says
+            # every deletion left (the oldest segment emptied or gone loses batches too).
+            last = self.last_seq if self.last_seq >= 0 else max(self.acked, self.seq_floor,
+                                                                self.store_first - 1)
             self._scan(seg, replay)
-            if last >= 0 and last + 1 < seg.first_seq:
+            if last + 1 < seg.first_seq:
                 # A corrupt record inside the log, or a segment emptied or gone (not a torn
                 # end, whose seq the next batch takes): the batches between are gone unsent as
                 # far as anyone can tell, so a resend says dropped, not lost at the broker.
                 # Remembered once, not again at every start; acknowledged ones are not.
                 from agent import salvage
-                salvage.gone(self, last, seg.first_seq)
+                # whose bytes are not known: each record's header at least, so that health's
+                # `discarded` shows the log was damaged
+                self.discarded += HEAD * salvage.gone(self, last, seg.first_seq)
         if self.segments:
             self.dead = max(self.dead, self.segments[0].number - 1)
         if self.ack_pos is None:  # _scan found no acked batch

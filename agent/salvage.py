@@ -58,8 +58,12 @@ def _next_good(store, seg, bad):
 
 
 def gone(log, last, seq):
-    """Batches last+1 .. seq-1 were lost to a corrupt record: a resend says dropped (how many
-    readings they held is gone with them)."""
+    """Batches last+1 .. seq-1 were lost to a corrupt record or a segment emptied or gone: a
+    resend says dropped (how many readings they held is gone with them). Returns how many were
+    not remembered before."""
+    n = 0
     for s in range(max(last, log.acked) + 1, seq):
         if not [r for r in log.dropped_ranges if r[0] <= s <= r[1]]:
             log._remember_dropped(s)
+            n += 1
+    return n

@@ -430,3 +430,26 @@ def test_a_segment_emptied_or_gone_in_the_middle_leaves_its_batches_remembered_a
             log.open()
             assert log.dropped_ranges == [[middle[0], middle[-1]]]   # once, not a range a start
             log.close()
+
+
+def test_the_oldest_segment_emptied_or_gone_leaves_its_unsent_batches_remembered_and_counted():
+    # Its batches vanished uncounted: health's discarded said 0, and a resend took them for
+    # lost at the broker.
+    for how in ("emptied", "deleted"):
+        for store, again in both_stores():
+            log = opened(store, segment_bytes=4 * REC)
+            data = [add(log, seq) for seq in range(12)]
+            log.close()
+            names = sorted(n for n in store.names() if n.endswith(".seg"))
+            oldest = seqs_of_segment(again(), names[0])
+            if how == "emptied":
+                again().replace(names[0], b"")
+            else:
+                again().remove(names[0])
+            log = new_log(again(), segment_bytes=4 * REC)
+            discarded = log.open()
+            assert log.dropped_ranges == [[oldest[0], oldest[-1]]], (how, log.dropped_ranges)
+            assert discarded >= HEAD * len(oldest)
+            assert drain(log) == [(s, data[s]) for s in range(12) if s not in oldest]
+            assert log.next_seq() == 12
+            log.close()
