@@ -105,6 +105,10 @@ def main(args, out=None, err=None):
     gap = ""
     # `tether read examples/*.yaml` names secrets.yaml too
     paths = [p for p in args.profiles if os.path.basename(p) != "secrets.yaml"]
+    if not paths:
+        err.write("tether read: secrets.yaml holds a profile's secrets, not a profile: name the "
+                  "profile that uses them\n")
+        return 2
     # With several profiles a fault breaks the sensor where a profile has it.
     applied = set() if len(paths) > 1 else None
     for path in paths:

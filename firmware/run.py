@@ -234,9 +234,13 @@ class Reporter:
         if self.quick_losses == QUICK_LOSSES:
             # A broker drops the older of two clients with one id: two runs of one device (a
             # terminal run left going beside the service) throw each other off in turn.
+            # A broker also ends a connection for what it will not take (a packet over its
+            # max_packet_size, an ACL that disconnects): MQTT 3.1.1 does not say which.
             self.line("lost %d connections within %d s of making them: is another client "
                       "connected with client id %s (another tether run or service of this "
-                      "device)? The broker keeps only the newest" % (
+                      "device)? The broker keeps only the newest. Or the broker refuses what "
+                      "the device sends (a message larger than its maximum packet size, its "
+                      "ACL): its log says why" % (
                           QUICK_LOSSES, QUICK_LOSS_S, self.client_id), WARNING)
 
     def sensors(self):
@@ -264,15 +268,17 @@ class Reporter:
         if u.connected:
             link = "connected"
         else:
-            link = "not connected for %s" % format_duration(
-                int(time.monotonic() - self.down_since) * 1000)
+            down = int(time.monotonic() - self.down_since)
+            link = "not connected for %s" % (format_duration(down * 1000) if down else
+                                             "under 1s")
             if self.failing:
-                link += " (%d attempts: %s)" % (self.failures, self.failing)
+                link += " (%d attempt%s: %s)" % (self.failures, "" if self.failures == 1
+                                                 else "s", self.failing)
         read = sum(c.readings for c in a.sampler.channels)
         self.line("status: %s; %d reading%s, %d batches and events acknowledged, %s waiting, "
                   "%d readings dropped%s, %d sensor errors" % (
-                      link, read, "" if read == 1 else "s", u.acked,
-                      batches(log.unacked), log.dropped, _events_dropped(a), errors))
+                      link, read, "" if read == 1 else "s", u.acked, _waiting(a),
+                      log.dropped, _events_dropped(a), errors))
 
     def logged_client(self, client_class):
         reporter = self
@@ -584,9 +590,16 @@ async def _run(profile, platform, args, out, claim=None):
         await agent.stop()
         await task
     say(out, "stopped: %s waiting for the broker, %d readings%s dropped in all\n"
-        % (batches(agent.buffer.log.unacked), agent.buffer.log.dropped,
+        % (_waiting(agent), agent.buffer.log.dropped,
            _events_dropped(agent).replace(" dropped", "")), NOTICE)
     return 0
+
+
+def _waiting(agent):
+    """'N batches' waiting, and ' and M events' when there are (kept and sent as batches are)."""
+    n = agent.events.log.unacked
+    return batches(agent.buffer.log.unacked) + (
+        " and %d event%s" % (n, "" if n == 1 else "s") if n else "")
 
 
 def _events_dropped(agent):

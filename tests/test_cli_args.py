@@ -108,6 +108,12 @@ def test_read_takes_several_profiles_and_skips_their_secrets(capsys):
     assert "secrets" not in out
 
 
+def test_read_of_the_secrets_file_alone_says_it_is_no_profile(capsys):
+    # It printed nothing and exited 0: a wiring check that checked nothing.
+    assert main(["read", "examples/secrets.yaml", "--platform", "sim"]) == 2
+    assert "secrets.yaml holds a profile's secrets, not a profile" in capsys.readouterr().err
+
+
 def test_read_of_several_profiles_exits_with_the_worst_status(capsys):
     assert main(["read", SIM_PROFILE, "examples/printer.yaml"]) == 2  # esp32, no --platform
     captured = capsys.readouterr()
