@@ -41,6 +41,7 @@ except ImportError:
 from hal.ticks import ticks_diff, ticks_ms
 
 _MPY = sys.implementation.name == "micropython"
+_SEND_POLL_MS = const(20)  # a send the socket could not take whole is tried again this often
 
 ERR_PROTOCOL = const(-1)   # malformed or unexpected packet from the broker
 ERR_TOO_LARGE = const(-2)  # incoming packet (not a PUBLISH) larger than max_packet
@@ -415,25 +416,57 @@ class Client:
         self._pending = True
 
     async def _flush(self):
-        # Wait until the socket took everything, for at most timeout_ms: a broker that stopped
-        # reading must not hold the writer (and the keepalive waiting behind it) forever, and on
-        # MicroPython a socket closed under a blocked drain may never wake it.
+        # Wait until the socket took everything, giving up after timeout_ms without progress: a
+        # broker that stopped reading must not hold the writer (and the keepalive waiting
+        # behind it) forever, and a slow link (a 8 KiB batch at a few hundred bytes a second)
+        # must not be cut in the middle of a message that is going through, then sent again
+        # whole, for good.
         self._pending = False
         w = self._writer
         try:
             if _MPY:
-                await asyncio.wait_for_ms(w.drain(), self.timeout_ms)
-            elif w.transport.get_write_buffer_size() > w.transport.get_write_buffer_limits()[1]:
-                await asyncio.wait_for(w.drain(), self.timeout_ms / 1000)
+                await self._drain(w)
             else:
-                await w.drain()  # does not block: only reports a lost connection
+                t = w.transport
+                while t.get_write_buffer_size() > t.get_write_buffer_limits()[1]:
+                    left = t.get_write_buffer_size()
+                    try:
+                        await asyncio.wait_for(w.drain(), self.timeout_ms / 1000)
+                    except asyncio.TimeoutError:
+                        if t.get_write_buffer_size() >= left:
+                            raise
+                await w.drain()  # does not block now: only reports a lost connection
         except asyncio.TimeoutError:
-            exc = _timeout("broker not reading for %d ms" % self.timeout_ms)
+            exc = _timeout("send stalled for %d ms" % self.timeout_ms)
             self._close(exc)
             raise exc
         except OSError as exc:
             self._close(exc)
             raise
+
+    async def _drain(self, w):
+        # MicroPython: the stream's drain() loses what it wrote if cancelled (it keeps its
+        # offset to itself), so it cannot be timed out and resumed; this one keeps its place.
+        # A socket closed under it raises here, where a drain waiting on the poller may never
+        # wake.
+        mv = memoryview(w.out_buf)
+        off = 0
+        since = ticks_ms()
+        try:
+            while off < len(mv):
+                s = self._sock
+                if s is None:    # closed meanwhile (the reader saw the connection end)
+                    raise OSError(errno.ENOTCONN, "not connected")
+                k = s.write(mv[off:])
+                if k:
+                    off += k
+                    since = ticks_ms()
+                elif ticks_diff(ticks_ms(), since) > self.timeout_ms:
+                    raise asyncio.TimeoutError
+                else:
+                    await asyncio.sleep_ms(_SEND_POLL_MS)
+        finally:
+            w.out_buf = bytes(mv[off:]) if off < len(mv) else b""
 
     async def _write(self, buf, n):
         # One packet, buf[0:n].

@@ -462,9 +462,13 @@ def _recv_exact(conn, n):
 
 
 class _Server:
+    rcvbuf = None   # bytes: a small receive buffer, so that a client feels a slow reader at once
+
     def __init__(self):
         self._sock = socket.socket()
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if self.rcvbuf:
+            self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen(16)
         self.host = "127.0.0.1"
@@ -515,6 +519,19 @@ class _Server:
         self.close()
 
 
+class _Paced:
+    """A connection read at `rate` bytes a second, 256 bytes at a time."""
+
+    def __init__(self, conn, rate):
+        self.conn = conn
+        self.rate = rate
+
+    def recv(self, n):
+        data = self.conn.recv(min(n, 256))
+        time.sleep(len(data) / self.rate)
+        return data
+
+
 class BlackHole(_Server):
     """Accepts TCP connections and never sends a byte (what it receives is kept in `received`):
     a client waiting for its CONNACK, or a TLS handshake, must time out."""
@@ -543,8 +560,12 @@ class FakeBroker(_Server):
     send() injects bytes into the newest connection at any time."""
 
     def __init__(self, connack=b"\x20\x02\x00\x00", after_connack=b"", pingresp=True,
-                 suback=1, read_delay=0.0):
+                 suback=1, read_delay=0.0, read_rate=None):
         self.connack = connack
+        # bytes a second it reads at after CONNACK (through a 2 KB receive buffer): a slow link
+        self.read_rate = read_rate
+        if read_rate:
+            self.rcvbuf = 2048
         self.read_delay = read_delay  # seconds without reading after CONNACK: a slow broker
         self.after_connack = after_connack
         self.pingresp = pingresp
@@ -557,7 +578,8 @@ class FakeBroker(_Server):
     def _serve(self, conn):
         first = True
         while True:
-            pkt = read_packet(conn)
+            pkt = read_packet(_Paced(conn, self.read_rate) if self.read_rate and not first
+                              else conn)
             if pkt is None:
                 self.closed_by_client.set()
                 return

@@ -385,6 +385,33 @@ async def flood(cfg, emit):
     return p.report(sent=sent, error=err, stuck_ms=ticks_diff(ticks_ms(), t))
 
 
+async def slow_link(cfg, emit):
+    """Publish cfg["count"] messages of cfg["size"] bytes (QoS 0) through a send buffer of
+    cfg["sndbuf"] bytes to a broker that reads slowly but steadily: each takes longer than
+    timeout_ms to leave, and must still go whole."""
+    p = Probe(cfg)
+    await p.client.connect()
+    if sys.implementation.name == "micropython":
+        sock = p.client._sock
+    else:
+        sock = p.client._writer.get_extra_info("socket")
+        # asyncio's own buffer too, which would take a whole batch at once
+        p.client._writer.transport.set_write_buffer_limits(0)
+    sock.setsockopt(1, 7, cfg["sndbuf"])    # SOL_SOCKET, SO_SNDBUF (Linux)
+    payload = bytearray(cfg["size"])
+    sent = 0
+    err = None
+    try:
+        for _ in range(cfg["count"]):
+            await p.client.publish("slow", payload, qos=0)
+            await p.client._flush()     # what the next write would wait for: all of it gone
+            sent += 1
+        await p.client.disconnect()
+    except OSError as exc:
+        err = describe(exc)
+    return p.report(sent=sent, error=err)
+
+
 async def two_subscribes(cfg, emit):
     p = Probe(cfg)
     await p.client.connect()
@@ -455,7 +482,7 @@ SCENARIOS = {"publish": publish, "concurrent": concurrent, "flood": flood,
              "two_subscribes": two_subscribes, "will": will, "subscribe": subscribe, "idle": idle,
              "wait_close": wait_close, "connect_only": connect_only,
              "subscribe_refused": subscribe_refused, "heap": heap,
-             "reconnects": reconnects}
+             "reconnects": reconnects, "slow_link": slow_link}
 
 
 async def run(name, cfg, emit):
