@@ -245,10 +245,11 @@ def _console_opener(args, consoles, out):
 
 
 def exit_status(report):
-    """1 when a reading or an event was lost (at the broker too), else 0."""
+    """1 when a reading or an event was lost (at the broker too), or a device's agent stopped
+    on an error, else 0."""
     f = report["fleet"]
     return 1 if (f["lost"] or f["events_lost"] or f["lost_at_broker_batches"]
-                 or f["events_lost_at_broker"]) else 0
+                 or f["events_lost_at_broker"] or f.get("crashed")) else 0
 
 
 def plots(db_path, outdir, out, run=None):

@@ -120,6 +120,7 @@ class SimDevice:
         self.clock = fleet.clock.device()
         self.agent = None
         self.task = None
+        self.crashed = None     # "Type: message" of the first exception an agent stopped on
         self.boots = 0
         # Ground truth across boots.
         self.buffered_before = 0   # readings buffered by earlier boots
@@ -237,7 +238,17 @@ class SimDevice:
         self.erases += 1
         self._boot()
 
+    def failed(self):
+        """Keeps why the agent's task ended on its own, if it did (a bug, a store that failed):
+        the run reports it, not a device that fell silent with its readings "waiting"."""
+        task = self.task
+        if task is not None and task.done() and not task.cancelled() \
+                and task.exception() is not None and self.crashed is None:
+            exc = task.exception()
+            self.crashed = "%s: %s" % (type(exc).__name__, exc)
+
     def _die(self, ram_lost=True):
+        self.failed()
         agent = self.agent
         buf = agent.buffer
         if ram_lost:  # a power cut's: the journal's rows stay
@@ -257,6 +268,7 @@ class SimDevice:
     async def stop(self):
         """The end of the run, once the fleet has let the devices deliver what they hold
         (Fleet._drain) and answer the ingest's repairs: offline, disconnected, buffer closed."""
+        self.failed()
         await self.agent.stop(0)
         try:
             await self.task

@@ -97,6 +97,7 @@ def _differing(run, runs):
 def device_part(d):
     """What the device side knows of one simulated device (simulator/device.py) at the end."""
     log = d.agent.buffer.log
+    d.failed()
     return {
         "device": d.device_id,
         "model": d.profile["device"].get("model"),
@@ -115,6 +116,7 @@ def device_part(d):
         "backlog_max_batches": d.backlog_max,
         "bytes_on_air": d.link.bytes_up,
         "truth": getattr(d.model, "truth", {}),
+        "crashed": d.crashed,
     }
 
 

@@ -93,6 +93,8 @@ def from_parts(db_path, parts):
             "bytes_per_reading": (round(x["bytes_on_air"] / delivered, 3) if delivered
                                   else None),
             "truth": _truth(x["truth"]),
+            # why its agent stopped on its own (an exception), or None
+            "crashed": x.get("crashed"),
         })
     fleet_total = {}
     for key in ("generated", "delivered", "reported_dropped", "waiting", "lost",
@@ -104,6 +106,7 @@ def from_parts(db_path, parts):
                 "bytes_on_air", "erases", "erased", "events_erased"):
         fleet_total[key] = sum(x[key] for x in devices)
     fleet_total["devices"] = len(devices)
+    fleet_total["crashed"] = sum(1 for x in devices if x["crashed"])
     fleet_total["backlog_max_batches"] = max((x["backlog_max_batches"] for x in devices),
                                              default=0)
     fleet_total["bytes_per_reading"] = (round(fleet_total["bytes_on_air"] /
@@ -206,6 +209,14 @@ def text(report):
             " (no sensor fault was injected: the profile, a calibration or a range, does not "
             "fit what the appliance does)",
             "; ".join("%s: %s" % (s, x[2]) for s, x in sorted(failed.items())[:3])))
+    crashed = [d for d in report["devices"] if d.get("crashed")]
+    if crashed:
+        # It showed as one device fewer online and its readings as "waiting", exit 0.
+        lines.append("AGENTS STOPPED by an error on %d device%s (their readings since are not "
+                     "generated): %s" % (
+                         len(crashed), "" if len(crashed) == 1 else "s",
+                         "; ".join("%s: %s" % (d["device"], d["crashed"])
+                                   for d in crashed[:3])))
     if f.get("erases"):
         lines.append(
             "erased flash: %d erases, which took %d readings and %d events their buffers held "

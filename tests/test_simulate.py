@@ -497,6 +497,30 @@ def test_an_interrupted_run_leaves_no_report_of_the_run_before_beside_its_databa
     assert not (tmp_path / "w" / "fleet.sqlite").exists()
 
 
+def test_a_device_whose_agent_stops_on_an_error_is_reported_and_the_run_exits_1(
+        tmp_path, monkeypatch):
+    # It showed as one device fewer online, its readings as waiting, and the run exited 0.
+    from agent.runtime import Agent
+    run = Agent.run
+
+    async def failing(self):
+        if self.device == "printer-0001":
+            raise RuntimeError("the buffer's folder went away")
+        return await run(self)
+    monkeypatch.setattr(Agent, "run", failing)
+    args = _args(tmp_path)
+    args.devices, args.workers = 2, 1
+    out = io.StringIO()
+    assert simulate_cmd.main(args, out=out, err=out) == 1
+    text = out.getvalue()
+    assert ("AGENTS STOPPED by an error on 1 device (their readings since are not generated): "
+            "printer-0001: RuntimeError: the buffer's folder went away") in text, text
+    report = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert report["fleet"]["crashed"] == 1
+    assert [d["crashed"] for d in report["devices"]] == [
+        "RuntimeError: the buffer's folder went away", None]
+
+
 @pytest.mark.parametrize("sigint", ["default", "ignored"])
 def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path, sigint):
     # It killed the run at once: the devices' workers were orphaned and the ingest's session
