@@ -52,6 +52,14 @@ def test_definitions_on_hand_made_units():
     # 2 false alarms over 60 + 15 + 20 healthy days
     rate, ok = got["false maintenance_due per 100 device-months"]
     assert abs(rate - 100.0 * 2 / (95 / 30.0)) < 1e-9 and not ok
+    # worn since day 20, failing after the run, not flagged: said, not scored (a 30-day run
+    # showed "no data" for wear while its worn units had raised maintenance_due)
+    assert got["degrading units not failed yet, flagged since their wear began"] == (0.0, None)
+    flagged = Unit("f3", dict(not_yet_failed.truth), not_yet_failed.insights + [alarm(25 * DAY)],
+                   {})
+    got = by_name(score([healthy_washer, failing_fridge, flagged]))
+    assert got["degrading units not failed yet, flagged since their wear began"] == (1.0, None)
+    assert got["degrading units not failed yet"] == (1, None)
 
 
 def test_two_washes_run_together_as_one_cycle_are_one_found_and_names_are_scored():

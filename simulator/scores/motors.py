@@ -16,6 +16,9 @@ Definitions (times are the truth's, simulator/models/washer.py and fridge.py):
 - Flagged before failure: among degrading units whose failure_ms is by the horizon, the share
   with a maintenance_due at or after degrade_onset_ms and before failure_ms; days before
   failure: failure_ms minus that first alarm (0 for a unit not flagged), the median over them.
+- Degrading units not failed yet (their failure_ms past the horizon, their onset before it): the
+  share with a maintenance_due at or after degrade_onset_ms (no target: a 30-day run's worn
+  units fail after it).
 - False maintenance_due per 100 device-months (30 days): alarms on healthy units, and on
   degrading units before their onset, over the time they were healthy.
 - energy_report kWh: each whole day's report (no readings missing; its `until` at a report
@@ -142,11 +145,16 @@ def _unit(u, out):
         flagged = [t for t in alarms if onset <= t < failure]
         out["leads"].append((failure - flagged[0]) / DAY_MS if flagged else 0.0)
         out["flagged"] += bool(flagged)
+    elif u.truth.get("degrading") and onset is not None and onset < horizon:
+        # Worn, not failed yet (a 30-day run's units fail later): flagged or not so far.
+        out["wearing"][0] += 1
+        out["wearing"][1] += any(t >= onset for t in alarms)
 
 
 def score(units):
     out = {"recall": {}, "precision": [0, 0], "healthy_ms": 0, "false": 0, "leads": [],
-           "flagged": 0, "named": [0, 0], "figured": [0, 0], "kwh": [], "standby": []}
+           "flagged": 0, "named": [0, 0], "figured": [0, 0], "kwh": [], "standby": [],
+           "wearing": [0, 0]}
     for u in units:
         _unit(u, out)
     lines = []
@@ -178,6 +186,11 @@ def score(units):
     lines.append(("median days flagged before failure", med, ">= 7",
                   None if med is None else med >= 7))
     lines.append(("degrading units that failed in the run", len(leads), "", None))
+    n, hit = out["wearing"]
+    if n:
+        lines.append(("degrading units not failed yet, flagged since their wear began", hit / n,
+                      "(no target)", None))
+        lines.append(("degrading units not failed yet", n, "", None))
     months = out["healthy_ms"] / MONTH_MS
     # a rate per 100 device-months from a few days is no finding (0 read as a pass, one false
     # alarm as 1500 and a miss): judged from MIN_MONTHS, the count shown below it either way
