@@ -22,9 +22,10 @@ def parse_speed(text):
         speed = float(value)
     except ValueError:
         speed = 0
-    if not 0 < speed < math.inf:
-        raise ValueError("--speed: expected a factor above 0 like '3600x', or 'max', got %r"
-                         % text)
+    # below 0.01x an hour of device time takes four days of waiting: a typo, not a wish
+    if not 0.01 <= speed < math.inf:
+        raise ValueError("--speed: expected a factor of at least 0.01 like '3600x', or 'max', "
+                         "got %r" % text)
     return speed
 
 
@@ -109,7 +110,7 @@ def main(args, out=None, err=None):
                 raise ValueError(plots_mod.NEEDS)
         # What would fail once the run began, said before the earlier run's files go: a run
         # that stopped there had deleted them first.
-        writable_report(report_path, "--report")
+        writable_report(report_path, "--report" if args.report else "--workdir")
         if args.plots:
             writable_folder(args.plots, "--plots")
         if args.broker:
@@ -177,9 +178,11 @@ def _closing(args, db, report_path, db_path, out):
         out.write("readings, events and health: %s (PostgreSQL; see docs/ingest.md)\n"
                   "report: %s\n"
                   "look:   psql %s -c \"%s\"\n" % (shown, report_path, shown, look))
-    out.write("see it: %s console --db %s%s    (in a browser; `tether simulate --console` "
-              "opens it live during a run)\n" % (
-                  _tether(), _shell_word(hide_password(db_path)), _broker_option(args.broker)))
+    if not args.console:    # its own console is open on it: a second would find the port taken
+        out.write("see it: %s console --db %s%s    (in a browser; `tether simulate --console` "
+                  "opens it live during a run)\n" % (
+                      _tether(), _shell_word(hide_password(db_path)),
+                      _broker_option(args.broker)))
     _password_note(db_path, out)
 
 

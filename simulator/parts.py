@@ -38,6 +38,7 @@ def check_shard(db_path, run, first, end):
     except PartsError:
         return      # no database or no parts (yet): the shard's ingest says what the file is
     name = hide_password(str(db_path))
+    held = []   # [first, end) of the parts of this shard's devices: each worker stores its own
     for other, at, count, _ in rows:
         if other != run:
             raise PartsError("--db: %s holds a part of another run (%s; this shard's is %s): "
@@ -45,9 +46,12 @@ def check_shard(db_path, run, first, end):
                              "and faults, and another run needs a database of its own"
                              % (name, other, run))
         if at < end and first < at + count:
-            raise PartsError("--db: %s holds devices %d-%d of this run already: a shard runs "
-                             "once into its database (to run it again, drop and create the "
-                             "database and run every shard)" % (name, at + 1, at + count))
+            held.append((at, at + count))
+    if held:
+        raise PartsError("--db: %s holds devices %d-%d of this run already: a shard runs "
+                         "once into its database (to run it again, drop and create the "
+                         "database and run every shard)"
+                         % (name, min(a for a, _ in held) + 1, max(b for _, b in held)))
 
 
 def _rows(db_path):

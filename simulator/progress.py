@@ -5,11 +5,14 @@ import time
 
 ROWS = (("device time", "device_time"), ("devices online", "online"),
         ("readings generated", "generated"), ("readings delivered", "delivered"),
-        ("backlog (batches)", "backlog"), ("devices offline (outage)", "outages"),
+        ("backlog (batches)", "backlog"), ("devices in a network outage", "outages"),
         ("power cuts", "power_cuts"), ("broker restarts", "restarts"), ("events", "events"))
 
 
-def _days(ms):
+def _days(ms, whole):
+    """ms of device time in days, or in hours for a run of less than two days (whole)."""
+    if whole < 2 * 86400000:
+        return "%.1f h" % (ms / 3600000.0)
     return "%.2f d" % (ms / 86400000.0)
 
 
@@ -41,9 +44,11 @@ class Progress:
         self.last_line = now
         self.phase = snap["phase"]
         self.out.write("[%5.0fs] %s: device time %s of %s, %d/%d online, %d readings generated, "
-                       "%d delivered, backlog %d batches, %d offline, %d power cuts, %d events\n"
-                       % (snap["wall_s"], snap["phase"], _days(snap["device_time_ms"]),
-                          _days(snap["duration_ms"]), snap["online"], snap["devices"],
+                       "%d delivered, backlog %d batches, %d in a network outage, %d power cuts, "
+                       "%d events\n"
+                       % (snap["wall_s"], snap["phase"],
+                          _days(snap["device_time_ms"], snap["duration_ms"]),
+                          _days(snap["duration_ms"], snap["duration_ms"]), snap["online"], snap["devices"],
                           snap["generated"], snap["delivered"], snap["backlog"], snap["outages"],
                           snap["power_cuts"], snap["events"]))
         self.out.flush()
@@ -55,7 +60,8 @@ class Progress:
         t.add_column("", justify="right")
         for label, key in ROWS:
             if key == "device_time":
-                value = "%s of %s" % (_days(snap["device_time_ms"]), _days(snap["duration_ms"]))
+                value = "%s of %s" % (_days(snap["device_time_ms"], snap["duration_ms"]),
+                                      _days(snap["duration_ms"], snap["duration_ms"]))
             elif key == "online":
                 value = "%d of %d" % (snap["online"], snap["devices"])
             else:

@@ -166,7 +166,8 @@ def text(report):
         f = copy.copy(f)  # of the same type as the report's
         f["bytes_per_reading"] = "no reading delivered, so no"
     hours = report["device_time_ms"] / 3600000.0
-    span = "%.2f days" % (hours / 24) if hours >= 48 else "%g hours" % round(hours, 2)
+    span = ("%.2f days" % (hours / 24) if hours >= 48 else "1 hour" if round(hours, 2) == 1
+            else "%g hours" % round(hours, 2))
     kinds = {}
     for d in report["devices"]:
         if d.get("simulated_as"):

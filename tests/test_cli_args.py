@@ -58,10 +58,10 @@ def test_an_ingest_progress_interval_under_a_tenth_of_a_second_is_refused(every,
     assert not db.exists()
 
 
-@pytest.mark.parametrize("speed", ["nan", "inf", "0", "-3x"])
+@pytest.mark.parametrize("speed", ["nan", "inf", "0", "-3x", "1e-9x"])
 def test_a_speed_that_is_not_a_positive_finite_factor_is_refused(speed, tmp_path, capsys):
     assert main(["simulate", "--speed=" + speed, "--workdir", str(tmp_path / "w")]) == 2
-    assert "--speed: expected a factor above 0 like '3600x', or 'max', got %r" % speed \
+    assert "--speed: expected a factor of at least 0.01 like '3600x', or 'max', got %r" % speed \
         in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
 

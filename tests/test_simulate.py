@@ -339,7 +339,7 @@ def test_the_command_exits_1_when_a_reading_is_lost_even_at_the_broker(monkeypat
 
 
 @pytest.mark.parametrize("option, value, says", [
-    ("speed", "fast", "--speed: expected a factor above 0 like '3600x', or 'max'"),
+    ("speed", "fast", "--speed: expected a factor of at least 0.01 like '3600x', or 'max'"),
     ("speed", "-2x", "--speed: expected a factor"),
     ("faults", "flood:every=1d", "unknown fault 'flood'"),
     ("faults", "outage:for=forever", "outage: for expected a duration like '2h'"),

@@ -453,3 +453,14 @@ def test_a_worker_that_fails_mid_run_says_so_and_stops_its_sleeping_devices():
     with pytest.raises(ValueError, match="a fault the devices' chips lack"):
         asyncio.run(main())
     assert Sync.states == [workers.FAILED, "stop, device time ended"]
+
+
+def test_a_shard_run_again_is_refused_naming_all_its_devices_not_one_workers(monkeypatch):
+    # Its workers each store a part: the refusal named the first worker's devices alone.
+    from simulator import parts
+    monkeypatch.setattr(parts, "_rows", lambda db: [("run", 0, 5, None), ("run", 5, 5, None),
+                                                    ("run", 10, 10, None)])
+    with pytest.raises(parts.PartsError) as err:
+        parts.check_shard("fleet.sqlite", "run", 0, 10)
+    assert "holds devices 1-10 of this run already" in str(err.value)
+    parts.check_shard("fleet.sqlite", "run", 20, 30)      # another shard's devices: free
