@@ -117,6 +117,15 @@ def test_check_exits_2_with_every_error_of_every_profile(tmp_path, capsys):
     ]
 
 
+def test_a_fleet_file_checked_as_a_profile_says_what_it_is(capsys):
+    # Five missing-key errors and "did you mean 'device'" for examples/fleets/mixed.yaml.
+    fleet = EXAMPLES / "fleets" / "mixed.yaml"
+    assert main(["check", str(fleet)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "%s:4:1: a fleet file (its 'devices' list names profiles), not a profile: run it with "
+        "tether simulate --fleet FILE" % fleet]
+
+
 def test_check_skips_the_secrets_file_of_a_glob(capsys):
     assert main(["check", str(EXAMPLES / "secrets.yaml")]) == 0
     assert "secrets.yaml: skipped" in capsys.readouterr().out

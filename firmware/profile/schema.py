@@ -565,6 +565,10 @@ def compile_root(root):
     profile; warnings are problems that do not stop it (a strapping pin in use)."""
     ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, chip="esp32", buses={},
                           device_id=None, utc_offset_min=0, notes=[])
+    if root.tag == "map" and "devices" in root.value and "sensors" not in root.value:
+        # examples/fleets/*.yaml: five missing keys and a "did you mean 'device'" said less
+        return {}, [at(root, "a fleet file (its 'devices' list names profiles), not a profile: "
+                             "run it with tether simulate --fleet FILE")], [], []
     unknown_keys(ctx, root, TOP_KEYS)
     out = section(ctx, root, TOP_FIELDS, strict=False)
     if out.get("platform") == "esp32":
