@@ -477,19 +477,30 @@ def install(args, out, err=sys.stderr):
     if moved:
         err.write("warning: the service's buffer was %s, and what it holds is not sent from "
                   "there: move its files into %s before the service starts (--no-start, then "
-                  "systemctl start), or remove it to drop them\n" % moved)
+                  "systemctl start), or remove it to drop them%s\n"
+                  % (moved + ("; the service is stopped and not started again until then"
+                              if real and not args.no_start else "",)))
     if not real:
         return 0
-    steps = [["daemon-reload"]]
-    if not args.no_start:
-        steps += [["enable", service], ["restart", service]]
-    for step in steps:
+    for step in steps_of(service, args.no_start, moved):
         _systemctl(systemctl, step, "install-service")
-    if args.no_start:
+    if args.no_start or moved:
         out.write("installed, not started: systemctl enable --now %s\n" % service)
     else:
         out.write("started %s; its log: journalctl -u %s -f\n" % (service, service))
     return 0
+
+
+def steps_of(service, no_start, moved):
+    """The systemctl steps of an install. A buffer moved elsewhere that holds readings stops
+    the service, enabled, not started: started at once, it would begin a new buffer beside the
+    old one's readings before the maker could move them (the warning came after the restart)."""
+    steps = [["daemon-reload"]]
+    if no_start:
+        return steps
+    if moved:
+        return steps + [["enable", service], ["stop", service]]
+    return steps + [["enable", service], ["restart", service]]
 
 
 def remove(args, out, err=sys.stderr):

@@ -659,3 +659,16 @@ def test_gpio_pins_without_the_gpio_bindings_are_warned_of_even_with_gpiochip(tm
     assert done.returncode == 0
     assert ("warning: an install on this machine would stop here: the profile uses GPIO pins: "
             "GPIO on Linux needs libgpiod's Python bindings, version 2") in done.stderr
+
+
+def test_a_reinstall_that_moves_a_buffer_holding_readings_stops_the_service_not_restarts_it():
+    # The warning to move the files "before the service starts" came after the restart that
+    # started it on a new, empty buffer.
+    from firmware import service
+    s = "tether-w1.service"
+    assert service.steps_of(s, False, None) == [["daemon-reload"], ["enable", s],
+                                                ["restart", s]]
+    assert service.steps_of(s, False, ("/var/lib/tether/a", "/var/lib/tether/b")) == [
+        ["daemon-reload"], ["enable", s], ["stop", s]]
+    assert service.steps_of(s, True, ("/var/lib/tether/a", "/var/lib/tether/b")) == [
+        ["daemon-reload"]]
