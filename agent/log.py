@@ -234,7 +234,8 @@ class Log:
         corrupt."""
         names = self.store.names()  # once: a flash folder's listing is slow on a board
         self.store_id, self.store_first = self._load_id(names)
-        if not self._load_state():
+        state = self._load_state()
+        if not state:
             self.acked = -1  # no usable state: resend all that is here; the consumer de-duplicates
             # One that fails its check, or one gone (emptied, deleted) while segments are
             # there (every open writes one): its counts and boot number are lost, at least its
@@ -256,11 +257,14 @@ class Log:
         for n in numbers:
             seg = Segment(n)
             # The newest good batch before this segment; before the first, what the state says
-            # every deletion left (the oldest segment emptied or gone loses batches too).
-            last = self.last_seq if self.last_seq >= 0 else max(self.acked, self.seq_floor,
-                                                                self.store_first - 1)
+            # every deletion left (the oldest segment emptied or gone loses batches too). A
+            # state that is lost leaves that unknown: the batches dropped to make room before
+            # would all read as lost unsent.
+            last = self.last_seq
+            if last < 0 and state:
+                last = max(self.acked, self.seq_floor, self.store_first - 1)
             self._scan(seg, replay)
-            if last + 1 < seg.first_seq:
+            if (last >= 0 or state) and last + 1 < seg.first_seq:
                 # A corrupt record inside the log, or a segment emptied or gone (not a torn
                 # end, whose seq the next batch takes): the batches between are gone unsent as
                 # far as anyone can tell, so a resend says dropped, not lost at the broker.

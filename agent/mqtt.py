@@ -427,15 +427,18 @@ class Client:
             if _MPY:
                 await self._drain(w)
             else:
+                # drain() waits, once past the high-water mark, down to the low one: until it
+                # returns, each timeout_ms must have seen some of the buffer go
                 t = w.transport
-                while t.get_write_buffer_size() > t.get_write_buffer_limits()[1]:
+                while True:
                     left = t.get_write_buffer_size()
                     try:
                         await asyncio.wait_for(w.drain(), self.timeout_ms / 1000)
+                        break
                     except asyncio.TimeoutError:
                         if t.get_write_buffer_size() >= left:
                             raise
-                await w.drain()  # does not block now: only reports a lost connection
+                        self._last_tx = ticks_ms()
         except asyncio.TimeoutError:
             exc = _timeout("send stalled for %d ms" % self.timeout_ms)
             self._close(exc)
@@ -448,25 +451,29 @@ class Client:
         # MicroPython: the stream's drain() loses what it wrote if cancelled (it keeps its
         # offset to itself), so it cannot be timed out and resumed; this one keeps its place.
         # A socket closed under it raises here, where a drain waiting on the poller may never
-        # wake.
+        # wake. Each byte taken counts as sent for the keepalive: a slow batch is traffic.
         mv = memoryview(w.out_buf)
         off = 0
-        since = ticks_ms()
+        s = self._sock
         try:
             while off < len(mv):
-                s = self._sock
-                if s is None:    # closed meanwhile (the reader saw the connection end)
+                if self._sock is not s or s is None:    # closed (or made again) meanwhile
                     raise OSError(errno.ENOTCONN, "not connected")
                 k = s.write(mv[off:])
                 if k:
                     off += k
-                    since = ticks_ms()
-                elif ticks_diff(ticks_ms(), since) > self.timeout_ms:
+                    self._last_tx = ticks_ms()
+                elif ticks_diff(ticks_ms(), self._last_tx) > self.timeout_ms:
                     raise asyncio.TimeoutError
                 else:
                     await asyncio.sleep_ms(_SEND_POLL_MS)
-        finally:
-            w.out_buf = bytes(mv[off:]) if off < len(mv) else b""
+        except asyncio.CancelledError:
+            w.out_buf = bytes(mv[off:])     # the connection goes on: the rest is still to go
+            raise
+        except BaseException:
+            w.out_buf = b""                 # the connection is closed on it: nothing to keep
+            raise
+        w.out_buf = b""
 
     async def _write(self, buf, n):
         # One packet, buf[0:n].
@@ -815,9 +822,10 @@ class Client:
                 if quiet < period:
                     await _sleep_ms(period - quiet)
                     continue
-                self._ping_at = ticks_ms()
                 self._pinging = True
                 await self._write(_PINGREQ_PACKET, 2)
+                # timed from when it left: a slow batch before it may have held the writer
+                self._ping_at = ticks_ms()
         except OSError:
             pass  # the connection is closed already
 

@@ -507,16 +507,17 @@ class Board:
         stays aside until this flash completes: one refused before it writes must not let a
         mix of old and new modules boot."""
         names = ["/" + p for p in paths]
-        hashes = self.ask("_hs(%r)" % (names + ["/" + ENTRY + ASIDE_SUFFIX],))
-        if not isinstance(hashes, list) or len(hashes) != len(paths) + 1:
+        # the entry point and its aside name, whatever the bundle holds: aside() moves it
+        hashes = self.ask("_hs(%r)" % (names + ["/" + ENTRY, "/" + ENTRY + ASIDE_SUFFIX],))
+        if not isinstance(hashes, list) or len(hashes) != len(paths) + 2:
             raise FlashError("unexpected answer from the board: %.200r" % (hashes,), EXIT_FAILED)
         aside = hashes.pop()
+        entry = hashes.pop()
         self.entry_aside = aside[1] >= 0
-        if self.entry_aside and ENTRY in paths and hashes[paths.index(ENTRY)][1] < 0:
+        if self.entry_aside and ENTRY in paths and entry[1] < 0:
             hashes[paths.index(ENTRY)] = aside
-        self.had_entry = self.entry_aside or (ENTRY in paths
-                                              and hashes[paths.index(ENTRY)][1] >= 0)
-        self.is_aside = self.entry_aside
+        self.had_entry = self.entry_aside or entry[1] >= 0
+        self.is_aside = self.entry_aside and entry[1] < 0
         return hashes
 
     def write(self, path, data, digest, chunk, progress):
@@ -574,6 +575,11 @@ class Board:
         self.is_aside = False
 
     def remove(self, paths):
+        if ENTRY in paths:
+            # the old bundle's entry point, set aside by this flash or a cut one: gone too,
+            # or restore() would put it back, listed in no manifest
+            paths = paths + [ENTRY + ASIDE_SUFFIX]
+            self.had_entry = self.is_aside = False
         for i in range(0, len(paths), 20):
             self.repl.run("".join("_rm(%r)\n" % ("/" + p) for p in paths[i:i + 20]))
 

@@ -374,5 +374,6 @@ class RawRepl:
         if said is None:
             return False
         # The console's first line (`MPY: soft reboot`), for whoever follows it from here
-        self.rebooted = said[said.rfind(b"\n", 0, len(said) - 2) + 1:]
+        at = said.rfind(b"MPY: soft reboot")    # not the `>>> ` prompt before it
+        self.rebooted = said[at if at >= 0 else said.rfind(b"soft reboot"):]
         return True

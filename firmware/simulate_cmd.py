@@ -117,8 +117,10 @@ def main(args, out=None, err=None):
             _reachable(args.broker)
         if args.console and args.console_port:
             _bindable(args.console_port)
+        # held until this process ends; shards share a workdir (their devices differ), a run
+        # that empties it holds it alone
+        lock = _lock(workdir, shared=bool(shard))
         if not shard:
-            lock = _lock(workdir)   # held until this process ends
             _check_workdir(workdir)
     except (ValueError, OSError, RuntimeError, FleetError) as exc:
         err.write("tether simulate: %s\n" % exc)
@@ -280,13 +282,16 @@ async def _signalled():
     import signal
     loop = asyncio.get_running_loop()
     done = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    before = dict((sig, signal.getsignal(sig)) for sig in (signal.SIGINT, signal.SIGTERM))
+    for sig in before:
         loop.add_signal_handler(sig, done.set)
     try:
         await done.wait()
     finally:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in before:
             loop.remove_signal_handler(sig)
+            # what was there (SIGTERM stopping the teardown as Ctrl-C does), not the default
+            signal.signal(sig, before[sig])
 
 
 def _database(value, shared=False):
@@ -394,14 +399,15 @@ def _interrupt(signum, frame):
         raise KeyboardInterrupt
 
 
-def _lock(workdir):
+def _lock(workdir, shared=False):
     """The open lock file of workdir; ValueError when another run holds it (two runs in one
-    workdir removed each other's buffers and database, and both reported readings lost)."""
+    workdir removed each other's buffers and database, and both reported readings lost).
+    shared: a shard's, which other shards may hold too."""
     import fcntl
     os.makedirs(workdir, exist_ok=True)
     f = open(os.path.join(workdir, ".lock"), "a+")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(f, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
     except OSError:
         f.seek(0)
         pid = f.read().strip()
@@ -409,9 +415,10 @@ def _lock(workdir):
         raise ValueError("another tether simulate%s is running in %s: wait for it to end, or "
                          "give another --workdir" % (" (pid %s)" % pid if pid.isdigit() else "",
                                                      workdir))
-    f.truncate(0)
-    f.write("%d\n" % os.getpid())
-    f.flush()
+    if not shared:
+        f.truncate(0)
+        f.write("%d\n" % os.getpid())
+        f.flush()
     return f
 
 

@@ -192,8 +192,9 @@ def test_bundle_modules_import_under_micropython_at_a_limited_heap(printer):
                for f in manifest["files"] if f["path"].endswith(".mpy")]
     micropython = bundle.find_micropython()
     assert micropython, "the micropython binary is missing: pip install -e '.[test]'"
-    # 147 KB of imports (ink insights included): 192k leaves room for the interpreter's tables.
-    proc = bundle.import_modules(micropython, out, modules, "192k")
+    # 165 KiB of imports (ink insights, the command path and the uplink's send timeout
+    # included): 208k leaves room for the interpreter's tables.
+    proc = bundle.import_modules(micropython, out, modules, "208k")
     assert proc.returncode == 0, proc.stderr
     # The manifest's figure is this measurement, made in another folder: the same within a few
     # allocation blocks (the interpreter's own tables grow at slightly different points).

@@ -368,6 +368,25 @@ def test_a_flash_refused_after_a_cut_one_keeps_the_mixed_modules_from_booting(tm
         assert board.file("agent/big.mpy") == big_new
 
 
+def test_an_entry_point_the_next_bundle_lacks_is_removed_also_when_a_cut_left_it_aside(
+        tmp_path, v1):
+    # Removed as stale while aside, it was put back by the flash's end: on the board, running,
+    # and in no manifest, so no later flash would remove it.
+    big = bytes(range(256)) * 40
+    write_bundle(tmp_path / "b1", dict(v1, **{"agent/big.mpy": big}))
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/big.mpy": big[::-1]}))
+    bare = {p: d for p, d in v1.items() if p != "main.py"}
+    write_bundle(tmp_path / "b3", bare)
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    with FakeBoard(tmp_path / "board", cut=("agent/big.mpy", 5000, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)[0] == 9
+    with FakeBoard(tmp_path / "board") as board:
+        out = flash_ok(tmp_path / "b3", board)
+        assert "removed main.py" in out
+        assert board.files() == sorted(list(bare) + ["manifest.json"])
+
+
 def test_an_interim_manifest_that_does_not_fit_leaves_the_old_bundle_running(tmp_path, v1):
     # It was written after /main.py went aside, outside the handler that puts it back: the
     # old bundle, untouched, no longer booted.
@@ -859,7 +878,9 @@ def test_flash_with_logs_follows_the_board_on_the_same_port_from_its_first_line(
         after = text.split("flashed 7 of 7 files")[1]
         assert 'Type "help()" for more information.' in after
         # the reboot's own line, which the flash read to know the board restarted, is shown
-        assert "soft reboot" in after.split('Type "help()"')[0]
+        # (not the prompt before it)
+        assert "soft reboot" in after.split('Type "help()"')[0] and ">>>" not in \
+            after.split("soft reboot")[0]
     code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", "/dev/null", "--logs",
                                "--no-reset")
     assert code == 2 and "not with --no-reset" in err

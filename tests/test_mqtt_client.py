@@ -547,12 +547,15 @@ def test_a_message_slower_to_leave_than_timeout_ms_goes_whole_while_the_link_mov
     # A board's drain was timed as a whole: on a link of a few hundred bytes a second a batch
     # taking over timeout_ms to leave was cut, the connection dropped, and the batch sent again
     # from its first byte, for good. Only a send that makes no progress for timeout_ms fails.
+    # Each message takes 4 s at 8000 bytes a second; the keepalive's PINGREQ, due meanwhile,
+    # waits behind it and is timed from when it left (it closed the connection at once).
     with FakeBroker(read_rate=8000) as fake:
-        r = runner.run("slow_link", cfg_for(fake.port, timeout_ms=1000, keepalive=0, size=16000,
-                                            count=2, sndbuf=2048), heap="128k", timeout=60)
-        packets = fake.wait_packets(4, timeout=30)
-    assert r["error"] is None and r["sent"] == 2, r
-    assert [(f, len(b)) for f, b in packets[1:3]] == [(0x30, 16006), (0x30, 16006)]
+        r = runner.run("slow_link", cfg_for(fake.port, timeout_ms=3000, keepalive=4, size=32000,
+                                            count=2, sndbuf=2048), heap="256k", timeout=90)
+        assert fake.closed_by_client.wait(60)      # it read everything the client sent
+        packets = [p for p in fake.packets if p[0] != 0xC0]  # PINGREQs aside
+    assert r["error"] is None and r["sent"] == 2 and r["closes"] == [None], r   # its own close
+    assert [(f, len(b)) for f, b in packets[1:3]] == [(0x30, 32006), (0x30, 32006)]
     assert packets[3] == (0xE0, b"")
 
 

@@ -481,6 +481,18 @@ def test_a_second_run_in_a_workdir_a_run_holds_is_refused_and_takes_nothing_of_i
     assert (tmp_path / "w" / "fleet.sqlite").read_bytes() == b"earlier"
 
 
+def test_shards_share_a_workdir_and_a_run_that_empties_it_waits_for_them(tmp_path):
+    # A plain run's fresh start deleted the devices of shards running in the same workdir.
+    first = simulate_cmd._lock(str(tmp_path / "w"), shared=True)
+    second = simulate_cmd._lock(str(tmp_path / "w"), shared=True)
+    with pytest.raises(ValueError) as err:
+        simulate_cmd._lock(str(tmp_path / "w"))
+    assert "another tether simulate is running in" in str(err.value)
+    first.close()
+    second.close()
+    simulate_cmd._lock(str(tmp_path / "w")).close()
+
+
 def test_an_interrupted_run_leaves_no_report_of_the_run_before_beside_its_database(
         tmp_path, monkeypatch):
     # report.json still held the complete run before while fleet.sqlite held the cut one.

@@ -453,3 +453,21 @@ def test_the_oldest_segment_emptied_or_gone_leaves_its_unsent_batches_remembered
             assert drain(log) == [(s, data[s]) for s in range(12) if s not in oldest]
             assert log.next_seq() == 12
             log.close()
+
+
+def test_a_lost_state_file_does_not_take_the_segments_dropped_before_for_lost_unsent():
+    # Without its state the log cannot tell where it began: the batches its full log dropped
+    # to make room (delivered long ago) were all remembered as dropped unsent.
+    for store, again in both_stores():
+        log = opened(store, max_bytes=8 * REC, segment_bytes=4 * REC)
+        for seq in range(20):
+            add(log, seq)
+        drain(log)
+        log.close()
+        assert min(seqs_of_segment(again(), n)[0] for n in again().names()
+                   if n.endswith(".seg")) > 0
+        again().remove("state")
+        log = new_log(again(), max_bytes=8 * REC, segment_bytes=4 * REC)
+        log.open()
+        assert log.dropped_ranges == []
+        log.close()
