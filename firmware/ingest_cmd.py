@@ -128,8 +128,10 @@ def per_device(db_path, out):
         return
     out.write("%-24s %10s %10s %10s %10s %8s %8s %8s\n" % (
         "device", "batches", "readings", "repaired", "(readings)", "lost at", "dropped", "open"))
+    # the database's counts, not this process's (a group's members share them; retention
+    # lowers them)
     out.write("%-24s %10s %10s %10s %10s %8s %8s %8s\n" % (
-        "", "received", "received", "batches", "", "broker", "by dev.", "gaps"))
+        "", "stored", "stored", "batches", "", "broker", "by dev.", "gaps"))
     for k, (device, v) in enumerate(sorted(shown.items())):
         if k == MAX_DEVICE_LINES:
             out.write("... and %d more devices (ingest.summary, docs/ingest.md)\n"
@@ -152,6 +154,8 @@ def _sqlite_file(path):
 
 def main(args, out=sys.stdout, err=sys.stderr):
     from ingest import Ingest, totals
+    from ingest.handlers import one_line
+    from ingest.store import StoreError
     from ingest.subscriber import TLSFileError
     from ingest.queries import device_count
     from ingest.repair import Policy
@@ -250,8 +254,15 @@ def main(args, out=sys.stdout, err=sys.stderr):
             out.flush()
         ingest.stop()
         s = ingest.stats()
-        t = totals(args.db)
-        per_device(args.db, out)
+        try:
+            t = totals(args.db)
+            per_device(args.db, out)
+        except (StoreError, OSError, BadURL) as exc:
+            # A stop while the database is away (a routine one, under systemd) ended in a
+            # traceback and exit 1.
+            out.write("stopped: %s: %s\n" % (_line(s, -1), one_line(exc)))
+            out.flush()
+            return 0
         out.write("stopped: %s; in the database: %d batches, %d readings, %d missing in gaps, "
                   "%d malformed, %d batches repaired, %d lost at the broker, %d dropped by "
                   "devices\n" % (_line(s, t["devices"]), t["batches"], t["readings"],

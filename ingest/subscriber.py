@@ -393,6 +393,14 @@ class Ingest(Handlers):
             client.ack(msg.mid, msg.qos)
         self._q.put((topic, bytes(msg.payload), msg.qos, msg.mid, time.time(), self._gen))
 
+    def _fate(self):
+        """What becomes of messages not stored: the broker's to send again, unless they were
+        acknowledged on receipt, when they are gone."""
+        if self.ack_after_store:
+            return "not acknowledged: the broker sends them again after a reconnect"
+        return ("acknowledged on receipt (--ack-on-receipt): LOST, the broker will not send "
+                "them again; the devices' repair asks for them if they still hold them")
+
     # ---- the writer thread ----
 
     def _write_loop(self):
@@ -426,8 +434,7 @@ class Ingest(Handlers):
                 try:
                     self._commit(group, chores)
                 except Exception:  # noqa: BLE001 - the writer must outlive any bug
-                    log.exception("could not store %d messages (not acknowledged: the broker "
-                                  "sends them again after a reconnect)", len(group))
+                    log.exception("could not store %d messages (%s)", len(group), self._fate())
                     if self._db.in_transaction:
                         self._db.rollback()
             for _ in group:
@@ -504,11 +511,13 @@ class Ingest(Handlers):
                         continue
                 # The group being tried and what came since: both wait, unacknowledged (the
                 # group alone read "0 messages wait" when the failing work was the repair's).
-                log.error("the database: %s; trying again in %.1f s (%d messages wait, not "
-                          "acknowledged)", one_line(exc), backoff, len(group) + self._q.qsize())
+                log.error("the database: %s; trying again in %.1f s (%d messages wait, %s)",
+                          one_line(exc), backoff, len(group) + self._q.qsize(),
+                          "not acknowledged" if self.ack_after_store else
+                          "acknowledged on receipt (--ack-on-receipt)")
                 if self._stopping and backoff > 1:
-                    log.error("stopping with %d messages not stored: the broker sends them "
-                              "again", len(group))
+                    log.error("stopping with %d messages not stored (%s)", len(group),
+                              self._fate())
                     return
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -122,6 +122,28 @@ def test_a_database_error_of_several_lines_is_logged_on_one(postgres_url, writer
     assert rows(i, "SELECT count(*) FROM schemas") == [(1,)]
 
 
+@pytest.mark.parametrize("ack_after_store", [True, False])
+def test_messages_a_stop_leaves_unstored_are_said_lost_when_acknowledged_on_receipt(
+        postgres_url, writer, patient, caplog, monkeypatch, ack_after_store):
+    # With --ack-on-receipt the log said "not acknowledged: the broker sends them again" of
+    # messages it had acknowledged: gone, while the operator read that they were safe.
+    i = writer(postgres_url, ack_after_store=ack_after_store)
+
+    def down():
+        raise psycopg.OperationalError("connection refused")
+    monkeypatch.setattr(i._db, "begin", down)
+    i._stopping = True
+    with caplog.at_level(logging.ERROR, logger="tether.ingest"):
+        i._commit([msg("dev-1", "schema", SCHEMA.to_cbor())], False)
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "stopping with 1 messages not stored" in said
+    if ack_after_store:
+        assert "the broker sends them again" in said and "LOST" not in said
+    else:
+        assert "acknowledged on receipt (--ack-on-receipt): LOST" in said
+        assert "the broker sends them again" not in said
+
+
 def senml(device, seq, channel, unit="W", max_bytes=32768):
     import array
     enc = batch.Encoder(device, Schema([(channel, unit, 1, -1)]), "senml", max_bytes=max_bytes)
