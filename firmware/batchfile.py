@@ -59,6 +59,10 @@ def encode(profile, lines, device_id=None, notes=None):
         except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: [[[[...
             raise InputError("line %d: expected {\"t\": seconds, \"n\": name, \"v\": number}"
                              % number)
+        if isinstance(v, (str, bool)):
+            raise InputError("line %d: v is %s: tether encode takes numbers (a channel holds "
+                             "numbers)" % (number, "text" if isinstance(v, str) else "true or "
+                                           "false"))
         if not _number(t) or not _number(v):
             raise InputError("line %d: t and v must be finite numbers (not NaN or Infinity)"
                              % number)

@@ -203,6 +203,15 @@ def test_encode_refuses_nan_and_infinity_with_the_line_number(tmp_path, value):
             "line 1: t and v must be finite numbers")
 
 
+@pytest.mark.parametrize("value, said", [('"on"', "text"), ("true", "true or false")])
+def test_encode_says_a_text_or_boolean_value_is_no_number(tmp_path, value, said):
+    # "t and v must be finite numbers (not NaN or Infinity)" said of "on" and of true.
+    readings = tmp_path / "r.jsonl"
+    readings.write_text('{"t": 1763856000, "n": "power", "v": %s}\n' % value)
+    refused(tether("encode", "--profile", REFERENCE, readings, "-o", os.devnull),
+            "tether encode: %s: line 1: v is %s: tether encode takes numbers" % (readings, said))
+
+
 def test_a_fleet_file_naming_dev_zero_states_its_size_limit():
     refused(tether("simulate", "--fleet", "/dev/zero"),
             "tether simulate: /dev/zero: larger than 256 KiB, the limit for a fleet file")
