@@ -164,8 +164,9 @@ def test_micropython_writes_the_same_resend_vectors(micropython, tmp_path):
     assert proc.stdout.split() == [vectors()[label].hex() for label, _ in RESEND_CASES]
 
 
+# every field the detector sends (agent/insights/consumable.py), `since` among them
 REORDER = {"days": 16.4, "low_days": 12.9, "high_days": 21.7, "level": 31.5,
-           "rate_per_day": 1.92, "lead_days": 10.0, "weekly": True}
+           "rate_per_day": 1.92, "lead_days": 10.0, "weekly": True, "since": T - 30 * 86400000}
 SNOOZE = {"id": "c-7", "cmd": "insight", "sensor": "ink_c", "action": "snooze",
           "event": "reorder", "for_ms": 172800000}
 SNOOZE_REPLY = {"reply": "c-7", "ok": True, "result": {"sensor": "ink_c", "event": "reorder",
@@ -183,7 +184,7 @@ def test_an_insight_event_is_the_documented_bytes_and_decodes_to_its_fields():
     log.store_id = STORE
     events.emit(T, True, "reorder", "ink_c", "insight", 16.4, REORDER)
     data = bytes(events.next_event()[1])
-    assert data == vectors()["reorder event (167 bytes)"]
+    assert data == vectors()["reorder event (182 bytes)"]
     e = events_decode.decode(data)
     assert (e.event, e.sensor, e.state, e.value, e.detail, e.synced) == (
         "reorder", "ink_c", "insight", 16.4, REORDER, True)
