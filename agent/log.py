@@ -525,6 +525,17 @@ class Log:
             n = self.store_first if self.store_first <= self.last_seq else None
         return n
 
+    def span(self, sent):
+        """[oldest held, newest published, store id] for health (docs/uplink.md); sent: the
+        newest this boot published."""
+        newest = max(sent, self.acked)
+        # a log whose id was drawn again (its id file failed its check) numbers this store from
+        # store_first: the numbers below are the store before's, not missing from this one
+        span = [self.oldest_of_store(), newest if newest >= self.store_first else -1]
+        if self.store_id:
+            span.append(self.store_id)
+        return span
+
     def oldest(self):
         """The lowest sequence number the log holds, or None."""
         for seg in self.segments:

@@ -216,8 +216,8 @@ class Agent:
             "too_large": uplink.too_large, "commands_dropped": uplink.commands_dropped,
             "last_error": uplink.last_error, "rssi": self.rssi() if self.rssi else None,
             "sensors": sensors,
-            "seq": {"batch": _seq_span(log, uplink.sent[0]),
-                    "event": _seq_span(self.events.log, uplink.sent[1])}}
+            "seq": {"batch": log.span(uplink.sent[0]),
+                    "event": self.events.log.span(uplink.sent[1])}}
         # Encoded as one map without adding to `report`: its 24 keys fill the table the literal
         # made, and growing it by the insights and a board's keys (368 bytes on the 64-bit
         # port) was the allocation that failed first on a small heap (bench/heap.py, frozen).
@@ -386,11 +386,3 @@ def _error(text):
 def _shown(v):
     from agent.commands import shown
     return shown(v)
-
-
-def _seq_span(log, sent):
-    """[oldest held, newest published, store id] of one log, for health (docs/uplink.md)."""
-    span = [log.oldest_of_store(), max(sent, log.acked)]
-    if log.store_id:
-        span.append(log.store_id)
-    return span

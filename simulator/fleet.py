@@ -370,7 +370,7 @@ class Fleet:
             a = d.agent
             if a is None:
                 continue
-            # The newest published, as its health reports it (agent/runtime.py, _seq_span).
+            # The newest published, as its health reports it (agent/log.py, Log.span).
             sent = a.uplink.sent
             batch, event = known.get(d.device_id, (-1, -1))
             if batch < max(sent[0], a.buffer.log.acked) or \

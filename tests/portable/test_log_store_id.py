@@ -82,9 +82,14 @@ def test_a_corrupt_id_file_draws_a_new_id_whose_store_starts_at_the_next_number(
         log = opened(store)
         assert log.store_id not in (0, old) and log.store_first == 3
         assert log.dropped == 0 and opened(again()).dropped == 0  # the new store counts its own (the ingest adds the old ones)
-        # batches 0..2 are the old id's: health tells the ingest where this store starts
+        # batches 0..2 are the old id's: health tells the ingest where this store starts, and
+        # that none of this store's is published yet (it said 2, under the new id: the ingest
+        # asked for 0..2 of the new store, which never came)
         assert (log.oldest(), log.oldest_of_store()) == (0, None)
+        log.acked = 2
+        assert log.span(2) == [None, -1, log.store_id]
         add(log, 3)
+        assert log.span(3) == [3, 3, log.store_id]
         assert log.oldest_of_store() == 3
         log.close()
         log = opened(again())
