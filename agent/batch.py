@@ -131,6 +131,16 @@ def _arg(data, at):
     return n, at + 1 + size
 
 
+def compact(data):
+    """Whether a batch this encoder made is compact (its schema document needed to read it),
+    from its envelope's encoding item."""
+    length, at = _arg(data, 2)
+    at += length
+    for _ in range(3):     # seq, boot, dropped
+        at = _arg(data, at)[1]
+    return data[at] == 1
+
+
 def seq_of(data):
     """The sequence number of a batch this encoder made, read without decoding the rest; the
     log calls it for every record it scans, and a board has no decoder loaded."""

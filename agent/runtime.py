@@ -85,6 +85,8 @@ class Agent:
                              on_command=self._command, health=self.health,
                              health_ms=u["health_ms"], ack_timeout_ms=u["ack_timeout_ms"])
         self.buffer.notify = self.uplink.notify
+        if u["encoding"] != "compact":
+            self.uplink.compact_doc = self.schema.to_cbor
         self.events.notify = self.uplink.notify
         self.running = False
         self.on_tick = None  # fn(t_ms) before each sampling round: the simulator moves its world

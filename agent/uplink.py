@@ -102,6 +102,10 @@ class Uplink:
         self.published = 0
         self.acked = 0
         self.stalled = False     # the connection ended by ack_timeout
+        # SenML profiles: fn() -> the channels' schema document, for compact batches an
+        # earlier profile left in the buffer
+        self.compact_doc = None
+        self.told_compact = False
         self.too_large = 0       # incoming messages larger than the client takes, read past
         self.commands_dropped = 0  # commands that came while MAX_WAITING waited
 
@@ -151,7 +155,7 @@ class Uplink:
                     # ACL): the data still goes; commands come once a connection gets it.
                     self.last_error = REFUSED_CMD % self.topics.cmd
                     self.errors += 1
-                self.told = False
+                self.told = self.told_compact = False
                 if self.schema is not None:
                     # not retained: the profile's own stays the topic's retained one
                     for doc in self.buffer.earlier_schemas():
@@ -285,6 +289,16 @@ class Uplink:
                         await client.publish(self.topics.schema, doc, 1, False)
             else:
                 seq, data = item
+            if kind == _BATCH and self.compact_doc is not None and not self.told_compact:
+                from agent.batch import compact
+                if compact(data):
+                    # a SenML profile's, left waiting by a compact one before it: its
+                    # documents, unretained (a SenML device's topic keeps none), once a
+                    # connection
+                    self.told_compact = True
+                    for doc in self.buffer.kept_schemas():
+                        await client.publish(self.topics.schema, doc, 1, False)
+                    await client.publish(self.topics.schema, self.compact_doc(), 1, False)
             if not self.inflight:
                 self.progress_at = self.wall.monotonic()
             dup = seq <= self.sent[kind] and not repair
