@@ -376,7 +376,12 @@ class Ingest(Handlers):
         self._connected = False
         self._ready = False
         if not self._stopping:
-            log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, reason)
+            # paho names a connection the broker closed (or the network lost) by MQTT 5's
+            # generic code, which read as an error of the ingest's own
+            why = str(reason)
+            if getattr(reason, "value", None) == 128:
+                why = "the connection was closed by the broker or lost"
+            log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, why)
 
     def _on_message(self, client, userdata, msg):
         try:

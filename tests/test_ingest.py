@@ -627,3 +627,22 @@ def test_plain_subscriptions_by_default_and_shared_ones_on_request(profiles, two
     publish.batches("p8", batches)
     assert i.wait_idle(20)
     assert summary(i.db_path)["p8"]["readings"] == 5040
+
+
+def test_a_broker_that_goes_away_is_said_so_not_as_an_unspecified_error(mosquitto, tmp_path,
+                                                                        caplog):
+    # "lost the broker 127.0.0.1:N (Unspecified error)": paho's MQTT 5 code for any close.
+    i = Ingest("127.0.0.1", mosquitto.port, str(tmp_path / "f.sqlite")).start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+            mosquitto.stop()
+            deadline = time.monotonic() + 30
+            while not any("lost the broker" in r.getMessage() for r in caplog.records) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.1)
+    finally:
+        mosquitto.start()
+        i.stop()
+    [line] = [r.getMessage() for r in caplog.records if "lost the broker" in r.getMessage()]
+    assert line == ("lost the broker 127.0.0.1:%d (the connection was closed by the broker or "
+                    "lost); reconnecting" % mosquitto.port)
