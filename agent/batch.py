@@ -136,8 +136,9 @@ def compact(data):
     from its envelope's encoding item."""
     length, at = _arg(data, 2)
     at += length
-    for _ in range(3):     # seq, boot, dropped
-        at = _arg(data, at)[1]
+    for _ in range(3):     # seq, boot, dropped: stepped over, not read (no long ints)
+        ai = data[at] & 31
+        at += 1 if ai < 24 else 1 + (1 << (ai - 24))
     return data[at] == 1
 
 

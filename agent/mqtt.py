@@ -459,7 +459,7 @@ class Client:
             while off < len(mv):
                 if self._sock is not s or s is None:    # closed (or made again) meanwhile
                     raise OSError(errno.ENOTCONN, "not connected")
-                k = s.write(mv[off:])
+                k = s.write(mv, off, len(mv) - off)    # no slice: no allocation a poll
                 if k:
                     off += k
                     self._last_tx = ticks_ms()
@@ -467,13 +467,10 @@ class Client:
                     raise asyncio.TimeoutError
                 else:
                     await asyncio.sleep_ms(_SEND_POLL_MS)
-        except asyncio.CancelledError:
-            w.out_buf = bytes(mv[off:])     # the connection goes on: the rest is still to go
-            raise
-        except BaseException:
-            w.out_buf = b""                 # the connection is closed on it: nothing to keep
-            raise
-        w.out_buf = b""
+        finally:
+            # whole or given up: a cancel, a stall, an error each end the connection (its
+            # close or the task's), and half a packet must not lead the next one
+            w.out_buf = b""
 
     async def _write(self, buf, n):
         # One packet, buf[0:n].

@@ -28,8 +28,10 @@ def retire(buf, old):
     and no rows, and records the same."""
     last = buf.seq - 1  # the last batch made under old
     oldest = buf.log.oldest()
-    # kept while the log holds one made under it, acknowledged or not: a resend may ask
-    if buf.encoder.compact is not None and oldest is not None and last >= oldest:
+    # kept while the log holds one made under it, acknowledged or not: a resend may ask. Also
+    # under a SenML profile: the batches before may be compact ones (the uplink sends the
+    # document before the first of them)
+    if oldest is not None and last >= oldest:
         kept = [(s, d) for s, d in _read(buf.store) if d != old]
         kept.append((last, old))
         _write(buf.store, kept)

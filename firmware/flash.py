@@ -147,10 +147,11 @@ def _x(t):
  try:os.remove(t)
  except OSError:pass
 def _off():
- try:os.stat('/main.py.off')
- except OSError:
-  try:os.rename('/main.py','/main.py.off')
-  except OSError:pass
+ try:os.stat('/main.py')
+ except OSError:return
+ try:os.remove('/main.py.off')
+ except OSError:pass
+ os.rename('/main.py','/main.py.off')
 def _on():
  try:os.stat('/main.py')
  except OSError:

@@ -415,8 +415,8 @@ def _lock(workdir, shared=False):
         raise ValueError("another tether simulate%s is running in %s: wait for it to end, or "
                          "give another --workdir" % (" (pid %s)" % pid if pid.isdigit() else "",
                                                      workdir))
+    f.truncate(0)       # a shard's says no pid: a plain run refused names none stale
     if not shared:
-        f.truncate(0)
         f.write("%d\n" % os.getpid())
         f.flush()
     return f

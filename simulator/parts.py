@@ -48,10 +48,16 @@ def check_shard(db_path, run, first, end):
         if at < end and first < at + count:
             held.append((at, at + count))
     if held:
-        raise PartsError("--db: %s holds devices %d-%d of this run already: a shard runs "
+        spans = []      # the parts joined where they touch, as devices are counted (from 1)
+        for a, b in sorted(held):
+            if spans and spans[-1][1] >= a:
+                spans[-1][1] = max(spans[-1][1], b)
+            else:
+                spans.append([a, b])
+        raise PartsError("--db: %s holds devices %s of this run already: a shard runs "
                          "once into its database (to run it again, drop and create the "
                          "database and run every shard)"
-                         % (name, min(a for a, _ in held) + 1, max(b for _, b in held)))
+                         % (name, ", ".join("%d-%d" % (a + 1, b) for a, b in spans)))
 
 
 def _rows(db_path):

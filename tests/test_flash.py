@@ -387,6 +387,21 @@ def test_an_entry_point_the_next_bundle_lacks_is_removed_also_when_a_cut_left_it
         assert board.files() == sorted(list(bare) + ["manifest.json"])
 
 
+def test_a_main_py_beside_a_stale_aside_copy_is_set_aside_all_the_same(tmp_path, v1):
+    # A flash cut after writing the new main.py left both: the next one's _off() saw the .off
+    # there and renamed nothing, so a second cut booted a mix of modules.
+    big = bytes(range(256)) * 40
+    write_bundle(tmp_path / "b1", dict(v1, **{"agent/big.mpy": big}))
+    write_bundle(tmp_path / "b2", dict(v1, **{"agent/big.mpy": big[::-1]}))
+    with FakeBoard(tmp_path / "board") as board:
+        flash_ok(tmp_path / "b1", board)
+    (tmp_path / "board" / "main.py.off").write_bytes(b"an older main.py\n")
+    with FakeBoard(tmp_path / "board", cut=("agent/big.mpy", 5000, "close")) as board:
+        assert run_flash("--bundle", str(tmp_path / "b2"), "--port", board.port)[0] == 9
+        assert "main.py" not in board.files()
+        assert board.file("main.py.off") == v1["main.py"]
+
+
 def test_an_interim_manifest_that_does_not_fit_leaves_the_old_bundle_running(tmp_path, v1):
     # It was written after /main.py went aside, outside the handler that puts it back: the
     # old bundle, untouched, no longer booted.

@@ -852,8 +852,10 @@ def test_gpio_pins_without_the_gpio_bindings_stop_the_run_in_one_line_exit_2(tmp
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("added", ["", "  - {name: volts, driver: ina219, bus: i2c0, "
+                                         "quantity: bus_voltage, interval: 100ms}\n"])
 def test_compact_batches_left_waiting_by_a_switch_to_senml_go_out_with_their_schema(
-        tmp_path, mosquitto):
+        tmp_path, mosquitto, added):
     # A SenML device publishes no schema document: the compact batches its profile's earlier
     # encoding left in the buffer went out undecodable, held at the ingest for good.
     import sqlite3
@@ -866,7 +868,7 @@ def test_compact_batches_left_waiting_by_a_switch_to_senml_go_out_with_their_sch
     code, rest = run.stop()
     assert code == 0 and rest.startswith("stopped: 1 batch waiting"), rest
     senml = tmp_path / "senml.yaml"
-    senml.write_text((CHANGED % ("", mosquitto.port)).replace(
+    senml.write_text((CHANGED % (added, mosquitto.port)).replace(
         "backoff: {min: 100ms, max: 1s}}", "backoff: {min: 100ms, max: 1s}, encoding: senml}"))
     db = str(tmp_path / "fleet.sqlite")
     ingest = Ingest("127.0.0.1", mosquitto.port, db).start()

@@ -459,8 +459,8 @@ def test_a_shard_run_again_is_refused_naming_all_its_devices_not_one_workers(mon
     # Its workers each store a part: the refusal named the first worker's devices alone.
     from simulator import parts
     monkeypatch.setattr(parts, "_rows", lambda db: [("run", 0, 5, None), ("run", 5, 5, None),
-                                                    ("run", 10, 10, None)])
+                                                    ("run", 15, 5, None), ("run", 20, 10, None)])
     with pytest.raises(parts.PartsError) as err:
-        parts.check_shard("fleet.sqlite", "run", 0, 10)
-    assert "holds devices 1-10 of this run already" in str(err.value)
+        parts.check_shard("fleet.sqlite", "run", 0, 20)
+    assert "holds devices 1-10, 16-20 of this run already" in str(err.value)
     parts.check_shard("fleet.sqlite", "run", 20, 30)      # another shard's devices: free
