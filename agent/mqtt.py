@@ -428,17 +428,21 @@ class Client:
                 await self._drain(w)
             else:
                 # drain() waits, once past the high-water mark, down to the low one: until it
-                # returns, each timeout_ms must have seen some of the buffer go
+                # returns, each timeout_ms must have seen some of the buffer go. Below it the
+                # transport is not paused, and drain() returns at once (no timer a publish).
                 t = w.transport
-                while True:
-                    left = t.get_write_buffer_size()
-                    try:
-                        await asyncio.wait_for(w.drain(), self.timeout_ms / 1000)
-                        break
-                    except asyncio.TimeoutError:
-                        if t.get_write_buffer_size() >= left:
-                            raise
-                        self._last_tx = ticks_ms()
+                if t.get_write_buffer_size() <= t.get_write_buffer_limits()[1]:
+                    await w.drain()  # only reports a lost connection
+                else:
+                    while True:
+                        left = t.get_write_buffer_size()
+                        try:
+                            await asyncio.wait_for(w.drain(), self.timeout_ms / 1000)
+                            break
+                        except asyncio.TimeoutError:
+                            if t.get_write_buffer_size() >= left:
+                                raise
+                            self._last_tx = ticks_ms()
         except asyncio.TimeoutError:
             exc = _timeout("send stalled for %d ms" % self.timeout_ms)
             self._close(exc)

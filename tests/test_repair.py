@@ -704,6 +704,10 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
 
     class Device(NS):
         readings_in = SimDevice.readings_in
+        crashed = None
+
+        def failed(self):
+            pass
 
     log = NS(unacked_readings=0, unacked=0)
     device = Device(device_id="p1", profile={"device": {"model": "m"}, "sensors": []}, buffered=5 * 420 - 100,
