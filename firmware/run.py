@@ -290,15 +290,15 @@ class Reporter:
                 try:
                     await super().connect()
                 except Exception as exc:
-                    _aside(reporter.refused, exc)
+                    reporter.refused(exc)
                     raise
-                _aside(reporter.connected, self)
+                reporter.connected(self)
 
             async def subscribe(self, topic, qos):
                 try:
                     return await super().subscribe(topic, qos)
                 except Exception as exc:
-                    _aside(reporter.subscribe_refused, topic, exc)
+                    reporter.subscribe_refused(topic, exc)
                     raise
 
             # The uplink sets on_close on each client it makes: reported, then passed on.
@@ -309,20 +309,12 @@ class Reporter:
             @on_close.setter
             def on_close(self, fn):
                 def closed(exc):
-                    _aside(reporter.lost, exc)
+                    reporter.lost(exc)
                     if fn is not None:
                         fn(exc)
                 self._logged_on_close = closed
 
         return Logged
-
-
-def _aside(say, *args):
-    """A line of the reporter's, which nothing the agent does waits on or fails by."""
-    try:
-        say(*args)
-    except Exception:   # noqa: BLE001 - the connection is the agent's, the line only ours
-        pass
 
 
 def main(args, err=sys.stderr):

@@ -12,6 +12,8 @@
 import errno
 import os
 
+from hal.unopened import BusError, bus_error
+
 
 class LinuxUART:
     """An adapter unplugged while open fails each transfer with a `bus` error (hal/unopened.py)
@@ -56,7 +58,7 @@ class LinuxUART:
             try:
                 self._serial = self._open()
             except OSError as exc:
-                raise _gone(exc)
+                raise bus_error(exc)
         return self._serial
 
     def _lost(self, exc):
@@ -67,10 +69,9 @@ class LinuxUART:
         except Exception:   # noqa: BLE001 - it is gone either way
             pass
         self._serial = None
-        words = getattr(exc, "strerror", None) or str(exc)
-        return _gone(OSError(errno.EIO, "UART %s failed (%s): is the USB serial adapter still "
-                                        "plugged in? It is opened again at the next try"
-                             % (self.port, words)))
+        return BusError("UART %s failed (%s): is the USB serial adapter still plugged in? It is "
+                        "opened again at the next try"
+                        % (self.port, getattr(exc, "strerror", None) or exc))
 
     def write(self, buf):
         port = self._port()
@@ -106,7 +107,3 @@ class LinuxUART:
 
     deinit = close
 
-
-def _gone(exc):
-    from hal.unopened import bus_error
-    return bus_error(exc)

@@ -406,25 +406,34 @@ def seqs_of_segment(store, name):
     return [seq_of(memoryview(p)[2:]) for _, p, _ in records(store, name, 0, store.size(name))]
 
 
+def lose_segment(store, again, index, how):
+    """A log of 12 batches, 4 a segment, whose segment `index` is then emptied or deleted, and
+    opened again: (the batches, the lost segment's seqs, the log, the bytes it discarded)."""
+    log = opened(store, segment_bytes=4 * REC)
+    data = [add(log, seq) for seq in range(12)]
+    log.close()
+    names = sorted(n for n in store.names() if n.endswith(".seg"))
+    assert len(names) >= 3
+    lost = seqs_of_segment(again(), names[index])
+    if how == "emptied":
+        again().replace(names[index], b"")
+    else:
+        again().remove(names[index])
+    log = new_log(again(), segment_bytes=4 * REC)
+    discarded = log.open()
+    return data, lost, log, discarded
+
+
 def test_a_segment_emptied_or_gone_in_the_middle_leaves_its_batches_remembered_as_dropped():
     # They were "gone" to a resend, as if never made, and counted nowhere
     for how in ("emptied", "deleted"):
         for store, again in both_stores():
-            log = opened(store, segment_bytes=4 * REC)
-            data = [add(log, seq) for seq in range(12)]
-            log.close()
-            names = sorted(n for n in store.names() if n.endswith(".seg"))
-            assert len(names) >= 3
-            first, middle = seqs_of_segment(again(), names[0]), seqs_of_segment(again(), names[1])
-            if how == "emptied":
-                again().replace(names[1], b"")
-            else:
-                again().remove(names[1])
-            log = new_log(again(), segment_bytes=4 * REC)
-            log.open()
+            data, middle, log, _ = lose_segment(store, again, 1, how)
             assert log.dropped_ranges == [[middle[0], middle[-1]]], (how, log.dropped_ranges)
             kept = [s for s in range(12) if s not in middle]
-            assert drain(log) == [(s, data[s]) for s in kept] and first[0] == 0
+            first = min(n for n in again().names() if n.endswith(".seg"))
+            assert drain(log) == [(s, data[s]) for s in kept]
+            assert seqs_of_segment(again(), first)[0] == 0
             log.close()
             log = new_log(again(), segment_bytes=4 * REC)
             log.open()
@@ -437,17 +446,7 @@ def test_the_oldest_segment_emptied_or_gone_leaves_its_unsent_batches_remembered
     # lost at the broker.
     for how in ("emptied", "deleted"):
         for store, again in both_stores():
-            log = opened(store, segment_bytes=4 * REC)
-            data = [add(log, seq) for seq in range(12)]
-            log.close()
-            names = sorted(n for n in store.names() if n.endswith(".seg"))
-            oldest = seqs_of_segment(again(), names[0])
-            if how == "emptied":
-                again().replace(names[0], b"")
-            else:
-                again().remove(names[0])
-            log = new_log(again(), segment_bytes=4 * REC)
-            discarded = log.open()
+            data, oldest, log, discarded = lose_segment(store, again, 0, how)
             assert log.dropped_ranges == [[oldest[0], oldest[-1]]], (how, log.dropped_ranges)
             assert discarded >= HEAD * len(oldest)
             assert drain(log) == [(s, data[s]) for s in range(12) if s not in oldest]

@@ -247,18 +247,24 @@ def test_a_command_too_large_for_the_client_is_counted_and_handed_on_with_its_si
     run(main())
 
 
+def backoff_caps(up):
+    """The list each backoff's cap goes into (the delay drawn is the least under it)."""
+    caps = []
+
+    class Rng:
+        def randint(self, a, b):
+            caps.append(b)
+            return a
+    up.rng = Rng()
+    return caps
+
+
 def test_a_connection_that_ends_soon_after_connack_counts_as_a_failure_for_the_backoff():
     async def main():
         buf = make_buffer(0)
         up = uplink(buf)
         clock = up.clock
-        caps = []
-
-        class Rng:
-            def randint(self, a, b):
-                caps.append(b)
-                return a
-        up.rng = Rng()
+        caps = backoff_caps(up)
         up.stable_ms = 5000
         task = asyncio.create_task(up.run())
         # Eight connections, each dropped by the broker at once (as a retained command that
@@ -380,13 +386,7 @@ def test_connections_left_for_want_of_pubacks_count_as_failures_however_long_the
         buf = make_buffer(2)
         up = uplink(buf)
         clock = up.clock
-        caps = []
-
-        class Rng:
-            def randint(self, a, b):
-                caps.append(b)
-                return a
-        up.rng = Rng()
+        caps = backoff_caps(up)
         up.stable_ms = 500
         up.ack_timeout_ms = 1000
         task = asyncio.create_task(up.run())
