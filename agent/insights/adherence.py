@@ -210,6 +210,15 @@ def _next(after, times, off):
     return day0 + _DAY + times[0] * _MIN - off
 
 
+def _prev(before, times, off):
+    """The last time of `times` before `before` (device ms): each is once in any day before it."""
+    s = _next(before - _DAY - 1, times, off)
+    n = _next(s, times, off)
+    while n < before:
+        s, n = n, _next(n, times, off)
+    return s
+
+
 def spacing(times_min, window_ms, early_ms=0):
     """None, or why the schedule's on-time windows would overlap (the profile check shares it):
     a dose's on-time window must end before the next one's opens, early_ms before it."""
@@ -244,6 +253,7 @@ class Detector:
         self.armed = True        # refill_needed not yet sent for this supply
         self.last_t = None
         self.sched = None        # the slot being judged (None: not judging)
+        self.done = 0            # the newest dose time given its verdict (taken or missed)
         self.close = 0
         self.taken = False
         self.took = 0            # pills taken for that slot: a dose may come in parts
@@ -318,13 +328,22 @@ class Detector:
             while self.close < now:
                 if self.sched == old and not taken:
                     self.counts[1] += 1
+                    self.done = old
                     self.emit(now, "dose_missed", None, {"scheduled": old, "close": self.close})
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
-        if taken and (moved and self.sched - self.early <= now
-                      or self.sched - self.early <= taken_t <= self.close):
-            self.taken, self.took, self.taken_t = True, took, taken_t
+        if taken and self.sched == old:
+            pass      # its time stays: taken, whatever the new window says of its take
+        else:
+            # A dose time the old schedule judged (the clocks put forward an hour over it, or
+            # the dose after it removed, which puts its close later) has its verdict already.
+            while self.sched <= self.done:
+                self._slot(_next(self.sched, self.times, self.off))
+            if not (taken and (moved and self.sched - self.early <= now
+                               or self.sched - self.early <= taken_t <= self.close)):
+                return
+        self.taken, self.took, self.taken_t = True, took, taken_t
 
     def settings(self):
         return {"times_min": self.times, "window_ms": self.window, "late_ms": self.late,
@@ -425,6 +444,8 @@ class Detector:
             self.taken = taken
             self.took = self.dose if taken else 0   # not kept: a part after a reboot is extra
             self.taken_t = sched                    # nor the take's time: within its window
+            # not kept either: the dose before it was judged, and this one if taken
+            self.done = sched if taken else _prev(sched, self.times, self.off)
 
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
@@ -530,6 +551,7 @@ class Detector:
             self.taken = True
             self.took = dose
             self.taken_t = t0
+            self.done = sched
             self.counts[0] += 1
             late = t0 > sched + self.window
             early = t0 < sched - self.window
@@ -563,6 +585,7 @@ class Detector:
                     self.away = self.sched
             elif not self.taken:
                 self.counts[1] += 1
+                self.done = self.sched
                 self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
             elif self.took < self.dose:
                 self.emit(t, "dose_incomplete", self.took,
@@ -587,6 +610,7 @@ class Detector:
             got = drop if drop < dose else dose
             nxt = _next(s, self.times, self.off)
             close = self._close_of(s, nxt)
+            self.done = s
             if got:
                 self.counts[0] += 1
                 self.emit(t, "dose_taken", got, {"scheduled": s, "taken": self.lvl_t0,

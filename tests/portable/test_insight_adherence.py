@@ -478,6 +478,54 @@ def test_a_take_is_never_carried_to_a_dose_hours_away():
     assert b.events[1][3]["scheduled"] == DAY0 + 20 * HOUR
 
 
+def verdicts_by_dose(b):
+    """{scheduled: [dose_taken / dose_missed, ...]} of the events so far."""
+    seen = {}
+    for _, e, _, f in b.events:
+        if e in ("dose_taken", "dose_missed"):
+            seen.setdefault(f["scheduled"], []).append(e)
+    return seen
+
+
+def test_clocks_put_forward_over_a_dose_already_missed_do_not_judge_it_again():
+    # 07:00 missed; the cloud puts the clocks forward at 08:10 UTC, which makes the open
+    # 08:00 dose 07:00 UTC: the time whose dose_missed went out. It was judged again (taken by
+    # the 08:20 pill, 80 min late; or a second dose_missed).
+    for pill in (True, False):
+        b = Bottle(30, start=DAY0 + 6 * HOUR, times_min=[7 * 60, 8 * 60])
+        b.until(30, 8 + 10 / 60.0)
+        b.det.set({"utc_offset_min": 60})
+        if pill:
+            b.until(30, 8 + 20 / 60.0)
+            b.until(29, 14)
+        else:
+            b.until(30, 14)
+        assert verdicts_by_dose(b) == {DAY0 + 7 * HOUR: ["dose_missed"]}, b.events
+
+
+def test_removing_the_dose_after_a_missed_one_does_not_miss_it_again():
+    # The 16:00 dose removed at 16:30 put 13:00's close at 18:00: a second dose_missed.
+    b = Bottle(30, start=DAY0 + 10 * HOUR, times_min=[4 * 60 + 15, 13 * 60, 16 * 60])
+    b.until(30, 16.5)
+    assert b.names() == ["dose_missed"]
+    b.det.set({"schedule": ["04:15", "13:00"]})
+    b.until(30, 26)
+    assert b.names() == ["dose_missed"], b.events
+    assert b.det.state()["scheduled"] == DAY0 + 28 * HOUR + 15 * MIN   # the next one
+
+
+def test_a_narrower_window_set_after_an_early_take_keeps_the_dose_taken():
+    # Taken at 07:20 on a 60-min window; the pharmacy narrows it to 15 min at 08:05: the
+    # take fell outside the new window and the dose came back as dose_missed at 13:05.
+    b = Bottle(30, start=DAY0 + 6 * HOUR, window_ms=60 * MIN)
+    b.until(30, 7 + 20 / 60.0)
+    b.until(29, 8 + 5 / 60.0)
+    b.det.set({"window_ms": 15 * MIN})
+    b.until(29, 14)
+    assert b.names() == ["dose_taken"], b.events
+    assert b.det.state()["scheduled"] == DAY0 + 20 * HOUR
+
+
 def test_a_longer_late_set_mid_dose_judges_that_dose_and_never_one_already_judged():
     b = Bottle(20)
     b.until(20, 10)                                  # 08:00 not taken, open until 13:00

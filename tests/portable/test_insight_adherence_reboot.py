@@ -306,3 +306,16 @@ def test_doses_held_while_the_bottle_is_away_are_judged_after_a_reboot_too():
     b.until(17, 23, day=1)                           # back with two fewer
     assert [(e[1], e[3]["scheduled"], e[3].get("status")) for e in b.events[1:]] == [
         ("dose_taken", DAY0 + 20 * HOUR, "away"), ("dose_taken", DAY0 + 32 * HOUR, "away")]
+
+
+def test_a_dose_missed_before_a_reboot_is_not_missed_again_after_a_schedule_change():
+    # The dose judged before the reboot is not in the snapshot: restore takes the one before
+    # the slot for judged, and removing the dose after it does not reopen it.
+    b = Bottle(30, start=DAY0 + 10 * HOUR, times_min=[4 * 60 + 15, 13 * 60, 16 * 60])
+    b.until(30, 16 + 10 / 60.0)
+    assert b.names() == ["dose_missed"]
+    b.det = rebooted(b.det, b._emit, config(times_min=[4 * 60 + 15, 13 * 60, 16 * 60]))
+    b.until(30, 16.5)
+    b.det.set({"schedule": ["04:15", "13:00"]})
+    b.until(30, 20)
+    assert b.names() == ["dose_missed"], b.events
