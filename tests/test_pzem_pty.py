@@ -70,14 +70,6 @@ def test_bytes_that_a_tty_would_translate_pass_unchanged(rig):
     assert values["frequency"] == pytest.approx(0x7F03 / 10)
 
 
-def test_reset_energy_over_pyserial(rig):
-    meter, pty, pzem = rig
-    pzem.reset_energy()
-    assert meter.wh == 0 and meter.resets == 1
-    assert pty.frames[-1] == bytes.fromhex("01 42 80 11")
-    assert pzem.measure()["energy"] == 0
-
-
 def test_a_silent_meter_times_out_after_the_drivers_timeout(rig):
     meter, pty, pzem = rig
     pty.faults.inject("timeout")

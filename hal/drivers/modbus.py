@@ -83,13 +83,6 @@ def request(buf, slave, function, word1, word2):
     return put_crc(buf, 6)
 
 
-def short_request(buf, slave, function):
-    """Writes the 4-byte request `slave, function, CRC` (the PZEM's reset energy) into buf; returns 4."""
-    buf[0] = slave
-    buf[1] = function
-    return put_crc(buf, 2)
-
-
 def word(buf, offset):
     """The big-endian 16-bit word at buf[offset]."""
     return (buf[offset] << 8) | buf[offset + 1]

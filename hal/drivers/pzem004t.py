@@ -29,9 +29,6 @@ except ImportError:
 
 CHIP = "PZEM-004T"
 GENERAL_ADDRESS = const(0xF8)    # "general address": any single meter on the line answers it
-_RESET_ENERGY = const(0x42)
-_REG_ALARM_THRESHOLD = const(0x0001)
-_REG_ADDRESS = const(0x0002)
 _N_INPUT = const(10)             # input registers 0x0000-0x0009
 _READ_REPLY = const(25)          # address, function, byte count (20), 20 data bytes, CRC
 _MAX_DRAIN = const(16)           # read calls spent draining stale input before a request
@@ -50,7 +47,6 @@ class PZEM004T:
         self._sleep_ms = sleep_ms or _sleep_ms
         self._ticks_ms = ticks_ms or _ticks_ms  # the simulator's: its timeouts count polls alone
         self._req8 = bytearray(8)
-        self._req4 = bytearray(4)
         self._reply = bytearray(_READ_REPLY)
 
     def _error(self, problem, kind):
@@ -84,37 +80,6 @@ class PZEM004T:
             raise self._error("sent %d data bytes for %d registers" % (self._reply[2], _N_INPUT),
                               "reply")
         return self._reply
-
-    def reset_energy(self):
-        """Sets the energy counter to 0 (function 0x42); raises SensorError if not confirmed."""
-        modbus.short_request(self._req4, self.address, _RESET_ENERGY)
-        self._transact(self._req4, _RESET_ENERGY, 4)
-        self._check_echo(self._req4, "reset energy")
-
-    def set_alarm_threshold(self, watts):
-        """Writes the power alarm threshold (W, 0-65535) into holding register 0x0001."""
-        self._write_register(_REG_ALARM_THRESHOLD, watts, "power alarm threshold")
-
-    def set_address(self, new_address):
-        """Gives the meter a new slave address (1-247); the driver uses it from then on."""
-        if not 1 <= new_address <= 247:
-            raise ValueError("PZEM-004T address must be 1-247, got %r" % (new_address,))
-        self._write_register(_REG_ADDRESS, new_address, "address")
-        self.address = new_address
-
-    def _write_register(self, register, value, what):
-        if not 0 <= value <= 0xFFFF:
-            raise ValueError("%s must be 0-65535, got %r" % (what, value))
-        modbus.request(self._req8, self.address, modbus.WRITE_SINGLE, register, value)
-        self._transact(self._req8, modbus.WRITE_SINGLE, 8)
-        self._check_echo(self._req8, "write of the " + what)
-
-    def _check_echo(self, request, what):
-        reply = self._reply
-        for i in range(2, len(request)):
-            if reply[i] != request[i]:
-                raise self._error("did not confirm the %s (the reply is not an echo)" % what,
-                                  "reply")
 
     def _transact(self, request, function, want):
         """Sends request, receives a reply of `want` bytes into self._reply and checks its CRC,

@@ -37,12 +37,6 @@ def test_read_request_to_the_general_address_is_the_published_frame():
     assert bytes(buf) == hexbytes("F8 04 00 00 00 0A 64 64")
 
 
-def test_reset_energy_request_for_slave_1_is_the_published_frame():
-    buf = bytearray(4)
-    assert modbus.short_request(buf, 0x01, 0x42) == 4
-    assert bytes(buf) == hexbytes("01 42 80 11")
-
-
 def test_crc_is_sent_low_byte_first():
     buf = bytearray(8)
     modbus.request(buf, 0x01, modbus.READ_INPUT, 0x0000, 0x000A)
