@@ -38,6 +38,7 @@ LAST = {"batch": "last_seq", "event": "last_event_seq"}
 REASONS = (("gone", "broker"), ("dropped", "dropped"))  # reply list -> lost.reason
 MAX_ASKS = 8  # asks of one number, at growing intervals, before it is settled as lost
 PROBE = {"batch": 64, "event": 16}  # numbers past the tail asked for when it may have been lost
+UNHEALTHY = 600.0  # seconds a device sends batches with no health report before it is told of
 
 log = logging.getLogger("tether.ingest")
 
@@ -344,6 +345,9 @@ class Repair:
         self.prefix = prefix
         self.ingest_id = ingest_id
         self.ages = Ages()
+        self.silent = set()  # devices told of as not answering requests, until one answers
+        self.unhealthy = set()  # devices told of as sending batches with no health report
+        self._next_look = 0.0
 
     def plan(self, db, now):
         """[(topic, payload)]: the resend commands to publish once the transaction commits."""
@@ -365,10 +369,23 @@ class Repair:
             "       coalesce(d.event_newest, -1)) > d.event_done) "
             "ORDER BY coalesce(r.sent_at, 0)").fetchall()
         for device, status, sent_at, answered_at, bdone, btop, edone, etop in rows:
+            timed_out = (sent_at is not None and answered_at is None
+                         and now - sent_at >= max(p.timeout, p.interval))
             free = (status != "offline"
                     and (sent_at is None
                          or (answered_at is not None and now - sent_at >= p.interval)
-                         or now - sent_at >= max(p.timeout, p.interval)))
+                         or timed_out))
+            if answered_at is not None:
+                self.silent.discard(device)
+            elif free and timed_out and device not in self.silent:
+                self.silent.add(device)
+                # A broker whose ACL lets a device publish but not read its commands grants the
+                # subscription all the same (Mosquitto 2) and drops what comes for it.
+                log.warning("device %s did not answer the resend request sent %.0f s ago, "
+                            "though it is online: do commands reach it? (the broker must let "
+                            "it read %s); what it lacks is asked for again, not settled as lost "
+                            "until it answers", device, now - sent_at,
+                            command_topic(self.prefix, device))
             for kind, done, top in (("batch", bdone, btop), ("event", edone, etop)):
                 if done is None or top <= done:
                     continue
@@ -377,24 +394,45 @@ class Repair:
                 if not (free and ripe and tokens - spent >= 1):
                     continue
                 lo, hi = ripe[0][0], ripe[-1][1]
-                recent = self._recent(db, device, kind, lo, hi, now)
+                recent = self._recent(db, device, kind, lo, hi, now, answered_at is not None)
                 ranges = one_store(choose(ripe, recent))
                 if ranges and self._claim(db, device, kind, ranges, now, out):
                     spent += 1
                     free = False
         self.ages.keep(keys)
+        if now >= self._next_look:
+            self._next_look = now + 60.0
+            self._no_health(db, now)
         if spent:
             db.execute("INSERT INTO repair_bucket (id, tokens, at) VALUES (0, ?, ?) "
                        "ON CONFLICT (id) DO UPDATE SET tokens = excluded.tokens, at = excluded.at",
                        (tokens - spent, now))
         return out
 
-    def _recent(self, db, device, kind, lo, hi, now):
+    def _no_health(self, db, now):
+        """Tells once of each device that has sent batches for UNHEALTHY seconds and never a
+        health report: repair starts at one (where the device's log begins), so its gaps wait."""
+        for device, first_seen in db.execute(
+                "SELECT device, first_seen FROM devices WHERE batch_done IS NULL "
+                "AND last_seq IS NOT NULL AND first_seen < ?", (now - UNHEALTHY,)).fetchall():
+            if device not in self.unhealthy:
+                self.unhealthy.add(device)
+                # A broker that takes its batches and drops its health reports (an ACL on
+                # up/health, a message size limit between the two) acknowledges them all.
+                log.warning("device %s has sent batches for %.0f min and no health report: its "
+                            "gaps are not asked for until one comes (it sends one at each "
+                            "connect and every uplink.health_every; is the broker dropping them? "
+                            "an ACL on %s/%s/up/health, or a message size limit)", device,
+                            (now - first_seen) / 60, self.prefix, device)
+
+    def _recent(self, db, device, kind, lo, hi, now, answering):
         """The numbers in lo..hi asked for too lately to ask again (ascending). A number waits
         `reask` after its first ask, twice that after its second, and so on; one asked
         MAX_ASKS times that still has not come (a device that says it holds it and re-sends
         something else: another log's batch under that number) is recorded as lost at the
-        broker once its last wait is over, and no more asked for (it leaves `lost` if it comes)."""
+        broker once its last wait is over, and no more asked for (it leaves `lost` if it comes);
+        but not while the device's last request went unanswered (`answering` False: commands
+        may not reach it, and it may hold them all): those are asked again at the longest wait."""
         recent = []
         over = []
         for seq, asked_at, asks in db.execute(
@@ -403,7 +441,7 @@ class Repair:
             wait = self.policy.reask * (1 << min(asks, MAX_ASKS) - 1)
             if now - asked_at < wait:
                 recent.append(seq)
-            elif asks >= MAX_ASKS:
+            elif asks >= MAX_ASKS and answering:
                 over.append(seq)
         if over:
             db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "

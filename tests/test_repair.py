@@ -3,6 +3,7 @@ per-device and fleet-wide rate limits, replies, the layout migration, all on an 
 then against a real Mosquitto, with a device that answers resend commands as the protocol says
 (docs/uplink.md, "How the ingest repairs gaps")."""
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -893,6 +894,50 @@ def test_a_number_the_device_says_it_holds_and_never_sends_is_asked_ever_less_th
     assert rows(db, "SELECT count(*) FROM asked") == [(0,)]
     d.put("p1", "batch", batch(batches, "p1", 1), now)  # it comes after all
     assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+
+
+def test_a_device_that_never_answers_is_warned_of_once_and_its_gaps_are_not_called_lost(
+        desk, batches, caplog):
+    # A broker ACL that lets a device publish but not read its commands (Mosquitto grants the
+    # subscription and drops the commands): after 8 unanswered asks the numbers were recorded
+    # as lost at the broker, which still held nothing wrong, and nothing said why.
+    d = desk()
+    db = d.ingest.db_path
+    d.batches("p1", batches, [0, 2], T0)
+    d.put("p1", "health", health("p1", batch=[0, 2]), T0)
+    d.plan(T0)
+    now, asked = T0 + GRACE, []
+    with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+        while now < T0 + GRACE + 60 * 600:
+            for _, cmd in d.plan(now):
+                assert cmd["ranges"] == [[1, 1]]
+                asked.append((now, cmd))
+            d.put("p1", "batch", batch(batches, "p1", 3), now)  # online, publishing
+            now += 30
+    assert len(asked) > repair.MAX_ASKS
+    assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
+    said = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "tether/v1/p1/down/cmd" in said[0]
+    # It answers at last: it is free to be told of again, and its numbers settle as before.
+    last = asked[-1][1]
+    d.put("p1", "event", answer(last, gone=[[1, 1]]), now)
+    assert rows(db, "SELECT seq, reason FROM lost") == [(1, "broker")]
+
+
+def test_a_device_sending_batches_and_never_its_health_is_told_of_once(desk, batches, caplog):
+    # A broker that drops a device's health reports (an ACL on up/health, a size limit between
+    # a batch's and a report's) acknowledges them: the gaps waited for good, and nothing said so.
+    d = desk()
+    d.batches("p1", batches, [0, 2], T0)
+    d.batches("p2", batches, [0, 2], T0)
+    d.put("p2", "health", health("p2", batch=[0, 2]), T0)
+    with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+        for k in range(30):
+            d.plan(T0 + 60 * k)
+    said = [r.getMessage() for r in caplog.records if "no health report" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith("device p1 has sent batches for 1"), said
+    assert "tether/v1/p1/up/health" in said[0]
 
 
 def test_an_erased_log_that_never_reported_its_health_has_its_gaps_settled(desk, batches):
