@@ -15,7 +15,7 @@ import array
 import struct
 
 from agent import cbor
-from agent.log import HEAD, READINGS, _full, frame, records
+from agent.log import HEAD, READINGS, frame, no_room, records
 
 try:
     from micropython import const
@@ -26,7 +26,7 @@ except ImportError:
 LIMIT = const(0x40000000)  # 2**30: times and values stay small ints on a 32-bit board
 _JOURNAL = "journal"
 _SCHEMA = "schema"          # the schema document the journal's rows and the newest batches use
-_EARLIER = "schemas"        # earlier ones still needed (agent/schema_change.py)
+EARLIER = "schemas"        # earlier ones still needed (agent/schema_change.py)
 _ROWS_HEAD = "<BqIH"        # clock synced, base time (ms), batch sequence number, row count
 _ROW_BYTES = const(9)
 
@@ -161,7 +161,7 @@ class Buffer:
     def earlier_schemas(self):
         """The schema documents of earlier profiles that batches not yet acknowledged were made
         under (the uplink publishes them before the batches); forgets those no longer needed."""
-        if _EARLIER not in self.store.names():
+        if EARLIER not in self.store.names():
             return ()
         from agent import schema_change
         return schema_change.needed(self)
@@ -169,7 +169,7 @@ class Buffer:
     def kept_schemas(self):
         """The earlier profiles' schema documents that batches the log holds were made under:
         the uplink publishes them before a batch it sends again on request."""
-        if _EARLIER not in self.store.names():
+        if EARLIER not in self.store.names():
             return ()
         from agent import schema_change
         return schema_change.kept(self)
@@ -264,7 +264,7 @@ class Buffer:
                 # Part of the record may be in the file: rows appended after it would be lost
                 # at the next open, which stops at the first bad record.
                 self.torn = True
-                if not (_full(exc) and self.log.make_room()):
+                if not (no_room(exc) and self.log.make_room()):
                     raise
         if self.torn:
             self._rewrite_journal(self.n)   # whole, in place of what a failed write left

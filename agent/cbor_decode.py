@@ -90,7 +90,7 @@ class Reader:
             return -1 - n
         if major == 2 or major == 3:
             if n is None:
-                return self._chunks(major, depth, start)
+                return self._chunks(major)
             return self._string(major, n, start)
         if major == 4:
             if n is None:
@@ -167,7 +167,7 @@ class Reader:
             raise Malformed("text string is not valid UTF-8", start)
         return s
 
-    def _chunks(self, major, depth, start):
+    def _chunks(self, major):
         parts = []
         while not self._break():
             m, n, cstart = self._chunk_head()

@@ -5,13 +5,14 @@
 #   now()        (t_ms, synced): Unix time in ms once the clock is synced, else ms since start
 import time
 
-PLAUSIBLE_MS = 1704067200000  # 2024-01-01: a clock before this was never set
+from hal.ticks import PLAUSIBLE_MS
 
 
 class SystemClock:
     """The real clock. On MicroPython ticks_ms() wraps (every 2**30 ms on an ESP32), so the
     monotonic count is carried forward by ticks_diff at each call; call monotonic() at least
-    once per wrap period (the sampler does, many times a minute). A board is told the time by
+    once per half wrap period, 2**29 ms or 6.2 days, the most ticks_diff tells apart (the
+    sampler and the supervisor do, every second). A board is told the time by
     NTP (sync). On CPython the operating system keeps the clock (NTP, an RTC, fake-hwclock on a
     Pi without one) and steps it when it learns better, after the agent started: it is read at
     every now(), synced while it is past 2024."""

@@ -91,7 +91,7 @@ def records(store, name, start, size):
         yield kind, payload, off
 
 
-def _full(exc):
+def no_room(exc):
     """A write refused for want of room (ENOSPC: 28 on every port)."""
     return isinstance(exc, OSError) and exc.args and exc.args[0] == 28
 
@@ -358,7 +358,7 @@ class Log:
             # what came after. The batch goes again, whole, into a fresh segment.
             seg.sealed = True
             # Once: a disk full of other files would have every segment dropped in turn.
-            if again or not (_full(exc) and self.make_room()):
+            if again or not (no_room(exc) and self.make_room()):
                 raise
             self.append_batch(seq, count, data, True)
             return
@@ -433,7 +433,7 @@ class Log:
         try:
             self.save_state()
         except OSError as exc:
-            if not _full(exc):
+            if not no_room(exc):
                 raise
             # No room even for the state file: the segment goes first, then the state says
             # so (a cut in between loses the count of what it held, not the rest).
@@ -599,13 +599,13 @@ class Log:
         held, gone, dropped, unknown = into
         newest = self.next_seq() - 1
         if last > newest:
-            _add(unknown, max(first, newest + 1), last)
+            add_range(unknown, max(first, newest + 1), last)
             last = newest
         spans = []  # (from, to, the list it goes to), in order
         for seg in self.segments:
             if seg.first_seq >= 0:
                 a = seg.first_seq
-                for r in sorted(self.dropped_ranges, key=_first):
+                for r in sorted(self.dropped_ranges, key=first_of):
                     if a <= r[1] and r[0] <= seg.last_seq:   # lost to a corrupt record in it
                         if a < r[0]:
                             spans.append((a, r[0] - 1, held))
@@ -614,7 +614,7 @@ class Log:
                     spans.append((a, seg.last_seq, held))
         for r in self.dropped_ranges:
             spans.append((r[0], r[1], dropped))
-        spans.sort(key=_first)
+        spans.sort(key=first_of)
         at = first
         for a, b, out in spans:
             if at > last:
@@ -622,13 +622,13 @@ class Log:
             if b < at:
                 continue
             if a > at:
-                _add(gone, at, min(a - 1, last))
+                add_range(gone, at, min(a - 1, last))
                 at = a
             if at <= last:
-                _add(out, at, min(b, last))
+                add_range(out, at, min(b, last))
                 at = min(b, last) + 1
         if at <= last:
-            _add(gone, at, last)
+            add_range(gone, at, last)
         return into
 
     def close(self):
@@ -637,11 +637,11 @@ class Log:
         self.store.close()
 
 
-def _first(span):
+def first_of(span):
     return span[0]
 
 
-def _add(ranges, a, b):
+def add_range(ranges, a, b):
     """Appends [a, b] to a list of ranges, joining it to the last one if they touch."""
     if ranges and ranges[-1][0] <= a <= ranges[-1][1] + 1:
         if b > ranges[-1][1]:

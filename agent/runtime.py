@@ -11,7 +11,7 @@ import gc
 
 from agent import cbor
 from agent.events import Events, log_bytes
-from agent.log import Log
+from agent.log import Log, add_range, first_of
 from agent.sampler import Sampler, channels
 from agent.uplink import Topics, Uplink
 
@@ -264,8 +264,7 @@ class Agent:
                 c.interval_ms = ms
                 c.due = self.clock.monotonic()
                 return {"sensor": name, "interval_ms": ms}
-        from agent.shown import shown  # loaded for the message only: a board's heap is small
-        raise _error("no sensor %s" % shown(name))
+        raise _error("no sensor %s" % _shown(name))
 
     def _flush(self, cmd):
         cmd.done()
@@ -336,16 +335,10 @@ class Agent:
                     or r[0] > r[1]):
                 raise _error("range %d must be [from, to] with 0 <= from <= to < 2**32"
                              % i)
-        ranges.sort(key=_first)
+        ranges.sort(key=first_of)
         joined = []
-        a, b = ranges[0]
         for r in ranges:  # overlapping and adjacent ranges join: nothing is queued twice
-            if r[0] > b + 1:
-                joined.append((a, b))
-                a = r[0]
-            if r[1] > b:
-                b = r[1]
-        joined.append((a, b))
+            add_range(joined, r[0], r[1])
         total = 0
         for a, b in joined:     # counted once joined: [[0, 1000], [0, 1000]] asks for 1001
             total += b - a + 1
@@ -369,10 +362,6 @@ class Agent:
         if self.reboot is None:
             raise _error("this device cannot reboot on command")
         return {"rebooting": True}, self.reboot
-
-
-def _first(r):
-    return r[0]
 
 
 def _seq(v):

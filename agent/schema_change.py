@@ -9,7 +9,7 @@
 # the document's length ("<H"), the document.
 import struct
 
-_EARLIER = "schemas"
+from agent.buffer import EARLIER
 
 
 def use(buf, old):
@@ -62,7 +62,7 @@ def kept(buf):
 
 def _read(store):
     out = []
-    data = store.read_all(_EARLIER) if _EARLIER in store.names() else None
+    data = store.read_all(EARLIER) if EARLIER in store.names() else None
     at = 0
     while data is not None and at + 10 <= len(data):
         last, n = struct.unpack_from("<qH", data, at)
@@ -73,6 +73,6 @@ def _read(store):
 
 def _write(store, kept):
     if kept:
-        store.replace(_EARLIER, b"".join([struct.pack("<qH", s, len(d)) + d for s, d in kept]))
-    elif _EARLIER in store.names():
-        store.remove(_EARLIER)
+        store.replace(EARLIER, b"".join([struct.pack("<qH", s, len(d)) + d for s, d in kept]))
+    elif EARLIER in store.names():
+        store.remove(EARLIER)

@@ -5,7 +5,6 @@
 # are decimal fractions (tag 4) at the channel's resolution, so 71.4 travels as 714 x 10**-1 and
 # reads back exactly, where a float would need 9 bytes and still not be 71.4.
 
-BVER = -1
 BN = -2
 BT = -3
 BU = -4

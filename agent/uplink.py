@@ -163,7 +163,7 @@ class Uplink:
                     await client.publish(self.topics.schema, self.schema, 1, True)
                 await self._pump(client)
             except Exception as exc:  # OSError, MQTTError, a timeout: every failure retries
-                self.last_error = _describe(exc)
+                self.last_error = describe(exc)
                 self.errors += 1
             self._drop(client)
             if self.stopping:
@@ -366,7 +366,7 @@ class Uplink:
 
     def _closed(self, exc):
         if exc is not None:
-            self.last_error = _describe(exc)
+            self.last_error = describe(exc)
             self.errors += 1
         self.wakeup.set()
 
@@ -402,5 +402,6 @@ def _seq_of_range(r):
     return r[1]
 
 
-def _describe(exc):
+def describe(exc):
+    """An exception in words: its type, and its text when it has one."""
     return "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__

@@ -22,7 +22,6 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 BOARD_PACKAGES = ("agent", "hal", "firmware")  # only these go onto a board
 HOST_ONLY = ("agent.host", "hal.linux", "firmware.profile")  # never shipped, whoever imports them
 ENTRY = "firmware/main.py"
-BOOT = "firmware/boot.py"
 PLATFORM_MODULES = {"esp32": "hal.esp32", "sim": "hal.sim.platform"}
 # The other platform's modules are not shipped even when a shipped module can import them.
 OTHER_PLATFORMS = {"esp32": ("hal.sim",), "sim": ("hal.esp32",)}
@@ -166,7 +165,7 @@ def follow(roots, excluded=(), root=ROOT):
 
 
 def board_modules(profile, root=ROOT):
-    """The dotted names of the modules the profile's bundle ships (main.py and boot.py apart)."""
+    """The dotted names of the modules the profile's bundle ships (main.py apart)."""
     from agent import insights
     from hal import chips
     platform = profile["platform"]
@@ -184,10 +183,8 @@ def board_modules(profile, root=ROOT):
     if missing:
         raise BuildError(["tether build: the bundle needs %s, which has no file %s.py" % (
             m, m.replace(".", "/")) for m in missing], NO_COMPILER)
-    for name in (ENTRY, BOOT):
-        path = pathlib.Path(root, name)
-        if path.is_file():
-            roots.extend(imported_names(ast.parse(path.read_bytes(), str(path)), ""))
+    path = pathlib.Path(root, ENTRY)
+    roots.extend(imported_names(ast.parse(path.read_bytes(), str(path)), ""))
     excluded = HOST_ONLY + OTHER_PLATFORMS[platform] + tuple(unused)
     return follow(roots, excluded, root)
 
@@ -400,12 +397,8 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
 
 
 def _profile_files(compiled, secret_paths, root):
-    """main.py (and boot.py), profile.json and secrets.json."""
-    files = {}
-    for src, dst in ((ENTRY, "main.py"), (BOOT, "boot.py")):
-        path = pathlib.Path(root, src)
-        if path.is_file():
-            files[dst] = path.read_bytes()
+    """main.py, profile.json and secrets.json."""
+    files = {"main.py": pathlib.Path(root, ENTRY).read_bytes()}
     # Credentials are private whether or not the profile said !secret: a client key given as a
     # file landed in profile.json, readable by all (0644), and the build folder sits next to
     # the profile, easy to commit.

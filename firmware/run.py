@@ -23,7 +23,7 @@ import ssl
 import sys
 import time
 
-from agent.uplink import REFUSED_CMD
+from agent.uplink import REFUSED_CMD, describe
 from firmware.args import device_id
 from firmware.profile import add_allow_outside
 from firmware.profile.compile import compile as compile_profile
@@ -160,7 +160,7 @@ def plain(exc, host, port):
         return "cannot reach %s:%d: %s" % (host, port, exc.strerror or exc)
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
-    return "%s: %s" % (type(exc).__name__, exc) if str(exc) else type(exc).__name__
+    return describe(exc)
 
 
 class Reporter:

@@ -503,7 +503,7 @@ def steps_of(service, no_start, moved):
     return steps + [["enable", service], ["restart", service]]
 
 
-def remove(args, out, err=sys.stderr):
+def remove(args, out):
     """`tether remove-service DEVICE`: the service stopped and disabled, its unit and compiled
     profile removed; its buffer kept (what it holds goes out if the device is installed again)
     unless --purge."""
@@ -601,7 +601,7 @@ def remove_main(args, out=None, err=None):
     out = out or sys.stdout
     err = err or sys.stderr
     try:
-        return remove(args, out, err)
+        return remove(args, out)
     except ServiceError as exc:
         err.write("%s\n" % exc)
         return exc.code

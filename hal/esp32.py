@@ -22,7 +22,6 @@
 # chip -> (hardware I2C ids, free UART ids)
 CHIPS = {"esp32": ((0, 1), (1, 2)), "esp32s2": ((0, 1), (1,)), "esp32s3": ((0, 1), (1, 2)),
          "esp32c3": ((0,), (1,)), "esp32c6": ((0,), (1,))}
-_DEFAULT_UART_TIMEOUT_MS = 100
 
 
 def _name(chip):
@@ -62,7 +61,7 @@ class Esp32Platform:
         self._i2c[bus["id"]] = obj
         return obj
 
-    def uart(self, bus, timeout_ms=_DEFAULT_UART_TIMEOUT_MS):
+    def uart(self, bus, timeout_ms):
         """The UART for a compiled bus dict {id, type: "uart", tx, rx, baud}.
 
         read(n) waits at most timeout_ms for the n bytes, then returns what came, or None.

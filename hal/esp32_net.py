@@ -15,7 +15,7 @@
 import asyncio
 import time
 
-from agent.clock import PLAUSIBLE_MS
+from hal.ticks import PLAUSIBLE_MS
 
 CONNECT_MS = 20000        # one join attempt: DHCP included, most joins take 2-5 s
 BACKOFF_MIN_MS = 2000

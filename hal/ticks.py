@@ -1,5 +1,7 @@
 # MicroPython's time.ticks_ms / ticks_us / ticks_diff / sleep_ms, with CPython stand-ins, for
-# the drivers and the MQTT client. Portable.
+# the drivers and the MQTT client; and the earliest time a clock that was set can show. Portable.
+PLAUSIBLE_MS = 1704067200000  # 2024-01-01 in Unix ms: a clock before this was never set
+
 try:
     from time import sleep_ms, ticks_diff, ticks_ms, ticks_us
 except ImportError:  # CPython

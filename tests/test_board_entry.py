@@ -142,7 +142,7 @@ def test_wifi_that_never_joins_is_retried_with_a_capped_backoff_while_readings_g
             time.sleep(0.1)
         b.end()  # a power cut
         assert batches_stored() >= 2
-        assert sub.messages == [] or all(device not in t for t, _, _, _ in sub.messages)
+        assert all(device not in t for t, _, _, _ in sub.messages)
         assert b.crash_boots() == 1  # this boot was not good yet
     finally:
         sub.stop()

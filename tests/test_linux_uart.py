@@ -167,7 +167,7 @@ def test_linux_platform_uart_on_the_header_pins_is_serial0(monkeypatch):
                   timeout_ms=300)
     assert opened == [("/dev/serial0", 9600, 300)]
     with pytest.raises(ValueError) as info:
-        platform.uart({"id": "aux", "type": "uart", "tx": 4, "rx": 5, "baud": 115200})
+        platform.uart({"id": "aux", "type": "uart", "tx": 4, "rx": 5, "baud": 115200}, 50)
     assert "port" in str(info.value) and "tx 14/rx 15" in str(info.value)
     assert len(opened) == 1
 

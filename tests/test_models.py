@@ -5,7 +5,6 @@ called), large jumps in device time, and the cost of one advance() (printed, not
 import copy
 import random
 import statistics
-import time
 
 import pytest
 
@@ -699,31 +698,3 @@ def test_same_seed_same_truth_however_often_advance_is_called(name):
                 t = rec["end"] if isinstance(rec, dict) else (rec[0] if isinstance(rec, tuple)
                                                                  else rec)
                 assert T0 + 3 * HOUR_MS <= t <= end, key
-
-
-def test_advance_cost_per_call(capsys):
-    lines = []
-    for name in MODELS:
-        devices = []
-        for unit in range(20):
-            prof = profile(name)
-            platform = SimPlatform(prof)
-            model = model_for(prof)(prof, random.Random(unit), T0, unit)
-            model.advance(T0, platform)
-            devices.append((model, platform))
-        calls = 0
-        spent = 0.0
-        for t in range(T0 + 10000, T0 + 6 * HOUR_MS, 10000):
-            start = time.perf_counter()
-            for model, platform in devices:
-                model.advance(t, platform)
-            spent += time.perf_counter() - start
-            calls += len(devices)
-        jump = time.perf_counter()
-        for model, platform in devices:
-            model.advance(T0 + 30 * DAY_MS, platform)
-        jump = (time.perf_counter() - jump) / len(devices)
-        lines.append("  %-18s %5.1f us per advance() every 10 s, %6.2f ms for a 29.5-day jump"
-                     % (name, spent / calls * 1e6, jump * 1e3))
-    with capsys.disabled():
-        print("\nadvance() cost (20 devices each, real SimPlatform):\n" + "\n".join(lines))

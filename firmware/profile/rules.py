@@ -118,7 +118,7 @@ def choice(options):
             return node.value
         hint = "" if node.secret or node.tag != "str" else did_you_mean(node.value, options)
         raise Invalid(expected("one of %s" % ", ".join("'%s'" % o for o in options), node) + hint)
-    read.options = options     # compiled_problems() checks a compiled profile by them
+    read.options = options     # firmware/profile/compiled.py checks a compiled profile by them
     return read
 
 
@@ -175,7 +175,7 @@ def integer(lo, hi, what=None):
                 message += " (in quotes it is text: write the number without them)"
             raise Invalid(message)
         return node.value
-    read.bounds = (lo, hi)     # compiled_problems() checks a compiled profile by them
+    read.bounds = (lo, hi)     # firmware/profile/compiled.py checks a compiled profile by them
     return read
 
 
@@ -266,7 +266,7 @@ def duration(lo, hi, whole_seconds=False):
         if whole_seconds and ms % units.SECOND:
             raise Invalid(expected("a whole number of seconds", node))
         return ms
-    read.bounds = (lo, hi)     # compiled_problems() checks a compiled profile by them
+    read.bounds = (lo, hi)     # firmware/profile/compiled.py checks a compiled profile by them
     return read
 
 
@@ -292,7 +292,7 @@ def size(lo, hi):
                                                  "%sB or %siB" % (prefix, prefix) if prefix
                                                  else "B"))))
         return n
-    read.bounds = (lo, hi)     # compiled_problems() checks a compiled profile by them
+    read.bounds = (lo, hi)     # firmware/profile/compiled.py checks a compiled profile by them
     return read
 
 

@@ -23,7 +23,6 @@ import os
 
 I2C_RDWR = 0x0707
 I2C_M_RD = 0x0001
-I2C_RDWR_IOCTL_MAX_MSGS = 42
 
 
 class I2cMsg(ctypes.Structure):

@@ -13,7 +13,6 @@ from hal.linux.uart import LinuxUART
 
 I2C_PORTS = {(2, 3): "/dev/i2c-1", (0, 1): "/dev/i2c-0"}
 UART_PORTS = {(14, 15): "/dev/serial0"}
-DEFAULT_UART_TIMEOUT_MS = 100
 
 
 class LinuxPlatform:
@@ -36,7 +35,7 @@ class LinuxPlatform:
             self._i2c[bus["id"]] = found
         return found
 
-    def uart(self, bus, timeout_ms=DEFAULT_UART_TIMEOUT_MS):
+    def uart(self, bus, timeout_ms):
         """The UART for a compiled bus dict {id, type: "uart", tx, rx, baud[, port]}."""
         found = self._uart.get(bus["id"])
         if found is None:

@@ -45,14 +45,14 @@ def test_esp32_first_two_i2c_buses_are_hardware_0_and_1_then_softi2c():
 def test_esp32_uarts_are_uart1_and_uart2_with_baud_pins_and_timeout():
     def check(p):
         mains = p.uart(MAINS, timeout_ms=250)
-        gps = p.uart(GPS)
+        gps = p.uart(GPS, 50)
         assert type(mains) is M.UART and p.uart(MAINS, timeout_ms=250) is mains
         assert mains.args == (1,)
         assert sorted(mains.kwargs.items()) == [("baudrate", 9600), ("rx", 16), ("timeout", 250),
                                                 ("tx", 17)]
         assert gps.args == (2,) and gps.kwargs["baudrate"] == 115200
         assert gps.kwargs["timeout"] > 0
-        err = raises(ValueError, p.uart, THIRD)
+        err = raises(ValueError, p.uart, THIRD, 50)
         assert "UART0" in str(err) and "third" in str(err)
         assert len([c for c in M.calls if c[0] == "UART"]) == 2
     with_fake(check)
@@ -64,8 +64,8 @@ def test_an_esp32_c3_has_one_hardware_i2c_and_one_free_uart():
         a = p.i2c(I2C0)
         b = p.i2c(I2C1)
         assert type(a) is M.I2C and a.args == (0,) and type(b) is M.SoftI2C
-        assert p.uart(MAINS).args == (1,)
-        err = raises(ValueError, p.uart, GPS)
+        assert p.uart(MAINS, 50).args == (1,)
+        err = raises(ValueError, p.uart, GPS, 50)
         assert str(err) == ("uart bus gps: an ESP32-C3 has 1 free UART (UART0 is the REPL), and 1 "
                             "is already open")
     with_fake(check, "esp32c3")
@@ -101,7 +101,7 @@ def test_esp32_adc_uses_the_pin_with_11db_attenuation():
 
 def test_esp32_close_deinits_uarts_i2c_and_adcs():
     def check(p):
-        objs = [p.i2c(I2C0), p.i2c(I2C2), p.uart(MAINS), p.adc(33)]
+        objs = [p.i2c(I2C0), p.i2c(I2C2), p.uart(MAINS, 50), p.adc(33)]
         p.close()
         assert [o.deinits for o in objs] == [1, 1, 1, 1]
         again = p.i2c(I2C0)  # after close, buses open afresh from hardware I2C 0
