@@ -166,6 +166,7 @@ class Ingest(Handlers):
         tls = self._tls_context() if self.tls else None
         self._stopping = False
         self._failed = None
+        self._unanswered = None  # why the broker last closed a connection before its CONNACK
         self._subscribed.clear()
         self._db = open_store(self.db_path)
         if self.clock is not None:
@@ -204,8 +205,8 @@ class Ingest(Handlers):
                                    % (self.host, self.port, exc))
             client.loop_start()
             if not self._subscribed.wait(timeout):
-                raise RuntimeError("no answer from the broker %s:%d within %.0f s"
-                                   % (self.host, self.port, timeout))
+                raise RuntimeError("no answer from the broker %s:%d within %.0f s%s"
+                                   % (self.host, self.port, timeout, self._not_mqtt()))
             if self._failed:
                 raise RuntimeError("broker %s:%d: %s" % (self.host, self.port, self._failed))
         except BaseException:
@@ -344,12 +345,19 @@ class Ingest(Handlers):
 
     # ---- paho callbacks (its network thread) ----
 
+    def _not_mqtt(self):
+        if self._unanswered is None:
+            return ""
+        return ("; it closed the connection without answering (%s): is that port a plain MQTT "
+                "listener? (not a websockets one; a TLS one is mqtts://)" % self._unanswered)
+
     def _on_connect(self, client, userdata, flags, reason, properties):
         if reason.is_failure:
             self._failed = "connection refused: %s" % reason
             self._subscribed.set()
             log.error("broker %s:%d refused the connection: %s", self.host, self.port, reason)
             return
+        self._failed = self._unanswered = None
         self._gen += 1
         self.ever_connected = True
         self._connected = True
@@ -373,15 +381,23 @@ class Ingest(Handlers):
         self._left.set()  # what the broker had sent before it is in the queue (one socket)
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
+        was = self._connected
         self._connected = False
         self._ready = False
-        if not self._stopping:
-            # paho names a connection the broker closed (or the network lost) by MQTT 5's
-            # generic code, which read as an error of the ingest's own
-            why = str(reason)
-            if getattr(reason, "value", None) == 128:
-                why = "the connection was closed by the broker or lost"
+        if self._stopping:
+            return
+        # paho names a connection the broker closed (or the network lost) by MQTT 5's
+        # generic code, which read as an error of the ingest's own
+        why = str(reason)
+        if getattr(reason, "value", None) == 128:
+            why = "the connection was closed by the broker or lost"
+        if was:
             log.warning("lost the broker %s:%d (%s); reconnecting", self.host, self.port, why)
+        elif self._failed is None and self._unanswered != why:
+            # Closed before any CONNACK: not a broker lost (a refusal was said by _on_connect)
+            self._unanswered = why
+            log.warning("broker %s:%d: %s; trying again", self.host, self.port,
+                        self._not_mqtt()[2:])
 
     def _on_message(self, client, userdata, msg):
         try:

@@ -556,9 +556,27 @@ def test_tether_ingest_says_why_it_cannot_start(mosquitto_factory, tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 1
     assert "refused" in proc.stderr and "wrong" not in proc.stderr
+    # a refusal is no broker lost: "lost the broker (...closed by the broker or lost)" followed
+    assert "lost the broker" not in proc.stderr, proc.stderr
     proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker", "http://x",
                            "--db", str(tmp_path / "x.sqlite")], capture_output=True, text=True)
     assert proc.returncode == 2 and "mqtt://host:1883" in proc.stderr
+
+
+def test_tether_ingest_on_a_websockets_listener_says_the_port_is_no_plain_mqtt_one(
+        mosquitto_factory, tmp_path):
+    # It said "lost the broker (Protocol error); reconnecting" four times, then "no answer
+    # from the broker within 10 s": the broker had answered, in HTTP.
+    from simulator.lab.mosquitto import free_port
+    port = free_port()
+    mosquitto_factory(extra_conf="listener %d 127.0.0.1\nprotocol websockets" % port)
+    proc = subprocess.run([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
+                           "mqtt://127.0.0.1:%d" % port, "--db", str(tmp_path / "x.sqlite")],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "lost the broker" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("is that port a plain MQTT listener? (not a websockets one") == 2, (
+        proc.stderr)   # once as it tries again, once as it gives up
 
 
 def test_the_subcommand_plugs_into_a_parser():
