@@ -63,7 +63,7 @@ class Agent:
         self.saved_at = self.started
         if not safe_mode and any("insight" in s for s in profile["sensors"]):
             from agent.insights import Insights  # only where a profile has insights
-            self.insights = Insights(self.events, profile["sensors"])
+            self.insights = Insights(self.events, profile["sensors"], clock)
             for c in self.sampler.channels:
                 c.insight = self.insights.feeder(c.name)
         self.sampled_at = self.started  # monotonic ms of the last sampling round

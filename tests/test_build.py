@@ -50,7 +50,17 @@ def test_printer_bundle_ships_only_the_drivers_it_uses_and_no_host_code(printer)
     for host_only in ("agent/host/", "hal/linux/", "hal/sim/", "firmware/profile/", "simulator/",
                       "firmware/cli", "firmware/build"):
         assert not [p for p in paths if p.startswith(host_only)], host_only
-    assert not [p for p in paths if p.endswith(".py") and p not in ("main.py", "boot.py")]
+    assert not [p for p in paths if p.endswith(".py") and p != "main.py"]
+    # its ink insights, and not the pill bottle's, nor what holds a pill bottle's early readings
+    assert [p for p in paths if p.startswith("agent/insights/")] == [
+        "agent/insights/__init__.mpy", "agent/insights/consumable.mpy"]
+
+
+def test_a_pill_bottle_bundle_ships_its_insight_and_the_holding_of_its_early_readings():
+    profile = {"sensors": [{"name": "pills", "insight": {"type": "adherence"}},
+                           {"name": "weight"}]}
+    assert bundle.insight_modules(profile) == ["agent.insights.adherence",
+                                               "agent.insights.early"]
 
 
 def test_the_printer_as_a_sim_profile_ships_the_sim_platform_and_its_virtual_chips(tmp_path):

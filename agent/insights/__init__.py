@@ -21,8 +21,11 @@
 # send it again, and at a clean stop; one file, CRC-checked, replaced atomically) and
 # restores it at boot (load()). A snapshot that does not restore (torn, from another kind,
 # refused by the detector) is dropped and the detector starts afresh: counted, never a crash.
-# Readings taken before the clock is synced are not fed: every insight is about Unix time, and a
-# board's first seconds after a reboot would look like a clock set back.
+# Readings taken before the clock is synced are not fed as they come: every insight is about Unix
+# time, and a board's first seconds after a reboot would look like a clock set back. A kind in
+# HOLD (a pill bottle: a dose taken while a board that rebooted waits for its network is still
+# that dose, on time) has them held, as runs of one value (early.py), and fed at the first
+# synced reading, dated by the clock's sync.
 #
 # Portable: runs on a board as on CPython.
 import binascii
@@ -33,6 +36,7 @@ from agent import cbor
 SAVE_NAME = "insights"     # the snapshot's file, in the event log's store
 SAVE_MS = 15 * 60000       # monotonic ms between snapshots while running
 KINDS = ("consumable", "adherence", "energy")
+HOLD = ("adherence",)      # kinds whose readings before the clock's sync are held (early.py)
 STATE = "insight"        # an insight event's state field (agent/events.py)
 
 
@@ -55,16 +59,9 @@ def module(kind):
     return __import__("agent.insights." + kind, None, None, (kind,))
 
 
-def modules(profile):
-    """Sorted dotted names of the insight modules a compiled profile uses."""
-    out = []
-    for s in profile["sensors"]:
-        i = s.get("insight")
-        if i is not None:
-            name = "agent.insights." + i["type"]
-            if name not in out:
-                out.append(name)
-    return sorted(out)
+def _early():
+    # by name, as the kinds: a bundle ships it only where a profile has a HOLD kind
+    return __import__("agent.insights.early", None, None, ("early",))
 
 
 class Insights:
@@ -73,9 +70,11 @@ class Insights:
     only once (its ONCE) wait for it."""
     SAVE_MS = SAVE_MS
 
-    def __init__(self, events, sensors):
-        """events: agent.events.Events; sensors: the compiled profile's sensors."""
+    def __init__(self, events, sensors, clock=None):
+        """events: agent.events.Events; sensors: the compiled profile's sensors; clock: the
+        agent's (agent/clock.py), which dates held readings once it is synced (None: none held)."""
         self.events = events
+        self.clock = clock
         self.cfgs = {}        # sensor name -> its insight's compiled config
         self.detectors = {}   # sensor name -> detector
         self.snoozed = {}     # (sensor, event) -> until, Unix ms
@@ -84,7 +83,8 @@ class Insights:
         self.sent = 0
         self.held = 0         # not sent: snoozed
         self.acked = 0
-        self.unsynced = 0     # readings not fed: the clock was not synced
+        self.unsynced = 0     # readings taken while the clock was not synced
+        self.early = {}       # sensor -> [first t, last t, value, ...]: runs held (HOLD)
         self.restored = 0     # detectors that went on from their snapshot at boot
         self.fresh = 0        # snapshots dropped at boot: the detector started afresh
         self.dirty = False    # a detector sent an event, or the cloud changed one, since save()
@@ -159,11 +159,16 @@ class Insights:
 
         def feed(t, v, synced):
             if synced:
+                runs = self.early.pop(name, None) if self.early else None
+                if runs:
+                    _early().replay(detectors[name], runs, t - self.clock.monotonic())
                 detectors[name].feed(t, v, True)
                 if self.waiting:
                     self._release(t)
             else:
                 self.unsynced += 1
+                if self.clock is not None and self.cfgs[name]["type"] in HOLD:
+                    _early().hold(self.early, name, t, v)
         return feed
 
     def command(self, sensor, action, event=None, until=None, args=None):

@@ -275,6 +275,75 @@ def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
     assert got == ["dose_taken"]
 
 
+def unsynced_boot(sync_at_hour, pills):
+    """A board that rebooted at 07:50 with its network down too: the manager, restored from
+    the snapshot of 07:45, fed readings dated in ms since start until NTP answers at
+    sync_at_hour; `pills` [(hour, count)] from 07:50 on. The events as (name, fields), and
+    the manager."""
+    from agent.clock import FakeClock
+    from agent.insights import Insights
+    got = []
+
+    class Sink:
+        def emit(self, t, synced, event, sensor, state, value=None, detail=None):
+            got.append((event, detail, t))
+
+    sensors = [{"name": "pills", "quantity": "count", "insight": config()}]
+    store = RamStore()
+    ins = Insights(Sink(), sensors)
+    t = DAY0 + 7 * HOUR
+    while t < DAY0 + 7 * HOUR + 45 * MIN:
+        ins.feeder("pills")(t, 20, True)
+        t += STEP
+    ins.save(store)
+    clock = FakeClock(start_ms=1000)               # the board's boot: ms since start
+    boot = DAY0 + 7 * HOUR + 50 * MIN              # Unix ms at clock.t == 1000
+    ins = Insights(Sink(), sensors, clock)
+    ins.load(store)
+    feed = ins.feeder("pills")
+    k = 0
+    while clock.t - 1000 + boot < DAY0 + 15 * HOUR:
+        unix = clock.t - 1000 + boot
+        while k + 1 < len(pills) and unix >= DAY0 + int(pills[k + 1][0] * HOUR):
+            k += 1
+        if not clock.synced and unix >= DAY0 + int(sync_at_hour * HOUR):
+            clock.sync(unix)                        # NTP answers
+        t, synced = clock.now()
+        feed(t, pills[k][1], synced)
+        clock.advance(STEP)
+    return [(e, f) for e, f, _ in got], ins
+
+
+def test_a_dose_taken_before_the_clock_is_synced_after_a_reboot_is_that_dose_on_time():
+    # Fed nothing until the sync, the manager saw the pill only then: dose_taken dated at the
+    # sync (08:24), 90 min late (09:30), or dose_missed and an extra_dose "outside" (13:30).
+    for sync_at in (8.4, 9.5, 13.5):
+        got, ins = unsynced_boot(sync_at, [(7 + 50 / 60.0, 20), (8 + 5 / 60.0, 19)])
+        assert [e for e, _ in got] == ["dose_taken"], (sync_at, got)
+        f = got[0][1]
+        assert (f["status"], f["taken"]) == ("on_time", DAY0 + 8 * HOUR + 5 * MIN), (sync_at, f)
+        assert ins.unsynced > 0 and not ins.early
+
+
+def test_readings_held_before_a_sync_are_runs_bounded_in_number():
+    from agent.insights import early
+    from agent.clock import FakeClock
+    from agent.insights import Insights
+    ins = Insights(None, [{"name": "pills", "quantity": "count", "insight": config()}],
+                   FakeClock())
+    feed = ins.feeder("pills")
+    for i in range(10):
+        feed(i * STEP, 20, False)                   # one run: its first and last times
+    feed(10 * STEP, float("nan"), False)            # lifted: NaN runs like any value
+    feed(11 * STEP, float("nan"), False)
+    assert ins.early["pills"][:5] == [0, 9 * STEP, 20, 10 * STEP, 11 * STEP]
+    for i in range(200):                            # a count that changes at every reading
+        feed((12 + i) * STEP, i % 2, False)
+    assert len(ins.early["pills"]) == 3 * early.RUNS
+    assert ins.early["pills"][-3:] == [211 * STEP, 211 * STEP, 1]   # the newest kept
+    assert ins.unsynced == 212
+
+
 def test_a_utc_offset_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not():
     b = Bottle(20, times_min=[8 * 60], utc_offset_min=120)
     b.det.set({"utc_offset_min": 60})

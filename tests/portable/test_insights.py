@@ -5,7 +5,7 @@ MICROPYTHON_HEAP = "96k"  # a snapshot restored beside this module's bytecode (i
 # whether the detector's restore found its blocks depended on the layout (it failed at 64k and
 # 68k and passed at 66k once the CBOR decoder held two more constants), and a restore that runs
 # out starts the detector afresh, as on a board, which these tests do not test
-from agent.insights import Insights, SAVE_NAME, modules
+from agent.insights import Insights, SAVE_NAME
 from agent.store import RamStore
 from support import raises
 
@@ -42,10 +42,9 @@ def untouched(ins, start, hours):
     return t
 
 
-def test_only_sensors_with_an_insight_get_a_detector_and_a_bundle_ships_only_its_kinds():
+def test_only_sensors_with_an_insight_get_a_detector():
     ins = Insights(Sink(), sensors())
     assert ins.feeder("power") is None and ins.feeder("pills") is not None
-    assert modules({"sensors": sensors()}) == ["agent.insights.adherence"]
 
 
 def test_a_detectors_events_go_out_as_insight_events_with_their_fields():
