@@ -259,8 +259,8 @@ class Agent:
                 d = self.insights.detectors.get(name) if self.insights is not None else None
                 most = getattr(d, "MAX_INTERVAL_MS", None)
                 if most is not None and ms > most:
-                    raise _error("%s: at most %d ms: its %s insight counts readings further "
-                                 "apart as an outage" % (name, most, d.KIND))
+                    raise _error("%s: at most %d ms: its %s insight %s"
+                                 % (name, most, d.KIND, d.SPACED))
                 c.interval_ms = ms
                 c.due = self.clock.monotonic()
                 return {"sensor": name, "interval_ms": ms}
@@ -305,6 +305,10 @@ class Agent:
             until = (now + ms if synced else False) if ms else None
         elif action == "set":
             args = cmd.arg("settings", dict)
+            d = self.insights.detectors.get(sensor) if self.insights is not None else None
+            for c in self.sampler.channels:
+                if c.name == sensor and d is not None:
+                    d.interval_ms = c.interval_ms   # what a setting may ask of its readings
         elif action not in ("ack", "settings"):
             raise _error("argument 'action' must be \"ack\", \"snooze\", \"set\" or "
                          "\"settings\", got %s" % _shown(action))

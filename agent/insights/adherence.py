@@ -239,6 +239,8 @@ class Detector:
     KIND = KIND
     EVENTS = EVENTS
     ONCE = ONCE
+    SPACED = "dates a dose by the first reading that shows it: a quarter of its window"
+    interval_ms = 0     # the sensor's, set by the agent before set(): the window is 4 x it
 
     def __init__(self, cfg, emit):
         self.emit = emit
@@ -267,6 +269,7 @@ class Detector:
     def _apply(self, s):
         self.times = s["times_min"]
         self.window = s["window_ms"]
+        self.MAX_INTERVAL_MS = self.window // 4     # the sensor's longest, as the profile's
         # How early a dose still counts (status early): the profile's, at least the window.
         early = self.cfg.get("early_ms", 0)
         if early <= self.window or spacing(self.times, self.window, early):
@@ -284,6 +287,10 @@ class Detector:
             raise ValueError("expected a map of settings to change (settings: %s)" % _KNOWN)
         before = self.settings()
         s = _settings(before, args)
+        if s["window_ms"] < 4 * self.interval_ms:
+            raise ValueError("window_ms must be at least 4 x the sensor's interval (%d ms): a "
+                             "dose is dated by the first reading that shows it"
+                             % self.interval_ms)
         slots = (self.times, self.window, self.late, self.off)
         if (s["times_min"], s["window_ms"], s["late_ms"], s[_OFFSET] * _MIN) != slots:
             self._back(None, self.last_t)   # doses held, judged under the old schedule

@@ -1,28 +1,46 @@
-# Readings taken before the clock is synced, held for a kind in HOLD (agent/insights):
-# as runs of one value, [first t, last t, value, ...] per sensor in ms since start, fed once the
-# clock is synced, dated by it. Loaded at such a sensor's first unsynced reading. Portable.
+# Readings taken before the clock is synced, held for a kind in HOLD (agent/insights): as runs
+# of one value, each its first and last time in ms since start and the value, in a ring made
+# once at the first such reading (a list grown and cut run by run asked a board's heap for a
+# new block at every few runs), fed once the clock is synced, dated by it. Loaded at such a
+# sensor's first unsynced reading. Portable.
 RUNS = 48           # runs held per sensor: the oldest goes first
 RUN_MS = 3600000    # a run is cut at an hour: no gap between two readings fed is longer
 
 
 def hold(early, name, t, v):
     """Keeps an unsynced reading as the end of its run, or as a new run."""
-    runs = early.get(name)
-    if runs is None:
-        runs = early[name] = []
-    n = len(runs)
-    w = runs[n - 1] if n else None
-    if n and t - runs[n - 3] < RUN_MS and (w == v or (w != w and v != v)):
-        runs[n - 2] = t            # the same value (NaN too): the run goes on
-        return
-    if n >= 3 * RUNS:
-        del runs[:3]
-    runs.extend((t, t, v))
+    ring = early.get(name)
+    if ring is None:
+        ring = early[name] = [0, 0] + [None] * (3 * RUNS)   # oldest run's index, runs held
+    first, n = ring[0], ring[1]
+    if n:
+        i = 2 + 3 * ((first + n - 1) % RUNS)
+        w = ring[i + 2]
+        if t - ring[i] < RUN_MS and (w == v or (w != w and v != v)):
+            ring[i + 1] = t          # the same value (NaN too): the run goes on
+            return
+    if n == RUNS:
+        ring[0] = first = (first + 1) % RUNS
+        n -= 1
+    i = 2 + 3 * ((first + n) % RUNS)
+    ring[i] = ring[i + 1] = t
+    ring[i + 2] = v
+    ring[1] = n + 1
 
 
-def replay(d, runs, off):
+def runs(ring):
+    """[(first t, last t, value)] oldest first (for tests and diag)."""
+    out = []
+    for k in range(ring[1]):
+        i = 2 + 3 * ((ring[0] + k) % RUNS)
+        out.append((ring[i], ring[i + 1], ring[i + 2]))
+    return out
+
+
+def replay(d, ring, off):
     """Feeds detector d the runs, each at its first and last time plus off (Unix ms at 0)."""
-    for i in range(0, len(runs), 3):
-        d.feed(runs[i] + off, runs[i + 2], True)
-        if runs[i + 1] != runs[i]:
-            d.feed(runs[i + 1] + off, runs[i + 2], True)
+    for k in range(ring[1]):
+        i = 2 + 3 * ((ring[0] + k) % RUNS)
+        d.feed(ring[i] + off, ring[i + 2], True)
+        if ring[i + 1] != ring[i]:
+            d.feed(ring[i + 1] + off, ring[i + 2], True)

@@ -128,6 +128,7 @@ class Detector:
     EVENTS = EVENTS
     ONCE = ONCE
     MAX_INTERVAL_MS = MAX_INTERVAL_MS
+    SPACED = "counts readings further apart as an outage"
 
     def __init__(self, cfg, emit):
         self.emit = emit

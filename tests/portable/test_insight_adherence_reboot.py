@@ -5,6 +5,7 @@
 # Runs under CPython (pytest) and under the real MicroPython (tests/portable harness); apart from
 # test_insight_adherence.py so that each fits the 64k heap.
 from agent import cbor, cbor_decode
+from agent.insights import Insights
 from agent.insights.adherence import Detector
 from agent.store import RamStore
 from pillkit import DAY0, HOUR, MIN, STEP, Bottle, config
@@ -248,7 +249,6 @@ def test_a_schedule_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not
 
 
 def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
-    from agent.insights import Insights
     got = []
 
     class Sink:
@@ -281,7 +281,6 @@ def unsynced_boot(sync_at_hour, pills):
     sync_at_hour; `pills` [(hour, count)] from 07:50 on. The events as (name, fields), and
     the manager."""
     from agent.clock import FakeClock
-    from agent.insights import Insights
     got = []
 
     class Sink:
@@ -326,9 +325,8 @@ def test_a_dose_taken_before_the_clock_is_synced_after_a_reboot_is_that_dose_on_
 
 
 def test_readings_held_before_a_sync_are_runs_bounded_in_number():
-    from agent.insights import early
     from agent.clock import FakeClock
-    from agent.insights import Insights
+    from agent.insights import early
     ins = Insights(None, [{"name": "pills", "quantity": "count", "insight": config()}],
                    FakeClock())
     feed = ins.feeder("pills")
@@ -336,12 +334,18 @@ def test_readings_held_before_a_sync_are_runs_bounded_in_number():
         feed(i * STEP, 20, False)                   # one run: its first and last times
     feed(10 * STEP, float("nan"), False)            # lifted: NaN runs like any value
     feed(11 * STEP, float("nan"), False)
-    assert ins.early["pills"][:5] == [0, 9 * STEP, 20, 10 * STEP, 11 * STEP]
+    held = early.runs(ins.early["pills"])
+    assert held[0] == (0, 9 * STEP, 20) and held[1][:2] == (10 * STEP, 11 * STEP)
     for i in range(200):                            # a count that changes at every reading
         feed((12 + i) * STEP, i % 2, False)
-    assert len(ins.early["pills"]) == 3 * early.RUNS
-    assert ins.early["pills"][-3:] == [211 * STEP, 211 * STEP, 1]   # the newest kept
+    held = early.runs(ins.early["pills"])
+    assert len(held) == early.RUNS
+    assert held[0] == (164 * STEP, 164 * STEP, 0) and held[-1] == (211 * STEP, 211 * STEP, 1)
     assert ins.unsynced == 212
+    t = 211 * STEP + early.RUN_MS                   # an hour on: a new run, though the same
+    feed(t - 1, 1, False)
+    feed(t, 1, False)
+    assert early.runs(ins.early["pills"])[-2:] == [(211 * STEP, t - 1, 1), (t, t, 1)]
 
 
 def test_a_utc_offset_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not():

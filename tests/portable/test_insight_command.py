@@ -25,6 +25,29 @@ PILLS = {"calibration": {"pill_weight": 0.5, "scale": 412.5, "tare": 8421}, "dri
                      "utc_offset_min": 0}}
 
 
+def test_a_pill_bottles_interval_and_window_keep_the_profiles_quarter_through_commands():
+    # set_interval took 1 h for a 30-min window (the profile check refuses over 450 s), and a
+    # window set under 4 x the interval was taken: doses taken on time were dated late.
+    a = agent(PILLS)
+    r = command(a, {"id": 1, "cmd": "set_interval", "sensor": "pills", "interval_ms": 3600000})
+    assert r["ok"] is False and r["error"] == (
+        "pills: at most 450000 ms: its adherence insight dates a dose by the first reading "
+        "that shows it: a quarter of its window"), r
+    r = command(a, {"id": 3, "cmd": "set_interval", "sensor": "pills", "interval_ms": 100000})
+    assert r["ok"] is True, r
+    r = command(a, {"id": 4, "cmd": "insight", "sensor": "pills", "action": "set",
+                    "settings": {"window_ms": 5 * MIN}})
+    assert r["ok"] is False and r["error"] == (
+        "window_ms must be at least 4 x the sensor's interval (100000 ms): a dose is dated by "
+        "the first reading that shows it"), r
+    assert a.insights.detectors["pills"].settings()["window_ms"] == 30 * MIN  # unchanged
+    r = command(a, {"id": 5, "cmd": "insight", "sensor": "pills", "action": "set",
+                    "settings": {"window_ms": 400000}})
+    assert r["ok"] is True, r
+    r = command(a, {"id": 6, "cmd": "set_interval", "sensor": "pills", "interval_ms": 100001})
+    assert r["ok"] is False and "at most 100000 ms" in r["error"], r
+
+
 def test_insight_commands_ack_snooze_and_set_with_a_reply_that_says_what_was_done():
     a = agent(PILLS)
     r = command(a, {"id": 1, "cmd": "insight", "sensor": "pills", "action": "snooze",
@@ -164,7 +187,7 @@ def test_errors_show_a_long_text_or_a_bignum_from_a_command_short():
     r = command(a, {"id": "s", "cmd": "set_interval", "sensor": long_name, "interval_ms": 1000})
     assert r["error"] == "no sensor '%s'..." % ("x" * 37)
     assert command(a, {"id": "t", "cmd": "set_interval", "sensor": "pills",
-                       "interval_ms": 3600000})["ok"] is True  # an adherence insight takes it
+                       "interval_ms": 450000})["ok"] is True  # a quarter of its window
     assert command(a, {"id": "c"})["error"].startswith("missing argument 'cmd' (known: ")
 
 
