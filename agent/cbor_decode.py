@@ -49,7 +49,9 @@ class Reader:
 
     def _need(self, n, start):
         if self.pos + n > self.end:
-            raise Truncated("the input ends %d bytes early" % (self.pos + n - self.end), start)
+            short = self.pos + n - self.end
+            raise Truncated("the input ends %d byte%s early" % (short, "" if short == 1 else "s"),
+                            start)
 
     def head(self):
         """(major, argument, start offset) of the next item; argument None means indefinite."""

@@ -275,7 +275,8 @@ class Reporter:
                 link += " (%d attempt%s: %s)" % (self.failures, "" if self.failures == 1
                                                  else "s", self.failing)
         read = sum(c.readings for c in a.sampler.channels)
-        self.line("status: %s; %d reading%s, %d batches and events acknowledged, %s waiting, "
+        self.line("status: %s; %d reading%s, %d batches and events acknowledged (resends "
+                  "included), %s waiting, "
                   "%d readings dropped%s, %d sensor errors" % (
                       link, read, "" if read == 1 else "s", u.acked, _waiting(a),
                       log.dropped, _events_dropped(a), errors))

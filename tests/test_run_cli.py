@@ -212,7 +212,7 @@ def test_the_status_line_counts_every_acknowledged_message_not_only_batches(tmp_
     run = Run(str(profile), "--store", str(tmp_path / "buffer"), "--status-every", "1s")
     while True:
         status = run.wait_for("status: connected")
-        assert " batches and events acknowledged, " in status and " waiting, " in status, \
+        assert " batches and events acknowledged (resends included), " in status and " waiting, " in status, \
             status
         if int(status.split("; ")[1].split(", ")[1].split()[0]) >= 1:
             break

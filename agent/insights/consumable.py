@@ -550,7 +550,7 @@ class Detector:
 
     def set(self, args):
         if not isinstance(args, dict) or not args:
-            raise ValueError("consumable settings: expected a map of %s"
+            raise ValueError("consumable settings: expected a map of one or more of %s"
                              % ", ".join(sorted(SETTINGS)))
         new = {}
         for key in in_order(args):

@@ -440,8 +440,9 @@ class Detector:
         h = new.get("drift_h", self.drift_h)
         # (a pair only when it is set: a profile compiled before the rule keeps taking tariffs)
         if ("drift_k" in new or "drift_h" in new) and h <= single_spike_limit(k):
-            raise ValueError("drift_limit (%s) must be above %s, 3 - drift_slack: one odd cycle "
-                             "alone would raise maintenance_due" % (h, single_spike_limit(k)))
+            raise ValueError("drift_limit (%s) must be above %.4g, 3 - drift_slack: one odd "
+                             "cycle alone would raise maintenance_due"
+                             % (h, single_spike_limit(k)))
         if new.get("currency", self.currency) != self.currency:
             # a day's cost is in one currency: the whole day at the new tariff
             self.day_cost_ws = self.day_priced_ws = 0.0

@@ -603,6 +603,13 @@ def test_every_decode_error_is_a_CBORError_with_the_offset_in_its_message():
         assert str(exc).startswith("at byte %d: " % exc.offset), str(exc)
 
 
+def test_a_truncated_input_says_how_many_bytes_are_missing_in_words():
+    assert str(raises(cbor.Truncated, cbor_decode.loads, h("19 01"))).endswith(
+        "the input ends 1 byte early")
+    assert str(raises(cbor.Truncated, cbor_decode.loads, h("19"))).endswith(
+        "the input ends 2 bytes early")
+
+
 def test_a_bignum_map_key_is_refused():
     # Keys k x (2**61 - 1) all hash alike on CPython: decoding a map of them took time that
     # grows with the square of its size.

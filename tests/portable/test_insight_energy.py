@@ -186,6 +186,8 @@ def test_settings_change_the_report_and_bad_ones_are_refused_with_a_reason():
     # one odd cycle adds at most 3 - drift_slack: a limit there would alarm on a spike
     _refused(d, {"drift_slack": 0.5, "drift_limit": 2.5}, "drift_limit (2.5) must be above 2.5")
     _refused(d, {"drift_slack": 2, "drift_limit": 1}, "drift_limit (1) must be above 1")
+    # 3 - 2.9 is 0.10000000000000009 in doubles: said as the 0.1 it is
+    _refused(d, {"drift_slack": 2.9, "drift_limit": 0.1}, "must be above 0.1, 3 - drift_slack")
     # a tariff of 1e308 priced a day at infinity (already inf in an ESP32's floats, and refused
     # as one); a slack of 3 or more never alarms
     if not FLOAT32:
