@@ -89,7 +89,7 @@ class Retry(Exception):
 
 class Handlers:
     """Needs self._db (a Store), self._schemas (decode.Schemas), self._units (a set),
-    self._stores (a dict),
+    self._stores, self._newest_log (dicts), self._shared_ids (a set),
     self.prefix, self.client_id, self.max_held and self.hold_timeout."""
 
     # (device, channel, unit) stored by the current transaction: its later batches skip them
@@ -203,6 +203,18 @@ class Handlers:
                 return None
             self._group_stores[key] = got
             d.stores.append((key, got))
+        if kind == "batch":
+            newest = self._newest_log.get(device, -1)
+            if got[0] > newest:
+                self._newest_log[device] = got[0]
+            elif got[0] < newest and device not in self._shared_ids:
+                # Each log draws a random store id: two boards flashed with one id (no {uid})
+                # publish two logs' batches in turn, which read as one erased log after another.
+                self._shared_ids.add(device)
+                d.logs.append((logging.WARNING, "device %s: a batch of its earlier log (its store "
+                               "%d here) came after one of its newer log (store %d): a late one, "
+                               "or two devices publishing under one device id (each needs its "
+                               "own: a device.id with {uid})", device, got[0], newest))
         return got[0] << numbering.SHIFT, got[1]
 
     def _number(self, device, kind, store, seq, received_at, d):

@@ -150,6 +150,8 @@ class Ingest(Handlers):
         self._schemas = Schemas()
         self._units = set()
         self._stores = {}
+        self._newest_log = {}   # device -> the newest number of its batch logs met here
+        self._shared_ids = set()  # devices told of as publishing two logs' batches in turn
         self._client = None
         self._writer = None
         self._db = None

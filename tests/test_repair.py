@@ -783,6 +783,21 @@ def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(des
     assert rows(db, "SELECT from_seq, to_seq FROM gaps ORDER BY from_seq") == [(NEW + 2, NEW + 2)]
 
 
+def test_two_boards_publishing_under_one_device_id_are_told_of_once(desk, batches, caplog):
+    # Two boards flashed with one id (no {uid}): their logs' batches come in turn, which the
+    # ingest read as one erased log after another, and said nothing else.
+    d = desk()
+    with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+        for s in range(4):
+            d.put("p1", "batch", logged(batches, "p1", s, OLD_LOG), T0 + s)
+            d.put("p1", "batch", logged(batches, "p1", s, NEW_LOG), T0 + s)
+    said = [r.getMessage() for r in caplog.records if "one device id" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(
+        "device p1: a batch of its earlier log (its store 0 here) came after one of its newer "
+        "log (store 1)"), said
+    assert rows(d.ingest.db_path, "SELECT count(*) FROM batches") == [(8,)]
+
+
 def test_a_reply_or_health_report_of_a_log_the_ingest_never_met_changes_nothing(desk, batches):
     d = desk()
     db = d.ingest.db_path
