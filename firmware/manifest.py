@@ -40,7 +40,7 @@ package("agent", base_path="..", files=[
     "shown.py",
     "store.py", "supervisor.py",
     "tls.py", "uplink.py", "insights/__init__.py", "insights/adherence.py",
-    "insights/consumable.py", "insights/energy.py",
+    "insights/consumable.py", "insights/early.py", "insights/energy.py",
 ])
 
 for _name in options.drivers:

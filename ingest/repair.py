@@ -361,14 +361,15 @@ class Repair:
             "SELECT d.device, CASE WHEN d.last_seen > d.status_at THEN 'online' "
             "ELSE d.last_status END, r.sent_at, r.answered_at, "
             "d.batch_done, greatest(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
-            "d.event_done, greatest(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)) "
+            "d.event_done, greatest(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)), "
+            "d.last_seen "
             "FROM devices d LEFT JOIN requests r ON r.device = d.device "
             "WHERE (d.batch_done IS NOT NULL AND greatest(coalesce(d.last_seq, -1), "
             "       coalesce(d.batch_newest, -1)) > d.batch_done) "
             "   OR (d.event_done IS NOT NULL AND greatest(coalesce(d.last_event_seq, -1), "
             "       coalesce(d.event_newest, -1)) > d.event_done) "
             "ORDER BY coalesce(r.sent_at, 0)").fetchall()
-        for device, status, sent_at, answered_at, bdone, btop, edone, etop in rows:
+        for device, status, sent_at, answered_at, bdone, btop, edone, etop, seen in rows:
             timed_out = (sent_at is not None and answered_at is None
                          and now - sent_at >= max(p.timeout, p.interval))
             free = (status != "offline"
@@ -377,10 +378,12 @@ class Repair:
                          or timed_out))
             if answered_at is not None:
                 self.silent.discard(device)
-            elif free and timed_out and device not in self.silent:
-                self.silent.add(device)
-                # A broker whose ACL lets a device publish but not read its commands grants the
+            elif (free and timed_out and device not in self.silent and seen is not None
+                  and seen > sent_at + 1 and not self._replied(db, device, now - 3600)):
+                # It publishes and has answered nothing for an hour (a late reply is no sign):
+                # a broker whose ACL lets a device publish but not read its commands grants the
                 # subscription all the same (Mosquitto 2) and drops what comes for it.
+                self.silent.add(device)
                 log.warning("device %s did not answer the resend request sent %.0f s ago, "
                             "though it is online: do commands reach it? (the broker must let "
                             "it read %s); what it lacks is asked for again, not settled as lost "
@@ -409,12 +412,18 @@ class Repair:
                        (tokens - spent, now))
         return out
 
+    def _replied(self, db, device, since):
+        """True when the device has sent a reply (to any command) since then."""
+        return db.execute("SELECT 1 FROM replies WHERE device = ? AND received_at >= ? LIMIT 1",
+                          (device, since)).fetchone() is not None
+
     def _no_health(self, db, now):
         """Tells once of each device that has sent batches for UNHEALTHY seconds and never a
         health report: repair starts at one (where the device's log begins), so its gaps wait."""
         for device, first_seen in db.execute(
                 "SELECT device, first_seen FROM devices WHERE batch_done IS NULL "
-                "AND last_seq IS NOT NULL AND first_seen < ?", (now - UNHEALTHY,)).fetchall():
+                "AND last_seq IS NOT NULL AND last_health_at IS NULL AND first_seen < ?",
+                (now - UNHEALTHY,)).fetchall():
             if device not in self.unhealthy:
                 self.unhealthy.add(device)
                 # A broker that takes its batches and drops its health reports (an ACL on
@@ -431,8 +440,9 @@ class Repair:
         MAX_ASKS times that still has not come (a device that says it holds it and re-sends
         something else: another log's batch under that number) is recorded as lost at the
         broker once its last wait is over, and no more asked for (it leaves `lost` if it comes);
-        but not while the device's last request went unanswered (`answering` False: commands
-        may not reach it, and it may hold them all): those are asked again at the longest wait."""
+        but not while the device's last request went unanswered (`answering` False) and no
+        reply of it came within that wait (commands may not reach it, and it may hold them all):
+        those are asked again at the longest wait."""
         recent = []
         over = []
         for seq, asked_at, asks in db.execute(
@@ -441,8 +451,11 @@ class Repair:
             wait = self.policy.reask * (1 << min(asks, MAX_ASKS) - 1)
             if now - asked_at < wait:
                 recent.append(seq)
-            elif asks >= MAX_ASKS and answering:
-                over.append(seq)
+            elif asks >= MAX_ASKS:
+                if answering is False:  # its last request unanswered: a reply in the wait?
+                    answering = 1 if self._replied(db, device, now - wait) else 0  # asked once
+                if answering:
+                    over.append(seq)
         if over:
             db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
                            "VALUES (?, ?, ?, 'broker', ?) ON CONFLICT DO NOTHING",

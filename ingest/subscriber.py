@@ -351,7 +351,8 @@ class Ingest(Handlers):
         if self._unanswered is None:
             return ""
         return ("; it closed the connection without answering (%s): is that port a plain MQTT "
-                "listener? (not a websockets one; a TLS one is mqtts://)" % self._unanswered)
+                "listener? (not a websockets one; a TLS one is mqtts://), or is the broker at "
+                "its max_connections, or restarting?" % self._unanswered)
 
     def _on_connect(self, client, userdata, flags, reason, properties):
         if reason.is_failure:

@@ -8,6 +8,8 @@ import pathlib
 
 import pytest
 
+from agent.insights import KINDS
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "firmware" / "manifest.py"
 NOT_ON_A_BOARD = ("agent.host", "hal.linux", "hal.sim")  # host-only, or the sim platform
@@ -73,9 +75,12 @@ def _file(name):
 def board_imports():
     """The project modules firmware/main.py reaches through import statements, anywhere in a
     module (imports inside functions too), with their packages."""
+    from firmware.build import insight_modules
     from hal.chips import CHIPS
-    # Drivers are imported by name through the registry (hal.chips.driver), not by a statement.
-    seen, todo = set(), ["firmware.board"] + ["hal.drivers." + name for name in CHIPS]
+    # Drivers are imported by name through the registry (hal.chips.driver), not by a statement,
+    # and so are insights (agent.insights.module) and what holds a pill bottle's early readings.
+    kinds = insight_modules({"sensors": [{"insight": {"type": kind}} for kind in KINDS]})
+    seen, todo = set(), ["firmware.board"] + ["hal.drivers." + name for name in CHIPS] + kinds
     while todo:
         name = todo.pop()
         if name in seen or _file(name) is None or name.startswith(NOT_ON_A_BOARD):

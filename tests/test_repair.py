@@ -748,6 +748,22 @@ def old_log(d, batches, seqs, newest):
     d.put("p1", "health", health("p1", batch=[0, newest, OLD_LOG]), T0)
 
 
+def test_devices_that_sent_health_reports_are_not_told_of_as_sending_none(desk, batches,
+                                                                         caplog):
+    # A device on firmware whose health carries no seq, and one whose log was made afresh
+    # (its repair start cleared until the new log's report): both were warned of as sending
+    # no health report ("for 129600 min" after a reflash).
+    d = desk()
+    d.batches("old", batches, [0, 2], T0)
+    d.put("old", "health", health("old"), T0)          # no seq
+    old_log(d, batches, (0, 1), 1)
+    d.put("p1", "batch", logged(batches, "p1", 0, NEW_LOG), T0 + 5)
+    with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+        for k in range(30):
+            d.plan(T0 + 60 * k)
+    assert [r.getMessage() for r in caplog.records if "no health report" in r.getMessage()] == []
+
+
 def test_a_device_whose_log_was_made_afresh_is_stored_from_the_new_logs_zero(desk, batches):
     d = desk()
     db = d.ingest.db_path
@@ -934,10 +950,38 @@ def test_a_device_that_never_answers_is_warned_of_once_and_its_gaps_are_not_call
     said = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
     assert len(said) == 1, said
     assert "tether/v1/p1/down/cmd" in said[0]
-    # It answers at last: it is free to be told of again, and its numbers settle as before.
-    last = asked[-1][1]
-    d.put("p1", "event", answer(last, gone=[[1, 1]]), now)
+    # It answers at last (it holds it, it says, and sends nothing): asked once more after the
+    # longest wait, then settled as an answering device's would be.
+    d.put("p1", "event", answer(asked[-1][1], queued=1), now)
+    later = now + 60 * 2 ** (repair.MAX_ASKS - 1)
+    for _, cmd in d.plan(later):
+        d.put("p1", "event", answer(cmd, queued=1), later)
+    d.plan(later + 60 * 2 ** (repair.MAX_ASKS - 1))
     assert rows(db, "SELECT seq, reason FROM lost") == [(1, "broker")]
+
+
+def test_a_late_answering_or_silent_offline_device_is_not_called_unreachable(desk, batches,
+                                                                             caplog):
+    # The warning took a device that answers 10 s after the request's timeout, or one that
+    # stopped publishing before the request (powered off, its will not yet due), for one whose
+    # commands the broker drops.
+    for late in (True, False):
+        d = desk()
+        d.batches("p1", batches, [0, 2], T0)
+        d.put("p1", "health", health("p1", batch=[0, 2]), T0)
+        d.plan(T0)
+        now, due = T0 + GRACE, []
+        with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+            while now < T0 + GRACE + 3600 * 10:
+                for _, cmd in d.plan(now):
+                    due.append((now + 40, cmd))
+                while late and due and due[0][0] <= now:
+                    d.put("p1", "event", answer(due.pop(0)[1], queued=1), now)
+                    d.put("p1", "batch", batch(batches, "p1", 3), now)
+                now += 10
+        said = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
+        assert said == [], (late, said)
+        d.close()
 
 
 def test_a_device_sending_batches_and_never_its_health_is_told_of_once(desk, batches, caplog):

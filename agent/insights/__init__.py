@@ -30,6 +30,7 @@
 # Portable: runs on a board as on CPython.
 import binascii
 import struct
+import sys
 
 from agent import cbor
 
@@ -162,6 +163,9 @@ class Insights:
                 runs = self.early.pop(name, None) if self.early else None
                 if runs:
                     _early().replay(detectors[name], runs, t - self.clock.monotonic())
+                    if not self.early:   # none held any more: its code leaves the heap
+                        sys.modules.pop("agent.insights.early", None)
+                        globals().pop("early", None)   # the package's name for it
                 detectors[name].feed(t, v, True)
                 if self.waiting:
                     self._release(t)

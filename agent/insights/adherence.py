@@ -287,7 +287,7 @@ class Detector:
             raise ValueError("expected a map of settings to change (settings: %s)" % _KNOWN)
         before = self.settings()
         s = _settings(before, args)
-        if s["window_ms"] < 4 * self.interval_ms:
+        if s["window_ms"] != self.window and s["window_ms"] < 4 * self.interval_ms:
             raise ValueError("window_ms must be at least 4 x the sensor's interval (%d ms): a "
                              "dose is dated by the first reading that shows it"
                              % self.interval_ms)
@@ -350,6 +350,7 @@ class Detector:
             if not (taken and (moved and self.sched - self.early <= now
                                or self.sched - self.early <= taken_t <= self.close)):
                 return
+            self.done = self.sched   # the take moved with the dose: judged
         self.taken, self.took, self.taken_t = True, took, taken_t
 
     def settings(self):

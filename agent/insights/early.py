@@ -3,8 +3,8 @@
 # once at the first such reading (a list grown and cut run by run asked a board's heap for a
 # new block at every few runs), fed once the clock is synced, dated by it. Loaded at such a
 # sensor's first unsynced reading. Portable.
-RUNS = 48           # runs held per sensor: the oldest goes first
-RUN_MS = 3600000    # a run is cut at an hour: no gap between two readings fed is longer
+RUNS = 24           # runs held per sensor: the oldest goes first
+RUN_MS = 7200000    # a run is cut at 2 h: no gap between two readings fed is longer
 
 
 def hold(early, name, t, v):

@@ -51,7 +51,7 @@ def test_esp32_uarts_are_uart1_and_uart2_with_baud_pins_and_timeout():
         assert sorted(mains.kwargs.items()) == [("baudrate", 9600), ("rx", 16), ("timeout", 250),
                                                 ("tx", 17)]
         assert gps.args == (2,) and gps.kwargs["baudrate"] == 115200
-        assert gps.kwargs["timeout"] > 0
+        assert gps.kwargs["timeout"] == 50
         err = raises(ValueError, p.uart, THIRD, 50)
         assert "UART0" in str(err) and "third" in str(err)
         assert len([c for c in M.calls if c[0] == "UART"]) == 2

@@ -514,6 +514,44 @@ def test_removing_the_dose_after_a_missed_one_does_not_miss_it_again():
     assert b.det.state()["scheduled"] == DAY0 + 28 * HOUR + 15 * MIN   # the next one
 
 
+def test_a_dose_a_schedule_change_missed_is_not_reopened_by_the_next_change():
+    # late set to 30 min at 09:00 closes the open 08:00 dose, missed; the 12:00 dose removed
+    # and late set to 5 h at 11:45 put its close at 13:00 again
+    b = Bottle(30, times_min=[8 * 60, 12 * 60], late_ms=2 * HOUR)
+    b.until(30, 9)
+    b.det.set({"late_ms": 30 * MIN})
+    assert b.names() == ["dose_missed"]
+    b.until(30, 11.75)
+    b.det.set({"schedule": ["08:00"], "late_ms": 5 * HOUR})
+    b.until(30, 14)
+    assert b.names() == ["dose_missed"], b.events
+    assert b.det.state()["scheduled"] == DAY0 + 32 * HOUR
+
+
+def test_a_dose_missed_while_the_bottle_was_away_is_not_reopened_by_a_schedule_change():
+    # Away over the 08:00 dose's close (11:30, where the 12:00 dose opens): judged missed when
+    # the bottle is back; removing the 12:00 dose then put 08:00's close at 13:00 again.
+    b = Bottle(30, times_min=[8 * 60, 12 * 60])
+    b.until(30, 7.5)
+    b.until(float("nan"), 11 + 40 / 60.0)
+    b.until(30, 11 + 50 / 60.0)
+    assert b.names() == ["dose_missed"]
+    b.det.set({"schedule": ["08:00"]})
+    b.until(30, 14)
+    assert b.names() == ["dose_missed"], b.events
+
+
+def test_a_setting_beside_a_window_already_too_narrow_is_taken_and_the_window_kept_wide():
+    # A window set by command when the sensor's interval was shorter outlives a reboot: every
+    # later set (a utc offset at a clock change) was refused for the window it did not touch.
+    b = Bottle(30)
+    b.det.interval_ms = 10 * MIN
+    assert b.det.set({"utc_offset_min": 60})["utc_offset_min"] == 60
+    assert "at least 4 x the sensor's interval (600000 ms)" in str(
+        raises(ValueError, b.det.set, {"window_ms": 35 * MIN}))
+    assert b.det.set({"window_ms": 40 * MIN})["window_ms"] == 40 * MIN
+
+
 def test_a_narrower_window_set_after_an_early_take_keeps_the_dose_taken():
     # Taken at 07:20 on a 60-min window; the pharmacy narrows it to 15 min at 08:05: the
     # take fell outside the new window and the dose came back as dose_missed at 13:05.

@@ -340,9 +340,11 @@ def test_readings_held_before_a_sync_are_runs_bounded_in_number():
         feed((12 + i) * STEP, i % 2, False)
     held = early.runs(ins.early["pills"])
     assert len(held) == early.RUNS
-    assert held[0] == (164 * STEP, 164 * STEP, 0) and held[-1] == (211 * STEP, 211 * STEP, 1)
+    first = 212 - early.RUNS                        # the oldest kept
+    assert held[0] == (first * STEP, first * STEP, first % 2) and held[-1] == (
+        211 * STEP, 211 * STEP, 1)
     assert ins.unsynced == 212
-    t = 211 * STEP + early.RUN_MS                   # an hour on: a new run, though the same
+    t = 211 * STEP + early.RUN_MS                   # RUN_MS on: a new run, though the same
     feed(t - 1, 1, False)
     feed(t, 1, False)
     assert early.runs(ins.early["pills"])[-2:] == [(211 * STEP, t - 1, 1), (t, t, 1)]
