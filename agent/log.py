@@ -146,6 +146,7 @@ class Log:
         self.unacked = 0       # batches waiting for an ack
         self.unacked_readings = 0  # the readings in them
         self.discarded = 0     # bytes of torn or corrupt records found at open
+        self.torn = False      # the newest segment ends in part of a record (open)
         self.inflight = []     # [seq, segment number, end offset, acked, bytes, readings]
         # [seq, readings] of batches dropped while in flight: delivered if their PUBACK comes,
         # dropped if their connection ends first (saved as dropped: a power cut counts them)
@@ -278,6 +279,12 @@ class Log:
         if self.ack_pos is None:  # _scan found no acked batch
             self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
         self.send_pos = self.ack_pos
+        if self.torn and self.store_id is not None and self.store_first != self.next_seq():
+            # A torn end takes the number of the record it cut, which a power cut's tear never
+            # sent; but a log cut further back (a file cut short) lost batches that were sent,
+            # and a number given again would be refused at the ingest, the batch with it. The
+            # two cannot be told apart: the batches to come are a new store (from next_seq()).
+            self.store_id = None
         if self.store_id is None:
             self._draw_id()
         if boot:
@@ -289,6 +296,7 @@ class Log:
         self.save_state()
 
     def _scan(self, seg, replay):
+        self.torn = False          # of the newest segment only, once all are read
         seg.size = self.store.size(seg.name)
         self.segments.append(seg)
         self.size += seg.size

@@ -39,6 +39,8 @@ def scan_on(log, seg, good, replay):
             log.last_seq = taken
         if seg.first_seq >= 0:
             seg.last_seq = taken    # the floor when the segment goes
+    elif good < seg.size:
+        log.torn = True             # a part of a record: a torn write, or the log cut there
     log.discarded += seg.size - good
 
 

@@ -96,6 +96,65 @@ def test_a_corrupt_id_file_draws_a_new_id_whose_store_starts_at_the_next_number(
         assert (log.store_id, log.store_first) != (old, 0) and log.store_first == 3
 
 
+def _cut(store, name, size):
+    data = store.read_all(name)
+    store.replace(name, bytes(data[:size]))
+
+
+def test_a_log_cut_short_gives_the_batches_to_come_a_new_store_never_a_number_sent():
+    # Batches 0..2 sent and acknowledged (not yet saved as acked), then the segment cut inside
+    # a record: the next batch took number 1 again, and the ingest, which had 1, refused it
+    # with its readings as "arrived again with other bytes".
+    for cut_at in (2, 20, 60, 100):
+        for store, again in both_stores():
+            log = opened(store)
+            old = log.store_id
+            for seq in range(3):
+                add(log, seq)
+            while True:
+                b = log.next_batch()
+                if b is None:
+                    break
+                log.ack(b[0])
+            log.close()
+            store = again()
+            _cut(store, [n for n in store.names() if n.endswith(".seg")][-1], cut_at)
+            log = opened(store)
+            assert log.discarded > 0
+            nxt = log.next_seq()
+            assert log.store_id not in (0, old) and log.store_first == nxt, (cut_at, nxt)
+            new = log.store_id
+            add(log, nxt)
+            log.close()
+            log = opened(again())      # the next boot keeps it: no torn end any more
+            assert (log.store_id, log.store_first) == (new, nxt)
+
+
+def test_a_torn_end_with_no_batch_since_keeps_the_store_it_drew():
+    # a power cut again before any new batch: the store drawn at the first is still unused
+    for store, again in both_stores():
+        log = opened(store)
+        for seq in range(3):
+            add(log, seq)
+        log.close()
+        store = again()
+        _cut(store, [n for n in store.names() if n.endswith(".seg")][-1], 60)
+        first = opened(store)
+        again_log = opened(again())
+        assert (again_log.store_id, again_log.store_first) == (first.store_id, first.store_first)
+
+
+def test_a_log_that_ends_on_a_whole_record_keeps_its_store():
+    for store, again in both_stores():
+        log = opened(store)
+        old = log.store_id
+        for seq in range(3):
+            add(log, seq)
+        log.close()
+        log = opened(again())
+        assert (log.store_id, log.discarded, log.next_seq()) == (old, 0, 3)
+
+
 def test_batches_and_events_carry_their_logs_store_id():
     buf = K.make(RamStore())
     buf.open()
