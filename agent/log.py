@@ -279,11 +279,13 @@ class Log:
         if self.ack_pos is None:  # _scan found no acked batch
             self.ack_pos = (self.segments[0].number if self.segments else self.dead + 1, 0)
         self.send_pos = self.ack_pos
-        if self.torn and self.store_id is not None and self.store_first != self.next_seq():
+        if self.torn:
             # A torn end takes the number of the record it cut, which a power cut's tear never
             # sent; but a log cut further back (a file cut short) lost batches that were sent,
             # and a number given again would be refused at the ingest, the batch with it. The
             # two cannot be told apart: the batches to come are a new store (from next_seq()).
+            # Until a batch goes into a fresh segment each start finds the end again, and draws
+            # again: a store no batch has used is nothing to the ingest.
             self.store_id = None
         if self.store_id is None:
             self._draw_id()
