@@ -927,16 +927,21 @@ def test_a_number_the_device_says_it_holds_and_never_sends_is_asked_ever_less_th
     assert rows(db, "SELECT count(*) FROM lost") == [(0,)]
 
 
+def one_gap(d, batches):
+    """Device p1 with batch 1 missing between 0 and 2, as its health report says, planned once."""
+    d.batches("p1", batches, [0, 2], T0)
+    d.put("p1", "health", health("p1", batch=[0, 2]), T0)
+    d.plan(T0)
+    return d
+
+
 def test_a_device_that_never_answers_is_warned_of_once_and_its_gaps_are_not_called_lost(
         desk, batches, caplog):
     # A broker ACL that lets a device publish but not read its commands (Mosquitto grants the
     # subscription and drops the commands): after 8 unanswered asks the numbers were recorded
     # as lost at the broker, which still held nothing wrong, and nothing said why.
-    d = desk()
+    d = one_gap(desk(), batches)
     db = d.ingest.db_path
-    d.batches("p1", batches, [0, 2], T0)
-    d.put("p1", "health", health("p1", batch=[0, 2]), T0)
-    d.plan(T0)
     now, asked = T0 + GRACE, []
     with caplog.at_level(logging.WARNING, logger="tether.ingest"):
         while now < T0 + GRACE + 60 * 600:
@@ -966,10 +971,7 @@ def test_a_late_answering_or_silent_offline_device_is_not_called_unreachable(des
     # stopped publishing before the request (powered off, its will not yet due), for one whose
     # commands the broker drops.
     for late in (True, False):
-        d = desk()
-        d.batches("p1", batches, [0, 2], T0)
-        d.put("p1", "health", health("p1", batch=[0, 2]), T0)
-        d.plan(T0)
+        d = one_gap(desk(), batches)
         now, due = T0 + GRACE, []
         with caplog.at_level(logging.WARNING, logger="tether.ingest"):
             while now < T0 + GRACE + 3600 * 10:
