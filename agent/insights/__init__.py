@@ -30,7 +30,6 @@
 # Portable: runs on a board as on CPython.
 import binascii
 import struct
-import sys
 
 from agent import cbor
 
@@ -60,11 +59,6 @@ def module(kind):
     return __import__("agent.insights." + kind, None, None, (kind,))
 
 
-def _early():
-    # by name, as the kinds: a bundle ships it only where a profile has a HOLD kind
-    return __import__("agent.insights.early", None, None, ("early",))
-
-
 class Insights:
     """The detectors of a profile's sensors, and what the cloud said about their insights:
     snoozed ones are not sent (and counted) until their time is up; those a detector sends
@@ -85,7 +79,6 @@ class Insights:
         self.held = 0         # not sent: snoozed
         self.acked = 0
         self.unsynced = 0     # readings taken while the clock was not synced
-        self.early = {}       # sensor -> [first t, last t, value, ...]: runs held (HOLD)
         self.restored = 0     # detectors that went on from their snapshot at boot
         self.fresh = 0        # snapshots dropped at boot: the detector started afresh
         self.dirty = False    # a detector sent an event, or the cloud changed one, since save()
@@ -156,23 +149,18 @@ class Insights:
         """fn(t, value, synced) for the sampler, or None when the sensor has no insight."""
         if name not in self.detectors:
             return None
+        if self.clock is not None and self.cfgs[name]["type"] in HOLD:
+            # by name, as the kinds: only a bundle with such a kind ships it
+            return __import__("agent.insights.early", None, None, ("early",)).feeder(self, name)
         detectors = self.detectors
 
         def feed(t, v, synced):
             if synced:
-                runs = self.early.pop(name, None) if self.early else None
-                if runs:
-                    _early().replay(detectors[name], runs, t - self.clock.monotonic())
-                    if not self.early:   # none held any more: its code leaves the heap
-                        sys.modules.pop("agent.insights.early", None)
-                        globals().pop("early", None)   # the package's name for it
                 detectors[name].feed(t, v, True)
                 if self.waiting:
                     self._release(t)
             else:
                 self.unsynced += 1
-                if self.clock is not None and self.cfgs[name]["type"] in HOLD:
-                    _early().hold(self.early, name, t, v)
         return feed
 
     def command(self, sensor, action, event=None, until=None, args=None):

@@ -1,10 +1,32 @@
 # Readings taken before the clock is synced, held for a kind in HOLD (agent/insights): as runs
 # of one value, each its first and last time in ms since start and the value, in a ring made
 # once at the first such reading (a list grown and cut run by run asked a board's heap for a
-# new block at every few runs), fed once the clock is synced, dated by it. Loaded at such a
-# sensor's first unsynced reading. Portable.
+# new block at every few runs), fed once the clock is synced, dated by it. The feeder of such a
+# sensor is made here: a board whose profile has none never loads this. Portable.
 RUNS = 24           # runs held per sensor: the oldest goes first
 RUN_MS = 7200000    # a run is cut at 2 h: no gap between two readings fed is longer
+
+
+def feeder(ins, name):
+    """The sampler's fn(t, value, synced) for sensor `name` of Insights ins: its unsynced
+    readings held in ins.early, fed at the first synced one."""
+    detectors = ins.detectors
+    if not hasattr(ins, "early"):
+        ins.early = {}     # sensor -> its ring, while it holds readings
+    held = ins.early
+
+    def feed(t, v, synced):
+        if synced:
+            ring = held.pop(name, None) if held else None
+            if ring:
+                replay(detectors[name], ring, t - ins.clock.monotonic())
+            detectors[name].feed(t, v, True)
+            if ins.waiting:
+                ins._release(t)
+        else:
+            ins.unsynced += 1
+            hold(held, name, t, v)
+    return feed
 
 
 def hold(early, name, t, v):

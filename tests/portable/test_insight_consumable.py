@@ -2,11 +2,8 @@
 # answers: ink used only in office hours (weekdays 08:00-18:00, in hourly steps), flat at
 # nights and weekends, +-0.1 % probe noise; swaps, a cold start, reorder and empty once, the
 # settings a downlink may change. Runs under CPython and under MicroPython.
-MICROPYTHON_HEAP = "96k"  # 64k until a portable escape of error text (agent/shown.py): under
-# single-precision floats the settings test's refusals then ran out (it had under 8k of room);
-# 80k until the insights package held early readings (352 bytes more): its refusals' error text
-# then found no free 320-byte block at 76-88k, though it ran at 72k (where each run's blocks
-# land), and from 92k on
+MICROPYTHON_HEAP = "80k"  # 64k until a portable escape of error text (agent/shown.py): under
+# single-precision floats the settings test's refusals then ran out (it had under 8k of room)
 
 from agent.insights.consumable import Detector
 from support import raises
