@@ -452,10 +452,10 @@ class Repair:
             if now - asked_at < wait:
                 recent.append(seq)
             elif asks >= MAX_ASKS:
-                if answering is False:  # its last request unanswered: a reply in the wait?
-                    answering = 1 if self._replied(db, device, now - wait) else 0  # asked once
-                if answering:
-                    over.append(seq)
+                over.append(seq)
+        longest = self.policy.reask * (1 << MAX_ASKS - 1)
+        if over and not answering and not self._replied(db, device, now - longest):
+            over = []       # commands may not reach it: asked again, not settled
         if over:
             db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
                            "VALUES (?, ?, ?, 'broker', ?) ON CONFLICT DO NOTHING",

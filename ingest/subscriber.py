@@ -208,7 +208,8 @@ class Ingest(Handlers):
             client.loop_start()
             if not self._subscribed.wait(timeout):
                 raise RuntimeError("no answer from the broker %s:%d within %.0f s%s"
-                                   % (self.host, self.port, timeout, self._not_mqtt()))
+                                   % (self.host, self.port, timeout, "" if self._unanswered
+                                      is None else "; " + self._not_mqtt()))
             if self._failed:
                 raise RuntimeError("broker %s:%d: %s" % (self.host, self.port, self._failed))
         except BaseException:
@@ -348,9 +349,7 @@ class Ingest(Handlers):
     # ---- paho callbacks (its network thread) ----
 
     def _not_mqtt(self):
-        if self._unanswered is None:
-            return ""
-        return ("; it closed the connection without answering (%s): is that port a plain MQTT "
+        return ("it closed the connection without answering (%s): is that port a plain MQTT "
                 "listener? (not a websockets one; a TLS one is mqtts://), or is the broker at "
                 "its max_connections, or restarting?" % self._unanswered)
 
@@ -400,7 +399,7 @@ class Ingest(Handlers):
             # Closed before any CONNACK: not a broker lost (a refusal was said by _on_connect)
             self._unanswered = why
             log.warning("broker %s:%d: %s; trying again", self.host, self.port,
-                        self._not_mqtt()[2:])
+                        self._not_mqtt())
 
     def _on_message(self, client, userdata, msg):
         try:

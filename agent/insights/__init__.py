@@ -152,16 +152,19 @@ class Insights:
         if self.clock is not None and self.cfgs[name]["type"] in HOLD:
             # by name, as the kinds: only a bundle with such a kind ships it
             return __import__("agent.insights.early", None, None, ("early",)).feeder(self, name)
-        detectors = self.detectors
 
         def feed(t, v, synced):
             if synced:
-                detectors[name].feed(t, v, True)
-                if self.waiting:
-                    self._release(t)
+                self.feed(name, t, v)
             else:
                 self.unsynced += 1
         return feed
+
+    def feed(self, name, t, v):
+        """A synced reading to sensor name's detector; what waited for a snooze ended by it."""
+        self.detectors[name].feed(t, v, True)
+        if self.waiting:
+            self._release(t)
 
     def command(self, sensor, action, event=None, until=None, args=None):
         """ack / snooze / set / settings, from the `insight` command (agent/runtime.py); a

@@ -266,10 +266,13 @@ class Detector:
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
 
+    @property
+    def MAX_INTERVAL_MS(self):
+        return self.window // 4     # the sensor's longest interval, as the profile's
+
     def _apply(self, s):
         self.times = s["times_min"]
         self.window = s["window_ms"]
-        self.MAX_INTERVAL_MS = self.window // 4     # the sensor's longest, as the profile's
         # How early a dose still counts (status early): the profile's, at least the window.
         early = self.cfg.get("early_ms", 0)
         if early <= self.window or spacing(self.times, self.window, early):

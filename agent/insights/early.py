@@ -10,7 +10,6 @@ RUN_MS = 7200000    # a run is cut at 2 h: no gap between two readings fed is lo
 def feeder(ins, name):
     """The sampler's fn(t, value, synced) for sensor `name` of Insights ins: its unsynced
     readings held in ins.early, fed at the first synced one."""
-    detectors = ins.detectors
     if not hasattr(ins, "early"):
         ins.early = {}     # sensor -> its ring, while it holds readings
     held = ins.early
@@ -19,10 +18,8 @@ def feeder(ins, name):
         if synced:
             ring = held.pop(name, None) if held else None
             if ring:
-                replay(detectors[name], ring, t - ins.clock.monotonic())
-            detectors[name].feed(t, v, True)
-            if ins.waiting:
-                ins._release(t)
+                replay(ins.detectors[name], ring, t - ins.clock.monotonic())
+            ins.feed(name, t, v)
         else:
             ins.unsynced += 1
             hold(held, name, t, v)
