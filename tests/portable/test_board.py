@@ -4,7 +4,7 @@
 #
 # All five drivers and five virtual chips (a board loads only its own drivers, never hal/sim)
 # and the compiled profile do not fit together in 64k on the 64-bit unix port: 128k.
-MICROPYTHON_HEAP = "128k"
+MICROPYTHON_HEAP = "136k"
 from all_drivers import PROFILE
 from hal import chips
 from hal.board import drivers

@@ -9,7 +9,8 @@ import struct
 # codec's own claims are still proven small: test_huge_declared_lengths_* measures what a
 # hostile header makes it allocate, and tests/test_cbor_reference.py runs the hostile headers
 # under a 64k heap with only agent.cbor loaded.
-MICROPYTHON_HEAP = "128k"
+# The sort of text keys passes at 128k and fails at 124k (at 122k it passed: the layout decides).
+MICROPYTHON_HEAP = "144k"
 
 from agent import cbor, cbor_decode
 from cbor_vectors import NOT_WELL_FORMED, decode_only, preferred

@@ -14,7 +14,9 @@ from support import raises
 # Three detectors live at once here (the rebooting one, the one restored into, the one that never
 # stopped, with its log of events to compare): at 64k the test passed with under 4k to spare, and
 # failed in a full run on a heap fragmented otherwise. A board holds one detector a sensor.
-MICROPYTHON_HEAP = "96k"
+# The unsynced boots (three managers, each with early.py's ring) pass at 96k here and failed at
+# 96k in a fresh clone's CI run; they fail at 92k here.
+MICROPYTHON_HEAP = "112k"
 
 DAY = 24 * HOUR
 # Three days of a bottle, as (day, minute of the day, count read from then on[, synced]); None:

@@ -1,8 +1,8 @@
 # set_interval on a sensor whose insight needs its readings close together, through the whole
 # agent (test_insight_command.py's): an energy insight counts readings further apart than an
 # outage as one, and every report said 0 kWh. Both interpreters.
-MICROPYTHON_HEAP = "176k"  # the whole agent from .mpy with the energy insight and an INA219
-# (it ran at 168k, not at 160k; a step of room, as the runs differ by the order of allocations)
+MICROPYTHON_HEAP = "192k"  # the whole agent from .mpy with the energy insight and an INA219
+# (it runs at 174k, not at 172k; the rest is room, as the runs differ by the order of allocations)
 
 from energykit import config
 from commandkit import agent, command

@@ -2,7 +2,7 @@
 # batches and events of that log (docs/wire-format.md, "The store id"), so that the ingest can
 # tell a log made afresh, which numbers from 0 again, from the one before it.
 # Runs under CPython (pytest) and under the real MicroPython (tests/portable harness).
-MICROPYTHON_HEAP = "96k"  # the buffer, the events and the envelope's decoder, as test_log.py
+MICROPYTHON_HEAP = "104k"  # the buffer, the events and the envelope's decoder, as test_log.py
 import bufkit as K
 from agent import batch, cbor_decode
 from agent.events import Events

@@ -2,7 +2,7 @@
 # (agent/runtime.py) with a client that never connects: the `resend` command's reply and its
 # checks, and the `seq` key of health. The log's own retention and classification are in
 # test_log.py, the uplink's repair queue in test_uplink.py. Both interpreters.
-MICROPYTHON_HEAP = "160k"  # the whole agent from .mpy with the 64-bit port's 2x objects; 128k
+MICROPYTHON_HEAP = "168k"  # the whole agent from .mpy with the 64-bit port's 2x objects; 128k
 # held it until the command ids memory and the too-large path joined (fragmentation at 128k);
 # 144k until December's buffer code (write errors, a full disk): it then fails at 136k and
 # failed once at 144k in a fresh clone's run
