@@ -19,7 +19,8 @@ def cmd_compile(args):
 
 def add_profile_commands(sub):
     p = sub.add_parser("check", help="validate product profiles and summarize each")
-    p.add_argument("profiles", nargs="+", metavar="PROFILE", help="a profile YAML file")
+    p.add_argument("profiles", nargs="+", metavar="PROFILE",
+                   help="a profile YAML file, or a compiled profile (.json) as `tether run` reads it")
     add_allow_outside(p)
     p.set_defaults(func=cmd_check)
     p = sub.add_parser("compile", help="compile a profile to the JSON that a board reads")

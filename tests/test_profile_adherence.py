@@ -132,3 +132,8 @@ def test_pills_per_dose_time_follow_their_times_and_must_be_one_each(tmp_path):
         "10:69: sensors[0].insight.pills: expected one count of pills per dose time (2), got 3"]
     assert "pills[1]: expected an integer from 1 to 20, got 0" in errors_of(
         tmp_path, '{type: adherence, schedule: ["08:00", "20:00"], pills: [2, 0]}\n')[0]
+    # A dose time in error is the one problem told: the pills, one per time, are not blamed.
+    assert errors_of(tmp_path, '{type: adherence, schedule: ["24:00", "21:00"], '
+                               'pills: [2, 1]}\n') == [
+        "10:43: sensors[0].insight.schedule[0]: expected a time of day like '08:00', "
+        "got '24:00'"]

@@ -150,20 +150,25 @@ def test_check_shows_what_each_insight_is_set_to(capsys):
     # A tariff in cents instead of euros, or a dose time an hour off, passed unseen.
     assert main(["check", str(EXAMPLES / "washer.yaml"), str(EXAMPLES / "pill-bottle.yaml")]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert "  insight   power: energy, 0.3 EUR/kWh, 250 g CO2/kWh, report at 00:00; cycles over " \
+    assert "  insight   power: energy, 0.3 EUR/kWh, 250 g CO2/kWh, report at 00:00 UTC; cycles over " \
            "10 W, standby under 5 W; watch reversal, learnt over 8 points; 5 programmes" in out
     assert "  insight   pills: adherence, 1 pill at 08:00, 20:00 UTC, window 30min, late until " \
            "5h after or the next dose's window; refill at 5 days left" in out
 
 
-def test_check_shows_the_dose_times_zone(tmp_path, capsys):
+def test_check_shows_the_zone_of_dose_times_and_of_the_energy_report(tmp_path, capsys):
     import shutil
     shutil.copytree(EXAMPLES, tmp_path / "examples")  # with its packages and secrets
-    path = tmp_path / "examples" / "pill-bottle.yaml"
-    path.write_text(path.read_text().replace("device:", "device:\n  utc_offset: \"-05:30\"", 1))
-    assert main(["check", str(path)]) == 0
+    for name, offset in (("pill-bottle.yaml", "-05:30"), ("washer.yaml", "+01:00")):
+        path = tmp_path / "examples" / name
+        path.write_text(path.read_text().replace("device:", "device:\n  utc_offset: \"%s\"" % offset, 1))
+    assert main(["check", str(tmp_path / "examples" / "pill-bottle.yaml"),
+                 str(tmp_path / "examples" / "washer.yaml")]) == 0
+    out = capsys.readouterr().out.splitlines()
     assert any(line.startswith("  insight   pills: adherence, 1 pill at 08:00, 20:00 UTC-05:30,")
-               for line in capsys.readouterr().out.splitlines())
+               for line in out)
+    assert any(line.startswith("  insight   power: energy, 0.3 EUR/kWh, 250 g CO2/kWh, report at "
+                               "00:00 UTC+01:00;") for line in out)
 
 
 def test_a_threshold_marked_as_an_alarm_is_compiled_and_shown_so(tmp_path, capsys):
@@ -194,3 +199,18 @@ def test_a_threshold_marked_as_an_alarm_is_compiled_and_shown_so(tmp_path, capsy
     path.write_text(base % "sure")
     assert compile_profile(str(path))[1] == [
         "%s:9:63: sensors[0].thresholds[0].alarm: expected true or false, got 'sure'" % path]
+
+
+def test_check_takes_a_compiled_profile_as_tether_run_reads_it(tmp_path, capsys):
+    # It was read as YAML: "batch: unknown key 'max_age_ms'" for a file `tether run` takes.
+    out = tmp_path / "bottle.json"
+    assert main(["compile", str(EXAMPLES / "pill-bottle.yaml"), "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["check", str(out)]) == 0
+    shown, said = capsys.readouterr()
+    assert said == "" and shown.startswith("%s: ok\n" % out)
+    assert "  insight   pills: adherence, 1 pill at 08:00, 20:00 UTC," in shown
+    assert "not-a-real-passphrase" not in shown and "not-a-real-password" not in shown
+    out.write_text(out.read_text().replace('"max_readings":420', '"max_readings":"many"'))
+    assert main(["check", str(out)]) == 2
+    assert "batch.max_readings" in capsys.readouterr().err

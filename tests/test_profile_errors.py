@@ -285,6 +285,28 @@ def test_a_quoted_number_where_an_integer_goes_says_so(tmp_path, value, hint):
                           % (value if value[0] == "'" else "'0x40'", hint)), error
 
 
+@pytest.mark.parametrize("key, value, expected", [
+    ("pin", '"33"', "expected a pin number"),
+    ("filters", '{median: "3"}', "expected an odd window size from 3 to 15"),
+])
+def test_a_quoted_pin_or_window_says_its_quotes_are_the_fault(tmp_path, key, value, expected):
+    sensor = {"pin": "33", "filters": "{}", key: value}
+    (error,) = errors_of(tmp_path, """\
+        sensors:
+          - {name: ink, driver: level_probe, calibration: {raw_empty: 400, raw_full: 3700},
+             pin: %(pin)s, filters: %(filters)s}
+        """ % sensor)
+    assert error.endswith("%s, got '%s' (in quotes it is text: write the number without them)"
+                          % (expected, "33" if key == "pin" else "3")), error
+
+
+def test_a_quoted_bus_frequency_says_its_quotes_are_the_fault(tmp_path):
+    (error,) = errors_of(tmp_path, "sensors: [{name: power, driver: ina219, bus: i2c0}]\n",
+                         BASE.replace("sda: 21, scl: 22", 'sda: 21, scl: 22, frequency: "400000"'))
+    assert error.endswith("buses[0].frequency: expected a frequency like '100kHz' or 400000, got "
+                          "'400000' (in quotes it is text: write the number without them)"), error
+
+
 @pytest.mark.parametrize("value, message", [
     ("8", "expected a size like '64KiB', got 8"),
     ("8 bytes", "expected a size like '64KiB', got '8 bytes'"),
@@ -556,6 +578,15 @@ def test_a_raspberry_pi_bus_off_the_headers_pins_needs_its_port(tmp_path):
                                      + "sensors: [{name: t, driver: ina219, bus: i2c0}]\n")
     compiled, errors = compile(str(tmp_path / "p.yaml"))
     assert errors == [] and compiled["buses"][0]["port"] == "/dev/i2c-3"
+
+
+def test_an_esp32_bus_with_a_port_is_refused(tmp_path):
+    # Compiled and never read: a board's bus is its pins, not a Linux device file.
+    base = BASE.replace("sda: 21, scl: 22", "sda: 21, scl: 22, port: /dev/i2c-3")
+    errors = errors_of(tmp_path, "sensors: [{name: t, driver: ina219, bus: i2c0}]\n", base)
+    assert len(errors) == 1 and errors[0].endswith(
+        "buses[0].port: a port is a Linux device file (a Raspberry Pi's); an ESP32's bus is its "
+        "pins: remove it"), errors
 
 
 def test_a_bad_pin_of_a_raspberry_pi_bus_is_said_once(tmp_path):

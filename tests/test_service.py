@@ -231,7 +231,7 @@ def test_an_esp32_profile_is_refused_with_a_pointer_to_tether_flash(tmp_path):
     path = write(tmp_path, PI_PROFILE.replace("platform: rpi", "platform: esp32").replace(
         "  - {name: weight, driver: hx711, pins: {dout: 5, sck: 6}}\n", "").replace(
         "port: /dev/ttyUSB0", "tx: 25, rx: 26").replace("tx: 0, rx: 1, ", "").replace(
-        "mqtts://", "mqtt://"))  # a board on mqtts:// needs a ca, which check says first
+        ", port: /dev/i2c-3", "").replace("mqtts://", "mqtt://"))  # a board on mqtts:// needs a ca, which check says first
     err = refused(path, "--dry-run")
     assert err == ("tether install-service: %s is a profile for an ESP32 (platform: esp32), "
                    "which runs the agent itself: put it on the board with `tether flash %s "

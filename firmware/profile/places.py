@@ -3,7 +3,7 @@
 The chips' schema entries (firmware/profile/chips) and the buses' fields (schema.py) share them.
 """
 from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
-from firmware.profile.rules import integer
+from firmware.profile.rules import in_quotes, integer
 
 BUS_NAMES = {"i2c": "an I2C bus", "uart": "a UART bus"}
 I2C_ADDRESS = integer(0x08, 0x77, "an I2C address from 0x08 to 0x77")
@@ -87,7 +87,7 @@ def pin(use):
     """A GPIO number that the platform can use for `use`: "out" (drives the line), "in" or "adc"."""
     def read(ctx, node):
         if node.tag != "int" or node.value < 0:
-            raise Invalid(expected("a pin number", node))
+            raise Invalid(expected("a pin number", node) + in_quotes(node))
         n = node.value
         chip = getattr(ctx, "chip", "esp32")
         if ctx.platform == "esp32" and chip is not None:    # None: a chip said wrong, said there

@@ -167,13 +167,18 @@ QUOTED_NUMBER = re.compile(r"\s*[-+]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]
                            r"(\.[0-9_]*)?([eE][-+]?[0-9]+)?)\s*")
 
 
+def in_quotes(node):
+    """The hint for a number written in quotes where a number is wanted ('' for anything else)."""
+    if node.tag == "str" and not node.plain and QUOTED_NUMBER.fullmatch(node.value):
+        return " (in quotes it is text: write the number without them)"
+    return ""
+
+
 def integer(lo, hi, what=None):
     def read(ctx, node):
         if node.tag != "int" or not lo <= node.value <= hi:
-            message = expected(what or "an integer from %d to %d" % (lo, hi), node)
-            if node.tag == "str" and not node.plain and QUOTED_NUMBER.fullmatch(node.value):
-                message += " (in quotes it is text: write the number without them)"
-            raise Invalid(message)
+            raise Invalid(expected(what or "an integer from %d to %d" % (lo, hi), node)
+                          + in_quotes(node))
         return node.value
     read.bounds = (lo, hi)     # firmware/profile/compiled.py checks a compiled profile by them
     return read
@@ -201,9 +206,7 @@ def decimal(node, what="a number"):
         # 1.0e+3), YAML 1.2 and whoever wrote them as numbers.
         value = units.parse_decimal(node.value)
     if value is None:
-        message = expected(what, node)
-        if node.tag == "str" and not node.plain and QUOTED_NUMBER.fullmatch(node.value):
-            message += " (in quotes it is text: write the number without them)"
+        message = expected(what, node) + in_quotes(node)
         raise Invalid(message)
     if value and not -MAX_DIGITS <= value.adjusted() < MAX_DIGITS:  # int(1e99999999) takes ages
         raise Invalid(expected("%s (in size from 1e-%d to 1e%d)" % (what, MAX_DIGITS, MAX_DIGITS),
@@ -303,7 +306,7 @@ def frequency(lo, hi):
         if node.tag == "str":
             hz = units.parse_frequency(node.value)
         if hz is None:
-            raise Invalid(expected("a frequency like '100kHz' or 400000", node))
+            raise Invalid(expected("a frequency like '100kHz' or 400000", node) + in_quotes(node))
         if not lo <= hz <= hi:
             raise Invalid(expected("a frequency from %s to %s" % (
                 units.format_frequency(lo), units.format_frequency(hi)), node))

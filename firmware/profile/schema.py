@@ -20,8 +20,8 @@ from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.places import ESP32_PINS, pin
 from hal.esp32 import CHIPS as ESP32_CHIPS
 from firmware.profile.rules import (
-    EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, integer, list_of, number,
-    label, mqtt_text, pattern, resolution, section, size, sub, unknown_keys)
+    EMPTY, REQUIRED, boolean, choice, duration, find, frequency, given, in_quotes, integer,
+    label, list_of, mqtt_text, number, pattern, resolution, section, size, sub, unknown_keys)
 from firmware.profile.units import (
     DAY, HOUR, KIB, MINUTE, SECOND, format_duration, parse_decimal, resolution_parts)
 from ingest.url import BadURL, parse_broker
@@ -148,6 +148,10 @@ def buses(ctx, node):
                                        % (shown(n.value["id"]), ctx.buses[b["id"]][1])))
             else:
                 ctx.buses[b["id"]] = (b.get("type"), n.path)
+            if ctx.platform == "esp32" and "port" in n.value:
+                # compiled and never read: the board's bus is its pins, whatever the file says
+                ctx.problems.append(at(n.value["port"], "a port is a Linux device file (a "
+                                       "Raspberry Pi's); an ESP32's bus is its pins: remove it"))
             if (ctx.platform == "rpi" and b.get("type") in BUS_FIELDS
                     and "port" not in n.value       # a port given (even a bad one) decides
                     and all(b.get(key) is not None  # a bad pin is said once, as itself
@@ -163,9 +167,13 @@ def buses(ctx, node):
     return out
 
 
+def _a(word):
+    return ("an " if word[:1] in "aeiou" else "a ") + str(word)
+
+
 def median(ctx, node):
     if node.tag != "int" or node.value not in range(3, 16, 2):
-        raise Invalid(expected("an odd window size from 3 to 15", node))
+        raise Invalid(expected("an odd window size from 3 to 15", node) + in_quotes(node))
     return node.value
 
 
@@ -256,10 +264,10 @@ def sensor(ctx, node):
         check(ctx, node, out)
     kind = out.get("insight", {}).get("type")
     if kind in INSIGHTS and out.get("quantity") not in INSIGHTS[kind]["quantities"]:
-        ctx.problems.append(at(node.value["insight"].value["type"], "%s %s insight reads a %s, "
-                               "not a %s" % ("an" if kind[0] in "aeiou" else "a", kind,
-                                             " or a ".join(INSIGHTS[kind]["quantities"]),
-                                             out.get("quantity"))))
+        ctx.problems.append(at(node.value["insight"].value["type"], "%s insight reads %s, not "
+                               "%s" % (_a(kind), " or ".join(_a(q) for q in
+                                                             INSIGHTS[kind]["quantities"]),
+                                       _a(out.get("quantity")))))
     most = INSIGHTS[kind]["max_interval_ms"] if kind in INSIGHTS else None
     why = "its %s insight counts readings further apart as an outage" % kind
     if kind in INSIGHTS and INSIGHTS[kind]["max_interval"] is not None and "insight" in out:

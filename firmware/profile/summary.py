@@ -103,6 +103,11 @@ def _days(ms):
     return "%gd" % round(ms / 86400000.0, 1) if ms >= 86400000 else format_duration(int(ms))
 
 
+def _zone(off):
+    return "UTC" if not off else "UTC%s%02d:%02d" % ("-" if off < 0 else "+", abs(off) // 60,
+                                                    abs(off) % 60)
+
+
 def insight(s):
     """One line of what a sensor's insight is set to: the figures a maker checks (a tariff in
     the wrong unit, a schedule off by an hour) before boards carry them."""
@@ -133,19 +138,18 @@ def insight(s):
                                   ", ".join(_clock(m) for m in i["times_min"]) or "no time")
         text = ("%s %s, window %s%s, late until %s after or the next dose's window; "
                 "refill at %s days left" % (
-                    doses,
-                    "UTC" if not off else "UTC%s%02d:%02d" % ("-" if off < 0 else "+",
-                                                             abs(off) // 60, abs(off) % 60),
+                    doses, _zone(off),
                     shown(i["window_ms"], format_duration),
                     ", early from %s before" % shown(early, format_duration)
                     if early == SECRET_SHOWN or (i["window_ms"] != SECRET_SHOWN
                                                  and early > i["window_ms"]) else "",
                     shown(i["late_ms"], format_duration), number(i["refill_days"])))
     elif kind == "energy":
-        text = ("%s %s/kWh, %s g CO2/kWh, report at %s; cycles over %s W, standby under %s W; "
+        # The report's time of day is the device's local time, as a dose time is.
+        text = ("%s %s/kWh, %s g CO2/kWh, report at %s %s; cycles over %s W, standby under %s W; "
                 "watch %s%s, learnt over %s; %s" % (
                     number(i["tariff"]), i["currency"], number(i["co2_g_per_kwh"]),
-                    _clock(i["report_min"]), number(i["on_w"]), number(i["off_w"]), i["watch"],
+                    _clock(i["report_min"]), _zone(i.get("utc_offset_min", 0)), number(i["on_w"]), number(i["off_w"]), i["watch"],
                     " (a point: the median of %s cycles)" % i["batch"] if i["batch"] != 1 else "",
                     _plural(i["learn"], "point"), _plural(len(i["programmes"]), "programme")))
     else:

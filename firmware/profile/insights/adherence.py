@@ -10,7 +10,8 @@ def schedule(ctx, node):
     # At most 24: what `set` and a snapshot take (agent/insights/adherence.py).
     times = list_of(clock_time, 1, "a list of times of day like ['08:00', '20:00']",
                     MAX_TIMES)(ctx, node)
-    return sorted(t for t in times if t is not None)
+    # A time in error was told already: None leaves the checks against the times (pills) out.
+    return None if None in times else sorted(times)
 
 
 def pills(ctx, node):
