@@ -263,7 +263,8 @@ def sensor(ctx, node):
     if check is not None:
         check(ctx, node, out)
     kind = out.get("insight", {}).get("type")
-    if kind in INSIGHTS and out.get("quantity") not in INSIGHTS[kind]["quantities"]:
+    # (a quantity in error, None, was told already)
+    if kind in INSIGHTS and out.get("quantity") not in INSIGHTS[kind]["quantities"] + (None,):
         ctx.problems.append(at(node.value["insight"].value["type"], "%s insight reads %s, not "
                                "%s" % (_a(kind), " or ".join(_a(q) for q in
                                                              INSIGHTS[kind]["quantities"]),
