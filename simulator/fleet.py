@@ -283,14 +283,11 @@ class Fleet:
         # while its member is away (bench/broker_restart.py, docs/ingest.md). The session ends
         # with the run (_end_ingest). `ingest_group` puts the ingest in a share group instead,
         # for more ingest processes to join this one (they share its database file).
-        # Device time is what the ingest takes for now: the days it keeps in partitions are
-        # the run's (a PostgreSQL database), as a real fleet's are the days it runs.
-        clock = self.clock
         # Only this fleet's devices: on a broker of --broker, others' retained statuses and
         # schemas went into the run's database and its report ("of 4 devices" for 2).
         self.ingest = Ingest(host, port, self.db_path, group=self.ingest_group, persistent=True,
                              client_id="tether-sim-%d-%s" % (os.getpid(), os.urandom(4).hex()),
-                             clock=lambda: (clock.start_unix_ms + clock.t) / 1000.0,
+                             clock=self.device_now,
                              devices={d[2] for d in self._each_device()})
         try:
             try:
@@ -304,6 +301,12 @@ class Fleet:
             self._end_ingest(host, port)
             if self.broker is not None:
                 await self.broker.stop()
+
+    def device_now(self):
+        """What the ingest takes for now (Unix seconds): device time, so that the days it keeps
+        in partitions are the run's (a PostgreSQL database), as a real fleet's are the days it
+        runs."""
+        return (self.clock.start_unix_ms + self.clock.t) / 1000.0
 
     async def _run_devices(self, host, port):
         """The devices from start to stop, with the wait for the ingest and its repairs; the

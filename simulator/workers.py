@@ -266,6 +266,15 @@ class WorkerFleet(Fleet):
         self.procs = []
         self.shared = None
 
+    def device_now(self):
+        # This process's clock stands still: the devices' time is the workers'. The one furthest
+        # on, so that no worker's readings are dated after the ingest's tomorrow (at the run's
+        # start for good, every day after the second went to readings_outside). A worker whose
+        # devices are done says inf: the run's end.
+        ahead = max(min(self.shared[HEAD + w * SLOTS + T], self.duration_ms)
+                    for w in range(self.workers)) if self.shared is not None else 0
+        return (self.clock.start_unix_ms + ahead) / 1000.0
+
     def _worker_state(self, w):
         return int(self.shared[HEAD + w * SLOTS + STATE])
 

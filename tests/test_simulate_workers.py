@@ -464,3 +464,19 @@ def test_a_shard_run_again_is_refused_naming_all_its_devices_not_one_workers(mon
         parts.check_shard("fleet.sqlite", "run", 0, 20)
     assert "holds devices 1-10, 16-20 of this run already" in str(err.value)
     parts.check_shard("fleet.sqlite", "run", 30, 40)      # another shard's devices: free
+
+
+def test_the_ingest_of_a_fleet_in_workers_dates_now_by_the_devices_time():
+    # The parent's own clock stands still: its ingest took the run's start for now, and every
+    # day of a PostgreSQL run after the second went to readings_outside, out of the partitions.
+    import math
+    from simulator import workers
+    fleet = workers.WorkerFleet([("printer", 3, {})], "unused", 5 * 86400000, workers=2)
+    start = fleet.clock.start_unix_ms / 1000.0
+    assert fleet.device_now() == start
+    fleet.shared = [0.0] * (workers.HEAD + workers.SLOTS * 2)
+    fleet.shared[workers.HEAD + workers.T] = 3 * 86400000.0
+    fleet.shared[workers.HEAD + workers.SLOTS + workers.T] = 3 * 86400000.0 + 60000
+    assert fleet.device_now() == start + 3 * 86400 + 60
+    fleet.shared[workers.HEAD + workers.SLOTS + workers.T] = math.inf   # done: the run's end
+    assert fleet.device_now() == start + 5 * 86400
