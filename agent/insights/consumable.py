@@ -409,7 +409,7 @@ class Detector:
                 "level": _pct(self.level), "rate_per_day": round(rate / 700.0, 3),
                 "low_days": round(band_low, 2),
                 "high_days": None if band_high is None else round(band_high, 2),
-                "points": used, "weekly": weekly})
+                "points": used, "weekly": weekly, "since": self.since})
         # A weekly fit: a reserve for the weeks ahead being busier than the ones behind (a
         # smaller one for a young rate, which has as much chance to be too fast). A cold
         # one (a few days' lumpy drops, its rate the busy days'): when the geometric mean of

@@ -244,6 +244,9 @@ def test_ack_reports_the_cartridge_it_is_about():
     assert got == {"since": MONDAY, "reordered": True, "empty": False}
     # the reorder names the same cartridge: an order system's key (device, sensor, since)
     assert named(events, "reorder")[0][3]["since"] == MONDAY
+    # and so does each forecast: the latest of a cartridge is the newest with its since
+    forecasts = named(events, "forecast")
+    assert forecasts and all(f[3]["since"] == MONDAY for f in forecasts)
 
 
 def test_a_busy_office_that_runs_every_cartridge_dry_within_a_week_is_reordered_in_time():
