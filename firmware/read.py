@@ -179,9 +179,9 @@ def add_command(sub):
     p.add_argument("--interval", type=duration(0, DAY), default="1s", metavar="DURATION",
                    help="between readings (default 1s)")
     p.add_argument("--fault", action="append", default=[], metavar="SENSOR=KIND",
-                   help="with --platform sim: break the part behind a sensor (an I2C bus's: "
-                        "nack, stuck, noise; a UART's: timeout, bad_crc, noise, garbage, short; "
-                        "a chip's own: disconnected, no_chip, dout_low on an HX711, stall on an "
-                        "ADS1115, stall, bad_crc on an SHT3x)")
+                   help="with --platform sim: break the part behind a sensor, its bus (I2C: "
+                        "nack, stuck, noise; a UART: timeout, bad_crc, noise, garbage, short) or "
+                        "its chip (each chip's faults: docs/drivers.md; a KIND the sensor does "
+                        "not take is refused with those it does)")
     add_allow_outside(p)
     p.set_defaults(func=main)

@@ -293,14 +293,57 @@ def test_every_channel_of_one_virtual_ads1115_starts_at_its_sensors_default(tmp_
         ["ink_c", "50.0", "%"], ["ink_m", "50.0", "%"], ["v2", "1.0", "V"], ["v3", "1.0", "V"]]
 
 
-def test_read_help_names_every_fault_a_virtual_part_takes(capsys):
-    # dout_low, an HX711's, was missing from the list.
+def test_read_help_names_each_bus_fault_and_a_wrong_kind_lists_the_sensors_own(capsys):
+    # The help listed every chip's faults by hand (dout_low, an HX711's, was missing; a new
+    # chip's were never there): it names the buses', and a wrong KIND the sensor's.
     from firmware import cli
-    from hal.sim.platform import fault_kinds
-    profile = compiled(ALL_DRIVERS)
-    kinds = {k for s in profile["sensors"] for k in fault_kinds(profile, s)}
+    from hal.sim.i2c import FAULTS as I2C
+    from hal.sim.platform import SimPlatform, fault_kinds
+    from hal.sim.uart import FAULTS as UART
     parser, _ = cli.build_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["read", "--help"])
     shown = " ".join(capsys.readouterr().out.split())
-    assert kinds and not [k for k in kinds if k not in shown], kinds
+    assert [k for k in I2C + UART if k not in shown] == []
+    profile = compiled(ALL_DRIVERS)
+    platform = SimPlatform(profile)
+    for s in profile["sensors"]:
+        with pytest.raises(ValueError) as err:
+            platform.fault(s["name"], "bogus")
+        assert str(err.value).endswith("its faults are %s" % ", ".join(fault_kinds(profile, s)))
+
+
+def test_every_default_of_a_chip_is_a_value_its_profile_key_takes(tmp_path):
+    # A default its own rule refuses (`choice([1, 2, 4])` of ints says "expected one of '1',
+    # '2', '4', got 4" to a profile that writes 4) compiles in unseen, and no profile can ask
+    # for it back once another value is set.
+    import types
+
+    import yaml
+
+    from firmware.profile.yamlsource import load
+    checked = 0
+    for name in NAMES:
+        entry = DRIVERS[name]
+        for key, compiled_key, rule, default in entry["fields"] + entry["calibration"]:
+            if default in (REQUIRED, EMPTY, None) or isinstance(default, (list, dict)):
+                continue
+            path = tmp_path / ("%s-%s.yaml" % (name, key))
+            path.write_text(yaml.safe_dump({key: default}))
+            root, problems = load(str(path))
+            assert problems == [], problems
+            ctx = types.SimpleNamespace(problems=[], platform="sim", chip=None)
+            assert rule(ctx, root.value[key]) == default, (name, key, default)
+            assert ctx.problems == []
+            checked += 1
+    assert checked >= 8
+
+
+def test_a_registry_line_without_its_schema_entry_names_the_file_to_write():
+    # It was a ModuleNotFoundError ten frames down, at every command's start.
+    from firmware.profile.chips import entry
+    with pytest.raises(ImportError) as err:
+        entry("bmp820")
+    assert str(err.value) == ("hal/chips.py lists the chip 'bmp820', which has no schema entry "
+                              "firmware/profile/chips/bmp820.py (docs/drivers.md, \"Adding a "
+                              "chip\")")

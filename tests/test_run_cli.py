@@ -890,3 +890,20 @@ def test_compact_batches_left_waiting_by_a_switch_to_senml_go_out_with_their_sch
     assert before >= first
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM held").fetchone() == (0,)
+
+
+def test_a_compiled_chip_setting_outside_its_few_values_is_refused_at_the_key():
+    # A gain of 3 passed the check and stopped the agent in the driver's constructor, with no
+    # key path (HX711's gain; ADS1115's, in its calibration).
+    from firmware.profile.compile import compile as compile_profile
+    from firmware.profile.compiled import problems
+    compiled = compile_profile(str(pathlib.Path(__file__).parent / "data" / "profiles" /
+                                   "all-drivers.yaml"))[0]
+    names = [s["name"] for s in compiled["sensors"]]
+    assert problems(compiled) == []
+    compiled["sensors"][names.index("pills")]["gain"] = 3
+    compiled["sensors"][names.index("volts")]["calibration"]["gain"] = 3.3
+    assert problems(compiled) == [
+        "sensors[%d].gain: expected one of 128, 64, 32, got 3" % names.index("pills"),
+        "sensors[%d].calibration.gain: expected one of 6.144, 4.096, 2.048, 1.024, 0.512, 0.256, "
+        "got 3.3" % names.index("volts")]

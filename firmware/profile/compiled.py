@@ -106,6 +106,9 @@ def problems(profile):
                        % (where, ", ".join(DRIVERS), _shown(s)))
             continue
         _fields(schema.sensor_fields(s["driver"]), s, where, out)
+        if isinstance(s.get("calibration"), dict):
+            _fields(DRIVERS[s["driver"]]["calibration"], s["calibration"], where + ".calibration",
+                    out)
         r = s.get("resolution")
         if r is not None and not (isinstance(r, list) and len(r) == 2 and all(
                 isinstance(x, int) and not isinstance(x, bool) for x in r)

@@ -251,6 +251,7 @@ def number_choice(options):
         if value not in allowed:
             raise Invalid(expected(what, node))
         return json_number(value)
+    read.options = [json_number(a) for a in allowed]   # as choice's: compiled.py checks by them
     return read
 
 

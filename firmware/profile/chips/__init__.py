@@ -16,7 +16,14 @@ from hal.chips import CHIPS
 
 
 def entry(name):
-    chip = import_module("firmware.profile.chips." + name)
+    try:
+        chip = import_module("firmware.profile.chips." + name)
+    except ModuleNotFoundError as exc:
+        if exc.name != "firmware.profile.chips." + name:
+            raise       # the entry is there and imports something missing: its own traceback
+        raise ImportError("hal/chips.py lists the chip %r, which has no schema entry "
+                          "firmware/profile/chips/%s.py (docs/drivers.md, \"Adding a chip\")"
+                          % (name, name)) from None
     return {"quantities": chip.QUANTITIES, "fields": chip.FIELDS,
             "calibration": chip.CALIBRATION, "check": getattr(chip, "check", None),
             "shared": getattr(chip, "SHARED", ()),
