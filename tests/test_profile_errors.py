@@ -580,6 +580,26 @@ def test_a_raspberry_pi_bus_off_the_headers_pins_needs_its_port(tmp_path):
     assert errors == [] and compiled["buses"][0]["port"] == "/dev/i2c-3"
 
 
+def test_a_key_written_in_the_wrong_section_is_told_where_it_goes(tmp_path):
+    # It said "unknown key 'utc_offset' (expected one of: type, schedule, ...)", and a pharmacy's
+    # integrator looked for the key among those.
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: pills, driver: hx711, pins: {dout: 4, sck: 5}, quantity: count,
+             calibration: {pill_weight: 0.5}, baud: 9600,
+             insight: {type: adherence, schedule: ["08:00"], utc_offset: "+01:00",
+                       lead_time: 5d}}
+        interval: 10s
+        password: x
+        """) == [
+        "9:39: sensors[0]: unknown key 'baud': it goes in a bus",
+        "10:54: sensors[0].insight: unknown key 'utc_offset': it goes in 'device:'",
+        "11:16: sensors[0].insight: unknown key 'lead_time': it goes in an insight of type "
+        "consumable",
+        "12:1: unknown key 'interval': it goes in a sensor",
+        "13:1: unknown key 'password': it goes in 'wifi:' or 'uplink:'"]
+
+
 def test_an_esp32_bus_with_a_port_is_refused(tmp_path):
     # Compiled and never read: a board's bus is its pins, not a Linux device file.
     base = BASE.replace("sda: 21, scl: 22", "sda: 21, scl: 22, port: /dev/i2c-3")

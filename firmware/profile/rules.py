@@ -74,7 +74,9 @@ def unknown_keys(ctx, node, known):
     for key, key_node in node.keys.items():
         if key not in known:
             alias = ESPHOME.get(key) if isinstance(key, str) else None
-            hint = did_you_mean(key, known) or (
+            home = getattr(ctx, "homes", {}).get(key)
+            # a key of another section, written as it is there, before one close to a key here
+            hint = (": it goes in %s" % home if home else "") or did_you_mean(key, known) or (
                 ", did you mean '%s'? (ESPHome's '%s:' is '%s:' here)" % (alias, key, alias)
                 if alias in known else "") or (
                 " (expected one of: %s)" % ", ".join(known) if known

@@ -90,12 +90,15 @@ def utc_offset(ctx, node):
     return -minutes if m.group(1) == "-" else minutes
 
 
+DEVICE = [
+    ("id", "id", device_id, REQUIRED),
+    ("model", "model", label, None),
+    ("utc_offset", "utc_offset_min", utc_offset, None),
+]
+
+
 def device(ctx, node):
-    out = section(ctx, node, [
-        ("id", "id", device_id, REQUIRED),
-        ("model", "model", label, None),
-        ("utc_offset", "utc_offset_min", utc_offset, None),
-    ])
+    out = section(ctx, node, DEVICE)
     ctx.device_id = out.get("id")
     ctx.utc_offset_min = out.get("utc_offset_min", 0)
     return out
@@ -546,14 +549,17 @@ ntp_server = pattern(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
                      "an NTP server's host name or IPv4 address, like 'pool.ntp.org'")
 
 
+WIFI = [
+    ("ssid", "ssid", wifi_ssid, REQUIRED),
+    ("password", "password", wifi_password, None),
+    # Networks that block the public pool (a factory's, a hospital's) have their own servers.
+    ("ntp", "ntp", list_of(ntp_server, 1, "a list of 1 to 3 NTP servers", 3), None),
+]
+
+
 def wifi(ctx, node):
     """The access point a board joins (firmware/board.py); a Pi uses the system's network."""
-    return section(ctx, node, [
-        ("ssid", "ssid", wifi_ssid, REQUIRED),
-        ("password", "password", wifi_password, None),
-        # Networks that block the public pool (a factory's, a hospital's) have their own servers.
-        ("ntp", "ntp", list_of(ntp_server, 1, "a list of 1 to 3 NTP servers", 3), None),
-    ], out_path="wifi")
+    return section(ctx, node, WIFI, out_path="wifi")
 
 
 TOP_FIELDS = [  # in this order: later parts depend on the platform, the device id, the buses
@@ -569,11 +575,28 @@ TOP_FIELDS = [  # in this order: later parts depend on the platform, the device 
 ]
 
 
+def homes():
+    """{key: where it goes ("'device:'", ...)} for the keys of every section: a key written in
+    the wrong one (`utc_offset` in an insight, `interval` at the top) is told where it goes."""
+    found = {}
+    places = [("'device:'", DEVICE), ("'wifi:'", WIFI), ("'uplink:'", UPLINK + BACKOFF),
+              ("'batch:'", BATCH), ("'buffer:'", BUFFER), ("a sensor", sensor_fields(None)),
+              ("a bus", BUS_FIELDS["i2c"] + BUS_FIELDS["uart"]),
+              ("the top level", [(k, None, None, None) for k in TOP_KEYS])]
+    places += [("an insight of type %s" % kind, entry["fields"])
+               for kind, entry in INSIGHTS.items()]
+    for where, fields in places:
+        for key, _, _, _ in fields:
+            if where not in found.setdefault(key, []):
+                found[key].append(where)
+    return {key: " or ".join(where) for key, where in found.items()}
+
+
 def compile_root(root):
     """(compiled dict, problems, compiled paths of values from secrets, warnings) for a loaded
     profile; warnings are problems that do not stop it (a strapping pin in use)."""
     ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, chip="esp32", buses={},
-                          device_id=None, utc_offset_min=0, notes=[])
+                          device_id=None, utc_offset_min=0, notes=[], homes=homes())
     if root.tag == "map" and "devices" in root.value and "sensors" not in root.value:
         # examples/fleets/*.yaml: five missing keys and a "did you mean 'device'" said less
         return {}, [at(root, "a fleet file (its 'devices' list names profiles), not a profile: "
