@@ -723,8 +723,8 @@ def test_among_more_than_100_variables_no_close_one_is_suggested(tmp_path):
     names = "".join("  v%d: x\n" % i for i in range(101))
     (tmp_path / "p.yaml").write_text("substitutions:\n" + names + "device: {id: k, model: $v1000}\n")
     compiled, errors = compile(str(tmp_path / "p.yaml"))
-    assert "%s:103:24: device.model: unknown substitution variable 'v1000'" % (
-        tmp_path / "p.yaml") in errors
+    assert ("%s:103:24: device.model: unknown substitution variable 'v1000' (text with a '$' of "
+            "its own: !literal '...')" % (tmp_path / "p.yaml")) in errors
 
 
 def test_insight_mistakes_name_the_key_and_what_was_expected(tmp_path):

@@ -52,8 +52,23 @@ def test_unknown_substitution_variable_is_an_error_at_its_value(tmp_path):
         """)
     assert compile(path) == (None, [
         path + ":2:14: device.id: unknown substitution variable 'nmae', did you mean 'name'?",
-        path + ":6:18: uplink.broker: unknown substitution variable 'host'",
+        path + ":6:18: uplink.broker: unknown substitution variable 'host' (text with a '$' "
+               "of its own: !literal '...')",
     ])
+
+
+def test_literal_text_keeps_its_dollar_signs_as_written(tmp_path):
+    # "Brew $pro" was an unknown variable, and `$$pro` too: a model name could not hold a '$'.
+    path = write(tmp_path, "p.yaml", """\
+        substitutions: {pro: X}
+        device: {id: k, model: !literal "Brew $pro ${pro}"}
+        platform: sim
+        sensors: [{name: power, driver: ina219, bus: i2c0}]
+        buses: [{id: i2c0, type: i2c, sda: 1, scl: 2}]
+        uplink: {broker: "mqtt://localhost"}
+        """)
+    compiled, errors = compile(path)
+    assert errors == [] and compiled["device"]["model"] == "Brew $pro ${pro}"
 
 
 BASE = """\
@@ -206,3 +221,22 @@ def test_yaml_merge_keys_and_anchors_work(tmp_path):
     assert errors == []
     assert [(s["name"], s["quantity"], s["interval_ms"]) for s in compiled["sensors"]] == [
         ("power", "power", 5000), ("current", "current", 5000)]
+
+
+def test_a_hidden_top_level_key_holds_a_template_for_anchors(tmp_path):
+    # An anchor had nowhere to live but the first sensor: `x-probe: &probe` was an unknown key.
+    path = write(tmp_path, "p.yaml", """\
+        .probe: &probe {driver: level_probe, interval: 1min,
+                        calibration: {raw_empty: 410, raw_full: 3720}}
+        device: {id: k}
+        platform: esp32
+        sensors:
+          - {<<: *probe, name: ink_c, pin: 34}
+          - {<<: *probe, name: ink_m, pin: 35, interval: 10s}
+        uplink: {broker: "mqtt://localhost"}
+        """)
+    compiled, errors = compile(path)
+    assert errors == []
+    assert [(s["name"], s["driver"], s["pin"], s["interval_ms"]) for s in compiled["sensors"]] \
+        == [("ink_c", "level_probe", 34, 60000), ("ink_m", "level_probe", 35, 10000)]
+    assert ".probe" not in compiled

@@ -601,6 +601,11 @@ def compile_root(root):
         # examples/fleets/*.yaml: five missing keys and a "did you mean 'device'" said less
         return {}, [at(root, "a fleet file (its 'devices' list names profiles), not a profile: "
                              "run it with tether simulate --fleet FILE")], [], []
+    if root.tag == "map":
+        # Hidden keys (`.probe: &probe {...}`, as openHAB's YAML has them): a place for anchors
+        # that the profile's own keys merge or alias; nothing else reads them.
+        for key in [k for k in root.value if isinstance(k, str) and k.startswith(".")]:
+            del root.value[key], root.keys[key]
     unknown_keys(ctx, root, TOP_KEYS)
     out = section(ctx, root, TOP_FIELDS, strict=False)
     if out.get("platform") == "esp32":

@@ -67,6 +67,7 @@ class Node:
     refused: bool = False
     keys: dict = dataclasses.field(default_factory=dict)
     absent: bool = False    # a mapping the file leaves out, read as empty (its key and its path)
+    literal: bool = False   # `!literal '...'`: text no substitution touches (ESPHome's tag)
 
 
 def join(path, key):
@@ -298,6 +299,8 @@ def scalar(ctx, y, file, path):
             ctx.problems.append((file, line, col, path, "!secret takes %s" % SECRET_FORM))
             return Node(None, file, line, col, path, tag="null", refused=True)
         return secret(ctx, y.value, Node(None, file, line, col, path, tag="null"))
+    if y.tag == "!literal":
+        return Node(y.value, file, line, col, path, tag="str", text=y.value, literal=True)
     kind = y.tag[len(TAG):] if y.tag.startswith(TAG) else None
     if kind == "timestamp":  # a date is just text to a profile
         kind = "str"
@@ -469,15 +472,16 @@ def substitute(ctx, node, variables):
         for child in (node.value.values() if node.tag == "map" else node.value):
             substitute(ctx, child, variables)
         return
-    if node.tag != "str" or node.secret or "$" not in node.text:
+    if node.tag != "str" or node.secret or node.literal or "$" not in node.text:
         return
     used = []
 
     def replace(match):
         name = match.group(1) if match.group(1) is not None else match.group(2)
         if name not in variables:
-            ctx.problems.append(at(node, "unknown substitution variable '%s'%s"
-                                   % (name, did_you_mean(name, variables))))
+            ctx.problems.append(at(node, "unknown substitution variable '%s'%s" % (
+                name, did_you_mean(name, variables) or " (text with a '$' of its own: "
+                                                         "!literal '...')")))
             return match.group(0)
         if variables[name].refused:  # reported where it is defined
             ctx.failed = True
