@@ -347,8 +347,10 @@ def _compile_profile(profile_path, allow_outside):
     if platform == "esp32":
         wifi = compiled.get("wifi") or {}
         if not wifi.get("ssid"):
-            raise BuildError(["%s: platform esp32 needs a 'wifi:' section with the ssid (and "
-                              "password) the board joins" % profile_path], BAD_INPUT)
+            # at the top-level mapping that lacks it, as the check's missing keys
+            raise BuildError(["%s:1:1: missing key 'wifi': platform esp32 needs a 'wifi:' "
+                              "section with the ssid (and password) the board joins"
+                              % profile_path], BAD_INPUT)
     return compiled, secret_paths
 
 
