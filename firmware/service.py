@@ -26,9 +26,10 @@ import shutil
 import subprocess
 import sys
 
-from firmware.args import device_id, gpiochip_path
+from firmware.args import device_id, duration, gpiochip_path
 from firmware.profile import add_allow_outside
 from firmware.profile.schema import BUFFER_PATHS
+from firmware.profile.units import format_duration
 from hal.linux.platform import LinuxPlatform, device_file
 
 PROFILE_DIR = "/etc/tether"
@@ -127,7 +128,7 @@ def command():
     return [sys.executable, "-I", "-m", "firmware.cli"]
 
 
-def plan(profile, source, device, gpiochip=None):
+def plan(profile, source, device, gpiochip=None, status_every=None, quiet=False):
     """(unit text, path of the compiled profile, path of the unit, device id, groups) for a
     compiled profile; ServiceError when it cannot be a service."""
     platform = profile["platform"]
@@ -171,6 +172,11 @@ def plan(profile, source, device, gpiochip=None):
         args += ["--device", device]
     if pins and gpiochip:
         args += ["--gpiochip", gpiochip]
+    # A status line a minute is 1,440 journal lines a day on an SD card: the maker's choice.
+    if quiet:
+        args += ["--quiet"]
+    elif status_every is not None:
+        args += ["--status-every", format_duration(status_every)]
     # Where systemd puts the credential (systemd 247 on): the variable, not the specifier %d,
     # which came later than Raspberry Pi OS 11's systemd.
     exec_start = " ".join(_quoted(a) for a in args) + " ${CREDENTIALS_DIRECTORY}/" + CREDENTIAL
@@ -366,6 +372,35 @@ def _check_shared_buffer(root, profile, profile_path, device):
                                "%s --purge)" % (other, mine, STATE_DIR, name, name))
 
 
+def _check_shared_ports(root, profile, profile_path):
+    """A serial port in another installed device's profile too: the agent opens its UART alone
+    (TIOCEXCL), so the service started second would fail every sensor on it for good. I2C
+    buses are shared by the kernel, and allowed."""
+    mine = {path for path, kind in devices_of(profile)[0].items() if kind == "uart"}
+    folder = _under(root, PROFILE_DIR)
+    try:
+        names = sorted(os.listdir(folder))
+    except OSError:
+        return
+    for entry in names:
+        other = "%s/%s" % (PROFILE_DIR, entry)
+        if not entry.endswith(".json") or other == profile_path or not mine:
+            continue
+        try:
+            with open(_under(root, other), encoding="utf-8") as f:
+                theirs = devices_of(json.load(f))[0]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue    # not a profile this Tether reads: its own service says so
+        both = sorted(path for path in mine if theirs.get(path) == "uart")
+        if both:
+            name = entry[:-len(".json")]
+            raise ServiceError(2, "tether install-service: the serial port %s is also %s's "
+                               "(tether-%s.service), and one process at a time opens it: put "
+                               "the sensors on it in one profile (Modbus meters at their own "
+                               "addresses on one bus), or give this one a port of its own"
+                               % (both[0], name, name))
+
+
 def _moved_buffer(root, profile, profile_path):
     """(old folder, new folder) when the device's installed profile kept its buffer elsewhere
     and that folder holds readings (segments or a journal), else None."""
@@ -414,7 +449,8 @@ def install(args, out, err=sys.stderr):
     if errors:
         raise ServiceError(2, "\n".join(errors))
     unit, profile_path, unit_path, name, groups = plan(profile, args.profile, args.device,
-                                                       args.gpiochip)
+                                                       args.gpiochip, args.status_every,
+                                                       args.quiet)
     service = "tether-%s.service" % name
     chip = "DeviceAllow=char-gpiochip rw" in unit.splitlines()
     if args.dry_run:
@@ -456,7 +492,9 @@ def install(args, out, err=sys.stderr):
         elif args.gpiochip:
             check_gpiod()
     _check_shared_buffer(root, profile, profile_path, name)
+    _check_shared_ports(root, profile, profile_path)
     moved = _moved_buffer(root, profile, profile_path)
+    again = os.path.exists(_under(root, unit_path))
     try:
         _write(_under(root, profile_path), to_json(profile) + "\n", 0o600)
         _write(_under(root, unit_path), unit, 0o644)
@@ -484,11 +522,20 @@ def install(args, out, err=sys.stderr):
         return 0
     for step in steps_of(service, args.no_start, moved):
         _systemctl(systemctl, step, "install-service")
-    if args.no_start or moved:
-        out.write("installed, not started: systemctl enable --now %s\n" % service)
-    else:
-        out.write("started %s; its log: journalctl -u %s -f\n" % (service, service))
+    out.write(said_after(service, args.no_start, moved, again))
     return 0
+
+
+def said_after(service, no_start, moved, again):
+    """The line an install ends with; again: the unit was there before."""
+    if no_start and again and not moved:
+        # The profile reaches the service as a credential, copied at its start: one running
+        # goes on with the old profile, and `enable --now` does not restart it.
+        return ("installed, not started: a running %s keeps its old profile until systemctl "
+                "restart %s\n" % (service, service))
+    if no_start or moved:
+        return "installed, not started: systemctl enable --now %s\n" % service
+    return "started %s; its log: journalctl -u %s -f\n" % (service, service)
 
 
 def steps_of(service, no_start, moved):
@@ -629,5 +676,9 @@ def add_command(sub):
                    "systemctl (to package, or to look)")
     p.add_argument("--no-start", action="store_true",
                    help="install and daemon-reload, but neither enable nor start the service")
+    p.add_argument("--status-every", type=duration(1000, 86400000), metavar="DURATION",
+                   help="the service's status line this often in the journal (default 1min)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no status lines in the journal (connections and errors still are)")
     add_allow_outside(p)
     p.set_defaults(func=main)

@@ -196,8 +196,17 @@ def test_a_second_device_on_the_same_buffer_is_refused(tmp_path):
                            "first (sudo tether remove-service w1 --purge)\n")
     fridge = (ROOT / "examples/fridge.yaml").read_text().replace(
         "buffer:\n", "buffer:\n  path: /var/lib/tether/fridge\n")
+    # Its own buffer, but the washer's serial port, which one process at a time opens: the
+    # second service would fail its meter for good.
     done = tether("install-service", write_beside_examples(tmp_path, fridge), "--device", "f1",
                   "--root", root)
+    assert done.returncode == 2 and done.stderr == (
+        "tether install-service: the serial port /dev/serial0 is also w1's (tether-w1.service), "
+        "and one process at a time opens it: put the sensors on it in one profile (Modbus "
+        "meters at their own addresses on one bus), or give this one a port of its own\n")
+    fridge = fridge.replace("    rx: 15\n", "    rx: 15\n    port: /dev/ttyUSB0\n", 1)
+    done = tether("install-service", write_beside_examples(tmp_path / "usb", fridge), "--device",
+                  "f1", "--root", root)
     assert done.returncode == 0, done.stderr
     # One inside the other: installed, its service stopped at its first start for good.
     inner = (ROOT / "examples/fridge.yaml").read_text().replace(
@@ -357,9 +366,10 @@ def test_remove_service_purge_removes_the_buffer_of_that_device_only(tmp_path):
     root = tmp_path / "root"
     examples = tmp_path / "examples"
     shutil.copytree(ROOT / "examples", examples)
-    for device in ("w1", "w2"):
+    for device, port in (("w1", ""), ("w2", "    port: /dev/ttyUSB0\n")):
         profile = write(examples, (examples / "washer.yaml").read_text().replace(
-            "buffer:", "buffer:\n  path: /var/lib/tether/%s" % device, 1), device + ".yaml")
+            "buffer:", "buffer:\n  path: /var/lib/tether/%s" % device, 1).replace(
+            "    rx: 15\n", "    rx: 15\n" + port, 1), device + ".yaml")
         done = tether("install-service", profile, "--device", device, "--root", str(root))
         assert done.returncode == 0, done.stderr
         (root / "var/lib/tether" / device).mkdir(parents=True)
@@ -672,3 +682,25 @@ def test_a_reinstall_that_moves_a_buffer_holding_readings_stops_the_service_not_
         ["daemon-reload"], ["enable", s], ["stop", s]]
     assert service.steps_of(s, True, ("/var/lib/tether/a", "/var/lib/tether/b")) == [
         ["daemon-reload"]]
+
+
+def test_a_reinstall_not_started_says_a_running_service_keeps_its_old_profile():
+    # It said `systemctl enable --now`, which leaves a running service as it is: the owner
+    # thought the new profile was in use.
+    from firmware.service import said_after
+    assert said_after("tether-w1.service", True, None, True) == (
+        "installed, not started: a running tether-w1.service keeps its old profile until "
+        "systemctl restart tether-w1.service\n")
+    assert said_after("tether-w1.service", True, None, False) == (
+        "installed, not started: systemctl enable --now tether-w1.service\n")
+    assert said_after("tether-w1.service", False, None, True).startswith("started ")
+
+
+def test_the_services_status_lines_are_the_installers_choice(tmp_path):
+    # 1,440 status lines a day in an SD card's journal, and a unit not to be edited.
+    path = write(tmp_path, PI_PROFILE)
+    assert " run --status-every 10min " in dry_run(path, "--status-every", "10min")
+    unit = unit_of(dry_run(path, "--quiet"))
+    assert " run --quiet " in unit
+    verify(tmp_path, "scale-1", unit)
+    assert "--status-every" not in dry_run(path) and "--quiet" not in dry_run(path)
