@@ -6,8 +6,8 @@
 # module that is). Drivers are imported only when the profile uses them, and nothing is set up
 # here: the sampler calls setup() before a chip's first reading and again after a fault.
 #
-# A bus that cannot be opened (a USB serial adapter unplugged, I2C not enabled on a Pi) fails
-# the sensors on it, not the agent: the others are read and the uplink reports it.
+# A bus or GPIO chip that cannot be opened (a USB serial adapter unplugged, I2C not enabled on
+# a Pi) fails the sensors on it, not the agent: the others are read and the uplink reports it.
 from hal import chips
 
 UART_TIMEOUT_MS = 50  # per read() call; the PZEM-004T driver keeps its own deadline
@@ -40,10 +40,19 @@ class Wiring:
         return self.opened[name]
 
     def pin_in(self, n):
-        return self.platform.pin_in(n)
+        return self._pin(self.platform.pin_in, n)
 
     def pin_out(self, n):
-        return self.platform.pin_out(n)
+        return self._pin(self.platform.pin_out, n)
+
+    def _pin(self, open_pin, n):
+        # A GPIO chip that cannot be opened (a Pi's not there yet at boot, a line another
+        # program holds) fails the chip's sensors, retried, as a bus does: it stopped the agent.
+        try:
+            return open_pin(n)
+        except OSError as exc:
+            from hal.unopened import bus_error
+            raise bus_error(exc)
 
     def adc(self, n):
         return self.platform.adc(n)

@@ -265,3 +265,40 @@ def test_linux_gpio_without_gpiod_says_how_to_install_it(monkeypatch):
     with pytest.raises(ImportError) as info:
         platform.pin_in(4)
     assert "pip install 'gpiod>=2'" in str(info.value)
+
+
+def test_a_gpio_chip_missing_at_start_fails_its_sensors_and_is_tried_again(board, monkeypatch):
+    # No /dev/gpiochip* yet (a Pi still booting): the agent stopped with exit 2, which its
+    # unit never restarts. Now its chip's sensors fail, and a later setup finds the chip.
+    import hal.linux.gpio as linux_gpio
+    from hal.board import drivers
+    from hal.unopened import BusError
+    found = []
+    monkeypatch.setattr(linux_gpio.glob, "glob", lambda pattern: list(found))
+    profile = {"buses": [], "sensors": [
+        {"name": "weight", "driver": "hx711", "quantity": "weight", "pins": {"dout": 5, "sck": 6},
+         "gain": 128, "calibration": {"tare": 0, "scale": 1, "pill_weight": None}}]}
+    platform = LinuxPlatform()
+    (scale,) = drivers(profile, platform)
+    with pytest.raises(BusError) as info:
+        scale.setup()
+    assert "no GPIO character device (/dev/gpiochip*)" in str(info.value)
+    found.append("/dev/gpiochip0")
+    from hal.bus import SensorError
+    with pytest.raises(SensorError) as info:   # the chip's own answer now: no load cell here
+        scale.setup()
+    assert not isinstance(info.value, BusError) and "DOUT" in str(info.value)
+    assert sorted(line for _, line in board.held) == [5, 6]
+
+
+def test_a_chip_built_again_after_its_second_pin_failed_gets_its_first_back(board):
+    board.held[("/dev/gpiochip0", 6)] = "w1-gpio"     # sck held by another program
+    from hal.board import Wiring
+    from hal.unopened import BusError
+    wiring = Wiring({"buses": []}, LinuxPlatform(gpiochip="/dev/gpiochip0"))
+    dout = wiring.pin_in(5)
+    with pytest.raises(BusError):
+        wiring.pin_out(6)
+    del board.held[("/dev/gpiochip0", 6)]
+    assert wiring.pin_in(5) is dout          # not "GPIO 5 is in use by another program"
+    wiring.pin_out(6)

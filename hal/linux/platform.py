@@ -26,6 +26,7 @@ class LinuxPlatform:
         self._i2c = {}
         self._uart = {}
         self._pins = []
+        self._lines = {}  # BCM n -> (output, its pin): a chip built again asks again
 
     def i2c(self, bus):
         """The I2C bus for a compiled bus dict {id, type: "i2c", sda, scl, frequency[, port]}."""
@@ -61,6 +62,7 @@ class LinuxPlatform:
         for pin in self._pins:
             pin.close()
         self._pins = []
+        self._lines = {}
         for group in (self._uart, self._i2c):
             for obj in group.values():
                 obj.close()
@@ -71,12 +73,16 @@ class LinuxPlatform:
 
         if not isinstance(n, int) or isinstance(n, bool) or n < 0:
             raise ValueError("a GPIO number is a whole number >= 0, got %r" % (n,))
+        held = self._lines.get(n)
+        if held is not None and held[0] == output:  # an HX711 whose other pin failed
+            return held[1]
         gpiod = load_gpiod()
         if self._gpiochip is None:
             self._gpiochip = find_chip(gpiod)
         pin = LinuxPin(gpiod, self._gpiochip, n, output, pull=pull, value=value,
                        consumer=self._consumer)
         self._pins.append(pin)
+        self._lines[n] = (output, pin)
         return pin
 
 
