@@ -275,11 +275,11 @@ class Reporter:
                 link += " (%d attempt%s: %s)" % (self.failures, "" if self.failures == 1
                                                  else "s", self.failing)
         read = sum(c.readings for c in a.sampler.channels)
-        self.line("status: %s; %d reading%s, %d batches and events acknowledged (resends "
+        self.line("status: %s; %d reading%s, %d acknowledged (batches and events, resends "
                   "included), %s waiting, "
-                  "%d readings dropped%s, %d sensor errors" % (
-                      link, read, "" if read == 1 else "s", u.acked, _waiting(a),
-                      log.dropped, _events_dropped(a), errors))
+                  "%d readings dropped%s, %d sensor error%s" % (
+                      link, read, "" if read == 1 else "s", u.acked, _waiting(a), log.dropped,
+                      _events_dropped(a), errors, "" if errors == 1 else "s"))
 
     def logged_client(self, client_class):
         reporter = self
