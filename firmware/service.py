@@ -376,7 +376,14 @@ def _check_shared_ports(root, profile, profile_path):
     """A serial port in another installed device's profile too: the agent opens its UART alone
     (TIOCEXCL), so the service started second would fail every sensor on it for good. I2C
     buses are shared by the kernel, and allowed."""
-    mine = {path for path, kind in devices_of(profile)[0].items() if kind == "uart"}
+    # On this machine by the file each name leads to: /dev/serial0 is a link to /dev/ttyAMA0
+    # or /dev/ttyS0, a USB adapter's /dev/serial/by-id/... to its /dev/ttyUSBn.
+    here = os.path.realpath(root) == "/"
+
+    def uarts(devices):
+        return {os.path.realpath(path) if here else path: path
+                for path, kind in devices.items() if kind == "uart"}
+    mine = uarts(devices_of(profile)[0])
     folder = _under(root, PROFILE_DIR)
     try:
         names = sorted(os.listdir(folder))
@@ -388,10 +395,10 @@ def _check_shared_ports(root, profile, profile_path):
             continue
         try:
             with open(_under(root, other), encoding="utf-8") as f:
-                theirs = devices_of(json.load(f))[0]
+                theirs = uarts(devices_of(json.load(f))[0])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             continue    # not a profile this Tether reads: its own service says so
-        both = sorted(path for path in mine if theirs.get(path) == "uart")
+        both = sorted(mine[path] for path in mine if path in theirs)
         if both:
             name = entry[:-len(".json")]
             raise ServiceError(2, "tether install-service: the serial port %s is also %s's "
@@ -530,9 +537,10 @@ def said_after(service, no_start, moved, again):
     """The line an install ends with; again: the unit was there before."""
     if no_start and again and not moved:
         # The profile reaches the service as a credential, copied at its start: one running
-        # goes on with the old profile, and `enable --now` does not restart it.
-        return ("installed, not started: a running %s keeps its old profile until systemctl "
-                "restart %s\n" % (service, service))
+        # goes on with the old profile, and `enable --now` does not restart it (nor does a
+        # restart enable one that never was).
+        return ("installed, not started: systemctl enable %s; systemctl restart %s (a running "
+                "service keeps its old profile until then)\n" % (service, service))
     if no_start or moved:
         return "installed, not started: systemctl enable --now %s\n" % service
     return "started %s; its log: journalctl -u %s -f\n" % (service, service)
@@ -676,9 +684,10 @@ def add_command(sub):
                    "systemctl (to package, or to look)")
     p.add_argument("--no-start", action="store_true",
                    help="install and daemon-reload, but neither enable nor start the service")
-    p.add_argument("--status-every", type=duration(1000, 86400000), metavar="DURATION",
-                   help="the service's status line this often in the journal (default 1min)")
-    p.add_argument("--quiet", action="store_true",
-                   help="no status lines in the journal (connections and errors still are)")
+    lines = p.add_mutually_exclusive_group()
+    lines.add_argument("--status-every", type=duration(1000, 86400000), metavar="DURATION",
+                       help="the service's status line this often in the journal (default 1min)")
+    lines.add_argument("--quiet", action="store_true",
+                       help="no status lines in the journal (connections and errors still are)")
     add_allow_outside(p)
     p.set_defaults(func=main)

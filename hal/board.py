@@ -69,8 +69,8 @@ def drivers(profile, platform):
             try:
                 ctx.chips[key] = module.build(s, ctx)
             except Exception as exc:
-                if getattr(exc, "kind", None) != "bus":  # only a bus (Wiring.bus): a pin or
-                    raise                                # an ADC that fails stops the build
+                if getattr(exc, "kind", None) != "bus":  # only a bus or GPIO chip (Wiring):
+                    raise                                # an ADC or a bad pin stops the build
                 from hal.unopened import Unopened
                 ctx.chips[key] = Unopened(module, s, ctx, exc)
         out.append(ctx.chips[key])

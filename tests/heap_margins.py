@@ -31,7 +31,8 @@ def heap_of(tree):
 
 
 def main(names):
-    lib = str(compile_tree(pathlib.Path(tempfile.mkdtemp()), extra_dirs=[PORTABLE]))
+    built = tempfile.TemporaryDirectory()
+    lib = str(compile_tree(pathlib.Path(built.name), extra_dirs=[PORTABLE]))
     binary = find_tool("micropython")
     jobs = []
     for path in sorted(PORTABLE.glob("test_*.py")):
@@ -43,9 +44,10 @@ def main(names):
                  if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
 
     def passes(module, function, k):
-        env = dict(os.environ, MICROPYPATH=lib + ":.frozen", TETHER_TEST_TMP=tempfile.mkdtemp())
-        proc = subprocess.run([binary, "-X", "heapsize=%dk" % k, "-m", "mprun", module, function],
-                              capture_output=True, text=True, cwd=lib, env=env)
+        with tempfile.TemporaryDirectory() as scratch:
+            env = dict(os.environ, MICROPYPATH=lib + ":.frozen", TETHER_TEST_TMP=scratch)
+            proc = subprocess.run([binary, "-X", "heapsize=%dk" % k, "-m", "mprun", module,
+                                   function], capture_output=True, text=True, cwd=lib, env=env)
         return "PASS" in proc.stdout
 
     def first_failure(job):

@@ -592,12 +592,24 @@ def test_a_key_written_in_the_wrong_section_is_told_where_it_goes(tmp_path):
         interval: 10s
         password: x
         """) == [
-        "9:39: sensors[0]: unknown key 'baud': it goes in a bus",
+        "9:39: sensors[0]: unknown key 'baud': it goes in a uart bus",
         "10:54: sensors[0].insight: unknown key 'utc_offset': it goes in 'device:'",
         "11:16: sensors[0].insight: unknown key 'lead_time': it goes in an insight of type "
         "consumable",
         "12:1: unknown key 'interval': it goes in a sensor",
         "13:1: unknown key 'password': it goes in 'wifi:' or 'uplink:'"]
+    # A word that means another thing elsewhere gets no home: a broker's port is in its URL.
+    said = errors_of(tmp_path, "sensors: [{name: t, driver: ina219, bus: i2c0, min: 0}]\n",
+                     BASE.replace('broker: "mqtt://localhost"', 'broker: "mqtt://localhost", '
+                                                                 'port: 8883, min: 1s'))
+    assert said == [
+        "6:38: uplink: unknown key 'port' (expected one of: broker, client_id, username, "
+        "password, ca, cert, key, topic_prefix, encoding, deflate, keepalive, ack_timeout, "
+        "backoff, health_every, window)",
+        "6:50: uplink: unknown key 'min': it goes in 'uplink:' under 'backoff:' or a sensor's "
+        "'filters:'",
+        "7:48: sensors[0]: unknown key 'min': it goes in 'uplink:' under 'backoff:' or a "
+        "sensor's 'filters:'"], said
 
 
 def test_an_esp32_bus_with_a_port_is_refused(tmp_path):

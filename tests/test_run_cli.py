@@ -907,3 +907,14 @@ def test_a_compiled_chip_setting_outside_its_few_values_is_refused_at_the_key():
         "sensors[%d].gain: expected one of 128, 64, 32, got 3" % names.index("pills"),
         "sensors[%d].calibration.gain: expected one of 6.144, 4.096, 2.048, 1.024, 0.512, 0.256, "
         "got 3.3" % names.index("volts")]
+
+
+def test_a_compiled_true_is_no_option_1():
+    # True == 1 in Python: a hand-edited `true` passed where the options are numbers.
+    from firmware.profile.compiled import _fields
+    from firmware.profile.rules import number_choice
+    out = []
+    _fields([("n", "n", number_choice(("1", "2")), 1)], {"n": True}, "sensors[0]", out)
+    assert out == ["sensors[0].n: expected one of 1, 2, got true"]
+    _fields([("n", "n", number_choice(("1", "2")), 1)], {"n": 2}, "sensors[0]", out)
+    assert len(out) == 1

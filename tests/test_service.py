@@ -689,8 +689,8 @@ def test_a_reinstall_not_started_says_a_running_service_keeps_its_old_profile():
     # thought the new profile was in use.
     from firmware.service import said_after
     assert said_after("tether-w1.service", True, None, True) == (
-        "installed, not started: a running tether-w1.service keeps its old profile until "
-        "systemctl restart tether-w1.service\n")
+        "installed, not started: systemctl enable tether-w1.service; systemctl restart "
+        "tether-w1.service (a running service keeps its old profile until then)\n")
     assert said_after("tether-w1.service", True, None, False) == (
         "installed, not started: systemctl enable --now tether-w1.service\n")
     assert said_after("tether-w1.service", False, None, True).startswith("started ")

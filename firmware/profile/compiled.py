@@ -38,7 +38,8 @@ def _fields(fields, values, path, out):
                                    or not bounds[0] <= v <= bounds[1]):
             out.append("%s: expected a whole number from %d to %d, got %s"
                        % (where, bounds[0], bounds[1], _shown(v)))
-        elif options is not None and v not in options:
+        elif options is not None and (v not in options or isinstance(v, bool) and not any(
+                isinstance(o, bool) for o in options)):     # true == 1 is no option 1
             out.append("%s: expected one of %s, got %s"
                        % (where, ", ".join(json.dumps(o) for o in options), _shown(v)))
         elif rule is boolean and not isinstance(v, bool):

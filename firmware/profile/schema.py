@@ -196,16 +196,18 @@ def filters(ctx, node):
     return out
 
 
+THRESHOLD = [
+    ("event", "event", pattern(NAME, NAME_WHAT.replace("a name", "an event name", 1)), REQUIRED),
+    ("below", "below", number(), None),
+    ("above", "above", number(), None),
+    ("hysteresis", "hysteresis", number(at_least=0), 0),
+    # someone must act while it stands: the console's "Actions needed" (docs/console.md)
+    ("alarm", "alarm", boolean, None),
+]
+
+
 def threshold(ctx, node):
-    out = section(ctx, node, [
-        ("event", "event", pattern(NAME, NAME_WHAT.replace("a name", "an event name", 1)),
-         REQUIRED),
-        ("below", "below", number(), None),
-        ("above", "above", number(), None),
-        ("hysteresis", "hysteresis", number(at_least=0), 0),
-        # someone must act while it stands: the console's "Actions needed" (docs/console.md)
-        ("alarm", "alarm", boolean, None),
-    ])
+    out = section(ctx, node, THRESHOLD)
     if given(node, "below") == given(node, "above"):
         ctx.problems.append(at(node, "expected exactly one of 'below' or 'above'"))
     if out.get("alarm") is False:   # the compiled form says only an alarm
@@ -575,21 +577,30 @@ TOP_FIELDS = [  # in this order: later parts depend on the platform, the device 
 ]
 
 
+# Keys whose name means another thing in another section (a broker's port is in its URL, an
+# insight's window is no uplink's): told as unknown where they are, with no home.
+SAME_WORD = ("id", "type", "name", "port", "window", "path", "learn", "batch", "empty")
+
+
 def homes():
-    """{key: where it goes ("'device:'", ...)} for the keys of every section: a key written in
-    the wrong one (`utc_offset` in an insight, `interval` at the top) is told where it goes."""
-    found = {}
-    places = [("'device:'", DEVICE), ("'wifi:'", WIFI), ("'uplink:'", UPLINK + BACKOFF),
-              ("'batch:'", BATCH), ("'buffer:'", BUFFER), ("a sensor", sensor_fields(None)),
-              ("a bus", BUS_FIELDS["i2c"] + BUS_FIELDS["uart"]),
+    """{key: where it goes ("'device:'", "a uart bus", ...)} for the keys of every section: a
+    key written in the wrong one (`utc_offset` in an insight, `interval` at the top, `baud` on an
+    i2c bus) is told where it goes (rules.unknown_keys). A key known where it is is never
+    unknown, so no place is told its own."""
+    places = [("'device:'", DEVICE), ("'wifi:'", WIFI), ("'uplink:'", UPLINK),
+              ("'uplink:' under 'backoff:'", BACKOFF), ("'batch:'", BATCH),
+              ("'buffer:'", BUFFER), ("a sensor", sensor_fields(None)),
+              ("a sensor's 'filters:'", FILTERS), ("a sensor's 'thresholds:'", THRESHOLD),
+              ("an i2c bus", BUS_FIELDS["i2c"]), ("a uart bus", BUS_FIELDS["uart"]),
               ("the top level", [(k, None, None, None) for k in TOP_KEYS])]
     places += [("an insight of type %s" % kind, entry["fields"])
                for kind, entry in INSIGHTS.items()]
+    found = {}
     for where, fields in places:
         for key, _, _, _ in fields:
-            if where not in found.setdefault(key, []):
+            if key not in SAME_WORD and where not in found.setdefault(key, []):
                 found[key].append(where)
-    return {key: " or ".join(where) for key, where in found.items()}
+    return {key: " or ".join(where) for key, where in found.items() if where}
 
 
 def compile_root(root):

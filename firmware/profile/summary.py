@@ -149,7 +149,8 @@ def insight(s):
         text = ("%s %s/kWh, %s g CO2/kWh, report at %s %s; cycles over %s W, standby under %s W; "
                 "watch %s%s, learnt over %s; %s" % (
                     number(i["tariff"]), i["currency"], number(i["co2_g_per_kwh"]),
-                    _clock(i["report_min"]), _zone(i.get("utc_offset_min", 0)), number(i["on_w"]), number(i["off_w"]), i["watch"],
+                    _clock(i["report_min"]), _zone(i.get("utc_offset_min", 0)),
+                    number(i["on_w"]), number(i["off_w"]), i["watch"],
                     " (a point: the median of %s cycles)" % i["batch"] if i["batch"] != 1 else "",
                     _plural(i["learn"], "point"), _plural(len(i["programmes"]), "programme")))
     else:
