@@ -451,7 +451,9 @@ def hold_buffer(path, device):
             with open(marker, encoding="utf-8") as f:
                 owner = f.read().strip()
         except FileNotFoundError:
-            owner = None
+            # A buffer from before the marker: its batches name their device. Taken as this
+            # one's, they went out on its topic, were refused by the ingest, and were deleted.
+            owner = device_in_log(path)
         if owner and owner != device:
             raise ValueError("the buffer in %s holds the readings of device %s, not %s: they "
                              "would go out as %s's; give %s a folder of its own with --store "
@@ -465,6 +467,29 @@ def hold_buffer(path, device):
     except BaseException:
         lock.close()
         raise
+
+
+def device_in_log(path):
+    """The device id the oldest good batch in a buffer folder carries, or None (no batch)."""
+    from agent import cbor_decode
+    from agent.log import BATCH, records
+    from agent.store import FileStore
+    store = FileStore(path)
+    try:
+        for name in [n for n in store.names() if n.endswith(".seg")]:
+            for kind, payload, _ in records(store, name, 0, store.size(name)):
+                if kind != BATCH:
+                    break
+                try:
+                    envelope = cbor_decode.loads(bytes(payload[2:]))
+                except ValueError:
+                    return None
+                device = envelope[1] if isinstance(envelope, list) and len(envelope) > 1 \
+                    else None
+                return device if isinstance(device, str) else None
+        return None
+    finally:
+        store.close()
 
 
 def _nested_buffer(path):

@@ -629,10 +629,18 @@ def _systemctl(systemctl, step, command="remove-service"):
 
 
 def _owner(root, buffer):
-    """The device whose readings the buffer folder holds (its `device` marker), or None."""
+    """The device whose readings the buffer folder holds (its `device` marker, else what its
+    batches name: a buffer from before the marker), or None."""
+    folder = _under(root, buffer)
     try:
-        with open(os.path.join(_under(root, buffer), "device"), encoding="utf-8") as f:
+        with open(os.path.join(folder, "device"), encoding="utf-8") as f:
             return f.read().strip() or None
+    except FileNotFoundError:
+        from firmware.run import device_in_log
+        try:
+            return device_in_log(folder) if os.path.isdir(folder) else None
+        except OSError:
+            return None
     except OSError:
         return None
 

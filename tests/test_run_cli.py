@@ -647,6 +647,32 @@ def test_a_device_marker_cut_short_by_a_crash_is_written_again(tmp_path):
         hold_buffer(str(store), "pi-2")
 
 
+def test_a_buffer_from_before_the_device_marker_is_held_for_the_device_its_batches_name(
+        tmp_path):
+    # Taken as the --device given: its batches went out on that device's topic, the ingest
+    # refused them as another device's, and the buffer deleted them as delivered.
+    from agent import batch
+    from agent.buffer import Buffer
+    from agent.log import Log
+    from agent.schema import Schema
+    from agent.store import FileStore
+    from firmware.run import device_in_log, hold_buffer
+    store = tmp_path / "buffer"
+    log = Log(FileStore(str(store)), 65536, 8192, batch.seq_of)
+    buf = Buffer(log, batch.Encoder("pi-1", Schema([("power", "W", 1, -1)]), "compact", False,
+                                    2048, 10), 10, 600000, 32, 60000)
+    buf.open()
+    for i in range(25):
+        buf.append(1763856000000 + i * 1000, 0, i)
+    buf.poll(1763856000000 + 25 * 1000)
+    buf.log.store.close()
+    assert not (store / "device").exists() and device_in_log(str(store)) == "pi-1"
+    with pytest.raises(ValueError, match="holds the readings of device pi-1, not pi-2"):
+        hold_buffer(str(store), "pi-2")
+    hold_buffer(str(store), "pi-1").close()
+    assert device_in_log(str(tmp_path)) is None     # no segments: nobody's
+
+
 def test_a_run_that_fails_before_its_agent_is_built_leaves_the_buffer_unclaimed(tmp_path):
     # A CA it cannot load: the folder was marked as pi-1's all the same, and a run as pi-7
     # (the id meant) was refused: "holds the readings of device pi-1", which it did not.
