@@ -612,6 +612,24 @@ def test_a_key_written_in_the_wrong_section_is_told_where_it_goes(tmp_path):
         "sensor's 'filters:'"], said
 
 
+def test_a_raspberry_pi_bus_with_a_port_needs_no_pins(tmp_path, capsys):
+    # A USB serial adapter has none of the Pi's pins: made-up tx and rx were required.
+    from firmware.cli import main
+    path = tmp_path / "p.yaml"
+    path.write_text("device: {id: w-1}\nplatform: rpi\nbuses:\n"
+                    "  - {id: usb, type: uart, port: /dev/ttyUSB0}\n"
+                    "sensors: [{name: power, driver: pzem004t, bus: usb}]\n"
+                    "uplink: {broker: 'mqtt://localhost'}\n")
+    profile, errors = compile(str(path))
+    assert errors == [] and profile["buses"] == [
+        {"id": "usb", "type": "uart", "baud": 9600, "port": "/dev/ttyUSB0"}]
+    assert main(["check", str(path)]) == 0
+    assert "  bus       usb: uart, 9600 baud, on /dev/ttyUSB0" in capsys.readouterr().out
+    path.write_text(path.read_text().replace("platform: rpi", "platform: esp32"))
+    assert [e.split("p.yaml:", 1)[1] for e in compile(str(path))[1]][:2] == [
+        "4:5: buses[0]: missing required key 'rx'", "4:5: buses[0]: missing required key 'tx'"]
+
+
 def test_an_esp32_bus_with_a_port_is_refused(tmp_path):
     # Compiled and never read: a board's bus is its pins, not a Linux device file.
     base = BASE.replace("sda: 21, scl: 22", "sda: 21, scl: 22, port: /dev/i2c-3")

@@ -108,6 +108,7 @@ def device(ctx, node):
 # adapter) names its device file with `port`.
 PORT = ("port", "port", pattern(r"/dev/[A-Za-z0-9_./-]+", "a device path like '/dev/ttyUSB0'"),
         None)
+PIN_KEYS = ("sda", "scl", "tx", "rx")
 BUS_FIELDS = {
     "i2c": [
         ("sda", "sda", pin("out"), REQUIRED),
@@ -130,6 +131,11 @@ def bus(ctx, node):
     kind = known(node, "type", BUS_FIELDS)
     fields = [("id", "id", pattern(BUS_ID, "an id of letters, digits and '_'"), REQUIRED),
               ("type", "type", choice(list(BUS_FIELDS)), REQUIRED)] + BUS_FIELDS.get(kind, [])
+    if ctx.platform == "rpi" and "port" in node.value:
+        # A USB serial adapter has no pins of the Pi's: its device file is where the bus is
+        # (made-up pins were asked for all the same).
+        fields = [(key, name, rule, None if default is REQUIRED and key in PIN_KEYS else default)
+                  for key, name, rule, default in fields]
     return section(ctx, node, fields, strict=kind is not None)
 
 

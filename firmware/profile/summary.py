@@ -196,14 +196,12 @@ def summary(path, compiled, secret_fields):
         lines.insert(2, "  wifi      none: add 'wifi:' before `tether build` (a board joins a "
                         "network with it)")
     for bus in c["buses"]:
-        if bus["type"] == "i2c":
-            lines.append("  bus       %s: i2c sda %s scl %s, %s%s" % (
-                bus["id"], bus["sda"], bus["scl"], shown(bus["frequency"], format_frequency),
-                ", on %s" % bus["port"] if bus.get("port") else ""))
-        else:
-            lines.append("  bus       %s: uart tx %s rx %s, %s baud%s" % (
-                bus["id"], bus["tx"], bus["rx"], bus["baud"],
-                ", on %s" % bus["port"] if bus.get("port") else ""))
+        first, second = ("sda", "scl") if bus["type"] == "i2c" else ("tx", "rx")
+        pins = " %s %s %s %s" % (first, bus[first], second, bus[second]) if first in bus else ""
+        lines.append("  bus       %s: %s%s, %s%s" % (
+            bus["id"], bus["type"], pins,
+            shown(bus["frequency"], format_frequency) if bus["type"] == "i2c"
+            else "%s baud" % bus["baud"], ", on %s" % bus["port"] if bus.get("port") else ""))
     lines.append("  sensors   %d (channel numbers on the wire follow this order)"
                  % len(c["sensors"]))
     rows = [("#", "name", "driver", "quantity", "where", "every", "resolution", "unit",
