@@ -220,7 +220,7 @@ class Agent:
             "sensors": sensors,
             "seq": {"batch": log.span(uplink.sent[0]),
                     "event": self.events.log.span(uplink.sent[1])}}
-        # Encoded as one map without adding to `report`: its 24 keys fill the table the literal
+        # Encoded as one map without adding to `report`: its 25 keys fill the table the literal
         # made, and growing it by the insights and a board's keys (368 bytes on the 64-bit
         # port) was the allocation that failed first on a small heap (bench/heap.py, frozen).
         parts = [report]
