@@ -344,15 +344,7 @@ def _check_shared_buffer(root, profile, profile_path, device):
                            "device %s, and tether run would refuse to send them as %s: remove "
                            "it to drop them (sudo rm -rf %s) or give this profile its own "
                            "buffer.path under %s/" % (mine, owner, device, mine, STATE_DIR))
-    folder = _under(root, PROFILE_DIR)
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return
-    for entry in names:
-        other = "%s/%s" % (PROFILE_DIR, entry)
-        if not entry.endswith(".json") or other == profile_path:
-            continue
+    for entry, other in _installed(root, profile_path):
         theirs = _buffer_of(root, other)
         if theirs is None:
             continue
@@ -372,6 +364,16 @@ def _check_shared_buffer(root, profile, profile_path, device):
                                "%s --purge)" % (other, mine, STATE_DIR, name, name))
 
 
+def _installed(root, profile_path):
+    """(file name, path) of each device's compiled profile installed under root but this one."""
+    try:
+        names = sorted(os.listdir(_under(root, PROFILE_DIR)))
+    except OSError:
+        return []
+    return [(entry, "%s/%s" % (PROFILE_DIR, entry)) for entry in names
+            if entry.endswith(".json") and "%s/%s" % (PROFILE_DIR, entry) != profile_path]
+
+
 def _check_shared_ports(root, profile, profile_path):
     """A serial port in another installed device's profile too: the agent opens its UART alone
     (TIOCEXCL), so the service started second would fail every sensor on it for good. I2C
@@ -384,15 +386,7 @@ def _check_shared_ports(root, profile, profile_path):
         return {os.path.realpath(path) if here else path: path
                 for path, kind in devices.items() if kind == "uart"}
     mine = uarts(devices_of(profile)[0])
-    folder = _under(root, PROFILE_DIR)
-    try:
-        names = sorted(os.listdir(folder))
-    except OSError:
-        return
-    for entry in names:
-        other = "%s/%s" % (PROFILE_DIR, entry)
-        if not entry.endswith(".json") or other == profile_path or not mine:
-            continue
+    for entry, other in _installed(root, profile_path) if mine else ():
         try:
             with open(_under(root, other), encoding="utf-8") as f:
                 theirs = uarts(devices_of(json.load(f))[0])
