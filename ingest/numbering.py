@@ -22,7 +22,11 @@ import logging
 from ingest import repair
 
 SHIFT = repair.SHIFT
-MAX_SETTLED = 1 << 16  # numbers of an old store settled in `lost` at most (a log holds fewer)
+# Numbers of a device's old stores settled in `lost` in a day, at most (a log holds fewer): a
+# device sending batches of stores 1, 2, 3... numbered 0 and 2^32 - 1 made 65,536 rows of
+# `lost` per two small messages, and 900 MB in two minutes. What is past it stays a gap.
+MAX_SETTLED = 1 << 16
+DAY_S = 86400
 
 
 def number(db, device, kind, store, now, d, add=True):
@@ -45,7 +49,11 @@ def number(db, device, kind, store, now, d, add=True):
     db.execute("INSERT INTO stores (device, kind, store, number, first_seen, dropped_base) "
                "VALUES (?, ?, ?, ?, ?, ?)", (device, kind, store, n, now, dropped))
     if n:
-        settled = settle(db, device, kind, n, now)
+        settled, cut = settle(db, device, kind, n, now)
+        if cut:
+            d.logs.append((logging.WARNING, "device %s: its new %s logs left more numbers to "
+                           "settle as erased in a day than %d: the rest stay gaps", device,
+                           kind, MAX_SETTLED))
         if settled:
             d.add(("" if kind == "batch" else "events_") + "erased_with_device", settled)
         d.add("stores_replaced")
@@ -69,7 +77,7 @@ def current(db, device, kind):
 def settle(db, device, kind, n, now):
     """Store n - 1's numbers that the device published and are neither stored nor settled:
     into `lost` as erased (they went with the old log). Repair then waits for store n's health
-    report (`done` cleared). Returns how many."""
+    report (`done` cleared). Returns (how many, whether MAX_SETTLED a day cut it short)."""
     old, base = (n - 1) << SHIFT, n << SHIFT
     done = db.execute("SELECT %s_done FROM devices WHERE device = ?" % kind,
                       (device,)).fetchone()
@@ -79,20 +87,25 @@ def settle(db, device, kind, n, now):
                             "AND seq < ?" % repair.TABLE[kind], (device, old, base)).fetchone()
     if reported is not None and reported[0] is not None:
         top = max(top if top is not None else -1, old + reported[0])
-    settled = 0
+    settled, cut = 0, False
     # from where repair had got to; without a health report of it, from its first batch stored
     lo = max(done[0] + 1, old) if done is not None and done[0] is not None else first
     if lo is not None and top is not None:
-        hi = min(top, lo + MAX_SETTLED - 1)
-        if hi >= lo:
-            rows = [(device, kind, s, now)
-                    for a, b in repair.missing(repair.accounted(db, device, kind, lo, hi), lo, hi)
-                    for s in range(a, b + 1)]
-            if rows:
-                db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
-                               "VALUES (?, ?, ?, 'erased', ?) ON CONFLICT DO NOTHING", rows)
-            settled = len(rows)
+        budget = MAX_SETTLED - db.execute(
+            "SELECT count(*) FROM lost WHERE device = ? AND kind = ? AND reason = 'erased' "
+            "AND recorded_at > ?", (device, kind, now - DAY_S)).fetchone()[0]
+        rows = []
+        for a, b in repair.missing(repair.accounted(db, device, kind, lo, top), lo, top):
+            take = min(b - a + 1, budget - len(rows))
+            rows += [(device, kind, s, now) for s in range(a, a + max(take, 0))]
+            if take < b - a + 1:
+                cut = True
+                break
+        if rows:
+            db.executemany("INSERT INTO lost (device, kind, seq, reason, recorded_at) "
+                           "VALUES (?, ?, ?, 'erased', ?) ON CONFLICT DO NOTHING", rows)
+        settled = len(rows)
     db.execute("DELETE FROM asked WHERE device = ? AND kind = ? AND seq < ?", (device, kind, base))
     db.execute("UPDATE devices SET {k}_done = NULL, {k}_oldest = NULL WHERE device = ?"
                .format(k=kind), (device,))
-    return settled
+    return settled, cut

@@ -1011,6 +1011,25 @@ def test_an_erased_log_that_never_reported_its_health_has_its_gaps_settled(desk,
     assert rows(db, "SELECT count(*) FROM gaps") == [(1,)]  # seen, and settled
 
 
+def test_new_logs_settle_at_most_max_settled_numbers_a_device_a_day(desk, batches,
+                                                                    monkeypatch, caplog):
+    # Stores 1, 2, 3... each sent as batch 0 and batch 2^32 - 1: 65,536 rows of `lost` for
+    # every two small messages, 900 MB in two minutes, from one device on its own topic.
+    from ingest import numbering
+    monkeypatch.setattr(numbering, "MAX_SETTLED", 10)
+    d = desk()
+    db = d.ingest.db_path
+    for k in range(4):
+        for s in (0, 6):
+            d.put("p1", "batch", logged(batches, "p1", s, 0x10001 + k), T0 + k)
+    assert rows(db, "SELECT count(*) FROM lost") == [(10,)]   # 5 then 5, then nothing more
+    assert "its new batch logs left more numbers to settle as erased in a day than 10" \
+        in caplog.text
+    # the next day has its own allowance
+    d.put("p1", "batch", logged(batches, "p1", 0, 0x20009), T0 + 86400 + 10)
+    assert rows(db, "SELECT count(*) FROM lost") == [(15,)]
+
+
 def test_a_database_from_before_store_ids_settles_an_erased_log_up_to_its_last_health(
         tmp_path, batches):
     path = tmp_path / "old.sqlite"
