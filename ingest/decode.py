@@ -16,7 +16,7 @@ HEX_PREFIX = 16  # bytes of a malformed payload kept (as hex) in the log and the
 INT64 = 1 << 63
 INSIGHT = "insight"  # the state of an insight event (agent/insights)
 MAX_FIELDS = 64
-MAX_PAYLOAD = 1024 * 1024   # bytes of any message: a batch's max_bytes is at most 64 KiB
+MAX_PAYLOAD = 128 * 1024   # bytes of any message: a batch's max_bytes is at most 64 KiB
 MAX_ITEMS = 8192    # CBOR items of an event, reply or health report (the printer's report: ~300)
 # Bytes of UTF-8 in a channel, unit, event or sensor name: far above any real one, and far below
 # what a database can index (PostgreSQL's btree refuses a key past about 2,700 bytes).

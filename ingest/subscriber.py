@@ -27,8 +27,8 @@ import time
 
 from agent import cbor
 
+from ingest import decode, topics
 from ingest import repair as repair_mod
-from ingest import topics
 from ingest.decode import Schemas, schema as read_schema
 from ingest.handlers import Delta, Handlers, Retry, one_line
 from ingest.store import StoreError, client_base, open_store
@@ -63,6 +63,19 @@ class _LogLimit:
 
 
 _STOP = object()
+MAX_QUEUED = 64 << 20  # payload bytes waiting for the writer (a group's worth many times over)
+
+
+class Cut(bytes):
+    """The first bytes of a payload too large to be any Tether message; len() is its size."""
+
+    def __new__(cls, head, size):
+        cut = bytes.__new__(cls, head)
+        cut.size = size
+        return cut
+
+    def __len__(self):
+        return self.size
 REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
 LEAVE_S = 10.0  # stop(leave=True): how long the broker may take to answer the UNSUBSCRIBE
 
@@ -133,6 +146,8 @@ class Ingest(Handlers):
         self._probe = None  # when a connect found no session: the tails may have been lost
         self.topics = topics.subscriptions(self.prefix, group)
         self._q = queue.Queue()
+        self._queued = 0          # payload bytes in _q: at most MAX_QUEUED (_on_message)
+        self._flooded = 0.0       # when the last dropped QoS 0 message was said
         self._lock = threading.Lock()
         self._counts = {}
         self._devices = {}
@@ -321,7 +336,8 @@ class Ingest(Handlers):
         replies settled), events_lost_at_broker, events_dropped_by_device, repair_refused,
         stores_replaced (a device's batches or events came from a new log: ingest/numbering.py),
         erased_with_device and events_erased_with_device (what the old log had published and
-        not delivered)."""
+        not delivered); flooded: QoS 0 messages dropped while MAX_QUEUED bytes waited to be
+        stored."""
         with self._lock:
             out = {k: 0 for k in ("messages", "batches", "readings", "duplicates", "malformed",
                                   "undecodable", "events", "insights", "event_duplicates", "health",
@@ -330,7 +346,7 @@ class Ingest(Handlers):
                                   "repaired_readings", "events_repaired", "lost_at_broker",
                                   "dropped_by_device", "events_lost_at_broker",
                                   "events_dropped_by_device", "erased_with_device",
-                                  "events_erased_with_device", "repair_refused")}
+                                  "events_erased_with_device", "repair_refused", "flooded")}
             out.update(self._counts)
             out["held"] = self._held_now
             out["connected"] = self._ready
@@ -412,9 +428,31 @@ class Ingest(Handlers):
             if msg.qos:
                 client.ack(msg.mid, msg.qos)
             return
+        payload = msg.payload
+        if len(payload) > decode.MAX_PAYLOAD:
+            # Never queued whole: the writer refuses it by its size, and the malformed row
+            # keeps its first bytes (paho takes up to the broker's packet limit, 256 MB).
+            payload = Cut(payload[:decode.HEX_PREFIX], len(payload))
+        else:
+            payload = bytes(payload)
+        while self._queued > MAX_QUEUED and not self._stopping:
+            if not msg.qos:
+                # Nothing resends a QoS 0 message: dropped, counted and said, rather than the
+                # process's memory (one device's flood of 1 MB reports took 1.4 GB).
+                with self._lock:
+                    self._counts["flooded"] = self._counts.get("flooded", 0) + 1
+                if time.monotonic() - self._flooded > 60:
+                    self._flooded = time.monotonic()
+                    log.warning("more than %d MB of messages wait to be stored: QoS 0 ones are "
+                                "dropped (stats: flooded) until the writer catches up",
+                                MAX_QUEUED >> 20)
+                return
+            time.sleep(0.01)  # QoS 1: the broker waits, holding them, while this thread does
         if msg.qos and not self.ack_after_store:
             client.ack(msg.mid, msg.qos)
-        self._q.put((topic, bytes(msg.payload), msg.qos, msg.mid, time.time(), self._gen))
+        with self._lock:
+            self._queued += len(payload) if not isinstance(payload, Cut) else 0
+        self._q.put((topic, payload, msg.qos, msg.mid, time.time(), self._gen))
 
     def _fate(self):
         """What becomes of messages not stored: the broker's to send again, unless they were
@@ -460,6 +498,8 @@ class Ingest(Handlers):
                     log.exception("could not store %d messages (%s)", len(group), self._fate())
                     if self._db.in_transaction:
                         self._db.rollback()
+            with self._lock:
+                self._queued -= sum(len(m[1]) for m in group if not isinstance(m[1], Cut))
             for _ in group:
                 self._q.task_done()
 

@@ -82,11 +82,39 @@ def test_a_payload_larger_than_any_message_is_refused_before_it_is_decoded(write
     writer._commit([msg("event", big), msg("health", b"\xbf" + b"\x00\xa0" * 600000 + b"\xff", 1)],
                    False)
     assert reasons(writer) == [
-        "a payload of 10000005 bytes, more than the 1048576 any Tether message is (a batch's "
+        "a payload of 10000005 bytes, more than the 131072 any Tether message is (a batch's "
         "max_bytes is at most 64 KiB)",
-        "a payload of 1200002 bytes, more than the 1048576 any Tether message is (a batch's "
+        "a payload of 1200002 bytes, more than the 131072 any Tether message is (a batch's "
         "max_bytes is at most 64 KiB)"]
     many = b"\xbf" + b"".join(cbor.dumps("k%d" % n) + b"\xa0" for n in range(9000)) + b"\xff"
     writer._commit([msg("health", many, 2)], False)
     assert reasons(writer)[-1].startswith("health: not CBOR: at byte ")
     assert reasons(writer)[-1].endswith("more than 8192 items")
+
+
+class _Message:
+    def __init__(self, payload, qos, mid=1):
+        self.topic, self.payload, self.qos, self.mid = "tether/v1/d-1/up/health", payload, qos, mid
+
+
+def test_a_payload_larger_than_any_message_is_never_queued_whole(writer):
+    # paho takes up to the broker's packet limit (256 MB): queued whole until the writer
+    # refused it by its size.
+    writer._on_message(None, None, _Message(b"\xa1" + b"x" * 500000, 0))
+    (queued,) = [writer._q.get_nowait()]
+    assert len(queued[1]) == 500001 and bytes(queued[1]) == b"\xa1" + b"x" * 15
+    writer._commit([queued], False)
+    assert reasons(writer) == ["a payload of 500001 bytes, more than the 131072 any Tether "
+                               "message is (a batch's max_bytes is at most 64 KiB)"]
+
+
+def test_a_flood_of_qos_0_messages_is_dropped_and_counted_past_the_queues_bound(
+        writer, monkeypatch, caplog):
+    # A device's QoS 0 health reports of 1 MB, faster than the writer: 1.4 GB of memory.
+    from ingest import subscriber
+    monkeypatch.setattr(subscriber, "MAX_QUEUED", 100000)
+    report = cbor.dumps({"v": 1, "device": "d-1", "boot": 1, "t": 5, "last_error": "E" * 60000})
+    for mid in range(5):
+        writer._on_message(None, None, _Message(report, 0, mid))
+    assert writer._q.qsize() == 2 and writer.stats()["flooded"] == 3
+    assert "QoS 0 ones are dropped (stats: flooded)" in caplog.text
