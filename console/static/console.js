@@ -130,8 +130,10 @@
       const state = answered.get(keyOf(row));
       if (!state) return;
       // a disabled button drops the keyboard's focus to the page's top: the row keeps it
+      // (parked there: the list still takes updates, or it stayed paused after every click)
       if (row.contains(document.activeElement) && document.activeElement.tagName === "BUTTON") {
         row.tabIndex = -1;
+        row.dataset.parked = "1";
         row.focus();
       }
       row.querySelectorAll("button").forEach(b => { b.disabled = true; });
@@ -156,7 +158,8 @@
   // marked waiting, and brought up to date once both have left it.
   function inUse(el) {
     const focused = document.activeElement;
-    return el.matches(":hover") || (focused && focused !== body && el.contains(focused));
+    return el.matches(":hover") ||
+      (focused && focused !== body && el.contains(focused) && !focused.dataset.parked);
   }
   function whenFree(el) {
     if (el.dataset.waiting) return;
@@ -201,7 +204,13 @@
         }
         return r.text().then(html => {
           if (!force && inUse(el)) { whenFree(el); return; }   // the pointer came meanwhile
+          const parked = el.contains(document.activeElement) && document.activeElement.dataset.parked;
           el.innerHTML = html;
+          if (parked) {   // the keyboard stays on the list, not sent back to the page's top
+            el.tabIndex = -1;
+            el.dataset.parked = "1";
+            el.focus();
+          }
         });
       }, () => { failed = "the console does not answer: what the page shows may be old"; }));
     });
