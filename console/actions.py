@@ -95,10 +95,16 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             # A clock never synced counts from boot (the days of 1970): when its last message
             # came, by the ingest's clock, tells (it was "nothing heard for 20792 days").
             t, now = int(r["last_seen"] * 1000), wall_ms
+        never = t is None and r.get("first_seen") is not None
+        if never:
+            # Heard (a status, a health report) but never a reading: silent since it was first
+            # heard, by the ingest's clock (an appliance installed that gets no data out).
+            t, now = int(r["first_seen"] * 1000), wall_ms
         if t is not None and now - t > silent_ms:
             out.append({"kind": "silent", "device": r["device"], "sensor": "", "event": None,
                         "t_ms": t, "figures": {"silent_ms": now - t, "status": r["status"]},
-                        "evidence": "nothing heard for %s (%s)" % (
+                        "evidence": ("no reading since it was first heard, %s ago (%s)"
+                                     if never else "nothing heard for %s (%s)") % (
                             duration(now - t), r["status"])})
         drops = (r["dropped"] + r["lost"] + r["dropped_unsent"] + r.get("erased", 0)
                  + refused.get(r["device"], 0))

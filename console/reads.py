@@ -148,7 +148,8 @@ def clock_of(stamp):
 FLEET_COLUMNS = ("device", "status", "last_t_ms", "model", "version", "buffer", "dropped",
                  "repaired", "lost", "rssi", "heap_free")
 _DEVICES = ("SELECT device, last_status, last_seen, last_t_ms, batches, readings, "
-            "dropped_reported, dropped_health, repaired, events, last_health_at FROM devices")
+            "dropped_reported, dropped_health, repaired, events, last_health_at, first_seen "
+            "FROM devices")
 _LATEST_HEALTH = ("SELECT h.device, h.health FROM health h JOIN "
                   "(SELECT device, max(received_at) AS at FROM health {where}GROUP BY device) m "
                   "ON h.device = m.device AND h.received_at = m.at")
@@ -215,7 +216,7 @@ class FleetCache:
             health[device] = as_map(doc)
         rows = {}
         for (device, status, seen, t_ms, batches, readings, dropped, dropped_health, repaired,
-             events, health_at) in devices:
+             events, health_at, first_seen) in devices:
             before = old.get(device)
             h = health.get(device)
             if h is None:  # none since the last read: the one read then
@@ -224,6 +225,7 @@ class FleetCache:
             lost_d = lost.get(device, {})
             rows[device] = {
                 "device": device, "status": status or "unknown", "last_seen": seen,
+                "first_seen": first_seen,
                 "last_t_ms": t_ms, "batches": batches, "readings": readings,
                 "model": _text(h.get("model")), "version": _text(h.get("version")),
                 "buffer": _int(h.get("batches_queued")), "dropped": max(dropped, dropped_health),

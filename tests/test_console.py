@@ -369,6 +369,26 @@ def test_silent_and_dropping_devices_need_someone(tmp_path):
                                              "lost at the broker")
 
 
+def test_a_device_heard_but_never_read_falls_silent_once_it_was_first_heard_long_ago(
+        tmp_path, monkeypatch):
+    # Offline, last heard three days ago, no reading ever: "offline · never" on the fleet page
+    # and nothing on the actions page, whose Silent is "no reading for longer than --silent".
+    import time
+    db = make_db(tmp_path / "f.sqlite")
+    wall = time.time()
+    db.begin()
+    for device, first in (("new-1", wall - 3 * 86400), ("new-2", wall - 60)):
+        db.execute("INSERT INTO devices (device, first_seen, last_seen, last_status) "
+                   "VALUES (?, ?, ?, 'offline')", (device, first, first))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, _, _ = reads.FleetCache(database).refresh()
+    silent = [a for a in actions.needed(database, rows, NOW) if a["kind"] == "silent"]
+    assert [a["device"] for a in silent] == ["new-1"], silent   # not one heard a minute ago
+    assert silent[0]["evidence"].startswith("no reading since it was first heard, 3 d")
+    assert silent[0]["evidence"].endswith(" ago (offline)")
+
+
 def test_batches_an_erased_flash_took_are_said_so_not_dropped_unsent(tmp_path):
     # The ingest settles what an erased log had published and never delivered as `erased`
     # (ingest/numbering.py); called "dropped unsent", it read as a full buffer.
