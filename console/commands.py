@@ -89,9 +89,10 @@ class Commander:
                 raise CommandError("the broker did not take the command (paho error %d)"
                                    % info.rc)
             if not waiter[0].wait(self.timeout):
-                raise CommandError("sent, but no reply from %s within %.0f s: it may be "
-                                   "offline (the broker keeps the command for it only if its "
-                                   "session persists)" % (device, self.timeout))
+                raise CommandError("sent, but no reply from %s within %.0f s: it may have "
+                                   "gone offline meanwhile, and a command it missed is lost "
+                                   "(a device keeps no session at the broker)"
+                                   % (device, self.timeout))
             return waiter[1]
         finally:
             with self._lock:

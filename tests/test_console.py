@@ -1371,3 +1371,30 @@ def test_standing_alarms_read_the_same_from_postgresql(postgres_url):
     got = actions.needed(database, rows, NOW)
     assert [(a["kind"], a["device"], a["figures"]["seq"]) for a in got] == [
         ("alarm", "fridge-1", 0)]
+
+
+def test_a_command_to_a_device_whose_last_will_said_offline_is_refused_at_once(tmp_path):
+    # It waited 10 s, then said the broker might keep the command: a device keeps no session,
+    # so a command to it while it is away is lost.
+    from console.app import Console, _run_command
+
+    class Device:
+        sent = []
+
+        def send(self, device, command):
+            self.sent.append(device)
+            return {"ok": True, "result": {}}
+
+    path = tmp_path / "f.sqlite"
+    db = make_db(path)
+    db.begin()
+    db.execute("UPDATE devices SET last_status = 'offline' WHERE device = 'printer-1'")
+    db.commit()
+    console = Console(str(path), "t", True, commander=Device())
+    out = _run_command(console, {"command": "ping", "device": "printer-1"})
+    assert out == {"ok": False, "error": "printer-1 is offline (its last will said so): a "
+                   "command now would be lost, since nothing holds it for the device; send it "
+                   "once the device is back online"}
+    assert Device.sent == []
+    assert _run_command(console, {"command": "ping", "device": "bottle-1"})["ok"]
+    assert Device.sent == ["bottle-1"]
