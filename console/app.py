@@ -372,16 +372,16 @@ def _send(console, device, command):
     if console.commander is None:
         return {"ok": False, "error": "this console has no broker: start it with --broker URL "
                                       "to command devices"}
-    stamp = reads.call(reads.device_stamp, console.db, device)
-    if stamp is not None and stamp[1] == "offline":
-        # Said at once, not after a 10 s wait: a device keeps no session at the broker, so
-        # nothing holds a command for it while it is away.
-        return {"ok": False, "error": "%s is offline (its last will said so): a command now "
-                                      "would be lost, since nothing holds it for the device; "
-                                      "send it once the device is back online" % device}
     try:
         reply = console.commander.send(device, command)
     except CommandError as exc:
+        stamp = reads.call(reads.device_stamp, console.db, device)
+        if exc.unanswered and stamp is not None and stamp[1] == "offline":
+            # Sent all the same (the database may be behind the broker), but said plainly: a
+            # device keeps no session at the broker, so nothing holds a command for it.
+            return {"ok": False, "error": "no reply from %s: it is offline (its last will said "
+                                          "so), and a command it misses is lost; send it once "
+                                          "the device is back online" % device}
         return {"ok": False, "error": str(exc)}
     if not reply.get("ok"):
         return {"ok": False, "error": "%s answered: %s" % (device, reply.get("error")),

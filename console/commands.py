@@ -13,7 +13,12 @@ from ingest.url import parse_broker
 
 
 class CommandError(RuntimeError):
-    """A command that could not be sent or got no reply: the message says which and why."""
+    """A command that could not be sent or got no reply: the message says which and why;
+    unanswered: it was sent, and no reply came."""
+
+    def __init__(self, message, unanswered=False):
+        super().__init__(message)
+        self.unanswered = unanswered
 
 
 class Commander:
@@ -89,10 +94,10 @@ class Commander:
                 raise CommandError("the broker did not take the command (paho error %d)"
                                    % info.rc)
             if not waiter[0].wait(self.timeout):
-                raise CommandError("sent, but no reply from %s within %.0f s: it may have "
-                                   "gone offline meanwhile, and a command it missed is lost "
-                                   "(a device keeps no session at the broker)"
-                                   % (device, self.timeout))
+                raise CommandError("sent, but no reply from %s within %.0f s: it may be "
+                                   "offline, and a command it misses is lost (a device keeps "
+                                   "no session at the broker)" % (device, self.timeout),
+                                   unanswered=True)
             return waiter[1]
         finally:
             with self._lock:
