@@ -160,7 +160,8 @@ def make_app(console):
                     total=len(needed), matching=len(shown), counts=counts, kind=kind,
                     page_no=number, pages=pages, now=now, simulated=simulated,
                     devices=len(rows), involved=len({a["device"] for a in needed}),
-                    titles=actions_mod.TITLES, view="actions")
+                    titles=actions_mod.TITLES, view="actions",
+                    commands_ok=console.commander is not None)
 
     async def fleet_page(request):
         q = request.query_params

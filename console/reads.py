@@ -19,6 +19,7 @@ import time
 from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
 from agent.insights.adherence import EVENTS as DOSE_EVENTS  # a pill count's insight's
 from console.said import duration
+from firmware.profile.insights.energy import WATCH_NAMES
 from ingest.queries import OFF_MS, steady
 from ingest.store import open_store
 from ingest.url import db_url
@@ -574,7 +575,9 @@ def _cycles(insights, before=None):
     for t, v in points:
         recent = v if recent is None else recent + 0.2 * (v - recent)
         ewma.append([t, round(recent, 4)])
-    unit = watch if batch == 1 else "%s, median of each %d cycles" % (watch, batch)
+    # the figure in words (a chart read "cycles (reversal)", the profile's key as a unit)
+    named = WATCH_NAMES.get(watch, watch)
+    unit = named if batch == 1 else "%s, median of each %d cycles" % (named, batch)
     chart = {"channel": "cycles", "unit": unit, "points": points, "kind": "cycles",
              "marks": [], "lines": [{"label": "recent (average)", "points": ewma}]}
     for t, f in alarms:

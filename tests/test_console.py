@@ -668,6 +668,10 @@ def test_without_a_broker_a_command_says_commands_are_off(console):
     status, body = command(console, {"command": "ping", "device": "printer-1"}, console.token)
     assert status == 200 and body == {"ok": False, "error": "this console has no broker: start "
                                       "it with --broker URL to command devices"}
+    # and the actions page says so before a button is clicked, as the device page does
+    status, page, _ = request(console, "GET", "/")
+    assert status == 200 and "This console has no broker (--broker): an acknowledgement or a " \
+        "snooze reaches no device." in page
 
 
 def silent_bottle(tmp_path):
@@ -1036,7 +1040,7 @@ def test_the_cycle_chart_draws_what_the_device_charts_and_where_its_sum_grows():
         "cusum": 6.1, "cycles": 3, "slack": 1, "limit": 6, "batch": 3}))
     chart = _cycles(insights)
     assert chart["points"] == [[2000, 5.0], [5000, 4.7], [8000, 4.5]]
-    assert chart["unit"] == "capacity, median of each 3 cycles"
+    assert chart["unit"] == "compressor's cycling, median of each 3 cycles"
     lines = {line["label"]: line["points"] for line in chart["lines"]}
     assert lines["learnt baseline"] == [[2000, 5.0], [8000, 5.0]]
     assert lines["past this the chart's sum grows (baseline - 1 spread)"] == [
@@ -1143,7 +1147,7 @@ def test_a_fridges_cycle_chart_groups_its_cycles_as_the_device_does_before_any_a
                                                    "feature": 5.0 + i % 3, "batch": 3})
                 for i in range(9)]
     chart = _cycles(insights)
-    assert chart["unit"] == "capacity, median of each 3 cycles"
+    assert chart["unit"] == "compressor's cycling, median of each 3 cycles"
     assert chart["points"] == [[2000, 6.0], [5000, 6.0], [8000, 6.0]]
 
 

@@ -396,3 +396,25 @@ def test_charts_read_utc_as_the_page_does_in_a_browser_far_from_it(simulated_fle
         assert re.search(r"[A-Z][a-z]{2} \d{1,2}", shown[2]), shown[2]   # a day on the ticks
     finally:
         context.close()
+
+
+def test_a_set_interval_the_box_cannot_give_is_said_in_seconds_before_anything_is_sent(
+        simulated_fleet, page):
+    # An empty box went out as 0 ms, and the answer spoke of interval_ms from 100 to 86400000
+    # under a box in seconds.
+    device = rows_of(simulated_fleet, "SELECT device FROM devices ORDER BY device LIMIT 1")[0][0]
+    with console_server(simulated_fleet) as console:
+        ready(page, "%s/device/%s" % (console.url, device))
+        sent = []
+        page.on("request", lambda r: sent.append(r.url) if "/api/command" in r.url else None)
+        for bad in ("", "0.01", "100000"):
+            page.fill("#interval-s", bad)
+            page.click("button[data-command=set_interval]")
+            assert page.text_content("#reply") == ("the interval is a number of seconds from "
+                                                   "0.1 to 86400 (1 day)"), bad
+        assert sent == []
+        page.fill("#interval-s", "30")
+        page.click("button[data-command=set_interval]")   # sent (and refused: no token here)
+        page.wait_for_function("!document.getElementById('reply').textContent.startsWith("
+                               "'the interval is')", timeout=10000)
+        assert len(sent) == 1

@@ -306,11 +306,21 @@
     const command = ev.target.closest("button[data-command]");
     if (command) {
       const doc = { command: command.dataset.command, device: device };
+      const reply = document.getElementById("reply");
       if (doc.command === "set_interval") {
         doc.sensor = document.getElementById("interval-sensor").value;
-        doc.interval_ms = Math.round(Number(document.getElementById("interval-s").value) * 1000);
+        const text = document.getElementById("interval-s").value.trim();
+        const seconds = Number(text);
+        // said in the box's own unit, seconds (an empty box went out as 0 ms, and the device's
+        // answer spoke of interval_ms from 100 to 86400000)
+        if (!doc.sensor || text === "" || !(seconds >= 0.1 && seconds <= 86400)) {
+          reply.className = "reply bad";
+          reply.textContent = !doc.sensor ? "no sensor to set: this device sent no readings yet"
+            : "the interval is a number of seconds from 0.1 to 86400 (1 day)";
+          return;
+        }
+        doc.interval_ms = Math.round(seconds * 1000);
       }
-      const reply = document.getElementById("reply");
       if (doc.command === "settings") {
         // an insight's settings (docs/insights/): read, or changed with a JSON map
         doc.sensor = document.getElementById("settings-sensor").value;
