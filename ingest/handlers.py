@@ -446,11 +446,15 @@ class Handlers:
         d.recount = True
         active = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
         if active > self.max_held:
+            # The oldest of the device holding the most: a device flooding batches of a schema
+            # it never sends gave up on every other device's (their schema on its way).
+            most = db.execute("SELECT device FROM held WHERE given_up_at IS NULL GROUP BY device "
+                              "ORDER BY count(*) DESC, device LIMIT 1").fetchone()[0]
             self._give_up(db.execute(
                 "SELECT device, seq, schema_id, received_at, topic, payload FROM held "
-                "WHERE given_up_at IS NULL ORDER BY received_at LIMIT ?",
-                (active - self.max_held,)).fetchall(), "more than %d batches wait for a schema"
-                % self.max_held, d)
+                "WHERE given_up_at IS NULL AND device = ? ORDER BY received_at LIMIT ?",
+                (most, active - self.max_held)).fetchall(), "more than %d batches wait for a "
+                "schema, the most of them %s's" % (self.max_held, most), d)
 
     def _give_up(self, rows, why, d):
         """Marks the held rows given up, and says so in `malformed`: only those still not given

@@ -232,6 +232,15 @@ def test_held_batches_are_bounded(profiles, two_hours, publish, ingest):
     st = i.stats()
     assert (st["held"], st["undecodable"]) == (2, 1)
     assert rows(i.db_path, "SELECT seq FROM held WHERE given_up_at IS NOT NULL") == [(0,)]
+    # Past the bound, the device holding the most gives up its oldest: one flooding batches of
+    # a schema it never sends gave up every other device's too.
+    _, others = encode(profiles["reference-printer"], two_hours, "dev-c")
+    publish.batches("dev-c", others[:1])
+    assert i.wait_idle(20)
+    assert rows(i.db_path, "SELECT device, seq FROM held WHERE given_up_at IS NOT NULL "
+                           "ORDER BY device, seq") == [("dev-a", 0), ("dev-a", 1)]
+    assert rows(i.db_path, "SELECT device FROM held WHERE given_up_at IS NULL "
+                           "ORDER BY device") == [("dev-a",), ("dev-c",)]
 
 
 def test_an_ingest_given_its_devices_stores_none_of_the_others(publish, ingest):
