@@ -256,7 +256,10 @@ def make_app(console):
         if origin is not None and origin != "%s://%s" % (request.url.scheme,
                                                          request.headers.get("host")):
             return refuse(request, 403, "a command must come from the console's own page")
-        if "application/json" not in request.headers.get("content-type", ""):
+        # The media type itself (`text/plain; x=application/json` passed a substring test, and
+        # a form that a page elsewhere may post without asking first has that type)
+        media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if media != "application/json":
             raise BadInput("a command is a JSON object (Content-Type: application/json)")
         body = b""
         async for chunk in request.stream():  # never more than a command's size in memory

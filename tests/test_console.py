@@ -639,6 +639,19 @@ def test_bad_commands_get_a_400_saying_what_was_expected(console, doc, message):
     assert message in body["error"]
 
 
+def test_a_command_whose_media_type_only_mentions_json_is_refused(console):
+    # `text/plain; x=application/json` is a type a page on another site may send without a
+    # preflight: it passed a substring test.
+    for kind in ("text/plain; x=application/json", "application/jsonx"):
+        status, body = command(console, {"command": "ping", "device": "printer-1"},
+                               console.token, headers={"Content-Type": kind})
+        assert (status, body) == (400, {"ok": False, "error": "a command is a JSON object "
+                                        "(Content-Type: application/json)"}), kind
+    status, _ = command(console, {"command": "ping", "device": "printer-1"}, console.token,
+                        headers={"Content-Type": "Application/JSON; charset=utf-8"})
+    assert status == 200
+
+
 def test_a_command_that_is_not_json_is_refused(console):
     status, body, _ = request(console, "POST", "/api/command", "{not json",
                               {"Content-Type": "application/json",
