@@ -1418,3 +1418,15 @@ def test_a_command_unanswered_by_a_device_whose_last_will_said_offline_says_it_i
     assert Away.sent == ["printer-1"]
     assert _run_command(console, {"command": "ping", "device": "bottle-1"}) == {
         "ok": False, "error": "sent, but no reply"}
+
+
+def test_a_huge_last_error_in_health_reports_is_shown_cut_short(tmp_path):
+    # A device's health reports with 1 MB of last_error: a 5 MB device page (24 of them whole).
+    db = make_db(tmp_path / "f.sqlite")
+    db.begin()
+    for k in range(24):
+        db.execute("INSERT INTO health (device, received_at, t_ms, health) VALUES (?, ?, ?, ?)",
+                   ("printer-1", 10.0 + k, NOW - k, json.dumps({"last_error": "E" * 100000})))
+    db.commit()
+    (page,) = pages(tmp_path / "f.sqlite", "/device/printer-1")
+    assert len(page) < 100000 and "E" * 290 + "..." in page and "E" * 400 not in page
