@@ -471,7 +471,7 @@ def hold_buffer(path, device):
 
 def device_in_log(path):
     """The device id the oldest good batch in a buffer folder carries, or None (no batch)."""
-    from agent import cbor_decode
+    from agent.batch_decode import read_envelope
     from agent.log import BATCH, records
     from agent.store import FileStore
     store = FileStore(path)
@@ -481,12 +481,9 @@ def device_in_log(path):
                 if kind != BATCH:
                     break
                 try:
-                    envelope = cbor_decode.loads(bytes(payload[2:]))
+                    return read_envelope(bytes(payload[2:])).device  # after its reading count
                 except ValueError:
                     return None
-                device = envelope[1] if isinstance(envelope, list) and len(envelope) > 1 \
-                    else None
-                return device if isinstance(device, str) else None
         return None
     finally:
         store.close()

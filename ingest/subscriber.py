@@ -64,10 +64,13 @@ class _LogLimit:
 
 _STOP = object()
 MAX_QUEUED = 64 << 20  # payload bytes waiting for the writer (a group's worth many times over)
+REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
+LEAVE_S = 10.0  # stop(leave=True): how long the broker may take to answer the UNSUBSCRIBE
 
 
 class Cut(bytes):
-    """The first bytes of a payload too large to be any Tether message; len() is its size."""
+    """The first bytes of a payload too large to be any Tether message; len() is its size (the
+    bytes it holds are bytes.__len__'s: what the queue counts)."""
 
     def __new__(cls, head, size):
         cut = bytes.__new__(cls, head)
@@ -76,8 +79,6 @@ class Cut(bytes):
 
     def __len__(self):
         return self.size
-REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
-LEAVE_S = 10.0  # stop(leave=True): how long the broker may take to answer the UNSUBSCRIBE
 
 
 class TLSFileError(RuntimeError):
@@ -451,7 +452,7 @@ class Ingest(Handlers):
         if msg.qos and not self.ack_after_store:
             client.ack(msg.mid, msg.qos)
         with self._lock:
-            self._queued += len(payload) if not isinstance(payload, Cut) else 0
+            self._queued += bytes.__len__(payload)
         self._q.put((topic, payload, msg.qos, msg.mid, time.time(), self._gen))
 
     def _fate(self):
@@ -499,7 +500,7 @@ class Ingest(Handlers):
                     if self._db.in_transaction:
                         self._db.rollback()
             with self._lock:
-                self._queued -= sum(len(m[1]) for m in group if not isinstance(m[1], Cut))
+                self._queued -= sum(bytes.__len__(m[1]) for m in group)
             for _ in group:
                 self._q.task_done()
 

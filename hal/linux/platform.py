@@ -25,7 +25,6 @@ class LinuxPlatform:
         self._consumer = consumer
         self._i2c = {}
         self._uart = {}
-        self._pins = []
         self._lines = {}  # BCM n -> (output, its pin): a chip built again asks again
 
     def i2c(self, bus):
@@ -59,9 +58,8 @@ class LinuxPlatform:
 
     def close(self):
         """Releases every pin, bus and port this platform opened."""
-        for pin in self._pins:
+        for _, pin in self._lines.values():
             pin.close()
-        self._pins = []
         self._lines = {}
         for group in (self._uart, self._i2c):
             for obj in group.values():
@@ -81,7 +79,6 @@ class LinuxPlatform:
             self._gpiochip = find_chip(gpiod)
         pin = LinuxPin(gpiod, self._gpiochip, n, output, pull=pull, value=value,
                        consumer=self._consumer)
-        self._pins.append(pin)
         self._lines[n] = (output, pin)
         return pin
 
