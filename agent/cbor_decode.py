@@ -196,10 +196,23 @@ class Reader:
                 return UNDEFINED
             return Simple(n)
         if size == 2:
-            return struct.unpack(">e", bytes(self.data[start + 1:start + 3]))[0]
+            return _half(self.data[start + 1] << 8 | self.data[start + 2])
         if size == 4:
             return struct.unpack(">f", bytes(self.data[start + 1:start + 5]))[0]
         return struct.unpack(">d", bytes(self.data[start + 1:start + 9]))[0]
+
+
+def _half(h):
+    """A half float's value from its 16 bits: by hand, since struct's "e" came in MicroPython
+    1.23 and a command's shortest float form is often a half (0.5, 1.5)."""
+    e = (h >> 10) & 0x1F
+    m = h & 0x3FF
+    if e == 31:
+        v = float("nan") if m else float("inf")
+    else:
+        # a subnormal (e 0) is m * 2^-24, a normal one (1024 + m) * 2^(e - 25): both exact
+        v = (m + (1024 if e else 0)) * 2.0 ** ((e or 1) - 25)
+    return -v if h & 0x8000 else v
 
 
 class TooMany(DecodeError):

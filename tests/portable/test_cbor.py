@@ -232,6 +232,29 @@ def test_every_half_precision_value_encodes_as_that_half():
             assert same(cbor_decode.loads(enc), x), bits
 
 
+class _StructWithoutHalf:
+    """struct as MicroPython 1.22 has it: no "e" format."""
+
+    def unpack(self, fmt, data):
+        if "e" in fmt:
+            raise ValueError("bad typecode")
+        return struct.unpack(fmt, data)
+
+
+def test_half_floats_decode_where_struct_has_no_half_format():
+    real = cbor_decode.struct
+    cbor_decode.struct = _StructWithoutHalf()
+    try:
+        for hexed, value in (("f93800", 0.5), ("f9c600", -6.0), ("f90001", 2.0 ** -24),
+                             ("f97bff", 65504.0), ("f9fc00", float("-inf")), ("f98000", -0.0)):
+            assert same(cbor_decode.loads(h(hexed)), value), hexed
+        nan = cbor_decode.loads(h("f97e00"))
+        assert nan != nan
+        assert cbor_decode.loads(h("a163736574f93c00")) == {"set": 1.0}
+    finally:
+        cbor_decode.struct = real
+
+
 def test_every_nan_encodes_as_the_canonical_half_nan():
     for hexed in ("f97e01", "f9fe00", "fa7fc00001", "faffc00000", "fb7ff8000000000001",
                   "fbfff8000000000000", "fb7ff0000000000001"):
