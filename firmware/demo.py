@@ -8,7 +8,6 @@ import sys
 from firmware import batchfile, examples
 from firmware.airtime import mqtt_publish_overhead
 from firmware.profile.compile import compile as compile_profile
-from simulator import reference
 
 ENCODINGS = (("senml", False), ("senml", True), ("compact", False), ("compact", True))
 
@@ -31,6 +30,7 @@ def check_examples(folder, out):
 
 
 def main(args, out=sys.stdout):
+    from simulator import reference
     folder = pathlib.Path(args.examples)
     out.write("Example profiles (%s):\n" % folder)
     if not check_examples(folder, out):

@@ -343,8 +343,8 @@ def writable_folder(folder, option, shown=None):
 def _reachable(url):
     """ValueError unless --broker's host takes a TCP connection."""
     import socket
-    from simulator.fleet import _broker_address
-    host, port = _broker_address(url)
+    from simulator.fleet import broker_address
+    host, port = broker_address(url)
     try:
         socket.create_connection((host, port), timeout=5).close()
     except OSError as exc:

@@ -203,7 +203,7 @@ class Fleet:
         self.faults = faults
         self.broker_url = broker_url
         if broker_url:
-            _broker_address(broker_url)  # a bad URL is said before anything starts
+            broker_address(broker_url)  # a bad URL is said before anything starts
         self.client = client
         self.clock = FleetClock(start_unix_ms, speed, sync)
         self.health_ms = health_ms
@@ -230,7 +230,7 @@ class Fleet:
 
     async def _start_broker(self):
         if self.broker_url:
-            return _broker_address(self.broker_url)
+            return broker_address(self.broker_url)
         from simulator.broker import EmbeddedBroker
         self.broker = EmbeddedBroker()
         await self.broker.start()
@@ -702,7 +702,7 @@ class IngestPace:
             await asyncio.sleep(0.02)
 
 
-def _broker_address(url):
+def broker_address(url):
     """(host, port) of --broker; FleetError for a URL the simulated devices cannot use."""
     try:
         host, port, tls, user, _ = parse_broker(url)

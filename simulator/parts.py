@@ -130,7 +130,7 @@ def device_part(d):
     }
 
 
-def part(fleet, gone, restarts, started_wall, ended_wall, erased=({}, {})):
+def part(fleet, gone, restarts, started_wall, ended_wall, erased):
     """The part of a Fleet (simulator/fleet.py) whose devices are done: `gone` {device: [seq]}
     the batches the ingest recorded as lost at the broker, as the ingest numbers them (their
     readings are counted here, where each batch's size is known); `erased` what erased() says

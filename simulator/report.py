@@ -26,14 +26,6 @@ from ingest import insights, lost_seqs, sensor_errors, summary
 from ingest.url import hide_password
 
 
-def build(fleet):
-    """The report of a finished in-process Fleet (simulator/fleet.py), from its part."""
-    from simulator.parts import part
-    body = part(fleet, lost_seqs(fleet.db_path), fleet.restarts, fleet.started_wall,
-                fleet.ended_wall)
-    return from_parts(fleet.db_path, [body])
-
-
 def from_parts(db_path, parts):
     """The report of a whole fleet from the parts its processes stored (simulator/parts.py, in
     device order) and what the ingest stored in db_path: the same whether the fleet ran in one

@@ -28,7 +28,7 @@ import time
 from ingest.handlers import one_line
 from simulator import faults as faults_mod
 from simulator.clock import WINDOW_MS
-from simulator.fleet import Fleet, FleetError, IngestPace, _broker_address
+from simulator.fleet import Fleet, FleetError, IngestPace, broker_address
 
 # The shared block: the parent's slots, then SLOTS per worker.
 CEILING, HOLD, GATE, WALL0, COMMAND, RESTARTS, STARTED, ENDED = range(8)
@@ -202,7 +202,7 @@ def worker_main(spec, shared, index, workers):
 
 
 async def _work(fleet, sync, first_part):
-    host, port = _broker_address(fleet.broker_url)
+    host, port = broker_address(fleet.broker_url)
     failed = False
     try:
         await fleet._devices_run(host, port)

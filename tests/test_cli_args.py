@@ -200,3 +200,17 @@ def test_an_unknown_option_of_a_command_is_said_with_that_commands_usage():
     assert proc.returncode == 2
     assert proc.stderr.startswith("usage: tether check "), proc.stderr
     assert proc.stderr.endswith("tether check: error: unrecognized arguments: --bogus\n")
+
+
+def test_board_commands_load_neither_the_simulator_nor_the_console():
+    # README, Layout: `tether check`, `build` and `flash` run on a maker's laptop without the
+    # simulator's models or the console's web stack loaded.
+    code = ("import sys\n"
+            "sys.argv = ['tether', 'check', 'examples/printer.yaml']\n"
+            "from firmware import cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'simulator', 'console', 'starlette', 'uvicorn'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-500:] + out.stderr[-500:]

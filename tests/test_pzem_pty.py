@@ -2,7 +2,7 @@
 
 This is the path a Raspberry Pi takes (pyserial on /dev/ttyAMA0 or a USB adapter), down to the
 termios settings and the kernel's tty buffers: only the meter at the other end is virtual
-(simulator/ptydevice.py serving hal/sim/pzem004t.py).
+(simulator/lab/ptydevice.py serving hal/sim/pzem004t.py).
 """
 import os
 import time
@@ -13,7 +13,7 @@ import serial
 from hal.bus import SensorError
 from hal.drivers.pzem004t import PZEM004T
 from hal.sim.pzem004t import SimPZEM004T
-from simulator.ptydevice import PtyDevice
+from simulator.lab.ptydevice import PtyDevice
 
 
 class PySerialUART:

@@ -22,7 +22,6 @@ from simulator import faults
 from simulator.fleet import DEFAULT_FLEET, Fleet, IngestPace, load_fleet
 from ingest import Ingest, decode, summary, totals
 from ingest import repair as repair_mod
-from simulator.report import build
 from simulator.lab.mosquitto import Subscriber
 
 FAULTS = ("outage:every=4h,for=2h,share=0.5;power:every=5h,share=0.5;restart:count=2;"
@@ -137,7 +136,7 @@ def test_a_fleet_through_mosquitto_with_a_second_ingest_process_and_malformed_pa
         while report["fleet"]["lost"] and deadline > 0:
             threading.Event().wait(0.5)
             deadline -= 0.5
-            report = build(fleet)
+            report = fleet._report(fleet.restarts, history=False)
     finally:
         other.send_signal(signal.SIGINT)
         out, err = other.communicate(timeout=30)

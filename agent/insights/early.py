@@ -47,15 +47,6 @@ def hold(early, name, t, v):
     ring[1] = n + 1
 
 
-def runs(ring):
-    """[(first t, last t, value)] oldest first (for tests and diag)."""
-    out = []
-    for k in range(ring[1]):
-        i = 2 + 3 * ((ring[0] + k) % RUNS)
-        out.append((ring[i], ring[i + 1], ring[i + 2]))
-    return out
-
-
 def replay(d, ring, off):
     """Feeds detector d the runs, each at its first and last time plus off (Unix ms at 0)."""
     for k in range(ring[1]):

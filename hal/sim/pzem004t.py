@@ -1,7 +1,7 @@
 # A virtual PZEM-004T v3.0 that answers real Modbus-RTU frames, driven by physical values.
 #
 #   meter = SimPZEM004T(address=1, volts=230.0, amps=2.0, pf=0.9)
-#   uart = SimUART("uart1", meter)      # or simulator.ptydevice.PtyDevice(meter) for pyserial
+#   uart = SimUART("uart1", meter)      # or simulator.lab.ptydevice.PtyDevice(meter) for pyserial
 #   meter.advance(3600)                 # one hour at the present power: +watts Wh
 #
 # Physical attributes: volts, amps, pf, hz, watts (volts * amps * pf unless set), wh (energy,

@@ -232,7 +232,7 @@ class PowerTrace:
         self.mean_ws, self.standby_ws = total, standby
 
     def tag_at(self, t_ms):
-        """The tag of the segment under t_ms (for tests and plots; t_ms not before the cursor)."""
+        """The tag of the segment under t_ms (for tests; t_ms not before the cursor)."""
         return self._seek(t_ms // self.slot_ms)[8]
 
 

@@ -336,11 +336,11 @@ def test_readings_held_before_a_sync_are_runs_bounded_in_number():
         feed(i * STEP, 20, False)                   # one run: its first and last times
     feed(10 * STEP, float("nan"), False)            # lifted: NaN runs like any value
     feed(11 * STEP, float("nan"), False)
-    held = early.runs(ins.early["pills"])
+    held = _runs(ins.early["pills"])
     assert held[0] == (0, 9 * STEP, 20) and held[1][:2] == (10 * STEP, 11 * STEP)
     for i in range(200):                            # a count that changes at every reading
         feed((12 + i) * STEP, i % 2, False)
-    held = early.runs(ins.early["pills"])
+    held = _runs(ins.early["pills"])
     assert len(held) == early.RUNS
     first = 212 - early.RUNS                        # the oldest kept
     assert held[0] == (first * STEP, first * STEP, first % 2) and held[-1] == (
@@ -349,7 +349,17 @@ def test_readings_held_before_a_sync_are_runs_bounded_in_number():
     t = 211 * STEP + early.RUN_MS                   # RUN_MS on: a new run, though the same
     feed(t - 1, 1, False)
     feed(t, 1, False)
-    assert early.runs(ins.early["pills"])[-2:] == [(211 * STEP, t - 1, 1), (t, t, 1)]
+    assert _runs(ins.early["pills"])[-2:] == [(211 * STEP, t - 1, 1), (t, t, 1)]
+
+
+def _runs(ring):
+    """[(first t, last t, value)] of an early ring (agent/insights/early.py), oldest first."""
+    from agent.insights import early
+    out = []
+    for k in range(ring[1]):
+        i = 2 + 3 * ((ring[0] + k) % early.RUNS)
+        out.append((ring[i], ring[i + 1], ring[i + 2]))
+    return out
 
 
 def test_a_utc_offset_set_by_downlink_survives_a_reboot_and_a_profile_one_does_not():
