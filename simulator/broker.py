@@ -194,6 +194,9 @@ class EmbeddedBroker:
                 self._port = _free_port()
             try:
                 await self._start_once()
+                # A restart keeps the port: its clients know no other. Taken meanwhile (by
+                # another program's free port), the restart fails and says so.
+                self._chosen = False
                 return self
             except BrokerError as exc:
                 in_use = "in use" in str(exc).lower()

@@ -39,6 +39,9 @@ HISTORY_MS = 600000    # the backlog plot's step: 10 minutes of device time
 WAIT_S = 1.0  # the drain waits for a quiet ingest this long at a time, checking the workers between
 ASK_HEALTH_S = 1.0  # how often the drain asks one device for a health report at most
 DRAIN_ALL_S = 600  # the longest the end of a run waits for the ingest and its repairs
+# A booted device samples and sleeps on its clock within a few hundred turns of the event loop
+# (opening its buffer and sampling are not awaited); a million is a device stuck elsewhere.
+ASLEEP_TURNS = 1000000
 
 
 class FleetError(ValueError):
@@ -629,7 +632,12 @@ async def _asleep(devices, hold=None):
     if hold is not None:
         await hold
     for d in devices:
+        turns = 0
         while d.clock.sleeps == d.boot_sleeps and not d.task.done():
+            turns += 1
+            if turns > ASLEEP_TURNS:
+                raise FleetError("device %s did not go to sleep on its clock after a power cut "
+                                 "(waiting on something that is not device time)" % d.device_id)
             await asyncio.sleep(0)
 
 

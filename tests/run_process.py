@@ -86,10 +86,23 @@ class Run:
 
 
 def watch(port, topic):
+    """A client recording (topic, payload) of what reaches the broker under topic; subscribed
+    when this returns, so nothing published after it is missed."""
     got = []
+    subscribed = threading.Event()
     watcher = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="w", protocol=paho.MQTTv311)
     watcher.on_message = lambda c, u, m: got.append((m.topic, bytes(m.payload)))
+    watcher.on_subscribe = lambda *a: subscribed.set()
+    watcher.on_connect = lambda c, *a: c.subscribe(topic, 1)
     watcher.connect("127.0.0.1", port)
-    watcher.subscribe(topic, 1)
     watcher.loop_start()
+    assert subscribed.wait(LIVENESS_S), "the watcher never got its SUBACK"
     return watcher, got
+
+
+def until(got, enough, what):
+    """Waits until enough(got) holds (what reaches the watcher comes on its own thread)."""
+    deadline = time.monotonic() + LIVENESS_S
+    while not enough(list(got)):
+        assert time.monotonic() < deadline, "never saw %s: %r" % (what, got[-5:])
+        time.sleep(0.05)

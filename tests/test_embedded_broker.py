@@ -350,6 +350,23 @@ def test_a_port_in_use_is_an_error_with_the_brokers_word():
         assert not b.running
 
 
+def test_a_restart_whose_port_was_taken_meanwhile_fails_instead_of_moving():
+    # Its clients (a fleet's devices, its ingest) know that port alone: a broker moved to another
+    # one left the ingest reconnecting to the old port and the run waiting for it.
+    async def main():
+        b = EmbeddedBroker()
+        await b.start()
+        port = b.port
+        await b.stop()
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", port))
+            taken.listen(1)
+            with pytest.raises(BrokerError, match="in use"):
+                await b.start()
+        assert b.port == port and not b.running
+    run(main())
+
+
 def test_the_broker_process_ends_with_the_simulator_however_it_ends(tmp_path):
     """SIGKILL the process that started it: the broker notices its stdin pipe closing and exits,
     so no orphan keeps the port."""

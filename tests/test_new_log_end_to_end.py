@@ -10,10 +10,14 @@ import time
 
 from agent import batch_decode
 from agent.schema import Schema
-from tests.run_process import Run, watch
+from tests.run_process import Run, until, watch
 from tests.test_run_cli import PROFILE
 
 LIVENESS_S = 120  # what a stuck run gets before it fails (not a timing assertion)
+
+
+def _batches(seen):
+    return [p for t, p in seen if t.endswith("/up/batch")]
 
 
 def query(db, sql):
@@ -30,7 +34,7 @@ def test_a_device_whose_buffer_was_made_afresh_has_every_batch_of_both_logs_stor
     ingest = subprocess.Popen([sys.executable, "-m", "firmware.cli", "ingest", "--broker",
                                "mqtt://127.0.0.1:%d" % mosquitto.port, "--db", str(db),
                                "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    watcher, got = watch(mosquitto.port, "tether/v1/pi-1/up/#")
+    watcher, got = watch(mosquitto.port, "tether/v1/pi-1/#")
     try:
         deadline = time.monotonic() + LIVENESS_S
         while not query(db, "SELECT 1 FROM sqlite_master WHERE name = 'stores'"):
@@ -39,12 +43,16 @@ def test_a_device_whose_buffer_was_made_afresh_has_every_batch_of_both_logs_stor
         profile = tmp_path / "pi.yaml"
         profile.write_text(PROFILE % (mosquitto.port, ""))
         store = tmp_path / "buffer"
-        for _ in range(2):
+        for round_ in (1, 2):
             run = Run(str(profile), "--store", str(store))
             run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
-            time.sleep(2)
+            before = len(_batches(got))
+            until(got, lambda seen: len(_batches(seen)) >= before + 2, "two batches of the run")
             code, rest = run.stop()
             assert code == 0 and rest.startswith("stopped: 0 batches waiting"), rest
+            # Its last batch went before its offline status: both seen, `want` below is whole.
+            until(got, lambda seen: [p for t, p in seen if t.endswith("/status")].count(
+                b"offline") == round_, "the run's offline status")
             shutil.rmtree(store)  # the board erased: the next run makes a new buffer
         schemas = {}
         for topic, p in list(got):

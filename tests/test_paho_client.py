@@ -37,7 +37,7 @@ async def subscriber(broker, topic, client_id="sub"):
     return sub, got
 
 
-async def until(predicate, timeout=5.0):
+async def until(predicate, timeout=30.0):
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -668,7 +668,7 @@ def test_mutual_tls(mosquitto_factory, tls_files):
         for p in payloads:
             await pub.publish("burst", p, 1)
         await until(lambda: len(acks) == 400)
-        await until(lambda: len(got) == 400, timeout=3)
+        await until(lambda: len(got) == 400)
         assert got == payloads
         await pub.disconnect()
         await sub.disconnect()
@@ -693,7 +693,8 @@ def test_a_large_message_among_others_in_one_tls_record_is_read_past(tls_files):
             small = [bytes((0x30, 7, 0, 3)) + b"cmd" + b"m%d" % i for i in range(6)]
             tls.sendall(b"\x20\x02\x00\x00" + b"".join(small[:3]) + big + big
                         + b"".join(small[3:]))
-            time.sleep(3)
+            ended.wait(60)  # open until the client has read all
+    ended = threading.Event()
     threading.Thread(target=serve, daemon=True).start()
 
     async def main():
@@ -703,7 +704,7 @@ def test_a_large_message_among_others_in_one_tls_record_is_read_past(tls_files):
         c.on_message = lambda t, p, r: got.append(p)
         c.on_too_large = lambda t, n, limit, head, r: bigs.append((n, head))
         await c.connect()
-        await until(lambda: len(got) == 6, timeout=2)
+        await until(lambda: len(got) == 6)
         assert got == [b"m%d" % i for i in range(6)]
         assert bigs == [(9995, b"B" * 64)] * 2
         assert c.connected
@@ -711,6 +712,7 @@ def test_a_large_message_among_others_in_one_tls_record_is_read_past(tls_files):
     try:
         run(main())
     finally:
+        ended.set()
         listener.close()
 
 
@@ -733,7 +735,8 @@ def test_several_packets_in_one_tls_record_are_all_read(tls_files):
             burst = b"\x20\x02\x00\x00" + b"".join(
                 bytes((0x30, 5 + len(m), 0, 3)) + b"cmd" + m for m in messages)
             tls.sendall(burst)   # one write: one TLS record
-            time.sleep(3)
+            ended.wait(60)  # open until the client has read all
+    ended = threading.Event()
     threading.Thread(target=serve, daemon=True).start()
 
     async def main():
@@ -742,12 +745,13 @@ def test_several_packets_in_one_tls_record_are_all_read(tls_files):
                    server_hostname="localhost")
         c.on_message = lambda t, p, r: got.append(p)
         await c.connect()
-        await until(lambda: len(got) == len(messages), timeout=1)
+        await until(lambda: len(got) == len(messages))
         assert got == messages
         c.close()
     try:
         run(main())
     finally:
+        ended.set()
         listener.close()
 
 

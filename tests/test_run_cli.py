@@ -9,7 +9,7 @@ import time
 import pytest
 
 from simulator.lab.mosquitto import BlackHole, free_port
-from tests.run_process import Run, watch
+from tests.run_process import Run, until, watch
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROFILE = """\
@@ -27,18 +27,26 @@ def test_run_delivers_readings_and_stops_cleanly_on_sigterm(tmp_path, mosquitto)
     profile = tmp_path / "pi.yaml"
     profile.write_text(PROFILE % (mosquitto.port, ""))
     store = tmp_path / "buffer"
+    def batches(seen):
+        return [p for t, p in seen if t == "tether/v1/pi-1/up/batch"]
+
+    def status(seen):
+        return [p for t, p in seen if t == "tether/v1/pi-1/status"]
+
     for round_ in (1, 2):
         run = Run(str(profile), "--store", str(store))
         assert run.wait_for("pi-1:").startswith("pi-1: 1 sensor, buffer at %s" % store)
         run.wait_for("connected to 127.0.0.1:%d" % mosquitto.port)
-        time.sleep(3)
+        before = len(batches(got))
+        until(got, lambda seen: len(batches(seen)) >= before + 2, "two batches of the run")
         code, rest = run.stop()
         assert code == 0
         assert rest.startswith("stopped: 0 batches waiting for the broker, 0 readings dropped")
+        until(got, lambda seen: len(status(seen)) == 2 * round_, "the run's offline status")
     watcher.loop_stop()
-    batches = [p for t, p in got if t == "tether/v1/pi-1/up/batch"]
-    status = [p for t, p in got if t == "tether/v1/pi-1/status"]
-    assert len(batches) >= 4  # 10 readings a batch, 5 a second, 3 s a run, and a flush at stop
+    status = status(got)
+    batches = batches(got)
+    assert len(batches) >= 4  # 10 readings a batch, 5 a second; a flush at stop
     assert status == [b"online", b"offline", b"online", b"offline"]
     from agent import batch_decode
     seqs = [batch_decode.read_envelope(p).seq for p in batches]

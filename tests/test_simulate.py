@@ -424,9 +424,6 @@ def test_a_run_refused_for_its_broker_or_console_port_keeps_the_earlier_runs_fil
 def test_a_report_or_plots_path_that_cannot_be_written_is_refused_before_the_run(
         tmp_path, option, value, says):
     # It failed after the run with a traceback and exit 1 (the report's text unprinted).
-    from simulator import plots
-    if option == "plots" and not plots.available():
-        pytest.skip("matplotlib is missing: --plots is refused for that first")
     args = _args(tmp_path)
     setattr(args, option, value.format(tmp=tmp_path))
     err = io.StringIO()

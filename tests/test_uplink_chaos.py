@@ -90,15 +90,14 @@ class Collector:
         self.topic = "tether/v1/%s/up/batch" % device
         self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="collector-" + device,
                                   clean_session=False, protocol=paho.MQTTv311)
+        subscribed = threading.Event()
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(self.topic, 1)
+        self.client.on_subscribe = lambda *a: subscribed.set()
         self.client.on_message = self._message
         self.client.reconnect_delay_set(0.05, 0.5)
         self.client.connect("127.0.0.1", port, keepalive=5)
         self.client.loop_start()
-        deadline = time.time() + 5
-        while not self.client.is_connected() and time.time() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)  # the SUBACK
+        assert subscribed.wait(60), "the collector never got its SUBACK"
 
     def _message(self, client, userdata, msg):
         b = batch_decode.decode(msg.payload, {SCHEMA.id: SCHEMA})
@@ -213,7 +212,10 @@ def test_partition_longer_than_the_buffer_reports_exactly_what_was_dropped(inter
     assert agent.finish(60).startswith("done 0 ")
     dropped = int(agent.lines[-1].split()[2])
     assert dropped > 0, "the buffer did not overflow: the test proved nothing"
-    time.sleep(0.5)
+    # What the broker acknowledged reaches the collector on its own thread.
+    deadline = time.time() + 60
+    while collector.values() != list(range(dropped, total)) and time.time() < deadline:
+        time.sleep(0.05)
     values = collector.values()
     # Oldest first: exactly the first `dropped` readings are gone, all the others arrived, and
     # the batches say so.
@@ -234,7 +236,9 @@ def test_brokers_that_never_answer_or_never_acknowledge_are_left_and_retried(int
     total = 400
     agent = AgentProc(interp, mp, tmp_path / "store", proxy.port, device, total, rate=400,
                       linger_s=60)
-    time.sleep(5)
+    deadline = time.time() + 60
+    while proxy.connections < 2 and time.time() < deadline:
+        time.sleep(0.05)
     assert proxy.connections >= 2, "the agent did not retry after its CONNACK timeout"
     assert agent.acked == []
     proxy.black_hole(False)
