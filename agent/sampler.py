@@ -184,8 +184,10 @@ class Sampler:
             c.streak = 0
             self._emit(t, synced, "sensor_error", c, CLEARED, v, None)
         lim = c.limits
-        if lim is not None and ((lim[0] is not None and v < lim[0]) or
-                                (lim[1] is not None and v > lim[1])):
+        # NaN and infinity pass every comparison with the limits, and rounding one to the
+        # channel's resolution raised out of the sampler: the board reset, into safe mode.
+        if v != v or v - v != 0 or lim is not None and (
+                (lim[0] is not None and v < lim[0]) or (lim[1] is not None and v > lim[1])):
             c.errors["implausible"] = c.errors.get("implausible", 0) + 1
             return
         if c.insight is not None:

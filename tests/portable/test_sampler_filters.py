@@ -20,6 +20,20 @@ def test_median_removes_a_spike_and_plausibility_rejects_out_of_range_values():
     assert c.errors == {"implausible": 1}  # 150 is not a reading
 
 
+def test_nan_and_infinite_values_are_counted_implausible_and_the_sampler_goes_on():
+    # A driver's NaN or infinity (a calibration dividing by zero) passed the limits, and its
+    # rounding to the resolution raised out of the sampler: the board reset, into safe mode.
+    clock = FakeClock()
+    rows = Rows()
+    seq = [5.0, float("nan"), float("inf"), -float("inf"), 6.0]
+    bare = channel(0, Fake(lambda n: {"x": seq[n]}))
+    limited = channel(1, Fake(lambda n: {"x": seq[n]}), filters={"min": 0, "max": 100})
+    s = Sampler(clock, rows, None, [bare, limited])
+    run(s, clock, 50000)
+    assert sorted(r[1:] for r in rows.rows) == [(0, 50), (0, 60), (1, 50), (1, 60)]
+    assert bare.errors == limited.errors == {"implausible": 3}
+
+
 def test_the_insight_sees_every_plausible_value_unsmoothed_and_its_fault_costs_no_reading():
     clock = FakeClock(unix_ms=1763856000000)
     rows = Rows()
