@@ -46,6 +46,9 @@ _RESET_CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESE
                  ("DEEPSLEEP_RESET", "deepsleep"), ("SOFT_RESET", "soft"))
 
 
+HEAP_HINT = ": the heap is too small for this profile (docs/esp32.md, Heap)"
+
+
 def log(text):
     print(text)
 
@@ -64,9 +67,8 @@ def main(root=""):
     except (OSError, ValueError, KeyError, TypeError, MemoryError) as exc:
         # Stopped here, not reset: a board that cannot read its profile would only read it
         # again, and a reset loop hides the line that says why.
-        log("tether: cannot start: %s%s" % (
-            exc, ": the heap is too small for this profile (docs/esp32.md, Heap)"
-            if isinstance(exc, MemoryError) else ""))
+        log("tether: cannot start: %s%s" % (exc, HEAP_HINT if isinstance(exc, MemoryError)
+                                             else ""))
         return
     asyncio.run(board.run())
 
@@ -225,12 +227,12 @@ class Board:
         except Exception as exc:
             # A profile the hardware does not match, a broken filesystem: nothing runs, the
             # boot counts as a crash, and safe mode comes after enough of them.
-            log("tether: cannot start the agent: %s: %s" % (type(exc).__name__, exc))
+            log("tether: cannot start the agent: %s: %s%s" % (
+                type(exc).__name__, exc, HEAP_HINT if isinstance(exc, MemoryError) else ""))
             if hasattr(sys, "print_exception"):
                 sys.print_exception(exc)
             if not (self.boots.failed and not self.safe_mode and self._build_safe(machine, ctx)):
-                await asyncio.sleep(FAILED_BOOT_MS / 1000)
-                machine.reset()
+                await self._failed_boot(machine, wdt)
                 return
         gc.collect()  # what building left behind, before the long-lived tasks allocate
         if hasattr(gc, "mem_alloc"):
@@ -273,6 +275,21 @@ class Board:
         ctx = tls.context(u.pop("ca", None), u.pop("cert", None), u.pop("key", None))
         forget("agent.tls")
         return ctx
+
+    async def _failed_boot(self, machine, wdt):
+        """Resets after a boot that built nothing: soon, to count a crash boot; after
+        SAFE_MODE_MS when safe mode failed too. That boot cleared the count, so a reset at once
+        began the same ten boots again: a board rebooting every 5 s for good, never on the
+        network, writing its count to flash 17,000 times a day."""
+        pause = FAILED_BOOT_MS
+        if self.safe_mode:
+            pause = SAFE_MODE_MS
+            log("tether: resetting in %d s: safe mode cannot start either" % (pause // 1000))
+        while pause > 0:  # the watchdog, started, cannot be stopped: fed while it waits
+            wdt.feed()
+            await asyncio.sleep(min(pause, CHECK_MS) / 1000)
+            pause -= CHECK_MS
+        machine.reset()
 
     def _build_safe(self, machine, ctx):
         """True once the agent is built in safe mode, in this boot: the flash takes no writes

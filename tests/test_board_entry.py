@@ -314,6 +314,22 @@ def test_an_agent_that_cannot_be_built_is_a_crash_boot_that_resets_the_board(mic
     assert b.crash_boots() == 1
 
 
+def test_safe_mode_that_cannot_start_either_waits_its_time_before_the_reset(micropython,
+                                                                           tmp_path):
+    # Reset after FAILED_BOOT_MS, the boot that had cleared the count began ten crash boots
+    # again: a reboot every 5 s for good. FAILED_BOOT_MS is made longer than the test's wait.
+    b = BoardRoot(micropython, tmp_path, 1883)
+    (b.board / "profile.json").write_text('{"v": 1, "platform": "sim", "device": {"id": "half-made"}}')
+    (b.board / "tether_boots").write_text("10")  # SAFE_MODE_BOOTS crash boots in a row
+    b.boot(settings={"firmware.board": {"FAILED_BOOT_MS": 3600000, "SAFE_MODE_MS": 2000}})
+    b.wait_reset()
+    assert b.said("tether: boot (reset cause power_on, 10 crash boots before), SAFE MODE")
+    assert b.said("tether: cannot start the agent: KeyError: ")
+    assert b.said("tether: resetting in 2 s: safe mode cannot start either")
+    assert b.crash_boots() == 0             # the next boot tries a normal start
+    assert b.said("machine.reset() after 2 watchdog feeds"), b.lines  # one each CHECK_MS
+
+
 def test_a_full_flash_starts_the_board_in_safe_mode_at_once_not_a_reset_loop(board, mosquitto):
     # The buffer could not start, and neither could the crash count be written: a reset every
     # few seconds for ever, never counted, and the board never on the network
