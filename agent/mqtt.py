@@ -91,7 +91,7 @@ class MQTTError(Exception):
                 msg = "subscription refused"
             else:
                 msg = "error %d" % code
-        super().__init__(code, msg)
+        super().__init__(msg)  # said as its words, not as a (code, text) tuple
         self.code = code
 
 
@@ -105,6 +105,15 @@ def _wait_for_ms(aw, ms):
     if _MPY:
         return asyncio.wait_for_ms(aw, ms)
     return asyncio.wait_for(aw, ms / 1000)
+
+
+class Unresolved(OSError):
+    """The broker's host name did not resolve (no DNS server, no such name)."""
+    unresolved = True
+
+    def __init__(self, host, exc):
+        super().__init__("cannot resolve %s (DNS error %s)" % (host, exc.args[0] if exc.args
+                                                              else exc))
 
 
 def _timeout(what):
@@ -262,6 +271,15 @@ class Client:
             self._tasks = (reader,)
 
     async def _handshake(self, packet):
+        # The name looked up apart from the connection, so that its failure says what failed,
+        # and the uplink waits longer before the next one: on a board the lookup blocks the
+        # event loop, sampling included, until lwIP gives up (about 14 s with no DNS server).
+        # The connection's own lookup then finds the name in lwIP's cache.
+        import socket
+        try:
+            socket.getaddrinfo(self.host, self.port)
+        except OSError as exc:
+            raise Unresolved(self.host, exc)
         if self.ssl is None:
             r, w = await asyncio.open_connection(self.host, self.port)
         else:

@@ -165,6 +165,11 @@ class Uplink:
             except Exception as exc:  # OSError, MQTTError, a timeout: every failure retries
                 self.last_error = describe(exc)
                 self.errors += 1
+                if getattr(exc, "unresolved", False):
+                    # No quick retries: on a board each failed lookup held up sampling for some
+                    # 14 s, and five of them at the minimum backoff took most of a minute's
+                    # readings. A broker restart, what quick retries are for, resolves.
+                    failures = max(failures, QUICK_RETRIES)
             self._drop(client)
             if self.stopping:
                 break

@@ -318,6 +318,13 @@ def test_connect_to_a_closed_port_raises_oserror(runner):
     assert r["error"]["oserror"] and r["error"]["errno"] == errno.ECONNREFUSED
 
 
+def test_a_broker_name_that_does_not_resolve_says_so_by_name(runner):
+    r = runner.run("connect_only", cfg_for(1883, host="tether-broker.invalid"))
+    assert r["error"]["oserror"] and r["error"]["type"] == "Unresolved", r
+    assert r["error"]["msg"].startswith(
+        "cannot resolve tether-broker.invalid (DNS error "), r["error"]["msg"]
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["tcp", "tls"])
 def test_a_black_hole_makes_connect_time_out_within_timeout_ms(runner, tls_files, tls):
     cfg = {"timeout_ms": 500}

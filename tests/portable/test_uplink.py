@@ -284,6 +284,39 @@ def test_a_connection_that_ends_soon_after_connack_counts_as_a_failure_for_the_b
     run(main())
 
 
+class Unresolved(OSError):
+    """What agent.mqtt's client raises for a broker name that does not resolve."""
+    unresolved = True
+
+
+class NoSuchName(FakeClient):
+    async def connect(self):
+        await asyncio.sleep(0)
+        raise Unresolved("cannot resolve broker.invalid (DNS error -202)")
+
+
+def test_a_broker_name_that_does_not_resolve_is_retried_without_quick_retries():
+    # On a board each failed lookup blocks sampling for some 14 s: five quick retries of it
+    # took most of a minute's readings.
+    async def main():
+        buf = make_buffer(1)
+        up = uplink(buf)
+        caps = backoff_caps(up)
+        made = []
+
+        def make(will):
+            made.append(will)
+            return (NoSuchName if len(made) < 4 else FakeClient)(will)
+        up.make_client = make
+        task = asyncio.create_task(up.run())
+        await connection(3)
+        assert up.last_error == "Unresolved: cannot resolve broker.invalid (DNS error -202)"
+        assert caps == [4, 8, 16] and up.errors == 3  # doubling from the first retry
+        await up.stop()
+        await task
+    run(main())
+
+
 def test_health_goes_out_on_connect_and_schema_is_retained():
     async def main():
         buf = make_buffer(0)
