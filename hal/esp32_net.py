@@ -117,8 +117,13 @@ class Network:
             self.log("ntp: %s answered %d, no time this board can have been set to" % (host, t))
             self.ntp_at += 1
             return False
+        before, synced = self.clock.now()
         self.clock.sync(t * 1000)
-        self.log("ntp: clock set to %d from %s" % (t, host))
+        step = (t * 1000 - before) // 1000 if synced else 0
+        # A step at a resync is a server that was wrong then or is now (a believable 2035 is
+        # taken as the time): the console says so; NTP's whole seconds step by one at most.
+        self.log("ntp: clock set to %d from %s%s" % (
+            t, host, ", a step of %+d s" % step if step > 1 or step < -2 else ""))
         return True
 
     async def run(self):

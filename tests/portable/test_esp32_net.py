@@ -157,6 +157,29 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
     with_doubles(0, 0, test)
 
 
+def test_a_resync_that_steps_the_clock_says_by_how_much():
+    # A server's believable wrong time (2035) was taken, and the next resync set the clock back
+    # nine years without a word.
+    def test():
+        clock = FakeClock()
+        sleeps = Sleeps(clock, 3)
+        lines = []
+        ntptime_fake.now_s = 2060000000
+        net = Network({"ssid": "cafe"}, clock, lines.append, sleeps)
+        run_for(net, sleeps)
+        ntptime_fake.now_s = 1764750000 + esp32_net.RESYNC_MS // 1000
+        clock.advance(esp32_net.RESYNC_MS)
+        sleeps.limit = len(sleeps.waits) + 2
+        run_for(net, sleeps)
+        said = [line for line in lines if line.startswith("ntp:")]
+        assert said[0] == "ntp: clock set to 2060000000 from pool.ntp.org", lines
+        head = "ntp: clock set to %d from pool.ntp.org, a step of " % ntptime_fake.now_s
+        assert len(said) == 2 and said[1].startswith(head), lines
+        # back by the nine years, less the fake clock's pauses between the two
+        assert -60 < int(said[1][len(head):-2]) - (1764750000 - 2060000000) <= 0, lines
+    with_doubles(0, 0, test)
+
+
 def test_a_network_task_restarted_with_the_link_up_asks_ntp_at_once():
     def test():
         import asyncio
