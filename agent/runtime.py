@@ -379,5 +379,5 @@ def _error(text):
 
 
 def _shown(v):
-    from agent.commands import shown
+    from agent.shown import shown  # loaded at the first error: a board's heap
     return shown(v)
