@@ -212,6 +212,31 @@ def test_chip_goes_with_an_esp32_and_names_one(tmp_path):
     assert [e for e in errors if "chip" in e] == []
 
 
+def test_a_unit_naming_another_scale_of_what_the_chip_reports_is_refused(tmp_path):
+    # ESPHome's `unit_of_measurement: kWh` beside a `multiply: 0.001` filter: written as a
+    # unit here, it went out as a label on values still in Wh, 1000 times off.
+    errors = errors_of(tmp_path, """\
+        sensors:
+          - {name: energy, driver: pzem004t, bus: uart0, quantity: energy, unit: kWh}
+          - {name: t, driver: sht3x, bus: i2c0, unit: F}
+          - {name: shunt, driver: ina219, bus: i2c0, quantity: shunt_voltage, unit: V}
+          - {name: c, driver: ina219, bus: i2c0, quantity: current, unit: mA}
+          - {name: ok_label, driver: sht3x, bus: i2c0, unit: degC}
+          - {name: ok_case, driver: pzem004t, bus: uart0, quantity: energy, unit: wh}
+          - {name: scaled, driver: hx711, pins: {dout: 18, sck: 19}, unit: kg,
+             calibration: {scale: 412000}}
+        """)
+    assert errors == [
+        "8:74: sensors[0].unit: pzem004t reports energy in Wh: the label 'kWh' would not "
+        "convert its values (leave unit out, or write Wh)",
+        "9:47: sensors[1].unit: sht3x reports temperature in Cel: the label 'F' would not "
+        "convert its values (leave unit out, or write Cel)",
+        "10:77: sensors[2].unit: ina219 reports shunt_voltage in mV: the label 'V' would not "
+        "convert its values (leave unit out, or write mV)",
+        "11:67: sensors[3].unit: ina219 reports current in A: the label 'mA' would not "
+        "convert its values (leave unit out, or write A)"]
+
+
 def test_wrong_type_says_what_was_expected_and_got(tmp_path):
     assert errors_of(tmp_path, """\
         sensors:

@@ -268,6 +268,11 @@ def sensor(ctx, node):
         return out
     unit, res = DRIVERS[driver]["quantities"].get(out.get("quantity"), (None, None))
     if unit is not None:
+        if out.get("quantity") not in DRIVERS[driver]["scaled"] and \
+                other_scale(out.get("unit"), unit):
+            ctx.problems.append(at(node.value["unit"], (
+                "%s reports %s in %s: the label %r would not convert its values (leave unit "
+                "out, or write %s)" % (driver, out["quantity"], unit, out["unit"], unit))))
         out.setdefault("unit", unit)
         out.setdefault("resolution", resolution_parts(parse_decimal(res)))
     check = DRIVERS[driver]["check"]
@@ -291,6 +296,26 @@ def sensor(ctx, node):
     taken_events(ctx, node, out, kind)
     unreachable(ctx, node, out)
     return out
+
+
+_PREFIXES = ("k", "m", "g", "u", "c")
+_NOT_CELSIUS = ("f", "degf", "k", "fahrenheit", "kelvin")
+
+
+def other_scale(label, unit):
+    """Whether the label names another scale of the unit a driver reports in: kWh or MWh for
+    Wh, mA for A, V for mV, F for Cel. Another spelling of the same (degC, wh) is a label."""
+    if label is None:
+        return False
+    a, b = label.lower(), unit.lower()
+    if a == b:
+        return False
+    if b == "cel":
+        return a in _NOT_CELSIUS
+
+    def bases(u):
+        return [u] + [u[len(p):] for p in _PREFIXES if u.startswith(p) and len(u) > len(p)]
+    return any(x == y for x in bases(a) for y in bases(b))
 
 
 def unreachable(ctx, node, out):

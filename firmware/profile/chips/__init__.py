@@ -1,7 +1,8 @@
 """The profile schema entries of the chips, one module per chip (hal/chips.py lists them).
 
 A chip's module holds QUANTITIES {quantity: (default unit, default resolution)}, the first being
-the default; FIELDS, the keys that say where the chip is; CALIBRATION, its calibration keys (both
+the default; optionally SCALED, the quantities whose unit its calibration sets (any other's
+unit is a label, which must not name another scale of the default: kWh for Wh); FIELDS, the keys that say where the chip is; CALIBRATION, its calibration keys (both
 field tables as in rules.section, with their defaults: the compiled profile carries every one,
 and drivers read them from there); optionally check(ctx, node, compiled sensor), its checks
 across keys; and optionally SHARED, the settings ("gain", "calibration.tare") of the one chip
@@ -26,7 +27,7 @@ def entry(name):
                           % (name, name)) from None
     return {"quantities": chip.QUANTITIES, "fields": chip.FIELDS,
             "calibration": chip.CALIBRATION, "check": getattr(chip, "check", None),
-            "shared": getattr(chip, "SHARED", ()),
+            "shared": getattr(chip, "SHARED", ()), "scaled": getattr(chip, "SCALED", ()),
             "check_chip": getattr(chip, "check_chip", None)}
 
 

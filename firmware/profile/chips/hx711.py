@@ -5,6 +5,8 @@ from firmware.profile.places import pin
 from firmware.profile.rules import REQUIRED, nonzero, number, number_choice, sub
 
 QUANTITIES = {"weight": ("g", "0.1"), "count": ("count", "1")}
+# The weight's unit is what `scale` counts per: a label of kg with a scale in counts per kg.
+SCALED = ("weight",)
 FIELDS = [("pins", "pins", sub([("dout", "dout", pin("in"), REQUIRED),
                                 ("sck", "sck", pin("out"), REQUIRED)]), REQUIRED),
           ("gain", "gain", number_choice(("128", "64", "32")), 128)]
