@@ -39,7 +39,7 @@ sensors:
     bus: serial
     address: 3
     quantity: energy
-    unit: kWh
+    unit: Wh
     resolution: 10
 buffer: {storage: ram, max_bytes: 1MiB, ram_readings: 8, flush_every: 30s}
 batch: {max_bytes: 64KiB, max_age: 1h, max_readings: 10000}
@@ -78,7 +78,7 @@ EXPECTED = {
          "interval_ms": 86_400_000, "resolution": [1, -1],
          "adc": {"bus": "bus0", "address": 0x48, "channel": 2},
          "calibration": {"raw_empty": 120, "raw_full": 26000}, "filters": {}, "thresholds": []},
-        {"name": "mains", "driver": "pzem004t", "quantity": "energy", "unit": "kWh",
+        {"name": "mains", "driver": "pzem004t", "quantity": "energy", "unit": "Wh",
          "interval_ms": 60_000, "resolution": [1, 1], "bus": "serial", "address": 3,
          "calibration": {}, "filters": {}, "thresholds": []},
     ],

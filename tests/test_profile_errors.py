@@ -573,8 +573,67 @@ def test_duplicate_yaml_keys_are_errors(tmp_path):
 def test_unsupported_tags_are_errors(tmp_path):
     assert errors_of(tmp_path, """\
         sensors: !include sensors.yaml
-        """) == ["7:10: sensors: unsupported tag '!include'; use 'packages:' to share settings "
-                 "between files"]
+        """) == ["7:10: sensors: unsupported tag '!include'; share settings between files with "
+                 "'packages: [FILE, ...]'"]
+
+
+def test_esphomes_keys_on_a_sensor_are_told_their_equivalent_even_without_a_driver(tmp_path):
+    # Without `driver:` no key of the sensor was checked, so `platform:` (ESPHome's word for
+    # it) went unsaid; with one, `platform` was sent to the top level and `internal` was
+    # "did you mean 'interval'?".
+    assert errors_of(tmp_path, """\
+        sensors:
+          - platform: ina219
+            id: power
+            internal: true
+            accuracy_decimals: 2
+            filters: [{median: 5}, {delta: 2}]
+            thresholds: [{event: on, above: 3}]
+          - name: p2
+            driver: ina219
+            bus: i2c0
+            platform: ina219
+            filters: {delta: 2, sliding_window_moving_average: {}}
+        logger:
+        """) == [
+        "8:5: sensors[0]: missing required key 'driver'",
+        "8:5: sensors[0]: missing required key 'name'",
+        "8:5: sensors[0]: unknown key 'platform' (ESPHome's sensor 'platform:' is 'driver:' "
+        "here)",
+        "9:5: sensors[0]: unknown key 'id' (a sensor's 'id:' in ESPHome is its 'name:' here)",
+        "10:5: sensors[0]: unknown key 'internal' (ESPHome's 'internal:' has no equivalent: "
+        "every sensor is sent; leave it out)",
+        "11:5: sensors[0]: unknown key 'accuracy_decimals' (ESPHome's 'accuracy_decimals: 2' "
+        "is 'resolution: 0.01' here)",
+        "12:14: sensors[0].filters: expected a mapping, got a list (ESPHome's list of filters "
+        "is one mapping here, like filters: {median: 5, deadband: 2})",
+        "13:26: sensors[0].thresholds[0].event: expected an event name of up to 32 lowercase "
+        "letters, digits and '_' that starts with a letter, got on (YAML reads an unquoted on "
+        "as true: write 'on' in quotes)",
+        "17:5: sensors[1]: unknown key 'platform' (ESPHome's sensor 'platform:' is 'driver:' "
+        "here)",
+        "18:15: sensors[1].filters: unknown key 'delta' (ESPHome's 'delta:' is 'deadband:' "
+        "here)",
+        "18:25: sensors[1].filters: unknown key 'sliding_window_moving_average' (the window "
+        "filter here is 'median: N' (odd, 3-15))",
+        "19:1: unknown key 'logger' (the board's console is read with 'tether logs'; leave it "
+        "out)"]
+
+
+def test_esphomes_gpio_names_are_pins_and_a_pin_mapping_is_told_to_be_a_number(tmp_path):
+    (tmp_path / "ok.yaml").write_text(BASE.replace("tx: 17, rx: 16", "tx: GPIO17, rx: gpio16")
+                                      + "sensors:\n  - {name: w, driver: hx711, "
+                                        "pins: {dout: GPIO18, sck: 19}}\n")
+    compiled, errors = compile(str(tmp_path / "ok.yaml"))
+    assert errors == []
+    assert compiled["buses"][1]["tx"] == 17 and compiled["buses"][1]["rx"] == 16
+    assert compiled["sensors"][0]["pins"] == {"dout": 18, "sck": 19}
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: w, driver: hx711, pins: {dout: GPIO17, sck: {number: 19}}}
+        """) == ["8:43: sensors[0].pins.dout: pin 'GPIO17' is already used by buses[1].tx",
+                 "8:56: sensors[0].pins.sck: expected a pin number, got a mapping (write the "
+                 "pin's number)"]
 
 
 def test_missing_profile_file_is_an_error(tmp_path):
@@ -902,6 +961,25 @@ def test_a_quoted_number_is_told_to_lose_its_quotes_wherever_a_number_is_read(tm
         "quotes it is text: write the number without them)",
         "12:39: sensors[0].thresholds[0].above: expected a number, got '1600' (in quotes it is "
         "text: write the number without them)"]
+
+
+def test_a_quoted_substitution_used_where_a_number_goes_names_the_variables_quotes(tmp_path):
+    # ESPHome users quote substitutions; the hint pointed at the use, where quotes in a flow
+    # mapping are needed, and the refused pill_weight was also said to be missing.
+    base = 'substitutions: {low: "15", pill_g: "0.45"}\n' + BASE
+    assert [e.replace(str(tmp_path) + "/", "") for e in errors_of(tmp_path, """\
+        sensors:
+          - name: power
+            driver: ina219
+            bus: i2c0
+            thresholds: [{event: low, below: "${low}"}]
+          - {name: pills, driver: hx711, pins: {dout: 18, sck: 19}, quantity: count,
+             calibration: {pill_weight: "${pill_g}"}}
+        """, base=base)] == [
+        "12:38: sensors[0].thresholds[0].below: expected a number, got '15' (text: the "
+        "substitution 'low' is quoted at p.yaml:1:22; write it without quotes)",
+        "14:33: sensors[1].calibration.pill_weight: expected a number, got '0.45' (text: the "
+        "substitution 'pill_g' is quoted at p.yaml:1:36; write it without quotes)"]
 
 
 def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insights(tmp_path):

@@ -109,6 +109,21 @@ def test_packages_merge_under_the_profile(tmp_path):
         "mqtt.kettles.example.com", 30_000, "senml")
 
 
+def test_esphomes_packages_mapping_of_includes_merges_as_the_list_does(tmp_path):
+    write(tmp_path, "common/base.yaml", BASE)
+    body = textwrap.dedent("""\
+        substitutions: {host: mqtt.kettles.example.com}
+        device: {id: kettle}
+        platform: esp32
+        sensors:
+          - {name: temp, driver: ads1115, bus: i2c0}
+        """)
+    listed = compile(write(tmp_path, "a.yaml", "packages: [common/base.yaml]\n" + body))
+    mapped = compile(write(tmp_path, "b.yaml", "packages:\n  base: !include common/base.yaml\n"
+                           + body))
+    assert listed[1] == mapped[1] == [] and listed[0] == mapped[0]
+
+
 def test_problems_in_a_profile_with_packages_give_one_path_per_sensor(tmp_path):
     # A substitution's problem and a rule's problem on the same sensor, the package's two
     # sensors merged ahead of it: both name it sensors[2], its place in the merged profile.

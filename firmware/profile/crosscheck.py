@@ -29,24 +29,25 @@ def pins(ctx, root, compiled):
     a level probe's pin) share its pins."""
     claims = {}  # pin -> (owner, role, path of the first claim)
 
-    def claim(node, owner, role):
-        first = claims.setdefault(node.value, (owner, role, node.path))
+    def claim(node, n, owner, role):
+        # by the compiled number: GPIO17 and 17 are one pin
+        first = claims.setdefault(n, (owner, role, node.path))
         if first[:2] != (owner, role):
             ctx.problems.append(at(node, "pin %s is already used by %s" % (shown(node), first[2])))
 
     for b, n in items(root, compiled, "buses"):
         for role in ("sda", "scl", "tx", "rx"):
             if role in b:
-                claim(n.value[role], n.path, role)
+                claim(n.value[role], b[role], n.path, role)
     for s, n in items(root, compiled, "sensors"):
         chip = s.get("pins", {})
         owner = (s.get("driver"),) + tuple(sorted(chip.items()))
         for role in chip:
-            claim(n.value["pins"].value[role], owner, role)
+            claim(n.value["pins"].value[role], chip[role], owner, role)
         if "pin" in s:
             # one probe read by two sensors is one chip, as with an ADS1115 channel (one_chip
             # then judges their calibration): "already used" and "give it once" both were said
-            claim(n.value["pin"], (s.get("driver"), s["pin"]), "adc")
+            claim(n.value["pin"], s["pin"], (s.get("driver"), s["pin"]), "adc")
 
 
 def addresses(ctx, root, compiled):

@@ -43,8 +43,17 @@ def printable(text):
     return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
 
 
+YAML_BOOLS = ("on", "off", "yes", "no", "y", "n")
+
+
 def expected(what, node):
-    return "expected %s, got %s" % (what, shown(node))
+    said = "expected %s, got %s" % (what, shown(node))
+    text = getattr(node, "text", "")
+    if getattr(node, "tag", None) == "bool" and text.lower() in YAML_BOOLS:
+        # `event: on` read as true, and shown as written it looked right
+        said += " (YAML reads an unquoted %s as %s: write '%s' in quotes)" % (
+            text, "true" if node.value else "false", text)
+    return said
 
 
 def did_you_mean(word, choices):

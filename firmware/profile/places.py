@@ -2,6 +2,8 @@
 
 The chips' schema entries (firmware/profile/chips) and the buses' fields (schema.py) share them.
 """
+import re
+
 from firmware.profile.errors import Invalid, at, did_you_mean, expected, shown
 from firmware.profile.rules import in_quotes, integer
 
@@ -83,12 +85,20 @@ ESP32_PINS = {
 }
 
 
+GPIO_NAME = re.compile(r"(?i)gpio\s*([0-9]{1,2})")
+
+
 def pin(use):
     """A GPIO number that the platform can use for `use`: "out" (drives the line), "in" or "adc"."""
     def read(ctx, node):
-        if node.tag != "int" or node.value < 0:
-            raise Invalid(expected("a pin number", node) + in_quotes(node))
-        n = node.value
+        gpio = GPIO_NAME.fullmatch(node.value) if node.tag == "str" else None
+        if gpio is not None:
+            n = int(gpio.group(1))  # ESPHome's and the pinout's `GPIO17`
+        elif node.tag != "int" or node.value < 0:
+            hint = " (write the pin's number)" if node.tag == "map" else in_quotes(node)
+            raise Invalid(expected("a pin number", node) + hint)
+        else:
+            n = node.value
         chip = getattr(ctx, "chip", "esp32")
         if ctx.platform == "esp32" and chip is not None:    # None: a chip said wrong, said there
             p = ESP32_PINS[chip]

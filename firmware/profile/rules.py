@@ -66,7 +66,41 @@ def section(ctx, node, fields, out_path=None, strict=True):
 
 # ESPHome's names for what a profile calls otherwise: its users type them first
 ESPHOME = {"mqtt": "uplink", "i2c": "buses", "uart": "buses", "spi": "buses",
-           "esphome": "device", "esp32": "platform"}
+           "esphome": "device", "esp32": "platform", "unit_of_measurement": "unit",
+           "tx_pin": "tx", "rx_pin": "rx", "sda_pin": "sda", "scl_pin": "scl",
+           "update_interval": "interval", "baud_rate": "baud"}
+# ESPHome's keys whose meaning is written another way here, or not at all: said before a
+# guess at a close key (`internal` was "did you mean 'interval'?")
+ESPHOME_SAID = {
+    "platform": "ESPHome's sensor 'platform:' is 'driver:' here",
+    "id": "a sensor's 'id:' in ESPHome is its 'name:' here",
+    "accuracy_decimals": "ESPHome's 'accuracy_decimals: 2' is 'resolution: 0.01' here",
+    "internal": "ESPHome's 'internal:' has no equivalent: every sensor is sent; leave it out",
+    "device_class": "Home Assistant's; no equivalent here: leave it out",
+    "state_class": "Home Assistant's; no equivalent here: leave it out",
+    "icon": "Home Assistant's; no equivalent here: leave it out",
+    "on_value": "no automations here: a threshold ('thresholds:') raises an event",
+    "on_value_range": "no automations here: a threshold ('thresholds:') raises an event",
+    "dout_pin": "write 'pins: {dout: N, sck: N}'",
+    "clk_pin": "write 'pins: {dout: N, sck: N}'",
+    "temperature": "one sensor per quantity here: 'quantity: temperature' on a sensor of its own",
+    "humidity": "one sensor per quantity here: 'quantity: humidity' on a sensor of its own",
+    "logger": "the board's console is read with 'tether logs'; leave it out",
+    "api": "the device speaks MQTT only ('uplink:'); leave it out",
+    "ota": "a board is updated with 'tether flash'; leave it out",
+    "web_server": "no web server on the device; leave it out",
+    "captive_portal": "no captive portal on the device; leave it out",
+    # filters in ESPHome's words
+    "delta": "ESPHome's 'delta:' is 'deadband:' here",
+    "sliding_window_moving_average": "the window filter here is 'median: N' (odd, 3-15)",
+    "throttle": "set the sensor's 'interval:' instead",
+    "lambda": "no code in a profile",
+    "multiply": "the driver reports in its unit; an HX711's 'calibration: {scale: ...}' sets "
+                "its own",
+    "offset": "no offset filter; an HX711's 'calibration: {tare: ...}' sets its zero",
+    "calibrate_linear": "an HX711's 'calibration: {tare, scale}' is its two-point calibration "
+                        "(docs/profiles.md)",
+}
 
 
 def unknown_keys(ctx, node, known):
@@ -76,7 +110,9 @@ def unknown_keys(ctx, node, known):
             alias = ESPHOME.get(key) if isinstance(key, str) else None
             home = getattr(ctx, "homes", {}).get(key)
             # a key of another section, written as it is there, before one close to a key here
-            hint = (": it goes in %s" % home if home else "") or did_you_mean(key, known) or (
+            said = ESPHOME_SAID.get(key) if isinstance(key, str) else None
+            hint = (" (%s)" % said if said else "") or (
+                ": it goes in %s" % home if home else "") or did_you_mean(key, known) or (
                 ", did you mean '%s'? (ESPHome's '%s:' is '%s:' here)" % (alias, key, alias)
                 if alias in known else "") or (
                 " (expected one of: %s)" % ", ".join(known) if known
@@ -171,7 +207,14 @@ QUOTED_NUMBER = re.compile(r"\s*[-+]?(0[xX][0-9a-fA-F_]+|0[oO][0-7_]+|0[bB][01_]
 
 def in_quotes(node):
     """The hint for a number written in quotes where a number is wanted ('' for anything else)."""
-    if node.tag == "str" and not node.plain and QUOTED_NUMBER.fullmatch(node.value):
+    if node.tag != "str" or not QUOTED_NUMBER.fullmatch(node.value):
+        return ""
+    quoted_at = getattr(node, "quoted_at", None)
+    if quoted_at is not None:
+        name, var = quoted_at
+        return (" (text: the substitution '%s' is quoted at %s:%d:%d; write it without quotes)"
+                % (name, var.file, var.line, var.col))
+    if not node.plain:
         return " (in quotes it is text: write the number without them)"
     return ""
 

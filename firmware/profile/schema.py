@@ -195,6 +195,9 @@ FILTERS = [
 
 
 def filters(ctx, node):
+    if node.tag == "seq":  # ESPHome's form: a list of one-key mappings
+        raise Invalid(expected("a mapping", node) + " (ESPHome's list of filters is one "
+                      "mapping here, like filters: {median: 5, deadband: 2})")
     out = section(ctx, node, FILTERS)
     if "min" in out and "max" in out and out["min"] >= out["max"]:
         ctx.problems.append(at(node.value["max"], expected(
@@ -258,13 +261,19 @@ def sensor_fields(driver):
     return fields
 
 
+ANY_SENSOR_KEYS = list(dict.fromkeys(
+    key for d in [None] + list(DRIVERS) for key, _, _, _ in sensor_fields(d)))
+
+
 def sensor(ctx, node):
     if node.tag != "map":
         raise Invalid(expected("a mapping", node))
     driver = known(node, "driver", DRIVERS)
-    # Without a known driver there is no table of its keys: check the common ones only.
+    # Without a known driver there is no table of its keys: check the common ones only, and
+    # say the keys no driver has (ESPHome's `platform:` and `id:` where `driver:` is missing).
     out = section(ctx, node, sensor_fields(driver), strict=driver is not None)
     if driver is None:
+        unknown_keys(ctx, node, ANY_SENSOR_KEYS)
         return out
     unit, res = DRIVERS[driver]["quantities"].get(out.get("quantity"), (None, None))
     if unit is not None:

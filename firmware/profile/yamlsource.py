@@ -68,6 +68,7 @@ class Node:
     keys: dict = dataclasses.field(default_factory=dict)
     absent: bool = False    # a mapping the file leaves out, read as empty (its key and its path)
     literal: bool = False   # `!literal '...'`: text no substitution touches (ESPHome's tag)
+    quoted_at: object = None  # (name, its Node): text that is one substitution, quoted there
 
 
 def join(path, key):
@@ -301,11 +302,16 @@ def scalar(ctx, y, file, path):
         return secret(ctx, y.value, Node(None, file, line, col, path, tag="null"))
     if y.tag == "!literal":
         return Node(y.value, file, line, col, path, tag="str", text=y.value, literal=True)
+    if y.tag == "!include" and (path == "packages" or path.startswith(("packages.",
+                                                                        "packages["))):
+        # ESPHome's `packages: {wifi: !include wifi.yaml}`: the file is the package
+        return Node(y.value, file, line, col, path, tag="str", text=y.value)
     kind = y.tag[len(TAG):] if y.tag.startswith(TAG) else None
     if kind == "timestamp":  # a date is just text to a profile
         kind = "str"
     if kind != "str" and kind not in _TYPED:
-        hint = "; use 'packages:' to share settings between files" if y.tag == "!include" else ""
+        hint = "; share settings between files with 'packages: [FILE, ...]'" \
+            if y.tag == "!include" else ""
         ctx.problems.append((file, line, col, path, "unsupported tag '%s'%s" % (y.tag, hint)))
         return Node(None, file, line, col, path, tag="null", refused=True)
     try:
@@ -374,12 +380,15 @@ def with_packages(ctx, root):
     root.keys.pop("packages", None)
     if packages is None or packages.tag == "null":
         return root
-    if packages.tag != "seq":
+    # ESPHome's mapping form ({name: file}) too: the names say nothing to a profile
+    items = packages.value if packages.tag == "seq" else \
+        list(packages.value.values()) if packages.tag == "map" else None
+    if items is None:
         ctx.problems.append(at(packages, expected("a list of file paths", packages)))
         ctx.failed = True
         return root
     base = None
-    for item in packages.value:
+    for item in items:
         package = package_at(ctx, root, item)
         if package is None:
             ctx.failed = True
@@ -498,6 +507,9 @@ def substitute(ctx, node, variables):
         return
     if SUBSTITUTION.fullmatch(node.text):
         node.value, node.tag = used[0].value, used[0].tag
+        if node.tag == "str" and not used[0].plain:
+            # its quotes are the variable's, not the use's: a hint about quotes says where
+            node.quoted_at = (next(n for n, v in variables.items() if v is used[0]), used[0])
     else:
         kind = "str"
         if node.plain:
