@@ -248,6 +248,15 @@ class Buffer:
         elif self.flushed < self.n and now - self.base - self.ts[self.flushed] >= self.flush_ms:
             self.flush()
 
+    def due_in(self, now):
+        """Ms until poll() has a window to close; None while nothing waits in RAM."""
+        if not self.n:
+            return None
+        left = self.base + self.max_age_ms - now
+        if self.flushed < self.n:
+            left = min(left, self.base + self.ts[self.flushed] + self.flush_ms - now)
+        return left
+
     def flush(self):
         """Writes the readings that are only in RAM to the journal, durably."""
         if self.flushed >= self.n:

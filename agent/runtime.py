@@ -19,6 +19,7 @@ VERSION = "0.1.0"
 RESEND_RANGES = 16   # a resend command asks for at most this many ranges
 RESEND_SEQS = 1024   # and this many sequence numbers in all
 MAX_SNOOZE_MS = 90 * 86400000
+FLUSH_LATE_MS = 20  # the least a sampler sleeps for a flush: a flush that fails is no busy loop
 
 
 class Agent:
@@ -140,7 +141,13 @@ class Agent:
             if self.on_tick is not None:
                 self.on_tick(self.clock.now()[0])
             wait = self.sampler.step()
-            self.buffer.poll(self.clock.now()[0])
+            now = self.clock.now()[0]
+            self.buffer.poll(now)
+            # Awake when the flush window closes, not at the next reading: a power cut took
+            # readings flush_every plus a sensor's interval old (a second on a board).
+            due = self.buffer.due_in(now)
+            if due is not None and due < wait:
+                wait = max(due, FLUSH_LATE_MS)
             ins = self.insights
             if ins is not None and (
                     ins.dirty or self.clock.monotonic() - self.saved_at >= ins.SAVE_MS):
