@@ -378,6 +378,7 @@ class Ingest(Handlers):
             return
         self._failed = self._unanswered = None
         self._gen += 1
+        again = self.ever_connected
         self.ever_connected = True
         self._connected = True
         self._ready = False
@@ -385,6 +386,10 @@ class Ingest(Handlers):
             log.info("connected to %s:%d, session resumed", self.host, self.port)
         else:
             self._probe = time.time()  # nothing was kept for it meanwhile: see repair.probe
+            if again:  # a broker restarted without persistence: the lossy case, said
+                log.warning("connected to %s:%d again, and the broker kept no session: what "
+                            "it held for this ingest is gone; the devices are asked for it",
+                            self.host, self.port)
         client.subscribe([(t, 1) for t in self.topics])
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):

@@ -620,7 +620,8 @@ def test_acknowledging_on_receipt_stores_everything_too(mosquitto, profiles, tmp
     assert (s["batches"], s["readings"], s["duplicates"], s["gaps"]) == (72, 72 * 420, 5, [])
 
 
-def test_the_ingest_reconnects_after_a_broker_restart(profiles, two_hours, mosquitto, ingest):
+def test_the_ingest_reconnects_after_a_broker_restart(profiles, two_hours, mosquitto, ingest,
+                                                      caplog):
     schema, batches = encode(profiles["reference-printer"], two_hours, "p7")
     i = ingest()
     publish = Publisher(mosquitto.port)
@@ -642,6 +643,9 @@ def test_the_ingest_reconnects_after_a_broker_restart(profiles, two_hours, mosqu
         publish.close()
     s = summary(i.db_path)["p7"]
     assert (s["batches"], s["readings"], s["gaps"]) == (12, 5040, [])
+    # a broker without persistence kept nothing for it: said, as the lossy case it is
+    assert [r for r in caplog.records if r.levelname == "WARNING" and
+            "the broker kept no session" in r.getMessage()], caplog.text
 
 
 def test_plain_subscriptions_by_default_and_shared_ones_on_request(profiles, two_hours, publish,
