@@ -570,6 +570,21 @@ def test_duplicate_yaml_keys_are_errors(tmp_path):
         """) == ["11:5: sensors[0]: duplicate key 'name' (first at line 8)"]
 
 
+def test_a_lone_surrogate_in_a_value_or_a_key_is_an_error_not_a_traceback(tmp_path):
+    # `ssid: "\\ud800"` raised UnicodeEncodeError out of the WiFi name's byte count: exit 1
+    assert errors_of(tmp_path, """\
+        wifi: {ssid: "\\ud800", password: "ab\\udfffcdefgh"}
+        "\\ud801": 3
+        sensors: [{name: p, driver: ina219, bus: i2c0}]
+        """) == [
+        "7:14: wifi.ssid: expected text, got a lone UTF-16 surrogate (a \\uD800-\\uDFFF "
+        "escape), which is no character",
+        "7:34: wifi.password: expected text, got a lone UTF-16 surrogate (a \\uD800-\\uDFFF "
+        "escape), which is no character",
+        "8:1: expected a key, got a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape), which is "
+        "no character"]
+
+
 def test_unsupported_tags_are_errors(tmp_path):
     assert errors_of(tmp_path, """\
         sensors: !include sensors.yaml

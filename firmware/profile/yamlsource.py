@@ -279,6 +279,10 @@ def build(ctx, y, file, path, active):
                                  "unsupported tag '%s' on a key" % ky.tag))
             continue
         key = ky.value
+        if not utf8(key):
+            ctx.problems.append((file, kline, kcol, path, "expected a key, got a lone UTF-16 "
+                                 "surrogate (a \\uD800-\\uDFFF escape), which is no character"))
+            continue
         if key in node.value:
             first = node.keys[key]
             ctx.problems.append((file, kline, kcol, path,
@@ -295,6 +299,12 @@ def build(ctx, y, file, path, active):
 
 def scalar(ctx, y, file, path):
     line, col = y.start_mark.line + 1, y.start_mark.column + 1
+    if not utf8(y.value):
+        # "\ud800" in double quotes: no board can be given it, and its encoding raised out of
+        # the rules that measure a value in bytes (a WiFi name)
+        ctx.problems.append((file, line, col, path, "expected text, got a lone UTF-16 "
+                             "surrogate (a \\uD800-\\uDFFF escape), which is no character"))
+        return Node(None, file, line, col, path, tag="null", refused=True)
     if y.tag == "!secret":
         if not y.value.strip():
             ctx.problems.append((file, line, col, path, "!secret takes %s" % SECRET_FORM))
@@ -326,6 +336,14 @@ def scalar(ctx, y, file, path):
                              % (TYPE_NAMES[kind], text)))
         return Node(None, file, line, col, path, tag="null", refused=True)
     return Node(value, file, line, col, path, tag=kind, text=y.value, plain=y.style is None)
+
+
+def utf8(text):
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def typed(text, kind):
