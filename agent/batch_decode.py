@@ -21,7 +21,8 @@ def inflate(data, offset=0, limit=MAX_INFLATED):
         stream = deflate.DeflateIO(io.BytesIO(data), deflate.RAW)
         read = stream.read
         done = None
-        errors = (OSError, ValueError)
+        # an empty or cut body: EOFError here, where CPython's zlib ends short (Truncated)
+        errors = (OSError, ValueError, EOFError)
     except ImportError:  # CPython
         try:
             import zlib

@@ -202,6 +202,13 @@ def test_a_body_that_is_not_deflate_data_is_rejected():
     raises(cbor.Malformed, batch_decode.decode, cbor.dumps(env), SCHEMAS)
 
 
+def test_an_empty_or_cut_deflated_body_is_a_decode_error_on_both_interpreters():
+    # MicroPython's inflater raised EOFError out of the decoder for an empty body
+    for body in (b"", b"\x4b"):
+        env = [1, "dev-9", 7, 3, 0, 0, 2, body]
+        raises(cbor.DecodeError, batch_decode.decode, cbor.dumps(env), SCHEMAS)
+
+
 def test_a_deflate_bomb_stops_at_the_decoders_limit():
     env = [1, "dev-9", 7, 3, 0, 0, 2, ZERO_BOMB]
     exc = raises(cbor.Malformed, batch_decode.decode, cbor.dumps(env), SCHEMAS, 0, 16384)
