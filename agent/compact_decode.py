@@ -93,7 +93,9 @@ def decode(body, schema):
     if schema_id != schema.id:
         raise cbor.Malformed("body is for schema %s, not %08x" % (shown(schema_id), schema.id),
                              0)
-    if (exp not in (0, -3) or not isinstance(t0, int) or not isinstance(data, bytes)
+    # a bool is an int to CPython: exp false, t0 true were taken as 0 and 1
+    if (type(exp) is not int or exp not in (0, -3) or type(t0) is not int
+            or not isinstance(data, bytes)
             or not -0xFFFFFFFFFFFFFFFF <= t0 <= 0xFFFFFFFFFFFFFFFF):
         raise cbor.Malformed("bad compact body header", 0)
     unit = 1000 if exp == 0 else 1

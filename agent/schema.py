@@ -53,7 +53,7 @@ class Schema:
                 exponent, mantissa = res.value
                 # Bounded, since readings are multiplied by 10**exponent and the mantissa.
                 if (not isinstance(name, str) or not isinstance(unit, str) or res.tag != 4
-                        or not isinstance(mantissa, int) or not isinstance(exponent, int)
+                        or type(mantissa) is not int or type(exponent) is not int
                         or not 0 < mantissa < 1 << 64 or not -64 <= exponent <= 64):
                     raise ValueError
                 channels.append((name, unit, mantissa, exponent))

@@ -20,7 +20,7 @@ def _decimal(x):
     """(mantissa, exponent) of a decimal fraction (tag 4), else None."""
     if isinstance(x, cbor.Tag) and x.tag == 4 and isinstance(x.value, list) and len(x.value) == 2:
         exponent, m = x.value
-        if isinstance(exponent, int) and _int(m) and -64 <= exponent <= 64:
+        if _int(exponent) and _int(m) and -64 <= exponent <= 64:
             return m, exponent
     return None
 

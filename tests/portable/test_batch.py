@@ -257,6 +257,18 @@ def test_a_schema_document_with_a_huge_resolution_is_refused():
         raises(cbor.Malformed, Schema.from_cbor, doc)
 
 
+def test_a_boolean_where_a_body_or_schema_wants_an_integer_is_refused():
+    # CPython's bool is an int: 4([true, 20]) was a reading of 200, a compact body's exp false
+    # and t0 true were 0 and 1, and a schema's resolution 4([false, true]) a channel's
+    from agent import compact_decode, senml_decode
+    raises(cbor.Malformed, senml_decode.decode, [{0: "x", 2: cbor.Tag(4, [True, 20])}])
+    for exp, t0 in ((False, 1000), (0, True), (0.0, 1000)):
+        raises(cbor.Malformed, compact_decode.decode, cbor.dumps([SCHEMA.id, exp, t0, b"\xf0"]),
+               SCHEMA)
+    doc = cbor.dumps({"channels": [["x", "", cbor.Tag(4, [False, True])]]})
+    raises(cbor.Malformed, Schema.from_cbor, doc)
+
+
 def test_envelope_numbers_past_a_signed_64_bit_integer_are_refused():
     # 2**63 was decoded here and then refused by the ingest's 64-bit columns.
     env = [1, "dev-9", 1 << 63, 3, 0, 0, 0, cbor.dumps([])]
