@@ -219,6 +219,9 @@ def event(device, payload):
     if isinstance(value, int) and not -INT64 <= value < INT64:
         # SQLite refused it and PostgreSQL stored it as a float: one outcome on both
         raise Bad("event value %s is past 64 bits" % shown(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        # SQLite stores NaN as NULL and PostgreSQL as 'NaN': NULL on both, as insight fields
+        value = None
     fields = None
     if e.state == INSIGHT:
         fields = insight_fields(e.detail)

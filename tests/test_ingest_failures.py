@@ -353,3 +353,16 @@ def test_a_message_the_database_refuses_past_its_savepoint_alone_is_malformed(
     assert i.stats()["batches"] == 2 and i.stats()["malformed"] == 1
     i._commit([msg("dev-1", "batch", senml("dev-1", 2, "power"), 3)], False)
     assert i.stats()["batches"] == 3
+
+
+def test_a_nan_or_infinite_event_value_is_stored_null_on_both_backends():
+    # SQLite stored NaN as NULL and PostgreSQL as 'NaN', as readings and insight fields are not
+    from agent import cbor
+    from ingest import decode
+    for v in (float("nan"), float("inf"), -float("inf")):
+        e = decode.event("p2", cbor.dumps([1, "p2", 0, 3, 1, 1763856000000, "ink_low", "ink_c",
+                                           "raised", v, None]))
+        assert e.value is None
+    e = decode.event("p2", cbor.dumps([1, "p2", 0, 3, 1, 1763856000000, "ink_low", "ink_c",
+                                       "raised", 14.9, None]))
+    assert e.value == 14.9
