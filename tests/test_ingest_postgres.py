@@ -487,6 +487,77 @@ def test_a_restarted_server_is_a_failure_and_the_next_begin_reconnects(postgres_
         store.close()
 
 
+def test_a_days_partition_dropped_by_hand_is_made_again_and_its_readings_stored(postgres_url):
+    # Listed in reading_partitions and gone: every batch of the day was refused as malformed
+    # until the row was deleted by hand.
+    store = postgres.connect(postgres_url)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        store.begin()
+        store.insert_readings("dev-1", 1, [(T0, "temp", 20.0)])
+        store.commit()
+        other.execute('DROP TABLE "%s"' % postgres.partition_of(T0)[0])
+        store.begin()
+        store.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
+        with pytest.raises(psycopg.errors.CheckViolation) as exc:
+            store.commit()
+        assert store.failed(exc.value)   # the database's failure, tried again: not malformed
+        store.rollback()
+        store.begin()
+        store.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
+        store.commit()
+        assert store.execute("SELECT seq, value FROM readings").fetchall() == [(2, 21.0)]
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_database_set_read_only_and_back_is_written_again_on_a_new_session(postgres_url):
+    # A session keeps the read-only default it began with: after the reset the ingest failed
+    # for good until its connection was killed by hand.
+    store = postgres.connect(postgres_url)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        name = other.execute("SELECT current_database()").fetchone()[0]
+        other.execute('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
+        store.reconnect()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as exc:
+            store.begin()
+            batch_row(store, "dev-1", 1)
+        assert store.failed(exc.value)
+        other.execute('ALTER DATABASE "%s" RESET default_transaction_read_only' % name)
+        store.rollback()
+        store.begin()
+        assert batch_row(store, "dev-1", 1) == 1
+        store.commit()
+    finally:
+        other.close()
+        store.close()
+
+
+def test_a_table_locked_by_another_session_is_a_failure_after_the_timeout_not_a_silent_wait(
+        postgres_url):
+    # `LOCK TABLE batches` forgotten in a psql session stalled the ingest without a line.
+    store = postgres.connect(postgres_url, timeout=1.0)
+    other = psycopg.connect(postgres_url)
+    try:
+        # the server ends the lock's session after a minute, should the store wait for good
+        other.execute("SET idle_in_transaction_session_timeout = '60s'")
+        other.execute("LOCK TABLE batches IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(psycopg.errors.LockNotAvailable) as exc:
+            store.begin()
+            batch_row(store, "dev-1", 1)
+        assert store.failed(exc.value)
+        store.rollback()
+        other.rollback()
+        store.begin()
+        assert batch_row(store, "dev-1", 1) == 1
+        store.commit()
+    finally:
+        other.close()
+        store.close()
+
+
 # ---- the ingest end to end: tether ingest and tether simulate on PostgreSQL, through mosquitto
 
 PREFIX = "tether/v1"

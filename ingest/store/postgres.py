@@ -425,10 +425,16 @@ def hide_secrets(message, url):
     return message
 
 
-def _connect(url, timeout):
+def _connect(url, timeout, name="tether-ingest"):
     try:
         conn = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)),
-                               application_name="tether-ingest")
+                               application_name=name)
+        # A lock another session holds waits `timeout` at most, as SQLite's busy timeout: a
+        # forgotten `LOCK TABLE` stalled the ingest without a line, and every console page
+        # (unless the URL's options set a lock_timeout of their own).
+        conn.execute("SELECT set_config('lock_timeout', %s, false) "
+                     "WHERE current_setting('lock_timeout') = '0'",
+                     ("%dms" % max(1, int(timeout * 1000)),))
     except psycopg.Error as exc:  # libpq's message spans lines: said in one
         raise psycopg.OperationalError(" ".join(hide_secrets(str(exc), url).split())) from None
     conn.adapters.register_loader("jsonb", TextLoader)
@@ -503,6 +509,15 @@ class PostgresStore(base.Store):
         state = exc.sqlstate
         if state is None:
             return isinstance(exc, psycopg.OperationalError)
+        if state == "25006":
+            # A session keeps the default_transaction_read_only it began with (a database set
+            # read-only, a standby promoted): the next begin() opens a new one, which sees the
+            # database as it is now. On the old one it failed for good after the reset.
+            self.conn.close()
+        if state == "23514" and "no partition" in str(exc):
+            # A day's partition gone under the ingest (dropped by hand): the database's, made
+            # again at the retry (_partition), never the messages' to store as malformed.
+            return True
         return state[:2] not in MESSAGE_CLASSES
 
     # ---- the shared dialect ----
@@ -771,8 +786,17 @@ class PostgresStore(base.Store):
         try:
             with side.transaction():
                 side.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
-                if side.execute("SELECT 1 FROM reading_partitions WHERE name = %s",
-                                (name,)).fetchone() is None:
+                listed = side.execute("SELECT 1 FROM reading_partitions WHERE name = %s",
+                                      (name,)).fetchone() is not None
+                there = side.execute("SELECT to_regclass(%s)", ('"%s"' % name,)).fetchone()[0]
+                if listed and there is None:
+                    # listed, and dropped by hand (not by tether_drop_readings): every batch
+                    # of its day was refused until the row went
+                    log.warning("the partition %s for the readings of %s was dropped by hand: "
+                                "made again", name, name[-8:])
+                    side.execute("DELETE FROM reading_partitions WHERE name = %s", (name,))
+                    listed = False
+                if not listed:
                     side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING DEFAULTS '
                                  'INCLUDING CONSTRAINTS)' % name)
                     side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR VALUES '
@@ -949,7 +973,7 @@ def connect(url, timeout=30.0, create=True):
     the readings where TimescaleDB is available), an older one is migrated in one transaction,
     and one of a newer layout, or with tables of these names and no `tether_layout`, is refused
     with RuntimeError. Without create: as it is, for reading."""
-    conn = _connect(url, timeout)
+    conn = _connect(url, timeout, "tether-ingest" if create else "tether-read")
     store = PostgresStore(conn, url, timeout)
     if create:
         try:
@@ -971,7 +995,9 @@ def setup(conn, url, timeout):
     """Creates or migrates the layout (see connect); returns how readings are partitioned."""
     where = hide_password(url)
     with conn.transaction():
-        # Processes starting at once: one creates, the others find it made.
+        # Processes starting at once: one creates, the others find it made (however long a
+        # migration of a big database takes: no lock_timeout here).
+        conn.execute("SET LOCAL lock_timeout = 0")
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LAYOUT_LOCK,))
         if conn.execute("SELECT to_regclass('tether_layout')").fetchone()[0] is None:
             found = [name for name in TABLES + VIEWS if conn.execute(
