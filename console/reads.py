@@ -90,10 +90,20 @@ class Database:
                     and self._file() != getattr(self._local, "file", None):
                 db.close()
                 db = self._local.db = None
-            if db is None:
-                file = self._file() if self._path is not None else None
-                db = self._local.db = open_store(self.url, timeout=BUSY_S, create=False)
-                self._local.file = file
+            if db is not None:
+                try:
+                    return db.execute(sql, args).fetchall()
+                except Exception:  # noqa: BLE001 - once more on a new connection, below
+                    # A server restarted since this thread's last read: its connection is
+                    # dead, and each thread's first page after a restart was a 503.
+                    self._local.db = None
+                    try:
+                        db.close()
+                    except Exception:  # noqa: BLE001 - it is being dropped anyway
+                        pass
+            file = self._file() if self._path is not None else None
+            db = self._local.db = open_store(self.url, timeout=BUSY_S, create=False)
+            self._local.file = file
             return db.execute(sql, args).fetchall()
         except Exception as exc:  # noqa: BLE001 - any backend's error is a page that says so
             self._local.db = None

@@ -905,6 +905,20 @@ def test_many_pages_at_once_hold_a_few_postgresql_connections_not_one_per_reques
     assert 1 <= held <= reads.READ_THREADS + reads.SERIES_THREADS, held
 
 
+def test_a_read_on_a_connection_the_server_ended_is_made_again_on_a_new_one(postgres_url):
+    # Each reading thread's first page after a server restart (or a terminated backend) was a
+    # 503 "terminating connection due to administrator command".
+    import psycopg
+    make_db(postgres_url).close()
+    db = reads.Database(postgres_url)
+    assert db.rows("SELECT count(*) FROM devices") == [(3,)]
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        ended = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                             "WHERE application_name = 'tether-read'").fetchone()[0]
+    assert ended == 1
+    assert db.rows("SELECT count(*) FROM devices") == [(3,)]
+
+
 def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
     from console.server import prepare
     from ingest.store import sqlite as sqlite_layout
