@@ -161,6 +161,7 @@ class Ingest(Handlers):
         self._left = threading.Event()      # the broker answered our UNSUBSCRIBE (stop(leave))
         self._failed = None
         self._stopping = False
+        self._given_up = False
         self._last_message = time.monotonic()
         self._limit = _LogLimit()
         self._schemas = Schemas()
@@ -183,6 +184,7 @@ class Ingest(Handlers):
 
         tls = self._tls_context() if self.tls else None
         self._stopping = False
+        self._given_up = False  # stopping while the database fails: what waits stays unstored
         self._failed = None
         self._unanswered = None  # why the broker last closed a connection before its CONNACK
         self._subscribed.clear()
@@ -510,8 +512,11 @@ class Ingest(Handlers):
                 self._q.task_done()
 
     def _commit(self, group, chores):
+        if self._given_up:
+            return  # counted in the one line that said so
         db = self._db
         backoff = 0.05
+        failing = False  # the database failed this group: its recovery gets a line too
         savepoints = False  # Handlers._savepoints: with them once a message failed without
         refusals = 0  # attempts the database refused for what the group holds, not failing itself
         refused = None  # the group's one message is stored as malformed, with this reason
@@ -557,6 +562,9 @@ class Ingest(Handlers):
                 db.commit()
                 if probed is not None and self._probe == probed:
                     self._probe = None
+                if failing:  # the last line said it failed: not left standing
+                    log.warning("the database stores again: %d messages stored, %d wait",
+                                len(group), self._q.qsize())
                 break
             except Retry:
                 db.rollback()
@@ -584,9 +592,12 @@ class Ingest(Handlers):
                           one_line(exc), backoff, len(group) + self._q.qsize(),
                           "not acknowledged" if self.ack_after_store else
                           "acknowledged on receipt (--ack-on-receipt)")
+                failing = True
                 if self._stopping and backoff > 1:
-                    log.error("stopping with %d messages not stored (%s)", len(group),
-                              self._fate())
+                    # this group and every one still queued, said once (it said 0, then 65)
+                    self._given_up = True
+                    log.error("stopping with %d messages not stored (%s)", len(group) + sum(
+                        1 for m in list(self._q.queue) if m is not _STOP), self._fate())
                     return
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
