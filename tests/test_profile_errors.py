@@ -274,6 +274,10 @@ def test_out_of_range_values_are_errors(tmp_path):
             "'-5s'"),
     ("50ms", "expected a duration from 100ms to 1d, got '50ms'"),
     ("2d", "expected a duration from 100ms to 1d, got '2d'"),
+    ("30m", "expected a duration like '10s' (ms, s, min, h or d), got '30m' (write 30min)"),
+    ("2 hours", "expected a duration like '10s' (ms, s, min, h or d), got '2 hours' (write 2h)"),
+    ("never", "expected a duration like '10s' (ms, s, min, h or d), got 'never' (there is no "
+              "'never': leave out what should not run)"),
 ])
 def test_bad_interval_is_reported(tmp_path, value, message):
     # 0.5ms and -5s read "expected a duration like '10s'": what is wrong with them is said

@@ -308,7 +308,8 @@ def duration(lo, hi, whole_seconds=False):
             why = units.why_not(node.value, units.DURATION_UNITS, "milliseconds") \
                 if node.tag == "str" else None
             raise Invalid(expected("a duration like '10s' (ms, s, min, h or d)%s"
-                                   % (", " + why if why else ""), node))
+                                   % (", " + why if why else ""), node)
+                          + (units.duration_hint(node.value) if node.tag == "str" else ""))
         if not lo <= ms <= hi:
             raise Invalid(expected("a duration from %s to %s" % (units.format_duration(lo),
                                                                  units.format_duration(hi)), node))

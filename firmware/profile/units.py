@@ -35,6 +35,12 @@ def unit_of(text):
     return _AMOUNT.fullmatch(text).group(2)
 
 
+# Units written for durations elsewhere (ESPHome's 30m among them): told the one meant here
+_DURATION_SAID = {"m": "min", "mins": "min", "minute": "min", "minutes": "min", "secs": "s",
+                  "second": "s", "seconds": "s", "hr": "h", "hrs": "h", "hour": "h",
+                  "hours": "h", "day": "d", "days": "d"}
+
+
 def why_not(text, units, base):
     """What is wrong with text that _parse refused, where it is close: a sign, or a fraction of
     the base unit ('0.5ms'); None otherwise."""
@@ -45,6 +51,16 @@ def why_not(text, units, base):
     if match and match.group(2).lower() in units:
         return "a whole number of %s" % base
     return None
+
+
+def duration_hint(text):
+    """' (write 30min)' for a duration's unit spelt as elsewhere ('30m'), '' otherwise."""
+    match = _AMOUNT.fullmatch(text)
+    if match and match.group(2).lower() in _DURATION_SAID:
+        return " (write %s%s)" % (match.group(1), _DURATION_SAID[match.group(2).lower()])
+    if text.strip().lower() == "never":
+        return " (there is no 'never': leave out what should not run)"
+    return ""
 
 
 def parse_duration(text):
