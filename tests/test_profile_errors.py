@@ -639,6 +639,17 @@ def test_esphomes_keys_on_a_sensor_are_told_their_equivalent_even_without_a_driv
         "out)"]
 
 
+def test_a_calibration_key_written_on_the_sensor_is_told_it_goes_in_calibration(tmp_path):
+    assert errors_of(tmp_path, """\
+        sensors:
+          - {name: p, driver: ina219, bus: i2c0, shunt_ohms: 0.1}
+          - {name: w, driver: hx711, pins: {dout: 18, sck: 19}, gain: 64, tare: 3}
+        """) == [
+        "8:42: sensors[0]: unknown key 'shunt_ohms': it goes in a sensor's 'calibration:' "
+        "(ina219)",
+        "9:67: sensors[1]: unknown key 'tare': it goes in a sensor's 'calibration:' (hx711)"]
+
+
 def test_esphomes_gpio_names_are_pins_and_a_pin_mapping_is_told_to_be_a_number(tmp_path):
     (tmp_path / "ok.yaml").write_text(BASE.replace("tx: 17, rx: 16", "tx: GPIO17, rx: gpio16")
                                       + "sensors:\n  - {name: w, driver: hx711, "

@@ -175,7 +175,7 @@ def test_later_packages_override_earlier_ones(tmp_path):
 def test_error_inside_a_package_names_the_package_file_and_line(monkeypatch):
     monkeypatch.chdir(DATA)
     assert compile("with-package.yaml") == (None, [
-        "parts/bad-base.yaml:5:12: batch.max_age: expected a duration like '10s' (ms, s, min, h or d), got '10 minutes'"])
+        "parts/bad-base.yaml:5:12: batch.max_age: expected a duration like '10s' (ms, s, min, h or d), got '10 minutes' (write 10min)"])
 
 
 def test_missing_package_file_is_an_error_at_its_entry(tmp_path):

@@ -635,6 +635,10 @@ def homes():
               ("the top level", [(k, None, None, None) for k in TOP_KEYS])]
     places += [("an insight of type %s" % kind, entry["fields"])
                for kind, entry in INSIGHTS.items()]
+    # `shunt_ohms: 0.1` written on the sensor itself (a key a driver also has there, as the
+    # HX711's gain, is known in a sensor and never told this)
+    places += [("a sensor's 'calibration:' (%s)" % name, entry["calibration"])
+               for name, entry in DRIVERS.items() if entry["calibration"]]
     found = {}
     for where, fields in places:
         for key, _, _, _ in fields:
