@@ -1037,7 +1037,7 @@ def test_a_threshold_event_may_not_take_the_name_of_the_agents_own_or_its_insigh
         "16:17: sensors[0].thresholds[2].event: event 'uncertain_level' is taken: the sampler's, "
         "for unsure readings; name the threshold's event otherwise",
         "17:17: sensors[0].thresholds[3].event: expected an event name of up to 32 lowercase "
-        "letters, digits and '_' that starts with a letter, got 'Low'",
+        "letters, digits and '_' that starts with a letter, got 'Low' (write low)",
         # two raising and clearing one event: which one crossed?
         "19:17: sensors[0].thresholds[5].event: event 'low' is taken: sensors[0].thresholds[4] "
         "raises it too, below its level; name the threshold's event otherwise"]

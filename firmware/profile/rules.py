@@ -187,10 +187,17 @@ def mqtt_text(ctx, node):
     return value
 
 
-def pattern(regex, what):
+def pattern(regex, what, slug=False):
+    """Text that regex matches; slug: a name, told the one its words make ('Pill Weight' is
+    pill_weight: ESPHome's names are titles)."""
     def read(ctx, node):
         if node.tag != "str" or not re.fullmatch(regex, node.value):
-            raise Invalid(expected(what, node))
+            hint = ""
+            if slug and node.tag == "str":
+                made = re.sub(r"[^a-z0-9]+", "_", node.value.lower()).strip("_")
+                if made != node.value and re.fullmatch(regex, made):
+                    hint = " (write %s)" % made
+            raise Invalid(expected(what, node) + hint)
         return node.value
     return read
 

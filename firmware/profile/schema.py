@@ -206,7 +206,8 @@ def filters(ctx, node):
 
 
 THRESHOLD = [
-    ("event", "event", pattern(NAME, NAME_WHAT.replace("a name", "an event name", 1)), REQUIRED),
+    ("event", "event", pattern(NAME, NAME_WHAT.replace("a name", "an event name", 1), True),
+     REQUIRED),
     ("below", "below", number(), None),
     ("above", "above", number(), None),
     ("hysteresis", "hysteresis", number(at_least=0), 0),
@@ -241,7 +242,7 @@ def insight(ctx, node):
 
 def sensor_fields(driver):
     fields = [
-        ("name", "name", pattern(NAME, NAME_WHAT), REQUIRED),
+        ("name", "name", pattern(NAME, NAME_WHAT, True), REQUIRED),
         ("driver", "driver", choice(list(DRIVERS)), REQUIRED),
         ("interval", "interval_ms", duration(100, DAY), MINUTE),
         # Short enough that one reading always fits a batch (a 6000-character unit stopped the
