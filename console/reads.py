@@ -64,6 +64,12 @@ class Unreadable(RuntimeError):
     """The database cannot be read (not there yet, unreachable, not the ingest's)."""
 
 
+def _dead(db):
+    """Whether db's connection is gone (PostgreSQL's, closed or broken by the server)."""
+    conn = getattr(db, "conn", None)
+    return bool(getattr(conn, "closed", False) or getattr(conn, "broken", False))
+
+
 class Database:
     """The ingest's database for the console's threads: one read-only connection per thread,
     opened at its first use and opened again after a failure (a restarted server)."""
@@ -95,7 +101,10 @@ class Database:
                     return db.execute(sql, args).fetchall()
                 except Exception:  # noqa: BLE001 - once more on a new connection, below
                     # A server restarted since this thread's last read: its connection is
-                    # dead, and each thread's first page after a restart was a 503.
+                    # dead, and each thread's first page after a restart was a 503. Only
+                    # then: a lock or a bad query fails again, after twice the wait.
+                    if not _dead(db):
+                        raise
                     self._local.db = None
                     try:
                         db.close()

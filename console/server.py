@@ -32,9 +32,14 @@ def prepare(db_url):
     try:
         try:
             db.execute("SELECT count(*) FROM devices").fetchone()
-        except Exception:  # noqa: BLE001 - any backend's "no such table"
-            raise RuntimeError("%s holds no Tether ingest database: run `tether ingest` or "
-                               "`tether simulate` on it first" % db.name(db_url)) from None
+        except Exception as exc:  # noqa: BLE001 - any backend's error, told apart below
+            # SQLite's "no such table", PostgreSQL's UndefinedTable: not an ingest's. Anything
+            # else (a lock another session holds past the timeout) is said as it is.
+            if "no such table" in str(exc) or type(exc).__name__ == "UndefinedTable":
+                raise RuntimeError("%s holds no Tether ingest database: run `tether ingest` "
+                                   "or `tether simulate` on it first" % db.name(db_url)) from None
+            raise RuntimeError("%s cannot be read: %s" % (db.name(db_url),
+                                                          " ".join(str(exc).split()))) from None
     finally:
         db.close()
     open_store(db_url, timeout=10.0).close()  # migrates an older layout, refuses a newer one

@@ -388,7 +388,7 @@ class Ingest(Handlers):
             log.info("connected to %s:%d, session resumed", self.host, self.port)
         else:
             self._probe = time.time()  # nothing was kept for it meanwhile: see repair.probe
-            if again:  # a broker restarted without persistence: the lossy case, said
+            if again and self.persistent:  # a broker restarted without persistence: said
                 log.warning("connected to %s:%d again, and the broker kept no session: what "
                             "it held for this ingest is gone; the devices are asked for it",
                             self.host, self.port)

@@ -877,6 +877,25 @@ def test_the_console_refuses_a_database_that_is_not_an_ingests(tmp_path, postgre
                             ).fetchone()[0] == 0
 
 
+def test_an_ingest_database_locked_by_another_session_is_said_locked_not_foreign(
+        postgres_url, monkeypatch):
+    # With a lock timeout, a `LOCK TABLE devices` left open in psql made `tether console` say
+    # the database held no ingest's
+    import psycopg
+    from console import server
+    make_db(postgres_url).close()
+    opened = server.open_store
+    monkeypatch.setattr(server, "open_store",
+                        lambda url, timeout=30.0, create=True: opened(url, 1.0, create))
+    with psycopg.connect(postgres_url) as other:
+        other.execute("SET idle_in_transaction_session_timeout = '60s'")
+        other.execute("LOCK TABLE devices IN ACCESS EXCLUSIVE MODE")
+        with pytest.raises(RuntimeError) as exc:
+            server.prepare(postgres_url)
+    assert "cannot be read: " in str(exc.value) and "lock" in str(exc.value)
+    assert "holds no Tether ingest database" not in str(exc.value)
+
+
 def test_many_pages_at_once_hold_a_few_postgresql_connections_not_one_per_request(postgres_url):
     import threading
     import psycopg

@@ -371,3 +371,18 @@ def test_a_nan_or_infinite_event_value_is_stored_null_on_both_backends():
     e = decode.event("p2", cbor.dumps([1, "p2", 0, 3, 1, 1763856000000, "ink_low", "ink_c",
                                        "raised", 14.9, None]))
     assert e.value == 14.9
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_a_reconnect_without_a_session_is_warned_of_only_where_one_was_kept(persistent, caplog):
+    # --clean-session never has a session: its every reconnect warned that one was lost
+    from types import SimpleNamespace
+    from ingest.subscriber import Ingest
+    i = Ingest("127.0.0.1", 1, ":memory:", persistent=persistent)
+    client = SimpleNamespace(subscribe=lambda topics: None)
+    ok = SimpleNamespace(is_failure=False)
+    with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+        for _ in range(2):
+            i._on_connect(client, None, SimpleNamespace(session_present=False), ok, None)
+    warned = [r for r in caplog.records if "kept no session" in r.getMessage()]
+    assert len(warned) == (1 if persistent else 0)

@@ -507,8 +507,52 @@ def test_a_days_partition_dropped_by_hand_is_made_again_and_its_readings_stored(
         store.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
         store.commit()
         assert store.execute("SELECT seq, value FROM readings").fetchall() == [(2, 21.0)]
+        # detached by hand, it is attached again with its rows
+        other.execute('ALTER TABLE readings_packed DETACH PARTITION "%s"'
+                      % postgres.partition_of(T0)[0])
+        store.begin()
+        store.insert_readings("dev-1", 3, [(T0 + 2, "temp", 22.0)])
+        with pytest.raises(psycopg.errors.CheckViolation) as exc:
+            store.commit()
+        assert store.failed(exc.value)
+        store.rollback()
+        store.begin()
+        store.insert_readings("dev-1", 3, [(T0 + 2, "temp", 22.0)])
+        store.commit()
+        assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
+            (2, 21.0), (3, 22.0)]
     finally:
         other.close()
+        store.close()
+
+
+def test_a_check_the_rows_break_is_still_the_messages_fault(postgres_url):
+    # Only a row with no partition is the database's: a CHECK names its constraint
+    store = postgres.connect(postgres_url)
+    try:
+        store.begin()
+        with pytest.raises(psycopg.errors.CheckViolation) as exc:
+            store.execute("INSERT INTO tether_layout (id, version, readings) VALUES (1, 1, 'x')")
+        assert not store.failed(exc.value)
+        store.rollback()
+    finally:
+        store.close()
+
+
+def test_the_lock_timeout_a_url_sets_is_kept_and_a_readers_name_survives_a_reconnect(
+        postgres_url):
+    store = postgres.connect(postgres_url + "?options=-c%20lock_timeout%3D0", create=False)
+    try:
+        assert store.execute("SHOW lock_timeout").fetchone() == ("0",)
+        store.reconnect()
+        assert store.execute("SELECT current_setting('application_name'), "
+                             "current_setting('lock_timeout')").fetchone() == ("tether-read", "0")
+    finally:
+        store.close()
+    store = postgres.connect(postgres_url, timeout=2.0, create=False)
+    try:
+        assert store.execute("SHOW lock_timeout").fetchone() == ("2s",)
+    finally:
         store.close()
 
 

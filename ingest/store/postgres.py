@@ -432,8 +432,8 @@ def _connect(url, timeout, name="tether-ingest"):
         # A lock another session holds waits `timeout` at most, as SQLite's busy timeout: a
         # forgotten `LOCK TABLE` stalled the ingest without a line, and every console page
         # (unless the URL's options set a lock_timeout of their own).
-        conn.execute("SELECT set_config('lock_timeout', %s, false) "
-                     "WHERE current_setting('lock_timeout') = '0'",
+        conn.execute("SELECT set_config('lock_timeout', %s, false) FROM pg_settings "
+                     "WHERE name = 'lock_timeout' AND source = 'default'",
                      ("%dms" % max(1, int(timeout * 1000)),))
     except psycopg.Error as exc:  # libpq's message spans lines: said in one
         raise psycopg.OperationalError(" ".join(hide_secrets(str(exc), url).split())) from None
@@ -482,6 +482,7 @@ class PostgresStore(base.Store):
         base.Store.__init__(self, conn, url)
         self.identity = identity(url)
         self.timeout = timeout
+        self.app = conn.info.parameter_status("application_name") or "tether-ingest"
         self._pending = []  # readings_packed rows of the current transaction, for one COPY
         self._pending_outside = []  # and readings_outside's (_dated)
         self._marks = []  # (savepoint, len(_pending), len(_pending_outside)) as they nest
@@ -514,9 +515,12 @@ class PostgresStore(base.Store):
             # read-only, a standby promoted): the next begin() opens a new one, which sees the
             # database as it is now. On the old one it failed for good after the reset.
             self.conn.close()
-        if state == "23514" and "no partition" in str(exc):
-            # A day's partition gone under the ingest (dropped by hand): the database's, made
-            # again at the retry (_partition), never the messages' to store as malformed.
+        diag = getattr(exc, "diag", None)
+        if state == "23514" and getattr(diag, "table_name", None) == "readings_packed" and \
+                getattr(diag, "constraint_name", None) is None:
+            # No partition for the row (a CHECK constraint's violation names the constraint):
+            # a day's partition dropped or detached by hand under the ingest is the database's,
+            # made again at the retry (_partition), not the messages' to store as malformed.
             return True
         return state[:2] not in MESSAGE_CLASSES
 
@@ -640,7 +644,7 @@ class PostgresStore(base.Store):
             self.conn.close()
         except psycopg.Error:
             pass
-        self.conn = _connect(self.target, self.timeout)
+        self.conn = _connect(self.target, self.timeout, self.app)
         self._release = None
         if self._side is not None:
             self._side.close()
@@ -788,20 +792,27 @@ class PostgresStore(base.Store):
                 side.execute("SELECT pg_advisory_xact_lock(%s)", (PARTITION_LOCK,))
                 listed = side.execute("SELECT 1 FROM reading_partitions WHERE name = %s",
                                       (name,)).fetchone() is not None
-                there = side.execute("SELECT to_regclass(%s)", ('"%s"' % name,)).fetchone()[0]
-                if listed and there is None:
-                    # listed, and dropped by hand (not by tether_drop_readings): every batch
-                    # of its day was refused until the row went
-                    log.warning("the partition %s for the readings of %s was dropped by hand: "
-                                "made again", name, name[-8:])
-                    side.execute("DELETE FROM reading_partitions WHERE name = %s", (name,))
-                    listed = False
+                there, attached = side.execute(
+                    "SELECT c.oid, c.relispartition FROM pg_class c WHERE c.oid = "
+                    "to_regclass(%s)", ('"%s"' % name,)).fetchone() or (None, False)
+                bounds = ("MINVALUE" if lo is None else lo, "MAXVALUE" if hi is None else hi)
+                if listed and not attached:
+                    # listed, and dropped or detached by hand (not by tether_drop_readings):
+                    # every batch of its day was refused until the row went
+                    log.warning("the partition %s for the readings of its day was %s by hand: "
+                                "%s", name, *(("detached", "attached again") if there else
+                                              ("dropped", "made again")))
+                    if there is not None:
+                        side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR '
+                                     'VALUES FROM (%s) TO (%s)' % ((name,) + bounds))
+                    else:
+                        side.execute("DELETE FROM reading_partitions WHERE name = %s", (name,))
+                        listed = False
                 if not listed:
                     side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING DEFAULTS '
                                  'INCLUDING CONSTRAINTS)' % name)
                     side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR VALUES '
-                                 'FROM (%s) TO (%s)' % (name, "MINVALUE" if lo is None else lo,
-                                                        "MAXVALUE" if hi is None else hi))
+                                 'FROM (%s) TO (%s)' % ((name,) + bounds))
                     side.execute("INSERT INTO reading_partitions (name, t_from, t_to) "
                                  "VALUES (%s, %s, %s)", (name, INT64_MIN if lo is None else lo,
                                                          INT64_MAX if hi is None else hi))
