@@ -275,9 +275,12 @@ class Client:
         # and the uplink waits longer before the next one: on a board the lookup blocks the
         # event loop, sampling included, until lwIP gives up (about 14 s with no DNS server).
         # The connection's own lookup then finds the name in lwIP's cache.
-        import socket
         try:
-            socket.getaddrinfo(self.host, self.port)
+            if _MPY:
+                import socket
+                socket.getaddrinfo(self.host, self.port)
+            else:  # off the event loop, as open_connection looks names up on CPython
+                await asyncio.get_running_loop().getaddrinfo(self.host, self.port)
         except OSError as exc:
             raise Unresolved(self.host, exc)
         if self.ssl is None:

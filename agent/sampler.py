@@ -179,15 +179,19 @@ class Sampler:
         c.failing = kind
 
     def _take(self, c, v, confident, t, synced):
+        # NaN and infinity pass every comparison with the limits, and rounding one to the
+        # channel's resolution raised out of the sampler: the board reset, into safe mode.
+        # Before the clearing: a failing sensor's NaN is no reading again.
+        if v != v or v - v != 0:
+            c.errors["implausible"] = c.errors.get("implausible", 0) + 1
+            return
         if c.failing is not None:
             c.failing = None
             c.streak = 0
             self._emit(t, synced, "sensor_error", c, CLEARED, v, None)
         lim = c.limits
-        # NaN and infinity pass every comparison with the limits, and rounding one to the
-        # channel's resolution raised out of the sampler: the board reset, into safe mode.
-        if v != v or v - v != 0 or lim is not None and (
-                (lim[0] is not None and v < lim[0]) or (lim[1] is not None and v > lim[1])):
+        if lim is not None and ((lim[0] is not None and v < lim[0]) or
+                                (lim[1] is not None and v > lim[1])):
             c.errors["implausible"] = c.errors.get("implausible", 0) + 1
             return
         if c.insight is not None:

@@ -34,6 +34,22 @@ def test_nan_and_infinite_values_are_counted_implausible_and_the_sampler_goes_on
     assert bare.errors == limited.errors == {"implausible": 3}
 
 
+def test_a_failing_sensor_that_gives_nan_has_not_recovered():
+    # Its NaN cleared the sensor_error (carrying the NaN) before it was refused
+    from hal.bus import SensorError
+    clock = FakeClock()
+    rows = Rows()
+    events = EventList()
+    c = channel(0, Fake(lambda n: {"x": float("nan") if n == 1 else 7.0},
+                        fail=lambda n: SensorError("X", "i2c0", "did not acknowledge", "nack")
+                        if n == 0 else None))
+    s = Sampler(clock, rows, events, [c])
+    run(s, clock, 60000)
+    said = [(e[1], e[3], e[4]) for e in events.got]
+    assert said == [("sensor_error", "raised", None), ("sensor_error", "cleared", 7.0)], said
+    assert c.errors == {"nack": 1, "implausible": 1} and rows.rows[0][2] == 70
+
+
 def test_the_insight_sees_every_plausible_value_unsmoothed_and_its_fault_costs_no_reading():
     clock = FakeClock(unix_ms=1763856000000)
     rows = Rows()
