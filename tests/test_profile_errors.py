@@ -650,6 +650,15 @@ def test_a_calibration_key_written_on_the_sensor_is_told_it_goes_in_calibration(
         "9:67: sensors[1]: unknown key 'tare': it goes in a sensor's 'calibration:' (hx711)"]
 
 
+def test_esphomes_words_are_told_only_where_esphome_writes_them(tmp_path):
+    # `platform` under 'device:' (ESPHome's older esphome: {platform: ESP32}) is the profile's
+    # own top-level key out of place, not a sensor's driver
+    base = BASE.replace("device: {id: kettle}", "device: {id: kettle, platform: esp32}")
+    assert errors_of(tmp_path, """\
+        sensors: [{name: p, driver: ina219, bus: i2c0}]
+        """, base=base) == ["1:22: device: unknown key 'platform': it goes in the top level"]
+
+
 def test_esphomes_gpio_names_are_pins_and_a_pin_mapping_is_told_to_be_a_number(tmp_path):
     (tmp_path / "ok.yaml").write_text(BASE.replace("tx: 17, rx: 16", "tx: GPIO17, rx: gpio16")
                                       + "sensors:\n  - {name: w, driver: hx711, "

@@ -103,6 +103,23 @@ ESPHOME_SAID = {
 }
 
 
+# Where ESPHome writes each of ESPHOME_SAID's keys (a sensor's, unless named here): elsewhere
+# the key is a profile's own word out of place (`platform` in 'device:' goes at the top level)
+ESPHOME_WHERE = dict([(k, "top") for k in ("logger", "api", "ota", "web_server",
+                                           "captive_portal")] +
+                     [(k, "filters") for k in ("delta", "sliding_window_moving_average",
+                                               "throttle", "lambda", "multiply", "offset",
+                                               "calibrate_linear")])
+
+
+def _esphome_place(path):
+    if path == "":
+        return "top"
+    if path.endswith(".filters"):
+        return "filters"
+    return "sensor" if re.fullmatch(r"sensors\[[0-9]+\]", path) else None
+
+
 def unknown_keys(ctx, node, known):
     """A problem at each key of node that is not in known, placed at the key itself."""
     for key, key_node in node.keys.items():
@@ -110,7 +127,8 @@ def unknown_keys(ctx, node, known):
             alias = ESPHOME.get(key) if isinstance(key, str) else None
             home = getattr(ctx, "homes", {}).get(key)
             # a key of another section, written as it is there, before one close to a key here
-            said = ESPHOME_SAID.get(key) if isinstance(key, str) else None
+            said = ESPHOME_SAID.get(key) if isinstance(key, str) and _esphome_place(
+                node.path) == ESPHOME_WHERE.get(key, "sensor") else None
             hint = (" (%s)" % said if said else "") or (
                 ": it goes in %s" % home if home else "") or did_you_mean(key, known) or (
                 ", did you mean '%s'? (ESPHome's '%s:' is '%s:' here)" % (alias, key, alias)
