@@ -359,6 +359,8 @@ def test_a_restart_whose_port_was_taken_meanwhile_fails_instead_of_moving():
         port = b.port
         await b.stop()
         with socket.socket() as taken:
+            # the broker's closed connections may leave the port in TIME_WAIT
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             taken.bind(("127.0.0.1", port))
             taken.listen(1)
             with pytest.raises(BrokerError, match="in use"):

@@ -692,8 +692,15 @@ def test_the_report_counts_what_was_lost_at_the_broker_apart_and_what_was_repair
     from array import array
     from types import SimpleNamespace as NS
 
+    from ingest import lost_seqs
+    from simulator import parts
     from simulator.device import SimDevice
-    from simulator.report import build, text
+    from simulator.report import from_parts, text
+
+    def build(fleet):  # as Fleet._report makes it
+        body = parts.part(fleet, lost_seqs(fleet.db_path), fleet.restarts, fleet.started_wall,
+                          fleet.ended_wall, parts.erased(fleet.db_path, fleet.devices))
+        return from_parts(fleet.db_path, [body])
 
     d = desk()
     d.batches("p1", batches, [0, 1, 4], T0)
