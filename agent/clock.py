@@ -8,9 +8,17 @@ import time
 from hal.ticks import PLAUSIBLE_MS
 
 
+# The ticks last read and the ms counted, one for every SystemClock of the program: the
+# uplink's own, read only around connects and PUBACKs, went more than half a wrap unread on a
+# connection quiet for a week, and counted back by 2**30 ms (its reconnect then backed off at the
+# most); the sampler reads the one count every second.
+_COUNT = [None, 0]
+
+
 class SystemClock:
     """The real clock. On MicroPython ticks_ms() wraps (every 2**30 ms on an ESP32), so the
-    monotonic count is carried forward by ticks_diff at each call; call monotonic() at least
+    monotonic count is carried forward by ticks_diff at each call; call monotonic() (of any
+    SystemClock: they share the count) at least
     once per half wrap period, 2**29 ms or 6.2 days, the most ticks_diff tells apart (the
     sampler and the supervisor do, every second). A board is told the time by
     NTP (sync). On CPython the operating system keeps the clock (NTP, an RTC, fake-hwclock on a
@@ -19,18 +27,17 @@ class SystemClock:
 
     def __init__(self):
         self._ticks = getattr(time, "ticks_ms", None)
-        if self._ticks is not None:
-            self._last = self._ticks()
-            self._count = 0
+        if self._ticks is not None and _COUNT[0] is None:
+            _COUNT[0] = self._ticks()
         self._unix_at = None  # Unix ms at monotonic 0, once known (a board's NTP)
 
     def monotonic(self):
         if self._ticks is None:
             return int(time.monotonic() * 1000)
         t = self._ticks()
-        self._count += time.ticks_diff(t, self._last)
-        self._last = t
-        return self._count
+        _COUNT[1] += time.ticks_diff(t, _COUNT[0])
+        _COUNT[0] = t
+        return _COUNT[1]
 
     def sync(self, unix_ms):
         """The time is known (NTP, RTC): from now on readings carry Unix time."""
