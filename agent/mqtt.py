@@ -838,7 +838,9 @@ class Client:
                     if left <= 0:
                         self._close(_timeout("no PINGRESP within %d ms" % wait))
                         return
-                    await _sleep_ms(left)
+                    # not past the next ping's time: slept whole, with the PINGRESP in, it
+                    # pinged at once, a keep alive apart instead of 3/4
+                    await _sleep_ms(min(left, period))
                     continue
                 quiet = max(ticks_diff(now, self._last_tx), ticks_diff(now, self._last_rx))
                 if quiet < period:

@@ -768,3 +768,35 @@ def test_without_a_reservation_each_client_keeps_its_own_buffers(mosquitto):
     asyncio.run(session())
     assert first._rx is not None and second._rx is not None and second._rx is not first._rx
     assert mqtt._reserved == []
+
+
+def test_the_keepalive_pings_at_three_quarters_of_it_once_answered(monkeypatch):
+    # After a PINGREQ it slept the whole keep alive, the PINGRESP long in, and pinged at once:
+    # a keep alive apart, not 3/4. On a clock of its own, moved by the client's sleeps.
+    from agent import mqtt
+    now = [0]
+    pings = []
+    answer = []             # when the PINGRESP comes, during the client's next sleep
+
+    async def sleep_ms(ms):
+        now[0] += ms
+        if answer and now[0] >= answer[0]:
+            c._last_rx = answer.pop()
+            c._pinging = False
+        await asyncio.sleep(0)
+
+    monkeypatch.setattr(mqtt, "ticks_ms", lambda: now[0])
+    monkeypatch.setattr(mqtt, "_sleep_ms", sleep_ms)
+    c = Client("dev", "127.0.0.1", 1, keepalive_s=20, timeout_ms=30000)
+
+    async def write(packet, n):
+        pings.append(now[0])
+        c._last_tx = now[0]
+        answer.append(now[0] + 5)   # the broker answers 5 ms on
+        if len(pings) == 4:
+            c.connected = False
+    c._write = write
+    c.connected = True
+    c._last_tx = c._last_rx = 0
+    asyncio.run(c._keepalive())
+    assert [b - a for a, b in zip(pings, pings[1:])] == [15000, 15000, 15000], pings
