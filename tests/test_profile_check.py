@@ -33,6 +33,13 @@ def test_check_prints_a_summary_of_the_reference_printer(capsys, mocker):
         "    4  ink_y   level_probe  level     pin 7      10s    0.1         %      -",
         "    5  pills   hx711        count     pins 8/9   10s    1           count  -",
         "    6  power   ina219       power     i2c0 0x40  10s    0.1         W      -",
+        # the calibration as compiled: a pill count of scale 1 is one never calibrated
+        "  calibrate ink_c: raw_empty 0, raw_full 4095",
+        "  calibrate ink_k: raw_empty 0, raw_full 4095",
+        "  calibrate ink_m: raw_empty 0, raw_full 4095",
+        "  calibrate ink_y: raw_empty 0, raw_full 4095",
+        "  calibrate pills: tare 0, scale 1, pill_weight 1",
+        "  calibrate power: shunt_ohms 0.1, max_current 3.2",
         "  on air    60,480 readings/day, 144.0 batches/day, 61,234 bytes/day",
         "            288 health reports/day (every 5min), about 172,800 bytes/day",
     ]

@@ -98,6 +98,22 @@ def _plural(n, word):
     return "%s %s%s" % (shown(n), word, "" if n == 1 else "s")
 
 
+def calibrations(sensors, uarts):
+    """A line per chip whose sensors are calibrated: the figures as compiled, in the chip's
+    order (a tare or a shunt mistyped is seen here, not in the readings weeks later)."""
+    from firmware.profile.chips import DRIVERS
+    seen = {}
+    for s in sensors:
+        cal = s.get("calibration") or {}
+        order = [name for _, name, _, _ in DRIVERS[s["driver"]]["calibration"] if name in cal]
+        if not order:
+            continue
+        text = ", ".join("%s %s" % (k, shown(cal[k], number)) for k in order)
+        seen.setdefault((s["driver"], where(s, uarts), text), []).append(s["name"])
+    return ["  calibrate %s: %s" % (", ".join(names), text)
+            for (_, _, text), names in seen.items()]
+
+
 def _days(ms):
     """9.5d, not 228h; under a day as a duration."""
     return "%gd" % round(ms / 86400000.0, 1) if ms >= 86400000 else format_duration(int(ms))
@@ -212,6 +228,7 @@ def summary(path, compiled, secret_fields):
                      shown(s["interval_ms"], format_duration),
                      shown(s["resolution"], format_resolution), s["unit"] or "-", behaviour(s)))
     lines += table(rows)
+    lines += calibrations(c["sensors"], uarts)
     for s in c["sensors"]:
         if "insight" in s:
             lines.append("  insight   " + insight(s))
