@@ -362,14 +362,14 @@ class Repair:
             "ELSE d.last_status END, r.sent_at, r.answered_at, "
             "d.batch_done, greatest(coalesce(d.last_seq, -1), coalesce(d.batch_newest, -1)), "
             "d.event_done, greatest(coalesce(d.last_event_seq, -1), coalesce(d.event_newest, -1)), "
-            "d.last_seen "
+            "d.last_seen, d.last_status "
             "FROM devices d LEFT JOIN requests r ON r.device = d.device "
             "WHERE (d.batch_done IS NOT NULL AND greatest(coalesce(d.last_seq, -1), "
             "       coalesce(d.batch_newest, -1)) > d.batch_done) "
             "   OR (d.event_done IS NOT NULL AND greatest(coalesce(d.last_event_seq, -1), "
             "       coalesce(d.event_newest, -1)) > d.event_done) "
             "ORDER BY coalesce(r.sent_at, 0)").fetchall()
-        for device, status, sent_at, answered_at, bdone, btop, edone, etop, seen in rows:
+        for device, status, sent_at, answered_at, bdone, btop, edone, etop, seen, said in rows:
             timed_out = (sent_at is not None and answered_at is None
                          and now - sent_at >= max(p.timeout, p.interval))
             free = (status != "offline"
@@ -379,7 +379,10 @@ class Repair:
             if answered_at is not None:
                 self.silent.discard(device)
             elif (free and timed_out and device not in self.silent and seen is not None
-                  and seen > sent_at + 1 and not self._replied(db, device, now - 3600)):
+                  and seen > sent_at + 1 and said == "online"
+                  and not self._replied(db, device, now - 3600)):
+                # (its own status says online too: a backlog delivered late, after its
+                # offline, is received now from a device long gone)
                 # It publishes and has answered nothing for an hour (a late reply is no sign):
                 # a broker whose ACL lets a device publish but not read its commands grants the
                 # subscription all the same (Mosquitto 2) and drops what comes for it.

@@ -948,6 +948,7 @@ def test_a_device_that_never_answers_is_warned_of_once_and_its_gaps_are_not_call
     # subscription and drops the commands): after 8 unanswered asks the numbers were recorded
     # as lost at the broker, which still held nothing wrong, and nothing said why.
     d = one_gap(desk(), batches)
+    d.put("p1", "status", b"online", T0)
     db = d.ingest.db_path
     now, asked = T0 + GRACE, []
     with caplog.at_level(logging.WARNING, logger="tether.ingest"):
@@ -991,6 +992,23 @@ def test_a_late_answering_or_silent_offline_device_is_not_called_unreachable(des
         said = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
         assert said == [], (late, said)
         d.close()
+
+
+def test_a_backlog_received_late_from_an_offline_device_is_not_taken_for_it_online(
+        desk, batches, caplog):
+    # A group member's queued share, taken after a restart, came after the device's offline
+    # (stored by the other member): received now, it read as a device online that ignores
+    # its commands ("do commands reach it?")
+    d = one_gap(desk(), batches)
+    d.put("p1", "status", b"offline", T0)
+    now = T0 + GRACE
+    with caplog.at_level(logging.WARNING, logger="tether.ingest"):
+        while now < T0 + GRACE + 60 * 600:
+            d.plan(now)
+            d.put("p1", "batch", batch(batches, "p1", 3), now)  # the backlog, arriving
+            now += 30
+    said = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
+    assert said == [], said
 
 
 def test_a_device_sending_batches_and_never_its_health_is_told_of_once(desk, batches, caplog):
