@@ -70,6 +70,26 @@ def _dead(db):
     return bool(getattr(conn, "closed", False) or getattr(conn, "broken", False))
 
 
+# A change each kind's `set` takes (docs/insights/), told by an event only that kind sends
+SETTING_EXAMPLES = (
+    (("reorder", "empty", "forecast", "cartridge_replaced"), '{"lead_time_ms": 604800000}'),
+    (("dose_taken", "dose_missed", "extra_dose", "dose_incomplete", "refill_needed",
+      "refilled"), '{"schedule": ["08:00", "20:00"]}'),
+    (("cycle", "energy_report", "maintenance_due", "standby"), '{"tariff": 0.3}'))
+
+
+def _insight_examples(db, device):
+    """[(sensor, a settings change its insight's kind takes)] of the device's insight sensors."""
+    out = {}
+    for sensor, event in db.rows("SELECT DISTINCT sensor, event FROM insights WHERE device = ? "
+                                 "ORDER BY sensor", (device,)):
+        for events, example in SETTING_EXAMPLES:
+            if event in events:
+                out[sensor] = example
+        out.setdefault(sensor, "{}")
+    return sorted(out.items())
+
+
 class Database:
     """The ingest's database for the console's threads: one read-only connection per thread,
     opened at its first use and opened again after a failure (a restarted server)."""
@@ -389,10 +409,9 @@ def device_detail(db, device, span, charts=True):
             "model": _text(latest.get("model")), "version": _text(latest.get("version")),
             "span": span, "start": start, "end": end, "charts": out,
             "sensors": sorted({c for c, _ in channels}),
-            # the settings command is for sensors with an insight: the ones that sent one
-            "insight_sensors": [s for s, in db.rows(
-                "SELECT DISTINCT sensor FROM insights WHERE device = ? ORDER BY sensor",
-                (device,))],
+            # the settings command is for sensors with an insight: the ones that sent one,
+            # each with a change of its own kind to show (a pill bottle was shown a lead time)
+            "insight_sensors": _insight_examples(db, device),
             "insights": [{"t_ms": t, "event": e, "sensor": s, "value": v, "fields": f}
                          for t, e, s, v, f in reversed(_listed(insights))],
             "insights_in_span": len(insights), "events_in_span": events_in_span,

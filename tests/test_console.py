@@ -1385,7 +1385,10 @@ def test_insight_settings_are_offered_for_the_sensors_with_an_insight_only(tmp_p
     db.commit()
     insight(db, "fridge-1", 1, NOW - DAY, "cycle", "power", 1.0)
     fridge, greenhouse = pages(tmp_path / "f.sqlite", "/device/fridge-1", "/device/gh-1")
-    assert '<select id="settings-sensor"><option>power</option></select>' in fridge
+    # each with a change of its own kind's to show (a fridge was shown an ink's lead time)
+    assert ('<select id="settings-sensor"><option data-example="{&#34;tariff&#34;: 0.3}">power'
+            '</option></select>') in fridge
+    assert 'placeholder="{&#34;tariff&#34;: 0.3}"' in fridge
     assert "settings-sensor" not in greenhouse and 'id="interval-sensor"' in greenhouse
 
 

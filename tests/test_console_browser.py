@@ -316,6 +316,20 @@ def test_a_list_in_use_is_not_swapped_under_the_keyboard_and_a_lost_database_say
         focused = page.evaluate("[document.activeElement.dataset.answer, "
                                 "document.activeElement.closest('tr').dataset.device]")
         assert focused == ["snooze", row], focused
+        # an answered row says how it was answered: a snoozed one said "done"
+        said = page.evaluate("""() => {
+            const tr = document.querySelector('#actions-table tbody tr');
+            const after = () => getComputedStyle(tr.querySelector('.buttons'), '::after').content;
+            tr.classList.add('done');
+            tr.dataset.answered = 'snooze';
+            const snoozed = after();
+            tr.dataset.answered = 'ack';
+            const acked = after();
+            tr.classList.remove('done');
+            delete tr.dataset.answered;
+            return [snoozed, acked];
+        }""")
+        assert said == ['"snoozed"', '"done"'], said
         n = int(page.evaluate("document.body.dataset.updates"))
         page.evaluate("document.activeElement.blur()")   # away: the list catches up
         updated_after(n)
@@ -342,7 +356,11 @@ def test_an_insights_settings_are_read_and_changed_from_a_device_page(simulated_
         with console_server(db, broker=broker) as console:
             ready(page, "%s/?token=%s" % (console.url, console.token))   # commands need it
             ready(page, "%s/device/%s" % (console.url, printer))
+            page.evaluate("document.getElementById('settings-change').placeholder = ''")
             page.select_option("#settings-sensor", "ink_c")
+            # the box shows a change an ink's insight takes, set as the sensor is chosen
+            assert page.get_attribute("#settings-change", "placeholder") == \
+                '{"lead_time_ms": 604800000}'
             page.click("button[data-command=settings]:not([data-change])")
             page.wait_for_function("document.getElementById('reply').className.includes('ok')",
                                    timeout=30000)

@@ -269,6 +269,13 @@
     return out;
   }
 
+  // the settings box shows a change the chosen sensor's kind of insight takes
+  const settingsOf = document.getElementById("settings-sensor");
+  if (settingsOf) settingsOf.addEventListener("change", () => {
+    document.getElementById("settings-change").placeholder =
+      settingsOf.selectedOptions[0].dataset.example;
+  });
+
   document.addEventListener("click", async ev => {
     const answer = ev.target.closest("button[data-answer]");
     if (answer) {
