@@ -3,6 +3,7 @@ paging, the charts' thinning, and every input the app takes checked, over a real
 server on loopback (tests/test_console_browser.py drives the pages in Chromium)."""
 import http.client
 import json
+import re
 import sqlite3
 import time
 
@@ -1466,3 +1467,12 @@ def test_a_huge_last_error_in_health_reports_is_shown_cut_short(tmp_path):
     db.commit()
     (page,) = pages(tmp_path / "f.sqlite", "/device/printer-1")
     assert len(page) < 100000 and "E" * 290 + "..." in page and "E" * 400 not in page
+
+
+def test_number_columns_head_right_over_their_right_aligned_numbers(tmp_path):
+    make_db(tmp_path / "f.sqlite").close()
+    fleet, = pages(tmp_path / "f.sqlite", "/fleet?sort=dropped&order=asc")
+    heads = re.findall(r'<th( class="[^"]*")?[^>]*><a href="[^"]*" data-sort="(\w+)"', fleet)
+    classes = {key: cls for cls, key in heads}
+    assert classes["dropped"] == ' class="n sorted asc"' and classes["heap_free"] == ' class="n"'
+    assert classes["device"] == "" and classes["model"] == ""
