@@ -1,6 +1,6 @@
 # Reads compact batch bodies (agent/compact.py writes them; docs/wire-format.md has the rules).
-# Every count is checked against the bits that are left, so a hostile body cannot make it
-# allocate or loop beyond its own size.
+# Every count is checked against the data's bits (a run of zeros is shorter than its count: not
+# against the bits left), so a hostile body cannot make it allocate or loop beyond its own size.
 from agent import cbor, cbor_decode
 from agent.compact import MAX_READINGS, MAX_UNARY
 from agent.shown import shown

@@ -111,9 +111,8 @@ class Unresolved(OSError):
     """The broker's host name did not resolve (no DNS server, no such name)."""
     unresolved = True
 
-    def __init__(self, host, exc):
-        super().__init__("cannot resolve %s (DNS error %s)" % (host, exc.args[0] if exc.args
-                                                              else exc))
+    def __init__(self, host, why):
+        super().__init__("cannot resolve %s (%s)" % (host, why))
 
 
 def _timeout(what):
@@ -251,6 +250,11 @@ class Client:
         self._closing = False
         self._got = 0
         try:
+            await self._resolve()
+        except BaseException:
+            self._drop()
+            raise
+        try:
             await _wait_for_ms(self._handshake(packet), self.timeout_ms)
         except asyncio.TimeoutError:
             self._drop()
@@ -270,19 +274,25 @@ class Client:
         else:
             self._tasks = (reader,)
 
-    async def _handshake(self, packet):
-        # The name looked up apart from the connection, so that its failure says what failed,
-        # and the uplink waits longer before the next one: on a board the lookup blocks the
-        # event loop, sampling included, until lwIP gives up (about 14 s with no DNS server).
-        # The connection's own lookup then finds the name in lwIP's cache.
+    async def _resolve(self):
+        # The name looked up apart from the connection, and before the CONNACK's time starts,
+        # so that its failure says what failed (a slow one read "no CONNACK"), and the uplink
+        # waits longer before the next one: on a board the lookup blocks the event loop,
+        # sampling included, until lwIP gives up (about 14 s with no DNS server). The
+        # connection's own lookup then finds the name in lwIP's cache.
         try:
             if _MPY:
                 import socket
                 socket.getaddrinfo(self.host, self.port)
             else:  # off the event loop, as open_connection looks names up on CPython
-                await asyncio.get_running_loop().getaddrinfo(self.host, self.port)
+                await _wait_for_ms(asyncio.get_running_loop().getaddrinfo(
+                    self.host, self.port), self.timeout_ms)
+        except asyncio.TimeoutError:
+            raise Unresolved(self.host, "no answer within %d ms" % self.timeout_ms)
         except OSError as exc:
-            raise Unresolved(self.host, exc)
+            raise Unresolved(self.host, "DNS error %s" % (exc.args[0] if exc.args else exc))
+
+    async def _handshake(self, packet):
         if self.ssl is None:
             r, w = await asyncio.open_connection(self.host, self.port)
         else:

@@ -75,18 +75,18 @@ SETTING_EXAMPLES = (
     (("reorder", "empty", "forecast", "cartridge_replaced"), '{"lead_time_ms": 604800000}'),
     (("dose_taken", "dose_missed", "extra_dose", "dose_incomplete", "refill_needed",
       "refilled"), '{"schedule": ["08:00", "20:00"]}'),
-    (("cycle", "energy_report", "maintenance_due", "standby"), '{"tariff": 0.3}'))
+    (("cycle", "energy_report", "maintenance_due"), '{"tariff": 0.3}'))
 
 
 def _insight_examples(db, device):
-    """[(sensor, a settings change its insight's kind takes)] of the device's insight sensors."""
+    """[(sensor, a settings change its insight's kind takes, '' if none known)] of the device's
+    insight sensors, by the kind of each one's newest event (a profile may change the kind)."""
     out = {}
-    for sensor, event in db.rows("SELECT DISTINCT sensor, event FROM insights WHERE device = ? "
-                                 "ORDER BY sensor", (device,)):
-        for events, example in SETTING_EXAMPLES:
-            if event in events:
-                out[sensor] = example
-        out.setdefault(sensor, "{}")
+    for sensor, event, _ in db.rows("SELECT sensor, event, max(t_ms) FROM insights WHERE "
+                                    "device = ? GROUP BY sensor, event ORDER BY sensor, 3",
+                                    (device,)):
+        out[sensor] = next((example for events, example in SETTING_EXAMPLES
+                            if event in events), "")
     return sorted(out.items())
 
 

@@ -379,10 +379,11 @@ class Repair:
             if answered_at is not None:
                 self.silent.discard(device)
             elif (free and timed_out and device not in self.silent and seen is not None
-                  and seen > sent_at + 1 and said == "online"
+                  and seen > sent_at + 1 and said != "offline"
                   and not self._replied(db, device, now - 3600)):
-                # (its own status says online too: a backlog delivered late, after its
-                # offline, is received now from a device long gone)
+                # (its own status does not say offline: a backlog delivered late, after its
+                # offline, is received now from a device long gone; no status at all, an ACL
+                # denying it, is no sign of one)
                 # It publishes and has answered nothing for an hour (a late reply is no sign):
                 # a broker whose ACL lets a device publish but not read its commands grants the
                 # subscription all the same (Mosquitto 2) and drops what comes for it.

@@ -800,3 +800,21 @@ def test_the_keepalive_pings_at_three_quarters_of_it_once_answered(monkeypatch):
     c._last_tx = c._last_rx = 0
     asyncio.run(c._keepalive())
     assert [b - a for a, b in zip(pings, pings[1:])] == [15000, 15000, 15000], pings
+
+
+def test_a_lookup_slower_than_timeout_ms_is_said_unresolved_not_no_connack(monkeypatch):
+    # Timed with the CONNACK's wait, a slow DNS server read "no CONNACK within 500 ms", and the
+    # uplink went on with its quick retries
+    async def main():
+        loop = asyncio.get_running_loop()
+
+        async def slow(host, port, *a, **kw):
+            await asyncio.sleep(60)
+        monkeypatch.setattr(loop, "getaddrinfo", slow)
+        c = Client("dev", "broker.example", 1883, timeout_ms=200)
+        with pytest.raises(OSError) as exc:
+            await c.connect()
+        return exc.value
+    err = asyncio.run(main())
+    assert str(err) == "cannot resolve broker.example (no answer within 200 ms)"
+    assert getattr(err, "unresolved", False)

@@ -338,8 +338,9 @@
           } catch (e) { settings = null; }
           if (settings === null || typeof settings !== "object" || Array.isArray(settings)) {
             reply.className = "reply bad";
-            reply.textContent = "the settings to change are not a JSON map: write them as " +
-              "{\"lead_time_ms\": 604800000} (docs/insights/)";
+            const example = settingsOf.selectedOptions[0].dataset.example;
+            reply.textContent = "the settings to change are not a JSON map: write them " +
+              (example ? "as " + example + " " : "") + "(docs/insights/)";
             return;
           }
           doc.settings = settings;

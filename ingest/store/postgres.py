@@ -431,7 +431,7 @@ def _connect(url, timeout, name="tether-ingest"):
                                application_name=name)
         # A lock another session holds waits `timeout` at most, as SQLite's busy timeout: a
         # forgotten `LOCK TABLE` stalled the ingest without a line, and every console page
-        # (unless the URL's options set a lock_timeout of their own).
+        # (unless the URL's options, the role, the database or the server set one of theirs).
         conn.execute("SELECT set_config('lock_timeout', %s, false) FROM pg_settings "
                      "WHERE name = 'lock_timeout' AND source = 'default'",
                      ("%dms" % max(1, int(timeout * 1000)),))
@@ -516,9 +516,10 @@ class PostgresStore(base.Store):
             # database as it is now. On the old one it failed for good after the reset.
             self.conn.close()
         diag = getattr(exc, "diag", None)
-        if state == "23514" and getattr(diag, "table_name", None) == "readings_packed" and \
-                getattr(diag, "constraint_name", None) is None:
-            # No partition for the row (a CHECK constraint's violation names the constraint):
+        if state == "23514" and getattr(diag, "table_name", None) in ("readings_packed", None) \
+                and getattr(diag, "constraint_name", None) is None:
+            # No partition for the row (a CHECK constraint's violation names the constraint;
+            # PostgreSQL before 14 names no table either):
             # a day's partition dropped or detached by hand under the ingest is the database's,
             # made again at the retry (_partition), not the messages' to store as malformed.
             return True
