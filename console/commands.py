@@ -105,6 +105,8 @@ class Commander:
                 sub[0] -= 1
                 if sub[0] == 0 and self._subscribed.get(device) is sub:
                     del self._subscribed[device]
+                    for mid in [m for m, e in self._acks.items() if e is sub[1]]:
+                        del self._acks[mid]  # a SUBACK that never came
                     if self.connected:
                         self._client.unsubscribe(self._topic(device))
 
@@ -118,8 +120,13 @@ class Commander:
         self.last_error = None if self.connected else str(reason)
         if self.connected:
             with self._lock:
-                for device in self._subscribed:
-                    client.subscribe(self._topic(device), qos=1)
+                # The old connection's SUBACKs will not come: a command waiting for one gets
+                # the new subscription's (its Event was left in _acks for good, and it timed out)
+                self._acks.clear()
+                for sub_device, sub in self._subscribed.items():
+                    rc, mid = client.subscribe(self._topic(sub_device), qos=1)
+                    if rc == 0 and not sub[1].is_set():
+                        self._acks[mid] = sub[1]
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
         # A refused CONNECT comes here too, as "Unspecified error": the CONNACK's reason,

@@ -1116,6 +1116,30 @@ def test_a_refused_broker_login_is_told_as_the_broker_said_it():
     assert (c.connected, c.last_error) == (False, "Not authorized")
 
 
+def test_a_command_waiting_for_its_subscription_gets_the_reconnects_suback():
+    # The first connection's SUBACK never came: the command's Event stayed in the table for
+    # good, and the command timed out though the new connection subscribed
+    import threading
+    from paho.mqtt.reasoncodes import ReasonCode
+    from paho.mqtt.packettypes import PacketTypes
+    from console.commands import Commander
+
+    class Client:
+        mids = iter(range(2, 100))
+
+        def subscribe(self, topic, qos=1):
+            return 0, next(self.mids)
+    c = Commander("mqtt://127.0.0.1:1")
+    waiting = [1, threading.Event()]
+    c._subscribed["printer-1"] = waiting
+    c._acks[1] = waiting[1]                 # the first connection's SUBSCRIBE
+    ok = ReasonCode(PacketTypes.CONNACK, identifier=0)
+    c._on_connect(Client(), None, None, ok, None)
+    assert c._acks == {2: waiting[1]}       # the old mid forgotten, the new one waited for
+    c._on_subscribe(None, None, 2, [ReasonCode(PacketTypes.SUBACK, identifier=1)], None)
+    assert waiting[1].is_set() and c._acks == {}
+
+
 def test_the_console_takes_its_broker_password_from_the_environment(monkeypatch):
     # In --broker's URL a password is in `ps` for every user of the machine.
     from firmware.console_cmd import with_login

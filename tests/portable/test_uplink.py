@@ -334,6 +334,54 @@ def test_health_goes_out_on_connect_and_schema_is_retained():
     run(main())
 
 
+def test_a_device_that_publishes_only_health_keeps_no_list_of_its_pubacks():
+    # Every PUBACK not of a batch or event in flight was kept, and only a batch's publish
+    # emptied the list: a device whose sensors all failed grew it by one a report for good
+    async def main():
+        buf = make_buffer(0)
+        up = uplink(buf)
+        up.health = lambda u: b"health"
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        for _ in range(50):
+            up.report_health()
+            await settle()
+            c.on_puback(c.sent[-1][0])
+        await settle()
+        assert len([1 for _, t, p, q, r, d in c.sent if t.endswith("/up/health")]) == 51
+        assert up.early is None
+        await up.stop()
+        await task
+    run(main())
+
+
+class AcksWhilePublishing(FakeClient):
+    """A broker whose PUBACK comes before publish() returns the packet id."""
+
+    async def publish(self, topic, payload, qos=1, retain=False, dup=False):
+        pid = await FakeClient.publish(self, topic, payload, qos, retain, dup)
+        if topic.endswith("/up/batch"):
+            self.on_puback(pid)
+        return pid
+
+
+def test_a_puback_that_comes_before_its_publish_returns_still_acks_the_batch():
+    async def main():
+        buf = make_buffer(2)
+        up = uplink(buf)
+        up.make_client = AcksWhilePublishing
+        task = asyncio.create_task(up.run())
+        await settle()
+        c = FakeClient.made[0]
+        assert [seq for _, seq, _ in c.batches()] == [0, 1]
+        assert up.acked == 2 and buf.log.acked == 1 and not up.inflight
+        assert up.early is None
+        await up.stop()
+        await task
+    run(main())
+
+
 def test_health_goes_out_again_once_the_backlog_at_connect_is_delivered():
     async def main():
         buf = make_buffer(3)
