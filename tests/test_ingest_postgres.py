@@ -526,6 +526,32 @@ def test_a_days_partition_dropped_by_hand_is_made_again_and_its_readings_stored(
         store.close()
 
 
+def test_a_partition_whose_row_was_deleted_by_hand_is_taken_as_it_is(postgres_url):
+    # CREATE TABLE of its name failed at every try, for good
+    store = postgres.connect(postgres_url)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        store.begin()
+        store.insert_readings("dev-1", 1, [(T0, "temp", 20.0)])
+        store.commit()
+        other.execute("DELETE FROM reading_partitions WHERE name = %s",
+                      (postgres.partition_of(T0)[0],))
+        again = postgres.connect(postgres_url)  # knows no day yet
+        try:
+            again.begin()
+            again.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
+            again.commit()
+        finally:
+            again.close()
+        assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
+            (1, 20.0), (2, 21.0)]
+        assert store.execute("SELECT count(*) FROM reading_partitions WHERE name = ?",
+                             (postgres.partition_of(T0)[0],)).fetchone() == (1,)
+    finally:
+        other.close()
+        store.close()
+
+
 def test_a_check_the_rows_break_is_still_the_messages_fault(postgres_url):
     # Only a row with no partition is the database's: a CHECK names its constraint
     store = postgres.connect(postgres_url)

@@ -809,11 +809,16 @@ class PostgresStore(base.Store):
                     else:
                         side.execute("DELETE FROM reading_partitions WHERE name = %s", (name,))
                         listed = False
+                        there = None
                 if not listed:
-                    side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING DEFAULTS '
-                                 'INCLUDING CONSTRAINTS)' % name)
-                    side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR VALUES '
-                                 'FROM (%s) TO (%s)' % ((name,) + bounds))
+                    # a table of its name and no row (the row deleted by hand): taken as it is,
+                    # attached if need be; CREATE TABLE failed on it at every try for good
+                    if there is None:
+                        side.execute('CREATE TABLE "%s" (LIKE readings_packed INCLUDING '
+                                     'DEFAULTS INCLUDING CONSTRAINTS)' % name)
+                    if not attached:
+                        side.execute('ALTER TABLE readings_packed ATTACH PARTITION "%s" FOR '
+                                     'VALUES FROM (%s) TO (%s)' % ((name,) + bounds))
                     side.execute("INSERT INTO reading_partitions (name, t_from, t_to) "
                                  "VALUES (%s, %s, %s)", (name, INT64_MIN if lo is None else lo,
                                                          INT64_MAX if hi is None else hi))
