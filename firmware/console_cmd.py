@@ -110,9 +110,12 @@ def main(args, out=None, err=None):
             raise ValueError("--username and --password-env go with --broker")
         server = open_console(args.db, args.host, args.port, args.token, broker,
                               args.prefix, args.ca, args.silent, args.behind_proxy)
-    except (BadURL, ValueError, RuntimeError) as exc:
+    except (BadURL, ValueError) as exc:
         err.write("tether console: %s\n" % exc)
         return 2
+    except RuntimeError as exc:  # the database (not there, not the ingest's), as tether ingest
+        err.write("tether console: %s\n" % exc)
+        return 1
     except OSError as exc:
         err.write("tether console: cannot listen on %s:%d: %s\n"
                   % (args.host, args.port, exc.strerror or exc))

@@ -1176,6 +1176,19 @@ def test_a_token_on_the_command_line_is_warned_about_and_the_variable_is_taken(
         server.close()
 
 
+def test_a_database_that_cannot_be_reached_exits_1_as_tether_ingest_does():
+    # It exited 2, a usage error's status, where the ingest exits 1 for the same server
+    import argparse
+    import io
+    from firmware import console_cmd
+    p = argparse.ArgumentParser()
+    console_cmd.add_arguments(p)
+    err = io.StringIO()
+    args = p.parse_args(["--db", "postgresql://tether@127.0.0.1:1/fleet"])
+    assert console_cmd.main(args, io.StringIO(), err) == 1
+    assert err.getvalue().startswith("tether console: ") and "Traceback" not in err.getvalue()
+
+
 def test_a_device_page_lists_its_alarm_among_a_months_routine_insights(tmp_path):
     # A washer's month of cycles and daily reports pushed its maintenance_due off its own page.
     db = make_db(tmp_path / "f.sqlite")
