@@ -116,6 +116,14 @@ def reset():
     raise SystemExit(RESET_EXIT)
 
 
+def _diff(a, b):
+    """a - b of two _now() readings: by ticks_diff when they are a board's ticks, which wrap."""
+    import time
+    if clock is None and hasattr(time, "ticks_diff"):
+        return time.ticks_diff(a, b)
+    return a - b
+
+
 def _now():
     if clock is not None:
         return clock.monotonic()
@@ -143,7 +151,7 @@ class WDT:
     def would_have_fired(self):
         last = self.started
         for t in self.feeds + [_now()]:
-            if t - last > self.timeout:
+            if _diff(t, last) > self.timeout:
                 return True
             last = t
         return False
