@@ -589,6 +589,17 @@ def test_a_lone_surrogate_in_a_value_or_a_key_is_an_error_not_a_traceback(tmp_pa
         "no character"]
 
 
+def test_a_file_of_a_lone_document_marker_is_told_what_it_lacks_as_an_empty_one(tmp_path):
+    # `---` alone said "expected a mapping of top-level keys, got nothing"; an empty file
+    # listed the keys a profile needs
+    for text in ("", "---\n", "# a profile to come\n---\n"):
+        (tmp_path / "p.yaml").write_text(text)
+        _, errors = compile(str(tmp_path / "p.yaml"))
+        assert [e.split("p.yaml:", 1)[1] for e in errors] == [
+            "1:1: missing required key '%s'" % k for k in ("device", "platform", "sensors",
+                                                          "uplink")], (text, errors)
+
+
 def test_unsupported_tags_are_errors(tmp_path):
     assert errors_of(tmp_path, """\
         sensors: !include sensors.yaml

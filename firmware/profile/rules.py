@@ -156,7 +156,9 @@ def list_of(rule, at_least=0, what="a list", at_most=None):
         if node.tag != "seq" or len(node.value) < at_least:
             raise Invalid(expected(what, node))
         if at_most is not None and len(node.value) > at_most:
-            raise Invalid("expected %s, at most %d, got %d" % (what, at_most, len(node.value)))
+            # "a list of NTP servers, 1 to 3" says its most already: not twice
+            most = "" if what.endswith(" %d" % at_most) else ", at most %d" % at_most
+            raise Invalid("expected %s%s, got %d" % (what, most, len(node.value)))
         out = []
         for item in node.value:
             try:

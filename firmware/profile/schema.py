@@ -596,7 +596,7 @@ WIFI = [
     ("ssid", "ssid", wifi_ssid, REQUIRED),
     ("password", "password", wifi_password, None),
     # Networks that block the public pool (a factory's, a hospital's) have their own servers.
-    ("ntp", "ntp", list_of(ntp_server, 1, "a list of 1 to 3 NTP servers", 3), None),
+    ("ntp", "ntp", list_of(ntp_server, 1, "a list of NTP servers, 1 to 3", 3), None),
 ]
 
 

@@ -159,7 +159,10 @@ def _read_file(ctx, path, used_at):
     except RecursionError:
         ctx.problems.append(_too_deep(path, text))
         return None
-    if composed is None:  # an empty file is an empty mapping
+    if composed is None or (isinstance(composed, yaml.ScalarNode) and composed.value == ""
+                            and composed.tag == TAG + "null"):
+        # an empty file is an empty mapping, so is one of `---` alone: what it lacks is said
+        # key by key ("got nothing" said neither what a profile holds nor where it goes)
         return Node({}, path, 1, 1)
     try:
         return build(ctx, composed, path, "", frozenset())
