@@ -156,6 +156,18 @@ def test_an_ina219_calibration_beyond_the_chip_is_said_at_its_line_not_a_traceba
         "milliohms)?\n" % path)
 
 
+def test_an_ina219_max_current_in_milliamps_is_said_at_max_current(tmp_path, capsys):
+    # With the shunt left at its default the error landed on shunt_ohms, which was right
+    path = write(tmp_path, """\
+      - {name: power, driver: ina219, bus: i2c0, calibration: {max_current: 3200}}
+    """)
+    assert main(["check", path]) == 2
+    assert capsys.readouterr().err == (
+        "%s:7:71: sensors[0].calibration.max_current: shunt_ohms x max_current is 320 V, more "
+        "than ten times the INA219's 0.32 V full scale: a max_current in amperes (3.2, not "
+        "3200 for 3.2 A)?\n" % path)
+
+
 def test_check_estimates_a_profile_whose_batch_of_readings_passes_max_bytes(tmp_path, capsys):
     # The estimate filled a batch by count and age only and stopped check with BufferFull; the
     # agent cuts by bytes too.

@@ -36,10 +36,15 @@ def check_chip(ctx, sensors):
     except ValueError:
         wrong = True
     if wrong:
-        where = next((find(x, "calibration", "shunt_ohms") for _, x in sensors
-                      if find(x, "calibration", "shunt_ohms").path.endswith("shunt_ohms")),
-                     find(n, "calibration"))
+        def written(key):
+            return next((find(x, "calibration", key) for _, x in sensors
+                         if find(x, "calibration", key).path.endswith(key)), None)
+        # at the figure written: with the shunt left at its default, max_current is the typo
+        where, hint = written("shunt_ohms"), "a shunt in ohms (0.1, not 100 for 100 milliohms)?"
+        if where is None:
+            where = written("max_current") or find(n, "calibration")
+            hint = "a max_current in amperes (3.2, not 3200 for 3.2 A)?"
         ctx.problems.append(at(where, (
             "shunt_ohms x max_current is %s V, more than ten times the INA219's 0.32 V full "
-            "scale: a shunt in ohms (0.1, not 100 for 100 milliohms)?") % (
-                "%d" % volts if volts == int(volts) and volts < 1e15 else "%.4g" % volts)))
+            "scale: %s") % ("%d" % volts if volts == int(volts) and volts < 1e15
+                            else "%.4g" % volts, hint)))
