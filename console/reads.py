@@ -17,6 +17,7 @@ import threading
 import time
 
 from agent.clock import PLAUSIBLE_MS  # a device time before it: a clock never synced
+from agent.insights import consumable, energy
 from agent.insights.adherence import EVENTS as DOSE_EVENTS  # a pill count's insight's
 from console.said import duration
 from firmware.profile.insights.energy import WATCH_NAMES
@@ -71,11 +72,9 @@ def _dead(db):
 
 
 # A change each kind's `set` takes (docs/insights/), told by an event only that kind sends
-SETTING_EXAMPLES = (
-    (("reorder", "empty", "forecast", "cartridge_replaced"), '{"lead_time_ms": 604800000}'),
-    (("dose_taken", "dose_missed", "extra_dose", "dose_incomplete", "refill_needed",
-      "refilled"), '{"schedule": ["08:00", "20:00"]}'),
-    (("cycle", "energy_report", "maintenance_due"), '{"tariff": 0.3}'))
+SETTING_EXAMPLES = ((consumable.EVENTS, '{"lead_time_ms": 604800000}'),
+                    (DOSE_EVENTS, '{"schedule": ["08:00", "20:00"]}'),
+                    (energy.EVENTS, '{"tariff": 0.3}'))
 
 
 def _insight_examples(db, device):

@@ -161,7 +161,7 @@ class Ingest(Handlers):
         self._left = threading.Event()      # the broker answered our UNSUBSCRIBE (stop(leave))
         self._failed = None
         self._stopping = False
-        self._given_up = False
+        self._given_up = False  # stopping while the database fails: what waits stays unstored
         self._last_message = time.monotonic()
         self._limit = _LogLimit()
         self._schemas = Schemas()
@@ -184,7 +184,7 @@ class Ingest(Handlers):
 
         tls = self._tls_context() if self.tls else None
         self._stopping = False
-        self._given_up = False  # stopping while the database fails: what waits stays unstored
+        self._given_up = False
         self._failed = None
         self._unanswered = None  # why the broker last closed a connection before its CONNACK
         self._subscribed.clear()

@@ -487,69 +487,69 @@ def test_a_restarted_server_is_a_failure_and_the_next_begin_reconnects(postgres_
         store.close()
 
 
-def test_a_days_partition_dropped_by_hand_is_made_again_and_its_readings_stored(postgres_url):
+@pytest.fixture
+def store_and_other(postgres_url):
+    """A store, and a session of someone else's on its database (a DBA's psql)."""
+    store = postgres.connect(postgres_url)
+    other = psycopg.connect(postgres_url, autocommit=True)
+    try:
+        yield store, other
+    finally:
+        other.close()
+        store.close()
+
+
+def readings_stored(store, seq, rows):
+    store.begin()
+    store.insert_readings("dev-1", seq, rows)
+    store.commit()
+
+
+def stored_at_the_retry(store, seq, rows):
+    """The first try fails as the database's failure (tried again, not malformed); the retry
+    stores the readings."""
+    store.begin()
+    store.insert_readings("dev-1", seq, rows)
+    with pytest.raises(psycopg.errors.CheckViolation) as exc:
+        store.commit()
+    assert store.failed(exc.value)
+    store.rollback()
+    readings_stored(store, seq, rows)
+
+
+def test_a_days_partition_dropped_by_hand_is_made_again_and_its_readings_stored(
+        store_and_other):
     # Listed in reading_partitions and gone: every batch of the day was refused as malformed
     # until the row was deleted by hand.
-    store = postgres.connect(postgres_url)
-    other = psycopg.connect(postgres_url, autocommit=True)
-    try:
-        store.begin()
-        store.insert_readings("dev-1", 1, [(T0, "temp", 20.0)])
-        store.commit()
-        other.execute('DROP TABLE "%s"' % postgres.partition_of(T0)[0])
-        store.begin()
-        store.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
-        with pytest.raises(psycopg.errors.CheckViolation) as exc:
-            store.commit()
-        assert store.failed(exc.value)   # the database's failure, tried again: not malformed
-        store.rollback()
-        store.begin()
-        store.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
-        store.commit()
-        assert store.execute("SELECT seq, value FROM readings").fetchall() == [(2, 21.0)]
-        # detached by hand, it is attached again with its rows
-        other.execute('ALTER TABLE readings_packed DETACH PARTITION "%s"'
-                      % postgres.partition_of(T0)[0])
-        store.begin()
-        store.insert_readings("dev-1", 3, [(T0 + 2, "temp", 22.0)])
-        with pytest.raises(psycopg.errors.CheckViolation) as exc:
-            store.commit()
-        assert store.failed(exc.value)
-        store.rollback()
-        store.begin()
-        store.insert_readings("dev-1", 3, [(T0 + 2, "temp", 22.0)])
-        store.commit()
-        assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
-            (2, 21.0), (3, 22.0)]
-    finally:
-        other.close()
-        store.close()
+    store, other = store_and_other
+    readings_stored(store, 1, [(T0, "temp", 20.0)])
+    other.execute('DROP TABLE "%s"' % postgres.partition_of(T0)[0])
+    stored_at_the_retry(store, 2, [(T0 + 1, "temp", 21.0)])
+    assert store.execute("SELECT seq, value FROM readings").fetchall() == [(2, 21.0)]
+    # detached by hand, it is attached again with its rows
+    other.execute('ALTER TABLE readings_packed DETACH PARTITION "%s"'
+                  % postgres.partition_of(T0)[0])
+    stored_at_the_retry(store, 3, [(T0 + 2, "temp", 22.0)])
+    assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
+        (2, 21.0), (3, 22.0)]
 
 
-def test_a_partition_whose_row_was_deleted_by_hand_is_taken_as_it_is(postgres_url):
+def test_a_partition_whose_row_was_deleted_by_hand_is_taken_as_it_is(postgres_url,
+                                                                     store_and_other):
     # CREATE TABLE of its name failed at every try, for good
-    store = postgres.connect(postgres_url)
-    other = psycopg.connect(postgres_url, autocommit=True)
+    store, other = store_and_other
+    readings_stored(store, 1, [(T0, "temp", 20.0)])
+    other.execute("DELETE FROM reading_partitions WHERE name = %s",
+                  (postgres.partition_of(T0)[0],))
+    again = postgres.connect(postgres_url)  # knows no day yet
     try:
-        store.begin()
-        store.insert_readings("dev-1", 1, [(T0, "temp", 20.0)])
-        store.commit()
-        other.execute("DELETE FROM reading_partitions WHERE name = %s",
-                      (postgres.partition_of(T0)[0],))
-        again = postgres.connect(postgres_url)  # knows no day yet
-        try:
-            again.begin()
-            again.insert_readings("dev-1", 2, [(T0 + 1, "temp", 21.0)])
-            again.commit()
-        finally:
-            again.close()
-        assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
-            (1, 20.0), (2, 21.0)]
-        assert store.execute("SELECT count(*) FROM reading_partitions WHERE name = ?",
-                             (postgres.partition_of(T0)[0],)).fetchone() == (1,)
+        readings_stored(again, 2, [(T0 + 1, "temp", 21.0)])
     finally:
-        other.close()
-        store.close()
+        again.close()
+    assert store.execute("SELECT seq, value FROM readings ORDER BY seq").fetchall() == [
+        (1, 20.0), (2, 21.0)]
+    assert store.execute("SELECT count(*) FROM reading_partitions WHERE name = ?",
+                         (postgres.partition_of(T0)[0],)).fetchone() == (1,)
 
 
 def test_a_check_the_rows_break_is_still_the_messages_fault(postgres_url):
@@ -582,27 +582,22 @@ def test_the_lock_timeout_a_url_sets_is_kept_and_a_readers_name_survives_a_recon
         store.close()
 
 
-def test_a_database_set_read_only_and_back_is_written_again_on_a_new_session(postgres_url):
+def test_a_database_set_read_only_and_back_is_written_again_on_a_new_session(store_and_other):
     # A session keeps the read-only default it began with: after the reset the ingest failed
     # for good until its connection was killed by hand.
-    store = postgres.connect(postgres_url)
-    other = psycopg.connect(postgres_url, autocommit=True)
-    try:
-        name = other.execute("SELECT current_database()").fetchone()[0]
-        other.execute('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
-        store.reconnect()
-        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as exc:
-            store.begin()
-            batch_row(store, "dev-1", 1)
-        assert store.failed(exc.value)
-        other.execute('ALTER DATABASE "%s" RESET default_transaction_read_only' % name)
-        store.rollback()
+    store, other = store_and_other
+    name = other.execute("SELECT current_database()").fetchone()[0]
+    other.execute('ALTER DATABASE "%s" SET default_transaction_read_only = on' % name)
+    store.reconnect()
+    with pytest.raises(psycopg.errors.ReadOnlySqlTransaction) as exc:
         store.begin()
-        assert batch_row(store, "dev-1", 1) == 1
-        store.commit()
-    finally:
-        other.close()
-        store.close()
+        batch_row(store, "dev-1", 1)
+    assert store.failed(exc.value)
+    other.execute('ALTER DATABASE "%s" RESET default_transaction_read_only' % name)
+    store.rollback()
+    store.begin()
+    assert batch_row(store, "dev-1", 1) == 1
+    store.commit()
 
 
 def test_a_table_locked_by_another_session_is_a_failure_after_the_timeout_not_a_silent_wait(

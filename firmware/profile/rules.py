@@ -69,47 +69,47 @@ ESPHOME = {"mqtt": "uplink", "i2c": "buses", "uart": "buses", "spi": "buses",
            "esphome": "device", "esp32": "platform", "unit_of_measurement": "unit",
            "tx_pin": "tx", "rx_pin": "rx", "sda_pin": "sda", "scl_pin": "scl",
            "update_interval": "interval", "baud_rate": "baud"}
-# ESPHome's keys whose meaning is written another way here, or not at all: said before a
-# guess at a close key (`internal` was "did you mean 'interval'?")
+# ESPHome's keys whose meaning is written another way here, or not at all, by where ESPHome
+# writes them: said there before a guess at a close key (`internal` was "did you mean
+# 'interval'?"); elsewhere the key is a profile's own word out of place (`platform` in
+# 'device:' goes at the top level)
 ESPHOME_SAID = {
-    "platform": "ESPHome's sensor 'platform:' is 'driver:' here",
-    "id": "a sensor's 'id:' in ESPHome is its 'name:' here",
-    "accuracy_decimals": "ESPHome's 'accuracy_decimals: 2' is 'resolution: 0.01' here",
-    "internal": "ESPHome's 'internal:' has no equivalent: every sensor is sent; leave it out",
-    "device_class": "Home Assistant's; no equivalent here: leave it out",
-    "state_class": "Home Assistant's; no equivalent here: leave it out",
-    "icon": "Home Assistant's; no equivalent here: leave it out",
-    "on_value": "no automations here: a threshold ('thresholds:') raises an event",
-    "on_value_range": "no automations here: a threshold ('thresholds:') raises an event",
-    "dout_pin": "write 'pins: {dout: N, sck: N}'",
-    "clk_pin": "write 'pins: {dout: N, sck: N}'",
-    "temperature": "one sensor per quantity here: 'quantity: temperature' on a sensor of its own",
-    "humidity": "one sensor per quantity here: 'quantity: humidity' on a sensor of its own",
-    "logger": "the board's console is read with 'tether logs'; leave it out",
-    "api": "the device speaks MQTT only ('uplink:'); leave it out",
-    "ota": "a board is updated with 'tether flash'; leave it out",
-    "web_server": "no web server on the device; leave it out",
-    "captive_portal": "no captive portal on the device; leave it out",
-    # filters in ESPHome's words
-    "delta": "ESPHome's 'delta:' is 'deadband:' here",
-    "sliding_window_moving_average": "the window filter here is 'median: N' (odd, 3-15)",
-    "throttle": "set the sensor's 'interval:' instead",
-    "lambda": "no code in a profile",
-    "multiply": "the driver reports in its unit; an HX711's 'calibration: {scale: ...}' sets "
-                "its own",
-    "offset": "no offset filter; an HX711's 'calibration: {tare: ...}' sets its zero",
-    "calibrate_linear": "an HX711's 'calibration: {tare, scale}' is its two-point calibration "
-                        "(docs/profiles.md)",
+    "sensor": {
+        "platform": "ESPHome's sensor 'platform:' is 'driver:' here",
+        "id": "a sensor's 'id:' in ESPHome is its 'name:' here",
+        "accuracy_decimals": "ESPHome's 'accuracy_decimals: 2' is 'resolution: 0.01' here",
+        "internal": "ESPHome's 'internal:' has no equivalent: every sensor is sent; leave it "
+                    "out",
+        "device_class": "Home Assistant's; no equivalent here: leave it out",
+        "state_class": "Home Assistant's; no equivalent here: leave it out",
+        "icon": "Home Assistant's; no equivalent here: leave it out",
+        "on_value": "no automations here: a threshold ('thresholds:') raises an event",
+        "on_value_range": "no automations here: a threshold ('thresholds:') raises an event",
+        "dout_pin": "write 'pins: {dout: N, sck: N}'",
+        "clk_pin": "write 'pins: {dout: N, sck: N}'",
+        "temperature": "one sensor per quantity here: 'quantity: temperature' on a sensor of "
+                       "its own",
+        "humidity": "one sensor per quantity here: 'quantity: humidity' on a sensor of its own",
+    },
+    "top": {
+        "logger": "the board's console is read with 'tether logs'; leave it out",
+        "api": "the device speaks MQTT only ('uplink:'); leave it out",
+        "ota": "a board is updated with 'tether flash'; leave it out",
+        "web_server": "no web server on the device; leave it out",
+        "captive_portal": "no captive portal on the device; leave it out",
+    },
+    "filters": {
+        "delta": "ESPHome's 'delta:' is 'deadband:' here",
+        "sliding_window_moving_average": "the window filter here is 'median: N' (odd, 3-15)",
+        "throttle": "set the sensor's 'interval:' instead",
+        "lambda": "no code in a profile",
+        "multiply": "the driver reports in its unit; an HX711's 'calibration: {scale: ...}' "
+                    "sets its own",
+        "offset": "no offset filter; an HX711's 'calibration: {tare: ...}' sets its zero",
+        "calibrate_linear": "an HX711's 'calibration: {tare, scale}' is its two-point "
+                            "calibration (docs/profiles.md)",
+    },
 }
-
-
-# Where ESPHome writes each of ESPHOME_SAID's keys (a sensor's, unless named here): elsewhere
-# the key is a profile's own word out of place (`platform` in 'device:' goes at the top level)
-ESPHOME_WHERE = dict([(k, "top") for k in ("logger", "api", "ota", "web_server",
-                                           "captive_portal")] +
-                     [(k, "filters") for k in ("delta", "sliding_window_moving_average",
-                                               "throttle", "lambda", "multiply", "offset",
-                                               "calibrate_linear")])
 
 
 def _esphome_place(path):
@@ -127,8 +127,7 @@ def unknown_keys(ctx, node, known):
             alias = ESPHOME.get(key) if isinstance(key, str) else None
             home = getattr(ctx, "homes", {}).get(key)
             # a key of another section, written as it is there, before one close to a key here
-            said = ESPHOME_SAID.get(key) if isinstance(key, str) and _esphome_place(
-                node.path) == ESPHOME_WHERE.get(key, "sensor") else None
+            said = ESPHOME_SAID.get(_esphome_place(node.path), {}).get(key)
             hint = (" (%s)" % said if said else "") or (
                 ": it goes in %s" % home if home else "") or did_you_mean(key, known) or (
                 ", did you mean '%s'? (ESPHome's '%s:' is '%s:' here)" % (alias, key, alias)

@@ -4,6 +4,7 @@ import re
 
 from agent.events import log_bytes
 from firmware.airtime import estimate
+from firmware.profile.chips import DRIVERS
 from firmware.profile.errors import SECRET_SHOWN
 from firmware.profile.units import format_duration, format_frequency, format_resolution, format_size
 
@@ -101,7 +102,6 @@ def _plural(n, word):
 def calibrations(sensors, uarts):
     """A line per chip whose sensors are calibrated: the figures as compiled, in the chip's
     order (a tare or a shunt mistyped is seen here, not in the readings weeks later)."""
-    from firmware.profile.chips import DRIVERS
     seen = {}
     for s in sensors:
         cal = s.get("calibration") or {}
