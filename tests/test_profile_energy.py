@@ -162,3 +162,22 @@ def test_a_grid_intensity_in_kg_is_said_so(tmp_path):
     assert len(got) == 1 and got[0].endswith(
         "grid_intensity: expected grams of CO2 per kWh (a grid's are 10-1200; 0.04 kg is 40 g), "
         "got 0.04"), got
+
+
+def test_a_programme_name_is_one_every_cycle_can_carry_and_named_once(tmp_path):
+    # '' named cycles "", a right-to-left override reordered a dashboard's row, and two
+    # signatures of one name could not be told apart: all passed check
+    got = errors_of(tmp_path, SENSOR % (
+        '{type: energy, programmes: [{name: "", duration: 3h, energy: 700}, '
+        '{name: "eco\\u202e40", duration: 3h, energy: 700}, '
+        '{name: %s, duration: 3h, energy: 700}, '
+        '{name: eco 40, duration: 3h, energy: 700}, {name: eco 40, duration: 1h, energy: 900}]}'
+        % ("x" * 33)))
+    what = "expected a programme's name of 1 to 32 printable characters like 'eco 40', got "
+    assert got == [
+        "13:49: sensors[0].insight.programmes[0].name: " + what + "''",
+        # escaped: shown as it is it turned the error's line around it backwards
+        "13:88: sensors[0].insight.programmes[1].name: " + what + "'eco\\u202e40'",
+        "13:138: sensors[0].insight.programmes[2].name: " + what + "'" + "x" * 33 + "'",
+        "13:251: sensors[0].insight.programmes[4].name: expected a name no other programme "
+        "has, got 'eco 40'"], got

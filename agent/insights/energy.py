@@ -44,7 +44,7 @@ EWMA = 0.2
 UP = {"energy": 1, "peak": 1, "reversal": 1, "capacity": -1}
 SETTINGS = (("tariff", "tariff"), ("currency", "currency"), ("grid_intensity", "co2_g_per_kwh"),
             ("cycle_above", "on_w"), ("standby_below", "off_w"), ("drift_slack", "drift_k"),
-            ("drift_limit", "drift_h"))
+            ("drift_limit", "drift_h"), ("utc_offset_min", "utc_offset_min"))
 # The largest value each number takes, in the profile and by set(): a tariff of 1e308 priced a
 # day at infinity. A slack of Z_CLIP or more is refused too: no cycle could add to the sum, and
 # maintenance_due would never come.
@@ -102,9 +102,15 @@ def _points(x, most, what):
 
 def currency_ok(v):
     """1-8 printable characters: it goes in every report a dashboard shows (the profile's rule
-    too, firmware/profile/insights/energy.py). Control characters (C0, DEL, C1) and the
-    direction marks and overrides that reorder what a dashboard shows around them are not."""
-    return isinstance(v, str) and 1 <= len(v) <= 8 and not [
+    too, firmware/profile/insights/energy.py)."""
+    return shown_ok(v, 8)
+
+
+def shown_ok(v, most):
+    """Text of 1 to `most` printable characters, for a name every event carries to a dashboard:
+    control characters (C0, DEL, C1) and the direction marks and overrides that reorder what a
+    dashboard shows around them are not."""
+    return isinstance(v, str) and 1 <= len(v) <= most and not [
         c for c in v if c < " " or "\x7f" <= c <= "\x9f" or "\u200b" <= c <= "\u200f"
         or "\u202a" <= c <= "\u202e" or "\u2066" <= c <= "\u2069"]
 
@@ -113,6 +119,13 @@ def _setting(key, v):
     if key == "currency":
         if not currency_ok(v):
             raise ValueError("currency: expected a short text like 'EUR', got %s" % short(v))
+        return v
+    if key == "utc_offset_min":
+        # -12:00 to +14:00, as the profile's device.utc_offset: no zone here knows daylight
+        # saving time, so where the clocks change the cloud sets the offset
+        if isinstance(v, bool) or not isinstance(v, int) or not -720 <= v <= 840:
+            raise ValueError("utc_offset_min: expected whole minutes from -720 to 840 "
+                             "(-12:00 to +14:00), got %s" % short(v))
         return v
     return _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",
                                    "drift_limit"))
@@ -141,7 +154,8 @@ class Detector:
         self.co2_g_per_kwh = cfg["co2_g_per_kwh"]
         self.drift_k = cfg["drift_k"]
         self.drift_h = cfg["drift_h"]
-        self.report_ms = cfg["report_min"] * 60000 - cfg.get("utc_offset_min", 0) * 60000
+        self.utc_offset_min = cfg.get("utc_offset_min", 0)
+        self.report_ms = self._report_at(self.utc_offset_min)
         self.programmes = [(p["name"], p["duration_ms"], p["energy_wh"])
                            for p in cfg["programmes"]]
         self.learn = cfg["learn"]
@@ -163,6 +177,10 @@ class Detector:
         # reading (a float a reading is a heap object on a board).
         self.day_cost_ws = 0.0
         self.day_priced_ws = 0.0
+        # The CO2 as the cost, at the grid intensity in force when the energy was used: an
+        # intensity the cloud sets each hour weighed the whole day at the last hour's
+        self.day_co2_ws = 0.0
+        self.day_weighed_ws = 0.0
         # the cycle under way
         self.start = None
         self.below_since = None
@@ -175,6 +193,10 @@ class Detector:
         self._reset_reversals()
         # the maintenance chart
         self._relearn()
+
+    def _report_at(self, utc_offset_min):
+        """The report's time of day in UTC ms (may be negative or over a day: taken mod days)."""
+        return (self.cfg["report_min"] - utc_offset_min) * 60000
 
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
@@ -391,20 +413,24 @@ class Detector:
                 self.day = day
                 self.day_since = t
             return
-        until = day * DAY_MS + self.report_ms
-        # a gap's part past the report time is in no period: the next one begins at t
+        # The day it began closes, even when the device was off for days since (the days off
+        # have no report: no readings); a gap's part past that is in no period, and the next
+        # one begins at t
+        until = (self.day + 1) * DAY_MS + self.report_ms
         over = 0 if gap_from is None else t - max(gap_from, until)
         kwh = self.day_ws / 3.6e6
         self.emit(t, "energy_report", round(kwh, 4), {
             "since": self.day_since, "until": until, "kwh": round(kwh, 4),
             "standby_kwh": round(self.day_standby_ws / 3.6e6, 4), "cycles": self.day_cycles,
-            "co2_g": round(kwh * self.co2_g_per_kwh, 1),
+            "co2_g": round((self.day_co2_ws + (self.day_ws - self.day_weighed_ws)
+                            * self.co2_g_per_kwh) / 3.6e6, 1),
             "cost": round((self.day_cost_ws + (self.day_ws - self.day_priced_ws) * self.tariff)
                           / 3.6e6, 4), "currency": self.currency,
             "missing_s": (self.day_gap_ms - over) // 1000})
         self.day = day
         self.day_since = t
         self.day_ws = self.day_standby_ws = self.day_cost_ws = self.day_priced_ws = 0.0
+        self.day_co2_ws = self.day_weighed_ws = 0.0
         self.day_cycles = 0
         self.day_gap_ms = 0
 
@@ -450,8 +476,14 @@ class Detector:
             # the energy so far at the tariff it was used at; the rest at the new one
             self.day_cost_ws += (self.day_ws - self.day_priced_ws) * self.tariff
             self.day_priced_ws = self.day_ws
+        if new.get("co2_g_per_kwh", self.co2_g_per_kwh) != self.co2_g_per_kwh:
+            self.day_co2_ws += (self.day_ws - self.day_weighed_ws) * self.co2_g_per_kwh
+            self.day_weighed_ws = self.day_ws
         for name in new:
             setattr(self, name, new[name])
+        # a new offset moves the report to local time's report_at: the day under way closes
+        # at the new one, an hour sooner or later
+        self.report_ms = self._report_at(self.utc_offset_min)
         return self.settings()
 
     def settings(self):
@@ -467,8 +499,8 @@ class Detector:
         cycles, last_end, day, cycle under way or None, chart]."""
         changed = {}
         for key, name in SETTINGS:
-            if getattr(self, name) != self.cfg[name]:
-                changed[key] = [self.cfg[name], getattr(self, name)]
+            if getattr(self, name) != self.cfg.get(name, 0):
+                changed[key] = [self.cfg.get(name, 0), getattr(self, name)]
         cycle = None
         if self.start is not None:
             cycle = [self.start, self.below_since, self.c_ws, self.c_peak, self.c_gap,
@@ -477,7 +509,7 @@ class Detector:
         return [SNAP, self.watch, self.report_ms, changed, self.last_t, self.cycles,
                 self.last_end, [self.day, self.day_since, self.day_ws, self.day_standby_ws,
                                 self.day_cycles, self.day_gap_ms, self.day_cost_ws,
-                                self.day_priced_ws],
+                                self.day_priced_ws, self.day_co2_ws, self.day_weighed_ws],
                 cycle, [list(self.learning), list(self.batched), self.base, self.spread,
                         self.cusum, self.recent, self.charted, self.alarmed]]
 
@@ -512,7 +544,7 @@ class Detector:
                 # one an older version took that today's rules refuse (a grid intensity in kg):
                 # the profile's stands, and what the insight learnt stays
                 continue
-            if pair[0] == self.cfg[names[key]]:       # else the profile changed it since
+            if pair[0] == self.cfg.get(names[key], 0):     # else the profile changed it since
                 settings[names[key]] = v
         if settings.get("off_w", self.off_w) >= settings.get("on_w", self.on_w):
             settings.pop("on_w", None)                # the new profile's pair wins
@@ -521,15 +553,14 @@ class Detector:
                 settings.get("drift_k", self.drift_k)):
             settings.pop("drift_k", None)
             settings.pop("drift_h", None)
-        # a snapshot from before the day's cost was kept (6 items) prices its day at the tariff
+        # a snapshot from before the day's cost was kept (6 items) prices its day at the tariff,
+        # one from before its CO2 was (8) weighs it at the grid intensity
         day = snap[7]
-        day = _fields(day, "IIppiipp" if isinstance(day, list) and len(day) == 8 else "IIppii",
-                      "day")
-        if len(day) == 6:
-            day += [0.0, 0.0]
-        if day[7] > day[2]:
+        n = len(day) if isinstance(day, list) and len(day) in (6, 8) else 10
+        day = _fields(day, "IIppiipppp"[:n], "day") + [0.0] * (10 - n)
+        if day[7] > day[2] or day[9] > day[2]:
             raise ValueError("snapshot: day: more energy priced than used")
-        if report_ms != self.report_ms:
+        if report_ms != self._report_at(settings.get("utc_offset_min", self.utc_offset_min)):
             day[0] = None
         cycle = snap[8]
         if cycle is not None:
@@ -551,9 +582,11 @@ class Detector:
         # all checked: now go on from it
         for name in settings:
             setattr(self, name, settings[name])
+        self.report_ms = self._report_at(self.utc_offset_min)
         self.last_t, self.cycles, self.last_end = last_t, cycles, last_end
         (self.day, self.day_since, self.day_ws, self.day_standby_ws, self.day_cycles,
-         self.day_gap_ms, self.day_cost_ws, self.day_priced_ws) = day
+         self.day_gap_ms, self.day_cost_ws, self.day_priced_ws, self.day_co2_ws,
+         self.day_weighed_ws) = day
         if cycle is not None:
             (self.start, self.below_since, self.c_ws, self.c_peak, self.c_gap, self.r_state,
              self.r_spike, self.r_steady, self.r_s, self.r_t, self.r_n, self.best_s,

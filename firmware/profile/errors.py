@@ -37,10 +37,17 @@ def shown(node):
     return node.text
 
 
+# The marks and overrides that set the direction of the text around them: shown as they are they
+# turned an error's line around them backwards (U+202E in a programme's name)
+BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
 def printable(text):
-    """text with its control characters (Unicode's Cc) escaped as Python writes them: a newline
-    split an error in two, and an ESC sequence in a value was sent to the terminal as it was."""
-    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+    """text with its control characters (Unicode's Cc) and direction marks escaped as Python
+    writes them: a newline split an error in two, and an ESC sequence in a value was sent to
+    the terminal as it was."""
+    return "".join(repr(c)[1:-1] if unicodedata.category(c) == "Cc" or c in BIDI else c
+                   for c in text)
 
 
 YAML_BOOLS = ("on", "off", "yes", "no", "y", "n")

@@ -235,6 +235,53 @@ def test_a_new_tariff_prices_the_energy_from_then_and_a_new_currency_the_whole_d
     assert abs(f["cost"] - (12 * 0.2 + 12 * 0.4)) < 0.01 and f["currency"] == "CHF"
 
 
+def test_a_new_grid_intensity_weighs_the_energy_from_then_not_the_whole_day():
+    # The cloud sets the grid's intensity as it changes: the whole day was weighed at the last
+    r = Run(co2_g_per_kwh=100)                  # report at midnight UTC
+    r.feed(1000.0, 23 * HOUR, step=5000)        # 23 kWh at 100 g
+    r.d.set({"grid_intensity": 800})
+    r.feed(1000.0, HOUR + 5000, step=5000)      # 1 kWh at 800 g, then the report
+    (_, _, _, f), = r.of("energy_report")
+    assert abs(f["kwh"] - 24.0) < 0.01 and abs(f["co2_g"] - (23 * 100 + 800)) < 2, f
+    r.feed(1000.0, DAY, step=5000)              # the next day all at 800
+    assert abs(r.of("energy_report")[-1][3]["co2_g"] - 24 * 800) < 2
+
+
+def test_a_utc_offset_set_for_summer_time_closes_the_day_at_the_new_local_midnight():
+    # Zones here have no daylight saving time: where clocks change the cloud sets the offset,
+    # as it does a pill bottle's (it was refused: the report kept winter's midnight all summer)
+    r = Run(utc_offset_min=60)                  # local midnight at 23:00 UTC
+    r.feed(100.0, 12 * HOUR)
+    assert r.d.set({"utc_offset_min": 120})["utc_offset_min"] == 120
+    r.feed(100.0, 10 * HOUR + 5000)             # past 22:00 UTC: midnight at +02:00
+    (t, _, _, f), = r.of("energy_report")
+    assert f["until"] == T0 + 22 * HOUR and t == T0 + 22 * HOUR, f
+    r.feed(100.0, DAY)
+    assert r.of("energy_report")[-1][3]["until"] == T0 + DAY + 22 * HOUR
+    assert r.d.set({"utc_offset_min": 60})["utc_offset_min"] == 60     # back to winter
+    r.feed(100.0, DAY + HOUR)                   # the day under way closes an hour later
+    (t, _, _, f) = r.of("energy_report")[-1]
+    assert f["until"] == T0 + 2 * DAY + 23 * HOUR and f["since"] == T0 + DAY + 22 * HOUR
+    for bad in (60.5, True, -721, 841, "+02:00", None):
+        _refused(r.d, {"utc_offset_min": bad}, "utc_offset_min: expected whole minutes")
+
+
+def test_a_device_off_for_days_closes_the_day_it_was_off_in_not_the_day_it_came_back():
+    # A dashboard keyed on `until` put a wash before three days off on the day it came back
+    r = Run()
+    r.feed(1.0, 20 * HOUR)                      # on until 20:00
+    last = r.t - 5000
+    r.t += 3 * DAY + 13 * HOUR                  # back on the 5th at 09:00
+    r.feed(1.0, HOUR)
+    (t, _, _, f), = r.of("energy_report")
+    assert f["since"] == T0 and f["until"] == T0 + DAY and t == T0 + 4 * DAY + 9 * HOUR
+    assert f["missing_s"] == (T0 + DAY - last) // 1000
+    r.feed(1.0, DAY)                            # the next period begins where it came back
+    (_, _, _, f) = r.of("energy_report")[-1]
+    assert f["since"] == T0 + 4 * DAY + 9 * HOUR and f["until"] == T0 + 5 * DAY
+    assert f["missing_s"] == 0
+
+
 def test_odd_readings_and_clock_jumps_do_not_break_it():
     r = Run()
     for v in (0.0, -5.0, 1e12, 3.0, 50.0):

@@ -37,7 +37,8 @@ def _garbage(snap):
             ((3, "tariff"), [0.3]),
             ((4,), 1.5), ((4,), True), ((5,), -1), ((5,), None), ((6,), "x"),
             ((7,), [1, 2, 3]), ((7, 2), float("nan")), ((7, 3), -1.0), ((7, 4), None),
-            ((7, 5), 0.5), ((7, 6), -1.0), ((7, 6), None), ((7, 7), 1e12), ((8,), [1] * 14), ((8, 4), 1), ((8, 5), 3), ((8, 0), None),
+            ((7, 5), 0.5), ((7, 6), -1.0), ((7, 6), None), ((7, 7), 1e12), ((7, 9), 1e12),
+            ((7, 8), None), ((3, "utc_offset_min"), [0]), ((8,), [1] * 14), ((8, 4), 1), ((8, 5), 3), ((8, 0), None),
             ((8, 2), float("inf")), ((8,), _DROP), ((9,), None), ((9,), [[], [], None]),
             ((9, 0), "points"), ((9, 1), [None]), ((9, 2), None),
             ((9, 3), 0.0), ((9, 4), -1.0), ((9, 7), None), ((9, 6), 2.5)):
@@ -63,7 +64,7 @@ def test_garbage_snapshots_are_refused_with_a_reason_and_change_nothing():
         assert "snapshot" in str(e), (str(e), bad)
         assert d.snapshot() == fresh, bad
         n += 1
-    assert n == 46
+    assert n == 49
     r.events = []
     r.d = d                                     # refused, and as good as new
     r.cycle(100.0, 60)
@@ -75,18 +76,38 @@ def test_garbage_snapshots_are_refused_with_a_reason_and_change_nothing():
     assert d.snapshot() == good
 
 
-def test_a_snapshot_from_before_the_days_cost_was_kept_prices_its_day_at_the_tariff():
-    r = Run()
-    r.d.set({"tariff": 0.5})
-    r.feed(1000.0, 2 * HOUR, step=5000)
-    old = through_flash(r.d)
-    del old[7][6:]                              # as the detector of the last release saved it
+def test_a_snapshot_from_before_the_days_cost_or_co2_was_kept_weighs_its_day_as_now():
+    for kept in (6, 8):                         # as detectors of earlier releases saved it
+        r = Run()
+        r.d.set({"tariff": 0.5, "grid_intensity": 400})
+        r.feed(1000.0, 2 * HOUR, step=5000)
+        old = through_flash(r.d)
+        del old[7][kept:]
+        r.d = None
+        r.d = Detector(config(), r._emit)
+        r.d.restore(old)
+        r.feed(1000.0, DAY - 2 * HOUR + 5000, step=5000)
+        (_, _, _, f), = r.of("energy_report")
+        assert abs(f["cost"] - f["kwh"] * 0.5) < 1e-3 and f["kwh"] > 23
+        assert abs(f["co2_g"] - f["kwh"] * 400) < 1
+
+
+def test_a_summer_offset_set_by_the_cloud_outlives_a_reboot_unless_the_profile_moved_it():
+    r = Run(utc_offset_min=60)
+    r.d.set({"utc_offset_min": 120})
+    r.feed(100.0, 12 * HOUR)
+    snap = through_flash(r.d)
     r.d = None
-    r.d = Detector(config(), r._emit)
-    r.d.restore(old)
-    r.feed(1000.0, DAY - 2 * HOUR + 5000, step=5000)
+    r.d = Detector(config(utc_offset_min=60), r._emit)
+    r.d.restore(snap)                           # the day goes on, its report at +02:00's
+    assert r.d.settings()["utc_offset_min"] == 120
+    r.feed(100.0, 10 * HOUR + 5000)
     (_, _, _, f), = r.of("energy_report")
-    assert abs(f["cost"] - f["kwh"] * 0.5) < 1e-3 and f["kwh"] > 23
+    assert f["since"] == T0 and f["until"] == T0 + 22 * HOUR
+    r.d = None
+    r.d = Detector(config(utc_offset_min=180), r._emit)     # a profile of its own since
+    r.d.restore(snap)
+    assert r.d.settings()["utc_offset_min"] == 180
 
 
 def test_a_new_watch_drops_the_chart_but_keeps_the_days_report_and_settings():

@@ -1,6 +1,6 @@
 """The energy insight in a profile (agent/insights/energy.py): an appliance's cycles from its
 power, standby, a daily energy report, maintenance due when its cycles drift."""
-from agent.insights.energy import (MAX_INTERVAL_MS, MOST, Z_CLIP, currency_ok,
+from agent.insights.energy import (MAX_INTERVAL_MS, MOST, Z_CLIP, currency_ok, shown_ok,
                                    single_spike_limit)
 from firmware.profile.errors import Invalid, at, expected, shown
 from firmware.profile.rules import (REQUIRED, choice, clock_time, duration, integer, list_of,
@@ -16,9 +16,19 @@ WATCH_NAMES = {"energy": "energy per cycle", "peak": "peak power per cycle",
 WATCH = tuple(WATCH_NAMES)
 
 
+def programme_name(ctx, node):
+    """1 to 32 printable characters: every cycle event carries it to a dashboard (an empty one
+    named cycles "", told from none by nobody)."""
+    value = text(ctx, node)
+    if not shown_ok(value, 32):
+        raise Invalid(expected("a programme's name of 1 to 32 printable characters like "
+                               "'eco 40'", node))
+    return value
+
+
 def signature(ctx, node):
     return section(ctx, node, [
-        ("name", "name", text, REQUIRED),
+        ("name", "name", programme_name, REQUIRED),
         ("duration", "duration_ms", duration(MINUTE, DAY), REQUIRED),
         ("energy", "energy_wh", number(above=0), REQUIRED),
     ])
@@ -73,6 +83,15 @@ def check(ctx, node, out):
             "grams of CO2 per kWh (a grid's are 10-1200; %s kg is %g g)"
             % (shown(where), g * 1000), where)))
     programmes = node.value.get("programmes")
+    if programmes is not None and programmes.tag == "seq":
+        named = set()
+        for p, pn in zip(out.get("programmes") or (), programmes.value):
+            if p and "name" in p and pn.tag == "map":
+                if p["name"] in named:      # a cycle is named after one: which, none could say
+                    where = pn.value["name"]
+                    ctx.problems.append(at(where, expected(
+                        "a name no other programme has", where)))
+                named.add(p["name"])
     if "off_w" in out and programmes is not None and programmes.tag == "seq":
         for p, pn in zip(out.get("programmes") or (), programmes.value):
             if not (p and "energy_wh" in p and "duration_ms" in p and pn.tag == "map"):
