@@ -100,6 +100,16 @@ def _settings(cfg, args):
     return out
 
 
+def _whole(v):
+    """The whole count a reading is, or None: not at rest, or nonsense (NaN too)."""
+    if not -_HUGE < v < _HUGE:   # also True for NaN
+        return None
+    n = int(v + 0.5) if v >= 0 else -int(0.5 - v)
+    if n < 0 or v - n > _WHOLE or n - v > _WHOLE:
+        return None
+    return n
+
+
 def lateness(late_ms, window_ms):
     """None, or why late ends a dose before its on-time window does (the profile check shares
     it): a dose taken within its window would be missed."""
@@ -472,12 +482,9 @@ class Detector:
         elif self.sched is None:
             self.judge_from = t
             self._slot(_next(t + self.early - 1, self.times, self.off))
-        n = None
-        if -_HUGE < v < _HUGE:   # also False for NaN
-            n = int(v + 0.5) if v >= 0 else -int(0.5 - v)
-            if (n < 0 or v - n > _WHOLE or n - v > _WHOLE
-                    or (n == 0 and self.ref is not None and self.ref > self.most)):
-                n = None
+        n = _whole(v)
+        if n == 0 and self.ref is not None and self.ref > self.most:
+            n = None
         if n is None:
             self.lvl = None
         elif n != self.lvl:
@@ -496,6 +503,14 @@ class Detector:
             if self.pend_from is not None and self.pend_t0 < limit:
                 limit = self.pend_t0     # its slot waits for it
             self._close_slots(limit, t)
+
+    def held(self, v):
+        """What a reading before the clock's sync is held as (agent/insights/early.py): its
+        whole count, or NaN off the scale. Held as read, a load cell's noise (a count of a
+        thousandth) made every reading a run of its own, and the few runs kept held minutes,
+        not the hours before a sync: the dose taken in them was judged missed."""
+        n = _whole(v)
+        return float("nan") if n is None else float(n)
 
     def _settled(self, n, t):
         t0 = self.lvl_t0

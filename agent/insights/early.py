@@ -1,5 +1,5 @@
 # Readings taken before the clock is synced, held for a kind in HOLD (agent/insights): as runs
-# of one value, each its first and last time in ms since start and the value, in a ring made
+# of one value (what its detector's held() makes of a reading: a pill bottle's whole count), each its first and last time in ms since start and the value, in a ring made
 # once at the first such reading (a list grown and cut run by run asked a board's heap for a
 # new block at every few runs), fed once the clock is synced, dated by it. The feeder of such a
 # sensor is made here: a board whose profile has none never loads this. Portable.
@@ -22,7 +22,7 @@ def feeder(ins, name):
             ins.feed(name, t, v)
         else:
             ins.unsynced += 1
-            hold(held, name, t, v)
+            hold(held, name, t, ins.detectors[name].held(v))
     return feed
 
 

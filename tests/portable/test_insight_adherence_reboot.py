@@ -277,11 +277,11 @@ def test_through_the_manager_a_dose_before_a_power_cut_is_judged_once():
     assert got == ["dose_taken"]
 
 
-def unsynced_boot(sync_at_hour, pills):
+def unsynced_boot(sync_at_hour, pills, noise=0.0):
     """A board that rebooted at 07:50 with its network down too: the manager, restored from
     the snapshot of 07:45, fed readings dated in ms since start until NTP answers at
-    sync_at_hour; `pills` [(hour, count)] from 07:50 on. The events as (name, fields), and
-    the manager."""
+    sync_at_hour; `pills` [(hour, count)] from 07:50 on, each reading off by up to `noise`
+    (a load cell's). The events as (name, fields), and the manager."""
     from agent.clock import FakeClock
     got = []
 
@@ -310,7 +310,7 @@ def unsynced_boot(sync_at_hour, pills):
         if not clock.synced and unix >= DAY0 + int(sync_at_hour * HOUR):
             clock.sync(unix)                        # NTP answers
         t, synced = clock.now()
-        feed(t, pills[k][1], synced)
+        feed(t, pills[k][1] + noise * ((clock.t // STEP * 7) % 5 - 2) / 2, synced)
         clock.advance(STEP)
     return [(e, f) for e, f, _ in got], ins
 
@@ -324,6 +324,15 @@ def test_a_dose_taken_before_the_clock_is_synced_after_a_reboot_is_that_dose_on_
         f = got[0][1]
         assert (f["status"], f["taken"]) == ("on_time", DAY0 + 8 * HOUR + 5 * MIN), (sync_at, f)
         assert ins.unsynced > 0 and not ins.early
+
+
+def test_a_dose_taken_before_the_sync_on_a_noisy_load_cell_is_that_dose_on_time():
+    # Held as read, every reading a thousandth of a pill off was a run of its own: the runs
+    # kept held the last minutes before the sync, and the 08:05 dose was missed and extra
+    got, ins = unsynced_boot(13.5, [(7 + 50 / 60.0, 20), (8 + 5 / 60.0, 19)], noise=0.005)
+    assert [e for e, _ in got] == ["dose_taken"], got
+    f = got[0][1]
+    assert (f["status"], f["taken"]) == ("on_time", DAY0 + 8 * HOUR + 5 * MIN), f
 
 
 def test_readings_held_before_a_sync_are_runs_bounded_in_number():
