@@ -240,12 +240,17 @@ class Buffer:
             self.synced = synced
 
     def poll(self, now):
-        """Closes the windows that time alone closes; call it now and then with the clock."""
+        """Closes the windows that time alone closes; call it now and then with the clock.
+        A clock stepped back (NTP setting a fast one right) closes them as a reading then
+        would: timed on readings' times, they stayed open until the clock passed the old
+        readings again, readings in RAM for as long as the step."""
         if not self.n:
             return
-        if now - self.base >= self.max_age_ms:
+        off = now - self.base
+        if not -self.max_age_ms < off < self.max_age_ms:
             self.cut()
-        elif self.flushed < self.n and now - self.base - self.ts[self.flushed] >= self.flush_ms:
+        elif self.flushed < self.n and (off - self.ts[self.flushed] >= self.flush_ms
+                                        or off < self.ts[self.n - 1]):
             self.flush()
 
     def due_in(self, now):

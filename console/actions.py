@@ -91,9 +91,11 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
             refused[parts[-3]] = refused.get(parts[-3], 0) + n
     for r in rows.values():
         t, now = r["last_t_ms"], now_ms
-        if t is not None and t < PLAUSIBLE_MS and r["last_seen"] is not None:
-            # A clock never synced counts from boot (the days of 1970): when its last message
-            # came, by the ingest's clock, tells (it was "nothing heard for 20792 days").
+        if t is not None and (t < PLAUSIBLE_MS or t > now_ms + HOUR_MS) and (
+                r["last_seen"] is not None):
+            # A clock never synced counts from boot (the days of 1970), one ahead is silent
+            # only once the fleet's clock passes it (a year): when its last message came, by
+            # the ingest's clock, tells (it was "nothing heard for 20792 days").
             t, now = int(r["last_seen"] * 1000), wall_ms
         never = t is None and r.get("first_seen") is not None
         if never:

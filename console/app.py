@@ -595,9 +595,14 @@ def _heard(d, now_ms):
     for a clock never synced (the days of 1970, "20422.0 days ago"), how long ago its last
     message came, by this machine's clock."""
     t = d.get("last_t_ms")
-    if isinstance(t, (int, float)) and t < reads.PLAUSIBLE_MS and isinstance(
-            d.get("last_seen"), (int, float)):
-        return "%s (its clock is not synced)" % _ago(d["last_seen"] * 1000, time.time() * 1000)
+    if isinstance(t, (int, float)) and isinstance(d.get("last_seen"), (int, float)):
+        if t < reads.PLAUSIBLE_MS:
+            return "%s (its clock is not synced)" % _ago(d["last_seen"] * 1000,
+                                                         time.time() * 1000)
+        if t > now_ms + reads.HOUR_MS:   # "just now" for a year, where it fell silent
+            return "%s (its clock is %s ahead)" % (
+                _ago(d["last_seen"] * 1000, time.time() * 1000),
+                said_mod.duration(int(t - now_ms)))
     return _ago(t, now_ms)
 
 

@@ -178,8 +178,10 @@ def fleet_now(newest_t_ms, newest_seen_s, wall_ms=None):
 
 
 def clock_of(stamp):
-    """(now in ms, simulated) from a FleetCache stamp."""
-    return fleet_now(stamp[6], stamp[1])
+    """(now in ms, simulated) from a FleetCache stamp: the newest device time against when
+    that device was last heard (against the newest message of any device, one clock that never
+    synced made a fleet silent for a month "simulated", and nobody silent)."""
+    return fleet_now(stamp[6], stamp[9])
 
 
 # ---- the fleet ------------------------------------------------------------------------------
@@ -222,7 +224,11 @@ class FleetCache:
         newest = row[6]
         if newest is None and row[5] is not None and row[5] >= PLAUSIBLE_MS:
             newest = row[5]  # every clock ahead
-        return tuple(row[:6]) + (newest,) + tuple(row[7:9])
+        seen = None
+        if newest is not None:
+            seen = self.db.one("SELECT max(last_seen) FROM devices WHERE last_t_ms = ?",
+                               (newest,))[0]
+        return tuple(row[:6]) + (newest,) + tuple(row[7:9]) + (seen,)
 
     def refresh(self):
         """The rows, newest; (rows by device, now_ms, simulated). now follows the wall clock

@@ -1039,6 +1039,48 @@ def test_one_clock_far_ahead_does_not_make_the_rest_of_the_fleet_silent(tmp_path
     assert (now, simulated) == (NOW, False)
 
 
+def test_a_device_that_never_synced_does_not_make_a_fleet_silent_for_a_month_simulated(
+        tmp_path, monkeypatch):
+    # Its message of now beside a silent device's reading of 38 days ago: "as of 38 days ago
+    # (simulated time)", and nothing silent, for as long as that device kept sending
+    monkeypatch.setattr(reads.time, "time", lambda: NOW / 1000)
+    db = make_db(tmp_path / "f.sqlite", ("site-1",))
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ?, last_seen = ?", (NOW - 38 * DAY,
+                                                                   NOW / 1000 - 38 * 86400))
+    db.execute("INSERT INTO devices (device, first_seen, last_seen, last_t_ms, last_status, "
+               "dropped_reported) VALUES ('esp-2', 1.0, ?, 12000, 'online', 0)", (NOW / 1000,))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, now, simulated = reads.FleetCache(database).refresh()
+    assert (now, simulated) == (NOW, False)
+    assert [(a["kind"], a["device"]) for a in actions.needed(database, rows, now)] == [
+        ("silent", "site-1")]
+
+
+def test_a_device_whose_clock_runs_ahead_falls_silent_by_when_it_was_last_heard(
+        tmp_path, monkeypatch):
+    # Its reading dated a year ahead was "just now" and not silent until the year had passed
+    from console import app as app_mod
+    monkeypatch.setattr(reads.time, "time", lambda: NOW / 1000)
+    monkeypatch.setattr(actions.time, "time", lambda: NOW / 1000)
+    monkeypatch.setattr(app_mod.time, "time", lambda: NOW / 1000)
+    db = make_db(tmp_path / "f.sqlite", ("printer-1", "fast-1"))
+    db.begin()
+    db.execute("UPDATE devices SET last_seen = ?", (NOW / 1000 - 60,))
+    db.execute("UPDATE devices SET last_t_ms = ?, last_seen = ? WHERE device = 'fast-1'",
+               (NOW + 365 * DAY, NOW / 1000 - 3 * 3600))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    rows, now, simulated = reads.FleetCache(database).refresh()
+    assert (now, simulated) == (NOW, False)
+    (a,) = actions.needed(database, rows, now)
+    assert (a["kind"], a["device"], a["figures"]["silent_ms"]) == ("silent", "fast-1",
+                                                                   3 * reads.HOUR_MS)
+    assert app_mod._heard(rows["fast-1"], now) == "3 h 00 min ago (its clock is 365 d 0 h ahead)"
+    assert app_mod._heard(rows["printer-1"], now) == "just now"
+
+
 @pytest.mark.parametrize("doc", [
     {"command": ["ping"], "device": "printer-1"},
     {"command": {"a": 1}, "device": "printer-1"},

@@ -317,6 +317,23 @@ def test_max_age_cuts_a_batch_on_a_reading_or_on_poll():
                    [(110000, 1, 1)]]
 
 
+def test_a_clock_stepped_back_closes_the_windows_on_poll_not_when_it_catches_up():
+    # NTP set back a fast clock: timed on the readings' times, the windows stayed open until
+    # the clock passed them again (readings in RAM for the whole step, or to the next reading)
+    buf = opened(RamStore(), max_age_ms=600000, flush_ms=60000, ram_readings=100)
+    buf.append(10000000, 0, 1)
+    buf.poll(10000000 + 2000 - 300000)      # 5 min back: on flash at once, the batch still open
+    assert buf.flushed == 1 and buf.log.unacked == 0
+    buf.append(10000000 + 30000 - 300000, 0, 2)     # back by less than a batch's age: kept in it
+    assert buf.n == 2 and buf.flushed == 2
+    buf.poll(10000000 + 35000 - 300000)
+    assert buf.log.unacked == 0
+    buf.poll(10000000 + 36000 - 3600000)    # an hour back: a reading now would start a batch
+    assert buf.log.unacked == 1 and buf.n == 0
+    (_, data), = K.drain(buf)
+    assert K.rows(data) == [(10000000, 0, 1), (10000000 - 270000, 0, 2)]
+
+
 def test_max_readings_cuts_a_batch():
     buf = opened(RamStore(), max_readings=8)
     for i in range(20):
