@@ -318,14 +318,21 @@ def _in_profile_order(db, device, channels):
     return sorted(channels, key=lambda c: (place.get(c[0], len(place)), c[0]))
 
 
+# An event's time as the device page lists and spans it: one from a clock never synced counts
+# from the device's boot (1970), so when it arrived stands for it (a board's alarm re-sent at
+# each boot, before NTP, was listed in 1970 and in no span)
+EVENT_WHEN = "(CASE WHEN synced = 0 THEN CAST(received_at * 1000 AS bigint) ELSE t_ms END)"
+
+
 def _paired(rows):
     """The newest LIST_ROWS of a device's events (rows newest first) as the page lists them: a
     raise and the clear that followed it are one row, "raised, cleared after 1 min" (a pill
     bottle's 161 events of a month were mostly uncertain_count raised and cleared a minute
     apart, two rows each)."""
     out, open_ = [], {}
-    for t, e, s, st, v, d in reversed(rows):
-        row = {"t_ms": t, "event": e, "sensor": s, "state": st, "value": v, "detail": d}
+    for t, e, s, st, v, d, synced in reversed(rows):
+        row = {"t_ms": t, "event": e, "sensor": s, "state": st, "value": v, "detail": d,
+               "received": not synced}
         raised = open_.pop((e, s), None)
         if st == "cleared" and raised is not None and isinstance(t, int) \
                 and isinstance(raised["t_ms"], int):
@@ -393,11 +400,13 @@ def device_detail(db, device, span, charts=True):
     health = [(at, t, as_map(h)) for at, t, h in db.rows(
         "SELECT received_at, t_ms, health FROM health WHERE device = ? "
         "ORDER BY received_at DESC LIMIT 24", (device,))]
-    events = _paired(db.rows("SELECT t_ms, event, sensor, state, value, detail FROM events "
-                             "WHERE device = ? AND state <> 'insight'" + since
-                             + " ORDER BY t_ms DESC, seq DESC LIMIT %d" % (2 * LIST_ROWS), args))
+    since_when = since.replace("t_ms", EVENT_WHEN)
+    events = _paired(db.rows("SELECT " + EVENT_WHEN + ", event, sensor, state, value, detail, "
+                             "synced FROM events WHERE device = ? AND state <> 'insight'"
+                             + since_when + " ORDER BY 1 DESC, seq DESC LIMIT %d"
+                             % (2 * LIST_ROWS), args))
     events_in_span = db.one("SELECT count(*) FROM events WHERE device = ? AND state <> "
-                            "'insight'" + since, args)[0]
+                            "'insight'" + since_when, args)[0]
     replies = [(at, ok, as_map(body)) for at, ok, body in db.rows(
         "SELECT received_at, ok, body FROM replies WHERE device = ? "
         "ORDER BY received_at DESC LIMIT 50", (device,))]
@@ -421,8 +430,14 @@ def device_detail(db, device, span, charts=True):
                          for t, e, s, v, f in reversed(_listed(insights))],
             "insights_in_span": len(insights), "events_in_span": events_in_span,
             "events": events,
-            "health": [{"received_at": at, "t_ms": t, "health": h} for at, t, h in health],
+            # a report from a clock never synced: when it arrived (it was listed in 1970)
+            "health": [{"received_at": at, "health": h, "received": not _dated(t),
+                        "t_ms": t if _dated(t) else int(at * 1000)} for at, t, h in health],
             "replies": [{"received_at": at, "ok": bool(ok), "body": b} for at, ok, b in replies]}
+
+
+def _dated(t_ms):
+    return isinstance(t_ms, int) and t_ms >= PLAUSIBLE_MS
 
 
 def _listed(insights):

@@ -533,6 +533,32 @@ def test_the_whole_history_starts_at_the_first_synced_batch_not_at_1970(tmp_path
     assert points[0] == [NOW - DAY, 2.0] and len(points) > 100
     assert {v for _, v in points} == {2.0}
 
+def test_an_event_and_a_report_from_before_the_clocks_sync_are_listed_when_they_arrived(
+        tmp_path):
+    # A board's alarm, re-sent at each boot before NTP, was in no span and listed in 1970
+    db = make_db(tmp_path / "f.sqlite", ("printer-1",))
+    db.begin()
+    arrived = NOW / 1000 - 3600
+    for seq, t_ms, synced, event in ((1, 36302952, 0, "overvoltage"),
+                                     (2, NOW - 2 * DAY, 1, "door_open")):
+        db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, state, "
+                   "value, detail, received_at) VALUES ('printer-1', ?, 1, ?, ?, ?, 'v', "
+                   "'raised', 230, 'alarm', ?)", (seq, t_ms, synced, event, arrived))
+    db.execute("INSERT INTO health (device, received_at, t_ms, health) VALUES "
+               "('printer-1', ?, 36302952, '{}')", (arrived,))
+    db.commit()
+    database = reads.Database(str(tmp_path / "f.sqlite"))
+    d = reads.device_detail(database, "printer-1", "1d", charts=False)
+    assert [(e["event"], e["t_ms"], e["received"]) for e in d["events"]] == [
+        ("overvoltage", NOW - 3600000, True)]       # the other one is two days old
+    assert d["events_in_span"] == 1
+    assert [(h["t_ms"], h["received"]) for h in d["health"]] == [(NOW - 3600000, True)]
+    everything = reads.device_detail(database, "printer-1", "all", charts=False)["events"]
+    assert [e["event"] for e in everything] == ["overvoltage", "door_open"]  # newest first
+    body, = pages(tmp_path / "f.sqlite", "/device/printer-1")
+    assert "1970" not in body and body.count("(received)") == 2
+
+
 # ---- the app over HTTP ----------------------------------------------------------------------
 
 @pytest.fixture

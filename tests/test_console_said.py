@@ -86,12 +86,12 @@ def test_a_raise_and_the_clear_after_it_are_one_row_of_the_events_list():
     # apart, two rows each
     from console.reads import _paired
     m = 60000
-    rows = [(T + 9 * m, "uncertain_count", "pills", "cleared", 80, None),   # newest first
-            (T + 8 * m, "uncertain_count", "pills", "raised", 0, None),
-            (T + 5 * m, "refill_soon", "pills", "raised", 6, None),
-            (T + 4 * m, "cabinet_warm", "cabinet", "cleared", 5.0, "alarm"),   # raised before
-            (T + 3 * m, "uncertain_count", "pills", "cleared", 81, None),
-            (T, "uncertain_count", "pills", "raised", 0, None)]
+    rows = [(T + 9 * m, "uncertain_count", "pills", "cleared", 80, None, 1),   # newest first
+            (T + 8 * m, "uncertain_count", "pills", "raised", 0, None, 1),
+            (T + 5 * m, "refill_soon", "pills", "raised", 6, None, 1),
+            (T + 4 * m, "cabinet_warm", "cabinet", "cleared", 5.0, "alarm", 1),  # raised before
+            (T + 3 * m, "uncertain_count", "pills", "cleared", 81, None, 1),
+            (T, "uncertain_count", "pills", "raised", 0, None, 1)]
     assert [(r["t_ms"] - T, r["event"], r["state"], r["value"], r.get("cleared_value"))
             for r in _paired(rows)] == [
         (8 * m, "uncertain_count", "raised, cleared after 1 min", 0, 80),
