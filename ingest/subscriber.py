@@ -146,6 +146,8 @@ class Ingest(Handlers):
         self._next_plan = 0.0
         self._probe = None  # when a connect found no session: the tails may have been lost
         self.topics = topics.subscriptions(self.prefix, group)
+        self._subscribing = self.topics
+        self._last_id = None
         self._q = queue.Queue()
         self._queued = 0          # payload bytes in _q: at most MAX_QUEUED (_on_message)
         self._flooded = 0.0       # when the last dropped QoS 0 message was said
@@ -246,6 +248,14 @@ class Ingest(Handlers):
                 pass
         self._held_now = self._db.execute(
             "SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
+        # The client id that stored the newest batch of the device heard last: a first connect
+        # that finds no session says whose session the broker may still be queuing for
+        newest = self._db.execute(
+            "SELECT device FROM devices ORDER BY last_seen DESC LIMIT 1").fetchone()
+        last = newest and self._db.execute(
+            "SELECT ingest FROM batches WHERE device = ? ORDER BY seq DESC LIMIT 1",
+            (newest[0],)).fetchone()
+        self._last_id = last[0] if last else None
 
     def _tls_context(self):
         import ssl
@@ -384,18 +394,45 @@ class Ingest(Handlers):
         self.ever_connected = True
         self._connected = True
         self._ready = False
+        filters = self.topics
         if getattr(flags, "session_present", False):
             log.info("connected to %s:%d, session resumed", self.host, self.port)
+            if dict.__len__(self._schemas):
+                # The session kept the subscriptions, and queued what came meanwhile. Taken
+                # again, the retained schemas and statuses of the whole fleet (two a device)
+                # came again on top of that queue, past the broker's max_queued_messages: it
+                # dropped the live batches behind them, and the statuses it dropped showed
+                # "unknown". Subscribed all the same: the others (a group's shared ones are
+                # not kept by mosquitto) and these for a database that has no schema yet (a
+                # --client-id given to a new file).
+                kept = set(topics.retained(self.prefix))
+                filters = [t for t in filters if t not in kept]
         else:
             self._probe = time.time()  # nothing was kept for it meanwhile: see repair.probe
             if again and self.persistent:  # a broker restarted without persistence: said
                 log.warning("connected to %s:%d again, and the broker kept no session: what "
                             "it held for this ingest is gone; the devices are asked for it",
                             self.host, self.port)
-        client.subscribe([(t, 1) for t in self.topics])
+            elif self.persistent and self._last_id not in (None, self.client_id) and (
+                    self.group is None):
+                # (a group's members store one database under ids of their own)
+                log.warning("no session on %s:%d for %s, and this database's newest batch "
+                            "came to %s: a changed --db host, port, database, user or options, "
+                            "host name or --group makes another default client id, and the "
+                            "broker goes on queuing the fleet's messages for %s; give "
+                            "--client-id %s to take them, or retire that session "
+                            "(docs/ingest.md, Delivery)", self.host, self.port, self.client_id,
+                            self._last_id, self._last_id, self._last_id)
+            elif self.persistent and self._last_id is not None:
+                log.warning("no session on %s:%d for %s, which stored this database's newest "
+                            "batch: what was published while it was away is gone from the "
+                            "broker (restarted without persistence, or the session expired); "
+                            "the devices are asked for it", self.host, self.port, self.client_id)
+        self._subscribing = filters
+        client.subscribe([(t, 1) for t in filters])
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
-        bad = [t for t, r in zip(self.topics, reasons) if r.is_failure]
+        bad = [t for t, r in zip(self._subscribing, reasons) if r.is_failure]
         if bad:
             self._failed = "subscription refused: %s" % ", ".join(bad)
             log.error("the broker refused the subscriptions %s", ", ".join(bad))

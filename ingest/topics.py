@@ -28,6 +28,12 @@ def subscriptions(prefix, group=None):
             + ["%s/+/%s" % (prefix, k) for k in EVERYONE])
 
 
+def retained(prefix):
+    """The filters of subscriptions() whose messages the devices retain (their schemas and
+    statuses): a SUBSCRIBE to them again has the broker send every one again."""
+    return ["%s/+/%s" % (prefix, k) for k in EVERYONE]
+
+
 def command_topic(prefix, device):
     """Where a device takes downlink commands."""
     return "%s/%s/down/cmd" % (prefix, device)

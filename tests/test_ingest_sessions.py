@@ -153,3 +153,74 @@ def test_the_progress_line_says_when_the_database_cannot_be_read_not_minus_one_d
                             "requests", "repaired")}
     assert _line(stats, 3).endswith(", 3 devices in the database")
     assert _line(stats, -1).endswith(", the database cannot be read just now")
+
+
+def test_a_resumed_session_is_not_sent_the_fleets_retained_messages_again(persistent_broker,
+                                                                           tmp_path):
+    # Subscribed again, the broker sent every retained schema and status again on top of what
+    # the session had queued: past its max_queued_messages it dropped live batches behind them
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    lines = [json.dumps(r) for r in reference.readings(hours=2)]
+    schema, batches = encode(profile, lines, "r1")
+    publish = Publisher(persistent_broker.port)
+    publish.schema("r1", schema)
+    for n in range(50):
+        publish("tether/v1/s%d/status" % n, b"online", retain=True)
+
+    def run(db, then):
+        i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / db),
+                   client_id="ingest-retained").start()
+        try:
+            then()
+            assert i.wait_idle(30, quiet=1.5)
+            return i.stats()
+        finally:
+            i.stop()
+
+    first = run("f.sqlite", lambda: publish.batches("r1", batches[:3]))
+    assert (first["schemas"], first["status"], first["batches"]) == (1, 50, 3)
+    publish.batches("r1", batches[3:6])             # queued in its session meanwhile
+    again = run("f.sqlite", lambda: publish.batches("r1", batches[6:9]))
+    assert (again["schemas"], again["status"], again["batches"]) == (0, 0, 6)
+    s = summary(str(tmp_path / "f.sqlite"))["r1"]
+    assert (s["batches"], s["gaps"]) == (9, [])
+    # the same id on a new file has no schema to decode with: it takes the retained ones
+    new = run("new.sqlite", lambda: None)
+    assert (new["schemas"], new["status"]) == (1, 50)
+    publish.close()
+
+
+def test_a_first_connect_with_no_session_says_whose_session_the_broker_may_still_hold(
+        persistent_broker, tmp_path, caplog):
+    # An ingest restarted under another default id (an sslmode added to --db, a new host name)
+    # left the broker queuing the fleet for the old one, and said nothing
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    schema, batches = encode(profile, [json.dumps(r) for r in reference.readings(hours=1)], "r1")
+    publish = Publisher(persistent_broker.port)
+    publish.schema("r1", schema)
+
+    def run(client_id, part):
+        i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / "f.sqlite"),
+                   client_id=client_id).start()
+        try:
+            publish.batches("r1", batches[2 * part:2 * part + 2])
+            assert i.wait_idle(30, quiet=1.0)
+        finally:
+            i.stop()
+
+    caplog.set_level("WARNING", logger="tether.ingest")
+    run("ingest-old", 0)
+    assert not [r for r in caplog.records if "no session" in r.getMessage()]
+    run("ingest-new", 1)
+    said = [r.getMessage() for r in caplog.records if "no session" in r.getMessage()]
+    assert len(said) == 1 and "newest batch came to ingest-old" in said[0], said
+    assert "--client-id ingest-old" in said[0]
+    caplog.clear()
+    assert sessions.forget("127.0.0.1", persistent_broker.port, "ingest-new")
+    run("ingest-new", 2)          # its own session gone (a broker without persistence)
+    said = [r.getMessage() for r in caplog.records if "no session" in r.getMessage()]
+    assert len(said) == 1 and "which stored this database's newest batch" in said[0], said
+    publish.close()
+    sessions.forget("127.0.0.1", persistent_broker.port, "ingest-old")

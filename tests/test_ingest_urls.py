@@ -81,6 +81,13 @@ def test_a_postgresql_url_names_its_database_alike_with_or_without_its_password(
     assert "s3cr3t" not in identity("postgresql://ingest:s3cr3t@127.0.0.1:5432/fleet")
     assert identity("postgresql://ingest@127.0.0.1:5432/fleet") != identity(
         "postgresql://ingest@127.0.0.1:5432/other")
+    # how to reach it is not which it is: sslmode (which the docs advise) or a timeout added
+    # gave another client id, and the session the broker kept queuing for was stranded
+    assert identity("postgresql://ingest@127.0.0.1:5432/fleet?sslmode=require&"
+                    "connect_timeout=10&application_name=x") == identity(
+        "postgresql://ingest@127.0.0.1:5432/fleet")
+    assert identity("postgresql://ingest@127.0.0.1:5432/fleet?options=-csearch_path%3Dt") != (
+        identity("postgresql://ingest@127.0.0.1:5432/fleet"))
 
 
 @pytest.mark.parametrize("broker, db, says", [

@@ -456,16 +456,22 @@ def partition_of(t_ms):
     return (name, start if start >= INT64_MIN else None, end if end <= INT64_MAX else None)
 
 
+# What names a database in a URL: the rest (sslmode, connect_timeout, application_name...) says
+# how to reach it, and a change of those gave the ingest another default client id, stranding
+# the session the broker kept queuing for the old one
+NAMES = ("host", "hostaddr", "port", "dbname", "user", "options")
+
+
 def identity(url):
-    """Which database url names, whatever way it is written: its parts but the password (a
-    password moved from the URL to PGPASSWORD, as the docs advise, keeps the ingest's default
-    client id, and so the session the broker queues for it)."""
+    """Which database url names, whatever way it is written: its host, port, database, user
+    and options (a password moved from the URL to PGPASSWORD, as the docs advise, or an
+    sslmode added, keeps the ingest's default client id, and so the session the broker queues
+    for it)."""
     try:
         parts = psycopg.conninfo.conninfo_to_dict(url)
     except psycopg.Error:
         return hide_password(url)
-    return " ".join("%s=%s" % (k, parts[k]) for k in sorted(parts)
-                    if k not in ("password", "passfile", "sslpassword"))
+    return " ".join("%s=%s" % (k, parts[k]) for k in sorted(parts) if k in NAMES)
 
 
 class PostgresStore(base.Store):
