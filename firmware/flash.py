@@ -850,6 +850,14 @@ def _flash(repl, manifest, folder, port, out, chunk, reset, started, seen):
 
 # -- esptool -----------------------------------------------------------------------------------
 def esptool_command():
+    """The esptool tether depends on (v5: `write-flash`), run by this interpreter: one found
+    on PATH first was ESP-IDF's 4.x, which refused v5's commands, said as a board not in its
+    bootloader. On PATH only where this interpreter has none; $TETHER_ESPTOOL names another."""
+    import importlib.util
+    if os.environ.get("TETHER_ESPTOOL"):
+        return [os.environ["TETHER_ESPTOOL"]]
+    if importlib.util.find_spec("esptool") is not None:
+        return [sys.executable, "-m", "esptool"]
     found = build.find_tool("esptool")
     return [found] if found else [sys.executable, "-m", "esptool"]
 

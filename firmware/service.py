@@ -54,8 +54,8 @@ HIDDEN = (("/home/", "ProtectHome=yes"), ("/root/", "ProtectHome=yes"),
           ("/run/user/", "ProtectHome=yes"), ("/tmp/", "PrivateTmp=yes"),
           ("/var/tmp/", "PrivateTmp=yes"))
 INSTALL = ("`sudo python3 -m venv /opt/tether && sudo /opt/tether/bin/pip install "
-           "'CHECKOUT[rpi]'` (CHECKOUT: the path of tether's source; `tether-agent` on PyPI "
-           "is another project)")
+           "'CHECKOUT[rpi]'` (CHECKOUT: the path of tether's source; tether is not on "
+           "PyPI: the `tether-agent` there is another project)")
 
 
 class ServiceError(Exception):

@@ -640,7 +640,7 @@ def test_progress_is_a_line_per_file_off_a_terminal_and_a_bar_on_one(tmp_path, v
 
 
 def make_stub_esptool(folder, exit_code=0):
-    """An `esptool` on PATH that records its argv, one JSON list a line."""
+    """An `esptool` (for $TETHER_ESPTOOL) that records its argv, one JSON list a line."""
     folder.mkdir()
     log = folder / "calls.jsonl"
     stub = folder / "esptool"
@@ -662,7 +662,7 @@ def esp_image(chip_id=0, size=4096):
 def test_firmware_is_written_with_esptool_v5_commands_first(tmp_path, v1, monkeypatch):
     write_bundle(tmp_path / "b1", v1)
     log = make_stub_esptool(tmp_path / "bin")
-    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("TETHER_ESPTOOL", str(tmp_path / "bin" / "esptool"))
     (tmp_path / "fw.bin").write_bytes(esp_image(0))
     (tmp_path / "s3.bin").write_bytes(esp_image(9))
     with FakeBoard(tmp_path / "board") as board:
@@ -690,10 +690,20 @@ def test_firmware_is_written_with_esptool_v5_commands_first(tmp_path, v1, monkey
             and "No such command" not in said, said
 
 
+def test_the_esptool_tether_depends_on_runs_not_an_older_one_first_on_path(tmp_path,
+                                                                           monkeypatch):
+    # ESP-IDF's shell puts its esptool 4.x first on PATH: it refused write-flash, said as a
+    # board not in its bootloader
+    make_stub_esptool(tmp_path / "bin")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("TETHER_ESPTOOL", raising=False)
+    assert flash.esptool_command() == [sys.executable, "-m", "esptool"]
+
+
 def test_a_failing_esptool_stops_the_flash(tmp_path, v1, monkeypatch):
     write_bundle(tmp_path / "b1", v1)
     make_stub_esptool(tmp_path / "bin", exit_code=2)
-    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("TETHER_ESPTOOL", str(tmp_path / "bin" / "esptool"))
     (tmp_path / "fw.bin").write_bytes(esp_image(5))
     with FakeBoard(tmp_path / "board") as board:
         code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
@@ -740,7 +750,7 @@ def test_what_to_flash_must_be_one_profile_or_one_bundle(argv, says):
 def test_firmware_to_a_busy_port_is_exit_4_before_esptool_runs(tmp_path, v1, monkeypatch):
     write_bundle(tmp_path / "b1", v1)
     log = make_stub_esptool(tmp_path / "bin")
-    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("TETHER_ESPTOOL", str(tmp_path / "bin" / "esptool"))
     (tmp_path / "fw.bin").write_bytes(esp_image(0))
     with FakeBoard(tmp_path / "board") as board:
         holder = serial.Serial(board.port, 115200, exclusive=True)
@@ -779,7 +789,7 @@ def test_a_file_that_is_not_an_image_for_the_chip_is_refused_before_esptool_eras
     # then it wrote the garbage.
     write_bundle(tmp_path / "b1", v1)
     log = make_stub_esptool(tmp_path / "bin")
-    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("TETHER_ESPTOOL", str(tmp_path / "bin" / "esptool"))
     (tmp_path / "fw.bin").write_bytes(content)
     with FakeBoard(tmp_path / "board") as board:
         code, out, err = run_flash("--bundle", str(tmp_path / "b1"), "--port", board.port,
@@ -800,7 +810,7 @@ def test_an_image_for_another_chip_than_the_profiles_is_refused_before_esptool_r
     # port only after the bundle was built, or written the wrong image to a board that took it.
     write_bundle(tmp_path / "b1", v1, chip="esp32c3")
     log = make_stub_esptool(tmp_path / "bin")
-    monkeypatch.setenv("PATH", str(tmp_path / "bin") + os.pathsep + os.environ["PATH"])
+    monkeypatch.setenv("TETHER_ESPTOOL", str(tmp_path / "bin" / "esptool"))
     (tmp_path / "fw.bin").write_bytes(esp_image(0))
     (tmp_path / "c3.bin").write_bytes(esp_image(5))
     with FakeBoard(tmp_path / "board", machine="ESP32C3 module with ESP32C3") as board:

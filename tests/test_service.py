@@ -600,7 +600,8 @@ def test_a_python_reached_through_a_symlink_into_a_home_or_tmp_is_refused(monkey
         service._check_visible()
     assert "Python is in /tmp/tether/bin/python3, which the service cannot see " \
            "(PrivateTmp=yes)" in str(info.value)
-    assert "tether-agent` on PyPI is another project" in str(info.value)
+    assert "tether is not on PyPI: the `tether-agent` there is another project" in str(
+        info.value)
 
 
 def test_a_dry_run_warns_of_what_a_real_install_here_would_refuse(monkeypatch, capsys):
