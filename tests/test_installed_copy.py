@@ -60,6 +60,23 @@ def test_the_wheel_carries_every_example_file(installed):
     assert shipped == set(example_files())
 
 
+def test_the_wheel_carries_the_licence_its_version_and_no_test_parts(installed):
+    # MIT asks for its text beside the code (there was no LICENSE); the version was written in
+    # two places, tether --version and health reports saying one, the wheel the other
+    import tomllib
+    from agent.runtime import VERSION
+    wheel, venv = installed
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        assert tomllib.load(f)["project"]["version"] == VERSION
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+    assert any(n.endswith("licenses/LICENSE") for n in names), names
+    assert not [n for n in names if n.startswith(("simulator/lab/", "tests/"))]
+    said = subprocess.run([str(venv / "bin" / "tether"), "--version"], capture_output=True,
+                          text=True, check=True, timeout=60)
+    assert said.stdout.split() == ["tether", VERSION]
+
+
 def test_an_installed_copy_simulates_and_demos_with_its_defaults(installed, tmp_path):
     _, venv = installed
     where = subprocess.run([str(venv / "bin" / "python"), "-c",
