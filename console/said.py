@@ -45,8 +45,15 @@ def _clock(t):
 
 
 def _dose(f):
-    """The time of the dose an event answers, '08:00', as the bottle's schedule says it."""
-    return _clock(f.get("scheduled")) or "scheduled"
+    """The time of the dose an event answers, '08:00', as the bottle's schedule says it: in
+    the offset the event was judged in (it was said in UTC: a Berlin patient's 08:00 dose as
+    07:00); a device from before events carried it, in UTC, said so."""
+    t, off = f.get("scheduled"), f.get("utc_offset_min")
+    if isinstance(t, int) and not isinstance(t, bool) and isinstance(off, int) and (
+            not isinstance(off, bool)) and -1440 < off < 1440:
+        return _clock(t + off * 60000) or "scheduled"
+    at = _clock(t)
+    return at + " UTC" if at else "scheduled"
 
 
 def said(event, value, f):

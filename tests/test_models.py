@@ -698,3 +698,20 @@ def test_same_seed_same_truth_however_often_advance_is_called(name):
                 t = rec["end"] if isinstance(rec, dict) else (rec[0] if isinstance(rec, tuple)
                                                                  else rec)
                 assert T0 + 3 * HOUR_MS <= t <= end, key
+
+
+def test_a_late_dose_is_planned_before_the_detector_closes_its_slot_not_after():
+    # With `early` wider than the window the slot closes `early` before the next dose: a late
+    # take planned up to `window` before it was the detector's dose_missed and an early dose
+    # of the next, and the scores took it for a late one
+    from simulator.scores.doses import _close
+    p = profile("pill-bottle")
+    cfg = next(s["insight"] for s in p["sensors"] if "insight" in s)
+    cfg.update(window_ms=20 * MINUTE_MS, early_ms=90 * MINUTE_MS, late_ms=12 * HOUR_MS,
+               times_min=[8 * 60, 14 * 60])
+    model = PillBottle(p, random.Random(3), T0, 0)
+    sched, nxt = T0 + 8 * HOUR_MS, T0 + 14 * HOUR_MS
+    latest = max(t + cap for t, cap, status in (model._when(sched, nxt, True)
+                                                for _ in range(2000)) if status == "late")
+    assert nxt - 90 * MINUTE_MS - 5 * MINUTE_MS < latest <= nxt - 90 * MINUTE_MS
+    assert _close(cfg, sched) == nxt - 90 * MINUTE_MS

@@ -174,9 +174,15 @@ def _schedule(v):
 
 
 def _ascending(minutes):
-    """(the minutes ascending, the order that sorts them as written)."""
+    """(the minutes ascending, the order that sorts them as written); ValueError for a time
+    given twice, as the profile says it (it was told as two times closer than the window)."""
     order = sorted(range(len(minutes)), key=lambda i: minutes[i])
-    return [minutes[i] for i in order], order
+    out = [minutes[i] for i in order]
+    for i in range(1, len(out)):
+        if out[i] == out[i - 1]:
+            raise ValueError("expected each dose time once, got %02d:%02d twice"
+                             % (out[i] // 60, out[i] % 60))
+    return out, order
 
 
 def _times(v):
@@ -245,6 +251,15 @@ def spacing(times_min, window_ms, early_ms=0):
     return None
 
 
+def early_of(times_min, window_ms, early_ms):
+    """How early a dose still counts (status early), and so where the dose before it closes:
+    the profile's `early`, at least the window, and the window where a downlinked schedule
+    leaves no room for it (the simulator's patients and scores use it too)."""
+    if early_ms <= window_ms or spacing(times_min, window_ms, early_ms):
+        return window_ms
+    return early_ms
+
+
 class Detector:
     KIND = KIND
     EVENTS = EVENTS
@@ -283,11 +298,7 @@ class Detector:
     def _apply(self, s):
         self.times = s["times_min"]
         self.window = s["window_ms"]
-        # How early a dose still counts (status early): the profile's, at least the window.
-        early = self.cfg.get("early_ms", 0)
-        if early <= self.window or spacing(self.times, self.window, early):
-            early = self.window  # a downlinked schedule with no room for the profile's early
-        self.early = early
+        self.early = early_of(self.times, self.window, self.cfg.get("early_ms", 0))
         self.late = s["late_ms"]
         self.pills = s["pills"]  # one count for every dose, or a list: one per dose time
         self.most = max(self.pills) if isinstance(self.pills, list) else self.pills
@@ -349,7 +360,7 @@ class Detector:
                 if self.sched == old and not taken:
                     self.counts[1] += 1
                     self.done = old
-                    self.emit(now, "dose_missed", None, {"scheduled": old, "close": self.close})
+                    self._dose_event(now, "dose_missed", None, {"scheduled": old, "close": self.close})
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
@@ -586,7 +597,7 @@ class Detector:
                       "late_min": (t0 - sched) // _MIN if late else 0}
             if early:
                 fields["early_min"] = (sched - t0) // _MIN
-            self.emit(t, "dose_taken", dose, fields)
+            self._dose_event(t, "dose_taken", dose, fields)
             pills -= dose
             if not pills:
                 return
@@ -594,9 +605,15 @@ class Detector:
         # outside any dose's time.
         inside = sched - self.early <= t0
         self.counts[2] += 1
-        self.emit(t, "extra_dose", pills,
+        self._dose_event(t, "extra_dose", pills,
                   {"scheduled": sched if inside else None, "taken": t0, "pills": pills,
                    "reason": "again" if inside else "outside"})
+
+    def _dose_event(self, t, event, value, fields):
+        """A dose's event, with the offset its times were judged in: the console says "the
+        08:00 dose" in the patient's time (it said 07:00, UTC, for a bottle in Berlin)."""
+        fields["utc_offset_min"] = self.off // _MIN
+        self.emit(t, event, value, fields)
 
     def _close_slots(self, limit, t):
         """Every slot that closed before limit: missed if nothing was taken in it, incomplete
@@ -612,9 +629,9 @@ class Detector:
             elif not self.taken:
                 self.counts[1] += 1
                 self.done = self.sched
-                self.emit(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
+                self._dose_event(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
             elif self.took < self.dose:
-                self.emit(t, "dose_incomplete", self.took,
+                self._dose_event(t, "dose_incomplete", self.took,
                           {"scheduled": self.sched, "close": self.close, "pills": self.took,
                            "dose": self.dose})
             self._slot(_next(self.sched, self.times, self.off))
@@ -639,14 +656,14 @@ class Detector:
             self.done = s
             if got:
                 self.counts[0] += 1
-                self.emit(t, "dose_taken", got, {"scheduled": s, "taken": self.lvl_t0,
+                self._dose_event(t, "dose_taken", got, {"scheduled": s, "taken": self.lvl_t0,
                                                  "pills": got, "status": "away", "late_min": 0})
                 if got < dose:
-                    self.emit(t, "dose_incomplete", got, {"scheduled": s, "close": close,
+                    self._dose_event(t, "dose_incomplete", got, {"scheduled": s, "close": close,
                                                           "pills": got, "dose": dose})
             else:
                 self.counts[1] += 1
-                self.emit(t, "dose_missed", None, {"scheduled": s, "close": close})
+                self._dose_event(t, "dose_missed", None, {"scheduled": s, "close": close})
             drop -= got
             s = nxt
         if n is None:

@@ -52,7 +52,7 @@
 import heapq
 import math
 
-from agent.insights.adherence import spacing
+from agent.insights.adherence import early_of, spacing
 from simulator.models.base import DAY_MS, HOUR_MS, MINUTE_MS, Model, poisson
 
 ADHERENCE = {"late": 0.10, "missed": 0.07, "double": 0.02}
@@ -92,7 +92,7 @@ class PillBottle(Model):
         self.hx = []                # (sensor name, is a count)
         pill = None
         below = None
-        window, late = DEFAULT_WINDOW_MS, DEFAULT_LATE_MS
+        window, late, early = DEFAULT_WINDOW_MS, DEFAULT_LATE_MS, 0
         for s in profile["sensors"]:
             if s["driver"] != "hx711":
                 continue
@@ -105,11 +105,13 @@ class PillBottle(Model):
                 cfg = adherence_of(s)
                 if cfg is not None:
                     window, late = cfg["window_ms"], cfg["late_ms"]
+                    early = early_of(cfg["times_min"], window, cfg.get("early_ms", 0))
         if not self.hx:
             raise ValueError("a pill bottle profile needs an hx711 sensor")
         self.pill_g = float(pill) if pill else 0.5
         self.window_ms = window
         self.late_ms = late
+        self.early_ms = max(early, window)
         self.refill_below = below if below is not None else DEFAULT_REFILL_BELOW
         # The bottle.
         self.bottle_g = rng.uniform(20, 40)
@@ -200,7 +202,8 @@ class PillBottle(Model):
         rng = self.rng
         w = self.window_ms
         cap = int(rng.uniform(1, 15) * MINUTE_MS) if rng.random() < self.p_cap_off else 0
-        close = min(sched + self.late_ms, nxt - w)
+        # where the detector closes it: a late take planned past that was its dose missed
+        close = min(sched + self.late_ms, nxt - self.early_ms)
         if late:
             lo, hi = sched + w + MARGIN_MS, close - MARGIN_MS
             if hi - cap < lo:

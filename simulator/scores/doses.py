@@ -26,6 +26,8 @@ refill_days (once a supply: a refill re-arms it). Recall: the share of those mom
 more before the run ended, with a refill_needed from an hour before to REFILL_LATE_MS after;
 precision: the share of refill_needed events that are.
 """
+from agent.insights.adherence import early_of
+
 DAY_MS = 86400000
 MINUTE_MS = 60000
 HOUR_MS = 3600000
@@ -47,7 +49,8 @@ def _close(cfg, sched):
     times = cfg["times_min"]
     later = [x for x in times if x > m]
     gap = ((later[0] if later else times[0] + 1440) - m) * MINUTE_MS
-    return min(sched + cfg["late_ms"], sched + gap - cfg["window_ms"])
+    early = early_of(times, cfg["window_ms"], cfg.get("early_ms", 0))
+    return min(sched + cfg["late_ms"], sched + gap - early)
 
 
 def _dose_pills(cfg, sched):

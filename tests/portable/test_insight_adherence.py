@@ -71,7 +71,8 @@ def test_a_dose_on_time_late_missed_and_extra():
                                                              (DAY0 + 44 * HOUR, "again")]
     t, _, _, missed = b.one("dose_missed")
     # 08:00 on day 2 closes at 13:00 (min(08:00 + late 5 h, 20:00 - window)), missed at settle.
-    assert missed == {"scheduled": DAY0 + 56 * HOUR, "close": DAY0 + 61 * HOUR}
+    assert missed == {"scheduled": DAY0 + 56 * HOUR, "close": DAY0 + 61 * HOUR,
+                      "utc_offset_min": 0}
     assert DAY0 + 61 * HOUR + 5 * MIN <= t < DAY0 + 61 * HOUR + 6 * MIN
 
 
@@ -169,7 +170,7 @@ def test_half_a_dose_is_told_when_its_time_is_over_and_a_dose_in_parts_is_not():
     assert b.names() == ["dose_taken", "dose_incomplete"], b.events
     t, _, value, fields = b.one("dose_incomplete")
     assert (value, fields) == (1, {"scheduled": DAY0 + 8 * HOUR, "close": DAY0 + 13 * HOUR,
-                                   "pills": 1, "dose": 2})
+                                   "pills": 1, "dose": 2, "utc_offset_min": 0})
     assert DAY0 + 13 * HOUR < t <= DAY0 + 13 * HOUR + 6 * MIN
     b = Bottle(40, pills=2)
     b.until(40, 8 + 5 / 60.0)
@@ -352,6 +353,10 @@ def test_set_changes_the_schedule_and_refuses_bad_settings():
             ({"schedule": ["+9:30"]}, "like \"08:00\""),
             ({"schedule": ["24:00"]}, "like \"08:00\""),
             ({"schedule": ["08:00", "08:30"]}, "closer than twice the window"),
+            # as the profile says it: it was two times closer than the window
+            ({"schedule": ["20:00", "08:00", "8:00"]}, "expected each dose time once, got "
+                                                       "08:00 twice"),
+            ({"times_min": [480, 1200, 480]}, "expected each dose time once, got 08:00 twice"),
             ({"window_ms": 60000}, "window_ms must be an integer from 300000"),
             ({"window_ms": True}, "window_ms must be"),
             ({"late_ms": 13 * HOUR}, "late_ms must be"),
