@@ -131,11 +131,8 @@ def test_device_pages_chart_each_channel_with_the_insights_the_database_holds(
                 # One time axis: each ink chart ran to its own forecast's end (weeks apart).
             # One time axis (span=all: from the first point): each ink chart ran to its own
             # forecast's end, weeks apart, and a fridge's cycles from its first to last.
-            # (the axis holds times moved so that it reads UTC in any zone: moved back here)
             ends = page.evaluate("Object.values(Chart.instances).map(c => "
                                  "[c.scales.x.min, c.scales.x.max])")
-            ends = [[e - page.evaluate("window.tetherUtc(%d) - %d" % (e, e)) for e in pair]
-                    for pair in ends]
             first = min(c["points"][0][0] for c in data["charts"] if c["points"])
             half = (data["end"] - first) / 2
             assert ends and {e[0] for e in ends} == {first}, ends
@@ -384,36 +381,43 @@ def test_an_insights_settings_are_read_and_changed_from_a_device_page(simulated_
 
 def test_charts_read_utc_as_the_page_does_in_a_browser_far_from_it(simulated_fleet, browser):
     # Chart.js formats in the browser's zone: in Los Angeles a dose at 08:37 UTC sat at
-    # 12:30 AM beside a table saying 08:37 UTC, and a week's ticks named no day
+    # 12:30 AM beside a table saying 08:37 UTC, and a week's ticks named no day. Times moved by
+    # the zone's offset read UTC, but in Berlin drew 02:00 and 03:00 UTC of the day clocks go
+    # forward at one place: the chart's adapter works in UTC, the times drawn as they are.
     db = simulated_fleet
     bottle = rows_of(db, "SELECT device FROM insights WHERE event = 'dose_taken' "
                          "ORDER BY device LIMIT 1")[0][0]
-    context = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  timezone_id="America/Los_Angeles")
-    try:
-        page = context.new_page()
-        with console_server(db) as console:
-            ready(page, "%s/device/%s?span=7d" % (console.url, bottle))
-            first = json.loads(page.text_content("#chart-data"))["charts"][0]["points"][0]
-            shown = page.evaluate(
-                "(() => { const c = Object.values(Chart.instances)[0];"
-                " const p = c.data.datasets[0].data[0];"
-                " return [p.x, c.options.scales.x.title.text,"
-                " c.scales.x.ticks.map(t => t.label).join(' | ')]; })()")
-        offset_ms = page.evaluate("new Date(%d).getTimezoneOffset() * 60000" % first[0])
-        assert offset_ms > 0                              # the zone is not UTC itself
-        assert shown[0] == first[0] + offset_ms and shown[1] == "UTC"
-        # what the adapter prints for a moved time is the UTC time, also in the hours before
-        # a daylight saving change (2026-03-08 10:00 UTC there): 09:30 UTC read 10:30
-        for t in (1772962200000, 1772960400000, 1773100000000, first[0]):
-            label = page.evaluate(
-                "(() => { const d = new Date(window.tetherUtc(%d));"
-                " return [d.getHours(), d.getMinutes(), d.getDate()]; })()" % t)
-            g = time.gmtime(t / 1000)
-            assert label == [g.tm_hour, g.tm_min, g.tm_mday], (t, label)
-        assert re.search(r"[A-Z][a-z]{2} \d{1,2}", shown[2]), shown[2]   # a day on the ticks
-    finally:
-        context.close()
+    for zone in ("America/Los_Angeles", "Europe/Berlin"):
+        context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                      timezone_id=zone)
+        try:
+            page = context.new_page()
+            with console_server(db) as console:
+                ready(page, "%s/device/%s?span=7d" % (console.url, bottle))
+                first = json.loads(page.text_content("#chart-data"))["charts"][0]["points"][0]
+                shown = page.evaluate(
+                    "(() => { const c = Object.values(Chart.instances)[0];"
+                    " const p = c.data.datasets[0].data[0];"
+                    " return [p.x, c.options.scales.x.title.text,"
+                    " c.scales.x.ticks.map(t => t.label).join(' | ')]; })()")
+                # 2026-03-29 00:30 to 03:30 UTC, Berlin's clocks forward at 01:00 UTC; and the
+                # hours before Los Angeles's change (2026-03-08 10:00 UTC)
+                hours = [1774744200000 + k * 1800000 for k in range(7)] + [
+                    1772962200000, 1772960400000, 1773100000000, first[0]]
+                seen = page.evaluate(
+                    "(ts => { const c = Object.values(Chart.instances)[0];"
+                    " const a = new Chart._adapters._date({});"
+                    " return ts.map(t => [a.format(t, \"yyyy-MM-dd HH:mm\"),"
+                    " c.scales.x.getPixelForValue(t)]); })", hours)
+            assert page.evaluate("new Date(%d).getTimezoneOffset()" % first[0]) != 0, zone
+            assert shown[0] == first[0] and shown[1] == "UTC"
+            for t, (label, _) in zip(hours, seen):
+                assert label == time.strftime("%Y-%m-%d %H:%M", time.gmtime(t / 1000)), (zone, t)
+            steps = [round(seen[k + 1][1] - seen[k][1], 3) for k in range(6)]
+            assert len(set(steps)) == 1 and steps[0] > 0, (zone, steps)   # evenly, in order
+            assert re.search(r"[A-Z][a-z]{2} \d{1,2}", shown[2]), shown[2]   # a day on the ticks
+        finally:
+            context.close()
 
 
 def test_a_set_interval_the_box_cannot_give_is_said_in_seconds_before_anything_is_sent(

@@ -17,25 +17,79 @@
     toast.timer = setTimeout(() => { t.className = ""; }, 6000);
   }
 
-  // The page says every time in UTC; Chart.js's date adapter formats in the browser's zone.
-  // Each time is moved by the offset there at the moved time (found in two steps: the offset
-  // at t itself was an hour off for the hours before a daylight saving change), so that the
-  // axis and tooltips read UTC.
-  function utc(t) {
-    if (t === null || t === undefined) return t;
-    const first = t + new Date(t).getTimezoneOffset() * 60000;
-    return t + new Date(first).getTimezoneOffset() * 60000;
+  // The page says every time in UTC; Chart.js's date adapter (date-fns) works in the
+  // browser's zone. An adapter that works in UTC takes its place, and times are drawn as they
+  // are: moved by the browser's offset to read as UTC, the hour a daylight saving change skips
+  // drew two hours of readings at one place, once a year.
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov",
+    "Dec"];
+  const UNIT_MS = { millisecond: 1, second: 1000, minute: 60000, hour: 3600000,
+    day: 86400000, week: 604800000 };
+  const MONTHS_IN = { month: 1, quarter: 3, year: 12 };
+  const two = n => String(n).padStart(2, "0");
+  function formatUtc(t, f) {
+    const d = new Date(t);
+    const parts = { yyyy: d.getUTCFullYear(), MMM: MONTHS[d.getUTCMonth()],
+      MM: two(d.getUTCMonth() + 1), dd: two(d.getUTCDate()), d: d.getUTCDate(),
+      HH: two(d.getUTCHours()), mm: two(d.getUTCMinutes()), ss: two(d.getUTCSeconds()),
+      SSS: String(d.getUTCMilliseconds()).padStart(3, "0") };
+    return f.replace(/'([^']*)'|yyyy|MMM|MM|dd|d|HH|mm|ss|SSS/g,
+      (m, quoted) => quoted !== undefined ? quoted : String(parts[m]));
   }
-  window.tetherUtc = utc;   // the tests compare the axis with it
+  function startOfUtc(t, unit, weekday) {
+    if (unit === "week" || unit === "isoWeek") {
+      const day = startOfUtc(t, "day");
+      const first = unit === "isoWeek" ? Number(weekday) : 0;
+      return day - ((new Date(day).getUTCDay() - first + 7) % 7) * UNIT_MS.day;
+    }
+    if (unit in MONTHS_IN) {
+      const d = new Date(t);
+      const m = unit === "year" ? 0 : d.getUTCMonth() - d.getUTCMonth() % MONTHS_IN[unit];
+      return Date.UTC(d.getUTCFullYear(), m, 1);
+    }
+    const ms = UNIT_MS[unit] || 1;
+    return t - (((t % ms) + ms) % ms);
+  }
+  function addUtc(t, amount, unit) {
+    if (unit in MONTHS_IN) {
+      const d = new Date(t);
+      return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + amount * MONTHS_IN[unit],
+        d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(),
+        d.getUTCMilliseconds());
+    }
+    return t + amount * (UNIT_MS[unit === "isoWeek" ? "week" : unit] || 1);
+  }
+  if (window.Chart) {
+    Chart._adapters._date.override({
+      formats: () => ({ datetime: "yyyy-MM-dd HH:mm:ss", millisecond: "HH:mm:ss.SSS",
+        second: "HH:mm:ss", minute: "HH:mm", hour: "MMM d HH:mm", day: "MMM d", week: "MMM d",
+        month: "MMM yyyy", quarter: "MMM yyyy", year: "yyyy" }),
+      parse: value => value === null || value === undefined ? null
+        : value instanceof Date ? value.getTime()
+        : typeof value === "number" ? value : Date.parse(value),
+      format: formatUtc,
+      add: addUtc,
+      diff: (max, min, unit) => {
+        if (unit in MONTHS_IN) {
+          const a = new Date(max), b = new Date(min);
+          return Math.trunc(((a.getUTCFullYear() - b.getUTCFullYear()) * 12
+            + a.getUTCMonth() - b.getUTCMonth()) / MONTHS_IN[unit]);
+        }
+        return Math.trunc((max - min) / (UNIT_MS[unit === "isoWeek" ? "week" : unit] || 1));
+      },
+      startOf: startOfUtc,
+      endOf: (t, unit) => addUtc(startOfUtc(t, unit, 1), 1, unit) - 1,
+    });
+  }
 
   function datasets(c) {
     const sets = [{ label: c.channel + (c.unit ? " (" + c.unit + ")" : ""),
-      data: c.points.map(p => ({ x: utc(p[0]), y: p[1] })), borderColor: "#0969da",
+      data: c.points.map(p => ({ x: p[0], y: p[1] })), borderColor: "#0969da",
       backgroundColor: "#0969da", borderWidth: 1.5, pointRadius: c.kind === "cycles" ? 2 : 0,
       // a reading holds until the next (the deadband sends only changes): steps, not slopes
       showLine: c.kind !== "cycles", stepped: c.kind !== "cycles" }];
     for (const line of c.lines) {
-      sets.push({ label: line.label, data: line.points.map(p => ({ x: utc(p[0]), y: p[1] })),
+      sets.push({ label: line.label, data: line.points.map(p => ({ x: p[0], y: p[1] })),
         borderColor: line.label.startsWith("forecast") ? "#8250df" : "#57606a",
         borderDash: [6, 4], borderWidth: 1.5, pointRadius: 0, fill: false });
     }
@@ -44,7 +98,7 @@
     for (const label in kinds) {
       const colour = COLOURS[kinds[label][0].kind] || "#57606a";
       sets.push({ label: label, type: "scatter",
-        data: kinds[label].map(m => ({ x: utc(m.t), y: m.y })),
+        data: kinds[label].map(m => ({ x: m.t, y: m.y })),
         borderColor: colour, backgroundColor: colour, pointRadius: 5, pointStyle: "triangle" });
     }
     return sets;
@@ -70,7 +124,7 @@
         }
       }
     }
-    return { min: min === null ? undefined : utc(min), max: max === null ? undefined : utc(max) };
+    return { min: min === null ? undefined : min, max: max === null ? undefined : max };
   }
 
   // Charts are matched by channel: a channel that appears later (a device's first readings
