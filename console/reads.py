@@ -355,7 +355,9 @@ def device_detail(db, device, span, charts=True):
     if row is None:
         return None
     end = row[3]
-    start = None if SPANS[span] is None or end is None else end - SPANS[span]
+    # (a device time near -2**63 ms, a hostile or broken clock, made a start SQLite could not
+    # bind: the page was a 503)
+    start = None if SPANS[span] is None or end is None else max(end - SPANS[span], -(1 << 63))
     since, args = ("", (device,)) if start is None else (" AND t_ms >= ?", (device, start))
     channels = _in_profile_order(db, device, db.rows(
         "SELECT channel, unit FROM channels WHERE device = ? ORDER BY channel", (device,)))

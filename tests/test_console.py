@@ -559,6 +559,15 @@ def test_an_event_and_a_report_from_before_the_clocks_sync_are_listed_when_they_
     assert "1970" not in body and body.count("(received)") == 2
 
 
+def test_a_device_whose_newest_reading_is_dated_at_the_start_of_time_has_a_page(tmp_path):
+    db = make_db(tmp_path / "f.sqlite", ("edge-min",))
+    db.begin()
+    db.execute("UPDATE devices SET last_t_ms = ?", (-(1 << 63) + 807,))
+    db.commit()
+    d = reads.device_detail(reads.Database(str(tmp_path / "f.sqlite")), "edge-min", "1d")
+    assert d["start"] == -(1 << 63) and d["events"] == []
+
+
 # ---- the app over HTTP ----------------------------------------------------------------------
 
 @pytest.fixture
