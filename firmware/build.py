@@ -166,7 +166,8 @@ def follow(roots, excluded=(), root=ROOT):
 
 def insight_modules(profile):
     """Sorted dotted names of the insight modules a compiled profile uses (agent/insights loads
-    them by name): each kind's, and early.py for a kind whose unsynced readings are held."""
+    them by name): each kind's, early.py for a kind whose unsynced readings are held, and the
+    time zone's rules (agent/tz.py) for a profile with a device.timezone."""
     from agent.insights import HOLD
     out = set()
     for s in profile["sensors"]:
@@ -175,6 +176,8 @@ def insight_modules(profile):
             out.add("agent.insights." + i["type"])
             if i["type"] in HOLD:
                 out.add("agent.insights.early")
+            if i.get("tz"):
+                out.add("agent.tz")
     return sorted(out)
 
 

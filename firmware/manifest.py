@@ -39,7 +39,7 @@ package("agent", base_path="..", files=[
     "runtime.py", "salvage.py", "sampler.py", "schema.py", "schema_change.py", "senml.py",
     "shown.py",
     "store.py", "supervisor.py",
-    "tls.py", "uplink.py", "insights/__init__.py", "insights/adherence.py",
+    "tls.py", "tz.py", "uplink.py", "insights/__init__.py", "insights/adherence.py",
     "insights/consumable.py", "insights/early.py", "insights/energy.py",
 ])
 

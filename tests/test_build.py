@@ -61,6 +61,10 @@ def test_a_pill_bottle_bundle_ships_its_insight_and_the_holding_of_its_early_rea
                            {"name": "weight"}]}
     assert bundle.insight_modules(profile) == ["agent.insights.adherence",
                                                "agent.insights.early"]
+    # a device.timezone: the zone's rules too (the insights load them by name)
+    profile["sensors"][0]["insight"]["tz"] = "CET-1CEST,M3.5.0,M10.5.0/3"
+    assert bundle.insight_modules(profile) == ["agent.insights.adherence",
+                                               "agent.insights.early", "agent.tz"]
 
 
 def test_the_printer_as_a_sim_profile_ships_the_sim_platform_and_its_virtual_chips(tmp_path):

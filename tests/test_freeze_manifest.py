@@ -79,7 +79,8 @@ def board_imports():
     from hal.chips import CHIPS
     # Drivers are imported by name through the registry (hal.chips.driver), not by a statement,
     # and so are insights (agent.insights.module) and what holds a pill bottle's early readings.
-    kinds = insight_modules({"sensors": [{"insight": {"type": kind}} for kind in KINDS]})
+    kinds = insight_modules({"sensors": [{"insight": {"type": kind, "tz": "UTC0"}}
+                                         for kind in KINDS]})
     seen, todo = set(), ["firmware.board"] + ["hal.drivers." + name for name in CHIPS] + kinds
     while todo:
         name = todo.pop()

@@ -137,3 +137,32 @@ def test_pills_per_dose_time_follow_their_times_and_must_be_one_each(tmp_path):
                                'pills: [2, 1]}\n') == [
         "10:43: sensors[0].insight.schedule[0]: expected a time of day like '08:00', "
         "got '24:00'"]
+
+
+def test_a_device_timezone_compiles_to_its_rule_beside_its_standard_offset(tmp_path):
+    # A fixed utc_offset judged every dose an hour off half the year: the zone's rule lets the
+    # device follow summer time by itself (agent/tz.py)
+    (tmp_path / "p.yaml").write_text(BASE.replace("{id: bottle}",
+                                                  "{id: bottle, timezone: America/New_York}")
+                                     + '    insight: {type: adherence, schedule: ["08:00"]}\n')
+    profile, errors = compile(str(tmp_path / "p.yaml"))
+    assert errors == []
+    assert profile["device"]["tz"] == "EST5EDT,M3.2.0,M11.1.0"
+    insight = profile["sensors"][0]["insight"]
+    assert (insight["tz"], insight["utc_offset_min"]) == ("EST5EDT,M3.2.0,M11.1.0", -300)
+
+
+def test_a_timezone_that_is_none_or_beside_an_offset_is_said_where_it_is(tmp_path):
+    for device, says in (
+            ("{id: bottle, timezone: Europe/Berlln}", "1:32: device.timezone: expected a time "
+             "zone of the tz database like 'Europe/Berlin' (none is named 'Europe/Berlln' "
+             "here, did you mean 'Europe/Berlin'?), got 'Europe/Berlln'"),
+            ("{id: bottle, timezone: Europe/Berlin, utc_offset: '+01:00'}",
+             "1:59: device.utc_offset: expected no utc_offset beside a timezone (the zone says "
+             "the offset, summer's too), got '+01:00'"),
+            ("{id: bottle, timezone: Africa/Casablanca}", "changes on dates no rule says"),
+            ("{id: bottle, timezone: 'CET-1CEST,M3.5.0'}", "expected ',' and the end of "
+             "daylight saving time at character 17")):
+        (tmp_path / "p.yaml").write_text(BASE.replace("{id: bottle}", device))
+        profile, errors = compile(str(tmp_path / "p.yaml"))
+        assert profile is None and len(errors) == 1 and says in errors[0], errors

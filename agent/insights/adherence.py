@@ -290,6 +290,11 @@ class Detector:
         self.lost = False        # doses judged missed while it still was: its pills unknown
         self.judge_from = 0
         self.counts = [0, 0, 0, 0]   # taken, missed, extra, refills
+        # The device's zone (device.timezone): its offset follows the zone's summer time by
+        # itself, as a set() of utc_offset_min at each change would (docs/insights.md)
+        self.zone = None
+        if cfg.get("tz"):
+            self.zone = __import__("agent.tz", None, None, ("tz",)).Zone(cfg["tz"])
 
     @property
     def MAX_INTERVAL_MS(self):
@@ -309,6 +314,9 @@ class Detector:
     def set(self, args):
         if isinstance(args, dict) and not args:    # as the other insights: nothing to set
             raise ValueError("expected a map of settings to change (settings: %s)" % _KNOWN)
+        if isinstance(args, dict) and _OFFSET in args and self.zone is not None:
+            raise ValueError("utc_offset_min: this device keeps its zone's time (%s): the "
+                             "offset follows it" % self.zone.text)
         before = self.settings()
         s = _settings(before, args)
         if s["window_ms"] != self.window and s["window_ms"] < 4 * self.interval_ms:
@@ -360,7 +368,8 @@ class Detector:
                 if self.sched == old and not taken:
                     self.counts[1] += 1
                     self.done = old
-                    self._dose_event(now, "dose_missed", None, {"scheduled": old, "close": self.close})
+                    self._dose_event(now, "dose_missed", None,
+                                     {"scheduled": old, "close": self.close})
                 self._slot(_next(self.sched, self.times, self.off))
         else:
             self._slot(_next(now, self.times, self.off))
@@ -442,6 +451,9 @@ class Detector:
         for i in range(len(_KEYS)):
             new[_KEYS[i]] = old[_KEYS[i]] if downlinked >> i & 1 else self.cfg[_KEYS[i]]
         new[_OFFSET] = off // _MIN if downlinked >> len(_KEYS) & 1 else self.off // _MIN
+        if self.zone is not None:   # the zone's offset when it stopped, not one set before
+            new[_OFFSET] = self.zone.offset_min(last_t) if last_t is not None else off // _MIN
+            downlinked &= ~(1 << len(_KEYS))
         problem = spacing(new["times_min"], new["window_ms"], self.cfg.get("early_ms", 0))
         if problem and downlinked & 1 and not downlinked & 2:
             # The pharmacy's schedule against a new profile's window too wide for it: the
@@ -481,6 +493,12 @@ class Detector:
 
     # -- readings ---------------------------------------------------------------------------
     def feed(self, t, v, synced):
+        if synced and self.zone is not None:
+            off = self.zone.offset_min(t) * _MIN
+            if off != self.off:     # the clocks changed: as a set() of the offset
+                self._back(None, self.last_t)
+                self.off = off
+                self._reslot()
         if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
             self._back(None, self.last_t)   # doses held are missed, not forgotten
             self.sched = None    # unwatched hours, or a clock set back: judge from the next slot
@@ -629,7 +647,8 @@ class Detector:
             elif not self.taken:
                 self.counts[1] += 1
                 self.done = self.sched
-                self._dose_event(t, "dose_missed", None, {"scheduled": self.sched, "close": self.close})
+                self._dose_event(t, "dose_missed", None,
+                                 {"scheduled": self.sched, "close": self.close})
             elif self.took < self.dose:
                 self._dose_event(t, "dose_incomplete", self.took,
                           {"scheduled": self.sched, "close": self.close, "pills": self.took,

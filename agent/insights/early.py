@@ -1,7 +1,8 @@
 # Readings taken before the clock is synced, held for a kind in HOLD (agent/insights): as runs
-# of one value (what its detector's held() makes of a reading: a pill bottle's whole count), each its first and last time in ms since start and the value, in a ring made
-# once at the first such reading (a list grown and cut run by run asked a board's heap for a
-# new block at every few runs), fed once the clock is synced, dated by it. The feeder of such a
+# of one value (what its detector's held() makes of a reading: a pill bottle's whole count),
+# each its first and last time in ms since start and the value, in a ring made once at the
+# first such reading (a list grown and cut run by run asked a board's heap for a new block at
+# every few runs), fed once the clock is synced, dated by it. The feeder of such a
 # sensor is made here: a board whose profile has none never loads this. Portable.
 RUNS = 24           # runs held per sensor: the oldest goes first
 RUN_MS = 7200000    # a run is cut at 2 h: no gap between two readings fed is longer

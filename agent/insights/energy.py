@@ -156,6 +156,11 @@ class Detector:
         self.drift_h = cfg["drift_h"]
         self.utc_offset_min = cfg.get("utc_offset_min", 0)
         self.report_ms = self._report_at(self.utc_offset_min)
+        # The device's zone (device.timezone): the report follows its summer time by itself,
+        # as a set() of utc_offset_min at each change would
+        self.zone = None
+        if cfg.get("tz"):
+            self.zone = __import__("agent.tz", None, None, ("tz",)).Zone(cfg["tz"])
         self.programmes = [(p["name"], p["duration_ms"], p["energy_wh"])
                            for p in cfg["programmes"]]
         self.learn = cfg["learn"]
@@ -228,6 +233,11 @@ class Detector:
         if v < self.off_w:
             self.day_standby_ws += ws
         if synced:
+            if self.zone is not None:
+                off = self.zone.offset_min(t)
+                if off != self.utc_offset_min:
+                    self.utc_offset_min = off
+                    self.report_ms = self._report_at(off)
             self._report(t, gap_from)
         if self.start is None:
             if v > self.on_w:
@@ -453,6 +463,9 @@ class Detector:
         names = dict(SETTINGS)
         new = {}
         for key in in_order(args):
+            if key == "utc_offset_min" and self.zone is not None:
+                raise ValueError("utc_offset_min: this device keeps its zone's time (%s): the "
+                                 "offset follows it" % self.zone.text)
             if key not in names:
                 raise ValueError("unknown setting %s (settings: %s)"
                                  % (short(key), ", ".join(k for k, _ in SETTINGS)))

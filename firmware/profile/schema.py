@@ -9,11 +9,12 @@ import re
 from types import SimpleNamespace
 
 from agent import ids
+from agent import tz as agent_tz
 from agent.compact import MAX_READINGS
 from agent.profile import FORMAT
 from agent.schema import MAX_CHANNELS
 from firmware import bounded
-from firmware.profile import crosscheck
+from firmware.profile import crosscheck, zones
 from firmware.profile.chips import DRIVERS
 from firmware.profile.insights import INSIGHTS
 from firmware.profile.errors import Invalid, at, expected, shown
@@ -90,16 +91,35 @@ def utc_offset(ctx, node):
     return -minutes if m.group(1) == "-" else minutes
 
 
+def timezone(ctx, node):
+    """'Europe/Berlin' (or a POSIX TZ rule) -> its POSIX TZ rule: the device keeps local time
+    through daylight saving changes by it (agent/tz.py)."""
+    if node.tag != "str":
+        raise Invalid(expected("a time zone like 'Europe/Berlin'", node))
+    try:
+        return zones.rule_of(node.value)
+    except zones.Unknown as exc:
+        raise Invalid(expected(str(exc), node))
+
+
 DEVICE = [
     ("id", "id", device_id, REQUIRED),
     ("model", "model", label, None),
     ("utc_offset", "utc_offset_min", utc_offset, None),
+    ("timezone", "tz", timezone, None),
 ]
 
 
 def device(ctx, node):
     out = section(ctx, node, DEVICE)
     ctx.device_id = out.get("id")
+    ctx.tz = out.get("tz")
+    if ctx.tz is not None and node.value.get("utc_offset") is not None:
+        where = node.value["utc_offset"]
+        ctx.problems.append(at(where, expected(
+            "no utc_offset beside a timezone (the zone says the offset, summer's too)", where)))
+    if ctx.tz is not None:      # its standard offset, for what reads a fixed one
+        out["utc_offset_min"] = agent_tz.parse(ctx.tz)[0] // 60
     ctx.utc_offset_min = out.get("utc_offset_min", 0)
     return out
 
@@ -235,6 +255,8 @@ def insight(ctx, node):
     out = section(ctx, node, fields, strict=kind is not None)
     if kind is not None:
         out["utc_offset_min"] = ctx.utc_offset_min
+        if ctx.tz is not None:
+            out["tz"] = ctx.tz
         if INSIGHTS[kind]["check"] is not None:
             INSIGHTS[kind]["check"](ctx, node, out)
     return out
@@ -652,7 +674,7 @@ def compile_root(root):
     """(compiled dict, problems, compiled paths of values from secrets, warnings) for a loaded
     profile; warnings are problems that do not stop it (a strapping pin in use)."""
     ctx = SimpleNamespace(problems=[], secrets=set(), platform=None, chip="esp32", buses={},
-                          device_id=None, utc_offset_min=0, notes=[], homes=homes())
+                          device_id=None, utc_offset_min=0, tz=None, notes=[], homes=homes())
     if root.tag == "map" and "devices" in root.value and "sensors" not in root.value:
         # examples/fleets/*.yaml: five missing keys and a "did you mean 'device'" said less
         return {}, [at(root, "a fleet file (its 'devices' list names profiles), not a profile: "

@@ -119,9 +119,17 @@ def _days(ms):
     return "%gd" % round(ms / 86400000.0, 1) if ms >= 86400000 else format_duration(int(ms))
 
 
-def _zone(off):
-    return "UTC" if not off else "UTC%s%02d:%02d" % ("-" if off < 0 else "+", abs(off) // 60,
-                                                    abs(off) % 60)
+def _zone(off, rule=None):
+    """'UTC+01:00', or with a zone's rule its summer offset too: 'UTC+01:00, summer +02:00'."""
+    def hm(m):
+        return "%s%02d:%02d" % ("-" if m < 0 else "+", abs(m) // 60, abs(m) % 60)
+    if rule is not None:
+        from agent.tz import parse
+        std, dst = parse(rule)[:2]
+        if dst is not None:
+            return "UTC%s, summer %s (%s)" % (hm(std // 60), hm(dst // 60), rule)
+        off = std // 60
+    return "UTC" if not off else "UTC" + hm(off)
 
 
 def insight(s):
@@ -154,7 +162,7 @@ def insight(s):
                                   ", ".join(_clock(m) for m in i["times_min"]) or "no time")
         text = ("%s %s, window %s%s, late until %s after or the next dose's window; "
                 "refill at %s days left" % (
-                    doses, _zone(off),
+                    doses, _zone(off, i.get("tz")),
                     shown(i["window_ms"], format_duration),
                     ", early from %s before" % shown(early, format_duration)
                     if early == SECRET_SHOWN or (i["window_ms"] != SECRET_SHOWN
@@ -165,7 +173,7 @@ def insight(s):
         text = ("%s %s/kWh, %s g CO2/kWh, report at %s %s; cycles over %s W, standby under %s W; "
                 "watch %s%s, learnt over %s; %s" % (
                     number(i["tariff"]), i["currency"], number(i["co2_g_per_kwh"]),
-                    _clock(i["report_min"]), _zone(i.get("utc_offset_min", 0)),
+                    _clock(i["report_min"]), _zone(i.get("utc_offset_min", 0), i.get("tz")),
                     number(i["on_w"]), number(i["off_w"]), i["watch"],
                     " (a point: the median of %s cycles)" % i["batch"] if i["batch"] != 1 else "",
                     _plural(i["learn"], "point"), _plural(len(i["programmes"]), "programme")))

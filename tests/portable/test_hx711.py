@@ -18,8 +18,12 @@ WHERE = "pins 4/5"
 def rig(gain=128, tare=0, scale=1, pill_weight=None, timeout_ms=20, setup=True, **chip):
     dout, sck = SimPin(4), SimPin(5)
     sim = SimHX711(dout, sck, **chip)
+    # The chip's own clock times its pulses and the driver's timeout (counted in polls, which
+    # do not really sleep): on the wall clock, five polls of a loaded machine passed 20 ms and
+    # the read timed out (CI)
     hx = HX711(dout, sck, WHERE, gain=gain, tare=tare, scale=scale, pill_weight=pill_weight,
-               timeout_ms=timeout_ms, ticks_us=sim.ticks_us)
+               timeout_ms=timeout_ms, ticks_us=sim.ticks_us,
+               ticks_ms=lambda: sim.micros.now // 1000, sleep_ms=lambda ms: None)
     if setup:
         hx.setup()
     return sim, hx, dout, sck
@@ -209,7 +213,7 @@ def test_with_a_sleep_that_does_not_wait_the_timeout_counts_polls_instead():
     sim = SimHX711(dout, sck)
     sim.fault = "no_chip"
     slept = NoSleep()
-    hx = HX711(dout, sck, WHERE, timeout_ms=3000, sleep_ms=slept)
+    hx = HX711(dout, sck, WHERE, timeout_ms=3000, sleep_ms=slept, ticks_ms=lambda: 0)
     err = raises(SensorError, hx.setup)
     assert err.kind == "timeout" and "within 3000 ms" in str(err)
     assert slept.calls == 3000 and slept.total_ms == 3000
