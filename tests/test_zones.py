@@ -67,3 +67,10 @@ def test_a_zone_no_rule_can_keep_is_refused_saying_why(given, says):
     with pytest.raises(Unknown) as info:
         rule_of(given)
     assert says in str(info.value), str(info.value)
+
+
+def test_a_machine_without_zone_files_reads_the_tzdata_package(monkeypatch):
+    # Windows and slim containers have no /usr/share/zoneinfo: zoneinfo's own fallback
+    monkeypatch.setattr(zoneinfo, "TZPATH", ())
+    assert rule_of("Europe/Berlin") == "CET-1CEST,M3.5.0,M10.5.0/3"
+    assert rule_of("Asia/Kolkata") == "IST-5:30"
