@@ -442,7 +442,7 @@ class Handlers:
                        (device,))
             d.add("duplicates", device=device)
             return
-        d.add("held_total")
+        d.add("held_total", device=device)
         d.recount = True
         active = db.execute("SELECT count(*) FROM held WHERE given_up_at IS NULL").fetchone()[0]
         if active > self.max_held:

@@ -66,6 +66,9 @@ _STOP = object()
 MAX_QUEUED = 64 << 20  # payload bytes waiting for the writer (a group's worth many times over)
 REFUSALS = 3  # attempts of a group the database refuses before its messages go one by one
 LEAVE_S = 10.0  # stop(leave=True): how long the broker may take to answer the UNSUBSCRIBE
+# A first connect with no session warns of another id's session only when that id stored the
+# database's newest batch longer ago than this: sooner, it is likely a hot standby's other half
+QUIET_S = 600.0
 
 
 class Cut(bytes):
@@ -147,7 +150,9 @@ class Ingest(Handlers):
         self._probe = None  # when a connect found no session: the tails may have been lost
         self.topics = topics.subscriptions(self.prefix, group)
         self._subscribing = self.topics
-        self._last_id = None
+        self._sub_mid = None
+        self._asked = None          # a set while a resumed session skipped retained schemas
+        self._last_id = self._last_at = None
         self._q = queue.Queue()
         self._queued = 0          # payload bytes in _q: at most MAX_QUEUED (_on_message)
         self._flooded = 0.0       # when the last dropped QoS 0 message was said
@@ -199,7 +204,8 @@ class Ingest(Handlers):
             except self._db.Error as exc:  # said in one line, as open_store says its errors
                 raise StoreError("%s: %s" % (self._db.name(self.db_path), one_line(exc)))
             if self.client_id is None:
-                self._slot = self._db.slot(client_base(self._db.identity, self.group))
+                self._slot = self._db.slot(client_base(self._db.identity, self.group,
+                                                       self.prefix))
                 self.client_id = self._slot.client_id
             if self.policy is not None:
                 self._repair = repair_mod.Repair(self.policy, self.prefix, self.client_id)
@@ -253,9 +259,22 @@ class Ingest(Handlers):
         newest = self._db.execute(
             "SELECT device FROM devices ORDER BY last_seen DESC LIMIT 1").fetchone()
         last = newest and self._db.execute(
-            "SELECT ingest FROM batches WHERE device = ? ORDER BY seq DESC LIMIT 1",
-            (newest[0],)).fetchone()
-        self._last_id = last[0] if last else None
+            "SELECT ingest, received_at FROM batches WHERE device = ? ORDER BY seq DESC "
+            "LIMIT 1", (newest[0],)).fetchone()
+        self._last_id, self._last_at = (last[0], last[1]) if last else (None, None)
+
+    def _ask_schemas(self, total):
+        """A batch held for its schema while a resumed session took no retained schemas (a
+        database restored from a backup: the schema's message went to the one before): that
+        device's schema topic subscribed, so the broker sends its retained schema, alone."""
+        asked = self._asked
+        client = self._client
+        if asked is None or client is None:
+            return
+        for device, counts in total.devices.items():
+            if counts.get("held_total") and device not in asked:
+                asked.add(device)
+                client.subscribe("%s/%s/up/schema" % (self.prefix, device), 1)
 
     def _tls_context(self):
         import ssl
@@ -395,18 +414,21 @@ class Ingest(Handlers):
         self._connected = True
         self._ready = False
         filters = self.topics
+        self._asked = None
         if getattr(flags, "session_present", False):
             log.info("connected to %s:%d, session resumed", self.host, self.port)
-            if dict.__len__(self._schemas):
+            if dict.__len__(self._schemas) and not self._held_now:
                 # The session kept the subscriptions, and queued what came meanwhile. Taken
                 # again, the retained schemas and statuses of the whole fleet (two a device)
                 # came again on top of that queue, past the broker's max_queued_messages: it
                 # dropped the live batches behind them, and the statuses it dropped showed
                 # "unknown". Subscribed all the same: the others (a group's shared ones are
-                # not kept by mosquitto) and these for a database that has no schema yet (a
-                # --client-id given to a new file).
+                # not kept by mosquitto), and these for a database that has no schema yet (a
+                # --client-id given to a new file) or batches waiting for theirs (one
+                # restored from a backup: the schema's message went to the old one).
                 kept = set(topics.retained(self.prefix))
                 filters = [t for t in filters if t not in kept]
+                self._asked = set()    # devices whose retained schema was asked for since
         else:
             self._probe = time.time()  # nothing was kept for it meanwhile: see repair.probe
             if again and self.persistent:  # a broker restarted without persistence: said
@@ -414,24 +436,30 @@ class Ingest(Handlers):
                             "it held for this ingest is gone; the devices are asked for it",
                             self.host, self.port)
             elif self.persistent and self._last_id not in (None, self.client_id) and (
-                    self.group is None):
-                # (a group's members store one database under ids of their own)
+                    self.group is None) and time.time() - self._last_at > QUIET_S:
+                # (a group's members store one database under ids of their own; and an ingest
+                # that stored a batch lately may be a hot standby's other half, running)
                 log.warning("no session on %s:%d for %s, and this database's newest batch "
-                            "came to %s: a changed --db host, port, database, user or options, "
-                            "host name or --group makes another default client id, and the "
-                            "broker goes on queuing the fleet's messages for %s; give "
-                            "--client-id %s to take them, or retire that session "
-                            "(docs/ingest.md, Delivery)", self.host, self.port, self.client_id,
-                            self._last_id, self._last_id, self._last_id)
-            elif self.persistent and self._last_id is not None:
+                            "came to %s, %.0f min ago: a changed --db host, port, database, "
+                            "user or options, topic prefix, host name or --group makes another "
+                            "default client id; if no ingest runs as %s any more, the broker "
+                            "may still be queuing the fleet's messages for it: --client-id %s "
+                            "takes them, or retire that session (docs/ingest.md, Delivery)",
+                            self.host, self.port, self.client_id, self._last_id,
+                            (time.time() - self._last_at) / 60, self._last_id, self._last_id)
+            elif self.persistent and self._last_id == self.client_id:
                 log.warning("no session on %s:%d for %s, which stored this database's newest "
                             "batch: what was published while it was away is gone from the "
                             "broker (restarted without persistence, or the session expired); "
                             "the devices are asked for it", self.host, self.port, self.client_id)
         self._subscribing = filters
-        client.subscribe([(t, 1) for t in filters])
+        self._sub_mid = client.subscribe([(t, 1) for t in filters])[1]
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
+        if mid != self._sub_mid:    # one device's schema asked for (_ask_schemas)
+            if reasons and reasons[0].is_failure:
+                log.warning("the broker refused a device's schema topic: %s", reasons[0])
+            return
         bad = [t for t, r in zip(self._subscribing, reasons) if r.is_failure]
         if bad:
             self._failed = "subscription refused: %s" % ", ".join(bad)
@@ -650,6 +678,7 @@ class Ingest(Handlers):
                 self._held_now = held
         self._units.update(total.units)
         self._stores.update(total.stores)
+        self._ask_schemas(total)
         for args in total.logs:
             self._limit(*args)
         client = self._client

@@ -5,6 +5,7 @@ session through a restart and removes it when the run ends, failed or not (docs/
 import argparse
 import asyncio
 import json
+import sqlite3
 import threading
 import time
 
@@ -213,14 +214,74 @@ def test_a_first_connect_with_no_session_says_whose_session_the_broker_may_still
     caplog.set_level("WARNING", logger="tether.ingest")
     run("ingest-old", 0)
     assert not [r for r in caplog.records if "no session" in r.getMessage()]
-    run("ingest-new", 1)
+    run("ingest-standby", 1)      # another id that stored lately: a hot standby, running
+    assert not [r for r in caplog.records if "no session" in r.getMessage()]
+    db = sqlite3.connect(str(tmp_path / "f.sqlite"))
+    db.execute("UPDATE batches SET received_at = received_at - 3600, ingest = 'ingest-old'")
+    db.commit()
+    db.close()
+    run("ingest-new", 2)          # and an hour after the old id's last batch
     said = [r.getMessage() for r in caplog.records if "no session" in r.getMessage()]
-    assert len(said) == 1 and "newest batch came to ingest-old" in said[0], said
-    assert "--client-id ingest-old" in said[0]
+    assert len(said) == 1 and "newest batch came to ingest-old, 60 min ago" in said[0], said
+    assert "if no ingest runs as ingest-old any more" in said[0]
+    assert "--client-id ingest-old takes them" in said[0]
     caplog.clear()
     assert sessions.forget("127.0.0.1", persistent_broker.port, "ingest-new")
-    run("ingest-new", 2)          # its own session gone (a broker without persistence)
+    run("ingest-new", 3)          # its own session gone (a broker without persistence)
     said = [r.getMessage() for r in caplog.records if "no session" in r.getMessage()]
     assert len(said) == 1 and "which stored this database's newest batch" in said[0], said
     publish.close()
     sessions.forget("127.0.0.1", persistent_broker.port, "ingest-old")
+
+
+def test_a_batch_held_in_a_resumed_session_gets_its_devices_retained_schema(persistent_broker,
+                                                                            tmp_path):
+    # A database restored from a backup lacks a schema whose message went to the one before;
+    # a resumed session takes no retained schemas again: the device's batches were held for
+    # good. Its schema topic alone is subscribed, and the broker sends its retained schema.
+    import copy
+    import shutil
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    other = copy.deepcopy(profile)
+    other["sensors"][0]["resolution"] = [1, -2]          # another schema
+    lines = [json.dumps(r) for r in reference.readings(hours=1)]
+    schema1, batches1 = encode(profile, lines, "r1")
+    schema2, batches2 = encode(other, lines, "r2")
+    assert schema1.to_cbor() != schema2.to_cbor()
+    publish = Publisher(persistent_broker.port)
+    path = tmp_path / "f.sqlite"
+
+    def run(then):
+        i = Ingest("127.0.0.1", persistent_broker.port, str(path),
+                   client_id="ingest-restored").start()
+        try:
+            then()
+            assert i.wait_idle(30, quiet=1.5)
+            return i.stats()
+        finally:
+            i.stop()
+
+    publish.schema("r1", schema1)
+    run(lambda: publish.batches("r1", batches1[:2]))
+    shutil.copy(path, tmp_path / "backup.sqlite")
+    publish.schema("r2", schema2)
+    run(lambda: publish.batches("r2", batches2[:2]))
+    shutil.copy(tmp_path / "backup.sqlite", path)      # restored: r2's schema is not in it
+    publish.batches("r2", batches2[2:4])               # queued in its session
+    stats = run(lambda: None)
+    assert summary(str(path))["r2"]["batches"] == 2 and stats["held"] == 0, stats
+    publish.close()
+
+
+def test_another_topic_prefix_on_the_same_database_is_another_default_client_id():
+    # It resumed the old prefix's session, whose subscriptions the broker kept: the new
+    # prefix's schemas and statuses were never subscribed. The default prefix's ids stay.
+    import hashlib
+    import socket
+    from ingest.store import client_base
+    host = socket.gethostname().split(".")[0][:24] or "host"
+    before = "tether-ingest-%s-%s" % (host, hashlib.sha1(b"fleet.sqlite|None").hexdigest()[:6])
+    assert client_base("fleet.sqlite", None) == client_base("fleet.sqlite", None,
+                                                            "tether/v1") == before
+    assert client_base("fleet.sqlite", None, "acme/v1") != before

@@ -271,10 +271,14 @@ class StoreError(RuntimeError):
 connect_db = open_store
 
 
-def client_base(identity, group):
-    """The start of an ingest's default client id: this host, and which database and group."""
+def client_base(identity, group, prefix="tether/v1"):
+    """The start of an ingest's default client id: this host, and which database, group and
+    topic prefix (another prefix on the same database resumed the old prefix's session, whose
+    subscriptions the broker kept: the new prefix's were never made). The default prefix adds
+    nothing: the ids from before it was counted stay."""
     host = socket.gethostname().split(".")[0][:24] or "host"
-    where = hashlib.sha1(("%s|%s" % (identity, group)).encode()).hexdigest()[:6]
+    key = "%s|%s" % (identity, group) + ("" if prefix == "tether/v1" else "|" + prefix)
+    where = hashlib.sha1(key.encode()).hexdigest()[:6]
     return "tether-ingest-%s-%s" % (host, where)
 
 
