@@ -207,7 +207,8 @@ class Detector:
     def feed(self, t, v, synced):
         if v < 0:
             v = 0.0
-        dt = 0 if self.last_t is None else t - self.last_t
+        prev = self.last_t
+        dt = 0 if prev is None else t - prev
         gap_from = None
         if dt < 0 or dt > MAX_GAP_MS:
             if self.start is not None:
@@ -238,7 +239,7 @@ class Detector:
                 if off != self.utc_offset_min:
                     self.utc_offset_min = off
                     self.report_ms = self._report_at(off)
-            self._report(t, gap_from)
+            self._report(t, gap_from, prev)
         if self.start is None:
             if v > self.on_w:
                 self._begin(t, v, ws)
@@ -411,7 +412,7 @@ class Detector:
                 "batch": self.batch})
 
     # -- the daily report -------------------------------------------------------------------
-    def _report(self, t, gap_from):
+    def _report(self, t, gap_from, prev):
         day = (t - self.report_ms) // DAY_MS
         if self.day is None:
             self.day = day
@@ -427,6 +428,10 @@ class Detector:
         # have no report: no readings); a gap's part past that is in no period, and the next
         # one begins at t
         until = (self.day + 1) * DAY_MS + self.report_ms
+        if gap_from is None and prev is not None and prev > until:
+            # an offset the cloud set once the new report time had passed: the day closes
+            # now, at the readings it holds, not before them
+            until = prev
         over = 0 if gap_from is None else t - max(gap_from, until)
         kwh = self.day_ws / 3.6e6
         self.emit(t, "energy_report", round(kwh, 4), {

@@ -262,6 +262,12 @@ def test_a_utc_offset_set_for_summer_time_closes_the_day_at_the_new_local_midnig
     r.feed(100.0, DAY + HOUR)                   # the day under way closes an hour later
     (t, _, _, f) = r.of("energy_report")[-1]
     assert f["until"] == T0 + 2 * DAY + 23 * HOUR and f["since"] == T0 + DAY + 22 * HOUR
+    r = Run(utc_offset_min=60)                  # the offset sent late: at 22:30 UTC, for 22:00
+    r.feed(100.0, 22 * HOUR + 30 * MIN)
+    r.d.set({"utc_offset_min": 120})
+    r.feed(100.0, MIN)
+    (_, _, kwh, f), = r.of("energy_report")
+    assert f["until"] == T0 + 22 * HOUR + 30 * MIN - 5000 and abs(kwh - 2.25) < 0.001, f
     for bad in (60.5, True, -721, 841, "+02:00", None):
         _refused(r.d, {"utc_offset_min": bad}, "utc_offset_min: expected whole minutes")
 
