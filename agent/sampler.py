@@ -188,7 +188,9 @@ class Sampler:
         if c.failing is not None:
             c.failing = None
             c.streak = 0
-            self._emit(t, synced, "sensor_error", c, CLEARED, v, None)
+            # at the channel's resolution, as a threshold's event has it (7.501335164415963)
+            self._emit(t, synced, "sensor_error", c, CLEARED, c.schema.value(c.number, c.scale(v)),
+                       None)
         lim = c.limits
         if lim is not None and ((lim[0] is not None and v < lim[0]) or
                                 (lim[1] is not None and v > lim[1])):

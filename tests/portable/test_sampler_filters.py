@@ -50,6 +50,19 @@ def test_a_failing_sensor_that_gives_nan_has_not_recovered():
     assert c.errors == {"nack": 1, "implausible": 1} and rows.rows[0][2] == 70
 
 
+def test_a_sensor_that_recovers_says_its_reading_at_the_channels_resolution():
+    # as a threshold's event does: it carried the driver's 7.501335164415963
+    from hal.bus import SensorError
+    clock = FakeClock()
+    events = EventList()
+    c = channel(0, Fake(lambda n: {"x": 7.501335164415963},
+                        fail=lambda n: SensorError("X", "i2c0", "did not acknowledge", "nack")
+                        if n == 0 else None))
+    run(Sampler(clock, Rows(), events, [c]), clock, 20000)
+    assert [(e[1], e[3], e[4]) for e in events.got] == [
+        ("sensor_error", "raised", None), ("sensor_error", "cleared", 7.5)]
+
+
 def test_the_insight_sees_every_plausible_value_unsmoothed_and_its_fault_costs_no_reading():
     clock = FakeClock(unix_ms=1763856000000)
     rows = Rows()
