@@ -3,6 +3,8 @@
     alarm              a threshold the profile marks `alarm: true` stands raised (a fridge's
                        cabinet warm): its newest event is `raised` (a device tells an alarm's
                        state at its first reading after boot: `cleared` too)
+    failing            a sensor whose newest sensor_error, of the device's latest boot, is
+                       `raised`: a vaccine fridge whose only probe failed read as no alarm
     empty, reorder     a cartridge ran dry, or will within the lead time (no new one since)
     maintenance_due    a motor or compressor drifting from its learnt baseline
     dose_missed        doses missed in the last 7 days (per bottle)
@@ -23,9 +25,9 @@ from console.reads import DAY_MS, HOUR_MS, as_map
 from console.said import duration
 from firmware.profile.insights.energy import WATCH_NAMES
 
-ORDER = {"alarm": 0, "empty": 1, "reorder": 2, "maintenance_due": 3, "dose_missed": 4,
-         "refill_needed": 5, "silent": 6, "dropping": 7}
-TITLES = {"alarm": "Alarm", "empty": "Cartridge empty", "reorder": "Reorder due",
+ORDER = {"alarm": 0, "failing": 1, "empty": 2, "reorder": 3, "maintenance_due": 4,
+         "dose_missed": 5, "refill_needed": 6, "silent": 7, "dropping": 8}
+TITLES = {"alarm": "Alarm", "failing": "Sensor failing", "empty": "Cartridge empty", "reorder": "Reorder due",
           "maintenance_due": "Maintenance due", "dose_missed": "Missed doses",
           "refill_needed": "Refill needed", "silent": "Silent", "dropping": "Dropping data"}
 RESOLVED_BY = {"empty": "cartridge_replaced", "reorder": "cartridge_replaced",
@@ -78,6 +80,7 @@ def needed(db, rows, now_ms, silent_ms=2 * HOUR_MS):
                     "figures": {"missed": len(misses),
                                 "scheduled": [f.get("scheduled", t) for t, _, f in misses]}})
     out.extend(_alarms(db))
+    out.extend(_failing(db))
     wall_ms = int(time.time() * 1000)
     # Batches and events refused as copies with other bytes, by device: a device from before
     # store ids whose store was wiped numbers from 0 again under the same store, and the ingest
@@ -194,12 +197,36 @@ def _alarms(db):
     return out
 
 
+# each sensor's newest sensor_error, through the index events_sensor_errors, when it is of the
+# device's latest boot (a device that rebooted with the sensor working says nothing of it)
+FAILING_SQL = ("SELECT e.device, e.sensor, e.seq, e.t_ms, e.synced, e.received_at, e.state, "
+               "e.detail FROM events e JOIN (SELECT device, sensor, max(seq) AS seq FROM events "
+               "WHERE event = 'sensor_error' GROUP BY device, sensor) n ON e.device = n.device "
+               "AND e.seq = n.seq JOIN devices d ON d.device = e.device "
+               "WHERE e.boot = d.last_boot")
+
+
+def _failing(db):
+    """Sensors failing now, a row each: a dead probe reads as no alarm, and the device is not
+    silent while its other sensors report."""
+    out = []
+    for device, sensor, seq, t, synced, received_at, state, detail in db.rows(FAILING_SQL):
+        if state != "raised":
+            continue
+        if not synced:
+            t = int(received_at * 1000)
+        out.append({"kind": "failing", "device": device, "sensor": sensor, "event": None,
+                    "t_ms": t, "figures": {"seq": seq, "error": detail},
+                    "evidence": "failing since %s: %s" % (_when(t), detail or "an error")})
+    return out
+
+
 def judged_on(action):
     """What an acknowledgement of action is judged on (acks.value): it stays hidden until this
     grows (see _settled)."""
     if action["kind"] == "dropping":
         return action["figures"]["drops"]
-    if action["kind"] == "alarm":
+    if action["kind"] in ("alarm", "failing"):
         return action["figures"]["seq"]
     return action["t_ms"]
 

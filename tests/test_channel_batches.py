@@ -97,14 +97,16 @@ def downgrade(url):
                          "DROP COLUMN t_high, DROP COLUMN v_high")
             conn.execute("DROP TABLE stores")
             conn.execute("DROP INDEX events_alarms")
+            conn.execute("DROP INDEX events_sensor_errors")
             conn.execute("UPDATE tether_layout SET version = 3")
-        assert postgres.VERSION == 7
+        assert postgres.VERSION == 8
     else:  # layout 5
         conn = sqlite3.connect(url)
         conn.executescript("DROP TABLE channel_batches; DROP TABLE stores; "
-                           "DROP INDEX events_alarms; PRAGMA user_version = 5;")
+                           "DROP INDEX events_alarms; DROP INDEX events_sensor_errors; "
+                           "PRAGMA user_version = 5;")
         conn.close()
-        assert sqlite_layout.DB_VERSION == 8
+        assert sqlite_layout.DB_VERSION == 9
 
 
 def test_an_older_database_gets_them_from_the_readings_it_holds(url):

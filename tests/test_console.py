@@ -322,6 +322,8 @@ def test_the_alarms_query_reads_the_alarm_index_not_every_event(tmp_path):
     conn = sqlite3.connect(str(tmp_path / "f.sqlite"))
     plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + actions.ALARMS_SQL))
     assert "events_alarms" in plan, plan
+    plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + actions.FAILING_SQL))
+    assert "events_sensor_errors" in plan, plan
 
 
 def test_an_acknowledgement_hides_an_action_until_something_newer_comes(tmp_path):
@@ -568,6 +570,31 @@ def test_a_device_whose_newest_reading_is_dated_at_the_start_of_time_has_a_page(
     assert d["start"] == -(1 << 63) and d["events"] == []
 
 
+def test_a_sensor_failing_now_is_an_action_and_one_that_recovered_or_rebooted_well_is_not(
+        tmp_path):
+    # A fridge's dead probe read as "no alarm", and the device was not silent: its power meter
+    # reported on. Nothing on the page said so.
+    db = make_db(tmp_path / "f.sqlite", ("fridge-1", "fridge-2", "fridge-3"))
+    db.begin()
+    db.execute("UPDATE devices SET last_boot = 2")
+    for device, seq, boot, state in (("fridge-1", 1, 2, "raised"),
+                                     ("fridge-2", 1, 1, "raised"),     # before its reboot
+                                     ("fridge-3", 1, 2, "raised"), ("fridge-3", 2, 2, "cleared")):
+        db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, state, "
+                   "value, detail, received_at) VALUES (?, ?, ?, ?, 1, 'sensor_error', "
+                   "'cabinet', ?, NULL, 'SHT3x at i2c1:0x44 did not acknowledge', 1.0)",
+                   (device, seq, boot, NOW - reads.HOUR_MS + seq, state))
+    db.commit()
+    got, database = needed(tmp_path / "f.sqlite")
+    assert got == [("failing", "fridge-1", "cabinet")]
+    rows, _, _ = reads.FleetCache(database).refresh()
+    (a,) = actions.needed(database, rows, NOW)
+    assert a["title"] == "Sensor failing" and a["figures"]["seq"] == 1
+    assert a["evidence"].endswith(": SHT3x at i2c1:0x44 did not acknowledge"), a["evidence"]
+    body, = pages(tmp_path / "f.sqlite", "/")
+    assert "Sensor failing" in body and "SHT3x at i2c1:0x44 did not acknowledge" in body
+
+
 # ---- the app over HTTP ----------------------------------------------------------------------
 
 @pytest.fixture
@@ -605,7 +632,7 @@ def request(server, method, path, body=None, headers=None):
     ("/fleet?q=" + "x" * 101, "q: at most 100 characters"),
     ("/fleet?colour=red", "unknown query parameter &#39;colour&#39;"),
     ("/?fragment=2", "fragment: one of 1"),
-    ("/?kind=coffee", "kind: one of &#34;&#34;, alarm, empty"),
+    ("/?kind=coffee", "kind: one of &#34;&#34;, alarm, failing, empty"),
     ("/?page=x", "page: a whole number"),
     ("/device/printer-1?span=2y", "span: one of 1d, 7d, 30d, all"),
     ("/device/-rm%20-rf", "device: an id of 1 to 64 letters"),
@@ -983,7 +1010,8 @@ def test_an_older_database_gains_the_acknowledgements_table(tmp_path):
     conn = sqlite3.connect(str(path))
     conn.executescript("DROP TABLE acks; DROP INDEX replies_by_device; "
                        "DROP TABLE channel_batches; DROP TABLE stores; "
-                       "DROP INDEX events_alarms; PRAGMA user_version = 4;")
+                       "DROP INDEX events_alarms; DROP INDEX events_sensor_errors; "
+                       "PRAGMA user_version = 4;")
     conn.close()
     prepare(str(path))
     conn = sqlite3.connect(str(path))

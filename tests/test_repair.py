@@ -1067,7 +1067,8 @@ def test_a_database_from_before_store_ids_settles_an_erased_log_up_to_its_last_h
             "DROP TABLE stores; DROP VIEW gaps; CREATE VIEW gaps AS SELECT device, prev + 1 AS "
             "from_seq, seq - 1 AS to_seq, seq - prev - 1 AS missing FROM (SELECT device, seq, "
             "LAG(seq) OVER (PARTITION BY device ORDER BY seq) AS prev FROM batches) "
-            "WHERE seq > prev + 1; DROP INDEX events_alarms; PRAGMA user_version = 6;")
+            "WHERE seq > prev + 1; DROP INDEX events_alarms; DROP INDEX events_sensor_errors; "
+            "PRAGMA user_version = 6;")
     d = Desk(path)
     try:
         assert rows(path, "SELECT kind, store, reported FROM stores ORDER BY kind") == [

@@ -59,7 +59,7 @@ from ingest.url import hide_password, secrets_of
 
 log = logging.getLogger("tether.ingest")
 
-VERSION = 7  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
+VERSION = 8  # tether_layout.version: SCHEMA_SQL, then each of MIGRATIONS
 DAY_MS = 86400000  # one partition (or hypertable chunk) of readings_packed
 DAYS_BACK, DAYS_AHEAD = 366, 1  # the days of t_first that get one (by PostgresStore.clock)
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
@@ -397,6 +397,11 @@ CREATE OR REPLACE VIEW gaps AS
 -- The console's standing alarms (console/actions.py): threshold events the profile marks as
 -- alarms carry the detail 'alarm' (docs/wire-format.md), a few among a fleet's millions.
 CREATE INDEX events_alarms ON events (device, sensor, event, seq) WHERE detail = 'alarm';
+""",
+    7: """
+-- The console's failing sensors (console/actions.py): each sensor's newest sensor_error
+CREATE INDEX events_sensor_errors ON events (device, sensor, seq)
+    WHERE event = 'sensor_error';
 """,
 }
 

@@ -11,7 +11,7 @@ import time
 
 from ingest import store as base
 
-DB_VERSION = 8  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
+DB_VERSION = 9  # PRAGMA user_version: SCHEMA_SQL (version 1), then each of MIGRATIONS
 
 SCHEMA_SQL = """
 CREATE TABLE devices (
@@ -286,6 +286,11 @@ CREATE VIEW gaps AS
 -- The console's standing alarms (console/actions.py): threshold events the profile marks as
 -- alarms carry the detail 'alarm' (docs/wire-format.md), a few among a fleet's millions.
 CREATE INDEX events_alarms ON events (device, sensor, event, seq) WHERE detail = 'alarm';
+""",
+    8: """
+-- The console's failing sensors (console/actions.py): each sensor's newest sensor_error
+CREATE INDEX events_sensor_errors ON events (device, sensor, seq)
+    WHERE event = 'sensor_error';
 """,
 }
 
