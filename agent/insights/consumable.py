@@ -63,6 +63,18 @@ COLD_Q = 75             # the rate from less than a week of points
 MAX_STEPS = 4           # a cold fit's pairs are at most 4 days apart
 STRIDE = 2              # pairs start every 12 h, the newest first (a fit's list stays small)
 FILL = 0x3fffffff       # an unused place in the slopes (a MicroPython small int)
+# A fall of `swap_jump` or more at one reading is no ink used (no office prints a fifth of a
+# cartridge between two readings): a cartridge taken out and put back, a probe's contact. Its
+# readings are held back this long; a level back near where it fell from is that cartridge,
+# and one that stays is the level (a false `empty`, a false swap and a second reorder came of
+# a cartridge reseated).
+FALL_HOLD_MS = 3600000
+# A level at `empty` is told `empty` once it has stayed there this long, and one that comes
+# back above it by a point (a loose contact, a printer that re-measures) goes on being
+# forecast, and is told `empty` again when it gets there: two readings of 0 sent `empty` and
+# left the cartridge with no forecast and no reorder, for good.
+EMPTY_HOLD_MS = 1800000
+BACK = 100              # the 0.01 % above `empty` that a level comes back by
 SNAP = 1                # the snapshot's layout: another is refused
 MAX_PTS = 224           # points a snapshot may hold: the schema's longest window (56 d)
 BIG = 0x7fffffff        # a point's largest value (the ring is of 32-bit ints)
@@ -159,9 +171,13 @@ class Detector:
         self.since = None          # device time this cartridge was first seen
         self.reordered = False
         self.ran_out = False
+        self.fell_at = None        # when a sudden fall's readings began to be held back
+        self.low_since = None      # when the level fell to `empty`
 
     # -- readings -------------------------------------------------------------------------------
     def feed(self, t, v, synced):
+        if v != v:      # no level (a probe not sure of it): read as 0 %, empty then a swap
+            return
         lv = int(v * 100 + 0.5) if v > 0 else 0
         if lv > TOP:
             lv = TOP
@@ -174,11 +190,25 @@ class Detector:
         if lv - self.level >= self.swap:
             self._swap(t, lv)
             return
+        if self.level - lv >= self.swap:
+            if self.fell_at is None or not 0 <= t - self.fell_at < 2 * FALL_HOLD_MS:
+                self.fell_at = t
+            if t - self.fell_at < FALL_HOLD_MS:
+                return
+            self.r1 = self.r2 = lv      # it stayed: the level is what it reads
+        self.fell_at = None
         level = self.level = _median3(self.r1, self.r2, lv)
         self.r1, self.r2 = self.r2, lv
         if t >= self.next_slot_t or t < self.next_slot_t - SLOT_MS - BACK_MS:
             self._point(t, level)
-        if not self.ran_out and level <= self.empty:
+        if level > self.empty:
+            self.low_since = None
+            if self.ran_out and level >= self.empty + BACK:
+                self.ran_out = False    # not empty after all: forecast again
+            return
+        if self.low_since is None or t < self.low_since:
+            self.low_since = t
+        if not self.ran_out and t - self.low_since >= EMPTY_HOLD_MS:
             self.ran_out = True
             self.emit(t, "empty", _pct(level), {"level": _pct(level),
                                                 "reordered": self.reordered,
@@ -196,6 +226,7 @@ class Detector:
         self.level = self.r1 = self.r2 = lv
         self.since = t
         self.reordered = self.ran_out = False
+        self.fell_at = self.low_since = None
         self.emit(t, "cartridge_replaced", _pct(lv), {"from": _pct(old), "to": _pct(lv)})
         self._judge(t)
 
