@@ -467,12 +467,20 @@ class Detector:
                              % ", ".join(k for k, _ in SETTINGS))
         names = dict(SETTINGS)
         new = {}
+        relearn = False
         for key in in_order(args):
+            if key == "relearn":
+                # the unit changed on purpose (a thermostat's differential, a new compressor):
+                # its baseline learnt again now, not after a maintenance_due it would raise
+                if args[key] is not True:
+                    raise ValueError("relearn: expected true, got %s" % short(args[key]))
+                relearn = True
+                continue
             if key == "utc_offset_min" and self.zone is not None:
                 raise ValueError("utc_offset_min: this device keeps its zone's time (%s): the "
                                  "offset follows it" % self.zone.text)
             if key not in names:
-                raise ValueError("unknown setting %s (settings: %s)"
+                raise ValueError("unknown setting %s (settings: %s; and relearn: true)"
                                  % (short(key), ", ".join(k for k, _ in SETTINGS)))
             new[names[key]] = _setting(key, args[key])
         on_w = new.get("on_w", self.on_w)
@@ -499,6 +507,8 @@ class Detector:
             self.day_weighed_ws = self.day_ws
         for name in new:
             setattr(self, name, new[name])
+        if relearn:
+            self._relearn()
         # a new offset moves the report to local time's report_at: the day under way closes
         # at the new one, an hour sooner or later
         self.report_ms = self._report_at(self.utc_offset_min)

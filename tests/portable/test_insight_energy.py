@@ -288,6 +288,21 @@ def test_a_device_off_for_days_closes_the_day_it_was_off_in_not_the_day_it_came_
     assert f["missing_s"] == 0
 
 
+def test_relearn_learns_the_baseline_again_without_an_alarm_first():
+    # A thermostat's differential changed on purpose moves the figure for good: the fleet had
+    # to take a false maintenance_due before an ack could relearn it
+    r = Run(learn=3)
+    _cycles(r, [100.0] * 4)
+    assert r.d.state()["learned"]
+    assert r.d.set({"relearn": True, "tariff": 0.5})["tariff"] == 0.5
+    st = r.d.state()
+    assert not st["learned"] and st["learning"] == 0 and st["cusum"] == 0
+    _cycles(r, [150.0] * 6)                     # the new normal, learnt: no alarm
+    assert r.d.state()["learned"] and r.of("maintenance_due") == []
+    _refused(r.d, {"relearn": 1}, "relearn: expected true")
+    _refused(r.d, {"relearn": False}, "relearn: expected true")
+
+
 def test_odd_readings_and_clock_jumps_do_not_break_it():
     r = Run()
     for v in (0.0, -5.0, 1e12, 3.0, 50.0):
