@@ -27,8 +27,11 @@ NTP_RETRY_MAX_MS = 600000
 RESYNC_MS = 6 * 3600000
 UNIX_2000 = 946684800     # seconds from 1970 to 2000, the epoch of some ports' time()
 # ntptime reads an NTP timestamp before 2024 as one of the next era, from 2036-02-07 on (2**32
-# s after 1900; a kiss-of-death reply's 0 is that very second): until then, no true time
+# s after 1900; a kiss-of-death reply's 0 is that very second). A server that counts from 0
+# (its clock never set) answers in the week after it: refused. Later times are the time: every
+# one from 2036 on was refused, and a board booted then never had the time again.
 NTP_ERA = 2085978496
+ERA_GUARD_S = 7 * 86400
 
 # network.WLAN.status() on an ESP32 (MicroPython 1.2x): what a failed join says.
 _STATUS = {201: "no access point of that name", 202: "wrong password", 203: "join failed",
@@ -111,7 +114,7 @@ class Network:
             return False
         if time.gmtime(0)[0] == 2000:
             t += UNIX_2000
-        if not PLAUSIBLE_MS <= t * 1000 < NTP_ERA * 1000:
+        if t * 1000 < PLAUSIBLE_MS or NTP_ERA <= t < NTP_ERA + ERA_GUARD_S:
             # a broken server's 1970, a kiss-of-death's 2036: readings stamped so would count
             # as synced
             self.log("ntp: %s answered %d, no time this board can have been set to" % (host, t))

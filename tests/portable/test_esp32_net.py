@@ -144,7 +144,8 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
         clock = FakeClock(start_ms=5000)
         sleeps = Sleeps(clock, 40)
         lines = []
-        ntptime_fake.answers[:] = [ValueError("buffer too small"), esp32_net.NTP_ERA, 1000]
+        ntptime_fake.answers[:] = [ValueError("buffer too small"), esp32_net.NTP_ERA, 1000,
+                                   esp32_net.NTP_ERA + 3 * 86400]   # a server counting from 0
         ntptime_fake.now_s = 1764750000
         net = Network({"ssid": "cafe", "ntp": ["a", "b", "c"]}, clock, lines.append, sleeps)
         run_for(net, sleeps)
@@ -152,8 +153,23 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
             "ntp: no time from a: buffer too small",
             "ntp: b answered 2085978496, no time this board can have been set to",
             "ntp: c answered 1000, no time this board can have been set to",
-            "ntp: clock set to 1764750000 from a"]
+            "ntp: a answered 2086237696, no time this board can have been set to",
+            "ntp: clock set to 1764750000 from b"]
         assert clock.synced
+    with_doubles(0, 0, test)
+
+
+def test_the_time_from_2036_on_is_the_time():
+    # Every answer from 2036-02-07 on was refused as a kiss-of-death's: a board booted then
+    # never had the time, its readings unsynced and its insights idle, for good
+    def test():
+        clock = FakeClock(start_ms=5000)
+        sleeps = Sleeps(clock, 3)
+        lines = []
+        ntptime_fake.now_s = 2088028800              # 2036-03-01, a true server
+        net = Network({"ssid": "cafe"}, clock, lines.append, sleeps)
+        run_for(net, sleeps)
+        assert "ntp: clock set to 2088028800 from pool.ntp.org" in lines and clock.synced
     with_doubles(0, 0, test)
 
 
