@@ -69,11 +69,12 @@ FILL = 0x3fffffff       # an unused place in the slopes (a MicroPython small int
 # and one that stays is the level (a false `empty`, a false swap and a second reorder came of
 # a cartridge reseated).
 FALL_HOLD_MS = 3600000
-# A level at `empty` is told `empty` once it has stayed there this long, and one that comes
-# back above it by a point (a loose contact, a printer that re-measures) goes on being
-# forecast, and is told `empty` again when it gets there: two readings of 0 sent `empty` and
-# left the cartridge with no forecast and no reorder, for good.
-EMPTY_HOLD_MS = 1800000
+# A level at `empty` is told `empty` once it has been there this many readings (the median
+# of three already needs two raw ones), and one that comes back above it by a point (a loose
+# contact, a printer that re-measures) goes on being forecast, and is told `empty` again when
+# it gets there: two readings of 0 sent `empty` and left the cartridge with no forecast and
+# no reorder, for good.
+EMPTY_READINGS = 3
 BACK = 100              # the 0.01 % above `empty` that a level comes back by
 SNAP = 1                # the snapshot's layout: another is refused
 MAX_PTS = 224           # points a snapshot may hold: the schema's longest window (56 d)
@@ -172,7 +173,7 @@ class Detector:
         self.reordered = False
         self.ran_out = False
         self.fell_at = None        # when a sudden fall's readings began to be held back
-        self.low_since = None      # when the level fell to `empty`
+        self.low = 0               # readings at `empty` since the level was last above it
         self.quantum = BIG         # the probe's smallest step seen (0.01 %): 10 % on many
 
     # -- readings -------------------------------------------------------------------------------
@@ -205,14 +206,14 @@ class Detector:
         self.r1, self.r2 = self.r2, lv
         if t >= self.next_slot_t or t < self.next_slot_t - SLOT_MS - BACK_MS:
             self._point(t, level)
-        if level > self.empty:
-            self.low_since = None
-            if self.ran_out and level >= self.empty + BACK:
-                self.ran_out = False    # not empty after all: forecast again
+        if level >= self.empty + BACK:
+            self.low = 0
+            self.ran_out = False        # not empty after all (if it was): forecast again
             return
-        if self.low_since is None or t < self.low_since:
-            self.low_since = t
-        if not self.ran_out and t - self.low_since >= EMPTY_HOLD_MS:
+        if level > self.empty:          # a probe's noise about empty: neither way
+            return
+        self.low += 1
+        if not self.ran_out and self.low >= EMPTY_READINGS:
             self.ran_out = True
             self.emit(t, "empty", _pct(level), {"level": _pct(level),
                                                 "reordered": self.reordered,
@@ -230,7 +231,8 @@ class Detector:
         self.level = self.r1 = self.r2 = lv
         self.since = t
         self.reordered = self.ran_out = False
-        self.fell_at = self.low_since = None
+        self.fell_at = None
+        self.low = 0
         self.emit(t, "cartridge_replaced", _pct(lv), {"from": _pct(old), "to": _pct(lv)})
         self._judge(t)
 
