@@ -185,6 +185,28 @@ def test_readings_fall_into_a_partition_per_day_and_old_days_drop_whole(postgres
         store.close()
 
 
+def test_dropping_old_days_takes_the_health_reports_and_replies_received_before_too(
+        postgres_url):
+    # A health report every 5 minutes is some 250 KB a device a day: under retention of the
+    # readings it grew for good, past them
+    store = postgres.connect(postgres_url)
+    try:
+        store.begin()
+        for day in range(3):
+            at = (T0 + day * DAY) / 1000.0
+            store.execute("INSERT INTO health (device, received_at, t_ms, health) VALUES "
+                          "('dev-1', ?, ?, '{}')", (at, T0 + day * DAY))
+            store.execute("INSERT INTO replies (device, reply, received_at, ok, body) VALUES "
+                          "('dev-1', ?, ?, 1, '{}')", ("r%d" % day, at))
+        store.commit()
+        store.execute("SELECT tether_drop_readings(?)", (T0 + 2 * DAY,))
+        assert store.execute("SELECT received_at FROM health").fetchall() == [
+            ((T0 + 2 * DAY) / 1000.0,)]
+        assert store.execute("SELECT reply FROM replies").fetchall() == [("r2",)]
+    finally:
+        store.close()
+
+
 def test_days_outside_the_year_partitioned_make_no_partitions_and_are_read_and_dropped(
         postgres_url):
     """A clock never synced (1970), broken or hostile names any day: one partition a day would

@@ -300,6 +300,42 @@ CHANNEL_BATCHES = """CREATE OR REPLACE VIEW channel_batches AS
 
 
 # MIGRATIONS[v]: SQL taking a database from layout version v to v + 1.
+# tether_drop_readings(before_ms): the days of readings wholly before before_ms, and the health
+# reports and command replies received before it (docs/ingest.md, Partitions)
+DROP_READINGS = """
+CREATE OR REPLACE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
+LANGUAGE plpgsql AS $$
+DECLARE
+    p record;
+    n integer := 0;
+    cut numeric;
+BEGIN
+    -- the days wholly before before_ms (a day's start near the ends of bigint is past them)
+    cut := greatest(floor(before_ms::numeric / 86400000) * 86400000, -9223372036854775808);
+    DELETE FROM readings_outside WHERE t_first < cut::bigint;
+    -- what the ingest keeps of a device besides its readings, by when it came: a health
+    -- report every 5 minutes outgrew the readings it was kept beside
+    DELETE FROM health WHERE received_at < before_ms / 1000.0;
+    DELETE FROM replies WHERE received_at < before_ms / 1000.0;
+    IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
+        EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
+            INTO n USING before_ms;
+        RETURN n;
+    END IF;
+    PERFORM pg_advisory_xact_lock(%d);
+    -- At most 500 a call: each holds its locks until the call ends, and thousands ran the
+    -- server out of shared memory (a database of an older ingest has a partition for every
+    -- day a device named). Called again, it drops the next ones.
+    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms ORDER BY t_from
+             LIMIT 500 LOOP
+        EXECUTE format('DROP TABLE IF EXISTS %%I', p.name);
+        DELETE FROM reading_partitions WHERE name = p.name;
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+""" % PARTITION_LOCK
+
 MIGRATIONS = {
     # A simulated fleet's parts of its report (simulator/parts.py), one per process that ran a
     # range of the fleet's devices, as JSON text; `tether report` merges them.
@@ -354,34 +390,7 @@ CREATE OR REPLACE VIEW readings AS
         "FROM readings_packed UNION ALL "
         "SELECT device, channel, t_first, seq, t_ms, value, t_low, v_low, t_high, v_high "
         "FROM readings_outside)")) + """
-CREATE OR REPLACE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    p record;
-    n integer := 0;
-    cut numeric;
-BEGIN
-    -- the days wholly before before_ms (a day's start near the ends of bigint is past them)
-    cut := greatest(floor(before_ms::numeric / 86400000) * 86400000, -9223372036854775808);
-    DELETE FROM readings_outside WHERE t_first < cut::bigint;
-    IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
-        EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
-            INTO n USING before_ms;
-        RETURN n;
-    END IF;
-    PERFORM pg_advisory_xact_lock(%d);
-    -- At most 500 a call: each holds its locks until the call ends, and thousands ran the
-    -- server out of shared memory (a database of an older ingest has a partition for every
-    -- day a device named). Called again, it drops the next ones.
-    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms ORDER BY t_from
-             LIMIT 500 LOOP
-        EXECUTE format('DROP TABLE IF EXISTS %%I', p.name);
-        DELETE FROM reading_partitions WHERE name = p.name;
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END $$;
-""" % PARTITION_LOCK,
+""" + DROP_READINGS,
     # A device's logs (ingest/numbering.py): the devices known so far had one, store 0; what an
     # erased log took with it is `erased` in `lost`; a gap is between two batches of one store.
     5: STORES_SQL.format(id="bigint", real="double precision") + """
@@ -398,7 +407,7 @@ CREATE OR REPLACE VIEW gaps AS
 -- alarms carry the detail 'alarm' (docs/wire-format.md), a few among a fleet's millions.
 CREATE INDEX events_alarms ON events (device, sensor, event, seq) WHERE detail = 'alarm';
 """,
-    7: """
+    7: DROP_READINGS + """
 -- The console's failing sensors (console/actions.py): each sensor's newest sensor_error
 CREATE INDEX events_sensor_errors ON events (device, sensor, seq)
     WHERE event = 'sensor_error';
