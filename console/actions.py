@@ -197,13 +197,14 @@ def _alarms(db):
     return out
 
 
-# each sensor's newest sensor_error, through the index events_sensor_errors, when it is of the
-# device's latest boot (a device that rebooted with the sensor working says nothing of it)
+# each sensor's newest sensor_error, through the index events_sensor_errors, unless the device
+# has sent batches of a later boot since (one that rebooted with the sensor working says
+# nothing of it); a boot of no batch yet counts (a device whose only sensor is dead sends none)
 FAILING_SQL = ("SELECT e.device, e.sensor, e.seq, e.t_ms, e.synced, e.received_at, e.state, "
                "e.detail FROM events e JOIN (SELECT device, sensor, max(seq) AS seq FROM events "
                "WHERE event = 'sensor_error' GROUP BY device, sensor) n ON e.device = n.device "
                "AND e.seq = n.seq JOIN devices d ON d.device = e.device "
-               "WHERE e.boot = d.last_boot")
+               "WHERE e.boot >= coalesce(d.last_boot, 0)")
 
 
 def _failing(db):

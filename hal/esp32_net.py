@@ -32,6 +32,8 @@ UNIX_2000 = 946684800     # seconds from 1970 to 2000, the epoch of some ports' 
 # one from 2036 on was refused, and a board booted then never had the time again.
 NTP_ERA = 2085978496
 ERA_GUARD_S = 7 * 86400
+# ...and a server whose clock reads 1970 to 2023 (reset, never set) lands from 2106 on: refused
+ERA_END = NTP_ERA + 2208988800
 
 # network.WLAN.status() on an ESP32 (MicroPython 1.2x): what a failed join says.
 _STATUS = {201: "no access point of that name", 202: "wrong password", 203: "join failed",
@@ -114,7 +116,7 @@ class Network:
             return False
         if time.gmtime(0)[0] == 2000:
             t += UNIX_2000
-        if t * 1000 < PLAUSIBLE_MS or NTP_ERA <= t < NTP_ERA + ERA_GUARD_S:
+        if t * 1000 < PLAUSIBLE_MS or NTP_ERA <= t < NTP_ERA + ERA_GUARD_S or t >= ERA_END:
             # a broken server's 1970, a kiss-of-death's 2036: readings stamped so would count
             # as synced
             self.log("ntp: %s answered %d, no time this board can have been set to" % (host, t))

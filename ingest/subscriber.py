@@ -436,24 +436,28 @@ class Ingest(Handlers):
                             "it held for this ingest is gone; the devices are asked for it",
                             self.host, self.port)
             elif self.persistent and self._last_id not in (None, self.client_id) and (
-                    self.group is None) and time.time() - self._last_at > QUIET_S:
-                # (a group's members store one database under ids of their own; and an ingest
-                # that stored a batch lately may be a hot standby's other half, running)
-                log.warning("no session on %s:%d for %s, and this database's newest batch "
-                            "came to %s, %.0f min ago: a changed --db host, port, database, "
-                            "user or options, topic prefix, host name or --group makes another "
-                            "default client id; if no ingest runs as %s any more, the broker "
-                            "may still be queuing the fleet's messages for it: --client-id %s "
-                            "takes them, or retire that session (docs/ingest.md, Delivery)",
-                            self.host, self.port, self.client_id, self._last_id,
-                            (time.time() - self._last_at) / 60, self._last_id, self._last_id)
-            elif self.persistent and self._last_id == self.client_id:
+                    self.group is None):
+                # (a group's members store one database under ids of their own.) An ingest
+                # that stored a batch lately may be a hot standby's other half, running: said,
+                # not warned of; or one stopped a moment ago to restart under a new id.
+                quiet = time.time() - self._last_at > QUIET_S
+                (log.warning if quiet else log.info)(
+                    "no session on %s:%d for %s, and this database's newest batch "
+                    "came to %s, %.0f min ago: a changed --db host, port, database, "
+                    "user or options, topic prefix, host name or --group makes another "
+                    "default client id; if no ingest runs as %s any more, the broker "
+                    "may still be queuing the fleet's messages for it: --client-id %s "
+                    "takes them, or retire that session (docs/ingest.md, Delivery)",
+                    self.host, self.port, self.client_id, self._last_id,
+                    (time.time() - self._last_at) / 60, self._last_id, self._last_id)
+            elif self.persistent and self._last_id is not None and (
+                    self._last_id == self.client_id):
                 log.warning("no session on %s:%d for %s, which stored this database's newest "
                             "batch: what was published while it was away is gone from the "
                             "broker (restarted without persistence, or the session expired); "
                             "the devices are asked for it", self.host, self.port, self.client_id)
         self._subscribing = filters
-        self._sub_mid = client.subscribe([(t, 1) for t in filters])[1]
+        self._sub_mid = client.subscribe([(t, 1) for t in filters])[1]   # (result, mid)
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
         if mid != self._sub_mid:    # one device's schema asked for (_ask_schemas)

@@ -577,18 +577,23 @@ def test_a_sensor_failing_now_is_an_action_and_one_that_recovered_or_rebooted_we
     db = make_db(tmp_path / "f.sqlite", ("fridge-1", "fridge-2", "fridge-3"))
     db.begin()
     db.execute("UPDATE devices SET last_boot = 2")
+    db.execute("INSERT INTO devices (device, first_seen, last_seen, last_t_ms, last_status, "
+               "dropped_reported, last_boot) VALUES ('fridge-4', 1.0, 2.0, ?, 'online', 0, 2)",
+               (NOW,))
     for device, seq, boot, state in (("fridge-1", 1, 2, "raised"),
                                      ("fridge-2", 1, 1, "raised"),     # before its reboot
-                                     ("fridge-3", 1, 2, "raised"), ("fridge-3", 2, 2, "cleared")):
+                                     ("fridge-3", 1, 2, "raised"), ("fridge-3", 2, 2, "cleared"),
+                                     # rebooted, and its only sensor dead: no batch of boot 3
+                                     ("fridge-4", 1, 3, "raised")):
         db.execute("INSERT INTO events (device, seq, boot, t_ms, synced, event, sensor, state, "
                    "value, detail, received_at) VALUES (?, ?, ?, ?, 1, 'sensor_error', "
                    "'cabinet', ?, NULL, 'SHT3x at i2c1:0x44 did not acknowledge', 1.0)",
                    (device, seq, boot, NOW - reads.HOUR_MS + seq, state))
     db.commit()
     got, database = needed(tmp_path / "f.sqlite")
-    assert got == [("failing", "fridge-1", "cabinet")]
+    assert got == [("failing", "fridge-1", "cabinet"), ("failing", "fridge-4", "cabinet")]
     rows, _, _ = reads.FleetCache(database).refresh()
-    (a,) = actions.needed(database, rows, NOW)
+    a = actions.needed(database, rows, NOW)[0]
     assert a["title"] == "Sensor failing" and a["figures"]["seq"] == 1
     assert a["evidence"].endswith(": SHT3x at i2c1:0x44 did not acknowledge"), a["evidence"]
     body, = pages(tmp_path / "f.sqlite", "/")

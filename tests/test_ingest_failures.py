@@ -379,7 +379,7 @@ def test_a_reconnect_without_a_session_is_warned_of_only_where_one_was_kept(pers
     from types import SimpleNamespace
     from ingest.subscriber import Ingest
     i = Ingest("127.0.0.1", 1, ":memory:", persistent=persistent)
-    client = SimpleNamespace(subscribe=lambda topics: None)
+    client = SimpleNamespace(subscribe=lambda topics: (0, 1))   # paho's (result, mid)
     ok = SimpleNamespace(is_failure=False)
     with caplog.at_level(logging.WARNING, logger="tether.ingest"):
         for _ in range(2):

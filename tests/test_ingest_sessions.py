@@ -214,8 +214,13 @@ def test_a_first_connect_with_no_session_says_whose_session_the_broker_may_still
     caplog.set_level("WARNING", logger="tether.ingest")
     run("ingest-old", 0)
     assert not [r for r in caplog.records if "no session" in r.getMessage()]
+    caplog.set_level("INFO", logger="tether.ingest")
     run("ingest-standby", 1)      # another id that stored lately: a hot standby, running
-    assert not [r for r in caplog.records if "no session" in r.getMessage()]
+    said = [r for r in caplog.records if "no session" in r.getMessage()]
+    assert [r.levelname for r in said] == ["INFO"], said      # said, not warned of
+    assert "came to ingest-old, 0 min ago" in said[0].getMessage()
+    caplog.clear()
+    caplog.set_level("WARNING", logger="tether.ingest")
     db = sqlite3.connect(str(tmp_path / "f.sqlite"))
     db.execute("UPDATE batches SET received_at = received_at - 3600, ingest = 'ingest-old'")
     db.commit()

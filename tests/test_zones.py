@@ -74,3 +74,17 @@ def test_a_machine_without_zone_files_reads_the_tzdata_package(monkeypatch):
     monkeypatch.setattr(zoneinfo, "TZPATH", ())
     assert rule_of("Europe/Berlin") == "CET-1CEST,M3.5.0,M10.5.0/3"
     assert rule_of("Asia/Kolkata") == "IST-5:30"
+
+
+def test_a_zone_file_with_no_rule_in_its_footer_is_said_so(tmp_path, monkeypatch):
+    # RFC 8536 allows an empty footer: the rule was looked for in the binary data before it,
+    # and compile stopped with a UnicodeDecodeError
+    from firmware.profile import zones
+    data = zones._zone_file("Europe/Berlin")
+    cut = data.rstrip(b"\n").rindex(b"\n")
+    (tmp_path / "Europe").mkdir()
+    (tmp_path / "Europe" / "Berlin").write_bytes(data[:cut] + b"\n\n")
+    monkeypatch.setattr(zoneinfo, "TZPATH", (str(tmp_path),))
+    with pytest.raises(Unknown) as info:
+        rule_of("Europe/Berlin")
+    assert "has a rule for today's years" in str(info.value), str(info.value)

@@ -314,7 +314,8 @@ class Detector:
     def set(self, args):
         if isinstance(args, dict) and not args:    # as the other insights: nothing to set
             raise ValueError("expected a map of settings to change (settings: %s)" % _KNOWN)
-        if isinstance(args, dict) and _OFFSET in args and self.zone is not None:
+        if isinstance(args, dict) and self.zone is not None and _OFFSET in args and (
+                args[_OFFSET] != self.off // _MIN):    # a settings reply sent back repeats it
             raise ValueError("utc_offset_min: this device keeps its zone's time (%s): the "
                              "offset follows it" % self.zone.text)
         before = self.settings()
@@ -495,10 +496,9 @@ class Detector:
     def feed(self, t, v, synced):
         if synced and self.zone is not None:
             off = self.zone.offset_min(t) * _MIN
-            if off != self.off:     # the clocks changed: as a set() of the offset
-                self._back(None, self.last_t)
-                self.off = off
-                self._reslot()
+            if off != self.off:     # the clocks changed: as a set() of the offset, but the
+                self.off = off      # doses held while the bottle is off the scale stay held
+                self._reslot()      # (judged missed, its pills back answered none of them)
         if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
             self._back(None, self.last_t)   # doses held are missed, not forgotten
             self.sched = None    # unwatched hours, or a clock set back: judge from the next slot

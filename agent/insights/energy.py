@@ -476,7 +476,8 @@ class Detector:
                     raise ValueError("relearn: expected true, got %s" % short(args[key]))
                 relearn = True
                 continue
-            if key == "utc_offset_min" and self.zone is not None:
+            if key == "utc_offset_min" and self.zone is not None and (
+                    args[key] != self.utc_offset_min):    # a settings reply repeats it
                 raise ValueError("utc_offset_min: this device keeps its zone's time (%s): the "
                                  "offset follows it" % self.zone.text)
             if key not in names:

@@ -29,9 +29,11 @@ def _zone_file(name):
         return None
 
 
-def _changes(data):
-    """[(Unix s, offset east in s after it)] of the transitions a TZif file of version 2 or
-    later lists (RFC 8536: its 64-bit block, after the 32-bit one)."""
+def _parse(data):
+    """([(Unix s, offset east in s after it)] of the transitions a TZif file of version 2 or
+    later lists, and its footer's rule text, empty when it has none): RFC 8536, the 64-bit
+    block after the 32-bit one, then the footer between newlines. ValueError for a file that
+    is not one."""
     def counts(at):
         return struct.unpack(">6l", data[at + 20:at + 44])
     isut, isstd, leap, times, types, chars = counts(0)
@@ -42,7 +44,11 @@ def _changes(data):
     kinds = data[at + 8 * times:at + 9 * times]
     at += 9 * times
     offsets = [struct.unpack(">l", data[at + 6 * k:at + 6 * k + 4])[0] for k in range(types)]
-    return [(when[k], offsets[kinds[k]]) for k in range(times)]
+    at += types * 6 + chars + leap * 12 + isstd + isut
+    end = data.find(b"\n", at + 1)
+    if data[at:at + 1] != b"\n" or end < 0:
+        raise ValueError("no footer")
+    return [(when[k], offsets[kinds[k]]) for k in range(times)], data[at + 1:end].decode("ascii")
 
 
 def _follows(changes, rule):
@@ -69,15 +75,17 @@ def rule_of(name):
         if not data.startswith(b"TZif"):
             raise Unknown("a time zone of the tz database like 'Europe/Berlin' (%r is no "
                           "zone file here)" % name)
-        footer = data.rstrip(b"\n").rsplit(b"\n", 1)[-1]
-        if data[4:5] < b"2" or not footer or footer.startswith(b"TZif"):
+        try:
+            changes, rule = _parse(data) if data[4:5] >= b"2" else ([], "")
+        except (ValueError, struct.error):   # (UnicodeDecodeError is a ValueError)
+            changes, rule = [], ""
+        if not rule:
             raise Unknown("a time zone whose tzdata file has a rule for today's years (this "
                           "machine's %r has none: give its POSIX TZ rule instead)" % name)
-        rule = footer.decode("ascii")
         try:
-            odd = _follows(_changes(data), rule)
-        except (ValueError, struct.error):
-            odd = [(0, 0)]
+            odd = _follows(changes, rule)
+        except ValueError:  # a rule of no sense: said by its parse, below
+            odd = []
         if odd:
             # Morocco's offset moves around Ramadan, on dates no yearly rule says: tzdata
             # lists them (to 2087), and its rule holds only after the last

@@ -145,7 +145,8 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
         sleeps = Sleeps(clock, 40)
         lines = []
         ntptime_fake.answers[:] = [ValueError("buffer too small"), esp32_net.NTP_ERA, 1000,
-                                   esp32_net.NTP_ERA + 3 * 86400]   # a server counting from 0
+                                   esp32_net.NTP_ERA + 3 * 86400,   # a server counting from 0
+                                   esp32_net.NTP_ERA + 2208988800]  # one whose clock reads 1970
         ntptime_fake.now_s = 1764750000
         net = Network({"ssid": "cafe", "ntp": ["a", "b", "c"]}, clock, lines.append, sleeps)
         run_for(net, sleeps)
@@ -154,7 +155,8 @@ def test_an_ntp_reply_too_short_or_of_a_time_no_board_has_hands_on_and_sets_no_c
             "ntp: b answered 2085978496, no time this board can have been set to",
             "ntp: c answered 1000, no time this board can have been set to",
             "ntp: a answered 2086237696, no time this board can have been set to",
-            "ntp: clock set to 1764750000 from b"]
+            "ntp: b answered 4294967296, no time this board can have been set to",
+            "ntp: clock set to 1764750000 from c"]
         assert clock.synced
     with_doubles(0, 0, test)
 

@@ -39,8 +39,32 @@ def test_doses_at_8_and_20_local_are_on_time_before_and_after_the_clocks_go_forw
     assert got[3:6] == [(MAR27 + DAY + 19 * HOUR, "on_time", 60),
                         (MAR27 + 2 * DAY + 6 * HOUR, "on_time", 120),
                         (MAR27 + 2 * DAY + 18 * HOUR, "on_time", 120)], got
-    e = raises(ValueError, b.det.set, {"utc_offset_min": 120})
+    e = raises(ValueError, b.det.set, {"utc_offset_min": 60})
     assert "keeps its zone's time (%s)" % BERLIN in str(e), str(e)
+
+
+def test_doses_held_while_the_bottle_is_off_the_scale_across_the_change_stay_held():
+    # Judged missed at the change, the pills it came back without answered none of them
+    b = Bottle(40, start=MAR27 + DAY + 6 * HOUR, tz=BERLIN, utc_offset_min=60)
+    b.hold(40, 35 * MIN)                        # Saturday 07:35 local
+    b.hold(39, 2 * HOUR)                        # the 08:00 dose taken at 08:05, to 10:05
+    b.hold(-30.0, 25 * HOUR)                    # lifted until Sunday 12:05 summer time
+    b.hold(37, 8 * HOUR)                        # back with two pills gone
+    assert "dose_missed" not in b.names() and "extra_dose" not in b.names(), b.events
+    taken = [f for _, e, _, f in b.events if e == "dose_taken"]
+    assert [f["scheduled"] for f in taken] == [MAR27 + DAY + 7 * HOUR, MAR27 + DAY + 19 * HOUR,
+                                               MAR27 + 2 * DAY + 6 * HOUR], b.events
+
+
+def test_a_settings_reply_sent_back_whole_is_taken_and_only_another_offset_refused():
+    b = Bottle(40, start=MAR27 + 3 * DAY + 5 * HOUR, tz=BERLIN, utc_offset_min=60)
+    whole = b.det.settings()
+    assert whole["utc_offset_min"] == 120
+    whole["late_ms"] = 3 * HOUR
+    assert b.det.set(whole)["late_ms"] == 3 * HOUR
+    r = Run(tz=BERLIN, utc_offset_min=60)
+    r.feed(100.0, HOUR)
+    assert r.d.set(dict(r.d.settings(), tariff=0.5))["tariff"] == 0.5
 
 
 def test_a_reboot_in_summer_goes_on_judging_the_dose_under_way():
