@@ -496,9 +496,9 @@ class Detector:
     def feed(self, t, v, synced):
         if synced and self.zone is not None:
             off = self.zone.offset_min(t) * _MIN
-            if off != self.off:     # the clocks changed: as a set() of the offset, but the
-                self.off = off      # doses held while the bottle is off the scale stay held
-                self._reslot()      # (judged missed, its pills back answered none of them)
+            if off != self.off:     # the clocks changed: as a set() of the offset, but doses
+                self.off = off      # held while the bottle is off the scale stay held (judged
+                self._reslot()      # missed, the pills it came back without answered none)
         if self.last_t is not None and not -_GAP_MS <= t - self.last_t <= _GAP_MS:
             self._back(None, self.last_t)   # doses held are missed, not forgotten
             self.sched = None    # unwatched hours, or a clock set back: judge from the next slot

@@ -121,11 +121,11 @@ def _setting(key, v):
             raise ValueError("currency: expected a short text like 'EUR', got %s" % short(v))
         return v
     if key == "utc_offset_min":
-        # -12:00 to +14:00, as the profile's device.utc_offset: no zone here knows daylight
-        # saving time, so where the clocks change the cloud sets the offset
-        if isinstance(v, bool) or not isinstance(v, int) or not -720 <= v <= 840:
-            raise ValueError("utc_offset_min: expected whole minutes from -720 to 840 "
-                             "(-12:00 to +14:00), got %s" % short(v))
+        # up to 14 h either way, as the profile's device.utc_offset and a pill bottle's
+        # set(): a device with a fixed offset has it set by the cloud where clocks change
+        if isinstance(v, bool) or not isinstance(v, int) or not -840 <= v <= 840:
+            raise ValueError("utc_offset_min: expected whole minutes from -840 to 840 "
+                             "(-14:00 to +14:00), got %s" % short(v))
         return v
     return _number(key, v, key in ("cycle_above", "standby_below", "drift_slack",
                                    "drift_limit"))
