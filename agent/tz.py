@@ -160,7 +160,12 @@ class Zone:
         self.text = text
         self.std, self.dst, self.start, self.end = parse(text)
         self.lo = self.hi = 0       # the year cached: its bounds and transitions, in s
-        self.on = self.off = 0
+        self.on = self.off = self.spill = 0
+
+    def _on_off(self, y):
+        """Year y's transitions in Unix s, each at its local time in the time before it."""
+        return (_local_day(y, self.start) * _DAY + self.start[4] - self.std,
+                _local_day(y, self.end) * _DAY + self.end[4] - self.dst)
 
     def offset_min(self, t_ms):
         if self.dst is None:
@@ -169,11 +174,13 @@ class Zone:
         if not self.lo <= t < self.hi:
             y = _year(t)
             self.lo, self.hi = _days(y, 1, 1) * _DAY, _days(y + 1, 1, 1) * _DAY
-            # each transition at its local time, in the time in force before it
-            self.on = _local_day(y, self.start) * _DAY + self.start[4] - self.std
-            self.off = _local_day(y, self.end) * _DAY + self.end[4] - self.dst
+            self.on, self.off = self._on_off(y)
+            # a summer of the year before that ends in this one (a rule for summer all year,
+            # "EST5EDT4,0/0,J365/25", ends at 01:00 on January 1st: those hours read winter)
+            on, off = self._on_off(y - 1)
+            self.spill = off if on < off else 0
         if self.on < self.off:
-            summer = self.on <= t < self.off
+            summer = self.on <= t < self.off or t < self.spill
         else:               # the southern hemisphere: summer spans the new year
             summer = t < self.off or t >= self.on
         return (self.dst if summer else self.std) // 60

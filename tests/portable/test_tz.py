@@ -44,6 +44,13 @@ def test_odd_rules_from_the_tz_database_are_kept():
     assert at(Zone("AAA0BBB,59/0,300/0"), 1709164800000, 1709164800000 - 1) == [60, 0]
 
 
+def test_a_summer_all_year_rule_is_summer_in_the_first_hours_of_a_year_too():
+    # RFC 8536's example: summer from January 1st 00:00 to December 31st 25:00; the hours to
+    # the year's start rule read winter
+    z = Zone("EST5EDT4,0/0,J365/25")
+    assert at(z, 1735689600000, 1735707600000 - 1, 1751328000000) == [-240, -240, -240]
+
+
 def test_a_rule_that_is_not_one_is_refused_saying_where():
     for bad, says in (("", "expected text"), (None, "expected text"),
                       ("CE-1", "a zone name of at least 3 letters at character 1"),
