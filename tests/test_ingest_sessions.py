@@ -53,6 +53,28 @@ def persistent_broker(mosquitto_factory):
                              extra_conf="max_queued_messages 0")
 
 
+def reference_batches(device, hours=2, change=None):
+    """(schema, [batch]) of the reference printer's readings through the real encoder; change(p)
+    edits the compiled profile first (another schema)."""
+    profile, errors = compile_profile("examples/reference-printer.yaml")
+    assert not errors
+    if change is not None:
+        change(profile)
+    return encode(profile, [json.dumps(r) for r in reference.readings(hours=hours)], device)
+
+
+def ingest_once(broker, path, client_id, then=lambda: None):
+    """An ingest of client_id on the file at path, started, then() (what is published while it
+    runs), idle again, stopped: its stats."""
+    i = Ingest("127.0.0.1", broker.port, str(path), client_id=client_id).start()
+    try:
+        then()
+        assert i.wait_idle(30, quiet=1.5)
+        return i.stats()
+    finally:
+        i.stop()
+
+
 def test_tether_ingest_defaults_to_plain_subscriptions_and_a_persistent_session():
     parser = argparse.ArgumentParser()
     ingest_cmd.add_command(parser.add_subparsers())
@@ -65,10 +87,7 @@ def test_tether_ingest_defaults_to_plain_subscriptions_and_a_persistent_session(
 
 def test_the_default_ingest_loses_nothing_across_three_broker_restarts(persistent_broker,
                                                                       tmp_path):
-    profile, errors = compile_profile("examples/reference-printer.yaml")
-    assert not errors
-    lines = [json.dumps(r) for r in reference.readings(hours=2)]
-    schema, batches = encode(profile, lines, "r1")
+    schema, batches = reference_batches("r1")
     i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / "f.sqlite"),
                client_id="ingest-restarts").start()
     try:
@@ -160,24 +179,14 @@ def test_a_resumed_session_is_not_sent_the_fleets_retained_messages_again(persis
                                                                            tmp_path):
     # Subscribed again, the broker sent every retained schema and status again on top of what
     # the session had queued: past its max_queued_messages it dropped live batches behind them
-    profile, errors = compile_profile("examples/reference-printer.yaml")
-    assert not errors
-    lines = [json.dumps(r) for r in reference.readings(hours=2)]
-    schema, batches = encode(profile, lines, "r1")
+    schema, batches = reference_batches("r1")
     publish = Publisher(persistent_broker.port)
     publish.schema("r1", schema)
     for n in range(50):
         publish("tether/v1/s%d/status" % n, b"online", retain=True)
 
     def run(db, then):
-        i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / db),
-                   client_id="ingest-retained").start()
-        try:
-            then()
-            assert i.wait_idle(30, quiet=1.5)
-            return i.stats()
-        finally:
-            i.stop()
+        return ingest_once(persistent_broker, tmp_path / db, "ingest-retained", then)
 
     first = run("f.sqlite", lambda: publish.batches("r1", batches[:3]))
     assert (first["schemas"], first["status"], first["batches"]) == (1, 50, 3)
@@ -196,20 +205,13 @@ def test_a_first_connect_with_no_session_says_whose_session_the_broker_may_still
         persistent_broker, tmp_path, caplog):
     # An ingest restarted under another default id (an sslmode added to --db, a new host name)
     # left the broker queuing the fleet for the old one, and said nothing
-    profile, errors = compile_profile("examples/reference-printer.yaml")
-    assert not errors
-    schema, batches = encode(profile, [json.dumps(r) for r in reference.readings(hours=1)], "r1")
+    schema, batches = reference_batches("r1", hours=1)
     publish = Publisher(persistent_broker.port)
     publish.schema("r1", schema)
 
     def run(client_id, part):
-        i = Ingest("127.0.0.1", persistent_broker.port, str(tmp_path / "f.sqlite"),
-                   client_id=client_id).start()
-        try:
-            publish.batches("r1", batches[2 * part:2 * part + 2])
-            assert i.wait_idle(30, quiet=1.0)
-        finally:
-            i.stop()
+        ingest_once(persistent_broker, tmp_path / "f.sqlite", client_id,
+                    lambda: publish.batches("r1", batches[2 * part:2 * part + 2]))
 
     caplog.set_level("WARNING", logger="tether.ingest")
     run("ingest-old", 0)
@@ -244,28 +246,16 @@ def test_a_batch_held_in_a_resumed_session_gets_its_devices_retained_schema(pers
     # A database restored from a backup lacks a schema whose message went to the one before;
     # a resumed session takes no retained schemas again: the device's batches were held for
     # good. Its schema topic alone is subscribed, and the broker sends its retained schema.
-    import copy
     import shutil
-    profile, errors = compile_profile("examples/reference-printer.yaml")
-    assert not errors
-    other = copy.deepcopy(profile)
-    other["sensors"][0]["resolution"] = [1, -2]          # another schema
-    lines = [json.dumps(r) for r in reference.readings(hours=1)]
-    schema1, batches1 = encode(profile, lines, "r1")
-    schema2, batches2 = encode(other, lines, "r2")
+    schema1, batches1 = reference_batches("r1", hours=1)
+    schema2, batches2 = reference_batches(              # another schema
+        "r2", hours=1, change=lambda p: p["sensors"][0].update(resolution=[1, -2]))
     assert schema1.to_cbor() != schema2.to_cbor()
     publish = Publisher(persistent_broker.port)
     path = tmp_path / "f.sqlite"
 
-    def run(then):
-        i = Ingest("127.0.0.1", persistent_broker.port, str(path),
-                   client_id="ingest-restored").start()
-        try:
-            then()
-            assert i.wait_idle(30, quiet=1.5)
-            return i.stats()
-        finally:
-            i.stop()
+    def run(then=lambda: None):
+        return ingest_once(persistent_broker, path, "ingest-restored", then)
 
     publish.schema("r1", schema1)
     run(lambda: publish.batches("r1", batches1[:2]))
@@ -274,7 +264,7 @@ def test_a_batch_held_in_a_resumed_session_gets_its_devices_retained_schema(pers
     run(lambda: publish.batches("r2", batches2[:2]))
     shutil.copy(tmp_path / "backup.sqlite", path)      # restored: r2's schema is not in it
     publish.batches("r2", batches2[2:4])               # queued in its session
-    stats = run(lambda: None)
+    stats = run()
     assert summary(str(path))["r2"]["batches"] == 2 and stats["held"] == 0, stats
     publish.close()
 

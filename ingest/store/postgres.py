@@ -259,27 +259,7 @@ CREATE VIEW readings AS
     SELECT p.device, r.t_ms, p.channel, r.value, p.seq, r.text
     FROM readings_packed p CROSS JOIN LATERAL unnest(p.t_ms, p.value, p.text)
          AS r (t_ms, value, text);
--- Drops the partitions (or hypertable chunks) of readings_packed wholly before before_ms;
--- returns how many partitions went.
-CREATE FUNCTION tether_drop_readings(before_ms bigint) RETURNS integer
-LANGUAGE plpgsql AS $$
-DECLARE
-    p record;
-    n integer := 0;
-BEGIN
-    IF (SELECT readings FROM tether_layout) = 'hypertable' THEN
-        EXECUTE 'SELECT count(*) FROM drop_chunks(''readings_packed'', older_than => $1)'
-            INTO n USING before_ms;
-        RETURN n;
-    END IF;
-    PERFORM pg_advisory_xact_lock({partition_lock});
-    FOR p IN SELECT name FROM reading_partitions WHERE t_to <= before_ms LOOP
-        EXECUTE format('DROP TABLE IF EXISTS %I', p.name);
-        DELETE FROM reading_partitions WHERE name = p.name;
-        n := n + 1;
-    END LOOP;
-    RETURN n;
-END $$;
+-- tether_drop_readings(before_ms) is made by the migrations (DROP_READINGS), in its newest form
 """
 
 # channel_batches over `source` (a relation aliased p): a row's first, lowest, highest and last
@@ -1049,8 +1029,7 @@ def setup(conn, url, timeout):
             if timescaledb(conn, url, timeout):
                 mode = "hypertable"
             _script(conn, SCHEMA_SQL.format(
-                packed_options="PARTITION BY RANGE (t_first)" if mode == "partitions" else "",
-                partition_lock=PARTITION_LOCK))
+                packed_options="PARTITION BY RANGE (t_first)" if mode == "partitions" else ""))
             if mode == "hypertable":
                 conn.execute("SELECT create_hypertable('readings_packed', 't_first', "
                              "chunk_time_interval => %s::bigint)", (DAY_MS,))
